@@ -1,0 +1,1 @@
+"""Application actors: they import `orchestrator` only."""

@@ -1,0 +1,1 @@
+"""The command line: Typer parsing, wiring the real edges, exit codes."""
