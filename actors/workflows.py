@@ -1,0 +1,650 @@
+"""The two workflows a chat runs: single mode and plan mode.
+
+This module owns the sequencing of the roles, not their transport. A workflow is a plain
+``async`` function that the chat actor awaits inside the cancel scope of the running request;
+it talks to Codex only through the narrow `RoleRunner` port, tells the user where it is through
+`PhaseReporter`, and hands one `RoleTrace` per role run to a synchronous trace callback.
+
+- **Single mode** (`run_single`): one developer run. It continues the conversation's developer
+  thread (``codex-reply`` semantics: the runner gets the thread id and its worker) until ``/new``
+  clears it.
+- **Plan mode** (`run_plan`): the selector (fresh thread every request) answers
+  ``{"route": ..., "reason": ...}``; route ``single`` runs single mode. Otherwise the planner
+  (fresh thread, read-only) writes a numbered plan, shown to the user; the developer (the
+  conversation's developer thread, continued across rounds) carries it out; the reviewer (its
+  own thread, continued across the rounds of this request) answers
+  ``{"verdict": ..., "feedback": ...}``. On ``changes`` the developer continues its thread with
+  the feedback. After `MAX_REVIEW_ROUNDS` unapproved rounds the workflow stops and says so.
+
+Failures and cancellation:
+
+- A `RoleFailed` outcome ends the workflow at once with a `WorkflowResult` whose text names the
+  phase (and round), and a trace line with outcome ``failed``.
+- Cancellation is the caller's: when the chat cancels the scope (``/cancel``, shutdown),
+  `trio.Cancelled` propagates out of the runner and out of the workflow unchanged. The role run
+  in flight is traced as ``cancelled`` on the way out; nothing else is attempted.
+- An exception from the runner (a bug, not a Codex failure) is traced as ``crashed`` and
+  propagates to the chat actor's supervisor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final, Protocol, TypeAlias, assert_never
+
+import trio
+
+from orchestrator.workflow_messages import (
+    MAX_REVIEW_ROUNDS,
+    Mode,
+    Phase,
+    Role,
+    RoleFailed,
+    RoleInstructions,
+    RoleOutcome,
+    RoleSucceeded,
+    RoleTrace,
+    SelectorDecision,
+    TokenUsage,
+    TraceOutcome,
+    Verdict,
+    WorkflowResult,
+    decode_review_answer,
+    decode_selector_answer,
+    extract_files_changed,
+    merge_files_changed,
+)
+
+__all__ = [
+    "PHASE_PLAN",
+    "PhaseReporter",
+    "RoleRunner",
+    "TraceSink",
+    "run_plan",
+    "run_single",
+    "run_workflow",
+]
+
+PHASE_PLAN: Final = "plan"
+"""Reporter phase name that carries the planner's plan in `detail`, to be shown to the user as
+its own message (every other phase name is a progress line such as ``developing round 2``)."""
+
+UNREADABLE_SELECTOR: Final = "the selector's answer was unreadable, so: the full plan"
+"""Progress detail when the selector's answer could not be read (its text goes to the trace)."""
+
+TRACE_DETAIL_LIMIT: Final = 300
+"""Characters of detail per trace line: enough for a reason or an error, never a whole body."""
+
+
+class RoleRunner(Protocol):
+    """The port through which a workflow runs one role on Codex.
+
+    The adapter (in the chat actor) turns a call into a worker-pool run request: a fresh
+    ``codex`` call when `thread_id` is None, else ``codex-reply`` on that thread, on the worker
+    `worker_id` that hosts it. `instructions` go to ``developer-instructions`` on a fresh thread
+    (``codex-reply`` cannot change them). The adapter should run roles in `READ_ONLY_ROLES`
+    with sandbox ``read-only``. Cancelling the caller's scope must cancel the run and propagate
+    `trio.Cancelled`.
+    """
+
+    async def run_role(
+        self,
+        role: Role,
+        prompt: str,
+        *,
+        thread_id: str | None,
+        worker_id: int | None,
+        instructions: str,
+    ) -> RoleOutcome:
+        """Run `role` with `prompt` and return how it went."""
+        ...
+
+
+class PhaseReporter(Protocol):
+    """The port through which a workflow tells the user where it is.
+
+    Names: ``selecting``, ``planning``, `PHASE_PLAN` (detail: the plan text, shown as its own
+    message), ``developing`` (single mode), ``developing round K``, ``reviewing round K``.
+    `detail` is a short line for the progress message (a reason, the reviewer's feedback), or "".
+    """
+
+    async def phase(self, name: str, detail: str) -> None:
+        """Report that the workflow entered phase `name`."""
+        ...
+
+
+TraceSink: TypeAlias = Callable[[RoleTrace], None]
+"""Receives one `RoleTrace` per role run. Synchronous, so it also works on the way out of a
+cancelled scope: the adapter must not block (``send_nowait`` to the tracer, shedding when full)."""
+
+
+def _clip(text: str, limit: int = TRACE_DETAIL_LIMIT) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@dataclass
+class _Ledger:
+    """One workflow's bookkeeping: runs roles, traces them, sums their usage."""
+
+    runner: RoleRunner
+    trace: TraceSink
+    instructions: RoleInstructions
+    usage: TokenUsage = field(default_factory=TokenUsage)
+
+    async def run(
+        self,
+        role: Role,
+        prompt: str,
+        *,
+        round_number: int | None,
+        thread_id: str | None,
+        worker_id: int | None,
+        describe: Callable[[str], tuple[str, bool]],
+    ) -> RoleOutcome:
+        """Run one role and trace it; `describe` gives a success's (detail, malformed)."""
+        started = trio.current_time()
+
+        def record(
+            outcome: TraceOutcome,
+            *,
+            detail: str = "",
+            malformed: bool = False,
+            thread: str | None = thread_id,
+            worker: int | None = worker_id,
+            usage: TokenUsage | None = None,
+        ) -> None:
+            self.trace(
+                RoleTrace(
+                    role=role,
+                    round=round_number,
+                    started_at=started,
+                    duration=trio.current_time() - started,
+                    outcome=outcome,
+                    thread_id=thread,
+                    worker_id=worker,
+                    detail=_clip(detail),
+                    malformed=malformed,
+                    usage=usage or TokenUsage(),
+                )
+            )
+
+        try:
+            result = await self.runner.run_role(
+                role,
+                prompt,
+                thread_id=thread_id,
+                worker_id=worker_id,
+                instructions=self.instructions.for_role(role),
+            )
+        except trio.Cancelled:
+            record("cancelled")
+            raise
+        except Exception as error:
+            record("crashed", detail=type(error).__name__)
+            raise
+        match result:
+            case RoleSucceeded():
+                self.usage += result.usage
+                detail, malformed = describe(result.text)
+                record(
+                    "succeeded",
+                    detail=detail,
+                    malformed=malformed,
+                    thread=result.thread_id,
+                    worker=result.worker_id,
+                    usage=result.usage,
+                )
+            case RoleFailed():
+                record(
+                    "failed",
+                    detail=f"{result.failure}: {result.message}",
+                    thread=result.thread_id or thread_id,
+                    worker=result.worker_id,
+                )
+            case _:
+                assert_never(result)
+        return result
+
+
+def _describe_developer(text: str) -> tuple[str, bool]:
+    files = extract_files_changed(text)
+    return (f"files changed: {', '.join(files)}" if files else "no files reported", False)
+
+
+def _describe_plan(text: str) -> tuple[str, bool]:
+    steps = sum(1 for line in text.splitlines() if line.lstrip()[:1].isdigit())
+    return (f"plan with {steps} numbered lines", False)
+
+
+def _describe_selector(text: str) -> tuple[str, bool]:
+    decision = decode_selector_answer(text)
+    return (f"route {decision.route}: {decision.reason}", decision.malformed)
+
+
+def _describe_review(text: str) -> tuple[str, bool]:
+    verdict = decode_review_answer(text)
+    return (f"{verdict.verdict}: {verdict.feedback}", verdict.malformed)
+
+
+def _phase_label(phase: Phase, round_number: int | None) -> str:
+    return phase if round_number is None else f"{phase} (round {round_number})"
+
+
+def _failure(
+    *,
+    mode: Mode,
+    phase: Phase,
+    round_number: int | None,
+    failure: RoleFailed,
+    ledger: _Ledger,
+    developer_thread_id: str | None,
+    developer_worker_id: int | None,
+    files_changed: tuple[str, ...] = (),
+    selector: SelectorDecision | None = None,
+    plan: str | None = None,
+    verdict: Verdict | None = None,
+) -> WorkflowResult:
+    error = f"{failure.message} ({failure.failure})"
+    lines = [f"{mode.capitalize()} mode failed while {_phase_label(phase, round_number)}: {error}"]
+    if files_changed:
+        lines.append("Files changed before the failure: " + ", ".join(files_changed))
+    lines.append("Nothing else was run. Send the request again, or /new to start over.")
+    return WorkflowResult(
+        text="\n".join(lines),
+        mode_used=mode,
+        verdict=verdict,
+        rounds_used=round_number or 0,
+        files_changed=files_changed,
+        developer_thread_id=developer_thread_id,
+        developer_worker_id=developer_worker_id,
+        usage=ledger.usage,
+        selector=selector,
+        plan=plan,
+        failed_phase=phase,
+        error=error,
+    )
+
+
+async def _single(
+    prompt: str,
+    *,
+    ledger: _Ledger,
+    reporter: PhaseReporter,
+    thread_id: str | None,
+    worker_id: int | None,
+    selector: SelectorDecision | None,
+) -> WorkflowResult:
+    detail = f"selector chose single: {selector.reason}" if selector is not None else ""
+    await reporter.phase("developing", detail)
+    outcome = await ledger.run(
+        "developer",
+        prompt,
+        round_number=1,
+        thread_id=thread_id,
+        worker_id=worker_id,
+        describe=_describe_developer,
+    )
+    match outcome:
+        case RoleFailed():
+            return _failure(
+                mode="single",
+                phase="developing",
+                round_number=1,
+                failure=outcome,
+                ledger=ledger,
+                developer_thread_id=thread_id,
+                developer_worker_id=worker_id,
+                selector=selector,
+            )
+        case RoleSucceeded():
+            return WorkflowResult(
+                text=outcome.text,
+                mode_used="single",
+                rounds_used=1,
+                files_changed=merge_files_changed(
+                    outcome.files_changed, extract_files_changed(outcome.text)
+                ),
+                developer_thread_id=outcome.thread_id,
+                developer_worker_id=outcome.worker_id,
+                usage=ledger.usage,
+                selector=selector,
+            )
+        case _:
+            assert_never(outcome)
+
+
+async def run_single(
+    prompt: str,
+    *,
+    runner: RoleRunner,
+    reporter: PhaseReporter,
+    trace: TraceSink,
+    instructions: RoleInstructions,
+    thread_id: str | None = None,
+    worker_id: int | None = None,
+) -> WorkflowResult:
+    """Run single mode: one developer run on the conversation's developer thread.
+
+    Args:
+        prompt: The user's request.
+        runner: Runs roles on Codex.
+        reporter: Receives the phase (``developing``).
+        trace: Receives the developer run's trace line.
+        instructions: Every role's instructions (the developer's are used).
+        thread_id: The conversation's developer thread to continue, or None for a fresh one.
+        worker_id: The worker hosting `thread_id`.
+
+    Returns:
+        The developer's text as the final message, with its thread, worker, usage and files.
+
+    Raises:
+        trio.Cancelled: The caller's scope was cancelled; never swallowed.
+    """
+    ledger = _Ledger(runner=runner, trace=trace, instructions=instructions)
+    return await _single(
+        prompt,
+        ledger=ledger,
+        reporter=reporter,
+        thread_id=thread_id,
+        worker_id=worker_id,
+        selector=None,
+    )
+
+
+def _selector_prompt(prompt: str) -> str:
+    return (
+        "Decide how to handle this request. Answer only with the JSON object "
+        '{"route": "single"|"plan", "reason": "..."}.\n\nRequest:\n' + prompt
+    )
+
+
+def _planner_prompt(prompt: str) -> str:
+    return "Write the numbered plan for this request. Do not edit any file.\n\nRequest:\n" + prompt
+
+
+def _developer_prompt(prompt: str, plan: str) -> str:
+    return (
+        "Carry out this request, following the plan below. When done, report what you did and "
+        'end with the "Files changed:" list.\n\n'
+        f"Request:\n{prompt}\n\nPlan:\n{plan}"
+    )
+
+
+def _developer_feedback_prompt(feedback: str, finished_round: int, max_rounds: int) -> str:
+    return (
+        f"The reviewer asked for changes (review round {finished_round} of {max_rounds}). "
+        'Address every point, then report again, ending with the "Files changed:" list '
+        "(all files changed for this request so far).\n\n"
+        f"Reviewer feedback:\n{feedback}"
+    )
+
+
+_VERDICT_REMINDER: Final = (
+    "Inspect the working tree yourself (git status, git diff), then answer only with the JSON "
+    'object {"verdict": "approved"|"changes", "feedback": "..."}.'
+)
+
+
+def _reviewer_prompt(prompt: str, plan: str, report: str) -> str:
+    return (
+        "Review the developer's work on this request.\n\n"
+        f"Request:\n{prompt}\n\nPlan:\n{plan}\n\nDeveloper's report:\n{report}\n\n"
+        + _VERDICT_REMINDER
+    )
+
+
+def _reviewer_again_prompt(report: str, round_number: int) -> str:
+    return (
+        f"The developer has worked on your feedback. This is review round {round_number}.\n\n"
+        f"Developer's report:\n{report}\n\n" + _VERDICT_REMINDER
+    )
+
+
+def _plan_summary(
+    *,
+    verdict: Verdict,
+    feedback: str,
+    rounds: int,
+    max_rounds: int,
+    files: tuple[str, ...],
+    report: str,
+) -> str:
+    if verdict == "approved":
+        head = f"Plan mode: approved by the reviewer in round {rounds} of {max_rounds}."
+        review = f"Reviewer: {feedback}" if feedback else ""
+    else:
+        head = (
+            f"Plan mode: not approved after {rounds} review rounds (the limit); stopped there. "
+            "Check the changes yourself, or send a follow-up."
+        )
+        review = f"Last reviewer feedback:\n{feedback}"
+    parts = [head]
+    if review:
+        parts.append(review)
+    parts.append("Files changed: " + (", ".join(files) if files else "none reported"))
+    parts.append(f"Developer's report (round {rounds}):\n{report}")
+    return "\n\n".join(parts)
+
+
+async def run_plan(
+    prompt: str,
+    *,
+    runner: RoleRunner,
+    reporter: PhaseReporter,
+    trace: TraceSink,
+    instructions: RoleInstructions,
+    thread_id: str | None = None,
+    worker_id: int | None = None,
+    max_review_rounds: int = MAX_REVIEW_ROUNDS,
+) -> WorkflowResult:
+    """Run plan mode: selector → planner → developer ⇄ reviewer (at most `max_review_rounds`).
+
+    Args:
+        prompt: The user's request.
+        runner: Runs roles on Codex.
+        reporter: Receives ``selecting``, ``planning``, the plan (`PHASE_PLAN`),
+            ``developing round K`` and ``reviewing round K``.
+        trace: Receives one line per role run (selector and planner with round None).
+        instructions: Every role's instructions.
+        thread_id: The conversation's developer thread to continue, or None for a fresh one.
+        worker_id: The worker hosting `thread_id`.
+        max_review_rounds: Review rounds before stopping unapproved.
+
+    Returns:
+        The result; on route ``single`` the single-mode result with the selector's decision.
+
+    Raises:
+        trio.Cancelled: The caller's scope was cancelled; never swallowed.
+    """
+    if max_review_rounds < 1:
+        raise ValueError(f"max_review_rounds must be at least 1, got {max_review_rounds}")
+    ledger = _Ledger(runner=runner, trace=trace, instructions=instructions)
+
+    await reporter.phase("selecting", "")
+    selected = await ledger.run(
+        "selector",
+        _selector_prompt(prompt),
+        round_number=None,
+        thread_id=None,
+        worker_id=None,
+        describe=_describe_selector,
+    )
+    if isinstance(selected, RoleFailed):
+        return _failure(
+            mode="plan",
+            phase="selecting",
+            round_number=None,
+            failure=selected,
+            ledger=ledger,
+            developer_thread_id=thread_id,
+            developer_worker_id=worker_id,
+        )
+    decision = decode_selector_answer(selected.text)
+    if decision.route == "single":
+        return await _single(
+            prompt,
+            ledger=ledger,
+            reporter=reporter,
+            thread_id=thread_id,
+            worker_id=worker_id,
+            selector=decision,
+        )
+
+    await reporter.phase("planning", UNREADABLE_SELECTOR if decision.malformed else decision.reason)
+    planned = await ledger.run(
+        "planner",
+        _planner_prompt(prompt),
+        round_number=None,
+        thread_id=None,
+        worker_id=None,
+        describe=_describe_plan,
+    )
+    if isinstance(planned, RoleSucceeded) and not planned.text.strip():
+        planned = RoleFailed(
+            failure="empty_plan",
+            message="the planner returned an empty plan",
+            worker_id=planned.worker_id,
+            thread_id=planned.thread_id,
+        )
+    if isinstance(planned, RoleFailed):
+        return _failure(
+            mode="plan",
+            phase="planning",
+            round_number=None,
+            failure=planned,
+            ledger=ledger,
+            developer_thread_id=thread_id,
+            developer_worker_id=worker_id,
+            selector=decision,
+        )
+    plan = planned.text.strip()
+    await reporter.phase(PHASE_PLAN, plan)
+
+    developer_thread, developer_worker = thread_id, worker_id
+    reviewer_thread: str | None = None
+    reviewer_worker: int | None = None
+    files: tuple[str, ...] = ()
+    developer_prompt = _developer_prompt(prompt, plan)
+    feedback = ""
+    round_number = 0
+    while True:
+        round_number += 1
+        await reporter.phase(f"developing round {round_number}", feedback)
+        developed = await ledger.run(
+            "developer",
+            developer_prompt,
+            round_number=round_number,
+            thread_id=developer_thread,
+            worker_id=developer_worker,
+            describe=_describe_developer,
+        )
+        if isinstance(developed, RoleFailed):
+            return _failure(
+                mode="plan",
+                phase="developing",
+                round_number=round_number,
+                failure=developed,
+                ledger=ledger,
+                developer_thread_id=developer_thread,
+                developer_worker_id=developer_worker,
+                files_changed=files,
+                selector=decision,
+                plan=plan,
+                verdict="changes" if round_number > 1 else None,
+            )
+        developer_thread, developer_worker = developed.thread_id, developed.worker_id
+        report = developed.text.strip()
+        files = merge_files_changed(
+            files, developed.files_changed, extract_files_changed(developed.text)
+        )
+
+        await reporter.phase(f"reviewing round {round_number}", "")
+        reviewer_prompt = (
+            _reviewer_prompt(prompt, plan, report)
+            if reviewer_thread is None
+            else _reviewer_again_prompt(report, round_number)
+        )
+        reviewed = await ledger.run(
+            "reviewer",
+            reviewer_prompt,
+            round_number=round_number,
+            thread_id=reviewer_thread,
+            worker_id=reviewer_worker,
+            describe=_describe_review,
+        )
+        if isinstance(reviewed, RoleFailed):
+            return _failure(
+                mode="plan",
+                phase="reviewing",
+                round_number=round_number,
+                failure=reviewed,
+                ledger=ledger,
+                developer_thread_id=developer_thread,
+                developer_worker_id=developer_worker,
+                files_changed=files,
+                selector=decision,
+                plan=plan,
+            )
+        reviewer_thread, reviewer_worker = reviewed.thread_id, reviewed.worker_id
+        verdict = decode_review_answer(reviewed.text)
+        if verdict.verdict == "approved" or round_number >= max_review_rounds:
+            return WorkflowResult(
+                text=_plan_summary(
+                    verdict=verdict.verdict,
+                    feedback=verdict.feedback,
+                    rounds=round_number,
+                    max_rounds=max_review_rounds,
+                    files=files,
+                    report=report,
+                ),
+                mode_used="plan",
+                verdict=verdict.verdict,
+                rounds_used=round_number,
+                files_changed=files,
+                developer_thread_id=developer_thread,
+                developer_worker_id=developer_worker,
+                usage=ledger.usage,
+                selector=decision,
+                plan=plan,
+            )
+        feedback = verdict.feedback
+        developer_prompt = _developer_feedback_prompt(feedback, round_number, max_review_rounds)
+
+
+async def run_workflow(
+    prompt: str,
+    *,
+    mode: Mode,
+    runner: RoleRunner,
+    reporter: PhaseReporter,
+    trace: TraceSink,
+    instructions: RoleInstructions,
+    thread_id: str | None = None,
+    worker_id: int | None = None,
+) -> WorkflowResult:
+    """Run the workflow of `mode` (the chat's ``/mode``); see `run_single` and `run_plan`."""
+    match mode:
+        case "single":
+            return await run_single(
+                prompt,
+                runner=runner,
+                reporter=reporter,
+                trace=trace,
+                instructions=instructions,
+                thread_id=thread_id,
+                worker_id=worker_id,
+            )
+        case "plan":
+            return await run_plan(
+                prompt,
+                runner=runner,
+                reporter=reporter,
+                trace=trace,
+                instructions=instructions,
+                thread_id=thread_id,
+                worker_id=worker_id,
+            )
+        case _:
+            assert_never(mode)

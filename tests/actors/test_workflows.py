@@ -1,0 +1,614 @@
+"""Single and plan workflows against a scripted fake RoleRunner, in virtual time.
+
+Every test runs under ``autojump_clock`` with a ``trio.fail_after`` ceiling, so a deadlock fails
+at once. The fake runner "takes" `LATENCY` seconds of virtual time per role run (Codex latency,
+not synchronisation); tests synchronise on the runner's per-call Events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import pytest
+import trio
+
+from actors.workflows import PHASE_PLAN, run_plan, run_single, run_workflow
+from orchestrator.prompts import load_instructions
+from orchestrator.workflow_messages import (
+    Role,
+    RoleFailed,
+    RoleInstructions,
+    RoleOutcome,
+    RoleSucceeded,
+    RoleTrace,
+    TokenUsage,
+    WorkflowResult,
+)
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+LATENCY = 2.0
+CEILING = 600.0
+
+INSTRUCTIONS = RoleInstructions(
+    selector="I-selector", planner="I-planner", developer="I-developer", reviewer="I-reviewer"
+)
+SINGLE = '{"route": "single", "reason": "one-line fix"}'
+PLAN = '```json\n{"route": "plan", "reason": "several files"}\n```'
+THE_PLAN = "1. Add the flag in cli.py.\n2. Test it in test_cli.py."
+APPROVED = '{"verdict": "approved", "feedback": "correct and tested"}'
+
+
+def changes(n: int) -> str:
+    return f'{{"verdict": "changes", "feedback": "fix number {n}"}}'
+
+
+def report(*files: str) -> str:
+    listing = "\n".join(f"- {name}" for name in files) or "- none"
+    return f"Did the work.\n\nFiles changed:\n{listing}\n"
+
+
+@dataclass
+class Call:
+    role: Role
+    prompt: str
+    thread_id: str | None
+    worker_id: int | None
+    instructions: str
+
+
+@dataclass
+class FakeRunner:
+    """Scripted RoleRunner: per role, a list of answers (text, a ready outcome, or an error)."""
+
+    script: dict[Role, list[str | RoleOutcome | Exception]]
+    calls: list[Call] = field(default_factory=list)
+    cancelled: list[Role] = field(default_factory=list)
+    started: dict[tuple[Role, int], trio.Event] = field(default_factory=dict)
+    counts: dict[Role, int] = field(default_factory=dict)
+
+    def started_event(self, role: Role, nth: int) -> trio.Event:
+        return self.started.setdefault((role, nth), trio.Event())
+
+    def calls_of(self, role: Role) -> list[Call]:
+        return [call for call in self.calls if call.role == role]
+
+    async def run_role(
+        self,
+        role: Role,
+        prompt: str,
+        *,
+        thread_id: str | None,
+        worker_id: int | None,
+        instructions: str,
+    ) -> RoleOutcome:
+        nth = self.counts.get(role, 0) + 1
+        self.counts[role] = nth
+        self.calls.append(Call(role, prompt, thread_id, worker_id, instructions))
+        self.started_event(role, nth).set()
+        try:
+            await trio.sleep(LATENCY)
+        except trio.Cancelled:
+            self.cancelled.append(role)
+            raise
+        answer = self.script[role][nth - 1]
+        if isinstance(answer, Exception):
+            raise answer
+        if isinstance(answer, RoleSucceeded | RoleFailed):
+            return answer
+        return RoleSucceeded(
+            text=answer,
+            thread_id=thread_id or f"{role}-thread-{nth}",
+            worker_id=worker_id if worker_id is not None else 7,
+            usage=TokenUsage(input_tokens=8, output_tokens=2, total_tokens=10),
+        )
+
+
+@dataclass
+class FakeReporter:
+    phases: list[tuple[str, str]] = field(default_factory=list)
+
+    async def phase(self, name: str, detail: str) -> None:
+        self.phases.append((name, detail))
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.phases]
+
+
+@dataclass
+class Harness:
+    runner: FakeRunner
+    reporter: FakeReporter = field(default_factory=FakeReporter)
+    traces: list[RoleTrace] = field(default_factory=list)
+
+    async def plan(self, prompt: str = "add a --verbose flag", **kwargs: object) -> WorkflowResult:
+        with trio.fail_after(CEILING):
+            return await run_plan(
+                prompt,
+                runner=self.runner,
+                reporter=self.reporter,
+                trace=self.traces.append,
+                instructions=kwargs.pop("instructions", INSTRUCTIONS),  # type: ignore[arg-type]
+                **kwargs,  # type: ignore[arg-type]
+            )
+
+    async def single(self, prompt: str = "fix the typo", **kwargs: object) -> WorkflowResult:
+        with trio.fail_after(CEILING):
+            return await run_single(
+                prompt,
+                runner=self.runner,
+                reporter=self.reporter,
+                trace=self.traces.append,
+                instructions=INSTRUCTIONS,
+                **kwargs,  # type: ignore[arg-type]
+            )
+
+    def trace_keys(self) -> list[tuple[str, int | None, str]]:
+        return [(line.role, line.round, line.outcome) for line in self.traces]
+
+
+# --- single mode ------------------------------------------------------------------------------
+
+
+async def test_single_mode_continues_the_conversations_developer_thread(autojump_clock):
+    harness = Harness(FakeRunner({"developer": [report("a.py")]}))
+    result = await harness.single(thread_id="dev-t0", worker_id=3)
+
+    [call] = harness.runner.calls
+    assert (call.role, call.prompt, call.thread_id, call.worker_id) == (
+        "developer",
+        "fix the typo",
+        "dev-t0",
+        3,
+    )
+    assert call.instructions == "I-developer"
+    assert harness.reporter.names() == ["developing"]
+    assert result.mode_used == "single"
+    assert result.text == report("a.py")
+    assert result.verdict is None
+    assert result.rounds_used == 1
+    assert result.files_changed == ("a.py",)
+    assert (result.developer_thread_id, result.developer_worker_id) == ("dev-t0", 3)
+    assert result.usage.total_tokens == 10
+    assert result.ok
+    assert harness.trace_keys() == [("developer", 1, "succeeded")]
+    assert harness.traces[0].duration == pytest.approx(LATENCY)
+    assert harness.traces[0].detail == "files changed: a.py"
+
+
+async def test_single_mode_fresh_thread_reports_the_new_thread(autojump_clock):
+    harness = Harness(FakeRunner({"developer": ["answer"]}))
+    result = await harness.single()
+    assert harness.runner.calls[0].thread_id is None
+    assert (result.developer_thread_id, result.developer_worker_id) == ("developer-thread-1", 7)
+    assert result.files_changed == ()
+
+
+async def test_files_reported_by_patch_events_are_merged_with_the_text(autojump_clock):
+    outcome = RoleSucceeded(
+        text=report("b.py", "a.py"), thread_id="t", worker_id=1, files_changed=("a.py", "c.py")
+    )
+    harness = Harness(FakeRunner({"developer": [outcome]}))
+    result = await harness.single()
+    assert result.files_changed == ("a.py", "c.py", "b.py")
+
+
+# --- plan mode: routes ------------------------------------------------------------------------
+
+
+async def test_selector_choosing_single_runs_one_developer(autojump_clock):
+    harness = Harness(FakeRunner({"selector": [SINGLE], "developer": [report("README.md")]}))
+    result = await harness.plan(thread_id="dev-t0", worker_id=2)
+
+    assert [call.role for call in harness.runner.calls] == ["selector", "developer"]
+    selector, developer = harness.runner.calls
+    assert (selector.thread_id, selector.worker_id) == (None, None)
+    assert selector.instructions == "I-selector"
+    assert "add a --verbose flag" in selector.prompt
+    assert developer.prompt == "add a --verbose flag"
+    assert (developer.thread_id, developer.worker_id) == ("dev-t0", 2)
+    assert harness.reporter.phases == [
+        ("selecting", ""),
+        ("developing", "selector chose single: one-line fix"),
+    ]
+    assert result.mode_used == "single"
+    assert result.selector is not None
+    assert (result.selector.route, result.selector.malformed) == ("single", False)
+    assert result.files_changed == ("README.md",)
+    assert result.usage.total_tokens == 20
+    assert harness.trace_keys() == [
+        ("selector", None, "succeeded"),
+        ("developer", 1, "succeeded"),
+    ]
+    assert harness.traces[0].detail == "route single: one-line fix"
+
+
+async def test_selector_choosing_plan_and_approval_in_round_one(autojump_clock):
+    harness = Harness(
+        FakeRunner(
+            {
+                "selector": [PLAN],
+                "planner": [THE_PLAN],
+                "developer": [report("cli.py", "test_cli.py")],
+                "reviewer": [APPROVED],
+            }
+        )
+    )
+    result = await harness.plan(thread_id="dev-t0", worker_id=2)
+
+    runner = harness.runner
+    assert [call.role for call in runner.calls] == ["selector", "planner", "developer", "reviewer"]
+    _, planner, developer, reviewer = runner.calls
+    assert (planner.thread_id, planner.worker_id, planner.instructions) == (None, None, "I-planner")
+    assert "add a --verbose flag" in planner.prompt
+    assert (developer.thread_id, developer.worker_id) == ("dev-t0", 2)
+    assert THE_PLAN in developer.prompt
+    assert "add a --verbose flag" in developer.prompt
+    assert (reviewer.thread_id, reviewer.worker_id, reviewer.instructions) == (
+        None,
+        None,
+        "I-reviewer",
+    )
+    assert THE_PLAN in reviewer.prompt
+    assert "Files changed:" in reviewer.prompt
+    assert "git diff" in reviewer.prompt
+
+    assert harness.reporter.phases == [
+        ("selecting", ""),
+        ("planning", "several files"),
+        (PHASE_PLAN, THE_PLAN),
+        ("developing round 1", ""),
+        ("reviewing round 1", ""),
+    ]
+    assert result.mode_used == "plan"
+    assert result.verdict == "approved"
+    assert result.rounds_used == 1
+    assert result.plan == THE_PLAN
+    assert result.files_changed == ("cli.py", "test_cli.py")
+    assert (result.developer_thread_id, result.developer_worker_id) == ("dev-t0", 2)
+    assert result.usage == TokenUsage(input_tokens=32, output_tokens=8, total_tokens=40)
+    assert result.ok
+    assert "approved by the reviewer in round 1 of 3" in result.text
+    assert "Reviewer: correct and tested" in result.text
+    assert "Files changed: cli.py, test_cli.py" in result.text
+    assert "Did the work." in result.text
+    assert harness.trace_keys() == [
+        ("selector", None, "succeeded"),
+        ("planner", None, "succeeded"),
+        ("developer", 1, "succeeded"),
+        ("reviewer", 1, "succeeded"),
+    ]
+    # Durations and start times come from the trio clock: one LATENCY per run, back to back.
+    starts = [line.started_at - harness.traces[0].started_at for line in harness.traces]
+    assert starts == pytest.approx([0.0, LATENCY, 2 * LATENCY, 3 * LATENCY])
+    assert all(line.duration == pytest.approx(LATENCY) for line in harness.traces)
+    assert harness.traces[3].detail == "approved: correct and tested"
+
+
+async def test_malformed_selector_output_goes_to_plan_and_is_flagged(autojump_clock):
+    harness = Harness(
+        FakeRunner(
+            {
+                "selector": ["Probably simple enough, single mode."],
+                "planner": [THE_PLAN],
+                "developer": [report("a.py")],
+                "reviewer": [APPROVED],
+            }
+        )
+    )
+    result = await harness.plan()
+    assert result.mode_used == "plan"
+    assert result.selector is not None
+    assert result.selector.route == "plan"
+    assert result.selector.malformed is True
+    assert harness.traces[0].role == "selector"
+    assert harness.traces[0].malformed is True
+    assert harness.traces[0].detail.startswith("route plan: selector unreadable answer")
+    assert [line.malformed for line in harness.traces[1:]] == [False, False, False]
+    assert ("planning", "the selector's answer was unreadable, so: the full plan") in (
+        harness.reporter.phases
+    )
+    assert result.verdict == "approved"
+
+
+# --- plan mode: review rounds -----------------------------------------------------------------
+
+
+async def test_three_rounds_of_changes_then_a_stop(autojump_clock):
+    harness = Harness(
+        FakeRunner(
+            {
+                "selector": [PLAN],
+                "planner": [THE_PLAN],
+                "developer": [report("a.py"), report("a.py", "b.py"), report("c.py")],
+                "reviewer": [changes(1), changes(2), changes(3)],
+            }
+        )
+    )
+    result = await harness.plan(thread_id=None)
+
+    runner = harness.runner
+    assert len(runner.calls_of("developer")) == 3
+    assert len(runner.calls_of("reviewer")) == 3
+    first, second, third = runner.calls_of("developer")
+    # The developer continues its own thread across rounds, with the feedback as the prompt.
+    assert first.thread_id is None
+    assert (second.thread_id, second.worker_id) == ("developer-thread-1", 7)
+    assert (third.thread_id, third.worker_id) == ("developer-thread-1", 7)
+    assert "fix number 1" in second.prompt
+    assert "review round 1 of 3" in second.prompt
+    assert "fix number 2" in third.prompt
+    # The reviewer continues its own thread too.
+    reviews = runner.calls_of("reviewer")
+    assert [call.thread_id for call in reviews] == [None, "reviewer-thread-1", "reviewer-thread-1"]
+    assert "review round 2" in reviews[1].prompt
+    assert '"verdict"' in reviews[2].prompt
+
+    assert harness.reporter.names()[3:] == [
+        "developing round 1",
+        "reviewing round 1",
+        "developing round 2",
+        "reviewing round 2",
+        "developing round 3",
+        "reviewing round 3",
+    ]
+    assert ("developing round 2", "fix number 1") in harness.reporter.phases
+    assert result.verdict == "changes"
+    assert result.rounds_used == 3
+    assert result.ok
+    assert result.files_changed == ("a.py", "b.py", "c.py")
+    assert "not approved after 3 review rounds" in result.text
+    assert "fix number 3" in result.text
+    assert [(line.role, line.round) for line in harness.traces[2:]] == [
+        ("developer", 1),
+        ("reviewer", 1),
+        ("developer", 2),
+        ("reviewer", 2),
+        ("developer", 3),
+        ("reviewer", 3),
+    ]
+
+
+async def test_changes_then_approval_in_round_two(autojump_clock):
+    harness = Harness(
+        FakeRunner(
+            {
+                "selector": [PLAN],
+                "planner": [THE_PLAN],
+                "developer": [report("a.py"), report("a.py", "t.py")],
+                "reviewer": [changes(1), APPROVED],
+            }
+        )
+    )
+    result = await harness.plan()
+    assert result.verdict == "approved"
+    assert result.rounds_used == 2
+    assert result.files_changed == ("a.py", "t.py")
+    assert "approved by the reviewer in round 2 of 3" in result.text
+
+
+async def test_malformed_reviewer_output_means_one_more_round_with_its_text(autojump_clock):
+    harness = Harness(
+        FakeRunner(
+            {
+                "selector": [PLAN],
+                "planner": [THE_PLAN],
+                "developer": [report("a.py"), report("a.py")],
+                "reviewer": ["Mostly fine but the docstring is missing.", APPROVED],
+            }
+        )
+    )
+    result = await harness.plan()
+    second = harness.runner.calls_of("developer")[1]
+    assert "the docstring is missing" in second.prompt
+    reviewer_traces = [line for line in harness.traces if line.role == "reviewer"]
+    assert [line.malformed for line in reviewer_traces] == [True, False]
+    assert result.verdict == "approved"
+    assert result.rounds_used == 2
+
+
+async def test_malformed_reviewer_output_in_the_last_round_is_not_an_approval(autojump_clock):
+    harness = Harness(
+        FakeRunner(
+            {
+                "selector": [PLAN],
+                "planner": [THE_PLAN],
+                "developer": [report("a.py")],
+                "reviewer": ['{"verdict": "ok"}'],
+            }
+        )
+    )
+    result = await harness.plan(max_review_rounds=1)
+    assert result.verdict == "changes"
+    assert result.rounds_used == 1
+    assert "not approved after 1 review rounds" in result.text
+    assert "could not be read" in result.text
+
+
+async def test_review_round_limit_must_be_positive(autojump_clock):
+    harness = Harness(FakeRunner({}))
+    with pytest.raises(ValueError, match="max_review_rounds"):
+        await harness.plan(max_review_rounds=0)
+    assert harness.runner.calls == []
+
+
+# --- failures ---------------------------------------------------------------------------------
+
+FULL_SCRIPT: dict[Role, list[str | RoleOutcome | Exception]] = {
+    "selector": [PLAN],
+    "planner": [THE_PLAN],
+    "developer": [report("a.py"), report("b.py")],
+    "reviewer": [changes(1), APPROVED],
+}
+
+
+@pytest.mark.parametrize(
+    ("role", "nth", "phase", "label", "calls_made"),
+    [
+        ("selector", 1, "selecting", "while selecting:", 1),
+        ("planner", 1, "planning", "while planning:", 2),
+        ("developer", 1, "developing", "while developing (round 1):", 3),
+        ("reviewer", 1, "reviewing", "while reviewing (round 1):", 4),
+        ("developer", 2, "developing", "while developing (round 2):", 5),
+        ("reviewer", 2, "reviewing", "while reviewing (round 2):", 6),
+    ],
+)
+async def test_failure_in_each_phase_ends_with_a_clear_message(
+    autojump_clock, role, nth, phase, label, calls_made
+):
+    script = {key: list(value) for key, value in FULL_SCRIPT.items()}
+    script[role][nth - 1] = RoleFailed(
+        failure="tool_error", message="unexpected status 401", worker_id=4
+    )
+    harness = Harness(FakeRunner(script))
+    result = await harness.plan(thread_id="dev-t0", worker_id=2)
+
+    assert len(harness.runner.calls) == calls_made
+    assert result.failed_phase == phase
+    assert not result.ok
+    assert result.error == "unexpected status 401 (tool_error)"
+    assert result.text.startswith(f"Plan mode failed {label} unexpected status 401")
+    assert result.mode_used == "plan"
+    last = harness.traces[-1]
+    assert (last.role, last.outcome, last.worker_id) == (role, "failed", 4)
+    assert last.detail == "tool_error: unexpected status 401"
+    assert len(harness.traces) == calls_made
+    if (role, nth) == ("developer", 2):
+        # Work from round 1 is kept and reported; the developer thread survives for next time.
+        assert result.files_changed == ("a.py",)
+        assert "a.py" in result.text
+        assert result.developer_thread_id == "dev-t0"
+        assert result.verdict == "changes"
+    if role in ("selector", "planner"):
+        assert result.rounds_used == 0
+        assert (result.developer_thread_id, result.developer_worker_id) == ("dev-t0", 2)
+
+
+async def test_failure_in_single_mode_names_the_phase(autojump_clock):
+    failed = RoleFailed(failure="worker_died", message="worker 1 exited")
+    harness = Harness(FakeRunner({"developer": [failed]}))
+    result = await harness.single(thread_id="dev-t0", worker_id=1)
+    assert result.failed_phase == "developing"
+    assert result.text.startswith("Single mode failed while developing (round 1): worker 1 exited")
+    assert (result.developer_thread_id, result.developer_worker_id) == ("dev-t0", 1)
+    assert harness.trace_keys() == [("developer", 1, "failed")]
+
+
+async def test_empty_plan_is_a_planning_failure(autojump_clock):
+    harness = Harness(FakeRunner({"selector": [PLAN], "planner": ["  \n"]}))
+    result = await harness.plan()
+    assert result.failed_phase == "planning"
+    assert "empty plan" in result.text
+    assert PHASE_PLAN not in harness.reporter.names()
+    assert len(harness.runner.calls) == 2
+
+
+async def test_a_runner_crash_is_traced_and_propagates(autojump_clock):
+    harness = Harness(FakeRunner({"selector": [PLAN], "planner": [RuntimeError("adapter bug")]}))
+    with pytest.raises(RuntimeError, match="adapter bug"):
+        await harness.plan()
+    assert harness.trace_keys()[-1] == ("planner", None, "crashed")
+    assert harness.traces[-1].detail == "RuntimeError"
+
+
+# --- cancellation -----------------------------------------------------------------------------
+
+
+async def cancel_during(
+    harness: Harness, role: Role, nth: int, *, mode: str
+) -> tuple[bool, trio.CancelScope]:
+    """Start the workflow, cancel its scope once `role`'s `nth` run is in flight."""
+    propagated = False
+    with trio.fail_after(CEILING), trio.CancelScope() as scope:
+
+        async def cancel_when_started() -> None:
+            await harness.runner.started_event(role, nth).wait()
+            scope.cancel()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(cancel_when_started)
+            try:
+                if mode == "plan":
+                    await harness.plan(thread_id="dev-t0", worker_id=2)
+                else:
+                    await harness.single(thread_id="dev-t0", worker_id=2)
+            except trio.Cancelled:
+                propagated = True
+                raise
+    return propagated, scope
+
+
+@pytest.mark.parametrize(
+    ("role", "nth", "phase"),
+    [
+        ("selector", 1, "selecting"),
+        ("planner", 1, "planning"),
+        ("developer", 1, "developing round 1"),
+        ("reviewer", 1, "reviewing round 1"),
+        ("developer", 2, "developing round 2"),
+        ("reviewer", 2, "reviewing round 2"),
+    ],
+)
+async def test_cancel_in_each_phase_propagates(autojump_clock, role, nth, phase):
+    harness = Harness(FakeRunner({key: list(value) for key, value in FULL_SCRIPT.items()}))
+    propagated, scope = await cancel_during(harness, role, nth, mode="plan")
+
+    assert propagated, "trio.Cancelled was swallowed by the workflow"
+    assert scope.cancelled_caught
+    assert harness.runner.cancelled == [role]
+    assert harness.runner.calls[-1].role == role
+    assert harness.reporter.names()[-1] == phase
+    last = harness.traces[-1]
+    assert (last.role, last.outcome) == (role, "cancelled")
+    assert last.round == (None if role in ("selector", "planner") else nth)
+    assert [line.outcome for line in harness.traces[:-1]] == ["succeeded"] * (
+        len(harness.traces) - 1
+    )
+
+
+async def test_cancel_in_single_mode_propagates(autojump_clock):
+    harness = Harness(FakeRunner({"developer": [report("a.py")]}))
+    propagated, scope = await cancel_during(harness, "developer", 1, mode="single")
+    assert propagated
+    assert scope.cancelled_caught
+    assert harness.runner.cancelled == ["developer"]
+    assert harness.trace_keys() == [("developer", 1, "cancelled")]
+    assert harness.traces[0].thread_id == "dev-t0"
+
+
+# --- dispatch and instructions ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("mode", "roles"), [("single", ["developer"]), ("plan", ["selector"])])
+async def test_run_workflow_dispatches_on_the_mode(autojump_clock, mode, roles):
+    runner = FakeRunner({"developer": ["done"], "selector": [SINGLE]})
+    reporter = FakeReporter()
+    with trio.fail_after(CEILING):
+        result = await run_workflow(
+            "do it",
+            mode=mode,
+            runner=runner,
+            reporter=reporter,
+            trace=lambda line: None,
+            instructions=INSTRUCTIONS,
+        )
+    assert [call.role for call in runner.calls][: len(roles)] == roles
+    assert result.mode_used == "single"
+    assert (result.selector is None) == (mode == "single")
+
+
+async def test_instruction_overrides_reach_their_role_only(autojump_clock, tmp_path: Path):
+    override = tmp_path / "reviewer.md"
+    override.write_text("Review like a hawk. Answer JSON only.", encoding="utf-8")
+    instructions = load_instructions({"reviewer": override}, system_prompt="Project rules.")
+    harness = Harness(FakeRunner({key: list(value) for key, value in FULL_SCRIPT.items()}))
+    await harness.plan(instructions=instructions)
+
+    by_role = {call.role: call.instructions for call in harness.runner.calls}
+    assert by_role["reviewer"] == "Project rules.\n\n---\n\nReview like a hawk. Answer JSON only."
+    assert by_role["developer"].startswith("Project rules.")
+    assert "Files changed:" in by_role["developer"]
+    assert '"route"' in by_role["selector"]
+    assert "numbered plan" in by_role["planner"]
