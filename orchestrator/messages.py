@@ -1,0 +1,445 @@
+"""The in-process messages actors exchange, one tagged union per inbox.
+
+Data flows one way (DESIGN.md): poller → router → chat → worker pool → chat → sender, and
+every actor → tracer. Each inbox has a frozen, tagged msgspec union here; actors dispatch on it
+with ``match`` and end with ``assert_never``.
+
+Envelopes that carry a reply channel (`CodexRunRequest`, `ApprovalRequest`) are plain frozen
+Structs that are never encoded: msgspec would encode a channel as ``{}``. Log their payloads.
+
+Inboxes and their unions:
+
+- router: `RouterMsg` from the poller (`InboundMessage`, `InboundCallback`,
+  `BotMembershipChanged`) and `SessionEnded` from chat actors on a separate unbounded
+  control channel (it closes the router ↔ chat cycle).
+- sender: `SenderMsg` (`SendReply`, `UpdateLive`, `CloseLive`, `SendChatAction`,
+  `AnswerCallback`, `ChatReactivated`).
+- worker pool: `CodexRunRequest` (a `CodexJob` plus its progress, approval and reply channels).
+- tracer: `TraceRecord`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal, TypeAlias
+
+import msgspec
+
+from orchestrator.workflow_messages import TokenUsage
+
+if TYPE_CHECKING:
+    import trio
+
+__all__ = [
+    "AgentMessageDelta",
+    "AnswerCallback",
+    "ApprovalAsk",
+    "ApprovalDecision",
+    "ApprovalPolicy",
+    "ApprovalRequest",
+    "BotMembershipChanged",
+    "Button",
+    "ChatReactivated",
+    "ChatType",
+    "CloseLive",
+    "CodexJob",
+    "CodexNotice",
+    "CodexProgress",
+    "CodexRunRequest",
+    "CommandFinished",
+    "CommandStarted",
+    "InboundCallback",
+    "InboundMessage",
+    "JobDone",
+    "JobFailed",
+    "JobFailure",
+    "JobOutcome",
+    "Keyboard",
+    "PatchApplied",
+    "RouterMsg",
+    "RunStarted",
+    "Sandbox",
+    "SendChatAction",
+    "SendReply",
+    "SenderMsg",
+    "SessionEnded",
+    "SessionKey",
+    "ThreadMoved",
+    "TokenCount",
+    "TraceRecord",
+    "WaitingForWorker",
+]
+
+
+class SessionKey(msgspec.Struct, frozen=True):
+    """Whose conversation this is: one chat actor and one session file per key.
+
+    `thread_id` is the forum topic (``message_thread_id`` of a topic message), else None.
+    """
+
+    chat_id: int
+    user_id: int
+    thread_id: int | None = None
+
+    def file_stem(self) -> str:
+        """``{chatId}-{userId}``, plus ``-t{threadId}`` for a forum topic."""
+        stem = f"{self.chat_id}-{self.user_id}"
+        return stem if self.thread_id is None else f"{stem}-t{self.thread_id}"
+
+
+# --------------------------------------------------------------------------- router inbox
+
+ChatType: TypeAlias = Literal["private", "group", "supergroup", "channel"]
+
+
+class _RouterBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
+    """Base of the router's inbox messages."""
+
+
+class InboundMessage(_RouterBase, frozen=True, kw_only=True, tag="message"):
+    """A decoded message or edited message from Telegram, as the poller hands it over.
+
+    `text` is the message text or the media caption; None when there is neither (a sticker,
+    a photo without caption). `command` is set when the text starts with a ``bot_command``
+    entity addressed to us: lower-case, without ``/`` and ``@OurBot``; `command_args` is the
+    rest of the text, stripped. `user_id` is None for anonymous admins and channel posts.
+    """
+
+    update_id: int
+    chat_id: int
+    chat_type: ChatType
+    message_id: int
+    user_id: int | None
+    user_is_bot: bool = False
+    thread_id: int | None = None
+    text: str | None = None
+    command: str | None = None
+    command_args: str = ""
+    edited: bool = False
+    content_kind: str = "text"
+    date: int = 0
+
+
+class InboundCallback(_RouterBase, frozen=True, kw_only=True, tag="callback"):
+    """An inline-button press (``callback_query``). Must always get an `AnswerCallback`."""
+
+    update_id: int
+    callback_query_id: str
+    chat_id: int
+    chat_type: ChatType
+    user_id: int
+    message_id: int | None
+    data: str
+    thread_id: int | None = None
+
+
+class BotMembershipChanged(_RouterBase, frozen=True, kw_only=True, tag="membership"):
+    """``my_chat_member``: the bot was blocked, unblocked, added or removed in a chat."""
+
+    update_id: int
+    chat_id: int
+    status: str
+
+
+RouterMsg: TypeAlias = InboundMessage | InboundCallback | BotMembershipChanged
+
+
+class SessionEnded(msgspec.Struct, frozen=True, kw_only=True):
+    """Chat → router control message: the chat actor for `key` has stopped.
+
+    `generation` identifies which incarnation ended, so a late notice never removes a newer
+    actor. Sent on an unbounded channel: it closes the router ↔ chat cycle.
+    """
+
+    key: SessionKey
+    generation: int
+    reason: Literal["idle", "crashed", "stopped"]
+
+
+# --------------------------------------------------------------------------- sender inbox
+
+
+class Button(msgspec.Struct, frozen=True):
+    """One inline keyboard button; `callback_data` is at most 64 bytes (Telegram's limit)."""
+
+    text: str
+    callback_data: str
+
+
+Keyboard: TypeAlias = tuple[tuple[Button, ...], ...]
+"""Rows of inline buttons; ``()`` for none."""
+
+
+class _SenderBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
+    """Base of the sender's inbox messages."""
+
+
+class SendReply(_SenderBase, frozen=True, kw_only=True, tag="reply"):
+    """A message that must arrive: a final result, a command answer, a notice.
+
+    Never dropped, never coalesced. `markdown` is Codex-style markdown that the sender renders
+    to Telegram HTML and splits into chunks (or sends as a ``.md`` document when too long);
+    with `plain` it is sent as escaped text instead.
+    """
+
+    chat_id: int
+    markdown: str
+    thread_id: int | None = None
+    reply_to_message_id: int | None = None
+    keyboard: Keyboard = ()
+    plain: bool = False
+    document_name: str = "reply.md"
+
+
+class UpdateLive(_SenderBase, frozen=True, kw_only=True, tag="live"):
+    """Create or edit the live message `slot` of a chat (progress, an approval prompt).
+
+    The first one for a slot sends a message; later ones edit it. Pending updates of the same
+    slot coalesce: only the newest text is sent. `text` is plain text (the sender escapes it).
+    """
+
+    chat_id: int
+    slot: str
+    text: str
+    thread_id: int | None = None
+    keyboard: Keyboard = ()
+
+
+class CloseLive(_SenderBase, frozen=True, kw_only=True, tag="close_live"):
+    """Close the live message `slot`: edit it to `final_text` without buttons, or delete it.
+
+    Delivered like a `SendReply` (never dropped); pending updates of the slot are discarded.
+    """
+
+    chat_id: int
+    slot: str
+    final_text: str | None = None
+    delete: bool = False
+
+
+class SendChatAction(_SenderBase, frozen=True, kw_only=True, tag="chat_action"):
+    """Best-effort ``sendChatAction`` (typing); dropped when the chat is rate limited."""
+
+    chat_id: int
+    thread_id: int | None = None
+    action: str = "typing"
+
+
+class AnswerCallback(_SenderBase, frozen=True, kw_only=True, tag="answer_callback"):
+    """``answerCallbackQuery``: stops the button's spinner; `text` shows as a toast."""
+
+    callback_query_id: str
+    text: str = ""
+    show_alert: bool = False
+
+
+class ChatReactivated(_SenderBase, frozen=True, kw_only=True, tag="reactivated"):
+    """The user unblocked the bot (or wrote again): sending to `chat_id` may resume."""
+
+    chat_id: int
+
+
+SenderMsg: TypeAlias = (
+    SendReply | UpdateLive | CloseLive | SendChatAction | AnswerCallback | ChatReactivated
+)
+
+
+# --------------------------------------------------------------------------- codex runs
+
+Sandbox: TypeAlias = Literal["read-only", "workspace-write", "danger-full-access"]
+ApprovalPolicy: TypeAlias = Literal["on-request", "never"]
+ApprovalDecision: TypeAlias = Literal["approved", "approved_for_session", "denied"]
+
+
+class CodexJob(msgspec.Struct, frozen=True, kw_only=True):
+    """One Codex call a chat asks the worker pool for.
+
+    With `thread_id` None the pool starts a fresh thread (``codex`` tool) on the least-loaded
+    worker. Otherwise it continues that thread (``codex-reply``) on `worker_id`, which hosts
+    it; if that worker is gone, or stays busy longer than the affinity wait, the pool starts a
+    fresh thread elsewhere with `context_preamble` put before `prompt`, and reports `moved`.
+
+    `conversation` is the affinity key (a `SessionKey.file_stem`); `developer_instructions`
+    apply to fresh threads only (``codex-reply`` cannot change them).
+    """
+
+    conversation: str
+    prompt: str
+    cwd: str
+    sandbox: Sandbox = "workspace-write"
+    approval_policy: ApprovalPolicy = "on-request"
+    model: str = ""
+    developer_instructions: str = ""
+    thread_id: str | None = None
+    worker_id: int | None = None
+    context_preamble: str = ""
+
+
+class _ProgressBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
+    """Base of the progress events a run streams to its chat."""
+
+
+class WaitingForWorker(_ProgressBase, frozen=True, kw_only=True, tag="waiting"):
+    """The conversation's worker is busy with another conversation; the run waits its turn."""
+
+    worker_id: int | None = None
+
+
+class RunStarted(_ProgressBase, frozen=True, kw_only=True, tag="started"):
+    """The call went out on `worker_id` (Codex ``task_started``)."""
+
+    worker_id: int
+
+
+class ThreadMoved(_ProgressBase, frozen=True, kw_only=True, tag="moved"):
+    """The conversation continues on a fresh thread with a context preamble (say so once)."""
+
+    reason: str
+
+
+class AgentMessageDelta(_ProgressBase, frozen=True, kw_only=True, tag="delta"):
+    """A piece of the agent's message as it streams."""
+
+    text: str
+
+
+class CommandStarted(_ProgressBase, frozen=True, kw_only=True, tag="exec_begin"):
+    """Codex started a shell command."""
+
+    command: str
+    cwd: str = ""
+
+
+class CommandFinished(_ProgressBase, frozen=True, kw_only=True, tag="exec_end"):
+    """A shell command ended."""
+
+    command: str
+    exit_code: int | None = None
+
+
+class PatchApplied(_ProgressBase, frozen=True, kw_only=True, tag="patch"):
+    """Codex applied (or failed to apply) a patch to `files`."""
+
+    files: tuple[str, ...] = ()
+    success: bool = True
+
+
+class TokenCount(_ProgressBase, frozen=True, kw_only=True, tag="tokens"):
+    """Token usage so far in this run."""
+
+    usage: TokenUsage
+
+
+class CodexNotice(_ProgressBase, frozen=True, kw_only=True, tag="notice"):
+    """A warning, stream error ("Reconnecting...") or error event from Codex."""
+
+    level: Literal["warning", "stream_error", "error"]
+    message: str
+
+
+CodexProgress: TypeAlias = (
+    WaitingForWorker
+    | RunStarted
+    | ThreadMoved
+    | AgentMessageDelta
+    | CommandStarted
+    | CommandFinished
+    | PatchApplied
+    | TokenCount
+    | CodexNotice
+)
+
+
+class ApprovalAsk(msgspec.Struct, frozen=True, kw_only=True):
+    """What Codex asks permission for, read from the raw ``elicitation/create`` params."""
+
+    kind: Literal["exec", "patch"]
+    message: str
+    command: str = ""
+    cwd: str = ""
+    changes: tuple[str, ...] = ()
+    worker_id: int = 0
+
+
+class ApprovalRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """Envelope: an `ApprovalAsk` and the one-shot channel for the decision (never encoded).
+
+    The chat answers with ``send_nowait`` exactly once; a closed channel counts as denied.
+    """
+
+    ask: ApprovalAsk
+    reply_to: trio.MemorySendChannel[ApprovalDecision]
+
+
+class JobDone(msgspec.Struct, frozen=True, kw_only=True, tag=True, tag_field="kind"):
+    """Codex answered: `text` is the tool result (the last agent message)."""
+
+    text: str
+    thread_id: str
+    worker_id: int
+    usage: TokenUsage = TokenUsage()
+    moved: bool = False
+
+
+JobFailure: TypeAlias = Literal[
+    "codex_error", "worker_died", "timeout", "stalled", "no_worker", "cancelled"
+]
+
+
+class JobFailed(msgspec.Struct, frozen=True, kw_only=True, tag=True, tag_field="kind"):
+    """The run did not produce an answer; `message` is fit to show the user."""
+
+    failure: JobFailure
+    message: str
+    worker_id: int | None = None
+    thread_id: str | None = None
+
+
+JobOutcome: TypeAlias = JobDone | JobFailed
+
+
+class CodexRunRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """Envelope sent to the worker pool (never encoded).
+
+    Progress is lossy: the pool uses ``send_nowait`` on `progress` and drops an event when
+    the chat is behind. Approvals block the run until the chat answers. `reply_to` gets
+    exactly one `JobOutcome`; if it closes without one, the worker died.
+    """
+
+    job: CodexJob
+    progress: trio.MemorySendChannel[CodexProgress]
+    approvals: trio.MemorySendChannel[ApprovalRequest]
+    reply_to: trio.MemorySendChannel[JobOutcome]
+
+
+# --------------------------------------------------------------------------- tracer
+
+
+class TraceRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One line of ``traces/{yyyy-mm-dd}.jsonl`` (the tracer adds ``ts`` and ``v``).
+
+    Schema: docs/traces.md. `event` is one of: update, command, refusal, queued, run_start,
+    run_end, role, cancel, approval, error, session_reset, session_corrupt, delivery,
+    chat_inactive, worker. Message bodies appear only in `preview`, cut to the configured
+    length; the bot token never appears.
+    """
+
+    event: str
+    chat_id: int | None = None
+    user_id: int | None = None
+    thread_id: int | None = None
+    update_id: int | None = None
+    command: str | None = None
+    mode: str | None = None
+    profile: str | None = None
+    role: str | None = None
+    round: int | None = None
+    worker: int | None = None
+    codex_thread: str | None = None
+    duration_ms: float | None = None
+    input_tokens: int | None = None
+    cached_input_tokens: int | None = None
+    output_tokens: int | None = None
+    total_tokens: int | None = None
+    outcome: str | None = None
+    detail: str | None = None
+    preview: str | None = None
