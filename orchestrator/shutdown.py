@@ -1,0 +1,130 @@
+"""Graceful shutdown: one controller, driven by signals in production and by tests directly.
+
+The first SIGINT/SIGTERM sets `ShutdownController.requested` (drain: stop intake, let runs
+finish within the drain grace); a second one forces: the root scope is cancelled and the
+process exits with 128 + signal number. Everything below the signal watcher depends only on
+the controller's events, never on signals, so tests trigger a drain with `request()`.
+
+`run_root` maps how the tree ended to the process exit code:
+
+- 0: the tree finished after a requested drain (or on its own);
+- 1: a supervisor escalated (`RestartIntensityExceeded`) or an unexpected error escaped;
+- 128 + signum: forced by a second signal.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from typing import TYPE_CHECKING, Final, final
+
+import trio
+
+from orchestrator.errors import RestartIntensityExceeded
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+__all__ = [
+    "EXIT_ESCALATED",
+    "EXIT_OK",
+    "ShutdownController",
+    "exit_code_for",
+    "run_root",
+    "watch_signals",
+]
+
+logger: Final = logging.getLogger(__name__)
+
+EXIT_OK: Final = 0
+EXIT_ESCALATED: Final = 1
+
+HANDLED_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
+
+
+@final
+class ShutdownController:
+    """Shared shutdown state: `requested` (drain) and the forcing signal, if any.
+
+    The root passes the controller to the actors that take part in the drain; they wait on
+    `requested` and never look at signals themselves.
+    """
+
+    def __init__(self) -> None:
+        self.requested = trio.Event()
+        self.forced_by: int | None = None
+        self._root_scope: trio.CancelScope | None = None
+
+    def request(self, reason: str = "requested") -> None:
+        """Start a graceful drain (idempotent)."""
+        if not self.requested.is_set():
+            logger.warning("shutting down (%s): draining; send the signal again to force", reason)
+            self.requested.set()
+
+    def force(self, signum: int) -> None:
+        """Cancel the root scope now; the exit code becomes 128 + `signum`."""
+        logger.warning("forced shutdown by signal %d", signum)
+        self.forced_by = signum
+        self.requested.set()
+        if self._root_scope is not None:
+            self._root_scope.cancel()
+
+    def bind_root(self, scope: trio.CancelScope) -> None:
+        """Tell the controller which scope `force` cancels."""
+        self._root_scope = scope
+
+
+async def watch_signals(
+    controller: ShutdownController,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """The signal adapter: first SIGINT/SIGTERM drains, a second one forces.
+
+    Runs until cancelled. Must run in the main thread (trio's signal rule).
+    """
+    with trio.open_signal_receiver(*HANDLED_SIGNALS) as signals:
+        task_status.started()
+        async for signum in signals:
+            if controller.requested.is_set():
+                controller.force(signum)
+            else:
+                controller.request(signal.Signals(signum).name)
+
+
+def exit_code_for(error: BaseException | None, controller: ShutdownController) -> int:
+    """The process exit code for how the root ended (see the module docstring)."""
+    if controller.forced_by is not None:
+        return 128 + controller.forced_by
+    if error is None:
+        return EXIT_OK
+    return EXIT_ESCALATED
+
+
+async def run_root(
+    body: Callable[[ShutdownController], Awaitable[None]],
+    controller: ShutdownController,
+    *,
+    with_signals: bool = True,
+) -> int:
+    """Run `body(controller)` under the signal watcher and return the exit code.
+
+    `body` should return once a requested drain is complete. An escalation
+    (`RestartIntensityExceeded`) or any other error ends the run with exit code 1, logged.
+    """
+    error: BaseException | None = None
+    with trio.CancelScope() as root_scope:
+        controller.bind_root(root_scope)
+        try:
+            async with trio.open_nursery() as nursery:
+                if with_signals:
+                    await nursery.start(watch_signals, controller)
+                await body(controller)
+                nursery.cancel_scope.cancel()
+        except* RestartIntensityExceeded as group:
+            error = group.exceptions[0]
+            logger.critical("a supervisor gave up: %s", error)
+        except* Exception as group:
+            error = group.exceptions[0]
+            logger.critical("the bot stopped on an unexpected error", exc_info=error)
+    return exit_code_for(error, controller)

@@ -1,0 +1,213 @@
+"""Restart supervision: one_for_one restarts with capped, jittered backoff and an intensity limit.
+
+Neither trio nor the libraries we use have supervisors, so this module owns the policy
+(`RestartPolicy`), the description of a child (`ChildSpec`) and the restart loop around one
+child (`supervise_one`). one_for_one over several children is `supervise`: one loop per child
+in a shared nursery. one_for_all is what a plain trio nursery already does.
+
+Rules (Erlang/OTP supervisor principles, STYLE.md §2.6):
+
+- Only `Exception` counts as a crash. `trio.Cancelled` and `KeyboardInterrupt` pass through.
+- A crash is recorded at `trio.current_time()`; crashes older than `period` are forgotten.
+  More than `intensity` crashes inside the window → `RestartIntensityExceeded`, chained from
+  the last error, which makes the parent nursery cancel its siblings (escalation).
+- Between restarts the loop sleeps ``min(backoff_max, backoff_initial * multiplier**n)``
+  scaled by jitter from an injected `random.Random`; a run that lasted at least `period`
+  resets the backoff.
+- ``permanent`` children always restart; ``transient`` ones stay down after a clean return;
+  ``temporary`` ones never restart (a crash is reported, then the loop returns).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Final, Literal, Protocol
+
+import msgspec
+import trio
+
+from orchestrator.errors import RestartIntensityExceeded
+
+if TYPE_CHECKING:
+    import random
+
+__all__ = [
+    "ChildRun",
+    "ChildSpec",
+    "CrashHandler",
+    "Restart",
+    "RestartPolicy",
+    "backoff_delay",
+    "supervise",
+    "supervise_one",
+]
+
+logger: Final = logging.getLogger(__name__)
+
+Restart = Literal["permanent", "transient", "temporary"]
+
+
+class ChildRun(Protocol):
+    """A child's body: runs until done, calls ``task_status.started()`` when ready."""
+
+    def __call__(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> Awaitable[None]:
+        """Run the child once."""
+        ...
+
+
+CrashHandler = Callable[[str, Exception, int], None]
+"""Called with (child name, error, restart number) after each crash, before the backoff."""
+
+
+class RestartPolicy(msgspec.Struct, frozen=True, kw_only=True):
+    """How a supervisor restarts a child.
+
+    Attributes:
+        intensity: crashes tolerated within `period`; one more escalates.
+        period: the sliding window, in seconds.
+        backoff_initial: the first delay before a restart, in seconds.
+        backoff_max: the cap on the delay.
+        multiplier: growth of the delay per consecutive crash.
+        jitter: fraction of the delay that is random (0 = none, 1 = full jitter).
+    """
+
+    intensity: int = 5
+    period: float = 60.0
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+    multiplier: float = 2.0
+    jitter: float = 0.5
+
+
+class ChildSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """A supervised child: its name (for logs and errors), body and restart type."""
+
+    name: str
+    run: ChildRun
+    restart: Restart = "permanent"
+
+
+def backoff_delay(policy: RestartPolicy, attempt: int, rng: random.Random) -> float:
+    """The delay before restart number `attempt` (0-based), capped and jittered.
+
+    With jitter j the delay is uniform in ``[(1 - j) * d, d]`` where d is the capped
+    exponential delay, so it never exceeds `backoff_max` and never drops below
+    ``(1 - j) * backoff_initial``.
+    """
+    capped = min(policy.backoff_max, policy.backoff_initial * policy.multiplier**attempt)
+    return capped * (1.0 - policy.jitter * rng.random())
+
+
+async def supervise_one(
+    spec: ChildSpec,
+    policy: RestartPolicy,
+    *,
+    rng: random.Random,
+    on_crash: CrashHandler | None = None,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run `spec` and restart it according to `policy` until it may stay down.
+
+    Reports started once the child's first incarnation has started. A crash of the first
+    incarnation before it started propagates at once (the caller's ``nursery.start`` fails),
+    so a broken child cannot be mistaken for a started one.
+
+    Raises:
+        RestartIntensityExceeded: more than ``policy.intensity`` crashes within
+            ``policy.period``; chained from the last crash.
+    """
+    crash_times: deque[float] = deque()
+    attempt = 0
+    status = _ForwardingStatus(task_status)
+    while True:
+        run_began = trio.current_time()
+        try:
+            await spec.run(task_status=status)
+        except Exception as error:
+            if not status.has_started:
+                raise
+            now = trio.current_time()
+            if now - run_began >= policy.period:
+                attempt = 0
+            crash_times.append(now)
+            while crash_times and now - crash_times[0] > policy.period:
+                crash_times.popleft()
+            logger.error(
+                "%s crashed (%d within %g s): %r",
+                spec.name,
+                len(crash_times),
+                policy.period,
+                error,
+                exc_info=error,
+            )
+            if on_crash is not None:
+                on_crash(spec.name, error, attempt + 1)
+            if spec.restart == "temporary":
+                return
+            if len(crash_times) > policy.intensity:
+                raise RestartIntensityExceeded(
+                    spec.name, len(crash_times), policy.period
+                ) from error
+            await trio.sleep(backoff_delay(policy, attempt, rng))
+            attempt += 1
+            continue
+        # A child that returns without calling started() has still run: release the caller.
+        status.started()
+        if spec.restart != "permanent":
+            return
+        attempt = 0
+        logger.warning("%s returned; restarting it (permanent)", spec.name)
+
+
+class _ForwardingStatus:
+    """Forwards the first incarnation's ``started()`` to the supervisor's caller.
+
+    Later incarnations call ``started()`` too; those calls are absorbed, because the caller
+    of `supervise_one` was told once. `has_started` lets the loop tell a child that failed to
+    start (propagate at once) from one that crashed while serving (restart).
+    """
+
+    def __init__(self, outer: trio.TaskStatus[None]) -> None:
+        self._outer = outer
+        self.has_started = False
+
+    def started(self, value: None = None) -> None:
+        """Record the start; forward it to the outer status the first time only."""
+        if not self.has_started:
+            self.has_started = True
+            self._outer.started()
+
+
+async def supervise(
+    specs: Sequence[ChildSpec],
+    policy: RestartPolicy,
+    *,
+    rng: random.Random,
+    on_crash: CrashHandler | None = None,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """one_for_one over `specs`: start them in order, each under its own restart loop.
+
+    Reports started when every child has started. An escalation of any child cancels the
+    others and propagates.
+    """
+    async with trio.open_nursery() as nursery:
+        for spec in specs:
+            await nursery.start(_supervise_kw, spec, policy, rng, on_crash)
+        task_status.started()
+
+
+async def _supervise_kw(
+    spec: ChildSpec,
+    policy: RestartPolicy,
+    rng: random.Random,
+    on_crash: CrashHandler | None,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Adapter from `nursery.start`'s positional arguments to `supervise_one`."""
+    await supervise_one(spec, policy, rng=rng, on_crash=on_crash, task_status=task_status)

@@ -1,0 +1,245 @@
+"""Supervision in virtual time: restarts, backoff, intensity, escalation, cancellation."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import trio
+import trio.testing
+
+from orchestrator.errors import RestartIntensityExceeded
+from orchestrator.supervision import (
+    ChildSpec,
+    RestartPolicy,
+    backoff_delay,
+    supervise,
+    supervise_one,
+)
+
+NO_JITTER = RestartPolicy(
+    intensity=3, period=60.0, backoff_initial=0.5, backoff_max=4.0, jitter=0.0
+)
+
+
+class Boom(Exception):
+    pass
+
+
+def test_backoff_is_capped_exponential() -> None:
+    rng = random.Random(1)
+    delays = [backoff_delay(NO_JITTER, n, rng) for n in range(6)]
+    assert delays == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+
+
+def test_backoff_jitter_stays_in_bounds() -> None:
+    policy = RestartPolicy(backoff_initial=1.0, backoff_max=8.0, jitter=0.5)
+    rng = random.Random(7)
+    for attempt in range(10):
+        delay = backoff_delay(policy, attempt, rng)
+        top = min(8.0, 2.0**attempt)
+        assert top / 2 <= delay <= top
+
+
+async def test_crashes_restart_with_backoff_then_escalate(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    starts: list[float] = []
+    crashes: list[int] = []
+
+    async def child(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        starts.append(trio.current_time())
+        task_status.started()
+        raise Boom("again")
+
+    spec = ChildSpec(name="flaky", run=child)
+    with pytest.raises(RestartIntensityExceeded) as info:
+        await supervise_one(
+            spec,
+            NO_JITTER,
+            rng=random.Random(0),
+            on_crash=lambda name, error, n: crashes.append(n),
+        )
+    assert isinstance(info.value.__cause__, Boom)
+    assert info.value.child == "flaky"
+    # Four crashes: three tolerated with 0.5, 1, 2 s backoff; the fourth escalates.
+    assert [round(t - starts[0], 6) for t in starts] == [0.0, 0.5, 1.5, 3.5]
+    assert crashes == [1, 2, 3, 4]
+
+
+async def test_crashes_spread_over_the_period_never_escalate(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    runs = 0
+
+    async def child(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        nonlocal runs
+        runs += 1
+        task_status.started()
+        if runs >= 10:
+            return
+        await trio.sleep(61)  # each incarnation lives longer than the period
+        raise Boom("rare")
+
+    spec = ChildSpec(name="rare", run=child, restart="transient")
+    await supervise_one(spec, NO_JITTER, rng=random.Random(0))
+    assert runs == 10
+
+
+async def test_transient_child_stays_down_after_clean_exit(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    runs = 0
+
+    async def child(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        nonlocal runs
+        runs += 1
+        task_status.started()
+        if runs == 1:
+            raise Boom("first")
+
+    await supervise_one(
+        ChildSpec(name="t", run=child, restart="transient"), NO_JITTER, rng=random.Random(0)
+    )
+    assert runs == 2
+
+
+async def test_temporary_child_is_not_restarted(autojump_clock: trio.testing.MockClock) -> None:
+    runs = 0
+    reported: list[str] = []
+
+    async def child(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        nonlocal runs
+        runs += 1
+        task_status.started()
+        raise Boom("once")
+
+    await supervise_one(
+        ChildSpec(name="tmp", run=child, restart="temporary"),
+        NO_JITTER,
+        rng=random.Random(0),
+        on_crash=lambda name, error, n: reported.append(f"{name}:{error}"),
+    )
+    assert runs == 1
+    assert reported == ["tmp:once"]
+
+
+async def test_failure_before_started_propagates_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def child(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        raise Boom("cannot start")
+
+    async with trio.open_nursery() as nursery:
+        with pytest.raises(Boom):
+            await nursery.start(
+                lambda task_status: supervise_one(
+                    ChildSpec(name="broken", run=child),
+                    NO_JITTER,
+                    rng=random.Random(0),
+                    task_status=task_status,
+                )
+            )
+
+
+async def test_started_is_reported_once_and_restarts_are_silent(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    runs = 0
+    third_run = trio.Event()
+    stop = trio.Event()
+
+    async def child(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        nonlocal runs
+        runs += 1
+        task_status.started()
+        if runs < 3:
+            raise Boom("crash after start")
+        third_run.set()
+        await stop.wait()
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            lambda task_status: supervise_one(
+                ChildSpec(name="c", run=child, restart="transient"),
+                NO_JITTER,
+                rng=random.Random(0),
+                task_status=task_status,
+            )
+        )
+        assert runs == 1
+        await third_run.wait()
+        assert trio.current_time() == pytest.approx(1.5)  # backoffs of 0.5 s and 1 s
+        stop.set()
+    assert runs == 3
+
+
+async def test_cancellation_is_not_a_crash(autojump_clock: trio.testing.MockClock) -> None:
+    crashes: list[int] = []
+
+    async def child(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        await trio.sleep_forever()
+
+    with trio.move_on_after(5) as scope:
+        await supervise_one(
+            ChildSpec(name="forever", run=child),
+            NO_JITTER,
+            rng=random.Random(0),
+            on_crash=lambda name, error, n: crashes.append(n),
+        )
+    assert scope.cancelled_caught
+    assert crashes == []
+
+
+async def test_one_for_one_restarts_only_the_crashed_child(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    runs = {"a": 0, "b": 0}
+    done = trio.Event()
+
+    async def steady(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        runs["a"] += 1
+        task_status.started()
+        await done.wait()
+
+    async def flaky(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        runs["b"] += 1
+        task_status.started()
+        if runs["b"] < 3:
+            raise Boom("b")
+        done.set()
+
+    await supervise(
+        [
+            ChildSpec(name="a", run=steady, restart="transient"),
+            ChildSpec(name="b", run=flaky, restart="transient"),
+        ],
+        NO_JITTER,
+        rng=random.Random(0),
+    )
+    assert runs == {"a": 1, "b": 3}
+
+
+async def test_escalation_cancels_siblings(autojump_clock: trio.testing.MockClock) -> None:
+    sibling_cancelled = False
+
+    async def steady(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        nonlocal sibling_cancelled
+        task_status.started()
+        try:
+            await trio.sleep_forever()
+        finally:
+            sibling_cancelled = True
+
+    async def doomed(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        raise Boom("always")
+
+    with pytest.RaisesGroup(RestartIntensityExceeded):
+        await supervise(
+            [ChildSpec(name="steady", run=steady), ChildSpec(name="doomed", run=doomed)],
+            NO_JITTER,
+            rng=random.Random(0),
+        )
+    assert sibling_cancelled
