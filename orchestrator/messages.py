@@ -20,14 +20,12 @@ Inboxes and their unions:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal, TypeAlias
+from typing import Literal, TypeAlias
 
 import msgspec
+import trio
 
 from orchestrator.workflow_messages import TokenUsage
-
-if TYPE_CHECKING:
-    import trio
 
 __all__ = [
     "AgentMessageDelta",

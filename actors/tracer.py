@@ -1,0 +1,159 @@
+"""The tracer: the single writer of ``state_dir/traces/{yyyy-mm-dd}.jsonl``.
+
+Every actor hands `TraceRecord`s to a `TraceHandle`; this actor stamps each with the UTC time
+(``ts``) and the schema version (``v``) and appends one JSON object per line to the file of
+that UTC day (schema: docs/traces.md). Being the only writer means lines never interleave and
+the day rollover happens in one place.
+
+Secrets are scrubbed from every line before it is written (belt and braces: no actor puts the
+token in a record, but a Codex error text could quote an environment).
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Final, final
+
+import msgspec
+import trio
+
+from orchestrator.messages import TraceRecord
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+__all__ = [
+    "TRACE_BUFFER",
+    "TRACE_SCHEMA_VERSION",
+    "TraceHandle",
+    "TracerStatistics",
+    "open_trace_mailbox",
+    "run",
+]
+
+logger: Final = logging.getLogger(__name__)
+
+TRACE_SCHEMA_VERSION: Final = 1
+"""The ``v`` field of every line; bumped when a field changes meaning."""
+
+TRACE_BUFFER: Final = 1024
+"""Records buffered before the tracer sheds: traces must never slow a chat down."""
+
+REDACTED: Final = "[REDACTED]"
+
+_ENCODER: Final = msgspec.json.Encoder()
+
+WallClock = Callable[[], datetime.datetime]
+
+
+class TracerStatistics(msgspec.Struct, frozen=True, kw_only=True):
+    """How many records were written and how many were shed because the tracer was behind."""
+
+    written: int
+    shed: int
+
+
+@final
+class TraceHandle:
+    """What actors hold to trace: `emit` never blocks (STYLE.md §2.5).
+
+    When the tracer is behind by `TRACE_BUFFER` records, a record is shed and counted; after
+    the tracer has stopped (shutdown), records are dropped silently.
+    """
+
+    def __init__(self, send: trio.MemorySendChannel[TraceRecord]) -> None:
+        self._send = send
+        self.shed = 0
+
+    def emit(self, record: TraceRecord) -> None:
+        """Queue `record` for writing, or shed it when the tracer is behind."""
+        try:
+            self._send.send_nowait(record)
+        except trio.WouldBlock:
+            self.shed += 1
+            if self.shed in (1, 100) or self.shed % 10_000 == 0:
+                logger.warning("tracer is behind: %d trace records shed so far", self.shed)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+    def close(self) -> None:
+        """Close this handle's send channel (the tracer stops once every clone is closed)."""
+        self._send.close()
+
+
+def open_trace_mailbox() -> tuple[TraceHandle, trio.MemoryReceiveChannel[TraceRecord]]:
+    """Open the tracer's bounded inbox and the handle that feeds it."""
+    send, receive = trio.open_memory_channel[TraceRecord](TRACE_BUFFER)
+    return TraceHandle(send), receive
+
+
+def _utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def encode_line(record: TraceRecord, when: datetime.datetime, secrets: Sequence[str] = ()) -> bytes:
+    """One trace line: ``{"ts": ..., "v": ..., <record fields>}`` plus a newline."""
+    body = _ENCODER.encode(record)
+    stamp = when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    head = b'{"ts":"' + stamp.encode() + b'","v":' + str(TRACE_SCHEMA_VERSION).encode()
+    line = head + (b"," + body[1:] if body != b"{}" else b"}")
+    for secret in secrets:
+        if secret:
+            line = line.replace(secret.encode(), REDACTED.encode())
+    return line + b"\n"
+
+
+def _append(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("ab") as handle:
+        handle.write(data)
+
+
+async def run(
+    inbox: trio.MemoryReceiveChannel[TraceRecord],
+    *,
+    traces_dir: Path,
+    secrets: Sequence[str] = (),
+    wall_clock: WallClock = _utc_now,
+    task_status: trio.TaskStatus[TracerStatistics] = trio.TASK_STATUS_IGNORED,
+) -> TracerStatistics:
+    """Append every record to the file of its UTC day until the inbox ends.
+
+    Inbox: `TraceRecord`.
+    Emits: lines in ``traces_dir/{yyyy-mm-dd}.jsonl``.
+    Backpressure: none upstream: `TraceHandle.emit` sheds when the inbox is full. Records
+    that arrive together are written in one batch (one thread hop per batch).
+    Shutdown: returns after end-of-channel, once everything received is on disk; the root
+    closes the tracer last, after every actor that traces has stopped.
+
+    Returns:
+        How many records were written (shed records are counted by the handle).
+    """
+    written = 0
+    task_status.started(TracerStatistics(written=0, shed=0))
+    with inbox:
+        while True:
+            try:
+                batch = [await inbox.receive()]
+            except trio.EndOfChannel:
+                break
+            while True:
+                try:
+                    batch.append(inbox.receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+            by_day: dict[Path, list[bytes]] = {}
+            for record in batch:
+                when = wall_clock()
+                path = traces_dir / f"{when:%Y-%m-%d}.jsonl"
+                by_day.setdefault(path, []).append(encode_line(record, when, secrets))
+            for path, lines in by_day.items():
+                try:
+                    await trio.to_thread.run_sync(_append, path, b"".join(lines))
+                except OSError as error:
+                    logger.error("cannot write traces to %s: %s", path, error)
+                    continue
+                written += len(lines)
+    return TracerStatistics(written=written, shed=0)

@@ -1,0 +1,181 @@
+"""Chat sessions on disk: ``state_dir/sessions/{chatId}-{userId}[-t{threadId}].json``.
+
+This module owns the session file format (`SessionState`, versioned) and how it is written:
+atomically (temp file + fsync + rename + fsync of the folder), so a crash or a power loss
+leaves either the old or the new file, never half of one. A file that cannot be read is
+renamed aside to ``<name>.corrupt-<UTC time>`` and reported to the caller, which tells the
+user and starts a fresh session: damage is never silently dropped and never a crash loop.
+
+Blocking file I/O runs in a worker thread (`trio.to_thread.run_sync`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Final, Literal, final
+
+import msgspec
+import trio
+
+from orchestrator.workflow_messages import TokenUsage
+
+if TYPE_CHECKING:
+    from orchestrator.messages import SessionKey
+
+__all__ = [
+    "SESSION_FORMAT_VERSION",
+    "LoadedSession",
+    "SessionCounters",
+    "SessionState",
+    "SessionStore",
+    "write_atomically",
+]
+
+logger: Final = logging.getLogger(__name__)
+
+SESSION_FORMAT_VERSION: Final = 1
+"""Bumped when the file format changes incompatibly; older files are migrated on load."""
+
+
+class SessionCounters(msgspec.Struct, frozen=True, kw_only=True):
+    """Lifetime counters of one session, shown by /status and kept across restarts."""
+
+    runs: int = 0
+    failures: int = 0
+    cancels: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+class SessionState(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=False):
+    """Everything a chat must remember across restarts.
+
+    Attributes:
+        version: `SESSION_FORMAT_VERSION` at the time of writing.
+        mode: ``single`` or ``plan``.
+        profile: the active profile's name.
+        developer_thread_id: the Codex thread that continues this conversation, if any.
+        developer_worker_id: the worker that hosts it (threads live in one process).
+        summary: a short rolling summary of the conversation, used as the context preamble
+            when the thread cannot be continued (its worker is gone).
+        queue: prompts waiting for the running request, oldest first.
+        counters: lifetime counters.
+        last_usage: token usage of the last run.
+    """
+
+    version: int = SESSION_FORMAT_VERSION
+    mode: Literal["single", "plan"]
+    profile: str
+    developer_thread_id: str | None = None
+    developer_worker_id: int | None = None
+    summary: str = ""
+    queue: tuple[str, ...] = ()
+    counters: SessionCounters = SessionCounters()
+    last_usage: TokenUsage | None = None
+
+
+class LoadedSession(msgspec.Struct, frozen=True, kw_only=True):
+    """The result of `SessionStore.load`.
+
+    `state` is None when there is no file or it was damaged; then `corrupt_moved_to` says
+    where the damaged file went (None when there simply was no file).
+    """
+
+    state: SessionState | None
+    corrupt_moved_to: Path | None = None
+
+
+_ENCODER: Final = msgspec.json.Encoder()
+_DECODER: Final = msgspec.json.Decoder(SessionState)
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` atomically and durably (blocking; run it in a thread).
+
+    Writes ``<path>.tmp-<pid>``, fsyncs it, renames it over `path`, then fsyncs the folder so
+    the rename itself survives a power loss.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    with temporary.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    temporary.replace(path)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+def _set_aside(path: Path) -> Path:
+    """Rename a damaged file to ``<name>.corrupt-<UTC time>`` and return the new path."""
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    path.replace(target)
+    return target
+
+
+@final
+class SessionStore:
+    """Reads and writes session files under `root` (``state_dir/sessions``).
+
+    One store per process. Calls for the same key come from that key's chat actor only, so
+    there is never more than one writer per file.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path_for(self, key: SessionKey) -> Path:
+        """The file that holds `key`'s session."""
+        return self.root / f"{key.file_stem()}.json"
+
+    async def load(self, key: SessionKey) -> LoadedSession:
+        """Read `key`'s session; a damaged file is set aside and reported, not raised."""
+        return await trio.to_thread.run_sync(self._load_blocking, key)
+
+    async def save(self, key: SessionKey, state: SessionState) -> None:
+        """Write `key`'s session atomically."""
+        data = _ENCODER.encode(state)
+        await trio.to_thread.run_sync(write_atomically, self.path_for(key), data)
+
+    async def delete(self, key: SessionKey) -> None:
+        """Remove `key`'s session file if it exists."""
+        await trio.to_thread.run_sync(self._delete_blocking, key)
+
+    def _load_blocking(self, key: SessionKey) -> LoadedSession:
+        path = self.path_for(key)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return LoadedSession(state=None)
+        try:
+            state = _DECODER.decode(data)
+        except (msgspec.DecodeError, UnicodeDecodeError) as error:
+            moved_to = _set_aside(path)
+            logger.error(
+                "session file %s is damaged (%s); moved it to %s and started afresh",
+                path,
+                error,
+                moved_to.name,
+            )
+            return LoadedSession(state=None, corrupt_moved_to=moved_to)
+        if state.version > SESSION_FORMAT_VERSION:
+            moved_to = _set_aside(path)
+            logger.error(
+                "session file %s has format %d, newer than this release (%d); moved it to %s",
+                path,
+                state.version,
+                SESSION_FORMAT_VERSION,
+                moved_to.name,
+            )
+            return LoadedSession(state=None, corrupt_moved_to=moved_to)
+        return LoadedSession(state=state)
+
+    def _delete_blocking(self, key: SessionKey) -> None:
+        self.path_for(key).unlink(missing_ok=True)

@@ -1,0 +1,78 @@
+"""Session files: atomic round trip, damage set aside, newer formats refused."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import trio
+
+from orchestrator.messages import SessionKey
+from orchestrator.session_store import SessionCounters, SessionState, SessionStore
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+async def test_round_trip_keeps_everything(tmp_path: Path) -> None:
+    store = SessionStore(tmp_path / "sessions")
+    key = SessionKey(chat_id=-100123, user_id=42, thread_id=7)
+    state = SessionState(
+        mode="single",
+        profile="work",
+        developer_thread_id="t-1",
+        developer_worker_id=1,
+        summary="asked for tests",
+        queue=("one", "two"),
+        counters=SessionCounters(runs=3),
+    )
+    await store.save(key, state)
+    assert store.path_for(key).name == "-100123-42-t7.json"
+    loaded = await store.load(key)
+    assert loaded.state == state
+    assert loaded.corrupt_moved_to is None
+    assert list((tmp_path / "sessions").iterdir()) == [store.path_for(key)]
+
+
+async def test_missing_file_is_a_fresh_session(tmp_path: Path) -> None:
+    loaded = await SessionStore(tmp_path).load(SessionKey(chat_id=1, user_id=1))
+    assert loaded.state is None
+    assert loaded.corrupt_moved_to is None
+
+
+async def test_damaged_file_is_set_aside(tmp_path: Path) -> None:
+    store = SessionStore(tmp_path)
+    key = SessionKey(chat_id=5, user_id=6)
+    store.path_for(key).write_text('{"mode": "plan", "profile": ')
+    loaded = await store.load(key)
+    assert loaded.state is None
+    assert loaded.corrupt_moved_to is not None
+    assert loaded.corrupt_moved_to.name.startswith("5-6.json.corrupt-")
+    assert loaded.corrupt_moved_to.read_text() == '{"mode": "plan", "profile": '
+    assert not store.path_for(key).exists()
+    # The next load starts clean instead of failing again.
+    assert (await store.load(key)).corrupt_moved_to is None
+
+
+async def test_wrong_types_count_as_damage(tmp_path: Path) -> None:
+    store = SessionStore(tmp_path)
+    key = SessionKey(chat_id=5, user_id=6)
+    store.path_for(key).write_text('{"mode": "sideways", "profile": "x"}')
+    assert (await store.load(key)).corrupt_moved_to is not None
+
+
+async def test_newer_format_is_set_aside(tmp_path: Path) -> None:
+    store = SessionStore(tmp_path)
+    key = SessionKey(chat_id=5, user_id=6)
+    store.path_for(key).write_text('{"version": 99, "mode": "plan", "profile": "x"}')
+    assert (await store.load(key)).corrupt_moved_to is not None
+
+
+async def test_concurrent_saves_of_different_keys(tmp_path: Path) -> None:
+    store = SessionStore(tmp_path)
+    async with trio.open_nursery() as nursery:
+        for n in range(20):
+            nursery.start_soon(
+                store.save, SessionKey(chat_id=n, user_id=n), SessionState(mode="plan", profile="p")
+            )
+    assert len(list(tmp_path.glob("*.json"))) == 20
+    assert not list(tmp_path.glob("*.tmp-*"))

@@ -1,0 +1,79 @@
+"""The tracer: one JSON line per record, one file per UTC day, schema as documented."""
+
+from __future__ import annotations
+
+import datetime
+import re
+from pathlib import Path
+
+import msgspec
+import trio
+import trio.testing
+
+from actors import tracer
+from orchestrator.messages import TraceRecord
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "traces.md"
+
+
+class TraceLine(TraceRecord, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A written line: the record plus the tracer's stamp."""
+
+    ts: str
+    v: int
+
+
+def documented_fields() -> set[str]:
+    fields_section = DOCS.read_text().split("## Fields", 1)[1].split("## Events", 1)[0]
+    return set(re.findall(r"^\| `(\w+)` \|", fields_section, flags=re.MULTILINE))
+
+
+def test_docs_describe_every_field() -> None:
+    assert documented_fields() == set(TraceRecord.__struct_fields__) | {"ts", "v"}
+
+
+async def test_lines_are_written_per_day_and_validate(tmp_path: Path) -> None:
+    days = iter(
+        [
+            datetime.datetime(2026, 11, 24, 23, 59, 59, tzinfo=datetime.UTC),
+            datetime.datetime(2026, 11, 25, 0, 0, 1, tzinfo=datetime.UTC),
+            datetime.datetime(2026, 11, 25, 0, 0, 2, tzinfo=datetime.UTC),
+        ]
+    )
+    handle, inbox = tracer.open_trace_mailbox()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            lambda: tracer.run(
+                inbox,
+                traces_dir=tmp_path,
+                secrets=["123:SECRET"],
+                wall_clock=lambda: next(days),
+            )
+        )
+        handle.emit(TraceRecord(event="update", update_id=1, preview="hi"))
+        handle.emit(
+            TraceRecord(event="run_end", chat_id=5, duration_ms=12.5, outcome="ok", total_tokens=9)
+        )
+        handle.emit(TraceRecord(event="error", detail="token 123:SECRET leaked"))
+        handle.close()
+    first = (tmp_path / "2026-11-24.jsonl").read_text().splitlines()
+    second = (tmp_path / "2026-11-25.jsonl").read_text().splitlines()
+    assert len(first) == 1
+    assert len(second) == 2
+    lines = [msgspec.json.decode(line, type=TraceLine) for line in first + second]
+    assert lines[0].ts == "2026-11-24T23:59:59.000Z"
+    assert lines[0].event == "update"
+    assert lines[1].duration_ms == 12.5
+    assert all(line.v == tracer.TRACE_SCHEMA_VERSION for line in lines)
+    assert "SECRET" not in "".join(second)
+    assert "[REDACTED]" in second[1]
+
+
+async def test_emit_sheds_instead_of_blocking(autojump_clock: trio.testing.MockClock) -> None:
+    handle, inbox = tracer.open_trace_mailbox()
+    with inbox:
+        for n in range(tracer.TRACE_BUFFER + 5):
+            handle.emit(TraceRecord(event="update", update_id=n))
+        assert handle.shed == 5
+    handle.emit(TraceRecord(event="update"))  # after the tracer is gone: dropped quietly
+    assert handle.shed == 5
