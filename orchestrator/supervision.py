@@ -108,9 +108,12 @@ async def supervise_one(
     *,
     rng: random.Random,
     on_crash: CrashHandler | None = None,
+    fatal: tuple[type[Exception], ...] = (),
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run `spec` and restart it according to `policy` until it may stay down.
+
+    Errors of the `fatal` types propagate at once: restarting cannot help (a bad token).
 
     Reports started once the child's first incarnation has started. A crash of the first
     incarnation before it started propagates at once (the caller's ``nursery.start`` fails),
@@ -128,7 +131,7 @@ async def supervise_one(
         try:
             await spec.run(task_status=status)
         except Exception as error:
-            if not status.has_started:
+            if not status.has_started or isinstance(error, fatal):
                 raise
             now = trio.current_time()
             if now - run_began >= policy.period:

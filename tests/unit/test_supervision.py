@@ -243,3 +243,24 @@ async def test_escalation_cancels_siblings(autojump_clock: trio.testing.MockCloc
             rng=random.Random(0),
         )
     assert sibling_cancelled
+
+
+async def test_fatal_errors_propagate_without_restart(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    runs = 0
+
+    class BadToken(Exception):
+        pass
+
+    async def child(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        nonlocal runs
+        runs += 1
+        task_status.started()
+        raise BadToken("401")
+
+    with pytest.raises(BadToken):
+        await supervise_one(
+            ChildSpec(name="poller", run=child), NO_JITTER, rng=random.Random(0), fatal=(BadToken,)
+        )
+    assert runs == 1
