@@ -1,0 +1,100 @@
+"""Process-wide logging: stdout, ISO-8601 timestamps, and no secret ever written.
+
+Every line starts with an ISO-8601 UTC timestamp (a feature of the original product), then
+the level and the logger name. A `RedactingFilter` on the handler scrubs the bot token — and
+anything shaped like a Telegram token or a ``/bot<token>/`` URL path — from the message, its
+arguments and the formatted traceback: httpx logs request URLs, and the URL holds the token.
+httpx and httpcore are also turned down to WARNING, so their per-request lines never appear.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import re
+import sys
+from typing import TYPE_CHECKING, Final, final
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import TextIO
+
+__all__ = ["REDACTED", "IsoFormatter", "RedactingFilter", "configure_logging", "redact"]
+
+REDACTED: Final = "[REDACTED]"
+
+TOKEN_PATTERN: Final = re.compile(r"\b\d{5,}:[A-Za-z0-9_-]{30,}\b")
+"""Anything shaped like a bot token, whether or not it is ours."""
+
+QUIET_LOGGERS: Final = ("httpx", "httpcore", "hpack", "mcp")
+"""Libraries whose INFO lines are noise or carry URLs."""
+
+LINE_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def redact(text: str, secrets: Sequence[str]) -> str:
+    """`text` with every secret and every token-shaped string replaced by `REDACTED`."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return TOKEN_PATTERN.sub(REDACTED, text)
+
+
+@final
+class RedactingFilter(logging.Filter):
+    """Rewrites each record so that its message and traceback contain no secret.
+
+    The record's message is formatted here (args merged) and the exception text rendered
+    and scrubbed, so handlers downstream only ever see clean text.
+    """
+
+    def __init__(self, secrets: Sequence[str]) -> None:
+        super().__init__()
+        self.secrets = tuple(secret for secret in secrets if secret)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Scrub `record` in place; never drops it."""
+        record.msg = redact(record.getMessage(), self.secrets)
+        record.args = None
+        if record.exc_info:
+            formatter = logging.Formatter()
+            record.exc_text = redact(formatter.formatException(record.exc_info), self.secrets)
+            record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = redact(record.exc_text, self.secrets)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info, self.secrets)
+        return True
+
+
+@final
+class IsoFormatter(logging.Formatter):
+    """Formats ``asctime`` as ISO 8601 in UTC with milliseconds: ``2026-11-25T02:10:00.123Z``."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        """The record's creation time in ISO 8601 (UTC)."""
+        moment = datetime.datetime.fromtimestamp(record.created, datetime.UTC)
+        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def configure_logging(
+    level: str, *, secrets: Sequence[str] = (), stream: TextIO | None = None
+) -> logging.Handler:
+    """Send every log record to `stream` (stdout) with timestamps and secrets scrubbed.
+
+    Replaces the root logger's handlers, so calling it again (tests) does not duplicate lines.
+
+    Returns:
+        The installed handler.
+    """
+    handler = logging.StreamHandler(stream or sys.stdout)
+    handler.setFormatter(IsoFormatter(LINE_FORMAT))
+    handler.addFilter(RedactingFilter(secrets))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    return handler
