@@ -1,0 +1,336 @@
+"""The Bot API over HTTP: the real `TelegramApi`, on one `httpx.AsyncClient`.
+
+This module owns the transport rules of TELEGRAM.md §1.1: POST with a JSON body to
+``{base_url}/bot{token}/{method}`` (multipart for ``sendDocument``), the ``ok``/``result``
+envelope, and the mapping of failures onto `orchestrator.errors`:
+
+==========================================  ===========================
+answer                                      raised
+==========================================  ===========================
+429 (``parameters.retry_after``)            `TelegramRetryAfter`
+401                                         `TelegramUnauthorized`
+403                                         `TelegramForbidden`
+409                                         `TelegramConflict`
+400 with ``parameters.migrate_to_chat_id``  `TelegramChatMigrated`
+other 4xx                                   `TelegramBadRequest`
+5xx, HTML / malformed body, timeout,        `TelegramTransientError`
+connection error
+==========================================  ===========================
+
+The token is part of every URL, and httpx puts URLs into its exceptions and log lines. So no
+httpx exception ever leaves this module (each is replaced by a token-free one, ``from None``),
+and the client is built without event hooks that could log URLs.
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Final, TypeVar, final
+
+import httpx
+import msgspec
+
+from orchestrator.errors import (
+    TelegramBadRequest,
+    TelegramChatMigrated,
+    TelegramConflict,
+    TelegramForbidden,
+    TelegramRetryAfter,
+    TelegramTransientError,
+    TelegramUnauthorized,
+)
+from orchestrator.ports import BotIdentity, ParseMode
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Sequence
+
+    from orchestrator.messages import Keyboard
+
+__all__ = ["POLL_READ_MARGIN", "HttpTelegramApi", "open_telegram_api"]
+
+POLL_READ_MARGIN: Final = 15.0
+"""Seconds added to the long-poll timeout for the HTTP read timeout: Telegram answers an
+empty poll right at `timeout`, so the client must wait a little longer than that."""
+
+CONNECT_TIMEOUT: Final = 10.0
+
+
+class _Parameters(msgspec.Struct, frozen=True):
+    retry_after: float | None = None
+    migrate_to_chat_id: int | None = None
+
+
+class _Envelope(msgspec.Struct, frozen=True):
+    ok: bool
+    result: msgspec.Raw = msgspec.Raw(b"null")
+    description: str = ""
+    error_code: int = 0
+    parameters: _Parameters | None = None
+
+
+class _SentMessage(msgspec.Struct, frozen=True):
+    message_id: int
+
+
+_ENVELOPE: Final = msgspec.json.Decoder(_Envelope)
+_UPDATES: Final = msgspec.json.Decoder(list[msgspec.Raw])
+_SENT: Final = msgspec.json.Decoder(_SentMessage)
+_ME: Final = msgspec.json.Decoder(BotIdentity)
+_ENCODER: Final = msgspec.json.Encoder()
+
+Params = dict[str, object]
+"""A method's parameters; msgspec encodes them to JSON."""
+
+T = TypeVar("T")
+
+
+def keyboard_markup(keyboard: Keyboard) -> dict[str, list[list[dict[str, str]]]]:
+    """``reply_markup`` for an inline keyboard; an empty keyboard removes the buttons."""
+    return {
+        "inline_keyboard": [
+            [{"text": button.text, "callback_data": button.callback_data} for button in row]
+            for row in keyboard
+        ]
+    }
+
+
+def classify(status: int, body: bytes, method: str) -> _Envelope:
+    """Decode a Bot API answer; raise the matching `TelegramError` unless it is ``ok``."""
+    try:
+        envelope = _ENVELOPE.decode(body)
+    except msgspec.DecodeError:
+        kind = "HTML" if body.lstrip()[:1] == b"<" else "malformed"
+        raise TelegramTransientError(
+            f"{method}: HTTP {status} with a {kind} body", status
+        ) from None
+    if envelope.ok and status < 300:
+        return envelope
+    code = envelope.error_code or status
+    description = envelope.description or f"HTTP {status}"
+    parameters = envelope.parameters or _Parameters()
+    if code == 429 or status == 429:
+        raise TelegramRetryAfter(description, parameters.retry_after or 1.0)
+    if parameters.migrate_to_chat_id is not None:
+        raise TelegramChatMigrated(description, parameters.migrate_to_chat_id)
+    if code == 401 or status == 401:
+        raise TelegramUnauthorized(description, 401)
+    if code == 403:
+        raise TelegramForbidden(description, 403)
+    if code == 409:
+        raise TelegramConflict(description, 409)
+    if code >= 500 or status >= 500:
+        raise TelegramTransientError(description, code)
+    raise TelegramBadRequest(description, code)
+
+
+@final
+class HttpTelegramApi:
+    """`TelegramApi` over HTTP. Build it with `open_telegram_api`."""
+
+    def __init__(self, client: httpx.AsyncClient, token: str, *, request_timeout: float) -> None:
+        self._client = client
+        self._prefix = f"/bot{token}/"
+        self._request_timeout = request_timeout
+
+    async def _call(
+        self,
+        method: str,
+        params: Params,
+        *,
+        read_timeout: float | None = None,
+        files: dict[str, tuple[str, bytes, str]] | None = None,
+    ) -> msgspec.Raw:
+        timeout = httpx.Timeout(
+            self._request_timeout if read_timeout is None else read_timeout,
+            connect=CONNECT_TIMEOUT,
+        )
+        try:
+            if files is None:
+                response = await self._client.post(
+                    self._prefix + method,
+                    content=_ENCODER.encode(params),
+                    headers={"content-type": "application/json"},
+                    timeout=timeout,
+                )
+            else:
+                form = {
+                    key: value if isinstance(value, str) else _ENCODER.encode(value).decode()
+                    for key, value in params.items()
+                    if value is not None
+                }
+                response = await self._client.post(
+                    self._prefix + method, data=form, files=files, timeout=timeout
+                )
+        except httpx.TimeoutException as error:
+            raise TelegramTransientError(f"{method}: timed out ({type(error).__name__})") from None
+        except httpx.HTTPError as error:
+            raise TelegramTransientError(f"{method}: {type(error).__name__}") from None
+        return classify(response.status_code, response.content, method).result
+
+    async def get_me(self) -> BotIdentity:
+        """``getMe``."""
+        return _decode(_ME, await self._call("getMe", {}), "getMe")
+
+    async def get_updates(
+        self,
+        *,
+        offset: int | None,
+        poll_seconds: int,
+        limit: int,
+        allowed_updates: Sequence[str],
+    ) -> list[msgspec.Raw]:
+        """``getUpdates``; each update stays undecoded (the poller decodes one at a time)."""
+        params: Params = {
+            "timeout": poll_seconds,
+            "limit": limit,
+            "allowed_updates": list(allowed_updates),
+        }
+        if offset is not None:
+            params["offset"] = offset
+        raw = await self._call("getUpdates", params, read_timeout=poll_seconds + POLL_READ_MARGIN)
+        return _decode(_UPDATES, raw, "getUpdates")
+
+    async def send_message(
+        self,
+        chat_id: int,
+        text: str,
+        *,
+        parse_mode: ParseMode = None,
+        keyboard: Keyboard = (),
+        message_thread_id: int | None = None,
+        reply_to_message_id: int | None = None,
+    ) -> int:
+        """``sendMessage`` without link previews; returns the message id."""
+        params: Params = {
+            "chat_id": chat_id,
+            "text": text,
+            "link_preview_options": {"is_disabled": True},
+        }
+        _add_common(params, parse_mode, keyboard, message_thread_id, reply_to_message_id)
+        return _decode(_SENT, await self._call("sendMessage", params), "sendMessage").message_id
+
+    async def edit_message_text(
+        self,
+        chat_id: int,
+        message_id: int,
+        text: str,
+        *,
+        parse_mode: ParseMode = None,
+        keyboard: Keyboard = (),
+    ) -> None:
+        """``editMessageText``; an empty keyboard removes the buttons."""
+        params: Params = {
+            "chat_id": chat_id,
+            "message_id": message_id,
+            "text": text,
+            "link_preview_options": {"is_disabled": True},
+            "reply_markup": keyboard_markup(keyboard),
+        }
+        if parse_mode:
+            params["parse_mode"] = parse_mode
+        await self._call("editMessageText", params)
+
+    async def delete_message(self, chat_id: int, message_id: int) -> None:
+        """``deleteMessage``."""
+        await self._call("deleteMessage", {"chat_id": chat_id, "message_id": message_id})
+
+    async def send_chat_action(
+        self, chat_id: int, action: str, *, message_thread_id: int | None = None
+    ) -> None:
+        """``sendChatAction``."""
+        params: Params = {"chat_id": chat_id, "action": action}
+        if message_thread_id is not None:
+            params["message_thread_id"] = message_thread_id
+        await self._call("sendChatAction", params)
+
+    async def send_document(
+        self,
+        chat_id: int,
+        filename: str,
+        content: bytes,
+        *,
+        caption: str = "",
+        parse_mode: ParseMode = None,
+        message_thread_id: int | None = None,
+        reply_to_message_id: int | None = None,
+    ) -> int:
+        """``sendDocument`` as a multipart upload; returns the message id."""
+        params: Params = {"chat_id": str(chat_id)}
+        if caption:
+            params["caption"] = caption
+        _add_common(params, parse_mode, (), message_thread_id, reply_to_message_id)
+        raw = await self._call(
+            "sendDocument",
+            params,
+            files={"document": (filename, content, "text/markdown")},
+        )
+        return _decode(_SENT, raw, "sendDocument").message_id
+
+    async def answer_callback_query(
+        self, callback_query_id: str, *, text: str = "", show_alert: bool = False
+    ) -> None:
+        """``answerCallbackQuery``."""
+        params: Params = {"callback_query_id": callback_query_id}
+        if text:
+            params["text"] = text
+        if show_alert:
+            params["show_alert"] = True
+        await self._call("answerCallbackQuery", params)
+
+    async def set_my_commands(self, commands: Sequence[tuple[str, str]]) -> None:
+        """``setMyCommands``."""
+        listed = [{"command": name, "description": text} for name, text in commands]
+        await self._call("setMyCommands", {"commands": listed})
+
+
+def _add_common(
+    params: Params,
+    parse_mode: ParseMode,
+    keyboard: Keyboard,
+    message_thread_id: int | None,
+    reply_to_message_id: int | None,
+) -> None:
+    if parse_mode:
+        params["parse_mode"] = parse_mode
+    if keyboard:
+        params["reply_markup"] = keyboard_markup(keyboard)
+    if message_thread_id is not None:
+        params["message_thread_id"] = message_thread_id
+    if reply_to_message_id is not None:
+        params["reply_parameters"] = {
+            "message_id": reply_to_message_id,
+            "allow_sending_without_reply": True,
+        }
+
+
+def _decode(decoder: msgspec.json.Decoder[T], raw: msgspec.Raw, method: str) -> T:
+    try:
+        return decoder.decode(raw)
+    except msgspec.DecodeError:
+        raise TelegramTransientError(f"{method}: unexpected result shape") from None
+
+
+@asynccontextmanager
+async def open_telegram_api(
+    token: str,
+    *,
+    base_url: str = "https://api.telegram.org",
+    request_timeout: float = 30.0,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> AsyncIterator[HttpTelegramApi]:
+    """Open the adapter: one HTTP client (connection pool) for the whole run.
+
+    Args:
+        token: the bot token; it goes into URLs only, never into errors or logs.
+        base_url: the Bot API server (``telegram.api_base_url``).
+        request_timeout: read timeout of every call except the long poll.
+        transport: a test transport (``httpx.MockTransport``).
+    """
+    limits = httpx.Limits(max_connections=40, max_keepalive_connections=20)
+    async with httpx.AsyncClient(
+        base_url=base_url.rstrip("/"),
+        transport=transport,
+        limits=limits,
+        follow_redirects=False,
+    ) as client:
+        yield HttpTelegramApi(client, token, request_timeout=request_timeout)

@@ -1,0 +1,177 @@
+"""Rendering and splitting: valid HTML chunks under Telegram's limit that lose nothing."""
+
+from __future__ import annotations
+
+import html.parser
+import re
+
+import pytest
+
+from orchestrator.rendering import (
+    EMPTY_PLACEHOLDER,
+    MESSAGE_LIMIT,
+    escape_html,
+    graphemes,
+    html_to_plain,
+    render_markdown,
+    render_reply,
+    sanitize_text,
+    split_html,
+    utf16_length,
+    visible_text,
+)
+
+ALLOWED_TAGS = {"b", "i", "s", "u", "code", "pre", "a", "blockquote"}
+
+
+class _Checker(html.parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        assert tag in ALLOWED_TAGS, tag
+        self.stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        assert self.stack, f"unopened </{tag}>"
+        assert self.stack.pop() == tag
+
+
+def assert_well_formed(fragment: str) -> None:
+    checker = _Checker()
+    checker.feed(fragment)
+    checker.close()
+    assert checker.stack == [], fragment[-200:]
+    # No raw special characters outside tags and entities.
+    without_tags = re.sub(r"<[^>]*>", "", fragment)
+    assert "<" not in without_tags
+    assert ">" not in without_tags
+    assert not re.search(r"&(?!(?:amp|lt|gt|quot|#\d+);)", without_tags)
+
+
+def normalized(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def long_markdown() -> str:
+    family = "👨‍👩‍👧‍👦"
+    flag = "🇺🇦"
+    parts: list[str] = []
+    n = 0
+    while sum(len(part) for part in parts) < 10_000:
+        n += 1
+        parts.append(
+            f"Paragraph {n}: a < b && c > d, emoji {family} {flag} é (e\u0301) "
+            f"and **bold {n}**.\n\n"
+        )
+        if n % 7 == 0:
+            parts.append(f"```python\nif x < {n} and y > 2:\n    print('&amp; {family}')\n```\n\n")
+    return "".join(parts)
+
+
+def test_ten_thousand_characters_split_into_valid_chunks_that_reassemble() -> None:
+    markdown = long_markdown()
+    assert len(markdown) >= 10_000
+    whole = render_markdown(markdown)
+    chunks = split_html(whole)
+    assert len(chunks) >= 3
+    for chunk in chunks:
+        assert utf16_length(visible_text(chunk)) <= MESSAGE_LIMIT
+        assert_well_formed(chunk)
+    assert normalized("".join(visible_text(c) + " " for c in chunks)) == normalized(
+        visible_text(whole)
+    )
+    assert "👨‍👩‍👧‍👦" in visible_text(chunks[0])
+
+
+def test_no_cut_inside_graphemes_entities_or_tags() -> None:
+    family = "👨‍👩‍👧‍👦"
+    text = escape_html(("x" * 7 + family + "&<>é\u0301🇺🇦") * 300)
+    chunks = split_html(text, limit=97)
+    for chunk in chunks:
+        assert utf16_length(visible_text(chunk)) <= 97
+        assert_well_formed(chunk)
+        visible = visible_text(chunk)
+        assert not visible.startswith(("\u200d", "\u0301", "\ufe0f"))
+        assert not visible.endswith("\u200d")
+        # Every flag is a complete pair and every family complete.
+        assert visible.count("🇺") == visible.count("🇦")
+        assert visible.count("👨") == visible.count("👦")
+    assert "".join(visible_text(c) for c in chunks) == visible_text(text)
+
+
+def test_long_code_block_continues_in_the_next_chunk() -> None:
+    code = "\n".join(f"line {n} < {n + 1}" for n in range(800))
+    chunks = split_html(render_markdown(f"```\n{code}\n```"))
+    assert len(chunks) >= 2
+    for chunk in chunks:
+        assert chunk.startswith("<pre><code>")
+        assert chunk.endswith("</code></pre>")
+        assert_well_formed(chunk)
+    assert normalized(" ".join(visible_text(c) for c in chunks)) == normalized(code)
+
+
+def test_a_single_long_word_is_cut_somewhere() -> None:
+    chunks = split_html("a" * 10_000)
+    assert [len(c) for c in chunks] == [4096, 4096, 1808]
+
+
+def test_markdown_features() -> None:
+    rendered = render_markdown(
+        "# Head\n\n**b** _i_ ~~s~~ `x<y` [l](https://e.com/?a=1&b=2) <script>\n\n"
+        "- one\n- two\n\n1. first\n2. second\n\n> quoted\n\n```sh\necho '<hi>'\n```\n"
+    )
+    assert "<b>Head</b>" in rendered
+    assert "<b>b</b> <i>i</i> <s>s</s> <code>x&lt;y</code>" in rendered
+    assert '<a href="https://e.com/?a=1&amp;b=2">l</a>' in rendered
+    assert "&lt;script&gt;" in rendered
+    assert "• one\n• two" in rendered
+    assert "1. first\n2. second" in rendered
+    assert "<blockquote>quoted</blockquote>" in rendered
+    assert "<pre><code class=\"language-sh\">echo '&lt;hi&gt;'</code></pre>" in rendered
+    assert_well_formed(rendered)
+
+
+def test_unsafe_links_are_not_links() -> None:
+    assert "<a" not in render_markdown("[x](javascript:alert(1)) [y](file:///etc/passwd)")
+
+
+def test_tables_become_preformatted_text() -> None:
+    rendered = render_markdown("| a | b |\n|---|---|\n| 1 | <2> |\n")
+    assert rendered.startswith("<pre>")
+    assert "&lt;2&gt;" in rendered
+    assert_well_formed(rendered)
+
+
+def test_reply_policy_document_and_placeholder() -> None:
+    assert render_reply("  \n ", max_chunks=4).chunks == (EMPTY_PLACEHOLDER,)
+    short = render_reply("hello", max_chunks=4)
+    assert short.chunks == ("hello",)
+    assert short.document is None
+    huge = "word " * 20_000
+    reply = render_reply(huge, max_chunks=4)
+    assert reply.chunks == ()
+    assert reply.document == huge.encode()
+    assert utf16_length(visible_text(reply.summary)) <= 1024
+    assert "attached" in reply.summary
+    assert_well_formed(reply.summary)
+
+
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        ("a\x00b\x07c\td\ne", "abc\td\ne"),
+        ("x\r\ny\rz", "x\ny\nz"),
+        ("bad \ud800 surrogate", "bad \ufffd surrogate"),
+        ("c1 \x85 control", "c1  control"),
+    ],
+)
+def test_sanitize(raw: str, clean: str) -> None:
+    assert sanitize_text(raw) == clean
+
+
+def test_plain_fallback_and_graphemes() -> None:
+    assert html_to_plain("<b>a &lt; b</b> &amp; <i>c</i>") == "a < b & c"
+    assert list(graphemes("e\u0301👍🏽🇺🇦x")) == ["e\u0301", "👍🏽", "🇺🇦", "x"]
+    assert utf16_length("👍") == 2
