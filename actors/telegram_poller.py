@@ -1,0 +1,206 @@
+"""The poller: getUpdates long poll → the router, exactly once from the user's view.
+
+Updates are handled in ``update_id`` order. Each is decoded on its own (one that does not
+decode is logged, traced and skipped without holding back the rest), checked against the
+`UpdateLedger` (a redelivered update is skipped), handed to the router, recorded and
+persisted. The offset that confirms a batch at Telegram advances only after every update of
+the batch has been handed off, so a crash mid-batch leaves the rest at Telegram for the next
+start, and the ledger keeps the part already handed off from running twice.
+
+Faults never crash the loop, except a bad token:
+
+- 5xx, HTML or malformed bodies, timeouts, connection errors → exponential backoff with
+  jitter (`BACKOFF_INITIAL` up to `BACKOFF_MAX`), offset unchanged;
+- 429 → wait ``retry_after``;
+- 409 (another poller or a webhook) → an error line naming the cause, then backoff;
+- 401 → `TelegramUnauthorized` propagates: the bot stops with a "bad token" message.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Final
+
+import msgspec
+import trio
+
+from orchestrator.errors import (
+    TelegramBadRequest,
+    TelegramConflict,
+    TelegramRetryAfter,
+    TelegramTransientError,
+)
+from orchestrator.messages import InboundCallback, InboundMessage, TraceRecord
+from orchestrator.wire.telegram import decode_update, decode_update_id, to_router_message
+
+if TYPE_CHECKING:
+    import random
+
+    from orchestrator.messages import RouterMsg
+    from orchestrator.ports import TelegramApi, TraceEmit
+    from orchestrator.update_ledger import UpdateLedger
+
+__all__ = ["ALLOWED_UPDATES", "BACKOFF_INITIAL", "BACKOFF_MAX", "run"]
+
+logger: Final = logging.getLogger(__name__)
+
+ALLOWED_UPDATES: Final = ("message", "edited_message", "callback_query", "my_chat_member")
+
+BACKOFF_INITIAL: Final = 1.0
+"""Seconds before the first retry after a network or server error."""
+
+BACKOFF_MAX: Final = 60.0
+"""Cap on the retry delay: a long outage is retried once a minute."""
+
+PREVIEW_CHARS: Final = 200
+
+
+class _Backoff:
+    """Capped exponential backoff with half jitter from the injected RNG."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self._rng = rng
+        self._attempt = 0
+
+    def next_delay(self) -> float:
+        delay = min(BACKOFF_MAX, BACKOFF_INITIAL * 2.0**self._attempt)
+        self._attempt += 1
+        return delay * (0.5 + 0.5 * self._rng.random())
+
+    def reset(self) -> None:
+        self._attempt = 0
+
+
+async def run(
+    api: TelegramApi,
+    out: trio.MemorySendChannel[RouterMsg],
+    *,
+    ledger: UpdateLedger,
+    bot_username: str,
+    poll_seconds: int,
+    limit: int,
+    rng: random.Random,
+    trace: TraceEmit,
+    preview_chars: int = PREVIEW_CHARS,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Poll until cancelled.
+
+    Inbox: none (Telegram).
+    Emits: `RouterMsg` to `out`, in update_id order.
+    Backpressure: ``await out.send`` blocks when the router is behind; the poller then stops
+        polling and Telegram keeps the updates (nothing is confirmed before hand-off).
+    Shutdown: cancelled by the root (stop intake first); updates not handed off stay
+        unconfirmed and come back on the next start. Closes `out` on exit, which tells the
+        router to drain.
+
+    Raises:
+        TelegramUnauthorized: the token was rejected.
+    """
+    offset: int | None = None
+    backoff = _Backoff(rng)
+    with out:
+        task_status.started()
+        while True:
+            try:
+                raws = await api.get_updates(
+                    offset=offset,
+                    poll_seconds=poll_seconds,
+                    limit=limit,
+                    allowed_updates=ALLOWED_UPDATES,
+                )
+            except TelegramRetryAfter as error:
+                logger.warning("getUpdates: flood control, waiting %g s", error.retry_after)
+                await trio.sleep(error.retry_after)
+                continue
+            except TelegramConflict as error:
+                delay = backoff.next_delay()
+                logger.error(
+                    "getUpdates conflict: %s. Another instance of this bot is polling with the "
+                    "same token (or a webhook is set); retrying in %.0f s",
+                    error.description,
+                    delay,
+                )
+                await trio.sleep(delay)
+                continue
+            except (TelegramTransientError, TelegramBadRequest) as error:
+                delay = backoff.next_delay()
+                logger.warning("getUpdates failed (%s); retrying in %.1f s", error, delay)
+                await trio.sleep(delay)
+                continue
+            backoff.reset()
+            if raws:
+                offset = await _hand_off(
+                    raws, out, ledger, bot_username, trace, preview_chars, offset
+                )
+
+
+async def _hand_off(
+    raws: list[msgspec.Raw],
+    out: trio.MemorySendChannel[RouterMsg],
+    ledger: UpdateLedger,
+    bot_username: str,
+    trace: TraceEmit,
+    preview_chars: int,
+    offset: int | None,
+) -> int | None:
+    """Hand one batch to the router; return the offset that confirms it."""
+    numbered: list[tuple[int, msgspec.Raw]] = []
+    for raw in raws:
+        update_id = decode_update_id(raw)
+        if update_id is None:
+            logger.error("skipping an update without a readable update_id (%d bytes)", len(raw))
+            trace(TraceRecord(event="update", outcome="skipped", detail="no update_id"))
+            continue
+        numbered.append((update_id, raw))
+    numbered.sort(key=lambda pair: pair[0])
+    for update_id, raw in numbered:
+        if ledger.seen(update_id):
+            logger.info("update %d was handled before a restart; skipping it", update_id)
+            trace(TraceRecord(event="update", update_id=update_id, outcome="duplicate"))
+            continue
+        try:
+            message = to_router_message(decode_update(raw), bot_username)
+        except msgspec.DecodeError as error:
+            logger.error("skipping update %d that does not decode: %s", update_id, error)
+            trace(
+                TraceRecord(
+                    event="update", update_id=update_id, outcome="skipped", detail=str(error)
+                )
+            )
+        else:
+            if message is not None:
+                await out.send(message)
+            trace(_update_trace(update_id, message, preview_chars))
+        ledger.record(update_id)
+        await ledger.persist()
+    if not numbered:
+        return offset
+    return numbered[-1][0] + 1
+
+
+def _update_trace(update_id: int, message: RouterMsg | None, preview_chars: int) -> TraceRecord:
+    if isinstance(message, InboundMessage):
+        return TraceRecord(
+            event="update",
+            update_id=update_id,
+            chat_id=message.chat_id,
+            user_id=message.user_id,
+            thread_id=message.thread_id,
+            command=message.command,
+            outcome="edited" if message.edited else "ok",
+            preview=(message.text or "")[:preview_chars] if preview_chars else None,
+        )
+    if isinstance(message, InboundCallback):
+        return TraceRecord(
+            event="update",
+            update_id=update_id,
+            chat_id=message.chat_id,
+            user_id=message.user_id,
+            outcome="callback",
+        )
+    if message is None:
+        return TraceRecord(event="update", update_id=update_id, outcome="ignored")
+    return TraceRecord(
+        event="update", update_id=update_id, chat_id=message.chat_id, outcome=message.status
+    )

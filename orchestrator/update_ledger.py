@@ -1,0 +1,123 @@
+"""The exactly-once record of Telegram updates: ``state_dir/updates.json``.
+
+Telegram redelivers every update whose offset was not confirmed, so after a crash, a SIGKILL
+or a restart the poller sees updates it already handed to the router. The ledger remembers the
+ids of the most recent updates handed off (and the highest id ever seen) so that such an
+update is skipped instead of starting a second run. Membership, not comparison, decides:
+Telegram picks a random, possibly lower, id after a week without updates, and those must
+still be accepted.
+
+The poller records an id right after the router accepted the update and persists the ledger
+before the next hand-off, so the window in which a crash can cause a repeat is one atomic
+file write. A damaged file is set aside (``.corrupt-<time>``) and logged; the ledger starts
+empty (the worst case is one redelivered batch, never a crash loop).
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Final, final
+
+import msgspec
+import trio
+
+from orchestrator.session_store import write_atomically
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+__all__ = ["RECENT_IDS_KEPT", "UpdateLedger"]
+
+logger: Final = logging.getLogger(__name__)
+
+RECENT_IDS_KEPT: Final = 2000
+"""Ids remembered: far more than one getUpdates batch (≤ 100) can redeliver."""
+
+
+class _LedgerFile(msgspec.Struct, frozen=True, kw_only=True):
+    version: int = 1
+    high_water: int | None = None
+    recent: tuple[int, ...] = ()
+
+
+_DECODER: Final = msgspec.json.Decoder(_LedgerFile)
+_ENCODER: Final = msgspec.json.Encoder()
+
+
+@final
+class UpdateLedger:
+    """Which update ids were already handed to the router. Owned by the poller alone."""
+
+    def __init__(
+        self,
+        path: Path,
+        high_water: int | None,
+        recent: tuple[int, ...],
+        *,
+        offload: bool = True,
+    ) -> None:
+        self.path = path
+        self._offload = offload
+        self.high_water = high_water
+        self._order: deque[int] = deque(recent[-RECENT_IDS_KEPT:])
+        self._members = set(self._order)
+        self._dirty = False
+
+    @classmethod
+    async def open(cls, path: Path, *, offload: bool = True) -> UpdateLedger:
+        """Load the ledger at `path` (absent → empty; damaged → set aside, empty).
+
+        With `offload` (the default) file I/O runs in a worker thread; tests under the
+        autojump clock turn it off, because a real thread lets the virtual clock jump.
+        """
+        state = await trio.to_thread.run_sync(_load, path) if offload else _load(path)
+        return cls(path, state.high_water, state.recent, offload=offload)
+
+    def seen(self, update_id: int) -> bool:
+        """Whether `update_id` was handed off before."""
+        return update_id in self._members
+
+    def record(self, update_id: int) -> None:
+        """Remember that `update_id` was handed off (persist with `persist`)."""
+        if update_id in self._members:
+            return
+        self._order.append(update_id)
+        self._members.add(update_id)
+        while len(self._order) > RECENT_IDS_KEPT:
+            self._members.discard(self._order.popleft())
+        if self.high_water is None or update_id > self.high_water:
+            self.high_water = update_id
+        self._dirty = True
+
+    async def persist(self) -> None:
+        """Write the ledger atomically if it changed."""
+        if not self._dirty:
+            return
+        data = _ENCODER.encode(_LedgerFile(high_water=self.high_water, recent=tuple(self._order)))
+        if self._offload:
+            await trio.to_thread.run_sync(write_atomically, self.path, data)
+        else:
+            write_atomically(self.path, data)
+        self._dirty = False
+
+
+def _load(path: Path) -> _LedgerFile:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return _LedgerFile()
+    try:
+        return _DECODER.decode(data)
+    except msgspec.DecodeError as error:
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+        aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+        path.replace(aside)
+        logger.error(
+            "update ledger %s is damaged (%s); moved it to %s and started a new one",
+            path,
+            error,
+            aside.name,
+        )
+        return _LedgerFile()

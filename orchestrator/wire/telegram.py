@@ -1,0 +1,234 @@
+"""Inbound Bot API types: only the fields we use, tolerant of fields Telegram adds later.
+
+Decoded at the edge (the poller), one update at a time, so a single update that does not
+decode is skipped without holding back the others. `to_router_message` turns a decoded
+update into the router's `RouterMsg`, resolving commands from ``bot_command`` entities
+(offsets and lengths in UTF-16 code units, TELEGRAM.md §3).
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+import msgspec
+
+from orchestrator.messages import (
+    BotMembershipChanged,
+    ChatType,
+    InboundCallback,
+    InboundMessage,
+    RouterMsg,
+)
+
+__all__ = [
+    "CallbackQuery",
+    "Chat",
+    "ChatMemberUpdated",
+    "Message",
+    "MessageEntity",
+    "Update",
+    "UpdateId",
+    "User",
+    "decode_update",
+    "decode_update_id",
+    "parse_command",
+    "to_router_message",
+]
+
+
+class User(msgspec.Struct, frozen=True):
+    """``User``."""
+
+    id: int
+    is_bot: bool = False
+    first_name: str = ""
+    username: str | None = None
+
+
+class Chat(msgspec.Struct, frozen=True):
+    """``Chat``."""
+
+    id: int
+    type: ChatType = "private"
+
+
+class MessageEntity(msgspec.Struct, frozen=True):
+    """``MessageEntity``; `offset` and `length` count UTF-16 code units."""
+
+    type: str
+    offset: int
+    length: int
+
+
+class Message(msgspec.Struct, frozen=True):
+    """``Message``: the fields that decide routing, commands and content."""
+
+    message_id: int
+    chat: Chat
+    date: int = 0
+    from_: User | None = msgspec.field(default=None, name="from")
+    sender_chat: Chat | None = None
+    message_thread_id: int | None = None
+    is_topic_message: bool = False
+    text: str | None = None
+    caption: str | None = None
+    entities: tuple[MessageEntity, ...] = ()
+    caption_entities: tuple[MessageEntity, ...] = ()
+    photo: tuple[msgspec.Raw, ...] = ()
+    document: msgspec.Raw | None = None
+    sticker: msgspec.Raw | None = None
+    voice: msgspec.Raw | None = None
+    video: msgspec.Raw | None = None
+    audio: msgspec.Raw | None = None
+
+
+class CallbackQuery(msgspec.Struct, frozen=True):
+    """``CallbackQuery`` from an inline button."""
+
+    id: str
+    from_: User = msgspec.field(name="from")
+    message: Message | None = None
+    data: str | None = None
+
+
+class ChatMemberStatus(msgspec.Struct, frozen=True):
+    """``ChatMember`` reduced to its status."""
+
+    status: str
+
+
+class ChatMemberUpdated(msgspec.Struct, frozen=True):
+    """``my_chat_member``: our own membership in a chat changed."""
+
+    chat: Chat
+    new_chat_member: ChatMemberStatus
+
+
+class Update(msgspec.Struct, frozen=True):
+    """``Update`` with the four kinds we subscribe to."""
+
+    update_id: int
+    message: Message | None = None
+    edited_message: Message | None = None
+    callback_query: CallbackQuery | None = None
+    my_chat_member: ChatMemberUpdated | None = None
+
+
+class UpdateId(msgspec.Struct, frozen=True):
+    """Just the id: read first, so even an undecodable update can be confirmed and traced."""
+
+    update_id: int
+
+
+_UPDATE: Final = msgspec.json.Decoder(Update)
+_UPDATE_ID: Final = msgspec.json.Decoder(UpdateId)
+
+
+def decode_update(raw: bytes | msgspec.Raw) -> Update:
+    """Decode one update.
+
+    Raises:
+        msgspec.DecodeError: it does not match the Bot API's shape.
+    """
+    return _UPDATE.decode(raw)
+
+
+def decode_update_id(raw: bytes | msgspec.Raw) -> int | None:
+    """The update's id, or None when not even that can be read."""
+    try:
+        return _UPDATE_ID.decode(raw).update_id
+    except msgspec.DecodeError:
+        return None
+
+
+def _utf16_slice(text: str, offset: int, length: int) -> str:
+    encoded = text.encode("utf-16-le")
+    return encoded[offset * 2 : (offset + length) * 2].decode("utf-16-le", errors="replace")
+
+
+def _utf16_after(text: str, offset: int) -> str:
+    return text.encode("utf-16-le")[offset * 2 :].decode("utf-16-le", errors="replace")
+
+
+def parse_command(
+    text: str, entities: tuple[MessageEntity, ...], bot_username: str
+) -> tuple[str, str] | Literal["other_bot"] | None:
+    """The command at the start of `text`, if any, as ``(name, arguments)``.
+
+    Only a ``bot_command`` entity at offset 0 counts. ``/cmd@OurBot`` matches our username
+    case-insensitively; ``/cmd@OtherBot`` returns ``"other_bot"`` (not ours: ignore it).
+    """
+    for entity in entities:
+        if entity.type != "bot_command" or entity.offset != 0:
+            continue
+        token = _utf16_slice(text, entity.offset, entity.length)
+        name, _, addressee = token.lstrip("/").partition("@")
+        if addressee and addressee.lower() != bot_username.lower():
+            return "other_bot"
+        arguments = _utf16_after(text, entity.offset + entity.length).strip()
+        return name.lower(), arguments
+    return None
+
+
+def _content_kind(message: Message) -> str:
+    for kind in ("photo", "document", "sticker", "voice", "video", "audio"):
+        if getattr(message, kind):
+            return kind
+    return "text" if message.text is not None else "other"
+
+
+def to_router_message(update: Update, bot_username: str) -> RouterMsg | None:
+    """The router's view of `update`, or None when it is not for us (another bot's command,
+    a callback without a message, an update kind we do not handle)."""
+    message = update.message or update.edited_message
+    if message is not None:
+        text = message.text if message.text is not None else message.caption
+        entities = message.entities if message.text is not None else message.caption_entities
+        command: str | None = None
+        arguments = ""
+        if text is not None:
+            parsed = parse_command(text, entities, bot_username)
+            if parsed == "other_bot":
+                return None
+            if parsed is not None:
+                command, arguments = parsed
+        sender = message.from_
+        anonymous = sender is None or message.sender_chat is not None
+        return InboundMessage(
+            update_id=update.update_id,
+            chat_id=message.chat.id,
+            chat_type=message.chat.type,
+            message_id=message.message_id,
+            user_id=None if anonymous or sender is None else sender.id,
+            user_is_bot=bool(sender and sender.is_bot),
+            thread_id=message.message_thread_id if message.is_topic_message else None,
+            text=text,
+            command=command,
+            command_args=arguments,
+            edited=update.message is None,
+            content_kind=_content_kind(message),
+            date=message.date,
+        )
+    query = update.callback_query
+    if query is not None:
+        if query.message is None:
+            return None
+        origin = query.message
+        return InboundCallback(
+            update_id=update.update_id,
+            callback_query_id=query.id,
+            chat_id=origin.chat.id,
+            chat_type=origin.chat.type,
+            user_id=query.from_.id,
+            message_id=origin.message_id,
+            data=query.data or "",
+            thread_id=origin.message_thread_id if origin.is_topic_message else None,
+        )
+    member = update.my_chat_member
+    if member is not None:
+        return BotMembershipChanged(
+            update_id=update.update_id,
+            chat_id=member.chat.id,
+            status=member.new_chat_member.status,
+        )
+    return None

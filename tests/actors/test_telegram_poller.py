@@ -1,0 +1,233 @@
+"""The poller in virtual time: order, offsets, exactly-once across restarts, every fault."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from typing import TYPE_CHECKING
+
+import pytest
+import trio
+import trio.testing
+
+from actors import telegram_poller
+from orchestrator.errors import (
+    TelegramConflict,
+    TelegramRetryAfter,
+    TelegramTransientError,
+    TelegramUnauthorized,
+)
+from orchestrator.messages import InboundCallback, InboundMessage, RouterMsg, TraceRecord
+from orchestrator.update_ledger import UpdateLedger
+from tests.fakes.telegram_api import FakeTelegramApi
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+class Harness:
+    def __init__(self, api: FakeTelegramApi, ledger_path: Path) -> None:
+        self.api = api
+        self.ledger_path = ledger_path
+        self.received: list[RouterMsg] = []
+        self.traces: list[TraceRecord] = []
+
+    async def run(self, *, stop_after: int, router_buffer: int = 16) -> None:
+        """Run a poller until `stop_after` messages reached the router, then cancel it."""
+        ledger = await UpdateLedger.open(self.ledger_path, offload=False)
+        send, receive = trio.open_memory_channel[RouterMsg](router_buffer)
+        with trio.fail_after(3600):  # hang ceiling: a deadlock fails at once in virtual time
+            await self._run(ledger, send, receive, stop_after)
+
+    async def _run(self, ledger, send, receive, stop_after: int) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(
+                lambda: telegram_poller.run(
+                    self.api,
+                    send,
+                    ledger=ledger,
+                    bot_username="TestBot",
+                    poll_seconds=30,
+                    limit=100,
+                    rng=random.Random(1),
+                    trace=self.traces.append,
+                )
+            )
+            with receive:
+                for _ in range(stop_after):
+                    self.received.append(await receive.receive())
+                # The process "dies" here: whatever the poller is doing is cut short.
+                nursery.cancel_scope.cancel()
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Harness:
+    return Harness(FakeTelegramApi(), tmp_path / "updates.json")
+
+
+def texts(received: list[RouterMsg]) -> list[str | None]:
+    return [m.text for m in received if isinstance(m, InboundMessage)]
+
+
+async def test_updates_reach_the_router_in_order_and_offset_advances(
+    harness: Harness, autojump_clock: trio.testing.MockClock
+) -> None:
+    for n in range(3):
+        harness.api.push_text(f"hello {n}")
+    await harness.run(stop_after=3)
+    assert texts(harness.received) == ["hello 0", "hello 1", "hello 2"]
+    assert harness.api.offsets[0] is None
+    assert harness.api.offsets[-1] == 4
+
+
+async def test_commands_and_other_bots(
+    harness: Harness, autojump_clock: trio.testing.MockClock
+) -> None:
+    harness.api.push_text("/Status@TestBot now")
+    harness.api.push_text("/status@OtherBot")
+    harness.api.push_text(
+        "😀 /mode plan", entities=[{"type": "bot_command", "offset": 3, "length": 5}]
+    )
+    harness.api.push_text("/mode plan")
+    await harness.run(stop_after=3)
+    first, second, third = harness.received
+    assert isinstance(first, InboundMessage)
+    assert (first.command, first.command_args) == ("status", "now")
+    assert isinstance(second, InboundMessage)
+    assert second.command is None  # a command entity not at offset 0 is plain text
+    assert isinstance(third, InboundMessage)
+    assert (third.command, third.command_args) == ("mode", "plan")
+
+
+async def test_undecodable_update_is_skipped_without_holding_back_others(
+    harness: Harness, autojump_clock: trio.testing.MockClock
+) -> None:
+    harness.api.push_text("before")
+    bad = harness.api.push({"message": {"message_id": "not-a-number", "chat": 5}})
+    harness.api.push(raw=b"[not an update]")
+    harness.api.push_text("after")
+    await harness.run(stop_after=2)
+    assert texts(harness.received) == ["before", "after"]
+    skipped = [t for t in harness.traces if t.outcome == "skipped"]
+    assert sorted(str(t.update_id) for t in skipped) == sorted([str(bad), "None"])
+
+
+async def test_callbacks_and_edits(
+    harness: Harness, autojump_clock: trio.testing.MockClock
+) -> None:
+    harness.api.push_text("edited text", edited=True)
+    harness.api.push(
+        {
+            "callback_query": {
+                "id": "cb1",
+                "from": {"id": 7, "is_bot": False, "first_name": "x"},
+                "message": {"message_id": 5, "date": 0, "chat": {"id": 7, "type": "private"}},
+                "data": "approve:abc",
+            }
+        }
+    )
+    await harness.run(stop_after=2)
+    edit, press = harness.received
+    assert isinstance(edit, InboundMessage)
+    assert edit.edited
+    assert isinstance(press, InboundCallback)
+    assert (press.data, press.user_id, press.message_id) == ("approve:abc", 7, 5)
+
+
+async def test_kill_and_restart_never_delivers_an_update_twice(
+    harness: Harness, autojump_clock: trio.testing.MockClock
+) -> None:
+    ids = [harness.api.push_text(f"m{n}") for n in range(5)]
+    delivered = list(harness.api.pending)
+    # First run: the router takes three updates, then the process "dies" mid-batch,
+    # before the offset confirming the batch was ever sent to Telegram.
+    await harness.run(stop_after=3, router_buffer=0)
+    assert texts(harness.received) == ["m0", "m1", "m2"]
+    # Telegram redelivers everything unconfirmed on the next start.
+    harness.api.pending = []
+    harness.api.redeliver(delivered)
+    restarted = Harness(harness.api, harness.ledger_path)
+    await restarted.run(stop_after=2)
+    assert texts(restarted.received) == ["m3", "m4"]
+    duplicates = [t.update_id for t in restarted.traces if t.outcome == "duplicate"]
+    assert duplicates == ids[:3]
+
+
+async def test_ids_restarting_lower_are_accepted(
+    harness: Harness, autojump_clock: trio.testing.MockClock
+) -> None:
+    harness.api._ids = itertools.count(500)
+    for n in range(3):
+        harness.api.push_text(f"old {n}")
+    await harness.run(stop_after=3)
+    # After a week of silence Telegram picks a random, possibly lower, id.
+    harness.api._ids = itertools.count(7)
+    harness.api.push_text("new after idle")
+    second = Harness(harness.api, harness.ledger_path)
+    await second.run(stop_after=1)
+    assert texts(second.received) == ["new after idle"]
+
+
+@pytest.mark.parametrize(
+    ("error", "min_wait"),
+    [
+        (TelegramTransientError("Bad Gateway", 502), 0.5),
+        (TelegramRetryAfter("Too Many Requests: retry after 7", 7), 7.0),
+        (TelegramConflict("Conflict: terminated by other getUpdates request", 409), 0.5),
+    ],
+)
+async def test_faults_back_off_and_keep_the_offset(
+    harness: Harness,
+    autojump_clock: trio.testing.MockClock,
+    error: Exception,
+    min_wait: float,
+) -> None:
+    harness.api.push_text("survives")
+    harness.api.fail("getUpdates", error, error)  # type: ignore[arg-type]
+    await harness.run(stop_after=1)
+    assert texts(harness.received) == ["survives"]
+    polls = harness.api.calls_of("getUpdates")
+    assert [p.extra["offset"] for p in polls[:3]] == [None, None, None]
+    assert polls[1].at - polls[0].at >= min_wait
+    assert polls[2].at - polls[1].at >= min_wait
+
+
+async def test_backoff_grows_and_is_capped(
+    harness: Harness, autojump_clock: trio.testing.MockClock
+) -> None:
+    harness.api.push_text("eventually")
+    harness.api.fail("getUpdates", *[TelegramTransientError("timeout") for _ in range(10)])
+    await harness.run(stop_after=1)
+    polls = harness.api.calls_of("getUpdates")
+    gaps = [b.at - a.at for a, b in itertools.pairwise(polls)][:10]
+    assert gaps[1] > gaps[0] * 1.2 or gaps[1] >= 1.0
+    assert max(gaps) <= telegram_poller.BACKOFF_MAX
+    assert gaps[-1] >= telegram_poller.BACKOFF_MAX / 2
+
+
+async def test_bad_token_stops_the_poller(
+    harness: Harness, autojump_clock: trio.testing.MockClock
+) -> None:
+    harness.api.fail("getUpdates", TelegramUnauthorized("Unauthorized", 401))
+    send, receive = trio.open_memory_channel[RouterMsg](1)
+    with receive, pytest.raises(TelegramUnauthorized):
+        await telegram_poller.run(
+            harness.api,
+            send,
+            ledger=await UpdateLedger.open(harness.ledger_path, offload=False),
+            bot_username="TestBot",
+            poll_seconds=30,
+            limit=100,
+            rng=random.Random(1),
+            trace=harness.traces.append,
+        )
+
+
+async def test_damaged_ledger_is_set_aside(
+    harness: Harness, autojump_clock: trio.testing.MockClock
+) -> None:
+    harness.ledger_path.write_text("{not json")
+    harness.api.push_text("fine")
+    await harness.run(stop_after=1)
+    assert texts(harness.received) == ["fine"]
+    assert list(harness.ledger_path.parent.glob("updates.json.corrupt-*"))
