@@ -1,0 +1,567 @@
+"""The sender: the only code that sends, edits or deletes Telegram messages.
+
+It owns flood control and delivery guarantees:
+
+- **Order.** Each chat has a lane: a FIFO of pending items, served by one task, so messages
+  of a chat arrive in the order they were sent to the sender.
+- **Rate.** At most `GLOBAL_RATE` calls per second overall (a smooth limiter), and per chat at
+  least `PRIVATE_SPACING` seconds between messages or edits in private chats,
+  `GROUP_SPACING` in groups (TELEGRAM.md §2.7).
+- **Coalescing.** `UpdateLive` of one slot waiting in a lane is replaced by the newest text
+  (it keeps its place); `SendReply` and `CloseLive` are never dropped or merged.
+- **429.** The chat's lane pauses for ``retry_after`` and retries the same call; when the
+  pause is longer than `LIVE_PAUSE_LIMIT`, waiting live updates are shed but the finals are
+  still sent once the pause is over. A 429 on a call without a chat pauses everything.
+- **Errors.** 5xx and timeouts: `TRANSIENT_RETRIES` retries with backoff, then the item is
+  traced as undelivered. "message is not modified" is success; "message to edit not found"
+  sends a new message; "can't parse entities" resends as plain text; 403 marks the chat
+  inactive (nothing more is sent to it until `ChatReactivated`; what was not delivered is
+  traced); a migrated group switches to its new id and the call is sent again once.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final, TypeVar, assert_never
+
+import trio
+
+from orchestrator.errors import (
+    TelegramBadRequest,
+    TelegramChatMigrated,
+    TelegramForbidden,
+    TelegramRetryAfter,
+    TelegramTransientError,
+)
+from orchestrator.messages import (
+    AnswerCallback,
+    ChatReactivated,
+    CloseLive,
+    SendChatAction,
+    SendReply,
+    TraceRecord,
+    UpdateLive,
+)
+from orchestrator.rendering import (
+    MESSAGE_LIMIT,
+    escape_html,
+    html_to_plain,
+    render_reply,
+    sanitize_text,
+    split_html,
+)
+
+if TYPE_CHECKING:
+    import random
+    from collections.abc import Awaitable, Callable, Sequence
+
+    from orchestrator.messages import Keyboard, SenderMsg
+    from orchestrator.ports import ParseMode, TelegramApi, TraceEmit
+
+__all__ = [
+    "GLOBAL_RATE",
+    "GROUP_SPACING",
+    "LIVE_PAUSE_LIMIT",
+    "PRIVATE_SPACING",
+    "SenderStatistics",
+    "run",
+]
+
+logger: Final = logging.getLogger(__name__)
+
+GLOBAL_RATE: Final = 30.0
+"""Calls per second across all chats: Telegram's broadcast limit."""
+
+PRIVATE_SPACING: Final = 1.0
+"""Seconds between messages or edits in one private chat."""
+
+GROUP_SPACING: Final = 3.0
+"""Seconds between messages or edits in one group (20 per minute)."""
+
+LIVE_PAUSE_LIMIT: Final = 60.0
+"""A 429 pause longer than this sheds waiting live updates (finals still go out later)."""
+
+TRANSIENT_RETRIES: Final = 5
+"""Retries of a call that failed with 5xx or a timeout before it is given up."""
+
+RETRY_BACKOFF_MAX: Final = 30.0
+
+PREVIEW_CHARS: Final = 200
+
+T = TypeVar("T")
+
+
+@dataclass
+class SenderStatistics:
+    """Counters for `statistics()` and tests."""
+
+    calls: int = 0
+    retries_after_429: int = 0
+    coalesced: int = 0
+    shed_live: int = 0
+    undelivered: int = 0
+
+
+@dataclass
+class _Lane:
+    """One chat's pending work. `queue` holds finals and live-slot markers in order."""
+
+    chat_id: int
+    queue: deque[SendReply | CloseLive | str] = field(default_factory=deque)
+    live_text: dict[str, UpdateLive] = field(default_factory=dict)
+    live_message: dict[str, int] = field(default_factory=dict)
+    next_allowed: float = -math.inf
+    paused_until: float = -math.inf
+    inactive: bool = False
+    running: bool = False
+    wake: trio.Event = field(default_factory=trio.Event)
+
+
+class _GiveUp(Exception):
+    """Internal: this item cannot be delivered (already logged and traced)."""
+
+
+class _RateLimiter:
+    """A smooth limiter: successive `acquire` calls are at least 1/rate apart."""
+
+    def __init__(self, rate: float) -> None:
+        self._interval = 1.0 / rate
+        self._next = -math.inf
+        self.paused_until = -math.inf
+
+    async def acquire(self) -> None:
+        now = trio.current_time()
+        slot = max(now, self._next, self.paused_until)
+        self._next = slot + self._interval
+        if slot > now:
+            await trio.sleep_until(slot)
+
+
+def _spacing(chat_id: int) -> float:
+    return PRIVATE_SPACING if chat_id > 0 else GROUP_SPACING
+
+
+async def run(
+    inbox: trio.MemoryReceiveChannel[SenderMsg],
+    api: TelegramApi,
+    *,
+    max_chunks: int,
+    rng: random.Random,
+    trace: TraceEmit,
+    commands: Sequence[tuple[str, str]] = (),
+    statistics: SenderStatistics | None = None,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Deliver everything that arrives in `inbox`.
+
+    Inbox: `SenderMsg`.
+    Emits: Bot API calls; `delivery` and `chat_inactive` trace records.
+    Backpressure: producers block when the inbox (sized by the root) is full; live updates
+        are coalesced per slot inside the lanes, so they do not pile up.
+    Shutdown: on end-of-channel, every lane delivers what it holds (live updates included),
+        then the sender returns; the root bounds this with a deadline.
+    """
+    sender = _Sender(api, max_chunks, rng, trace, statistics or SenderStatistics())
+    async with trio.open_nursery() as nursery:
+        if commands:
+            nursery.start_soon(sender.set_commands, commands)
+        task_status.started()
+        with inbox:
+            async for message in inbox:
+                sender.accept(message, nursery)
+
+
+class _Sender:
+    """The sender's state; methods run inside `run`'s nursery."""
+
+    def __init__(
+        self,
+        api: TelegramApi,
+        max_chunks: int,
+        rng: random.Random,
+        trace: TraceEmit,
+        stats: SenderStatistics,
+    ) -> None:
+        self.api = api
+        self.max_chunks = max_chunks
+        self.rng = rng
+        self.trace = trace
+        self.stats = stats
+        self.lanes: dict[int, _Lane] = {}
+        self.migrated: dict[int, int] = {}
+        self.limiter = _RateLimiter(GLOBAL_RATE)
+
+    async def set_commands(self, commands: Sequence[tuple[str, str]]) -> None:
+        """Best effort: the command menu is a convenience."""
+        try:
+            await self._call(None, lambda: self.api.set_my_commands(commands))
+        except (_GiveUp, TelegramBadRequest) as error:
+            logger.warning("setMyCommands failed: %s", error)
+
+    def lane(self, chat_id: int) -> _Lane:
+        chat_id = self.migrated.get(chat_id, chat_id)
+        lane = self.lanes.get(chat_id)
+        if lane is None:
+            lane = self.lanes[chat_id] = _Lane(chat_id)
+        return lane
+
+    def accept(self, message: SenderMsg, nursery: trio.Nursery) -> None:
+        match message:
+            case SendReply() | CloseLive():
+                lane = self.lane(message.chat_id)
+                if lane.inactive:
+                    self._trace_inactive(lane.chat_id, message)
+                    return
+                if isinstance(message, CloseLive):
+                    self._drop_live(lane, message.slot)
+                lane.queue.append(message)
+                self._kick(lane, nursery)
+            case UpdateLive():
+                lane = self.lane(message.chat_id)
+                if lane.inactive:
+                    return
+                if message.slot in lane.live_text:
+                    self.stats.coalesced += 1
+                else:
+                    lane.queue.append(message.slot)
+                lane.live_text[message.slot] = message
+                self._kick(lane, nursery)
+            case SendChatAction():
+                lane = self.lane(message.chat_id)
+                if (
+                    not lane.inactive
+                    and not lane.queue
+                    and lane.paused_until <= trio.current_time()
+                ):
+                    nursery.start_soon(self._chat_action, message)
+            case AnswerCallback():
+                nursery.start_soon(self._answer_callback, message)
+            case ChatReactivated():
+                self.lane(message.chat_id).inactive = False
+            case _:
+                assert_never(message)
+
+    def _drop_live(self, lane: _Lane, slot: str) -> None:
+        if lane.live_text.pop(slot, None) is not None:
+            lane.queue.remove(slot)
+
+    def _kick(self, lane: _Lane, nursery: trio.Nursery) -> None:
+        if not lane.running:
+            lane.running = True
+            nursery.start_soon(self._serve_lane, lane)
+
+    async def _serve_lane(self, lane: _Lane) -> None:
+        """Deliver the lane's queue in order, then end (a new item starts a new task)."""
+        try:
+            while lane.queue and not lane.inactive:
+                item = lane.queue.popleft()
+                try:
+                    if isinstance(item, str):
+                        live = lane.live_text.pop(item, None)
+                        if live is not None:
+                            await self._deliver_live(lane, live)
+                    elif isinstance(item, SendReply):
+                        await self._deliver_reply(lane, item)
+                    else:
+                        await self._deliver_close(lane, item)
+                except _GiveUp:
+                    continue
+        finally:
+            lane.running = False
+            idle = not lane.queue and not lane.live_message and not lane.inactive
+            if idle and lane.next_allowed < trio.current_time():
+                # Nothing to remember about an idle chat: free it (a slow leak otherwise).
+                self.lanes.pop(lane.chat_id, None)
+
+    # ------------------------------------------------------------------ deliveries
+
+    async def _deliver_reply(self, lane: _Lane, reply: SendReply) -> None:
+        if reply.plain:
+            chunks = split_html(escape_html(sanitize_text(reply.markdown)) or "(empty)")
+            document = None
+            summary = ""
+        else:
+            rendered = render_reply(reply.markdown, max_chunks=self.max_chunks)
+            chunks, document, summary = list(rendered.chunks), rendered.document, rendered.summary
+        if document is not None:
+            await self._in_chat(
+                lane,
+                lambda chat_id: self.api.send_document(
+                    chat_id,
+                    reply.document_name,
+                    document,
+                    caption=summary,
+                    parse_mode="HTML",
+                    message_thread_id=reply.thread_id,
+                    reply_to_message_id=reply.reply_to_message_id,
+                ),
+                preview=reply.markdown,
+            )
+            return
+        for number, chunk in enumerate(chunks):
+            last = number == len(chunks) - 1
+            await self._send_html(
+                lane,
+                chunk,
+                keyboard=reply.keyboard if last else (),
+                thread_id=reply.thread_id,
+                reply_to=reply.reply_to_message_id if number == 0 else None,
+            )
+
+    async def _send_html(
+        self,
+        lane: _Lane,
+        chunk: str,
+        *,
+        keyboard: Keyboard = (),
+        thread_id: int | None = None,
+        reply_to: int | None = None,
+        parse_mode: ParseMode = "HTML",
+    ) -> int:
+        try:
+            return await self._in_chat(
+                lane,
+                lambda chat_id: self.api.send_message(
+                    chat_id,
+                    chunk,
+                    parse_mode=parse_mode,
+                    keyboard=keyboard,
+                    message_thread_id=thread_id,
+                    reply_to_message_id=reply_to,
+                ),
+                preview=chunk,
+            )
+        except TelegramBadRequest as error:
+            if parse_mode and "can't parse entities" in error.description:
+                logger.warning("Telegram refused our HTML (%s); resending as plain text", error)
+                return await self._send_html(
+                    lane,
+                    html_to_plain(chunk),
+                    keyboard=keyboard,
+                    thread_id=thread_id,
+                    reply_to=reply_to,
+                    parse_mode=None,
+                )
+            self._undelivered(lane.chat_id, str(error), chunk)
+            raise _GiveUp from error
+
+    async def _deliver_live(self, lane: _Lane, live: UpdateLive) -> None:
+        text = _fit(sanitize_text(live.text))
+        message_id = lane.live_message.get(live.slot)
+        if message_id is None:
+            lane.live_message[live.slot] = await self._send_plain(lane, live, text)
+            return
+        try:
+            await self._in_chat(
+                lane,
+                lambda chat_id: self.api.edit_message_text(
+                    chat_id, message_id, text, keyboard=live.keyboard
+                ),
+                preview=text,
+            )
+        except TelegramBadRequest as error:
+            if "not modified" in error.description:
+                return
+            if "not found" in error.description:
+                lane.live_message[live.slot] = await self._send_plain(lane, live, text)
+                return
+            self._undelivered(lane.chat_id, str(error), text)
+            raise _GiveUp from error
+
+    async def _send_plain(self, lane: _Lane, live: UpdateLive, text: str) -> int:
+        try:
+            return await self._in_chat(
+                lane,
+                lambda chat_id: self.api.send_message(
+                    chat_id, text, keyboard=live.keyboard, message_thread_id=live.thread_id
+                ),
+                preview=text,
+            )
+        except TelegramBadRequest as error:
+            self._undelivered(lane.chat_id, str(error), text)
+            raise _GiveUp from error
+
+    async def _deliver_close(self, lane: _Lane, close: CloseLive) -> None:
+        message_id = lane.live_message.pop(close.slot, None)
+        final_text = _fit(sanitize_text(close.final_text)) if close.final_text else None
+        try:
+            if message_id is None:
+                if final_text:
+                    await self._in_chat(
+                        lane,
+                        lambda chat_id: self.api.send_message(chat_id, final_text),
+                        preview=final_text,
+                    )
+            elif close.delete or not final_text:
+                await self._in_chat(
+                    lane,
+                    lambda chat_id: self.api.delete_message(chat_id, message_id),
+                    preview="",
+                )
+            else:
+                await self._in_chat(
+                    lane,
+                    lambda chat_id: self.api.edit_message_text(chat_id, message_id, final_text),
+                    preview=final_text,
+                )
+        except TelegramBadRequest as error:
+            if "not modified" in error.description or "not found" in error.description:
+                return
+            self._undelivered(lane.chat_id, str(error), final_text or "")
+
+    async def _chat_action(self, action: SendChatAction) -> None:
+        chat_id = self.migrated.get(action.chat_id, action.chat_id)
+        try:
+            await self.limiter.acquire()
+            await self.api.send_chat_action(
+                chat_id, action.action, message_thread_id=action.thread_id
+            )
+        except (TelegramBadRequest, TelegramTransientError, TelegramChatMigrated) as error:
+            logger.debug("sendChatAction failed: %s", error)
+        except TelegramRetryAfter as error:
+            self.lane(chat_id).paused_until = trio.current_time() + error.retry_after
+        except TelegramForbidden:
+            self._mark_inactive(self.lane(chat_id), None)
+
+    async def _answer_callback(self, answer: AnswerCallback) -> None:
+        try:
+            await self._call(
+                None,
+                lambda: self.api.answer_callback_query(
+                    answer.callback_query_id, text=answer.text, show_alert=answer.show_alert
+                ),
+            )
+        except (_GiveUp, TelegramBadRequest, TelegramForbidden) as error:
+            logger.info("answerCallbackQuery failed: %s", error)
+
+    # ------------------------------------------------------------------ the call ladder
+
+    async def _in_chat(
+        self, lane: _Lane, call: Callable[[int], Awaitable[T]], *, preview: str
+    ) -> T:
+        """One call in `lane`'s chat: spacing, the global rate, and the retry ladder."""
+        migrated_once = False
+        while True:
+            now = trio.current_time()
+            wait_until = max(lane.next_allowed, lane.paused_until)
+            if wait_until > now:
+                await trio.sleep_until(wait_until)
+            try:
+                return await self._call(lane, functools.partial(call, lane.chat_id))
+            except TelegramChatMigrated as error:
+                if migrated_once:
+                    self._undelivered(lane.chat_id, str(error), preview)
+                    raise _GiveUp from error
+                migrated_once = True
+                self._migrate(lane, error.migrate_to_chat_id)
+            except TelegramForbidden as error:
+                self._mark_inactive(lane, preview)
+                raise _GiveUp from error
+
+    async def _call(self, lane: _Lane | None, call: Callable[[], Awaitable[T]]) -> T:
+        """Global rate, 429 pauses and bounded retries of transient failures."""
+        transient_failures = 0
+        while True:
+            await self.limiter.acquire()
+            if lane is not None:
+                if lane.paused_until > trio.current_time():
+                    await trio.sleep_until(lane.paused_until)
+                lane.next_allowed = trio.current_time() + _spacing(lane.chat_id)
+            self.stats.calls += 1
+            try:
+                return await call()
+            except TelegramRetryAfter as error:
+                self.stats.retries_after_429 += 1
+                until = trio.current_time() + error.retry_after
+                if lane is None:
+                    self.limiter.paused_until = until
+                else:
+                    lane.paused_until = until
+                    lane.next_allowed = max(lane.next_allowed, until)
+                    if error.retry_after > LIVE_PAUSE_LIMIT:
+                        self._shed_live(lane)
+                logger.warning(
+                    "flood control: waiting %g s before retrying (chat %s)",
+                    error.retry_after,
+                    lane.chat_id if lane else "all",
+                )
+                await trio.sleep_until(until)
+            except TelegramTransientError as error:
+                transient_failures += 1
+                if transient_failures > TRANSIENT_RETRIES:
+                    if lane is not None:
+                        self._undelivered(lane.chat_id, str(error), "")
+                    raise _GiveUp from error
+                delay = min(RETRY_BACKOFF_MAX, 2.0 ** (transient_failures - 1))
+                delay *= 0.5 + 0.5 * self.rng.random()
+                logger.warning("Telegram call failed (%s); retry in %.1f s", error, delay)
+                await trio.sleep(delay)
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def _shed_live(self, lane: _Lane) -> None:
+        for slot in list(lane.live_text):
+            self._drop_live(lane, slot)
+            self.stats.shed_live += 1
+
+    def _migrate(self, lane: _Lane, new_chat_id: int) -> None:
+        logger.info("chat %d became supergroup %d; following it", lane.chat_id, new_chat_id)
+        old = lane.chat_id
+        self.migrated[old] = new_chat_id
+        self.lanes.pop(old, None)
+        lane.chat_id = new_chat_id
+        self.lanes[new_chat_id] = lane
+
+    def _mark_inactive(self, lane: _Lane, preview: str | None) -> None:
+        if not lane.inactive:
+            logger.warning("chat %d blocked the bot; not sending to it any more", lane.chat_id)
+        lane.inactive = True
+        pending = [item for item in lane.queue if not isinstance(item, str)]
+        lane.queue.clear()
+        lane.live_text.clear()
+        self.trace(
+            TraceRecord(
+                event="chat_inactive",
+                chat_id=lane.chat_id,
+                outcome="blocked",
+                detail=f"{len(pending)} more message(s) not delivered",
+                preview=(preview or "")[:PREVIEW_CHARS] or None,
+            )
+        )
+        for item in pending:
+            self._trace_inactive(lane.chat_id, item)
+
+    def _trace_inactive(self, chat_id: int, item: SendReply | CloseLive) -> None:
+        text = item.markdown if isinstance(item, SendReply) else (item.final_text or "")
+        self.trace(
+            TraceRecord(
+                event="delivery",
+                chat_id=chat_id,
+                outcome="chat_inactive",
+                preview=text[:PREVIEW_CHARS] or None,
+            )
+        )
+
+    def _undelivered(self, chat_id: int, why: str, preview: str) -> None:
+        self.stats.undelivered += 1
+        logger.error("could not deliver a message to chat %d: %s", chat_id, why)
+        self.trace(
+            TraceRecord(
+                event="delivery",
+                chat_id=chat_id,
+                outcome="failed",
+                detail=why[:300],
+                preview=preview[:PREVIEW_CHARS] or None,
+            )
+        )
+
+
+def _fit(text: str) -> str:
+    """Plain text cut to one message (live messages are short by design)."""
+    if len(text) <= MESSAGE_LIMIT // 2:
+        return text or "…"
+    return text[: MESSAGE_LIMIT // 2 - 1] + "…"

@@ -1,0 +1,286 @@
+"""The sender in virtual time: order, spacing, rate, coalescing and every delivery fault."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from typing import TYPE_CHECKING
+
+import pytest
+import trio
+import trio.testing
+
+from actors import telegram_sender
+from orchestrator.errors import (
+    TelegramBadRequest,
+    TelegramChatMigrated,
+    TelegramForbidden,
+    TelegramRetryAfter,
+    TelegramTransientError,
+)
+from orchestrator.messages import (
+    AnswerCallback,
+    Button,
+    ChatReactivated,
+    CloseLive,
+    SendChatAction,
+    SenderMsg,
+    SendReply,
+    TraceRecord,
+    UpdateLive,
+)
+from tests.fakes.telegram_api import FakeTelegramApi
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+
+class Sender:
+    def __init__(self, api: FakeTelegramApi, send: trio.MemorySendChannel[SenderMsg]) -> None:
+        self.api = api
+        self.send = send
+        self.traces: list[TraceRecord] = []
+        self.stats = telegram_sender.SenderStatistics()
+
+    async def put(self, *messages: SenderMsg) -> None:
+        for message in messages:
+            await self.send.send(message)
+
+    async def wait(self, predicate: Callable[[FakeTelegramApi], bool]) -> None:
+        with trio.fail_after(3600):
+            await self.api.wait_for(predicate)
+
+
+@pytest.fixture
+async def sender(autojump_clock: trio.testing.MockClock) -> AsyncIterator[Sender]:
+    api = FakeTelegramApi()
+    send, receive = trio.open_memory_channel[SenderMsg](256)
+    harness = Sender(api, send)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            lambda task_status: telegram_sender.run(
+                receive,
+                api,
+                max_chunks=3,
+                rng=random.Random(3),
+                trace=harness.traces.append,
+                commands=[("start", "help")],
+                statistics=harness.stats,
+                task_status=task_status,
+            )
+        )
+        yield harness
+        send.close()
+
+
+def sent_texts(api: FakeTelegramApi, chat_id: int) -> list[str]:
+    return [c.text for c in api.calls_of("sendMessage") if c.chat_id == chat_id]
+
+
+async def test_commands_are_registered(
+    sender: Sender, autojump_clock: trio.testing.MockClock
+) -> None:
+    await sender.wait(lambda api: bool(api.calls_of("setMyCommands")))
+    assert sender.api.calls_of("setMyCommands")[0].extra["commands"] == [("start", "help")]
+
+
+async def test_per_chat_order_and_spacing(
+    sender: Sender, autojump_clock: trio.testing.MockClock
+) -> None:
+    await sender.put(*(SendReply(chat_id=5, markdown=f"private {n}") for n in range(3)))
+    await sender.put(*(SendReply(chat_id=-7, markdown=f"group {n}") for n in range(3)))
+    await sender.wait(lambda api: len(api.calls_of("sendMessage")) == 6)
+    assert sent_texts(sender.api, 5) == ["private 0", "private 1", "private 2"]
+    assert sent_texts(sender.api, -7) == ["group 0", "group 1", "group 2"]
+    private = [c.at for c in sender.api.calls_of("sendMessage") if c.chat_id == 5]
+    group = [c.at for c in sender.api.calls_of("sendMessage") if c.chat_id == -7]
+    assert all(b - a >= 1.0 - 1e-9 for a, b in itertools.pairwise(private)), private
+    assert all(b - a >= 3.0 - 1e-9 for a, b in itertools.pairwise(group))
+
+
+async def test_global_rate_is_at_most_30_per_second(
+    sender: Sender, autojump_clock: trio.testing.MockClock
+) -> None:
+    await sender.put(*(SendReply(chat_id=1000 + n, markdown="hi") for n in range(90)))
+    await sender.wait(lambda api: len(api.calls_of("sendMessage")) == 90)
+    times = sorted(c.at for c in sender.api.calls_of("sendMessage"))
+    for start in range(len(times) - 30):
+        assert times[start + 30] - times[start] >= 1.0 - 1e-9
+    assert times[-1] - times[0] < 3.5
+
+
+async def test_live_updates_coalesce_newest_wins(
+    sender: Sender, autojump_clock: trio.testing.MockClock
+) -> None:
+    await sender.put(SendReply(chat_id=5, markdown="first"))
+    await sender.put(*(UpdateLive(chat_id=5, slot="run-1", text=f"step {n}") for n in range(10)))
+    await sender.wait(lambda api: any(c.text.startswith("step") for c in api.calls))
+    await sender.put(CloseLive(chat_id=5, slot="run-1", final_text="done"))
+    await sender.wait(lambda api: any(c.text == "done" for c in api.calls))
+    live_calls = [c for c in sender.api.calls if c.text.startswith("step")]
+    assert len(live_calls) <= 2
+    assert live_calls[-1].text == "step 9"
+
+
+async def test_live_message_is_edited_in_place_and_closed(
+    sender: Sender, autojump_clock: trio.testing.MockClock
+) -> None:
+    cancel = ((Button("Cancel", "cancel:1"),),)
+    await sender.put(UpdateLive(chat_id=5, slot="run-1", text="working", keyboard=cancel))
+    await sender.wait(lambda api: len(api.calls_of("sendMessage")) == 1)
+    await sender.put(UpdateLive(chat_id=5, slot="run-1", text="still working", keyboard=cancel))
+    await sender.put(CloseLive(chat_id=5, slot="run-1", final_text="finished"))
+    await sender.wait(lambda api: len(api.calls_of("editMessageText")) == 2)
+    first, second = sender.api.calls_of("editMessageText")
+    assert first.text == "still working"
+    assert first.keyboard == cancel
+    assert second.text == "finished"
+    assert second.keyboard == ()
+    message_id = sender.api.calls_of("sendMessage")[0].message_id
+    assert {first.message_id, second.message_id} == {message_id}
+
+
+async def test_429_mid_stream_delays_but_never_loses_the_final(
+    sender: Sender, autojump_clock: trio.testing.MockClock
+) -> None:
+    sender.api.fail("editMessageText", TelegramRetryAfter("Too Many Requests: retry after 20", 20))
+    await sender.put(UpdateLive(chat_id=5, slot="s", text="a"))
+    await sender.wait(lambda api: len(api.calls_of("sendMessage")) == 1)
+    await sender.put(UpdateLive(chat_id=5, slot="s", text="b"))
+    await sender.put(SendReply(chat_id=5, markdown="**final** answer"))
+    await sender.wait(lambda api: "<b>final</b> answer" in sent_texts(api, 5))
+    final = next(c for c in sender.api.calls_of("sendMessage") if "final" in c.text)
+    first_edit = sender.api.calls_of("editMessageText")[0]
+    assert final.at - first_edit.at >= 20
+    assert final.parse_mode == "HTML"
+    assert sender.stats.retries_after_429 == 1
+
+
+async def test_huge_retry_after_sheds_live_updates_but_not_finals(
+    sender: Sender, autojump_clock: trio.testing.MockClock
+) -> None:
+    sender.api.fail("sendMessage", TelegramRetryAfter("Too Many Requests: retry after 600", 600))
+    await sender.put(SendReply(chat_id=5, markdown="result one"))
+    await trio.testing.wait_all_tasks_blocked()
+    await sender.put(UpdateLive(chat_id=5, slot="s", text="progress"))
+    await sender.put(SendReply(chat_id=5, markdown="result two"))
+    await sender.wait(lambda api: "result two" in sent_texts(api, 5))
+    assert sent_texts(sender.api, 5) == ["result one", "result one", "result two"]
+    assert sender.api.calls_of("sendMessage")[1].at >= 600
+
+
+async def test_transient_errors_are_retried_then_given_up(
+    sender: Sender, autojump_clock: trio.testing.MockClock
+) -> None:
+    sender.api.fail("sendMessage", *[TelegramTransientError("Bad Gateway", 502)] * 2)
+    await sender.put(SendReply(chat_id=5, markdown="eventually"))
+    await sender.wait(lambda api: len(api.calls_of("sendMessage")) == 3)
+    assert sender.stats.undelivered == 0
+    sender.api.fail("sendMessage", *[TelegramTransientError("Bad Gateway", 502)] * 6)
+    await sender.put(SendReply(chat_id=6, markdown="lost cause"))
+    await sender.put(SendReply(chat_id=6, markdown="next one"))
+    await sender.wait(lambda api: "next one" in sent_texts(api, 6))
+    assert sender.stats.undelivered == 1
+    assert any(t.event == "delivery" and t.outcome == "failed" for t in sender.traces)
+
+
+async def test_not_modified_is_success_and_missing_message_is_resent(
+    sender: Sender, autojump_clock: trio.testing.MockClock
+) -> None:
+    await sender.put(UpdateLive(chat_id=5, slot="s", text="one"))
+    await sender.wait(lambda api: len(api.calls_of("sendMessage")) == 1)
+    sender.api.fail(
+        "editMessageText",
+        TelegramBadRequest("Bad Request: message is not modified: specified new message", 400),
+    )
+    await sender.put(UpdateLive(chat_id=5, slot="s", text="one"))
+    await sender.wait(lambda api: len(api.calls_of("editMessageText")) == 1)
+    sender.api.messages[5].clear()  # the user deleted the progress message
+    await sender.put(UpdateLive(chat_id=5, slot="s", text="two"))
+    await sender.wait(lambda api: len(api.calls_of("sendMessage")) == 2)
+    assert sent_texts(sender.api, 5) == ["one", "two"]
+    assert sender.stats.undelivered == 0
+
+
+async def test_unparseable_html_is_resent_as_plain_text(
+    sender: Sender, autojump_clock: trio.testing.MockClock
+) -> None:
+    sender.api.fail(
+        "sendMessage", TelegramBadRequest("Bad Request: can't parse entities: bad tag", 400)
+    )
+    await sender.put(SendReply(chat_id=5, markdown="a **b** & c"))
+    await sender.wait(lambda api: len(api.calls_of("sendMessage")) == 2)
+    retry = sender.api.calls_of("sendMessage")[1]
+    assert retry.text == "a b & c"
+    assert retry.parse_mode is None
+
+
+async def test_blocked_chat_goes_inactive_until_reactivated(
+    sender: Sender, autojump_clock: trio.testing.MockClock
+) -> None:
+    sender.api.fail("sendMessage", TelegramForbidden("Forbidden: bot was blocked by the user", 403))
+    await sender.put(SendReply(chat_id=5, markdown="to a blocked user"))
+    await sender.wait(lambda api: len(api.calls_of("sendMessage")) == 1)
+    await trio.testing.wait_all_tasks_blocked()
+    await sender.put(SendReply(chat_id=5, markdown="also dropped"))
+    await sender.put(SendReply(chat_id=9, markdown="other chat fine"))
+    await sender.wait(lambda api: "other chat fine" in sent_texts(api, 9))
+    assert sent_texts(sender.api, 5) == ["to a blocked user"]
+    events = [(t.event, t.outcome, t.preview) for t in sender.traces]
+    assert ("chat_inactive", "blocked", "to a blocked user") in events
+    assert ("delivery", "chat_inactive", "also dropped") in events
+    await sender.put(ChatReactivated(chat_id=5), SendReply(chat_id=5, markdown="welcome back"))
+    await sender.wait(lambda api: "welcome back" in sent_texts(api, 5))
+
+
+async def test_migrated_group_switches_ids(
+    sender: Sender, autojump_clock: trio.testing.MockClock
+) -> None:
+    sender.api.fail(
+        "sendMessage", TelegramChatMigrated("Bad Request: group chat was upgraded", -1009)
+    )
+    await sender.put(SendReply(chat_id=-5, markdown="hello group"))
+    await sender.wait(lambda api: len(api.calls_of("sendMessage")) == 2)
+    assert [c.chat_id for c in sender.api.calls_of("sendMessage")] == [-5, -1009]
+    await sender.put(SendReply(chat_id=-5, markdown="still the group"))
+    await sender.wait(lambda api: len(api.calls_of("sendMessage")) == 3)
+    assert sender.api.calls_of("sendMessage")[2].chat_id == -1009
+
+
+async def test_long_replies_are_chunked_or_attached(
+    sender: Sender, autojump_clock: trio.testing.MockClock
+) -> None:
+    paragraph = "word " * 700 + "\n\n"
+    await sender.put(SendReply(chat_id=5, markdown=paragraph * 2))
+    await sender.wait(lambda api: len(api.calls_of("sendMessage")) >= 2)
+    await trio.testing.wait_all_tasks_blocked()
+    chunks = sent_texts(sender.api, 5)
+    assert 2 <= len(chunks) <= 3
+    assert all(len(chunk) <= 4096 for chunk in chunks)
+    await sender.put(SendReply(chat_id=6, markdown=paragraph * 20))
+    await sender.wait(lambda api: bool(api.calls_of("sendDocument")))
+    document = sender.api.calls_of("sendDocument")[0]
+    assert document.extra["content"] == (paragraph * 20).encode()
+    assert "attached" in document.text
+
+
+async def test_buttons_go_on_the_last_chunk_and_callbacks_are_answered(
+    sender: Sender, autojump_clock: trio.testing.MockClock
+) -> None:
+    keyboard = ((Button("Approve", "a:1"), Button("Deny", "d:1")),)
+    await sender.put(SendReply(chat_id=5, markdown="run `rm -rf build`?", keyboard=keyboard))
+    await sender.put(AnswerCallback(callback_query_id="q1", text="Approved"))
+    await sender.wait(lambda api: bool(api.calls_of("answerCallbackQuery")))
+    await sender.wait(lambda api: bool(api.calls_of("sendMessage")))
+    assert sender.api.calls_of("sendMessage")[0].keyboard == keyboard
+    assert sender.api.calls_of("answerCallbackQuery")[0].text == "Approved"
+
+
+async def test_chat_action_is_best_effort(
+    sender: Sender, autojump_clock: trio.testing.MockClock
+) -> None:
+    sender.api.fail("sendChatAction", TelegramTransientError("timeout"))
+    await sender.put(SendChatAction(chat_id=5))
+    await sender.put(SendReply(chat_id=5, markdown="result"))
+    await sender.wait(lambda api: "result" in sent_texts(api, 5))
+    assert len(sender.api.calls_of("sendChatAction")) <= 1
