@@ -1,0 +1,184 @@
+"""Process trees: find every descendant of a worker and make sure all of them die.
+
+Codex starts each shell command in its own session (``setsid``), so killing the MCP server's
+process group does not reach them (reference/CODEX.md §7): they would survive as orphans.
+This module therefore
+
+- snapshots a process's descendants from ``/proc`` (parent links, repeated to catch forks
+  that happen during the snapshot), before anything is killed — once the server dies its
+  children are re-parented and the links are gone;
+- kills the tree with a ladder: SIGTERM to the group and to every snapshotted pid, a bounded
+  wait, then SIGKILL to the survivors;
+- makes the orchestrator a *child subreaper* (``prctl(PR_SET_CHILD_SUBREAPER)``), so orphans
+  of our workers are re-parented to us instead of PID 1: they stay findable, and we reap them.
+
+Polling ``/proc`` during the bounded wait is the one place where a short sleep loop is the
+right tool: process exit of non-children cannot be awaited any other way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import logging
+import os
+import signal
+import sys
+from typing import TYPE_CHECKING, Final
+
+import trio
+
+if TYPE_CHECKING:
+    from collections.abc import Set
+
+__all__ = [
+    "alive",
+    "descendants",
+    "enable_child_subreaper",
+    "kill_tree",
+    "reap_children",
+    "rss_mb",
+]
+
+logger: Final = logging.getLogger(__name__)
+
+PR_SET_CHILD_SUBREAPER: Final = 36
+KILL_POLL_INTERVAL: Final = 0.02
+"""Seconds between checks of /proc while waiting for killed processes to exit."""
+
+SNAPSHOT_ROUNDS: Final = 3
+"""Snapshots merged per kill: a command forking during the scan is caught by the next."""
+
+
+def _parents() -> dict[int, int]:
+    """pid → parent pid for every visible process."""
+    parents: dict[int, int] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return parents
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        # The command name may contain spaces and parentheses: split after the last ')'.
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) > 1:
+            parents[int(entry)] = int(fields[1])
+    return parents
+
+
+def descendants(pid: int) -> set[int]:
+    """Every living descendant of `pid` (not `pid` itself)."""
+    children: dict[int, list[int]] = {}
+    for child, parent in _parents().items():
+        children.setdefault(parent, []).append(child)
+    found: set[int] = set()
+    stack = [pid]
+    while stack:
+        for child in children.get(stack.pop(), ()):
+            if child not in found:
+                found.add(child)
+                stack.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+    except OSError:
+        return False
+    state = stat[stat.rfind(b")") + 2 :].split()[:1]
+    return state != [b"Z"]
+
+
+def rss_mb(pids: set[int]) -> float:
+    """Resident memory of `pids` together, in MB (VmRSS from /proc)."""
+    total_kb = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status", "rb") as handle:
+                for line in handle:
+                    if line.startswith(b"VmRSS:"):
+                        total_kb += int(line.split()[1])
+                        break
+        except (OSError, ValueError):
+            continue
+    return total_kb / 1024
+
+
+def _signal(pids: set[int], group: int | None, signum: int) -> None:
+    if group is not None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, signum)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signum)
+
+
+def reap_children(pids: set[int]) -> None:
+    """Collect those of `pids` that are exited children of ours, without blocking.
+
+    Orphans re-parented to us (subreaper) become our children. Only the given pids are
+    reaped: a blanket ``waitpid(-1)`` would steal exit statuses trio waits for.
+    """
+    for pid in pids:
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(pid, os.WNOHANG)
+
+
+async def kill_tree(pid: int, *, grace: float = 2.0, known: Set[int] = frozenset()) -> set[int]:
+    """Kill `pid`, its process group and every descendant; return the pids that were killed.
+
+    `known` adds pids snapshotted earlier (descendants seen before `pid` exited: once it is
+    gone, its orphans are no longer linked to it).
+
+    Shielded: runs to completion even inside a cancelled scope (teardown must not be skipped),
+    and bounded: SIGKILL follows SIGTERM after `grace` seconds.
+    """
+    targets: set[int] = {known_pid for known_pid in known if alive(known_pid)}
+    with trio.CancelScope(shield=True):
+        for _ in range(SNAPSHOT_ROUNDS):
+            targets |= descendants(pid)
+        targets.add(pid)
+        try:
+            group: int | None = os.getpgid(pid)
+        except ProcessLookupError:
+            group = None
+        if group is not None and group == os.getpgrp():
+            group = None  # never signal our own group
+        _signal(targets, group, signal.SIGTERM)
+        # Children forked by a dying process after the snapshot are caught here.
+        targets |= descendants(pid)
+        with trio.move_on_after(grace):
+            while any(alive(target) for target in targets):
+                await trio.sleep(KILL_POLL_INTERVAL)
+                reap_children(targets - {pid})
+        survivors = {target for target in targets if alive(target)}
+        if survivors:
+            logger.warning("processes %s ignored SIGTERM; killing them", sorted(survivors))
+            _signal(survivors, group, signal.SIGKILL)
+            with trio.move_on_after(grace):
+                while any(alive(target) for target in survivors):
+                    await trio.sleep(KILL_POLL_INTERVAL)
+                    reap_children(targets - {pid})
+        reap_children(targets - {pid})
+    return targets
+
+
+def enable_child_subreaper() -> bool:
+    """Make this process the reaper of its orphaned descendants (Linux); False elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return False
+    libc_name = ctypes.util.find_library("c")
+    if libc_name is None:
+        return False
+    libc = ctypes.CDLL(libc_name, use_errno=True)
+    return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)

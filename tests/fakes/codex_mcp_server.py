@@ -1,0 +1,349 @@
+"""A stand-in for ``codex mcp-server`` 0.153.4: MCP over stdio, scripted per test.
+
+Run as ``python tests/fakes/codex_mcp_server.py``. Standard library only, so it starts in
+tens of milliseconds. It reproduces what the orchestrator relies on (reference/CODEX.md):
+
+- ``initialize`` (serverInfo codex-mcp-server 0.153.4, tools.listChanged), ``tools/list``
+  with the exact ``codex`` / ``codex-reply`` schemas, ``ping``;
+- ``tools/call`` results ``{"content": [...], "structuredContent": {"threadId", "content"}}``,
+  calls running in parallel, threads that live only in this process ("Session not found for
+  thread_id" elsewhere);
+- ``codex/event`` notifications with ``_meta.requestId`` in Codex's order;
+- ``elicitation/create`` with the ``codex_*`` fields, answered with ``{"decision": ...}``
+  (``abort`` hangs the call forever, like the real one);
+- ``notifications/cancelled``: ``turn_aborted`` and no response for that id;
+- a deprecation warning on stderr at start.
+
+The script (JSON, path in ``$FAKE_CODEX_SCRIPT``) holds ``rules``, each matched by
+substring on the prompt (first match wins; no match → reply ``FAKE-REPLY: <prompt>``):
+``reply``, ``delay`` (seconds before the result), ``deltas`` (agent message pieces),
+``approval`` ("exec" | "patch"), ``command`` (shown in approvals/exec events), ``crash``
+(exit the process mid-call), ``hang`` (never answer), ``grandchild`` (start
+``setsid bash -c 'sleep 300 & wait'`` and record the pids), ``error`` (isError result),
+``tokens`` (token_count totals). ``record`` is a file path where the server appends one JSON
+line per received message and per approval decision; ``pids`` a file for grandchild pids.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from typing import Any
+
+SCRIPT: dict[str, Any] = {}
+if os.environ.get("FAKE_CODEX_SCRIPT"):
+    with open(os.environ["FAKE_CODEX_SCRIPT"]) as handle:
+        SCRIPT = json.load(handle)
+
+CODEX_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "prompt": {"type": "string"},
+        "approval-policy": {"type": "string", "enum": ["on-request", "never"]},
+        "sandbox": {
+            "type": "string",
+            "enum": ["read-only", "workspace-write", "danger-full-access"],
+        },
+        "cwd": {"type": "string"},
+        "model": {"type": "string"},
+        "base-instructions": {"type": "string"},
+        "developer-instructions": {"type": "string"},
+        "compact-prompt": {"type": "string"},
+        "config": {"type": "object", "additionalProperties": True},
+    },
+    "required": ["prompt"],
+    "additionalProperties": False,
+}
+REPLY_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "prompt": {"type": "string"},
+        "threadId": {"type": "string"},
+        "conversationId": {"type": "string"},
+    },
+    "required": ["prompt"],
+}
+OUTPUT_SCHEMA = {
+    "type": "object",
+    "properties": {"threadId": {"type": "string"}, "content": {"type": "string"}},
+    "required": ["threadId", "content"],
+}
+TOOLS = [
+    {
+        "name": "codex",
+        "title": "Codex",
+        "description": "Run a Codex session.",
+        "inputSchema": CODEX_SCHEMA,
+        "outputSchema": OUTPUT_SCHEMA,
+    },
+    {
+        "name": "codex-reply",
+        "title": "Codex Reply",
+        "description": "Continue a Codex conversation.",
+        "inputSchema": REPLY_SCHEMA,
+        "outputSchema": OUTPUT_SCHEMA,
+    },
+]
+if SCRIPT.get("no_codex_tools"):
+    TOOLS = [{"name": "other", "inputSchema": {"type": "object"}}]
+
+write_lock = threading.Lock()
+threads: dict[str, list[str]] = {}
+cancelled: set[Any] = set()
+waiting: dict[Any, tuple[threading.Event, list[Any]]] = {}
+elicitation_ids = iter(range(10**9))
+
+
+def send(message: dict[str, Any]) -> None:
+    data = json.dumps(message) + "\n"
+    with write_lock:
+        sys.stdout.write(data)
+        sys.stdout.flush()
+
+
+def record(entry: dict[str, Any]) -> None:
+    path = SCRIPT.get("record")
+    if path:
+        with write_lock, open(path, "a") as handle:
+            handle.write(json.dumps(entry) + "\n")
+
+
+def event(request_id: Any, thread_id: str, msg: dict[str, Any]) -> None:
+    send(
+        {
+            "jsonrpc": "2.0",
+            "method": "codex/event",
+            "params": {
+                "_meta": {"requestId": request_id, "threadId": thread_id},
+                "id": "turn-1",
+                "msg": msg,
+            },
+        }
+    )
+
+
+def ask(params: dict[str, Any]) -> Any:
+    """Send elicitation/create and wait for the client's answer."""
+    request_id = next(elicitation_ids)
+    done = threading.Event()
+    box: list[Any] = []
+    waiting[request_id] = (done, box)
+    send({"jsonrpc": "2.0", "id": request_id, "method": "elicitation/create", "params": params})
+    done.wait()
+    return box[0] if box else {}
+
+
+def rule_for(prompt: str) -> dict[str, Any]:
+    for rule in SCRIPT.get("rules", []):
+        if rule.get("match", "") in prompt:
+            return rule
+    return {}
+
+
+def start_grandchild() -> None:
+    child = subprocess.Popen(
+        ["bash", "-c", 'sleep 300 & echo $! >> "$PIDS"; wait'],
+        start_new_session=True,
+        env={**os.environ, "PIDS": SCRIPT.get("pids", "/dev/null")},
+    )
+    with open(SCRIPT.get("pids", "/dev/null"), "a") as handle:
+        handle.write(f"{child.pid}\n")
+
+
+def run_call(request_id: Any, name: str, arguments: dict[str, Any]) -> None:
+    prompt = arguments.get("prompt", "")
+    if name == "codex-reply":
+        thread_id = arguments.get("threadId") or arguments.get("conversationId") or ""
+        if thread_id not in threads:
+            send(
+                {
+                    "jsonrpc": "2.0",
+                    "id": request_id,
+                    "result": {
+                        "content": [
+                            {
+                                "type": "text",
+                                "text": f"Session not found for thread_id: {thread_id}",
+                            }
+                        ],
+                        "isError": True,
+                    },
+                }
+            )
+            return
+    else:
+        thread_id = str(uuid.uuid4())
+        threads[thread_id] = []
+        event(
+            request_id,
+            thread_id,
+            {
+                "type": "session_configured",
+                "model": arguments.get("model", "gpt-5.2"),
+                "cwd": arguments.get("cwd", os.getcwd()),
+                "approval_policy": arguments.get("approval-policy", "on-request"),
+            },
+        )
+    threads[thread_id].append(prompt)
+    rule = rule_for(prompt)
+    event(request_id, thread_id, {"type": "task_started", "turn_id": "turn-1"})
+    if rule.get("grandchild"):
+        start_grandchild()
+    if rule.get("crash"):
+        os._exit(3)
+    command = rule.get("command", "touch approved.txt")
+    decision_text = ""
+    if rule.get("approval") in ("exec", "patch"):
+        kind = rule["approval"]
+        params: dict[str, Any] = {
+            "message": f"Allow Codex to run `{command}`?"
+            if kind == "exec"
+            else "Allow Codex to apply proposed code changes?",
+            "requestedSchema": {"type": "object", "properties": {}},
+            "threadId": thread_id,
+            "codex_elicitation": f"{kind}-approval",
+            "codex_mcp_tool_call_id": str(request_id),
+            "codex_event_id": "turn-1",
+            "codex_call_id": "call_1",
+        }
+        if kind == "exec":
+            params["codex_command"] = ["/bin/bash", "-lc", command]
+            params["codex_cwd"] = arguments.get("cwd", os.getcwd())
+        else:
+            params["codex_changes"] = {"/work/file.txt": {"type": "add", "content": "x\n"}}
+        answer = ask(params)
+        decision = answer.get("decision")
+        record({"decision": decision, "answer": answer})
+        if decision == "abort":
+            event(request_id, thread_id, {"type": "turn_aborted", "reason": "interrupted"})
+            return  # like the real one: the call never gets a response
+        if decision in ("approved", "approved_for_session"):
+            if kind == "exec":
+                argv = ["/bin/bash", "-lc", command]
+                event(request_id, thread_id, {"type": "exec_command_begin", "command": argv})
+                event(
+                    request_id,
+                    thread_id,
+                    {"type": "exec_command_end", "command": argv, "exit_code": 0},
+                )
+            else:
+                event(
+                    request_id,
+                    thread_id,
+                    {"type": "patch_apply_begin", "changes": params["codex_changes"]},
+                )
+                event(request_id, thread_id, {"type": "patch_apply_end", "success": True})
+            decision_text = f" [{kind} {decision}]"
+        else:
+            decision_text = f" [{kind} denied]"
+    delay = float(rule.get("delay", 0))
+    deadline = time.monotonic() + delay
+    reply = rule.get("reply", f"FAKE-REPLY: {prompt}") + decision_text
+    pieces = max(1, int(rule.get("deltas", 1)))
+    step = max(1, len(reply) // pieces)
+    for start in range(0, len(reply), step):
+        if request_id in cancelled:
+            break
+        event(
+            request_id,
+            thread_id,
+            {"type": "agent_message_content_delta", "delta": reply[start : start + step]},
+        )
+    while time.monotonic() < deadline or rule.get("hang"):
+        if request_id in cancelled:
+            event(request_id, thread_id, {"type": "turn_aborted", "reason": "interrupted"})
+            return
+        time.sleep(0.01)
+    if request_id in cancelled:
+        event(request_id, thread_id, {"type": "turn_aborted", "reason": "interrupted"})
+        return
+    tokens = rule.get("tokens", {"input_tokens": 11, "output_tokens": 7, "total_tokens": 18})
+    event(request_id, thread_id, {"type": "agent_message", "message": reply})
+    event(
+        request_id,
+        thread_id,
+        {"type": "token_count", "info": {"total_token_usage": tokens, "last_token_usage": tokens}},
+    )
+    if rule.get("error"):
+        result: dict[str, Any] = {
+            "content": [{"type": "text", "text": rule["error"]}],
+            "structuredContent": {"threadId": thread_id, "content": rule["error"]},
+            "isError": True,
+        }
+    else:
+        result = {
+            "content": [{"type": "text", "text": reply}],
+            "structuredContent": {"threadId": thread_id, "content": reply},
+        }
+    send({"jsonrpc": "2.0", "id": request_id, "result": result})
+    event(request_id, thread_id, {"type": "task_complete", "last_agent_message": reply})
+
+
+def main() -> None:
+    sys.stderr.write(
+        "warning: `codex mcp-server` is deprecated and will be removed in a future release.\n"
+    )
+    sys.stderr.flush()
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        message = json.loads(line)
+        record({"received": message})
+        method = message.get("method")
+        request_id = message.get("id")
+        if method is None and request_id in waiting:
+            done, box = waiting.pop(request_id)
+            box.append(message.get("result", {}))
+            done.set()
+        elif method == "initialize":
+            version = message["params"].get("protocolVersion", "2025-06-18")
+            send(
+                {
+                    "jsonrpc": "2.0",
+                    "id": request_id,
+                    "result": {
+                        "protocolVersion": version,
+                        "capabilities": {"tools": {"listChanged": True}},
+                        "serverInfo": {
+                            "name": "codex-mcp-server",
+                            "title": "Codex",
+                            "version": "0.153.4",
+                        },
+                    },
+                }
+            )
+        elif method == "tools/list":
+            send({"jsonrpc": "2.0", "id": request_id, "result": {"tools": TOOLS}})
+        elif method == "ping":
+            if not SCRIPT.get("wedged"):
+                send({"jsonrpc": "2.0", "id": request_id, "result": {}})
+        elif method == "tools/call":
+            params = message["params"]
+            threading.Thread(
+                target=run_call,
+                args=(request_id, params["name"], params.get("arguments", {})),
+                daemon=False,
+            ).start()
+        elif method == "notifications/cancelled":
+            cancelled.add(message["params"].get("requestId"))
+        elif request_id is not None and method is not None:
+            send(
+                {
+                    "jsonrpc": "2.0",
+                    "id": request_id,
+                    "error": {"code": -32601, "message": f"method not found: {method}"},
+                }
+            )
+    # stdin closed: like Codex, finish what is running, then exit.
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+
+
+if __name__ == "__main__":
+    main()
