@@ -1,3 +1,102 @@
-"""Placeholder, replaced by the CLI work."""
+"""The command line: ``codex-orchestrator start | doctor | --version``.
+
+Typer only parses and maps outcomes to exit codes; the work lives in `cli.start` and
+`cli.doctor`, imported inside the commands so that ``--help`` and ``--version`` stay fast
+(trio, httpx and mcp are not imported for them).
+
+Exit codes: 0 success (or a graceful drain), 1 failure (a supervisor gave up, a doctor check
+failed, Telegram rejected the token), 2 a configuration error (one line: file, key, fix),
+128 + signal when a second signal forced the stop.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Final
+
+import typer
+
+from orchestrator import __version__
+
+__all__ = ["EXIT_CONFIG", "app", "main"]
+
+EXIT_CONFIG: Final = 2
+
+app = typer.Typer(
+    name="codex-orchestrator",
+    help="Drive OpenAI Codex from Telegram: warm Codex workers, live progress, real cancel.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="Config file (default: $CODEX_CONF_PATH, else ~/.codex-orchestrator/conf.toml).",
+        dir_okay=False,
+    ),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"codex-orchestrator {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print the version and exit.", callback=_version),
+    ] = False,
+) -> None:
+    """Drive OpenAI Codex from Telegram."""
+
+
+@app.command()
+def start(
+    config: ConfigOption = None,
+    log_level: Annotated[
+        str | None,
+        typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR (default: from config)."),
+    ] = None,
+) -> None:
+    """Run the bot until SIGINT/SIGTERM (the first drains, a second forces)."""
+    from orchestrator.config import load_config
+    from orchestrator.errors import ConfigError
+
+    try:
+        loaded = load_config(config)
+    except ConfigError as error:
+        typer.echo(f"codex-orchestrator: {error}", err=True)
+        raise typer.Exit(EXIT_CONFIG) from None
+    level = (log_level or loaded.config.log_level).upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        typer.echo(
+            f"codex-orchestrator: --log-level: unknown level {log_level!r}. "
+            "Fix: use DEBUG, INFO, WARNING or ERROR",
+            err=True,
+        )
+        raise typer.Exit(EXIT_CONFIG)
+
+    from cli.start import run
+
+    raise typer.Exit(run(loaded, log_level=level))
+
+
+@app.command()
+def doctor(config: ConfigOption = None) -> None:
+    """Check the config, the token, Telegram, Codex and the worker pool; print a table."""
+    from cli.doctor import run_doctor
+
+    raise typer.Exit(run_doctor(config))
+
+
 def main() -> None:
-    print("codex-orchestrator 0.1.0")
+    """Console entry point."""
+    sys.exit(app())  # pragma: no cover - typer exits itself

@@ -227,7 +227,7 @@ async def test_wedged_worker_does_not_answer_ping(fake: FakeCodex, tmp_path: Pat
 
 async def test_not_a_codex_server(fake: FakeCodex, tmp_path: Path) -> None:
     fake.options["no_codex_tools"] = True
-    with trio.fail_after(CEILING), pytest.raises(WorkerStartError, match="0.153.4"):
+    with trio.fail_after(CEILING), pytest.raises(WorkerStartError, match=r"0\.153\.4"):
         async with opened(fake, tmp_path):
             pass
 

@@ -141,7 +141,7 @@ def ask(params: dict[str, Any]) -> Any:
 def rule_for(prompt: str) -> dict[str, Any]:
     for rule in SCRIPT.get("rules", []):
         if rule.get("match", "") in prompt:
-            return rule
+            return dict(rule)
     return {}
 
 
