@@ -1,0 +1,601 @@
+"""The Codex worker pool: warm, session-affine, cancellable, self-healing.
+
+Why it looks like this (reference/CODEX.md): a Codex thread lives only in the process that
+created it; a cancelled call leaves its process unusable; commands Codex starts survive a
+kill of the process group; memory grows with every thread and is never freed. So:
+
+- **Warm.** ``size`` workers (one ``codex mcp-server`` each) are started and handshaken before
+  `open_worker_pool` returns, i.e. before the poller takes the first message.
+- **One call per worker.** A worker hosts the threads of many conversations but runs one call
+  at a time, so a cancel kills exactly the cancelled run's worker.
+- **Affinity.** A job that continues a thread goes to the worker hosting it. If that worker is
+  busy with another conversation the job waits its turn (the chat is told once with
+  `WaitingForWorker`) for up to ``affinity_wait`` seconds, then moves: a fresh thread on a free
+  worker with the job's context preamble (`ThreadMoved`, ``JobDone.moved``). A job whose worker
+  is gone (crash, cancel, recycle) moves the same way. New conversations go to the idle worker
+  with the fewest threads.
+- **Cancel.** Cancelling the caller of `WorkerPoolHandle.run` kills the serving worker's whole
+  process tree; its supervisor starts a replacement at once. Other workers are untouched.
+- **Health.** Idle workers are pinged every ``ping_interval``; a failed ping or a worker that
+  died is a crash: the supervisor restarts it with backoff and an intensity limit (too many
+  crashes escalate: the pool, and with it the bot, stops with exit code 1).
+- **Stall and timeout.** No event for ``stall_timeout`` → a warning to the chat (once per
+  silence); ``request_timeout`` → the run is stopped, its worker killed and replaced, and the
+  caller gets ``JobFailed("timeout")``.
+- **Recycling.** A worker past ``recycle_threads`` threads or ``recycle_rss_mb`` of memory is
+  drained (no new threads; its conversations move on their next job) and restarted once idle.
+
+The pool's state is a plain object shared by the tasks of one trio run (no locks needed: it
+is only changed between checkpoints); waiters sleep on `_Pool.changed`, an event that is
+replaced on every change.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final, Literal, Protocol, TypeAlias, final
+
+import trio
+
+from orchestrator.errors import WorkerUnavailable
+from orchestrator.messages import (
+    ApprovalDecision,
+    ApprovalRequest,
+    CodexNotice,
+    JobDone,
+    JobFailed,
+    ThreadMoved,
+    TraceRecord,
+    WaitingForWorker,
+)
+from orchestrator.ports import PoolStatistics, WorkerStatus
+from orchestrator.supervision import ChildRun, ChildSpec, RestartPolicy, supervise_one
+
+if TYPE_CHECKING:
+    import random
+    from collections.abc import AsyncIterator, Awaitable, Callable
+    from contextlib import AbstractAsyncContextManager
+
+    from orchestrator.messages import (
+        ApprovalAsk,
+        CodexJob,
+        CodexProgress,
+        JobOutcome,
+    )
+    from orchestrator.ports import TraceEmit
+
+__all__ = [
+    "PING_TIMEOUT",
+    "WORKER_POLICY",
+    "CodexProcessFactory",
+    "CodexProcessLike",
+    "WorkerPoolHandle",
+    "open_worker_pool",
+]
+
+logger: Final = logging.getLogger(__name__)
+
+PING_TIMEOUT: Final = 10.0
+"""Seconds a worker has to answer a ping before it counts as wedged."""
+
+WORKER_POLICY: Final = RestartPolicy(
+    intensity=5, period=60.0, backoff_initial=0.5, backoff_max=30.0
+)
+"""Crash restarts per worker: 5 within a minute escalate (STYLE.md §2.6)."""
+
+
+class CodexProcessLike(Protocol):
+    """What the pool needs from one worker process (`orchestrator.edges.codex_mcp`)."""
+
+    worker_id: int
+    pid: int
+    threads: int
+
+    @property
+    def alive(self) -> bool:
+        """False once the process exited."""
+        ...
+
+    def rss_mb(self) -> float:
+        """Resident memory of the process tree."""
+        ...
+
+    async def call(
+        self,
+        job: CodexJob,
+        *,
+        on_event: Callable[[CodexProgress], None],
+        on_approval: Callable[[ApprovalAsk], Awaitable[ApprovalDecision]],
+    ) -> JobOutcome:
+        """One Codex call."""
+        ...
+
+    async def ping(self) -> None:
+        """MCP ping."""
+        ...
+
+    async def kill(self) -> None:
+        """Kill the process tree."""
+        ...
+
+
+CodexProcessFactory: TypeAlias = "Callable[[int], AbstractAsyncContextManager[CodexProcessLike]]"
+"""Starts worker `n`: entering spawns and handshakes, leaving stops the process tree."""
+
+RetireReason = Literal["cancelled", "died", "recycled", "timeout", "shutdown"]
+
+
+@dataclass
+class _Slot:
+    """One worker position; its process changes on every restart."""
+
+    worker_id: int
+    process: CodexProcessLike | None = None
+    busy_with: str | None = None
+    draining: bool = False
+    hosted_threads: set[str] = field(default_factory=set)
+    retire_reason: RetireReason | None = None
+    retire: trio.Event = field(default_factory=trio.Event)
+    incarnations: int = 0
+
+    @property
+    def ready(self) -> bool:
+        return self.process is not None and self.retire_reason is None and self.process.alive
+
+    @property
+    def idle(self) -> bool:
+        return self.ready and self.busy_with is None
+
+    def retire_now(self, reason: RetireReason) -> None:
+        if self.retire_reason is None:
+            self.retire_reason = reason
+        self.retire.set()
+
+
+@final
+class _Pool:
+    """State and policy of the pool; `WorkerPoolHandle` is its public face."""
+
+    def __init__(
+        self,
+        factory: Callable[[int], AbstractAsyncContextManager[CodexProcessLike]],
+        *,
+        size: int,
+        affinity_wait: float,
+        stall_timeout: float,
+        request_timeout: float,
+        ping_interval: float,
+        recycle_rss_mb: float,
+        recycle_threads: int,
+        startup_timeout: float,
+        trace: TraceEmit,
+    ) -> None:
+        self.factory = factory
+        self.slots = [_Slot(worker_id) for worker_id in range(size)]
+        self.affinity_wait = affinity_wait
+        self.stall_timeout = stall_timeout
+        self.request_timeout = request_timeout
+        self.ping_interval = ping_interval
+        self.recycle_rss_mb = recycle_rss_mb
+        self.recycle_threads = recycle_threads
+        self.startup_timeout = startup_timeout
+        self.trace = trace
+        self.changed = trio.Event()
+        self.waiting = 0
+        self.runs_started = 0
+        self.runs_failed = 0
+        self.restarts = 0
+        self.closing = False
+
+    def notify(self) -> None:
+        self.changed.set()
+        self.changed = trio.Event()
+
+    # ------------------------------------------------------------------ workers
+
+    async def worker(
+        self, slot: _Slot, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """One incarnation of a worker: start, serve until retired or broken, stop."""
+        if slot.incarnations:
+            self.restarts += 1
+        slot.incarnations += 1
+        slot.retire = trio.Event()
+        slot.retire_reason = None
+        slot.draining = False
+        slot.hosted_threads = set()
+        async with AsyncExitStack() as stack:
+            with trio.fail_after(self.startup_timeout):
+                process = await stack.enter_async_context(self.factory(slot.worker_id))
+            slot.process = process
+            self.trace(
+                TraceRecord(
+                    event="worker",
+                    worker=slot.worker_id,
+                    outcome="started",
+                    detail=f"pid {process.pid}",
+                )
+            )
+            logger.info("worker %d ready (pid %d)", slot.worker_id, process.pid)
+            self.notify()
+            task_status.started()
+            try:
+                await self._watch(slot, process)
+            finally:
+                slot.process = None
+                reason = slot.retire_reason or "died"
+                if reason in ("cancelled", "timeout", "died"):
+                    with trio.CancelScope(shield=True):
+                        await process.kill()
+                self.trace(
+                    TraceRecord(
+                        event="worker",
+                        worker=slot.worker_id,
+                        outcome=reason,
+                        detail=f"pid {process.pid}",
+                    )
+                )
+                self.notify()
+
+    async def _watch(self, slot: _Slot, process: CodexProcessLike) -> None:
+        """Wait for retirement; ping while idle. A dead or wedged process raises (a crash)."""
+        while True:
+            with trio.move_on_after(self.ping_interval):
+                await slot.retire.wait()
+            if slot.retire_reason == "died" or not process.alive:
+                slot.retire_now("died")
+                raise WorkerUnavailable(f"worker {slot.worker_id} (pid {process.pid}) died")
+            if slot.retire_reason is not None:
+                logger.info("worker %d retired: %s", slot.worker_id, slot.retire_reason)
+                return
+            if slot.busy_with is None:
+                with trio.move_on_after(PING_TIMEOUT) as ping_scope:
+                    await process.ping()
+                if ping_scope.cancelled_caught:
+                    slot.retire_now("died")
+                    raise WorkerUnavailable(
+                        f"worker {slot.worker_id} did not answer a ping in {PING_TIMEOUT:g} s"
+                    )
+
+    # ------------------------------------------------------------------ runs
+
+    def _owner_of(self, job: CodexJob) -> _Slot | None:
+        if job.thread_id is None or job.worker_id is None:
+            return None
+        if not 0 <= job.worker_id < len(self.slots):
+            return None
+        slot = self.slots[job.worker_id]
+        if job.thread_id in slot.hosted_threads and slot.ready and not slot.draining:
+            return slot
+        return None
+
+    def _free_slot(self) -> _Slot | None:
+        candidates = [slot for slot in self.slots if slot.idle and not slot.draining]
+        if not candidates:
+            return None
+        return min(candidates, key=lambda slot: (len(slot.hosted_threads), slot.worker_id))
+
+    async def _acquire(
+        self, job: CodexJob, progress: trio.MemorySendChannel[CodexProgress]
+    ) -> tuple[_Slot, bool]:
+        """A slot for `job`, and whether the job had to move to a fresh thread."""
+        told = False
+        wants_thread = job.thread_id is not None
+        affinity_deadline = trio.current_time() + self.affinity_wait
+        self.waiting += 1
+        try:
+            while True:
+                owner = self._owner_of(job)
+                if owner is not None:
+                    if owner.busy_with is None:
+                        return owner, False
+                    if trio.current_time() >= affinity_deadline:
+                        free = self._free_slot()
+                        if free is not None:
+                            return free, True
+                else:
+                    free = self._free_slot()
+                    if free is not None:
+                        return free, wants_thread
+                if not told:
+                    told = True
+                    busy = owner.worker_id if owner is not None else None
+                    _offer(progress, WaitingForWorker(worker_id=busy))
+                changed = self.changed
+                if owner is not None and trio.current_time() < affinity_deadline:
+                    with trio.move_on_at(affinity_deadline):
+                        await changed.wait()
+                else:
+                    await changed.wait()
+        finally:
+            self.waiting -= 1
+
+    async def run(
+        self,
+        job: CodexJob,
+        progress: trio.MemorySendChannel[CodexProgress],
+        approvals: trio.MemorySendChannel[ApprovalRequest],
+    ) -> JobOutcome:
+        started = trio.current_time()
+        slot, moved = await self._acquire(job, progress)
+        process = slot.process
+        assert process is not None
+        if moved:
+            reason = (
+                "your conversation's worker is gone"
+                if self._owner_of(job) is None
+                else "your conversation's worker stayed busy"
+            )
+            _offer(progress, ThreadMoved(reason=reason))
+            job = _fresh(job)
+        elif job.thread_id is not None and job.worker_id != slot.worker_id:
+            job = _fresh(job)
+            moved = True
+        slot.busy_with = job.conversation
+        self.runs_started += 1
+        self.notify()
+        last_event = [trio.current_time()]
+
+        def on_event(event: CodexProgress) -> None:
+            last_event[0] = trio.current_time()
+            _offer(progress, event)
+
+        async def on_approval(ask: ApprovalAsk) -> ApprovalDecision:
+            last_event[0] = math.inf  # waiting for a human is not a stall
+            try:
+                return await _ask(approvals, ask)
+            finally:
+                last_event[0] = trio.current_time()
+
+        outcome: JobOutcome | None = None
+        try:
+            with trio.move_on_after(self.request_timeout) as deadline:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._stall_guard, last_event, progress)
+                    outcome = await process.call(job, on_event=on_event, on_approval=on_approval)
+                    nursery.cancel_scope.cancel()
+            if deadline.cancelled_caught:
+                slot.retire_now("timeout")
+                outcome = JobFailed(
+                    failure="timeout",
+                    message=f"Codex did not finish within {self.request_timeout:g} s; stopped it",
+                    worker_id=slot.worker_id,
+                    thread_id=job.thread_id,
+                )
+        finally:
+            slot.busy_with = None
+            if outcome is None:
+                # Cancelled mid-call (by the chat or a shutdown): the process is unusable.
+                slot.retire_now("cancelled")
+            elif isinstance(outcome, JobFailed):
+                self.runs_failed += 1
+                if outcome.failure == "worker_died":
+                    slot.retire_now("died")
+            elif outcome is not None and isinstance(outcome, JobDone):
+                slot.hosted_threads.add(outcome.thread_id)
+            self._maybe_recycle(slot, process)
+            self.notify()
+            self.trace(
+                TraceRecord(
+                    event="worker",
+                    worker=slot.worker_id,
+                    outcome="run " + (type(outcome).__name__ if outcome else "cancelled"),
+                    duration_ms=round((trio.current_time() - started) * 1000, 1),
+                )
+            )
+        assert outcome is not None
+        if isinstance(outcome, JobDone) and moved:
+            return JobDone(
+                text=outcome.text,
+                thread_id=outcome.thread_id,
+                worker_id=outcome.worker_id,
+                usage=outcome.usage,
+                moved=True,
+            )
+        return outcome
+
+    async def _stall_guard(
+        self, last_event: list[float], progress: trio.MemorySendChannel[CodexProgress]
+    ) -> None:
+        """Tell the chat once per silence when Codex has sent nothing for a while."""
+        warned_for = -math.inf
+        while True:
+            due = last_event[0] + self.stall_timeout
+            if due == math.inf:  # waiting for a human's approval
+                await trio.sleep(self.stall_timeout)
+            elif trio.current_time() < due:
+                await trio.sleep_until(due)
+            else:
+                if warned_for != last_event[0]:
+                    warned_for = last_event[0]
+                    _offer(
+                        progress,
+                        CodexNotice(
+                            level="warning",
+                            message=f"no progress from Codex for {self.stall_timeout:g} s; "
+                            "/cancel stops the run",
+                        ),
+                    )
+                await trio.sleep(self.stall_timeout)
+
+    def _maybe_recycle(self, slot: _Slot, process: CodexProcessLike) -> None:
+        if slot.retire_reason is not None:
+            return
+        too_many = process.threads >= self.recycle_threads
+        too_big = self.recycle_rss_mb > 0 and process.rss_mb() >= self.recycle_rss_mb
+        if too_many or too_big:
+            slot.draining = True
+            logger.info(
+                "worker %d is due for recycling (%d threads, %.0f MB)",
+                slot.worker_id,
+                process.threads,
+                process.rss_mb(),
+            )
+            if slot.busy_with is None:
+                slot.retire_now("recycled")
+
+    def statistics(self) -> PoolStatistics:
+        workers = []
+        for slot in self.slots:
+            process = slot.process
+            state: Literal["starting", "idle", "busy", "draining", "dead"]
+            if process is None:
+                state = "starting"
+            elif not process.alive:
+                state = "dead"
+            elif slot.busy_with is not None:
+                state = "busy"
+            elif slot.draining:
+                state = "draining"
+            else:
+                state = "idle"
+            workers.append(
+                WorkerStatus(
+                    worker_id=slot.worker_id,
+                    state=state,
+                    threads=process.threads if process else 0,
+                    pid=process.pid if process else None,
+                    conversation=slot.busy_with,
+                )
+            )
+        return PoolStatistics(
+            workers=tuple(workers),
+            waiting=self.waiting,
+            runs_started=self.runs_started,
+            runs_failed=self.runs_failed,
+            restarts=self.restarts,
+        )
+
+
+def _fresh(job: CodexJob) -> CodexJob:
+    """The job as a fresh thread (its preamble carries the conversation over)."""
+    from msgspec import structs
+
+    return structs.replace(job, thread_id=None, worker_id=None)
+
+
+def _offer(progress: trio.MemorySendChannel[CodexProgress], event: CodexProgress) -> None:
+    """Progress is lossy: drop the event when the chat is behind or gone."""
+    with suppress(trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+        progress.send_nowait(event)
+
+
+async def _ask(
+    approvals: trio.MemorySendChannel[ApprovalRequest], ask: ApprovalAsk
+) -> ApprovalDecision:
+    """Send an approval request to the chat and wait for its answer; no answer = denied."""
+    reply_send, reply_receive = trio.open_memory_channel[ApprovalDecision](1)
+    with reply_receive:
+        with reply_send:
+            try:
+                await approvals.send(ApprovalRequest(ask=ask, reply_to=reply_send.clone()))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return "denied"
+        try:
+            return await reply_receive.receive()
+        except trio.EndOfChannel:
+            return "denied"
+
+
+@final
+class WorkerPoolHandle:
+    """What chats hold: `run` a job, read `statistics`. Implements `ports.CodexPool`."""
+
+    def __init__(self, pool: _Pool) -> None:
+        self._pool = pool
+
+    async def run(
+        self,
+        job: CodexJob,
+        *,
+        progress: trio.MemorySendChannel[CodexProgress],
+        approvals: trio.MemorySendChannel[ApprovalRequest],
+    ) -> JobOutcome:
+        """Run `job` on a worker (see the module docstring for affinity and cancel)."""
+        if self._pool.closing:
+            return JobFailed(failure="no_worker", message="the bot is shutting down")
+        return await self._pool.run(job, progress, approvals)
+
+    def statistics(self) -> PoolStatistics:
+        """A snapshot of every worker."""
+        return self._pool.statistics()
+
+
+@asynccontextmanager
+async def open_worker_pool(
+    factory: Callable[[int], AbstractAsyncContextManager[CodexProcessLike]],
+    *,
+    size: int,
+    affinity_wait: float,
+    stall_timeout: float,
+    request_timeout: float,
+    ping_interval: float,
+    recycle_rss_mb: float,
+    recycle_threads: int,
+    rng: random.Random,
+    trace: TraceEmit,
+    calls_per_worker: int = 1,
+    startup_timeout: float = 60.0,
+    policy: RestartPolicy = WORKER_POLICY,
+) -> AsyncIterator[WorkerPoolHandle]:
+    """Start `size` warm workers, yield the handle, and stop them all on exit.
+
+    ``calls_per_worker`` other than 1 is accepted for configuration compatibility but one
+    call per worker is what makes cancel safe; more would share a process between runs.
+
+    Raises:
+        WorkerStartError: a worker could not be started at all (bad command, not a Codex).
+        RestartIntensityExceeded: a worker kept crashing.
+    """
+    if calls_per_worker != 1:
+        logger.warning("codex.calls_per_worker=%d: running one call per worker", calls_per_worker)
+    pool = _Pool(
+        factory,
+        size=size,
+        affinity_wait=affinity_wait,
+        stall_timeout=stall_timeout,
+        request_timeout=request_timeout,
+        ping_interval=ping_interval,
+        recycle_rss_mb=recycle_rss_mb,
+        recycle_threads=recycle_threads,
+        startup_timeout=startup_timeout,
+        trace=trace,
+    )
+    async with trio.open_nursery() as nursery:
+        for slot in pool.slots:
+            spec = ChildSpec(
+                name=f"codex worker {slot.worker_id}",
+                run=_bind(pool, slot),
+                restart="permanent",
+            )
+            await nursery.start(_supervised, spec, policy, rng)
+        try:
+            yield WorkerPoolHandle(pool)
+        finally:
+            pool.closing = True
+            for slot in pool.slots:
+                slot.retire_now("shutdown")
+            pool.notify()
+            nursery.cancel_scope.cancel()
+
+
+def _bind(pool: _Pool, slot: _Slot) -> ChildRun:
+    """The worker body for `slot`, in the shape `supervise_one` runs."""
+
+    async def run(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        await pool.worker(slot, task_status=task_status)
+
+    return run
+
+
+async def _supervised(
+    spec: ChildSpec,
+    policy: RestartPolicy,
+    rng: random.Random,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    await supervise_one(spec, policy, rng=rng, task_status=task_status)

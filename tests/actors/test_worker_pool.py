@@ -1,0 +1,356 @@
+"""The worker pool in virtual time, on in-memory Codex processes."""
+
+from __future__ import annotations
+
+import random
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+import pytest
+import trio
+import trio.testing
+
+from actors.worker_pool import WorkerPoolHandle, open_worker_pool
+from orchestrator.errors import RestartIntensityExceeded, WorkerStartError
+from orchestrator.messages import (
+    ApprovalAsk,
+    ApprovalRequest,
+    CodexJob,
+    CodexNotice,
+    CodexProgress,
+    JobDone,
+    JobFailed,
+    ThreadMoved,
+    TraceRecord,
+    WaitingForWorker,
+)
+from orchestrator.supervision import RestartPolicy
+from tests.fakes.codex_process import FakeProcesses
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+CEILING = 3600
+
+
+@asynccontextmanager
+async def pool_of(
+    fakes: FakeProcesses, size: int = 2, traces: list[TraceRecord] | None = None, **kw
+) -> AsyncIterator[WorkerPoolHandle]:
+    options = {
+        "affinity_wait": 30.0,
+        "stall_timeout": 300.0,
+        "request_timeout": 1800.0,
+        "ping_interval": 30.0,
+        "recycle_rss_mb": 1024.0,
+        "recycle_threads": 200,
+    } | kw
+    async with open_worker_pool(
+        fakes.factory,
+        size=size,
+        rng=random.Random(0),
+        trace=(traces if traces is not None else []).append,
+        **options,
+    ) as pool:
+        yield pool
+
+
+class Run:
+    """One job run with its progress collected."""
+
+    def __init__(self, pool: WorkerPoolHandle, job: CodexJob) -> None:
+        self.pool = pool
+        self.job = job
+        self.progress: list[CodexProgress] = []
+        self.outcome: JobDone | JobFailed | None = None
+        self.done = trio.Event()
+        self.approvals_send, self.approvals = trio.open_memory_channel[ApprovalRequest](1)
+
+    async def __call__(self) -> None:
+        send, receive = trio.open_memory_channel[CodexProgress](100)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._collect, receive)
+            with send:
+                self.outcome = await self.pool.run(
+                    self.job, progress=send, approvals=self.approvals_send
+                )
+        self.done.set()
+
+    async def _collect(self, receive: trio.MemoryReceiveChannel[CodexProgress]) -> None:
+        async for event in receive:
+            self.progress.append(event)
+
+
+def job(prompt: str, conversation: str = "c1", **kw) -> CodexJob:
+    return CodexJob(
+        conversation=conversation, prompt=prompt, cwd="/w", context_preamble="ctx", **kw
+    )
+
+
+async def run_one(pool: WorkerPoolHandle, the_job: CodexJob) -> Run:
+    run = Run(pool, the_job)
+    with trio.fail_after(CEILING):
+        await run()
+    return run
+
+
+async def test_workers_are_warm_before_the_handle_is_returned(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    fakes = FakeProcesses()
+    fakes.start_delay = 2.0
+    async with pool_of(fakes, size=3) as pool:
+        assert len(fakes.started) == 3
+        assert [w.state for w in pool.statistics().workers] == ["idle"] * 3
+    assert all(p.closed for p in fakes.started)
+
+
+async def test_affinity_keeps_a_conversation_on_its_worker(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    fakes = FakeProcesses()
+    async with pool_of(fakes) as pool:
+        first = await run_one(pool, job("one"))
+        assert isinstance(first.outcome, JobDone)
+        other = await run_one(pool, job("other", conversation="c2"))
+        assert isinstance(other.outcome, JobDone)
+        assert other.outcome.worker_id != first.outcome.worker_id  # least loaded
+        second = await run_one(
+            pool,
+            job("two", thread_id=first.outcome.thread_id, worker_id=first.outcome.worker_id),
+        )
+        assert isinstance(second.outcome, JobDone)
+        assert second.outcome.thread_id == first.outcome.thread_id
+        assert not second.outcome.moved
+        continued = fakes.current(first.outcome.worker_id).calls[-1]
+        assert continued.thread_id == first.outcome.thread_id
+
+
+async def test_busy_worker_makes_the_job_wait_then_move(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    fakes = FakeProcesses()
+    fakes.rule("slow", delay=100)
+    async with pool_of(fakes, affinity_wait=30) as pool:
+        first = await run_one(pool, job("hello"))
+        assert isinstance(first.outcome, JobDone)
+        owner = first.outcome.worker_id
+        # Another conversation lands on the owner; make it the only free one.
+        blocker = Run(pool, job("slow work", conversation="c2"))
+        other_blocker = Run(pool, job("slow other", conversation="c3"))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(blocker)
+            nursery.start_soon(other_blocker)
+            await trio.testing.wait_all_tasks_blocked()
+            assert {w.state for w in pool.statistics().workers} == {"busy"}
+            started = trio.current_time()
+            follow_up = Run(
+                pool, job("follow up", thread_id=first.outcome.thread_id, worker_id=owner)
+            )
+            await follow_up()
+            waited = trio.current_time() - started
+        assert isinstance(follow_up.outcome, JobDone)
+        assert isinstance(follow_up.progress[0], WaitingForWorker)
+        # Both workers stayed busy past the affinity wait, so it ran when the first freed up.
+        assert waited == pytest.approx(100)
+        if follow_up.outcome.worker_id != owner:
+            assert follow_up.outcome.moved
+            assert any(isinstance(p, ThreadMoved) for p in follow_up.progress)
+
+
+async def test_affinity_wait_then_moves_to_a_free_worker(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    fakes = FakeProcesses()
+    fakes.rule("slow", delay=100)
+    fakes.rule("medium", delay=10)
+    async with pool_of(fakes, affinity_wait=30) as pool:
+        first = await run_one(pool, job("hello"))
+        assert isinstance(first.outcome, JobDone)
+        owner = first.outcome.worker_id
+        async with trio.open_nursery() as nursery:
+            # Worker 1 (fewer threads) takes the medium job; the owner then takes the slow one.
+            nursery.start_soon(Run(pool, job("medium work", conversation="c3")))
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(Run(pool, job("slow work", conversation="c2")))
+            await trio.testing.wait_all_tasks_blocked()
+            started = trio.current_time()
+            follow = await run_one(
+                pool, job("hello again", thread_id=first.outcome.thread_id, worker_id=owner)
+            )
+            assert trio.current_time() - started == pytest.approx(30)
+            nursery.cancel_scope.cancel()
+        assert isinstance(follow.outcome, JobDone)
+        assert follow.outcome.moved
+        assert follow.outcome.worker_id != owner
+        assert isinstance(follow.progress[0], WaitingForWorker)
+        assert any(isinstance(p, ThreadMoved) for p in follow.progress)
+        moved_call = fakes.current(follow.outcome.worker_id).calls[-1]
+        assert moved_call.thread_id is None
+        assert moved_call.context_preamble == "ctx"
+
+
+async def test_cancel_kills_only_that_worker_and_replaces_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    fakes = FakeProcesses()
+    fakes.rule("forever", hang=True)
+    fakes.rule("steady", delay=50)
+    async with pool_of(fakes) as pool:
+        steady = Run(pool, job("steady work", conversation="c2"))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(steady)
+            await trio.testing.wait_all_tasks_blocked()
+            with trio.move_on_after(5):
+                await run_one(pool, job("forever loop"))
+            await trio.testing.wait_all_tasks_blocked()
+        killed = [p for p in fakes.started if p.killed]
+        assert len(killed) == 1
+        assert isinstance(steady.outcome, JobDone)
+        assert steady.outcome.worker_id != killed[0].worker_id
+        assert len(fakes.started) == 3  # a replacement was started at once
+        assert [w.state for w in pool.statistics().workers] == ["idle", "idle"]
+        # The conversation on the killed worker continues elsewhere with its preamble.
+        again = await run_one(pool, job("after", thread_id="gone", worker_id=killed[0].worker_id))
+        assert isinstance(again.outcome, JobDone)
+        assert again.outcome.moved
+
+
+async def test_crash_mid_call_reports_worker_died_and_replaces(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    fakes = FakeProcesses()
+    fakes.rule("boom", die=True)
+    traces: list[TraceRecord] = []
+    async with pool_of(fakes, traces=traces) as pool:
+        started = trio.current_time()
+        run = await run_one(pool, job("boom"))
+        assert trio.current_time() - started < 10
+        assert isinstance(run.outcome, JobFailed)
+        assert run.outcome.failure == "worker_died"
+        await trio.testing.wait_all_tasks_blocked()
+        await trio.sleep(1)  # the restart backoff (0.5 s at most)
+        assert len(fakes.started) == 3
+        assert pool.statistics().restarts == 1
+    assert any(t.event == "worker" and t.outcome == "died" for t in traces)
+
+
+async def test_request_timeout(autojump_clock: trio.testing.MockClock) -> None:
+    fakes = FakeProcesses()
+    fakes.rule("stuck", hang=True)
+    async with pool_of(fakes, request_timeout=600) as pool:
+        run = await run_one(pool, job("stuck"))
+        assert isinstance(run.outcome, JobFailed)
+        assert run.outcome.failure == "timeout"
+        assert trio.current_time() == pytest.approx(600)
+        await trio.testing.wait_all_tasks_blocked()
+        assert sum(p.killed for p in fakes.started) == 1
+
+
+async def test_stall_warning_is_sent_once_per_silence(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    fakes = FakeProcesses()
+    fakes.rule("quiet", silent_for=700)
+    async with pool_of(fakes, stall_timeout=300) as pool:
+        run = await run_one(pool, job("quiet"))
+    notices = [p for p in run.progress if isinstance(p, CodexNotice)]
+    assert len(notices) == 1
+    assert "/cancel" in notices[0].message
+
+
+async def test_wedged_worker_is_replaced_after_a_failed_ping(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    fakes = FakeProcesses()
+    async with pool_of(fakes, ping_interval=30) as pool:
+        fakes.started[0].wedged = True
+        await trio.sleep(30 + 10 + 1)
+        assert len(fakes.started) == 3
+        assert fakes.started[0].killed
+        assert pool.statistics().restarts == 1
+
+
+async def test_recycling_by_threads(autojump_clock: trio.testing.MockClock) -> None:
+    fakes = FakeProcesses()
+    async with pool_of(fakes, size=1, recycle_threads=2) as pool:
+        await run_one(pool, job("a"))
+        second = await run_one(pool, job("b", conversation="c2"))
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(fakes.started) == 2
+        assert not fakes.started[0].killed  # retired gracefully, not killed
+        assert fakes.started[0].closed
+        assert isinstance(second.outcome, JobDone)
+        assert pool.statistics().workers[0].state == "idle"
+
+
+async def test_recycling_by_memory(autojump_clock: trio.testing.MockClock) -> None:
+    fakes = FakeProcesses()
+    async with pool_of(fakes, size=1, recycle_rss_mb=500) as pool:
+        fakes.started[0].rss = 900
+        await run_one(pool, job("a"))
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(fakes.started) == 2
+
+
+async def test_restart_intensity_escalates(autojump_clock: trio.testing.MockClock) -> None:
+    fakes = FakeProcesses()
+    fakes.rule("boom", die=True)
+    with pytest.RaisesGroup(RestartIntensityExceeded, allow_unwrapped=True, flatten_subgroups=True):
+        async with open_worker_pool(
+            fakes.factory,
+            size=1,
+            affinity_wait=1,
+            stall_timeout=300,
+            request_timeout=1800,
+            ping_interval=30,
+            recycle_rss_mb=0,
+            recycle_threads=100,
+            rng=random.Random(0),
+            trace=lambda record: None,
+            policy=RestartPolicy(intensity=2, period=60, backoff_initial=0.1, jitter=0),
+        ) as pool:
+            for _ in range(5):
+                await run_one(pool, job("boom"))
+                await trio.sleep(1)
+
+
+async def test_a_worker_that_cannot_start_fails_the_pool(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    fakes = FakeProcesses()
+    fakes.fail_starts = 1
+    with pytest.RaisesGroup(WorkerStartError, allow_unwrapped=True, flatten_subgroups=True):
+        async with pool_of(fakes):
+            pass
+
+
+@pytest.mark.parametrize(("answer", "expected"), [("approved", "[approved]"), (None, "[denied]")])
+async def test_approvals_round_trip(
+    autojump_clock: trio.testing.MockClock, answer: str | None, expected: str
+) -> None:
+    fakes = FakeProcesses()
+    fakes.rule("deploy", approval=ApprovalAsk(kind="exec", message="run?", command="make deploy"))
+    async with pool_of(fakes) as pool:
+        run = Run(pool, job("deploy now"))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run)
+            request = await run.approvals.receive()
+            assert request.ask.command == "make deploy"
+            if answer is None:
+                request.reply_to.close()  # the chat went away: counts as denied
+            else:
+                request.reply_to.send_nowait(answer)  # type: ignore[arg-type]
+        assert isinstance(run.outcome, JobDone)
+        assert run.outcome.text.endswith(expected)
+
+
+async def test_statistics(autojump_clock: trio.testing.MockClock) -> None:
+    fakes = FakeProcesses()
+    async with pool_of(fakes, size=2) as pool:
+        await run_one(pool, job("x"))
+        stats = pool.statistics()
+        assert stats.runs_started == 1
+        assert stats.runs_failed == 0
+        assert sum(w.threads for w in stats.workers) == 1
+        assert {w.pid for w in stats.workers} == {p.pid for p in fakes.started}

@@ -1,0 +1,159 @@
+"""In-memory Codex worker processes for pool and chat tests under the autojump clock."""
+
+from __future__ import annotations
+
+import itertools
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import trio
+
+from orchestrator.errors import WorkerStartError
+from orchestrator.messages import (
+    AgentMessageDelta,
+    ApprovalAsk,
+    ApprovalDecision,
+    CodexJob,
+    CodexProgress,
+    JobDone,
+    JobFailed,
+    JobOutcome,
+    RunStarted,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable
+
+
+@dataclass
+class Rule:
+    match: str
+    reply: str | None = None
+    delay: float = 0.0
+    events: list[CodexProgress] = field(default_factory=list)
+    approval: ApprovalAsk | None = None
+    die: bool = False
+    hang: bool = False
+    error: str | None = None
+    silent_for: float = 0.0
+
+
+@dataclass
+class FakeProcess:
+    worker_id: int
+    pid: int
+    owner: FakeProcesses
+    threads: int = 0
+    alive: bool = True
+    rss: float = 60.0
+    wedged: bool = False
+    killed: bool = False
+    closed: bool = False
+    thread_ids: set[str] = field(default_factory=set)
+    calls: list[CodexJob] = field(default_factory=list)
+
+    def rss_mb(self) -> float:
+        return self.rss
+
+    async def call(
+        self,
+        job: CodexJob,
+        *,
+        on_event: Callable[[CodexProgress], None],
+        on_approval: Callable[[ApprovalAsk], Awaitable[ApprovalDecision]],
+    ) -> JobOutcome:
+        self.calls.append(job)
+        self.owner.in_flight += 1
+        try:
+            return await self._call(job, on_event, on_approval)
+        finally:
+            self.owner.in_flight -= 1
+
+    async def _call(self, job, on_event, on_approval) -> JobOutcome:
+        rule = self.owner.rule_for(job.prompt)
+        if job.thread_id is not None and job.thread_id not in self.thread_ids:
+            return JobFailed(
+                failure="codex_error",
+                message=f"Session not found for thread_id: {job.thread_id}",
+                worker_id=self.worker_id,
+            )
+        on_event(RunStarted(worker_id=self.worker_id))
+        for event in rule.events:
+            on_event(event)
+        suffix = ""
+        if rule.approval is not None:
+            suffix = f" [{await on_approval(rule.approval)}]"
+        if rule.silent_for:
+            await trio.sleep(rule.silent_for)
+            on_event(AgentMessageDelta(text="back"))
+        if rule.die:
+            self.alive = False
+            return JobFailed(failure="worker_died", message="died", worker_id=self.worker_id)
+        if rule.hang:
+            await trio.sleep_forever()
+        await trio.sleep(rule.delay)
+        thread_id = job.thread_id
+        if thread_id is None:
+            self.threads += 1
+            thread_id = f"w{self.worker_id}-p{self.pid}-t{self.threads}"
+            self.thread_ids.add(thread_id)
+        if rule.error is not None:
+            return JobFailed(
+                failure="codex_error",
+                message=rule.error,
+                worker_id=self.worker_id,
+                thread_id=thread_id,
+            )
+        text = (rule.reply if rule.reply is not None else f"FAKE: {job.prompt}") + suffix
+        return JobDone(text=text, thread_id=thread_id, worker_id=self.worker_id)
+
+    async def ping(self) -> None:
+        self.owner.pings += 1
+        if self.wedged:
+            await trio.sleep_forever()
+
+    async def kill(self) -> None:
+        self.alive = False
+        self.killed = True
+
+
+class FakeProcesses:
+    """The factory side: every process started, rules by prompt substring, start failures."""
+
+    def __init__(self) -> None:
+        self.rules: list[Rule] = []
+        self.started: list[FakeProcess] = []
+        self.fail_starts = 0
+        self.start_delay = 0.0
+        self.pings = 0
+        self.in_flight = 0
+        self._pids = itertools.count(1000)
+
+    def rule(self, match: str, **kw) -> Rule:
+        rule = Rule(match, **kw)
+        self.rules.insert(0, rule)
+        return rule
+
+    def rule_for(self, prompt: str) -> Rule:
+        for rule in self.rules:
+            if rule.match in prompt:
+                return rule
+        return Rule("")
+
+    def current(self, worker_id: int) -> FakeProcess:
+        return [p for p in self.started if p.worker_id == worker_id][-1]
+
+    @asynccontextmanager
+    async def factory(self, worker_id: int) -> AsyncIterator[FakeProcess]:
+        await trio.sleep(self.start_delay)
+        if self.fail_starts:
+            self.fail_starts -= 1
+            raise WorkerStartError("scripted start failure")
+        process = FakeProcess(worker_id=worker_id, pid=next(self._pids), owner=self)
+        self.started.append(process)
+        try:
+            yield process
+        finally:
+            process.closed = True
+            process.alive = False
