@@ -129,6 +129,7 @@ async def test_live_message_is_edited_in_place_and_closed(
     await sender.put(UpdateLive(chat_id=5, slot="run-1", text="working", keyboard=cancel))
     await sender.wait(lambda api: len(api.calls_of("sendMessage")) == 1)
     await sender.put(UpdateLive(chat_id=5, slot="run-1", text="still working", keyboard=cancel))
+    await sender.wait(lambda api: len(api.calls_of("editMessageText")) == 1)
     await sender.put(CloseLive(chat_id=5, slot="run-1", final_text="finished"))
     await sender.wait(lambda api: len(api.calls_of("editMessageText")) == 2)
     first, second = sender.api.calls_of("editMessageText")
