@@ -14,16 +14,19 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, Literal, final
+from typing import TYPE_CHECKING, Final, Literal, TypeVar, TypeVarTuple, Unpack, final
 
 import msgspec
 import trio
 
+from orchestrator.messages import SessionKey
 from orchestrator.workflow_messages import TokenUsage
 
 if TYPE_CHECKING:
-    from orchestrator.messages import SessionKey
+    from collections.abc import Callable
+
 
 __all__ = [
     "SESSION_FORMAT_VERSION",
@@ -35,6 +38,9 @@ __all__ = [
 ]
 
 logger: Final = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 SESSION_FORMAT_VERSION: Final = 1
 """Bumped when the file format changes incompatibly; older files are migrated on load."""
@@ -88,6 +94,7 @@ class LoadedSession(msgspec.Struct, frozen=True, kw_only=True):
     corrupt_moved_to: Path | None = None
 
 
+_FILE_NAME: Final = re.compile(r"^(-?\d+)-(\d+)(?:-t(\d+))?\.json$")
 _ENCODER: Final = msgspec.json.Encoder()
 _DECODER: Final = msgspec.json.Decoder(SessionState)
 
@@ -128,8 +135,16 @@ class SessionStore:
     there is never more than one writer per file.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, offload: bool = True) -> None:
         self.root = root
+        self.offload = offload
+        """File I/O in a worker thread (the default). Tests under the autojump clock turn
+        it off: a real thread lets the virtual clock jump while it runs."""
+
+    async def _io(self, function: Callable[[Unpack[Ts]], T], *args: *Ts) -> T:
+        if self.offload:
+            return await trio.to_thread.run_sync(function, *args)
+        return function(*args)
 
     def path_for(self, key: SessionKey) -> Path:
         """The file that holds `key`'s session."""
@@ -137,16 +152,16 @@ class SessionStore:
 
     async def load(self, key: SessionKey) -> LoadedSession:
         """Read `key`'s session; a damaged file is set aside and reported, not raised."""
-        return await trio.to_thread.run_sync(self._load_blocking, key)
+        return await self._io(self._load_blocking, key)
 
     async def save(self, key: SessionKey, state: SessionState) -> None:
         """Write `key`'s session atomically."""
         data = _ENCODER.encode(state)
-        await trio.to_thread.run_sync(write_atomically, self.path_for(key), data)
+        await self._io(write_atomically, self.path_for(key), data)
 
     async def delete(self, key: SessionKey) -> None:
         """Remove `key`'s session file if it exists."""
-        await trio.to_thread.run_sync(self._delete_blocking, key)
+        await self._io(self._delete_blocking, key)
 
     def _load_blocking(self, key: SessionKey) -> LoadedSession:
         path = self.path_for(key)
@@ -176,6 +191,30 @@ class SessionStore:
             )
             return LoadedSession(state=None, corrupt_moved_to=moved_to)
         return LoadedSession(state=state)
+
+    async def keys_with_queue(self) -> list[SessionKey]:
+        """Sessions that have prompts waiting (to resume them after a restart)."""
+        return await self._io(self._keys_with_queue_blocking)
+
+    def _keys_with_queue_blocking(self) -> list[SessionKey]:
+        keys = []
+        try:
+            names = sorted(path.name for path in self.root.iterdir())
+        except FileNotFoundError:
+            return []
+        for name in names:
+            match = _FILE_NAME.match(name)
+            if match is None:
+                continue
+            thread = int(match[3]) if match[3] else None
+            key = SessionKey(chat_id=int(match[1]), user_id=int(match[2]), thread_id=thread)
+            try:
+                state = _DECODER.decode((self.root / name).read_bytes())
+            except (OSError, msgspec.DecodeError, UnicodeDecodeError):
+                continue  # the chat's own load reports and sets it aside
+            if state.queue:
+                keys.append(key)
+        return keys
 
     def _delete_blocking(self, key: SessionKey) -> None:
         self.path_for(key).unlink(missing_ok=True)
