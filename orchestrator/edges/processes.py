@@ -25,7 +25,7 @@ import logging
 import os
 import signal
 import sys
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 import trio
 
@@ -51,13 +51,21 @@ SNAPSHOT_ROUNDS: Final = 3
 """Snapshots merged per kill: a command forking during the scan is caught by the next."""
 
 
-def _parents() -> dict[int, int]:
-    """pid → parent pid for every visible process."""
-    parents: dict[int, int] = {}
+class _Stat(NamedTuple):
+    """The fields of ``/proc/<pid>/stat`` we use."""
+
+    ppid: int
+    pgrp: int
+    session: int
+
+
+def _stats() -> dict[int, _Stat]:
+    """pid → (parent, process group, session) for every visible process."""
+    stats: dict[int, _Stat] = {}
     try:
         entries = os.listdir("/proc")
     except OSError:
-        return parents
+        return stats
     for entry in entries:
         if not entry.isdigit():
             continue
@@ -67,24 +75,50 @@ def _parents() -> dict[int, int]:
         except OSError:
             continue
         # The command name may contain spaces and parentheses: split after the last ')'.
+        # Then: state ppid pgrp session ...
         fields = stat[stat.rfind(b")") + 2 :].split()
-        if len(fields) > 1:
-            parents[int(entry)] = int(fields[1])
-    return parents
+        if len(fields) > 3:
+            stats[int(entry)] = _Stat(int(fields[1]), int(fields[2]), int(fields[3]))
+    return stats
 
 
-def descendants(pid: int) -> set[int]:
-    """Every living descendant of `pid` (not `pid` itself)."""
+def descendants(pid: int, *, known: Set[int] = frozenset()) -> set[int]:
+    """Every living descendant of `pid` (not `pid` itself), from one scan of ``/proc``.
+
+    Besides parent links, a process counts when its session or process group is led by `pid`
+    or by a process already found (or listed in `known`, pids seen in an earlier snapshot):
+    a command Codex ``setsid``-ed whose intermediate shell has exited is re-parented away
+    from the server, but it keeps its session id.
+    """
+    stats = _stats()
     children: dict[int, list[int]] = {}
-    for child, parent in _parents().items():
-        children.setdefault(parent, []).append(child)
+    for child, stat in stats.items():
+        children.setdefault(stat.ppid, []).append(child)
+    leaders = {pid} | set(known)
     found: set[int] = set()
-    stack = [pid]
-    while stack:
-        for child in children.get(stack.pop(), ()):
-            if child not in found:
-                found.add(child)
-                stack.append(child)
+    stack = [pid, *known]
+    while True:
+        while stack:
+            for child in children.get(stack.pop(), ()):
+                if child not in found:
+                    found.add(child)
+                    leaders.add(child)
+                    stack.append(child)
+        # Session / group members whose link to the tree was cut by an exited parent.
+        orphans = [
+            other
+            for other, stat in stats.items()
+            if other not in found
+            and other != pid
+            and (stat.session in leaders or stat.pgrp in leaders)
+        ]
+        if not orphans:
+            break
+        for other in orphans:
+            found.add(other)
+            leaders.add(other)
+            stack.append(other)
+    found.discard(os.getpid())
     return found
 
 
