@@ -117,6 +117,7 @@ async def run(
     traces_dir: Path,
     secrets: Sequence[str] = (),
     wall_clock: WallClock = _utc_now,
+    offload: bool = True,
     task_status: trio.TaskStatus[TracerStatistics] = trio.TASK_STATUS_IGNORED,
 ) -> TracerStatistics:
     """Append every record to the file of its UTC day until the inbox ends.
@@ -127,6 +128,9 @@ async def run(
     that arrive together are written in one batch (one thread hop per batch).
     Shutdown: returns after end-of-channel, once everything received is on disk; the root
     closes the tracer last, after every actor that traces has stopped.
+
+    With `offload` (the default) writes run in a worker thread; tests under the autojump
+    clock turn it off.
 
     Returns:
         How many records were written (shed records are counted by the handle).
@@ -151,7 +155,10 @@ async def run(
                 by_day.setdefault(path, []).append(encode_line(record, when, secrets))
             for path, lines in by_day.items():
                 try:
-                    await trio.to_thread.run_sync(_append, path, b"".join(lines))
+                    if offload:
+                        await trio.to_thread.run_sync(_append, path, b"".join(lines))
+                    else:
+                        _append(path, b"".join(lines))
                 except OSError as error:
                     logger.error("cannot write traces to %s: %s", path, error)
                     continue

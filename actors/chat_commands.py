@@ -1,0 +1,121 @@
+"""The chat's words: the command list, the help text and every fixed reply.
+
+This module owns what the bot says in answer to commands and in notices (busy, refused,
+queued, text only...), and the small pure helpers that format `/status` and `/profile list`.
+Keeping the texts here keeps `actors.chat_session` about behaviour, and lets tests assert on
+the same constants the actors use.
+
+Commands (DESIGN.md contract): ``/start`` (and ``/help``), ``/mode single|plan``, ``/new``,
+``/status``, ``/cancel``, ``/profile list|NAME``. ``/cmd@BotName`` is resolved by the poller.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from orchestrator.config import Profile
+    from orchestrator.workflow_messages import TokenUsage
+
+__all__ = [
+    "BOT_COMMANDS",
+    "BUSY",
+    "EDITED_IGNORED",
+    "HELP",
+    "REFUSAL",
+    "SESSION_CORRUPT",
+    "SESSION_RESET",
+    "SHORT_HELP",
+    "TEXT_ONLY",
+    "format_duration",
+    "format_elapsed",
+    "format_profiles",
+    "format_usage",
+    "unknown_command",
+]
+
+BOT_COMMANDS: Final[tuple[tuple[str, str], ...]] = (
+    ("start", "help: every command"),
+    ("mode", "single | plan: switch the workflow"),
+    ("new", "forget the Codex conversation"),
+    ("status", "mode, profile, what is running, queue"),
+    ("cancel", "stop the running request"),
+    ("profile", "list | NAME: list or switch profiles"),
+)
+"""Sent to Telegram with ``setMyCommands`` (the menu next to the text field)."""
+
+HELP: Final = (
+    "I run your requests on Codex in the profile's working directory.\n\n"
+    "Send a message to start a request. Messages sent within about a second are joined; "
+    "messages sent while a request runs are queued.\n\n"
+    "/start: this help (also /help)\n"
+    "/mode single|plan: one developer run, or selector → planner → developer → reviewer "
+    "(up to 3 review rounds)\n"
+    "/new: forget the Codex conversation and start fresh\n"
+    "/status: mode, profile, working directory, what is running, queue, worker, tokens\n"
+    "/cancel: stop the running request (queued messages still run)\n"
+    "/profile list|NAME: list the profiles, or switch to one (not while running)"
+)
+
+SHORT_HELP: Final = "Commands: /start /mode /new /status /cancel /profile"
+
+REFUSAL: Final = "Sorry, this bot is private."
+"""The one fixed answer a stranger gets, at most once per hour."""
+
+BUSY: Final = "I'm busy with your earlier messages; this one was not taken. Send it again soon."
+
+TEXT_ONLY: Final = "I only work with text (a caption counts). Please send your request as text."
+
+EDITED_IGNORED: Final = (
+    "Edits don't change a request that was already sent. Send the correction as a new message."
+)
+
+SESSION_RESET: Final = (
+    "Something went wrong and your session was reset. Mode, profile and queue are kept on "
+    "disk; please send your last message again."
+)
+
+SESSION_CORRUPT: Final = (
+    "Your session file was damaged and has been reset (the old one was kept aside). "
+    "Mode, profile and conversation are back to the defaults."
+)
+
+
+def unknown_command(name: str) -> str:
+    """The answer to a command we do not know."""
+    return f"Unknown command /{name}. {SHORT_HELP}"
+
+
+def format_duration(seconds: float) -> str:
+    """``m:ss`` (or ``h:mm:ss``) for the progress line and /status."""
+    total = max(0, int(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def format_usage(usage: TokenUsage | None) -> str:
+    """Token usage in one short line."""
+    if usage is None:
+        return "none yet"
+    return (
+        f"{usage.input_tokens} in ({usage.cached_input_tokens} cached), "
+        f"{usage.output_tokens} out, {usage.total_tokens} total"
+    )
+
+
+def format_profiles(profiles: Mapping[str, Profile], active: str) -> str:
+    """The answer to ``/profile list``: one line per profile, the active one marked."""
+    lines = ["Profiles:"]
+    for name, profile in sorted(profiles.items()):
+        mark = "▶" if name == active else "•"
+        suffix = " (active)" if name == active else ""
+        lines.append(f"{mark} {name}{suffix}: {profile.working_directory}")
+    lines.append("Switch with /profile NAME.")
+    return "\n".join(lines)
+
+
+format_elapsed: Final = format_duration
+"""Alias of `format_duration` (the name the chat actor uses for elapsed time)."""

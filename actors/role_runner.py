@@ -1,0 +1,133 @@
+"""Adapters between a workflow and the rest of the bot: the `RoleRunner` over the worker
+pool, and how a role becomes a `CodexJob`.
+
+- Selector, planner and reviewer run read-only with approvals off: they only read and
+  judge. The developer gets the profile's sandbox and approval policy.
+- Role instructions go to ``developer-instructions``, which Codex applies to fresh threads
+  only; they are always passed, so a thread the pool had to move still gets them.
+- The developer's job carries the conversation summary as its context preamble: the pool
+  puts it before the prompt only when the thread cannot be continued.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final, final
+
+from orchestrator.messages import CodexJob, JobDone, JobFailed
+from orchestrator.workflow_messages import (
+    READ_ONLY_ROLES,
+    RoleFailed,
+    RoleOutcome,
+    RoleSucceeded,
+)
+
+if TYPE_CHECKING:
+    import trio
+
+    from orchestrator.config import Profile
+    from orchestrator.messages import ApprovalRequest, CodexProgress
+    from orchestrator.ports import CodexPool
+    from orchestrator.workflow_messages import Role
+
+__all__ = ["PREAMBLE_HEADER", "PoolRoleRunner", "job_for_role"]
+
+PREAMBLE_HEADER: Final = (
+    "Context: this continues an earlier conversation whose Codex session is no longer "
+    "available. Summary of it so far:"
+)
+
+
+def job_for_role(
+    role: Role,
+    prompt: str,
+    *,
+    conversation: str,
+    profile: Profile,
+    instructions: str,
+    thread_id: str | None,
+    worker_id: int | None,
+    summary: str,
+) -> CodexJob:
+    """The Codex call for one role run."""
+    read_only = role in READ_ONLY_ROLES
+    preamble = f"{PREAMBLE_HEADER}\n{summary}" if summary and role == "developer" else ""
+    return CodexJob(
+        conversation=conversation,
+        prompt=prompt,
+        cwd=profile.working_directory,
+        sandbox="read-only" if read_only else profile.sandbox,
+        approval_policy="never" if read_only else profile.approval_policy,
+        model=profile.model,
+        developer_instructions=instructions,
+        thread_id=thread_id,
+        worker_id=worker_id,
+        context_preamble=preamble,
+    )
+
+
+@final
+class PoolRoleRunner:
+    """`RoleRunner` over the worker pool for one request of one chat.
+
+    `moved` turns True when the pool had to continue the conversation on a fresh thread,
+    so the chat can say so once.
+    """
+
+    def __init__(
+        self,
+        pool: CodexPool,
+        *,
+        conversation: str,
+        profile: Profile,
+        summary: str,
+        progress: trio.MemorySendChannel[CodexProgress],
+        approvals: trio.MemorySendChannel[ApprovalRequest],
+    ) -> None:
+        self._pool = pool
+        self._conversation = conversation
+        self._profile = profile
+        self._summary = summary
+        self._progress = progress
+        self._approvals = approvals
+        self.moved = False
+        self.last_worker: int | None = None
+
+    async def run_role(
+        self,
+        role: Role,
+        prompt: str,
+        *,
+        thread_id: str | None,
+        worker_id: int | None,
+        instructions: str,
+    ) -> RoleOutcome:
+        """Run one role on the pool; cancellation propagates (the pool kills the worker)."""
+        job = job_for_role(
+            role,
+            prompt,
+            conversation=self._conversation,
+            profile=self._profile,
+            instructions=instructions,
+            thread_id=thread_id,
+            worker_id=worker_id,
+            summary=self._summary,
+        )
+        outcome = await self._pool.run(job, progress=self._progress, approvals=self._approvals)
+        match outcome:
+            case JobDone():
+                self.last_worker = outcome.worker_id
+                if outcome.moved and role == "developer":
+                    self.moved = True
+                return RoleSucceeded(
+                    text=outcome.text,
+                    thread_id=outcome.thread_id,
+                    worker_id=outcome.worker_id,
+                    usage=outcome.usage,
+                )
+            case JobFailed():
+                return RoleFailed(
+                    failure=outcome.failure,
+                    message=outcome.message,
+                    worker_id=outcome.worker_id,
+                    thread_id=outcome.thread_id,
+                )

@@ -1,0 +1,230 @@
+"""The root of the actor tree: starts everything in order and drains it in reverse.
+
+::
+
+    root
+    ├── tracer         started first, stopped last: everyone traces
+    ├── sender         all outbound Telegram calls
+    ├── worker pool    warm before the poller starts
+    ├── router         chat actors live in its nursery
+    └── poller         started last, stopped first
+
+Shutdown follows the data flow (STYLE.md §2.7). When `ShutdownController.requested` is set,
+the poller's scope is cancelled (updates not handed off stay unconfirmed at Telegram); the
+root closes the router's inbox; the router closes every chat inbox and the chats finish their
+requests within ``shutdown.drain_grace``; then the pool stops its workers with their process
+trees, the sender delivers the last messages (bounded by `SENDER_FLUSH_GRACE`), and the
+tracer writes what is left.
+
+The root assembles collaborators and passes them down; it holds no state of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+import trio
+
+from actors import router, telegram_poller, telegram_sender, tracer
+from actors.chat_commands import BOT_COMMANDS
+from actors.worker_pool import open_worker_pool
+from orchestrator.errors import TelegramUnauthorized
+from orchestrator.messages import RouterMsg, SenderMsg, TraceRecord
+from orchestrator.session_store import SessionStore
+from orchestrator.supervision import ChildSpec, RestartPolicy, supervise_one
+from orchestrator.update_ledger import UpdateLedger
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from contextlib import AbstractAsyncContextManager
+
+    from actors.worker_pool import CodexProcessLike, WorkerPoolHandle
+    from orchestrator.config import Config
+    from orchestrator.ports import TelegramApi
+    from orchestrator.shutdown import ShutdownController
+
+__all__ = [
+    "POLLER_POLICY",
+    "ROUTER_INBOX_SIZE",
+    "SENDER_FLUSH_GRACE",
+    "SENDER_INBOX_SIZE",
+    "run_system",
+]
+
+logger: Final = logging.getLogger(__name__)
+
+ROUTER_INBOX_SIZE: Final = 16
+"""Poller → router: small; when full the poller blocks and Telegram keeps the updates."""
+
+SENDER_INBOX_SIZE: Final = 256
+"""Chats → sender: producers block when full; live updates coalesce inside the sender."""
+
+SENDER_FLUSH_GRACE: Final = 30.0
+"""Seconds the sender gets after the drain to deliver the last messages."""
+
+POLLER_POLICY: Final = RestartPolicy(intensity=3, period=60.0, backoff_initial=1.0)
+"""Network trouble is handled inside the poller; a crash here is a bug: escalate quickly."""
+
+
+async def run_system(
+    config: Config,
+    *,
+    shutdown: ShutdownController,
+    telegram: TelegramApi,
+    codex_factory: Callable[[int], AbstractAsyncContextManager[CodexProcessLike]],
+    secrets: tuple[str, ...] = (),
+    rng: random.Random | None = None,
+    offload_io: bool = True,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the whole bot until a requested drain has completed.
+
+    Reports started once the poller is polling (the pool is warm by then). `offload_io`
+    moves file I/O to worker threads (tests under the autojump clock turn it off).
+
+    Raises:
+        TelegramUnauthorized: Telegram rejected the token (at getMe or later).
+        RestartIntensityExceeded: a supervisor gave up.
+        WorkerStartError: no Codex worker could be started.
+    """
+    rng = rng or random.Random()
+    state_dir = Path(config.state_dir)
+    trace_handle, trace_inbox = tracer.open_trace_mailbox()
+    async with trio.open_nursery() as outer:
+        outer.start_soon(
+            lambda: tracer.run(
+                trace_inbox,
+                traces_dir=state_dir / "traces",
+                secrets=secrets,
+                offload=offload_io,
+            )
+        )
+        try:
+            identity = await telegram.get_me()
+            logger.info("connected to Telegram as @%s", identity.username)
+            if not config.telegram.allowed_users:
+                logger.warning("telegram.allowed_users is empty: nobody can use this bot")
+            sender_send, sender_inbox = trio.open_memory_channel[SenderMsg](SENDER_INBOX_SIZE)
+            async with trio.open_nursery() as edge:
+                edge.start_soon(
+                    lambda: telegram_sender.run(
+                        sender_inbox,
+                        telegram,
+                        max_chunks=config.telegram.max_chunks,
+                        rng=rng,
+                        trace=trace_handle.emit,
+                        commands=BOT_COMMANDS,
+                    )
+                )
+                with sender_send:
+                    codex = config.codex
+                    async with open_worker_pool(
+                        codex_factory,
+                        size=codex.pool_size,
+                        calls_per_worker=codex.calls_per_worker,
+                        affinity_wait=codex.affinity_wait,
+                        stall_timeout=codex.stall_timeout,
+                        request_timeout=codex.request_timeout,
+                        ping_interval=codex.ping_interval,
+                        recycle_rss_mb=codex.recycle_rss_mb,
+                        recycle_threads=codex.recycle_threads,
+                        startup_timeout=codex.startup_timeout,
+                        rng=rng,
+                        trace=trace_handle.emit,
+                    ) as pool:
+                        logger.info("%d Codex worker(s) warm", codex.pool_size)
+                        await _run_front(
+                            config,
+                            shutdown=shutdown,
+                            telegram=telegram,
+                            bot_username=identity.username,
+                            pool=pool,
+                            sender=sender_send,
+                            trace=trace_handle,
+                            rng=rng,
+                            offload_io=offload_io,
+                            task_status=task_status,
+                        )
+                # The sender's inbox is closed: it delivers what is pending, then returns.
+                edge.cancel_scope.deadline = trio.current_time() + SENDER_FLUSH_GRACE
+        except TelegramUnauthorized:
+            logger.critical(
+                "Telegram rejected the bot token (401 Unauthorized): check TELEGRAM_BOT_TOKEN"
+            )
+            raise
+        finally:
+            trace_handle.close()
+
+
+async def _run_front(
+    config: Config,
+    *,
+    shutdown: ShutdownController,
+    telegram: TelegramApi,
+    bot_username: str,
+    pool: WorkerPoolHandle,
+    sender: trio.MemorySendChannel[SenderMsg],
+    trace: tracer.TraceHandle,
+    rng: random.Random,
+    offload_io: bool,
+    task_status: trio.TaskStatus[None],
+) -> None:
+    """Router and poller: the router starts first, the poller stops first."""
+    state_dir = Path(config.state_dir)
+    ledger = await UpdateLedger.open(state_dir / "updates.json", offload=offload_io)
+    store = SessionStore(state_dir / "sessions", offload=offload_io)
+    router_send, router_inbox = trio.open_memory_channel[RouterMsg](ROUTER_INBOX_SIZE)
+    async with trio.open_nursery() as front:
+        await front.start(
+            lambda task_status: router.run(
+                router_inbox,
+                sender=sender.clone(),
+                pool=pool,
+                store=store,
+                config=config,
+                trace=trace.emit,
+                drain_grace=config.shutdown.drain_grace,
+                task_status=task_status,
+            )
+        )
+        with router_send:
+
+            async def poller(
+                *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+            ) -> None:
+                await telegram_poller.run(
+                    telegram,
+                    router_send.clone(),
+                    ledger=ledger,
+                    bot_username=bot_username,
+                    poll_seconds=config.telegram.polling.timeout,
+                    limit=config.telegram.polling.limit,
+                    rng=rng,
+                    trace=trace.emit,
+                    preview_chars=config.traces.preview_chars,
+                    task_status=task_status,
+                )
+
+            async def supervised_poller(
+                *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+            ) -> None:
+                await supervise_one(
+                    ChildSpec(name="telegram poller", run=poller),
+                    POLLER_POLICY,
+                    rng=rng,
+                    fatal=(TelegramUnauthorized,),
+                    task_status=task_status,
+                )
+
+            async with trio.open_nursery() as intake:
+                await intake.start(supervised_poller)
+                logger.info("polling Telegram for updates")
+                task_status.started()
+                await shutdown.requested.wait()
+                logger.info("draining: the poller stopped; running requests may finish")
+                trace.emit(TraceRecord(event="shutdown", detail="drain started"))
+                intake.cancel_scope.cancel()
+        # router_send is closed here: the router drains its chats and returns.

@@ -1,0 +1,282 @@
+"""The router: access control and one chat actor per session key.
+
+- **Access.** Only ``from.id`` in ``telegram.allowed_users`` gets in (empty: nobody). Bots,
+  anonymous admins and channel posts are ignored. A stranger gets at most one fixed refusal
+  per `REFUSAL_INTERVAL` and nothing else: no session file, no Codex call. Every refusal
+  is traced.
+- **Chats.** A chat actor per `SessionKey` (chat, user, forum topic) is started on its first
+  message in the router's nursery and stops itself after ``sessions.idle_ttl``. A chat that
+  crashes is logged, traced, reported to the user ("session reset") and started afresh on the
+  next message; a crash never reaches the router. At start, chats with queued prompts saved
+  before a restart are started so their queue resumes.
+- **Never blocked by a chat.** Each chat inbox is small (`CHAT_INBOX_SIZE`); when one is full
+  the router sheds the message and tells the user the bot is busy.
+- **Buttons.** A press goes to the chat actor of the presser's own session key, so a press on
+  someone else's approval prompt cannot decide it (that chat does not know the token).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final, assert_never
+
+import trio
+
+from actors import chat_commands as texts
+from actors import chat_session
+from orchestrator.messages import (
+    AnswerCallback,
+    BotMembershipChanged,
+    ChatReactivated,
+    InboundCallback,
+    InboundMessage,
+    SendReply,
+    SessionKey,
+    TraceRecord,
+)
+
+if TYPE_CHECKING:
+    from orchestrator.config import Config
+    from orchestrator.messages import RouterMsg, SenderMsg
+    from orchestrator.ports import CodexPool, TraceEmit
+    from orchestrator.session_store import SessionStore
+
+__all__ = ["CHAT_INBOX_SIZE", "REFUSAL_INTERVAL", "RouterStatistics", "run"]
+
+logger: Final = logging.getLogger(__name__)
+
+CHAT_INBOX_SIZE: Final = 8
+"""Messages waiting per chat before the router sheds (the chat is answering slowly)."""
+
+REFUSAL_INTERVAL: Final = 3600.0
+"""Seconds between two refusals to the same stranger: one answer, never a conversation."""
+
+ACTIVE_STATUSES: Final = frozenset({"member", "administrator", "creator"})
+
+
+@dataclass
+class RouterStatistics:
+    """Counters for tests and `/status`-like diagnostics."""
+
+    routed: int = 0
+    shed: int = 0
+    refused: int = 0
+    ignored: int = 0
+    resets: int = 0
+    chats_started: int = 0
+
+
+@dataclass
+class _ChatEntry:
+    inbox: trio.MemorySendChannel[InboundMessage | InboundCallback]
+    generation: int
+
+
+class _Router:
+    def __init__(
+        self,
+        nursery: trio.Nursery,
+        deps: chat_session.ChatDeps,
+        allowed: frozenset[int],
+        stats: RouterStatistics,
+    ) -> None:
+        self.nursery = nursery
+        self.deps = deps
+        self.allowed = allowed
+        self.stats = stats
+        self.chats: dict[SessionKey, _ChatEntry] = {}
+        self.last_refusal: dict[int, float] = {}
+        self.generations = 0
+
+    async def route(self, message: RouterMsg) -> None:
+        match message:
+            case InboundMessage():
+                await self.on_message(message)
+            case InboundCallback():
+                await self.on_callback(message)
+            case BotMembershipChanged():
+                if message.status in ACTIVE_STATUSES:
+                    await self.deps.sender.send(ChatReactivated(chat_id=message.chat_id))
+                self.deps.trace(
+                    TraceRecord(
+                        event="update",
+                        update_id=message.update_id,
+                        chat_id=message.chat_id,
+                        outcome=f"membership {message.status}",
+                    )
+                )
+            case _:
+                assert_never(message)
+
+    async def on_message(self, message: InboundMessage) -> None:
+        if message.user_id is None or message.user_is_bot or message.chat_type == "channel":
+            self.stats.ignored += 1
+            return
+        if message.user_id not in self.allowed:
+            await self.refuse(message.chat_id, message.user_id, message.thread_id)
+            return
+        key = SessionKey(
+            chat_id=message.chat_id, user_id=message.user_id, thread_id=message.thread_id
+        )
+        await self.deliver(key, message)
+
+    async def on_callback(self, press: InboundCallback) -> None:
+        if press.user_id not in self.allowed:
+            await self.deps.sender.send(
+                AnswerCallback(callback_query_id=press.callback_query_id, text="Not for you.")
+            )
+            await self.refuse(press.chat_id, press.user_id, press.thread_id, silent=True)
+            return
+        key = SessionKey(chat_id=press.chat_id, user_id=press.user_id, thread_id=press.thread_id)
+        await self.deliver(key, press)
+
+    async def refuse(
+        self, chat_id: int, user_id: int, thread_id: int | None, *, silent: bool = False
+    ) -> None:
+        self.stats.refused += 1
+        now = trio.current_time()
+        last = self.last_refusal.get(user_id, -math.inf)
+        answered = not silent and now - last >= REFUSAL_INTERVAL
+        if answered:
+            self.last_refusal[user_id] = now
+            await self.deps.sender.send(
+                SendReply(chat_id=chat_id, thread_id=thread_id, markdown=texts.REFUSAL, plain=True)
+            )
+        self.deps.trace(
+            TraceRecord(
+                event="refusal",
+                chat_id=chat_id,
+                user_id=user_id,
+                detail="refusal sent" if answered else "refusal suppressed",
+            )
+        )
+
+    async def deliver(self, key: SessionKey, message: InboundMessage | InboundCallback) -> None:
+        entry = self.chats.get(key) or self.start_chat(key)
+        try:
+            entry.inbox.send_nowait(message)
+        except trio.WouldBlock:
+            self.stats.shed += 1
+            logger.warning("chat %s is busy; shed a message", key.file_stem())
+            self.deps.trace(
+                TraceRecord(
+                    event="queued",
+                    chat_id=key.chat_id,
+                    user_id=key.user_id,
+                    outcome="shed",
+                    detail="chat inbox full",
+                )
+            )
+            if isinstance(message, InboundCallback):
+                await self.deps.sender.send(
+                    AnswerCallback(
+                        callback_query_id=message.callback_query_id, text="Busy, try again."
+                    )
+                )
+            else:
+                await self.deps.sender.send(
+                    SendReply(
+                        chat_id=key.chat_id,
+                        thread_id=key.thread_id,
+                        markdown=texts.BUSY,
+                        plain=True,
+                    )
+                )
+            return
+        self.stats.routed += 1
+
+    def start_chat(self, key: SessionKey) -> _ChatEntry:
+        self.generations += 1
+        send, receive = trio.open_memory_channel[InboundMessage | InboundCallback](CHAT_INBOX_SIZE)
+        entry = _ChatEntry(inbox=send, generation=self.generations)
+        self.chats[key] = entry
+        self.stats.chats_started += 1
+        self.nursery.start_soon(self.supervise_chat, key, receive, entry)
+        return entry
+
+    async def supervise_chat(
+        self,
+        key: SessionKey,
+        inbox: trio.MemoryReceiveChannel[InboundMessage | InboundCallback],
+        entry: _ChatEntry,
+    ) -> None:
+        """Run one chat; a crash is contained here (temporary child: not restarted)."""
+        try:
+            with inbox:
+                await chat_session.run(key, inbox, self.deps)
+        except Exception as error:
+            self.stats.resets += 1
+            logger.exception("chat %s crashed; its session is reset", key.file_stem())
+            self.deps.trace(
+                TraceRecord(
+                    event="session_reset",
+                    chat_id=key.chat_id,
+                    user_id=key.user_id,
+                    thread_id=key.thread_id,
+                    detail=f"{type(error).__name__}: {error}"[:300],
+                )
+            )
+            with trio.move_on_after(5) as notice:
+                notice.shield = True
+                await self.deps.sender.send(
+                    SendReply(
+                        chat_id=key.chat_id,
+                        thread_id=key.thread_id,
+                        markdown=texts.SESSION_RESET,
+                        plain=True,
+                    )
+                )
+        finally:
+            current = self.chats.get(key)
+            if current is entry:
+                del self.chats[key]
+            entry.inbox.close()
+
+    def close_all(self) -> None:
+        for entry in self.chats.values():
+            entry.inbox.close()
+
+
+async def run(
+    inbox: trio.MemoryReceiveChannel[RouterMsg],
+    *,
+    sender: trio.MemorySendChannel[SenderMsg],
+    pool: CodexPool,
+    store: SessionStore,
+    config: Config,
+    trace: TraceEmit,
+    drain_grace: float,
+    statistics: RouterStatistics | None = None,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Route updates to chat actors until the inbox ends, then drain the chats.
+
+    Inbox: `RouterMsg` from the poller.
+    Emits: chat inbox messages (never blocking: shed with a "busy" answer when full);
+        refusals, callback answers and reactivations to the sender.
+    Backpressure: the poller blocks when this inbox is full (nothing is confirmed).
+    Shutdown: on end-of-channel, closes every chat inbox; chats finish their request within
+        `drain_grace` seconds, after which they are cancelled (each says so and keeps its
+        prompt queued). Closes its sender clone on return.
+    """
+    deps = chat_session.ChatDeps(sender=sender, pool=pool, store=store, config=config, trace=trace)
+    with sender:
+        async with trio.open_nursery() as nursery:
+            router = _Router(
+                nursery,
+                deps,
+                frozenset(config.telegram.allowed_users),
+                statistics or RouterStatistics(),
+            )
+            for key in await store.keys_with_queue():
+                if key.user_id in router.allowed:
+                    logger.info("resuming the queue of chat %s", key.file_stem())
+                    router.start_chat(key)
+            task_status.started()
+            with inbox:
+                async for message in inbox:
+                    await router.route(message)
+            router.close_all()
+            nursery.cancel_scope.deadline = trio.current_time() + drain_grace

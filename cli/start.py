@@ -1,0 +1,90 @@
+"""``codex-orchestrator start``: wire the real edges to the actor tree and run it.
+
+This is the only place that builds concrete adapters: the Bot API over httpx at
+``telegram.api_base_url`` and Codex workers from ``codex.command``. Everything below takes
+them as parameters. Exit codes: 0 after a graceful drain, 1 when the bot could not run (bad
+token, no Codex worker could start, a supervisor gave up), 128 + signal when forced.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+import trio
+
+from actors.root import run_system
+from orchestrator.config import worker_environment
+from orchestrator.edges.codex_mcp import open_codex_process
+from orchestrator.edges.processes import enable_child_subreaper
+from orchestrator.edges.telegram_http import open_telegram_api
+from orchestrator.errors import TelegramUnauthorized, WorkerStartError
+from orchestrator.logging import configure_logging
+from orchestrator.shutdown import EXIT_ESCALATED, ShutdownController, run_root
+
+if TYPE_CHECKING:
+    from contextlib import AbstractAsyncContextManager
+
+    from orchestrator.config import LoadedConfig
+    from orchestrator.edges.codex_mcp import CodexProcess
+
+__all__ = ["run"]
+
+logger: Final = logging.getLogger("codex_orchestrator")
+
+
+def run(loaded: LoadedConfig, *, log_level: str) -> int:
+    """Run the bot in this process until it is stopped; return the exit code."""
+    token = loaded.token.reveal()
+    configure_logging(log_level, secrets=[token])
+    logger.info("starting with %s", loaded.path)
+    return trio.run(_main, loaded)
+
+
+async def _main(loaded: LoadedConfig) -> int:
+    config = loaded.config
+    if enable_child_subreaper():
+        logger.debug("orphaned Codex commands are re-parented to this process")
+    environment = worker_environment(config.codex, os.environ)
+    logs = Path(config.state_dir) / "logs"
+
+    def codex_factory(worker_id: int) -> AbstractAsyncContextManager[CodexProcess]:
+        return open_codex_process(
+            config.codex.argv(),
+            env=environment,
+            worker_id=worker_id,
+            stderr_log=logs / f"codex-worker-{worker_id}.log",
+        )
+
+    failure: list[str] = []
+
+    async def body(controller: ShutdownController) -> None:
+        try:
+            async with open_telegram_api(
+                loaded.token.reveal(),
+                base_url=config.telegram.api_base_url,
+                request_timeout=config.telegram.request_timeout,
+            ) as telegram:
+                await run_system(
+                    config,
+                    shutdown=controller,
+                    telegram=telegram,
+                    codex_factory=codex_factory,
+                    secrets=(loaded.token.reveal(),),
+                )
+        except* TelegramUnauthorized:
+            failure.append("Telegram rejected the bot token: check TELEGRAM_BOT_TOKEN")
+        except* WorkerStartError as group:
+            failure.append(
+                f"no Codex worker could start ({group.exceptions[0]}); "
+                "run `codex-orchestrator doctor`"
+            )
+
+    code = await run_root(body, ShutdownController())
+    if failure:
+        logger.critical("stopped: %s", failure[0])
+        return EXIT_ESCALATED
+    logger.info("stopped (exit code %d)", code)
+    return code

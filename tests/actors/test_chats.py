@@ -1,0 +1,666 @@
+"""Router + chat actors + the real worker pool on in-memory Codex processes, in virtual time.
+
+The sender is replaced by a collector of `SenderMsg`; everything else is the real thing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+import msgspec
+import pytest
+import trio
+import trio.testing
+
+from actors import chat_commands, router
+from actors.worker_pool import open_worker_pool
+from orchestrator.config import Config, Profile, SessionsConfig, TelegramConfig
+from orchestrator.messages import (
+    AnswerCallback,
+    ApprovalAsk,
+    Button,
+    CloseLive,
+    InboundCallback,
+    InboundMessage,
+    RouterMsg,
+    SenderMsg,
+    SendReply,
+    SessionKey,
+    TraceRecord,
+    UpdateLive,
+)
+from orchestrator.session_store import SessionState, SessionStore
+from tests.fakes.codex_process import FakeProcesses
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+    from pathlib import Path
+
+ALICE, BOB, STRANGER = 1, 2, 666
+CEILING = 7200
+
+
+class Bot:
+    def __init__(self, tmp_path: Path, fakes: FakeProcesses, config: Config) -> None:
+        self.tmp_path = tmp_path
+        self.fakes = fakes
+        self.config = config
+        self.store = SessionStore(tmp_path / "sessions", offload=False)
+        self.sent: list[SenderMsg] = []
+        self.traces: list[TraceRecord] = []
+        self.stats = router.RouterStatistics()
+        self._changed = trio.Event()
+        self._ids = itertools.count(1)
+        self.inbox: trio.MemorySendChannel[RouterMsg] | None = None
+
+    # -------------------------------------------------------------- driving
+
+    async def say(self, user: int, text: str, *, chat: int | None = None, **kw) -> None:
+        command = None
+        args = ""
+        if text.startswith("/"):
+            head, _, args = text[1:].partition(" ")
+            command = head.lower()
+        assert self.inbox is not None
+        await self.inbox.send(
+            InboundMessage(
+                update_id=next(self._ids),
+                chat_id=chat if chat is not None else user,
+                chat_type="private" if (chat is None or chat > 0) else "supergroup",
+                message_id=next(self._ids),
+                user_id=user,
+                text=text,
+                command=command,
+                command_args=args.strip(),
+                **kw,
+            )
+        )
+
+    async def press(self, user: int, data: str, *, chat: int | None = None) -> str:
+        query_id = f"q{next(self._ids)}"
+        assert self.inbox is not None
+        await self.inbox.send(
+            InboundCallback(
+                update_id=next(self._ids),
+                callback_query_id=query_id,
+                chat_id=chat if chat is not None else user,
+                chat_type="private",
+                user_id=user,
+                message_id=1,
+                data=data,
+            )
+        )
+        return query_id
+
+    # -------------------------------------------------------------- observing
+
+    def replies(self, chat: int) -> list[str]:
+        return [m.markdown for m in self.sent if isinstance(m, SendReply) and m.chat_id == chat]
+
+    def callback_answer(self, query_id: str) -> str | None:
+        for m in self.sent:
+            if isinstance(m, AnswerCallback) and m.callback_query_id == query_id:
+                return m.text
+        return None
+
+    def buttons(self, chat: int, prefix: str) -> list[Button]:
+        found: list[Button] = []
+        for m in self.sent:
+            if isinstance(m, UpdateLive) and m.chat_id == chat:
+                found.extend(
+                    b for row in m.keyboard for b in row if b.callback_data.startswith(prefix)
+                )
+        return found
+
+    async def wait(self, predicate: Callable[[], bool]) -> None:
+        with trio.fail_after(CEILING):
+            while not predicate():
+                # Most conditions follow a message to the sender; the rest (counters) are
+                # re-checked once the system is idle or a virtual second has passed.
+                with trio.move_on_after(1):
+                    await self._changed.wait()
+
+    async def wait_reply(self, chat: int, fragment: str, count: int = 1) -> None:
+        await self.wait(lambda: sum(fragment in r for r in self.replies(chat)) >= count)
+
+    async def collect(self, receive: trio.MemoryReceiveChannel[SenderMsg]) -> None:
+        async for message in receive:
+            self.sent.append(message)
+            self._changed.set()
+            self._changed = trio.Event()
+
+
+def make_config(tmp_path: Path, **sessions) -> Config:
+    work = tmp_path / "work"
+    other = tmp_path / "other"
+    work.mkdir(exist_ok=True)
+    other.mkdir(exist_ok=True)
+    return Config(
+        state_dir=str(tmp_path),
+        telegram=TelegramConfig(allowed_users=(ALICE, BOB)),
+        sessions=msgspec.structs.replace(SessionsConfig(), **sessions),
+        profiles={
+            "default": Profile(working_directory=str(work), default_mode="single"),
+            "other": Profile(
+                working_directory=str(other), default_mode="plan", sandbox="read-only"
+            ),
+        },
+    )
+
+
+@asynccontextmanager
+async def running_bot(
+    tmp_path: Path, fakes: FakeProcesses | None = None, **sessions
+) -> AsyncIterator[Bot]:
+    fakes = fakes or FakeProcesses()
+    bot = Bot(tmp_path, fakes, make_config(tmp_path, **sessions))
+    sender_send, sender_receive = trio.open_memory_channel[SenderMsg](1000)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(bot.collect, sender_receive)
+        async with open_worker_pool(
+            fakes.factory,
+            size=2,
+            affinity_wait=30,
+            stall_timeout=300,
+            request_timeout=1800,
+            ping_interval=30,
+            recycle_rss_mb=0,
+            recycle_threads=100,
+            rng=random.Random(0),
+            trace=bot.traces.append,
+        ) as pool:
+            inbox_send, inbox_receive = trio.open_memory_channel[RouterMsg](16)
+            bot.inbox = inbox_send
+            async with trio.open_nursery() as front:
+                await front.start(
+                    lambda task_status: router.run(
+                        inbox_receive,
+                        sender=sender_send,
+                        pool=pool,
+                        store=bot.store,
+                        config=bot.config,
+                        trace=bot.traces.append,
+                        drain_grace=60,
+                        statistics=bot.stats,
+                        task_status=task_status,
+                    )
+                )
+                try:
+                    yield bot
+                finally:
+                    inbox_send.close()
+        nursery.cancel_scope.cancel()
+
+
+async def test_two_users_run_in_parallel_with_separate_sessions(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    fakes = FakeProcesses()
+    fakes.rule("alice", reply="for alice", delay=10)
+    fakes.rule("bob", reply="for bob", delay=10)
+    async with running_bot(tmp_path, fakes) as bot:
+        await bot.say(ALICE, "hello from alice")
+        await bot.say(BOB, "hello from bob")
+        await bot.wait_reply(ALICE, "for alice")
+        await bot.wait_reply(BOB, "for bob")
+        assert trio.current_time() < 15  # both ran at once (10 s each + 1 s batch window)
+    alice = (await bot.store.load(SessionKey(ALICE, ALICE))).state
+    bob = (await bot.store.load(SessionKey(BOB, BOB))).state
+    assert alice is not None
+    assert bob is not None
+    assert alice.developer_thread_id != bob.developer_thread_id
+    assert alice.counters.runs == 1
+
+
+async def test_conversation_continues_on_its_thread_until_new(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with running_bot(tmp_path) as bot:
+        await bot.say(ALICE, "first")
+        await bot.wait_reply(ALICE, "FAKE: first")
+        await bot.say(ALICE, "second")
+        await bot.wait_reply(ALICE, "FAKE: second")
+        calls = [job for p in bot.fakes.started for job in p.calls]
+        assert calls[1].thread_id is not None
+        await bot.say(ALICE, "/new")
+        await bot.wait_reply(ALICE, "new conversation")
+        await bot.say(ALICE, "third")
+        await bot.wait_reply(ALICE, "FAKE: third")
+        calls = [job for p in bot.fakes.started for job in p.calls]
+        assert calls[-1].thread_id is None
+
+
+async def test_queueing_and_batching(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    fakes = FakeProcesses()
+    fakes.rule("long", delay=60)
+    async with running_bot(tmp_path, fakes) as bot:
+        await bot.say(ALICE, "part one of a long task")
+        await bot.say(ALICE, "part two")
+        await bot.wait(lambda: bool(bot.fakes.started[0].calls or bot.fakes.started[1].calls))
+        prompts = [job.prompt for p in bot.fakes.started for job in p.calls]
+        assert prompts == ["part one of a long task\n\npart two"]
+        await bot.say(ALICE, "next please")
+        await bot.say(ALICE, "and another")
+        await bot.wait_reply(ALICE, "Queued (position 2)")
+        assert "Queued (position 1)." in bot.replies(ALICE)
+        await bot.wait_reply(ALICE, "FAKE: and another")
+        order = [r for r in bot.replies(ALICE) if r.startswith("FAKE") or "long" in r]
+        assert [r.split(": ", 1)[-1] for r in order][-2:] == ["next please", "and another"]
+        assert any(t.event == "queued" for t in bot.traces)
+
+
+async def test_queue_limit(tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+    fakes = FakeProcesses()
+    fakes.rule("block", hang=True)
+    async with running_bot(tmp_path, fakes, queue_limit=2) as bot:
+        await bot.say(ALICE, "block")
+        await bot.wait(lambda: any(p.calls for p in bot.fakes.started))
+        for n in range(3):
+            await bot.say(ALICE, f"more {n}")
+        await bot.wait_reply(ALICE, "queue is full")
+        await bot.say(ALICE, "/cancel")
+        await bot.wait_reply(ALICE, "Cancelled")
+
+
+async def test_stranger_gets_one_refusal_per_hour_and_nothing_else(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with running_bot(tmp_path) as bot:
+        for text in ("hi", "/start", "please"):
+            await bot.say(STRANGER, text)
+        await bot.wait(lambda: bot.stats.refused == 3)
+        assert bot.replies(STRANGER) == [chat_commands.REFUSAL]
+        await trio.sleep(router.REFUSAL_INTERVAL)
+        await bot.say(STRANGER, "again")
+        await bot.wait_reply(STRANGER, "private", count=2)
+        query = await bot.press(STRANGER, "ap:forged:a")
+        await bot.wait(lambda: bot.callback_answer(query) is not None)
+    assert not any(p.calls for p in bot.fakes.started)
+    assert not (tmp_path / "sessions").exists() or not list((tmp_path / "sessions").iterdir())
+    refusals = [t for t in bot.traces if t.event == "refusal"]
+    assert len(refusals) == 5
+    assert [t.detail for t in refusals][:3] == [
+        "refusal sent",
+        "refusal suppressed",
+        "refusal suppressed",
+    ]
+
+
+async def test_bots_and_anonymous_senders_are_ignored(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with running_bot(tmp_path) as bot:
+        assert bot.inbox is not None
+        await bot.inbox.send(
+            InboundMessage(
+                update_id=1,
+                chat_id=-5,
+                chat_type="supergroup",
+                message_id=1,
+                user_id=None,
+                text="anon",
+            )
+        )
+        await bot.inbox.send(
+            InboundMessage(
+                update_id=2,
+                chat_id=5,
+                chat_type="private",
+                message_id=2,
+                user_id=ALICE,
+                user_is_bot=True,
+                text="bot",
+            )
+        )
+        await bot.wait(lambda: bot.stats.ignored == 2)
+    assert bot.sent == []
+
+
+async def test_every_command(tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+    async with running_bot(tmp_path) as bot:
+        await bot.say(ALICE, "/start")
+        await bot.wait_reply(ALICE, "/profile list|NAME")
+        help_text = bot.replies(ALICE)[-1]
+        for name, _ in chat_commands.BOT_COMMANDS:
+            assert f"/{name}" in help_text
+        await bot.say(ALICE, "/mode")
+        await bot.wait_reply(ALICE, "Mode is single")
+        await bot.say(ALICE, "/mode plan")
+        await bot.wait_reply(ALICE, "Mode set to plan")
+        await bot.say(ALICE, "/mode sideways")
+        await bot.wait_reply(ALICE, "Use /mode single or /mode plan")
+        await bot.say(ALICE, "/status")
+        await bot.wait_reply(ALICE, "State: idle")
+        status = bot.replies(ALICE)[-1]
+        assert "Mode: plan" in status
+        assert "Profile: default" in status
+        assert str(tmp_path / "work") in status
+        assert "Queue: 0" in status
+        await bot.say(ALICE, "/profile list")
+        await bot.wait_reply(ALICE, "Profiles:")
+        assert "default" in bot.replies(ALICE)[-1]
+        assert "(active)" in bot.replies(ALICE)[-1]
+        await bot.say(ALICE, "/profile other")
+        await bot.wait_reply(ALICE, "Switched to profile other")
+        await bot.say(ALICE, "/profile nope")
+        await bot.wait_reply(ALICE, "No profile named 'nope'")
+        await bot.say(ALICE, "/cancel")
+        await bot.wait_reply(ALICE, "Nothing is running")
+        await bot.say(ALICE, "/new")
+        await bot.wait_reply(ALICE, "new conversation")
+        await bot.say(ALICE, "/frobnicate")
+        await bot.wait_reply(ALICE, "Unknown command /frobnicate")
+        await bot.say(ALICE, "edited", edited=True)
+        await bot.wait_reply(ALICE, "Edits don't change")
+        assert bot.inbox is not None
+        await bot.inbox.send(
+            InboundMessage(
+                update_id=99,
+                chat_id=ALICE,
+                chat_type="private",
+                message_id=9,
+                user_id=ALICE,
+                text=None,
+                content_kind="sticker",
+            )
+        )
+        await bot.wait_reply(ALICE, "only work with text")
+    state = (await bot.store.load(SessionKey(ALICE, ALICE))).state
+    assert state is not None
+    assert (state.profile, state.mode) == ("other", "plan")
+    commands = [t.command for t in bot.traces if t.event == "command"]
+    assert {"start", "mode", "status", "profile", "cancel", "new"} <= set(commands)
+
+
+async def test_status_while_running_and_profile_switch_refused(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    fakes = FakeProcesses()
+    fakes.rule("slow", delay=100)
+    async with running_bot(tmp_path, fakes) as bot:
+        await bot.say(ALICE, "slow thing")
+        await bot.wait(lambda: any(p.calls for p in bot.fakes.started))
+        await trio.sleep(42)
+        await bot.say(ALICE, "/status")
+        await bot.wait_reply(ALICE, "State: running for")
+        assert "developing" in bot.replies(ALICE)[-1]
+        await bot.say(ALICE, "/profile other")
+        await bot.wait_reply(ALICE, "Can't switch profiles while a request runs")
+        await bot.wait_reply(ALICE, "FAKE: slow thing")
+        await bot.say(ALICE, "/status")
+        await bot.wait_reply(ALICE, "Last run tokens", count=1)
+
+
+async def test_cancel_by_command_and_button(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    fakes = FakeProcesses()
+    fakes.rule("forever", hang=True)
+    async with running_bot(tmp_path, fakes) as bot:
+        await bot.say(ALICE, "forever job")
+        await bot.wait(lambda: bool(bot.buttons(ALICE, "cx:")))
+        started = trio.current_time()
+        await bot.say(ALICE, "/cancel")
+        await bot.wait_reply(ALICE, "Cancelled")
+        assert trio.current_time() - started < 5
+        await bot.say(ALICE, "forever again")
+        await bot.wait(lambda: len({b.callback_data for b in bot.buttons(ALICE, "cx:")}) == 2)
+        button = bot.buttons(ALICE, "cx:")[-1]
+        query = await bot.press(ALICE, button.callback_data)
+        await bot.wait_reply(ALICE, "Cancelled", count=2)
+        assert bot.callback_answer(query) == "Cancelling…"
+        stale = await bot.press(ALICE, button.callback_data)
+        await bot.wait(lambda: bot.callback_answer(stale) is not None)
+        assert "no longer running" in (bot.callback_answer(stale) or "")
+    assert sum(p.killed for p in bot.fakes.started) == 2
+    assert [t.detail for t in bot.traces if t.event == "cancel"] == ["/cancel", "button"]
+
+
+@pytest.mark.parametrize(
+    ("phase", "rule"),
+    [
+        ("selecting", "Decide how to handle"),
+        ("planning", "Write the numbered plan"),
+        ("developing", "Carry out this request"),
+        ("reviewing", "Review the developer"),
+    ],
+)
+async def test_cancel_in_each_plan_phase(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, phase: str, rule: str
+) -> None:
+    fakes = plan_fakes()
+    fakes.rule(rule, hang=True)
+    async with running_bot(tmp_path, fakes) as bot:
+        await bot.say(ALICE, "/mode plan")
+        await bot.say(ALICE, "build the feature")
+        await bot.wait(
+            lambda: any(rule in job.prompt for p in bot.fakes.started for job in p.calls)
+        )
+        await trio.sleep(1)
+        started = trio.current_time()
+        await bot.say(ALICE, "/cancel")
+        await bot.wait_reply(ALICE, "Cancelled")
+        assert trio.current_time() - started < 5
+    phases = [m.text for m in bot.sent if isinstance(m, UpdateLive) and m.slot.startswith("run-")]
+    assert any(phase in text for text in phases)
+    ends = [t for t in bot.traces if t.event == "run_end"]
+    assert ends[-1].outcome == "cancelled"
+
+
+def plan_fakes() -> FakeProcesses:
+    fakes = FakeProcesses()
+    fakes.rule("Decide how to handle", reply='{"route": "plan", "reason": "several steps"}')
+    fakes.rule("Write the numbered plan", reply="1. Write code\n2. Test it")
+    fakes.rule("Carry out this request", reply="Implemented.\n\nFiles changed:\n- app.py")
+    fakes.rule("worked on your feedback", reply='{"verdict": "approved", "feedback": "good"}')
+    fakes.rule("Review the developer", reply='{"verdict": "changes", "feedback": "add tests"}')
+    fakes.rule("reviewer asked for changes", reply="Added tests.\n\nFiles changed:\n- test_app.py")
+    return fakes
+
+
+async def test_plan_mode_end_to_end(tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+    async with running_bot(tmp_path, plan_fakes()) as bot:
+        await bot.say(ALICE, "/mode plan")
+        await bot.say(ALICE, "build the feature")
+        await bot.wait_reply(ALICE, "approved by the reviewer in round 2")
+        replies = bot.replies(ALICE)
+        assert any(r.startswith("**Plan**") and "1. Write code" in r for r in replies)
+        final = replies[-1]
+        assert "app.py" in final
+        assert "test_app.py" in final
+    roles = [(t.role, t.round) for t in bot.traces if t.event == "role"]
+    assert roles == [
+        ("selector", None),
+        ("planner", None),
+        ("developer", 1),
+        ("reviewer", 1),
+        ("developer", 2),
+        ("reviewer", 2),
+    ]
+    read_only = [
+        job.sandbox for p in bot.fakes.started for job in p.calls if "Decide" in job.prompt
+    ]
+    assert read_only == ["read-only"]
+
+
+@pytest.mark.parametrize(
+    ("choice", "expected"),
+    [("a", "[approved]"), ("s", "[approved_for_session]"), ("d", "[denied]")],
+)
+async def test_approvals_by_button(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, choice: str, expected: str
+) -> None:
+    fakes = FakeProcesses()
+    fakes.rule(
+        "deploy", approval=ApprovalAsk(kind="exec", message="run?", command="make deploy", cwd="/w")
+    )
+    async with running_bot(tmp_path, fakes) as bot:
+        await bot.say(ALICE, "deploy it")
+        await bot.wait(lambda: bool(bot.buttons(ALICE, "ap:")))
+        prompt = next(
+            m for m in bot.sent if isinstance(m, UpdateLive) and m.slot.startswith("approval-")
+        )
+        assert "make deploy" in prompt.text
+        approve = next(
+            b for b in bot.buttons(ALICE, "ap:") if b.callback_data.endswith(f":{choice}")
+        )
+        assert len(approve.callback_data.encode()) <= 64
+        # Someone else in the chat, a forged token: both rejected, the request still waits.
+        forged = await bot.press(ALICE, "ap:forged-token:a")
+        other = await bot.press(BOB, approve.callback_data, chat=ALICE)
+        await bot.wait(
+            lambda: (
+                bot.callback_answer(forged) is not None and bot.callback_answer(other) is not None
+            )
+        )
+        assert "expired" in (bot.callback_answer(forged) or "")
+        assert "expired" in (bot.callback_answer(other) or "")
+        query = await bot.press(ALICE, approve.callback_data)
+        await bot.wait_reply(ALICE, expected)
+        assert bot.callback_answer(query) in ("Approved", "Denied")
+        again = await bot.press(ALICE, approve.callback_data)
+        await bot.wait(lambda: bot.callback_answer(again) is not None)
+        assert "expired" in (bot.callback_answer(again) or "")
+    closes = [m for m in bot.sent if isinstance(m, CloseLive) and m.slot.startswith("approval-")]
+    assert closes
+    assert "make deploy" in (closes[0].final_text or "")
+    decisions = [t.outcome for t in bot.traces if t.event == "approval"]
+    assert decisions == [{"a": "approved", "s": "approved_for_session", "d": "denied"}[choice]]
+
+
+async def test_unanswered_approval_is_denied(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    fakes = FakeProcesses()
+    fakes.rule("deploy", approval=ApprovalAsk(kind="patch", message="apply?", changes=("a.py",)))
+    async with running_bot(tmp_path, fakes, approval_timeout=600) as bot:
+        await bot.say(ALICE, "deploy it")
+        await bot.wait_reply(ALICE, "[denied]")
+        assert trio.current_time() >= 600
+    assert [t.outcome for t in bot.traces if t.event == "approval"] == ["timeout"]
+
+
+async def test_corrupted_session_file_is_recovered(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    sessions = tmp_path / "sessions"
+    sessions.mkdir()
+    (sessions / f"{ALICE}-{ALICE}.json").write_text("{broken")
+    async with running_bot(tmp_path) as bot:
+        await bot.say(ALICE, "hello")
+        await bot.wait_reply(ALICE, "FAKE: hello")
+        assert any("damaged" in r for r in bot.replies(ALICE))
+    assert list(sessions.glob("*.corrupt-*"))
+    assert any(t.event == "session_corrupt" for t in bot.traces)
+    assert (await bot.store.load(SessionKey(ALICE, ALICE))).state is not None
+
+
+async def test_restart_keeps_mode_profile_and_queue(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    fakes = FakeProcesses()
+    fakes.rule("slow", delay=500)
+    async with running_bot(tmp_path, fakes) as bot:
+        await bot.say(ALICE, "/profile other")
+        await bot.say(ALICE, "/mode single")
+        await bot.wait_reply(ALICE, "Mode set to single")
+        await bot.say(ALICE, "slow one")
+        await bot.wait(lambda: any(p.calls for p in bot.fakes.started))
+        await bot.say(ALICE, "queued after restart")
+        await bot.wait_reply(ALICE, "Queued (position 1)")
+    # The drain grace (60 s) ran out before the 500 s job: it is put back in the queue.
+    assert any("Interrupted" in r for r in bot.replies(ALICE))
+    state = (await SessionStore(tmp_path / "sessions").load(SessionKey(ALICE, ALICE))).state
+    assert state is not None
+    assert (state.profile, state.mode) == ("other", "single")
+    assert state.queue == ("slow one", "queued after restart")
+    # A new process: the queue resumes without a new message.
+    fresh = FakeProcesses()
+    async with running_bot(tmp_path, fresh) as bot:
+        await bot.wait_reply(ALICE, "FAKE: queued after restart")
+        assert bot.replies(ALICE)[0] == "FAKE: slow one"
+        prompts = [job for p in fresh.started for job in p.calls]
+        assert prompts[0].cwd == str(tmp_path / "other")
+
+
+async def test_a_crashed_chat_is_reset_and_recreated(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from actors import chat_session
+
+    original = chat_session._Chat.on_text
+    calls = {"n": 0}
+
+    async def exploding(self, text: str) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("bug in the chat")
+        await original(self, text)
+
+    monkeypatch.setattr(chat_session._Chat, "on_text", exploding)
+    async with running_bot(tmp_path) as bot:
+        await bot.say(ALICE, "first")
+        await bot.wait_reply(ALICE, "session was reset")
+        await bot.say(BOB, "unaffected")
+        await bot.say(ALICE, "second")
+        await bot.wait_reply(ALICE, "FAKE: second")
+        await bot.wait_reply(BOB, "FAKE: unaffected")
+    assert bot.stats.resets == 1
+    assert any(t.event == "session_reset" for t in bot.traces)
+
+
+async def test_slow_chat_never_blocks_the_router(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from actors import chat_session
+
+    original = chat_session._Chat.handle
+    gate = trio.Event()
+
+    async def stuck(self, message) -> None:
+        if self.key.user_id == ALICE:
+            await gate.wait()
+        await original(self, message)
+
+    monkeypatch.setattr(chat_session._Chat, "handle", stuck)
+    async with running_bot(tmp_path) as bot:
+        for n in range(router.CHAT_INBOX_SIZE + 3):
+            await bot.say(ALICE, f"flood {n}")
+        await bot.say(BOB, "hello")
+        await bot.wait_reply(BOB, "FAKE: hello")
+        assert chat_commands.BUSY in bot.replies(ALICE)
+        assert bot.stats.shed >= 1
+        gate.set()
+
+
+async def test_idle_chat_stops_and_comes_back(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with running_bot(tmp_path, idle_ttl=100) as bot:
+        await bot.say(ALICE, "/mode plan")
+        await bot.wait_reply(ALICE, "Mode set to plan")
+        await trio.sleep(150)
+        await bot.say(ALICE, "/status")
+        await bot.wait_reply(ALICE, "Mode: plan")
+        assert bot.stats.chats_started == 2
+
+
+async def test_trace_records_cover_a_run(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with running_bot(tmp_path) as bot:
+        await bot.say(ALICE, "trace me")
+        await bot.wait_reply(ALICE, "FAKE: trace me")
+    events = [t.event for t in bot.traces]
+    assert {"run_start", "role", "run_end"} <= set(events)
+    end = next(t for t in bot.traces if t.event == "run_end")
+    assert end.outcome == "ok"
+    assert end.duration_ms is not None
+    start = next(t for t in bot.traces if t.event == "run_start")
+    assert start.preview == "trace me"
+    assert SessionState.__struct_fields__  # schema stays importable for docs

@@ -1,0 +1,168 @@
+"""The command line, as a user sees it: exit codes, messages, no token in any output."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import TYPE_CHECKING
+
+import pytest
+from typer.testing import CliRunner
+
+from cli import doctor
+from cli.app import app
+from orchestrator import __version__
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
+runner = CliRunner()
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"codex-orchestrator {__version__}"
+
+
+def test_help_lists_the_commands_and_stays_light() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    assert "start" in result.output
+    assert "doctor" in result.output
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, cli.app; cli.app.app(['--help'], standalone_mode=False); "
+            "print(sorted(m for m in ('trio', 'httpx', 'mcp') if m in sys.modules))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert probe.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_start_with_a_bad_config_exits_2_with_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "conf.toml"
+    path.write_text("[codex]\npool_size = 'x'\n")
+    result = runner.invoke(app, ["start", "--config", str(path)], env={"TELEGRAM_BOT_TOKEN": TOKEN})
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line]
+    assert len(lines) == 1
+    assert "codex.pool_size" in lines[0]
+    assert str(path) in lines[0]
+    assert "Fix:" in lines[0]
+    assert TOKEN not in result.output
+
+
+def test_start_without_a_config_file_exits_2(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        ["start", "--config", str(tmp_path / "missing.toml")],
+        env={"TELEGRAM_BOT_TOKEN": TOKEN},
+    )
+    assert result.exit_code == 2
+    assert "does not exist" in result.output
+
+
+def test_start_with_a_bad_log_level_exits_2(tmp_path: Path) -> None:
+    path = tmp_path / "conf.toml"
+    path.write_text("")
+    result = runner.invoke(
+        app,
+        ["start", "--config", str(path), "--log-level", "LOUD"],
+        env={"TELEGRAM_BOT_TOKEN": TOKEN},
+    )
+    assert result.exit_code == 2
+    assert "--log-level" in result.output
+
+
+@pytest.fixture
+def config_checks_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        doctor,
+        "CHECKS",
+        [doctor.check_config, doctor.check_token, doctor.check_allowed_users, doctor.check_folders],
+    )
+
+
+@pytest.mark.usefixtures("config_checks_only")
+def test_doctor_all_ok(tmp_path: Path) -> None:
+    path = tmp_path / "conf.toml"
+    path.write_text(f"state_dir = '{tmp_path / 'state'}'\n[telegram]\nallowed_users = [42]\n")
+    result = runner.invoke(
+        app, ["doctor", "--config", str(path)], env={"TELEGRAM_BOT_TOKEN": TOKEN}
+    )
+    assert result.exit_code == 0, result.output
+    assert "All checks passed." in result.output
+    assert "token" in result.output
+    assert "(35 chars)" in result.output or "chars)" in result.output
+    assert TOKEN not in result.output
+
+
+@pytest.mark.usefixtures("config_checks_only")
+def test_doctor_reports_failures_with_fixes_and_exits_1(tmp_path: Path) -> None:
+    path = tmp_path / "conf.toml"
+    path.write_text(f"state_dir = '{tmp_path / 'state'}'\n")
+    result = runner.invoke(app, ["doctor", "--config", str(path)], env={"TELEGRAM_BOT_TOKEN": ""})
+    assert result.exit_code == 1
+    assert "FAIL" in result.output
+    assert "@BotFather" in result.output
+    assert "warn" in result.output  # empty allowed_users
+
+
+@pytest.mark.usefixtures("config_checks_only")
+def test_doctor_with_a_broken_config(tmp_path: Path) -> None:
+    path = tmp_path / "conf.toml"
+    path.write_text("[codex\n")
+    result = runner.invoke(
+        app, ["doctor", "--config", str(path)], env={"TELEGRAM_BOT_TOKEN": TOKEN}
+    )
+    assert result.exit_code == 1
+    assert "TOML syntax error" in result.output
+
+
+def test_doctor_flags_a_codex_without_mcp_server(tmp_path: Path) -> None:
+    fake_codex = tmp_path / "codex"
+    fake_codex.write_text("#!/bin/sh\necho 'codex-cli 0.160.0'\n")
+    fake_codex.chmod(0o755)
+    path = tmp_path / "conf.toml"
+    path.write_text(f"[codex]\ncommand = ['{fake_codex}', 'mcp-server']\n")
+    ctx = doctor.DoctorContext(config_path=path, environ={"PATH": "/usr/bin:/bin"})
+    import trio
+
+    rows = trio.run(doctor.run_checks, [doctor.check_config, doctor.check_codex_command], ctx)
+    version_row = next(row for row in rows if row.check == "codex version")
+    assert version_row.status == "FAIL"
+    assert "0.160.0" in version_row.detail
+    assert "0.153.4" in version_row.fix
+
+
+def test_doctor_missing_codex_command(tmp_path: Path) -> None:
+    path = tmp_path / "conf.toml"
+    path.write_text("[codex]\ncommand = ['definitely-not-a-codex-binary', 'mcp-server']\n")
+    ctx = doctor.DoctorContext(config_path=path, environ={"PATH": "/usr/bin:/bin"})
+    import trio
+
+    rows = trio.run(doctor.run_checks, [doctor.check_config, doctor.check_codex_command], ctx)
+    assert rows[-1].status == "FAIL"
+    assert "not found" in rows[-1].detail
+
+
+def test_doctor_codex_auth(tmp_path: Path) -> None:
+    path = tmp_path / "conf.toml"
+    home = tmp_path / "codex-home"
+    home.mkdir()
+    path.write_text(f"[codex.env]\nCODEX_HOME = '{home}'\n")
+    import trio
+
+    ctx = doctor.DoctorContext(config_path=path, environ={})
+    rows = trio.run(doctor.run_checks, [doctor.check_config, doctor.check_codex_auth], ctx)
+    assert rows[-1].status == "FAIL"
+    (home / "auth.json").write_text("{}")
+    ctx = doctor.DoctorContext(config_path=path, environ={})
+    rows = trio.run(doctor.run_checks, [doctor.check_config, doctor.check_codex_auth], ctx)
+    assert rows[-1].status == "ok"
