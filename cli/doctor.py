@@ -297,7 +297,6 @@ async def check_telegram(ctx: DoctorContext) -> list[CheckResult]:
     if ctx.loaded is None or not ctx.loaded.token:
         return []
     from orchestrator.edges.telegram_http import open_telegram_api
-
     from orchestrator.errors import TelegramError, TelegramUnauthorized
 
     telegram = ctx.loaded.config.telegram
