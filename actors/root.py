@@ -131,7 +131,6 @@ async def run_system(
                         ping_interval=codex.ping_interval,
                         recycle_rss_mb=codex.recycle_rss_mb,
                         recycle_threads=codex.recycle_threads,
-                        startup_timeout=codex.startup_timeout,
                         rng=rng,
                         trace=trace_handle.emit,
                     ) as pool:

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import logging
 import math
-from contextlib import AsyncExitStack, asynccontextmanager, suppress
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Literal, Protocol, TypeAlias, final
 
@@ -170,7 +170,6 @@ class _Pool:
         ping_interval: float,
         recycle_rss_mb: float,
         recycle_threads: int,
-        startup_timeout: float,
         trace: TraceEmit,
     ) -> None:
         self.factory = factory
@@ -181,7 +180,6 @@ class _Pool:
         self.ping_interval = ping_interval
         self.recycle_rss_mb = recycle_rss_mb
         self.recycle_threads = recycle_threads
-        self.startup_timeout = startup_timeout
         self.trace = trace
         self.changed = trio.Event()
         self.waiting = 0
@@ -207,9 +205,9 @@ class _Pool:
         slot.retire_reason = None
         slot.draining = False
         slot.hosted_threads = set()
-        async with AsyncExitStack() as stack:
-            with trio.fail_after(self.startup_timeout):
-                process = await stack.enter_async_context(self.factory(slot.worker_id))
+        # The factory bounds its own start (``codex.startup_timeout``): a deadline around
+        # entering it would have to exit before the context it opened, which trio forbids.
+        async with self.factory(slot.worker_id) as process:
             slot.process = process
             self.trace(
                 TraceRecord(
@@ -538,7 +536,6 @@ async def open_worker_pool(
     rng: random.Random,
     trace: TraceEmit,
     calls_per_worker: int = 1,
-    startup_timeout: float = 60.0,
     policy: RestartPolicy = WORKER_POLICY,
 ) -> AsyncIterator[WorkerPoolHandle]:
     """Start `size` warm workers, yield the handle, and stop them all on exit.
@@ -561,7 +558,6 @@ async def open_worker_pool(
         ping_interval=ping_interval,
         recycle_rss_mb=recycle_rss_mb,
         recycle_threads=recycle_threads,
-        startup_timeout=startup_timeout,
         trace=trace,
     )
     async with trio.open_nursery() as nursery:

@@ -56,6 +56,7 @@ async def _main(loaded: LoadedConfig) -> int:
             env=environment,
             worker_id=worker_id,
             stderr_log=logs / f"codex-worker-{worker_id}.log",
+            startup_timeout=config.codex.startup_timeout,
         )
 
     failure: list[str] = []

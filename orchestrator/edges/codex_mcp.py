@@ -603,10 +603,11 @@ async def open_codex_process(
     worker_id: int,
     stderr_log: Path,
     cwd: str | None = None,
+    startup_timeout: float = 60.0,
 ) -> AsyncIterator[CodexProcess]:
     """Start a Codex MCP server, handshake, and stop it (with its whole tree) on exit.
 
-    The caller bounds the start with its own deadline (``codex.startup_timeout``).
+    `startup_timeout` bounds the spawn-to-tools/list handshake (``codex.startup_timeout``).
 
     Raises:
         WorkerStartError: the program cannot be started, exits, or is not a Codex MCP server.
@@ -630,9 +631,14 @@ async def open_codex_process(
             codex = CodexProcess(process, worker_id, nursery)
             nursery.start_soon(codex.read_loop)
             try:
-                await codex.handshake()
+                with trio.fail_after(startup_timeout):
+                    await codex.handshake()
             except WorkerStartError as error:
                 failure = error
+            except trio.TooSlowError:
+                failure = WorkerStartError(
+                    f"no MCP handshake within {startup_timeout:g} s (codex.startup_timeout)"
+                )
             if failure is None:
                 try:
                     yield codex
