@@ -1,0 +1,64 @@
+"""Installing the real Codex 0.153.4 from npm into the git-ignored ``.cache/`` folder.
+
+Only ``@openai/codex@0.153.4`` (the last release with ``mcp-server``), never the unrelated npm
+package named just ``codex``. The native binary is used directly: it starts in ~60 ms, the
+node wrapper costs an extra process and ~200 ms (reference/CODEX.md §1).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import platform
+import shutil
+import subprocess
+from pathlib import Path
+
+PACKAGE = "@openai/codex@0.153.4"
+VERSION = "0.153.4"
+REPO = Path(__file__).resolve().parents[2]
+CACHE = REPO / ".cache" / f"codex-{VERSION}"
+
+_TRIPLES = {
+    ("x86_64", "linux"): ("codex-linux-x64", "x86_64-unknown-linux-musl"),
+    ("aarch64", "linux"): ("codex-linux-arm64", "aarch64-unknown-linux-musl"),
+}
+
+
+class CodexInstallError(RuntimeError):
+    """npm exists but the install failed."""
+
+
+def binary_path(cache: Path = CACHE) -> Path:
+    machine = platform.machine().lower()
+    system = platform.system().lower()
+    package, triple = _TRIPLES.get((machine, system), _TRIPLES[("x86_64", "linux")])
+    return cache / "node_modules" / "@openai" / package / "vendor" / triple / "bin" / "codex"
+
+
+def ensure_codex(cache: Path = CACHE) -> Path | None:
+    """The native Codex 0.153.4 binary, installing it first if needed; None without npm."""
+    binary = binary_path(cache)
+    if binary.exists():
+        return binary
+    npm = shutil.which("npm")
+    if npm is None:
+        return None
+    cache.mkdir(parents=True, exist_ok=True)
+    with (cache / ".install.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # parallel test runs install once
+        if binary.exists():
+            return binary
+        result = subprocess.run(
+            [npm, "install", "--no-audit", "--no-fund", "--prefix", str(cache), PACKAGE],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+        (cache / "npm.log").write_text(result.stdout + result.stderr)
+        if result.returncode != 0 or not binary.exists():
+            raise CodexInstallError(
+                f"npm install {PACKAGE} failed (exit {result.returncode}):\n"
+                + (result.stderr or result.stdout)[-2000:]
+            )
+    return binary

@@ -1,0 +1,330 @@
+"""A mock OpenAI Responses API for the real Codex 0.153.4 (reference/CODEX.md §3).
+
+A real HTTP server on 127.0.0.1 (port 0) answering ``POST /v1/responses`` with the SSE event
+sequence Codex expects. Each request is answered by the next scripted turn, or by a
+`Responder` that looks at the request (the role's prompt, tool outputs so far), or by echoing
+the last user text. Every request body is recorded.
+
+Turn items: `Text` (an assistant message, streamed as deltas), `Shell` (an ``exec_command``
+function call, optionally asking for escalation), `Patch` (an ``apply_patch`` custom tool call;
+needs a known model name such as ``gpt-5.2``), `Fail` (``response.failed``), `HttpError`,
+`Hang` (headers, then nothing).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import h11
+import trio
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+KNOWN_MODEL = "gpt-5.2"
+
+
+@dataclass
+class Text:
+    text: str
+
+
+@dataclass
+class Shell:
+    command: str
+    escalated: bool = False
+    justification: str = "needed for the task"
+
+
+@dataclass
+class Patch:
+    patch: str
+
+
+@dataclass
+class Fail:
+    message: str = "mock failure"
+
+
+@dataclass
+class HttpError:
+    status: int
+
+
+@dataclass
+class Hang:
+    pass
+
+
+Item = Text | Shell | Patch | Fail | HttpError | Hang
+Turn = list[Item]
+Responder = Callable[[dict[str, Any]], Turn]
+
+
+def last_user_text(body: dict[str, Any]) -> str:
+    """The newest user message in a Responses API request."""
+    for item in reversed(body.get("input", [])):
+        if item.get("type") == "message" and item.get("role") == "user":
+            parts = [part.get("text", "") for part in item.get("content", [])]
+            text = "".join(parts)
+            if not text.lstrip().startswith("<environment_context>"):
+                return text
+    return ""
+
+
+def last_item_type(body: dict[str, Any]) -> str:
+    items = body.get("input", [])
+    return items[-1].get("type", "") if items else ""
+
+
+@dataclass
+class MockModel:
+    base_url: str = ""
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    turns: deque[Turn] = field(default_factory=deque)
+    responder: Responder | None = None
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def script(self, *turns: Turn) -> None:
+        self.turns.extend(turns)
+
+    def next_turn(self, body: dict[str, Any]) -> Turn:
+        if self.turns:
+            return self.turns.popleft()
+        if self.responder is not None:
+            return self.responder(body)
+        return [Text(f"MOCK-REPLY: {last_user_text(body)}")]
+
+    def sse(self, turn: Turn) -> tuple[int, bytes | None]:
+        """The HTTP status and SSE body for one turn (None body: hang)."""
+        number = next(self._ids)
+        events: list[tuple[str, dict[str, Any]]] = [
+            ("response.created", {"type": "response.created", "response": {"id": f"resp_{number}"}})
+        ]
+        for index, item in enumerate(turn):
+            if isinstance(item, HttpError):
+                return item.status, json.dumps(
+                    {"error": {"message": f"mock {item.status}"}}
+                ).encode()
+            if isinstance(item, Hang):
+                return 200, None
+            if isinstance(item, Fail):
+                events.append(
+                    (
+                        "response.failed",
+                        {
+                            "type": "response.failed",
+                            "response": {
+                                "id": f"resp_{number}",
+                                "error": {"code": "server_error", "message": item.message},
+                            },
+                        },
+                    )
+                )
+                return 200, _frame(events)
+            if isinstance(item, Text):
+                message_id = f"msg_{number}_{index}"
+                events.append(
+                    (
+                        "response.output_item.added",
+                        {
+                            "type": "response.output_item.added",
+                            "output_index": index,
+                            "item": {
+                                "type": "message",
+                                "id": message_id,
+                                "role": "assistant",
+                                "status": "in_progress",
+                                "content": [],
+                            },
+                        },
+                    )
+                )
+                for start in range(0, len(item.text), 40):
+                    events.append(
+                        (
+                            "response.output_text.delta",
+                            {
+                                "type": "response.output_text.delta",
+                                "item_id": message_id,
+                                "output_index": index,
+                                "content_index": 0,
+                                "delta": item.text[start : start + 40],
+                            },
+                        )
+                    )
+                done_item: dict[str, Any] = {
+                    "type": "message",
+                    "id": message_id,
+                    "role": "assistant",
+                    "status": "completed",
+                    "content": [{"type": "output_text", "text": item.text, "annotations": []}],
+                }
+            elif isinstance(item, Shell):
+                arguments: dict[str, Any] = {"cmd": item.command}
+                if item.escalated:
+                    arguments["sandbox_permissions"] = "require_escalated"
+                    arguments["justification"] = item.justification
+                done_item = {
+                    "type": "function_call",
+                    "id": f"fc_{number}_{index}",
+                    "call_id": f"call_{number}_{index}",
+                    "name": "exec_command",
+                    "arguments": json.dumps(arguments),
+                    "status": "completed",
+                }
+            else:
+                done_item = {
+                    "type": "custom_tool_call",
+                    "id": f"ctc_{number}_{index}",
+                    "call_id": f"call_{number}_{index}",
+                    "name": "apply_patch",
+                    "input": item.patch,
+                    "status": "completed",
+                }
+            events.append(
+                (
+                    "response.output_item.done",
+                    {"type": "response.output_item.done", "output_index": index, "item": done_item},
+                )
+            )
+        events.append(
+            (
+                "response.completed",
+                {
+                    "type": "response.completed",
+                    "response": {
+                        "id": f"resp_{number}",
+                        "usage": {
+                            "input_tokens": 11,
+                            "input_tokens_details": {"cached_tokens": 0},
+                            "output_tokens": 7,
+                            "output_tokens_details": {"reasoning_tokens": 0},
+                            "total_tokens": 18,
+                        },
+                    },
+                },
+            )
+        )
+        return 200, _frame(events)
+
+
+def _frame(events: list[tuple[str, dict[str, Any]]]) -> bytes:
+    return b"".join(
+        f"event: {name}\ndata: {json.dumps(data)}\n\n".encode() for name, data in events
+    )
+
+
+async def _serve(stream: trio.SocketStream, model: MockModel) -> None:
+    connection = h11.Connection(h11.SERVER)
+    try:
+        while True:
+            request = None
+            body = bytearray()
+            while True:
+                event = connection.next_event()
+                if event is h11.NEED_DATA:
+                    data = await stream.receive_some(65536)
+                    if not data:
+                        return
+                    connection.receive_data(bytes(data))
+                    continue
+                if isinstance(event, h11.Request):
+                    request = event
+                elif isinstance(event, h11.Data):
+                    body += event.data
+                elif isinstance(event, h11.EndOfMessage):
+                    break
+                else:
+                    return
+            assert request is not None
+            parsed = json.loads(body) if body else {}
+            model.requests.append(parsed)
+            payload: bytes | None
+            if not request.target.decode().rstrip("/").endswith("/responses"):
+                status, payload = 404, b'{"error":{"message":"not found"}}'
+                content_type = "application/json"
+            else:
+                status, payload = model.sse(model.next_turn(parsed))
+                content_type = "text/event-stream" if status == 200 else "application/json"
+            if payload is None:
+                await stream.send_all(
+                    connection.send(
+                        h11.Response(
+                            status_code=200, headers=[("content-type", "text/event-stream")]
+                        )
+                    )
+                )
+                await trio.sleep_forever()
+            await stream.send_all(
+                connection.send(
+                    h11.Response(
+                        status_code=status,
+                        headers=[
+                            ("content-type", content_type),
+                            ("content-length", str(len(payload))),
+                        ],
+                    )
+                )
+            )
+            await stream.send_all(connection.send(h11.Data(data=payload)))
+            await stream.send_all(connection.send(h11.EndOfMessage()))
+            if connection.our_state is h11.MUST_CLOSE:
+                return
+            connection.start_next_cycle()
+    except (trio.BrokenResourceError, trio.ClosedResourceError, h11.RemoteProtocolError):
+        return
+    finally:
+        await trio.aclose_forcefully(stream)
+
+
+@asynccontextmanager
+async def open_mock_model() -> AsyncIterator[MockModel]:
+    """Serve a mock Responses API on 127.0.0.1 for the duration of the block."""
+    model = MockModel()
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    model.base_url = f"http://127.0.0.1:{listeners[0].socket.getsockname()[1]}/v1"
+    async with trio.open_nursery() as nursery:
+
+        async def serve(stream: trio.SocketStream) -> None:
+            await _serve(stream, model)
+
+        nursery.start_soon(trio.serve_listeners, serve, listeners)
+        try:
+            yield model
+        finally:
+            nursery.cancel_scope.cancel()
+
+
+def codex_home_config(
+    base_url: str,
+    *,
+    model: str = KNOWN_MODEL,
+    approval_policy: str = "never",
+    sandbox_mode: str = "read-only",
+) -> str:
+    """config.toml for CODEX_HOME pointing Codex at the mock (no login needed)."""
+    return f"""model = "{model}"
+model_provider = "mock"
+approval_policy = "{approval_policy}"
+sandbox_mode = "{sandbox_mode}"
+
+[model_providers.mock]
+name = "Mock"
+base_url = "{base_url}"
+wire_api = "responses"
+request_max_retries = 0
+stream_max_retries = 0
+"""
+
+
+def write_codex_home(path: Path, base_url: str, **overrides: str) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.toml").write_text(codex_home_config(base_url, **overrides))
+    return path
