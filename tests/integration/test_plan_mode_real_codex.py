@@ -126,10 +126,7 @@ async def test_plan_mode_edits_a_file_in_a_git_repository(
         except (trio.WouldBlock, trio.EndOfChannel):
             break
     assert any(isinstance(event, PatchApplied) for event in events)
-    status = subprocess.run(
-        ["git", "-C", str(repo), "status", "--porcelain"],
-        capture_output=True,
-        text=True,
-        check=True,
+    status = await trio.run_process(
+        ["git", "-C", str(repo), "status", "--porcelain"], capture_stdout=True
     )
-    assert "hello.txt" in status.stdout
+    assert b"hello.txt" in status.stdout
