@@ -76,6 +76,9 @@ logger: Final = logging.getLogger(__name__)
 TYPING_INTERVAL: Final = 4.5
 """Seconds between "typing…" actions while a request runs (Telegram shows one for ~5 s)."""
 
+LIVE_DELAY: Final = 1.0
+"""Seconds a request runs before its progress message appears."""
+
 LIVE_REFRESH: Final = 5.0
 """Seconds between progress refreshes when nothing happens (the elapsed time moves on)."""
 
@@ -121,6 +124,7 @@ class _Run:
     cancel_reason: str = ""
     told_waiting: bool = False
     told_moved: bool = False
+    live_shown: bool = False
     dirty: trio.Event = field(default_factory=trio.Event)
 
 
@@ -767,8 +771,12 @@ class _Chat:
             await trio.sleep(TYPING_INTERVAL)
 
     async def refresh_live(self, run: _Run) -> None:
+        # A quick answer needs no progress message (it would only delay the answer by the
+        # chat's 1 s spacing): show progress once the request has run for LIVE_DELAY.
+        await trio.sleep(LIVE_DELAY)
         while True:
             run.dirty = trio.Event()  # before sending: a change during the send is kept
+            run.live_shown = True
             await self.deps.sender.send(
                 UpdateLive(
                     chat_id=self.key.chat_id,
@@ -794,6 +802,8 @@ class _Chat:
         return "\n".join(lines)
 
     async def close_live(self, run: _Run, text: str) -> None:
+        if not run.live_shown:
+            return  # the request was quick: no progress message was shown
         await self.deps.sender.send(
             CloseLive(chat_id=self.key.chat_id, slot=f"run-{run.number}", final_text=text)
         )

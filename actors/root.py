@@ -117,6 +117,8 @@ async def run_system(
                         rng=rng,
                         trace=trace_handle.emit,
                         commands=BOT_COMMANDS,
+                        global_rate=config.telegram.rate_limit,
+                        chat_spacing=config.telegram.chat_spacing,
                     )
                 )
                 with sender_send:
@@ -131,6 +133,7 @@ async def run_system(
                         ping_interval=codex.ping_interval,
                         recycle_rss_mb=codex.recycle_rss_mb,
                         recycle_threads=codex.recycle_threads,
+                        cold_start=codex.cold_start,
                         rng=rng,
                         trace=trace_handle.emit,
                     ) as pool:

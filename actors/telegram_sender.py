@@ -129,7 +129,7 @@ class _RateLimiter:
     """A smooth limiter: successive `acquire` calls are at least 1/rate apart."""
 
     def __init__(self, rate: float) -> None:
-        self._interval = 1.0 / rate
+        self._interval = 1.0 / rate if rate > 0 else 0.0
         self._next = -math.inf
         self.paused_until = -math.inf
 
@@ -154,9 +154,14 @@ async def run(
     trace: TraceEmit,
     commands: Sequence[tuple[str, str]] = (),
     statistics: SenderStatistics | None = None,
+    global_rate: float = GLOBAL_RATE,
+    chat_spacing: bool = True,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Deliver everything that arrives in `inbox`.
+
+    `global_rate` (calls per second, 0 = unlimited) and `chat_spacing` exist for
+    self-hosted Bot API servers and benchmarks; Telegram itself needs the defaults.
 
     Inbox: `SenderMsg`.
     Emits: Bot API calls; `delivery` and `chat_inactive` trace records.
@@ -165,7 +170,15 @@ async def run(
     Shutdown: on end-of-channel, every lane delivers what it holds (live updates included),
         then the sender returns; the root bounds this with a deadline.
     """
-    sender = _Sender(api, max_chunks, rng, trace, statistics or SenderStatistics())
+    sender = _Sender(
+        api,
+        max_chunks,
+        rng,
+        trace,
+        statistics or SenderStatistics(),
+        global_rate=global_rate,
+        chat_spacing=chat_spacing,
+    )
     async with trio.open_nursery() as nursery:
         if commands:
             nursery.start_soon(sender.set_commands, commands)
@@ -185,15 +198,19 @@ class _Sender:
         rng: random.Random,
         trace: TraceEmit,
         stats: SenderStatistics,
+        *,
+        global_rate: float,
+        chat_spacing: bool,
     ) -> None:
         self.api = api
+        self.chat_spacing = chat_spacing
         self.max_chunks = max_chunks
         self.rng = rng
         self.trace = trace
         self.stats = stats
         self.lanes: dict[int, _Lane] = {}
         self.migrated: dict[int, int] = {}
-        self.limiter = _RateLimiter(GLOBAL_RATE)
+        self.limiter = _RateLimiter(global_rate)
 
     async def set_commands(self, commands: Sequence[tuple[str, str]]) -> None:
         """Best effort: the command menu is a convenience."""
@@ -470,7 +487,8 @@ class _Sender:
             if lane is not None:
                 if lane.paused_until > trio.current_time():
                     await trio.sleep_until(lane.paused_until)
-                lane.next_allowed = trio.current_time() + _spacing(lane.chat_id)
+                if self.chat_spacing:
+                    lane.next_allowed = trio.current_time() + _spacing(lane.chat_id)
             self.stats.calls += 1
             try:
                 return await call()

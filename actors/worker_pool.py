@@ -32,6 +32,7 @@ replaced on every change.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from contextlib import asynccontextmanager, suppress
@@ -171,8 +172,11 @@ class _Pool:
         recycle_rss_mb: float,
         recycle_threads: int,
         trace: TraceEmit,
+        cold_start: bool = False,
     ) -> None:
         self.factory = factory
+        self.cold_start = cold_start
+        self.cold_ids = itertools.count(size)
         self.slots = [_Slot(worker_id) for worker_id in range(size)]
         self.affinity_wait = affinity_wait
         self.stall_timeout = stall_timeout
@@ -317,6 +321,8 @@ class _Pool:
         progress: trio.MemorySendChannel[CodexProgress],
         approvals: trio.MemorySendChannel[ApprovalRequest],
     ) -> JobOutcome:
+        if self.cold_start:
+            return await self._run_cold(job, progress, approvals)
         started = trio.current_time()
         slot, moved = await self._acquire(job, progress)
         process = slot.process
@@ -394,6 +400,26 @@ class _Pool:
                 moved=True,
             )
         return outcome
+
+    async def _run_cold(
+        self,
+        job: CodexJob,
+        progress: trio.MemorySendChannel[CodexProgress],
+        approvals: trio.MemorySendChannel[ApprovalRequest],
+    ) -> JobOutcome:
+        """The original product's way: a fresh server per request, stopped afterwards."""
+        fresh = _fresh(job)
+        self.runs_started += 1
+        async with self.factory(next(self.cold_ids)) as process:
+
+            async def on_approval(ask: ApprovalAsk) -> ApprovalDecision:
+                return await _ask(approvals, ask)
+
+            with trio.move_on_after(self.request_timeout):
+                return await process.call(
+                    fresh, on_event=lambda event: _offer(progress, event), on_approval=on_approval
+                )
+        return JobFailed(failure="timeout", message="Codex did not finish in time")
 
     async def _stall_guard(
         self, last_event: list[float], progress: trio.MemorySendChannel[CodexProgress]
@@ -536,12 +562,15 @@ async def open_worker_pool(
     rng: random.Random,
     trace: TraceEmit,
     calls_per_worker: int = 1,
+    cold_start: bool = False,
     policy: RestartPolicy = WORKER_POLICY,
 ) -> AsyncIterator[WorkerPoolHandle]:
     """Start `size` warm workers, yield the handle, and stop them all on exit.
 
     ``calls_per_worker`` other than 1 is accepted for configuration compatibility but one
     call per worker is what makes cancel safe; more would share a process between runs.
+    ``cold_start`` reproduces the original product (a server per request) for benchmarks;
+    the warm workers are still started (``size`` may be 1) but not used.
 
     Raises:
         WorkerStartError: a worker could not be started at all (bad command, not a Codex).
@@ -559,6 +588,7 @@ async def open_worker_pool(
         recycle_rss_mb=recycle_rss_mb,
         recycle_threads=recycle_threads,
         trace=trace,
+        cold_start=cold_start,
     )
     async with trio.open_nursery() as nursery:
         for slot in pool.slots:

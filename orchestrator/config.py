@@ -74,6 +74,8 @@ class TelegramConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=
     api_base_url: str = "https://api.telegram.org"
     request_timeout: float = 30.0
     max_chunks: int = 4
+    rate_limit: float = 30.0
+    chat_spacing: bool = True
     polling: PollingConfig = PollingConfig()
 
 
@@ -90,6 +92,7 @@ class CodexConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     ping_interval: float = 30.0
     recycle_rss_mb: int = 1024
     recycle_threads: int = 200
+    cold_start: bool = False
     env: dict[str, str] = {}
 
     def argv(self) -> tuple[str, ...]:
@@ -345,6 +348,7 @@ def _check_ranges(config: Config, shown: str) -> None:
         ("telegram.polling.limit", 1 <= config.telegram.polling.limit <= 100, "1 to 100"),
         ("telegram.max_chunks", config.telegram.max_chunks >= 1, "at least 1"),
         ("telegram.request_timeout", config.telegram.request_timeout > 0, "positive"),
+        ("telegram.rate_limit", config.telegram.rate_limit >= 0, "0 (unlimited) or more"),
         ("codex.pool_size", config.codex.pool_size >= 1, "at least 1"),
         ("codex.calls_per_worker", config.codex.calls_per_worker >= 1, "at least 1"),
         ("sessions.queue_limit", config.sessions.queue_limit >= 1, "at least 1"),

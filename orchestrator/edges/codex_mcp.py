@@ -15,6 +15,12 @@ appended to a log file, ``initialize`` + ``tools/list`` confirming ``codex`` and
 wait `GRACEFUL_EXIT`, then kill the whole tree including the commands Codex ``setsid``-ed
 (`orchestrator.edges.processes.kill_tree`).
 
+Process death is noticed at end of output, or by `CodexProcess.watch_exit` when the server
+exited while a command it started still holds the pipe; either way calls in flight end with
+``worker_died`` and `CodexProcess.alive` turns False (leaving the context does not). The
+server's descendants are snapshotted whenever Codex starts a command, after each call and at
+each ping, so `CodexProcess.kill` reaches commands orphaned by a server that died.
+
 A cancelled call leaves the process unusable (CODEX.md §7: misrouted replies, stdin close no
 longer stops it), so `CodexProcess.call` marks the process `poisoned` when its caller is
 cancelled; the pool must then `kill` it and start a fresh one.
@@ -33,7 +39,7 @@ from typing import TYPE_CHECKING, Final, Literal, final
 import msgspec
 import trio
 
-from orchestrator.edges.processes import descendants, kill_tree, rss_mb
+from orchestrator.edges.processes import alive, descendants, kill_tree, rss_mb
 from orchestrator.errors import WorkerStartError, WorkerUnavailable
 from orchestrator.messages import (
     AgentMessageDelta,
@@ -78,6 +84,10 @@ REQUIRED_TOOLS: Final = frozenset({"codex", "codex-reply"})
 GRACEFUL_EXIT: Final = 2.0
 """Seconds after closing stdin before the process tree is killed (Codex exits in ~22 ms)."""
 
+EXIT_DRAIN: Final = 0.5
+"""Seconds the reader may keep draining stdout after the server exited; a command that
+inherited the pipe would otherwise hold it open and hide the death."""
+
 MAX_LINE: Final = 64 * 1024 * 1024
 """Longest JSON-RPC line accepted from the server (a huge tool result still fits)."""
 
@@ -117,6 +127,7 @@ class _TokenInfo(msgspec.Struct, frozen=True):
 
 class _EventMsg(msgspec.Struct, frozen=True):
     type: str
+    call_id: str = ""
     delta: str = ""
     message: str = ""
     command: list[str] | str | None = None
@@ -196,6 +207,8 @@ class _CallState:
     on_approval: Callable[[ApprovalAsk], Awaitable[ApprovalDecision]]
     usage: TokenUsage = field(default_factory=TokenUsage)
     patch_files: tuple[str, ...] = ()
+    commands: dict[str, str] = field(default_factory=dict)
+    """Command text by Codex ``call_id``, for end events that do not repeat the command."""
 
 
 def command_text(command: list[str] | str | None) -> str:
@@ -233,18 +246,42 @@ class CodexProcess:
         self._pending: dict[int | str, trio.MemorySendChannel[_Response]] = {}
         self._calls: dict[str, _CallState] = {}
         self._write_lock = trio.Lock()
-        self._closed = trio.Event()
+        self._exited = trio.Event()
+        self._reading = True
+        self._reader_scope = trio.CancelScope()
+        self._known: set[int] = set()
         assert process.stdin is not None
         self._stdin = process.stdin
 
     @property
     def alive(self) -> bool:
-        """False once the server's stdout ended (it exited or crashed)."""
-        return not self._closed.is_set()
+        """False once the server exited or closed its output (crashed, or stopped by us).
+
+        Not turned False merely because the context is being left (the reader cancelled
+        with everything else): a watcher that sees ``alive`` False may call it a crash.
+        """
+        return not self._exited.is_set()
+
+    def _usable(self) -> bool:
+        """Whether a request sent now can still get an answer."""
+        return self._reading and not self._exited.is_set()
 
     def rss_mb(self) -> float:
         """Resident memory of the server and everything it started, in MB."""
         return rss_mb({self.pid} | descendants(self.pid))
+
+    def _snapshot(self) -> set[int]:
+        """Remember the server's living descendants (and return them all).
+
+        Taken whenever Codex starts a command, after each call, at each ping and before a
+        stop: if the server dies unexpectedly, its setsid'd commands are re-parented and only
+        such a snapshot (and their session ids) still leads `kill` to them.
+        """
+        if self._process.returncode is None:
+            self._known = {pid for pid in self._known if alive(pid)} | descendants(
+                self.pid, known=self._known
+            )
+        return set(self._known)
 
     # ------------------------------------------------------------------ wire
 
@@ -257,7 +294,7 @@ class CodexProcess:
                 raise _ProcessGone("the Codex process closed its input") from error
 
     async def _request(self, method: str, params: Mapping[str, object]) -> _Response:
-        if not self.alive:
+        if not self._usable():
             raise _ProcessGone("the Codex process has exited")
         request_id = next(self._ids)
         send, receive = trio.open_memory_channel[_Response](1)
@@ -275,15 +312,32 @@ class CodexProcess:
             self._pending.pop(request_id, None)
 
     async def read_loop(self) -> None:
-        """Route every line from the server; on end of output, fail what is pending."""
+        """Route every line from the server; on end of output, fail what is pending.
+
+        Also ends (through `watch_exit`) when the server exited but a command it started still
+        holds the pipe open.
+        """
+        try:
+            with self._reader_scope:
+                await self._read_lines()
+            # Reached on end of output, or when `watch_exit` stopped the reader; not when
+            # the reader is cancelled from outside (the context is being left).
+            self._exited.set()
+        finally:
+            self._reading = False
+            for send in self._pending.values():
+                send.close()
+            self._pending.clear()
+
+    async def _read_lines(self) -> None:
         stdout = self._process.stdout
         assert stdout is not None
         buffer = bytearray()
-        try:
+        with suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             while True:
                 chunk = await stdout.receive_some(65536)
                 if not chunk:
-                    break
+                    return
                 buffer += chunk
                 while True:
                     end = buffer.find(b"\n")
@@ -296,13 +350,22 @@ class CodexProcess:
                     del buffer[: end + 1]
                     if line.strip():
                         self._dispatch(line)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-        finally:
-            self._closed.set()
-            for send in self._pending.values():
-                send.close()
-            self._pending.clear()
+
+    async def watch_exit(self) -> None:
+        """When the server exits, let the reader drain for `EXIT_DRAIN`, then stop it.
+
+        Normally the reader sees end-of-file first. A command that inherited the server's
+        stdout would keep the pipe open after the server died; without this, calls in flight
+        would wait forever instead of failing with ``worker_died``.
+        """
+        await self._process.wait()
+        with trio.move_on_after(EXIT_DRAIN):
+            await self._exited.wait()
+        if not self._exited.is_set():
+            logger.warning(
+                "worker %d exited but its output stays open (held by a child)", self.worker_id
+            )
+            self._reader_scope.cancel()
 
     def _dispatch(self, line: bytes) -> None:
         try:
@@ -343,9 +406,14 @@ class CodexProcess:
             case "agent_message_content_delta" | "agent_message_delta":
                 return AgentMessageDelta(text=msg.delta)
             case "exec_command_begin":
-                return CommandStarted(command=command_text(msg.command), cwd=msg.cwd)
+                self._snapshot()  # a new command: remember it before it can be orphaned
+                command = command_text(msg.command)
+                if msg.call_id:
+                    call.commands[msg.call_id] = command
+                return CommandStarted(command=command, cwd=msg.cwd)
             case "exec_command_end":
-                return CommandFinished(command=command_text(msg.command), exit_code=msg.exit_code)
+                command = command_text(msg.command) or call.commands.pop(msg.call_id, "")
+                return CommandFinished(command=command, exit_code=msg.exit_code)
             case "patch_apply_begin":
                 call.patch_files = tuple(msg.changes or {})
                 return None
@@ -460,6 +528,7 @@ class CodexProcess:
     async def ping(self) -> None:
         """MCP ``ping``. Raises `WorkerUnavailable` when the process died;
         a wedged process simply does not answer: bound it with the caller's deadline."""
+        self._snapshot()
         response = await self._request("ping", {})
         if response.error is not None:
             raise _ProcessGone(f"ping failed: {_error_text(response.error)}")
@@ -473,8 +542,20 @@ class CodexProcess:
     ) -> JobOutcome:
         """Run one ``codex`` (fresh thread) or ``codex-reply`` call and return its outcome.
 
-        The answer is the tool result, never a late event. If the caller is cancelled, the
-        process is marked `poisoned` and Cancelled propagates.
+        The answer is the tool result, never a late event. Events of this call (matched by
+        ``_meta.requestId``) reach `on_event` in wire order, synchronously from the reader
+        task: `on_event` must not block (the pool forwards with ``send_nowait``). Approval
+        requests of this call are awaited through `on_approval`; an exception there denies.
+
+        Returns:
+            `JobDone`; or `JobFailed` with ``codex_error`` (an ``isError`` result such as
+            "Session not found for thread_id", or a JSON-RPC error) or ``worker_died`` (the
+            process exited or closed its pipes mid-call; returned rather than raised, so the
+            pool handles every run's end in one place, and `alive` turns False).
+
+        Cancellation: if the caller is cancelled, ``notifications/cancelled`` is sent (shielded,
+        bounded), the process is marked `poisoned` (CODEX.md §7: it would misroute replies and
+        ignore stdin close) and Cancelled propagates; the owner must `kill` the process.
         """
         fresh = job.thread_id is None
         if fresh:
@@ -495,6 +576,13 @@ class CodexProcess:
         else:
             arguments = {"prompt": job.prompt, "threadId": job.thread_id}
             tool = "codex-reply"
+        if not self._usable():
+            return JobFailed(
+                failure="worker_died",
+                message="the Codex worker had already exited",
+                worker_id=self.worker_id,
+                thread_id=job.thread_id,
+            )
         request_id = str(next(self._ids))
         state = _CallState(on_event=on_event, on_approval=on_approval)
         self._calls[request_id] = state
@@ -535,6 +623,7 @@ class CodexProcess:
         finally:
             self._calls.pop(request_id, None)
             self._pending.pop(request_id, None)
+            self._snapshot()
         return self._outcome(response, job, state, fresh)
 
     def _outcome(
@@ -573,20 +662,24 @@ class CodexProcess:
         return JobDone(text=text, thread_id=thread_id, worker_id=self.worker_id, usage=state.usage)
 
     async def kill(self) -> None:
-        """Kill the server and every process it started (shielded, bounded)."""
-        await kill_tree(self.pid, known=descendants(self.pid))
+        """Kill the server and every process it started (shielded, bounded).
+
+        Reaches the commands Codex ``setsid``-ed, even those orphaned by a server that
+        already died, through the snapshots taken while it ran.
+        """
+        await kill_tree(self.pid, known=self._snapshot())
 
     async def close(self) -> None:
         """Graceful stop: close stdin, give Codex `GRACEFUL_EXIT`, then kill the tree."""
         with trio.CancelScope(shield=True):
             # Snapshot first: once the server exits, its setsid'd commands are orphans.
-            started = descendants(self.pid)
+            started = self._snapshot()
             if not self.poisoned:
                 with suppress(trio.BrokenResourceError):
                     await self._stdin.aclose()
                 with trio.move_on_after(GRACEFUL_EXIT):
                     await self._process.wait()
-            await kill_tree(self.pid, known=started | descendants(self.pid))
+            await kill_tree(self.pid, known=started | self._snapshot())
             with trio.move_on_after(GRACEFUL_EXIT):
                 await self._process.wait()
 
@@ -630,6 +723,7 @@ async def open_codex_process(
         async with trio.open_nursery() as nursery:
             codex = CodexProcess(process, worker_id, nursery)
             nursery.start_soon(codex.read_loop)
+            nursery.start_soon(codex.watch_exit)
             try:
                 with trio.fail_after(startup_timeout):
                     await codex.handshake()

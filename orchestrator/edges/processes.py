@@ -4,9 +4,10 @@ Codex starts each shell command in its own session (``setsid``), so killing the 
 process group does not reach them (reference/CODEX.md §7): they would survive as orphans.
 This module therefore
 
-- snapshots a process's descendants from ``/proc`` (parent links, repeated to catch forks
-  that happen during the snapshot), before anything is killed — once the server dies its
-  children are re-parented and the links are gone;
+- snapshots a process's descendants from ``/proc`` before anything is killed: parent links,
+  plus every process whose session or group is led by one already found (a setsid'd command
+  whose shell exited keeps the shell's session id), repeated to catch forks during the scan;
+  once the server dies its children are re-parented and the parent links are gone;
 - kills the tree with a ladder: SIGTERM to the group and to every snapshotted pid, a bounded
   wait, then SIGKILL to the survivors;
 - makes the orchestrator a *child subreaper* (``prctl(PR_SET_CHILD_SUBREAPER)``), so orphans
@@ -169,18 +170,29 @@ def reap_children(pids: set[int]) -> None:
 
 
 async def kill_tree(pid: int, *, grace: float = 2.0, known: Set[int] = frozenset()) -> set[int]:
-    """Kill `pid`, its process group and every descendant; return the pids that were killed.
+    """Kill `pid`, its process group and every descendant; return the pids that were signalled.
 
-    `known` adds pids snapshotted earlier (descendants seen before `pid` exited: once it is
-    gone, its orphans are no longer linked to it).
+    The ladder: snapshot the tree (`SNAPSHOT_ROUNDS` scans merged, to catch forks during the
+    scan), SIGTERM the group and every snapshotted pid, scan again (children forked while
+    dying, found through the session of a snapshotted pid), wait up to `grace` seconds for all
+    to exit, SIGKILL the survivors, wait up to `grace` again, and reap those that are our
+    children (the subreaper case; never `pid` itself, whose owner waits for it).
 
-    Shielded: runs to completion even inside a cancelled scope (teardown must not be skipped),
-    and bounded: SIGKILL follows SIGTERM after `grace` seconds.
+    Args:
+        pid: the root, normally a worker's MCP server (its own process group leader).
+        grace: seconds between SIGTERM and SIGKILL, and the bound on the final wait.
+        known: pids snapshotted earlier, e.g. before `pid` exited: once it is gone, its
+            orphans are no longer linked to it by parent pid, only by session.
+
+    Shielded: runs to completion even inside a cancelled scope (teardown must not be
+    skipped), and bounded by about ``2 * grace`` seconds. `ProcessLookupError` means the
+    process is already gone and is not an error.
     """
-    targets: set[int] = {known_pid for known_pid in known if alive(known_pid)}
     with trio.CancelScope(shield=True):
+        targets: set[int] = {known_pid for known_pid in known if alive(known_pid)}
+        leaders = set(known)
         for _ in range(SNAPSHOT_ROUNDS):
-            targets |= descendants(pid)
+            targets |= descendants(pid, known=leaders | targets)
         targets.add(pid)
         try:
             group: int | None = os.getpgid(pid)
@@ -188,23 +200,35 @@ async def kill_tree(pid: int, *, grace: float = 2.0, known: Set[int] = frozenset
             group = None
         if group is not None and group == os.getpgrp():
             group = None  # never signal our own group
+        targets.discard(os.getpid())
         _signal(targets, group, signal.SIGTERM)
         # Children forked by a dying process after the snapshot are caught here.
-        targets |= descendants(pid)
-        with trio.move_on_after(grace):
-            while any(alive(target) for target in targets):
-                await trio.sleep(KILL_POLL_INTERVAL)
-                reap_children(targets - {pid})
+        late = descendants(pid, known=leaders | targets) - targets
+        _signal(late, None, signal.SIGTERM)
+        targets |= late
+        reapable = targets - {pid}
+        await _wait_gone(targets, reapable, grace)
         survivors = {target for target in targets if alive(target)}
         if survivors:
             logger.warning("processes %s ignored SIGTERM; killing them", sorted(survivors))
             _signal(survivors, group, signal.SIGKILL)
-            with trio.move_on_after(grace):
-                while any(alive(target) for target in survivors):
-                    await trio.sleep(KILL_POLL_INTERVAL)
-                    reap_children(targets - {pid})
-        reap_children(targets - {pid})
+            await _wait_gone(survivors, reapable, grace)
+        reap_children(reapable)
     return targets
+
+
+async def _wait_gone(pids: set[int], reapable: set[int], grace: float) -> None:
+    """Wait up to `grace` seconds until none of `pids` is alive.
+
+    Polls ``/proc`` every `KILL_POLL_INTERVAL`: the exit of a process that is not our child
+    cannot be awaited. Reaps our own exited children (adopted orphans) as it goes.
+    """
+    with trio.move_on_after(grace):
+        while True:
+            reap_children(reapable)
+            if not any(alive(target) for target in pids):
+                return
+            await trio.sleep(KILL_POLL_INTERVAL)
 
 
 def enable_child_subreaper() -> bool:

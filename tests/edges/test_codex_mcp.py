@@ -2,32 +2,36 @@
 
 from __future__ import annotations
 
+import functools
+import json
+import os
 import sys
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from orchestrator.edges.codex_mcp import CodexProcess, open_codex_process
 from orchestrator.errors import WorkerStartError
 from orchestrator.messages import (
     AgentMessageDelta,
     ApprovalAsk,
+    ApprovalDecision,
     CodexJob,
     CodexProgress,
     CommandFinished,
     CommandStarted,
     JobDone,
     JobFailed,
+    JobOutcome,
     PatchApplied,
     RunStarted,
     TokenCount,
 )
 from tests.fakes.codex_script import FakeCodex
 from tests.procfs import living, read_pids, tree
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 CEILING = 20  # seconds: a hang fails fast instead of blocking CI
 
@@ -37,8 +41,9 @@ def fake(tmp_path: Path) -> FakeCodex:
     return FakeCodex(tmp_path)
 
 
-def job(prompt: str, **kw) -> CodexJob:
-    return CodexJob(conversation="1-1", prompt=prompt, cwd="/tmp", **kw)
+def job(prompt: str, **kw: Any) -> CodexJob:
+    kw.setdefault("cwd", "/tmp")
+    return CodexJob(conversation="1-1", prompt=prompt, **kw)
 
 
 def opened(fake: FakeCodex, tmp_path: Path):
@@ -47,7 +52,7 @@ def opened(fake: FakeCodex, tmp_path: Path):
     )
 
 
-async def deny(ask: ApprovalAsk) -> str:
+async def deny(ask: ApprovalAsk) -> ApprovalDecision:
     return "denied"
 
 
@@ -149,7 +154,7 @@ async def test_exec_approval_round_trip(fake: FakeCodex, tmp_path: Path, decisio
     ran = any(isinstance(e, CommandStarted) and e.command == "make build" for e in events)
     assert ran == (decision != "denied")
     if ran:
-        assert any(isinstance(e, CommandFinished) and e.exit_code == 0 for e in events)
+        assert CommandFinished(command="make build", exit_code=0) in events
 
 
 async def test_patch_approval(fake: FakeCodex, tmp_path: Path) -> None:
@@ -202,12 +207,100 @@ async def test_cancel_poisons_and_kill_leaves_no_process(fake: FakeCodex, tmp_pa
 
 
 async def test_graceful_exit_reaps_grandchildren_too(fake: FakeCodex, tmp_path: Path) -> None:
+    # The call returns while the setsid'd shell may not have forked its sleep yet: the stop
+    # must still find the sleep (through the shell's session), not leave it to PID 1.
     fake.rule("spawn", grandchild=True)
     with trio.fail_after(CEILING):
         async with opened(fake, tmp_path) as codex:
             await codex.call(job("spawn"), on_event=lambda e: None, on_approval=deny)
-            everything = tree(codex.pid) | read_pids(fake.pids_path)
+            everything = tree(codex.pid)
+    everything |= read_pids(fake.pids_path)
+    assert len(read_pids(fake.pids_path)) == 2
     assert living(everything) == set()
+
+
+async def test_crash_with_a_child_holding_stdout(fake: FakeCodex, tmp_path: Path) -> None:
+    # A command inherited the server's stdout, so the pipe stays open after the crash: the
+    # exit watcher must still end the calls, and kill() must reach the orphaned commands.
+    fake.rule("spawn", grandchild=True, hold_stdout=True, run="true", hang=True)
+    fake.rule("explode", crash=9)
+    ran = trio.Event()
+    outcomes: list[JobOutcome] = []
+
+    def on_event(event: CodexProgress) -> None:
+        if isinstance(event, CommandFinished):
+            ran.set()
+
+    async def spawn() -> None:
+        outcomes.append(await codex.call(job("spawn"), on_event=on_event, on_approval=deny))
+
+    with trio.fail_after(CEILING):
+        async with opened(fake, tmp_path) as codex, trio.open_nursery() as nursery:
+            nursery.start_soon(spawn)
+            await ran.wait()
+            await codex.ping()
+            started = trio.current_time()
+            outcomes.append(
+                await codex.call(job("explode"), on_event=lambda e: None, on_approval=deny)
+            )
+            assert trio.current_time() - started < 3
+            assert not codex.alive
+            await codex.kill()
+            assert len(read_pids(fake.pids_path)) == 3
+            assert living(read_pids(fake.pids_path)) == set()
+    assert [o.failure for o in outcomes if isinstance(o, JobFailed)] == ["worker_died"] * 2
+
+
+async def test_events_arrive_in_wire_order(fake: FakeCodex, tmp_path: Path) -> None:
+    fake.rule("make", run="exit 4", reply="built it", deltas=2, tokens={"total_tokens": 99})
+    events: list[CodexProgress] = []
+    with trio.fail_after(CEILING):
+        async with opened(fake, tmp_path) as codex:
+            outcome = await codex.call(job("make all"), on_event=events.append, on_approval=deny)
+    assert isinstance(outcome, JobDone)
+    assert outcome.text == "built it"
+    assert outcome.usage.total_tokens == 99
+    assert [type(e).__name__ for e in events] == [
+        "RunStarted",
+        "CommandStarted",
+        "CommandFinished",
+        "AgentMessageDelta",
+        "AgentMessageDelta",
+        "TokenCount",
+    ]
+    assert events[1] == CommandStarted(command="exit 4", cwd=events[1].cwd)  # type: ignore[union-attr]
+    assert events[2] == CommandFinished(command="exit 4", exit_code=4)
+
+
+async def test_event_flood_is_not_dropped(fake: FakeCodex, tmp_path: Path) -> None:
+    fake.rule("flood", flood=3000, reply="calm again")
+    deltas: list[str] = []
+
+    def on_event(event: CodexProgress) -> None:
+        if isinstance(event, AgentMessageDelta):
+            deltas.append(event.text)
+
+    with trio.fail_after(CEILING):
+        async with opened(fake, tmp_path) as codex:
+            outcome = await codex.call(job("a flood"), on_event=on_event, on_approval=deny)
+    assert isinstance(outcome, JobDone)
+    assert outcome.text == "calm again"
+    assert deltas[:3000] == ["."] * 3000
+    assert "".join(deltas[3000:]) == "calm again"
+
+
+async def test_regex_rule_and_error_result(fake: FakeCodex, tmp_path: Path) -> None:
+    fake.rule("", regex=r"^fail \d+$", error="stream disconnected before completion")
+    with trio.fail_after(CEILING):
+        async with opened(fake, tmp_path) as codex:
+            failed = await codex.call(job("fail 42"), on_event=lambda e: None, on_approval=deny)
+            fine = await codex.call(job("fail now"), on_event=lambda e: None, on_approval=deny)
+    assert isinstance(failed, JobFailed)
+    assert failed.failure == "codex_error"
+    assert failed.message == "stream disconnected before completion"
+    assert failed.thread_id is not None
+    assert isinstance(fine, JobDone)
+    assert fine.text == "FAKE-REPLY: fail now"
 
 
 async def test_ping(fake: FakeCodex, tmp_path: Path) -> None:
@@ -250,3 +343,135 @@ async def test_program_that_exits_at_once(tmp_path: Path) -> None:
 
 def test_process_type_is_exported() -> None:
     assert CodexProcess.__name__ == "CodexProcess"
+
+
+REAL_CODEX = Path(
+    "/work/main/.cache/codex-0.153.4/node_modules/@openai/codex-linux-x64/vendor/"
+    "x86_64-unknown-linux-musl/bin/codex"
+)
+
+
+async def _mock_responses(stream: trio.SocketStream) -> None:
+    """A one-shot Responses API (CODEX.md §3): any POST gets a two-delta message."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = await stream.receive_some(65536)
+        if not chunk:
+            return
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    while len(body) < length:
+        body += await stream.receive_some(65536)
+    item = {"type": "message", "id": "m", "role": "assistant", "status": "in_progress"}
+    delta = {"item_id": "m", "output_index": 0, "content_index": 0}
+    events: list[tuple[str, dict[str, Any]]] = [
+        ("response.created", {"response": {"id": "resp_1"}}),
+        ("response.output_item.added", {"output_index": 0, "item": {**item, "content": []}}),
+        ("response.output_text.delta", {**delta, "delta": "MOCK "}),
+        ("response.output_text.delta", {**delta, "delta": "says hi"}),
+        (
+            "response.output_item.done",
+            {
+                "output_index": 0,
+                "item": {
+                    "type": "message",
+                    "id": "m",
+                    "role": "assistant",
+                    "status": "completed",
+                    "content": [{"type": "output_text", "text": "MOCK says hi", "annotations": []}],
+                },
+            },
+        ),
+        (
+            "response.completed",
+            {
+                "response": {
+                    "id": "resp_1",
+                    "usage": {
+                        "input_tokens": 11,
+                        "input_tokens_details": {"cached_tokens": 0},
+                        "output_tokens": 7,
+                        "output_tokens_details": {"reasoning_tokens": 0},
+                        "total_tokens": 18,
+                    },
+                }
+            },
+        ),
+    ]
+    out = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n"
+    for kind, payload in events:
+        out += f"event: {kind}\ndata: {json.dumps({'type': kind, **payload})}\n\n".encode()
+    await stream.send_all(out)
+    await stream.aclose()
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not REAL_CODEX.exists(), reason="Codex 0.153.4 is not installed in .cache")
+async def test_real_codex_against_a_mock_model(tmp_path: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(
+            functools.partial(trio.serve_tcp, _mock_responses, 0, host="127.0.0.1")
+        )
+        port = listeners[0].socket.getsockname()[1]
+        home = tmp_path / "codex-home"
+        home.mkdir()
+        (home / "config.toml").write_text(
+            'model = "gpt-5.2"\nmodel_provider = "mock"\napproval_policy = "never"\n'
+            'sandbox_mode = "read-only"\n[model_providers.mock]\nname = "Mock"\n'
+            f'base_url = "http://127.0.0.1:{port}/v1"\nwire_api = "responses"\n'
+            "request_max_retries = 0\nstream_max_retries = 0\n"
+        )
+        env = {"CODEX_HOME": str(home), "HOME": str(home), "PATH": os.environ["PATH"]}
+        events: list[CodexProgress] = []
+        with trio.fail_after(CEILING):
+            async with open_codex_process(
+                [str(REAL_CODEX), "mcp-server"],
+                env=env,
+                worker_id=1,
+                stderr_log=tmp_path / "codex.log",
+                cwd=str(tmp_path),
+            ) as codex:
+                assert codex.server_version == "0.153.4"
+                await codex.ping()
+                first = await codex.call(
+                    job("hello", cwd=str(tmp_path), sandbox="read-only", approval_policy="never"),
+                    on_event=events.append,
+                    on_approval=deny,
+                )
+                assert isinstance(first, JobDone), first
+                second = await codex.call(
+                    job("again", cwd=str(tmp_path), thread_id=first.thread_id),
+                    on_event=events.append,
+                    on_approval=deny,
+                )
+                everything = tree(codex.pid)
+        nursery.cancel_scope.cancel()
+    assert first.text == "MOCK says hi"
+    assert first.usage.total_tokens == 18
+    assert isinstance(second, JobDone)
+    assert second.thread_id == first.thread_id
+    assert isinstance(events[0], RunStarted)
+    assert AgentMessageDelta(text="MOCK ") in events
+    assert living(everything) == set()
+
+
+async def test_leaving_the_context_is_not_a_death(fake: FakeCodex, tmp_path: Path) -> None:
+    # The pool's watcher checks `alive` while its scope is being cancelled: a reader
+    # cancelled with everything else must not look like a crashed server.
+    with trio.fail_after(CEILING):
+        with trio.CancelScope() as scope:
+            async with opened(fake, tmp_path) as codex:
+                scope.cancel()
+                with trio.CancelScope(shield=True):
+                    await trio.testing.wait_all_tasks_blocked()
+                    assert codex.alive
+                    late = await codex.call(job("late"), on_event=lambda e: None, on_approval=deny)
+                pid = codex.pid
+    assert isinstance(late, JobFailed)
+    assert late.failure == "worker_died"
+    assert living({pid}) == set()

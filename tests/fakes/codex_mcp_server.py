@@ -14,20 +14,39 @@ tens of milliseconds. It reproduces what the orchestrator relies on (reference/C
 - ``notifications/cancelled``: ``turn_aborted`` and no response for that id;
 - a deprecation warning on stderr at start.
 
-The script (JSON, path in ``$FAKE_CODEX_SCRIPT``) holds ``rules``, each matched by
-substring on the prompt (first match wins; no match → reply ``FAKE-REPLY: <prompt>``):
-``reply``, ``delay`` (seconds before the result), ``deltas`` (agent message pieces),
-``approval`` ("exec" | "patch"), ``command`` (shown in approvals/exec events), ``crash``
-(exit the process mid-call), ``hang`` (never answer), ``grandchild`` (start
-``setsid bash -c 'sleep 300 & wait'`` and record the pids), ``error`` (isError result),
-``tokens`` (token_count totals). ``record`` is a file path where the server appends one JSON
-line per received message and per approval decision; ``pids`` a file for grandchild pids.
+The script (JSON, path in ``$FAKE_CODEX_SCRIPT``) holds ``rules``, each matched on the
+prompt by ``match`` (substring) or ``regex`` (``re.search``); the first match wins; no match →
+reply ``FAKE-REPLY: <prompt>``. A rule's actions, in the order a turn runs them:
+
+- ``grandchild``: start ``bash -c 'sleep 300 & wait'`` in its own session, as Codex starts
+  commands; both pids go to the ``pids`` file (``hold_stdout``: the command inherits the
+  server's stdout, so the pipe outlives a crash);
+- ``crash``: exit at once mid-call (``os._exit``; the value is the exit code, ``true`` → 3);
+- ``approval`` ("exec" | "patch") with ``command``: ``elicitation/create`` with the
+  ``codex_*`` fields; ``approved``/``approved_for_session`` run it (exec/patch events),
+  ``denied`` goes on and says so in the reply, ``abort`` never answers the call;
+- ``run``: a real shell command (``/bin/bash -lc``, own session, pid recorded) between
+  ``exec_command_begin`` and ``exec_command_end`` with its exit code; waited for at most
+  ``run_wait`` seconds (default 10, like Codex's unified exec yield);
+- ``flood``: that many extra ``agent_message_content_delta`` events of ``"."``;
+- ``deltas``: the reply streamed in that many pieces; ``reply`` (text);
+- ``delay`` (seconds before the result), ``hang`` (never answer unless cancelled);
+- ``tokens`` (token_count totals), ``error`` (an ``isError`` result with that text).
+
+Top-level options: ``record`` (a file where the server appends one JSON line per received
+message and per approval decision), ``pids`` (a file for started pids), ``no_codex_tools``
+(``tools/list`` lacks ``codex``), ``wedged`` (never answer ``ping``).
+
+Wire order follows CODEX.md §4: ``session_configured`` (id ``""``, codex only),
+``mcp_startup_complete``, ``task_started``, ``user_message``, command and patch events,
+deltas, ``agent_message``, ``token_count``, ``task_complete``, then the tools/call response.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -113,14 +132,14 @@ def record(entry: dict[str, Any]) -> None:
             handle.write(json.dumps(entry) + "\n")
 
 
-def event(request_id: Any, thread_id: str, msg: dict[str, Any]) -> None:
+def event(request_id: Any, thread_id: str, msg: dict[str, Any], turn_id: str = "turn-1") -> None:
     send(
         {
             "jsonrpc": "2.0",
             "method": "codex/event",
             "params": {
                 "_meta": {"requestId": request_id, "threadId": thread_id},
-                "id": "turn-1",
+                "id": turn_id,
                 "msg": msg,
             },
         }
@@ -140,19 +159,67 @@ def ask(params: dict[str, Any]) -> Any:
 
 def rule_for(prompt: str) -> dict[str, Any]:
     for rule in SCRIPT.get("rules", []):
-        if rule.get("match", "") in prompt:
+        if "regex" in rule:
+            if re.search(rule["regex"], prompt):
+                return dict(rule)
+        elif rule.get("match", "") in prompt:
             return dict(rule)
     return {}
 
 
-def start_grandchild() -> None:
+def record_pid(pid: int) -> None:
+    with write_lock, open(SCRIPT.get("pids", "/dev/null"), "a") as handle:
+        handle.write(f"{pid}\n")
+
+
+def start_grandchild(hold_stdout: bool) -> None:
+    """A command in its own session with a child of its own, as Codex runs commands."""
     child = subprocess.Popen(
         ["bash", "-c", 'sleep 300 & echo $! >> "$PIDS"; wait'],
         start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=None if hold_stdout else subprocess.DEVNULL,
         env={**os.environ, "PIDS": SCRIPT.get("pids", "/dev/null")},
     )
-    with open(SCRIPT.get("pids", "/dev/null"), "a") as handle:
-        handle.write(f"{child.pid}\n")
+    record_pid(child.pid)
+
+
+def run_command(request_id: Any, thread_id: str, command: str, wait: float) -> None:
+    """Run `command` like Codex's exec_command: own session, begin/end events."""
+    argv = ["/bin/bash", "-lc", command]
+    event(
+        request_id,
+        thread_id,
+        {
+            "type": "exec_command_begin",
+            "call_id": "call_run",
+            "command": argv,
+            "cwd": os.getcwd(),
+            "source": "unified_exec_startup",
+        },
+    )
+    child = subprocess.Popen(
+        argv,
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        env={**os.environ, "PIDS": SCRIPT.get("pids", "/dev/null")},
+    )
+    record_pid(child.pid)
+    try:
+        exit_code: int | None = child.wait(wait)
+    except subprocess.TimeoutExpired:
+        return  # still running: Codex yields, and no end event comes yet
+    event(
+        request_id,
+        thread_id,
+        {
+            "type": "exec_command_end",
+            "call_id": "call_run",
+            "command": argv,
+            "exit_code": exit_code,
+        },
+    )
 
 
 def run_call(request_id: Any, name: str, arguments: dict[str, Any]) -> None:
@@ -184,18 +251,27 @@ def run_call(request_id: Any, name: str, arguments: dict[str, Any]) -> None:
             thread_id,
             {
                 "type": "session_configured",
+                "session_id": thread_id,
                 "model": arguments.get("model", "gpt-5.2"),
+                "model_provider_id": "openai",
                 "cwd": arguments.get("cwd", os.getcwd()),
                 "approval_policy": arguments.get("approval-policy", "on-request"),
             },
+            turn_id="",
         )
+        event(request_id, thread_id, {"type": "mcp_startup_complete", "ready": [], "failed": []})
     threads[thread_id].append(prompt)
     rule = rule_for(prompt)
-    event(request_id, thread_id, {"type": "task_started", "turn_id": "turn-1"})
+    event(
+        request_id,
+        thread_id,
+        {"type": "task_started", "turn_id": "turn-1", "model_context_window": 272000},
+    )
+    event(request_id, thread_id, {"type": "user_message", "message": prompt, "images": None})
     if rule.get("grandchild"):
-        start_grandchild()
+        start_grandchild(bool(rule.get("hold_stdout")))
     if rule.get("crash"):
-        os._exit(3)
+        os._exit(3 if rule["crash"] is True else int(rule["crash"]))
     command = rule.get("command", "touch approved.txt")
     decision_text = ""
     if rule.get("approval") in ("exec", "patch"):
@@ -225,12 +301,16 @@ def run_call(request_id: Any, name: str, arguments: dict[str, Any]) -> None:
         if decision in ("approved", "approved_for_session"):
             if kind == "exec":
                 argv = ["/bin/bash", "-lc", command]
-                event(request_id, thread_id, {"type": "exec_command_begin", "command": argv})
-                event(
-                    request_id,
-                    thread_id,
-                    {"type": "exec_command_end", "command": argv, "exit_code": 0},
-                )
+                begin = {
+                    "type": "exec_command_begin",
+                    "call_id": "call_1",
+                    "command": argv,
+                    "cwd": params["codex_cwd"],
+                }
+                event(request_id, thread_id, begin)
+                # This end event names the command only by call_id.
+                end = {"type": "exec_command_end", "call_id": "call_1", "exit_code": 0}
+                event(request_id, thread_id, end)
             else:
                 event(
                     request_id,
@@ -241,6 +321,10 @@ def run_call(request_id: Any, name: str, arguments: dict[str, Any]) -> None:
             decision_text = f" [{kind} {decision}]"
         else:
             decision_text = f" [{kind} denied]"
+    if rule.get("run"):
+        run_command(request_id, thread_id, rule["run"], float(rule.get("run_wait", 10)))
+    for _ in range(int(rule.get("flood", 0))):
+        event(request_id, thread_id, {"type": "agent_message_content_delta", "delta": "."})
     delay = float(rule.get("delay", 0))
     deadline = time.monotonic() + delay
     reply = rule.get("reply", f"FAKE-REPLY: {prompt}") + decision_text
@@ -280,8 +364,12 @@ def run_call(request_id: Any, name: str, arguments: dict[str, Any]) -> None:
             "content": [{"type": "text", "text": reply}],
             "structuredContent": {"threadId": thread_id, "content": reply},
         }
+    event(
+        request_id,
+        thread_id,
+        {"type": "task_complete", "last_agent_message": reply, "duration_ms": 1},
+    )
     send({"jsonrpc": "2.0", "id": request_id, "result": result})
-    event(request_id, thread_id, {"type": "task_complete", "last_agent_message": reply})
 
 
 def main() -> None:
@@ -302,6 +390,7 @@ def main() -> None:
             done.set()
         elif method == "initialize":
             version = message["params"].get("protocolVersion", "2025-06-18")
+            client = message["params"].get("clientInfo", {})
             send(
                 {
                     "jsonrpc": "2.0",
@@ -313,6 +402,8 @@ def main() -> None:
                             "name": "codex-mcp-server",
                             "title": "Codex",
                             "version": "0.153.4",
+                            "user_agent": "codex_cli_rs/0.153.4 (Debian 12.0.0; x86_64) unknown "
+                            f"({client.get('name')}; {client.get('version')})",
                         },
                     },
                 }
