@@ -73,6 +73,9 @@ __all__ = ["ChatDeps", "run"]
 
 logger: Final = logging.getLogger(__name__)
 
+TYPING_DELAY: Final = 0.5
+"""Seconds a request runs before "typing…" shows (saves Bot API calls on quick answers)."""
+
 TYPING_INTERVAL: Final = 4.5
 """Seconds between "typing…" actions while a request runs (Telegram shows one for ~5 s)."""
 
@@ -556,10 +559,13 @@ class _Chat:
             approvals=approvals_send,
         )
         try:
-            if self.deps.store.offload:
-                instructions = await trio.to_thread.run_sync(self.instructions_for, profile)
-            else:
-                instructions = self.instructions_for(profile)
+            instructions = _INSTRUCTIONS.get(profile)
+            if instructions is None:
+                if self.deps.store.offload:
+                    instructions = await trio.to_thread.run_sync(instructions_for, profile)
+                else:
+                    instructions = instructions_for(profile)
+                _INSTRUCTIONS[profile] = instructions
         except (OSError, ValueError) as problem:
             instructions = None
             error = f"cannot read the profile's instruction files: {problem}"
@@ -620,19 +626,6 @@ class _Chat:
                         )
                         result_box.append(result)
                 helpers.cancel_scope.cancel()
-
-    def instructions_for(self, profile: Profile) -> RoleInstructions:
-        overrides = {
-            role: Path(path)
-            for role, path in msgspec.structs.asdict(profile.role_prompts).items()
-            if path
-        }
-        system_prompt = (
-            Path(profile.system_prompt_file).read_text(encoding="utf-8")
-            if profile.system_prompt_file
-            else None
-        )
-        return load_instructions(overrides, system_prompt=system_prompt)
 
     async def finish(
         self, run: _Run, result: WorkflowResult | None, error: str | None, *, moved: bool
@@ -764,6 +757,7 @@ class _Chat:
             run.dirty.set()
 
     async def keep_typing(self) -> None:
+        await trio.sleep(TYPING_DELAY)  # a quick answer needs no typing indicator
         while True:
             await self.deps.sender.send(
                 SendChatAction(chat_id=self.key.chat_id, thread_id=self.key.thread_id)
@@ -807,6 +801,26 @@ class _Chat:
         await self.deps.sender.send(
             CloseLive(chat_id=self.key.chat_id, slot=f"run-{run.number}", final_text=text)
         )
+
+
+_INSTRUCTIONS: dict[Profile, RoleInstructions] = {}
+"""Role instructions per profile, read once per process: prompt files are configuration
+(edit them, then restart the bot), and reading four files per request costs latency."""
+
+
+def instructions_for(profile: Profile) -> RoleInstructions:
+    """The role instructions of `profile`: shipped defaults, its overrides, its system prompt."""
+    overrides = {
+        role: Path(path)
+        for role, path in msgspec.structs.asdict(profile.role_prompts).items()
+        if path
+    }
+    system_prompt = (
+        Path(profile.system_prompt_file).read_text(encoding="utf-8")
+        if profile.system_prompt_file
+        else None
+    )
+    return load_instructions(overrides, system_prompt=system_prompt)
 
 
 class _Reporter:

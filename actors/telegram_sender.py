@@ -4,7 +4,7 @@ It owns flood control and delivery guarantees:
 
 - **Order.** Each chat has a lane: a FIFO of pending items, served by one task, so messages
   of a chat arrive in the order they were sent to the sender.
-- **Rate.** At most `GLOBAL_RATE` calls per second overall (a smooth limiter), and per chat at
+- **Rate.** At most `GLOBAL_RATE` calls in any one-second window overall, and per chat at
   least `PRIVATE_SPACING` seconds between messages or edits in private chats,
   `GROUP_SPACING` in groups (TELEGRAM.md §2.7).
 - **Coalescing.** `UpdateLive` of one slot waiting in a lane is replaced by the newest text
@@ -126,19 +126,34 @@ class _GiveUp(Exception):
 
 
 class _RateLimiter:
-    """A smooth limiter: successive `acquire` calls are at least 1/rate apart."""
+    """At most `rate` calls in any sliding one-second window (0 = unlimited).
+
+    Unlike a smooth limiter (one call every 1/rate s), a quiet bot pays no delay at all: a
+    reply right after the "typing" action goes out at once; only a burst beyond `rate`
+    calls within a second waits for the oldest of them to age out.
+    """
 
     def __init__(self, rate: float) -> None:
-        self._interval = 1.0 / rate if rate > 0 else 0.0
-        self._next = -math.inf
+        self._limit = math.floor(rate) if rate > 0 else 0
+        self._recent: deque[float] = deque()
         self.paused_until = -math.inf
 
     async def acquire(self) -> None:
-        now = trio.current_time()
-        slot = max(now, self._next, self.paused_until)
-        self._next = slot + self._interval
-        if slot > now:
-            await trio.sleep_until(slot)
+        while True:
+            now = trio.current_time()
+            if self.paused_until > now:
+                await trio.sleep_until(self.paused_until)
+                continue
+            if not self._limit:
+                await trio.lowlevel.checkpoint()
+                return
+            while self._recent and now - self._recent[0] >= 1.0:
+                self._recent.popleft()
+            if len(self._recent) < self._limit:
+                self._recent.append(now)
+                await trio.lowlevel.checkpoint()
+                return
+            await trio.sleep_until(self._recent[0] + 1.0)
 
 
 def _spacing(chat_id: int) -> float:
@@ -240,6 +255,9 @@ class _Sender:
             case UpdateLive():
                 lane = self.lane(message.chat_id)
                 if lane.inactive:
+                    return
+                if lane.paused_until - trio.current_time() > LIVE_PAUSE_LIMIT:
+                    self.stats.shed_live += 1  # progress would be stale by the time it went out
                     return
                 if message.slot in lane.live_text:
                     self.stats.coalesced += 1

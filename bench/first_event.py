@@ -1,0 +1,134 @@
+"""first_event: warm Codex workers against a cold spawn per request (the original product).
+
+Both arms run the real ``codex-orchestrator start`` with the real Codex 0.153.4 (native
+binary) against the mock model. The warm arm keeps ``pool_size`` workers; the cold arm sets
+``codex.cold_start = true``: a fresh ``codex mcp-server`` per request, as the original product
+did (through npx, which is slower still). Measured per message, on this process's clock:
+
+- update → first Codex event: the update is pushed into the fake Telegram until the mock model
+  receives Codex's first request for it (Codex is working on it);
+- update → final reply: until the fake Telegram receives the answer.
+
+    uv run python bench/first_event.py [--messages 30]
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import trio
+from harness import arguments, fake_codex, machine, running_bot, save, summary, table, write_config
+
+from tests.fakes.codex_install import CACHE, ensure_codex
+from tests.fakes.mock_model import Text, last_user_text, open_mock_model, write_codex_home
+
+
+async def run_arm(
+    cold: bool, count: int, binary: Path | None, cold_via_npx: bool
+) -> dict[str, Any]:
+    folder = Path(tempfile.mkdtemp(prefix=f"bench-first-{'cold' if cold else 'warm'}-"))
+    users = [20_000 + n for n in range(count)]
+    first_seen: dict[str, float] = {}
+    async with open_mock_model() as model:
+
+        def respond(body: dict[str, Any]) -> list[Any]:
+            prompt = last_user_text(body)
+            first_seen.setdefault(prompt, trio.current_time())
+            return [Text(f"MOCK: {prompt}")]
+
+        model.responder = respond
+        if binary is not None:
+            home = write_codex_home(folder / "home", model.base_url)
+            command: list[str] = [str(binary), "mcp-server"]
+            if cold and cold_via_npx:
+                # The original product: npx (here offline, from the local install) per request.
+                command = ["npx", "--prefix", str(CACHE), "--no-install", "codex", "mcp-server"]
+            env = {"CODEX_HOME": str(home)}
+        else:
+            fake = fake_codex(folder)
+            command, env = list(fake.argv()), fake.env({})
+
+        def config(base_url: str) -> Path:
+            return write_config(
+                folder,
+                base_url,
+                users=users,
+                codex_command=command,
+                codex_env=env,
+                pool_size=2,
+                extra_codex=f"cold_start = {'true' if cold else 'false'}",
+            )
+
+        to_event: list[float] = []
+        to_reply: list[float] = []
+        async with running_bot(config) as bot:
+            for n, user in enumerate(users):
+                text = f"request number {n}"
+                pushed = trio.current_time()
+                bot.telegram.push_message(chat_id=user, user_id=user, text=text)
+                with trio.fail_after(60):
+                    await bot.telegram.wait_for(
+                        lambda t, u=user: any("request number" in x for x in t.sent_texts(u))
+                    )
+                replied = next(
+                    c.at
+                    for c in bot.telegram.calls_of("sendMessage")
+                    if str(c.params.get("chat_id")) == str(user)
+                )
+                to_reply.append((replied - pushed) * 1000)
+                seen = first_seen.get(text)
+                if seen is not None:
+                    to_event.append((seen - pushed) * 1000)
+                await trio.sleep(0.1)
+    return {"first_event_ms": summary(to_event), "reply_ms": summary(to_reply)}
+
+
+async def main() -> None:
+    args = arguments(__doc__.splitlines()[0], messages=30, cold_command="npx")
+    count = 3 if args.tiny else args.messages
+    binary = None if args.tiny else await trio.to_thread.run_sync(ensure_codex)
+    via_npx = args.cold_command == "npx"
+    warm = await run_arm(False, count, binary, via_npx)
+    cold = await run_arm(True, count, binary, via_npx)
+    rows = [("arm", "first event p50", "p90", "reply p50", "p90")]
+    for name, arm in (("warm pool", warm), ("cold spawn", cold)):
+        rows.append(
+            (
+                name,
+                f"{arm['first_event_ms']['median']:.1f} ms",
+                f"{arm['first_event_ms']['p90']:.1f} ms",
+                f"{arm['reply_ms']['median']:.1f} ms",
+                f"{arm['reply_ms']['p90']:.1f} ms",
+            )
+        )
+    ratio_event = warm["first_event_ms"]["median"] / cold["first_event_ms"]["median"]
+    ratio_reply = warm["reply_ms"]["median"] / cold["reply_ms"]["median"]
+    codex = "real Codex 0.153.4 + mock model" if binary else "fake Codex (no npm)"
+    print(table(f"first_event: {count} messages per arm, {codex}", rows))
+    cold_how = "npx per request" if via_npx else "native binary per request"
+    print(
+        f"\ncold arm: {cold_how}. warm/cold ratio (median): first event "
+        f"{ratio_event:.2f}x, reply {ratio_reply:.2f}x (target <= 0.25x)"
+    )
+    path = save(
+        "first_event",
+        {
+            "messages": count,
+            "codex": codex,
+            "cold_arm": cold_how,
+            "warm": warm,
+            "cold": cold,
+            "ratio_first_event": ratio_event,
+            "ratio_reply": ratio_reply,
+            "machine": machine(),
+        },
+        " ".join(["uv run python", *sys.argv]),
+    )
+    print(f"results: {path}")
+
+
+if __name__ == "__main__":
+    trio.run(main)
