@@ -209,6 +209,8 @@ class _CallState:
     patch_files: tuple[str, ...] = ()
     commands: dict[str, str] = field(default_factory=dict)
     """Command text by Codex ``call_id``, for end events that do not repeat the command."""
+    started_commands: bool = False
+    """Codex ran a command during this call (its process tree is worth a snapshot)."""
 
 
 def command_text(command: list[str] | str | None) -> str:
@@ -267,8 +269,9 @@ class CodexProcess:
         return self._reading and not self._exited.is_set()
 
     def rss_mb(self) -> float:
-        """Resident memory of the server and everything it started, in MB."""
-        return rss_mb({self.pid} | descendants(self.pid))
+        """Resident memory of the server process, in MB: where Codex's per-thread growth
+        lives (commands it runs come and go). One small /proc read, cheap enough per run."""
+        return rss_mb({self.pid})
 
     def _snapshot(self) -> set[int]:
         """Remember the server's living descendants (and return them all).
@@ -406,6 +409,7 @@ class CodexProcess:
             case "agent_message_content_delta" | "agent_message_delta":
                 return AgentMessageDelta(text=msg.delta)
             case "exec_command_begin":
+                call.started_commands = True
                 self._snapshot()  # a new command: remember it before it can be orphaned
                 command = command_text(msg.command)
                 if msg.call_id:
@@ -623,7 +627,8 @@ class CodexProcess:
         finally:
             self._calls.pop(request_id, None)
             self._pending.pop(request_id, None)
-            self._snapshot()
+            if self._known or state.started_commands:
+                self._snapshot()  # a /proc scan: only when commands ran
         return self._outcome(response, job, state, fresh)
 
     def _outcome(
