@@ -572,6 +572,21 @@ async def open_worker_pool(
     ``cold_start`` reproduces the original product (a server per request) for benchmarks;
     the warm workers are still started (``size`` may be 1) but not used.
 
+    Inbox: none; chats call `WorkerPoolHandle.run` (the caller's task does the dispatch on
+    the shared pool state, so a waiting job costs only its caller).
+
+    Emits: `CodexProgress` (incl. `WaitingForWorker`, `ThreadMoved`, stall `CodexNotice`) on
+    the job's progress channel; `ApprovalRequest` on the job's approvals channel; `worker`
+    `TraceRecord`s (started, exit reason, run outcome with duration) through ``trace``.
+
+    Backpressure: progress is lossy (``send_nowait``, dropped on ``WouldBlock``); an approval
+    request blocks that run only (a closed channel or reply counts as ``denied``); a job that
+    finds no free worker waits in its caller's task (``statistics().waiting``).
+
+    Shutdown: on context exit new runs get ``JobFailed("no_worker")``, every worker is
+    retired and its process stopped by the factory's shielded, bounded teardown (runs in
+    flight are cancelled, which kills their process trees); no task outlives the context.
+
     Raises:
         WorkerStartError: a worker could not be started at all (bad command, not a Codex).
         RestartIntensityExceeded: a worker kept crashing.

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from harness import arguments, fake_codex, machine, running_bot, save, summary, table, write_config
 
+from harness import arguments, fake_codex, machine, running_bot, save, summary, table, write_config
 from tests.fakes.codex_install import CACHE, ensure_codex
 from tests.fakes.mock_model import Text, last_user_text, open_mock_model, write_codex_home
 

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 import trio
+
 from harness import arguments, fake_codex, machine, running_bot, save, summary, table, write_config
 
 

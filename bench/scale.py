@@ -92,7 +92,8 @@ async def main() -> None:
         table(f"scale: {messages} messages per chat, {workers} workers, instant fake Codex", rows)
     )
     print(
-        f"\ndoubling the chats took {growth:.2f}x the time (target <= 2.2x); targets: all delivered, >= 300 msg/s, <= 200 MB"
+        f"\ndoubling the chats took {growth:.2f}x the time (target <= 2.2x); "
+        "targets: all delivered, >= 300 msg/s, <= 200 MB"
     )
     path = save(
         "scale",
