@@ -656,8 +656,8 @@ class _Chat:
                     ),
                 )
                 outcome = "cancelled" if cancelled else "failed"
-                await self.close_live(run, status)
                 await self.say(status, plain=True)
+                await self.close_live(run, status)
             else:
                 failed = result.error is not None
                 usage = result.usage
@@ -683,14 +683,16 @@ class _Chat:
                 )
                 outcome = "failed" if failed else "ok"
                 headline = "❌ Failed" if failed else "✅ Done"
-                await self.close_live(run, f"{headline} in {texts.format_elapsed(elapsed)}.")
                 if moved:
                     await self.say(
                         "Note: your earlier Codex session was no longer available, so this "
                         "continued in a new one with a summary of the conversation.",
                         plain=True,
                     )
+                # The answer first: under per-chat spacing, closing the progress message
+                # first held every result back by a second (bench/flood.py).
                 await self.say(_final_text(result, run))
+                await self.close_live(run, f"{headline} in {texts.format_elapsed(elapsed)}.")
             await self.save()
             self.trace(
                 "run_end",

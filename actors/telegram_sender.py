@@ -8,7 +8,10 @@ It owns flood control and delivery guarantees:
   least `PRIVATE_SPACING` seconds between messages or edits in private chats,
   `GROUP_SPACING` in groups (TELEGRAM.md §2.7).
 - **Coalescing.** `UpdateLive` of one slot waiting in a lane is replaced by the newest text
-  (it keeps its place); `SendReply` and `CloseLive` are never dropped or merged.
+  (it keeps its place); `SendReply` and `CloseLive` are never dropped or merged. A waiting
+  edit of a progress message already shown moves behind a newly queued final.
+- **Priority.** Finals and callback answers take free slots of the global rate before
+  progress and typing actions, so a flood slows progress, not results.
 - **429.** The chat's lane pauses for ``retry_after`` and retries the same call; when the
   pause is longer than `LIVE_PAUSE_LIMIT`, waiting live updates are shed but the finals are
   still sent once the pause is over. A 429 on a call without a chat pauses everything.
@@ -25,6 +28,7 @@ import functools
 import logging
 import math
 from collections import deque
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, TypeVar, assert_never
 
@@ -57,7 +61,7 @@ from orchestrator.rendering import (
 
 if TYPE_CHECKING:
     import random
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
     from orchestrator.messages import Keyboard, SenderMsg
     from orchestrator.ports import ParseMode, TelegramApi, TraceEmit
@@ -131,29 +135,68 @@ class _RateLimiter:
     Unlike a smooth limiter (one call every 1/rate s), a quiet bot pays no delay at all: a
     reply right after the "typing" action goes out at once; only a burst beyond `rate`
     calls within a second waits for the oldest of them to age out.
+
+    A call holds its slot from the moment it starts until one second after its response.
+    Telegram counts a call when it arrives, somewhere between those two moments; counting
+    from the start instead let a slow request and a fast one land in the same second at
+    Telegram (bench/flood.py measured 74 needless 429s that way).
     """
 
     def __init__(self, rate: float) -> None:
         self._limit = math.floor(rate) if rate > 0 else 0
         self._recent: deque[float] = deque()
+        self._in_flight = 0
+        self._urgent_waiting = 0
+        self._changed = trio.Event()
         self.paused_until = -math.inf
 
-    async def acquire(self) -> None:
-        while True:
-            now = trio.current_time()
-            if self.paused_until > now:
-                await trio.sleep_until(self.paused_until)
-                continue
-            if not self._limit:
-                await trio.lowlevel.checkpoint()
-                return
-            while self._recent and now - self._recent[0] >= 1.0:
-                self._recent.popleft()
-            if len(self._recent) < self._limit:
-                self._recent.append(now)
-                await trio.lowlevel.checkpoint()
-                return
-            await trio.sleep_until(self._recent[0] + 1.0)
+    @asynccontextmanager
+    async def slot(self, *, urgent: bool = True) -> AsyncIterator[None]:
+        """Wait for a free slot, then hold it for the call made inside the block.
+
+        Urgent calls (finals, callback answers) go first: a progress edit or a typing action
+        takes a free slot only while no urgent call waits, so under a flood the results
+        keep flowing and progress simply updates less often (its edits coalesce meanwhile).
+        """
+        await self._acquire(urgent)
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
+            if self._limit:
+                self._recent.append(trio.current_time())
+            self._wake()
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def _acquire(self, urgent: bool) -> None:
+        if urgent:
+            self._urgent_waiting += 1
+        try:
+            while True:
+                now = trio.current_time()
+                if self.paused_until > now:
+                    await trio.sleep_until(self.paused_until)
+                    continue
+                if not self._limit:
+                    break
+                while self._recent and self._recent[0] + 1.0 <= now:  # the wake-up's sum
+                    self._recent.popleft()
+                free = self._limit - self._in_flight - len(self._recent)
+                if free > 0 and (urgent or not self._urgent_waiting):
+                    break
+                if free <= 0 and self._recent:
+                    await trio.sleep_until(self._recent[0] + 1.0)
+                else:  # every slot in flight, or urgent calls first: wait for a change
+                    await self._changed.wait()
+        finally:
+            if urgent:
+                self._urgent_waiting -= 1
+                self._wake()
+        self._in_flight += 1
+        await trio.lowlevel.checkpoint()
 
 
 def _spacing(chat_id: int) -> float:
@@ -250,7 +293,17 @@ class _Sender:
                     return
                 if isinstance(message, CloseLive):
                     self._drop_live(lane, message.slot)
+                # Waiting edits of progress messages already shown go behind this item: they
+                # only change an older message in place, and must not hold back a result.
+                edits = [
+                    slot
+                    for slot in lane.queue
+                    if isinstance(slot, str) and slot in lane.live_message
+                ]
+                for slot in edits:
+                    lane.queue.remove(slot)
                 lane.queue.append(message)
+                lane.queue.extend(edits)
                 self._kick(lane, nursery)
             case UpdateLive():
                 lane = self.lane(message.chat_id)
@@ -293,6 +346,12 @@ class _Sender:
         """Deliver the lane's queue in order, then end (a new item starts a new task)."""
         try:
             while lane.queue and not lane.inactive:
+                # Wait for the chat's turn with the item still queued, where a newer
+                # progress text can replace it and a final can move ahead of it.
+                turn = max(lane.next_allowed, lane.paused_until)
+                if turn > trio.current_time():
+                    await trio.sleep_until(turn)
+                    continue
                 item = lane.queue.popleft()
                 try:
                     if isinstance(item, str):
@@ -397,6 +456,7 @@ class _Sender:
                     chat_id, message_id, text, keyboard=live.keyboard
                 ),
                 preview=text,
+                urgent=False,
             )
         except TelegramBadRequest as error:
             if "not modified" in error.description:
@@ -415,6 +475,7 @@ class _Sender:
                     chat_id, text, keyboard=live.keyboard, message_thread_id=live.thread_id
                 ),
                 preview=text,
+                urgent=False,
             )
         except TelegramBadRequest as error:
             self._undelivered(lane.chat_id, str(error), text)
@@ -451,10 +512,10 @@ class _Sender:
     async def _chat_action(self, action: SendChatAction) -> None:
         chat_id = self.migrated.get(action.chat_id, action.chat_id)
         try:
-            await self.limiter.acquire()
-            await self.api.send_chat_action(
-                chat_id, action.action, message_thread_id=action.thread_id
-            )
+            async with self.limiter.slot(urgent=False):
+                await self.api.send_chat_action(
+                    chat_id, action.action, message_thread_id=action.thread_id
+                )
         except (TelegramBadRequest, TelegramTransientError, TelegramChatMigrated) as error:
             logger.debug("sendChatAction failed: %s", error)
         except TelegramRetryAfter as error:
@@ -476,7 +537,12 @@ class _Sender:
     # ------------------------------------------------------------------ the call ladder
 
     async def _in_chat(
-        self, lane: _Lane, call: Callable[[int], Awaitable[T]], *, preview: str
+        self,
+        lane: _Lane,
+        call: Callable[[int], Awaitable[T]],
+        *,
+        preview: str,
+        urgent: bool = True,
     ) -> T:
         """One call in `lane`'s chat: spacing, the global rate, and the retry ladder."""
         migrated_once = False
@@ -486,7 +552,7 @@ class _Sender:
             if wait_until > now:
                 await trio.sleep_until(wait_until)
             try:
-                return await self._call(lane, functools.partial(call, lane.chat_id))
+                return await self._call(lane, functools.partial(call, lane.chat_id), urgent=urgent)
             except TelegramChatMigrated as error:
                 if migrated_once:
                     self._undelivered(lane.chat_id, str(error), preview)
@@ -497,19 +563,24 @@ class _Sender:
                 self._mark_inactive(lane, preview)
                 raise _GiveUp from error
 
-    async def _call(self, lane: _Lane | None, call: Callable[[], Awaitable[T]]) -> T:
+    async def _call(
+        self, lane: _Lane | None, call: Callable[[], Awaitable[T]], *, urgent: bool = True
+    ) -> T:
         """Global rate, 429 pauses and bounded retries of transient failures."""
         transient_failures = 0
         while True:
-            await self.limiter.acquire()
-            if lane is not None:
-                if lane.paused_until > trio.current_time():
-                    await trio.sleep_until(lane.paused_until)
-                if self.chat_spacing:
-                    lane.next_allowed = trio.current_time() + _spacing(lane.chat_id)
-            self.stats.calls += 1
+            if lane is not None and lane.paused_until > trio.current_time():
+                await trio.sleep_until(lane.paused_until)
             try:
-                return await call()
+                async with self.limiter.slot(urgent=urgent):
+                    self.stats.calls += 1
+                    try:
+                        return await call()
+                    finally:
+                        # Spacing counts from the response: the request reached Telegram
+                        # somewhere before it, so the next one cannot arrive too early.
+                        if lane is not None and self.chat_spacing:
+                            lane.next_allowed = trio.current_time() + _spacing(lane.chat_id)
             except TelegramRetryAfter as error:
                 self.stats.retries_after_429 += 1
                 until = trio.current_time() + error.retry_after

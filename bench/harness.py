@@ -141,7 +141,12 @@ approval_policy = "never"
 class Bot:
     telegram: FakeTelegram
     process: trio.Process
+    started_at: float
     output: bytearray = field(default_factory=bytearray)
+
+    def ready_seconds(self) -> float:
+        """From spawning the process until its first getUpdates reached the fake Telegram."""
+        return self.telegram.calls_of("getUpdates")[0].at - self.started_at
 
     def peak_rss_mb(self) -> float:
         """VmHWM of the bot process alone (its Codex workers are separate processes)."""
@@ -177,6 +182,7 @@ async def running_bot(config_for: Any, **fake_options: Any) -> AsyncIterator[Bot
             script = Path(profile).with_suffix(".main.py")
             script.write_text(ENTRY + "\n")
             argv = [sys.executable, "-m", "cProfile", "-o", profile, str(script), "start"]
+        started_at = trio.current_time()
         process = await trio.lowlevel.open_process(
             argv,
             env=env,
@@ -184,7 +190,7 @@ async def running_bot(config_for: Any, **fake_options: Any) -> AsyncIterator[Bot
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
-        bot = Bot(telegram, process)
+        bot = Bot(telegram, process, started_at)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_drain_output, bot)
             try:

@@ -11,10 +11,13 @@ Blocking file I/O runs in a worker thread (`trio.to_thread.run_sync`).
 
 from __future__ import annotations
 
+import collections
 import datetime
+import itertools
 import logging
 import os
 import re
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal, TypeVar, TypeVarTuple, Unpack, final
 
@@ -25,7 +28,7 @@ from orchestrator.messages import SessionKey
 from orchestrator.workflow_messages import TokenUsage
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import AsyncIterator, Callable
 
 
 __all__ = [
@@ -97,16 +100,18 @@ class LoadedSession(msgspec.Struct, frozen=True, kw_only=True):
 _FILE_NAME: Final = re.compile(r"^(-?\d+)-(\d+)(?:-t(\d+))?\.json$")
 _ENCODER: Final = msgspec.json.Encoder()
 _DECODER: Final = msgspec.json.Decoder(SessionState)
+_WRITE_NUMBERS: Final = itertools.count()
 
 
 def write_atomically(path: Path, data: bytes) -> None:
     """Replace `path` with `data` atomically and durably (blocking; run it in a thread).
 
-    Writes ``<path>.tmp-<pid>``, fsyncs it, renames it over `path`, then fsyncs the folder so
-    the rename itself survives a power loss.
+    Writes ``<path>.tmp-<pid>-<n>``, fsyncs it, renames it over `path`, then fsyncs the folder
+    so the rename itself survives a power loss. The temporary name is unique per write, so
+    two writers never rename each other's file away.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    temporary = path.with_name(f"{path.name}.tmp-{os.getpid()}-{next(_WRITE_NUMBERS)}")
     with temporary.open("wb") as handle:
         handle.write(data)
         handle.flush()
@@ -131,13 +136,16 @@ def _set_aside(path: Path) -> Path:
 class SessionStore:
     """Reads and writes session files under `root` (``state_dir/sessions``).
 
-    One store per process. Calls for the same key come from that key's chat actor only, so
-    there is never more than one writer per file.
+    One store per process. Calls for one key come from that key's chat actor, but from more
+    than one of its tasks (a run finishing while a message arrives): writes of one key are
+    serialized in call order (trio's locks are fair), so the newest state is the one left.
     """
 
     def __init__(self, root: Path, *, offload: bool = True) -> None:
         self.root = root
         self.offload = offload
+        self._locks: dict[SessionKey, trio.Lock] = {}
+        self._lock_users: collections.Counter[SessionKey] = collections.Counter()
         """File I/O in a worker thread (the default). Tests under the autojump clock turn
         it off: a real thread lets the virtual clock jump while it runs."""
 
@@ -157,11 +165,27 @@ class SessionStore:
     async def save(self, key: SessionKey, state: SessionState) -> None:
         """Write `key`'s session atomically."""
         data = _ENCODER.encode(state)
-        await self._io(write_atomically, self.path_for(key), data)
+        async with self._exclusive(key):
+            await self._io(write_atomically, self.path_for(key), data)
 
     async def delete(self, key: SessionKey) -> None:
         """Remove `key`'s session file if it exists."""
-        await self._io(self._delete_blocking, key)
+        async with self._exclusive(key):
+            await self._io(self._delete_blocking, key)
+
+    @asynccontextmanager
+    async def _exclusive(self, key: SessionKey) -> AsyncIterator[None]:
+        """One write of `key` at a time; the lock is forgotten once nobody needs it."""
+        lock = self._locks.setdefault(key, trio.Lock())
+        self._lock_users[key] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._lock_users[key] -= 1
+            if not self._lock_users[key]:
+                del self._lock_users[key]
+                del self._locks[key]
 
     def _load_blocking(self, key: SessionKey) -> LoadedSession:
         path = self.path_for(key)

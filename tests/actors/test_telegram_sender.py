@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 import trio
+import trio.lowlevel
 import trio.testing
 
 from actors import telegram_sender
@@ -109,6 +110,54 @@ async def test_global_rate_is_at_most_30_per_second(
     assert times[-1] - times[0] < 3.5
 
 
+async def test_limits_hold_where_telegram_counts_them_despite_latency(
+    sender: Sender, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Telegram counts a call when it arrives: uneven latency must not squeeze 31 calls
+    into one second there, nor two messages of one chat closer than the spacing."""
+    jitter = random.Random(11)
+    sender.api.latency = lambda: jitter.choice((0.0, 0.02, 0.3))
+    await sender.put(*(SendReply(chat_id=1000 + n % 45, markdown=f"m{n}") for n in range(90)))
+    await sender.wait(lambda api: len(api.calls_of("sendMessage")) == 90)
+    arrivals = sorted(c.at for c in sender.api.calls_of("sendMessage"))
+    for start in range(len(arrivals) - 30):
+        assert arrivals[start + 30] - arrivals[start] >= 1.0 - 1e-9
+    for chat in range(1000, 1045):
+        per_chat = [c.at for c in sender.api.calls_of("sendMessage") if c.chat_id == chat]
+        assert per_chat[1] - per_chat[0] >= 1.0 - 1e-9
+
+
+async def test_finals_take_free_slots_before_progress_under_a_flood(
+    sender: Sender, autojump_clock: trio.testing.MockClock
+) -> None:
+    await sender.wait(lambda api: bool(api.calls_of("setMyCommands")))
+    await trio.sleep(1.0)  # setMyCommands has left the one-second window
+    start = trio.current_time()
+    await sender.put(*(UpdateLive(chat_id=2000 + n, slot="run", text="working") for n in range(45)))
+    await trio.lowlevel.checkpoint()
+    await sender.put(*(SendReply(chat_id=3000 + n, markdown="result") for n in range(40)))
+    await sender.wait(lambda api: len(api.calls_of("sendMessage")) == 85)
+    calls = sender.api.calls_of("sendMessage")
+    live = sorted(c.at for c in calls if c.text == "working")
+    finals = sorted(c.at for c in calls if c.text == "result")
+    assert live[29] < start + 1.0  # the first second went to progress: nothing else was waiting
+    assert max(finals) <= min(live[30:])  # then every result went ahead of progress
+
+
+async def test_a_final_is_not_held_back_by_a_waiting_progress_edit(
+    sender: Sender, autojump_clock: trio.testing.MockClock
+) -> None:
+    await sender.put(UpdateLive(chat_id=5, slot="run-1", text="step 1"))
+    await sender.wait(lambda api: any(c.text == "step 1" for c in api.calls))
+    await sender.put(UpdateLive(chat_id=5, slot="run-1", text="step 2"))  # waits for spacing
+    await sender.put(SendReply(chat_id=5, markdown="the answer"))
+    await sender.wait(lambda api: any(c.text == "the answer" for c in api.calls))
+    await sender.put(CloseLive(chat_id=5, slot="run-1", final_text="done"))
+    await sender.wait(lambda api: any(c.text == "done" for c in api.calls))
+    texts = [c.text for c in sender.api.calls if c.chat_id == 5]
+    assert texts == ["step 1", "the answer", "done"]  # step 2 waited, then the close won
+
+
 async def test_live_updates_coalesce_newest_wins(
     sender: Sender, autojump_clock: trio.testing.MockClock
 ) -> None:
@@ -148,6 +197,7 @@ async def test_429_mid_stream_delays_but_never_loses_the_final(
     await sender.put(UpdateLive(chat_id=5, slot="s", text="a"))
     await sender.wait(lambda api: len(api.calls_of("sendMessage")) == 1)
     await sender.put(UpdateLive(chat_id=5, slot="s", text="b"))
+    await sender.wait(lambda api: bool(api.calls_of("editMessageText")))  # answered 429
     await sender.put(SendReply(chat_id=5, markdown="**final** answer"))
     await sender.wait(lambda api: "<b>final</b> answer" in sent_texts(api, 5))
     final = next(c for c in sender.api.calls_of("sendMessage") if "final" in c.text)

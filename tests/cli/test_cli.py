@@ -36,13 +36,31 @@ def test_help_lists_the_commands_and_stays_light() -> None:
             sys.executable,
             "-c",
             "import sys, cli.app; cli.app.app(['--help'], standalone_mode=False); "
-            "print(sorted(m for m in ('trio', 'httpx', 'mcp') if m in sys.modules))",
+            "print(sorted(m for m in ('trio', 'httpx', 'mcp', 'rich', 'pydantic') "
+            "if m in sys.modules))",
         ],
         capture_output=True,
         text=True,
         check=True,
     )
     assert probe.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_console_version_skips_heavy_imports() -> None:
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.argv = ['codex-orchestrator', '--version']; import cli.app; "
+            "cli.app.main(); "
+            "print(sorted(m for m in ('trio', 'httpx', 'mcp', 'rich', 'pydantic') "
+            "if m in sys.modules))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert probe.stdout.strip().splitlines() == [f"codex-orchestrator {__version__}", "[]"]
 
 
 def test_start_with_a_bad_config_exits_2_with_one_line(tmp_path: Path) -> None:

@@ -49,6 +49,9 @@ class FakeTelegramApi:
         self._changed = trio.Event()
         self._new_update = trio.Event()
         self.offsets: list[int | None] = []
+        # Seconds each way between the bot and "Telegram" for message calls (None: instant);
+        # a call is recorded when it arrives, as Telegram counts it for flood control.
+        self.latency: Callable[[], float] | None = None
 
     # ------------------------------------------------------------ scripting
 
@@ -113,6 +116,10 @@ class FakeTelegramApi:
                 raise failure
             failure(call)
 
+    async def _leg(self) -> None:
+        if self.latency is not None:
+            await trio.sleep(self.latency())
+
     def _notify(self) -> None:
         self._changed.set()
         self._changed = trio.Event()
@@ -150,6 +157,7 @@ class FakeTelegramApi:
         message_thread_id: int | None = None,
         reply_to_message_id: int | None = None,
     ) -> int:
+        await self._leg()
         call = Call(
             "sendMessage",
             trio.current_time(),
@@ -162,6 +170,7 @@ class FakeTelegramApi:
         message_id = next(self._message_ids)
         call.message_id = message_id
         self.messages[chat_id][message_id] = text
+        await self._leg()
         return message_id
 
     async def edit_message_text(
@@ -173,6 +182,7 @@ class FakeTelegramApi:
         parse_mode: ParseMode = None,
         keyboard: Keyboard = (),
     ) -> None:
+        await self._leg()
         call = Call(
             "editMessageText",
             trio.current_time(),
@@ -185,6 +195,7 @@ class FakeTelegramApi:
         if message_id not in self.messages[chat_id]:
             raise TelegramBadRequest("Bad Request: message to edit not found", 400)
         self.messages[chat_id][message_id] = text
+        await self._leg()
 
     async def delete_message(self, chat_id: int, message_id: int) -> None:
         self._record(
@@ -195,7 +206,9 @@ class FakeTelegramApi:
     async def send_chat_action(
         self, chat_id: int, action: str, *, message_thread_id: int | None = None
     ) -> None:
+        await self._leg()
         self._record(Call("sendChatAction", trio.current_time(), chat_id=chat_id, text=action))
+        await self._leg()
 
     async def send_document(
         self,

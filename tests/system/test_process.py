@@ -3,10 +3,13 @@ stdio, real signals, exit codes, and no process left behind."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import trio
@@ -16,6 +19,7 @@ from tests.fakes.telegram_server import open_fake_telegram
 from tests.procfs import living, read_pids, tree
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
     from pathlib import Path
 
 TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
@@ -54,48 +58,74 @@ default_mode = "single"
     return path
 
 
-async def start(config: Path, token: str = TOKEN) -> trio.Process:
-    env = {**os.environ, "TELEGRAM_BOT_TOKEN": token, "CODEX_CONF_PATH": str(config)}
-    return await trio.lowlevel.open_process(
-        [sys.executable, "-c", ENTRY, "start"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        cwd=config.parent,
-    )
-
-
 async def read_all(process: trio.Process, into: bytearray) -> None:
     assert process.stdout is not None
     while chunk := await process.stdout.receive_some(65536):
         into += chunk
 
 
+@dataclass
+class Bot:
+    process: trio.Process
+    output: bytearray
+
+    def text(self) -> str:
+        return self.output.decode(errors="replace")
+
+
+@asynccontextmanager
+async def running(config: Path, token: str = TOKEN) -> AsyncIterator[Bot]:
+    """`codex-orchestrator start` as a process, its output collected.
+
+    Whatever the test does, nothing outlives it: a bot still running at the end is killed
+    with its whole tree, and its output is printed so that a failure shows what it said.
+    """
+    env = {**os.environ, "TELEGRAM_BOT_TOKEN": token, "CODEX_CONF_PATH": str(config)}
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-c", ENTRY, "start"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=config.parent,
+    )
+    bot = Bot(process, bytearray())
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read_all, process, bot.output)
+            yield bot
+            with trio.fail_after(CEILING):
+                await process.wait()
+    finally:
+        if process.returncode is None:
+            for pid in tree(process.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            with trio.CancelScope(shield=True):
+                await process.wait()
+        print(bot.text())
+
+
 async def test_message_reply_graceful_stop_and_no_orphans(tmp_path: Path) -> None:
     fake = FakeCodex(tmp_path / "codex")
     fake.rule("spawn", grandchild=True, reply="spawned a background job")
-    output = bytearray()
     with trio.fail_after(CEILING):
         async with open_fake_telegram(TOKEN) as tg:
             config = write_config(tmp_path, tg.base_url, fake)
-            process = await start(config)
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(read_all, process, output)
+            async with running(config) as bot:
                 await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
-                workers = tree(process.pid) - {process.pid}
+                workers = tree(bot.process.pid) - {bot.process.pid}
                 assert len(workers) >= 2  # the pool is warm before the first poll
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="hello over http")
                 await tg.wait_for(lambda t: "FAKE-REPLY: hello over http" in t.sent_texts(ALICE))
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="spawn something")
                 await tg.wait_for(lambda t: "spawned a background job" in t.sent_texts(ALICE))
-                everything = tree(process.pid) | read_pids(fake.pids_path)
-                process.send_signal(signal.SIGTERM)
-                code = await process.wait()
-    text = output.decode(errors="replace")
-    assert code == 0, text
+                everything = tree(bot.process.pid) | read_pids(fake.pids_path)
+                bot.process.send_signal(signal.SIGTERM)
+    text = bot.text()
+    assert bot.process.returncode == 0, text
     assert TOKEN not in text
     assert "draining" in text
-    assert living(everything - {process.pid}) == set()
+    assert living(everything - {bot.process.pid}) == set()
     lines = [line for line in text.splitlines() if line.strip()]
     assert all(line[:4].isdigit() and line[10] == "T" for line in lines), lines[:3]
     sessions = list((tmp_path / "state" / "sessions").glob("*.json"))
@@ -107,49 +137,43 @@ async def test_second_signal_forces_and_a_stranger_is_refused(tmp_path: Path) ->
     fake = FakeCodex(tmp_path / "codex")
     fake.rule("forever", hang=True)
     with trio.fail_after(CEILING):
-        async with open_fake_telegram(TOKEN) as tg:
-            process = await start(write_config(tmp_path, tg.base_url, fake))
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(read_all, process, bytearray())
-                await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
-                tg.push_message(chat_id=999, user_id=999, text="let me in")
-                await tg.wait_for(lambda t: len(t.sent_texts(999)) == 1)
-                tg.push_message(chat_id=ALICE, user_id=ALICE, text="forever job")
-                await tg.wait_for(lambda t: any("Working" in m for m in t.sent_texts(ALICE)))
-                everything = tree(process.pid)
-                process.send_signal(signal.SIGTERM)
-                await trio.sleep(0.5)
-                process.send_signal(signal.SIGINT)
-                code = await process.wait()
-    assert code == 128 + signal.SIGINT
+        async with (
+            open_fake_telegram(TOKEN) as tg,
+            running(write_config(tmp_path, tg.base_url, fake)) as bot,
+        ):
+            await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+            tg.push_message(chat_id=999, user_id=999, text="let me in")
+            await tg.wait_for(lambda t: len(t.sent_texts(999)) == 1)
+            tg.push_message(chat_id=ALICE, user_id=ALICE, text="forever job")
+            await tg.wait_for(lambda t: any("Working" in m for m in t.sent_texts(ALICE)))
+            everything = tree(bot.process.pid)
+            bot.process.send_signal(signal.SIGTERM)
+            await trio.sleep(0.5)
+            bot.process.send_signal(signal.SIGINT)
+    assert bot.process.returncode == 128 + signal.SIGINT
     assert "private" in tg.sent_texts(999)[0]
-    assert living(everything - {process.pid}) == set()
+    assert living(everything - {bot.process.pid}) == set()
 
 
 async def test_bad_token_exits_non_zero_with_a_clear_message(tmp_path: Path) -> None:
     fake = FakeCodex(tmp_path / "codex")
-    output = bytearray()
+    wrong = "987654321:ZZHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
     with trio.fail_after(CEILING):
-        async with open_fake_telegram(TOKEN) as tg:
-            wrong = "987654321:ZZHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
-            process = await start(write_config(tmp_path, tg.base_url, fake), token=wrong)
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(read_all, process, output)
-                code = await process.wait()
-    text = output.decode(errors="replace")
-    assert code == 1
-    assert "rejected the bot token" in text
-    assert wrong not in text
+        async with (
+            open_fake_telegram(TOKEN) as tg,
+            running(write_config(tmp_path, tg.base_url, fake), token=wrong) as bot,
+        ):
+            pass  # the bot stops by itself
+    assert bot.process.returncode == 1
+    assert "rejected the bot token" in bot.text()
+    assert wrong not in bot.text()
 
 
 async def test_bad_config_exits_2(tmp_path: Path) -> None:
     config = tmp_path / "conf.toml"
     config.write_text("[codex]\npool_size = 'many'\n")
-    process = await start(config)
-    output = bytearray()
     with trio.fail_after(CEILING):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(read_all, process, output)
-            code = await process.wait()
-    assert code == 2
-    assert "codex.pool_size" in output.decode()
+        async with running(config) as bot:
+            pass
+    assert bot.process.returncode == 2
+    assert "codex.pool_size" in bot.text()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import trio
+import trio.testing
 
 from orchestrator.messages import SessionKey
 from orchestrator.session_store import SessionCounters, SessionState, SessionStore
@@ -76,3 +77,19 @@ async def test_concurrent_saves_of_different_keys(tmp_path: Path) -> None:
             )
     assert len(list(tmp_path.glob("*.json"))) == 20
     assert not list(tmp_path.glob("*.tmp-*"))
+
+
+async def test_concurrent_saves_of_one_key_keep_the_newest(tmp_path: Path) -> None:
+    """A run finishing while a message arrives: two tasks of one chat save at once."""
+    store = SessionStore(tmp_path)
+    key = SessionKey(chat_id=7, user_id=7)
+    async with trio.open_nursery() as nursery:
+        for n in range(30):
+            state = SessionState(mode="plan", profile="p", counters=SessionCounters(runs=n))
+            nursery.start_soon(store.save, key, state)
+            await trio.testing.wait_all_tasks_blocked()  # each queued before the next
+    loaded = await store.load(key)
+    assert loaded.state is not None
+    assert loaded.state.counters.runs == 29
+    assert not list(tmp_path.glob("*.tmp-*"))
+    assert not store._locks  # nothing kept for an idle key
