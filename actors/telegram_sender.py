@@ -24,7 +24,9 @@ It owns flood control and delivery guarantees:
 
 from __future__ import annotations
 
+import bisect
 import functools
+import itertools
 import logging
 import math
 from collections import deque
@@ -122,11 +124,29 @@ class _Lane:
     paused_until: float = -math.inf
     inactive: bool = False
     running: bool = False
+
+    final_tickets: deque[int] = field(default_factory=deque)
+    """The arrival numbers of the finals (`SendReply`, `CloseLive`) in `queue`, in order."""
+    ticket: int | None = None
+    """The arrival number of the final being delivered, None while delivering progress."""
+
+    def priority(self) -> int | None:
+        """This lane's place among urgent calls: its current final's arrival number, or the
+        next final's while a progress call stands in front of it (it inherits the final's
+        urgency, or it would hold that final back); None: nothing urgent."""
+        if self.ticket is not None:
+            return self.ticket
+        return self.final_tickets[0] if self.final_tickets else None
+
     wake: trio.Event = field(default_factory=trio.Event)
 
 
 class _GiveUp(Exception):
     """Internal: this item cannot be delivered (already logged and traced)."""
+
+
+def _never() -> int | None:
+    return None
 
 
 class _RateLimiter:
@@ -146,34 +166,37 @@ class _RateLimiter:
         self._limit = math.floor(rate) if rate > 0 else 0
         self._recent: deque[float] = deque()
         self._in_flight = 0
-        self._urgent_waiting = 0
+        self._urgent_waiting: list[int] = []  # the waiting urgent calls' tickets, ascending
         self._changed = trio.Event()
         self.paused_until = -math.inf
 
     @asynccontextmanager
-    async def slot(self, *, urgent: bool = True) -> AsyncIterator[None]:
+    async def slot(self, priority: Callable[[], int | None]) -> AsyncIterator[None]:
         """Wait for a free slot, then hold it for the call made inside the block.
 
-        Urgent calls (finals, callback answers) go first: a progress edit or a typing action
-        takes a free slot only while no urgent call waits, so under a flood the results
-        keep flowing and progress simply updates less often (its edits coalesce meanwhile).
+        `priority` returns a ticket for an urgent call (finals, callback answers; lower goes
+        first: tickets number the finals in the order they reached the sender) or None (a
+        progress edit or a typing action). Urgent calls go first, in ticket order; others
+        take a free slot only while no urgent call waits, so under a flood the results keep
+        flowing and progress simply updates less often (its edits coalesce meanwhile).
+        `priority` is asked again on every wake-up, as a call may become urgent.
         """
-        await self._acquire(urgent)
+        await self._acquire(priority)
         try:
             yield
         finally:
             self._in_flight -= 1
             if self._limit:
                 self._recent.append(trio.current_time())
-            self._wake()
+            self.wake()
 
-    def _wake(self) -> None:
+    def wake(self) -> None:
+        """Make waiters look again (a slot freed, or a waiter's urgency may have changed)."""
         self._changed.set()
         self._changed = trio.Event()
 
-    async def _acquire(self, urgent: bool) -> None:
-        if urgent:
-            self._urgent_waiting += 1
+    async def _acquire(self, priority: Callable[[], int | None]) -> None:
+        ticket: int | None = None
         try:
             while True:
                 now = trio.current_time()
@@ -182,19 +205,29 @@ class _RateLimiter:
                     continue
                 if not self._limit:
                     break
+                if ticket is None:
+                    ticket = priority()
+                    if ticket is not None:
+                        bisect.insort(self._urgent_waiting, ticket)
                 while self._recent and self._recent[0] + 1.0 <= now:  # the wake-up's sum
                     self._recent.popleft()
                 free = self._limit - self._in_flight - len(self._recent)
-                if free > 0 and (urgent or not self._urgent_waiting):
+                ahead = (
+                    len(self._urgent_waiting)
+                    if ticket is None
+                    else bisect.bisect_left(self._urgent_waiting, ticket)
+                )
+                if free > ahead:
                     break
                 if free <= 0 and self._recent:
-                    await trio.sleep_until(self._recent[0] + 1.0)
+                    with trio.move_on_at(self._recent[0] + 1.0):
+                        await self._changed.wait()
                 else:  # every slot in flight, or urgent calls first: wait for a change
                     await self._changed.wait()
         finally:
-            if urgent:
-                self._urgent_waiting -= 1
-                self._wake()
+            if ticket is not None:
+                self._urgent_waiting.remove(ticket)
+                self.wake()
         self._in_flight += 1
         await trio.lowlevel.checkpoint()
 
@@ -269,6 +302,8 @@ class _Sender:
         self.lanes: dict[int, _Lane] = {}
         self.migrated: dict[int, int] = {}
         self.limiter = _RateLimiter(global_rate)
+        self.arrivals = itertools.count()
+        """Tickets: finals are numbered as they arrive, and take rate slots in that order."""
 
     async def set_commands(self, commands: Sequence[tuple[str, str]]) -> None:
         """Best effort: the command menu is a convenience."""
@@ -276,6 +311,10 @@ class _Sender:
             await self._call(None, lambda: self.api.set_my_commands(commands))
         except (_GiveUp, TelegramBadRequest) as error:
             logger.warning("setMyCommands failed: %s", error)
+
+    def _fresh_ticket(self) -> int:
+        """A call outside the lanes (a callback answer, the command menu) is urgent too."""
+        return next(self.arrivals)
 
     def lane(self, chat_id: int) -> _Lane:
         chat_id = self.migrated.get(chat_id, chat_id)
@@ -303,7 +342,10 @@ class _Sender:
                 for slot in edits:
                     lane.queue.remove(slot)
                 lane.queue.append(message)
+                lane.final_tickets.append(next(self.arrivals))
                 lane.queue.extend(edits)
+                if lane.running:
+                    self.limiter.wake()  # a progress call of this lane now waits for a final
                 self._kick(lane, nursery)
             case UpdateLive():
                 lane = self.lane(message.chat_id)
@@ -358,12 +400,16 @@ class _Sender:
                         live = lane.live_text.pop(item, None)
                         if live is not None:
                             await self._deliver_live(lane, live)
-                    elif isinstance(item, SendReply):
+                        continue
+                    lane.ticket = lane.final_tickets.popleft()
+                    if isinstance(item, SendReply):
                         await self._deliver_reply(lane, item)
                     else:
                         await self._deliver_close(lane, item)
                 except _GiveUp:
                     continue
+                finally:
+                    lane.ticket = None
         finally:
             lane.running = False
             idle = not lane.queue and not lane.live_message and not lane.inactive
@@ -456,7 +502,6 @@ class _Sender:
                     chat_id, message_id, text, keyboard=live.keyboard
                 ),
                 preview=text,
-                urgent=False,
             )
         except TelegramBadRequest as error:
             if "not modified" in error.description:
@@ -475,7 +520,6 @@ class _Sender:
                     chat_id, text, keyboard=live.keyboard, message_thread_id=live.thread_id
                 ),
                 preview=text,
-                urgent=False,
             )
         except TelegramBadRequest as error:
             self._undelivered(lane.chat_id, str(error), text)
@@ -512,7 +556,7 @@ class _Sender:
     async def _chat_action(self, action: SendChatAction) -> None:
         chat_id = self.migrated.get(action.chat_id, action.chat_id)
         try:
-            async with self.limiter.slot(urgent=False):
+            async with self.limiter.slot(_never):
                 await self.api.send_chat_action(
                     chat_id, action.action, message_thread_id=action.thread_id
                 )
@@ -542,7 +586,6 @@ class _Sender:
         call: Callable[[int], Awaitable[T]],
         *,
         preview: str,
-        urgent: bool = True,
     ) -> T:
         """One call in `lane`'s chat: spacing, the global rate, and the retry ladder."""
         migrated_once = False
@@ -552,7 +595,7 @@ class _Sender:
             if wait_until > now:
                 await trio.sleep_until(wait_until)
             try:
-                return await self._call(lane, functools.partial(call, lane.chat_id), urgent=urgent)
+                return await self._call(lane, functools.partial(call, lane.chat_id))
             except TelegramChatMigrated as error:
                 if migrated_once:
                     self._undelivered(lane.chat_id, str(error), preview)
@@ -564,7 +607,9 @@ class _Sender:
                 raise _GiveUp from error
 
     async def _call(
-        self, lane: _Lane | None, call: Callable[[], Awaitable[T]], *, urgent: bool = True
+        self,
+        lane: _Lane | None,
+        call: Callable[[], Awaitable[T]],
     ) -> T:
         """Global rate, 429 pauses and bounded retries of transient failures."""
         transient_failures = 0
@@ -572,7 +617,8 @@ class _Sender:
             if lane is not None and lane.paused_until > trio.current_time():
                 await trio.sleep_until(lane.paused_until)
             try:
-                async with self.limiter.slot(urgent=urgent):
+                priority = lane.priority if lane is not None else self._fresh_ticket
+                async with self.limiter.slot(priority):
                     self.stats.calls += 1
                     try:
                         return await call()
@@ -629,6 +675,7 @@ class _Sender:
         lane.inactive = True
         pending = [item for item in lane.queue if not isinstance(item, str)]
         lane.queue.clear()
+        lane.final_tickets.clear()
         lane.live_text.clear()
         self.trace(
             TraceRecord(

@@ -144,6 +144,28 @@ async def test_finals_take_free_slots_before_progress_under_a_flood(
     assert max(finals) <= min(live[30:])  # then every result went ahead of progress
 
 
+async def test_finals_go_in_order_and_lift_the_progress_call_ahead_of_them(
+    sender: Sender, autojump_clock: trio.testing.MockClock
+) -> None:
+    await sender.wait(lambda api: bool(api.calls_of("setMyCommands")))
+    await trio.sleep(1.0)
+    await sender.put(*(SendReply(chat_id=1000 + n, markdown="result") for n in range(60)))
+    await sender.put(UpdateLive(chat_id=5, slot="run", text="working"))
+    await sender.put(SendReply(chat_id=5, markdown="chat 5 result"))
+    await sender.put(*(SendReply(chat_id=2000 + n, markdown="result") for n in range(180)))
+    await sender.wait(lambda api: len(api.calls_of("sendMessage")) == 242)
+    calls = sender.api.calls_of("sendMessage")
+    others = sorted((c.chat_id, c.at) for c in calls if c.text == "result")
+    # First come, first served across chats, to within one round of grants (calls that
+    # reach the sender in the same instant race for the free slots).
+    latest = list(itertools.accumulate((at for _, at in others), max))
+    assert all(latest[n] <= at + 1.0 for n, (_, at) in enumerate(others))
+    live_at = next(c.at for c in calls if c.text == "working")
+    # The progress message of chat 5 was waiting in front of chat 5's final, so it took the
+    # final's urgency instead of waiting for the flood of other finals to pass.
+    assert live_at < calls[-1].at - 3
+
+
 async def test_a_final_is_not_held_back_by_a_waiting_progress_edit(
     sender: Sender, autojump_clock: trio.testing.MockClock
 ) -> None:
