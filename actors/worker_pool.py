@@ -26,8 +26,11 @@ kill of the process group; memory grows with every thread and is never freed. So
   drained (no new threads; its conversations move on their next job) and restarted once idle.
 
 The pool's state is a plain object shared by the tasks of one trio run (no locks needed: it
-is only changed between checkpoints); waiters sleep on `_Pool.changed`, an event that is
-replaced on every change.
+is only changed between checkpoints). Jobs that find no worker wait in a FIFO queue; on every
+change the pool hands free workers to the waiters in arrival order, each by its own rules
+(its thread's worker, or any worker once ``affinity_wait`` is over), and wakes only those.
+Waking every waiter on every change cost O(waiters) per run: bench/scale.py saw the time
+grow 2.4x for twice the chats.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+from collections import deque
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Literal, Protocol, TypeAlias, final
@@ -129,6 +133,16 @@ CodexProcessFactory: TypeAlias = "Callable[[int], AbstractAsyncContextManager[Co
 RetireReason = Literal["cancelled", "died", "recycled", "timeout", "shutdown"]
 
 
+@dataclass(eq=False)
+class _Waiter:
+    """A job waiting for a worker; `granted` is filled in by `_Pool.dispatch`."""
+
+    job: CodexJob
+    affinity_deadline: float
+    granted: tuple[_Slot, bool] | None = None
+    woken: trio.Event = field(default_factory=trio.Event)
+
+
 @dataclass
 class _Slot:
     """One worker position; its process changes on every restart."""
@@ -185,16 +199,38 @@ class _Pool:
         self.recycle_rss_mb = recycle_rss_mb
         self.recycle_threads = recycle_threads
         self.trace = trace
-        self.changed = trio.Event()
-        self.waiting = 0
+        self.queue: deque[_Waiter] = deque()
         self.runs_started = 0
         self.runs_failed = 0
         self.restarts = 0
         self.closing = False
 
+    @property
+    def waiting(self) -> int:
+        return len(self.queue)
+
     def notify(self) -> None:
-        self.changed.set()
-        self.changed = trio.Event()
+        """Something changed (a worker freed, started, retired): serve the waiters."""
+        self.dispatch()
+
+    def dispatch(self) -> None:
+        """Hand free workers to waiting jobs, oldest first; wake only the served ones.
+
+        A worker is reserved for its waiter (``busy_with``) at once, so a later waiter or a
+        new job cannot take it before the waiter runs.
+        """
+        if not self.queue:
+            return
+        now = trio.current_time()
+        for waiter in list(self.queue):
+            if not any(slot.idle and not slot.draining for slot in self.slots):
+                return
+            choice = self._choose(waiter.job, affinity_over=now >= waiter.affinity_deadline)
+            if choice is not None:
+                choice[0].busy_with = waiter.job.conversation
+                waiter.granted = choice
+                self.queue.remove(waiter)
+                waiter.woken.set()
 
     # ------------------------------------------------------------------ workers
 
@@ -280,40 +316,61 @@ class _Pool:
             return None
         return min(candidates, key=lambda slot: (len(slot.hosted_threads), slot.worker_id))
 
+    def _choose(self, job: CodexJob, *, affinity_over: bool) -> tuple[_Slot, bool] | None:
+        """The worker `job` may take now, and whether it moves to a fresh thread; None: wait.
+
+        A conversation waits for the worker that owns its thread until its affinity time is
+        over, then takes any free worker; others take the least-loaded free worker.
+        """
+        owner = self._owner_of(job)
+        if owner is not None:
+            if owner.busy_with is None:
+                return owner, False
+            if not affinity_over:
+                return None
+            free = self._free_slot()
+            return (free, True) if free is not None else None
+        free = self._free_slot()
+        return (free, job.thread_id is not None) if free is not None else None
+
     async def _acquire(
         self, job: CodexJob, progress: trio.MemorySendChannel[CodexProgress]
     ) -> tuple[_Slot, bool]:
-        """A slot for `job`, and whether the job had to move to a fresh thread."""
-        told = False
-        wants_thread = job.thread_id is not None
-        affinity_deadline = trio.current_time() + self.affinity_wait
-        self.waiting += 1
+        """A worker for `job` (reserved for it), and whether the job moves to a fresh thread."""
+        if not self.queue:  # nobody is ahead: no need to queue
+            choice = self._choose(job, affinity_over=self.affinity_wait <= 0)
+            if choice is not None:
+                return choice
+        owner = self._owner_of(job)
+        _offer(progress, WaitingForWorker(worker_id=owner.worker_id if owner else None))
+        waiter = _Waiter(job, trio.current_time() + self.affinity_wait)
+        self.queue.append(waiter)
         try:
             while True:
-                owner = self._owner_of(job)
-                if owner is not None:
-                    if owner.busy_with is None:
-                        return owner, False
-                    if trio.current_time() >= affinity_deadline:
-                        free = self._free_slot()
-                        if free is not None:
-                            return free, True
-                else:
-                    free = self._free_slot()
-                    if free is not None:
-                        return free, wants_thread
-                if not told:
-                    told = True
-                    busy = owner.worker_id if owner is not None else None
-                    _offer(progress, WaitingForWorker(worker_id=busy))
-                changed = self.changed
-                if owner is not None and trio.current_time() < affinity_deadline:
-                    with trio.move_on_at(affinity_deadline):
-                        await changed.wait()
-                else:
-                    await changed.wait()
+                if waiter.granted is None:
+                    if trio.current_time() < waiter.affinity_deadline:
+                        with trio.move_on_at(waiter.affinity_deadline):
+                            await waiter.woken.wait()
+                    else:
+                        await waiter.woken.wait()
+                if waiter.granted is None:
+                    self.dispatch()  # its affinity time is over: any free worker will do
+                    continue
+                slot, moved = waiter.granted
+                if slot.ready:
+                    waiter.granted = None  # handed over to the caller
+                    return slot, moved
+                # The worker died between the grant and now: queue again, at the front.
+                slot.busy_with = None
+                waiter.granted, waiter.woken = None, trio.Event()
+                self.queue.appendleft(waiter)
+                self.dispatch()
         finally:
-            self.waiting -= 1
+            if waiter in self.queue:
+                self.queue.remove(waiter)
+            if waiter.granted is not None:  # cancelled after a grant: give the worker back
+                waiter.granted[0].busy_with = None
+                self.notify()
 
     async def run(
         self,
@@ -326,7 +383,7 @@ class _Pool:
         started = trio.current_time()
         slot, moved = await self._acquire(job, progress)
         process = slot.process
-        assert process is not None
+        assert process is not None  # `_acquire` hands over ready workers only
         if moved:
             reason = (
                 "your conversation's worker is gone"

@@ -23,6 +23,7 @@ from typing import Any
 import trio
 
 from harness import (
+    ReplyCounter,
     arguments,
     fake_codex,
     machine,
@@ -58,15 +59,6 @@ def result_delays(folder: Path, telegram: Any, wall_offset: float) -> list[float
     ]
 
 
-def finals(telegram: Any) -> int:
-    """Final replies the fake accepted (a reply sent as a document would not count: none is)."""
-    return sum(
-        1
-        for call in telegram.calls_of("sendMessage")
-        if call.status == 200 and str(call.params.get("text", "")).startswith(REPLY)
-    )
-
-
 async def main() -> None:
     args = arguments(__doc__.splitlines()[0], chats=100, messages=3, workers=8, codex_seconds=1.0)
     chats, messages, workers, codex_seconds = (
@@ -91,6 +83,7 @@ async def main() -> None:
         )
 
     expected = chats * messages
+    finals = ReplyCounter(REPLY)
     async with running_bot(config, enforce_flood_limits=True) as bot:
         started = trio.current_time()
         wall_offset = time.time() - started  # the bot's traces carry wall-clock times

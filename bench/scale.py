@@ -19,7 +19,16 @@ from typing import Any
 
 import trio
 
-from harness import arguments, fake_codex, machine, running_bot, save, table, write_config
+from harness import (
+    ReplyCounter,
+    arguments,
+    fake_codex,
+    machine,
+    running_bot,
+    save,
+    table,
+    write_config,
+)
 
 
 async def run_size(chats: int, messages: int, workers: int) -> dict[str, Any]:
@@ -45,13 +54,7 @@ async def run_size(chats: int, messages: int, workers: int) -> dict[str, Any]:
             for user in users:
                 bot.telegram.push_message(chat_id=user, user_id=user, text=f"c{user} m{m}")
 
-        def delivered(telegram: Any) -> int:
-            return sum(
-                1
-                for call in telegram.calls_of("sendMessage")
-                if str(call.params.get("text", "")).startswith("FAKE-REPLY")
-            )
-
+        delivered = ReplyCounter("FAKE-REPLY")
         with trio.move_on_after(600):
             await bot.telegram.wait_for(lambda t: delivered(t) >= expected)
         elapsed = trio.current_time() - started

@@ -354,3 +354,63 @@ async def test_statistics(autojump_clock: trio.testing.MockClock) -> None:
         assert stats.runs_failed == 0
         assert sum(w.threads for w in stats.workers) == 1
         assert {w.pid for w in stats.workers} == {p.pid for p in fakes.started}
+
+
+async def test_waiting_jobs_get_workers_in_arrival_order(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    fakes = FakeProcesses()
+    fakes.rule("work", delay=10)
+    async with pool_of(fakes, size=2) as pool:
+        runs = [Run(pool, job(f"work {n}", conversation=f"c{n}")) for n in range(12)]
+        finished: list[int] = []
+
+        async def run_and_note(n: int) -> None:
+            await runs[n]()
+            finished.append(n)
+
+        with trio.fail_after(CEILING):
+            async with trio.open_nursery() as nursery:
+                for n in range(12):
+                    nursery.start_soon(run_and_note, n)
+                    await trio.testing.wait_all_tasks_blocked()  # queued in this order
+                assert pool.statistics().waiting == 10
+        # Two at a time, first come first served: jobs 2k and 2k+1 end together at 10(k+1) s.
+        assert sorted(finished[:2]) == [0, 1]
+        assert [sorted(finished[k : k + 2]) for k in range(0, 12, 2)] == [
+            [k, k + 1] for k in range(0, 12, 2)
+        ]
+        assert all(isinstance(r.outcome, JobDone) for r in runs)
+        assert pool.statistics().waiting == 0
+
+
+async def test_a_job_cancelled_while_waiting_gives_its_turn_back(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    fakes = FakeProcesses()
+    fakes.rule("work", delay=10)
+    async with pool_of(fakes, size=1) as pool:
+        busy = Run(pool, job("work busy", conversation="c1"))
+        leaver = Run(pool, job("work leaver", conversation="c2"))
+        stayer = Run(pool, job("work stayer", conversation="c3"))
+        leaving = trio.CancelScope()
+
+        async def leave_early() -> None:
+            with leaving:
+                await leaver()
+
+        with trio.fail_after(CEILING):
+            async with trio.open_nursery() as nursery:
+                for task in (busy, leave_early, stayer):
+                    nursery.start_soon(task)
+                    await trio.testing.wait_all_tasks_blocked()
+                assert pool.statistics().waiting == 2
+                leaving.cancel()
+                await trio.testing.wait_all_tasks_blocked()
+                assert pool.statistics().waiting == 1
+                started = trio.current_time()
+                await stayer.done.wait()
+                assert trio.current_time() - started == pytest.approx(20)  # busy's rest + own
+        assert isinstance(stayer.outcome, JobDone)
+        assert leaver.outcome is None
+        assert [w.state for w in pool.statistics().workers] == ["idle"]

@@ -175,3 +175,26 @@ def test_plain_fallback_and_graphemes() -> None:
     assert html_to_plain("<b>a &lt; b</b> &amp; <i>c</i>") == "a < b & c"
     assert list(graphemes("e\u0301👍🏽🇺🇦x")) == ["e\u0301", "👍🏽", "🇺🇦", "x"]
     assert utf16_length("👍") == 2
+
+
+@pytest.mark.parametrize(
+    "markdown",
+    [
+        "short answer",
+        "  **bold** at the edges  \n\n",
+        "a list:\n\n- one\n- two 👩‍👩‍👧 🇩🇪\n\n```py\nx = 1 < 2 & 3\n```\n",
+        "> quoted `code` and [a link](https://example.com)",
+        "x" * (MESSAGE_LIMIT - 1) + "😀",  # exactly at the limit in UTF-16 units
+        "\n\n   \n",
+    ],
+)
+def test_the_one_chunk_shortcut_matches_the_full_walk(markdown: str) -> None:
+    from orchestrator.rendering import _split_walk
+
+    fragment = render_markdown(markdown)
+    assert split_html(fragment) == _split_walk(fragment, MESSAGE_LIMIT)
+
+
+def test_utf16_length_counts_astral_characters_twice() -> None:
+    assert utf16_length("a😀\u00e9") == 4
+    assert utf16_length("\ud800") == 1  # a lone surrogate is one unit
