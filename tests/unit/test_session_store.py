@@ -7,11 +7,14 @@ from typing import TYPE_CHECKING
 import trio
 import trio.testing
 
+from orchestrator import session_store
 from orchestrator.messages import SessionKey
 from orchestrator.session_store import SessionCounters, SessionState, SessionStore
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    import pytest
 
 
 async def test_round_trip_keeps_everything(tmp_path: Path) -> None:
@@ -79,8 +82,18 @@ async def test_concurrent_saves_of_different_keys(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*.tmp-*"))
 
 
-async def test_concurrent_saves_of_one_key_keep_the_newest(tmp_path: Path) -> None:
-    """A run finishing while a message arrives: two tasks of one chat save at once."""
+async def test_concurrent_saves_of_one_key_keep_the_newest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run finishing while messages arrive: tasks of one chat save at once."""
+    writes: list[bytes] = []
+    write = session_store.write_atomically
+
+    def counting_write(path: Path, data: bytes) -> None:
+        writes.append(data)
+        write(path, data)
+
+    monkeypatch.setattr(session_store, "write_atomically", counting_write)
     store = SessionStore(tmp_path)
     key = SessionKey(chat_id=7, user_id=7)
     async with trio.open_nursery() as nursery:
@@ -92,4 +105,5 @@ async def test_concurrent_saves_of_one_key_keep_the_newest(tmp_path: Path) -> No
     assert loaded.state is not None
     assert loaded.state.counters.runs == 29
     assert not list(tmp_path.glob("*.tmp-*"))
-    assert not store._locks  # nothing kept for an idle key
+    assert not store._keys  # nothing kept for an idle key
+    assert len(writes) == 2  # the first, then one with the newest of the 29 that piled up
