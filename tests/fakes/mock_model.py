@@ -21,11 +21,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import h11
 import trio
+
+from tests.fakes.http11 import Reply, serve_http
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    import h11
 
 KNOWN_MODEL = "gpt-5.2"
 
@@ -222,66 +225,15 @@ def _frame(events: list[tuple[str, dict[str, Any]]]) -> bytes:
 
 
 async def _serve(stream: trio.SocketStream, model: MockModel) -> None:
-    connection = h11.Connection(h11.SERVER)
-    try:
-        while True:
-            request = None
-            body = bytearray()
-            while True:
-                event = connection.next_event()
-                if event is h11.NEED_DATA:
-                    data = await stream.receive_some(65536)
-                    if not data:
-                        return
-                    connection.receive_data(bytes(data))
-                    continue
-                if isinstance(event, h11.Request):
-                    request = event
-                elif isinstance(event, h11.Data):
-                    body += event.data
-                elif isinstance(event, h11.EndOfMessage):
-                    break
-                else:
-                    return
-            assert request is not None
-            parsed = json.loads(body) if body else {}
-            model.requests.append(parsed)
-            payload: bytes | None
-            if not request.target.decode().rstrip("/").endswith("/responses"):
-                status, payload = 404, b'{"error":{"message":"not found"}}'
-                content_type = "application/json"
-            else:
-                status, payload = model.sse(model.next_turn(parsed))
-                content_type = "text/event-stream" if status == 200 else "application/json"
-            if payload is None:
-                await stream.send_all(
-                    connection.send(
-                        h11.Response(
-                            status_code=200, headers=[("content-type", "text/event-stream")]
-                        )
-                    )
-                )
-                await trio.sleep_forever()
-            await stream.send_all(
-                connection.send(
-                    h11.Response(
-                        status_code=status,
-                        headers=[
-                            ("content-type", content_type),
-                            ("content-length", str(len(payload))),
-                        ],
-                    )
-                )
-            )
-            await stream.send_all(connection.send(h11.Data(data=payload)))
-            await stream.send_all(connection.send(h11.EndOfMessage()))
-            if connection.our_state is h11.MUST_CLOSE:
-                return
-            connection.start_next_cycle()
-    except (trio.BrokenResourceError, trio.ClosedResourceError, h11.RemoteProtocolError):
-        return
-    finally:
-        await trio.aclose_forcefully(stream)
+    async def handle(request: h11.Request, body: bytes) -> Reply:
+        parsed = json.loads(body) if body else {}
+        model.requests.append(parsed)
+        if not request.target.decode().rstrip("/").endswith("/responses"):
+            return Reply(404, b'{"error":{"message":"not found"}}')
+        status, payload = model.sse(model.next_turn(parsed))
+        return Reply(status, payload, "text/event-stream" if status == 200 else "application/json")
+
+    await serve_http(stream, handle)
 
 
 @asynccontextmanager

@@ -31,11 +31,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import h11
 import trio
+
+from tests.fakes.http11 import Reply, serve_http
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
+
+    import h11
 
 CONFLICT = (
     "Conflict: terminated by other getUpdates request; "
@@ -649,52 +652,12 @@ def _parse_body(headers: dict[str, str], body: bytes) -> dict[str, Any]:
 
 
 async def _serve_connection(stream: trio.abc.Stream, fake: FakeTelegram) -> None:
-    connection = h11.Connection(h11.SERVER)
-    try:
-        while True:
-            request = None
-            body = bytearray()
-            while True:
-                event = connection.next_event()
-                if event is h11.NEED_DATA:
-                    data = await stream.receive_some(65536)
-                    connection.receive_data(bytes(data))
-                    if not data and connection.their_state is h11.DONE:
-                        return
-                    if not data:
-                        return
-                    continue
-                if isinstance(event, h11.Request):
-                    request = event
-                elif isinstance(event, h11.Data):
-                    body += event.data
-                elif isinstance(event, h11.EndOfMessage):
-                    break
-                elif isinstance(event, h11.ConnectionClosed):
-                    return
-            assert request is not None
-            status, payload = await _respond(fake, request, bytes(body))
-            content_type = "text/html" if payload.startswith(b"<html") else "application/json"
-            await stream.send_all(
-                connection.send(
-                    h11.Response(
-                        status_code=status,
-                        headers=[
-                            ("content-type", content_type),
-                            ("content-length", str(len(payload))),
-                        ],
-                    )
-                )
-            )
-            await stream.send_all(connection.send(h11.Data(data=payload)))
-            await stream.send_all(connection.send(h11.EndOfMessage()))
-            if connection.our_state is h11.MUST_CLOSE:
-                return
-            connection.start_next_cycle()
-    except (trio.BrokenResourceError, trio.ClosedResourceError, h11.RemoteProtocolError):
-        return
-    finally:
-        await trio.aclose_forcefully(stream)
+    async def handle(request: h11.Request, body: bytes) -> Reply:
+        status, payload = await _respond(fake, request, body)
+        content_type = "text/html" if payload.startswith(b"<html") else "application/json"
+        return Reply(status, payload, content_type)
+
+    await serve_http(stream, handle)
 
 
 async def _respond(fake: FakeTelegram, request: h11.Request, body: bytes) -> tuple[int, bytes]:
