@@ -581,11 +581,7 @@ class _Sender:
     # ------------------------------------------------------------------ the call ladder
 
     async def _in_chat(
-        self,
-        lane: _Lane,
-        call: Callable[[int], Awaitable[T]],
-        *,
-        preview: str,
+        self, lane: _Lane, call: Callable[[int], Awaitable[T]], *, preview: str
     ) -> T:
         """One call in `lane`'s chat: spacing, the global rate, and the retry ladder."""
         migrated_once = False
@@ -606,11 +602,7 @@ class _Sender:
                 self._mark_inactive(lane, preview)
                 raise _GiveUp from error
 
-    async def _call(
-        self,
-        lane: _Lane | None,
-        call: Callable[[], Awaitable[T]],
-    ) -> T:
+    async def _call(self, lane: _Lane | None, call: Callable[[], Awaitable[T]]) -> T:
         """Global rate, 429 pauses and bounded retries of transient failures."""
         transient_failures = 0
         while True:
