@@ -3,29 +3,22 @@ stdio, real signals, exit codes, and no process left behind."""
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
-import subprocess
-import sys
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import trio
 
+from tests.bot_process import running
 from tests.fakes.codex_script import FakeCodex
 from tests.fakes.telegram_server import open_fake_telegram
 from tests.procfs import living, read_pids, tree
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
     from pathlib import Path
 
 TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
 ALICE = 4242
 CEILING = 60
-ENTRY = "from cli.app import main; main()"
 
 
 def write_config(tmp_path: Path, base_url: str, fake: FakeCodex, pool_size: int = 2) -> Path:
@@ -58,60 +51,13 @@ default_mode = "single"
     return path
 
 
-async def read_all(process: trio.Process, into: bytearray) -> None:
-    assert process.stdout is not None
-    while chunk := await process.stdout.receive_some(65536):
-        into += chunk
-
-
-@dataclass
-class Bot:
-    process: trio.Process
-    output: bytearray
-
-    def text(self) -> str:
-        return self.output.decode(errors="replace")
-
-
-@asynccontextmanager
-async def running(config: Path, token: str = TOKEN) -> AsyncIterator[Bot]:
-    """`codex-orchestrator start` as a process, its output collected.
-
-    Whatever the test does, nothing outlives it: a bot still running at the end is killed
-    with its whole tree, and its output is printed so that a failure shows what it said.
-    """
-    env = {**os.environ, "TELEGRAM_BOT_TOKEN": token, "CODEX_CONF_PATH": str(config)}
-    process = await trio.lowlevel.open_process(
-        [sys.executable, "-c", ENTRY, "start"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        cwd=config.parent,
-    )
-    bot = Bot(process, bytearray())
-    try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(read_all, process, bot.output)
-            yield bot
-            with trio.fail_after(CEILING):
-                await process.wait()
-    finally:
-        if process.returncode is None:
-            for pid in tree(process.pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            with trio.CancelScope(shield=True):
-                await process.wait()
-        print(bot.text())
-
-
 async def test_message_reply_graceful_stop_and_no_orphans(tmp_path: Path) -> None:
     fake = FakeCodex(tmp_path / "codex")
     fake.rule("spawn", grandchild=True, reply="spawned a background job")
     with trio.fail_after(CEILING):
         async with open_fake_telegram(TOKEN) as tg:
             config = write_config(tmp_path, tg.base_url, fake)
-            async with running(config) as bot:
+            async with running(config, TOKEN) as bot:
                 await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
                 workers = tree(bot.process.pid) - {bot.process.pid}
                 assert len(workers) >= 2  # the pool is warm before the first poll
@@ -139,7 +85,7 @@ async def test_second_signal_forces_and_a_stranger_is_refused(tmp_path: Path) ->
     with trio.fail_after(CEILING):
         async with (
             open_fake_telegram(TOKEN) as tg,
-            running(write_config(tmp_path, tg.base_url, fake)) as bot,
+            running(write_config(tmp_path, tg.base_url, fake), TOKEN) as bot,
         ):
             await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
             tg.push_message(chat_id=999, user_id=999, text="let me in")
@@ -173,7 +119,7 @@ async def test_bad_config_exits_2(tmp_path: Path) -> None:
     config = tmp_path / "conf.toml"
     config.write_text("[codex]\npool_size = 'many'\n")
     with trio.fail_after(CEILING):
-        async with running(config) as bot:
+        async with running(config, TOKEN) as bot:
             pass
     assert bot.process.returncode == 2
     assert "codex.pool_size" in bot.text()

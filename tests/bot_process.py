@@ -1,0 +1,70 @@
+"""`codex-orchestrator start` as a real process for tests, with nothing left behind."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import trio
+
+from tests.procfs import tree
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from pathlib import Path
+
+ENTRY = "from cli.app import main; main()"
+
+
+@dataclass
+class Bot:
+    process: trio.Process
+    output: bytearray
+
+    def text(self) -> str:
+        return self.output.decode(errors="replace")
+
+
+async def _read_all(process: trio.Process, into: bytearray) -> None:
+    assert process.stdout is not None
+    while chunk := await process.stdout.receive_some(65536):
+        into += chunk
+
+
+@asynccontextmanager
+async def running(config: Path, token: str, *, exit_within: float = 60) -> AsyncIterator[Bot]:
+    """`codex-orchestrator start` as a process, its output collected.
+
+    After the body the bot has `exit_within` seconds to stop by itself. Whatever the test
+    does, nothing outlives it: a bot still running at the end is killed with its whole tree,
+    and its output is printed so that a failure shows what it said.
+    """
+    env = {**os.environ, "TELEGRAM_BOT_TOKEN": token, "CODEX_CONF_PATH": str(config)}
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-c", ENTRY, "start"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=config.parent,
+    )
+    bot = Bot(process, bytearray())
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_read_all, process, bot.output)
+            yield bot
+            with trio.fail_after(exit_within):
+                await process.wait()
+    finally:
+        if process.returncode is None:
+            for pid in tree(process.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            with trio.CancelScope(shield=True):
+                await process.wait()
+        print(bot.text())

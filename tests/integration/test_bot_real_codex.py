@@ -1,0 +1,237 @@
+"""The whole bot as a process, on the real Codex 0.153.4 and the mock model, driven through the
+fake Telegram Bot API over HTTP: an exec approval answered with the inline buttons, and
+``/cancel`` of a running command with every process it left checked in /proc."""
+
+from __future__ import annotations
+
+import signal
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from tests.bot_process import running
+from tests.fakes.mock_model import (
+    Shell,
+    Text,
+    Turn,
+    last_item_type,
+    last_user_text,
+    open_mock_model,
+    write_codex_home,
+)
+from tests.fakes.telegram_server import FakeTelegram, StoredMessage, open_fake_telegram
+from tests.procfs import living, tree
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
+ALICE = 4242
+CEILING = 150
+
+
+def write_config(
+    tmp_path: Path, *, telegram_url: str, codex: Path, codex_home: Path, sandbox: str
+) -> Path:
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    path = tmp_path / "conf.toml"
+    path.write_text(
+        f"""
+state_dir = "{tmp_path / "state"}"
+[telegram]
+allowed_users = [{ALICE}]
+api_base_url = "{telegram_url}"
+[telegram.polling]
+timeout = 5
+[codex]
+command = ["{codex}", "mcp-server"]
+pool_size = 2
+[codex.env]
+CODEX_HOME = "{codex_home}"
+[sessions]
+batch_window = 0.1
+[shutdown]
+drain_grace = 10
+[profiles.default]
+working_directory = "{work}"
+default_mode = "single"
+sandbox = "{sandbox}"
+approval_policy = "on-request"
+"""
+    )
+    return path
+
+
+def tool_output(body: dict[str, Any]) -> str:
+    """The output of the last function call in a Responses API request."""
+    for item in reversed(body.get("input", [])):
+        if item.get("type") == "function_call_output":
+            output = item.get("output", "")
+            return output if isinstance(output, str) else str(output)
+    return ""
+
+
+def model_turns(body: dict[str, Any]) -> Turn:
+    """Asks to escalate `touch` for prompts naming a file, sleeps for "sleep", else echoes."""
+    if last_item_type(body) == "function_call_output":
+        return [Text(f"Command finished. Output: {tool_output(body)[-300:]}")]
+    prompt = last_user_text(body)
+    for name in ("approved.txt", "denied.txt"):
+        if f"create {name}" in prompt:
+            return [Shell(f"touch {name}", escalated=True, justification=f"to create {name}")]
+    if "sleep for a while" in prompt:
+        return [Shell("sleep 300")]
+    return [Text(f"MOCK-REPLY: {prompt[-60:]}")]
+
+
+def buttons(message: StoredMessage) -> dict[str, str]:
+    """Button text → callback data of a message's inline keyboard."""
+    markup = message.reply_markup or {}
+    return {
+        button["text"]: button["callback_data"]
+        for row in markup.get("inline_keyboard", [])
+        for button in row
+    }
+
+
+def approval_asking(tg: FakeTelegram, file_name: str) -> StoredMessage | None:
+    for message in tg.messages(ALICE):
+        if f"touch {file_name}" in message.text and buttons(message):
+            return message
+    return None
+
+
+async def answer_approval(tg: FakeTelegram, file_name: str, button: str) -> StoredMessage:
+    """Wait for the approval message about `file_name`, then press `button` on it."""
+    await tg.wait_for(lambda t: approval_asking(t, file_name) is not None)
+    message = approval_asking(tg, file_name)
+    assert message is not None
+    assert "Codex asks to run" in message.text
+    assert set(buttons(message)) == {"✅ Approve", "✅ For session", "⛔ Deny"}
+    tg.push_callback(
+        chat_id=ALICE,
+        user_id=ALICE,
+        message_id=message.message_id,
+        data=buttons(message)[button],
+    )
+    return message
+
+
+def count_texts(tg: FakeTelegram, fragment: str) -> int:
+    return sum(fragment in text for text in tg.sent_texts(ALICE))
+
+
+def has_text(tg: FakeTelegram, fragment: str) -> bool:
+    return count_texts(tg, fragment) > 0
+
+
+async def test_exec_approval_round_trips_through_telegram_buttons(
+    codex_binary: Path, tmp_path: Path
+) -> None:
+    work = tmp_path / "work"
+    with trio.fail_after(CEILING):
+        async with open_mock_model() as model, open_fake_telegram(TOKEN) as tg:
+            model.responder = model_turns
+            home = write_codex_home(tmp_path / "home", model.base_url)
+            config = write_config(
+                tmp_path,
+                telegram_url=tg.base_url,
+                codex=codex_binary,
+                codex_home=home,
+                sandbox="read-only",
+            )
+            async with running(config, TOKEN) as bot:
+                await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="please create approved.txt")
+                approved = await answer_approval(tg, "approved.txt", "✅ Approve")
+                await tg.wait_for(lambda t: has_text(t, "Command finished"))
+                assert (work / "approved.txt").exists()
+                await tg.wait_for(lambda t: approved.text.startswith("✅ Approved: $ "))
+                assert not buttons(approved)  # the keyboard is gone once answered
+
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="please create denied.txt")
+                denied = await answer_approval(tg, "denied.txt", "⛔ Deny")
+                await tg.wait_for(
+                    lambda t: sum("Command finished" in m for m in t.sent_texts(ALICE)) == 2
+                )
+                assert not (work / "denied.txt").exists()
+                await tg.wait_for(lambda t: denied.text.startswith("⛔ Denied: $ "))
+                bot.process.send_signal(signal.SIGTERM)
+    assert bot.process.returncode == 0, bot.text()
+    answers = [call.params.get("text") for call in tg.calls_of("answerCallbackQuery")]
+    assert answers == ["Approved", "Denied"]
+    outputs = [tool_output(body) for body in model.requests if tool_output(body)]
+    assert "exited with code 0" in outputs[0]
+    assert "rejected" in outputs[-1].lower()  # what the model is told after a denial
+
+
+async def test_cancel_from_telegram_reaps_every_process_and_the_chat_goes_on(
+    codex_binary: Path, tmp_path: Path
+) -> None:
+    with trio.fail_after(CEILING):
+        async with open_mock_model() as model, open_fake_telegram(TOKEN) as tg:
+            model.responder = model_turns
+            home = write_codex_home(tmp_path / "home", model.base_url)
+            config = write_config(
+                tmp_path,
+                telegram_url=tg.base_url,
+                codex=codex_binary,
+                codex_home=home,
+                sandbox="danger-full-access",
+            )
+            async with running(config, TOKEN) as bot:
+                await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+                workers = tree(bot.process.pid) - {bot.process.pid}
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="hello first")
+                await tg.wait_for(lambda t: has_text(t, "MOCK-REPLY"))
+
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="now sleep for a while")
+                sleeper = await wait_for_sleep(bot.process.pid)
+                everything = tree(bot.process.pid)
+                busy = {pid for pid in workers if sleeper in tree(pid)}
+                assert len(busy) == 1, (workers, sleeper)
+                doomed = everything & set().union(*(tree(pid) for pid in busy)) | {sleeper}
+
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="/cancel")
+                await tg.wait_for(lambda t: has_text(t, "🛑 Cancelled after"))
+                await wait_until_gone(doomed)
+                assert living(workers - busy) == workers - busy  # the idle worker is untouched
+
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="and after the cancel")
+                await tg.wait_for(lambda t: count_texts(t, "MOCK-REPLY") == 2)
+                replacement = tree(bot.process.pid) - {bot.process.pid} - workers
+                assert replacement, "the killed worker was not replaced"
+                everything |= tree(bot.process.pid)
+                bot.process.send_signal(signal.SIGTERM)
+    assert bot.process.returncode == 0, bot.text()
+    assert living(everything - {bot.process.pid}) == set()
+    assert count_texts(tg, "no longer available") == 1  # told once that the session moved
+    last_prompt = last_user_text(model.requests[-1])
+    assert "and after the cancel" in last_prompt
+
+
+async def wait_for_sleep(root: int) -> int:
+    """The pid of the `sleep 300` Codex started somewhere under `root`."""
+    while True:
+        for pid in tree(root):
+            if cmdline(pid).startswith("sleep 300"):
+                return pid
+        await trio.sleep(0.05)
+
+
+async def wait_until_gone(pids: set[int]) -> None:
+    """The kill happens in the worker's task, just after the chat is told; allow 10 s."""
+    with trio.move_on_after(10):
+        while living(pids):  # noqa: ASYNC110 - /proc has no event to wait on
+            await trio.sleep(0.05)
+    assert living(pids) == set(), [cmdline(pid) for pid in living(pids)]
+
+
+def cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as file:
+            return file.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
