@@ -6,8 +6,11 @@ kill of the process group; memory grows with every thread and is never freed. So
 
 - **Warm.** ``size`` workers (one ``codex mcp-server`` each) are started and handshaken before
   `open_worker_pool` returns, i.e. before the poller takes the first message.
-- **One call per worker.** A worker hosts the threads of many conversations but runs one call
-  at a time, so a cancel kills exactly the cancelled run's worker.
+- **One call per worker by default.** A worker hosts the threads of many conversations but
+  runs ``calls_per_worker`` calls at a time (default 1), so a cancel kills exactly the
+  cancelled run's worker. With more, runs share a process (fewer workers for as many chats)
+  and a cancel or timeout of one ends the others on that worker too: they fail with a reply
+  saying so, and are never re-run behind the user's back.
 - **Affinity.** A job that continues a thread goes to the worker hosting it. If that worker is
   busy with another conversation the job waits its turn (the chat is told once with
   `WaitingForWorker`) for up to ``affinity_wait`` seconds, then moves: a fresh thread on a free
@@ -16,6 +19,7 @@ kill of the process group; memory grows with every thread and is never freed. So
   with the fewest threads.
 - **Cancel.** Cancelling the caller of `WorkerPoolHandle.run` kills the serving worker's whole
   process tree; its supervisor starts a replacement at once. Other workers are untouched.
+  A worker is "busy" for affinity once it runs ``calls_per_worker`` calls.
 - **Health.** Idle workers are pinged every ``ping_interval``; a failed ping or a worker that
   died is a crash: the supervisor restarts it with backoff and an intensity limit (too many
   crashes escalate: the pool, and with it the bot, stops with exit code 1).
@@ -145,11 +149,18 @@ class _Waiter:
 
 @dataclass
 class _Slot:
-    """One worker position; its process changes on every restart."""
+    """One worker position; its process changes on every restart.
+
+    `running` holds the conversation of every call in flight on it or reserved for a caller
+    that is about to start one; `stopped` is the pid and reason of its last incarnation, read
+    by the other runs that its kill ended.
+    """
 
     worker_id: int
+    capacity: int = 1
     process: CodexProcessLike | None = None
-    busy_with: str | None = None
+    running: list[str] = field(default_factory=list)
+    stopped: tuple[int, RetireReason] | None = None
     draining: bool = False
     hosted_threads: set[str] = field(default_factory=set)
     retire_reason: RetireReason | None = None
@@ -162,12 +173,24 @@ class _Slot:
 
     @property
     def idle(self) -> bool:
-        return self.ready and self.busy_with is None
+        """Ready with no call in flight (pinged, recycled and counted as idle)."""
+        return self.ready and not self.running
+
+    @property
+    def has_room(self) -> bool:
+        """Ready and able to take another call now."""
+        return self.ready and len(self.running) < self.capacity
 
     def retire_now(self, reason: RetireReason) -> None:
         if self.retire_reason is None:
             self.retire_reason = reason
         self.retire.set()
+
+    def retire_run_worker(self, process: CodexProcessLike, reason: RetireReason) -> None:
+        """Retire `process` if it is still this slot's: a run that ends after its worker was
+        already stopped (by another run's cancel) must not retire the replacement."""
+        if self.process is process:
+            self.retire_now(reason)
 
 
 @final
@@ -186,12 +209,13 @@ class _Pool:
         recycle_rss_mb: float,
         recycle_threads: int,
         trace: TraceEmit,
+        calls_per_worker: int = 1,
         cold_start: bool = False,
     ) -> None:
         self.factory = factory
         self.cold_start = cold_start
         self.cold_ids = itertools.count(size)
-        self.slots = [_Slot(worker_id) for worker_id in range(size)]
+        self.slots = [_Slot(worker_id, capacity=calls_per_worker) for worker_id in range(size)]
         self.affinity_wait = affinity_wait
         self.stall_timeout = stall_timeout
         self.request_timeout = request_timeout
@@ -216,18 +240,18 @@ class _Pool:
     def dispatch(self) -> None:
         """Hand free workers to waiting jobs, oldest first; wake only the served ones.
 
-        A worker is reserved for its waiter (``busy_with``) at once, so a later waiter or a
+        A worker is reserved for its waiter (``running``) at once, so a later waiter or a
         new job cannot take it before the waiter runs.
         """
         if not self.queue:
             return
         now = trio.current_time()
         for waiter in list(self.queue):
-            if not any(slot.idle and not slot.draining for slot in self.slots):
+            if not any(slot.has_room and not slot.draining for slot in self.slots):
                 return
             choice = self._choose(waiter.job, affinity_over=now >= waiter.affinity_deadline)
             if choice is not None:
-                choice[0].busy_with = waiter.job.conversation
+                choice[0].running.append(waiter.job.conversation)
                 waiter.granted = choice
                 self.queue.remove(waiter)
                 waiter.woken.set()
@@ -264,7 +288,8 @@ class _Pool:
                 await self._watch(slot, process)
             finally:
                 slot.process = None
-                reason = slot.retire_reason or "died"
+                reason: RetireReason = slot.retire_reason or "died"
+                slot.stopped = (process.pid, reason)
                 if reason in ("cancelled", "timeout", "died"):
                     with trio.CancelScope(shield=True):
                         await process.kill()
@@ -289,7 +314,7 @@ class _Pool:
             if slot.retire_reason is not None:
                 logger.info("worker %d retired: %s", slot.worker_id, slot.retire_reason)
                 return
-            if slot.busy_with is None:
+            if not slot.running:
                 with trio.move_on_after(PING_TIMEOUT) as ping_scope:
                     await process.ping()
                 if ping_scope.cancelled_caught:
@@ -311,10 +336,14 @@ class _Pool:
         return None
 
     def _free_slot(self) -> _Slot | None:
-        candidates = [slot for slot in self.slots if slot.idle and not slot.draining]
+        """The least-loaded worker with room: fewest calls in flight, then fewest threads."""
+        candidates = [slot for slot in self.slots if slot.has_room and not slot.draining]
         if not candidates:
             return None
-        return min(candidates, key=lambda slot: (len(slot.hosted_threads), slot.worker_id))
+        return min(
+            candidates,
+            key=lambda slot: (len(slot.running), len(slot.hosted_threads), slot.worker_id),
+        )
 
     def _choose(self, job: CodexJob, *, affinity_over: bool) -> tuple[_Slot, bool] | None:
         """The worker `job` may take now, and whether it moves to a fresh thread; None: wait.
@@ -324,7 +353,7 @@ class _Pool:
         """
         owner = self._owner_of(job)
         if owner is not None:
-            if owner.busy_with is None:
+            if owner.has_room:
                 return owner, False
             if not affinity_over:
                 return None
@@ -340,6 +369,7 @@ class _Pool:
         if not self.queue:  # nobody is ahead: no need to queue
             choice = self._choose(job, affinity_over=self.affinity_wait <= 0)
             if choice is not None:
+                choice[0].running.append(job.conversation)
                 return choice
         owner = self._owner_of(job)
         _offer(progress, WaitingForWorker(worker_id=owner.worker_id if owner else None))
@@ -361,7 +391,7 @@ class _Pool:
                     waiter.granted = None  # handed over to the caller
                     return slot, moved
                 # The worker died between the grant and now: queue again, at the front.
-                slot.busy_with = None
+                slot.running.remove(job.conversation)
                 waiter.granted, waiter.woken = None, trio.Event()
                 self.queue.appendleft(waiter)
                 self.dispatch()
@@ -369,7 +399,7 @@ class _Pool:
             if waiter in self.queue:
                 self.queue.remove(waiter)
             if waiter.granted is not None:  # cancelled after a grant: give the worker back
-                waiter.granted[0].busy_with = None
+                waiter.granted[0].running.remove(job.conversation)
                 self.notify()
 
     async def run(
@@ -395,7 +425,6 @@ class _Pool:
         elif job.thread_id is not None and job.worker_id != slot.worker_id:
             job = _fresh(job)
             moved = True
-        slot.busy_with = job.conversation
         self.runs_started += 1
         self.notify()
         last_event = [trio.current_time()]
@@ -419,7 +448,7 @@ class _Pool:
                     outcome = await process.call(job, on_event=on_event, on_approval=on_approval)
                     nursery.cancel_scope.cancel()
             if deadline.cancelled_caught:
-                slot.retire_now("timeout")
+                slot.retire_run_worker(process, "timeout")
                 outcome = JobFailed(
                     failure="timeout",
                     message=f"Codex did not finish within {self.request_timeout:g} s; stopped it",
@@ -427,14 +456,15 @@ class _Pool:
                     thread_id=job.thread_id,
                 )
         finally:
-            slot.busy_with = None
+            slot.running.remove(job.conversation)
             if outcome is None:
                 # Cancelled mid-call (by the chat or a shutdown): the process is unusable.
-                slot.retire_now("cancelled")
+                slot.retire_run_worker(process, "cancelled")
             elif isinstance(outcome, JobFailed):
                 self.runs_failed += 1
                 if outcome.failure == "worker_died":
-                    slot.retire_now("died")
+                    slot.retire_run_worker(process, "died")
+                    outcome = _explain_shared_stop(outcome, slot, process)
             elif outcome is not None and isinstance(outcome, JobDone):
                 slot.hosted_threads.add(outcome.thread_id)
             self._maybe_recycle(slot, process)
@@ -503,7 +533,7 @@ class _Pool:
                 await trio.sleep(self.stall_timeout)
 
     def _maybe_recycle(self, slot: _Slot, process: CodexProcessLike) -> None:
-        if slot.retire_reason is not None:
+        if slot.retire_reason is not None or slot.process is not process:
             return
         too_many = process.threads >= self.recycle_threads
         too_big = self.recycle_rss_mb > 0 and process.rss_mb() >= self.recycle_rss_mb
@@ -515,7 +545,7 @@ class _Pool:
                 process.threads,
                 process.rss_mb(),
             )
-            if slot.busy_with is None:
+            if not slot.running:
                 slot.retire_now("recycled")
 
     def statistics(self) -> PoolStatistics:
@@ -527,7 +557,7 @@ class _Pool:
                 state = "starting"
             elif not process.alive:
                 state = "dead"
-            elif slot.busy_with is not None:
+            elif slot.running:
                 state = "busy"
             elif slot.draining:
                 state = "draining"
@@ -539,7 +569,7 @@ class _Pool:
                     state=state,
                     threads=process.threads if process else 0,
                     pid=process.pid if process else None,
-                    conversation=slot.busy_with,
+                    conversation=", ".join(slot.running) or None,
                 )
             )
         return PoolStatistics(
@@ -549,6 +579,26 @@ class _Pool:
             runs_failed=self.runs_failed,
             restarts=self.restarts,
         )
+
+
+def _explain_shared_stop(failed: JobFailed, slot: _Slot, process: CodexProcessLike) -> JobFailed:
+    """Say why a run died when its worker was stopped for another run on it.
+
+    Only with ``calls_per_worker`` > 1: a cancel or timeout kills the process and with it
+    every call in flight there. The run is not retried (it may have changed files already).
+    """
+    if slot.stopped is None or slot.stopped[0] != process.pid:
+        return failed
+    why = {"cancelled": "cancel", "timeout": "time limit"}.get(slot.stopped[1])
+    if why is None:
+        return failed
+    return JobFailed(
+        failure="worker_died",
+        message=f"the Codex worker it shared was stopped for another request's {why}; "
+        "send it again to retry",
+        worker_id=failed.worker_id,
+        thread_id=failed.thread_id,
+    )
 
 
 def _fresh(job: CodexJob) -> CodexJob:
@@ -624,8 +674,8 @@ async def open_worker_pool(
 ) -> AsyncIterator[WorkerPoolHandle]:
     """Start `size` warm workers, yield the handle, and stop them all on exit.
 
-    ``calls_per_worker`` other than 1 is accepted for configuration compatibility but one
-    call per worker is what makes cancel safe; more would share a process between runs.
+    ``calls_per_worker`` calls run at once on one worker; 1 (the default) is what keeps a
+    cancel from touching other runs.
     ``cold_start`` reproduces the original product (a server per request) for benchmarks;
     the warm workers are still started (``size`` may be 1) but not used.
 
@@ -648,8 +698,6 @@ async def open_worker_pool(
         WorkerStartError: a worker could not be started at all (bad command, not a Codex).
         RestartIntensityExceeded: a worker kept crashing.
     """
-    if calls_per_worker != 1:
-        logger.warning("codex.calls_per_worker=%d: running one call per worker", calls_per_worker)
     pool = _Pool(
         factory,
         size=size,
@@ -660,6 +708,7 @@ async def open_worker_pool(
         recycle_rss_mb=recycle_rss_mb,
         recycle_threads=recycle_threads,
         trace=trace,
+        calls_per_worker=calls_per_worker,
         cold_start=cold_start,
     )
     async with trio.open_nursery() as nursery:

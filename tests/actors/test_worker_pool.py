@@ -414,3 +414,80 @@ async def test_a_job_cancelled_while_waiting_gives_its_turn_back(
         assert isinstance(stayer.outcome, JobDone)
         assert leaver.outcome is None
         assert [w.state for w in pool.statistics().workers] == ["idle"]
+
+
+async def test_calls_per_worker_runs_that_many_calls_on_one_worker(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    fakes = FakeProcesses()
+    fakes.rule("work", delay=10)
+    async with pool_of(fakes, size=1, calls_per_worker=2) as pool:
+        runs = [Run(pool, job(f"work {n}", conversation=f"c{n}")) for n in range(3)]
+        with trio.fail_after(CEILING):
+            async with trio.open_nursery() as nursery:
+                for run in runs:
+                    nursery.start_soon(run)
+                    await trio.testing.wait_all_tasks_blocked()
+                assert fakes.in_flight == 2
+                [worker] = pool.statistics().workers
+                assert worker.state == "busy"
+                assert worker.conversation == "c0, c1"
+                assert pool.statistics().waiting == 1
+                started = trio.current_time()
+                await runs[2].done.wait()
+                assert trio.current_time() - started == pytest.approx(20)
+        assert all(isinstance(run.outcome, JobDone) for run in runs)
+        assert not any(isinstance(e, WaitingForWorker) for e in runs[0].progress + runs[1].progress)
+        assert any(isinstance(e, WaitingForWorker) for e in runs[2].progress)
+        assert len(fakes.started) == 1
+
+
+async def test_a_conversation_joins_its_busy_worker_while_it_has_room(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    fakes = FakeProcesses()
+    fakes.rule("slow", delay=100)
+    async with pool_of(fakes, size=2, calls_per_worker=2) as pool:
+        first = await run_one(pool, job("hello"))
+        assert isinstance(first.outcome, JobDone)
+        owner = first.outcome.worker_id
+        continued = Run(pool, job("slow again", thread_id=first.outcome.thread_id, worker_id=owner))
+        async with trio.open_nursery() as nursery:
+            # Least loaded first: c2 takes the worker without threads, c3 the owner.
+            for task in (Run(pool, job("slow 2", "c2")), Run(pool, job("slow 3", "c3")), continued):
+                nursery.start_soon(task)
+                await trio.testing.wait_all_tasks_blocked()
+            workers = pool.statistics().workers
+            assert workers[owner].conversation == "c3, c1"  # c1 joined instead of waiting
+            assert workers[1 - owner].conversation == "c2"
+        assert isinstance(continued.outcome, JobDone)
+        assert not continued.outcome.moved
+        assert continued.outcome.thread_id == first.outcome.thread_id
+        assert not any(isinstance(e, WaitingForWorker) for e in continued.progress)
+
+
+async def test_a_cancel_on_a_shared_worker_ends_its_other_run_with_the_reason(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    fakes = FakeProcesses()
+    fakes.rule("forever", hang=True)
+    fakes.rule("steady", delay=50)
+    async with pool_of(fakes, size=1, calls_per_worker=2) as pool:
+        steady = Run(pool, job("steady work", conversation="c2"))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(steady)
+            await trio.testing.wait_all_tasks_blocked()
+            with trio.move_on_after(5):
+                await run_one(pool, job("forever loop"))
+            await trio.testing.wait_all_tasks_blocked()
+        assert isinstance(steady.outcome, JobFailed)
+        assert steady.outcome.failure == "worker_died"
+        assert "another request's cancel" in steady.outcome.message
+        first, replacement = fakes.started
+        assert first.killed
+        assert replacement.alive
+        assert pool.statistics().restarts == 1
+        after = await run_one(pool, job("after", conversation="c3"))
+        assert isinstance(after.outcome, JobDone)
+        assert after.outcome.worker_id == 0
+        assert replacement.calls[-1].prompt == "after"

@@ -52,9 +52,16 @@ class FakeProcess:
     closed: bool = False
     thread_ids: set[str] = field(default_factory=set)
     calls: list[CodexJob] = field(default_factory=list)
+    in_flight: set[trio.CancelScope] = field(default_factory=set)
 
     def rss_mb(self) -> float:
         return self.rss
+
+    def die(self) -> None:
+        """Like the real process exiting: every call in flight ends as ``worker_died``."""
+        self.alive = False
+        for scope in self.in_flight:
+            scope.cancel()
 
     async def call(
         self,
@@ -66,8 +73,13 @@ class FakeProcess:
         self.calls.append(job)
         self.owner.in_flight += 1
         try:
-            return await self._call(job, on_event, on_approval)
+            with trio.CancelScope() as scope:
+                self.in_flight.add(scope)
+                if self.alive:
+                    return await self._call(job, on_event, on_approval)
+            return JobFailed(failure="worker_died", message="died", worker_id=self.worker_id)
         finally:
+            self.in_flight.discard(scope)
             self.owner.in_flight -= 1
 
     async def _call(self, job, on_event, on_approval) -> JobOutcome:
@@ -88,7 +100,7 @@ class FakeProcess:
             await trio.sleep(rule.silent_for)
             on_event(AgentMessageDelta(text="back"))
         if rule.die:
-            self.alive = False
+            self.die()
             return JobFailed(failure="worker_died", message="died", worker_id=self.worker_id)
         if rule.hang:
             await trio.sleep_forever()
@@ -114,7 +126,7 @@ class FakeProcess:
             await trio.sleep_forever()
 
     async def kill(self) -> None:
-        self.alive = False
+        self.die()
         self.killed = True
 
 
@@ -156,4 +168,4 @@ class FakeProcesses:
             yield process
         finally:
             process.closed = True
-            process.alive = False
+            process.die()

@@ -3,22 +3,31 @@
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import trio
 
+from actors.worker_pool import open_worker_pool
 from cli.doctor_probe import probe_worker
-from orchestrator.edges.codex_mcp import open_codex_process
+from orchestrator.edges.codex_mcp import CodexProcess, open_codex_process
 from orchestrator.messages import (
+    AgentMessageDelta,
     ApprovalAsk,
     ApprovalDecision,
+    ApprovalRequest,
     CodexJob,
     CodexProgress,
     CommandStarted,
     JobDone,
+    JobOutcome,
 )
 from tests.fakes.mock_model import Shell, Text, open_mock_model, write_codex_home
 from tests.procfs import living, tree
+
+if TYPE_CHECKING:
+    from contextlib import AbstractAsyncContextManager
 
 CEILING = 120
 
@@ -135,3 +144,74 @@ async def test_cancel_kills_codex_and_the_commands_it_started(
                 assert any("sleep" in command for command in commands), commands
                 await codex.kill()
                 assert living(everything) == set()
+
+
+async def test_two_calls_at_once_on_one_worker_get_their_own_replies(
+    codex_binary: Path, tmp_path: Path
+) -> None:
+    """``calls_per_worker = 2``: the edge routes each result and event by its request id."""
+    with trio.fail_after(CEILING):
+        async with open_mock_model() as model:
+            home = write_codex_home(tmp_path / "home", model.base_url)
+
+            def factory(worker_id: int) -> AbstractAsyncContextManager[CodexProcess]:
+                return open_codex_process(
+                    [str(codex_binary), "mcp-server"],
+                    env=environment(home),
+                    worker_id=worker_id,
+                    stderr_log=tmp_path / "codex.log",
+                )
+
+            async with open_worker_pool(
+                factory,
+                size=1,
+                calls_per_worker=2,
+                affinity_wait=30,
+                stall_timeout=60,
+                request_timeout=60,
+                ping_interval=30,
+                recycle_rss_mb=0,
+                recycle_threads=100,
+                rng=random.Random(0),
+                trace=lambda record: None,
+            ) as pool:
+                outcomes: dict[str, JobOutcome] = {}
+                events: dict[str, list[CodexProgress]] = {}
+                sharing: list[str | None] = []  # who the worker serves at each first event
+
+                async def collect(name: str, out: trio.MemoryReceiveChannel[CodexProgress]) -> None:
+                    async for event in out:
+                        if not events[name]:
+                            sharing.append(pool.statistics().workers[0].conversation)
+                        events[name].append(event)
+
+                async def run(name: str) -> None:
+                    events[name] = []
+                    progress, progress_out = trio.open_memory_channel[CodexProgress](1000)
+                    approvals, _ = trio.open_memory_channel[ApprovalRequest](1)
+                    job = CodexJob(
+                        conversation=name,
+                        prompt=f"question from {name}",
+                        cwd=str(tmp_path),
+                        sandbox="read-only",
+                        approval_policy="never",
+                    )
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(collect, name, progress_out)
+                        with progress:
+                            outcomes[name] = await pool.run(
+                                job, progress=progress, approvals=approvals
+                            )
+
+                async with trio.open_nursery() as nursery:
+                    for name in ("alpha", "beta"):
+                        nursery.start_soon(run, name)
+    in_flight = [sorted((names or "").split(", ")) for names in sharing]
+    assert in_flight == [["alpha", "beta"]] * 2  # both calls were in flight at once
+    for name in ("alpha", "beta"):
+        outcome = outcomes[name]
+        assert isinstance(outcome, JobDone), outcome
+        assert outcome.text == f"MOCK-REPLY: question from {name}"
+        deltas = "".join(e.text for e in events[name] if isinstance(e, AgentMessageDelta))
+        assert deltas == outcome.text  # no event of the other call leaked in
+    assert outcomes["alpha"].thread_id != outcomes["beta"].thread_id
