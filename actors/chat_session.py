@@ -559,13 +559,10 @@ class _Chat:
             approvals=approvals_send,
         )
         try:
-            instructions = _INSTRUCTIONS.get(profile)
-            if instructions is None:
-                if self.deps.store.offload:
-                    instructions = await trio.to_thread.run_sync(instructions_for, profile)
-                else:
-                    instructions = instructions_for(profile)
-                _INSTRUCTIONS[profile] = instructions
+            if self.deps.store.offload:
+                instructions = await trio.to_thread.run_sync(current_instructions, profile)
+            else:
+                instructions = current_instructions(profile)
         except (OSError, ValueError) as problem:
             instructions = None
             error = f"cannot read the profile's instruction files: {problem}"
@@ -805,9 +802,35 @@ class _Chat:
         )
 
 
-_INSTRUCTIONS: dict[Profile, RoleInstructions] = {}
-"""Role instructions per profile, read once per process: prompt files are configuration
-(edit them, then restart the bot), and reading four files per request costs latency."""
+_FileStamp = tuple[int, int] | None
+_INSTRUCTIONS: dict[Profile, tuple[tuple[_FileStamp, ...], RoleInstructions]] = {}
+"""Role instructions per profile with the stamps of the files they came from: reading up to
+five files per request costs latency, a stat of each does not."""
+
+
+def _prompt_files(profile: Profile) -> list[Path]:
+    named = [profile.system_prompt_file, *msgspec.structs.astuple(profile.role_prompts)]
+    return [Path(path) for path in named if path]
+
+
+def _stamp(path: Path) -> _FileStamp:
+    try:
+        status = path.stat()
+    except OSError:
+        return None  # reading it will say what is wrong
+    return status.st_mtime_ns, status.st_size
+
+
+def current_instructions(profile: Profile) -> RoleInstructions:
+    """`instructions_for` cached per profile, read again once one of its files changed:
+    an edited prompt file applies from the next request, without a restart."""
+    stamps = tuple(_stamp(path) for path in _prompt_files(profile))
+    cached = _INSTRUCTIONS.get(profile)
+    if cached is not None and cached[0] == stamps:
+        return cached[1]
+    instructions = instructions_for(profile)
+    _INSTRUCTIONS[profile] = (stamps, instructions)
+    return instructions
 
 
 def instructions_for(profile: Profile) -> RoleInstructions:

@@ -17,7 +17,7 @@ import trio.testing
 
 from actors import chat_commands, router
 from actors.worker_pool import open_worker_pool
-from orchestrator.config import Config, Profile, SessionsConfig, TelegramConfig
+from orchestrator.config import Config, Profile, RolePrompts, SessionsConfig, TelegramConfig
 from orchestrator.messages import (
     AnswerCallback,
     ApprovalAsk,
@@ -153,10 +153,10 @@ def make_config(tmp_path: Path, **sessions) -> Config:
 
 @asynccontextmanager
 async def running_bot(
-    tmp_path: Path, fakes: FakeProcesses | None = None, **sessions
+    tmp_path: Path, fakes: FakeProcesses | None = None, config: Config | None = None, **sessions
 ) -> AsyncIterator[Bot]:
     fakes = fakes or FakeProcesses()
-    bot = Bot(tmp_path, fakes, make_config(tmp_path, **sessions))
+    bot = Bot(tmp_path, fakes, config or make_config(tmp_path, **sessions))
     sender_send, sender_receive = trio.open_memory_channel[SenderMsg](1000)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(bot.collect, sender_receive)
@@ -664,3 +664,32 @@ async def test_trace_records_cover_a_run(
     start = next(t for t in bot.traces if t.event == "run_start")
     assert start.preview == "trace me"
     assert SessionState.__struct_fields__  # schema stays importable for docs
+
+
+async def test_an_edited_prompt_file_applies_from_the_next_request(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    system = tmp_path / "system.md"
+    developer = tmp_path / "developer.md"
+    system.write_text("House rules v1.")
+    developer.write_text("Developer rules v1.")
+    config = make_config(tmp_path)
+    profile = msgspec.structs.replace(
+        config.profiles["default"],
+        system_prompt_file=str(system),
+        role_prompts=RolePrompts(developer=str(developer)),
+    )
+    config = msgspec.structs.replace(config, profiles={"default": profile})
+    async with running_bot(tmp_path, config=config) as bot:
+        await bot.say(ALICE, "first")
+        await bot.wait_reply(ALICE, "FAKE: first")
+        developer.write_text("Developer rules v2, now longer.")
+        await bot.say(ALICE, "/new")
+        await bot.wait_reply(ALICE, "new conversation")
+        await bot.say(ALICE, "second")
+        await bot.wait_reply(ALICE, "FAKE: second")
+    first, second = [job for p in bot.fakes.started for job in p.calls]
+    assert first.developer_instructions.startswith("House rules v1.")
+    assert "Developer rules v1." in first.developer_instructions
+    assert "Developer rules v2, now longer." in second.developer_instructions
+    assert "Developer rules v1." not in second.developer_instructions
