@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Final
 import trio
 from mcp import ClientSession, StdioServerParameters, stdio_client
 
-from cli.doctor import CheckResult
+from cli.doctor import PIN_FIX, CheckResult
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -47,12 +47,16 @@ async def probe_worker(
             )
         except Exception as error:  # the probe reports every failure as a row
             errlog.seek(0)
-            last_line = (errlog.read().strip().splitlines() or [""])[-1][:160]
+            said = errlog.read()
+            last_line = (said.strip().splitlines() or [""])[-1][:160]
+            no_subcommand = "unrecognized subcommand" in said and "mcp-server" in said
             return CheckResult(
                 check=name,
                 status="FAIL",
                 detail=f"did not start: {error.__class__.__name__} {last_line}".strip(),
-                fix="run codex.command by hand to see why; it must be `codex mcp-server`",
+                fix=PIN_FIX
+                if no_subcommand
+                else "run codex.command by hand to see why; it must be `codex mcp-server`",
             )
     missing = REQUIRED_TOOLS - tools
     server = f"{init.server_info.name} {init.server_info.version}"

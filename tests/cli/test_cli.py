@@ -145,18 +145,29 @@ def test_doctor_with_a_broken_config(tmp_path: Path) -> None:
 
 def test_doctor_flags_a_codex_without_mcp_server(tmp_path: Path) -> None:
     fake_codex = tmp_path / "codex"
-    fake_codex.write_text("#!/bin/sh\necho 'codex-cli 0.160.0'\n")
+    fake_codex.write_text(  # what Codex 0.154.0 and later answer
+        "#!/bin/sh\n"
+        'if [ "$1" = mcp-server ]; then\n'
+        "  echo \"error: unrecognized subcommand 'mcp-server'\" >&2; exit 2\n"
+        "fi\n"
+        "echo 'codex-cli 0.160.0'\n"
+    )
     fake_codex.chmod(0o755)
     path = tmp_path / "conf.toml"
-    path.write_text(f"[codex]\ncommand = ['{fake_codex}', 'mcp-server']\n")
+    path.write_text(f"[codex]\ncommand = ['{fake_codex}', 'mcp-server']\npool_size = 1\n")
     ctx = doctor.DoctorContext(config_path=path, environ={"PATH": "/usr/bin:/bin"})
     import trio
 
-    rows = trio.run(doctor.run_checks, [doctor.check_config, doctor.check_codex_command], ctx)
+    checks = [doctor.check_config, doctor.check_codex_command, doctor.check_worker_pool]
+    rows = trio.run(doctor.run_checks, checks, ctx)
     version_row = next(row for row in rows if row.check == "codex version")
     assert version_row.status == "FAIL"
     assert "0.160.0" in version_row.detail
     assert "0.153.4" in version_row.fix
+    worker_row = next(row for row in rows if row.check == "worker 0")
+    assert worker_row.status == "FAIL"
+    assert "unrecognized subcommand" in worker_row.detail
+    assert worker_row.fix == doctor.PIN_FIX
 
 
 def test_doctor_missing_codex_command(tmp_path: Path) -> None:

@@ -1,15 +1,17 @@
 """The whole bot as a process, on the real Codex 0.153.4 and the mock model, driven through the
-fake Telegram Bot API over HTTP: an exec approval answered with the inline buttons, and
-``/cancel`` of a running command with every process it left checked in /proc."""
+fake Telegram Bot API over HTTP: an exec approval answered with the inline buttons,
+``/cancel`` of a running command with every process it left checked in /proc, and `doctor`."""
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 from typing import TYPE_CHECKING, Any
 
 import trio
 
-from tests.bot_process import running
+from tests.bot_process import ENTRY, running
 from tests.fakes.mock_model import (
     Shell,
     Text,
@@ -210,6 +212,34 @@ async def test_cancel_from_telegram_reaps_every_process_and_the_chat_goes_on(
     assert count_texts(tg, "no longer available") == 1  # told once that the session moved
     last_prompt = last_user_text(model.requests[-1])
     assert "and after the cancel" in last_prompt
+
+
+async def test_doctor_passes_against_the_real_codex(codex_binary: Path, tmp_path: Path) -> None:
+    with trio.fail_after(CEILING):
+        async with open_mock_model() as model, open_fake_telegram(TOKEN) as tg:
+            config = write_config(
+                tmp_path,
+                telegram_url=tg.base_url,
+                codex=codex_binary,
+                codex_home=write_codex_home(tmp_path / "home", model.base_url),
+                sandbox="workspace-write",
+            )
+            result = await trio.run_process(
+                [sys.executable, "-c", ENTRY, "doctor", "--config", str(config)],
+                env={**os.environ, "TELEGRAM_BOT_TOKEN": TOKEN},
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+            )
+    output = (result.stdout + result.stderr).decode()
+    assert result.returncode == 0, output
+    assert "All checks passed." in output
+    lines = output.splitlines()
+    assert any("codex version" in line and "0.153.4" in line for line in lines), output
+    assert any("custom model provider" in line for line in lines), output
+    workers = [line for line in lines if "worker " in line and "codex-reply" in line]
+    assert len(workers) == 2, output  # pool_size workers started and listed both tools
+    assert TOKEN not in output
 
 
 async def wait_for_sleep(root: int) -> int:

@@ -22,6 +22,7 @@ from orchestrator.messages import (
     CommandStarted,
     JobDone,
     JobOutcome,
+    RunStarted,
 )
 from tests.fakes.mock_model import Shell, Text, open_mock_model, write_codex_home
 from tests.procfs import living, tree
@@ -86,6 +87,9 @@ async def test_smoke_initialize_list_call_reply(codex_binary: Path, tmp_path: Pa
                 assert second.thread_id == first.thread_id
                 pid = codex.pid
     assert any("hello there" in str(request.get("input")) for request in model.requests)
+    assert first.usage.total_tokens == 18  # the mock's usage, from the token_count event
+    assert isinstance(events[0], RunStarted)
+    assert AgentMessageDelta(text="Hello from the mock model") in events
     assert living({pid}) == set()
 
 
