@@ -12,14 +12,13 @@ kill of the process group; memory grows with every thread and is never freed. So
   and a cancel or timeout of one ends the others on that worker too: they fail with a reply
   saying so, and are never re-run behind the user's back.
 - **Affinity.** A job that continues a thread goes to the worker hosting it. If that worker is
-  busy with another conversation the job waits its turn (the chat is told once with
-  `WaitingForWorker`) for up to ``affinity_wait`` seconds, then moves: a fresh thread on a free
-  worker with the job's context preamble (`ThreadMoved`, ``JobDone.moved``). A job whose worker
-  is gone (crash, cancel, recycle) moves the same way. New conversations go to the idle worker
-  with the fewest threads.
+  busy (running ``calls_per_worker`` calls of others) the job waits its turn (the chat is told
+  once with `WaitingForWorker`) for up to ``affinity_wait`` seconds, then moves: a fresh thread
+  on a free worker with the job's context preamble (`ThreadMoved`, ``JobDone.moved``). A job
+  whose worker is gone (crash, cancel, recycle) moves the same way. New conversations go to
+  the worker with the fewest calls in flight, then the fewest threads.
 - **Cancel.** Cancelling the caller of `WorkerPoolHandle.run` kills the serving worker's whole
   process tree; its supervisor starts a replacement at once. Other workers are untouched.
-  A worker is "busy" for affinity once it runs ``calls_per_worker`` calls.
 - **Health.** Idle workers are pinged every ``ping_interval``; a failed ping or a worker that
   died is a crash: the supervisor restarts it with backoff and an intensity limit (too many
   crashes escalate: the pool, and with it the bot, stops with exit code 1).

@@ -23,7 +23,13 @@ import trio
 
 from harness import arguments, fake_codex, machine, running_bot, save, summary, table, write_config
 from tests.fakes.codex_install import CACHE, ensure_codex
-from tests.fakes.mock_model import Text, last_user_text, open_mock_model, write_codex_home
+from tests.fakes.mock_model import (
+    Text,
+    codex_env,
+    last_user_text,
+    open_mock_model,
+    write_codex_home,
+)
 
 
 async def run_arm(
@@ -46,7 +52,7 @@ async def run_arm(
             if cold and cold_via_npx:
                 # The original product: npx (here offline, from the local install) per request.
                 command = ["npx", "--prefix", str(CACHE), "--no-install", "codex", "mcp-server"]
-            env = {"CODEX_HOME": str(home)}
+            env = codex_env(home)
         else:
             fake = fake_codex(folder)
             command, env = list(fake.argv()), fake.env({})

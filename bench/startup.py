@@ -22,7 +22,7 @@ import trio
 
 from harness import arguments, fake_codex, machine, running_bot, save, summary, table, write_config
 from tests.fakes.codex_install import ensure_codex
-from tests.fakes.mock_model import open_mock_model, write_codex_home
+from tests.fakes.mock_model import codex_env, open_mock_model, write_codex_home
 
 
 def console_script() -> list[str]:
@@ -50,7 +50,7 @@ async def start_ms(starts: int, real_codex: Path | None) -> list[float]:
         async with open_mock_model() as model:
             if real_codex is not None:
                 home = write_codex_home(folder / "home", model.base_url)
-                command, env = [str(real_codex), "mcp-server"], {"CODEX_HOME": str(home)}
+                command, env = [str(real_codex), "mcp-server"], codex_env(home)
             else:
                 fake = fake_codex(folder)
                 command, env = list(fake.argv()), fake.env({})

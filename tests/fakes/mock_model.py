@@ -280,3 +280,14 @@ def write_codex_home(path: Path, base_url: str, **overrides: str) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     (path / "config.toml").write_text(codex_home_config(base_url, **overrides))
     return path
+
+
+def codex_env(home: Path) -> dict[str, str]:
+    """CODEX_HOME and HOME for a real Codex under test, both the folder `write_codex_home` made.
+
+    Codex runs commands in the user's login shell (``bash -lc``). With the machine's HOME that
+    shell reads the user's profile; one that runs ``pyenv rehash`` leaves its lock file behind
+    when a test kills the shell mid-rehash (a cancel does exactly that), and every later login
+    shell on the machine then waits 60 s for the lock. A HOME of its own reads no profile.
+    """
+    return {"CODEX_HOME": str(home), "HOME": str(home)}

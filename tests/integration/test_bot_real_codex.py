@@ -13,6 +13,7 @@ import trio
 
 from tests.bot_process import ENTRY, running
 from tests.fakes.mock_model import (
+    Patch,
     Shell,
     Text,
     Turn,
@@ -51,6 +52,7 @@ command = ["{codex}", "mcp-server"]
 pool_size = 2
 [codex.env]
 CODEX_HOME = "{codex_home}"
+HOME = "{codex_home}"  # see codex_env
 [sessions]
 batch_window = 0.1
 [shutdown]
@@ -75,10 +77,15 @@ def tool_output(body: dict[str, Any]) -> str:
 
 
 def model_turns(body: dict[str, Any]) -> Turn:
-    """Asks to escalate `touch` for prompts naming a file, sleeps for "sleep", else echoes."""
+    """Asks to escalate `touch` for prompts naming a file, patches notes.txt, sleeps for
+    "sleep", else echoes."""
     if last_item_type(body) == "function_call_output":
         return [Text(f"Command finished. Output: {tool_output(body)[-300:]}")]
+    if last_item_type(body) == "custom_tool_call_output":
+        return [Text("Patch step finished.")]
     prompt = last_user_text(body)
+    if "patch notes.txt" in prompt:
+        return [Patch("*** Begin Patch\n*** Add File: notes.txt\n+from the patch\n*** End Patch\n")]
     for name in ("approved.txt", "denied.txt"):
         if f"create {name}" in prompt:
             return [Shell(f"touch {name}", escalated=True, justification=f"to create {name}")]
@@ -97,19 +104,18 @@ def buttons(message: StoredMessage) -> dict[str, str]:
     }
 
 
-def approval_asking(tg: FakeTelegram, file_name: str) -> StoredMessage | None:
+def approval_asking(tg: FakeTelegram, about: str) -> StoredMessage | None:
     for message in tg.messages(ALICE):
-        if f"touch {file_name}" in message.text and buttons(message):
+        if "Codex asks" in message.text and about in message.text and buttons(message):
             return message
     return None
 
 
-async def answer_approval(tg: FakeTelegram, file_name: str, button: str) -> StoredMessage:
-    """Wait for the approval message about `file_name`, then press `button` on it."""
-    await tg.wait_for(lambda t: approval_asking(t, file_name) is not None)
-    message = approval_asking(tg, file_name)
+async def answer_approval(tg: FakeTelegram, about: str, button: str) -> StoredMessage:
+    """Wait for the approval message that mentions `about`, then press `button` on it."""
+    await tg.wait_for(lambda t: approval_asking(t, about) is not None)
+    message = approval_asking(tg, about)
     assert message is not None
-    assert "Codex asks to run" in message.text
     assert set(buttons(message)) == {"✅ Approve", "✅ For session", "⛔ Deny"}
     tg.push_callback(
         chat_id=ALICE,
@@ -147,23 +153,34 @@ async def test_exec_approval_round_trips_through_telegram_buttons(
                 await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
 
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="please create approved.txt")
-                approved = await answer_approval(tg, "approved.txt", "✅ Approve")
+                approved = await answer_approval(tg, "$ touch approved.txt", "✅ Approve")
                 await tg.wait_for(lambda t: has_text(t, "Command finished"))
-                assert (work / "approved.txt").exists()
+                assert (work / "approved.txt").exists(), (
+                    tg.sent_texts(ALICE),
+                    [tool_output(b) for b in model.requests],
+                )
                 await tg.wait_for(lambda t: approved.text.startswith("✅ Approved: $ "))
                 assert not buttons(approved)  # the keyboard is gone once answered
 
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="please create denied.txt")
-                denied = await answer_approval(tg, "denied.txt", "⛔ Deny")
+                denied = await answer_approval(tg, "$ touch denied.txt", "⛔ Deny")
                 await tg.wait_for(
                     lambda t: sum("Command finished" in m for m in t.sent_texts(ALICE)) == 2
                 )
                 assert not (work / "denied.txt").exists()
                 await tg.wait_for(lambda t: denied.text.startswith("⛔ Denied: $ "))
+
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="please patch notes.txt")
+                patched = await answer_approval(tg, "• ", "✅ For session")
+                assert "change files" in patched.text
+                assert str(work / "notes.txt") in patched.text
+                await tg.wait_for(lambda t: has_text(t, "Patch step finished."))
+                assert (work / "notes.txt").read_text() == "from the patch\n"
+                await tg.wait_for(lambda t: patched.text.startswith("✅ Approved for this session"))
                 bot.process.send_signal(signal.SIGTERM)
     assert bot.process.returncode == 0, bot.text()
     answers = [call.params.get("text") for call in tg.calls_of("answerCallbackQuery")]
-    assert answers == ["Approved", "Denied"]
+    assert answers == ["Approved", "Denied", "Approved"]
     outputs = [tool_output(body) for body in model.requests if tool_output(body)]
     assert "exited with code 0" in outputs[0]
     assert "rejected" in outputs[-1].lower()  # what the model is told after a denial

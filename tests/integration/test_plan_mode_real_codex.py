@@ -20,6 +20,7 @@ from tests.fakes.mock_model import (
     Item,
     Patch,
     Text,
+    codex_env,
     last_item_type,
     last_user_text,
     open_mock_model,
@@ -68,7 +69,7 @@ async def test_plan_mode_edits_a_file_in_a_git_repository(
         async with open_mock_model() as model:
             model.responder = by_role
             home = write_codex_home(tmp_path / "home", model.base_url)
-            env = {**os.environ, "CODEX_HOME": str(home)}
+            env = {**os.environ, **codex_env(home)}
 
             def factory(worker_id: int):
                 return open_codex_process(

@@ -24,7 +24,7 @@ from orchestrator.messages import (
     JobOutcome,
     RunStarted,
 )
-from tests.fakes.mock_model import Shell, Text, open_mock_model, write_codex_home
+from tests.fakes.mock_model import Shell, Text, codex_env, open_mock_model, write_codex_home
 from tests.procfs import living, tree
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ def cmdline(pid: int) -> str:
 
 
 def environment(home: Path) -> dict[str, str]:
-    return {**os.environ, "CODEX_HOME": str(home)}
+    return {**os.environ, **codex_env(home)}
 
 
 async def deny(ask: ApprovalAsk) -> ApprovalDecision:
