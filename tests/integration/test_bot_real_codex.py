@@ -134,7 +134,7 @@ def has_text(tg: FakeTelegram, fragment: str) -> bool:
     return count_texts(tg, fragment) > 0
 
 
-async def test_exec_approval_round_trips_through_telegram_buttons(
+async def test_exec_and_patch_approvals_round_trip_through_telegram_buttons(
     codex_binary: Path, tmp_path: Path
 ) -> None:
     work = tmp_path / "work"
