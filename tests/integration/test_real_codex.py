@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import random
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 
-from actors.worker_pool import open_worker_pool
+from actors.worker_pool import WorkerPoolHandle, open_worker_pool
 from cli.doctor_probe import probe_worker
 from orchestrator.edges.codex_mcp import CodexProcess, open_codex_process
 from orchestrator.messages import (
@@ -18,16 +19,26 @@ from orchestrator.messages import (
     ApprovalDecision,
     ApprovalRequest,
     CodexJob,
+    CodexNotice,
     CodexProgress,
     CommandStarted,
     JobDone,
+    JobFailed,
     JobOutcome,
     RunStarted,
 )
-from tests.fakes.mock_model import Shell, Text, codex_env, open_mock_model, write_codex_home
+from tests.fakes.mock_model import (
+    Hang,
+    Shell,
+    Text,
+    codex_env,
+    open_mock_model,
+    write_codex_home,
+)
 from tests.procfs import living, tree
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
     from contextlib import AbstractAsyncContextManager
 
 CEILING = 120
@@ -150,6 +161,45 @@ async def test_cancel_kills_codex_and_the_commands_it_started(
                 assert living(everything) == set()
 
 
+@asynccontextmanager
+async def real_pool(
+    codex_binary: Path, home: Path, tmp_path: Path, **options: Any
+) -> AsyncIterator[WorkerPoolHandle]:
+    """A worker pool of real Codex processes; `options` override the pool's settings."""
+
+    def factory(worker_id: int) -> AbstractAsyncContextManager[CodexProcess]:
+        return open_codex_process(
+            [str(codex_binary), "mcp-server"],
+            env=environment(home),
+            worker_id=worker_id,
+            stderr_log=tmp_path / f"codex-{worker_id}.log",
+        )
+
+    settings: dict[str, Any] = {
+        "size": 1,
+        "affinity_wait": 30,
+        "stall_timeout": 60,
+        "request_timeout": 60,
+        "ping_interval": 30,
+        "recycle_rss_mb": 0,
+        "recycle_threads": 100,
+    } | options
+    async with open_worker_pool(
+        factory, rng=random.Random(0), trace=lambda record: None, **settings
+    ) as pool:
+        yield pool
+
+
+def read_only_job(conversation: str, prompt: str, cwd: Path) -> CodexJob:
+    return CodexJob(
+        conversation=conversation,
+        prompt=prompt,
+        cwd=str(cwd),
+        sandbox="read-only",
+        approval_policy="never",
+    )
+
+
 async def test_two_calls_at_once_on_one_worker_get_their_own_replies(
     codex_binary: Path, tmp_path: Path
 ) -> None:
@@ -157,28 +207,7 @@ async def test_two_calls_at_once_on_one_worker_get_their_own_replies(
     with trio.fail_after(CEILING):
         async with open_mock_model() as model:
             home = write_codex_home(tmp_path / "home", model.base_url)
-
-            def factory(worker_id: int) -> AbstractAsyncContextManager[CodexProcess]:
-                return open_codex_process(
-                    [str(codex_binary), "mcp-server"],
-                    env=environment(home),
-                    worker_id=worker_id,
-                    stderr_log=tmp_path / "codex.log",
-                )
-
-            async with open_worker_pool(
-                factory,
-                size=1,
-                calls_per_worker=2,
-                affinity_wait=30,
-                stall_timeout=60,
-                request_timeout=60,
-                ping_interval=30,
-                recycle_rss_mb=0,
-                recycle_threads=100,
-                rng=random.Random(0),
-                trace=lambda record: None,
-            ) as pool:
+            async with real_pool(codex_binary, home, tmp_path, calls_per_worker=2) as pool:
                 outcomes: dict[str, JobOutcome] = {}
                 events: dict[str, list[CodexProgress]] = {}
                 sharing: list[str | None] = []  # who the worker serves at each first event
@@ -193,13 +222,7 @@ async def test_two_calls_at_once_on_one_worker_get_their_own_replies(
                     events[name] = []
                     progress, progress_out = trio.open_memory_channel[CodexProgress](1000)
                     approvals, _ = trio.open_memory_channel[ApprovalRequest](1)
-                    job = CodexJob(
-                        conversation=name,
-                        prompt=f"question from {name}",
-                        cwd=str(tmp_path),
-                        sandbox="read-only",
-                        approval_policy="never",
-                    )
+                    job = read_only_job(name, f"question from {name}", tmp_path)
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(collect, name, progress_out)
                         with progress:
@@ -219,3 +242,45 @@ async def test_two_calls_at_once_on_one_worker_get_their_own_replies(
         deltas = "".join(e.text for e in events[name] if isinstance(e, AgentMessageDelta))
         assert deltas == outcome.text  # no event of the other call leaked in
     assert outcomes["alpha"].thread_id != outcomes["beta"].thread_id
+
+
+async def test_a_silent_model_gets_a_stall_warning_then_the_time_limit(
+    codex_binary: Path, tmp_path: Path
+) -> None:
+    """The model sends headers and then nothing: Codex waits silently (CODEX.md), so the
+    stall guard warns and ``request_timeout`` ends the run and replaces the worker."""
+    with trio.fail_after(CEILING):
+        async with open_mock_model() as model:
+            home = write_codex_home(tmp_path / "home", model.base_url)
+            model.script([Hang()])
+            async with real_pool(
+                codex_binary, home, tmp_path, stall_timeout=1.5, request_timeout=4
+            ) as pool:
+                hung_pid = pool.statistics().workers[0].pid
+                assert hung_pid is not None
+                everything = tree(hung_pid)
+                progress, progress_out = trio.open_memory_channel[CodexProgress](1000)
+                approvals, _ = trio.open_memory_channel[ApprovalRequest](1)
+                began = trio.current_time()
+                with progress:
+                    outcome = await pool.run(
+                        read_only_job("c", "say something", tmp_path),
+                        progress=progress,
+                        approvals=approvals,
+                    )
+                took = trio.current_time() - began
+                events = [event async for event in progress_out]
+                after = await pool.run(
+                    read_only_job("c2", "and now?", tmp_path),
+                    progress=trio.open_memory_channel[CodexProgress](1000)[0],
+                    approvals=approvals,
+                )
+    assert isinstance(outcome, JobFailed), outcome
+    assert outcome.failure == "timeout"
+    assert 4 <= took < 10
+    warnings = [e for e in events if isinstance(e, CodexNotice) and e.level == "warning"]
+    assert len(warnings) == 1, events  # once per silence, not every stall_timeout
+    assert "/cancel" in warnings[0].message
+    assert living(everything) == set()  # the timed-out worker is gone
+    assert isinstance(after, JobDone), after  # its replacement answers
+    assert after.worker_id == 0
