@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -284,3 +285,60 @@ async def test_a_silent_model_gets_a_stall_warning_then_the_time_limit(
     assert living(everything) == set()  # the timed-out worker is gone
     assert isinstance(after, JobDone), after  # its replacement answers
     assert after.worker_id == 0
+
+
+async def test_a_worker_killed_mid_command_fails_the_run_and_leaves_nothing(
+    codex_binary: Path, tmp_path: Path
+) -> None:
+    """SIGKILL of the server orphans the command it setsid-ed; the pool still reaps it."""
+    with trio.fail_after(CEILING):
+        async with open_mock_model() as model:
+            home = write_codex_home(tmp_path / "home", model.base_url)
+            model.script([Shell("sleep 300")])
+            async with real_pool(codex_binary, home, tmp_path) as pool:
+                progress, progress_out = trio.open_memory_channel[CodexProgress](1000)
+                approvals, _ = trio.open_memory_channel[ApprovalRequest](1)
+                job = CodexJob(
+                    conversation="c",
+                    prompt="run a long command",
+                    cwd=str(tmp_path),
+                    sandbox="danger-full-access",
+                    approval_policy="never",
+                )
+                outcome: list[JobOutcome] = []
+                async with trio.open_nursery() as nursery:
+
+                    async def run() -> None:
+                        with progress:
+                            outcome.append(
+                                await pool.run(job, progress=progress, approvals=approvals)
+                            )
+
+                    nursery.start_soon(run)
+                    async for event in progress_out:
+                        if isinstance(event, CommandStarted):
+                            break
+                    await trio.sleep(0.5)  # let bash start its sleep (a real process)
+                    server = pool.statistics().workers[0].pid
+                    assert server is not None
+                    everything = tree(server)
+                    assert any(cmdline(pid).startswith("sleep 300") for pid in everything)
+                    os.kill(server, signal.SIGKILL)
+                    killed_at = trio.current_time()
+                    async for _ in progress_out:
+                        pass
+                reply_after = trio.current_time() - killed_at
+                with trio.move_on_after(10):  # the pool reaps in the worker's teardown
+                    while living(everything):  # noqa: ASYNC110 - /proc has no event to wait on
+                        await trio.sleep(0.05)
+                left = living(everything)
+                after = await pool.run(
+                    read_only_job("c2", "still there?", tmp_path),
+                    progress=trio.open_memory_channel[CodexProgress](1000)[0],
+                    approvals=approvals,
+                )
+    assert isinstance(outcome[0], JobFailed), outcome
+    assert outcome[0].failure == "worker_died"
+    assert reply_after < 10  # the issue's bound for a run whose worker died
+    assert left == set(), [cmdline(pid) for pid in left]
+    assert isinstance(after, JobDone), after
