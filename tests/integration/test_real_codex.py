@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import trio
 
 from actors.worker_pool import WorkerPoolHandle, open_worker_pool
@@ -33,6 +34,7 @@ from tests.fakes.mock_model import (
     Shell,
     Text,
     codex_env,
+    last_user_text,
     open_mock_model,
     write_codex_home,
 )
@@ -342,3 +344,42 @@ async def test_a_worker_killed_mid_command_fails_the_run_and_leaves_nothing(
     assert reply_after < 10  # the bound for a run whose worker died
     assert left == set(), [cmdline(pid) for pid in left]
     assert isinstance(after, JobDone), after
+
+
+async def test_a_worker_past_its_thread_limit_is_recycled_and_its_threads_move(
+    codex_binary: Path, tmp_path: Path
+) -> None:
+    with trio.fail_after(CEILING):
+        async with open_mock_model() as model:
+            home = write_codex_home(tmp_path / "home", model.base_url)
+            async with real_pool(codex_binary, home, tmp_path, recycle_threads=2) as pool:
+                approvals, _ = trio.open_memory_channel[ApprovalRequest](1)
+
+                async def ask(job: CodexJob) -> JobOutcome:
+                    progress = trio.open_memory_channel[CodexProgress](1000)[0]
+                    return await pool.run(job, progress=progress, approvals=approvals)
+
+                first_pid = pool.statistics().workers[0].pid
+                first = await ask(read_only_job("a", "first thread", tmp_path))
+                assert isinstance(first, JobDone), first
+                second = await ask(read_only_job("b", "second thread", tmp_path))
+                assert isinstance(second, JobDone), second
+                continued = await ask(
+                    msgspec.structs.replace(
+                        read_only_job("a", "back to the first", tmp_path),
+                        thread_id=first.thread_id,
+                        worker_id=first.worker_id,
+                        context_preamble="Context: the first thread",
+                    )
+                )
+                second_pid = pool.statistics().workers[0].pid
+                restarts = pool.statistics().restarts
+    assert first_pid is not None
+    assert second_pid is not None
+    assert second_pid != first_pid  # recycled after its second thread
+    assert living({first_pid}) == set()
+    assert restarts == 1
+    assert isinstance(continued, JobDone), continued
+    assert continued.moved  # a fresh thread on the new process, with the preamble
+    assert continued.thread_id != first.thread_id
+    assert "Context: the first thread" in last_user_text(model.requests[-1])
