@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import trio
+
 from orchestrator.edges.processes import alive, descendants
 
 if TYPE_CHECKING:
@@ -25,3 +27,24 @@ def read_pids(path: Path) -> set[int]:
     if not path.exists():
         return set()
     return {int(line) for line in path.read_text().split() if line.strip()}
+
+
+def cmdline(pid: int) -> str:
+    """The command line of `pid`, arguments joined by spaces; "" once it is gone."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as file:
+            return file.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+async def wait_until_gone(pids: set[int], *, within: float = 10) -> set[int]:
+    """Wait up to `within` seconds for `pids` to exit; return those still alive.
+
+    For kills that happen in another task or process after the event a test can see (a
+    worker's teardown runs after the chat is told): /proc has nothing to wait on, so poll.
+    """
+    with trio.move_on_after(within):
+        while living(pids):  # noqa: ASYNC110 - /proc has no event to wait on
+            await trio.sleep(0.05)
+    return living(pids)

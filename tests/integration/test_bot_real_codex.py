@@ -23,7 +23,7 @@ from tests.fakes.mock_model import (
     write_codex_home,
 )
 from tests.fakes.telegram_server import FakeTelegram, StoredMessage, open_fake_telegram
-from tests.procfs import living, tree
+from tests.procfs import cmdline, living, tree, wait_until_gone
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -164,9 +164,7 @@ async def test_exec_and_patch_approvals_round_trip_through_telegram_buttons(
 
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="please create denied.txt")
                 denied = await answer_approval(tg, "$ touch denied.txt", "⛔ Deny")
-                await tg.wait_for(
-                    lambda t: sum("Command finished" in m for m in t.sent_texts(ALICE)) == 2
-                )
+                await tg.wait_for(lambda t: count_texts(t, "Command finished") == 2)
                 assert not (work / "denied.txt").exists()
                 await tg.wait_for(lambda t: denied.text.startswith("⛔ Denied: $ "))
 
@@ -215,7 +213,8 @@ async def test_cancel_from_telegram_reaps_every_process_and_the_chat_goes_on(
 
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="/cancel")
                 await tg.wait_for(lambda t: has_text(t, "🛑 Cancelled after"))
-                await wait_until_gone(doomed)
+                left = await wait_until_gone(doomed)
+                assert left == set(), [cmdline(pid) for pid in left]
                 assert living(workers - busy) == workers - busy  # the idle worker is untouched
 
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="and after the cancel")
@@ -266,19 +265,3 @@ async def wait_for_sleep(root: int) -> int:
             if cmdline(pid).startswith("sleep 300"):
                 return pid
         await trio.sleep(0.05)
-
-
-async def wait_until_gone(pids: set[int]) -> None:
-    """The kill happens in the worker's task, just after the chat is told; allow 10 s."""
-    with trio.move_on_after(10):
-        while living(pids):  # noqa: ASYNC110 - /proc has no event to wait on
-            await trio.sleep(0.05)
-    assert living(pids) == set(), [cmdline(pid) for pid in living(pids)]
-
-
-def cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as file:
-            return file.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""

@@ -6,7 +6,6 @@ import os
 import random
 import signal
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -38,20 +37,14 @@ from tests.fakes.mock_model import (
     open_mock_model,
     write_codex_home,
 )
-from tests.procfs import living, tree
+from tests.procfs import cmdline, living, tree, wait_until_gone
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from contextlib import AbstractAsyncContextManager
+    from pathlib import Path
 
 CEILING = 120
-
-
-def cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
-    except OSError:
-        return ""
 
 
 def environment(home: Path) -> dict[str, str]:
@@ -330,10 +323,7 @@ async def test_a_worker_killed_mid_command_fails_the_run_and_leaves_nothing(
                     async for _ in progress_out:
                         pass
                 reply_after = trio.current_time() - killed_at
-                with trio.move_on_after(10):  # the pool reaps in the worker's teardown
-                    while living(everything):  # noqa: ASYNC110 - /proc has no event to wait on
-                        await trio.sleep(0.05)
-                left = living(everything)
+                left = await wait_until_gone(everything)  # reaped in the worker's teardown
                 after = await pool.run(
                     read_only_job("c2", "still there?", tmp_path),
                     progress=trio.open_memory_channel[CodexProgress](1000)[0],
