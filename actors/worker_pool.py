@@ -20,8 +20,11 @@ kill of the process group; memory grows with every thread and is never freed. So
 - **Cancel.** Cancelling the caller of `WorkerPoolHandle.run` kills the serving worker's whole
   process tree; its supervisor starts a replacement at once. Other workers are untouched.
 - **Health.** Idle workers are pinged every ``ping_interval``; a failed ping or a worker that
-  died is a crash: the supervisor restarts it with backoff and an intensity limit (too many
-  crashes escalate: the pool, and with it the bot, stops with exit code 1).
+  died is a crash: the supervisor restarts it with backoff and an intensity limit. A worker
+  that keeps crashing past the limit never takes the bot down (DESIGN.md): its position gives
+  up, rests `WORKER_COOLDOWN` seconds and starts over. While no position can serve, jobs fail
+  at once with the reason instead of waiting. Only the very first start of a worker fails
+  the pool (a bad command: the bot must not come up half-broken).
 - **Stall and timeout.** No event for ``stall_timeout`` → a warning to the chat (once per
   silence); ``request_timeout`` → the run is stopped, its worker killed and replaced, and the
   caller gets ``JobFailed("timeout")``.
@@ -48,7 +51,7 @@ from typing import TYPE_CHECKING, Final, Literal, Protocol, TypeAlias, final
 
 import trio
 
-from orchestrator.errors import WorkerUnavailable
+from orchestrator.errors import RestartIntensityExceeded, WorkerUnavailable
 from orchestrator.messages import (
     ApprovalDecision,
     ApprovalRequest,
@@ -77,6 +80,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PING_TIMEOUT",
+    "WORKER_COOLDOWN",
     "WORKER_POLICY",
     "CodexProcessFactory",
     "CodexProcessLike",
@@ -92,7 +96,12 @@ PING_TIMEOUT: Final = 10.0
 WORKER_POLICY: Final = RestartPolicy(
     intensity=5, period=60.0, backoff_initial=0.5, backoff_max=30.0
 )
-"""Crash restarts per worker: 5 within a minute escalate (STYLE.md §2.6)."""
+"""Crash restarts per worker: 5 within a minute make its supervisor give up (STYLE.md §2.6)."""
+
+WORKER_COOLDOWN: Final = 60.0
+"""Seconds a worker position rests after its supervisor gave up, before it starts over: a
+crash loop (Codex broken, disk full) must neither spin nor stop the bot; it heals once the
+cause is gone."""
 
 
 class CodexProcessLike(Protocol):
@@ -136,13 +145,18 @@ CodexProcessFactory: TypeAlias = "Callable[[int], AbstractAsyncContextManager[Co
 RetireReason = Literal["cancelled", "died", "recycled", "timeout", "shutdown"]
 
 
+class _Refused(Exception):
+    """No worker can take a job now; the message is fit to show the user."""
+
+
 @dataclass(eq=False)
 class _Waiter:
-    """A job waiting for a worker; `granted` is filled in by `_Pool.dispatch`."""
+    """A job waiting for a worker; `granted` (or `refused`) is filled in by `_Pool.dispatch`."""
 
     job: CodexJob
     affinity_deadline: float
     granted: tuple[_Slot, bool] | None = None
+    refused: str | None = None
     woken: trio.Event = field(default_factory=trio.Event)
 
 
@@ -152,7 +166,8 @@ class _Slot:
 
     `running` holds the conversation of every call in flight on it or reserved for a caller
     that is about to start one; `stopped` is the pid and reason of its last incarnation, read
-    by the other runs that its kill ended.
+    by the other runs that its kill ended. `served` turns True once a process was ready;
+    `gave_up` says why while the position rests after a crash loop.
     """
 
     worker_id: int
@@ -160,6 +175,8 @@ class _Slot:
     process: CodexProcessLike | None = None
     running: list[str] = field(default_factory=list)
     stopped: tuple[int, RetireReason] | None = None
+    served: bool = False
+    gave_up: str | None = None
     draining: bool = False
     hosted_threads: set[str] = field(default_factory=set)
     retire_reason: RetireReason | None = None
@@ -236,6 +253,16 @@ class _Pool:
         """Something changed (a worker freed, started, retired): serve the waiters."""
         self.dispatch()
 
+    def refusal(self) -> str | None:
+        """Why no job can be served now (every position gave up), or None."""
+        if not all(slot.gave_up for slot in self.slots):
+            return None
+        reasons = "; ".join(sorted({slot.gave_up or "" for slot in self.slots}))
+        return (
+            f"no Codex worker is running: they kept crashing ({reasons}). The bot tries "
+            f"again within {WORKER_COOLDOWN:g} s; `codex-orchestrator doctor` shows why"
+        )
+
     def dispatch(self) -> None:
         """Hand free workers to waiting jobs, oldest first; wake only the served ones.
 
@@ -243,6 +270,13 @@ class _Pool:
         new job cannot take it before the waiter runs.
         """
         if not self.queue:
+            return
+        refusal = self.refusal()
+        if refusal is not None:
+            for waiter in self.queue:
+                waiter.refused = refusal
+                waiter.woken.set()
+            self.queue.clear()
             return
         now = trio.current_time()
         for waiter in list(self.queue):
@@ -281,6 +315,7 @@ class _Pool:
                 )
             )
             logger.info("worker %d ready (pid %d)", slot.worker_id, process.pid)
+            slot.served = True
             self.notify()
             task_status.started()
             try:
@@ -364,7 +399,14 @@ class _Pool:
     async def _acquire(
         self, job: CodexJob, progress: trio.MemorySendChannel[CodexProgress]
     ) -> tuple[_Slot, bool]:
-        """A worker for `job` (reserved for it), and whether the job moves to a fresh thread."""
+        """A worker for `job` (reserved for it), and whether the job moves to a fresh thread.
+
+        Raises:
+            _Refused: no worker can serve (every position gave up after a crash loop).
+        """
+        refusal = self.refusal()
+        if refusal is not None:
+            raise _Refused(refusal)
         if not self.queue:  # nobody is ahead: no need to queue
             choice = self._choose(job, affinity_over=self.affinity_wait <= 0)
             if choice is not None:
@@ -382,6 +424,8 @@ class _Pool:
                             await waiter.woken.wait()
                     else:
                         await waiter.woken.wait()
+                if waiter.refused is not None:
+                    raise _Refused(waiter.refused)
                 if waiter.granted is None:
                     self.dispatch()  # its affinity time is over: any free worker will do
                     continue
@@ -410,7 +454,11 @@ class _Pool:
         if self.cold_start:
             return await self._run_cold(job, progress, approvals)
         started = trio.current_time()
-        slot, moved = await self._acquire(job, progress)
+        try:
+            slot, moved = await self._acquire(job, progress)
+        except _Refused as refused:
+            self.runs_failed += 1
+            return JobFailed(failure="no_worker", message=str(refused), thread_id=job.thread_id)
         process = slot.process
         assert process is not None  # `_acquire` hands over ready workers only
         if moved:
@@ -552,7 +600,9 @@ class _Pool:
         for slot in self.slots:
             process = slot.process
             state: Literal["starting", "idle", "busy", "draining", "dead"]
-            if process is None:
+            if slot.gave_up is not None:
+                state = "dead"
+            elif process is None:
                 state = "starting"
             elif not process.alive:
                 state = "dead"
@@ -695,7 +745,6 @@ async def open_worker_pool(
 
     Raises:
         WorkerStartError: a worker could not be started at all (bad command, not a Codex).
-        RestartIntensityExceeded: a worker kept crashing.
     """
     pool = _Pool(
         factory,
@@ -717,7 +766,7 @@ async def open_worker_pool(
                 run=_bind(pool, slot),
                 restart="permanent",
             )
-            await nursery.start(_supervised, spec, policy, rng)
+            await nursery.start(_supervised, pool, slot, spec, policy, rng)
         try:
             yield WorkerPoolHandle(pool)
         finally:
@@ -738,10 +787,47 @@ def _bind(pool: _Pool, slot: _Slot) -> ChildRun:
 
 
 async def _supervised(
+    pool: _Pool,
+    slot: _Slot,
     spec: ChildSpec,
     policy: RestartPolicy,
     rng: random.Random,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    await supervise_one(spec, policy, rng=rng, task_status=task_status)
+    """Supervise one worker position for the pool's lifetime.
+
+    A failure before the first process was ever ready propagates (the pool does not start).
+    After that, when the supervisor gives up (intensity exceeded, or a fresh supervisor's
+    first start failed) the position rests `WORKER_COOLDOWN` seconds and starts over.
+    """
+    status = task_status
+    while True:
+        try:
+            await supervise_one(spec, policy, rng=rng, task_status=status)
+            return
+        except Exception as error:
+            if not slot.served:
+                raise
+            cause = (
+                error.__cause__ if isinstance(error, RestartIntensityExceeded) else None
+            ) or error
+            slot.gave_up = str(cause)[:200] or type(cause).__name__
+            logger.error(
+                "worker %d gave up (%s); trying again in %g s",
+                slot.worker_id,
+                error,
+                WORKER_COOLDOWN,
+            )
+            pool.trace(
+                TraceRecord(
+                    event="worker",
+                    worker=slot.worker_id,
+                    outcome="gave up",
+                    detail=slot.gave_up,
+                )
+            )
+            pool.notify()  # waiters fail now if no position can serve
+            await trio.sleep(WORKER_COOLDOWN)
+            slot.gave_up = None
+            status = trio.TASK_STATUS_IGNORED

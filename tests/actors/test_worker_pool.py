@@ -10,8 +10,8 @@ import pytest
 import trio
 import trio.testing
 
-from actors.worker_pool import WorkerPoolHandle, open_worker_pool
-from orchestrator.errors import RestartIntensityExceeded, WorkerStartError
+from actors.worker_pool import WORKER_COOLDOWN, WorkerPoolHandle, open_worker_pool
+from orchestrator.errors import WorkerStartError
 from orchestrator.messages import (
     ApprovalAsk,
     ApprovalRequest,
@@ -293,26 +293,55 @@ async def test_recycling_by_memory(autojump_clock: trio.testing.MockClock) -> No
         assert len(fakes.started) == 2
 
 
-async def test_restart_intensity_escalates(autojump_clock: trio.testing.MockClock) -> None:
+async def test_a_crash_loop_gives_up_refuses_jobs_with_the_reason_then_heals(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     fakes = FakeProcesses()
     fakes.rule("boom", die=True)
-    with pytest.RaisesGroup(RestartIntensityExceeded, allow_unwrapped=True, flatten_subgroups=True):
-        async with open_worker_pool(
-            fakes.factory,
-            size=1,
-            affinity_wait=1,
-            stall_timeout=300,
-            request_timeout=1800,
-            ping_interval=30,
-            recycle_rss_mb=0,
-            recycle_threads=100,
-            rng=random.Random(0),
-            trace=lambda record: None,
-            policy=RestartPolicy(intensity=2, period=60, backoff_initial=0.1, jitter=0),
-        ) as pool:
-            for _ in range(5):
-                await run_one(pool, job("boom"))
-                await trio.sleep(1)
+    traces: list[TraceRecord] = []
+    policy = RestartPolicy(intensity=2, period=60, backoff_initial=0.1, jitter=0)
+    async with pool_of(fakes, size=1, traces=traces, policy=policy) as pool:
+        fakes.fail_starts = 100  # every restart fails: a crash loop
+        crashed = await run_one(pool, job("boom"))
+        assert isinstance(crashed.outcome, JobFailed)
+        assert crashed.outcome.failure == "worker_died"
+        waiting = await run_one(pool, job("queued while restarting", conversation="c2"))
+        assert any(isinstance(e, WaitingForWorker) for e in waiting.progress)
+        assert isinstance(waiting.outcome, JobFailed)
+        assert waiting.outcome.failure == "no_worker"
+        assert "kept crashing" in waiting.outcome.message
+        assert "scripted start failure" in waiting.outcome.message
+        assert [w.state for w in pool.statistics().workers] == ["dead"]
+
+        asked_at = trio.current_time()
+        refused = await run_one(pool, job("hello", conversation="c3"))
+        assert trio.current_time() == asked_at  # refused at once, not left waiting
+        assert isinstance(refused.outcome, JobFailed)
+        assert refused.outcome.failure == "no_worker"
+
+        fakes.fail_starts = 0  # the cause is gone: the position starts over after its rest
+        await trio.sleep(WORKER_COOLDOWN + 1)
+        assert [w.state for w in pool.statistics().workers] == ["idle"]
+        healed = await run_one(pool, job("hello again", conversation="c3"))
+        assert isinstance(healed.outcome, JobDone)
+    assert any(t.event == "worker" and t.outcome == "gave up" for t in traces)
+
+
+async def test_a_position_that_fails_to_restart_keeps_resting_and_retrying(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    fakes = FakeProcesses()
+    fakes.rule("boom", die=True)
+    policy = RestartPolicy(intensity=0, period=60, backoff_initial=0.1, jitter=0)
+    async with pool_of(fakes, size=1, policy=policy) as pool:
+        fakes.fail_starts = 3  # the first start after each rest fails too, three times
+        await run_one(pool, job("boom"))
+        await trio.sleep(3 * WORKER_COOLDOWN + 1)
+        assert [w.state for w in pool.statistics().workers] == ["dead"]
+        assert fakes.fail_starts == 0
+        await trio.sleep(WORKER_COOLDOWN)
+        healed = await run_one(pool, job("hello"))
+        assert isinstance(healed.outcome, JobDone)
 
 
 async def test_a_worker_that_cannot_start_fails_the_pool(
