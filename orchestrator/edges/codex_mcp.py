@@ -35,6 +35,7 @@ import subprocess
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Literal, final
+from urllib.parse import unquote, urlsplit
 
 import msgspec
 import trio
@@ -222,6 +223,13 @@ def command_text(command: list[str] | str | None) -> str:
     if len(command) == 3 and command[0].endswith("sh") and command[1] in ("-lc", "-c"):
         return command[2]
     return shlex.join(command)
+
+
+def local_path(where: str) -> str:
+    """A folder as a path: Codex 0.153.4 sends ``exec_command_begin``'s cwd as a file URL."""
+    if where.startswith("file://"):
+        return unquote(urlsplit(where).path)
+    return where
 
 
 @final
@@ -414,7 +422,7 @@ class CodexProcess:
                 command = command_text(msg.command)
                 if msg.call_id:
                     call.commands[msg.call_id] = command
-                return CommandStarted(command=command, cwd=msg.cwd)
+                return CommandStarted(command=command, cwd=local_path(msg.cwd))
             case "exec_command_end":
                 command = command_text(msg.command) or call.commands.pop(msg.call_id, "")
                 return CommandFinished(command=command, exit_code=msg.exit_code)
@@ -487,7 +495,7 @@ class CodexProcess:
             kind=kind,
             message=ask.message,
             command=command_text(ask.codex_command),
-            cwd=ask.codex_cwd,
+            cwd=local_path(ask.codex_cwd),
             changes=tuple(ask.codex_changes or {}),
             worker_id=self.worker_id,
         )

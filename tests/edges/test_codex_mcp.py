@@ -9,7 +9,7 @@ import pytest
 import trio
 import trio.testing
 
-from orchestrator.edges.codex_mcp import CodexProcess, open_codex_process
+from orchestrator.edges.codex_mcp import CodexProcess, local_path, open_codex_process
 from orchestrator.errors import WorkerStartError
 from orchestrator.messages import (
     AgentMessageDelta,
@@ -342,6 +342,12 @@ async def test_program_that_exits_at_once(tmp_path: Path) -> None:
 
 def test_process_type_is_exported() -> None:
     assert CodexProcess.__name__ == "CodexProcess"
+
+
+def test_local_path_turns_file_urls_into_paths() -> None:
+    assert local_path("file:///home/me/my%20project") == "/home/me/my project"
+    assert local_path("/home/me/project") == "/home/me/project"
+    assert local_path("") == ""
 
 
 async def test_leaving_the_context_is_not_a_death(fake: FakeCodex, tmp_path: Path) -> None:

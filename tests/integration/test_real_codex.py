@@ -151,6 +151,9 @@ async def test_cancel_kills_codex_and_the_commands_it_started(
                         nursery.cancel_scope.cancel()
                 assert not scope.cancelled_caught
                 assert codex.poisoned
+                started = [event for event in events if isinstance(event, CommandStarted)]
+                assert started[0].command == "sleep 300"  # without the bash -lc wrapper
+                assert started[0].cwd == str(tmp_path)  # a path, not Codex's file:// URL
                 commands = [cmdline(pid) for pid in living(everything)]
                 assert any("sleep" in command for command in commands), commands
                 await codex.kill()
