@@ -22,6 +22,7 @@ import contextlib
 import logging
 import math
 import secrets
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal, assert_never
@@ -65,7 +66,7 @@ if TYPE_CHECKING:
         SenderMsg,
         SessionKey,
     )
-    from orchestrator.ports import CodexPool, TraceEmit
+    from orchestrator.ports import CodexPool, PoolStatistics, TraceEmit
     from orchestrator.session_store import SessionStore
     from orchestrator.workflow_messages import RoleInstructions, RoleTrace, WorkflowResult
 
@@ -424,6 +425,7 @@ class _Chat:
         lines.append(
             f"Runs: {counters.runs} ({counters.failures} failed, {counters.cancels} cancelled)"
         )
+        lines.append(_pool_line(self.deps.pool.statistics()))
         return "\n".join(lines)
 
     # ------------------------------------------------------------------ callbacks
@@ -800,6 +802,17 @@ class _Chat:
         await self.deps.sender.send(
             CloseLive(chat_id=self.key.chat_id, slot=f"run-{run.number}", final_text=text)
         )
+
+
+def _pool_line(stats: PoolStatistics) -> str:
+    """The bot's Codex capacity in one line: a phone user can tell "busy" from "broken"."""
+    counts = Counter(worker.state for worker in stats.workers)
+    states = ", ".join(f"{counts[state]} {state}" for state in _WORKER_STATES if counts[state])
+    waiting = f"; {stats.waiting} request(s) waiting" if stats.waiting else ""
+    return f"Codex workers: {states or 'none'}{waiting}"
+
+
+_WORKER_STATES: Final = ("idle", "busy", "starting", "draining", "dead")
 
 
 _FileStamp = tuple[int, int] | None

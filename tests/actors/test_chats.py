@@ -341,6 +341,7 @@ async def test_every_command(tmp_path: Path, autojump_clock: trio.testing.MockCl
         assert "Profile: default" in status
         assert str(tmp_path / "work") in status
         assert "Queue: 0" in status
+        assert "Codex workers: 2 idle" in status
         await bot.say(ALICE, "/profile list")
         await bot.wait_reply(ALICE, "Profiles:")
         assert "default" in bot.replies(ALICE)[-1]
@@ -389,6 +390,7 @@ async def test_status_while_running_and_profile_switch_refused(
         await bot.say(ALICE, "/status")
         await bot.wait_reply(ALICE, "State: running for")
         assert "developing" in bot.replies(ALICE)[-1]
+        assert "Codex workers: 1 idle, 1 busy" in bot.replies(ALICE)[-1]
         await bot.say(ALICE, "/profile other")
         await bot.wait_reply(ALICE, "Can't switch profiles while a request runs")
         await bot.wait_reply(ALICE, "FAKE: slow thing")
