@@ -1,4 +1,5 @@
-"""The Codex edge, the doctor's probe and cancel against the real Codex 0.153.4."""
+"""The Codex edge, the doctor's probe and the worker pool against the real Codex 0.153.4: call
+and reply, cancel, a killed server, stall and time limit, recycling, two calls on one worker."""
 
 from __future__ import annotations
 
