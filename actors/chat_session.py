@@ -62,6 +62,7 @@ from orchestrator.workflow_messages import TokenUsage
 if TYPE_CHECKING:
     from orchestrator.config import Config, Profile
     from orchestrator.messages import (
+        ApprovalAsk,
         ApprovalDecision,
         SenderMsg,
         SessionKey,
@@ -519,10 +520,7 @@ class _Chat:
         }[decision]
         if by == "timeout":
             label = "⌛ No answer in time: denied"
-        ask = pending.request.ask
-        what = (
-            f"$ {ask.command}" if ask.kind == "exec" else ", ".join(ask.changes) or "file changes"
-        )
+        what = _approval_subject(pending.request.ask)
         await self.deps.sender.send(
             CloseLive(chat_id=self.key.chat_id, slot=pending.slot, final_text=f"{label}: {what}")
         )
@@ -532,11 +530,26 @@ class _Chat:
             detail=what[:300],
         )
 
-    def deny_all_pending(self) -> None:
-        for token in list(self.approvals):
-            pending = self.approvals.pop(token)
+    async def deny_all_pending(self) -> None:
+        """The request ended with questions open: deny them and take their buttons away.
+
+        Runs in the request's ``finally``, maybe cancelled: shielded, bounded by FINISH_GRACE.
+        """
+        ended = [self.approvals.pop(token) for token in list(self.approvals)]
+        for pending in ended:
             pending.decided.set()
             pending.request.reply_to.close()
+        with trio.move_on_after(FINISH_GRACE) as cleanup:
+            cleanup.shield = True
+            for pending in ended:
+                subject = _approval_subject(pending.request.ask)
+                await self.deps.sender.send(
+                    CloseLive(
+                        chat_id=self.key.chat_id,
+                        slot=pending.slot,
+                        final_text=f"⏹ Not answered before the request ended: {subject}",
+                    )
+                )
 
     # ------------------------------------------------------------------ running a request
 
@@ -581,7 +594,7 @@ class _Chat:
             )
             completed = True
         finally:
-            self.deny_all_pending()
+            await self.deny_all_pending()
             if not completed:
                 # The whole chat is being stopped (shutdown past its grace, or a crash):
                 # say so and keep the prompt for the next start.
@@ -802,6 +815,13 @@ class _Chat:
         await self.deps.sender.send(
             CloseLive(chat_id=self.key.chat_id, slot=f"run-{run.number}", final_text=text)
         )
+
+
+def _approval_subject(ask: ApprovalAsk) -> str:
+    """What an approval was about, for the line that replaces its buttons."""
+    if ask.kind == "exec":
+        return f"$ {ask.command}"
+    return ", ".join(ask.changes) or "file changes"
 
 
 def _pool_line(stats: PoolStatistics) -> str:

@@ -535,6 +535,29 @@ async def test_approvals_by_button(
     assert decisions == [{"a": "approved", "s": "approved_for_session", "d": "denied"}[choice]]
 
 
+async def test_a_cancel_takes_the_buttons_off_an_open_approval(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    fakes = FakeProcesses()
+    fakes.rule(
+        "deploy", approval=ApprovalAsk(kind="exec", message="run?", command="make deploy", cwd="/w")
+    )
+    async with running_bot(tmp_path, fakes) as bot:
+        await bot.say(ALICE, "deploy it")
+        await bot.wait(lambda: bool(bot.buttons(ALICE, "ap:")))
+        await bot.say(ALICE, "/cancel")
+        await bot.wait_reply(ALICE, "Cancelled")
+        closes = [
+            m for m in bot.sent if isinstance(m, CloseLive) and m.slot.startswith("approval-")
+        ]
+        assert [m.final_text for m in closes] == [
+            "⏹ Not answered before the request ended: $ make deploy"
+        ]
+        stale = await bot.press(ALICE, bot.buttons(ALICE, "ap:")[0].callback_data)
+        await bot.wait(lambda: bot.callback_answer(stale) is not None)
+        assert "expired" in (bot.callback_answer(stale) or "")
+
+
 async def test_unanswered_approval_is_denied(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
