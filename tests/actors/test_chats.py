@@ -16,7 +16,7 @@ import trio
 import trio.testing
 
 from actors import chat_commands, router
-from actors.worker_pool import open_worker_pool
+from actors.worker_pool import WORKER_COOLDOWN, open_worker_pool
 from orchestrator.config import Config, Profile, RolePrompts, SessionsConfig, TelegramConfig
 from orchestrator.messages import (
     AnswerCallback,
@@ -568,6 +568,30 @@ async def test_unanswered_approval_is_denied(
         await bot.wait_reply(ALICE, "[denied]")
         assert trio.current_time() >= 600
     assert [t.outcome for t in bot.traces if t.event == "approval"] == ["timeout"]
+
+
+async def test_a_codex_crash_loop_is_explained_to_the_user_and_heals(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    fakes = FakeProcesses()
+    fakes.rule("boom", die=True)
+    async with running_bot(tmp_path, fakes) as bot:
+        fakes.fail_starts = 1000  # from now on no worker starts
+        await bot.say(ALICE, "boom")
+        await bot.wait_reply(ALICE, "failed while developing (round 1): died")
+        for process in fakes.started:
+            process.die()  # the other worker goes too
+        await trio.sleep(120)  # restarts back off, then each position gives up and rests
+        await bot.say(ALICE, "/status")
+        await bot.wait_reply(ALICE, "Codex workers: 2 dead")
+        await bot.say(ALICE, "hello")
+        await bot.wait_reply(ALICE, "no Codex worker is running")
+        assert "scripted start failure" in bot.replies(ALICE)[-1]
+        assert "codex-orchestrator doctor" in bot.replies(ALICE)[-1]
+        fakes.fail_starts = 0
+        await trio.sleep(WORKER_COOLDOWN)
+        await bot.say(ALICE, "hello again")
+        await bot.wait_reply(ALICE, "FAKE: hello again")
 
 
 async def test_corrupted_session_file_is_recovered(
