@@ -574,9 +574,9 @@ class _Chat:
             approvals=approvals_send,
         )
         try:
-            if self.deps.store.offload:
+            if self.deps.store.offload and _prompt_files(profile):
                 instructions = await trio.to_thread.run_sync(current_instructions, profile)
-            else:
+            else:  # no files to look at (the usual case): no thread hop on the hot path
                 instructions = current_instructions(profile)
         except (OSError, ValueError) as problem:
             instructions = None
