@@ -536,6 +536,8 @@ class _Chat:
         Runs in the request's ``finally``, maybe cancelled: shielded, bounded by FINISH_GRACE.
         """
         ended = [self.approvals.pop(token) for token in list(self.approvals)]
+        if not ended:
+            return
         for pending in ended:
             pending.decided.set()
             pending.request.reply_to.close()
