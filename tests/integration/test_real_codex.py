@@ -28,9 +28,11 @@ from orchestrator.messages import (
     JobFailed,
     JobOutcome,
     RunStarted,
+    Sandbox,
 )
 from tests.fakes.mock_model import (
     Hang,
+    MockModel,
     Shell,
     Text,
     codex_env,
@@ -56,26 +58,40 @@ async def deny(ask: ApprovalAsk) -> ApprovalDecision:
     return "denied"
 
 
+def open_real_codex(
+    codex_binary: Path, home: Path, tmp_path: Path, worker_id: int = 0
+) -> AbstractAsyncContextManager[CodexProcess]:
+    """One real ``codex mcp-server`` with CODEX_HOME (and HOME) at `home`."""
+    return open_codex_process(
+        [str(codex_binary), "mcp-server"],
+        env=environment(home),
+        worker_id=worker_id,
+        stderr_log=tmp_path / f"codex-{worker_id}.log",
+    )
+
+
+def job_in(
+    cwd: Path, conversation: str, prompt: str, *, sandbox: Sandbox = "read-only"
+) -> CodexJob:
+    """A fresh-thread job that never asks for approval."""
+    return CodexJob(
+        conversation=conversation,
+        prompt=prompt,
+        cwd=str(cwd),
+        sandbox=sandbox,
+        approval_policy="never",
+    )
+
+
 async def test_smoke_initialize_list_call_reply(codex_binary: Path, tmp_path: Path) -> None:
     with trio.fail_after(CEILING):
         async with open_mock_model() as model:
             home = write_codex_home(tmp_path / "home", model.base_url)
             model.script([Text("Hello from the mock model")])
             events: list[CodexProgress] = []
-            async with open_codex_process(
-                [str(codex_binary), "mcp-server"],
-                env=environment(home),
-                worker_id=0,
-                stderr_log=tmp_path / "codex.log",
-            ) as codex:
+            async with open_real_codex(codex_binary, home, tmp_path) as codex:
                 assert codex.server_version == "0.153.4"
-                job = CodexJob(
-                    conversation="c",
-                    prompt="hello there",
-                    cwd=str(tmp_path),
-                    sandbox="read-only",
-                    approval_policy="never",
-                )
+                job = job_in(tmp_path, "c", "hello there")
                 first = await codex.call(job, on_event=events.append, on_approval=deny)
                 assert isinstance(first, JobDone), first
                 assert first.text == "Hello from the mock model"
@@ -126,19 +142,8 @@ async def test_cancel_kills_codex_and_the_commands_it_started(
                 if isinstance(event, CommandStarted):
                     command_started.set()
 
-            async with open_codex_process(
-                [str(codex_binary), "mcp-server"],
-                env=environment(home),
-                worker_id=0,
-                stderr_log=tmp_path / "codex.log",
-            ) as codex:
-                job = CodexJob(
-                    conversation="c",
-                    prompt="run a long command",
-                    cwd=str(tmp_path),
-                    sandbox="danger-full-access",
-                    approval_policy="never",
-                )
+            async with open_real_codex(codex_binary, home, tmp_path) as codex:
+                job = job_in(tmp_path, "c", "run a long command", sandbox="danger-full-access")
                 with trio.move_on_after(60) as scope:
                     async with trio.open_nursery() as nursery:
 
@@ -162,18 +167,14 @@ async def test_cancel_kills_codex_and_the_commands_it_started(
 
 
 @asynccontextmanager
-async def real_pool(
-    codex_binary: Path, home: Path, tmp_path: Path, **options: Any
-) -> AsyncIterator[WorkerPoolHandle]:
-    """A worker pool of real Codex processes; `options` override the pool's settings."""
+async def pool_on_mock(
+    codex_binary: Path, tmp_path: Path, **options: Any
+) -> AsyncIterator[tuple[MockModel, WorkerPoolHandle]]:
+    """The mock model and a worker pool of real Codex processes using it; `options` override
+    the pool's settings."""
 
     def factory(worker_id: int) -> AbstractAsyncContextManager[CodexProcess]:
-        return open_codex_process(
-            [str(codex_binary), "mcp-server"],
-            env=environment(home),
-            worker_id=worker_id,
-            stderr_log=tmp_path / f"codex-{worker_id}.log",
-        )
+        return open_real_codex(codex_binary, home, tmp_path, worker_id)
 
     settings: dict[str, Any] = {
         "size": 1,
@@ -184,20 +185,19 @@ async def real_pool(
         "recycle_rss_mb": 0,
         "recycle_threads": 100,
     } | options
-    async with open_worker_pool(
-        factory, rng=random.Random(0), trace=lambda record: None, **settings
-    ) as pool:
-        yield pool
+    async with open_mock_model() as model:
+        home = write_codex_home(tmp_path / "home", model.base_url)
+        async with open_worker_pool(
+            factory, rng=random.Random(0), trace=lambda record: None, **settings
+        ) as pool:
+            yield model, pool
 
 
-def read_only_job(conversation: str, prompt: str, cwd: Path) -> CodexJob:
-    return CodexJob(
-        conversation=conversation,
-        prompt=prompt,
-        cwd=str(cwd),
-        sandbox="read-only",
-        approval_policy="never",
-    )
+async def ask(pool: WorkerPoolHandle, job: CodexJob) -> JobOutcome:
+    """Run `job` on `pool`, its progress dropped and any approval denied."""
+    progress = trio.open_memory_channel[CodexProgress](1000)[0]
+    approvals = trio.open_memory_channel[ApprovalRequest](1)[0]
+    return await pool.run(job, progress=progress, approvals=approvals)
 
 
 async def test_two_calls_at_once_on_one_worker_get_their_own_replies(
@@ -205,34 +205,30 @@ async def test_two_calls_at_once_on_one_worker_get_their_own_replies(
 ) -> None:
     """``calls_per_worker = 2``: the edge routes each result and event by its request id."""
     with trio.fail_after(CEILING):
-        async with open_mock_model() as model:
-            home = write_codex_home(tmp_path / "home", model.base_url)
-            async with real_pool(codex_binary, home, tmp_path, calls_per_worker=2) as pool:
-                outcomes: dict[str, JobOutcome] = {}
-                events: dict[str, list[CodexProgress]] = {}
-                sharing: list[str | None] = []  # who the worker serves at each first event
+        async with pool_on_mock(codex_binary, tmp_path, calls_per_worker=2) as (_, pool):
+            outcomes: dict[str, JobOutcome] = {}
+            events: dict[str, list[CodexProgress]] = {}
+            sharing: list[str | None] = []  # who the worker serves at each first event
 
-                async def collect(name: str, out: trio.MemoryReceiveChannel[CodexProgress]) -> None:
-                    async for event in out:
-                        if not events[name]:
-                            sharing.append(pool.statistics().workers[0].conversation)
-                        events[name].append(event)
+            async def collect(name: str, out: trio.MemoryReceiveChannel[CodexProgress]) -> None:
+                async for event in out:
+                    if not events[name]:
+                        sharing.append(pool.statistics().workers[0].conversation)
+                    events[name].append(event)
 
-                async def run(name: str) -> None:
-                    events[name] = []
-                    progress, progress_out = trio.open_memory_channel[CodexProgress](1000)
-                    approvals, _ = trio.open_memory_channel[ApprovalRequest](1)
-                    job = read_only_job(name, f"question from {name}", tmp_path)
-                    async with trio.open_nursery() as nursery:
-                        nursery.start_soon(collect, name, progress_out)
-                        with progress:
-                            outcomes[name] = await pool.run(
-                                job, progress=progress, approvals=approvals
-                            )
-
+            async def run(name: str) -> None:
+                events[name] = []
+                progress, progress_out = trio.open_memory_channel[CodexProgress](1000)
+                approvals, _ = trio.open_memory_channel[ApprovalRequest](1)
+                job = job_in(tmp_path, name, f"question from {name}")
                 async with trio.open_nursery() as nursery:
-                    for name in ("alpha", "beta"):
-                        nursery.start_soon(run, name)
+                    nursery.start_soon(collect, name, progress_out)
+                    with progress:
+                        outcomes[name] = await pool.run(job, progress=progress, approvals=approvals)
+
+            async with trio.open_nursery() as nursery:
+                for name in ("alpha", "beta"):
+                    nursery.start_soon(run, name)
     in_flight = [sorted((names or "").split(", ")) for names in sharing]
     assert in_flight == [["alpha", "beta"]] * 2  # both calls were in flight at once
     for name in ("alpha", "beta"):
@@ -250,31 +246,26 @@ async def test_a_silent_model_gets_a_stall_warning_then_the_time_limit(
     """The model sends headers and then nothing: Codex waits silently (CODEX.md), so the
     stall guard warns and ``request_timeout`` ends the run and replaces the worker."""
     with trio.fail_after(CEILING):
-        async with open_mock_model() as model:
-            home = write_codex_home(tmp_path / "home", model.base_url)
+        async with pool_on_mock(codex_binary, tmp_path, stall_timeout=1.5, request_timeout=4) as (
+            model,
+            pool,
+        ):
             model.script([Hang()])
-            async with real_pool(
-                codex_binary, home, tmp_path, stall_timeout=1.5, request_timeout=4
-            ) as pool:
-                hung_pid = pool.statistics().workers[0].pid
-                assert hung_pid is not None
-                everything = tree(hung_pid)
-                progress, progress_out = trio.open_memory_channel[CodexProgress](1000)
-                approvals, _ = trio.open_memory_channel[ApprovalRequest](1)
-                began = trio.current_time()
-                with progress:
-                    outcome = await pool.run(
-                        read_only_job("c", "say something", tmp_path),
-                        progress=progress,
-                        approvals=approvals,
-                    )
-                took = trio.current_time() - began
-                events = [event async for event in progress_out]
-                after = await pool.run(
-                    read_only_job("c2", "and now?", tmp_path),
-                    progress=trio.open_memory_channel[CodexProgress](1000)[0],
+            hung_pid = pool.statistics().workers[0].pid
+            assert hung_pid is not None
+            everything = tree(hung_pid)
+            progress, progress_out = trio.open_memory_channel[CodexProgress](1000)
+            approvals, _ = trio.open_memory_channel[ApprovalRequest](1)
+            began = trio.current_time()
+            with progress:
+                outcome = await pool.run(
+                    job_in(tmp_path, "c", "say something"),
+                    progress=progress,
                     approvals=approvals,
                 )
+            took = trio.current_time() - began
+            events = [event async for event in progress_out]
+            after = await ask(pool, job_in(tmp_path, "c2", "and now?"))
     assert isinstance(outcome, JobFailed), outcome
     assert outcome.failure == "timeout"
     assert 4 <= took < 10
@@ -291,48 +282,34 @@ async def test_a_worker_killed_mid_command_fails_the_run_and_leaves_nothing(
 ) -> None:
     """SIGKILL of the server orphans the command it setsid-ed; the pool still reaps it."""
     with trio.fail_after(CEILING):
-        async with open_mock_model() as model:
-            home = write_codex_home(tmp_path / "home", model.base_url)
+        async with pool_on_mock(codex_binary, tmp_path) as (model, pool):
             model.script([Shell("sleep 300")])
-            async with real_pool(codex_binary, home, tmp_path) as pool:
-                progress, progress_out = trio.open_memory_channel[CodexProgress](1000)
-                approvals, _ = trio.open_memory_channel[ApprovalRequest](1)
-                job = CodexJob(
-                    conversation="c",
-                    prompt="run a long command",
-                    cwd=str(tmp_path),
-                    sandbox="danger-full-access",
-                    approval_policy="never",
-                )
-                outcome: list[JobOutcome] = []
-                async with trio.open_nursery() as nursery:
+            progress, progress_out = trio.open_memory_channel[CodexProgress](1000)
+            approvals, _ = trio.open_memory_channel[ApprovalRequest](1)
+            job = job_in(tmp_path, "c", "run a long command", sandbox="danger-full-access")
+            outcome: list[JobOutcome] = []
+            async with trio.open_nursery() as nursery:
 
-                    async def run() -> None:
-                        with progress:
-                            outcome.append(
-                                await pool.run(job, progress=progress, approvals=approvals)
-                            )
+                async def run() -> None:
+                    with progress:
+                        outcome.append(await pool.run(job, progress=progress, approvals=approvals))
 
-                    nursery.start_soon(run)
-                    async for event in progress_out:
-                        if isinstance(event, CommandStarted):
-                            break
-                    await trio.sleep(0.5)  # let bash start its sleep (a real process)
-                    server = pool.statistics().workers[0].pid
-                    assert server is not None
-                    everything = tree(server)
-                    assert any(cmdline(pid).startswith("sleep 300") for pid in everything)
-                    os.kill(server, signal.SIGKILL)
-                    killed_at = trio.current_time()
-                    async for _ in progress_out:
-                        pass
-                reply_after = trio.current_time() - killed_at
-                left = await wait_until_gone(everything)  # reaped in the worker's teardown
-                after = await pool.run(
-                    read_only_job("c2", "still there?", tmp_path),
-                    progress=trio.open_memory_channel[CodexProgress](1000)[0],
-                    approvals=approvals,
-                )
+                nursery.start_soon(run)
+                async for event in progress_out:
+                    if isinstance(event, CommandStarted):
+                        break
+                await trio.sleep(0.5)  # let bash start its sleep (a real process)
+                server = pool.statistics().workers[0].pid
+                assert server is not None
+                everything = tree(server)
+                assert any(cmdline(pid).startswith("sleep 300") for pid in everything)
+                os.kill(server, signal.SIGKILL)
+                killed_at = trio.current_time()
+                async for _ in progress_out:
+                    pass
+            reply_after = trio.current_time() - killed_at
+            left = await wait_until_gone(everything)  # reaped in the worker's teardown
+            after = await ask(pool, job_in(tmp_path, "c2", "still there?"))
     assert isinstance(outcome[0], JobFailed), outcome
     assert outcome[0].failure == "worker_died"
     assert reply_after < 10  # the issue's bound for a run whose worker died
@@ -344,30 +321,23 @@ async def test_a_worker_past_its_thread_limit_is_recycled_and_its_threads_move(
     codex_binary: Path, tmp_path: Path
 ) -> None:
     with trio.fail_after(CEILING):
-        async with open_mock_model() as model:
-            home = write_codex_home(tmp_path / "home", model.base_url)
-            async with real_pool(codex_binary, home, tmp_path, recycle_threads=2) as pool:
-                approvals, _ = trio.open_memory_channel[ApprovalRequest](1)
-
-                async def ask(job: CodexJob) -> JobOutcome:
-                    progress = trio.open_memory_channel[CodexProgress](1000)[0]
-                    return await pool.run(job, progress=progress, approvals=approvals)
-
-                first_pid = pool.statistics().workers[0].pid
-                first = await ask(read_only_job("a", "first thread", tmp_path))
-                assert isinstance(first, JobDone), first
-                second = await ask(read_only_job("b", "second thread", tmp_path))
-                assert isinstance(second, JobDone), second
-                continued = await ask(
-                    msgspec.structs.replace(
-                        read_only_job("a", "back to the first", tmp_path),
-                        thread_id=first.thread_id,
-                        worker_id=first.worker_id,
-                        context_preamble="Context: the first thread",
-                    )
-                )
-                second_pid = pool.statistics().workers[0].pid
-                restarts = pool.statistics().restarts
+        async with pool_on_mock(codex_binary, tmp_path, recycle_threads=2) as (model, pool):
+            first_pid = pool.statistics().workers[0].pid
+            first = await ask(pool, job_in(tmp_path, "a", "first thread"))
+            assert isinstance(first, JobDone), first
+            second = await ask(pool, job_in(tmp_path, "b", "second thread"))
+            assert isinstance(second, JobDone), second
+            continued = await ask(
+                pool,
+                msgspec.structs.replace(
+                    job_in(tmp_path, "a", "back to the first"),
+                    thread_id=first.thread_id,
+                    worker_id=first.worker_id,
+                    context_preamble="Context: the first thread",
+                ),
+            )
+            second_pid = pool.statistics().workers[0].pid
+            restarts = pool.statistics().restarts
     assert first_pid is not None
     assert second_pid is not None
     assert second_pid != first_pid  # recycled after its second thread
