@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -16,10 +17,53 @@ import trio
 from tests.procfs import tree
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Mapping, Sequence
     from pathlib import Path
 
 ENTRY = "from cli.app import main; main()"
+
+
+def write_config(
+    folder: Path,
+    *,
+    telegram_url: str,
+    user: int,
+    codex_command: Sequence[str],
+    codex_env: Mapping[str, str],
+    batch_window: float,
+    profile: Mapping[str, str] | None = None,
+) -> Path:
+    """``folder/conf.toml`` for a bot under test: one allowed `user`, the fake Telegram at
+    `telegram_url`, two workers, and a single-mode default profile working in ``folder/work``
+    (with `profile`'s extra keys). Values are written as JSON strings, which TOML reads too."""
+    work = folder / "work"
+    work.mkdir(exist_ok=True)
+    command = ", ".join(json.dumps(part) for part in codex_command)
+    env = "".join(f"{key} = {json.dumps(value)}\n" for key, value in codex_env.items())
+    extra = "".join(f"{key} = {json.dumps(value)}\n" for key, value in (profile or {}).items())
+    path = folder / "conf.toml"
+    path.write_text(
+        f"""
+state_dir = {json.dumps(str(folder / "state"))}
+[telegram]
+allowed_users = [{user}]
+api_base_url = {json.dumps(telegram_url)}
+[telegram.polling]
+timeout = 5
+[codex]
+command = [{command}]
+pool_size = 2
+[codex.env]
+{env}[sessions]
+batch_window = {batch_window}
+[shutdown]
+drain_grace = 10
+[profiles.default]
+working_directory = {json.dumps(str(work))}
+default_mode = "single"
+{extra}"""
+    )
+    return path
 
 
 @dataclass

@@ -7,16 +7,19 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import trio
 
-from tests.bot_process import ENTRY, running
+from tests.bot_process import ENTRY, running, write_config
 from tests.fakes.mock_model import (
+    MockModel,
     Patch,
     Shell,
     Text,
     Turn,
+    codex_env,
     last_item_type,
     last_user_text,
     open_mock_model,
@@ -26,6 +29,7 @@ from tests.fakes.telegram_server import FakeTelegram, StoredMessage, open_fake_t
 from tests.procfs import cmdline, living, tree, wait_until_gone
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
     from pathlib import Path
 
 TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
@@ -33,38 +37,25 @@ ALICE = 4242
 CEILING = 150
 
 
-def write_config(
-    tmp_path: Path, *, telegram_url: str, codex: Path, codex_home: Path, sandbox: str
-) -> Path:
-    work = tmp_path / "work"
-    work.mkdir(exist_ok=True)
-    path = tmp_path / "conf.toml"
-    path.write_text(
-        f"""
-state_dir = "{tmp_path / "state"}"
-[telegram]
-allowed_users = [{ALICE}]
-api_base_url = "{telegram_url}"
-[telegram.polling]
-timeout = 5
-[codex]
-command = ["{codex}", "mcp-server"]
-pool_size = 2
-[codex.env]
-CODEX_HOME = "{codex_home}"
-HOME = "{codex_home}"  # see codex_env
-[sessions]
-batch_window = 0.1
-[shutdown]
-drain_grace = 10
-[profiles.default]
-working_directory = "{work}"
-default_mode = "single"
-sandbox = "{sandbox}"
-approval_policy = "on-request"
-"""
-    )
-    return path
+@asynccontextmanager
+async def real_codex_edges(
+    codex_binary: Path, tmp_path: Path, *, sandbox: str
+) -> AsyncIterator[tuple[MockModel, FakeTelegram, Path]]:
+    """The mock model (answering with `model_turns`), the fake Telegram, and a config for a bot
+    whose two workers are the real Codex on that model, with `sandbox` and ``on-request``."""
+    async with open_mock_model() as model, open_fake_telegram(TOKEN) as tg:
+        model.responder = model_turns
+        home = write_codex_home(tmp_path / "home", model.base_url)
+        config = write_config(
+            tmp_path,
+            telegram_url=tg.base_url,
+            user=ALICE,
+            codex_command=[str(codex_binary), "mcp-server"],
+            codex_env=codex_env(home),
+            batch_window=0.1,
+            profile={"sandbox": sandbox, "approval_policy": "on-request"},
+        )
+        yield model, tg, config
 
 
 def tool_output(body: dict[str, Any]) -> str:
@@ -139,16 +130,8 @@ async def test_exec_and_patch_approvals_round_trip_through_telegram_buttons(
 ) -> None:
     work = tmp_path / "work"
     with trio.fail_after(CEILING):
-        async with open_mock_model() as model, open_fake_telegram(TOKEN) as tg:
-            model.responder = model_turns
-            home = write_codex_home(tmp_path / "home", model.base_url)
-            config = write_config(
-                tmp_path,
-                telegram_url=tg.base_url,
-                codex=codex_binary,
-                codex_home=home,
-                sandbox="read-only",
-            )
+        async with real_codex_edges(codex_binary, tmp_path, sandbox="read-only") as edges:
+            model, tg, config = edges
             async with running(config, TOKEN) as bot:
                 await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
 
@@ -188,16 +171,8 @@ async def test_cancel_from_telegram_reaps_every_process_and_the_chat_goes_on(
     codex_binary: Path, tmp_path: Path
 ) -> None:
     with trio.fail_after(CEILING):
-        async with open_mock_model() as model, open_fake_telegram(TOKEN) as tg:
-            model.responder = model_turns
-            home = write_codex_home(tmp_path / "home", model.base_url)
-            config = write_config(
-                tmp_path,
-                telegram_url=tg.base_url,
-                codex=codex_binary,
-                codex_home=home,
-                sandbox="danger-full-access",
-            )
+        async with real_codex_edges(codex_binary, tmp_path, sandbox="danger-full-access") as edges:
+            model, tg, config = edges
             async with running(config, TOKEN) as bot:
                 await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
                 workers = tree(bot.process.pid) - {bot.process.pid}
@@ -232,14 +207,8 @@ async def test_cancel_from_telegram_reaps_every_process_and_the_chat_goes_on(
 
 async def test_doctor_passes_against_the_real_codex(codex_binary: Path, tmp_path: Path) -> None:
     with trio.fail_after(CEILING):
-        async with open_mock_model() as model, open_fake_telegram(TOKEN) as tg:
-            config = write_config(
-                tmp_path,
-                telegram_url=tg.base_url,
-                codex=codex_binary,
-                codex_home=write_codex_home(tmp_path / "home", model.base_url),
-                sandbox="workspace-write",
-            )
+        async with real_codex_edges(codex_binary, tmp_path, sandbox="workspace-write") as edges:
+            config = edges[2]
             result = await trio.run_process(
                 [sys.executable, "-c", ENTRY, "doctor", "--config", str(config)],
                 env={**os.environ, "TELEGRAM_BOT_TOKEN": TOKEN},

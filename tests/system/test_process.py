@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from tests.bot_process import running
+from tests.bot_process import write_config as write_bot_config
 from tests.fakes.codex_script import FakeCodex
 from tests.fakes.telegram_server import open_fake_telegram
 from tests.procfs import living, read_pids, tree
@@ -21,34 +22,15 @@ ALICE = 4242
 CEILING = 60
 
 
-def write_config(tmp_path: Path, base_url: str, fake: FakeCodex, pool_size: int = 2) -> Path:
-    work = tmp_path / "work"
-    work.mkdir(exist_ok=True)
-    argv = ", ".join(f'"{part}"' for part in fake.argv())
-    path = tmp_path / "conf.toml"
-    path.write_text(
-        f"""
-state_dir = "{tmp_path / "state"}"
-[telegram]
-allowed_users = [{ALICE}]
-api_base_url = "{base_url}"
-[telegram.polling]
-timeout = 5
-[codex]
-command = [{argv}]
-pool_size = {pool_size}
-[codex.env]
-FAKE_CODEX_SCRIPT = "{fake.script_path}"
-[sessions]
-batch_window = 0.2
-[shutdown]
-drain_grace = 10
-[profiles.default]
-working_directory = "{work}"
-default_mode = "single"
-"""
+def write_config(tmp_path: Path, base_url: str, fake: FakeCodex) -> Path:
+    return write_bot_config(
+        tmp_path,
+        telegram_url=base_url,
+        user=ALICE,
+        codex_command=fake.argv(),
+        codex_env={"FAKE_CODEX_SCRIPT": str(fake.script_path)},
+        batch_window=0.2,
     )
-    return path
 
 
 async def test_message_reply_graceful_stop_and_no_orphans(tmp_path: Path) -> None:
