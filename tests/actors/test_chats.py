@@ -490,6 +490,15 @@ async def test_plan_mode_end_to_end(tmp_path: Path, autojump_clock: trio.testing
     assert read_only == ["read-only"]
 
 
+def deploy_needs_approval() -> FakeProcesses:
+    """Fakes where "deploy" asks to run ``make deploy`` and answers with the decision."""
+    fakes = FakeProcesses()
+    fakes.rule(
+        "deploy", approval=ApprovalAsk(kind="exec", message="run?", command="make deploy", cwd="/w")
+    )
+    return fakes
+
+
 @pytest.mark.parametrize(
     ("choice", "expected"),
     [("a", "[approved]"), ("s", "[approved_for_session]"), ("d", "[denied]")],
@@ -497,11 +506,7 @@ async def test_plan_mode_end_to_end(tmp_path: Path, autojump_clock: trio.testing
 async def test_approvals_by_button(
     tmp_path: Path, autojump_clock: trio.testing.MockClock, choice: str, expected: str
 ) -> None:
-    fakes = FakeProcesses()
-    fakes.rule(
-        "deploy", approval=ApprovalAsk(kind="exec", message="run?", command="make deploy", cwd="/w")
-    )
-    async with running_bot(tmp_path, fakes) as bot:
+    async with running_bot(tmp_path, deploy_needs_approval()) as bot:
         await bot.say(ALICE, "deploy it")
         await bot.wait(lambda: bool(bot.buttons(ALICE, "ap:")))
         prompt = next(
@@ -538,11 +543,7 @@ async def test_approvals_by_button(
 async def test_a_cancel_takes_the_buttons_off_an_open_approval(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    fakes = FakeProcesses()
-    fakes.rule(
-        "deploy", approval=ApprovalAsk(kind="exec", message="run?", command="make deploy", cwd="/w")
-    )
-    async with running_bot(tmp_path, fakes) as bot:
+    async with running_bot(tmp_path, deploy_needs_approval()) as bot:
         await bot.say(ALICE, "deploy it")
         await bot.wait(lambda: bool(bot.buttons(ALICE, "ap:")))
         await bot.say(ALICE, "/cancel")

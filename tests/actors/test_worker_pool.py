@@ -94,6 +94,26 @@ async def run_one(pool: WorkerPoolHandle, the_job: CodexJob) -> Run:
     return run
 
 
+def forever_and_steady() -> FakeProcesses:
+    """Fakes where "forever" never answers and "steady" answers after 50 s."""
+    fakes = FakeProcesses()
+    fakes.rule("forever", hang=True)
+    fakes.rule("steady", delay=50)
+    return fakes
+
+
+async def cancel_one_beside_a_steady_run(pool: WorkerPoolHandle) -> Run:
+    """Run "steady work" (c2) to its end while "forever loop" (c1) is cancelled after 5 s."""
+    steady = Run(pool, job("steady work", conversation="c2"))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(steady)
+        await trio.testing.wait_all_tasks_blocked()
+        with trio.move_on_after(5):
+            await run_one(pool, job("forever loop"))
+        await trio.testing.wait_all_tasks_blocked()
+    return steady
+
+
 async def test_workers_are_warm_before_the_handle_is_returned(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -193,17 +213,9 @@ async def test_affinity_wait_then_moves_to_a_free_worker(
 async def test_cancel_kills_only_that_worker_and_replaces_it(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    fakes = FakeProcesses()
-    fakes.rule("forever", hang=True)
-    fakes.rule("steady", delay=50)
+    fakes = forever_and_steady()
     async with pool_of(fakes) as pool:
-        steady = Run(pool, job("steady work", conversation="c2"))
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(steady)
-            await trio.testing.wait_all_tasks_blocked()
-            with trio.move_on_after(5):
-                await run_one(pool, job("forever loop"))
-            await trio.testing.wait_all_tasks_blocked()
+        steady = await cancel_one_beside_a_steady_run(pool)
         killed = [p for p in fakes.started if p.killed]
         assert len(killed) == 1
         assert isinstance(steady.outcome, JobDone)
@@ -498,17 +510,9 @@ async def test_a_conversation_joins_its_busy_worker_while_it_has_room(
 async def test_a_cancel_on_a_shared_worker_ends_its_other_run_with_the_reason(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    fakes = FakeProcesses()
-    fakes.rule("forever", hang=True)
-    fakes.rule("steady", delay=50)
+    fakes = forever_and_steady()
     async with pool_of(fakes, size=1, calls_per_worker=2) as pool:
-        steady = Run(pool, job("steady work", conversation="c2"))
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(steady)
-            await trio.testing.wait_all_tasks_blocked()
-            with trio.move_on_after(5):
-                await run_one(pool, job("forever loop"))
-            await trio.testing.wait_all_tasks_blocked()
+        steady = await cancel_one_beside_a_steady_run(pool)
         assert isinstance(steady.outcome, JobFailed)
         assert steady.outcome.failure == "worker_died"
         assert "another request's cancel" in steady.outcome.message
