@@ -55,10 +55,10 @@ from orchestrator.messages import (
 from orchestrator.rendering import (
     MESSAGE_LIMIT,
     escape_html,
-    html_to_plain,
     render_reply,
     sanitize_text,
     split_html,
+    visible_text,
 )
 
 if TYPE_CHECKING:
@@ -480,7 +480,7 @@ class _Sender:
                 logger.warning("Telegram refused our HTML (%s); resending as plain text", error)
                 return await self._send_html(
                     lane,
-                    html_to_plain(chunk),
+                    visible_text(chunk),
                     keyboard=keyboard,
                     thread_id=thread_id,
                     reply_to=reply_to,

@@ -1,20 +1,20 @@
 """The in-process messages actors exchange, one tagged union per inbox.
 
-Data flows one way (DESIGN.md): poller → router → chat → worker pool → chat → sender, and
-every actor → tracer. Each inbox has a frozen, tagged msgspec union here; actors dispatch on it
-with ``match`` and end with ``assert_never``.
+Data flows one way (docs/architecture.md, "Data flow"): poller → router → chat → worker pool
+→ chat → sender, and every actor → tracer. Each inbox has a frozen, tagged msgspec union here;
+actors dispatch on it with ``match`` and end with ``assert_never``.
 
-Envelopes that carry a reply channel (`CodexRunRequest`, `ApprovalRequest`) are plain frozen
-Structs that are never encoded: msgspec would encode a channel as ``{}``. Log their payloads.
+Envelopes that carry a reply channel (`ApprovalRequest`) are plain frozen Structs that are
+never encoded: msgspec would encode a channel as ``{}``. Log their payloads.
 
 Inboxes and their unions:
 
 - router: `RouterMsg` from the poller (`InboundMessage`, `InboundCallback`,
-  `BotMembershipChanged`) and `SessionEnded` from chat actors on a separate unbounded
-  control channel (it closes the router ↔ chat cycle).
+  `BotMembershipChanged`).
 - sender: `SenderMsg` (`SendReply`, `UpdateLive`, `CloseLive`, `SendChatAction`,
   `AnswerCallback`, `ChatReactivated`).
-- worker pool: `CodexRunRequest` (a `CodexJob` plus its progress, approval and reply channels).
+- worker pool: a `CodexJob`, with its `CodexProgress` events streamed back and its
+  `JobOutcome` returned (`WorkerPoolHandle.run`); approvals travel as `ApprovalRequest`.
 - tracer: `TraceRecord`.
 """
 
@@ -42,7 +42,6 @@ __all__ = [
     "CodexJob",
     "CodexNotice",
     "CodexProgress",
-    "CodexRunRequest",
     "CommandFinished",
     "CommandStarted",
     "InboundCallback",
@@ -59,7 +58,6 @@ __all__ = [
     "SendChatAction",
     "SendReply",
     "SenderMsg",
-    "SessionEnded",
     "SessionKey",
     "ThreadMoved",
     "TokenCount",
@@ -139,18 +137,6 @@ class BotMembershipChanged(_RouterBase, frozen=True, kw_only=True, tag="membersh
 
 
 RouterMsg: TypeAlias = InboundMessage | InboundCallback | BotMembershipChanged
-
-
-class SessionEnded(msgspec.Struct, frozen=True, kw_only=True):
-    """Chat → router control message: the chat actor for `key` has stopped.
-
-    `generation` identifies which incarnation ended, so a late notice never removes a newer
-    actor. Sent on an unbounded channel: it closes the router ↔ chat cycle.
-    """
-
-    key: SessionKey
-    generation: int
-    reason: Literal["idle", "crashed", "stopped"]
 
 
 # --------------------------------------------------------------------------- sender inbox
@@ -393,20 +379,6 @@ class JobFailed(msgspec.Struct, frozen=True, kw_only=True, tag=True, tag_field="
 
 
 JobOutcome: TypeAlias = JobDone | JobFailed
-
-
-class CodexRunRequest(msgspec.Struct, frozen=True, kw_only=True):
-    """Envelope sent to the worker pool (never encoded).
-
-    Progress is lossy: the pool uses ``send_nowait`` on `progress` and drops an event when
-    the chat is behind. Approvals block the run until the chat answers. `reply_to` gets
-    exactly one `JobOutcome`; if it closes without one, the worker died.
-    """
-
-    job: CodexJob
-    progress: trio.MemorySendChannel[CodexProgress]
-    approvals: trio.MemorySendChannel[ApprovalRequest]
-    reply_to: trio.MemorySendChannel[JobOutcome]
 
 
 # --------------------------------------------------------------------------- tracer

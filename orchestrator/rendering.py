@@ -29,12 +29,10 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 __all__ = [
-    "CAPTION_LIMIT",
     "EMPTY_PLACEHOLDER",
     "MESSAGE_LIMIT",
     "RenderedReply",
     "escape_html",
-    "html_to_plain",
     "render_markdown",
     "render_reply",
     "sanitize_text",
@@ -45,9 +43,6 @@ __all__ = [
 
 MESSAGE_LIMIT: Final = 4096
 """Telegram's limit on a message's text, in UTF-16 units after entity parsing."""
-
-CAPTION_LIMIT: Final = 1024
-"""Telegram's limit on a document caption."""
 
 SUMMARY_CHARS: Final = 600
 """Visible characters of a long reply shown as the caption of its ``.md`` document."""
@@ -92,13 +87,12 @@ def utf16_length(text: str) -> int:
 
 
 def visible_text(fragment: str) -> str:
-    """The text a user sees for an HTML fragment: tags removed, entities decoded."""
+    """The text a user sees for an HTML fragment: tags removed, entities decoded.
+
+    Also the plain text the sender resends when Telegram refuses our HTML ("can't parse
+    entities").
+    """
     return html.unescape(re.sub(r"<[^>]*>", "", fragment))
-
-
-def html_to_plain(fragment: str) -> str:
-    """Plain text for a resend after Telegram refused the HTML ("can't parse entities")."""
-    return visible_text(fragment)
 
 
 # --------------------------------------------------------------------------- rendering

@@ -190,11 +190,6 @@ class SessionStore:
                 await self._io(write_atomically, self.path_for(key), data)
                 writes.written = generation
 
-    async def delete(self, key: SessionKey) -> None:
-        """Remove `key`'s session file if it exists."""
-        async with self._exclusive(key) as writes, writes.lock:
-            await self._io(self._delete_blocking, key)
-
     @asynccontextmanager
     async def _exclusive(self, key: SessionKey) -> AsyncIterator[_KeyWrites]:
         """`key`'s write state, forgotten once nobody needs it."""
@@ -261,6 +256,3 @@ class SessionStore:
             if state.queue:
                 keys.append(key)
         return keys
-
-    def _delete_blocking(self, key: SessionKey) -> None:
-        self.path_for(key).unlink(missing_ok=True)

@@ -2,8 +2,8 @@
 
 Neither trio nor the libraries we use have supervisors, so this module owns the policy
 (`RestartPolicy`), the description of a child (`ChildSpec`) and the restart loop around one
-child (`supervise_one`). one_for_one over several children is `supervise`: one loop per child
-in a shared nursery. one_for_all is what a plain trio nursery already does.
+child (`supervise_one`). one_for_one over several children is one `supervise_one` per child
+in a shared nursery; one_for_all is what a plain trio nursery already does.
 
 Rules (Erlang/OTP supervisor principles, STYLE.md §2.6):
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Final, Literal, Protocol
 
 import msgspec
@@ -40,7 +40,6 @@ __all__ = [
     "Restart",
     "RestartPolicy",
     "backoff_delay",
-    "supervise",
     "supervise_one",
 ]
 
@@ -183,34 +182,3 @@ class _ForwardingStatus:
         if not self.has_started:
             self.has_started = True
             self._outer.started()
-
-
-async def supervise(
-    specs: Sequence[ChildSpec],
-    policy: RestartPolicy,
-    *,
-    rng: random.Random,
-    on_crash: CrashHandler | None = None,
-    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """one_for_one over `specs`: start them in order, each under its own restart loop.
-
-    Reports started when every child has started. An escalation of any child cancels the
-    others and propagates.
-    """
-    async with trio.open_nursery() as nursery:
-        for spec in specs:
-            await nursery.start(_supervise_kw, spec, policy, rng, on_crash)
-        task_status.started()
-
-
-async def _supervise_kw(
-    spec: ChildSpec,
-    policy: RestartPolicy,
-    rng: random.Random,
-    on_crash: CrashHandler | None,
-    *,
-    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Adapter from `nursery.start`'s positional arguments to `supervise_one`."""
-    await supervise_one(spec, policy, rng=rng, on_crash=on_crash, task_status=task_status)

@@ -12,7 +12,6 @@ from orchestrator.rendering import (
     MESSAGE_LIMIT,
     escape_html,
     graphemes,
-    html_to_plain,
     render_markdown,
     render_reply,
     sanitize_text,
@@ -172,7 +171,7 @@ def test_sanitize(raw: str, clean: str) -> None:
 
 
 def test_plain_fallback_and_graphemes() -> None:
-    assert html_to_plain("<b>a &lt; b</b> &amp; <i>c</i>") == "a < b & c"
+    assert visible_text("<b>a &lt; b</b> &amp; <i>c</i>") == "a < b & c"
     assert list(graphemes("e\u0301👍🏽🇺🇦x")) == ["e\u0301", "👍🏽", "🇺🇦", "x"]
     assert utf16_length("👍") == 2
 

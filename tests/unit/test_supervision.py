@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import random
+from typing import TYPE_CHECKING
 
 import pytest
 import trio
@@ -13,9 +15,11 @@ from orchestrator.supervision import (
     ChildSpec,
     RestartPolicy,
     backoff_delay,
-    supervise,
     supervise_one,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 NO_JITTER = RestartPolicy(
     intensity=3, period=60.0, backoff_initial=0.5, backoff_max=4.0, jitter=0.0
@@ -24,6 +28,15 @@ NO_JITTER = RestartPolicy(
 
 class Boom(Exception):
     pass
+
+
+async def one_for_one(specs: Sequence[ChildSpec], policy: RestartPolicy) -> None:
+    """one_for_one as the product builds it: one `supervise_one` per child, one nursery."""
+    async with trio.open_nursery() as nursery:
+        for spec in specs:
+            await nursery.start(
+                functools.partial(supervise_one, spec, policy, rng=random.Random(0))
+            )
 
 
 def test_backoff_is_capped_exponential() -> None:
@@ -210,13 +223,12 @@ async def test_one_for_one_restarts_only_the_crashed_child(
             raise Boom("b")
         done.set()
 
-    await supervise(
+    await one_for_one(
         [
             ChildSpec(name="a", run=steady, restart="transient"),
             ChildSpec(name="b", run=flaky, restart="transient"),
         ],
         NO_JITTER,
-        rng=random.Random(0),
     )
     assert runs == {"a": 1, "b": 3}
 
@@ -237,10 +249,9 @@ async def test_escalation_cancels_siblings(autojump_clock: trio.testing.MockCloc
         raise Boom("always")
 
     with pytest.RaisesGroup(RestartIntensityExceeded):
-        await supervise(
+        await one_for_one(
             [ChildSpec(name="steady", run=steady), ChildSpec(name="doomed", run=doomed)],
             NO_JITTER,
-            rng=random.Random(0),
         )
     assert sibling_cancelled
 
