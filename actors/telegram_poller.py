@@ -31,6 +31,7 @@ from orchestrator.errors import (
     TelegramTransientError,
 )
 from orchestrator.messages import InboundCallback, InboundMessage, TraceRecord
+from orchestrator.supervision import backoff_delay
 from orchestrator.wire.telegram import decode_update, decode_update_id, to_router_message
 
 if TYPE_CHECKING:
@@ -53,22 +54,6 @@ BACKOFF_MAX: Final = 60.0
 """Cap on the retry delay: a long outage is retried once a minute."""
 
 PREVIEW_CHARS: Final = 200
-
-
-class _Backoff:
-    """Capped exponential backoff with half jitter from the injected RNG."""
-
-    def __init__(self, rng: random.Random) -> None:
-        self._rng = rng
-        self._attempt = 0
-
-    def next_delay(self) -> float:
-        delay = min(BACKOFF_MAX, BACKOFF_INITIAL * 2.0**self._attempt)
-        self._attempt += 1
-        return delay * (0.5 + 0.5 * self._rng.random())
-
-    def reset(self) -> None:
-        self._attempt = 0
 
 
 async def run(
@@ -98,7 +83,7 @@ async def run(
         TelegramUnauthorized: the token was rejected.
     """
     offset: int | None = None
-    backoff = _Backoff(rng)
+    failures = 0  # in a row: the backoff's attempt number
     with out:
         task_status.started()
         while True:
@@ -114,7 +99,8 @@ async def run(
                 await trio.sleep(error.retry_after)
                 continue
             except TelegramConflict as error:
-                delay = backoff.next_delay()
+                delay = _backoff(failures, rng)
+                failures += 1
                 logger.error(
                     "getUpdates conflict: %s. Another instance of this bot is polling with the "
                     "same token (or a webhook is set); retrying in %.0f s",
@@ -124,15 +110,20 @@ async def run(
                 await trio.sleep(delay)
                 continue
             except (TelegramTransientError, TelegramBadRequest) as error:
-                delay = backoff.next_delay()
+                delay = _backoff(failures, rng)
+                failures += 1
                 logger.warning("getUpdates failed (%s); retrying in %.1f s", error, delay)
                 await trio.sleep(delay)
                 continue
-            backoff.reset()
+            failures = 0
             if raws:
                 offset = await _hand_off(
                     raws, out, ledger, bot_username, trace, preview_chars, offset
                 )
+
+
+def _backoff(failures: int, rng: random.Random) -> float:
+    return backoff_delay(failures, rng, initial=BACKOFF_INITIAL, maximum=BACKOFF_MAX)
 
 
 async def _hand_off(

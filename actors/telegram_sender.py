@@ -60,6 +60,7 @@ from orchestrator.rendering import (
     split_html,
     visible_text,
 )
+from orchestrator.supervision import backoff_delay
 
 if TYPE_CHECKING:
     import random
@@ -94,7 +95,11 @@ LIVE_PAUSE_LIMIT: Final = 60.0
 TRANSIENT_RETRIES: Final = 5
 """Retries of a call that failed with 5xx or a timeout before it is given up."""
 
+RETRY_BACKOFF_INITIAL: Final = 1.0
+"""Seconds before the first retry of a call that failed with 5xx or a timeout."""
+
 RETRY_BACKOFF_MAX: Final = 30.0
+"""Cap on that delay (never reached with `TRANSIENT_RETRIES` retries; a guard if it grows)."""
 
 PREVIEW_CHARS: Final = 200
 
@@ -641,8 +646,12 @@ class _Sender:
                     if lane is not None:
                         self._undelivered(lane.chat_id, str(error), "")
                     raise _GiveUp from error
-                delay = min(RETRY_BACKOFF_MAX, 2.0 ** (transient_failures - 1))
-                delay *= 0.5 + 0.5 * self.rng.random()
+                delay = backoff_delay(
+                    transient_failures - 1,
+                    self.rng,
+                    initial=RETRY_BACKOFF_INITIAL,
+                    maximum=RETRY_BACKOFF_MAX,
+                )
                 logger.warning("Telegram call failed (%s); retry in %.1f s", error, delay)
                 await trio.sleep(delay)
 

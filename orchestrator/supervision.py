@@ -11,9 +11,9 @@ Rules (Erlang/OTP supervisor principles, STYLE.md §2.6):
 - A crash is recorded at `trio.current_time()`; crashes older than `period` are forgotten.
   More than `intensity` crashes inside the window → `RestartIntensityExceeded`, chained from
   the last error, which makes the parent nursery cancel its siblings (escalation).
-- Between restarts the loop sleeps ``min(backoff_max, backoff_initial * multiplier**n)``
-  scaled by jitter from an injected `random.Random`; a run that lasted at least `period`
-  resets the backoff.
+- Between restarts the loop sleeps `backoff_delay` (``min(backoff_max, backoff_initial *
+  multiplier**n)`` scaled by jitter from an injected `random.Random`); a run that lasted at
+  least `period` resets the backoff.
 - ``permanent`` children always restart; ``transient`` ones stay down after a clean return;
   ``temporary`` ones never restart (a crash is reported, then the loop returns).
 """
@@ -90,15 +90,29 @@ class ChildSpec(msgspec.Struct, frozen=True, kw_only=True):
     restart: Restart = "permanent"
 
 
-def backoff_delay(policy: RestartPolicy, attempt: int, rng: random.Random) -> float:
-    """The delay before restart number `attempt` (0-based), capped and jittered.
+def backoff_delay(
+    attempt: int,
+    rng: random.Random,
+    *,
+    initial: float,
+    maximum: float,
+    multiplier: float = 2.0,
+    jitter: float = 0.5,
+) -> float:
+    """The delay before retry number `attempt` (0-based): capped exponential, jittered.
 
-    With jitter j the delay is uniform in ``[(1 - j) * d, d]`` where d is the capped
-    exponential delay, so it never exceeds `backoff_max` and never drops below
-    ``(1 - j) * backoff_initial``.
+    The one backoff of the bot: supervisors between restarts, the poller between failed polls,
+    the sender between retries of a call. With ``d = min(maximum, initial * multiplier**attempt)``
+    and jitter j, the delay is uniform in ``[(1 - j) * d, d]``, drawn from the injected `rng`:
+    it never exceeds `maximum` and never drops below ``(1 - j) * initial``. Any `attempt` is
+    fine: past the cap (even where the power would overflow a float, after days of outage) the
+    delay stays at `maximum`.
     """
-    capped = min(policy.backoff_max, policy.backoff_initial * policy.multiplier**attempt)
-    return capped * (1.0 - policy.jitter * rng.random())
+    try:
+        grown = initial * multiplier**attempt
+    except OverflowError:
+        grown = maximum
+    return min(maximum, grown) * (1.0 - jitter * rng.random())
 
 
 async def supervise_one(
@@ -154,7 +168,16 @@ async def supervise_one(
                 raise RestartIntensityExceeded(
                     spec.name, len(crash_times), policy.period
                 ) from error
-            await trio.sleep(backoff_delay(policy, attempt, rng))
+            await trio.sleep(
+                backoff_delay(
+                    attempt,
+                    rng,
+                    initial=policy.backoff_initial,
+                    maximum=policy.backoff_max,
+                    multiplier=policy.multiplier,
+                    jitter=policy.jitter,
+                )
+            )
             attempt += 1
             continue
         # A child that returns without calling started() has still run: release the caller.

@@ -41,15 +41,20 @@ async def one_for_one(specs: Sequence[ChildSpec], policy: RestartPolicy) -> None
 
 def test_backoff_is_capped_exponential() -> None:
     rng = random.Random(1)
-    delays = [backoff_delay(NO_JITTER, n, rng) for n in range(6)]
+    delays = [backoff_delay(n, rng, initial=0.5, maximum=4.0, jitter=0.0) for n in range(6)]
     assert delays == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
 
 
+def test_backoff_stays_capped_after_any_number_of_attempts() -> None:
+    """Days of outage: the poller's attempt count grows past where 2.0**n overflows."""
+    rng = random.Random(1)
+    assert backoff_delay(5000, rng, initial=1.0, maximum=60.0, jitter=0.0) == 60.0
+
+
 def test_backoff_jitter_stays_in_bounds() -> None:
-    policy = RestartPolicy(backoff_initial=1.0, backoff_max=8.0, jitter=0.5)
     rng = random.Random(7)
     for attempt in range(10):
-        delay = backoff_delay(policy, attempt, rng)
+        delay = backoff_delay(attempt, rng, initial=1.0, maximum=8.0, jitter=0.5)
         top = min(8.0, 2.0**attempt)
         assert top / 2 <= delay <= top
 
