@@ -5,8 +5,9 @@ Every actor hands `TraceRecord`s to a `TraceHandle`; this actor stamps each with
 that UTC day (schema: docs/traces.md). Being the only writer means lines never interleave and
 the day rollover happens in one place.
 
-Secrets are scrubbed from every line before it is written (belt and braces: no actor puts the
-token in a record, but a Codex error text could quote an environment).
+Secrets are scrubbed from every line before it is written (`orchestrator.redaction`; belt and
+braces: no actor puts the token in a record, but a Codex error text could quote an
+environment).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import msgspec
 import trio
 
 from orchestrator.messages import TraceRecord
+from orchestrator.redaction import redact
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -40,8 +42,6 @@ TRACE_SCHEMA_VERSION: Final = 1
 
 TRACE_BUFFER: Final = 1024
 """Records buffered before the tracer sheds: traces must never slow a chat down."""
-
-REDACTED: Final = "[REDACTED]"
 
 _ENCODER: Final = msgspec.json.Encoder()
 
@@ -99,10 +99,7 @@ def encode_line(record: TraceRecord, when: datetime.datetime, secrets: Sequence[
     stamp = when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     head = b'{"ts":"' + stamp.encode() + b'","v":' + str(TRACE_SCHEMA_VERSION).encode()
     line = head + (b"," + body[1:] if body != b"{}" else b"}")
-    for secret in secrets:
-        if secret:
-            line = line.replace(secret.encode(), REDACTED.encode())
-    return line + b"\n"
+    return redact(line.decode(), secrets).encode() + b"\n"
 
 
 def _append(path: Path, data: bytes) -> None:

@@ -24,6 +24,7 @@ import msgspec
 
 from orchestrator.config import LoadedConfig, load_config, worker_environment
 from orchestrator.errors import ConfigError
+from orchestrator.redaction import redact
 
 __all__ = [
     "CHECKS",
@@ -375,7 +376,7 @@ def run_doctor(
     rows = trio.run(run_checks, checks or CHECKS, ctx)
     text = format_table(rows)
     if ctx.loaded is not None and ctx.loaded.token:
-        text = text.replace(ctx.loaded.token.reveal(), "[REDACTED]")
+        text = redact(text, [ctx.loaded.token.reveal()])
     print(text)
     failed = [row for row in rows if row.status == "FAIL"]
     print(f"\n{len(failed)} problem(s) found." if failed else "\nAll checks passed.")

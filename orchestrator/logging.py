@@ -2,7 +2,7 @@
 
 Every line starts with an ISO-8601 UTC timestamp (a feature of the original product), then
 the level and the logger name. A `RedactingFilter` on the handler scrubs the bot token — and
-anything shaped like a Telegram token or a ``/bot<token>/`` URL path — from the message, its
+anything shaped like a Telegram token (`orchestrator.redaction`) — from the message, its
 arguments and the formatted traceback: httpx logs request URLs, and the URL holds the token.
 httpx and httpcore are also turned down to WARNING, so their per-request lines never appear.
 """
@@ -11,33 +11,21 @@ from __future__ import annotations
 
 import datetime
 import logging
-import re
 import sys
 from typing import TYPE_CHECKING, Final, final
+
+from orchestrator.redaction import redact
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import TextIO
 
-__all__ = ["REDACTED", "IsoFormatter", "RedactingFilter", "configure_logging", "redact"]
-
-REDACTED: Final = "[REDACTED]"
-
-TOKEN_PATTERN: Final = re.compile(r"\b\d{5,}:[A-Za-z0-9_-]{30,}\b")
-"""Anything shaped like a bot token, whether or not it is ours."""
+__all__ = ["IsoFormatter", "RedactingFilter", "configure_logging"]
 
 QUIET_LOGGERS: Final = ("httpx", "httpcore", "hpack", "mcp")
 """Libraries whose INFO lines are noise or carry URLs."""
 
 LINE_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-
-def redact(text: str, secrets: Sequence[str]) -> str:
-    """`text` with every secret and every token-shaped string replaced by `REDACTED`."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
-    return TOKEN_PATTERN.sub(REDACTED, text)
 
 
 @final
