@@ -33,6 +33,7 @@ import trio
 from actors import chat_commands as texts
 from actors.role_runner import PoolRoleRunner
 from actors.workflows import PHASE_PLAN, run_workflow
+from orchestrator import disk
 from orchestrator.messages import (
     AgentMessageDelta,
     AnswerCallback,
@@ -576,8 +577,8 @@ class _Chat:
             approvals=approvals_send,
         )
         try:
-            if self.deps.store.offload and _prompt_files(profile):
-                instructions = await trio.to_thread.run_sync(current_instructions, profile)
+            if _prompt_files(profile):
+                instructions = await disk.run_sync(current_instructions, profile)
             else:  # no files to look at (the usual case): no thread hop on the hot path
                 instructions = current_instructions(profile)
         except (OSError, ValueError) as problem:

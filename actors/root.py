@@ -77,13 +77,11 @@ async def run_system(
     codex_factory: Callable[[int], AbstractAsyncContextManager[CodexProcessLike]],
     secrets: tuple[str, ...] = (),
     rng: random.Random | None = None,
-    offload_io: bool = True,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the whole bot until a requested drain has completed.
 
-    Reports started once the poller is polling (the pool is warm by then). `offload_io`
-    moves file I/O to worker threads (tests under the autojump clock turn it off).
+    Reports started once the poller is polling (the pool is warm by then).
 
     Raises:
         TelegramUnauthorized: Telegram rejected the token (at getMe or later).
@@ -99,7 +97,6 @@ async def run_system(
                 trace_inbox,
                 traces_dir=state_dir / "traces",
                 secrets=secrets,
-                offload=offload_io,
             )
         )
         try:
@@ -147,7 +144,6 @@ async def run_system(
                             sender=sender_send,
                             trace=trace_handle,
                             rng=rng,
-                            offload_io=offload_io,
                             task_status=task_status,
                         )
                 # The sender's inbox is closed: it delivers what is pending, then returns.
@@ -171,13 +167,12 @@ async def _run_front(
     sender: trio.MemorySendChannel[SenderMsg],
     trace: tracer.TraceHandle,
     rng: random.Random,
-    offload_io: bool,
     task_status: trio.TaskStatus[None],
 ) -> None:
     """Router and poller: the router starts first, the poller stops first."""
     state_dir = Path(config.state_dir)
-    ledger = await UpdateLedger.open(state_dir / "updates.json", offload=offload_io)
-    store = SessionStore(state_dir / "sessions", offload=offload_io)
+    ledger = await UpdateLedger.open(state_dir / "updates.json")
+    store = SessionStore(state_dir / "sessions")
     router_send, router_inbox = trio.open_memory_channel[RouterMsg](ROUTER_INBOX_SIZE)
     async with trio.open_nursery() as front:
         await front.start(

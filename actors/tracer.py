@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Final, final
 import msgspec
 import trio
 
+from orchestrator import disk
 from orchestrator.messages import TraceRecord
 from orchestrator.redaction import redact
 
@@ -30,7 +31,6 @@ __all__ = [
     "TRACE_BUFFER",
     "TRACE_SCHEMA_VERSION",
     "TraceHandle",
-    "TracerStatistics",
     "open_trace_mailbox",
     "run",
 ]
@@ -46,13 +46,6 @@ TRACE_BUFFER: Final = 1024
 _ENCODER: Final = msgspec.json.Encoder()
 
 WallClock = Callable[[], datetime.datetime]
-
-
-class TracerStatistics(msgspec.Struct, frozen=True, kw_only=True):
-    """How many records were written and how many were shed because the tracer was behind."""
-
-    written: int
-    shed: int
 
 
 @final
@@ -102,38 +95,25 @@ def encode_line(record: TraceRecord, when: datetime.datetime, secrets: Sequence[
     return redact(line.decode(), secrets).encode() + b"\n"
 
 
-def _append(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("ab") as handle:
-        handle.write(data)
-
-
 async def run(
     inbox: trio.MemoryReceiveChannel[TraceRecord],
     *,
     traces_dir: Path,
     secrets: Sequence[str] = (),
     wall_clock: WallClock = _utc_now,
-    offload: bool = True,
-    task_status: trio.TaskStatus[TracerStatistics] = trio.TASK_STATUS_IGNORED,
-) -> TracerStatistics:
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
     """Append every record to the file of its UTC day until the inbox ends.
 
     Inbox: `TraceRecord`.
     Emits: lines in ``traces_dir/{yyyy-mm-dd}.jsonl``.
     Backpressure: none upstream: `TraceHandle.emit` sheds when the inbox is full. Records
-    that arrive together are written in one batch (one thread hop per batch).
+    that arrive together are written in one batch (one thread hop per batch, through
+    `orchestrator.disk`).
     Shutdown: returns after end-of-channel, once everything received is on disk; the root
     closes the tracer last, after every actor that traces has stopped.
-
-    With `offload` (the default) writes run in a worker thread; tests under the autojump
-    clock turn it off.
-
-    Returns:
-        How many records were written (shed records are counted by the handle).
     """
-    written = 0
-    task_status.started(TracerStatistics(written=0, shed=0))
+    task_status.started()
     with inbox:
         while True:
             try:
@@ -152,12 +132,6 @@ async def run(
                 by_day.setdefault(path, []).append(encode_line(record, when, secrets))
             for path, lines in by_day.items():
                 try:
-                    if offload:
-                        await trio.to_thread.run_sync(_append, path, b"".join(lines))
-                    else:
-                        _append(path, b"".join(lines))
+                    await disk.run_sync(disk.append, path, b"".join(lines))
                 except OSError as error:
                     logger.error("cannot write traces to %s: %s", path, error)
-                    continue
-                written += len(lines)
-    return TracerStatistics(written=written, shed=0)

@@ -1,34 +1,30 @@
 """Chat sessions on disk: ``state_dir/sessions/{chatId}-{userId}[-t{threadId}].json``.
 
-This module owns the session file format (`SessionState`, versioned) and how it is written:
-atomically (temp file + fsync + rename + fsync of the folder), so a crash or a power loss
-leaves either the old or the new file, never half of one. A file that cannot be read is
-renamed aside to ``<name>.corrupt-<UTC time>`` and reported to the caller, which tells the
-user and starts a fresh session: damage is never silently dropped and never a crash loop.
-
-Blocking file I/O runs in a worker thread (`trio.to_thread.run_sync`).
+This module owns the session file format (`SessionState`, versioned) and when it is written.
+How is `orchestrator.disk`'s: atomically (a crash or a power loss leaves either the old or the
+new file, never half of one), in a worker thread. A file that cannot be read is set aside
+(``<name>.corrupt-<UTC time>``) and reported to the caller, which tells the user and starts a
+fresh session: damage is never silently dropped and never a crash loop.
 """
 
 from __future__ import annotations
 
-import datetime
-import itertools
 import logging
-import os
 import re
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, Literal, TypeVar, TypeVarTuple, Unpack, final
+from typing import TYPE_CHECKING, Final, Literal, final
 
 import msgspec
 import trio
 
+from orchestrator import disk
 from orchestrator.messages import SessionKey
 from orchestrator.workflow_messages import TokenUsage
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator
 
 
 __all__ = [
@@ -37,13 +33,9 @@ __all__ = [
     "SessionCounters",
     "SessionState",
     "SessionStore",
-    "write_atomically",
 ]
 
 logger: Final = logging.getLogger(__name__)
-
-T = TypeVar("T")
-Ts = TypeVarTuple("Ts")
 
 SESSION_FORMAT_VERSION: Final = 1
 """Bumped when the file format changes incompatibly; older files are migrated on load."""
@@ -100,36 +92,6 @@ class LoadedSession(msgspec.Struct, frozen=True, kw_only=True):
 _FILE_NAME: Final = re.compile(r"^(-?\d+)-(\d+)(?:-t(\d+))?\.json$")
 _ENCODER: Final = msgspec.json.Encoder()
 _DECODER: Final = msgspec.json.Decoder(SessionState)
-_WRITE_NUMBERS: Final = itertools.count()
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` atomically and durably (blocking; run it in a thread).
-
-    Writes ``<path>.tmp-<pid>-<n>``, fsyncs it, renames it over `path`, then fsyncs the folder
-    so the rename itself survives a power loss. The temporary name is unique per write, so
-    two writers never rename each other's file away.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f"{path.name}.tmp-{os.getpid()}-{next(_WRITE_NUMBERS)}")
-    with temporary.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    temporary.replace(path)
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
-
-
-def _set_aside(path: Path) -> Path:
-    """Rename a damaged file to ``<name>.corrupt-<UTC time>`` and return the new path."""
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-    target = path.with_name(f"{path.name}.corrupt-{stamp}")
-    path.replace(target)
-    return target
 
 
 @dataclass
@@ -152,17 +114,9 @@ class SessionStore:
     serialized in call order (trio's locks are fair), so the newest state is the one left.
     """
 
-    def __init__(self, root: Path, *, offload: bool = True) -> None:
+    def __init__(self, root: Path) -> None:
         self.root = root
-        self.offload = offload
         self._keys: dict[SessionKey, _KeyWrites] = {}
-        """File I/O in a worker thread (the default). Tests under the autojump clock turn
-        it off: a real thread lets the virtual clock jump while it runs."""
-
-    async def _io(self, function: Callable[[Unpack[Ts]], T], *args: *Ts) -> T:
-        if self.offload:
-            return await trio.to_thread.run_sync(function, *args)
-        return function(*args)
 
     def path_for(self, key: SessionKey) -> Path:
         """The file that holds `key`'s session."""
@@ -170,7 +124,7 @@ class SessionStore:
 
     async def load(self, key: SessionKey) -> LoadedSession:
         """Read `key`'s session; a damaged file is set aside and reported, not raised."""
-        return await self._io(self._load_blocking, key)
+        return await disk.run_sync(self._load_blocking, key)
 
     async def save(self, key: SessionKey, state: SessionState) -> None:
         """Write `key`'s session atomically; on return it (or a newer state) is on disk.
@@ -187,7 +141,7 @@ class SessionStore:
                 if writes.written >= wanted:
                     return  # a newer state went to disk while this one waited
                 generation, data = writes.requested, writes.newest
-                await self._io(write_atomically, self.path_for(key), data)
+                await disk.run_sync(disk.write_atomically, self.path_for(key), data)
                 writes.written = generation
 
     @asynccontextmanager
@@ -212,8 +166,8 @@ class SessionStore:
             return LoadedSession(state=None)
         try:
             state = _DECODER.decode(data)
-        except (msgspec.DecodeError, UnicodeDecodeError) as error:
-            moved_to = _set_aside(path)
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as error:
+            moved_to = disk.set_aside(path)
             logger.error(
                 "session file %s is damaged (%s); moved it to %s and started afresh",
                 path,
@@ -222,7 +176,7 @@ class SessionStore:
             )
             return LoadedSession(state=None, corrupt_moved_to=moved_to)
         if state.version > SESSION_FORMAT_VERSION:
-            moved_to = _set_aside(path)
+            moved_to = disk.set_aside(path)
             logger.error(
                 "session file %s has format %d, newer than this release (%d); moved it to %s",
                 path,
@@ -235,7 +189,7 @@ class SessionStore:
 
     async def keys_with_queue(self) -> list[SessionKey]:
         """Sessions that have prompts waiting (to resume them after a restart)."""
-        return await self._io(self._keys_with_queue_blocking)
+        return await disk.run_sync(self._keys_with_queue_blocking)
 
     def _keys_with_queue_blocking(self) -> list[SessionKey]:
         keys = []
@@ -251,7 +205,7 @@ class SessionStore:
             key = SessionKey(chat_id=int(match[1]), user_id=int(match[2]), thread_id=thread)
             try:
                 state = _DECODER.decode((self.root / name).read_bytes())
-            except (OSError, msgspec.DecodeError, UnicodeDecodeError):
+            except (OSError, msgspec.DecodeError, UnicodeDecodeError, RecursionError):
                 continue  # the chat's own load reports and sets it aside
             if state.queue:
                 keys.append(key)

@@ -9,21 +9,19 @@ still be accepted.
 
 The poller records an id right after the router accepted the update and persists the ledger
 before the next hand-off, so the window in which a crash can cause a repeat is one atomic
-file write. A damaged file is set aside (``.corrupt-<time>``) and logged; the ledger starts
-empty (the worst case is one redelivered batch, never a crash loop).
+file write (`orchestrator.disk`). A damaged file is set aside (``.corrupt-<time>``) and
+logged; the ledger starts empty (the worst case is one redelivered batch, never a crash loop).
 """
 
 from __future__ import annotations
 
-import datetime
 import logging
 from collections import deque
 from typing import TYPE_CHECKING, Final, final
 
 import msgspec
-import trio
 
-from orchestrator.session_store import write_atomically
+from orchestrator import disk
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -50,30 +48,18 @@ _ENCODER: Final = msgspec.json.Encoder()
 class UpdateLedger:
     """Which update ids were already handed to the router. Owned by the poller alone."""
 
-    def __init__(
-        self,
-        path: Path,
-        high_water: int | None,
-        recent: tuple[int, ...],
-        *,
-        offload: bool = True,
-    ) -> None:
+    def __init__(self, path: Path, high_water: int | None, recent: tuple[int, ...]) -> None:
         self.path = path
-        self._offload = offload
         self.high_water = high_water
         self._order: deque[int] = deque(recent[-RECENT_IDS_KEPT:])
         self._members = set(self._order)
         self._dirty = False
 
     @classmethod
-    async def open(cls, path: Path, *, offload: bool = True) -> UpdateLedger:
-        """Load the ledger at `path` (absent → empty; damaged → set aside, empty).
-
-        With `offload` (the default) file I/O runs in a worker thread; tests under the
-        autojump clock turn it off, because a real thread lets the virtual clock jump.
-        """
-        state = await trio.to_thread.run_sync(_load, path) if offload else _load(path)
-        return cls(path, state.high_water, state.recent, offload=offload)
+    async def open(cls, path: Path) -> UpdateLedger:
+        """Load the ledger at `path` (absent → empty; damaged → set aside, empty)."""
+        state = await disk.run_sync(_load, path)
+        return cls(path, state.high_water, state.recent)
 
     def seen(self, update_id: int) -> bool:
         """Whether `update_id` was handed off before."""
@@ -96,10 +82,7 @@ class UpdateLedger:
         if not self._dirty:
             return
         data = _ENCODER.encode(_LedgerFile(high_water=self.high_water, recent=tuple(self._order)))
-        if self._offload:
-            await trio.to_thread.run_sync(write_atomically, self.path, data)
-        else:
-            write_atomically(self.path, data)
+        await disk.run_sync(disk.write_atomically, self.path, data)
         self._dirty = False
 
 
@@ -110,10 +93,8 @@ def _load(path: Path) -> _LedgerFile:
         return _LedgerFile()
     try:
         return _DECODER.decode(data)
-    except msgspec.DecodeError as error:
-        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
-        aside = path.with_name(f"{path.name}.corrupt-{stamp}")
-        path.replace(aside)
+    except (msgspec.DecodeError, RecursionError) as error:
+        aside = disk.set_aside(path)
         logger.error(
             "update ledger %s is damaged (%s); moved it to %s and started a new one",
             path,

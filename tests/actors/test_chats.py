@@ -48,7 +48,7 @@ class Bot:
         self.tmp_path = tmp_path
         self.fakes = fakes
         self.config = config
-        self.store = SessionStore(tmp_path / "sessions", offload=False)
+        self.store = SessionStore(tmp_path / "sessions")
         self.sent: list[SenderMsg] = []
         self.traces: list[TraceRecord] = []
         self.stats = router.RouterStatistics()

@@ -34,7 +34,7 @@ class Harness:
 
     async def run(self, *, stop_after: int, router_buffer: int = 16) -> None:
         """Run a poller until `stop_after` messages reached the router, then cancel it."""
-        ledger = await UpdateLedger.open(self.ledger_path, offload=False)
+        ledger = await UpdateLedger.open(self.ledger_path)
         send, receive = trio.open_memory_channel[RouterMsg](router_buffer)
         with trio.fail_after(3600):  # hang ceiling: a deadlock fails at once in virtual time
             await self._run(ledger, send, receive, stop_after)
@@ -214,7 +214,7 @@ async def test_bad_token_stops_the_poller(
         await telegram_poller.run(
             harness.api,
             send,
-            ledger=await UpdateLedger.open(harness.ledger_path, offload=False),
+            ledger=await UpdateLedger.open(harness.ledger_path),
             bot_username="TestBot",
             poll_seconds=30,
             limit=100,

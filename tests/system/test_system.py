@@ -54,7 +54,6 @@ async def test_message_in_reply_out_then_graceful_drain(
                 telegram=api,
                 codex_factory=fakes.factory,
                 rng=random.Random(1),
-                offload_io=False,
                 task_status=task_status,
             )
         )
@@ -92,7 +91,6 @@ async def test_bad_token_stops_the_bot(
                 shutdown=controller,
                 telegram=api,
                 codex_factory=FakeProcesses().factory,
-                offload_io=False,
             )
         except* TelegramUnauthorized as group:
             seen.extend(group.exceptions)
@@ -114,7 +112,6 @@ async def test_unauthorized_during_polling_escalates_at_once(
             shutdown=controller,
             telegram=api,
             codex_factory=FakeProcesses().factory,
-            offload_io=False,
         )
 
     assert await run_root(body, ShutdownController(), with_signals=False) == 1

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import trio
 import trio.testing
 
-from orchestrator import session_store
+from orchestrator import disk
 from orchestrator.messages import SessionKey
 from orchestrator.session_store import SessionCounters, SessionState, SessionStore
 
@@ -87,13 +87,13 @@ async def test_concurrent_saves_of_one_key_keep_the_newest(
 ) -> None:
     """A run finishing while messages arrive: tasks of one chat save at once."""
     writes: list[bytes] = []
-    write = session_store.write_atomically
+    write = disk.write_atomically
 
     def counting_write(path: Path, data: bytes) -> None:
         writes.append(data)
         write(path, data)
 
-    monkeypatch.setattr(session_store, "write_atomically", counting_write)
+    monkeypatch.setattr(disk, "write_atomically", counting_write)
     store = SessionStore(tmp_path)
     key = SessionKey(chat_id=7, user_id=7)
     async with trio.open_nursery() as nursery:

@@ -1,0 +1,54 @@
+"""The blocking-I/O seam: atomic writes, set-aside of damage, and where `run_sync` runs."""
+
+from __future__ import annotations
+
+import re
+import threading
+from typing import TYPE_CHECKING
+
+import trio
+import trio.testing
+
+from orchestrator import disk
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def test_write_atomically_replaces_the_file_and_leaves_no_temporary(tmp_path: Path) -> None:
+    target = tmp_path / "deeper" / "state.json"
+    disk.write_atomically(target, b"old")
+    disk.write_atomically(target, b"new")
+    assert target.read_bytes() == b"new"
+    assert [path.name for path in target.parent.iterdir()] == ["state.json"]
+
+
+def test_set_aside_keeps_the_damage_under_a_timestamped_name(tmp_path: Path) -> None:
+    damaged = tmp_path / "updates.json"
+    damaged.write_bytes(b"{not json")
+    moved = disk.set_aside(damaged)
+    assert not damaged.exists()
+    assert moved.read_bytes() == b"{not json"
+    assert re.fullmatch(r"updates\.json\.corrupt-\d{8}T\d{6}\.\d{6}Z", moved.name)
+
+
+def test_append_creates_the_folder_and_appends(tmp_path: Path) -> None:
+    path = tmp_path / "traces" / "2026-11-25.jsonl"
+    disk.append(path, b"one\n")
+    disk.append(path, b"two\n")
+    assert path.read_bytes() == b"one\ntwo\n"
+
+
+async def test_run_sync_uses_a_worker_thread_on_the_real_clock() -> None:
+    loop_thread = threading.get_ident()
+    assert await disk.run_sync(threading.get_ident) != loop_thread
+
+
+async def test_run_sync_runs_inline_on_a_virtual_clock(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A thread would let the autojump clock skip ahead while the disk works."""
+    loop_thread = threading.get_ident()
+    before = trio.current_time()
+    assert await disk.run_sync(threading.get_ident) == loop_thread
+    assert trio.current_time() == before
