@@ -141,7 +141,11 @@ async def _hand_off(
         update_id = decode_update_id(raw)
         if update_id is None:
             logger.error("skipping an update without a readable update_id (%d bytes)", len(raw))
-            trace(TraceRecord(event="update", outcome="skipped", detail="no update_id"))
+            trace(
+                TraceRecord(
+                    event="update", outcome="skipped", detail="no update_id", malformed=True
+                )
+            )
             continue
         numbered.append((update_id, raw))
     numbered.sort(key=lambda pair: pair[0])
@@ -156,7 +160,11 @@ async def _hand_off(
             logger.error("skipping update %d that does not decode: %s", update_id, error)
             trace(
                 TraceRecord(
-                    event="update", update_id=update_id, outcome="skipped", detail=str(error)
+                    event="update",
+                    update_id=update_id,
+                    outcome="skipped",
+                    detail=str(error),
+                    malformed=True,
                 )
             )
         else:

@@ -61,6 +61,7 @@ __all__ = [
     "SessionKey",
     "ThreadMoved",
     "TokenCount",
+    "TraceEvent",
     "TraceRecord",
     "WaitingForWorker",
 ]
@@ -384,16 +385,36 @@ JobOutcome: TypeAlias = JobDone | JobFailed
 # --------------------------------------------------------------------------- tracer
 
 
+TraceEvent: TypeAlias = Literal[
+    "update",
+    "refusal",
+    "command",
+    "queued",
+    "run_start",
+    "role",
+    "run_end",
+    "cancel",
+    "approval",
+    "session_reset",
+    "session_corrupt",
+    "delivery",
+    "chat_inactive",
+    "worker",
+    "shutdown",
+]
+"""What a trace line is about; who writes each and when is in docs/traces.md."""
+
+
 class TraceRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """One line of ``traces/{yyyy-mm-dd}.jsonl`` (the tracer adds ``ts`` and ``v``).
 
-    Schema: docs/traces.md. `event` is one of: update, command, refusal, queued, run_start,
-    run_end, role, cancel, approval, error, session_reset, session_corrupt, delivery,
-    chat_inactive, worker. Message bodies appear only in `preview`, cut to the configured
-    length; the bot token never appears.
+    Schema: docs/traces.md. Fields that do not apply are left at their default and so left
+    out of the line. Message bodies appear only in `preview`, cut to the configured length;
+    the bot token never appears. `malformed` marks input that could not be read: an update
+    that does not decode, a selector or reviewer answer without a valid verdict.
     """
 
-    event: str
+    event: TraceEvent
     chat_id: int | None = None
     user_id: int | None = None
     thread_id: int | None = None
@@ -413,3 +434,4 @@ class TraceRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     outcome: str | None = None
     detail: str | None = None
     preview: str | None = None
+    malformed: bool = False

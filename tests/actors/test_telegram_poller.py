@@ -110,6 +110,8 @@ async def test_undecodable_update_is_skipped_without_holding_back_others(
     assert texts(harness.received) == ["before", "after"]
     skipped = [t for t in harness.traces if t.outcome == "skipped"]
     assert sorted(str(t.update_id) for t in skipped) == sorted([str(bad), "None"])
+    assert all(t.malformed for t in skipped)
+    assert not any(t.malformed for t in harness.traces if t.outcome != "skipped")
 
 
 async def test_callbacks_and_edits(

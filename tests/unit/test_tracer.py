@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import datetime
 import re
+import typing
 from pathlib import Path
 
 import msgspec
+import pytest
 import trio
 import trio.testing
 
 from actors import tracer
-from orchestrator.messages import TraceRecord
+from orchestrator.messages import TraceEvent, TraceRecord
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "traces.md"
 
@@ -28,8 +30,31 @@ def documented_fields() -> set[str]:
     return set(re.findall(r"^\| `(\w+)` \|", fields_section, flags=re.MULTILINE))
 
 
+def documented_events() -> set[str]:
+    events_section = DOCS.read_text().split("## Events", 1)[1]
+    return set(re.findall(r"^\| `(\w+)` \|", events_section, flags=re.MULTILINE))
+
+
 def test_docs_describe_every_field() -> None:
     assert documented_fields() == set(TraceRecord.__struct_fields__) | {"ts", "v"}
+
+
+def test_docs_describe_exactly_the_events_there_are() -> None:
+    assert documented_events() == set(typing.get_args(TraceEvent))
+
+
+def test_an_unknown_event_is_refused_at_the_boundary() -> None:
+    """mypy refuses it in code; a record built from data (a dict) is checked on conversion."""
+    with pytest.raises(msgspec.ValidationError):
+        msgspec.convert({"event": "no_such_event"}, TraceRecord)
+
+
+def test_malformed_is_written_only_when_true() -> None:
+    when = datetime.datetime(2026, 11, 25, tzinfo=datetime.UTC)
+    plain = tracer.encode_line(TraceRecord(event="update", update_id=1), when)
+    flagged = tracer.encode_line(TraceRecord(event="update", malformed=True), when)
+    assert b"malformed" not in plain
+    assert b'"malformed":true' in flagged
 
 
 async def test_lines_are_written_per_day_and_validate(tmp_path: Path) -> None:
@@ -54,7 +79,7 @@ async def test_lines_are_written_per_day_and_validate(tmp_path: Path) -> None:
         handle.emit(
             TraceRecord(event="run_end", chat_id=5, duration_ms=12.5, outcome="ok", total_tokens=9)
         )
-        handle.emit(TraceRecord(event="error", detail="token 123:SECRET leaked"))
+        handle.emit(TraceRecord(event="worker", detail="token 123:SECRET leaked"))
         handle.close()
     first = (tmp_path / "2026-11-24.jsonl").read_text().splitlines()
     second = (tmp_path / "2026-11-25.jsonl").read_text().splitlines()
