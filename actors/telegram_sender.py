@@ -6,7 +6,8 @@ It owns flood control and delivery guarantees:
   of a chat arrive in the order they were sent to the sender.
 - **Rate.** At most `GLOBAL_RATE` calls in any one-second window overall, and per chat at
   least `PRIVATE_SPACING` seconds between messages or edits in private chats,
-  `GROUP_SPACING` in groups (TELEGRAM.md §2.7).
+  `GROUP_SPACING` in groups: Telegram's limits (`actors.telegram_flood_control` holds the
+  lanes and the limiter).
 - **Coalescing.** `UpdateLive` of one slot waiting in a lane is replaced by the newest text
   (it keeps its place); `SendReply` and `CloseLive` are never dropped or merged. A waiting
   edit of a progress message already shown moves behind a newly queued final.
@@ -24,18 +25,15 @@ It owns flood control and delivery guarantees:
 
 from __future__ import annotations
 
-import bisect
 import functools
 import itertools
 import logging
-import math
-from collections import deque
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, TypeVar, assert_never
 
 import trio
 
+from actors.telegram_flood_control import GLOBAL_RATE, Lane, RateLimiter, never, spacing
 from orchestrator.errors import (
     TelegramBadRequest,
     TelegramChatMigrated,
@@ -64,30 +62,14 @@ from orchestrator.supervision import backoff_delay
 
 if TYPE_CHECKING:
     import random
-    from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+    from collections.abc import Awaitable, Callable, Sequence
 
     from orchestrator.messages import Keyboard, SenderMsg
     from orchestrator.ports import ParseMode, TelegramApi, TraceEmit
 
-__all__ = [
-    "GLOBAL_RATE",
-    "GROUP_SPACING",
-    "LIVE_PAUSE_LIMIT",
-    "PRIVATE_SPACING",
-    "SenderStatistics",
-    "run",
-]
+__all__ = ["LIVE_PAUSE_LIMIT", "SenderStatistics", "run"]
 
 logger: Final = logging.getLogger(__name__)
-
-GLOBAL_RATE: Final = 30.0
-"""Calls per second across all chats: Telegram's broadcast limit."""
-
-PRIVATE_SPACING: Final = 1.0
-"""Seconds between messages or edits in one private chat."""
-
-GROUP_SPACING: Final = 3.0
-"""Seconds between messages or edits in one group (20 per minute)."""
 
 LIVE_PAUSE_LIMIT: Final = 60.0
 """A 429 pause longer than this sheds waiting live updates (finals still go out later)."""
@@ -117,128 +99,8 @@ class SenderStatistics:
     undelivered: int = 0
 
 
-@dataclass
-class _Lane:
-    """One chat's pending work. `queue` holds finals and live-slot markers in order."""
-
-    chat_id: int
-    queue: deque[SendReply | CloseLive | str] = field(default_factory=deque)
-    live_text: dict[str, UpdateLive] = field(default_factory=dict)
-    live_message: dict[str, int] = field(default_factory=dict)
-    next_allowed: float = -math.inf
-    paused_until: float = -math.inf
-    inactive: bool = False
-    running: bool = False
-
-    final_tickets: deque[int] = field(default_factory=deque)
-    """The arrival numbers of the finals (`SendReply`, `CloseLive`) in `queue`, in order."""
-    ticket: int | None = None
-    """The arrival number of the final being delivered, None while delivering progress."""
-
-    def priority(self) -> int | None:
-        """This lane's place among urgent calls: its current final's arrival number, or the
-        next final's while a progress call stands in front of it (it inherits the final's
-        urgency, or it would hold that final back); None: nothing urgent."""
-        if self.ticket is not None:
-            return self.ticket
-        return self.final_tickets[0] if self.final_tickets else None
-
-    wake: trio.Event = field(default_factory=trio.Event)
-
-
 class _GiveUp(Exception):
     """Internal: this item cannot be delivered (already logged and traced)."""
-
-
-def _never() -> int | None:
-    return None
-
-
-class _RateLimiter:
-    """At most `rate` calls in any sliding one-second window (0 = unlimited).
-
-    Unlike a smooth limiter (one call every 1/rate s), a quiet bot pays no delay at all: a
-    reply right after the "typing" action goes out at once; only a burst beyond `rate`
-    calls within a second waits for the oldest of them to age out.
-
-    A call holds its slot from the moment it starts until one second after its response.
-    Telegram counts a call when it arrives, somewhere between those two moments; counting
-    from the start instead let a slow request and a fast one land in the same second at
-    Telegram (bench/flood.py measured 74 needless 429s that way).
-    """
-
-    def __init__(self, rate: float) -> None:
-        self._limit = math.floor(rate) if rate > 0 else 0
-        self._recent: deque[float] = deque()
-        self._in_flight = 0
-        self._urgent_waiting: list[int] = []  # the waiting urgent calls' tickets, ascending
-        self._changed = trio.Event()
-        self.paused_until = -math.inf
-
-    @asynccontextmanager
-    async def slot(self, priority: Callable[[], int | None]) -> AsyncIterator[None]:
-        """Wait for a free slot, then hold it for the call made inside the block.
-
-        `priority` returns a ticket for an urgent call (finals, callback answers; lower goes
-        first: tickets number the finals in the order they reached the sender) or None (a
-        progress edit or a typing action). Urgent calls go first, in ticket order; others
-        take a free slot only while no urgent call waits, so under a flood the results keep
-        flowing and progress simply updates less often (its edits coalesce meanwhile).
-        `priority` is asked again on every wake-up, as a call may become urgent.
-        """
-        await self._acquire(priority)
-        try:
-            yield
-        finally:
-            self._in_flight -= 1
-            if self._limit:
-                self._recent.append(trio.current_time())
-            self.wake()
-
-    def wake(self) -> None:
-        """Make waiters look again (a slot freed, or a waiter's urgency may have changed)."""
-        self._changed.set()
-        self._changed = trio.Event()
-
-    async def _acquire(self, priority: Callable[[], int | None]) -> None:
-        ticket: int | None = None
-        try:
-            while True:
-                now = trio.current_time()
-                if self.paused_until > now:
-                    await trio.sleep_until(self.paused_until)
-                    continue
-                if not self._limit:
-                    break
-                if ticket is None:
-                    ticket = priority()
-                    if ticket is not None:
-                        bisect.insort(self._urgent_waiting, ticket)
-                while self._recent and self._recent[0] + 1.0 <= now:  # the wake-up's sum
-                    self._recent.popleft()
-                free = self._limit - self._in_flight - len(self._recent)
-                ahead = (
-                    len(self._urgent_waiting)
-                    if ticket is None
-                    else bisect.bisect_left(self._urgent_waiting, ticket)
-                )
-                if free > ahead:
-                    break
-                if free <= 0 and self._recent:
-                    with trio.move_on_at(self._recent[0] + 1.0):
-                        await self._changed.wait()
-                else:  # every slot in flight, or urgent calls first: wait for a change
-                    await self._changed.wait()
-        finally:
-            if ticket is not None:
-                self._urgent_waiting.remove(ticket)
-                self.wake()
-        self._in_flight += 1
-        await trio.lowlevel.checkpoint()
-
-
-def _spacing(chat_id: int) -> float:
-    return PRIVATE_SPACING if chat_id > 0 else GROUP_SPACING
 
 
 async def run(
@@ -304,9 +166,9 @@ class _Sender:
         self.rng = rng
         self.trace = trace
         self.stats = stats
-        self.lanes: dict[int, _Lane] = {}
+        self.lanes: dict[int, Lane] = {}
         self.migrated: dict[int, int] = {}
-        self.limiter = _RateLimiter(global_rate)
+        self.limiter = RateLimiter(global_rate)
         self.arrivals = itertools.count()
         """Tickets: finals are numbered as they arrive, and take rate slots in that order."""
 
@@ -321,11 +183,11 @@ class _Sender:
         """A call outside the lanes (a callback answer, the command menu) is urgent too."""
         return next(self.arrivals)
 
-    def lane(self, chat_id: int) -> _Lane:
+    def lane(self, chat_id: int) -> Lane:
         chat_id = self.migrated.get(chat_id, chat_id)
         lane = self.lanes.get(chat_id)
         if lane is None:
-            lane = self.lanes[chat_id] = _Lane(chat_id)
+            lane = self.lanes[chat_id] = Lane(chat_id)
         return lane
 
     def accept(self, message: SenderMsg, nursery: trio.Nursery) -> None:
@@ -380,16 +242,16 @@ class _Sender:
             case _:
                 assert_never(message)
 
-    def _drop_live(self, lane: _Lane, slot: str) -> None:
+    def _drop_live(self, lane: Lane, slot: str) -> None:
         if lane.live_text.pop(slot, None) is not None:
             lane.queue.remove(slot)
 
-    def _kick(self, lane: _Lane, nursery: trio.Nursery) -> None:
+    def _kick(self, lane: Lane, nursery: trio.Nursery) -> None:
         if not lane.running:
             lane.running = True
             nursery.start_soon(self._serve_lane, lane)
 
-    async def _serve_lane(self, lane: _Lane) -> None:
+    async def _serve_lane(self, lane: Lane) -> None:
         """Deliver the lane's queue in order, then end (a new item starts a new task)."""
         try:
             while lane.queue and not lane.inactive:
@@ -424,7 +286,7 @@ class _Sender:
 
     # ------------------------------------------------------------------ deliveries
 
-    async def _deliver_reply(self, lane: _Lane, reply: SendReply) -> None:
+    async def _deliver_reply(self, lane: Lane, reply: SendReply) -> None:
         if reply.plain:
             chunks = split_html(escape_html(sanitize_text(reply.markdown)) or "(empty)")
             document = None
@@ -459,7 +321,7 @@ class _Sender:
 
     async def _send_html(
         self,
-        lane: _Lane,
+        lane: Lane,
         chunk: str,
         *,
         keyboard: Keyboard = (),
@@ -494,7 +356,7 @@ class _Sender:
             self._undelivered(lane.chat_id, str(error), chunk)
             raise _GiveUp from error
 
-    async def _deliver_live(self, lane: _Lane, live: UpdateLive) -> None:
+    async def _deliver_live(self, lane: Lane, live: UpdateLive) -> None:
         text = _fit(sanitize_text(live.text))
         message_id = lane.live_message.get(live.slot)
         if message_id is None:
@@ -517,7 +379,7 @@ class _Sender:
             self._undelivered(lane.chat_id, str(error), text)
             raise _GiveUp from error
 
-    async def _send_plain(self, lane: _Lane, live: UpdateLive, text: str) -> int:
+    async def _send_plain(self, lane: Lane, live: UpdateLive, text: str) -> int:
         try:
             return await self._in_chat(
                 lane,
@@ -530,7 +392,7 @@ class _Sender:
             self._undelivered(lane.chat_id, str(error), text)
             raise _GiveUp from error
 
-    async def _deliver_close(self, lane: _Lane, close: CloseLive) -> None:
+    async def _deliver_close(self, lane: Lane, close: CloseLive) -> None:
         message_id = lane.live_message.pop(close.slot, None)
         final_text = _fit(sanitize_text(close.final_text)) if close.final_text else None
         try:
@@ -561,7 +423,7 @@ class _Sender:
     async def _chat_action(self, action: SendChatAction) -> None:
         chat_id = self.migrated.get(action.chat_id, action.chat_id)
         try:
-            async with self.limiter.slot(_never):
+            async with self.limiter.slot(never):
                 await self.api.send_chat_action(
                     chat_id, action.action, message_thread_id=action.thread_id
                 )
@@ -585,9 +447,7 @@ class _Sender:
 
     # ------------------------------------------------------------------ the call ladder
 
-    async def _in_chat(
-        self, lane: _Lane, call: Callable[[int], Awaitable[T]], *, preview: str
-    ) -> T:
+    async def _in_chat(self, lane: Lane, call: Callable[[int], Awaitable[T]], *, preview: str) -> T:
         """One call in `lane`'s chat: spacing, the global rate, and the retry ladder."""
         migrated_once = False
         while True:
@@ -607,7 +467,7 @@ class _Sender:
                 self._mark_inactive(lane, preview)
                 raise _GiveUp from error
 
-    async def _call(self, lane: _Lane | None, call: Callable[[], Awaitable[T]]) -> T:
+    async def _call(self, lane: Lane | None, call: Callable[[], Awaitable[T]]) -> T:
         """Global rate, 429 pauses and bounded retries of transient failures."""
         transient_failures = 0
         while True:
@@ -623,7 +483,7 @@ class _Sender:
                         # Spacing counts from the response: the request reached Telegram
                         # somewhere before it, so the next one cannot arrive too early.
                         if lane is not None and self.chat_spacing:
-                            lane.next_allowed = trio.current_time() + _spacing(lane.chat_id)
+                            lane.next_allowed = trio.current_time() + spacing(lane.chat_id)
             except TelegramRetryAfter as error:
                 self.stats.retries_after_429 += 1
                 until = trio.current_time() + error.retry_after
@@ -657,12 +517,12 @@ class _Sender:
 
     # ------------------------------------------------------------------ bookkeeping
 
-    def _shed_live(self, lane: _Lane) -> None:
+    def _shed_live(self, lane: Lane) -> None:
         for slot in list(lane.live_text):
             self._drop_live(lane, slot)
             self.stats.shed_live += 1
 
-    def _migrate(self, lane: _Lane, new_chat_id: int) -> None:
+    def _migrate(self, lane: Lane, new_chat_id: int) -> None:
         logger.info("chat %d became supergroup %d; following it", lane.chat_id, new_chat_id)
         old = lane.chat_id
         self.migrated[old] = new_chat_id
@@ -670,7 +530,7 @@ class _Sender:
         lane.chat_id = new_chat_id
         self.lanes[new_chat_id] = lane
 
-    def _mark_inactive(self, lane: _Lane, preview: str | None) -> None:
+    def _mark_inactive(self, lane: Lane, preview: str | None) -> None:
         if not lane.inactive:
             logger.warning("chat %d blocked the bot; not sending to it any more", lane.chat_id)
         lane.inactive = True

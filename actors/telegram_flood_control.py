@@ -1,0 +1,172 @@
+"""Flood control for the sender: per-chat lanes and the global rate limiter.
+
+Telegram's limits for bots: about 30 calls per second across all chats, one message or edit
+per second in a private chat, 20 per minute in a group; a call beyond them gets 429 with
+``retry_after``.
+This module holds the state that keeps the sender under those limits:
+
+- `Lane`: one chat's pending items in order, its live (coalescing) slots, and when the chat
+  may next be called (spacing after a call, a 429 pause);
+- `RateLimiter`: at most `GLOBAL_RATE` calls in any one-second window, urgent calls (finals,
+  callback answers) first, in arrival order.
+
+Both are plain state owned by the sender's task tree (`actors.telegram_sender`); nothing
+here sends.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections import deque
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final, final
+
+import trio
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+    from orchestrator.messages import CloseLive, SendReply, UpdateLive
+
+__all__ = [
+    "GLOBAL_RATE",
+    "GROUP_SPACING",
+    "PRIVATE_SPACING",
+    "Lane",
+    "RateLimiter",
+    "never",
+    "spacing",
+]
+
+GLOBAL_RATE: Final = 30.0
+"""Calls per second across all chats: Telegram's broadcast limit."""
+
+PRIVATE_SPACING: Final = 1.0
+"""Seconds between messages or edits in one private chat."""
+
+GROUP_SPACING: Final = 3.0
+"""Seconds between messages or edits in one group (20 per minute)."""
+
+
+@final
+@dataclass
+class Lane:
+    """One chat's pending work. `queue` holds finals and live-slot markers in order."""
+
+    chat_id: int
+    queue: deque[SendReply | CloseLive | str] = field(default_factory=deque)
+    live_text: dict[str, UpdateLive] = field(default_factory=dict)
+    live_message: dict[str, int] = field(default_factory=dict)
+    next_allowed: float = -math.inf
+    paused_until: float = -math.inf
+    inactive: bool = False
+    running: bool = False
+
+    final_tickets: deque[int] = field(default_factory=deque)
+    """The arrival numbers of the finals (`SendReply`, `CloseLive`) in `queue`, in order."""
+    ticket: int | None = None
+    """The arrival number of the final being delivered, None while delivering progress."""
+
+    def priority(self) -> int | None:
+        """This lane's place among urgent calls: its current final's arrival number, or the
+        next final's while a progress call stands in front of it (it inherits the final's
+        urgency, or it would hold that final back); None: nothing urgent."""
+        if self.ticket is not None:
+            return self.ticket
+        return self.final_tickets[0] if self.final_tickets else None
+
+
+def never() -> int | None:
+    """The priority of a call that is never urgent (a typing action)."""
+    return None
+
+
+@final
+class RateLimiter:
+    """At most `rate` calls in any sliding one-second window (0 = unlimited).
+
+    Unlike a smooth limiter (one call every 1/rate s), a quiet bot pays no delay at all: a
+    reply right after the "typing" action goes out at once; only a burst beyond `rate`
+    calls within a second waits for the oldest of them to age out.
+
+    A call holds its slot from the moment it starts until one second after its response.
+    Telegram counts a call when it arrives, somewhere between those two moments; counting
+    from the start instead let a slow request and a fast one land in the same second at
+    Telegram (bench/flood.py measured 74 needless 429s that way).
+    """
+
+    def __init__(self, rate: float) -> None:
+        self._limit = math.floor(rate) if rate > 0 else 0
+        self._recent: deque[float] = deque()
+        self._in_flight = 0
+        self._urgent_waiting: list[int] = []  # the waiting urgent calls' tickets, ascending
+        self._changed = trio.Event()
+        self.paused_until = -math.inf
+
+    @asynccontextmanager
+    async def slot(self, priority: Callable[[], int | None]) -> AsyncIterator[None]:
+        """Wait for a free slot, then hold it for the call made inside the block.
+
+        `priority` returns a ticket for an urgent call (finals, callback answers; lower goes
+        first: tickets number the finals in the order they reached the sender) or None (a
+        progress edit or a typing action). Urgent calls go first, in ticket order; others
+        take a free slot only while no urgent call waits, so under a flood the results keep
+        flowing and progress simply updates less often (its edits coalesce meanwhile).
+        `priority` is asked again on every wake-up, as a call may become urgent.
+        """
+        await self._acquire(priority)
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
+            if self._limit:
+                self._recent.append(trio.current_time())
+            self.wake()
+
+    def wake(self) -> None:
+        """Make waiters look again (a slot freed, or a waiter's urgency may have changed)."""
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def _acquire(self, priority: Callable[[], int | None]) -> None:
+        ticket: int | None = None
+        try:
+            while True:
+                now = trio.current_time()
+                if self.paused_until > now:
+                    await trio.sleep_until(self.paused_until)
+                    continue
+                if not self._limit:
+                    break
+                if ticket is None:
+                    ticket = priority()
+                    if ticket is not None:
+                        bisect.insort(self._urgent_waiting, ticket)
+                while self._recent and self._recent[0] + 1.0 <= now:  # the wake-up's sum
+                    self._recent.popleft()
+                free = self._limit - self._in_flight - len(self._recent)
+                ahead = (
+                    len(self._urgent_waiting)
+                    if ticket is None
+                    else bisect.bisect_left(self._urgent_waiting, ticket)
+                )
+                if free > ahead:
+                    break
+                if free <= 0 and self._recent:
+                    with trio.move_on_at(self._recent[0] + 1.0):
+                        await self._changed.wait()
+                else:  # every slot in flight, or urgent calls first: wait for a change
+                    await self._changed.wait()
+        finally:
+            if ticket is not None:
+                self._urgent_waiting.remove(ticket)
+                self.wake()
+        self._in_flight += 1
+        await trio.lowlevel.checkpoint()
+
+
+def spacing(chat_id: int) -> float:
+    """Seconds between calls in `chat_id`: groups (negative ids) get the longer spacing."""
+    return PRIVATE_SPACING if chat_id > 0 else GROUP_SPACING
