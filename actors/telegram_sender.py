@@ -52,10 +52,9 @@ from orchestrator.messages import (
 )
 from orchestrator.rendering import (
     MESSAGE_LIMIT,
-    escape_html,
+    render_plain,
     render_reply,
     sanitize_text,
-    split_html,
     visible_text,
 )
 from orchestrator.supervision import backoff_delay
@@ -287,13 +286,9 @@ class _Sender:
     # ------------------------------------------------------------------ deliveries
 
     async def _deliver_reply(self, lane: Lane, reply: SendReply) -> None:
-        if reply.plain:
-            chunks = split_html(escape_html(sanitize_text(reply.markdown)) or "(empty)")
-            document = None
-            summary = ""
-        else:
-            rendered = render_reply(reply.markdown, max_chunks=self.max_chunks)
-            chunks, document, summary = list(rendered.chunks), rendered.document, rendered.summary
+        render = render_plain if reply.plain else render_reply
+        rendered = render(reply.markdown, max_chunks=self.max_chunks)
+        chunks, document, summary = rendered.chunks, rendered.document, rendered.summary
         if document is not None:
             await self._in_chat(
                 lane,

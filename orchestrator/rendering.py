@@ -3,16 +3,18 @@
 This module owns what a reply looks like in the chat:
 
 - `render_markdown` parses with markdown-it-py (CommonMark plus tables and strikethrough) and
-  emits only the tags Telegram's HTML mode knows (TELEGRAM.md §2.4): ``b i s code pre a
-  blockquote``. Code blocks become ``<pre><code class="language-x">``; lists, headings, rules
-  and tables become text; raw HTML in the markdown is shown, escaped, never interpreted.
+  emits only tags Telegram's HTML parse mode accepts: ``b i s code pre a blockquote``.
+  Code blocks become ``<pre><code class="language-x">``; lists, headings, rules and tables
+  become text; raw HTML in the markdown is shown, escaped, never interpreted.
 - `split_html` cuts the HTML into chunks of at most `MESSAGE_LIMIT` UTF-16 units of visible
   text (how Telegram counts, after entity parsing), preferring paragraph, then line, then
   word boundaries, and never cutting inside a tag, an entity, a surrogate pair or a grapheme
   cluster. Tags open at a cut are closed at the end of the chunk and reopened at the start of
   the next one, so every chunk is valid HTML on its own.
 - `render_reply` adds the policy: sanitise, render, split; too many chunks → one ``.md``
-  document with a short summary; empty output → a placeholder.
+  document with a short summary; empty output → a placeholder. `render_plain` is the same
+  for text sent without markup. Both bound their work (`RENDER_LIMIT_FACTOR`): they run on
+  the event loop.
 """
 
 from __future__ import annotations
@@ -31,9 +33,12 @@ if TYPE_CHECKING:
 __all__ = [
     "EMPTY_PLACEHOLDER",
     "MESSAGE_LIMIT",
+    "RENDER_LIMIT_FACTOR",
     "RenderedReply",
     "escape_html",
+    "render_limit",
     "render_markdown",
+    "render_plain",
     "render_reply",
     "sanitize_text",
     "split_html",
@@ -48,6 +53,14 @@ SUMMARY_CHARS: Final = 600
 """Visible characters of a long reply shown as the caption of its ``.md`` document."""
 
 EMPTY_PLACEHOLDER: Final = "<i>(no output)</i>"
+
+RENDER_LIMIT_FACTOR: Final = 2
+"""A reply longer than ``max_chunks * MESSAGE_LIMIT * RENDER_LIMIT_FACTOR`` characters goes
+to a document without being rendered. Rendering and splitting are pure Python on the event
+loop, about 2.4 s per megabyte of markdown (measured): a huge reply stalled every chat that
+long. Markdown that long cannot fit in `max_chunks` messages unless more than half of it is
+markup (link targets, syntax), so the result is the same as rendering it first; the cost is
+bounded by the operator's ``telegram.max_chunks`` (32 K characters, a few ms, by default)."""
 
 _MARKDOWN: Final = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
 _SAFE_LINK: Final = re.compile(r"^(https?://|tg://)", re.IGNORECASE)
@@ -395,14 +408,38 @@ def _strip_edges(chunk: str) -> str:
 
 
 def render_reply(markdown: str, *, max_chunks: int) -> RenderedReply:
-    """Render a reply: chunks of HTML, or a ``.md`` document with a summary when too long."""
+    """Render a reply: chunks of HTML, or a ``.md`` document with a summary when too long.
+
+    The work is bounded: markdown longer than `render_limit` goes to the document without
+    being rendered (only its start is, for the summary).
+    """
     clean = sanitize_text(markdown)
     if not clean.strip():
         return RenderedReply(chunks=(EMPTY_PLACEHOLDER,))
+    if len(clean) > render_limit(max_chunks):
+        return _as_document(clean, render_markdown(clean[:MESSAGE_LIMIT]))
     chunks = split_html(render_markdown(clean))
     if len(chunks) <= max_chunks:
         return RenderedReply(chunks=tuple(chunks))
-    preview = visible_text(chunks[0])[:SUMMARY_CHARS].rstrip()
+    return _as_document(clean, chunks[0])
+
+
+def render_plain(text: str, *, max_chunks: int) -> RenderedReply:
+    """Escaped plain text in chunks; a document when longer than `render_limit`."""
+    clean = sanitize_text(text)
+    if len(clean) > render_limit(max_chunks):
+        return _as_document(clean, escape_html(clean[:MESSAGE_LIMIT]))
+    return RenderedReply(chunks=tuple(split_html(escape_html(clean) or "(empty)")))
+
+
+def render_limit(max_chunks: int) -> int:
+    """Characters beyond which a reply is sent as a document without being rendered."""
+    return max_chunks * MESSAGE_LIMIT * RENDER_LIMIT_FACTOR
+
+
+def _as_document(clean: str, first_html: str) -> RenderedReply:
+    """The whole reply as a file, captioned with the start of its rendering."""
+    preview = visible_text(first_html)[:SUMMARY_CHARS].rstrip()
     summary = (
         f"{escape_html(preview)}…\n\n<i>The full reply ({len(clean):,} characters) is "
         "attached as a file.</i>"

@@ -337,6 +337,19 @@ async def test_long_replies_are_chunked_or_attached(
     assert "attached" in document.text
 
 
+@pytest.mark.parametrize("plain", [False, True])
+async def test_megabytes_of_reply_become_one_document(
+    sender: Sender, autojump_clock: trio.testing.MockClock, plain: bool
+) -> None:
+    """Rendering is bounded (tests/unit/test_rendering.py): the file carries everything."""
+    huge = "# Title\n\nline with **markup** and `code`\n" * 100_000
+    await sender.put(SendReply(chat_id=7, markdown=huge, plain=plain))
+    await sender.wait(lambda api: bool(api.calls_of("sendDocument")))
+    await trio.testing.wait_all_tasks_blocked()
+    assert sender.api.calls_of("sendDocument")[0].extra["content"] == huge.encode()
+    assert sent_texts(sender.api, 7) == []
+
+
 async def test_buttons_go_on_the_last_chunk_and_callbacks_are_answered(
     sender: Sender, autojump_clock: trio.testing.MockClock
 ) -> None:

@@ -4,21 +4,29 @@ from __future__ import annotations
 
 import html.parser
 import re
+from typing import TYPE_CHECKING
 
 import pytest
 
+from orchestrator import rendering
 from orchestrator.rendering import (
     EMPTY_PLACEHOLDER,
     MESSAGE_LIMIT,
+    RenderedReply,
     escape_html,
     graphemes,
+    render_limit,
     render_markdown,
+    render_plain,
     render_reply,
     sanitize_text,
     split_html,
     utf16_length,
     visible_text,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 ALLOWED_TAGS = {"b", "i", "s", "u", "code", "pre", "a", "blockquote"}
 
@@ -155,6 +163,39 @@ def test_reply_policy_document_and_placeholder() -> None:
     assert utf16_length(visible_text(reply.summary)) <= 1024
     assert "attached" in reply.summary
     assert_well_formed(reply.summary)
+
+
+@pytest.mark.parametrize("render", [render_reply, render_plain])
+def test_a_huge_reply_is_attached_after_rendering_only_its_start(
+    render: Callable[..., RenderedReply], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Megabytes of markdown took seconds on the event loop; the work is now bounded."""
+    seen: list[int] = []
+    for name in ("render_markdown", "split_html", "escape_html"):
+        real = getattr(rendering, name)
+
+        def spy(text: str, *args: object, real: Callable[..., object] = real) -> object:
+            seen.append(len(text))
+            return real(text, *args)
+
+        monkeypatch.setattr(rendering, name, spy)
+    huge = "Some **bold** text and `code`, [a link](https://example.com).\n\n" * 70_000
+    reply = render(huge, max_chunks=4)
+    assert len(huge) > 4_000_000
+    assert reply.document == huge.encode()
+    assert reply.chunks == ()
+    assert reply.summary.startswith(("Some bold text", "Some **bold** text"))
+    assert seen
+    assert max(seen) <= MESSAGE_LIMIT
+
+
+def test_up_to_the_render_limit_a_reply_is_rendered_whole() -> None:
+    """Under the bound nothing changes: markdown that is mostly link targets still fits."""
+    link = "[x](https://example.com/" + "p" * 200 + ") "
+    markdown = link * (render_limit(1) // len(link))
+    reply = render_reply(markdown, max_chunks=1)
+    assert reply.document is None
+    assert len(reply.chunks) == 1
 
 
 @pytest.mark.parametrize(
