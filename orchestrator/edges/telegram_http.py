@@ -1,6 +1,6 @@
 """The Bot API over HTTP: the real `TelegramApi`, on one `httpx.AsyncClient`.
 
-This module owns the transport rules of TELEGRAM.md §1.1: POST with a JSON body to
+This module owns the Bot API's transport rules: POST with a JSON body to
 ``{base_url}/bot{token}/{method}`` (multipart for ``sendDocument``), the ``ok``/``result``
 envelope, and the mapping of failures onto `orchestrator.errors`:
 
@@ -40,6 +40,7 @@ from orchestrator.errors import (
     TelegramUnauthorized,
 )
 from orchestrator.ports import BotIdentity, ParseMode
+from orchestrator.wire.telegram import decode_json
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -97,7 +98,7 @@ def keyboard_markup(keyboard: Keyboard) -> dict[str, list[list[dict[str, str]]]]
 def classify(status: int, body: bytes, method: str) -> _Envelope:
     """Decode a Bot API answer; raise the matching `TelegramError` unless it is ``ok``."""
     try:
-        envelope = _ENVELOPE.decode(body)
+        envelope = decode_json(_ENVELOPE, body)
     except msgspec.DecodeError:
         kind = "HTML" if body.lstrip()[:1] == b"<" else "malformed"
         raise TelegramTransientError(
@@ -305,7 +306,7 @@ def _add_common(
 
 def _decode(decoder: msgspec.json.Decoder[T], raw: msgspec.Raw, method: str) -> T:
     try:
-        return decoder.decode(raw)
+        return decode_json(decoder, raw)
     except msgspec.DecodeError:
         raise TelegramTransientError(f"{method}: unexpected result shape") from None
 

@@ -3,12 +3,16 @@
 Decoded at the edge (the poller), one update at a time, so a single update that does not
 decode is skipped without holding back the others. `to_router_message` turns a decoded
 update into the router's `RouterMsg`, resolving commands from ``bot_command`` entities
-(offsets and lengths in UTF-16 code units, TELEGRAM.md §3).
+(the Bot API counts their offsets and lengths in UTF-16 code units).
+
+Every Bot API body is decoded with `decode_json`, which survives any nesting depth (see
+there): a body nested too deep for the decoder must not crash the poller into a restart loop.
 """
 
 from __future__ import annotations
 
-from typing import Final, Literal
+import re
+from typing import Final, Literal, TypeVar
 
 import msgspec
 
@@ -29,11 +33,22 @@ __all__ = [
     "Update",
     "UpdateId",
     "User",
+    "decode_json",
     "decode_update",
     "decode_update_id",
     "parse_command",
+    "prune_json",
     "to_router_message",
 ]
+
+T = TypeVar("T")
+
+MAX_JSON_DEPTH: Final = 64
+"""Nesting kept when a body is too deep to decode: Bot API objects nest about ten levels (an
+update, its message, the message it replies to, their entities), far below this."""
+
+_JSON_TOKEN: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+"""A JSON string (skipped whole, brackets inside it are text) or one bracket."""
 
 
 class User(msgspec.Struct, frozen=True):
@@ -124,19 +139,68 @@ _UPDATE: Final = msgspec.json.Decoder(Update)
 _UPDATE_ID: Final = msgspec.json.Decoder(UpdateId)
 
 
+def decode_json(decoder: msgspec.json.Decoder[T], data: bytes | msgspec.Raw) -> T:
+    """``decoder.decode(data)``, for bodies of any nesting depth.
+
+    msgspec's decoder recurses once per level of nesting and raises `RecursionError` near the
+    interpreter's recursion limit (about a thousand levels, measured). Telegram never sends
+    that; a broken proxy or a hostile ``api_base_url`` can. Such a body is decoded again with
+    every value deeper than `MAX_JSON_DEPTH` replaced by ``null`` (`prune_json`): the envelope
+    and the update ids survive, an update whose own fields were cut fails to decode like any
+    malformed update and is skipped, and one with a deep field we do not read is served.
+
+    Raises:
+        msgspec.DecodeError: `data` is not valid JSON of the decoder's type.
+    """
+    try:
+        return decoder.decode(data)
+    except RecursionError:
+        return decoder.decode(prune_json(bytes(data), MAX_JSON_DEPTH))
+
+
+def prune_json(data: bytes, max_depth: int) -> bytes:
+    """`data` with every array or object nested deeper than `max_depth` replaced by ``null``.
+
+    One iterative pass over the brackets outside strings (no recursion, whatever the depth).
+    Invalid JSON stays invalid: the decoder reports it.
+    """
+    kept: list[bytes] = []
+    depth = 0
+    copied_to = 0
+    cut_at: int | None = None
+    for token in _JSON_TOKEN.finditer(data):
+        bracket = token.group()
+        if bracket[:1] == b'"':
+            continue
+        if bracket in (b"[", b"{"):
+            depth += 1
+            if depth == max_depth + 1:
+                kept.append(data[copied_to : token.start()])
+                cut_at = token.start()
+        else:
+            if depth == max_depth + 1 and cut_at is not None:
+                kept.append(b"null")
+                copied_to = token.end()
+                cut_at = None
+            depth -= 1
+    if cut_at is None:
+        kept.append(data[copied_to:])
+    return b"".join(kept)
+
+
 def decode_update(raw: bytes | msgspec.Raw) -> Update:
     """Decode one update.
 
     Raises:
         msgspec.DecodeError: it does not match the Bot API's shape.
     """
-    return _UPDATE.decode(raw)
+    return decode_json(_UPDATE, raw)
 
 
 def decode_update_id(raw: bytes | msgspec.Raw) -> int | None:
     """The update's id, or None when not even that can be read."""
     try:
-        return _UPDATE_ID.decode(raw).update_id
+        return decode_json(_UPDATE_ID, raw).update_id
     except msgspec.DecodeError:
         return None
 

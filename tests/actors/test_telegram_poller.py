@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import itertools
+import json
 import random
 from typing import TYPE_CHECKING
 
+import httpx
+import msgspec
 import pytest
 import trio
 import trio.testing
 
 from actors import telegram_poller
+from orchestrator.edges.telegram_http import open_telegram_api
 from orchestrator.errors import (
     TelegramConflict,
     TelegramRetryAfter,
@@ -24,9 +28,11 @@ from tests.fakes.telegram_api import FakeTelegramApi
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from orchestrator.ports import TelegramApi
+
 
 class Harness:
-    def __init__(self, api: FakeTelegramApi, ledger_path: Path) -> None:
+    def __init__(self, api: TelegramApi, ledger_path: Path) -> None:
         self.api = api
         self.ledger_path = ledger_path
         self.received: list[RouterMsg] = []
@@ -60,9 +66,13 @@ class Harness:
                 nursery.cancel_scope.cancel()
 
 
+class FakeHarness(Harness):
+    api: FakeTelegramApi
+
+
 @pytest.fixture
-def harness(tmp_path: Path) -> Harness:
-    return Harness(FakeTelegramApi(), tmp_path / "updates.json")
+def harness(tmp_path: Path) -> FakeHarness:
+    return FakeHarness(FakeTelegramApi(), tmp_path / "updates.json")
 
 
 def texts(received: list[RouterMsg]) -> list[str | None]:
@@ -70,7 +80,7 @@ def texts(received: list[RouterMsg]) -> list[str | None]:
 
 
 async def test_updates_reach_the_router_in_order_and_offset_advances(
-    harness: Harness, autojump_clock: trio.testing.MockClock
+    harness: FakeHarness, autojump_clock: trio.testing.MockClock
 ) -> None:
     for n in range(3):
         harness.api.push_text(f"hello {n}")
@@ -81,7 +91,7 @@ async def test_updates_reach_the_router_in_order_and_offset_advances(
 
 
 async def test_commands_and_other_bots(
-    harness: Harness, autojump_clock: trio.testing.MockClock
+    harness: FakeHarness, autojump_clock: trio.testing.MockClock
 ) -> None:
     harness.api.push_text("/Status@TestBot now")
     harness.api.push_text("/status@OtherBot")
@@ -100,7 +110,7 @@ async def test_commands_and_other_bots(
 
 
 async def test_undecodable_update_is_skipped_without_holding_back_others(
-    harness: Harness, autojump_clock: trio.testing.MockClock
+    harness: FakeHarness, autojump_clock: trio.testing.MockClock
 ) -> None:
     harness.api.push_text("before")
     bad = harness.api.push({"message": {"message_id": "not-a-number", "chat": 5}})
@@ -115,7 +125,7 @@ async def test_undecodable_update_is_skipped_without_holding_back_others(
 
 
 async def test_callbacks_and_edits(
-    harness: Harness, autojump_clock: trio.testing.MockClock
+    harness: FakeHarness, autojump_clock: trio.testing.MockClock
 ) -> None:
     harness.api.push_text("edited text", edited=True)
     harness.api.push(
@@ -137,7 +147,7 @@ async def test_callbacks_and_edits(
 
 
 async def test_kill_and_restart_never_delivers_an_update_twice(
-    harness: Harness, autojump_clock: trio.testing.MockClock
+    harness: FakeHarness, autojump_clock: trio.testing.MockClock
 ) -> None:
     ids = [harness.api.push_text(f"m{n}") for n in range(5)]
     delivered = list(harness.api.pending)
@@ -156,7 +166,7 @@ async def test_kill_and_restart_never_delivers_an_update_twice(
 
 
 async def test_ids_restarting_lower_are_accepted(
-    harness: Harness, autojump_clock: trio.testing.MockClock
+    harness: FakeHarness, autojump_clock: trio.testing.MockClock
 ) -> None:
     harness.api._ids = itertools.count(500)
     for n in range(3):
@@ -179,7 +189,7 @@ async def test_ids_restarting_lower_are_accepted(
     ],
 )
 async def test_faults_back_off_and_keep_the_offset(
-    harness: Harness,
+    harness: FakeHarness,
     autojump_clock: trio.testing.MockClock,
     error: Exception,
     min_wait: float,
@@ -195,7 +205,7 @@ async def test_faults_back_off_and_keep_the_offset(
 
 
 async def test_backoff_grows_and_is_capped(
-    harness: Harness, autojump_clock: trio.testing.MockClock
+    harness: FakeHarness, autojump_clock: trio.testing.MockClock
 ) -> None:
     harness.api.push_text("eventually")
     harness.api.fail("getUpdates", *[TelegramTransientError("timeout") for _ in range(10)])
@@ -208,7 +218,7 @@ async def test_backoff_grows_and_is_capped(
 
 
 async def test_bad_token_stops_the_poller(
-    harness: Harness, autojump_clock: trio.testing.MockClock
+    harness: FakeHarness, autojump_clock: trio.testing.MockClock
 ) -> None:
     harness.api.fail("getUpdates", TelegramUnauthorized("Unauthorized", 401))
     send, receive = trio.open_memory_channel[RouterMsg](1)
@@ -226,10 +236,47 @@ async def test_bad_token_stops_the_poller(
 
 
 async def test_damaged_ledger_is_set_aside(
-    harness: Harness, autojump_clock: trio.testing.MockClock
+    harness: FakeHarness, autojump_clock: trio.testing.MockClock
 ) -> None:
     harness.ledger_path.write_text("{not json")
     harness.api.push_text("fine")
     await harness.run(stop_after=1)
     assert texts(harness.received) == ["fine"]
     assert list(harness.ledger_path.parent.glob("updates.json.corrupt-*"))
+
+
+def nested(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+async def test_json_nested_past_the_decoder_is_logged_skipped_and_polling_goes_on(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Bodies 100,000 levels deep, through the real HTTP adapter: msgspec's decoder gives up
+    near a thousand levels, and that once crash-looped the poller into an escalation."""
+    text = {"message_id": 1, "date": 0, "chat": {"id": 7, "type": "private"}, "text": "still here"}
+    bodies = [
+        b'{"ok":true,"result":[' + nested(100_000) + b"]}",
+        b'{"ok":true,"result":[{"update_id":5,"message":{"message_id":'
+        + nested(100_000)
+        + b'}},{"update_id":6,"message":'
+        + msgspec.json.encode(text)
+        + b"}]}",
+    ]
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if not bodies:  # nothing new: a long poll, as Telegram holds it
+            await trio.sleep(json.loads(request.content)["timeout"])
+            return httpx.Response(200, content=b'{"ok":true,"result":[]}')
+        return httpx.Response(200, content=bodies.pop(0))
+
+    async with open_telegram_api("1:x", transport=httpx.MockTransport(handler)) as api:
+        harness = Harness(api, tmp_path / "updates.json")
+        await harness.run(stop_after=1)
+    assert texts(harness.received) == ["still here"]
+    skipped = [t for t in harness.traces if t.outcome == "skipped"]
+    assert [(t.update_id, t.malformed) for t in skipped] == [(None, True), (5, True)]
+    assert "update 5 that does not decode" in caplog.text
+    ledger = await UpdateLedger.open(tmp_path / "updates.json")
+    assert ledger.seen(5)
+    assert ledger.seen(6)

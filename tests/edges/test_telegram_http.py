@@ -71,6 +71,20 @@ async def test_get_updates_returns_raw_updates() -> None:
     assert [msgspec.json.decode(raw)["update_id"] for raw in updates] == [1, "bad"]
 
 
+async def test_bodies_nested_past_the_decoder_are_answers_not_crashes() -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    body = b'{"ok":true,"result":[{"update_id":3,"message":' + deep + b"}]}"
+    async with open_telegram_api(TOKEN, transport=transport(200, body)) as api:
+        updates = await api.get_updates(
+            offset=None, poll_seconds=0, limit=10, allowed_updates=["message"]
+        )
+    assert [msgspec.json.decode(raw)["update_id"] for raw in updates] == [3]
+    error = b'{"ok":false,"error_code":502,"description":"Bad Gateway","junk":' + deep + b"}"
+    async with open_telegram_api(TOKEN, transport=transport(502, error)) as api:
+        with pytest.raises(TelegramTransientError, match="Bad Gateway"):
+            await api.send_message(5, "hi")
+
+
 @pytest.mark.parametrize(
     ("status", "body", "error"),
     [
