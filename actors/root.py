@@ -9,12 +9,12 @@
     ├── router         chat actors live in its nursery
     └── poller         started last, stopped first
 
-Shutdown follows the data flow (STYLE.md §2.7). When `ShutdownController.requested` is set,
-the poller's scope is cancelled (updates not handed off stay unconfirmed at Telegram); the
-root closes the router's inbox; the router closes every chat inbox and the chats finish their
-requests within ``shutdown.drain_grace``; then the pool stops its workers with their process
-trees, the sender delivers the last messages (bounded by `SENDER_FLUSH_GRACE`), and the
-tracer writes what is left.
+Shutdown follows the data flow (docs/architecture.md, "The actor tree"). When
+`ShutdownController.requested` is set, the poller's scope is cancelled (updates not handed off
+stay unconfirmed at Telegram); the root closes the router's inbox; the router closes every
+chat inbox and the chats finish their requests within ``shutdown.drain_grace``; then the pool
+stops its workers with their process trees, the sender delivers the last messages (bounded by
+`SENDER_FLUSH_GRACE`), and the tracer writes what is left.
 
 The root assembles collaborators and passes them down; it holds no state of its own.
 """

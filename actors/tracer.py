@@ -50,7 +50,7 @@ WallClock = Callable[[], datetime.datetime]
 
 @final
 class TraceHandle:
-    """What actors hold to trace: `emit` never blocks (STYLE.md §2.5).
+    """What actors hold to trace: `emit` never blocks, so tracing never slows a chat down.
 
     When the tracer is behind by `TRACE_BUFFER` records, a record is shed and counted; after
     the tracer has stopped (shutdown), records are dropped silently.

@@ -1,4 +1,4 @@
-"""Mailboxes and the one request/reply helper every actor uses (STYLE.md §2.3 to 2.5).
+"""Mailboxes and the one request/reply helper every actor uses.
 
 - `open_mailbox(size)` opens a bounded channel pair; the size is the documented buffer of an
   edge, never infinite (the router ↔ chat control edge opens its own with ``math.inf``).

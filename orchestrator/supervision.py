@@ -5,7 +5,7 @@ Neither trio nor the libraries we use have supervisors, so this module owns the 
 child (`supervise_one`). one_for_one over several children is one `supervise_one` per child
 in a shared nursery; one_for_all is what a plain trio nursery already does.
 
-Rules (Erlang/OTP supervisor principles, STYLE.md §2.6):
+Rules (those of Erlang/OTP supervisors):
 
 - Only `Exception` counts as a crash. `trio.Cancelled` and `KeyboardInterrupt` pass through.
 - A crash is recorded at `trio.current_time()`; crashes older than `period` are forgotten.

@@ -1,6 +1,6 @@
 """Test-suite charter.
 
-Rules every test here follows (STYLE.md §2.10):
+Rules every test here follows (docs/architecture.md, "Rules of the house"):
 
 - Actor logic runs under the ``autojump_clock`` fixture: backoffs, long polls, drain graces and
   intensity windows all pass in virtual time. A deadlock jumps straight to the test's

@@ -2,7 +2,7 @@
 
 Only ``@openai/codex@0.153.4`` (the last release with ``mcp-server``), never the unrelated npm
 package named just ``codex``. The native binary is used directly: it starts in ~60 ms, the
-node wrapper costs an extra process and ~200 ms (reference/CODEX.md §1).
+node wrapper costs an extra process and ~200 ms (both measured).
 """
 
 from __future__ import annotations

@@ -1,9 +1,12 @@
-"""A mock OpenAI Responses API for the real Codex 0.153.4 (reference/CODEX.md §3).
+"""A mock OpenAI Responses API for the real Codex 0.153.4.
 
 A real HTTP server on 127.0.0.1 (port 0) answering ``POST /v1/responses`` with the SSE event
-sequence Codex expects. Each request is answered by the next scripted turn, or by a
-`Responder` that looks at the request (the role's prompt, tool outputs so far), or by echoing
-the last user text. Every request body is recorded.
+sequence Codex 0.153.4 reads: ``response.created``, then per output item
+``response.output_item.added``, its ``response.output_text.delta`` events and
+``response.output_item.done``, then ``response.completed`` (or ``response.failed``). Each
+request is answered by the next scripted turn, or by a `Responder` that looks at the request
+(the role's prompt, tool outputs so far), or by echoing the last user text. Every request
+body is recorded.
 
 Turn items: `Text` (an assistant message, streamed as deltas), `Shell` (an ``exec_command``
 function call, optionally asking for escalation), `Patch` (an ``apply_patch`` custom tool call;

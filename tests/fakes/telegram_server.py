@@ -1,6 +1,6 @@
 """A fake Telegram Bot API: a real HTTP server on 127.0.0.1 that behaves like Telegram.
 
-Built for reference/TELEGRAM.md §4.3: ``/bot<token>/<method>`` (method case-insensitive),
+What it serves, as the real Bot API does: ``/bot<token>/<method>`` (method case-insensitive),
 query, JSON, form and multipart bodies; the ``ok``/``error_code``/``description``/
 ``parameters`` envelope; getUpdates with offset confirmation, limit and timeout clamps, real
 long-poll parking and wake-up, 409 for a second parked poller; Telegram's text cleaning and
