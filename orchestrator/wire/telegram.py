@@ -25,6 +25,7 @@ from orchestrator.messages import (
 )
 
 __all__ = [
+    "MAX_JSON_DEPTH",
     "CallbackQuery",
     "Chat",
     "ChatMemberUpdated",
@@ -56,8 +57,6 @@ class User(msgspec.Struct, frozen=True):
 
     id: int
     is_bot: bool = False
-    first_name: str = ""
-    username: str | None = None
 
 
 class Chat(msgspec.Struct, frozen=True):
