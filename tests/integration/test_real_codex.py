@@ -92,10 +92,10 @@ async def test_smoke_initialize_list_call_reply(codex_binary: Path, tmp_path: Pa
             async with open_real_codex(codex_binary, home, tmp_path) as codex:
                 assert codex.server_version == "0.153.4"
                 job = job_in(tmp_path, "c", "hello there")
-                first = await codex.call(job, on_event=events.append, on_approval=deny)
+                first = await codex.run_turn(job, on_event=events.append, on_approval=deny)
                 assert isinstance(first, JobDone), first
                 assert first.text == "Hello from the mock model"
-                second = await codex.call(
+                second = await codex.run_turn(
                     CodexJob(
                         conversation="c",
                         prompt="second prompt",
@@ -148,7 +148,7 @@ async def test_cancel_kills_codex_and_the_commands_it_started(
                     async with trio.open_nursery() as nursery:
 
                         async def run() -> None:
-                            await codex.call(job, on_event=on_event, on_approval=deny)
+                            await codex.run_turn(job, on_event=on_event, on_approval=deny)
 
                         nursery.start_soon(run)
                         await command_started.wait()
@@ -162,7 +162,7 @@ async def test_cancel_kills_codex_and_the_commands_it_started(
                 assert started[0].cwd == str(tmp_path)  # a path, not Codex's file:// URL
                 commands = [cmdline(pid) for pid in living(everything)]
                 assert any("sleep" in command for command in commands), commands
-                await codex.kill()
+                await codex.interrupt()
                 assert living(everything) == set()
 
 
