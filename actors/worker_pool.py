@@ -34,7 +34,7 @@ wait in a FIFO queue; on every change the pool hands free workers to the waiters
 order, each by its own rules (its thread's worker, or any worker once ``affinity_wait`` is
 over), and answers only those, on each waiter's one-shot reply channel. Waking every waiter
 on every change cost O(waiters) per run: bench/scale.py saw the time grow 2.4x for twice the
-chats.
+chats. The whole picture is in docs/architecture.md, "Codex workers".
 """
 
 from __future__ import annotations

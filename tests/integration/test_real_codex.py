@@ -243,8 +243,9 @@ async def test_two_calls_at_once_on_one_worker_get_their_own_replies(
 async def test_a_silent_model_gets_a_stall_warning_then_the_time_limit(
     codex_binary: Path, tmp_path: Path
 ) -> None:
-    """The model sends headers and then nothing: Codex waits silently (CODEX.md), so the
-    stall guard warns and ``request_timeout`` ends the run and replaces the worker."""
+    """The model sends headers and then nothing: Codex waits silently (it has no timeout of its
+    own for a stream that never starts), so the stall guard warns and ``request_timeout``
+    ends the run and replaces the worker."""
     with trio.fail_after(CEILING):
         async with pool_on_mock(codex_binary, tmp_path, stall_timeout=1.5, request_timeout=4) as (
             model,
