@@ -366,7 +366,7 @@ async def test_leaving_the_context_is_not_a_death(fake: FakeCodex, tmp_path: Pat
         with trio.CancelScope() as scope:
             async with opened(fake, tmp_path) as codex:
                 scope.cancel()
-                with trio.CancelScope(shield=True):
+                with trio.fail_after(CEILING, shield=True):
                     await trio.testing.wait_all_tasks_blocked()
                     assert codex.alive
                     late = await codex.run_turn(

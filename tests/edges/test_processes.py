@@ -63,7 +63,7 @@ async def spawned(script: str) -> AsyncIterator[tuple[trio.Process, Lines]]:
     try:
         yield process, Lines(process)
     finally:
-        with trio.CancelScope(shield=True):
+        with trio.fail_after(CEILING, shield=True):
             await kill_tree(process.pid, grace=0.5, known=seen | descendants(process.pid))
             await process.wait()
             if process.stdin is not None:

@@ -30,6 +30,7 @@ from orchestrator.messages import (
     RunStarted,
     Sandbox,
 )
+from orchestrator.wire.codex_mcp import CODEX_MCP_VERSION
 from tests.fakes.mock_model import (
     Hang,
     MockModel,
@@ -90,7 +91,7 @@ async def test_smoke_initialize_list_call_reply(codex_binary: Path, tmp_path: Pa
             model.script([Text("Hello from the mock model")])
             events: list[CodexProgress] = []
             async with open_real_codex(codex_binary, home, tmp_path) as codex:
-                assert codex.server_version == "0.153.4"
+                assert codex.server_version == CODEX_MCP_VERSION
                 job = job_in(tmp_path, "c", "hello there")
                 first = await codex.run_turn(job, on_event=events.append, on_approval=deny)
                 assert isinstance(first, JobDone), first
@@ -123,7 +124,7 @@ async def test_doctor_probe_against_the_real_codex(codex_binary: Path, tmp_path:
             0, (str(codex_binary), "mcp-server"), env=environment(tmp_path), startup_seconds=60
         )
     assert row.status == "ok", row
-    assert "codex-mcp-server 0.153.4" in row.detail
+    assert f"codex-mcp-server {CODEX_MCP_VERSION}" in row.detail
     assert "codex-reply" in row.detail
 
 
