@@ -1,9 +1,9 @@
 """One worker position of the Codex pool and its supervised life.
 
 A *worker position* is one supervised place in the pool (numbered like the worker that fills
-it, ``worker_id``) that a sequence of Codex workers occupy: a worker that crashes, is
-cancelled, times out or is recycled leaves, and the position's supervisor puts a fresh one in
-its place. This module owns what belongs to one position, whatever the backend
+it, ``worker_id``) that a sequence of Codex workers occupy: a worker that crashes, is left
+unusable by a cancel or a time limit, or is recycled leaves, and the position's supervisor
+puts a fresh one in its place. This module owns what belongs to one position, whatever the backend
 (`orchestrator.ports.CodexWorker`):
 
 - `WorkerPosition`, its state: the occupant, the conversations running on it, the threads it
@@ -72,7 +72,8 @@ crash loop (Codex broken, disk full) must neither spin nor stop the bot; it heal
 cause is gone."""
 
 RetireReason = Literal["cancelled", "died", "recycled", "timeout", "shutdown"]
-"""Why a worker leaves its position; the first three (and a timeout) interrupt it first."""
+"""Why a worker leaves its position: after a cancel, a time limit or a death it is interrupted
+before it is stopped; recycled or at shutdown it is stopped gracefully."""
 
 
 @dataclass
