@@ -38,12 +38,9 @@ from orchestrator.supervision import ChildSpec, RestartPolicy, supervise_one
 from orchestrator.update_ledger import UpdateLedger
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-    from contextlib import AbstractAsyncContextManager
-
-    from actors.worker_pool import CodexProcessLike, WorkerPoolHandle
+    from actors.worker_pool import WorkerPoolHandle
     from orchestrator.config import Config
-    from orchestrator.ports import TelegramApi
+    from orchestrator.ports import CodexWorkerFactory, TelegramApi
     from orchestrator.shutdown import ShutdownController
 
 __all__ = [
@@ -74,7 +71,7 @@ async def run_system(
     *,
     shutdown: ShutdownController,
     telegram: TelegramApi,
-    codex_factory: Callable[[int], AbstractAsyncContextManager[CodexProcessLike]],
+    codex_factory: CodexWorkerFactory,
     secrets: tuple[str, ...] = (),
     rng: random.Random | None = None,
     offload_io: bool = True,

@@ -24,6 +24,7 @@ import msgspec
 
 from orchestrator.config import LoadedConfig, load_config, worker_environment
 from orchestrator.errors import ConfigError
+from orchestrator.wire.codex_mcp import CODEX_MCP_VERSION
 
 __all__ = [
     "CHECKS",
@@ -36,10 +37,10 @@ __all__ = [
 
 Status = Literal["ok", "warn", "FAIL", "skip"]
 
-LAST_MCP_SERVER_RELEASE: Final = (0, 153, 4)
+LAST_MCP_SERVER_RELEASE: Final = tuple(int(part) for part in CODEX_MCP_VERSION.split("."))
 PIN_FIX: Final = (
-    'pin it: command = ["npx", "-y", "@openai/codex@0.153.4", "mcp-server"] '
-    "(0.153.4 is the last Codex release with mcp-server)"
+    f'pin it: command = ["npx", "-y", "@openai/codex@{CODEX_MCP_VERSION}", "mcp-server"] '
+    f"({CODEX_MCP_VERSION} is the last Codex release with mcp-server)"
 )
 VERSION_TIMEOUT: Final = 120.0
 """Seconds for ``codex --version``; through npx the first run downloads the package."""
@@ -175,7 +176,8 @@ async def check_codex_command(ctx: DoctorContext) -> list[CheckResult]:
         fix = (
             "install Node.js and npm (npx comes with npm)"
             if argv[0] == "npx"
-            else "install Codex (npm install @openai/codex@0.153.4) or fix codex.command"
+            else f"install Codex (npm install @openai/codex@{CODEX_MCP_VERSION}) "
+            "or fix codex.command"
         )
         return [
             CheckResult(

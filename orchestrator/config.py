@@ -26,6 +26,7 @@ import msgspec
 from dotenv import dotenv_values
 
 from orchestrator.errors import ConfigError
+from orchestrator.wire.codex_mcp import CODEX_MCP_VERSION
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -45,8 +46,8 @@ __all__ = [
     "worker_environment",
 ]
 
-DEFAULT_CODEX_COMMAND: Final = ("npx", "-y", "@openai/codex@0.153.4", "mcp-server")
-"""The pinned Codex: 0.153.4 is the last release with ``mcp-server`` (reference/CODEX.md).
+DEFAULT_CODEX_COMMAND: Final = ("npx", "-y", f"@openai/codex@{CODEX_MCP_VERSION}", "mcp-server")
+"""The pinned Codex: the last release with ``mcp-server`` (it is gone from 0.154.0).
 Never the unrelated npm package named just ``codex``."""
 
 TOKEN_VARIABLE: Final = "TELEGRAM_BOT_TOKEN"
