@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Final, Literal, assert_never
 import msgspec
 import trio
 
-from actors import chat_commands as texts
+from actors import chat_texts
 from actors.role_runner import PoolRoleRunner
 from actors.workflows import PHASE_PLAN, run_workflow
 from orchestrator.messages import (
@@ -57,7 +57,7 @@ from orchestrator.messages import (
 )
 from orchestrator.prompts import load_instructions
 from orchestrator.session_store import SessionCounters, SessionState
-from orchestrator.workflow_messages import TokenUsage
+from orchestrator.workflow_types import TokenUsage
 
 if TYPE_CHECKING:
     from orchestrator.config import Config, Profile
@@ -69,7 +69,7 @@ if TYPE_CHECKING:
     )
     from orchestrator.ports import CodexPool, PoolStatistics, TraceEmit
     from orchestrator.session_store import SessionStore
-    from orchestrator.workflow_messages import RoleInstructions, RoleTrace, WorkflowResult
+    from orchestrator.workflow_types import RoleInstructions, RoleTrace, WorkflowResult
 
 __all__ = ["ChatDeps", "run"]
 
@@ -204,7 +204,7 @@ class _Chat:
         loaded = await self.deps.store.load(self.key)
         if loaded.corrupt_moved_to is not None:
             self.trace("session_corrupt", detail=f"moved to {loaded.corrupt_moved_to.name}")
-            await self.say(texts.SESSION_CORRUPT)
+            await self.say(chat_texts.SESSION_CORRUPT)
         if loaded.state is not None:
             state = loaded.state
             if state.profile not in self.config.profiles:
@@ -233,14 +233,14 @@ class _Chat:
     async def on_message(self, message: InboundMessage) -> None:
         if message.edited:
             self.trace("update", update_id=message.update_id, outcome="edited_ignored")
-            await self.say(texts.EDITED_IGNORED, plain=True)
+            await self.say(chat_texts.EDITED_IGNORED, plain=True)
             return
         if message.command is not None:
             self.trace("command", command=message.command, update_id=message.update_id)
             await self.on_command(message.command, message.command_args)
             return
         if message.text is None or not message.text.strip():
-            await self.say(texts.TEXT_ONLY, plain=True)
+            await self.say(chat_texts.TEXT_ONLY, plain=True)
             return
         await self.on_text(message.text)
 
@@ -305,7 +305,7 @@ class _Chat:
         argument = args.strip()
         match name:
             case "start" | "help":
-                await self.say(texts.HELP)
+                await self.say(chat_texts.HELP)
             case "mode":
                 await self.cmd_mode(argument.lower())
             case "new":
@@ -317,7 +317,7 @@ class _Chat:
             case "profile":
                 await self.cmd_profile(argument)
             case _:
-                await self.say(texts.unknown_command(name), plain=True)
+                await self.say(chat_texts.unknown_command(name), plain=True)
 
     async def cmd_mode(self, argument: str) -> None:
         if argument not in ("single", "plan"):
@@ -410,7 +410,7 @@ class _Chat:
         if run is None:
             lines.append("State: idle")
         else:
-            elapsed = texts.format_elapsed(trio.current_time() - run.started)
+            elapsed = chat_texts.format_duration(trio.current_time() - run.started)
             phase = run.phase + (f" ({run.detail})" if run.detail else "")
             lines.append(f"State: running for {elapsed}, {phase}")
         lines.append(f"Queue: {len(self.state.queue)}")
@@ -657,7 +657,7 @@ class _Chat:
                     )
                     status = "⏹ Interrupted by a restart of the bot; it will run again afterwards."
                 elif cancelled:
-                    status = f"🛑 Cancelled after {texts.format_elapsed(elapsed)}."
+                    status = f"🛑 Cancelled after {chat_texts.format_duration(elapsed)}."
                 else:
                     status = f"❌ Failed: {error or 'unknown error'}"
                 self.state = msgspec.structs.replace(
@@ -706,7 +706,7 @@ class _Chat:
                 # The answer first: under per-chat spacing, closing the progress message
                 # first held every result back by a second (bench/flood.py).
                 await self.say(_final_text(result, run))
-                await self.close_live(run, f"{headline} in {texts.format_elapsed(elapsed)}.")
+                await self.close_live(run, f"{headline} in {chat_texts.format_duration(elapsed)}.")
             await self.save()
             self.trace(
                 "run_end",
@@ -800,7 +800,7 @@ class _Chat:
                 await run.dirty.wait()
 
     def live_text(self, run: _Run) -> str:
-        elapsed = texts.format_elapsed(trio.current_time() - run.started)
+        elapsed = chat_texts.format_duration(trio.current_time() - run.started)
         lines = [f"⏳ Working ({self.state.mode} mode), {elapsed}", f"Phase: {run.phase}"]
         if run.detail:
             lines.append(run.detail[:300])

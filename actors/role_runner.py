@@ -14,12 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final, final
 
 from orchestrator.messages import CodexJob, JobDone, JobFailed
-from orchestrator.workflow_messages import (
-    READ_ONLY_ROLES,
-    RoleFailed,
-    RoleOutcome,
-    RoleSucceeded,
-)
+from orchestrator.workflow_types import READ_ONLY_ROLES, RoleFailed, RoleOutcome, RoleSucceeded
 
 if TYPE_CHECKING:
     import trio
@@ -27,7 +22,7 @@ if TYPE_CHECKING:
     from orchestrator.config import Profile
     from orchestrator.messages import ApprovalRequest, CodexProgress
     from orchestrator.ports import CodexPool
-    from orchestrator.workflow_messages import Role
+    from orchestrator.workflow_types import Role
 
 __all__ = ["PREAMBLE_HEADER", "PoolRoleRunner", "job_for_role"]
 

@@ -24,8 +24,7 @@ from typing import TYPE_CHECKING, Final, assert_never
 
 import trio
 
-from actors import chat_commands as texts
-from actors import chat_session
+from actors import chat_session, chat_texts
 from orchestrator.messages import (
     AnswerCallback,
     BotMembershipChanged,
@@ -142,7 +141,9 @@ class _Router:
         if answered:
             self.last_refusal[user_id] = now
             await self.deps.sender.send(
-                SendReply(chat_id=chat_id, thread_id=thread_id, markdown=texts.REFUSAL, plain=True)
+                SendReply(
+                    chat_id=chat_id, thread_id=thread_id, markdown=chat_texts.REFUSAL, plain=True
+                )
             )
         self.deps.trace(
             TraceRecord(
@@ -180,7 +181,7 @@ class _Router:
                     SendReply(
                         chat_id=key.chat_id,
                         thread_id=key.thread_id,
-                        markdown=texts.BUSY,
+                        markdown=chat_texts.BUSY,
                         plain=True,
                     )
                 )
@@ -224,7 +225,7 @@ class _Router:
                     SendReply(
                         chat_id=key.chat_id,
                         thread_id=key.thread_id,
-                        markdown=texts.SESSION_RESET,
+                        markdown=chat_texts.SESSION_RESET,
                         plain=True,
                     )
                 )

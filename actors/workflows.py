@@ -35,7 +35,13 @@ from typing import Final, Protocol, TypeAlias, assert_never
 
 import trio
 
-from orchestrator.workflow_messages import (
+from orchestrator.role_answers import (
+    decode_review_answer,
+    decode_selector_answer,
+    extract_files_changed,
+    merge_files_changed,
+)
+from orchestrator.workflow_types import (
     MAX_REVIEW_ROUNDS,
     Mode,
     Phase,
@@ -50,10 +56,6 @@ from orchestrator.workflow_messages import (
     TraceOutcome,
     Verdict,
     WorkflowResult,
-    decode_review_answer,
-    decode_selector_answer,
-    extract_files_changed,
-    merge_files_changed,
 )
 
 __all__ = [

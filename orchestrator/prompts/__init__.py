@@ -19,7 +19,7 @@ from __future__ import annotations
 from importlib import resources
 from typing import TYPE_CHECKING, Final
 
-from orchestrator.workflow_messages import ROLES, Role, RoleInstructions
+from orchestrator.workflow_types import ROLES, Role, RoleInstructions
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

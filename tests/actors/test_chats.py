@@ -15,7 +15,7 @@ import pytest
 import trio
 import trio.testing
 
-from actors import chat_commands, router
+from actors import chat_texts, router
 from actors.worker_pool import WORKER_COOLDOWN, open_worker_pool
 from orchestrator.config import Config, Profile, RolePrompts, SessionsConfig, TelegramConfig
 from orchestrator.messages import (
@@ -274,7 +274,7 @@ async def test_stranger_gets_one_refusal_per_hour_and_nothing_else(
         for text in ("hi", "/start", "please"):
             await bot.say(STRANGER, text)
         await bot.wait(lambda: bot.stats.refused == 3)
-        assert bot.replies(STRANGER) == [chat_commands.REFUSAL]
+        assert bot.replies(STRANGER) == [chat_texts.REFUSAL]
         await trio.sleep(router.REFUSAL_INTERVAL)
         await bot.say(STRANGER, "again")
         await bot.wait_reply(STRANGER, "private", count=2)
@@ -326,7 +326,7 @@ async def test_every_command(tmp_path: Path, autojump_clock: trio.testing.MockCl
         await bot.say(ALICE, "/start")
         await bot.wait_reply(ALICE, "/profile list|NAME")
         help_text = bot.replies(ALICE)[-1]
-        for name, _ in chat_commands.BOT_COMMANDS:
+        for name, _ in chat_texts.BOT_COMMANDS:
             assert f"/{name}" in help_text
         await bot.say(ALICE, "/mode")
         await bot.wait_reply(ALICE, "Mode is single")
@@ -683,7 +683,7 @@ async def test_slow_chat_never_blocks_the_router(
             await bot.say(ALICE, f"flood {n}")
         await bot.say(BOB, "hello")
         await bot.wait_reply(BOB, "FAKE: hello")
-        assert chat_commands.BUSY in bot.replies(ALICE)
+        assert chat_texts.BUSY in bot.replies(ALICE)
         assert bot.stats.shed >= 1
         gate.set()
 

@@ -15,7 +15,7 @@ import trio
 
 from actors.workflows import PHASE_PLAN, run_plan, run_single, run_workflow
 from orchestrator.prompts import load_instructions
-from orchestrator.workflow_messages import (
+from orchestrator.workflow_types import (
     Role,
     RoleFailed,
     RoleInstructions,
