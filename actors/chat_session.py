@@ -31,8 +31,8 @@ import msgspec
 import trio
 
 from actors import chat_texts
-from actors.role_runner import PoolRoleRunner
-from actors.workflows import PHASE_PLAN, run_workflow
+from actors.role_caller import PoolRoleCaller
+from actors.workflows import PHASE_PLAN, carry_out_workflow
 from orchestrator.messages import (
     AgentMessageDelta,
     AnswerCallback,
@@ -567,7 +567,7 @@ class _Chat:
         progress_send, progress_receive = trio.open_memory_channel[CodexProgress](PROGRESS_BUFFER)
         approvals_send, approvals_receive = trio.open_memory_channel[ApprovalRequest](4)
         error: str | None = None
-        runner = PoolRoleRunner(
+        caller = PoolRoleCaller(
             self.deps.pool,
             conversation=self.conversation,
             profile=profile,
@@ -588,7 +588,7 @@ class _Chat:
         try:
             await self._work(
                 run,
-                runner,
+                caller,
                 instructions,
                 (progress_send, progress_receive),
                 (approvals_send, approvals_receive),
@@ -602,12 +602,12 @@ class _Chat:
                 # say so and keep the prompt for the next start.
                 run.cancel_reason = run.cancel_reason or "shutdown"
                 await self.finish(run, None, None, moved=False)
-        await self.finish(run, result_box[0] if result_box else None, error, moved=runner.moved)
+        await self.finish(run, result_box[0] if result_box else None, error, moved=caller.moved)
 
     async def _work(
         self,
         run: _Run,
-        runner: PoolRoleRunner,
+        caller: PoolRoleCaller,
         instructions: RoleInstructions | None,
         progress: tuple[
             trio.MemorySendChannel[CodexProgress], trio.MemoryReceiveChannel[CodexProgress]
@@ -628,10 +628,10 @@ class _Chat:
                 helpers.start_soon(self.refresh_live, run)
                 if instructions is not None:
                     with progress_send, approvals_send:
-                        result = await run_workflow(
+                        result = await carry_out_workflow(
                             run.prompt,
                             mode=self.state.mode,
-                            runner=runner,
+                            caller=caller,
                             reporter=_Reporter(self, run),
                             trace=lambda role_trace: self.trace_role(role_trace),
                             instructions=instructions,
