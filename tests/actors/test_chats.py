@@ -641,9 +641,9 @@ async def test_restart_keeps_mode_profile_and_queue(
 async def test_a_crashed_chat_is_reset_and_recreated(
     tmp_path: Path, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from actors import chat_session
+    from actors import chat
 
-    original = chat_session._Chat.on_text
+    original = chat._Chat.on_text
     calls = {"n": 0}
 
     async def exploding(self, text: str) -> None:
@@ -652,7 +652,7 @@ async def test_a_crashed_chat_is_reset_and_recreated(
             raise RuntimeError("bug in the chat")
         await original(self, text)
 
-    monkeypatch.setattr(chat_session._Chat, "on_text", exploding)
+    monkeypatch.setattr(chat._Chat, "on_text", exploding)
     async with running_bot(tmp_path) as bot:
         await bot.say(ALICE, "first")
         await bot.wait_reply(ALICE, "session was reset")
@@ -667,9 +667,9 @@ async def test_a_crashed_chat_is_reset_and_recreated(
 async def test_slow_chat_never_blocks_the_router(
     tmp_path: Path, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from actors import chat_session
+    from actors import chat
 
-    original = chat_session._Chat.handle
+    original = chat._Chat.handle
     gate = trio.Event()
 
     async def stuck(self, message) -> None:
@@ -677,7 +677,7 @@ async def test_slow_chat_never_blocks_the_router(
             await gate.wait()
         await original(self, message)
 
-    monkeypatch.setattr(chat_session._Chat, "handle", stuck)
+    monkeypatch.setattr(chat._Chat, "handle", stuck)
     async with running_bot(tmp_path) as bot:
         for n in range(router.CHAT_INBOX_SIZE + 3):
             await bot.say(ALICE, f"flood {n}")
