@@ -6,7 +6,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from orchestrator.prompts import load_instructions, load_role_instructions
+from orchestrator.config import Profile, RolePrompts
+from orchestrator.prompts import (
+    current_instructions,
+    instructions_for,
+    load_instructions,
+    load_role_instructions,
+    profile_prompt_files,
+)
 from orchestrator.role_answers import extract_files_changed
 from orchestrator.workflow_types import ROLES
 
@@ -66,3 +73,39 @@ def test_missing_or_empty_override_file_is_an_error(tmp_path: Path) -> None:
     empty.write_text("\n", encoding="utf-8")
     with pytest.raises(ValueError, match="empty"):
         load_role_instructions("planner", {"planner": empty})
+
+
+# --- the per-profile cache --------------------------------------------------------------------
+
+
+def test_a_profile_without_files_names_none_and_gets_the_defaults(tmp_path: Path) -> None:
+    profile = Profile(working_directory=str(tmp_path))
+    assert profile_prompt_files(profile) == []
+    assert current_instructions(profile) == load_instructions({})
+
+
+def test_cached_instructions_are_read_again_once_a_file_changed(tmp_path: Path) -> None:
+    system = tmp_path / "system.md"
+    developer = tmp_path / "developer.md"
+    system.write_text("House rules.", encoding="utf-8")
+    developer.write_text("Developer v1.", encoding="utf-8")
+    profile = Profile(
+        working_directory=str(tmp_path),
+        system_prompt_file=str(system),
+        role_prompts=RolePrompts(developer=str(developer)),
+    )
+    assert profile_prompt_files(profile) == [system, developer]
+    first = current_instructions(profile)
+    assert first.developer.startswith("House rules.")
+    assert first.developer.endswith("Developer v1.")
+    assert current_instructions(profile) is first  # unchanged files: no second read
+    developer.write_text("Developer v2, longer.", encoding="utf-8")
+    assert current_instructions(profile).developer.endswith("Developer v2, longer.")
+    assert instructions_for(profile) == current_instructions(profile)
+
+
+def test_an_unreadable_file_is_an_error_every_time(tmp_path: Path) -> None:
+    profile = Profile(working_directory=str(tmp_path), system_prompt_file=str(tmp_path / "no.md"))
+    for _ in range(2):
+        with pytest.raises(OSError, match=r"no\.md"):
+            current_instructions(profile)
