@@ -92,9 +92,6 @@ class _Chat:
 
     # ------------------------------------------------------------------ output
 
-    async def say(self, markdown: str, *, plain: bool = False) -> None:
-        await self.out.say(markdown, plain=plain)
-
     def preview(self, text: str) -> str | None:
         limit = self.config.traces.preview_chars
         return text[:limit] if limit else None
@@ -117,7 +114,7 @@ class _Chat:
                     event="session_corrupt", detail=f"moved to {loaded.corrupt_moved_to.name}"
                 )
             )
-            await self.say(chat_texts.SESSION_CORRUPT)
+            await self.out.say(chat_texts.SESSION_CORRUPT)
         if loaded.state is not None:
             state = loaded.state
             if state.profile not in self.config.profiles:
@@ -148,7 +145,7 @@ class _Chat:
             self.out.trace(
                 TraceRecord(event="update", update_id=message.update_id, outcome="edited_ignored")
             )
-            await self.say(chat_texts.EDITED_IGNORED, plain=True)
+            await self.out.say(chat_texts.EDITED_IGNORED, plain=True)
             return
         if message.command is not None:
             self.out.trace(
@@ -157,7 +154,7 @@ class _Chat:
             await self.on_command(message.command, message.command_args)
             return
         if message.text is None or not message.text.strip():
-            await self.say(chat_texts.TEXT_ONLY, plain=True)
+            await self.out.say(chat_texts.TEXT_ONLY, plain=True)
             return
         await self.on_text(message.text)
 
@@ -172,7 +169,7 @@ class _Chat:
         # A request is running: queue it (joining a prompt queued a moment ago).
         queue = list(self.state.queue)
         if len(queue) >= self.config.sessions.queue_limit:
-            await self.say(
+            await self.out.say(
                 f"The queue is full ({len(queue)} waiting); wait for a result or /cancel.",
                 plain=True,
             )
@@ -184,7 +181,7 @@ class _Chat:
         self.out.trace(
             TraceRecord(event="queued", detail=f"position {len(queue)}", preview=self.preview(text))
         )
-        await self.say(f"Queued (position {len(queue)}).", plain=True)
+        await self.out.say(f"Queued (position {len(queue)}).", plain=True)
 
     async def flush_batch(self) -> None:
         if not self.batch:
@@ -224,23 +221,23 @@ class _Chat:
         argument = args.strip()
         match name:
             case "start" | "help":
-                await self.say(chat_texts.HELP)
+                await self.out.say(chat_texts.HELP)
             case "mode":
                 await self.cmd_mode(argument.lower())
             case "new":
                 await self.cmd_new()
             case "status":
-                await self.say(self.status_text(), plain=True)
+                await self.out.say(self.status_text(), plain=True)
             case "cancel":
                 await self.cmd_cancel("/cancel")
             case "profile":
                 await self.cmd_profile(argument)
             case _:
-                await self.say(chat_texts.unknown_command(name), plain=True)
+                await self.out.say(chat_texts.unknown_command(name), plain=True)
 
     async def cmd_mode(self, argument: str) -> None:
         if argument not in ("single", "plan"):
-            await self.say(
+            await self.out.say(
                 f"Mode is {self.state.mode}. Use /mode single or /mode plan.", plain=True
             )
             return
@@ -248,17 +245,17 @@ class _Chat:
         self.state = msgspec.structs.replace(self.state, mode=mode)
         await self.save()
         suffix = " (from the next request)" if self.request is not None else ""
-        await self.say(f"Mode set to {mode}{suffix}.", plain=True)
+        await self.out.say(f"Mode set to {mode}{suffix}.", plain=True)
 
     async def cmd_new(self) -> None:
         if self.request is not None:
-            await self.say("A request is running; /cancel it first, then /new.", plain=True)
+            await self.out.say("A request is running; /cancel it first, then /new.", plain=True)
             return
         self.state = msgspec.structs.replace(
             self.state, developer_thread_id=None, developer_worker_id=None, summary=""
         )
         await self.save()
-        await self.say(
+        await self.out.say(
             "Started a new conversation: the next message opens a fresh Codex thread.", plain=True
         )
 
@@ -271,11 +268,11 @@ class _Chat:
                 self.batch_due = math.inf
                 self.state = msgspec.structs.replace(self.state, queue=())
                 await self.save()
-                await self.say(
+                await self.out.say(
                     f"Nothing was running; dropped {dropped} queued message(s).", plain=True
                 )
             else:
-                await self.say("Nothing is running.", plain=True)
+                await self.out.say("Nothing is running.", plain=True)
             return
         if request.cancel(reason):
             self.out.trace(TraceRecord(event="cancel", detail=reason))
@@ -289,15 +286,15 @@ class _Chat:
                 + (" (active)" if name == self.state.profile else "")
                 for name in names
             ]
-            await self.say("Profiles:\n" + "\n".join(lines), plain=True)
+            await self.out.say("Profiles:\n" + "\n".join(lines), plain=True)
             return
         if argument not in self.config.profiles:
-            await self.say(
+            await self.out.say(
                 f"No profile named {argument!r}. Profiles: {', '.join(names)}", plain=True
             )
             return
         if self.request is not None:
-            await self.say(
+            await self.out.say(
                 "Can't switch profiles while a request runs; /cancel it first.", plain=True
             )
             return
@@ -311,7 +308,7 @@ class _Chat:
             summary="",
         )
         await self.save()
-        await self.say(
+        await self.out.say(
             f"Switched to profile {argument} ({profile.working_directory}), mode "
             f"{profile.default_mode}. The next message starts a new Codex thread.",
             plain=True,
@@ -375,7 +372,7 @@ class _Chat:
         self.out.trace(
             TraceRecord(
                 event="run_start",
-                mode=self.state.mode,
+                mode=request.mode,
                 profile=self.state.profile,
                 preview=self.preview(request.prompt),
             )
@@ -393,8 +390,8 @@ class _Chat:
                 offload=self.deps.store.offload,
             )
         finally:
-            # Not returned: the whole chat is being stopped (shutdown past its grace, or a
-            # crash). The user has been told; keep the prompt for the next start.
+            # No outcome when the whole chat is being stopped (shutdown past its grace, or a
+            # crash): the user has been told, and an interruption keeps the prompt queued.
             ended = outcome if outcome is not None else stopped_outcome(request)
             with trio.move_on_after(FINISH_GRACE) as cleanup:
                 cleanup.shield = True

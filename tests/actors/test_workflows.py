@@ -582,7 +582,7 @@ async def test_cancel_in_single_mode_propagates(autojump_clock):
 
 
 @pytest.mark.parametrize(("mode", "roles"), [("single", ["developer"]), ("plan", ["selector"])])
-async def test_run_workflow_dispatches_on_the_mode(autojump_clock, mode, roles):
+async def test_carry_out_workflow_dispatches_on_the_mode(autojump_clock, mode, roles):
     caller = FakeCaller({"developer": ["done"], "selector": [SINGLE]})
     reporter = FakeReporter()
     with trio.fail_after(CEILING):
