@@ -132,7 +132,7 @@ class Request:
     @property
     def slot(self) -> str:
         """The sender's slot of the progress message."""
-        return f"run-{self.number}"
+        return f"request-{self.number}"
 
     def cancel(self, reason: str) -> bool:
         """Cancel the request's workflow; False if it was cancelled already."""

@@ -77,13 +77,13 @@ class TokenUsage(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class RoleSucceeded(msgspec.Struct, frozen=True, kw_only=True, tag=True, tag_field="kind"):
-    """A role's Codex run finished.
+    """A role's Codex call finished.
 
     Attributes:
         text: The last agent message (the tool result's content).
-        thread_id: The Codex thread the run used or created.
+        thread_id: The Codex thread the call used or created.
         worker_id: The worker that hosts that thread.
-        usage: Tokens the run used.
+        usage: Tokens the call used.
         files_changed: Paths Codex reported as patched (PatchApplied events), if the runner
             tracks them; merged with what the developer's text says.
     """
@@ -96,7 +96,7 @@ class RoleSucceeded(msgspec.Struct, frozen=True, kw_only=True, tag=True, tag_fie
 
 
 class RoleFailed(msgspec.Struct, frozen=True, kw_only=True, tag=True, tag_field="kind"):
-    """A role's Codex run failed (tool error, worker died, timeout...).
+    """A role's Codex call failed (tool error, worker died, timeout...).
 
     Attributes:
         failure: A short machine-readable class of failure, as the runner names it.
@@ -139,7 +139,7 @@ class SelectorDecision(msgspec.Struct, frozen=True, kw_only=True):
     """What the selector decided for one request.
 
     Attributes:
-        route: ``single`` (one developer run) or ``plan`` (the full workflow).
+        route: ``single`` (one developer call) or ``plan`` (the full workflow).
         reason: The selector's one-line reason, or why its answer was unreadable.
         malformed: True when no valid answer was found and ``plan`` was chosen by default.
     """
@@ -164,20 +164,20 @@ class ReviewVerdict(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class RoleTrace(msgspec.Struct, frozen=True, kw_only=True):
-    """One trace line per role run, handed to the workflow's trace callback.
+    """One trace line per role call, handed to the workflow's trace callback.
 
     Attributes:
         role: Which role ran.
         round: The review round (1-based) for developer and reviewer runs; None for the
             selector and planner, which run once per request.
-        started_at: `trio.current_time()` when the run was requested.
+        started_at: `trio.current_time()` when the call was made.
         duration: Seconds on the trio clock until the outcome.
         outcome: succeeded, failed, cancelled (the caller's scope), or crashed (an exception).
         thread_id: The thread used, when known.
         worker_id: The worker used, when known.
         detail: Short, body-free detail: route or verdict with reason, or the failure.
         malformed: The selector's or reviewer's answer was unreadable.
-        usage: Tokens the run used.
+        usage: Tokens the call used.
     """
 
     role: Role
@@ -203,7 +203,7 @@ class WorkflowResult(msgspec.Struct, frozen=True, kw_only=True):
         files_changed: Files changed, as Codex reported them, in first-seen order.
         developer_thread_id: The developer's thread, to continue with `codex-reply` next time.
         developer_worker_id: The worker that hosts the developer's thread.
-        usage: Tokens used by every role run, summed.
+        usage: Tokens used by every role call, summed.
         selector: The selector's decision, in plan mode.
         plan: The planner's plan, when one was made.
         failed_phase: The phase that failed, or None on success.

@@ -135,7 +135,7 @@ async def test_a_long_request_types_shows_progress_and_closes_it(
     typing = [m for m in bot.sent if isinstance(m, SendChatAction)]
     assert len(typing) == pytest.approx(60 / TYPING_INTERVAL, abs=1)
     live = [m for m in bot.sent if isinstance(m, UpdateLive)]
-    assert live[0].slot == "run-1"
+    assert live[0].slot == "request-1"
     assert "Worker 1" in live[-1].text
     assert live[0].keyboard[0][0].callback_data == "cx:tok"
     closes = [m for m in bot.sent if isinstance(m, CloseLive)]

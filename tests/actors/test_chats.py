@@ -448,7 +448,9 @@ async def test_cancel_in_each_plan_phase(
         await bot.say(ALICE, "/cancel")
         await bot.wait_reply(ALICE, "Cancelled")
         assert trio.current_time() - started < 5
-    phases = [m.text for m in bot.sent if isinstance(m, UpdateLive) and m.slot.startswith("run-")]
+    phases = [
+        m.text for m in bot.sent if isinstance(m, UpdateLive) and m.slot.startswith("request-")
+    ]
     assert any(phase in text for text in phases)
     ends = [t for t in bot.traces if t.event == "run_end"]
     assert ends[-1].outcome == "cancelled"

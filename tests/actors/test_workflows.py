@@ -1,7 +1,7 @@
 """Single and plan workflows against a scripted fake RoleCaller, in virtual time.
 
 Every test runs under ``autojump_clock`` with a ``trio.fail_after`` ceiling, so a deadlock fails
-at once. The fake caller "takes" `LATENCY` seconds of virtual time per role run (Codex latency,
+at once. The fake caller "takes" `LATENCY` seconds of virtual time per role call (Codex latency,
 not synchronisation); tests synchronise on the caller's per-call Events.
 """
 
@@ -280,7 +280,7 @@ async def test_selector_choosing_plan_and_approval_in_round_one(autojump_clock):
         ("developer", 1, "succeeded"),
         ("reviewer", 1, "succeeded"),
     ]
-    # Durations and start times come from the trio clock: one LATENCY per run, back to back.
+    # Durations and start times come from the trio clock: one LATENCY per call, back to back.
     starts = [line.started_at - harness.traces[0].started_at for line in harness.traces]
     assert starts == pytest.approx([0.0, LATENCY, 2 * LATENCY, 3 * LATENCY])
     assert all(line.duration == pytest.approx(LATENCY) for line in harness.traces)
@@ -519,7 +519,7 @@ async def test_a_caller_crash_is_traced_and_propagates(autojump_clock):
 async def cancel_during(
     harness: Harness, role: Role, nth: int, *, mode: str
 ) -> tuple[bool, trio.CancelScope]:
-    """Start the workflow, cancel its scope once `role`'s `nth` run is in flight."""
+    """Start the workflow, cancel its scope once `role`'s `nth` call is in flight."""
     propagated = False
     with trio.fail_after(CEILING), trio.CancelScope() as scope:
 
