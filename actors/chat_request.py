@@ -8,8 +8,8 @@ scope, with its helpers:
 - progress events from the pool become the request's `Progress` (phase, worker, last actions);
 - the live progress message appears after `LIVE_DELAY` and is edited as things happen (the
   sender coalesces the edits), with a Cancel button;
-- "typing…" shows after `TYPING_DELAY` and is repeated every `TYPING_INTERVAL`, one action at
-  a time and shed when the sender is full;
+- "typing…" shows after `TYPING_DELAY` and is repeated every `TYPING_INTERVAL` by one task;
+  an action the sender's inbox has no room for is shed, never queued;
 - Codex's approval questions are shown by the chat's `Approvals`.
 
 Then it says how the request ended (the answer, a failure, a cancel, an interruption), closes
