@@ -390,8 +390,9 @@ class _Chat:
                 offload=self.deps.store.offload,
             )
         finally:
-            # No outcome when the whole chat is being stopped (shutdown past its grace, or a
-            # crash): the user has been told, and an interruption keeps the prompt queued.
+            # No outcome only when the whole chat is being stopped (shutdown past its grace):
+            # the user has been told, and an interruption keeps the prompt queued. A failure
+            # under the request is a `Failed` outcome: reported once, never queued again.
             ended = outcome if outcome is not None else stopped_outcome(request)
             with trio.move_on_after(FINISH_GRACE) as cleanup:
                 cleanup.shield = True

@@ -19,6 +19,7 @@ session (counters, the Codex thread, the summary) and starts the next queued pro
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, TypeAlias, assert_never
 
@@ -69,6 +70,8 @@ __all__ = [
     "stopped_outcome",
 ]
 
+logger: Final = logging.getLogger(__name__)
+
 TYPING_DELAY: Final = 0.5
 """Seconds a request runs before "typing…" shows (saves Bot API calls on quick answers)."""
 
@@ -89,6 +92,16 @@ FINISH_GRACE: Final = 5.0
 
 PROGRESS_BUFFER: Final = 64
 """Progress events buffered per request; the pool drops events when this is full."""
+
+INTERNAL_ERROR: Final = (
+    "❌ Something went wrong inside the bot while it worked on this request, so it stopped. "
+    "It will not run again by itself: send it again to retry, or /new to start over."
+)
+
+UNREADABLE_INSTRUCTIONS: Final = (
+    "❌ I could not read this profile's instruction files, so nothing was run. "
+    "Fix the files (or ask the bot's owner to), then send the request again."
+)
 
 INTERRUPTED: Final = "⏹ Interrupted by a restart of the bot; it will run again afterwards."
 
@@ -160,20 +173,33 @@ class CancelledByUser(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Interrupted(msgspec.Struct, frozen=True, kw_only=True):
-    """The chat was stopped under the request (shutdown past the drain grace, or a crash):
-    the prompt goes back to the head of the queue, to run after the restart."""
+    """The chat was stopped under the request (shutdown past the drain grace): the prompt
+    goes back to the head of the queue, to run after the restart."""
 
     elapsed: float
 
 
 class Failed(msgspec.Struct, frozen=True, kw_only=True):
-    """The workflow could not start (the profile's instruction files cannot be read)."""
+    """The request could not be served: the workflow could not start (the profile's
+    instruction files cannot be read), or something inside the bot failed under it (a bug).
+
+    It is reported once and never run again by itself (unlike an `Interrupted` request)."""
 
     elapsed: float
     error: str
+    """For the trace and the log (may name an exception); never shown to the user."""
+    notice: str
+    """What the user is told."""
 
 
 RequestOutcome: TypeAlias = Completed | CancelledByUser | Interrupted | Failed
+
+
+def _describe_exception(problem: BaseException) -> str:
+    """``Type: message`` of the exception inside nested one-member groups (for the trace)."""
+    while isinstance(problem, BaseExceptionGroup) and len(problem.exceptions) == 1:
+        problem = problem.exceptions[0]
+    return f"{type(problem).__name__}: {problem}"[:300]
 
 
 def stopped_outcome(request: Request) -> RequestOutcome:
@@ -217,6 +243,13 @@ async def serve_request(
             conversation=conversation,
             offload=offload,
         )
+    except Exception as problem:  # a bug under the request: a failure, not a shutdown
+        logger.exception("request %s of %s failed", request.number, conversation)
+        outcome = Failed(
+            elapsed=trio.current_time() - request.started,
+            error=_describe_exception(problem),
+            notice=INTERNAL_ERROR,
+        )
     finally:
         ended = outcome if outcome is not None else stopped_outcome(request)
         with trio.move_on_after(FINISH_GRACE) as cleanup:
@@ -251,7 +284,9 @@ async def _work(
         if request.cancel_reason:
             return CancelledByUser(elapsed=elapsed, reason=request.cancel_reason)
         return Failed(
-            elapsed=elapsed, error=f"cannot read the profile's instruction files: {problem}"
+            elapsed=elapsed,
+            error=f"cannot read the profile's instruction files: {problem}",
+            notice=UNREADABLE_INSTRUCTIONS,
         )
     progress_send, progress_receive = open_mailbox[CodexProgress](PROGRESS_BUFFER)
     approvals_send, approvals_receive = open_mailbox[ApprovalRequest](APPROVAL_BUFFER)
@@ -413,7 +448,7 @@ async def _report(request: Request, outcome: RequestOutcome, out: ChatOutput) ->
         case Interrupted():
             status = INTERRUPTED
         case Failed():
-            status = f"❌ Failed: {outcome.error or 'unknown error'}"
+            status = outcome.notice
         case _:
             assert_never(outcome)
     await out.say(status, plain=True)

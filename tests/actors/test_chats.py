@@ -745,3 +745,41 @@ async def test_an_edited_prompt_file_applies_from_the_next_request(
     assert "Developer rules v1." in first.developer_instructions
     assert "Developer rules v2, now longer." in second.developer_instructions
     assert "Developer rules v1." not in second.developer_instructions
+
+
+async def test_a_request_that_fails_inside_the_bot_is_reported_once_and_not_run_again(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from actors import role_caller
+
+    original = role_caller.PoolRoleCaller.call_role
+
+    async def exploding(self, role, prompt, **kw):
+        if "explode" in prompt:
+            raise RuntimeError("bug under the request")
+        return await original(self, role, prompt, **kw)
+
+    monkeypatch.setattr(role_caller.PoolRoleCaller, "call_role", exploding)
+    async with running_bot(tmp_path) as bot:
+        await bot.say(ALICE, "explode please")
+        await bot.wait_reply(ALICE, "Something went wrong inside the bot")
+        await bot.say(ALICE, "after it")
+        await bot.wait_reply(ALICE, "FAKE: after it")
+        replies = bot.replies(ALICE)
+        assert not any("Interrupted" in r or "session was reset" in r for r in replies)
+        assert not any("bug under the request" in r or "RuntimeError" in r for r in replies)
+        assert sum("Something went wrong" in r for r in replies) == 1
+        prompts = [job.prompt for p in bot.fakes.started for job in p.calls]
+        assert prompts == ["after it"]
+    assert bot.stats.resets == 0
+    state = (await bot.store.load(SessionKey(ALICE, ALICE))).state
+    assert state is not None
+    assert state.queue == ()
+    assert state.counters.failures == 1
+    [end] = [t for t in bot.traces if t.event == "run_end" and t.outcome == "failed"]
+    assert end.detail is not None
+    assert "RuntimeError" in end.detail
+    # A restart does not run it again.
+    async with running_bot(tmp_path) as again:
+        await trio.sleep(30)
+        assert not [job for p in again.fakes.started for job in p.calls]
