@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Final
 import trio
 
 from actors import router, telegram_poller, telegram_sender, tracer
-from actors.chat_commands import BOT_COMMANDS
+from actors.chat_texts import BOT_COMMANDS
 from actors.worker_pool import open_worker_pool
 from orchestrator.errors import TelegramUnauthorized
 from orchestrator.messages import RouterMsg, SenderMsg, TraceRecord
