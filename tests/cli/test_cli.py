@@ -185,8 +185,7 @@ def test_doctor_flags_a_codex_without_mcp_server(tmp_path: Path) -> None:
 def test_doctor_missing_codex_command(tmp_path: Path) -> None:
     path = tmp_path / "conf.toml"
     path.write_text(
-        "[codex]\ncommand = ['definitely-not-a-codex-binary', 'mcp-server']\n"
-        + workspace(tmp_path)
+        "[codex]\ncommand = ['definitely-not-a-codex-binary', 'mcp-server']\n" + workspace(tmp_path)
     )
     ctx = doctor.DoctorContext(config_path=path, environ={"PATH": "/usr/bin:/bin"})
     import trio
