@@ -339,7 +339,7 @@ def _codex_auth_rows(loaded: LoadedConfig, environ: Mapping[str, str]) -> list[C
             CheckResult(
                 check="codex auth",
                 status="ok",
-                detail=f"model provider {provider_id!r} in {config_file} (no login needed)",
+                detail=f"custom model provider {provider_id!r} in {config_file} (no login needed)",
             )
         ]
     if (home / "auth.json").is_file():
