@@ -220,7 +220,7 @@ async def check_codex_command(ctx: DoctorContext) -> list[CheckResult]:
             CheckResult(
                 check="codex command",
                 status="FAIL",
-                detail=f"{argv[0]} not found on PATH",
+                detail=f"{argv[0]} not found" + ("" if "/" in argv[0] else " on PATH"),
                 fix=fix,
             )
         ]
