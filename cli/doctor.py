@@ -302,7 +302,7 @@ def _codex_settings(path: Path) -> dict[str, object]:
 
 
 def _codex_auth_rows(loaded: LoadedConfig, environ: Mapping[str, str]) -> list[CheckResult]:
-    """How Codex 0.153.4 authenticates (measured, reference/CODEX.md §3):
+    """How the pinned Codex authenticates (measured, reference/CODEX.md §3):
 
     - the ``openai`` provider (the default) needs a login stored in ``$CODEX_HOME/auth.json``
       (``codex login``; ChatGPT or ``--with-api-key``), CODEX_HOME defaulting to ``~/.codex``;
