@@ -43,6 +43,8 @@ from harness import (
 from tests.fakes.codex_script import FakeCodex
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from tests.fakes.telegram_server import FakeTelegram
 
 TELEGRAM_LIMIT = 4096
@@ -66,6 +68,10 @@ def replies(telegram: FakeTelegram, chat: int, containing: str) -> list[float]:
         and str(call.params.get("chat_id")) == str(chat)
         and containing in str(call.params.get("text", ""))
     ]
+
+
+def replied(chat: int, containing: str) -> Callable[[FakeTelegram], bool]:
+    return lambda telegram: bool(replies(telegram, chat, containing))
 
 
 async def main() -> None:
@@ -94,22 +100,22 @@ async def main() -> None:
             telegram.push_message(chat_id=user, user_id=user, text=f"lone message #L{n}#")
             lone_pushed[n] = (pushed, wall)
             with trio.move_on_after(60):
-                await telegram.wait_for(lambda t, u=user: bool(replies(t, u, "FAKE-REPLY")))
+                await telegram.wait_for(replied(user, "FAKE-REPLY"))
             done = replies(telegram, user, "FAKE-REPLY")
             if done:
                 lone_replied[n] = (done[0] - pushed) * 1000
             await trio.sleep(0.1)
         for k, user in enumerate(paste_users):
-            first = filled(f"paste #P{k}A#", TELEGRAM_LIMIT)
+            part_one = filled(f"paste #P{k}A#", TELEGRAM_LIMIT)
             rest = filled(f"#P{k}B# the rest of the paste", PASTE_REST)
             wall_first = time.time()
-            telegram.push_message(chat_id=user, user_id=user, text=first)
+            telegram.push_message(chat_id=user, user_id=user, text=part_one)
             await trio.sleep(PASTE_GAP)
             wall_rest = time.time()
             telegram.push_message(chat_id=user, user_id=user, text=rest)
             paste_pushed[k] = (wall_first, wall_rest, trio.current_time())
             with trio.move_on_after(60):
-                await telegram.wait_for(lambda t, u=user: bool(replies(t, u, WHOLE)))
+                await telegram.wait_for(replied(user, WHOLE))
             await trio.sleep(0.1)
             paste_replies[k] = len(replies(telegram, user, "FAKE-REPLY"))
     calls = codex_calls(fake)
@@ -136,14 +142,14 @@ async def main() -> None:
             paste_whole_ms.append((whole[0] - wall_first) * 1000)
             paste_after_rest_ms.append((whole[0] - wall_rest) * 1000)
         delivered_pastes += first is not None and whole is not None
-    lone = {
+    lone: dict[str, Any] = {
         "sent": lone_count,
         "reached_codex": len(to_call),
         "replied": len(lone_replied),
         "update_to_call_ms": summary(to_call),
         "update_to_reply_ms": summary(list(lone_replied.values())),
     }
-    pastes = {
+    pastes: dict[str, Any] = {
         "sent": paste_count,
         "parts": [TELEGRAM_LIMIT, PASTE_REST],
         "gap_s": PASTE_GAP,

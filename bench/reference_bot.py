@@ -21,7 +21,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import urllib.parse
 from typing import IO, Any
 
@@ -158,4 +157,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
