@@ -4,7 +4,12 @@ Every benchmark drives ``codex-orchestrator start`` as a separate process (the r
 point, real HTTP, real subprocess workers) against the fake Telegram Bot API served from the
 benchmark's own trio run, with either the fake Codex MCP server or the real Codex 0.153.4 on
 the mock model. Times are taken on this process's clock: when an update is pushed into the
-fake Telegram, and when the fake sees the bot's reply.
+fake Telegram, and when the fake sees the bot's reply; the fake Codex stamps what it reads
+with the wall clock (``at`` in its record), compared with ``time.time()`` at the push.
+
+The bot runs on the shipped defaults (orchestrator/config.py): `BenchConfig` writes only where
+the fakes are, who may talk and a scratch folder, plus the `Setting`s a benchmark changes on
+purpose, each with its reason; every script prints them and saves them with its results.
 """
 
 from __future__ import annotations

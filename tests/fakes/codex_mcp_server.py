@@ -34,8 +34,9 @@ reply ``FAKE-REPLY: <prompt>``. A rule's actions, in the order a turn runs them:
 - ``tokens`` (token_count totals), ``error`` (an ``isError`` result with that text).
 
 Top-level options: ``record`` (a file where the server appends one JSON line per received
-message and per approval decision, each with ``at``: ``time.time()`` when it was read), ``pids`` (a file for started pids), ``no_codex_tools``
-(``tools/list`` lacks ``codex``), ``wedged`` (never answer ``ping``).
+message and per approval decision, each with ``at``: ``time.time()`` when it was written),
+``pids`` (a file for started pids), ``no_codex_tools`` (``tools/list`` lacks ``codex``),
+``wedged`` (never answer ``ping``).
 
 Wire order follows CODEX.md §4: ``session_configured`` (id ``""``, codex only),
 ``mcp_startup_complete``, ``task_started``, ``user_message``, command and patch events,
