@@ -195,7 +195,7 @@ async def main() -> None:
     print(
         f"every message got through: lone {len(to_call)}/{lone_count} reached Codex, "
         f"{len(lone_replied)}/{lone_count} replied; pastes {delivered_pastes}/{paste_count} "
-        "reached Codex whole"
+        "reached Codex (both parts)"
     )
     differences = config.differences()
     print()
