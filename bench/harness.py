@@ -107,27 +107,32 @@ class Setting:
 
 
 _MISSING: Any = object()
+"""`shipped`: this version of the product has no such setting."""
+_UNKNOWN: Any = object()
+"""`shipped`: the product's config module could not be read (moved, renamed): write it anyway."""
 
 
 def shipped(key: str) -> Any:
-    """The shipped default of a dotted config key (orchestrator/config.py), or `_MISSING`
-    when this version of the product has no such setting (or its config module moved)."""
+    """The shipped default of a dotted config key (orchestrator/config.py), `_MISSING` when
+    this version of the product has no such setting, `_UNKNOWN` when its config cannot be
+    read."""
     try:
         from orchestrator import config as shipped_config
-    except ImportError:
-        return _MISSING
+
+        node: Any = shipped_config.Config()
+        profile: Any = shipped_config.Profile()
+        default_command = tuple(shipped_config.DEFAULT_CODEX_COMMAND)
+    except (ImportError, AttributeError, TypeError):
+        return _UNKNOWN
     parts = key.split(".")
     if parts[0] == "profiles":  # any profile starts from the Profile defaults
-        node: Any = shipped_config.Profile()
-        parts = parts[2:]
-    else:
-        node = shipped_config.Config()
+        node, parts = profile, parts[2:]
     for part in parts:
         node = getattr(node, part, _MISSING)
         if node is _MISSING:
             return _MISSING
     if key == "codex.command" and not node:
-        return tuple(shipped_config.DEFAULT_CODEX_COMMAND)
+        return default_command
     return node
 
 
@@ -196,8 +201,9 @@ class BenchConfig:
         benchmark written for a setting since removed still runs, on the shipped behaviour."""
         (folder / "work").mkdir(parents=True, exist_ok=True)
         tree: dict[str, Any] = {}
-        for setting in [*self.environment(folder, base_url), *self.settings]:
-            if shipped(setting.key) is _MISSING:
+        environment = self.environment(folder, base_url)
+        for setting in [*environment, *self.settings]:
+            if setting not in environment and shipped(setting.key) is _MISSING:
                 continue
             *sections, name = setting.key.split(".")
             node = tree
@@ -220,9 +226,9 @@ class BenchConfig:
                 {
                     "key": setting.key,
                     "value": _plain(setting.value) if setting.shown is None else setting.shown,
-                    "shipped": None if default is _MISSING else _plain(default),
+                    "shipped": None if default in (_MISSING, _UNKNOWN) else _plain(default),
                     "why": setting.why,
-                    "applied": default is not _MISSING,
+                    "applied": default is not _MISSING or setting in environment,
                 }
             )
         return rows
