@@ -35,8 +35,9 @@ reply ``FAKE-REPLY: <prompt>``. A rule's actions, in the order a turn runs them:
 - ``tokens`` (token_count totals), ``error`` (an ``isError`` result with that text).
 
 Top-level options: ``record`` (a file where the server appends one JSON line per received
-message and per approval decision), ``pids`` (a file for started pids), ``no_codex_tools``
-(``tools/list`` lacks ``codex``), ``wedged`` (never answer ``ping``).
+message and per approval decision, each with ``at``: ``time.time()`` when it was written),
+``pids`` (a file for started pids), ``no_codex_tools`` (``tools/list`` lacks ``codex``),
+``wedged`` (never answer ``ping``).
 
 Wire order is the real one: ``session_configured`` (id ``""``, codex only),
 ``mcp_startup_complete``, ``task_started``, ``user_message``, command and patch events,
@@ -129,6 +130,7 @@ def send(message: dict[str, Any]) -> None:
 def record(entry: dict[str, Any]) -> None:
     path = SCRIPT.get("record")
     if path:
+        entry = {**entry, "at": time.time()}  # wall clock: benchmarks compare it across processes
         with write_lock, open(path, "a") as handle:
             handle.write(json.dumps(entry) + "\n")
 
