@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Final
 import trio
 
 from actors import router, telegram_poller, telegram_sender, tracer
-from actors.chat_commands import BOT_COMMANDS
+from actors.chat_texts import BOT_COMMANDS
 from actors.worker_pool import open_worker_pool
 from orchestrator.errors import TelegramUnauthorized
 from orchestrator.messages import RouterMsg, SenderMsg, TraceRecord
@@ -38,12 +38,9 @@ from orchestrator.supervision import ChildSpec, RestartPolicy, supervise_one
 from orchestrator.update_ledger import UpdateLedger
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-    from contextlib import AbstractAsyncContextManager
-
-    from actors.worker_pool import CodexProcessLike, WorkerPoolHandle
+    from actors.worker_pool import WorkerPoolHandle
     from orchestrator.config import Config
-    from orchestrator.ports import TelegramApi
+    from orchestrator.ports import CodexWorkerFactory, TelegramApi
     from orchestrator.shutdown import ShutdownController
 
 __all__ = [
@@ -74,7 +71,7 @@ async def run_system(
     *,
     shutdown: ShutdownController,
     telegram: TelegramApi,
-    codex_factory: Callable[[int], AbstractAsyncContextManager[CodexProcessLike]],
+    codex_factory: CodexWorkerFactory,
     secrets: tuple[str, ...] = (),
     rng: random.Random | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,

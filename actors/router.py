@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, assert_never
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final, TypeAlias, assert_never
 
 import trio
 
-from actors import chat_commands as texts
-from actors import chat_session
+from actors import chat, chat_texts
+from orchestrator.channels import ShedCounter, open_mailbox, try_send
 from orchestrator.messages import (
     AnswerCallback,
     BotMembershipChanged,
@@ -53,7 +53,14 @@ CHAT_INBOX_SIZE: Final = 8
 REFUSAL_INTERVAL: Final = 3600.0
 """Seconds between two refusals to the same stranger: one answer, never a conversation."""
 
+RESET_NOTICE_GRACE: Final = 5.0
+"""Seconds to tell a user their session was reset, even while the router is being cancelled."""
+
 ACTIVE_STATUSES: Final = frozenset({"member", "administrator", "creator"})
+
+
+ChatInboxMsg: TypeAlias = InboundMessage | InboundCallback
+"""What the router hands a chat actor."""
 
 
 @dataclass
@@ -61,16 +68,22 @@ class RouterStatistics:
     """Counters for tests and `/status`-like diagnostics."""
 
     routed: int = 0
-    shed: int = 0
     refused: int = 0
     ignored: int = 0
     resets: int = 0
     chats_started: int = 0
+    chat_inbox_full: ShedCounter[ChatInboxMsg] = field(default_factory=ShedCounter)
+    """Messages shed because their chat's inbox was full."""
+
+    @property
+    def shed(self) -> int:
+        """Messages shed because their chat's inbox was full."""
+        return self.chat_inbox_full.shed
 
 
 @dataclass
 class _ChatEntry:
-    inbox: trio.MemorySendChannel[InboundMessage | InboundCallback]
+    inbox: trio.MemorySendChannel[ChatInboxMsg]
     generation: int
 
 
@@ -78,7 +91,7 @@ class _Router:
     def __init__(
         self,
         nursery: trio.Nursery,
-        deps: chat_session.ChatDeps,
+        deps: chat.ChatDeps,
         allowed: frozenset[int],
         stats: RouterStatistics,
     ) -> None:
@@ -142,7 +155,9 @@ class _Router:
         if answered:
             self.last_refusal[user_id] = now
             await self.deps.sender.send(
-                SendReply(chat_id=chat_id, thread_id=thread_id, markdown=texts.REFUSAL, plain=True)
+                SendReply(
+                    chat_id=chat_id, thread_id=thread_id, markdown=chat_texts.REFUSAL, plain=True
+                )
             )
         self.deps.trace(
             TraceRecord(
@@ -153,12 +168,9 @@ class _Router:
             )
         )
 
-    async def deliver(self, key: SessionKey, message: InboundMessage | InboundCallback) -> None:
+    async def deliver(self, key: SessionKey, message: ChatInboxMsg) -> None:
         entry = self.chats.get(key) or self.start_chat(key)
-        try:
-            entry.inbox.send_nowait(message)
-        except trio.WouldBlock:
-            self.stats.shed += 1
+        if not try_send(entry.inbox, message, self.stats.chat_inbox_full):
             logger.warning("chat %s is busy; shed a message", key.file_stem())
             self.deps.trace(
                 TraceRecord(
@@ -180,7 +192,7 @@ class _Router:
                     SendReply(
                         chat_id=key.chat_id,
                         thread_id=key.thread_id,
-                        markdown=texts.BUSY,
+                        markdown=chat_texts.BUSY,
                         plain=True,
                     )
                 )
@@ -189,7 +201,7 @@ class _Router:
 
     def start_chat(self, key: SessionKey) -> _ChatEntry:
         self.generations += 1
-        send, receive = trio.open_memory_channel[InboundMessage | InboundCallback](CHAT_INBOX_SIZE)
+        send, receive = open_mailbox[ChatInboxMsg](CHAT_INBOX_SIZE)
         entry = _ChatEntry(inbox=send, generation=self.generations)
         self.chats[key] = entry
         self.stats.chats_started += 1
@@ -199,13 +211,13 @@ class _Router:
     async def supervise_chat(
         self,
         key: SessionKey,
-        inbox: trio.MemoryReceiveChannel[InboundMessage | InboundCallback],
+        inbox: trio.MemoryReceiveChannel[ChatInboxMsg],
         entry: _ChatEntry,
     ) -> None:
         """Run one chat; a crash is contained here (temporary child: not restarted)."""
         try:
             with inbox:
-                await chat_session.run(key, inbox, self.deps)
+                await chat.run(key, inbox, self.deps)
         except Exception as error:
             self.stats.resets += 1
             logger.exception("chat %s crashed; its session is reset", key.file_stem())
@@ -218,13 +230,13 @@ class _Router:
                     detail=f"{type(error).__name__}: {error}"[:300],
                 )
             )
-            with trio.move_on_after(5) as notice:
+            with trio.move_on_after(RESET_NOTICE_GRACE) as notice:
                 notice.shield = True
                 await self.deps.sender.send(
                     SendReply(
                         chat_id=key.chat_id,
                         thread_id=key.thread_id,
-                        markdown=texts.SESSION_RESET,
+                        markdown=chat_texts.SESSION_RESET,
                         plain=True,
                     )
                 )
@@ -261,7 +273,7 @@ async def run(
         `drain_grace` seconds, after which they are cancelled (each says so and keeps its
         prompt queued). Closes its sender clone on return.
     """
-    deps = chat_session.ChatDeps(sender=sender, pool=pool, store=store, config=config, trace=trace)
+    deps = chat.ChatDeps(sender=sender, pool=pool, store=store, config=config, trace=trace)
     with sender:
         async with trio.open_nursery() as nursery:
             router = _Router(

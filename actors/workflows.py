@@ -2,13 +2,14 @@
 
 This module owns the sequencing of the roles, not their transport. A workflow is a plain
 ``async`` function that the chat actor awaits inside the cancel scope of the running request;
-it talks to Codex only through the narrow `RoleRunner` port, tells the user where it is through
-`PhaseReporter`, and hands one `RoleTrace` per role run to a synchronous trace callback.
+it talks to Codex only through the narrow `RoleCaller` port (one *call* is one role on a
+worker), tells the user where it is through `PhaseReporter`, and hands one `RoleTrace` per role
+call to a synchronous trace callback. The prompts it writes are in `actors.workflow_prompts`.
 
-- **Single mode** (`run_single`): one developer run. It continues the conversation's developer
-  thread (``codex-reply`` semantics: the runner gets the thread id and its worker) until ``/new``
-  clears it.
-- **Plan mode** (`run_plan`): the selector (fresh thread every request) answers
+- **Single mode** (`carry_out_single`): one developer call. It continues the conversation's
+  developer thread (``codex-reply`` semantics: the `RoleCaller` gets the thread id and its
+  worker) until ``/new`` clears it.
+- **Plan mode** (`carry_out_plan`): the selector (fresh thread every request) answers
   ``{"route": ..., "reason": ...}``; route ``single`` runs single mode. Otherwise the planner
   (fresh thread, read-only) writes a numbered plan, shown to the user; the developer (the
   conversation's developer thread, continued across rounds) carries it out; the reviewer (its
@@ -20,10 +21,11 @@ Failures and cancellation:
 
 - A `RoleFailed` outcome ends the workflow at once with a `WorkflowResult` whose text names the
   phase (and round), and a trace line with outcome ``failed``.
-- Cancellation is the caller's: when the chat cancels the scope (``/cancel``, shutdown),
-  `trio.Cancelled` propagates out of the runner and out of the workflow unchanged. The role run
-  in flight is traced as ``cancelled`` on the way out; nothing else is attempted.
-- An exception from the runner (a bug, not a Codex failure) is traced as ``crashed`` and
+- Cancellation belongs to whoever awaits the workflow: when the chat cancels the request's
+  scope (``/cancel``, shutdown), `trio.Cancelled` propagates out of the `RoleCaller` and out of
+  the workflow unchanged. The role call in flight is traced as ``cancelled`` on the way out;
+  nothing else is attempted.
+- An exception from the `RoleCaller` (a bug, not a Codex failure) is traced as ``crashed`` and
   propagates to the chat actor's supervisor.
 """
 
@@ -35,7 +37,14 @@ from typing import Final, Protocol, TypeAlias, assert_never
 
 import trio
 
-from orchestrator.workflow_messages import (
+from actors import workflow_prompts
+from orchestrator.role_answers import (
+    decode_review_answer,
+    decode_selector_answer,
+    extract_files_changed,
+    merge_files_changed,
+)
+from orchestrator.workflow_types import (
     MAX_REVIEW_ROUNDS,
     Mode,
     Phase,
@@ -50,20 +59,16 @@ from orchestrator.workflow_messages import (
     TraceOutcome,
     Verdict,
     WorkflowResult,
-    decode_review_answer,
-    decode_selector_answer,
-    extract_files_changed,
-    merge_files_changed,
 )
 
 __all__ = [
     "PHASE_PLAN",
     "PhaseReporter",
-    "RoleRunner",
+    "RoleCaller",
     "TraceSink",
-    "run_plan",
-    "run_single",
-    "run_workflow",
+    "carry_out_plan",
+    "carry_out_single",
+    "carry_out_workflow",
 ]
 
 PHASE_PLAN: Final = "plan"
@@ -77,18 +82,18 @@ TRACE_DETAIL_LIMIT: Final = 300
 """Characters of detail per trace line: enough for a reason or an error, never a whole body."""
 
 
-class RoleRunner(Protocol):
-    """The port through which a workflow runs one role on Codex.
+class RoleCaller(Protocol):
+    """The port through which a workflow calls one role on Codex.
 
-    The adapter (in the chat actor) turns a call into a worker-pool run request: a fresh
+    The adapter (`actors.role_caller`) turns a call into a worker-pool request: a fresh
     ``codex`` call when `thread_id` is None, else ``codex-reply`` on that thread, on the worker
     `worker_id` that hosts it. `instructions` go to ``developer-instructions`` on a fresh thread
     (``codex-reply`` cannot change them). The adapter should run roles in `READ_ONLY_ROLES`
-    with sandbox ``read-only``. Cancelling the caller's scope must cancel the run and propagate
+    with sandbox ``read-only``. Cancelling the awaiting scope must cancel the call and propagate
     `trio.Cancelled`.
     """
 
-    async def run_role(
+    async def call_role(
         self,
         role: Role,
         prompt: str,
@@ -97,7 +102,7 @@ class RoleRunner(Protocol):
         worker_id: int | None,
         instructions: str,
     ) -> RoleOutcome:
-        """Run `role` with `prompt` and return how it went."""
+        """Call `role` with `prompt` and return how it went."""
         ...
 
 
@@ -115,7 +120,7 @@ class PhaseReporter(Protocol):
 
 
 TraceSink: TypeAlias = Callable[[RoleTrace], None]
-"""Receives one `RoleTrace` per role run. Synchronous, so it also works on the way out of a
+"""Receives one `RoleTrace` per role call. Synchronous, so it also works on the way out of a
 cancelled scope: the adapter must not block (``send_nowait`` to the tracer, shedding when full)."""
 
 
@@ -126,14 +131,14 @@ def _clip(text: str, limit: int = TRACE_DETAIL_LIMIT) -> str:
 
 @dataclass
 class _Ledger:
-    """One workflow's bookkeeping: runs roles, traces them, sums their usage."""
+    """One workflow's bookkeeping: calls roles, traces them, sums their usage."""
 
-    runner: RoleRunner
+    caller: RoleCaller
     trace: TraceSink
     instructions: RoleInstructions
     usage: TokenUsage = field(default_factory=TokenUsage)
 
-    async def run(
+    async def call(
         self,
         role: Role,
         prompt: str,
@@ -143,7 +148,7 @@ class _Ledger:
         worker_id: int | None,
         describe: Callable[[str], tuple[str, bool]],
     ) -> RoleOutcome:
-        """Run one role and trace it; `describe` gives a success's (detail, malformed)."""
+        """Call one role and trace it; `describe` gives a success's (detail, malformed)."""
         started = trio.current_time()
 
         def record(
@@ -171,7 +176,7 @@ class _Ledger:
             )
 
         try:
-            result = await self.runner.run_role(
+            result = await self.caller.call_role(
                 role,
                 prompt,
                 thread_id=thread_id,
@@ -278,7 +283,7 @@ async def _single(
 ) -> WorkflowResult:
     detail = f"selector chose single: {selector.reason}" if selector is not None else ""
     await reporter.phase("developing", detail)
-    outcome = await ledger.run(
+    outcome = await ledger.call(
         "developer",
         prompt,
         round_number=1,
@@ -315,23 +320,23 @@ async def _single(
             assert_never(outcome)
 
 
-async def run_single(
+async def carry_out_single(
     prompt: str,
     *,
-    runner: RoleRunner,
+    caller: RoleCaller,
     reporter: PhaseReporter,
     trace: TraceSink,
     instructions: RoleInstructions,
     thread_id: str | None = None,
     worker_id: int | None = None,
 ) -> WorkflowResult:
-    """Run single mode: one developer run on the conversation's developer thread.
+    """Carry out single mode: one developer call on the conversation's developer thread.
 
     Args:
         prompt: The user's request.
-        runner: Runs roles on Codex.
+        caller: Runs roles on Codex.
         reporter: Receives the phase (``developing``).
-        trace: Receives the developer run's trace line.
+        trace: Receives the developer call's trace line.
         instructions: Every role's instructions (the developer's are used).
         thread_id: The conversation's developer thread to continue, or None for a fresh one.
         worker_id: The worker hosting `thread_id`.
@@ -342,7 +347,7 @@ async def run_single(
     Raises:
         trio.Cancelled: The caller's scope was cancelled; never swallowed.
     """
-    ledger = _Ledger(runner=runner, trace=trace, instructions=instructions)
+    ledger = _Ledger(caller=caller, trace=trace, instructions=instructions)
     return await _single(
         prompt,
         ledger=ledger,
@@ -353,85 +358,10 @@ async def run_single(
     )
 
 
-def _selector_prompt(prompt: str) -> str:
-    return (
-        "Decide how to handle this request. Answer only with the JSON object "
-        '{"route": "single"|"plan", "reason": "..."}.\n\nRequest:\n' + prompt
-    )
-
-
-def _planner_prompt(prompt: str) -> str:
-    return "Write the numbered plan for this request. Do not edit any file.\n\nRequest:\n" + prompt
-
-
-def _developer_prompt(prompt: str, plan: str) -> str:
-    return (
-        "Carry out this request, following the plan below. When done, report what you did and "
-        'end with the "Files changed:" list.\n\n'
-        f"Request:\n{prompt}\n\nPlan:\n{plan}"
-    )
-
-
-def _developer_feedback_prompt(feedback: str, finished_round: int, max_rounds: int) -> str:
-    return (
-        f"The reviewer asked for changes (review round {finished_round} of {max_rounds}). "
-        'Address every point, then report again, ending with the "Files changed:" list '
-        "(all files changed for this request so far).\n\n"
-        f"Reviewer feedback:\n{feedback}"
-    )
-
-
-_VERDICT_REMINDER: Final = (
-    "Inspect the working tree yourself (git status, git diff), then answer only with the JSON "
-    'object {"verdict": "approved"|"changes", "feedback": "..."}.'
-)
-
-
-def _reviewer_prompt(prompt: str, plan: str, report: str) -> str:
-    return (
-        "Review the developer's work on this request.\n\n"
-        f"Request:\n{prompt}\n\nPlan:\n{plan}\n\nDeveloper's report:\n{report}\n\n"
-        + _VERDICT_REMINDER
-    )
-
-
-def _reviewer_again_prompt(report: str, round_number: int) -> str:
-    return (
-        f"The developer has worked on your feedback. This is review round {round_number}.\n\n"
-        f"Developer's report:\n{report}\n\n" + _VERDICT_REMINDER
-    )
-
-
-def _plan_summary(
-    *,
-    verdict: Verdict,
-    feedback: str,
-    rounds: int,
-    max_rounds: int,
-    files: tuple[str, ...],
-    report: str,
-) -> str:
-    if verdict == "approved":
-        head = f"Plan mode: approved by the reviewer in round {rounds} of {max_rounds}."
-        review = f"Reviewer: {feedback}" if feedback else ""
-    else:
-        head = (
-            f"Plan mode: not approved after {rounds} review rounds (the limit); stopped there. "
-            "Check the changes yourself, or send a follow-up."
-        )
-        review = f"Last reviewer feedback:\n{feedback}"
-    parts = [head]
-    if review:
-        parts.append(review)
-    parts.append("Files changed: " + (", ".join(files) if files else "none reported"))
-    parts.append(f"Developer's report (round {rounds}):\n{report}")
-    return "\n\n".join(parts)
-
-
-async def run_plan(
+async def carry_out_plan(
     prompt: str,
     *,
-    runner: RoleRunner,
+    caller: RoleCaller,
     reporter: PhaseReporter,
     trace: TraceSink,
     instructions: RoleInstructions,
@@ -439,14 +369,14 @@ async def run_plan(
     worker_id: int | None = None,
     max_review_rounds: int = MAX_REVIEW_ROUNDS,
 ) -> WorkflowResult:
-    """Run plan mode: selector → planner → developer ⇄ reviewer (at most `max_review_rounds`).
+    """Carry out plan mode: selector → planner → developer ⇄ reviewer (at most `max_review_rounds`).
 
     Args:
         prompt: The user's request.
-        runner: Runs roles on Codex.
+        caller: Runs roles on Codex.
         reporter: Receives ``selecting``, ``planning``, the plan (`PHASE_PLAN`),
             ``developing round K`` and ``reviewing round K``.
-        trace: Receives one line per role run (selector and planner with round None).
+        trace: Receives one line per role call (selector and planner with round None).
         instructions: Every role's instructions.
         thread_id: The conversation's developer thread to continue, or None for a fresh one.
         worker_id: The worker hosting `thread_id`.
@@ -460,12 +390,12 @@ async def run_plan(
     """
     if max_review_rounds < 1:
         raise ValueError(f"max_review_rounds must be at least 1, got {max_review_rounds}")
-    ledger = _Ledger(runner=runner, trace=trace, instructions=instructions)
+    ledger = _Ledger(caller=caller, trace=trace, instructions=instructions)
 
     await reporter.phase("selecting", "")
-    selected = await ledger.run(
+    selected = await ledger.call(
         "selector",
-        _selector_prompt(prompt),
+        workflow_prompts.selector_prompt(prompt),
         round_number=None,
         thread_id=None,
         worker_id=None,
@@ -493,9 +423,9 @@ async def run_plan(
         )
 
     await reporter.phase("planning", UNREADABLE_SELECTOR if decision.malformed else decision.reason)
-    planned = await ledger.run(
+    planned = await ledger.call(
         "planner",
-        _planner_prompt(prompt),
+        workflow_prompts.planner_prompt(prompt),
         round_number=None,
         thread_id=None,
         worker_id=None,
@@ -526,13 +456,13 @@ async def run_plan(
     reviewer_thread: str | None = None
     reviewer_worker: int | None = None
     files: tuple[str, ...] = ()
-    developer_prompt = _developer_prompt(prompt, plan)
+    developer_prompt = workflow_prompts.developer_prompt(prompt, plan)
     feedback = ""
     round_number = 0
     while True:
         round_number += 1
         await reporter.phase(f"developing round {round_number}", feedback)
-        developed = await ledger.run(
+        developed = await ledger.call(
             "developer",
             developer_prompt,
             round_number=round_number,
@@ -562,11 +492,11 @@ async def run_plan(
 
         await reporter.phase(f"reviewing round {round_number}", "")
         reviewer_prompt = (
-            _reviewer_prompt(prompt, plan, report)
+            workflow_prompts.reviewer_prompt(prompt, plan, report)
             if reviewer_thread is None
-            else _reviewer_again_prompt(report, round_number)
+            else workflow_prompts.reviewer_again_prompt(report, round_number)
         )
-        reviewed = await ledger.run(
+        reviewed = await ledger.call(
             "reviewer",
             reviewer_prompt,
             round_number=round_number,
@@ -591,7 +521,7 @@ async def run_plan(
         verdict = decode_review_answer(reviewed.text)
         if verdict.verdict == "approved" or round_number >= max_review_rounds:
             return WorkflowResult(
-                text=_plan_summary(
+                text=workflow_prompts.plan_summary(
                     verdict=verdict.verdict,
                     feedback=verdict.feedback,
                     rounds=round_number,
@@ -610,26 +540,28 @@ async def run_plan(
                 plan=plan,
             )
         feedback = verdict.feedback
-        developer_prompt = _developer_feedback_prompt(feedback, round_number, max_review_rounds)
+        developer_prompt = workflow_prompts.developer_feedback_prompt(
+            feedback, round_number, max_review_rounds
+        )
 
 
-async def run_workflow(
+async def carry_out_workflow(
     prompt: str,
     *,
     mode: Mode,
-    runner: RoleRunner,
+    caller: RoleCaller,
     reporter: PhaseReporter,
     trace: TraceSink,
     instructions: RoleInstructions,
     thread_id: str | None = None,
     worker_id: int | None = None,
 ) -> WorkflowResult:
-    """Run the workflow of `mode` (the chat's ``/mode``); see `run_single` and `run_plan`."""
+    """Carry out the workflow of `mode` (the chat's ``/mode``): single or plan."""
     match mode:
         case "single":
-            return await run_single(
+            return await carry_out_single(
                 prompt,
-                runner=runner,
+                caller=caller,
                 reporter=reporter,
                 trace=trace,
                 instructions=instructions,
@@ -637,9 +569,9 @@ async def run_workflow(
                 worker_id=worker_id,
             )
         case "plan":
-            return await run_plan(
+            return await carry_out_plan(
                 prompt,
-                runner=runner,
+                caller=caller,
                 reporter=reporter,
                 trace=trace,
                 instructions=instructions,

@@ -21,7 +21,21 @@ from typing import Any
 
 import trio
 
-from harness import arguments, fake_codex, machine, running_bot, save, summary, table, write_config
+from harness import (
+    NO_BATCHING,
+    SINGLE_MODE,
+    BenchConfig,
+    Setting,
+    arguments,
+    fake_codex,
+    fake_env,
+    machine,
+    running_bot,
+    save,
+    settings_text,
+    summary,
+    table,
+)
 from tests.fakes.codex_install import CACHE, ensure_codex
 from tests.fakes.mock_model import (
     Text,
@@ -55,22 +69,33 @@ async def run_arm(
             env = codex_env(home)
         else:
             fake = fake_codex(folder)
-            command, env = list(fake.argv()), fake.env({})
+            command, env = list(fake.argv()), fake_env(fake)
 
-        def config(base_url: str) -> Path:
-            return write_config(
-                folder,
-                base_url,
-                users=users,
-                codex_command=command,
-                codex_env=env,
-                pool_size=2,
-                extra_codex=f"cold_start = {'true' if cold else 'false'}",
+        settings = [NO_BATCHING, SINGLE_MODE]
+        if cold:
+            settings.append(
+                Setting(
+                    "codex.cold_start",
+                    True,
+                    "the cold arm: a fresh Codex per request, as the original product",
+                )
             )
+        config = BenchConfig(
+            users,
+            command,
+            env,
+            codex_is=(
+                "the real Codex 0.153.4 on the mock model"
+                + (" (through npx per request)" if cold and cold_via_npx else "")
+                if binary is not None
+                else "the fake Codex MCP server (no npm here)"
+            ),
+            settings=settings,
+        )
 
         to_event: list[float] = []
         to_reply: list[float] = []
-        async with running_bot(config) as bot:
+        async with running_bot(config, folder) as bot:
             for n, user in enumerate(users):
                 text = f"request number {n}"
                 pushed = trio.current_time()
@@ -89,7 +114,11 @@ async def run_arm(
                 if seen is not None:
                     to_event.append((seen - pushed) * 1000)
                 await trio.sleep(0.1)
-    return {"first_event_ms": summary(to_event), "reply_ms": summary(to_reply)}
+    return {
+        "first_event_ms": summary(to_event),
+        "reply_ms": summary(to_reply),
+        "settings": config.differences(),
+    }
 
 
 async def main() -> None:
@@ -119,6 +148,9 @@ async def main() -> None:
         f"\ncold arm: {cold_how}. warm/cold ratio (median): first event "
         f"{ratio_event:.2f}x, reply {ratio_reply:.2f}x (target <= 0.25x)"
     )
+    print()
+    print(settings_text(warm["settings"], "warm arm"))
+    print(settings_text(cold["settings"], "cold arm"))
     path = save(
         "first_event",
         {

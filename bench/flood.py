@@ -23,15 +23,19 @@ from typing import Any
 import trio
 
 from harness import (
+    SINGLE_MODE,
+    BenchConfig,
     ReplyCounter,
+    Setting,
     arguments,
     fake_codex,
+    fake_env,
     machine,
     running_bot,
     save,
+    settings_text,
     summary,
     table,
-    write_config,
 )
 
 REPLY = "FAKE-REPLY"
@@ -72,19 +76,24 @@ async def main() -> None:
     # progress messages and typing indicators going while the finals queue up.
     fake = fake_codex(folder, run="true", deltas=4, delay=codex_seconds)
 
-    def config(base_url: str) -> Path:
-        return write_config(
-            folder,
-            base_url,
-            users=users,
-            codex_command=fake.argv(),
-            codex_env=fake.env({}),
-            pool_size=workers,
-        )
-
+    config = BenchConfig(
+        users,
+        fake.argv(),
+        fake_env(fake),
+        settings=(
+            Setting("codex.pool_size", workers, "--workers"),
+            Setting(
+                "sessions.batch_window",
+                0,
+                f"the {messages} messages of a chat arrive at once and must stay {messages} "
+                "prompts (a run and queued ones), not be joined into one",
+            ),
+            SINGLE_MODE,
+        ),
+    )
     expected = chats * messages
     finals = ReplyCounter(REPLY)
-    async with running_bot(config, enforce_flood_limits=True) as bot:
+    async with running_bot(config, folder, enforce_flood_limits=True) as bot:
         started = trio.current_time()
         wall_offset = time.time() - started  # the bot's traces carry wall-clock times
         for m in range(messages):
@@ -111,6 +120,7 @@ async def main() -> None:
         "seconds_to_last_final": elapsed,
         "run_end_to_final_ms": delays,
         "calls": calls,
+        "settings": config.differences(),
         "machine": machine(),
     }
     rows = [
@@ -127,6 +137,8 @@ async def main() -> None:
     print(f"\nlower bound from the Codex time alone: {expected * codex_seconds / workers:.1f} s")
     print("run end -> final: how long flood control held a finished result back")
     print("targets: every final delivered, 0 429s")
+    print()
+    print(settings_text(result["settings"]))
     path = save("flood", result, " ".join(["uv run python", *sys.argv]))
     print(f"results: {path}")
 

@@ -4,7 +4,12 @@ Every benchmark drives ``codex-orchestrator start`` as a separate process (the r
 point, real HTTP, real subprocess workers) against the fake Telegram Bot API served from the
 benchmark's own trio run, with either the fake Codex MCP server or the real Codex 0.153.4 on
 the mock model. Times are taken on this process's clock: when an update is pushed into the
-fake Telegram, and when the fake sees the bot's reply.
+fake Telegram, and when the fake sees the bot's reply; the fake Codex stamps what it reads
+with the wall clock (``at`` in its record), compared with ``time.time()`` at the push.
+
+The bot runs on the shipped defaults (orchestrator/config.py): `BenchConfig` writes only where
+the fakes are, who may talk and a scratch folder, plus the `Setting`s a benchmark changes on
+purpose, each with its reason; every script prints them and saves them with its results.
 """
 
 from __future__ import annotations
@@ -87,54 +92,190 @@ def machine() -> dict[str, Any]:
     return {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
 
 
-def write_config(
-    folder: Path,
-    base_url: str,
-    *,
-    users: Sequence[int],
-    codex_command: Sequence[str],
-    codex_env: dict[str, str] | None = None,
-    pool_size: int = 2,
-    extra_codex: str = "",
-    extra_telegram: str = "",
-    batch_window: float = 0.0,
-) -> Path:
-    work = folder / "work"
-    work.mkdir(parents=True, exist_ok=True)
-    command = ", ".join(json.dumps(part) for part in codex_command)
-    env_lines = "\n".join(
-        f"{key} = {json.dumps(value)}" for key, value in (codex_env or {}).items()
-    )
-    path = folder / "conf.toml"
-    path.write_text(
-        f"""
-state_dir = {json.dumps(str(folder / "state"))}
-log_level = "WARNING"
-[telegram]
-allowed_users = [{", ".join(str(user) for user in users)}]
-api_base_url = {json.dumps(base_url)}
-{extra_telegram}
-[telegram.polling]
-timeout = 10
-[codex]
-command = [{command}]
-pool_size = {pool_size}
-{extra_codex}
-[codex.env]
-{env_lines}
-[sessions]
-batch_window = {batch_window}
-queue_limit = 100
-[shutdown]
-drain_grace = 10
-[profiles.default]
-working_directory = {json.dumps(str(work))}
-default_mode = "single"
-sandbox = "danger-full-access"
-approval_policy = "never"
-"""
-    )
-    return path
+@dataclass(frozen=True)
+class Setting:
+    """One config key a benchmark sets away from the shipped default, and why.
+
+    `key` is dotted as in conf.toml (``sessions.batch_window``, ``profiles.default.sandbox``);
+    `shown` is how to print a value that is long or run-specific (a temp path, a user list).
+    """
+
+    key: str
+    value: Any
+    why: str
+    shown: str | None = None
+
+
+_MISSING: Any = object()
+"""`shipped`: this version of the product has no such setting."""
+_UNKNOWN: Any = object()
+"""`shipped`: the product's config module could not be read (moved, renamed): write it anyway."""
+
+
+def shipped(key: str) -> Any:
+    """The shipped default of a dotted config key (orchestrator/config.py), `_MISSING` when
+    this version of the product has no such setting, `_UNKNOWN` when its config cannot be
+    read."""
+    try:
+        from orchestrator import config as shipped_config
+
+        node: Any = shipped_config.Config()
+        profile: Any = shipped_config.Profile()
+        default_command = tuple(shipped_config.DEFAULT_CODEX_COMMAND)
+    except (ImportError, AttributeError, TypeError):
+        return _UNKNOWN
+    parts = key.split(".")
+    if parts[0] == "profiles":  # any profile starts from the Profile defaults
+        node, parts = profile, parts[2:]
+    for part in parts:
+        node = getattr(node, part, _MISSING)
+        if node is _MISSING:
+            return _MISSING
+    if key == "codex.command" and not node:
+        return default_command
+    return node
+
+
+@dataclass
+class BenchConfig:
+    """The config of one bot under benchmark: the shipped defaults, except what the benchmark
+    needs to run at all (where the fakes are, who may talk, a scratch folder: `environment`)
+    and the `settings` it changes on purpose, each with its reason. Both are printed and saved
+    with the results, so a figure always says what it was measured on."""
+
+    users: Sequence[int]
+    codex_command: Sequence[str]
+    codex_env: dict[str, str] | None = None
+    codex_is: str = "the fake Codex MCP server (instant, scripted)"
+    settings: Sequence[Setting] = ()
+
+    def environment(self, folder: Path, base_url: str) -> list[Setting]:
+        users = list(self.users)
+        contiguous = users == list(range(users[0], users[0] + len(users))) if users else False
+        span = f" ({users[0]}..{users[-1]})" if contiguous and len(users) > 1 else ""
+        every = [
+            Setting("state_dir", str(folder / "state"), "a fresh state folder", "<temp>/state"),
+            Setting(
+                "telegram.api_base_url",
+                base_url,
+                "the fake Telegram Bot API served by this benchmark",
+                "http://127.0.0.1:<port>",
+            ),
+            Setting(
+                "telegram.allowed_users",
+                users,
+                "one private chat per simulated user (shipped: nobody may use the bot)",
+                f"{len(users)} user{'s' if len(users) != 1 else ''}{span}",
+            ),
+            Setting(
+                "codex.command",
+                list(self.codex_command),
+                self.codex_is,
+                " ".join(Path(part).name for part in self.codex_command),
+            ),
+        ]
+        if self.codex_env:
+            names = sorted(self.codex_env)
+            every.append(
+                Setting(
+                    "codex.env",
+                    dict(self.codex_env),
+                    "what the Codex command needs (the fake's script, or the real one's home)",
+                    ", ".join(names) if len(names) <= 3 else f"{len(names)} variables",
+                )
+            )
+        every.append(
+            Setting(
+                "profiles.default.working_directory",
+                str(folder / "work"),
+                "a scratch folder",
+                "<temp>/work",
+            )
+        )
+        return every
+
+    def write(self, folder: Path, base_url: str) -> Path:
+        """conf.toml with the shipped defaults except the environment and `settings`.
+
+        A setting this version of the product does not have is left out (and reported so): a
+        benchmark written for a setting since removed still runs, on the shipped behaviour."""
+        (folder / "work").mkdir(parents=True, exist_ok=True)
+        tree: dict[str, Any] = {}
+        environment = self.environment(folder, base_url)
+        for setting in [*environment, *self.settings]:
+            if setting not in environment and shipped(setting.key) is _MISSING:
+                continue
+            *sections, name = setting.key.split(".")
+            node = tree
+            for section in sections:
+                node = node.setdefault(section, {})
+            node[name] = setting.value
+        path = folder / "conf.toml"
+        path.write_text(_toml(tree))
+        return path
+
+    def differences(self) -> list[dict[str, Any]]:
+        """Every setting away from the shipped defaults, as JSON rows for the results."""
+        rows = []
+        environment = self.environment(Path("<temp>"), "<fake>")
+        for setting in [*environment, *self.settings]:
+            default = shipped(setting.key)
+            if setting not in environment and _plain(setting.value) == _plain(default):
+                continue  # set, but to what ships: no difference to report
+            rows.append(
+                {
+                    "key": setting.key,
+                    "value": _plain(setting.value) if setting.shown is None else setting.shown,
+                    "shipped": None if default in (_MISSING, _UNKNOWN) else _plain(default),
+                    "why": setting.why,
+                    "applied": default is not _MISSING or setting in environment,
+                }
+            )
+        return rows
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _toml(tree: dict[str, Any], prefix: str = "") -> str:
+    """The few TOML shapes a config needs: scalars, lists, `env` as an inline table."""
+    plain = {k: v for k, v in tree.items() if not isinstance(v, dict) or k == "env"}
+    tables = {k: v for k, v in tree.items() if isinstance(v, dict) and k != "env"}
+    lines = [f"[{prefix}]"] if prefix and plain else []
+    for key, value in plain.items():
+        if isinstance(value, dict):
+            inner = ", ".join(f"{json.dumps(k)} = {json.dumps(v)}" for k, v in value.items())
+            lines.append(f"{key} = {{ {inner} }}")
+        else:
+            lines.append(f"{key} = {json.dumps(value)}")
+    text = "\n".join(lines) + "\n" if lines else ""
+    for key, value in tables.items():
+        text += _toml(value, f"{prefix}.{key}" if prefix else key)
+    return text
+
+
+def settings_text(rows: Sequence[dict[str, Any]], title: str = "") -> str:
+    """`BenchConfig.differences` for the output: one line per setting, with its reason."""
+    lines = [
+        "settings that differ from the shipped defaults (orchestrator/config.py)"
+        + (f", {title}" if title else "")
+        + ":"
+    ]
+    for row in rows:
+        value, default = row["value"], row["shipped"]
+        shown = value if isinstance(value, str) else json.dumps(value)
+        if not row["applied"]:
+            lines.append(f"  {row['key']}: not a setting in this version, left out")
+            continue
+        if isinstance(default, bool | int | float) or (
+            isinstance(default, str) and not isinstance(value, str)
+        ):
+            shown += f" (shipped: {json.dumps(default)})"
+        elif isinstance(default, str) and default and row["key"] != "telegram.api_base_url":
+            shown += f" (shipped: {default})"
+        lines.append(f"  {row['key']} = {shown}: {row['why']}")
+    return "\n".join(lines)
 
 
 @dataclass
@@ -165,46 +306,83 @@ async def _drain_output(bot: Bot) -> None:
         bot.output += chunk
 
 
-@asynccontextmanager
-async def running_bot(config_for: Any, **fake_options: Any) -> AsyncIterator[Bot]:
-    """Start the fake Telegram, then the bot; stop the bot with SIGTERM at the end.
+def orchestrator_argv() -> list[str]:
+    """``codex-orchestrator start`` (under cProfile when ``BENCH_PROFILE`` names an output)."""
+    profile = os.environ.get("BENCH_PROFILE")
+    if profile:
+        script = Path(profile).with_suffix(".main.py")
+        script.write_text(ENTRY + "\n")
+        return [sys.executable, "-m", "cProfile", "-o", profile, str(script), "start"]
+    return [sys.executable, "-c", ENTRY, "start"]
 
-    `config_for(base_url) -> Path` writes the config once the fake's address is known.
-    """
+
+@asynccontextmanager
+async def running_process(
+    telegram: FakeTelegram, argv: Sequence[str], env: dict[str, str]
+) -> AsyncIterator[Bot]:
+    """Start a bot process against `telegram`; ready once its first getUpdates arrives; stopped
+    with SIGTERM at the end (killed if it has not exited 30 s later)."""
+    seen = len(telegram.calls_of("getUpdates"))
+    started_at = trio.current_time()
+    process = await trio.lowlevel.open_process(
+        list(argv), env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    bot = Bot(telegram, process, started_at)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_drain_output, bot)
+        try:
+            with trio.fail_after(120):
+                await telegram.wait_for(lambda t: len(t.calls_of("getUpdates")) > seen)
+            yield bot
+        finally:
+            if process.returncode is None:
+                process.terminate()
+            with trio.move_on_after(30):
+                await process.wait()
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+
+
+@asynccontextmanager
+async def running_orchestrator(
+    telegram: FakeTelegram, config: BenchConfig, folder: Path
+) -> AsyncIterator[Bot]:
+    """``codex-orchestrator start`` on `config` (written to `folder`) against `telegram`."""
+    path = config.write(folder, telegram.base_url)
+    env = {**os.environ, "TELEGRAM_BOT_TOKEN": TOKEN, "CODEX_CONF_PATH": str(path)}
+    async with running_process(telegram, orchestrator_argv(), env) as bot:
+        yield bot
+
+
+@asynccontextmanager
+async def running_bot(config: BenchConfig, folder: Path, **fake_options: Any) -> AsyncIterator[Bot]:
+    """Start the fake Telegram (with `fake_options` set on it), then the orchestrator."""
     async with open_fake_telegram(TOKEN) as telegram:
         for key, value in fake_options.items():
             setattr(telegram, key, value)
-        config = config_for(telegram.base_url)
-        env = {**os.environ, "TELEGRAM_BOT_TOKEN": TOKEN, "CODEX_CONF_PATH": str(config)}
-        argv = [sys.executable, "-c", ENTRY, "start"]
-        profile = os.environ.get("BENCH_PROFILE")  # py-spy output file: profile the bot
-        if profile:
-            script = Path(profile).with_suffix(".main.py")
-            script.write_text(ENTRY + "\n")
-            argv = [sys.executable, "-m", "cProfile", "-o", profile, str(script), "start"]
-        started_at = trio.current_time()
-        process = await trio.lowlevel.open_process(
-            argv,
-            env=env,
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        bot = Bot(telegram, process, started_at)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_drain_output, bot)
-            try:
-                with trio.fail_after(120):
-                    await telegram.wait_for(lambda t: bool(t.calls_of("getUpdates")))
-                yield bot
-            finally:
-                if process.returncode is None:
-                    process.terminate()
-                with trio.move_on_after(30):
-                    await process.wait()
-                if process.returncode is None:
-                    process.kill()
-                    await process.wait()
+        async with running_orchestrator(telegram, config, folder) as bot:
+            yield bot
+
+
+@asynccontextmanager
+async def running_reference_bot(
+    telegram: FakeTelegram, codex_command: Sequence[str], codex_env: dict[str, str], cwd: Path
+) -> AsyncIterator[Bot]:
+    """bench/reference_bot.py against `telegram`, with its own warm Codex server."""
+    argv = [
+        sys.executable,
+        str(REPO / "bench" / "reference_bot.py"),
+        "--api-base-url",
+        telegram.base_url,
+        "--cwd",
+        str(cwd),
+        "--",
+        *codex_command,
+    ]
+    env = {**os.environ, **codex_env, "TELEGRAM_BOT_TOKEN": TOKEN}
+    async with running_process(telegram, argv, env) as bot:
+        yield bot
 
 
 class ReplyCounter:
@@ -230,9 +408,40 @@ class ReplyCounter:
         return self.count
 
 
+def fake_env(fake: FakeCodex) -> dict[str, str]:
+    """``codex.env`` for the fake Codex: its script (workers inherit the rest of the bot's)."""
+    fake.write()
+    return {"FAKE_CODEX_SCRIPT": str(fake.script_path)}
+
+
 def fake_codex(folder: Path, **rule: Any) -> FakeCodex:
     fake = FakeCodex(folder / "codex")
     if rule:
         fake.rule("", **rule)
     fake.write()
     return fake
+
+
+def codex_calls(fake: FakeCodex) -> list[tuple[float, str]]:
+    """The ``tools/call`` requests the fake Codex received: (wall-clock time, prompt)."""
+    calls = []
+    for entry in fake.recorded():
+        message = entry.get("received", {})
+        if message.get("method") == "tools/call":
+            prompt = str(message.get("params", {}).get("arguments", {}).get("prompt", ""))
+            calls.append((float(entry.get("at", float("nan"))), prompt))
+    return calls
+
+
+SINGLE_MODE = Setting(
+    "profiles.default.default_mode",
+    "single",
+    "one Codex call per message (plan mode runs the selector first, then the planner, "
+    "developer and reviewer unless the selector routes to single)",
+)
+NO_BATCHING = Setting(
+    "sessions.batch_window",
+    0,
+    "each message is its own prompt at once: this benchmark measures something else; the "
+    "wait before Codex is first_call.py's measure",
+)

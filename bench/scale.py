@@ -20,14 +20,19 @@ from typing import Any
 import trio
 
 from harness import (
+    SINGLE_MODE,
+    BenchConfig,
     ReplyCounter,
+    Setting,
     arguments,
     fake_codex,
+    fake_env,
     machine,
     running_bot,
     save,
+    settings_text,
+    shipped,
     table,
-    write_config,
 )
 
 
@@ -35,20 +40,29 @@ async def run_size(chats: int, messages: int, workers: int) -> dict[str, Any]:
     folder = Path(tempfile.mkdtemp(prefix=f"bench-scale-{chats}-"))
     users = [100_000 + n for n in range(chats)]
     fake = fake_codex(folder)
-
-    def config(base_url: str) -> Path:
-        return write_config(
-            folder,
-            base_url,
-            users=users,
-            codex_command=fake.argv(),
-            codex_env=fake.env({}),
-            pool_size=workers,
-            extra_telegram="rate_limit = 0\nchat_spacing = false",
-        )
-
+    settings = [
+        Setting("codex.pool_size", workers, "--workers"),
+        Setting(
+            "telegram.rate_limit",
+            0,
+            "Telegram's 30 calls/s lifted: this measures the orchestrator (flood.py measures "
+            "the limits)",
+        ),
+        Setting("telegram.chat_spacing", False, "Telegram's 1 s per chat lifted, as above"),
+        Setting(
+            "sessions.batch_window",
+            0,
+            f"the {messages} messages of a chat arrive at once and must stay {messages} prompts "
+            f"(1 run, {messages - 1} queued), not be joined into one",
+        ),
+        SINGLE_MODE,
+    ]
+    limit = shipped("sessions.queue_limit")
+    if isinstance(limit, int) and messages - 1 > limit:
+        settings.append(Setting("sessions.queue_limit", messages, "--messages"))
+    config = BenchConfig(users, fake.argv(), fake_env(fake), settings=settings)
     expected = chats * messages
-    async with running_bot(config) as bot:
+    async with running_bot(config, folder) as bot:
         started = trio.current_time()
         for m in range(messages):
             for user in users:
@@ -69,6 +83,7 @@ async def run_size(chats: int, messages: int, workers: int) -> dict[str, Any]:
         "seconds": elapsed,
         "throughput_per_s": count / elapsed if elapsed else 0.0,
         "peak_rss_mb": rss,
+        "settings": config.differences(),
     }
 
 
@@ -98,6 +113,8 @@ async def main() -> None:
         f"\ndoubling the chats took {growth:.2f}x the time (target <= 2.2x); "
         "targets: all delivered, >= 300 msg/s, <= 200 MB"
     )
+    print()
+    print(settings_text(base["settings"], f"{chats} chats (the {2 * chats}-chat run: the same)"))
     path = save(
         "scale",
         {"runs": [base, double], "time_growth": growth, "machine": machine()},

@@ -16,11 +16,21 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import trio
 
-from harness import arguments, fake_codex, machine, running_bot, save, summary, table, write_config
+from harness import (
+    BenchConfig,
+    arguments,
+    fake_codex,
+    fake_env,
+    machine,
+    running_bot,
+    save,
+    settings_text,
+    summary,
+    table,
+)
 from tests.fakes.codex_install import ensure_codex
 from tests.fakes.mock_model import codex_env, open_mock_model, write_codex_home
 
@@ -43,8 +53,9 @@ async def command_ms(argv: list[str], runs: int) -> list[float]:
     return times
 
 
-async def start_ms(starts: int, real_codex: Path | None) -> list[float]:
+async def start_ms(starts: int, real_codex: Path | None) -> tuple[list[float], BenchConfig]:
     times = []
+    config: BenchConfig | None = None
     for _ in range(starts):
         folder = Path(tempfile.mkdtemp(prefix="bench-startup-"))
         async with open_mock_model() as model:
@@ -53,18 +64,20 @@ async def start_ms(starts: int, real_codex: Path | None) -> list[float]:
                 command, env = [str(real_codex), "mcp-server"], codex_env(home)
             else:
                 fake = fake_codex(folder)
-                command, env = list(fake.argv()), fake.env({})
+                command, env = list(fake.argv()), fake_env(fake)
 
-            def config(
-                base_url: str, folder: Path = folder, command: list[str] = command, env: Any = env
-            ) -> Path:
-                return write_config(
-                    folder, base_url, users=[1], codex_command=command, codex_env=env
-                )
-
-            async with running_bot(config) as bot:
+            config = BenchConfig(
+                [1],
+                command,
+                env,
+                codex_is="the real Codex 0.153.4 on the mock model"
+                if real_codex is not None
+                else "the fake Codex MCP server",
+            )
+            async with running_bot(config, folder) as bot:
                 times.append(bot.ready_seconds() * 1000)
-    return times
+    assert config is not None
+    return times, config
 
 
 async def main() -> None:
@@ -75,20 +88,25 @@ async def main() -> None:
         "python -c pass": summary(await command_ms([sys.executable, "-c", "pass"], runs)),
         "codex-orchestrator --help": summary(await command_ms([*script, "--help"], runs)),
         "codex-orchestrator --version": summary(await command_ms([*script, "--version"], runs)),
-        "start -> first getUpdates (fake Codex, 2 workers)": summary(await start_ms(starts, None)),
     }
+    fake_starts, config = await start_ms(starts, None)
+    measured["start -> first getUpdates (fake Codex, 2 workers)"] = summary(fake_starts)
+    settings = {"fake Codex": config.differences()}
     binary = None if args.tiny else await trio.to_thread.run_sync(ensure_codex)
     if binary is not None:
-        measured["start -> first getUpdates (Codex 0.153.4, 2 workers)"] = summary(
-            await start_ms(starts, binary)
-        )
+        real_starts, config = await start_ms(starts, binary)
+        measured["start -> first getUpdates (Codex 0.153.4, 2 workers)"] = summary(real_starts)
+        settings["Codex 0.153.4"] = config.differences()
     rows = [("measure", "runs", "median", "p90")]
     for name, stats in measured.items():
         rows.append((name, str(stats["n"]), f"{stats['median']:.0f} ms", f"{stats['p90']:.0f} ms"))
     print(table("startup", rows))
+    for name, rows_of_settings in settings.items():
+        print()
+        print(settings_text(rows_of_settings, f"start with the {name}"))
     path = save(
         "startup",
-        {"measured_ms": measured, "machine": machine()},
+        {"measured_ms": measured, "settings": settings, "machine": machine()},
         " ".join(["uv run python", *sys.argv]),
     )
     print(f"results: {path}")

@@ -5,8 +5,9 @@ Typer only parses and maps outcomes to exit codes; the work lives in `cli.start`
 (trio, httpx and mcp are not imported for them).
 
 Exit codes: 0 success (or a graceful drain), 1 failure (a supervisor gave up, a doctor check
-failed, Telegram rejected the token), 2 a configuration error (one line: file, key, fix),
-128 + signal when a second signal forced the stop.
+failed, Telegram rejected the token or could not be reached), 2 a configuration error (one
+line naming file, key and fix; ``doctor`` names the same file and key in its table and exits
+2 too), 128 + signal when a second signal forced the stop.
 """
 
 from __future__ import annotations
@@ -93,7 +94,11 @@ def start(
 
 @app.command()
 def doctor(config: ConfigOption = None) -> None:
-    """Check the config, the token, Telegram, Codex and the worker pool; print a table."""
+    """Check the config, the token, Telegram, Codex, its login and the worker pool.
+
+    Prints a table with a fix for every failed check; exits 2 on a configuration error (as
+    start does), 1 when another check failed, 0 when all passed. Run it first.
+    """
     from cli.doctor import run_doctor
 
     raise typer.Exit(run_doctor(config))

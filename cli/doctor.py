@@ -1,8 +1,12 @@
 """``codex-orchestrator doctor``: checks everything the bot needs and says how to fix it.
 
 Each check returns one or more `CheckResult` rows (check · status · detail · fix); the table
-is printed and the exit code is 1 when any row is ``FAIL``. Checks run in order, and a check
-whose prerequisite failed is skipped (no point starting Codex when the config is unreadable).
+is printed. Exit codes agree with ``start``: 2 when the configuration is wrong (the config
+file, or the token: unset, the `.env.example` placeholder, malformed), each named as
+``start`` names it (``file: key: problem``); 1 when anything else failed (Telegram
+unreachable or refusing the token, Codex missing, not logged in, or not starting); 0 when
+every check passed. Checks run in order, and a check whose prerequisite failed is skipped
+(no point starting Codex when the config is unreadable).
 
 The token is never printed: the token row shows where it came from and its length.
 """
@@ -11,10 +15,12 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,28 +28,53 @@ from typing import Final, Literal
 
 import msgspec
 
-from orchestrator.config import LoadedConfig, load_config, worker_environment
-from orchestrator.errors import ConfigError
+from orchestrator.config import (
+    DEFAULT_CODEX_COMMAND,
+    CodexConfig,
+    LoadedConfig,
+    load_config,
+    token_error,
+    worker_environment,
+)
+from orchestrator.errors import (
+    ConfigError,
+    TelegramError,
+    TelegramRetryAfter,
+    TelegramTransientError,
+    TelegramUnauthorized,
+)
 from orchestrator.redaction import redact
+from orchestrator.wire.codex_mcp import CODEX_MCP_VERSION
 
 __all__ = [
     "CHECKS",
+    "EXIT_CONFIG",
+    "EXIT_FAILED",
     "CheckResult",
     "DoctorContext",
     "format_table",
+    "login_command",
     "run_checks",
     "run_doctor",
 ]
 
+EXIT_CONFIG: Final = 2
+"""As ``start``: the configuration (conf.toml or the token) is wrong."""
+EXIT_FAILED: Final = 1
+
 Status = Literal["ok", "warn", "FAIL", "skip"]
 
-LAST_MCP_SERVER_RELEASE: Final = (0, 153, 4)
+LAST_MCP_SERVER_RELEASE: Final = tuple(int(part) for part in CODEX_MCP_VERSION.split("."))
 PIN_FIX: Final = (
-    'pin it: command = ["npx", "-y", "@openai/codex@0.153.4", "mcp-server"] '
-    "(0.153.4 is the last Codex release with mcp-server)"
+    f'pin it: command = ["npx", "-y", "@openai/codex@{CODEX_MCP_VERSION}", "mcp-server"] '
+    f"({CODEX_MCP_VERSION} is the last Codex release with mcp-server)"
 )
 VERSION_TIMEOUT: Final = 120.0
 """Seconds for ``codex --version``; through npx the first run downloads the package."""
+TELEGRAM_TIMEOUT: Final = 15.0
+"""Seconds doctor waits for ``getMe`` (at most ``telegram.request_timeout``)."""
+CODEX_PACKAGE: Final = DEFAULT_CODEX_COMMAND[2]
+"""The pinned npm package spec (``@openai/codex@<version>``) the fixes tell users to install."""
 
 
 class CheckResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -63,6 +94,16 @@ class DoctorContext:
     environ: Mapping[str, str]
     loaded: LoadedConfig | None = None
     facts: dict[str, str] = field(default_factory=dict)
+    config_error: bool = False
+    """A configuration error was found: the doctor exits 2, as ``start`` would."""
+
+
+def _config_row(check: str, error: ConfigError) -> CheckResult:
+    """A configuration error as ``start`` prints it: ``file: key: problem`` and the fix."""
+    where = f"{error.file}: {error.key}" if error.key else error.file
+    return CheckResult(
+        check=check, status="FAIL", detail=f"{where}: {error.problem}", fix=error.fix
+    )
 
 
 Check = Callable[[DoctorContext], Awaitable[list[CheckResult]]]
@@ -73,24 +114,20 @@ async def check_config(ctx: DoctorContext) -> list[CheckResult]:
     try:
         ctx.loaded = load_config(ctx.config_path, environ=ctx.environ, require_token=False)
     except ConfigError as error:
-        return [CheckResult(check="config", status="FAIL", detail=error.problem, fix=error.fix)]
+        ctx.config_error = True
+        return [_config_row("config", error)]
     return [CheckResult(check="config", status="ok", detail=str(ctx.loaded.path))]
 
 
 async def check_token(ctx: DoctorContext) -> list[CheckResult]:
-    """TELEGRAM_BOT_TOKEN is set (its value is never shown)."""
+    """TELEGRAM_BOT_TOKEN is set, is not the placeholder, looks like a token (never shown)."""
     if ctx.loaded is None:
         return [CheckResult(check="token", status="skip", detail="config not loaded")]
     token = ctx.loaded.token
-    if not token:
-        return [
-            CheckResult(
-                check="token",
-                status="FAIL",
-                detail="TELEGRAM_BOT_TOKEN is not set",
-                fix="put TELEGRAM_BOT_TOKEN=<token from @BotFather> in .env",
-            )
-        ]
+    problem = token_error(token, ctx.loaded.token_source, ctx.loaded.path.parent)
+    if problem is not None:
+        ctx.config_error = True
+        return [_config_row("token", problem)]
     detail = f"set in {ctx.loaded.token_source} ({len(token.reveal())} chars)"
     return [CheckResult(check="token", status="ok", detail=detail)]
 
@@ -173,16 +210,19 @@ async def check_codex_command(ctx: DoctorContext) -> list[CheckResult]:
     argv = codex.argv()
     program = shutil.which(argv[0], path=worker_environment(codex, ctx.environ).get("PATH"))
     if program is None:
+        install = f"npm install -g {CODEX_PACKAGE}"
         fix = (
-            "install Node.js and npm (npx comes with npm)"
+            "install Node.js with npm (npx comes with npm); or run "
+            f'`{install}` and set codex.command = ["codex", "mcp-server"]'
             if argv[0] == "npx"
-            else "install Codex (npm install @openai/codex@0.153.4) or fix codex.command"
+            else f"run `{install}` (it puts `codex` on npm's PATH), or set codex.command to "
+            'the full path of the codex binary, e.g. ["/usr/local/bin/codex", "mcp-server"]'
         )
         return [
             CheckResult(
                 check="codex command",
                 status="FAIL",
-                detail=f"{argv[0]} not found on PATH",
+                detail=f"{argv[0]} not found" + ("" if "/" in argv[0] else " on PATH"),
                 fix=fix,
             )
         ]
@@ -242,30 +282,97 @@ async def check_codex_auth(ctx: DoctorContext) -> list[CheckResult]:
     return _codex_auth_rows(ctx.loaded, ctx.environ)
 
 
+def login_command(codex: CodexConfig) -> str:
+    """The command that logs the configured Codex in, runnable as printed: the worker
+    command with ``login`` in place of ``mcp-server`` (so ``npx -y @openai/codex@… login``
+    for the default, where no ``codex`` is on PATH), with ``[codex.env]``'s CODEX_HOME."""
+    argv = list(codex.argv())
+    login = [("login" if part == "mcp-server" else part) for part in argv]
+    if "login" not in login:
+        login.append("login")
+    command = shlex.join(login)
+    if codex.env.get("CODEX_HOME"):
+        command = f"CODEX_HOME={shlex.quote(codex.env['CODEX_HOME'])} {command}"
+    return command
+
+
+def _codex_settings(path: Path) -> dict[str, object]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return {}
+
+
 def _codex_auth_rows(loaded: LoadedConfig, environ: Mapping[str, str]) -> list[CheckResult]:
-    env = worker_environment(loaded.config.codex, environ)
+    """How the pinned Codex authenticates (measured, reference/CODEX.md §3):
+
+    - the ``openai`` provider (the default) needs a login stored in ``$CODEX_HOME/auth.json``
+      (``codex login``; ChatGPT or ``--with-api-key``), CODEX_HOME defaulting to ``~/.codex``;
+      ``OPENAI_API_KEY``/``CODEX_API_KEY`` in the server's environment are *not* used (no
+      Authorization header was sent with them set);
+    - with ``cli_auth_credentials_store = "keyring"`` (or ``"auto"``) the login is in the OS
+      keyring, which doctor cannot see;
+    - a custom ``model_provider`` needs no login; with ``env_key`` it reads that variable.
+    """
+    codex = loaded.config.codex
+    env = worker_environment(codex, environ)
     home = Path(env.get("CODEX_HOME") or Path(env.get("HOME", "~")) / ".codex").expanduser()
-    if (home / "auth.json").is_file():
-        return [CheckResult(check="codex auth", status="ok", detail=f"login in {home}")]
-    if env.get("OPENAI_API_KEY") or env.get("CODEX_API_KEY"):
-        return [CheckResult(check="codex auth", status="ok", detail="API key in the environment")]
     config_file = home / "config.toml"
-    if config_file.is_file() and re.search(
-        r"^\s*model_provider\s*=", config_file.read_text(errors="replace"), re.MULTILINE
+    settings = _codex_settings(config_file)
+    login = login_command(codex)
+    provider_id = str(settings.get("model_provider") or "openai")
+    providers = settings.get("model_providers")
+    provider = providers.get(provider_id) if isinstance(providers, dict) else None
+    if provider_id != "openai" and not (
+        isinstance(provider, dict) and provider.get("requires_openai_auth")
     ):
+        env_key = provider.get("env_key") if isinstance(provider, dict) else None
+        if isinstance(env_key, str) and env_key and not env.get(env_key):
+            return [
+                CheckResult(
+                    check="codex auth",
+                    status="FAIL",
+                    detail=f"model provider {provider_id!r} ({config_file}) reads its key from "
+                    f"{env_key}, which the workers' environment lacks",
+                    fix=f"set {env_key} in the bot's environment or in [codex.env]",
+                )
+            ]
         return [
             CheckResult(
                 check="codex auth",
                 status="ok",
-                detail=f"custom model provider in {config_file}",
+                detail=f"custom model provider {provider_id!r} in {config_file} (no login needed)",
+            )
+        ]
+    if (home / "auth.json").is_file():
+        return [CheckResult(check="codex auth", status="ok", detail=f"logged in ({home})")]
+    if settings.get("cli_auth_credentials_store") in ("keyring", "auto"):
+        return [
+            CheckResult(
+                check="codex auth",
+                status="warn",
+                detail=f"no {home / 'auth.json'}; the login may be in the OS keyring "
+                "(cli_auth_credentials_store)",
+                fix=f"check with `{login} status`; log in with `{login}`",
+            )
+        ]
+    ignored = [name for name in ("OPENAI_API_KEY", "CODEX_API_KEY") if env.get(name)]
+    if ignored:
+        return [
+            CheckResult(
+                check="codex auth",
+                status="FAIL",
+                detail=f"Codex is not logged in (no {home / 'auth.json'}); it does not read "
+                f"{ignored[0]} from its environment",
+                fix=f"store the key once: `printenv {ignored[0]} | {login} --with-api-key`",
             )
         ]
     return [
         CheckResult(
             check="codex auth",
             status="FAIL",
-            detail=f"no login in {home}, no OPENAI_API_KEY, no custom provider",
-            fix="run `codex login`, or set OPENAI_API_KEY in [codex.env] or the environment",
+            detail=f"Codex is not logged in (no {home / 'auth.json'})",
+            fix=f"run `{login}` (add --device-auth on a machine without a browser)",
         )
     ]
 
@@ -294,39 +401,57 @@ async def check_worker_pool(ctx: DoctorContext) -> list[CheckResult]:
 
 
 async def check_telegram(ctx: DoctorContext) -> list[CheckResult]:
-    """Telegram accepts the token (``getMe``)."""
-    if ctx.loaded is None or not ctx.loaded.token:
+    """Telegram answers ``getMe`` with this token, as ``start`` needs before anything else."""
+    if ctx.loaded is None:
         return []
+    if ctx.config_error or not ctx.loaded.token:
+        return [CheckResult(check="telegram", status="skip", detail="no usable token")]
     from orchestrator.edges.telegram_http import open_telegram_api
-    from orchestrator.errors import TelegramError, TelegramUnauthorized
 
     telegram = ctx.loaded.config.telegram
+    timeout = min(telegram.request_timeout, TELEGRAM_TIMEOUT)
     try:
         async with open_telegram_api(
-            ctx.loaded.token.reveal(),
-            base_url=telegram.api_base_url,
-            request_timeout=min(telegram.request_timeout, 15.0),
+            ctx.loaded.token.reveal(), base_url=telegram.api_base_url, request_timeout=timeout
         ) as api:
             me = await api.get_me()
-    except TelegramUnauthorized:
-        return [
-            CheckResult(
-                check="telegram",
-                status="FAIL",
-                detail="Telegram rejected the token (401)",
-                fix="copy the token again from @BotFather (/token)",
-            )
-        ]
     except TelegramError as error:
-        return [
-            CheckResult(
-                check="telegram",
-                status="warn",
-                detail=f"getMe failed: {error.description}",
-                fix=f"check the network and telegram.api_base_url ({telegram.api_base_url})",
-            )
-        ]
+        return [_telegram_failure(error, ctx.loaded, timeout)]
     return [CheckResult(check="telegram", status="ok", detail=f"@{me.username}")]
+
+
+def _telegram_failure(error: TelegramError, loaded: LoadedConfig, timeout: float) -> CheckResult:
+    """Say which of unreachable, rejected token, wrong URL or a failing server it was."""
+    url = loaded.config.telegram.api_base_url
+    code = error.error_code
+    description = error.description
+    network_fix = (
+        f"check the network, a proxy (HTTPS_PROXY) or firewall, and telegram.api_base_url ({url})"
+    )
+    if isinstance(error, TelegramUnauthorized):
+        detail = "Telegram rejected the token (401 Unauthorized)"
+        fix = (
+            f"copy the token again from @BotFather (/mybots → API Token) into {loaded.token_source}"
+        )
+    elif isinstance(error, TelegramRetryAfter):
+        detail = f"Telegram asks to wait {error.retry_after:g} s (429 Too Many Requests)"
+        fix = "run doctor again after that; is another copy of the bot running?"
+    elif isinstance(error, TelegramTransientError) and code >= 500:
+        detail = f"{url} answered {code} ({description})"
+        fix = "the Bot API server is failing: try again later, or check telegram.api_base_url"
+    elif isinstance(error, TelegramTransientError) and "timed out" in description:
+        detail = f"no answer from {url} within {timeout:g} s ({description})"
+        fix = network_fix
+    elif isinstance(error, TelegramTransientError):
+        detail = f"cannot reach {url} ({description})"
+        fix = network_fix
+    elif code == 404:
+        detail = f"{url} answered 404 Not Found to getMe"
+        fix = f"check telegram.api_base_url ({url}) and that the token is the one @BotFather gave"
+    else:
+        detail = f"Telegram refused getMe: {code} {description}"
+        fix = f"check the token and telegram.api_base_url ({url})"
+    return CheckResult(check="telegram", status="FAIL", detail=detail, fix=fix)
 
 
 CHECKS: list[Check] = [
@@ -369,7 +494,8 @@ def run_doctor(
     environ: Mapping[str, str] | None = None,
     checks: Sequence[Check] | None = None,
 ) -> int:
-    """Run the doctor, print the table, and return the exit code (1 if anything failed)."""
+    """Run the doctor, print the table, and return the exit code: 2 for a configuration
+    error (as ``start``), 1 if anything else failed, else 0."""
     import trio
 
     ctx = DoctorContext(config_path=config_path, environ=environ or dict(os.environ))
@@ -381,4 +507,6 @@ def run_doctor(
     failed = [row for row in rows if row.status == "FAIL"]
     print(f"\n{len(failed)} problem(s) found." if failed else "\nAll checks passed.")
     sys.stdout.flush()
-    return 1 if failed else 0
+    if ctx.config_error:
+        return EXIT_CONFIG
+    return EXIT_FAILED if failed else 0

@@ -6,19 +6,18 @@ Kept apart from `cli.doctor` so the MCP SDK is imported only when the probe runs
 from __future__ import annotations
 
 import tempfile
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 import trio
 from mcp import ClientSession, StdioServerParameters, stdio_client
 
 from cli.doctor import PIN_FIX, CheckResult
+from orchestrator.wire.codex_mcp import CODEX_MCP_VERSION, REQUIRED_TOOLS
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
 __all__ = ["REQUIRED_TOOLS", "probe_worker"]
-
-REQUIRED_TOOLS: Final = frozenset({"codex", "codex-reply"})
 
 
 async def probe_worker(
@@ -65,7 +64,7 @@ async def probe_worker(
             check=name,
             status="FAIL",
             detail=f"{server} lacks the tools {', '.join(sorted(missing))}",
-            fix="use Codex 0.153.4 `mcp-server` (the last release that has it)",
+            fix=f"use Codex {CODEX_MCP_VERSION} `mcp-server` (the last release that has it)",
         )
     return CheckResult(
         check=name,

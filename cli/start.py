@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
 
     from orchestrator.config import LoadedConfig
-    from orchestrator.edges.codex_mcp import CodexProcess
+    from orchestrator.ports import CodexWorker
 
 __all__ = ["run"]
 
@@ -50,7 +50,7 @@ async def _main(loaded: LoadedConfig) -> int:
     environment = worker_environment(config.codex, os.environ)
     logs = Path(config.state_dir) / "logs"
 
-    def codex_factory(worker_id: int) -> AbstractAsyncContextManager[CodexProcess]:
+    def codex_factory(worker_id: int) -> AbstractAsyncContextManager[CodexWorker]:
         return open_codex_process(
             config.codex.argv(),
             env=environment,

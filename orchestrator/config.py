@@ -7,7 +7,14 @@ Where things come from:
   current directory, else one beside the config file (python-dotenv; ``os.environ`` is never
   modified);
 - relative ``working_directory``, ``system_prompt_file``, role prompt files and ``state_dir``
-  resolve against the config file's folder; ``~`` expands.
+  resolve against the config file's folder; ``~`` expands (to ``$HOME`` of `environ`).
+
+Safety rule (DESIGN.md): a profile's working directory is the agent's writable workspace, so it
+must not contain the config file, a ``.env`` file holding the token, or ``state_dir`` (nor lie
+inside ``state_dir``); symlinks are resolved before comparing. Numbers are checked against
+ranges that make sense (a long-poll timeout of 0 is 1,000+ requests a second; a negative
+approval timeout crashed the chat), and ``telegram.api_base_url`` must be a plain
+``http(s)://host[:port][/path]``.
 
 Every problem raises `ConfigError` whose message is one line naming the file, the key path
 and the fix; the CLI prints it and exits 2. Unknown keys are rejected (a typo must not be
@@ -16,16 +23,19 @@ silently ignored). Key names are a contract (DESIGN.md): do not rename them.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal, final
+from urllib.parse import urlsplit
 
 import msgspec
 from dotenv import dotenv_values
 
 from orchestrator.errors import ConfigError
+from orchestrator.wire.codex_mcp import CODEX_MCP_VERSION
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -42,11 +52,12 @@ __all__ = [
     "TelegramConfig",
     "default_config_path",
     "load_config",
+    "token_error",
     "worker_environment",
 ]
 
-DEFAULT_CODEX_COMMAND: Final = ("npx", "-y", "@openai/codex@0.153.4", "mcp-server")
-"""The pinned Codex: 0.153.4 is the last release with ``mcp-server`` (reference/CODEX.md).
+DEFAULT_CODEX_COMMAND: Final = ("npx", "-y", f"@openai/codex@{CODEX_MCP_VERSION}", "mcp-server")
+"""The pinned Codex: the last release with ``mcp-server`` (it is gone from 0.154.0).
 Never the unrelated npm package named just ``codex``."""
 
 TOKEN_VARIABLE: Final = "TELEGRAM_BOT_TOKEN"
@@ -54,6 +65,26 @@ CONF_PATH_VARIABLE: Final = "CODEX_CONF_PATH"
 DEFAULT_STATE_DIR: Final = "~/.codex-orchestrator"
 
 _TOKEN_SHAPE: Final = re.compile(r"^\d+:[A-Za-z0-9_-]{20,}$")
+_PLACEHOLDER_MARK: Final = "replace-with"
+"""`.env.example` ships ``TELEGRAM_BOT_TOKEN=123456789:replace-with-the-token-from-botfather``:
+well-formed, so it must be recognised by this mark, not by its shape."""
+
+MAX_POLL_TIMEOUT: Final = 50
+"""Seconds. The Bot API server clamps getUpdates' ``timeout`` to 50 (telegram-bot-api:
+``LONG_POLL_MAX_TIMEOUT = 50``); a larger value would only be a lie in the config."""
+MAX_POOL_SIZE: Final = 64
+"""Workers. Each is a Codex process (~100-200 MB resident, up to ``recycle_rss_mb``) started
+at once at start-up, and each runs an agent that sends messages within Telegram's ~30
+messages/s per bot; beyond 64 the machine or the flood limit gives out first. Raise it here
+(with a test) if a deployment needs more."""
+MAX_CALLS_PER_WORKER: Final = 64
+MAX_RATE_LIMIT: Final = 1000.0
+"""Calls/s. Telegram's cloud API allows ~30; a self-hosted Bot API server more."""
+WORKSPACE_FIX: Final = (
+    "point working_directory at the project Codex should work in, "
+    'e.g. working_directory = "~/projects/my-repo", a folder that holds none of conf.toml, '
+    ".env and state_dir"
+)
 
 
 class _Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -133,7 +164,8 @@ class RolePrompts(_Section, frozen=True, kw_only=True, forbid_unknown_fields=Tru
 class Profile(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``[profiles.NAME]``: where and how Codex works for a chat."""
 
-    working_directory: str = "."
+    working_directory: str = ""
+    """Required in conf.toml (no default: the config folder itself would be the workspace)."""
     model: str = ""
     sandbox: Literal["read-only", "workspace-write", "danger-full-access"] = "workspace-write"
     approval_policy: Literal["on-request", "never"] = "on-request"
@@ -191,8 +223,8 @@ def default_config_path(environ: Mapping[str, str]) -> Path:
     """``$CODEX_CONF_PATH``, else ``~/.codex-orchestrator/conf.toml``."""
     explicit = environ.get(CONF_PATH_VARIABLE, "")
     if explicit:
-        return Path(explicit).expanduser()
-    return Path(DEFAULT_STATE_DIR).expanduser() / "conf.toml"
+        return _expand(explicit, environ)
+    return _expand(DEFAULT_STATE_DIR, environ) / "conf.toml"
 
 
 def load_config(
@@ -214,26 +246,47 @@ def load_config(
         ConfigError: with a one-line message naming the file, the key and the fix.
     """
     environ = os.environ if environ is None else environ
-    path = (path or default_config_path(environ)).expanduser().absolute()
+    path = _expand(str(path), environ) if path else default_config_path(environ)
+    path = path.absolute()
     shown = str(path)
-    config = _resolve(_decode(path, shown), path.parent, shown)
-    token, source = _find_token(environ, cwd or Path.cwd(), path.parent)
-    if require_token and not token:
-        raise ConfigError(
+    config = _resolve(_decode(path, shown), path.parent, shown, environ)
+    token, source, dotenvs = _find_token(environ, cwd or Path.cwd(), path.parent)
+    _check_workspaces(config, path, dotenvs, shown)
+    secret = Secret(token)
+    if require_token:
+        problem = token_error(secret, source, path.parent)
+        if problem is not None:
+            raise problem
+    return LoadedConfig(config=config, path=path, token=secret, token_source=source)
+
+
+def token_error(token: Secret, source: str, config_folder: Path) -> ConfigError | None:
+    """What is wrong with the token (unset, the `.env.example` placeholder, malformed), if
+    anything. `load_config` raises it for ``start``; ``doctor`` shows it in its token row."""
+    value = token.reveal()
+    if not value:
+        return ConfigError(
             ".env",
             TOKEN_VARIABLE,
             "the bot token is not set",
             f"put {TOKEN_VARIABLE}=<token from @BotFather> in the environment or in a .env "
-            f"file in the current directory or in {path.parent}",
+            f"file in the current directory or in {config_folder}",
         )
-    if token and not _TOKEN_SHAPE.match(token):
-        raise ConfigError(
+    if _PLACEHOLDER_MARK in value:
+        return ConfigError(
+            source,
+            TOKEN_VARIABLE,
+            "still the placeholder from .env.example",
+            f"put the token from @BotFather (/mybots → API Token) in {source}",
+        )
+    if not _TOKEN_SHAPE.match(value):
+        return ConfigError(
             source,
             TOKEN_VARIABLE,
             "the bot token does not look like a Telegram token (<digits>:<35 characters>)",
             "copy the token exactly as @BotFather printed it",
         )
-    return LoadedConfig(config=config, path=path, token=Secret(token), token_source=source)
+    return None
 
 
 def _decode(path: Path, shown: str) -> Config:
@@ -296,7 +349,7 @@ def _validation_error(shown: str, message: str, prefix: str = "") -> ConfigError
     return ConfigError(shown, key, problem, "use the type and values shown in conf.toml.example")
 
 
-def _resolve(config: Config, folder: Path, shown: str) -> Config:
+def _resolve(config: Config, folder: Path, shown: str, environ: Mapping[str, str]) -> Config:
     """Check cross-key rules and make every path absolute."""
     _check_ranges(config, shown)
     profiles = dict(config.profiles) or {"default": Profile()}
@@ -310,7 +363,14 @@ def _resolve(config: Config, folder: Path, shown: str) -> Config:
     resolved: dict[str, Profile] = {}
     for name, profile in profiles.items():
         where = f"profiles.{name}"
-        working_directory = _absolute(profile.working_directory, folder)
+        if not profile.working_directory.strip():
+            raise ConfigError(
+                shown,
+                f"{where}.working_directory",
+                "not set (Codex needs a folder to work in)",
+                WORKSPACE_FIX,
+            )
+        working_directory = _absolute(profile.working_directory, folder, environ)
         if not working_directory.is_dir():
             raise ConfigError(
                 shown,
@@ -319,7 +379,7 @@ def _resolve(config: Config, folder: Path, shown: str) -> Config:
                 "create it or point working_directory at an existing folder",
             )
         prompt_file = _existing_file(
-            profile.system_prompt_file, folder, shown, f"{where}.system_prompt_file"
+            profile.system_prompt_file, folder, shown, f"{where}.system_prompt_file", environ
         )
         roles = profile.role_prompts
         resolved[name] = msgspec.structs.replace(
@@ -329,7 +389,11 @@ def _resolve(config: Config, folder: Path, shown: str) -> Config:
             role_prompts=RolePrompts(
                 **{
                     role: _existing_file(
-                        getattr(roles, role), folder, shown, f"{where}.role_prompts.{role}"
+                        getattr(roles, role),
+                        folder,
+                        shown,
+                        f"{where}.role_prompts.{role}",
+                        environ,
                     )
                     for role in RolePrompts.__struct_fields__
                 }
@@ -337,72 +401,211 @@ def _resolve(config: Config, folder: Path, shown: str) -> Config:
         )
     return msgspec.structs.replace(
         config,
-        state_dir=str(_absolute(config.state_dir, folder)),
+        state_dir=str(_absolute(config.state_dir, folder, environ)),
         profiles=resolved,
     )
 
 
+_Rule = tuple[str, float, float, float, str]
+"""(key, value, lowest, highest, what the value means); `highest` may be ``math.inf``."""
+
+
 def _check_ranges(config: Config, shown: str) -> None:
-    rules: list[tuple[str, bool, str]] = [
-        ("telegram.polling.timeout", 0 <= config.telegram.polling.timeout <= 50, "0 to 50"),
-        ("telegram.polling.limit", 1 <= config.telegram.polling.limit <= 100, "1 to 100"),
-        ("telegram.max_chunks", config.telegram.max_chunks >= 1, "at least 1"),
-        ("telegram.request_timeout", config.telegram.request_timeout > 0, "positive"),
-        ("telegram.rate_limit", config.telegram.rate_limit >= 0, "0 (unlimited) or more"),
-        ("codex.pool_size", config.codex.pool_size >= 1, "at least 1"),
-        ("codex.calls_per_worker", config.codex.calls_per_worker >= 1, "at least 1"),
-        ("sessions.queue_limit", config.sessions.queue_limit >= 1, "at least 1"),
-        ("traces.preview_chars", config.traces.preview_chars >= 0, "0 or more"),
+    """Every number against a range that makes sense; floats must also be finite (TOML has
+    ``nan`` and ``inf``, and trio rejects a ``nan`` deadline at the first use)."""
+    telegram, polling, codex = config.telegram, config.telegram.polling, config.codex
+    sessions = config.sessions
+    inf = math.inf
+    rules: list[_Rule] = [
+        (
+            "telegram.polling.timeout",
+            polling.timeout,
+            1,
+            MAX_POLL_TIMEOUT,
+            "seconds of one getUpdates long poll; Telegram caps it at 50, and 0 would poll "
+            "non-stop",
+        ),
+        ("telegram.polling.limit", polling.limit, 1, 100, "updates per poll (Telegram: 1-100)"),
+        ("telegram.request_timeout", telegram.request_timeout, 1, 600, "seconds"),
+        ("telegram.max_chunks", telegram.max_chunks, 1, 50, "4096-character messages"),
+        (
+            "codex.pool_size",
+            codex.pool_size,
+            1,
+            MAX_POOL_SIZE,
+            "warm Codex processes, all started at once",
+        ),
+        (
+            "codex.calls_per_worker",
+            codex.calls_per_worker,
+            1,
+            MAX_CALLS_PER_WORKER,
+            "calls at once per worker",
+        ),
+        ("codex.startup_timeout", codex.startup_timeout, 1, inf, "seconds"),
+        ("codex.request_timeout", codex.request_timeout, 1, inf, "seconds"),
+        ("codex.stall_timeout", codex.stall_timeout, 1, inf, "seconds"),
+        ("codex.affinity_wait", codex.affinity_wait, 0.001, inf, "seconds"),
+        (
+            "codex.ping_interval",
+            codex.ping_interval,
+            1,
+            inf,
+            "seconds between pings of an idle worker",
+        ),
+        ("codex.recycle_rss_mb", codex.recycle_rss_mb, 0, inf, "MB; 0 turns the limit off"),
+        (
+            "codex.recycle_threads",
+            codex.recycle_threads,
+            1,
+            inf,
+            "threads a worker creates before it is restarted; there is no 'off', use a large "
+            "number",
+        ),
+        ("sessions.idle_ttl", sessions.idle_ttl, 1, inf, "seconds"),
+        ("sessions.queue_limit", sessions.queue_limit, 1, 1000, "prompts per chat"),
+        ("sessions.batch_window", sessions.batch_window, 0, 60, "seconds; 0 = no batching"),
+        (
+            "sessions.approval_timeout",
+            sessions.approval_timeout,
+            1,
+            86400,
+            "seconds an approval waits before it counts as deny",
+        ),
+        ("traces.preview_chars", config.traces.preview_chars, 0, inf, "characters; 0 = none"),
+        ("shutdown.drain_grace", config.shutdown.drain_grace, 0, inf, "seconds"),
     ]
-    for name in (
-        "startup_timeout",
-        "request_timeout",
-        "stall_timeout",
-        "affinity_wait",
-        "ping_interval",
-    ):
-        rules.append((f"codex.{name}", getattr(config.codex, name) > 0, "positive"))
-    for key, ok, allowed in rules:
-        if not ok:
-            raise ConfigError(shown, key, "value out of range", f"use a value {allowed}")
+    for key, value, lowest, highest, meaning in rules:
+        if not (math.isfinite(value) and lowest <= value <= highest):
+            allowed = f"at least {lowest:g}" if highest == inf else f"{lowest:g} to {highest:g}"
+            raise ConfigError(
+                shown, key, f"{value!r} is out of range", f"use a value {allowed} ({meaning})"
+            )
+    rate = telegram.rate_limit
+    if not (math.isfinite(rate) and (rate == 0 or 1 <= rate <= MAX_RATE_LIMIT)):
+        raise ConfigError(
+            shown,
+            "telegram.rate_limit",
+            f"{rate!r} is out of range (below 1 it would round down to unlimited)",
+            f"use 1 to {MAX_RATE_LIMIT:g} calls per second (Telegram allows ~30), or 0 for "
+            "unlimited (self-hosted Bot API servers only)",
+        )
+    for index, user in enumerate(telegram.allowed_users):
+        if user <= 0:
+            raise ConfigError(
+                shown,
+                f"telegram.allowed_users[{index}]",
+                f"{user} is not a user id (user ids are positive; negative ids are groups)",
+                "put the numeric id of each Telegram user, e.g. allowed_users = [123456789]",
+            )
     if config.codex.command and not config.codex.command[0]:
         raise ConfigError(
             shown, "codex.command", "the program name is empty", 'e.g. ["codex", "mcp-server"]'
         )
-    if not (config.telegram.api_base_url.startswith(("http://", "https://"))):
+    problem = _url_problem(telegram.api_base_url)
+    if problem:
         raise ConfigError(
             shown,
             "telegram.api_base_url",
-            "not an http(s) URL",
-            'use "https://api.telegram.org" or your Bot API server\'s URL',
+            f"{problem}",
+            'use "https://api.telegram.org", or your Bot API server as '
+            "http(s)://host[:port][/path] without query, fragment or user:password",
         )
 
 
-def _absolute(value: str, folder: Path) -> Path:
-    path = Path(value).expanduser()
+def _url_problem(url: str) -> str:
+    """Why `url` is not a plain ``http(s)://host[:port][/path]``, or "" when it is one."""
+    if not url or url != url.strip() or any(ch.isspace() or ord(ch) < 32 for ch in url):
+        return "empty or contains spaces"
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError on a bad port
+    except ValueError:
+        return "not a valid URL (bad port or brackets)"
+    if parts.scheme not in ("http", "https"):
+        return "not an http(s) URL"
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        return "contains credentials (user:password@)"
+    if not parts.hostname:
+        return "has no host"
+    if parts.query or parts.fragment or "?" in url or "#" in url:
+        return "has a query or fragment"
+    if port == 0:
+        return "port 0"
+    return ""
+
+
+def _expand(value: str, environ: Mapping[str, str]) -> Path:
+    """``~`` and ``~/...`` expand to `environ`'s HOME (``~user`` as the system says)."""
+    home = environ.get("HOME")
+    if home and (value == "~" or value.startswith("~/")):
+        return Path(home) / value[2:]
+    return Path(value).expanduser()
+
+
+def _absolute(value: str, folder: Path, environ: Mapping[str, str]) -> Path:
+    path = _expand(value, environ)
     return path if path.is_absolute() else (folder / path).resolve()
 
 
-def _existing_file(value: str, folder: Path, shown: str, key: str) -> str:
+def _existing_file(
+    value: str, folder: Path, shown: str, key: str, environ: Mapping[str, str]
+) -> str:
     if not value:
         return ""
-    path = _absolute(value, folder)
+    path = _absolute(value, folder, environ)
     if not path.is_file():
         raise ConfigError(shown, key, f"{path} does not exist", "create the file or fix the path")
     return str(path)
 
 
-def _find_token(environ: Mapping[str, str], cwd: Path, config_folder: Path) -> tuple[str, str]:
-    """The token and where it came from: environment, then ./.env, then the config's .env."""
+def _find_token(
+    environ: Mapping[str, str], cwd: Path, config_folder: Path
+) -> tuple[str, str, list[Path]]:
+    """The token, where it came from (environment, ./.env, then the config's .env), and
+    every candidate ``.env`` that defines it (the workspace must hold none of them)."""
+    token, source = "", ".env"
     if environ.get(TOKEN_VARIABLE):
-        return environ[TOKEN_VARIABLE].strip(), "environment"
+        token, source = environ[TOKEN_VARIABLE].strip(), "environment"
+    dotenvs: list[Path] = []
     for folder in dict.fromkeys((cwd.absolute(), config_folder)):
         dotenv = folder / ".env"
         if dotenv.is_file():
-            value = dotenv_values(dotenv).get(TOKEN_VARIABLE) or ""
+            value = (dotenv_values(dotenv).get(TOKEN_VARIABLE) or "").strip()
             if value:
-                return value.strip(), str(dotenv)
-    return "", ".env"
+                dotenvs.append(dotenv)
+                if not token:
+                    token, source = value, str(dotenv)
+    return token, source, dotenvs
+
+
+def _check_workspaces(config: Config, path: Path, dotenvs: list[Path], shown: str) -> None:
+    """No profile's working directory may hold the bot's own files or lie inside state_dir:
+    the agent can write there, and Codex edited conf.toml's allowed_users unasked."""
+    state_dir = Path(config.state_dir).resolve()
+    files = [("the config file", path), *(("the .env file", dotenv) for dotenv in dotenvs)]
+    for name, profile in config.profiles.items():
+        workspace = Path(profile.working_directory).resolve()
+        found = ""
+        for what, file in files:
+            # Both where the file is (its folder resolved) and what it points to.
+            for candidate in (file.parent.resolve() / file.name, file.resolve()):
+                if candidate.is_relative_to(workspace):
+                    found = f"contains {what} {candidate}"
+                    break
+            if found:
+                break
+        if not found and state_dir.is_relative_to(workspace):
+            found = f"contains state_dir {state_dir}"
+        if not found and workspace.is_relative_to(state_dir):
+            found = f"lies inside state_dir {state_dir}"
+        if found:
+            raise ConfigError(
+                shown,
+                f"profiles.{name}.working_directory",
+                f"{workspace} {found}, which Codex could then read and rewrite",
+                WORKSPACE_FIX,
+            )
 
 
 def worker_environment(codex: CodexConfig, environ: Mapping[str, str]) -> dict[str, str]:

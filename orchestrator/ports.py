@@ -11,11 +11,14 @@ from typing import TYPE_CHECKING, Literal, Protocol, TypeAlias
 import msgspec
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Awaitable, Callable, Sequence
+    from contextlib import AbstractAsyncContextManager
 
     import trio
 
     from orchestrator.messages import (
+        ApprovalAsk,
+        ApprovalDecision,
         ApprovalRequest,
         CodexJob,
         CodexProgress,
@@ -27,6 +30,8 @@ if TYPE_CHECKING:
 __all__ = [
     "BotIdentity",
     "CodexPool",
+    "CodexWorker",
+    "CodexWorkerFactory",
     "ParseMode",
     "PoolStatistics",
     "TelegramApi",
@@ -125,6 +130,96 @@ class TelegramApi(Protocol):
     async def set_my_commands(self, commands: Sequence[tuple[str, str]]) -> None:
         """``setMyCommands`` with (command, description) pairs."""
         ...
+
+
+class CodexWorker(Protocol):
+    """One warm Codex process, as the worker pool uses it, whatever protocol it speaks.
+
+    A `CodexWorkerFactory` opens one; `orchestrator.edges.codex_mcp` is the ``codex
+    mcp-server`` backend, tests use in-memory fakes. What the pool relies on, on every
+    backend:
+
+    - **Identity and health.** `worker_id` is the pool's number for it, `pid` the root of its
+      process tree. `alive` turns False once the process exited (never merely because its
+      context is being left); `ping` answers while it is healthy; `threads` and `rss_mb` say
+      how big it grew (the pool recycles it past its limits).
+    - **Turns.** `run_turn` runs one job to its outcome and never raises for a failure of
+      Codex or of the process: those are `JobFailed` outcomes. Several turns may run at once
+      (the pool starts at most ``calls_per_worker``).
+    - **Cancel.** Cancelling `run_turn` (a user's cancel, the pool's time limit) stops that
+      turn and re-raises; afterwards `reusable` says whether the worker may run another
+      turn. A backend where a stopped turn leaves the process unusable (MCP) turns
+      `reusable` False and the pool replaces the worker; one that can interrupt a turn in
+      place (``turn/interrupt`` on ``codex app-server``) stays reusable.
+    - **Interrupt.** `interrupt` stops everything the worker runs, at once, with every
+      command Codex started (also those of a process that died). The pool calls it on a
+      worker it drops for a cancel, a time limit or a death, then leaves its context; it
+      never gives that worker another turn. A backend may implement it by killing its process
+      tree (MCP) or by interrupting its turns and cleaning up their commands.
+    - **Stop.** Leaving the factory's context stops the process and everything it started:
+      gracefully when it can, shielded and bounded in every case.
+    """
+
+    @property
+    def worker_id(self) -> int:
+        """The pool's number for this worker (the position it fills)."""
+        ...
+
+    @property
+    def pid(self) -> int:
+        """The pid of the Codex process, the root of its process tree."""
+        ...
+
+    @property
+    def threads(self) -> int:
+        """Codex threads started in this process (memory that is never given back)."""
+        ...
+
+    @property
+    def alive(self) -> bool:
+        """False once the process exited or closed its output."""
+        ...
+
+    @property
+    def reusable(self) -> bool:
+        """Whether the worker may run another turn (False once dead, or left unusable)."""
+        ...
+
+    def rss_mb(self) -> float:
+        """Resident memory of the Codex process, in MB."""
+        ...
+
+    async def run_turn(
+        self,
+        job: CodexJob,
+        *,
+        on_event: Callable[[CodexProgress], None],
+        on_approval: Callable[[ApprovalAsk], Awaitable[ApprovalDecision]],
+    ) -> JobOutcome:
+        """Run `job`: a fresh thread when ``job.thread_id`` is None, else a turn on it.
+
+        `on_event` gets the turn's progress in order, synchronously: it must not block.
+        `on_approval` is awaited for each approval Codex asks; an exception there denies.
+
+        Returns:
+            `JobDone`, or `JobFailed` with ``codex_error`` (Codex refused or failed the turn)
+            or ``worker_died`` (the process died under it; `alive` is then False).
+        """
+        ...
+
+    async def ping(self) -> None:
+        """Check the process answers. Raises `WorkerUnavailable` when it died; a wedged one
+        never answers: the caller bounds the wait."""
+        ...
+
+    async def interrupt(self) -> None:
+        """Stop every turn and every command of this worker now (shielded, bounded)."""
+        ...
+
+
+CodexWorkerFactory: TypeAlias = "Callable[[int], AbstractAsyncContextManager[CodexWorker]]"
+"""Opens worker `n`: entering starts it and returns once it is ready (bounded by the
+backend's start-up timeout; raises `WorkerStartError`), leaving stops it with its tree."""
 
 
 class WorkerStatus(msgspec.Struct, frozen=True, kw_only=True):

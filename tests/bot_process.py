@@ -22,6 +22,41 @@ if TYPE_CHECKING:
 
 ENTRY = "from cli.app import main; main()"
 
+BOT_VARIABLES = (
+    "CODEX_CONF_PATH",
+    "TELEGRAM_BOT_TOKEN",
+    "CODEX_HOME",
+    "OPENAI_API_KEY",
+    "CODEX_API_KEY",
+)
+"""What would make a process under test read the machine's bot setup instead of the test's."""
+
+
+def cli_environment(**variables: str) -> dict[str, str]:
+    """An explicit environment for the CLI under test: this process's (HOME is the suite's
+    empty one, see tests/conftest.py) without `BOT_VARIABLES`, plus `variables`."""
+    base = {key: value for key, value in os.environ.items() if key not in BOT_VARIABLES}
+    return base | variables
+
+
+async def run_cli(
+    args: Sequence[str], *, cwd: Path, env: Mapping[str, str], within: float = 60
+) -> tuple[int, str]:
+    """``codex-orchestrator ARGS`` as a process in `cwd` with exactly `env`: exit code and
+    output (stdout and stderr together)."""
+    with trio.fail_after(within):
+        result = await trio.run_process(
+            [sys.executable, "-c", ENTRY, *args],
+            env=dict(env),
+            cwd=cwd,
+            capture_stdout=True,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
+    output = result.stdout.decode(errors="replace")
+    print(output)
+    return result.returncode, output
+
 
 def write_config(
     folder: Path,
@@ -89,7 +124,7 @@ async def running(config: Path, token: str, *, exit_within: float = 60) -> Async
     does, nothing outlives it: a bot still running at the end is killed with its whole tree,
     and its output is printed so that a failure shows what it said.
     """
-    env = {**os.environ, "TELEGRAM_BOT_TOKEN": token, "CODEX_CONF_PATH": str(config)}
+    env = cli_environment(TELEGRAM_BOT_TOKEN=token, CODEX_CONF_PATH=str(config))
     process = await trio.lowlevel.open_process(
         [sys.executable, "-c", ENTRY, "start"],
         env=env,

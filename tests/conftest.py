@@ -16,3 +16,49 @@ Rules every test here follows (docs/architecture.md, "Rules of the house"):
   0.153.4 against the mock model); they clean up every process they start, checked in /proc.
 - No network beyond loopback; no secrets in output.
 """
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+MACHINE_HOME: Path = Path.home()
+"""The real HOME, captured before any fixture replaces it (only npm's settings are kept)."""
+
+UNSET = ("CODEX_CONF_PATH", "TELEGRAM_BOT_TOKEN", "CODEX_HOME", "OPENAI_API_KEY", "CODEX_API_KEY")
+"""Variables of the machine that would change what the bot or Codex under test reads."""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def hermetic_machine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Tests read no ``.env``, config or HOME of the machine they run on.
+
+    For the whole session (module and session fixtures included): HOME is an empty folder,
+    the current directory is another empty folder (so the repository's ``.env``, made in the
+    README's step 2, is never found), and CODEX_CONF_PATH, TELEGRAM_BOT_TOKEN, CODEX_HOME and
+    the API keys are unset unless a test sets them. Subprocesses inherit this environment.
+    npm, which installs the real Codex for the integration tests, keeps the machine's
+    settings and cache (they name a registry, not anything of the bot's).
+    """
+    root = tmp_path_factory.mktemp("machine")
+    home = root / "home"
+    cwd = root / "cwd"
+    home.mkdir()
+    cwd.mkdir()
+    with pytest.MonkeyPatch.context() as patch:
+        for name in UNSET:
+            patch.delenv(name, raising=False)
+        npmrc = MACHINE_HOME / ".npmrc"
+        if npmrc.is_file() and "npm_config_userconfig" not in os.environ:
+            patch.setenv("npm_config_userconfig", str(npmrc))
+        if "npm_config_cache" not in os.environ:
+            patch.setenv("npm_config_cache", str(MACHINE_HOME / ".npm"))
+        patch.setenv("HOME", str(home))
+        patch.chdir(cwd)
+        yield home

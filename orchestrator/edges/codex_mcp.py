@@ -1,73 +1,92 @@
-"""One ``codex mcp-server`` process, spoken to as MCP over stdio: the Codex edge.
+"""One ``codex mcp-server`` process, spoken to as MCP over stdio: the Codex MCP edge.
 
-This module owns the subprocess and its wire protocol (newline-delimited JSON-RPC 2.0). It
-speaks MCP itself rather than through the mcp SDK's `ClientSession`, because what Codex
-0.153.4 needs is exactly what the SDK loses (reference/CODEX.md §5): ``codex/event``
-notifications (dropped unless bound, dispatched out of order, possibly after the result),
-the ``codex_*`` fields of ``elicitation/create`` (stripped), and Codex's non-standard
-``{"decision": ...}`` answer (extra keys dropped). A reader task here sees every message
-in wire order, routes responses to their callers, events to the call they belong to
-(``_meta.requestId``) and approval requests to the caller's approval callback.
+This module owns the subprocess and its transport: newline-delimited JSON-RPC 2.0 on the
+process's stdin and stdout. The wire types and what they mean are in
+`orchestrator.wire.codex_mcp`; `CodexProcess` implements the `orchestrator.ports.CodexWorker`
+port with them. It speaks MCP itself rather than through the mcp SDK's `ClientSession`,
+because what Codex needs is exactly what the SDK loses (measured with mcp 2.3.0 on Codex
+0.153.4): ``codex/event`` notifications are dropped unless bound, and dispatched one task
+each, so out of order and sometimes after the call's result; the ``codex_*`` fields of
+``elicitation/create`` are stripped; and Codex's non-standard ``{"decision": ...}`` answer
+loses its extra key. A reader task here sees every message in wire order, routes responses
+to their callers, events to the call they belong to (``_meta.requestId``) and approval
+requests to the caller's approval callback.
 
 Lifecycle (`open_codex_process`): spawn in a new session (its own process group), stderr
 appended to a log file, ``initialize`` + ``tools/list`` confirming ``codex`` and
-``codex-reply``; on exit a shielded, bounded teardown: close stdin (Codex's graceful drain),
-wait `GRACEFUL_EXIT`, then kill the whole tree including the commands Codex ``setsid``-ed
+``codex-reply``; on exit a shielded, bounded teardown: close stdin (Codex's graceful drain:
+a call in flight still finishes, then the process exits in about 22 ms), wait
+`GRACEFUL_EXIT`, then kill the whole tree including the commands Codex ``setsid``-ed
 (`orchestrator.edges.processes.kill_tree`).
 
 Process death is noticed at end of output, or by `CodexProcess.watch_exit` when the server
 exited while a command it started still holds the pipe; either way calls in flight end with
 ``worker_died`` and `CodexProcess.alive` turns False (leaving the context does not). The
-server's descendants are snapshotted whenever Codex starts a command, after each call and at
-each ping, so `CodexProcess.kill` reaches commands orphaned by a server that died.
+server's descendants are snapshotted (in a worker thread, see
+`orchestrator.edges.processes.snapshot_tree`) whenever Codex starts a command, after each
+call that ran one, at each ping and before a stop, so `CodexProcess.interrupt` reaches
+commands orphaned by a server that died.
 
-A cancelled call leaves the process unusable (CODEX.md §7: misrouted replies, stdin close no
-longer stops it), so `CodexProcess.call` marks the process `poisoned` when its caller is
-cancelled; the pool must then `kill` it and start a fresh one.
+A cancelled call leaves the process unusable. Measured on Codex 0.153.4: after
+``notifications/cancelled`` no response ever comes for that call, the commands it started
+keep running, a ``codex-reply`` on its thread gets the answers misrouted (off by one
+request), and closing stdin no longer stops the process. So `CodexProcess.run_turn` marks the
+process `poisoned` when its caller is cancelled (`reusable` turns False); the pool must then
+`interrupt` it (a kill of its whole tree) and start a fresh one.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-import shlex
 import subprocess
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final, Literal, final
-from urllib.parse import unquote, urlsplit
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, BinaryIO, Final, final
 
 import msgspec
 import trio
 
-from orchestrator.edges.processes import alive, descendants, kill_tree, rss_mb
+from orchestrator.edges.processes import kill_tree, rss_mb, snapshot_tree
 from orchestrator.errors import WorkerStartError, WorkerUnavailable
-from orchestrator.messages import (
-    AgentMessageDelta,
-    ApprovalAsk,
-    CodexNotice,
-    CodexProgress,
-    CommandFinished,
-    CommandStarted,
-    JobDone,
-    JobFailed,
-    JobOutcome,
-    PatchApplied,
-    RunStarted,
-    TokenCount,
+from orchestrator.messages import CommandStarted, JobFailed
+from orchestrator.wire.codex_mcp import (
+    CLIENT_INFO,
+    CODEX_MCP_VERSION,
+    ELICITATION,
+    ENCODER,
+    EVENT,
+    INCOMING,
+    INITIALIZE_RESULT,
+    PROTOCOL_VERSION,
+    REQUIRED_TOOLS,
+    TOOL_LIST,
+    Response,
+    TurnEvents,
+    approval_ask,
+    error_text,
+    tool_call,
+    tool_outcome,
 )
-from orchestrator.workflow_messages import TokenUsage
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
     from pathlib import Path
 
-    from orchestrator.messages import ApprovalDecision, CodexJob
+    from orchestrator.messages import (
+        ApprovalAsk,
+        ApprovalDecision,
+        CodexJob,
+        CodexProgress,
+        JobOutcome,
+    )
 
 __all__ = [
+    "CANCEL_NOTICE_GRACE",
+    "EXIT_DRAIN",
     "GRACEFUL_EXIT",
-    "PROTOCOL_VERSION",
-    "REQUIRED_TOOLS",
+    "MAX_LINE",
+    "STOP_DEADLINE",
     "CodexProcess",
     "open_codex_process",
 ]
@@ -77,11 +96,6 @@ logger: Final = logging.getLogger(__name__)
 _ProcessGone = WorkerUnavailable
 """The process exited or closed its pipes."""
 
-PROTOCOL_VERSION: Final = "2025-06-18"
-"""MCP protocol version we offer; Codex 0.153.4 echoes it."""
-
-REQUIRED_TOOLS: Final = frozenset({"codex", "codex-reply"})
-
 GRACEFUL_EXIT: Final = 2.0
 """Seconds after closing stdin before the process tree is killed (Codex exits in ~22 ms)."""
 
@@ -89,115 +103,15 @@ EXIT_DRAIN: Final = 0.5
 """Seconds the reader may keep draining stdout after the server exited; a command that
 inherited the pipe would otherwise hold it open and hide the death."""
 
+CANCEL_NOTICE_GRACE: Final = 0.5
+"""Seconds a cancelled call may spend telling Codex (``notifications/cancelled``)."""
+
+STOP_DEADLINE: Final = 20.0
+"""Bound of the shielded stop: a snapshot, `GRACEFUL_EXIT` twice and a kill ladder (about
+4 s plus its scans) fit well within it; it only matters if a step hangs."""
+
 MAX_LINE: Final = 64 * 1024 * 1024
 """Longest JSON-RPC line accepted from the server (a huge tool result still fits)."""
-
-CLIENT_INFO: Final = {"name": "codex-orchestrator", "version": "0.1.0"}
-
-
-class _RpcError(msgspec.Struct, frozen=True):
-    code: int = 0
-    message: str = ""
-
-
-class _Incoming(msgspec.Struct, frozen=True):
-    """Any JSON-RPC message from the server."""
-
-    id: int | str | None = None
-    method: str | None = None
-    params: msgspec.Raw = msgspec.Raw(b"")
-    result: msgspec.Raw = msgspec.Raw(b"")
-    error: _RpcError | None = None
-
-
-class _Meta(msgspec.Struct, frozen=True):
-    requestId: int | str | None = None
-
-
-class _TokenTotals(msgspec.Struct, frozen=True):
-    input_tokens: int = 0
-    cached_input_tokens: int = 0
-    output_tokens: int = 0
-    reasoning_output_tokens: int = 0
-    total_tokens: int = 0
-
-
-class _TokenInfo(msgspec.Struct, frozen=True):
-    total_token_usage: _TokenTotals | None = None
-
-
-class _EventMsg(msgspec.Struct, frozen=True):
-    type: str
-    call_id: str = ""
-    delta: str = ""
-    message: str = ""
-    command: list[str] | str | None = None
-    cwd: str = ""
-    exit_code: int | None = None
-    success: bool = True
-    changes: dict[str, msgspec.Raw] | None = None
-    info: _TokenInfo | None = None
-
-
-class _EventParams(msgspec.Struct, frozen=True):
-    msg: _EventMsg
-    meta: _Meta = msgspec.field(default_factory=_Meta, name="_meta")
-
-
-class _ElicitParams(msgspec.Struct, frozen=True):
-    message: str = ""
-    codex_elicitation: str = ""
-    codex_mcp_tool_call_id: str | int | None = None
-    codex_command: list[str] | None = None
-    codex_cwd: str = ""
-    codex_changes: dict[str, msgspec.Raw] | None = None
-
-
-class _Tool(msgspec.Struct, frozen=True):
-    name: str
-
-
-class _ToolList(msgspec.Struct, frozen=True):
-    tools: list[_Tool] = []
-
-
-class _ServerInfo(msgspec.Struct, frozen=True):
-    name: str = ""
-    version: str = ""
-
-
-class _InitializeResult(msgspec.Struct, frozen=True):
-    serverInfo: _ServerInfo = _ServerInfo()
-
-
-class _Content(msgspec.Struct, frozen=True):
-    type: str = "text"
-    text: str = ""
-
-
-class _Structured(msgspec.Struct, frozen=True):
-    threadId: str | None = None
-    content: str | None = None
-
-
-class _ToolResult(msgspec.Struct, frozen=True):
-    content: list[_Content] = []
-    structuredContent: _Structured | None = None
-    isError: bool = False
-
-
-_INCOMING: Final = msgspec.json.Decoder(_Incoming)
-_EVENT: Final = msgspec.json.Decoder(_EventParams)
-_ELICIT: Final = msgspec.json.Decoder(_ElicitParams)
-_TOOLS: Final = msgspec.json.Decoder(_ToolList)
-_INIT: Final = msgspec.json.Decoder(_InitializeResult)
-_TOOL_RESULT: Final = msgspec.json.Decoder(_ToolResult)
-_ENCODER: Final = msgspec.json.Encoder()
-
-
-class _Response(msgspec.Struct, frozen=True):
-    result: msgspec.Raw | None
-    error: _RpcError | None
 
 
 @dataclass
@@ -206,35 +120,16 @@ class _CallState:
 
     on_event: Callable[[CodexProgress], None]
     on_approval: Callable[[ApprovalAsk], Awaitable[ApprovalDecision]]
-    usage: TokenUsage = field(default_factory=TokenUsage)
-    patch_files: tuple[str, ...] = ()
-    commands: dict[str, str] = field(default_factory=dict)
-    """Command text by Codex ``call_id``, for end events that do not repeat the command."""
+    events: TurnEvents
     started_commands: bool = False
     """Codex ran a command during this call (its process tree is worth a snapshot)."""
 
 
-def command_text(command: list[str] | str | None) -> str:
-    """The command as a user would type it: the ``bash -lc`` wrapper removed."""
-    if command is None:
-        return ""
-    if isinstance(command, str):
-        return command
-    if len(command) == 3 and command[0].endswith("sh") and command[1] in ("-lc", "-c"):
-        return command[2]
-    return shlex.join(command)
-
-
-def local_path(where: str) -> str:
-    """A folder as a path: Codex 0.153.4 sends ``exec_command_begin``'s cwd as a file URL."""
-    if where.startswith("file://"):
-        return unquote(urlsplit(where).path)
-    return where
-
-
 @final
 class CodexProcess:
-    """One running ``codex mcp-server``. Created by `open_codex_process`.
+    """One running ``codex mcp-server``, the MCP `orchestrator.ports.CodexWorker`.
+
+    Created by `open_codex_process`.
 
     Attributes:
         worker_id: the pool's number for this worker.
@@ -253,13 +148,15 @@ class CodexProcess:
         self.poisoned = False
         self.server_version = ""
         self._ids = itertools.count(1)
-        self._pending: dict[int | str, trio.MemorySendChannel[_Response]] = {}
+        self._pending: dict[int | str, trio.MemorySendChannel[Response]] = {}
         self._calls: dict[str, _CallState] = {}
         self._write_lock = trio.Lock()
         self._exited = trio.Event()
         self._reading = True
         self._reader_scope = trio.CancelScope()
         self._known: set[int] = set()
+        self._snapshot_lock = trio.Lock()
+        self._snapshot_due = trio.Event()
         assert process.stdin is not None
         self._stdin = process.stdin
 
@@ -272,6 +169,11 @@ class CodexProcess:
         """
         return not self._exited.is_set()
 
+    @property
+    def reusable(self) -> bool:
+        """Whether another call may be sent: the process runs and no call was cancelled."""
+        return not self.poisoned and self._usable()
+
     def _usable(self) -> bool:
         """Whether a request sent now can still get an answer."""
         return self._reading and not self._exited.is_set()
@@ -281,34 +183,46 @@ class CodexProcess:
         lives (commands it runs come and go). One small /proc read, cheap enough per run."""
         return rss_mb({self.pid})
 
-    def _snapshot(self) -> set[int]:
+    # ------------------------------------------------------------------ snapshots
+
+    async def _snapshot(self) -> set[int]:
         """Remember the server's living descendants (and return them all).
 
-        Taken whenever Codex starts a command, after each call, at each ping and before a
-        stop: if the server dies unexpectedly, its setsid'd commands are re-parented and only
-        such a snapshot (and their session ids) still leads `kill` to them.
+        If the server dies unexpectedly, its setsid'd commands are re-parented and only such
+        a snapshot (and their session ids) still leads `interrupt` to them. One at a time:
+        a snapshot starts from the one before.
         """
-        if self._process.returncode is None:
-            self._known = {pid for pid in self._known if alive(pid)} | descendants(
-                self.pid, known=self._known
-            )
-        return set(self._known)
+        async with self._snapshot_lock:
+            if self._process.returncode is None:
+                self._known = await snapshot_tree(self.pid, known=self._known)
+            return set(self._known)
+
+    def _want_snapshot(self) -> None:
+        """Have `keep_snapshots` take a snapshot soon (for callers that cannot wait)."""
+        self._snapshot_due.set()
+
+    async def keep_snapshots(self) -> None:
+        """Take the snapshots `_want_snapshot` asks for; requests made meanwhile coalesce."""
+        while True:
+            await self._snapshot_due.wait()
+            self._snapshot_due = trio.Event()
+            await self._snapshot()
 
     # ------------------------------------------------------------------ wire
 
     async def _write(self, message: Mapping[str, object]) -> None:
-        data = _ENCODER.encode(message) + b"\n"
+        data = ENCODER.encode(message) + b"\n"
         async with self._write_lock:
             try:
                 await self._stdin.send_all(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError) as error:
                 raise _ProcessGone("the Codex process closed its input") from error
 
-    async def _request(self, method: str, params: Mapping[str, object]) -> _Response:
+    async def _request(self, method: str, params: Mapping[str, object]) -> Response:
         if not self._usable():
             raise _ProcessGone("the Codex process has exited")
         request_id = next(self._ids)
-        send, receive = trio.open_memory_channel[_Response](1)
+        send, receive = trio.open_memory_channel[Response](1)
         self._pending[request_id] = send
         try:
             with receive:
@@ -380,7 +294,7 @@ class CodexProcess:
 
     def _dispatch(self, line: bytes) -> None:
         try:
-            message = _INCOMING.decode(line)
+            message = INCOMING.decode(line)
         except msgspec.DecodeError:
             logger.warning("worker %d wrote a non-JSON line; ignored", self.worker_id)
             return
@@ -389,7 +303,7 @@ class CodexProcess:
                 pending = self._pending.pop(message.id, None)
                 if pending is not None:
                     result = message.result if len(message.result) else None
-                    pending.send_nowait(_Response(result, message.error))
+                    pending.send_nowait(Response(result, message.error))
             return
         if message.id is None:
             if message.method == "codex/event" and len(message.params):
@@ -400,58 +314,18 @@ class CodexProcess:
 
     def _on_event(self, raw: msgspec.Raw) -> None:
         try:
-            params = _EVENT.decode(raw)
+            params = EVENT.decode(raw)
         except msgspec.DecodeError:
             return
-        call = self._calls.get(str(params.meta.requestId))
+        call = self._calls.get(params.tool_call_id)
         if call is None:
             return
-        progress = self._progress(params.msg, call)
+        progress = call.events.translate(params.msg)
+        if isinstance(progress, CommandStarted):
+            call.started_commands = True
+            self._want_snapshot()  # a new command: remember it before it can be orphaned
         if progress is not None:
             call.on_event(progress)
-
-    def _progress(self, msg: _EventMsg, call: _CallState) -> CodexProgress | None:
-        match msg.type:
-            case "task_started":
-                return RunStarted(worker_id=self.worker_id)
-            case "agent_message_content_delta" | "agent_message_delta":
-                return AgentMessageDelta(text=msg.delta)
-            case "exec_command_begin":
-                call.started_commands = True
-                self._snapshot()  # a new command: remember it before it can be orphaned
-                command = command_text(msg.command)
-                if msg.call_id:
-                    call.commands[msg.call_id] = command
-                return CommandStarted(command=command, cwd=local_path(msg.cwd))
-            case "exec_command_end":
-                command = command_text(msg.command) or call.commands.pop(msg.call_id, "")
-                return CommandFinished(command=command, exit_code=msg.exit_code)
-            case "patch_apply_begin":
-                call.patch_files = tuple(msg.changes or {})
-                return None
-            case "patch_apply_end":
-                files = tuple(msg.changes or {}) or call.patch_files
-                return PatchApplied(files=files, success=msg.success)
-            case "token_count":
-                totals = msg.info.total_token_usage if msg.info else None
-                if totals is None:
-                    return None
-                call.usage = TokenUsage(
-                    input_tokens=totals.input_tokens,
-                    cached_input_tokens=totals.cached_input_tokens,
-                    output_tokens=totals.output_tokens,
-                    reasoning_output_tokens=totals.reasoning_output_tokens,
-                    total_tokens=totals.total_tokens,
-                )
-                return TokenCount(usage=call.usage)
-            case "stream_error":
-                return CodexNotice(level="stream_error", message=msg.message)
-            case "warning":
-                return CodexNotice(level="warning", message=msg.message)
-            case "error":
-                return CodexNotice(level="error", message=msg.message)
-            case _:
-                return None
 
     async def _serve_request(
         self, request_id: int | str, method: str, params: msgspec.Raw | None
@@ -476,10 +350,10 @@ class CodexProcess:
     async def _decide(self, params: msgspec.Raw | None) -> ApprovalDecision:
         """Ask the caller whose call raised the approval; deny when nobody can answer.
 
-        Never answers ``abort``: Codex then never responds to the tools/call (CODEX.md §4).
+        Never answers ``abort``: Codex then never responds to the tools/call.
         """
         try:
-            ask = _ELICIT.decode(params or b"{}")
+            ask = ELICITATION.decode(params or b"{}")
         except msgspec.DecodeError:
             return "denied"
         call = self._calls.get(str(ask.codex_mcp_tool_call_id))
@@ -488,24 +362,13 @@ class CodexProcess:
         if call is None:
             logger.warning("worker %d: an approval request matched no call; denied", self.worker_id)
             return "denied"
-        kind: Literal["exec", "patch"] = (
-            "patch" if ask.codex_elicitation == "patch-approval" else "exec"
-        )
-        approval = ApprovalAsk(
-            kind=kind,
-            message=ask.message,
-            command=command_text(ask.codex_command),
-            cwd=local_path(ask.codex_cwd),
-            changes=tuple(ask.codex_changes or {}),
-            worker_id=self.worker_id,
-        )
         try:
-            return await call.on_approval(approval)
+            return await call.on_approval(approval_ask(ask, self.worker_id))
         except Exception:  # the approval UI failed: the safe answer is no
             logger.exception("worker %d: asking for approval failed; denied", self.worker_id)
             return "denied"
 
-    # ------------------------------------------------------------------ API
+    # ------------------------------------------------------------------ the port
 
     async def handshake(self) -> None:
         """``initialize`` + ``tools/list``; raises `WorkerStartError` when not a Codex."""
@@ -519,8 +382,8 @@ class CodexProcess:
                 },
             )
             if init.error is not None or init.result is None:
-                raise WorkerStartError(f"initialize failed: {_error_text(init.error)}")
-            self.server_version = _INIT.decode(init.result).serverInfo.version
+                raise WorkerStartError(f"initialize failed: {error_text(init.error)}")
+            self.server_version = INITIALIZE_RESULT.decode(init.result).serverInfo.version
             await self._write({"jsonrpc": "2.0", "method": "notifications/initialized"})
             listed = await self._request("tools/list", {})
         except _ProcessGone as error:
@@ -528,24 +391,23 @@ class CodexProcess:
                 f"the Codex MCP server exited during startup ({error})"
             ) from None
         if listed.error is not None or listed.result is None:
-            raise WorkerStartError(f"tools/list failed: {_error_text(listed.error)}")
-        tools = {tool.name for tool in _TOOLS.decode(listed.result).tools}
-        missing = REQUIRED_TOOLS - tools
+            raise WorkerStartError(f"tools/list failed: {error_text(listed.error)}")
+        missing = REQUIRED_TOOLS - TOOL_LIST.decode(listed.result).names
         if missing:
             raise WorkerStartError(
-                f"the MCP server lacks {', '.join(sorted(missing))}: use Codex 0.153.4, the "
-                "last release with `codex mcp-server`"
+                f"the MCP server lacks {', '.join(sorted(missing))}: use Codex "
+                f"{CODEX_MCP_VERSION}, the last release with `codex mcp-server`"
             )
 
     async def ping(self) -> None:
-        """MCP ``ping``. Raises `WorkerUnavailable` when the process died;
+        """MCP ``ping``, after a snapshot. Raises `WorkerUnavailable` when the process died;
         a wedged process simply does not answer: bound it with the caller's deadline."""
-        self._snapshot()
+        await self._snapshot()
         response = await self._request("ping", {})
         if response.error is not None:
-            raise _ProcessGone(f"ping failed: {_error_text(response.error)}")
+            raise _ProcessGone(f"ping failed: {error_text(response.error)}")
 
-    async def call(
+    async def run_turn(
         self,
         job: CodexJob,
         *,
@@ -565,29 +427,11 @@ class CodexProcess:
             process exited or closed its pipes mid-call; returned rather than raised, so the
             pool handles every run's end in one place, and `alive` turns False).
 
-        Cancellation: if the caller is cancelled, ``notifications/cancelled`` is sent (shielded,
-        bounded), the process is marked `poisoned` (CODEX.md §7: it would misroute replies and
-        ignore stdin close) and Cancelled propagates; the owner must `kill` the process.
+        Cancellation: if the caller is cancelled, ``notifications/cancelled`` is sent
+        (shielded, bounded by `CANCEL_NOTICE_GRACE`), the process is marked `poisoned` (see
+        the module docstring: it would misroute replies and ignore stdin close) and
+        Cancelled propagates; the owner must `interrupt` the process.
         """
-        fresh = job.thread_id is None
-        if fresh:
-            prompt = (
-                f"{job.context_preamble}\n\n{job.prompt}" if job.context_preamble else job.prompt
-            )
-            arguments: dict[str, object] = {
-                "prompt": prompt,
-                "cwd": job.cwd,
-                "sandbox": job.sandbox,
-                "approval-policy": job.approval_policy,
-            }
-            if job.model:
-                arguments["model"] = job.model
-            if job.developer_instructions:
-                arguments["developer-instructions"] = job.developer_instructions
-            tool = "codex"
-        else:
-            arguments = {"prompt": job.prompt, "threadId": job.thread_id}
-            tool = "codex-reply"
         if not self._usable():
             return JobFailed(
                 failure="worker_died",
@@ -595,10 +439,11 @@ class CodexProcess:
                 worker_id=self.worker_id,
                 thread_id=job.thread_id,
             )
+        tool, arguments = tool_call(job)
         request_id = str(next(self._ids))
-        state = _CallState(on_event=on_event, on_approval=on_approval)
+        state = _CallState(on_event, on_approval, TurnEvents(worker_id=self.worker_id))
         self._calls[request_id] = state
-        send, receive = trio.open_memory_channel[_Response](1)
+        send, receive = trio.open_memory_channel[Response](1)
         self._pending[request_id] = send
         try:
             with receive:
@@ -621,84 +466,59 @@ class CodexProcess:
                     )
         except trio.Cancelled:
             self.poisoned = True
-            with trio.move_on_after(0.5) as cleanup:
-                cleanup.shield = True
-                with suppress(_ProcessGone):
-                    await self._write(
-                        {
-                            "jsonrpc": "2.0",
-                            "method": "notifications/cancelled",
-                            "params": {"requestId": request_id, "reason": "cancelled by user"},
-                        }
-                    )
+            with trio.move_on_after(CANCEL_NOTICE_GRACE, shield=True), suppress(_ProcessGone):
+                await self._write(
+                    {
+                        "jsonrpc": "2.0",
+                        "method": "notifications/cancelled",
+                        "params": {"requestId": request_id, "reason": "cancelled by user"},
+                    }
+                )
+            self._want_snapshot()
             raise
         finally:
             self._calls.pop(request_id, None)
             self._pending.pop(request_id, None)
-            if self._known or state.started_commands:
-                self._snapshot()  # a /proc scan: only when commands ran
-        return self._outcome(response, job, state, fresh)
-
-    def _outcome(
-        self, response: _Response, job: CodexJob, state: _CallState, fresh: bool
-    ) -> JobOutcome:
-        if response.error is not None or response.result is None:
-            return JobFailed(
-                failure="codex_error",
-                message=f"Codex refused the call: {_error_text(response.error)}",
-                worker_id=self.worker_id,
-                thread_id=job.thread_id,
-            )
-        try:
-            result = _TOOL_RESULT.decode(response.result)
-        except msgspec.DecodeError:
-            return JobFailed(
-                failure="codex_error",
-                message="Codex returned a result of an unknown shape",
-                worker_id=self.worker_id,
-                thread_id=job.thread_id,
-            )
-        structured = result.structuredContent or _Structured()
-        text = structured.content
-        if text is None:
-            text = "\n".join(item.text for item in result.content if item.type == "text")
-        thread_id = structured.threadId or job.thread_id
-        if fresh and structured.threadId:
+        if self._known or state.started_commands:
+            await self._snapshot()  # before the outcome: a crash right after must not hide them
+        outcome = tool_outcome(response, job, worker_id=self.worker_id, usage=state.events.usage)
+        if job.thread_id is None and outcome.thread_id is not None:
             self.threads += 1
-        if result.isError or thread_id is None:
-            return JobFailed(
-                failure="codex_error",
-                message=text or "Codex reported an error",
-                worker_id=self.worker_id,
-                thread_id=thread_id,
-            )
-        return JobDone(text=text, thread_id=thread_id, worker_id=self.worker_id, usage=state.usage)
+        return outcome
 
-    async def kill(self) -> None:
+    async def interrupt(self) -> None:
         """Kill the server and every process it started (shielded, bounded).
 
-        Reaches the commands Codex ``setsid``-ed, even those orphaned by a server that
-        already died, through the snapshots taken while it ran.
+        Stopping a call in place is not possible on this backend (see the module
+        docstring), so this kills: the process is gone afterwards. Reaches the commands Codex
+        ``setsid``-ed, even those orphaned by a server that already died, through the
+        snapshots taken while it ran.
         """
-        await kill_tree(self.pid, known=self._snapshot())
+        await kill_tree(self.pid, known=self._known)
 
     async def close(self) -> None:
-        """Graceful stop: close stdin, give Codex `GRACEFUL_EXIT`, then kill the tree."""
-        with trio.CancelScope(shield=True):
+        """Graceful stop: close stdin, give Codex `GRACEFUL_EXIT`, then kill the tree.
+
+        Shielded, bounded by `STOP_DEADLINE`; after a cancelled call (`poisoned`) closing
+        stdin would not stop Codex, so it kills at once.
+        """
+        with trio.move_on_after(STOP_DEADLINE, shield=True):
             # Snapshot first: once the server exits, its setsid'd commands are orphans.
-            started = self._snapshot()
+            started = await self._snapshot()
             if not self.poisoned:
-                with suppress(trio.BrokenResourceError):
+                with suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                     await self._stdin.aclose()
                 with trio.move_on_after(GRACEFUL_EXIT):
                     await self._process.wait()
-            await kill_tree(self.pid, known=started | self._snapshot())
+            await kill_tree(self.pid, known=started | self._known)
             with trio.move_on_after(GRACEFUL_EXIT):
                 await self._process.wait()
 
 
-def _error_text(error: _RpcError | None) -> str:
-    return f"{error.message} ({error.code})" if error else "no result"
+def _open_log(path: Path) -> BinaryIO:
+    """Open the worker's stderr log for appending, creating its folder (blocking I/O)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.open("ab")
 
 
 @asynccontextmanager
@@ -714,12 +534,13 @@ async def open_codex_process(
     """Start a Codex MCP server, handshake, and stop it (with its whole tree) on exit.
 
     `startup_timeout` bounds the spawn-to-tools/list handshake (``codex.startup_timeout``).
+    A `orchestrator.ports.CodexWorkerFactory` once its other arguments are bound.
 
     Raises:
         WorkerStartError: the program cannot be started, exits, or is not a Codex MCP server.
     """
-    stderr_log.parent.mkdir(parents=True, exist_ok=True)
-    with stderr_log.open("ab") as errlog:
+    errlog = await trio.to_thread.run_sync(_open_log, stderr_log)
+    with errlog:
         try:
             process = await trio.lowlevel.open_process(
                 list(argv),
@@ -737,6 +558,7 @@ async def open_codex_process(
             codex = CodexProcess(process, worker_id, nursery)
             nursery.start_soon(codex.read_loop)
             nursery.start_soon(codex.watch_exit)
+            nursery.start_soon(codex.keep_snapshots)
             try:
                 with trio.fail_after(startup_timeout):
                     await codex.handshake()

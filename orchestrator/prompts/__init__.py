@@ -11,21 +11,36 @@ This package owns the files ``selector.md``, ``planner.md``, ``developer.md`` an
 
 The text is meant for Codex's ``developer-instructions`` tool argument, never for
 ``base-instructions``, which would replace Codex's own system prompt (tool use, sandbox rules).
-Files are read when called: load once per profile, at start or on ``/profile``, not per message.
+
+A profile's instructions are cached: `current_instructions(profile)` reads its files once and
+again only after one of them changed (a stat of each file per request instead of reading up to
+five), so an edited prompt file applies from the next request without a restart.
+`profile_prompt_files(profile)` names the files, so a caller can skip a thread hop when there
+are none (the usual case).
 """
 
 from __future__ import annotations
 
 from importlib import resources
-from typing import TYPE_CHECKING, Final
+from pathlib import Path
+from typing import TYPE_CHECKING, Final, TypeAlias
 
-from orchestrator.workflow_messages import ROLES, Role, RoleInstructions
+import msgspec
+
+from orchestrator.workflow_types import ROLES, Role, RoleInstructions
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
-    from pathlib import Path
 
-__all__ = ["load_instructions", "load_role_instructions"]
+    from orchestrator.config import Profile
+
+__all__ = [
+    "current_instructions",
+    "instructions_for",
+    "load_instructions",
+    "load_role_instructions",
+    "profile_prompt_files",
+]
 
 _SYSTEM_PROMPT_SEPARATOR: Final = "\n\n---\n\n"
 """Between the profile's system prompt and the role's text: a visible break for the model."""
@@ -94,3 +109,63 @@ def load_instructions(
         developer=load("developer"),
         reviewer=load("reviewer"),
     )
+
+
+def instructions_for(profile: Profile) -> RoleInstructions:
+    """The role instructions of `profile`: shipped defaults, its overrides, its system prompt.
+
+    Raises:
+        ValueError: As `load_role_instructions`.
+        OSError: A file the profile names cannot be read.
+    """
+    overrides = {
+        role: Path(path)
+        for role, path in msgspec.structs.asdict(profile.role_prompts).items()
+        if path
+    }
+    system_prompt = (
+        Path(profile.system_prompt_file).read_text(encoding="utf-8")
+        if profile.system_prompt_file
+        else None
+    )
+    return load_instructions(overrides, system_prompt=system_prompt)
+
+
+def profile_prompt_files(profile: Profile) -> list[Path]:
+    """The files `profile` takes instructions from (its system prompt and role overrides)."""
+    named = [profile.system_prompt_file, *msgspec.structs.astuple(profile.role_prompts)]
+    return [Path(path) for path in named if path]
+
+
+_FileStamp: TypeAlias = tuple[int, int] | None
+"""A file's (mtime in ns, size), or None when it cannot be stat'ed."""
+
+_CACHE: dict[Profile, tuple[tuple[_FileStamp, ...], RoleInstructions]] = {}
+"""Role instructions per profile with the stamps of the files they came from."""
+
+
+def _stamp(path: Path) -> _FileStamp:
+    try:
+        status = path.stat()
+    except OSError:
+        return None  # reading it will say what is wrong
+    return status.st_mtime_ns, status.st_size
+
+
+def current_instructions(profile: Profile) -> RoleInstructions:
+    """`instructions_for` cached per profile, read again once one of its files changed.
+
+    Blocking (a stat per file, reads on a change): call it in a worker thread when
+    `profile_prompt_files` is not empty.
+
+    Raises:
+        ValueError: As `instructions_for`.
+        OSError: As `instructions_for`.
+    """
+    stamps = tuple(_stamp(path) for path in profile_prompt_files(profile))
+    cached = _CACHE.get(profile)
+    if cached is not None and cached[0] == stamps:
+        return cached[1]
+    instructions = instructions_for(profile)
+    _CACHE[profile] = (stamps, instructions)
+    return instructions

@@ -15,7 +15,7 @@ import pytest
 import trio
 import trio.testing
 
-from actors import chat_commands, router
+from actors import chat_texts, router
 from actors.worker_pool import WORKER_COOLDOWN, open_worker_pool
 from orchestrator.config import Config, Profile, RolePrompts, SessionsConfig, TelegramConfig
 from orchestrator.messages import (
@@ -274,7 +274,7 @@ async def test_stranger_gets_one_refusal_per_hour_and_nothing_else(
         for text in ("hi", "/start", "please"):
             await bot.say(STRANGER, text)
         await bot.wait(lambda: bot.stats.refused == 3)
-        assert bot.replies(STRANGER) == [chat_commands.REFUSAL]
+        assert bot.replies(STRANGER) == [chat_texts.REFUSAL]
         await trio.sleep(router.REFUSAL_INTERVAL)
         await bot.say(STRANGER, "again")
         await bot.wait_reply(STRANGER, "private", count=2)
@@ -326,7 +326,7 @@ async def test_every_command(tmp_path: Path, autojump_clock: trio.testing.MockCl
         await bot.say(ALICE, "/start")
         await bot.wait_reply(ALICE, "/profile list|NAME")
         help_text = bot.replies(ALICE)[-1]
-        for name, _ in chat_commands.BOT_COMMANDS:
+        for name, _ in chat_texts.BOT_COMMANDS:
             assert f"/{name}" in help_text
         await bot.say(ALICE, "/mode")
         await bot.wait_reply(ALICE, "Mode is single")
@@ -448,7 +448,9 @@ async def test_cancel_in_each_plan_phase(
         await bot.say(ALICE, "/cancel")
         await bot.wait_reply(ALICE, "Cancelled")
         assert trio.current_time() - started < 5
-    phases = [m.text for m in bot.sent if isinstance(m, UpdateLive) and m.slot.startswith("run-")]
+    phases = [
+        m.text for m in bot.sent if isinstance(m, UpdateLive) and m.slot.startswith("request-")
+    ]
     assert any(phase in text for text in phases)
     ends = [t for t in bot.traces if t.event == "run_end"]
     assert ends[-1].outcome == "cancelled"
@@ -641,9 +643,9 @@ async def test_restart_keeps_mode_profile_and_queue(
 async def test_a_crashed_chat_is_reset_and_recreated(
     tmp_path: Path, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from actors import chat_session
+    from actors import chat
 
-    original = chat_session._Chat.on_text
+    original = chat._Chat.on_text
     calls = {"n": 0}
 
     async def exploding(self, text: str) -> None:
@@ -652,7 +654,7 @@ async def test_a_crashed_chat_is_reset_and_recreated(
             raise RuntimeError("bug in the chat")
         await original(self, text)
 
-    monkeypatch.setattr(chat_session._Chat, "on_text", exploding)
+    monkeypatch.setattr(chat._Chat, "on_text", exploding)
     async with running_bot(tmp_path) as bot:
         await bot.say(ALICE, "first")
         await bot.wait_reply(ALICE, "session was reset")
@@ -667,9 +669,9 @@ async def test_a_crashed_chat_is_reset_and_recreated(
 async def test_slow_chat_never_blocks_the_router(
     tmp_path: Path, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from actors import chat_session
+    from actors import chat
 
-    original = chat_session._Chat.handle
+    original = chat._Chat.handle
     gate = trio.Event()
 
     async def stuck(self, message) -> None:
@@ -677,13 +679,13 @@ async def test_slow_chat_never_blocks_the_router(
             await gate.wait()
         await original(self, message)
 
-    monkeypatch.setattr(chat_session._Chat, "handle", stuck)
+    monkeypatch.setattr(chat._Chat, "handle", stuck)
     async with running_bot(tmp_path) as bot:
         for n in range(router.CHAT_INBOX_SIZE + 3):
             await bot.say(ALICE, f"flood {n}")
         await bot.say(BOB, "hello")
         await bot.wait_reply(BOB, "FAKE: hello")
-        assert chat_commands.BUSY in bot.replies(ALICE)
+        assert chat_texts.BUSY in bot.replies(ALICE)
         assert bot.stats.shed >= 1
         gate.set()
 
@@ -743,3 +745,41 @@ async def test_an_edited_prompt_file_applies_from_the_next_request(
     assert "Developer rules v1." in first.developer_instructions
     assert "Developer rules v2, now longer." in second.developer_instructions
     assert "Developer rules v1." not in second.developer_instructions
+
+
+async def test_a_request_that_fails_inside_the_bot_is_reported_once_and_not_run_again(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from actors import role_caller
+
+    original = role_caller.PoolRoleCaller.call_role
+
+    async def exploding(self, role, prompt, **kw):
+        if "explode" in prompt:
+            raise RuntimeError("bug under the request")
+        return await original(self, role, prompt, **kw)
+
+    monkeypatch.setattr(role_caller.PoolRoleCaller, "call_role", exploding)
+    async with running_bot(tmp_path) as bot:
+        await bot.say(ALICE, "explode please")
+        await bot.wait_reply(ALICE, "Something went wrong inside the bot")
+        await bot.say(ALICE, "after it")
+        await bot.wait_reply(ALICE, "FAKE: after it")
+        replies = bot.replies(ALICE)
+        assert not any("Interrupted" in r or "session was reset" in r for r in replies)
+        assert not any("bug under the request" in r or "RuntimeError" in r for r in replies)
+        assert sum("Something went wrong" in r for r in replies) == 1
+        prompts = [job.prompt for p in bot.fakes.started for job in p.calls]
+        assert prompts == ["after it"]
+    assert bot.stats.resets == 0
+    state = (await bot.store.load(SessionKey(ALICE, ALICE))).state
+    assert state is not None
+    assert state.queue == ()
+    assert state.counters.failures == 1
+    [end] = [t for t in bot.traces if t.event == "run_end" and t.outcome == "failed"]
+    assert end.detail is not None
+    assert "RuntimeError" in end.detail
+    # A restart does not run it again.
+    async with running_bot(tmp_path) as again:
+        await trio.sleep(30)
+        assert not [job for p in again.fakes.started for job in p.calls]

@@ -1,8 +1,8 @@
-"""Single and plan workflows against a scripted fake RoleRunner, in virtual time.
+"""Single and plan workflows against a scripted fake RoleCaller, in virtual time.
 
 Every test runs under ``autojump_clock`` with a ``trio.fail_after`` ceiling, so a deadlock fails
-at once. The fake runner "takes" `LATENCY` seconds of virtual time per role run (Codex latency,
-not synchronisation); tests synchronise on the runner's per-call Events.
+at once. The fake caller "takes" `LATENCY` seconds of virtual time per role call (Codex latency,
+not synchronisation); tests synchronise on the caller's per-call Events.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 import pytest
 import trio
 
-from actors.workflows import PHASE_PLAN, run_plan, run_single, run_workflow
+from actors.workflows import PHASE_PLAN, carry_out_plan, carry_out_single, carry_out_workflow
 from orchestrator.prompts import load_instructions
-from orchestrator.workflow_messages import (
+from orchestrator.workflow_types import (
     Role,
     RoleFailed,
     RoleInstructions,
@@ -60,8 +60,8 @@ class Call:
 
 
 @dataclass
-class FakeRunner:
-    """Scripted RoleRunner: per role, a list of answers (text, a ready outcome, or an error)."""
+class FakeCaller:
+    """Scripted RoleCaller: per role, a list of answers (text, a ready outcome, or an error)."""
 
     script: dict[Role, list[str | RoleOutcome | Exception]]
     calls: list[Call] = field(default_factory=list)
@@ -75,7 +75,7 @@ class FakeRunner:
     def calls_of(self, role: Role) -> list[Call]:
         return [call for call in self.calls if call.role == role]
 
-    async def run_role(
+    async def call_role(
         self,
         role: Role,
         prompt: str,
@@ -119,15 +119,15 @@ class FakeReporter:
 
 @dataclass
 class Harness:
-    runner: FakeRunner
+    caller: FakeCaller
     reporter: FakeReporter = field(default_factory=FakeReporter)
     traces: list[RoleTrace] = field(default_factory=list)
 
     async def plan(self, prompt: str = "add a --verbose flag", **kwargs: object) -> WorkflowResult:
         with trio.fail_after(CEILING):
-            return await run_plan(
+            return await carry_out_plan(
                 prompt,
-                runner=self.runner,
+                caller=self.caller,
                 reporter=self.reporter,
                 trace=self.traces.append,
                 instructions=kwargs.pop("instructions", INSTRUCTIONS),  # type: ignore[arg-type]
@@ -136,9 +136,9 @@ class Harness:
 
     async def single(self, prompt: str = "fix the typo", **kwargs: object) -> WorkflowResult:
         with trio.fail_after(CEILING):
-            return await run_single(
+            return await carry_out_single(
                 prompt,
-                runner=self.runner,
+                caller=self.caller,
                 reporter=self.reporter,
                 trace=self.traces.append,
                 instructions=INSTRUCTIONS,
@@ -153,10 +153,10 @@ class Harness:
 
 
 async def test_single_mode_continues_the_conversations_developer_thread(autojump_clock):
-    harness = Harness(FakeRunner({"developer": [report("a.py")]}))
+    harness = Harness(FakeCaller({"developer": [report("a.py")]}))
     result = await harness.single(thread_id="dev-t0", worker_id=3)
 
-    [call] = harness.runner.calls
+    [call] = harness.caller.calls
     assert (call.role, call.prompt, call.thread_id, call.worker_id) == (
         "developer",
         "fix the typo",
@@ -179,9 +179,9 @@ async def test_single_mode_continues_the_conversations_developer_thread(autojump
 
 
 async def test_single_mode_fresh_thread_reports_the_new_thread(autojump_clock):
-    harness = Harness(FakeRunner({"developer": ["answer"]}))
+    harness = Harness(FakeCaller({"developer": ["answer"]}))
     result = await harness.single()
-    assert harness.runner.calls[0].thread_id is None
+    assert harness.caller.calls[0].thread_id is None
     assert (result.developer_thread_id, result.developer_worker_id) == ("developer-thread-1", 7)
     assert result.files_changed == ()
 
@@ -190,7 +190,7 @@ async def test_files_reported_by_patch_events_are_merged_with_the_text(autojump_
     outcome = RoleSucceeded(
         text=report("b.py", "a.py"), thread_id="t", worker_id=1, files_changed=("a.py", "c.py")
     )
-    harness = Harness(FakeRunner({"developer": [outcome]}))
+    harness = Harness(FakeCaller({"developer": [outcome]}))
     result = await harness.single()
     assert result.files_changed == ("a.py", "c.py", "b.py")
 
@@ -199,11 +199,11 @@ async def test_files_reported_by_patch_events_are_merged_with_the_text(autojump_
 
 
 async def test_selector_choosing_single_runs_one_developer(autojump_clock):
-    harness = Harness(FakeRunner({"selector": [SINGLE], "developer": [report("README.md")]}))
+    harness = Harness(FakeCaller({"selector": [SINGLE], "developer": [report("README.md")]}))
     result = await harness.plan(thread_id="dev-t0", worker_id=2)
 
-    assert [call.role for call in harness.runner.calls] == ["selector", "developer"]
-    selector, developer = harness.runner.calls
+    assert [call.role for call in harness.caller.calls] == ["selector", "developer"]
+    selector, developer = harness.caller.calls
     assert (selector.thread_id, selector.worker_id) == (None, None)
     assert selector.instructions == "I-selector"
     assert "add a --verbose flag" in selector.prompt
@@ -227,7 +227,7 @@ async def test_selector_choosing_single_runs_one_developer(autojump_clock):
 
 async def test_selector_choosing_plan_and_approval_in_round_one(autojump_clock):
     harness = Harness(
-        FakeRunner(
+        FakeCaller(
             {
                 "selector": [PLAN],
                 "planner": [THE_PLAN],
@@ -238,9 +238,9 @@ async def test_selector_choosing_plan_and_approval_in_round_one(autojump_clock):
     )
     result = await harness.plan(thread_id="dev-t0", worker_id=2)
 
-    runner = harness.runner
-    assert [call.role for call in runner.calls] == ["selector", "planner", "developer", "reviewer"]
-    _, planner, developer, reviewer = runner.calls
+    caller = harness.caller
+    assert [call.role for call in caller.calls] == ["selector", "planner", "developer", "reviewer"]
+    _, planner, developer, reviewer = caller.calls
     assert (planner.thread_id, planner.worker_id, planner.instructions) == (None, None, "I-planner")
     assert "add a --verbose flag" in planner.prompt
     assert (developer.thread_id, developer.worker_id) == ("dev-t0", 2)
@@ -280,7 +280,7 @@ async def test_selector_choosing_plan_and_approval_in_round_one(autojump_clock):
         ("developer", 1, "succeeded"),
         ("reviewer", 1, "succeeded"),
     ]
-    # Durations and start times come from the trio clock: one LATENCY per run, back to back.
+    # Durations and start times come from the trio clock: one LATENCY per call, back to back.
     starts = [line.started_at - harness.traces[0].started_at for line in harness.traces]
     assert starts == pytest.approx([0.0, LATENCY, 2 * LATENCY, 3 * LATENCY])
     assert all(line.duration == pytest.approx(LATENCY) for line in harness.traces)
@@ -289,7 +289,7 @@ async def test_selector_choosing_plan_and_approval_in_round_one(autojump_clock):
 
 async def test_malformed_selector_output_goes_to_plan_and_is_flagged(autojump_clock):
     harness = Harness(
-        FakeRunner(
+        FakeCaller(
             {
                 "selector": ["Probably simple enough, single mode."],
                 "planner": [THE_PLAN],
@@ -318,7 +318,7 @@ async def test_malformed_selector_output_goes_to_plan_and_is_flagged(autojump_cl
 
 async def test_three_rounds_of_changes_then_a_stop(autojump_clock):
     harness = Harness(
-        FakeRunner(
+        FakeCaller(
             {
                 "selector": [PLAN],
                 "planner": [THE_PLAN],
@@ -329,10 +329,10 @@ async def test_three_rounds_of_changes_then_a_stop(autojump_clock):
     )
     result = await harness.plan(thread_id=None)
 
-    runner = harness.runner
-    assert len(runner.calls_of("developer")) == 3
-    assert len(runner.calls_of("reviewer")) == 3
-    first, second, third = runner.calls_of("developer")
+    caller = harness.caller
+    assert len(caller.calls_of("developer")) == 3
+    assert len(caller.calls_of("reviewer")) == 3
+    first, second, third = caller.calls_of("developer")
     # The developer continues its own thread across rounds, with the feedback as the prompt.
     assert first.thread_id is None
     assert (second.thread_id, second.worker_id) == ("developer-thread-1", 7)
@@ -341,7 +341,7 @@ async def test_three_rounds_of_changes_then_a_stop(autojump_clock):
     assert "review round 1 of 3" in second.prompt
     assert "fix number 2" in third.prompt
     # The reviewer continues its own thread too.
-    reviews = runner.calls_of("reviewer")
+    reviews = caller.calls_of("reviewer")
     assert [call.thread_id for call in reviews] == [None, "reviewer-thread-1", "reviewer-thread-1"]
     assert "review round 2" in reviews[1].prompt
     assert '"verdict"' in reviews[2].prompt
@@ -373,7 +373,7 @@ async def test_three_rounds_of_changes_then_a_stop(autojump_clock):
 
 async def test_changes_then_approval_in_round_two(autojump_clock):
     harness = Harness(
-        FakeRunner(
+        FakeCaller(
             {
                 "selector": [PLAN],
                 "planner": [THE_PLAN],
@@ -391,7 +391,7 @@ async def test_changes_then_approval_in_round_two(autojump_clock):
 
 async def test_malformed_reviewer_output_means_one_more_round_with_its_text(autojump_clock):
     harness = Harness(
-        FakeRunner(
+        FakeCaller(
             {
                 "selector": [PLAN],
                 "planner": [THE_PLAN],
@@ -401,7 +401,7 @@ async def test_malformed_reviewer_output_means_one_more_round_with_its_text(auto
         )
     )
     result = await harness.plan()
-    second = harness.runner.calls_of("developer")[1]
+    second = harness.caller.calls_of("developer")[1]
     assert "the docstring is missing" in second.prompt
     reviewer_traces = [line for line in harness.traces if line.role == "reviewer"]
     assert [line.malformed for line in reviewer_traces] == [True, False]
@@ -411,7 +411,7 @@ async def test_malformed_reviewer_output_means_one_more_round_with_its_text(auto
 
 async def test_malformed_reviewer_output_in_the_last_round_is_not_an_approval(autojump_clock):
     harness = Harness(
-        FakeRunner(
+        FakeCaller(
             {
                 "selector": [PLAN],
                 "planner": [THE_PLAN],
@@ -428,10 +428,10 @@ async def test_malformed_reviewer_output_in_the_last_round_is_not_an_approval(au
 
 
 async def test_review_round_limit_must_be_positive(autojump_clock):
-    harness = Harness(FakeRunner({}))
+    harness = Harness(FakeCaller({}))
     with pytest.raises(ValueError, match="max_review_rounds"):
         await harness.plan(max_review_rounds=0)
-    assert harness.runner.calls == []
+    assert harness.caller.calls == []
 
 
 # --- failures ---------------------------------------------------------------------------------
@@ -462,10 +462,10 @@ async def test_failure_in_each_phase_ends_with_a_clear_message(
     script[role][nth - 1] = RoleFailed(
         failure="tool_error", message="unexpected status 401", worker_id=4
     )
-    harness = Harness(FakeRunner(script))
+    harness = Harness(FakeCaller(script))
     result = await harness.plan(thread_id="dev-t0", worker_id=2)
 
-    assert len(harness.runner.calls) == calls_made
+    assert len(harness.caller.calls) == calls_made
     assert result.failed_phase == phase
     assert not result.ok
     assert result.error == "unexpected status 401 (tool_error)"
@@ -488,7 +488,7 @@ async def test_failure_in_each_phase_ends_with_a_clear_message(
 
 async def test_failure_in_single_mode_names_the_phase(autojump_clock):
     failed = RoleFailed(failure="worker_died", message="worker 1 exited")
-    harness = Harness(FakeRunner({"developer": [failed]}))
+    harness = Harness(FakeCaller({"developer": [failed]}))
     result = await harness.single(thread_id="dev-t0", worker_id=1)
     assert result.failed_phase == "developing"
     assert result.text.startswith("Single mode failed while developing (round 1): worker 1 exited")
@@ -497,16 +497,16 @@ async def test_failure_in_single_mode_names_the_phase(autojump_clock):
 
 
 async def test_empty_plan_is_a_planning_failure(autojump_clock):
-    harness = Harness(FakeRunner({"selector": [PLAN], "planner": ["  \n"]}))
+    harness = Harness(FakeCaller({"selector": [PLAN], "planner": ["  \n"]}))
     result = await harness.plan()
     assert result.failed_phase == "planning"
     assert "empty plan" in result.text
     assert PHASE_PLAN not in harness.reporter.names()
-    assert len(harness.runner.calls) == 2
+    assert len(harness.caller.calls) == 2
 
 
-async def test_a_runner_crash_is_traced_and_propagates(autojump_clock):
-    harness = Harness(FakeRunner({"selector": [PLAN], "planner": [RuntimeError("adapter bug")]}))
+async def test_a_caller_crash_is_traced_and_propagates(autojump_clock):
+    harness = Harness(FakeCaller({"selector": [PLAN], "planner": [RuntimeError("adapter bug")]}))
     with pytest.raises(RuntimeError, match="adapter bug"):
         await harness.plan()
     assert harness.trace_keys()[-1] == ("planner", None, "crashed")
@@ -519,12 +519,12 @@ async def test_a_runner_crash_is_traced_and_propagates(autojump_clock):
 async def cancel_during(
     harness: Harness, role: Role, nth: int, *, mode: str
 ) -> tuple[bool, trio.CancelScope]:
-    """Start the workflow, cancel its scope once `role`'s `nth` run is in flight."""
+    """Start the workflow, cancel its scope once `role`'s `nth` call is in flight."""
     propagated = False
     with trio.fail_after(CEILING), trio.CancelScope() as scope:
 
         async def cancel_when_started() -> None:
-            await harness.runner.started_event(role, nth).wait()
+            await harness.caller.started_event(role, nth).wait()
             scope.cancel()
 
         async with trio.open_nursery() as nursery:
@@ -552,13 +552,13 @@ async def cancel_during(
     ],
 )
 async def test_cancel_in_each_phase_propagates(autojump_clock, role, nth, phase):
-    harness = Harness(FakeRunner({key: list(value) for key, value in FULL_SCRIPT.items()}))
+    harness = Harness(FakeCaller({key: list(value) for key, value in FULL_SCRIPT.items()}))
     propagated, scope = await cancel_during(harness, role, nth, mode="plan")
 
     assert propagated, "trio.Cancelled was swallowed by the workflow"
     assert scope.cancelled_caught
-    assert harness.runner.cancelled == [role]
-    assert harness.runner.calls[-1].role == role
+    assert harness.caller.cancelled == [role]
+    assert harness.caller.calls[-1].role == role
     assert harness.reporter.names()[-1] == phase
     last = harness.traces[-1]
     assert (last.role, last.outcome) == (role, "cancelled")
@@ -569,11 +569,11 @@ async def test_cancel_in_each_phase_propagates(autojump_clock, role, nth, phase)
 
 
 async def test_cancel_in_single_mode_propagates(autojump_clock):
-    harness = Harness(FakeRunner({"developer": [report("a.py")]}))
+    harness = Harness(FakeCaller({"developer": [report("a.py")]}))
     propagated, scope = await cancel_during(harness, "developer", 1, mode="single")
     assert propagated
     assert scope.cancelled_caught
-    assert harness.runner.cancelled == ["developer"]
+    assert harness.caller.cancelled == ["developer"]
     assert harness.trace_keys() == [("developer", 1, "cancelled")]
     assert harness.traces[0].thread_id == "dev-t0"
 
@@ -582,19 +582,19 @@ async def test_cancel_in_single_mode_propagates(autojump_clock):
 
 
 @pytest.mark.parametrize(("mode", "roles"), [("single", ["developer"]), ("plan", ["selector"])])
-async def test_run_workflow_dispatches_on_the_mode(autojump_clock, mode, roles):
-    runner = FakeRunner({"developer": ["done"], "selector": [SINGLE]})
+async def test_carry_out_workflow_dispatches_on_the_mode(autojump_clock, mode, roles):
+    caller = FakeCaller({"developer": ["done"], "selector": [SINGLE]})
     reporter = FakeReporter()
     with trio.fail_after(CEILING):
-        result = await run_workflow(
+        result = await carry_out_workflow(
             "do it",
             mode=mode,
-            runner=runner,
+            caller=caller,
             reporter=reporter,
             trace=lambda line: None,
             instructions=INSTRUCTIONS,
         )
-    assert [call.role for call in runner.calls][: len(roles)] == roles
+    assert [call.role for call in caller.calls][: len(roles)] == roles
     assert result.mode_used == "single"
     assert (result.selector is None) == (mode == "single")
 
@@ -603,10 +603,10 @@ async def test_instruction_overrides_reach_their_role_only(autojump_clock, tmp_p
     override = tmp_path / "reviewer.md"
     override.write_text("Review like a hawk. Answer JSON only.", encoding="utf-8")
     instructions = load_instructions({"reviewer": override}, system_prompt="Project rules.")
-    harness = Harness(FakeRunner({key: list(value) for key, value in FULL_SCRIPT.items()}))
+    harness = Harness(FakeCaller({key: list(value) for key, value in FULL_SCRIPT.items()}))
     await harness.plan(instructions=instructions)
 
-    by_role = {call.role: call.instructions for call in harness.runner.calls}
+    by_role = {call.role: call.instructions for call in harness.caller.calls}
     assert by_role["reviewer"] == "Project rules.\n\n---\n\nReview like a hawk. Answer JSON only."
     assert by_role["developer"].startswith("Project rules.")
     assert "Files changed:" in by_role["developer"]

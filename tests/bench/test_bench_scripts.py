@@ -18,7 +18,7 @@ import pytest
 import trio
 
 REPO = Path(__file__).resolve().parents[2]
-SCRIPTS = ("overhead", "first_event", "scale", "flood", "startup")
+SCRIPTS = ("overhead", "first_call", "first_event", "scale", "flood", "startup")
 
 
 async def run_tiny(name: str, results: Path) -> tuple[int, str]:
@@ -35,7 +35,7 @@ async def run_tiny(name: str, results: Path) -> tuple[int, str]:
 
 @pytest.fixture(scope="module")
 def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, str, Path]]:
-    """All five scripts at once (they are independent processes): one wait, not five."""
+    """All the scripts at once (they are independent processes): one wait, not six."""
     root = tmp_path_factory.mktemp("bench")
     outcomes: dict[str, tuple[int, str, Path]] = {}
 
@@ -63,6 +63,16 @@ def result_of(folder: Path, name: str) -> dict[str, Any]:
     return result
 
 
+def assert_settings_reported(output: str, settings: Any) -> None:
+    """Every setting away from the shipped defaults is in the output and the JSON, with why."""
+    assert "settings that differ from the shipped defaults" in output
+    keys = [row["key"] for row in settings]
+    assert {"telegram.api_base_url", "telegram.allowed_users", "codex.command"} <= set(keys)
+    for row in settings:
+        assert row["why"], row
+        assert f"{row['key']} = " in output or f"{row['key']}: " in output, row
+
+
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_script_runs_on_a_tiny_size(name: str, tiny_runs: dict[str, tuple[int, str, Path]]) -> None:
     code, output, folder = tiny_runs[name]
@@ -70,7 +80,38 @@ def test_script_runs_on_a_tiny_size(name: str, tiny_runs: dict[str, tuple[int, s
     assert output.startswith(name), output  # the table's title
     result = result_of(folder, name)
     if name == "overhead":
-        assert result["overhead_ms"]["n"] == 5
+        assert "every message got through: orchestrator 5/5, reference 5/5" in output
+        assert result["delivered"] == {"orchestrator": 5, "reference": 5}
+        for arm in ("orchestrator_ms", "reference_ms"):
+            for measure in ("update_to_reply", "update_to_call", "call_to_reply"):
+                assert result[arm][measure]["n"] == 5, (arm, measure)
+        assert result["orchestrator_ms"]["overhead"]["n"] == 5
+        assert result["ratio_of_medians"]["update_to_reply"] > 0
+        # the batching window is off here, and the output says so and why (or that this
+        # version has no such setting)
+        assert "sessions.batch_window" in output
+        assert_settings_reported(output, result["settings"])
+    elif name == "first_call":
+        got_through = "lone 3/3 reached Codex, 3/3 replied; pastes 1/1 reached Codex (both parts)"
+        assert got_through in output
+        assert result["lone"]["update_to_call_ms"]["n"] == 3
+        assert result["lone"]["update_to_reply_ms"]["n"] == 3
+        paste = result["split_paste"]
+        assert paste["parts"] == [4096, 700]
+        assert paste["reached_codex"] == 1
+        assert paste["one_call"] in (0, 1)
+        assert paste["first_part_to_first_call_ms"]["n"] == 1
+        assert paste["second_part_to_whole_at_codex_ms"]["n"] == 1
+        # the shipped defaults: nothing tuned beyond where the fakes are and who may talk
+        assert {row["key"] for row in result["settings"]} <= {
+            "state_dir",
+            "telegram.api_base_url",
+            "telegram.allowed_users",
+            "codex.command",
+            "codex.env",
+            "profiles.default.working_directory",
+        }
+        assert_settings_reported(output, result["settings"])
     elif name == "first_event":
         assert result["warm"]["reply_ms"]["n"] == result["cold"]["reply_ms"]["n"] == 3
     elif name == "scale":
@@ -83,3 +124,12 @@ def test_script_runs_on_a_tiny_size(name: str, tiny_runs: dict[str, tuple[int, s
         measured = result["measured_ms"]
         assert measured["codex-orchestrator --help"]["n"] == 2
         assert measured["start -> first getUpdates (fake Codex, 2 workers)"]["n"] == 1
+        assert_settings_reported(output, result["settings"]["fake Codex"])
+    if name in ("scale", "flood", "first_event"):
+        settings = {
+            "scale": lambda: result["runs"][0]["settings"],
+            "flood": lambda: result["settings"],
+            "first_event": lambda: result["warm"]["settings"],
+        }[name]()
+        assert_settings_reported(output, settings)
+        assert "sessions.batch_window" in output  # these need it off, and say why

@@ -20,6 +20,12 @@ TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
 runner = CliRunner()
 
 
+def workspace(tmp_path: Path) -> str:
+    """A ``[profiles.default]`` working in ``tmp_path/work`` (required by every config)."""
+    (tmp_path / "work").mkdir(exist_ok=True)
+    return f"[profiles.default]\nworking_directory = '{tmp_path / 'work'}'\n"
+
+
 def test_version() -> None:
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0
@@ -88,7 +94,7 @@ def test_start_without_a_config_file_exits_2(tmp_path: Path) -> None:
 
 def test_start_with_a_bad_log_level_exits_2(tmp_path: Path) -> None:
     path = tmp_path / "conf.toml"
-    path.write_text("")
+    path.write_text(workspace(tmp_path))
     result = runner.invoke(
         app,
         ["start", "--config", str(path), "--log-level", "LOUD"],
@@ -110,7 +116,10 @@ def config_checks_only(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.usefixtures("config_checks_only")
 def test_doctor_all_ok(tmp_path: Path) -> None:
     path = tmp_path / "conf.toml"
-    path.write_text(f"state_dir = '{tmp_path / 'state'}'\n[telegram]\nallowed_users = [42]\n")
+    path.write_text(
+        f"state_dir = '{tmp_path / 'state'}'\n[telegram]\nallowed_users = [42]\n"
+        + workspace(tmp_path)
+    )
     result = runner.invoke(
         app, ["doctor", "--config", str(path)], env={"TELEGRAM_BOT_TOKEN": TOKEN}
     )
@@ -122,12 +131,13 @@ def test_doctor_all_ok(tmp_path: Path) -> None:
 
 
 @pytest.mark.usefixtures("config_checks_only")
-def test_doctor_reports_failures_with_fixes_and_exits_1(tmp_path: Path) -> None:
+def test_doctor_reports_a_missing_token_as_a_config_error_exit_2(tmp_path: Path) -> None:
     path = tmp_path / "conf.toml"
-    path.write_text(f"state_dir = '{tmp_path / 'state'}'\n")
+    path.write_text(f"state_dir = '{tmp_path / 'state'}'\n" + workspace(tmp_path))
     result = runner.invoke(app, ["doctor", "--config", str(path)], env={"TELEGRAM_BOT_TOKEN": ""})
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "FAIL" in result.output
+    assert ".env: TELEGRAM_BOT_TOKEN: the bot token is not set" in result.output
     assert "@BotFather" in result.output
     assert "warn" in result.output  # empty allowed_users
 
@@ -139,8 +149,8 @@ def test_doctor_with_a_broken_config(tmp_path: Path) -> None:
     result = runner.invoke(
         app, ["doctor", "--config", str(path)], env={"TELEGRAM_BOT_TOKEN": TOKEN}
     )
-    assert result.exit_code == 1
-    assert "TOML syntax error" in result.output
+    assert result.exit_code == 2
+    assert f"{path}: TOML syntax error" in result.output
 
 
 def test_doctor_flags_a_codex_without_mcp_server(tmp_path: Path) -> None:
@@ -154,7 +164,9 @@ def test_doctor_flags_a_codex_without_mcp_server(tmp_path: Path) -> None:
     )
     fake_codex.chmod(0o755)
     path = tmp_path / "conf.toml"
-    path.write_text(f"[codex]\ncommand = ['{fake_codex}', 'mcp-server']\npool_size = 1\n")
+    path.write_text(
+        f"[codex]\ncommand = ['{fake_codex}', 'mcp-server']\npool_size = 1\n" + workspace(tmp_path)
+    )
     ctx = doctor.DoctorContext(config_path=path, environ={"PATH": "/usr/bin:/bin"})
     import trio
 
@@ -172,26 +184,107 @@ def test_doctor_flags_a_codex_without_mcp_server(tmp_path: Path) -> None:
 
 def test_doctor_missing_codex_command(tmp_path: Path) -> None:
     path = tmp_path / "conf.toml"
-    path.write_text("[codex]\ncommand = ['definitely-not-a-codex-binary', 'mcp-server']\n")
+    path.write_text(
+        "[codex]\ncommand = ['definitely-not-a-codex-binary', 'mcp-server']\n" + workspace(tmp_path)
+    )
     ctx = doctor.DoctorContext(config_path=path, environ={"PATH": "/usr/bin:/bin"})
     import trio
 
     rows = trio.run(doctor.run_checks, [doctor.check_config, doctor.check_codex_command], ctx)
     assert rows[-1].status == "FAIL"
     assert "not found" in rows[-1].detail
+    assert "`npm install -g @openai/codex@0.153.4`" in rows[-1].fix
+    assert "full path of the codex binary" in rows[-1].fix
 
 
-def test_doctor_codex_auth(tmp_path: Path) -> None:
+def test_doctor_without_npx_says_how_to_get_codex(tmp_path: Path) -> None:
+    """The default command is npx; without it the fix installs Node or Codex itself."""
     path = tmp_path / "conf.toml"
-    home = tmp_path / "codex-home"
-    home.mkdir()
-    path.write_text(f"[codex.env]\nCODEX_HOME = '{home}'\n")
+    path.write_text(workspace(tmp_path))
+    empty = tmp_path / "empty-path"
+    empty.mkdir()
+    ctx = doctor.DoctorContext(config_path=path, environ={"PATH": str(empty)})
     import trio
 
-    ctx = doctor.DoctorContext(config_path=path, environ={})
-    rows = trio.run(doctor.run_checks, [doctor.check_config, doctor.check_codex_auth], ctx)
+    rows = trio.run(doctor.run_checks, [doctor.check_config, doctor.check_codex_command], ctx)
     assert rows[-1].status == "FAIL"
-    (home / "auth.json").write_text("{}")
-    ctx = doctor.DoctorContext(config_path=path, environ={})
+    assert "npx not found" in rows[-1].detail
+    assert "npm install -g @openai/codex@0.153.4" in rows[-1].fix
+    assert 'codex.command = ["codex", "mcp-server"]' in rows[-1].fix
+
+
+def auth_rows(tmp_path: Path, text: str, environ: dict[str, str]) -> list[doctor.CheckResult]:
+    import trio
+
+    path = tmp_path / "conf.toml"
+    path.write_text(text + workspace(tmp_path))
+    ctx = doctor.DoctorContext(config_path=path, environ=environ)
     rows = trio.run(doctor.run_checks, [doctor.check_config, doctor.check_codex_auth], ctx)
-    assert rows[-1].status == "ok"
+    assert rows[0].status == "ok", rows
+    return rows[1:]
+
+
+def test_doctor_codex_auth_with_codex_home_from_codex_env(tmp_path: Path) -> None:
+    home = tmp_path / "codex-home"
+    home.mkdir()
+    text = f"[codex.env]\nCODEX_HOME = '{home}'\n"
+    [row] = auth_rows(tmp_path, text, {})
+    assert row.status == "FAIL"
+    assert "not logged in" in row.detail
+    # runnable as printed: no `codex` on PATH with the default command, so through npx
+    assert f"`CODEX_HOME={home} npx -y @openai/codex@0.153.4 login`" in row.fix
+    (home / "auth.json").write_text("{}")
+    [row] = auth_rows(tmp_path, text, {})
+    assert row.status == "ok"
+
+
+def test_doctor_codex_auth_default_home_and_own_command(tmp_path: Path) -> None:
+    home = tmp_path / "user"
+    (home / ".codex").mkdir(parents=True)
+    text = "[codex]\ncommand = ['/opt/codex/bin/codex', 'mcp-server']\n"
+    [row] = auth_rows(tmp_path, text, {"HOME": str(home)})
+    assert row.status == "FAIL"
+    assert str(home / ".codex" / "auth.json") in row.detail
+    assert "`/opt/codex/bin/codex login`" in row.fix
+    (home / ".codex" / "auth.json").write_text("{}")
+    [row] = auth_rows(tmp_path, text, {"HOME": str(home)})
+    assert row.status == "ok"
+
+
+def test_doctor_codex_auth_api_key_in_the_environment_is_not_a_login(tmp_path: Path) -> None:
+    """Measured: Codex 0.153.4 mcp-server sends no Authorization header with only
+    OPENAI_API_KEY (or CODEX_API_KEY) set; the key must be stored with --with-api-key."""
+    home = tmp_path / "codex-home"
+    home.mkdir()
+    text = f"[codex.env]\nCODEX_HOME = '{home}'\nOPENAI_API_KEY = 'sk-test'\n"
+    [row] = auth_rows(tmp_path, text, {})
+    assert row.status == "FAIL"
+    assert "does not read OPENAI_API_KEY" in row.detail
+    assert "printenv OPENAI_API_KEY | CODEX_HOME=" in row.fix
+    assert "login --with-api-key" in row.fix
+
+
+def test_doctor_codex_auth_custom_provider(tmp_path: Path) -> None:
+    home = tmp_path / "codex-home"
+    home.mkdir()
+    (home / "config.toml").write_text(
+        'model_provider = "local"\n[model_providers.local]\nname = "L"\n'
+        'base_url = "http://127.0.0.1:9/v1"\nenv_key = "LOCAL_KEY"\n'
+    )
+    text = f"[codex.env]\nCODEX_HOME = '{home}'\n"
+    [row] = auth_rows(tmp_path, text, {})
+    assert row.status == "FAIL"
+    assert "LOCAL_KEY" in row.detail
+    assert "[codex.env]" in row.fix
+    [row] = auth_rows(tmp_path, text, {"LOCAL_KEY": "k"})
+    assert row.status == "ok"
+    assert "'local'" in row.detail
+
+
+def test_doctor_codex_auth_keyring_cannot_be_seen(tmp_path: Path) -> None:
+    home = tmp_path / "codex-home"
+    home.mkdir()
+    (home / "config.toml").write_text('cli_auth_credentials_store = "keyring"\n')
+    [row] = auth_rows(tmp_path, f"[codex.env]\nCODEX_HOME = '{home}'\n", {})
+    assert row.status == "warn"
+    assert "npx -y @openai/codex@0.153.4 login status" in row.fix

@@ -9,7 +9,7 @@ import pytest
 import trio
 import trio.testing
 
-from orchestrator.edges.codex_mcp import CodexProcess, local_path, open_codex_process
+from orchestrator.edges.codex_mcp import CodexProcess, open_codex_process
 from orchestrator.errors import WorkerStartError
 from orchestrator.messages import (
     AgentMessageDelta,
@@ -26,11 +26,14 @@ from orchestrator.messages import (
     RunStarted,
     TokenCount,
 )
+from orchestrator.wire.codex_mcp import CODEX_MCP_VERSION
 from tests.fakes.codex_script import FakeCodex
 from tests.procfs import living, read_pids, tree
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from orchestrator.ports import CodexWorker
 
 CEILING = 20  # seconds: a hang fails fast instead of blocking CI
 
@@ -60,14 +63,14 @@ async def test_handshake_call_events_and_reply(fake: FakeCodex, tmp_path: Path) 
     events: list[CodexProgress] = []
     with trio.fail_after(CEILING):
         async with opened(fake, tmp_path) as codex:
-            assert codex.server_version == "0.153.4"
-            first = await codex.call(job("hello"), on_event=events.append, on_approval=deny)
+            assert codex.server_version == CODEX_MCP_VERSION
+            first = await codex.run_turn(job("hello"), on_event=events.append, on_approval=deny)
             assert isinstance(first, JobDone)
             assert first.text == "Hi there, friend"
             assert first.worker_id == 3
             assert first.usage.total_tokens == 18
             assert codex.threads == 1
-            second = await codex.call(
+            second = await codex.run_turn(
                 job("and again", thread_id=first.thread_id, worker_id=3),
                 on_event=events.append,
                 on_approval=deny,
@@ -98,7 +101,7 @@ async def test_handshake_call_events_and_reply(fake: FakeCodex, tmp_path: Path) 
 async def test_fresh_thread_gets_instructions_and_preamble(fake: FakeCodex, tmp_path: Path) -> None:
     with trio.fail_after(CEILING):
         async with opened(fake, tmp_path) as codex:
-            outcome = await codex.call(
+            outcome = await codex.run_turn(
                 job(
                     "do it",
                     developer_instructions="be careful",
@@ -124,7 +127,7 @@ async def test_fresh_thread_gets_instructions_and_preamble(fake: FakeCodex, tmp_
 async def test_unknown_thread_is_a_codex_error(fake: FakeCodex, tmp_path: Path) -> None:
     with trio.fail_after(CEILING):
         async with opened(fake, tmp_path) as codex:
-            outcome = await codex.call(
+            outcome = await codex.run_turn(
                 job("continue", thread_id="nope"), on_event=lambda e: None, on_approval=deny
             )
     assert isinstance(outcome, JobFailed)
@@ -144,7 +147,9 @@ async def test_exec_approval_round_trip(fake: FakeCodex, tmp_path: Path, decisio
 
     with trio.fail_after(CEILING):
         async with opened(fake, tmp_path) as codex:
-            outcome = await codex.call(job("build it"), on_event=events.append, on_approval=answer)
+            outcome = await codex.run_turn(
+                job("build it"), on_event=events.append, on_approval=answer
+            )
     assert isinstance(outcome, JobDone)
     assert asked[0].kind == "exec"
     assert asked[0].command == "make build"
@@ -167,7 +172,7 @@ async def test_patch_approval(fake: FakeCodex, tmp_path: Path) -> None:
 
     with trio.fail_after(CEILING):
         async with opened(fake, tmp_path) as codex:
-            await codex.call(job("patch it"), on_event=events.append, on_approval=approve)
+            await codex.run_turn(job("patch it"), on_event=events.append, on_approval=approve)
     assert asked[0].kind == "patch"
     assert asked[0].changes == ("/work/file.txt",)
     patched = [e for e in events if isinstance(e, PatchApplied)]
@@ -178,24 +183,29 @@ async def test_crash_mid_call_is_worker_died(fake: FakeCodex, tmp_path: Path) ->
     fake.rule("explode", crash=True)
     with trio.fail_after(CEILING):
         async with opened(fake, tmp_path) as codex:
-            outcome = await codex.call(job("explode"), on_event=lambda e: None, on_approval=deny)
+            outcome = await codex.run_turn(
+                job("explode"), on_event=lambda e: None, on_approval=deny
+            )
             assert not codex.alive
     assert isinstance(outcome, JobFailed)
     assert outcome.failure == "worker_died"
 
 
-async def test_cancel_poisons_and_kill_leaves_no_process(fake: FakeCodex, tmp_path: Path) -> None:
+async def test_cancel_poisons_and_interrupt_leaves_no_process(
+    fake: FakeCodex, tmp_path: Path
+) -> None:
     fake.rule("long job", grandchild=True, hang=True)
     with trio.fail_after(CEILING):
         async with opened(fake, tmp_path) as codex:
             with trio.move_on_after(1.0):
-                await codex.call(job("long job"), on_event=lambda e: None, on_approval=deny)
+                await codex.run_turn(job("long job"), on_event=lambda e: None, on_approval=deny)
             assert codex.poisoned
+            assert not codex.reusable
             everything = tree(codex.pid)
             grandchildren = read_pids(fake.pids_path)
             assert len(grandchildren) == 2  # the setsid'd bash and its sleep
             assert grandchildren <= everything
-            await codex.kill()
+            await codex.interrupt()
             assert living(everything) == set()
     cancelled = [
         e["received"]
@@ -211,7 +221,7 @@ async def test_graceful_exit_reaps_grandchildren_too(fake: FakeCodex, tmp_path: 
     fake.rule("spawn", grandchild=True)
     with trio.fail_after(CEILING):
         async with opened(fake, tmp_path) as codex:
-            await codex.call(job("spawn"), on_event=lambda e: None, on_approval=deny)
+            await codex.run_turn(job("spawn"), on_event=lambda e: None, on_approval=deny)
             everything = tree(codex.pid)
     everything |= read_pids(fake.pids_path)
     assert len(read_pids(fake.pids_path)) == 2
@@ -220,7 +230,7 @@ async def test_graceful_exit_reaps_grandchildren_too(fake: FakeCodex, tmp_path: 
 
 async def test_crash_with_a_child_holding_stdout(fake: FakeCodex, tmp_path: Path) -> None:
     # A command inherited the server's stdout, so the pipe stays open after the crash: the
-    # exit watcher must still end the calls, and kill() must reach the orphaned commands.
+    # exit watcher must still end the calls, and interrupt() must reach the orphaned commands.
     fake.rule("spawn", grandchild=True, hold_stdout=True, run="true", hang=True)
     fake.rule("explode", crash=9)
     ran = trio.Event()
@@ -231,7 +241,7 @@ async def test_crash_with_a_child_holding_stdout(fake: FakeCodex, tmp_path: Path
             ran.set()
 
     async def spawn() -> None:
-        outcomes.append(await codex.call(job("spawn"), on_event=on_event, on_approval=deny))
+        outcomes.append(await codex.run_turn(job("spawn"), on_event=on_event, on_approval=deny))
 
     with trio.fail_after(CEILING):
         async with opened(fake, tmp_path) as codex, trio.open_nursery() as nursery:
@@ -240,11 +250,11 @@ async def test_crash_with_a_child_holding_stdout(fake: FakeCodex, tmp_path: Path
             await codex.ping()
             started = trio.current_time()
             outcomes.append(
-                await codex.call(job("explode"), on_event=lambda e: None, on_approval=deny)
+                await codex.run_turn(job("explode"), on_event=lambda e: None, on_approval=deny)
             )
             assert trio.current_time() - started < 3
             assert not codex.alive
-            await codex.kill()
+            await codex.interrupt()
             assert len(read_pids(fake.pids_path)) == 3
             assert living(read_pids(fake.pids_path)) == set()
     assert [o.failure for o in outcomes if isinstance(o, JobFailed)] == ["worker_died"] * 2
@@ -255,7 +265,9 @@ async def test_events_arrive_in_wire_order(fake: FakeCodex, tmp_path: Path) -> N
     events: list[CodexProgress] = []
     with trio.fail_after(CEILING):
         async with opened(fake, tmp_path) as codex:
-            outcome = await codex.call(job("make all"), on_event=events.append, on_approval=deny)
+            outcome = await codex.run_turn(
+                job("make all"), on_event=events.append, on_approval=deny
+            )
     assert isinstance(outcome, JobDone)
     assert outcome.text == "built it"
     assert outcome.usage.total_tokens == 99
@@ -281,7 +293,7 @@ async def test_event_flood_is_not_dropped(fake: FakeCodex, tmp_path: Path) -> No
 
     with trio.fail_after(CEILING):
         async with opened(fake, tmp_path) as codex:
-            outcome = await codex.call(job("a flood"), on_event=on_event, on_approval=deny)
+            outcome = await codex.run_turn(job("a flood"), on_event=on_event, on_approval=deny)
     assert isinstance(outcome, JobDone)
     assert outcome.text == "calm again"
     assert deltas[:3000] == ["."] * 3000
@@ -292,8 +304,8 @@ async def test_regex_rule_and_error_result(fake: FakeCodex, tmp_path: Path) -> N
     fake.rule("", regex=r"^fail \d+$", error="stream disconnected before completion")
     with trio.fail_after(CEILING):
         async with opened(fake, tmp_path) as codex:
-            failed = await codex.call(job("fail 42"), on_event=lambda e: None, on_approval=deny)
-            fine = await codex.call(job("fail now"), on_event=lambda e: None, on_approval=deny)
+            failed = await codex.run_turn(job("fail 42"), on_event=lambda e: None, on_approval=deny)
+            fine = await codex.run_turn(job("fail now"), on_event=lambda e: None, on_approval=deny)
     assert isinstance(failed, JobFailed)
     assert failed.failure == "codex_error"
     assert failed.message == "stream disconnected before completion"
@@ -340,14 +352,11 @@ async def test_program_that_exits_at_once(tmp_path: Path) -> None:
             pass
 
 
-def test_process_type_is_exported() -> None:
-    assert CodexProcess.__name__ == "CodexProcess"
+def test_the_process_is_a_codex_worker() -> None:
+    def as_worker(process: CodexProcess) -> CodexWorker:
+        return process  # mypy checks the edge against the port
 
-
-def test_local_path_turns_file_urls_into_paths() -> None:
-    assert local_path("file:///home/me/my%20project") == "/home/me/my project"
-    assert local_path("/home/me/project") == "/home/me/project"
-    assert local_path("") == ""
+    assert as_worker.__name__ == "as_worker"
 
 
 async def test_leaving_the_context_is_not_a_death(fake: FakeCodex, tmp_path: Path) -> None:
@@ -357,10 +366,12 @@ async def test_leaving_the_context_is_not_a_death(fake: FakeCodex, tmp_path: Pat
         with trio.CancelScope() as scope:
             async with opened(fake, tmp_path) as codex:
                 scope.cancel()
-                with trio.CancelScope(shield=True):
+                with trio.fail_after(CEILING, shield=True):
                     await trio.testing.wait_all_tasks_blocked()
                     assert codex.alive
-                    late = await codex.call(job("late"), on_event=lambda e: None, on_approval=deny)
+                    late = await codex.run_turn(
+                        job("late"), on_event=lambda e: None, on_approval=deny
+                    )
                 pid = codex.pid
     assert isinstance(late, JobFailed)
     assert late.failure == "worker_died"

@@ -22,6 +22,7 @@ from orchestrator.edges.processes import (
     enable_child_subreaper,
     kill_tree,
     rss_mb,
+    snapshot_tree,
 )
 from tests.procfs import living, tree
 
@@ -63,7 +64,7 @@ async def spawned(script: str) -> AsyncIterator[tuple[trio.Process, Lines]]:
     try:
         yield process, Lines(process)
     finally:
-        with trio.CancelScope(shield=True):
+        with trio.fail_after(CEILING, shield=True):
             await kill_tree(process.pid, grace=0.5, known=seen | descendants(process.pid))
             await process.wait()
             if process.stdin is not None:
@@ -109,6 +110,29 @@ async def test_orphan_found_by_session_of_a_known_pid() -> None:
             killed = await kill_tree(process.pid, grace=1.0, known=snapshot)
             assert {process.pid, orphan} <= killed
             assert living({orphan}) == set()
+
+
+async def test_a_snapshot_keeps_what_an_earlier_one_found() -> None:
+    # The edge's snapshots (in a worker thread): the orphan is found through the session of
+    # the shell seen earlier, and stays known once that shell is gone.
+    script = textwrap.dedent(
+        """
+        setsid bash -c 'sleep 300 & echo $$ $!; read x'
+        echo shell-exited
+        exec sleep 302
+        """
+    )
+    with trio.fail_after(CEILING):
+        async with spawned(script) as (process, lines):
+            shell, orphan = map(int, (await lines.next()).split())
+            first = await snapshot_tree(process.pid)
+            assert {shell, orphan} <= first
+            assert process.stdin is not None
+            await process.stdin.send_all(b"\n")
+            assert await lines.next() == "shell-exited"
+            second = await snapshot_tree(process.pid, known=first)
+            assert orphan in second
+            assert shell not in second  # gone: only the living are kept
 
 
 async def test_kill_tree_finds_orphans_by_the_session_of_a_dead_pid() -> None:

@@ -13,8 +13,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
-PACKAGE = "@openai/codex@0.153.4"
-VERSION = "0.153.4"
+from orchestrator.wire.codex_mcp import CODEX_MCP_VERSION
+
+VERSION = CODEX_MCP_VERSION
+PACKAGE = f"@openai/codex@{VERSION}"
 REPO = Path(__file__).resolve().parents[2]
 CACHE = REPO / ".cache" / f"codex-{VERSION}"
 

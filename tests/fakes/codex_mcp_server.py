@@ -1,7 +1,8 @@
 """A stand-in for ``codex mcp-server`` 0.153.4: MCP over stdio, scripted per test.
 
 Run as ``python tests/fakes/codex_mcp_server.py``. Standard library only, so it starts in
-tens of milliseconds. It reproduces what the orchestrator relies on (reference/CODEX.md):
+tens of milliseconds. It reproduces what the orchestrator relies on, as measured on the real
+0.153.4 (the facts are in `orchestrator.wire.codex_mcp` and `orchestrator.edges.codex_mcp`):
 
 - ``initialize`` (serverInfo codex-mcp-server 0.153.4, tools.listChanged), ``tools/list``
   with the exact ``codex`` / ``codex-reply`` schemas, ``ping``;
@@ -34,10 +35,11 @@ reply ``FAKE-REPLY: <prompt>``. A rule's actions, in the order a turn runs them:
 - ``tokens`` (token_count totals), ``error`` (an ``isError`` result with that text).
 
 Top-level options: ``record`` (a file where the server appends one JSON line per received
-message and per approval decision), ``pids`` (a file for started pids), ``no_codex_tools``
-(``tools/list`` lacks ``codex``), ``wedged`` (never answer ``ping``).
+message and per approval decision, each with ``at``: ``time.time()`` when it was written),
+``pids`` (a file for started pids), ``no_codex_tools`` (``tools/list`` lacks ``codex``),
+``wedged`` (never answer ``ping``).
 
-Wire order follows CODEX.md §4: ``session_configured`` (id ``""``, codex only),
+Wire order is the real one: ``session_configured`` (id ``""``, codex only),
 ``mcp_startup_complete``, ``task_started``, ``user_message``, command and patch events,
 deltas, ``agent_message``, ``token_count``, ``task_complete``, then the tools/call response.
 """
@@ -128,6 +130,7 @@ def send(message: dict[str, Any]) -> None:
 def record(entry: dict[str, Any]) -> None:
     path = SCRIPT.get("record")
     if path:
+        entry = {**entry, "at": time.time()}  # wall clock: benchmarks compare it across processes
         with write_lock, open(path, "a") as handle:
             handle.write(json.dumps(entry) + "\n")
 

@@ -1,4 +1,6 @@
-"""In-memory Codex worker processes for pool and chat tests under the autojump clock."""
+"""In-memory Codex workers (`orchestrator.ports.CodexWorker`) for pool and chat tests under the
+autojump clock. They behave like the MCP backend: a cancelled turn leaves the worker unusable,
+and `interrupt` kills it."""
 
 from __future__ import annotations
 
@@ -50,9 +52,14 @@ class FakeProcess:
     wedged: bool = False
     killed: bool = False
     closed: bool = False
+    poisoned: bool = False
     thread_ids: set[str] = field(default_factory=set)
     calls: list[CodexJob] = field(default_factory=list)
     in_flight: set[trio.CancelScope] = field(default_factory=set)
+
+    @property
+    def reusable(self) -> bool:
+        return self.alive and not self.poisoned
 
     def rss_mb(self) -> float:
         return self.rss
@@ -63,7 +70,7 @@ class FakeProcess:
         for scope in self.in_flight:
             scope.cancel()
 
-    async def call(
+    async def run_turn(
         self,
         job: CodexJob,
         *,
@@ -78,6 +85,9 @@ class FakeProcess:
                 if self.alive:
                     return await self._call(job, on_event, on_approval)
             return JobFailed(failure="worker_died", message="died", worker_id=self.worker_id)
+        except trio.Cancelled:
+            self.poisoned = True  # like an MCP call: the process cannot be reused
+            raise
         finally:
             self.in_flight.discard(scope)
             self.owner.in_flight -= 1
@@ -125,7 +135,8 @@ class FakeProcess:
         if self.wedged:
             await trio.sleep_forever()
 
-    async def kill(self) -> None:
+    async def interrupt(self) -> None:
+        """Kills, as the MCP backend does."""
         self.die()
         self.killed = True
 

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from actors.role_runner import PoolRoleRunner
+from actors.role_caller import PoolRoleCaller
 from actors.worker_pool import open_worker_pool
-from actors.workflows import run_workflow
+from actors.workflows import carry_out_workflow
 from orchestrator.config import Profile
 from orchestrator.edges.codex_mcp import open_codex_process
 from orchestrator.messages import ApprovalRequest, CodexProgress, PatchApplied
@@ -93,7 +93,7 @@ async def test_plan_mode_edits_a_file_in_a_git_repository(
             ) as pool:
                 progress_send, progress_receive = trio.open_memory_channel[CodexProgress](1000)
                 approvals_send, _approvals = trio.open_memory_channel[ApprovalRequest](1)
-                runner = PoolRoleRunner(
+                caller = PoolRoleCaller(
                     pool,
                     conversation="1-1",
                     profile=profile,
@@ -103,10 +103,10 @@ async def test_plan_mode_edits_a_file_in_a_git_repository(
                 )
                 phases = Phases()
                 traces: list[object] = []
-                result = await run_workflow(
+                result = await carry_out_workflow(
                     "Add a hello.txt file with a greeting",
                     mode="plan",
-                    runner=runner,
+                    caller=caller,
                     reporter=phases,
                     trace=traces.append,
                     instructions=load_instructions({}),

@@ -30,6 +30,7 @@ from orchestrator.messages import (
     RunStarted,
     Sandbox,
 )
+from orchestrator.wire.codex_mcp import CODEX_MCP_VERSION
 from tests.fakes.mock_model import (
     Hang,
     MockModel,
@@ -90,12 +91,12 @@ async def test_smoke_initialize_list_call_reply(codex_binary: Path, tmp_path: Pa
             model.script([Text("Hello from the mock model")])
             events: list[CodexProgress] = []
             async with open_real_codex(codex_binary, home, tmp_path) as codex:
-                assert codex.server_version == "0.153.4"
+                assert codex.server_version == CODEX_MCP_VERSION
                 job = job_in(tmp_path, "c", "hello there")
-                first = await codex.call(job, on_event=events.append, on_approval=deny)
+                first = await codex.run_turn(job, on_event=events.append, on_approval=deny)
                 assert isinstance(first, JobDone), first
                 assert first.text == "Hello from the mock model"
-                second = await codex.call(
+                second = await codex.run_turn(
                     CodexJob(
                         conversation="c",
                         prompt="second prompt",
@@ -123,7 +124,7 @@ async def test_doctor_probe_against_the_real_codex(codex_binary: Path, tmp_path:
             0, (str(codex_binary), "mcp-server"), env=environment(tmp_path), startup_seconds=60
         )
     assert row.status == "ok", row
-    assert "codex-mcp-server 0.153.4" in row.detail
+    assert f"codex-mcp-server {CODEX_MCP_VERSION}" in row.detail
     assert "codex-reply" in row.detail
 
 
@@ -148,7 +149,7 @@ async def test_cancel_kills_codex_and_the_commands_it_started(
                     async with trio.open_nursery() as nursery:
 
                         async def run() -> None:
-                            await codex.call(job, on_event=on_event, on_approval=deny)
+                            await codex.run_turn(job, on_event=on_event, on_approval=deny)
 
                         nursery.start_soon(run)
                         await command_started.wait()
@@ -162,7 +163,7 @@ async def test_cancel_kills_codex_and_the_commands_it_started(
                 assert started[0].cwd == str(tmp_path)  # a path, not Codex's file:// URL
                 commands = [cmdline(pid) for pid in living(everything)]
                 assert any("sleep" in command for command in commands), commands
-                await codex.kill()
+                await codex.interrupt()
                 assert living(everything) == set()
 
 
@@ -243,8 +244,9 @@ async def test_two_calls_at_once_on_one_worker_get_their_own_replies(
 async def test_a_silent_model_gets_a_stall_warning_then_the_time_limit(
     codex_binary: Path, tmp_path: Path
 ) -> None:
-    """The model sends headers and then nothing: Codex waits silently (CODEX.md), so the
-    stall guard warns and ``request_timeout`` ends the run and replaces the worker."""
+    """The model sends headers and then nothing: Codex waits silently (it has no timeout of its
+    own for a stream that never starts), so the stall guard warns and ``request_timeout``
+    ends the run and replaces the worker."""
     with trio.fail_after(CEILING):
         async with pool_on_mock(codex_binary, tmp_path, stall_timeout=1.5, request_timeout=4) as (
             model,

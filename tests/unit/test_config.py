@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.config import DEFAULT_CODEX_COMMAND, load_config, worker_environment
+from orchestrator.config import (
+    DEFAULT_CODEX_COMMAND,
+    load_config,
+    token_error,
+    worker_environment,
+)
 from orchestrator.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -15,8 +20,13 @@ TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
 ENV = {"TELEGRAM_BOT_TOKEN": TOKEN, "HOME": "/nonexistent-home"}
 
 
-def write(folder: Path, text: str) -> Path:
+def write(folder: Path, text: str, *, work: bool = True) -> Path:
+    """``folder/conf.toml`` with `text`, after a default profile working in ``folder/work``
+    (unless `work` is false or `text` has its own ``[profiles.default]``)."""
     path = folder / "conf.toml"
+    (folder / "work").mkdir(exist_ok=True)
+    if work and "[profiles.default]" not in text:
+        text = f"{text}\n[profiles.default]\nworking_directory = 'work'\n"
     path.write_text(text)
     return path
 
@@ -33,26 +43,46 @@ def fail(path: Path, environ: dict[str, str] | None = None, **kw) -> ConfigError
 
 
 def test_example_config_loads_with_defaults(tmp_path: Path) -> None:
-    path = tmp_path / "conf.toml"
+    """Where the README puts it: ~/.codex-orchestrator/conf.toml, working in ~/projects/my-repo."""
+    home = tmp_path / "home"
+    folder = home / ".codex-orchestrator"
+    folder.mkdir(parents=True)
+    (home / "projects" / "my-repo").mkdir(parents=True)
+    path = folder / "conf.toml"
     shutil.copy(REPO / "conf.toml.example", path)
-    loaded = load_config(path, environ=ENV, cwd=tmp_path)
+    loaded = load_config(path, environ={**ENV, "HOME": str(home)}, cwd=tmp_path)
     config = loaded.config
     assert config.codex.argv() == DEFAULT_CODEX_COMMAND
     assert config.codex.pool_size == 2
     assert config.telegram.polling.timeout == 30
     assert config.telegram.api_base_url == "https://api.telegram.org"
-    assert config.profiles["default"].working_directory == str(tmp_path)
+    assert config.profiles["default"].working_directory == str(home / "projects" / "my-repo")
     assert config.profiles["default"].sandbox == "workspace-write"
     assert config.profiles["default"].approval_policy == "on-request"
     assert config.profiles["default"].default_mode == "plan"
-    assert config.state_dir == "/nonexistent-home/.codex-orchestrator" or config.state_dir.endswith(
-        ".codex-orchestrator"
-    )
+    assert config.state_dir == str(folder)
     assert loaded.token.reveal() == TOKEN
     assert TOKEN not in repr(loaded)
 
 
-def test_empty_file_gets_a_default_profile(tmp_path: Path) -> None:
+def test_example_config_never_makes_its_own_folder_the_workspace(tmp_path: Path) -> None:
+    """Its working_directory is neither "." nor anything that resolves to the config folder."""
+    path = tmp_path / "conf.toml"
+    shutil.copy(REPO / "conf.toml.example", path)
+    text = path.read_text()
+    assert 'working_directory = "."' not in text
+    assert 'working_directory = "~/projects/my-repo"' in text
+
+
+def test_empty_file_needs_a_working_directory(tmp_path: Path) -> None:
+    error = fail(write(tmp_path, "", work=False))
+    assert error.key == "profiles.default.working_directory"
+    assert "not set" in error.problem
+
+
+def test_a_profile_is_made_for_a_file_without_profiles_only_with_a_workspace(
+    tmp_path: Path,
+) -> None:
     config = load_config(write(tmp_path, ""), environ=ENV, cwd=tmp_path).config
     assert list(config.profiles) == ["default"]
 
@@ -107,6 +137,33 @@ def test_toml_syntax_error_names_the_line(tmp_path: Path) -> None:
         ("[profiles.work]\nmodle = 'x'\n", "profiles.work.modle", "unknown key"),
         ("[codex]\npool_size = 0\n", "codex.pool_size", "out of range"),
         ("[telegram.polling]\ntimeout = 99\n", "telegram.polling.timeout", "out of range"),
+        ("[telegram.polling]\ntimeout = 0\n", "telegram.polling.timeout", "out of range"),
+        ("[telegram.polling]\ntimeout = 51\n", "telegram.polling.timeout", "out of range"),
+        ("[telegram.polling]\nlimit = 0\n", "telegram.polling.limit", "out of range"),
+        ("[telegram]\nrate_limit = 0.5\n", "telegram.rate_limit", "round down to unlimited"),
+        ("[telegram]\nrate_limit = -1.0\n", "telegram.rate_limit", "out of range"),
+        ("[telegram]\nrate_limit = inf\n", "telegram.rate_limit", "out of range"),
+        ("[telegram]\nrequest_timeout = 0.0\n", "telegram.request_timeout", "out of range"),
+        ("[telegram]\nmax_chunks = 0\n", "telegram.max_chunks", "out of range"),
+        ("[telegram]\nallowed_users = [-100123]\n", "telegram.allowed_users[0]", "groups"),
+        ("[codex]\npool_size = 65\n", "codex.pool_size", "out of range"),
+        ("[codex]\ncalls_per_worker = 0\n", "codex.calls_per_worker", "out of range"),
+        ("[codex]\nrecycle_threads = 0\n", "codex.recycle_threads", "out of range"),
+        ("[codex]\nrecycle_threads = -5\n", "codex.recycle_threads", "out of range"),
+        ("[codex]\nrecycle_rss_mb = -1\n", "codex.recycle_rss_mb", "out of range"),
+        ("[codex]\nping_interval = 0.01\n", "codex.ping_interval", "out of range"),
+        ("[codex]\nstartup_timeout = nan\n", "codex.startup_timeout", "out of range"),
+        ("[codex]\nrequest_timeout = inf\n", "codex.request_timeout", "out of range"),
+        ("[codex]\nstall_timeout = 0.0\n", "codex.stall_timeout", "out of range"),
+        ("[codex]\naffinity_wait = -1.0\n", "codex.affinity_wait", "out of range"),
+        ("[sessions]\napproval_timeout = -1.0\n", "sessions.approval_timeout", "out of range"),
+        ("[sessions]\napproval_timeout = 0.0\n", "sessions.approval_timeout", "out of range"),
+        ("[sessions]\nidle_ttl = 0.0\n", "sessions.idle_ttl", "out of range"),
+        ("[sessions]\nbatch_window = -0.5\n", "sessions.batch_window", "out of range"),
+        ("[sessions]\nqueue_limit = 0\n", "sessions.queue_limit", "out of range"),
+        ("[traces]\npreview_chars = -1\n", "traces.preview_chars", "out of range"),
+        ("[shutdown]\ndrain_grace = -1.0\n", "shutdown.drain_grace", "out of range"),
+        ("[shutdown]\ndrain_grace = nan\n", "shutdown.drain_grace", "out of range"),
         ("default_profile = 'nope'\n", "default_profile", "no profile named 'nope'"),
         (
             "[profiles.default]\nworking_directory = 'missing'\n",
@@ -114,7 +171,7 @@ def test_toml_syntax_error_names_the_line(tmp_path: Path) -> None:
             "is not an existing directory",
         ),
         (
-            "[profiles.default]\nsystem_prompt_file = 'missing.md'\n",
+            "[profiles.default]\nworking_directory = 'work'\nsystem_prompt_file = 'x.md'\n",
             "profiles.default.system_prompt_file",
             "does not exist",
         ),
@@ -132,6 +189,7 @@ def test_bad_values_name_file_key_and_fix(
 def test_missing_token(tmp_path: Path) -> None:
     error = fail(write(tmp_path, ""), environ={})
     assert error.key == "TELEGRAM_BOT_TOKEN"
+    assert "not set" in error.problem
     assert "@BotFather" in error.fix
 
 
@@ -173,3 +231,170 @@ def test_worker_environment_drops_the_token_and_adds_codex_env(tmp_path: Path) -
     assert env["CODEX_HOME"] == "/srv/codex"
     assert env["PATH"] == "/bin"
     assert "TELEGRAM_BOT_TOKEN" not in env
+
+
+def test_the_placeholder_token_of_env_example_is_named_as_such(tmp_path: Path) -> None:
+    path = write(tmp_path, "")
+    shutil.copy(REPO / ".env.example", tmp_path / ".env")
+    error = fail(path, environ={})
+    assert error.key == "TELEGRAM_BOT_TOKEN"
+    assert "placeholder" in error.problem
+    assert "@BotFather" in error.fix
+    assert error.file == str(tmp_path / ".env")
+    # doctor loads without raising, and asks token_error itself
+    loaded = load_config(path, environ={}, cwd=tmp_path, require_token=False)
+    problem = token_error(loaded.token, loaded.token_source, tmp_path)
+    assert problem is not None
+    assert str(problem) == str(error)
+
+
+# --- A: the agent's workspace never holds the bot's own files ------------------------------
+
+
+def workspace_error(path: Path, environ: dict[str, str] | None = None, cwd: Path | None = None):
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ=ENV if environ is None else environ, cwd=cwd or path.parent)
+    error = info.value
+    assert error.key == "profiles.default.working_directory", str(error)
+    assert "\n" not in str(error)
+    assert "working_directory" in error.fix
+    assert "~/projects/my-repo" in error.fix
+    return error
+
+
+def test_workspace_may_not_be_the_config_folder(tmp_path: Path) -> None:
+    path = write(tmp_path, "[profiles.default]\nworking_directory = '.'\n")
+    error = workspace_error(path)
+    assert f"contains the config file {path}" in error.problem
+
+
+def test_workspace_may_not_contain_the_config_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "repo" / "bot"
+    folder.mkdir(parents=True)
+    path = write(folder, "[profiles.default]\nworking_directory = '..'\n")
+    assert "contains the config file" in workspace_error(path).problem
+
+
+def test_workspace_may_not_contain_the_dotenv_that_holds_the_token(tmp_path: Path) -> None:
+    config_folder = tmp_path / "conf"
+    work = tmp_path / "work"
+    config_folder.mkdir()
+    work.mkdir()
+    path = write(config_folder, f"[profiles.default]\nworking_directory = '{work}'\n")
+    (work / ".env").write_text(f"TELEGRAM_BOT_TOKEN={TOKEN}\n")
+    # started from inside the project: ./.env is the token's file
+    error = workspace_error(path, environ={}, cwd=work)
+    assert f"contains the .env file {work / '.env'}" in error.problem
+    # even when the environment's token wins, that file still holds a token
+    workspace_error(path, environ={"TELEGRAM_BOT_TOKEN": TOKEN}, cwd=work)
+
+
+def test_a_project_dotenv_without_the_token_is_the_projects_business(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / ".env").write_text("DATABASE_URL=postgres://localhost/app\n")
+    path = write(tmp_path, "")
+    assert load_config(path, environ=ENV, cwd=work).config.profiles["default"]
+
+
+@pytest.mark.parametrize(
+    ("state_dir", "workspace", "problem"),
+    [
+        ("work/state", "work", "contains state_dir"),
+        ("state", "state/work", "lies inside state_dir"),
+        ("state", "state", "contains state_dir"),
+    ],
+)
+def test_workspace_and_state_dir_are_apart(
+    tmp_path: Path, state_dir: str, workspace: str, problem: str
+) -> None:
+    (tmp_path / workspace).mkdir(parents=True)
+    path = write(
+        tmp_path,
+        f"state_dir = '{state_dir}'\n[profiles.default]\nworking_directory = '{workspace}'\n",
+    )
+    assert problem in workspace_error(path).problem
+
+
+def test_the_default_state_dir_under_home_counts(tmp_path: Path) -> None:
+    """working_directory = "~" holds ~/.codex-orchestrator (the default state_dir)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    path = write(conf, "[profiles.default]\nworking_directory = '~'\n")
+    error = workspace_error(path, environ={**ENV, "HOME": str(home)})
+    assert f"contains state_dir {home / '.codex-orchestrator'}" in error.problem
+
+
+def test_symlinks_are_resolved_before_comparing(tmp_path: Path) -> None:
+    config_folder = tmp_path / "conf"
+    config_folder.mkdir()
+    (tmp_path / "innocent-looking").symlink_to(config_folder)
+    path = write(
+        config_folder,
+        f"[profiles.default]\nworking_directory = '{tmp_path / 'innocent-looking'}'\n",
+    )
+    assert "contains the config file" in workspace_error(path).problem
+
+
+def test_a_config_file_symlinked_from_inside_the_workspace_counts(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    real = write(tmp_path / "work", "", work=False)  # the file itself lives in the workspace
+    real.write_text(f"[profiles.default]\nworking_directory = '{work}'\n")
+    link_folder = tmp_path / "etc"
+    link_folder.mkdir()
+    (link_folder / "conf.toml").symlink_to(real)
+    error = workspace_error(link_folder / "conf.toml")
+    assert f"contains the config file {real}" in error.problem
+
+
+def test_tilde_expands_in_working_directory(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / "projects" / "app").mkdir(parents=True)
+    path = write(tmp_path, "[profiles.default]\nworking_directory = '~/projects/app'\n")
+    config = load_config(path, environ={**ENV, "HOME": str(home)}, cwd=tmp_path).config
+    assert config.profiles["default"].working_directory == str(home / "projects" / "app")
+
+
+# --- B: telegram.api_base_url is a plain http(s)://host[:port][/path] ----------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("api.telegram.org", "not an http(s) URL"),
+        ("ftp://api.telegram.org", "not an http(s) URL"),
+        ("https://", "has no host"),
+        ("https://:8081", "has no host"),
+        ("https://api.telegram.org:99999", "bad port"),
+        ("https://api.telegram.org:abc", "bad port"),
+        ("https://user:pw@api.telegram.org", "credentials"),
+        ("https://api.telegram.org/?x=1", "query or fragment"),
+        ("https://api.telegram.org/#top", "query or fragment"),
+        ("https://api.telegram.org /", "spaces"),
+        ("", "empty"),
+        ("http://[::1", "bad port or brackets"),
+    ],
+)
+def test_malformed_api_base_url(tmp_path: Path, url: str, problem: str) -> None:
+    error = fail(write(tmp_path, f"[telegram]\napi_base_url = '{url}'\n"))
+    assert error.key == "telegram.api_base_url"
+    assert problem in error.problem
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://api.telegram.org", "http://127.0.0.1:8081", "https://tg.example.com/bot-api/"],
+)
+def test_plain_api_base_urls_are_fine(tmp_path: Path, url: str) -> None:
+    path = write(tmp_path, f"[telegram]\napi_base_url = '{url}'\n")
+    assert load_config(path, environ=ENV, cwd=tmp_path).config.telegram.api_base_url == url
+
+
+def test_zero_rate_limit_still_means_unlimited(tmp_path: Path) -> None:
+    path = write(tmp_path, "[telegram]\nrate_limit = 0.0\n[codex]\nrecycle_rss_mb = 0\n")
+    config = load_config(path, environ=ENV, cwd=tmp_path).config
+    assert config.telegram.rate_limit == 0
+    assert config.codex.recycle_rss_mb == 0

@@ -1,4 +1,4 @@
-"""Adapters between a workflow and the rest of the bot: the `RoleRunner` over the worker
+"""Adapters between a workflow and the rest of the bot: the `RoleCaller` over the worker
 pool, and how a role becomes a `CodexJob`.
 
 - Selector, planner and reviewer run read-only with approvals off: they only read and
@@ -14,12 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final, final
 
 from orchestrator.messages import CodexJob, JobDone, JobFailed
-from orchestrator.workflow_messages import (
-    READ_ONLY_ROLES,
-    RoleFailed,
-    RoleOutcome,
-    RoleSucceeded,
-)
+from orchestrator.workflow_types import READ_ONLY_ROLES, RoleFailed, RoleOutcome, RoleSucceeded
 
 if TYPE_CHECKING:
     import trio
@@ -27,9 +22,9 @@ if TYPE_CHECKING:
     from orchestrator.config import Profile
     from orchestrator.messages import ApprovalRequest, CodexProgress
     from orchestrator.ports import CodexPool
-    from orchestrator.workflow_messages import Role
+    from orchestrator.workflow_types import Role
 
-__all__ = ["PREAMBLE_HEADER", "PoolRoleRunner", "job_for_role"]
+__all__ = ["PREAMBLE_HEADER", "PoolRoleCaller", "job_for_role"]
 
 PREAMBLE_HEADER: Final = (
     "Context: this continues an earlier conversation whose Codex session is no longer "
@@ -48,7 +43,7 @@ def job_for_role(
     worker_id: int | None,
     summary: str,
 ) -> CodexJob:
-    """The Codex call for one role run."""
+    """The Codex job for one role call."""
     read_only = role in READ_ONLY_ROLES
     preamble = f"{PREAMBLE_HEADER}\n{summary}" if summary and role == "developer" else ""
     return CodexJob(
@@ -66,8 +61,8 @@ def job_for_role(
 
 
 @final
-class PoolRoleRunner:
-    """`RoleRunner` over the worker pool for one request of one chat.
+class PoolRoleCaller:
+    """`RoleCaller` over the worker pool for one request of one chat.
 
     `moved` turns True when the pool had to continue the conversation on a fresh thread,
     so the chat can say so once.
@@ -92,7 +87,7 @@ class PoolRoleRunner:
         self.moved = False
         self.last_worker: int | None = None
 
-    async def run_role(
+    async def call_role(
         self,
         role: Role,
         prompt: str,
@@ -101,7 +96,7 @@ class PoolRoleRunner:
         worker_id: int | None,
         instructions: str,
     ) -> RoleOutcome:
-        """Run one role on the pool; cancellation propagates (the pool kills the worker)."""
+        """Call one role on the pool; cancellation propagates (the pool kills the worker)."""
         job = job_for_role(
             role,
             prompt,

@@ -1,30 +1,15 @@
-"""Unit tests of the workflow types, the structured-answer decoders and the prompt loaders."""
+"""Unit tests of the readers of the roles' answers: route, verdict, files changed."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-import msgspec
 import pytest
 
-from orchestrator.prompts import load_instructions, load_role_instructions
-from orchestrator.workflow_messages import (
-    ROLES,
-    RoleFailed,
-    RoleOutcome,
-    RoleSucceeded,
-    RoleTrace,
-    TokenUsage,
-    WorkflowResult,
+from orchestrator.role_answers import (
     decode_review_answer,
     decode_selector_answer,
     extract_files_changed,
     merge_files_changed,
 )
-
-if TYPE_CHECKING:
-    from pathlib import Path
-
 
 # --- selector ---------------------------------------------------------------------------------
 
@@ -155,93 +140,3 @@ def test_files_changed_variants(report: str, expected: tuple[str, ...]) -> None:
 
 def test_merge_files_changed_keeps_first_seen_order() -> None:
     assert merge_files_changed(("b", "a"), ["a", "c"], ()) == ("b", "a", "c")
-
-
-# --- structs ----------------------------------------------------------------------------------
-
-
-def test_token_usage_adds_field_by_field() -> None:
-    total = TokenUsage(input_tokens=10, output_tokens=2, total_tokens=12) + TokenUsage(
-        input_tokens=5, cached_input_tokens=1, reasoning_output_tokens=3, total_tokens=5
-    )
-    assert total == TokenUsage(
-        input_tokens=15,
-        cached_input_tokens=1,
-        output_tokens=2,
-        reasoning_output_tokens=3,
-        total_tokens=17,
-    )
-
-
-def test_role_outcome_union_round_trips_with_its_tag() -> None:
-    outcomes: list[RoleOutcome] = [
-        RoleSucceeded(text="ok", thread_id="t1", worker_id=0, files_changed=("a.py",)),
-        RoleFailed(failure="worker_died", message="worker 1 exited"),
-    ]
-    encoded = msgspec.json.encode(outcomes)
-    assert b'"kind":"RoleSucceeded"' in encoded
-    assert msgspec.json.decode(encoded, type=list[RoleOutcome]) == outcomes
-
-
-def test_trace_and_result_encode_to_json() -> None:
-    trace = RoleTrace(role="reviewer", round=2, started_at=1.0, duration=0.5, outcome="failed")
-    result = WorkflowResult(text="done", mode_used="plan", verdict="approved", rounds_used=1)
-    assert msgspec.json.decode(msgspec.json.encode(trace), type=RoleTrace) == trace
-    assert msgspec.json.decode(msgspec.json.encode(result), type=WorkflowResult) == result
-    assert result.ok
-    assert not WorkflowResult(text="x", mode_used="plan", failed_phase="planning").ok
-
-
-# --- prompts ----------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("role", ROLES)
-def test_default_instructions_ship_for_every_role(role: str) -> None:
-    text = load_role_instructions(role, {})  # type: ignore[arg-type]
-    assert len(text) > 200
-    assert text == text.strip()
-
-
-def test_default_instructions_state_the_answer_contracts() -> None:
-    assert '"route"' in load_role_instructions("selector", {})
-    assert '"verdict"' in load_role_instructions("reviewer", {})
-    assert "Files changed:" in load_role_instructions("developer", {})
-    assert "numbered plan" in load_role_instructions("planner", {})
-    # The developer's own report format must be one the extractor reads.
-    developer = load_role_instructions("developer", {})
-    assert extract_files_changed(developer[developer.index("Files changed:") :]) == (
-        "path/to/first_file.py",
-        "path/to/second_file.md",
-    )
-
-
-def test_override_replaces_only_its_role(tmp_path: Path) -> None:
-    reviewer = tmp_path / "strict-reviewer.md"
-    reviewer.write_text("  Be strict. Answer JSON.\n", encoding="utf-8")
-    instructions = load_instructions({"reviewer": reviewer})
-    assert instructions.reviewer == "Be strict. Answer JSON."
-    assert instructions.developer == load_role_instructions("developer", {})
-    assert instructions.for_role("reviewer") == "Be strict. Answer JSON."
-
-
-def test_system_prompt_is_put_before_every_role(tmp_path: Path) -> None:
-    instructions = load_instructions({}, system_prompt="Use British spelling.\n")
-    for role in ROLES:
-        text = instructions.for_role(role)
-        assert text.startswith("Use British spelling.\n\n---\n\n")
-        assert text.endswith(load_role_instructions(role, {}))
-
-
-def test_unknown_override_role_is_rejected(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"unknown role.*tester"):
-        load_instructions({"tester": tmp_path / "x.md"})
-
-
-def test_missing_or_empty_override_file_is_an_error(tmp_path: Path) -> None:
-    missing = tmp_path / "missing.md"
-    with pytest.raises(OSError, match=r"missing\.md"):
-        load_role_instructions("planner", {"planner": missing})
-    empty = tmp_path / "empty.md"
-    empty.write_text("\n", encoding="utf-8")
-    with pytest.raises(ValueError, match="empty"):
-        load_role_instructions("planner", {"planner": empty})

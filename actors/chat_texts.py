@@ -1,23 +1,18 @@
-"""The chat's words: the command list, the help text and every fixed reply.
+"""The chat's fixed words: the command menu, the help text and the fixed notices.
 
-This module owns what the bot says in answer to commands and in notices (busy, refused,
-queued, text only...), and the small pure helpers that format `/status` and `/profile list`.
-Keeping the texts here keeps `actors.chat_session` about behaviour, and lets tests assert on
-the same constants the actors use.
+This module owns what the bot says that does not depend on a request: the command list sent
+to Telegram, the help, and the notices of the router and the chat (busy, refused, text only,
+edits ignored, session reset or damaged), plus `format_duration` for elapsed times. Keeping
+them here keeps the actors about behaviour, and lets tests assert on the same constants.
 
-Commands (DESIGN.md contract): ``/start`` (and ``/help``), ``/mode single|plan``, ``/new``,
-``/status``, ``/cancel``, ``/profile list|NAME``. ``/cmd@BotName`` is resolved by the poller.
+Commands (a contract, see "Contracts" in docs/architecture.md): ``/start`` (and ``/help``),
+``/mode single|plan``, ``/new``, ``/status``, ``/cancel``, ``/profile list|NAME``.
+``/cmd@BotName`` is resolved by the poller.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
-
-if TYPE_CHECKING:
-    from collections.abc import Mapping
-
-    from orchestrator.config import Profile
-    from orchestrator.workflow_messages import TokenUsage
+from typing import Final
 
 __all__ = [
     "BOT_COMMANDS",
@@ -30,9 +25,6 @@ __all__ = [
     "SHORT_HELP",
     "TEXT_ONLY",
     "format_duration",
-    "format_elapsed",
-    "format_profiles",
-    "format_usage",
     "unknown_command",
 ]
 
@@ -94,28 +86,3 @@ def format_duration(seconds: float) -> str:
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
-def format_usage(usage: TokenUsage | None) -> str:
-    """Token usage in one short line."""
-    if usage is None:
-        return "none yet"
-    return (
-        f"{usage.input_tokens} in ({usage.cached_input_tokens} cached), "
-        f"{usage.output_tokens} out, {usage.total_tokens} total"
-    )
-
-
-def format_profiles(profiles: Mapping[str, Profile], active: str) -> str:
-    """The answer to ``/profile list``: one line per profile, the active one marked."""
-    lines = ["Profiles:"]
-    for name, profile in sorted(profiles.items()):
-        mark = "▶" if name == active else "•"
-        suffix = " (active)" if name == active else ""
-        lines.append(f"{mark} {name}{suffix}: {profile.working_directory}")
-    lines.append("Switch with /profile NAME.")
-    return "\n".join(lines)
-
-
-format_elapsed: Final = format_duration
-"""Alias of `format_duration` (the name the chat actor uses for elapsed time)."""

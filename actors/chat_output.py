@@ -1,0 +1,96 @@
+"""Where one chat's words and traces go: the sender and the tracer, addressed to one session key.
+
+The chat actor, the request it serves and its approvals all speak through one `ChatOutput`,
+so every message carries the chat's ids and every trace record its chat, user and topic.
+
+- Messages go to the sender's inbox with ``send``: when the sender is full, only this chat
+  waits (the router never waits for a chat).
+- A typing action is best effort: it is handed over only if the sender's inbox has room at
+  once, and shed (counted in `typing_shed`) otherwise, so a typing tick never waits and never
+  piles up behind a busy sender on the chat's side.
+- Trace records are built by the caller as `TraceRecord` (so mypy checks their fields);
+  `trace` fills in the session key's ids and hands the record over without blocking.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from orchestrator.channels import ShedCounter, try_send
+from orchestrator.messages import (
+    AnswerCallback,
+    CloseLive,
+    SendChatAction,
+    SenderMsg,
+    SendReply,
+    UpdateLive,
+)
+
+if TYPE_CHECKING:
+    import trio
+
+    from orchestrator.messages import InboundCallback, Keyboard, SessionKey, TraceRecord
+    from orchestrator.ports import TraceEmit
+
+__all__ = ["ChatOutput"]
+
+
+@dataclass(frozen=True)
+class ChatOutput:
+    """The sender and the tracer as one chat uses them (a handle: a channel and a callback)."""
+
+    key: SessionKey
+    sender: trio.MemorySendChannel[SenderMsg]
+    emit: TraceEmit
+    typing_shed: ShedCounter[SenderMsg] = field(default_factory=ShedCounter)
+    """Typing actions not handed over because the sender's inbox was full."""
+
+    async def say(self, markdown: str, *, plain: bool = False) -> None:
+        """Send a message that must arrive (a result, an answer to a command, a notice)."""
+        await self.sender.send(
+            SendReply(
+                chat_id=self.key.chat_id,
+                thread_id=self.key.thread_id,
+                markdown=markdown,
+                plain=plain,
+            )
+        )
+
+    async def answer(self, press: InboundCallback, text: str) -> None:
+        """Answer a button press (stops its spinner; `text` shows as a toast)."""
+        await self.sender.send(AnswerCallback(callback_query_id=press.callback_query_id, text=text))
+
+    async def show(self, slot: str, text: str, keyboard: Keyboard = ()) -> None:
+        """Show or update the live message `slot` (the sender coalesces the edits)."""
+        await self.sender.send(
+            UpdateLive(
+                chat_id=self.key.chat_id,
+                thread_id=self.key.thread_id,
+                slot=slot,
+                text=text,
+                keyboard=keyboard,
+            )
+        )
+
+    async def close(self, slot: str, text: str) -> None:
+        """Give the live message `slot` its final text (and take its buttons away)."""
+        await self.sender.send(CloseLive(chat_id=self.key.chat_id, slot=slot, final_text=text))
+
+    def typing(self) -> bool:
+        """Hand one "typing…" action to the sender if it has room now; False if shed."""
+        action = SendChatAction(chat_id=self.key.chat_id, thread_id=self.key.thread_id)
+        return try_send(self.sender, action, self.typing_shed)
+
+    def trace(self, record: TraceRecord) -> None:
+        """Emit `record` with this chat's chat, user and topic ids filled in."""
+        self.emit(
+            msgspec.structs.replace(
+                record,
+                chat_id=self.key.chat_id,
+                user_id=self.key.user_id,
+                thread_id=self.key.thread_id,
+            )
+        )

@@ -1,0 +1,469 @@
+"""One request's life in a chat: from the prompt to the result message.
+
+A *request* is one user prompt (texts sent within the batch window count as one) served by the
+chat. `serve_request` carries out the workflow of the chat's mode (a *workflow* is single or
+plan mode; each of its Codex *calls* is one role on a worker) inside the request's cancel
+scope, with its helpers:
+
+- progress events from the pool become the request's `Progress` (phase, worker, last actions);
+- the live progress message appears after `LIVE_DELAY` and is edited as things happen (the
+  sender coalesces the edits), with a Cancel button;
+- "typing…" shows after `TYPING_DELAY` and is repeated every `TYPING_INTERVAL` by one task;
+  an action the sender's inbox has no room for is shed, never queued;
+- Codex's approval questions are shown by the chat's `Approvals`.
+
+Then it says how the request ended (the answer, a failure, a cancel, an interruption), closes
+the progress message and returns a `RequestOutcome`. The chat applies the outcome to the
+session (counters, the Codex thread, the summary) and starts the next queued prompt.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final, TypeAlias, assert_never
+
+import msgspec
+import trio
+
+from actors.chat_approvals import APPROVAL_BUFFER, cancel_data
+from actors.chat_texts import format_duration
+from actors.role_caller import PoolRoleCaller
+from actors.workflows import PHASE_PLAN, carry_out_workflow
+from orchestrator import disk
+from orchestrator.channels import open_mailbox
+from orchestrator.messages import (
+    AgentMessageDelta,
+    ApprovalRequest,
+    Button,
+    CodexNotice,
+    CodexProgress,
+    CommandFinished,
+    CommandStarted,
+    PatchApplied,
+    RunStarted,
+    ThreadMoved,
+    TokenCount,
+    TraceRecord,
+    WaitingForWorker,
+)
+from orchestrator.prompts import current_instructions, profile_prompt_files
+from orchestrator.workflow_types import Mode, WorkflowResult
+
+if TYPE_CHECKING:
+    from actors.chat_approvals import Approvals
+    from actors.chat_output import ChatOutput
+    from orchestrator.config import Profile
+    from orchestrator.ports import CodexPool
+    from orchestrator.session_store import SessionState
+    from orchestrator.workflow_types import RoleInstructions, RoleTrace
+
+__all__ = [
+    "FINISH_GRACE",
+    "CancelledByUser",
+    "Completed",
+    "Failed",
+    "Interrupted",
+    "Progress",
+    "Request",
+    "RequestOutcome",
+    "serve_request",
+    "stopped_outcome",
+]
+
+logger: Final = logging.getLogger(__name__)
+
+TYPING_DELAY: Final = 0.5
+"""Seconds a request runs before "typing…" shows (saves Bot API calls on quick answers)."""
+
+TYPING_INTERVAL: Final = 4.5
+"""Seconds between "typing…" actions while a request runs (Telegram shows one for ~5 s)."""
+
+LIVE_DELAY: Final = 1.0
+"""Seconds a request runs before its progress message appears."""
+
+LIVE_REFRESH: Final = 5.0
+"""Seconds between progress refreshes when nothing happens (the elapsed time moves on)."""
+
+LAST_ACTIONS: Final = 4
+"""Actions listed on the progress message."""
+
+FINISH_GRACE: Final = 5.0
+"""Seconds to report a request's end even when the chat is being cancelled."""
+
+PROGRESS_BUFFER: Final = 64
+"""Progress events buffered per request; the pool drops events when this is full."""
+
+INTERNAL_ERROR: Final = (
+    "❌ Something went wrong inside the bot while it worked on this request, so it stopped. "
+    "It will not run again by itself: send it again to retry, or /new to start over."
+)
+
+UNREADABLE_INSTRUCTIONS: Final = (
+    "❌ I could not read this profile's instruction files, so nothing was run. "
+    "Fix the files (or ask the bot's owner to), then send the request again."
+)
+
+INTERRUPTED: Final = "⏹ Interrupted by a restart of the bot; it will run again afterwards."
+
+MOVED_NOTE: Final = (
+    "Note: your earlier Codex session was no longer available, so this "
+    "continued in a new one with a summary of the conversation."
+)
+
+
+@dataclass
+class Progress:
+    """What a request is doing, for its progress message and ``/status``.
+
+    Written only by the request's own tasks; the chat reads it.
+    """
+
+    phase: str = "starting"
+    detail: str = ""
+    worker: int | None = None
+    actions: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    told_waiting: bool = False
+    live_shown: bool = False
+    changed: trio.Event = field(default_factory=trio.Event)
+
+
+@dataclass(eq=False)
+class Request:
+    """The chat's handle on the request it serves: what to do, and how to stop it."""
+
+    number: int
+    prompt: str
+    mode: Mode
+    token: str
+    """Carried by the Cancel button (unguessable)."""
+    started: float
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    cancel_reason: str = ""
+    progress: Progress = field(default_factory=Progress)
+
+    @property
+    def slot(self) -> str:
+        """The sender's slot of the progress message."""
+        return f"request-{self.number}"
+
+    def cancel(self, reason: str) -> bool:
+        """Cancel the request's workflow; False if it was cancelled already."""
+        if self.cancel_reason:
+            return False
+        self.cancel_reason = reason
+        self.scope.cancel()
+        return True
+
+
+class Completed(msgspec.Struct, frozen=True, kw_only=True):
+    """The workflow returned: its result (`result.error` set when a phase failed)."""
+
+    elapsed: float
+    result: WorkflowResult
+    moved: bool = False
+    """The pool had to continue the conversation on a fresh Codex thread."""
+
+
+class CancelledByUser(msgspec.Struct, frozen=True, kw_only=True):
+    """The user cancelled (`reason`: ``/cancel`` or ``button``)."""
+
+    elapsed: float
+    reason: str
+
+
+class Interrupted(msgspec.Struct, frozen=True, kw_only=True):
+    """The chat was stopped under the request (shutdown past the drain grace): the prompt
+    goes back to the head of the queue, to run after the restart."""
+
+    elapsed: float
+
+
+class Failed(msgspec.Struct, frozen=True, kw_only=True):
+    """The request could not be served: the workflow could not start (the profile's
+    instruction files cannot be read), or something inside the bot failed under it (a bug).
+
+    It is reported once and never run again by itself (unlike an `Interrupted` request)."""
+
+    elapsed: float
+    error: str
+    """For the trace and the log (may name an exception); never shown to the user."""
+    notice: str
+    """What the user is told."""
+
+
+RequestOutcome: TypeAlias = Completed | CancelledByUser | Interrupted | Failed
+
+
+def _describe_exception(problem: BaseException) -> str:
+    """``Type: message`` of the exception inside nested one-member groups (for the trace)."""
+    while isinstance(problem, BaseExceptionGroup) and len(problem.exceptions) == 1:
+        problem = problem.exceptions[0]
+    return f"{type(problem).__name__}: {problem}"[:300]
+
+
+def stopped_outcome(request: Request) -> RequestOutcome:
+    """The outcome of a request whose task is being stopped from outside (it cannot return)."""
+    elapsed = trio.current_time() - request.started
+    if request.cancel_reason:
+        return CancelledByUser(elapsed=elapsed, reason=request.cancel_reason)
+    return Interrupted(elapsed=elapsed)
+
+
+async def serve_request(
+    request: Request,
+    *,
+    out: ChatOutput,
+    approvals: Approvals,
+    pool: CodexPool,
+    profile: Profile,
+    session: SessionState,
+    conversation: str,
+) -> RequestOutcome:
+    """Serve `request` to its end, tell the user how it ended, and return that.
+
+    `session` is the chat's state when the request starts (its Codex thread and summary).
+
+    Raises:
+        trio.Cancelled: The chat is being stopped. The user is told first (an interruption,
+            or the cancel they asked for), shielded and bounded by `FINISH_GRACE`; the
+            chat's outcome is then `stopped_outcome(request)`.
+    """
+    outcome: RequestOutcome | None = None
+    try:
+        outcome = await _work(
+            request,
+            out=out,
+            approvals=approvals,
+            pool=pool,
+            profile=profile,
+            session=session,
+            conversation=conversation,
+        )
+    except Exception as problem:  # a bug under the request: a failure, not a shutdown
+        logger.exception("request %s of %s failed", request.number, conversation)
+        outcome = Failed(
+            elapsed=trio.current_time() - request.started,
+            error=_describe_exception(problem),
+            notice=INTERNAL_ERROR,
+        )
+    finally:
+        ended = outcome if outcome is not None else stopped_outcome(request)
+        with trio.move_on_after(FINISH_GRACE) as cleanup:
+            cleanup.shield = True
+            await approvals.close_all()
+            await _report(request, ended, out)
+    return ended
+
+
+async def _instructions(profile: Profile) -> RoleInstructions:
+    if profile_prompt_files(profile):
+        return await disk.run_sync(current_instructions, profile)
+    return current_instructions(profile)  # no files to look at (the usual case): no thread hop
+
+
+async def _work(
+    request: Request,
+    *,
+    out: ChatOutput,
+    approvals: Approvals,
+    pool: CodexPool,
+    profile: Profile,
+    session: SessionState,
+    conversation: str,
+) -> RequestOutcome:
+    """The workflow and its helpers (progress, approvals, typing, live message)."""
+    try:
+        instructions = await _instructions(profile)
+    except (OSError, ValueError) as problem:
+        elapsed = trio.current_time() - request.started
+        if request.cancel_reason:
+            return CancelledByUser(elapsed=elapsed, reason=request.cancel_reason)
+        return Failed(
+            elapsed=elapsed,
+            error=f"cannot read the profile's instruction files: {problem}",
+            notice=UNREADABLE_INSTRUCTIONS,
+        )
+    progress_send, progress_receive = open_mailbox[CodexProgress](PROGRESS_BUFFER)
+    approvals_send, approvals_receive = open_mailbox[ApprovalRequest](APPROVAL_BUFFER)
+    caller = PoolRoleCaller(
+        pool,
+        conversation=conversation,
+        profile=profile,
+        summary=session.summary,
+        progress=progress_send,
+        approvals=approvals_send,
+    )
+    result: WorkflowResult | None = None
+    with progress_receive, approvals_receive, request.scope:
+        async with trio.open_nursery() as helpers:
+            helpers.start_soon(_follow_progress, request.progress, progress_receive)
+            helpers.start_soon(approvals.serve, approvals_receive, profile.working_directory)
+            helpers.start_soon(_keep_typing, out)
+            helpers.start_soon(_refresh_live, request, out)
+            with progress_send, approvals_send:
+                result = await carry_out_workflow(
+                    request.prompt,
+                    mode=request.mode,
+                    caller=caller,
+                    reporter=_Reporter(out, request.progress),
+                    trace=lambda role: _trace_role(out, role),
+                    instructions=instructions,
+                    thread_id=session.developer_thread_id,
+                    worker_id=session.developer_worker_id,
+                )
+            helpers.cancel_scope.cancel()
+    elapsed = trio.current_time() - request.started
+    if result is None:  # the scope caught the user's cancel
+        return CancelledByUser(elapsed=elapsed, reason=request.cancel_reason)
+    return Completed(elapsed=elapsed, result=result, moved=caller.moved)
+
+
+def _trace_role(out: ChatOutput, role: RoleTrace) -> None:
+    out.trace(
+        TraceRecord(
+            event="role",
+            role=role.role,
+            round=role.round,
+            worker=role.worker_id,
+            codex_thread=role.thread_id,
+            duration_ms=round(role.duration * 1000, 1),
+            input_tokens=role.usage.input_tokens,
+            cached_input_tokens=role.usage.cached_input_tokens,
+            output_tokens=role.usage.output_tokens,
+            total_tokens=role.usage.total_tokens,
+            outcome=role.outcome,
+            detail=role.detail or None,
+            malformed=role.malformed,
+        )
+    )
+
+
+class _Reporter:
+    """`PhaseReporter` for one request: updates its progress, shows the plan."""
+
+    def __init__(self, out: ChatOutput, progress: Progress) -> None:
+        self._out = out
+        self._progress = progress
+
+    async def phase(self, name: str, detail: str) -> None:
+        if name == PHASE_PLAN:
+            await self._out.say(f"**Plan**\n\n{detail}")
+            return
+        self._progress.phase = name
+        self._progress.detail = detail
+        self._progress.changed.set()
+
+
+async def _follow_progress(
+    progress: Progress, events: trio.MemoryReceiveChannel[CodexProgress]
+) -> None:
+    async for event in events:
+        match event:
+            case RunStarted():
+                progress.worker = event.worker_id
+            case WaitingForWorker():
+                if not progress.told_waiting:
+                    progress.told_waiting = True
+                    progress.actions.append("waiting for a worker")
+            case ThreadMoved():
+                progress.actions.append("continuing in a new Codex session")
+            case CommandStarted():
+                progress.actions.append(f"$ {event.command}")
+            case CommandFinished():
+                progress.actions.append(f"$ {event.command} (exit {event.exit_code})")
+            case PatchApplied():
+                progress.files.extend(path for path in event.files if path not in progress.files)
+                progress.actions.append(
+                    "patched " + ", ".join(event.files) if event.files else "patched"
+                )
+            case TokenCount():
+                continue  # the result carries the request's usage
+            case CodexNotice():
+                progress.actions.append(f"⚠️ {event.message}")
+            case AgentMessageDelta():
+                continue
+            case _:
+                assert_never(event)
+        del progress.actions[:-LAST_ACTIONS]
+        progress.changed.set()
+
+
+async def _keep_typing(out: ChatOutput) -> None:
+    """One typing action per `TYPING_INTERVAL`, never waiting for the sender (shed if full)."""
+    await trio.sleep(TYPING_DELAY)  # a quick answer needs no typing indicator
+    while True:
+        out.typing()
+        await trio.sleep(TYPING_INTERVAL)
+
+
+async def _refresh_live(request: Request, out: ChatOutput) -> None:
+    # A quick answer needs no progress message (it would only delay the answer by the
+    # chat's 1 s spacing): show progress once the request has run for LIVE_DELAY.
+    await trio.sleep(LIVE_DELAY)
+    progress = request.progress
+    while True:
+        progress.changed = trio.Event()  # before sending: a change during the send is kept
+        progress.live_shown = True
+        await out.show(
+            request.slot,
+            _live_text(request),
+            ((Button("🛑 Cancel", cancel_data(request.token)),),),
+        )
+        with trio.move_on_after(LIVE_REFRESH):
+            await progress.changed.wait()
+
+
+def _live_text(request: Request) -> str:
+    progress = request.progress
+    elapsed = format_duration(trio.current_time() - request.started)
+    lines = [f"⏳ Working ({request.mode} mode), {elapsed}", f"Phase: {progress.phase}"]
+    if progress.detail:
+        lines.append(progress.detail[:300])
+    if progress.worker is not None:
+        lines.append(f"Worker {progress.worker}")
+    if progress.actions:
+        lines.append("Last actions:")
+        lines.extend(f"• {action[:200]}" for action in progress.actions)
+    return "\n".join(lines)
+
+
+async def _report(request: Request, outcome: RequestOutcome, out: ChatOutput) -> None:
+    """Tell the user how the request ended, and close its progress message."""
+    match outcome:
+        case Completed(result=result):
+            headline = "❌ Failed" if result.error is not None else "✅ Done"
+            if outcome.moved:
+                await out.say(MOVED_NOTE, plain=True)
+            # The answer first: under per-chat spacing, closing the progress message
+            # first held every result back by a second (bench/flood.py).
+            await out.say(_final_text(result, request.progress.files))
+            await _close_live(request, out, f"{headline} in {format_duration(outcome.elapsed)}.")
+            return
+        case CancelledByUser():
+            status = f"🛑 Cancelled after {format_duration(outcome.elapsed)}."
+        case Interrupted():
+            status = INTERRUPTED
+        case Failed():
+            status = outcome.notice
+        case _:
+            assert_never(outcome)
+    await out.say(status, plain=True)
+    await _close_live(request, out, status)
+
+
+async def _close_live(request: Request, out: ChatOutput, text: str) -> None:
+    if request.progress.live_shown:  # else the request was quick: no progress message shown
+        await out.close(request.slot, text)
+
+
+def _final_text(result: WorkflowResult, patched: list[str]) -> str:
+    """The result message: Codex's answer plus what was changed (when Codex reported it)."""
+    text = result.text.strip() or "(Codex gave no text)"
+    files = list(result.files_changed) + [
+        path for path in patched if path not in result.files_changed
+    ]
+    if result.mode_used == "single" and files and "Files changed" not in text:
+        text += "\n\nFiles changed: " + ", ".join(f"`{path}`" for path in files)
+    return text

@@ -1,0 +1,378 @@
+"""One worker position of the Codex pool and its supervised life.
+
+A *worker position* is one supervised place in the pool (numbered like the worker that fills
+it, ``worker_id``) that a sequence of Codex workers occupy: a worker that crashes, is left
+unusable by a cancel or a time limit, or is recycled leaves, and the position's supervisor
+puts a fresh one in its place. This module owns what belongs to one position, whatever the backend
+(`orchestrator.ports.CodexWorker`):
+
+- `WorkerPosition`, its state: the occupant, the conversations running on it, the threads it
+  hosts, why it is being retired, and whether it gave up after a crash loop;
+- `supervise_position`, its life: start a worker, watch it (pings while idle; a dead or
+  wedged worker is a crash), interrupt and stop it when retired, restart with backoff and an
+  intensity limit, and rest `WORKER_COOLDOWN` after a crash loop instead of failing the bot;
+- what one run needs from its position: the stall guard, the recycling check, and the reason
+  given to runs ended by another run's cancel on a shared worker.
+
+Dispatch (which job goes to which position) is the pool's (`actors.worker_pool`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from contextlib import suppress
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final, Literal
+
+import trio
+
+from orchestrator.errors import RestartIntensityExceeded, WorkerUnavailable
+from orchestrator.messages import CodexNotice, JobFailed, TraceRecord
+from orchestrator.ports import WorkerStatus
+from orchestrator.supervision import ChildSpec, RestartPolicy, supervise_one
+
+if TYPE_CHECKING:
+    import random
+    from collections.abc import Callable
+
+    from orchestrator.messages import CodexProgress
+    from orchestrator.ports import CodexWorker, CodexWorkerFactory, TraceEmit
+
+__all__ = [
+    "INTERRUPT_DEADLINE",
+    "PING_TIMEOUT",
+    "WORKER_COOLDOWN",
+    "WORKER_POLICY",
+    "RetireReason",
+    "WorkerPosition",
+    "offer",
+    "stall_guard",
+    "supervise_position",
+]
+
+logger: Final = logging.getLogger(__name__)
+
+PING_TIMEOUT: Final = 10.0
+"""Seconds a worker has to answer a ping before it counts as wedged."""
+
+INTERRUPT_DEADLINE: Final = 15.0
+"""Seconds the shielded interrupt of a dropped worker may take; the backend bounds it itself
+(the MCP edge's kill ladder takes about 4 s), this only stops a hung one from pinning us."""
+
+WORKER_POLICY: Final = RestartPolicy(
+    intensity=5, period=60.0, backoff_initial=0.5, backoff_max=30.0
+)
+"""Crash restarts per position: 5 within a minute make its supervisor give up. Kept low
+because the pool sits under the root: nested restart intensities multiply."""
+
+WORKER_COOLDOWN: Final = 60.0
+"""Seconds a worker position rests after its supervisor gave up, before it starts over: a
+crash loop (Codex broken, disk full) must neither spin nor stop the bot; it heals once the
+cause is gone."""
+
+RetireReason = Literal["cancelled", "died", "recycled", "timeout", "shutdown"]
+"""Why a worker leaves its position: after a cancel, a time limit or a death it is interrupted
+before it is stopped; recycled or at shutdown it is stopped gracefully."""
+
+
+@dataclass
+class WorkerPosition:
+    """One place in the pool; its `worker` changes on every restart.
+
+    `running` holds the conversation of every call in flight on it or reserved for a caller
+    that is about to start one; `last_stop` is the pid and reason of its last worker, read by
+    the other runs that its interrupt ended. `ever_ready` turns True once a worker was ready;
+    `gave_up` says why while the position rests after a crash loop.
+    """
+
+    worker_id: int
+    capacity: int = 1
+    worker: CodexWorker | None = None
+    running: list[str] = field(default_factory=list)
+    last_stop: tuple[int, RetireReason] | None = None
+    ever_ready: bool = False
+    gave_up: str | None = None
+    draining: bool = False
+    hosted_threads: set[str] = field(default_factory=set)
+    retire_reason: RetireReason | None = None
+    retired: trio.Event = field(default_factory=trio.Event)
+    incarnations: int = 0
+
+    @property
+    def ready(self) -> bool:
+        """A worker is in place, alive and not being retired."""
+        return self.worker is not None and self.retire_reason is None and self.worker.alive
+
+    @property
+    def idle(self) -> bool:
+        """Ready with no call in flight (pinged, recycled and counted as idle)."""
+        return self.ready and not self.running
+
+    @property
+    def has_room(self) -> bool:
+        """Ready and able to take another call now."""
+        return self.ready and len(self.running) < self.capacity
+
+    @property
+    def restarts(self) -> int:
+        """Workers started here after the first one (including failed starts)."""
+        return max(self.incarnations - 1, 0)
+
+    def retire(self, reason: RetireReason) -> None:
+        """Have the current worker leave (the first reason given is the one kept)."""
+        if self.retire_reason is None:
+            self.retire_reason = reason
+        self.retired.set()
+
+    def retire_worker(self, worker: CodexWorker, reason: RetireReason) -> None:
+        """Retire `worker` if it still holds this position: a run that ends after its worker
+        was already replaced (another run's cancel) must not retire the replacement."""
+        if self.worker is worker:
+            self.retire(reason)
+
+    def check_recycling(self, worker: CodexWorker, *, max_threads: int, max_rss_mb: float) -> None:
+        """Drain `worker` once it hosts `max_threads` threads or uses `max_rss_mb` (0: no
+        limit): no new threads go to it, and it is retired as soon as it is idle."""
+        if self.retire_reason is not None or self.worker is not worker:
+            return
+        too_many = worker.threads >= max_threads
+        too_big = max_rss_mb > 0 and worker.rss_mb() >= max_rss_mb
+        if too_many or too_big:
+            self.draining = True
+            logger.info(
+                "worker %d is due for recycling (%d threads, %.0f MB)",
+                self.worker_id,
+                worker.threads,
+                worker.rss_mb(),
+            )
+            if not self.running:
+                self.retire("recycled")
+
+    def explain_shared_stop(self, failed: JobFailed, worker: CodexWorker) -> JobFailed:
+        """Say why a run died when its worker was stopped for another run on it.
+
+        Only with ``calls_per_worker`` > 1: a cancel or timeout that leaves the worker
+        unusable ends every call in flight there. The run is not retried (it may have changed
+        files already).
+        """
+        if self.last_stop is None or self.last_stop[0] != worker.pid:
+            return failed
+        why = {"cancelled": "cancel", "timeout": "time limit"}.get(self.last_stop[1])
+        if why is None:
+            return failed
+        return JobFailed(
+            failure="worker_died",
+            message=f"the Codex worker it shared was stopped for another request's {why}; "
+            "send it again to retry",
+            worker_id=failed.worker_id,
+            thread_id=failed.thread_id,
+        )
+
+    def status(self) -> WorkerStatus:
+        """The position as `/status` shows it."""
+        worker = self.worker
+        state: Literal["starting", "idle", "busy", "draining", "dead"]
+        if self.gave_up is not None:
+            state = "dead"
+        elif worker is None:
+            state = "starting"
+        elif not worker.alive:
+            state = "dead"
+        elif self.running:
+            state = "busy"
+        elif self.draining:
+            state = "draining"
+        else:
+            state = "idle"
+        return WorkerStatus(
+            worker_id=self.worker_id,
+            state=state,
+            threads=worker.threads if worker else 0,
+            pid=worker.pid if worker else None,
+            conversation=", ".join(self.running) or None,
+        )
+
+
+async def supervise_position(
+    position: WorkerPosition,
+    *,
+    open_worker: CodexWorkerFactory,
+    ping_interval: float,
+    policy: RestartPolicy,
+    rng: random.Random,
+    trace: TraceEmit,
+    changed: Callable[[], None],
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Keep a worker in `position` for the pool's lifetime (``supervise_one``, permanent).
+
+    Reports started once its first worker is ready. A failure before that propagates (the
+    pool does not start: a bad command must not bring the bot up half-broken). After that,
+    when the supervisor gives up (intensity exceeded, or a fresh supervisor's first start
+    failed) the position rests `WORKER_COOLDOWN` seconds, refusing work, and starts over.
+
+    Inbox: none; the pool retires the current worker with `WorkerPosition.retire` (or
+    `WorkerPosition.retire_worker` from a run), and reads the position's state.
+
+    Emits: ``worker`` `TraceRecord`s through `trace` (started, why it stopped, gave up);
+    calls `changed` whenever the position can take more or fewer calls (a worker ready,
+    stopped, or the position giving up), so the pool serves its waiters.
+
+    Backpressure: none; `trace` and `changed` never block.
+
+    Shutdown: on cancel the worker being started or served leaves its context, whose stop
+    is shielded and bounded; a worker retired for a cancel, a time limit or a death is first
+    interrupted (shielded, bounded by `INTERRUPT_DEADLINE`). Nothing outlives the call.
+    """
+
+    async def occupy(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        await _occupy(
+            position,
+            open_worker=open_worker,
+            ping_interval=ping_interval,
+            trace=trace,
+            changed=changed,
+            task_status=task_status,
+        )
+
+    spec = ChildSpec(name=f"codex worker {position.worker_id}", run=occupy, restart="permanent")
+    status = task_status
+    while True:
+        try:
+            await supervise_one(spec, policy, rng=rng, task_status=status)
+            return
+        except Exception as error:
+            if not position.ever_ready:
+                raise
+            cause = (
+                error.__cause__ if isinstance(error, RestartIntensityExceeded) else None
+            ) or error
+            position.gave_up = str(cause)[:200] or type(cause).__name__
+            logger.error(
+                "worker %d gave up (%s); trying again in %g s",
+                position.worker_id,
+                error,
+                WORKER_COOLDOWN,
+            )
+            trace(
+                TraceRecord(
+                    event="worker",
+                    worker=position.worker_id,
+                    outcome="gave up",
+                    detail=position.gave_up,
+                )
+            )
+            changed()  # waiters fail now if no position can serve
+            await trio.sleep(WORKER_COOLDOWN)
+            position.gave_up = None
+            status = trio.TASK_STATUS_IGNORED
+
+
+async def _occupy(
+    position: WorkerPosition,
+    *,
+    open_worker: CodexWorkerFactory,
+    ping_interval: float,
+    trace: TraceEmit,
+    changed: Callable[[], None],
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """One worker in `position`: start it, serve until retired or broken, stop it."""
+    position.incarnations += 1
+    position.retired = trio.Event()
+    position.retire_reason = None
+    position.draining = False
+    position.hosted_threads = set()
+    # The factory bounds its own start (``codex.startup_timeout``): a deadline around
+    # entering it would have to exit before the context it opened, which trio forbids.
+    async with open_worker(position.worker_id) as worker:
+        position.worker = worker
+        trace(
+            TraceRecord(
+                event="worker",
+                worker=position.worker_id,
+                outcome="started",
+                detail=f"pid {worker.pid}",
+            )
+        )
+        logger.info("worker %d ready (pid %d)", position.worker_id, worker.pid)
+        position.ever_ready = True
+        changed()
+        task_status.started()
+        try:
+            await _watch(position, worker, ping_interval)
+        finally:
+            position.worker = None
+            reason: RetireReason = position.retire_reason or "died"
+            position.last_stop = (worker.pid, reason)
+            if reason in ("cancelled", "timeout", "died"):
+                with trio.move_on_after(INTERRUPT_DEADLINE, shield=True):
+                    await worker.interrupt()
+            trace(
+                TraceRecord(
+                    event="worker",
+                    worker=position.worker_id,
+                    outcome=reason,
+                    detail=f"pid {worker.pid}",
+                )
+            )
+            changed()
+
+
+async def _watch(position: WorkerPosition, worker: CodexWorker, ping_interval: float) -> None:
+    """Wait for retirement; ping while idle. A dead or wedged worker raises (a crash)."""
+    while True:
+        with trio.move_on_after(ping_interval):
+            await position.retired.wait()
+        if position.retire_reason == "died" or not worker.alive:
+            position.retire("died")
+            raise WorkerUnavailable(f"worker {position.worker_id} (pid {worker.pid}) died")
+        if position.retire_reason is not None:
+            logger.info("worker %d retired: %s", position.worker_id, position.retire_reason)
+            return
+        if not position.running:
+            with trio.move_on_after(PING_TIMEOUT) as ping_scope:
+                await worker.ping()
+            if ping_scope.cancelled_caught:
+                position.retire("died")
+                raise WorkerUnavailable(
+                    f"worker {position.worker_id} did not answer a ping in {PING_TIMEOUT:g} s"
+                )
+
+
+async def stall_guard(
+    last_event: list[float],
+    progress: trio.MemorySendChannel[CodexProgress],
+    stall_timeout: float,
+) -> None:
+    """Tell the chat once per silence when Codex has sent nothing for `stall_timeout`.
+
+    ``last_event[0]`` is when the run last heard from Codex (``math.inf`` while it waits
+    for a human's approval, which is not a stall). Runs until cancelled.
+    """
+    warned_for = -math.inf
+    while True:
+        due = last_event[0] + stall_timeout
+        if due == math.inf:  # waiting for a human's approval
+            await trio.sleep(stall_timeout)
+        elif trio.current_time() < due:
+            await trio.sleep_until(due)
+        else:
+            if warned_for != last_event[0]:
+                warned_for = last_event[0]
+                offer(
+                    progress,
+                    CodexNotice(
+                        level="warning",
+                        message=f"no progress from Codex for {stall_timeout:g} s; "
+                        "/cancel stops the run",
+                    ),
+                )
+            await trio.sleep(stall_timeout)
+
+
+def offer(progress: trio.MemorySendChannel[CodexProgress], event: CodexProgress) -> None:
+    """Progress is lossy: drop the event when the chat is behind or gone."""
+    with suppress(trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+        progress.send_nowait(event)

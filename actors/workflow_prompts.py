@@ -1,0 +1,100 @@
+"""What the workflows write: the prompt each role gets, and plan mode's closing summary.
+
+The roles' standing instructions (``developer-instructions``) are in `orchestrator.prompts`;
+this module owns the per-request text around the user's prompt: the selector's and the
+reviewer's answer formats (read back by `orchestrator.role_answers`), the plan handed to the
+developer, the reviewer's feedback handed back, and the summary the user reads at the end.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from orchestrator.workflow_types import Verdict
+
+__all__ = [
+    "VERDICT_REMINDER",
+    "developer_feedback_prompt",
+    "developer_prompt",
+    "plan_summary",
+    "planner_prompt",
+    "reviewer_again_prompt",
+    "reviewer_prompt",
+    "selector_prompt",
+]
+
+
+def selector_prompt(prompt: str) -> str:
+    return (
+        "Decide how to handle this request. Answer only with the JSON object "
+        '{"route": "single"|"plan", "reason": "..."}.\n\nRequest:\n' + prompt
+    )
+
+
+def planner_prompt(prompt: str) -> str:
+    return "Write the numbered plan for this request. Do not edit any file.\n\nRequest:\n" + prompt
+
+
+def developer_prompt(prompt: str, plan: str) -> str:
+    return (
+        "Carry out this request, following the plan below. When done, report what you did and "
+        'end with the "Files changed:" list.\n\n'
+        f"Request:\n{prompt}\n\nPlan:\n{plan}"
+    )
+
+
+def developer_feedback_prompt(feedback: str, finished_round: int, max_rounds: int) -> str:
+    return (
+        f"The reviewer asked for changes (review round {finished_round} of {max_rounds}). "
+        'Address every point, then report again, ending with the "Files changed:" list '
+        "(all files changed for this request so far).\n\n"
+        f"Reviewer feedback:\n{feedback}"
+    )
+
+
+VERDICT_REMINDER: Final = (
+    "Inspect the working tree yourself (git status, git diff), then answer only with the JSON "
+    'object {"verdict": "approved"|"changes", "feedback": "..."}.'
+)
+
+
+def reviewer_prompt(prompt: str, plan: str, report: str) -> str:
+    return (
+        "Review the developer's work on this request.\n\n"
+        f"Request:\n{prompt}\n\nPlan:\n{plan}\n\nDeveloper's report:\n{report}\n\n"
+        + VERDICT_REMINDER
+    )
+
+
+def reviewer_again_prompt(report: str, round_number: int) -> str:
+    return (
+        f"The developer has worked on your feedback. This is review round {round_number}.\n\n"
+        f"Developer's report:\n{report}\n\n" + VERDICT_REMINDER
+    )
+
+
+def plan_summary(
+    *,
+    verdict: Verdict,
+    feedback: str,
+    rounds: int,
+    max_rounds: int,
+    files: tuple[str, ...],
+    report: str,
+) -> str:
+    if verdict == "approved":
+        head = f"Plan mode: approved by the reviewer in round {rounds} of {max_rounds}."
+        review = f"Reviewer: {feedback}" if feedback else ""
+    else:
+        head = (
+            f"Plan mode: not approved after {rounds} review rounds (the limit); stopped there. "
+            "Check the changes yourself, or send a follow-up."
+        )
+        review = f"Last reviewer feedback:\n{feedback}"
+    parts = [head]
+    if review:
+        parts.append(review)
+    parts.append("Files changed: " + (", ".join(files) if files else "none reported"))
+    parts.append(f"Developer's report (round {rounds}):\n{report}")
+    return "\n\n".join(parts)

@@ -1,0 +1,358 @@
+"""The MCP dialect of ``codex mcp-server``: its wire types and their meaning for the bot.
+
+Pure data, no I/O: the transport (`orchestrator.edges.codex_mcp`) decodes lines with the
+decoders here and turns them into the bot's messages with the functions here. What the
+types encode was measured on Codex `CODEX_MCP_VERSION`, the last release that has
+``mcp-server`` (it is gone from 0.154.0; the successor is ``codex app-server``, a different
+protocol):
+
+- JSON-RPC 2.0, one message per line. ``initialize`` echoes our `PROTOCOL_VERSION`; the tools
+  are ``codex`` (a fresh thread: prompt, cwd, sandbox, approval-policy, model,
+  developer-instructions) and ``codex-reply`` (prompt, threadId). Both answer with
+  ``structuredContent {threadId, content}``; a Codex failure is an ``isError`` result (such as
+  "Session not found for thread_id" when a thread is continued in another process: threads
+  never outlive their process).
+- Progress arrives as ``codex/event`` notifications, ``params {msg: {type, ...}, _meta:
+  {requestId}}``: ``requestId`` is the id of the ``tools/call`` they belong to. They are in
+  wire order and may still arrive after the call's result: the result, not an event, ends a
+  call.
+- Approvals arrive as server → client ``elicitation/create`` requests whose ``codex_*``
+  fields say what to approve; ``codex_mcp_tool_call_id`` names the call. Codex wants its own
+  answer ``{"decision": ...}``, not the MCP standard one (which it reads as denied). Never
+  answer ``abort``: Codex then aborts the turn and never answers the ``tools/call``.
+- ``exec_command_begin`` sends its cwd as a ``file://`` URL and the command wrapped in
+  ``bash -lc``.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final, Literal
+from urllib.parse import unquote, urlsplit
+
+import msgspec
+
+from orchestrator.messages import (
+    AgentMessageDelta,
+    ApprovalAsk,
+    CodexNotice,
+    CommandFinished,
+    CommandStarted,
+    JobDone,
+    JobFailed,
+    PatchApplied,
+    RunStarted,
+    TokenCount,
+)
+from orchestrator.workflow_messages import TokenUsage
+
+if TYPE_CHECKING:
+    from orchestrator.messages import CodexJob, CodexProgress, JobOutcome
+
+__all__ = [
+    "CLIENT_INFO",
+    "CODEX_MCP_VERSION",
+    "ELICITATION",
+    "ENCODER",
+    "EVENT",
+    "INCOMING",
+    "INITIALIZE_RESULT",
+    "PROTOCOL_VERSION",
+    "REQUIRED_TOOLS",
+    "TOOL_LIST",
+    "ElicitParams",
+    "EventMsg",
+    "EventParams",
+    "Incoming",
+    "InitializeResult",
+    "Response",
+    "RpcError",
+    "ToolList",
+    "TurnEvents",
+    "approval_ask",
+    "command_text",
+    "error_text",
+    "local_path",
+    "tool_call",
+    "tool_outcome",
+]
+
+CODEX_MCP_VERSION: Final = "0.153.4"
+"""The pinned Codex release: the last one with ``codex mcp-server``."""
+
+PROTOCOL_VERSION: Final = "2025-06-18"
+"""MCP protocol version we offer; Codex `CODEX_MCP_VERSION` echoes it."""
+
+REQUIRED_TOOLS: Final = frozenset({"codex", "codex-reply"})
+"""The tools a Codex MCP server lists: a fresh thread, and a turn on an existing one."""
+
+CLIENT_INFO: Final = {"name": "codex-orchestrator", "version": "0.1.0"}
+
+
+class RpcError(msgspec.Struct, frozen=True):
+    """A JSON-RPC error object."""
+
+    code: int = 0
+    message: str = ""
+
+
+class Incoming(msgspec.Struct, frozen=True):
+    """Any JSON-RPC message from the server: a response, a notification or a request."""
+
+    id: int | str | None = None
+    method: str | None = None
+    params: msgspec.Raw = msgspec.Raw(b"")
+    result: msgspec.Raw = msgspec.Raw(b"")
+    error: RpcError | None = None
+
+
+class Response(msgspec.Struct, frozen=True):
+    """The answer to one of our requests, as the reader hands it to the caller."""
+
+    result: msgspec.Raw | None
+    error: RpcError | None
+
+
+class _Meta(msgspec.Struct, frozen=True):
+    requestId: int | str | None = None
+
+
+class _TokenInfo(msgspec.Struct, frozen=True):
+    total_token_usage: TokenUsage | None = None
+
+
+class EventMsg(msgspec.Struct, frozen=True):
+    """The ``msg`` of a ``codex/event``: only the fields the bot shows."""
+
+    type: str
+    call_id: str = ""
+    delta: str = ""
+    message: str = ""
+    command: list[str] | str | None = None
+    cwd: str = ""
+    exit_code: int | None = None
+    success: bool = True
+    changes: dict[str, msgspec.Raw] | None = None
+    info: _TokenInfo | None = None
+
+
+class EventParams(msgspec.Struct, frozen=True):
+    """``codex/event`` params; ``_meta.requestId`` is the ``tools/call`` it belongs to."""
+
+    msg: EventMsg
+    meta: _Meta = msgspec.field(default_factory=_Meta, name="_meta")
+
+    @property
+    def tool_call_id(self) -> str:
+        """The id of the ``tools/call`` this event belongs to, as a string."""
+        return str(self.meta.requestId)
+
+
+class ElicitParams(msgspec.Struct, frozen=True):
+    """``elicitation/create`` params with Codex's own fields (the MCP SDK strips them)."""
+
+    message: str = ""
+    codex_elicitation: str = ""
+    codex_mcp_tool_call_id: str | int | None = None
+    codex_command: list[str] | None = None
+    codex_cwd: str = ""
+    codex_changes: dict[str, msgspec.Raw] | None = None
+
+
+class _Tool(msgspec.Struct, frozen=True):
+    name: str
+
+
+class ToolList(msgspec.Struct, frozen=True):
+    """``tools/list`` result."""
+
+    tools: list[_Tool] = []
+
+    @property
+    def names(self) -> frozenset[str]:
+        """The names of the tools listed."""
+        return frozenset(tool.name for tool in self.tools)
+
+
+class _ServerInfo(msgspec.Struct, frozen=True):
+    name: str = ""
+    version: str = ""
+
+
+class InitializeResult(msgspec.Struct, frozen=True):
+    """``initialize`` result; ``serverInfo.version`` is the Codex release."""
+
+    serverInfo: _ServerInfo = _ServerInfo()
+
+
+class _Content(msgspec.Struct, frozen=True):
+    type: str = "text"
+    text: str = ""
+
+
+class _Structured(msgspec.Struct, frozen=True):
+    threadId: str | None = None
+    content: str | None = None
+
+
+class _ToolResult(msgspec.Struct, frozen=True):
+    content: list[_Content] = []
+    structuredContent: _Structured | None = None
+    isError: bool = False
+
+
+INCOMING: Final = msgspec.json.Decoder(Incoming)
+EVENT: Final = msgspec.json.Decoder(EventParams)
+ELICITATION: Final = msgspec.json.Decoder(ElicitParams)
+TOOL_LIST: Final = msgspec.json.Decoder(ToolList)
+INITIALIZE_RESULT: Final = msgspec.json.Decoder(InitializeResult)
+_TOOL_RESULT: Final = msgspec.json.Decoder(_ToolResult)
+ENCODER: Final = msgspec.json.Encoder()
+
+
+def command_text(command: list[str] | str | None) -> str:
+    """The command as a user would type it: the ``bash -lc`` wrapper removed."""
+    if command is None:
+        return ""
+    if isinstance(command, str):
+        return command
+    if len(command) == 3 and command[0].endswith("sh") and command[1] in ("-lc", "-c"):
+        return command[2]
+    return shlex.join(command)
+
+
+def local_path(where: str) -> str:
+    """A folder as a path: ``exec_command_begin``'s cwd comes as a file URL."""
+    if where.startswith("file://"):
+        return unquote(urlsplit(where).path)
+    return where
+
+
+def error_text(error: RpcError | None) -> str:
+    """A JSON-RPC error for a message, or "no result" when there was neither."""
+    return f"{error.message} ({error.code})" if error else "no result"
+
+
+def tool_call(job: CodexJob) -> tuple[str, dict[str, object]]:
+    """The tool and arguments that run `job`: ``codex`` for a fresh thread (the context
+    preamble goes before the prompt), ``codex-reply`` to continue ``job.thread_id``."""
+    if job.thread_id is not None:
+        return "codex-reply", {"prompt": job.prompt, "threadId": job.thread_id}
+    prompt = f"{job.context_preamble}\n\n{job.prompt}" if job.context_preamble else job.prompt
+    arguments: dict[str, object] = {
+        "prompt": prompt,
+        "cwd": job.cwd,
+        "sandbox": job.sandbox,
+        "approval-policy": job.approval_policy,
+    }
+    if job.model:
+        arguments["model"] = job.model
+    if job.developer_instructions:
+        arguments["developer-instructions"] = job.developer_instructions
+    return "codex", arguments
+
+
+@dataclass
+class TurnEvents:
+    """The events of one ``tools/call`` as the bot's progress messages.
+
+    Holds what later events need from earlier ones: the command of each ``call_id`` (its end
+    event may not repeat it), the files of a patch being applied, the latest token totals.
+    """
+
+    worker_id: int
+    usage: TokenUsage = field(default_factory=TokenUsage)
+    patch_files: tuple[str, ...] = ()
+    commands: dict[str, str] = field(default_factory=dict)
+
+    def translate(self, msg: EventMsg) -> CodexProgress | None:
+        """The progress message for `msg`, or None for an event the bot does not show."""
+        match msg.type:
+            case "task_started":
+                return RunStarted(worker_id=self.worker_id)
+            case "agent_message_content_delta" | "agent_message_delta":
+                return AgentMessageDelta(text=msg.delta)
+            case "exec_command_begin":
+                command = command_text(msg.command)
+                if msg.call_id:
+                    self.commands[msg.call_id] = command
+                return CommandStarted(command=command, cwd=local_path(msg.cwd))
+            case "exec_command_end":
+                command = command_text(msg.command) or self.commands.pop(msg.call_id, "")
+                return CommandFinished(command=command, exit_code=msg.exit_code)
+            case "patch_apply_begin":
+                self.patch_files = tuple(msg.changes or {})
+                return None
+            case "patch_apply_end":
+                files = tuple(msg.changes or {}) or self.patch_files
+                return PatchApplied(files=files, success=msg.success)
+            case "token_count":
+                totals = msg.info.total_token_usage if msg.info else None
+                if totals is None:
+                    return None
+                self.usage = totals
+                return TokenCount(usage=totals)
+            case "stream_error":
+                return CodexNotice(level="stream_error", message=msg.message)
+            case "warning":
+                return CodexNotice(level="warning", message=msg.message)
+            case "error":
+                return CodexNotice(level="error", message=msg.message)
+            case _:
+                return None
+
+
+def approval_ask(ask: ElicitParams, worker_id: int) -> ApprovalAsk:
+    """What an ``elicitation/create`` asks the user to approve."""
+    kind: Literal["exec", "patch"] = (
+        "patch" if ask.codex_elicitation == "patch-approval" else "exec"
+    )
+    return ApprovalAsk(
+        kind=kind,
+        message=ask.message,
+        command=command_text(ask.codex_command),
+        cwd=local_path(ask.codex_cwd),
+        changes=tuple(ask.codex_changes or {}),
+        worker_id=worker_id,
+    )
+
+
+def tool_outcome(
+    response: Response, job: CodexJob, *, worker_id: int, usage: TokenUsage
+) -> JobOutcome:
+    """The outcome of `job` from its ``tools/call`` response.
+
+    `JobDone` with the thread id (a fresh one, or the job's own); `JobFailed`
+    (``codex_error``) for a JSON-RPC error, an ``isError`` result or a result without a
+    thread.
+    """
+    if response.error is not None or response.result is None:
+        return JobFailed(
+            failure="codex_error",
+            message=f"Codex refused the call: {error_text(response.error)}",
+            worker_id=worker_id,
+            thread_id=job.thread_id,
+        )
+    try:
+        result = _TOOL_RESULT.decode(response.result)
+    except msgspec.DecodeError:
+        return JobFailed(
+            failure="codex_error",
+            message="Codex returned a result of an unknown shape",
+            worker_id=worker_id,
+            thread_id=job.thread_id,
+        )
+    structured = result.structuredContent or _Structured()
+    text = structured.content
+    if text is None:
+        text = "\n".join(item.text for item in result.content if item.type == "text")
+    thread_id = structured.threadId or job.thread_id
+    if result.isError or thread_id is None:
+        return JobFailed(
+            failure="codex_error",
+            message=text or "Codex reported an error",
+            worker_id=worker_id,
+            thread_id=thread_id,
+        )
+    return JobDone(text=text, thread_id=thread_id, worker_id=worker_id, usage=usage)

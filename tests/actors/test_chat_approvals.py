@@ -1,0 +1,147 @@
+"""A chat's approvals on their own: the button codec, presses, the timeout, the request's end.
+
+Virtual time (``autojump_clock``); the sender is a memory channel the test reads.
+"""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+from actors.chat_approvals import (
+    ApprovalButton,
+    Approvals,
+    CancelButton,
+    approval_data,
+    cancel_data,
+    decode_button,
+)
+from actors.chat_output import ChatOutput
+from orchestrator.messages import (
+    AnswerCallback,
+    ApprovalAsk,
+    ApprovalDecision,
+    ApprovalRequest,
+    CloseLive,
+    InboundCallback,
+    SenderMsg,
+    SessionKey,
+    TraceRecord,
+    UpdateLive,
+)
+
+KEY = SessionKey(chat_id=5, user_id=7, thread_id=3)
+CEILING = 3600
+TOKEN = "A" * 12  # as long as secrets.token_urlsafe(9)
+
+
+@pytest.mark.parametrize("decision", ["approved", "approved_for_session", "denied"])
+def test_approval_data_round_trips_within_telegrams_64_bytes(decision: ApprovalDecision) -> None:
+    data = approval_data(TOKEN, decision)
+    assert len(data.encode()) <= 64
+    assert decode_button(data) == ApprovalButton(TOKEN, decision)
+
+
+def test_cancel_data_round_trips() -> None:
+    assert decode_button(cancel_data(TOKEN)) == CancelButton(TOKEN)
+
+
+def test_foreign_data_is_none_and_an_unknown_choice_decides_nothing() -> None:
+    assert decode_button("zz:whatever") is None
+    assert decode_button("ap:tok:x") == ApprovalButton("tok", None)
+
+
+class Desk:
+    """An `Approvals` with its sender and tracer recorded."""
+
+    def __init__(self, *, timeout: float = 600) -> None:
+        self.send, self.receive = trio.open_memory_channel[SenderMsg](100)
+        self.traces: list[TraceRecord] = []
+        self.approvals = Approvals(ChatOutput(KEY, self.send, self.traces.append), timeout=timeout)
+        self.requests, self.incoming = trio.open_memory_channel[ApprovalRequest](4)
+
+    def sent(self) -> list[SenderMsg]:
+        messages: list[SenderMsg] = []
+        while True:
+            try:
+                messages.append(self.receive.receive_nowait())
+            except trio.WouldBlock:
+                return messages
+
+    async def ask(self) -> trio.MemoryReceiveChannel[ApprovalDecision]:
+        reply_to, decision = trio.open_memory_channel[ApprovalDecision](1)
+        ask = ApprovalAsk(kind="exec", message="run?", command="make deploy", cwd="")
+        await self.requests.send(ApprovalRequest(ask=ask, reply_to=reply_to))
+        return decision
+
+
+def press(data: str) -> InboundCallback:
+    return InboundCallback(
+        update_id=1,
+        callback_query_id="q1",
+        chat_id=KEY.chat_id,
+        chat_type="private",
+        user_id=KEY.user_id,
+        message_id=1,
+        data=data,
+    )
+
+
+async def test_a_press_decides_once_and_later_presses_are_told_it_expired(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    desk = Desk()
+    with trio.fail_after(CEILING):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(desk.approvals.serve, desk.incoming, "/work")
+            decision = await desk.ask()
+            await trio.testing.wait_all_tasks_blocked()
+            shown = desk.sent()
+            assert isinstance(shown[0], UpdateLive)
+            assert shown[0].text == "Codex asks to run:\n$ make deploy\nin /work"
+            data = shown[0].keyboard[0][1].callback_data
+            button = decode_button(data)
+            assert isinstance(button, ApprovalButton)
+            await desk.approvals.press(press(data), button)
+            await desk.approvals.press(press(data), button)
+            assert await decision.receive() == "approved_for_session"
+            nursery.cancel_scope.cancel()
+    answers = [m.text for m in desk.sent() if isinstance(m, AnswerCallback)]
+    assert answers == ["Approved", "This button is not for you, or it has expired."]
+    assert [t.outcome for t in desk.traces] == ["approved_for_session"]
+    assert {(t.chat_id, t.user_id, t.thread_id) for t in desk.traces} == {(5, 7, 3)}
+
+
+async def test_no_answer_in_time_is_a_denial(autojump_clock: trio.testing.MockClock) -> None:
+    desk = Desk(timeout=90)
+    with trio.fail_after(CEILING):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(desk.approvals.serve, desk.incoming, "/work")
+            decision = await desk.ask()
+            assert await decision.receive() == "denied"
+            assert trio.current_time() == pytest.approx(90)
+            nursery.cancel_scope.cancel()
+    closes = [m for m in desk.sent() if isinstance(m, CloseLive)]
+    assert [m.final_text for m in closes] == ["⌛ No answer in time: denied: $ make deploy"]
+    assert [t.outcome for t in desk.traces] == ["timeout"]
+
+
+async def test_the_end_of_the_request_closes_open_questions(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    desk = Desk()
+    with trio.fail_after(CEILING):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(desk.approvals.serve, desk.incoming, "/work")
+            decision = await desk.ask()
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.cancel_scope.cancel()
+        await desk.approvals.close_all()
+    with pytest.raises(trio.EndOfChannel):  # a closed channel counts as denied
+        await decision.receive()
+    closes = [m for m in desk.sent() if isinstance(m, CloseLive)]
+    assert [m.final_text for m in closes] == [
+        "⏹ Not answered before the request ended: $ make deploy"
+    ]
+    assert desk.traces == []

@@ -1,0 +1,192 @@
+"""One request's life on its own: the outcome it returns and what the user sees on the way.
+
+Virtual time (``autojump_clock``); a scripted pool stands in for the workers, and the sender
+is a memory channel the test drains.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+import trio
+import trio.testing
+
+from actors.chat_approvals import Approvals
+from actors.chat_output import ChatOutput
+from actors.chat_request import (
+    TYPING_INTERVAL,
+    CancelledByUser,
+    Completed,
+    Interrupted,
+    Request,
+    RequestOutcome,
+    serve_request,
+    stopped_outcome,
+)
+from orchestrator.config import Profile
+from orchestrator.messages import (
+    CloseLive,
+    JobDone,
+    PatchApplied,
+    RunStarted,
+    SendChatAction,
+    SenderMsg,
+    SendReply,
+    SessionKey,
+    TraceRecord,
+    UpdateLive,
+)
+from orchestrator.ports import PoolStatistics
+from orchestrator.session_store import SessionState
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from orchestrator.messages import ApprovalRequest, CodexJob, CodexProgress, JobOutcome
+
+KEY = SessionKey(chat_id=5, user_id=7)
+CEILING = 3600
+
+
+class ScriptedPool:
+    """Answers every call after `delay` seconds, patching ``app.py`` on the way."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+
+    async def run(
+        self,
+        job: CodexJob,
+        *,
+        progress: trio.MemorySendChannel[CodexProgress],
+        approvals: trio.MemorySendChannel[ApprovalRequest],
+    ) -> JobOutcome:
+        progress.send_nowait(RunStarted(worker_id=1))
+        progress.send_nowait(PatchApplied(files=("app.py",)))
+        await trio.sleep(self.delay)
+        return JobDone(text=f"did: {job.prompt}", thread_id="thread-1", worker_id=1)
+
+    def statistics(self) -> PoolStatistics:
+        return PoolStatistics()
+
+
+class Harness:
+    def __init__(self, tmp_path: Path, delay: float) -> None:
+        self.sent: list[SenderMsg] = []
+        self.traces: list[TraceRecord] = []
+        self.send, self.receive = trio.open_memory_channel[SenderMsg](100)
+        self.out = ChatOutput(KEY, self.send, self.traces.append)
+        self.pool = ScriptedPool(delay)
+        self.profile = Profile(working_directory=str(tmp_path))
+        self.request = Request(
+            number=1, prompt="fix it", mode="single", token="tok", started=trio.current_time()
+        )
+
+    async def collect(self) -> None:
+        async for message in self.receive:
+            self.sent.append(message)
+
+    async def serve(self) -> RequestOutcome:
+        return await serve_request(
+            self.request,
+            out=self.out,
+            approvals=Approvals(self.out, timeout=600),
+            pool=self.pool,
+            profile=self.profile,
+            session=SessionState(mode="single", profile="default"),
+            conversation="5-7",
+        )
+
+    def replies(self) -> list[str]:
+        return [m.markdown for m in self.sent if isinstance(m, SendReply)]
+
+
+async def test_a_quick_answer_returns_its_result_without_a_progress_message(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    bot = Harness(tmp_path, delay=0.2)
+    with trio.fail_after(CEILING):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(bot.collect)
+            outcome = await bot.serve()
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.cancel_scope.cancel()
+    assert isinstance(outcome, Completed)
+    assert outcome.result.developer_thread_id == "thread-1"
+    assert bot.replies() == ["did: fix it\n\nFiles changed: `app.py`"]
+    assert not any(isinstance(m, UpdateLive | CloseLive | SendChatAction) for m in bot.sent)
+    [role] = [t for t in bot.traces if t.event == "role"]
+    assert (role.chat_id, role.user_id, role.role, role.outcome) == (5, 7, "developer", "succeeded")
+
+
+async def test_a_long_request_types_shows_progress_and_closes_it(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    bot = Harness(tmp_path, delay=60)
+    with trio.fail_after(CEILING):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(bot.collect)
+            outcome = await bot.serve()
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.cancel_scope.cancel()
+    assert isinstance(outcome, Completed)
+    typing = [m for m in bot.sent if isinstance(m, SendChatAction)]
+    assert len(typing) == pytest.approx(60 / TYPING_INTERVAL, abs=1)
+    live = [m for m in bot.sent if isinstance(m, UpdateLive)]
+    assert live[0].slot == "request-1"
+    assert "Worker 1" in live[-1].text
+    assert live[0].keyboard[0][0].callback_data == "cx:tok"
+    closes = [m for m in bot.sent if isinstance(m, CloseLive)]
+    assert [m.final_text for m in closes] == ["✅ Done in 1:00."]
+
+
+async def test_typing_is_shed_when_the_sender_is_full() -> None:
+    send, _receive = trio.open_memory_channel[SenderMsg](1)
+    out = ChatOutput(KEY, send, lambda record: None)
+    assert out.typing()
+    assert not out.typing()
+    assert not out.typing()
+    assert out.typing_shed.shed == 2
+
+
+async def test_a_cancel_by_the_user_is_returned(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    bot = Harness(tmp_path, delay=600)
+    with trio.fail_after(CEILING):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(bot.collect)
+            nursery.start_soon(bot.serve)
+            await trio.sleep(10)
+            assert bot.request.cancel("/cancel")
+            assert not bot.request.cancel("button")
+            await trio.sleep(1)
+            nursery.cancel_scope.cancel()
+    assert "🛑 Cancelled after 0:10." in bot.replies()
+    stopped = stopped_outcome(bot.request)
+    assert isinstance(stopped, CancelledByUser)
+    assert stopped.reason == "/cancel"
+
+
+async def test_a_stopped_chat_tells_the_user_and_lets_the_cancel_through(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    bot = Harness(tmp_path, delay=600)
+    outcomes: list[RequestOutcome] = []
+
+    async def serve() -> None:
+        outcomes.append(await bot.serve())
+
+    with trio.fail_after(CEILING):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(bot.collect)
+            async with trio.open_nursery() as chat:
+                chat.start_soon(serve)
+                await trio.sleep(30)
+                chat.cancel_scope.cancel()
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.cancel_scope.cancel()
+    assert outcomes == []
+    assert bot.replies() == ["⏹ Interrupted by a restart of the bot; it will run again afterwards."]
+    assert isinstance(stopped_outcome(bot.request), Interrupted)

@@ -1,0 +1,94 @@
+"""``codex-orchestrator doctor`` as a real process against Telegram's failure modes: it asks
+``getMe`` as ``start`` does, and fails (exit 1) with what went wrong and a fix."""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import TYPE_CHECKING
+
+import trio
+
+from tests.bot_process import cli_environment, run_cli
+from tests.fakes.telegram_server import open_fake_telegram
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
+CEILING = 60
+
+
+def config(folder: Path, telegram_url: str) -> Path:
+    (folder / "work").mkdir(exist_ok=True)
+    path = folder / "conf.toml"
+    path.write_text(
+        f"state_dir = {json.dumps(str(folder / 'state'))}\n"
+        f"[telegram]\nallowed_users = [42]\napi_base_url = {json.dumps(telegram_url)}\n"
+        '[codex]\ncommand = ["/nonexistent/codex", "mcp-server"]\npool_size = 1\n'
+        f"[profiles.default]\nworking_directory = {json.dumps(str(folder / 'work'))}\n"
+    )
+    return path
+
+
+def row(output: str, check: str) -> str:
+    rows = [line for line in output.splitlines() if line.startswith(f"{check} ")]
+    assert len(rows) == 1, output
+    return rows[0]
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_doctor_fails_when_telegram_is_unreachable(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{closed_port()}"
+    path = config(tmp_path, url)
+    code, output = await run_cli(
+        ["doctor", "--config", str(path)],
+        cwd=tmp_path,
+        env=cli_environment(TELEGRAM_BOT_TOKEN=TOKEN),
+    )
+    assert code == 1
+    telegram = row(output, "telegram")
+    assert " FAIL " in telegram
+    assert f"cannot reach {url}" in telegram
+    assert "check the network" in telegram
+    assert "All checks passed" not in output
+    assert TOKEN not in output
+
+
+async def test_doctor_fails_when_telegram_rejects_the_token(tmp_path: Path) -> None:
+    wrong = "987654321:ZZHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
+    with trio.fail_after(CEILING):
+        async with open_fake_telegram(TOKEN) as tg:
+            path = config(tmp_path, tg.base_url)
+            code, output = await run_cli(
+                ["doctor", "--config", str(path)],
+                cwd=tmp_path,
+                env=cli_environment(TELEGRAM_BOT_TOKEN=wrong),
+            )
+    assert code == 1
+    telegram = row(output, "telegram")
+    assert "Telegram rejected the token (401 Unauthorized)" in telegram
+    assert "@BotFather" in telegram
+    assert wrong not in output
+
+
+async def test_doctor_reports_the_bot_when_telegram_accepts(tmp_path: Path) -> None:
+    with trio.fail_after(CEILING):
+        async with open_fake_telegram(TOKEN) as tg:
+            path = config(tmp_path, tg.base_url)
+            code, output = await run_cli(
+                ["doctor", "--config", str(path)],
+                cwd=tmp_path,
+                env=cli_environment(TELEGRAM_BOT_TOKEN=TOKEN),
+            )
+            assert tg.calls_of("getMe")
+    telegram = row(output, "telegram")
+    assert " ok " in telegram
+    assert "@TestBot" in telegram
+    assert code == 1  # codex.command does not exist
+    assert " FAIL " in row(output, "codex command")

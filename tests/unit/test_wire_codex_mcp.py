@@ -1,0 +1,130 @@
+"""The Codex MCP wire types and their translation, without a process."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from orchestrator.messages import (
+    CodexJob,
+    CommandFinished,
+    CommandStarted,
+    JobDone,
+    JobFailed,
+    PatchApplied,
+    RunStarted,
+    TokenCount,
+)
+from orchestrator.wire.codex_mcp import (
+    ELICITATION,
+    EVENT,
+    Response,
+    RpcError,
+    TurnEvents,
+    approval_ask,
+    command_text,
+    local_path,
+    tool_call,
+    tool_outcome,
+)
+from orchestrator.workflow_messages import TokenUsage
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+
+def job(**kw: object) -> CodexJob:
+    return CodexJob(conversation="1-1", prompt="do it", cwd="/w", **kw)  # type: ignore[arg-type]
+
+
+def result(payload: object) -> Response:
+    return Response(msgspec.Raw(msgspec.json.encode(payload)), None)
+
+
+def test_local_path_turns_file_urls_into_paths() -> None:
+    assert local_path("file:///home/me/my%20project") == "/home/me/my project"
+    assert local_path("/home/me/project") == "/home/me/project"
+    assert local_path("") == ""
+
+
+def test_command_text_drops_the_shell_wrapper() -> None:
+    assert command_text(["/bin/bash", "-lc", "make test"]) == "make test"
+    assert command_text(["ls", "my dir"]) == "ls 'my dir'"
+    assert command_text("echo hi") == "echo hi"
+    assert command_text(None) == ""
+
+
+def test_a_fresh_thread_is_codex_with_the_preamble_a_reply_is_codex_reply() -> None:
+    tool, arguments = tool_call(job(context_preamble="ctx", model="m"))
+    assert tool == "codex"
+    assert arguments == {
+        "prompt": "ctx\n\ndo it",
+        "cwd": "/w",
+        "sandbox": "workspace-write",
+        "approval-policy": "on-request",
+        "model": "m",
+    }
+    assert tool_call(job(thread_id="t1", context_preamble="ctx")) == (
+        "codex-reply",
+        {"prompt": "do it", "threadId": "t1"},
+    )
+
+
+def test_events_of_a_turn_become_progress() -> None:
+    events = TurnEvents(worker_id=4)
+
+    def translate(msg: Mapping[str, object]) -> object:
+        params = EVENT.decode(msgspec.json.encode({"msg": msg, "_meta": {"requestId": 7}}))
+        assert params.tool_call_id == "7"
+        return events.translate(params.msg)
+
+    assert translate({"type": "task_started"}) == RunStarted(worker_id=4)
+    begin = {"type": "exec_command_begin", "call_id": "c", "command": ["bash", "-lc", "ls"]}
+    assert translate(begin | {"cwd": "file:///w"}) == CommandStarted(command="ls", cwd="/w")
+    end = {"type": "exec_command_end", "call_id": "c", "exit_code": 2}
+    assert translate(end) == CommandFinished(command="ls", exit_code=2)
+    assert translate({"type": "patch_apply_begin", "changes": {"/w/a": {}}}) is None
+    assert translate({"type": "patch_apply_end"}) == PatchApplied(files=("/w/a",))
+    tokens = {"type": "token_count", "info": {"total_token_usage": {"total_tokens": 9}}}
+    assert translate(tokens) == TokenCount(usage=TokenUsage(total_tokens=9))
+    assert events.usage.total_tokens == 9
+    assert translate({"type": "raw_response_item"}) is None
+
+
+def test_an_elicitation_becomes_an_approval_ask() -> None:
+    params = ELICITATION.decode(
+        msgspec.json.encode(
+            {
+                "message": "Allow?",
+                "codex_elicitation": "patch-approval",
+                "codex_mcp_tool_call_id": "2",
+                "codex_changes": {"/w/f.txt": {"type": "add"}},
+            }
+        )
+    )
+    ask = approval_ask(params, worker_id=1)
+    assert (ask.kind, ask.changes, ask.worker_id) == ("patch", ("/w/f.txt",), 1)
+
+
+def test_tool_results_become_outcomes() -> None:
+    usage = TokenUsage(total_tokens=3)
+    done = tool_outcome(
+        result({"structuredContent": {"threadId": "t", "content": "hi"}}),
+        job(),
+        worker_id=0,
+        usage=usage,
+    )
+    assert done == JobDone(text="hi", thread_id="t", worker_id=0, usage=usage)
+    failed = tool_outcome(
+        result({"content": [{"type": "text", "text": "Session not found"}], "isError": True}),
+        job(thread_id="t"),
+        worker_id=0,
+        usage=usage,
+    )
+    assert failed == JobFailed(
+        failure="codex_error", message="Session not found", worker_id=0, thread_id="t"
+    )
+    refused = tool_outcome(Response(None, RpcError(-32602, "bad")), job(), worker_id=0, usage=usage)
+    assert isinstance(refused, JobFailed)
+    assert refused.message == "Codex refused the call: bad (-32602)"
