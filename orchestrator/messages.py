@@ -25,7 +25,7 @@ from typing import Literal, TypeAlias
 import msgspec
 import trio
 
-from orchestrator.workflow_messages import TokenUsage
+from orchestrator.workflow_types import TokenUsage
 
 __all__ = [
     "AgentMessageDelta",

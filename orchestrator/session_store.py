@@ -21,7 +21,7 @@ import trio
 
 from orchestrator import disk
 from orchestrator.messages import SessionKey
-from orchestrator.workflow_messages import TokenUsage
+from orchestrator.workflow_types import TokenUsage
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

@@ -45,7 +45,7 @@ from orchestrator.messages import (
     RunStarted,
     TokenCount,
 )
-from orchestrator.workflow_messages import TokenUsage
+from orchestrator.workflow_types import TokenUsage
 
 if TYPE_CHECKING:
     from orchestrator.messages import CodexJob, CodexProgress, JobOutcome

@@ -28,7 +28,7 @@ from orchestrator.wire.codex_mcp import (
     tool_call,
     tool_outcome,
 )
-from orchestrator.workflow_messages import TokenUsage
+from orchestrator.workflow_types import TokenUsage
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
