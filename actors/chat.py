@@ -54,6 +54,9 @@ __all__ = ["ChatDeps", "run"]
 
 logger: Final = logging.getLogger(__name__)
 
+FAILED_SUMMARY: Final = "(this request failed before Codex finished it)"
+"""The summary's result line of a request that failed."""
+
 SUMMARY_LIMIT: Final = 1500
 """Characters of conversation summary kept as the context preamble."""
 
@@ -408,16 +411,23 @@ class _Chat:
             case Completed(result=result):
                 failed = result.error is not None
                 usage = result.usage
+                thread = result.developer_thread_id or self.state.developer_thread_id
+                worker = (
+                    result.developer_worker_id
+                    if result.developer_thread_id
+                    else self.state.developer_worker_id
+                )
+                if result.failed_phase == "developing":
+                    # Codex's thread saw an error: continuing it shifts the next answers by
+                    # one (Codex 0.153.4). The next request starts a fresh thread with the
+                    # summary as its recap, as after a cancel.
+                    thread, worker = None, None
+                answer = FAILED_SUMMARY if failed else result.text
                 self.state = msgspec.structs.replace(
                     self.state,
-                    developer_thread_id=result.developer_thread_id
-                    or self.state.developer_thread_id,
-                    developer_worker_id=(
-                        result.developer_worker_id
-                        if result.developer_thread_id
-                        else self.state.developer_worker_id
-                    ),
-                    summary=_summarize(self.state.summary, request.prompt, result.text),
+                    developer_thread_id=thread,
+                    developer_worker_id=worker,
+                    summary=_summarize(self.state.summary, request.prompt, answer),
                     last_usage=usage,
                     counters=SessionCounters(
                         runs=counters.runs + 1,

@@ -783,3 +783,32 @@ async def test_a_request_that_fails_inside_the_bot_is_reported_once_and_not_run_
     async with running_bot(tmp_path) as again:
         await trio.sleep(30)
         assert not [job for p in again.fakes.started for job in p.calls]
+
+
+async def test_after_a_codex_error_the_next_request_starts_a_fresh_thread_with_the_recap(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    fakes = FakeProcesses()
+    fakes.rule("broken", error="stream disconnected before completion")
+    async with running_bot(tmp_path, fakes) as bot:
+        await bot.say(ALICE, "first question")
+        await bot.wait_reply(ALICE, "FAKE: first question")
+        await bot.say(ALICE, "broken turn")
+        await bot.wait(lambda: len([j for p in fakes.started for j in p.calls]) >= 2)
+        await bot.wait(lambda: _failed_run_ended(bot))
+        await bot.say(ALICE, "third question")
+        await bot.wait_reply(ALICE, "FAKE: third question")
+        calls = [job for p in fakes.started for job in p.calls]
+        _first, broken, third = calls
+        assert broken.thread_id is not None  # the conversation continued...
+        assert third.thread_id is None  # ...but not on the thread that saw the error
+        assert "User asked: first question" in third.context_preamble
+        assert "User asked: broken turn" in third.context_preamble
+    state = (await bot.store.load(SessionKey(ALICE, ALICE))).state
+    assert state is not None
+    assert state.developer_thread_id is not None
+    assert state.developer_thread_id != broken.thread_id
+
+
+def _failed_run_ended(bot: Bot) -> bool:
+    return any(t.event == "run_end" and t.outcome == "failed" for t in bot.traces)

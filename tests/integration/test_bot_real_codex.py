@@ -14,6 +14,7 @@ import trio
 
 from tests.bot_process import ENTRY, running, write_config
 from tests.fakes.mock_model import (
+    HttpError,
     MockModel,
     Patch,
     Shell,
@@ -82,6 +83,8 @@ def model_turns(body: dict[str, Any]) -> Turn:
             return [Shell(f"touch {name}", escalated=True, justification=f"to create {name}")]
     if "sleep for a while" in prompt:
         return [Shell("sleep 300")]
+    if prompt.rstrip().endswith("fail this turn"):  # not when a recap quotes it
+        return [HttpError(500)]
     return [Text(f"MOCK-REPLY: {prompt[-60:]}")]
 
 
@@ -203,6 +206,34 @@ async def test_cancel_from_telegram_reaps_every_process_and_the_chat_goes_on(
     assert count_texts(tg, "no longer available") == 1  # told once that the session moved
     last_prompt = last_user_text(model.requests[-1])
     assert "and after the cancel" in last_prompt
+
+
+async def test_after_a_codex_error_the_next_answer_is_not_shifted(
+    codex_binary: Path, tmp_path: Path
+) -> None:
+    """Codex 0.153.4 answers the turn after a failed one with the wrong text when the thread
+    is continued: the bot starts a fresh thread with the recap instead."""
+    with trio.fail_after(CEILING):
+        async with real_codex_edges(codex_binary, tmp_path, sandbox="read-only") as edges:
+            model, tg, config = edges
+            async with running(config, TOKEN) as bot:
+                await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="hello first")
+                await tg.wait_for(lambda t: has_text(t, "MOCK-REPLY: hello first"))
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="now fail this turn")
+                await tg.wait_for(lambda t: has_text(t, "failed"))
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="the question after it")
+                await tg.wait_for(lambda t: count_texts(t, "MOCK-REPLY") == 2)
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="and one more")
+                await tg.wait_for(lambda t: count_texts(t, "MOCK-REPLY") == 3)
+                bot.process.send_signal(signal.SIGTERM)
+    assert bot.process.returncode == 0, bot.text()
+    replies = [text for text in tg.sent_texts(ALICE) if "MOCK-REPLY" in text]
+    assert "the question after it" in replies[1], replies
+    assert "and one more" in replies[2], replies
+    assert not has_text(tg, "Codex gave no text")
+    recap = [b for b in model.requests if "the question after it" in last_user_text(b)]
+    assert "Summary of it so far" in last_user_text(recap[0])
 
 
 async def test_doctor_passes_against_the_real_codex(codex_binary: Path, tmp_path: Path) -> None:
