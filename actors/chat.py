@@ -5,9 +5,11 @@ request being served and its cancel scope, and the session file. The inbox loop 
 for Codex: a request is served in a child task (`actors.chat_request`), so commands, queueing,
 button presses and ``/cancel`` are answered while it runs.
 
-- Text while idle starts a batch: texts arriving within ``batch_window`` of each other become
-  one prompt. Text while a request runs is queued (bounded by ``queue_limit``) and answered
-  "queued (position N)"; queued prompts run one after another and survive restarts.
+- Text while idle starts a request at once; only a text as long as Telegram's limit (a part
+  of a long paste the client split) waits ``batch_window`` for the rest, each such part
+  waiting again, and the parts run as one prompt. Texts arriving while a request runs join
+  one queued prompt (at most ``queue_limit`` of them; one "Queued" notice), which runs next;
+  queued prompts survive restarts.
 - A request's life (progress message, typing, the result) is `actors.chat_request`; it returns
   a `RequestOutcome` that this actor applies to the session (counters, thread, summary).
 - Approvals relayed by the pool are shown and decided by `actors.chat_approvals`; this actor
@@ -57,6 +59,12 @@ logger: Final = logging.getLogger(__name__)
 FAILED_SUMMARY: Final = "(this request failed before Codex finished it)"
 """The summary's result line of a request that failed."""
 
+TELEGRAM_TEXT_LIMIT: Final = 4096
+"""Characters of one Telegram message: clients split a longer paste into parts this long."""
+
+SPLIT_SLACK: Final = 64
+"""A part may be this much shorter than the limit (clients split at a space or line end)."""
+
 SUMMARY_LIMIT: Final = 1500
 """Characters of conversation summary kept as the context preamble."""
 
@@ -92,6 +100,10 @@ class _Chat:
         self.batch: list[str] = []
         self.batch_due = math.inf
         self.closing = False
+        self.joinable = False
+        """The last queued prompt takes more messages (it was queued by this process)."""
+        self.joined = 0
+        """Messages joined into the last queued prompt."""
 
     # ------------------------------------------------------------------ output
 
@@ -163,28 +175,47 @@ class _Chat:
 
     async def on_text(self, text: str) -> None:
         if self.request is None and not self.state.queue:
-            self.batch.append(text)
-            window = self.config.sessions.batch_window
-            self.batch_due = trio.current_time() + window
-            if window <= 0:
-                await self.flush_batch()
+            await self.collect(text)
             return
-        # A request is running: queue it (joining a prompt queued a moment ago).
+        await self.queue_text(text)
+
+    async def collect(self, text: str) -> None:
+        """An idle chat: start at once, unless `text` looks like a part of a long paste that
+        Telegram split at its length limit; then wait ``batch_window`` for the rest (each part
+        at the limit waits again), and run the parts as one prompt."""
+        self.batch.append(text)
+        window = self.config.sessions.batch_window
+        if window > 0 and is_split_part(text):
+            self.batch_due = trio.current_time() + window
+            return
+        await self.flush_batch()
+
+    async def queue_text(self, text: str) -> None:
+        """A request is running: `text` joins the prompt that runs next (one notice for it)."""
         queue = list(self.state.queue)
-        if len(queue) >= self.config.sessions.queue_limit:
-            await self.out.say(
-                f"The queue is full ({len(queue)} waiting); wait for a result or /cancel.",
-                plain=True,
-            )
+        joining = bool(queue) and self.joinable
+        if joining and self.joined >= self.config.sessions.queue_limit:
+            await self.out.say(chat_texts.queue_full(self.config.sessions.queue_limit), plain=True)
             self.out.trace(TraceRecord(event="queued", outcome="rejected", detail="queue full"))
             return
-        queue.append(text)
+        if joining:
+            queue[-1] = f"{queue[-1]}\n\n{text}"
+            self.joined += 1
+        else:
+            queue.append(text)
+            self.joinable = True
+            self.joined = 1
         self.state = msgspec.structs.replace(self.state, queue=tuple(queue))
         await self.save()
         self.out.trace(
-            TraceRecord(event="queued", detail=f"position {len(queue)}", preview=self.preview(text))
+            TraceRecord(
+                event="queued",
+                detail=f"position {len(queue)}, {self.joined} joined",
+                preview=self.preview(text),
+            )
         )
-        await self.out.say(f"Queued (position {len(queue)}).", plain=True)
+        if not joining:
+            await self.out.say(chat_texts.queued(len(queue)), plain=True)
 
     async def flush_batch(self) -> None:
         if not self.batch:
@@ -215,6 +246,9 @@ class _Chat:
             return
         prompt, *rest = self.state.queue
         self.state = msgspec.structs.replace(self.state, queue=tuple(rest))
+        if not rest:
+            self.joinable = False
+            self.joined = 0
         await self.save()
         self.start_request(prompt)
 
@@ -480,6 +514,13 @@ class _Chat:
                 detail=detail,
             )
         )
+
+
+def is_split_part(text: str) -> bool:
+    """True when `text` is (nearly) as long as a Telegram message can be: a client may have
+    split a longer paste there, and the rest follows in a moment. UTF-16 units, as Telegram
+    counts them."""
+    return len(text.encode("utf-16-le")) // 2 >= TELEGRAM_TEXT_LIMIT - SPLIT_SLACK
 
 
 def _pool_line(stats: PoolStatistics) -> str:

@@ -25,6 +25,8 @@ __all__ = [
     "SHORT_HELP",
     "TEXT_ONLY",
     "format_duration",
+    "queue_full",
+    "queued",
     "unknown_command",
 ]
 
@@ -40,8 +42,9 @@ BOT_COMMANDS: Final[tuple[tuple[str, str], ...]] = (
 
 HELP: Final = (
     "I run your requests on Codex in the profile's working directory.\n\n"
-    "Send a message to start a request. Messages sent within about a second are joined; "
-    "messages sent while a request runs are queued.\n\n"
+    "Send a message to start a request: it starts at once. A long paste that Telegram splits "
+    "into parts runs as one request. Messages you send while a request runs are kept and run "
+    "together as the next request.\n\n"
     "/start: this help (also /help)\n"
     "/mode single|plan: one developer run, or selector → planner → developer → reviewer "
     "(up to 3 review rounds)\n"
@@ -73,6 +76,23 @@ SESSION_CORRUPT: Final = (
     "Your session file was damaged and has been reset (the old one was kept aside). "
     "Mode, profile and conversation are back to the defaults."
 )
+
+
+def queued(position: int) -> str:
+    """The one notice for a prompt queued behind the running request."""
+    where = "when the current request ends" if position == 1 else f"after {position - 1} more"
+    return (
+        f"Queued: this runs {where}. Anything else you send until then runs together with it "
+        "as one request."
+    )
+
+
+def queue_full(limit: int) -> str:
+    """A message refused because the next request holds `limit` messages already."""
+    return (
+        f"Not taken: the next request already holds {limit} messages, the most it can. "
+        "Wait for the current result, or /cancel it."
+    )
 
 
 def unknown_command(name: str) -> str:

@@ -206,7 +206,7 @@ async def test_two_users_run_in_parallel_with_separate_sessions(
         await bot.say(BOB, "hello from bob")
         await bot.wait_reply(ALICE, "for alice")
         await bot.wait_reply(BOB, "for bob")
-        assert trio.current_time() < 15  # both ran at once (10 s each + 1 s batch window)
+        assert trio.current_time() < 15  # both ran at once (10 s each)
     alice = (await bot.store.load(SessionKey(ALICE, ALICE))).state
     bob = (await bot.store.load(SessionKey(BOB, BOB))).state
     assert alice is not None
@@ -233,24 +233,55 @@ async def test_conversation_continues_on_its_thread_until_new(
         assert calls[-1].thread_id is None
 
 
-async def test_queueing_and_batching(
+async def test_a_lone_message_starts_at_once(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with running_bot(tmp_path) as bot:
+        await bot.wait(lambda: len(bot.fakes.started) == 2)
+        sent_at = trio.current_time()
+        await bot.say(ALICE, "short question")
+        await bot.wait(lambda: any(p.calls for p in bot.fakes.started))
+        assert trio.current_time() - sent_at < 0.01  # no batching window before Codex
+
+
+async def test_the_parts_of_a_long_paste_run_as_one_prompt(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    part = "x" * 4090
+    async with running_bot(tmp_path, batch_window=1.0) as bot:
+        await bot.say(ALICE, part)
+        await trio.sleep(0.8)
+        await bot.say(ALICE, "y" * 4096)  # a second part at the limit waits again
+        await trio.sleep(0.8)
+        assert not any(p.calls for p in bot.fakes.started)
+        await bot.say(ALICE, "the end of the paste")  # shorter: the last part, run at once
+        await bot.wait(lambda: any(p.calls for p in bot.fakes.started))
+        prompts = [job.prompt for p in bot.fakes.started for job in p.calls]
+        assert prompts == [f"{part}\n\n{'y' * 4096}\n\nthe end of the paste"]
+        # A lone part whose rest never comes runs after the window.
+        await bot.wait_reply(ALICE, "FAKE: ")
+        await bot.say(ALICE, "z" * 4096)
+        await trio.sleep(0.9)
+        assert len([job for p in bot.fakes.started for job in p.calls]) == 1
+        await bot.wait(lambda: len([job for p in bot.fakes.started for job in p.calls]) == 2)
+
+
+async def test_messages_sent_while_a_request_runs_run_together_next(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
     fakes = FakeProcesses()
     fakes.rule("long", delay=60)
     async with running_bot(tmp_path, fakes) as bot:
-        await bot.say(ALICE, "part one of a long task")
-        await bot.say(ALICE, "part two")
-        await bot.wait(lambda: bool(bot.fakes.started[0].calls or bot.fakes.started[1].calls))
-        prompts = [job.prompt for p in bot.fakes.started for job in p.calls]
-        assert prompts == ["part one of a long task\n\npart two"]
+        await bot.say(ALICE, "a long task")
+        await bot.wait(lambda: any(p.calls for p in bot.fakes.started))
         await bot.say(ALICE, "next please")
         await bot.say(ALICE, "and another")
-        await bot.wait_reply(ALICE, "Queued (position 2)")
-        assert "Queued (position 1)." in bot.replies(ALICE)
-        await bot.wait_reply(ALICE, "FAKE: and another")
-        order = [r for r in bot.replies(ALICE) if r.startswith("FAKE") or "long" in r]
-        assert [r.split(": ", 1)[-1] for r in order][-2:] == ["next please", "and another"]
+        await bot.wait_reply(ALICE, "FAKE: next please\n\nand another")
+        queued = [r for r in bot.replies(ALICE) if r.startswith("Queued")]
+        assert queued == [chat_texts.queued(1)]
+        assert "runs together" in queued[0]
+        prompts = [job.prompt for p in bot.fakes.started for job in p.calls]
+        assert prompts == ["a long task", "next please\n\nand another"]
         assert any(t.event == "queued" for t in bot.traces)
 
 
@@ -262,9 +293,10 @@ async def test_queue_limit(tmp_path: Path, autojump_clock: trio.testing.MockCloc
         await bot.wait(lambda: any(p.calls for p in bot.fakes.started))
         for n in range(3):
             await bot.say(ALICE, f"more {n}")
-        await bot.wait_reply(ALICE, "queue is full")
+        await bot.wait_reply(ALICE, chat_texts.queue_full(2))
         await bot.say(ALICE, "/cancel")
         await bot.wait_reply(ALICE, "Cancelled")
+        await bot.wait_reply(ALICE, "FAKE: more 0\n\nmore 1")
 
 
 async def test_stranger_gets_one_refusal_per_hour_and_nothing_else(
@@ -624,7 +656,7 @@ async def test_restart_keeps_mode_profile_and_queue(
         await bot.say(ALICE, "slow one")
         await bot.wait(lambda: any(p.calls for p in bot.fakes.started))
         await bot.say(ALICE, "queued after restart")
-        await bot.wait_reply(ALICE, "Queued (position 1)")
+        await bot.wait_reply(ALICE, "Queued")
     # The drain grace (60 s) ran out before the 500 s job: it is put back in the queue.
     assert any("Interrupted" in r for r in bot.replies(ALICE))
     state = (await SessionStore(tmp_path / "sessions").load(SessionKey(ALICE, ALICE))).state
