@@ -103,6 +103,8 @@ UNREADABLE_INSTRUCTIONS: Final = (
     "Fix the files (or ask the bot's owner to), then send the request again."
 )
 
+NO_TEXT: Final = "Codex finished without writing an answer."
+
 INTERRUPTED: Final = "⏹ Interrupted by a restart of the bot; it will run again afterwards."
 
 MOVED_NOTE: Final = (
@@ -462,7 +464,7 @@ async def _close_live(request: Request, out: ChatOutput, text: str) -> None:
 
 def _final_text(result: WorkflowResult, patched: list[str]) -> str:
     """The result message: Codex's answer plus what was changed (when Codex reported it)."""
-    text = result.text.strip() or "(Codex gave no text)"
+    text = result.text.strip() or NO_TEXT
     files = list(result.files_changed) + [
         path for path in patched if path not in result.files_changed
     ]

@@ -613,14 +613,14 @@ async def test_a_codex_crash_loop_is_explained_to_the_user_and_heals(
     async with running_bot(tmp_path, fakes) as bot:
         fakes.fail_starts = 1000  # from now on no worker starts
         await bot.say(ALICE, "boom")
-        await bot.wait_reply(ALICE, "failed while developing (round 1): died")
+        await bot.wait_reply(ALICE, "❌ Codex failed while working on your request. The Codex")
         for process in fakes.started:
             process.die()  # the other worker goes too
         await trio.sleep(120)  # restarts back off, then each position gives up and rests
         await bot.say(ALICE, "/status")
         await bot.wait_reply(ALICE, "Codex workers: 2 dead")
         await bot.say(ALICE, "hello")
-        await bot.wait_reply(ALICE, "no Codex worker is running")
+        await bot.wait_reply(ALICE, "No Codex worker is running")
         assert "scripted start failure" in bot.replies(ALICE)[-1]
         assert "codex-orchestrator doctor" in bot.replies(ALICE)[-1]
         fakes.fail_starts = 0

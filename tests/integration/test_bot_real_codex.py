@@ -221,7 +221,7 @@ async def test_after_a_codex_error_the_next_answer_is_not_shifted(
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="hello first")
                 await tg.wait_for(lambda t: has_text(t, "MOCK-REPLY: hello first"))
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="now fail this turn")
-                await tg.wait_for(lambda t: has_text(t, "failed"))
+                await tg.wait_for(lambda t: has_text(t, "❌ Codex failed"))
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="the question after it")
                 await tg.wait_for(lambda t: count_texts(t, "MOCK-REPLY") == 2)
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="and one more")
@@ -231,7 +231,8 @@ async def test_after_a_codex_error_the_next_answer_is_not_shifted(
     replies = [text for text in tg.sent_texts(ALICE) if "MOCK-REPLY" in text]
     assert "the question after it" in replies[1], replies
     assert "and one more" in replies[2], replies
-    assert not has_text(tg, "Codex gave no text")
+    assert not has_text(tg, "without writing an answer")
+    assert not has_text(tg, "codex_error")
     recap = [b for b in model.requests if "the question after it" in last_user_text(b)]
     assert "Summary of it so far" in last_user_text(recap[0])
 
