@@ -40,6 +40,7 @@ from actors.chat_request import (
     Interrupted,
     Request,
     RequestOutcome,
+    phase_words,
     serve_request,
     stopped_outcome,
 )
@@ -364,8 +365,8 @@ class _Chat:
         else:
             progress = request.progress
             elapsed = chat_texts.format_duration(trio.current_time() - request.started)
-            phase = progress.phase + (f" ({progress.detail})" if progress.detail else "")
-            lines.append(f"State: running for {elapsed}, {phase}")
+            phase = phase_words(progress.phase, progress.detail)
+            lines.append(f"State: {phase}, running for {elapsed}")
             if progress.worker is not None:
                 worker = progress.worker
         lines.append(f"Queue: {len(self.state.queue)}")

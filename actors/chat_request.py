@@ -47,7 +47,7 @@ from orchestrator.messages import (
     WaitingForWorker,
 )
 from orchestrator.prompts import current_instructions, profile_prompt_files
-from orchestrator.workflow_types import Mode, WorkflowResult
+from orchestrator.workflow_types import MAX_REVIEW_ROUNDS, Mode, WorkflowResult
 
 if TYPE_CHECKING:
     from actors.chat_approvals import Approvals
@@ -66,6 +66,7 @@ __all__ = [
     "Progress",
     "Request",
     "RequestOutcome",
+    "phase_words",
     "serve_request",
     "stopped_outcome",
 ]
@@ -86,6 +87,15 @@ LIVE_REFRESH: Final = 5.0
 
 LAST_ACTIONS: Final = 4
 """Actions listed on the progress message."""
+
+ANSWER_LINES: Final = 3
+"""Latest lines of Codex's answer shown on the progress message as it streams."""
+
+ANSWER_KEPT: Final = 2000
+"""Characters of the streaming answer kept for the progress message."""
+
+LIVE_MIN_INTERVAL: Final = 1.0
+"""Seconds between two updates of the progress message (the answer streams in many pieces)."""
 
 FINISH_GRACE: Final = 5.0
 """Seconds to report a request's end even when the chat is being cancelled."""
@@ -125,6 +135,10 @@ class Progress:
     worker: int | None = None
     actions: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    answer: str = ""
+    """The tail of the answer Codex is writing in the current phase."""
+    warnings: set[str] = field(default_factory=set)
+    """Warnings already shown (each once)."""
     told_waiting: bool = False
     live_shown: bool = False
     changed: trio.Event = field(default_factory=trio.Event)
@@ -353,10 +367,11 @@ class _Reporter:
 
     async def phase(self, name: str, detail: str) -> None:
         if name == PHASE_PLAN:
-            await self._out.say(f"**Plan**\n\n{detail}")
+            await self._out.say(f"**Plan**\n\n{detail}", silent=True)
             return
         self._progress.phase = name
         self._progress.detail = detail
+        self._progress.answer = ""
         self._progress.changed.set()
 
 
@@ -367,31 +382,47 @@ async def _follow_progress(
         match event:
             case RunStarted():
                 progress.worker = event.worker_id
+                continue  # the worker is for /status, not the progress message
             case WaitingForWorker():
-                if not progress.told_waiting:
-                    progress.told_waiting = True
-                    progress.actions.append("waiting for a worker")
+                if progress.told_waiting:
+                    continue
+                progress.told_waiting = True
+                progress.actions.append("waiting for Codex: other requests are using it")
             case ThreadMoved():
                 progress.actions.append("continuing in a new Codex session")
             case CommandStarted():
                 progress.actions.append(f"$ {event.command}")
             case CommandFinished():
-                progress.actions.append(f"$ {event.command} (exit {event.exit_code})")
+                started = f"$ {event.command}"
+                ended = started + (
+                    f" (failed, exit {event.exit_code})" if event.exit_code not in (0, None) else ""
+                )
+                if started in progress.actions:
+                    progress.actions[_last_index(progress.actions, started)] = ended
+                else:
+                    progress.actions.append(ended)
             case PatchApplied():
                 progress.files.extend(path for path in event.files if path not in progress.files)
                 progress.actions.append(
-                    "patched " + ", ".join(event.files) if event.files else "patched"
+                    "changed " + ", ".join(event.files) if event.files else "changed files"
                 )
             case TokenCount():
                 continue  # the result carries the request's usage
             case CodexNotice():
+                if event.message in progress.warnings:
+                    continue
+                progress.warnings.add(event.message)
                 progress.actions.append(f"⚠️ {event.message}")
             case AgentMessageDelta():
-                continue
+                progress.answer = (progress.answer + event.text)[-ANSWER_KEPT:]
             case _:
                 assert_never(event)
         del progress.actions[:-LAST_ACTIONS]
         progress.changed.set()
+
+
+def _last_index(items: list[str], item: str) -> int:
+    return len(items) - 1 - items[::-1].index(item)
 
 
 async def _keep_typing(out: ChatOutput) -> None:
@@ -414,52 +445,89 @@ async def _refresh_live(request: Request, out: ChatOutput) -> None:
             request.slot,
             _live_text(request),
             ((Button("🛑 Cancel", cancel_data(request.token)),),),
+            silent=True,
         )
-        with trio.move_on_after(LIVE_REFRESH):
+        await trio.sleep(LIVE_MIN_INTERVAL)
+        with trio.move_on_after(LIVE_REFRESH - LIVE_MIN_INTERVAL):
             await progress.changed.wait()
+
+
+def phase_words(phase: str, detail: str = "") -> str:
+    """A workflow phase as the user reads it (see `PhaseReporter` for the names)."""
+    name, _, round_text = phase.partition(" round ")
+    rounds = f" (round {round_text} of {MAX_REVIEW_ROUNDS})" if round_text else ""
+    match name:
+        case "starting":
+            return "Starting"
+        case "selecting":
+            return "Deciding how to handle your request"
+        case "planning":
+            return "Writing a plan"
+        case "developing" if not round_text:
+            return "Working on your request"
+        case "developing" if round_text == "1" or not detail:
+            return "Carrying out the plan" + rounds
+        case "developing":
+            return "Making the changes the reviewer asked for" + rounds
+        case "reviewing":
+            return "Reviewing the work" + rounds
+        case _:
+            return phase.capitalize()
 
 
 def _live_text(request: Request) -> str:
     progress = request.progress
     elapsed = format_duration(trio.current_time() - request.started)
-    lines = [f"⏳ Working ({request.mode} mode), {elapsed}", f"Phase: {progress.phase}"]
+    lines = [f"⏳ {phase_words(progress.phase, progress.detail)}… {elapsed}"]
     if progress.detail:
-        lines.append(progress.detail[:300])
-    if progress.worker is not None:
-        lines.append(f"Worker {progress.worker}")
+        asked = progress.phase.startswith("developing round ")
+        lines.append(("The reviewer asked for: " if asked else "") + progress.detail[:300])
     if progress.actions:
-        lines.append("Last actions:")
+        lines.append("")
         lines.extend(f"• {action[:200]}" for action in progress.actions)
+    answer = [line for line in progress.answer.splitlines() if line.strip()][-ANSWER_LINES:]
+    if answer:
+        lines.append("")
+        lines.append("Codex is writing:")
+        lines.extend(line[:300] for line in answer)
     return "\n".join(lines)
 
 
 async def _report(request: Request, outcome: RequestOutcome, out: ChatOutput) -> None:
-    """Tell the user how the request ended, and close its progress message."""
+    """Tell the user how the request ended, once: the result (or a failure) as a message that
+    notifies, the progress message taken away; a cancel or an interruption in the progress
+    message itself when it is shown (a message of its own otherwise)."""
     match outcome:
         case Completed(result=result):
-            headline = "❌ Failed" if result.error is not None else "✅ Done"
-            if outcome.moved:
-                await out.say(MOVED_NOTE, plain=True)
             # The answer first: under per-chat spacing, closing the progress message
             # first held every result back by a second (bench/flood.py).
-            await out.say(_final_text(result, request.progress.files))
-            await _close_live(request, out, f"{headline} in {format_duration(outcome.elapsed)}.")
+            text = _final_text(result, request.progress.files)
+            if outcome.moved:
+                text += f"\n\n{MOVED_NOTE}"
+            if result.error is None and request.progress.live_shown:
+                text += f"\n\nTook {format_duration(outcome.elapsed)}."
+            await out.say(text)
+            await _drop_live(request, out)
             return
         case CancelledByUser():
             status = f"🛑 Cancelled after {format_duration(outcome.elapsed)}."
         case Interrupted():
             status = INTERRUPTED
         case Failed():
-            status = outcome.notice
+            await out.say(outcome.notice, plain=True)
+            await _drop_live(request, out)
+            return
         case _:
             assert_never(outcome)
-    await out.say(status, plain=True)
-    await _close_live(request, out, status)
+    if request.progress.live_shown:
+        await out.close(request.slot, status)
+    else:
+        await out.say(status, plain=True)
 
 
-async def _close_live(request: Request, out: ChatOutput, text: str) -> None:
+async def _drop_live(request: Request, out: ChatOutput) -> None:
     if request.progress.live_shown:  # else the request was quick: no progress message shown
-        await out.close(request.slot, text)
+        await out.close(request.slot, None)
 
 
 def _final_text(result: WorkflowResult, patched: list[str]) -> str:

@@ -450,6 +450,7 @@ class _Sender:
                 keyboard=reply.keyboard if last else (),
                 thread_id=reply.thread_id,
                 reply_to=reply.reply_to_message_id if number == 0 else None,
+                silent=reply.silent,
             )
 
     async def _send_html(
@@ -461,6 +462,7 @@ class _Sender:
         thread_id: int | None = None,
         reply_to: int | None = None,
         parse_mode: ParseMode = "HTML",
+        silent: bool = False,
     ) -> int:
         try:
             return await self._in_chat(
@@ -472,6 +474,7 @@ class _Sender:
                     keyboard=keyboard,
                     message_thread_id=thread_id,
                     reply_to_message_id=reply_to,
+                    disable_notification=silent,
                 ),
                 preview=chunk,
             )
@@ -485,6 +488,7 @@ class _Sender:
                     thread_id=thread_id,
                     reply_to=reply_to,
                     parse_mode=None,
+                    silent=silent,
                 )
             self._undelivered(lane.chat_id, str(error), chunk)
             raise _GiveUp from error
@@ -517,7 +521,11 @@ class _Sender:
             return await self._in_chat(
                 lane,
                 lambda chat_id: self.api.send_message(
-                    chat_id, text, keyboard=live.keyboard, message_thread_id=live.thread_id
+                    chat_id,
+                    text,
+                    keyboard=live.keyboard,
+                    message_thread_id=live.thread_id,
+                    disable_notification=live.silent,
                 ),
                 preview=text,
             )

@@ -75,7 +75,7 @@ PHASE_PLAN: Final = "plan"
 """Reporter phase name that carries the planner's plan in `detail`, to be shown to the user as
 its own message (every other phase name is a progress line such as ``developing round 2``)."""
 
-UNREADABLE_SELECTOR: Final = "the selector's answer was unreadable, so: the full plan"
+UNREADABLE_SELECTOR: Final = "Could not tell whether a plan is needed, so making one to be safe."
 """Progress detail when the selector's answer could not be read (its text goes to the trace)."""
 
 TRACE_DETAIL_LIMIT: Final = 300
@@ -326,7 +326,7 @@ async def _single(
     worker_id: int | None,
     selector: SelectorDecision | None,
 ) -> WorkflowResult:
-    detail = f"selector chose single: {selector.reason}" if selector is not None else ""
+    detail = f"No plan needed: {selector.reason}" if selector is not None else ""
     await reporter.phase("developing", detail)
     outcome = await ledger.call(
         "developer",

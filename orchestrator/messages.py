@@ -186,6 +186,8 @@ class SendReply(_SenderBase, frozen=True, kw_only=True, tag="reply"):
     keyboard: Keyboard = ()
     plain: bool = False
     document_name: str = "reply.md"
+    silent: bool = False
+    """Send without a notification."""
 
 
 class UpdateLive(_SenderBase, frozen=True, kw_only=True, tag="live"):
@@ -200,6 +202,8 @@ class UpdateLive(_SenderBase, frozen=True, kw_only=True, tag="live"):
     text: str
     thread_id: int | None = None
     keyboard: Keyboard = ()
+    silent: bool = False
+    """Send the message (its first showing) without a notification; edits never notify."""
 
 
 class CloseLive(_SenderBase, frozen=True, kw_only=True, tag="close_live"):

@@ -136,10 +136,16 @@ async def test_a_long_request_types_shows_progress_and_closes_it(
     assert len(typing) == pytest.approx(60 / TYPING_INTERVAL, abs=1)
     live = [m for m in bot.sent if isinstance(m, UpdateLive)]
     assert live[0].slot == "request-1"
-    assert "Worker 1" in live[-1].text
+    assert all(m.silent for m in live)  # progress never notifies
+    assert live[-1].text.startswith("⏳ Working on your request… ")
+    assert "• changed app.py" in live[-1].text
+    assert not any("Worker" in m.text or "Phase:" in m.text for m in live)
     assert live[0].keyboard[0][0].callback_data == "cx:tok"
+    # No leftover "Done" message: the progress message goes, the result says how long.
     closes = [m for m in bot.sent if isinstance(m, CloseLive)]
-    assert [m.final_text for m in closes] == ["✅ Done in 1:00."]
+    assert [(m.final_text, m.delete) for m in closes] == [(None, True)]
+    assert bot.replies() == ["did: fix it\n\nFiles changed: `app.py`\n\nTook 1:00."]
+    assert not any(m.silent for m in bot.sent if isinstance(m, SendReply))
 
 
 async def test_typing_is_shed_when_the_sender_is_full() -> None:
@@ -164,7 +170,9 @@ async def test_a_cancel_by_the_user_is_returned(
             assert not bot.request.cancel("button")
             await trio.sleep(1)
             nursery.cancel_scope.cancel()
-    assert "🛑 Cancelled after 0:10." in bot.replies()
+    closes = [m.final_text for m in bot.sent if isinstance(m, CloseLive)]
+    assert closes == ["🛑 Cancelled after 0:10."]
+    assert not any("Cancelled" in reply for reply in bot.replies())  # said once
     stopped = stopped_outcome(bot.request)
     assert isinstance(stopped, CancelledByUser)
     assert stopped.reason == "/cancel"
@@ -189,5 +197,7 @@ async def test_a_stopped_chat_tells_the_user_and_lets_the_cancel_through(
             await trio.testing.wait_all_tasks_blocked()
             nursery.cancel_scope.cancel()
     assert outcomes == []
-    assert bot.replies() == ["⏹ Interrupted by a restart of the bot; it will run again afterwards."]
+    closes = [m.final_text for m in bot.sent if isinstance(m, CloseLive)]
+    assert closes == ["⏹ Interrupted by a restart of the bot; it will run again afterwards."]
+    assert bot.replies() == []
     assert isinstance(stopped_outcome(bot.request), Interrupted)

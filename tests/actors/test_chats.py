@@ -100,6 +100,20 @@ class Bot:
     def replies(self, chat: int) -> list[str]:
         return [m.markdown for m in self.sent if isinstance(m, SendReply) and m.chat_id == chat]
 
+    def closed(self, chat: int) -> list[str]:
+        """The final texts progress and approval messages were given."""
+        return [
+            m.final_text
+            for m in self.sent
+            if isinstance(m, CloseLive) and m.chat_id == chat and m.final_text
+        ]
+
+    async def wait_told(self, chat: int, fragment: str, count: int = 1) -> None:
+        """Wait for `fragment` in a message or in a progress message's final text."""
+        await self.wait(
+            lambda: sum(fragment in t for t in self.replies(chat) + self.closed(chat)) >= count
+        )
+
     def callback_answer(self, query_id: str) -> str | None:
         for m in self.sent:
             if isinstance(m, AnswerCallback) and m.callback_query_id == query_id:
@@ -295,7 +309,7 @@ async def test_queue_limit(tmp_path: Path, autojump_clock: trio.testing.MockCloc
             await bot.say(ALICE, f"more {n}")
         await bot.wait_reply(ALICE, chat_texts.queue_full(2))
         await bot.say(ALICE, "/cancel")
-        await bot.wait_reply(ALICE, "Cancelled")
+        await bot.wait_told(ALICE, "Cancelled")
         await bot.wait_reply(ALICE, "FAKE: more 0\n\nmore 1")
 
 
@@ -420,8 +434,7 @@ async def test_status_while_running_and_profile_switch_refused(
         await bot.wait(lambda: any(p.calls for p in bot.fakes.started))
         await trio.sleep(42)
         await bot.say(ALICE, "/status")
-        await bot.wait_reply(ALICE, "State: running for")
-        assert "developing" in bot.replies(ALICE)[-1]
+        await bot.wait_reply(ALICE, "State: Working on your request, running for 0:42")
         assert "Codex workers: 1 idle, 1 busy" in bot.replies(ALICE)[-1]
         await bot.say(ALICE, "/profile other")
         await bot.wait_reply(ALICE, "Can't switch profiles while a request runs")
@@ -440,13 +453,13 @@ async def test_cancel_by_command_and_button(
         await bot.wait(lambda: bool(bot.buttons(ALICE, "cx:")))
         started = trio.current_time()
         await bot.say(ALICE, "/cancel")
-        await bot.wait_reply(ALICE, "Cancelled")
+        await bot.wait_told(ALICE, "Cancelled")
         assert trio.current_time() - started < 5
         await bot.say(ALICE, "forever again")
         await bot.wait(lambda: len({b.callback_data for b in bot.buttons(ALICE, "cx:")}) == 2)
         button = bot.buttons(ALICE, "cx:")[-1]
         query = await bot.press(ALICE, button.callback_data)
-        await bot.wait_reply(ALICE, "Cancelled", count=2)
+        await bot.wait_told(ALICE, "Cancelled", count=2)
         assert bot.callback_answer(query) == "Cancelling…"
         stale = await bot.press(ALICE, button.callback_data)
         await bot.wait(lambda: bot.callback_answer(stale) is not None)
@@ -458,10 +471,10 @@ async def test_cancel_by_command_and_button(
 @pytest.mark.parametrize(
     ("phase", "rule"),
     [
-        ("selecting", "Decide how to handle"),
-        ("planning", "Write the numbered plan"),
-        ("developing", "Carry out this request"),
-        ("reviewing", "Review the developer"),
+        ("Deciding how to handle your request", "Decide how to handle"),
+        ("Writing a plan", "Write the numbered plan"),
+        ("Carrying out the plan (round 1 of 3)", "Carry out this request"),
+        ("Reviewing the work (round 1 of 3)", "Review the developer"),
     ],
 )
 async def test_cancel_in_each_plan_phase(
@@ -478,7 +491,7 @@ async def test_cancel_in_each_plan_phase(
         await trio.sleep(1)
         started = trio.current_time()
         await bot.say(ALICE, "/cancel")
-        await bot.wait_reply(ALICE, "Cancelled")
+        await bot.wait_told(ALICE, "Cancelled")
         assert trio.current_time() - started < 5
     phases = [
         m.text for m in bot.sent if isinstance(m, UpdateLive) and m.slot.startswith("request-")
@@ -581,7 +594,7 @@ async def test_a_cancel_takes_the_buttons_off_an_open_approval(
         await bot.say(ALICE, "deploy it")
         await bot.wait(lambda: bool(bot.buttons(ALICE, "ap:")))
         await bot.say(ALICE, "/cancel")
-        await bot.wait_reply(ALICE, "Cancelled")
+        await bot.wait_told(ALICE, "Cancelled")
         closes = [
             m for m in bot.sent if isinstance(m, CloseLive) and m.slot.startswith("approval-")
         ]
@@ -658,7 +671,7 @@ async def test_restart_keeps_mode_profile_and_queue(
         await bot.say(ALICE, "queued after restart")
         await bot.wait_reply(ALICE, "Queued")
     # The drain grace (60 s) ran out before the 500 s job: it is put back in the queue.
-    assert any("Interrupted" in r for r in bot.replies(ALICE))
+    assert any("Interrupted" in r for r in bot.closed(ALICE))
     state = (await SessionStore(tmp_path / "sessions").load(SessionKey(ALICE, ALICE))).state
     assert state is not None
     assert (state.profile, state.mode) == ("other", "single")

@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING
 import pytest
 import trio
 
-from actors.workflows import PHASE_PLAN, carry_out_plan, carry_out_single, carry_out_workflow
+from actors.workflows import (
+    PHASE_PLAN,
+    UNREADABLE_SELECTOR,
+    carry_out_plan,
+    carry_out_single,
+    carry_out_workflow,
+)
 from orchestrator.prompts import load_instructions
 from orchestrator.workflow_types import (
     Role,
@@ -211,7 +217,7 @@ async def test_selector_choosing_single_runs_one_developer(autojump_clock):
     assert (developer.thread_id, developer.worker_id) == ("dev-t0", 2)
     assert harness.reporter.phases == [
         ("selecting", ""),
-        ("developing", "selector chose single: one-line fix"),
+        ("developing", "No plan needed: one-line fix"),
     ]
     assert result.mode_used == "single"
     assert result.selector is not None
@@ -307,9 +313,7 @@ async def test_malformed_selector_output_goes_to_plan_and_is_flagged(autojump_cl
     assert harness.traces[0].malformed is True
     assert harness.traces[0].detail.startswith("route plan: selector unreadable answer")
     assert [line.malformed for line in harness.traces[1:]] == [False, False, False]
-    assert ("planning", "the selector's answer was unreadable, so: the full plan") in (
-        harness.reporter.phases
-    )
+    assert ("planning", UNREADABLE_SELECTOR) in (harness.reporter.phases)
     assert result.verdict == "approved"
 
 

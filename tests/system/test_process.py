@@ -105,3 +105,33 @@ async def test_bad_config_exits_2(tmp_path: Path) -> None:
             pass
     assert bot.process.returncode == 2
     assert "codex.pool_size" in bot.text()
+
+
+async def test_progress_is_silent_streams_the_answer_and_leaves_no_done_message(
+    tmp_path: Path,
+) -> None:
+    fake = FakeCodex(tmp_path / "codex")
+    answer = "Looking at the code.\nThe bug is in parse().\nFixed it."
+    fake.rule("slow fix", reply=answer, deltas=3, delay=3)
+    with trio.fail_after(CEILING):
+        async with (
+            open_fake_telegram(TOKEN) as tg,
+            running(write_config(tmp_path, tg.base_url, fake), TOKEN) as bot,
+        ):
+            await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+            tg.push_message(chat_id=ALICE, user_id=ALICE, text="slow fix please")
+            await tg.wait_for(lambda t: any("Codex is writing" in m for m in t.sent_texts(ALICE)))
+            [live] = [m for m in tg.messages(ALICE) if m.text.startswith("⏳")]
+            assert live.silent  # progress never buzzes the phone
+            assert live.text.startswith("⏳ Working on your request… 0:0")
+            assert "Fixed it." in live.text
+            assert "Worker" not in live.text
+            assert "Phase" not in live.text
+            await tg.wait_for(lambda t: any(m.startswith("Looking") for m in t.sent_texts(ALICE)))
+            await tg.wait_for(lambda t: not any(m.startswith("⏳") for m in t.sent_texts(ALICE)))
+            bot.process.send_signal(signal.SIGTERM)
+    assert bot.process.returncode == 0, bot.text()
+    [result] = tg.messages(ALICE)  # the progress message is gone: no "Done" left behind
+    assert "The bug is in parse()." in result.text
+    assert "Took 0:0" in result.text
+    assert not result.silent  # the result notifies
