@@ -401,10 +401,14 @@ async def _follow_progress(
                     progress.actions[_last_index(progress.actions, started)] = ended
                 else:
                     progress.actions.append(ended)
-            case PatchApplied():
+            case PatchApplied() if event.success:
                 progress.files.extend(path for path in event.files if path not in progress.files)
                 progress.actions.append(
                     "changed " + ", ".join(event.files) if event.files else "changed files"
+                )
+            case PatchApplied():  # denied, or it did not apply: nothing was changed
+                progress.actions.append(
+                    "did not change " + ", ".join(event.files) if event.files else "no change"
                 )
             case TokenCount():
                 continue  # the result carries the request's usage

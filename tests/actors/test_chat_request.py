@@ -52,8 +52,9 @@ CEILING = 3600
 class ScriptedPool:
     """Answers every call after `delay` seconds, patching ``app.py`` on the way."""
 
-    def __init__(self, delay: float) -> None:
+    def __init__(self, delay: float, *, patch_applies: bool = True) -> None:
         self.delay = delay
+        self.patch_applies = patch_applies
 
     async def run(
         self,
@@ -63,7 +64,7 @@ class ScriptedPool:
         approvals: trio.MemorySendChannel[ApprovalRequest],
     ) -> JobOutcome:
         progress.send_nowait(RunStarted(worker_id=1))
-        progress.send_nowait(PatchApplied(files=("app.py",)))
+        progress.send_nowait(PatchApplied(files=("app.py",), success=self.patch_applies))
         await trio.sleep(self.delay)
         return JobDone(text=f"did: {job.prompt}", thread_id="thread-1", worker_id=1)
 
@@ -146,6 +147,22 @@ async def test_a_long_request_types_shows_progress_and_closes_it(
     assert [(m.final_text, m.delete) for m in closes] == [(None, True)]
     assert bot.replies() == ["did: fix it\n\nFiles changed: `app.py`\n\nTook 1:00."]
     assert not any(m.silent for m in bot.sent if isinstance(m, SendReply))
+
+
+async def test_a_patch_that_did_not_apply_is_not_reported_as_changed(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    bot = Harness(tmp_path, delay=5)
+    bot.pool.patch_applies = False  # denied by the user: Codex reports it failed
+    with trio.fail_after(CEILING):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(bot.collect)
+            await bot.serve()
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.cancel_scope.cancel()
+    assert bot.replies() == ["did: fix it\n\nTook 0:05."]
+    live = [m.text for m in bot.sent if isinstance(m, UpdateLive)]
+    assert "• did not change app.py" in live[-1]
 
 
 async def test_typing_is_shed_when_the_sender_is_full() -> None:

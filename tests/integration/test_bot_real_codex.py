@@ -78,6 +78,8 @@ def model_turns(body: dict[str, Any]) -> Turn:
     prompt = last_user_text(body)
     if "patch notes.txt" in prompt:
         return [Patch("*** Begin Patch\n*** Add File: notes.txt\n+from the patch\n*** End Patch\n")]
+    if "patch notes2.txt" in prompt:
+        return [Patch("*** Begin Patch\n*** Add File: notes2.txt\n+denied\n*** End Patch\n")]
     for name in ("approved.txt", "denied.txt"):
         if f"create {name}" in prompt:
             return [Shell(f"touch {name}", escalated=True, justification=f"to create {name}")]
@@ -235,6 +237,26 @@ async def test_after_a_codex_error_the_next_answer_is_not_shifted(
     assert not has_text(tg, "codex_error")
     recap = [b for b in model.requests if "the question after it" in last_user_text(b)]
     assert "Summary of it so far" in last_user_text(recap[0])
+
+
+async def test_a_denied_patch_is_not_reported_as_changed(
+    codex_binary: Path, tmp_path: Path
+) -> None:
+    work = tmp_path / "work"
+    with trio.fail_after(CEILING):
+        async with real_codex_edges(codex_binary, tmp_path, sandbox="read-only") as edges:
+            _model, tg, config = edges
+            async with running(config, TOKEN) as bot:
+                await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="please patch notes2.txt")
+                denied = await answer_approval(tg, "notes2.txt", "⛔ Deny")
+                await tg.wait_for(lambda t: has_text(t, "Patch step finished."))
+                await tg.wait_for(lambda t: denied.text.startswith("⛔ Denied"))
+                bot.process.send_signal(signal.SIGTERM)
+    assert bot.process.returncode == 0, bot.text()
+    assert not (work / "notes2.txt").exists()
+    [result] = [text for text in tg.sent_texts(ALICE) if "Patch step finished." in text]
+    assert "Files changed" not in result, result
 
 
 async def test_doctor_passes_against_the_real_codex(codex_binary: Path, tmp_path: Path) -> None:
