@@ -275,9 +275,7 @@ class _Chat:
 
     async def cmd_mode(self, argument: str) -> None:
         if argument not in ("single", "plan"):
-            await self.out.say(
-                f"Mode is {self.state.mode}. Use /mode single or /mode plan.", plain=True
-            )
+            await self.out.say(chat_texts.not_a_mode(argument, self.state.mode), plain=True)
             return
         mode: Literal["single", "plan"] = "single" if argument == "single" else "plan"
         self.state = msgspec.structs.replace(self.state, mode=mode)
@@ -307,7 +305,8 @@ class _Chat:
                 self.state = msgspec.structs.replace(self.state, queue=())
                 await self.save()
                 await self.out.say(
-                    f"Nothing was running; dropped {dropped} queued message(s).", plain=True
+                    f"Nothing was running; dropped {chat_texts.plural(dropped, 'queued message')}.",
+                    plain=True,
                 )
             else:
                 await self.out.say("Nothing is running.", plain=True)
@@ -528,7 +527,7 @@ def _pool_line(stats: PoolStatistics) -> str:
     """The bot's Codex capacity in one line: a phone user can tell "busy" from "broken"."""
     counts = Counter(worker.state for worker in stats.workers)
     states = ", ".join(f"{counts[state]} {state}" for state in _WORKER_STATES if counts[state])
-    waiting = f"; {stats.waiting} request(s) waiting" if stats.waiting else ""
+    waiting = f"; {chat_texts.plural(stats.waiting, 'request')} waiting" if stats.waiting else ""
     return f"Codex workers: {states or 'none'}{waiting}"
 
 

@@ -25,6 +25,8 @@ __all__ = [
     "SHORT_HELP",
     "TEXT_ONLY",
     "format_duration",
+    "not_a_mode",
+    "plural",
     "queue_full",
     "queued",
     "unknown_command",
@@ -76,6 +78,19 @@ SESSION_CORRUPT: Final = (
     "Your session file was damaged and has been reset (the old one was kept aside). "
     "Mode, profile and conversation are back to the defaults."
 )
+
+
+def plural(count: int, word: str, words: str | None = None) -> str:
+    """``1 message``, ``2 messages`` (`words` for an irregular plural)."""
+    return f"{count} {word if count == 1 else (words or word + 's')}"
+
+
+def not_a_mode(argument: str, mode: str) -> str:
+    """The answer to ``/mode`` with something that is not a mode (or nothing)."""
+    usage = "Use /mode single (one developer run) or /mode plan (plan, develop, review)."
+    if not argument:
+        return f"Mode is {mode}. {usage}"
+    return f"“{argument}” is not a mode. {usage} Mode is still {mode}."
 
 
 def queued(position: int) -> str:

@@ -33,6 +33,7 @@ __all__ = [
     "decode_update_id",
     "parse_command",
     "to_router_message",
+    "without_mention",
 ]
 
 
@@ -170,6 +171,28 @@ def parse_command(
     return None
 
 
+def without_mention(text: str, entities: tuple[MessageEntity, ...], bot_username: str) -> str:
+    """`text` without the ``@OurBot`` mentions that address the bot in a group (they are not
+    part of the request); other mentions stay."""
+    ours = f"@{bot_username}".lower()
+    spans = sorted(
+        (entity.offset, entity.length)
+        for entity in entities
+        if entity.type == "mention"
+        and _utf16_slice(text, entity.offset, entity.length).lower() == ours
+    )
+    if not spans:
+        return text
+    encoded = text.encode("utf-16-le")
+    space = " ".encode("utf-16-le")
+    for offset, length in reversed(spans):
+        before, after = encoded[: offset * 2], encoded[(offset + length) * 2 :]
+        if (not before or before.endswith(space)) and after.startswith(space):
+            after = after[len(space) :]  # one space goes with the mention
+        encoded = before + after
+    return encoded.decode("utf-16-le", errors="replace").strip()
+
+
 def _content_kind(message: Message) -> str:
     for kind in ("photo", "document", "sticker", "voice", "video", "audio"):
         if getattr(message, kind):
@@ -192,6 +215,8 @@ def to_router_message(update: Update, bot_username: str) -> RouterMsg | None:
                 return None
             if parsed is not None:
                 command, arguments = parsed
+            else:
+                text = without_mention(text, entities, bot_username)
         sender = message.from_
         anonymous = sender is None or message.sender_chat is not None
         return InboundMessage(

@@ -379,7 +379,13 @@ async def test_every_command(tmp_path: Path, autojump_clock: trio.testing.MockCl
         await bot.say(ALICE, "/mode plan")
         await bot.wait_reply(ALICE, "Mode set to plan")
         await bot.say(ALICE, "/mode sideways")
-        await bot.wait_reply(ALICE, "Use /mode single or /mode plan")
+        await bot.wait_reply(
+            ALICE,
+            "“sideways” is not a mode. Use /mode single (one developer run) or /mode plan "
+            "(plan, develop, review). Mode is still plan.",
+        )
+        assert chat_texts.plural(1, "queued message") == "1 queued message"
+        assert chat_texts.plural(2, "queued message") == "2 queued messages"
         await bot.say(ALICE, "/status")
         await bot.wait_reply(ALICE, "State: idle")
         status = bot.replies(ALICE)[-1]
