@@ -19,7 +19,6 @@ __all__ = [
     "BUSY",
     "EDITED_IGNORED",
     "HELP",
-    "REFUSAL",
     "SESSION_CORRUPT",
     "SESSION_RESET",
     "SHORT_HELP",
@@ -29,6 +28,7 @@ __all__ = [
     "plural",
     "queue_full",
     "queued",
+    "refusal",
     "unknown_command",
 ]
 
@@ -58,8 +58,15 @@ HELP: Final = (
 
 SHORT_HELP: Final = "Commands: /start /mode /new /status /cancel /profile"
 
-REFUSAL: Final = "Sorry, this bot is private."
-"""The one fixed answer a stranger gets, at most once per hour."""
+
+def refusal(user_id: int) -> str:
+    """The one answer a stranger gets, at most once per hour: their id, so that the owner can
+    add it to ``telegram.allowed_users`` if they should have access."""
+    return (
+        f"This bot is private. Your Telegram user id is {user_id}: send it to the bot's owner "
+        "if you should have access."
+    )
+
 
 BUSY: Final = "I'm busy with your earlier messages; this one was not taken. Send it again soon."
 

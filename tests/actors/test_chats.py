@@ -320,7 +320,10 @@ async def test_stranger_gets_one_refusal_per_hour_and_nothing_else(
         for text in ("hi", "/start", "please"):
             await bot.say(STRANGER, text)
         await bot.wait(lambda: bot.stats.refused == 3)
-        assert bot.replies(STRANGER) == [chat_texts.REFUSAL]
+        assert bot.replies(STRANGER) == [
+            f"This bot is private. Your Telegram user id is {STRANGER}: send it to the bot's "
+            "owner if you should have access."
+        ]
         await trio.sleep(router.REFUSAL_INTERVAL)
         await bot.say(STRANGER, "again")
         await bot.wait_reply(STRANGER, "private", count=2)

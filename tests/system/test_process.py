@@ -79,7 +79,10 @@ async def test_second_signal_forces_and_a_stranger_is_refused(tmp_path: Path) ->
             await trio.sleep(0.5)
             bot.process.send_signal(signal.SIGINT)
     assert bot.process.returncode == 128 + signal.SIGINT
-    assert "private" in tg.sent_texts(999)[0]
+    assert tg.sent_texts(999) == [
+        "This bot is private. Your Telegram user id is 999: send it to the bot's owner "
+        "if you should have access."
+    ]
     assert living(everything - {bot.process.pid}) == set()
 
 
