@@ -30,7 +30,14 @@ import msgspec
 import trio
 
 from actors import chat_texts
-from actors.chat_approvals import ApprovalButton, Approvals, CancelButton, decode_button
+from actors.chat_approvals import (
+    ApprovalButton,
+    Approvals,
+    CancelButton,
+    RerunButton,
+    decode_button,
+    rerun_data,
+)
 from actors.chat_output import ChatOutput
 from actors.chat_request import (
     FINISH_GRACE,
@@ -44,8 +51,8 @@ from actors.chat_request import (
     serve_request,
     stopped_outcome,
 )
-from orchestrator.messages import InboundCallback, InboundMessage, TraceRecord
-from orchestrator.session_store import SessionCounters, SessionState
+from orchestrator.messages import Button, InboundCallback, InboundMessage, TraceRecord
+from orchestrator.session_store import RequestRecord, SessionCounters, SessionState
 
 if TYPE_CHECKING:
     from orchestrator.config import Config, Profile
@@ -188,6 +195,9 @@ class _Chat:
         window = self.config.sessions.batch_window
         if window > 0 and is_split_part(text):
             self.batch_due = trio.current_time() + window
+            # On disk before the next update is taken: a kill now loses no part.
+            self.state = msgspec.structs.replace(self.state, batch=tuple(self.batch))
+            await self.save()
             return
         await self.flush_batch()
 
@@ -225,12 +235,16 @@ class _Chat:
         self.batch = []
         self.batch_due = math.inf
         if self.request is None:
-            self.start_request(prompt)
+            await self.start_request(prompt)
         else:
-            self.state = msgspec.structs.replace(self.state, queue=(*self.state.queue, prompt))
+            self.state = msgspec.structs.replace(
+                self.state, queue=(*self.state.queue, prompt), batch=()
+            )
             await self.save()
 
-    def start_request(self, prompt: str) -> None:
+    async def start_request(self, prompt: str, *, queue: tuple[str, ...] | None = None) -> None:
+        """Start serving `prompt`; the session file says it runs (and, with `queue`, that it
+        left the queue) in one write before Codex sees it, so a kill leaves it on record."""
         self.requests_started += 1
         request = Request(
             number=self.requests_started,
@@ -239,19 +253,97 @@ class _Chat:
             token=secrets.token_urlsafe(9),
             started=trio.current_time(),
         )
-        self.request = request
+        self.request = request  # before the save: no second request starts meanwhile
+        self.state = msgspec.structs.replace(
+            self.state,
+            running=RequestRecord(prompt=prompt),
+            batch=(),
+            queue=self.state.queue if queue is None else queue,
+        )
+        await self.save()
         self.nursery.start_soon(self.serve, request)
 
     async def start_next_queued(self) -> None:
         if self.request is not None or not self.state.queue or self.closing:
             return
         prompt, *rest = self.state.queue
-        self.state = msgspec.structs.replace(self.state, queue=tuple(rest))
         if not rest:
             self.joinable = False
             self.joined = 0
+        await self.start_request(prompt, queue=tuple(rest))
+
+    async def remember_live(self, request: Request, message_id: int) -> None:
+        """The request's progress message is `message_id`: on record, to close it after a kill."""
+        running = self.state.running
+        if self.request is request and running is not None:
+            self.state = msgspec.structs.replace(
+                self.state,
+                running=msgspec.structs.replace(running, live_message_id=message_id),
+            )
+            await self.save()
+
+    async def recover(self) -> None:
+        """At start: tell the user about a request a kill interrupted (its progress message
+        closed, a "Run again" button; never run again by itself), and queue the parts of a
+        paste that were received but not started."""
+        state = self.state
+        if state.batch:
+            state = msgspec.structs.replace(
+                state, queue=(*state.queue, "\n\n".join(state.batch)), batch=()
+            )
+        running = state.running
+        if running is None:
+            if state is not self.state:
+                self.state = state
+                await self.save()
+            return
+        token = secrets.token_urlsafe(9)
+        if running.live_message_id is not None:
+            await self.out.close(
+                "interrupted-live", chat_texts.STALE_PROGRESS, message_id=running.live_message_id
+            )
+        await self.out.show(
+            f"rerun-{token}",
+            chat_texts.interrupted_by_a_stop(running.prompt),
+            ((Button(chat_texts.RUN_AGAIN, rerun_data(token)),),),
+        )
+        counters = state.counters
+        self.state = msgspec.structs.replace(
+            state,
+            running=None,
+            interrupted=RequestRecord(prompt=running.prompt, token=token),
+            counters=msgspec.structs.replace(
+                counters, runs=counters.runs + 1, failures=counters.failures + 1
+            ),
+        )
         await self.save()
-        self.start_request(prompt)
+        self.out.trace(
+            TraceRecord(
+                event="run_end",
+                outcome="failed",
+                detail="interrupted: the bot was killed while it ran",
+                preview=self.preview(running.prompt),
+            )
+        )
+
+    async def run_again(self, press: InboundCallback, token: str) -> None:
+        """A press on "Run again": the interrupted prompt runs (or is queued) once more."""
+        offered = self.state.interrupted
+        if offered is None or not secrets.compare_digest(offered.token, token):
+            await self.out.answer(press, chat_texts.RUN_AGAIN_GONE)
+            return
+        self.state = msgspec.structs.replace(self.state, interrupted=None)
+        await self.out.answer(press, chat_texts.RUN_AGAIN_STARTED)
+        await self.out.close(
+            f"rerun-{token}",
+            chat_texts.interrupted_run_again(offered.prompt),
+            message_id=press.message_id,
+        )
+        if self.request is None and not self.state.queue and not self.batch:
+            await self.start_request(offered.prompt)
+        else:
+            await self.save()
+            await self.queue_text(offered.prompt)
 
     # ------------------------------------------------------------------ commands
 
@@ -397,6 +489,8 @@ class _Chat:
                     await self.out.answer(press, "That request is no longer running.")
             case ApprovalButton():
                 await self.approvals.press(press, button)
+            case RerunButton():
+                await self.run_again(press, button.token)
             case None:
                 await self.out.answer(press, "Unknown button.")
             case _:
@@ -425,6 +519,7 @@ class _Chat:
                 session=self.state,
                 conversation=self.conversation,
                 offload=self.deps.store.offload,
+                on_shown=lambda message_id: self.remember_live(request, message_id),
             )
         finally:
             # No outcome only when the whole chat is being stopped (shutdown past its grace):
@@ -439,6 +534,7 @@ class _Chat:
 
     async def settle(self, request: Request, outcome: RequestOutcome) -> None:
         """Apply how a request ended to the session, save it, and trace the end."""
+        self.state = msgspec.structs.replace(self.state, running=None)
         counters = self.state.counters
         tokens = TraceRecord(event="run_end")
         match outcome:
@@ -562,6 +658,7 @@ async def run(
     async with trio.open_nursery() as nursery:
         chat = _Chat(key, deps, nursery)
         await chat.load()
+        await chat.recover()
         task_status.started()
         await chat.start_next_queued()
         result: Literal["idle", "closed"] = "closed"
@@ -590,7 +687,7 @@ async def run(
             if chat.batch:
                 # Keep a half-collected batch: it runs after the restart.
                 chat.state = msgspec.structs.replace(
-                    chat.state, queue=(*chat.state.queue, "\n\n".join(chat.batch))
+                    chat.state, queue=(*chat.state.queue, "\n\n".join(chat.batch)), batch=()
                 )
                 chat.batch = []
                 with trio.move_on_after(FINISH_GRACE) as cleanup:

@@ -66,10 +66,17 @@ class ChatOutput:
         await self.sender.send(AnswerCallback(callback_query_id=press.callback_query_id, text=text))
 
     async def show(
-        self, slot: str, text: str, keyboard: Keyboard = (), *, silent: bool = False
+        self,
+        slot: str,
+        text: str,
+        keyboard: Keyboard = (),
+        *,
+        silent: bool = False,
+        shown_to: trio.MemorySendChannel[int] | None = None,
     ) -> None:
         """Show or update the live message `slot` (the sender coalesces the edits); edits never
-        notify, and `silent` makes its first showing silent too (progress)."""
+        notify, and `silent` makes its first showing silent too (progress). `shown_to` is told
+        the message's id whenever it is sent anew."""
         await self.sender.send(
             UpdateLive(
                 chat_id=self.key.chat_id,
@@ -78,14 +85,21 @@ class ChatOutput:
                 text=text,
                 keyboard=keyboard,
                 silent=silent,
+                shown_to=shown_to,
             )
         )
 
-    async def close(self, slot: str, text: str | None) -> None:
+    async def close(self, slot: str, text: str | None, *, message_id: int | None = None) -> None:
         """Give the live message `slot` its final text (and take its buttons away); None
-        deletes it."""
+        deletes it. `message_id`: the message, when it was shown before a restart."""
         await self.sender.send(
-            CloseLive(chat_id=self.key.chat_id, slot=slot, final_text=text, delete=text is None)
+            CloseLive(
+                chat_id=self.key.chat_id,
+                slot=slot,
+                final_text=text,
+                delete=text is None,
+                message_id=message_id,
+            )
         )
 
     def typing(self) -> bool:

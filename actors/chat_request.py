@@ -50,6 +50,8 @@ from orchestrator.prompts import current_instructions, profile_prompt_files
 from orchestrator.workflow_types import MAX_REVIEW_ROUNDS, Mode, WorkflowResult
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from actors.chat_approvals import Approvals
     from actors.chat_output import ChatOutput
     from orchestrator.config import Profile
@@ -99,6 +101,9 @@ LIVE_MIN_INTERVAL: Final = 1.0
 
 FINISH_GRACE: Final = 5.0
 """Seconds to report a request's end even when the chat is being cancelled."""
+
+SHOWN_BUFFER: Final = 4
+"""Ids of the progress message the sender can report before the chat has noted them."""
 
 PROGRESS_BUFFER: Final = 64
 """Progress events buffered per request; the pool drops events when this is full."""
@@ -236,11 +241,13 @@ async def serve_request(
     session: SessionState,
     conversation: str,
     offload: bool,
+    on_shown: Callable[[int], Awaitable[None]] | None = None,
 ) -> RequestOutcome:
     """Serve `request` to its end, tell the user how it ended, and return that.
 
     `session` is the chat's state when the request starts (its Codex thread and summary);
-    `offload` reads changed instruction files in a worker thread.
+    `offload` reads changed instruction files in a worker thread; `on_shown` is called with
+    the progress message's id when it is sent (to find it again after a kill).
 
     Raises:
         trio.Cancelled: The chat is being stopped. The user is told first (an interruption,
@@ -258,6 +265,7 @@ async def serve_request(
             session=session,
             conversation=conversation,
             offload=offload,
+            on_shown=on_shown,
         )
     except Exception as problem:  # a bug under the request: a failure, not a shutdown
         logger.exception("request %s of %s failed", request.number, conversation)
@@ -291,6 +299,7 @@ async def _work(
     session: SessionState,
     conversation: str,
     offload: bool,
+    on_shown: Callable[[int], Awaitable[None]] | None,
 ) -> RequestOutcome:
     """The workflow and its helpers (progress, approvals, typing, live message)."""
     try:
@@ -315,12 +324,15 @@ async def _work(
         approvals=approvals_send,
     )
     result: WorkflowResult | None = None
-    with progress_receive, approvals_receive, request.scope:
+    shown_send, shown_receive = open_mailbox[int](SHOWN_BUFFER)
+    with progress_receive, approvals_receive, shown_receive, shown_send, request.scope:
         async with trio.open_nursery() as helpers:
             helpers.start_soon(_follow_progress, request.progress, progress_receive)
             helpers.start_soon(approvals.serve, approvals_receive, profile.working_directory)
             helpers.start_soon(_keep_typing, out)
-            helpers.start_soon(_refresh_live, request, out)
+            helpers.start_soon(_refresh_live, request, out, shown_send)
+            if on_shown is not None:
+                helpers.start_soon(_remember_live, shown_receive, on_shown)
             with progress_send, approvals_send:
                 result = await carry_out_workflow(
                     request.prompt,
@@ -437,7 +449,16 @@ async def _keep_typing(out: ChatOutput) -> None:
         await trio.sleep(TYPING_INTERVAL)
 
 
-async def _refresh_live(request: Request, out: ChatOutput) -> None:
+async def _remember_live(
+    shown: trio.MemoryReceiveChannel[int], on_shown: Callable[[int], Awaitable[None]]
+) -> None:
+    async for message_id in shown:
+        await on_shown(message_id)
+
+
+async def _refresh_live(
+    request: Request, out: ChatOutput, shown_to: trio.MemorySendChannel[int]
+) -> None:
     # A quick answer needs no progress message (it would only delay the answer by the
     # chat's 1 s spacing): show progress once the request has run for LIVE_DELAY.
     await trio.sleep(LIVE_DELAY)
@@ -450,6 +471,7 @@ async def _refresh_live(request: Request, out: ChatOutput) -> None:
             _live_text(request),
             ((Button("🛑 Cancel", cancel_data(request.token)),),),
             silent=True,
+            shown_to=shown_to,
         )
         await trio.sleep(LIVE_MIN_INTERVAL)
         with trio.move_on_after(LIVE_REFRESH - LIVE_MIN_INTERVAL):

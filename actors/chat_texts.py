@@ -19,11 +19,17 @@ __all__ = [
     "BUSY",
     "EDITED_IGNORED",
     "HELP",
+    "RUN_AGAIN",
+    "RUN_AGAIN_GONE",
+    "RUN_AGAIN_STARTED",
     "SESSION_CORRUPT",
     "SESSION_RESET",
     "SHORT_HELP",
+    "STALE_PROGRESS",
     "TEXT_ONLY",
     "format_duration",
+    "interrupted_by_a_stop",
+    "interrupted_run_again",
     "not_a_mode",
     "plural",
     "queue_full",
@@ -85,6 +91,36 @@ SESSION_CORRUPT: Final = (
     "Your session file was damaged and has been reset (the old one was kept aside). "
     "Mode, profile and conversation are back to the defaults."
 )
+
+
+STALE_PROGRESS: Final = "Interrupted: the bot stopped while this ran."
+"""The progress message of a request the bot was killed under, closed at the next start."""
+
+RUN_AGAIN: Final = "▶ Run again"
+
+RUN_AGAIN_STARTED: Final = "Running it again."
+
+RUN_AGAIN_GONE: Final = "That request was already run again, or is no longer offered."
+
+
+def _quote(prompt: str, limit: int = 300) -> str:
+    text = " ".join(prompt.split())
+    return f"“{text if len(text) <= limit else text[: limit - 1] + '…'}”"
+
+
+def interrupted_by_a_stop(prompt: str) -> str:
+    """Said at start about the request a kill interrupted, above a "Run again" button."""
+    return (
+        f"⏹ The bot stopped while it worked on your request, so it did not finish:\n"
+        f"{_quote(prompt)}\n\n"
+        "It was not run again by itself. Anything Codex changed before the stop stays changed. "
+        "Press Run again to run it once more."
+    )
+
+
+def interrupted_run_again(prompt: str) -> str:
+    """The "Run again" offer once pressed."""
+    return f"⏹ The bot stopped while it worked on your request:\n{_quote(prompt)}\n\n▶ Run again."
 
 
 def plural(count: int, word: str, words: str | None = None) -> str:

@@ -25,6 +25,7 @@ It owns flood control and delivery guarantees:
 from __future__ import annotations
 
 import bisect
+import contextlib
 import functools
 import itertools
 import logging
@@ -498,6 +499,7 @@ class _Sender:
         message_id = lane.live_message.get(live.slot)
         if message_id is None:
             lane.live_message[live.slot] = await self._send_plain(lane, live, text)
+            _tell_shown(live, lane.live_message[live.slot])
             return
         try:
             await self._in_chat(
@@ -512,6 +514,7 @@ class _Sender:
                 return
             if "not found" in error.description:
                 lane.live_message[live.slot] = await self._send_plain(lane, live, text)
+                _tell_shown(live, lane.live_message[live.slot])
                 return
             self._undelivered(lane.chat_id, str(error), text)
             raise _GiveUp from error
@@ -534,7 +537,7 @@ class _Sender:
             raise _GiveUp from error
 
     async def _deliver_close(self, lane: _Lane, close: CloseLive) -> None:
-        message_id = lane.live_message.pop(close.slot, None)
+        message_id = lane.live_message.pop(close.slot, None) or close.message_id
         final_text = _fit(sanitize_text(close.final_text)) if close.final_text else None
         try:
             if message_id is None:
@@ -712,6 +715,15 @@ class _Sender:
                 preview=preview[:PREVIEW_CHARS] or None,
             )
         )
+
+
+def _tell_shown(live: UpdateLive, message_id: int) -> None:
+    """Tell the live message's owner its id, if it asked (never blocking)."""
+    if live.shown_to is not None:
+        with contextlib.suppress(
+            trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError
+        ):
+            live.shown_to.send_nowait(message_id)
 
 
 def _fit(text: str) -> str:

@@ -204,6 +204,9 @@ class UpdateLive(_SenderBase, frozen=True, kw_only=True, tag="live"):
     keyboard: Keyboard = ()
     silent: bool = False
     """Send the message (its first showing) without a notification; edits never notify."""
+    shown_to: trio.MemorySendChannel[int] | None = None
+    """Told the message id (``send_nowait``, never blocking) each time the sender sends the
+    message anew, so the owner can find it again after a restart (never encoded)."""
 
 
 class CloseLive(_SenderBase, frozen=True, kw_only=True, tag="close_live"):
@@ -216,6 +219,9 @@ class CloseLive(_SenderBase, frozen=True, kw_only=True, tag="close_live"):
     slot: str
     final_text: str | None = None
     delete: bool = False
+    message_id: int | None = None
+    """The message to close when the sender does not know `slot` (it was shown before a
+    restart)."""
 
 
 class SendChatAction(_SenderBase, frozen=True, kw_only=True, tag="chat_action"):

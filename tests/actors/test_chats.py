@@ -866,3 +866,66 @@ async def test_after_a_codex_error_the_next_request_starts_a_fresh_thread_with_t
 
 def _failed_run_ended(bot: Bot) -> bool:
     return any(t.event == "run_end" and t.outcome == "failed" for t in bot.traces)
+
+
+async def test_a_part_waiting_for_the_rest_of_a_paste_is_on_disk_and_runs_after_a_kill(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    part = "p" * 4096
+    async with running_bot(tmp_path, batch_window=30.0) as bot:
+        await bot.say(ALICE, part)
+        await bot.wait(lambda: bool(bot.store.path_for(SessionKey(ALICE, ALICE)).exists()))
+        state = (await bot.store.load(SessionKey(ALICE, ALICE))).state
+        assert state is not None
+        assert state.batch == (part,)  # saved before the next update is taken
+    # What a kill leaves behind: the part on record, not started.
+    killed = msgspec.structs.replace(state, batch=(part,), queue=())
+    await bot.store.save(SessionKey(ALICE, ALICE), killed)
+    async with running_bot(tmp_path) as again:
+        await again.wait_reply(ALICE, f"FAKE: {part}")
+    state = (await again.store.load(SessionKey(ALICE, ALICE))).state
+    assert state is not None
+    assert (state.batch, state.queue, state.running) == ((), (), None)
+
+
+async def test_a_request_killed_mid_run_is_offered_again_never_rerun_by_itself(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    from orchestrator.session_store import RequestRecord
+
+    key = SessionKey(ALICE, ALICE)
+    store = SessionStore(tmp_path / "sessions", offload=False)
+    killed = SessionState(
+        mode="single",
+        profile="default",
+        running=RequestRecord(prompt="the killed one", live_message_id=77),
+        queue=("queued before the kill",),
+    )
+    await store.save(key, killed)
+    async with running_bot(tmp_path) as bot:
+        await bot.wait_reply(ALICE, "FAKE: queued before the kill")
+        closes = [m for m in bot.sent if isinstance(m, CloseLive) and m.message_id == 77]
+        assert [m.final_text for m in closes] == [chat_texts.STALE_PROGRESS]
+        [offer] = [m for m in bot.sent if isinstance(m, UpdateLive) and m.slot.startswith("rerun")]
+        assert offer.text == chat_texts.interrupted_by_a_stop("the killed one")
+        assert not offer.silent
+        [button] = [b for row in offer.keyboard for b in row]
+        assert button.text == "▶ Run again"
+        assert len(button.callback_data) > 12  # carries an unguessable token
+        prompts = [job.prompt for p in bot.fakes.started for job in p.calls]
+        assert prompts == ["queued before the kill"]
+        wrong = await bot.press(ALICE, "rr:guessed")
+        await bot.wait(lambda: bot.callback_answer(wrong) is not None)
+        assert bot.callback_answer(wrong) == chat_texts.RUN_AGAIN_GONE
+        query = await bot.press(ALICE, button.callback_data)
+        await bot.wait_reply(ALICE, "FAKE: the killed one")
+        assert bot.callback_answer(query) == chat_texts.RUN_AGAIN_STARTED
+        again = await bot.press(ALICE, button.callback_data)
+        await bot.wait(lambda: bot.callback_answer(again) is not None)
+        assert bot.callback_answer(again) == chat_texts.RUN_AGAIN_GONE
+        await trio.sleep(10)
+        prompts = [job.prompt for p in bot.fakes.started for job in p.calls]
+        assert prompts == ["queued before the kill", "the killed one"]
+    state = (await store.load(key)).state
+    assert state is not None
+    assert (state.running, state.interrupted) == (None, None)
