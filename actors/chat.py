@@ -179,6 +179,9 @@ class _Chat:
         if message.text is None or not message.text.strip():
             await self.out.say(chat_texts.TEXT_ONLY, plain=True)
             return
+        if message.quoted_from is not None:
+            await self.on_text(chat_texts.as_quoted(message.text, message.quoted_from))
+            return
         await self.on_text(message.text)
 
     async def on_text(self, text: str) -> None:

@@ -115,6 +115,9 @@ class InboundMessage(_RouterBase, frozen=True, kw_only=True, tag="message"):
     edited: bool = False
     content_kind: str = "text"
     date: int = 0
+    quoted_from: str | None = None
+    """Set when the user did not write the text: where it comes from, in words ("forwarded
+    from Bob (@bob)", "sent through the bot @gif"); such text is never a command."""
 
 
 class InboundCallback(_RouterBase, frozen=True, kw_only=True, tag="callback"):

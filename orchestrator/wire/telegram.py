@@ -26,12 +26,14 @@ __all__ = [
     "ChatMemberUpdated",
     "Message",
     "MessageEntity",
+    "MessageOrigin",
     "Update",
     "UpdateId",
     "User",
     "decode_update",
     "decode_update_id",
     "parse_command",
+    "quoted_from",
     "to_router_message",
     "without_mention",
 ]
@@ -51,6 +53,7 @@ class Chat(msgspec.Struct, frozen=True):
 
     id: int
     type: ChatType = "private"
+    title: str | None = None
 
 
 class MessageEntity(msgspec.Struct, frozen=True):
@@ -59,6 +62,17 @@ class MessageEntity(msgspec.Struct, frozen=True):
     type: str
     offset: int
     length: int
+
+
+class MessageOrigin(msgspec.Struct, frozen=True):
+    """``MessageOrigin`` of a forwarded message (``user``, ``hidden_user``, ``chat``,
+    ``channel``), the fields that say who wrote it."""
+
+    type: str
+    sender_user: User | None = None
+    sender_user_name: str | None = None
+    sender_chat: Chat | None = None
+    chat: Chat | None = None
 
 
 class Message(msgspec.Struct, frozen=True):
@@ -81,6 +95,8 @@ class Message(msgspec.Struct, frozen=True):
     voice: msgspec.Raw | None = None
     video: msgspec.Raw | None = None
     audio: msgspec.Raw | None = None
+    forward_origin: MessageOrigin | None = None
+    via_bot: User | None = None
 
 
 class CallbackQuery(msgspec.Struct, frozen=True):
@@ -193,6 +209,31 @@ def without_mention(text: str, entities: tuple[MessageEntity, ...], bot_username
     return encoded.decode("utf-16-le", errors="replace").strip()
 
 
+def _person(user: User) -> str:
+    name = user.first_name or "someone"
+    return f"{name} (@{user.username})" if user.username else name
+
+
+def quoted_from(message: Message) -> str | None:
+    """Where a message the user did not write comes from (forwarded, or sent through an
+    inline bot), in words; None for the user's own message."""
+    origin = message.forward_origin
+    if origin is not None:
+        if origin.sender_user is not None:
+            return f"forwarded from {_person(origin.sender_user)}"
+        if origin.sender_user_name:
+            return f"forwarded from {origin.sender_user_name}"
+        chat = origin.sender_chat or origin.chat
+        if chat is not None:
+            kind = "channel" if chat.type == "channel" else "chat"
+            return f"forwarded from the {kind} {chat.title}" if chat.title else "forwarded"
+        return "forwarded"
+    if message.via_bot is not None:
+        bot = message.via_bot
+        return f"sent through the bot @{bot.username}" if bot.username else "sent through a bot"
+    return None
+
+
 def _content_kind(message: Message) -> str:
     for kind in ("photo", "document", "sticker", "voice", "video", "audio"):
         if getattr(message, kind):
@@ -209,7 +250,10 @@ def to_router_message(update: Update, bot_username: str) -> RouterMsg | None:
         entities = message.entities if message.text is not None else message.caption_entities
         command: str | None = None
         arguments = ""
-        if text is not None:
+        quoted = quoted_from(message)
+        if text is not None and quoted is not None:
+            pass  # not the user's words: never a command, and kept as written
+        elif text is not None:
             parsed = parse_command(text, entities, bot_username)
             if parsed == "other_bot":
                 return None
@@ -233,6 +277,7 @@ def to_router_message(update: Update, bot_username: str) -> RouterMsg | None:
             edited=update.message is None,
             content_kind=_content_kind(message),
             date=message.date,
+            quoted_from=quoted,
         )
     query = update.callback_query
     if query is not None:
