@@ -11,7 +11,13 @@ button presses and ``/cancel`` are answered while it runs.
   one queued prompt (at most ``queue_limit`` of them; one "Queued" notice), which runs next;
   queued prompts survive restarts.
 - A request's life (progress message, typing, the result) is `actors.chat_request`; it returns
-  a `RequestOutcome` that this actor applies to the session (counters, thread, summary).
+  a `RequestOutcome` that this actor applies to the session (counters, thread, summary). A
+  request that fails under the bot is reported once and never queued again; only a shutdown
+  (`Interrupted`) puts its prompt back in the queue.
+- The session file records the running request (and its progress message) and the parts of a
+  paste not started yet. A start that finds a running request there (the bot was killed)
+  closes its progress message and offers it with a "Run again" button, never running it by
+  itself.
 - Approvals relayed by the pool are shown and decided by `actors.chat_approvals`; this actor
   routes the button presses to them.
 - The session file is written on every change (`SessionStore`, atomic).

@@ -160,7 +160,11 @@ def not_a_mode(argument: str, mode: str) -> str:
 
 def queued(position: int) -> str:
     """The one notice for a prompt queued behind the running request."""
-    where = "when the current request ends" if position == 1 else f"after {position - 1} more"
+    where = (
+        "when the current request ends"
+        if position == 1
+        else f"after {plural(position - 1, 'other request')}"
+    )
     return (
         f"Queued: this runs {where}. Anything else you send until then runs together with it "
         "as one request."
