@@ -26,7 +26,10 @@ from actors.chat_request import (
 )
 from orchestrator.config import Profile
 from orchestrator.messages import (
+    AgentMessageDelta,
     CloseLive,
+    CodexNotice,
+    CodexProgress,
     JobDone,
     PatchApplied,
     RunStarted,
@@ -43,7 +46,7 @@ from orchestrator.session_store import SessionState
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from orchestrator.messages import ApprovalRequest, CodexJob, CodexProgress, JobOutcome
+    from orchestrator.messages import ApprovalRequest, CodexJob, JobOutcome
 
 KEY = SessionKey(chat_id=5, user_id=7)
 CEILING = 3600
@@ -55,6 +58,7 @@ class ScriptedPool:
     def __init__(self, delay: float, *, patch_applies: bool = True) -> None:
         self.delay = delay
         self.patch_applies = patch_applies
+        self.extra: list[CodexProgress] = []
 
     async def run(
         self,
@@ -65,6 +69,9 @@ class ScriptedPool:
     ) -> JobOutcome:
         progress.send_nowait(RunStarted(worker_id=1))
         progress.send_nowait(PatchApplied(files=("app.py",), success=self.patch_applies))
+        for event in self.extra:
+            await trio.sleep(2)
+            progress.send_nowait(event)
         await trio.sleep(self.delay)
         return JobDone(text=f"did: {job.prompt}", thread_id="thread-1", worker_id=1)
 
@@ -163,6 +170,28 @@ async def test_a_patch_that_did_not_apply_is_not_reported_as_changed(
     assert bot.replies() == ["did: fix it\n\nTook 0:05."]
     live = [m.text for m in bot.sent if isinstance(m, UpdateLive)]
     assert "• did not change app.py" in live[-1]
+
+
+async def test_a_warning_shows_once_and_the_answer_streams_into_the_progress_message(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    bot = Harness(tmp_path, delay=10)
+    warning = CodexNotice(level="warning", message="Reconnecting to the model")
+    bot.pool.extra = [
+        warning,
+        AgentMessageDelta(text="First line.\nSecond "),
+        warning,
+        AgentMessageDelta(text="line.\nThird line.\nFourth line."),
+    ]
+    with trio.fail_after(CEILING):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(bot.collect)
+            await bot.serve()
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.cancel_scope.cancel()
+    last = [m.text for m in bot.sent if isinstance(m, UpdateLive)][-1]
+    assert last.count("⚠️ Reconnecting to the model") == 1
+    assert last.endswith("Codex is writing:\nSecond line.\nThird line.\nFourth line.")
 
 
 async def test_typing_is_shed_when_the_sender_is_full() -> None:
