@@ -4,7 +4,8 @@ This module owns:
 
 - the callback data of the chat's buttons (`cancel_data`, `approval_data`, `decode_button`):
   ``cx:{token}`` cancels the request whose Cancel button carries `token`, ``ap:{token}:{a|s|d}``
-  approves, approves for the session, or denies the question carrying `token`. Tokens are
+  approves, approves for the session, or denies the question carrying `token`, ``rr:{token}``
+  runs again the request a kill interrupted. Tokens are
   unguessable, and the data stays within Telegram's 64 bytes of callback data;
 - `Approvals`, the open questions of one chat: each question the pool relays is shown with
   Approve / Approve for session / Deny buttons; the first valid press wins, every press is
@@ -36,9 +37,11 @@ __all__ = [
     "ApprovalButton",
     "Approvals",
     "CancelButton",
+    "RerunButton",
     "approval_data",
     "cancel_data",
     "decode_button",
+    "rerun_data",
 ]
 
 APPROVAL_BUFFER: Final = 4
@@ -65,6 +68,12 @@ class CancelButton(msgspec.Struct, frozen=True):
     token: str
 
 
+class RerunButton(msgspec.Struct, frozen=True):
+    """A press on "Run again" under a request a kill interrupted."""
+
+    token: str
+
+
 class ApprovalButton(msgspec.Struct, frozen=True):
     """A press on an approval button; `decision` is None when the choice is not one we know."""
 
@@ -82,11 +91,18 @@ def approval_data(token: str, decision: ApprovalDecision) -> str:
     return f"ap:{token}:{_CHOICES[decision]}"
 
 
-def decode_button(data: str) -> CancelButton | ApprovalButton | None:
+def rerun_data(token: str) -> str:
+    """The callback data of the "Run again" button of the interrupted request `token`."""
+    return f"rr:{token}"
+
+
+def decode_button(data: str) -> CancelButton | ApprovalButton | RerunButton | None:
     """Read a button's callback data; None when it is none of ours."""
     kind, _, rest = data.partition(":")
     if kind == "cx":
         return CancelButton(rest)
+    if kind == "rr":
+        return RerunButton(rest)
     if kind == "ap":
         token, _, choice = rest.partition(":")
         return ApprovalButton(token, _DECISIONS.get(choice))

@@ -48,14 +48,16 @@ class ChatOutput:
     typing_shed: ShedCounter[SenderMsg] = field(default_factory=ShedCounter)
     """Typing actions not handed over because the sender's inbox was full."""
 
-    async def say(self, markdown: str, *, plain: bool = False) -> None:
-        """Send a message that must arrive (a result, an answer to a command, a notice)."""
+    async def say(self, markdown: str, *, plain: bool = False, silent: bool = False) -> None:
+        """Send a message that must arrive (a result, an answer to a command, a notice);
+        `silent`: without a notification on the phone."""
         await self.sender.send(
             SendReply(
                 chat_id=self.key.chat_id,
                 thread_id=self.key.thread_id,
                 markdown=markdown,
                 plain=plain,
+                silent=silent,
             )
         )
 
@@ -63,8 +65,18 @@ class ChatOutput:
         """Answer a button press (stops its spinner; `text` shows as a toast)."""
         await self.sender.send(AnswerCallback(callback_query_id=press.callback_query_id, text=text))
 
-    async def show(self, slot: str, text: str, keyboard: Keyboard = ()) -> None:
-        """Show or update the live message `slot` (the sender coalesces the edits)."""
+    async def show(
+        self,
+        slot: str,
+        text: str,
+        keyboard: Keyboard = (),
+        *,
+        silent: bool = False,
+        shown_to: trio.MemorySendChannel[int] | None = None,
+    ) -> None:
+        """Show or update the live message `slot` (the sender coalesces the edits); edits never
+        notify, and `silent` makes its first showing silent too (progress). `shown_to` is told
+        the message's id whenever it is sent anew."""
         await self.sender.send(
             UpdateLive(
                 chat_id=self.key.chat_id,
@@ -72,12 +84,23 @@ class ChatOutput:
                 slot=slot,
                 text=text,
                 keyboard=keyboard,
+                silent=silent,
+                shown_to=shown_to,
             )
         )
 
-    async def close(self, slot: str, text: str) -> None:
-        """Give the live message `slot` its final text (and take its buttons away)."""
-        await self.sender.send(CloseLive(chat_id=self.key.chat_id, slot=slot, final_text=text))
+    async def close(self, slot: str, text: str | None, *, message_id: int | None = None) -> None:
+        """Give the live message `slot` its final text (and take its buttons away); None
+        deletes it. `message_id`: the message, when it was shown before a restart."""
+        await self.sender.send(
+            CloseLive(
+                chat_id=self.key.chat_id,
+                slot=slot,
+                final_text=text,
+                delete=text is None,
+                message_id=message_id,
+            )
+        )
 
     def typing(self) -> bool:
         """Hand one "typing…" action to the sender if it has room now; False if shed."""

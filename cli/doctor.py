@@ -146,7 +146,13 @@ async def check_allowed_users(ctx: DoctorContext) -> list[CheckResult]:
                 fix="add your Telegram user id to telegram.allowed_users",
             )
         ]
-    return [CheckResult(check="allowed_users", status="ok", detail=f"{len(users)} user(s)")]
+    return [
+        CheckResult(
+            check="allowed_users",
+            status="ok",
+            detail=f"{len(users)} user{'' if len(users) == 1 else 's'}",
+        )
+    ]
 
 
 def _writable(path: Path) -> str | None:
@@ -505,7 +511,8 @@ def run_doctor(
         text = redact(text, [ctx.loaded.token.reveal()])
     print(text)
     failed = [row for row in rows if row.status == "FAIL"]
-    print(f"\n{len(failed)} problem(s) found." if failed else "\nAll checks passed.")
+    problems = f"{len(failed)} problem{'' if len(failed) == 1 else 's'}"
+    print(f"\n{problems} found." if failed else "\nAll checks passed.")
     sys.stdout.flush()
     if ctx.config_error:
         return EXIT_CONFIG

@@ -81,8 +81,10 @@ class TelegramApi(Protocol):
         keyboard: Keyboard = (),
         message_thread_id: int | None = None,
         reply_to_message_id: int | None = None,
+        disable_notification: bool = False,
     ) -> int:
-        """``sendMessage`` (link previews off); returns the new message id."""
+        """``sendMessage`` (link previews off); returns the new message id.
+        `disable_notification`: the message arrives without a sound (progress)."""
         ...
 
     async def edit_message_text(

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SESSION_FORMAT_VERSION",
     "LoadedSession",
+    "RequestRecord",
     "SessionCounters",
     "SessionState",
     "SessionStore",
@@ -51,6 +52,20 @@ class SessionCounters(msgspec.Struct, frozen=True, kw_only=True):
     output_tokens: int = 0
 
 
+class RequestRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A request as the session file remembers it across a crash.
+
+    Attributes:
+        prompt: what the user asked.
+        live_message_id: the Telegram message showing its progress, once shown.
+        token: the unguessable token of its "Run again" button, once offered.
+    """
+
+    prompt: str
+    live_message_id: int | None = None
+    token: str = ""
+
+
 class SessionState(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=False):
     """Everything a chat must remember across restarts.
 
@@ -65,6 +80,10 @@ class SessionState(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
         queue: prompts waiting for the running request, oldest first.
         counters: lifetime counters.
         last_usage: token usage of the last run.
+        running: the request being served; still set at start only when the bot was killed
+            under it (a graceful stop clears it).
+        batch: texts received but not started yet (the parts of a long paste).
+        interrupted: the request a kill interrupted, offered with a "Run again" button.
     """
 
     version: int = SESSION_FORMAT_VERSION
@@ -76,6 +95,9 @@ class SessionState(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     queue: tuple[str, ...] = ()
     counters: SessionCounters = SessionCounters()
     last_usage: TokenUsage | None = None
+    running: RequestRecord | None = None
+    batch: tuple[str, ...] = ()
+    interrupted: RequestRecord | None = None
 
 
 class LoadedSession(msgspec.Struct, frozen=True, kw_only=True):
@@ -188,7 +210,8 @@ class SessionStore:
         return LoadedSession(state=state)
 
     async def keys_with_queue(self) -> list[SessionKey]:
-        """Sessions that have prompts waiting (to resume them after a restart)."""
+        """Sessions that have prompts waiting, or a request a kill interrupted (to resume or
+        report them after a restart)."""
         return await disk.run_sync(self._keys_with_queue_blocking)
 
     def _keys_with_queue_blocking(self) -> list[SessionKey]:
@@ -207,6 +230,6 @@ class SessionStore:
                 state = _DECODER.decode((self.root / name).read_bytes())
             except (OSError, msgspec.DecodeError, UnicodeDecodeError, RecursionError):
                 continue  # the chat's own load reports and sets it aside
-            if state.queue:
+            if state.queue or state.running is not None or state.batch:
                 keys.append(key)
         return keys
