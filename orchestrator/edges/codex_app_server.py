@@ -312,7 +312,7 @@ class CodexAppServer:
         """``thread/loaded/list``: proves the process answers. Raises `WorkerUnavailable`
         when it died; a wedged one never answers: bound it with the caller's deadline."""
         self._snapshot()
-        response = await self.rpc.request("thread/loaded/list", LoadedListParams())
+        response = await self.rpc.request("thread/loaded/list", LoadedListParams(limit=1))
         if response.error is not None:
             raise _ProcessGone(f"ping failed: {_error_text(response.error)}")
 

@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
     from pathlib import Path
 
+    from actors.worker_pool import CodexProcessLike
+
 CEILING = 20  # seconds: a hang fails fast instead of blocking CI
 
 
@@ -83,6 +85,9 @@ async def test_handshake_turns_events_and_reply(fake: FakeAppServer, tmp_path: P
     events: list[CodexProgress] = []
     with trio.fail_after(CEILING):
         async with opened(fake, tmp_path) as codex:
+            worker: CodexProcessLike = codex  # mypy: the surface the pool uses today
+            assert worker.alive
+            assert worker.rss_mb() > 0
             assert codex.server_version == "0.171.0"
             first = await codex.call(
                 job("hello", developer_instructions="be brief", context_preamble="Earlier: X"),
@@ -129,7 +134,7 @@ async def test_handshake_turns_events_and_reply(fake: FakeAppServer, tmp_path: P
     assert turns[0]["params"]["input"] == [{"type": "text", "text": "Earlier: X\n\nhello"}]
     assert turns[1]["params"]["threadId"] == first.thread_id
     assert fake.received("thread/resume") == []  # loaded here: no resume
-    assert [e["method"] for e in fake.received("thread/loaded/list")] == ["thread/loaded/list"]
+    assert [e["params"] for e in fake.received("thread/loaded/list")] == [{"limit": 1}]
 
 
 async def test_notifications_before_the_turn_start_answer_are_kept(
@@ -143,6 +148,18 @@ async def test_notifications_before_the_turn_start_answer_are_kept(
     assert isinstance(outcome, JobDone), outcome
     assert outcome.text == "kept"  # and the garbage line before it was skipped
     assert events[0] == RunStarted(worker_id=3)
+
+
+async def test_a_reply_far_longer_than_a_read_chunk_arrives_whole(
+    fake: FakeAppServer, tmp_path: Path
+) -> None:
+    long_reply = "".join(f"line {n}\n" for n in range(40_000))  # ~350 kB in one JSON line
+    fake.rule("long", reply=long_reply)
+    with trio.fail_after(CEILING):
+        async with opened(fake, tmp_path) as codex:
+            outcome = await codex.call(job("long"), on_event=ignore, on_approval=deny)
+    assert isinstance(outcome, JobDone)
+    assert outcome.text == long_reply
 
 
 async def test_an_unknown_server_request_gets_an_error(fake: FakeAppServer, tmp_path: Path) -> None:
