@@ -264,6 +264,15 @@ class _DeltaNotification(_Wire, frozen=True):
     delta: str = ""
 
 
+class _PatchUpdatedNotification(_Wire, frozen=True):
+    """``item/fileChange/patchUpdated``: new changes for a fileChange item."""
+
+    thread_id: str
+    turn_id: str
+    item_id: str
+    changes: list[_FileUpdateChange] = []
+
+
 class _TokenUsageBreakdown(_Wire, frozen=True):
     total_tokens: int = 0
     input_tokens: int = 0
@@ -385,6 +394,7 @@ SERVER_NOTIFICATIONS: Final[Mapping[str, type[msgspec.Struct]]] = {
     "item/completed": _ItemNotification,
     "item/agentMessage/delta": _DeltaNotification,
     "item/commandExecution/outputDelta": _DeltaNotification,
+    "item/fileChange/patchUpdated": _PatchUpdatedNotification,
     "thread/tokenUsage/updated": _TokenUsageNotification,
     "turn/plan/updated": _PlanNotification,
     "error": _ErrorNotification,

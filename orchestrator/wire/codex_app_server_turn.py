@@ -34,6 +34,7 @@ from orchestrator.wire.codex_app_server import (
     _FileChangeApprovalParams,
     _FileChangeItem,
     _ItemNotification,
+    _PatchUpdatedNotification,
     _PlanNotification,
     _ThreadItem,
     _TokenUsageBreakdown,
@@ -57,6 +58,7 @@ _ITEM_NOTE: Final = msgspec.json.Decoder(_ItemNotification)
 _DELTA: Final = msgspec.json.Decoder(_DeltaNotification)
 _TOKENS: Final = msgspec.json.Decoder(_TokenUsageNotification)
 _PLAN: Final = msgspec.json.Decoder(_PlanNotification)
+_PATCH_UPDATED: Final = msgspec.json.Decoder(_PatchUpdatedNotification)
 _ERROR: Final = msgspec.json.Decoder(_ErrorNotification)
 _WARNING: Final = msgspec.json.Decoder(_WarningNotification)
 _COMMAND_ASK: Final = msgspec.json.Decoder(_CommandApprovalParams)
@@ -128,6 +130,14 @@ class TurnTranslator:
                 if method == "item/started":
                     return self._started(item)
                 return self._completed(item)
+            case "item/fileChange/patchUpdated":
+                update = _PATCH_UPDATED.decode(params)
+                patch = self._patches.get(update.item_id)
+                if patch is not None:  # an approval shows the newest diff
+                    self._patches[update.item_id] = msgspec.structs.replace(
+                        patch, changes=update.changes
+                    )
+                return []
             case "item/agentMessage/delta":
                 return [AgentMessageDelta(text=_DELTA.decode(params).delta)]
             case "thread/tokenUsage/updated":

@@ -116,8 +116,9 @@ async def test_round_trip_and_a_second_turn_share_the_thread_and_cache_key(
     assert "NOT-FOR-CODEX" not in (tmp_path / "app-server-0.log").read_text()
 
 
+@pytest.mark.parametrize("sandbox", ["read-only", "danger-full-access"])
 async def test_interrupt_stops_the_running_command_and_keeps_the_worker(
-    app_server_codex: Path, tmp_path: Path
+    app_server_codex: Path, tmp_path: Path, sandbox: Sandbox
 ) -> None:
     events: list[CodexProgress] = []
     started = trio.Event()
@@ -134,14 +135,18 @@ async def test_interrupt_stops_the_running_command_and_keeps_the_worker(
             model.script([Text("ready")], [Shell("sleep 300")])
             async with open_real(app_server_codex, home, tmp_path) as codex:
                 first = await codex.call(
-                    job_in(tmp_path, "warm up"), on_event=on_event, on_approval=deny
+                    job_in(tmp_path, "warm up", sandbox=sandbox),
+                    on_event=on_event,
+                    on_approval=deny,
                 )
                 assert isinstance(first, JobDone), first
                 thread = first.thread_id
                 async with trio.open_nursery() as nursery:
 
                     async def run() -> None:
-                        long_job = job_in(tmp_path, "run a long command", thread_id=thread)
+                        long_job = job_in(
+                            tmp_path, "run a long command", thread_id=thread, sandbox=sandbox
+                        )
                         outcomes.append(
                             await codex.call(long_job, on_event=on_event, on_approval=deny)
                         )
@@ -233,3 +238,39 @@ async def test_an_escalation_is_asked_through_the_callback(
     (ask,) = asked
     assert (ask.kind, ask.command, ask.cwd) == ("exec", f"touch {marker}", str(work))
     assert marker.exists() == ran
+
+
+@pytest.mark.parametrize("sandbox", ["read-only", "danger-full-access"])
+async def test_kill_mid_command_leaves_no_process(
+    app_server_codex: Path, tmp_path: Path, sandbox: Sandbox
+) -> None:
+    started = trio.Event()
+    outcomes: list[Any] = []
+
+    def on_event(event: CodexProgress) -> None:
+        if isinstance(event, CommandStarted):
+            started.set()
+
+    command = "setsid sleep 301 & sleep 300"  # a grandchild in a session of its own too
+    with trio.fail_after(CEILING):
+        async with open_mock_model() as model:
+            home = write_codex_home(tmp_path / "home", model.base_url, model=MODEL)
+            model.script([Shell(command)])
+            async with open_real(app_server_codex, home, tmp_path) as codex:
+                async with trio.open_nursery() as nursery:
+
+                    async def run() -> None:
+                        job = job_in(tmp_path, "run", sandbox=sandbox)
+                        outcomes.append(await codex.call(job, on_event=on_event, on_approval=deny))
+
+                    nursery.start_soon(run)
+                    await started.wait()
+                    await wait_for_command(codex.pid, "sleep 301")
+                    await wait_for_command(codex.pid, "sleep 300")
+                    everything = tree(codex.pid)
+                    await codex.kill()
+                assert not codex.alive
+    assert await wait_until_gone(everything, within=10) == set()
+    (outcome,) = outcomes
+    assert isinstance(outcome, JobFailed)
+    assert outcome.failure == "worker_died"

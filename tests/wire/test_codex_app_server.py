@@ -162,6 +162,21 @@ def test_a_patch_approval_carries_the_diff_of_its_item() -> None:
     assert feed(translator, declined) == []  # declined: the prompt already said so
 
 
+def test_a_patch_update_replaces_the_diff_the_approval_shows() -> None:
+    translator = TurnTranslator(worker_id=0)
+    started = example("14")[0]
+    change = {"path": "/w/b.txt", "kind": {"type": "update", "move_path": None}, "diff": "@@ new"}
+    update = note("item/fileChange/patchUpdated", itemId="call_patch_1", changes=[change])
+    unknown = note("item/fileChange/patchUpdated", itemId="other", changes=[change])
+    assert feed(translator, started, update, unknown) == []
+    request = example("13")
+    ask = translator.approval_ask(request["method"], msgspec.json.encode(request["params"]))
+    assert ask is not None
+    assert ask.changes == ("/w/b.txt",)
+    assert "@@ new" in ask.message
+    assert "hello from mock patch" not in ask.message
+
+
 def test_an_applied_patch_lists_its_files() -> None:
     translator = TurnTranslator(worker_id=0)
     started, done = example("14")
