@@ -28,7 +28,7 @@ from orchestrator.wire.codex_app_server import Incoming, RpcError
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-__all__ = ["EXIT_DRAIN", "READ_CHUNK", "LineRpc", "Refused", "Response"]
+__all__ = ["EXIT_DRAIN", "READ_CHUNK", "WRITE_TIMEOUT", "LineRpc", "Refused", "Response"]
 
 logger: Final = logging.getLogger(__name__)
 
@@ -37,6 +37,10 @@ EXIT_DRAIN: Final = 0.5
 inherited the pipe would otherwise hold it open and hide the death."""
 
 READ_CHUNK: Final = 65536
+
+WRITE_TIMEOUT: Final = 10.0
+"""Seconds one line may take to enter the process's stdin before it counts as wedged (a
+healthy app-server reads continuously; a pipe holds 64 KiB)."""
 
 _ENCODER: Final = msgspec.json.Encoder()
 _INCOMING: Final = msgspec.json.Decoder(Incoming)
@@ -80,6 +84,7 @@ class LineRpc:
         self._write_lock = trio.Lock()
         self._reader_scope = trio.CancelScope()
         self._reading = True
+        self._broken = False
         self.exited = trio.Event()
         """Set once the process exited or closed its output (not when merely cancelled)."""
 
@@ -88,13 +93,25 @@ class LineRpc:
         return self._reading and not self.exited.is_set()
 
     async def write(self, message: Mapping[str, object]) -> None:
-        """Send one message; `WorkerUnavailable` when the process closed its input."""
+        """Send one message; `WorkerUnavailable` when the process closed its input.
+
+        A line is written whole or not at all: the write is shielded from cancellation (a
+        half-written line would garble the next one), and bounded by `WRITE_TIMEOUT`, past
+        which the process counts as wedged and the transport as unusable.
+        """
         data = _ENCODER.encode(message) + b"\n"
         async with self._write_lock:
-            try:
-                await self._stdin.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as error:
-                raise WorkerUnavailable(f"{self._label} closed its input") from error
+            if self._broken:
+                raise WorkerUnavailable(f"{self._label} stopped reading its input")
+            with trio.CancelScope(shield=True), trio.move_on_after(WRITE_TIMEOUT) as bound:
+                try:
+                    await self._stdin.send_all(data)
+                except (trio.BrokenResourceError, trio.ClosedResourceError) as error:
+                    raise WorkerUnavailable(f"{self._label} closed its input") from error
+            if bound.cancelled_caught:
+                self._broken = True
+                self._reading = False
+                raise WorkerUnavailable(f"{self._label} stopped reading its input")
 
     async def close_input(self) -> None:
         """Close the process's stdin (its graceful stop)."""

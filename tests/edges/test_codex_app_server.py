@@ -488,3 +488,16 @@ async def test_a_program_that_is_not_an_app_server_fails_to_start(tmp_path: Path
             stderr_log=tmp_path / "w.log",
         ):
             pass
+
+
+async def test_a_wedged_worker_never_answers_ping_and_the_caller_bounds_it(
+    fake: FakeAppServer, tmp_path: Path
+) -> None:
+    fake.options["wedged"] = True
+    with trio.fail_after(CEILING):
+        async with opened(fake, tmp_path) as codex:
+            with trio.move_on_after(0.5) as bound:  # the pool's PING_TIMEOUT, shortened
+                await codex.ping()
+            assert bound.cancelled_caught
+            outcome = await codex.call(job("still here"), on_event=ignore, on_approval=deny)
+    assert isinstance(outcome, JobDone)  # the abandoned request left the wire intact
