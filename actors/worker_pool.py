@@ -53,7 +53,10 @@ from msgspec import structs
 from actors.worker_position import (
     WORKER_COOLDOWN,
     WORKER_POLICY,
+    TurnWatch,
     WorkerPosition,
+    endpoint_failure_text,
+    endpoint_guard,
     offer,
     stall_guard,
     supervise_position,
@@ -127,7 +130,9 @@ class _Pool:
         trace: TraceEmit,
         calls_per_worker: int = 1,
         cold_start: bool = False,
+        endpoint_failure_limit: float = math.inf,
     ) -> None:
+        self.endpoint_failure_limit = endpoint_failure_limit
         self.open_worker = open_worker
         self.cold_start = cold_start
         self.cold_ids = itertools.count(size)
@@ -295,7 +300,13 @@ class _Pool:
             return JobFailed(failure="no_worker", message=str(refused), thread_id=job.thread_id)
         worker = position.worker
         assert worker is not None  # `_acquire` hands over ready positions only
-        if moved:
+        elsewhere = job.thread_id is not None and job.worker_id != position.worker_id
+        if (moved or elsewhere) and worker.resumes_threads:
+            # The thread outlives its process: this worker resumes it (a fresh thread with
+            # the preamble only if that fails, e.g. its old process still holds it).
+            job = structs.replace(job, worker_id=position.worker_id)
+            moved = False
+        elif moved:
             reason = (
                 "your conversation's worker is gone"
                 if self._owner_of(job) is None
@@ -303,32 +314,49 @@ class _Pool:
             )
             offer(progress, ThreadMoved(reason=reason))
             job = _fresh(job)
-        elif job.thread_id is not None and job.worker_id != position.worker_id:
+        elif elsewhere:
             job = _fresh(job)
             moved = True
         self.runs_started += 1
         self.dispatch()
         last_event = [trio.current_time()]
+        watch = TurnWatch(quiet_since=last_event[0])
 
         def on_event(event: CodexProgress) -> None:
             last_event[0] = trio.current_time()
+            watch.saw(event, last_event[0])
             offer(progress, event)
 
         async def on_approval(ask: ApprovalAsk) -> ApprovalDecision:
             last_event[0] = math.inf  # waiting for a human is not a stall
+            watch.asking += 1
             try:
                 return await _ask(approvals, ask)
             finally:
                 last_event[0] = trio.current_time()
+                watch.asking -= 1
+                watch.quiet_since = last_event[0]
 
         outcome: JobOutcome | None = None
         try:
             with trio.move_on_after(self.request_timeout) as deadline:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(stall_guard, last_event, progress, self.stall_timeout)
+                    nursery.start_soon(
+                        endpoint_guard, watch, self.endpoint_failure_limit, nursery.cancel_scope
+                    )
                     outcome = await worker.run_turn(job, on_event=on_event, on_approval=on_approval)
                     nursery.cancel_scope.cancel()
-            if deadline.cancelled_caught:
+            if watch.fired and outcome is None:
+                if not worker.reusable:
+                    position.retire_worker(worker, "timeout")
+                outcome = JobFailed(
+                    failure="stalled",
+                    message=endpoint_failure_text(watch, self.endpoint_failure_limit),
+                    worker_id=position.worker_id,
+                    thread_id=job.thread_id,
+                )
+            elif deadline.cancelled_caught:
                 if not worker.reusable:
                     position.retire_worker(worker, "timeout")
                 outcome = JobFailed(
@@ -350,6 +378,8 @@ class _Pool:
                     outcome = position.explain_shared_stop(outcome, worker)
             else:
                 position.hosted_threads.add(outcome.thread_id)
+                if outcome.thread_id != job.thread_id and job.thread_id is not None:
+                    moved = True  # its thread could not be resumed: a fresh one
             position.check_recycling(
                 worker, max_threads=self.recycle_threads, max_rss_mb=self.recycle_rss_mb
             )
@@ -453,6 +483,7 @@ async def open_worker_pool(
     trace: TraceEmit,
     calls_per_worker: int = 1,
     cold_start: bool = False,
+    endpoint_failure_limit: float = math.inf,
     policy: RestartPolicy = WORKER_POLICY,
 ) -> AsyncIterator[WorkerPoolHandle]:
     """Start `size` warm workers, yield the handle, and stop them all on exit.
@@ -491,6 +522,7 @@ async def open_worker_pool(
         trace=trace,
         calls_per_worker=calls_per_worker,
         cold_start=cold_start,
+        endpoint_failure_limit=endpoint_failure_limit,
     )
     async with trio.open_nursery() as nursery:
         for position in pool.positions:

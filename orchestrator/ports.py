@@ -185,6 +185,15 @@ class CodexWorker(Protocol):
         """Whether the worker may run another turn (False once dead, or left unusable)."""
         ...
 
+    @property
+    def resumes_threads(self) -> bool:
+        """Whether a thread outlives this process: any worker of the backend can continue it
+        (``codex app-server``: ``thread/resume``), so a job whose worker is gone keeps its
+        thread. False (MCP): a thread dies with its process, the job moves to a fresh one.
+        Such a worker falls back to a fresh thread with the job's preamble itself when the
+        resume fails, and returns that thread's id."""
+        ...
+
     def rss_mb(self) -> float:
         """Resident memory of the Codex process, in MB."""
         ...

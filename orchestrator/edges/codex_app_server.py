@@ -41,6 +41,8 @@ from orchestrator.errors import WorkerStartError, WorkerUnavailable
 from orchestrator.messages import CommandStarted, JobDone, JobFailed
 from orchestrator.wire.codex_app_server import (
     CODEX_APP_SERVER_VERSION,
+    BackgroundTerminal,
+    BackgroundTerminalsResponse,
     ClientInfo,
     InitializeCapabilities,
     InitializeParams,
@@ -57,6 +59,7 @@ from orchestrator.wire.codex_app_server import (
     TurnStartParams,
     approval_answer,
     classify_error,
+    command_text,
     route_of,
     server_version,
 )
@@ -80,6 +83,8 @@ __all__ = [
     "GRACEFUL_EXIT",
     "INTERRUPT_GRACE",
     "CodexAppServer",
+    "background_note",
+    "instructions_preamble",
     "open_codex_app_server",
 ]
 
@@ -104,6 +109,13 @@ _INIT: Final = msgspec.json.Decoder(InitializeResponse)
 _THREAD: Final = msgspec.json.Decoder(ThreadResponse)
 _TURN: Final = msgspec.json.Decoder(TurnResponse)
 _RESOLVED: Final = msgspec.json.Decoder(ResolvedNotification)
+_TERMINALS: Final = msgspec.json.Decoder(BackgroundTerminalsResponse)
+_UNKNOWN_INSTRUCTIONS: Final = "\0unknown"
+"""The developer instructions of a resumed thread: stored with it, unknown here."""
+
+BACKGROUND_LIST_TIMEOUT: Final = 5.0
+"""Seconds the listing of a finished turn's background commands may take (it answers in
+milliseconds; a wedged server must not hold the answer back)."""
 _APPROVALS: Final = frozenset(
     {"item/commandExecution/requestApproval", "item/fileChange/requestApproval"}
 )
@@ -154,6 +166,9 @@ class CodexAppServer:
         self.server_version = ""
         self._calls: dict[str, _Call] = {}
         self._loaded: set[str] = set()
+        self._instructions: dict[str, str] = {}
+        """Developer instructions the model has on each loaded thread ("?" after a resume:
+        the stored ones are kept, and unknown to us)."""
         self._known: set[int] = set()
         self.rpc = LineRpc(
             process,
@@ -162,10 +177,20 @@ class CodexAppServer:
             on_end=self._process_gone,
         )
 
+    resumes_threads: Final = True
+    """A thread outlives this process: any app-server on the same CODEX_HOME resumes it
+    (``thread/resume``), once the process holding it let go (§9)."""
+
     @property
     def alive(self) -> bool:
         """False once the server exited or closed its output (not merely on leaving)."""
         return not self.rpc.exited.is_set()
+
+    @property
+    def reusable(self) -> bool:
+        """A cancelled turn is interrupted in place: the worker stays usable unless that
+        failed (`poisoned`) or the process is gone."""
+        return not self.poisoned and self.rpc.usable()
 
     def rss_mb(self) -> float:
         """Resident memory of the server process, in MB (one small /proc read)."""
@@ -316,7 +341,7 @@ class CodexAppServer:
         if response.error is not None:
             raise _ProcessGone(f"ping failed: {_error_text(response.error)}")
 
-    async def call(
+    async def run_turn(
         self,
         job: CodexJob,
         *,
@@ -334,6 +359,16 @@ class CodexAppServer:
             `JobDone` with the final answer; or `JobFailed`: ``codex_error`` (Codex refused a
             request, or the turn failed), ``cancelled`` (the turn was interrupted by
             `interrupt`), ``worker_died`` (the process exited mid-call; `alive` turns False).
+
+        A job on a thread this process has not loaded resumes it (``thread/resume``,
+        ``excludeTurns``); when that fails (another process still holds it, or it is gone)
+        the job runs on a fresh thread with its context preamble, and the outcome carries the
+        new thread id. Developer instructions reach the model only at ``thread/start`` (a
+        resume keeps the stored ones, §9), so when a job's instructions differ from those the
+        thread has, they are sent ahead of the prompt.
+
+        After a completed turn, commands the model left running (the 10 s yield, §5.3) are
+        listed, and the answer says so.
 
         Cancellation: the turn is interrupted and its commands cleaned (shielded, at most
         `INTERRUPT_GRACE`); if that fails the process is marked `poisoned`. Cancelled
@@ -377,30 +412,81 @@ class CodexAppServer:
                 del self._calls[thread_id]
             if self._known or call.translator.commands_started:
                 self._snapshot()
-        return self._outcome(call, thread_id)
+        outcome = self._outcome(call, thread_id)
+        if isinstance(outcome, JobDone):
+            outcome = await self._with_background(outcome)
+        return outcome
 
     async def _open_thread(self, job: CodexJob) -> tuple[str, str]:
         """The thread the job runs on (started or resumed) and the prompt to send."""
-        if job.thread_id is None:
-            params = ThreadStartParams(
-                cwd=job.cwd,
-                model=job.model or None,
-                sandbox=job.sandbox,
-                approval_policy=job.approval_policy,
-                developer_instructions=job.developer_instructions or None,
-            )
-            thread_id = _THREAD.decode(await self.rpc.result("thread/start", params)).thread.id
-            preamble = job.context_preamble
-            prompt = f"{preamble}\n\n{job.prompt}" if preamble else job.prompt
-        else:
-            thread_id, prompt = job.thread_id, job.prompt
-            if thread_id in self._loaded:
-                return thread_id, prompt
-            resume = ThreadResumeParams(thread_id=thread_id, exclude_turns=True)
-            await self.rpc.result("thread/resume", resume)
+        if job.thread_id is not None:
+            thread_id = job.thread_id
+            if thread_id not in self._loaded:
+                resume = ThreadResumeParams(thread_id=thread_id, exclude_turns=True)
+                try:
+                    await self.rpc.result("thread/resume", resume)
+                except Refused as error:
+                    logger.info(
+                        "worker %d: resume of %s refused (%s); a fresh thread",
+                        self.worker_id,
+                        thread_id,
+                        classify_error(str(error)),
+                    )
+                    return await self._start_thread(job)
+                self._loaded.add(thread_id)
+                self._instructions[thread_id] = _UNKNOWN_INSTRUCTIONS
+                self.threads += 1
+            prompt = job.prompt
+            wanted = job.developer_instructions
+            if wanted and self._instructions.get(thread_id) != wanted:
+                prompt = instructions_preamble(wanted, prompt)
+            self._instructions[thread_id] = wanted
+            return thread_id, prompt
+        return await self._start_thread(job)
+
+    async def _start_thread(self, job: CodexJob) -> tuple[str, str]:
+        params = ThreadStartParams(
+            cwd=job.cwd,
+            model=job.model or None,
+            sandbox=job.sandbox,
+            approval_policy=job.approval_policy,
+            developer_instructions=job.developer_instructions or None,
+        )
+        thread_id = _THREAD.decode(await self.rpc.result("thread/start", params)).thread.id
         self._loaded.add(thread_id)
+        self._instructions[thread_id] = job.developer_instructions
         self.threads += 1
-        return thread_id, prompt
+        preamble = job.context_preamble
+        return thread_id, (f"{preamble}\n\n{job.prompt}" if preamble else job.prompt)
+
+    async def background_terminals(self, thread_id: str) -> list[BackgroundTerminal]:
+        """Commands of `thread_id` still running after their turn (``[]`` when the server
+        cannot say)."""
+        with suppress(Refused, msgspec.DecodeError, _ProcessGone):
+            raw = await self.rpc.result(
+                "thread/backgroundTerminals/list", ThreadIdParams(thread_id=thread_id)
+            )
+            return _TERMINALS.decode(raw).data
+        return []
+
+    async def stop_background(self, thread_id: str) -> None:
+        """Stop the commands `thread_id` left running (``thread/backgroundTerminals/clean``)."""
+        with suppress(_ProcessGone):
+            response = await self.rpc.request(
+                "thread/backgroundTerminals/clean", ThreadIdParams(thread_id=thread_id)
+            )
+            if response.error is not None:
+                kind = classify_error(response.error.message)
+                logger.warning("worker %d: clean failed (%s)", self.worker_id, kind)
+
+    async def _with_background(self, done: JobDone) -> JobDone:
+        """`done`, its text saying which commands still run after the turn."""
+        with trio.move_on_after(BACKGROUND_LIST_TIMEOUT):
+            running = await self.background_terminals(done.thread_id)
+            if running:
+                self._snapshot()  # they may outlive this process: remember their pids
+                return msgspec.structs.replace(done, text=done.text + background_note(running))
+        return done
 
     def _outcome(self, call: _Call, thread_id: str) -> JobOutcome:
         translator = call.translator
@@ -434,7 +520,12 @@ class CodexAppServer:
             failure="worker_died", message=message, worker_id=self.worker_id, thread_id=thread_id
         )
 
-    async def interrupt(self, thread_id: str) -> bool:
+    async def interrupt(self) -> None:
+        """The port's interrupt, for a worker the pool drops: kill the server and every
+        process it started, also those a dead server orphaned (shielded, bounded)."""
+        await self.kill()
+
+    async def interrupt_thread(self, thread_id: str) -> bool:
         """Stop the turn running on `thread_id` and the commands it started; keep the process.
 
         ``turn/interrupt``, then wait for ``turn/completed``, then
@@ -458,12 +549,7 @@ class CodexAppServer:
                 if response.error is not None:
                     logger.info("worker %d: %s", self.worker_id, _error_text(response.error))
                 await call.done.wait()
-            response = await self.rpc.request(
-                "thread/backgroundTerminals/clean", ThreadIdParams(thread_id=thread_id)
-            )
-            if response.error is not None:
-                kind = classify_error(response.error.message)
-                logger.warning("worker %d: clean failed (%s)", self.worker_id, kind)
+        await self.stop_background(thread_id)
 
     async def kill(self) -> None:
         """Kill the server and every process it started (shielded, bounded)."""
@@ -480,6 +566,25 @@ class CodexAppServer:
             await kill_tree(self.pid, known=started | self._snapshot())
             with trio.move_on_after(GRACEFUL_EXIT):
                 await self._process.wait()
+
+
+def instructions_preamble(instructions: str, prompt: str) -> str:
+    """The prompt with the role's developer instructions ahead of it: a resumed thread keeps
+    the ones it was started with (§9), and a thread changing roles needs the new ones."""
+    return (
+        "<developer_instructions>\nFrom now on, follow these instructions (they replace "
+        f"earlier ones):\n{instructions}\n</developer_instructions>\n\n{prompt}"
+    )
+
+
+def background_note(running: Sequence[BackgroundTerminal]) -> str:
+    """The line added to an answer when commands still run after the turn."""
+    shown = ", ".join(f"`{command_text(t.command)[:80]}`" for t in running[:3])
+    more = f" and {len(running) - 3} more" if len(running) > 3 else ""
+    return (
+        f"\n\n⏳ Still running in the background: {shown}{more}. They stop when you /cancel "
+        "a request of this conversation or the worker restarts."
+    )
 
 
 def _error_text(error: RpcError | None) -> str:

@@ -36,7 +36,11 @@ __all__ = [
     "ITEM_TYPES",
     "SERVER_NOTIFICATIONS",
     "SERVER_REQUESTS",
+    "AccountReadParams",
+    "AccountReadResponse",
     "ApprovalAnswer",
+    "BackgroundTerminal",
+    "BackgroundTerminalsResponse",
     "ClientInfo",
     "ErrorKind",
     "Incoming",
@@ -45,6 +49,8 @@ __all__ = [
     "InitializeResponse",
     "LoadedListParams",
     "LoadedListResponse",
+    "ModelListParams",
+    "ModelListResponse",
     "ResolvedNotification",
     "RpcError",
     "SummaryNotification",
@@ -194,6 +200,52 @@ class LoadedListParams(_Params, frozen=True):
 
 class LoadedListResponse(_Wire, frozen=True):
     data: list[str] = []
+
+
+class BackgroundTerminal(_Wire, frozen=True):
+    """A command still running after its turn (the 10 s yield, §5.3); `process_id` is the
+    unified-exec session id, not an OS pid (§5.3)."""
+
+    command: str = ""
+    cwd: str = ""
+    item_id: str = ""
+    process_id: str = ""
+
+
+class BackgroundTerminalsResponse(_Wire, frozen=True):
+    data: list[BackgroundTerminal] = []
+
+
+class AccountReadParams(_Params, frozen=True):
+    refresh_token: bool | None = None
+
+
+class _Account(_Wire, frozen=True):
+    type: str = ""
+    email: str | None = None
+    plan_type: str | None = None
+
+
+class AccountReadResponse(_Wire, frozen=True):
+    """``account/read``: who Codex is logged in as (None: nobody), and whether the
+    configured provider needs an OpenAI login at all."""
+
+    account: _Account | None = None
+    requires_openai_auth: bool = False
+
+
+class ModelListParams(_Params, frozen=True):
+    limit: int | None = None
+
+
+class _Model(_Wire, frozen=True):
+    id: str = ""
+    model: str = ""
+    is_default: bool = False
+
+
+class ModelListResponse(_Wire, frozen=True):
+    data: list[_Model] = []
 
 
 class _EmptyResponse(_Wire, frozen=True):
@@ -379,12 +431,17 @@ CLIENT_REQUESTS: Final[Mapping[str, tuple[type[msgspec.Struct], type[msgspec.Str
     "turn/interrupt": (TurnInterruptParams, _EmptyResponse),
     "thread/backgroundTerminals/clean": (ThreadIdParams, _EmptyResponse),
     "thread/loaded/list": (LoadedListParams, LoadedListResponse),
+    "thread/backgroundTerminals/list": (ThreadIdParams, BackgroundTerminalsResponse),
+    "account/read": (AccountReadParams, AccountReadResponse),
+    "model/list": (ModelListParams, ModelListResponse),
 }
 """Method → (params, result) of every request we send."""
 
 CLIENT_NOTIFICATIONS: Final = frozenset({"initialized"})
 
-EXPERIMENTAL_METHODS: Final = frozenset({"thread/backgroundTerminals/clean"})
+EXPERIMENTAL_METHODS: Final = frozenset(
+    {"thread/backgroundTerminals/clean", "thread/backgroundTerminals/list"}
+)
 """Need ``experimentalApi`` at initialize (absent from the stable schema)."""
 
 SERVER_NOTIFICATIONS: Final[Mapping[str, type[msgspec.Struct]]] = {

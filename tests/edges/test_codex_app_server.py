@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
     from pathlib import Path
 
-    from actors.worker_pool import CodexProcessLike
+    from orchestrator.ports import CodexWorker
 
 CEILING = 20  # seconds: a hang fails fast instead of blocking CI
 
@@ -85,11 +85,11 @@ async def test_handshake_turns_events_and_reply(fake: FakeAppServer, tmp_path: P
     events: list[CodexProgress] = []
     with trio.fail_after(CEILING):
         async with opened(fake, tmp_path) as codex:
-            worker: CodexProcessLike = codex  # mypy: the surface the pool uses today
+            worker: CodexWorker = codex  # mypy: the edge implements the port
             assert worker.alive
             assert worker.rss_mb() > 0
             assert codex.server_version == "0.171.0"
-            first = await codex.call(
+            first = await codex.run_turn(
                 job("hello", developer_instructions="be brief", context_preamble="Earlier: X"),
                 on_event=events.append,
                 on_approval=deny,
@@ -100,7 +100,7 @@ async def test_handshake_turns_events_and_reply(fake: FakeAppServer, tmp_path: P
                 3,
                 30,
             )
-            second = await codex.call(
+            second = await codex.run_turn(
                 job("and again", thread_id=first.thread_id, worker_id=3),
                 on_event=events.append,
                 on_approval=deny,
@@ -144,7 +144,9 @@ async def test_notifications_before_the_turn_start_answer_are_kept(
     events: list[CodexProgress] = []
     with trio.fail_after(CEILING):
         async with opened(fake, tmp_path) as codex:
-            outcome = await codex.call(job("early bird"), on_event=events.append, on_approval=deny)
+            outcome = await codex.run_turn(
+                job("early bird"), on_event=events.append, on_approval=deny
+            )
     assert isinstance(outcome, JobDone), outcome
     assert outcome.text == "kept"  # and the garbage line before it was skipped
     assert events[0] == RunStarted(worker_id=3)
@@ -157,7 +159,7 @@ async def test_a_reply_far_longer_than_a_read_chunk_arrives_whole(
     fake.rule("long", reply=long_reply)
     with trio.fail_after(CEILING):
         async with opened(fake, tmp_path) as codex:
-            outcome = await codex.call(job("long"), on_event=ignore, on_approval=deny)
+            outcome = await codex.run_turn(job("long"), on_event=ignore, on_approval=deny)
     assert isinstance(outcome, JobDone)
     assert outcome.text == long_reply
 
@@ -166,7 +168,7 @@ async def test_an_unknown_server_request_gets_an_error(fake: FakeAppServer, tmp_
     fake.rule("ask me", unknown_request="item/tool/requestUserInput")
     with trio.fail_after(CEILING):
         async with opened(fake, tmp_path) as codex:
-            outcome = await codex.call(job("ask me"), on_event=ignore, on_approval=deny)
+            outcome = await codex.run_turn(job("ask me"), on_event=ignore, on_approval=deny)
     assert isinstance(outcome, JobDone)
     (answer,) = [e["unknown_answer"] for e in fake.recorded() if "unknown_answer" in e]
     assert answer["error"]["message"] == "method not supported: item/tool/requestUserInput"
@@ -190,7 +192,9 @@ async def test_exec_approval_round_trip(
 
     with trio.fail_after(CEILING):
         async with opened(fake, tmp_path) as codex:
-            outcome = await codex.call(job("build it"), on_event=events.append, on_approval=answer)
+            outcome = await codex.run_turn(
+                job("build it"), on_event=events.append, on_approval=answer
+            )
     assert isinstance(outcome, JobDone)
     assert outcome.text.endswith(f"[exec {wire}]")
     assert (asked[0].kind, asked[0].command, asked[0].cwd) == ("exec", "make build", "/w")
@@ -212,7 +216,7 @@ async def test_patch_approval_shows_the_diff(fake: FakeAppServer, tmp_path: Path
 
     with trio.fail_after(CEILING):
         async with opened(fake, tmp_path) as codex:
-            await codex.call(job("patch it"), on_event=events.append, on_approval=approve)
+            await codex.run_turn(job("patch it"), on_event=events.append, on_approval=approve)
     assert asked[0].kind == "patch"
     assert asked[0].changes == ("/w/notes.txt",)
     assert "+new line" in asked[0].message
@@ -228,7 +232,7 @@ async def test_a_failing_approval_callback_declines(fake: FakeAppServer, tmp_pat
 
     with trio.fail_after(CEILING):
         async with opened(fake, tmp_path) as codex:
-            outcome = await codex.call(job("build"), on_event=ignore, on_approval=broken)
+            outcome = await codex.run_turn(job("build"), on_event=ignore, on_approval=broken)
     assert isinstance(outcome, JobDone)
     assert fake.decisions() == ["decline"]
 
@@ -242,28 +246,30 @@ async def test_interrupt_ends_the_turn_cleans_its_commands_and_keeps_the_process
     outcomes: list[Any] = []
     with trio.fail_after(CEILING):
         async with opened(fake, tmp_path) as codex:
-            first = await codex.call(job("hello"), on_event=ignore, on_approval=deny)
+            first = await codex.run_turn(job("hello"), on_event=ignore, on_approval=deny)
             assert isinstance(first, JobDone)
             thread = first.thread_id
-            assert not await codex.interrupt(thread)  # nothing runs there
+            assert not await codex.interrupt_thread(thread)  # nothing runs there
             async with trio.open_nursery() as nursery:
 
                 async def run() -> None:
                     on_event = recorder(events, CommandStarted, running)
                     long_job = job("long job", thread_id=thread)
-                    outcomes.append(await codex.call(long_job, on_event=on_event, on_approval=deny))
+                    outcomes.append(
+                        await codex.run_turn(long_job, on_event=on_event, on_approval=deny)
+                    )
 
                 nursery.start_soon(run)
                 await running.wait()
                 (command,) = read_pids(fake.pids_path)
                 assert living({command}) == {command}
-                assert await codex.interrupt(thread)
+                assert await codex.interrupt_thread(thread)
             assert living({command}) == set()  # thread/backgroundTerminals/clean killed it
             (outcome,) = outcomes
             assert isinstance(outcome, JobFailed)
             assert (outcome.failure, outcome.thread_id) == ("cancelled", thread)
             assert CommandFinished(command="sleep 300") in events  # closed by turn/completed
-            again = await codex.call(
+            again = await codex.run_turn(
                 job("again", thread_id=thread), on_event=ignore, on_approval=deny
             )
             assert isinstance(again, JobDone), again
@@ -278,19 +284,19 @@ async def test_a_silent_turn_can_be_interrupted(fake: FakeAppServer, tmp_path: P
     events: list[CodexProgress] = []
     with trio.fail_after(CEILING):
         async with opened(fake, tmp_path) as codex:
-            first = await codex.call(job("hello"), on_event=ignore, on_approval=deny)
+            first = await codex.run_turn(job("hello"), on_event=ignore, on_approval=deny)
             assert isinstance(first, JobDone)
             async with trio.open_nursery() as nursery:
 
                 async def run() -> None:
                     silent = job("silence", thread_id=first.thread_id)
                     outcomes.append(
-                        await codex.call(silent, on_event=events.append, on_approval=deny)
+                        await codex.run_turn(silent, on_event=events.append, on_approval=deny)
                     )
 
                 nursery.start_soon(run)
                 await trio.testing.wait_all_tasks_blocked()  # the call waits for its turn
-                assert await codex.interrupt(first.thread_id)
+                assert await codex.interrupt_thread(first.thread_id)
     assert events == []  # not one notification before the interrupt
     assert isinstance(outcomes[0], JobFailed)
     assert outcomes[0].failure == "cancelled"
@@ -307,12 +313,12 @@ async def test_a_cancelled_call_interrupts_its_turn(fake: FakeAppServer, tmp_pat
                 async with trio.open_nursery() as nursery:
                     on_event = recorder([], RunStarted, started)
                     nursery.start_soon(
-                        lambda: codex.call(job("long job"), on_event=on_event, on_approval=deny)
+                        lambda: codex.run_turn(job("long job"), on_event=on_event, on_approval=deny)
                     )
                     await started.wait()
                     scope.cancel()
             assert not codex.poisoned
-            outcome = await codex.call(job("next"), on_event=ignore, on_approval=deny)
+            outcome = await codex.run_turn(job("next"), on_event=ignore, on_approval=deny)
             assert isinstance(outcome, JobDone)
     assert len(fake.received("turn/interrupt")) == 1
     assert len(fake.received("thread/backgroundTerminals/clean")) == 1
@@ -335,19 +341,19 @@ async def test_an_interrupt_withdraws_a_pending_approval(
 
     with trio.fail_after(CEILING):
         async with opened(fake, tmp_path) as codex:
-            first = await codex.call(job("hello"), on_event=ignore, on_approval=deny)
+            first = await codex.run_turn(job("hello"), on_event=ignore, on_approval=deny)
             assert isinstance(first, JobDone)
             async with trio.open_nursery() as nursery:
 
                 async def run() -> None:
                     build = job("build", thread_id=first.thread_id)
                     outcomes.append(
-                        await codex.call(build, on_event=ignore, on_approval=wait_forever)
+                        await codex.run_turn(build, on_event=ignore, on_approval=wait_forever)
                     )
 
                 nursery.start_soon(run)
                 await asked.wait()
-                assert await codex.interrupt(first.thread_id)
+                assert await codex.interrupt_thread(first.thread_id)
             await withdrawn.wait()
     assert isinstance(outcomes[0], JobFailed)
     assert outcomes[0].failure == "cancelled"
@@ -362,7 +368,7 @@ async def test_turns_of_two_threads_run_at_once(fake: FakeAppServer, tmp_path: P
         async with opened(fake, tmp_path) as codex:
 
             async def run(name: str) -> None:
-                results.append(await codex.call(job(name), on_event=ignore, on_approval=deny))
+                results.append(await codex.run_turn(job(name), on_event=ignore, on_approval=deny))
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(run, "together A")
@@ -378,21 +384,21 @@ async def test_a_second_call_on_a_running_thread_is_refused(
     started = trio.Event()
     with trio.fail_after(CEILING):
         async with opened(fake, tmp_path) as codex:
-            first = await codex.call(job("hello"), on_event=ignore, on_approval=deny)
+            first = await codex.run_turn(job("hello"), on_event=ignore, on_approval=deny)
             assert isinstance(first, JobDone)
             thread = first.thread_id
             async with trio.open_nursery() as nursery:
                 on_event = recorder([], RunStarted, started)
                 nursery.start_soon(
-                    lambda: codex.call(
+                    lambda: codex.run_turn(
                         job("long job", thread_id=thread), on_event=on_event, on_approval=deny
                     )
                 )
                 await started.wait()
-                steer = await codex.call(
+                steer = await codex.run_turn(
                     job("more", thread_id=thread), on_event=ignore, on_approval=deny
                 )
-                await codex.interrupt(thread)
+                await codex.interrupt_thread(thread)
     assert isinstance(steer, JobFailed)
     assert steer.failure == "codex_error"
     assert "already running" in steer.message
@@ -403,22 +409,27 @@ async def test_resume_on_a_fresh_process(fake: FakeAppServer, tmp_path: Path) ->
     fake.options["threads"] = ["stored-thread"]
     with trio.fail_after(CEILING):
         async with opened(fake, tmp_path) as codex:
-            resumed = await codex.call(
+            resumed = await codex.run_turn(
                 job("continue", thread_id="stored-thread"), on_event=ignore, on_approval=deny
             )
-            unknown = await codex.call(
-                job("continue", thread_id="nope"), on_event=ignore, on_approval=deny
+            unknown = await codex.run_turn(
+                job("continue", thread_id="nope", context_preamble="Earlier: Y"),
+                on_event=ignore,
+                on_approval=deny,
             )
-            assert codex.threads == 1
+            assert codex.threads == 2
     assert isinstance(resumed, JobDone)
     assert resumed.thread_id == "stored-thread"
     assert [r["params"] for r in fake.received("thread/resume")] == [
         {"threadId": "stored-thread", "excludeTurns": True},
         {"threadId": "nope", "excludeTurns": True},
     ]
-    assert isinstance(unknown, JobFailed)
-    assert unknown.failure == "codex_error"
-    assert "no rollout found" in unknown.message
+    # A thread that cannot be resumed: a fresh one, with the conversation's preamble.
+    assert isinstance(unknown, JobDone), unknown
+    assert unknown.thread_id not in ("nope", "stored-thread")
+    assert fake.received("turn/start")[-1]["params"]["input"][0]["text"] == (
+        "Earlier: Y\n\ncontinue"
+    )
 
 
 async def test_a_failed_turn_is_a_codex_error(fake: FakeAppServer, tmp_path: Path) -> None:
@@ -426,7 +437,9 @@ async def test_a_failed_turn_is_a_codex_error(fake: FakeAppServer, tmp_path: Pat
     events: list[CodexProgress] = []
     with trio.fail_after(CEILING):
         async with opened(fake, tmp_path) as codex:
-            outcome = await codex.call(job("break it"), on_event=events.append, on_approval=deny)
+            outcome = await codex.run_turn(
+                job("break it"), on_event=events.append, on_approval=deny
+            )
     assert isinstance(outcome, JobFailed)
     assert (outcome.failure, outcome.message) == ("codex_error", "mock http 400")
     assert CodexNotice(level="error", message="mock http 400") in events
@@ -438,7 +451,7 @@ async def test_the_final_answer_is_the_final_answer_phase(
     fake.rule("think", phases=True, reply="the answer")
     with trio.fail_after(CEILING):
         async with opened(fake, tmp_path) as codex:
-            outcome = await codex.call(job("think"), on_event=ignore, on_approval=deny)
+            outcome = await codex.run_turn(job("think"), on_event=ignore, on_approval=deny)
     assert isinstance(outcome, JobDone)
     assert outcome.text == "the answer"
 
@@ -447,9 +460,9 @@ async def test_a_crash_mid_turn_is_worker_died(fake: FakeAppServer, tmp_path: Pa
     fake.rule("explode", crash=True)
     with trio.fail_after(CEILING):
         async with opened(fake, tmp_path) as codex:
-            outcome = await codex.call(job("explode"), on_event=ignore, on_approval=deny)
+            outcome = await codex.run_turn(job("explode"), on_event=ignore, on_approval=deny)
             assert not codex.alive
-            later = await codex.call(job("later"), on_event=ignore, on_approval=deny)
+            later = await codex.run_turn(job("later"), on_event=ignore, on_approval=deny)
     assert isinstance(outcome, JobFailed)
     assert outcome.failure == "worker_died"
     assert isinstance(later, JobFailed)
@@ -462,7 +475,7 @@ async def test_leaving_kills_the_commands_codex_left_running(
     fake.rule("background", run="sleep 300")
     with trio.fail_after(CEILING):
         async with opened(fake, tmp_path) as codex:
-            outcome = await codex.call(job("background"), on_event=ignore, on_approval=deny)
+            outcome = await codex.run_turn(job("background"), on_event=ignore, on_approval=deny)
             assert isinstance(outcome, JobDone)  # the turn ended, its command did not
             everything = tree(codex.pid)
             (command,) = read_pids(fake.pids_path)
@@ -499,5 +512,5 @@ async def test_a_wedged_worker_never_answers_ping_and_the_caller_bounds_it(
             with trio.move_on_after(0.5) as bound:  # the pool's PING_TIMEOUT, shortened
                 await codex.ping()
             assert bound.cancelled_caught
-            outcome = await codex.call(job("still here"), on_event=ignore, on_approval=deny)
+            outcome = await codex.run_turn(job("still here"), on_event=ignore, on_approval=deny)
     assert isinstance(outcome, JobDone)  # the abandoned request left the wire intact
