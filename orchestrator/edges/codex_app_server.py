@@ -41,6 +41,8 @@ from orchestrator.errors import WorkerStartError, WorkerUnavailable
 from orchestrator.messages import CommandStarted, JobDone, JobFailed
 from orchestrator.wire.codex_app_server import (
     CODEX_APP_SERVER_VERSION,
+    AccountReadParams,
+    AccountReadResponse,
     BackgroundTerminal,
     BackgroundTerminalsResponse,
     ClientInfo,
@@ -48,6 +50,8 @@ from orchestrator.wire.codex_app_server import (
     InitializeParams,
     InitializeResponse,
     LoadedListParams,
+    ModelListParams,
+    ModelListResponse,
     ResolvedNotification,
     TextInput,
     ThreadIdParams,
@@ -110,6 +114,8 @@ _THREAD: Final = msgspec.json.Decoder(ThreadResponse)
 _TURN: Final = msgspec.json.Decoder(TurnResponse)
 _RESOLVED: Final = msgspec.json.Decoder(ResolvedNotification)
 _TERMINALS: Final = msgspec.json.Decoder(BackgroundTerminalsResponse)
+_ACCOUNT: Final = msgspec.json.Decoder(AccountReadResponse)
+_MODELS: Final = msgspec.json.Decoder(ModelListResponse)
 _UNKNOWN_INSTRUCTIONS: Final = "\0unknown"
 """The developer instructions of a resumed thread: stored with it, unknown here."""
 
@@ -332,6 +338,17 @@ class CodexAppServer:
                 self.server_version or "(unknown)",
                 CODEX_APP_SERVER_VERSION,
             )
+
+    async def read_account(self) -> AccountReadResponse:
+        """``account/read``: the login Codex uses (doctor). Raises `Refused`,
+        `WorkerUnavailable` or `msgspec.DecodeError`."""
+        raw = await self.rpc.result("account/read", AccountReadParams())
+        return _ACCOUNT.decode(raw)
+
+    async def list_models(self) -> list[str]:
+        """``model/list``: the model ids this Codex offers (doctor)."""
+        raw = await self.rpc.result("model/list", ModelListParams(limit=100))
+        return [model.id or model.model for model in _MODELS.decode(raw).data]
 
     async def ping(self) -> None:
         """``thread/loaded/list``: proves the process answers. Raises `WorkerUnavailable`

@@ -477,6 +477,7 @@ async def test_leaving_kills_the_commands_codex_left_running(
         async with opened(fake, tmp_path) as codex:
             outcome = await codex.run_turn(job("background"), on_event=ignore, on_approval=deny)
             assert isinstance(outcome, JobDone)  # the turn ended, its command did not
+            assert "Still running in the background: `sleep 300`" in outcome.text
             everything = tree(codex.pid)
             (command,) = read_pids(fake.pids_path)
             assert command in everything
@@ -514,3 +515,61 @@ async def test_a_wedged_worker_never_answers_ping_and_the_caller_bounds_it(
             assert bound.cancelled_caught
             outcome = await codex.run_turn(job("still here"), on_event=ignore, on_approval=deny)
     assert isinstance(outcome, JobDone)  # the abandoned request left the wire intact
+
+
+async def test_a_cancel_stops_the_background_commands_of_its_thread(
+    fake: FakeAppServer, tmp_path: Path
+) -> None:
+    fake.rule("background", run="sleep 300")
+    fake.rule("forever", hang=True)
+    with trio.fail_after(CEILING):
+        async with opened(fake, tmp_path) as codex:
+            first = await codex.run_turn(job("background"), on_event=ignore, on_approval=deny)
+            assert isinstance(first, JobDone)
+            (command,) = read_pids(fake.pids_path)
+            with trio.move_on_after(0.5):
+                await codex.run_turn(
+                    job("forever", thread_id=first.thread_id), on_event=ignore, on_approval=deny
+                )
+            assert codex.reusable
+            assert living({command}) == set()
+            assert await codex.background_terminals(first.thread_id) == []
+
+
+async def test_doctor_reads_the_account_and_the_models(fake: FakeAppServer, tmp_path: Path) -> None:
+    with trio.fail_after(CEILING):
+        async with opened(fake, tmp_path) as codex:
+            account = await codex.read_account()
+            models = await codex.list_models()
+    assert account.account is not None
+    assert (account.account.type, account.account.email) == ("chatgpt", "me@example.com")
+    assert models == ["gpt-5.5"]
+
+
+async def test_a_changed_role_gets_its_instructions_ahead_of_the_prompt(
+    fake: FakeAppServer, tmp_path: Path
+) -> None:
+    fake.options["threads"] = ["stored-thread"]
+    with trio.fail_after(CEILING):
+        async with opened(fake, tmp_path) as codex:
+            first = await codex.run_turn(
+                job("one", developer_instructions="A"), on_event=ignore, on_approval=deny
+            )
+            assert isinstance(first, JobDone)
+            for prompt, instructions in (("two", "A"), ("three", "B")):
+                await codex.run_turn(
+                    job(prompt, thread_id=first.thread_id, developer_instructions=instructions),
+                    on_event=ignore,
+                    on_approval=deny,
+                )
+            await codex.run_turn(
+                job("four", thread_id="stored-thread", developer_instructions="B"),
+                on_event=ignore,
+                on_approval=deny,
+            )
+    texts = [turn["params"]["input"][0]["text"] for turn in fake.received("turn/start")]
+    assert texts[:2] == ["one", "two"]  # started with A: nothing to re-send
+    assert texts[2].startswith("<developer_instructions>")
+    assert "\nB\n" in texts[2]
+    assert texts[2].endswith("three")
+    assert texts[3].startswith("<developer_instructions>")  # resumed: not known to be B

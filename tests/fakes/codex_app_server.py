@@ -406,6 +406,29 @@ def serve(message: dict[str, Any]) -> None:
                 os.killpg(child.pid, signal.SIGKILL)
             child.wait()
         send({"id": request_id, "result": {}})
+    elif method == "thread/backgroundTerminals/list":
+        running = [c for c in children.get(params.get("threadId", ""), []) if c.poll() is None]
+        data = [
+            {
+                "itemId": "call_run",
+                "processId": "777",
+                "command": "/bin/bash -lc 'sleep 300'",
+                "cwd": os.getcwd(),
+                "osPid": None,
+                "cpuPercent": None,
+                "rssKb": None,
+            }
+            for _child in running
+        ]
+        send({"id": request_id, "result": {"data": data, "nextCursor": None}})
+    elif method == "account/read":
+        account = SCRIPT.get(
+            "account", {"type": "chatgpt", "email": "me@example.com", "planType": "plus"}
+        )
+        send({"id": request_id, "result": {"account": account, "requiresOpenaiAuth": True}})
+    elif method == "model/list":
+        models = [{"id": "gpt-5.5", "model": "gpt-5.5", "isDefault": True}]
+        send({"id": request_id, "result": {"data": models, "nextCursor": None}})
     elif method == "thread/loaded/list":
         if not SCRIPT.get("wedged"):
             send({"id": request_id, "result": {"data": sorted(threads), "nextCursor": None}})
