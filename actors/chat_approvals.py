@@ -41,6 +41,9 @@ __all__ = [
     "decode_button",
 ]
 
+DIFF_SHOWN = 3000
+"""Characters of a patch approval's diff shown with its buttons (a message holds 4096)."""
+
 APPROVAL_BUFFER: Final = 4
 """Questions a request's workflow can relay before its Codex call waits for the chat to show
 them (the chat shows each at once; Codex asks one question at a time per call)."""
@@ -137,6 +140,8 @@ class Approvals:
                 else:
                     files = "\n".join(f"• {path}" for path in ask.changes) or "(no files listed)"
                     body = f"Codex asks to change files:\n{files}"
+                    if ask.diff:
+                        body += "\n\n" + ask.diff[:DIFF_SHOWN]
                 keyboard = (
                     (
                         Button("✅ Approve", approval_data(token, "approved")),

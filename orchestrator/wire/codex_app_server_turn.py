@@ -5,7 +5,7 @@ chat already understands, collects the final answer and the token usage, and clo
 ``turn/completed`` leaves open (interrupted and failed turns send no ``item/completed``,
 reference/CODEX-APP-SERVER.md §7). Approval requests become `ApprovalAsk`; a patch approval
 carries no diff (§6.2), so the translator keeps the diffs of the ``fileChange`` items it saw
-start and puts them in the ask's message (`ApprovalAsk` has no diff field).
+start and puts them in the ask's `diff`.
 """
 
 from __future__ import annotations
@@ -221,11 +221,10 @@ class TurnTranslator:
                 changes = item.changes if item else []
                 message = patch.reason or "Allow Codex to apply these changes?"
                 diff = "\n".join(f"--- {c.path} ({c.kind.type})\n{c.diff}" for c in changes)
-                if diff:
-                    message = f"{message}\n\n{diff[:DIFF_IN_ASK_LIMIT]}"
                 return ApprovalAsk(
                     kind="patch",
                     message=message,
+                    diff=diff[:DIFF_IN_ASK_LIMIT],
                     changes=tuple(change.path for change in changes),
                     worker_id=self.worker_id,
                 )

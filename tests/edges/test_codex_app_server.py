@@ -219,7 +219,7 @@ async def test_patch_approval_shows_the_diff(fake: FakeAppServer, tmp_path: Path
             await codex.run_turn(job("patch it"), on_event=events.append, on_approval=approve)
     assert asked[0].kind == "patch"
     assert asked[0].changes == ("/w/notes.txt",)
-    assert "+new line" in asked[0].message
+    assert "+new line" in asked[0].diff
     assert PatchApplied(files=("/w/notes.txt",), success=True) in events
     assert fake.decisions() == ["accept"]
 

@@ -157,7 +157,7 @@ def test_a_patch_approval_carries_the_diff_of_its_item() -> None:
     assert ask is not None
     assert ask.kind == "patch"
     assert ask.changes == ("/…/work/inside_decline.txt",)
-    assert "hello from mock patch" in ask.message
+    assert "hello from mock patch" in ask.diff
     assert ask.worker_id == 5
     assert feed(translator, declined) == []  # declined: the prompt already said so
 
@@ -173,8 +173,8 @@ def test_a_patch_update_replaces_the_diff_the_approval_shows() -> None:
     ask = translator.approval_ask(request["method"], msgspec.json.encode(request["params"]))
     assert ask is not None
     assert ask.changes == ("/w/b.txt",)
-    assert "@@ new" in ask.message
-    assert "hello from mock patch" not in ask.message
+    assert "@@ new" in ask.diff
+    assert "hello from mock patch" not in ask.diff
 
 
 def test_an_applied_patch_lists_its_files() -> None:
@@ -195,7 +195,7 @@ def test_a_long_diff_is_cut_in_the_ask() -> None:
     request = example("13")
     ask = translator.approval_ask(request["method"], msgspec.json.encode(request["params"]))
     assert ask is not None
-    assert len(ask.message) < DIFF_IN_ASK_LIMIT + 200
+    assert len(ask.diff) == DIFF_IN_ASK_LIMIT
 
 
 def test_a_command_approval_asks_with_the_unwrapped_command() -> None:
