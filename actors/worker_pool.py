@@ -18,9 +18,19 @@ So, over any backend of the `orchestrator.ports.CodexWorker` port:
   on a free worker with the job's context preamble (`ThreadMoved`, ``JobDone.moved``). A job
   whose worker is gone (crash, cancel, recycle) moves the same way. New conversations go to
   the worker with the fewest calls in flight, then the fewest threads.
-- **Cancel.** Cancelling the caller of `WorkerPoolHandle.run` cancels the turn; a worker the
-  turn left unusable is interrupted with its whole process tree and replaced at once by its
-  position's supervisor. Other workers are untouched.
+- **Cancel.** Cancelling the caller of `WorkerPoolHandle.run` cancels the turn. A worker the
+  backend can stop a turn on in place (``codex app-server``: `CodexWorker.reusable` stays True)
+  is kept, with its threads; one the turn left unusable (MCP) is interrupted with its whole
+  process tree and replaced at once by its position's supervisor. Other workers are untouched.
+- **Threads outlive processes** where the backend allows (`CodexWorker.resumes_threads`,
+  ``codex app-server``): a job whose worker is gone (or stayed busy past ``affinity_wait``)
+  keeps its thread id and the worker it lands on resumes it; only if that fails (the old
+  process still holds the thread) does it run on a fresh thread with its preamble. On MCP the
+  job moves to a fresh thread at once.
+- **Endpoint watchdog.** A turn that makes no progress for ``endpoint_failure_limit`` seconds
+  (only reconnect notices, or silence while no command runs and no human is asked) is stopped
+  like a time limit and fails with ``stalled`` and a plain message: both backends retry an
+  unreachable model endpoint for ever.
 - **Health, stall, recycling, crash loops** belong to each worker position
   (`actors.worker_position`): pings while idle, a warning to the chat after
   ``stall_timeout`` of silence, ``request_timeout`` → the run is stopped and the caller gets

@@ -136,7 +136,8 @@ class CodexWorker(Protocol):
     """One warm Codex process, as the worker pool uses it, whatever protocol it speaks.
 
     A `CodexWorkerFactory` opens one; `orchestrator.edges.codex_mcp` is the ``codex
-    mcp-server`` backend, tests use in-memory fakes. What the pool relies on, on every
+    mcp-server`` backend, `orchestrator.edges.codex_app_server` the ``codex app-server`` one,
+    tests use in-memory fakes. What the pool relies on, on every
     backend:
 
     - **Identity and health.** `worker_id` is the pool's number for it, `pid` the root of its
@@ -264,8 +265,9 @@ class CodexPool(Protocol):
     ) -> JobOutcome:
         """Run `job` and return its outcome.
 
-        Cancelling the caller cancels the run: the worker that served it is killed with its
-        whole process tree and replaced; other conversations are untouched.
+        Cancelling the caller cancels the run: its turn is stopped in place when the backend
+        can (the worker stays), else the worker that served it is killed with its whole
+        process tree and replaced; other conversations are untouched.
         """
         ...
 
