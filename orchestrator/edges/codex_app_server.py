@@ -36,7 +36,14 @@ import trio
 
 from orchestrator.config import TOKEN_VARIABLE
 from orchestrator.edges.jsonrpc_lines import LineRpc, Refused
-from orchestrator.edges.processes import alive, descendants, kill_tree, rss_mb
+from orchestrator.edges.processes import (
+    alive,
+    descendants,
+    kill_orphans,
+    kill_tree,
+    reap_children,
+    rss_mb,
+)
 from orchestrator.errors import WorkerStartError, WorkerUnavailable
 from orchestrator.messages import CommandStarted, JobDone, JobFailed
 from orchestrator.wire.codex_app_server import (
@@ -118,6 +125,12 @@ _ACCOUNT: Final = msgspec.json.Decoder(AccountReadResponse)
 _MODELS: Final = msgspec.json.Decoder(ModelListResponse)
 _UNKNOWN_INSTRUCTIONS: Final = "\0unknown"
 """The developer instructions of a resumed thread: stored with it, unknown here."""
+
+ORPHAN_CHECKS: Final = 3
+ORPHAN_INTERVAL: Final = 0.1
+"""After a cancel's clean, up to `ORPHAN_CHECKS` looks, `ORPHAN_INTERVAL` s apart, for commands
+re-parented away from the server (``clean`` kills a command's process group ~0.1 s after it
+answers; a ``setsid`` child of it survives, §8)."""
 
 BACKGROUND_LIST_TIMEOUT: Final = 5.0
 """Seconds the listing of a finished turn's background commands may take (it answers in
@@ -206,9 +219,9 @@ class CodexAppServer:
         """Remember the server's living descendants (and return them all), so `kill` still
         finds the commands of a server that died (they are re-parented, §8)."""
         if self._process.returncode is None:
-            self._known = {pid for pid in self._known if alive(pid)} | descendants(
-                self.pid, known=self._known
-            )
+            gone = {pid for pid in self._known if not alive(pid)}
+            reap_children(gone)  # orphans re-parented to us (subreaper) are ours to reap
+            self._known = (self._known - gone) | descendants(self.pid, known=self._known)
         return set(self._known)
 
     # ------------------------------------------------------------------ wire
@@ -558,6 +571,7 @@ class CodexAppServer:
         return True
 
     async def _interrupt(self, thread_id: str, call: _Call) -> None:
+        before = self._snapshot()  # while the commands' shells still hold their children
         with suppress(_ProcessGone):
             await call.known.wait()
             if not call.done.is_set() and call.turn_id is not None:
@@ -567,6 +581,20 @@ class CodexAppServer:
                     logger.info("worker %d: %s", self.worker_id, _error_text(response.error))
                 await call.done.wait()
         await self.stop_background(thread_id)
+        await self._stop_orphans(before)
+
+    async def _stop_orphans(self, before: set[int]) -> None:
+        """Kill the commands that escaped the server's tree (a ``setsid`` child whose shell
+        ``clean`` killed is re-parented to us, §8): a cancel leaves no process behind."""
+        known = before | self._snapshot()
+        for _ in range(ORPHAN_CHECKS):
+            await trio.sleep(ORPHAN_INTERVAL)  # the killed shells' children re-parent
+            known |= self._snapshot()
+            killed = await kill_orphans(self.pid, known)
+            if killed:
+                logger.info("worker %d: stopped %d orphaned commands", self.worker_id, len(killed))
+            else:
+                return
 
     async def kill(self) -> None:
         """Kill the server and every process it started (shielded, bounded)."""

@@ -175,6 +175,41 @@ async def test_interrupt_stops_the_running_command_and_keeps_the_worker(
     assert "<turn_aborted>" in str(model.requests[-1]["input"])
 
 
+async def test_a_cancel_leaves_no_setsid_child_behind_under_full_access(
+    app_server_codex: Path, tmp_path: Path
+) -> None:
+    """``clean`` kills a command's process group; a ``setsid`` child of it escapes (§8): the
+    edge finds it re-parented away from the server and kills it, and keeps the worker."""
+    started = trio.Event()
+
+    def on_event(event: CodexProgress) -> None:
+        if isinstance(event, CommandStarted):
+            started.set()
+
+    with trio.fail_after(CEILING):
+        async with open_mock_model() as model:
+            home = write_codex_home(tmp_path / "home", model.base_url, model=MODEL)
+            model.script([Shell("setsid sleep 301 & sleep 300")])
+            async with open_real(app_server_codex, home, tmp_path) as codex:
+                async with trio.open_nursery() as nursery:
+
+                    async def run() -> None:
+                        await codex.run_turn(
+                            job_in(tmp_path, "escape", sandbox="danger-full-access"),
+                            on_event=on_event,
+                            on_approval=deny,
+                        )
+
+                    nursery.start_soon(run)
+                    await started.wait()
+                    escaped = await wait_for_command(codex.pid, "sleep 301")
+                    shell = await wait_for_command(codex.pid, "sleep 300")
+                    nursery.cancel_scope.cancel()
+                assert await wait_until_gone(escaped | shell, within=10) == set()
+                assert codex.reusable
+                await codex.ping()
+
+
 async def test_a_thread_resumes_in_a_fresh_process_with_its_history(
     app_server_codex: Path, tmp_path: Path
 ) -> None:
@@ -199,7 +234,8 @@ async def test_a_thread_resumes_in_a_fresh_process_with_its_history(
                 )
     assert isinstance(resumed, JobDone), resumed
     assert resumed.thread_id == first.thread_id
-    assert "first message ALPHA" in str(model.requests[-1]["input"])
+    assert "first message ALPHA" in str(model.requests[-2]["input"])  # resumed: the history
+    assert "first message ALPHA" not in str(model.requests[-1]["input"])  # a fresh thread
     assert isinstance(unknown, JobDone), unknown  # not resumable: a fresh thread
     assert unknown.thread_id != "01a22c98-0000-7000-8000-000000000000"
 
