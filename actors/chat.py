@@ -251,6 +251,7 @@ class _Chat:
         if self.request is not None:
             await self.out.say("A request is running; /cancel it first, then /new.", plain=True)
             return
+        await self.release_thread()
         self.state = msgspec.structs.replace(
             self.state, developer_thread_id=None, developer_worker_id=None, summary=""
         )
@@ -258,6 +259,13 @@ class _Chat:
         await self.out.say(
             "Started a new conversation: the next message opens a fresh Codex thread.", plain=True
         )
+
+    async def release_thread(self) -> None:
+        """The conversation's Codex thread is being forgotten: stop what it left running."""
+        if self.state.developer_thread_id is not None:
+            await self.deps.pool.release(
+                self.state.developer_thread_id, self.state.developer_worker_id
+            )
 
     async def cmd_cancel(self, reason: str) -> None:
         request = self.request
@@ -299,6 +307,7 @@ class _Chat:
             )
             return
         profile = self.config.profiles[argument]
+        await self.release_thread()
         self.state = msgspec.structs.replace(
             self.state,
             profile=argument,

@@ -72,6 +72,7 @@ from actors.worker_position import (
     supervise_position,
 )
 from orchestrator.channels import ResponderGone, call, open_mailbox, reply_nowait
+from orchestrator.errors import WorkerUnavailable
 from orchestrator.messages import (
     ApprovalDecision,
     ApprovalRequest,
@@ -91,7 +92,16 @@ if TYPE_CHECKING:
     from orchestrator.ports import CodexWorkerFactory, TraceEmit
     from orchestrator.supervision import RestartPolicy
 
-__all__ = ["WORKER_COOLDOWN", "WORKER_POLICY", "WorkerPoolHandle", "open_worker_pool"]
+__all__ = [
+    "RELEASE_DEADLINE",
+    "WORKER_COOLDOWN",
+    "WORKER_POLICY",
+    "WorkerPoolHandle",
+    "open_worker_pool",
+]
+
+RELEASE_DEADLINE = 5.0
+"""Seconds a released thread's worker may take to stop its background commands."""
 
 
 class _Refused(Exception):
@@ -476,6 +486,19 @@ class WorkerPoolHandle:
     def statistics(self) -> PoolStatistics:
         """A snapshot of every worker."""
         return self._pool.statistics()
+
+    async def release(self, thread_id: str, worker_id: int | None) -> None:
+        """The conversation on `thread_id` is over: its worker stops what the thread's turns
+        left running (bounded by `RELEASE_DEADLINE`; a worker gone or busy on it: nothing)."""
+        positions = self._pool.positions
+        if worker_id is None or not 0 <= worker_id < len(positions):
+            return
+        position = positions[worker_id]
+        worker = position.worker
+        if worker is None or not position.ready or thread_id not in position.hosted_threads:
+            return
+        with trio.move_on_after(RELEASE_DEADLINE), suppress(WorkerUnavailable):
+            await worker.release_thread(thread_id)
 
 
 @asynccontextmanager

@@ -226,6 +226,12 @@ class CodexWorker(Protocol):
         """Stop every turn and every command of this worker now (shielded, bounded)."""
         ...
 
+    async def release_thread(self, thread_id: str) -> None:
+        """The conversation on `thread_id` is over (``/new``, a profile switch): stop the
+        commands its turns left running (app-server: ``backgroundTerminals/clean``; MCP:
+        nothing outlives a turn). Unbounded: the caller bounds it."""
+        ...
+
 
 CodexWorkerFactory: TypeAlias = "Callable[[int], AbstractAsyncContextManager[CodexWorker]]"
 """Opens worker `n`: entering starts it and returns once it is ready (bounded by the
@@ -273,6 +279,11 @@ class CodexPool(Protocol):
 
     def statistics(self) -> PoolStatistics:
         """The current state of the pool."""
+        ...
+
+    async def release(self, thread_id: str, worker_id: int | None) -> None:
+        """The conversation on `thread_id` (hosted by `worker_id`) is over: stop what its
+        turns left running. Best effort and bounded; never raises."""
         ...
 
 

@@ -489,6 +489,11 @@ class CodexAppServer:
         preamble = job.context_preamble
         return thread_id, (f"{preamble}\n\n{job.prompt}" if preamble else job.prompt)
 
+    async def release_thread(self, thread_id: str) -> None:
+        """The port's release: stop the commands `thread_id` left running."""
+        if thread_id in self._loaded and thread_id not in self._calls:
+            await self.stop_background(thread_id)
+
     async def background_terminals(self, thread_id: str) -> list[BackgroundTerminal]:
         """Commands of `thread_id` still running after their turn (``[]`` when the server
         cannot say)."""
@@ -628,7 +633,7 @@ def background_note(running: Sequence[BackgroundTerminal]) -> str:
     more = f" and {len(running) - 3} more" if len(running) > 3 else ""
     return (
         f"\n\n⏳ Still running in the background: {shown}{more}. They stop when you /cancel "
-        "a request of this conversation or the worker restarts."
+        "a later request of this conversation, on /new, or when the worker restarts."
     )
 
 

@@ -490,6 +490,9 @@ class CodexProcess:
             self.threads += 1
         return outcome
 
+    async def release_thread(self, thread_id: str) -> None:
+        """Nothing to do: on this backend no command outlives its turn."""
+
     async def interrupt(self) -> None:
         """Kill the server and every process it started (shielded, bounded).
 

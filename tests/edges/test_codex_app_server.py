@@ -484,6 +484,24 @@ async def test_leaving_kills_the_commands_codex_left_running(
     assert living(everything) == set()
 
 
+async def test_releasing_a_thread_stops_what_it_left_running(
+    fake: FakeAppServer, tmp_path: Path
+) -> None:
+    fake.rule("background", run="sleep 300")
+    with trio.fail_after(CEILING):
+        async with opened(fake, tmp_path) as codex:
+            outcome = await codex.run_turn(job("background"), on_event=ignore, on_approval=deny)
+            assert isinstance(outcome, JobDone)
+            (command,) = read_pids(fake.pids_path)
+            other = await codex.run_turn(job("other"), on_event=ignore, on_approval=deny)
+            assert isinstance(other, JobDone)
+            await codex.release_thread(other.thread_id)  # not that thread's: nothing stops
+            assert living({command}) == {command}
+            await codex.release_thread(outcome.thread_id)  # /new: what it left is stopped
+            assert living({command}) == set()
+            assert codex.reusable
+
+
 async def test_the_bot_token_never_reaches_the_worker(fake: FakeAppServer, tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "TELEGRAM_BOT_TOKEN": "123:SECRET"}
     with trio.fail_after(CEILING):

@@ -63,6 +63,7 @@ class FakeProcess:
     poisoned: bool = False
     thread_ids: set[str] = field(default_factory=set)
     calls: list[CodexJob] = field(default_factory=list)
+    released: list[str] = field(default_factory=list)
     in_flight: set[trio.CancelScope] = field(default_factory=set)
 
     @property
@@ -162,6 +163,9 @@ class FakeProcess:
         self.owner.pings += 1
         if self.wedged:
             await trio.sleep_forever()
+
+    async def release_thread(self, thread_id: str) -> None:
+        self.released.append(thread_id)
 
     async def interrupt(self) -> None:
         """Kills, as the MCP backend does."""
