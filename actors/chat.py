@@ -261,7 +261,8 @@ class _Chat:
         )
 
     async def release_thread(self) -> None:
-        """The conversation's Codex thread is being forgotten: stop what it left running."""
+        """Stop what the conversation's Codex thread left running (``/cancel`` with nothing
+        running, ``/new``, a profile switch)."""
         if self.state.developer_thread_id is not None:
             await self.deps.pool.release(
                 self.state.developer_thread_id, self.state.developer_worker_id
@@ -270,6 +271,7 @@ class _Chat:
     async def cmd_cancel(self, reason: str) -> None:
         request = self.request
         if request is None:
+            await self.release_thread()  # commands the last turn left running stop too
             if self.state.queue or self.batch:
                 dropped = len(self.state.queue) + (1 if self.batch else 0)
                 self.batch = []

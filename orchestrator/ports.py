@@ -227,8 +227,8 @@ class CodexWorker(Protocol):
         ...
 
     async def release_thread(self, thread_id: str) -> None:
-        """The conversation on `thread_id` is over (``/new``, a profile switch): stop the
-        commands its turns left running (app-server: ``backgroundTerminals/clean``; MCP:
+        """Stop the commands the turns of `thread_id` left running (``/cancel`` with nothing
+        running, ``/new``, a profile switch) (app-server: ``backgroundTerminals/clean``; MCP:
         nothing outlives a turn). Unbounded: the caller bounds it."""
         ...
 
@@ -282,8 +282,9 @@ class CodexPool(Protocol):
         ...
 
     async def release(self, thread_id: str, worker_id: int | None) -> None:
-        """The conversation on `thread_id` (hosted by `worker_id`) is over: stop what its
-        turns left running. Best effort and bounded; never raises."""
+        """Stop what the turns of `thread_id` (hosted by `worker_id`) left running: the user
+        sent ``/cancel`` with nothing running, or ``/new``. Best effort and bounded; never
+        raises."""
         ...
 
 

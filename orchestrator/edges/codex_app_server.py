@@ -632,8 +632,8 @@ def background_note(running: Sequence[BackgroundTerminal]) -> str:
     shown = ", ".join(f"`{command_text(t.command)[:80]}`" for t in running[:3])
     more = f" and {len(running) - 3} more" if len(running) > 3 else ""
     return (
-        f"\n\n⏳ Still running in the background: {shown}{more}. They stop when you /cancel "
-        "a later request of this conversation, on /new, or when the worker restarts."
+        f"\n\n⏳ Still running in the background: {shown}{more}. /cancel or /new stops them "
+        "(so does a restart of the worker)."
     )
 
 
