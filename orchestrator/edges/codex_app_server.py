@@ -9,12 +9,22 @@ live in `orchestrator.wire.codex_app_server` and `orchestrator.wire.codex_app_se
 turn's approval callback, anything else with an error. Notifications that arrive before
 ``turn/start`` answered (the turn id not known yet) wait in the turn's buffer.
 
-Several threads run turns at once in one process (§11); a thread has at most one call here
-(a second ``turn/start`` would steer the running turn, §5.1). `CodexAppServer.interrupt`
-ends a turn and keeps the process: ``turn/interrupt``, wait for ``turn/completed``, then
-``thread/backgroundTerminals/clean`` (the only way to stop its commands, §8; needs the
-``experimentalApi`` capability we ask for at ``initialize``). A cancelled call does the same,
-shielded and bounded by `INTERRUPT_GRACE`.
+`CodexAppServer` implements the `orchestrator.ports.CodexWorker` port. Several threads run
+turns at once in one process (§11); a thread has at most one call here (a second
+``turn/start`` would steer the running turn, §5.1). A cancelled `CodexAppServer.run_turn`
+ends its turn and keeps the process (`reusable` stays True): ``turn/interrupt``, wait for
+``turn/completed``, then ``thread/backgroundTerminals/clean`` (the only way to stop its
+commands, §8; needs the ``experimentalApi`` capability we ask for at ``initialize``), then the
+commands that escaped the server's tree (a ``setsid`` child) are killed and reaped; shielded
+and bounded by `INTERRUPT_GRACE` (past it the process is `poisoned` and the pool replaces
+it). `CodexAppServer.interrupt_thread` does the same for a thread from outside; the port's
+`CodexAppServer.interrupt` (a worker the pool drops) kills the tree.
+
+Threads outlive the process (§9): a job on a thread not loaded here resumes it
+(``thread/resume``, ``excludeTurns``), falling back to a fresh thread with the job's preamble
+when that fails (another process still holds it: one writer per thread). After a completed
+turn, commands still running in the background are named in the answer;
+`CodexAppServer.release_thread` stops them (``/cancel`` when idle, ``/new``).
 
 Lifecycle (`open_codex_app_server`): spawn in a new session, stderr appended to a log file,
 the bot token removed from the environment (commands see all of it, §5.3), ``initialize`` +
