@@ -388,6 +388,7 @@ class _Chat:
         if self.request is not None:
             await self.out.say("A request is running; /cancel it first, then /new.", plain=True)
             return
+        await self.release_thread()
         self.state = msgspec.structs.replace(
             self.state, developer_thread_id=None, developer_worker_id=None, summary=""
         )
@@ -396,9 +397,18 @@ class _Chat:
             "Started a new conversation: the next message opens a fresh Codex thread.", plain=True
         )
 
+    async def release_thread(self) -> None:
+        """Stop what the conversation's Codex thread left running (``/cancel`` with nothing
+        running, ``/new``, a profile switch)."""
+        if self.state.developer_thread_id is not None:
+            await self.deps.pool.release(
+                self.state.developer_thread_id, self.state.developer_worker_id
+            )
+
     async def cmd_cancel(self, reason: str) -> None:
         request = self.request
         if request is None:
+            await self.release_thread()  # commands the last turn left running stop too
             if self.state.queue or self.batch:
                 dropped = len(self.state.queue) + (1 if self.batch else 0)
                 self.batch = []
@@ -437,6 +447,7 @@ class _Chat:
             )
             return
         profile = self.config.profiles[argument]
+        await self.release_thread()
         self.state = msgspec.structs.replace(
             self.state,
             profile=argument,

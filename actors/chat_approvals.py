@@ -44,6 +44,9 @@ __all__ = [
     "rerun_data",
 ]
 
+DIFF_SHOWN = 3000
+"""Characters of a patch approval's diff shown with its buttons (a message holds 4096)."""
+
 APPROVAL_BUFFER: Final = 4
 """Questions a request's workflow can relay before its Codex call waits for the chat to show
 them (the chat shows each at once; Codex asks one question at a time per call)."""
@@ -153,6 +156,8 @@ class Approvals:
                 else:
                     files = "\n".join(f"• {path}" for path in ask.changes) or "(no files listed)"
                     body = f"Codex asks to change files:\n{files}"
+                    if ask.diff:
+                        body += "\n\n" + ask.diff[:DIFF_SHOWN]
                 keyboard = (
                     (
                         Button("✅ Approve", approval_data(token, "approved")),

@@ -356,6 +356,8 @@ class ApprovalAsk(msgspec.Struct, frozen=True, kw_only=True):
     cwd: str = ""
     changes: tuple[str, ...] = ()
     worker_id: int = 0
+    diff: str = ""
+    """A patch approval's changes as a diff (capped by the backend; may be empty)."""
 
 
 class ApprovalRequest(msgspec.Struct, frozen=True, kw_only=True):

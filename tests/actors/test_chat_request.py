@@ -78,6 +78,9 @@ class ScriptedPool:
     def statistics(self) -> PoolStatistics:
         return PoolStatistics()
 
+    async def release(self, thread_id: str, worker_id: int | None) -> None:
+        pass
+
 
 class Harness:
     def __init__(self, tmp_path: Path, delay: float) -> None:

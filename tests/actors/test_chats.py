@@ -239,8 +239,13 @@ async def test_conversation_continues_on_its_thread_until_new(
         await bot.wait_reply(ALICE, "FAKE: second")
         calls = [job for p in bot.fakes.started for job in p.calls]
         assert calls[1].thread_id is not None
+        await bot.say(ALICE, "/cancel")  # nothing runs: what the thread left running stops
+        await bot.wait_reply(ALICE, "Nothing is running")
         await bot.say(ALICE, "/new")
         await bot.wait_reply(ALICE, "new conversation")
+        # What the forgotten thread left running is stopped (app-server background commands).
+        released = [thread for p in bot.fakes.started for thread in p.released]
+        assert released == [calls[1].thread_id] * 2
         await bot.say(ALICE, "third")
         await bot.wait_reply(ALICE, "FAKE: third")
         calls = [job for p in bot.fakes.started for job in p.calls]
