@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from orchestrator.shutdown import DUPLICATE_SIGNAL_WINDOW
 from tests.bot_process import running
 from tests.bot_process import write_config as write_bot_config
 from tests.fakes.codex_script import FakeCodex
@@ -76,11 +77,29 @@ async def test_second_signal_forces_and_a_stranger_is_refused(tmp_path: Path) ->
             await tg.wait_for(lambda t: any("Working" in m for m in t.sent_texts(ALICE)))
             everything = tree(bot.process.pid)
             bot.process.send_signal(signal.SIGTERM)
-            await trio.sleep(0.5)
+            await trio.sleep(DUPLICATE_SIGNAL_WINDOW + 0.5)  # later than a duplicate delivery
             bot.process.send_signal(signal.SIGINT)
     assert bot.process.returncode == 128 + signal.SIGINT
     assert "private" in tg.sent_texts(999)[0]
     assert living(everything - {bot.process.pid}) == set()
+
+
+async def test_a_signal_delivered_twice_at_once_drains_instead_of_forcing(
+    tmp_path: Path,
+) -> None:
+    fake = FakeCodex(tmp_path / "codex")
+    with trio.fail_after(CEILING):
+        async with (
+            open_fake_telegram(TOKEN) as tg,
+            running(write_config(tmp_path, tg.base_url, fake), TOKEN) as bot,
+        ):
+            await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+            # The supervisor's signal and the wrapper's copy (two different signals, as the
+            # kernel merges two pending ones of the same kind).
+            bot.process.send_signal(signal.SIGTERM)
+            bot.process.send_signal(signal.SIGINT)
+    assert bot.process.returncode == 0, bot.text()
+    assert "duplicate delivery" in bot.text()
 
 
 async def test_bad_token_exits_non_zero_with_a_clear_message(tmp_path: Path) -> None:
