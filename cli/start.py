@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Final
 import trio
 
 from actors.root import run_system
+from cli.doctor import DoctorContext, check_codex_auth
 from orchestrator.config import worker_environment
 from orchestrator.edges.codex_mcp import open_codex_process
 from orchestrator.edges.processes import enable_child_subreaper
@@ -43,8 +44,18 @@ def run(loaded: LoadedConfig, *, log_level: str) -> int:
     return trio.run(_main, loaded)
 
 
+async def _warn_if_codex_is_not_logged_in(loaded: LoadedConfig) -> None:
+    """One WARNING line per doubtful auth row of ``doctor`` (the same check), with the
+    command that fixes it; starting goes on (the first request would fail, not the bot)."""
+    context = DoctorContext(config_path=loaded.path, environ=os.environ, loaded=loaded)
+    for row in await check_codex_auth(context):
+        if row.status != "ok":
+            logger.warning("Codex auth: %s; %s", row.detail, row.fix or "see `doctor`")
+
+
 async def _main(loaded: LoadedConfig) -> int:
     config = loaded.config
+    await _warn_if_codex_is_not_logged_in(loaded)
     if enable_child_subreaper():
         logger.debug("orphaned Codex commands are re-parented to this process")
     environment = worker_environment(config.codex, os.environ)

@@ -3,6 +3,7 @@ stdio, real signals, exit codes, and no process left behind."""
 
 from __future__ import annotations
 
+import shlex
 import signal
 from typing import TYPE_CHECKING
 
@@ -54,6 +55,12 @@ async def test_message_reply_graceful_stop_and_no_orphans(tmp_path: Path) -> Non
     assert bot.process.returncode == 0, text
     assert TOKEN not in text
     assert "draining" in text
+    # Codex is not logged in here (the suite's HOME is empty): one warning with the command,
+    # and the bot served anyway.
+    warnings = [line for line in text.splitlines() if "Codex auth" in line]
+    assert len(warnings) == 1, warnings
+    assert "WARNING" in warnings[0]
+    assert f"`{shlex.join(fake.argv())} login`" in warnings[0]
     assert living(everything - {bot.process.pid}) == set()
     lines = [line for line in text.splitlines() if line.strip()]
     assert all(line[:4].isdigit() and line[10] == "T" for line in lines), lines[:3]
@@ -100,6 +107,28 @@ async def test_a_signal_delivered_twice_at_once_drains_instead_of_forcing(
             bot.process.send_signal(signal.SIGINT)
     assert bot.process.returncode == 0, bot.text()
     assert "duplicate delivery" in bot.text()
+
+
+async def test_no_auth_warning_when_codex_is_logged_in(tmp_path: Path) -> None:
+    fake = FakeCodex(tmp_path / "codex")
+    home = tmp_path / "codex-home"
+    home.mkdir()
+    (home / "auth.json").write_text("{}")
+    with trio.fail_after(CEILING):
+        async with open_fake_telegram(TOKEN) as tg:
+            config = write_bot_config(
+                tmp_path,
+                telegram_url=tg.base_url,
+                user=ALICE,
+                codex_command=fake.argv(),
+                codex_env={"FAKE_CODEX_SCRIPT": str(fake.script_path), "CODEX_HOME": str(home)},
+                batch_window=0.2,
+            )
+            async with running(config, TOKEN) as bot:
+                await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+                bot.process.send_signal(signal.SIGTERM)
+    assert bot.process.returncode == 0, bot.text()
+    assert "Codex auth" not in bot.text()
 
 
 async def test_bad_token_exits_non_zero_with_a_clear_message(tmp_path: Path) -> None:
