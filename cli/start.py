@@ -2,8 +2,11 @@
 
 This is the only place that builds concrete adapters: the Bot API over httpx at
 ``telegram.api_base_url`` and Codex workers from ``codex.command``. Everything below takes
-them as parameters. Exit codes: 0 after a graceful drain, 1 when the bot could not run (bad
-token, no Codex worker could start, a supervisor gave up), 128 + signal when forced.
+them as parameters. Exit codes: 0 after a graceful drain, 1 when the bot could not run (no
+Codex worker could start, a supervisor gave up), 2 when Telegram rejected the token (as a
+configuration error: restarting cannot fix it, so the systemd unit's
+``RestartPreventExitStatus=2`` stops there), 128 + signal when forced. Telegram being
+unreachable at start is not an exit: the root waits for it.
 """
 
 from __future__ import annotations
@@ -23,7 +26,12 @@ from orchestrator.edges.processes import enable_child_subreaper
 from orchestrator.edges.telegram_http import open_telegram_api
 from orchestrator.errors import TelegramUnauthorized, WorkerStartError
 from orchestrator.logging import configure_logging
-from orchestrator.shutdown import EXIT_ESCALATED, ShutdownController, run_root
+from orchestrator.shutdown import (
+    EXIT_ESCALATED,
+    EXIT_TOKEN_REJECTED,
+    ShutdownController,
+    run_root,
+)
 
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
@@ -70,7 +78,7 @@ async def _main(loaded: LoadedConfig) -> int:
             startup_timeout=config.codex.startup_timeout,
         )
 
-    failure: list[str] = []
+    failure: list[tuple[str, int]] = []
 
     async def body(controller: ShutdownController) -> None:
         try:
@@ -87,16 +95,26 @@ async def _main(loaded: LoadedConfig) -> int:
                     secrets=(loaded.token.reveal(),),
                 )
         except* TelegramUnauthorized:
-            failure.append("Telegram rejected the bot token: check TELEGRAM_BOT_TOKEN")
+            failure.append(
+                (
+                    "Telegram rejected the bot token (401 Unauthorized): check "
+                    "TELEGRAM_BOT_TOKEN",
+                    EXIT_TOKEN_REJECTED,
+                )
+            )
         except* WorkerStartError as group:
             failure.append(
-                f"no Codex worker could start ({group.exceptions[0]}); "
-                "run `codex-orchestrator doctor`"
+                (
+                    f"no Codex worker could start ({group.exceptions[0]}); "
+                    "run `codex-orchestrator doctor`",
+                    EXIT_ESCALATED,
+                )
             )
 
     code = await run_root(body, ShutdownController())
     if failure:
-        logger.critical("stopped: %s", failure[0])
-        return EXIT_ESCALATED
+        why, code = failure[0]
+        logger.critical("stopped: %s", why)
+        return code
     logger.info("stopped (exit code %d)", code)
     return code

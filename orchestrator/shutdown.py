@@ -13,6 +13,7 @@ the controller's events, never on signals, so tests trigger a drain with `reques
 
 - 0: the tree finished after a requested drain (or on its own);
 - 1: a supervisor escalated (`RestartIntensityExceeded`) or an unexpected error escaped;
+- 2 (`EXIT_TOKEN_REJECTED`, decided by ``cli.start``): Telegram rejected the token;
 - 128 + signum: forced by a second signal.
 """
 
@@ -33,6 +34,7 @@ __all__ = [
     "DUPLICATE_SIGNAL_WINDOW",
     "EXIT_ESCALATED",
     "EXIT_OK",
+    "EXIT_TOKEN_REJECTED",
     "ShutdownController",
     "exit_code_for",
     "run_root",
@@ -43,6 +45,9 @@ logger: Final = logging.getLogger(__name__)
 
 EXIT_OK: Final = 0
 EXIT_ESCALATED: Final = 1
+EXIT_TOKEN_REJECTED: Final = 2
+"""Telegram rejected the token: a configuration error (as `ConfigError`'s exit 2), so the
+service manager must not restart (``RestartPreventExitStatus=2``)."""
 
 HANDLED_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
 

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import trio
@@ -17,7 +17,7 @@ import trio
 from tests.procfs import tree
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Mapping, Sequence
+    from collections.abc import AsyncIterator, Callable, Mapping, Sequence
     from pathlib import Path
 
 ENTRY = "from cli.app import main; main()"
@@ -105,15 +105,27 @@ default_mode = "single"
 class Bot:
     process: trio.Process
     output: bytearray
+    changed: trio.Event = field(default_factory=trio.Event)
 
     def text(self) -> str:
         return self.output.decode(errors="replace")
 
+    async def wait_for_output(self, predicate: Callable[[str], bool]) -> None:
+        """Wait until `predicate(text so far)` holds (no sleeping: woken by new output)."""
+        while not predicate(self.text()):
+            if self.process.returncode is not None and not self.changed.is_set():
+                raise AssertionError(f"the bot exited before that was printed:\n{self.text()}")
+            await self.changed.wait()
 
-async def _read_all(process: trio.Process, into: bytearray) -> None:
+
+async def _read_all(process: trio.Process, bot: Bot) -> None:
     assert process.stdout is not None
     while chunk := await process.stdout.receive_some(65536):
-        into += chunk
+        bot.output += chunk
+        bot.changed.set()
+        bot.changed = trio.Event()
+    await process.wait()
+    bot.changed.set()
 
 
 @asynccontextmanager
@@ -135,7 +147,7 @@ async def running(config: Path, token: str, *, exit_within: float = 60) -> Async
     bot = Bot(process, bytearray())
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_read_all, process, bot.output)
+            nursery.start_soon(_read_all, process, bot)
             yield bot
             with trio.fail_after(exit_within):
                 await process.wait()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shlex
 import signal
+import socket
 from typing import TYPE_CHECKING
 
 import trio
@@ -13,7 +14,7 @@ from orchestrator.shutdown import DUPLICATE_SIGNAL_WINDOW
 from tests.bot_process import running
 from tests.bot_process import write_config as write_bot_config
 from tests.fakes.codex_script import FakeCodex
-from tests.fakes.telegram_server import open_fake_telegram
+from tests.fakes.telegram_server import ServerError, open_fake_telegram
 from tests.procfs import living, read_pids, tree
 
 if TYPE_CHECKING:
@@ -140,9 +141,44 @@ async def test_bad_token_exits_non_zero_with_a_clear_message(tmp_path: Path) -> 
             running(write_config(tmp_path, tg.base_url, fake), token=wrong) as bot,
         ):
             pass  # the bot stops by itself
-    assert bot.process.returncode == 1
-    assert "rejected the bot token" in bot.text()
+    # A configuration error: exit 2, which the systemd unit does not restart; one line says it.
+    assert bot.process.returncode == 2
+    lines = [line for line in bot.text().splitlines() if "ERROR" in line or "CRITICAL" in line]
+    assert len(lines) == 1, lines
+    assert "rejected the bot token" in lines[0]
+    assert "Traceback" not in bot.text()
     assert wrong not in bot.text()
+
+
+async def test_telegram_down_at_start_is_waited_out(tmp_path: Path) -> None:
+    """Connections refused (nothing listens yet), then a 502, then Telegram is up: the bot
+    logs each failed attempt in one plain line and serves once Telegram answers."""
+    fake = FakeCodex(tmp_path / "codex")
+    with socket.socket() as probe:  # a free port where nothing listens yet
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = write_config(tmp_path, f"http://127.0.0.1:{port}", fake)
+    with trio.fail_after(CEILING):
+        async with running(config, TOKEN) as bot:
+            await bot.wait_for_output(lambda text: text.count("Telegram is not reachable") >= 2)
+            async with open_fake_telegram(TOKEN, port=port) as tg:
+                tg.script_fault("getMe", ServerError(502))
+                await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="hello after the outage")
+                await tg.wait_for(
+                    lambda t: "FAKE-REPLY: hello after the outage" in t.sent_texts(ALICE)
+                )
+                bot.process.send_signal(signal.SIGTERM)
+                with trio.fail_after(CEILING):
+                    await bot.process.wait()
+    text = bot.text()
+    assert bot.process.returncode == 0, text
+    failures = [line for line in text.splitlines() if "Telegram is not reachable" in line]
+    assert len(failures) >= 3  # two refused connections, one 502
+    assert any("ConnectError" in line for line in failures)
+    assert any("502" in line for line in failures)
+    assert all("WARNING" in line for line in failures)
+    assert "Traceback" not in text
 
 
 async def test_bad_config_exits_2(tmp_path: Path) -> None:
