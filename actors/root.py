@@ -14,7 +14,8 @@ Shutdown follows the data flow (docs/architecture.md, "The actor tree"). When
 stay unconfirmed at Telegram); the root closes the router's inbox; the router closes every
 chat inbox and the chats finish their requests within ``shutdown.drain_grace``; then the pool
 stops its workers with their process trees, the sender delivers the last messages (bounded by
-`SENDER_FLUSH_GRACE`), and the tracer writes what is left.
+`SENDER_FLUSH_GRACE`; replies it could not deliver stay in ``state_dir/outbox/`` and go out
+first on the next start), and the tracer writes what is left.
 
 The root assembles collaborators and passes them down; it holds no state of its own.
 """
@@ -30,6 +31,7 @@ import trio
 
 from actors import router, telegram_poller, telegram_sender, tracer
 from actors.chat_texts import BOT_COMMANDS
+from actors.telegram_outbox import Outbox
 from actors.worker_pool import open_worker_pool
 from orchestrator.errors import TelegramRetryAfter, TelegramTransientError, TelegramUnauthorized
 from orchestrator.messages import RouterMsg, SenderMsg, TraceRecord
@@ -109,6 +111,7 @@ async def run_system(
             if not config.telegram.allowed_users:
                 logger.warning("telegram.allowed_users is empty: nobody can use this bot")
             sender_send, sender_inbox = trio.open_memory_channel[SenderMsg](SENDER_INBOX_SIZE)
+            outbox, pending = await Outbox.open(state_dir / "outbox")
             async with trio.open_nursery() as edge:
                 edge.start_soon(
                     lambda: telegram_sender.run(
@@ -120,6 +123,9 @@ async def run_system(
                         commands=BOT_COMMANDS,
                         global_rate=config.telegram.rate_limit,
                         chat_spacing=config.telegram.chat_spacing,
+                        outbox=outbox,
+                        pending=pending,
+                        retry_backoff_max=config.telegram.retry_backoff_max,
                     )
                 )
                 with sender_send:

@@ -68,6 +68,10 @@ class Lane:
     """The arrival numbers of the finals (`SendReply`, `CloseLive`) in `queue`, in order."""
     ticket: int | None = None
     """The arrival number of the final being delivered, None while delivering progress."""
+    final_entries: deque[int | None] = field(default_factory=deque)
+    """The outbox entry numbers of the finals in `queue`, in order (None: not durable)."""
+    entry: int | None = None
+    """The outbox entry of the final being delivered: retried until Telegram takes it."""
 
     def priority(self) -> int | None:
         """This lane's place among urgent calls: its current final's arrival number, or the

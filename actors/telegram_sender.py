@@ -16,11 +16,17 @@ It owns flood control and delivery guarantees:
 - **429.** The chat's lane pauses for ``retry_after`` and retries the same call; when the
   pause is longer than `LIVE_PAUSE_LIMIT`, waiting live updates are shed but the finals are
   still sent once the pause is over. A 429 on a call without a chat pauses everything.
-- **Errors.** 5xx and timeouts: `TRANSIENT_RETRIES` retries with backoff, then the item is
-  traced as undelivered. "message is not modified" is success; "message to edit not found"
-  sends a new message; "can't parse entities" resends as plain text; 403 marks the chat
-  inactive (nothing more is sent to it until `ChatReactivated`; what was not delivered is
-  traced); a migrated group switches to its new id and the call is sent again once.
+- **Durability.** A `SendReply` is written to the outbox (`actors.telegram_outbox`) the
+  moment it arrives and deleted once Telegram accepted it; the entries left by an earlier run
+  are queued first, in order per chat. Such a reply is retried on 5xx, timeouts and
+  connection errors without a limit, with backoff capped at `retry_backoff_max`, for as long
+  as the process runs, and by the next start after that.
+- **Errors.** 5xx and timeouts of anything else (progress, closing a live message):
+  `TRANSIENT_RETRIES` retries with backoff, then the item is traced as undelivered.
+  "message is not modified" is success; "message to edit not found" sends a new message;
+  "can't parse entities" resends as plain text; 403 marks the chat inactive (nothing more is
+  sent to it until `ChatReactivated`; what was not delivered is traced); a migrated group
+  switches to its new id and the call is sent again once.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from typing import TYPE_CHECKING, Final, TypeVar, assert_never
 
 import trio
 
+from actors.telegram_deliveries import Deliveries, GiveUp
 from actors.telegram_flood_control import GLOBAL_RATE, Lane, RateLimiter, never, spacing
 from orchestrator.errors import (
     TelegramBadRequest,
@@ -50,21 +57,15 @@ from orchestrator.messages import (
     TraceRecord,
     UpdateLive,
 )
-from orchestrator.rendering import (
-    MESSAGE_LIMIT,
-    render_plain,
-    render_reply,
-    sanitize_text,
-    visible_text,
-)
 from orchestrator.supervision import backoff_delay
 
 if TYPE_CHECKING:
     import random
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import Awaitable, Callable, Iterable, Sequence
 
-    from orchestrator.messages import Keyboard, SenderMsg
-    from orchestrator.ports import ParseMode, TelegramApi, TraceEmit
+    from actors.telegram_outbox import Outbox, OutboxEntry
+    from orchestrator.messages import SenderMsg
+    from orchestrator.ports import TelegramApi, TraceEmit
 
 __all__ = ["LIVE_PAUSE_LIMIT", "SenderStatistics", "run"]
 
@@ -82,6 +83,10 @@ RETRY_BACKOFF_INITIAL: Final = 1.0
 RETRY_BACKOFF_MAX: Final = 30.0
 """Cap on that delay (never reached with `TRANSIENT_RETRIES` retries; a guard if it grows)."""
 
+DURABLE_RETRY_BACKOFF_MAX: Final = 60.0
+"""Default cap on the delay between tries of a durable reply: a long outage costs one call a
+minute per waiting chat, and the reply goes out at most a minute after Telegram is back."""
+
 PREVIEW_CHARS: Final = 200
 
 T = TypeVar("T")
@@ -98,10 +103,6 @@ class SenderStatistics:
     undelivered: int = 0
 
 
-class _GiveUp(Exception):
-    """Internal: this item cannot be delivered (already logged and traced)."""
-
-
 async def run(
     inbox: trio.MemoryReceiveChannel[SenderMsg],
     api: TelegramApi,
@@ -113,19 +114,25 @@ async def run(
     statistics: SenderStatistics | None = None,
     global_rate: float = GLOBAL_RATE,
     chat_spacing: bool = True,
+    outbox: Outbox | None = None,
+    pending: Sequence[OutboxEntry] = (),
+    retry_backoff_max: float = DURABLE_RETRY_BACKOFF_MAX,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Deliver everything that arrives in `inbox`.
 
     `global_rate` (calls per second, 0 = unlimited) and `chat_spacing` exist for
     self-hosted Bot API servers and benchmarks; Telegram itself needs the defaults.
+    With `outbox`, every `SendReply` is durable; `pending` (from `Outbox.open`) is queued
+    before the first message of `inbox` is read.
 
     Inbox: `SenderMsg`.
     Emits: Bot API calls; `delivery` and `chat_inactive` trace records.
     Backpressure: producers block when the inbox (sized by the root) is full; live updates
         are coalesced per slot inside the lanes, so they do not pile up.
     Shutdown: on end-of-channel, every lane delivers what it holds (live updates included),
-        then the sender returns; the root bounds this with a deadline.
+        then the sender returns; the root bounds this with a deadline. What the deadline
+        cuts off stays in the outbox for the next start.
     """
     sender = _Sender(
         api,
@@ -135,18 +142,27 @@ async def run(
         statistics or SenderStatistics(),
         global_rate=global_rate,
         chat_spacing=chat_spacing,
+        outbox=outbox,
+        retry_backoff_max=retry_backoff_max,
     )
     async with trio.open_nursery() as nursery:
+        sender.nursery = nursery
         if commands:
             nursery.start_soon(sender.set_commands, commands)
+        for entry in pending:
+            sender.accept(entry.reply, nursery, entry=entry.number)
         task_status.started()
         with inbox:
             async for message in inbox:
-                sender.accept(message, nursery)
+                number = None
+                if outbox is not None and isinstance(message, SendReply):
+                    number = await outbox.put(message)
+                sender.accept(message, nursery, entry=number)
 
 
-class _Sender:
-    """The sender's state; methods run inside `run`'s nursery."""
+class _Sender(Deliveries):
+    """The sender's state; methods run inside `run`'s nursery (the deliveries of each kind
+    of item are in `Deliveries`)."""
 
     def __init__(
         self,
@@ -158,8 +174,13 @@ class _Sender:
         *,
         global_rate: float,
         chat_spacing: bool,
+        outbox: Outbox | None,
+        retry_backoff_max: float,
     ) -> None:
         self.api = api
+        self.outbox = outbox
+        self.retry_backoff_max = retry_backoff_max
+        self.nursery: trio.Nursery | None = None
         self.chat_spacing = chat_spacing
         self.max_chunks = max_chunks
         self.rng = rng
@@ -175,7 +196,7 @@ class _Sender:
         """Best effort: the command menu is a convenience."""
         try:
             await self._call(None, lambda: self.api.set_my_commands(commands))
-        except (_GiveUp, TelegramBadRequest) as error:
+        except (GiveUp, TelegramBadRequest) as error:
             logger.warning("setMyCommands failed: %s", error)
 
     def _fresh_ticket(self) -> int:
@@ -189,12 +210,16 @@ class _Sender:
             lane = self.lanes[chat_id] = Lane(chat_id)
         return lane
 
-    def accept(self, message: SenderMsg, nursery: trio.Nursery) -> None:
+    def accept(
+        self, message: SenderMsg, nursery: trio.Nursery, *, entry: int | None = None
+    ) -> None:
+        """Queue `message` (`entry`: its outbox entry, for a durable `SendReply`)."""
         match message:
             case SendReply() | CloseLive():
                 lane = self.lane(message.chat_id)
                 if lane.inactive:
                     self._trace_inactive(lane.chat_id, message)
+                    self._forget([entry])
                     return
                 if isinstance(message, CloseLive):
                     self._drop_live(lane, message.slot)
@@ -209,6 +234,7 @@ class _Sender:
                     lane.queue.remove(slot)
                 lane.queue.append(message)
                 lane.final_tickets.append(next(self.arrivals))
+                lane.final_entries.append(entry)
                 lane.queue.extend(edits)
                 if lane.running:
                     self.limiter.wake()  # a progress call of this lane now waits for a final
@@ -268,152 +294,25 @@ class _Sender:
                             await self._deliver_live(lane, live)
                         continue
                     lane.ticket = lane.final_tickets.popleft()
-                    if isinstance(item, SendReply):
-                        await self._deliver_reply(lane, item)
-                    else:
-                        await self._deliver_close(lane, item)
-                except _GiveUp:
-                    continue
+                    lane.entry = lane.final_entries.popleft()
+                    try:
+                        if isinstance(item, SendReply):
+                            await self._deliver_reply(lane, item)
+                        else:
+                            await self._deliver_close(lane, item)
+                    except GiveUp:
+                        pass  # refused for good (traced): keeping it would fail every start
+                    if lane.entry is not None and self.outbox is not None:
+                        await self.outbox.remove(lane.entry)
                 finally:
                     lane.ticket = None
+                    lane.entry = None
         finally:
             lane.running = False
             idle = not lane.queue and not lane.live_message and not lane.inactive
             if idle and lane.next_allowed < trio.current_time():
                 # Nothing to remember about an idle chat: free it (a slow leak otherwise).
                 self.lanes.pop(lane.chat_id, None)
-
-    # ------------------------------------------------------------------ deliveries
-
-    async def _deliver_reply(self, lane: Lane, reply: SendReply) -> None:
-        render = render_plain if reply.plain else render_reply
-        rendered = render(reply.markdown, max_chunks=self.max_chunks)
-        chunks, document, summary = rendered.chunks, rendered.document, rendered.summary
-        if document is not None:
-            await self._in_chat(
-                lane,
-                lambda chat_id: self.api.send_document(
-                    chat_id,
-                    reply.document_name,
-                    document,
-                    caption=summary,
-                    parse_mode="HTML",
-                    message_thread_id=reply.thread_id,
-                    reply_to_message_id=reply.reply_to_message_id,
-                ),
-                preview=reply.markdown,
-            )
-            return
-        for number, chunk in enumerate(chunks):
-            last = number == len(chunks) - 1
-            await self._send_html(
-                lane,
-                chunk,
-                keyboard=reply.keyboard if last else (),
-                thread_id=reply.thread_id,
-                reply_to=reply.reply_to_message_id if number == 0 else None,
-            )
-
-    async def _send_html(
-        self,
-        lane: Lane,
-        chunk: str,
-        *,
-        keyboard: Keyboard = (),
-        thread_id: int | None = None,
-        reply_to: int | None = None,
-        parse_mode: ParseMode = "HTML",
-    ) -> int:
-        try:
-            return await self._in_chat(
-                lane,
-                lambda chat_id: self.api.send_message(
-                    chat_id,
-                    chunk,
-                    parse_mode=parse_mode,
-                    keyboard=keyboard,
-                    message_thread_id=thread_id,
-                    reply_to_message_id=reply_to,
-                ),
-                preview=chunk,
-            )
-        except TelegramBadRequest as error:
-            if parse_mode and "can't parse entities" in error.description:
-                logger.warning("Telegram refused our HTML (%s); resending as plain text", error)
-                return await self._send_html(
-                    lane,
-                    visible_text(chunk),
-                    keyboard=keyboard,
-                    thread_id=thread_id,
-                    reply_to=reply_to,
-                    parse_mode=None,
-                )
-            self._undelivered(lane.chat_id, str(error), chunk)
-            raise _GiveUp from error
-
-    async def _deliver_live(self, lane: Lane, live: UpdateLive) -> None:
-        text = _fit(sanitize_text(live.text))
-        message_id = lane.live_message.get(live.slot)
-        if message_id is None:
-            lane.live_message[live.slot] = await self._send_plain(lane, live, text)
-            return
-        try:
-            await self._in_chat(
-                lane,
-                lambda chat_id: self.api.edit_message_text(
-                    chat_id, message_id, text, keyboard=live.keyboard
-                ),
-                preview=text,
-            )
-        except TelegramBadRequest as error:
-            if "not modified" in error.description:
-                return
-            if "not found" in error.description:
-                lane.live_message[live.slot] = await self._send_plain(lane, live, text)
-                return
-            self._undelivered(lane.chat_id, str(error), text)
-            raise _GiveUp from error
-
-    async def _send_plain(self, lane: Lane, live: UpdateLive, text: str) -> int:
-        try:
-            return await self._in_chat(
-                lane,
-                lambda chat_id: self.api.send_message(
-                    chat_id, text, keyboard=live.keyboard, message_thread_id=live.thread_id
-                ),
-                preview=text,
-            )
-        except TelegramBadRequest as error:
-            self._undelivered(lane.chat_id, str(error), text)
-            raise _GiveUp from error
-
-    async def _deliver_close(self, lane: Lane, close: CloseLive) -> None:
-        message_id = lane.live_message.pop(close.slot, None)
-        final_text = _fit(sanitize_text(close.final_text)) if close.final_text else None
-        try:
-            if message_id is None:
-                if final_text:
-                    await self._in_chat(
-                        lane,
-                        lambda chat_id: self.api.send_message(chat_id, final_text),
-                        preview=final_text,
-                    )
-            elif close.delete or not final_text:
-                await self._in_chat(
-                    lane,
-                    lambda chat_id: self.api.delete_message(chat_id, message_id),
-                    preview="",
-                )
-            else:
-                await self._in_chat(
-                    lane,
-                    lambda chat_id: self.api.edit_message_text(chat_id, message_id, final_text),
-                    preview=final_text,
-                )
-        except TelegramBadRequest as error:
-            if "not modified" in error.description or "not found" in error.description:
-                return
-            self._undelivered(lane.chat_id, str(error), final_text or "")
 
     async def _chat_action(self, action: SendChatAction) -> None:
         chat_id = self.migrated.get(action.chat_id, action.chat_id)
@@ -437,7 +336,7 @@ class _Sender:
                     answer.callback_query_id, text=answer.text, show_alert=answer.show_alert
                 ),
             )
-        except (_GiveUp, TelegramBadRequest, TelegramForbidden) as error:
+        except (GiveUp, TelegramBadRequest, TelegramForbidden) as error:
             logger.info("answerCallbackQuery failed: %s", error)
 
     # ------------------------------------------------------------------ the call ladder
@@ -455,12 +354,12 @@ class _Sender:
             except TelegramChatMigrated as error:
                 if migrated_once:
                     self._undelivered(lane.chat_id, str(error), preview)
-                    raise _GiveUp from error
+                    raise GiveUp from error
                 migrated_once = True
                 self._migrate(lane, error.migrate_to_chat_id)
             except TelegramForbidden as error:
                 self._mark_inactive(lane, preview)
-                raise _GiveUp from error
+                raise GiveUp from error
 
     async def _call(self, lane: Lane | None, call: Callable[[], Awaitable[T]]) -> T:
         """Global rate, 429 pauses and bounded retries of transient failures."""
@@ -497,15 +396,16 @@ class _Sender:
                 await trio.sleep_until(until)
             except TelegramTransientError as error:
                 transient_failures += 1
-                if transient_failures > TRANSIENT_RETRIES:
+                durable = lane is not None and lane.entry is not None
+                if transient_failures > TRANSIENT_RETRIES and not durable:
                     if lane is not None:
                         self._undelivered(lane.chat_id, str(error), "")
-                    raise _GiveUp from error
+                    raise GiveUp from error
                 delay = backoff_delay(
                     transient_failures - 1,
                     self.rng,
                     initial=RETRY_BACKOFF_INITIAL,
-                    maximum=RETRY_BACKOFF_MAX,
+                    maximum=self.retry_backoff_max if durable else RETRY_BACKOFF_MAX,
                 )
                 logger.warning("Telegram call failed (%s); retry in %.1f s", error, delay)
                 await trio.sleep(delay)
@@ -532,6 +432,8 @@ class _Sender:
         pending = [item for item in lane.queue if not isinstance(item, str)]
         lane.queue.clear()
         lane.final_tickets.clear()
+        self._forget(lane.final_entries)  # traced below; a blocked chat gets nothing later
+        lane.final_entries.clear()
         lane.live_text.clear()
         self.trace(
             TraceRecord(
@@ -544,6 +446,14 @@ class _Sender:
         )
         for item in pending:
             self._trace_inactive(lane.chat_id, item)
+
+    def _forget(self, entries: Iterable[int | None]) -> None:
+        """Delete these outbox entries in the background (they will not be delivered)."""
+        if self.outbox is None or self.nursery is None:
+            return
+        for entry in entries:
+            if entry is not None:
+                self.nursery.start_soon(self.outbox.remove, entry)
 
     def _trace_inactive(self, chat_id: int, item: SendReply | CloseLive) -> None:
         text = item.markdown if isinstance(item, SendReply) else (item.final_text or "")
@@ -568,10 +478,3 @@ class _Sender:
                 preview=preview[:PREVIEW_CHARS] or None,
             )
         )
-
-
-def _fit(text: str) -> str:
-    """Plain text cut to one message (live messages are short by design)."""
-    if len(text) <= MESSAGE_LIMIT // 2:
-        return text or "…"
-    return text[: MESSAGE_LIMIT // 2 - 1] + "…"

@@ -107,6 +107,7 @@ class TelegramConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=
     max_chunks: int = 4
     rate_limit: float = 30.0
     chat_spacing: bool = True
+    retry_backoff_max: float = 60.0
     polling: PollingConfig = PollingConfig()
 
 
@@ -427,6 +428,13 @@ def _check_ranges(config: Config, shown: str) -> None:
         ),
         ("telegram.polling.limit", polling.limit, 1, 100, "updates per poll (Telegram: 1-100)"),
         ("telegram.request_timeout", telegram.request_timeout, 1, 600, "seconds"),
+        (
+            "telegram.retry_backoff_max",
+            telegram.retry_backoff_max,
+            1,
+            600,
+            "seconds between tries of a reply Telegram did not take",
+        ),
         ("telegram.max_chunks", telegram.max_chunks, 1, 50, "4096-character messages"),
         (
             "codex.pool_size",

@@ -67,15 +67,20 @@ def write_config(
     codex_env: Mapping[str, str],
     batch_window: float,
     profile: Mapping[str, str] | None = None,
+    telegram: Mapping[str, float | int | bool] | None = None,
 ) -> Path:
     """``folder/conf.toml`` for a bot under test: one allowed `user`, the fake Telegram at
     `telegram_url`, two workers, and a single-mode default profile working in ``folder/work``
-    (with `profile`'s extra keys). Values are written as JSON strings, which TOML reads too."""
+    (with `profile`'s extra keys; `telegram`'s go to ``[telegram]``). Values are written as
+    JSON strings, which TOML reads too."""
     work = folder / "work"
     work.mkdir(exist_ok=True)
     command = ", ".join(json.dumps(part) for part in codex_command)
     env = "".join(f"{key} = {json.dumps(value)}\n" for key, value in codex_env.items())
     extra = "".join(f"{key} = {json.dumps(value)}\n" for key, value in (profile or {}).items())
+    telegram_keys = "".join(
+        f"{key} = {json.dumps(value)}\n" for key, value in (telegram or {}).items()
+    )
     path = folder / "conf.toml"
     path.write_text(
         f"""
@@ -83,7 +88,7 @@ state_dir = {json.dumps(str(folder / "state"))}
 [telegram]
 allowed_users = [{user}]
 api_base_url = {json.dumps(telegram_url)}
-[telegram.polling]
+{telegram_keys}[telegram.polling]
 timeout = 5
 [codex]
 command = [{command}]
