@@ -231,6 +231,7 @@ async def _run_front(
                     rng=rng,
                     trace=trace.emit,
                     preview_chars=config.traces.preview_chars,
+                    allowed_users=config.telegram.allowed_users,
                     task_status=task_status,
                 )
 

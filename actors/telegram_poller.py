@@ -36,6 +36,7 @@ from orchestrator.wire.telegram import decode_update, decode_update_id, to_route
 
 if TYPE_CHECKING:
     import random
+    from collections.abc import Collection
 
     from orchestrator.messages import RouterMsg
     from orchestrator.ports import TelegramApi, TraceEmit
@@ -67,9 +68,13 @@ async def run(
     rng: random.Random,
     trace: TraceEmit,
     preview_chars: int = PREVIEW_CHARS,
+    allowed_users: Collection[int] | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Poll until cancelled.
+
+    The trace of an update from a user outside `allowed_users` carries ids and the text's
+    length only, never the text (None: every user is allowed, as in tests of one chat).
 
     Inbox: none (Telegram).
     Emits: `RouterMsg` to `out`, in update_id order.
@@ -118,7 +123,14 @@ async def run(
             failures = 0
             if raws:
                 offset = await _hand_off(
-                    raws, out, ledger, bot_username, trace, preview_chars, offset
+                    raws,
+                    out,
+                    ledger,
+                    bot_username,
+                    trace,
+                    preview_chars,
+                    offset,
+                    None if allowed_users is None else frozenset(allowed_users),
                 )
 
 
@@ -134,6 +146,7 @@ async def _hand_off(
     trace: TraceEmit,
     preview_chars: int,
     offset: int | None,
+    allowed_users: frozenset[int] | None,
 ) -> int | None:
     """Hand one batch to the router; return the offset that confirms it."""
     numbered: list[tuple[int, msgspec.Raw]] = []
@@ -170,7 +183,7 @@ async def _hand_off(
         else:
             if message is not None:
                 await out.send(message)
-            trace(_update_trace(update_id, message, preview_chars))
+            trace(_update_trace(update_id, message, preview_chars, allowed_users))
         ledger.record(update_id)
         await ledger.persist()
     if not numbered:
@@ -178,8 +191,24 @@ async def _hand_off(
     return numbered[-1][0] + 1
 
 
-def _update_trace(update_id: int, message: RouterMsg | None, preview_chars: int) -> TraceRecord:
+def _update_trace(
+    update_id: int,
+    message: RouterMsg | None,
+    preview_chars: int,
+    allowed_users: frozenset[int] | None,
+) -> TraceRecord:
     if isinstance(message, InboundMessage):
+        stranger = allowed_users is not None and message.user_id not in allowed_users
+        if stranger:  # what a stranger writes is not ours to keep: ids and a length only
+            return TraceRecord(
+                event="update",
+                update_id=update_id,
+                chat_id=message.chat_id,
+                user_id=message.user_id,
+                thread_id=message.thread_id,
+                outcome="stranger",
+                detail=f"{len(message.text or '')} characters",
+            )
         return TraceRecord(
             event="update",
             update_id=update_id,

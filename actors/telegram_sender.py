@@ -12,7 +12,10 @@ It owns flood control and delivery guarantees:
   (it keeps its place); `SendReply` and `CloseLive` are never dropped or merged. A waiting
   edit of a progress message already shown moves behind a newly queued final.
 - **Priority.** Finals and callback answers take free slots of the global rate before
-  progress and typing actions, so a flood slows progress, not results.
+  progress and typing actions, so a flood slows progress, not results. Refusals to strangers
+  (``stranger=True``) come last: at most `STRANGER_RATE` a second are admitted and at most
+  `STRANGER_BACKLOG` wait, the rest are dropped and counted; each is tried once, and a 429 on
+  one pauses only the refusals (`actors.telegram_flood_control` says why).
 - **429.** The chat's lane pauses for ``retry_after`` and retries the same call; when the
   pause is longer than `LIVE_PAUSE_LIMIT`, waiting live updates are shed but the finals are
   still sent once the pause is over. A 429 on a call without a chat pauses everything.
@@ -40,10 +43,18 @@ from typing import TYPE_CHECKING, Final, TypeVar, assert_never
 import trio
 
 from actors.telegram_deliveries import Deliveries, GiveUp
-from actors.telegram_flood_control import GLOBAL_RATE, Lane, RateLimiter, never, spacing
+from actors.telegram_flood_control import (
+    GLOBAL_RATE,
+    Lane,
+    RateLimiter,
+    StrangerGate,
+    never,
+    spacing,
+)
 from orchestrator.errors import (
     TelegramBadRequest,
     TelegramChatMigrated,
+    TelegramError,
     TelegramForbidden,
     TelegramRetryAfter,
     TelegramTransientError,
@@ -57,6 +68,7 @@ from orchestrator.messages import (
     TraceRecord,
     UpdateLive,
 )
+from orchestrator.rendering import render_plain
 from orchestrator.supervision import backoff_delay
 
 if TYPE_CHECKING:
@@ -101,6 +113,10 @@ class SenderStatistics:
     coalesced: int = 0
     shed_live: int = 0
     undelivered: int = 0
+    strangers_sent: int = 0
+    strangers_dropped: int = 0
+    """Refusals over the cap (`StrangerGate`) or failed once (never retried)."""
+    strangers_429: int = 0
 
 
 async def run(
@@ -155,7 +171,7 @@ async def run(
         with inbox:
             async for message in inbox:
                 number = None
-                if outbox is not None and isinstance(message, SendReply):
+                if outbox is not None and isinstance(message, SendReply) and not message.stranger:
                     number = await outbox.put(message)
                 sender.accept(message, nursery, entry=number)
 
@@ -189,6 +205,7 @@ class _Sender(Deliveries):
         self.lanes: dict[int, Lane] = {}
         self.migrated: dict[int, int] = {}
         self.limiter = RateLimiter(global_rate)
+        self.strangers = StrangerGate()
         self.arrivals = itertools.count()
         """Tickets: finals are numbered as they arrive, and take rate slots in that order."""
 
@@ -215,6 +232,12 @@ class _Sender(Deliveries):
     ) -> None:
         """Queue `message` (`entry`: its outbox entry, for a durable `SendReply`)."""
         match message:
+            case SendReply(stranger=True) | AnswerCallback(stranger=True):
+                if self.strangers.admit():
+                    self.strangers.waiting += 1
+                    nursery.start_soon(self._to_stranger, message)
+                else:
+                    self._stranger_dropped("over the cap")
             case SendReply() | CloseLive():
                 lane = self.lane(message.chat_id)
                 if lane.inactive:
@@ -338,6 +361,44 @@ class _Sender(Deliveries):
             )
         except (GiveUp, TelegramBadRequest, TelegramForbidden) as error:
             logger.info("answerCallbackQuery failed: %s", error)
+
+    async def _to_stranger(self, message: SendReply | AnswerCallback) -> None:
+        """A refusal: the lowest class of the limiter, one try, never retried or queued."""
+        try:
+            async with self.limiter.slot(never, stranger=True):
+                self.stats.calls += 1
+                if isinstance(message, AnswerCallback):
+                    await self.api.answer_callback_query(
+                        message.callback_query_id, text=message.text
+                    )
+                else:
+                    text = render_plain(message.markdown, max_chunks=1).chunks[0]
+                    await self.api.send_message(
+                        message.chat_id,
+                        text,
+                        parse_mode="HTML",
+                        message_thread_id=message.thread_id,
+                    )
+            self.stats.strangers_sent += 1
+        except TelegramRetryAfter as error:
+            self.stats.strangers_429 += 1
+            until = trio.current_time() + error.retry_after
+            self.limiter.strangers_paused_until = max(self.limiter.strangers_paused_until, until)
+            logger.warning(
+                "flood control on a refusal: refusals wait %g s (allowed users do not)",
+                error.retry_after,
+            )
+            self._stranger_dropped("429")
+        except TelegramError as error:
+            self._stranger_dropped(str(error))
+        finally:
+            self.strangers.waiting -= 1
+
+    def _stranger_dropped(self, why: str) -> None:
+        self.stats.strangers_dropped += 1
+        dropped = self.stats.strangers_dropped
+        if dropped in (1, 100) or dropped % 1000 == 0:
+            logger.warning("%d refusal(s) to strangers dropped so far (last: %s)", dropped, why)
 
     # ------------------------------------------------------------------ the call ladder
 

@@ -173,6 +173,9 @@ class SendReply(_SenderBase, frozen=True, kw_only=True, tag="reply"):
     keyboard: Keyboard = ()
     plain: bool = False
     document_name: str = "reply.md"
+    stranger: bool = False
+    """A refusal to someone not allowed: lowest priority, capped, may be dropped (the one
+    exception to "never dropped"), never kept in the outbox."""
 
 
 class UpdateLive(_SenderBase, frozen=True, kw_only=True, tag="live"):
@@ -215,6 +218,8 @@ class AnswerCallback(_SenderBase, frozen=True, kw_only=True, tag="answer_callbac
     callback_query_id: str
     text: str = ""
     show_alert: bool = False
+    stranger: bool = False
+    """The answer to a stranger's button press: lowest priority, capped, may be dropped."""
 
 
 class ChatReactivated(_SenderBase, frozen=True, kw_only=True, tag="reactivated"):

@@ -37,6 +37,7 @@ class Harness:
         self.ledger_path = ledger_path
         self.received: list[RouterMsg] = []
         self.traces: list[TraceRecord] = []
+        self.allowed_users: tuple[int, ...] | None = None
 
     async def run(self, *, stop_after: int, router_buffer: int = 16) -> None:
         """Run a poller until `stop_after` messages reached the router, then cancel it."""
@@ -57,6 +58,7 @@ class Harness:
                     limit=100,
                     rng=random.Random(1),
                     trace=self.traces.append,
+                    allowed_users=self.allowed_users,
                 )
             )
             with receive:
@@ -280,3 +282,17 @@ async def test_json_nested_past_the_decoder_is_logged_skipped_and_polling_goes_o
     ledger = await UpdateLedger.open(tmp_path / "updates.json")
     assert ledger.seen(5)
     assert ledger.seen(6)
+
+
+async def test_a_strangers_text_is_not_traced(
+    harness: FakeHarness, autojump_clock: trio.testing.MockClock
+) -> None:
+    harness.allowed_users = (1,)
+    harness.api.push_text("my secret plans", chat_id=666, user_id=666)
+    harness.api.push_text("allowed words", chat_id=1, user_id=1)
+    await harness.run(stop_after=2)
+    stranger, allowed = [t for t in harness.traces if t.event == "update"]
+    assert (stranger.user_id, stranger.outcome, stranger.preview) == (666, "stranger", None)
+    assert stranger.detail == "15 characters"
+    assert "secret" not in msgspec.json.encode(stranger).decode()
+    assert allowed.preview == "allowed words"
