@@ -103,6 +103,8 @@ async def run_system(
                 trace_inbox,
                 traces_dir=state_dir / "traces",
                 secrets=secrets,
+                rotate_bytes=config.disk.rotate_mb * 1024 * 1024,
+                rotate_keep=config.disk.rotate_keep,
             )
         )
         try:

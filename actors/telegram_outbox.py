@@ -123,6 +123,9 @@ def _load(folder: Path) -> tuple[list[OutboxEntry], int]:
         names = sorted(path for path in folder.iterdir() if path.name.endswith(_SUFFIX))
     except FileNotFoundError:
         return [], 0
+    except OSError as error:  # not a folder, unreadable: serve on, from memory only
+        logger.error("cannot read the outbox %s (%s); starting without it", folder, error)
+        return [], 0
     entries: list[OutboxEntry] = []
     highest = 0
     for path in names:

@@ -14,6 +14,14 @@ Faults never crash the loop, except a bad token:
 - 429 → wait ``retry_after``;
 - 409 (another poller or a webhook) → an error line naming the cause, then backoff;
 - 401 → `TelegramUnauthorized` propagates: the bot stops with a "bad token" message.
+
+A disk that refuses the ledger (full, read-only, over quota) does not stop polling either:
+the ledger stays correct in memory, so nothing is handled twice while the process lives, and
+the offset still confirms each batch after its hand-off, so Telegram does not redeliver it
+after a restart. What is lost is the guard for the one window in between: updates handed off
+but not yet confirmed when the process dies are handled again on the next start. That is the
+price of serving on; the alternative (stop acknowledging, or stop) would stop every chat.
+The failure is logged at once and then at most once a minute (`orchestrator.disk.DiskTrouble`).
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from typing import TYPE_CHECKING, Final
 import msgspec
 import trio
 
+from orchestrator import disk
 from orchestrator.errors import (
     TelegramBadRequest,
     TelegramConflict,
@@ -89,6 +98,7 @@ async def run(
     """
     offset: int | None = None
     failures = 0  # in a row: the backoff's attempt number
+    trouble = disk.DiskTrouble(f"the update ledger {ledger.path}")
     with out:
         task_status.started()
         while True:
@@ -131,6 +141,7 @@ async def run(
                     preview_chars,
                     offset,
                     None if allowed_users is None else frozenset(allowed_users),
+                    trouble,
                 )
 
 
@@ -147,6 +158,7 @@ async def _hand_off(
     preview_chars: int,
     offset: int | None,
     allowed_users: frozenset[int] | None,
+    trouble: disk.DiskTrouble,
 ) -> int | None:
     """Hand one batch to the router; return the offset that confirms it."""
     numbered: list[tuple[int, msgspec.Raw]] = []
@@ -185,7 +197,12 @@ async def _hand_off(
                 await out.send(message)
             trace(_update_trace(update_id, message, preview_chars, allowed_users))
         ledger.record(update_id)
-        await ledger.persist()
+        try:
+            await ledger.persist()
+        except OSError as error:
+            trouble.failed(error)
+        else:
+            trouble.succeeded()
     if not numbered:
         return offset
     return numbered[-1][0] + 1

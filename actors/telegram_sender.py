@@ -95,6 +95,14 @@ RETRY_BACKOFF_INITIAL: Final = 1.0
 RETRY_BACKOFF_MAX: Final = 30.0
 """Cap on that delay (never reached with `TRANSIENT_RETRIES` retries; a guard if it grows)."""
 
+UNSAVED_NOTICE: Final = (
+    "⚠️ The bot cannot save to its disk right now (full or read-only), so a reply still on "
+    "its way when the bot restarts could be lost. Replies keep coming; please tell whoever "
+    "runs the bot."
+)
+UNSAVED_NOTICE_INTERVAL: Final = 3600.0
+"""Seconds between two `UNSAVED_NOTICE`s in one chat: said once, not after every reply."""
+
 DURABLE_RETRY_BACKOFF_MAX: Final = 60.0
 """Default cap on the delay between tries of a durable reply: a long outage costs one call a
 minute per waiting chat, and the reply goes out at most a minute after Telegram is back."""
@@ -174,6 +182,8 @@ async def run(
                 if outbox is not None and isinstance(message, SendReply) and not message.stranger:
                     number = await outbox.put(message)
                 sender.accept(message, nursery, entry=number)
+                if outbox is not None and number is None and isinstance(message, SendReply):
+                    sender.tell_unsaved(message, nursery)
 
 
 class _Sender(Deliveries):
@@ -206,6 +216,7 @@ class _Sender(Deliveries):
         self.migrated: dict[int, int] = {}
         self.limiter = RateLimiter(global_rate)
         self.strangers = StrangerGate()
+        self.unsaved_told: dict[int, float] = {}
         self.arrivals = itertools.count()
         """Tickets: finals are numbered as they arrive, and take rate slots in that order."""
 
@@ -289,6 +300,19 @@ class _Sender(Deliveries):
                 self.lane(message.chat_id).inactive = False
             case _:
                 assert_never(message)
+
+    def tell_unsaved(self, reply: SendReply, nursery: trio.Nursery) -> None:
+        """The outbox could not keep `reply`: say so in its chat (at most once an hour)."""
+        now = trio.current_time()
+        if now < self.unsaved_told.get(reply.chat_id, -UNSAVED_NOTICE_INTERVAL) + (
+            UNSAVED_NOTICE_INTERVAL
+        ):
+            return
+        self.unsaved_told[reply.chat_id] = now
+        notice = SendReply(
+            chat_id=reply.chat_id, thread_id=reply.thread_id, markdown=UNSAVED_NOTICE, plain=True
+        )
+        self.accept(notice, nursery)
 
     def _drop_live(self, lane: Lane, slot: str) -> None:
         if lane.live_text.pop(slot, None) is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -20,6 +21,7 @@ import trio
 
 from actors.root import run_system
 from cli.doctor import DoctorContext, check_codex_auth
+from orchestrator import disk
 from orchestrator.config import worker_environment
 from orchestrator.edges.codex_mcp import open_codex_process
 from orchestrator.edges.processes import enable_child_subreaper
@@ -34,7 +36,7 @@ from orchestrator.shutdown import (
 )
 
 if TYPE_CHECKING:
-    from contextlib import AbstractAsyncContextManager
+    from collections.abc import AsyncIterator
 
     from orchestrator.config import LoadedConfig
     from orchestrator.ports import CodexWorker
@@ -50,6 +52,16 @@ def run(loaded: LoadedConfig, *, log_level: str) -> int:
     configure_logging(log_level, secrets=[token])
     logger.info("starting with %s", loaded.path)
     return trio.run(_main, loaded)
+
+
+async def _roll_over_worker_log(path: Path, max_bytes: int, keep: int) -> None:
+    """Keep a worker's stderr log below ``disk.rotate_mb``: it rolls over when its worker
+    starts (each worker appends to its own file). A disk that refuses is only logged: the
+    worker may still start (its log open fails later if the disk is really gone)."""
+    try:
+        await disk.run_sync(disk.roll_over, path, max_bytes, keep)
+    except OSError as error:
+        logger.error("cannot roll over the worker log %s: %s", path, error)
 
 
 async def _warn_if_codex_is_not_logged_in(loaded: LoadedConfig) -> None:
@@ -69,14 +81,20 @@ async def _main(loaded: LoadedConfig) -> int:
     environment = worker_environment(config.codex, os.environ)
     logs = Path(config.state_dir) / "logs"
 
-    def codex_factory(worker_id: int) -> AbstractAsyncContextManager[CodexWorker]:
-        return open_codex_process(
+    @asynccontextmanager
+    async def codex_factory(worker_id: int) -> AsyncIterator[CodexWorker]:
+        stderr_log = logs / f"codex-worker-{worker_id}.log"
+        await _roll_over_worker_log(
+            stderr_log, config.disk.rotate_mb * 1024 * 1024, config.disk.rotate_keep
+        )
+        async with open_codex_process(
             config.codex.argv(),
             env=environment,
             worker_id=worker_id,
-            stderr_log=logs / f"codex-worker-{worker_id}.log",
+            stderr_log=stderr_log,
             startup_timeout=config.codex.startup_timeout,
-        )
+        ) as worker:
+            yield worker
 
     failure: list[tuple[str, int]] = []
 
@@ -97,8 +115,7 @@ async def _main(loaded: LoadedConfig) -> int:
         except* TelegramUnauthorized:
             failure.append(
                 (
-                    "Telegram rejected the bot token (401 Unauthorized): check "
-                    "TELEGRAM_BOT_TOKEN",
+                    "Telegram rejected the bot token (401 Unauthorized): check TELEGRAM_BOT_TOKEN",
                     EXIT_TOKEN_REJECTED,
                 )
             )

@@ -95,15 +95,20 @@ def write_atomically(path: Path, data: bytes) -> None:
 
     Writes ``<path>.tmp-<pid>-<n>``, fsyncs it, renames it over `path`, then fsyncs the folder
     so the rename itself survives a power loss. The temporary name is unique per write, so
-    two writers never rename each other's file away. Creates the folder if needed.
+    two writers never rename each other's file away. Creates the folder if needed. When the
+    disk refuses (full, read-only), the temporary file is removed and the `OSError` raised.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f"{path.name}.tmp-{os.getpid()}-{next(_WRITE_NUMBERS)}")
-    with temporary.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    temporary.replace(path)
+    try:
+        with temporary.open("wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        temporary.replace(path)
+    except OSError:
+        temporary.unlink(missing_ok=True)  # a full disk must not fill up with halves
+        raise
     folder = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(folder)

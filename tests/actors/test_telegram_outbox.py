@@ -80,7 +80,6 @@ async def test_a_result_outlives_an_hour_of_send_failures(
     assert max(gaps) <= telegram_sender.DURABLE_RETRY_BACKOFF_MAX + 1
 
 
-
 async def test_entries_of_an_earlier_run_go_first_in_order_per_chat(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
@@ -155,7 +154,11 @@ async def test_a_full_disk_still_delivers_and_says_so_once_a_minute(
                 await trio.sleep(1)
             await trio.sleep(60)
             await send.send(SendReply(chat_id=5, markdown="a minute later"))
-            await api.wait_for(lambda a: len(sent(a, 5)) == 31)
+            await api.wait_for(lambda a: "a minute later" in sent(a, 5))
+    notices = [text for text in sent(api, 5) if "cannot save" in text]
+    assert len(notices) == 1  # said in the chat once, not after every reply
+    assert [text for text in sent(api, 5) if "cannot save" not in text][-1] == "a minute later"
+    assert len(sent(api, 5)) == 32
     lines = [r.getMessage() for r in caplog.records if "cannot save" in r.getMessage()]
     assert len(lines) == 2, lines
     assert "No space left on device" in lines[0]

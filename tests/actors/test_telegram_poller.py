@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import itertools
 import json
 import random
@@ -14,6 +15,7 @@ import trio
 import trio.testing
 
 from actors import telegram_poller
+from orchestrator import disk
 from orchestrator.edges.telegram_http import open_telegram_api
 from orchestrator.errors import (
     TelegramConflict,
@@ -296,3 +298,22 @@ async def test_a_strangers_text_is_not_traced(
     assert stranger.detail == "15 characters"
     assert "secret" not in msgspec.json.encode(stranger).decode()
     assert allowed.preview == "allowed words"
+
+
+async def test_a_full_disk_does_not_stop_polling(
+    harness: FakeHarness,
+    autojump_clock: trio.testing.MockClock,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def full(path: Path, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(disk, "write_atomically", full)
+    for number in range(3):
+        harness.api.push_text(f"message {number}")
+    await harness.run(stop_after=3)
+    assert texts(harness.received) == ["message 0", "message 1", "message 2"]
+    failures = [r for r in caplog.records if "cannot save the update ledger" in r.getMessage()]
+    assert len(failures) == 1  # at once, then at most once a minute
+    assert "No space left on device" in failures[0].getMessage()

@@ -4,6 +4,7 @@ the fake Telegram over HTTP failing ``sendMessage`` for as long as the test says
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import signal
 from typing import TYPE_CHECKING
@@ -96,3 +97,36 @@ async def test_a_crash_in_the_middle_of_the_outage_still_delivers_once(tmp_path:
     assert delivered(tg, reply) == 1
     assert "not delivered yet; sending them first" in second.text()
     assert list((tmp_path / "state" / "outbox").glob("*.json")) == []
+
+
+async def test_a_disk_that_refuses_every_write_costs_durability_not_service(
+    tmp_path: Path,
+) -> None:
+    """The ledger, the outbox and today's traces cannot be written (a folder where a file
+    goes, a file where a folder goes: what a full or read-only disk does to a write, without
+    root games). The bot starts, answers, says in the chat that it cannot save, logs each
+    kind of failure once, and stops cleanly."""
+    fake = FakeCodex(tmp_path / "codex")
+    state = tmp_path / "state"
+    (state / "updates.json").mkdir(parents=True)
+    (state / "outbox").write_text("not a folder")
+    today = datetime.datetime.now(datetime.UTC).date()
+    for day in (today, today + datetime.timedelta(days=1)):
+        (state / "traces" / f"{day:%Y-%m-%d}.jsonl").mkdir(parents=True)
+    with trio.fail_after(CEILING):
+        async with (
+            open_fake_telegram(TOKEN) as tg,
+            running(config(tmp_path, tg.base_url, fake), TOKEN) as bot,
+        ):
+            await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+            for text in ("first", "second"):
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text=text)
+                reply = f"FAKE-REPLY: {text}"
+                await tg.wait_for(lambda t: delivered(t, reply) == 1)  # noqa: B023
+            bot.process.send_signal(signal.SIGTERM)
+    text = bot.text()
+    assert bot.process.returncode == 0, text
+    assert sum("cannot save" in message for message in tg.sent_texts(ALICE)) == 1
+    for what in ("the update ledger", "undelivered replies", "traces"):
+        assert sum(f"cannot save {what}" in line for line in text.splitlines()) == 1, what
+    assert "Traceback" not in text
