@@ -181,9 +181,9 @@ async def run(
                 number = None
                 if outbox is not None and isinstance(message, SendReply) and not message.stranger:
                     number = await outbox.put(message)
+                    if number is None:  # the disk refused: delivered from memory only
+                        sender.tell_unsaved(message, nursery)
                 sender.accept(message, nursery, entry=number)
-                if outbox is not None and number is None and isinstance(message, SendReply):
-                    sender.tell_unsaved(message, nursery)
 
 
 class _Sender(Deliveries):
