@@ -151,5 +151,13 @@ async def run_root(
             logger.critical("a supervisor gave up: %s", error)
         except* Exception as group:
             error = group.exceptions[0]
-            logger.critical("the bot stopped on an unexpected error", exc_info=error)
+            if controller.forced_by is not None:
+                # A forced stop cancels everything at once, mid-drain: a task that was handing
+                # something to an actor already gone fails on its way out. One line, no
+                # traceback: the stop was asked for, and the exit code says it was forced.
+                logger.warning(
+                    "forced stop interrupted the drain (%s: %s)", type(error).__name__, error
+                )
+            else:
+                logger.critical("the bot stopped on an unexpected error", exc_info=error)
     return exit_code_for(error, controller)
