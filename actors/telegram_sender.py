@@ -396,7 +396,8 @@ class _Sender(Deliveries):
                         message.callback_query_id, text=message.text
                     )
                 else:
-                    text = render_plain(message.markdown, max_chunks=1).chunks[0]
+                    rendered = render_plain(message.markdown, max_chunks=1)
+                    text = rendered.chunks[0] if rendered.chunks else rendered.summary
                     await self.api.send_message(
                         message.chat_id,
                         text,
