@@ -29,7 +29,7 @@ import logging
 import math
 import secrets
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Literal, assert_never
 
 import msgspec
@@ -57,6 +57,7 @@ from actors.chat_request import (
     serve_request,
     stopped_outcome,
 )
+from orchestrator import disk
 from orchestrator.messages import Button, InboundCallback, InboundMessage, TraceRecord
 from orchestrator.session_store import RequestRecord, SessionCounters, SessionState
 
@@ -82,6 +83,14 @@ SPLIT_SLACK: Final = 64
 SUMMARY_LIMIT: Final = 1500
 """Characters of conversation summary kept as the context preamble."""
 
+UNSAVED_SESSION: Final = (
+    "⚠️ The bot cannot save this chat's session to its disk right now (full or read-only). "
+    "It keeps answering, but a restart would forget this conversation's settings and queue; "
+    "please tell whoever runs the bot."
+)
+UNSAVED_INTERVAL: Final = 3600.0
+"""Seconds between two `UNSAVED_SESSION` notices in one chat."""
+
 
 @dataclass(frozen=True)
 class ChatDeps:
@@ -92,6 +101,8 @@ class ChatDeps:
     store: SessionStore
     config: Config
     trace: TraceEmit
+    save_trouble: disk.DiskTrouble = field(default_factory=lambda: disk.DiskTrouble("sessions"))
+    """Session writes the disk refused: logged at most once a minute for all chats."""
 
 
 class _Chat:
@@ -118,6 +129,7 @@ class _Chat:
         """The last queued prompt takes more messages (it was queued by this process)."""
         self.joined = 0
         """Messages joined into the last queued prompt."""
+        self.unsaved_told_at = -math.inf
 
     # ------------------------------------------------------------------ output
 
@@ -126,7 +138,19 @@ class _Chat:
         return text[:limit] if limit else None
 
     async def save(self) -> None:
-        await self.deps.store.save(self.key, self.state)
+        """Save the session; a disk that refuses (full, read-only) does not crash the chat:
+        it serves on from memory, the failure is logged (at once, then at most once a minute)
+        and the chat is told once an hour that its session cannot be saved."""
+        try:
+            await self.deps.store.save(self.key, self.state)
+        except OSError as error:
+            self.deps.save_trouble.failed(error)
+            now = trio.current_time()
+            if now >= self.unsaved_told_at + UNSAVED_INTERVAL:
+                self.unsaved_told_at = now
+                await self.out.say(UNSAVED_SESSION, plain=True)
+        else:
+            self.deps.save_trouble.succeeded()
 
     @property
     def profile(self) -> Profile:

@@ -14,7 +14,8 @@ Shutdown follows the data flow (docs/architecture.md, "The actor tree"). When
 stay unconfirmed at Telegram); the root closes the router's inbox; the router closes every
 chat inbox and the chats finish their requests within ``shutdown.drain_grace``; then the pool
 stops its workers with their process trees, the sender delivers the last messages (bounded by
-`SENDER_FLUSH_GRACE`), and the tracer writes what is left.
+`SENDER_FLUSH_GRACE`; replies it could not deliver stay in ``state_dir/outbox/`` and go out
+first on the next start), and the tracer writes what is left.
 
 The root assembles collaborators and passes them down; it holds no state of its own.
 """
@@ -30,17 +31,18 @@ import trio
 
 from actors import router, telegram_poller, telegram_sender, tracer
 from actors.chat_texts import BOT_COMMANDS
+from actors.telegram_outbox import Outbox
 from actors.worker_pool import open_worker_pool
-from orchestrator.errors import TelegramUnauthorized
+from orchestrator.errors import TelegramRetryAfter, TelegramTransientError, TelegramUnauthorized
 from orchestrator.messages import RouterMsg, SenderMsg, TraceRecord
 from orchestrator.session_store import SessionStore
-from orchestrator.supervision import ChildSpec, RestartPolicy, supervise_one
+from orchestrator.supervision import ChildSpec, RestartPolicy, backoff_delay, supervise_one
 from orchestrator.update_ledger import UpdateLedger
 
 if TYPE_CHECKING:
     from actors.worker_pool import WorkerPoolHandle
     from orchestrator.config import Config
-    from orchestrator.ports import CodexWorkerFactory, TelegramApi
+    from orchestrator.ports import BotIdentity, CodexWorkerFactory, TelegramApi
     from orchestrator.shutdown import ShutdownController
 
 __all__ = [
@@ -62,6 +64,12 @@ SENDER_INBOX_SIZE: Final = 256
 SENDER_FLUSH_GRACE: Final = 30.0
 """Seconds the sender gets after the drain to deliver the last messages."""
 
+CONNECT_BACKOFF_INITIAL: Final = 1.0
+"""Seconds before the second getMe at start when Telegram could not be reached."""
+
+CONNECT_BACKOFF_MAX: Final = 60.0
+"""Cap on the delay between getMe attempts at start: a long outage is tried once a minute."""
+
 POLLER_POLICY: Final = RestartPolicy(intensity=3, period=60.0, backoff_initial=1.0)
 """Network trouble is handled inside the poller; a crash here is a bug: escalate quickly."""
 
@@ -78,7 +86,8 @@ async def run_system(
 ) -> None:
     """Run the whole bot until a requested drain has completed.
 
-    Reports started once the poller is polling (the pool is warm by then).
+    Reports started once the poller is polling (the pool is warm by then). Waits for
+    Telegram first: ``getMe`` is retried with backoff while Telegram cannot be reached.
 
     Raises:
         TelegramUnauthorized: Telegram rejected the token (at getMe or later).
@@ -94,14 +103,17 @@ async def run_system(
                 trace_inbox,
                 traces_dir=state_dir / "traces",
                 secrets=secrets,
+                rotate_bytes=config.disk.rotate_mb * 1024 * 1024,
+                rotate_keep=config.disk.rotate_keep,
             )
         )
         try:
-            identity = await telegram.get_me()
+            identity = await _wait_for_telegram(telegram, rng)
             logger.info("connected to Telegram as @%s", identity.username)
             if not config.telegram.allowed_users:
                 logger.warning("telegram.allowed_users is empty: nobody can use this bot")
             sender_send, sender_inbox = trio.open_memory_channel[SenderMsg](SENDER_INBOX_SIZE)
+            outbox, pending = await Outbox.open(state_dir / "outbox")
             async with trio.open_nursery() as edge:
                 edge.start_soon(
                     lambda: telegram_sender.run(
@@ -113,6 +125,9 @@ async def run_system(
                         commands=BOT_COMMANDS,
                         global_rate=config.telegram.rate_limit,
                         chat_spacing=config.telegram.chat_spacing,
+                        outbox=outbox,
+                        pending=pending,
+                        retry_backoff_max=config.telegram.retry_backoff_max,
                     )
                 )
                 with sender_send:
@@ -146,13 +161,32 @@ async def run_system(
                         )
                 # The sender's inbox is closed: it delivers what is pending, then returns.
                 edge.cancel_scope.deadline = trio.current_time() + SENDER_FLUSH_GRACE
-        except TelegramUnauthorized:
-            logger.critical(
-                "Telegram rejected the bot token (401 Unauthorized): check TELEGRAM_BOT_TOKEN"
-            )
-            raise
         finally:
             trace_handle.close()
+
+
+async def _wait_for_telegram(telegram: TelegramApi, rng: random.Random) -> BotIdentity:
+    """``getMe`` until Telegram answers: network trouble, 5xx and 429 are waited out with
+    backoff (one plain line per attempt, no traceback), so a bot started while the network
+    or Telegram is down comes up when they do instead of exhausting systemd's restarts.
+
+    Raises:
+        TelegramUnauthorized: the token was rejected (no retry can fix that).
+    """
+    attempt = 0
+    while True:
+        try:
+            return await telegram.get_me()
+        except TelegramRetryAfter as error:
+            delay = error.retry_after
+            logger.warning("Telegram asks to wait %g s (flood control) before getMe", delay)
+        except TelegramTransientError as error:
+            delay = backoff_delay(
+                attempt, rng, initial=CONNECT_BACKOFF_INITIAL, maximum=CONNECT_BACKOFF_MAX
+            )
+            logger.warning("Telegram is not reachable (%s); retrying in %.1f s", error, delay)
+        attempt += 1
+        await trio.sleep(delay)
 
 
 async def _run_front(
@@ -200,6 +234,7 @@ async def _run_front(
                     rng=rng,
                     trace=trace.emit,
                     preview_chars=config.traces.preview_chars,
+                    allowed_users=config.telegram.allowed_users,
                     task_status=task_status,
                 )
 

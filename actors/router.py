@@ -138,7 +138,9 @@ class _Router:
     async def on_callback(self, press: InboundCallback) -> None:
         if press.user_id not in self.allowed:
             await self.deps.sender.send(
-                AnswerCallback(callback_query_id=press.callback_query_id, text="Not for you.")
+                AnswerCallback(
+                    callback_query_id=press.callback_query_id, text="Not for you.", stranger=True
+                )
             )
             await self.refuse(press.chat_id, press.user_id, press.thread_id, silent=True)
             return
@@ -160,6 +162,7 @@ class _Router:
                     thread_id=thread_id,
                     markdown=chat_texts.refusal(user_id),
                     plain=True,
+                    stranger=True,
                 )
             )
         self.deps.trace(

@@ -8,7 +8,17 @@ This module holds the state that keeps the sender under those limits:
 - `Lane`: one chat's pending items in order, its live (coalescing) slots, and when the chat
   may next be called (spacing after a call, a 429 pause);
 - `RateLimiter`: at most `GLOBAL_RATE` calls in any one-second window, urgent calls (finals,
-  callback answers) first, in arrival order.
+  callback answers) first, in arrival order, then progress, and strangers' refusals last;
+- `StrangerGate`: the cap on refusals per second (`STRANGER_RATE`) and on refusals waiting
+  (`STRANGER_BACKLOG`); beyond them a refusal is dropped and counted.
+
+Why a 429 on a stranger's refusal pauses only the strangers' class: Telegram counts flood per
+bot and per chat, and its ``retry_after`` on a 429 is meant for the bot; but the refusals are
+capped far below the global budget and the limiter keeps every call inside it, so a 429 on a
+refusal says "too many refusals" (or too many to that one chat), not "stop everything".
+Pausing allowed users' replies for it is what let one stranger's button hold every chat for
+24 s. If Telegram did mean the whole bot, an allowed user's call gets its own 429 and pauses
+its own lane: the price is one rejected call per busy chat, not a bot-wide stall.
 
 Both are plain state owned by the sender's task tree (`actors.telegram_sender`); nothing
 here sends.
@@ -34,8 +44,11 @@ __all__ = [
     "GLOBAL_RATE",
     "GROUP_SPACING",
     "PRIVATE_SPACING",
+    "STRANGER_BACKLOG",
+    "STRANGER_RATE",
     "Lane",
     "RateLimiter",
+    "StrangerGate",
     "never",
     "spacing",
 ]
@@ -48,6 +61,14 @@ PRIVATE_SPACING: Final = 1.0
 
 GROUP_SPACING: Final = 3.0
 """Seconds between messages or edits in one group (20 per minute)."""
+
+STRANGER_RATE: Final = 5
+"""Refusals (and answers to strangers' buttons) admitted per second: a sixth of the global
+budget at most, so a crowd of strangers can never take the allowed users' share."""
+
+STRANGER_BACKLOG: Final = 50
+"""Refusals admitted but still waiting for a free slot; beyond that they are dropped (a crowd
+that outlasts the spare budget is not answered rather than answered minutes late)."""
 
 
 @final
@@ -68,6 +89,10 @@ class Lane:
     """The arrival numbers of the finals (`SendReply`, `CloseLive`) in `queue`, in order."""
     ticket: int | None = None
     """The arrival number of the final being delivered, None while delivering progress."""
+    final_entries: deque[int | None] = field(default_factory=deque)
+    """The outbox entry numbers of the finals in `queue`, in order (None: not durable)."""
+    entry: int | None = None
+    """The outbox entry of the final being delivered: retried until Telegram takes it."""
 
     def priority(self) -> int | None:
         """This lane's place among urgent calls: its current final's arrival number, or the
@@ -102,11 +127,16 @@ class RateLimiter:
         self._recent: deque[float] = deque()
         self._in_flight = 0
         self._urgent_waiting: list[int] = []  # the waiting urgent calls' tickets, ascending
+        self._normal_waiting = 0  # waiting progress calls: strangers' refusals go after them
         self._changed = trio.Event()
         self.paused_until = -math.inf
+        self.strangers_paused_until = -math.inf
+        """A 429 on a stranger's refusal pauses only the strangers' class (module docstring)."""
 
     @asynccontextmanager
-    async def slot(self, priority: Callable[[], int | None]) -> AsyncIterator[None]:
+    async def slot(
+        self, priority: Callable[[], int | None], *, stranger: bool = False
+    ) -> AsyncIterator[None]:
         """Wait for a free slot, then hold it for the call made inside the block.
 
         `priority` returns a ticket for an urgent call (finals, callback answers; lower goes
@@ -114,9 +144,11 @@ class RateLimiter:
         progress edit or a typing action). Urgent calls go first, in ticket order; others
         take a free slot only while no urgent call waits, so under a flood the results keep
         flowing and progress simply updates less often (its edits coalesce meanwhile).
-        `priority` is asked again on every wake-up, as a call may become urgent.
+        `priority` is asked again on every wake-up, as a call may become urgent. A `stranger`
+        call (a refusal) takes a slot only while no other call waits, and waits out
+        `strangers_paused_until`.
         """
-        await self._acquire(priority)
+        await self._acquire(priority, stranger=stranger)
         try:
             yield
         finally:
@@ -130,28 +162,37 @@ class RateLimiter:
         self._changed.set()
         self._changed = trio.Event()
 
-    async def _acquire(self, priority: Callable[[], int | None]) -> None:
+    async def _acquire(self, priority: Callable[[], int | None], *, stranger: bool) -> None:
         ticket: int | None = None
+        normal = False  # counted in `_normal_waiting`
         try:
             while True:
                 now = trio.current_time()
-                if self.paused_until > now:
-                    await trio.sleep_until(self.paused_until)
+                pause = max(self.paused_until, self.strangers_paused_until if stranger else now)
+                if pause > now:
+                    await trio.sleep_until(pause)
                     continue
                 if not self._limit:
                     break
-                if ticket is None:
+                if ticket is None and not stranger:
                     ticket = priority()
                     if ticket is not None:
                         bisect.insort(self._urgent_waiting, ticket)
+                        if normal:
+                            normal = False
+                            self._normal_waiting -= 1
+                    elif not normal:
+                        normal = True
+                        self._normal_waiting += 1
                 while self._recent and self._recent[0] + 1.0 <= now:  # the wake-up's sum
                     self._recent.popleft()
                 free = self._limit - self._in_flight - len(self._recent)
-                ahead = (
-                    len(self._urgent_waiting)
-                    if ticket is None
-                    else bisect.bisect_left(self._urgent_waiting, ticket)
-                )
+                if stranger:
+                    ahead = len(self._urgent_waiting) + self._normal_waiting
+                elif ticket is None:
+                    ahead = len(self._urgent_waiting)
+                else:
+                    ahead = bisect.bisect_left(self._urgent_waiting, ticket)
                 if free > ahead:
                     break
                 if free <= 0 and self._recent:
@@ -163,8 +204,35 @@ class RateLimiter:
             if ticket is not None:
                 self._urgent_waiting.remove(ticket)
                 self.wake()
+            if normal:
+                self._normal_waiting -= 1
+                self.wake()
         self._in_flight += 1
         await trio.lowlevel.checkpoint()
+
+
+@final
+class StrangerGate:
+    """Admission of strangers' refusals: at most `rate` per second and `backlog` waiting."""
+
+    def __init__(self, rate: int = STRANGER_RATE, backlog: int = STRANGER_BACKLOG) -> None:
+        self._rate = rate
+        self._backlog = backlog
+        self._admitted: deque[float] = deque()
+        self.waiting = 0
+        self.dropped = 0
+
+    def admit(self) -> bool:
+        """Whether one more refusal may be sent now (the caller counts it in `waiting` until
+        it is done); False: dropped and counted."""
+        now = trio.current_time()
+        while self._admitted and self._admitted[0] + 1.0 <= now:
+            self._admitted.popleft()
+        if len(self._admitted) >= self._rate or self.waiting >= self._backlog:
+            self.dropped += 1
+            return False
+        self._admitted.append(now)
+        return True
 
 
 def spacing(chat_id: int) -> float:

@@ -14,6 +14,14 @@ Faults never crash the loop, except a bad token:
 - 429 → wait ``retry_after``;
 - 409 (another poller or a webhook) → an error line naming the cause, then backoff;
 - 401 → `TelegramUnauthorized` propagates: the bot stops with a "bad token" message.
+
+A disk that refuses the ledger (full, read-only, over quota) does not stop polling either:
+the ledger stays correct in memory, so nothing is handled twice while the process lives, and
+the offset still confirms each batch after its hand-off, so Telegram does not redeliver it
+after a restart. What is lost is the guard for the one window in between: updates handed off
+but not yet confirmed when the process dies are handled again on the next start. That is the
+price of serving on; the alternative (stop acknowledging, or stop) would stop every chat.
+The failure is logged at once and then at most once a minute (`orchestrator.disk.DiskTrouble`).
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from typing import TYPE_CHECKING, Final
 import msgspec
 import trio
 
+from orchestrator import disk
 from orchestrator.errors import (
     TelegramBadRequest,
     TelegramConflict,
@@ -36,6 +45,7 @@ from orchestrator.wire.telegram import decode_update, decode_update_id, to_route
 
 if TYPE_CHECKING:
     import random
+    from collections.abc import Collection
 
     from orchestrator.messages import RouterMsg
     from orchestrator.ports import TelegramApi, TraceEmit
@@ -67,9 +77,13 @@ async def run(
     rng: random.Random,
     trace: TraceEmit,
     preview_chars: int = PREVIEW_CHARS,
+    allowed_users: Collection[int] | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Poll until cancelled.
+
+    The trace of an update from a user outside `allowed_users` carries ids and the text's
+    length only, never the text (None: every user is allowed, as in tests of one chat).
 
     Inbox: none (Telegram).
     Emits: `RouterMsg` to `out`, in update_id order.
@@ -84,6 +98,7 @@ async def run(
     """
     offset: int | None = None
     failures = 0  # in a row: the backoff's attempt number
+    trouble = disk.DiskTrouble(f"the update ledger {ledger.path}")
     with out:
         task_status.started()
         while True:
@@ -118,7 +133,15 @@ async def run(
             failures = 0
             if raws:
                 offset = await _hand_off(
-                    raws, out, ledger, bot_username, trace, preview_chars, offset
+                    raws,
+                    out,
+                    ledger,
+                    bot_username,
+                    trace,
+                    preview_chars,
+                    offset,
+                    None if allowed_users is None else frozenset(allowed_users),
+                    trouble,
                 )
 
 
@@ -134,6 +157,8 @@ async def _hand_off(
     trace: TraceEmit,
     preview_chars: int,
     offset: int | None,
+    allowed_users: frozenset[int] | None,
+    trouble: disk.DiskTrouble,
 ) -> int | None:
     """Hand one batch to the router; return the offset that confirms it."""
     numbered: list[tuple[int, msgspec.Raw]] = []
@@ -170,16 +195,37 @@ async def _hand_off(
         else:
             if message is not None:
                 await out.send(message)
-            trace(_update_trace(update_id, message, preview_chars))
+            trace(_update_trace(update_id, message, preview_chars, allowed_users))
         ledger.record(update_id)
-        await ledger.persist()
+        try:
+            await ledger.persist()
+        except OSError as error:
+            trouble.failed(error)
+        else:
+            trouble.succeeded()
     if not numbered:
         return offset
     return numbered[-1][0] + 1
 
 
-def _update_trace(update_id: int, message: RouterMsg | None, preview_chars: int) -> TraceRecord:
+def _update_trace(
+    update_id: int,
+    message: RouterMsg | None,
+    preview_chars: int,
+    allowed_users: frozenset[int] | None,
+) -> TraceRecord:
     if isinstance(message, InboundMessage):
+        stranger = allowed_users is not None and message.user_id not in allowed_users
+        if stranger:  # what a stranger writes is not ours to keep: ids and a length only
+            return TraceRecord(
+                event="update",
+                update_id=update_id,
+                chat_id=message.chat_id,
+                user_id=message.user_id,
+                thread_id=message.thread_id,
+                outcome="stranger",
+                detail=f"{len(message.text or '')} characters",
+            )
         return TraceRecord(
             event="update",
             update_id=update_id,

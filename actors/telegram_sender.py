@@ -12,20 +12,28 @@ It owns flood control and delivery guarantees:
   (it keeps its place); `SendReply` and `CloseLive` are never dropped or merged. A waiting
   edit of a progress message already shown moves behind a newly queued final.
 - **Priority.** Finals and callback answers take free slots of the global rate before
-  progress and typing actions, so a flood slows progress, not results.
+  progress and typing actions, so a flood slows progress, not results. Refusals to strangers
+  (``stranger=True``) come last: at most `STRANGER_RATE` a second are admitted and at most
+  `STRANGER_BACKLOG` wait, the rest are dropped and counted; each is tried once, and a 429 on
+  one pauses only the refusals (`actors.telegram_flood_control` says why).
 - **429.** The chat's lane pauses for ``retry_after`` and retries the same call; when the
   pause is longer than `LIVE_PAUSE_LIMIT`, waiting live updates are shed but the finals are
   still sent once the pause is over. A 429 on a call without a chat pauses everything.
-- **Errors.** 5xx and timeouts: `TRANSIENT_RETRIES` retries with backoff, then the item is
-  traced as undelivered. "message is not modified" is success; "message to edit not found"
-  sends a new message; "can't parse entities" resends as plain text; 403 marks the chat
-  inactive (nothing more is sent to it until `ChatReactivated`; what was not delivered is
-  traced); a migrated group switches to its new id and the call is sent again once.
+- **Durability.** A `SendReply` is written to the outbox (`actors.telegram_outbox`) the
+  moment it arrives and deleted once Telegram accepted it; the entries left by an earlier run
+  are queued first, in order per chat. Such a reply is retried on 5xx, timeouts and
+  connection errors without a limit, with backoff capped at `retry_backoff_max`, for as long
+  as the process runs, and by the next start after that.
+- **Errors.** 5xx and timeouts of anything else (progress, closing a live message):
+  `TRANSIENT_RETRIES` retries with backoff, then the item is traced as undelivered.
+  "message is not modified" is success; "message to edit not found" sends a new message;
+  "can't parse entities" resends as plain text; 403 marks the chat inactive (nothing more is
+  sent to it until `ChatReactivated`; what was not delivered is traced); a migrated group
+  switches to its new id and the call is sent again once.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import itertools
 import logging
@@ -34,10 +42,19 @@ from typing import TYPE_CHECKING, Final, TypeVar, assert_never
 
 import trio
 
-from actors.telegram_flood_control import GLOBAL_RATE, Lane, RateLimiter, never, spacing
+from actors.telegram_deliveries import Deliveries, GiveUp
+from actors.telegram_flood_control import (
+    GLOBAL_RATE,
+    Lane,
+    RateLimiter,
+    StrangerGate,
+    never,
+    spacing,
+)
 from orchestrator.errors import (
     TelegramBadRequest,
     TelegramChatMigrated,
+    TelegramError,
     TelegramForbidden,
     TelegramRetryAfter,
     TelegramTransientError,
@@ -51,21 +68,16 @@ from orchestrator.messages import (
     TraceRecord,
     UpdateLive,
 )
-from orchestrator.rendering import (
-    MESSAGE_LIMIT,
-    render_plain,
-    render_reply,
-    sanitize_text,
-    visible_text,
-)
+from orchestrator.rendering import render_plain
 from orchestrator.supervision import backoff_delay
 
 if TYPE_CHECKING:
     import random
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import Awaitable, Callable, Iterable, Sequence
 
-    from orchestrator.messages import Keyboard, SenderMsg
-    from orchestrator.ports import ParseMode, TelegramApi, TraceEmit
+    from actors.telegram_outbox import Outbox, OutboxEntry
+    from orchestrator.messages import SenderMsg
+    from orchestrator.ports import TelegramApi, TraceEmit
 
 __all__ = ["LIVE_PAUSE_LIMIT", "SenderStatistics", "run"]
 
@@ -83,6 +95,18 @@ RETRY_BACKOFF_INITIAL: Final = 1.0
 RETRY_BACKOFF_MAX: Final = 30.0
 """Cap on that delay (never reached with `TRANSIENT_RETRIES` retries; a guard if it grows)."""
 
+UNSAVED_NOTICE: Final = (
+    "⚠️ The bot cannot save to its disk right now (full or read-only), so a reply still on "
+    "its way when the bot restarts could be lost. Replies keep coming; please tell whoever "
+    "runs the bot."
+)
+UNSAVED_NOTICE_INTERVAL: Final = 3600.0
+"""Seconds between two `UNSAVED_NOTICE`s in one chat: said once, not after every reply."""
+
+DURABLE_RETRY_BACKOFF_MAX: Final = 60.0
+"""Default cap on the delay between tries of a durable reply: a long outage costs one call a
+minute per waiting chat, and the reply goes out at most a minute after Telegram is back."""
+
 PREVIEW_CHARS: Final = 200
 
 T = TypeVar("T")
@@ -97,10 +121,10 @@ class SenderStatistics:
     coalesced: int = 0
     shed_live: int = 0
     undelivered: int = 0
-
-
-class _GiveUp(Exception):
-    """Internal: this item cannot be delivered (already logged and traced)."""
+    strangers_sent: int = 0
+    strangers_dropped: int = 0
+    """Refusals over the cap (`StrangerGate`) or failed once (never retried)."""
+    strangers_429: int = 0
 
 
 async def run(
@@ -114,19 +138,25 @@ async def run(
     statistics: SenderStatistics | None = None,
     global_rate: float = GLOBAL_RATE,
     chat_spacing: bool = True,
+    outbox: Outbox | None = None,
+    pending: Sequence[OutboxEntry] = (),
+    retry_backoff_max: float = DURABLE_RETRY_BACKOFF_MAX,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Deliver everything that arrives in `inbox`.
 
     `global_rate` (calls per second, 0 = unlimited) and `chat_spacing` exist for
     self-hosted Bot API servers and benchmarks; Telegram itself needs the defaults.
+    With `outbox`, every `SendReply` is durable; `pending` (from `Outbox.open`) is queued
+    before the first message of `inbox` is read.
 
     Inbox: `SenderMsg`.
     Emits: Bot API calls; `delivery` and `chat_inactive` trace records.
     Backpressure: producers block when the inbox (sized by the root) is full; live updates
         are coalesced per slot inside the lanes, so they do not pile up.
     Shutdown: on end-of-channel, every lane delivers what it holds (live updates included),
-        then the sender returns; the root bounds this with a deadline.
+        then the sender returns; the root bounds this with a deadline. What the deadline
+        cuts off stays in the outbox for the next start.
     """
     sender = _Sender(
         api,
@@ -136,18 +166,29 @@ async def run(
         statistics or SenderStatistics(),
         global_rate=global_rate,
         chat_spacing=chat_spacing,
+        outbox=outbox,
+        retry_backoff_max=retry_backoff_max,
     )
     async with trio.open_nursery() as nursery:
+        sender.nursery = nursery
         if commands:
             nursery.start_soon(sender.set_commands, commands)
+        for entry in pending:
+            sender.accept(entry.reply, nursery, entry=entry.number)
         task_status.started()
         with inbox:
             async for message in inbox:
-                sender.accept(message, nursery)
+                number = None
+                if outbox is not None and isinstance(message, SendReply) and not message.stranger:
+                    number = await outbox.put(message)
+                    if number is None:  # the disk refused: delivered from memory only
+                        sender.tell_unsaved(message, nursery)
+                sender.accept(message, nursery, entry=number)
 
 
-class _Sender:
-    """The sender's state; methods run inside `run`'s nursery."""
+class _Sender(Deliveries):
+    """The sender's state; methods run inside `run`'s nursery (the deliveries of each kind
+    of item are in `Deliveries`)."""
 
     def __init__(
         self,
@@ -159,8 +200,13 @@ class _Sender:
         *,
         global_rate: float,
         chat_spacing: bool,
+        outbox: Outbox | None,
+        retry_backoff_max: float,
     ) -> None:
         self.api = api
+        self.outbox = outbox
+        self.retry_backoff_max = retry_backoff_max
+        self.nursery: trio.Nursery | None = None
         self.chat_spacing = chat_spacing
         self.max_chunks = max_chunks
         self.rng = rng
@@ -169,6 +215,8 @@ class _Sender:
         self.lanes: dict[int, Lane] = {}
         self.migrated: dict[int, int] = {}
         self.limiter = RateLimiter(global_rate)
+        self.strangers = StrangerGate()
+        self.unsaved_told: dict[int, float] = {}
         self.arrivals = itertools.count()
         """Tickets: finals are numbered as they arrive, and take rate slots in that order."""
 
@@ -176,7 +224,7 @@ class _Sender:
         """Best effort: the command menu is a convenience."""
         try:
             await self._call(None, lambda: self.api.set_my_commands(commands))
-        except (_GiveUp, TelegramBadRequest) as error:
+        except (GiveUp, TelegramBadRequest) as error:
             logger.warning("setMyCommands failed: %s", error)
 
     def _fresh_ticket(self) -> int:
@@ -190,12 +238,22 @@ class _Sender:
             lane = self.lanes[chat_id] = Lane(chat_id)
         return lane
 
-    def accept(self, message: SenderMsg, nursery: trio.Nursery) -> None:
+    def accept(
+        self, message: SenderMsg, nursery: trio.Nursery, *, entry: int | None = None
+    ) -> None:
+        """Queue `message` (`entry`: its outbox entry, for a durable `SendReply`)."""
         match message:
+            case SendReply(stranger=True) | AnswerCallback(stranger=True):
+                if self.strangers.admit():
+                    self.strangers.waiting += 1
+                    nursery.start_soon(self._to_stranger, message)
+                else:
+                    self._stranger_dropped("over the cap")
             case SendReply() | CloseLive():
                 lane = self.lane(message.chat_id)
                 if lane.inactive:
                     self._trace_inactive(lane.chat_id, message)
+                    self._forget([entry])
                     return
                 if isinstance(message, CloseLive):
                     self._drop_live(lane, message.slot)
@@ -210,6 +268,7 @@ class _Sender:
                     lane.queue.remove(slot)
                 lane.queue.append(message)
                 lane.final_tickets.append(next(self.arrivals))
+                lane.final_entries.append(entry)
                 lane.queue.extend(edits)
                 if lane.running:
                     self.limiter.wake()  # a progress call of this lane now waits for a final
@@ -242,6 +301,19 @@ class _Sender:
             case _:
                 assert_never(message)
 
+    def tell_unsaved(self, reply: SendReply, nursery: trio.Nursery) -> None:
+        """The outbox could not keep `reply`: say so in its chat (at most once an hour)."""
+        now = trio.current_time()
+        if now < self.unsaved_told.get(reply.chat_id, -UNSAVED_NOTICE_INTERVAL) + (
+            UNSAVED_NOTICE_INTERVAL
+        ):
+            return
+        self.unsaved_told[reply.chat_id] = now
+        notice = SendReply(
+            chat_id=reply.chat_id, thread_id=reply.thread_id, markdown=UNSAVED_NOTICE, plain=True
+        )
+        self.accept(notice, nursery)
+
     def _drop_live(self, lane: Lane, slot: str) -> None:
         if lane.live_text.pop(slot, None) is not None:
             lane.queue.remove(slot)
@@ -269,162 +341,25 @@ class _Sender:
                             await self._deliver_live(lane, live)
                         continue
                     lane.ticket = lane.final_tickets.popleft()
-                    if isinstance(item, SendReply):
-                        await self._deliver_reply(lane, item)
-                    else:
-                        await self._deliver_close(lane, item)
-                except _GiveUp:
-                    continue
+                    lane.entry = lane.final_entries.popleft()
+                    try:
+                        if isinstance(item, SendReply):
+                            await self._deliver_reply(lane, item)
+                        else:
+                            await self._deliver_close(lane, item)
+                    except GiveUp:
+                        pass  # refused for good (traced): keeping it would fail every start
+                    if lane.entry is not None and self.outbox is not None:
+                        await self.outbox.remove(lane.entry)
                 finally:
                     lane.ticket = None
+                    lane.entry = None
         finally:
             lane.running = False
             idle = not lane.queue and not lane.live_message and not lane.inactive
             if idle and lane.next_allowed < trio.current_time():
                 # Nothing to remember about an idle chat: free it (a slow leak otherwise).
                 self.lanes.pop(lane.chat_id, None)
-
-    # ------------------------------------------------------------------ deliveries
-
-    async def _deliver_reply(self, lane: Lane, reply: SendReply) -> None:
-        render = render_plain if reply.plain else render_reply
-        rendered = render(reply.markdown, max_chunks=self.max_chunks)
-        chunks, document, summary = rendered.chunks, rendered.document, rendered.summary
-        if document is not None:
-            await self._in_chat(
-                lane,
-                lambda chat_id: self.api.send_document(
-                    chat_id,
-                    reply.document_name,
-                    document,
-                    caption=summary,
-                    parse_mode="HTML",
-                    message_thread_id=reply.thread_id,
-                    reply_to_message_id=reply.reply_to_message_id,
-                ),
-                preview=reply.markdown,
-            )
-            return
-        for number, chunk in enumerate(chunks):
-            last = number == len(chunks) - 1
-            await self._send_html(
-                lane,
-                chunk,
-                keyboard=reply.keyboard if last else (),
-                thread_id=reply.thread_id,
-                reply_to=reply.reply_to_message_id if number == 0 else None,
-                silent=reply.silent,
-            )
-
-    async def _send_html(
-        self,
-        lane: Lane,
-        chunk: str,
-        *,
-        keyboard: Keyboard = (),
-        thread_id: int | None = None,
-        reply_to: int | None = None,
-        parse_mode: ParseMode = "HTML",
-        silent: bool = False,
-    ) -> int:
-        try:
-            return await self._in_chat(
-                lane,
-                lambda chat_id: self.api.send_message(
-                    chat_id,
-                    chunk,
-                    parse_mode=parse_mode,
-                    keyboard=keyboard,
-                    message_thread_id=thread_id,
-                    reply_to_message_id=reply_to,
-                    disable_notification=silent,
-                ),
-                preview=chunk,
-            )
-        except TelegramBadRequest as error:
-            if parse_mode and "can't parse entities" in error.description:
-                logger.warning("Telegram refused our HTML (%s); resending as plain text", error)
-                return await self._send_html(
-                    lane,
-                    visible_text(chunk),
-                    keyboard=keyboard,
-                    thread_id=thread_id,
-                    reply_to=reply_to,
-                    parse_mode=None,
-                    silent=silent,
-                )
-            self._undelivered(lane.chat_id, str(error), chunk)
-            raise _GiveUp from error
-
-    async def _deliver_live(self, lane: Lane, live: UpdateLive) -> None:
-        text = _fit(sanitize_text(live.text))
-        message_id = lane.live_message.get(live.slot)
-        if message_id is None:
-            lane.live_message[live.slot] = await self._send_plain(lane, live, text)
-            _tell_shown(live, lane.live_message[live.slot])
-            return
-        try:
-            await self._in_chat(
-                lane,
-                lambda chat_id: self.api.edit_message_text(
-                    chat_id, message_id, text, keyboard=live.keyboard
-                ),
-                preview=text,
-            )
-        except TelegramBadRequest as error:
-            if "not modified" in error.description:
-                return
-            if "not found" in error.description:
-                lane.live_message[live.slot] = await self._send_plain(lane, live, text)
-                _tell_shown(live, lane.live_message[live.slot])
-                return
-            self._undelivered(lane.chat_id, str(error), text)
-            raise _GiveUp from error
-
-    async def _send_plain(self, lane: Lane, live: UpdateLive, text: str) -> int:
-        try:
-            return await self._in_chat(
-                lane,
-                lambda chat_id: self.api.send_message(
-                    chat_id,
-                    text,
-                    keyboard=live.keyboard,
-                    message_thread_id=live.thread_id,
-                    disable_notification=live.silent,
-                ),
-                preview=text,
-            )
-        except TelegramBadRequest as error:
-            self._undelivered(lane.chat_id, str(error), text)
-            raise _GiveUp from error
-
-    async def _deliver_close(self, lane: Lane, close: CloseLive) -> None:
-        message_id = lane.live_message.pop(close.slot, None) or close.message_id
-        final_text = _fit(sanitize_text(close.final_text)) if close.final_text else None
-        try:
-            if message_id is None:
-                if final_text:
-                    await self._in_chat(
-                        lane,
-                        lambda chat_id: self.api.send_message(chat_id, final_text),
-                        preview=final_text,
-                    )
-            elif close.delete or not final_text:
-                await self._in_chat(
-                    lane,
-                    lambda chat_id: self.api.delete_message(chat_id, message_id),
-                    preview="",
-                )
-            else:
-                await self._in_chat(
-                    lane,
-                    lambda chat_id: self.api.edit_message_text(chat_id, message_id, final_text),
-                    preview=final_text,
-                )
-        except TelegramBadRequest as error:
-            if "not modified" in error.description or "not found" in error.description:
-                return
-            self._undelivered(lane.chat_id, str(error), final_text or "")
 
     async def _chat_action(self, action: SendChatAction) -> None:
         chat_id = self.migrated.get(action.chat_id, action.chat_id)
@@ -448,8 +383,47 @@ class _Sender:
                     answer.callback_query_id, text=answer.text, show_alert=answer.show_alert
                 ),
             )
-        except (_GiveUp, TelegramBadRequest, TelegramForbidden) as error:
+        except (GiveUp, TelegramBadRequest, TelegramForbidden) as error:
             logger.info("answerCallbackQuery failed: %s", error)
+
+    async def _to_stranger(self, message: SendReply | AnswerCallback) -> None:
+        """A refusal: the lowest class of the limiter, one try, never retried or queued."""
+        try:
+            async with self.limiter.slot(never, stranger=True):
+                self.stats.calls += 1
+                if isinstance(message, AnswerCallback):
+                    await self.api.answer_callback_query(
+                        message.callback_query_id, text=message.text
+                    )
+                else:
+                    rendered = render_plain(message.markdown, max_chunks=1)
+                    text = rendered.chunks[0] if rendered.chunks else rendered.summary
+                    await self.api.send_message(
+                        message.chat_id,
+                        text,
+                        parse_mode="HTML",
+                        message_thread_id=message.thread_id,
+                    )
+            self.stats.strangers_sent += 1
+        except TelegramRetryAfter as error:
+            self.stats.strangers_429 += 1
+            until = trio.current_time() + error.retry_after
+            self.limiter.strangers_paused_until = max(self.limiter.strangers_paused_until, until)
+            logger.warning(
+                "flood control on a refusal: refusals wait %g s (allowed users do not)",
+                error.retry_after,
+            )
+            self._stranger_dropped("429")
+        except TelegramError as error:
+            self._stranger_dropped(str(error))
+        finally:
+            self.strangers.waiting -= 1
+
+    def _stranger_dropped(self, why: str) -> None:
+        self.stats.strangers_dropped += 1
+        dropped = self.stats.strangers_dropped
+        if dropped in (1, 100) or dropped % 1000 == 0:
+            logger.warning("%d refusal(s) to strangers dropped so far (last: %s)", dropped, why)
 
     # ------------------------------------------------------------------ the call ladder
 
@@ -466,12 +440,12 @@ class _Sender:
             except TelegramChatMigrated as error:
                 if migrated_once:
                     self._undelivered(lane.chat_id, str(error), preview)
-                    raise _GiveUp from error
+                    raise GiveUp from error
                 migrated_once = True
                 self._migrate(lane, error.migrate_to_chat_id)
             except TelegramForbidden as error:
                 self._mark_inactive(lane, preview)
-                raise _GiveUp from error
+                raise GiveUp from error
 
     async def _call(self, lane: Lane | None, call: Callable[[], Awaitable[T]]) -> T:
         """Global rate, 429 pauses and bounded retries of transient failures."""
@@ -508,15 +482,16 @@ class _Sender:
                 await trio.sleep_until(until)
             except TelegramTransientError as error:
                 transient_failures += 1
-                if transient_failures > TRANSIENT_RETRIES:
+                durable = lane is not None and lane.entry is not None
+                if transient_failures > TRANSIENT_RETRIES and not durable:
                     if lane is not None:
                         self._undelivered(lane.chat_id, str(error), "")
-                    raise _GiveUp from error
+                    raise GiveUp from error
                 delay = backoff_delay(
                     transient_failures - 1,
                     self.rng,
                     initial=RETRY_BACKOFF_INITIAL,
-                    maximum=RETRY_BACKOFF_MAX,
+                    maximum=self.retry_backoff_max if durable else RETRY_BACKOFF_MAX,
                 )
                 logger.warning("Telegram call failed (%s); retry in %.1f s", error, delay)
                 await trio.sleep(delay)
@@ -543,6 +518,8 @@ class _Sender:
         pending = [item for item in lane.queue if not isinstance(item, str)]
         lane.queue.clear()
         lane.final_tickets.clear()
+        self._forget(lane.final_entries)  # traced below; a blocked chat gets nothing later
+        lane.final_entries.clear()
         lane.live_text.clear()
         self.trace(
             TraceRecord(
@@ -555,6 +532,14 @@ class _Sender:
         )
         for item in pending:
             self._trace_inactive(lane.chat_id, item)
+
+    def _forget(self, entries: Iterable[int | None]) -> None:
+        """Delete these outbox entries in the background (they will not be delivered)."""
+        if self.outbox is None or self.nursery is None:
+            return
+        for entry in entries:
+            if entry is not None:
+                self.nursery.start_soon(self.outbox.remove, entry)
 
     def _trace_inactive(self, chat_id: int, item: SendReply | CloseLive) -> None:
         text = item.markdown if isinstance(item, SendReply) else (item.final_text or "")
@@ -579,19 +564,3 @@ class _Sender:
                 preview=preview[:PREVIEW_CHARS] or None,
             )
         )
-
-
-def _tell_shown(live: UpdateLive, message_id: int) -> None:
-    """Tell the live message's owner its id, if it asked (never blocking)."""
-    if live.shown_to is not None:
-        with contextlib.suppress(
-            trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError
-        ):
-            live.shown_to.send_nowait(message_id)
-
-
-def _fit(text: str) -> str:
-    """Plain text cut to one message (live messages are short by design)."""
-    if len(text) <= MESSAGE_LIMIT // 2:
-        return text or "…"
-    return text[: MESSAGE_LIMIT // 2 - 1] + "…"

@@ -5,6 +5,11 @@ Every actor hands `TraceRecord`s to a `TraceHandle`; this actor stamps each with
 that UTC day (schema: docs/traces.md). Being the only writer means lines never interleave and
 the day rollover happens in one place.
 
+A day file that reaches ``disk.rotate_mb`` rolls over to ``{day}.jsonl.1`` (older ones shift
+to ``.2`` and so on, ``disk.rotate_keep`` kept), so a chatty day cannot fill the disk. A disk
+that refuses a write (full, read-only) loses those lines, is logged at once and then at most
+once a minute, and never stops the tracer.
+
 Secrets are scrubbed from every line before it is written (`orchestrator.redaction`; belt and
 braces: no actor puts the token in a record, but a Codex error text could quote an
 environment).
@@ -39,6 +44,12 @@ logger: Final = logging.getLogger(__name__)
 
 TRACE_SCHEMA_VERSION: Final = 1
 """The ``v`` field of every line; bumped when a field changes meaning."""
+
+ROTATE_BYTES: Final = 50 * 1024 * 1024
+"""Default size at which a trace file rolls over (``disk.rotate_mb``)."""
+
+ROTATE_KEEP: Final = 5
+"""Default number of rolled-over files kept per day file (``disk.rotate_keep``)."""
 
 TRACE_BUFFER: Final = 1024
 """Records buffered before the tracer sheds: traces must never slow a chat down."""
@@ -101,6 +112,8 @@ async def run(
     traces_dir: Path,
     secrets: Sequence[str] = (),
     wall_clock: WallClock = _utc_now,
+    rotate_bytes: int = ROTATE_BYTES,
+    rotate_keep: int = ROTATE_KEEP,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Append every record to the file of its UTC day until the inbox ends.
@@ -113,6 +126,7 @@ async def run(
     Shutdown: returns after end-of-channel, once everything received is on disk; the root
     closes the tracer last, after every actor that traces has stopped.
     """
+    trouble = disk.DiskTrouble(f"traces in {traces_dir}")
     task_status.started()
     with inbox:
         while True:
@@ -132,6 +146,15 @@ async def run(
                 by_day.setdefault(path, []).append(encode_line(record, when, secrets))
             for path, lines in by_day.items():
                 try:
-                    await disk.run_sync(disk.append, path, b"".join(lines))
+                    await disk.run_sync(
+                        _append_rotating, path, b"".join(lines), rotate_bytes, rotate_keep
+                    )
                 except OSError as error:
-                    logger.error("cannot write traces to %s: %s", path, error)
+                    trouble.failed(error)
+                else:
+                    trouble.succeeded()
+
+
+def _append_rotating(path: Path, data: bytes, rotate_bytes: int, rotate_keep: int) -> None:
+    disk.roll_over(path, rotate_bytes, rotate_keep)
+    disk.append(path, data)

@@ -5,9 +5,10 @@ Typer only parses and maps outcomes to exit codes; the work lives in `cli.start`
 (trio, httpx and mcp are not imported for them).
 
 Exit codes: 0 success (or a graceful drain), 1 failure (a supervisor gave up, a doctor check
-failed, Telegram rejected the token or could not be reached), 2 a configuration error (one
-line naming file, key and fix; ``doctor`` names the same file and key in its table and exits
-2 too), 128 + signal when a second signal forced the stop.
+failed, among them Telegram rejecting the token or being unreachable), 2 a configuration error
+(one line naming file, key and fix; ``doctor`` names the same file and key in its table and
+exits 2 too) and, for ``start``, a token Telegram rejected (``start`` waits for a Telegram it
+cannot reach instead of exiting), 128 + signal when a second signal forced the stop.
 """
 
 from __future__ import annotations

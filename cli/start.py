@@ -3,20 +3,26 @@
 This is the only place that builds concrete adapters: the Bot API over httpx at
 ``telegram.api_base_url`` and Codex workers from ``codex.command``, of the backend
 ``codex.backend`` names (``codex mcp-server`` or ``codex app-server``). Everything below takes
-them as parameters. Exit codes: 0 after a graceful drain, 1 when the bot could not run (bad
-token, no Codex worker could start, a supervisor gave up), 128 + signal when forced.
+them as parameters. Exit codes: 0 after a graceful drain, 1 when the bot could not run (no
+Codex worker could start, a supervisor gave up), 2 when Telegram rejected the token (as a
+configuration error: restarting cannot fix it, so the systemd unit's
+``RestartPreventExitStatus=2`` stops there), 128 + signal when forced. Telegram being
+unreachable at start is not an exit: the root waits for it.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 import trio
 
 from actors.root import run_system
+from cli.doctor import DoctorContext, check_codex_auth
+from orchestrator import disk
 from orchestrator.config import worker_environment
 from orchestrator.edges.codex_app_server import open_codex_app_server
 from orchestrator.edges.codex_mcp import open_codex_process
@@ -24,10 +30,15 @@ from orchestrator.edges.processes import enable_child_subreaper
 from orchestrator.edges.telegram_http import open_telegram_api
 from orchestrator.errors import TelegramUnauthorized, WorkerStartError
 from orchestrator.logging import configure_logging
-from orchestrator.shutdown import EXIT_ESCALATED, ShutdownController, run_root
+from orchestrator.shutdown import (
+    EXIT_ESCALATED,
+    EXIT_TOKEN_REJECTED,
+    ShutdownController,
+    run_root,
+)
 
 if TYPE_CHECKING:
-    from contextlib import AbstractAsyncContextManager
+    from collections.abc import AsyncIterator
 
     from orchestrator.config import LoadedConfig
     from orchestrator.ports import CodexWorker
@@ -45,8 +56,28 @@ def run(loaded: LoadedConfig, *, log_level: str) -> int:
     return trio.run(_main, loaded)
 
 
+async def _roll_over_worker_log(path: Path, max_bytes: int, keep: int) -> None:
+    """Keep a worker's stderr log below ``disk.rotate_mb``: it rolls over when its worker
+    starts (each worker appends to its own file). A disk that refuses is only logged: the
+    worker may still start (its log open fails later if the disk is really gone)."""
+    try:
+        await disk.run_sync(disk.roll_over, path, max_bytes, keep)
+    except OSError as error:
+        logger.error("cannot roll over the worker log %s: %s", path, error)
+
+
+async def _warn_if_codex_is_not_logged_in(loaded: LoadedConfig) -> None:
+    """One WARNING line per doubtful auth row of ``doctor`` (the same check), with the
+    command that fixes it; starting goes on (the first request would fail, not the bot)."""
+    context = DoctorContext(config_path=loaded.path, environ=os.environ, loaded=loaded)
+    for row in await check_codex_auth(context):
+        if row.status != "ok":
+            logger.warning("Codex auth: %s; %s", row.detail, row.fix or "see `doctor`")
+
+
 async def _main(loaded: LoadedConfig) -> int:
     config = loaded.config
+    await _warn_if_codex_is_not_logged_in(loaded)
     if enable_child_subreaper():
         logger.debug("orphaned Codex commands are re-parented to this process")
     environment = worker_environment(config.codex, os.environ, state_dir=config.state_dir)
@@ -57,16 +88,22 @@ async def _main(loaded: LoadedConfig) -> int:
         open_codex_app_server if config.codex.backend == "app-server" else open_codex_process
     )
 
-    def codex_factory(worker_id: int) -> AbstractAsyncContextManager[CodexWorker]:
-        return open_worker(
+    @asynccontextmanager
+    async def codex_factory(worker_id: int) -> AsyncIterator[CodexWorker]:
+        stderr_log = logs / f"codex-worker-{worker_id}.log"
+        await _roll_over_worker_log(
+            stderr_log, config.disk.rotate_mb * 1024 * 1024, config.disk.rotate_keep
+        )
+        async with open_worker(
             config.codex.argv(),
             env=environment,
             worker_id=worker_id,
-            stderr_log=logs / f"codex-worker-{worker_id}.log",
+            stderr_log=stderr_log,
             startup_timeout=config.codex.startup_timeout,
-        )
+        ) as worker:
+            yield worker
 
-    failure: list[str] = []
+    failure: list[tuple[str, int]] = []
 
     async def body(controller: ShutdownController) -> None:
         try:
@@ -83,16 +120,25 @@ async def _main(loaded: LoadedConfig) -> int:
                     secrets=(loaded.token.reveal(),),
                 )
         except* TelegramUnauthorized:
-            failure.append("Telegram rejected the bot token: check TELEGRAM_BOT_TOKEN")
+            failure.append(
+                (
+                    "Telegram rejected the bot token (401 Unauthorized): check TELEGRAM_BOT_TOKEN",
+                    EXIT_TOKEN_REJECTED,
+                )
+            )
         except* WorkerStartError as group:
             failure.append(
-                f"no Codex worker could start ({group.exceptions[0]}); "
-                "run `codex-orchestrator doctor`"
+                (
+                    f"no Codex worker could start ({group.exceptions[0]}); "
+                    "run `codex-orchestrator doctor`",
+                    EXIT_ESCALATED,
+                )
             )
 
     code = await run_root(body, ShutdownController())
     if failure:
-        logger.critical("stopped: %s", failure[0])
-        return EXIT_ESCALATED
+        why, code = failure[0]
+        logger.critical("stopped: %s", why)
+        return code
     logger.info("stopped (exit code %d)", code)
     return code

@@ -152,6 +152,7 @@ class TelegramConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=
     max_chunks: int = 4
     rate_limit: float = 30.0
     chat_spacing: bool = True
+    retry_backoff_max: float = 60.0
     polling: PollingConfig = PollingConfig()
 
 
@@ -208,6 +209,13 @@ class ShutdownConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=
     drain_grace: float = 60.0
 
 
+class DiskConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[disk]``: how much the append-only files may grow (traces, worker logs)."""
+
+    rotate_mb: int = 50
+    rotate_keep: int = 5
+
+
 class RolePrompts(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``[profiles.NAME.role_prompts]``: instruction files overriding the shipped ones."""
 
@@ -241,6 +249,7 @@ class Config(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     sessions: SessionsConfig = SessionsConfig()
     traces: TracesConfig = TracesConfig()
     shutdown: ShutdownConfig = ShutdownConfig()
+    disk: DiskConfig = DiskConfig()
     profiles: dict[str, Profile] = {}
 
 
@@ -483,6 +492,7 @@ def _check_ranges(config: Config, shown: str) -> None:
         ),
         ("telegram.polling.limit", polling.limit, 1, 100, "updates per poll (Telegram: 1-100)"),
         ("telegram.request_timeout", telegram.request_timeout, 1, 600, "seconds"),
+        ("telegram.retry_backoff_max", telegram.retry_backoff_max, 1, 600, "seconds"),
         ("telegram.max_chunks", telegram.max_chunks, 1, 50, "4096-character messages"),
         (
             "codex.pool_size",
@@ -538,6 +548,8 @@ def _check_ranges(config: Config, shown: str) -> None:
         ),
         ("traces.preview_chars", config.traces.preview_chars, 0, inf, "characters; 0 = none"),
         ("shutdown.drain_grace", config.shutdown.drain_grace, 0, inf, "seconds"),
+        ("disk.rotate_mb", config.disk.rotate_mb, 1, 100_000, "MB per file before it rolls over"),
+        ("disk.rotate_keep", config.disk.rotate_keep, 1, 1000, "rolled-over files kept"),
     ]
     for key, value, lowest, highest, meaning in rules:
         if not (math.isfinite(value) and lowest <= value <= highest):

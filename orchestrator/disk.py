@@ -10,6 +10,9 @@ update ledger (`UpdateLedger`), trace lines (the tracer) and the chat's prompt f
 - `set_aside` renames a damaged file to ``<name>.corrupt-<UTC time>``: damage is kept for a
   look and reported by the caller, never silently dropped and never a crash loop.
 - `append` adds bytes at the end of a file (trace lines).
+- `DiskTrouble` reports a failing kind of write (a full, read-only or over-quota disk) at most
+  once a minute instead of crashing or flooding the log: the caller keeps serving from memory.
+- `roll_over` keeps an append-only log file below a size (traces, worker logs).
 
 The last three block: call them through `run_sync`.
 
@@ -26,10 +29,12 @@ always runs in a thread; no configuration can get that wrong.
 from __future__ import annotations
 
 import datetime
+import errno
 import itertools
+import logging
 import os
 import sys
-from typing import TYPE_CHECKING, Final, TypeVar, TypeVarTuple, Unpack
+from typing import TYPE_CHECKING, Final, TypeVar, TypeVarTuple, Unpack, final
 
 import trio
 
@@ -37,7 +42,17 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-__all__ = ["append", "run_sync", "set_aside", "write_atomically"]
+__all__ = [
+    "DISK_TROUBLE_LOG_INTERVAL",
+    "DiskTrouble",
+    "append",
+    "roll_over",
+    "run_sync",
+    "set_aside",
+    "write_atomically",
+]
+
+logger: Final = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
@@ -46,6 +61,12 @@ CORRUPT_STAMP: Final = "%Y%m%dT%H%M%S.%fZ"
 """UTC time in a set-aside name: sorts by time; microseconds keep two set-asides apart."""
 
 _WRITE_NUMBERS: Final = itertools.count()
+
+DISK_TROUBLE_LOG_INTERVAL: Final = 60.0
+"""Seconds between two log lines about the same disk trouble: once a minute, not per write."""
+
+FULL_DISK_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+"""What "the disk cannot take it" looks like: full, over quota, read-only."""
 
 
 async def run_sync(function: Callable[[Unpack[Ts]], T], *args: *Ts) -> T:
@@ -74,15 +95,20 @@ def write_atomically(path: Path, data: bytes) -> None:
 
     Writes ``<path>.tmp-<pid>-<n>``, fsyncs it, renames it over `path`, then fsyncs the folder
     so the rename itself survives a power loss. The temporary name is unique per write, so
-    two writers never rename each other's file away. Creates the folder if needed.
+    two writers never rename each other's file away. Creates the folder if needed. When the
+    disk refuses (full, read-only), the temporary file is removed and the `OSError` raised.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f"{path.name}.tmp-{os.getpid()}-{next(_WRITE_NUMBERS)}")
-    with temporary.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    temporary.replace(path)
+    try:
+        with temporary.open("wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        temporary.replace(path)
+    except OSError:
+        temporary.unlink(missing_ok=True)  # a full disk must not fill up with halves
+        raise
     folder = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(folder)
@@ -107,3 +133,65 @@ def append(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("ab") as handle:
         handle.write(data)
+
+
+def roll_over(path: Path, max_bytes: int, keep: int) -> bool:
+    """Rotate `path` when it has reached `max_bytes` (blocking): ``name`` becomes
+    ``name.1``, ``name.1`` becomes ``name.2`` and so on; the oldest beyond `keep` rolled
+    files is deleted. The next append starts a fresh file. Returns whether it rotated.
+    """
+    try:
+        if path.stat().st_size < max_bytes:
+            return False
+    except FileNotFoundError:
+        return False
+    path.with_name(f"{path.name}.{keep}").unlink(missing_ok=True)
+    for number in range(keep - 1, 0, -1):
+        older = path.with_name(f"{path.name}.{number}")
+        if older.exists():
+            older.replace(path.with_name(f"{path.name}.{number + 1}"))
+    if keep > 0:
+        path.replace(path.with_name(f"{path.name}.1"))
+    else:
+        path.unlink()
+    return True
+
+
+@final
+class DiskTrouble:
+    """Rate-limited reporting of one kind of failing write: the first failure is logged at
+    once, later ones at most every `DISK_TROUBLE_LOG_INTERVAL` seconds with how many were
+    not logged, and a recovery is logged once."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.failures = 0
+        self._unlogged = 0
+        self._last_logged: float | None = None
+
+    def failed(self, error: OSError) -> None:
+        self.failures += 1
+        now = trio.current_time()
+        if self._last_logged is not None and now - self._last_logged < DISK_TROUBLE_LOG_INTERVAL:
+            self._unlogged += 1
+            return
+        more = f" ({self._unlogged} more failure(s) since the last line)" if self._unlogged else ""
+        logger.error("cannot save %s: %s%s", self.what, _describe(error), more)
+        self._last_logged = now
+        self._unlogged = 0
+
+    def succeeded(self) -> None:
+        if self._last_logged is not None:
+            logger.warning("saving %s works again", self.what)
+            self._last_logged = None
+            self._unlogged = 0
+
+    @property
+    def failing(self) -> bool:
+        return self._last_logged is not None
+
+
+def _describe(error: OSError) -> str:
+    if error.errno in FULL_DISK_ERRNOS:
+        return f"{os.strerror(error.errno or 0)} ({error.filename or 'disk'})"
+    return str(error)

@@ -178,6 +178,9 @@ class SendReply(_SenderBase, frozen=True, kw_only=True, tag="reply"):
     document_name: str = "reply.md"
     silent: bool = False
     """Send without a notification."""
+    stranger: bool = False
+    """A refusal to someone not allowed: lowest priority, capped, may be dropped (the one
+    exception to "never dropped"), never kept in the outbox."""
 
 
 class UpdateLive(_SenderBase, frozen=True, kw_only=True, tag="live"):
@@ -228,6 +231,8 @@ class AnswerCallback(_SenderBase, frozen=True, kw_only=True, tag="answer_callbac
     callback_query_id: str
     text: str = ""
     show_alert: bool = False
+    stranger: bool = False
+    """The answer to a stranger's button press: lowest priority, capped, may be dropped."""
 
 
 class ChatReactivated(_SenderBase, frozen=True, kw_only=True, tag="reactivated"):

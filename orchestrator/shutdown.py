@@ -2,13 +2,18 @@
 
 The first SIGINT/SIGTERM sets `ShutdownController.requested` (drain: stop intake, let runs
 finish within the drain grace); a second one forces: the root scope is cancelled and the
-process exits with 128 + signal number. Everything below the signal watcher depends only on
+process exits with 128 + signal number. A second signal within `DUPLICATE_SIGNAL_WINDOW` of
+the first is the same signal delivered twice and is ignored: ``uv run`` (and other wrappers
+without a TTY) forward the SIGINT a supervisor sends to the whole group, so the bot receives it
+once from the wrapper and once directly; a person who means "force" presses Ctrl-C again
+later than that. Everything below the signal watcher depends only on
 the controller's events, never on signals, so tests trigger a drain with `request()`.
 
 `run_root` maps how the tree ended to the process exit code:
 
 - 0: the tree finished after a requested drain (or on its own);
 - 1: a supervisor escalated (`RestartIntensityExceeded`) or an unexpected error escaped;
+- 2 (`EXIT_TOKEN_REJECTED`, decided by ``cli.start``): Telegram rejected the token;
 - 128 + signum: forced by a second signal.
 """
 
@@ -26,8 +31,10 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
 __all__ = [
+    "DUPLICATE_SIGNAL_WINDOW",
     "EXIT_ESCALATED",
     "EXIT_OK",
+    "EXIT_TOKEN_REJECTED",
     "ShutdownController",
     "exit_code_for",
     "run_root",
@@ -38,8 +45,14 @@ logger: Final = logging.getLogger(__name__)
 
 EXIT_OK: Final = 0
 EXIT_ESCALATED: Final = 1
+EXIT_TOKEN_REJECTED: Final = 2
+"""Telegram rejected the token: a configuration error (as `ConfigError`'s exit 2), so the
+service manager must not restart (``RestartPreventExitStatus=2``)."""
 
 HANDLED_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
+
+DUPLICATE_SIGNAL_WINDOW: Final = 1.0
+"""Seconds after the first signal in which another one is a duplicate delivery, not a force."""
 
 
 @final
@@ -81,15 +94,27 @@ async def watch_signals(
 ) -> None:
     """The signal adapter: first SIGINT/SIGTERM drains, a second one forces.
 
-    Runs until cancelled. Must run in the main thread (trio's signal rule).
+    A signal within `DUPLICATE_SIGNAL_WINDOW` seconds of the first is logged and ignored
+    (see the module docstring). Runs until cancelled. Must run in the main thread (trio's
+    signal rule).
     """
+    first_at: float | None = None
     with trio.open_signal_receiver(*HANDLED_SIGNALS) as signals:
         task_status.started()
         async for signum in signals:
-            if controller.requested.is_set():
-                controller.force(signum)
-            else:
+            now = trio.current_time()
+            if first_at is None and not controller.requested.is_set():
+                first_at = now
                 controller.request(signal.Signals(signum).name)
+            elif first_at is not None and now - first_at < DUPLICATE_SIGNAL_WINDOW:
+                logger.info(
+                    "%s again within %g s: a duplicate delivery, ignored (send it again later "
+                    "to force)",
+                    signal.Signals(signum).name,
+                    DUPLICATE_SIGNAL_WINDOW,
+                )
+            else:
+                controller.force(signum)
 
 
 def exit_code_for(error: BaseException | None, controller: ShutdownController) -> int:
@@ -126,5 +151,13 @@ async def run_root(
             logger.critical("a supervisor gave up: %s", error)
         except* Exception as group:
             error = group.exceptions[0]
-            logger.critical("the bot stopped on an unexpected error", exc_info=error)
+            if controller.forced_by is not None:
+                # A forced stop cancels everything at once, mid-drain: a task that was handing
+                # something to an actor already gone fails on its way out. One line, no
+                # traceback: the stop was asked for, and the exit code says it was forced.
+                logger.warning(
+                    "forced stop interrupted the drain (%s: %s)", type(error).__name__, error
+                )
+            else:
+                logger.critical("the bot stopped on an unexpected error", exc_info=error)
     return exit_code_for(error, controller)

@@ -11,6 +11,9 @@ The poller records an id right after the router accepted the update and persists
 before the next hand-off, so the window in which a crash can cause a repeat is one atomic
 file write (`orchestrator.disk`). A damaged file is set aside (``.corrupt-<time>``) and
 logged; the ledger starts empty (the worst case is one redelivered batch, never a crash loop).
+A file that cannot be read at all (an I/O error, a folder in its place) is logged and the
+ledger starts empty too. `persist` raises `OSError` when the disk refuses the write; the poller
+then goes on with the ledger in memory (see `actors.telegram_poller`).
 """
 
 from __future__ import annotations
@@ -90,6 +93,11 @@ def _load(path: Path) -> _LedgerFile:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
+        return _LedgerFile()
+    except OSError as error:
+        logger.error(
+            "cannot read the update ledger %s (%s); starting with an empty one", path, error
+        )
         return _LedgerFile()
     try:
         return _DECODER.decode(data)

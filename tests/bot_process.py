@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import trio
@@ -17,7 +17,7 @@ import trio
 from tests.procfs import tree
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Mapping, Sequence
+    from collections.abc import AsyncIterator, Callable, Mapping, Sequence
     from pathlib import Path
 
 ENTRY = "from cli.app import main; main()"
@@ -68,17 +68,21 @@ def write_config(
     batch_window: float,
     profile: Mapping[str, str] | None = None,
     codex: Mapping[str, str | float] | None = None,
+    telegram: Mapping[str, float | int | bool] | None = None,
 ) -> Path:
     """``folder/conf.toml`` for a bot under test: one allowed `user`, the fake Telegram at
     `telegram_url`, two workers, and a single-mode default profile working in ``folder/work``
-    (with `profile`'s extra keys; `codex` adds keys to ``[codex]``, e.g. the backend). Values
-    are written as JSON, which TOML reads too."""
+    (with `profile`'s extra keys; `codex` adds keys to ``[codex]``, e.g. the backend;
+    `telegram`'s go to ``[telegram]``). Values are written as JSON, which TOML reads too."""
     work = folder / "work"
     work.mkdir(exist_ok=True)
     command = ", ".join(json.dumps(part) for part in codex_command)
     env = "".join(f"{key} = {json.dumps(value)}\n" for key, value in codex_env.items())
     codex_keys = "".join(f"{key} = {json.dumps(value)}\n" for key, value in (codex or {}).items())
     extra = "".join(f"{key} = {json.dumps(value)}\n" for key, value in (profile or {}).items())
+    telegram_keys = "".join(
+        f"{key} = {json.dumps(value)}\n" for key, value in (telegram or {}).items()
+    )
     path = folder / "conf.toml"
     path.write_text(
         f"""
@@ -86,7 +90,7 @@ state_dir = {json.dumps(str(folder / "state"))}
 [telegram]
 allowed_users = [{user}]
 api_base_url = {json.dumps(telegram_url)}
-[telegram.polling]
+{telegram_keys}[telegram.polling]
 timeout = 5
 [codex]
 command = [{command}]
@@ -108,15 +112,27 @@ default_mode = "single"
 class Bot:
     process: trio.Process
     output: bytearray
+    changed: trio.Event = field(default_factory=trio.Event)
 
     def text(self) -> str:
         return self.output.decode(errors="replace")
 
+    async def wait_for_output(self, predicate: Callable[[str], bool]) -> None:
+        """Wait until `predicate(text so far)` holds (no sleeping: woken by new output)."""
+        while not predicate(self.text()):
+            if self.process.returncode is not None and not self.changed.is_set():
+                raise AssertionError(f"the bot exited before that was printed:\n{self.text()}")
+            await self.changed.wait()
 
-async def _read_all(process: trio.Process, into: bytearray) -> None:
+
+async def _read_all(process: trio.Process, bot: Bot) -> None:
     assert process.stdout is not None
     while chunk := await process.stdout.receive_some(65536):
-        into += chunk
+        bot.output += chunk
+        bot.changed.set()
+        bot.changed = trio.Event()
+    await process.wait()
+    bot.changed.set()
 
 
 @asynccontextmanager
@@ -138,7 +154,7 @@ async def running(config: Path, token: str, *, exit_within: float = 60) -> Async
     bot = Bot(process, bytearray())
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_read_all, process, bot.output)
+            nursery.start_soon(_read_all, process, bot)
             yield bot
             with trio.fail_after(exit_within):
                 await process.wait()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import itertools
 import json
 import random
@@ -14,6 +15,7 @@ import trio
 import trio.testing
 
 from actors import telegram_poller
+from orchestrator import disk
 from orchestrator.edges.telegram_http import open_telegram_api
 from orchestrator.errors import (
     TelegramConflict,
@@ -37,6 +39,7 @@ class Harness:
         self.ledger_path = ledger_path
         self.received: list[RouterMsg] = []
         self.traces: list[TraceRecord] = []
+        self.allowed_users: tuple[int, ...] | None = None
 
     async def run(self, *, stop_after: int, router_buffer: int = 16) -> None:
         """Run a poller until `stop_after` messages reached the router, then cancel it."""
@@ -57,6 +60,7 @@ class Harness:
                     limit=100,
                     rng=random.Random(1),
                     trace=self.traces.append,
+                    allowed_users=self.allowed_users,
                 )
             )
             with receive:
@@ -300,3 +304,36 @@ async def test_json_nested_past_the_decoder_is_logged_skipped_and_polling_goes_o
     ledger = await UpdateLedger.open(tmp_path / "updates.json")
     assert ledger.seen(5)
     assert ledger.seen(6)
+
+
+async def test_a_strangers_text_is_not_traced(
+    harness: FakeHarness, autojump_clock: trio.testing.MockClock
+) -> None:
+    harness.allowed_users = (1,)
+    harness.api.push_text("my secret plans", chat_id=666, user_id=666)
+    harness.api.push_text("allowed words", chat_id=1, user_id=1)
+    await harness.run(stop_after=2)
+    stranger, allowed = [t for t in harness.traces if t.event == "update"]
+    assert (stranger.user_id, stranger.outcome, stranger.preview) == (666, "stranger", None)
+    assert stranger.detail == "15 characters"
+    assert "secret" not in msgspec.json.encode(stranger).decode()
+    assert allowed.preview == "allowed words"
+
+
+async def test_a_full_disk_does_not_stop_polling(
+    harness: FakeHarness,
+    autojump_clock: trio.testing.MockClock,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def full(path: Path, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(disk, "write_atomically", full)
+    for number in range(3):
+        harness.api.push_text(f"message {number}")
+    await harness.run(stop_after=3)
+    assert texts(harness.received) == ["message 0", "message 1", "message 2"]
+    failures = [r for r in caplog.records if "cannot save the update ledger" in r.getMessage()]
+    assert len(failures) == 1  # at once, then at most once a minute
+    assert "No space left on device" in failures[0].getMessage()

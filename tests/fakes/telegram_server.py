@@ -251,6 +251,7 @@ class FakeTelegram:
         self.blocked: set[int] = set()
         self.migrated: dict[int, int] = {}
         self.faults: list[_ScriptedFault] = []
+        self.outages: dict[str, Fault] = {}
         self.enforce_flood_limits = False
         self.flood_429s = 0
         self._sends: dict[int, deque[float]] = defaultdict(deque)
@@ -333,6 +334,14 @@ class FakeTelegram:
     ) -> None:
         self.faults.append(_ScriptedFault(method.lower(), fault, times, chat_id))
 
+    def start_outage(self, method: str, fault: Fault) -> None:
+        """Every call of `method` fails with `fault` until `end_outage`: an outage of any
+        length, controlled by the test instead of a clock."""
+        self.outages[method.lower()] = fault
+
+    def end_outage(self, method: str) -> None:
+        self.outages.pop(method.lower(), None)
+
     def block(self, chat_id: int) -> None:
         self.blocked.add(chat_id)
 
@@ -365,6 +374,10 @@ class FakeTelegram:
         self.calls.append(call)
         self._notify()
         try:
+            outage = self.outages.get(method)
+            if outage is not None:
+                scripted_outage = _ScriptedFault(method, outage, 1, None)
+                self.faults.insert(0, scripted_outage)
             for scripted in self.faults:
                 if (
                     scripted.method == method
@@ -413,6 +426,7 @@ class FakeTelegram:
                 envelope["parameters"] = error.parameters
             return error.status, json.dumps(envelope).encode()
         finally:
+            self.faults = [scripted for scripted in self.faults if scripted.times > 0]
             self._notify()
 
     # ------------------------------------------------------------------ methods
@@ -685,11 +699,16 @@ async def _respond(fake: FakeTelegram, request: h11.Request, body: bytes) -> tup
 
 @asynccontextmanager
 async def open_fake_telegram(
-    token: str = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw", bot_username: str = "TestBot"
+    token: str = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw",
+    bot_username: str = "TestBot",
+    *,
+    port: int = 0,
 ) -> AsyncIterator[FakeTelegram]:
-    """Serve a fake Bot API on 127.0.0.1 (port 0) for the duration of the block."""
+    """Serve a fake Bot API on 127.0.0.1 (`port`, 0: any free one) for the duration of the
+    block. A fixed `port` lets a test start the bot before Telegram is up (connection
+    refused), then bring Telegram up at the address the bot keeps trying."""
     fake = FakeTelegram(token, bot_username)
-    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    listeners = await trio.open_tcp_listeners(port, host="127.0.0.1")
     port = listeners[0].socket.getsockname()[1]
     fake.base_url = f"http://127.0.0.1:{port}"
     async with trio.open_nursery() as nursery:

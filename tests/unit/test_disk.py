@@ -52,3 +52,17 @@ async def test_run_sync_runs_inline_on_a_virtual_clock(
     before = trio.current_time()
     assert await disk.run_sync(threading.get_ident) == loop_thread
     assert trio.current_time() == before
+
+
+def test_roll_over_shifts_the_files_and_keeps_a_few(tmp_path: Path) -> None:
+    log = tmp_path / "worker.log"
+    assert not disk.roll_over(log, 10, 2)  # absent: nothing to do
+    for generation in range(4):
+        log.write_bytes(b"g%d-" % generation + b"x" * 10)
+        assert disk.roll_over(log, 10, 2)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["worker.log.1", "worker.log.2"]
+    assert (tmp_path / "worker.log.1").read_bytes().startswith(b"g3-")
+    assert (tmp_path / "worker.log.2").read_bytes().startswith(b"g2-")
+    log.write_bytes(b"small")
+    assert not disk.roll_over(log, 10, 2)
+    assert log.read_bytes() == b"small"

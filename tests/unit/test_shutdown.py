@@ -9,7 +9,7 @@ import trio
 import trio.testing
 
 from orchestrator.errors import RestartIntensityExceeded
-from orchestrator.shutdown import ShutdownController, run_root
+from orchestrator.shutdown import DUPLICATE_SIGNAL_WINDOW, ShutdownController, run_root
 
 
 async def test_requested_drain_exits_zero(autojump_clock: trio.testing.MockClock) -> None:
@@ -40,7 +40,9 @@ async def test_unexpected_error_exits_one(autojump_clock: trio.testing.MockClock
     assert await run_root(body, ShutdownController(), with_signals=False) == 1
 
 
-async def test_first_signal_drains_second_forces() -> None:
+async def test_first_signal_drains_second_forces(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     controller = ShutdownController()
     seen_request = trio.Event()
 
@@ -48,6 +50,7 @@ async def test_first_signal_drains_second_forces() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
         await ctl.requested.wait()
         seen_request.set()
+        await trio.sleep(DUPLICATE_SIGNAL_WINDOW + 0.1)
         os.kill(os.getpid(), signal.SIGINT)
         await trio.sleep_forever()  # a stuck drain: only the second signal ends it
 
@@ -55,3 +58,22 @@ async def test_first_signal_drains_second_forces() -> None:
         code = await run_root(body, controller)
     assert seen_request.is_set()
     assert code == 128 + signal.SIGINT
+
+
+async def test_a_duplicate_signal_within_the_window_is_ignored(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    controller = ShutdownController()
+
+    async def body(ctl: ShutdownController) -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+        await ctl.requested.wait()
+        await trio.sleep(DUPLICATE_SIGNAL_WINDOW / 2)
+        os.kill(os.getpid(), signal.SIGINT)  # what `uv run` forwards on top of the original
+        await trio.testing.wait_all_tasks_blocked()
+        await trio.sleep(DUPLICATE_SIGNAL_WINDOW)  # the drain completes in its own time
+
+    with trio.fail_after(10):
+        code = await run_root(body, controller)
+    assert controller.forced_by is None
+    assert code == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import errno
 import re
 import typing
 from pathlib import Path
@@ -13,6 +14,7 @@ import trio
 import trio.testing
 
 from actors import tracer
+from orchestrator import disk
 from orchestrator.messages import TraceEvent, TraceRecord
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "traces.md"
@@ -102,3 +104,52 @@ async def test_emit_sheds_instead_of_blocking(autojump_clock: trio.testing.MockC
         assert handle.shed == 5
     handle.emit(TraceRecord(event="update"))  # after the tracer is gone: dropped quietly
     assert handle.shed == 5
+
+
+async def test_a_day_file_rolls_over_by_size(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    day = datetime.datetime(2026, 11, 24, 12, tzinfo=datetime.UTC)
+    handle, inbox = tracer.open_trace_mailbox()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            lambda: tracer.run(
+                inbox, traces_dir=tmp_path, wall_clock=lambda: day, rotate_bytes=1000, rotate_keep=2
+            )
+        )
+        for number in range(60):  # about 60 lines of ~90 bytes: five files' worth
+            handle.emit(TraceRecord(event="update", update_id=number, preview="x" * 20))
+            await trio.sleep(1)  # one batch each
+        handle.close()
+    names = sorted(path.name for path in tmp_path.iterdir())
+    assert names == ["2026-11-24.jsonl", "2026-11-24.jsonl.1", "2026-11-24.jsonl.2"]
+    assert all((tmp_path / name).stat().st_size <= 1100 for name in names)
+    newest = (tmp_path / "2026-11-24.jsonl").read_text().splitlines()
+    assert '"update_id":59' in newest[-1]
+
+
+async def test_a_full_disk_loses_lines_not_the_tracer(
+    tmp_path: Path,
+    autojump_clock: trio.testing.MockClock,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def full(path: Path, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(disk, "append", full)
+    handle, inbox = tracer.open_trace_mailbox()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: tracer.run(inbox, traces_dir=tmp_path))
+        for number in range(90):  # 90 s of failing writes: two log lines, not 90
+            handle.emit(TraceRecord(event="update", update_id=number))
+            await trio.sleep(1)
+        monkeypatch.undo()
+        handle.emit(TraceRecord(event="update", update_id=1000))
+        await trio.sleep(1)
+        handle.close()
+    failures = [r for r in caplog.records if "cannot save traces" in r.getMessage()]
+    assert len(failures) == 2
+    assert "No space left on device" in failures[0].getMessage()
+    assert any("works again" in r.getMessage() for r in caplog.records)
+    assert '"update_id":1000' in next(tmp_path.glob("*.jsonl")).read_text()

@@ -1,0 +1,211 @@
+"""How each kind of queued item becomes Bot API calls: replies, live messages, closes.
+
+Split from `actors.telegram_sender`, which owns the lanes, the call ladder (spacing, rate,
+429, retries) and the bookkeeping; the methods here call `_in_chat` for every call and
+handle the answers that are particular to one kind of item: HTML Telegram cannot parse is
+sent again as plain text, "message is not modified" is success, an edit of a message that is
+gone sends a new one, and a long reply is split into chunks or sent as a document.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Final, TypeVar
+
+import trio
+
+from orchestrator.errors import TelegramBadRequest
+from orchestrator.rendering import (
+    MESSAGE_LIMIT,
+    render_plain,
+    render_reply,
+    sanitize_text,
+    visible_text,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from actors.telegram_flood_control import Lane
+    from orchestrator.messages import CloseLive, Keyboard, SendReply, UpdateLive
+    from orchestrator.ports import ParseMode, TelegramApi
+
+__all__ = ["Deliveries", "GiveUp", "fit"]
+
+logger: Final = logging.getLogger("actors.telegram_sender")  # one logger for the sender
+
+T = TypeVar("T")
+
+
+class GiveUp(Exception):
+    """This item cannot be delivered (already logged and traced)."""
+
+
+class Deliveries:
+    """The deliveries of the sender (`actors.telegram_sender._Sender` is the one subclass)."""
+
+    api: TelegramApi
+    max_chunks: int
+
+    async def _in_chat(self, lane: Lane, call: Callable[[int], Awaitable[T]], *, preview: str) -> T:
+        raise NotImplementedError
+
+    def _undelivered(self, chat_id: int, why: str, preview: str) -> None:
+        raise NotImplementedError
+
+    async def _deliver_reply(self, lane: Lane, reply: SendReply) -> None:
+        render = render_plain if reply.plain else render_reply
+        rendered = render(reply.markdown, max_chunks=self.max_chunks)
+        chunks, document, summary = rendered.chunks, rendered.document, rendered.summary
+        if document is not None:
+            await self._in_chat(
+                lane,
+                lambda chat_id: self.api.send_document(
+                    chat_id,
+                    reply.document_name,
+                    document,
+                    caption=summary,
+                    parse_mode="HTML",
+                    message_thread_id=reply.thread_id,
+                    reply_to_message_id=reply.reply_to_message_id,
+                ),
+                preview=reply.markdown,
+            )
+            return
+        for number, chunk in enumerate(chunks):
+            last = number == len(chunks) - 1
+            await self._send_html(
+                lane,
+                chunk,
+                keyboard=reply.keyboard if last else (),
+                thread_id=reply.thread_id,
+                reply_to=reply.reply_to_message_id if number == 0 else None,
+                silent=reply.silent,
+            )
+
+    async def _send_html(
+        self,
+        lane: Lane,
+        chunk: str,
+        *,
+        keyboard: Keyboard = (),
+        thread_id: int | None = None,
+        reply_to: int | None = None,
+        parse_mode: ParseMode = "HTML",
+        silent: bool = False,
+    ) -> int:
+        try:
+            return await self._in_chat(
+                lane,
+                lambda chat_id: self.api.send_message(
+                    chat_id,
+                    chunk,
+                    parse_mode=parse_mode,
+                    keyboard=keyboard,
+                    message_thread_id=thread_id,
+                    reply_to_message_id=reply_to,
+                    disable_notification=silent,
+                ),
+                preview=chunk,
+            )
+        except TelegramBadRequest as error:
+            if parse_mode and "can't parse entities" in error.description:
+                logger.warning("Telegram refused our HTML (%s); resending as plain text", error)
+                return await self._send_html(
+                    lane,
+                    visible_text(chunk),
+                    keyboard=keyboard,
+                    thread_id=thread_id,
+                    reply_to=reply_to,
+                    parse_mode=None,
+                    silent=silent,
+                )
+            self._undelivered(lane.chat_id, str(error), chunk)
+            raise GiveUp from error
+
+    async def _deliver_live(self, lane: Lane, live: UpdateLive) -> None:
+        text = fit(sanitize_text(live.text))
+        message_id = lane.live_message.get(live.slot)
+        if message_id is None:
+            lane.live_message[live.slot] = await self._send_plain(lane, live, text)
+            _tell_shown(live, lane.live_message[live.slot])
+            return
+        try:
+            await self._in_chat(
+                lane,
+                lambda chat_id: self.api.edit_message_text(
+                    chat_id, message_id, text, keyboard=live.keyboard
+                ),
+                preview=text,
+            )
+        except TelegramBadRequest as error:
+            if "not modified" in error.description:
+                return
+            if "not found" in error.description:
+                lane.live_message[live.slot] = await self._send_plain(lane, live, text)
+                _tell_shown(live, lane.live_message[live.slot])
+                return
+            self._undelivered(lane.chat_id, str(error), text)
+            raise GiveUp from error
+
+    async def _send_plain(self, lane: Lane, live: UpdateLive, text: str) -> int:
+        try:
+            return await self._in_chat(
+                lane,
+                lambda chat_id: self.api.send_message(
+                    chat_id,
+                    text,
+                    keyboard=live.keyboard,
+                    message_thread_id=live.thread_id,
+                    disable_notification=live.silent,
+                ),
+                preview=text,
+            )
+        except TelegramBadRequest as error:
+            self._undelivered(lane.chat_id, str(error), text)
+            raise GiveUp from error
+
+    async def _deliver_close(self, lane: Lane, close: CloseLive) -> None:
+        message_id = lane.live_message.pop(close.slot, None) or close.message_id
+        final_text = fit(sanitize_text(close.final_text)) if close.final_text else None
+        try:
+            if message_id is None:
+                if final_text:
+                    await self._in_chat(
+                        lane,
+                        lambda chat_id: self.api.send_message(chat_id, final_text),
+                        preview=final_text,
+                    )
+            elif close.delete or not final_text:
+                await self._in_chat(
+                    lane,
+                    lambda chat_id: self.api.delete_message(chat_id, message_id),
+                    preview="",
+                )
+            else:
+                await self._in_chat(
+                    lane,
+                    lambda chat_id: self.api.edit_message_text(chat_id, message_id, final_text),
+                    preview=final_text,
+                )
+        except TelegramBadRequest as error:
+            if "not modified" in error.description or "not found" in error.description:
+                return
+            self._undelivered(lane.chat_id, str(error), final_text or "")
+
+
+def _tell_shown(live: UpdateLive, message_id: int) -> None:
+    """Tell the live message's owner its id, if it asked (never blocking)."""
+    if live.shown_to is not None:
+        with contextlib.suppress(
+            trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError
+        ):
+            live.shown_to.send_nowait(message_id)
+
+
+def fit(text: str) -> str:
+    """Plain text cut to one message (live messages are short by design)."""
+    if len(text) <= MESSAGE_LIMIT // 2:
+        return text or "…"
+    return text[: MESSAGE_LIMIT // 2 - 1] + "…"

@@ -1,0 +1,142 @@
+"""The durable outbox: ``state_dir/outbox/``, results kept on disk until Telegram took them.
+
+A `SendReply` (a result, a command answer, a notice: what must arrive) is written here by the
+sender as soon as it reaches the sender, before anything is sent, and deleted once Telegram
+accepted every part of it (or refused it for good: a 400 that no retry can fix, a chat that
+blocked the bot; those are traced as undelivered). Everything else the sender handles
+(progress edits, typing actions, callback answers) stays lossy on purpose.
+
+One file per entry, ``{number:012d}.json``, written atomically through `orchestrator.disk`.
+Numbers grow in the order replies reached the sender, across restarts (the next start
+continues after the highest number on disk), so sorting the files by name restores each
+chat's order. On start the sender queues every entry in its chat's lane before it reads
+anything new, so a result left over from the last run goes out before the new ones of that
+chat.
+
+What exactly-once means here:
+
+- A reply that reached the sender's inbox but not this folder (the sender's inbox buffer at
+  the moment of a SIGKILL or a power loss) is lost; a graceful stop and a crash of the sender
+  task itself lose nothing, because the sender writes the entry the moment it receives it.
+- If the process dies after Telegram answered 200 but before the entry is deleted, the next
+  start sends the reply again: a duplicate, never a loss. Telegram has no idempotency key for
+  ``sendMessage``, so this window (one HTTP response and one unlink) cannot be closed. For a
+  reply split into several messages the same holds for the whole reply.
+- A damaged entry is set aside (``.corrupt-<time>``) and reported, never a crash loop.
+- When the disk refuses the write (full, read-only, over quota) the reply is still delivered
+  from memory; it is only not durable. `orchestrator.disk.DiskTrouble` says so in the log,
+  at most once a minute.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final, final
+
+import msgspec
+
+from orchestrator import disk
+from orchestrator.messages import SendReply
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+__all__ = ["Outbox", "OutboxEntry"]
+
+logger: Final = logging.getLogger(__name__)
+
+_SUFFIX: Final = ".json"
+
+
+class _StoredEntry(msgspec.Struct, frozen=True, kw_only=True):
+    version: int = 1
+    reply: SendReply
+
+
+_ENCODER: Final = msgspec.json.Encoder()
+_DECODER: Final = msgspec.json.Decoder(_StoredEntry)
+
+
+@final
+@dataclass(frozen=True)
+class OutboxEntry:
+    """One reply kept on disk: its number (the file name) and the reply."""
+
+    number: int
+    reply: SendReply
+
+
+@final
+class Outbox:
+    """The sender's durable entries; owned by the sender alone (no locking)."""
+
+    def __init__(self, folder: Path, next_number: int) -> None:
+        self.folder = folder
+        self._next = next_number
+        self.trouble = disk.DiskTrouble(f"undelivered replies in {folder}")
+
+    @classmethod
+    async def open(cls, folder: Path) -> tuple[Outbox, list[OutboxEntry]]:
+        """Open `folder` and return the outbox and the entries left from earlier runs, in
+        order (damaged ones set aside and logged)."""
+        entries, highest = await disk.run_sync(_load, folder)
+        if entries:
+            logger.warning(
+                "%d reply(ies) from an earlier run were not delivered yet; sending them first",
+                len(entries),
+            )
+        return cls(folder, highest + 1), entries
+
+    async def put(self, reply: SendReply) -> int | None:
+        """Write `reply` durably; its entry number, or None when the disk refused (logged,
+        rate-limited: the reply is then delivered from memory only)."""
+        number = self._next
+        self._next += 1
+        data = _ENCODER.encode(_StoredEntry(reply=reply))
+        try:
+            await disk.run_sync(disk.write_atomically, self._path(number), data)
+        except OSError as error:
+            self.trouble.failed(error)
+            return None
+        self.trouble.succeeded()
+        return number
+
+    async def remove(self, number: int) -> None:
+        """Forget entry `number` (delivered, or given up for good and traced)."""
+        try:
+            await disk.run_sync(_unlink, self._path(number))
+        except OSError as error:  # the next start sends it again: a duplicate, not a loss
+            self.trouble.failed(error)
+
+    def _path(self, number: int) -> Path:
+        return self.folder / f"{number:012d}{_SUFFIX}"
+
+
+def _unlink(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
+def _load(folder: Path) -> tuple[list[OutboxEntry], int]:
+    """The entries in `folder` in number order, and the highest number seen (0: none)."""
+    try:
+        names = sorted(path for path in folder.iterdir() if path.name.endswith(_SUFFIX))
+    except FileNotFoundError:
+        return [], 0
+    except OSError as error:  # not a folder, unreadable: serve on, from memory only
+        logger.error("cannot read the outbox %s (%s); starting without it", folder, error)
+        return [], 0
+    entries: list[OutboxEntry] = []
+    highest = 0
+    for path in names:
+        try:
+            number = int(path.name.removesuffix(_SUFFIX))
+        except ValueError:
+            continue  # not ours
+        highest = max(highest, number)
+        try:
+            entries.append(OutboxEntry(number, _DECODER.decode(path.read_bytes()).reply))
+        except (msgspec.DecodeError, RecursionError) as error:
+            aside = disk.set_aside(path)
+            logger.error("outbox entry %s is damaged (%s); moved it to %s", path, error, aside)
+    return entries, highest

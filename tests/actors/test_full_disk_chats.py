@@ -1,0 +1,44 @@
+"""A full disk under the chats: session writes fail, the chats serve on from memory and say
+once that they cannot save (router + chats + the real pool on in-memory Codex)."""
+
+from __future__ import annotations
+
+import errno
+import logging
+from typing import TYPE_CHECKING
+
+import trio
+
+from orchestrator import disk
+from tests.actors.test_chats import ALICE, running_bot
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import pytest
+    import trio.testing
+
+
+async def test_session_writes_failing_do_not_crash_the_chat(
+    tmp_path: Path,
+    autojump_clock: trio.testing.MockClock,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def full(path: Path, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(disk, "write_atomically", full)
+    caplog.set_level(logging.ERROR)
+    async with running_bot(tmp_path) as bot:
+        for text in ("first", "second", "third"):
+            await bot.say(ALICE, text)
+            await bot.wait_reply(ALICE, f"FAKE: {text}")
+        await bot.say(ALICE, "/status")
+        await bot.wait(lambda: len(bot.replies(ALICE)) >= 5)
+    assert bot.stats.resets == 0  # no "session reset": the chat never crashed
+    notices = [reply for reply in bot.replies(ALICE) if "cannot save" in reply]
+    assert len(notices) == 1
+    lines = [r.getMessage() for r in caplog.records if "cannot save sessions" in r.getMessage()]
+    assert len(lines) == 1
+    assert "No space left on device" in lines[0]

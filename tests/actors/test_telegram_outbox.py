@@ -1,0 +1,165 @@
+"""The durable outbox with the sender, in virtual time: results survive long outages and
+restarts, in order per chat, and a full disk costs durability, not delivery."""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import logging
+import random
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+import trio
+import trio.testing
+
+from actors import telegram_sender
+from actors.telegram_outbox import Outbox
+from orchestrator import disk
+from orchestrator.errors import TelegramForbidden, TelegramTransientError
+from orchestrator.messages import SenderMsg, SendReply, TraceRecord
+from tests.fakes.telegram_api import FakeTelegramApi
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from pathlib import Path
+
+    import pytest
+
+HOUR = 3600.0
+
+
+@asynccontextmanager
+async def running_sender(
+    api: FakeTelegramApi, folder: Path, traces: list[TraceRecord] | None = None
+) -> AsyncIterator[trio.MemorySendChannel[SenderMsg]]:
+    outbox, pending = await Outbox.open(folder)
+    send, receive = trio.open_memory_channel[SenderMsg](256)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            lambda task_status: telegram_sender.run(
+                receive,
+                api,
+                max_chunks=3,
+                rng=random.Random(3),
+                trace=(traces if traces is not None else []).append,
+                outbox=outbox,
+                pending=pending,
+                task_status=task_status,
+            )
+        )
+        with send:
+            yield send
+
+
+def sent(api: FakeTelegramApi, chat_id: int) -> list[str]:
+    """What Telegram accepted in `chat_id`, in order (failed tries are not in it)."""
+    return list(api.messages[chat_id].values())
+
+
+def entries(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.glob("*.json"))
+
+
+async def test_a_result_outlives_an_hour_of_send_failures(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    api = FakeTelegramApi()
+    api.fail("sendMessage", *[TelegramTransientError("Bad Gateway", 502)] * 120)
+    with trio.fail_after(3 * HOUR):
+        async with running_sender(api, tmp_path / "outbox") as send:
+            await send.send(SendReply(chat_id=5, markdown="the result"))
+            await api.wait_for(lambda a: len(a.calls_of("sendMessage")) == 2)
+            assert len(entries(tmp_path / "outbox")) == 1  # on disk while Telegram fails
+            await api.wait_for(lambda a: "the result" in sent(a, 5))
+            assert trio.current_time() > HOUR
+    assert sent(api, 5) == ["the result"]
+    assert entries(tmp_path / "outbox") == []  # delivered, then forgotten
+    calls = api.calls_of("sendMessage")
+    gaps = [b.at - a.at for a, b in itertools.pairwise(calls)]
+    assert max(gaps) <= telegram_sender.DURABLE_RETRY_BACKOFF_MAX + 1
+
+
+async def test_entries_of_an_earlier_run_go_first_in_order_per_chat(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    folder = tmp_path / "outbox"
+    earlier, _ = await Outbox.open(folder)
+    for chat_id, text in [(5, "five-1"), (6, "six-1"), (5, "five-2")]:
+        await earlier.put(SendReply(chat_id=chat_id, markdown=text))
+    api = FakeTelegramApi()
+    with trio.fail_after(HOUR):
+        async with running_sender(api, folder) as send:
+            await send.send(SendReply(chat_id=5, markdown="five-3"))  # new, after a restart
+            await send.send(SendReply(chat_id=6, markdown="six-2"))
+            await api.wait_for(lambda a: len(sent(a, 5)) == 3 and len(sent(a, 6)) == 2)
+    assert sent(api, 5) == ["five-1", "five-2", "five-3"]
+    assert sent(api, 6) == ["six-1", "six-2"]
+    assert entries(folder) == []
+    assert (await Outbox.open(folder))[1] == []
+
+
+async def test_cancelled_mid_outage_the_entry_waits_for_the_next_start(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    folder = tmp_path / "outbox"
+    down = FakeTelegramApi()
+    down.fail("sendMessage", *[TelegramTransientError("timed out")] * 1000)
+    with trio.move_on_after(600):  # the process stops (the root's flush grace ran out)
+        async with running_sender(down, folder) as send:
+            await send.send(SendReply(chat_id=5, markdown="kept"))
+            await trio.sleep_forever()
+    assert len(entries(folder)) == 1
+    up = FakeTelegramApi()
+    with trio.fail_after(HOUR):
+        async with running_sender(up, folder):
+            await up.wait_for(lambda a: sent(a, 5) == ["kept"])
+    assert entries(folder) == []
+    assert sent(down, 5) == []  # every try failed
+
+
+async def test_a_blocked_chat_does_not_keep_entries(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    folder = tmp_path / "outbox"
+    api = FakeTelegramApi()
+    api.fail("sendMessage", TelegramForbidden("Forbidden: bot was blocked by the user", 403))
+    traces: list[TraceRecord] = []
+    with trio.fail_after(HOUR):
+        async with running_sender(api, folder, traces) as send:
+            await send.send(SendReply(chat_id=5, markdown="one"))
+            await send.send(SendReply(chat_id=5, markdown="two"))
+            await api.wait_for(lambda a: len(a.calls_of("sendMessage")) == 1)
+            await trio.testing.wait_all_tasks_blocked()
+    assert entries(folder) == []
+    assert any(t.event == "chat_inactive" for t in traces)
+
+
+async def test_a_full_disk_still_delivers_and_says_so_once_a_minute(
+    tmp_path: Path,
+    autojump_clock: trio.testing.MockClock,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def full(path: Path, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(disk, "write_atomically", full)
+    api = FakeTelegramApi()
+    caplog.set_level(logging.ERROR)
+    with trio.fail_after(HOUR):
+        async with running_sender(api, tmp_path / "outbox") as send:
+            for number in range(30):  # 30 replies in 30 s: one line about it
+                await send.send(SendReply(chat_id=5, markdown=f"reply {number}"))
+                await trio.sleep(1)
+            await trio.sleep(60)
+            await send.send(SendReply(chat_id=5, markdown="a minute later"))
+            await api.wait_for(lambda a: "a minute later" in sent(a, 5))
+    notices = [text for text in sent(api, 5) if "cannot save" in text]
+    assert len(notices) == 1  # said in the chat once, not after every reply
+    assert [text for text in sent(api, 5) if "cannot save" not in text][-1] == "a minute later"
+    assert len(sent(api, 5)) == 32
+    lines = [r.getMessage() for r in caplog.records if "cannot save" in r.getMessage()]
+    assert len(lines) == 2, lines
+    assert "No space left on device" in lines[0]
+    assert "29 more failure(s)" in lines[1]
