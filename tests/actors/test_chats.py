@@ -704,7 +704,7 @@ async def test_a_crashed_chat_is_reset_and_recreated(
 ) -> None:
     from actors import chat
 
-    original = chat._Chat.on_text
+    original = chat.Chat.on_text
     calls = {"n": 0}
 
     async def exploding(self, text: str) -> None:
@@ -713,7 +713,7 @@ async def test_a_crashed_chat_is_reset_and_recreated(
             raise RuntimeError("bug in the chat")
         await original(self, text)
 
-    monkeypatch.setattr(chat._Chat, "on_text", exploding)
+    monkeypatch.setattr(chat.Chat, "on_text", exploding)
     async with running_bot(tmp_path) as bot:
         await bot.say(ALICE, "first")
         await bot.wait_reply(ALICE, "session was reset")
@@ -730,7 +730,7 @@ async def test_slow_chat_never_blocks_the_router(
 ) -> None:
     from actors import chat
 
-    original = chat._Chat.handle
+    original = chat.Chat.handle
     gate = trio.Event()
 
     async def stuck(self, message) -> None:
@@ -738,7 +738,7 @@ async def test_slow_chat_never_blocks_the_router(
             await gate.wait()
         await original(self, message)
 
-    monkeypatch.setattr(chat._Chat, "handle", stuck)
+    monkeypatch.setattr(chat.Chat, "handle", stuck)
     async with running_bot(tmp_path) as bot:
         for n in range(router.CHAT_INBOX_SIZE + 3):
             await bot.say(ALICE, f"flood {n}")
