@@ -18,6 +18,9 @@ button presses and ``/cancel`` are answered while it runs.
   paste not started yet. A start that finds a running request there (the bot was killed)
   closes its progress message and offers it with a "Run again" button, never running it by
   itself.
+- Only text runs. A message that is not text (a photo, a file, a voice note, a sticker, a
+  poll...) is answered once with what it was and that it is not used; a caption is not run
+  without its picture or file (`chat_texts.not_text`). Edits are answered, never applied.
 - Approvals relayed by the pool are shown and decided by `actors.chat_approvals`; this actor
   routes the button presses to them.
 - Commands (/mode, /profile, /status, /new, /cancel, /help) are carried out by
@@ -176,6 +179,19 @@ class Chat:
                 TraceRecord(event="update", update_id=message.update_id, outcome="edited_ignored")
             )
             await self.out.say(chat_texts.EDITED_IGNORED, plain=True)
+            return
+        if message.content_kind != "text":
+            # Not even a caption's command: the whole message is answered as what it is.
+            self.out.trace(
+                TraceRecord(
+                    event="update",
+                    update_id=message.update_id,
+                    outcome="not_text",
+                    detail=message.content_kind,
+                )
+            )
+            text = chat_texts.not_text(message.content_kind, captioned=bool(message.text))
+            await self.out.say(text, plain=True)
             return
         if message.command is not None:
             self.out.trace(
