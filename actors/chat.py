@@ -18,8 +18,13 @@ button presses and ``/cancel`` are answered while it runs.
   paste not started yet. A start that finds a running request there (the bot was killed)
   closes its progress message and offers it with a "Run again" button, never running it by
   itself.
+- Only text runs. A message that is not text (a photo, a file, a voice note, a sticker, a
+  poll...) is answered once with what it was and that it is not used; a caption is not run
+  without its picture or file (`chat_texts.not_text`). Edits are answered, never applied.
 - Approvals relayed by the pool are shown and decided by `actors.chat_approvals`; this actor
   routes the button presses to them.
+- Commands (/mode, /profile, /status, /new, /cancel, /help) are carried out by
+  `actors.chat_commands` on this actor's state.
 - The session file is written on every change (`SessionStore`, atomic).
 """
 
@@ -28,14 +33,13 @@ from __future__ import annotations
 import logging
 import math
 import secrets
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Literal, assert_never
 
 import msgspec
 import trio
 
-from actors import chat_texts
+from actors import chat_commands, chat_texts
 from actors.chat_approvals import (
     ApprovalButton,
     Approvals,
@@ -53,7 +57,6 @@ from actors.chat_request import (
     Interrupted,
     Request,
     RequestOutcome,
-    phase_words,
     serve_request,
     stopped_outcome,
 )
@@ -64,7 +67,7 @@ from orchestrator.session_store import RequestRecord, SessionCounters, SessionSt
 if TYPE_CHECKING:
     from orchestrator.config import Config, Profile
     from orchestrator.messages import SenderMsg, SessionKey
-    from orchestrator.ports import CodexPool, PoolStatistics, TraceEmit
+    from orchestrator.ports import CodexPool, TraceEmit
     from orchestrator.session_store import SessionStore
 
 __all__ = ["ChatDeps", "run"]
@@ -83,13 +86,8 @@ SPLIT_SLACK: Final = 64
 SUMMARY_LIMIT: Final = 1500
 """Characters of conversation summary kept as the context preamble."""
 
-UNSAVED_SESSION: Final = (
-    "⚠️ The bot cannot save this chat's session to its disk right now (full or read-only). "
-    "It keeps answering, but a restart would forget this conversation's settings and queue; "
-    "please tell whoever runs the bot."
-)
 UNSAVED_INTERVAL: Final = 3600.0
-"""Seconds between two `UNSAVED_SESSION` notices in one chat."""
+"""Seconds between two `chat_texts.UNSAVED_SESSION` notices in one chat."""
 
 
 @dataclass(frozen=True)
@@ -105,8 +103,9 @@ class ChatDeps:
     """Session writes the disk refused: logged at most once a minute for all chats."""
 
 
-class _Chat:
-    """State and behaviour of one chat actor (all methods run in its nursery)."""
+class Chat:
+    """State and behaviour of one chat actor (all methods run in its nursery; the commands in
+    `actors.chat_commands` act on it too)."""
 
     def __init__(self, key: SessionKey, deps: ChatDeps, nursery: trio.Nursery) -> None:
         self.key = key
@@ -148,7 +147,7 @@ class _Chat:
             now = trio.current_time()
             if now >= self.unsaved_told_at + UNSAVED_INTERVAL:
                 self.unsaved_told_at = now
-                await self.out.say(UNSAVED_SESSION, plain=True)
+                await self.out.say(chat_texts.UNSAVED_SESSION, plain=True)
         else:
             self.deps.save_trouble.succeeded()
 
@@ -200,11 +199,24 @@ class _Chat:
             )
             await self.out.say(chat_texts.EDITED_IGNORED, plain=True)
             return
+        if message.content_kind != "text":
+            # Not even a caption's command: the whole message is answered as what it is.
+            self.out.trace(
+                TraceRecord(
+                    event="update",
+                    update_id=message.update_id,
+                    outcome="not_text",
+                    detail=message.content_kind,
+                )
+            )
+            text = chat_texts.not_text(message.content_kind, captioned=bool(message.text))
+            await self.out.say(text, plain=True)
+            return
         if message.command is not None:
             self.out.trace(
                 TraceRecord(event="command", command=message.command, update_id=message.update_id)
             )
-            await self.on_command(message.command, message.command_args)
+            await chat_commands.on_command(self, message.command, message.command_args)
             return
         if message.text is None or not message.text.strip():
             await self.out.say(chat_texts.TEXT_ONLY, plain=True)
@@ -378,147 +390,6 @@ class _Chat:
             await self.save()
             await self.queue_text(offered.prompt)
 
-    # ------------------------------------------------------------------ commands
-
-    async def on_command(self, name: str, args: str) -> None:
-        argument = args.strip()
-        match name:
-            case "start" | "help":
-                await self.out.say(chat_texts.HELP)
-            case "mode":
-                await self.cmd_mode(argument.lower())
-            case "new":
-                await self.cmd_new()
-            case "status":
-                await self.out.say(self.status_text(), plain=True)
-            case "cancel":
-                await self.cmd_cancel("/cancel")
-            case "profile":
-                await self.cmd_profile(argument)
-            case _:
-                await self.out.say(chat_texts.unknown_command(name), plain=True)
-
-    async def cmd_mode(self, argument: str) -> None:
-        if argument not in ("single", "plan"):
-            await self.out.say(chat_texts.not_a_mode(argument, self.state.mode), plain=True)
-            return
-        mode: Literal["single", "plan"] = "single" if argument == "single" else "plan"
-        self.state = msgspec.structs.replace(self.state, mode=mode)
-        await self.save()
-        suffix = " (from the next request)" if self.request is not None else ""
-        await self.out.say(f"Mode set to {mode}{suffix}.", plain=True)
-
-    async def cmd_new(self) -> None:
-        if self.request is not None:
-            await self.out.say("A request is running; /cancel it first, then /new.", plain=True)
-            return
-        await self.release_thread()
-        self.state = msgspec.structs.replace(
-            self.state, developer_thread_id=None, developer_worker_id=None, summary=""
-        )
-        await self.save()
-        await self.out.say(
-            "Started a new conversation: the next message opens a fresh Codex thread.", plain=True
-        )
-
-    async def release_thread(self) -> None:
-        """Stop what the conversation's Codex thread left running (``/cancel`` with nothing
-        running, ``/new``, a profile switch)."""
-        if self.state.developer_thread_id is not None:
-            await self.deps.pool.release(
-                self.state.developer_thread_id, self.state.developer_worker_id
-            )
-
-    async def cmd_cancel(self, reason: str) -> None:
-        request = self.request
-        if request is None:
-            await self.release_thread()  # commands the last turn left running stop too
-            if self.state.queue or self.batch:
-                dropped = len(self.state.queue) + (1 if self.batch else 0)
-                self.batch = []
-                self.batch_due = math.inf
-                self.state = msgspec.structs.replace(self.state, queue=())
-                await self.save()
-                await self.out.say(
-                    f"Nothing was running; dropped {chat_texts.plural(dropped, 'queued message')}.",
-                    plain=True,
-                )
-            else:
-                await self.out.say("Nothing is running.", plain=True)
-            return
-        if request.cancel(reason):
-            self.out.trace(TraceRecord(event="cancel", detail=reason))
-
-    async def cmd_profile(self, argument: str) -> None:
-        names = list(self.config.profiles)
-        if not argument or argument == "list":
-            lines = [
-                f"{'•' if name == self.state.profile else '◦'} {name}: "
-                f"{self.config.profiles[name].working_directory}"
-                + (" (active)" if name == self.state.profile else "")
-                for name in names
-            ]
-            await self.out.say("Profiles:\n" + "\n".join(lines), plain=True)
-            return
-        if argument not in self.config.profiles:
-            await self.out.say(
-                f"No profile named {argument!r}. Profiles: {', '.join(names)}", plain=True
-            )
-            return
-        if self.request is not None:
-            await self.out.say(
-                "Can't switch profiles while a request runs; /cancel it first.", plain=True
-            )
-            return
-        profile = self.config.profiles[argument]
-        await self.release_thread()
-        self.state = msgspec.structs.replace(
-            self.state,
-            profile=argument,
-            mode=profile.default_mode,
-            developer_thread_id=None,
-            developer_worker_id=None,
-            summary="",
-        )
-        await self.save()
-        await self.out.say(
-            f"Switched to profile {argument} ({profile.working_directory}), mode "
-            f"{profile.default_mode}. The next message starts a new Codex thread.",
-            plain=True,
-        )
-
-    def status_text(self) -> str:
-        lines = [
-            f"Mode: {self.state.mode}",
-            f"Profile: {self.state.profile}",
-            f"Working directory: {self.profile.working_directory}",
-        ]
-        request = self.request
-        worker = self.state.developer_worker_id
-        if request is None:
-            lines.append("State: idle")
-        else:
-            progress = request.progress
-            elapsed = chat_texts.format_duration(trio.current_time() - request.started)
-            phase = phase_words(progress.phase, progress.detail)
-            lines.append(f"State: {phase}, running for {elapsed}")
-            if progress.worker is not None:
-                worker = progress.worker
-        lines.append(f"Queue: {len(self.state.queue)}")
-        lines.append(f"Worker: {worker if worker is not None else '-'}")
-        usage = self.state.last_usage
-        if usage is not None:
-            lines.append(
-                f"Last run tokens: {usage.input_tokens:,} in ({usage.cached_input_tokens:,} cached)"
-                f", {usage.output_tokens:,} out"
-            )
-        counters = self.state.counters
-        lines.append(
-            f"Runs: {counters.runs} ({counters.failures} failed, {counters.cancels} cancelled)"
-        )
-        lines.append(_pool_line(self.deps.pool.statistics()))
-        return "\n".join(lines)
-
     # ------------------------------------------------------------------ buttons
 
     async def on_callback(self, press: InboundCallback) -> None:
@@ -528,7 +399,7 @@ class _Chat:
                 request = self.request
                 if request is not None and button.token == request.token:
                     await self.out.answer(press, "Cancelling…")
-                    await self.cmd_cancel("button")
+                    await chat_commands.cancel(self, "button")
                 else:
                     await self.out.answer(press, "That request is no longer running.")
             case ApprovalButton():
@@ -662,17 +533,6 @@ def is_split_part(text: str) -> bool:
     return len(text.encode("utf-16-le")) // 2 >= TELEGRAM_TEXT_LIMIT - SPLIT_SLACK
 
 
-def _pool_line(stats: PoolStatistics) -> str:
-    """The bot's Codex capacity in one line: a phone user can tell "busy" from "broken"."""
-    counts = Counter(worker.state for worker in stats.workers)
-    states = ", ".join(f"{counts[state]} {state}" for state in _WORKER_STATES if counts[state])
-    waiting = f"; {chat_texts.plural(stats.waiting, 'request')} waiting" if stats.waiting else ""
-    return f"Codex workers: {states or 'none'}{waiting}"
-
-
-_WORKER_STATES: Final = ("idle", "busy", "starting", "draining", "dead")
-
-
 def _summarize(previous: str, prompt: str, answer: str) -> str:
     """A rolling summary: the last exchanges, newest last, cut to `SUMMARY_LIMIT`."""
     entry = f"User asked: {prompt[:300]}\nResult: {answer[:500]}"
@@ -699,7 +559,7 @@ async def run(
         inbox, so the router can drop the actor without losing a message.
     """
     async with trio.open_nursery() as nursery:
-        chat = _Chat(key, deps, nursery)
+        chat = Chat(key, deps, nursery)
         await chat.load()
         await chat.recover()
         task_status.started()

@@ -32,6 +32,7 @@ __all__ = [
     "interrupted_by_a_stop",
     "interrupted_run_again",
     "not_a_mode",
+    "not_text",
     "plural",
     "queue_full",
     "queued",
@@ -53,7 +54,8 @@ HELP: Final = (
     "I run your requests on Codex in the profile's working directory.\n\n"
     "Send a message to start a request: it starts at once. A long paste that Telegram splits "
     "into parts runs as one request. Messages you send while a request runs are kept and run "
-    "together as the next request.\n\n"
+    "together as the next request. Only text is read for now: photos, files and voice notes "
+    "are not passed to Codex yet.\n\n"
     "/start: this help (also /help)\n"
     "/mode single|plan: one developer run, or selector → planner → developer → reviewer "
     "(up to 3 review rounds)\n"
@@ -77,7 +79,53 @@ def refusal(user_id: int) -> str:
 
 BUSY: Final = "I'm busy with your earlier messages; this one was not taken. Send it again soon."
 
-TEXT_ONLY: Final = "I only work with text (a caption counts). Please send your request as text."
+TEXT_ONLY: Final = "That message has no text. Please send your request as text."
+"""The answer to a text message that is empty or only spaces."""
+
+_NOT_PASSED_YET: Final = "photos, files and voice notes are not passed to Codex yet"
+
+_KIND_WORDS: Final[dict[str, str]] = {
+    "animation": "a GIF",
+    "audio": "an audio file",
+    "checklist": "a checklist",
+    "contact": "a contact",
+    "dice": "a dice roll",
+    "document": "a file",
+    "game": "a game",
+    "giveaway": "a giveaway",
+    "giveaway_winners": "a giveaway result",
+    "invoice": "an invoice",
+    "location": "a location",
+    "paid_media": "paid media",
+    "photo": "a photo",
+    "poll": "a poll",
+    "sticker": "a sticker",
+    "story": "a story",
+    "venue": "a place",
+    "video": "a video",
+    "video_note": "a video message",
+    "voice": "a voice note",
+}
+"""What the user sent, in words, by `ContentKind` (``other`` is "a kind of message")."""
+
+
+def not_text(kind: str, *, captioned: bool) -> str:
+    """The one answer to a message that is not text (`kind` is its `ContentKind`): what it
+    was, that it is not used, and what to send instead. A caption is never run on its own: it
+    was written to go with the picture or file, and Codex would work without it unseen."""
+    what = _KIND_WORDS.get(kind, "a kind of message I can't read")
+    if captioned:
+        thing = what.split(" ", 1)[1] if what.startswith(("a ", "an ")) else what
+        return (
+            f"I can only read text for now: {_NOT_PASSED_YET}. So your caption was not run "
+            f"either: Codex would have worked without the {thing}. Send your request as text "
+            f"(describe what the {thing} shows, or paste its text)."
+        )
+    return (
+        f"You sent {what}, but I can only read text for now: {_NOT_PASSED_YET}. "
+        "Send your request as text."
+    )
+
 
 EDITED_IGNORED: Final = (
     "Edits don't change a request that was already sent. Send the correction as a new message."
@@ -190,3 +238,9 @@ def format_duration(seconds: float) -> str:
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+UNSAVED_SESSION: Final = (
+    "⚠️ The bot cannot save this chat's session to its disk right now (full or read-only). "
+    "It keeps answering, but a restart would forget this conversation's settings and queue; "
+    "please tell whoever runs the bot."
+)

@@ -20,7 +20,8 @@ call to a synchronous trace callback. The prompts it writes are in `actors.workf
 Failures and cancellation:
 
 - A `RoleFailed` outcome ends the workflow at once with a `WorkflowResult` whose text names the
-  phase (and round), and a trace line with outcome ``failed``.
+  phase (and round), and a trace line with outcome ``failed``; the texts and that result are
+  built in `actors.workflow_failures`.
 - Cancellation belongs to whoever awaits the workflow: when the chat cancels the request's
   scope (``/cancel``, shutdown), `trio.Cancelled` propagates out of the `RoleCaller` and out of
   the workflow unchanged. The role call in flight is traced as ``cancelled`` on the way out;
@@ -38,6 +39,7 @@ from typing import Final, Protocol, TypeAlias, assert_never
 import trio
 
 from actors import workflow_prompts
+from actors.workflow_failures import failed_result
 from orchestrator.role_answers import (
     decode_review_answer,
     decode_selector_answer,
@@ -47,7 +49,6 @@ from orchestrator.role_answers import (
 from orchestrator.workflow_types import (
     MAX_REVIEW_ROUNDS,
     Mode,
-    Phase,
     Role,
     RoleFailed,
     RoleInstructions,
@@ -57,7 +58,6 @@ from orchestrator.workflow_types import (
     SelectorDecision,
     TokenUsage,
     TraceOutcome,
-    Verdict,
     WorkflowResult,
 )
 
@@ -233,90 +233,6 @@ def _describe_review(text: str) -> tuple[str, bool]:
     return (f"{verdict.verdict}: {verdict.feedback}", verdict.malformed)
 
 
-def _doing(mode: Mode, phase: Phase, round_number: int | None) -> str:
-    """What the workflow was doing, in people's words."""
-    if mode == "single":
-        return "working on your request"
-    rounds = f" (round {round_number})" if round_number is not None else ""
-    match phase:
-        case "selecting":
-            return "deciding how to handle your request"
-        case "planning":
-            return "writing the plan"
-        case "developing":
-            return "carrying out the plan" + rounds
-        case "reviewing":
-            return "reviewing the work" + rounds
-        case _:
-            assert_never(phase)
-
-
-def _sentence(text: str) -> str:
-    text = text.strip().rstrip(".")
-    return (text[:1].upper() + text[1:] + ".") if text else ""
-
-
-def failure_text(*, mode: Mode, phase: Phase, round_number: int | None, failure: RoleFailed) -> str:
-    """What the user reads when a role's Codex call failed: what happened, what to do."""
-    match failure.failure:
-        case "codex_error":
-            why = f"Codex reported an error: {_sentence(failure.message)}"
-        case "worker_died":
-            why = "The Codex process working on it stopped unexpectedly."
-            if "another request" in failure.message:
-                why = _sentence(failure.message.split(";")[0])
-        case "timeout" | "stalled":
-            why = _sentence(failure.message) or "Codex took too long, so it was stopped."
-        case _:
-            why = _sentence(failure.message)
-    return f"❌ Codex failed while {_doing(mode, phase, round_number)}. {why}".strip()
-
-
-def _failure(
-    *,
-    mode: Mode,
-    phase: Phase,
-    round_number: int | None,
-    failure: RoleFailed,
-    ledger: _Ledger,
-    developer_thread_id: str | None,
-    developer_worker_id: int | None,
-    files_changed: tuple[str, ...] = (),
-    selector: SelectorDecision | None = None,
-    plan: str | None = None,
-    verdict: Verdict | None = None,
-) -> WorkflowResult:
-    error = f"{failure.message} ({failure.failure})"
-    lines = [failure_text(mode=mode, phase=phase, round_number=round_number, failure=failure)]
-    if files_changed:
-        lines.append("Files changed before the failure: " + ", ".join(files_changed))
-    if mode == "plan" and phase != "reviewing":
-        lines.append("The steps after this one did not run.")
-    if failure.failure == "no_worker":
-        pass  # the pool's message says when it tries again and how to find out why
-    elif phase == "developing":
-        lines.append(
-            "Send the request again to retry: it starts a fresh Codex session that gets a "
-            "summary of this conversation. /new starts over without one."
-        )
-    else:
-        lines.append("Send the request again to retry, or /new to start over.")
-    return WorkflowResult(
-        text="\n\n".join(lines),
-        mode_used=mode,
-        verdict=verdict,
-        rounds_used=round_number or 0,
-        files_changed=files_changed,
-        developer_thread_id=developer_thread_id,
-        developer_worker_id=developer_worker_id,
-        usage=ledger.usage,
-        selector=selector,
-        plan=plan,
-        failed_phase=phase,
-        error=error,
-    )
-
-
 async def _single(
     prompt: str,
     *,
@@ -338,12 +254,12 @@ async def _single(
     )
     match outcome:
         case RoleFailed():
-            return _failure(
+            return failed_result(
                 mode="single",
                 phase="developing",
                 round_number=1,
                 failure=outcome,
-                ledger=ledger,
+                usage=ledger.usage,
                 developer_thread_id=thread_id,
                 developer_worker_id=worker_id,
                 selector=selector,
@@ -447,12 +363,12 @@ async def carry_out_plan(
         describe=_describe_selector,
     )
     if isinstance(selected, RoleFailed):
-        return _failure(
+        return failed_result(
             mode="plan",
             phase="selecting",
             round_number=None,
             failure=selected,
-            ledger=ledger,
+            usage=ledger.usage,
             developer_thread_id=thread_id,
             developer_worker_id=worker_id,
         )
@@ -484,12 +400,12 @@ async def carry_out_plan(
             thread_id=planned.thread_id,
         )
     if isinstance(planned, RoleFailed):
-        return _failure(
+        return failed_result(
             mode="plan",
             phase="planning",
             round_number=None,
             failure=planned,
-            ledger=ledger,
+            usage=ledger.usage,
             developer_thread_id=thread_id,
             developer_worker_id=worker_id,
             selector=decision,
@@ -516,12 +432,12 @@ async def carry_out_plan(
             describe=_describe_developer,
         )
         if isinstance(developed, RoleFailed):
-            return _failure(
+            return failed_result(
                 mode="plan",
                 phase="developing",
                 round_number=round_number,
                 failure=developed,
-                ledger=ledger,
+                usage=ledger.usage,
                 developer_thread_id=developer_thread,
                 developer_worker_id=developer_worker,
                 files_changed=files,
@@ -550,12 +466,12 @@ async def carry_out_plan(
             describe=_describe_review,
         )
         if isinstance(reviewed, RoleFailed):
-            return _failure(
+            return failed_result(
                 mode="plan",
                 phase="reviewing",
                 round_number=round_number,
                 failure=reviewed,
-                ledger=ledger,
+                usage=ledger.usage,
                 developer_thread_id=developer_thread,
                 developer_worker_id=developer_worker,
                 files_changed=files,

@@ -44,6 +44,7 @@ __all__ = [
     "CodexProgress",
     "CommandFinished",
     "CommandStarted",
+    "ContentKind",
     "InboundCallback",
     "InboundMessage",
     "JobDone",
@@ -87,6 +88,34 @@ class SessionKey(msgspec.Struct, frozen=True):
 
 ChatType: TypeAlias = Literal["private", "group", "supergroup", "channel"]
 
+ContentKind: TypeAlias = Literal[
+    "text",
+    "animation",
+    "audio",
+    "checklist",
+    "contact",
+    "dice",
+    "document",
+    "game",
+    "giveaway",
+    "giveaway_winners",
+    "invoice",
+    "location",
+    "paid_media",
+    "photo",
+    "poll",
+    "sticker",
+    "story",
+    "venue",
+    "video",
+    "video_note",
+    "voice",
+    "other",
+]
+"""What a message carries: ``text``, one of the Bot API's content fields (named as the field
+is), or ``other`` for content Telegram added after this list (service messages never reach the
+router: the wire drops them)."""
+
 
 class _RouterBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
     """Base of the router's inbox messages."""
@@ -96,9 +125,12 @@ class InboundMessage(_RouterBase, frozen=True, kw_only=True, tag="message"):
     """A decoded message or edited message from Telegram, as the poller hands it over.
 
     `text` is the message text or the media caption; None when there is neither (a sticker,
-    a photo without caption). `command` is set when the text starts with a ``bot_command``
-    entity addressed to us: lower-case, without ``/`` and ``@OurBot``; `command_args` is the
-    rest of the text, stripped. `user_id` is None for anonymous admins and channel posts.
+    a photo without caption). `content_kind` says what the message carries: only ``text`` is
+    run; anything else, captioned or not, is answered with why it is not used.
+
+    `command` is set when the text starts with a ``bot_command`` entity addressed to us:
+    lower-case, without ``/`` and ``@OurBot``; `command_args` is the rest of the text,
+    stripped. `user_id` is None for anonymous admins and channel posts.
     """
 
     update_id: int
@@ -112,7 +144,7 @@ class InboundMessage(_RouterBase, frozen=True, kw_only=True, tag="message"):
     command: str | None = None
     command_args: str = ""
     edited: bool = False
-    content_kind: str = "text"
+    content_kind: ContentKind = "text"
     date: int = 0
     quoted_from: str | None = None
     """Set when the user did not write the text: where it comes from, in words ("forwarded

@@ -20,11 +20,10 @@ and bounded by `INTERRUPT_GRACE` (past it the process is `poisoned` and the pool
 it). `CodexAppServer.interrupt_thread` does the same for a thread from outside; the port's
 `CodexAppServer.interrupt` (a worker the pool drops) kills the tree.
 
-Threads outlive the process (§9): a job on a thread not loaded here resumes it
-(``thread/resume``, ``excludeTurns``), falling back to a fresh thread with the job's preamble
-when that fails (another process still holds it: one writer per thread). After a completed
-turn, commands still running in the background are named in the answer;
-`CodexAppServer.release_thread` stops them (``/cancel`` when idle, ``/new``).
+Threads outlive the process (§9): which threads this process holds, how a job's thread is
+started or resumed, and the commands a turn left running (named in the answer; stopped by
+`CodexAppServer.release_thread` on ``/cancel`` when idle and ``/new``, and after a cancel) are
+kept by `orchestrator.edges.codex_app_server_threads`.
 
 Lifecycle (`open_codex_app_server`): spawn in a new session, stderr appended to a log file,
 the bot token removed from the environment (commands see all of it, §5.3), ``initialize`` +
@@ -45,11 +44,11 @@ import msgspec
 import trio
 
 from orchestrator.config import TOKEN_VARIABLE
+from orchestrator.edges.codex_app_server_threads import AppServerThreads
 from orchestrator.edges.jsonrpc_lines import LineRpc, Refused
 from orchestrator.edges.processes import (
     alive,
     descendants,
-    kill_orphans,
     kill_tree,
     reap_children,
     rss_mb,
@@ -61,7 +60,6 @@ from orchestrator.wire.codex_app_server import (
     AccountReadParams,
     AccountReadResponse,
     BackgroundTerminal,
-    BackgroundTerminalsResponse,
     ClientInfo,
     InitializeCapabilities,
     InitializeParams,
@@ -71,16 +69,10 @@ from orchestrator.wire.codex_app_server import (
     ModelListResponse,
     ResolvedNotification,
     TextInput,
-    ThreadIdParams,
-    ThreadResponse,
-    ThreadResumeParams,
-    ThreadStartParams,
     TurnInterruptParams,
     TurnResponse,
     TurnStartParams,
     approval_answer,
-    classify_error,
-    command_text,
     route_of,
     server_version,
 )
@@ -104,8 +96,6 @@ __all__ = [
     "GRACEFUL_EXIT",
     "INTERRUPT_GRACE",
     "CodexAppServer",
-    "background_note",
-    "instructions_preamble",
     "open_codex_app_server",
 ]
 
@@ -127,24 +117,12 @@ INTERRUPT_GRACE: Final = 5.0
 (``turn/interrupt`` answers in ~11 ms, ``turn/completed`` follows at once)."""
 
 _INIT: Final = msgspec.json.Decoder(InitializeResponse)
-_THREAD: Final = msgspec.json.Decoder(ThreadResponse)
 _TURN: Final = msgspec.json.Decoder(TurnResponse)
 _RESOLVED: Final = msgspec.json.Decoder(ResolvedNotification)
-_TERMINALS: Final = msgspec.json.Decoder(BackgroundTerminalsResponse)
 _ACCOUNT: Final = msgspec.json.Decoder(AccountReadResponse)
 _MODELS: Final = msgspec.json.Decoder(ModelListResponse)
-_UNKNOWN_INSTRUCTIONS: Final = "\0unknown"
-"""The developer instructions of a resumed thread: stored with it, unknown here."""
 
-ORPHAN_CHECKS: Final = 3
-ORPHAN_INTERVAL: Final = 0.1
-"""After a cancel's clean, up to `ORPHAN_CHECKS` looks, `ORPHAN_INTERVAL` s apart, for commands
-re-parented away from the server (``clean`` kills a command's process group ~0.1 s after it
-answers; a ``setsid`` child of it survives, §8)."""
 
-BACKGROUND_LIST_TIMEOUT: Final = 5.0
-"""Seconds the listing of a finished turn's background commands may take (it answers in
-milliseconds; a wedged server must not hold the answer back)."""
 _APPROVALS: Final = frozenset(
     {"item/commandExecution/requestApproval", "item/fileChange/requestApproval"}
 )
@@ -180,7 +158,6 @@ class CodexAppServer:
     Attributes:
         worker_id: the pool's number for this worker.
         pid: the server's pid (its process group id too).
-        threads: threads loaded in this process (started or resumed; never unloaded, §4.2).
         poisoned: a cancelled call could not end its turn in time: kill the process.
         server_version: the Codex version from the ``initialize`` user agent.
     """
@@ -190,14 +167,9 @@ class CodexAppServer:
         self._nursery = nursery
         self.worker_id = worker_id
         self.pid = process.pid
-        self.threads = 0
         self.poisoned = False
         self.server_version = ""
         self._calls: dict[str, _Call] = {}
-        self._loaded: set[str] = set()
-        self._instructions: dict[str, str] = {}
-        """Developer instructions the model has on each loaded thread ("?" after a resume:
-        the stored ones are kept, and unknown to us)."""
         self._known: set[int] = set()
         self.rpc = LineRpc(
             process,
@@ -205,10 +177,16 @@ class CodexAppServer:
             on_message=self._dispatch,
             on_end=self._process_gone,
         )
+        self._threads = AppServerThreads(self.rpc, worker_id, process.pid)
 
     resumes_threads: Final = True
     """A thread outlives this process: any app-server on the same CODEX_HOME resumes it
     (``thread/resume``), once the process holding it let go (§9)."""
+
+    @property
+    def threads(self) -> int:
+        """Threads loaded in this process (started or resumed; never unloaded, §4.2)."""
+        return self._threads.count
 
     @property
     def alive(self) -> bool:
@@ -417,7 +395,7 @@ class CodexAppServer:
         if not self.rpc.usable():
             return self._died(job.thread_id, "the Codex worker had already exited")
         try:
-            thread_id, prompt = await self._open_thread(job)
+            thread_id, prompt = await self._threads.open(job)
         except (Refused, msgspec.DecodeError) as error:
             return self._failed(job.thread_id, f"Codex refused the thread: {error}")
         except _ProcessGone:
@@ -454,84 +432,18 @@ class CodexAppServer:
                 self._snapshot()
         outcome = self._outcome(call, thread_id)
         if isinstance(outcome, JobDone):
-            outcome = await self._with_background(outcome)
+            outcome = await self._threads.with_background(outcome, on_running=self._snapshot)
         return outcome
-
-    async def _open_thread(self, job: CodexJob) -> tuple[str, str]:
-        """The thread the job runs on (started or resumed) and the prompt to send."""
-        if job.thread_id is not None:
-            thread_id = job.thread_id
-            if thread_id not in self._loaded:
-                resume = ThreadResumeParams(thread_id=thread_id, exclude_turns=True)
-                try:
-                    await self.rpc.result("thread/resume", resume)
-                except Refused as error:
-                    logger.info(
-                        "worker %d: resume of %s refused (%s); a fresh thread",
-                        self.worker_id,
-                        thread_id,
-                        classify_error(str(error)),
-                    )
-                    return await self._start_thread(job)
-                self._loaded.add(thread_id)
-                self._instructions[thread_id] = _UNKNOWN_INSTRUCTIONS
-                self.threads += 1
-            prompt = job.prompt
-            wanted = job.developer_instructions
-            if wanted and self._instructions.get(thread_id) != wanted:
-                prompt = instructions_preamble(wanted, prompt)
-            self._instructions[thread_id] = wanted
-            return thread_id, prompt
-        return await self._start_thread(job)
-
-    async def _start_thread(self, job: CodexJob) -> tuple[str, str]:
-        params = ThreadStartParams(
-            cwd=job.cwd,
-            model=job.model or None,
-            sandbox=job.sandbox,
-            approval_policy=job.approval_policy,
-            developer_instructions=job.developer_instructions or None,
-        )
-        thread_id = _THREAD.decode(await self.rpc.result("thread/start", params)).thread.id
-        self._loaded.add(thread_id)
-        self._instructions[thread_id] = job.developer_instructions
-        self.threads += 1
-        preamble = job.context_preamble
-        return thread_id, (f"{preamble}\n\n{job.prompt}" if preamble else job.prompt)
 
     async def release_thread(self, thread_id: str) -> None:
         """The port's release: stop the commands `thread_id` left running."""
-        if thread_id in self._loaded and thread_id not in self._calls:
-            await self.stop_background(thread_id)
+        if self._threads.loaded(thread_id) and thread_id not in self._calls:
+            await self._threads.stop_background(thread_id)
 
     async def background_terminals(self, thread_id: str) -> list[BackgroundTerminal]:
         """Commands of `thread_id` still running after their turn (``[]`` when the server
         cannot say)."""
-        with suppress(Refused, msgspec.DecodeError, _ProcessGone):
-            raw = await self.rpc.result(
-                "thread/backgroundTerminals/list", ThreadIdParams(thread_id=thread_id)
-            )
-            return _TERMINALS.decode(raw).data
-        return []
-
-    async def stop_background(self, thread_id: str) -> None:
-        """Stop the commands `thread_id` left running (``thread/backgroundTerminals/clean``)."""
-        with suppress(_ProcessGone):
-            response = await self.rpc.request(
-                "thread/backgroundTerminals/clean", ThreadIdParams(thread_id=thread_id)
-            )
-            if response.error is not None:
-                kind = classify_error(response.error.message)
-                logger.warning("worker %d: clean failed (%s)", self.worker_id, kind)
-
-    async def _with_background(self, done: JobDone) -> JobDone:
-        """`done`, its text saying which commands still run after the turn."""
-        with trio.move_on_after(BACKGROUND_LIST_TIMEOUT):
-            running = await self.background_terminals(done.thread_id)
-            if running:
-                self._snapshot()  # they may outlive this process: remember their pids
-                return msgspec.structs.replace(done, text=done.text + background_note(running))
-        return done
+        return await self._threads.background_terminals(thread_id)
 
     def _outcome(self, call: _Call, thread_id: str) -> JobOutcome:
         translator = call.translator
@@ -595,21 +507,7 @@ class CodexAppServer:
                 if response.error is not None:
                     logger.info("worker %d: %s", self.worker_id, _error_text(response.error))
                 await call.done.wait()
-        await self.stop_background(thread_id)
-        await self._stop_orphans(before)
-
-    async def _stop_orphans(self, before: set[int]) -> None:
-        """Kill the commands that escaped the server's tree (a ``setsid`` child whose shell
-        ``clean`` killed is re-parented to us, §8): a cancel leaves no process behind."""
-        known = before | self._snapshot()
-        for _ in range(ORPHAN_CHECKS):
-            await trio.sleep(ORPHAN_INTERVAL)  # the killed shells' children re-parent
-            known |= self._snapshot()
-            killed = await kill_orphans(self.pid, known)
-            if killed:
-                logger.info("worker %d: stopped %d orphaned commands", self.worker_id, len(killed))
-            else:
-                return
+        await self._threads.stop_commands(thread_id, before=before, snapshot=self._snapshot)
 
     async def kill(self) -> None:
         """Kill the server and every process it started (shielded, bounded)."""
@@ -626,25 +524,6 @@ class CodexAppServer:
             await kill_tree(self.pid, known=started | self._snapshot())
             with trio.move_on_after(GRACEFUL_EXIT):
                 await self._process.wait()
-
-
-def instructions_preamble(instructions: str, prompt: str) -> str:
-    """The prompt with the role's developer instructions ahead of it: a resumed thread keeps
-    the ones it was started with (§9), and a thread changing roles needs the new ones."""
-    return (
-        "<developer_instructions>\nFrom now on, follow these instructions (they replace "
-        f"earlier ones):\n{instructions}\n</developer_instructions>\n\n{prompt}"
-    )
-
-
-def background_note(running: Sequence[BackgroundTerminal]) -> str:
-    """The line added to an answer when commands still run after the turn."""
-    shown = ", ".join(f"`{command_text(t.command)[:80]}`" for t in running[:3])
-    more = f" and {len(running) - 3} more" if len(running) > 3 else ""
-    return (
-        f"\n\n⏳ Still running in the background: {shown}{more}. /cancel or /new stops them "
-        "(so does a restart of the worker)."
-    )
 
 
 def _error_text(error: RpcError | None) -> str:

@@ -1,9 +1,14 @@
 """Inbound Bot API types: only the fields we use, tolerant of fields Telegram adds later.
 
 Decoded at the edge (the poller), one update at a time, so a single update that does not
-decode is skipped without holding back the others. `to_router_message` turns a decoded
-update into the router's `RouterMsg`, resolving commands from ``bot_command`` entities
-(the Bot API counts their offsets and lengths in UTF-16 code units).
+decode is skipped without holding back the others. Every kind of message decodes: content
+other than text (a photo, a file, a voice note, a sticker, a poll...) is recognised by its
+field (`content_kind`, kept raw: only its presence is read), and service messages (members
+joined, a pin, a forum topic opened) are dropped here without an answer.
+
+`to_router_message` turns a decoded update into the router's `RouterMsg`, resolving commands
+from ``bot_command`` entities (the Bot API counts their offsets and lengths in UTF-16 code
+units).
 
 Every Bot API body is decoded with `decode_json`, which survives any nesting depth (see
 there): a body nested too deep for the decoder must not crash the poller into a restart loop.
@@ -19,13 +24,16 @@ import msgspec
 from orchestrator.messages import (
     BotMembershipChanged,
     ChatType,
+    ContentKind,
     InboundCallback,
     InboundMessage,
     RouterMsg,
 )
 
 __all__ = [
+    "CONTENT_FIELDS",
     "MAX_JSON_DEPTH",
+    "SERVICE_FIELDS",
     "CallbackQuery",
     "Chat",
     "ChatMemberUpdated",
@@ -35,6 +43,7 @@ __all__ = [
     "Update",
     "UpdateId",
     "User",
+    "content_kind",
     "decode_json",
     "decode_update",
     "decode_update_id",
@@ -50,6 +59,85 @@ T = TypeVar("T")
 MAX_JSON_DEPTH: Final = 64
 """Nesting kept when a body is too deep to decode: Bot API objects nest about ten levels (an
 update, its message, the message it replies to, their entities), far below this."""
+
+CONTENT_FIELDS: Final[tuple[ContentKind, ...]] = (
+    "animation",  # before document: a GIF carries both
+    "paid_media",
+    "photo",
+    "video",
+    "video_note",
+    "voice",
+    "audio",
+    "document",
+    "sticker",
+    "story",
+    "checklist",
+    "venue",  # before location: a venue carries both
+    "location",
+    "contact",
+    "poll",
+    "dice",
+    "game",
+    "invoice",
+    "giveaway",
+    "giveaway_winners",
+)
+"""``Message`` fields that carry content other than text (Bot API 9), in the order they are
+recognised; each is named as its `ContentKind`."""
+
+SERVICE_FIELDS: Final = (
+    "new_chat_members",
+    "left_chat_member",
+    "new_chat_title",
+    "new_chat_photo",
+    "delete_chat_photo",
+    "group_chat_created",
+    "supergroup_chat_created",
+    "channel_chat_created",
+    "message_auto_delete_timer_changed",
+    "migrate_to_chat_id",
+    "migrate_from_chat_id",
+    "pinned_message",
+    "successful_payment",
+    "refunded_payment",
+    "users_shared",
+    "chat_shared",
+    "gift",
+    "unique_gift",
+    "connected_website",
+    "write_access_allowed",
+    "passport_data",
+    "proximity_alert_triggered",
+    "boost_added",
+    "chat_background_set",
+    "checklist_tasks_done",
+    "checklist_tasks_added",
+    "direct_message_price_changed",
+    "forum_topic_created",
+    "forum_topic_edited",
+    "forum_topic_closed",
+    "forum_topic_reopened",
+    "general_forum_topic_hidden",
+    "general_forum_topic_unhidden",
+    "giveaway_created",
+    "giveaway_completed",
+    "paid_message_price_changed",
+    "suggested_post_approved",
+    "suggested_post_approval_failed",
+    "suggested_post_declined",
+    "suggested_post_paid",
+    "suggested_post_refunded",
+    "video_chat_scheduled",
+    "video_chat_started",
+    "video_chat_ended",
+    "video_chat_participants_invited",
+    "web_app_data",
+)
+"""``Message`` fields of service messages (Bot API 9): members joined or left, a pin, a forum
+topic opened, a payment... Such a message is dropped silently (`to_router_message` gives None)."""
+
+_ABSENT: Final = msgspec.Raw()
+"""The value of a raw field the message does not have."""
 
 _JSON_TOKEN: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
 """A JSON string (skipped whole, brackets inside it are text) or one bracket."""
@@ -105,14 +193,79 @@ class Message(msgspec.Struct, frozen=True):
     caption: str | None = None
     entities: tuple[MessageEntity, ...] = ()
     caption_entities: tuple[MessageEntity, ...] = ()
-    photo: tuple[msgspec.Raw, ...] = ()
-    document: msgspec.Raw | None = None
-    sticker: msgspec.Raw | None = None
-    voice: msgspec.Raw | None = None
-    video: msgspec.Raw | None = None
-    audio: msgspec.Raw | None = None
     forward_origin: MessageOrigin | None = None
     via_bot: User | None = None
+    # Content other than text (`CONTENT_FIELDS`): only its presence is read, so each is kept
+    # raw, whatever shape Telegram gives it (msgspec cannot decode ``Raw | None``: an object
+    # there failed the whole update, "Expected `null`, got `object`").
+    animation: msgspec.Raw = _ABSENT
+    audio: msgspec.Raw = _ABSENT
+    checklist: msgspec.Raw = _ABSENT
+    contact: msgspec.Raw = _ABSENT
+    dice: msgspec.Raw = _ABSENT
+    document: msgspec.Raw = _ABSENT
+    game: msgspec.Raw = _ABSENT
+    giveaway: msgspec.Raw = _ABSENT
+    giveaway_winners: msgspec.Raw = _ABSENT
+    invoice: msgspec.Raw = _ABSENT
+    location: msgspec.Raw = _ABSENT
+    paid_media: msgspec.Raw = _ABSENT
+    photo: msgspec.Raw = _ABSENT
+    poll: msgspec.Raw = _ABSENT
+    sticker: msgspec.Raw = _ABSENT
+    story: msgspec.Raw = _ABSENT
+    venue: msgspec.Raw = _ABSENT
+    video: msgspec.Raw = _ABSENT
+    video_note: msgspec.Raw = _ABSENT
+    voice: msgspec.Raw = _ABSENT
+    # Service messages (`SERVICE_FIELDS`): something happened in the chat; nobody asked for
+    # anything, so they are dropped without an answer.
+    new_chat_members: msgspec.Raw = _ABSENT
+    left_chat_member: msgspec.Raw = _ABSENT
+    new_chat_title: msgspec.Raw = _ABSENT
+    new_chat_photo: msgspec.Raw = _ABSENT
+    delete_chat_photo: msgspec.Raw = _ABSENT
+    group_chat_created: msgspec.Raw = _ABSENT
+    supergroup_chat_created: msgspec.Raw = _ABSENT
+    channel_chat_created: msgspec.Raw = _ABSENT
+    message_auto_delete_timer_changed: msgspec.Raw = _ABSENT
+    migrate_to_chat_id: msgspec.Raw = _ABSENT
+    migrate_from_chat_id: msgspec.Raw = _ABSENT
+    pinned_message: msgspec.Raw = _ABSENT
+    successful_payment: msgspec.Raw = _ABSENT
+    refunded_payment: msgspec.Raw = _ABSENT
+    users_shared: msgspec.Raw = _ABSENT
+    chat_shared: msgspec.Raw = _ABSENT
+    gift: msgspec.Raw = _ABSENT
+    unique_gift: msgspec.Raw = _ABSENT
+    connected_website: msgspec.Raw = _ABSENT
+    write_access_allowed: msgspec.Raw = _ABSENT
+    passport_data: msgspec.Raw = _ABSENT
+    proximity_alert_triggered: msgspec.Raw = _ABSENT
+    boost_added: msgspec.Raw = _ABSENT
+    chat_background_set: msgspec.Raw = _ABSENT
+    checklist_tasks_done: msgspec.Raw = _ABSENT
+    checklist_tasks_added: msgspec.Raw = _ABSENT
+    direct_message_price_changed: msgspec.Raw = _ABSENT
+    forum_topic_created: msgspec.Raw = _ABSENT
+    forum_topic_edited: msgspec.Raw = _ABSENT
+    forum_topic_closed: msgspec.Raw = _ABSENT
+    forum_topic_reopened: msgspec.Raw = _ABSENT
+    general_forum_topic_hidden: msgspec.Raw = _ABSENT
+    general_forum_topic_unhidden: msgspec.Raw = _ABSENT
+    giveaway_created: msgspec.Raw = _ABSENT
+    giveaway_completed: msgspec.Raw = _ABSENT
+    paid_message_price_changed: msgspec.Raw = _ABSENT
+    suggested_post_approved: msgspec.Raw = _ABSENT
+    suggested_post_approval_failed: msgspec.Raw = _ABSENT
+    suggested_post_declined: msgspec.Raw = _ABSENT
+    suggested_post_paid: msgspec.Raw = _ABSENT
+    suggested_post_refunded: msgspec.Raw = _ABSENT
+    video_chat_scheduled: msgspec.Raw = _ABSENT
+    video_chat_started: msgspec.Raw = _ABSENT
+    video_chat_ended: msgspec.Raw = _ABSENT
+    video_chat_participants_invited: msgspec.Raw = _ABSENT
+    web_app_data: msgspec.Raw = _ABSENT
 
 
 class CallbackQuery(msgspec.Struct, frozen=True):
@@ -299,18 +452,32 @@ def quoted_from(message: Message) -> str | None:
     return None
 
 
-def _content_kind(message: Message) -> str:
-    for kind in ("photo", "document", "sticker", "voice", "video", "audio"):
-        if getattr(message, kind):
+def content_kind(message: Message) -> ContentKind | None:
+    """What `message` carries: its first field of `CONTENT_FIELDS`, else ``text``; None for a
+    service message (`SERVICE_FIELDS`); ``other`` for a message with none of these (content
+    Telegram added after this list: it is answered, not dropped)."""
+    for kind in CONTENT_FIELDS:
+        if _present(getattr(message, kind)):
             return kind
-    return "text" if message.text is not None else "other"
+    if message.text is not None:
+        return "text"
+    if any(_present(getattr(message, name)) for name in SERVICE_FIELDS):
+        return None
+    return "other"
+
+
+def _present(value: msgspec.Raw) -> bool:
+    return len(value) > 0 and not (len(value) == 4 and bytes(value) == b"null")
 
 
 def to_router_message(update: Update, bot_username: str) -> RouterMsg | None:
     """The router's view of `update`, or None when it is not for us (another bot's command,
-    a callback without a message, an update kind we do not handle)."""
+    a service message, a callback without a message, an update kind we do not handle)."""
     message = update.message or update.edited_message
     if message is not None:
+        kind = content_kind(message)
+        if kind is None:
+            return None  # a service message: nothing to answer
         text = message.text if message.text is not None else message.caption
         entities = message.entities if message.text is not None else message.caption_entities
         command: str | None = None
@@ -340,7 +507,7 @@ def to_router_message(update: Update, bot_username: str) -> RouterMsg | None:
             command=command,
             command_args=arguments,
             edited=update.message is None,
-            content_kind=_content_kind(message),
+            content_kind=kind,
             date=message.date,
             quoted_from=quoted,
         )

@@ -58,10 +58,10 @@ class Bot:
 
     # -------------------------------------------------------------- driving
 
-    async def say(self, user: int, text: str, *, chat: int | None = None, **kw) -> None:
+    async def say(self, user: int, text: str | None, *, chat: int | None = None, **kw) -> None:
         command = None
         args = ""
-        if text.startswith("/"):
+        if text is not None and text.startswith("/"):
             head, _, args = text[1:].partition(" ")
             command = head.lower()
         assert self.inbox is not None
@@ -430,7 +430,7 @@ async def test_every_command(tmp_path: Path, autojump_clock: trio.testing.MockCl
                 content_kind="sticker",
             )
         )
-        await bot.wait_reply(ALICE, "only work with text")
+        await bot.wait_reply(ALICE, "You sent a sticker, but I can only read text for now")
     state = (await bot.store.load(SessionKey(ALICE, ALICE))).state
     assert state is not None
     assert (state.profile, state.mode) == ("other", "plan")
@@ -704,7 +704,7 @@ async def test_a_crashed_chat_is_reset_and_recreated(
 ) -> None:
     from actors import chat
 
-    original = chat._Chat.on_text
+    original = chat.Chat.on_text
     calls = {"n": 0}
 
     async def exploding(self, text: str) -> None:
@@ -713,7 +713,7 @@ async def test_a_crashed_chat_is_reset_and_recreated(
             raise RuntimeError("bug in the chat")
         await original(self, text)
 
-    monkeypatch.setattr(chat._Chat, "on_text", exploding)
+    monkeypatch.setattr(chat.Chat, "on_text", exploding)
     async with running_bot(tmp_path) as bot:
         await bot.say(ALICE, "first")
         await bot.wait_reply(ALICE, "session was reset")
@@ -730,7 +730,7 @@ async def test_slow_chat_never_blocks_the_router(
 ) -> None:
     from actors import chat
 
-    original = chat._Chat.handle
+    original = chat.Chat.handle
     gate = trio.Event()
 
     async def stuck(self, message) -> None:
@@ -738,7 +738,7 @@ async def test_slow_chat_never_blocks_the_router(
             await gate.wait()
         await original(self, message)
 
-    monkeypatch.setattr(chat._Chat, "handle", stuck)
+    monkeypatch.setattr(chat.Chat, "handle", stuck)
     async with running_bot(tmp_path) as bot:
         for n in range(router.CHAT_INBOX_SIZE + 3):
             await bot.say(ALICE, f"flood {n}")
@@ -934,3 +934,35 @@ async def test_a_request_killed_mid_run_is_offered_again_never_rerun_by_itself(
     state = (await store.load(key)).state
     assert state is not None
     assert (state.running, state.interrupted) == (None, None)
+
+
+async def test_a_message_that_is_not_text_is_answered_once_and_never_run(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A voice note, a file and a captioned photo each get one answer saying why they are not
+    used; the caption does not reach Codex without its picture (nor does a command in it)."""
+    async with running_bot(tmp_path) as bot:
+        await bot.wait(lambda: len(bot.fakes.started) == 2)
+        await bot.say(ALICE, None, content_kind="voice")
+        await bot.wait_reply(ALICE, "You sent a voice note, but I can only read text for now")
+        await bot.say(ALICE, None, content_kind="document")
+        await bot.wait_reply(ALICE, "You sent a file, but")
+        await bot.say(ALICE, "fix the layout shown here", content_kind="photo")
+        await bot.wait_reply(ALICE, "So your caption was not run either")
+        await bot.say(ALICE, "/new", content_kind="photo")
+        await bot.wait_reply(ALICE, "So your caption was not run either", count=2)
+        await bot.say(ALICE, None, content_kind="other")
+        await bot.wait_reply(ALICE, "You sent a kind of message I can't read")
+        await bot.say(ALICE, "now as text")
+        await bot.wait_reply(ALICE, "FAKE: now as text")
+    calls = [str(c) for p in bot.fakes.started for c in p.calls]
+    assert any("now as text" in c for c in calls)
+    assert not any("layout" in c for c in calls)
+    assert len(bot.replies(ALICE)) == 6
+    assert bot.replies(ALICE)[2] == (
+        "I can only read text for now: photos, files and voice notes are not passed to Codex "
+        "yet. So your caption was not run either: Codex would have worked without the photo. "
+        "Send your request as text (describe what the photo shows, or paste its text)."
+    )
+    kinds = [t.detail for t in bot.traces if t.outcome == "not_text"]
+    assert kinds == ["voice", "document", "photo", "photo", "other"]

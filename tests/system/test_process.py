@@ -350,6 +350,48 @@ async def test_forwarded_and_via_bot_text_reaches_codex_as_quoted_content(tmp_pa
     ]
 
 
+async def test_a_file_a_voice_note_a_sticker_and_a_captioned_photo_are_each_answered(
+    tmp_path: Path,
+) -> None:
+    """Each decodes through the real poller and gets one answer saying why it is not used; the
+    photo's caption does not reach Codex; the text after them runs."""
+    fake = FakeCodex(tmp_path / "codex")
+    media: list[dict[str, Any]] = [
+        {"document": {"file_name": "trace.log", "file_id": "BQAC", "file_unique_id": "u1"}},
+        {"voice": {"duration": 3, "mime_type": "audio/ogg", "file_id": "AwAC"}},
+        {"sticker": {"width": 512, "height": 512, "emoji": "👍", "type": "regular"}},
+        {
+            "photo": [{"file_id": "AgAD", "file_unique_id": "u2", "width": 90, "height": 67}],
+            "caption": "fix the layout in this screenshot",
+        },
+    ]
+    with trio.fail_after(CEILING):
+        async with (
+            open_fake_telegram(TOKEN) as tg,
+            running(write_config(tmp_path, tg.base_url, fake), TOKEN) as bot,
+        ):
+            await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+            for extra in media:
+                answered = len(tg.sent_texts(ALICE))
+                tg.push_message(chat_id=ALICE, user_id=ALICE, extra=extra)
+                await tg.wait_for(lambda t: len(t.sent_texts(ALICE)) > answered)  # noqa: B023
+            tg.push_message(chat_id=ALICE, user_id=ALICE, text="the layout bug, in words")
+            await tg.wait_for(
+                lambda t: any("the layout bug, in words" in x for x in t.sent_texts(ALICE))
+            )
+            bot.process.send_signal(signal.SIGTERM)
+    assert bot.process.returncode == 0, bot.text()
+    answers = tg.sent_texts(ALICE)[:4]
+    assert answers[0].startswith("You sent a file, but I can only read text for now")
+    assert answers[1].startswith("You sent a voice note, but")
+    assert answers[2].startswith("You sent a sticker, but")
+    assert (
+        "your caption was not run either: Codex would have worked without the photo" in (answers[3])
+    )
+    assert not codex_calls(fake, "screenshot")
+    assert codex_calls(fake, "the layout bug, in words")
+
+
 async def test_the_app_server_backend_as_a_process(tmp_path: Path) -> None:
     """``backend = "app-server"`` with the fake app-server: a reply, a command left running in
     the background named in the answer and stopped by /cancel, no token in the workers, and

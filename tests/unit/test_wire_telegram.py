@@ -1,16 +1,26 @@
-"""Bot API decoding: tolerant of what Telegram adds, and of bodies nested past the decoder."""
+"""Bot API decoding: tolerant of what Telegram adds, and of bodies nested past the decoder;
+every kind of message decodes and says what it is."""
 
 from __future__ import annotations
+
+import json
+from typing import get_args
 
 import msgspec
 import pytest
 
+from orchestrator.messages import ContentKind, InboundMessage
 from orchestrator.wire.telegram import (
+    CONTENT_FIELDS,
     MAX_JSON_DEPTH,
+    SERVICE_FIELDS,
+    Message,
+    content_kind,
     decode_json,
     decode_update,
     decode_update_id,
     prune_json,
+    to_router_message,
 )
 
 DEEP = 100_000
@@ -61,3 +71,198 @@ def test_a_deep_field_we_do_not_read_does_not_spoil_the_update() -> None:
     update = decode_update(raw)
     assert update.message is not None
     assert update.message.text == "hi"
+
+
+# ---------------------------------------------------------------- every kind of message
+
+PHOTO_SIZE = {"file_id": "AgAD", "file_unique_id": "AQAD", "width": 90, "height": 67}
+ALICE_FROM = {"id": 42, "is_bot": False, "first_name": "Alice", "username": "alice"}
+
+CONTENT: dict[str, dict[str, object]] = {
+    "photo": {"photo": [PHOTO_SIZE, {**PHOTO_SIZE, "width": 1280, "file_size": 91_000}]},
+    "document": {
+        "document": {
+            "file_name": "trace.log",
+            "mime_type": "text/plain",
+            "file_id": "BQAC",
+            "file_unique_id": "AgAD",
+            "file_size": 1234,
+            "thumbnail": PHOTO_SIZE,
+        }
+    },
+    "audio": {"audio": {"duration": 187, "performer": "X", "title": "Y", "file_id": "CQ"}},
+    "voice": {
+        "voice": {
+            "duration": 4,
+            "mime_type": "audio/ogg",
+            "file_id": "AwAC",
+            "file_unique_id": "AgAD",
+            "file_size": 17_000,
+        }
+    },
+    "video": {"video": {"duration": 9, "width": 720, "height": 1280, "file_id": "BAAC"}},
+    "video_note": {"video_note": {"duration": 6, "length": 384, "file_id": "DQAC"}},
+    "animation": {  # a GIF comes with `document` too
+        "animation": {"file_name": "a.mp4", "duration": 2, "file_id": "CgAC"},
+        "document": {"file_name": "a.mp4", "file_id": "CgAC"},
+    },
+    "sticker": {
+        "sticker": {
+            "width": 512,
+            "height": 512,
+            "emoji": "👍",
+            "set_name": "Set",
+            "is_animated": False,
+            "is_video": False,
+            "type": "regular",
+            "file_id": "CAAC",
+        }
+    },
+    "contact": {"contact": {"phone_number": "+10000000", "first_name": "Bob", "user_id": 7}},
+    "location": {"location": {"latitude": 52.52, "longitude": 13.405}},
+    "venue": {  # a venue comes with `location` too
+        "venue": {
+            "location": {"latitude": 52.52, "longitude": 13.405},
+            "title": "Cafe",
+            "address": "Main St 1",
+        },
+        "location": {"latitude": 52.52, "longitude": 13.405},
+    },
+    "poll": {
+        "poll": {
+            "id": "5",
+            "question": "Ship it?",
+            "options": [{"text": "yes", "voter_count": 0}, {"text": "no", "voter_count": 0}],
+            "total_voter_count": 0,
+            "is_closed": False,
+            "is_anonymous": True,
+            "type": "regular",
+            "allows_multiple_answers": False,
+        }
+    },
+    "dice": {"dice": {"emoji": "🎲", "value": 4}},
+    "game": {"game": {"title": "G", "description": "d", "photo": [PHOTO_SIZE]}},
+    "story": {"story": {"chat": {"id": 9, "type": "private"}, "id": 3}},
+    "invoice": {
+        "invoice": {
+            "title": "T",
+            "description": "D",
+            "start_parameter": "s",
+            "currency": "XTR",
+            "total_amount": 1,
+        }
+    },
+    "giveaway": {
+        "giveaway": {
+            "chats": [{"id": -100, "type": "channel"}],
+            "winners_selection_date": 1,
+            "winner_count": 1,
+        }
+    },
+    "giveaway_winners": {
+        "giveaway_winners": {
+            "chat": {"id": -100, "type": "channel"},
+            "giveaway_message_id": 1,
+            "winners_selection_date": 1,
+            "winner_count": 1,
+            "winners": [ALICE_FROM],
+        }
+    },
+    "paid_media": {
+        "paid_media": {"star_count": 5, "paid_media": [{"type": "preview", "width": 1}]}
+    },
+    "checklist": {"checklist": {"title": "Todo", "tasks": [{"id": 1, "text": "a"}]}},
+}
+
+SERVICE: dict[str, dict[str, object]] = {
+    "new_chat_members": {"new_chat_members": [ALICE_FROM], "new_chat_member": ALICE_FROM},
+    "left_chat_member": {"left_chat_member": ALICE_FROM},
+    "pinned_message": {
+        "pinned_message": {"message_id": 5, "date": 1, "chat": {"id": -100, "type": "supergroup"}}
+    },
+    "forum_topic_created": {
+        "forum_topic_created": {"name": "Bugs", "icon_color": 7322096},
+        "message_thread_id": 77,
+        "is_topic_message": True,
+    },
+    "forum_topic_closed": {"forum_topic_closed": {}},
+    "new_chat_title": {"new_chat_title": "Team"},
+    "group_chat_created": {"group_chat_created": True},
+    "migrate_to_chat_id": {"migrate_to_chat_id": -1001234567890},
+    "message_auto_delete_timer_changed": {
+        "message_auto_delete_timer_changed": {"message_auto_delete_time": 86400}
+    },
+    "video_chat_started": {"video_chat_started": {}},
+    "write_access_allowed": {"write_access_allowed": {"from_request": True}},
+    "boost_added": {"boost_added": {"boost_count": 1}},
+}
+
+
+def message_update(fields: dict[str, object], *, edited: bool = False) -> bytes:
+    message = {
+        "message_id": 11,
+        "date": 1_760_000_000,
+        "chat": {"id": -100500, "type": "supergroup", "title": "Team"},
+        "from": ALICE_FROM,
+        **fields,
+    }
+    return json.dumps({"update_id": 9, "edited_message" if edited else "message": message}).encode()
+
+
+@pytest.mark.parametrize("kind", sorted(CONTENT))
+def test_every_kind_of_content_decodes_and_says_what_it_is(kind: str) -> None:
+    routed = to_router_message(decode_update(message_update(CONTENT[kind])), "OurBot")
+    assert isinstance(routed, InboundMessage)
+    assert (routed.content_kind, routed.text, routed.user_id) == (kind, None, 42)
+
+
+def test_the_kinds_are_the_wire_fields() -> None:
+    assert set(CONTENT) == set(CONTENT_FIELDS) == set(get_args(ContentKind)) - {"text", "other"}
+    assert set(SERVICE) <= set(SERVICE_FIELDS)
+    assert set(CONTENT_FIELDS) | set(SERVICE_FIELDS) <= set(Message.__struct_fields__)
+
+
+def test_a_document_no_longer_fails_the_update() -> None:
+    """The issue: ``Expected `null`, got `object` - at `$.message.document``."""
+    update = decode_update(message_update(CONTENT["document"]))
+    assert update.message is not None
+    assert content_kind(update.message) == "document"
+
+
+def test_a_captioned_photo_keeps_its_caption_as_text_and_says_it_is_a_photo() -> None:
+    fields = {
+        **CONTENT["photo"],
+        "caption": "/new fix what is shown",
+        "caption_entities": [{"type": "bot_command", "offset": 0, "length": 4}],
+    }
+    routed = to_router_message(decode_update(message_update(fields)), "OurBot")
+    assert isinstance(routed, InboundMessage)
+    assert (routed.content_kind, routed.text) == ("photo", "/new fix what is shown")
+
+
+def test_an_edited_photo_is_an_edit() -> None:
+    routed = to_router_message(
+        decode_update(message_update({**CONTENT["photo"], "caption": "x"}, edited=True)), "OurBot"
+    )
+    assert isinstance(routed, InboundMessage)
+    assert routed.edited
+    assert routed.content_kind == "photo"
+
+
+@pytest.mark.parametrize("kind", sorted(SERVICE))
+def test_service_messages_decode_and_are_dropped(kind: str) -> None:
+    update = decode_update(message_update(SERVICE[kind]))
+    assert update.message is not None
+    assert content_kind(update.message) is None
+    assert to_router_message(update, "OurBot") is None
+
+
+def test_text_is_text_and_an_unknown_kind_is_other() -> None:
+    text = to_router_message(decode_update(message_update({"text": "hello"})), "OurBot")
+    assert isinstance(text, InboundMessage)
+    assert (text.content_kind, text.text) == ("text", "hello")
+    future = to_router_message(
+        decode_update(message_update({"hologram": {"file_id": "x"}})), "OurBot"
+    )
+    assert isinstance(future, InboundMessage)
+    assert (future.content_kind, future.text) == ("other", None)

@@ -1,0 +1,182 @@
+"""The chat's commands: /start and /help, /mode, /new, /cancel, /profile and /status.
+
+This module owns what each command does to a chat's session (`actors.chat.Chat`: its mode,
+profile, Codex thread binding and queue) and the words it answers with, including the /status
+text and its one line of Codex capacity. `cancel` also serves the Cancel button. The chat
+actor traces the command and routes it here; everything below runs in the chat's nursery.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import TYPE_CHECKING, Final, Literal
+
+import msgspec
+import trio
+
+from actors import chat_texts
+from actors.chat_request import phase_words
+from orchestrator.messages import TraceRecord
+
+if TYPE_CHECKING:
+    from actors.chat import Chat
+    from orchestrator.ports import PoolStatistics
+
+__all__ = ["cancel", "on_command", "release_thread", "status_text"]
+
+_WORKER_STATES: Final = ("idle", "busy", "starting", "draining", "dead")
+"""Worker states in the order /status lists them."""
+
+
+async def on_command(chat: Chat, name: str, args: str) -> None:
+    """Carry out the command `name` (lower-case, without ``/``) with its arguments `args`."""
+    argument = args.strip()
+    match name:
+        case "start" | "help":
+            await chat.out.say(chat_texts.HELP)
+        case "mode":
+            await _mode(chat, argument.lower())
+        case "new":
+            await _new(chat)
+        case "status":
+            await chat.out.say(status_text(chat), plain=True)
+        case "cancel":
+            await cancel(chat, "/cancel")
+        case "profile":
+            await _profile(chat, argument)
+        case _:
+            await chat.out.say(chat_texts.unknown_command(name), plain=True)
+
+
+async def _mode(chat: Chat, argument: str) -> None:
+    if argument not in ("single", "plan"):
+        await chat.out.say(chat_texts.not_a_mode(argument, chat.state.mode), plain=True)
+        return
+    mode: Literal["single", "plan"] = "single" if argument == "single" else "plan"
+    chat.state = msgspec.structs.replace(chat.state, mode=mode)
+    await chat.save()
+    suffix = " (from the next request)" if chat.request is not None else ""
+    await chat.out.say(f"Mode set to {mode}{suffix}.", plain=True)
+
+
+async def _new(chat: Chat) -> None:
+    if chat.request is not None:
+        await chat.out.say("A request is running; /cancel it first, then /new.", plain=True)
+        return
+    await release_thread(chat)
+    chat.state = msgspec.structs.replace(
+        chat.state, developer_thread_id=None, developer_worker_id=None, summary=""
+    )
+    await chat.save()
+    await chat.out.say(
+        "Started a new conversation: the next message opens a fresh Codex thread.", plain=True
+    )
+
+
+async def release_thread(chat: Chat) -> None:
+    """Stop what the conversation's Codex thread left running (``/cancel`` with nothing
+    running, ``/new``, a profile switch)."""
+    if chat.state.developer_thread_id is not None:
+        await chat.deps.pool.release(chat.state.developer_thread_id, chat.state.developer_worker_id)
+
+
+async def cancel(chat: Chat, reason: str) -> None:
+    request = chat.request
+    if request is None:
+        await release_thread(chat)  # commands the last turn left running stop too
+        if chat.state.queue or chat.batch:
+            dropped = len(chat.state.queue) + (1 if chat.batch else 0)
+            chat.batch = []
+            chat.batch_due = math.inf
+            chat.state = msgspec.structs.replace(chat.state, queue=())
+            await chat.save()
+            await chat.out.say(
+                f"Nothing was running; dropped {chat_texts.plural(dropped, 'queued message')}.",
+                plain=True,
+            )
+        else:
+            await chat.out.say("Nothing is running.", plain=True)
+        return
+    if request.cancel(reason):
+        chat.out.trace(TraceRecord(event="cancel", detail=reason))
+
+
+async def _profile(chat: Chat, argument: str) -> None:
+    names = list(chat.config.profiles)
+    if not argument or argument == "list":
+        lines = [
+            f"{'•' if name == chat.state.profile else '◦'} {name}: "
+            f"{chat.config.profiles[name].working_directory}"
+            + (" (active)" if name == chat.state.profile else "")
+            for name in names
+        ]
+        await chat.out.say("Profiles:\n" + "\n".join(lines), plain=True)
+        return
+    if argument not in chat.config.profiles:
+        await chat.out.say(
+            f"No profile named {argument!r}. Profiles: {', '.join(names)}", plain=True
+        )
+        return
+    if chat.request is not None:
+        await chat.out.say(
+            "Can't switch profiles while a request runs; /cancel it first.", plain=True
+        )
+        return
+    profile = chat.config.profiles[argument]
+    await release_thread(chat)
+    chat.state = msgspec.structs.replace(
+        chat.state,
+        profile=argument,
+        mode=profile.default_mode,
+        developer_thread_id=None,
+        developer_worker_id=None,
+        summary="",
+    )
+    await chat.save()
+    await chat.out.say(
+        f"Switched to profile {argument} ({profile.working_directory}), mode "
+        f"{profile.default_mode}. The next message starts a new Codex thread.",
+        plain=True,
+    )
+
+
+def status_text(chat: Chat) -> str:
+    lines = [
+        f"Mode: {chat.state.mode}",
+        f"Profile: {chat.state.profile}",
+        f"Working directory: {chat.profile.working_directory}",
+    ]
+    request = chat.request
+    worker = chat.state.developer_worker_id
+    if request is None:
+        lines.append("State: idle")
+    else:
+        progress = request.progress
+        elapsed = chat_texts.format_duration(trio.current_time() - request.started)
+        phase = phase_words(progress.phase, progress.detail)
+        lines.append(f"State: {phase}, running for {elapsed}")
+        if progress.worker is not None:
+            worker = progress.worker
+    lines.append(f"Queue: {len(chat.state.queue)}")
+    lines.append(f"Worker: {worker if worker is not None else '-'}")
+    usage = chat.state.last_usage
+    if usage is not None:
+        lines.append(
+            f"Last run tokens: {usage.input_tokens:,} in ({usage.cached_input_tokens:,} cached)"
+            f", {usage.output_tokens:,} out"
+        )
+    counters = chat.state.counters
+    lines.append(
+        f"Runs: {counters.runs} ({counters.failures} failed, {counters.cancels} cancelled)"
+    )
+    lines.append(_pool_line(chat.deps.pool.statistics()))
+    return "\n".join(lines)
+
+
+def _pool_line(stats: PoolStatistics) -> str:
+    """The bot's Codex capacity in one line: a phone user can tell "busy" from "broken"."""
+    counts = Counter(worker.state for worker in stats.workers)
+    states = ", ".join(f"{counts[state]} {state}" for state in _WORKER_STATES if counts[state])
+    waiting = f"; {chat_texts.plural(stats.waiting, 'request')} waiting" if stats.waiting else ""
+    return f"Codex workers: {states or 'none'}{waiting}"

@@ -1,0 +1,109 @@
+"""What a workflow says when a role's Codex call failed.
+
+This module owns the failure texts of both workflows (`failure_text`: what happened and what
+to do, in people's words, naming the phase and round) and the `WorkflowResult` a failed role
+call ends its workflow with (`failed_result`). The sequencing that decides when a failure ends
+a workflow stays in `actors.workflows`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, assert_never
+
+from orchestrator.workflow_types import WorkflowResult
+
+if TYPE_CHECKING:
+    from orchestrator.workflow_types import (
+        Mode,
+        Phase,
+        RoleFailed,
+        SelectorDecision,
+        TokenUsage,
+        Verdict,
+    )
+
+__all__ = ["failed_result", "failure_text"]
+
+
+def _doing(mode: Mode, phase: Phase, round_number: int | None) -> str:
+    """What the workflow was doing, in people's words."""
+    if mode == "single":
+        return "working on your request"
+    rounds = f" (round {round_number})" if round_number is not None else ""
+    match phase:
+        case "selecting":
+            return "deciding how to handle your request"
+        case "planning":
+            return "writing the plan"
+        case "developing":
+            return "carrying out the plan" + rounds
+        case "reviewing":
+            return "reviewing the work" + rounds
+        case _:
+            assert_never(phase)
+
+
+def _sentence(text: str) -> str:
+    text = text.strip().rstrip(".")
+    return (text[:1].upper() + text[1:] + ".") if text else ""
+
+
+def failure_text(*, mode: Mode, phase: Phase, round_number: int | None, failure: RoleFailed) -> str:
+    """What the user reads when a role's Codex call failed: what happened, what to do."""
+    match failure.failure:
+        case "codex_error":
+            why = f"Codex reported an error: {_sentence(failure.message)}"
+        case "worker_died":
+            why = "The Codex process working on it stopped unexpectedly."
+            if "another request" in failure.message:
+                why = _sentence(failure.message.split(";")[0])
+        case "timeout" | "stalled":
+            why = _sentence(failure.message) or "Codex took too long, so it was stopped."
+        case _:
+            why = _sentence(failure.message)
+    return f"❌ Codex failed while {_doing(mode, phase, round_number)}. {why}".strip()
+
+
+def failed_result(
+    *,
+    mode: Mode,
+    phase: Phase,
+    round_number: int | None,
+    failure: RoleFailed,
+    usage: TokenUsage,
+    developer_thread_id: str | None,
+    developer_worker_id: int | None,
+    files_changed: tuple[str, ...] = (),
+    selector: SelectorDecision | None = None,
+    plan: str | None = None,
+    verdict: Verdict | None = None,
+) -> WorkflowResult:
+    error = f"{failure.message} ({failure.failure})"
+    lines = [failure_text(mode=mode, phase=phase, round_number=round_number, failure=failure)]
+    if files_changed:
+        lines.append("Files changed before the failure: " + ", ".join(files_changed))
+    if mode == "plan" and phase != "reviewing":
+        lines.append("The steps after this one did not run.")
+    if failure.failure == "no_worker":
+        pass  # the pool's message says when it tries again and how to find out why
+    elif phase == "developing":
+        lines.append(
+            "Send the request again to retry: it starts a fresh Codex session that gets a "
+            "summary of this conversation. /new starts over without one."
+        )
+    else:
+        lines.append("Send the request again to retry, or /new to start over.")
+    return WorkflowResult(
+        text="\n\n".join(lines),
+        mode_used=mode,
+        verdict=verdict,
+        rounds_used=round_number or 0,
+        files_changed=files_changed,
+        developer_thread_id=developer_thread_id,
+        developer_worker_id=developer_worker_id,
+        usage=usage,
+        selector=selector,
+        plan=plan,
+        failed_phase=phase,
+        error=error,
+    )

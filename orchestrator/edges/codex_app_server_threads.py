@@ -1,0 +1,214 @@
+"""The threads one ``codex app-server`` process holds: start, resume, background commands.
+
+This module owns the per-process thread bookkeeping of `orchestrator.edges.codex_app_server`
+(`AppServerThreads`, one per `CodexAppServer`): which threads the process has loaded, the
+developer instructions the model has on each, and how many it ever loaded (the pool recycles a
+worker by that count). A job's thread is started (``thread/start``, the job's context preamble
+ahead of its prompt) or resumed (``thread/resume``, ``excludeTurns``, §9), falling back to a
+fresh thread when the resume is refused (another process still holds it: one writer per
+thread). Developer instructions reach the model only at ``thread/start``, so a job whose
+instructions differ from those its thread has sends them ahead of the prompt
+(`instructions_preamble`).
+
+It also owns the commands a turn left running (§5.3, §8): listing them after a completed turn
+(the answer names them, `background_note`) and stopping them
+(``thread/backgroundTerminals/clean``, and after a cancel the commands that escaped the
+server's tree). The turns, the process and its tree stay with
+`CodexAppServer`; the wire types are in `orchestrator.wire.codex_app_server`.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import suppress
+from typing import TYPE_CHECKING, Final, final
+
+import msgspec
+import trio
+
+from orchestrator.edges.jsonrpc_lines import Refused
+from orchestrator.edges.processes import kill_orphans
+from orchestrator.errors import WorkerUnavailable
+from orchestrator.wire.codex_app_server import (
+    BackgroundTerminalsResponse,
+    ThreadIdParams,
+    ThreadResponse,
+    ThreadResumeParams,
+    ThreadStartParams,
+    classify_error,
+    command_text,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from orchestrator.edges.jsonrpc_lines import LineRpc
+    from orchestrator.messages import CodexJob, JobDone
+    from orchestrator.wire.codex_app_server import BackgroundTerminal
+
+__all__ = [
+    "BACKGROUND_LIST_TIMEOUT",
+    "ORPHAN_CHECKS",
+    "ORPHAN_INTERVAL",
+    "AppServerThreads",
+    "background_note",
+    "instructions_preamble",
+]
+
+logger: Final = logging.getLogger(__name__)
+
+BACKGROUND_LIST_TIMEOUT: Final = 5.0
+"""Seconds the listing of a finished turn's background commands may take (it answers in
+milliseconds; a wedged server must not hold the answer back)."""
+
+ORPHAN_CHECKS: Final = 3
+ORPHAN_INTERVAL: Final = 0.1
+"""After a cancel's clean, up to `ORPHAN_CHECKS` looks, `ORPHAN_INTERVAL` s apart, for commands
+re-parented away from the server (``clean`` kills a command's process group ~0.1 s after it
+answers; a ``setsid`` child of it survives, §8)."""
+
+_UNKNOWN_INSTRUCTIONS: Final = "\0unknown"
+"""The developer instructions of a resumed thread: stored with it, unknown here."""
+
+_THREAD: Final = msgspec.json.Decoder(ThreadResponse)
+_TERMINALS: Final = msgspec.json.Decoder(BackgroundTerminalsResponse)
+
+
+@final
+class AppServerThreads:
+    """The threads loaded in one app-server process (never unloaded, §4.2).
+
+    Attributes:
+        count: threads started or resumed in this process.
+    """
+
+    def __init__(self, rpc: LineRpc, worker_id: int, server_pid: int) -> None:
+        self._rpc = rpc
+        self._worker_id = worker_id
+        self._server_pid = server_pid
+        self.count = 0
+        self._loaded: set[str] = set()
+        self._instructions: dict[str, str] = {}
+        """Developer instructions the model has on each loaded thread (`_UNKNOWN_INSTRUCTIONS`
+        after a resume: the stored ones are kept, and unknown to us)."""
+
+    def loaded(self, thread_id: str) -> bool:
+        """True when this process has started or resumed `thread_id`."""
+        return thread_id in self._loaded
+
+    async def open(self, job: CodexJob) -> tuple[str, str]:
+        """The thread `job` runs on (started or resumed) and the prompt to send.
+
+        Raises:
+            Refused: Codex refused ``thread/start``.
+            msgspec.DecodeError: its answer is not a thread.
+            WorkerUnavailable: the process is gone.
+        """
+        if job.thread_id is not None:
+            thread_id = job.thread_id
+            if thread_id not in self._loaded:
+                resume = ThreadResumeParams(thread_id=thread_id, exclude_turns=True)
+                try:
+                    await self._rpc.result("thread/resume", resume)
+                except Refused as error:
+                    logger.info(
+                        "worker %d: resume of %s refused (%s); a fresh thread",
+                        self._worker_id,
+                        thread_id,
+                        classify_error(str(error)),
+                    )
+                    return await self._start(job)
+                self._loaded.add(thread_id)
+                self._instructions[thread_id] = _UNKNOWN_INSTRUCTIONS
+                self.count += 1
+            prompt = job.prompt
+            wanted = job.developer_instructions
+            if wanted and self._instructions.get(thread_id) != wanted:
+                prompt = instructions_preamble(wanted, prompt)
+            self._instructions[thread_id] = wanted
+            return thread_id, prompt
+        return await self._start(job)
+
+    async def _start(self, job: CodexJob) -> tuple[str, str]:
+        params = ThreadStartParams(
+            cwd=job.cwd,
+            model=job.model or None,
+            sandbox=job.sandbox,
+            approval_policy=job.approval_policy,
+            developer_instructions=job.developer_instructions or None,
+        )
+        thread_id = _THREAD.decode(await self._rpc.result("thread/start", params)).thread.id
+        self._loaded.add(thread_id)
+        self._instructions[thread_id] = job.developer_instructions
+        self.count += 1
+        preamble = job.context_preamble
+        return thread_id, (f"{preamble}\n\n{job.prompt}" if preamble else job.prompt)
+
+    async def background_terminals(self, thread_id: str) -> list[BackgroundTerminal]:
+        """Commands of `thread_id` still running after their turn (``[]`` when the server
+        cannot say)."""
+        with suppress(Refused, msgspec.DecodeError, WorkerUnavailable):
+            raw = await self._rpc.result(
+                "thread/backgroundTerminals/list", ThreadIdParams(thread_id=thread_id)
+            )
+            return _TERMINALS.decode(raw).data
+        return []
+
+    async def stop_background(self, thread_id: str) -> None:
+        """Stop the commands `thread_id` left running (``thread/backgroundTerminals/clean``)."""
+        with suppress(WorkerUnavailable):
+            response = await self._rpc.request(
+                "thread/backgroundTerminals/clean", ThreadIdParams(thread_id=thread_id)
+            )
+            if response.error is not None:
+                kind = classify_error(response.error.message)
+                logger.warning("worker %d: clean failed (%s)", self._worker_id, kind)
+
+    async def stop_commands(
+        self, thread_id: str, *, before: set[int], snapshot: Callable[[], set[int]]
+    ) -> None:
+        """After a cancel: stop the commands `thread_id` left running, then kill those that
+        escaped the server's tree (a ``setsid`` child whose shell ``clean`` killed is
+        re-parented to us, §8), so a cancel leaves no process behind.
+
+        `before` is the server's tree taken before the interrupt; `snapshot` takes it again.
+        """
+        await self.stop_background(thread_id)
+        known = before | snapshot()
+        for _ in range(ORPHAN_CHECKS):
+            await trio.sleep(ORPHAN_INTERVAL)  # the killed shells' children re-parent
+            known |= snapshot()
+            killed = await kill_orphans(self._server_pid, known)
+            if killed:
+                logger.info("worker %d: stopped %d orphaned commands", self._worker_id, len(killed))
+            else:
+                return
+
+    async def with_background(self, done: JobDone, *, on_running: Callable[[], object]) -> JobDone:
+        """`done`, its text saying which commands still run after the turn; `on_running` is
+        called first when there are any (they may outlive the process: remember their pids)."""
+        with trio.move_on_after(BACKGROUND_LIST_TIMEOUT):
+            running = await self.background_terminals(done.thread_id)
+            if running:
+                on_running()
+                return msgspec.structs.replace(done, text=done.text + background_note(running))
+        return done
+
+
+def instructions_preamble(instructions: str, prompt: str) -> str:
+    """The prompt with the role's developer instructions ahead of it: a resumed thread keeps
+    the ones it was started with (§9), and a thread changing roles needs the new ones."""
+    return (
+        "<developer_instructions>\nFrom now on, follow these instructions (they replace "
+        f"earlier ones):\n{instructions}\n</developer_instructions>\n\n{prompt}"
+    )
+
+
+def background_note(running: Sequence[BackgroundTerminal]) -> str:
+    """The line added to an answer when commands still run after the turn."""
+    shown = ", ".join(f"`{command_text(t.command)[:80]}`" for t in running[:3])
+    more = f" and {len(running) - 3} more" if len(running) > 3 else ""
+    return (
+        f"\n\n⏳ Still running in the background: {shown}{more}. /cancel or /new stops them "
+        "(so does a restart of the worker)."
+    )

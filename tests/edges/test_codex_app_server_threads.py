@@ -1,0 +1,20 @@
+"""The app-server edge's thread helpers that need no process (the rest runs through
+`CodexAppServer` in test_codex_app_server.py)."""
+
+from __future__ import annotations
+
+from orchestrator.edges.codex_app_server_threads import background_note, instructions_preamble
+from orchestrator.wire.codex_app_server import BackgroundTerminal
+
+
+def test_background_note_names_three_commands_and_counts_the_rest() -> None:
+    running = [BackgroundTerminal(command=f"sleep {n}") for n in range(5)]
+    note = background_note(running)
+    assert "`sleep 0`, `sleep 1`, `sleep 2` and 2 more" in note
+    assert "/cancel or /new stops them" in note
+
+
+def test_instructions_go_ahead_of_the_prompt() -> None:
+    text = instructions_preamble("Be brief.", "Fix the bug")
+    assert text.startswith("<developer_instructions>\n")
+    assert "Be brief.\n</developer_instructions>\n\nFix the bug" in text
