@@ -396,6 +396,8 @@ class _Pool:
                 if outcome.failure == "worker_died":
                     position.retire_worker(worker, "died")
                     outcome = position.explain_shared_stop(outcome, worker)
+                elif not worker.reusable:  # e.g. it answered something unreadable
+                    position.retire_worker(worker, "died")
             else:
                 position.hosted_threads.add(outcome.thread_id)
                 if outcome.thread_id != job.thread_id and job.thread_id is not None:

@@ -334,6 +334,9 @@ async def _watch(position: WorkerPosition, worker: CodexWorker, ping_interval: f
     while True:
         with trio.move_on_after(ping_interval):
             await position.retired.wait()
+        if position.retire_reason == "shutdown":  # dead or not, it is being stopped
+            logger.info("worker %d retired: shutdown", position.worker_id)
+            return
         if position.retire_reason == "died" or not worker.alive:
             position.retire("died")
             raise WorkerUnavailable(f"worker {position.worker_id} (pid {worker.pid}) died")

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import datetime
 import logging
+import math
 import sys
 from typing import TYPE_CHECKING, Final, final
+
+import trio
 
 from orchestrator.redaction import redact
 
@@ -20,7 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import TextIO
 
-__all__ = ["IsoFormatter", "RedactingFilter", "configure_logging"]
+__all__ = ["IsoFormatter", "RedactingFilter", "ThrottledWarning", "configure_logging"]
 
 QUIET_LOGGERS: Final = ("httpx", "httpcore", "hpack", "mcp")
 """Libraries whose INFO lines are noise or carry URLs."""
@@ -86,3 +89,28 @@ def configure_logging(
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     return handler
+
+
+@final
+class ThrottledWarning:
+    """One kind of repeated warning: written at once, then at most once per `interval`
+    seconds, saying how many were held back. A worker that prints garbage on every line must
+    not write a WARNING per line. Time comes from trio: call it inside a run."""
+
+    def __init__(self, logger: logging.Logger, interval: float = 60.0) -> None:
+        self._logger = logger
+        self._interval = interval
+        self._next = -math.inf
+        self._held = 0
+
+    def warning(self, message: str, *args: object) -> None:
+        now = trio.current_time()
+        if now < self._next:
+            self._held += 1
+            return
+        if self._held:
+            message += " (%d more like it were not logged in the last %g s)"
+            args = (*args, self._held, self._interval)
+        self._held = 0
+        self._next = now + self._interval
+        self._logger.warning(message, *args)

@@ -46,13 +46,7 @@ import trio
 from orchestrator.config import TOKEN_VARIABLE
 from orchestrator.edges.codex_app_server_threads import AppServerThreads
 from orchestrator.edges.jsonrpc_lines import LineRpc, Refused
-from orchestrator.edges.processes import (
-    alive,
-    descendants,
-    kill_tree,
-    reap_children,
-    rss_mb,
-)
+from orchestrator.edges.processes import SCAN_ALLOWANCE, TreeSnapshots, kill_tree, rss_mb
 from orchestrator.errors import WorkerStartError, WorkerUnavailable
 from orchestrator.messages import CommandStarted, JobDone, JobFailed
 from orchestrator.wire.codex_app_server import (
@@ -112,6 +106,9 @@ CLIENT_INFO: Final = ClientInfo(
 GRACEFUL_EXIT: Final = 2.0
 """Seconds after closing stdin before the tree is killed (app-server exits in 0.06 to 0.37 s)."""
 
+STOP_DEADLINE: Final = 4 * GRACEFUL_EXIT + 2 * SCAN_ALLOWANCE
+"""Bound of the shielded stop: two snapshots, two `GRACEFUL_EXIT` waits and a kill ladder."""
+
 INTERRUPT_GRACE: Final = 5.0
 """Seconds a cancelled call may spend interrupting its turn and cleaning its commands
 (``turn/interrupt`` answers in ~11 ms, ``turn/completed`` follows at once)."""
@@ -170,7 +167,7 @@ class CodexAppServer:
         self.poisoned = False
         self.server_version = ""
         self._calls: dict[str, _Call] = {}
-        self._known: set[int] = set()
+        self.snapshots = TreeSnapshots(process)
         self.rpc = LineRpc(
             process,
             label=f"Codex worker {worker_id}",
@@ -202,15 +199,6 @@ class CodexAppServer:
     def rss_mb(self) -> float:
         """Resident memory of the server process, in MB (one small /proc read)."""
         return rss_mb({self.pid})
-
-    def _snapshot(self) -> set[int]:
-        """Remember the server's living descendants (and return them all), so `kill` still
-        finds the commands of a server that died (they are re-parented, §8)."""
-        if self._process.returncode is None:
-            gone = {pid for pid in self._known if not alive(pid)}
-            reap_children(gone)  # orphans re-parented to us (subreaper) are ours to reap
-            self._known = (self._known - gone) | descendants(self.pid, known=self._known)
-        return set(self._known)
 
     # ------------------------------------------------------------------ wire
 
@@ -250,7 +238,7 @@ class CodexAppServer:
         progress = call.translator.feed(method, params)
         for event in progress:
             if isinstance(event, CommandStarted):
-                self._snapshot()  # a new command: remember it before it can be orphaned
+                self.snapshots.want()  # a new command: remember it before it can be orphaned
             call.on_event(event)
         if call.translator.status is not None:
             call.end()
@@ -354,7 +342,7 @@ class CodexAppServer:
     async def ping(self) -> None:
         """``thread/loaded/list``: proves the process answers. Raises `WorkerUnavailable`
         when it died; a wedged one never answers: bound it with the caller's deadline."""
-        self._snapshot()
+        await self.snapshots.take()
         response = await self.rpc.request("thread/loaded/list", LoadedListParams(limit=1))
         if response.error is not None:
             raise _ProcessGone(f"ping failed: {_error_text(response.error)}")
@@ -428,11 +416,11 @@ class CodexAppServer:
             call.end()
             if self._calls.get(thread_id) is call:
                 del self._calls[thread_id]
-            if self._known or call.translator.commands_started:
-                self._snapshot()
+            if self.snapshots.known or call.translator.commands_started:
+                await self.snapshots.take()
         outcome = self._outcome(call, thread_id)
         if isinstance(outcome, JobDone):
-            outcome = await self._threads.with_background(outcome, on_running=self._snapshot)
+            outcome = await self._threads.with_background(outcome, on_running=self.snapshots.want)
         return outcome
 
     async def release_thread(self, thread_id: str) -> None:
@@ -498,7 +486,7 @@ class CodexAppServer:
         return True
 
     async def _interrupt(self, thread_id: str, call: _Call) -> None:
-        before = self._snapshot()  # while the commands' shells still hold their children
+        before = await self.snapshots.take()  # while the commands' shells still hold their children
         with suppress(_ProcessGone):
             await call.known.wait()
             if not call.done.is_set() and call.turn_id is not None:
@@ -507,21 +495,21 @@ class CodexAppServer:
                 if response.error is not None:
                     logger.info("worker %d: %s", self.worker_id, _error_text(response.error))
                 await call.done.wait()
-        await self._threads.stop_commands(thread_id, before=before, snapshot=self._snapshot)
+        await self._threads.stop_commands(thread_id, before=before, snapshot=self.snapshots.take)
 
     async def kill(self) -> None:
         """Kill the server and every process it started (shielded, bounded)."""
-        await kill_tree(self.pid, known=self._snapshot())
+        await kill_tree(self.pid, known=await self.snapshots.take())
 
     async def close(self) -> None:
         """Graceful stop: close stdin, give Codex `GRACEFUL_EXIT`, then kill the tree."""
-        with trio.CancelScope(shield=True):
-            started = self._snapshot()
+        with trio.move_on_after(STOP_DEADLINE, shield=True):
+            started = await self.snapshots.take()
             if not self.poisoned:
                 await self.rpc.close_input()
                 with trio.move_on_after(GRACEFUL_EXIT):
                     await self._process.wait()
-            await kill_tree(self.pid, known=started | self._snapshot())
+            await kill_tree(self.pid, known=started | await self.snapshots.take())
             with trio.move_on_after(GRACEFUL_EXIT):
                 await self._process.wait()
 
@@ -568,6 +556,7 @@ async def open_codex_app_server(
             codex = CodexAppServer(process, worker_id, nursery)
             nursery.start_soon(codex.rpc.read_loop)
             nursery.start_soon(codex.rpc.watch_exit)
+            nursery.start_soon(codex.snapshots.keep)
             try:
                 with trio.fail_after(startup_timeout):
                     await codex.handshake()

@@ -40,7 +40,7 @@ from orchestrator.wire.codex_app_server import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Awaitable, Callable, Sequence
 
     from orchestrator.edges.jsonrpc_lines import LineRpc
     from orchestrator.messages import CodexJob, JobDone
@@ -165,7 +165,7 @@ class AppServerThreads:
                 logger.warning("worker %d: clean failed (%s)", self._worker_id, kind)
 
     async def stop_commands(
-        self, thread_id: str, *, before: set[int], snapshot: Callable[[], set[int]]
+        self, thread_id: str, *, before: set[int], snapshot: Callable[[], Awaitable[set[int]]]
     ) -> None:
         """After a cancel: stop the commands `thread_id` left running, then kill those that
         escaped the server's tree (a ``setsid`` child whose shell ``clean`` killed is
@@ -174,10 +174,10 @@ class AppServerThreads:
         `before` is the server's tree taken before the interrupt; `snapshot` takes it again.
         """
         await self.stop_background(thread_id)
-        known = before | snapshot()
+        known = before | await snapshot()
         for _ in range(ORPHAN_CHECKS):
             await trio.sleep(ORPHAN_INTERVAL)  # the killed shells' children re-parent
-            known |= snapshot()
+            known |= await snapshot()
             killed = await kill_orphans(self._server_pid, known)
             if killed:
                 logger.info("worker %d: stopped %d orphaned commands", self._worker_id, len(killed))

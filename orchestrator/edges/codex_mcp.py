@@ -23,7 +23,7 @@ Process death is noticed at end of output, or by `CodexProcess.watch_exit` when 
 exited while a command it started still holds the pipe; either way calls in flight end with
 ``worker_died`` and `CodexProcess.alive` turns False (leaving the context does not). The
 server's descendants are snapshotted (in a worker thread, see
-`orchestrator.edges.processes.snapshot_tree`) whenever Codex starts a command, after each
+`orchestrator.edges.processes.TreeSnapshots`) whenever Codex starts a command, after each
 call that ran one, at each ping and before a stop, so `CodexProcess.interrupt` reaches
 commands orphaned by a server that died.
 
@@ -48,8 +48,9 @@ import msgspec
 import trio
 
 from orchestrator.config import TOKEN_VARIABLE
-from orchestrator.edges.processes import kill_tree, rss_mb, snapshot_tree
+from orchestrator.edges.processes import TreeSnapshots, kill_tree, rss_mb
 from orchestrator.errors import WorkerStartError, WorkerUnavailable
+from orchestrator.logging import ThrottledWarning
 from orchestrator.messages import CommandStarted, JobFailed
 from orchestrator.wire.codex_mcp import (
     CLIENT_INFO,
@@ -62,13 +63,17 @@ from orchestrator.wire.codex_mcp import (
     PROTOCOL_VERSION,
     REQUIRED_TOOLS,
     TOOL_LIST,
+    Incoming,
     Response,
+    RpcError,
     TurnEvents,
     approval_ask,
     error_text,
+    incoming_from,
     tool_call,
     tool_outcome,
 )
+from orchestrator.wire.jsonrpc import UNREADABLE_ANSWER, salvage
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -148,6 +153,7 @@ class CodexProcess:
         self.threads = 0
         self.poisoned = False
         self.server_version = ""
+        self._unreadable = ThrottledWarning(logger)
         self._ids = itertools.count(1)
         self._pending: dict[int | str, trio.MemorySendChannel[Response]] = {}
         self._calls: dict[str, _CallState] = {}
@@ -155,9 +161,7 @@ class CodexProcess:
         self._exited = trio.Event()
         self._reading = True
         self._reader_scope = trio.CancelScope()
-        self._known: set[int] = set()
-        self._snapshot_lock = trio.Lock()
-        self._snapshot_due = trio.Event()
+        self.snapshots = TreeSnapshots(process)
         assert process.stdin is not None
         self._stdin = process.stdin
 
@@ -186,31 +190,6 @@ class CodexProcess:
         """Resident memory of the server process, in MB: where Codex's per-thread growth
         lives (commands it runs come and go). One small /proc read, cheap enough per run."""
         return rss_mb({self.pid})
-
-    # ------------------------------------------------------------------ snapshots
-
-    async def _snapshot(self) -> set[int]:
-        """Remember the server's living descendants (and return them all).
-
-        If the server dies unexpectedly, its setsid'd commands are re-parented and only such
-        a snapshot (and their session ids) still leads `interrupt` to them. One at a time:
-        a snapshot starts from the one before.
-        """
-        async with self._snapshot_lock:
-            if self._process.returncode is None:
-                self._known = await snapshot_tree(self.pid, known=self._known)
-            return set(self._known)
-
-    def _want_snapshot(self) -> None:
-        """Have `keep_snapshots` take a snapshot soon (for callers that cannot wait)."""
-        self._snapshot_due.set()
-
-    async def keep_snapshots(self) -> None:
-        """Take the snapshots `_want_snapshot` asks for; requests made meanwhile coalesce."""
-        while True:
-            await self._snapshot_due.wait()
-            self._snapshot_due = trio.Event()
-            await self._snapshot()
 
     # ------------------------------------------------------------------ wire
 
@@ -299,9 +278,11 @@ class CodexProcess:
     def _dispatch(self, line: bytes) -> None:
         try:
             message = INCOMING.decode(line)
-        except msgspec.DecodeError:
-            logger.warning("worker %d wrote a non-JSON line; ignored", self.worker_id)
-            return
+        except msgspec.DecodeError as error:
+            salvaged = self._salvage(line, error)
+            if salvaged is None:
+                return
+            message = salvaged
         if message.method is None:
             if message.id is not None:
                 pending = self._pending.pop(message.id, None)
@@ -316,6 +297,20 @@ class CodexProcess:
         params = message.params if len(message.params) else None
         self._nursery.start_soon(self._serve_request, message.id, message.method, params)
 
+    def _salvage(self, line: bytes, error: msgspec.DecodeError) -> Incoming | None:
+        """A line the fast decoder refused: logged (throttled), read leniently; a response
+        that still cannot be read fails its call at once and the process is not reused."""
+        self._unreadable.warning(
+            "worker %d: unreadable line (%s): %.200r", self.worker_id, error, line
+        )
+        salvaged = salvage(line)
+        if salvaged.readable:
+            return incoming_from(salvaged)
+        if (pending := self._pending.pop(salvaged.id, None)) is not None:  # type: ignore[arg-type]
+            self.poisoned = True
+            pending.send_nowait(Response(None, RpcError(code=-32700, message=UNREADABLE_ANSWER)))
+        return None
+
     def _on_event(self, raw: msgspec.Raw) -> None:
         try:
             params = EVENT.decode(raw)
@@ -327,7 +322,7 @@ class CodexProcess:
         progress = call.events.translate(params.msg)
         if isinstance(progress, CommandStarted):
             call.started_commands = True
-            self._want_snapshot()  # a new command: remember it before it can be orphaned
+            self.snapshots.want()  # a new command: remember it before it can be orphaned
         if progress is not None:
             call.on_event(progress)
 
@@ -406,7 +401,7 @@ class CodexProcess:
     async def ping(self) -> None:
         """MCP ``ping``, after a snapshot. Raises `WorkerUnavailable` when the process died;
         a wedged process simply does not answer: bound it with the caller's deadline."""
-        await self._snapshot()
+        await self.snapshots.take()
         response = await self._request("ping", {})
         if response.error is not None:
             raise _ProcessGone(f"ping failed: {error_text(response.error)}")
@@ -478,13 +473,15 @@ class CodexProcess:
                         "params": {"requestId": request_id, "reason": "cancelled by user"},
                     }
                 )
-            self._want_snapshot()
+            self.snapshots.want()
             raise
         finally:
             self._calls.pop(request_id, None)
             self._pending.pop(request_id, None)
-        if self._known or state.started_commands:
-            await self._snapshot()  # before the outcome: a crash right after must not hide them
+        if self.snapshots.known or state.started_commands:
+            await (
+                self.snapshots.take()
+            )  # before the outcome: a crash right after must not hide them
         outcome = tool_outcome(response, job, worker_id=self.worker_id, usage=state.events.usage)
         if job.thread_id is None and outcome.thread_id is not None:
             self.threads += 1
@@ -501,7 +498,7 @@ class CodexProcess:
         ``setsid``-ed, even those orphaned by a server that already died, through the
         snapshots taken while it ran.
         """
-        await kill_tree(self.pid, known=self._known)
+        await kill_tree(self.pid, known=self.snapshots.known)
 
     async def close(self) -> None:
         """Graceful stop: close stdin, give Codex `GRACEFUL_EXIT`, then kill the tree.
@@ -511,13 +508,13 @@ class CodexProcess:
         """
         with trio.move_on_after(STOP_DEADLINE, shield=True):
             # Snapshot first: once the server exits, its setsid'd commands are orphans.
-            started = await self._snapshot()
+            started = await self.snapshots.take()
             if not self.poisoned:
                 with suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                     await self._stdin.aclose()
                 with trio.move_on_after(GRACEFUL_EXIT):
                     await self._process.wait()
-            await kill_tree(self.pid, known=started | self._known)
+            await kill_tree(self.pid, known=started | self.snapshots.known)
             with trio.move_on_after(GRACEFUL_EXIT):
                 await self._process.wait()
 
@@ -565,7 +562,7 @@ async def open_codex_process(
             codex = CodexProcess(process, worker_id, nursery)
             nursery.start_soon(codex.read_loop)
             nursery.start_soon(codex.watch_exit)
-            nursery.start_soon(codex.keep_snapshots)
+            nursery.start_soon(codex.snapshots.keep)
             try:
                 with trio.fail_after(startup_timeout):
                     await codex.handshake()

@@ -5,7 +5,9 @@
 sends it), matches responses to the requests waiting for them, and hands every other message
 (notifications and server requests, which carry a ``method``) to a callback, synchronously
 and in wire order. Lines have no length limit (``codex app-server`` sent 200 kB lines); a line
-that is not JSON is logged and skipped (the server ignores such lines too).
+that the decoder refuses is logged (throttled) and read again leniently
+(`orchestrator.wire.jsonrpc.salvage`); a response that still cannot be read fails its request
+at once and marks the process `garbled`.
 
 Process death is noticed at end of output, or by `LineRpc.watch_exit` when the process exited
 while a child that inherited its stdout keeps the pipe open; either way the requests in flight
@@ -23,7 +25,9 @@ import msgspec
 import trio
 
 from orchestrator.errors import WorkerUnavailable
-from orchestrator.wire.codex_app_server import Incoming, RpcError
+from orchestrator.logging import ThrottledWarning
+from orchestrator.wire.codex_app_server import Incoming, RpcError, incoming_from
+from orchestrator.wire.jsonrpc import UNREADABLE_ANSWER, salvage
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -84,13 +88,17 @@ class LineRpc:
         self._write_lock = trio.Lock()
         self._reader_scope = trio.CancelScope()
         self._reading = True
+        self.garbled = False
+        """A response could not be read at all: the process speaks something we do not
+        understand, so it takes no more requests (the pool replaces it)."""
+        self._unreadable = ThrottledWarning(logger)
         self._broken = False
         self.exited = trio.Event()
         """Set once the process exited or closed its output (not when merely cancelled)."""
 
     def usable(self) -> bool:
         """Whether a request sent now can still get an answer."""
-        return self._reading and not self.exited.is_set()
+        return self._reading and not self.garbled and not self.exited.is_set()
 
     async def write(self, message: Mapping[str, object]) -> None:
         """Send one message; `WorkerUnavailable` when the process closed its input.
@@ -177,9 +185,13 @@ class LineRpc:
     def _dispatch(self, line: bytes) -> None:
         try:
             message = _INCOMING.decode(line)
-        except msgspec.DecodeError:
-            logger.warning("%s wrote a line that is not JSON-RPC; ignored", self._label)
-            return
+        except msgspec.DecodeError as error:
+            self._unreadable.warning("%s: unreadable line (%s): %.200r", self._label, error, line)
+            salvaged = salvage(line)
+            if not salvaged.readable:
+                self._fail_unreadable(salvaged.id)
+                return
+            message = incoming_from(salvaged)
         if message.method is not None:  # server request ids overlap ours: method first
             self._on_message(message)
             return
@@ -187,6 +199,13 @@ class LineRpc:
         if pending is not None:
             result = message.result if len(message.result) else None
             pending.send_nowait(Response(result, message.error))
+
+    def _fail_unreadable(self, request_id: int | str | None) -> None:
+        """A response nobody can read still ends its request at once (it would hang)."""
+        pending = self._pending.pop(request_id, None) if request_id is not None else None
+        if pending is not None:
+            self.garbled = True
+            pending.send_nowait(Response(None, RpcError(code=-32700, message=UNREADABLE_ANSWER)))
 
     async def watch_exit(self) -> None:
         """When the process exits, let the reader drain for `EXIT_DRAIN`, then stop it."""

@@ -29,7 +29,7 @@ import logging
 import os
 import signal
 import sys
-from typing import TYPE_CHECKING, Final, NamedTuple
+from typing import TYPE_CHECKING, Final, NamedTuple, final
 
 import trio
 
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from collections.abc import Set
 
 __all__ = [
+    "TreeSnapshots",
     "alive",
     "descendants",
     "enable_child_subreaper",
@@ -133,8 +134,12 @@ def descendants(pid: int, *, known: Set[int] = frozenset()) -> set[int]:
 
 
 def _living_tree(pid: int, known: Set[int]) -> set[int]:
-    """Those of `known` still alive, plus every descendant of `pid` (see `descendants`)."""
-    return {known_pid for known_pid in known if alive(known_pid)} | descendants(pid, known=known)
+    """Those of `known` still alive, plus every descendant of `pid` (see `descendants`).
+
+    Those of `known` that exited are reaped: orphans re-parented to us (subreaper) are ours."""
+    living = {known_pid for known_pid in known if alive(known_pid)}
+    reap_children(set(known) - living)
+    return living | descendants(pid, known=known)
 
 
 async def snapshot_tree(pid: int, *, known: Set[int] = frozenset()) -> set[int]:
@@ -144,6 +149,43 @@ async def snapshot_tree(pid: int, *, known: Set[int] = frozenset()) -> set[int]:
     One scan of ``/proc``, in a worker thread; not cancellable while it runs (milliseconds).
     """
     return await trio.to_thread.run_sync(_living_tree, pid, frozenset(known))
+
+
+@final
+class TreeSnapshots:
+    """The living descendants of one server process, remembered so a kill still reaches them.
+
+    If the server dies, the commands it ``setsid``-ed are re-parented and only an earlier
+    snapshot (their pids and session ids) leads `kill_tree` to them. Each scan runs in a
+    worker thread (`snapshot_tree`), one at a time since each starts from the one before.
+    `want` asks for a snapshot without waiting (a command just started); `keep`, a task of
+    the edge, takes them, and requests made meanwhile coalesce into one scan.
+    """
+
+    def __init__(self, process: trio.Process) -> None:
+        self._process = process
+        self.known: set[int] = set()
+        """The descendants found so far (still alive at the last scan)."""
+        self._lock = trio.Lock()
+        self._due = trio.Event()
+
+    async def take(self) -> set[int]:
+        """Scan now (after a scan under way) and return everything known."""
+        async with self._lock:
+            if self._process.returncode is None:
+                self.known = await snapshot_tree(self._process.pid, known=self.known)
+            return set(self.known)
+
+    def want(self) -> None:
+        """Have `keep` take a snapshot soon (for callers that cannot wait)."""
+        self._due.set()
+
+    async def keep(self) -> None:
+        """Take the snapshots `want` asks for, until cancelled."""
+        while True:
+            await self._due.wait()
+            self._due = trio.Event()
+            await self.take()
 
 
 def _kill_targets(pid: int, known: Set[int]) -> set[int]:

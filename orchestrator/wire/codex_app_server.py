@@ -28,6 +28,8 @@ from orchestrator.messages import (
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from orchestrator.wire.jsonrpc import Salvaged
+
 __all__ = [
     "CLIENT_NOTIFICATIONS",
     "CLIENT_REQUESTS",
@@ -65,6 +67,7 @@ __all__ = [
     "approval_answer",
     "classify_error",
     "command_text",
+    "incoming_from",
     "route_of",
     "server_version",
 ]
@@ -99,6 +102,18 @@ class Incoming(_Wire, frozen=True):
     params: msgspec.Raw = msgspec.Raw(b"")
     result: msgspec.Raw = msgspec.Raw(b"")
     error: RpcError | None = None
+
+
+def incoming_from(salvaged: Salvaged) -> Incoming:
+    """A line read by the lenient second decoder (`orchestrator.wire.jsonrpc.salvage`)."""
+    error = RpcError(code=salvaged.error[0], message=salvaged.error[1]) if salvaged.error else None
+    return Incoming(
+        id=salvaged.id,
+        method=salvaged.method,
+        params=salvaged.params,
+        result=salvaged.result,
+        error=error,
+    )
 
 
 class _Id(_Wire, frozen=True):

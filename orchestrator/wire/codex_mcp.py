@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from orchestrator.messages import CodexJob, CodexProgress, JobOutcome
+    from orchestrator.wire.jsonrpc import Salvaged
 
 __all__ = [
     "CLIENT_INFO",
@@ -75,6 +76,7 @@ __all__ = [
     "approval_ask",
     "command_text",
     "error_text",
+    "incoming_from",
     "local_path",
     "tool_call",
     "tool_outcome",
@@ -211,6 +213,12 @@ TOOL_LIST: Final = msgspec.json.Decoder(ToolList)
 INITIALIZE_RESULT: Final = msgspec.json.Decoder(InitializeResult)
 _TOOL_RESULT: Final = msgspec.json.Decoder(_ToolResult)
 ENCODER: Final = msgspec.json.Encoder()
+
+
+def incoming_from(salvaged: Salvaged) -> Incoming:
+    """A line read by the lenient second decoder (`orchestrator.wire.jsonrpc.salvage`)."""
+    error = RpcError(*salvaged.error) if salvaged.error is not None else None
+    return Incoming(salvaged.id, salvaged.method, salvaged.params, salvaged.result, error)
 
 
 def command_text(command: list[str] | str | None) -> str:

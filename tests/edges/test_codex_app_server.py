@@ -591,3 +591,19 @@ async def test_a_changed_role_gets_its_instructions_ahead_of_the_prompt(
     assert "\nB\n" in texts[2]
     assert texts[2].endswith("three")
     assert texts[3].startswith("<developer_instructions>")  # resumed: not known to be B
+
+
+async def test_an_answer_nobody_can_read_fails_its_call_at_once(
+    fake: FakeAppServer, tmp_path: Path
+) -> None:
+    """A response cut off mid-line would have left the turn waiting for ever: it fails at
+    once, and the worker takes no more requests (the pool replaces it)."""
+    fake.rule("cut", raw_turn_start='{"id": {id}, "result": {"turn": {"id": ')
+    with trio.fail_after(CEILING):
+        async with opened(fake, tmp_path) as codex:
+            outcome = await codex.run_turn(
+                job("cut off"), on_event=lambda e: None, on_approval=deny
+            )
+            assert not codex.reusable
+    assert isinstance(outcome, JobFailed), outcome
+    assert "cannot read" in outcome.message

@@ -376,3 +376,36 @@ async def test_leaving_the_context_is_not_a_death(fake: FakeCodex, tmp_path: Pat
     assert isinstance(late, JobFailed)
     assert late.failure == "worker_died"
     assert living({pid}) == set()
+
+
+async def test_lines_the_decoder_refuses_never_leave_a_call_hanging(
+    fake: FakeCodex, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A response the strict decoder refuses is read leniently (a method that is a number, an
+    error code that is a string); one nobody can read fails its call at once and the process is not
+    reused; garbage lines are logged once, not once each."""
+    reply = '{"content": [{"type": "text", "text": "ok"}], "structuredContent": {"threadId": "t"}}'
+    fake.rule(
+        "odd method",
+        garbage_lines=50,
+        raw_response=f'{{"id": {{id}}, "method": 5, "result": {reply}}}',
+    )
+    fake.rule("odd error", raw_response='{"id": {id}, "error": {"code": "E1", "message": "odd"}}')
+    fake.rule("cut off", raw_response='{"jsonrpc": "2.0", "id": {id}, "result": {"content": [')
+    with trio.fail_after(CEILING):
+        async with opened(fake, tmp_path) as codex:
+            floated = await codex.run_turn(
+                job("odd method"), on_event=lambda e: None, on_approval=deny
+            )
+            odd = await codex.run_turn(job("odd error"), on_event=lambda e: None, on_approval=deny)
+            assert codex.reusable
+            cut = await codex.run_turn(job("cut off"), on_event=lambda e: None, on_approval=deny)
+            assert not codex.reusable  # the pool replaces it
+    assert isinstance(floated, JobDone)
+    assert floated.text == "ok"
+    assert isinstance(odd, JobFailed)
+    assert "odd" in odd.message
+    assert isinstance(cut, JobFailed)
+    assert "cannot read" in cut.message
+    unreadable = [r for r in caplog.records if "unreadable line" in r.getMessage()]
+    assert len(unreadable) == 1  # 53 refused lines, one WARNING (the rest within a minute)

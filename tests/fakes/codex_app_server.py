@@ -14,6 +14,8 @@ by ``match`` (substring), first match wins; no match → reply ``FAKE-REPLY: <pr
 rule's actions, in turn order:
 
 - ``garbage``: write a line that is not JSON first;
+- ``raw_turn_start``: answer ``turn/start`` with this line as written (``{id}`` → the request
+  id) and run no turn: to send what the strict decoder refuses;
 - ``early``: send ``turn/started`` and the user message *before* the ``turn/start`` response;
 - ``unknown_request``: a server request of that method (answer recorded);
 - ``approval`` ("exec" | "patch") with ``command`` / ``path`` + ``diff``: the item starts, the
@@ -311,6 +313,11 @@ def start_turn(request_id: Any, params: dict[str, Any]) -> None:
             sys.stdout.flush()
     if rule.get("early"):
         started(thread_id, turn, prompt)
+    if "raw_turn_start" in rule:  # the turn/start answer as written, "{id}" replaced
+        with lock:
+            sys.stdout.write(rule["raw_turn_start"].replace("{id}", json.dumps(request_id)) + "\n")
+            sys.stdout.flush()
+        return
     send({"id": request_id, "result": {"turn": turn_body(turn)}})
     threading.Thread(target=run_turn, args=(thread_id, turn, prompt, rule), daemon=True).start()
 

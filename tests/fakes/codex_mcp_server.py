@@ -32,7 +32,10 @@ reply ``FAKE-REPLY: <prompt>``. A rule's actions, in the order a turn runs them:
 - ``flood``: that many extra ``agent_message_content_delta`` events of ``"."``;
 - ``deltas``: the reply streamed in that many pieces; ``reply`` (text);
 - ``delay`` (seconds before the result), ``hang`` (never answer unless cancelled);
-- ``tokens`` (token_count totals), ``error`` (an ``isError`` result with that text).
+- ``tokens`` (token_count totals), ``error`` (an ``isError`` result with that text);
+- ``garbage_lines``: that many lines that are not JSON before the response;
+  ``raw_response``: the response line written as given (``{id}`` → the request id as JSON,
+  ``{num}`` → its digits bare), to send what the strict decoder refuses.
 
 Top-level options: ``record`` (a file where the server appends one JSON line per received
 message and per approval decision, each with ``at``: ``time.time()`` when it was written),
@@ -372,6 +375,16 @@ def run_call(request_id: Any, name: str, arguments: dict[str, Any]) -> None:
         thread_id,
         {"type": "task_complete", "last_agent_message": reply, "duration_ms": 1},
     )
+    for _ in range(int(rule.get("garbage_lines", 0))):
+        with write_lock:
+            sys.stdout.write("this is not JSON {\n")
+            sys.stdout.flush()
+    if "raw_response" in rule:  # a response line as written, "{id}" replaced
+        with write_lock:
+            raw = rule["raw_response"].replace("{num}", str(request_id))
+            sys.stdout.write(raw.replace("{id}", json.dumps(request_id)) + "\n")
+            sys.stdout.flush()
+        return
     send({"jsonrpc": "2.0", "id": request_id, "result": result})
 
 
