@@ -113,6 +113,7 @@ async def run_system(
                         commands=BOT_COMMANDS,
                         global_rate=config.telegram.rate_limit,
                         chat_spacing=config.telegram.chat_spacing,
+                        secrets=secrets,
                     )
                 )
                 with sender_send:
@@ -141,6 +142,7 @@ async def run_system(
                             sender=sender_send,
                             trace=trace_handle,
                             rng=rng,
+                            secrets=secrets,
                             task_status=task_status,
                         )
                 # The sender's inbox is closed: it delivers what is pending, then returns.
@@ -164,12 +166,13 @@ async def _run_front(
     sender: trio.MemorySendChannel[SenderMsg],
     trace: tracer.TraceHandle,
     rng: random.Random,
+    secrets: tuple[str, ...],
     task_status: trio.TaskStatus[None],
 ) -> None:
     """Router and poller: the router starts first, the poller stops first."""
     state_dir = Path(config.state_dir)
     ledger = await UpdateLedger.open(state_dir / "updates.json")
-    store = SessionStore(state_dir / "sessions")
+    store = SessionStore(state_dir / "sessions", secrets=secrets)
     router_send, router_inbox = trio.open_memory_channel[RouterMsg](ROUTER_INBOX_SIZE)
     async with trio.open_nursery() as front:
         await front.start(

@@ -50,6 +50,7 @@ from orchestrator.messages import (
     TraceRecord,
     UpdateLive,
 )
+from orchestrator.redaction import redact_outbound
 from orchestrator.rendering import (
     MESSAGE_LIMIT,
     render_plain,
@@ -113,9 +114,13 @@ async def run(
     statistics: SenderStatistics | None = None,
     global_rate: float = GLOBAL_RATE,
     chat_spacing: bool = True,
+    secrets: Sequence[str] = (),
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Deliver everything that arrives in `inbox`.
+
+    Every message is passed through `redact_outbound` with `secrets` (the bot token) as it
+    arrives, before it is rendered or split: no text reaches a chat with the token in it.
 
     `global_rate` (calls per second, 0 = unlimited) and `chat_spacing` exist for
     self-hosted Bot API servers and benchmarks; Telegram itself needs the defaults.
@@ -142,7 +147,7 @@ async def run(
         task_status.started()
         with inbox:
             async for message in inbox:
-                sender.accept(message, nursery)
+                sender.accept(redact_outbound(message, secrets), nursery)
 
 
 class _Sender:

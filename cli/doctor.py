@@ -129,7 +129,22 @@ async def check_token(ctx: DoctorContext) -> list[CheckResult]:
         ctx.config_error = True
         return [_config_row("token", problem)]
     detail = f"set in {ctx.loaded.token_source} ({len(token.reveal())} chars)"
-    return [CheckResult(check="token", status="ok", detail=detail)]
+    rows = [CheckResult(check="token", status="ok", detail=detail)]
+    if not ctx.loaded.token_from_file:
+        rows.append(
+            CheckResult(
+                check="token file",
+                status="warn",
+                detail="the token is in the environment or .env, where Codex commands of the "
+                "same user can read it",
+                fix="put it in a file named by telegram.token_file (chmod 600), or use "
+                "systemd LoadCredential=telegram_bot_token:/path",
+            )
+        )
+    for warning in ctx.loaded.permission_warnings():
+        what, _, fix = warning.partition(": run ")
+        rows.append(CheckResult(check="permissions", status="warn", detail=what, fix=fix))
+    return rows
 
 
 async def check_allowed_users(ctx: DoctorContext) -> list[CheckResult]:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Final
 import trio
 
 from actors.root import run_system
-from orchestrator.config import worker_environment
+from orchestrator.config import TOKEN_VARIABLE, worker_environment
 from orchestrator.edges.codex_mcp import open_codex_process
 from orchestrator.edges.processes import enable_child_subreaper
 from orchestrator.edges.telegram_http import open_telegram_api
@@ -40,6 +40,10 @@ def run(loaded: LoadedConfig, *, log_level: str) -> int:
     token = loaded.token.reveal()
     configure_logging(log_level, secrets=[token])
     logger.info("starting with %s", loaded.path)
+    # Children started from now on do not inherit the token (our /proc/PID/environ keeps it).
+    os.environ.pop(TOKEN_VARIABLE, None)
+    for warning in loaded.permission_warnings():
+        logger.warning("%s", warning)
     return trio.run(_main, loaded)
 
 

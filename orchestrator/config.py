@@ -1,20 +1,19 @@
-"""The configuration: `conf.toml` decoded into frozen Structs, plus the secrets from `.env`.
+"""The configuration: `conf.toml` decoded into frozen Structs, plus the bot token.
 
 Where things come from:
 
 - the file: ``$CODEX_CONF_PATH``, else ``~/.codex-orchestrator/conf.toml``;
-- the token: ``TELEGRAM_BOT_TOKEN`` from the real environment, else a ``.env`` file in the
-  current directory, else one beside the config file (python-dotenv; ``os.environ`` is never
-  modified);
-- relative ``working_directory``, ``system_prompt_file``, role prompt files and ``state_dir``
-  resolve against the config file's folder; ``~`` expands (to ``$HOME`` of `environ`).
+- the token: ``telegram.token_file``, a systemd credential, ``TELEGRAM_BOT_TOKEN`` or a
+  ``.env`` file (`orchestrator.config_token` has the order and why a file is the safe route);
+- relative ``working_directory``, ``system_prompt_file``, role prompt files, ``state_dir`` and
+  ``telegram.token_file`` resolve against the config file's folder; ``~`` expands (to
+  ``$HOME`` of `environ`).
 
-Safety rule (docs/architecture.md, "Safety"; the checks are in `orchestrator.config_checks`): a profile's working directory is the agent's writable workspace, so it
-must not contain the config file, a ``.env`` file holding the token, or ``state_dir`` (nor lie
-inside ``state_dir``); symlinks are resolved before comparing. Numbers are checked against
-ranges that make sense (a long-poll timeout of 0 is 1,000+ requests a second; a negative
-approval timeout crashed the chat), and ``telegram.api_base_url`` must be a plain
-``http(s)://host[:port][/path]``.
+Safety rule (docs/architecture.md, "Safety"; checked in `orchestrator.config_checks`): a
+profile's working directory is the agent's writable workspace, so it must not contain the
+config file, a ``.env`` file holding the token, the token file or ``state_dir`` (nor lie inside
+``state_dir``); symlinks are resolved before comparing. Numbers are checked against ranges that
+make sense, and ``telegram.api_base_url`` must be a plain ``http(s)://host[:port][/path]``.
 
 Every problem raises `ConfigError` whose message is one line naming the file, the key path
 and the fix; the CLI prints it and exits 2. Unknown keys are rejected (a typo must not be
@@ -30,7 +29,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal, final
 
 import msgspec
-from dotenv import dotenv_values
 
 from orchestrator.config_checks import (
     MAX_CALLS_PER_WORKER,
@@ -41,6 +39,8 @@ from orchestrator.config_checks import (
     check_ranges,
     check_workspaces,
 )
+from orchestrator.config_token import TOKEN_VARIABLE, find_token, secret_file_warnings
+from orchestrator.config_token import token_error as _token_error
 from orchestrator.errors import ConfigError
 from orchestrator.wire.codex_mcp import CODEX_MCP_VERSION
 
@@ -53,6 +53,7 @@ __all__ = [
     "MAX_POLL_TIMEOUT",
     "MAX_POOL_SIZE",
     "MAX_RATE_LIMIT",
+    "TOKEN_VARIABLE",
     "WORKSPACE_FIX",
     "CodexConfig",
     "Config",
@@ -72,14 +73,8 @@ DEFAULT_CODEX_COMMAND: Final = ("npx", "-y", f"@openai/codex@{CODEX_MCP_VERSION}
 """The pinned Codex: the last release with ``mcp-server`` (it is gone from 0.154.0).
 Never the unrelated npm package named just ``codex``."""
 
-TOKEN_VARIABLE: Final = "TELEGRAM_BOT_TOKEN"
 CONF_PATH_VARIABLE: Final = "CODEX_CONF_PATH"
 DEFAULT_STATE_DIR: Final = "~/.codex-orchestrator"
-
-_TOKEN_SHAPE: Final = re.compile(r"^\d+:[A-Za-z0-9_-]{20,}$")
-_PLACEHOLDER_MARK: Final = "replace-with"
-"""`.env.example` ships ``TELEGRAM_BOT_TOKEN=123456789:replace-with-the-token-from-botfather``:
-well-formed, so it must be recognised by this mark, not by its shape."""
 
 
 class _Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -98,6 +93,8 @@ class TelegramConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=
 
     allowed_users: tuple[int, ...] = ()
     api_base_url: str = "https://api.telegram.org"
+    token_file: str = ""
+    """A file holding only the bot token; resolved against the config folder by `load_config`."""
     request_timeout: float = 30.0
     max_chunks: int = 4
     rate_limit: float = 30.0
@@ -212,6 +209,14 @@ class LoadedConfig(msgspec.Struct, frozen=True, kw_only=True):
     path: Path
     token: Secret
     token_source: str
+    token_from_file: bool = False
+    """The token came from ``telegram.token_file`` or a systemd credential, not the environment."""
+    secret_files: tuple[tuple[str, Path], ...] = ()
+    """(what, path) of every file holding a secret: the config file, ``.env``, the token file."""
+
+    def permission_warnings(self) -> list[str]:
+        """Which of `secret_files` other users can read or write, one line each with the fix."""
+        return secret_file_warnings(self.secret_files)
 
 
 def default_config_path(environ: Mapping[str, str]) -> Path:
@@ -245,43 +250,35 @@ def load_config(
     path = path.absolute()
     shown = str(path)
     config = _resolve(_decode(path, shown), path.parent, shown, environ)
-    token, source, dotenvs = _find_token(environ, cwd or Path.cwd(), path.parent)
-    check_workspaces(config, path, dotenvs, shown)
-    secret = Secret(token)
+    token_file = config.telegram.token_file
+    found = find_token(
+        environ,
+        cwd or Path.cwd(),
+        path.parent,
+        token_file=Path(token_file) if token_file else None,
+        shown=shown,
+    )
+    secret_files = (("the config file", path), *found.files)
+    check_workspaces(config, secret_files, shown)
+    secret = Secret(found.value)
     if require_token:
-        problem = token_error(secret, source, path.parent)
+        problem = token_error(secret, found.source, path.parent)
         if problem is not None:
             raise problem
-    return LoadedConfig(config=config, path=path, token=secret, token_source=source)
+    return LoadedConfig(
+        config=config,
+        path=path,
+        token=secret,
+        token_source=found.source,
+        token_from_file=found.from_file,
+        secret_files=secret_files,
+    )
 
 
 def token_error(token: Secret, source: str, config_folder: Path) -> ConfigError | None:
     """What is wrong with the token (unset, the `.env.example` placeholder, malformed), if
     anything. `load_config` raises it for ``start``; ``doctor`` shows it in its token row."""
-    value = token.reveal()
-    if not value:
-        return ConfigError(
-            ".env",
-            TOKEN_VARIABLE,
-            "the bot token is not set",
-            f"put {TOKEN_VARIABLE}=<token from @BotFather> in the environment or in a .env "
-            f"file in the current directory or in {config_folder}",
-        )
-    if _PLACEHOLDER_MARK in value:
-        return ConfigError(
-            source,
-            TOKEN_VARIABLE,
-            "still the placeholder from .env.example",
-            f"put the token from @BotFather (/mybots → API Token) in {source}",
-        )
-    if not _TOKEN_SHAPE.match(value):
-        return ConfigError(
-            source,
-            TOKEN_VARIABLE,
-            "the bot token does not look like a Telegram token (<digits>:<35 characters>)",
-            "copy the token exactly as @BotFather printed it",
-        )
-    return None
+    return _token_error(token.reveal(), source, config_folder)
 
 
 def _decode(path: Path, shown: str) -> Config:
@@ -397,6 +394,14 @@ def _resolve(config: Config, folder: Path, shown: str, environ: Mapping[str, str
     return msgspec.structs.replace(
         config,
         state_dir=str(_absolute(config.state_dir, folder, environ)),
+        telegram=msgspec.structs.replace(
+            config.telegram,
+            token_file=(
+                str(_absolute(config.telegram.token_file, folder, environ))
+                if config.telegram.token_file
+                else ""
+            ),
+        ),
         profiles=resolved,
     )
 
@@ -423,26 +428,6 @@ def _existing_file(
     if not path.is_file():
         raise ConfigError(shown, key, f"{path} does not exist", "create the file or fix the path")
     return str(path)
-
-
-def _find_token(
-    environ: Mapping[str, str], cwd: Path, config_folder: Path
-) -> tuple[str, str, list[Path]]:
-    """The token, where it came from (environment, ./.env, then the config's .env), and
-    every candidate ``.env`` that defines it (the workspace must hold none of them)."""
-    token, source = "", ".env"
-    if environ.get(TOKEN_VARIABLE):
-        token, source = environ[TOKEN_VARIABLE].strip(), "environment"
-    dotenvs: list[Path] = []
-    for folder in dict.fromkeys((cwd.absolute(), config_folder)):
-        dotenv = folder / ".env"
-        if dotenv.is_file():
-            value = (dotenv_values(dotenv).get(TOKEN_VARIABLE) or "").strip()
-            if value:
-                dotenvs.append(dotenv)
-                if not token:
-                    token, source = value, str(dotenv)
-    return token, source, dotenvs
 
 
 def worker_environment(codex: CodexConfig, environ: Mapping[str, str]) -> dict[str, str]:

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 from orchestrator.errors import ConfigError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from orchestrator.config import Config
 
 __all__ = [
@@ -175,11 +177,12 @@ def url_problem(url: str) -> str:
     return ""
 
 
-def check_workspaces(config: Config, path: Path, dotenvs: list[Path], shown: str) -> None:
-    """No profile's working directory may hold the bot's own files or lie inside state_dir:
-    the agent can write there, and Codex edited conf.toml's allowed_users unasked."""
+def check_workspaces(config: Config, secret_files: Sequence[tuple[str, Path]], shown: str) -> None:
+    """No profile's working directory may hold the bot's own files (the config file, ``.env``,
+    the token file: `secret_files`) or lie inside state_dir: the agent can write there, and
+    Codex edited conf.toml's allowed_users unasked."""
     state_dir = Path(config.state_dir).resolve()
-    files = [("the config file", path), *(("the .env file", dotenv) for dotenv in dotenvs)]
+    files = list(secret_files)
     for name, profile in config.profiles.items():
         workspace = Path(profile.working_directory).resolve()
         found = ""

@@ -2,9 +2,10 @@
 
 This module owns the session file format (`SessionState`, versioned) and when it is written.
 How is `orchestrator.disk`'s: atomically (a crash or a power loss leaves either the old or the
-new file, never half of one), in a worker thread. A file that cannot be read is set aside
-(``<name>.corrupt-<UTC time>``) and reported to the caller, which tells the user and starts a
-fresh session: damage is never silently dropped and never a crash loop.
+new file, never half of one), in a worker thread. The bot token (and anything shaped like one)
+is redacted from every file written (`orchestrator.redaction`). A file that cannot be read is
+set aside (``<name>.corrupt-<UTC time>``) and reported to the caller, which tells the user and
+starts a fresh session: damage is never silently dropped and never a crash loop.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ import trio
 
 from orchestrator import disk
 from orchestrator.messages import SessionKey
+from orchestrator.redaction import redact
 from orchestrator.workflow_messages import TokenUsage
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Sequence
 
 
 __all__ = [
@@ -114,8 +116,9 @@ class SessionStore:
     serialized in call order (trio's locks are fair), so the newest state is the one left.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, secrets: Sequence[str] = ()) -> None:
         self.root = root
+        self._secrets = tuple(secret for secret in secrets if secret)
         self._keys: dict[SessionKey, _KeyWrites] = {}
 
     def path_for(self, key: SessionKey) -> Path:
@@ -135,7 +138,7 @@ class SessionStore:
         """
         async with self._exclusive(key) as writes:
             writes.requested += 1
-            writes.newest = _ENCODER.encode(state)
+            writes.newest = self._encode(state)
             wanted = writes.requested
             async with writes.lock:
                 if writes.written >= wanted:
@@ -143,6 +146,12 @@ class SessionStore:
                 generation, data = writes.requested, writes.newest
                 await disk.run_sync(disk.write_atomically, self.path_for(key), data)
                 writes.written = generation
+
+    def _encode(self, state: SessionState) -> bytes:
+        """`state` as JSON with the secrets (the bot token) redacted: a prompt or a summary
+        that quotes the token must not put it on disk. A token holds no character that JSON
+        escapes, so redacting the encoded text finds it wherever it is."""
+        return redact(_ENCODER.encode(state).decode(), self._secrets).encode()
 
     @asynccontextmanager
     async def _exclusive(self, key: SessionKey) -> AsyncIterator[_KeyWrites]:
