@@ -22,6 +22,7 @@ import math
 import secrets
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal, assert_never
 
 import msgspec
@@ -102,7 +103,13 @@ class _Chat:
     @property
     def profile(self) -> Profile:
         profile = self.config.profiles.get(self.state.profile)
-        return profile or self.config.profiles[self.config.default_profile]
+        if profile is None or not profile.allows(self.key.user_id):
+            return self.config.profiles[self.config.default_profile]
+        return profile
+
+    def usable_profiles(self) -> list[str]:
+        """The profiles this chat's user may use (profiles are permissions)."""
+        return [n for n, p in self.config.profiles.items() if p.allows(self.key.user_id)]
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -117,7 +124,7 @@ class _Chat:
             await self.out.say(chat_texts.SESSION_CORRUPT)
         if loaded.state is not None:
             state = loaded.state
-            if state.profile not in self.config.profiles:
+            if state.profile not in self.usable_profiles():
                 state = msgspec.structs.replace(
                     state,
                     profile=self.config.default_profile,
@@ -278,17 +285,18 @@ class _Chat:
             self.out.trace(TraceRecord(event="cancel", detail=reason))
 
     async def cmd_profile(self, argument: str) -> None:
-        names = list(self.config.profiles)
+        names = self.usable_profiles()
         if not argument or argument == "list":
+            # Only the user's own profiles, and a folder's name, never its absolute path.
             lines = [
                 f"{'•' if name == self.state.profile else '◦'} {name}: "
-                f"{self.config.profiles[name].working_directory}"
+                f"{Path(self.config.profiles[name].working_directory).name}"
                 + (" (active)" if name == self.state.profile else "")
                 for name in names
             ]
             await self.out.say("Profiles:\n" + "\n".join(lines), plain=True)
             return
-        if argument not in self.config.profiles:
+        if argument not in names:  # a profile the user may not use is answered as unknown
             await self.out.say(
                 f"No profile named {argument!r}. Profiles: {', '.join(names)}", plain=True
             )
@@ -309,7 +317,7 @@ class _Chat:
         )
         await self.save()
         await self.out.say(
-            f"Switched to profile {argument} ({profile.working_directory}), mode "
+            f"Switched to profile {argument} ({Path(profile.working_directory).name}), mode "
             f"{profile.default_mode}. The next message starts a new Codex thread.",
             plain=True,
         )

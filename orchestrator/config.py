@@ -36,6 +36,7 @@ from orchestrator.config_checks import (
     MAX_POOL_SIZE,
     MAX_RATE_LIMIT,
     WORKSPACE_FIX,
+    check_profile_users,
     check_ranges,
     check_workspaces,
 )
@@ -164,6 +165,18 @@ class Profile(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     system_prompt_file: str = ""
     default_mode: Literal["single", "plan"] = "plan"
     role_prompts: RolePrompts = RolePrompts()
+    users: tuple[int, ...] | None = None
+    """Telegram user ids that may use this profile; None (the key absent): every allowed user.
+    Required for a profile that leaves the sandbox or turns approvals off."""
+
+    def allows(self, user_id: int) -> bool:
+        """Whether `user_id` (already on the allow-list) may use this profile."""
+        return self.users is None or user_id in self.users
+
+    @property
+    def privileged(self) -> bool:
+        """The agent runs outside the sandbox, or nobody is asked before it acts."""
+        return self.sandbox == "danger-full-access" or self.approval_policy == "never"
 
 
 class Config(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -352,6 +365,7 @@ def _resolve(config: Config, folder: Path, shown: str, environ: Mapping[str, str
             f"no profile named {config.default_profile!r} (profiles: {', '.join(profiles)})",
             f"add [profiles.{config.default_profile}] or set default_profile to one of them",
         )
+    check_profile_users(config.telegram.allowed_users, profiles, config.default_profile, shown)
     resolved: dict[str, Profile] = {}
     for name, profile in profiles.items():
         where = f"profiles.{name}"

@@ -15,9 +15,9 @@ from urllib.parse import urlsplit
 from orchestrator.errors import ConfigError
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
-    from orchestrator.config import Config
+    from orchestrator.config import Config, Profile
 
 __all__ = [
     "MAX_CALLS_PER_WORKER",
@@ -25,6 +25,7 @@ __all__ = [
     "MAX_POOL_SIZE",
     "MAX_RATE_LIMIT",
     "WORKSPACE_FIX",
+    "check_profile_users",
     "check_ranges",
     "check_workspaces",
     "url_problem",
@@ -205,3 +206,53 @@ def check_workspaces(config: Config, secret_files: Sequence[tuple[str, Path]], s
                 f"{workspace} {found}, which Codex could then read and rewrite",
                 WORKSPACE_FIX,
             )
+
+
+def check_profile_users(
+    allowed: Sequence[int], profiles: Mapping[str, Profile], default: str, shown: str
+) -> None:
+    """Profiles are permissions: ``profiles.NAME.users`` names who may use a profile (absent:
+    every allowed user). A profile that leaves the sandbox or turns approvals off must name
+    them, every id named must be allowed at all, and the default profile (the one every new
+    chat starts with) must be usable by every allowed user."""
+    for name, profile in profiles.items():
+        key = f"profiles.{name}.users"
+        if profile.users is None:
+            if profile.privileged:
+                what = (
+                    'sandbox = "danger-full-access"'
+                    if profile.sandbox == "danger-full-access"
+                    else 'approval_policy = "never"'
+                )
+                raise ConfigError(
+                    shown,
+                    key,
+                    f"not set, but the profile has {what}: every allowed user could switch to "
+                    "it and run anything unasked",
+                    "name who may use it, e.g. users = [123456789] (ids from "
+                    "telegram.allowed_users)",
+                )
+            continue
+        if not profile.users:
+            raise ConfigError(
+                shown, key, "empty: nobody could use the profile", "name its users or remove it"
+            )
+        for index, user in enumerate(profile.users):
+            if user not in allowed:
+                raise ConfigError(
+                    shown,
+                    f"{key}[{index}]",
+                    f"{user} is not in telegram.allowed_users",
+                    "add the id to telegram.allowed_users too, or remove it here",
+                )
+    users = profiles[default].users
+    left_out = [user for user in allowed if users is not None and user not in users]
+    if left_out:
+        raise ConfigError(
+            shown,
+            "default_profile",
+            f"profile {default!r} is the default, but users {left_out} may not use it (every "
+            "new chat starts in the default profile)",
+            "make the default a profile every allowed user may use (no users key), e.g. a "
+            "sandboxed one, and switch to the restricted one with /profile NAME",
+        )

@@ -66,7 +66,7 @@ def write_config(
     codex_command: Sequence[str],
     codex_env: Mapping[str, str],
     batch_window: float,
-    profile: Mapping[str, str] | None = None,
+    profile: Mapping[str, object] | None = None,
 ) -> Path:
     """``folder/conf.toml`` for a bot under test: one allowed `user`, the fake Telegram at
     `telegram_url`, two workers, and a single-mode default profile working in ``folder/work``
