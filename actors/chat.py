@@ -122,6 +122,15 @@ class _Chat:
                 )
             )
             await self.out.say(chat_texts.SESSION_CORRUPT)
+        if loaded.dropped_queue:  # a queue the bot did not write (session_store): not run
+            self.out.trace(
+                TraceRecord(event="session_corrupt", detail="queue not written by this bot")
+            )
+            await self.out.say(
+                f"{loaded.dropped_queue} queued message(s) in your session file were not "
+                "written by this bot, so they were not run. Send them again if they are yours.",
+                plain=True,
+            )
         if loaded.state is not None:
             state = loaded.state
             if state.profile not in self.usable_profiles():

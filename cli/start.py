@@ -17,6 +17,7 @@ import trio
 
 from actors.root import run_system
 from orchestrator.config import TOKEN_VARIABLE, worker_environment
+from orchestrator.disk import secure_state_dir
 from orchestrator.edges.codex_mcp import open_codex_process
 from orchestrator.edges.processes import enable_child_subreaper
 from orchestrator.edges.telegram_http import open_telegram_api
@@ -37,6 +38,7 @@ logger: Final = logging.getLogger("codex_orchestrator")
 
 def run(loaded: LoadedConfig, *, log_level: str) -> int:
     """Run the bot in this process until it is stopped; return the exit code."""
+    os.umask(0o077)  # everything the bot and its workers create is private to its user
     token = loaded.token.reveal()
     configure_logging(log_level, secrets=[token])
     logger.info("starting with %s", loaded.path)
@@ -44,6 +46,8 @@ def run(loaded: LoadedConfig, *, log_level: str) -> int:
     os.environ.pop(TOKEN_VARIABLE, None)
     for warning in loaded.permission_warnings():
         logger.warning("%s", warning)
+    for report in secure_state_dir(Path(loaded.config.state_dir)):
+        logger.error("state_dir: %s", report)
     return trio.run(_main, loaded)
 
 

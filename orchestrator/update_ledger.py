@@ -11,6 +11,7 @@ The poller records an id right after the router accepted the update and persists
 before the next hand-off, so the window in which a crash can cause a repeat is one atomic
 file write (`orchestrator.disk`). A damaged file is set aside (``.corrupt-<time>``) and
 logged; the ledger starts empty (the worst case is one redelivered batch, never a crash loop).
+So is a symlink, folder or FIFO in its place (never followed, never waited on).
 """
 
 from __future__ import annotations
@@ -88,12 +89,10 @@ class UpdateLedger:
 
 def _load(path: Path) -> _LedgerFile:
     try:
-        data = path.read_bytes()
+        return _DECODER.decode(disk.read_regular(path))
     except FileNotFoundError:
         return _LedgerFile()
-    try:
-        return _DECODER.decode(data)
-    except (msgspec.DecodeError, RecursionError) as error:
+    except (disk.NotARegularFile, msgspec.DecodeError, RecursionError) as error:
         aside = disk.set_aside(path)
         logger.error(
             "update ledger %s is damaged (%s); moved it to %s and started a new one",
