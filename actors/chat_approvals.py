@@ -13,13 +13,21 @@ This module owns:
 
 A press reaches only the chat of the presser's own session key (the router sees to that), so
 a token is never looked up in another user's chat.
+
+An approval shows exactly what it approves (`approval_view`): the whole command or the whole
+diff, with whitespace runs, control characters, bidi overrides and invisible characters made
+visible (`visible`: 3000 spaces as ``␠`` and the count, ``\x07``, ``<U+202E>``). What does
+not fit one message goes first as a file, and the message with the buttons says "the full
+command is in the file above"; the sender sends that message only once the file was
+delivered. Approve is never offered on a shortened view.
 """
 
 from __future__ import annotations
 
 import secrets
+import unicodedata
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 import msgspec
 import trio
@@ -33,17 +41,33 @@ if TYPE_CHECKING:
 
 __all__ = [
     "APPROVAL_BUFFER",
+    "APPROVAL_TEXT_LIMIT",
     "ApprovalButton",
+    "ApprovalView",
     "Approvals",
     "CancelButton",
     "approval_data",
+    "approval_view",
     "cancel_data",
     "decode_button",
+    "visible",
 ]
 
 APPROVAL_BUFFER: Final = 4
 """Questions a request's workflow can relay before its Codex call waits for the chat to show
 them (the chat shows each at once; Codex asks one question at a time per call)."""
+
+APPROVAL_TEXT_LIMIT: Final = 2000
+"""Characters of an approval message. The sender cuts a live message at 2,048 characters; an
+approval longer than this sends its command or diff as a file instead, never cut."""
+
+RUN_SHOWN_FROM: Final = 8
+"""A run of this many of one whitespace or invisible character shows as the character, the
+multiplication sign and the count: 3,000 spaces pushed ``; curl … | sh`` out of sight."""
+NEWLINE_RUN_SHOWN_FROM: Final = 3
+TIMES: Final = "\N{MULTIPLICATION SIGN}"
+SUBJECT_CHARS: Final = 200
+"""Characters of the command or file list in the line that replaces a decided approval."""
 
 _CHOICES: Final[dict[ApprovalDecision, str]] = {
     "approved": "a",
@@ -93,11 +117,98 @@ def decode_button(data: str) -> CancelButton | ApprovalButton | None:
     return None
 
 
-def _subject(ask: ApprovalAsk) -> str:
-    """What an approval was about, for the line that replaces its buttons."""
+def _char(ch: str) -> str:
+    """One character as the user must see it."""
+    if ch in " \n":
+        return ch
+    if ch == "\t":
+        return "\\t"
+    if ch == "\r":
+        return "\\r"
+    category = unicodedata.category(ch)
+    if category == "Cc":
+        return f"\\x{ord(ch):02x}" if ord(ch) < 256 else f"<U+{ord(ch):04X}>"
+    if category in ("Cf", "Zl", "Zp", "Co", "Cn", "Cs") or (category == "Zs" and ch != " "):
+        return f"<U+{ord(ch):04X}>"  # bidi overrides, zero-width and odd spaces
+    return ch
+
+
+def visible(text: str) -> str:
+    """`text` with nothing hidden: control characters as ``\x07`` (``\t``, ``\r``), bidi
+    overrides, zero-width and other invisible characters as ``<U+202E>``, and long runs of
+    one whitespace or invisible character as ``␠``, `TIMES` and the count (``⏎`` for blank
+    lines)."""
+    out: list[str] = []
+    index, end = 0, len(text)
+    while index < end:
+        ch = text[index]
+        stop = index
+        while stop < end and text[stop] == ch:
+            stop += 1
+        run = stop - index
+        shown = _char(ch)
+        hidden = ch.isspace() or shown != ch
+        if ch == "\n" and run >= NEWLINE_RUN_SHOWN_FROM:
+            out.append(f"⏎{TIMES}{run}\n")
+        elif hidden and ch != "\n" and run >= RUN_SHOWN_FROM:
+            out.append(f"{'␠' if ch == ' ' else shown}{TIMES}{run}")
+        else:
+            out.append(shown * run)
+        index = stop
+    return "".join(out)
+
+
+class ApprovalView(NamedTuple):
+    """An approval as shown: the message with the buttons, and the file sent before it."""
+
+    text: str
+    document: bytes = b""
+    document_name: str = ""
+    document_caption: str = ""
+
+
+def approval_view(ask: ApprovalAsk, working_directory: str) -> ApprovalView:
+    """The whole of what `ask` approves, made `visible`; as a file when it does not fit."""
     if ask.kind == "exec":
-        return f"$ {ask.command}"
-    return ", ".join(ask.changes) or "file changes"
+        where = visible(ask.cwd or working_directory)
+        command = visible(ask.command)
+        text = f"Codex asks to run:\n$ {command}\nin {where}"
+        if len(text) <= APPROVAL_TEXT_LIMIT:
+            return ApprovalView(text)
+        size = f"{len(ask.command):,} characters"
+        return ApprovalView(
+            f"Codex asks to run a command of {size}: the full command is in the file "
+            f"above.\nin {where}\nRead it there before you approve.",
+            document=f"{command}\n".encode(),
+            document_name="command.txt",
+            document_caption=f"The full command Codex asks to run ({size}; whitespace runs, "
+            "control and invisible characters made visible)",
+        )
+    listing = "\n".join(f"• {visible(path)}" for path in ask.changes) or "(no files listed)"
+    diff = visible(ask.diff.rstrip("\n"))
+    text = f"Codex asks to change files:\n{listing}" + (f"\n\n{diff}" if diff else "")
+    if len(text) <= APPROVAL_TEXT_LIMIT:
+        return ApprovalView(text)
+    count = f"{len(ask.changes)} file(s)"
+    what = "diff" if diff else "list of files"
+    head = f"Codex asks to change {count}: the full {what} is in the file above."
+    text = f"{head}\n{listing}"
+    if len(text) > APPROVAL_TEXT_LIMIT:
+        text = f"{head} Every file is named there."
+    return ApprovalView(
+        f"{text}\nRead it there before you approve.",
+        document=f"{diff or listing}\n".encode(),
+        document_name="changes.diff" if diff else "changes.txt",
+        document_caption=f"The full {what} Codex asks to apply ({count})",
+    )
+
+
+def _subject(ask: ApprovalAsk) -> str:
+    """What an approval was about, for the line that replaces its buttons (may be cut: it
+    carries no button)."""
+    subject = f"$ {ask.command}" if ask.kind == "exec" else ", ".join(ask.changes)
+    shown = visible(subject) or "file changes"
+    return shown if len(shown) <= SUBJECT_CHARS else shown[: SUBJECT_CHARS - 1] + "…"
 
 
 @dataclass
@@ -130,13 +241,7 @@ class Approvals:
                 token = secrets.token_urlsafe(9)
                 question = _Open(request=request, slot=f"approval-{token}")
                 self._open[token] = question
-                ask = request.ask
-                if ask.kind == "exec":
-                    where = ask.cwd or working_directory
-                    body = f"Codex asks to run:\n$ {ask.command}\nin {where}"
-                else:
-                    files = "\n".join(f"• {path}" for path in ask.changes) or "(no files listed)"
-                    body = f"Codex asks to change files:\n{files}"
+                view = approval_view(request.ask, working_directory)
                 keyboard = (
                     (
                         Button("✅ Approve", approval_data(token, "approved")),
@@ -144,7 +249,14 @@ class Approvals:
                         Button("⛔ Deny", approval_data(token, "denied")),
                     ),
                 )
-                await self._out.show(question.slot, body, keyboard)
+                await self._out.show(
+                    question.slot,
+                    view.text,
+                    keyboard,
+                    document=view.document,
+                    document_name=view.document_name,
+                    document_caption=view.document_caption,
+                )
                 timers.start_soon(self._expire, token, question)
 
     async def _expire(self, token: str, question: _Open) -> None:

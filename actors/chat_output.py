@@ -63,8 +63,18 @@ class ChatOutput:
         """Answer a button press (stops its spinner; `text` shows as a toast)."""
         await self.sender.send(AnswerCallback(callback_query_id=press.callback_query_id, text=text))
 
-    async def show(self, slot: str, text: str, keyboard: Keyboard = ()) -> None:
-        """Show or update the live message `slot` (the sender coalesces the edits)."""
+    async def show(
+        self,
+        slot: str,
+        text: str,
+        keyboard: Keyboard = (),
+        *,
+        document: bytes = b"",
+        document_name: str = "",
+        document_caption: str = "",
+    ) -> None:
+        """Show or update the live message `slot` (the sender coalesces the edits); with
+        `document`, that file is sent first, and the message only once it was delivered."""
         await self.sender.send(
             UpdateLive(
                 chat_id=self.key.chat_id,
@@ -72,6 +82,9 @@ class ChatOutput:
                 slot=slot,
                 text=text,
                 keyboard=keyboard,
+                document=document,
+                document_name=document_name,
+                document_caption=document_caption,
             )
         )
 

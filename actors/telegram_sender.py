@@ -360,6 +360,8 @@ class _Sender:
         text = _fit(sanitize_text(live.text))
         message_id = lane.live_message.get(live.slot)
         if message_id is None:
+            if live.document:
+                await self._send_live_document(lane, live)  # _GiveUp: no message, no buttons
             lane.live_message[live.slot] = await self._send_plain(lane, live, text)
             return
         try:
@@ -377,6 +379,24 @@ class _Sender:
                 lane.live_message[live.slot] = await self._send_plain(lane, live, text)
                 return
             self._undelivered(lane.chat_id, str(error), text)
+            raise _GiveUp from error
+
+    async def _send_live_document(self, lane: Lane, live: UpdateLive) -> None:
+        """The file a live message refers to ("the full command is in the file above")."""
+        try:
+            await self._in_chat(
+                lane,
+                lambda chat_id: self.api.send_document(
+                    chat_id,
+                    live.document_name or "document.txt",
+                    live.document,
+                    caption=live.document_caption,
+                    message_thread_id=live.thread_id,
+                ),
+                preview=live.document_caption,
+            )
+        except TelegramBadRequest as error:
+            self._undelivered(lane.chat_id, str(error), live.document_caption)
             raise _GiveUp from error
 
     async def _send_plain(self, lane: Lane, live: UpdateLive, text: str) -> int:

@@ -187,6 +187,11 @@ class UpdateLive(_SenderBase, frozen=True, kw_only=True, tag="live"):
     text: str
     thread_id: int | None = None
     keyboard: Keyboard = ()
+    document: bytes = b""
+    """Sent as a file (`document_name`, `document_caption`) before the slot's first message;
+    if it cannot be delivered, the message (and its buttons) is not sent either."""
+    document_name: str = ""
+    document_caption: str = ""
 
 
 class CloseLive(_SenderBase, frozen=True, kw_only=True, tag="close_live"):
@@ -342,6 +347,8 @@ class ApprovalAsk(msgspec.Struct, frozen=True, kw_only=True):
     command: str = ""
     cwd: str = ""
     changes: tuple[str, ...] = ()
+    diff: str = ""
+    """A patch's unified diff (every file), when the backend sent the contents."""
     worker_id: int = 0
 
 

@@ -48,7 +48,15 @@ def redact_outbound(message: SenderMsg, secrets: Iterable[str] = ()) -> SenderMs
         case SendReply():
             return msgspec.structs.replace(message, markdown=redact(message.markdown, secrets))
         case UpdateLive():
-            return msgspec.structs.replace(message, text=redact(message.text, secrets))
+            document = message.document
+            if document:
+                document = redact(document.decode("utf-8", "replace"), secrets).encode()
+            return msgspec.structs.replace(
+                message,
+                text=redact(message.text, secrets),
+                document=document,
+                document_caption=redact(message.document_caption, secrets),
+            )
         case CloseLive() if message.final_text:
             return msgspec.structs.replace(message, final_text=redact(message.final_text, secrets))
         case AnswerCallback() if message.text:

@@ -45,6 +45,7 @@ from orchestrator.messages import (
     RunStarted,
     TokenCount,
 )
+from orchestrator.wire.codex_changes import changes_diff
 from orchestrator.workflow_messages import TokenUsage
 
 if TYPE_CHECKING:
@@ -314,6 +315,7 @@ def approval_ask(ask: ElicitParams, worker_id: int) -> ApprovalAsk:
         command=command_text(ask.codex_command),
         cwd=local_path(ask.codex_cwd),
         changes=tuple(ask.codex_changes or {}),
+        diff=changes_diff(ask.codex_changes),
         worker_id=worker_id,
     )
 
