@@ -46,8 +46,11 @@ def run(loaded: LoadedConfig, *, log_level: str) -> int:
     os.environ.pop(TOKEN_VARIABLE, None)
     for warning in loaded.permission_warnings():
         logger.warning("%s", warning)
-    for report in secure_state_dir(Path(loaded.config.state_dir)):
-        logger.error("state_dir: %s", report)
+    try:
+        for report in secure_state_dir(Path(loaded.config.state_dir)):
+            logger.error("state_dir: %s", report)
+    except OSError as error:  # the bot's own writes will say more; do not hide the cause
+        logger.error("state_dir %s could not be made private: %s", loaded.config.state_dir, error)
     return trio.run(_main, loaded)
 
 

@@ -220,8 +220,9 @@ def secure_state_dir(state_dir: Path) -> list[str]:
 
     `state_dir` becomes 0700; its folders (sessions, traces, logs, workers) 0700 and the
     regular files in them 0600, and so the update ledger and the session key. A symlink or
-    other non-folder where one of those folders should be, and a symlink, folder or FIFO
-    where a state file should be, is renamed to ``<name>.corrupt-<UTC time>``.
+    other non-folder where one of those folders should be, and a symlink, folder or FIFO in
+    one of them or where a state file should be (a worker log symlinked to ``~/.bashrc``
+    would be appended to), is renamed to ``<name>.corrupt-<UTC time>``.
 
     Returns:
         One line per thing set aside, for the log.
@@ -257,6 +258,6 @@ def secure_state_dir(state_dir: Path) -> list[str]:
         for entry in os.scandir(folder):
             if entry.is_file(follow_symlinks=False):
                 os.chmod(entry.path, FILE_MODE, follow_symlinks=False)
-            elif name in ("sessions", "traces") and ".corrupt-" not in entry.name:
+            elif ".corrupt-" not in entry.name:
                 aside(folder / entry.name, "not a regular file")
     return reports

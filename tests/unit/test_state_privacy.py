@@ -143,9 +143,12 @@ def test_secure_state_dir_tightens_and_sets_aside(tmp_path: Path) -> None:
     (tmp_path / "elsewhere").mkdir()
     (state / "traces").symlink_to(tmp_path / "elsewhere")
     os.mkfifo(state / "updates.json")
+    (state / "logs").mkdir()
+    (state / "logs" / "codex-worker-0.log").symlink_to(tmp_path / "bashrc")
     os.chmod(state, 0o755)
     reports = disk.secure_state_dir(state)
-    assert len(reports) == 3, reports
+    assert len(reports) == 4, reports
+    assert not os.path.lexists(state / "logs" / "codex-worker-0.log")
     assert mode(state) == 0o700
     assert mode(state / "sessions") == 0o700
     assert mode(state / "sessions" / "1-1.json") == 0o600
