@@ -119,9 +119,7 @@ async def run(
 ) -> None:
     """Deliver everything that arrives in `inbox`.
 
-    Every message is passed through `redact_outbound` with `secrets` (the bot token) as it
-    arrives, before it is rendered or split: no text reaches a chat with the token in it.
-
+    Every message is redacted (`redact_outbound`, `secrets`) as it arrives, before it is split.
     `global_rate` (calls per second, 0 = unlimited) and `chat_spacing` exist for
     self-hosted Bot API servers and benchmarks; Telegram itself needs the defaults.
 
@@ -383,18 +381,15 @@ class _Sender:
 
     async def _send_live_document(self, lane: Lane, live: UpdateLive) -> None:
         """The file a live message refers to ("the full command is in the file above")."""
+        call = functools.partial(
+            self.api.send_document,
+            filename=live.document_name or "file.txt",
+            content=live.document,
+            caption=live.document_caption,
+            message_thread_id=live.thread_id,
+        )
         try:
-            await self._in_chat(
-                lane,
-                lambda chat_id: self.api.send_document(
-                    chat_id,
-                    live.document_name or "document.txt",
-                    live.document,
-                    caption=live.document_caption,
-                    message_thread_id=live.thread_id,
-                ),
-                preview=live.document_caption,
-            )
+            await self._in_chat(lane, call, preview=live.document_caption)
         except TelegramBadRequest as error:
             self._undelivered(lane.chat_id, str(error), live.document_caption)
             raise _GiveUp from error
