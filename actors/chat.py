@@ -5,11 +5,19 @@ request being served and its cancel scope, and the session file. The inbox loop 
 for Codex: a request is served in a child task (`actors.chat_request`), so commands, queueing,
 button presses and ``/cancel`` are answered while it runs.
 
-- Text while idle starts a batch: texts arriving within ``batch_window`` of each other become
-  one prompt. Text while a request runs is queued (bounded by ``queue_limit``) and answered
-  "queued (position N)"; queued prompts run one after another and survive restarts.
+- Text while idle starts a request at once; only a text as long as Telegram's limit (a part
+  of a long paste the client split) waits ``batch_window`` for the rest, each such part
+  waiting again, and the parts run as one prompt. Texts arriving while a request runs join
+  one queued prompt (at most ``queue_limit`` of them; one "Queued" notice), which runs next;
+  queued prompts survive restarts.
 - A request's life (progress message, typing, the result) is `actors.chat_request`; it returns
-  a `RequestOutcome` that this actor applies to the session (counters, thread, summary).
+  a `RequestOutcome` that this actor applies to the session (counters, thread, summary). A
+  request that fails under the bot is reported once and never queued again; only a shutdown
+  (`Interrupted`) puts its prompt back in the queue.
+- The session file records the running request (and its progress message) and the parts of a
+  paste not started yet. A start that finds a running request there (the bot was killed)
+  closes its progress message and offers it with a "Run again" button, never running it by
+  itself.
 - Approvals relayed by the pool are shown and decided by `actors.chat_approvals`; this actor
   routes the button presses to them.
 - The session file is written on every change (`SessionStore`, atomic).
@@ -29,7 +37,14 @@ import msgspec
 import trio
 
 from actors import chat_texts
-from actors.chat_approvals import ApprovalButton, Approvals, CancelButton, decode_button
+from actors.chat_approvals import (
+    ApprovalButton,
+    Approvals,
+    CancelButton,
+    RerunButton,
+    decode_button,
+    rerun_data,
+)
 from actors.chat_output import ChatOutput
 from actors.chat_request import (
     FINISH_GRACE,
@@ -39,11 +54,12 @@ from actors.chat_request import (
     Interrupted,
     Request,
     RequestOutcome,
+    phase_words,
     serve_request,
     stopped_outcome,
 )
-from orchestrator.messages import InboundCallback, InboundMessage, TraceRecord
-from orchestrator.session_store import SessionCounters, SessionState
+from orchestrator.messages import Button, InboundCallback, InboundMessage, TraceRecord
+from orchestrator.session_store import RequestRecord, SessionCounters, SessionState
 
 if TYPE_CHECKING:
     from orchestrator.config import Config, Profile
@@ -54,6 +70,15 @@ if TYPE_CHECKING:
 __all__ = ["ChatDeps", "run"]
 
 logger: Final = logging.getLogger(__name__)
+
+FAILED_SUMMARY: Final = "(this request failed before Codex finished it)"
+"""The summary's result line of a request that failed."""
+
+TELEGRAM_TEXT_LIMIT: Final = 4096
+"""Characters of one Telegram message: clients split a longer paste into parts this long."""
+
+SPLIT_SLACK: Final = 64
+"""A part may be this much shorter than the limit (clients split at a space or line end)."""
 
 SUMMARY_LIMIT: Final = 1500
 """Characters of conversation summary kept as the context preamble."""
@@ -90,6 +115,10 @@ class _Chat:
         self.batch: list[str] = []
         self.batch_due = math.inf
         self.closing = False
+        self.joinable = False
+        """The last queued prompt takes more messages (it was queued by this process)."""
+        self.joined = 0
+        """Messages joined into the last queued prompt."""
 
     # ------------------------------------------------------------------ output
 
@@ -172,32 +201,57 @@ class _Chat:
         if message.text is None or not message.text.strip():
             await self.out.say(chat_texts.TEXT_ONLY, plain=True)
             return
+        if message.quoted_from is not None:
+            await self.on_text(chat_texts.as_quoted(message.text, message.quoted_from))
+            return
         await self.on_text(message.text)
 
     async def on_text(self, text: str) -> None:
         if self.request is None and not self.state.queue:
-            self.batch.append(text)
-            window = self.config.sessions.batch_window
-            self.batch_due = trio.current_time() + window
-            if window <= 0:
-                await self.flush_batch()
+            await self.collect(text)
             return
-        # A request is running: queue it (joining a prompt queued a moment ago).
+        await self.queue_text(text)
+
+    async def collect(self, text: str) -> None:
+        """An idle chat: start at once, unless `text` looks like a part of a long paste that
+        Telegram split at its length limit; then wait ``batch_window`` for the rest (each part
+        at the limit waits again), and run the parts as one prompt."""
+        self.batch.append(text)
+        window = self.config.sessions.batch_window
+        if window > 0 and is_split_part(text):
+            self.batch_due = trio.current_time() + window
+            # On disk before the next update is taken: a kill now loses no part.
+            self.state = msgspec.structs.replace(self.state, batch=tuple(self.batch))
+            await self.save()
+            return
+        await self.flush_batch()
+
+    async def queue_text(self, text: str) -> None:
+        """A request is running: `text` joins the prompt that runs next (one notice for it)."""
         queue = list(self.state.queue)
-        if len(queue) >= self.config.sessions.queue_limit:
-            await self.out.say(
-                f"The queue is full ({len(queue)} waiting); wait for a result or /cancel.",
-                plain=True,
-            )
+        joining = bool(queue) and self.joinable
+        if joining and self.joined >= self.config.sessions.queue_limit:
+            await self.out.say(chat_texts.queue_full(self.config.sessions.queue_limit), plain=True)
             self.out.trace(TraceRecord(event="queued", outcome="rejected", detail="queue full"))
             return
-        queue.append(text)
+        if joining:
+            queue[-1] = f"{queue[-1]}\n\n{text}"
+            self.joined += 1
+        else:
+            queue.append(text)
+            self.joinable = True
+            self.joined = 1
         self.state = msgspec.structs.replace(self.state, queue=tuple(queue))
         await self.save()
         self.out.trace(
-            TraceRecord(event="queued", detail=f"position {len(queue)}", preview=self.preview(text))
+            TraceRecord(
+                event="queued",
+                detail=f"position {len(queue)}, {self.joined} joined",
+                preview=self.preview(text),
+            )
         )
-        await self.out.say(f"Queued (position {len(queue)}).", plain=True)
+        if not joining:
+            await self.out.say(chat_texts.queued(len(queue)), plain=True)
 
     async def flush_batch(self) -> None:
         if not self.batch:
@@ -206,12 +260,16 @@ class _Chat:
         self.batch = []
         self.batch_due = math.inf
         if self.request is None:
-            self.start_request(prompt)
+            await self.start_request(prompt)
         else:
-            self.state = msgspec.structs.replace(self.state, queue=(*self.state.queue, prompt))
+            self.state = msgspec.structs.replace(
+                self.state, queue=(*self.state.queue, prompt), batch=()
+            )
             await self.save()
 
-    def start_request(self, prompt: str) -> None:
+    async def start_request(self, prompt: str, *, queue: tuple[str, ...] | None = None) -> None:
+        """Start serving `prompt`; the session file says it runs (and, with `queue`, that it
+        left the queue) in one write before Codex sees it, so a kill leaves it on record."""
         self.requests_started += 1
         request = Request(
             number=self.requests_started,
@@ -220,16 +278,97 @@ class _Chat:
             token=secrets.token_urlsafe(9),
             started=trio.current_time(),
         )
-        self.request = request
+        self.request = request  # before the save: no second request starts meanwhile
+        self.state = msgspec.structs.replace(
+            self.state,
+            running=RequestRecord(prompt=prompt),
+            batch=(),
+            queue=self.state.queue if queue is None else queue,
+        )
+        await self.save()
         self.nursery.start_soon(self.serve, request)
 
     async def start_next_queued(self) -> None:
         if self.request is not None or not self.state.queue or self.closing:
             return
         prompt, *rest = self.state.queue
-        self.state = msgspec.structs.replace(self.state, queue=tuple(rest))
+        if not rest:
+            self.joinable = False
+            self.joined = 0
+        await self.start_request(prompt, queue=tuple(rest))
+
+    async def remember_live(self, request: Request, message_id: int) -> None:
+        """The request's progress message is `message_id`: on record, to close it after a kill."""
+        running = self.state.running
+        if self.request is request and running is not None:
+            self.state = msgspec.structs.replace(
+                self.state,
+                running=msgspec.structs.replace(running, live_message_id=message_id),
+            )
+            await self.save()
+
+    async def recover(self) -> None:
+        """At start: tell the user about a request a kill interrupted (its progress message
+        closed, a "Run again" button; never run again by itself), and queue the parts of a
+        paste that were received but not started."""
+        state = self.state
+        if state.batch:
+            state = msgspec.structs.replace(
+                state, queue=(*state.queue, "\n\n".join(state.batch)), batch=()
+            )
+        running = state.running
+        if running is None:
+            if state is not self.state:
+                self.state = state
+                await self.save()
+            return
+        token = secrets.token_urlsafe(9)
+        if running.live_message_id is not None:
+            await self.out.close(
+                "interrupted-live", chat_texts.STALE_PROGRESS, message_id=running.live_message_id
+            )
+        await self.out.show(
+            f"rerun-{token}",
+            chat_texts.interrupted_by_a_stop(running.prompt),
+            ((Button(chat_texts.RUN_AGAIN, rerun_data(token)),),),
+        )
+        counters = state.counters
+        self.state = msgspec.structs.replace(
+            state,
+            running=None,
+            interrupted=RequestRecord(prompt=running.prompt, token=token),
+            counters=msgspec.structs.replace(
+                counters, runs=counters.runs + 1, failures=counters.failures + 1
+            ),
+        )
         await self.save()
-        self.start_request(prompt)
+        self.out.trace(
+            TraceRecord(
+                event="run_end",
+                outcome="failed",
+                detail="interrupted: the bot was killed while it ran",
+                preview=self.preview(running.prompt),
+            )
+        )
+
+    async def run_again(self, press: InboundCallback, token: str) -> None:
+        """A press on "Run again": the interrupted prompt runs (or is queued) once more."""
+        offered = self.state.interrupted
+        if offered is None or not secrets.compare_digest(offered.token, token):
+            await self.out.answer(press, chat_texts.RUN_AGAIN_GONE)
+            return
+        self.state = msgspec.structs.replace(self.state, interrupted=None)
+        await self.out.answer(press, chat_texts.RUN_AGAIN_STARTED)
+        await self.out.close(
+            f"rerun-{token}",
+            chat_texts.interrupted_run_again(offered.prompt),
+            message_id=press.message_id,
+        )
+        if self.request is None and not self.state.queue and not self.batch:
+            await self.start_request(offered.prompt)
+        else:
+            await self.save()
+            await self.queue_text(offered.prompt)
 
     # ------------------------------------------------------------------ commands
 
@@ -253,9 +392,7 @@ class _Chat:
 
     async def cmd_mode(self, argument: str) -> None:
         if argument not in ("single", "plan"):
-            await self.out.say(
-                f"Mode is {self.state.mode}. Use /mode single or /mode plan.", plain=True
-            )
+            await self.out.say(chat_texts.not_a_mode(argument, self.state.mode), plain=True)
             return
         mode: Literal["single", "plan"] = "single" if argument == "single" else "plan"
         self.state = msgspec.structs.replace(self.state, mode=mode)
@@ -267,6 +404,7 @@ class _Chat:
         if self.request is not None:
             await self.out.say("A request is running; /cancel it first, then /new.", plain=True)
             return
+        await self.release_thread()
         self.state = msgspec.structs.replace(
             self.state, developer_thread_id=None, developer_worker_id=None, summary=""
         )
@@ -275,9 +413,18 @@ class _Chat:
             "Started a new conversation: the next message opens a fresh Codex thread.", plain=True
         )
 
+    async def release_thread(self) -> None:
+        """Stop what the conversation's Codex thread left running (``/cancel`` with nothing
+        running, ``/new``, a profile switch)."""
+        if self.state.developer_thread_id is not None:
+            await self.deps.pool.release(
+                self.state.developer_thread_id, self.state.developer_worker_id
+            )
+
     async def cmd_cancel(self, reason: str) -> None:
         request = self.request
         if request is None:
+            await self.release_thread()  # commands the last turn left running stop too
             if self.state.queue or self.batch:
                 dropped = len(self.state.queue) + (1 if self.batch else 0)
                 self.batch = []
@@ -285,7 +432,8 @@ class _Chat:
                 self.state = msgspec.structs.replace(self.state, queue=())
                 await self.save()
                 await self.out.say(
-                    f"Nothing was running; dropped {dropped} queued message(s).", plain=True
+                    f"Nothing was running; dropped {chat_texts.plural(dropped, 'queued message')}.",
+                    plain=True,
                 )
             else:
                 await self.out.say("Nothing is running.", plain=True)
@@ -316,6 +464,7 @@ class _Chat:
             )
             return
         profile = self.config.profiles[argument]
+        await self.release_thread()
         self.state = msgspec.structs.replace(
             self.state,
             profile=argument,
@@ -344,8 +493,8 @@ class _Chat:
         else:
             progress = request.progress
             elapsed = chat_texts.format_duration(trio.current_time() - request.started)
-            phase = progress.phase + (f" ({progress.detail})" if progress.detail else "")
-            lines.append(f"State: running for {elapsed}, {phase}")
+            phase = phase_words(progress.phase, progress.detail)
+            lines.append(f"State: {phase}, running for {elapsed}")
             if progress.worker is not None:
                 worker = progress.worker
         lines.append(f"Queue: {len(self.state.queue)}")
@@ -377,6 +526,8 @@ class _Chat:
                     await self.out.answer(press, "That request is no longer running.")
             case ApprovalButton():
                 await self.approvals.press(press, button)
+            case RerunButton():
+                await self.run_again(press, button.token)
             case None:
                 await self.out.answer(press, "Unknown button.")
             case _:
@@ -404,6 +555,7 @@ class _Chat:
                 profile=self.profile,
                 session=self.state,
                 conversation=self.conversation,
+                on_shown=lambda message_id: self.remember_live(request, message_id),
             )
         finally:
             # No outcome only when the whole chat is being stopped (shutdown past its grace):
@@ -418,22 +570,30 @@ class _Chat:
 
     async def settle(self, request: Request, outcome: RequestOutcome) -> None:
         """Apply how a request ended to the session, save it, and trace the end."""
+        self.state = msgspec.structs.replace(self.state, running=None)
         counters = self.state.counters
         tokens = TraceRecord(event="run_end")
         match outcome:
             case Completed(result=result):
                 failed = result.error is not None
                 usage = result.usage
+                thread = result.developer_thread_id or self.state.developer_thread_id
+                worker = (
+                    result.developer_worker_id
+                    if result.developer_thread_id
+                    else self.state.developer_worker_id
+                )
+                if result.failed_phase == "developing":
+                    # Codex's thread saw an error: continuing it shifts the next answers by
+                    # one (Codex 0.153.4). The next request starts a fresh thread with the
+                    # summary as its recap, as after a cancel.
+                    thread, worker = None, None
+                answer = FAILED_SUMMARY if failed else result.text
                 self.state = msgspec.structs.replace(
                     self.state,
-                    developer_thread_id=result.developer_thread_id
-                    or self.state.developer_thread_id,
-                    developer_worker_id=(
-                        result.developer_worker_id
-                        if result.developer_thread_id
-                        else self.state.developer_worker_id
-                    ),
-                    summary=_summarize(self.state.summary, request.prompt, result.text),
+                    developer_thread_id=thread,
+                    developer_worker_id=worker,
+                    summary=_summarize(self.state.summary, request.prompt, answer),
                     last_usage=usage,
                     counters=SessionCounters(
                         runs=counters.runs + 1,
@@ -488,11 +648,18 @@ class _Chat:
         )
 
 
+def is_split_part(text: str) -> bool:
+    """True when `text` is (nearly) as long as a Telegram message can be: a client may have
+    split a longer paste there, and the rest follows in a moment. UTF-16 units, as Telegram
+    counts them."""
+    return len(text.encode("utf-16-le")) // 2 >= TELEGRAM_TEXT_LIMIT - SPLIT_SLACK
+
+
 def _pool_line(stats: PoolStatistics) -> str:
     """The bot's Codex capacity in one line: a phone user can tell "busy" from "broken"."""
     counts = Counter(worker.state for worker in stats.workers)
     states = ", ".join(f"{counts[state]} {state}" for state in _WORKER_STATES if counts[state])
-    waiting = f"; {stats.waiting} request(s) waiting" if stats.waiting else ""
+    waiting = f"; {chat_texts.plural(stats.waiting, 'request')} waiting" if stats.waiting else ""
     return f"Codex workers: {states or 'none'}{waiting}"
 
 
@@ -527,6 +694,7 @@ async def run(
     async with trio.open_nursery() as nursery:
         chat = _Chat(key, deps, nursery)
         await chat.load()
+        await chat.recover()
         task_status.started()
         await chat.start_next_queued()
         result: Literal["idle", "closed"] = "closed"
@@ -555,7 +723,7 @@ async def run(
             if chat.batch:
                 # Keep a half-collected batch: it runs after the restart.
                 chat.state = msgspec.structs.replace(
-                    chat.state, queue=(*chat.state.queue, "\n\n".join(chat.batch))
+                    chat.state, queue=(*chat.state.queue, "\n\n".join(chat.batch)), batch=()
                 )
                 chat.batch = []
                 with trio.move_on_after(FINISH_GRACE) as cleanup:

@@ -4,7 +4,8 @@ This module owns:
 
 - the callback data of the chat's buttons (`cancel_data`, `approval_data`, `decode_button`):
   ``cx:{token}`` cancels the request whose Cancel button carries `token`, ``ap:{token}:{a|s|d}``
-  approves, approves for the session, or denies the question carrying `token`. Tokens are
+  approves, approves for the session, or denies the question carrying `token`, ``rr:{token}``
+  runs again the request a kill interrupted. Tokens are
   unguessable, and the data stays within Telegram's 64 bytes of callback data;
 - `Approvals`, the open questions of one chat: each question the pool relays is shown with
   Approve / Approve for session / Deny buttons; the first valid press wins, every press is
@@ -37,7 +38,7 @@ from orchestrator.messages import ApprovalDecision, Button, TraceRecord
 
 if TYPE_CHECKING:
     from actors.chat_output import ChatOutput
-    from orchestrator.messages import ApprovalAsk, ApprovalRequest, InboundCallback
+    from orchestrator.messages import ApprovalAsk, ApprovalRequest, InboundCallback, Keyboard
 
 __all__ = [
     "APPROVAL_BUFFER",
@@ -46,10 +47,12 @@ __all__ = [
     "ApprovalView",
     "Approvals",
     "CancelButton",
+    "RerunButton",
     "approval_data",
     "approval_view",
     "cancel_data",
     "decode_button",
+    "rerun_data",
     "visible",
 ]
 
@@ -66,6 +69,9 @@ RUN_SHOWN_FROM: Final = 8
 multiplication sign and the count: 3,000 spaces pushed ``; curl … | sh`` out of sight."""
 NEWLINE_RUN_SHOWN_FROM: Final = 3
 TIMES: Final = "\N{MULTIPLICATION SIGN}"
+DIFF_CUT_AT: Final = 1_000_000
+"""The backends keep at most this many characters of a diff in an `ApprovalAsk`
+(``DIFF_IN_ASK_LIMIT`` of both wires): a diff this long may be cut, so it gets Deny only."""
 SUBJECT_CHARS: Final = 200
 """Characters of the command or file list in the line that replaces a decided approval."""
 
@@ -89,6 +95,12 @@ class CancelButton(msgspec.Struct, frozen=True):
     token: str
 
 
+class RerunButton(msgspec.Struct, frozen=True):
+    """A press on "Run again" under a request a kill interrupted."""
+
+    token: str
+
+
 class ApprovalButton(msgspec.Struct, frozen=True):
     """A press on an approval button; `decision` is None when the choice is not one we know."""
 
@@ -106,11 +118,18 @@ def approval_data(token: str, decision: ApprovalDecision) -> str:
     return f"ap:{token}:{_CHOICES[decision]}"
 
 
-def decode_button(data: str) -> CancelButton | ApprovalButton | None:
+def rerun_data(token: str) -> str:
+    """The callback data of the "Run again" button of the interrupted request `token`."""
+    return f"rr:{token}"
+
+
+def decode_button(data: str) -> CancelButton | ApprovalButton | RerunButton | None:
     """Read a button's callback data; None when it is none of ours."""
     kind, _, rest = data.partition(":")
     if kind == "cx":
         return CancelButton(rest)
+    if kind == "rr":
+        return RerunButton(rest)
     if kind == "ap":
         token, _, choice = rest.partition(":")
         return ApprovalButton(token, _DECISIONS.get(choice))
@@ -165,6 +184,8 @@ class ApprovalView(NamedTuple):
     document: bytes = b""
     document_name: str = ""
     document_caption: str = ""
+    approvable: bool = True
+    """False when the view cannot be whole (a cut diff): Deny is the only button."""
 
 
 def approval_view(ask: ApprovalAsk, working_directory: str) -> ApprovalView:
@@ -185,7 +206,14 @@ def approval_view(ask: ApprovalAsk, working_directory: str) -> ApprovalView:
             "control and invisible characters made visible)",
         )
     listing = "\n".join(f"• {visible(path)}" for path in ask.changes) or "(no files listed)"
-    diff = visible(ask.diff.rstrip("\n"))
+    if len(ask.diff) >= DIFF_CUT_AT:
+        return ApprovalView(
+            f"Codex asks to change files:\n{listing}"[:APPROVAL_TEXT_LIMIT]
+            + f"\nThe diff is too long to show whole (over {DIFF_CUT_AT:,} characters), so it "
+            "cannot be approved here: deny it and ask Codex for smaller changes.",
+            approvable=False,
+        )
+    diff = visible(ask.diff)
     text = f"Codex asks to change files:\n{listing}" + (f"\n\n{diff}" if diff else "")
     if len(text) <= APPROVAL_TEXT_LIMIT:
         return ApprovalView(text)
@@ -197,7 +225,7 @@ def approval_view(ask: ApprovalAsk, working_directory: str) -> ApprovalView:
         text = f"{head} Every file is named there."
     return ApprovalView(
         f"{text}\nRead it there before you approve.",
-        document=f"{diff or listing}\n".encode(),
+        document=(diff or f"{listing}\n").encode(),
         document_name="changes.diff" if diff else "changes.txt",
         document_caption=f"The full {what} Codex asks to apply ({count})",
     )
@@ -215,6 +243,7 @@ def _subject(ask: ApprovalAsk) -> str:
 class _Open:
     request: ApprovalRequest
     slot: str
+    approvable: bool = True
     decided: trio.Event = field(default_factory=trio.Event)
 
 
@@ -242,13 +271,17 @@ class Approvals:
                 question = _Open(request=request, slot=f"approval-{token}")
                 self._open[token] = question
                 view = approval_view(request.ask, working_directory)
-                keyboard = (
+                question.approvable = view.approvable
+                deny = Button("⛔ Deny", approval_data(token, "denied"))
+                keyboard: Keyboard = (
                     (
                         Button("✅ Approve", approval_data(token, "approved")),
                         Button("✅ For session", approval_data(token, "approved_for_session")),
-                        Button("⛔ Deny", approval_data(token, "denied")),
+                        deny,
                     ),
                 )
+                if not view.approvable:
+                    keyboard = ((deny,),)
                 await self._out.show(
                     question.slot,
                     view.text,
@@ -268,7 +301,8 @@ class Approvals:
     async def press(self, press: InboundCallback, button: ApprovalButton) -> None:
         """Answer a press on an approval button; the first valid one decides."""
         question = self._open.get(button.token)
-        if question is None or button.decision is None or question.decided.is_set():
+        refused = question is not None and not question.approvable and button.decision != "denied"
+        if question is None or button.decision is None or question.decided.is_set() or refused:
             await self._out.answer(press, "This button is not for you, or it has expired.")
             return
         await self._out.answer(press, "Approved" if button.decision != "denied" else "Denied")

@@ -48,14 +48,16 @@ class ChatOutput:
     typing_shed: ShedCounter[SenderMsg] = field(default_factory=ShedCounter)
     """Typing actions not handed over because the sender's inbox was full."""
 
-    async def say(self, markdown: str, *, plain: bool = False) -> None:
-        """Send a message that must arrive (a result, an answer to a command, a notice)."""
+    async def say(self, markdown: str, *, plain: bool = False, silent: bool = False) -> None:
+        """Send a message that must arrive (a result, an answer to a command, a notice);
+        `silent`: without a notification on the phone."""
         await self.sender.send(
             SendReply(
                 chat_id=self.key.chat_id,
                 thread_id=self.key.thread_id,
                 markdown=markdown,
                 plain=plain,
+                silent=silent,
             )
         )
 
@@ -69,12 +71,16 @@ class ChatOutput:
         text: str,
         keyboard: Keyboard = (),
         *,
+        silent: bool = False,
+        shown_to: trio.MemorySendChannel[int] | None = None,
         document: bytes = b"",
         document_name: str = "",
         document_caption: str = "",
     ) -> None:
-        """Show or update the live message `slot` (the sender coalesces the edits); with
-        `document`, that file is sent first, and the message only once it was delivered."""
+        """Show or update the live message `slot` (the sender coalesces the edits); edits never
+        notify, and `silent` makes its first showing silent too (progress). `shown_to` is told
+        the message's id whenever it is sent anew. With `document`, that file is sent first,
+        and the message only once it was delivered."""
         await self.sender.send(
             UpdateLive(
                 chat_id=self.key.chat_id,
@@ -82,15 +88,26 @@ class ChatOutput:
                 slot=slot,
                 text=text,
                 keyboard=keyboard,
+                silent=silent,
+                shown_to=shown_to,
                 document=document,
                 document_name=document_name,
                 document_caption=document_caption,
             )
         )
 
-    async def close(self, slot: str, text: str) -> None:
-        """Give the live message `slot` its final text (and take its buttons away)."""
-        await self.sender.send(CloseLive(chat_id=self.key.chat_id, slot=slot, final_text=text))
+    async def close(self, slot: str, text: str | None, *, message_id: int | None = None) -> None:
+        """Give the live message `slot` its final text (and take its buttons away); None
+        deletes it. `message_id`: the message, when it was shown before a restart."""
+        await self.sender.send(
+            CloseLive(
+                chat_id=self.key.chat_id,
+                slot=slot,
+                final_text=text,
+                delete=text is None,
+                message_id=message_id,
+            )
+        )
 
     def typing(self) -> bool:
         """Hand one "typing…" action to the sender if it has room now; False if shed."""

@@ -48,9 +48,11 @@ from orchestrator.messages import (
     WaitingForWorker,
 )
 from orchestrator.prompts import current_instructions, profile_prompt_files
-from orchestrator.workflow_types import Mode, WorkflowResult
+from orchestrator.workflow_types import MAX_REVIEW_ROUNDS, Mode, WorkflowResult
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from actors.chat_approvals import Approvals
     from actors.chat_output import ChatOutput
     from orchestrator.config import Profile
@@ -67,6 +69,7 @@ __all__ = [
     "Progress",
     "Request",
     "RequestOutcome",
+    "phase_words",
     "serve_request",
     "stopped_outcome",
 ]
@@ -88,8 +91,20 @@ LIVE_REFRESH: Final = 5.0
 LAST_ACTIONS: Final = 4
 """Actions listed on the progress message."""
 
+ANSWER_LINES: Final = 3
+"""Latest lines of Codex's answer shown on the progress message as it streams."""
+
+ANSWER_KEPT: Final = 2000
+"""Characters of the streaming answer kept for the progress message."""
+
+LIVE_MIN_INTERVAL: Final = 1.0
+"""Seconds between two updates of the progress message (the answer streams in many pieces)."""
+
 FINISH_GRACE: Final = 5.0
 """Seconds to report a request's end even when the chat is being cancelled."""
+
+SHOWN_BUFFER: Final = 4
+"""Ids of the progress message the sender can report before the chat has noted them."""
 
 PROGRESS_BUFFER: Final = 64
 """Progress events buffered per request; the pool drops events when this is full."""
@@ -103,6 +118,8 @@ UNREADABLE_INSTRUCTIONS: Final = (
     "❌ I could not read this profile's instruction files, so nothing was run. "
     "Fix the files (or ask the bot's owner to), then send the request again."
 )
+
+NO_TEXT: Final = "Codex finished without writing an answer."
 
 INTERRUPTED: Final = "⏹ Interrupted by a restart of the bot; it will run again afterwards."
 
@@ -124,6 +141,10 @@ class Progress:
     worker: int | None = None
     actions: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    answer: str = ""
+    """The tail of the answer Codex is writing in the current phase."""
+    warnings: set[str] = field(default_factory=set)
+    """Warnings already shown (each once)."""
     told_waiting: bool = False
     live_shown: bool = False
     changed: trio.Event = field(default_factory=trio.Event)
@@ -220,10 +241,13 @@ async def serve_request(
     profile: Profile,
     session: SessionState,
     conversation: str,
+    on_shown: Callable[[int], Awaitable[None]] | None = None,
 ) -> RequestOutcome:
     """Serve `request` to its end, tell the user how it ended, and return that.
 
-    `session` is the chat's state when the request starts (its Codex thread and summary).
+    `session` is the chat's state when the request starts (its Codex thread and summary);
+    `on_shown` is called with the progress message's id when it is sent (to find it again
+    after a kill).
 
     Raises:
         trio.Cancelled: The chat is being stopped. The user is told first (an interruption,
@@ -240,6 +264,7 @@ async def serve_request(
             profile=profile,
             session=session,
             conversation=conversation,
+            on_shown=on_shown,
         )
     except Exception as problem:  # a bug under the request: a failure, not a shutdown
         logger.exception("request %s of %s failed", request.number, conversation)
@@ -272,6 +297,7 @@ async def _work(
     profile: Profile,
     session: SessionState,
     conversation: str,
+    on_shown: Callable[[int], Awaitable[None]] | None,
 ) -> RequestOutcome:
     """The workflow and its helpers (progress, approvals, typing, live message)."""
     try:
@@ -296,12 +322,15 @@ async def _work(
         approvals=approvals_send,
     )
     result: WorkflowResult | None = None
-    with progress_receive, approvals_receive, request.scope:
+    shown_send, shown_receive = open_mailbox[int](SHOWN_BUFFER)
+    with progress_receive, approvals_receive, shown_receive, shown_send, request.scope:
         async with trio.open_nursery() as helpers:
             helpers.start_soon(_follow_progress, request.progress, progress_receive)
             helpers.start_soon(approvals.serve, approvals_receive, profile.working_directory)
             helpers.start_soon(_keep_typing, out)
-            helpers.start_soon(_refresh_live, request, out)
+            helpers.start_soon(_refresh_live, request, out, shown_send)
+            if on_shown is not None:
+                helpers.start_soon(_remember_live, shown_receive, on_shown)
             with progress_send, approvals_send:
                 result = await carry_out_workflow(
                     request.prompt,
@@ -349,10 +378,11 @@ class _Reporter:
 
     async def phase(self, name: str, detail: str) -> None:
         if name == PHASE_PLAN:
-            await self._out.say(f"**Plan**\n\n{detail}")
+            await self._out.say(f"**Plan**\n\n{detail}", silent=True)
             return
         self._progress.phase = name
         self._progress.detail = detail
+        self._progress.answer = ""
         self._progress.changed.set()
 
 
@@ -363,31 +393,51 @@ async def _follow_progress(
         match event:
             case RunStarted():
                 progress.worker = event.worker_id
+                continue  # the worker is for /status, not the progress message
             case WaitingForWorker():
-                if not progress.told_waiting:
-                    progress.told_waiting = True
-                    progress.actions.append("waiting for a worker")
+                if progress.told_waiting:
+                    continue
+                progress.told_waiting = True
+                progress.actions.append("waiting for Codex: other requests are using it")
             case ThreadMoved():
                 progress.actions.append("continuing in a new Codex session")
             case CommandStarted():
                 progress.actions.append(f"$ {event.command}")
             case CommandFinished():
-                progress.actions.append(f"$ {event.command} (exit {event.exit_code})")
-            case PatchApplied():
+                started = f"$ {event.command}"
+                ended = started + (
+                    f" (failed, exit {event.exit_code})" if event.exit_code not in (0, None) else ""
+                )
+                if started in progress.actions:
+                    progress.actions[_last_index(progress.actions, started)] = ended
+                else:
+                    progress.actions.append(ended)
+            case PatchApplied() if event.success:
                 progress.files.extend(path for path in event.files if path not in progress.files)
                 progress.actions.append(
-                    "patched " + ", ".join(event.files) if event.files else "patched"
+                    "changed " + ", ".join(event.files) if event.files else "changed files"
+                )
+            case PatchApplied():  # denied, or it did not apply: nothing was changed
+                progress.actions.append(
+                    "did not change " + ", ".join(event.files) if event.files else "no change"
                 )
             case TokenCount():
                 continue  # the result carries the request's usage
             case CodexNotice():
+                if event.message in progress.warnings:
+                    continue
+                progress.warnings.add(event.message)
                 progress.actions.append(f"⚠️ {event.message}")
             case AgentMessageDelta():
-                continue
+                progress.answer = (progress.answer + event.text)[-ANSWER_KEPT:]
             case _:
                 assert_never(event)
         del progress.actions[:-LAST_ACTIONS]
         progress.changed.set()
+
+
+def _last_index(items: list[str], item: str) -> int:
+    return len(items) - 1 - items[::-1].index(item)
 
 
 async def _keep_typing(out: ChatOutput) -> None:
@@ -398,7 +448,16 @@ async def _keep_typing(out: ChatOutput) -> None:
         await trio.sleep(TYPING_INTERVAL)
 
 
-async def _refresh_live(request: Request, out: ChatOutput) -> None:
+async def _remember_live(
+    shown: trio.MemoryReceiveChannel[int], on_shown: Callable[[int], Awaitable[None]]
+) -> None:
+    async for message_id in shown:
+        await on_shown(message_id)
+
+
+async def _refresh_live(
+    request: Request, out: ChatOutput, shown_to: trio.MemorySendChannel[int]
+) -> None:
     # A quick answer needs no progress message (it would only delay the answer by the
     # chat's 1 s spacing): show progress once the request has run for LIVE_DELAY.
     await trio.sleep(LIVE_DELAY)
@@ -410,57 +469,95 @@ async def _refresh_live(request: Request, out: ChatOutput) -> None:
             request.slot,
             _live_text(request),
             ((Button("🛑 Cancel", cancel_data(request.token)),),),
+            silent=True,
+            shown_to=shown_to,
         )
-        with trio.move_on_after(LIVE_REFRESH):
+        await trio.sleep(LIVE_MIN_INTERVAL)
+        with trio.move_on_after(LIVE_REFRESH - LIVE_MIN_INTERVAL):
             await progress.changed.wait()
+
+
+def phase_words(phase: str, detail: str = "") -> str:
+    """A workflow phase as the user reads it (see `PhaseReporter` for the names)."""
+    name, _, round_text = phase.partition(" round ")
+    rounds = f" (round {round_text} of {MAX_REVIEW_ROUNDS})" if round_text else ""
+    match name:
+        case "starting":
+            return "Starting"
+        case "selecting":
+            return "Deciding how to handle your request"
+        case "planning":
+            return "Writing a plan"
+        case "developing" if not round_text:
+            return "Working on your request"
+        case "developing" if round_text == "1" or not detail:
+            return "Carrying out the plan" + rounds
+        case "developing":
+            return "Making the changes the reviewer asked for" + rounds
+        case "reviewing":
+            return "Reviewing the work" + rounds
+        case _:
+            return phase.capitalize()
 
 
 def _live_text(request: Request) -> str:
     progress = request.progress
     elapsed = format_duration(trio.current_time() - request.started)
-    lines = [f"⏳ Working ({request.mode} mode), {elapsed}", f"Phase: {progress.phase}"]
+    lines = [f"⏳ {phase_words(progress.phase, progress.detail)}… {elapsed}"]
     if progress.detail:
-        lines.append(progress.detail[:300])
-    if progress.worker is not None:
-        lines.append(f"Worker {progress.worker}")
+        asked = progress.phase.startswith("developing round ")
+        lines.append(("The reviewer asked for: " if asked else "") + progress.detail[:300])
     if progress.actions:
-        lines.append("Last actions:")
+        lines.append("")
         lines.extend(f"• {action[:200]}" for action in progress.actions)
+    answer = [line for line in progress.answer.splitlines() if line.strip()][-ANSWER_LINES:]
+    if answer:
+        lines.append("")
+        lines.append("Codex is writing:")
+        lines.extend(line[:300] for line in answer)
     return "\n".join(lines)
 
 
 async def _report(request: Request, outcome: RequestOutcome, out: ChatOutput) -> None:
-    """Tell the user how the request ended, and close its progress message."""
+    """Tell the user how the request ended, once: the result (or a failure) as a message that
+    notifies, the progress message taken away; a cancel or an interruption in the progress
+    message itself when it is shown (a message of its own otherwise)."""
     match outcome:
         case Completed(result=result):
-            headline = "❌ Failed" if result.error is not None else "✅ Done"
-            if outcome.moved:
-                await out.say(MOVED_NOTE, plain=True)
             # The answer first: under per-chat spacing, closing the progress message
             # first held every result back by a second (bench/flood.py).
-            await out.say(_final_text(result, request.progress.files))
-            await _close_live(request, out, f"{headline} in {format_duration(outcome.elapsed)}.")
+            text = _final_text(result, request.progress.files)
+            if outcome.moved:
+                text += f"\n\n{MOVED_NOTE}"
+            if result.error is None and request.progress.live_shown:
+                text += f"\n\nTook {format_duration(outcome.elapsed)}."
+            await out.say(text)
+            await _drop_live(request, out)
             return
         case CancelledByUser():
             status = f"🛑 Cancelled after {format_duration(outcome.elapsed)}."
         case Interrupted():
             status = INTERRUPTED
         case Failed():
-            status = outcome.notice
+            await out.say(outcome.notice, plain=True)
+            await _drop_live(request, out)
+            return
         case _:
             assert_never(outcome)
-    await out.say(status, plain=True)
-    await _close_live(request, out, status)
+    if request.progress.live_shown:
+        await out.close(request.slot, status)
+    else:
+        await out.say(status, plain=True)
 
 
-async def _close_live(request: Request, out: ChatOutput, text: str) -> None:
+async def _drop_live(request: Request, out: ChatOutput) -> None:
     if request.progress.live_shown:  # else the request was quick: no progress message shown
-        await out.close(request.slot, text)
+        await out.close(request.slot, None)
 
 
 def _final_text(result: WorkflowResult, patched: list[str]) -> str:
     """The result message: Codex's answer plus what was changed (when Codex reported it)."""
-    text = result.text.strip() or "(Codex gave no text)"
+    text = result.text.strip() or NO_TEXT
     files = list(result.files_changed) + [
         path for path in patched if path not in result.files_changed
     ]

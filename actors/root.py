@@ -129,6 +129,7 @@ async def run_system(
                         recycle_rss_mb=codex.recycle_rss_mb,
                         recycle_threads=codex.recycle_threads,
                         cold_start=codex.cold_start,
+                        endpoint_failure_limit=codex.endpoint_failure_limit,
                         rng=rng,
                         trace=trace_handle.emit,
                     ) as pool:

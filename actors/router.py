@@ -156,7 +156,10 @@ class _Router:
             self.last_refusal[user_id] = now
             await self.deps.sender.send(
                 SendReply(
-                    chat_id=chat_id, thread_id=thread_id, markdown=chat_texts.REFUSAL, plain=True
+                    chat_id=chat_id,
+                    thread_id=thread_id,
+                    markdown=chat_texts.refusal(user_id),
+                    plain=True,
                 )
             )
         self.deps.trace(

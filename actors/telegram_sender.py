@@ -25,6 +25,7 @@ It owns flood control and delivery guarantees:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import logging
@@ -315,6 +316,7 @@ class _Sender:
                 keyboard=reply.keyboard if last else (),
                 thread_id=reply.thread_id,
                 reply_to=reply.reply_to_message_id if number == 0 else None,
+                silent=reply.silent,
             )
 
     async def _send_html(
@@ -326,6 +328,7 @@ class _Sender:
         thread_id: int | None = None,
         reply_to: int | None = None,
         parse_mode: ParseMode = "HTML",
+        silent: bool = False,
     ) -> int:
         try:
             return await self._in_chat(
@@ -337,6 +340,7 @@ class _Sender:
                     keyboard=keyboard,
                     message_thread_id=thread_id,
                     reply_to_message_id=reply_to,
+                    disable_notification=silent,
                 ),
                 preview=chunk,
             )
@@ -350,6 +354,7 @@ class _Sender:
                     thread_id=thread_id,
                     reply_to=reply_to,
                     parse_mode=None,
+                    silent=silent,
                 )
             self._undelivered(lane.chat_id, str(error), chunk)
             raise _GiveUp from error
@@ -361,6 +366,7 @@ class _Sender:
             if live.document:
                 await self._send_live_document(lane, live)  # _GiveUp: no message, no buttons
             lane.live_message[live.slot] = await self._send_plain(lane, live, text)
+            _tell_shown(live, lane.live_message[live.slot])
             return
         try:
             await self._in_chat(
@@ -375,6 +381,7 @@ class _Sender:
                 return
             if "not found" in error.description:
                 lane.live_message[live.slot] = await self._send_plain(lane, live, text)
+                _tell_shown(live, lane.live_message[live.slot])
                 return
             self._undelivered(lane.chat_id, str(error), text)
             raise _GiveUp from error
@@ -399,7 +406,11 @@ class _Sender:
             return await self._in_chat(
                 lane,
                 lambda chat_id: self.api.send_message(
-                    chat_id, text, keyboard=live.keyboard, message_thread_id=live.thread_id
+                    chat_id,
+                    text,
+                    keyboard=live.keyboard,
+                    message_thread_id=live.thread_id,
+                    disable_notification=live.silent,
                 ),
                 preview=text,
             )
@@ -408,7 +419,7 @@ class _Sender:
             raise _GiveUp from error
 
     async def _deliver_close(self, lane: Lane, close: CloseLive) -> None:
-        message_id = lane.live_message.pop(close.slot, None)
+        message_id = lane.live_message.pop(close.slot, None) or close.message_id
         final_text = _fit(sanitize_text(close.final_text)) if close.final_text else None
         try:
             if message_id is None:
@@ -588,6 +599,15 @@ class _Sender:
                 preview=preview[:PREVIEW_CHARS] or None,
             )
         )
+
+
+def _tell_shown(live: UpdateLive, message_id: int) -> None:
+    """Tell the live message's owner its id, if it asked (never blocking)."""
+    if live.shown_to is not None:
+        with contextlib.suppress(
+            trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError
+        ):
+            live.shown_to.send_nowait(message_id)
 
 
 def _fit(text: str) -> str:

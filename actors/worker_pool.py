@@ -18,9 +18,19 @@ So, over any backend of the `orchestrator.ports.CodexWorker` port:
   on a free worker with the job's context preamble (`ThreadMoved`, ``JobDone.moved``). A job
   whose worker is gone (crash, cancel, recycle) moves the same way. New conversations go to
   the worker with the fewest calls in flight, then the fewest threads.
-- **Cancel.** Cancelling the caller of `WorkerPoolHandle.run` cancels the turn; a worker the
-  turn left unusable is interrupted with its whole process tree and replaced at once by its
-  position's supervisor. Other workers are untouched.
+- **Cancel.** Cancelling the caller of `WorkerPoolHandle.run` cancels the turn. A worker the
+  backend can stop a turn on in place (``codex app-server``: `CodexWorker.reusable` stays True)
+  is kept, with its threads; one the turn left unusable (MCP) is interrupted with its whole
+  process tree and replaced at once by its position's supervisor. Other workers are untouched.
+- **Threads outlive processes** where the backend allows (`CodexWorker.resumes_threads`,
+  ``codex app-server``): a job whose worker is gone (or stayed busy past ``affinity_wait``)
+  keeps its thread id and the worker it lands on resumes it; only if that fails (the old
+  process still holds the thread) does it run on a fresh thread with its preamble. On MCP the
+  job moves to a fresh thread at once.
+- **Endpoint watchdog.** A turn that makes no progress for ``endpoint_failure_limit`` seconds
+  (only reconnect notices, or silence while no command runs and no human is asked) is stopped
+  like a time limit and fails with ``stalled`` and a plain message: both backends retry an
+  unreachable model endpoint for ever.
 - **Health, stall, recycling, crash loops** belong to each worker position
   (`actors.worker_position`): pings while idle, a warning to the chat after
   ``stall_timeout`` of silence, ``request_timeout`` → the run is stopped and the caller gets
@@ -53,12 +63,16 @@ from msgspec import structs
 from actors.worker_position import (
     WORKER_COOLDOWN,
     WORKER_POLICY,
+    TurnWatch,
     WorkerPosition,
+    endpoint_failure_text,
+    endpoint_guard,
     offer,
     stall_guard,
     supervise_position,
 )
 from orchestrator.channels import ResponderGone, call, open_mailbox, reply_nowait
+from orchestrator.errors import WorkerUnavailable
 from orchestrator.messages import (
     ApprovalDecision,
     ApprovalRequest,
@@ -78,7 +92,16 @@ if TYPE_CHECKING:
     from orchestrator.ports import CodexWorkerFactory, TraceEmit
     from orchestrator.supervision import RestartPolicy
 
-__all__ = ["WORKER_COOLDOWN", "WORKER_POLICY", "WorkerPoolHandle", "open_worker_pool"]
+__all__ = [
+    "RELEASE_DEADLINE",
+    "WORKER_COOLDOWN",
+    "WORKER_POLICY",
+    "WorkerPoolHandle",
+    "open_worker_pool",
+]
+
+RELEASE_DEADLINE = 5.0
+"""Seconds a released thread's worker may take to stop its background commands."""
 
 
 class _Refused(Exception):
@@ -127,7 +150,9 @@ class _Pool:
         trace: TraceEmit,
         calls_per_worker: int = 1,
         cold_start: bool = False,
+        endpoint_failure_limit: float = math.inf,
     ) -> None:
+        self.endpoint_failure_limit = endpoint_failure_limit
         self.open_worker = open_worker
         self.cold_start = cold_start
         self.cold_ids = itertools.count(size)
@@ -295,7 +320,13 @@ class _Pool:
             return JobFailed(failure="no_worker", message=str(refused), thread_id=job.thread_id)
         worker = position.worker
         assert worker is not None  # `_acquire` hands over ready positions only
-        if moved:
+        elsewhere = job.thread_id is not None and job.worker_id != position.worker_id
+        if (moved or elsewhere) and worker.resumes_threads:
+            # The thread outlives its process: this worker resumes it (a fresh thread with
+            # the preamble only if that fails, e.g. its old process still holds it).
+            job = structs.replace(job, worker_id=position.worker_id)
+            moved = False
+        elif moved:
             reason = (
                 "your conversation's worker is gone"
                 if self._owner_of(job) is None
@@ -303,32 +334,49 @@ class _Pool:
             )
             offer(progress, ThreadMoved(reason=reason))
             job = _fresh(job)
-        elif job.thread_id is not None and job.worker_id != position.worker_id:
+        elif elsewhere:
             job = _fresh(job)
             moved = True
         self.runs_started += 1
         self.dispatch()
         last_event = [trio.current_time()]
+        watch = TurnWatch(quiet_since=last_event[0])
 
         def on_event(event: CodexProgress) -> None:
             last_event[0] = trio.current_time()
+            watch.saw(event, last_event[0])
             offer(progress, event)
 
         async def on_approval(ask: ApprovalAsk) -> ApprovalDecision:
             last_event[0] = math.inf  # waiting for a human is not a stall
+            watch.asking += 1
             try:
                 return await _ask(approvals, ask)
             finally:
                 last_event[0] = trio.current_time()
+                watch.asking -= 1
+                watch.quiet_since = last_event[0]
 
         outcome: JobOutcome | None = None
         try:
             with trio.move_on_after(self.request_timeout) as deadline:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(stall_guard, last_event, progress, self.stall_timeout)
+                    nursery.start_soon(
+                        endpoint_guard, watch, self.endpoint_failure_limit, nursery.cancel_scope
+                    )
                     outcome = await worker.run_turn(job, on_event=on_event, on_approval=on_approval)
                     nursery.cancel_scope.cancel()
-            if deadline.cancelled_caught:
+            if watch.fired and outcome is None:
+                if not worker.reusable:
+                    position.retire_worker(worker, "timeout")
+                outcome = JobFailed(
+                    failure="stalled",
+                    message=endpoint_failure_text(watch, self.endpoint_failure_limit),
+                    worker_id=position.worker_id,
+                    thread_id=job.thread_id,
+                )
+            elif deadline.cancelled_caught:
                 if not worker.reusable:
                     position.retire_worker(worker, "timeout")
                 outcome = JobFailed(
@@ -350,6 +398,8 @@ class _Pool:
                     outcome = position.explain_shared_stop(outcome, worker)
             else:
                 position.hosted_threads.add(outcome.thread_id)
+                if outcome.thread_id != job.thread_id and job.thread_id is not None:
+                    moved = True  # its thread could not be resumed: a fresh one
             position.check_recycling(
                 worker, max_threads=self.recycle_threads, max_rss_mb=self.recycle_rss_mb
             )
@@ -437,6 +487,19 @@ class WorkerPoolHandle:
         """A snapshot of every worker."""
         return self._pool.statistics()
 
+    async def release(self, thread_id: str, worker_id: int | None) -> None:
+        """The conversation on `thread_id` is over: its worker stops what the thread's turns
+        left running (bounded by `RELEASE_DEADLINE`; a worker gone or busy on it: nothing)."""
+        positions = self._pool.positions
+        if worker_id is None or not 0 <= worker_id < len(positions):
+            return
+        position = positions[worker_id]
+        worker = position.worker
+        if worker is None or not position.ready or thread_id not in position.hosted_threads:
+            return
+        with trio.move_on_after(RELEASE_DEADLINE), suppress(WorkerUnavailable):
+            await worker.release_thread(thread_id)
+
 
 @asynccontextmanager
 async def open_worker_pool(
@@ -453,6 +516,7 @@ async def open_worker_pool(
     trace: TraceEmit,
     calls_per_worker: int = 1,
     cold_start: bool = False,
+    endpoint_failure_limit: float = math.inf,
     policy: RestartPolicy = WORKER_POLICY,
 ) -> AsyncIterator[WorkerPoolHandle]:
     """Start `size` warm workers, yield the handle, and stop them all on exit.
@@ -491,6 +555,7 @@ async def open_worker_pool(
         trace=trace,
         calls_per_worker=calls_per_worker,
         cold_start=cold_start,
+        endpoint_failure_limit=endpoint_failure_limit,
     )
     async with trio.open_nursery() as nursery:
         for position in pool.positions:

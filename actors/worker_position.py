@@ -28,7 +28,13 @@ from typing import TYPE_CHECKING, Final, Literal
 import trio
 
 from orchestrator.errors import RestartIntensityExceeded, WorkerUnavailable
-from orchestrator.messages import CodexNotice, JobFailed, TraceRecord
+from orchestrator.messages import (
+    CodexNotice,
+    CommandFinished,
+    CommandStarted,
+    JobFailed,
+    TraceRecord,
+)
 from orchestrator.ports import WorkerStatus
 from orchestrator.supervision import ChildSpec, RestartPolicy, supervise_one
 
@@ -45,7 +51,10 @@ __all__ = [
     "WORKER_COOLDOWN",
     "WORKER_POLICY",
     "RetireReason",
+    "TurnWatch",
     "WorkerPosition",
+    "endpoint_failure_text",
+    "endpoint_guard",
     "offer",
     "stall_guard",
     "supervise_position",
@@ -370,6 +379,71 @@ async def stall_guard(
                     ),
                 )
             await trio.sleep(stall_timeout)
+
+
+@dataclass
+class TurnWatch:
+    """What a run knows of its turn's liveness, for `endpoint_guard`.
+
+    `quiet_since` is when the turn last made real progress: any event except a reconnect or
+    stream-error notice (``Reconnecting... waiting for network`` arrives as events, forever,
+    while the model endpoint is unreachable, so it must not count). The clock is held while
+    a command runs (a silent ``sleep`` or build is work) or a human is asked.
+    """
+
+    quiet_since: float
+    commands: int = 0
+    asking: int = 0
+    last_error: str = ""
+    fired: bool = False
+
+    def saw(self, event: CodexProgress, now: float) -> None:
+        """Account for one event of the turn."""
+        match event:
+            case CodexNotice(level="stream_error"):
+                self.last_error = event.message
+                return
+            case CommandStarted():
+                self.commands += 1
+            case CommandFinished():
+                self.commands = max(self.commands - 1, 0)
+            case _:
+                pass
+        self.quiet_since = now
+
+    @property
+    def held(self) -> bool:
+        """A command runs or a human is asked: silence is not an endpoint failure."""
+        return self.commands > 0 or self.asking > 0
+
+
+async def endpoint_guard(watch: TurnWatch, limit: float, scope: trio.CancelScope) -> None:
+    """End the run (cancel `scope`, set ``watch.fired``) once its turn has made no progress
+    for `limit` seconds: only reconnect notices, or silence, while no command runs and no
+    human is asked. Both backends retry an unreachable endpoint for ever, and a silent one
+    hangs with no event at all (reference/CODEX-APP-SERVER.md §10). Runs until cancelled."""
+    if limit == math.inf:
+        await trio.sleep_forever()
+    while True:
+        if watch.held:
+            await trio.sleep(min(limit, 5.0))
+            continue
+        due = watch.quiet_since + limit
+        if trio.current_time() < due:
+            await trio.sleep_until(due)
+            continue
+        watch.fired = True
+        scope.cancel()
+        return
+
+
+def endpoint_failure_text(watch: TurnWatch, limit: float) -> str:
+    """What the user reads when `endpoint_guard` ended a run."""
+    cause = watch.last_error or f"no answer for {limit:g} s"
+    return (
+        f"Codex cannot reach its model endpoint ({cause[:200]}). Check the network or the "
+        "Codex login (`codex-orchestrator doctor`)."
+    )
 
 
 def offer(progress: trio.MemorySendChannel[CodexProgress], event: CodexProgress) -> None:

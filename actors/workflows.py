@@ -75,7 +75,7 @@ PHASE_PLAN: Final = "plan"
 """Reporter phase name that carries the planner's plan in `detail`, to be shown to the user as
 its own message (every other phase name is a progress line such as ``developing round 2``)."""
 
-UNREADABLE_SELECTOR: Final = "the selector's answer was unreadable, so: the full plan"
+UNREADABLE_SELECTOR: Final = "Could not tell whether a plan is needed, so making one to be safe."
 """Progress detail when the selector's answer could not be read (its text goes to the trace)."""
 
 TRACE_DETAIL_LIMIT: Final = 300
@@ -233,8 +233,43 @@ def _describe_review(text: str) -> tuple[str, bool]:
     return (f"{verdict.verdict}: {verdict.feedback}", verdict.malformed)
 
 
-def _phase_label(phase: Phase, round_number: int | None) -> str:
-    return phase if round_number is None else f"{phase} (round {round_number})"
+def _doing(mode: Mode, phase: Phase, round_number: int | None) -> str:
+    """What the workflow was doing, in people's words."""
+    if mode == "single":
+        return "working on your request"
+    rounds = f" (round {round_number})" if round_number is not None else ""
+    match phase:
+        case "selecting":
+            return "deciding how to handle your request"
+        case "planning":
+            return "writing the plan"
+        case "developing":
+            return "carrying out the plan" + rounds
+        case "reviewing":
+            return "reviewing the work" + rounds
+        case _:
+            assert_never(phase)
+
+
+def _sentence(text: str) -> str:
+    text = text.strip().rstrip(".")
+    return (text[:1].upper() + text[1:] + ".") if text else ""
+
+
+def failure_text(*, mode: Mode, phase: Phase, round_number: int | None, failure: RoleFailed) -> str:
+    """What the user reads when a role's Codex call failed: what happened, what to do."""
+    match failure.failure:
+        case "codex_error":
+            why = f"Codex reported an error: {_sentence(failure.message)}"
+        case "worker_died":
+            why = "The Codex process working on it stopped unexpectedly."
+            if "another request" in failure.message:
+                why = _sentence(failure.message.split(";")[0])
+        case "timeout" | "stalled":
+            why = _sentence(failure.message) or "Codex took too long, so it was stopped."
+        case _:
+            why = _sentence(failure.message)
+    return f"❌ Codex failed while {_doing(mode, phase, round_number)}. {why}".strip()
 
 
 def _failure(
@@ -252,12 +287,22 @@ def _failure(
     verdict: Verdict | None = None,
 ) -> WorkflowResult:
     error = f"{failure.message} ({failure.failure})"
-    lines = [f"{mode.capitalize()} mode failed while {_phase_label(phase, round_number)}: {error}"]
+    lines = [failure_text(mode=mode, phase=phase, round_number=round_number, failure=failure)]
     if files_changed:
         lines.append("Files changed before the failure: " + ", ".join(files_changed))
-    lines.append("Nothing else was run. Send the request again, or /new to start over.")
+    if mode == "plan" and phase != "reviewing":
+        lines.append("The steps after this one did not run.")
+    if failure.failure == "no_worker":
+        pass  # the pool's message says when it tries again and how to find out why
+    elif phase == "developing":
+        lines.append(
+            "Send the request again to retry: it starts a fresh Codex session that gets a "
+            "summary of this conversation. /new starts over without one."
+        )
+    else:
+        lines.append("Send the request again to retry, or /new to start over.")
     return WorkflowResult(
-        text="\n".join(lines),
+        text="\n\n".join(lines),
         mode_used=mode,
         verdict=verdict,
         rounds_used=round_number or 0,
@@ -281,7 +326,7 @@ async def _single(
     worker_id: int | None,
     selector: SelectorDecision | None,
 ) -> WorkflowResult:
-    detail = f"selector chose single: {selector.reason}" if selector is not None else ""
+    detail = f"No plan needed: {selector.reason}" if selector is not None else ""
     await reporter.phase("developing", detail)
     outcome = await ledger.call(
         "developer",

@@ -29,6 +29,7 @@ from typing import Final, Literal
 import msgspec
 
 from orchestrator.config import (
+    DEFAULT_APP_SERVER_COMMAND,
     DEFAULT_CODEX_COMMAND,
     CodexConfig,
     LoadedConfig,
@@ -44,6 +45,7 @@ from orchestrator.errors import (
     TelegramUnauthorized,
 )
 from orchestrator.redaction import redact
+from orchestrator.wire.codex_app_server import CODEX_APP_SERVER_VERSION
 from orchestrator.wire.codex_mcp import CODEX_MCP_VERSION
 
 __all__ = [
@@ -73,6 +75,13 @@ VERSION_TIMEOUT: Final = 120.0
 """Seconds for ``codex --version``; through npx the first run downloads the package."""
 TELEGRAM_TIMEOUT: Final = 15.0
 """Seconds doctor waits for ``getMe`` (at most ``telegram.request_timeout``)."""
+FIRST_APP_SERVER_RELEASE: Final = LAST_MCP_SERVER_RELEASE
+"""The oldest Codex whose ``app-server`` was measured to behave as the edge needs (§14)."""
+APP_SERVER_PACKAGE: Final = DEFAULT_APP_SERVER_COMMAND[2]
+APP_SERVER_PIN_FIX: Final = (
+    f'pin it: command = ["npx", "-y", "{APP_SERVER_PACKAGE}", "app-server"] (the release the '
+    "app-server backend was measured on)"
+)
 CODEX_PACKAGE: Final = DEFAULT_CODEX_COMMAND[2]
 """The pinned npm package spec (``@openai/codex@<version>``) the fixes tell users to install."""
 
@@ -129,22 +138,10 @@ async def check_token(ctx: DoctorContext) -> list[CheckResult]:
         ctx.config_error = True
         return [_config_row("token", problem)]
     detail = f"set in {ctx.loaded.token_source} ({len(token.reveal())} chars)"
-    rows = [CheckResult(check="token", status="ok", detail=detail)]
-    if not ctx.loaded.token_from_file:
-        rows.append(
-            CheckResult(
-                check="token file",
-                status="warn",
-                detail="the token is in the environment or .env, where Codex commands of the "
-                "same user can read it",
-                fix="put it in a file named by telegram.token_file (chmod 600), or use "
-                "systemd LoadCredential=telegram_bot_token:/path",
-            )
-        )
-    for warning in ctx.loaded.permission_warnings():
-        what, _, fix = warning.partition(": run ")
-        rows.append(CheckResult(check="permissions", status="warn", detail=what, fix=fix))
-    return rows
+    return [CheckResult(check="token", status="ok", detail=detail)] + [
+        CheckResult(check=check, status="warn", detail=what, fix=fix)
+        for check, what, fix in ctx.loaded.secret_warnings()
+    ]
 
 
 async def check_allowed_users(ctx: DoctorContext) -> list[CheckResult]:
@@ -161,7 +158,13 @@ async def check_allowed_users(ctx: DoctorContext) -> list[CheckResult]:
                 fix="add your Telegram user id to telegram.allowed_users",
             )
         ]
-    return [CheckResult(check="allowed_users", status="ok", detail=f"{len(users)} user(s)")]
+    return [
+        CheckResult(
+            check="allowed_users",
+            status="ok",
+            detail=f"{len(users)} user{'' if len(users) == 1 else 's'}",
+        )
+    ]
 
 
 def _writable(path: Path) -> str | None:
@@ -204,8 +207,9 @@ async def check_folders(ctx: DoctorContext) -> list[CheckResult]:
 
 
 def _version_argv(argv: tuple[str, ...]) -> list[str]:
-    """``codex ... mcp-server`` → ``codex ... --version``."""
-    base = list(argv[:-1]) if argv and argv[-1] == "mcp-server" else list(argv)
+    """``codex ... mcp-server`` (or ``app-server``) → ``codex ... --version``."""
+    subcommands = ("mcp-server", "app-server")
+    base = list(argv[:-1]) if argv and argv[-1] in subcommands else list(argv)
     return [*base, "--version"]
 
 
@@ -216,7 +220,8 @@ def parse_version(text: str) -> tuple[int, int, int] | None:
 
 
 async def check_codex_command(ctx: DoctorContext) -> list[CheckResult]:
-    """The worker command exists, and its version still has ``mcp-server``."""
+    """The worker command exists, and its version has the configured backend's server
+    (``mcp-server`` until 0.153.4; ``app-server``, pinned to the version measured)."""
     if ctx.loaded is None:
         return []
     import trio
@@ -225,13 +230,15 @@ async def check_codex_command(ctx: DoctorContext) -> list[CheckResult]:
     argv = codex.argv()
     program = shutil.which(argv[0], path=worker_environment(codex, ctx.environ).get("PATH"))
     if program is None:
-        install = f"npm install -g {CODEX_PACKAGE}"
+        package = CODEX_PACKAGE if codex.backend == "mcp" else APP_SERVER_PACKAGE
+        install = f"npm install -g {package}"
+        word = codex.subcommand
         fix = (
             "install Node.js with npm (npx comes with npm); or run "
-            f'`{install}` and set codex.command = ["codex", "mcp-server"]'
+            f'`{install}` and set codex.command = ["codex", "{word}"]'
             if argv[0] == "npx"
             else f"run `{install}` (it puts `codex` on npm's PATH), or set codex.command to "
-            'the full path of the codex binary, e.g. ["/usr/local/bin/codex", "mcp-server"]'
+            f'the full path of the codex binary, e.g. ["/usr/local/bin/codex", "{word}"]'
         )
         return [
             CheckResult(
@@ -276,13 +283,37 @@ async def check_codex_command(ctx: DoctorContext) -> list[CheckResult]:
         return rows
     shown = ".".join(map(str, version))
     ctx.facts["codex_version"] = shown
+    if codex.backend == "app-server":
+        if version < FIRST_APP_SERVER_RELEASE:
+            rows.append(
+                CheckResult(
+                    check="codex version",
+                    status="FAIL",
+                    detail=f"{shown} is older than the app-server this bot speaks",
+                    fix=APP_SERVER_PIN_FIX,
+                )
+            )
+        elif shown != CODEX_APP_SERVER_VERSION:
+            rows.append(
+                CheckResult(
+                    check="codex version",
+                    status="warn",
+                    detail=f"{shown}; the app-server backend was measured on "
+                    f"{CODEX_APP_SERVER_VERSION}",
+                    fix=APP_SERVER_PIN_FIX,
+                )
+            )
+        else:
+            rows.append(CheckResult(check="codex version", status="ok", detail=shown))
+        return rows
     if version > LAST_MCP_SERVER_RELEASE:
         rows.append(
             CheckResult(
                 check="codex version",
                 status="FAIL",
                 detail=f"{shown} has no mcp-server (removed in 0.154.0)",
-                fix=PIN_FIX,
+                fix=f'set backend = "app-server" in [codex] (this Codex speaks only app-server); '
+                f"or {PIN_FIX}",
             )
         )
     else:
@@ -291,8 +322,9 @@ async def check_codex_command(ctx: DoctorContext) -> list[CheckResult]:
 
 
 async def check_codex_auth(ctx: DoctorContext) -> list[CheckResult]:
-    """Codex can authenticate: a login in CODEX_HOME, an API key, or a custom provider."""
-    if ctx.loaded is None:
+    """Codex can authenticate: a login in CODEX_HOME, an API key, or a custom provider.
+    (``app-server``: the worker probe asks Codex itself, ``account/read``.)"""
+    if ctx.loaded is None or ctx.loaded.config.codex.backend == "app-server":
         return []
     return _codex_auth_rows(ctx.loaded, ctx.environ)
 
@@ -302,7 +334,7 @@ def login_command(codex: CodexConfig) -> str:
     command with ``login`` in place of ``mcp-server`` (so ``npx -y @openai/codex@… login``
     for the default, where no ``codex`` is on PATH), with ``[codex.env]``'s CODEX_HOME."""
     argv = list(codex.argv())
-    login = [("login" if part == "mcp-server" else part) for part in argv]
+    login = [("login" if part in ("mcp-server", "app-server") else part) for part in argv]
     if "login" not in login:
         login.append("login")
     command = shlex.join(login)
@@ -401,7 +433,9 @@ async def check_worker_pool(ctx: DoctorContext) -> list[CheckResult]:
     from cli.doctor_probe import probe_worker
 
     codex = ctx.loaded.config.codex
-    env = worker_environment(codex, ctx.environ)
+    env = worker_environment(codex, ctx.environ, state_dir=ctx.loaded.config.state_dir)
+    if codex.backend == "app-server":
+        return await _probe_app_servers(codex, env, ctx.loaded.config.state_dir)
     results: list[CheckResult | None] = [None] * codex.pool_size
 
     async def one(index: int) -> None:
@@ -413,6 +447,38 @@ async def check_worker_pool(ctx: DoctorContext) -> list[CheckResult]:
         for index in range(codex.pool_size):
             nursery.start_soon(one, index)
     return [row for row in results if row is not None]
+
+
+async def _probe_app_servers(
+    codex: CodexConfig, env: Mapping[str, str], state_dir: str
+) -> list[CheckResult]:
+    """``pool_size`` app-servers start and initialize; the first also reports the login
+    (``account/read``) and the models it offers (``model/list``)."""
+    import trio
+
+    from cli.doctor_app_server import probe_app_server
+
+    home = env.get("HOME")
+    if home and Path(home).is_relative_to(Path(state_dir)):  # the workers' own HOME
+        await trio.to_thread.run_sync(lambda: Path(home).mkdir(parents=True, exist_ok=True))
+    results: list[list[CheckResult]] = [[] for _ in range(codex.pool_size)]
+
+    async def one(index: int) -> None:
+        results[index] = await probe_app_server(
+            index,
+            codex.argv(),
+            env=env,
+            startup_seconds=codex.startup_timeout,
+            login=login_command(codex),
+            details=index == 0,
+        )
+
+    async with trio.open_nursery() as nursery:
+        for index in range(codex.pool_size):
+            nursery.start_soon(one, index)
+    workers = [row for rows in results for row in rows if row.check.startswith("worker")]
+    others = [row for rows in results for row in rows if not row.check.startswith("worker")]
+    return workers + others
 
 
 async def check_telegram(ctx: DoctorContext) -> list[CheckResult]:
@@ -520,7 +586,8 @@ def run_doctor(
         text = redact(text, [ctx.loaded.token.reveal()])
     print(text)
     failed = [row for row in rows if row.status == "FAIL"]
-    print(f"\n{len(failed)} problem(s) found." if failed else "\nAll checks passed.")
+    problems = f"{len(failed)} problem{'' if len(failed) == 1 else 's'}"
+    print(f"\n{problems} found." if failed else "\nAll checks passed.")
     sys.stdout.flush()
     if ctx.config_error:
         return EXIT_CONFIG

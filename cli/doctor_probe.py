@@ -49,12 +49,17 @@ async def probe_worker(
             said = errlog.read()
             last_line = (said.strip().splitlines() or [""])[-1][:160]
             no_subcommand = "unrecognized subcommand" in said and "mcp-server" in said
+            # Codex 0.154.0 and later take `mcp-server` as a prompt for the interactive UI.
+            as_prompt = "stdin is not a terminal" in said
             return CheckResult(
                 check=name,
                 status="FAIL",
                 detail=f"did not start: {error.__class__.__name__} {last_line}".strip(),
                 fix=PIN_FIX
                 if no_subcommand
+                else f'set backend = "app-server" in [codex] (this Codex has no mcp-server); '
+                f"or {PIN_FIX}"
+                if as_prompt
                 else "run codex.command by hand to see why; it must be `codex mcp-server`",
             )
     missing = REQUIRED_TOOLS - tools

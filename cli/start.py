@@ -1,7 +1,8 @@
 """``codex-orchestrator start``: wire the real edges to the actor tree and run it.
 
 This is the only place that builds concrete adapters: the Bot API over httpx at
-``telegram.api_base_url`` and Codex workers from ``codex.command``. Everything below takes
+``telegram.api_base_url`` and Codex workers from ``codex.command``, of the backend
+``codex.backend`` names (``codex mcp-server`` or ``codex app-server``). Everything below takes
 them as parameters. Exit codes: 0 after a graceful drain, 1 when the bot could not run (bad
 token, no Codex worker could start, a supervisor gave up), 128 + signal when forced.
 """
@@ -18,6 +19,7 @@ import trio
 from actors.root import run_system
 from orchestrator.config import TOKEN_VARIABLE, worker_environment
 from orchestrator.disk import secure_state_dir
+from orchestrator.edges.codex_app_server import open_codex_app_server
 from orchestrator.edges.codex_mcp import open_codex_process
 from orchestrator.edges.processes import enable_child_subreaper
 from orchestrator.edges.telegram_http import open_telegram_api
@@ -58,11 +60,16 @@ async def _main(loaded: LoadedConfig) -> int:
     config = loaded.config
     if enable_child_subreaper():
         logger.debug("orphaned Codex commands are re-parented to this process")
-    environment = worker_environment(config.codex, os.environ)
+    environment = worker_environment(config.codex, os.environ, state_dir=config.state_dir)
     logs = Path(config.state_dir) / "logs"
+    home = Path(environment.get("HOME") or config.state_dir)
+    await trio.to_thread.run_sync(lambda: home.mkdir(parents=True, exist_ok=True))
+    open_worker = (
+        open_codex_app_server if config.codex.backend == "app-server" else open_codex_process
+    )
 
     def codex_factory(worker_id: int) -> AbstractAsyncContextManager[CodexWorker]:
-        return open_codex_process(
+        return open_worker(
             config.codex.argv(),
             env=environment,
             worker_id=worker_id,

@@ -40,21 +40,29 @@ from orchestrator.config_checks import (
     check_ranges,
     check_workspaces,
 )
-from orchestrator.config_token import TOKEN_VARIABLE, find_token, secret_file_warnings
+from orchestrator.config_token import (
+    TOKEN_NOT_IN_FILE,
+    TOKEN_VARIABLE,
+    find_token,
+    secret_file_warnings,
+)
 from orchestrator.config_token import token_error as _token_error
 from orchestrator.errors import ConfigError
+from orchestrator.wire.codex_app_server import CODEX_APP_SERVER_VERSION
 from orchestrator.wire.codex_mcp import CODEX_MCP_VERSION
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
 __all__ = [
+    "DEFAULT_APP_SERVER_COMMAND",
     "DEFAULT_CODEX_COMMAND",
     "MAX_CALLS_PER_WORKER",
     "MAX_POLL_TIMEOUT",
     "MAX_POOL_SIZE",
     "MAX_RATE_LIMIT",
     "TOKEN_VARIABLE",
+    "WORKER_ENV_ALLOWED",
     "WORKSPACE_FIX",
     "CodexConfig",
     "Config",
@@ -73,6 +81,48 @@ __all__ = [
 DEFAULT_CODEX_COMMAND: Final = ("npx", "-y", f"@openai/codex@{CODEX_MCP_VERSION}", "mcp-server")
 """The pinned Codex: the last release with ``mcp-server`` (it is gone from 0.154.0).
 Never the unrelated npm package named just ``codex``."""
+
+DEFAULT_APP_SERVER_COMMAND: Final = (
+    "npx",
+    "-y",
+    f"@openai/codex@{CODEX_APP_SERVER_VERSION}",
+    "app-server",
+)
+"""The pinned Codex for ``backend = "app-server"``: the release the edge was measured on."""
+
+WORKER_ENV_ALLOWED: Final = (
+    "PATH",
+    "HOME",
+    "LANG",
+    "LANGUAGE",
+    "LC_*",
+    "TERM",
+    "TZ",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "TMPDIR",
+    "CODEX_HOME",
+    "SSL_CERT_*",
+    "NODE_EXTRA_CA_CERTS",
+    "REQUESTS_CA_BUNDLE",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "all_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "ALL_PROXY",
+    "npm_config_*",
+    "NPM_CONFIG_*",
+    "XDG_CACHE_HOME",
+    "XDG_CONFIG_HOME",
+)
+"""The variables an app-server worker inherits (``*`` ends a prefix): every variable of the
+app-server reaches the commands the model runs (reference/CODEX-APP-SERVER.md §5.3), so
+nothing else is passed, secrets included; ``[codex.env]`` and ``codex.env_passthrough`` add
+more. Codex itself needs none of the others: its login is in CODEX_HOME."""
 
 CONF_PATH_VARIABLE: Final = "CODEX_CONF_PATH"
 DEFAULT_STATE_DIR: Final = "~/.codex-orchestrator"
@@ -106,6 +156,7 @@ class TelegramConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=
 class CodexConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``[codex]``: how workers are started and supervised."""
 
+    backend: Literal["mcp", "app-server"] = "mcp"
     command: tuple[str, ...] = ()
     pool_size: int = 2
     calls_per_worker: int = 1
@@ -117,11 +168,21 @@ class CodexConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     recycle_rss_mb: int = 1024
     recycle_threads: int = 200
     cold_start: bool = False
+    endpoint_failure_limit: float = 90.0
+    own_home: bool = True
+    env_passthrough: tuple[str, ...] = ()
     env: dict[str, str] = {}
 
     def argv(self) -> tuple[str, ...]:
-        """The command that starts one MCP server: `command`, or the pinned default."""
-        return self.command or DEFAULT_CODEX_COMMAND
+        """The command that starts one worker: `command`, or the backend's pinned default."""
+        if self.command:
+            return self.command
+        return DEFAULT_APP_SERVER_COMMAND if self.backend == "app-server" else DEFAULT_CODEX_COMMAND
+
+    @property
+    def subcommand(self) -> str:
+        """``mcp-server`` or ``app-server``: the word `argv` ends with by default."""
+        return "app-server" if self.backend == "app-server" else "mcp-server"
 
 
 class SessionsConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -230,6 +291,14 @@ class LoadedConfig(msgspec.Struct, frozen=True, kw_only=True):
     def permission_warnings(self) -> list[str]:
         """Which of `secret_files` other users can read or write, one line each with the fix."""
         return secret_file_warnings(self.secret_files)
+
+    def secret_warnings(self) -> list[tuple[str, str, str]]:
+        """``doctor``'s rows about the token's safety: (check, problem, fix)."""
+        rows = [] if self.token_from_file else [TOKEN_NOT_IN_FILE]
+        for warning in self.permission_warnings():
+            what, _, fix = warning.partition(": run ")
+            rows.append(("permissions", what, fix))
+        return rows
 
 
 def default_config_path(environ: Mapping[str, str]) -> Path:
@@ -444,11 +513,37 @@ def _existing_file(
     return str(path)
 
 
-def worker_environment(codex: CodexConfig, environ: Mapping[str, str]) -> dict[str, str]:
-    """The environment of one Codex worker: ours minus the bot token, plus ``[codex.env]``.
+def worker_environment(
+    codex: CodexConfig, environ: Mapping[str, str], *, state_dir: str | None = None
+) -> dict[str, str]:
+    """The environment of one Codex worker; never the bot token, whatever the backend.
 
-    Codex needs PATH, HOME, CODEX_HOME and its API keys; it never needs our Telegram token,
-    and commands it runs must not be able to read it.
+    - ``mcp``: ours minus the bot token, plus ``[codex.env]`` (unchanged behaviour).
+    - ``app-server``: only `WORKER_ENV_ALLOWED` and ``codex.env_passthrough`` from ours, plus
+      ``[codex.env]``. Commands the model runs see all of it (§5.3). With ``own_home`` (the
+      default) and a `state_dir`, HOME is ``<state_dir>/worker-home``: commands run in a login
+      shell (``bash -lc``), which would otherwise source the user's profile before every
+      command; CODEX_HOME (the login) and the npm cache stay the user's.
     """
-    inherited = {key: value for key, value in environ.items() if key != TOKEN_VARIABLE}
-    return inherited | dict(codex.env)
+    if codex.backend == "mcp":
+        inherited = {key: value for key, value in environ.items() if key != TOKEN_VARIABLE}
+        return inherited | dict(codex.env)
+    allowed = (*WORKER_ENV_ALLOWED, *codex.env_passthrough)
+    inherited = {
+        key: value
+        for key, value in environ.items()
+        if key != TOKEN_VARIABLE and any(_allowed(key, pattern) for pattern in allowed)
+    }
+    home = environ.get("HOME", "")
+    if codex.own_home and state_dir and home:
+        inherited.setdefault("CODEX_HOME", str(Path(home) / ".codex"))
+        if not any(key.lower() == "npm_config_cache" for key in inherited):
+            inherited["npm_config_cache"] = str(Path(home) / ".npm")
+        inherited["HOME"] = str(Path(state_dir) / "worker-home")
+    merged = inherited | dict(codex.env)
+    merged.pop(TOKEN_VARIABLE, None)
+    return merged
+
+
+def _allowed(key: str, pattern: str) -> bool:
+    return key.startswith(pattern[:-1]) if pattern.endswith("*") else key == pattern

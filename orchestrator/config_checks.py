@@ -8,10 +8,12 @@ every problem raises `ConfigError` naming the file, the key and the fix.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
+from orchestrator.config_token import TOKEN_VARIABLE
 from orchestrator.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -88,6 +90,14 @@ def check_ranges(config: Config, shown: str) -> None:
         ("codex.startup_timeout", codex.startup_timeout, 1, inf, "seconds"),
         ("codex.request_timeout", codex.request_timeout, 1, inf, "seconds"),
         ("codex.stall_timeout", codex.stall_timeout, 1, inf, "seconds"),
+        (
+            "codex.endpoint_failure_limit",
+            codex.endpoint_failure_limit,
+            10,
+            inf,
+            "seconds a turn may go without progress (only reconnect notices, or silence while "
+            "no command runs) before it is stopped",
+        ),
         ("codex.affinity_wait", codex.affinity_wait, 0.001, inf, "seconds"),
         (
             "codex.ping_interval",
@@ -143,8 +153,29 @@ def check_ranges(config: Config, shown: str) -> None:
             )
     if config.codex.command and not config.codex.command[0]:
         raise ConfigError(
-            shown, "codex.command", "the program name is empty", 'e.g. ["codex", "mcp-server"]'
+            shown,
+            "codex.command",
+            "the program name is empty",
+            f'e.g. ["codex", "{config.codex.subcommand}"]',
         )
+    command = config.codex.command
+    other = "mcp-server" if config.codex.backend == "app-server" else "app-server"
+    if command and command[-1] == other:
+        raise ConfigError(
+            shown,
+            "codex.command",
+            f"it starts `{other}` but codex.backend is {config.codex.backend!r}",
+            f'set backend = "{"mcp" if other == "mcp-server" else "app-server"}", or end the '
+            f'command with "{config.codex.subcommand}"',
+        )
+    for index, name in enumerate(config.codex.env_passthrough):
+        if name == TOKEN_VARIABLE or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise ConfigError(
+                shown,
+                f"codex.env_passthrough[{index}]",
+                f"{name!r} is not a variable a worker may inherit",
+                "list plain variable names, never TELEGRAM_BOT_TOKEN",
+            )
     problem = url_problem(telegram.api_base_url)
     if problem:
         raise ConfigError(

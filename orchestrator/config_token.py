@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CREDENTIAL_NAME",
+    "TOKEN_NOT_IN_FILE",
     "TOKEN_VARIABLE",
     "FoundToken",
     "find_token",
@@ -43,6 +44,14 @@ __all__ = [
 TOKEN_VARIABLE: Final = "TELEGRAM_BOT_TOKEN"
 CREDENTIAL_NAME: Final = "telegram_bot_token"
 """The systemd credential name: ``LoadCredential=telegram_bot_token:/path/to/token``."""
+
+TOKEN_NOT_IN_FILE: Final = (
+    "token file",
+    "the token is in the environment or .env, where Codex commands of the same user can read it",
+    "put it in a file named by telegram.token_file (chmod 600), or use systemd "
+    "LoadCredential=telegram_bot_token:/path",
+)
+"""``doctor``'s warning when the token did not come from a file: (check, problem, fix)."""
 
 _TOKEN_SHAPE: Final = re.compile(r"^\d+:[A-Za-z0-9_-]{20,}$")
 _PLACEHOLDER_MARK: Final = "replace-with"

@@ -25,7 +25,7 @@ from typing import Literal, TypeAlias
 import msgspec
 import trio
 
-from orchestrator.workflow_messages import TokenUsage
+from orchestrator.workflow_types import TokenUsage
 
 __all__ = [
     "AgentMessageDelta",
@@ -114,6 +114,9 @@ class InboundMessage(_RouterBase, frozen=True, kw_only=True, tag="message"):
     edited: bool = False
     content_kind: str = "text"
     date: int = 0
+    quoted_from: str | None = None
+    """Set when the user did not write the text: where it comes from, in words ("forwarded
+    from Bob (@bob)", "sent through the bot @gif"); such text is never a command."""
 
 
 class InboundCallback(_RouterBase, frozen=True, kw_only=True, tag="callback"):
@@ -173,6 +176,8 @@ class SendReply(_SenderBase, frozen=True, kw_only=True, tag="reply"):
     keyboard: Keyboard = ()
     plain: bool = False
     document_name: str = "reply.md"
+    silent: bool = False
+    """Send without a notification."""
 
 
 class UpdateLive(_SenderBase, frozen=True, kw_only=True, tag="live"):
@@ -187,6 +192,11 @@ class UpdateLive(_SenderBase, frozen=True, kw_only=True, tag="live"):
     text: str
     thread_id: int | None = None
     keyboard: Keyboard = ()
+    silent: bool = False
+    """Send the message (its first showing) without a notification; edits never notify."""
+    shown_to: trio.MemorySendChannel[int] | None = None
+    """Told the message id (``send_nowait``, never blocking) each time the sender sends the
+    message anew, so the owner can find it again after a restart (never encoded)."""
     document: bytes = b""
     """Sent as a file (`document_name`, `document_caption`) before the slot's first message;
     if it cannot be delivered, the message (and its buttons) is not sent either."""
@@ -204,6 +214,9 @@ class CloseLive(_SenderBase, frozen=True, kw_only=True, tag="close_live"):
     slot: str
     final_text: str | None = None
     delete: bool = False
+    message_id: int | None = None
+    """The message to close when the sender does not know `slot` (it was shown before a
+    restart)."""
 
 
 class SendChatAction(_SenderBase, frozen=True, kw_only=True, tag="chat_action"):
@@ -347,9 +360,9 @@ class ApprovalAsk(msgspec.Struct, frozen=True, kw_only=True):
     command: str = ""
     cwd: str = ""
     changes: tuple[str, ...] = ()
-    diff: str = ""
-    """A patch's unified diff (every file), when the backend sent the contents."""
     worker_id: int = 0
+    diff: str = ""
+    """A patch approval's changes as a diff (capped by the backend; may be empty)."""
 
 
 class ApprovalRequest(msgspec.Struct, frozen=True, kw_only=True):

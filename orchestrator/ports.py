@@ -81,8 +81,10 @@ class TelegramApi(Protocol):
         keyboard: Keyboard = (),
         message_thread_id: int | None = None,
         reply_to_message_id: int | None = None,
+        disable_notification: bool = False,
     ) -> int:
-        """``sendMessage`` (link previews off); returns the new message id."""
+        """``sendMessage`` (link previews off); returns the new message id.
+        `disable_notification`: the message arrives without a sound (progress)."""
         ...
 
     async def edit_message_text(
@@ -136,7 +138,8 @@ class CodexWorker(Protocol):
     """One warm Codex process, as the worker pool uses it, whatever protocol it speaks.
 
     A `CodexWorkerFactory` opens one; `orchestrator.edges.codex_mcp` is the ``codex
-    mcp-server`` backend, tests use in-memory fakes. What the pool relies on, on every
+    mcp-server`` backend, `orchestrator.edges.codex_app_server` the ``codex app-server`` one,
+    tests use in-memory fakes. What the pool relies on, on every
     backend:
 
     - **Identity and health.** `worker_id` is the pool's number for it, `pid` the root of its
@@ -185,6 +188,15 @@ class CodexWorker(Protocol):
         """Whether the worker may run another turn (False once dead, or left unusable)."""
         ...
 
+    @property
+    def resumes_threads(self) -> bool:
+        """Whether a thread outlives this process: any worker of the backend can continue it
+        (``codex app-server``: ``thread/resume``), so a job whose worker is gone keeps its
+        thread. False (MCP): a thread dies with its process, the job moves to a fresh one.
+        Such a worker falls back to a fresh thread with the job's preamble itself when the
+        resume fails, and returns that thread's id."""
+        ...
+
     def rss_mb(self) -> float:
         """Resident memory of the Codex process, in MB."""
         ...
@@ -214,6 +226,12 @@ class CodexWorker(Protocol):
 
     async def interrupt(self) -> None:
         """Stop every turn and every command of this worker now (shielded, bounded)."""
+        ...
+
+    async def release_thread(self, thread_id: str) -> None:
+        """Stop the commands the turns of `thread_id` left running (``/cancel`` with nothing
+        running, ``/new``, a profile switch) (app-server: ``backgroundTerminals/clean``; MCP:
+        nothing outlives a turn). Unbounded: the caller bounds it."""
         ...
 
 
@@ -255,13 +273,20 @@ class CodexPool(Protocol):
     ) -> JobOutcome:
         """Run `job` and return its outcome.
 
-        Cancelling the caller cancels the run: the worker that served it is killed with its
-        whole process tree and replaced; other conversations are untouched.
+        Cancelling the caller cancels the run: its turn is stopped in place when the backend
+        can (the worker stays), else the worker that served it is killed with its whole
+        process tree and replaced; other conversations are untouched.
         """
         ...
 
     def statistics(self) -> PoolStatistics:
         """The current state of the pool."""
+        ...
+
+    async def release(self, thread_id: str, worker_id: int | None) -> None:
+        """Stop what the turns of `thread_id` (hosted by `worker_id`) left running: the user
+        sent ``/cancel`` with nothing running, or ``/new``. Best effort and bounded; never
+        raises."""
         ...
 
 

@@ -8,13 +8,13 @@ set aside (``<name>.corrupt-<UTC time>``) and reported to the caller, which tell
 starts a fresh session: damage is never silently dropped and never a crash loop. A symlink,
 folder or FIFO where a session file should be counts as damage (`orchestrator.disk`).
 
-Queued prompts run after a restart on their own, so a file that carries a queue must have
-been written by this bot: each file holds ``queue_mac``, an HMAC-SHA256 over its session key
-and its queue with a key kept in ``state_dir/session.key`` (32 random bytes, created 0600 at
-the first write). A queue whose MAC does not match (planted, edited, or from before this
-check) is not run: it is dropped from the state, logged, and reported in
-`LoadedSession.dropped_queue` so the chat tells its user. What this does and does not stop is
-in docs/telegram-integration-runbook.md, "Threat model".
+Queued prompts and the waiting parts of a paste (``batch``) run after a restart on their own,
+so a file that carries them must have been written by this bot: each file holds
+``queue_mac``, an HMAC-SHA256 over its session key, its queue and its batch, with a key kept
+in ``state_dir/session.key`` (32 random bytes, created 0600 at the first write). A queue whose
+MAC does not match (planted, edited, or from before this check) is not run: it is dropped from
+the state, logged, and reported in `LoadedSession.dropped_queue` so the chat tells its user.
+What this does and does not stop is in docs/telegram-integration-runbook.md, "Threat model".
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import trio
 from orchestrator import disk
 from orchestrator.messages import SessionKey
 from orchestrator.redaction import redact
-from orchestrator.workflow_messages import TokenUsage
+from orchestrator.workflow_types import TokenUsage
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SESSION_FORMAT_VERSION",
     "LoadedSession",
+    "RequestRecord",
     "SessionCounters",
     "SessionState",
     "SessionStore",
@@ -66,6 +67,20 @@ class SessionCounters(msgspec.Struct, frozen=True, kw_only=True):
     output_tokens: int = 0
 
 
+class RequestRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A request as the session file remembers it across a crash.
+
+    Attributes:
+        prompt: what the user asked.
+        live_message_id: the Telegram message showing its progress, once shown.
+        token: the unguessable token of its "Run again" button, once offered.
+    """
+
+    prompt: str
+    live_message_id: int | None = None
+    token: str = ""
+
+
 class SessionState(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=False):
     """Everything a chat must remember across restarts.
 
@@ -80,8 +95,12 @@ class SessionState(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
         queue: prompts waiting for the running request, oldest first.
         counters: lifetime counters.
         last_usage: token usage of the last run.
-        queue_mac: the HMAC of the key and the queue (module docstring); set by the store on
-            write, checked and cleared on load.
+        running: the request being served; still set at start only when the bot was killed
+            under it (a graceful stop clears it).
+        batch: texts received but not started yet (the parts of a long paste).
+        interrupted: the request a kill interrupted, offered with a "Run again" button.
+        queue_mac: the HMAC of the key, the queue and the batch (module docstring); set by
+            the store on write, checked and cleared on load.
     """
 
     version: int = SESSION_FORMAT_VERSION
@@ -93,6 +112,9 @@ class SessionState(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     queue: tuple[str, ...] = ()
     counters: SessionCounters = SessionCounters()
     last_usage: TokenUsage | None = None
+    running: RequestRecord | None = None
+    batch: tuple[str, ...] = ()
+    interrupted: RequestRecord | None = None
     queue_mac: str = ""
 
 
@@ -106,7 +128,7 @@ class LoadedSession(msgspec.Struct, frozen=True, kw_only=True):
     state: SessionState | None
     corrupt_moved_to: Path | None = None
     dropped_queue: int = 0
-    """Queued prompts not restored because the file's MAC did not match (never run)."""
+    """Queued prompts and batch parts not restored because the file's MAC did not match."""
 
 
 _FILE_NAME: Final = re.compile(r"^(-?\d+)-(\d+)(?:-t(\d+))?\.json$")
@@ -123,7 +145,7 @@ class _KeyWrites:
     users: int = 0
     requested: int = 0
     written: int = 0
-    newest: bytes = b""
+    newest: SessionState | None = None
 
 
 @final
@@ -163,15 +185,16 @@ class SessionStore:
         takes the newest state, and the saves it supersedes return with it. A chat that
         gets five messages at once pays two fsyncs, not five (bench/scale.py).
         """
-        mac_key = await self._key()  # before taking a place in line: no checkpoint inside
         async with self._exclusive(key) as writes:
             writes.requested += 1
-            writes.newest = self._encode(_signed(state, key, mac_key))
+            writes.newest = state
             wanted = writes.requested
             async with writes.lock:
                 if writes.written >= wanted:
                     return  # a newer state went to disk while this one waited
-                generation, data = writes.requested, writes.newest
+                generation, newest = writes.requested, writes.newest
+                assert newest is not None  # set by every save before it waits
+                data = self._encode(_signed(newest, key, await self._key()))
                 await disk.run_sync(disk.write_atomically, self.path_for(key), data)
                 writes.written = generation
 
@@ -226,21 +249,20 @@ class SessionStore:
                 moved_to.name,
             )
             return LoadedSession(state=None, corrupt_moved_to=moved_to)
-        if state.queue and not _queue_is_ours(state, key, mac_key):
+        if (state.queue or state.batch) and not _queue_is_ours(state, key, mac_key):
+            dropped = len(state.queue) + len(state.batch)
             logger.error(
-                "session file %s holds %d queued prompt(s) this bot did not write; not run",
+                "session file %s holds %d waiting prompt(s) this bot did not write; not run",
                 path,
-                len(state.queue),
+                dropped,
             )
-            dropped = len(state.queue)
-            return LoadedSession(
-                state=msgspec.structs.replace(state, queue=(), queue_mac=""), dropped_queue=dropped
-            )
+            unsigned = msgspec.structs.replace(state, queue=(), batch=(), queue_mac="")
+            return LoadedSession(state=unsigned, dropped_queue=dropped)
         return LoadedSession(state=msgspec.structs.replace(state, queue_mac=""))
 
     async def keys_with_queue(self) -> list[SessionKey]:
-        """Sessions that have prompts waiting (to resume them after a restart); a queue this
-        bot did not write does not count."""
+        """Sessions that have prompts waiting, or a request a kill interrupted (to resume or
+        report them after a restart); a queue or batch this bot did not write does not count."""
         mac_key = await self._key()
         return await disk.run_sync(self._keys_with_queue_blocking, mac_key)
 
@@ -260,7 +282,8 @@ class SessionStore:
                 state = _DECODER.decode(disk.read_regular(self.root / name))
             except (OSError, msgspec.DecodeError, UnicodeDecodeError, RecursionError):
                 continue  # the chat's own load reports and sets it aside
-            if state.queue and _queue_is_ours(state, key, mac_key):
+            waiting = (state.queue or state.batch) and _queue_is_ours(state, key, mac_key)
+            if waiting or state.running is not None:
                 keys.append(key)
         return keys
 
@@ -298,15 +321,16 @@ def _load_or_create_key(path: Path) -> bytes:
     return data
 
 
-def _queue_mac(key: SessionKey, queue: tuple[str, ...], mac_key: bytes) -> str:
-    message = _ENCODER.encode([key.file_stem(), list(queue)])
+def _queue_mac(state: SessionState, key: SessionKey, mac_key: bytes) -> str:
+    """The HMAC of what runs after a restart by itself: the queue and the batch."""
+    message = _ENCODER.encode([key.file_stem(), list(state.queue), list(state.batch)])
     return hmac.new(mac_key, message, hashlib.sha256).hexdigest()
 
 
 def _signed(state: SessionState, key: SessionKey, mac_key: bytes) -> SessionState:
-    mac = _queue_mac(key, state.queue, mac_key) if state.queue else ""
+    mac = _queue_mac(state, key, mac_key) if state.queue or state.batch else ""
     return msgspec.structs.replace(state, queue_mac=mac)
 
 
 def _queue_is_ours(state: SessionState, key: SessionKey, mac_key: bytes) -> bool:
-    return hmac.compare_digest(state.queue_mac, _queue_mac(key, state.queue, mac_key))
+    return hmac.compare_digest(state.queue_mac, _queue_mac(state, key, mac_key))

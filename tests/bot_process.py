@@ -67,14 +67,17 @@ def write_config(
     codex_env: Mapping[str, str],
     batch_window: float,
     profile: Mapping[str, object] | None = None,
+    codex: Mapping[str, str | float] | None = None,
 ) -> Path:
     """``folder/conf.toml`` for a bot under test: one allowed `user`, the fake Telegram at
     `telegram_url`, two workers, and a single-mode default profile working in ``folder/work``
-    (with `profile`'s extra keys). Values are written as JSON strings, which TOML reads too."""
+    (with `profile`'s extra keys; `codex` adds keys to ``[codex]``, e.g. the backend). Values
+    are written as JSON, which TOML reads too."""
     work = folder / "work"
     work.mkdir(exist_ok=True)
     command = ", ".join(json.dumps(part) for part in codex_command)
     env = "".join(f"{key} = {json.dumps(value)}\n" for key, value in codex_env.items())
+    codex_keys = "".join(f"{key} = {json.dumps(value)}\n" for key, value in (codex or {}).items())
     extra = "".join(f"{key} = {json.dumps(value)}\n" for key, value in (profile or {}).items())
     path = folder / "conf.toml"
     path.write_text(
@@ -88,7 +91,7 @@ timeout = 5
 [codex]
 command = [{command}]
 pool_size = 2
-[codex.env]
+{codex_keys}[codex.env]
 {env}[sessions]
 batch_window = {batch_window}
 [shutdown]

@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, BinaryIO, Final, final
 import msgspec
 import trio
 
+from orchestrator.config import TOKEN_VARIABLE
 from orchestrator.edges.processes import kill_tree, rss_mb, snapshot_tree
 from orchestrator.errors import WorkerStartError, WorkerUnavailable
 from orchestrator.messages import CommandStarted, JobFailed
@@ -168,6 +169,9 @@ class CodexProcess:
         with everything else): a watcher that sees ``alive`` False may call it a crash.
         """
         return not self._exited.is_set()
+
+    resumes_threads: Final = False
+    """A thread lives in its process only (``codex-reply`` to another fails)."""
 
     @property
     def reusable(self) -> bool:
@@ -486,6 +490,9 @@ class CodexProcess:
             self.threads += 1
         return outcome
 
+    async def release_thread(self, thread_id: str) -> None:
+        """Nothing to do: on this backend no command outlives its turn."""
+
     async def interrupt(self) -> None:
         """Kill the server and every process it started (shielded, bounded).
 
@@ -547,7 +554,7 @@ async def open_codex_process(
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=errlog,
-                env=dict(env),
+                env={key: value for key, value in env.items() if key != TOKEN_VARIABLE},
                 cwd=cwd,
                 start_new_session=True,
             )

@@ -40,6 +40,7 @@ __all__ = [
     "alive",
     "descendants",
     "enable_child_subreaper",
+    "kill_orphans",
     "kill_tree",
     "reap_children",
     "rss_mb",
@@ -191,6 +192,39 @@ def _signal(pids: set[int], group: int | None, signum: int) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signum)
+
+
+def orphans_of(pid: int, known: Set[int]) -> set[int]:
+    """Those of `known` alive but no longer under `pid` by parent links: re-parented to us
+    (we are a child subreaper) or to init after their parent exited."""
+    stats = _stats()
+    orphans: set[int] = set()
+    for candidate in known:
+        stat = stats.get(candidate)
+        if stat is None or not alive(candidate):
+            continue
+        ancestor, seen = stat.ppid, {candidate}
+        while ancestor not in (pid, 0, 1, os.getpid()) and ancestor not in seen:
+            seen.add(ancestor)
+            parent = stats.get(ancestor)
+            if parent is None:
+                break
+            ancestor = parent.ppid
+        if ancestor != pid:
+            orphans.add(candidate)
+    return orphans
+
+
+async def kill_orphans(pid: int, known: Set[int], *, grace: float = 2.0) -> set[int]:
+    """SIGKILL the processes of `known` that left `pid`'s tree (`orphans_of`), wait up to
+    `grace` for them to go, and reap those re-parented to us. Returns the pids that were
+    killed. For a server that stays: its own living tree is untouched."""
+    orphans = orphans_of(pid, known)
+    if orphans:
+        _signal(orphans, None, signal.SIGKILL)
+        await _wait_gone(orphans, orphans, grace)
+        reap_children(orphans)
+    return orphans
 
 
 def reap_children(pids: set[int]) -> None:

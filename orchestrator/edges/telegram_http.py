@@ -200,6 +200,7 @@ class HttpTelegramApi:
         keyboard: Keyboard = (),
         message_thread_id: int | None = None,
         reply_to_message_id: int | None = None,
+        disable_notification: bool = False,
     ) -> int:
         """``sendMessage`` without link previews; returns the message id."""
         params: Params = {
@@ -208,6 +209,8 @@ class HttpTelegramApi:
             "link_preview_options": {"is_disabled": True},
         }
         _add_common(params, parse_mode, keyboard, message_thread_id, reply_to_message_id)
+        if disable_notification:
+            params["disable_notification"] = True
         return _decode(_SENT, await self._call("sendMessage", params), "sendMessage").message_id
 
     async def edit_message_text(

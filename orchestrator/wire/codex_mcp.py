@@ -45,10 +45,11 @@ from orchestrator.messages import (
     RunStarted,
     TokenCount,
 )
-from orchestrator.wire.codex_changes import changes_diff
-from orchestrator.workflow_messages import TokenUsage
+from orchestrator.workflow_types import TokenUsage
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from orchestrator.messages import CodexJob, CodexProgress, JobOutcome
 
 __all__ = [
@@ -315,9 +316,50 @@ def approval_ask(ask: ElicitParams, worker_id: int) -> ApprovalAsk:
         command=command_text(ask.codex_command),
         cwd=local_path(ask.codex_cwd),
         changes=tuple(ask.codex_changes or {}),
-        diff=changes_diff(ask.codex_changes),
         worker_id=worker_id,
+        diff=changes_diff(ask.codex_changes or {})[:DIFF_IN_ASK_LIMIT],
     )
+
+
+DIFF_IN_ASK_LIMIT: Final = 1_000_000
+"""Characters of a patch approval's diff kept in the `ApprovalAsk`: the approval shows the whole
+diff (as a file when long) and offers no Approve on a diff cut at this bound, which only guards
+memory against a runaway patch."""
+
+
+class _FileChange(msgspec.Struct, frozen=True):
+    """One entry of ``codex_changes``: ``{"type": "add"|"delete"|"update", …}``."""
+
+    type: str = ""
+    content: str = ""
+    unified_diff: str = ""
+    move_path: str | None = None
+
+
+_FILE_CHANGE: Final = msgspec.json.Decoder(_FileChange)
+
+
+def changes_diff(changes: Mapping[str, msgspec.Raw]) -> str:
+    """A readable diff of a patch approval's ``codex_changes`` (unknown shapes: the path)."""
+    parts: list[str] = []
+    for path, raw in changes.items():
+        try:
+            change = _FILE_CHANGE.decode(raw)
+        except msgspec.DecodeError:
+            parts.append(f"--- {path}")
+            continue
+        match change.type:
+            case "add":
+                body = "".join(f"+{line}\n" for line in change.content.splitlines())
+                parts.append(f"--- {path} (add)\n{body}")
+            case "delete":
+                parts.append(f"--- {path} (delete)")
+            case "update":
+                moved = f" → {change.move_path}" if change.move_path else ""
+                parts.append(f"--- {path} (update{moved})\n{change.unified_diff}")
+            case _:
+                parts.append(f"--- {path}")
+    return "\n".join(parts)
 
 
 def tool_outcome(

@@ -31,6 +31,7 @@ __all__ = [
     "ChatMemberUpdated",
     "Message",
     "MessageEntity",
+    "MessageOrigin",
     "Update",
     "UpdateId",
     "User",
@@ -39,7 +40,9 @@ __all__ = [
     "decode_update_id",
     "parse_command",
     "prune_json",
+    "quoted_from",
     "to_router_message",
+    "without_mention",
 ]
 
 T = TypeVar("T")
@@ -53,10 +56,12 @@ _JSON_TOKEN: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
 
 
 class User(msgspec.Struct, frozen=True):
-    """``User``."""
+    """``User``: the id decides access; the names only say who a forwarded message is from."""
 
     id: int
     is_bot: bool = False
+    first_name: str = ""
+    username: str | None = None
 
 
 class Chat(msgspec.Struct, frozen=True):
@@ -64,6 +69,7 @@ class Chat(msgspec.Struct, frozen=True):
 
     id: int
     type: ChatType = "private"
+    title: str | None = None
 
 
 class MessageEntity(msgspec.Struct, frozen=True):
@@ -72,6 +78,17 @@ class MessageEntity(msgspec.Struct, frozen=True):
     type: str
     offset: int
     length: int
+
+
+class MessageOrigin(msgspec.Struct, frozen=True):
+    """``MessageOrigin`` of a forwarded message (``user``, ``hidden_user``, ``chat``,
+    ``channel``), the fields that say who wrote it."""
+
+    type: str
+    sender_user: User | None = None
+    sender_user_name: str | None = None
+    sender_chat: Chat | None = None
+    chat: Chat | None = None
 
 
 class Message(msgspec.Struct, frozen=True):
@@ -94,6 +111,8 @@ class Message(msgspec.Struct, frozen=True):
     voice: msgspec.Raw | None = None
     video: msgspec.Raw | None = None
     audio: msgspec.Raw | None = None
+    forward_origin: MessageOrigin | None = None
+    via_bot: User | None = None
 
 
 class CallbackQuery(msgspec.Struct, frozen=True):
@@ -233,6 +252,53 @@ def parse_command(
     return None
 
 
+def without_mention(text: str, entities: tuple[MessageEntity, ...], bot_username: str) -> str:
+    """`text` without the ``@OurBot`` mentions that address the bot in a group (they are not
+    part of the request); other mentions stay."""
+    ours = f"@{bot_username}".lower()
+    spans = sorted(
+        (entity.offset, entity.length)
+        for entity in entities
+        if entity.type == "mention"
+        and _utf16_slice(text, entity.offset, entity.length).lower() == ours
+    )
+    if not spans:
+        return text
+    encoded = text.encode("utf-16-le")
+    space = " ".encode("utf-16-le")
+    for offset, length in reversed(spans):
+        before, after = encoded[: offset * 2], encoded[(offset + length) * 2 :]
+        if (not before or before.endswith(space)) and after.startswith(space):
+            after = after[len(space) :]  # one space goes with the mention
+        encoded = before + after
+    return encoded.decode("utf-16-le", errors="replace").strip()
+
+
+def _person(user: User) -> str:
+    name = user.first_name or "someone"
+    return f"{name} (@{user.username})" if user.username else name
+
+
+def quoted_from(message: Message) -> str | None:
+    """Where a message the user did not write comes from (forwarded, or sent through an
+    inline bot), in words; None for the user's own message."""
+    origin = message.forward_origin
+    if origin is not None:
+        if origin.sender_user is not None:
+            return f"forwarded from {_person(origin.sender_user)}"
+        if origin.sender_user_name:
+            return f"forwarded from {origin.sender_user_name}"
+        chat = origin.sender_chat or origin.chat
+        if chat is not None:
+            kind = "channel" if chat.type == "channel" else "chat"
+            return f"forwarded from the {kind} {chat.title}" if chat.title else "forwarded"
+        return "forwarded"
+    if message.via_bot is not None:
+        bot = message.via_bot
+        return f"sent through the bot @{bot.username}" if bot.username else "sent through a bot"
+    return None
+
+
 def _content_kind(message: Message) -> str:
     for kind in ("photo", "document", "sticker", "voice", "video", "audio"):
         if getattr(message, kind):
@@ -249,12 +315,17 @@ def to_router_message(update: Update, bot_username: str) -> RouterMsg | None:
         entities = message.entities if message.text is not None else message.caption_entities
         command: str | None = None
         arguments = ""
-        if text is not None:
+        quoted = quoted_from(message)
+        if text is not None and quoted is not None:
+            pass  # not the user's words: never a command, and kept as written
+        elif text is not None:
             parsed = parse_command(text, entities, bot_username)
             if parsed == "other_bot":
                 return None
             if parsed is not None:
                 command, arguments = parsed
+            else:
+                text = without_mention(text, entities, bot_username)
         sender = message.from_
         anonymous = sender is None or message.sender_chat is not None
         return InboundMessage(
@@ -271,6 +342,7 @@ def to_router_message(update: Update, bot_username: str) -> RouterMsg | None:
             edited=update.message is None,
             content_kind=_content_kind(message),
             date=message.date,
+            quoted_from=quoted,
         )
     query = update.callback_query
     if query is not None:

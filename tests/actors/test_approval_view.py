@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-import msgspec
-
-from actors.chat_approvals import APPROVAL_TEXT_LIMIT, TIMES, approval_view, visible
+from actors.chat_approvals import (
+    APPROVAL_TEXT_LIMIT,
+    DIFF_CUT_AT,
+    TIMES,
+    approval_view,
+    visible,
+)
 from orchestrator.messages import ApprovalAsk
-from orchestrator.wire.codex_changes import changes_diff
+from orchestrator.wire import codex_app_server_turn, codex_mcp
 
 
 def test_visible_shows_runs_controls_bidi_and_zero_width() -> None:
@@ -46,15 +50,10 @@ def test_a_long_patch_sends_its_diff_as_a_file() -> None:
     assert view.document == diff.encode()
 
 
-def test_changes_diff_reads_both_shapes_codex_sends() -> None:
-    raw = {
-        "/w/old.txt": msgspec.Raw(b'{"delete": {"content": "gone\\n"}}'),
-        "/w/a.py": msgspec.Raw(
-            b'{"type": "update", "unified_diff": "@@ -1 +1 @@\\n-a\\n+b", "move_path": "/w/b.py"}'
-        ),
-    }
-    assert changes_diff(raw) == (
-        "--- /w/old.txt\n+++ /dev/null\n@@ -1,1 +0,0 @@\n-gone\n"
-        "--- /w/a.py\n+++ /w/b.py\n@@ -1 +1 @@\n-a\n+b\n"
-    )
-    assert changes_diff(None) == ""
+def test_a_diff_the_backend_may_have_cut_is_offered_for_denial_only() -> None:
+    assert DIFF_CUT_AT == codex_mcp.DIFF_IN_ASK_LIMIT == codex_app_server_turn.DIFF_IN_ASK_LIMIT
+    ask = ApprovalAsk(kind="patch", message="", changes=("/w/a",), diff="+" * DIFF_CUT_AT)
+    view = approval_view(ask, "/w")
+    assert not view.approvable
+    assert "cannot be approved here" in view.text
+    assert len(view.text) < 4096

@@ -145,3 +145,20 @@ async def test_the_end_of_the_request_closes_open_questions(
         "⏹ Not answered before the request ended: $ make deploy"
     ]
     assert desk.traces == []
+
+
+async def test_a_patch_approval_shows_its_diff(autojump_clock: trio.testing.MockClock) -> None:
+    desk = Desk()
+    with trio.fail_after(CEILING):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(desk.approvals.serve, desk.incoming, "/work")
+            reply_to, _decision = trio.open_memory_channel[ApprovalDecision](1)
+            ask = ApprovalAsk(
+                kind="patch", message="ok?", changes=("a.txt",), diff="--- a.txt (add)\n+hi\n"
+            )
+            await desk.requests.send(ApprovalRequest(ask=ask, reply_to=reply_to))
+            await trio.testing.wait_all_tasks_blocked()
+            shown = desk.sent()
+            nursery.cancel_scope.cancel()
+    assert isinstance(shown[0], UpdateLive)
+    assert shown[0].text == "Codex asks to change files:\n• a.txt\n\n--- a.txt (add)\n+hi\n"

@@ -26,7 +26,10 @@ from actors.chat_request import (
 )
 from orchestrator.config import Profile
 from orchestrator.messages import (
+    AgentMessageDelta,
     CloseLive,
+    CodexNotice,
+    CodexProgress,
     JobDone,
     PatchApplied,
     RunStarted,
@@ -43,7 +46,7 @@ from orchestrator.session_store import SessionState
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from orchestrator.messages import ApprovalRequest, CodexJob, CodexProgress, JobOutcome
+    from orchestrator.messages import ApprovalRequest, CodexJob, JobOutcome
 
 KEY = SessionKey(chat_id=5, user_id=7)
 CEILING = 3600
@@ -52,8 +55,10 @@ CEILING = 3600
 class ScriptedPool:
     """Answers every call after `delay` seconds, patching ``app.py`` on the way."""
 
-    def __init__(self, delay: float) -> None:
+    def __init__(self, delay: float, *, patch_applies: bool = True) -> None:
         self.delay = delay
+        self.patch_applies = patch_applies
+        self.extra: list[CodexProgress] = []
 
     async def run(
         self,
@@ -63,12 +68,18 @@ class ScriptedPool:
         approvals: trio.MemorySendChannel[ApprovalRequest],
     ) -> JobOutcome:
         progress.send_nowait(RunStarted(worker_id=1))
-        progress.send_nowait(PatchApplied(files=("app.py",)))
+        progress.send_nowait(PatchApplied(files=("app.py",), success=self.patch_applies))
+        for event in self.extra:
+            await trio.sleep(2)
+            progress.send_nowait(event)
         await trio.sleep(self.delay)
         return JobDone(text=f"did: {job.prompt}", thread_id="thread-1", worker_id=1)
 
     def statistics(self) -> PoolStatistics:
         return PoolStatistics()
+
+    async def release(self, thread_id: str, worker_id: int | None) -> None:
+        pass
 
 
 class Harness:
@@ -135,10 +146,54 @@ async def test_a_long_request_types_shows_progress_and_closes_it(
     assert len(typing) == pytest.approx(60 / TYPING_INTERVAL, abs=1)
     live = [m for m in bot.sent if isinstance(m, UpdateLive)]
     assert live[0].slot == "request-1"
-    assert "Worker 1" in live[-1].text
+    assert all(m.silent for m in live)  # progress never notifies
+    assert live[-1].text.startswith("⏳ Working on your request… ")
+    assert "• changed app.py" in live[-1].text
+    assert not any("Worker" in m.text or "Phase:" in m.text for m in live)
     assert live[0].keyboard[0][0].callback_data == "cx:tok"
+    # No leftover "Done" message: the progress message goes, the result says how long.
     closes = [m for m in bot.sent if isinstance(m, CloseLive)]
-    assert [m.final_text for m in closes] == ["✅ Done in 1:00."]
+    assert [(m.final_text, m.delete) for m in closes] == [(None, True)]
+    assert bot.replies() == ["did: fix it\n\nFiles changed: `app.py`\n\nTook 1:00."]
+    assert not any(m.silent for m in bot.sent if isinstance(m, SendReply))
+
+
+async def test_a_patch_that_did_not_apply_is_not_reported_as_changed(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    bot = Harness(tmp_path, delay=5)
+    bot.pool.patch_applies = False  # denied by the user: Codex reports it failed
+    with trio.fail_after(CEILING):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(bot.collect)
+            await bot.serve()
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.cancel_scope.cancel()
+    assert bot.replies() == ["did: fix it\n\nTook 0:05."]
+    live = [m.text for m in bot.sent if isinstance(m, UpdateLive)]
+    assert "• did not change app.py" in live[-1]
+
+
+async def test_a_warning_shows_once_and_the_answer_streams_into_the_progress_message(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    bot = Harness(tmp_path, delay=10)
+    warning = CodexNotice(level="warning", message="Reconnecting to the model")
+    bot.pool.extra = [
+        warning,
+        AgentMessageDelta(text="First line.\nSecond "),
+        warning,
+        AgentMessageDelta(text="line.\nThird line.\nFourth line."),
+    ]
+    with trio.fail_after(CEILING):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(bot.collect)
+            await bot.serve()
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.cancel_scope.cancel()
+    last = [m.text for m in bot.sent if isinstance(m, UpdateLive)][-1]
+    assert last.count("⚠️ Reconnecting to the model") == 1
+    assert last.endswith("Codex is writing:\nSecond line.\nThird line.\nFourth line.")
 
 
 async def test_typing_is_shed_when_the_sender_is_full() -> None:
@@ -163,7 +218,9 @@ async def test_a_cancel_by_the_user_is_returned(
             assert not bot.request.cancel("button")
             await trio.sleep(1)
             nursery.cancel_scope.cancel()
-    assert "🛑 Cancelled after 0:10." in bot.replies()
+    closes = [m.final_text for m in bot.sent if isinstance(m, CloseLive)]
+    assert closes == ["🛑 Cancelled after 0:10."]
+    assert not any("Cancelled" in reply for reply in bot.replies())  # said once
     stopped = stopped_outcome(bot.request)
     assert isinstance(stopped, CancelledByUser)
     assert stopped.reason == "/cancel"
@@ -188,5 +245,7 @@ async def test_a_stopped_chat_tells_the_user_and_lets_the_cancel_through(
             await trio.testing.wait_all_tasks_blocked()
             nursery.cancel_scope.cancel()
     assert outcomes == []
-    assert bot.replies() == ["⏹ Interrupted by a restart of the bot; it will run again afterwards."]
+    closes = [m.final_text for m in bot.sent if isinstance(m, CloseLive)]
+    assert closes == ["⏹ Interrupted by a restart of the bot; it will run again afterwards."]
+    assert bot.replies() == []
     assert isinstance(stopped_outcome(bot.request), Interrupted)

@@ -100,6 +100,20 @@ class Bot:
     def replies(self, chat: int) -> list[str]:
         return [m.markdown for m in self.sent if isinstance(m, SendReply) and m.chat_id == chat]
 
+    def closed(self, chat: int) -> list[str]:
+        """The final texts progress and approval messages were given."""
+        return [
+            m.final_text
+            for m in self.sent
+            if isinstance(m, CloseLive) and m.chat_id == chat and m.final_text
+        ]
+
+    async def wait_told(self, chat: int, fragment: str, count: int = 1) -> None:
+        """Wait for `fragment` in a message or in a progress message's final text."""
+        await self.wait(
+            lambda: sum(fragment in t for t in self.replies(chat) + self.closed(chat)) >= count
+        )
+
     def callback_answer(self, query_id: str) -> str | None:
         for m in self.sent:
             if isinstance(m, AnswerCallback) and m.callback_query_id == query_id:
@@ -206,7 +220,7 @@ async def test_two_users_run_in_parallel_with_separate_sessions(
         await bot.say(BOB, "hello from bob")
         await bot.wait_reply(ALICE, "for alice")
         await bot.wait_reply(BOB, "for bob")
-        assert trio.current_time() < 15  # both ran at once (10 s each + 1 s batch window)
+        assert trio.current_time() < 15  # both ran at once (10 s each)
     alice = (await bot.store.load(SessionKey(ALICE, ALICE))).state
     bob = (await bot.store.load(SessionKey(BOB, BOB))).state
     assert alice is not None
@@ -225,32 +239,68 @@ async def test_conversation_continues_on_its_thread_until_new(
         await bot.wait_reply(ALICE, "FAKE: second")
         calls = [job for p in bot.fakes.started for job in p.calls]
         assert calls[1].thread_id is not None
+        await bot.say(ALICE, "/cancel")  # nothing runs: what the thread left running stops
+        await bot.wait_reply(ALICE, "Nothing is running")
         await bot.say(ALICE, "/new")
         await bot.wait_reply(ALICE, "new conversation")
+        # What the forgotten thread left running is stopped (app-server background commands).
+        released = [thread for p in bot.fakes.started for thread in p.released]
+        assert released == [calls[1].thread_id] * 2
         await bot.say(ALICE, "third")
         await bot.wait_reply(ALICE, "FAKE: third")
         calls = [job for p in bot.fakes.started for job in p.calls]
         assert calls[-1].thread_id is None
 
 
-async def test_queueing_and_batching(
+async def test_a_lone_message_starts_at_once(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with running_bot(tmp_path) as bot:
+        await bot.wait(lambda: len(bot.fakes.started) == 2)
+        sent_at = trio.current_time()
+        await bot.say(ALICE, "short question")
+        await bot.wait(lambda: any(p.calls for p in bot.fakes.started))
+        assert trio.current_time() - sent_at < 0.01  # no batching window before Codex
+
+
+async def test_the_parts_of_a_long_paste_run_as_one_prompt(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    part = "x" * 4090
+    async with running_bot(tmp_path, batch_window=1.0) as bot:
+        await bot.say(ALICE, part)
+        await trio.sleep(0.8)
+        await bot.say(ALICE, "y" * 4096)  # a second part at the limit waits again
+        await trio.sleep(0.8)
+        assert not any(p.calls for p in bot.fakes.started)
+        await bot.say(ALICE, "the end of the paste")  # shorter: the last part, run at once
+        await bot.wait(lambda: any(p.calls for p in bot.fakes.started))
+        prompts = [job.prompt for p in bot.fakes.started for job in p.calls]
+        assert prompts == [f"{part}\n\n{'y' * 4096}\n\nthe end of the paste"]
+        # A lone part whose rest never comes runs after the window.
+        await bot.wait_reply(ALICE, "FAKE: ")
+        await bot.say(ALICE, "z" * 4096)
+        await trio.sleep(0.9)
+        assert len([job for p in bot.fakes.started for job in p.calls]) == 1
+        await bot.wait(lambda: len([job for p in bot.fakes.started for job in p.calls]) == 2)
+
+
+async def test_messages_sent_while_a_request_runs_run_together_next(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
     fakes = FakeProcesses()
     fakes.rule("long", delay=60)
     async with running_bot(tmp_path, fakes) as bot:
-        await bot.say(ALICE, "part one of a long task")
-        await bot.say(ALICE, "part two")
-        await bot.wait(lambda: bool(bot.fakes.started[0].calls or bot.fakes.started[1].calls))
-        prompts = [job.prompt for p in bot.fakes.started for job in p.calls]
-        assert prompts == ["part one of a long task\n\npart two"]
+        await bot.say(ALICE, "a long task")
+        await bot.wait(lambda: any(p.calls for p in bot.fakes.started))
         await bot.say(ALICE, "next please")
         await bot.say(ALICE, "and another")
-        await bot.wait_reply(ALICE, "Queued (position 2)")
-        assert "Queued (position 1)." in bot.replies(ALICE)
-        await bot.wait_reply(ALICE, "FAKE: and another")
-        order = [r for r in bot.replies(ALICE) if r.startswith("FAKE") or "long" in r]
-        assert [r.split(": ", 1)[-1] for r in order][-2:] == ["next please", "and another"]
+        await bot.wait_reply(ALICE, "FAKE: next please\n\nand another")
+        queued = [r for r in bot.replies(ALICE) if r.startswith("Queued")]
+        assert queued == [chat_texts.queued(1)]
+        assert "runs together" in queued[0]
+        prompts = [job.prompt for p in bot.fakes.started for job in p.calls]
+        assert prompts == ["a long task", "next please\n\nand another"]
         assert any(t.event == "queued" for t in bot.traces)
 
 
@@ -262,9 +312,10 @@ async def test_queue_limit(tmp_path: Path, autojump_clock: trio.testing.MockCloc
         await bot.wait(lambda: any(p.calls for p in bot.fakes.started))
         for n in range(3):
             await bot.say(ALICE, f"more {n}")
-        await bot.wait_reply(ALICE, "queue is full")
+        await bot.wait_reply(ALICE, chat_texts.queue_full(2))
         await bot.say(ALICE, "/cancel")
-        await bot.wait_reply(ALICE, "Cancelled")
+        await bot.wait_told(ALICE, "Cancelled")
+        await bot.wait_reply(ALICE, "FAKE: more 0\n\nmore 1")
 
 
 async def test_stranger_gets_one_refusal_per_hour_and_nothing_else(
@@ -274,7 +325,10 @@ async def test_stranger_gets_one_refusal_per_hour_and_nothing_else(
         for text in ("hi", "/start", "please"):
             await bot.say(STRANGER, text)
         await bot.wait(lambda: bot.stats.refused == 3)
-        assert bot.replies(STRANGER) == [chat_texts.REFUSAL]
+        assert bot.replies(STRANGER) == [
+            f"This bot is private. Your Telegram user id is {STRANGER}: send it to the bot's "
+            "owner if you should have access."
+        ]
         await trio.sleep(router.REFUSAL_INTERVAL)
         await bot.say(STRANGER, "again")
         await bot.wait_reply(STRANGER, "private", count=2)
@@ -333,7 +387,13 @@ async def test_every_command(tmp_path: Path, autojump_clock: trio.testing.MockCl
         await bot.say(ALICE, "/mode plan")
         await bot.wait_reply(ALICE, "Mode set to plan")
         await bot.say(ALICE, "/mode sideways")
-        await bot.wait_reply(ALICE, "Use /mode single or /mode plan")
+        await bot.wait_reply(
+            ALICE,
+            "“sideways” is not a mode. Use /mode single (one developer run) or /mode plan "
+            "(plan, develop, review). Mode is still plan.",
+        )
+        assert chat_texts.plural(1, "queued message") == "1 queued message"
+        assert chat_texts.plural(2, "queued message") == "2 queued messages"
         await bot.say(ALICE, "/status")
         await bot.wait_reply(ALICE, "State: idle")
         status = bot.replies(ALICE)[-1]
@@ -388,8 +448,7 @@ async def test_status_while_running_and_profile_switch_refused(
         await bot.wait(lambda: any(p.calls for p in bot.fakes.started))
         await trio.sleep(42)
         await bot.say(ALICE, "/status")
-        await bot.wait_reply(ALICE, "State: running for")
-        assert "developing" in bot.replies(ALICE)[-1]
+        await bot.wait_reply(ALICE, "State: Working on your request, running for 0:42")
         assert "Codex workers: 1 idle, 1 busy" in bot.replies(ALICE)[-1]
         await bot.say(ALICE, "/profile other")
         await bot.wait_reply(ALICE, "Can't switch profiles while a request runs")
@@ -408,13 +467,13 @@ async def test_cancel_by_command_and_button(
         await bot.wait(lambda: bool(bot.buttons(ALICE, "cx:")))
         started = trio.current_time()
         await bot.say(ALICE, "/cancel")
-        await bot.wait_reply(ALICE, "Cancelled")
+        await bot.wait_told(ALICE, "Cancelled")
         assert trio.current_time() - started < 5
         await bot.say(ALICE, "forever again")
         await bot.wait(lambda: len({b.callback_data for b in bot.buttons(ALICE, "cx:")}) == 2)
         button = bot.buttons(ALICE, "cx:")[-1]
         query = await bot.press(ALICE, button.callback_data)
-        await bot.wait_reply(ALICE, "Cancelled", count=2)
+        await bot.wait_told(ALICE, "Cancelled", count=2)
         assert bot.callback_answer(query) == "Cancelling…"
         stale = await bot.press(ALICE, button.callback_data)
         await bot.wait(lambda: bot.callback_answer(stale) is not None)
@@ -426,10 +485,10 @@ async def test_cancel_by_command_and_button(
 @pytest.mark.parametrize(
     ("phase", "rule"),
     [
-        ("selecting", "Decide how to handle"),
-        ("planning", "Write the numbered plan"),
-        ("developing", "Carry out this request"),
-        ("reviewing", "Review the developer"),
+        ("Deciding how to handle your request", "Decide how to handle"),
+        ("Writing a plan", "Write the numbered plan"),
+        ("Carrying out the plan (round 1 of 3)", "Carry out this request"),
+        ("Reviewing the work (round 1 of 3)", "Review the developer"),
     ],
 )
 async def test_cancel_in_each_plan_phase(
@@ -446,7 +505,7 @@ async def test_cancel_in_each_plan_phase(
         await trio.sleep(1)
         started = trio.current_time()
         await bot.say(ALICE, "/cancel")
-        await bot.wait_reply(ALICE, "Cancelled")
+        await bot.wait_told(ALICE, "Cancelled")
         assert trio.current_time() - started < 5
     phases = [
         m.text for m in bot.sent if isinstance(m, UpdateLive) and m.slot.startswith("request-")
@@ -549,7 +608,7 @@ async def test_a_cancel_takes_the_buttons_off_an_open_approval(
         await bot.say(ALICE, "deploy it")
         await bot.wait(lambda: bool(bot.buttons(ALICE, "ap:")))
         await bot.say(ALICE, "/cancel")
-        await bot.wait_reply(ALICE, "Cancelled")
+        await bot.wait_told(ALICE, "Cancelled")
         closes = [
             m for m in bot.sent if isinstance(m, CloseLive) and m.slot.startswith("approval-")
         ]
@@ -581,14 +640,14 @@ async def test_a_codex_crash_loop_is_explained_to_the_user_and_heals(
     async with running_bot(tmp_path, fakes) as bot:
         fakes.fail_starts = 1000  # from now on no worker starts
         await bot.say(ALICE, "boom")
-        await bot.wait_reply(ALICE, "failed while developing (round 1): died")
+        await bot.wait_reply(ALICE, "❌ Codex failed while working on your request. The Codex")
         for process in fakes.started:
             process.die()  # the other worker goes too
         await trio.sleep(120)  # restarts back off, then each position gives up and rests
         await bot.say(ALICE, "/status")
         await bot.wait_reply(ALICE, "Codex workers: 2 dead")
         await bot.say(ALICE, "hello")
-        await bot.wait_reply(ALICE, "no Codex worker is running")
+        await bot.wait_reply(ALICE, "No Codex worker is running")
         assert "scripted start failure" in bot.replies(ALICE)[-1]
         assert "codex-orchestrator doctor" in bot.replies(ALICE)[-1]
         fakes.fail_starts = 0
@@ -624,9 +683,9 @@ async def test_restart_keeps_mode_profile_and_queue(
         await bot.say(ALICE, "slow one")
         await bot.wait(lambda: any(p.calls for p in bot.fakes.started))
         await bot.say(ALICE, "queued after restart")
-        await bot.wait_reply(ALICE, "Queued (position 1)")
+        await bot.wait_reply(ALICE, "Queued")
     # The drain grace (60 s) ran out before the 500 s job: it is put back in the queue.
-    assert any("Interrupted" in r for r in bot.replies(ALICE))
+    assert any("Interrupted" in r for r in bot.closed(ALICE))
     state = (await SessionStore(tmp_path / "sessions").load(SessionKey(ALICE, ALICE))).state
     assert state is not None
     assert (state.profile, state.mode) == ("other", "single")
@@ -783,3 +842,95 @@ async def test_a_request_that_fails_inside_the_bot_is_reported_once_and_not_run_
     async with running_bot(tmp_path) as again:
         await trio.sleep(30)
         assert not [job for p in again.fakes.started for job in p.calls]
+
+
+async def test_after_a_codex_error_the_next_request_starts_a_fresh_thread_with_the_recap(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    fakes = FakeProcesses()
+    fakes.rule("broken", error="stream disconnected before completion")
+    async with running_bot(tmp_path, fakes) as bot:
+        await bot.say(ALICE, "first question")
+        await bot.wait_reply(ALICE, "FAKE: first question")
+        await bot.say(ALICE, "broken turn")
+        await bot.wait(lambda: len([j for p in fakes.started for j in p.calls]) >= 2)
+        await bot.wait(lambda: _failed_run_ended(bot))
+        await bot.say(ALICE, "third question")
+        await bot.wait_reply(ALICE, "FAKE: third question")
+        calls = [job for p in fakes.started for job in p.calls]
+        _first, broken, third = calls
+        assert broken.thread_id is not None  # the conversation continued...
+        assert third.thread_id is None  # ...but not on the thread that saw the error
+        assert "User asked: first question" in third.context_preamble
+        assert "User asked: broken turn" in third.context_preamble
+    state = (await bot.store.load(SessionKey(ALICE, ALICE))).state
+    assert state is not None
+    assert state.developer_thread_id is not None
+    assert state.developer_thread_id != broken.thread_id
+
+
+def _failed_run_ended(bot: Bot) -> bool:
+    return any(t.event == "run_end" and t.outcome == "failed" for t in bot.traces)
+
+
+async def test_a_part_waiting_for_the_rest_of_a_paste_is_on_disk_and_runs_after_a_kill(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    part = "p" * 4096
+    async with running_bot(tmp_path, batch_window=30.0) as bot:
+        await bot.say(ALICE, part)
+        await bot.wait(lambda: bool(bot.store.path_for(SessionKey(ALICE, ALICE)).exists()))
+        state = (await bot.store.load(SessionKey(ALICE, ALICE))).state
+        assert state is not None
+        assert state.batch == (part,)  # saved before the next update is taken
+    # What a kill leaves behind: the part on record, not started.
+    killed = msgspec.structs.replace(state, batch=(part,), queue=())
+    await bot.store.save(SessionKey(ALICE, ALICE), killed)
+    async with running_bot(tmp_path) as again:
+        await again.wait_reply(ALICE, f"FAKE: {part}")
+    state = (await again.store.load(SessionKey(ALICE, ALICE))).state
+    assert state is not None
+    assert (state.batch, state.queue, state.running) == ((), (), None)
+
+
+async def test_a_request_killed_mid_run_is_offered_again_never_rerun_by_itself(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    from orchestrator.session_store import RequestRecord
+
+    key = SessionKey(ALICE, ALICE)
+    store = SessionStore(tmp_path / "sessions")
+    killed = SessionState(
+        mode="single",
+        profile="default",
+        running=RequestRecord(prompt="the killed one", live_message_id=77),
+        queue=("queued before the kill",),
+    )
+    await store.save(key, killed)
+    async with running_bot(tmp_path) as bot:
+        await bot.wait_reply(ALICE, "FAKE: queued before the kill")
+        closes = [m for m in bot.sent if isinstance(m, CloseLive) and m.message_id == 77]
+        assert [m.final_text for m in closes] == [chat_texts.STALE_PROGRESS]
+        [offer] = [m for m in bot.sent if isinstance(m, UpdateLive) and m.slot.startswith("rerun")]
+        assert offer.text == chat_texts.interrupted_by_a_stop("the killed one")
+        assert not offer.silent
+        [button] = [b for row in offer.keyboard for b in row]
+        assert button.text == "▶ Run again"
+        assert len(button.callback_data) > 12  # carries an unguessable token
+        prompts = [job.prompt for p in bot.fakes.started for job in p.calls]
+        assert prompts == ["queued before the kill"]
+        wrong = await bot.press(ALICE, "rr:guessed")
+        await bot.wait(lambda: bot.callback_answer(wrong) is not None)
+        assert bot.callback_answer(wrong) == chat_texts.RUN_AGAIN_GONE
+        query = await bot.press(ALICE, button.callback_data)
+        await bot.wait_reply(ALICE, "FAKE: the killed one")
+        assert bot.callback_answer(query) == chat_texts.RUN_AGAIN_STARTED
+        again = await bot.press(ALICE, button.callback_data)
+        await bot.wait(lambda: bot.callback_answer(again) is not None)
+        assert bot.callback_answer(again) == chat_texts.RUN_AGAIN_GONE
+        await trio.sleep(10)
+        prompts = [job.prompt for p in bot.fakes.started for job in p.calls]
+        assert prompts == ["queued before the kill", "the killed one"]
+    state = (await store.load(key)).state
+    assert state is not None
+    assert (state.running, state.interrupted) == (None, None)

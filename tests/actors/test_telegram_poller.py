@@ -109,6 +109,26 @@ async def test_commands_and_other_bots(
     assert (third.command, third.command_args) == ("mode", "plan")
 
 
+async def test_the_mention_of_the_bot_is_taken_out_of_a_prompt(
+    harness: FakeHarness, autojump_clock: trio.testing.MockClock
+) -> None:
+    harness.api.push_text(
+        "@TestBot fix the 😀 bug, ask @alice",
+        chat_id=-100,
+        entities=[
+            {"type": "mention", "offset": 0, "length": 8},
+            {"type": "mention", "offset": 29, "length": 6},
+        ],
+    )
+    harness.api.push_text(
+        "please @testbot look",
+        chat_id=-100,
+        entities=[{"type": "mention", "offset": 7, "length": 8}],
+    )
+    await harness.run(stop_after=2)
+    assert texts(harness.received) == ["fix the 😀 bug, ask @alice", "please look"]
+
+
 async def test_undecodable_update_is_skipped_without_holding_back_others(
     harness: FakeHarness, autojump_clock: trio.testing.MockClock
 ) -> None:

@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING
 import pytest
 import trio
 
-from actors.workflows import PHASE_PLAN, carry_out_plan, carry_out_single, carry_out_workflow
+from actors.workflows import (
+    PHASE_PLAN,
+    UNREADABLE_SELECTOR,
+    carry_out_plan,
+    carry_out_single,
+    carry_out_workflow,
+)
 from orchestrator.prompts import load_instructions
 from orchestrator.workflow_types import (
     Role,
@@ -211,7 +217,7 @@ async def test_selector_choosing_single_runs_one_developer(autojump_clock):
     assert (developer.thread_id, developer.worker_id) == ("dev-t0", 2)
     assert harness.reporter.phases == [
         ("selecting", ""),
-        ("developing", "selector chose single: one-line fix"),
+        ("developing", "No plan needed: one-line fix"),
     ]
     assert result.mode_used == "single"
     assert result.selector is not None
@@ -307,9 +313,7 @@ async def test_malformed_selector_output_goes_to_plan_and_is_flagged(autojump_cl
     assert harness.traces[0].malformed is True
     assert harness.traces[0].detail.startswith("route plan: selector unreadable answer")
     assert [line.malformed for line in harness.traces[1:]] == [False, False, False]
-    assert ("planning", "the selector's answer was unreadable, so: the full plan") in (
-        harness.reporter.phases
-    )
+    assert ("planning", UNREADABLE_SELECTOR) in (harness.reporter.phases)
     assert result.verdict == "approved"
 
 
@@ -447,12 +451,12 @@ FULL_SCRIPT: dict[Role, list[str | RoleOutcome | Exception]] = {
 @pytest.mark.parametrize(
     ("role", "nth", "phase", "label", "calls_made"),
     [
-        ("selector", 1, "selecting", "while selecting:", 1),
-        ("planner", 1, "planning", "while planning:", 2),
-        ("developer", 1, "developing", "while developing (round 1):", 3),
-        ("reviewer", 1, "reviewing", "while reviewing (round 1):", 4),
-        ("developer", 2, "developing", "while developing (round 2):", 5),
-        ("reviewer", 2, "reviewing", "while reviewing (round 2):", 6),
+        ("selector", 1, "selecting", "deciding how to handle your request.", 1),
+        ("planner", 1, "planning", "writing the plan.", 2),
+        ("developer", 1, "developing", "carrying out the plan (round 1).", 3),
+        ("reviewer", 1, "reviewing", "reviewing the work (round 1).", 4),
+        ("developer", 2, "developing", "carrying out the plan (round 2).", 5),
+        ("reviewer", 2, "reviewing", "reviewing the work (round 2).", 6),
     ],
 )
 async def test_failure_in_each_phase_ends_with_a_clear_message(
@@ -469,7 +473,8 @@ async def test_failure_in_each_phase_ends_with_a_clear_message(
     assert result.failed_phase == phase
     assert not result.ok
     assert result.error == "unexpected status 401 (tool_error)"
-    assert result.text.startswith(f"Plan mode failed {label} unexpected status 401")
+    assert result.text.startswith(f"❌ Codex failed while {label} Unexpected status 401.")
+    assert "tool_error" not in result.text
     assert result.mode_used == "plan"
     last = harness.traces[-1]
     assert (last.role, last.outcome, last.worker_id) == (role, "failed", 4)
@@ -491,9 +496,26 @@ async def test_failure_in_single_mode_names_the_phase(autojump_clock):
     harness = Harness(FakeCaller({"developer": [failed]}))
     result = await harness.single(thread_id="dev-t0", worker_id=1)
     assert result.failed_phase == "developing"
-    assert result.text.startswith("Single mode failed while developing (round 1): worker 1 exited")
+    assert result.text.startswith(
+        "❌ Codex failed while working on your request. "
+        "The Codex process working on it stopped unexpectedly."
+    )
+    assert "worker_died" not in result.text
+    assert "Nothing else was run" not in result.text
     assert (result.developer_thread_id, result.developer_worker_id) == ("dev-t0", 1)
     assert harness.trace_keys() == [("developer", 1, "failed")]
+
+
+async def test_a_codex_error_in_plan_mode_says_what_happened_in_words(autojump_clock):
+    failed = RoleFailed(failure="codex_error", message="exceeded retry limit, last status: 429")
+    harness = Harness(FakeCaller({"selector": [PLAN], "planner": [failed]}))
+    result = await harness.plan()
+    assert result.text == (
+        "❌ Codex failed while writing the plan. Codex reported an error: Exceeded retry limit, "
+        "last status: 429.\n\nThe steps after this one did not run.\n\n"
+        "Send the request again to retry, or /new to start over."
+    )
+    assert result.error == "exceeded retry limit, last status: 429 (codex_error)"
 
 
 async def test_empty_plan_is_a_planning_failure(autojump_clock):

@@ -176,6 +176,7 @@ def test_doctor_flags_a_codex_without_mcp_server(tmp_path: Path) -> None:
     assert version_row.status == "FAIL"
     assert "0.160.0" in version_row.detail
     assert "0.153.4" in version_row.fix
+    assert 'backend = "app-server"' in version_row.fix
     worker_row = next(row for row in rows if row.check == "worker 0")
     assert worker_row.status == "FAIL"
     assert "unrecognized subcommand" in worker_row.detail

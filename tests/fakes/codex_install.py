@@ -1,6 +1,7 @@
-"""Installing the real Codex 0.153.4 from npm into the git-ignored ``.cache/`` folder.
+"""Installing the real Codex from npm into the git-ignored ``.cache/`` folder.
 
-Only ``@openai/codex@0.153.4`` (the last release with ``mcp-server``), never the unrelated npm
+Only ``@openai/codex@0.153.4`` (the last release with ``mcp-server``) and
+``@openai/codex@0.171.0`` (the pinned ``app-server`` release), never the unrelated npm
 package named just ``codex``. The native binary is used directly: it starts in ~60 ms, the
 node wrapper costs an extra process and ~200 ms (both measured).
 """
@@ -20,6 +21,11 @@ PACKAGE = f"@openai/codex@{VERSION}"
 REPO = Path(__file__).resolve().parents[2]
 CACHE = REPO / ".cache" / f"codex-{VERSION}"
 
+APP_SERVER_VERSION = "0.171.0"
+"""Pinned for ``codex app-server`` (orchestrator.wire.codex_app_server.CODEX_APP_SERVER_VERSION)."""
+APP_SERVER_PACKAGE = f"@openai/codex@{APP_SERVER_VERSION}"
+APP_SERVER_CACHE = REPO / ".cache" / f"codex-{APP_SERVER_VERSION}"
+
 _TRIPLES = {
     ("x86_64", "linux"): ("codex-linux-x64", "x86_64-unknown-linux-musl"),
     ("aarch64", "linux"): ("codex-linux-arm64", "aarch64-unknown-linux-musl"),
@@ -37,8 +43,9 @@ def binary_path(cache: Path = CACHE) -> Path:
     return cache / "node_modules" / "@openai" / package / "vendor" / triple / "bin" / "codex"
 
 
-def ensure_codex(cache: Path = CACHE) -> Path | None:
-    """The native Codex 0.153.4 binary, installing it first if needed; None without npm."""
+def ensure_codex(cache: Path = CACHE, package: str = PACKAGE) -> Path | None:
+    """The native Codex binary of `package` (0.153.4 by default), installing it into `cache`
+    first if needed; None without npm."""
     binary = binary_path(cache)
     if binary.exists():
         return binary
@@ -51,7 +58,7 @@ def ensure_codex(cache: Path = CACHE) -> Path | None:
         if binary.exists():
             return binary
         result = subprocess.run(
-            [npm, "install", "--no-audit", "--no-fund", "--prefix", str(cache), PACKAGE],
+            [npm, "install", "--no-audit", "--no-fund", "--prefix", str(cache), package],
             capture_output=True,
             text=True,
             timeout=900,
@@ -60,7 +67,12 @@ def ensure_codex(cache: Path = CACHE) -> Path | None:
         (cache / "npm.log").write_text(result.stdout + result.stderr)
         if result.returncode != 0 or not binary.exists():
             raise CodexInstallError(
-                f"npm install {PACKAGE} failed (exit {result.returncode}):\n"
+                f"npm install {package} failed (exit {result.returncode}):\n"
                 + (result.stderr or result.stdout)[-2000:]
             )
     return binary
+
+
+def ensure_app_server_codex() -> Path | None:
+    """The native Codex 0.171.0 binary (``codex app-server``); None without npm."""
+    return ensure_codex(APP_SERVER_CACHE, APP_SERVER_PACKAGE)

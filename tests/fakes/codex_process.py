@@ -1,6 +1,9 @@
 """In-memory Codex workers (`orchestrator.ports.CodexWorker`) for pool and chat tests under the
-autojump clock. They behave like the MCP backend: a cancelled turn leaves the worker unusable,
-and `interrupt` kills it."""
+autojump clock. By default they behave like the MCP backend: a cancelled turn leaves the worker
+unusable, and `interrupt` kills it. ``FakeProcesses(app_server=True)`` behaves like ``codex
+app-server``: a cancelled turn is interrupted in place (the worker stays reusable), and a thread
+outlives its process: another worker resumes it unless a living process still holds it (then a
+fresh thread, as the edge falls back)."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import msgspec
 import trio
 
 from orchestrator.errors import WorkerStartError
@@ -17,6 +21,7 @@ from orchestrator.messages import (
     ApprovalAsk,
     ApprovalDecision,
     CodexJob,
+    CodexNotice,
     CodexProgress,
     JobDone,
     JobFailed,
@@ -39,6 +44,9 @@ class Rule:
     hang: bool = False
     error: str | None = None
     silent_for: float = 0.0
+    reconnecting: bool = False
+    """Like an unreachable endpoint: "Reconnecting..." notices at 0, 5, 15, 35, 75 s, then
+    every 60 s, for ever (reference/CODEX-APP-SERVER.md §10)."""
 
 
 @dataclass
@@ -55,11 +63,16 @@ class FakeProcess:
     poisoned: bool = False
     thread_ids: set[str] = field(default_factory=set)
     calls: list[CodexJob] = field(default_factory=list)
+    released: list[str] = field(default_factory=list)
     in_flight: set[trio.CancelScope] = field(default_factory=set)
 
     @property
     def reusable(self) -> bool:
         return self.alive and not self.poisoned
+
+    @property
+    def resumes_threads(self) -> bool:
+        return self.owner.app_server
 
     def rss_mb(self) -> float:
         return self.rss
@@ -86,7 +99,8 @@ class FakeProcess:
                     return await self._call(job, on_event, on_approval)
             return JobFailed(failure="worker_died", message="died", worker_id=self.worker_id)
         except trio.Cancelled:
-            self.poisoned = True  # like an MCP call: the process cannot be reused
+            if not self.owner.app_server:
+                self.poisoned = True  # like an MCP call: the process cannot be reused
             raise
         finally:
             self.in_flight.discard(scope)
@@ -94,6 +108,14 @@ class FakeProcess:
 
     async def _call(self, job, on_event, on_approval) -> JobOutcome:
         rule = self.owner.rule_for(job.prompt)
+        resume = self.owner.app_server and job.thread_id is not None
+        if resume and job.thread_id not in self.thread_ids:
+            if self.owner.resumable(job.thread_id):
+                self.thread_ids.add(job.thread_id)
+                self.threads += 1
+                self.owner.resumed.append((self.worker_id, job.thread_id))
+            else:
+                job = msgspec.structs.replace(job, thread_id=None)
         if job.thread_id is not None and job.thread_id not in self.thread_ids:
             return JobFailed(
                 failure="codex_error",
@@ -106,6 +128,12 @@ class FakeProcess:
         suffix = ""
         if rule.approval is not None:
             suffix = f" [{await on_approval(rule.approval)}]"
+        if rule.reconnecting:
+            waits = itertools.chain([0.1, 4.9, 10, 20, 40], itertools.repeat(60))
+            for wait in waits:
+                await trio.sleep(wait)
+                notice = "Reconnecting... waiting for network"
+                on_event(CodexNotice(level="stream_error", message=notice))
         if rule.silent_for:
             await trio.sleep(rule.silent_for)
             on_event(AgentMessageDelta(text="back"))
@@ -120,6 +148,7 @@ class FakeProcess:
             self.threads += 1
             thread_id = f"w{self.worker_id}-p{self.pid}-t{self.threads}"
             self.thread_ids.add(thread_id)
+            self.owner.stored.add(thread_id)
         if rule.error is not None:
             return JobFailed(
                 failure="codex_error",
@@ -135,6 +164,9 @@ class FakeProcess:
         if self.wedged:
             await trio.sleep_forever()
 
+    async def release_thread(self, thread_id: str) -> None:
+        self.released.append(thread_id)
+
     async def interrupt(self) -> None:
         """Kills, as the MCP backend does."""
         self.die()
@@ -144,7 +176,11 @@ class FakeProcess:
 class FakeProcesses:
     """The factory side: every process started, rules by prompt substring, start failures."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, app_server: bool = False) -> None:
+        self.app_server = app_server
+        self.stored: set[str] = set()
+        """Threads on "disk" (app-server: resumable by any process)."""
+        self.resumed: list[tuple[int, str]] = []
         self.rules: list[Rule] = []
         self.started: list[FakeProcess] = []
         self.fail_starts = 0
@@ -163,6 +199,11 @@ class FakeProcesses:
             if rule.match in prompt:
                 return rule
         return Rule("")
+
+    def resumable(self, thread_id: str) -> bool:
+        """Stored, and no living process holds it (one writer per thread)."""
+        holders = [p for p in self.started if p.alive and thread_id in p.thread_ids]
+        return thread_id in self.stored and not holders
 
     def current(self, worker_id: int) -> FakeProcess:
         return [p for p in self.started if p.worker_id == worker_id][-1]

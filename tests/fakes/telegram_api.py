@@ -156,6 +156,7 @@ class FakeTelegramApi:
         keyboard: Keyboard = (),
         message_thread_id: int | None = None,
         reply_to_message_id: int | None = None,
+        disable_notification: bool = False,
     ) -> int:
         await self._leg()
         call = Call(
@@ -165,6 +166,7 @@ class FakeTelegramApi:
             text=text,
             parse_mode=parse_mode,
             keyboard=keyboard,
+            extra={"disable_notification": True} if disable_notification else {},
         )
         self._record(call)
         message_id = next(self._message_ids)

@@ -140,6 +140,8 @@ class StoredMessage:
     filename: str | None = None
     deleted: bool = False
     edits: int = 0
+    silent: bool = False
+    """Sent with ``disable_notification`` (no sound on the phone)."""
 
 
 # ----------------------------------------------------------------------------- HTML
@@ -534,6 +536,7 @@ class FakeTelegram:
             text=text,
             parse_mode=params.get("parse_mode"),
             reply_markup=self._markup(params),
+            silent=bool(params.get("disable_notification")),
             **kw,
         )
         return json.dumps(

@@ -14,6 +14,7 @@ import trio
 
 from tests.bot_process import ENTRY, running, write_config
 from tests.fakes.mock_model import (
+    HttpError,
     MockModel,
     Patch,
     Shell,
@@ -78,11 +79,15 @@ def model_turns(body: dict[str, Any]) -> Turn:
     prompt = last_user_text(body)
     if "patch notes.txt" in prompt:
         return [Patch("*** Begin Patch\n*** Add File: notes.txt\n+from the patch\n*** End Patch\n")]
+    if "patch notes2.txt" in prompt:
+        return [Patch("*** Begin Patch\n*** Add File: notes2.txt\n+denied\n*** End Patch\n")]
     for name in ("approved.txt", "denied.txt"):
         if f"create {name}" in prompt:
             return [Shell(f"touch {name}", escalated=True, justification=f"to create {name}")]
     if "sleep for a while" in prompt:
         return [Shell("sleep 300")]
+    if prompt.rstrip().endswith("fail this turn"):  # not when a recap quotes it
+        return [HttpError(500)]
     return [Text(f"MOCK-REPLY: {prompt[-60:]}")]
 
 
@@ -204,6 +209,55 @@ async def test_cancel_from_telegram_reaps_every_process_and_the_chat_goes_on(
     assert count_texts(tg, "no longer available") == 1  # told once that the session moved
     last_prompt = last_user_text(model.requests[-1])
     assert "and after the cancel" in last_prompt
+
+
+async def test_after_a_codex_error_the_next_answer_is_not_shifted(
+    codex_binary: Path, tmp_path: Path
+) -> None:
+    """Codex 0.153.4 answers the turn after a failed one with the wrong text when the thread
+    is continued: the bot starts a fresh thread with the recap instead."""
+    with trio.fail_after(CEILING):
+        async with real_codex_edges(codex_binary, tmp_path, sandbox="read-only") as edges:
+            model, tg, config = edges
+            async with running(config, TOKEN) as bot:
+                await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="hello first")
+                await tg.wait_for(lambda t: has_text(t, "MOCK-REPLY: hello first"))
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="now fail this turn")
+                await tg.wait_for(lambda t: has_text(t, "❌ Codex failed"))
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="the question after it")
+                await tg.wait_for(lambda t: count_texts(t, "MOCK-REPLY") == 2)
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="and one more")
+                await tg.wait_for(lambda t: count_texts(t, "MOCK-REPLY") == 3)
+                bot.process.send_signal(signal.SIGTERM)
+    assert bot.process.returncode == 0, bot.text()
+    replies = [text for text in tg.sent_texts(ALICE) if "MOCK-REPLY" in text]
+    assert "the question after it" in replies[1], replies
+    assert "and one more" in replies[2], replies
+    assert not has_text(tg, "without writing an answer")
+    assert not has_text(tg, "codex_error")
+    recap = [b for b in model.requests if "the question after it" in last_user_text(b)]
+    assert "Summary of it so far" in last_user_text(recap[0])
+
+
+async def test_a_denied_patch_is_not_reported_as_changed(
+    codex_binary: Path, tmp_path: Path
+) -> None:
+    work = tmp_path / "work"
+    with trio.fail_after(CEILING):
+        async with real_codex_edges(codex_binary, tmp_path, sandbox="read-only") as edges:
+            _model, tg, config = edges
+            async with running(config, TOKEN) as bot:
+                await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="please patch notes2.txt")
+                denied = await answer_approval(tg, "notes2.txt", "⛔ Deny")
+                await tg.wait_for(lambda t: has_text(t, "Patch step finished."))
+                await tg.wait_for(lambda t: denied.text.startswith("⛔ Denied"))
+                bot.process.send_signal(signal.SIGTERM)
+    assert bot.process.returncode == 0, bot.text()
+    assert not (work / "notes2.txt").exists()
+    [result] = [text for text in tg.sent_texts(ALICE) if "Patch step finished." in text]
+    assert "Files changed" not in result, result
 
 
 async def test_doctor_passes_against_the_real_codex(codex_binary: Path, tmp_path: Path) -> None:

@@ -91,6 +91,5 @@ async def test_approvals_show_the_whole_command_and_the_diff(tmp_path: Path) -> 
     assert document.document == f"{LONG}\n".encode()
     assert patch == (
         "Codex asks to change files:\n• /w/app.py\n• /w/new.txt\n\n"
-        "--- /w/app.py\n+++ /w/app.py\n@@ -1,2 +1,2 @@\n-DEBUG = False\n+DEBUG = True\n keep\n"
-        "--- /dev/null\n+++ /w/new.txt\n@@ -0,0 +1,1 @@\n+fresh"
+        f"--- /w/app.py (update)\n{DIFF}\n--- /w/new.txt (add)\n+fresh"
     )

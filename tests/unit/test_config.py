@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from orchestrator.config import (
@@ -398,3 +399,74 @@ def test_zero_rate_limit_still_means_unlimited(tmp_path: Path) -> None:
     config = load_config(path, environ=ENV, cwd=tmp_path).config
     assert config.telegram.rate_limit == 0
     assert config.codex.recycle_rss_mb == 0
+
+
+def test_the_backend_picks_the_pinned_command_and_defaults_to_mcp(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, ""), environ=ENV, cwd=tmp_path).config
+    assert config.codex.backend == "mcp"
+    assert config.codex.endpoint_failure_limit == 90.0
+    app = load_config(
+        write(tmp_path, "[codex]\nbackend = 'app-server'\n"), environ=ENV, cwd=tmp_path
+    ).config
+    assert app.codex.argv() == ("npx", "-y", "@openai/codex@0.171.0", "app-server")
+    own = load_config(
+        write(
+            tmp_path, "[codex]\nbackend = 'app-server'\ncommand = ['/bin/codex', 'app-server']\n"
+        ),
+        environ=ENV,
+        cwd=tmp_path,
+    ).config
+    assert own.codex.argv() == ("/bin/codex", "app-server")
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("[codex]\nbackend = 'stdio'\n", "codex.backend"),
+        ("[codex]\nendpoint_failure_limit = 5\n", "codex.endpoint_failure_limit"),
+        ("[codex]\nendpoint_failure_limit = nan\n", "codex.endpoint_failure_limit"),
+        ("[codex]\ncommand = ['codex', 'app-server']\n", "codex.command"),
+        ("[codex]\nbackend = 'app-server'\ncommand = ['codex', 'mcp-server']\n", "codex.command"),
+        ("[codex]\nenv_passthrough = ['TELEGRAM_BOT_TOKEN']\n", "codex.env_passthrough[0]"),
+    ],
+)
+def test_backend_keys_are_checked(tmp_path: Path, text: str, key: str) -> None:
+    error = fail(write(tmp_path, text))
+    assert error.key == key
+
+
+def test_an_app_server_worker_gets_an_allow_listed_environment(tmp_path: Path) -> None:
+    config = load_config(
+        write(
+            tmp_path,
+            "[codex]\nbackend = 'app-server'\nenv_passthrough = ['MY_TOOL']\n"
+            "[codex.env]\nEXTRA = 'x'\n",
+        ),
+        environ=ENV,
+        cwd=tmp_path,
+    ).config
+    ours = {
+        **ENV,
+        "PATH": "/bin",
+        "HOME": "/home/me",
+        "LC_ALL": "C.UTF-8",
+        "https_proxy": "http://proxy:3128",
+        "AWS_SECRET_ACCESS_KEY": "secret",
+        "OPENAI_API_KEY": "sk-x",
+        "MY_TOOL": "1",
+    }
+    env = worker_environment(config.codex, ours, state_dir="/state")
+    assert env == {
+        "PATH": "/bin",
+        "HOME": "/state/worker-home",
+        "CODEX_HOME": "/home/me/.codex",
+        "npm_config_cache": "/home/me/.npm",
+        "LC_ALL": "C.UTF-8",
+        "https_proxy": "http://proxy:3128",
+        "MY_TOOL": "1",
+        "EXTRA": "x",
+    }
+    shared = msgspec.structs.replace(config.codex, own_home=False)
+    env = worker_environment(shared, {**ours, "CODEX_HOME": "/c"}, state_dir="/state")
+    assert (env["HOME"], env["CODEX_HOME"]) == ("/home/me", "/c")
+    assert "TELEGRAM_BOT_TOKEN" not in env

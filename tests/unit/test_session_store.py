@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING
 
 import trio
@@ -85,12 +86,19 @@ async def test_concurrent_saves_of_different_keys(tmp_path: Path) -> None:
 async def test_concurrent_saves_of_one_key_keep_the_newest(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A run finishing while messages arrive: tasks of one chat save at once."""
+    """A run finishing while messages arrive: tasks of one chat save at once.
+
+    The first write (in a worker thread) is held until all 29 later saves wait behind it: a
+    write that happened to finish between two of them made a third write and the test flaky.
+    """
     writes: list[bytes] = []
     write = disk.write_atomically
+    all_queued = threading.Event()
 
     def counting_write(path: Path, data: bytes) -> None:
         writes.append(data)
+        if not all_queued.wait(timeout=30):
+            raise AssertionError("the saves never all queued")
         write(path, data)
 
     monkeypatch.setattr(disk, "write_atomically", counting_write)
@@ -101,6 +109,7 @@ async def test_concurrent_saves_of_one_key_keep_the_newest(
             state = SessionState(mode="plan", profile="p", counters=SessionCounters(runs=n))
             nursery.start_soon(store.save, key, state)
             await trio.testing.wait_all_tasks_blocked()  # each queued before the next
+        all_queued.set()
     loaded = await store.load(key)
     assert loaded.state is not None
     assert loaded.state.counters.runs == 29

@@ -28,7 +28,7 @@ from orchestrator.wire.codex_mcp import (
     tool_call,
     tool_outcome,
 )
-from orchestrator.workflow_messages import TokenUsage
+from orchestrator.workflow_types import TokenUsage
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -99,12 +99,25 @@ def test_an_elicitation_becomes_an_approval_ask() -> None:
                 "message": "Allow?",
                 "codex_elicitation": "patch-approval",
                 "codex_mcp_tool_call_id": "2",
-                "codex_changes": {"/w/f.txt": {"type": "add"}},
+                "codex_changes": {
+                    "/w/f.txt": {"type": "add", "content": "one\ntwo\n"},
+                    "/w/g.txt": {"type": "update", "unified_diff": "@@ -1 +1 @@\n-a\n+b\n"},
+                    "/w/h.txt": {"type": "delete", "content": "gone\n"},
+                },
             }
         )
     )
     ask = approval_ask(params, worker_id=1)
-    assert (ask.kind, ask.changes, ask.worker_id) == ("patch", ("/w/f.txt",), 1)
+    assert (ask.kind, ask.changes, ask.worker_id) == (
+        "patch",
+        ("/w/f.txt", "/w/g.txt", "/w/h.txt"),
+        1,
+    )
+    assert ask.diff == (
+        "--- /w/f.txt (add)\n+one\n+two\n\n"
+        "--- /w/g.txt (update)\n@@ -1 +1 @@\n-a\n+b\n\n"
+        "--- /w/h.txt (delete)"
+    )
 
 
 def test_tool_results_become_outcomes() -> None:

@@ -1,0 +1,137 @@
+"""The doctor's probe of the ``app-server`` backend: start one ``codex app-server`` through the
+real edge, handshake (``initialize``), ask who it is logged in as (``account/read``) and which
+models it offers (``model/list``), stop it.
+
+Kept apart from `cli.doctor` so the edge is imported only when the probe runs.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import msgspec
+import trio
+
+from cli.doctor import CheckResult
+from orchestrator.edges.codex_app_server import open_codex_app_server
+from orchestrator.edges.jsonrpc_lines import Refused
+from orchestrator.errors import WorkerStartError, WorkerUnavailable
+from orchestrator.wire.codex_app_server import CODEX_APP_SERVER_VERSION
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from orchestrator.edges.codex_app_server import CodexAppServer
+    from orchestrator.wire.codex_app_server import AccountReadResponse
+
+__all__ = ["probe_app_server"]
+
+REQUEST_SECONDS = 30.0
+"""Seconds for ``account/read`` and ``model/list`` (a refresh of the login may go online)."""
+
+
+async def probe_app_server(
+    index: int,
+    argv: tuple[str, ...],
+    *,
+    env: Mapping[str, str],
+    startup_seconds: float,
+    login: str,
+    details: bool,
+) -> list[CheckResult]:
+    """Start worker `index`, handshake, and report; with `details` also the login and models."""
+    name = f"worker {index}"
+    began = trio.current_time()
+    rows: list[CheckResult] = []
+    with tempfile.TemporaryDirectory() as folder:
+        log = Path(folder) / "stderr.log"
+        try:
+            async with open_codex_app_server(
+                argv, env=env, worker_id=index, stderr_log=log, startup_timeout=startup_seconds
+            ) as codex:
+                handshake_ms = (trio.current_time() - began) * 1000
+                version = codex.server_version or "(unknown version)"
+                pinned = version == CODEX_APP_SERVER_VERSION
+                rows.append(
+                    CheckResult(
+                        check=name,
+                        status="ok" if pinned else "warn",
+                        detail=f"codex app-server {version}: handshake {handshake_ms:.0f} ms",
+                        fix=""
+                        if pinned
+                        else f"the app-server backend was measured on {CODEX_APP_SERVER_VERSION}; "
+                        f'pin it: command = ["npx", "-y", '
+                        f'"@openai/codex@{CODEX_APP_SERVER_VERSION}", "app-server"]',
+                    )
+                )
+                if details:
+                    with trio.move_on_after(REQUEST_SECONDS):
+                        rows.append(_account_row(await _account(codex), login))
+                        rows.append(await _models_row(codex))
+        except WorkerStartError as error:
+            said = log.read_text(errors="replace") if log.exists() else ""
+            last_line = (said.strip().splitlines() or [""])[-1][:160]
+            return [
+                CheckResult(
+                    check=name,
+                    status="FAIL",
+                    detail=f"did not start: {error} {last_line}".strip(),
+                    fix="run codex.command by hand to see why; it must be `codex app-server` "
+                    "(Codex 0.153.4 or later); raise codex.startup_timeout if npx is slow",
+                )
+            ]
+    return rows
+
+
+async def _account(codex: CodexAppServer) -> AccountReadResponse | str:
+    try:
+        return await codex.read_account()
+    except (Refused, WorkerUnavailable, msgspec.DecodeError) as error:
+        return str(error) or type(error).__name__
+
+
+def _account_row(account: AccountReadResponse | str, login: str) -> CheckResult:
+    if isinstance(account, str):
+        return CheckResult(
+            check="codex auth",
+            status="FAIL",
+            detail=f"account/read failed: {account[:160]}",
+            fix=f"log in with `{login}`",
+        )
+    if account.account is not None:
+        who = account.account.email or account.account.type
+        plan = f" ({account.account.plan_type})" if account.account.plan_type else ""
+        return CheckResult(check="codex auth", status="ok", detail=f"logged in: {who}{plan}")
+    if not account.requires_openai_auth:
+        return CheckResult(
+            check="codex auth", status="ok", detail="the model provider needs no OpenAI login"
+        )
+    return CheckResult(
+        check="codex auth",
+        status="FAIL",
+        detail="Codex is not logged in (account/read: no account)",
+        fix=f"run `{login}` (add --device-auth on a machine without a browser)",
+    )
+
+
+async def _models_row(codex: CodexAppServer) -> CheckResult:
+    try:
+        models = await codex.list_models()
+    except (Refused, WorkerUnavailable, msgspec.DecodeError) as error:
+        return CheckResult(
+            check="codex models",
+            status="warn",
+            detail=f"model/list failed: {str(error)[:160]}",
+            fix="check the Codex login and the network",
+        )
+    if not models:
+        return CheckResult(
+            check="codex models",
+            status="warn",
+            detail="model/list offered no model",
+            fix="check the Codex login and model_provider in CODEX_HOME/config.toml",
+        )
+    shown = ", ".join(models[:6]) + (f" and {len(models) - 6} more" if len(models) > 6 else "")
+    return CheckResult(check="codex models", status="ok", detail=shown)

@@ -1,0 +1,711 @@
+"""One ``codex app-server`` process (Codex 0.171.0), spoken to as JSON-RPC lines over stdio.
+
+This module owns the subprocess and speaks to it through `orchestrator.edges.jsonrpc_lines`
+(the line transport: no length limit, 200 kB lines were measured; responses matched to their
+requests, server request ids overlapping ours). The wire types and the translation of a turn
+live in `orchestrator.wire.codex_app_server` and `orchestrator.wire.codex_app_server_turn`
+(reference/CODEX-APP-SERVER.md). Here every notification goes to the turn running on its
+``threadId``, and every server request is answered: an approval with the decision of that
+turn's approval callback, anything else with an error. Notifications that arrive before
+``turn/start`` answered (the turn id not known yet) wait in the turn's buffer.
+
+`CodexAppServer` implements the `orchestrator.ports.CodexWorker` port. Several threads run
+turns at once in one process (§11); a thread has at most one call here (a second
+``turn/start`` would steer the running turn, §5.1). A cancelled `CodexAppServer.run_turn`
+ends its turn and keeps the process (`reusable` stays True): ``turn/interrupt``, wait for
+``turn/completed``, then ``thread/backgroundTerminals/clean`` (the only way to stop its
+commands, §8; needs the ``experimentalApi`` capability we ask for at ``initialize``), then the
+commands that escaped the server's tree (a ``setsid`` child) are killed and reaped; shielded
+and bounded by `INTERRUPT_GRACE` (past it the process is `poisoned` and the pool replaces
+it). `CodexAppServer.interrupt_thread` does the same for a thread from outside; the port's
+`CodexAppServer.interrupt` (a worker the pool drops) kills the tree.
+
+Threads outlive the process (§9): a job on a thread not loaded here resumes it
+(``thread/resume``, ``excludeTurns``), falling back to a fresh thread with the job's preamble
+when that fails (another process still holds it: one writer per thread). After a completed
+turn, commands still running in the background are named in the answer;
+`CodexAppServer.release_thread` stops them (``/cancel`` when idle, ``/new``).
+
+Lifecycle (`open_codex_app_server`): spawn in a new session, stderr appended to a log file,
+the bot token removed from the environment (commands see all of it, §5.3), ``initialize`` +
+``initialized``; on exit a shielded, bounded teardown: close stdin, wait `GRACEFUL_EXIT`, then
+kill the whole tree, including the commands Codex started (`kill_tree`, from /proc snapshots
+taken whenever a command starts, after each call and at each ping).
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final, final
+
+import msgspec
+import trio
+
+from orchestrator.config import TOKEN_VARIABLE
+from orchestrator.edges.jsonrpc_lines import LineRpc, Refused
+from orchestrator.edges.processes import (
+    alive,
+    descendants,
+    kill_orphans,
+    kill_tree,
+    reap_children,
+    rss_mb,
+)
+from orchestrator.errors import WorkerStartError, WorkerUnavailable
+from orchestrator.messages import CommandStarted, JobDone, JobFailed
+from orchestrator.wire.codex_app_server import (
+    CODEX_APP_SERVER_VERSION,
+    AccountReadParams,
+    AccountReadResponse,
+    BackgroundTerminal,
+    BackgroundTerminalsResponse,
+    ClientInfo,
+    InitializeCapabilities,
+    InitializeParams,
+    InitializeResponse,
+    LoadedListParams,
+    ModelListParams,
+    ModelListResponse,
+    ResolvedNotification,
+    TextInput,
+    ThreadIdParams,
+    ThreadResponse,
+    ThreadResumeParams,
+    ThreadStartParams,
+    TurnInterruptParams,
+    TurnResponse,
+    TurnStartParams,
+    approval_answer,
+    classify_error,
+    command_text,
+    route_of,
+    server_version,
+)
+from orchestrator.wire.codex_app_server_turn import TurnTranslator
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+    from pathlib import Path
+
+    from orchestrator.messages import (
+        ApprovalAsk,
+        ApprovalDecision,
+        CodexJob,
+        CodexProgress,
+        JobOutcome,
+    )
+    from orchestrator.wire.codex_app_server import Incoming, RpcError
+
+__all__ = [
+    "CLIENT_INFO",
+    "GRACEFUL_EXIT",
+    "INTERRUPT_GRACE",
+    "CodexAppServer",
+    "background_note",
+    "instructions_preamble",
+    "open_codex_app_server",
+]
+
+logger: Final = logging.getLogger(__name__)
+
+_ProcessGone = WorkerUnavailable
+"""The process exited or closed its pipes."""
+
+CLIENT_INFO: Final = ClientInfo(
+    name="codex-orchestrator", title="Codex Orchestrator", version="0.1.0"
+)
+"""``clientInfo.name`` becomes the thread's originator (§3): keep it stable."""
+
+GRACEFUL_EXIT: Final = 2.0
+"""Seconds after closing stdin before the tree is killed (app-server exits in 0.06 to 0.37 s)."""
+
+INTERRUPT_GRACE: Final = 5.0
+"""Seconds a cancelled call may spend interrupting its turn and cleaning its commands
+(``turn/interrupt`` answers in ~11 ms, ``turn/completed`` follows at once)."""
+
+_INIT: Final = msgspec.json.Decoder(InitializeResponse)
+_THREAD: Final = msgspec.json.Decoder(ThreadResponse)
+_TURN: Final = msgspec.json.Decoder(TurnResponse)
+_RESOLVED: Final = msgspec.json.Decoder(ResolvedNotification)
+_TERMINALS: Final = msgspec.json.Decoder(BackgroundTerminalsResponse)
+_ACCOUNT: Final = msgspec.json.Decoder(AccountReadResponse)
+_MODELS: Final = msgspec.json.Decoder(ModelListResponse)
+_UNKNOWN_INSTRUCTIONS: Final = "\0unknown"
+"""The developer instructions of a resumed thread: stored with it, unknown here."""
+
+ORPHAN_CHECKS: Final = 3
+ORPHAN_INTERVAL: Final = 0.1
+"""After a cancel's clean, up to `ORPHAN_CHECKS` looks, `ORPHAN_INTERVAL` s apart, for commands
+re-parented away from the server (``clean`` kills a command's process group ~0.1 s after it
+answers; a ``setsid`` child of it survives, §8)."""
+
+BACKGROUND_LIST_TIMEOUT: Final = 5.0
+"""Seconds the listing of a finished turn's background commands may take (it answers in
+milliseconds; a wedged server must not hold the answer back)."""
+_APPROVALS: Final = frozenset(
+    {"item/commandExecution/requestApproval", "item/fileChange/requestApproval"}
+)
+
+
+@dataclass(eq=False)
+class _Call:
+    """A turn in flight on one thread: where its notifications and approvals go."""
+
+    translator: TurnTranslator
+    on_event: Callable[[CodexProgress], None]
+    on_approval: Callable[[ApprovalAsk], Awaitable[ApprovalDecision]]
+    turn_id: str | None = None
+    buffered: list[tuple[str, bytes, int | str | None]] = field(default_factory=list)
+    """(method, params, server request id) received before the turn id was known."""
+    known: trio.Event = field(default_factory=trio.Event)
+    """Set once the turn id is known, or the turn can no longer start."""
+    done: trio.Event = field(default_factory=trio.Event)
+    died: bool = False
+    approvals: dict[int | str, trio.CancelScope] = field(default_factory=dict)
+
+    def end(self) -> None:
+        self.known.set()
+        self.done.set()
+        for scope in self.approvals.values():
+            scope.cancel()
+
+
+@final
+class CodexAppServer:
+    """One running ``codex app-server``. Created by `open_codex_app_server`.
+
+    Attributes:
+        worker_id: the pool's number for this worker.
+        pid: the server's pid (its process group id too).
+        threads: threads loaded in this process (started or resumed; never unloaded, §4.2).
+        poisoned: a cancelled call could not end its turn in time: kill the process.
+        server_version: the Codex version from the ``initialize`` user agent.
+    """
+
+    def __init__(self, process: trio.Process, worker_id: int, nursery: trio.Nursery) -> None:
+        self._process = process
+        self._nursery = nursery
+        self.worker_id = worker_id
+        self.pid = process.pid
+        self.threads = 0
+        self.poisoned = False
+        self.server_version = ""
+        self._calls: dict[str, _Call] = {}
+        self._loaded: set[str] = set()
+        self._instructions: dict[str, str] = {}
+        """Developer instructions the model has on each loaded thread ("?" after a resume:
+        the stored ones are kept, and unknown to us)."""
+        self._known: set[int] = set()
+        self.rpc = LineRpc(
+            process,
+            label=f"Codex worker {worker_id}",
+            on_message=self._dispatch,
+            on_end=self._process_gone,
+        )
+
+    resumes_threads: Final = True
+    """A thread outlives this process: any app-server on the same CODEX_HOME resumes it
+    (``thread/resume``), once the process holding it let go (§9)."""
+
+    @property
+    def alive(self) -> bool:
+        """False once the server exited or closed its output (not merely on leaving)."""
+        return not self.rpc.exited.is_set()
+
+    @property
+    def reusable(self) -> bool:
+        """A cancelled turn is interrupted in place: the worker stays usable unless that
+        failed (`poisoned`) or the process is gone."""
+        return not self.poisoned and self.rpc.usable()
+
+    def rss_mb(self) -> float:
+        """Resident memory of the server process, in MB (one small /proc read)."""
+        return rss_mb({self.pid})
+
+    def _snapshot(self) -> set[int]:
+        """Remember the server's living descendants (and return them all), so `kill` still
+        finds the commands of a server that died (they are re-parented, §8)."""
+        if self._process.returncode is None:
+            gone = {pid for pid in self._known if not alive(pid)}
+            reap_children(gone)  # orphans re-parented to us (subreaper) are ours to reap
+            self._known = (self._known - gone) | descendants(self.pid, known=self._known)
+        return set(self._known)
+
+    # ------------------------------------------------------------------ wire
+
+    def _process_gone(self) -> None:
+        for call in self._calls.values():
+            call.died = True
+            call.end()
+
+    def _dispatch(self, message: Incoming) -> None:
+        """A notification or server request, in wire order: route it by thread and turn."""
+        assert message.method is not None
+        params = bytes(message.params) or b"{}"
+        if message.method in ("configWarning", "deprecationNotice", "warning"):
+            logger.info("worker %d: %s %s", self.worker_id, message.method, params[:500])
+        if message.method == "serverRequest/resolved":
+            self._resolved(params)
+        thread_id, turn_id = route_of(params)
+        call = self._calls.get(thread_id) if thread_id is not None else None
+        if call is not None and call.turn_id is None:
+            if message.method == "turn/started" and turn_id is not None:
+                self._turn_known(call, turn_id)
+            else:
+                call.buffered.append((message.method, params, message.id))
+                return
+        if call is not None and turn_id not in (None, call.turn_id):
+            call = None  # a notification of another (earlier) turn
+        self._route(call, message.method, params, message.id)
+
+    def _route(
+        self, call: _Call | None, method: str, params: bytes, request_id: int | str | None
+    ) -> None:
+        if request_id is not None:
+            self._serve_request(call, method, params, request_id)
+            return
+        if call is None or call.done.is_set():
+            return
+        progress = call.translator.feed(method, params)
+        for event in progress:
+            if isinstance(event, CommandStarted):
+                self._snapshot()  # a new command: remember it before it can be orphaned
+            call.on_event(event)
+        if call.translator.status is not None:
+            call.end()
+
+    def _turn_known(self, call: _Call, turn_id: str) -> None:
+        """The turn id is known: deliver what waited for it (in wire order)."""
+        call.turn_id = turn_id
+        call.known.set()
+        buffered, call.buffered = call.buffered, []
+        for method, params, request_id in buffered:
+            _thread, buffered_turn = route_of(params)
+            if buffered_turn in (None, turn_id):
+                self._route(call, method, params, request_id)
+
+    def _resolved(self, params: bytes) -> None:
+        """The server withdrew a request (the turn was interrupted): stop asking the user."""
+        with suppress(msgspec.DecodeError):
+            resolved = _RESOLVED.decode(params)
+            call = self._calls.get(resolved.thread_id)
+            scope = call.approvals.get(resolved.request_id) if call else None
+            if scope is not None:
+                scope.cancel()
+
+    def _serve_request(
+        self, call: _Call | None, method: str, params: bytes, request_id: int | str
+    ) -> None:
+        """Answer a server request: approvals through the call's callback, others with an
+        error (an approval nobody can answer is declined)."""
+        if method not in _APPROVALS:
+            error = {"code": -32601, "message": f"method not supported: {method}"}
+            self._nursery.start_soon(self._answer, {"id": request_id, "error": error})
+            return
+        ask = call.translator.approval_ask(method, params) if call else None
+        if call is None or ask is None or call.done.is_set():
+            logger.warning("worker %d: an approval matched no running turn", self.worker_id)
+            answer = {"id": request_id, "result": approval_answer("denied")}
+            self._nursery.start_soon(self._answer, answer)
+            return
+        scope = trio.CancelScope()
+        call.approvals[request_id] = scope
+        self._nursery.start_soon(self._approve, call, ask, request_id, scope)
+
+    async def _approve(
+        self, call: _Call, ask: ApprovalAsk, request_id: int | str, scope: trio.CancelScope
+    ) -> None:
+        decision: ApprovalDecision = "denied"
+        with scope:
+            try:
+                decision = await call.on_approval(ask)
+            except Exception:  # the approval UI failed: the safe answer is no
+                logger.exception("worker %d: asking for approval failed", self.worker_id)
+            finally:
+                call.approvals.pop(request_id, None)
+            await self._answer({"id": request_id, "result": approval_answer(decision)})
+
+    async def _answer(self, message: Mapping[str, object]) -> None:
+        with suppress(_ProcessGone):
+            await self.rpc.write(message)
+
+    # ------------------------------------------------------------------ API
+
+    async def handshake(self) -> None:
+        """``initialize`` (experimental API on) + ``initialized``; `WorkerStartError` when
+        the program does not answer as an app-server."""
+        params = InitializeParams(
+            client_info=CLIENT_INFO,
+            capabilities=InitializeCapabilities(experimental_api=True),
+        )
+        try:
+            result = await self.rpc.result("initialize", params)
+            await self.rpc.write({"method": "initialized"})
+        except _ProcessGone as error:
+            raise WorkerStartError(
+                f"the Codex app-server exited during startup ({error})"
+            ) from None
+        except Refused as error:
+            raise WorkerStartError(f"initialize failed: {error}") from None
+        try:
+            self.server_version = server_version(_INIT.decode(result).user_agent)
+        except msgspec.DecodeError:
+            raise WorkerStartError("initialize answered with an unknown shape") from None
+        if self.server_version != CODEX_APP_SERVER_VERSION:
+            logger.warning(
+                "worker %d runs Codex %s; this edge is pinned to %s",
+                self.worker_id,
+                self.server_version or "(unknown)",
+                CODEX_APP_SERVER_VERSION,
+            )
+
+    async def read_account(self) -> AccountReadResponse:
+        """``account/read``: the login Codex uses (doctor). Raises `Refused`,
+        `WorkerUnavailable` or `msgspec.DecodeError`."""
+        raw = await self.rpc.result("account/read", AccountReadParams())
+        return _ACCOUNT.decode(raw)
+
+    async def list_models(self) -> list[str]:
+        """``model/list``: the model ids this Codex offers (doctor)."""
+        raw = await self.rpc.result("model/list", ModelListParams(limit=100))
+        return [model.id or model.model for model in _MODELS.decode(raw).data]
+
+    async def ping(self) -> None:
+        """``thread/loaded/list``: proves the process answers. Raises `WorkerUnavailable`
+        when it died; a wedged one never answers: bound it with the caller's deadline."""
+        self._snapshot()
+        response = await self.rpc.request("thread/loaded/list", LoadedListParams(limit=1))
+        if response.error is not None:
+            raise _ProcessGone(f"ping failed: {_error_text(response.error)}")
+
+    async def run_turn(
+        self,
+        job: CodexJob,
+        *,
+        on_event: Callable[[CodexProgress], None],
+        on_approval: Callable[[ApprovalAsk], Awaitable[ApprovalDecision]],
+    ) -> JobOutcome:
+        """Run one turn: on a fresh thread (``job.thread_id`` None) or on that thread
+        (resumed first if this process has not loaded it), and return its outcome.
+
+        Progress reaches `on_event` in wire order, synchronously from the reader task: it must
+        not block. Approvals of this turn are awaited through `on_approval` (an exception
+        there declines); one the server withdraws is cancelled there.
+
+        Returns:
+            `JobDone` with the final answer; or `JobFailed`: ``codex_error`` (Codex refused a
+            request, or the turn failed), ``cancelled`` (the turn was interrupted by
+            `interrupt`), ``worker_died`` (the process exited mid-call; `alive` turns False).
+
+        A job on a thread this process has not loaded resumes it (``thread/resume``,
+        ``excludeTurns``); when that fails (another process still holds it, or it is gone)
+        the job runs on a fresh thread with its context preamble, and the outcome carries the
+        new thread id. Developer instructions reach the model only at ``thread/start`` (a
+        resume keeps the stored ones, §9), so when a job's instructions differ from those the
+        thread has, they are sent ahead of the prompt.
+
+        After a completed turn, commands the model left running (the 10 s yield, §5.3) are
+        listed, and the answer says so.
+
+        Cancellation: the turn is interrupted and its commands cleaned (shielded, at most
+        `INTERRUPT_GRACE`); if that fails the process is marked `poisoned`. Cancelled
+        propagates.
+        """
+        if not self.rpc.usable():
+            return self._died(job.thread_id, "the Codex worker had already exited")
+        try:
+            thread_id, prompt = await self._open_thread(job)
+        except (Refused, msgspec.DecodeError) as error:
+            return self._failed(job.thread_id, f"Codex refused the thread: {error}")
+        except _ProcessGone:
+            return self._died(job.thread_id, "the Codex worker died during the run")
+        if thread_id in self._calls:
+            return self._failed(thread_id, "a turn is already running on this Codex thread")
+        call = _Call(TurnTranslator(self.worker_id), on_event, on_approval)
+        self._calls[thread_id] = call
+        try:
+            params = TurnStartParams(thread_id=thread_id, input=[TextInput(text=prompt)])
+            try:
+                turn = _TURN.decode(await self.rpc.result("turn/start", params)).turn
+            except (Refused, msgspec.DecodeError) as error:
+                return self._failed(thread_id, f"Codex refused the turn: {error}")
+            except _ProcessGone:
+                return self._died(thread_id, "the Codex worker died during the run")
+            if call.turn_id is None:
+                self._turn_known(call, turn.id)
+            elif call.turn_id != turn.id:
+                logger.warning("worker %d: turn/start joined another turn", self.worker_id)
+            await call.done.wait()
+        except trio.Cancelled:
+            with trio.move_on_after(INTERRUPT_GRACE) as cleanup:
+                cleanup.shield = True
+                await self._interrupt(thread_id, call)
+            if not call.done.is_set():
+                self.poisoned = True
+            raise
+        finally:
+            call.end()
+            if self._calls.get(thread_id) is call:
+                del self._calls[thread_id]
+            if self._known or call.translator.commands_started:
+                self._snapshot()
+        outcome = self._outcome(call, thread_id)
+        if isinstance(outcome, JobDone):
+            outcome = await self._with_background(outcome)
+        return outcome
+
+    async def _open_thread(self, job: CodexJob) -> tuple[str, str]:
+        """The thread the job runs on (started or resumed) and the prompt to send."""
+        if job.thread_id is not None:
+            thread_id = job.thread_id
+            if thread_id not in self._loaded:
+                resume = ThreadResumeParams(thread_id=thread_id, exclude_turns=True)
+                try:
+                    await self.rpc.result("thread/resume", resume)
+                except Refused as error:
+                    logger.info(
+                        "worker %d: resume of %s refused (%s); a fresh thread",
+                        self.worker_id,
+                        thread_id,
+                        classify_error(str(error)),
+                    )
+                    return await self._start_thread(job)
+                self._loaded.add(thread_id)
+                self._instructions[thread_id] = _UNKNOWN_INSTRUCTIONS
+                self.threads += 1
+            prompt = job.prompt
+            wanted = job.developer_instructions
+            if wanted and self._instructions.get(thread_id) != wanted:
+                prompt = instructions_preamble(wanted, prompt)
+            self._instructions[thread_id] = wanted
+            return thread_id, prompt
+        return await self._start_thread(job)
+
+    async def _start_thread(self, job: CodexJob) -> tuple[str, str]:
+        params = ThreadStartParams(
+            cwd=job.cwd,
+            model=job.model or None,
+            sandbox=job.sandbox,
+            approval_policy=job.approval_policy,
+            developer_instructions=job.developer_instructions or None,
+        )
+        thread_id = _THREAD.decode(await self.rpc.result("thread/start", params)).thread.id
+        self._loaded.add(thread_id)
+        self._instructions[thread_id] = job.developer_instructions
+        self.threads += 1
+        preamble = job.context_preamble
+        return thread_id, (f"{preamble}\n\n{job.prompt}" if preamble else job.prompt)
+
+    async def release_thread(self, thread_id: str) -> None:
+        """The port's release: stop the commands `thread_id` left running."""
+        if thread_id in self._loaded and thread_id not in self._calls:
+            await self.stop_background(thread_id)
+
+    async def background_terminals(self, thread_id: str) -> list[BackgroundTerminal]:
+        """Commands of `thread_id` still running after their turn (``[]`` when the server
+        cannot say)."""
+        with suppress(Refused, msgspec.DecodeError, _ProcessGone):
+            raw = await self.rpc.result(
+                "thread/backgroundTerminals/list", ThreadIdParams(thread_id=thread_id)
+            )
+            return _TERMINALS.decode(raw).data
+        return []
+
+    async def stop_background(self, thread_id: str) -> None:
+        """Stop the commands `thread_id` left running (``thread/backgroundTerminals/clean``)."""
+        with suppress(_ProcessGone):
+            response = await self.rpc.request(
+                "thread/backgroundTerminals/clean", ThreadIdParams(thread_id=thread_id)
+            )
+            if response.error is not None:
+                kind = classify_error(response.error.message)
+                logger.warning("worker %d: clean failed (%s)", self.worker_id, kind)
+
+    async def _with_background(self, done: JobDone) -> JobDone:
+        """`done`, its text saying which commands still run after the turn."""
+        with trio.move_on_after(BACKGROUND_LIST_TIMEOUT):
+            running = await self.background_terminals(done.thread_id)
+            if running:
+                self._snapshot()  # they may outlive this process: remember their pids
+                return msgspec.structs.replace(done, text=done.text + background_note(running))
+        return done
+
+    def _outcome(self, call: _Call, thread_id: str) -> JobOutcome:
+        translator = call.translator
+        match translator.status:
+            case "completed":
+                return JobDone(
+                    text=translator.final_text,
+                    thread_id=thread_id,
+                    worker_id=self.worker_id,
+                    usage=translator.usage,
+                )
+            case "interrupted":
+                return JobFailed(
+                    failure="cancelled",
+                    message="the Codex turn was interrupted",
+                    worker_id=self.worker_id,
+                    thread_id=thread_id,
+                )
+            case "failed" | "inProgress":
+                return self._failed(thread_id, translator.error or "the Codex turn failed")
+            case None:
+                return self._died(thread_id, "the Codex worker died during the run")
+
+    def _failed(self, thread_id: str | None, message: str) -> JobFailed:
+        return JobFailed(
+            failure="codex_error", message=message, worker_id=self.worker_id, thread_id=thread_id
+        )
+
+    def _died(self, thread_id: str | None, message: str) -> JobFailed:
+        return JobFailed(
+            failure="worker_died", message=message, worker_id=self.worker_id, thread_id=thread_id
+        )
+
+    async def interrupt(self) -> None:
+        """The port's interrupt, for a worker the pool drops: kill the server and every
+        process it started, also those a dead server orphaned (shielded, bounded)."""
+        await self.kill()
+
+    async def interrupt_thread(self, thread_id: str) -> bool:
+        """Stop the turn running on `thread_id` and the commands it started; keep the process.
+
+        ``turn/interrupt``, then wait for ``turn/completed``, then
+        ``thread/backgroundTerminals/clean`` (an interrupt alone leaves commands running,
+        §7; clean answers before the killed commands have exited, ~0.1 s later on 0.171.0).
+        The call running the turn returns ``JobFailed(failure="cancelled")``. Returns
+        False when no call of ours runs on that thread. Unbounded: use the caller's deadline.
+        """
+        call = self._calls.get(thread_id)
+        if call is None:
+            return False
+        await self._interrupt(thread_id, call)
+        return True
+
+    async def _interrupt(self, thread_id: str, call: _Call) -> None:
+        before = self._snapshot()  # while the commands' shells still hold their children
+        with suppress(_ProcessGone):
+            await call.known.wait()
+            if not call.done.is_set() and call.turn_id is not None:
+                params = TurnInterruptParams(thread_id=thread_id, turn_id=call.turn_id)
+                response = await self.rpc.request("turn/interrupt", params)
+                if response.error is not None:
+                    logger.info("worker %d: %s", self.worker_id, _error_text(response.error))
+                await call.done.wait()
+        await self.stop_background(thread_id)
+        await self._stop_orphans(before)
+
+    async def _stop_orphans(self, before: set[int]) -> None:
+        """Kill the commands that escaped the server's tree (a ``setsid`` child whose shell
+        ``clean`` killed is re-parented to us, §8): a cancel leaves no process behind."""
+        known = before | self._snapshot()
+        for _ in range(ORPHAN_CHECKS):
+            await trio.sleep(ORPHAN_INTERVAL)  # the killed shells' children re-parent
+            known |= self._snapshot()
+            killed = await kill_orphans(self.pid, known)
+            if killed:
+                logger.info("worker %d: stopped %d orphaned commands", self.worker_id, len(killed))
+            else:
+                return
+
+    async def kill(self) -> None:
+        """Kill the server and every process it started (shielded, bounded)."""
+        await kill_tree(self.pid, known=self._snapshot())
+
+    async def close(self) -> None:
+        """Graceful stop: close stdin, give Codex `GRACEFUL_EXIT`, then kill the tree."""
+        with trio.CancelScope(shield=True):
+            started = self._snapshot()
+            if not self.poisoned:
+                await self.rpc.close_input()
+                with trio.move_on_after(GRACEFUL_EXIT):
+                    await self._process.wait()
+            await kill_tree(self.pid, known=started | self._snapshot())
+            with trio.move_on_after(GRACEFUL_EXIT):
+                await self._process.wait()
+
+
+def instructions_preamble(instructions: str, prompt: str) -> str:
+    """The prompt with the role's developer instructions ahead of it: a resumed thread keeps
+    the ones it was started with (§9), and a thread changing roles needs the new ones."""
+    return (
+        "<developer_instructions>\nFrom now on, follow these instructions (they replace "
+        f"earlier ones):\n{instructions}\n</developer_instructions>\n\n{prompt}"
+    )
+
+
+def background_note(running: Sequence[BackgroundTerminal]) -> str:
+    """The line added to an answer when commands still run after the turn."""
+    shown = ", ".join(f"`{command_text(t.command)[:80]}`" for t in running[:3])
+    more = f" and {len(running) - 3} more" if len(running) > 3 else ""
+    return (
+        f"\n\n⏳ Still running in the background: {shown}{more}. /cancel or /new stops them "
+        "(so does a restart of the worker)."
+    )
+
+
+def _error_text(error: RpcError | None) -> str:
+    return error.message if error else "no result"
+
+
+@asynccontextmanager
+async def open_codex_app_server(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    worker_id: int,
+    stderr_log: Path,
+    cwd: str | None = None,
+    startup_timeout: float = 60.0,
+) -> AsyncIterator[CodexAppServer]:
+    """Start ``codex app-server`` (`argv`, e.g. ``[codex, "app-server"]``), handshake, and
+    stop it with its whole tree on exit. The bot token never reaches its environment.
+
+    `startup_timeout` bounds spawn to ``initialize`` answered.
+
+    Raises:
+        WorkerStartError: the program cannot be started, exits, or is not an app-server.
+    """
+    environment = {key: value for key, value in env.items() if key != TOKEN_VARIABLE}
+    stderr_log.parent.mkdir(parents=True, exist_ok=True)
+    with stderr_log.open("ab") as errlog:
+        try:
+            process = await trio.lowlevel.open_process(
+                list(argv),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=errlog,
+                env=environment,
+                cwd=cwd,
+                start_new_session=True,
+            )
+        except OSError as error:
+            raise WorkerStartError(f"cannot start {argv[0]!r}: {error.strerror or error}") from None
+        failure: WorkerStartError | None = None
+        async with trio.open_nursery() as nursery:
+            codex = CodexAppServer(process, worker_id, nursery)
+            nursery.start_soon(codex.rpc.read_loop)
+            nursery.start_soon(codex.rpc.watch_exit)
+            try:
+                with trio.fail_after(startup_timeout):
+                    await codex.handshake()
+            except WorkerStartError as error:
+                failure = error
+            except trio.TooSlowError:
+                failure = WorkerStartError(
+                    f"no app-server handshake within {startup_timeout:g} s (codex.startup_timeout)"
+                )
+            if failure is None:
+                try:
+                    yield codex
+                finally:
+                    await codex.close()
+                    nursery.cancel_scope.cancel()
+            else:
+                await codex.close()
+                nursery.cancel_scope.cancel()
+        if failure is not None:
+            raise failure

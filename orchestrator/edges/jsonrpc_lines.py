@@ -1,0 +1,198 @@
+"""JSON-RPC over a subprocess's stdin/stdout, one JSON object per line: the transport under
+`orchestrator.edges.codex_app_server`.
+
+`LineRpc` writes requests (no ``"jsonrpc"`` member: ``codex app-server`` neither needs nor
+sends it), matches responses to the requests waiting for them, and hands every other message
+(notifications and server requests, which carry a ``method``) to a callback, synchronously
+and in wire order. Lines have no length limit (``codex app-server`` sent 200 kB lines); a line
+that is not JSON is logged and skipped (the server ignores such lines too).
+
+Process death is noticed at end of output, or by `LineRpc.watch_exit` when the process exited
+while a child that inherited its stdout keeps the pipe open; either way the requests in flight
+fail with `WorkerUnavailable` and `LineRpc.exited` is set.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from contextlib import suppress
+from typing import TYPE_CHECKING, Final, final
+
+import msgspec
+import trio
+
+from orchestrator.errors import WorkerUnavailable
+from orchestrator.wire.codex_app_server import Incoming, RpcError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+__all__ = ["EXIT_DRAIN", "READ_CHUNK", "WRITE_TIMEOUT", "LineRpc", "Refused", "Response"]
+
+logger: Final = logging.getLogger(__name__)
+
+EXIT_DRAIN: Final = 0.5
+"""Seconds the reader may keep draining stdout after the process exited; a command that
+inherited the pipe would otherwise hold it open and hide the death."""
+
+READ_CHUNK: Final = 65536
+
+WRITE_TIMEOUT: Final = 10.0
+"""Seconds one line may take to enter the process's stdin before it counts as wedged (a
+healthy app-server reads continuously; a pipe holds 64 KiB)."""
+
+_ENCODER: Final = msgspec.json.Encoder()
+_INCOMING: Final = msgspec.json.Decoder(Incoming)
+
+
+class Refused(Exception):
+    """The server answered a request with an error; the message is the server's text."""
+
+
+class Response(msgspec.Struct, frozen=True):
+    """A response: `result` (raw JSON) or `error`."""
+
+    result: msgspec.Raw | None
+    error: RpcError | None
+
+
+@final
+class LineRpc:
+    """The JSON-RPC line transport of one process; `read_loop` and `watch_exit` must run.
+
+    `on_message` gets each notification and server request; it must not block.
+    `on_end` runs once the reader stopped, after pending requests were failed.
+    """
+
+    def __init__(
+        self,
+        process: trio.Process,
+        *,
+        label: str,
+        on_message: Callable[[Incoming], None],
+        on_end: Callable[[], None],
+    ) -> None:
+        assert process.stdin is not None
+        self._process = process
+        self._stdin = process.stdin
+        self._label = label
+        self._on_message = on_message
+        self._on_end = on_end
+        self._ids = itertools.count(1)
+        self._pending: dict[int | str, trio.MemorySendChannel[Response]] = {}
+        self._write_lock = trio.Lock()
+        self._reader_scope = trio.CancelScope()
+        self._reading = True
+        self._broken = False
+        self.exited = trio.Event()
+        """Set once the process exited or closed its output (not when merely cancelled)."""
+
+    def usable(self) -> bool:
+        """Whether a request sent now can still get an answer."""
+        return self._reading and not self.exited.is_set()
+
+    async def write(self, message: Mapping[str, object]) -> None:
+        """Send one message; `WorkerUnavailable` when the process closed its input.
+
+        A line is written whole or not at all: the write is shielded from cancellation (a
+        half-written line would garble the next one), and bounded by `WRITE_TIMEOUT`, past
+        which the process counts as wedged and the transport as unusable.
+        """
+        data = _ENCODER.encode(message) + b"\n"
+        async with self._write_lock:
+            if self._broken:
+                raise WorkerUnavailable(f"{self._label} stopped reading its input")
+            with trio.CancelScope(shield=True), trio.move_on_after(WRITE_TIMEOUT) as bound:
+                try:
+                    await self._stdin.send_all(data)
+                except (trio.BrokenResourceError, trio.ClosedResourceError) as error:
+                    raise WorkerUnavailable(f"{self._label} closed its input") from error
+            if bound.cancelled_caught:
+                self._broken = True
+                self._reading = False
+                raise WorkerUnavailable(f"{self._label} stopped reading its input")
+
+    async def close_input(self) -> None:
+        """Close the process's stdin (its graceful stop)."""
+        with suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await self._stdin.aclose()
+
+    async def request(self, method: str, params: msgspec.Struct) -> Response:
+        """Send a request and wait for its response; `WorkerUnavailable` if the process went."""
+        if not self.usable():
+            raise WorkerUnavailable(f"{self._label} has exited")
+        request_id = next(self._ids)
+        send, receive = trio.open_memory_channel[Response](1)
+        self._pending[request_id] = send
+        try:
+            with receive:
+                await self.write({"id": request_id, "method": method, "params": params})
+                try:
+                    return await receive.receive()
+                except trio.EndOfChannel:
+                    raise WorkerUnavailable(f"{self._label} exited mid-request") from None
+        finally:
+            self._pending.pop(request_id, None)
+
+    async def result(self, method: str, params: msgspec.Struct) -> bytes:
+        """The raw result of a request; `Refused` with the server's text on an error."""
+        response = await self.request(method, params)
+        if response.error is not None or response.result is None:
+            raise Refused(response.error.message if response.error else "no result")
+        return bytes(response.result)
+
+    async def read_loop(self) -> None:
+        """Route every line; on end of output fail what is pending, then call `on_end`."""
+        try:
+            with self._reader_scope:
+                await self._read_lines()
+            self.exited.set()  # end of output, or `watch_exit` stopped the reader
+        finally:
+            self._reading = False
+            for send in self._pending.values():
+                send.close()
+            self._pending.clear()
+            self._on_end()
+
+    async def _read_lines(self) -> None:
+        stdout = self._process.stdout
+        assert stdout is not None
+        buffer = bytearray()
+        scanned = 0
+        with suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            while True:
+                chunk = await stdout.receive_some(READ_CHUNK)
+                if not chunk:
+                    return
+                buffer += chunk
+                while (end := buffer.find(b"\n", scanned)) >= 0:
+                    line = bytes(buffer[:end])
+                    del buffer[: end + 1]
+                    scanned = 0
+                    if line.strip():
+                        self._dispatch(line)
+                scanned = len(buffer)  # a long line: never rescan what has no newline
+
+    def _dispatch(self, line: bytes) -> None:
+        try:
+            message = _INCOMING.decode(line)
+        except msgspec.DecodeError:
+            logger.warning("%s wrote a line that is not JSON-RPC; ignored", self._label)
+            return
+        if message.method is not None:  # server request ids overlap ours: method first
+            self._on_message(message)
+            return
+        pending = self._pending.pop(message.id, None) if message.id is not None else None
+        if pending is not None:
+            result = message.result if len(message.result) else None
+            pending.send_nowait(Response(result, message.error))
+
+    async def watch_exit(self) -> None:
+        """When the process exits, let the reader drain for `EXIT_DRAIN`, then stop it."""
+        await self._process.wait()
+        with trio.move_on_after(EXIT_DRAIN):
+            await self.exited.wait()
+        if not self.exited.is_set():
+            logger.warning("%s exited but its output stays open (held by a child)", self._label)
+            self._reader_scope.cancel()

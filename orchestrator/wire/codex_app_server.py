@@ -1,0 +1,547 @@
+"""``codex app-server`` 0.171.0 on the wire, and the pure translation of one turn.
+
+Only what the bot uses (reference/CODEX-APP-SERVER.md): the requests it sends, the responses
+and notifications it reads, the two approval requests it answers. Decoding is tolerant: the
+server sends fields the schema does not even list (§3), so unknown fields are ignored, and
+an item of a type we do not know is skipped, not an error. Field names are camelCase on the
+wire (``rename="camel"``); ``tests/integration/test_app_server_schema.py`` checks every method
+and field name here against the schema the pinned binary generates.
+
+The pure translation of one turn's notifications into the chat's `CodexProgress` messages
+lives beside this module, in `orchestrator.wire.codex_app_server_turn`. Errors are told apart
+by their text here (`classify_error`): the code is always -32600 (§2).
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import TYPE_CHECKING, Final, Literal, TypeAlias
+
+import msgspec
+
+from orchestrator.messages import (
+    ApprovalDecision,
+    ApprovalPolicy,
+    Sandbox,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = [
+    "CLIENT_NOTIFICATIONS",
+    "CLIENT_REQUESTS",
+    "CODEX_APP_SERVER_VERSION",
+    "EXPERIMENTAL_METHODS",
+    "ITEM_TYPES",
+    "SERVER_NOTIFICATIONS",
+    "SERVER_REQUESTS",
+    "AccountReadParams",
+    "AccountReadResponse",
+    "ApprovalAnswer",
+    "BackgroundTerminal",
+    "BackgroundTerminalsResponse",
+    "ClientInfo",
+    "ErrorKind",
+    "Incoming",
+    "InitializeCapabilities",
+    "InitializeParams",
+    "InitializeResponse",
+    "LoadedListParams",
+    "LoadedListResponse",
+    "ModelListParams",
+    "ModelListResponse",
+    "ResolvedNotification",
+    "RpcError",
+    "SummaryNotification",
+    "TextInput",
+    "ThreadIdParams",
+    "ThreadResponse",
+    "ThreadResumeParams",
+    "ThreadStartParams",
+    "TurnInterruptParams",
+    "TurnResponse",
+    "TurnStartParams",
+    "approval_answer",
+    "classify_error",
+    "command_text",
+    "route_of",
+    "server_version",
+]
+
+CODEX_APP_SERVER_VERSION: Final = "0.171.0"
+"""The Codex release this module was measured and schema-checked against."""
+
+
+class _Wire(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """Base of the wire structs: camelCase names, unknown fields ignored."""
+
+
+class _Params(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=True):
+    """Base of what we send: fields left at their default are not sent."""
+
+
+# --------------------------------------------------------------------- envelope
+
+
+class RpcError(_Wire, frozen=True):
+    """A JSON-RPC error; `code` is -32600 for everything observed, so read `message`."""
+
+    code: int = 0
+    message: str = ""
+
+
+class Incoming(_Wire, frozen=True):
+    """Any line from the server: request (id + method), response (id) or notification."""
+
+    id: int | str | None = None
+    method: str | None = None
+    params: msgspec.Raw = msgspec.Raw(b"")
+    result: msgspec.Raw = msgspec.Raw(b"")
+    error: RpcError | None = None
+
+
+class _Id(_Wire, frozen=True):
+    id: str = ""
+
+
+class _Route(_Wire, frozen=True):
+    thread_id: str | None = None
+    turn_id: str | None = None
+    turn: _Id | None = None
+    thread: _Id | None = None
+
+
+# --------------------------------------------------------------------- client requests
+
+
+class ClientInfo(_Params, frozen=True):
+    name: str
+    version: str
+    title: str | None = None
+
+
+class InitializeCapabilities(_Params, frozen=True):
+    """`experimental_api` is needed for ``thread/backgroundTerminals/clean`` (§8)."""
+
+    experimental_api: bool
+    opt_out_notification_methods: list[str] | None = None
+
+
+class InitializeParams(_Params, frozen=True):
+    client_info: ClientInfo
+    capabilities: InitializeCapabilities
+
+
+class InitializeResponse(_Wire, frozen=True):
+    user_agent: str = ""
+    codex_home: str = ""
+
+
+class ThreadStartParams(_Params, frozen=True):
+    cwd: str | None = None
+    model: str | None = None
+    sandbox: Sandbox | None = None
+    approval_policy: ApprovalPolicy | None = None
+    developer_instructions: str | None = None
+
+
+class ThreadResumeParams(_Params, frozen=True):
+    """Resume without full history (its hydration is deprecated, §9)."""
+
+    thread_id: str
+    exclude_turns: bool
+
+
+class ThreadResponse(_Wire, frozen=True):
+    thread: _Id
+
+
+class TextInput(_Params, frozen=True, tag_field="type", tag="text"):
+    text: str
+
+
+class TurnStartParams(_Params, frozen=True):
+    thread_id: str
+    input: list[TextInput]
+
+
+class _TurnError(_Wire, frozen=True):
+    message: str = ""
+    additional_details: str | None = None
+
+
+_TurnStatus: TypeAlias = Literal["completed", "interrupted", "failed", "inProgress"]
+
+
+class _Turn(_Wire, frozen=True):
+    id: str
+    status: _TurnStatus = "inProgress"
+    error: _TurnError | None = None
+    items: list[msgspec.Raw] = []
+
+
+class TurnResponse(_Wire, frozen=True):
+    turn: _Turn
+
+
+class TurnInterruptParams(_Params, frozen=True):
+    thread_id: str
+    turn_id: str
+
+
+class ThreadIdParams(_Params, frozen=True):
+    thread_id: str
+
+
+class LoadedListParams(_Params, frozen=True):
+    limit: int | None = None
+
+
+class LoadedListResponse(_Wire, frozen=True):
+    data: list[str] = []
+
+
+class BackgroundTerminal(_Wire, frozen=True):
+    """A command still running after its turn (the 10 s yield, §5.3); `process_id` is the
+    unified-exec session id, not an OS pid (§5.3)."""
+
+    command: str = ""
+    cwd: str = ""
+    item_id: str = ""
+    process_id: str = ""
+
+
+class BackgroundTerminalsResponse(_Wire, frozen=True):
+    data: list[BackgroundTerminal] = []
+
+
+class AccountReadParams(_Params, frozen=True):
+    refresh_token: bool | None = None
+
+
+class _Account(_Wire, frozen=True):
+    type: str = ""
+    email: str | None = None
+    plan_type: str | None = None
+
+
+class AccountReadResponse(_Wire, frozen=True):
+    """``account/read``: who Codex is logged in as (None: nobody), and whether the
+    configured provider needs an OpenAI login at all."""
+
+    account: _Account | None = None
+    requires_openai_auth: bool = False
+
+
+class ModelListParams(_Params, frozen=True):
+    limit: int | None = None
+
+
+class _Model(_Wire, frozen=True):
+    id: str = ""
+    model: str = ""
+    is_default: bool = False
+
+
+class ModelListResponse(_Wire, frozen=True):
+    data: list[_Model] = []
+
+
+class _EmptyResponse(_Wire, frozen=True):
+    """``{}``: the result of ``turn/interrupt`` and ``backgroundTerminals/clean``."""
+
+
+# --------------------------------------------------------------------- items
+
+
+class _Item(_Wire, frozen=True, tag_field="type"):
+    id: str = ""
+
+
+class _AgentMessageItem(_Item, frozen=True, tag="agentMessage"):
+    text: str = ""
+    phase: str | None = None
+
+
+class _CommandExecutionItem(_Item, frozen=True, tag="commandExecution"):
+    command: str = ""
+    cwd: str | None = None
+    status: str = "inProgress"
+    aggregated_output: str | None = None
+    exit_code: int | None = None
+
+
+class _ChangeKind(_Wire, frozen=True):
+    type: str = "update"
+
+
+class _FileUpdateChange(_Wire, frozen=True):
+    path: str
+    kind: _ChangeKind = _ChangeKind()
+    diff: str = ""
+
+
+class _FileChangeItem(_Item, frozen=True, tag="fileChange"):
+    changes: list[_FileUpdateChange] = []
+    status: str = "inProgress"
+
+
+_ThreadItem: TypeAlias = _AgentMessageItem | _CommandExecutionItem | _FileChangeItem
+_ITEM_TYPES: Final = frozenset({"agentMessage", "commandExecution", "fileChange"})
+
+
+class _ItemHead(_Wire, frozen=True):
+    type: str = ""
+
+
+# --------------------------------------------------------------------- notifications
+
+
+class _TurnNotification(_Wire, frozen=True):
+    thread_id: str
+    turn: _Turn
+
+
+class _ItemNotification(_Wire, frozen=True):
+    thread_id: str
+    turn_id: str
+    item: msgspec.Raw
+
+
+class _DeltaNotification(_Wire, frozen=True):
+    thread_id: str
+    turn_id: str
+    item_id: str
+    delta: str = ""
+
+
+class _PatchUpdatedNotification(_Wire, frozen=True):
+    """``item/fileChange/patchUpdated``: new changes for a fileChange item."""
+
+    thread_id: str
+    turn_id: str
+    item_id: str
+    changes: list[_FileUpdateChange] = []
+
+
+class _TokenUsageBreakdown(_Wire, frozen=True):
+    total_tokens: int = 0
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_output_tokens: int = 0
+
+
+class _ThreadTokenUsage(_Wire, frozen=True):
+    total: _TokenUsageBreakdown = _TokenUsageBreakdown()
+    model_context_window: int | None = None
+
+
+class _TokenUsageNotification(_Wire, frozen=True):
+    thread_id: str
+    turn_id: str
+    token_usage: _ThreadTokenUsage
+
+
+class _PlanStep(_Wire, frozen=True):
+    step: str = ""
+    status: str = "pending"
+
+
+class _PlanNotification(_Wire, frozen=True):
+    thread_id: str
+    turn_id: str
+    plan: list[_PlanStep] = []
+    explanation: str | None = None
+
+
+class _ErrorNotification(_Wire, frozen=True):
+    """``error``: `will_retry` true for "Reconnecting..." notices, which never end a turn."""
+
+    thread_id: str
+    turn_id: str
+    error: _TurnError
+    will_retry: bool = False
+
+
+class _WarningNotification(_Wire, frozen=True):
+    message: str = ""
+    thread_id: str | None = None
+
+
+class ResolvedNotification(_Wire, frozen=True):
+    """``serverRequest/resolved``: a server request no longer wants an answer."""
+
+    thread_id: str
+    request_id: int | str
+
+
+class SummaryNotification(_Wire, frozen=True):
+    summary: str = ""
+    details: str | None = None
+
+
+# --------------------------------------------------------------------- server requests
+
+
+class _CommandApprovalParams(_Wire, frozen=True):
+    thread_id: str
+    turn_id: str
+    item_id: str
+    command: str | None = None
+    cwd: str | None = None
+    reason: str | None = None
+
+
+class _FileChangeApprovalParams(_Wire, frozen=True):
+    thread_id: str
+    turn_id: str
+    item_id: str
+    reason: str | None = None
+    grant_root: str | None = None
+
+
+_WireDecision: TypeAlias = Literal["accept", "acceptForSession", "decline", "cancel"]
+
+
+class ApprovalAnswer(_Params, frozen=True):
+    decision: _WireDecision
+
+
+_DECISIONS: Final[Mapping[ApprovalDecision, _WireDecision]] = {
+    "approved": "accept",
+    "approved_for_session": "acceptForSession",
+    "denied": "decline",
+}
+
+
+def approval_answer(decision: ApprovalDecision) -> ApprovalAnswer:
+    """The wire answer for the chat's decision (never ``cancel``: /cancel interrupts)."""
+    return ApprovalAnswer(decision=_DECISIONS[decision])
+
+
+# --------------------------------------------------------------------- the registry
+
+CLIENT_REQUESTS: Final[Mapping[str, tuple[type[msgspec.Struct], type[msgspec.Struct]]]] = {
+    "initialize": (InitializeParams, InitializeResponse),
+    "thread/start": (ThreadStartParams, ThreadResponse),
+    "thread/resume": (ThreadResumeParams, ThreadResponse),
+    "turn/start": (TurnStartParams, TurnResponse),
+    "turn/interrupt": (TurnInterruptParams, _EmptyResponse),
+    "thread/backgroundTerminals/clean": (ThreadIdParams, _EmptyResponse),
+    "thread/loaded/list": (LoadedListParams, LoadedListResponse),
+    "thread/backgroundTerminals/list": (ThreadIdParams, BackgroundTerminalsResponse),
+    "account/read": (AccountReadParams, AccountReadResponse),
+    "model/list": (ModelListParams, ModelListResponse),
+}
+"""Method → (params, result) of every request we send."""
+
+CLIENT_NOTIFICATIONS: Final = frozenset({"initialized"})
+
+EXPERIMENTAL_METHODS: Final = frozenset(
+    {"thread/backgroundTerminals/clean", "thread/backgroundTerminals/list"}
+)
+"""Need ``experimentalApi`` at initialize (absent from the stable schema)."""
+
+SERVER_NOTIFICATIONS: Final[Mapping[str, type[msgspec.Struct]]] = {
+    "turn/started": _TurnNotification,
+    "turn/completed": _TurnNotification,
+    "item/started": _ItemNotification,
+    "item/completed": _ItemNotification,
+    "item/agentMessage/delta": _DeltaNotification,
+    "item/commandExecution/outputDelta": _DeltaNotification,
+    "item/fileChange/patchUpdated": _PatchUpdatedNotification,
+    "thread/tokenUsage/updated": _TokenUsageNotification,
+    "turn/plan/updated": _PlanNotification,
+    "error": _ErrorNotification,
+    "warning": _WarningNotification,
+    "serverRequest/resolved": ResolvedNotification,
+    "configWarning": SummaryNotification,
+    "deprecationNotice": SummaryNotification,
+}
+"""Method → params of every notification we read."""
+
+SERVER_REQUESTS: Final[Mapping[str, tuple[type[msgspec.Struct], type[msgspec.Struct]]]] = {
+    "item/commandExecution/requestApproval": (_CommandApprovalParams, ApprovalAnswer),
+    "item/fileChange/requestApproval": (_FileChangeApprovalParams, ApprovalAnswer),
+}
+"""Method → (params, result) of the server requests we answer; others get an error."""
+
+ITEM_TYPES: Final[tuple[type[msgspec.Struct], ...]] = (
+    _AgentMessageItem,
+    _CommandExecutionItem,
+    _FileChangeItem,
+)
+"""The ``ThreadItem`` variants we read; items of other types are skipped."""
+
+_ROUTE: Final = msgspec.json.Decoder(_Route)
+_ITEM_HEAD: Final = msgspec.json.Decoder(_ItemHead)
+_ITEM: Final[msgspec.json.Decoder[_ThreadItem]] = msgspec.json.Decoder(_ThreadItem)
+
+
+def route_of(params: bytes) -> tuple[str | None, str | None]:
+    """(thread id, turn id) of a notification or server request, where it says them."""
+    try:
+        route = _ROUTE.decode(params or b"{}")
+    except msgspec.DecodeError:
+        return None, None
+    thread_id = route.thread_id or (route.thread.id if route.thread else None)
+    turn_id = route.turn_id or (route.turn.id if route.turn else None)
+    return thread_id, turn_id
+
+
+def decode_item(raw: bytes) -> _ThreadItem | None:
+    """An item of a type we use; None for the others (reasoning, web search, …)."""
+    try:
+        if _ITEM_HEAD.decode(raw).type not in _ITEM_TYPES:
+            return None
+        return _ITEM.decode(raw)
+    except msgspec.DecodeError:
+        return None
+
+
+def server_version(user_agent: str) -> str:
+    """``name/0.171.0 (Debian …) …`` → ``0.171.0``."""
+    head = user_agent.split(" ", 1)[0]
+    return head.split("/", 1)[1] if "/" in head else ""
+
+
+def command_text(command: str) -> str:
+    """The command as a user would type it: the ``/bin/bash -lc '…'`` wrapper removed."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return command
+    if len(words) == 3 and words[0].endswith("sh") and words[1] in ("-lc", "-c"):
+        return words[2]
+    return command
+
+
+ErrorKind: TypeAlias = Literal[
+    "thread_not_found",
+    "active_writer",
+    "no_active_turn",
+    "experimental_required",
+    "not_initialized",
+    "unknown_method",
+    "other",
+]
+
+_ERROR_TEXTS: Final[tuple[tuple[str, ErrorKind], ...]] = (
+    ("thread not found", "thread_not_found"),
+    ("no rollout found", "thread_not_found"),
+    ("already has an active writer", "active_writer"),
+    ("no active turn to interrupt", "no_active_turn"),
+    ("requires experimentalApi capability", "experimental_required"),
+    ("Not initialized", "not_initialized"),
+    ("unknown variant", "unknown_method"),
+)
+
+
+def classify_error(message: str) -> ErrorKind:
+    """What a JSON-RPC error means, from its text (every code observed is -32600)."""
+    for text, kind in _ERROR_TEXTS:
+        if text in message:
+            return kind
+    return "other"

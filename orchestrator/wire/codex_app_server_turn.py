@@ -1,0 +1,234 @@
+"""The pure translation of one ``codex app-server`` turn (wire types: `codex_app_server`).
+
+`TurnTranslator` turns the notifications of one turn into the `CodexProgress` messages the
+chat already understands, collects the final answer and the token usage, and closes the items
+``turn/completed`` leaves open (interrupted and failed turns send no ``item/completed``,
+reference/CODEX-APP-SERVER.md §7). Approval requests become `ApprovalAsk`; a patch approval
+carries no diff (§6.2), so the translator keeps the diffs of the ``fileChange`` items it saw
+start and puts them in the ask's `diff`.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal, assert_never
+
+import msgspec
+
+from orchestrator.messages import (
+    AgentMessageDelta,
+    ApprovalAsk,
+    CodexNotice,
+    CodexProgress,
+    CommandFinished,
+    CommandStarted,
+    PatchApplied,
+    RunStarted,
+    TokenCount,
+)
+from orchestrator.wire.codex_app_server import (
+    _AgentMessageItem,
+    _CommandApprovalParams,
+    _CommandExecutionItem,
+    _DeltaNotification,
+    _ErrorNotification,
+    _FileChangeApprovalParams,
+    _FileChangeItem,
+    _ItemNotification,
+    _PatchUpdatedNotification,
+    _PlanNotification,
+    _ThreadItem,
+    _TokenUsageBreakdown,
+    _TokenUsageNotification,
+    _Turn,
+    _TurnNotification,
+    _TurnStatus,
+    _WarningNotification,
+    command_text,
+    decode_item,
+)
+from orchestrator.workflow_types import TokenUsage
+
+__all__ = ["DIFF_IN_ASK_LIMIT", "TurnTranslator"]
+
+DIFF_IN_ASK_LIMIT: Final = 1_000_000
+"""Characters of a patch diff kept in the `ApprovalAsk`: the approval shows the whole diff (as a
+file when long) and offers no Approve on a diff cut at this bound (a memory guard only)."""
+
+_TURN: Final = msgspec.json.Decoder(_TurnNotification)
+_ITEM_NOTE: Final = msgspec.json.Decoder(_ItemNotification)
+_DELTA: Final = msgspec.json.Decoder(_DeltaNotification)
+_TOKENS: Final = msgspec.json.Decoder(_TokenUsageNotification)
+_PLAN: Final = msgspec.json.Decoder(_PlanNotification)
+_PATCH_UPDATED: Final = msgspec.json.Decoder(_PatchUpdatedNotification)
+_ERROR: Final = msgspec.json.Decoder(_ErrorNotification)
+_WARNING: Final = msgspec.json.Decoder(_WarningNotification)
+_COMMAND_ASK: Final = msgspec.json.Decoder(_CommandApprovalParams)
+_PATCH_ASK: Final = msgspec.json.Decoder(_FileChangeApprovalParams)
+
+
+def _usage(breakdown: _TokenUsageBreakdown) -> TokenUsage:
+    return TokenUsage(
+        input_tokens=breakdown.input_tokens,
+        cached_input_tokens=breakdown.cached_input_tokens,
+        output_tokens=breakdown.output_tokens,
+        reasoning_output_tokens=breakdown.reasoning_output_tokens,
+        total_tokens=breakdown.total_tokens,
+    )
+
+
+def _plan_text(note: _PlanNotification) -> str:
+    marks = {"completed": "[x]", "inProgress": "[~]"}
+    lines = [f"{marks.get(step.status, '[ ]')} {step.step}" for step in note.plan]
+    head = f"plan: {note.explanation}" if note.explanation else "plan:"
+    return "\n".join([head, *lines])
+
+
+class TurnTranslator:
+    """The notifications of one turn → `CodexProgress`, final answer, usage and status.
+
+    Pure and synchronous: `feed` returns the progress a notification means. A turn is over
+    when `status` is not None (after ``turn/completed``); items still open then are closed
+    (a running command gets a `CommandFinished` without exit code).
+    """
+
+    def __init__(self, worker_id: int) -> None:
+        self.worker_id = worker_id
+        self.status: _TurnStatus | None = None
+        self.error = ""
+        self.usage = TokenUsage()
+        self.commands_started = False
+        self._messages: list[_AgentMessageItem] = []
+        self._summary: list[_AgentMessageItem] = []
+        self._commands: dict[str, str] = {}
+        self._patches: dict[str, _FileChangeItem] = {}
+
+    @property
+    def final_text(self) -> str:
+        """The answer: the last ``final_answer`` message, else the last without a phase, else
+        the last message at all (from ``item/completed``, else from the turn summary)."""
+        messages = self._messages or self._summary
+        for wanted in ("final_answer", None):
+            for message in reversed(messages):
+                if message.phase == wanted:
+                    return message.text
+        return messages[-1].text if messages else ""
+
+    def feed(self, method: str, params: bytes) -> list[CodexProgress]:
+        """Translate one notification; undecodable or unknown ones mean nothing."""
+        try:
+            return self._feed(method, params)
+        except msgspec.DecodeError:
+            return []
+
+    def _feed(self, method: str, params: bytes) -> list[CodexProgress]:
+        match method:
+            case "turn/started":
+                return [RunStarted(worker_id=self.worker_id)]
+            case "item/started" | "item/completed":
+                item = decode_item(_ITEM_NOTE.decode(params).item)
+                if item is None:
+                    return []
+                if method == "item/started":
+                    return self._started(item)
+                return self._completed(item)
+            case "item/fileChange/patchUpdated":
+                update = _PATCH_UPDATED.decode(params)
+                patch = self._patches.get(update.item_id)
+                if patch is not None:  # an approval shows the newest diff
+                    self._patches[update.item_id] = msgspec.structs.replace(
+                        patch, changes=update.changes
+                    )
+                return []
+            case "item/agentMessage/delta":
+                return [AgentMessageDelta(text=_DELTA.decode(params).delta)]
+            case "thread/tokenUsage/updated":
+                self.usage = _usage(_TOKENS.decode(params).token_usage.total)
+                return [TokenCount(usage=self.usage)]
+            case "turn/plan/updated":
+                return [CodexNotice(level="warning", message=_plan_text(_PLAN.decode(params)))]
+            case "error":
+                error = _ERROR.decode(params)
+                level: Literal["stream_error", "error"] = (
+                    "stream_error" if error.will_retry else "error"
+                )
+                return [CodexNotice(level=level, message=error.error.message)]
+            case "warning":
+                return [CodexNotice(level="warning", message=_WARNING.decode(params).message)]
+            case "turn/completed":
+                return self._turn_completed(_TURN.decode(params).turn)
+            case _:
+                return []
+
+    def _started(self, item: _ThreadItem) -> list[CodexProgress]:
+        match item:
+            case _CommandExecutionItem():
+                self.commands_started = True
+                command = command_text(item.command)
+                self._commands[item.id] = command
+                return [CommandStarted(command=command, cwd=item.cwd or "")]
+            case _FileChangeItem():
+                self._patches[item.id] = item
+                return []
+            case _:
+                return []
+
+    def _completed(self, item: _ThreadItem) -> list[CodexProgress]:
+        match item:
+            case _AgentMessageItem():
+                self._messages.append(item)
+                return []
+            case _CommandExecutionItem():
+                command = self._commands.pop(item.id, None) or command_text(item.command)
+                return [CommandFinished(command=command, exit_code=item.exit_code)]
+            case _FileChangeItem():
+                self._patches.pop(item.id, None)
+                if item.status == "declined":
+                    return []  # the approval prompt already told the user
+                files = tuple(change.path for change in item.changes)
+                return [PatchApplied(files=files, success=item.status == "completed")]
+            case _:
+                assert_never(item)
+
+    def _turn_completed(self, turn: _Turn) -> list[CodexProgress]:
+        self.status = turn.status
+        self.error = turn.error.message if turn.error else ""
+        for raw in turn.items:
+            item = decode_item(raw)
+            if isinstance(item, _AgentMessageItem):
+                self._summary.append(item)
+        closed: list[CodexProgress] = [
+            CommandFinished(command=command) for command in self._commands.values()
+        ]
+        self._commands.clear()
+        self._patches.clear()  # never applied: nothing to report
+        return closed
+
+    def approval_ask(self, method: str, params: bytes) -> ApprovalAsk | None:
+        """The `ApprovalAsk` of an approval request of this turn; None when undecodable."""
+        try:
+            if method == "item/commandExecution/requestApproval":
+                ask = _COMMAND_ASK.decode(params)
+                command = command_text(ask.command or "") or self._commands.get(ask.item_id, "")
+                return ApprovalAsk(
+                    kind="exec",
+                    message=ask.reason or f"Allow Codex to run `{command}`?",
+                    command=command,
+                    cwd=ask.cwd or "",
+                    worker_id=self.worker_id,
+                )
+            if method == "item/fileChange/requestApproval":
+                patch = _PATCH_ASK.decode(params)
+                item = self._patches.get(patch.item_id)
+                changes = item.changes if item else []
+                message = patch.reason or "Allow Codex to apply these changes?"
+                diff = "\n".join(f"--- {c.path} ({c.kind.type})\n{c.diff}" for c in changes)
+                return ApprovalAsk(
+                    kind="patch",
+                    message=message,
+                    diff=diff[:DIFF_IN_ASK_LIMIT],
+                    changes=tuple(change.path for change in changes),
+                    worker_id=self.worker_id,
+                )
+        except msgspec.DecodeError:
+            return None
+        return None

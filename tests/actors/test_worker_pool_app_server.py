@@ -1,0 +1,178 @@
+"""The pool over a backend whose turns stop in place and whose threads outlive processes
+(``codex app-server``, faked in memory), and the turn watchdog on both backends, in virtual
+time: a cancel or time limit keeps the worker and the thread; a thread whose worker was
+replaced, or a bot restarted, is resumed, not started afresh; an unreachable or silent model
+endpoint ends the run with a plain message."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+from orchestrator.messages import (
+    CommandFinished,
+    CommandStarted,
+    JobDone,
+    JobFailed,
+    ThreadMoved,
+)
+from tests.actors.test_worker_pool import Run, job, pool_of, run_one
+from tests.fakes.codex_process import FakeProcesses
+
+
+async def test_a_cancel_keeps_the_worker_and_the_thread(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    fakes = FakeProcesses(app_server=True)
+    fakes.rule("forever", hang=True)
+    async with pool_of(fakes, size=1) as pool:
+        first = await run_one(pool, job("hello"))
+        assert isinstance(first.outcome, JobDone)
+        thread, worker = first.outcome.thread_id, first.outcome.worker_id
+        pid = fakes.current(worker).pid
+        with trio.move_on_after(5):
+            await run_one(pool, job("forever loop", thread_id=thread, worker_id=worker))
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(fakes.started) == 1  # not replaced
+        assert not fakes.started[0].killed
+        again = await run_one(pool, job("go on", thread_id=thread, worker_id=worker))
+    assert isinstance(again.outcome, JobDone)
+    assert (again.outcome.thread_id, again.outcome.moved) == (thread, False)
+    assert fakes.started[0].pid == pid
+    assert not any(isinstance(p, ThreadMoved) for p in again.progress)
+
+
+async def test_a_time_limit_keeps_the_worker(autojump_clock: trio.testing.MockClock) -> None:
+    fakes = FakeProcesses(app_server=True)
+    fakes.rule("stuck", hang=True)
+    async with pool_of(fakes, size=1, request_timeout=600) as pool:
+        run = await run_one(pool, job("stuck"))
+        await trio.testing.wait_all_tasks_blocked()
+        assert isinstance(run.outcome, JobFailed)
+        assert run.outcome.failure == "timeout"
+        assert len(fakes.started) == 1
+        assert isinstance((await run_one(pool, job("next"))).outcome, JobDone)
+
+
+async def test_a_thread_is_resumed_after_its_worker_was_replaced(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    fakes = FakeProcesses(app_server=True)
+    fakes.rule("boom", die=True)
+    async with pool_of(fakes, size=1) as pool:
+        first = await run_one(pool, job("hello"))
+        assert isinstance(first.outcome, JobDone)
+        thread = first.outcome.thread_id
+        crashed = await run_one(pool, job("boom", conversation="c2"))
+        assert isinstance(crashed.outcome, JobFailed)
+        await trio.sleep(1)  # the restart backoff
+        assert len(fakes.started) == 2
+        again = await run_one(pool, job("go on", thread_id=thread, worker_id=0))
+    assert isinstance(again.outcome, JobDone)
+    assert (again.outcome.thread_id, again.outcome.moved) == (thread, False)
+    assert fakes.resumed == [(0, thread)]
+    assert fakes.started[1].calls[-1].thread_id == thread  # no fresh thread, no preamble
+    assert not any(isinstance(p, ThreadMoved) for p in again.progress)
+
+
+async def test_a_thread_is_resumed_after_a_restart_of_the_bot(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    fakes = FakeProcesses(app_server=True)
+    async with pool_of(fakes, size=2) as pool:
+        first = await run_one(pool, job("hello"))
+    assert isinstance(first.outcome, JobDone)
+    async with pool_of(fakes, size=2) as restarted:
+        again = await run_one(
+            restarted,
+            job("go on", thread_id=first.outcome.thread_id, worker_id=first.outcome.worker_id),
+        )
+    assert isinstance(again.outcome, JobDone)
+    assert again.outcome.thread_id == first.outcome.thread_id
+    assert not again.outcome.moved
+
+
+async def test_a_thread_held_by_a_busy_worker_moves_to_a_fresh_thread(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    fakes = FakeProcesses(app_server=True)
+    fakes.rule("slow", delay=100)
+    fakes.rule("medium", delay=10)
+    async with pool_of(fakes, size=2, affinity_wait=30) as pool:
+        first = await run_one(pool, job("hello"))
+        assert isinstance(first.outcome, JobDone)
+        owner = first.outcome.worker_id
+        async with trio.open_nursery() as nursery:
+            # The other worker (fewer threads) takes the medium job; the owner the slow one.
+            nursery.start_soon(Run(pool, job("medium work", conversation="c3")))
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(Run(pool, job("slow work", conversation="c2")))
+            await trio.testing.wait_all_tasks_blocked()
+            assert pool.statistics().workers[owner].state == "busy"
+            follow = await run_one(
+                pool, job("again", thread_id=first.outcome.thread_id, worker_id=owner)
+            )
+            nursery.cancel_scope.cancel()
+    assert isinstance(follow.outcome, JobDone)
+    assert follow.outcome.worker_id != owner
+    assert follow.outcome.thread_id != first.outcome.thread_id  # its owner still holds it
+    assert follow.outcome.moved
+
+
+@pytest.mark.parametrize("app_server", [False, True], ids=["mcp", "app-server"])
+async def test_an_unreachable_endpoint_ends_the_run_with_a_plain_message(
+    autojump_clock: trio.testing.MockClock, app_server: bool
+) -> None:
+    fakes = FakeProcesses(app_server=app_server)
+    fakes.rule("hello", reconnecting=True)
+    async with pool_of(fakes, size=1, endpoint_failure_limit=90) as pool:
+        run = await run_one(pool, job("hello"))
+        await trio.testing.wait_all_tasks_blocked()
+        assert isinstance(run.outcome, JobFailed)
+        assert run.outcome.failure == "stalled"
+        assert trio.current_time() == pytest.approx(90)
+        assert "cannot reach its model endpoint (Reconnecting... waiting for network)" in (
+            run.outcome.message
+        )
+        assert "codex-orchestrator doctor" in run.outcome.message
+        # The app-server worker stays; the MCP one cannot stop a call in place.
+        assert len(fakes.started) == (1 if app_server else 2)
+
+
+async def test_a_silent_endpoint_ends_the_run(autojump_clock: trio.testing.MockClock) -> None:
+    fakes = FakeProcesses(app_server=True)
+    fakes.rule("hello", hang=True)
+    async with pool_of(fakes, size=1, endpoint_failure_limit=90) as pool:
+        run = await run_one(pool, job("hello"))
+    assert isinstance(run.outcome, JobFailed)
+    assert run.outcome.failure == "stalled"
+    assert "no answer for 90 s" in run.outcome.message
+    assert trio.current_time() == pytest.approx(90)
+
+
+async def test_a_silent_command_is_not_an_endpoint_failure(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    fakes = FakeProcesses(app_server=True)
+    fakes.rule("build", events=[CommandStarted(command="make")], silent_for=500)
+    fakes.rule("quiet", silent_for=60)
+    async with pool_of(fakes, size=1, endpoint_failure_limit=90) as pool:
+        build = await run_one(pool, job("build it"))
+        quiet = await run_one(pool, job("quiet"))
+    assert isinstance(build.outcome, JobDone)
+    assert isinstance(quiet.outcome, JobDone)  # 60 s of silence is under the limit
+
+
+async def test_the_limit_counts_from_the_last_progress(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    fakes = FakeProcesses(app_server=True)
+    fakes.rule(
+        "build",
+        events=[CommandStarted(command="make"), CommandFinished(command="make", exit_code=0)],
+        silent_for=80,
+    )
+    async with pool_of(fakes, size=1, endpoint_failure_limit=90) as pool:
+        run = await run_one(pool, job("build"))
+    assert isinstance(run.outcome, JobDone)

@@ -1,0 +1,251 @@
+"""The whole bot as a process with ``backend = "app-server"``, on the real Codex 0.171.0 and the
+mock model, driven through the fake Telegram Bot API: one conversation keeps its Codex thread
+(the model's ``prompt_cache_key`` is the thread id) across turns, a ``/cancel``, a worker that
+was killed and a restart of the bot; a cancel leaves no process of the command and keeps the
+worker; SIGTERM leaves nothing; no worker or command sees the bot token; approvals go through
+the buttons (a patch shows its diff); an unreachable and a silent endpoint end in a message
+that says so (the unreachable one on the MCP backend, Codex 0.153.4, too: one watchdog in the
+pool serves both)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import trio
+
+from tests.bot_process import running, write_config
+from tests.fakes.mock_model import (
+    Hang,
+    MockModel,
+    Turn,
+    codex_env,
+    last_user_text,
+    open_mock_model,
+    write_codex_home,
+)
+from tests.fakes.telegram_server import FakeTelegram, open_fake_telegram
+from tests.integration.app_server_fixtures import app_server_codex
+from tests.integration.test_bot_real_codex import (
+    ALICE,
+    TOKEN,
+    answer_approval,
+    buttons,
+    count_texts,
+    has_text,
+    model_turns,
+    tool_output,
+    wait_for_sleep,
+)
+from tests.procfs import cmdline, living, tree, wait_until_gone
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from pathlib import Path
+
+__all__ = ["app_server_codex"]
+
+CEILING = 150
+MODEL = "gpt-5.5"
+"""A model 0.171.0 knows (it offers ``apply_patch`` only to catalogued models)."""
+
+
+@asynccontextmanager
+async def app_server_edges(
+    codex_binary: Path,
+    tmp_path: Path,
+    *,
+    sandbox: str,
+    base_url: str | None = None,
+    responder: Any = model_turns,
+    backend: str = "app-server",
+) -> AsyncIterator[tuple[MockModel, FakeTelegram, Path]]:
+    """The mock model, the fake Telegram, and a config for a bot whose two workers are the
+    real ``codex app-server`` on that model (or on `base_url`), with `sandbox` and
+    ``on-request``, and an endpoint failure limit of 10 s."""
+    async with open_mock_model() as model, open_fake_telegram(TOKEN) as tg:
+        model.responder = responder
+        home = write_codex_home(tmp_path / "home", base_url or model.base_url, model=MODEL)
+        config = write_config(
+            tmp_path,
+            telegram_url=tg.base_url,
+            user=ALICE,
+            codex_command=[str(codex_binary), "mcp-server" if backend == "mcp" else "app-server"],
+            codex_env={"CODEX_HOME": codex_env(home)["CODEX_HOME"]},
+            batch_window=0.1,
+            # A profile outside the sandbox must name its users (profiles are permissions).
+            profile={"sandbox": sandbox, "approval_policy": "on-request", "users": [ALICE]},
+            codex={"backend": backend, "endpoint_failure_limit": 10},
+        )
+        yield model, tg, config
+
+
+def cache_keys(model: MockModel) -> list[str]:
+    return [body.get("prompt_cache_key", "") for body in model.requests]
+
+
+def environ_of(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as handle:
+            return handle.read()
+    except OSError:
+        return b""
+
+
+def workers_of(bot_pid: int) -> set[int]:
+    """The app-server processes under the bot."""
+    return {pid for pid in tree(bot_pid) if "app-server" in cmdline(pid)}
+
+
+async def test_one_thread_across_turns_a_cancel_a_killed_worker_and_a_restart(
+    app_server_codex: Path, tmp_path: Path
+) -> None:
+    with trio.fail_after(CEILING * 2):
+        async with app_server_edges(
+            app_server_codex, tmp_path, sandbox="danger-full-access"
+        ) as edges:
+            model, tg, config = edges
+            async with running(config, TOKEN) as bot:
+                await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+                workers = workers_of(bot.process.pid)
+                assert len(workers) == 2, [cmdline(pid) for pid in tree(bot.process.pid)]
+                for pid in workers:  # the token never reaches a worker
+                    assert b"TELEGRAM_BOT_TOKEN" not in environ_of(pid)
+                    assert TOKEN.encode() not in environ_of(pid)
+
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="hello first")
+                await tg.wait_for(lambda t: has_text(t, "MOCK-REPLY"))
+                thread = cache_keys(model)[-1]
+                assert thread
+
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="now sleep for a while")
+                sleeper = await wait_for_sleep(bot.process.pid)
+                assert TOKEN.encode() not in environ_of(sleeper)  # nor a command
+                assert b"TELEGRAM_BOT_TOKEN" not in environ_of(sleeper)
+                (busy,) = {pid for pid in workers if sleeper in tree(pid)}
+                doomed = tree(busy) - {busy}
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="/cancel")
+                await tg.wait_for(lambda t: has_text(t, "🛑 Cancelled after"))
+                left = await wait_until_gone(doomed | {sleeper})
+                assert left == set(), [cmdline(pid) for pid in left]
+                assert living(workers) == workers  # the worker stays (same pid)
+
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="and after the cancel")
+                await tg.wait_for(lambda t: count_texts(t, "MOCK-REPLY") == 2)
+                assert workers_of(bot.process.pid) == workers  # nothing was replaced
+                assert cache_keys(model)[-1] == thread
+
+                os.kill(busy, signal.SIGKILL)  # the worker holding the thread dies
+                await wait_until_gone({busy})
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="after the crash")
+                await tg.wait_for(lambda t: count_texts(t, "MOCK-REPLY") == 3)
+                assert cache_keys(model)[-1] == thread  # resumed, not a fresh thread
+                assert "after the crash" in last_user_text(model.requests[-1])
+                everything = tree(bot.process.pid)
+                bot.process.send_signal(signal.SIGTERM)
+            assert bot.process.returncode == 0, bot.text()
+            assert living(everything - {bot.process.pid}) == set()
+
+            async with running(config, TOKEN) as again:
+                await tg.wait_for(lambda t: len(t.calls_of("getMe")) >= 2)
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="after the restart")
+                await tg.wait_for(lambda t: count_texts(t, "MOCK-REPLY") == 4)
+                everything = tree(again.process.pid)
+                again.process.send_signal(signal.SIGTERM)
+            assert again.process.returncode == 0, again.text()
+            assert living(everything - {again.process.pid}) == set()
+    assert cache_keys(model)[-1] == thread  # the real thread, after a restart of the bot
+    assert set(cache_keys(model)) == {thread}
+    assert count_texts(tg, "no longer available") == 0  # never moved to a fresh thread
+    history = str(model.requests[-1]["input"])
+    assert "hello first" in history  # the model sees the earlier turns
+    assert "after the restart" in last_user_text(model.requests[-1])
+
+
+async def test_approvals_go_through_the_buttons_and_a_patch_shows_its_diff(
+    app_server_codex: Path, tmp_path: Path
+) -> None:
+    work = tmp_path / "work"
+    with trio.fail_after(CEILING):
+        async with app_server_edges(app_server_codex, tmp_path, sandbox="read-only") as edges:
+            model, tg, config = edges
+            async with running(config, TOKEN) as bot:
+                await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="please create approved.txt")
+                approved = await answer_approval(tg, "$ touch approved.txt", "✅ Approve")
+                await tg.wait_for(lambda t: has_text(t, "Command finished"))
+                assert (work / "approved.txt").exists()
+                await tg.wait_for(lambda t: approved.text.startswith("✅ Approved: $ "))
+                assert not buttons(approved)
+
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="please create denied.txt")
+                denied = await answer_approval(tg, "$ touch denied.txt", "⛔ Deny")
+                await tg.wait_for(lambda t: count_texts(t, "Command finished") == 2)
+                assert not (work / "denied.txt").exists()
+                await tg.wait_for(lambda t: denied.text.startswith("⛔ Denied: $ "))
+
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="please patch notes.txt")
+                patched = await answer_approval(tg, "• ", "✅ For session")
+                assert "change files" in patched.text
+                assert "notes.txt" in patched.text
+                assert "+from the patch" in patched.text or "from the patch" in patched.text
+                await tg.wait_for(lambda t: has_text(t, "Patch step finished."))
+                assert (work / "notes.txt").read_text() == "from the patch\n"
+                bot.process.send_signal(signal.SIGTERM)
+    assert bot.process.returncode == 0, bot.text()
+    answers = [call.params.get("text") for call in tg.calls_of("answerCallbackQuery")]
+    assert answers == ["Approved", "Denied", "Approved"]
+    outputs = [tool_output(body) for body in model.requests if tool_output(body)]
+    assert "exited with code 0" in outputs[0]
+
+
+def hang(body: dict[str, Any]) -> Turn:
+    return [Hang()]
+
+
+async def test_a_silent_endpoint_ends_in_a_clear_message(
+    app_server_codex: Path, tmp_path: Path
+) -> None:
+    with trio.fail_after(CEILING):
+        async with app_server_edges(
+            app_server_codex, tmp_path, sandbox="read-only", responder=hang
+        ) as edges:
+            _model, tg, config = edges
+            async with running(config, TOKEN) as bot:
+                await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+                workers = workers_of(bot.process.pid)
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="hello")
+                await tg.wait_for(lambda t: has_text(t, "cannot reach its model endpoint"))
+                assert workers_of(bot.process.pid) == workers  # interrupted in place
+                bot.process.send_signal(signal.SIGTERM)
+    assert bot.process.returncode == 0, bot.text()
+    (said,) = [t for t in tg.sent_texts(ALICE) if "cannot reach its model endpoint" in t]
+    assert "codex-orchestrator doctor" in said
+
+
+@pytest.mark.parametrize("backend", ["app-server", "mcp"])
+async def test_an_unreachable_endpoint_ends_in_a_clear_message(
+    app_server_codex: Path, codex_binary: Path, tmp_path: Path, backend: str
+) -> None:
+    binary = app_server_codex if backend == "app-server" else codex_binary
+    with trio.fail_after(CEILING):
+        async with app_server_edges(
+            binary,
+            tmp_path,
+            sandbox="read-only",
+            base_url="http://127.0.0.1:9/v1",
+            backend=backend,
+        ) as edges:
+            _model, tg, config = edges
+            async with running(config, TOKEN) as bot:
+                await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="hello")
+                await tg.wait_for(lambda t: has_text(t, "cannot reach its model endpoint"))
+                bot.process.send_signal(signal.SIGTERM)
+    assert bot.process.returncode == 0, bot.text()
+    (said,) = [t for t in tg.sent_texts(ALICE) if "cannot reach its model endpoint" in t]
+    assert "Reconnecting" in said
