@@ -39,14 +39,13 @@ from typing import TYPE_CHECKING, Final, Literal, assert_never
 import msgspec
 import trio
 
-from actors import chat_commands, chat_texts
+from actors import chat_commands, chat_recovery, chat_texts
 from actors.chat_approvals import (
     ApprovalButton,
     Approvals,
     CancelButton,
     RerunButton,
     decode_button,
-    rerun_data,
 )
 from actors.chat_output import ChatOutput
 from actors.chat_request import (
@@ -61,7 +60,7 @@ from actors.chat_request import (
     stopped_outcome,
 )
 from orchestrator import disk
-from orchestrator.messages import Button, InboundCallback, InboundMessage, TraceRecord
+from orchestrator.messages import InboundCallback, InboundMessage, TraceRecord
 from orchestrator.session_store import RequestRecord, SessionCounters, SessionState
 
 if TYPE_CHECKING:
@@ -154,7 +153,13 @@ class Chat:
     @property
     def profile(self) -> Profile:
         profile = self.config.profiles.get(self.state.profile)
-        return profile or self.config.profiles[self.config.default_profile]
+        if profile is None or not profile.allows(self.key.user_id):
+            return self.config.profiles[self.config.default_profile]
+        return profile
+
+    def usable_profiles(self) -> list[str]:
+        """The profiles this chat's user may use (profiles are permissions)."""
+        return [n for n, p in self.config.profiles.items() if p.allows(self.key.user_id)]
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -167,9 +172,14 @@ class Chat:
                 )
             )
             await self.out.say(chat_texts.SESSION_CORRUPT)
+        if loaded.dropped_queue:  # a queue the bot did not write (session_store): not run
+            self.out.trace(
+                TraceRecord(event="session_corrupt", detail="queue not written by this bot")
+            )
+            await self.out.say(chat_texts.dropped_queue(loaded.dropped_queue), plain=True)
         if loaded.state is not None:
             state = loaded.state
-            if state.profile not in self.config.profiles:
+            if state.profile not in self.usable_profiles():
                 state = msgspec.structs.replace(
                     state,
                     profile=self.config.default_profile,
@@ -327,69 +337,6 @@ class Chat:
             )
             await self.save()
 
-    async def recover(self) -> None:
-        """At start: tell the user about a request a kill interrupted (its progress message
-        closed, a "Run again" button; never run again by itself), and queue the parts of a
-        paste that were received but not started."""
-        state = self.state
-        if state.batch:
-            state = msgspec.structs.replace(
-                state, queue=(*state.queue, "\n\n".join(state.batch)), batch=()
-            )
-        running = state.running
-        if running is None:
-            if state is not self.state:
-                self.state = state
-                await self.save()
-            return
-        token = secrets.token_urlsafe(9)
-        if running.live_message_id is not None:
-            await self.out.close(
-                "interrupted-live", chat_texts.STALE_PROGRESS, message_id=running.live_message_id
-            )
-        await self.out.show(
-            f"rerun-{token}",
-            chat_texts.interrupted_by_a_stop(running.prompt),
-            ((Button(chat_texts.RUN_AGAIN, rerun_data(token)),),),
-        )
-        counters = state.counters
-        self.state = msgspec.structs.replace(
-            state,
-            running=None,
-            interrupted=RequestRecord(prompt=running.prompt, token=token),
-            counters=msgspec.structs.replace(
-                counters, runs=counters.runs + 1, failures=counters.failures + 1
-            ),
-        )
-        await self.save()
-        self.out.trace(
-            TraceRecord(
-                event="run_end",
-                outcome="failed",
-                detail="interrupted: the bot was killed while it ran",
-                preview=self.preview(running.prompt),
-            )
-        )
-
-    async def run_again(self, press: InboundCallback, token: str) -> None:
-        """A press on "Run again": the interrupted prompt runs (or is queued) once more."""
-        offered = self.state.interrupted
-        if offered is None or not secrets.compare_digest(offered.token, token):
-            await self.out.answer(press, chat_texts.RUN_AGAIN_GONE)
-            return
-        self.state = msgspec.structs.replace(self.state, interrupted=None)
-        await self.out.answer(press, chat_texts.RUN_AGAIN_STARTED)
-        await self.out.close(
-            f"rerun-{token}",
-            chat_texts.interrupted_run_again(offered.prompt),
-            message_id=press.message_id,
-        )
-        if self.request is None and not self.state.queue and not self.batch:
-            await self.start_request(offered.prompt)
-        else:
-            await self.save()
-            await self.queue_text(offered.prompt)
-
     # ------------------------------------------------------------------ buttons
 
     async def on_callback(self, press: InboundCallback) -> None:
@@ -405,7 +352,7 @@ class Chat:
             case ApprovalButton():
                 await self.approvals.press(press, button)
             case RerunButton():
-                await self.run_again(press, button.token)
+                await chat_recovery.run_again(self, press, button.token)
             case None:
                 await self.out.answer(press, "Unknown button.")
             case _:
@@ -561,7 +508,7 @@ async def run(
     async with trio.open_nursery() as nursery:
         chat = Chat(key, deps, nursery)
         await chat.load()
-        await chat.recover()
+        await chat_recovery.recover(chat)
         task_status.started()
         await chat.start_next_queued()
         result: Literal["idle", "closed"] = "closed"

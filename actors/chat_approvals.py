@@ -14,13 +14,21 @@ This module owns:
 
 A press reaches only the chat of the presser's own session key (the router sees to that), so
 a token is never looked up in another user's chat.
+
+An approval shows exactly what it approves (`approval_view`): the whole command or the whole
+diff, with whitespace runs, control characters, bidi overrides and invisible characters made
+visible (`visible`: 3000 spaces as ``␠`` and the count, ``\x07``, ``<U+202E>``). What does
+not fit one message goes first as a file, and the message with the buttons says "the full
+command is in the file above"; the sender sends that message only once the file was
+delivered. Approve is never offered on a shortened view.
 """
 
 from __future__ import annotations
 
 import secrets
+import unicodedata
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 import msgspec
 import trio
@@ -30,26 +38,42 @@ from orchestrator.messages import ApprovalDecision, Button, TraceRecord
 
 if TYPE_CHECKING:
     from actors.chat_output import ChatOutput
-    from orchestrator.messages import ApprovalAsk, ApprovalRequest, InboundCallback
+    from orchestrator.messages import ApprovalAsk, ApprovalRequest, InboundCallback, Keyboard
 
 __all__ = [
     "APPROVAL_BUFFER",
+    "APPROVAL_TEXT_LIMIT",
     "ApprovalButton",
+    "ApprovalView",
     "Approvals",
     "CancelButton",
     "RerunButton",
     "approval_data",
+    "approval_view",
     "cancel_data",
     "decode_button",
     "rerun_data",
+    "visible",
 ]
-
-DIFF_SHOWN = 3000
-"""Characters of a patch approval's diff shown with its buttons (a message holds 4096)."""
 
 APPROVAL_BUFFER: Final = 4
 """Questions a request's workflow can relay before its Codex call waits for the chat to show
 them (the chat shows each at once; Codex asks one question at a time per call)."""
+
+APPROVAL_TEXT_LIMIT: Final = 2000
+"""Characters of an approval message. The sender cuts a live message at 2,048 characters; an
+approval longer than this sends its command or diff as a file instead, never cut."""
+
+RUN_SHOWN_FROM: Final = 8
+"""A run of this many of one whitespace or invisible character shows as the character, the
+multiplication sign and the count: 3,000 spaces pushed ``; curl … | sh`` out of sight."""
+NEWLINE_RUN_SHOWN_FROM: Final = 3
+TIMES: Final = "\N{MULTIPLICATION SIGN}"
+DIFF_CUT_AT: Final = 1_000_000
+"""The backends keep at most this many characters of a diff in an `ApprovalAsk`
+(``DIFF_IN_ASK_LIMIT`` of both wires): a diff this long may be cut, so it gets Deny only."""
+SUBJECT_CHARS: Final = 200
+"""Characters of the command or file list in the line that replaces a decided approval."""
 
 _CHOICES: Final[dict[ApprovalDecision, str]] = {
     "approved": "a",
@@ -112,17 +136,114 @@ def decode_button(data: str) -> CancelButton | ApprovalButton | RerunButton | No
     return None
 
 
-def _subject(ask: ApprovalAsk) -> str:
-    """What an approval was about, for the line that replaces its buttons."""
+def _char(ch: str) -> str:
+    """One character as the user must see it."""
+    if ch in " \n":
+        return ch
+    if ch == "\t":
+        return "\\t"
+    if ch == "\r":
+        return "\\r"
+    category = unicodedata.category(ch)
+    if category == "Cc":
+        return f"\\x{ord(ch):02x}" if ord(ch) < 256 else f"<U+{ord(ch):04X}>"
+    if category in ("Cf", "Zl", "Zp", "Co", "Cn", "Cs") or (category == "Zs" and ch != " "):
+        return f"<U+{ord(ch):04X}>"  # bidi overrides, zero-width and odd spaces
+    return ch
+
+
+def visible(text: str) -> str:
+    """`text` with nothing hidden: control characters as ``\x07`` (``\t``, ``\r``), bidi
+    overrides, zero-width and other invisible characters as ``<U+202E>``, and long runs of
+    one whitespace or invisible character as ``␠``, `TIMES` and the count (``⏎`` for blank
+    lines)."""
+    out: list[str] = []
+    index, end = 0, len(text)
+    while index < end:
+        ch = text[index]
+        stop = index
+        while stop < end and text[stop] == ch:
+            stop += 1
+        run = stop - index
+        shown = _char(ch)
+        hidden = ch.isspace() or shown != ch
+        if ch == "\n" and run >= NEWLINE_RUN_SHOWN_FROM:
+            out.append(f"⏎{TIMES}{run}\n")
+        elif hidden and ch != "\n" and run >= RUN_SHOWN_FROM:
+            out.append(f"{'␠' if ch == ' ' else shown}{TIMES}{run}")
+        else:
+            out.append(shown * run)
+        index = stop
+    return "".join(out)
+
+
+class ApprovalView(NamedTuple):
+    """An approval as shown: the message with the buttons, and the file sent before it."""
+
+    text: str
+    document: bytes = b""
+    document_name: str = ""
+    document_caption: str = ""
+    approvable: bool = True
+    """False when the view cannot be whole (a cut diff): Deny is the only button."""
+
+
+def approval_view(ask: ApprovalAsk, working_directory: str) -> ApprovalView:
+    """The whole of what `ask` approves, made `visible`; as a file when it does not fit."""
     if ask.kind == "exec":
-        return f"$ {ask.command}"
-    return ", ".join(ask.changes) or "file changes"
+        where = visible(ask.cwd or working_directory)
+        command = visible(ask.command)
+        text = f"Codex asks to run:\n$ {command}\nin {where}"
+        if len(text) <= APPROVAL_TEXT_LIMIT:
+            return ApprovalView(text)
+        size = f"{len(ask.command):,} characters"
+        return ApprovalView(
+            f"Codex asks to run a command of {size}: the full command is in the file "
+            f"above.\nin {where}\nRead it there before you approve.",
+            document=f"{command}\n".encode(),
+            document_name="command.txt",
+            document_caption=f"The full command Codex asks to run ({size}; whitespace runs, "
+            "control and invisible characters made visible)",
+        )
+    listing = "\n".join(f"• {visible(path)}" for path in ask.changes) or "(no files listed)"
+    if len(ask.diff) >= DIFF_CUT_AT:
+        return ApprovalView(
+            f"Codex asks to change files:\n{listing}"[:APPROVAL_TEXT_LIMIT]
+            + f"\nThe diff is too long to show whole (over {DIFF_CUT_AT:,} characters), so it "
+            "cannot be approved here: deny it and ask Codex for smaller changes.",
+            approvable=False,
+        )
+    diff = visible(ask.diff)
+    text = f"Codex asks to change files:\n{listing}" + (f"\n\n{diff}" if diff else "")
+    if len(text) <= APPROVAL_TEXT_LIMIT:
+        return ApprovalView(text)
+    count = f"{len(ask.changes)} file" + ("" if len(ask.changes) == 1 else "s")
+    what = "diff" if diff else "list of files"
+    head = f"Codex asks to change {count}: the full {what} is in the file above."
+    text = f"{head}\n{listing}"
+    if len(text) > APPROVAL_TEXT_LIMIT:
+        text = f"{head} Every file is named there."
+    return ApprovalView(
+        f"{text}\nRead it there before you approve.",
+        document=(diff or f"{listing}\n").encode(),
+        document_name="changes.diff" if diff else "changes.txt",
+        document_caption=f"The full {what} Codex asks to apply ({count})",
+    )
+
+
+def _subject(ask: ApprovalAsk) -> str:
+    """What an approval was about, for the line that replaces its buttons (may be cut: it
+    carries no button)."""
+    subject = f"$ {ask.command}" if ask.kind == "exec" else ", ".join(ask.changes)
+    shown = visible(subject) or "file changes"
+    return shown if len(shown) <= SUBJECT_CHARS else shown[: SUBJECT_CHARS - 1] + "…"
 
 
 @dataclass
 class _Open:
     request: ApprovalRequest
     slot: str
+    approvable: bool = True
     decided: trio.Event = field(default_factory=trio.Event)
 
 
@@ -149,23 +270,26 @@ class Approvals:
                 token = secrets.token_urlsafe(9)
                 question = _Open(request=request, slot=f"approval-{token}")
                 self._open[token] = question
-                ask = request.ask
-                if ask.kind == "exec":
-                    where = ask.cwd or working_directory
-                    body = f"Codex asks to run:\n$ {ask.command}\nin {where}"
-                else:
-                    files = "\n".join(f"• {path}" for path in ask.changes) or "(no files listed)"
-                    body = f"Codex asks to change files:\n{files}"
-                    if ask.diff:
-                        body += "\n\n" + ask.diff[:DIFF_SHOWN]
-                keyboard = (
+                view = approval_view(request.ask, working_directory)
+                question.approvable = view.approvable
+                deny = Button("⛔ Deny", approval_data(token, "denied"))
+                keyboard: Keyboard = (
                     (
                         Button("✅ Approve", approval_data(token, "approved")),
                         Button("✅ For session", approval_data(token, "approved_for_session")),
-                        Button("⛔ Deny", approval_data(token, "denied")),
+                        deny,
                     ),
                 )
-                await self._out.show(question.slot, body, keyboard)
+                if not view.approvable:
+                    keyboard = ((deny,),)
+                await self._out.show(
+                    question.slot,
+                    view.text,
+                    keyboard,
+                    document=view.document,
+                    document_name=view.document_name,
+                    document_caption=view.document_caption,
+                )
                 timers.start_soon(self._expire, token, question)
 
     async def _expire(self, token: str, question: _Open) -> None:
@@ -177,7 +301,8 @@ class Approvals:
     async def press(self, press: InboundCallback, button: ApprovalButton) -> None:
         """Answer a press on an approval button; the first valid one decides."""
         question = self._open.get(button.token)
-        if question is None or button.decision is None or question.decided.is_set():
+        refused = question is not None and not question.approvable and button.decision != "denied"
+        if question is None or button.decision is None or question.decided.is_set() or refused:
             await self._out.answer(press, "This button is not for you, or it has expired.")
             return
         await self._out.answer(press, "Approved" if button.decision != "denied" else "Denied")

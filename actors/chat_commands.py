@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal
 
 import msgspec
@@ -103,17 +104,17 @@ async def cancel(chat: Chat, reason: str) -> None:
 
 
 async def _profile(chat: Chat, argument: str) -> None:
-    names = list(chat.config.profiles)
+    names = chat.usable_profiles()  # only the user's own profiles, and folder names: no paths
     if not argument or argument == "list":
         lines = [
             f"{'•' if name == chat.state.profile else '◦'} {name}: "
-            f"{chat.config.profiles[name].working_directory}"
+            f"{Path(chat.config.profiles[name].working_directory).name}"
             + (" (active)" if name == chat.state.profile else "")
             for name in names
         ]
         await chat.out.say("Profiles:\n" + "\n".join(lines), plain=True)
         return
-    if argument not in chat.config.profiles:
+    if argument not in names:  # a profile the user may not use is answered as unknown
         await chat.out.say(
             f"No profile named {argument!r}. Profiles: {', '.join(names)}", plain=True
         )
@@ -135,7 +136,7 @@ async def _profile(chat: Chat, argument: str) -> None:
     )
     await chat.save()
     await chat.out.say(
-        f"Switched to profile {argument} ({profile.working_directory}), mode "
+        f"Switched to profile {argument} ({Path(profile.working_directory).name}), mode "
         f"{profile.default_mode}. The next message starts a new Codex thread.",
         plain=True,
     )

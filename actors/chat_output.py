@@ -73,10 +73,14 @@ class ChatOutput:
         *,
         silent: bool = False,
         shown_to: trio.MemorySendChannel[int] | None = None,
+        document: bytes = b"",
+        document_name: str = "",
+        document_caption: str = "",
     ) -> None:
         """Show or update the live message `slot` (the sender coalesces the edits); edits never
         notify, and `silent` makes its first showing silent too (progress). `shown_to` is told
-        the message's id whenever it is sent anew."""
+        the message's id whenever it is sent anew. With `document`, that file is sent first,
+        and the message only once it was delivered."""
         await self.sender.send(
             UpdateLive(
                 chat_id=self.key.chat_id,
@@ -86,6 +90,9 @@ class ChatOutput:
                 keyboard=keyboard,
                 silent=silent,
                 shown_to=shown_to,
+                document=document,
+                document_name=document_name,
+                document_caption=document_caption,
             )
         )
 

@@ -244,3 +244,13 @@ UNSAVED_SESSION: Final = (
     "It keeps answering, but a restart would forget this conversation's settings and queue; "
     "please tell whoever runs the bot."
 )
+
+
+def dropped_queue(count: int) -> str:
+    """A restored queue failed its signature: the bot did not write it, so it does not run."""
+    return (
+        f"{plural(count, 'queued message')} in your session file "
+        f"{'was' if count == 1 else 'were'} not written by this bot, so "
+        f"{'it was' if count == 1 else 'they were'} not run. Send "
+        f"{'it' if count == 1 else 'them'} again if you wrote {'it' if count == 1 else 'them'}."
+    )

@@ -128,6 +128,7 @@ async def run_system(
                         outbox=outbox,
                         pending=pending,
                         retry_backoff_max=config.telegram.retry_backoff_max,
+                        secrets=secrets,
                     )
                 )
                 with sender_send:
@@ -157,6 +158,7 @@ async def run_system(
                             sender=sender_send,
                             trace=trace_handle,
                             rng=rng,
+                            secrets=secrets,
                             task_status=task_status,
                         )
                 # The sender's inbox is closed: it delivers what is pending, then returns.
@@ -199,12 +201,13 @@ async def _run_front(
     sender: trio.MemorySendChannel[SenderMsg],
     trace: tracer.TraceHandle,
     rng: random.Random,
+    secrets: tuple[str, ...],
     task_status: trio.TaskStatus[None],
 ) -> None:
     """Router and poller: the router starts first, the poller stops first."""
     state_dir = Path(config.state_dir)
     ledger = await UpdateLedger.open(state_dir / "updates.json")
-    store = SessionStore(state_dir / "sessions")
+    store = SessionStore(state_dir / "sessions", secrets=secrets)
     router_send, router_inbox = trio.open_memory_channel[RouterMsg](ROUTER_INBOX_SIZE)
     async with trio.open_nursery() as front:
         await front.start(

@@ -10,6 +10,7 @@ gone sends a new one, and a long reply is split into chunks or sent as a documen
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from typing import TYPE_CHECKING, Final, TypeVar
 
@@ -128,6 +129,8 @@ class Deliveries:
         text = fit(sanitize_text(live.text))
         message_id = lane.live_message.get(live.slot)
         if message_id is None:
+            if live.document:
+                await self._send_live_document(lane, live)  # GiveUp: no message, no buttons
             lane.live_message[live.slot] = await self._send_plain(lane, live, text)
             _tell_shown(live, lane.live_message[live.slot])
             return
@@ -147,6 +150,21 @@ class Deliveries:
                 _tell_shown(live, lane.live_message[live.slot])
                 return
             self._undelivered(lane.chat_id, str(error), text)
+            raise GiveUp from error
+
+    async def _send_live_document(self, lane: Lane, live: UpdateLive) -> None:
+        """The file a live message refers to ("the full command is in the file above")."""
+        call = functools.partial(
+            self.api.send_document,
+            filename=live.document_name or "file.txt",
+            content=live.document,
+            caption=live.document_caption,
+            message_thread_id=live.thread_id,
+        )
+        try:
+            await self._in_chat(lane, call, preview=live.document_caption)
+        except TelegramBadRequest as error:
+            self._undelivered(lane.chat_id, str(error), live.document_caption)
             raise GiveUp from error
 
     async def _send_plain(self, lane: Lane, live: UpdateLive, text: str) -> int:

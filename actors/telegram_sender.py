@@ -34,6 +34,7 @@ It owns flood control and delivery guarantees:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import logging
@@ -68,6 +69,7 @@ from orchestrator.messages import (
     TraceRecord,
     UpdateLive,
 )
+from orchestrator.redaction import redact_outbound
 from orchestrator.rendering import render_plain
 from orchestrator.supervision import backoff_delay
 
@@ -141,10 +143,12 @@ async def run(
     outbox: Outbox | None = None,
     pending: Sequence[OutboxEntry] = (),
     retry_backoff_max: float = DURABLE_RETRY_BACKOFF_MAX,
+    secrets: Sequence[str] = (),
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Deliver everything that arrives in `inbox`.
 
+    Every message is redacted (`redact_outbound`, `secrets`) as it arrives, before it is split.
     `global_rate` (calls per second, 0 = unlimited) and `chat_spacing` exist for
     self-hosted Bot API servers and benchmarks; Telegram itself needs the defaults.
     With `outbox`, every `SendReply` is durable; `pending` (from `Outbox.open`) is queued
@@ -178,6 +182,7 @@ async def run(
         task_status.started()
         with inbox:
             async for message in inbox:
+                message = redact_outbound(message, secrets)  # before it is split or stored
                 number = None
                 if outbox is not None and isinstance(message, SendReply) and not message.stranger:
                     number = await outbox.put(message)
@@ -338,7 +343,8 @@ class _Sender(Deliveries):
                     if isinstance(item, str):
                         live = lane.live_text.pop(item, None)
                         if live is not None:
-                            await self._deliver_live(lane, live)
+                            with contextlib.suppress(GiveUp):  # refused for good (traced)
+                                await self._deliver_live(lane, live)
                         continue
                     lane.ticket = lane.final_tickets.popleft()
                     lane.entry = lane.final_entries.popleft()

@@ -138,7 +138,10 @@ async def check_token(ctx: DoctorContext) -> list[CheckResult]:
         ctx.config_error = True
         return [_config_row("token", problem)]
     detail = f"set in {ctx.loaded.token_source} ({len(token.reveal())} chars)"
-    return [CheckResult(check="token", status="ok", detail=detail)]
+    return [CheckResult(check="token", status="ok", detail=detail)] + [
+        CheckResult(check=check, status="warn", detail=what, fix=fix)
+        for check, what, fix in ctx.loaded.secret_warnings()
+    ]
 
 
 async def check_allowed_users(ctx: DoctorContext) -> list[CheckResult]:

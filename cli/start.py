@@ -23,7 +23,8 @@ import trio
 from actors.root import run_system
 from cli.doctor import DoctorContext, check_codex_auth
 from orchestrator import disk
-from orchestrator.config import worker_environment
+from orchestrator.config import TOKEN_VARIABLE, worker_environment
+from orchestrator.disk import secure_state_dir
 from orchestrator.edges.codex_app_server import open_codex_app_server
 from orchestrator.edges.codex_mcp import open_codex_process
 from orchestrator.edges.processes import enable_child_subreaper
@@ -50,9 +51,19 @@ logger: Final = logging.getLogger("codex_orchestrator")
 
 def run(loaded: LoadedConfig, *, log_level: str) -> int:
     """Run the bot in this process until it is stopped; return the exit code."""
+    os.umask(0o077)  # everything the bot and its workers create is private to its user
     token = loaded.token.reveal()
     configure_logging(log_level, secrets=[token])
     logger.info("starting with %s", loaded.path)
+    # Children started from now on do not inherit the token (our /proc/PID/environ keeps it).
+    os.environ.pop(TOKEN_VARIABLE, None)
+    for warning in loaded.permission_warnings():
+        logger.warning("%s", warning)
+    try:
+        for report in secure_state_dir(Path(loaded.config.state_dir)):
+            logger.error("state_dir: %s", report)
+    except OSError as error:  # the bot's own writes will say more; do not hide the cause
+        logger.error("state_dir %s could not be made private: %s", loaded.config.state_dir, error)
     return trio.run(_main, loaded)
 
 

@@ -1,20 +1,19 @@
-"""The configuration: `conf.toml` decoded into frozen Structs, plus the secrets from `.env`.
+"""The configuration: `conf.toml` decoded into frozen Structs, plus the bot token.
 
 Where things come from:
 
 - the file: ``$CODEX_CONF_PATH``, else ``~/.codex-orchestrator/conf.toml``;
-- the token: ``TELEGRAM_BOT_TOKEN`` from the real environment, else a ``.env`` file in the
-  current directory, else one beside the config file (python-dotenv; ``os.environ`` is never
-  modified);
-- relative ``working_directory``, ``system_prompt_file``, role prompt files and ``state_dir``
-  resolve against the config file's folder; ``~`` expands (to ``$HOME`` of `environ`).
+- the token: ``telegram.token_file``, a systemd credential, ``TELEGRAM_BOT_TOKEN`` or a
+  ``.env`` file (`orchestrator.config_token` has the order and why a file is the safe route);
+- relative ``working_directory``, ``system_prompt_file``, role prompt files, ``state_dir`` and
+  ``telegram.token_file`` resolve against the config file's folder; ``~`` expands (to
+  ``$HOME`` of `environ`).
 
-Safety rule (DESIGN.md): a profile's working directory is the agent's writable workspace, so it
-must not contain the config file, a ``.env`` file holding the token, or ``state_dir`` (nor lie
-inside ``state_dir``); symlinks are resolved before comparing. Numbers are checked against
-ranges that make sense (a long-poll timeout of 0 is 1,000+ requests a second; a negative
-approval timeout crashed the chat), and ``telegram.api_base_url`` must be a plain
-``http(s)://host[:port][/path]``.
+Safety rule (docs/architecture.md, "Safety"; checked in `orchestrator.config_checks`): a
+profile's working directory is the agent's writable workspace, so it must not contain the
+config file, a ``.env`` file holding the token, the token file or ``state_dir`` (nor lie inside
+``state_dir``); symlinks are resolved before comparing. Numbers are checked against ranges that
+make sense, and ``telegram.api_base_url`` must be a plain ``http(s)://host[:port][/path]``.
 
 Every problem raises `ConfigError` whose message is one line naming the file, the key path
 and the fix; the CLI prints it and exits 2. Unknown keys are rejected (a typo must not be
@@ -23,17 +22,31 @@ silently ignored). Key names are a contract (DESIGN.md): do not rename them.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal, final
-from urllib.parse import urlsplit
 
 import msgspec
-from dotenv import dotenv_values
 
+from orchestrator.config_checks import (
+    MAX_CALLS_PER_WORKER,
+    MAX_POLL_TIMEOUT,
+    MAX_POOL_SIZE,
+    MAX_RATE_LIMIT,
+    WORKSPACE_FIX,
+    check_profile_users,
+    check_ranges,
+    check_workspaces,
+)
+from orchestrator.config_token import (
+    TOKEN_NOT_IN_FILE,
+    TOKEN_VARIABLE,
+    find_token,
+    secret_file_warnings,
+)
+from orchestrator.config_token import token_error as _token_error
 from orchestrator.errors import ConfigError
 from orchestrator.wire.codex_app_server import CODEX_APP_SERVER_VERSION
 from orchestrator.wire.codex_mcp import CODEX_MCP_VERSION
@@ -44,7 +57,13 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_APP_SERVER_COMMAND",
     "DEFAULT_CODEX_COMMAND",
+    "MAX_CALLS_PER_WORKER",
+    "MAX_POLL_TIMEOUT",
+    "MAX_POOL_SIZE",
+    "MAX_RATE_LIMIT",
+    "TOKEN_VARIABLE",
     "WORKER_ENV_ALLOWED",
+    "WORKSPACE_FIX",
     "CodexConfig",
     "Config",
     "LoadedConfig",
@@ -105,31 +124,8 @@ app-server reaches the commands the model runs (reference/CODEX-APP-SERVER.md §
 nothing else is passed, secrets included; ``[codex.env]`` and ``codex.env_passthrough`` add
 more. Codex itself needs none of the others: its login is in CODEX_HOME."""
 
-TOKEN_VARIABLE: Final = "TELEGRAM_BOT_TOKEN"
 CONF_PATH_VARIABLE: Final = "CODEX_CONF_PATH"
 DEFAULT_STATE_DIR: Final = "~/.codex-orchestrator"
-
-_TOKEN_SHAPE: Final = re.compile(r"^\d+:[A-Za-z0-9_-]{20,}$")
-_PLACEHOLDER_MARK: Final = "replace-with"
-"""`.env.example` ships ``TELEGRAM_BOT_TOKEN=123456789:replace-with-the-token-from-botfather``:
-well-formed, so it must be recognised by this mark, not by its shape."""
-
-MAX_POLL_TIMEOUT: Final = 50
-"""Seconds. The Bot API server clamps getUpdates' ``timeout`` to 50 (telegram-bot-api:
-``LONG_POLL_MAX_TIMEOUT = 50``); a larger value would only be a lie in the config."""
-MAX_POOL_SIZE: Final = 64
-"""Workers. Each is a Codex process (~100-200 MB resident, up to ``recycle_rss_mb``) started
-at once at start-up, and each runs an agent that sends messages within Telegram's ~30
-messages/s per bot; beyond 64 the machine or the flood limit gives out first. Raise it here
-(with a test) if a deployment needs more."""
-MAX_CALLS_PER_WORKER: Final = 64
-MAX_RATE_LIMIT: Final = 1000.0
-"""Calls/s. Telegram's cloud API allows ~30; a self-hosted Bot API server more."""
-WORKSPACE_FIX: Final = (
-    "point working_directory at the project Codex should work in, "
-    'e.g. working_directory = "~/projects/my-repo", a folder that holds none of conf.toml, '
-    ".env and state_dir"
-)
 
 
 class _Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -148,6 +144,8 @@ class TelegramConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=
 
     allowed_users: tuple[int, ...] = ()
     api_base_url: str = "https://api.telegram.org"
+    token_file: str = ""
+    """A file holding only the bot token; resolved against the config folder by `load_config`."""
     request_timeout: float = 30.0
     max_chunks: int = 4
     rate_limit: float = 30.0
@@ -236,6 +234,18 @@ class Profile(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     system_prompt_file: str = ""
     default_mode: Literal["single", "plan"] = "plan"
     role_prompts: RolePrompts = RolePrompts()
+    users: tuple[int, ...] | None = None
+    """Telegram user ids that may use this profile; None (the key absent): every allowed user.
+    Required for a profile that leaves the sandbox or turns approvals off."""
+
+    def allows(self, user_id: int) -> bool:
+        """Whether `user_id` (already on the allow-list) may use this profile."""
+        return self.users is None or user_id in self.users
+
+    @property
+    def privileged(self) -> bool:
+        """The agent runs outside the sandbox, or nobody is asked before it acts."""
+        return self.sandbox == "danger-full-access" or self.approval_policy == "never"
 
 
 class Config(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -282,6 +292,22 @@ class LoadedConfig(msgspec.Struct, frozen=True, kw_only=True):
     path: Path
     token: Secret
     token_source: str
+    token_from_file: bool = False
+    """The token came from ``telegram.token_file`` or a systemd credential, not the environment."""
+    secret_files: tuple[tuple[str, Path], ...] = ()
+    """(what, path) of every file holding a secret: the config file, ``.env``, the token file."""
+
+    def permission_warnings(self) -> list[str]:
+        """Which of `secret_files` other users can read or write, one line each with the fix."""
+        return secret_file_warnings(self.secret_files)
+
+    def secret_warnings(self) -> list[tuple[str, str, str]]:
+        """``doctor``'s rows about the token's safety: (check, problem, fix)."""
+        rows = [] if self.token_from_file else [TOKEN_NOT_IN_FILE]
+        for warning in self.permission_warnings():
+            what, _, fix = warning.partition(": run ")
+            rows.append(("permissions", what, fix))
+        return rows
 
 
 def default_config_path(environ: Mapping[str, str]) -> Path:
@@ -315,43 +341,35 @@ def load_config(
     path = path.absolute()
     shown = str(path)
     config = _resolve(_decode(path, shown), path.parent, shown, environ)
-    token, source, dotenvs = _find_token(environ, cwd or Path.cwd(), path.parent)
-    _check_workspaces(config, path, dotenvs, shown)
-    secret = Secret(token)
+    token_file = config.telegram.token_file
+    found = find_token(
+        environ,
+        cwd or Path.cwd(),
+        path.parent,
+        token_file=Path(token_file) if token_file else None,
+        shown=shown,
+    )
+    secret_files = (("the config file", path), *found.files)
+    check_workspaces(config, secret_files, shown)
+    secret = Secret(found.value)
     if require_token:
-        problem = token_error(secret, source, path.parent)
+        problem = token_error(secret, found.source, path.parent)
         if problem is not None:
             raise problem
-    return LoadedConfig(config=config, path=path, token=secret, token_source=source)
+    return LoadedConfig(
+        config=config,
+        path=path,
+        token=secret,
+        token_source=found.source,
+        token_from_file=found.from_file,
+        secret_files=secret_files,
+    )
 
 
 def token_error(token: Secret, source: str, config_folder: Path) -> ConfigError | None:
     """What is wrong with the token (unset, the `.env.example` placeholder, malformed), if
     anything. `load_config` raises it for ``start``; ``doctor`` shows it in its token row."""
-    value = token.reveal()
-    if not value:
-        return ConfigError(
-            ".env",
-            TOKEN_VARIABLE,
-            "the bot token is not set",
-            f"put {TOKEN_VARIABLE}=<token from @BotFather> in the environment or in a .env "
-            f"file in the current directory or in {config_folder}",
-        )
-    if _PLACEHOLDER_MARK in value:
-        return ConfigError(
-            source,
-            TOKEN_VARIABLE,
-            "still the placeholder from .env.example",
-            f"put the token from @BotFather (/mybots → API Token) in {source}",
-        )
-    if not _TOKEN_SHAPE.match(value):
-        return ConfigError(
-            source,
-            TOKEN_VARIABLE,
-            "the bot token does not look like a Telegram token (<digits>:<35 characters>)",
-            "copy the token exactly as @BotFather printed it",
-        )
-    return None
+    return _token_error(token.reveal(), source, config_folder)
 
 
 def _decode(path: Path, shown: str) -> Config:
@@ -416,7 +434,7 @@ def _validation_error(shown: str, message: str, prefix: str = "") -> ConfigError
 
 def _resolve(config: Config, folder: Path, shown: str, environ: Mapping[str, str]) -> Config:
     """Check cross-key rules and make every path absolute."""
-    _check_ranges(config, shown)
+    check_ranges(config, shown)
     profiles = dict(config.profiles) or {"default": Profile()}
     if config.default_profile not in profiles:
         raise ConfigError(
@@ -425,6 +443,7 @@ def _resolve(config: Config, folder: Path, shown: str, environ: Mapping[str, str
             f"no profile named {config.default_profile!r} (profiles: {', '.join(profiles)})",
             f"add [profiles.{config.default_profile}] or set default_profile to one of them",
         )
+    check_profile_users(config.telegram.allowed_users, profiles, config.default_profile, shown)
     resolved: dict[str, Profile] = {}
     for name, profile in profiles.items():
         where = f"profiles.{name}"
@@ -467,169 +486,16 @@ def _resolve(config: Config, folder: Path, shown: str, environ: Mapping[str, str
     return msgspec.structs.replace(
         config,
         state_dir=str(_absolute(config.state_dir, folder, environ)),
+        telegram=msgspec.structs.replace(
+            config.telegram,
+            token_file=(
+                str(_absolute(config.telegram.token_file, folder, environ))
+                if config.telegram.token_file
+                else ""
+            ),
+        ),
         profiles=resolved,
     )
-
-
-_Rule = tuple[str, float, float, float, str]
-"""(key, value, lowest, highest, what the value means); `highest` may be ``math.inf``."""
-
-
-def _check_ranges(config: Config, shown: str) -> None:
-    """Every number against a range that makes sense; floats must also be finite (TOML has
-    ``nan`` and ``inf``, and trio rejects a ``nan`` deadline at the first use)."""
-    telegram, polling, codex = config.telegram, config.telegram.polling, config.codex
-    sessions = config.sessions
-    inf = math.inf
-    rules: list[_Rule] = [
-        (
-            "telegram.polling.timeout",
-            polling.timeout,
-            1,
-            MAX_POLL_TIMEOUT,
-            "seconds of one getUpdates long poll; Telegram caps it at 50, and 0 would poll "
-            "non-stop",
-        ),
-        ("telegram.polling.limit", polling.limit, 1, 100, "updates per poll (Telegram: 1-100)"),
-        ("telegram.request_timeout", telegram.request_timeout, 1, 600, "seconds"),
-        ("telegram.retry_backoff_max", telegram.retry_backoff_max, 1, 600, "seconds"),
-        ("telegram.max_chunks", telegram.max_chunks, 1, 50, "4096-character messages"),
-        (
-            "codex.pool_size",
-            codex.pool_size,
-            1,
-            MAX_POOL_SIZE,
-            "warm Codex processes, all started at once",
-        ),
-        (
-            "codex.calls_per_worker",
-            codex.calls_per_worker,
-            1,
-            MAX_CALLS_PER_WORKER,
-            "calls at once per worker",
-        ),
-        ("codex.startup_timeout", codex.startup_timeout, 1, inf, "seconds"),
-        ("codex.request_timeout", codex.request_timeout, 1, inf, "seconds"),
-        ("codex.stall_timeout", codex.stall_timeout, 1, inf, "seconds"),
-        (
-            "codex.endpoint_failure_limit",
-            codex.endpoint_failure_limit,
-            10,
-            inf,
-            "seconds a turn may go without progress (only reconnect notices, or silence while "
-            "no command runs) before it is stopped",
-        ),
-        ("codex.affinity_wait", codex.affinity_wait, 0.001, inf, "seconds"),
-        (
-            "codex.ping_interval",
-            codex.ping_interval,
-            1,
-            inf,
-            "seconds between pings of an idle worker",
-        ),
-        ("codex.recycle_rss_mb", codex.recycle_rss_mb, 0, inf, "MB; 0 turns the limit off"),
-        (
-            "codex.recycle_threads",
-            codex.recycle_threads,
-            1,
-            inf,
-            "threads a worker creates before it is restarted; there is no 'off', use a large "
-            "number",
-        ),
-        ("sessions.idle_ttl", sessions.idle_ttl, 1, inf, "seconds"),
-        ("sessions.queue_limit", sessions.queue_limit, 1, 1000, "prompts per chat"),
-        ("sessions.batch_window", sessions.batch_window, 0, 60, "seconds; 0 = no batching"),
-        (
-            "sessions.approval_timeout",
-            sessions.approval_timeout,
-            1,
-            86400,
-            "seconds an approval waits before it counts as deny",
-        ),
-        ("traces.preview_chars", config.traces.preview_chars, 0, inf, "characters; 0 = none"),
-        ("shutdown.drain_grace", config.shutdown.drain_grace, 0, inf, "seconds"),
-        ("disk.rotate_mb", config.disk.rotate_mb, 1, 100_000, "MB per file before it rolls over"),
-        ("disk.rotate_keep", config.disk.rotate_keep, 1, 1000, "rolled-over files kept"),
-    ]
-    for key, value, lowest, highest, meaning in rules:
-        if not (math.isfinite(value) and lowest <= value <= highest):
-            allowed = f"at least {lowest:g}" if highest == inf else f"{lowest:g} to {highest:g}"
-            raise ConfigError(
-                shown, key, f"{value!r} is out of range", f"use a value {allowed} ({meaning})"
-            )
-    rate = telegram.rate_limit
-    if not (math.isfinite(rate) and (rate == 0 or 1 <= rate <= MAX_RATE_LIMIT)):
-        raise ConfigError(
-            shown,
-            "telegram.rate_limit",
-            f"{rate!r} is out of range (below 1 it would round down to unlimited)",
-            f"use 1 to {MAX_RATE_LIMIT:g} calls per second (Telegram allows ~30), or 0 for "
-            "unlimited (self-hosted Bot API servers only)",
-        )
-    for index, user in enumerate(telegram.allowed_users):
-        if user <= 0:
-            raise ConfigError(
-                shown,
-                f"telegram.allowed_users[{index}]",
-                f"{user} is not a user id (user ids are positive; negative ids are groups)",
-                "put the numeric id of each Telegram user, e.g. allowed_users = [123456789]",
-            )
-    if config.codex.command and not config.codex.command[0]:
-        raise ConfigError(
-            shown,
-            "codex.command",
-            "the program name is empty",
-            f'e.g. ["codex", "{config.codex.subcommand}"]',
-        )
-    command = config.codex.command
-    other = "mcp-server" if config.codex.backend == "app-server" else "app-server"
-    if command and command[-1] == other:
-        raise ConfigError(
-            shown,
-            "codex.command",
-            f"it starts `{other}` but codex.backend is {config.codex.backend!r}",
-            f'set backend = "{"mcp" if other == "mcp-server" else "app-server"}", or end the '
-            f'command with "{config.codex.subcommand}"',
-        )
-    for index, name in enumerate(config.codex.env_passthrough):
-        if name == TOKEN_VARIABLE or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-            raise ConfigError(
-                shown,
-                f"codex.env_passthrough[{index}]",
-                f"{name!r} is not a variable a worker may inherit",
-                "list plain variable names, never TELEGRAM_BOT_TOKEN",
-            )
-    problem = _url_problem(telegram.api_base_url)
-    if problem:
-        raise ConfigError(
-            shown,
-            "telegram.api_base_url",
-            f"{problem}",
-            'use "https://api.telegram.org", or your Bot API server as '
-            "http(s)://host[:port][/path] without query, fragment or user:password",
-        )
-
-
-def _url_problem(url: str) -> str:
-    """Why `url` is not a plain ``http(s)://host[:port][/path]``, or "" when it is one."""
-    if not url or url != url.strip() or any(ch.isspace() or ord(ch) < 32 for ch in url):
-        return "empty or contains spaces"
-    try:
-        parts = urlsplit(url)
-        port = parts.port  # raises ValueError on a bad port
-    except ValueError:
-        return "not a valid URL (bad port or brackets)"
-    if parts.scheme not in ("http", "https"):
-        return "not an http(s) URL"
-    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
-        return "contains credentials (user:password@)"
-    if not parts.hostname:
-        return "has no host"
-    if parts.query or parts.fragment or "?" in url or "#" in url:
-        return "has a query or fragment"
-    if port == 0:
-        return "port 0"
-    return ""
 
 
 def _expand(value: str, environ: Mapping[str, str]) -> Path:
@@ -654,55 +520,6 @@ def _existing_file(
     if not path.is_file():
         raise ConfigError(shown, key, f"{path} does not exist", "create the file or fix the path")
     return str(path)
-
-
-def _find_token(
-    environ: Mapping[str, str], cwd: Path, config_folder: Path
-) -> tuple[str, str, list[Path]]:
-    """The token, where it came from (environment, ./.env, then the config's .env), and
-    every candidate ``.env`` that defines it (the workspace must hold none of them)."""
-    token, source = "", ".env"
-    if environ.get(TOKEN_VARIABLE):
-        token, source = environ[TOKEN_VARIABLE].strip(), "environment"
-    dotenvs: list[Path] = []
-    for folder in dict.fromkeys((cwd.absolute(), config_folder)):
-        dotenv = folder / ".env"
-        if dotenv.is_file():
-            value = (dotenv_values(dotenv).get(TOKEN_VARIABLE) or "").strip()
-            if value:
-                dotenvs.append(dotenv)
-                if not token:
-                    token, source = value, str(dotenv)
-    return token, source, dotenvs
-
-
-def _check_workspaces(config: Config, path: Path, dotenvs: list[Path], shown: str) -> None:
-    """No profile's working directory may hold the bot's own files or lie inside state_dir:
-    the agent can write there, and Codex edited conf.toml's allowed_users unasked."""
-    state_dir = Path(config.state_dir).resolve()
-    files = [("the config file", path), *(("the .env file", dotenv) for dotenv in dotenvs)]
-    for name, profile in config.profiles.items():
-        workspace = Path(profile.working_directory).resolve()
-        found = ""
-        for what, file in files:
-            # Both where the file is (its folder resolved) and what it points to.
-            for candidate in (file.parent.resolve() / file.name, file.resolve()):
-                if candidate.is_relative_to(workspace):
-                    found = f"contains {what} {candidate}"
-                    break
-            if found:
-                break
-        if not found and state_dir.is_relative_to(workspace):
-            found = f"contains state_dir {state_dir}"
-        if not found and workspace.is_relative_to(state_dir):
-            found = f"lies inside state_dir {state_dir}"
-        if found:
-            raise ConfigError(
-                shown,
-                f"profiles.{name}.working_directory",
-                f"{workspace} {found}, which Codex could then read and rewrite",
-                WORKSPACE_FIX,
-            )
 
 
 def worker_environment(

@@ -13,8 +13,17 @@ update ledger (`UpdateLedger`), trace lines (the tracer) and the chat's prompt f
 - `DiskTrouble` reports a failing kind of write (a full, read-only or over-quota disk) at most
   once a minute instead of crashing or flooding the log: the caller keeps serving from memory.
 - `roll_over` keeps an append-only log file below a size (traces, worker logs).
+- `read_regular` reads a file only if it is a regular file.
+- `secure_state_dir` tightens ``state_dir`` at start.
 
-The last three block: call them through `run_sync`.
+The others block: call them through `run_sync`.
+
+State is private and never followed (docs/telegram-integration-runbook.md, "Threat model"):
+files are created 0600 and folders 0700 (whatever the umask); no path under ``state_dir`` is
+opened through a symlink (``O_NOFOLLOW``, and ``lstat`` of the folder), and nothing is opened
+so that it could block (``O_NONBLOCK``: a FIFO planted where a file should be would hang the
+open or the read for ever). A symlink, folder or FIFO where a file should be raises
+`NotARegularFile`, which the owner of the file handles like damage: set aside and reported.
 
 Why `run_sync` decides by itself whether to use a thread, instead of a flag: a worker thread
 is wrong in exactly one case, a run on a virtual clock (tests under ``autojump_clock``). While
@@ -33,6 +42,7 @@ import errno
 import itertools
 import logging
 import os
+import stat
 import sys
 from typing import TYPE_CHECKING, Final, TypeVar, TypeVarTuple, Unpack, final
 
@@ -44,15 +54,37 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DISK_TROUBLE_LOG_INTERVAL",
+    "FILE_MODE",
+    "FOLDER_MODE",
     "DiskTrouble",
+    "NotARegularFile",
     "append",
+    "read_regular",
     "roll_over",
     "run_sync",
+    "secure_state_dir",
     "set_aside",
     "write_atomically",
 ]
 
 logger: Final = logging.getLogger(__name__)
+
+FILE_MODE: Final = 0o600
+"""State files: the bot's user only (sessions hold prompts; traces hold previews)."""
+FOLDER_MODE: Final = 0o700
+"""State folders: the bot's user only."""
+
+_NOT_REGULAR_ERRNOS: Final = frozenset({errno.ELOOP, errno.ENXIO, errno.EISDIR, errno.ENOTDIR})
+"""What ``open`` says for a symlink (O_NOFOLLOW), a FIFO without reader (O_NONBLOCK write), a
+folder (write), or a path through a file."""
+
+_STATE_FOLDERS: Final = ("sessions", "traces", "logs", "workers")
+_STATE_FILES: Final = ("updates.json", "session.key")
+
+
+class NotARegularFile(OSError):
+    """A symlink, folder, FIFO or device where a state file (or folder) should be."""
+
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
@@ -93,18 +125,33 @@ def _time_is_virtual() -> bool:
 def write_atomically(path: Path, data: bytes) -> None:
     """Replace `path` with `data` atomically and durably (blocking).
 
-    Writes ``<path>.tmp-<pid>-<n>``, fsyncs it, renames it over `path`, then fsyncs the folder
-    so the rename itself survives a power loss. The temporary name is unique per write, so
-    two writers never rename each other's file away. Creates the folder if needed. When the
-    disk refuses (full, read-only), the temporary file is removed and the `OSError` raised.
+    Writes ``<path>.tmp-<pid>-<n>`` (created 0600, never through a symlink), fsyncs it,
+    renames it over `path`, then fsyncs the folder so the rename itself survives a power loss.
+    The temporary name is unique per write, so two writers never rename each other's file
+    away. Creates the folder (0700) if needed. A folder where `path` should be is set aside
+    first; a symlink or FIFO there is replaced, never followed.
+
+    When the disk refuses (full, read-only), the temporary file is removed and the
+    `OSError` raised.
+
+    Raises:
+        NotARegularFile: the folder of `path` is a symlink or not a folder.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_folder(path.parent)
     temporary = path.with_name(f"{path.name}.tmp-{os.getpid()}-{next(_WRITE_NUMBERS)}")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    descriptor = os.open(temporary, flags, FILE_MODE)
     try:
-        with temporary.open("wb") as handle:
+        with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        try:
+            if stat.S_ISDIR(os.lstat(path).st_mode):
+                moved = set_aside(path)
+                logger.error("%s was a folder, not a file; moved it to %s", path, moved.name)
+        except FileNotFoundError:
+            pass
         temporary.replace(path)
     except OSError:
         temporary.unlink(missing_ok=True)  # a full disk must not fill up with halves
@@ -114,6 +161,41 @@ def write_atomically(path: Path, data: bytes) -> None:
         os.fsync(folder)
     finally:
         os.close(folder)
+
+
+def ensure_folder(folder: Path) -> None:
+    """Create `folder` (0700, with its parents) if needed; refuse a symlink or a non-folder.
+
+    Raises:
+        NotARegularFile: `folder` is a symlink or not a folder.
+    """
+    folder.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
+    if not stat.S_ISDIR(os.lstat(folder).st_mode):
+        raise NotARegularFile(
+            errno.ENOTDIR, "a symlink or a file where a folder should be", str(folder)
+        )
+
+
+def read_regular(path: Path) -> bytes:
+    """The bytes of `path` if it is a regular file (blocking); never follows a symlink and
+    never blocks on a FIFO.
+
+    Raises:
+        FileNotFoundError: there is nothing at `path`.
+        NotARegularFile: a symlink, folder, FIFO or device is at `path`.
+    """
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        descriptor = os.open(path, flags)
+    except OSError as error:
+        if error.errno in _NOT_REGULAR_ERRNOS:
+            raise NotARegularFile(error.errno, "not a regular file", str(path)) from None
+        raise
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        raise NotARegularFile(errno.EINVAL, "not a regular file", str(path))
+    with os.fdopen(descriptor, "rb") as handle:
+        return handle.read()
 
 
 def set_aside(path: Path) -> Path:
@@ -129,10 +211,27 @@ def set_aside(path: Path) -> Path:
 
 
 def append(path: Path, data: bytes) -> None:
-    """Append `data` to `path`, creating the file and its folder if needed (blocking)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("ab") as handle:
-        handle.write(data)
+    """Append `data` to `path`, creating the file (0600) and its folder if needed (blocking).
+
+    A symlink, folder or FIFO at `path` is set aside (logged) and a fresh file is started.
+    """
+    ensure_folder(path.parent)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    for attempt in range(2):
+        try:
+            descriptor = os.open(path, flags, FILE_MODE)
+        except OSError as error:
+            if error.errno not in _NOT_REGULAR_ERRNOS or attempt:
+                raise
+        else:
+            if stat.S_ISREG(os.fstat(descriptor).st_mode):
+                with os.fdopen(descriptor, "ab") as handle:
+                    handle.write(data)
+                return
+            os.close(descriptor)
+        moved = set_aside(path)
+        logger.error("%s was not a regular file; moved it to %s", path, moved.name)
+    raise NotARegularFile(errno.EINVAL, "not a regular file", str(path))
 
 
 def roll_over(path: Path, max_bytes: int, keep: int) -> bool:
@@ -195,3 +294,51 @@ def _describe(error: OSError) -> str:
     if error.errno in FULL_DISK_ERRNOS:
         return f"{os.strerror(error.errno or 0)} ({error.filename or 'disk'})"
     return str(error)
+
+
+def secure_state_dir(state_dir: Path) -> list[str]:
+    """Make `state_dir` private and set aside what does not belong (blocking; at start).
+
+    `state_dir` becomes 0700; its folders (sessions, traces, logs, workers) 0700 and the
+    regular files in them 0600, and so the update ledger and the session key. A symlink or
+    other non-folder where one of those folders should be, and a symlink, folder or FIFO in
+    one of them or where a state file should be (a worker log symlinked to ``~/.bashrc``
+    would be appended to), is renamed to ``<name>.corrupt-<UTC time>``.
+
+    Returns:
+        One line per thing set aside, for the log.
+    """
+    reports: list[str] = []
+
+    def aside(path: Path, what: str) -> None:
+        moved = set_aside(path)
+        reports.append(f"{path} was {what}; moved it to {moved.name}")
+
+    state_dir.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)  # itself: the operator's
+    os.chmod(state_dir, FOLDER_MODE)
+    for name in _STATE_FILES:
+        path = state_dir / name
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            continue
+        if stat.S_ISREG(mode):
+            os.chmod(path, FILE_MODE, follow_symlinks=False)
+        else:
+            aside(path, "not a regular file")
+    for name in _STATE_FOLDERS:
+        folder = state_dir / name
+        try:
+            mode = os.lstat(folder).st_mode
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISDIR(mode):
+            aside(folder, "not a folder (a symlink or a file)")
+            continue
+        os.chmod(folder, FOLDER_MODE, follow_symlinks=False)
+        for entry in os.scandir(folder):
+            if entry.is_file(follow_symlinks=False):
+                os.chmod(entry.path, FILE_MODE, follow_symlinks=False)
+            elif ".corrupt-" not in entry.name:
+                aside(folder / entry.name, "not a regular file")
+    return reports

@@ -232,6 +232,11 @@ class UpdateLive(_SenderBase, frozen=True, kw_only=True, tag="live"):
     shown_to: trio.MemorySendChannel[int] | None = None
     """Told the message id (``send_nowait``, never blocking) each time the sender sends the
     message anew, so the owner can find it again after a restart (never encoded)."""
+    document: bytes = b""
+    """Sent as a file (`document_name`, `document_caption`) before the slot's first message;
+    if it cannot be delivered, the message (and its buttons) is not sent either."""
+    document_name: str = ""
+    document_caption: str = ""
 
 
 class CloseLive(_SenderBase, frozen=True, kw_only=True, tag="close_live"):

@@ -1,7 +1,9 @@
 """Secret redaction: the one definition of what never leaves the process in clear.
 
 Every text the bot writes outside itself passes through `redact`: log records (the
-`orchestrator.logging` filter), trace lines (the tracer) and the ``doctor`` table. It removes
+`orchestrator.logging` filter), trace lines (the tracer), the ``doctor`` table, every message
+the sender takes in for a chat (`redact_outbound`, before rendering and splitting, so a token
+cannot be cut in two across messages), and every session file (the session store). It removes
 the secrets it is given (the bot token) and anything shaped like a Telegram bot token, ours or
 not: httpx puts request URLs, and so the token, into its messages, and a Codex error text can
 quote an environment.
@@ -12,10 +14,16 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Final
 
+import msgspec
+
+from orchestrator.messages import AnswerCallback, CloseLive, SendReply, UpdateLive
+
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-__all__ = ["REDACTED", "TOKEN_PATTERN", "redact"]
+    from orchestrator.messages import SenderMsg
+
+__all__ = ["REDACTED", "TOKEN_PATTERN", "redact", "redact_outbound"]
 
 REDACTED: Final = "[REDACTED]"
 """What a secret is replaced with."""
@@ -31,3 +39,27 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
         if secret:
             text = text.replace(secret, REDACTED)
     return TOKEN_PATTERN.sub(REDACTED, text)
+
+
+def redact_outbound(message: SenderMsg, secrets: Iterable[str] = ()) -> SenderMsg:
+    """`message` with `redact` applied to every text it would show in a chat."""
+    secrets = tuple(secrets)
+    match message:
+        case SendReply():
+            return msgspec.structs.replace(message, markdown=redact(message.markdown, secrets))
+        case UpdateLive():
+            document = message.document
+            if document:
+                document = redact(document.decode("utf-8", "replace"), secrets).encode()
+            return msgspec.structs.replace(
+                message,
+                text=redact(message.text, secrets),
+                document=document,
+                document_caption=redact(message.document_caption, secrets),
+            )
+        case CloseLive() if message.final_text:
+            return msgspec.structs.replace(message, final_text=redact(message.final_text, secrets))
+        case AnswerCallback() if message.text:
+            return msgspec.structs.replace(message, text=redact(message.text, secrets))
+        case _:
+            return message

@@ -2,15 +2,29 @@
 
 This module owns the session file format (`SessionState`, versioned) and when it is written.
 How is `orchestrator.disk`'s: atomically (a crash or a power loss leaves either the old or the
-new file, never half of one), in a worker thread. A file that cannot be read is set aside
-(``<name>.corrupt-<UTC time>``) and reported to the caller, which tells the user and starts a
-fresh session: damage is never silently dropped and never a crash loop.
+new file, never half of one), in a worker thread. The bot token (and anything shaped like one)
+is redacted from every file written (`orchestrator.redaction`). A file that cannot be read is
+set aside (``<name>.corrupt-<UTC time>``) and reported to the caller, which tells the user and
+starts a fresh session: damage is never silently dropped and never a crash loop. A symlink,
+folder or FIFO where a session file should be counts as damage (`orchestrator.disk`).
+
+Queued prompts and the waiting parts of a paste (``batch``) run after a restart on their own,
+so a file that carries them must have been written by this bot: each file holds
+``queue_mac``, an HMAC-SHA256 over its session key, its queue and its batch, with a key kept
+in ``state_dir/session.key`` (32 random bytes, created 0600 at the first write). A queue whose
+MAC does not match (planted, edited, or from before this check) is not run: it is dropped from
+the state, logged, and reported in `LoadedSession.dropped_queue` so the chat tells its user.
+What this does and does not stop is in docs/telegram-integration-runbook.md, "Threat model".
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+import os
 import re
+import secrets as random_secrets
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,10 +35,11 @@ import trio
 
 from orchestrator import disk
 from orchestrator.messages import SessionKey
+from orchestrator.redaction import redact
 from orchestrator.workflow_types import TokenUsage
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Sequence
 
 
 __all__ = [
@@ -84,6 +99,8 @@ class SessionState(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
             under it (a graceful stop clears it).
         batch: texts received but not started yet (the parts of a long paste).
         interrupted: the request a kill interrupted, offered with a "Run again" button.
+        queue_mac: the HMAC of the key, the queue and the batch (module docstring); set by
+            the store on write, checked and cleared on load.
     """
 
     version: int = SESSION_FORMAT_VERSION
@@ -98,6 +115,7 @@ class SessionState(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     running: RequestRecord | None = None
     batch: tuple[str, ...] = ()
     interrupted: RequestRecord | None = None
+    queue_mac: str = ""
 
 
 class LoadedSession(msgspec.Struct, frozen=True, kw_only=True):
@@ -109,11 +127,14 @@ class LoadedSession(msgspec.Struct, frozen=True, kw_only=True):
 
     state: SessionState | None
     corrupt_moved_to: Path | None = None
+    dropped_queue: int = 0
+    """Queued prompts and batch parts not restored because the file's MAC did not match."""
 
 
 _FILE_NAME: Final = re.compile(r"^(-?\d+)-(\d+)(?:-t(\d+))?\.json$")
 _ENCODER: Final = msgspec.json.Encoder()
 _DECODER: Final = msgspec.json.Decoder(SessionState)
+_DAMAGE: Final = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 
 
 @dataclass
@@ -124,7 +145,7 @@ class _KeyWrites:
     users: int = 0
     requested: int = 0
     written: int = 0
-    newest: bytes = b""
+    newest: SessionState | None = None
 
 
 @final
@@ -136,8 +157,11 @@ class SessionStore:
     serialized in call order (trio's locks are fair), so the newest state is the one left.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, secrets: Sequence[str] = ()) -> None:
         self.root = root
+        self.key_path = root.parent / "session.key"
+        self._secrets = tuple(secret for secret in secrets if secret)
+        self._mac_key: bytes | None = None
         self._keys: dict[SessionKey, _KeyWrites] = {}
 
     def path_for(self, key: SessionKey) -> Path:
@@ -146,7 +170,13 @@ class SessionStore:
 
     async def load(self, key: SessionKey) -> LoadedSession:
         """Read `key`'s session; a damaged file is set aside and reported, not raised."""
-        return await disk.run_sync(self._load_blocking, key)
+        mac_key = await self._key()
+        return await disk.run_sync(self._load_blocking, key, mac_key)
+
+    async def _key(self) -> bytes:
+        if self._mac_key is None:
+            self._mac_key = await disk.run_sync(_load_or_create_key, self.key_path)
+        return self._mac_key
 
     async def save(self, key: SessionKey, state: SessionState) -> None:
         """Write `key`'s session atomically; on return it (or a newer state) is on disk.
@@ -157,14 +187,22 @@ class SessionStore:
         """
         async with self._exclusive(key) as writes:
             writes.requested += 1
-            writes.newest = _ENCODER.encode(state)
+            writes.newest = state
             wanted = writes.requested
             async with writes.lock:
                 if writes.written >= wanted:
                     return  # a newer state went to disk while this one waited
-                generation, data = writes.requested, writes.newest
+                generation, newest = writes.requested, writes.newest
+                assert newest is not None  # set by every save before it waits
+                data = self._encode(_signed(newest, key, await self._key()))
                 await disk.run_sync(disk.write_atomically, self.path_for(key), data)
                 writes.written = generation
+
+    def _encode(self, state: SessionState) -> bytes:
+        """`state` as JSON with the secrets (the bot token) redacted: a prompt or a summary
+        that quotes the token must not put it on disk. A token holds no character that JSON
+        escapes, so redacting the encoded text finds it wherever it is."""
+        return redact(_ENCODER.encode(state).decode(), self._secrets).encode()
 
     @asynccontextmanager
     async def _exclusive(self, key: SessionKey) -> AsyncIterator[_KeyWrites]:
@@ -180,15 +218,19 @@ class SessionStore:
             if not writes.users:
                 del self._keys[key]
 
-    def _load_blocking(self, key: SessionKey) -> LoadedSession:
+    def _load_blocking(self, key: SessionKey, mac_key: bytes) -> LoadedSession:
         path = self.path_for(key)
         try:
-            data = path.read_bytes()
+            data = disk.read_regular(path)
+            state = _DECODER.decode(data)
         except FileNotFoundError:
             return LoadedSession(state=None)
-        try:
-            state = _DECODER.decode(data)
-        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as error:
+        except (
+            disk.NotARegularFile,
+            msgspec.DecodeError,
+            UnicodeDecodeError,
+            RecursionError,
+        ) as error:
             moved_to = disk.set_aside(path)
             logger.error(
                 "session file %s is damaged (%s); moved it to %s and started afresh",
@@ -207,14 +249,24 @@ class SessionStore:
                 moved_to.name,
             )
             return LoadedSession(state=None, corrupt_moved_to=moved_to)
-        return LoadedSession(state=state)
+        if (state.queue or state.batch) and not _queue_is_ours(state, key, mac_key):
+            dropped = len(state.queue) + len(state.batch)
+            logger.error(
+                "session file %s holds %d waiting prompt(s) this bot did not write; not run",
+                path,
+                dropped,
+            )
+            unsigned = msgspec.structs.replace(state, queue=(), batch=(), queue_mac="")
+            return LoadedSession(state=unsigned, dropped_queue=dropped)
+        return LoadedSession(state=msgspec.structs.replace(state, queue_mac=""))
 
     async def keys_with_queue(self) -> list[SessionKey]:
         """Sessions that have prompts waiting, or a request a kill interrupted (to resume or
-        report them after a restart)."""
-        return await disk.run_sync(self._keys_with_queue_blocking)
+        report them after a restart); a queue or batch this bot did not write does not count."""
+        mac_key = await self._key()
+        return await disk.run_sync(self._keys_with_queue_blocking, mac_key)
 
-    def _keys_with_queue_blocking(self) -> list[SessionKey]:
+    def _keys_with_queue_blocking(self, mac_key: bytes) -> list[SessionKey]:
         keys = []
         try:
             names = sorted(path.name for path in self.root.iterdir())
@@ -227,9 +279,58 @@ class SessionStore:
             thread = int(match[3]) if match[3] else None
             key = SessionKey(chat_id=int(match[1]), user_id=int(match[2]), thread_id=thread)
             try:
-                state = _DECODER.decode((self.root / name).read_bytes())
+                state = _DECODER.decode(disk.read_regular(self.root / name))
             except (OSError, msgspec.DecodeError, UnicodeDecodeError, RecursionError):
                 continue  # the chat's own load reports and sets it aside
-            if state.queue or state.running is not None or state.batch:
+            waiting = (state.queue or state.batch) and _queue_is_ours(state, key, mac_key)
+            if waiting or state.running is not None:
                 keys.append(key)
         return keys
+
+
+MAC_KEY_BYTES: Final = 32
+
+
+def _load_or_create_key(path: Path) -> bytes:
+    """The session MAC key at `path`, created (0600, never through a symlink) if missing.
+
+    Created whole or not at all: written to a temporary file, then hard-linked into place,
+    which fails if another process made the key first (then its key is used).
+    """
+    try:
+        data = disk.read_regular(path)
+    except FileNotFoundError:
+        disk.ensure_folder(path.parent)
+        fresh = random_secrets.token_bytes(MAC_KEY_BYTES)
+        temporary = path.with_name(f"{path.name}.tmp-{os.getpid()}-{id(fresh)}")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        with os.fdopen(os.open(temporary, flags, disk.FILE_MODE), "wb") as handle:
+            handle.write(fresh)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            data = disk.read_regular(path)
+        else:
+            data = fresh
+        finally:
+            temporary.unlink()
+    if len(data) < MAC_KEY_BYTES:
+        raise disk.NotARegularFile(0, "the session key is too short", str(path))
+    return data
+
+
+def _queue_mac(state: SessionState, key: SessionKey, mac_key: bytes) -> str:
+    """The HMAC of what runs after a restart by itself: the queue and the batch."""
+    message = _ENCODER.encode([key.file_stem(), list(state.queue), list(state.batch)])
+    return hmac.new(mac_key, message, hashlib.sha256).hexdigest()
+
+
+def _signed(state: SessionState, key: SessionKey, mac_key: bytes) -> SessionState:
+    mac = _queue_mac(state, key, mac_key) if state.queue or state.batch else ""
+    return msgspec.structs.replace(state, queue_mac=mac)
+
+
+def _queue_is_ours(state: SessionState, key: SessionKey, mac_key: bytes) -> bool:
+    return hmac.compare_digest(state.queue_mac, _queue_mac(state, key, mac_key))

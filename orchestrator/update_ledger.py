@@ -11,6 +11,7 @@ The poller records an id right after the router accepted the update and persists
 before the next hand-off, so the window in which a crash can cause a repeat is one atomic
 file write (`orchestrator.disk`). A damaged file is set aside (``.corrupt-<time>``) and
 logged; the ledger starts empty (the worst case is one redelivered batch, never a crash loop).
+So is a symlink, folder or FIFO in its place (never followed, never waited on).
 A file that cannot be read at all (an I/O error, a folder in its place) is logged and the
 ledger starts empty too. `persist` raises `OSError` when the disk refuses the write; the poller
 then goes on with the ledger in memory (see `actors.telegram_poller`).
@@ -91,22 +92,26 @@ class UpdateLedger:
 
 def _load(path: Path) -> _LedgerFile:
     try:
-        data = path.read_bytes()
+        return _DECODER.decode(disk.read_regular(path))
     except FileNotFoundError:
         return _LedgerFile()
-    except OSError as error:
-        logger.error(
-            "cannot read the update ledger %s (%s); starting with an empty one", path, error
-        )
-        return _LedgerFile()
-    try:
-        return _DECODER.decode(data)
-    except (msgspec.DecodeError, RecursionError) as error:
-        aside = disk.set_aside(path)
+    except (disk.NotARegularFile, msgspec.DecodeError, RecursionError) as error:
+        try:
+            aside = disk.set_aside(path)
+        except OSError as failure:
+            logger.error(
+                "cannot read the update ledger %s (%s); starting with an empty one", path, failure
+            )
+            return _LedgerFile()
         logger.error(
             "update ledger %s is damaged (%s); moved it to %s and started a new one",
             path,
             error,
             aside.name,
+        )
+        return _LedgerFile()
+    except OSError as error:  # an I/O error: the ledger starts empty, the poller goes on
+        logger.error(
+            "cannot read the update ledger %s (%s); starting with an empty one", path, error
         )
         return _LedgerFile()

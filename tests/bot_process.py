@@ -66,7 +66,7 @@ def write_config(
     codex_command: Sequence[str],
     codex_env: Mapping[str, str],
     batch_window: float,
-    profile: Mapping[str, str] | None = None,
+    profile: Mapping[str, object] | None = None,
     codex: Mapping[str, str | float] | None = None,
     telegram: Mapping[str, float | int | bool] | None = None,
 ) -> Path:
@@ -136,14 +136,19 @@ async def _read_all(process: trio.Process, bot: Bot) -> None:
 
 
 @asynccontextmanager
-async def running(config: Path, token: str, *, exit_within: float = 60) -> AsyncIterator[Bot]:
+async def running(
+    config: Path, token: str | None, *, exit_within: float = 60
+) -> AsyncIterator[Bot]:
     """`codex-orchestrator start` as a process, its output collected.
 
     After the body the bot has `exit_within` seconds to stop by itself. Whatever the test
     does, nothing outlives it: a bot still running at the end is killed with its whole tree,
-    and its output is printed so that a failure shows what it said.
+    and its output is printed so that a failure shows what it said. `token` None: the token
+    is not put in the environment (the config names a token file).
     """
-    env = cli_environment(TELEGRAM_BOT_TOKEN=token, CODEX_CONF_PATH=str(config))
+    env = cli_environment(CODEX_CONF_PATH=str(config))
+    if token is not None:  # None: the config names a token file
+        env["TELEGRAM_BOT_TOKEN"] = token
     process = await trio.lowlevel.open_process(
         [sys.executable, "-c", ENTRY, "start"],
         env=env,

@@ -50,8 +50,9 @@ from orchestrator.workflow_types import TokenUsage
 
 __all__ = ["DIFF_IN_ASK_LIMIT", "TurnTranslator"]
 
-DIFF_IN_ASK_LIMIT: Final = 3000
-"""Characters of patch diff put into a patch approval's message (Telegram shows 4096)."""
+DIFF_IN_ASK_LIMIT: Final = 1_000_000
+"""Characters of a patch diff kept in the `ApprovalAsk`: the approval shows the whole diff (as a
+file when long) and offers no Approve on a diff cut at this bound (a memory guard only)."""
 
 _TURN: Final = msgspec.json.Decoder(_TurnNotification)
 _ITEM_NOTE: Final = msgspec.json.Decoder(_ItemNotification)

@@ -329,8 +329,10 @@ def approval_ask(ask: ElicitParams, worker_id: int) -> ApprovalAsk:
     )
 
 
-DIFF_IN_ASK_LIMIT: Final = 3000
-"""Characters of a patch approval's diff kept in the `ApprovalAsk`."""
+DIFF_IN_ASK_LIMIT: Final = 1_000_000
+"""Characters of a patch approval's diff kept in the `ApprovalAsk`: the approval shows the whole
+diff (as a file when long) and offers no Approve on a diff cut at this bound, which only guards
+memory against a runaway patch."""
 
 
 class _FileChange(msgspec.Struct, frozen=True):

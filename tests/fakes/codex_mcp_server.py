@@ -23,9 +23,10 @@ reply ``FAKE-REPLY: <prompt>``. A rule's actions, in the order a turn runs them:
   commands; both pids go to the ``pids`` file (``hold_stdout``: the command inherits the
   server's stdout, so the pipe outlives a crash);
 - ``crash``: exit at once mid-call (``os._exit``; the value is the exit code, ``true`` → 3);
-- ``approval`` ("exec" | "patch") with ``command``: ``elicitation/create`` with the
-  ``codex_*`` fields; ``approved``/``approved_for_session`` run it (exec/patch events),
-  ``denied`` goes on and says so in the reply, ``abort`` never answers the call;
+- ``approval`` ("exec" | "patch") with ``command`` (exec) or ``changes`` (patch:
+  ``codex_changes``): ``elicitation/create`` with the ``codex_*`` fields;
+  ``approved``/``approved_for_session`` run it (exec/patch events), ``denied`` goes on and
+  says so in the reply, ``abort`` never answers the call;
 - ``run``: a real shell command (``/bin/bash -lc``, own session, pid recorded) between
   ``exec_command_begin`` and ``exec_command_end`` with its exit code; waited for at most
   ``run_wait`` seconds (default 10, like Codex's unified exec yield);
@@ -297,7 +298,8 @@ def run_call(request_id: Any, name: str, arguments: dict[str, Any]) -> None:
             params["codex_command"] = ["/bin/bash", "-lc", command]
             params["codex_cwd"] = arguments.get("cwd", os.getcwd())
         else:
-            params["codex_changes"] = {"/work/file.txt": {"type": "add", "content": "x\n"}}
+            default = {"/work/file.txt": {"type": "add", "content": "x\n"}}
+            params["codex_changes"] = rule.get("changes", default)
         answer = ask(params)
         decision = answer.get("decision")
         record({"decision": decision, "answer": answer})

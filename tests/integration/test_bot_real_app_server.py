@@ -76,7 +76,8 @@ async def app_server_edges(
             codex_command=[str(codex_binary), "mcp-server" if backend == "mcp" else "app-server"],
             codex_env={"CODEX_HOME": codex_env(home)["CODEX_HOME"]},
             batch_window=0.1,
-            profile={"sandbox": sandbox, "approval_policy": "on-request"},
+            # A profile outside the sandbox must name its users (profiles are permissions).
+            profile={"sandbox": sandbox, "approval_policy": "on-request", "users": [ALICE]},
             codex={"backend": backend, "endpoint_failure_limit": 10},
         )
         yield model, tg, config

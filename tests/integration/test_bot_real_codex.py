@@ -54,7 +54,8 @@ async def real_codex_edges(
             codex_command=[str(codex_binary), "mcp-server"],
             codex_env=codex_env(home),
             batch_window=0.1,
-            profile={"sandbox": sandbox, "approval_policy": "on-request"},
+            # A profile outside the sandbox must name its users (profiles are permissions).
+            profile={"sandbox": sandbox, "approval_policy": "on-request", "users": [ALICE]},
         )
         yield model, tg, config
 

@@ -1,0 +1,89 @@
+"""A chat after a kill of the bot: the interrupted request is reported, never re-run by itself.
+
+The session file records the running request (its prompt and progress message) and any parts
+of a paste not started yet. At the next start `recover` closes the stale progress message,
+offers a "Run again" button with an unguessable token and queues the unstarted parts;
+`run_again` serves a press on that button once.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from actors import chat_texts
+from actors.chat_approvals import rerun_data
+from orchestrator.messages import Button, TraceRecord
+from orchestrator.session_store import RequestRecord
+
+if TYPE_CHECKING:
+    from actors.chat import Chat
+    from orchestrator.messages import InboundCallback
+
+__all__ = ["recover", "run_again"]
+
+
+async def recover(chat: Chat) -> None:
+    """At start: tell the user about a request a kill interrupted (its progress message
+    closed, a "Run again" button; never run again by itself), and queue the parts of a
+    paste that were received but not started."""
+    state = chat.state
+    if state.batch:
+        state = msgspec.structs.replace(
+            state, queue=(*state.queue, "\n\n".join(state.batch)), batch=()
+        )
+    running = state.running
+    if running is None:
+        if state is not chat.state:
+            chat.state = state
+            await chat.save()
+        return
+    token = secrets.token_urlsafe(9)
+    if running.live_message_id is not None:
+        await chat.out.close(
+            "interrupted-live", chat_texts.STALE_PROGRESS, message_id=running.live_message_id
+        )
+    await chat.out.show(
+        f"rerun-{token}",
+        chat_texts.interrupted_by_a_stop(running.prompt),
+        ((Button(chat_texts.RUN_AGAIN, rerun_data(token)),),),
+    )
+    counters = state.counters
+    chat.state = msgspec.structs.replace(
+        state,
+        running=None,
+        interrupted=RequestRecord(prompt=running.prompt, token=token),
+        counters=msgspec.structs.replace(
+            counters, runs=counters.runs + 1, failures=counters.failures + 1
+        ),
+    )
+    await chat.save()
+    chat.out.trace(
+        TraceRecord(
+            event="run_end",
+            outcome="failed",
+            detail="interrupted: the bot was killed while it ran",
+            preview=chat.preview(running.prompt),
+        )
+    )
+
+async def run_again(chat: Chat, press: InboundCallback, token: str) -> None:
+    """A press on "Run again": the interrupted prompt runs (or is queued) once more."""
+    offered = chat.state.interrupted
+    if offered is None or not secrets.compare_digest(offered.token, token):
+        await chat.out.answer(press, chat_texts.RUN_AGAIN_GONE)
+        return
+    chat.state = msgspec.structs.replace(chat.state, interrupted=None)
+    await chat.out.answer(press, chat_texts.RUN_AGAIN_STARTED)
+    await chat.out.close(
+        f"rerun-{token}",
+        chat_texts.interrupted_run_again(offered.prompt),
+        message_id=press.message_id,
+    )
+    if chat.request is None and not chat.state.queue and not chat.batch:
+        await chat.start_request(offered.prompt)
+    else:
+        await chat.save()
+        await chat.queue_text(offered.prompt)

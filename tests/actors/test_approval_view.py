@@ -1,0 +1,59 @@
+"""What an approval shows: everything, made visible, and as a file when it does not fit."""
+
+from __future__ import annotations
+
+from actors.chat_approvals import (
+    APPROVAL_TEXT_LIMIT,
+    DIFF_CUT_AT,
+    TIMES,
+    approval_view,
+    visible,
+)
+from orchestrator.messages import ApprovalAsk
+from orchestrator.wire import codex_app_server_turn, codex_mcp
+
+
+def test_visible_shows_runs_controls_bidi_and_zero_width() -> None:
+    assert visible("a" + " " * 3000 + "b") == f"a␠{TIMES}3000b"
+    assert visible("a  b") == "a  b"  # short runs stay as they are
+    assert visible("bell\x07 esc\x1b[2K cr\r") == "bell\\x07 esc\\x1b[2K cr\\r"
+    assert visible("\u202egnp.exe \u2066x\u2069") == "<U+202E>gnp.exe <U+2066>x<U+2069>"
+    assert visible("zero\u200bwidth\ufeff nbsp\u00a0") == "zero<U+200B>width<U+FEFF> nbsp<U+00A0>"
+    assert visible("a\n\n\n\n\nb") == f"a⏎{TIMES}5\nb"
+    assert visible("\t" * 10) == f"\\t{TIMES}10"
+
+
+def test_a_command_that_does_not_fit_goes_whole_as_a_file() -> None:
+    command = "echo " + "word " * 1000
+    view = approval_view(ApprovalAsk(kind="exec", message="", command=command), "/w")
+    assert "the full command is in the file above" in view.text
+    assert len(view.text) <= APPROVAL_TEXT_LIMIT
+    assert view.document == f"{command}\n".encode()
+    assert view.document_name == "command.txt"
+
+
+def test_a_command_that_fits_is_shown_whole() -> None:
+    view = approval_view(ApprovalAsk(kind="exec", message="", command="ls -la"), "/w")
+    assert view.text == "Codex asks to run:\n$ ls -la\nin /w"
+    assert view.document == b""
+
+
+def test_a_long_patch_sends_its_diff_as_a_file() -> None:
+    diff = "".join(f"+line {n}\n" for n in range(500))
+    ask = ApprovalAsk(kind="patch", message="", changes=("/w/a.py",), diff=diff)
+    view = approval_view(ask, "/w")
+    assert view.text == (
+        "Codex asks to change 1 file: the full diff is in the file above.\n• /w/a.py\n"
+        "Read it there before you approve."
+    )
+    assert view.document_name == "changes.diff"
+    assert view.document == diff.encode()
+
+
+def test_a_diff_the_backend_may_have_cut_is_offered_for_denial_only() -> None:
+    assert DIFF_CUT_AT == codex_mcp.DIFF_IN_ASK_LIMIT == codex_app_server_turn.DIFF_IN_ASK_LIMIT
+    ask = ApprovalAsk(kind="patch", message="", changes=("/w/a",), diff="+" * DIFF_CUT_AT)
+    view = approval_view(ask, "/w")
+    assert not view.approvable
+    assert "cannot be approved here" in view.text
+    assert len(view.text) < 4096
