@@ -55,6 +55,9 @@ empty poll right at `timeout`, so the client must wait a little longer than that
 
 CONNECT_TIMEOUT: Final = 10.0
 
+CONNECTIONS: Final = 10
+"""HTTP connections to the Bot API, all kept alive between calls."""
+
 
 class _Parameters(msgspec.Struct, frozen=True):
     retry_after: float | None = None
@@ -330,7 +333,11 @@ async def open_telegram_api(
         request_timeout: read timeout of every call except the long poll.
         transport: a test transport (``httpx.MockTransport``).
     """
-    limits = httpx.Limits(max_connections=40, max_keepalive_connections=20)
+    # httpcore asks every idle connection whether the server closed it (a poll() each) on
+    # every request and every response: with 20 kept alive that was 11 % of the bot's main
+    # thread in bench/scale.py (py-spy). Telegram takes 30 calls/s; 10 connections carry that
+    # at up to 300 ms a call, besides the long poll.
+    limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
     async with httpx.AsyncClient(
         base_url=base_url.rstrip("/"),
         transport=transport,
