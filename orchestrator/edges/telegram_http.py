@@ -29,7 +29,9 @@ from typing import TYPE_CHECKING, Final, TypeVar, final
 
 import httpx
 import msgspec
+import trio
 
+from orchestrator.edges.http1 import HttpError, LeanHttp
 from orchestrator.errors import (
     TelegramBadRequest,
     TelegramChatMigrated,
@@ -131,8 +133,16 @@ def classify(status: int, body: bytes, method: str) -> _Envelope:
 class HttpTelegramApi:
     """`TelegramApi` over HTTP. Build it with `open_telegram_api`."""
 
-    def __init__(self, client: httpx.AsyncClient, token: str, *, request_timeout: float) -> None:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        token: str,
+        *,
+        request_timeout: float,
+        lean: LeanHttp | None = None,
+    ) -> None:
         self._client = client
+        self._lean = lean
         self._prefix = f"/bot{token}/"
         self._request_timeout = request_timeout
 
@@ -144,10 +154,21 @@ class HttpTelegramApi:
         read_timeout: float | None = None,
         files: dict[str, tuple[str, bytes, str]] | None = None,
     ) -> msgspec.Raw:
-        timeout = httpx.Timeout(
-            self._request_timeout if read_timeout is None else read_timeout,
-            connect=CONNECT_TIMEOUT,
-        )
+        seconds = self._request_timeout if read_timeout is None else read_timeout
+        if files is None and self._lean is not None:
+            try:
+                status, body = await self._lean.post_json(
+                    self._prefix + method,
+                    _ENCODER.encode(params),
+                    connect_seconds=CONNECT_TIMEOUT,
+                    seconds=seconds,
+                )
+            except trio.TooSlowError:
+                raise TelegramTransientError(f"{method}: timed out") from None
+            except HttpError as error:
+                raise TelegramTransientError(f"{method}: {error}") from None
+            return classify(status, body, method).result
+        timeout = httpx.Timeout(seconds, connect=CONNECT_TIMEOUT)
         try:
             if files is None:
                 response = await self._client.post(
@@ -338,10 +359,17 @@ async def open_telegram_api(
     # thread in bench/scale.py (py-spy). Telegram takes 30 calls/s; 10 connections carry that
     # at up to 300 ms a call, besides the long poll.
     limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
+    # JSON calls go through the lean client (`orchestrator.edges.http1`); httpx carries the
+    # document uploads, and everything when a test hands in its transport.
+    lean = LeanHttp(base_url, connections=CONNECTIONS) if transport is None else None
     async with httpx.AsyncClient(
         base_url=base_url.rstrip("/"),
         transport=transport,
         limits=limits,
         follow_redirects=False,
     ) as client:
-        yield HttpTelegramApi(client, token, request_timeout=request_timeout)
+        try:
+            yield HttpTelegramApi(client, token, request_timeout=request_timeout, lean=lean)
+        finally:
+            if lean is not None:
+                await lean.aclose()
