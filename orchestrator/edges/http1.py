@@ -15,8 +15,10 @@ token in the URL never reaches an exception.
 
 from __future__ import annotations
 
+import os
 import select
 import ssl
+import urllib.request
 from typing import TYPE_CHECKING, Final, ParamSpec, TypeVar, final
 from urllib.parse import urlsplit
 
@@ -25,7 +27,7 @@ import trio
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-__all__ = ["HttpError", "LeanHttp"]
+__all__ = ["HttpError", "LeanHttp", "uses_proxy"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -82,7 +84,7 @@ class LeanHttp:
         self._prefix = parts.path.rstrip("/").encode()
         host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
         self._host_line = b"Host: " + host.encode("idna") + b"\r\n"
-        self._ssl = ssl.create_default_context() if self._tls else None
+        self._ssl = _ssl_context() if self._tls else None
         self._idle: list[_Connection] = []
         self._slots = trio.CapacityLimiter(connections)
 
@@ -145,6 +147,28 @@ class LeanHttp:
         idle, self._idle = self._idle, []
         for connection in idle:
             await trio.aclose_forcefully(connection.stream)
+
+
+def uses_proxy(base_url: str) -> bool:
+    """Whether the environment sends `base_url` through a proxy (``HTTPS_PROXY`` and the
+    like, as httpx honours them): this client does not speak to proxies."""
+    parts = urlsplit(base_url)
+    proxies = urllib.request.getproxies()
+    if parts.scheme not in proxies and "all" not in proxies:
+        return False
+    return not urllib.request.proxy_bypass(parts.hostname or "")
+
+
+def _ssl_context() -> ssl.SSLContext:
+    """The certificates httpx would use: certifi's bundle, unless ``SSL_CERT_FILE`` or
+    ``SSL_CERT_DIR`` name others (OpenSSL reads those itself)."""
+    if os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR"):
+        return ssl.create_default_context()
+    try:
+        import certifi
+    except ImportError:  # pragma: no cover - httpx depends on it
+        return ssl.create_default_context()
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 async def _guarded(call: Callable[P, Awaitable[T]], *args: P.args, **kw: P.kwargs) -> T:

@@ -1,4 +1,8 @@
-"""The Bot API over HTTP: the real `TelegramApi`, on one `httpx.AsyncClient`.
+"""The Bot API over HTTP: the real `TelegramApi`, on keep-alive connections.
+
+JSON calls go through `orchestrator.edges.http1` (a lean HTTP/1.1 client: httpx cost about a
+millisecond of the event loop per call); document uploads, and every call when a test hands
+in an ``httpx`` transport, through one `httpx.AsyncClient`.
 
 This module owns the Bot API's transport rules: POST with a JSON body to
 ``{base_url}/bot{token}/{method}`` (multipart for ``sendDocument``), the ``ok``/``result``
@@ -31,7 +35,7 @@ import httpx
 import msgspec
 import trio
 
-from orchestrator.edges.http1 import HttpError, LeanHttp
+from orchestrator.edges.http1 import HttpError, LeanHttp, uses_proxy
 from orchestrator.errors import (
     TelegramBadRequest,
     TelegramChatMigrated,
@@ -361,7 +365,9 @@ async def open_telegram_api(
     limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
     # JSON calls go through the lean client (`orchestrator.edges.http1`); httpx carries the
     # document uploads, and everything when a test hands in its transport.
-    lean = LeanHttp(base_url, connections=CONNECTIONS) if transport is None else None
+    # A proxy in the environment keeps everything on httpx, which speaks to proxies.
+    direct = transport is None and not uses_proxy(base_url)
+    lean = LeanHttp(base_url, connections=CONNECTIONS) if direct else None
     async with httpx.AsyncClient(
         base_url=base_url.rstrip("/"),
         transport=transport,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from orchestrator.edges.http1 import HttpError, LeanHttp
+from orchestrator.edges.http1 import HttpError, LeanHttp, uses_proxy
 from orchestrator.edges.telegram_http import open_telegram_api
 from orchestrator.errors import TelegramTransientError
 from tests.fakes.telegram_server import open_fake_telegram
@@ -102,3 +102,16 @@ async def test_a_broken_answer_is_an_http_error() -> None:
         with pytest.raises(HttpError):
             await client.post_json("/x", b"{}", connect_seconds=5, seconds=5)
         nursery.cancel_scope.cancel()
+
+
+def test_a_proxy_in_the_environment_keeps_httpx(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    assert not uses_proxy("https://api.telegram.org")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    assert uses_proxy("https://api.telegram.org")
+    monkeypatch.setenv("NO_PROXY", "api.telegram.org")
+    assert not uses_proxy("https://api.telegram.org")
