@@ -80,6 +80,11 @@ WORKER_COOLDOWN: Final = 60.0
 crash loop (Codex broken, disk full) must neither spin nor stop the bot; it heals once the
 cause is gone."""
 
+RSS_CHECK_INTERVAL: Final = 1.0
+"""Seconds between two reads of a worker's memory for `recycle_rss_mb`: a /proc read per
+run cost 0.3 ms of the bot's one core at hundreds of runs per second (bench/scale.py), and
+memory grows by about a megabyte per thread, far slower than that."""
+
 RetireReason = Literal["cancelled", "died", "recycled", "timeout", "shutdown"]
 """Why a worker leaves its position: after a cancel, a time limit or a death it is interrupted
 before it is stopped; recycled or at shutdown it is stopped gracefully."""
@@ -107,6 +112,7 @@ class WorkerPosition:
     retire_reason: RetireReason | None = None
     retired: trio.Event = field(default_factory=trio.Event)
     incarnations: int = 0
+    rss_checked_at: float = -math.inf
 
     @property
     def ready(self) -> bool:
@@ -146,14 +152,20 @@ class WorkerPosition:
         if self.retire_reason is not None or self.worker is not worker:
             return
         too_many = worker.threads >= max_threads
-        too_big = max_rss_mb > 0 and worker.rss_mb() >= max_rss_mb
+        rss = math.nan
+        if max_rss_mb > 0 and (now := trio.current_time()) >= (
+            self.rss_checked_at + RSS_CHECK_INTERVAL
+        ):
+            self.rss_checked_at = now
+            rss = worker.rss_mb()
+        too_big = rss >= max_rss_mb
         if too_many or too_big:
             self.draining = True
             logger.info(
                 "worker %d is due for recycling (%d threads, %.0f MB)",
                 self.worker_id,
                 worker.threads,
-                worker.rss_mb(),
+                rss,
             )
             if not self.running:
                 self.retire("recycled")

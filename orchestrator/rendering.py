@@ -68,6 +68,15 @@ _CONTROL: Final = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _SURROGATE: Final = re.compile(r"[\ud800-\udfff]")
 _ATOM: Final = re.compile(r"<[^>]*>|&(?:#\d+|#x[0-9a-fA-F]+|[a-zA-Z]+);|[^<&]+|[<&]")
 _TAG_NAME: Final = re.compile(r"^</?\s*([a-zA-Z-]+)")
+_PLAIN_LINE: Final = re.compile(
+    r"[^\s\d\-+=#>*_`~\[\]!<&\\|]"  # no block marker first
+    r"((?![\n\r\t\f\v])[^`*_~\[\]!<>&\\|])*"  # one line, nothing inline
+    r"(?<=\S)"  # no whitespace at the end
+)
+"""A single line that CommonMark leaves as it is: it starts with no block marker (list,
+heading, quote, rule, fence, indented code, HTML, reference), holds none of the characters
+that open an inline construct (emphasis, code, links, HTML, entities, escapes, tables), and
+has no whitespace at either end (a paragraph is trimmed)."""
 
 
 class RenderedReply(msgspec.Struct, frozen=True, kw_only=True):
@@ -113,6 +122,15 @@ def visible_text(fragment: str) -> str:
 
 def render_markdown(markdown: str) -> str:
     """Render Codex's markdown as Telegram HTML (see the module docstring)."""
+    if _PLAIN_LINE.fullmatch(markdown):
+        # One line that no markdown rule can touch: markdown-it would return it as it is
+        # (200 us per reply for the parse alone, bench/scale.py); tests/unit/test_rendering.py
+        # checks the two agree.
+        return markdown
+    return _render_parsed(markdown)
+
+
+def _render_parsed(markdown: str) -> str:
     tokens = _MARKDOWN.parse(markdown)
     out: list[str] = []
     lists: list[list[int]] = []  # per open list: [next number] or [] for bullets

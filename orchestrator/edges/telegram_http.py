@@ -1,4 +1,8 @@
-"""The Bot API over HTTP: the real `TelegramApi`, on one `httpx.AsyncClient`.
+"""The Bot API over HTTP: the real `TelegramApi`, on keep-alive connections.
+
+JSON calls go through `orchestrator.edges.http1` (a lean HTTP/1.1 client: httpx cost about a
+millisecond of the event loop per call); document uploads, and every call when a test hands
+in an ``httpx`` transport, through one `httpx.AsyncClient`.
 
 This module owns the Bot API's transport rules: POST with a JSON body to
 ``{base_url}/bot{token}/{method}`` (multipart for ``sendDocument``), the ``ok``/``result``
@@ -29,7 +33,9 @@ from typing import TYPE_CHECKING, Final, TypeVar, final
 
 import httpx
 import msgspec
+import trio
 
+from orchestrator.edges.http1 import HttpError, LeanHttp, uses_proxy
 from orchestrator.errors import (
     TelegramBadRequest,
     TelegramChatMigrated,
@@ -54,6 +60,9 @@ POLL_READ_MARGIN: Final = 15.0
 empty poll right at `timeout`, so the client must wait a little longer than that."""
 
 CONNECT_TIMEOUT: Final = 10.0
+
+CONNECTIONS: Final = 10
+"""HTTP connections to the Bot API, all kept alive between calls."""
 
 
 class _Parameters(msgspec.Struct, frozen=True):
@@ -128,8 +137,16 @@ def classify(status: int, body: bytes, method: str) -> _Envelope:
 class HttpTelegramApi:
     """`TelegramApi` over HTTP. Build it with `open_telegram_api`."""
 
-    def __init__(self, client: httpx.AsyncClient, token: str, *, request_timeout: float) -> None:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        token: str,
+        *,
+        request_timeout: float,
+        lean: LeanHttp | None = None,
+    ) -> None:
         self._client = client
+        self._lean = lean
         self._prefix = f"/bot{token}/"
         self._request_timeout = request_timeout
 
@@ -141,10 +158,21 @@ class HttpTelegramApi:
         read_timeout: float | None = None,
         files: dict[str, tuple[str, bytes, str]] | None = None,
     ) -> msgspec.Raw:
-        timeout = httpx.Timeout(
-            self._request_timeout if read_timeout is None else read_timeout,
-            connect=CONNECT_TIMEOUT,
-        )
+        seconds = self._request_timeout if read_timeout is None else read_timeout
+        if files is None and self._lean is not None:
+            try:
+                status, body = await self._lean.post_json(
+                    self._prefix + method,
+                    _ENCODER.encode(params),
+                    connect_seconds=CONNECT_TIMEOUT,
+                    seconds=seconds,
+                )
+            except trio.TooSlowError:
+                raise TelegramTransientError(f"{method}: timed out") from None
+            except HttpError as error:
+                raise TelegramTransientError(f"{method}: {error}") from None
+            return classify(status, body, method).result
+        timeout = httpx.Timeout(seconds, connect=CONNECT_TIMEOUT)
         try:
             if files is None:
                 response = await self._client.post(
@@ -330,11 +358,24 @@ async def open_telegram_api(
         request_timeout: read timeout of every call except the long poll.
         transport: a test transport (``httpx.MockTransport``).
     """
-    limits = httpx.Limits(max_connections=40, max_keepalive_connections=20)
+    # httpcore asks every idle connection whether the server closed it (a poll() each) on
+    # every request and every response: with 20 kept alive that was 11 % of the bot's main
+    # thread in bench/scale.py (py-spy). Telegram takes 30 calls/s; 10 connections carry that
+    # at up to 300 ms a call, besides the long poll.
+    limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
+    # JSON calls go through the lean client (`orchestrator.edges.http1`); httpx carries the
+    # document uploads, and everything when a test hands in its transport.
+    # A proxy in the environment keeps everything on httpx, which speaks to proxies.
+    direct = transport is None and not uses_proxy(base_url)
+    lean = LeanHttp(base_url, connections=CONNECTIONS) if direct else None
     async with httpx.AsyncClient(
         base_url=base_url.rstrip("/"),
         transport=transport,
         limits=limits,
         follow_redirects=False,
     ) as client:
-        yield HttpTelegramApi(client, token, request_timeout=request_timeout)
+        try:
+            yield HttpTelegramApi(client, token, request_timeout=request_timeout, lean=lean)
+        finally:
+            if lean is not None:
+                await lean.aclose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html.parser
+import random
 import re
 from typing import TYPE_CHECKING
 
@@ -238,3 +239,24 @@ def test_the_one_chunk_shortcut_matches_the_full_walk(markdown: str) -> None:
 def test_utf16_length_counts_astral_characters_twice() -> None:
     assert utf16_length("a😀\u00e9") == 4
     assert utf16_length("\ud800") == 1  # a lone surrogate is one unit
+
+
+def test_the_plain_line_shortcut_agrees_with_markdown_it() -> None:
+    """`render_markdown` skips the parse for a line no markdown rule can touch: the same HTML
+    as markdown-it's, on every kind of line (random ones included)."""
+    rng = random.Random(7)
+    alphabet = "ab Z9.,:;'\"()?/%$@{}^-+=#>*_`~[]!<&\\|\t\u00a0é日😀\n"
+    samples = [
+        "FAKE-REPLY: c100000 m0",
+        "Done. The tests pass (12 of 12).",
+        "a  b",
+        "é ü 日本 😀",
+        "x-y+z=w #1 > 0",
+        *("".join(rng.choice(alphabet) for _ in range(rng.randint(1, 12))) for _ in range(5000)),
+    ]
+    shortcuts = 0
+    for text in samples:
+        if rendering._PLAIN_LINE.fullmatch(text):
+            shortcuts += 1
+        assert render_markdown(text) == rendering._render_parsed(text), repr(text)
+    assert shortcuts > 100

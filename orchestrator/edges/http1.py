@@ -1,0 +1,271 @@
+"""A lean HTTP/1.1 client for the Bot API's JSON calls: keep-alive connections over trio.
+
+httpx (with httpcore and h11) cost about a millisecond of the bot's one core per Bot API
+call, a quarter of its main thread at 1,000 chats (bench/scale.py, py-spy): URL parsing,
+header models, a pool that polls every idle connection on every request and response. A
+JSON ``POST`` to one host needs none of that: one pre-built head, one ``send_all``, a status
+line, the headers that frame the body (``Content-Length``, ``Transfer-Encoding: chunked``,
+``Connection: close``) and the body. `orchestrator.edges.telegram_http` uses this for every
+call except the multipart upload and test transports (those stay on httpx).
+
+Errors: `HttpError` for anything the transport or the framing gets wrong (the caller maps
+it, with timeouts, to a transient Telegram error). Nothing here ever mentions a path, so the
+token in the URL never reaches an exception.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import ssl
+import urllib.request
+from typing import TYPE_CHECKING, Final, ParamSpec, TypeVar, final
+from urllib.parse import urlsplit
+
+import trio
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+__all__ = ["HttpError", "LeanHttp", "uses_proxy"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+MAX_HEAD: Final = 64 * 1024
+"""Bytes of a response's status line and headers before it counts as broken."""
+
+MAX_BODY: Final = 64 * 1024 * 1024
+"""Bytes of a response body before it counts as broken (getUpdates answers are far smaller)."""
+
+
+class HttpError(Exception):
+    """The connection or the response framing failed (no path, no token in the message)."""
+
+
+@final
+class _Connection:
+    __slots__ = ("buffer", "stream")
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.buffer = bytearray()
+
+    def closed_by_peer(self) -> bool:
+        """Whether an idle connection has something to read: end of file or junk, either
+        way not reusable (one poll of this socket only)."""
+        stream = self.stream
+        if isinstance(stream, trio.SSLStream):
+            stream = stream.transport_stream
+        if not isinstance(stream, trio.SocketStream):
+            return False
+        poller = select.poll()
+        poller.register(stream.socket.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
+
+    async def fill(self) -> None:
+        chunk = await self.stream.receive_some(65536)
+        if not chunk:
+            raise HttpError("the server closed the connection")
+        self.buffer += chunk
+
+
+@final
+class LeanHttp:
+    """POST JSON to one server over at most `connections` keep-alive connections."""
+
+    def __init__(self, base_url: str, *, connections: int) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {parts.scheme}://{parts.hostname}")
+        self._tls = parts.scheme == "https"
+        self._host = parts.hostname
+        self._port = parts.port or (443 if self._tls else 80)
+        self._prefix = parts.path.rstrip("/").encode()
+        host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
+        self._host_line = b"Host: " + host.encode("idna") + b"\r\n"
+        self._ssl = _ssl_context() if self._tls else None
+        self._idle: list[_Connection] = []
+        self._slots = trio.CapacityLimiter(connections)
+
+    async def post_json(
+        self, path: str, body: bytes, *, connect_seconds: float, seconds: float
+    ) -> tuple[int, bytes]:
+        """``POST`` `body` (JSON) to `path`; return the status and the body.
+
+        Raises:
+            HttpError: the connection failed or the answer was not HTTP.
+            trio.TooSlowError: no connection within `connect_seconds`, or no whole answer
+                within `seconds` after the request was sent.
+        """
+        head = b"".join(
+            (
+                b"POST ",
+                self._prefix,
+                path.encode(),
+                b" HTTP/1.1\r\n",
+                self._host_line,
+                b"Content-Type: application/json\r\nContent-Length: ",
+                str(len(body)).encode(),
+                b"\r\n\r\n",
+            )
+        )
+        async with self._slots:
+            connection = await self._connection(connect_seconds)
+            reusable = False
+            try:
+                with trio.fail_after(seconds):
+                    await _guarded(connection.stream.send_all, head + body)
+                    status, reusable, payload = await _guarded(_read_response, connection)
+                return status, payload
+            finally:
+                if reusable:
+                    self._idle.append(connection)
+                else:
+                    await trio.aclose_forcefully(connection.stream)
+
+    async def _connection(self, connect_seconds: float) -> _Connection:
+        while self._idle:
+            connection = self._idle.pop()
+            if not connection.buffer and not connection.closed_by_peer():
+                return connection
+            await trio.aclose_forcefully(connection.stream)
+        with trio.fail_after(connect_seconds):
+            if self._ssl is not None:
+                stream: trio.abc.Stream = await _guarded(
+                    trio.open_ssl_over_tcp_stream,
+                    self._host,
+                    self._port,
+                    ssl_context=self._ssl,
+                    https_compatible=True,
+                )
+            else:
+                stream = await _guarded(trio.open_tcp_stream, self._host, self._port)
+        return _Connection(stream)
+
+    async def aclose(self) -> None:
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            await trio.aclose_forcefully(connection.stream)
+
+
+def uses_proxy(base_url: str) -> bool:
+    """Whether the environment sends `base_url` through a proxy (``HTTPS_PROXY`` and the
+    like, as httpx honours them): this client does not speak to proxies."""
+    parts = urlsplit(base_url)
+    proxies = urllib.request.getproxies()
+    if parts.scheme not in proxies and "all" not in proxies:
+        return False
+    return not urllib.request.proxy_bypass(parts.hostname or "")
+
+
+def _ssl_context() -> ssl.SSLContext:
+    """The certificates httpx would use: certifi's bundle, unless ``SSL_CERT_FILE`` or
+    ``SSL_CERT_DIR`` name others (OpenSSL reads those itself)."""
+    if os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR"):
+        return ssl.create_default_context()
+    try:
+        import certifi
+    except ImportError:  # pragma: no cover - httpx depends on it
+        return ssl.create_default_context()
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+async def _guarded(call: Callable[P, Awaitable[T]], *args: P.args, **kw: P.kwargs) -> T:
+    try:
+        return await call(*args, **kw)
+    except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as error:
+        raise HttpError(type(error).__name__) from None
+
+
+async def _read_response(connection: _Connection) -> tuple[int, bool, bytes]:
+    """Read one response: (status, whether the connection may be reused, body)."""
+    buffer = connection.buffer
+    while (end := buffer.find(b"\r\n\r\n")) < 0:
+        if len(buffer) > MAX_HEAD:
+            raise HttpError("response headers too long")
+        await connection.fill()
+    lines = bytes(buffer[:end]).split(b"\r\n")
+    del buffer[: end + 4]
+    status_line = lines[0].split(None, 2)
+    if len(status_line) < 2 or not status_line[0].startswith(b"HTTP/1."):
+        raise HttpError("not an HTTP/1.x response")
+    try:
+        status = int(status_line[1])
+    except ValueError:
+        raise HttpError("a malformed status line") from None
+    keep = status_line[0] == b"HTTP/1.1"
+    length: int | None = None
+    chunked = False
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        value = value.strip().lower()
+        if name == b"content-length":
+            try:
+                length = int(value)
+            except ValueError:
+                raise HttpError("a malformed Content-Length") from None
+        elif name == b"transfer-encoding":
+            chunked = value.endswith(b"chunked")
+        elif name == b"connection":
+            if b"close" in value:
+                keep = False
+            elif b"keep-alive" in value:
+                keep = True
+    if status < 200 or status in (204, 304):
+        if 100 <= status < 200:
+            raise HttpError("an interim response")  # we never send Expect: 100-continue
+        return status, keep, b""
+    if chunked:
+        return status, keep, await _read_chunked(connection)
+    if length is None:  # the body runs to the end of the connection
+        while True:
+            if len(buffer) > MAX_BODY:
+                raise HttpError("response body too long")
+            chunk = await connection.stream.receive_some(65536)
+            if not chunk:
+                break
+            buffer += chunk
+        body = bytes(buffer)
+        buffer.clear()
+        return status, False, body
+    if length > MAX_BODY:
+        raise HttpError("response body too long")
+    while len(buffer) < length:
+        await connection.fill()
+    body = bytes(buffer[:length])
+    del buffer[:length]
+    return status, keep, body
+
+
+async def _read_chunked(connection: _Connection) -> bytes:
+    buffer = connection.buffer
+    body = bytearray()
+    while True:
+        while (end := buffer.find(b"\r\n")) < 0:
+            if len(buffer) > MAX_HEAD:
+                raise HttpError("a chunk header too long")
+            await connection.fill()
+        size_text = bytes(buffer[:end]).split(b";", 1)[0].strip()
+        del buffer[: end + 2]
+        try:
+            size = int(size_text, 16)
+        except ValueError:
+            raise HttpError("a malformed chunk size") from None
+        if size == 0:
+            while True:  # trailers, up to the empty line
+                while (end := buffer.find(b"\r\n")) < 0:
+                    if len(buffer) > MAX_HEAD:
+                        raise HttpError("trailers too long")
+                    await connection.fill()
+                line = bytes(buffer[:end])
+                del buffer[: end + 2]
+                if not line:
+                    return bytes(body)
+        if len(body) + size > MAX_BODY:
+            raise HttpError("response body too long")
+        while len(buffer) < size + 2:
+            await connection.fill()
+        body += buffer[:size]
+        del buffer[: size + 2]
