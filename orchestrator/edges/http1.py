@@ -19,13 +19,14 @@ import os
 import select
 import ssl
 import urllib.request
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Final, ParamSpec, TypeVar, final
 from urllib.parse import urlsplit
 
 import trio
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Iterator
 
 __all__ = ["HttpError", "LeanHttp", "uses_proxy"]
 
@@ -130,7 +131,7 @@ class LeanHttp:
             if not connection.buffer and not connection.closed_by_peer():
                 return connection
             await trio.aclose_forcefully(connection.stream)
-        with trio.fail_after(connect_seconds):
+        with trio.fail_after(connect_seconds), _connecting():
             if self._ssl is not None:
                 stream: trio.abc.Stream = await _guarded(
                     trio.open_ssl_over_tcp_stream,
@@ -175,7 +176,18 @@ async def _guarded(call: Callable[P, Awaitable[T]], *args: P.args, **kw: P.kwarg
     try:
         return await call(*args, **kw)
     except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as error:
-        raise HttpError(type(error).__name__) from None
+        cause = error.__cause__ or error.__context__
+        reason = getattr(error, "strerror", None) or type(cause or error).__name__
+        raise HttpError(f"{type(error).__name__}: {reason}") from None
+
+
+@contextmanager
+def _connecting() -> Iterator[None]:
+    """Name a failure to connect as such (the host is down or refuses: a transient error)."""
+    try:
+        yield
+    except HttpError as error:
+        raise HttpError(f"ConnectError ({error})") from None
 
 
 async def _read_response(connection: _Connection) -> tuple[int, bool, bytes]:
