@@ -69,6 +69,7 @@ async def recover(chat: Chat) -> None:
         )
     )
 
+
 async def run_again(chat: Chat, press: InboundCallback, token: str) -> None:
     """A press on "Run again": the interrupted prompt runs (or is queued) once more."""
     offered = chat.state.interrupted

@@ -239,6 +239,7 @@ def format_duration(seconds: float) -> str:
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
+
 UNSAVED_SESSION: Final = (
     "⚠️ The bot cannot save this chat's session to its disk right now (full or read-only). "
     "It keeps answering, but a restart would forget this conversation's settings and queue; "

@@ -436,7 +436,7 @@ async def endpoint_guard(watch: TurnWatch, limit: float, scope: trio.CancelScope
     """End the run (cancel `scope`, set ``watch.fired``) once its turn has made no progress
     for `limit` seconds: only reconnect notices, or silence, while no command runs and no
     human is asked. Both backends retry an unreachable endpoint for ever, and a silent one
-    hangs with no event at all (reference/CODEX-APP-SERVER.md §10). Runs until cancelled."""
+    hangs with no event at all (measured on Codex 0.171.0). Runs until cancelled."""
     if limit == math.inf:
         await trio.sleep_forever()
     while True:

@@ -76,7 +76,7 @@ VERSION_TIMEOUT: Final = 120.0
 TELEGRAM_TIMEOUT: Final = 15.0
 """Seconds doctor waits for ``getMe`` (at most ``telegram.request_timeout``)."""
 FIRST_APP_SERVER_RELEASE: Final = LAST_MCP_SERVER_RELEASE
-"""The oldest Codex whose ``app-server`` was measured to behave as the edge needs (§14)."""
+"""The oldest Codex whose ``app-server`` was measured to behave as the edge needs."""
 APP_SERVER_PACKAGE: Final = DEFAULT_APP_SERVER_COMMAND[2]
 APP_SERVER_PIN_FIX: Final = (
     f'pin it: command = ["npx", "-y", "{APP_SERVER_PACKAGE}", "app-server"] (the release the '
@@ -351,7 +351,7 @@ def _codex_settings(path: Path) -> dict[str, object]:
 
 
 def _codex_auth_rows(loaded: LoadedConfig, environ: Mapping[str, str]) -> list[CheckResult]:
-    """How the pinned Codex authenticates (measured, reference/CODEX.md §3):
+    """How the pinned Codex authenticates (measured on Codex 0.153.4):
 
     - the ``openai`` provider (the default) needs a login stored in ``$CODEX_HOME/auth.json``
       (``codex login``; ChatGPT or ``--with-api-key``), CODEX_HOME defaulting to ``~/.codex``;

@@ -17,7 +17,7 @@ make sense, and ``telegram.api_base_url`` must be a plain ``http(s)://host[:port
 
 Every problem raises `ConfigError` whose message is one line naming the file, the key path
 and the fix; the CLI prints it and exits 2. Unknown keys are rejected (a typo must not be
-silently ignored). Key names are a contract (DESIGN.md): do not rename them.
+silently ignored). Key names are a contract (docs/architecture.md, Contracts): do not rename them.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ WORKER_ENV_ALLOWED: Final = (
     "XDG_CONFIG_HOME",
 )
 """The variables an app-server worker inherits (``*`` ends a prefix): every variable of the
-app-server reaches the commands the model runs (reference/CODEX-APP-SERVER.md §5.3), so
+app-server reaches the commands the model runs (measured on Codex 0.171.0), so
 nothing else is passed, secrets included; ``[codex.env]`` and ``codex.env_passthrough`` add
 more. Codex itself needs none of the others: its login is in CODEX_HOME."""
 
@@ -529,7 +529,7 @@ def worker_environment(
 
     - ``mcp``: ours minus the bot token, plus ``[codex.env]`` (unchanged behaviour).
     - ``app-server``: only `WORKER_ENV_ALLOWED` and ``codex.env_passthrough`` from ours, plus
-      ``[codex.env]``. Commands the model runs see all of it (§5.3). With ``own_home`` (the
+      ``[codex.env]``. Commands the model runs see all of it. With ``own_home`` (the
       default) and a `state_dir`, HOME is ``<state_dir>/worker-home``: commands run in a login
       shell (``bash -lc``), which would otherwise source the user's profile before every
       command; CODEX_HOME (the login) and the npm cache stay the user's.

@@ -4,29 +4,29 @@ This module owns the subprocess and speaks to it through `orchestrator.edges.jso
 (the line transport: no length limit, 200 kB lines were measured; responses matched to their
 requests, server request ids overlapping ours). The wire types and the translation of a turn
 live in `orchestrator.wire.codex_app_server` and `orchestrator.wire.codex_app_server_turn`
-(reference/CODEX-APP-SERVER.md). Here every notification goes to the turn running on its
+(measured on Codex 0.171.0). Here every notification goes to the turn running on its
 ``threadId``, and every server request is answered: an approval with the decision of that
 turn's approval callback, anything else with an error. Notifications that arrive before
 ``turn/start`` answered (the turn id not known yet) wait in the turn's buffer.
 
 `CodexAppServer` implements the `orchestrator.ports.CodexWorker` port. Several threads run
-turns at once in one process (§11); a thread has at most one call here (a second
-``turn/start`` would steer the running turn, §5.1). A cancelled `CodexAppServer.run_turn`
+turns at once in one process; a thread has at most one call here (a second
+``turn/start`` would steer the running turn). A cancelled `CodexAppServer.run_turn`
 ends its turn and keeps the process (`reusable` stays True): ``turn/interrupt``, wait for
 ``turn/completed``, then ``thread/backgroundTerminals/clean`` (the only way to stop its
-commands, §8; needs the ``experimentalApi`` capability we ask for at ``initialize``), then the
+commands; needs the ``experimentalApi`` capability we ask for at ``initialize``), then the
 commands that escaped the server's tree (a ``setsid`` child) are killed and reaped; shielded
 and bounded by `INTERRUPT_GRACE` (past it the process is `poisoned` and the pool replaces
 it). `CodexAppServer.interrupt_thread` does the same for a thread from outside; the port's
 `CodexAppServer.interrupt` (a worker the pool drops) kills the tree.
 
-Threads outlive the process (§9): which threads this process holds, how a job's thread is
+Threads outlive the process: which threads this process holds, how a job's thread is
 started or resumed, and the commands a turn left running (named in the answer; stopped by
 `CodexAppServer.release_thread` on ``/cancel`` when idle and ``/new``, and after a cancel) are
 kept by `orchestrator.edges.codex_app_server_threads`.
 
 Lifecycle (`open_codex_app_server`): spawn in a new session, stderr appended to a log file,
-the bot token removed from the environment (commands see all of it, §5.3), ``initialize`` +
+the bot token removed from the environment (commands see all of it), ``initialize`` +
 ``initialized``; on exit a shielded, bounded teardown: close stdin, wait `GRACEFUL_EXIT`, then
 kill the whole tree, including the commands Codex started (`kill_tree`, from /proc snapshots
 taken whenever a command starts, after each call and at each ping).
@@ -101,7 +101,7 @@ _ProcessGone = WorkerUnavailable
 CLIENT_INFO: Final = ClientInfo(
     name="codex-orchestrator", title="Codex Orchestrator", version="0.1.0"
 )
-"""``clientInfo.name`` becomes the thread's originator (§3): keep it stable."""
+"""``clientInfo.name`` becomes the thread's originator: keep it stable."""
 
 GRACEFUL_EXIT: Final = 2.0
 """Seconds after closing stdin before the tree is killed (app-server exits in 0.06 to 0.37 s)."""
@@ -178,11 +178,11 @@ class CodexAppServer:
 
     resumes_threads: Final = True
     """A thread outlives this process: any app-server on the same CODEX_HOME resumes it
-    (``thread/resume``), once the process holding it let go (§9)."""
+    (``thread/resume``), once the process holding it let go."""
 
     @property
     def threads(self) -> int:
-        """Threads loaded in this process (started or resumed; never unloaded, §4.2)."""
+        """Threads loaded in this process (started or resumed; never unloaded)."""
         return self._threads.count
 
     @property
@@ -370,10 +370,10 @@ class CodexAppServer:
         ``excludeTurns``); when that fails (another process still holds it, or it is gone)
         the job runs on a fresh thread with its context preamble, and the outcome carries the
         new thread id. Developer instructions reach the model only at ``thread/start`` (a
-        resume keeps the stored ones, §9), so when a job's instructions differ from those the
+        resume keeps the stored ones), so when a job's instructions differ from those the
         thread has, they are sent ahead of the prompt.
 
-        After a completed turn, commands the model left running (the 10 s yield, §5.3) are
+        After a completed turn, commands the model left running (the 10 s yield) are
         listed, and the answer says so.
 
         Cancellation: the turn is interrupted and its commands cleaned (shielded, at most
@@ -475,7 +475,7 @@ class CodexAppServer:
 
         ``turn/interrupt``, then wait for ``turn/completed``, then
         ``thread/backgroundTerminals/clean`` (an interrupt alone leaves commands running,
-        §7; clean answers before the killed commands have exited, ~0.1 s later on 0.171.0).
+        while ``clean`` answers before the killed commands have exited, ~0.1 s later).
         The call running the turn returns ``JobFailed(failure="cancelled")``. Returns
         False when no call of ours runs on that thread. Unbounded: use the caller's deadline.
         """

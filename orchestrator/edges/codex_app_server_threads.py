@@ -4,13 +4,13 @@ This module owns the per-process thread bookkeeping of `orchestrator.edges.codex
 (`AppServerThreads`, one per `CodexAppServer`): which threads the process has loaded, the
 developer instructions the model has on each, and how many it ever loaded (the pool recycles a
 worker by that count). A job's thread is started (``thread/start``, the job's context preamble
-ahead of its prompt) or resumed (``thread/resume``, ``excludeTurns``, §9), falling back to a
+ahead of its prompt) or resumed (``thread/resume``, ``excludeTurns``), falling back to a
 fresh thread when the resume is refused (another process still holds it: one writer per
 thread). Developer instructions reach the model only at ``thread/start``, so a job whose
 instructions differ from those its thread has sends them ahead of the prompt
 (`instructions_preamble`).
 
-It also owns the commands a turn left running (§5.3, §8): listing them after a completed turn
+It also owns the commands a turn left running: listing them after a completed turn
 (the answer names them, `background_note`) and stopping them
 (``thread/backgroundTerminals/clean``, and after a cancel the commands that escaped the
 server's tree). The turns, the process and its tree stay with
@@ -65,7 +65,7 @@ ORPHAN_CHECKS: Final = 3
 ORPHAN_INTERVAL: Final = 0.1
 """After a cancel's clean, up to `ORPHAN_CHECKS` looks, `ORPHAN_INTERVAL` s apart, for commands
 re-parented away from the server (``clean`` kills a command's process group ~0.1 s after it
-answers; a ``setsid`` child of it survives, §8)."""
+answers; a ``setsid`` child of it survives)."""
 
 _UNKNOWN_INSTRUCTIONS: Final = "\0unknown"
 """The developer instructions of a resumed thread: stored with it, unknown here."""
@@ -76,7 +76,7 @@ _TERMINALS: Final = msgspec.json.Decoder(BackgroundTerminalsResponse)
 
 @final
 class AppServerThreads:
-    """The threads loaded in one app-server process (never unloaded, §4.2).
+    """The threads loaded in one app-server process (never unloaded).
 
     Attributes:
         count: threads started or resumed in this process.
@@ -169,7 +169,7 @@ class AppServerThreads:
     ) -> None:
         """After a cancel: stop the commands `thread_id` left running, then kill those that
         escaped the server's tree (a ``setsid`` child whose shell ``clean`` killed is
-        re-parented to us, §8), so a cancel leaves no process behind.
+        re-parented to us), so a cancel leaves no process behind.
 
         `before` is the server's tree taken before the interrupt; `snapshot` takes it again.
         """
@@ -197,7 +197,7 @@ class AppServerThreads:
 
 def instructions_preamble(instructions: str, prompt: str) -> str:
     """The prompt with the role's developer instructions ahead of it: a resumed thread keeps
-    the ones it was started with (§9), and a thread changing roles needs the new ones."""
+    the ones it was started with, and a thread changing roles needs the new ones."""
     return (
         "<developer_instructions>\nFrom now on, follow these instructions (they replace "
         f"earlier ones):\n{instructions}\n</developer_instructions>\n\n{prompt}"

@@ -1,15 +1,15 @@
 """``codex app-server`` 0.171.0 on the wire, and the pure translation of one turn.
 
-Only what the bot uses (reference/CODEX-APP-SERVER.md): the requests it sends, the responses
+Only what the bot uses (measured on Codex 0.171.0): the requests it sends, the responses
 and notifications it reads, the two approval requests it answers. Decoding is tolerant: the
-server sends fields the schema does not even list (§3), so unknown fields are ignored, and
+server sends fields the schema does not even list, so unknown fields are ignored, and
 an item of a type we do not know is skipped, not an error. Field names are camelCase on the
 wire (``rename="camel"``); ``tests/integration/test_app_server_schema.py`` checks every method
 and field name here against the schema the pinned binary generates.
 
 The pure translation of one turn's notifications into the chat's `CodexProgress` messages
 lives beside this module, in `orchestrator.wire.codex_app_server_turn`. Errors are told apart
-by their text here (`classify_error`): the code is always -32600 (§2).
+by their text here (`classify_error`): the code is always -32600.
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ class ClientInfo(_Params, frozen=True):
 
 
 class InitializeCapabilities(_Params, frozen=True):
-    """`experimental_api` is needed for ``thread/backgroundTerminals/clean`` (§8)."""
+    """`experimental_api` is needed for ``thread/backgroundTerminals/clean``."""
 
     experimental_api: bool
     opt_out_notification_methods: list[str] | None = None
@@ -162,7 +162,7 @@ class ThreadStartParams(_Params, frozen=True):
 
 
 class ThreadResumeParams(_Params, frozen=True):
-    """Resume without full history (its hydration is deprecated, §9)."""
+    """Resume without full history (its hydration is deprecated)."""
 
     thread_id: str
     exclude_turns: bool
@@ -218,8 +218,8 @@ class LoadedListResponse(_Wire, frozen=True):
 
 
 class BackgroundTerminal(_Wire, frozen=True):
-    """A command still running after its turn (the 10 s yield, §5.3); `process_id` is the
-    unified-exec session id, not an OS pid (§5.3)."""
+    """A command still running after its turn (the 10 s yield); `process_id` is the
+    unified-exec session id, not an OS pid."""
 
     command: str = ""
     cwd: str = ""

@@ -3,8 +3,8 @@
 `TurnTranslator` turns the notifications of one turn into the `CodexProgress` messages the
 chat already understands, collects the final answer and the token usage, and closes the items
 ``turn/completed`` leaves open (interrupted and failed turns send no ``item/completed``,
-reference/CODEX-APP-SERVER.md §7). Approval requests become `ApprovalAsk`; a patch approval
-carries no diff (§6.2), so the translator keeps the diffs of the ``fileChange`` items it saw
+measured on Codex 0.171.0). Approval requests become `ApprovalAsk`; a patch approval
+carries no diff, so the translator keeps the diffs of the ``fileChange`` items it saw
 start and puts them in the ask's `diff`.
 """
 

@@ -1,7 +1,7 @@
 """A stand-in for ``codex app-server`` 0.171.0: JSON-RPC lines over stdio, scripted per test.
 
 Run as ``python tests/fakes/codex_app_server.py``. Standard library only. It reproduces what
-the edge relies on (reference/CODEX-APP-SERVER.md): ``initialize`` (a 0.171.0 user agent,
+the edge relies on (measured on Codex 0.171.0): ``initialize`` (a 0.171.0 user agent,
 ``Not initialized`` / ``Already initialized``), ``thread/start``, ``thread/resume`` (``no rollout
 found`` for a thread it does not know), ``turn/start`` (answers the active turn's id when one
 runs: a steer), ``turn/interrupt`` (``{}`` then ``turn/completed`` interrupted; ``no active turn

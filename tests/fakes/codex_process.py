@@ -46,7 +46,7 @@ class Rule:
     silent_for: float = 0.0
     reconnecting: bool = False
     """Like an unreachable endpoint: "Reconnecting..." notices at 0, 5, 15, 35, 75 s, then
-    every 60 s, for ever (reference/CODEX-APP-SERVER.md §10)."""
+    every 60 s, for ever (measured on Codex 0.171.0)."""
 
 
 @dataclass

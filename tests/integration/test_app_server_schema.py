@@ -2,7 +2,7 @@
 in the JSON schema that the pinned Codex 0.171.0 generates (``codex app-server
 generate-json-schema``). The server ignores unknown params fields silently and we decode
 tolerantly, so a renamed field would otherwise fail only as missing data at runtime
-(reference/CODEX-APP-SERVER.md §2, §14)."""
+(measured on Codex 0.171.0)."""
 
 from __future__ import annotations
 

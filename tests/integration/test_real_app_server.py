@@ -37,7 +37,7 @@ __all__ = ["app_server_codex"]
 
 CEILING = 120
 MODEL = "gpt-5.5"
-"""A model 0.171.0 knows (``gpt-5.2`` gets fallback metadata and a warning, §1)."""
+"""A model 0.171.0 knows (``gpt-5.2`` gets fallback metadata and a warning)."""
 
 
 async def deny(ask: ApprovalAsk) -> ApprovalDecision:
@@ -178,7 +178,7 @@ async def test_interrupt_stops_the_running_command_and_keeps_the_worker(
 async def test_a_cancel_leaves_no_setsid_child_behind_under_full_access(
     app_server_codex: Path, tmp_path: Path
 ) -> None:
-    """``clean`` kills a command's process group; a ``setsid`` child of it escapes (§8): the
+    """``clean`` kills a command's process group; a ``setsid`` child of it escapes: the
     edge finds it re-parented away from the server and kills it, and keeps the worker."""
     started = trio.Event()
 

@@ -1,7 +1,7 @@
 """The app-server wire types and turn translation, on messages measured from Codex 0.171.0.
 
 The examples under ``tests/fakes/app_server_examples/`` are verbatim copies of
-reference/app-server-examples (paths shortened to ``/…`` there). Pure functions: no I/O, no
+tests/fakes/app_server_examples (paths shortened to ``/…`` there). Pure functions: no I/O, no
 clock.
 """
 
@@ -294,7 +294,7 @@ def test_requests_encode_as_measured() -> None:
     }
     turn = TurnStartParams(thread_id=THREAD, input=[TextInput(text="hello there")])
     measured = example("05")["params"]
-    measured["input"][0].pop("text_elements")  # optional: omitted is accepted (§5.1)
+    measured["input"][0].pop("text_elements")  # optional: omitted is accepted
     assert msgspec.to_builtins(turn) == measured
     resume = ThreadResumeParams(thread_id="t", exclude_turns=True)
     assert msgspec.to_builtins(resume) == {"threadId": "t", "excludeTurns": True}
