@@ -84,6 +84,8 @@ class Lane:
     paused_until: float = -math.inf
     inactive: bool = False
     running: bool = False
+    typing: bool = False
+    """A chat action of this chat waits for the limiter: another one would add nothing."""
 
     final_tickets: deque[int] = field(default_factory=deque)
     """The arrival numbers of the finals (`SendReply`, `CloseLive`) in `queue`, in order."""

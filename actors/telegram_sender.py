@@ -295,10 +295,12 @@ class _Sender(Deliveries):
                 lane = self.lane(message.chat_id)
                 if (
                     not lane.inactive
+                    and not lane.typing  # at most one per chat, however saturated the limiter
                     and not lane.queue
                     and lane.paused_until <= trio.current_time()
                 ):
-                    nursery.start_soon(self._chat_action, message)
+                    lane.typing = True
+                    nursery.start_soon(self._chat_action, lane, message)
             case AnswerCallback():
                 nursery.start_soon(self._answer_callback, message)
             case ChatReactivated():
@@ -367,7 +369,7 @@ class _Sender(Deliveries):
                 # Nothing to remember about an idle chat: free it (a slow leak otherwise).
                 self.lanes.pop(lane.chat_id, None)
 
-    async def _chat_action(self, action: SendChatAction) -> None:
+    async def _chat_action(self, lane: Lane, action: SendChatAction) -> None:
         chat_id = self.migrated.get(action.chat_id, action.chat_id)
         try:
             async with self.limiter.slot(never):
@@ -380,6 +382,8 @@ class _Sender(Deliveries):
             self.lane(chat_id).paused_until = trio.current_time() + error.retry_after
         except TelegramForbidden:
             self._mark_inactive(self.lane(chat_id), None)
+        finally:
+            lane.typing = False
 
     async def _answer_callback(self, answer: AnswerCallback) -> None:
         try:

@@ -370,3 +370,34 @@ async def test_chat_action_is_best_effort(
     await sender.put(SendReply(chat_id=5, markdown="result"))
     await sender.wait(lambda api: "result" in sent_texts(api, 5))
     assert len(sender.api.calls_of("sendChatAction")) <= 1
+
+
+async def test_chat_actions_do_not_pile_up_behind_a_saturated_limiter(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Typing actions wait for the global budget like everything else; while one of a chat
+    waits, newer ones of that chat add nothing and are dropped (no task per action)."""
+    api = FakeTelegramApi()
+    send, receive = trio.open_memory_channel[SenderMsg](256)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            lambda task_status: telegram_sender.run(
+                receive,
+                api,
+                max_chunks=3,
+                rng=random.Random(3),
+                trace=lambda record: None,
+                commands=[("start", "help")],
+                global_rate=1,
+                task_status=task_status,
+            )
+        )
+        with send:
+            for chat_id in (5, 6, 7):  # the budget is taken by other chats first
+                await send.send(SendReply(chat_id=chat_id, markdown=f"result {chat_id}"))
+            for _ in range(50):
+                await send.send(SendChatAction(chat_id=8))
+            await send.send(SendReply(chat_id=8, markdown="done"))
+            with trio.fail_after(3600):
+                await api.wait_for(lambda api: "done" in sent_texts(api, 8))
+    assert len(api.calls_of("sendChatAction")) == 1
