@@ -133,6 +133,8 @@ async def test_a_snapshot_keeps_what_an_earlier_one_found() -> None:
             second = await snapshot_tree(process.pid, known=first)
             assert orphan in second
             assert shell not in second  # gone: only the living are kept
+            await kill_tree(process.pid, grace=1.0, known=second)  # the orphan is ours to end
+            assert living({orphan}) == set()
 
 
 async def test_kill_tree_finds_orphans_by_the_session_of_a_dead_pid() -> None:
