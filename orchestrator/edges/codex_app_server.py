@@ -187,8 +187,9 @@ class CodexAppServer:
 
     @property
     def alive(self) -> bool:
-        """False once the server exited or closed its output (not merely on leaving)."""
-        return not self.rpc.exited.is_set()
+        """False once the server exited or closed its output (not merely on leaving). The
+        exit status counts at once, before the reader drains: a dead server takes no job."""
+        return not self.rpc.exited.is_set() and self._process.returncode is None
 
     @property
     def reusable(self) -> bool:

@@ -170,9 +170,11 @@ class CodexProcess:
         """False once the server exited or closed its output (crashed, or stopped by us).
 
         Not turned False merely because the context is being left (the reader cancelled
-        with everything else): a watcher that sees ``alive`` False may call it a crash.
+        with everything else): a watcher that sees ``alive`` False may call it a crash. The
+        exit status counts at once: a command holding the pipe must not let a dead server
+        take the next job for `EXIT_DRAIN`.
         """
-        return not self._exited.is_set()
+        return not self._exited.is_set() and self._process.returncode is None
 
     resumes_threads: Final = False
     """A thread lives in its process only (``codex-reply`` to another fails)."""
