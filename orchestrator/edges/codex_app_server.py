@@ -35,7 +35,6 @@ taken whenever a command starts, after each call and at each ping).
 from __future__ import annotations
 
 import logging
-import subprocess
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, final
@@ -43,10 +42,16 @@ from typing import TYPE_CHECKING, Final, final
 import msgspec
 import trio
 
-from orchestrator.config import TOKEN_VARIABLE
 from orchestrator.edges.codex_app_server_threads import AppServerThreads
 from orchestrator.edges.jsonrpc_lines import LineRpc, Refused
-from orchestrator.edges.processes import SCAN_ALLOWANCE, TreeSnapshots, kill_tree, rss_mb
+from orchestrator.edges.processes import (
+    SCAN_ALLOWANCE,
+    TreeSnapshots,
+    handshake_failure,
+    kill_tree,
+    rss_mb,
+    spawn_server,
+)
 from orchestrator.errors import WorkerStartError, WorkerUnavailable
 from orchestrator.messages import CommandStarted, JobDone, JobFailed
 from orchestrator.wire.codex_app_server import (
@@ -537,36 +542,15 @@ async def open_codex_app_server(
     Raises:
         WorkerStartError: the program cannot be started, exits, or is not an app-server.
     """
-    environment = {key: value for key, value in env.items() if key != TOKEN_VARIABLE}
-    stderr_log.parent.mkdir(parents=True, exist_ok=True)
-    with stderr_log.open("ab") as errlog:
-        try:
-            process = await trio.lowlevel.open_process(
-                list(argv),
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=errlog,
-                env=environment,
-                cwd=cwd,
-                start_new_session=True,
-            )
-        except OSError as error:
-            raise WorkerStartError(f"cannot start {argv[0]!r}: {error.strerror or error}") from None
-        failure: WorkerStartError | None = None
+    async with spawn_server(argv, env=env, stderr_log=stderr_log, cwd=cwd) as process:
         async with trio.open_nursery() as nursery:
             codex = CodexAppServer(process, worker_id, nursery)
             nursery.start_soon(codex.rpc.read_loop)
             nursery.start_soon(codex.rpc.watch_exit)
             nursery.start_soon(codex.snapshots.keep)
-            try:
-                with trio.fail_after(startup_timeout):
-                    await codex.handshake()
-            except WorkerStartError as error:
-                failure = error
-            except trio.TooSlowError:
-                failure = WorkerStartError(
-                    f"no app-server handshake within {startup_timeout:g} s (codex.startup_timeout)"
-                )
+            failure = await handshake_failure(
+                codex.handshake, startup_timeout=startup_timeout, what="app-server"
+            )
             if failure is None:
                 try:
                     yield codex

@@ -39,16 +39,20 @@ from __future__ import annotations
 
 import itertools
 import logging
-import subprocess
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO, Final, final
+from typing import TYPE_CHECKING, Final, final
 
 import msgspec
 import trio
 
-from orchestrator.config import TOKEN_VARIABLE
-from orchestrator.edges.processes import TreeSnapshots, kill_tree, rss_mb
+from orchestrator.edges.processes import (
+    TreeSnapshots,
+    handshake_failure,
+    kill_tree,
+    rss_mb,
+    spawn_server,
+)
 from orchestrator.errors import WorkerStartError, WorkerUnavailable
 from orchestrator.logging import ThrottledWarning
 from orchestrator.messages import CommandStarted, JobFailed
@@ -521,12 +525,6 @@ class CodexProcess:
                 await self._process.wait()
 
 
-def _open_log(path: Path) -> BinaryIO:
-    """Open the worker's stderr log for appending, creating its folder (blocking I/O)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.open("ab")
-
-
 @asynccontextmanager
 async def open_codex_process(
     argv: Sequence[str],
@@ -545,35 +543,15 @@ async def open_codex_process(
     Raises:
         WorkerStartError: the program cannot be started, exits, or is not a Codex MCP server.
     """
-    errlog = await trio.to_thread.run_sync(_open_log, stderr_log)
-    with errlog:
-        try:
-            process = await trio.lowlevel.open_process(
-                list(argv),
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=errlog,
-                env={key: value for key, value in env.items() if key != TOKEN_VARIABLE},
-                cwd=cwd,
-                start_new_session=True,
-            )
-        except OSError as error:
-            raise WorkerStartError(f"cannot start {argv[0]!r}: {error.strerror or error}") from None
-        failure: WorkerStartError | None = None
+    async with spawn_server(argv, env=env, stderr_log=stderr_log, cwd=cwd) as process:
         async with trio.open_nursery() as nursery:
             codex = CodexProcess(process, worker_id, nursery)
             nursery.start_soon(codex.read_loop)
             nursery.start_soon(codex.watch_exit)
             nursery.start_soon(codex.snapshots.keep)
-            try:
-                with trio.fail_after(startup_timeout):
-                    await codex.handshake()
-            except WorkerStartError as error:
-                failure = error
-            except trio.TooSlowError:
-                failure = WorkerStartError(
-                    f"no MCP handshake within {startup_timeout:g} s (codex.startup_timeout)"
-                )
+            failure = await handshake_failure(
+                codex.handshake, startup_timeout=startup_timeout, what="MCP"
+            )
             if failure is None:
                 try:
                     yield codex

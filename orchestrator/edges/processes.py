@@ -28,24 +28,31 @@ import ctypes
 import logging
 import os
 import signal
+import subprocess
 import sys
-from typing import TYPE_CHECKING, Final, NamedTuple, final
+from typing import TYPE_CHECKING, BinaryIO, Final, NamedTuple, final
 
 import trio
 
+from orchestrator.config import TOKEN_VARIABLE
+from orchestrator.errors import WorkerStartError
+
 if TYPE_CHECKING:
-    from collections.abc import Set
+    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence, Set
+    from pathlib import Path
 
 __all__ = [
     "TreeSnapshots",
     "alive",
     "descendants",
     "enable_child_subreaper",
+    "handshake_failure",
     "kill_orphans",
     "kill_tree",
     "reap_children",
     "rss_mb",
     "snapshot_tree",
+    "spawn_server",
 ]
 
 logger: Final = logging.getLogger(__name__)
@@ -348,3 +355,54 @@ def enable_child_subreaper() -> bool:
     # This process's own symbols include libc's: no `find_library`, which runs ``ldconfig``.
     libc = ctypes.CDLL(None, use_errno=True)
     return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+
+
+def _open_log(path: Path) -> BinaryIO:
+    """Open a worker's stderr log for appending, creating its folder (blocking I/O)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.open("ab")
+
+
+@contextlib.asynccontextmanager
+async def spawn_server(
+    argv: Sequence[str], *, env: Mapping[str, str], stderr_log: Path, cwd: str | None
+) -> AsyncIterator[trio.Process]:
+    """Start a Codex server (either backend): stdin and stdout piped, stderr appended to
+    `stderr_log` (opened off the loop), in a session of its own so its tree can be found and
+    killed, and never with the bot token in its environment (every command it runs sees it).
+
+    Raises:
+        WorkerStartError: the program cannot be started.
+    """
+    errlog = await trio.to_thread.run_sync(_open_log, stderr_log)
+    with errlog:
+        try:
+            process = await trio.lowlevel.open_process(
+                list(argv),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=errlog,
+                env={key: value for key, value in env.items() if key != TOKEN_VARIABLE},
+                cwd=cwd,
+                start_new_session=True,
+            )
+        except OSError as error:
+            raise WorkerStartError(f"cannot start {argv[0]!r}: {error.strerror or error}") from None
+        yield process
+
+
+async def handshake_failure(
+    handshake: Callable[[], Awaitable[None]], *, startup_timeout: float, what: str
+) -> WorkerStartError | None:
+    """Run a server's `handshake` within ``codex.startup_timeout``; the reason it failed, or
+    None. Returned, not raised: the caller must stop the server before it reports."""
+    try:
+        with trio.fail_after(startup_timeout):
+            await handshake()
+    except WorkerStartError as error:
+        return error
+    except trio.TooSlowError:
+        return WorkerStartError(
+            f"no {what} handshake within {startup_timeout:g} s (codex.startup_timeout)"
+        )
+    return None
