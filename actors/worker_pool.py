@@ -16,7 +16,10 @@ So, over any backend of the `orchestrator.ports.CodexWorker` port:
   busy (running ``calls_per_worker`` calls of others) the job waits its turn (the chat is told
   once with `WaitingForWorker`) for up to ``affinity_wait`` seconds, then moves: a fresh thread
   on a free worker with the job's context preamble (`ThreadMoved`, ``JobDone.moved``). A job
-  whose worker is gone (crash, cancel, recycle) moves the same way. New conversations go to
+  whose worker is gone (crash, cancel, recycle) moves the same way; so does one that reached
+  a worker killed an instant before (its exit not yet seen) and heard nothing from its turn:
+  nothing ran, so it goes on to the next worker once (``UNSTARTED_RETRIES``) instead of
+  failing with ``worker_died``. New conversations go to
   the worker with the fewest calls in flight, then the fewest threads.
 - **Cancel.** Cancelling the caller of `WorkerPoolHandle.run` cancels the turn. A worker the
   backend can stop a turn on in place (``codex app-server``: `CodexWorker.reusable` stays True)
@@ -94,6 +97,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "RELEASE_DEADLINE",
+    "UNSTARTED_RETRIES",
     "WORKER_COOLDOWN",
     "WORKER_POLICY",
     "WorkerPoolHandle",
@@ -102,6 +106,9 @@ __all__ = [
 
 RELEASE_DEADLINE = 5.0
 """Seconds a released thread's worker may take to stop its background commands."""
+
+UNSTARTED_RETRIES = 1
+"""Times a job goes to another worker when its worker died before the turn said anything."""
 
 
 class _Refused(Exception):
@@ -312,12 +319,33 @@ class _Pool:
     ) -> JobOutcome:
         if self.cold_start:
             return await self._run_cold(job, progress, approvals)
+        for attempt in range(1 + UNSTARTED_RETRIES):
+            outcome, untouched = await self._run_once(job, progress, approvals)
+            died = isinstance(outcome, JobFailed) and outcome.failure == "worker_died"
+            if not (died and untouched) or attempt == UNSTARTED_RETRIES:
+                break
+            # The worker died before the turn showed any sign of life (killed, or died of
+            # its own, as the job reached it): nothing ran, so the job goes to the next
+            # worker, on its thread where the backend resumes threads. Not a second run.
+            self.runs_failed -= 1
+            self.trace(TraceRecord(event="worker", worker=job.worker_id, outcome="retry unstarted"))
+        return outcome
+
+    async def _run_once(
+        self,
+        job: CodexJob,
+        progress: trio.MemorySendChannel[CodexProgress],
+        approvals: trio.MemorySendChannel[ApprovalRequest],
+    ) -> tuple[JobOutcome, bool]:
+        """One attempt at `job`: its outcome, and whether the turn stayed untouched (no
+        event and no approval came from it)."""
         started = trio.current_time()
         try:
             position, moved = await self._acquire(job, progress)
         except _Refused as refused:
             self.runs_failed += 1
-            return JobFailed(failure="no_worker", message=str(refused), thread_id=job.thread_id)
+            failed = JobFailed(failure="no_worker", message=str(refused), thread_id=job.thread_id)
+            return failed, True
         worker = position.worker
         assert worker is not None  # `_acquire` hands over ready positions only
         elsewhere = job.thread_id is not None and job.worker_id != position.worker_id
@@ -341,13 +369,16 @@ class _Pool:
         self.dispatch()
         last_event = [trio.current_time()]
         watch = TurnWatch(quiet_since=last_event[0])
+        heard = [False]  # any event or approval from the turn
 
         def on_event(event: CodexProgress) -> None:
+            heard[0] = True
             last_event[0] = trio.current_time()
             watch.saw(event, last_event[0])
             offer(progress, event)
 
         async def on_approval(ask: ApprovalAsk) -> ApprovalDecision:
+            heard[0] = True
             last_event[0] = math.inf  # waiting for a human is not a stall
             watch.asking += 1
             try:
@@ -416,8 +447,8 @@ class _Pool:
             )
         assert outcome is not None  # None only while a cancellation propagates
         if isinstance(outcome, JobDone) and moved:
-            return structs.replace(outcome, moved=True)
-        return outcome
+            return structs.replace(outcome, moved=True), False
+        return outcome, not heard[0]
 
     async def _run_cold(
         self,

@@ -248,6 +248,45 @@ async def test_crash_mid_call_reports_worker_died_and_replaces(
     assert any(t.event == "worker" and t.outcome == "died" for t in traces)
 
 
+@pytest.mark.parametrize("app_server", [False, True])
+async def test_a_job_that_finds_its_worker_dead_before_any_event_runs_on_the_next(
+    autojump_clock: trio.testing.MockClock, app_server: bool
+) -> None:
+    """The worker was killed as the job reached it (its exit not yet seen): nothing of the
+    turn ran, so the job goes on to the other worker, once, and is not a failure."""
+    fakes = FakeProcesses(app_server=app_server)
+    traces: list[TraceRecord] = []
+    async with pool_of(fakes, traces=traces) as pool:
+        first = await run_one(pool, job("first"))
+        assert isinstance(first.outcome, JobDone)
+        holder = fakes.started[first.outcome.worker_id]
+        holder.doomed = True
+        again = await run_one(
+            pool, job("again", thread_id=first.outcome.thread_id, worker_id=holder.worker_id)
+        )
+        assert isinstance(again.outcome, JobDone), again.outcome
+        assert again.outcome.worker_id != holder.worker_id
+        assert [call.prompt for call in holder.calls] == ["first", "again"]
+        # The app-server resumes the thread elsewhere; MCP moves to a fresh one.
+        assert (again.outcome.thread_id == first.outcome.thread_id) is app_server
+        assert pool.statistics().runs_failed == 0
+    assert any(t.outcome == "retry unstarted" for t in traces)
+
+
+async def test_a_job_is_retried_once_only_when_workers_keep_dying_unstarted(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    fakes = FakeProcesses()
+    async with pool_of(fakes) as pool:
+        for process in fakes.started:
+            process.doomed = True
+        run = await run_one(pool, job("hello"))
+        assert isinstance(run.outcome, JobFailed)
+        assert run.outcome.failure == "worker_died"
+        assert sum(len(process.calls) for process in fakes.started) == 2
+        assert pool.statistics().runs_failed == 1
+
+
 async def test_request_timeout(autojump_clock: trio.testing.MockClock) -> None:
     fakes = FakeProcesses()
     fakes.rule("stuck", hang=True)

@@ -61,6 +61,8 @@ class FakeProcess:
     killed: bool = False
     closed: bool = False
     poisoned: bool = False
+    doomed: bool = False
+    """Killed an instant ago: still looks alive, but the next call finds it dead (no event)."""
     thread_ids: set[str] = field(default_factory=set)
     calls: list[CodexJob] = field(default_factory=list)
     released: list[str] = field(default_factory=list)
@@ -95,6 +97,8 @@ class FakeProcess:
         try:
             with trio.CancelScope() as scope:
                 self.in_flight.add(scope)
+                if self.doomed:
+                    self.alive = False
                 if self.alive:
                     return await self._call(job, on_event, on_approval)
             return JobFailed(failure="worker_died", message="died", worker_id=self.worker_id)
