@@ -30,7 +30,7 @@ import resource
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import trio
 
@@ -49,11 +49,18 @@ from harness import (
     table,
 )
 
-IDLE_TTL = 10
-"""``sessions.idle_ttl`` of the idle run, seconds."""
 
-QUIET_WINDOW = 5.0
-"""Seconds over which the idle run samples the bot's CPU."""
+class IdleTiming(NamedTuple):
+    """The idle run's clock: ``sessions.idle_ttl``, and the window the bot's CPU is sampled
+    over before and after it (seconds)."""
+
+    idle_ttl: float
+    quiet_window: float
+
+
+IDLE_TIMING = IdleTiming(idle_ttl=10, quiet_window=5.0)
+TINY_IDLE_TIMING = IdleTiming(idle_ttl=2, quiet_window=0.5)
+"""``--tiny`` only checks that the run works: a short idle_ttl keeps the CI smoke run quick."""
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -183,14 +190,14 @@ async def run_size(chats: int, messages: int, workers: int, recycling: bool) -> 
     }
 
 
-async def run_idle(chats: int, workers: int, recycling: bool) -> dict[str, Any]:
+async def run_idle(chats: int, workers: int, recycling: bool, timing: IdleTiming) -> dict[str, Any]:
     """`chats` chats send one message each and go quiet; the bot before and after idle_ttl."""
     folder = Path(tempfile.mkdtemp(prefix=f"bench-scale-idle-{chats}-"))
     users = [100_000 + n for n in range(chats)]
     fake = fake_codex(folder)
     settings = [
         *base_settings(1, workers, recycling),
-        Setting("sessions.idle_ttl", IDLE_TTL, "the chats' idle stop, within the benchmark"),
+        Setting("sessions.idle_ttl", timing.idle_ttl, "the chats' idle stop, within the benchmark"),
     ]
     config = BenchConfig(users, fake.argv(), fake_env(fake), settings=settings)
     async with running_bot(config, folder) as bot:
@@ -205,15 +212,16 @@ async def run_idle(chats: int, workers: int, recycling: bool) -> dict[str, Any]:
 
         async def quiet_window() -> dict[str, float]:
             before = _cpu_seconds(pid)
-            await trio.sleep(QUIET_WINDOW)
+            await trio.sleep(timing.quiet_window)
             return {
-                "cpu_percent": 100 * (_cpu_seconds(pid) - before) / QUIET_WINDOW,
+                "cpu_percent": 100 * (_cpu_seconds(pid) - before) / timing.quiet_window,
                 "rss_mb": _status_mb(pid, "VmRSS"),
                 "open_files": _open_files(pid),
             }
 
         live = await quiet_window()  # the chat actors still wait for their idle_ttl
-        await trio.sleep(max(0.0, IDLE_TTL + 2 - (trio.current_time() - started - elapsed)))
+        since_last_reply = trio.current_time() - started - elapsed
+        await trio.sleep(max(0.0, timing.idle_ttl + 2 - since_last_reply))
         stopped = await quiet_window()
         count = delivered(bot.telegram)
         peak = bot.peak_rss_mb()
@@ -278,12 +286,14 @@ async def main() -> None:
     )
     idle: dict[str, Any] | None = None
     if idle_chats:
-        idle = await run_idle(idle_chats, workers, recycling)
+        timing = TINY_IDLE_TIMING if args.tiny else IDLE_TIMING
+        idle = await run_idle(idle_chats, workers, recycling, timing)
         live, stopped = idle["before_idle_ttl"], idle["after_idle_ttl"]
         print(
             f"\nidle: {idle['chats']} chats, one message each: {idle['delivered']} replies in "
             f"{idle['seconds']:.1f} s, peak RSS {idle['peak_rss_mb']:.0f} MB; quiet "
-            f"{QUIET_WINDOW:g} s before idle_ttl ({IDLE_TTL} s): CPU {live['cpu_percent']:.1f} %, "
+            f"{timing.quiet_window:g} s before idle_ttl ({timing.idle_ttl:g} s): CPU "
+            f"{live['cpu_percent']:.1f} %, "
             f"RSS {live['rss_mb']:.0f} MB, {live['open_files']} fds; after: CPU "
             f"{stopped['cpu_percent']:.1f} %, RSS {stopped['rss_mb']:.0f} MB, "
             f"{stopped['open_files']} fds"
