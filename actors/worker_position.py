@@ -257,7 +257,12 @@ async def supervise_position(
             task_status=task_status,
         )
 
-    spec = ChildSpec(name=f"codex worker {position.worker_id}", run=occupy, restart="permanent")
+    spec = ChildSpec(
+        name=f"codex worker {position.worker_id}",
+        run=occupy,
+        restart="permanent",
+        returns_by_design=True,
+    )
     status = task_status
     while True:
         try:

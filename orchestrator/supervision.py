@@ -88,6 +88,9 @@ class ChildSpec(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     run: ChildRun
     restart: Restart = "permanent"
+    returns_by_design: bool = False
+    """A permanent child that returns to be replaced (a Codex worker retired after a cancel
+    or a recycle, which logs why itself): its return is logged at INFO, not as a warning."""
 
 
 def backoff_delay(
@@ -185,7 +188,8 @@ async def supervise_one(
         if spec.restart != "permanent":
             return
         attempt = 0
-        logger.warning("%s returned; restarting it (permanent)", spec.name)
+        level = logging.INFO if spec.returns_by_design else logging.WARNING
+        logger.log(level, "%s returned; restarting it (permanent)", spec.name)
 
 
 class _ForwardingStatus:

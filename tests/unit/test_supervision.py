@@ -280,3 +280,28 @@ async def test_fatal_errors_propagate_without_restart(
             ChildSpec(name="poller", run=child), NO_JITTER, rng=random.Random(0), fatal=(BadToken,)
         )
     assert runs == 1
+
+
+@pytest.mark.parametrize(("by_design", "level"), [(False, "WARNING"), (True, "INFO")])
+async def test_a_permanent_child_that_returns_is_restarted_and_logged_by_its_design(
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+    by_design: bool,
+    level: str,
+) -> None:
+    runs = 0
+
+    async def child(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        nonlocal runs
+        runs += 1
+        task_status.started()
+        if runs == 3:
+            await trio.sleep_forever()
+
+    spec = ChildSpec(name="w", run=child, returns_by_design=by_design)
+    caplog.set_level("INFO", logger="orchestrator.supervision")
+    with trio.move_on_after(10):
+        await supervise_one(spec, NO_JITTER, rng=random.Random(0))
+    assert runs == 3
+    returns = [r for r in caplog.records if "returned; restarting it" in r.getMessage()]
+    assert [r.levelname for r in returns] == [level, level]
