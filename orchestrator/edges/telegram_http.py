@@ -335,10 +335,14 @@ class HttpTelegramApi:
                     raise TelegramTransientError(
                         f"file download: HTTP {response.status_code}", response.status_code
                     )
-                async for chunk in response.aiter_bytes():
+                chunks = response.aiter_bytes()
+                async for chunk in chunks:
                     received += chunk
                     if len(received) > max_bytes:
-                        raise TelegramFileTooBig(info.file_size, max_bytes)
+                        break
+                await chunks.aclose()  # type: ignore[attr-defined]  # an async generator
+                if len(received) > max_bytes:
+                    raise TelegramFileTooBig(info.file_size, max_bytes)
         except httpx.TimeoutException as error:
             raise TelegramTransientError(
                 f"file download: timed out ({type(error).__name__})"
