@@ -7,10 +7,10 @@ answered, and ``/get`` sends what it may and refuses the rest."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 import trio
-import trio.testing
 
 from actors.chat_files import (
     FILE_PROMPT,
@@ -23,6 +23,9 @@ from orchestrator.config import CodexConfig
 from orchestrator.messages import Attachment, UpdateLive
 from tests.actors.test_chats import ALICE, Bot, make_config, running_bot
 from tests.fakes.codex_process import FakeProcesses
+
+if TYPE_CHECKING:
+    import trio.testing
 
 
 class FakeFiles:

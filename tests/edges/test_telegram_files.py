@@ -79,4 +79,5 @@ async def test_a_download_is_cut_off_past_the_limit_and_errors_carry_no_token() 
         with pytest.raises(TelegramTransientError) as caught:
             await api.download_file("f", max_bytes=1000)
     assert TOKEN not in str(caught.value)
-    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    assert caught.value.__cause__ is None
+    assert caught.value.__suppress_context__

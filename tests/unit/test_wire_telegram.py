@@ -269,7 +269,7 @@ def test_text_is_text_and_an_unknown_kind_is_other() -> None:
 
 
 def test_a_photo_carries_its_largest_size_and_a_document_its_name() -> None:
-    photo = {
+    photo: dict[str, object] = {
         "photo": [
             {"file_id": "small", "file_unique_id": "a", "width": 90, "height": 67, "file_size": 9},
             {
@@ -285,7 +285,7 @@ def test_a_photo_carries_its_largest_size_and_a_document_its_name() -> None:
     routed = to_router_message(decode_update(message_update(photo)), "OurBot")
     assert isinstance(routed, InboundMessage)
     assert routed.attachment == Attachment(file_id="big", file_size=99)
-    document = {
+    document: dict[str, object] = {
         "document": {
             "file_id": "doc",
             "file_unique_id": "d",

@@ -162,7 +162,8 @@ def test_images_are_private_and_pruned_after_their_retention(tmp_path: Path) -> 
     new = store_image(images, b"new", ".png")
     assert stat.S_IMODE(os.stat(images).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(old).st_mode) == 0o600
-    assert old.suffix == ".jpg" and old.name != new.name
+    assert old.suffix == ".jpg"
+    assert old.name != new.name
     now = new.stat().st_mtime
     os.utime(old, (now - 7200, now - 7200))
     assert prune_images(images, now=now + 10, retention=3600) == 1
