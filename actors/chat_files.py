@@ -16,8 +16,9 @@ This module owns, for one chat (`actors.chat.Chat`):
   `FILE_PROMPT`) goes to Codex naming where the file is, like a text message (queued when a
   request runs).
 - **Voice notes** are answered with `VOICE_NOT_SUPPORTED`: neither pinned Codex takes a
-  chat's audio (the 0.171.0 schema lists ``localAudio``, but the Responses model call that
-  carries a turn has no audio input for the models Codex runs).
+  chat's audio. The MCP ``codex`` tool (0.153.4) has only a text prompt; the 0.171.0
+  app-server schema lists ``localAudio``, but measured on the mock model Codex replaces it
+  with "audio content omitted because you do not support audio input" for its models.
 - **Files out.** ``/get PATH`` sends a file of the working directory as a document, a folder
   as a zip; `orchestrator.workspace_files.readable_target` says what may be read.
 

@@ -19,8 +19,10 @@ from actors.chat_files import (
     IMAGES_NEED_APP_SERVER,
     VOICE_NOT_SUPPORTED,
 )
+from actors.chat_approvals import diff_data
+from actors.chat_diff import NOT_A_REPOSITORY
 from orchestrator.config import CodexConfig
-from orchestrator.messages import Attachment, UpdateLive
+from orchestrator.messages import Attachment, Button, PatchApplied, SendReply, UpdateLive
 from tests.actors.test_chats import ALICE, Bot, make_config, running_bot
 from tests.fakes.codex_process import FakeProcesses
 
@@ -176,3 +178,23 @@ async def test_get_sends_a_file_or_a_zipped_folder_and_refuses_the_rest(
     assert single.text == "📎 src/app.py (9 bytes)"
     assert (folder.document_name, folder.text) == ("src.zip", "📎 src (1 file, zipped)")
     assert folder.document.startswith(b"PK")
+
+
+async def test_a_result_that_changed_files_carries_a_show_diff_button(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The button's data is the short ``df:``; a press outside a git repository says so."""
+    fakes = FakeProcesses()
+    fakes.rule("edit", reply="edited", events=[PatchApplied(files=("a.py",))])
+    async with running_bot(tmp_path, fakes=fakes) as bot:
+        await bot.wait(lambda: len(bot.fakes.started) == 2)
+        await bot.say(ALICE, "just talk")
+        await bot.wait_reply(ALICE, "FAKE: just talk")
+        await bot.say(ALICE, "edit a.py")
+        await bot.wait_reply(ALICE, "edited")
+        await bot.press(ALICE, diff_data())
+        await bot.wait_reply(ALICE, NOT_A_REPOSITORY)
+    keyboards = [m.keyboard for m in bot.sent if isinstance(m, SendReply) and "FAKE" in m.markdown]
+    assert keyboards == [()]
+    edited = next(m for m in bot.sent if isinstance(m, SendReply) and "edited" in m.markdown)
+    assert edited.keyboard == ((Button("📝 Show diff", "df:"),),)
