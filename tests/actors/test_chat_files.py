@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 import msgspec
 import trio
 
+from actors.chat_approvals import diff_data
+from actors.chat_diff import NOT_A_REPOSITORY
 from actors.chat_files import (
     FILE_PROMPT,
     IMAGE_PROMPT,
@@ -19,8 +21,6 @@ from actors.chat_files import (
     IMAGES_NEED_APP_SERVER,
     VOICE_NOT_SUPPORTED,
 )
-from actors.chat_approvals import diff_data
-from actors.chat_diff import NOT_A_REPOSITORY
 from orchestrator.config import CodexConfig
 from orchestrator.messages import Attachment, Button, PatchApplied, SendReply, UpdateLive
 from tests.actors.test_chats import ALICE, Bot, make_config, running_bot

@@ -56,9 +56,7 @@ async def test_a_photo_reaches_the_model_as_an_input_image(
 ) -> None:
     png = tiny_png()
     with trio.fail_after(CEILING):
-        async with app_server_edges(
-            app_server_codex, tmp_path, sandbox="workspace-write"
-        ) as edges:
+        async with app_server_edges(app_server_codex, tmp_path, sandbox="workspace-write") as edges:
             model, tg, config = edges
             async with running(config, TOKEN) as bot:
                 await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
