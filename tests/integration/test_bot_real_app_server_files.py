@@ -25,7 +25,7 @@ __all__ = ["app_server_codex"]
 
 
 def tiny_png() -> bytes:
-    """A valid 2×2 red PNG (Codex decodes the image before it sends it)."""
+    """A valid 2 by 2 red PNG (Codex decodes the image before it sends it)."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         body = kind + data
