@@ -321,7 +321,7 @@ class Chat:
         self.request = request  # before the save: no second request starts meanwhile
         self.state = msgspec.structs.replace(
             self.state,
-            running=RequestRecord(prompt=prompt),
+            running=RequestRecord(prompt=prompt, images=images),
             batch=(),
             queue=self.state.queue if queue is None else queue,
         )
@@ -457,7 +457,13 @@ class Chat:
                 )
                 end, detail = ("failed" if failed else "ok"), result.error
             case CancelledByUser() | Interrupted():
-                if isinstance(outcome, Interrupted):
+                if isinstance(outcome, Interrupted) and request.images:
+                    # A photo cannot wait in the (text) queue: offered with "Run again".
+                    self.state = msgspec.structs.replace(
+                        self.state,
+                        running=RequestRecord(prompt=request.prompt, images=request.images),
+                    )
+                elif isinstance(outcome, Interrupted):
                     # Put it back: it runs again after the restart instead of being lost.
                     self.state = msgspec.structs.replace(
                         self.state, queue=(request.prompt, *self.state.queue)

@@ -123,6 +123,10 @@ NO_TEXT: Final = "Codex finished without writing an answer."
 
 INTERRUPTED: Final = "⏹ Interrupted by a restart of the bot; it will run again afterwards."
 
+INTERRUPTED_WITH_IMAGES: Final = (
+    "⏹ Interrupted by a restart of the bot; afterwards a button offers to run it again."
+)
+
 SHOW_DIFF: Final = ((Button("📝 Show diff", diff_data()),),)
 """The button under a result that changed files (``/diff``)."""
 
@@ -544,7 +548,7 @@ async def _report(request: Request, outcome: RequestOutcome, out: ChatOutput) ->
         case CancelledByUser():
             status = f"🛑 Cancelled after {format_duration(outcome.elapsed)}."
         case Interrupted():
-            status = INTERRUPTED
+            status = INTERRUPTED_WITH_IMAGES if request.images else INTERRUPTED
         case Failed():
             await out.say(outcome.notice, plain=True)
             await _drop_live(request, out)

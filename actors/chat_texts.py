@@ -19,6 +19,7 @@ __all__ = [
     "BUSY",
     "EDITED_IGNORED",
     "HELP",
+    "IMAGES_GONE",
     "RUN_AGAIN",
     "RUN_AGAIN_GONE",
     "RUN_AGAIN_STARTED",
@@ -152,6 +153,8 @@ RUN_AGAIN: Final = "▶ Run again"
 RUN_AGAIN_STARTED: Final = "Running it again."
 
 RUN_AGAIN_GONE: Final = "That request was already run again, or is no longer offered."
+
+IMAGES_GONE: Final = "The photo of that request is no longer kept. Send it again with its caption."
 
 
 def _quote(prompt: str, limit: int = 300) -> str:

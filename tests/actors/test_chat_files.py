@@ -21,9 +21,18 @@ from actors.chat_files import (
     IMAGES_NEED_APP_SERVER,
     VOICE_NOT_SUPPORTED,
 )
+from actors.chat_texts import IMAGES_GONE
 from orchestrator.config import CodexConfig
-from orchestrator.messages import Attachment, Button, PatchApplied, SendReply, UpdateLive
-from tests.actors.test_chats import ALICE, Bot, make_config, running_bot
+from orchestrator.messages import (
+    Attachment,
+    Button,
+    PatchApplied,
+    SendReply,
+    SessionKey,
+    UpdateLive,
+)
+from orchestrator.session_store import RequestRecord, SessionState, SessionStore
+from tests.actors.test_chats import ALICE, BOB, Bot, make_config, running_bot
 from tests.fakes.codex_process import FakeProcesses
 
 if TYPE_CHECKING:
@@ -198,3 +207,34 @@ async def test_a_result_that_changed_files_carries_a_show_diff_button(
     assert keyboards == [()]
     edited = next(m for m in bot.sent if isinstance(m, SendReply) and "edited" in m.markdown)
     assert edited.keyboard == ((Button("📝 Show diff", "df:"),),)
+
+
+async def test_a_photo_request_a_stop_interrupted_runs_again_with_its_photo(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The queue holds text only, so an interrupted photo request is offered with "Run
+    again" and runs with its photo while it is kept; a planted path outside the bot's image
+    folder, or a pruned photo, is not run."""
+    config = make_config(tmp_path)
+    config = msgspec.structs.replace(config, codex=CodexConfig(backend="app-server"))
+    kept = tmp_path / "images" / "abc.jpg"
+    kept.parent.mkdir()
+    kept.write_bytes(b"jpeg")
+    store = SessionStore(tmp_path / "sessions")
+    for user, images in ((ALICE, (str(kept),)), (BOB, ("/etc/passwd",))):
+        killed = SessionState(
+            mode="single",
+            profile="default",
+            running=RequestRecord(prompt=f"what is this, {user}", images=images),
+        )
+        await store.save(SessionKey(user, user), killed)
+    async with running_bot(tmp_path, config=config) as bot:
+        await bot.wait(lambda: len(bot.fakes.started) == 2)
+        await bot.say(ALICE, "/status")  # wakes the chat: recovery offers the request again
+        await bot.say(BOB, "/status")
+        for user in (ALICE, BOB):
+            await bot.wait(lambda: bool(bot.buttons(user, "rr:")))  # noqa: B023
+            await bot.press(user, bot.buttons(user, "rr:")[0].callback_data)
+        await bot.wait_reply(ALICE, "FAKE: what is this, 1")
+        await bot.wait_reply(BOB, IMAGES_GONE)
+    assert jobs(bot) == [("what is this, 1", (str(kept),))]
