@@ -6,11 +6,12 @@ answered, and ``/get`` sends what it may and refuses the rest."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import msgspec
 import trio
+import trio.testing
 
 from actors.chat_approvals import diff_data
 from actors.chat_diff import NOT_A_REPOSITORY
@@ -20,6 +21,7 @@ from actors.chat_files import (
     IMAGE_WHILE_BUSY,
     IMAGES_NEED_APP_SERVER,
     VOICE_NOT_SUPPORTED,
+    prune_images_forever,
 )
 from actors.chat_texts import IMAGES_GONE
 from orchestrator.config import CodexConfig
@@ -34,9 +36,6 @@ from orchestrator.messages import (
 from orchestrator.session_store import RequestRecord, SessionState, SessionStore
 from tests.actors.test_chats import ALICE, BOB, Bot, make_config, running_bot
 from tests.fakes.codex_process import FakeProcesses
-
-if TYPE_CHECKING:
-    import trio.testing
 
 
 class FakeFiles:
@@ -238,3 +237,25 @@ async def test_a_photo_request_a_stop_interrupted_runs_again_with_its_photo(
         await bot.wait_reply(ALICE, "FAKE: what is this, 1")
         await bot.wait_reply(BOB, IMAGES_GONE)
     assert jobs(bot) == [("what is this, 1", (str(kept),))]
+
+
+async def test_kept_photos_are_pruned_at_start_and_then_periodically(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    old, new = images / "old.jpg", images / "new.jpg"
+    old.write_bytes(b"old")
+    new.write_bytes(b"new")
+    aged = new.stat().st_mtime - 7200
+    os.utime(old, (aged, aged))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(prune_images_forever, tmp_path, 3600.0)
+        await trio.testing.wait_all_tasks_blocked()
+        assert not old.exists()  # at start
+        assert new.exists()
+        os.utime(new, (aged, aged))
+        await trio.sleep(1800)  # half the retention: the next round
+        await trio.testing.wait_all_tasks_blocked()
+        assert not new.exists()
+        nursery.cancel_scope.cancel()
