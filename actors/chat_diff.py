@@ -135,7 +135,10 @@ async def show_diff(chat: Chat) -> None:
     workspace = chat.profile.working_directory
     try:
         inside = await _git(workspace, "rev-parse", "--is-inside-work-tree")
-    except _GitFailed:
+    except _GitFailed as error:
+        if "not a git repository" not in str(error).lower():  # e.g. "dubious ownership"
+            await chat.out.say(f"git could not read the repository: {error}", plain=True)
+            return
         inside = ""
     except OSError as error:  # no git on this machine
         await chat.out.say(f"I can't run git here ({error.strerror}).", plain=True)
