@@ -18,9 +18,11 @@ button presses and ``/cancel`` are answered while it runs.
   paste not started yet. A start that finds a running request there (the bot was killed)
   closes its progress message and offers it with a "Run again" button, never running it by
   itself.
-- Only text runs. A message that is not text (a photo, a file, a voice note, a sticker, a
-  poll...) is answered once with what it was and that it is not used; a caption is not run
-  without its picture or file (`chat_texts.not_text`). Edits are answered, never applied.
+- Text runs; photos, files and voice notes are served by `actors.chat_files` (a photo runs
+  with its caption as an image input, a file is saved in the working directory's inbox). Any
+  other message that is not text (a sticker, a poll...) is answered once with what it was
+  and that it is not used; a caption is not run without its picture or file
+  (`chat_texts.not_text`). Edits are answered, never applied.
 - Approvals relayed by the pool are shown and decided by `actors.chat_approvals`; this actor
   routes the button presses to them.
 - Commands (/mode, /profile, /status, /new, /cancel, /help) are carried out by
@@ -39,11 +41,12 @@ from typing import TYPE_CHECKING, Final, Literal, assert_never
 import msgspec
 import trio
 
-from actors import chat_commands, chat_recovery, chat_texts
+from actors import chat_commands, chat_diff, chat_files, chat_recovery, chat_texts
 from actors.chat_approvals import (
     ApprovalButton,
     Approvals,
     CancelButton,
+    DiffButton,
     RerunButton,
     decode_button,
 )
@@ -66,7 +69,7 @@ from orchestrator.session_store import RequestRecord, SessionCounters, SessionSt
 if TYPE_CHECKING:
     from orchestrator.config import Config, Profile
     from orchestrator.messages import SenderMsg, SessionKey
-    from orchestrator.ports import CodexPool, TraceEmit
+    from orchestrator.ports import CodexPool, TelegramFiles, TraceEmit
     from orchestrator.session_store import SessionStore
 
 __all__ = ["ChatDeps", "run"]
@@ -100,6 +103,8 @@ class ChatDeps:
     trace: TraceEmit
     save_trouble: disk.DiskTrouble = field(default_factory=lambda: disk.DiskTrouble("sessions"))
     """Session writes the disk refused: logged at most once a minute for all chats."""
+    files: TelegramFiles | None = None
+    """Downloads what users send (photos, files); None: they are answered as unreadable."""
 
 
 class Chat:
@@ -209,6 +214,8 @@ class Chat:
             )
             await self.out.say(chat_texts.EDITED_IGNORED, plain=True)
             return
+        if message.content_kind != "text" and await chat_files.on_media(self, message):
+            return
         if message.content_kind != "text":
             # Not even a caption's command: the whole message is answered as what it is.
             self.out.trace(
@@ -297,7 +304,9 @@ class Chat:
             )
             await self.save()
 
-    async def start_request(self, prompt: str, *, queue: tuple[str, ...] | None = None) -> None:
+    async def start_request(
+        self, prompt: str, *, queue: tuple[str, ...] | None = None, images: tuple[str, ...] = ()
+    ) -> None:
         """Start serving `prompt`; the session file says it runs (and, with `queue`, that it
         left the queue) in one write before Codex sees it, so a kill leaves it on record."""
         self.requests_started += 1
@@ -307,11 +316,12 @@ class Chat:
             mode=self.state.mode,
             token=secrets.token_urlsafe(9),
             started=trio.current_time(),
+            images=images,
         )
         self.request = request  # before the save: no second request starts meanwhile
         self.state = msgspec.structs.replace(
             self.state,
-            running=RequestRecord(prompt=prompt),
+            running=RequestRecord(prompt=prompt, images=images),
             batch=(),
             queue=self.state.queue if queue is None else queue,
         )
@@ -353,6 +363,9 @@ class Chat:
                 await self.approvals.press(press, button)
             case RerunButton():
                 await chat_recovery.run_again(self, press, button.token)
+            case DiffButton():
+                await self.out.answer(press, "")
+                await chat_diff.show_diff(self)
             case None:
                 await self.out.answer(press, "Unknown button.")
             case _:
@@ -444,7 +457,13 @@ class Chat:
                 )
                 end, detail = ("failed" if failed else "ok"), result.error
             case CancelledByUser() | Interrupted():
-                if isinstance(outcome, Interrupted):
+                if isinstance(outcome, Interrupted) and request.images:
+                    # A photo cannot wait in the (text) queue: offered with "Run again".
+                    self.state = msgspec.structs.replace(
+                        self.state,
+                        running=RequestRecord(prompt=request.prompt, images=request.images),
+                    )
+                elif isinstance(outcome, Interrupted):
                     # Put it back: it runs again after the restart instead of being lost.
                     self.state = msgspec.structs.replace(
                         self.state, queue=(request.prompt, *self.state.queue)

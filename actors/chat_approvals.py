@@ -5,7 +5,8 @@ This module owns:
 - the callback data of the chat's buttons (`cancel_data`, `approval_data`, `decode_button`):
   ``cx:{token}`` cancels the request whose Cancel button carries `token`, ``ap:{token}:{a|s|d}``
   approves, approves for the session, or denies the question carrying `token`, ``rr:{token}``
-  runs again the request a kill interrupted. Tokens are
+  runs again the request a kill interrupted, ``df:`` shows the working directory's diff
+  (``/diff``; it carries no token: it only reads, and only in the presser's chat). Tokens are
   unguessable, and the data stays within Telegram's 64 bytes of callback data;
 - `Approvals`, the open questions of one chat: each question the pool relays is shown with
   Approve / Approve for session / Deny buttons; the first valid press wins, every press is
@@ -47,11 +48,13 @@ __all__ = [
     "ApprovalView",
     "Approvals",
     "CancelButton",
+    "DiffButton",
     "RerunButton",
     "approval_data",
     "approval_view",
     "cancel_data",
     "decode_button",
+    "diff_data",
     "rerun_data",
     "visible",
 ]
@@ -101,6 +104,10 @@ class RerunButton(msgspec.Struct, frozen=True):
     token: str
 
 
+class DiffButton(msgspec.Struct, frozen=True):
+    """A press on "Show diff" under a result that changed files."""
+
+
 class ApprovalButton(msgspec.Struct, frozen=True):
     """A press on an approval button; `decision` is None when the choice is not one we know."""
 
@@ -123,9 +130,18 @@ def rerun_data(token: str) -> str:
     return f"rr:{token}"
 
 
-def decode_button(data: str) -> CancelButton | ApprovalButton | RerunButton | None:
+def diff_data() -> str:
+    """The callback data of the "Show diff" button."""
+    return "df:"
+
+
+def decode_button(
+    data: str,
+) -> CancelButton | ApprovalButton | RerunButton | DiffButton | None:
     """Read a button's callback data; None when it is none of ours."""
     kind, _, rest = data.partition(":")
+    if kind == "df":
+        return DiffButton()
     if kind == "cx":
         return CancelButton(rest)
     if kind == "rr":

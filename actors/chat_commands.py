@@ -1,4 +1,5 @@
-"""The chat's commands: /start and /help, /mode, /new, /cancel, /profile and /status.
+"""The chat's commands: /start and /help, /mode, /new, /cancel, /profile and /status (/get
+and /diff are carried out by `actors.chat_files` and `actors.chat_diff`).
 
 This module owns what each command does to a chat's session (`actors.chat.Chat`: its mode,
 profile, Codex thread binding and queue) and the words it answers with, including the /status
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Final, Literal
 import msgspec
 import trio
 
-from actors import chat_texts
+from actors import chat_diff, chat_files, chat_texts
 from actors.chat_request import phase_words
 from orchestrator.messages import TraceRecord
 
@@ -46,6 +47,10 @@ async def on_command(chat: Chat, name: str, args: str) -> None:
             await cancel(chat, "/cancel")
         case "profile":
             await _profile(chat, argument)
+        case "get":
+            await chat_files.get_file(chat, argument)
+        case "diff":
+            await chat_diff.show_diff(chat)
         case _:
             await chat.out.say(chat_texts.unknown_command(name), plain=True)
 

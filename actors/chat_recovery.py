@@ -3,18 +3,22 @@
 The session file records the running request (its prompt and progress message) and any parts
 of a paste not started yet. At the next start `recover` closes the stale progress message,
 offers a "Run again" button with an unguessable token and queues the unstarted parts;
-`run_again` serves a press on that button once.
+`run_again` serves a press on that button once. A request with photos runs again with them
+while they are kept (`files.image_retention`), and only when the chat is idle (a photo cannot
+wait in the text queue).
 """
 
 from __future__ import annotations
 
 import secrets
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import msgspec
 
-from actors import chat_texts
+from actors import chat_files, chat_texts
 from actors.chat_approvals import rerun_data
+from orchestrator import disk
 from orchestrator.messages import Button, TraceRecord
 from orchestrator.session_store import RequestRecord
 
@@ -54,7 +58,7 @@ async def recover(chat: Chat) -> None:
     chat.state = msgspec.structs.replace(
         state,
         running=None,
-        interrupted=RequestRecord(prompt=running.prompt, token=token),
+        interrupted=RequestRecord(prompt=running.prompt, token=token, images=running.images),
         counters=msgspec.structs.replace(
             counters, runs=counters.runs + 1, failures=counters.failures + 1
         ),
@@ -83,8 +87,27 @@ async def run_again(chat: Chat, press: InboundCallback, token: str) -> None:
         chat_texts.interrupted_run_again(offered.prompt),
         message_id=press.message_id,
     )
-    if chat.request is None and not chat.state.queue and not chat.batch:
+    if offered.images:
+        await _run_again_with_images(chat, offered)
+    elif chat.request is None and not chat.state.queue and not chat.batch:
         await chat.start_request(offered.prompt)
     else:
         await chat.save()
         await chat.queue_text(offered.prompt)
+
+
+async def _run_again_with_images(chat: Chat, offered: RequestRecord) -> None:
+    images = Path(chat.config.state_dir) / "images"
+    kept = await disk.run_sync(_all_kept, offered.images, images)
+    await chat.save()
+    if not kept:
+        await chat.out.say(chat_texts.IMAGES_GONE, plain=True)
+    elif not chat.idle():
+        await chat.out.say(chat_files.IMAGE_WHILE_BUSY, plain=True)
+    else:
+        await chat.start_request(offered.prompt, images=offered.images)
+
+
+def _all_kept(paths: tuple[str, ...], images: Path) -> bool:
+    """Whether every photo is still kept, in the bot's own folder (a session file names it)."""
+    return all(Path(p).parent == images and Path(p).is_file() for p in paths)

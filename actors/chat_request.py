@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Final, TypeAlias, assert_never
 import msgspec
 import trio
 
-from actors.chat_approvals import APPROVAL_BUFFER, cancel_data
+from actors.chat_approvals import APPROVAL_BUFFER, cancel_data, diff_data
 from actors.chat_texts import format_duration
 from actors.role_caller import PoolRoleCaller
 from actors.workflows import PHASE_PLAN, carry_out_workflow
@@ -123,6 +123,13 @@ NO_TEXT: Final = "Codex finished without writing an answer."
 
 INTERRUPTED: Final = "⏹ Interrupted by a restart of the bot; it will run again afterwards."
 
+INTERRUPTED_WITH_IMAGES: Final = (
+    "⏹ Interrupted by a restart of the bot; afterwards a button offers to run it again."
+)
+
+SHOW_DIFF: Final = ((Button("📝 Show diff", diff_data()),),)
+"""The button under a result that changed files (``/diff``)."""
+
 MOVED_NOTE: Final = (
     "Note: your earlier Codex session was no longer available, so this "
     "continued in a new one with a summary of the conversation."
@@ -160,6 +167,8 @@ class Request:
     token: str
     """Carried by the Cancel button (unguessable)."""
     started: float
+    images: tuple[str, ...] = ()
+    """Paths of the images that go with the prompt (a photo and its caption)."""
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     cancel_reason: str = ""
     progress: Progress = field(default_factory=Progress)
@@ -318,6 +327,7 @@ async def _work(
         conversation=conversation,
         profile=profile,
         summary=session.summary,
+        images=request.images,
         progress=progress_send,
         approvals=approvals_send,
     )
@@ -531,13 +541,14 @@ async def _report(request: Request, outcome: RequestOutcome, out: ChatOutput) ->
                 text += f"\n\n{MOVED_NOTE}"
             if result.error is None and request.progress.live_shown:
                 text += f"\n\nTook {format_duration(outcome.elapsed)}."
-            await out.say(text)
+            changed = bool(result.files_changed or request.progress.files)
+            await out.say(text, keyboard=SHOW_DIFF if changed else ())
             await _drop_live(request, out)
             return
         case CancelledByUser():
             status = f"🛑 Cancelled after {format_duration(outcome.elapsed)}."
         case Interrupted():
-            status = INTERRUPTED
+            status = INTERRUPTED_WITH_IMAGES if request.images else INTERRUPTED
         case Failed():
             await out.say(outcome.notice, plain=True)
             await _drop_live(request, out)

@@ -19,6 +19,7 @@ __all__ = [
     "BUSY",
     "EDITED_IGNORED",
     "HELP",
+    "IMAGES_GONE",
     "RUN_AGAIN",
     "RUN_AGAIN_GONE",
     "RUN_AGAIN_STARTED",
@@ -47,6 +48,8 @@ BOT_COMMANDS: Final[tuple[tuple[str, str], ...]] = (
     ("status", "mode, profile, what is running, queue"),
     ("cancel", "stop the running request"),
     ("profile", "list | NAME: list or switch profiles"),
+    ("get", "PATH: send a file of the working directory"),
+    ("diff", "what changed in the working directory (git)"),
 )
 """Sent to Telegram with ``setMyCommands`` (the menu next to the text field)."""
 
@@ -54,18 +57,21 @@ HELP: Final = (
     "I run your requests on Codex in the profile's working directory.\n\n"
     "Send a message to start a request: it starts at once. A long paste that Telegram splits "
     "into parts runs as one request. Messages you send while a request runs are kept and run "
-    "together as the next request. Only text is read for now: photos, files and voice notes "
-    "are not passed to Codex yet.\n\n"
+    "together as the next request. A photo runs with its caption as the request (Codex sees "
+    "the picture). A file is saved in the working directory's inbox folder and Codex is told "
+    "where. Voice notes can't be passed to Codex.\n\n"
     "/start: this help (also /help)\n"
     "/mode single|plan: one developer run, or selector → planner → developer → reviewer "
     "(up to 3 review rounds)\n"
     "/new: forget the Codex conversation and start fresh\n"
     "/status: mode, profile, working directory, what is running, queue, worker, tokens\n"
     "/cancel: stop the running request (queued messages still run)\n"
-    "/profile list|NAME: list the profiles, or switch to one (not while running)"
+    "/profile list|NAME: list the profiles, or switch to one (not while running)\n"
+    "/get PATH: send a file of the working directory (a folder as a zip)\n"
+    "/diff: what changed in the working directory since the last git commit"
 )
 
-SHORT_HELP: Final = "Commands: /start /mode /new /status /cancel /profile"
+SHORT_HELP: Final = "Commands: /start /mode /new /status /cancel /profile /get /diff"
 
 
 def refusal(user_id: int) -> str:
@@ -82,7 +88,7 @@ BUSY: Final = "I'm busy with your earlier messages; this one was not taken. Send
 TEXT_ONLY: Final = "That message has no text. Please send your request as text."
 """The answer to a text message that is empty or only spaces."""
 
-_NOT_PASSED_YET: Final = "photos, files and voice notes are not passed to Codex yet"
+_WHAT_I_READ: Final = "text, photos and files"
 
 _KIND_WORDS: Final[dict[str, str]] = {
     "animation": "a GIF",
@@ -117,14 +123,11 @@ def not_text(kind: str, *, captioned: bool) -> str:
     if captioned:
         thing = what.split(" ", 1)[1] if what.startswith(("a ", "an ")) else what
         return (
-            f"I can only read text for now: {_NOT_PASSED_YET}. So your caption was not run "
+            f"I can only read {_WHAT_I_READ}, not this. So your caption was not run "
             f"either: Codex would have worked without the {thing}. Send your request as text "
             f"(describe what the {thing} shows, or paste its text)."
         )
-    return (
-        f"You sent {what}, but I can only read text for now: {_NOT_PASSED_YET}. "
-        "Send your request as text."
-    )
+    return f"You sent {what}, but I can only read {_WHAT_I_READ}. Send your request as text."
 
 
 EDITED_IGNORED: Final = (
@@ -150,6 +153,8 @@ RUN_AGAIN: Final = "▶ Run again"
 RUN_AGAIN_STARTED: Final = "Running it again."
 
 RUN_AGAIN_GONE: Final = "That request was already run again, or is no longer offered."
+
+IMAGES_GONE: Final = "The photo of that request is no longer kept. Send it again with its caption."
 
 
 def _quote(prompt: str, limit: int = 300) -> str:

@@ -5,6 +5,7 @@ pool, and how a role becomes a `CodexJob`.
   judge. The developer gets the profile's sandbox and approval policy.
 - Role instructions go to ``developer-instructions``, which Codex applies to fresh threads
   only; they are always passed, so a thread the pool had to move still gets them.
+- A request's images (a photo) go with every call of it: each role judges what it shows.
 - The developer's job carries the conversation summary as its context preamble: the pool
   puts it before the prompt only when the thread cannot be continued.
 """
@@ -42,6 +43,7 @@ def job_for_role(
     thread_id: str | None,
     worker_id: int | None,
     summary: str,
+    images: tuple[str, ...] = (),
 ) -> CodexJob:
     """The Codex job for one role call."""
     read_only = role in READ_ONLY_ROLES
@@ -57,6 +59,7 @@ def job_for_role(
         thread_id=thread_id,
         worker_id=worker_id,
         context_preamble=preamble,
+        images=images,
     )
 
 
@@ -77,8 +80,10 @@ class PoolRoleCaller:
         summary: str,
         progress: trio.MemorySendChannel[CodexProgress],
         approvals: trio.MemorySendChannel[ApprovalRequest],
+        images: tuple[str, ...] = (),
     ) -> None:
         self._pool = pool
+        self._images = images
         self._conversation = conversation
         self._profile = profile
         self._summary = summary
@@ -106,6 +111,7 @@ class PoolRoleCaller:
             thread_id=thread_id,
             worker_id=worker_id,
             summary=self._summary,
+            images=self._images,
         )
         outcome = await self._pool.run(job, progress=self._progress, approvals=self._approvals)
         match outcome:

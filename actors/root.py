@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Final
 
 import trio
 
-from actors import router, telegram_poller, telegram_sender, tracer
+from actors import chat_files, router, telegram_poller, telegram_sender, tracer
 from actors.chat_texts import BOT_COMMANDS
 from actors.telegram_outbox import Outbox
 from actors.worker_pool import open_worker_pool
@@ -209,7 +209,14 @@ async def _run_front(
     ledger = await UpdateLedger.open(state_dir / "updates.json")
     store = SessionStore(state_dir / "sessions", secrets=secrets)
     router_send, router_inbox = trio.open_memory_channel[RouterMsg](ROUTER_INBOX_SIZE)
+    janitor = trio.CancelScope()  # deletes photos past their retention until the drain
+
+    async def prune_images() -> None:
+        with janitor:
+            await chat_files.prune_images_forever(state_dir, config.files.image_retention)
+
     async with trio.open_nursery() as front:
+        front.start_soon(prune_images)
         await front.start(
             lambda task_status: router.run(
                 router_inbox,
@@ -219,6 +226,7 @@ async def _run_front(
                 config=config,
                 trace=trace.emit,
                 drain_grace=config.shutdown.drain_grace,
+                files=telegram,
                 task_status=task_status,
             )
         )
@@ -260,4 +268,5 @@ async def _run_front(
                 logger.info("draining: the poller stopped; running requests may finish")
                 trace.emit(TraceRecord(event="shutdown", detail="drain started"))
                 intake.cancel_scope.cancel()
+                janitor.cancel()
         # router_send is closed here: the router drains its chats and returns.

@@ -40,7 +40,7 @@ from orchestrator.messages import (
 if TYPE_CHECKING:
     from orchestrator.config import Config
     from orchestrator.messages import RouterMsg, SenderMsg
-    from orchestrator.ports import CodexPool, TraceEmit
+    from orchestrator.ports import CodexPool, TelegramFiles, TraceEmit
     from orchestrator.session_store import SessionStore
 
 __all__ = ["CHAT_INBOX_SIZE", "REFUSAL_INTERVAL", "RouterStatistics", "run"]
@@ -267,9 +267,11 @@ async def run(
     trace: TraceEmit,
     drain_grace: float,
     statistics: RouterStatistics | None = None,
+    files: TelegramFiles | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Route updates to chat actors until the inbox ends, then drain the chats.
+    """Route updates to chat actors until the inbox ends, then drain the chats
+    (`files`: the chats' downloads of what users send).
 
     Inbox: `RouterMsg` from the poller.
     Emits: chat inbox messages (never blocking: shed with a "busy" answer when full);
@@ -279,7 +281,9 @@ async def run(
         `drain_grace` seconds, after which they are cancelled (each says so and keeps its
         prompt queued). Closes its sender clone on return.
     """
-    deps = chat.ChatDeps(sender=sender, pool=pool, store=store, config=config, trace=trace)
+    deps = chat.ChatDeps(
+        sender=sender, pool=pool, store=store, config=config, trace=trace, files=files
+    )
     with sender:
         async with trio.open_nursery() as nursery:
             router = _Router(

@@ -214,6 +214,15 @@ class DiskConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True
     rotate_keep: int = 5
 
 
+class FilesConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[files]``: what users send (photos, documents) and what the bot keeps of it."""
+
+    inbox_dir: str = "inbox"
+    """Where a document lands, relative to the profile's working directory."""
+    image_retention: float = 86400.0
+    """Seconds a photo is kept in ``state_dir/images`` (Codex reads it when the turn starts)."""
+
+
 class RolePrompts(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``[profiles.NAME.role_prompts]``: instruction files overriding the shipped ones."""
 
@@ -260,6 +269,7 @@ class Config(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     traces: TracesConfig = TracesConfig()
     shutdown: ShutdownConfig = ShutdownConfig()
     disk: DiskConfig = DiskConfig()
+    files: FilesConfig = FilesConfig()
     profiles: dict[str, Profile] = {}
 
 

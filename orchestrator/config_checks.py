@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
@@ -130,6 +130,7 @@ def check_ranges(config: Config, shown: str) -> None:
         ("shutdown.drain_grace", config.shutdown.drain_grace, 0, inf, "seconds"),
         ("disk.rotate_mb", config.disk.rotate_mb, 1, 100_000, "MB per file before it rolls over"),
         ("disk.rotate_keep", config.disk.rotate_keep, 1, 1000, "rolled-over files kept"),
+        ("files.image_retention", config.files.image_retention, 60, inf, "seconds"),
     ]
     for key, value, lowest, highest, meaning in rules:
         if not (math.isfinite(value) and lowest <= value <= highest):
@@ -179,6 +180,14 @@ def check_ranges(config: Config, shown: str) -> None:
                 f"{name!r} is not a variable a worker may inherit",
                 "list plain variable names, never TELEGRAM_BOT_TOKEN",
             )
+    inbox = PurePosixPath(config.files.inbox_dir)
+    if inbox.is_absolute() or ".." in inbox.parts or not config.files.inbox_dir.strip():
+        raise ConfigError(
+            shown,
+            "files.inbox_dir",
+            f"{config.files.inbox_dir!r} is not a folder inside the working directory",
+            'use a relative folder name without "..", e.g. "inbox"',
+        )
     problem = url_problem(telegram.api_base_url)
     if problem:
         raise ConfigError(

@@ -12,7 +12,8 @@
     │   ├── TelegramConflict        409: another getUpdates poller or a webhook is active
     │   ├── TelegramForbidden       403: the user blocked the bot or it left the chat
     │   ├── TelegramChatMigrated    400 with migrate_to_chat_id: the group became a supergroup
-    │   └── TelegramBadRequest      any other 400 (`description` says which: not modified, parse...)
+    │   ├── TelegramBadRequest      any other 400 (`description` says which: not modified, parse...)
+    │   └── TelegramFileTooBig      a file to download is larger than the limit (20 MB for bots)
     └── CodexError                  a Codex worker could not serve a request
         ├── WorkerStartError        the MCP server did not start or lacks the codex tools
         └── WorkerUnavailable       the worker serving a call died or was retired mid-call
@@ -34,6 +35,7 @@ __all__ = [
     "TelegramChatMigrated",
     "TelegramConflict",
     "TelegramError",
+    "TelegramFileTooBig",
     "TelegramForbidden",
     "TelegramRetryAfter",
     "TelegramTransientError",
@@ -137,6 +139,17 @@ class TelegramChatMigrated(TelegramError):
 @final
 class TelegramBadRequest(TelegramError):
     """Any other 400; `description` tells which (message is not modified, can't parse ...)."""
+
+
+@final
+class TelegramFileTooBig(TelegramError):
+    """A file to download is larger than `limit` bytes (``getFile`` serves bots at most
+    20 MB); `size` is its size when Telegram said (0 otherwise)."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"file is too big ({size} bytes, limit {limit})", 400)
 
 
 class CodexError(OrchestratorError):

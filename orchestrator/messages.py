@@ -34,6 +34,7 @@ __all__ = [
     "ApprovalDecision",
     "ApprovalPolicy",
     "ApprovalRequest",
+    "Attachment",
     "BotMembershipChanged",
     "Button",
     "ChatReactivated",
@@ -117,6 +118,17 @@ is), or ``other`` for content Telegram added after this list (service messages n
 router: the wire drops them)."""
 
 
+class Attachment(msgspec.Struct, frozen=True, kw_only=True):
+    """The file a photo, document or voice note carries, as Telegram describes it: enough to
+    download it (``getFile`` with `file_id`) and to name it. `file_size` is 0 when Telegram
+    did not say; `file_name` and `mime_type` are the sender's (a photo has neither)."""
+
+    file_id: str
+    file_size: int = 0
+    file_name: str = ""
+    mime_type: str = ""
+
+
 class _RouterBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
     """Base of the router's inbox messages."""
 
@@ -149,6 +161,8 @@ class InboundMessage(_RouterBase, frozen=True, kw_only=True, tag="message"):
     quoted_from: str | None = None
     """Set when the user did not write the text: where it comes from, in words ("forwarded
     from Bob (@bob)", "sent through the bot @gif"); such text is never a command."""
+    attachment: Attachment | None = None
+    """The file of a ``photo`` (its largest size), ``document``, ``voice`` or ``audio``."""
 
 
 class InboundCallback(_RouterBase, frozen=True, kw_only=True, tag="callback"):
@@ -312,6 +326,9 @@ class CodexJob(msgspec.Struct, frozen=True, kw_only=True):
     thread_id: str | None = None
     worker_id: int | None = None
     context_preamble: str = ""
+    images: tuple[str, ...] = ()
+    """Absolute paths of images that go with `prompt` (``localImage`` inputs on app-server;
+    the chat never sends them to a backend that cannot take them)."""
 
 
 class _ProgressBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):

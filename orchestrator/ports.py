@@ -35,6 +35,7 @@ __all__ = [
     "ParseMode",
     "PoolStatistics",
     "TelegramApi",
+    "TelegramFiles",
     "TraceEmit",
     "WorkerStatus",
 ]
@@ -50,7 +51,21 @@ class BotIdentity(msgspec.Struct, frozen=True, kw_only=True):
     first_name: str = ""
 
 
-class TelegramApi(Protocol):
+class TelegramFiles(Protocol):
+    """Downloading what users send (photos, documents): the one Bot API reach of a chat
+    actor. The file URL holds the token, so the adapter never logs it or puts it in an error."""
+
+    async def download_file(self, file_id: str, *, max_bytes: int) -> bytes:
+        """``getFile``, then the file's bytes.
+
+        Raises:
+            TelegramFileTooBig: it is larger than `max_bytes` (or than Telegram serves bots).
+            TelegramError: any other failure.
+        """
+        ...
+
+
+class TelegramApi(TelegramFiles, Protocol):
     """The Bot API methods the bot uses. Every method raises `orchestrator.errors.TelegramError`
     subclasses on failure; none of them ever puts the token in an error or a log line.
     """

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from orchestrator.messages import SenderMsg
 
-__all__ = ["REDACTED", "TOKEN_PATTERN", "redact", "redact_outbound"]
+__all__ = ["REDACTED", "TOKEN_PATTERN", "redact", "redact_bytes", "redact_outbound"]
 
 REDACTED: Final = "[REDACTED]"
 """What a secret is replaced with."""
@@ -41,6 +41,22 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     return TOKEN_PATTERN.sub(REDACTED, text)
 
 
+_TOKEN_BYTES: Final = re.compile(TOKEN_PATTERN.pattern.encode())
+
+
+def redact_bytes(data: bytes, secrets: Iterable[str] = ()) -> bytes:
+    """A file's bytes with `redact` applied: as text when it is UTF-8, else byte for byte (a
+    binary file, ``/get`` of an image or a zip, stays intact unless it holds a secret)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        for secret in secrets:
+            if secret:
+                data = data.replace(secret.encode(), REDACTED.encode())
+        return _TOKEN_BYTES.sub(REDACTED.encode(), data)
+    return redact(text, secrets).encode()
+
+
 def redact_outbound(message: SenderMsg, secrets: Iterable[str] = ()) -> SenderMsg:
     """`message` with `redact` applied to every text it would show in a chat."""
     secrets = tuple(secrets)
@@ -48,9 +64,7 @@ def redact_outbound(message: SenderMsg, secrets: Iterable[str] = ()) -> SenderMs
         case SendReply():
             return msgspec.structs.replace(message, markdown=redact(message.markdown, secrets))
         case UpdateLive():
-            document = message.document
-            if document:
-                document = redact(document.decode("utf-8", "replace"), secrets).encode()
+            document = redact_bytes(message.document, secrets) if message.document else b""
             return msgspec.structs.replace(
                 message,
                 text=redact(message.text, secrets),

@@ -74,11 +74,13 @@ class RequestRecord(msgspec.Struct, frozen=True, kw_only=True):
         prompt: what the user asked.
         live_message_id: the Telegram message showing its progress, once shown.
         token: the unguessable token of its "Run again" button, once offered.
+        images: the photos that went with the prompt (paths under ``state_dir/images``).
     """
 
     prompt: str
     live_message_id: int | None = None
     token: str = ""
+    images: tuple[str, ...] = ()
 
 
 class SessionState(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=False):

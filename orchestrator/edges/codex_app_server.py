@@ -64,6 +64,7 @@ from orchestrator.wire.codex_app_server import (
     InitializeParams,
     InitializeResponse,
     LoadedListParams,
+    LocalImageInput,
     ModelListParams,
     ModelListResponse,
     ResolvedNotification,
@@ -399,7 +400,8 @@ class CodexAppServer:
         call = _Call(TurnTranslator(self.worker_id), on_event, on_approval)
         self._calls[thread_id] = call
         try:
-            params = TurnStartParams(thread_id=thread_id, input=[TextInput(text=prompt)])
+            images = [LocalImageInput(path=path) for path in job.images]
+            params = TurnStartParams(thread_id=thread_id, input=[TextInput(text=prompt), *images])
             try:
                 turn = _TURN.decode(await self.rpc.result("turn/start", params)).turn
             except (Refused, msgspec.DecodeError) as error:

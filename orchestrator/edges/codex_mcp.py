@@ -444,6 +444,13 @@ class CodexProcess:
                 worker_id=self.worker_id,
                 thread_id=job.thread_id,
             )
+        if job.images:  # the chat refuses photos on MCP; an image is never dropped silently
+            return JobFailed(
+                failure="codex_error",
+                message='images need backend = "app-server" (the codex tool takes only text)',
+                worker_id=self.worker_id,
+                thread_id=job.thread_id,
+            )
         tool, arguments = tool_call(job)
         request_id = str(next(self._ids))
         state = _CallState(on_event, on_approval, TurnEvents(worker_id=self.worker_id))

@@ -28,6 +28,7 @@ and the client is built without event hooks that could log URLs.
 
 from __future__ import annotations
 
+import mimetypes
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Final, TypeVar, final
 
@@ -40,6 +41,7 @@ from orchestrator.errors import (
     TelegramBadRequest,
     TelegramChatMigrated,
     TelegramConflict,
+    TelegramFileTooBig,
     TelegramForbidden,
     TelegramRetryAfter,
     TelegramTransientError,
@@ -82,10 +84,17 @@ class _SentMessage(msgspec.Struct, frozen=True):
     message_id: int
 
 
+class _File(msgspec.Struct, frozen=True):
+    file_id: str = ""
+    file_size: int = 0
+    file_path: str = ""
+
+
 _ENVELOPE: Final = msgspec.json.Decoder(_Envelope)
 _UPDATES: Final = msgspec.json.Decoder(list[msgspec.Raw])
 _SENT: Final = msgspec.json.Decoder(_SentMessage)
 _ME: Final = msgspec.json.Decoder(BotIdentity)
+_FILE: Final = msgspec.json.Decoder(_File)
 _ENCODER: Final = msgspec.json.Encoder()
 
 Params = dict[str, object]
@@ -148,6 +157,7 @@ class HttpTelegramApi:
         self._client = client
         self._lean = lean
         self._prefix = f"/bot{token}/"
+        self._file_prefix = f"/file/bot{token}/"
         self._request_timeout = request_timeout
 
     async def _call(
@@ -294,9 +304,52 @@ class HttpTelegramApi:
         raw = await self._call(
             "sendDocument",
             params,
-            files={"document": (filename, content, "text/markdown")},
+            files={"document": (filename, content, _content_type(filename))},
         )
         return _decode(_SENT, raw, "sendDocument").message_id
+
+    async def download_file(self, file_id: str, *, max_bytes: int) -> bytes:
+        """``getFile``, then ``GET {base_url}/file/bot{token}/{file_path}``, streamed and cut
+        off past `max_bytes` (`TelegramFileTooBig`). The URL holds the token: no httpx error
+        or URL leaves this method."""
+        try:
+            raw = await self._call("getFile", {"file_id": file_id})
+        except TelegramBadRequest as error:
+            if "too big" in error.description:
+                raise TelegramFileTooBig(0, max_bytes) from None
+            raise
+        info = _decode(_FILE, raw, "getFile")
+        if info.file_size > max_bytes:
+            raise TelegramFileTooBig(info.file_size, max_bytes)
+        if not info.file_path or ".." in info.file_path.split("/"):
+            raise TelegramTransientError("getFile: no usable file_path")
+        timeout = httpx.Timeout(self._request_timeout, connect=CONNECT_TIMEOUT)
+        received = bytearray()
+        try:
+            async with self._client.stream(
+                "GET", self._file_prefix + info.file_path, timeout=timeout
+            ) as response:
+                if response.status_code != 200:
+                    await response.aread()
+                    classify(response.status_code, response.content, "file download")
+                    raise TelegramTransientError(
+                        f"file download: HTTP {response.status_code}", response.status_code
+                    )
+                chunks = response.aiter_bytes()
+                async for chunk in chunks:
+                    received += chunk
+                    if len(received) > max_bytes:
+                        break
+                await chunks.aclose()  # type: ignore[attr-defined]  # an async generator
+                if len(received) > max_bytes:
+                    raise TelegramFileTooBig(info.file_size, max_bytes)
+        except httpx.TimeoutException as error:
+            raise TelegramTransientError(
+                f"file download: timed out ({type(error).__name__})"
+            ) from None
+        except httpx.HTTPError as error:
+            raise TelegramTransientError(f"file download: {type(error).__name__}") from None
+        return bytes(received)
 
     async def answer_callback_query(
         self, callback_query_id: str, *, text: str = "", show_alert: bool = False
@@ -333,6 +386,12 @@ def _add_common(
             "message_id": reply_to_message_id,
             "allow_sending_without_reply": True,
         }
+
+
+def _content_type(filename: str) -> str:
+    """The upload's content type, from its name (a reply's ``.md``, a ``.zip``, a ``.diff``)."""
+    guessed, _ = mimetypes.guess_type(filename, strict=False)
+    return guessed or "application/octet-stream"
 
 
 def _decode(decoder: msgspec.json.Decoder[T], raw: msgspec.Raw, method: str) -> T:

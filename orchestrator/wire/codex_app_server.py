@@ -51,6 +51,7 @@ __all__ = [
     "InitializeResponse",
     "LoadedListParams",
     "LoadedListResponse",
+    "LocalImageInput",
     "ModelListParams",
     "ModelListResponse",
     "ResolvedNotification",
@@ -176,9 +177,16 @@ class TextInput(_Params, frozen=True, tag_field="type", tag="text"):
     text: str
 
 
+class LocalImageInput(_Params, frozen=True, tag_field="type", tag="localImage"):
+    """An image file on this machine that goes with the turn's text (``UserInput``
+    ``localImage`` in the 0.171.0 schema); Codex reads it and sends it as ``input_image``."""
+
+    path: str
+
+
 class TurnStartParams(_Params, frozen=True):
     thread_id: str
-    input: list[TextInput]
+    input: list[TextInput | LocalImageInput]
 
 
 class _TurnError(_Wire, frozen=True):

@@ -22,6 +22,7 @@ from typing import Final, Literal, TypeVar
 import msgspec
 
 from orchestrator.messages import (
+    Attachment,
     BotMembershipChanged,
     ChatType,
     ContentKind,
@@ -43,6 +44,7 @@ __all__ = [
     "Update",
     "UpdateId",
     "User",
+    "attachment_of",
     "content_kind",
     "decode_json",
     "decode_update",
@@ -266,6 +268,44 @@ class Message(msgspec.Struct, frozen=True):
     video_chat_ended: msgspec.Raw = _ABSENT
     video_chat_participants_invited: msgspec.Raw = _ABSENT
     web_app_data: msgspec.Raw = _ABSENT
+
+
+class _FileInfo(msgspec.Struct, frozen=True):
+    """``PhotoSize``, ``Document``, ``Voice``, ``Audio``: the fields that fetch and name it."""
+
+    file_id: str
+    file_size: int = 0
+    file_name: str = ""
+    mime_type: str = ""
+    width: int = 0
+    height: int = 0
+
+
+_FILE: Final = msgspec.json.Decoder(_FileInfo)
+_PHOTO: Final = msgspec.json.Decoder(list[_FileInfo])
+
+
+def attachment_of(message: Message, kind: ContentKind) -> Attachment | None:
+    """The file `message` carries as `kind` (``photo``: its largest size; ``document``,
+    ``voice``, ``audio``), or None for other kinds and a field that does not decode."""
+    try:
+        if kind == "photo":
+            sizes = decode_json(_PHOTO, message.photo)
+            if not sizes:
+                return None
+            info = max(sizes, key=lambda size: (size.width * size.height, size.file_size))
+        elif kind in ("document", "voice", "audio"):
+            info = decode_json(_FILE, getattr(message, kind))
+        else:
+            return None
+    except msgspec.DecodeError:
+        return None
+    return Attachment(
+        file_id=info.file_id,
+        file_size=info.file_size,
+        file_name=info.file_name,
+        mime_type=info.mime_type,
+    )
 
 
 class CallbackQuery(msgspec.Struct, frozen=True):
@@ -510,6 +550,7 @@ def to_router_message(update: Update, bot_username: str) -> RouterMsg | None:
             content_kind=kind,
             date=message.date,
             quoted_from=quoted,
+            attachment=attachment_of(message, kind),
         )
     query = update.callback_query
     if query is not None:

@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
     from pathlib import Path
 
+    from orchestrator.ports import TelegramFiles
+
 ALICE, BOB, STRANGER = 1, 2, 666
 CEILING = 7200
 
@@ -167,7 +169,11 @@ def make_config(tmp_path: Path, **sessions) -> Config:
 
 @asynccontextmanager
 async def running_bot(
-    tmp_path: Path, fakes: FakeProcesses | None = None, config: Config | None = None, **sessions
+    tmp_path: Path,
+    fakes: FakeProcesses | None = None,
+    config: Config | None = None,
+    files: TelegramFiles | None = None,
+    **sessions,
 ) -> AsyncIterator[Bot]:
     fakes = fakes or FakeProcesses()
     bot = Bot(tmp_path, fakes, config or make_config(tmp_path, **sessions))
@@ -199,6 +205,7 @@ async def running_bot(
                         trace=bot.traces.append,
                         drain_grace=60,
                         statistics=bot.stats,
+                        files=files,
                         task_status=task_status,
                     )
                 )
@@ -430,7 +437,7 @@ async def test_every_command(tmp_path: Path, autojump_clock: trio.testing.MockCl
                 content_kind="sticker",
             )
         )
-        await bot.wait_reply(ALICE, "You sent a sticker, but I can only read text for now")
+        await bot.wait_reply(ALICE, "You sent a sticker, but I can only read text, photos and")
     state = (await bot.store.load(SessionKey(ALICE, ALICE))).state
     assert state is not None
     assert (state.profile, state.mode) == ("other", "plan")
@@ -940,11 +947,12 @@ async def test_a_message_that_is_not_text_is_answered_once_and_never_run(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
     """A voice note, a file and a captioned photo each get one answer saying why they are not
-    used; the caption does not reach Codex without its picture (nor does a command in it)."""
+    used (here none carries a file to fetch); the caption does not reach Codex without its
+    picture (nor does a command in it)."""
     async with running_bot(tmp_path) as bot:
         await bot.wait(lambda: len(bot.fakes.started) == 2)
         await bot.say(ALICE, None, content_kind="voice")
-        await bot.wait_reply(ALICE, "You sent a voice note, but I can only read text for now")
+        await bot.wait_reply(ALICE, "I can't pass voice notes to Codex")
         await bot.say(ALICE, None, content_kind="document")
         await bot.wait_reply(ALICE, "You sent a file, but")
         await bot.say(ALICE, "fix the layout shown here", content_kind="photo")
@@ -960,9 +968,10 @@ async def test_a_message_that_is_not_text_is_answered_once_and_never_run(
     assert not any("layout" in c for c in calls)
     assert len(bot.replies(ALICE)) == 6
     assert bot.replies(ALICE)[2] == (
-        "I can only read text for now: photos, files and voice notes are not passed to Codex "
-        "yet. So your caption was not run either: Codex would have worked without the photo. "
+        "I can only read text, photos and files, not this. So your caption was not run either: "
+        "Codex would have worked without the photo. "
         "Send your request as text (describe what the photo shows, or paste its text)."
     )
     kinds = [t.detail for t in bot.traces if t.outcome == "not_text"]
-    assert kinds == ["voice", "document", "photo", "photo", "other"]
+    assert kinds == ["document", "photo", "photo", "other"]
+    assert [t.detail for t in bot.traces if t.outcome == "voice_refused"] == ["voice"]

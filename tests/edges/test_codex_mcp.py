@@ -135,6 +135,22 @@ async def test_unknown_thread_is_a_codex_error(fake: FakeCodex, tmp_path: Path) 
     assert "Session not found" in outcome.message
 
 
+async def test_an_image_is_refused_in_words_never_dropped(fake: FakeCodex, tmp_path: Path) -> None:
+    """The ``codex`` tool of 0.153.4 has no image argument."""
+    with trio.fail_after(CEILING):
+        async with opened(fake, tmp_path) as codex:
+            outcome = await codex.run_turn(
+                job("what is this", images=("/tmp/x.jpg",)),
+                on_event=lambda e: None,
+                on_approval=deny,
+            )
+            assert codex.reusable
+    assert isinstance(outcome, JobFailed)
+    assert outcome.failure == "codex_error"
+    assert 'backend = "app-server"' in outcome.message
+    assert not [e for e in fake.recorded() if e.get("received", {}).get("method") == "tools/call"]
+
+
 @pytest.mark.parametrize("decision", ["approved", "approved_for_session", "denied"])
 async def test_exec_approval_round_trip(fake: FakeCodex, tmp_path: Path, decision: str) -> None:
     fake.rule("build", approval="exec", command="make build")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import msgspec
 import trio
 
-from orchestrator.errors import TelegramBadRequest, TelegramError
+from orchestrator.errors import TelegramBadRequest, TelegramError, TelegramFileTooBig
 from orchestrator.ports import BotIdentity, ParseMode
 
 if TYPE_CHECKING:
@@ -41,6 +41,7 @@ class FakeTelegramApi:
     def __init__(self, username: str = "TestBot") -> None:
         self.username = username
         self.pending: list[tuple[int, bytes]] = []
+        self.files: dict[str, bytes] = {}
         self.calls: list[Call] = []
         self.failures: dict[str, deque[TelegramError | Callable[[Call], None]]] = defaultdict(deque)
         self.messages: dict[int, dict[int, str]] = defaultdict(dict)
@@ -211,6 +212,16 @@ class FakeTelegramApi:
         await self._leg()
         self._record(Call("sendChatAction", trio.current_time(), chat_id=chat_id, text=action))
         await self._leg()
+
+    async def download_file(self, file_id: str, *, max_bytes: int) -> bytes:
+        """The bytes put in `files` under `file_id` (an unknown id is Telegram's 400)."""
+        self._record(Call("getFile", trio.current_time(), text=file_id))
+        content = self.files.get(file_id)
+        if content is None:
+            raise TelegramBadRequest("Bad Request: invalid file_id", 400)
+        if len(content) > max_bytes:
+            raise TelegramFileTooBig(len(content), max_bytes)
+        return content
 
     async def send_document(
         self,

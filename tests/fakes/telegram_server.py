@@ -1,6 +1,7 @@
 """A fake Telegram Bot API: a real HTTP server on 127.0.0.1 that behaves like Telegram.
 
 What it serves, as the real Bot API does: ``/bot<token>/<method>`` (method case-insensitive),
+``getFile`` and the file download ``/file/bot<token>/<file_path>`` (`add_file`),
 query, JSON, form and multipart bodies; the ``ok``/``error_code``/``description``/
 ``parameters`` envelope; getUpdates with offset confirmation, limit and timeout clamps, real
 long-poll parking and wake-up, 409 for a second parked poller; Telegram's text cleaning and
@@ -261,6 +262,11 @@ class FakeTelegram:
         self._parked: trio.Event | None = None
         self.commands: list[dict[str, str]] = []
         self.allowed_updates: list[str] | None = None
+        self.files: dict[str, tuple[str, bytes]] = {}
+        """file_id → (file_path, content): what getFile and the file download serve."""
+        self.downloads: list[str] = []
+        """file_path of every file download (the request path's token checked)."""
+        self._file_ids = itertools.count(1)
 
     # ------------------------------------------------------------------ scripting
 
@@ -328,6 +334,14 @@ class FakeTelegram:
                 }
             }
         )
+
+    def add_file(self, content: bytes, path: str = "documents/file_0.bin") -> dict[str, Any]:
+        """Serve `content` for download; returns the file object a message carries (its
+        ``file_id``, ``file_unique_id``, ``file_size``)."""
+        number = next(self._file_ids)
+        file_id = f"FILE{number}"
+        self.files[file_id] = (path, content)
+        return {"file_id": file_id, "file_unique_id": f"U{number}", "file_size": len(content)}
 
     def script_fault(
         self, method: str, fault: Fault, *, times: int = 1, chat_id: int | None = None
@@ -606,6 +620,32 @@ class FakeTelegram:
             )
         return b"true"
 
+    async def _m_getfile(self, params: dict[str, Any]) -> bytes:
+        found = self.files.get(str(params.get("file_id", "")))
+        if found is None:
+            raise ApiError(400, "Bad Request: invalid file_id")
+        path, content = found
+        if len(content) > 20 * 1024 * 1024:
+            raise ApiError(400, "Bad Request: file is too big")
+        file_id = str(params["file_id"])
+        return json.dumps(
+            {
+                "file_id": file_id,
+                "file_unique_id": f"U{file_id}",
+                "file_size": len(content),
+                "file_path": path,
+            }
+        ).encode()
+
+    def download(self, path: str) -> tuple[int, bytes]:
+        """``GET /file/bot<token>/<file_path>``: the file's bytes, or 404."""
+        for file_path, content in self.files.values():
+            if file_path == path:
+                self.downloads.append(path)
+                self._notify()
+                return 200, content
+        return 404, b'{"ok":false,"error_code":404,"description":"Not Found"}'
+
     async def _m_senddocument(self, params: dict[str, Any]) -> bytes:
         chat_id = self._target(params)
         document = params.get("document")
@@ -672,6 +712,8 @@ async def _serve_connection(stream: trio.abc.Stream, fake: FakeTelegram) -> None
     async def handle(request: h11.Request, body: bytes) -> Reply:
         status, payload = await _respond(fake, request, body)
         content_type = "text/html" if payload.startswith(b"<html") else "application/json"
+        if request.target.startswith(b"/file/") and status == 200:
+            content_type = "application/octet-stream"
         return Reply(status, payload, content_type)
 
     await serve_http(stream, handle)
@@ -680,6 +722,11 @@ async def _serve_connection(stream: trio.abc.Stream, fake: FakeTelegram) -> None
 async def _respond(fake: FakeTelegram, request: h11.Request, body: bytes) -> tuple[int, bytes]:
     target = request.target.decode()
     path, _, query = target.partition("?")
+    download = re.fullmatch(r"/file/bot([^/]+)/(.+)", path)
+    if download is not None and request.method == b"GET":
+        if download.group(1) != fake.token:
+            return 401, b'{"ok":false,"error_code":401,"description":"Unauthorized"}'
+        return fake.download(urllib.parse.unquote(download.group(2)))
     match = re.fullmatch(r"/bot([^/]+)/([A-Za-z]+)", path)
     if match is None:
         return 404, b'{"ok":false,"error_code":404,"description":"Not Found"}'

@@ -353,8 +353,10 @@ async def test_forwarded_and_via_bot_text_reaches_codex_as_quoted_content(tmp_pa
 async def test_a_file_a_voice_note_a_sticker_and_a_captioned_photo_are_each_answered(
     tmp_path: Path,
 ) -> None:
-    """Each decodes through the real poller and gets one answer saying why it is not used; the
-    photo's caption does not reach Codex; the text after them runs."""
+    """Each decodes through the real poller and gets one answer: a file Telegram cannot serve
+    is asked for again, a voice note cannot be passed to Codex, a sticker is not read, a photo
+    needs the app-server backend (this bot runs MCP); the photo's caption does not reach
+    Codex; the text after them runs."""
     fake = FakeCodex(tmp_path / "codex")
     media: list[dict[str, Any]] = [
         {"document": {"file_name": "trace.log", "file_id": "BQAC", "file_unique_id": "u1"}},
@@ -382,12 +384,14 @@ async def test_a_file_a_voice_note_a_sticker_and_a_captioned_photo_are_each_answ
             bot.process.send_signal(signal.SIGTERM)
     assert bot.process.returncode == 0, bot.text()
     answers = tg.sent_texts(ALICE)[:4]
-    assert answers[0].startswith("You sent a file, but I can only read text for now")
-    assert answers[1].startswith("You sent a voice note, but")
-    assert answers[2].startswith("You sent a sticker, but")
-    assert (
-        "your caption was not run either: Codex would have worked without the photo" in (answers[3])
+    assert answers[0] == (
+        "I couldn't download your file from Telegram (Bad Request: invalid file_id). "
+        "Please send it again."
     )
+    assert answers[1].startswith("I can't pass voice notes to Codex")
+    assert answers[2].startswith("You sent a sticker, but I can only read text, photos and files")
+    assert answers[3].startswith("I can't pass pictures to Codex with this bot's setup")
+    assert [call.params["file_id"] for call in tg.calls_of("getfile")] == ["BQAC"]
     assert not codex_calls(fake, "screenshot")
     assert codex_calls(fake, "the layout bug, in words")
 

@@ -165,6 +165,10 @@ def test_toml_syntax_error_names_the_line(tmp_path: Path) -> None:
         ("[traces]\npreview_chars = -1\n", "traces.preview_chars", "out of range"),
         ("[shutdown]\ndrain_grace = -1.0\n", "shutdown.drain_grace", "out of range"),
         ("[shutdown]\ndrain_grace = nan\n", "shutdown.drain_grace", "out of range"),
+        ("[files]\nimage_retention = 10.0\n", "files.image_retention", "out of range"),
+        ("[files]\ninbox_dir = '../out'\n", "files.inbox_dir", "not a folder inside"),
+        ("[files]\ninbox_dir = '/tmp/in'\n", "files.inbox_dir", "not a folder inside"),
+        ("[files]\ninbox_dir = ' '\n", "files.inbox_dir", "not a folder inside"),
         ("default_profile = 'nope'\n", "default_profile", "no profile named 'nope'"),
         (
             "[profiles.default]\nworking_directory = 'missing'\n",

@@ -6,7 +6,7 @@ import datetime
 
 from actors import tracer
 from orchestrator.messages import TraceRecord
-from orchestrator.redaction import REDACTED, redact
+from orchestrator.redaction import REDACTED, redact, redact_bytes
 
 FOREIGN_TOKEN = "987654321:BBFFggHHiiJJkkLLmmNNooPPqqRRssTTuu"
 
@@ -33,3 +33,12 @@ def test_trace_lines_go_through_the_same_redaction() -> None:
     assert FOREIGN_TOKEN.encode() not in line
     assert b"hunter2" not in line
     assert line.count(REDACTED.encode()) == 2
+
+
+def test_a_binary_document_stays_intact_unless_it_holds_a_secret() -> None:
+    """A zip or an image (``/get``) is not text: decoding it as UTF-8 would spoil it."""
+    binary = bytes(range(256)) * 4
+    assert redact_bytes(binary, ["sekrit"]) == binary
+    leaking = b"\x89PNG\xff" + FOREIGN_TOKEN.encode() + b"\x00sekrit\xfe"
+    assert redact_bytes(leaking, ["sekrit"]) == b"\x89PNG\xff[REDACTED]\x00[REDACTED]\xfe"
+    assert redact_bytes(f"text {FOREIGN_TOKEN}".encode()) == b"text [REDACTED]"

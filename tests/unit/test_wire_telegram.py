@@ -9,7 +9,7 @@ from typing import get_args
 import msgspec
 import pytest
 
-from orchestrator.messages import ContentKind, InboundMessage
+from orchestrator.messages import Attachment, ContentKind, InboundMessage
 from orchestrator.wire.telegram import (
     CONTENT_FIELDS,
     MAX_JSON_DEPTH,
@@ -266,3 +266,45 @@ def test_text_is_text_and_an_unknown_kind_is_other() -> None:
     )
     assert isinstance(future, InboundMessage)
     assert (future.content_kind, future.text) == ("other", None)
+
+
+def test_a_photo_carries_its_largest_size_and_a_document_its_name() -> None:
+    photo: dict[str, object] = {
+        "photo": [
+            {"file_id": "small", "file_unique_id": "a", "width": 90, "height": 67, "file_size": 9},
+            {
+                "file_id": "big",
+                "file_unique_id": "b",
+                "width": 1280,
+                "height": 960,
+                "file_size": 99,
+            },
+            {"file_id": "mid", "file_unique_id": "c", "width": 320, "height": 240},
+        ]
+    }
+    routed = to_router_message(decode_update(message_update(photo)), "OurBot")
+    assert isinstance(routed, InboundMessage)
+    assert routed.attachment == Attachment(file_id="big", file_size=99)
+    document: dict[str, object] = {
+        "document": {
+            "file_id": "doc",
+            "file_unique_id": "d",
+            "file_name": "report.pdf",
+            "mime_type": "application/pdf",
+            "file_size": 1234,
+        }
+    }
+    routed = to_router_message(decode_update(message_update(document)), "OurBot")
+    assert isinstance(routed, InboundMessage)
+    assert routed.attachment == Attachment(
+        file_id="doc", file_size=1234, file_name="report.pdf", mime_type="application/pdf"
+    )
+
+
+def test_content_without_a_file_or_a_malformed_one_carries_no_attachment() -> None:
+    sticker = to_router_message(decode_update(message_update(CONTENT["sticker"])), "OurBot")
+    assert isinstance(sticker, InboundMessage)
+    assert sticker.attachment is None
+    odd = to_router_message(decode_update(message_update({"photo": {"no": "list"}})), "OurBot")
+    assert isinstance(odd, InboundMessage)
+    assert (odd.content_kind, odd.attachment) == ("photo", None)

@@ -32,6 +32,7 @@ from orchestrator.wire.codex_app_server import (
     InitializeParams,
     InitializeResponse,
     LoadedListParams,
+    LocalImageInput,
     TextInput,
     ThreadResponse,
     ThreadResumeParams,
@@ -296,6 +297,13 @@ def test_requests_encode_as_measured() -> None:
     measured = example("05")["params"]
     measured["input"][0].pop("text_elements")  # optional: omitted is accepted
     assert msgspec.to_builtins(turn) == measured
+    pictured = TurnStartParams(
+        thread_id=THREAD, input=[TextInput(text="look"), LocalImageInput(path="/s/images/a.jpg")]
+    )
+    assert msgspec.to_builtins(pictured)["input"] == [
+        {"type": "text", "text": "look"},
+        {"type": "localImage", "path": "/s/images/a.jpg"},  # UserInput in the 0.171.0 schema
+    ]
     resume = ThreadResumeParams(thread_id="t", exclude_turns=True)
     assert msgspec.to_builtins(resume) == {"threadId": "t", "excludeTurns": True}
     start = ThreadStartParams(cwd="/w", sandbox="workspace-write", approval_policy="never")

@@ -1,0 +1,320 @@
+"""What users send besides text (photos, files, voice notes), and ``/get``.
+
+This module owns, for one chat (`actors.chat.Chat`):
+
+- **Images in.** A photo (its largest size) or an image sent as a file is downloaded through
+  the `TelegramFiles` port, kept privately under ``state_dir/images`` (never in the working
+  directory) and run as a request: the caption (or `IMAGE_PROMPT`) is the prompt and the
+  image goes with it as a ``localImage`` input. Only ``codex app-server`` takes images
+  (the MCP ``codex`` tool of 0.153.4 has no image argument), so on MCP the user is told to
+  switch the backend, before anything is downloaded. An image that arrives while a request
+  runs is not queued (the queue holds text): the user is asked to send it again.
+  `prune_images_forever` deletes kept images after ``files.image_retention``.
+- **Files in.** Any other document (or audio file) is saved in the working directory, in
+  ``files.inbox_dir``, under a safe name and never over an existing file (a free name
+  ``report (2).pdf`` is picked instead, and the user is told); the caption (or
+  `FILE_PROMPT`) goes to Codex naming where the file is, like a text message (queued when a
+  request runs).
+- **Voice notes** are answered with `VOICE_NOT_SUPPORTED`: neither pinned Codex takes a
+  chat's audio. The MCP ``codex`` tool (0.153.4) has only a text prompt; the 0.171.0
+  app-server schema lists ``localAudio``, but measured on the mock model Codex replaces it
+  with "audio content omitted because you do not support audio input" for its models.
+- **Files out.** ``/get PATH`` sends a file of the working directory as a document, a folder
+  as a zip; `orchestrator.workspace_files.readable_target` says what may be read.
+
+Telegram serves bots files up to `DOWNLOAD_LIMIT` and takes uploads up to `UPLOAD_LIMIT`;
+anything larger is refused in words, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import secrets
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+import trio
+
+from actors import chat_texts
+from orchestrator import disk
+from orchestrator.errors import TelegramError, TelegramFileTooBig
+from orchestrator.messages import TraceRecord
+from orchestrator.workspace_files import (
+    Refused,
+    TooBig,
+    prune_images,
+    read_limited,
+    readable_target,
+    safe_name,
+    save_new,
+    store_image,
+    zip_folder,
+)
+
+if TYPE_CHECKING:
+    from actors.chat import Chat
+    from orchestrator.messages import Attachment, InboundMessage
+
+__all__ = [
+    "DOWNLOAD_LIMIT",
+    "UPLOAD_LIMIT",
+    "get_file",
+    "on_media",
+    "prune_images_forever",
+]
+
+logger: Final = logging.getLogger(__name__)
+
+MB: Final = 1024 * 1024
+DOWNLOAD_LIMIT: Final = 20 * MB
+"""Bytes of a file Telegram lets a bot download (``getFile``)."""
+UPLOAD_LIMIT: Final = 50 * MB
+"""Bytes of a document Telegram takes from a bot (``sendDocument``)."""
+
+IMAGE_SUFFIXES: Final = {
+    "image/jpeg": ".jpg",
+    "image/png": ".png",
+    "image/gif": ".gif",
+    "image/webp": ".webp",
+}
+"""Image types Codex passes to the model, by the MIME type Telegram reports."""
+
+IMAGE_PROMPT: Final = "Look at the attached image and tell me what it shows."
+FILE_PROMPT: Final = "I sent you a file. Read it and tell me briefly what it contains."
+
+IMAGES_NEED_APP_SERVER: Final = (
+    "I can't pass pictures to Codex with this bot's setup: images need the app-server "
+    'backend (backend = "app-server" under [codex] in the bot\'s config). Describe the '
+    "picture in words instead, or ask the bot's owner to switch."
+)
+IMAGE_WHILE_BUSY: Final = (
+    "A request is still running, and a picture can't wait in the queue. Send it again when "
+    "the answer is in (or /cancel the request)."
+)
+VOICE_NOT_SUPPORTED: Final = (
+    "I can't pass voice notes to Codex: the Codex versions this bot runs don't take audio. "
+    "Send your request as text."
+)
+NO_DOWNLOADS: Final = "I can't download files in this setup. Send your request as text."
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / MB:.1f} MB"
+
+
+def image_suffix(message: InboundMessage) -> str | None:
+    """The file suffix of the image `message` carries, or None when it is no image we pass
+    (a photo is always a JPEG; a file counts by its MIME type)."""
+    if message.content_kind == "photo":
+        return ".jpg"
+    if message.content_kind == "document" and message.attachment is not None:
+        return IMAGE_SUFFIXES.get(message.attachment.mime_type.lower())
+    return None
+
+
+async def on_media(chat: Chat, message: InboundMessage) -> bool:
+    """Serve a photo, file, audio file or voice note; False when `message` is none of these
+    (or carries no file we can fetch): the chat answers it as content it cannot read."""
+    kind = message.content_kind
+    if kind == "voice":
+        await _traced(chat, message, "voice_refused")
+        await chat.out.say(VOICE_NOT_SUPPORTED, plain=True)
+        return True
+    if kind not in ("photo", "document", "audio") or message.attachment is None:
+        return False
+    suffix = image_suffix(message)
+    if suffix is not None:
+        await _image_in(chat, message, message.attachment, suffix)
+    else:
+        await _file_in(chat, message, message.attachment)
+    return True
+
+
+async def _traced(chat: Chat, message: InboundMessage, outcome: str, detail: str = "") -> None:
+    chat.out.trace(
+        TraceRecord(
+            event="update",
+            update_id=message.update_id,
+            outcome=outcome,
+            detail=detail or message.content_kind,
+        )
+    )
+
+
+async def _download(chat: Chat, attachment: Attachment, what: str) -> bytes | None:
+    """The file's bytes, or None once the user was told why not."""
+    files = chat.deps.files
+    if files is None:
+        await chat.out.say(NO_DOWNLOADS, plain=True)
+        return None
+    if attachment.file_size > DOWNLOAD_LIMIT:
+        await chat.out.say(_too_big_in(what, attachment.file_size), plain=True)
+        return None
+    try:
+        return await files.download_file(attachment.file_id, max_bytes=DOWNLOAD_LIMIT)
+    except TelegramFileTooBig as error:
+        await chat.out.say(_too_big_in(what, error.size), plain=True)
+    except TelegramError as error:
+        logger.warning("download of %s failed: %s", what, error)
+        await chat.out.say(
+            f"I couldn't download your {what} from Telegram ({error.description}). "
+            "Please send it again.",
+            plain=True,
+        )
+    return None
+
+
+def _too_big_in(what: str, size: int) -> str:
+    shown = f" is {_megabytes(size)};" if size else " is too big:"
+    return (
+        f"Your {what}{shown} Telegram lets bots download files up to 20 MB. Send a smaller "
+        "one (or put it where Codex can reach it and tell me where)."
+    )
+
+
+async def _image_in(
+    chat: Chat, message: InboundMessage, attachment: Attachment, suffix: str
+) -> None:
+    what = "photo" if message.content_kind == "photo" else "image"
+    if chat.config.codex.backend != "app-server":
+        await _traced(chat, message, "image_refused", "mcp backend")
+        await chat.out.say(IMAGES_NEED_APP_SERVER, plain=True)
+        return
+    if not chat.idle():
+        await _traced(chat, message, "image_refused", "busy")
+        await chat.out.say(IMAGE_WHILE_BUSY, plain=True)
+        return
+    data = await _download(chat, attachment, what)
+    if data is None:
+        return
+    images = Path(chat.config.state_dir) / "images"
+    try:
+        path = await disk.run_sync(store_image, images, data, suffix)
+    except OSError as error:
+        logger.warning("cannot keep an image in %s: %s", images, error)
+        await chat.out.say(f"I couldn't store your {what} on the bot's disk.", plain=True)
+        return
+    await _traced(chat, message, "image", f"{len(data)} bytes")
+    caption = (message.text or "").strip()
+    prompt = caption or IMAGE_PROMPT
+    if caption and message.quoted_from is not None:
+        prompt = chat_texts.as_quoted(caption, message.quoted_from)
+    if not chat.idle():  # a message that arrived during the download started meanwhile
+        await chat.out.say(IMAGE_WHILE_BUSY, plain=True)
+        return
+    await chat.start_request(prompt, images=(str(path),))
+
+
+async def _file_in(chat: Chat, message: InboundMessage, attachment: Attachment) -> None:
+    what = "audio file" if message.content_kind == "audio" else "file"
+    data = await _download(chat, attachment, what)
+    if data is None:
+        return
+    workspace = Path(chat.profile.working_directory)
+    inbox = workspace / chat.config.files.inbox_dir
+    fallback = f"file-{message.message_id}"
+    name = safe_name(attachment.file_name, fallback=fallback)
+    try:
+        path, relative = await disk.run_sync(_save_in_inbox, workspace, inbox, name, data)
+    except Refused as refusal:
+        await chat.out.say(str(refusal), plain=True)
+        return
+    except OSError as error:
+        logger.warning("cannot save a file in %s: %s", inbox, error)
+        await chat.out.say(
+            f"I couldn't save your {what} in the working directory ({error.strerror}).",
+            plain=True,
+        )
+        return
+    await _traced(chat, message, "file", f"{len(data)} bytes")
+    note = f"Saved as {relative}"
+    if attachment.file_name and path.name != attachment.file_name:
+        note += f" (sent as {attachment.file_name!r}; a file of that name exists or it was unsafe)"
+    await chat.out.say(note + ".", plain=True)
+    caption = (message.text or "").strip()
+    if caption and message.quoted_from is not None:
+        caption = chat_texts.as_quoted(caption, message.quoted_from)
+    prompt = f"{caption or FILE_PROMPT}\n\n(The file is {relative} in the working directory.)"
+    await chat.on_text(prompt)
+
+
+def _save_in_inbox(workspace: Path, inbox: Path, name: str, data: bytes) -> tuple[Path, str]:
+    """Save into `inbox`, which must stay inside `workspace` once links are resolved (the
+    agent could have made ``inbox`` a link to elsewhere) (blocking); the file and its path
+    relative to `workspace`."""
+    inbox.mkdir(parents=True, exist_ok=True)
+    root = workspace.resolve()
+    folder = inbox.resolve()
+    if not folder.is_relative_to(root):
+        raise Refused(
+            "The inbox folder leads out of the working directory (a link?), so I did not save "
+            "the file. Ask the bot's owner to check files.inbox_dir."
+        )
+    path = save_new(folder, name, data)
+    return path, path.relative_to(root).as_posix()
+
+
+async def get_file(chat: Chat, argument: str) -> None:
+    """``/get PATH``: send the file (a folder as a zip) of the working directory."""
+    workspace = Path(chat.profile.working_directory)
+    state_dir = Path(chat.config.state_dir)
+    try:
+        relative, name, data, what = await disk.run_sync(_outgoing, workspace, argument, state_dir)
+    except Refused as refusal:
+        await chat.out.say(str(refusal), plain=True)
+        return
+    except TooBig as error:
+        await chat.out.say(
+            f"{argument.strip()} is too big to send: more than {_megabytes(error.size)}, and "
+            "Telegram takes files up to 50 MB from bots.",
+            plain=True,
+        )
+        return
+    except OSError as error:
+        await chat.out.say(f"I couldn't read {argument.strip()} ({error.strerror}).", plain=True)
+        return
+    if not data:
+        await chat.out.say(f"{relative} is empty; Telegram does not take empty files.", plain=True)
+        return
+    await chat.out.show(
+        f"file-{secrets.token_hex(4)}",
+        f"📎 {relative} ({what})",
+        document=data,
+        document_name=name,
+        document_caption=relative,
+    )
+
+
+def _outgoing(workspace: Path, argument: str, state_dir: Path) -> tuple[str, str, bytes, str]:
+    """What ``/get`` sends (blocking): the path shown, the document's name, its bytes, and
+    what it is in words."""
+    target = readable_target(workspace, argument, state_dir)
+    relative = target.relative_to(workspace.resolve()).as_posix()
+    if target.is_dir():
+        data, count = zip_folder(target, UPLOAD_LIMIT)
+        name = f"{target.name or 'workspace'}.zip"
+        return relative, name, data, f"{chat_texts.plural(count, 'file')}, zipped"
+    data = read_limited(target, UPLOAD_LIMIT)
+    size = _megabytes(len(data)) if len(data) >= MB else f"{len(data):,} bytes"
+    return relative, target.name, data, size
+
+
+async def prune_images_forever(state_dir: Path, retention: float) -> None:
+    """Delete kept images older than `retention` seconds now, then every so often (at most
+    an hour apart). File times are wall-clock times, so the age is measured on that clock.
+
+    Shutdown: runs until cancelled (the root cancels it when the drain starts)."""
+    images = state_dir / "images"
+    interval = min(retention / 2, 3600.0)
+    while True:
+        try:
+            prune = functools.partial(prune_images, now=time.time(), retention=retention)
+            removed = await disk.run_sync(prune, images)
+        except OSError as error:
+            logger.warning("cannot clean %s: %s", images, error)
+        else:
+            if removed:
+                logger.info("deleted %d images older than %g s", removed, retention)
+        await trio.sleep(interval)

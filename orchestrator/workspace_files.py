@@ -1,0 +1,235 @@
+"""Files that cross between a chat and a working directory: the names, the paths that may be
+read, and the blocking writes and reads (callers hop off the event loop with `disk.run_sync`).
+
+- **Names from users** (`safe_name`): a document's name is the sender's; it never carries a
+  folder, a leading dot (a hidden file, ``.env``, ``..``), control or invisible characters,
+  and it stays within `NAME_BYTES` bytes.
+- **Never overwrite** (`save_new`): a file lands under a free name (``report (2).pdf``),
+  created with ``O_EXCL`` so that even a file that appears meanwhile is not replaced.
+- **What ``/get`` may read** (`readable_target`): a path inside the working directory once
+  every symlink is resolved, never inside ``state_dir``, never a ``.env`` file; `zip_folder`
+  skips symlinks, ``.git`` and ``.env`` and stops past the size limit.
+- **Photos** (`store_image`, `prune_images`): private files under ``state_dir/images`` (0600
+  in 0700), deleted after the retention period. They never go into the working directory:
+  Codex gets their path as a ``localImage`` input.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import secrets
+import stat
+import unicodedata
+import zipfile
+from pathlib import Path, PurePosixPath
+from typing import Final
+
+from orchestrator.disk import FILE_MODE, ensure_folder
+
+__all__ = [
+    "NAME_BYTES",
+    "Refused",
+    "TooBig",
+    "prune_images",
+    "read_limited",
+    "readable_target",
+    "safe_name",
+    "save_new",
+    "store_image",
+    "zip_folder",
+]
+
+NAME_BYTES: Final = 200
+"""Bytes of a saved file's name (file systems take 255; room is left for `` (2)``)."""
+
+FREE_NAME_TRIES: Final = 1000
+"""Numbered names tried before giving up (``name (2)`` … ``name (1000)``)."""
+
+SKIPPED_IN_ZIP: Final = frozenset({".git", ".env"})
+"""Names a folder's zip leaves out: the repository's object store, and secrets."""
+
+
+class Refused(Exception):
+    """A path ``/get`` will not send; `str()` says why in the user's words."""
+
+
+class TooBig(Exception):
+    """The file or folder is larger than the limit; `size` is how much was counted."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        super().__init__(f"{size} bytes")
+
+
+def safe_name(name: str, *, fallback: str = "file") -> str:
+    """`name` fit to be a file name in the inbox: its last path part only (``/`` and ``\\``
+    both count), without control, format (bidi, zero-width) or other invisible characters,
+    without leading dots or spaces, cut to `NAME_BYTES` bytes (the extension kept); `fallback`
+    when nothing is left."""
+    last = name.replace("\\", "/").rsplit("/", 1)[-1]
+    kept = "".join(
+        " " if unicodedata.category(ch) in ("Zs", "Zl", "Zp") else ch
+        for ch in last
+        if unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co", "Cn")
+    )
+    kept = " ".join(kept.split()).lstrip(". ").rstrip(" ")
+    if not kept:
+        return fallback
+    stem, dot, suffix = kept.rpartition(".")
+    if not dot or not stem or len(suffix.encode()) > 20:
+        stem, suffix = kept, ""
+    suffix = f".{suffix}" if suffix else ""
+    room = NAME_BYTES - len(suffix.encode())
+    stem = stem.encode()[:room].decode(errors="ignore").rstrip(" .")
+    return f"{stem}{suffix}" if stem else fallback
+
+
+def save_new(folder: Path, name: str, data: bytes) -> Path:
+    """Write `data` to `folder`/`name`, or to ``name (2)``, ``name (3)``… when it exists
+    (blocking). Creates `folder`; never overwrites and never writes through a symlink.
+
+    Raises:
+        FileExistsError: no free name within `FREE_NAME_TRIES`.
+        OSError: the disk refused; a half-written file is removed.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    stem, suffix = _split(name)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    for number in range(1, FREE_NAME_TRIES + 1):
+        candidate = folder / (name if number == 1 else f"{stem} ({number}){suffix}")
+        try:
+            descriptor = os.open(candidate, flags, 0o644)
+        except FileExistsError:
+            continue
+        try:
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(data)
+        except OSError:
+            candidate.unlink(missing_ok=True)
+            raise
+        return candidate
+    raise FileExistsError(f"no free name for {name} in {folder}")
+
+
+def _split(name: str) -> tuple[str, str]:
+    stem, dot, suffix = name.rpartition(".")
+    if not dot or not stem:
+        return name, ""
+    return stem, f".{suffix}"
+
+
+def readable_target(workspace: Path, requested: str, state_dir: Path) -> Path:
+    """The file or folder ``/get`` `requested` (relative to `workspace`, or absolute inside
+    it), every symlink resolved (blocking).
+
+    Raises:
+        Refused: it is outside the working directory (also through a symlink), inside
+            ``state_dir``, a ``.env`` file, missing, or neither a file nor a folder.
+    """
+    text = requested.strip()
+    if not text:
+        raise Refused("Say which file: /get PATH (relative to the working directory).")
+    root = workspace.resolve()
+    given = Path(text).expanduser() if text.startswith("~") else Path(text)
+    candidate = given if given.is_absolute() else root / given
+    try:
+        target = candidate.resolve(strict=True)
+    except FileNotFoundError:
+        raise Refused(f"There is no {text} in the working directory.") from None
+    except (OSError, RuntimeError):
+        raise Refused(f"{text} cannot be read (a broken or looping link).") from None
+    if not target.is_relative_to(root):
+        raise Refused(f"{text} is outside the working directory; I only send files from there.")
+    if target.is_relative_to(state_dir.resolve()):
+        raise Refused(f"{text} belongs to the bot itself; I don't send those.")
+    if target.name == ".env" or (given.name == ".env"):
+        raise Refused(f"{text} holds secrets (.env); I don't send those.")
+    mode = target.stat().st_mode
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise Refused(f"{text} is neither a file nor a folder.")
+    return target
+
+
+def read_limited(path: Path, limit: int) -> bytes:
+    """The bytes of the regular file `path` (blocking).
+
+    Raises:
+        TooBig: it is larger than `limit`.
+    """
+    size = path.stat().st_size
+    if size > limit:
+        raise TooBig(size)
+    with path.open("rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise TooBig(len(data))
+    return data
+
+
+def zip_folder(folder: Path, limit: int) -> tuple[bytes, int]:
+    """`folder` as a zip (deflated), with the number of files in it (blocking). Symlinks
+    are left out (they could lead out of the folder), and so are `SKIPPED_IN_ZIP`.
+
+    Raises:
+        TooBig: the files or the zip grow past `limit` bytes.
+    """
+    buffer = io.BytesIO()
+    counted = 0
+    files = 0
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for current, folders, names in os.walk(folder, followlinks=False):
+            here = Path(current)
+            folders[:] = sorted(
+                name
+                for name in folders
+                if name not in SKIPPED_IN_ZIP and not (here / name).is_symlink()
+            )
+            for name in sorted(names):
+                path = here / name
+                if name in SKIPPED_IN_ZIP or not stat.S_ISREG(path.lstat().st_mode):
+                    continue
+                counted += path.lstat().st_size
+                if counted > limit:
+                    raise TooBig(counted)
+                archive.write(path, PurePosixPath(path.relative_to(folder)).as_posix())
+                files += 1
+    data = buffer.getvalue()
+    if len(data) > limit:
+        raise TooBig(len(data))
+    return data, files
+
+
+def store_image(images: Path, data: bytes, suffix: str) -> Path:
+    """Keep `data` as a private file (0600) under `images` (0700) with an unguessable name
+    (blocking); `suffix` (``.jpg``) lets Codex tell its type."""
+    ensure_folder(images)
+    os.chmod(images, 0o700)
+    path = images / f"{secrets.token_hex(8)}{suffix}"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    descriptor = os.open(path, flags, FILE_MODE)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(data)
+    return path
+
+
+def prune_images(images: Path, *, now: float, retention: float) -> int:
+    """Delete the files in `images` last modified more than `retention` seconds before `now`
+    (wall-clock seconds, as file times are); returns how many (blocking). A missing folder
+    is nothing to do."""
+    removed = 0
+    try:
+        entries = list(os.scandir(images))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        try:
+            info = entry.stat(follow_symlinks=False)
+            if stat.S_ISDIR(info.st_mode):
+                continue
+            if now - info.st_mtime > retention or not stat.S_ISREG(info.st_mode):
+                os.unlink(entry.path)
+                removed += 1
+        except FileNotFoundError:
+            continue
+    return removed

@@ -1,0 +1,261 @@
+"""What users send besides text, through the router and the chat actor with fake workers
+and a fake download port: a photo runs with its caption as an image input (app-server) or
+is refused in words (MCP), a file lands in the inbox under a free name and Codex is told
+where, a file past Telegram's 20 MB is refused before any download, a voice note is
+answered, and ``/get`` sends what it may and refuses the rest."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import msgspec
+import trio
+import trio.testing
+
+from actors.chat_approvals import diff_data
+from actors.chat_diff import NOT_A_REPOSITORY
+from actors.chat_files import (
+    FILE_PROMPT,
+    IMAGE_PROMPT,
+    IMAGE_WHILE_BUSY,
+    IMAGES_NEED_APP_SERVER,
+    VOICE_NOT_SUPPORTED,
+    prune_images_forever,
+)
+from actors.chat_texts import IMAGES_GONE
+from orchestrator.config import CodexConfig
+from orchestrator.messages import (
+    Attachment,
+    Button,
+    PatchApplied,
+    SendReply,
+    SessionKey,
+    UpdateLive,
+)
+from orchestrator.session_store import RequestRecord, SessionState, SessionStore
+from tests.actors.test_chats import ALICE, BOB, Bot, make_config, running_bot
+from tests.fakes.codex_process import FakeProcesses
+
+
+class FakeFiles:
+    """`TelegramFiles` serving `content` by file id, counting downloads."""
+
+    def __init__(self, content: dict[str, bytes]) -> None:
+        self.content = content
+        self.fetched: list[str] = []
+
+    async def download_file(self, file_id: str, *, max_bytes: int) -> bytes:
+        self.fetched.append(file_id)
+        return self.content[file_id]
+
+
+def jobs(bot: Bot) -> list[tuple[str, tuple[str, ...]]]:
+    return [(job.prompt, job.images) for p in bot.fakes.started for job in p.calls]
+
+
+def documents(bot: Bot) -> list[UpdateLive]:
+    return [m for m in bot.sent if isinstance(m, UpdateLive) and m.document]
+
+
+async def test_a_photo_runs_with_its_caption_as_an_image_on_app_server(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    config = make_config(tmp_path)
+    config = msgspec.structs.replace(config, codex=CodexConfig(backend="app-server"))
+    files = FakeFiles({"big": b"\xff\xd8jpeg", "other": b"\x89PNG"})
+    async with running_bot(tmp_path, config=config, files=files) as bot:
+        await bot.wait(lambda: len(bot.fakes.started) == 2)
+        photo = Attachment(file_id="big", file_size=6)
+        await bot.say(ALICE, "what is wrong here?", content_kind="photo", attachment=photo)
+        await bot.wait_reply(ALICE, "FAKE: what is wrong here?")
+        image = Attachment(file_id="other", file_name="shot.png", mime_type="image/png")
+        await bot.say(ALICE, None, content_kind="document", attachment=image)
+        await bot.wait_reply(ALICE, f"FAKE: {IMAGE_PROMPT}")
+    (first, first_images), (second, second_images) = jobs(bot)
+    assert first == "what is wrong here?"
+    assert second == IMAGE_PROMPT
+    kept = [Path(path) for path in (*first_images, *second_images)]
+    assert [path.parent for path in kept] == [tmp_path / "images"] * 2
+    assert [path.suffix for path in kept] == [".jpg", ".png"]
+    assert kept[0].read_bytes() == b"\xff\xd8jpeg"
+    assert kept[0].stat().st_mode & 0o777 == 0o600
+    assert not (tmp_path / "work" / "inbox").exists()  # an image never lands in the workspace
+    assert files.fetched == ["big", "other"]
+
+
+async def test_a_photo_on_mcp_is_refused_before_any_download(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    files = FakeFiles({"big": b"jpeg"})
+    async with running_bot(tmp_path, files=files) as bot:
+        await bot.wait(lambda: len(bot.fakes.started) == 2)
+        photo = Attachment(file_id="big")
+        await bot.say(ALICE, "look", content_kind="photo", attachment=photo)
+        await bot.wait_reply(ALICE, IMAGES_NEED_APP_SERVER)
+        await bot.say(ALICE, None, content_kind="voice", attachment=Attachment(file_id="v"))
+        await bot.wait_reply(ALICE, VOICE_NOT_SUPPORTED)
+    assert files.fetched == []
+    assert jobs(bot) == []
+
+
+async def test_a_photo_while_a_request_runs_is_asked_again(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    config = make_config(tmp_path)
+    config = msgspec.structs.replace(config, codex=CodexConfig(backend="app-server"))
+    fakes = FakeProcesses()
+    fakes.rule("long task", reply="done", delay=60)
+    files = FakeFiles({"big": b"jpeg"})
+    async with running_bot(tmp_path, fakes=fakes, config=config, files=files) as bot:
+        await bot.wait(lambda: len(bot.fakes.started) == 2)
+        await bot.say(ALICE, "long task")
+        await bot.wait(lambda: any(p.calls for p in bot.fakes.started))
+        await bot.say(ALICE, "see", content_kind="photo", attachment=Attachment(file_id="big"))
+        await bot.wait_reply(ALICE, IMAGE_WHILE_BUSY)
+    assert files.fetched == []
+
+
+async def test_a_file_lands_in_the_inbox_under_a_free_name_and_codex_is_told_where(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    files = FakeFiles({"a": b"first", "b": b"second", "c": b"hidden"})
+    inbox = tmp_path / "work" / "inbox"
+    async with running_bot(tmp_path, files=files) as bot:
+        await bot.wait(lambda: len(bot.fakes.started) == 2)
+        sent = Attachment(file_id="a", file_name="notes.txt", mime_type="text/plain")
+        await bot.say(ALICE, "summarize it", content_kind="document", attachment=sent)
+        await bot.wait_reply(ALICE, "FAKE: summarize it")
+        again = Attachment(file_id="b", file_name="notes.txt")
+        await bot.say(ALICE, None, content_kind="document", attachment=again)
+        await bot.wait_reply(ALICE, "FAKE: " + FILE_PROMPT)
+        sneaky = Attachment(file_id="c", file_name="../../.bashrc")
+        await bot.say(ALICE, "x", content_kind="document", attachment=sneaky)
+        await bot.wait_reply(ALICE, "FAKE: x")
+    assert (inbox / "notes.txt").read_bytes() == b"first"
+    assert (inbox / "notes (2).txt").read_bytes() == b"second"
+    assert (inbox / "bashrc").read_bytes() == b"hidden"
+    assert sorted(p.name for p in inbox.iterdir()) == ["bashrc", "notes (2).txt", "notes.txt"]
+    assert bot.replies(ALICE)[0] == "Saved as inbox/notes.txt."
+    assert "Saved as inbox/notes (2).txt (sent as 'notes.txt';" in bot.replies(ALICE)[2]
+    prompts = [prompt for prompt, _ in jobs(bot)]
+    assert prompts == [
+        "summarize it\n\n(The file is inbox/notes.txt in the working directory.)",
+        f"{FILE_PROMPT}\n\n(The file is inbox/notes (2).txt in the working directory.)",
+        "x\n\n(The file is inbox/bashrc in the working directory.)",
+    ]
+
+
+async def test_a_file_past_twenty_megabytes_is_refused_before_downloading(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    files = FakeFiles({})
+    async with running_bot(tmp_path, files=files) as bot:
+        await bot.wait(lambda: len(bot.fakes.started) == 2)
+        huge = Attachment(file_id="huge", file_name="dump.bin", file_size=25 * 1024 * 1024)
+        await bot.say(ALICE, None, content_kind="document", attachment=huge)
+        await bot.wait_reply(ALICE, "Your file is 25.0 MB; Telegram lets bots download files up")
+    assert files.fetched == []
+
+
+async def test_get_sends_a_file_or_a_zipped_folder_and_refuses_the_rest(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "src").mkdir()
+    (work / "src" / "app.py").write_text("print(1)\n")
+    (work / "out").symlink_to(tmp_path / "conf.toml")
+    (tmp_path / "conf.toml").write_text("token")
+    # As the config check demands: state_dir outside the working directory.
+    config = msgspec.structs.replace(make_config(tmp_path), state_dir=str(tmp_path / "state"))
+    async with running_bot(tmp_path, config=config) as bot:
+        await bot.wait(lambda: len(bot.fakes.started) == 2)
+        await bot.say(ALICE, "/get src/app.py")
+        await bot.wait(lambda: len(documents(bot)) == 1)
+        await bot.say(ALICE, "/get src")
+        await bot.wait(lambda: len(documents(bot)) == 2)
+        await bot.say(ALICE, "/get ../conf.toml")
+        await bot.wait_reply(ALICE, "is outside the working directory")
+        await bot.say(ALICE, "/get out")
+        await bot.wait_reply(ALICE, "is outside the working directory", count=2)
+        await bot.say(ALICE, "/get")
+        await bot.wait_reply(ALICE, "Say which file")
+    single, folder = documents(bot)
+    assert (single.document, single.document_name) == (b"print(1)\n", "app.py")
+    assert single.text == "📎 src/app.py (9 bytes)"
+    assert (folder.document_name, folder.text) == ("src.zip", "📎 src (1 file, zipped)")
+    assert folder.document.startswith(b"PK")
+
+
+async def test_a_result_that_changed_files_carries_a_show_diff_button(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The button's data is the short ``df:``; a press outside a git repository says so."""
+    fakes = FakeProcesses()
+    fakes.rule("edit", reply="edited", events=[PatchApplied(files=("a.py",))])
+    async with running_bot(tmp_path, fakes=fakes) as bot:
+        await bot.wait(lambda: len(bot.fakes.started) == 2)
+        await bot.say(ALICE, "just talk")
+        await bot.wait_reply(ALICE, "FAKE: just talk")
+        await bot.say(ALICE, "edit a.py")
+        await bot.wait_reply(ALICE, "edited")
+        await bot.press(ALICE, diff_data())
+        await bot.wait_reply(ALICE, NOT_A_REPOSITORY)
+    keyboards = [m.keyboard for m in bot.sent if isinstance(m, SendReply) and "FAKE" in m.markdown]
+    assert keyboards == [()]
+    edited = next(m for m in bot.sent if isinstance(m, SendReply) and "edited" in m.markdown)
+    assert edited.keyboard == ((Button("📝 Show diff", "df:"),),)
+
+
+async def test_a_photo_request_a_stop_interrupted_runs_again_with_its_photo(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The queue holds text only, so an interrupted photo request is offered with "Run
+    again" and runs with its photo while it is kept; a planted path outside the bot's image
+    folder, or a pruned photo, is not run."""
+    config = make_config(tmp_path)
+    config = msgspec.structs.replace(config, codex=CodexConfig(backend="app-server"))
+    kept = tmp_path / "images" / "abc.jpg"
+    kept.parent.mkdir()
+    kept.write_bytes(b"jpeg")
+    store = SessionStore(tmp_path / "sessions")
+    for user, images in ((ALICE, (str(kept),)), (BOB, ("/etc/passwd",))):
+        killed = SessionState(
+            mode="single",
+            profile="default",
+            running=RequestRecord(prompt=f"what is this, {user}", images=images),
+        )
+        await store.save(SessionKey(user, user), killed)
+    async with running_bot(tmp_path, config=config) as bot:
+        await bot.wait(lambda: len(bot.fakes.started) == 2)
+        await bot.say(ALICE, "/status")  # wakes the chat: recovery offers the request again
+        await bot.say(BOB, "/status")
+        for user in (ALICE, BOB):
+            await bot.wait(lambda: bool(bot.buttons(user, "rr:")))  # noqa: B023
+            await bot.press(user, bot.buttons(user, "rr:")[0].callback_data)
+        await bot.wait_reply(ALICE, "FAKE: what is this, 1")
+        await bot.wait_reply(BOB, IMAGES_GONE)
+    assert jobs(bot) == [("what is this, 1", (str(kept),))]
+
+
+async def test_kept_photos_are_pruned_at_start_and_then_periodically(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    old, new = images / "old.jpg", images / "new.jpg"
+    old.write_bytes(b"old")
+    new.write_bytes(b"new")
+    aged = new.stat().st_mtime - 7200
+    os.utime(old, (aged, aged))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(prune_images_forever, tmp_path, 3600.0)
+        await trio.testing.wait_all_tasks_blocked()
+        assert not old.exists()  # at start
+        assert new.exists()
+        os.utime(new, (aged, aged))
+        await trio.sleep(1800)  # half the retention: the next round
+        await trio.testing.wait_all_tasks_blocked()
+        assert not new.exists()
+        nursery.cancel_scope.cancel()

@@ -1,0 +1,185 @@
+"""`orchestrator.workspace_files`: names from users made safe, nothing overwritten, what /get
+may read (never outside the working directory, through a link, into state_dir or a .env),
+folders zipped without links, photos kept privately and pruned after their retention."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import zipfile
+from typing import TYPE_CHECKING
+
+import pytest
+
+from actors.chat_diff import diff_summary
+from orchestrator.workspace_files import (
+    NAME_BYTES,
+    Refused,
+    TooBig,
+    prune_images,
+    read_limited,
+    readable_target,
+    safe_name,
+    save_new,
+    store_image,
+    zip_folder,
+)
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+@pytest.mark.parametrize(
+    ("sent", "saved"),
+    [
+        ("report.pdf", "report.pdf"),
+        ("../../etc/passwd", "passwd"),
+        ("..\\..\\boot.ini", "boot.ini"),
+        ("/abs/path/notes.txt", "notes.txt"),
+        (".env", "env"),
+        ("...hidden", "hidden"),
+        ("..", "file"),
+        ("", "file"),
+        ("a\x00b\x07c.txt", "abc.txt"),
+        ("evil\u202etxt.exe", "eviltxt.exe"),
+        ("zero\u200bwidth.md", "zerowidth.md"),
+        ("  spaced   out .txt ", "spaced out.txt"),
+        ("tab\tand\nnewline.log", "tabandnewline.log"),
+    ],
+)
+def test_a_sent_name_loses_folders_leading_dots_and_control_characters(
+    sent: str, saved: str
+) -> None:
+    assert safe_name(sent) == saved
+
+
+def test_a_long_name_is_cut_to_the_limit_keeping_its_extension() -> None:
+    name = safe_name("é" * 300 + ".tar")
+    assert name.endswith(".tar")
+    assert len(name.encode()) <= NAME_BYTES
+    name.encode().decode()  # not cut inside a character
+
+
+def test_the_fallback_names_a_file_without_a_usable_name() -> None:
+    assert safe_name("\x01\x02", fallback="file-7") == "file-7"
+
+
+def test_an_existing_file_is_never_overwritten(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    first = save_new(inbox, "a.txt", b"one")
+    second = save_new(inbox, "a.txt", b"two")
+    third = save_new(inbox, "a.txt", b"three")
+    assert [p.name for p in (first, second, third)] == ["a.txt", "a (2).txt", "a (3).txt"]
+    assert first.read_bytes() == b"one"
+    assert second.read_bytes() == b"two"
+
+
+def test_a_link_in_the_way_is_not_written_through(tmp_path: Path) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "a.txt").symlink_to(outside)
+    saved = save_new(inbox, "a.txt", b"new")
+    assert saved.name == "a (2).txt"
+    assert outside.read_text() == "keep"
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    work = tmp_path / "work"
+    (work / "src").mkdir(parents=True)
+    (work / "src" / "main.py").write_text("print('hi')\n")
+    (work / ".env").write_text("TOKEN=secret\n")
+    (tmp_path / "secret.txt").write_text("outside\n")
+    (work / "escape").symlink_to(tmp_path / "secret.txt")
+    (work / "escape_dir").symlink_to(tmp_path)
+    (work / "inner_link").symlink_to(work / "src" / "main.py")
+    return work
+
+
+def test_get_reads_files_and_folders_inside_the_working_directory(
+    workspace: Path, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    assert readable_target(workspace, "src/main.py", state) == workspace / "src" / "main.py"
+    assert readable_target(workspace, str(workspace / "src"), state) == workspace / "src"
+    assert readable_target(workspace, "inner_link", state) == workspace / "src" / "main.py"
+    assert readable_target(workspace, ".", state) == workspace
+
+
+@pytest.mark.parametrize(
+    ("requested", "why"),
+    [
+        ("../secret.txt", "outside the working directory"),
+        ("/etc/passwd", "outside the working directory"),
+        ("escape", "outside the working directory"),
+        ("escape_dir/secret.txt", "outside the working directory"),
+        ("src/../../secret.txt", "outside the working directory"),
+        (".env", "holds secrets"),
+        ("nothing/here", "There is no"),
+        ("", "Say which file"),
+    ],
+)
+def test_get_refuses_what_leads_out_or_holds_secrets(
+    workspace: Path, tmp_path: Path, requested: str, why: str
+) -> None:
+    with pytest.raises(Refused, match=why):
+        readable_target(workspace, requested, tmp_path / "state")
+
+
+def test_get_refuses_the_bots_own_state_even_inside_the_workspace(tmp_path: Path) -> None:
+    """The config check keeps state_dir out of every workspace; this is the second lock."""
+    work = tmp_path / "work"
+    (work / "state").mkdir(parents=True)
+    (work / "state" / "session.key").write_text("k")
+    with pytest.raises(Refused, match="belongs to the bot"):
+        readable_target(work, "state/session.key", work / "state")
+
+
+def test_a_folder_is_zipped_without_links_git_or_env(workspace: Path) -> None:
+    (workspace / ".git").mkdir()
+    (workspace / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    data, count = zip_folder(workspace, 10_000_000)
+    names = zipfile.ZipFile(io.BytesIO(data)).namelist()
+    assert names == ["src/main.py"]
+    assert count == 1
+
+
+def test_a_folder_or_file_past_the_limit_is_too_big(workspace: Path) -> None:
+    (workspace / "big.bin").write_bytes(b"x" * 5000)
+    with pytest.raises(TooBig):
+        zip_folder(workspace, 1000)
+    with pytest.raises(TooBig):
+        read_limited(workspace / "big.bin", 1000)
+    assert read_limited(workspace / "big.bin", 5000) == b"x" * 5000
+
+
+def test_images_are_private_and_pruned_after_their_retention(tmp_path: Path) -> None:
+    images = tmp_path / "state" / "images"
+    old = store_image(images, b"old", ".jpg")
+    new = store_image(images, b"new", ".png")
+    assert stat.S_IMODE(os.stat(images).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(old).st_mode) == 0o600
+    assert old.suffix == ".jpg"
+    assert old.name != new.name
+    now = new.stat().st_mtime
+    os.utime(old, (now - 7200, now - 7200))
+    assert prune_images(images, now=now + 10, retention=3600) == 1
+    assert not old.exists()
+    assert new.read_bytes() == b"new"
+    assert prune_images(tmp_path / "missing", now=now, retention=1) == 0
+
+
+def test_the_diff_summary_counts_lines_binaries_and_new_files() -> None:
+    numstat = "3\t1\tsrc/a.py\n-\t-\tlogo.png\n10\t0\tREADME.md\n"
+    text, count = diff_summary(numstat, ["notes.txt"])
+    assert count == 4
+    assert text.splitlines() == [
+        "+3 -1  src/a.py",
+        "binary  logo.png",
+        "+10 -0  README.md",
+        "new (not in git yet)  notes.txt",
+        "Total: +13 -1 in 3 tracked files",
+    ]
