@@ -292,6 +292,8 @@ def _outgoing(workspace: Path, argument: str, state_dir: Path) -> tuple[str, str
     what it is in words."""
     target = readable_target(workspace, argument, state_dir)
     relative = target.relative_to(workspace.resolve()).as_posix()
+    if relative == ".":
+        relative = f"the working directory ({target.name})"
     if target.is_dir():
         data, count = zip_folder(target, UPLOAD_LIMIT)
         name = f"{target.name or 'workspace'}.zip"

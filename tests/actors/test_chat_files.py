@@ -175,13 +175,19 @@ async def test_get_sends_a_file_or_a_zipped_folder_and_refuses_the_rest(
         await bot.wait(lambda: len(documents(bot)) == 1)
         await bot.say(ALICE, "/get src")
         await bot.wait(lambda: len(documents(bot)) == 2)
+        await bot.say(ALICE, "/get .")
+        await bot.wait(lambda: len(documents(bot)) == 3)
         await bot.say(ALICE, "/get ../conf.toml")
         await bot.wait_reply(ALICE, "is outside the working directory")
         await bot.say(ALICE, "/get out")
         await bot.wait_reply(ALICE, "is outside the working directory", count=2)
         await bot.say(ALICE, "/get")
         await bot.wait_reply(ALICE, "Say which file")
-    single, folder = documents(bot)
+    single, folder, whole = documents(bot)
+    assert (whole.document_name, whole.text) == (
+        "work.zip",
+        "📎 the working directory (work) (1 file, zipped)",
+    )
     assert (single.document, single.document_name) == (b"print(1)\n", "app.py")
     assert single.text == "📎 src/app.py (9 bytes)"
     assert (folder.document_name, folder.text) == ("src.zip", "📎 src (1 file, zipped)")
