@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Final, Literal
 import msgspec
 import trio
 
-from actors import chat_texts
+from actors import chat_model, chat_texts
 from actors.chat_request import phase_words
 from orchestrator.messages import TraceRecord
 
@@ -46,6 +46,8 @@ async def on_command(chat: Chat, name: str, args: str) -> None:
             await cancel(chat, "/cancel")
         case "profile":
             await _profile(chat, argument)
+        case "model" | "effort" | "usage":
+            await chat_model.on_command(chat, name, argument)
         case _:
             await chat.out.say(chat_texts.unknown_command(name), plain=True)
 

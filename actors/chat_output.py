@@ -48,9 +48,11 @@ class ChatOutput:
     typing_shed: ShedCounter[SenderMsg] = field(default_factory=ShedCounter)
     """Typing actions not handed over because the sender's inbox was full."""
 
-    async def say(self, markdown: str, *, plain: bool = False, silent: bool = False) -> None:
+    async def say(
+        self, markdown: str, *, plain: bool = False, silent: bool = False, keyboard: Keyboard = ()
+    ) -> None:
         """Send a message that must arrive (a result, an answer to a command, a notice);
-        `silent`: without a notification on the phone."""
+        `silent`: without a notification on the phone; `keyboard`: buttons under it."""
         await self.sender.send(
             SendReply(
                 chat_id=self.key.chat_id,
@@ -58,6 +60,7 @@ class ChatOutput:
                 markdown=markdown,
                 plain=plain,
                 silent=silent,
+                keyboard=keyboard,
             )
         )
 

@@ -6,7 +6,8 @@ edits ignored, session reset or damaged), plus `format_duration` for elapsed tim
 them here keeps the actors about behaviour, and lets tests assert on the same constants.
 
 Commands (a contract, see "Contracts" in docs/architecture.md): ``/start`` (and ``/help``),
-``/mode single|plan``, ``/new``, ``/status``, ``/cancel``, ``/profile list|NAME``.
+``/mode single|plan``, ``/new``, ``/status``, ``/cancel``, ``/profile list|NAME``; added:
+``/model [NAME|default]``, ``/effort [LEVEL|default]``, ``/usage``.
 ``/cmd@BotName`` is resolved by the poller.
 """
 
@@ -47,6 +48,9 @@ BOT_COMMANDS: Final[tuple[tuple[str, str], ...]] = (
     ("status", "mode, profile, what is running, queue"),
     ("cancel", "stop the running request"),
     ("profile", "list | NAME: list or switch profiles"),
+    ("model", "NAME | default: the model of this chat"),
+    ("effort", "LEVEL | default: the reasoning effort"),
+    ("usage", "tokens and rate limits"),
 )
 """Sent to Telegram with ``setMyCommands`` (the menu next to the text field)."""
 
@@ -54,18 +58,22 @@ HELP: Final = (
     "I run your requests on Codex in the profile's working directory.\n\n"
     "Send a message to start a request: it starts at once. A long paste that Telegram splits "
     "into parts runs as one request. Messages you send while a request runs are kept and run "
-    "together as the next request. Only text is read for now: photos, files and voice notes "
-    "are not passed to Codex yet.\n\n"
+    "together as the next request (on the app-server backend, in single mode, a button on "
+    "the “Queued” notice adds them to the running request instead). Only text is read for "
+    "now: photos, files and voice notes are not passed to Codex yet.\n\n"
     "/start: this help (also /help)\n"
     "/mode single|plan: one developer run, or selector → planner → developer → reviewer "
     "(up to 3 review rounds)\n"
     "/new: forget the Codex conversation and start fresh\n"
     "/status: mode, profile, working directory, what is running, queue, worker, tokens\n"
     "/cancel: stop the running request (queued messages still run)\n"
-    "/profile list|NAME: list the profiles, or switch to one (not while running)"
+    "/profile list|NAME: list the profiles, or switch to one (not while running)\n"
+    "/model [NAME|default]: the models Codex offers; pick one for this chat\n"
+    "/effort [LEVEL|default]: the model's reasoning effort for this chat\n"
+    "/usage: tokens of the last run and of this session, and the account's rate limits"
 )
 
-SHORT_HELP: Final = "Commands: /start /mode /new /status /cancel /profile"
+SHORT_HELP: Final = "Commands: /start /mode /new /status /cancel /profile /model /effort /usage"
 
 
 def refusal(user_id: int) -> str:

@@ -75,6 +75,16 @@ from orchestrator.wire.codex_app_server import (
     route_of,
     server_version,
 )
+from orchestrator.wire.codex_app_server_controls import (
+    RateLimitsReadParams,
+    RateLimitsReadResponse,
+    RateLimitsUpdatedNotification,
+    SteerInput,
+    TurnSteerParams,
+    TurnSteerResponse,
+    model_choices,
+    rate_limits_of,
+)
 from orchestrator.wire.codex_app_server_turn import TurnTranslator
 
 if TYPE_CHECKING:
@@ -88,6 +98,7 @@ if TYPE_CHECKING:
         CodexProgress,
         JobOutcome,
     )
+    from orchestrator.ports import ModelChoice, RateLimits, SteerResult
     from orchestrator.wire.codex_app_server import Incoming, RpcError
 
 __all__ = [
@@ -123,6 +134,9 @@ _TURN: Final = msgspec.json.Decoder(TurnResponse)
 _RESOLVED: Final = msgspec.json.Decoder(ResolvedNotification)
 _ACCOUNT: Final = msgspec.json.Decoder(AccountReadResponse)
 _MODELS: Final = msgspec.json.Decoder(ModelListResponse)
+_STEERED: Final = msgspec.json.Decoder(TurnSteerResponse)
+_LIMITS: Final = msgspec.json.Decoder(RateLimitsReadResponse)
+_LIMITS_UPDATED: Final = msgspec.json.Decoder(RateLimitsUpdatedNotification)
 
 
 _APPROVALS: Final = frozenset(
@@ -135,6 +149,7 @@ class _Call:
     """A turn in flight on one thread: where its notifications and approvals go."""
 
     translator: TurnTranslator
+    conversation: str
     on_event: Callable[[CodexProgress], None]
     on_approval: Callable[[ApprovalAsk], Awaitable[ApprovalDecision]]
     turn_id: str | None = None
@@ -180,6 +195,10 @@ class CodexAppServer:
             on_end=self._process_gone,
         )
         self._threads = AppServerThreads(self.rpc, worker_id, process.pid)
+        self._rate_limits: RateLimits | None = None
+        """The account's rate limits as the last ``account/rateLimits/updated`` said them."""
+        self._default_efforts: dict[str, str] = {}
+        """Model → its default reasoning effort (``model/list``), once needed."""
 
     resumes_threads: Final = True
     """A thread outlives this process: any app-server on the same CODEX_HOME resumes it
@@ -221,6 +240,11 @@ class CodexAppServer:
             logger.info("worker %d: %s %s", self.worker_id, message.method, params[:500])
         if message.method == "serverRequest/resolved":
             self._resolved(params)
+        if message.method == "account/rateLimits/updated":
+            with suppress(msgspec.DecodeError):
+                snapshot = _LIMITS_UPDATED.decode(params).rate_limits
+                self._rate_limits = rate_limits_of(snapshot, previous=self._rate_limits)
+            return
         thread_id, turn_id = route_of(params)
         call = self._calls.get(thread_id) if thread_id is not None else None
         if call is not None and call.turn_id is None:
@@ -345,6 +369,66 @@ class CodexAppServer:
         raw = await self.rpc.result("model/list", ModelListParams(limit=100))
         return [model.id or model.model for model in _MODELS.decode(raw).data]
 
+    # ------------------------------------------------------------------ the chat's controls
+
+    controls: Final = True
+    """The port's controls: steer, models, rate limits, the Stop button."""
+
+    async def models(self) -> tuple[ModelChoice, ...]:
+        """The port's models (``model/list``; ``()`` when refused)."""
+        with suppress(Refused, msgspec.DecodeError):
+            raw = await self.rpc.result("model/list", ModelListParams(limit=100))
+            choices = model_choices(_MODELS.decode(raw).data)
+            self._default_efforts.update(
+                {choice.id: choice.default_effort for choice in choices if choice.default_effort}
+            )
+            return choices
+        return ()
+
+    async def _know_default_efforts(self) -> None:
+        if not self._default_efforts:
+            await self.models()
+
+    async def rate_limits(self) -> RateLimits | None:
+        """The port's rate limits: ``account/rateLimits/read`` (it needs a ChatGPT login),
+        else what the last ``account/rateLimits/updated`` said; None when neither has a
+        window."""
+        with suppress(Refused, msgspec.DecodeError):
+            raw = await self.rpc.result("account/rateLimits/read", RateLimitsReadParams())
+            snapshot = _LIMITS.decode(raw).rate_limits
+            self._rate_limits = rate_limits_of(snapshot, previous=self._rate_limits)
+        limits = self._rate_limits
+        if limits is None or (limits.primary is None and limits.secondary is None):
+            return None
+        return limits
+
+    async def steer(self, conversation: str, text: str) -> SteerResult:
+        """The port's steer: ``turn/steer`` on the turn `conversation` runs here, with that
+        turn's id as ``expectedTurnId`` (refused once it ended or another one runs)."""
+        found = [(t, c) for t, c in self._calls.items() if c.conversation == conversation]
+        if not found:
+            return "ended"
+        thread_id, call = found[0]
+        await call.known.wait()
+        if call.done.is_set() or call.turn_id is None:
+            return "ended"
+        params = TurnSteerParams(
+            thread_id=thread_id, expected_turn_id=call.turn_id, input=[SteerInput(text=text)]
+        )
+        try:
+            steered = _STEERED.decode(await self.rpc.result("turn/steer", params))
+        except (Refused, msgspec.DecodeError, _ProcessGone) as error:
+            logger.info("worker %d: steer refused (%s)", self.worker_id, error)
+            return "ended"
+        return "added" if steered.turn_id == call.turn_id else "ended"
+
+    async def stop_background(self, thread_id: str) -> tuple[str, ...]:
+        """The port's stop: the commands `thread_id` left running, stopped (none while a
+        turn of ours runs on it: that turn's own command would go too)."""
+        if not self._threads.loaded(thread_id) or thread_id in self._calls:
+            return ()
+        return await self._threads.stop_listed(thread_id)
+
     async def ping(self) -> None:
         """``thread/loaded/list``: proves the process answers. Raises `WorkerUnavailable`
         when it died; a wedged one never answers: bound it with the caller's deadline."""
@@ -396,12 +480,21 @@ class CodexAppServer:
             return self._died(job.thread_id, "the Codex worker died during the run")
         if thread_id in self._calls:
             return self._failed(thread_id, "a turn is already running on this Codex thread")
-        call = _Call(TurnTranslator(self.worker_id), on_event, on_approval)
+        call = _Call(TurnTranslator(self.worker_id), job.conversation, on_event, on_approval)
         self._calls[thread_id] = call
         try:
-            params = TurnStartParams(thread_id=thread_id, input=[TextInput(text=prompt)])
             try:
+                if job.effort or self._threads.overridden(thread_id):
+                    await self._know_default_efforts()
+                model, effort = self._threads.turn_settings(thread_id, job, self._default_efforts)
+                params = TurnStartParams(
+                    thread_id=thread_id,
+                    input=[TextInput(text=prompt)],
+                    model=model,
+                    effort=effort,
+                )
                 turn = _TURN.decode(await self.rpc.result("turn/start", params)).turn
+                self._threads.settled(thread_id, model, effort)
             except (Refused, msgspec.DecodeError) as error:
                 return self._failed(thread_id, f"Codex refused the turn: {error}")
             except _ProcessGone:

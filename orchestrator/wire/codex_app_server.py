@@ -24,6 +24,14 @@ from orchestrator.messages import (
     ApprovalPolicy,
     Sandbox,
 )
+from orchestrator.wire.codex_app_server_controls import (
+    ModelEntry,
+    RateLimitsReadParams,
+    RateLimitsReadResponse,
+    RateLimitsUpdatedNotification,
+    TurnSteerParams,
+    TurnSteerResponse,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -169,7 +177,12 @@ class ThreadResumeParams(_Params, frozen=True):
 
 
 class ThreadResponse(_Wire, frozen=True):
+    """``thread/start`` and ``thread/resume``: the thread, with the model and reasoning
+    effort it runs with (effort None: the model's default)."""
+
     thread: _Id
+    model: str = ""
+    reasoning_effort: str | None = None
 
 
 class TextInput(_Params, frozen=True, tag_field="type", tag="text"):
@@ -177,8 +190,12 @@ class TextInput(_Params, frozen=True, tag_field="type", tag="text"):
 
 
 class TurnStartParams(_Params, frozen=True):
+    """`model` and `effort` override the thread's for this turn and the later ones."""
+
     thread_id: str
     input: list[TextInput]
+    model: str | None = None
+    effort: str | None = None
 
 
 class _TurnError(_Wire, frozen=True):
@@ -253,14 +270,8 @@ class ModelListParams(_Params, frozen=True):
     limit: int | None = None
 
 
-class _Model(_Wire, frozen=True):
-    id: str = ""
-    model: str = ""
-    is_default: bool = False
-
-
 class ModelListResponse(_Wire, frozen=True):
-    data: list[_Model] = []
+    data: list[ModelEntry] = []
 
 
 class _EmptyResponse(_Wire, frozen=True):
@@ -449,6 +460,8 @@ CLIENT_REQUESTS: Final[Mapping[str, tuple[type[msgspec.Struct], type[msgspec.Str
     "thread/backgroundTerminals/list": (ThreadIdParams, BackgroundTerminalsResponse),
     "account/read": (AccountReadParams, AccountReadResponse),
     "model/list": (ModelListParams, ModelListResponse),
+    "turn/steer": (TurnSteerParams, TurnSteerResponse),
+    "account/rateLimits/read": (RateLimitsReadParams, RateLimitsReadResponse),
 }
 """Method → (params, result) of every request we send."""
 
@@ -474,6 +487,7 @@ SERVER_NOTIFICATIONS: Final[Mapping[str, type[msgspec.Struct]]] = {
     "serverRequest/resolved": ResolvedNotification,
     "configWarning": SummaryNotification,
     "deprecationNotice": SummaryNotification,
+    "account/rateLimits/updated": RateLimitsUpdatedNotification,
 }
 """Method → params of every notification we read."""
 
