@@ -152,7 +152,7 @@ class AppServerThreads:
         return thread_id, (f"{preamble}\n\n{job.prompt}" if preamble else job.prompt)
 
     def _settle_base(self, thread_id: str, response: ThreadResponse) -> None:
-        base = (response.model, response.reasoning_effort)
+        base = (response.model or "", response.reasoning_effort)
         self._base[thread_id] = base
         self._current[thread_id] = base
 

@@ -181,7 +181,7 @@ class ThreadResponse(_Wire, frozen=True):
     effort it runs with (effort None: the model's default)."""
 
     thread: _Id
-    model: str = ""
+    model: str | None = None
     reasoning_effort: str | None = None
 
 

@@ -199,7 +199,7 @@ class FakeProcess:
         if not self.owner.app_server:
             return "unsupported"
         self.owner.steers.append((self.worker_id, conversation, text))
-        if conversation not in self.running:
+        if conversation not in self.running or self.owner.steer_refused:
             return "ended"
         self.running[conversation].append(text)
         return "added"
@@ -230,6 +230,8 @@ class FakeProcesses:
         self.resumed: list[tuple[int, str]] = []
         self.rules: list[Rule] = []
         self.steers: list[tuple[int, str, str]] = []
+        self.steer_refused = False
+        """Like a turn that moved on: the server refuses ``turn/steer``."""
         self.stops: list[tuple[int, str]] = []
         self.background: dict[str, tuple[str, ...]] = {}
         """Thread → commands still running after its turn."""
