@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 
 import msgspec
 import trio
-import trio.testing
 
 from actors.chat_background import NOTHING_LEFT, STOP_BUTTON, WORKER_GONE
 from actors.chat_model import NEEDS_APP_SERVER
@@ -22,6 +21,8 @@ from tests.fakes.codex_process import FakeProcesses
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    import trio.testing
 
 
 def app_server(tmp_path: Path, **profile: str) -> Config:
