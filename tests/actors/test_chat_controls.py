@@ -221,7 +221,7 @@ async def test_usage_shows_tokens_and_rate_limits_with_their_reset(
         await bot.wait_reply(ALICE, "FAKE: hello")
         await bot.say(ALICE, "/usage")
         await bot.wait_reply(ALICE, "Rate limits (codex):")
-    text = [r for r in bot.replies(ALICE) if "Rate limits (codex)" in r][0]
+    (text,) = [r for r in bot.replies(ALICE) if "Rate limits (codex)" in r]
     assert "Last run: 0 tokens in (0 cached), 0 out, 0 in all." in text
     assert "This session: 0 tokens in, 0 out, over 1 run." in text
     assert "• 42% used of the 5-hour window, resets 2027-01-15 08:00 UTC" in text
