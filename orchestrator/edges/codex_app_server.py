@@ -76,6 +76,8 @@ from orchestrator.wire.codex_app_server import (
     server_version,
 )
 from orchestrator.wire.codex_app_server_controls import (
+    ConfigReadParams,
+    ConfigReadResponse,
     RateLimitsReadParams,
     RateLimitsReadResponse,
     RateLimitsUpdatedNotification,
@@ -135,6 +137,7 @@ _RESOLVED: Final = msgspec.json.Decoder(ResolvedNotification)
 _ACCOUNT: Final = msgspec.json.Decoder(AccountReadResponse)
 _MODELS: Final = msgspec.json.Decoder(ModelListResponse)
 _STEERED: Final = msgspec.json.Decoder(TurnSteerResponse)
+_CONFIG: Final = msgspec.json.Decoder(ConfigReadResponse)
 _LIMITS: Final = msgspec.json.Decoder(RateLimitsReadResponse)
 _LIMITS_UPDATED: Final = msgspec.json.Decoder(RateLimitsUpdatedNotification)
 
@@ -375,10 +378,15 @@ class CodexAppServer:
     """The port's controls: steer, models, rate limits, the Stop button."""
 
     async def models(self) -> tuple[ModelChoice, ...]:
-        """The port's models (``model/list``; ``()`` when refused)."""
+        """The port's models (``model/list``; ``()`` when refused), the configured one
+        (``config/read``) marked as the default."""
+        configured = None
+        with suppress(Refused, msgspec.DecodeError):
+            raw = await self.rpc.result("config/read", ConfigReadParams())
+            configured = _CONFIG.decode(raw).config
         with suppress(Refused, msgspec.DecodeError):
             raw = await self.rpc.result("model/list", ModelListParams(limit=100))
-            choices = model_choices(_MODELS.decode(raw).data)
+            choices = model_choices(_MODELS.decode(raw).data, configured)
             self._default_efforts.update(
                 {choice.id: choice.default_effort for choice in choices if choice.default_effort}
             )

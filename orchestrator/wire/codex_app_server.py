@@ -25,6 +25,8 @@ from orchestrator.messages import (
     Sandbox,
 )
 from orchestrator.wire.codex_app_server_controls import (
+    ConfigReadParams,
+    ConfigReadResponse,
     ModelEntry,
     RateLimitsReadParams,
     RateLimitsReadResponse,
@@ -462,6 +464,7 @@ CLIENT_REQUESTS: Final[Mapping[str, tuple[type[msgspec.Struct], type[msgspec.Str
     "model/list": (ModelListParams, ModelListResponse),
     "turn/steer": (TurnSteerParams, TurnSteerResponse),
     "account/rateLimits/read": (RateLimitsReadParams, RateLimitsReadResponse),
+    "config/read": (ConfigReadParams, ConfigReadResponse),
 }
 """Method → (params, result) of every request we send."""
 

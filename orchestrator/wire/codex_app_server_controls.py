@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 __all__ = [
+    "ConfigReadParams",
+    "ConfigReadResponse",
     "EffortOption",
     "ModelEntry",
     "RateLimitSnapshot",
@@ -113,14 +115,42 @@ class RateLimitsUpdatedNotification(_Wire, frozen=True):
     rate_limits: RateLimitSnapshot = RateLimitSnapshot()
 
 
-def model_choices(entries: Sequence[ModelEntry]) -> tuple[ModelChoice, ...]:
-    """The models a user may pick (hidden ones left out), in the server's order."""
+class ConfigReadParams(_Params, frozen=True):
+    """``config/read``: the effective configuration (which model Codex runs by default)."""
+
+    include_layers: bool | None = None
+
+
+class _CodexConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """The ``Config`` of ``config/read`` (its keys are snake_case, as in config.toml)."""
+
+    model: str | None = None
+    model_reasoning_effort: str | None = None
+
+
+class ConfigReadResponse(_Wire, frozen=True):
+    config: _CodexConfig = _CodexConfig()
+
+
+def model_choices(
+    entries: Sequence[ModelEntry], configured: _CodexConfig | None = None
+) -> tuple[ModelChoice, ...]:
+    """The models a user may pick (hidden ones left out), in the server's order. The model
+    of Codex's configuration (`configured`, when it is one of them) is the default, with its
+    configured effort: a thread without a model runs that one, not the catalogue's default."""
+    model = configured.model if configured else None
+    known = model is not None and any(model in (e.id, e.model) for e in entries)
+    effort = configured.model_reasoning_effort if configured else None
     return tuple(
         ModelChoice(
             id=entry.id or entry.model,
             name=entry.display_name or entry.id or entry.model,
-            is_default=entry.is_default,
-            default_effort=entry.default_reasoning_effort,
+            is_default=model in (entry.id, entry.model) if known else entry.is_default,
+            default_effort=(
+                effort
+                if known and effort and model in (entry.id, entry.model)
+                else entry.default_reasoning_effort
+            ),
             efforts=tuple(
                 option.reasoning_effort
                 for option in entry.supported_reasoning_efforts

@@ -110,7 +110,9 @@ async def test_model_and_effort_reach_the_model_and_default_brings_them_back(
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="/model")
                 menu = await press(tg, "gpt-6-sol")
                 assert "Models Codex offers" in menu.text
-                assert f"{MODEL}" in buttons(menu)
+                assert MODEL in buttons(menu)
+                # Codex's configured model (config/read) is the default, not the catalogue's.
+                assert f"• {MODEL} (GPT-5.5) (Codex's default)" in menu.text
                 await tg.wait_for(lambda t: has_text(t, "Model set to gpt-6-sol for this chat."))
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="/effort high")
                 await tg.wait_for(lambda t: has_text(t, "Reasoning effort set to high."))
