@@ -89,15 +89,9 @@ if TYPE_CHECKING:
     import random
     from collections.abc import AsyncIterator
 
+    from orchestrator import ports
     from orchestrator.messages import ApprovalAsk, CodexJob, CodexProgress, JobOutcome
-    from orchestrator.ports import (
-        CodexWorkerFactory,
-        ModelChoice,
-        RateLimits,
-        SteerResult,
-        StopResult,
-        TraceEmit,
-    )
+    from orchestrator.ports import CodexWorkerFactory, TraceEmit
     from orchestrator.supervision import RestartPolicy
 
 __all__ = [
@@ -510,21 +504,19 @@ class WorkerPoolHandle:
         with trio.move_on_after(RELEASE_DEADLINE), suppress(WorkerUnavailable):
             await worker.release_thread(thread_id)
 
-    # The chat's controls (`actors.worker_pool_controls`): bounded, never raising.
-
-    async def steer(self, conversation: str, text: str) -> SteerResult:
+    async def steer(self, conversation: str, text: str) -> ports.SteerResult:
         """Add `text` to the turn the worker running `conversation` runs for it."""
         return await worker_pool_controls.steer(self._pool.positions, conversation, text)
 
-    async def models(self) -> tuple[ModelChoice, ...] | None:
+    async def models(self) -> tuple[ports.ModelChoice, ...] | None:
         """The models Codex offers (None: the backend cannot list them)."""
         return await worker_pool_controls.models(self._pool.positions)
 
-    async def rate_limits(self) -> RateLimits | None:
+    async def rate_limits(self) -> ports.RateLimits | None:
         """The account's rate limits, where Codex reports them."""
         return await worker_pool_controls.rate_limits(self._pool.positions)
 
-    async def stop_background(self, thread_id: str, worker_id: int | None) -> StopResult:
+    async def stop_background(self, thread_id: str, worker_id: int | None) -> ports.StopResult:
         """Stop the commands `thread_id` left running on `worker_id`, and say which."""
         return await worker_pool_controls.stop_background(
             self._pool.positions, thread_id, worker_id

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Final, final
 import msgspec
 import trio
 
+from orchestrator.edges.codex_app_server_controls import AppServerControls
 from orchestrator.edges.codex_app_server_threads import AppServerThreads
 from orchestrator.edges.jsonrpc_lines import LineRpc, Refused
 from orchestrator.edges.processes import (
@@ -74,18 +75,6 @@ from orchestrator.wire.codex_app_server import (
     approval_answer,
     route_of,
     server_version,
-)
-from orchestrator.wire.codex_app_server_controls import (
-    ConfigReadParams,
-    ConfigReadResponse,
-    RateLimitsReadParams,
-    RateLimitsReadResponse,
-    RateLimitsUpdatedNotification,
-    SteerInput,
-    TurnSteerParams,
-    TurnSteerResponse,
-    model_choices,
-    rate_limits_of,
 )
 from orchestrator.wire.codex_app_server_turn import TurnTranslator
 
@@ -136,10 +125,6 @@ _TURN: Final = msgspec.json.Decoder(TurnResponse)
 _RESOLVED: Final = msgspec.json.Decoder(ResolvedNotification)
 _ACCOUNT: Final = msgspec.json.Decoder(AccountReadResponse)
 _MODELS: Final = msgspec.json.Decoder(ModelListResponse)
-_STEERED: Final = msgspec.json.Decoder(TurnSteerResponse)
-_CONFIG: Final = msgspec.json.Decoder(ConfigReadResponse)
-_LIMITS: Final = msgspec.json.Decoder(RateLimitsReadResponse)
-_LIMITS_UPDATED: Final = msgspec.json.Decoder(RateLimitsUpdatedNotification)
 
 
 _APPROVALS: Final = frozenset(
@@ -198,10 +183,7 @@ class CodexAppServer:
             on_end=self._process_gone,
         )
         self._threads = AppServerThreads(self.rpc, worker_id, process.pid)
-        self._rate_limits: RateLimits | None = None
-        """The account's rate limits as the last ``account/rateLimits/updated`` said them."""
-        self._default_efforts: dict[str, str] = {}
-        """Model → its default reasoning effort (``model/list``), once needed."""
+        self._controls = AppServerControls(self.rpc, self._threads, worker_id)
 
     resumes_threads: Final = True
     """A thread outlives this process: any app-server on the same CODEX_HOME resumes it
@@ -244,9 +226,7 @@ class CodexAppServer:
         if message.method == "serverRequest/resolved":
             self._resolved(params)
         if message.method == "account/rateLimits/updated":
-            with suppress(msgspec.DecodeError):
-                snapshot = _LIMITS_UPDATED.decode(params).rate_limits
-                self._rate_limits = rate_limits_of(snapshot, previous=self._rate_limits)
+            self._controls.rate_limits_updated(params)
             return
         thread_id, turn_id = route_of(params)
         call = self._calls.get(thread_id) if thread_id is not None else None
@@ -378,57 +358,22 @@ class CodexAppServer:
     """The port's controls: steer, models, rate limits, the Stop button."""
 
     async def models(self) -> tuple[ModelChoice, ...]:
-        """The port's models (``model/list``; ``()`` when refused), the configured one
-        (``config/read``) marked as the default."""
-        configured = None
-        with suppress(Refused, msgspec.DecodeError):
-            raw = await self.rpc.result("config/read", ConfigReadParams())
-            configured = _CONFIG.decode(raw).config
-        with suppress(Refused, msgspec.DecodeError):
-            raw = await self.rpc.result("model/list", ModelListParams(limit=100))
-            choices = model_choices(_MODELS.decode(raw).data, configured)
-            self._default_efforts.update(
-                {choice.id: choice.default_effort for choice in choices if choice.default_effort}
-            )
-            return choices
-        return ()
-
-    async def _know_default_efforts(self) -> None:
-        if not self._default_efforts:
-            await self.models()
+        """The port's models (`AppServerControls.models`)."""
+        return await self._controls.models()
 
     async def rate_limits(self) -> RateLimits | None:
-        """The port's rate limits: ``account/rateLimits/read`` (it needs a ChatGPT login),
-        else what the last ``account/rateLimits/updated`` said; None when neither has a
-        window."""
-        with suppress(Refused, msgspec.DecodeError):
-            raw = await self.rpc.result("account/rateLimits/read", RateLimitsReadParams())
-            snapshot = _LIMITS.decode(raw).rate_limits
-            self._rate_limits = rate_limits_of(snapshot, previous=self._rate_limits)
-        limits = self._rate_limits
-        if limits is None or (limits.primary is None and limits.secondary is None):
-            return None
-        return limits
+        """The port's rate limits (`AppServerControls.rate_limits`)."""
+        return await self._controls.rate_limits()
 
     async def steer(self, conversation: str, text: str) -> SteerResult:
         """The port's steer: ``turn/steer`` on the turn `conversation` runs here, with that
-        turn's id as ``expectedTurnId`` (refused once it ended or another one runs)."""
-        found = [(t, c) for t, c in self._calls.items() if c.conversation == conversation]
-        if not found:
-            return "ended"
-        thread_id, call = found[0]
-        await call.known.wait()
-        if call.done.is_set() or call.turn_id is None:
-            return "ended"
-        params = TurnSteerParams(
-            thread_id=thread_id, expected_turn_id=call.turn_id, input=[SteerInput(text=text)]
-        )
-        try:
-            steered = _STEERED.decode(await self.rpc.result("turn/steer", params))
-        except (Refused, msgspec.DecodeError, _ProcessGone) as error:
-            logger.info("worker %d: steer refused (%s)", self.worker_id, error)
-            return "ended"
-        return "added" if steered.turn_id == call.turn_id else "ended"
+        turn's id (refused once it ended or another one runs)."""
+        for thread_id, call in list(self._calls.items()):
+            if call.conversation == conversation:
+                await call.known.wait()
+                if not call.done.is_set() and call.turn_id is not None:
+                    return await self._controls.steer(thread_id, call.turn_id, text)
+        return "ended"
 
     async def stop_background(self, thread_id: str) -> tuple[str, ...]:
         """The port's stop: the commands `thread_id` left running, stopped (none while a
@@ -492,9 +437,7 @@ class CodexAppServer:
         self._calls[thread_id] = call
         try:
             try:
-                if job.effort or self._threads.overridden(thread_id):
-                    await self._know_default_efforts()
-                model, effort = self._threads.turn_settings(thread_id, job, self._default_efforts)
+                model, effort = await self._controls.turn_settings(thread_id, job)
                 params = TurnStartParams(
                     thread_id=thread_id,
                     input=[TextInput(text=prompt)],
