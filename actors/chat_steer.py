@@ -102,8 +102,8 @@ async def press(chat: Chat, pressed: InboundCallback, token: str) -> None:
 ADDED: Final = "📨 Added to the running request: Codex reads it in the turn it is working on."
 
 ENDED_BEFORE: Final = (
-    "Queued: the running request finished its Codex turn before your message could be added, "
-    "so it stays queued and runs next."
+    "Queued: the running request was not in a Codex turn that could take your message (its "
+    "turn had ended, or had not started yet), so it stays queued and runs next."
 )
 
 ENDED_ALREADY: Final = (

@@ -23,7 +23,9 @@ it). `CodexAppServer.interrupt_thread` does the same for a thread from outside; 
 Threads outlive the process: which threads this process holds, how a job's thread is
 started or resumed, and the commands a turn left running (named in the answer; stopped by
 `CodexAppServer.release_thread` on ``/cancel`` when idle and ``/new``, and after a cancel) are
-kept by `orchestrator.edges.codex_app_server_threads`.
+kept by `orchestrator.edges.codex_app_server_threads`. The chat's controls (steer a running
+turn, the models and the turn's model and effort, rate limits) are
+`orchestrator.edges.codex_app_server_controls`.
 
 Lifecycle (`open_codex_app_server`): spawn in a new session, stderr appended to a log file,
 the bot token removed from the environment (commands see all of it), ``initialize`` +

@@ -8,7 +8,9 @@ wire (``rename="camel"``); ``tests/integration/test_app_server_schema.py`` check
 and field name here against the schema the pinned binary generates.
 
 The pure translation of one turn's notifications into the chat's `CodexProgress` messages
-lives beside this module, in `orchestrator.wire.codex_app_server_turn`. Errors are told apart
+lives beside this module, in `orchestrator.wire.codex_app_server_turn`; the types of the chat's
+controls (steer, models, rate limits, configuration) in
+`orchestrator.wire.codex_app_server_controls`, registered here. Errors are told apart
 by their text here (`classify_error`): the code is always -32600.
 """
 
