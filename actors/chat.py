@@ -316,6 +316,8 @@ class Chat:
         """Start serving `prompt`; the session file says it runs (and, with `queue`, that it
         left the queue) in one write before Codex sees it, so a kill leaves it on record."""
         self.requests_started += 1
+        if self.steer_offers:
+            await chat_steer.withdraw(self)  # their request is over
         request = Request(
             number=self.requests_started,
             prompt=prompt,

@@ -10,9 +10,10 @@ runs next as usual, and the user is told so. On the MCP backend, and in plan mod
 message would land in a reviewer's or planner's turn), there is no button.
 
 The notice with the button is a live message (slot ``steer-{token}``), so the answer replaces
-it and takes the button away. The offers live in memory only: after a restart a press is
-answered as stale. The message leaves the queue before the steer is sent, so a request that
-ends during the steer cannot start it a second time; it goes back if the steer fails.
+it and takes the button away; so does the start of the next request (`withdraw`). The offers
+live in memory only: after a restart a press is answered as stale. The message leaves the
+queue before the steer is sent, so a request that ends during the steer cannot start it a
+second time; it goes back if the steer fails.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from actors.chat import Chat
     from orchestrator.messages import InboundCallback
 
-__all__ = ["ADD_BUTTON", "press", "say_queued"]
+__all__ = ["ADD_BUTTON", "press", "say_queued", "withdraw"]
 
 ADD_BUTTON: Final = "📨 Add to the running request"
 
@@ -57,6 +58,14 @@ async def say_queued(chat: Chat, position: int) -> None:
         del offers[stale]
     offers[token] = (request.token, position - 1)
     await chat.out.show(f"steer-{token}", text, ((Button(ADD_BUTTON, steer_data(token)),),))
+
+
+async def withdraw(chat: Chat) -> None:
+    """A new request starts: the offers made to the one before are over (their buttons go)."""
+    offers = _offers(chat)
+    for token in list(offers):
+        del offers[token]
+        await chat.out.close(f"steer-{token}", WITHDRAWN)
 
 
 async def press(chat: Chat, pressed: InboundCallback, token: str) -> None:
@@ -107,7 +116,11 @@ ENDED_BEFORE: Final = (
 )
 
 ENDED_ALREADY: Final = (
-    "Queued: the request had already ended, so your message runs (or ran) as the next request."
+    "Queued: that message is no longer waiting behind the request (it ran, or was dropped)."
+)
+
+WITHDRAWN: Final = (
+    "Queued: the request it could join has ended, so it runs as a request of its own."
 )
 
 UNSUPPORTED: Final = (

@@ -12,7 +12,7 @@ import trio
 
 from actors.chat_background import NOTHING_LEFT, STOP_BUTTON, WORKER_GONE
 from actors.chat_model import NEEDS_APP_SERVER
-from actors.chat_steer import ADD_BUTTON, ADDED, ENDED_ALREADY, ENDED_BEFORE
+from actors.chat_steer import ADD_BUTTON, ADDED, ENDED_BEFORE, WITHDRAWN
 from orchestrator.config import Config, Profile
 from orchestrator.messages import Button, SendReply, SessionKey
 from orchestrator.ports import RateLimits, RateLimitWindow
@@ -107,9 +107,10 @@ async def test_a_press_after_the_request_ended_runs_nothing_twice(
     async with running_bot(tmp_path, fakes, app_server(tmp_path)) as bot:
         button = await queue_behind_a_long_run(bot)
         await bot.wait_reply(ALICE, "FAKE: also this")  # it ran next, as queued
+        await bot.wait_told(ALICE, WITHDRAWN)  # and the offer's button went
         query = await bot.press(ALICE, button.callback_data)
-        await bot.wait_told(ALICE, ENDED_ALREADY)
-        assert bot.callback_answer(query) == "That request already ended."
+        await bot.wait(lambda: bot.callback_answer(query) is not None)
+        assert bot.callback_answer(query) == "That message is no longer waiting."
     assert fakes.steers == []
     assert [job.prompt for job in jobs(bot)] == ["long task", "also this"]
 
