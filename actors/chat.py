@@ -26,7 +26,9 @@ button presses and ``/cancel`` are answered while it runs.
 - Approvals relayed by the pool are shown and decided by `actors.chat_approvals`; this actor
   routes the button presses to them.
 - Commands (/mode, /profile, /status, /new, /cancel, /help) are carried out by
-  `actors.chat_commands` on this actor's state.
+  `actors.chat_commands` on this actor's state; /model, /effort and /usage by
+  `actors.chat_model`. The buttons of the "Queued" notice (steer) and of a result that left
+  commands running (Stop) are `actors.chat_steer` and `actors.chat_background`.
 - The session file is written on every change (`SessionStore`, atomic).
 """
 
@@ -41,13 +43,26 @@ from typing import TYPE_CHECKING, Final, Literal, assert_never
 import msgspec
 import trio
 
-from actors import chat_commands, chat_diff, chat_files, chat_recovery, chat_texts
+from actors import (
+    chat_background,
+    chat_commands,
+    chat_diff,
+    chat_files,
+    chat_model,
+    chat_recovery,
+    chat_steer,
+    chat_texts,
+)
 from actors.chat_approvals import (
     ApprovalButton,
     Approvals,
     CancelButton,
     DiffButton,
+    EffortButton,
+    ModelButton,
     RerunButton,
+    SteerButton,
+    StopButton,
     decode_button,
 )
 from actors.chat_output import ChatOutput
@@ -133,6 +148,8 @@ class Chat:
         self.joined = 0
         """Messages joined into the last queued prompt."""
         self.unsaved_told_at = -math.inf
+        self.steer_offers: dict[str, tuple[str, int]] = {}
+        """Open "Add to the running request" offers (`actors.chat_steer`)."""
 
     # ------------------------------------------------------------------ output
 
@@ -288,7 +305,7 @@ class Chat:
             )
         )
         if not joining:
-            await self.out.say(chat_texts.queued(len(queue)), plain=True)
+            await chat_steer.say_queued(self, len(queue))
 
     async def flush_batch(self) -> None:
         if not self.batch:
@@ -310,6 +327,8 @@ class Chat:
         """Start serving `prompt`; the session file says it runs (and, with `queue`, that it
         left the queue) in one write before Codex sees it, so a kill leaves it on record."""
         self.requests_started += 1
+        if self.steer_offers:
+            await chat_steer.withdraw(self)  # their request is over
         request = Request(
             number=self.requests_started,
             prompt=prompt,
@@ -366,6 +385,12 @@ class Chat:
             case DiffButton():
                 await self.out.answer(press, "")
                 await chat_diff.show_diff(self)
+            case SteerButton():
+                await chat_steer.press(self, press, button.token)
+            case StopButton():
+                await chat_background.press(self, press)
+            case ModelButton() | EffortButton():
+                await chat_model.press(self, press, button)
             case None:
                 await self.out.answer(press, "Unknown button.")
             case _:

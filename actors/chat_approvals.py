@@ -6,7 +6,11 @@ This module owns:
   ``cx:{token}`` cancels the request whose Cancel button carries `token`, ``ap:{token}:{a|s|d}``
   approves, approves for the session, or denies the question carrying `token`, ``rr:{token}``
   runs again the request a kill interrupted, ``df:`` shows the working directory's diff
-  (``/diff``; it carries no token: it only reads, and only in the presser's chat). Tokens are
+  (``/diff``; it carries no token: it only reads, and only in the presser's chat),
+  ``st:{token}`` adds the queued message offered
+  with `token` to the running request, ``bg:{token}`` stops the commands the result of the
+  request `token` left running, ``md:{model}`` and ``ef:{effort}`` pick a model and a
+  reasoning effort for the chat (`actors.chat_model`). Tokens are
   unguessable, and the data stays within Telegram's 64 bytes of callback data;
 - `Approvals`, the open questions of one chat: each question the pool relays is shown with
   Approve / Approve for session / Deny buttons; the first valid press wins, every press is
@@ -29,7 +33,7 @@ from __future__ import annotations
 import secrets
 import unicodedata
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final, NamedTuple
+from typing import TYPE_CHECKING, Final, NamedTuple, TypeAlias
 
 import msgspec
 import trio
@@ -48,14 +52,23 @@ __all__ = [
     "ApprovalView",
     "Approvals",
     "CancelButton",
+    "ControlButton",
     "DiffButton",
+    "EffortButton",
+    "ModelButton",
     "RerunButton",
+    "SteerButton",
+    "StopButton",
     "approval_data",
     "approval_view",
     "cancel_data",
     "decode_button",
     "diff_data",
+    "effort_data",
+    "model_data",
     "rerun_data",
+    "steer_data",
+    "stop_data",
     "visible",
 ]
 
@@ -135,9 +148,57 @@ def diff_data() -> str:
     return "df:"
 
 
+class SteerButton(msgspec.Struct, frozen=True):
+    """A press on "Add to the running request" under a "Queued" notice."""
+
+    token: str
+
+
+class StopButton(msgspec.Struct, frozen=True):
+    """A press on "Stop background commands" under a result."""
+
+    token: str
+
+
+class ModelButton(msgspec.Struct, frozen=True):
+    """A press on a model of /model ("" for the profile's)."""
+
+    model: str
+
+
+class EffortButton(msgspec.Struct, frozen=True):
+    """A press on a reasoning effort of /effort ("" for the model's default)."""
+
+    effort: str
+
+
+ControlButton: TypeAlias = SteerButton | StopButton | ModelButton | EffortButton
+"""The buttons of the chat's controls (`actors.chat_model`, `chat_steer`, `chat_background`)."""
+
+
+def steer_data(token: str) -> str:
+    """The callback data of "Add to the running request" on the offer carrying `token`."""
+    return f"st:{token}"
+
+
+def stop_data(token: str) -> str:
+    """The callback data of the Stop button under the result of the request `token`."""
+    return f"bg:{token}"
+
+
+def model_data(model: str) -> str:
+    """The callback data of the button that picks `model` (at most 61 bytes of model id)."""
+    return f"md:{model}"
+
+
+def effort_data(effort: str) -> str:
+    """The callback data of the button that picks `effort`."""
+    return f"ef:{effort}"
+
+
 def decode_button(
     data: str,
-) -> CancelButton | ApprovalButton | RerunButton | DiffButton | None:
+) -> CancelButton | ApprovalButton | RerunButton | DiffButton | ControlButton | None:
     """Read a button's callback data; None when it is none of ours."""
     kind, _, rest = data.partition(":")
     if kind == "df":
@@ -146,6 +207,14 @@ def decode_button(
         return CancelButton(rest)
     if kind == "rr":
         return RerunButton(rest)
+    if kind == "st":
+        return SteerButton(rest)
+    if kind == "bg":
+        return StopButton(rest)
+    if kind == "md":
+        return ModelButton(rest)
+    if kind == "ef":
+        return EffortButton(rest)
     if kind == "ap":
         token, _, choice = rest.partition(":")
         return ApprovalButton(token, _DECISIONS.get(choice))

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Final, Literal
 import msgspec
 import trio
 
-from actors import chat_diff, chat_files, chat_texts
+from actors import chat_diff, chat_files, chat_model, chat_texts
 from actors.chat_request import phase_words
 from orchestrator.messages import TraceRecord
 
@@ -51,6 +51,8 @@ async def on_command(chat: Chat, name: str, args: str) -> None:
             await chat_files.get_file(chat, argument)
         case "diff":
             await chat_diff.show_diff(chat)
+        case "model" | "effort" | "usage":
+            await chat_model.on_command(chat, name, argument)
         case _:
             await chat.out.say(chat_texts.unknown_command(name), plain=True)
 

@@ -27,6 +27,7 @@ import msgspec
 import trio
 
 from actors.chat_approvals import APPROVAL_BUFFER, cancel_data, diff_data
+from actors.chat_background import stop_keyboard
 from actors.chat_texts import format_duration
 from actors.role_caller import PoolRoleCaller
 from actors.workflows import PHASE_PLAN, carry_out_workflow
@@ -194,6 +195,8 @@ class Completed(msgspec.Struct, frozen=True, kw_only=True):
     result: WorkflowResult
     moved: bool = False
     """The pool had to continue the conversation on a fresh Codex thread."""
+    background: bool = False
+    """The developer's last turn left commands running (the result gets a Stop button)."""
 
 
 class CancelledByUser(msgspec.Struct, frozen=True, kw_only=True):
@@ -326,6 +329,8 @@ async def _work(
         pool,
         conversation=conversation,
         profile=profile,
+        model=session.model,
+        effort=session.effort,
         summary=session.summary,
         images=request.images,
         progress=progress_send,
@@ -356,7 +361,9 @@ async def _work(
     elapsed = trio.current_time() - request.started
     if result is None:  # the scope caught the user's cancel
         return CancelledByUser(elapsed=elapsed, reason=request.cancel_reason)
-    return Completed(elapsed=elapsed, result=result, moved=caller.moved)
+    return Completed(
+        elapsed=elapsed, result=result, moved=caller.moved, background=caller.background
+    )
 
 
 def _trace_role(out: ChatOutput, role: RoleTrace) -> None:
@@ -542,7 +549,11 @@ async def _report(request: Request, outcome: RequestOutcome, out: ChatOutput) ->
             if result.error is None and request.progress.live_shown:
                 text += f"\n\nTook {format_duration(outcome.elapsed)}."
             changed = bool(result.files_changed or request.progress.files)
-            await out.say(text, keyboard=SHOW_DIFF if changed else ())
+            keyboard = (
+                *(stop_keyboard(request.token) if outcome.background else ()),
+                *(SHOW_DIFF if changed else ()),
+            )
+            await out.say(text, keyboard=keyboard)
             await _drop_live(request, out)
             return
         case CancelledByUser():

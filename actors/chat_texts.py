@@ -6,7 +6,8 @@ edits ignored, session reset or damaged), plus `format_duration` for elapsed tim
 them here keeps the actors about behaviour, and lets tests assert on the same constants.
 
 Commands (a contract, see "Contracts" in docs/architecture.md): ``/start`` (and ``/help``),
-``/mode single|plan``, ``/new``, ``/status``, ``/cancel``, ``/profile list|NAME``.
+``/mode single|plan``, ``/new``, ``/status``, ``/cancel``, ``/profile list|NAME``; added:
+``/model [NAME|default]``, ``/effort [LEVEL|default]``, ``/usage``.
 ``/cmd@BotName`` is resolved by the poller.
 """
 
@@ -50,6 +51,9 @@ BOT_COMMANDS: Final[tuple[tuple[str, str], ...]] = (
     ("profile", "list | NAME: list or switch profiles"),
     ("get", "PATH: send a file of the working directory"),
     ("diff", "what changed in the working directory (git)"),
+    ("model", "NAME | default: the model of this chat"),
+    ("effort", "LEVEL | default: the reasoning effort"),
+    ("usage", "tokens and rate limits"),
 )
 """Sent to Telegram with ``setMyCommands`` (the menu next to the text field)."""
 
@@ -57,9 +61,11 @@ HELP: Final = (
     "I run your requests on Codex in the profile's working directory.\n\n"
     "Send a message to start a request: it starts at once. A long paste that Telegram splits "
     "into parts runs as one request. Messages you send while a request runs are kept and run "
-    "together as the next request. A photo runs with its caption as the request (Codex sees "
-    "the picture). A file is saved in the working directory's inbox folder and Codex is told "
-    "where. Voice notes can't be passed to Codex.\n\n"
+    "together as the next request (on the app-server backend, in single mode, a button on "
+    "the “Queued” notice adds them to the running request instead). A photo runs with its "
+    "caption as the request (Codex sees the picture). A file is saved in the working "
+    "directory's inbox folder and Codex is told where. Voice notes can't be passed to "
+    "Codex.\n\n"
     "/start: this help (also /help)\n"
     "/mode single|plan: one developer run, or selector → planner → developer → reviewer "
     "(up to 3 review rounds)\n"
@@ -68,10 +74,15 @@ HELP: Final = (
     "/cancel: stop the running request (queued messages still run)\n"
     "/profile list|NAME: list the profiles, or switch to one (not while running)\n"
     "/get PATH: send a file of the working directory (a folder as a zip)\n"
-    "/diff: what changed in the working directory since the last git commit"
+    "/diff: what changed in the working directory since the last git commit\n"
+    "/model [NAME|default]: the models Codex offers; pick one for this chat\n"
+    "/effort [LEVEL|default]: the model's reasoning effort for this chat\n"
+    "/usage: tokens of the last run and of this session, and the account's rate limits"
 )
 
-SHORT_HELP: Final = "Commands: /start /mode /new /status /cancel /profile /get /diff"
+SHORT_HELP: Final = (
+    "Commands: /start /mode /new /status /cancel /profile /get /diff /model /effort /usage"
+)
 
 
 def refusal(user_id: int) -> str:

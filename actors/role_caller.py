@@ -44,8 +44,11 @@ def job_for_role(
     worker_id: int | None,
     summary: str,
     images: tuple[str, ...] = (),
+    model: str = "",
+    effort: str = "",
 ) -> CodexJob:
-    """The Codex job for one role call."""
+    """The Codex job for one role call; `model` and `effort` are the chat's choices (/model,
+    /effort; "" keeps the profile's)."""
     read_only = role in READ_ONLY_ROLES
     preamble = f"{PREAMBLE_HEADER}\n{summary}" if summary and role == "developer" else ""
     return CodexJob(
@@ -55,6 +58,8 @@ def job_for_role(
         sandbox="read-only" if read_only else profile.sandbox,
         approval_policy="never" if read_only else profile.approval_policy,
         model=profile.model,
+        model_choice=model,
+        effort=effort,
         developer_instructions=instructions,
         thread_id=thread_id,
         worker_id=worker_id,
@@ -78,6 +83,8 @@ class PoolRoleCaller:
         conversation: str,
         profile: Profile,
         summary: str,
+        model: str = "",
+        effort: str = "",
         progress: trio.MemorySendChannel[CodexProgress],
         approvals: trio.MemorySendChannel[ApprovalRequest],
         images: tuple[str, ...] = (),
@@ -87,9 +94,13 @@ class PoolRoleCaller:
         self._conversation = conversation
         self._profile = profile
         self._summary = summary
+        self._model = model
+        self._effort = effort
         self._progress = progress
         self._approvals = approvals
         self.moved = False
+        self.background = False
+        """The developer's last call left commands running."""
         self.last_worker: int | None = None
 
     async def call_role(
@@ -112,6 +123,8 @@ class PoolRoleCaller:
             worker_id=worker_id,
             summary=self._summary,
             images=self._images,
+            model=self._model,
+            effort=self._effort,
         )
         outcome = await self._pool.run(job, progress=self._progress, approvals=self._approvals)
         match outcome:
@@ -119,6 +132,8 @@ class PoolRoleCaller:
                 self.last_worker = outcome.worker_id
                 if outcome.moved and role == "developer":
                     self.moved = True
+                if role == "developer":
+                    self.background = bool(outcome.background)
                 return RoleSucceeded(
                     text=outcome.text,
                     thread_id=outcome.thread_id,

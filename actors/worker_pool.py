@@ -63,6 +63,7 @@ from typing import TYPE_CHECKING, NamedTuple, TypeAlias, final
 import trio
 from msgspec import structs
 
+from actors import worker_pool_controls
 from actors.worker_position import (
     WORKER_COOLDOWN,
     WORKER_POLICY,
@@ -91,6 +92,7 @@ if TYPE_CHECKING:
     import random
     from collections.abc import AsyncIterator
 
+    from orchestrator import ports
     from orchestrator.messages import ApprovalAsk, CodexJob, CodexProgress, JobOutcome
     from orchestrator.ports import CodexWorkerFactory, TraceEmit
     from orchestrator.supervision import RestartPolicy
@@ -532,6 +534,24 @@ class WorkerPoolHandle:
             return
         with trio.move_on_after(RELEASE_DEADLINE), suppress(WorkerUnavailable):
             await worker.release_thread(thread_id)
+
+    async def steer(self, conversation: str, text: str) -> ports.SteerResult:
+        """Add `text` to the turn the worker running `conversation` runs for it."""
+        return await worker_pool_controls.steer(self._pool.positions, conversation, text)
+
+    async def models(self) -> tuple[ports.ModelChoice, ...] | None:
+        """The models Codex offers (None: the backend cannot list them)."""
+        return await worker_pool_controls.models(self._pool.positions)
+
+    async def rate_limits(self) -> ports.RateLimits | None:
+        """The account's rate limits, where Codex reports them."""
+        return await worker_pool_controls.rate_limits(self._pool.positions)
+
+    async def stop_background(self, thread_id: str, worker_id: int | None) -> ports.StopResult:
+        """Stop the commands `thread_id` left running on `worker_id`, and say which."""
+        return await worker_pool_controls.stop_background(
+            self._pool.positions, thread_id, worker_id
+        )
 
 
 @asynccontextmanager

@@ -322,6 +322,10 @@ class CodexJob(msgspec.Struct, frozen=True, kw_only=True):
     sandbox: Sandbox = "workspace-write"
     approval_policy: ApprovalPolicy = "on-request"
     model: str = ""
+    model_choice: str = ""
+    """The chat's /model choice: the turn's model (app-server; "" keeps the thread's own)."""
+    effort: str = ""
+    """The chat's /effort choice: the turn's reasoning effort ("" keeps the model's)."""
     developer_instructions: str = ""
     thread_id: str | None = None
     worker_id: int | None = None
@@ -437,6 +441,8 @@ class JobDone(msgspec.Struct, frozen=True, kw_only=True, tag=True, tag_field="ki
     worker_id: int
     usage: TokenUsage = TokenUsage()
     moved: bool = False
+    background: tuple[str, ...] = ()
+    """Commands the turn left running (app-server), as the user would type them."""
 
 
 JobFailure: TypeAlias = Literal[

@@ -32,8 +32,13 @@ __all__ = [
     "CodexPool",
     "CodexWorker",
     "CodexWorkerFactory",
+    "ModelChoice",
     "ParseMode",
     "PoolStatistics",
+    "RateLimitWindow",
+    "RateLimits",
+    "SteerResult",
+    "StopResult",
     "TelegramApi",
     "TelegramFiles",
     "TraceEmit",
@@ -249,10 +254,75 @@ class CodexWorker(Protocol):
         nothing outlives a turn). Unbounded: the caller bounds it."""
         ...
 
+    # The chat's controls (app-server only: `controls` says whether the backend has them;
+    # on MCP they answer "unsupported", None or nothing). Unbounded: the caller bounds them.
+
+    @property
+    def controls(self) -> bool:
+        """Whether this backend can steer a turn, list models, read rate limits and stop a
+        thread's background commands on request (``codex app-server``)."""
+        ...
+
+    async def steer(self, conversation: str, text: str) -> SteerResult:
+        """Add `text` to the turn running here for `conversation` (``turn/steer`` with that
+        turn's id): "added"; "ended" when no turn of it runs here any more (it completed,
+        or the workflow is between turns) or the server refused (the turn moved on)."""
+        ...
+
+    async def models(self) -> tuple[ModelChoice, ...]:
+        """The models this Codex offers (``model/list``); ``()`` when it cannot say."""
+        ...
+
+    async def rate_limits(self) -> RateLimits | None:
+        """The account's rate limits as Codex last reported them; None when it reports none."""
+        ...
+
+    async def stop_background(self, thread_id: str) -> tuple[str, ...]:
+        """Stop the commands `thread_id` left running and return them (as the user would
+        type them); ``()`` when none ran."""
+        ...
+
 
 CodexWorkerFactory: TypeAlias = "Callable[[int], AbstractAsyncContextManager[CodexWorker]]"
 """Opens worker `n`: entering starts it and returns once it is ready (bounded by the
 backend's start-up timeout; raises `WorkerStartError`), leaving stops it with its tree."""
+
+
+SteerResult: TypeAlias = Literal["added", "ended", "unsupported"]
+"""How a steer went: added to the running turn; that turn ended (or was not running); the
+backend cannot steer (MCP)."""
+
+StopResult: TypeAlias = "tuple[str, ...] | None"
+"""The commands a stop ended (``()``: none were running); None: the worker that held them is
+gone, and they with it."""
+
+
+class ModelChoice(msgspec.Struct, frozen=True, kw_only=True):
+    """One model Codex offers (``model/list``)."""
+
+    id: str
+    name: str = ""
+    is_default: bool = False
+    default_effort: str = ""
+    efforts: tuple[str, ...] = ()
+    """The reasoning efforts this model supports (free words: ``low``, ``high``, …)."""
+
+
+class RateLimitWindow(msgspec.Struct, frozen=True, kw_only=True):
+    """One rate-limit window: how much of it is used, how long it is, when it resets."""
+
+    used_percent: int
+    window_minutes: int | None = None
+    resets_at: int | None = None
+    """Unix seconds."""
+
+
+class RateLimits(msgspec.Struct, frozen=True, kw_only=True):
+    """The account's rate limits as Codex reports them."""
+
+    name: str = ""
+    primary: RateLimitWindow | None = None
+    secondary: RateLimitWindow | None = None
 
 
 class WorkerStatus(msgspec.Struct, frozen=True, kw_only=True):
@@ -302,6 +372,26 @@ class CodexPool(Protocol):
         """Stop what the turns of `thread_id` (hosted by `worker_id`) left running: the user
         sent ``/cancel`` with nothing running, or ``/new``. Best effort and bounded; never
         raises."""
+        ...
+
+    async def steer(self, conversation: str, text: str) -> SteerResult:
+        """Add `text` to the turn the worker running `conversation` runs for it. Bounded;
+        never raises."""
+        ...
+
+    async def models(self) -> tuple[ModelChoice, ...] | None:
+        """The models Codex offers, from any ready worker; None when the backend cannot list
+        them (MCP) or no worker answered. Bounded; never raises."""
+        ...
+
+    async def rate_limits(self) -> RateLimits | None:
+        """The account's rate limits from any ready worker; None when none are reported.
+        Bounded; never raises."""
+        ...
+
+    async def stop_background(self, thread_id: str, worker_id: int | None) -> StopResult:
+        """Stop the commands the turns of `thread_id` (hosted by `worker_id`) left running and
+        say which. Bounded; never raises."""
         ...
 
 

@@ -103,6 +103,8 @@ class SessionState(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
         interrupted: the request a kill interrupted, offered with a "Run again" button.
         queue_mac: the HMAC of the key, the queue and the batch (module docstring); set by
             the store on write, checked and cleared on load.
+        model: the chat's /model choice for its next turns ("" : the profile's).
+        effort: the chat's /effort choice ("": the model's default).
     """
 
     version: int = SESSION_FORMAT_VERSION
@@ -118,6 +120,8 @@ class SessionState(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     batch: tuple[str, ...] = ()
     interrupted: RequestRecord | None = None
     queue_mac: str = ""
+    model: str = ""
+    effort: str = ""
 
 
 class LoadedSession(msgspec.Struct, frozen=True, kw_only=True):

@@ -23,7 +23,9 @@ it). `CodexAppServer.interrupt_thread` does the same for a thread from outside; 
 Threads outlive the process: which threads this process holds, how a job's thread is
 started or resumed, and the commands a turn left running (named in the answer; stopped by
 `CodexAppServer.release_thread` on ``/cancel`` when idle and ``/new``, and after a cancel) are
-kept by `orchestrator.edges.codex_app_server_threads`.
+kept by `orchestrator.edges.codex_app_server_threads`. The chat's controls (steer a running
+turn, the models and the turn's model and effort, rate limits) are
+`orchestrator.edges.codex_app_server_controls`.
 
 Lifecycle (`open_codex_app_server`): spawn in a new session, stderr appended to a log file,
 the bot token removed from the environment (commands see all of it), ``initialize`` +
@@ -42,6 +44,7 @@ from typing import TYPE_CHECKING, Final, final
 import msgspec
 import trio
 
+from orchestrator.edges.codex_app_server_controls import AppServerControls
 from orchestrator.edges.codex_app_server_threads import AppServerThreads
 from orchestrator.edges.jsonrpc_lines import LineRpc, Refused
 from orchestrator.edges.processes import (
@@ -89,6 +92,7 @@ if TYPE_CHECKING:
         CodexProgress,
         JobOutcome,
     )
+    from orchestrator.ports import ModelChoice, RateLimits, SteerResult
     from orchestrator.wire.codex_app_server import Incoming, RpcError
 
 __all__ = [
@@ -136,6 +140,7 @@ class _Call:
     """A turn in flight on one thread: where its notifications and approvals go."""
 
     translator: TurnTranslator
+    conversation: str
     on_event: Callable[[CodexProgress], None]
     on_approval: Callable[[ApprovalAsk], Awaitable[ApprovalDecision]]
     turn_id: str | None = None
@@ -181,6 +186,7 @@ class CodexAppServer:
             on_end=self._process_gone,
         )
         self._threads = AppServerThreads(self.rpc, worker_id, process.pid)
+        self._controls = AppServerControls(self.rpc, self._threads, worker_id)
 
     resumes_threads: Final = True
     """A thread outlives this process: any app-server on the same CODEX_HOME resumes it
@@ -222,6 +228,9 @@ class CodexAppServer:
             logger.info("worker %d: %s %s", self.worker_id, message.method, params[:500])
         if message.method == "serverRequest/resolved":
             self._resolved(params)
+        if message.method == "account/rateLimits/updated":
+            self._controls.rate_limits_updated(params)
+            return
         thread_id, turn_id = route_of(params)
         call = self._calls.get(thread_id) if thread_id is not None else None
         if call is not None and call.turn_id is None:
@@ -346,6 +355,36 @@ class CodexAppServer:
         raw = await self.rpc.result("model/list", ModelListParams(limit=100))
         return [model.id or model.model for model in _MODELS.decode(raw).data]
 
+    # ------------------------------------------------------------------ the chat's controls
+
+    controls: Final = True
+    """The port's controls: steer, models, rate limits, the Stop button."""
+
+    async def models(self) -> tuple[ModelChoice, ...]:
+        """The port's models (`AppServerControls.models`)."""
+        return await self._controls.models()
+
+    async def rate_limits(self) -> RateLimits | None:
+        """The port's rate limits (`AppServerControls.rate_limits`)."""
+        return await self._controls.rate_limits()
+
+    async def steer(self, conversation: str, text: str) -> SteerResult:
+        """The port's steer: ``turn/steer`` on the turn `conversation` runs here, with that
+        turn's id (refused once it ended or another one runs)."""
+        for thread_id, call in list(self._calls.items()):
+            if call.conversation == conversation:
+                await call.known.wait()
+                if not call.done.is_set() and call.turn_id is not None:
+                    return await self._controls.steer(thread_id, call.turn_id, text)
+        return "ended"
+
+    async def stop_background(self, thread_id: str) -> tuple[str, ...]:
+        """The port's stop: the commands `thread_id` left running, stopped (none while a
+        turn of ours runs on it: that turn's own command would go too)."""
+        if not self._threads.loaded(thread_id) or thread_id in self._calls:
+            return ()
+        return await self._threads.stop_listed(thread_id)
+
     async def ping(self) -> None:
         """``thread/loaded/list``: proves the process answers. Raises `WorkerUnavailable`
         when it died; a wedged one never answers: bound it with the caller's deadline."""
@@ -397,13 +436,20 @@ class CodexAppServer:
             return self._died(job.thread_id, "the Codex worker died during the run")
         if thread_id in self._calls:
             return self._failed(thread_id, "a turn is already running on this Codex thread")
-        call = _Call(TurnTranslator(self.worker_id), on_event, on_approval)
+        call = _Call(TurnTranslator(self.worker_id), job.conversation, on_event, on_approval)
         self._calls[thread_id] = call
         try:
             images = [LocalImageInput(path=path) for path in job.images]
-            params = TurnStartParams(thread_id=thread_id, input=[TextInput(text=prompt), *images])
             try:
+                model, effort = await self._controls.turn_settings(thread_id, job)
+                params = TurnStartParams(
+                    thread_id=thread_id,
+                    input=[TextInput(text=prompt), *images],
+                    model=model,
+                    effort=effort,
+                )
                 turn = _TURN.decode(await self.rpc.result("turn/start", params)).turn
+                self._threads.settled(thread_id, model, effort)
             except (Refused, msgspec.DecodeError) as error:
                 return self._failed(thread_id, f"Codex refused the turn: {error}")
             except _ProcessGone:

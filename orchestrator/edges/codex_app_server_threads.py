@@ -40,7 +40,7 @@ from orchestrator.wire.codex_app_server import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import Awaitable, Callable, Mapping, Sequence
 
     from orchestrator.edges.jsonrpc_lines import LineRpc
     from orchestrator.messages import CodexJob, JobDone
@@ -91,6 +91,10 @@ class AppServerThreads:
         self._instructions: dict[str, str] = {}
         """Developer instructions the model has on each loaded thread (`_UNKNOWN_INSTRUCTIONS`
         after a resume: the stored ones are kept, and unknown to us)."""
+        self._base: dict[str, tuple[str, str | None]] = {}
+        """The model and reasoning effort each thread was started or resumed with."""
+        self._current: dict[str, tuple[str, str | None]] = {}
+        """The model and effort each thread runs with now (``turn/start`` overrides persist)."""
 
     def loaded(self, thread_id: str) -> bool:
         """True when this process has started or resumed `thread_id`."""
@@ -109,7 +113,7 @@ class AppServerThreads:
             if thread_id not in self._loaded:
                 resume = ThreadResumeParams(thread_id=thread_id, exclude_turns=True)
                 try:
-                    await self._rpc.result("thread/resume", resume)
+                    resumed = _THREAD.decode(await self._rpc.result("thread/resume", resume))
                 except Refused as error:
                     logger.info(
                         "worker %d: resume of %s refused (%s); a fresh thread",
@@ -120,6 +124,7 @@ class AppServerThreads:
                     return await self._start(job)
                 self._loaded.add(thread_id)
                 self._instructions[thread_id] = _UNKNOWN_INSTRUCTIONS
+                self._settle_base(thread_id, resumed)
                 self.count += 1
             prompt = job.prompt
             wanted = job.developer_instructions
@@ -137,12 +142,47 @@ class AppServerThreads:
             approval_policy=job.approval_policy,
             developer_instructions=job.developer_instructions or None,
         )
-        thread_id = _THREAD.decode(await self._rpc.result("thread/start", params)).thread.id
+        started = _THREAD.decode(await self._rpc.result("thread/start", params))
+        thread_id = started.thread.id
+        self._settle_base(thread_id, started)
         self._loaded.add(thread_id)
         self._instructions[thread_id] = job.developer_instructions
         self.count += 1
         preamble = job.context_preamble
         return thread_id, (f"{preamble}\n\n{job.prompt}" if preamble else job.prompt)
+
+    def _settle_base(self, thread_id: str, response: ThreadResponse) -> None:
+        base = (response.model or "", response.reasoning_effort)
+        self._base[thread_id] = base
+        self._current[thread_id] = base
+
+    def turn_settings(
+        self, thread_id: str, job: CodexJob, default_efforts: Mapping[str, str]
+    ) -> tuple[str | None, str | None]:
+        """The model and effort to send with the turn (None: the thread keeps its own).
+
+        The chat's choice (`job.model_choice`, `job.effort`) else the thread's own (the
+        profile's model or Codex's configured one, from its start); sent only when it
+        differs from what the thread runs with, because an override persists. Going back to a
+        thread whose own effort is the model's default sends that default by name
+        (`default_efforts`, from ``model/list``): there is no way to clear an override."""
+        base_model, base_effort = self._base.get(thread_id, ("", None))
+        model_now, effort_now = self._current.get(thread_id, (base_model, base_effort))
+        model = job.model_choice or base_model
+        effort = job.effort or base_effort or default_efforts.get(model or model_now)
+        return (
+            model if model and model != model_now else None,
+            effort if effort and effort != (effort_now or default_efforts.get(model_now)) else None,
+        )
+
+    def overridden(self, thread_id: str) -> bool:
+        """Whether `thread_id` runs with another model or effort than it started with."""
+        return self._current.get(thread_id) != self._base.get(thread_id)
+
+    def settled(self, thread_id: str, model: str | None, effort: str | None) -> None:
+        """``turn/start`` took `model` and `effort` (None: unchanged) for `thread_id`."""
+        model_now, effort_now = self._current.get(thread_id, ("", None))
+        self._current[thread_id] = (model or model_now, effort or effort_now)
 
     async def background_terminals(self, thread_id: str) -> list[BackgroundTerminal]:
         """Commands of `thread_id` still running after their turn (``[]`` when the server
@@ -163,6 +203,13 @@ class AppServerThreads:
             if response.error is not None:
                 kind = classify_error(response.error.message)
                 logger.warning("worker %d: clean failed (%s)", self._worker_id, kind)
+
+    async def stop_listed(self, thread_id: str) -> tuple[str, ...]:
+        """Stop the commands `thread_id` left running and return them (the Stop button)."""
+        running = await self.background_terminals(thread_id)
+        if running:
+            await self.stop_background(thread_id)
+        return tuple(command_text(terminal.command) for terminal in running)
 
     async def stop_commands(
         self, thread_id: str, *, before: set[int], snapshot: Callable[[], Awaitable[set[int]]]
@@ -191,7 +238,10 @@ class AppServerThreads:
             running = await self.background_terminals(done.thread_id)
             if running:
                 on_running()
-                return msgspec.structs.replace(done, text=done.text + background_note(running))
+                commands = tuple(command_text(terminal.command) for terminal in running)
+                return msgspec.structs.replace(
+                    done, text=done.text + background_note(running), background=commands
+                )
         return done
 
 
@@ -209,6 +259,6 @@ def background_note(running: Sequence[BackgroundTerminal]) -> str:
     shown = ", ".join(f"`{command_text(t.command)[:80]}`" for t in running[:3])
     more = f" and {len(running) - 3} more" if len(running) > 3 else ""
     return (
-        f"\n\n⏳ Still running in the background: {shown}{more}. /cancel or /new stops them "
-        "(so does a restart of the worker)."
+        f"\n\n⏳ Still running in the background: {shown}{more}. The Stop button, /cancel or "
+        "/new stops them (so does a restart of the worker)."
     )

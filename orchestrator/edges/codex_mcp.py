@@ -90,6 +90,7 @@ if TYPE_CHECKING:
         CodexProgress,
         JobOutcome,
     )
+    from orchestrator.ports import ModelChoice, RateLimits, SteerResult
 
 __all__ = [
     "CANCEL_NOTICE_GRACE",
@@ -502,6 +503,25 @@ class CodexProcess:
 
     async def release_thread(self, thread_id: str) -> None:
         """Nothing to do: on this backend no command outlives its turn."""
+
+    controls: Final = False
+    """``codex mcp-server`` has no steer, model list, rate limits or background commands."""
+
+    async def steer(self, conversation: str, text: str) -> SteerResult:
+        """A running MCP tool call takes no more input."""
+        return "unsupported"
+
+    async def models(self) -> tuple[ModelChoice, ...]:
+        """MCP lists no models."""
+        return ()
+
+    async def rate_limits(self) -> RateLimits | None:
+        """MCP reports no rate limits."""
+        return None
+
+    async def stop_background(self, thread_id: str) -> tuple[str, ...]:
+        """No command outlives its turn here."""
+        return ()
 
     async def interrupt(self) -> None:
         """Kill the server and every process it started (shielded, bounded).

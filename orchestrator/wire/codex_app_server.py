@@ -8,7 +8,9 @@ wire (``rename="camel"``); ``tests/integration/test_app_server_schema.py`` check
 and field name here against the schema the pinned binary generates.
 
 The pure translation of one turn's notifications into the chat's `CodexProgress` messages
-lives beside this module, in `orchestrator.wire.codex_app_server_turn`. Errors are told apart
+lives beside this module, in `orchestrator.wire.codex_app_server_turn`; the types of the chat's
+controls (steer, models, rate limits, configuration) in
+`orchestrator.wire.codex_app_server_controls`, registered here. Errors are told apart
 by their text here (`classify_error`): the code is always -32600.
 """
 
@@ -23,6 +25,16 @@ from orchestrator.messages import (
     ApprovalDecision,
     ApprovalPolicy,
     Sandbox,
+)
+from orchestrator.wire.codex_app_server_controls import (
+    ConfigReadParams,
+    ConfigReadResponse,
+    ModelEntry,
+    RateLimitsReadParams,
+    RateLimitsReadResponse,
+    RateLimitsUpdatedNotification,
+    TurnSteerParams,
+    TurnSteerResponse,
 )
 
 if TYPE_CHECKING:
@@ -170,7 +182,12 @@ class ThreadResumeParams(_Params, frozen=True):
 
 
 class ThreadResponse(_Wire, frozen=True):
+    """``thread/start`` and ``thread/resume``: the thread, with the model and reasoning
+    effort it runs with (effort None: the model's default)."""
+
     thread: _Id
+    model: str | None = None
+    reasoning_effort: str | None = None
 
 
 class TextInput(_Params, frozen=True, tag_field="type", tag="text"):
@@ -185,8 +202,12 @@ class LocalImageInput(_Params, frozen=True, tag_field="type", tag="localImage"):
 
 
 class TurnStartParams(_Params, frozen=True):
+    """`model` and `effort` override the thread's for this turn and the later ones."""
+
     thread_id: str
     input: list[TextInput | LocalImageInput]
+    model: str | None = None
+    effort: str | None = None
 
 
 class _TurnError(_Wire, frozen=True):
@@ -261,14 +282,8 @@ class ModelListParams(_Params, frozen=True):
     limit: int | None = None
 
 
-class _Model(_Wire, frozen=True):
-    id: str = ""
-    model: str = ""
-    is_default: bool = False
-
-
 class ModelListResponse(_Wire, frozen=True):
-    data: list[_Model] = []
+    data: list[ModelEntry] = []
 
 
 class _EmptyResponse(_Wire, frozen=True):
@@ -457,6 +472,9 @@ CLIENT_REQUESTS: Final[Mapping[str, tuple[type[msgspec.Struct], type[msgspec.Str
     "thread/backgroundTerminals/list": (ThreadIdParams, BackgroundTerminalsResponse),
     "account/read": (AccountReadParams, AccountReadResponse),
     "model/list": (ModelListParams, ModelListResponse),
+    "turn/steer": (TurnSteerParams, TurnSteerResponse),
+    "account/rateLimits/read": (RateLimitsReadParams, RateLimitsReadResponse),
+    "config/read": (ConfigReadParams, ConfigReadResponse),
 }
 """Method → (params, result) of every request we send."""
 
@@ -482,6 +500,7 @@ SERVER_NOTIFICATIONS: Final[Mapping[str, type[msgspec.Struct]]] = {
     "serverRequest/resolved": ResolvedNotification,
     "configWarning": SummaryNotification,
     "deprecationNotice": SummaryNotification,
+    "account/rateLimits/updated": RateLimitsUpdatedNotification,
 }
 """Method → params of every notification we read."""
 

@@ -40,7 +40,13 @@ from orchestrator.messages import (
     TraceRecord,
     UpdateLive,
 )
-from orchestrator.ports import PoolStatistics
+from orchestrator.ports import (
+    ModelChoice,
+    PoolStatistics,
+    RateLimits,
+    SteerResult,
+    StopResult,
+)
 from orchestrator.session_store import SessionState
 
 if TYPE_CHECKING:
@@ -80,6 +86,18 @@ class ScriptedPool:
 
     async def release(self, thread_id: str, worker_id: int | None) -> None:
         pass
+
+    async def steer(self, conversation: str, text: str) -> SteerResult:
+        return "unsupported"
+
+    async def models(self) -> tuple[ModelChoice, ...] | None:
+        return None
+
+    async def rate_limits(self) -> RateLimits | None:
+        return None
+
+    async def stop_background(self, thread_id: str, worker_id: int | None) -> StopResult:
+        return None
 
 
 class Harness:

@@ -28,6 +28,7 @@ from orchestrator.messages import (
     JobOutcome,
     RunStarted,
 )
+from orchestrator.ports import ModelChoice, RateLimits, SteerResult
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -45,6 +46,8 @@ class Rule:
     error: str | None = None
     silent_for: float = 0.0
     reconnecting: bool = False
+    background: tuple[str, ...] = ()
+    """Commands left running after the turn (app-server: named in the outcome)."""
     """Like an unreachable endpoint: "Reconnecting..." notices at 0, 5, 15, 35, 75 s, then
     every 60 s, for ever (measured on Codex 0.171.0)."""
 
@@ -67,6 +70,8 @@ class FakeProcess:
     calls: list[CodexJob] = field(default_factory=list)
     released: list[str] = field(default_factory=list)
     in_flight: set[trio.CancelScope] = field(default_factory=set)
+    running: dict[str, list[str]] = field(default_factory=dict)
+    """Conversation → texts steered into its running turn."""
 
     @property
     def reusable(self) -> bool:
@@ -111,6 +116,17 @@ class FakeProcess:
             self.owner.in_flight -= 1
 
     async def _call(self, job, on_event, on_approval) -> JobOutcome:
+        steered = self.running.setdefault(job.conversation, [])
+        try:
+            outcome = await self._turn(job, on_event, on_approval)
+        finally:
+            del self.running[job.conversation]
+        if steered and isinstance(outcome, JobDone):
+            text = f"{outcome.text} [steered: {' | '.join(steered)}]"
+            outcome = msgspec.structs.replace(outcome, text=text)
+        return outcome
+
+    async def _turn(self, job, on_event, on_approval) -> JobOutcome:
         rule = self.owner.rule_for(job.prompt)
         resume = self.owner.app_server and job.thread_id is not None
         if resume and job.thread_id not in self.thread_ids:
@@ -161,6 +177,14 @@ class FakeProcess:
                 thread_id=thread_id,
             )
         text = (rule.reply if rule.reply is not None else f"FAKE: {job.prompt}") + suffix
+        if rule.background and self.owner.app_server:
+            self.owner.background[thread_id] = rule.background
+            return JobDone(
+                text=text,
+                thread_id=thread_id,
+                worker_id=self.worker_id,
+                background=rule.background,
+            )
         return JobDone(text=text, thread_id=thread_id, worker_id=self.worker_id)
 
     async def ping(self) -> None:
@@ -170,6 +194,29 @@ class FakeProcess:
 
     async def release_thread(self, thread_id: str) -> None:
         self.released.append(thread_id)
+
+    @property
+    def controls(self) -> bool:
+        return self.owner.app_server
+
+    async def steer(self, conversation: str, text: str) -> SteerResult:
+        if not self.owner.app_server:
+            return "unsupported"
+        self.owner.steers.append((self.worker_id, conversation, text))
+        if conversation not in self.running or self.owner.steer_refused:
+            return "ended"
+        self.running[conversation].append(text)
+        return "added"
+
+    async def models(self) -> tuple[ModelChoice, ...]:
+        return self.owner.models if self.owner.app_server else ()
+
+    async def rate_limits(self) -> RateLimits | None:
+        return self.owner.limits if self.owner.app_server else None
+
+    async def stop_background(self, thread_id: str) -> tuple[str, ...]:
+        self.owner.stops.append((self.worker_id, thread_id))
+        return self.owner.background.pop(thread_id, ())
 
     async def interrupt(self) -> None:
         """Kills, as the MCP backend does."""
@@ -186,6 +233,23 @@ class FakeProcesses:
         """Threads on "disk" (app-server: resumable by any process)."""
         self.resumed: list[tuple[int, str]] = []
         self.rules: list[Rule] = []
+        self.steers: list[tuple[int, str, str]] = []
+        self.steer_refused = False
+        """Like a turn that moved on: the server refuses ``turn/steer``."""
+        self.stops: list[tuple[int, str]] = []
+        self.background: dict[str, tuple[str, ...]] = {}
+        """Thread → commands still running after its turn."""
+        self.models: tuple[ModelChoice, ...] = (
+            ModelChoice(
+                id="gpt-a",
+                name="GPT A",
+                is_default=True,
+                default_effort="medium",
+                efforts=("low", "medium", "high"),
+            ),
+            ModelChoice(id="gpt-b", name="GPT B", default_effort="low", efforts=("low",)),
+        )
+        self.limits: RateLimits | None = None
         self.started: list[FakeProcess] = []
         self.fail_starts = 0
         self.start_delay = 0.0

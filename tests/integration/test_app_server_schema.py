@@ -171,7 +171,11 @@ def test_every_field_we_send_or_read_exists(schemas: tuple[Bundle, Bundle]) -> N
         for method, (params, result) in table.items():
             params_node = messages[method]["properties"]["params"]
             missing += missing_fields(bundle, params, params_node, f"{method} params")
-            name = params_node["$ref"].rsplit("/", 1)[1].removesuffix("Params") + "Response"
+            # Nullable params (``account/rateLimits/read``) are an anyOf of the $ref and null.
+            ref = params_node.get("$ref") or next(
+                member["$ref"] for member in params_node.get("anyOf", []) if "$ref" in member
+            )
+            name = ref.rsplit("/", 1)[1].removesuffix("Params") + "Response"
             response = bundle.definition(name)
             assert response is not None, f"no {name} for {method}"
             missing += missing_fields(bundle, result, response, f"{method} result")

@@ -1,0 +1,258 @@
+"""The chat's controls on the real pool over in-memory workers, in virtual time: a queued
+message added to the running request (steer), or left queued when the turn ended; /model and
+/effort reach the next turns' jobs; /usage; the Stop button under a result whose turn left
+commands running; on the MCP backend no steer button and plain "needs app-server" answers."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import msgspec
+import trio
+
+from actors.chat_background import NOTHING_LEFT, STOP_BUTTON, WORKER_GONE
+from actors.chat_model import NEEDS_APP_SERVER
+from actors.chat_steer import ADD_BUTTON, ADDED, ENDED_BEFORE, WITHDRAWN
+from orchestrator.config import Config, Profile
+from orchestrator.messages import Button, SendReply, SessionKey
+from orchestrator.ports import RateLimits, RateLimitWindow
+from tests.actors.test_chats import ALICE, Bot, make_config, running_bot
+from tests.fakes.codex_process import FakeProcesses
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import trio.testing
+
+
+def app_server(tmp_path: Path, **profile: str) -> Config:
+    config = make_config(tmp_path)
+    codex = msgspec.structs.replace(config.codex, backend="app-server")
+    default = msgspec.structs.replace(config.profiles["default"], **profile)
+    return msgspec.structs.replace(
+        config, codex=codex, profiles={**config.profiles, "default": default}
+    )
+
+
+def reply_buttons(bot: Bot, fragment: str) -> list[Button]:
+    """The buttons under the replies that contain `fragment`."""
+    return [
+        button
+        for m in bot.sent
+        if isinstance(m, SendReply) and fragment in m.markdown
+        for row in m.keyboard
+        for button in row
+    ]
+
+
+def jobs(bot: Bot):
+    return [job for process in bot.fakes.started for job in process.calls]
+
+
+async def queue_behind_a_long_run(bot: Bot) -> Button:
+    """Start a long request, queue a message behind it, return the offer's button."""
+    await bot.say(ALICE, "long task")
+    await bot.wait(lambda: bot.fakes.in_flight == 1)
+    await bot.say(ALICE, "also this")
+    await bot.wait(lambda: bool(bot.buttons(ALICE, "st:")))
+    (button,) = bot.buttons(ALICE, "st:")
+    assert button.text == ADD_BUTTON
+    return button
+
+
+async def test_a_queued_message_joins_the_running_turn(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    fakes = FakeProcesses(app_server=True)
+    fakes.rule("long task", delay=100)
+    async with running_bot(tmp_path, fakes, app_server(tmp_path)) as bot:
+        button = await queue_behind_a_long_run(bot)
+        query = await bot.press(ALICE, button.callback_data)
+        await bot.wait_told(ALICE, ADDED)
+        assert bot.callback_answer(query) == "Added."
+        await bot.wait_reply(ALICE, "FAKE: long task [steered: also this]")
+        assert fakes.steers == [(fakes.steers[0][0], "1-1", "also this")]
+        again = await bot.press(ALICE, button.callback_data)  # a second press: stale
+        await bot.wait(lambda: bot.callback_answer(again) is not None)
+        assert bot.callback_answer(again) == "That message is no longer waiting."
+        await bot.say(ALICE, "/status")
+        await bot.wait_reply(ALICE, "State: idle")
+    assert len(jobs(bot)) == 1  # the steered message did not run again on its own
+    state = (await bot.store.load(SessionKey(ALICE, ALICE))).state
+    assert state is not None
+    assert state.queue == ()
+
+
+async def test_a_turn_that_moved_on_leaves_the_message_queued(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    fakes = FakeProcesses(app_server=True)
+    fakes.rule("long task", delay=100)
+    fakes.steer_refused = True
+    async with running_bot(tmp_path, fakes, app_server(tmp_path)) as bot:
+        button = await queue_behind_a_long_run(bot)
+        query = await bot.press(ALICE, button.callback_data)
+        await bot.wait_told(ALICE, ENDED_BEFORE)
+        assert bot.callback_answer(query) == "Not added."
+        await bot.say(ALICE, "and more")  # still joins the queued prompt
+        await bot.wait_reply(ALICE, "FAKE: also this\n\nand more")
+    assert [job.prompt for job in jobs(bot)] == ["long task", "also this\n\nand more"]
+
+
+async def test_a_press_after_the_request_ended_runs_nothing_twice(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    fakes = FakeProcesses(app_server=True)
+    fakes.rule("long task", delay=100)
+    async with running_bot(tmp_path, fakes, app_server(tmp_path)) as bot:
+        button = await queue_behind_a_long_run(bot)
+        await bot.wait_reply(ALICE, "FAKE: also this")  # it ran next, as queued
+        await bot.wait_told(ALICE, WITHDRAWN)  # and the offer's button went
+        query = await bot.press(ALICE, button.callback_data)
+        await bot.wait(lambda: bot.callback_answer(query) is not None)
+        assert bot.callback_answer(query) == "That message is no longer waiting."
+    assert fakes.steers == []
+    assert [job.prompt for job in jobs(bot)] == ["long task", "also this"]
+
+
+async def test_no_steer_button_on_mcp_or_in_plan_mode(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    fakes = FakeProcesses()
+    fakes.rule("long task", delay=100)
+    async with running_bot(tmp_path, fakes) as bot:
+        await bot.say(ALICE, "long task")
+        await bot.wait(lambda: fakes.in_flight == 1)
+        await bot.say(ALICE, "also this")
+        await bot.wait_reply(ALICE, "Queued: this runs when the current request ends")
+        assert bot.buttons(ALICE, "st:") == []
+        assert reply_buttons(bot, "Queued") == []
+        # A forged press on MCP is answered, never steered.
+        query = await bot.press(ALICE, "st:forged")
+        await bot.wait(lambda: bot.callback_answer(query) is not None)
+        assert fakes.steers == []
+    plan = FakeProcesses(app_server=True)
+    plan.rule("long task", delay=100)
+    (tmp_path / "plan").mkdir()
+    async with running_bot(tmp_path / "plan", plan, app_server(tmp_path / "plan")) as bot:
+        await bot.say(ALICE, "/mode plan")
+        await bot.say(ALICE, "long task")
+        await bot.wait(lambda: plan.in_flight == 1)
+        await bot.say(ALICE, "also this")
+        await bot.wait_reply(ALICE, "Queued")
+        assert bot.buttons(ALICE, "st:") == []
+
+
+async def test_model_and_effort_go_with_the_next_turns(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    fakes = FakeProcesses(app_server=True)
+    async with running_bot(tmp_path, fakes, app_server(tmp_path, model="gpt-a")) as bot:
+        await bot.say(ALICE, "/model")
+        await bot.wait_reply(ALICE, "Models Codex offers")
+        (menu,) = [r for r in bot.replies(ALICE) if "Models Codex offers" in r]
+        assert "Model: the profile's, gpt-a." in menu
+        keys = {b.text: b.callback_data for b in reply_buttons(bot, "Models Codex offers")}
+        assert keys == {"gpt-a": "md:gpt-a", "gpt-b": "md:gpt-b", "↩ Profile's default": "md:"}
+        await bot.press(ALICE, keys["gpt-b"])
+        await bot.wait_reply(ALICE, "Model set to gpt-b for this chat.")
+        await bot.say(ALICE, "/effort high")
+        await bot.wait_reply(ALICE, "gpt-b has no reasoning effort “high”. It has: low.")
+        await bot.say(ALICE, "/effort")
+        await bot.wait_reply(ALICE, "Reasoning effort of gpt-b")
+        assert [b.callback_data for b in reply_buttons(bot, "Reasoning effort of")] == [
+            "ef:low",
+            "ef:",
+        ]
+        await bot.press(ALICE, "ef:low")
+        await bot.wait_reply(ALICE, "Reasoning effort set to low.")
+        await bot.say(ALICE, "first")
+        await bot.wait_reply(ALICE, "FAKE: first")
+        await bot.say(ALICE, "/model nonsense")
+        await bot.wait_reply(ALICE, "Codex offers no model named “nonsense”. Models: gpt-a, gpt-b.")
+        await bot.say(ALICE, "/model default")
+        await bot.wait_reply(ALICE, "Model: back to the profile's, gpt-a.")
+        await bot.say(ALICE, "second")
+        await bot.wait_reply(ALICE, "FAKE: second")
+        saved = (await bot.store.load(SessionKey(ALICE, ALICE))).state
+        await bot.say(ALICE, "/model gpt-a")
+        await bot.wait_reply(ALICE, "Model set to gpt-a")
+    first, second = jobs(bot)
+    assert (first.model, first.model_choice, first.effort) == ("gpt-a", "gpt-b", "low")
+    assert (second.model, second.model_choice, second.effort) == ("gpt-a", "", "")
+    assert saved is not None
+    assert (saved.model, saved.effort) == ("", "")
+    state = (await bot.store.load(SessionKey(ALICE, ALICE))).state
+    assert state is not None
+    assert state.model == "gpt-a"  # kept in the session file: it survives a restart
+
+
+async def test_on_mcp_model_effort_and_rate_limits_say_they_need_app_server(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    config = make_config(tmp_path)
+    default = Profile(working_directory=str(tmp_path / "work"), model="gpt-x")
+    config = msgspec.structs.replace(config, profiles={**config.profiles, "default": default})
+    async with running_bot(tmp_path, FakeProcesses(), config) as bot:
+        await bot.say(ALICE, "/model gpt-b")
+        await bot.wait_reply(ALICE, f"{NEEDS_APP_SERVER} This profile uses gpt-x.")
+        await bot.say(ALICE, "/effort low")
+        await bot.wait_reply(ALICE, NEEDS_APP_SERVER, count=2)
+        await bot.say(ALICE, "/usage")
+        await bot.wait_reply(ALICE, f"Rate limits: {NEEDS_APP_SERVER}")
+    state = (await bot.store.load(SessionKey(ALICE, ALICE))).state
+    assert state is None or (state.model, state.effort) == ("", "")
+
+
+async def test_usage_shows_tokens_and_rate_limits_with_their_reset(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    fakes = FakeProcesses(app_server=True)
+    async with running_bot(tmp_path, fakes, app_server(tmp_path)) as bot:
+        await bot.say(ALICE, "/usage")
+        await bot.wait_reply(ALICE, "Rate limits: Codex reports none for this login.")
+        (first,) = [r for r in bot.replies(ALICE) if "Rate limits" in r]
+        assert "Last run: no tokens counted yet." in first
+        fakes.limits = RateLimits(
+            name="codex",
+            primary=RateLimitWindow(used_percent=42, window_minutes=300, resets_at=1_800_000_000),
+            secondary=RateLimitWindow(used_percent=7, window_minutes=10080),
+        )
+        await bot.say(ALICE, "hello")
+        await bot.wait_reply(ALICE, "FAKE: hello")
+        await bot.say(ALICE, "/usage")
+        await bot.wait_reply(ALICE, "Rate limits (codex):")
+    (text,) = [r for r in bot.replies(ALICE) if "Rate limits (codex)" in r]
+    assert "Last run: 0 tokens in (0 cached), 0 out, 0 in all." in text
+    assert "This session: 0 tokens in, 0 out, over 1 run." in text
+    assert "• 42% used of the 5-hour window, resets 2027-01-15 08:00 UTC" in text
+    assert "• 7% used of the 7-day window" in text
+
+
+async def test_the_stop_button_stops_what_a_turn_left_running(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    fakes = FakeProcesses(app_server=True)
+    fakes.rule("serve", background=("python -m http.server",))
+    async with running_bot(tmp_path, fakes, app_server(tmp_path)) as bot:
+        await bot.say(ALICE, "serve it")
+        await bot.wait_reply(ALICE, "FAKE: serve it")
+        (stop,) = reply_buttons(bot, "FAKE: serve it")
+        assert stop.text == STOP_BUTTON
+        query = await bot.press(ALICE, stop.callback_data)
+        await bot.wait_reply(ALICE, "⏹ Stopped:\n$ python -m http.server")
+        assert bot.callback_answer(query) == "Stopping…"
+        await bot.press(ALICE, stop.callback_data)  # already stopped
+        await bot.wait_reply(ALICE, NOTHING_LEFT)
+
+        await bot.say(ALICE, "serve again")
+        await bot.wait_reply(ALICE, "FAKE: serve again")
+        (worker,) = {job_worker for job_worker, _thread in fakes.stops}
+        fakes.current(worker).die()  # the worker goes, and its commands with it
+        await bot.wait(lambda: len(fakes.started) == 3)
+        await bot.press(ALICE, stop.callback_data)
+        await bot.wait_reply(ALICE, WORKER_GONE)
+
+        await bot.say(ALICE, "plain")
+        await bot.wait_reply(ALICE, "FAKE: plain")
+        assert reply_buttons(bot, "FAKE: plain") == []  # nothing left running: no button

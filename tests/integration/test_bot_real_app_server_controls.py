@@ -1,0 +1,161 @@
+"""The chat's controls on the whole bot as a process, the real Codex 0.171.0 app-server and the
+mock model, through the fake Telegram Bot API: a queued message added to the running turn
+with the button reaches the model within that turn (``turn/steer``); /model and /effort reach
+the model's request body, and ``default`` brings the thread's own back; /usage shows the
+tokens; the Stop button under a result stops the command the turn left running (gone from
+/proc) and a second press is answered plainly."""
+
+from __future__ import annotations
+
+import signal
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from actors.chat_background import NOTHING_LEFT, STOP_BUTTON
+from actors.chat_steer import ADD_BUTTON, ADDED
+from tests.bot_process import running
+from tests.fakes.mock_model import Shell, Text, Turn, last_user_text
+from tests.integration.app_server_fixtures import app_server_codex
+from tests.integration.test_bot_real_app_server import MODEL, app_server_edges
+from tests.integration.test_bot_real_codex import ALICE, TOKEN, buttons, count_texts, has_text
+from tests.procfs import cmdline, tree, wait_until_gone
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from tests.fakes.telegram_server import FakeTelegram, StoredMessage
+
+__all__ = ["app_server_codex"]
+
+CEILING = 150
+
+
+def respond(body: dict[str, Any]) -> Turn:
+    """A command for "wait a bit" (6 s: long enough to steer) and "start a server" (40 s: it
+    outlives the turn), then a line saying whether the steered message reached this turn."""
+    items = body.get("input", [])
+    if any(item.get("type") == "function_call_output" for item in items):
+        return [Text(f"MOCK-DONE steered={'steer me in' in str(items)}")]
+    prompt = last_user_text(body)
+    if "wait a bit" in prompt:
+        return [Shell("sleep 6")]
+    if "start a server" in prompt:
+        return [Shell("sleep 40")]
+    return [Text(f"MOCK-REPLY: {prompt[-60:]}")]
+
+
+async def running_command(root: int, command: str) -> int:
+    while True:
+        for pid in tree(root):
+            if cmdline(pid).startswith(command):
+                return pid
+        await trio.sleep(0.05)
+
+
+def with_button(tg: FakeTelegram, label: str) -> StoredMessage | None:
+    for message in tg.messages(ALICE):
+        if label in buttons(message):
+            return message
+    return None
+
+
+async def press(tg: FakeTelegram, label: str) -> StoredMessage:
+    await tg.wait_for(lambda t: with_button(t, label) is not None)
+    message = with_button(tg, label)
+    assert message is not None
+    data = buttons(message)[label]
+    tg.push_callback(chat_id=ALICE, user_id=ALICE, message_id=message.message_id, data=data)
+    return message
+
+
+async def test_a_queued_message_is_added_to_the_running_turn(
+    app_server_codex: Path, tmp_path: Path
+) -> None:
+    with trio.fail_after(CEILING):
+        async with app_server_edges(
+            app_server_codex, tmp_path, sandbox="danger-full-access", responder=respond
+        ) as edges:
+            model, tg, config = edges
+            async with running(config, TOKEN) as bot:
+                await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="please wait a bit")
+                await running_command(bot.process.pid, "sleep 6")
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="steer me in")
+                offer = await press(tg, ADD_BUTTON)
+                await tg.wait_for(lambda t: has_text(t, ADDED))
+                assert not buttons(offer)  # the offer's button is gone
+                await tg.wait_for(lambda t: has_text(t, "MOCK-DONE"))
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="/status")
+                await tg.wait_for(lambda t: has_text(t, "State: idle"))
+                bot.process.send_signal(signal.SIGTERM)
+    assert bot.process.returncode == 0, bot.text()
+    assert has_text(tg, "MOCK-DONE steered=True")  # within the turn that ran the command
+    assert "Queue: 0" in next(t for t in tg.sent_texts(ALICE) if "State: idle" in t)
+    # It never ran as a request of its own.
+    assert not [body for body in model.requests if last_user_text(body) == "steer me in"][1:]
+    assert count_texts(tg, "MOCK-REPLY: steer me in") == 0
+
+
+async def test_model_and_effort_reach_the_model_and_default_brings_them_back(
+    app_server_codex: Path, tmp_path: Path
+) -> None:
+    with trio.fail_after(CEILING):
+        async with app_server_edges(
+            app_server_codex, tmp_path, sandbox="read-only", responder=respond
+        ) as edges:
+            model, tg, config = edges
+            async with running(config, TOKEN) as bot:
+                await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="/model")
+                menu = await press(tg, "gpt-6-sol")
+                assert "Models Codex offers" in menu.text
+                assert MODEL in buttons(menu)
+                # Codex's configured model (config/read) is the default, not the catalogue's.
+                assert f"• {MODEL} (GPT-5.5) (Codex's default)" in menu.text
+                await tg.wait_for(lambda t: has_text(t, "Model set to gpt-6-sol for this chat."))
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="/effort high")
+                await tg.wait_for(lambda t: has_text(t, "Reasoning effort set to high."))
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="hello one")
+                await tg.wait_for(lambda t: has_text(t, "MOCK-REPLY: hello one"))
+                chosen = model.requests[-1]
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="/model default")
+                await tg.wait_for(lambda t: has_text(t, "Model: back to the profile's"))
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="hello two")
+                await tg.wait_for(lambda t: has_text(t, "MOCK-REPLY: hello two"))
+                back = model.requests[-1]
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="/usage")
+                await tg.wait_for(lambda t: has_text(t, "This session:"))
+                bot.process.send_signal(signal.SIGTERM)
+    assert bot.process.returncode == 0, bot.text()
+    assert chosen["model"] == "gpt-6-sol"
+    assert chosen["reasoning"]["effort"] == "high"
+    assert back["model"] == MODEL  # the thread's own model again (an override persists)
+    assert back["reasoning"]["effort"] == "medium"  # gpt-5.5's default, by name
+    assert chosen["prompt_cache_key"] == back["prompt_cache_key"]  # one thread throughout
+    usage = next(t for t in tg.sent_texts(ALICE) if "This session:" in t)
+    assert "Last run: 0 tokens" not in usage
+    assert "over 2 runs" in usage
+    assert "Rate limits: Codex reports none for this login." in usage
+
+
+async def test_the_stop_button_stops_a_command_the_turn_left_running(
+    app_server_codex: Path, tmp_path: Path
+) -> None:
+    with trio.fail_after(CEILING):
+        async with app_server_edges(
+            app_server_codex, tmp_path, sandbox="danger-full-access", responder=respond
+        ) as edges:
+            _model, tg, config = edges
+            async with running(config, TOKEN) as bot:
+                await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="please start a server")
+                sleeper = await running_command(bot.process.pid, "sleep 40")
+                result = await press(tg, STOP_BUTTON)
+                assert "Still running in the background: sleep 40" in result.text
+                await tg.wait_for(lambda t: has_text(t, "⏹ Stopped:\n$ sleep 40"))
+                assert await wait_until_gone({sleeper}) == set()
+                await press(tg, STOP_BUTTON)  # the same button again: nothing is left
+                await tg.wait_for(lambda t: has_text(t, NOTHING_LEFT))
+                bot.process.send_signal(signal.SIGTERM)
+    assert bot.process.returncode == 0, bot.text()
