@@ -39,7 +39,14 @@ from typing import TYPE_CHECKING, Final, Literal, assert_never
 import msgspec
 import trio
 
-from actors import chat_commands, chat_recovery, chat_texts
+from actors import (
+    chat_branches,
+    chat_commands,
+    chat_recovery,
+    chat_sessions,
+    chat_texts,
+    chat_topics,
+)
 from actors.chat_approvals import (
     ApprovalButton,
     Approvals,
@@ -66,8 +73,9 @@ from orchestrator.session_store import RequestRecord, SessionCounters, SessionSt
 if TYPE_CHECKING:
     from orchestrator.config import Config, Profile
     from orchestrator.messages import SenderMsg, SessionKey
-    from orchestrator.ports import CodexPool, TraceEmit
+    from orchestrator.ports import CodexPool, GitWorktrees, TraceEmit
     from orchestrator.session_store import SessionStore
+    from orchestrator.topic_bindings import TopicBindings
 
 __all__ = ["ChatDeps", "run"]
 
@@ -100,6 +108,12 @@ class ChatDeps:
     trace: TraceEmit
     save_trouble: disk.DiskTrouble = field(default_factory=lambda: disk.DiskTrouble("sessions"))
     """Session writes the disk refused: logged at most once a minute for all chats."""
+    topics: TopicBindings | None = None
+    """What each chat or topic is bound to (``/bind``, ``/branch``); None: no bindings."""
+    git: GitWorktrees | None = None
+    """Git for ``/branch``; None: branch worktrees are not available."""
+    worktree_locks: dict[str, trio.Lock] = field(default_factory=dict)
+    """One running request per branch worktree, across all chats (`actors.chat_branches`)."""
 
 
 class Chat:
@@ -128,6 +142,8 @@ class Chat:
         self.joined = 0
         """Messages joined into the last queued prompt."""
         self.unsaved_told_at = -math.inf
+        self.confirmations: dict[str, str] = {}
+        """Questions awaiting a button press (``/branch rm``): token → what it confirms."""
 
     # ------------------------------------------------------------------ output
 
@@ -155,6 +171,8 @@ class Chat:
         profile = self.config.profiles.get(self.state.profile)
         if profile is None or not profile.allows(self.key.user_id):
             return self.config.profiles[self.config.default_profile]
+        if self.state.workspace:  # a branch worktree of the profile's repository (/branch)
+            return msgspec.structs.replace(profile, working_directory=self.state.workspace)
         return profile
 
     def usable_profiles(self) -> list[str]:
@@ -300,6 +318,13 @@ class Chat:
     async def start_request(self, prompt: str, *, queue: tuple[str, ...] | None = None) -> None:
         """Start serving `prompt`; the session file says it runs (and, with `queue`, that it
         left the queue) in one write before Codex sees it, so a kill leaves it on record."""
+        if not await chat_topics.follow(self):  # bound to a profile this user may not use
+            if queue is not None or self.state.batch:
+                self.state = msgspec.structs.replace(
+                    self.state, queue=self.state.queue if queue is None else queue, batch=()
+                )
+                await self.save()
+            return
         self.requests_started += 1
         request = Request(
             number=self.requests_started,
@@ -340,6 +365,13 @@ class Chat:
     # ------------------------------------------------------------------ buttons
 
     async def on_callback(self, press: InboundCallback) -> None:
+        session_thread = chat_sessions.decode_button(press.data)
+        if session_thread is not None:
+            await chat_sessions.pick(self, press, session_thread)
+            return
+        if chat_branches.is_button(press.data):
+            await chat_branches.press(self, press)
+            return
         button = decode_button(press.data)
         match button:
             case CancelButton():
@@ -372,16 +404,17 @@ class Chat:
         )
         outcome: RequestOutcome | None = None
         try:
-            outcome = await serve_request(
-                request,
-                out=self.out,
-                approvals=self.approvals,
-                pool=self.deps.pool,
-                profile=self.profile,
-                session=self.state,
-                conversation=self.conversation,
-                on_shown=lambda message_id: self.remember_live(request, message_id),
-            )
+            async with chat_branches.exclusive(self, request):
+                outcome = await serve_request(
+                    request,
+                    out=self.out,
+                    approvals=self.approvals,
+                    pool=self.deps.pool,
+                    profile=self.profile,
+                    session=self.state,
+                    conversation=self.conversation,
+                    on_shown=lambda message_id: self.remember_live(request, message_id),
+                )
         finally:
             # No outcome only when the whole chat is being stopped (shutdown past its grace):
             # the user has been told, and an interruption keeps the prompt queued. A failure
@@ -435,6 +468,7 @@ class Chat:
                         output_tokens=counters.output_tokens + usage.output_tokens,
                     ),
                 )
+                chat_sessions.remember(self, request.prompt)
                 tokens = TraceRecord(
                     event="run_end",
                     input_tokens=usage.input_tokens,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Final, Literal
 import msgspec
 import trio
 
-from actors import chat_texts
+from actors import chat_branches, chat_sessions, chat_texts, chat_topics
 from actors.chat_request import phase_words
 from orchestrator.messages import TraceRecord
 
@@ -44,8 +44,16 @@ async def on_command(chat: Chat, name: str, args: str) -> None:
             await chat.out.say(status_text(chat), plain=True)
         case "cancel":
             await cancel(chat, "/cancel")
+        case "profile" if argument not in ("", "list") and chat_topics.bound(chat):
+            await chat.out.say(chat_topics.profile_is_bound(chat), plain=True)
         case "profile":
             await _profile(chat, argument)
+        case "sessions":
+            await chat_sessions.list_sessions(chat)
+        case "bind":
+            await chat_topics.bind(chat, argument)
+        case "branch":
+            await chat_branches.branch(chat, argument)
         case _:
             await chat.out.say(chat_texts.unknown_command(name), plain=True)
 
@@ -171,6 +179,7 @@ def status_text(chat: Chat) -> str:
     lines.append(
         f"Runs: {counters.runs} ({counters.failures} failed, {counters.cancels} cancelled)"
     )
+    lines.extend(chat_topics.status_lines(chat))
     lines.append(_pool_line(chat.deps.pool.statistics()))
     return "\n".join(lines)
 

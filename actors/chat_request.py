@@ -27,7 +27,7 @@ import msgspec
 import trio
 
 from actors.chat_approvals import APPROVAL_BUFFER, cancel_data
-from actors.chat_texts import format_duration
+from actors.chat_texts import format_duration, thread_line
 from actors.role_caller import PoolRoleCaller
 from actors.workflows import PHASE_PLAN, carry_out_workflow
 from orchestrator import disk
@@ -531,6 +531,8 @@ async def _report(request: Request, outcome: RequestOutcome, out: ChatOutput) ->
                 text += f"\n\n{MOVED_NOTE}"
             if result.error is None and request.progress.live_shown:
                 text += f"\n\nTook {format_duration(outcome.elapsed)}."
+            if result.developer_thread_id:
+                text += f"\n\n{thread_line(result.developer_thread_id)}"
             await out.say(text)
             await _drop_live(request, out)
             return

@@ -37,6 +37,7 @@ __all__ = [
     "queue_full",
     "queued",
     "refusal",
+    "thread_line",
     "unknown_command",
 ]
 
@@ -255,3 +256,8 @@ def dropped_queue(count: int) -> str:
         f"{'it was' if count == 1 else 'they were'} not run. Send "
         f"{'it' if count == 1 else 'them'} again if you wrote {'it' if count == 1 else 'them'}."
     )
+
+
+def thread_line(thread_id: str) -> str:
+    """The last line of a result: how to continue its Codex thread at the desk."""
+    return f"🧵 `codex resume {thread_id}`"

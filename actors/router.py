@@ -36,11 +36,12 @@ from orchestrator.messages import (
     SessionKey,
     TraceRecord,
 )
+from orchestrator.topic_bindings import TopicBindings
 
 if TYPE_CHECKING:
     from orchestrator.config import Config
     from orchestrator.messages import RouterMsg, SenderMsg
-    from orchestrator.ports import CodexPool, TraceEmit
+    from orchestrator.ports import CodexPool, GitWorktrees, TraceEmit
     from orchestrator.session_store import SessionStore
 
 __all__ = ["CHAT_INBOX_SIZE", "REFUSAL_INTERVAL", "RouterStatistics", "run"]
@@ -267,6 +268,7 @@ async def run(
     trace: TraceEmit,
     drain_grace: float,
     statistics: RouterStatistics | None = None,
+    git: GitWorktrees | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Route updates to chat actors until the inbox ends, then drain the chats.
@@ -279,7 +281,11 @@ async def run(
         `drain_grace` seconds, after which they are cancelled (each says so and keeps its
         prompt queued). Closes its sender clone on return.
     """
-    deps = chat.ChatDeps(sender=sender, pool=pool, store=store, config=config, trace=trace)
+    topics = TopicBindings(store.root.parent / "topics.json")  # shared by every chat
+    await topics.load()
+    deps = chat.ChatDeps(
+        sender=sender, pool=pool, store=store, config=config, trace=trace, topics=topics, git=git
+    )
     with sender:
         async with trio.open_nursery() as nursery:
             router = _Router(

@@ -694,7 +694,7 @@ async def test_restart_keeps_mode_profile_and_queue(
     fresh = FakeProcesses()
     async with running_bot(tmp_path, fresh) as bot:
         await bot.wait_reply(ALICE, "FAKE: queued after restart")
-        assert bot.replies(ALICE)[0] == "FAKE: slow one"
+        assert bot.replies(ALICE)[0].startswith("FAKE: slow one\n\n🧵 `codex resume ")
         prompts = [job for p in fresh.started for job in p.calls]
         assert prompts[0].cwd == str(tmp_path / "other")
 
