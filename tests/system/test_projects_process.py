@@ -26,7 +26,7 @@ TOPIC = 42
 
 
 def _buttons(tg: FakeTelegram, chat: int, prefix: str) -> list[dict[str, Any]]:
-    found = []
+    found: list[dict[str, Any]] = []
     for message in tg.messages(chat):
         markup = message.reply_markup or {}
         if isinstance(markup, str):
