@@ -6,7 +6,8 @@ edits ignored, session reset or damaged), plus `format_duration` for elapsed tim
 them here keeps the actors about behaviour, and lets tests assert on the same constants.
 
 Commands (a contract, see "Contracts" in docs/architecture.md): ``/start`` (and ``/help``),
-``/mode single|plan``, ``/new``, ``/status``, ``/cancel``, ``/profile list|NAME``.
+``/mode single|plan``, ``/new``, ``/status``, ``/cancel``, ``/profile list|NAME``; added:
+``/sessions``, ``/bind PROFILE|off``, ``/branch [NAME|off|rm NAME]``.
 ``/cmd@BotName`` is resolved by the poller.
 """
 
@@ -48,6 +49,9 @@ BOT_COMMANDS: Final[tuple[tuple[str, str], ...]] = (
     ("status", "mode, profile, what is running, queue"),
     ("cancel", "stop the running request"),
     ("profile", "list | NAME: list or switch profiles"),
+    ("sessions", "recent Codex sessions: pick one up"),
+    ("bind", "PROFILE | off: bind this topic to a profile"),
+    ("branch", "NAME | off | rm NAME: work in a branch worktree"),
 )
 """Sent to Telegram with ``setMyCommands`` (the menu next to the text field)."""
 
@@ -63,10 +67,15 @@ HELP: Final = (
     "/new: forget the Codex conversation and start fresh\n"
     "/status: mode, profile, working directory, what is running, queue, worker, tokens\n"
     "/cancel: stop the running request (queued messages still run)\n"
-    "/profile list|NAME: list the profiles, or switch to one (not while running)"
+    "/profile list|NAME: list the profiles, or switch to one (not while running)\n"
+    "/sessions: your recent Codex sessions here; choose one to continue it (every answer "
+    "ends with codex resume ID, to continue at your desk)\n"
+    "/bind PROFILE|off: bind this topic (or chat) to a profile for everyone in it\n"
+    "/branch NAME|off|rm NAME: work here in a git worktree on branch NAME, back in the "
+    "repository, or remove a worktree; /branch lists them"
 )
 
-SHORT_HELP: Final = "Commands: /start /mode /new /status /cancel /profile"
+SHORT_HELP: Final = "Commands: /start /mode /new /status /cancel /profile /sessions /bind /branch"
 
 
 def refusal(user_id: int) -> str:
