@@ -34,6 +34,7 @@ import logging
 import math
 import secrets
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal, assert_never
 
 import msgspec
@@ -171,8 +172,9 @@ class Chat:
         profile = self.config.profiles.get(self.state.profile)
         if profile is None or not profile.allows(self.key.user_id):
             return self.config.profiles[self.config.default_profile]
-        if self.state.workspace:  # a branch worktree of the profile's repository (/branch)
-            return msgspec.structs.replace(profile, working_directory=self.state.workspace)
+        workspace = self.state.workspace  # a branch worktree of its repository (/branch)
+        if workspace and Path(workspace).is_relative_to(profile.worktrees_folder()):
+            return msgspec.structs.replace(profile, working_directory=workspace)
         return profile
 
     def usable_profiles(self) -> list[str]:
@@ -203,6 +205,7 @@ class Chat:
                     profile=self.config.default_profile,
                     developer_thread_id=None,
                     developer_worker_id=None,
+                    workspace="",
                 )
             self.state = state
 
