@@ -58,7 +58,11 @@ async def test_message_reply_graceful_stop_and_no_orphans(tmp_path: Path) -> Non
                     )
                 )
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="spawn something")
-                await tg.wait_for(lambda t: "spawned a background job" in t.sent_texts(ALICE))
+                await tg.wait_for(
+                    lambda t: any(
+                        x.startswith("spawned a background job\n") for x in t.sent_texts(ALICE)
+                    )
+                )
                 everything = tree(bot.process.pid) | read_pids(fake.pids_path)
                 bot.process.send_signal(signal.SIGTERM)
     text = bot.text()
