@@ -13,6 +13,7 @@ import trio.testing
 from actors import chat_sessions
 from orchestrator.config import Config, Profile
 from orchestrator.messages import CodexJob, InboundCallback, SessionKey, UpdateLive
+from orchestrator.ports import Worktree
 from tests.actors.test_chats import ALICE, BOB, make_config, running_bot
 from tests.fakes.codex_process import FakeProcesses
 
@@ -202,3 +203,76 @@ def test_profile_worktrees_folder_defaults_next_to_the_repository() -> None:
     assert str(profile.worktrees_folder()) == "/srv/repo.worktrees"
     custom = Profile(working_directory="/srv/repo", worktrees_dir="/srv/trees")
     assert str(custom.worktrees_folder()) == "/srv/trees"
+
+
+class FakeGit:
+    """`GitWorktrees` in memory: folders are made and removed, nothing else."""
+
+    def __init__(self) -> None:
+        self.trees: dict[Path, str] = {}
+        self.dirty: set[Path] = set()
+
+    async def branch_name_valid(self, name: str) -> bool:
+        return ".." not in name and not name.startswith("-")
+
+    async def add(self, repository: Path, folder: Path, branch: str) -> bool:
+        folder.mkdir(parents=True)
+        self.trees[folder] = branch
+        return True
+
+    async def worktrees(self, repository: Path) -> list[Worktree]:
+        main = [Worktree(path=str(repository), branch="main")]
+        return main + [await self.state(folder) for folder in self.trees]
+
+    async def state(self, folder: Path) -> Worktree:
+        return Worktree(path=str(folder), branch=self.trees[folder], dirty=folder in self.dirty)
+
+    async def remove(self, repository: Path, folder: Path) -> None:
+        folder.rmdir()
+        del self.trees[folder]
+
+
+async def test_one_worktree_serves_one_request_at_a_time_and_worktrees_run_in_parallel(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    fakes = FakeProcesses()
+    fakes.rule("slow", delay=100)
+    fakes.rule("quick", delay=10)
+    git = FakeGit()
+    trees = tmp_path / "work.worktrees"
+    async with running_bot(tmp_path, fakes, git=git) as bot:
+        for topic, branch in ((1, "shared"), (2, "shared"), (3, "own")):
+            await bot.say(ALICE, f"/branch {branch}", chat=GROUP, thread_id=topic)
+            await bot.wait_reply(GROUP, "now works on branch", count=topic)
+        started = trio.current_time()
+        await bot.say(ALICE, "slow one in topic 1", chat=GROUP, thread_id=1)
+        await bot.wait(lambda: any(job.prompt.startswith("slow one") for job in _calls(bot)))
+        await bot.say(BOB, "slow two in topic 2", chat=GROUP, thread_id=2)
+        await bot.say(BOB, "quick three in topic 3", chat=GROUP, thread_id=3)
+        await bot.wait_reply(GROUP, "Another chat is running a request in shared")
+        await bot.wait_reply(GROUP, "FAKE: quick three in topic 3")
+        assert trio.current_time() - started < 50  # another worktree: in parallel
+        assert not any(job.prompt.startswith("slow two") for job in _calls(bot))
+        await bot.wait_reply(GROUP, "FAKE: slow one in topic 1")
+        await bot.wait_reply(GROUP, "FAKE: slow two in topic 2")
+        assert trio.current_time() - started >= 200  # the same worktree: one after the other
+        assert _call(bot, "slow two in topic 2").cwd == str(trees / "shared")
+        assert _call(bot, "quick three in topic 3").cwd == str(trees / "own")
+        # Removing: refused while dirty, else after the button.
+        git.dirty.add(trees / "own")
+        await bot.say(ALICE, "/branch rm own", chat=GROUP, thread_id=3)
+        await bot.wait_reply(GROUP, "has uncommitted changes, so it stays")
+        git.dirty.clear()
+        await bot.say(ALICE, "/branch rm own", chat=GROUP, thread_id=3)
+        await bot.wait(lambda: bool(bot.buttons(GROUP, "br:")))
+        remove = bot.buttons(GROUP, "br:")[0].callback_data
+        await _press(bot, BOB, remove, chat=GROUP, topic=3)  # not Bob's question
+        await _press(bot, ALICE, remove, chat=GROUP, topic=3)
+        await bot.wait_told(GROUP, "Removed the worktree of own")
+        assert not (trees / "own").exists()
+        await bot.say(ALICE, "/branch", chat=GROUP, thread_id=3)
+        await bot.wait_reply(GROUP, "Branches of profile default")
+        listing = bot.replies(GROUP)[-1]
+    assert "• main (the repository itself): clean (here)" in listing
+    assert "◦ shared: clean" in listing
+    assert "own" not in listing.replace("/branch", "")

@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
     from pathlib import Path
 
+    from orchestrator.ports import GitWorktrees
+
 ALICE, BOB, STRANGER = 1, 2, 666
 CEILING = 7200
 
@@ -167,7 +169,11 @@ def make_config(tmp_path: Path, **sessions) -> Config:
 
 @asynccontextmanager
 async def running_bot(
-    tmp_path: Path, fakes: FakeProcesses | None = None, config: Config | None = None, **sessions
+    tmp_path: Path,
+    fakes: FakeProcesses | None = None,
+    config: Config | None = None,
+    git: GitWorktrees | None = None,
+    **sessions,
 ) -> AsyncIterator[Bot]:
     fakes = fakes or FakeProcesses()
     bot = Bot(tmp_path, fakes, config or make_config(tmp_path, **sessions))
@@ -199,6 +205,7 @@ async def running_bot(
                         trace=bot.traces.append,
                         drain_grace=60,
                         statistics=bot.stats,
+                        git=git,
                         task_status=task_status,
                     )
                 )
