@@ -276,3 +276,28 @@ async def test_one_worktree_serves_one_request_at_a_time_and_worktrees_run_in_pa
     assert "• main (the repository itself): clean (here)" in listing
     assert "◦ shared: clean" in listing
     assert "own" not in listing.replace("/branch", "")
+
+
+async def test_a_pick_on_mcp_whose_worker_is_gone_continues_with_its_recap(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    fakes = FakeProcesses()  # MCP: a thread lives only in its process
+    async with running_bot(tmp_path, fakes) as bot:
+        await bot.say(ALICE, "the old question")
+        await bot.wait_reply(ALICE, "FAKE: the old question")
+        old = bot.replies(ALICE)[-1].rpartition("codex resume ")[2].rstrip("`")
+        await bot.say(ALICE, "/new")
+        await bot.wait_reply(ALICE, "new conversation")
+        for process in list(fakes.started):
+            process.die()
+        await trio.sleep(30)
+        await bot.say(ALICE, "/sessions")
+        await bot.wait(lambda: bool(bot.buttons(ALICE, f"ss:{old}")))
+        await _press(bot, ALICE, f"ss:{old}", chat=ALICE)
+        await bot.wait_told(ALICE, "Continuing the session of")
+        await bot.say(ALICE, "follow-up")
+        await bot.wait_reply(ALICE, "FAKE: follow-up")
+    job = _call(bot, "follow-up")
+    assert job.thread_id is None  # a fresh thread ...
+    assert "User asked: the old question" in job.context_preamble  # ... with the old recap
+    assert "continued in a new one with a summary" in bot.replies(ALICE)[-1]
