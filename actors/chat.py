@@ -321,13 +321,6 @@ class Chat:
     async def start_request(self, prompt: str, *, queue: tuple[str, ...] | None = None) -> None:
         """Start serving `prompt`; the session file says it runs (and, with `queue`, that it
         left the queue) in one write before Codex sees it, so a kill leaves it on record."""
-        if not await chat_topics.follow(self):  # bound to a profile this user may not use
-            if queue is not None or self.state.batch:
-                self.state = msgspec.structs.replace(
-                    self.state, queue=self.state.queue if queue is None else queue, batch=()
-                )
-                await self.save()
-            return
         self.requests_started += 1
         request = Request(
             number=self.requests_started,
@@ -336,7 +329,14 @@ class Chat:
             token=secrets.token_urlsafe(9),
             started=trio.current_time(),
         )
-        self.request = request  # before the save: no second request starts meanwhile
+        self.request = request  # before any wait: no second request starts meanwhile
+        if not await chat_topics.follow(self):  # the user may not run here (they were told)
+            self.request = None
+            if self.state.queue or self.state.batch:  # nothing waiting could run here either
+                self.state = msgspec.structs.replace(self.state, queue=(), batch=())
+                await self.save()
+            return
+        request.mode = self.state.mode  # following a binding may have switched the profile
         self.state = msgspec.structs.replace(
             self.state,
             running=RequestRecord(prompt=prompt),
