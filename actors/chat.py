@@ -24,7 +24,10 @@ button presses and ``/cancel`` are answered while it runs.
 - Approvals relayed by the pool are shown and decided by `actors.chat_approvals`; this actor
   routes the button presses to them.
 - Commands (/mode, /profile, /status, /new, /cancel, /help) are carried out by
-  `actors.chat_commands` on this actor's state.
+  `actors.chat_commands` on this actor's state; /sessions, /bind and /branch (and their
+  buttons) by `actors.chat_sessions`, `actors.chat_topics` and `actors.chat_branches`. A
+  request follows the chat's or topic's binding when it starts, and holds its branch
+  worktree while it runs.
 - The session file is written on every change (`SessionStore`, atomic).
 """
 

@@ -4,6 +4,8 @@ This module owns what each command does to a chat's session (`actors.chat.Chat`:
 profile, Codex thread binding and queue) and the words it answers with, including the /status
 text and its one line of Codex capacity. `cancel` also serves the Cancel button. The chat
 actor traces the command and routes it here; everything below runs in the chat's nursery.
+``/sessions``, ``/bind`` and ``/branch`` are only dispatched from here: they live in
+`actors.chat_sessions`, `actors.chat_topics` and `actors.chat_branches`.
 """
 
 from __future__ import annotations
