@@ -169,6 +169,12 @@ async def _switch(chat: Chat, git: GitWorktrees, name: str) -> None:
             "Can't switch branches while your request runs; /cancel it first.", plain=True
         )
         return
+    binding = chat_topics.bound(chat)
+    if not name and (binding is None or not binding.branch):
+        await chat.out.say(
+            f"This {chat_topics.place(chat)} already works in the repository itself.", plain=True
+        )
+        return
     profile_name = _profile_name(chat)
     profile = chat.config.profiles[profile_name]
     created = ""
@@ -181,8 +187,9 @@ async def _switch(chat: Chat, git: GitWorktrees, name: str) -> None:
             new = await git.add(Path(profile.working_directory), folder, name)
             created = "new branch, " if new else ""
             created += f"new worktree {folder.name}"
-    binding = Binding(profile=profile_name, branch=name, by=chat.key.user_id)
-    if not await chat_topics.set_binding(chat, binding):
+    if not await chat_topics.set_binding(
+        chat, Binding(profile=profile_name, branch=name, by=chat.key.user_id)
+    ):
         return
     await chat_topics.follow(chat)
     where = chat_topics.place(chat)
