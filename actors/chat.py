@@ -28,7 +28,11 @@ button presses and ``/cancel`` are answered while it runs.
 - Commands (/mode, /profile, /status, /new, /cancel, /help) are carried out by
   `actors.chat_commands` on this actor's state; /model, /effort and /usage by
   `actors.chat_model`. The buttons of the "Queued" notice (steer) and of a result that left
-  commands running (Stop) are `actors.chat_steer` and `actors.chat_background`.
+  commands running (Stop) are `actors.chat_steer` and `actors.chat_background`; /sessions,
+  /bind and /branch (and their buttons) by `actors.chat_sessions`, `actors.chat_topics` and
+  `actors.chat_branches`. A
+  request follows the chat's or topic's binding when it starts, and holds its branch
+  worktree while it runs.
 - The session file is written on every change (`SessionStore`, atomic).
 """
 
@@ -38,6 +42,7 @@ import logging
 import math
 import secrets
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal, assert_never
 
 import msgspec
@@ -45,13 +50,16 @@ import trio
 
 from actors import (
     chat_background,
+    chat_branches,
     chat_commands,
     chat_diff,
     chat_files,
     chat_model,
     chat_recovery,
+    chat_sessions,
     chat_steer,
     chat_texts,
+    chat_topics,
 )
 from actors.chat_approvals import (
     ApprovalButton,
@@ -84,8 +92,9 @@ from orchestrator.session_store import RequestRecord, SessionCounters, SessionSt
 if TYPE_CHECKING:
     from orchestrator.config import Config, Profile
     from orchestrator.messages import SenderMsg, SessionKey
-    from orchestrator.ports import CodexPool, TelegramFiles, TraceEmit
+    from orchestrator.ports import CodexPool, GitWorktrees, TelegramFiles, TraceEmit
     from orchestrator.session_store import SessionStore
+    from orchestrator.topic_bindings import TopicBindings
 
 __all__ = ["ChatDeps", "run"]
 
@@ -120,6 +129,12 @@ class ChatDeps:
     """Session writes the disk refused: logged at most once a minute for all chats."""
     files: TelegramFiles | None = None
     """Downloads what users send (photos, files); None: they are answered as unreadable."""
+    topics: TopicBindings | None = None
+    """What each chat or topic is bound to (``/bind``, ``/branch``); None: no bindings."""
+    git: GitWorktrees | None = None
+    """Git for ``/branch``; None: branch worktrees are not available."""
+    worktree_locks: dict[str, trio.Lock] = field(default_factory=dict)
+    """One running request per branch worktree, across all chats (`actors.chat_branches`)."""
 
 
 class Chat:
@@ -150,6 +165,8 @@ class Chat:
         self.unsaved_told_at = -math.inf
         self.steer_offers: dict[str, tuple[str, int]] = {}
         """Open "Add to the running request" offers (`actors.chat_steer`)."""
+        self.confirmations: dict[str, str] = {}
+        """Questions awaiting a button press (``/branch rm``): token → what it confirms."""
 
     # ------------------------------------------------------------------ output
 
@@ -177,6 +194,9 @@ class Chat:
         profile = self.config.profiles.get(self.state.profile)
         if profile is None or not profile.allows(self.key.user_id):
             return self.config.profiles[self.config.default_profile]
+        workspace = self.state.workspace  # a branch worktree of its repository (/branch)
+        if workspace and Path(workspace).is_relative_to(profile.worktrees_folder()):
+            return msgspec.structs.replace(profile, working_directory=workspace)
         return profile
 
     def usable_profiles(self) -> list[str]:
@@ -207,6 +227,7 @@ class Chat:
                     profile=self.config.default_profile,
                     developer_thread_id=None,
                     developer_worker_id=None,
+                    workspace="",
                 )
             self.state = state
 
@@ -337,7 +358,14 @@ class Chat:
             started=trio.current_time(),
             images=images,
         )
-        self.request = request  # before the save: no second request starts meanwhile
+        self.request = request  # before any wait: no second request starts meanwhile
+        if not await chat_topics.follow(self):  # the user may not run here (they were told)
+            self.request = None
+            if self.state.queue or self.state.batch:  # nothing waiting could run here either
+                self.state = msgspec.structs.replace(self.state, queue=(), batch=())
+                await self.save()
+            return
+        request.mode = self.state.mode  # following a binding may have switched the profile
         self.state = msgspec.structs.replace(
             self.state,
             running=RequestRecord(prompt=prompt, images=images),
@@ -369,6 +397,13 @@ class Chat:
     # ------------------------------------------------------------------ buttons
 
     async def on_callback(self, press: InboundCallback) -> None:
+        session_thread = chat_sessions.decode_button(press.data)
+        if session_thread is not None:
+            await chat_sessions.pick(self, press, session_thread)
+            return
+        if chat_branches.is_button(press.data):
+            await chat_branches.press(self, press)
+            return
         button = decode_button(press.data)
         match button:
             case CancelButton():
@@ -410,16 +445,17 @@ class Chat:
         )
         outcome: RequestOutcome | None = None
         try:
-            outcome = await serve_request(
-                request,
-                out=self.out,
-                approvals=self.approvals,
-                pool=self.deps.pool,
-                profile=self.profile,
-                session=self.state,
-                conversation=self.conversation,
-                on_shown=lambda message_id: self.remember_live(request, message_id),
-            )
+            async with chat_branches.exclusive(self, request):
+                outcome = await serve_request(
+                    request,
+                    out=self.out,
+                    approvals=self.approvals,
+                    pool=self.deps.pool,
+                    profile=self.profile,
+                    session=self.state,
+                    conversation=self.conversation,
+                    on_shown=lambda message_id: self.remember_live(request, message_id),
+                )
         finally:
             # No outcome only when the whole chat is being stopped (shutdown past its grace):
             # the user has been told, and an interruption keeps the prompt queued. A failure
@@ -473,6 +509,7 @@ class Chat:
                         output_tokens=counters.output_tokens + usage.output_tokens,
                     ),
                 )
+                chat_sessions.remember(self, request.prompt)
                 tokens = TraceRecord(
                     event="run_end",
                     input_tokens=usage.input_tokens,

@@ -5,6 +5,8 @@ This module owns what each command does to a chat's session (`actors.chat.Chat`:
 profile, Codex thread binding and queue) and the words it answers with, including the /status
 text and its one line of Codex capacity. `cancel` also serves the Cancel button. The chat
 actor traces the command and routes it here; everything below runs in the chat's nursery.
+``/sessions``, ``/bind`` and ``/branch`` are only dispatched from here: they live in
+`actors.chat_sessions`, `actors.chat_topics` and `actors.chat_branches`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,15 @@ from typing import TYPE_CHECKING, Final, Literal
 import msgspec
 import trio
 
-from actors import chat_diff, chat_files, chat_model, chat_texts
+from actors import (
+    chat_branches,
+    chat_diff,
+    chat_files,
+    chat_model,
+    chat_sessions,
+    chat_texts,
+    chat_topics,
+)
 from actors.chat_request import phase_words
 from orchestrator.messages import TraceRecord
 
@@ -45,6 +55,8 @@ async def on_command(chat: Chat, name: str, args: str) -> None:
             await chat.out.say(status_text(chat), plain=True)
         case "cancel":
             await cancel(chat, "/cancel")
+        case "profile" if argument not in ("", "list") and chat_topics.bound(chat):
+            await chat.out.say(chat_topics.profile_is_bound(chat), plain=True)
         case "profile":
             await _profile(chat, argument)
         case "get":
@@ -53,6 +65,12 @@ async def on_command(chat: Chat, name: str, args: str) -> None:
             await chat_diff.show_diff(chat)
         case "model" | "effort" | "usage":
             await chat_model.on_command(chat, name, argument)
+        case "sessions":
+            await chat_sessions.list_sessions(chat)
+        case "bind":
+            await chat_topics.bind(chat, argument)
+        case "branch":
+            await chat_branches.branch(chat, argument)
         case _:
             await chat.out.say(chat_texts.unknown_command(name), plain=True)
 
@@ -178,6 +196,7 @@ def status_text(chat: Chat) -> str:
     lines.append(
         f"Runs: {counters.runs} ({counters.failures} failed, {counters.cancels} cancelled)"
     )
+    lines.extend(chat_topics.status_lines(chat))
     lines.append(_pool_line(chat.deps.pool.statistics()))
     return "\n".join(lines)
 

@@ -28,7 +28,7 @@ import trio
 
 from actors.chat_approvals import APPROVAL_BUFFER, cancel_data, diff_data
 from actors.chat_background import stop_keyboard
-from actors.chat_texts import format_duration
+from actors.chat_texts import format_duration, thread_line
 from actors.role_caller import PoolRoleCaller
 from actors.workflows import PHASE_PLAN, carry_out_workflow
 from orchestrator import disk
@@ -548,6 +548,8 @@ async def _report(request: Request, outcome: RequestOutcome, out: ChatOutput) ->
                 text += f"\n\n{MOVED_NOTE}"
             if result.error is None and request.progress.live_shown:
                 text += f"\n\nTook {format_duration(outcome.elapsed)}."
+            if result.developer_thread_id:
+                text += f"\n\n{thread_line(result.developer_thread_id)}"
             changed = bool(result.files_changed or request.progress.files)
             keyboard = (
                 *(stop_keyboard(request.token) if outcome.background else ()),

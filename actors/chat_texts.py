@@ -7,7 +7,8 @@ them here keeps the actors about behaviour, and lets tests assert on the same co
 
 Commands (a contract, see "Contracts" in docs/architecture.md): ``/start`` (and ``/help``),
 ``/mode single|plan``, ``/new``, ``/status``, ``/cancel``, ``/profile list|NAME``; added:
-``/model [NAME|default]``, ``/effort [LEVEL|default]``, ``/usage``.
+``/model [NAME|default]``, ``/effort [LEVEL|default]``, ``/usage``,
+``/sessions``, ``/bind PROFILE|off``, ``/branch [NAME|off|rm NAME]``.
 ``/cmd@BotName`` is resolved by the poller.
 """
 
@@ -39,6 +40,7 @@ __all__ = [
     "queue_full",
     "queued",
     "refusal",
+    "thread_line",
     "unknown_command",
 ]
 
@@ -54,6 +56,9 @@ BOT_COMMANDS: Final[tuple[tuple[str, str], ...]] = (
     ("model", "NAME | default: the model of this chat"),
     ("effort", "LEVEL | default: the reasoning effort"),
     ("usage", "tokens and rate limits"),
+    ("sessions", "recent Codex sessions: pick one up"),
+    ("bind", "PROFILE | off: bind this topic to a profile"),
+    ("branch", "NAME | off | rm NAME: work in a branch worktree"),
 )
 """Sent to Telegram with ``setMyCommands`` (the menu next to the text field)."""
 
@@ -77,11 +82,17 @@ HELP: Final = (
     "/diff: what changed in the working directory since the last git commit\n"
     "/model [NAME|default]: the models Codex offers; pick one for this chat\n"
     "/effort [LEVEL|default]: the model's reasoning effort for this chat\n"
-    "/usage: tokens of the last run and of this session, and the account's rate limits"
+    "/usage: tokens of the last run and of this session, and the account's rate limits\n"
+    "/sessions: your recent Codex sessions here; choose one to continue it (every answer "
+    "ends with codex resume ID, to continue at your desk)\n"
+    "/bind PROFILE|off: bind this topic (or chat) to a profile for everyone in it\n"
+    "/branch NAME|off|rm NAME: work here in a git worktree on branch NAME, back in the "
+    "repository, or remove a worktree; /branch lists them"
 )
 
 SHORT_HELP: Final = (
-    "Commands: /start /mode /new /status /cancel /profile /get /diff /model /effort /usage"
+    "Commands: /start /mode /new /status /cancel /profile /get /diff /model /effort /usage "
+    "/sessions /bind /branch"
 )
 
 
@@ -271,3 +282,8 @@ def dropped_queue(count: int) -> str:
         f"{'it was' if count == 1 else 'they were'} not run. Send "
         f"{'it' if count == 1 else 'them'} again if you wrote {'it' if count == 1 else 'them'}."
     )
+
+
+def thread_line(thread_id: str) -> str:
+    """The last line of a result: how to continue its Codex thread at the desk."""
+    return f"🧵 `codex resume {thread_id}`"

@@ -42,7 +42,7 @@ from orchestrator.update_ledger import UpdateLedger
 if TYPE_CHECKING:
     from actors.worker_pool import WorkerPoolHandle
     from orchestrator.config import Config
-    from orchestrator.ports import BotIdentity, CodexWorkerFactory, TelegramApi
+    from orchestrator.ports import BotIdentity, CodexWorkerFactory, GitWorktrees, TelegramApi
     from orchestrator.shutdown import ShutdownController
 
 __all__ = [
@@ -82,6 +82,7 @@ async def run_system(
     codex_factory: CodexWorkerFactory,
     secrets: tuple[str, ...] = (),
     rng: random.Random | None = None,
+    git: GitWorktrees | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the whole bot until a requested drain has completed.
@@ -159,6 +160,7 @@ async def run_system(
                             trace=trace_handle,
                             rng=rng,
                             secrets=secrets,
+                            git=git,
                             task_status=task_status,
                         )
                 # The sender's inbox is closed: it delivers what is pending, then returns.
@@ -202,6 +204,7 @@ async def _run_front(
     trace: tracer.TraceHandle,
     rng: random.Random,
     secrets: tuple[str, ...],
+    git: GitWorktrees | None,
     task_status: trio.TaskStatus[None],
 ) -> None:
     """Router and poller: the router starts first, the poller stops first."""
@@ -227,6 +230,7 @@ async def _run_front(
                 trace=trace.emit,
                 drain_grace=config.shutdown.drain_grace,
                 files=telegram,
+                git=git,
                 task_status=task_status,
             )
         )

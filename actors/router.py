@@ -36,11 +36,12 @@ from orchestrator.messages import (
     SessionKey,
     TraceRecord,
 )
+from orchestrator.topic_bindings import TopicBindings
 
 if TYPE_CHECKING:
     from orchestrator.config import Config
     from orchestrator.messages import RouterMsg, SenderMsg
-    from orchestrator.ports import CodexPool, TelegramFiles, TraceEmit
+    from orchestrator.ports import CodexPool, GitWorktrees, TelegramFiles, TraceEmit
     from orchestrator.session_store import SessionStore
 
 __all__ = ["CHAT_INBOX_SIZE", "REFUSAL_INTERVAL", "RouterStatistics", "run"]
@@ -268,6 +269,7 @@ async def run(
     drain_grace: float,
     statistics: RouterStatistics | None = None,
     files: TelegramFiles | None = None,
+    git: GitWorktrees | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Route updates to chat actors until the inbox ends, then drain the chats
@@ -281,8 +283,17 @@ async def run(
         `drain_grace` seconds, after which they are cancelled (each says so and keeps its
         prompt queued). Closes its sender clone on return.
     """
+    topics = TopicBindings(store.root.parent / "topics.json")  # shared by every chat
+    await topics.load()
     deps = chat.ChatDeps(
-        sender=sender, pool=pool, store=store, config=config, trace=trace, files=files
+        sender=sender,
+        pool=pool,
+        store=store,
+        config=config,
+        trace=trace,
+        files=files,
+        topics=topics,
+        git=git,
     )
     with sender:
         async with trio.open_nursery() as nursery:

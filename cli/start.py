@@ -27,6 +27,7 @@ from orchestrator.config import TOKEN_VARIABLE, worker_environment
 from orchestrator.disk import secure_state_dir
 from orchestrator.edges.codex_app_server import open_codex_app_server
 from orchestrator.edges.codex_mcp import open_codex_process
+from orchestrator.edges.git import GitCli
 from orchestrator.edges.processes import enable_child_subreaper
 from orchestrator.edges.telegram_http import open_telegram_api
 from orchestrator.errors import TelegramUnauthorized, WorkerStartError
@@ -129,6 +130,7 @@ async def _main(loaded: LoadedConfig) -> int:
                     telegram=telegram,
                     codex_factory=codex_factory,
                     secrets=(loaded.token.reveal(),),
+                    git=GitCli(),
                 )
         except* TelegramUnauthorized:
             failure.append(

@@ -5,9 +5,9 @@ Where things come from:
 - the file: ``$CODEX_CONF_PATH``, else ``~/.codex-orchestrator/conf.toml``;
 - the token: ``telegram.token_file``, a systemd credential, ``TELEGRAM_BOT_TOKEN`` or a
   ``.env`` file (`orchestrator.config_token` has the order and why a file is the safe route);
-- relative ``working_directory``, ``system_prompt_file``, role prompt files, ``state_dir`` and
-  ``telegram.token_file`` resolve against the config file's folder; ``~`` expands (to
-  ``$HOME`` of `environ`).
+- relative ``working_directory``, ``worktrees_dir``, ``system_prompt_file``, role prompt
+  files, ``state_dir`` and ``telegram.token_file`` resolve against the config file's folder;
+  ``~`` expands (to ``$HOME`` of `environ`).
 
 Safety rule (docs/architecture.md, "Safety"; checked in `orchestrator.config_checks`): a
 profile's working directory is the agent's writable workspace, so it must not contain the
@@ -39,6 +39,7 @@ from orchestrator.config_checks import (
     check_profile_users,
     check_ranges,
     check_workspaces,
+    check_worktrees,
 )
 from orchestrator.config_token import (
     TOKEN_NOT_IN_FILE,
@@ -246,10 +247,20 @@ class Profile(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     users: tuple[int, ...] | None = None
     """Telegram user ids that may use this profile; None (the key absent): every allowed user.
     Required for a profile that leaves the sandbox or turns approvals off."""
+    worktrees_dir: str = ""
+    """Where ``/branch`` puts git worktrees of `working_directory`'s repository; "": a folder
+    next to it, ``<working_directory>.worktrees``. Never inside the repository or state_dir."""
 
     def allows(self, user_id: int) -> bool:
         """Whether `user_id` (already on the allow-list) may use this profile."""
         return self.users is None or user_id in self.users
+
+    def worktrees_folder(self) -> Path:
+        """The folder that holds this profile's branch worktrees (``worktrees_dir``)."""
+        if self.worktrees_dir:
+            return Path(self.worktrees_dir)
+        workspace = Path(self.working_directory)
+        return workspace.with_name(f"{workspace.name}.worktrees")
 
     @property
     def privileged(self) -> bool:
@@ -361,6 +372,7 @@ def load_config(
     )
     secret_files = (("the config file", path), *found.files)
     check_workspaces(config, secret_files, shown)
+    check_worktrees(config, secret_files, shown)
     secret = Secret(found.value)
     if require_token:
         problem = token_error(secret, found.source, path.parent)
@@ -479,6 +491,11 @@ def _resolve(config: Config, folder: Path, shown: str, environ: Mapping[str, str
         resolved[name] = msgspec.structs.replace(
             profile,
             working_directory=str(working_directory),
+            worktrees_dir=(
+                str(_absolute(profile.worktrees_dir, folder, environ))
+                if profile.worktrees_dir
+                else ""
+            ),
             system_prompt_file=prompt_file,
             role_prompts=RolePrompts(
                 **{

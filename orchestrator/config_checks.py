@@ -30,6 +30,7 @@ __all__ = [
     "check_profile_users",
     "check_ranges",
     "check_workspaces",
+    "check_worktrees",
     "url_problem",
 ]
 
@@ -248,6 +249,35 @@ def check_workspaces(config: Config, secret_files: Sequence[tuple[str, Path]], s
                 f"profiles.{name}.working_directory",
                 f"{workspace} {found}, which Codex could then read and rewrite",
                 WORKSPACE_FIX,
+            )
+
+
+def check_worktrees(config: Config, secret_files: Sequence[tuple[str, Path]], shown: str) -> None:
+    """A profile's branch worktrees (``/branch``) are workspaces too, and must stay out of the
+    repository itself: their folder may hold none of the bot's own files and state_dir, and
+    lie neither inside state_dir nor inside the working directory."""
+    state_dir = Path(config.state_dir).resolve()
+    for name, profile in config.profiles.items():
+        folder = profile.worktrees_folder().resolve()
+        workspace = Path(profile.working_directory).resolve()
+        found = ""
+        for what, file in secret_files:
+            if (file.parent.resolve() / file.name).is_relative_to(folder):
+                found = f"contains {what} {file}"
+                break
+        if not found and state_dir.is_relative_to(folder):
+            found = f"contains state_dir {state_dir}"
+        if not found and folder.is_relative_to(state_dir):
+            found = f"lies inside state_dir {state_dir}"
+        if not found and folder.is_relative_to(workspace):
+            found = f"lies inside the working directory {workspace}"
+        if found:
+            raise ConfigError(
+                shown,
+                f"profiles.{name}.worktrees_dir",
+                f"{folder} {found}; branch worktrees are Codex's workspaces",
+                "point worktrees_dir at a folder of its own outside the repository, e.g. "
+                'worktrees_dir = "~/projects/my-repo.worktrees"',
             )
 
 

@@ -14,9 +14,10 @@
     │   ├── TelegramChatMigrated    400 with migrate_to_chat_id: the group became a supergroup
     │   ├── TelegramBadRequest      any other 400 (`description` says which: not modified, parse...)
     │   └── TelegramFileTooBig      a file to download is larger than the limit (20 MB for bots)
-    └── CodexError                  a Codex worker could not serve a request
-        ├── WorkerStartError        the MCP server did not start or lacks the codex tools
-        └── WorkerUnavailable       the worker serving a call died or was retired mid-call
+    ├── CodexError                  a Codex worker could not serve a request
+    │   ├── WorkerStartError        the MCP server did not start or lacks the codex tools
+    │   └── WorkerUnavailable       the worker serving a call died or was retired mid-call
+    └── GitError                    git refused a /branch command (its words, for the user)
 
 Cancellation is never an error here: `trio.Cancelled` passes through untouched.
 Messages never contain the bot token; adapters build them from descriptions, not URLs.
@@ -29,6 +30,7 @@ from typing import final
 __all__ = [
     "CodexError",
     "ConfigError",
+    "GitError",
     "OrchestratorError",
     "RestartIntensityExceeded",
     "TelegramBadRequest",
@@ -164,3 +166,8 @@ class WorkerStartError(CodexError):
 @final
 class WorkerUnavailable(CodexError):
     """The worker serving a call died, was cancelled or was retired before answering."""
+
+
+@final
+class GitError(OrchestratorError):
+    """Git refused (``/branch``); `str()` is git's own message, short enough for a chat."""

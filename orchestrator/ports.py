@@ -13,6 +13,7 @@ import msgspec
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
     from contextlib import AbstractAsyncContextManager
+    from pathlib import Path
 
     import trio
 
@@ -32,6 +33,7 @@ __all__ = [
     "CodexPool",
     "CodexWorker",
     "CodexWorkerFactory",
+    "GitWorktrees",
     "ModelChoice",
     "ParseMode",
     "PoolStatistics",
@@ -43,6 +45,7 @@ __all__ = [
     "TelegramFiles",
     "TraceEmit",
     "WorkerStatus",
+    "Worktree",
 ]
 
 ParseMode: TypeAlias = Literal["HTML"] | None
@@ -397,3 +400,43 @@ class CodexPool(Protocol):
 
 TraceEmit: TypeAlias = "Callable[[TraceRecord], None]"
 """Hands one record to the tracer without blocking (drops and counts when it is behind)."""
+
+
+class Worktree(msgspec.Struct, frozen=True, kw_only=True):
+    """One git worktree as ``/branch`` lists it.
+
+    `ahead` and `behind` count commits against the branch's upstream; None without one.
+    """
+
+    path: str
+    branch: str
+    dirty: bool = False
+    ahead: int | None = None
+    behind: int | None = None
+
+
+class GitWorktrees(Protocol):
+    """Git as ``/branch`` uses it (`orchestrator.edges.git`). Every method raises
+    `orchestrator.errors.GitError` with git's own words when git refuses; each call is
+    bounded by the adapter."""
+
+    async def branch_name_valid(self, name: str) -> bool:
+        """``git check-ref-format --branch NAME``."""
+        ...
+
+    async def add(self, repository: Path, folder: Path, branch: str) -> bool:
+        """A worktree of `repository` at `folder` on `branch`: the existing branch, else a new
+        one from the repository's HEAD. Returns whether the branch was new."""
+        ...
+
+    async def worktrees(self, repository: Path) -> list[Worktree]:
+        """The repository's worktrees (its own checkout included), with their state."""
+        ...
+
+    async def state(self, folder: Path) -> Worktree:
+        """The branch and state (clean or dirty, ahead, behind) of the worktree at `folder`."""
+        ...
+
+    async def remove(self, repository: Path, folder: Path) -> None:
+        """Remove the worktree at `folder` (git refuses one with changes); the branch stays."""
+        ...

@@ -49,6 +49,7 @@ __all__ = [
     "SessionCounters",
     "SessionState",
     "SessionStore",
+    "ThreadRecord",
 ]
 
 logger: Final = logging.getLogger(__name__)
@@ -83,6 +84,29 @@ class RequestRecord(msgspec.Struct, frozen=True, kw_only=True):
     images: tuple[str, ...] = ()
 
 
+class ThreadRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A Codex thread this chat worked on, for ``/sessions`` (`actors.chat_sessions`).
+
+    Attributes:
+        thread_id: the Codex thread (``codex resume <id>`` continues it at the desk).
+        worker_id: the worker that hosted it last (an MCP thread lives only there).
+        started: when its first request ran, ``YYYY-MM-DD HH:MM`` UTC.
+        prompt: the start of its first prompt.
+        cwd: the working directory it ran in.
+        profile: the profile it ran under.
+        summary: the conversation's recap when it was left (the preamble if it cannot be
+            continued as it is).
+    """
+
+    thread_id: str
+    worker_id: int | None = None
+    started: str = ""
+    prompt: str = ""
+    cwd: str = ""
+    profile: str = ""
+    summary: str = ""
+
+
 class SessionState(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=False):
     """Everything a chat must remember across restarts.
 
@@ -105,6 +129,9 @@ class SessionState(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
             the store on write, checked and cleared on load.
         model: the chat's /model choice for its next turns ("" : the profile's).
         effort: the chat's /effort choice ("": the model's default).
+        threads: the chat's recent Codex threads, newest first, bounded (``/sessions``).
+        workspace: the folder the current thread runs in when it is not the profile's (a
+            branch worktree, ``/branch``); "" for the profile's working directory.
     """
 
     version: int = SESSION_FORMAT_VERSION
@@ -122,6 +149,8 @@ class SessionState(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     queue_mac: str = ""
     model: str = ""
     effort: str = ""
+    threads: tuple[ThreadRecord, ...] = ()
+    workspace: str = ""
 
 
 class LoadedSession(msgspec.Struct, frozen=True, kw_only=True):

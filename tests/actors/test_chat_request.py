@@ -143,7 +143,7 @@ async def test_a_quick_answer_returns_its_result_without_a_progress_message(
             nursery.cancel_scope.cancel()
     assert isinstance(outcome, Completed)
     assert outcome.result.developer_thread_id == "thread-1"
-    assert bot.replies() == ["did: fix it\n\nFiles changed: `app.py`"]
+    assert bot.replies() == ["did: fix it\n\nFiles changed: `app.py`\n\n🧵 `codex resume thread-1`"]
     assert not any(isinstance(m, UpdateLive | CloseLive | SendChatAction) for m in bot.sent)
     [role] = [t for t in bot.traces if t.event == "role"]
     assert (role.chat_id, role.user_id, role.role, role.outcome) == (5, 7, "developer", "succeeded")
@@ -172,7 +172,9 @@ async def test_a_long_request_types_shows_progress_and_closes_it(
     # No leftover "Done" message: the progress message goes, the result says how long.
     closes = [m for m in bot.sent if isinstance(m, CloseLive)]
     assert [(m.final_text, m.delete) for m in closes] == [(None, True)]
-    assert bot.replies() == ["did: fix it\n\nFiles changed: `app.py`\n\nTook 1:00."]
+    assert bot.replies() == [
+        "did: fix it\n\nFiles changed: `app.py`\n\nTook 1:00.\n\n🧵 `codex resume thread-1`"
+    ]
     assert not any(m.silent for m in bot.sent if isinstance(m, SendReply))
 
 
@@ -187,7 +189,7 @@ async def test_a_patch_that_did_not_apply_is_not_reported_as_changed(
             await bot.serve()
             await trio.testing.wait_all_tasks_blocked()
             nursery.cancel_scope.cancel()
-    assert bot.replies() == ["did: fix it\n\nTook 0:05."]
+    assert bot.replies() == ["did: fix it\n\nTook 0:05.\n\n🧵 `codex resume thread-1`"]
     live = [m.text for m in bot.sent if isinstance(m, UpdateLive)]
     assert "• did not change app.py" in live[-1]
 

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
     from pathlib import Path
 
-    from orchestrator.ports import TelegramFiles
+    from orchestrator.ports import GitWorktrees, TelegramFiles
 
 ALICE, BOB, STRANGER = 1, 2, 666
 CEILING = 7200
@@ -173,6 +173,7 @@ async def running_bot(
     fakes: FakeProcesses | None = None,
     config: Config | None = None,
     files: TelegramFiles | None = None,
+    git: GitWorktrees | None = None,
     **sessions,
 ) -> AsyncIterator[Bot]:
     fakes = fakes or FakeProcesses()
@@ -206,6 +207,7 @@ async def running_bot(
                         drain_grace=60,
                         statistics=bot.stats,
                         files=files,
+                        git=git,
                         task_status=task_status,
                     )
                 )
@@ -701,7 +703,7 @@ async def test_restart_keeps_mode_profile_and_queue(
     fresh = FakeProcesses()
     async with running_bot(tmp_path, fresh) as bot:
         await bot.wait_reply(ALICE, "FAKE: queued after restart")
-        assert bot.replies(ALICE)[0] == "FAKE: slow one"
+        assert bot.replies(ALICE)[0].startswith("FAKE: slow one\n\n🧵 `codex resume ")
         prompts = [job for p in fresh.started for job in p.calls]
         assert prompts[0].cwd == str(tmp_path / "other")
 

@@ -52,9 +52,17 @@ async def test_message_reply_graceful_stop_and_no_orphans(tmp_path: Path) -> Non
                 workers = tree(bot.process.pid) - {bot.process.pid}
                 assert len(workers) >= 2  # the pool is warm before the first poll
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="hello over http")
-                await tg.wait_for(lambda t: "FAKE-REPLY: hello over http" in t.sent_texts(ALICE))
+                await tg.wait_for(
+                    lambda t: any(
+                        x.startswith("FAKE-REPLY: hello over http\n") for x in t.sent_texts(ALICE)
+                    )
+                )
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="spawn something")
-                await tg.wait_for(lambda t: "spawned a background job" in t.sent_texts(ALICE))
+                await tg.wait_for(
+                    lambda t: any(
+                        x.startswith("spawned a background job\n") for x in t.sent_texts(ALICE)
+                    )
+                )
                 everything = tree(bot.process.pid) | read_pids(fake.pids_path)
                 bot.process.send_signal(signal.SIGTERM)
     text = bot.text()
@@ -175,7 +183,10 @@ async def test_telegram_down_at_start_is_waited_out(tmp_path: Path) -> None:
                 await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="hello after the outage")
                 await tg.wait_for(
-                    lambda t: "FAKE-REPLY: hello after the outage" in t.sent_texts(ALICE)
+                    lambda t: any(
+                        x.startswith("FAKE-REPLY: hello after the outage\n")
+                        for x in t.sent_texts(ALICE)
+                    )
                 )
                 bot.process.send_signal(signal.SIGTERM)
                 with trio.fail_after(CEILING):

@@ -60,7 +60,9 @@ async def test_message_in_reply_out_then_graceful_drain(
         assert api.calls_of("setMyCommands") or True
         assert len(fakes.started) == config.codex.pool_size  # warm before polling
         api.push_text("hello bot", chat_id=ALICE, user_id=ALICE)
-        await api.wait_for(lambda a: "FAKE: hello bot" in texts_to(a, ALICE))
+        await api.wait_for(
+            lambda a: any(x.startswith("FAKE: hello bot\n") for x in texts_to(a, ALICE))
+        )
         api.push_text("long task please", chat_id=ALICE, user_id=ALICE)
         await api.wait_for(
             lambda a: any("long task" in j.prompt for p in fakes.started for j in p.calls)

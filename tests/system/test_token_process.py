@@ -43,7 +43,9 @@ async def test_token_file_keeps_the_token_out_of_every_environment(tmp_path: Pat
             async with running(config, None) as bot:
                 await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="hello")
-                await tg.wait_for(lambda t: "FAKE-REPLY: hello" in t.sent_texts(ALICE))
+                await tg.wait_for(
+                    lambda t: any(x.startswith("FAKE-REPLY: hello\n") for x in t.sent_texts(ALICE))
+                )
                 pids = [bot.process.pid, *(pid for pid in _children(bot.process.pid))]
                 environments = [environ_of(pid) for pid in pids]
                 bot.process.send_signal(signal.SIGTERM)

@@ -474,3 +474,37 @@ def test_an_app_server_worker_gets_an_allow_listed_environment(tmp_path: Path) -
     env = worker_environment(shared, {**ours, "CODEX_HOME": "/c"}, state_dir="/state")
     assert (env["HOME"], env["CODEX_HOME"]) == ("/home/me", "/c")
     assert "TELEGRAM_BOT_TOKEN" not in env
+
+
+@pytest.mark.parametrize(
+    ("worktrees", "problem"),
+    [
+        ("work/trees", "lies inside the working directory"),
+        ("state/trees", "lies inside state_dir"),
+        (".", "contains the config file"),
+    ],
+)
+def test_branch_worktrees_stay_out_of_the_repository_and_the_bots_files(
+    tmp_path: Path, worktrees: str, problem: str
+) -> None:
+    path = write(
+        tmp_path,
+        "state_dir = 'state'\n[profiles.default]\nworking_directory = 'work'\n"
+        f"worktrees_dir = '{worktrees}'\n",
+    )
+    error = fail(path)
+    assert error.key == "profiles.default.worktrees_dir"
+    assert problem in error.problem
+    assert "outside the repository" in error.fix
+
+
+def test_branch_worktrees_default_next_to_the_repository(tmp_path: Path) -> None:
+    path = write(tmp_path, "state_dir = 'state'\n")
+    profile = load_config(path, environ=ENV, cwd=tmp_path).config.profiles["default"]
+    assert profile.worktrees_folder() == tmp_path / "work.worktrees"
+    path.write_text(
+        "state_dir = 'state'\n[profiles.default]\nworking_directory = 'work'\n"
+        "worktrees_dir = 'trees'\n"
+    )
+    profile = load_config(path, environ=ENV, cwd=tmp_path).config.profiles["default"]
+    assert profile.worktrees_folder() == tmp_path / "trees"

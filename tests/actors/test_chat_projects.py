@@ -1,0 +1,303 @@
+"""Projects in parallel, on the router and chat actors with in-memory Codex workers in
+virtual time: sessions to pick up (``/sessions``, the thread line), topics bound to profiles
+(``/bind``). Branch worktrees need a real git: tests/system/test_projects_process.py."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import msgspec
+import trio
+import trio.testing
+
+from actors import chat_sessions
+from orchestrator.config import Config, Profile
+from orchestrator.messages import CodexJob, InboundCallback, SessionKey, UpdateLive
+from orchestrator.ports import Worktree
+from tests.actors.test_chats import ALICE, BOB, make_config, running_bot
+from tests.fakes.codex_process import FakeProcesses
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from tests.actors.test_chats import Bot
+
+GROUP = -100123
+TOPIC = 7
+
+
+def _calls(bot: Bot) -> list[CodexJob]:
+    return [job for process in bot.fakes.started for job in process.calls]
+
+
+def _call(bot: Bot, prompt: str) -> CodexJob:
+    """The one Codex call that ran `prompt`."""
+    (job,) = [job for job in _calls(bot) if job.prompt == prompt]
+    return job
+
+
+async def _press(bot: Bot, user: int, data: str, *, chat: int, topic: int | None = None) -> str:
+    assert bot.inbox is not None
+    query = f"q-{data}-{len(bot.sent)}"
+    await bot.inbox.send(
+        InboundCallback(
+            update_id=10_000 + len(bot.sent),
+            callback_query_id=query,
+            chat_id=chat,
+            chat_type="private" if chat > 0 else "supergroup",
+            user_id=user,
+            message_id=1,
+            data=data,
+            thread_id=topic,
+        )
+    )
+    return query
+
+
+async def test_sessions_lists_threads_and_a_pick_continues_the_old_one(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with running_bot(tmp_path) as bot:
+        await bot.say(ALICE, "first project question")
+        await bot.wait_reply(ALICE, "FAKE: first project question")
+        first = _call(bot, "first project question")
+        first_thread = bot.replies(ALICE)[-1].rpartition("codex resume ")[2].rstrip("`")
+        assert bot.replies(ALICE)[-1].endswith(f"\n\n🧵 `codex resume {first_thread}`")
+        assert first.thread_id is None
+        await bot.say(ALICE, "/new")
+        await bot.wait_reply(ALICE, "new conversation")
+        await bot.say(ALICE, "second topic")
+        await bot.wait_reply(ALICE, "FAKE: second topic")
+        second_thread = bot.replies(ALICE)[-1].rpartition("codex resume ")[2].rstrip("`")
+        assert second_thread != first_thread
+        await bot.say(ALICE, "/sessions")
+        await bot.wait(lambda: bool(bot.buttons(ALICE, "ss:")))
+        listing = [m for m in bot.sent if isinstance(m, UpdateLive) and m.slot == "sessions"][-1]
+        lines = listing.text.splitlines()
+        assert "second topic (current)" in lines[1]
+        assert "first project question" in lines[2]
+        assert str(tmp_path) not in listing.text  # folder names only
+        buttons = bot.buttons(ALICE, "ss:")
+        assert [b.callback_data for b in buttons] == [f"ss:{second_thread}", f"ss:{first_thread}"]
+        query = await _press(bot, ALICE, buttons[1].callback_data, chat=ALICE)
+        await bot.wait(lambda: bot.callback_answer(query) is not None)
+        await bot.wait_told(ALICE, "Continuing the session of")
+        await bot.say(ALICE, "back to the first")
+        await bot.wait_reply(ALICE, "FAKE: back to the first")
+        assert _call(bot, "back to the first").thread_id == first_thread
+        # A thread id that is not in this chat's history is refused.
+        query = await _press(bot, ALICE, "ss:someone-elses-thread", chat=ALICE)
+        await bot.wait(lambda: bot.callback_answer(query) is not None)
+        assert bot.callback_answer(query) == "That session is no longer in this chat's list."
+    state = (await bot.store.load(SessionKey(ALICE, ALICE))).state
+    assert state is not None
+    assert [record.thread_id for record in state.threads] == [first_thread, second_thread]
+    assert state.threads[0].prompt == "first project question"
+
+
+async def test_the_history_is_bounded(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with running_bot(tmp_path) as bot:
+        for number in range(chat_sessions.HISTORY_LIMIT + 2):
+            await bot.say(ALICE, f"question {number}")
+            await bot.wait_reply(ALICE, f"FAKE: question {number}")
+            await bot.say(ALICE, "/new")
+            await bot.wait_reply(ALICE, "new conversation", count=number + 1)
+    state = (await bot.store.load(SessionKey(ALICE, ALICE))).state
+    assert state is not None
+    assert len(state.threads) == chat_sessions.HISTORY_LIMIT
+    assert state.threads[0].prompt == f"question {chat_sessions.HISTORY_LIMIT + 1}"
+
+
+async def test_a_pick_on_app_server_resumes_a_thread_its_worker_no_longer_holds(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    fakes = FakeProcesses(app_server=True)
+    async with running_bot(tmp_path, fakes) as bot:
+        await bot.say(ALICE, "old work")
+        await bot.wait_reply(ALICE, "FAKE: old work")
+        old = bot.replies(ALICE)[-1].rpartition("codex resume ")[2].rstrip("`")
+        await bot.say(ALICE, "/new")
+        await bot.wait_reply(ALICE, "new conversation")
+        for process in list(fakes.started):
+            process.die()  # every worker is replaced: the old thread is only on "disk"
+        await trio.sleep(30)
+        await bot.say(ALICE, "/sessions")
+        await bot.wait(lambda: bool(bot.buttons(ALICE, f"ss:{old}")))
+        await _press(bot, ALICE, f"ss:{old}", chat=ALICE)
+        await bot.wait_told(ALICE, "Continuing the session of")
+        await bot.say(ALICE, "more on it")
+        await bot.wait_reply(ALICE, "FAKE: more on it")
+    assert [thread for _, thread in fakes.resumed] == [old]
+    assert bot.replies(ALICE)[-1].endswith(f"codex resume {old}`")
+
+
+def _team_config(tmp_path: Path) -> Config:
+    config = make_config(tmp_path)
+    profiles = dict(config.profiles)
+    profiles["other"] = msgspec.structs.replace(profiles["other"], users=(ALICE,))
+    return msgspec.structs.replace(config, profiles=profiles)
+
+
+async def test_a_topic_bound_to_a_profile_runs_there_for_its_users_only(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    config = _team_config(tmp_path)
+    async with running_bot(tmp_path, config=config) as bot:
+        await bot.say(BOB, "/bind other", chat=GROUP, thread_id=TOPIC)
+        await bot.wait_reply(GROUP, "No profile named 'other'. Profiles: default")
+        await bot.say(ALICE, "/bind other", chat=GROUP, thread_id=TOPIC)
+        await bot.wait_reply(GROUP, "This topic is now bound to profile other (other)")
+        await bot.say(ALICE, "/mode single", chat=GROUP, thread_id=TOPIC)
+        await bot.wait_reply(GROUP, "Mode set to single")
+        await bot.say(ALICE, "alice in the topic", chat=GROUP, thread_id=TOPIC)
+        await bot.wait_reply(GROUP, "FAKE: alice in the topic")
+        assert _call(bot, "alice in the topic").cwd == str(tmp_path / "other")
+        await bot.say(BOB, "bob in the topic", chat=GROUP, thread_id=TOPIC)
+        await bot.wait_reply(GROUP, "which you may not use, so your message was not run")
+        await bot.say(BOB, "/bind off", chat=GROUP, thread_id=TOPIC)
+        await bot.wait_reply(GROUP, "only someone who may use that profile can change it")
+        await bot.say(BOB, "bob in another topic", chat=GROUP, thread_id=TOPIC + 1)
+        await bot.wait_reply(GROUP, "FAKE: bob in another topic")
+        assert _call(bot, "bob in another topic").cwd == str(tmp_path / "work")
+        await bot.say(ALICE, "/profile default", chat=GROUP, thread_id=TOPIC)
+        await bot.wait_reply(GROUP, "so /profile does not change it here")
+        await bot.say(ALICE, "/status", chat=GROUP, thread_id=TOPIC)
+        await bot.wait_reply(GROUP, "Bound topic: profile other (for everyone here)")
+        await bot.say(ALICE, "/bind off", chat=GROUP, thread_id=TOPIC)
+        await bot.wait_reply(GROUP, "This topic is no longer bound")
+        await bot.say(BOB, "bob again", chat=GROUP, thread_id=TOPIC)
+        await bot.wait_reply(GROUP, "FAKE: bob again")
+    assert not any("bob in the topic" in job.prompt for job in _calls(bot))
+    assert (tmp_path / "topics.json").exists()
+
+
+async def test_bindings_survive_a_restart(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    config = _team_config(tmp_path)
+    async with running_bot(tmp_path, config=config) as bot:
+        await bot.say(ALICE, "/bind other", chat=GROUP, thread_id=TOPIC)
+        await bot.wait_reply(GROUP, "now bound to profile other")
+    async with running_bot(tmp_path, config=config) as bot:
+        await bot.say(ALICE, "/bind", chat=GROUP, thread_id=TOPIC)
+        await bot.wait_reply(GROUP, "This topic is bound to profile other")
+        await bot.say(ALICE, "/bind", chat=GROUP, thread_id=TOPIC + 1)
+        await bot.wait_reply(GROUP, "This topic is not bound")
+
+
+async def test_damaged_bindings_are_set_aside(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    (tmp_path / "topics.json").write_text("{not json")
+    config = _team_config(tmp_path)
+    async with running_bot(tmp_path, config=config) as bot:
+        await bot.say(ALICE, "/bind", chat=GROUP, thread_id=TOPIC)
+        await bot.wait_reply(GROUP, "This topic is not bound")
+    assert list(tmp_path.glob("topics.json.corrupt-*"))
+
+
+def test_profile_worktrees_folder_defaults_next_to_the_repository() -> None:
+    profile = Profile(working_directory="/srv/repo")
+    assert str(profile.worktrees_folder()) == "/srv/repo.worktrees"
+    custom = Profile(working_directory="/srv/repo", worktrees_dir="/srv/trees")
+    assert str(custom.worktrees_folder()) == "/srv/trees"
+
+
+class FakeGit:
+    """`GitWorktrees` in memory: folders are made and removed, nothing else."""
+
+    def __init__(self) -> None:
+        self.trees: dict[Path, str] = {}
+        self.dirty: set[Path] = set()
+
+    async def branch_name_valid(self, name: str) -> bool:
+        return ".." not in name and not name.startswith("-")
+
+    async def add(self, repository: Path, folder: Path, branch: str) -> bool:
+        folder.mkdir(parents=True)
+        self.trees[folder] = branch
+        return True
+
+    async def worktrees(self, repository: Path) -> list[Worktree]:
+        main = [Worktree(path=str(repository), branch="main")]
+        return main + [await self.state(folder) for folder in self.trees]
+
+    async def state(self, folder: Path) -> Worktree:
+        return Worktree(path=str(folder), branch=self.trees[folder], dirty=folder in self.dirty)
+
+    async def remove(self, repository: Path, folder: Path) -> None:
+        folder.rmdir()
+        del self.trees[folder]
+
+
+async def test_one_worktree_serves_one_request_at_a_time_and_worktrees_run_in_parallel(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    fakes = FakeProcesses()
+    fakes.rule("slow", delay=100)
+    fakes.rule("quick", delay=10)
+    git = FakeGit()
+    trees = tmp_path / "work.worktrees"
+    async with running_bot(tmp_path, fakes, git=git) as bot:
+        for topic, branch in ((1, "shared"), (2, "shared"), (3, "own")):
+            await bot.say(ALICE, f"/branch {branch}", chat=GROUP, thread_id=topic)
+            await bot.wait_reply(GROUP, "now works on branch", count=topic)
+        started = trio.current_time()
+        await bot.say(ALICE, "slow one in topic 1", chat=GROUP, thread_id=1)
+        await bot.wait(lambda: any(job.prompt.startswith("slow one") for job in _calls(bot)))
+        await bot.say(BOB, "slow two in topic 2", chat=GROUP, thread_id=2)
+        await bot.say(BOB, "quick three in topic 3", chat=GROUP, thread_id=3)
+        await bot.wait_reply(GROUP, "Another chat is running a request in shared")
+        await bot.wait_reply(GROUP, "FAKE: quick three in topic 3")
+        assert trio.current_time() - started < 50  # another worktree: in parallel
+        assert not any(job.prompt.startswith("slow two") for job in _calls(bot))
+        await bot.wait_reply(GROUP, "FAKE: slow one in topic 1")
+        await bot.wait_reply(GROUP, "FAKE: slow two in topic 2")
+        assert trio.current_time() - started >= 200  # the same worktree: one after the other
+        assert _call(bot, "slow two in topic 2").cwd == str(trees / "shared")
+        assert _call(bot, "quick three in topic 3").cwd == str(trees / "own")
+        # Removing: refused while dirty, else after the button.
+        git.dirty.add(trees / "own")
+        await bot.say(ALICE, "/branch rm own", chat=GROUP, thread_id=3)
+        await bot.wait_reply(GROUP, "has uncommitted changes, so it stays")
+        git.dirty.clear()
+        await bot.say(ALICE, "/branch rm own", chat=GROUP, thread_id=3)
+        await bot.wait(lambda: bool(bot.buttons(GROUP, "br:")))
+        remove = bot.buttons(GROUP, "br:")[0].callback_data
+        await _press(bot, BOB, remove, chat=GROUP, topic=3)  # not Bob's question
+        await _press(bot, ALICE, remove, chat=GROUP, topic=3)
+        await bot.wait_told(GROUP, "Removed the worktree of own")
+        assert not (trees / "own").exists()
+        await bot.say(ALICE, "/branch", chat=GROUP, thread_id=3)
+        await bot.wait_reply(GROUP, "Branches of profile default")
+        listing = bot.replies(GROUP)[-1]
+    assert "• main (the repository itself): clean (here)" in listing
+    assert "◦ shared: clean" in listing
+    assert "own" not in listing.replace("/branch", "")
+
+
+async def test_a_pick_on_mcp_whose_worker_is_gone_continues_with_its_recap(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    fakes = FakeProcesses()  # MCP: a thread lives only in its process
+    async with running_bot(tmp_path, fakes) as bot:
+        await bot.say(ALICE, "the old question")
+        await bot.wait_reply(ALICE, "FAKE: the old question")
+        old = bot.replies(ALICE)[-1].rpartition("codex resume ")[2].rstrip("`")
+        await bot.say(ALICE, "/new")
+        await bot.wait_reply(ALICE, "new conversation")
+        for process in list(fakes.started):
+            process.die()
+        await trio.sleep(30)
+        await bot.say(ALICE, "/sessions")
+        await bot.wait(lambda: bool(bot.buttons(ALICE, f"ss:{old}")))
+        await _press(bot, ALICE, f"ss:{old}", chat=ALICE)
+        await bot.wait_told(ALICE, "Continuing the session of")
+        await bot.say(ALICE, "follow-up")
+        await bot.wait_reply(ALICE, "FAKE: follow-up")
+    job = _call(bot, "follow-up")
+    assert job.thread_id is None  # a fresh thread ...
+    assert "User asked: the old question" in job.context_preamble  # ... with the old recap
+    assert "continued in a new one with a summary" in bot.replies(ALICE)[-1]
