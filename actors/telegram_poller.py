@@ -65,6 +65,13 @@ BACKOFF_MAX: Final = 60.0
 
 PREVIEW_CHARS: Final = 200
 
+HANDLED_WAIT: Final = 30.0
+"""Seconds the poller waits for the chats to take a batch before confirming it anyway (a
+chat that hangs must not stop every other chat's updates)."""
+
+STOP_GRACE: Final = 2.0
+"""Seconds, at a stop, to learn which updates already handed off the chats took."""
+
 
 async def run(
     api: TelegramApi,
@@ -174,38 +181,70 @@ async def _hand_off(
             continue
         numbered.append((update_id, raw))
     numbered.sort(key=lambda pair: pair[0])
-    for update_id, raw in numbered:
-        if ledger.seen(update_id):
-            logger.info("update %d was handled before a restart; skipping it", update_id)
-            trace(TraceRecord(event="update", update_id=update_id, outcome="duplicate"))
-            continue
-        try:
-            message = to_router_message(decode_update(raw), bot_username)
-        except msgspec.DecodeError as error:
-            logger.error("skipping update %d that does not decode: %s", update_id, error)
-            trace(
-                TraceRecord(
-                    event="update",
-                    update_id=update_id,
-                    outcome="skipped",
-                    detail=str(error),
-                    malformed=True,
+    waiting: list[tuple[int, trio.Event]] = []
+    finished = False
+    try:
+        for update_id, raw in numbered:
+            if ledger.seen(update_id):
+                logger.info("update %d was handled before a restart; skipping it", update_id)
+                trace(TraceRecord(event="update", update_id=update_id, outcome="duplicate"))
+                continue
+            try:
+                message = to_router_message(decode_update(raw), bot_username)
+            except msgspec.DecodeError as error:
+                logger.error("skipping update %d that does not decode: %s", update_id, error)
+                trace(
+                    TraceRecord(
+                        event="update",
+                        update_id=update_id,
+                        outcome="skipped",
+                        detail=str(error),
+                        malformed=True,
+                    )
                 )
-            )
-        else:
-            if message is not None:
-                await out.send(message)
+                ledger.record(update_id)
+                continue
+            if message is None:
+                ledger.record(update_id)
+            else:
+                handled = trio.Event()
+                await out.send(msgspec.structs.replace(message, handled=handled))
+                waiting.append((update_id, handled))
             trace(_update_trace(update_id, message, preview_chars, allowed_users))
-        ledger.record(update_id)
-        try:
-            await ledger.persist()
-        except OSError as error:
-            trouble.failed(error)
-        else:
-            trouble.succeeded()
+        with trio.move_on_after(HANDLED_WAIT) as waited:
+            for _, handled in waiting:
+                await handled.wait()
+        if waited.cancelled_caught:
+            logger.warning(
+                "a chat took over %g s to take an update; confirming the batch anyway",
+                HANDLED_WAIT,
+            )
+        for update_id, _ in waiting:
+            ledger.record(update_id)
+        finished = True
+    finally:
+        if not finished:  # stopped (shutdown): keep what the chats took, within a grace
+            with trio.move_on_after(STOP_GRACE) as grace:
+                grace.shield = True
+                for _, handled in waiting:
+                    await handled.wait()
+            for update_id, handled in waiting:
+                if handled.is_set():
+                    ledger.record(update_id)
+        with trio.CancelScope(shield=not finished):
+            await _persist(ledger, trouble)
     if not numbered:
         return offset
     return numbered[-1][0] + 1
+
+
+async def _persist(ledger: UpdateLedger, trouble: disk.DiskTrouble) -> None:
+    try:
+        await ledger.persist()
+    except OSError as error:
+        trouble.failed(error)
+    else:
+        trouble.succeeded()
 
 
 def _update_trace(

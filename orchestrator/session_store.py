@@ -101,6 +101,9 @@ class SessionState(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
         interrupted: the request a kill interrupted, offered with a "Run again" button.
         queue_mac: the HMAC of the key, the queue and the batch (module docstring); set by
             the store on write, checked and cleared on load.
+        updates: the Telegram update ids of the latest prompts this file took, written with
+            them: an update Telegram sends again after a kill is recognised here even when the
+            update ledger did not record it yet (`actors.telegram_poller`).
     """
 
     version: int = SESSION_FORMAT_VERSION
@@ -116,6 +119,7 @@ class SessionState(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     batch: tuple[str, ...] = ()
     interrupted: RequestRecord | None = None
     queue_mac: str = ""
+    updates: tuple[int, ...] = ()
 
 
 class LoadedSession(msgspec.Struct, frozen=True, kw_only=True):
