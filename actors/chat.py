@@ -25,7 +25,11 @@ button presses and ``/cancel`` are answered while it runs.
   routes the button presses to them.
 - Commands (/mode, /profile, /status, /new, /cancel, /help) are carried out by
   `actors.chat_commands` on this actor's state.
-- The session file is written on every change (`SessionStore`, atomic).
+- The session file is written on every change (`SessionStore`, atomic). A message from the
+  router is marked handled (the poller may then confirm it to Telegram) only after the chat
+  dealt with it, so a prompt is on disk first; the save that keeps a prompt keeps its update
+  id too, and an update id the session already holds is skipped (Telegram sent it again
+  after a kill that came before the poller recorded it).
 """
 
 from __future__ import annotations

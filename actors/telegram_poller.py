@@ -2,10 +2,17 @@
 
 Updates are handled in ``update_id`` order. Each is decoded on its own (one that does not
 decode is logged, traced and skipped without holding back the rest), checked against the
-`UpdateLedger` (a redelivered update is skipped), handed to the router, recorded and
-persisted. The offset that confirms a batch at Telegram advances only after every update of
-the batch has been handed off, so a crash mid-batch leaves the rest at Telegram for the next
-start, and the ledger keeps the part already handed off from running twice.
+`UpdateLedger` (a redelivered update is skipped) and handed to the router with a ``handled``
+event. The chat sets it once the message is in its session file (the router, for what it
+answers itself); only then is the update recorded in the ledger, and the ledger persisted
+once per batch. The offset that confirms a batch at Telegram advances only after that, so a
+SIGKILL at any point leaves every update either in a session file or at Telegram, never in
+memory only. The other window (saved by the chat, ledger not yet written) is closed by the
+chat: its session file keeps the update ids of its latest prompts (`actors.chat`).
+
+A chat that does not take an update within `HANDLED_WAIT` (it hangs) does not stop polling:
+the batch is then confirmed anyway, as if taken. At a stop the poller learns, within
+`STOP_GRACE`, which of the updates handed off were taken, and records those.
 
 Faults never crash the loop, except a bad token:
 
@@ -17,9 +24,10 @@ Faults never crash the loop, except a bad token:
 
 A disk that refuses the ledger (full, read-only, over quota) does not stop polling either:
 the ledger stays correct in memory, so nothing is handled twice while the process lives, and
-the offset still confirms each batch after its hand-off, so Telegram does not redeliver it
-after a restart. What is lost is the guard for the one window in between: updates handed off
-but not yet confirmed when the process dies are handled again on the next start. That is the
+the offset still confirms each batch once the chats took it, so Telegram does not redeliver
+it after a restart. What is lost is the guard for the one window in between: updates taken
+but not yet confirmed when the process dies come again on the next start (a prompt among
+them is still recognised by its chat; a command runs again). That is the
 price of serving on; the alternative (stop acknowledging, or stop) would stop every chat.
 The failure is logged at once and then at most once a minute (`orchestrator.disk.DiskTrouble`).
 """
@@ -94,9 +102,10 @@ async def run(
 
     Inbox: none (Telegram).
     Emits: `RouterMsg` to `out`, in update_id order.
-    Backpressure: ``await out.send`` blocks when the router is behind; the poller then stops
-        polling and Telegram keeps the updates (nothing is confirmed before hand-off).
-    Shutdown: cancelled by the root (stop intake first); updates not handed off stay
+    Backpressure: ``await out.send`` blocks when the router is behind, and the next poll
+        waits until the chats took the batch (at most `HANDLED_WAIT`); the poller then stops
+        polling and Telegram keeps the updates (nothing is confirmed before it is taken).
+    Shutdown: cancelled by the root (stop intake first); updates not taken stay
         unconfirmed and come back on the next start. Closes `out` on exit, which tells the
         router to drain.
 

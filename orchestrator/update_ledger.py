@@ -7,11 +7,13 @@ update is skipped instead of starting a second run. Membership, not comparison, 
 Telegram picks a random, possibly lower, id after a week without updates, and those must
 still be accepted.
 
-The poller records an id right after the router accepted the update and persists the ledger
-before the next hand-off, so the window in which a crash can cause a repeat is one atomic
-file write (`orchestrator.disk`). A damaged file is set aside (``.corrupt-<time>``) and
-logged; the ledger starts empty (the worst case is one redelivered batch, never a crash loop).
-So is a symlink, folder or FIFO in its place (never followed, never waited on).
+The poller records an id once the chat took the update (it is in the session file) and
+persists the ledger once per batch, before the offset confirms the batch at Telegram. A kill
+between the chat's save and this write makes Telegram send the update again; the chat
+recognises a prompt by the update ids its session file keeps (`actors.chat`).
+
+A damaged file is set aside (``.corrupt-<time>``) and logged; the ledger starts empty (the
+worst case is one redelivered batch, never a crash loop). So is a symlink, folder or FIFO in its place (never followed, never waited on).
 A file that cannot be read at all (an I/O error, a folder in its place) is logged and the
 ledger starts empty too. `persist` raises `OSError` when the disk refuses the write; the poller
 then goes on with the ledger in memory (see `actors.telegram_poller`).
