@@ -13,7 +13,8 @@ between the chat's save and this write makes Telegram send the update again; the
 recognises a prompt by the update ids its session file keeps (`actors.chat`).
 
 A damaged file is set aside (``.corrupt-<time>``) and logged; the ledger starts empty (the
-worst case is one redelivered batch, never a crash loop). So is a symlink, folder or FIFO in its place (never followed, never waited on).
+worst case is one redelivered batch, never a crash loop). So is a symlink, folder or FIFO
+in its place (never followed, never waited on).
 A file that cannot be read at all (an I/O error, a folder in its place) is logged and the
 ledger starts empty too. `persist` raises `OSError` when the disk refuses the write; the poller
 then goes on with the ledger in memory (see `actors.telegram_poller`).
