@@ -12,6 +12,12 @@ persists the ledger once per batch, before the offset confirms the batch at Tele
 between the chat's save and this write makes Telegram send the update again; the chat
 recognises a prompt by the update ids its session file keeps (`actors.chat`).
 
+The ledger is written atomically but without fsync (`orchestrator.disk`): a crash or a
+SIGKILL keeps what was written, and after a power loss an older ledger only means that the
+last unconfirmed batch comes again, whose prompts the session files (fsync'd) recognise; a
+command among them may run twice. One fsync less per message on the way to Codex's answer
+(docs/performance.md, overhead).
+
 A damaged file is set aside (``.corrupt-<time>``) and logged; the ledger starts empty (the
 worst case is one redelivered batch, never a crash loop). So is a symlink, folder or FIFO
 in its place (never followed, never waited on).
@@ -22,6 +28,7 @@ then goes on with the ledger in memory (see `actors.telegram_poller`).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import deque
 from typing import TYPE_CHECKING, Final, final
@@ -89,7 +96,9 @@ class UpdateLedger:
         if not self._dirty:
             return
         data = _ENCODER.encode(_LedgerFile(high_water=self.high_water, recent=tuple(self._order)))
-        await disk.run_sync(disk.write_atomically, self.path, data)
+        await disk.run_sync(
+            functools.partial(disk.write_atomically, durable=False), self.path, data
+        )
         self._dirty = False
 
 
