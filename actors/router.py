@@ -231,7 +231,11 @@ class _Router:
         inbox: trio.MemoryReceiveChannel[ChatInboxMsg],
         entry: _ChatEntry,
     ) -> None:
-        """Run one chat; a crash is contained here (temporary child: not restarted)."""
+        """Run one chat; a crash is contained here (temporary child: not restarted).
+
+        A chat that stopped while a message reached its inbox (idle at that very moment)
+        leaves it behind: it goes to a fresh chat actor, not lost and never left unhandled."""
+        left_over: list[ChatInboxMsg] = []
         try:
             with inbox:
                 try:
@@ -242,6 +246,10 @@ class _Router:
                     for left in _drain(inbox):
                         mark_handled(left)
                     raise
+                left_over = _drain(inbox)
+                self.forget(key, entry)  # no checkpoint since the drain: later ones start anew
+            for message in left_over:
+                await self.deliver(key, message)
         except Exception as error:
             self.stats.resets += 1
             logger.exception("chat %s crashed; its session is reset", key.file_stem())
@@ -265,10 +273,13 @@ class _Router:
                     )
                 )
         finally:
-            current = self.chats.get(key)
-            if current is entry:
-                del self.chats[key]
-            entry.inbox.close()
+            self.forget(key, entry)
+
+    def forget(self, key: SessionKey, entry: _ChatEntry) -> None:
+        """Drop `entry` (if it is still `key`'s) and close its inbox: no more messages."""
+        if self.chats.get(key) is entry:
+            del self.chats[key]
+        entry.inbox.close()
 
     def close_all(self) -> None:
         for entry in self.chats.values():

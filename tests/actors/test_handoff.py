@@ -200,3 +200,38 @@ async def test_the_sender_delivers_a_reply_written_by_its_chat_once_and_forgets_
         await trio.testing.wait_all_tasks_blocked()
     assert sent(api, 5) == ["said by the chat"]
     assert entries(folder) == []
+
+
+async def test_a_message_left_in_the_inbox_of_a_chat_that_went_idle_goes_to_a_fresh_one(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from actors import chat
+
+    gate = trio.Event()
+    runs: list[list[str | None]] = []
+
+    async def one_message_then_idle(
+        key: SessionKey, inbox: trio.MemoryReceiveChannel[object], deps: object
+    ) -> str:
+        runs.append([])
+        message = await inbox.receive()
+        assert isinstance(message, InboundMessage)
+        runs[-1].append(message.text)
+        chat.mark_handled(message)
+        if len(runs) == 1:
+            await gate.wait()  # the next message arrives while this chat is deciding to stop
+        return "idle"
+
+    monkeypatch.setattr(chat, "run", one_message_then_idle)
+    async with running_bot(tmp_path) as bot:
+        assert bot.inbox is not None
+        first, second = text(ALICE, "first"), text(ALICE, "second")
+        await bot.inbox.send(first)
+        await bot.inbox.send(second)
+        await trio.testing.wait_all_tasks_blocked()
+        assert second.handled is not None
+        assert not second.handled.is_set()
+        gate.set()
+        with trio.fail_after(60):
+            await second.handled.wait()
+    assert runs == [["first"], ["second"]]
