@@ -30,10 +30,13 @@ button presses and ``/cancel`` are answered while it runs.
   `actors.chat_model`. The buttons of the "Queued" notice (steer) and of a result that left
   commands running (Stop) are `actors.chat_steer` and `actors.chat_background`; /sessions,
   /bind and /branch (and their buttons) by `actors.chat_sessions`, `actors.chat_topics` and
-  `actors.chat_branches`. A
-  request follows the chat's or topic's binding when it starts, and holds its branch
-  worktree while it runs.
-- The session file is written on every change (`SessionStore`, atomic).
+  `actors.chat_branches`. A request follows the chat's or topic's binding when it starts,
+  and holds its branch worktree while it runs.
+- The session file is written on every change (`SessionStore`, atomic). A message from the
+  router is marked handled (the poller may then confirm it to Telegram) only after the chat
+  dealt with it, so a prompt is on disk first; the save that keeps a prompt keeps its update
+  id too, and an update id the session already holds is skipped (Telegram sent it again
+  after a kill that came before the poller recorded it).
 """
 
 from __future__ import annotations
@@ -90,13 +93,14 @@ from orchestrator.messages import InboundCallback, InboundMessage, TraceRecord
 from orchestrator.session_store import RequestRecord, SessionCounters, SessionState
 
 if TYPE_CHECKING:
+    from actors.telegram_outbox import Outbox
     from orchestrator.config import Config, Profile
-    from orchestrator.messages import SenderMsg, SessionKey
+    from orchestrator.messages import RouterMsg, SenderMsg, SessionKey
     from orchestrator.ports import CodexPool, GitWorktrees, TelegramFiles, TraceEmit
     from orchestrator.session_store import SessionStore
     from orchestrator.topic_bindings import TopicBindings
 
-__all__ = ["ChatDeps", "run"]
+__all__ = ["ChatDeps", "mark_handled", "run"]
 
 logger: Final = logging.getLogger(__name__)
 
@@ -111,6 +115,10 @@ SPLIT_SLACK: Final = 64
 
 SUMMARY_LIMIT: Final = 1500
 """Characters of conversation summary kept as the context preamble."""
+
+UPDATES_KEPT: Final = 16
+"""Update ids of prompts a session file remembers: Telegram redelivers at most the batch the
+poller had not confirmed when the bot died, and a chat gets few of those."""
 
 UNSAVED_INTERVAL: Final = 3600.0
 """Seconds between two `chat_texts.UNSAVED_SESSION` notices in one chat."""
@@ -135,6 +143,8 @@ class ChatDeps:
     """Git for ``/branch``; None: branch worktrees are not available."""
     worktree_locks: dict[str, trio.Lock] = field(default_factory=dict)
     """One running request per branch worktree, across all chats (`actors.chat_branches`)."""
+    outbox: Outbox | None = None
+    """Where the chat's replies go before the sender takes them (`actors.chat_output`)."""
 
 
 class Chat:
@@ -147,7 +157,7 @@ class Chat:
         self.config = deps.config
         self.nursery = nursery
         self.conversation = key.file_stem()
-        self.out = ChatOutput(key, deps.sender, deps.trace)
+        self.out = ChatOutput(key, deps.sender, deps.trace, outbox=deps.outbox)
         self.approvals = Approvals(self.out, timeout=self.config.sessions.approval_timeout)
         self.state = SessionState(
             mode=self.config.profiles[self.config.default_profile].default_mode,
@@ -246,6 +256,13 @@ class Chat:
                 assert_never(message)
 
     async def on_message(self, message: InboundMessage) -> None:
+        if message.update_id in self.state.updates:
+            # Saved before a kill that came before the poller could record it: Telegram
+            # sent it again, but it is queued or on record already.
+            self.out.trace(
+                TraceRecord(event="update", update_id=message.update_id, outcome="duplicate")
+            )
+            return
         if message.edited:
             self.out.trace(
                 TraceRecord(event="update", update_id=message.update_id, outcome="edited_ignored")
@@ -276,6 +293,9 @@ class Chat:
         if message.text is None or not message.text.strip():
             await self.out.say(chat_texts.TEXT_ONLY, plain=True)
             return
+        # The save that keeps the text keeps its update id too: one write says both.
+        updates = (*self.state.updates, message.update_id)[-UPDATES_KEPT:]
+        self.state = msgspec.structs.replace(self.state, updates=updates)
         if message.quoted_from is not None:
             await self.on_text(chat_texts.as_quoted(message.text, message.quoted_from))
             return
@@ -562,6 +582,12 @@ class Chat:
         )
 
 
+def mark_handled(message: RouterMsg) -> None:
+    """Tell the poller `message` needs nothing more (`orchestrator.messages._RouterBase`)."""
+    if message.handled is not None:
+        message.handled.set()
+
+
 def is_split_part(text: str) -> bool:
     """True when `text` is (nearly) as long as a Telegram message can be: a client may have
     split a longer paste there, and the rest follows in a moment. UTF-16 units, as Telegram
@@ -614,7 +640,12 @@ async def run(
                     except trio.EndOfChannel:
                         break
                 if message is not None:
-                    await chat.handle(message)
+                    try:
+                        await chat.handle(message)
+                    except Exception:
+                        mark_handled(message)  # it crashed the chat: never again
+                        raise
+                    mark_handled(message)  # on disk (or answered): the poller may confirm it
                     continue
                 if chat.batch and trio.current_time() >= chat.batch_due:
                     await chat.flush_batch()

@@ -5,6 +5,10 @@ so every message carries the chat's ids and every trace record its chat, user an
 
 - Messages go to the sender's inbox with ``send``: when the sender is full, only this chat
   waits (the router never waits for a chat).
+- A reply (`say`: a result, a failure, a question, a notice) is written to the durable
+  outbox (`actors.telegram_outbox`) before it is handed over, so a SIGKILL while it waits in
+  the sender's inbox loses nothing: the next start sends it. Progress, typing and callback
+  answers stay lossy: they are not replies.
 - A typing action is best effort: it is handed over only if the sender's inbox has room at
   once, and shed (counted in `typing_shed`) otherwise, so a typing tick never waits and never
   piles up behind a busy sender on the chat's side.
@@ -32,6 +36,7 @@ from orchestrator.messages import (
 if TYPE_CHECKING:
     import trio
 
+    from actors.telegram_outbox import Outbox
     from orchestrator.messages import InboundCallback, Keyboard, SessionKey, TraceRecord
     from orchestrator.ports import TraceEmit
 
@@ -47,6 +52,8 @@ class ChatOutput:
     emit: TraceEmit
     typing_shed: ShedCounter[SenderMsg] = field(default_factory=ShedCounter)
     """Typing actions not handed over because the sender's inbox was full."""
+    outbox: Outbox | None = None
+    """Where replies are kept until Telegram took them (None: the sender keeps them)."""
 
     async def say(
         self,
@@ -57,17 +64,22 @@ class ChatOutput:
         keyboard: Keyboard = (),
     ) -> None:
         """Send a message that must arrive (a result, an answer to a command, a notice);
-        `silent`: without a notification on the phone; `keyboard`: buttons under it."""
-        await self.sender.send(
-            SendReply(
-                chat_id=self.key.chat_id,
-                thread_id=self.key.thread_id,
-                markdown=markdown,
-                plain=plain,
-                silent=silent,
-                keyboard=keyboard,
-            )
+        `silent`: without a notification on the phone; `keyboard`: buttons under it. On disk
+        (the outbox) before it is handed over; a disk that refuses leaves it to the sender
+        (which says so)."""
+        reply = SendReply(
+            chat_id=self.key.chat_id,
+            thread_id=self.key.thread_id,
+            markdown=markdown,
+            plain=plain,
+            silent=silent,
+            keyboard=keyboard,
         )
+        if self.outbox is not None:
+            number = await self.outbox.put(reply)
+            if number is not None:
+                reply = msgspec.structs.replace(reply, outbox_entry=number)
+        await self.sender.send(reply)
 
     async def answer(self, press: InboundCallback, text: str) -> None:
         """Answer a button press (stops its spinner; `text` shows as a toast)."""

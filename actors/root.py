@@ -114,7 +114,7 @@ async def run_system(
             if not config.telegram.allowed_users:
                 logger.warning("telegram.allowed_users is empty: nobody can use this bot")
             sender_send, sender_inbox = trio.open_memory_channel[SenderMsg](SENDER_INBOX_SIZE)
-            outbox, pending = await Outbox.open(state_dir / "outbox")
+            outbox, pending = await Outbox.open(state_dir / "outbox", secrets=secrets)
             async with trio.open_nursery() as edge:
                 edge.start_soon(
                     lambda: telegram_sender.run(
@@ -157,6 +157,7 @@ async def run_system(
                             bot_username=identity.username,
                             pool=pool,
                             sender=sender_send,
+                            outbox=outbox,
                             trace=trace_handle,
                             rng=rng,
                             secrets=secrets,
@@ -201,6 +202,7 @@ async def _run_front(
     bot_username: str,
     pool: WorkerPoolHandle,
     sender: trio.MemorySendChannel[SenderMsg],
+    outbox: Outbox,
     trace: tracer.TraceHandle,
     rng: random.Random,
     secrets: tuple[str, ...],
@@ -231,6 +233,7 @@ async def _run_front(
                 drain_grace=config.shutdown.drain_grace,
                 files=telegram,
                 git=git,
+                outbox=outbox,
                 task_status=task_status,
             )
         )

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Final, TypeAlias, assert_never
 import trio
 
 from actors import chat, chat_texts
+from actors.chat import mark_handled
 from orchestrator.channels import ShedCounter, open_mailbox, try_send
 from orchestrator.messages import (
     AnswerCallback,
@@ -39,6 +40,7 @@ from orchestrator.messages import (
 from orchestrator.topic_bindings import TopicBindings
 
 if TYPE_CHECKING:
+    from actors.telegram_outbox import Outbox
     from orchestrator.config import Config
     from orchestrator.messages import RouterMsg, SenderMsg
     from orchestrator.ports import CodexPool, GitWorktrees, TelegramFiles, TraceEmit
@@ -105,11 +107,15 @@ class _Router:
         self.generations = 0
 
     async def route(self, message: RouterMsg) -> None:
+        """Hand `message` to its chat, or answer it here; either way its ``handled`` event
+        is set once nothing more needs to happen for the poller (`_RouterBase`)."""
         match message:
             case InboundMessage():
-                await self.on_message(message)
+                if not await self.on_message(message):
+                    mark_handled(message)
             case InboundCallback():
-                await self.on_callback(message)
+                if not await self.on_callback(message):
+                    mark_handled(message)
             case BotMembershipChanged():
                 if message.status in ACTIVE_STATUSES:
                     await self.deps.sender.send(ChatReactivated(chat_id=message.chat_id))
@@ -121,22 +127,25 @@ class _Router:
                         outcome=f"membership {message.status}",
                     )
                 )
+                mark_handled(message)
             case _:
                 assert_never(message)
 
-    async def on_message(self, message: InboundMessage) -> None:
+    async def on_message(self, message: InboundMessage) -> bool:
+        """Whether a chat took `message` (it then marks it handled)."""
         if message.user_id is None or message.user_is_bot or message.chat_type == "channel":
             self.stats.ignored += 1
-            return
+            return False
         if message.user_id not in self.allowed:
             await self.refuse(message.chat_id, message.user_id, message.thread_id)
-            return
+            return False
         key = SessionKey(
             chat_id=message.chat_id, user_id=message.user_id, thread_id=message.thread_id
         )
-        await self.deliver(key, message)
+        return await self.deliver(key, message)
 
-    async def on_callback(self, press: InboundCallback) -> None:
+    async def on_callback(self, press: InboundCallback) -> bool:
+        """Whether a chat took `press` (it then marks it handled)."""
         if press.user_id not in self.allowed:
             await self.deps.sender.send(
                 AnswerCallback(
@@ -144,9 +153,9 @@ class _Router:
                 )
             )
             await self.refuse(press.chat_id, press.user_id, press.thread_id, silent=True)
-            return
+            return False
         key = SessionKey(chat_id=press.chat_id, user_id=press.user_id, thread_id=press.thread_id)
-        await self.deliver(key, press)
+        return await self.deliver(key, press)
 
     async def refuse(
         self, chat_id: int, user_id: int, thread_id: int | None, *, silent: bool = False
@@ -175,7 +184,8 @@ class _Router:
             )
         )
 
-    async def deliver(self, key: SessionKey, message: ChatInboxMsg) -> None:
+    async def deliver(self, key: SessionKey, message: ChatInboxMsg) -> bool:
+        """Whether the chat's inbox took `message` (else it was shed, with a "busy" answer)."""
         entry = self.chats.get(key) or self.start_chat(key)
         if not try_send(entry.inbox, message, self.stats.chat_inbox_full):
             logger.warning("chat %s is busy; shed a message", key.file_stem())
@@ -203,8 +213,9 @@ class _Router:
                         plain=True,
                     )
                 )
-            return
+            return False
         self.stats.routed += 1
+        return True
 
     def start_chat(self, key: SessionKey) -> _ChatEntry:
         self.generations += 1
@@ -221,10 +232,25 @@ class _Router:
         inbox: trio.MemoryReceiveChannel[ChatInboxMsg],
         entry: _ChatEntry,
     ) -> None:
-        """Run one chat; a crash is contained here (temporary child: not restarted)."""
+        """Run one chat; a crash is contained here (temporary child: not restarted).
+
+        A chat that stopped while a message reached its inbox (idle at that very moment)
+        leaves it behind: it goes to a fresh chat actor, not lost and never left unhandled."""
+        left_over: list[ChatInboxMsg] = []
         try:
             with inbox:
-                await chat.run(key, inbox, self.deps)
+                try:
+                    await chat.run(key, inbox, self.deps)
+                except Exception:
+                    # What waited in its inbox is gone with it (the user is told below):
+                    # nothing to wait for, for the poller.
+                    for left in _drain(inbox):
+                        mark_handled(left)
+                    raise
+                left_over = _drain(inbox)
+                self.forget(key, entry)  # no checkpoint since the drain: later ones start anew
+            for message in left_over:
+                await self.deliver(key, message)
         except Exception as error:
             self.stats.resets += 1
             logger.exception("chat %s crashed; its session is reset", key.file_stem())
@@ -248,14 +274,26 @@ class _Router:
                     )
                 )
         finally:
-            current = self.chats.get(key)
-            if current is entry:
-                del self.chats[key]
-            entry.inbox.close()
+            self.forget(key, entry)
+
+    def forget(self, key: SessionKey, entry: _ChatEntry) -> None:
+        """Drop `entry` (if it is still `key`'s) and close its inbox: no more messages."""
+        if self.chats.get(key) is entry:
+            del self.chats[key]
+        entry.inbox.close()
 
     def close_all(self) -> None:
         for entry in self.chats.values():
             entry.inbox.close()
+
+
+def _drain(inbox: trio.MemoryReceiveChannel[ChatInboxMsg]) -> list[ChatInboxMsg]:
+    left: list[ChatInboxMsg] = []
+    while True:
+        try:
+            left.append(inbox.receive_nowait())
+        except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+            return left
 
 
 async def run(
@@ -270,13 +308,15 @@ async def run(
     statistics: RouterStatistics | None = None,
     files: TelegramFiles | None = None,
     git: GitWorktrees | None = None,
+    outbox: Outbox | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Route updates to chat actors until the inbox ends, then drain the chats
     (`files`: the chats' downloads of what users send).
 
     Inbox: `RouterMsg` from the poller.
-    Emits: chat inbox messages (never blocking: shed with a "busy" answer when full);
+    Emits: chat inbox messages (never blocking: shed with a "busy" answer when full); with
+        `outbox`, the chats write their replies there before the sender takes them;
         refusals, callback answers and reactivations to the sender.
     Backpressure: the poller blocks when this inbox is full (nothing is confirmed).
     Shutdown: on end-of-channel, closes every chat inbox; chats finish their request within
@@ -294,6 +334,7 @@ async def run(
         files=files,
         topics=topics,
         git=git,
+        outbox=outbox,
     )
     with sender:
         async with trio.open_nursery() as nursery:

@@ -1,13 +1,14 @@
 """The durable outbox: ``state_dir/outbox/``, results kept on disk until Telegram took them.
 
 A `SendReply` (a result, a command answer, a notice: what must arrive) is written here by the
-sender as soon as it reaches the sender, before anything is sent, and deleted once Telegram
+chat that says it, before it is handed to the sender (`actors.chat_output`; other replies,
+such as the router's "busy", by the sender as soon as they reach it), and deleted once Telegram
 accepted every part of it (or refused it for good: a 400 that no retry can fix, a chat that
 blocked the bot; those are traced as undelivered). Everything else the sender handles
 (progress edits, typing actions, callback answers) stays lossy on purpose.
 
 One file per entry, ``{number:012d}.json``, written atomically through `orchestrator.disk`.
-Numbers grow in the order replies reached the sender, across restarts (the next start
+Numbers grow in the order replies were written, across restarts (the next start
 continues after the highest number on disk), so sorting the files by name restores each
 chat's order. On start the sender queues every entry in its chat's lane before it reads
 anything new, so a result left over from the last run goes out before the new ones of that
@@ -15,9 +16,12 @@ chat.
 
 What exactly-once means here:
 
-- A reply that reached the sender's inbox but not this folder (the sender's inbox buffer at
-  the moment of a SIGKILL or a power loss) is lost; a graceful stop and a crash of the sender
-  task itself lose nothing, because the sender writes the entry the moment it receives it.
+- A chat's reply is on disk before it enters the sender's inbox, so a SIGKILL or a power
+  loss while it waits there loses nothing. A reply the router makes itself ("busy", "session
+  reset") is written when the sender takes it: a kill while it waits in the inbox loses it.
+- Two replies one chat says at once (its request's result and a command's answer) are
+  numbered in the order they were said but may reach the sender in the other order; after a
+  restart they go out in number order.
 - If the process dies after Telegram answered 200 but before the entry is deleted, the next
   start sends the reply again: a duplicate, never a loss. Telegram has no idempotency key for
   ``sendMessage``, so this window (one HTTP response and one unlink) cannot be closed. For a
@@ -38,8 +42,10 @@ import msgspec
 
 from orchestrator import disk
 from orchestrator.messages import SendReply
+from orchestrator.redaction import redact_outbound
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from pathlib import Path
 
 __all__ = ["Outbox", "OutboxEntry"]
@@ -69,31 +75,41 @@ class OutboxEntry:
 
 @final
 class Outbox:
-    """The sender's durable entries; owned by the sender alone (no locking)."""
+    """The durable entries: written by the chats and the sender, deleted by the sender.
 
-    def __init__(self, folder: Path, next_number: int) -> None:
+    No locking is needed: a number is taken before the first checkpoint of `put`, and every
+    entry is its own file.
+    """
+
+    def __init__(self, folder: Path, next_number: int, *, secrets: Sequence[str] = ()) -> None:
         self.folder = folder
         self._next = next_number
+        self._secrets = tuple(secrets)
         self.trouble = disk.DiskTrouble(f"undelivered replies in {folder}")
 
     @classmethod
-    async def open(cls, folder: Path) -> tuple[Outbox, list[OutboxEntry]]:
+    async def open(
+        cls, folder: Path, *, secrets: Sequence[str] = ()
+    ) -> tuple[Outbox, list[OutboxEntry]]:
         """Open `folder` and return the outbox and the entries left from earlier runs, in
-        order (damaged ones set aside and logged)."""
+        order (damaged ones set aside and logged). `secrets` (the bot token) are cut out of
+        every entry before it is written."""
         entries, highest = await disk.run_sync(_load, folder)
         if entries:
             logger.warning(
                 "%d reply(ies) from an earlier run were not delivered yet; sending them first",
                 len(entries),
             )
-        return cls(folder, highest + 1), entries
+        return cls(folder, highest + 1, secrets=secrets), entries
 
     async def put(self, reply: SendReply) -> int | None:
         """Write `reply` durably; its entry number, or None when the disk refused (logged,
         rate-limited: the reply is then delivered from memory only)."""
         number = self._next
         self._next += 1
-        data = _ENCODER.encode(_StoredEntry(reply=reply))
+        redacted = redact_outbound(reply, self._secrets)
+        assert isinstance(redacted, SendReply)
+        data = _ENCODER.encode(_StoredEntry(reply=redacted))
         try:
             await disk.run_sync(disk.write_atomically, self._path(number), data)
         except OSError as error:

@@ -2,10 +2,17 @@
 
 Updates are handled in ``update_id`` order. Each is decoded on its own (one that does not
 decode is logged, traced and skipped without holding back the rest), checked against the
-`UpdateLedger` (a redelivered update is skipped), handed to the router, recorded and
-persisted. The offset that confirms a batch at Telegram advances only after every update of
-the batch has been handed off, so a crash mid-batch leaves the rest at Telegram for the next
-start, and the ledger keeps the part already handed off from running twice.
+`UpdateLedger` (a redelivered update is skipped) and handed to the router with a ``handled``
+event. The chat sets it once the message is in its session file (the router, for what it
+answers itself); only then is the update recorded in the ledger, and the ledger persisted
+once per batch. The offset that confirms a batch at Telegram advances only after that, so a
+SIGKILL at any point leaves every update either in a session file or at Telegram, never in
+memory only. The other window (saved by the chat, ledger not yet written) is closed by the
+chat: its session file keeps the update ids of its latest prompts (`actors.chat`).
+
+A chat that does not take an update within `HANDLED_WAIT` (it hangs) does not stop polling:
+the batch is then confirmed anyway, as if taken. At a stop the poller learns, within
+`STOP_GRACE`, which of the updates handed off were taken, and records those.
 
 Faults never crash the loop, except a bad token:
 
@@ -17,9 +24,10 @@ Faults never crash the loop, except a bad token:
 
 A disk that refuses the ledger (full, read-only, over quota) does not stop polling either:
 the ledger stays correct in memory, so nothing is handled twice while the process lives, and
-the offset still confirms each batch after its hand-off, so Telegram does not redeliver it
-after a restart. What is lost is the guard for the one window in between: updates handed off
-but not yet confirmed when the process dies are handled again on the next start. That is the
+the offset still confirms each batch once the chats took it, so Telegram does not redeliver
+it after a restart. What is lost is the guard for the one window in between: updates taken
+but not yet confirmed when the process dies come again on the next start (a prompt among
+them is still recognised by its chat; a command runs again). That is the
 price of serving on; the alternative (stop acknowledging, or stop) would stop every chat.
 The failure is logged at once and then at most once a minute (`orchestrator.disk.DiskTrouble`).
 """
@@ -65,6 +73,13 @@ BACKOFF_MAX: Final = 60.0
 
 PREVIEW_CHARS: Final = 200
 
+HANDLED_WAIT: Final = 30.0
+"""Seconds the poller waits for the chats to take a batch before confirming it anyway (a
+chat that hangs must not stop every other chat's updates)."""
+
+STOP_GRACE: Final = 2.0
+"""Seconds, at a stop, to learn which updates already handed off the chats took."""
+
 
 async def run(
     api: TelegramApi,
@@ -87,9 +102,10 @@ async def run(
 
     Inbox: none (Telegram).
     Emits: `RouterMsg` to `out`, in update_id order.
-    Backpressure: ``await out.send`` blocks when the router is behind; the poller then stops
-        polling and Telegram keeps the updates (nothing is confirmed before hand-off).
-    Shutdown: cancelled by the root (stop intake first); updates not handed off stay
+    Backpressure: ``await out.send`` blocks when the router is behind, and the next poll
+        waits until the chats took the batch (at most `HANDLED_WAIT`); the poller then stops
+        polling and Telegram keeps the updates (nothing is confirmed before it is taken).
+    Shutdown: cancelled by the root (stop intake first); updates not taken stay
         unconfirmed and come back on the next start. Closes `out` on exit, which tells the
         router to drain.
 
@@ -174,38 +190,70 @@ async def _hand_off(
             continue
         numbered.append((update_id, raw))
     numbered.sort(key=lambda pair: pair[0])
-    for update_id, raw in numbered:
-        if ledger.seen(update_id):
-            logger.info("update %d was handled before a restart; skipping it", update_id)
-            trace(TraceRecord(event="update", update_id=update_id, outcome="duplicate"))
-            continue
-        try:
-            message = to_router_message(decode_update(raw), bot_username)
-        except msgspec.DecodeError as error:
-            logger.error("skipping update %d that does not decode: %s", update_id, error)
-            trace(
-                TraceRecord(
-                    event="update",
-                    update_id=update_id,
-                    outcome="skipped",
-                    detail=str(error),
-                    malformed=True,
+    waiting: list[tuple[int, trio.Event]] = []
+    finished = False
+    try:
+        for update_id, raw in numbered:
+            if ledger.seen(update_id):
+                logger.info("update %d was handled before a restart; skipping it", update_id)
+                trace(TraceRecord(event="update", update_id=update_id, outcome="duplicate"))
+                continue
+            try:
+                message = to_router_message(decode_update(raw), bot_username)
+            except msgspec.DecodeError as error:
+                logger.error("skipping update %d that does not decode: %s", update_id, error)
+                trace(
+                    TraceRecord(
+                        event="update",
+                        update_id=update_id,
+                        outcome="skipped",
+                        detail=str(error),
+                        malformed=True,
+                    )
                 )
-            )
-        else:
-            if message is not None:
-                await out.send(message)
+                ledger.record(update_id)
+                continue
+            if message is None:
+                ledger.record(update_id)
+            else:
+                handled = trio.Event()
+                await out.send(msgspec.structs.replace(message, handled=handled))
+                waiting.append((update_id, handled))
             trace(_update_trace(update_id, message, preview_chars, allowed_users))
-        ledger.record(update_id)
-        try:
-            await ledger.persist()
-        except OSError as error:
-            trouble.failed(error)
-        else:
-            trouble.succeeded()
+        with trio.move_on_after(HANDLED_WAIT) as waited:
+            for _, handled in waiting:
+                await handled.wait()
+        if waited.cancelled_caught:
+            logger.warning(
+                "a chat took over %g s to take an update; confirming the batch anyway",
+                HANDLED_WAIT,
+            )
+        for update_id, _ in waiting:
+            ledger.record(update_id)
+        finished = True
+    finally:
+        if not finished:  # stopped (shutdown): keep what the chats took, within a grace
+            with trio.move_on_after(STOP_GRACE) as grace:
+                grace.shield = True
+                for _, handled in waiting:
+                    await handled.wait()
+            for update_id, handled in waiting:
+                if handled.is_set():
+                    ledger.record(update_id)
+        with trio.CancelScope(shield=not finished):
+            await _persist(ledger, trouble)
     if not numbered:
         return offset
     return numbered[-1][0] + 1
+
+
+async def _persist(ledger: UpdateLedger, trouble: disk.DiskTrouble) -> None:
+    try:
+        await ledger.persist()
+    except OSError as error:
+        trouble.failed(error)
+    else:
+        trouble.succeeded()
 
 
 def _update_trace(

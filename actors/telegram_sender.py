@@ -19,8 +19,9 @@ It owns flood control and delivery guarantees:
 - **429.** The chat's lane pauses for ``retry_after`` and retries the same call; when the
   pause is longer than `LIVE_PAUSE_LIMIT`, waiting live updates are shed but the finals are
   still sent once the pause is over. A 429 on a call without a chat pauses everything.
-- **Durability.** A `SendReply` is written to the outbox (`actors.telegram_outbox`) the
-  moment it arrives and deleted once Telegram accepted it; the entries left by an earlier run
+- **Durability.** A `SendReply` is in the outbox (`actors.telegram_outbox`) before a chat
+  hands it over, or is written there the moment it arrives, and is deleted once Telegram
+  accepted it; the entries left by an earlier run
   are queued first, in order per chat. Such a reply is retried on 5xx, timeouts and
   connection errors without a limit, with backoff capped at `retry_backoff_max`, for as long
   as the process runs, and by the next start after that.
@@ -185,7 +186,9 @@ async def run(
                 message = redact_outbound(message, secrets)  # before it is split or stored
                 number = None
                 if outbox is not None and isinstance(message, SendReply) and not message.stranger:
-                    number = await outbox.put(message)
+                    number = message.outbox_entry  # written by the chat that said it
+                    if number is None:
+                        number = await outbox.put(message)
                     if number is None:  # the disk refused: delivered from memory only
                         sender.tell_unsaved(message, nursery)
                 sender.accept(message, nursery, entry=number)

@@ -6,7 +6,10 @@ update ledger (`UpdateLedger`), trace lines (the tracer) and the chat's prompt f
 - `run_sync` runs a blocking function off the event loop, in one of trio's worker threads,
   so a slow disk never stalls every chat.
 - `write_atomically` replaces a file so that a crash or a power loss leaves the old or the
-  new content, never half of one (temp file + fsync + rename + fsync of the folder).
+  new content, never half of one (temp file + fsync + rename + fsync of the folder). With
+  ``durable=False`` it skips the two fsyncs: the new content survives a crash or a SIGKILL
+  (it is in the kernel's page cache), but a power loss may bring back the old one; for a
+  file whose loss another file covers (the update ledger: `orchestrator.update_ledger`).
 - `set_aside` renames a damaged file to ``<name>.corrupt-<UTC time>``: damage is kept for a
   look and reported by the caller, never silently dropped and never a crash loop.
 - `append` adds bytes at the end of a file (trace lines).
@@ -122,7 +125,7 @@ def _time_is_virtual() -> bool:
     return isinstance(trio.lowlevel.current_clock(), MockClock)
 
 
-def write_atomically(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes, *, durable: bool = True) -> None:
     """Replace `path` with `data` atomically and durably (blocking).
 
     Writes ``<path>.tmp-<pid>-<n>`` (created 0600, never through a symlink), fsyncs it,
@@ -132,7 +135,7 @@ def write_atomically(path: Path, data: bytes) -> None:
     first; a symlink or FIFO there is replaced, never followed.
 
     When the disk refuses (full, read-only), the temporary file is removed and the
-    `OSError` raised.
+    `OSError` raised. `durable` False: no fsync (atomic still; see the module docstring).
 
     Raises:
         NotARegularFile: the folder of `path` is a symlink or not a folder.
@@ -145,7 +148,8 @@ def write_atomically(path: Path, data: bytes) -> None:
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         try:
             if stat.S_ISDIR(os.lstat(path).st_mode):
                 moved = set_aside(path)
@@ -156,6 +160,8 @@ def write_atomically(path: Path, data: bytes) -> None:
     except OSError:
         temporary.unlink(missing_ok=True)  # a full disk must not fill up with halves
         raise
+    if not durable:
+        return
     folder = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(folder)

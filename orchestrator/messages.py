@@ -130,7 +130,15 @@ class Attachment(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class _RouterBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
-    """Base of the router's inbox messages."""
+    """Base of the router's inbox messages.
+
+    `handled` is set by whoever finished with the update: the router for what it answers
+    itself (refusals, ignored updates, a shed message), the chat once the message is in its
+    session file (or answered). The poller records the update as handled only then, so a
+    SIGKILL in between leaves it unconfirmed at Telegram (`actors.telegram_poller`).
+    """
+
+    handled: trio.Event | None = None
 
 
 class InboundMessage(_RouterBase, frozen=True, kw_only=True, tag="message"):
@@ -227,6 +235,9 @@ class SendReply(_SenderBase, frozen=True, kw_only=True, tag="reply"):
     stranger: bool = False
     """A refusal to someone not allowed: lowest priority, capped, may be dropped (the one
     exception to "never dropped"), never kept in the outbox."""
+    outbox_entry: int | None = None
+    """Its outbox entry when the producer wrote it there before handing it over
+    (`actors.chat_output`); None: the sender writes it as it arrives."""
 
 
 class UpdateLive(_SenderBase, frozen=True, kw_only=True, tag="live"):

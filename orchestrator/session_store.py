@@ -132,6 +132,9 @@ class SessionState(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
         threads: the chat's recent Codex threads, newest first, bounded (``/sessions``).
         workspace: the folder the current thread runs in when it is not the profile's (a
             branch worktree, ``/branch``); "" for the profile's working directory.
+        updates: the Telegram update ids of the latest prompts this file took, written with
+            them: an update Telegram sends again after a kill is recognised here even when the
+            update ledger did not record it yet (`actors.telegram_poller`).
     """
 
     version: int = SESSION_FORMAT_VERSION
@@ -151,6 +154,7 @@ class SessionState(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     effort: str = ""
     threads: tuple[ThreadRecord, ...] = ()
     workspace: str = ""
+    updates: tuple[int, ...] = ()
 
 
 class LoadedSession(msgspec.Struct, frozen=True, kw_only=True):
@@ -198,13 +202,23 @@ class SessionStore:
         self._secrets = tuple(secret for secret in secrets if secret)
         self._mac_key: bytes | None = None
         self._keys: dict[SessionKey, _KeyWrites] = {}
+        self._on_disk: set[str] | None = None
+        """Names of the files in `root`, listed once and kept by this store's writes: a key
+        without one has nothing to load, and its first message costs no thread hop."""
 
     def path_for(self, key: SessionKey) -> Path:
         """The file that holds `key`'s session."""
         return self.root / f"{key.file_stem()}.json"
 
     async def load(self, key: SessionKey) -> LoadedSession:
-        """Read `key`'s session; a damaged file is set aside and reported, not raised."""
+        """Read `key`'s session; a damaged file is set aside and reported, not raised.
+
+        A key whose file this store has not seen (the folder was listed once; files appear
+        only through `save`: the bot owns ``state_dir``) is not looked for on disk."""
+        if self._on_disk is None:
+            self._on_disk = await disk.run_sync(_names, self.root)
+        if self._on_disk is not None and self.path_for(key).name not in self._on_disk:
+            return LoadedSession(state=None)
         mac_key = await self._key()
         return await disk.run_sync(self._load_blocking, key, mac_key)
 
@@ -230,8 +244,11 @@ class SessionStore:
                 generation, newest = writes.requested, writes.newest
                 assert newest is not None  # set by every save before it waits
                 data = self._encode(_signed(newest, key, await self._key()))
-                await disk.run_sync(disk.write_atomically, self.path_for(key), data)
+                path = self.path_for(key)
+                await disk.run_sync(disk.write_atomically, path, data)
                 writes.written = generation
+                if self._on_disk is not None:
+                    self._on_disk.add(path.name)
 
     def _encode(self, state: SessionState) -> bytes:
         """`state` as JSON with the secrets (the bot token) redacted: a prompt or a summary
@@ -302,11 +319,11 @@ class SessionStore:
         return await disk.run_sync(self._keys_with_queue_blocking, mac_key)
 
     def _keys_with_queue_blocking(self, mac_key: bytes) -> list[SessionKey]:
-        keys = []
+        keys: list[SessionKey] = []
         try:
             names = sorted(path.name for path in self.root.iterdir())
         except FileNotFoundError:
-            return []
+            return keys
         for name in names:
             match = _FILE_NAME.match(name)
             if match is None:
@@ -321,6 +338,17 @@ class SessionStore:
             if waiting or state.running is not None:
                 keys.append(key)
         return keys
+
+
+def _names(folder: Path) -> set[str] | None:
+    """The names in `folder` (none when it does not exist yet); None when it cannot be
+    listed (then every load looks on disk, and reports what it finds there)."""
+    try:
+        return {path.name for path in folder.iterdir()}
+    except FileNotFoundError:
+        return set()
+    except OSError:
+        return None
 
 
 MAC_KEY_BYTES: Final = 32

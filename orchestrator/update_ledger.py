@@ -7,11 +7,20 @@ update is skipped instead of starting a second run. Membership, not comparison, 
 Telegram picks a random, possibly lower, id after a week without updates, and those must
 still be accepted.
 
-The poller records an id right after the router accepted the update and persists the ledger
-before the next hand-off, so the window in which a crash can cause a repeat is one atomic
-file write (`orchestrator.disk`). A damaged file is set aside (``.corrupt-<time>``) and
-logged; the ledger starts empty (the worst case is one redelivered batch, never a crash loop).
-So is a symlink, folder or FIFO in its place (never followed, never waited on).
+The poller records an id once the chat took the update (it is in the session file) and
+persists the ledger once per batch, before the offset confirms the batch at Telegram. A kill
+between the chat's save and this write makes Telegram send the update again; the chat
+recognises a prompt by the update ids its session file keeps (`actors.chat`).
+
+The ledger is written atomically but without fsync (`orchestrator.disk`): a crash or a
+SIGKILL keeps what was written, and after a power loss an older ledger only means that the
+last unconfirmed batch comes again, whose prompts the session files (fsync'd) recognise; a
+command among them may run twice. One fsync less per message on the way to Codex's answer
+(docs/performance.md, overhead).
+
+A damaged file is set aside (``.corrupt-<time>``) and logged; the ledger starts empty (the
+worst case is one redelivered batch, never a crash loop). So is a symlink, folder or FIFO
+in its place (never followed, never waited on).
 A file that cannot be read at all (an I/O error, a folder in its place) is logged and the
 ledger starts empty too. `persist` raises `OSError` when the disk refuses the write; the poller
 then goes on with the ledger in memory (see `actors.telegram_poller`).
@@ -19,6 +28,7 @@ then goes on with the ledger in memory (see `actors.telegram_poller`).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import deque
 from typing import TYPE_CHECKING, Final, final
@@ -86,7 +96,9 @@ class UpdateLedger:
         if not self._dirty:
             return
         data = _ENCODER.encode(_LedgerFile(high_water=self.high_water, recent=tuple(self._order)))
-        await disk.run_sync(disk.write_atomically, self.path, data)
+        await disk.run_sync(
+            functools.partial(disk.write_atomically, durable=False), self.path, data
+        )
         self._dirty = False
 
 

@@ -137,20 +137,21 @@ async def _read_all(process: trio.Process, bot: Bot) -> None:
 
 @asynccontextmanager
 async def running(
-    config: Path, token: str | None, *, exit_within: float = 60
+    config: Path, token: str | None, *, exit_within: float = 60, entry: str = ENTRY
 ) -> AsyncIterator[Bot]:
     """`codex-orchestrator start` as a process, its output collected.
 
     After the body the bot has `exit_within` seconds to stop by itself. Whatever the test
     does, nothing outlives it: a bot still running at the end is killed with its whole tree,
     and its output is printed so that a failure shows what it said. `token` None: the token
-    is not put in the environment (the config names a token file).
+    is not put in the environment (the config names a token file). `entry`: the Python code
+    the process runs (a test may patch a part of the bot before ``main()``).
     """
     env = cli_environment(CODEX_CONF_PATH=str(config))
     if token is not None:  # None: the config names a token file
         env["TELEGRAM_BOT_TOKEN"] = token
     process = await trio.lowlevel.open_process(
-        [sys.executable, "-c", ENTRY, "start"],
+        [sys.executable, "-c", entry, "start"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

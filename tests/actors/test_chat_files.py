@@ -206,6 +206,9 @@ async def test_a_result_that_changed_files_carries_a_show_diff_button(
         await bot.wait_reply(ALICE, "FAKE: just talk")
         await bot.say(ALICE, "edit a.py")
         await bot.wait_reply(ALICE, "edited")
+        # The press runs the real git: virtual time must not jump past the test's deadline
+        # while it does (autojump advances the clock whenever every task waits).
+        autojump_clock.autojump_threshold = 10
         await bot.press(ALICE, diff_data())
         await bot.wait_reply(ALICE, NOT_A_REPOSITORY)
     keyboards = [m.keyboard for m in bot.sent if isinstance(m, SendReply) and "FAKE" in m.markdown]

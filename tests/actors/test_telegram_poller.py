@@ -15,6 +15,7 @@ import trio
 import trio.testing
 
 from actors import telegram_poller
+from actors.chat import mark_handled
 from orchestrator import disk
 from orchestrator.edges.telegram_http import open_telegram_api
 from orchestrator.errors import (
@@ -40,9 +41,13 @@ class Harness:
         self.received: list[RouterMsg] = []
         self.traces: list[TraceRecord] = []
         self.allowed_users: tuple[int, ...] | None = None
+        self.takes = True
+        """Whether this router marks each update handled as it receives it (a chat that
+        saved it at once); False: nothing is ever marked."""
 
     async def run(self, *, stop_after: int, router_buffer: int = 16) -> None:
-        """Run a poller until `stop_after` messages reached the router, then cancel it."""
+        """Run a poller until `stop_after` messages reached the router and the poller did
+        what it does next, then cancel it."""
         ledger = await UpdateLedger.open(self.ledger_path)
         send, receive = trio.open_memory_channel[RouterMsg](router_buffer)
         with trio.fail_after(3600):  # hang ceiling: a deadlock fails at once in virtual time
@@ -65,7 +70,11 @@ class Harness:
             )
             with receive:
                 for _ in range(stop_after):
-                    self.received.append(await receive.receive())
+                    message = await receive.receive()
+                    if self.takes:
+                        mark_handled(message)
+                    self.received.append(message)
+                await trio.testing.wait_all_tasks_blocked()
                 # The process "dies" here: whatever the poller is doing is cut short.
                 nursery.cancel_scope.cancel()
 
@@ -326,7 +335,7 @@ async def test_a_full_disk_does_not_stop_polling(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    def full(path: Path, data: bytes) -> None:
+    def full(path: Path, data: bytes, *, durable: bool = True) -> None:
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
     monkeypatch.setattr(disk, "write_atomically", full)
@@ -337,3 +346,85 @@ async def test_a_full_disk_does_not_stop_polling(
     failures = [r for r in caplog.records if "cannot save the update ledger" in r.getMessage()]
     assert len(failures) == 1  # at once, then at most once a minute
     assert "No space left on device" in failures[0].getMessage()
+
+
+async def test_an_update_is_confirmed_only_once_its_chat_took_it(
+    harness: FakeHarness, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The SIGKILL window of issue 13: until the chat has the message on disk, neither the
+    ledger nor the offset says it was handled, so Telegram still holds it."""
+    update_id = harness.api.push_text("keep me")
+    ledger = await UpdateLedger.open(harness.ledger_path)
+    send, receive = trio.open_memory_channel[RouterMsg](16)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            lambda: telegram_poller.run(
+                harness.api,
+                send,
+                ledger=ledger,
+                bot_username="TestBot",
+                poll_seconds=30,
+                limit=100,
+                rng=random.Random(1),
+                trace=harness.traces.append,
+            )
+        )
+        message = await receive.receive()
+        await trio.sleep(5)  # the chat is slow to save: the poller waits, polls nothing
+        assert harness.api.offsets == [None]
+        assert not harness.ledger_path.exists()
+        assert message.handled is not None
+        mark_handled(message)
+        await harness.api.wait_for(lambda api: len(api.offsets) > 1)
+        assert harness.api.offsets[-1] == update_id + 1
+        assert json.loads(harness.ledger_path.read_bytes())["recent"] == [update_id]
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_kill_before_the_chat_took_an_update_leaves_it_to_telegram(
+    harness: FakeHarness, autojump_clock: trio.testing.MockClock
+) -> None:
+    harness.takes = False
+    delivered_id = harness.api.push_text("not saved yet")
+    delivered = list(harness.api.pending)
+    await harness.run(stop_after=1)  # dies with the update handed off, not taken
+    assert harness.api.offsets == [None]
+    harness.api.pending = []
+    harness.api.redeliver(delivered)
+    restarted = Harness(harness.api, harness.ledger_path)
+    await restarted.run(stop_after=1)
+    assert texts(restarted.received) == ["not saved yet"]
+    assert not [t for t in restarted.traces if t.outcome == "duplicate"]
+    assert (await UpdateLedger.open(harness.ledger_path)).seen(delivered_id)
+
+
+async def test_a_chat_that_never_takes_an_update_holds_polling_for_a_bounded_time(
+    harness: FakeHarness,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    harness.takes = False
+    update_id = harness.api.push_text("stuck chat")
+    ledger = await UpdateLedger.open(harness.ledger_path)
+    send, receive = trio.open_memory_channel[RouterMsg](16)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            lambda: telegram_poller.run(
+                harness.api,
+                send,
+                ledger=ledger,
+                bot_username="TestBot",
+                poll_seconds=30,
+                limit=100,
+                rng=random.Random(1),
+                trace=harness.traces.append,
+            )
+        )
+        await receive.receive()
+        started = trio.current_time()
+        await harness.api.wait_for(lambda api: len(api.offsets) > 1)
+        assert trio.current_time() - started == pytest.approx(telegram_poller.HANDLED_WAIT)
+        assert harness.api.offsets[-1] == update_id + 1
+        assert ledger.seen(update_id)
+        assert "confirming the batch anyway" in caplog.text
+        nursery.cancel_scope.cancel()

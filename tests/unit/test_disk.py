@@ -14,6 +14,8 @@ from orchestrator import disk
 if TYPE_CHECKING:
     from pathlib import Path
 
+    import pytest
+
 
 def test_write_atomically_replaces_the_file_and_leaves_no_temporary(tmp_path: Path) -> None:
     target = tmp_path / "deeper" / "state.json"
@@ -66,3 +68,18 @@ def test_roll_over_shifts_the_files_and_keeps_a_few(tmp_path: Path) -> None:
     log.write_bytes(b"small")
     assert not disk.roll_over(log, 10, 2)
     assert log.read_bytes() == b"small"
+
+
+def test_a_write_that_need_not_survive_a_power_loss_skips_the_fsyncs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    monkeypatch.setattr("orchestrator.disk.os.fsync", synced.append)
+    target = tmp_path / "state" / "updates.json"
+    disk.write_atomically(target, b"quick", durable=False)
+    assert target.read_bytes() == b"quick"
+    assert synced == []
+    disk.write_atomically(target, b"durable")
+    assert target.read_bytes() == b"durable"
+    assert len(synced) == 2  # the file, then its folder
+    assert [p.name for p in target.parent.iterdir()] == ["updates.json"]

@@ -116,3 +116,32 @@ async def test_concurrent_saves_of_one_key_keep_the_newest(
     assert not list(tmp_path.glob("*.tmp-*"))
     assert not store._keys  # nothing kept for an idle key
     assert len(writes) == 2  # the first, then one with the newest of the 29 that piled up
+
+
+async def test_a_key_without_a_file_is_not_looked_for_on_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The folder is listed once; after that a new chat's first message costs no thread hop
+    (bench/overhead.py), and what this store saves is found again."""
+    old, new = SessionKey(chat_id=1, user_id=1), SessionKey(chat_id=2, user_id=2)
+    before = SessionStore(tmp_path / "sessions")
+    await before.save(old, SessionState(mode="plan", profile="default", summary="kept"))
+    store = SessionStore(tmp_path / "sessions")
+    listings = []
+    original = disk.run_sync
+
+    async def counted(function, *args):
+        listings.append(function.__name__)
+        return await original(function, *args)
+
+    monkeypatch.setattr(disk, "run_sync", counted)
+    assert (await store.load(new)).state is None
+    assert (await store.load(SessionKey(chat_id=3, user_id=3))).state is None
+    loaded = (await store.load(old)).state
+    assert loaded is not None
+    assert loaded.summary == "kept"
+    assert listings == ["_names", "_load_or_create_key", "_load_blocking"]
+    await store.save(new, SessionState(mode="single", profile="default"))
+    again = (await store.load(new)).state
+    assert again is not None
+    assert again.mode == "single"
