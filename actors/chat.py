@@ -52,45 +52,30 @@ import msgspec
 import trio
 
 from actors import (
-    chat_background,
     chat_branches,
+    chat_buttons,
     chat_commands,
-    chat_diff,
     chat_files,
-    chat_model,
     chat_recovery,
     chat_sessions,
     chat_steer,
     chat_texts,
     chat_topics,
 )
-from actors.chat_approvals import (
-    ApprovalButton,
-    Approvals,
-    CancelButton,
-    DiffButton,
-    EffortButton,
-    ModelButton,
-    RerunButton,
-    SteerButton,
-    StopButton,
-    decode_button,
-)
+from actors.chat_approvals import Approvals
 from actors.chat_output import ChatOutput
 from actors.chat_request import (
     FINISH_GRACE,
-    CancelledByUser,
     Completed,
-    Failed,
-    Interrupted,
     Request,
     RequestOutcome,
     serve_request,
     stopped_outcome,
 )
+from actors.chat_settle import settled
 from orchestrator import disk
 from orchestrator.messages import InboundCallback, InboundMessage, TraceRecord
-from orchestrator.session_store import RequestRecord, SessionCounters, SessionState
+from orchestrator.session_store import RequestRecord, SessionState
 
 if TYPE_CHECKING:
     from actors.telegram_outbox import Outbox
@@ -104,17 +89,11 @@ __all__ = ["ChatDeps", "mark_handled", "run"]
 
 logger: Final = logging.getLogger(__name__)
 
-FAILED_SUMMARY: Final = "(this request failed before Codex finished it)"
-"""The summary's result line of a request that failed."""
-
 TELEGRAM_TEXT_LIMIT: Final = 4096
 """Characters of one Telegram message: clients split a longer paste into parts this long."""
 
 SPLIT_SLACK: Final = 64
 """A part may be this much shorter than the limit (clients split at a space or line end)."""
-
-SUMMARY_LIMIT: Final = 1500
-"""Characters of conversation summary kept as the context preamble."""
 
 UPDATES_KEPT: Final = 16
 """Update ids of prompts a session file remembers: Telegram redelivers at most the batch the
@@ -251,7 +230,7 @@ class Chat:
             case InboundMessage():
                 await self.on_message(message)
             case InboundCallback():
-                await self.on_callback(message)
+                await chat_buttons.on_press(self, message)
             case _:
                 assert_never(message)
 
@@ -416,41 +395,6 @@ class Chat:
 
     # ------------------------------------------------------------------ buttons
 
-    async def on_callback(self, press: InboundCallback) -> None:
-        session_thread = chat_sessions.decode_button(press.data)
-        if session_thread is not None:
-            await chat_sessions.pick(self, press, session_thread)
-            return
-        if chat_branches.is_button(press.data):
-            await chat_branches.press(self, press)
-            return
-        button = decode_button(press.data)
-        match button:
-            case CancelButton():
-                request = self.request
-                if request is not None and button.token == request.token:
-                    await self.out.answer(press, "Cancelling…")
-                    await chat_commands.cancel(self, "button")
-                else:
-                    await self.out.answer(press, "That request is no longer running.")
-            case ApprovalButton():
-                await self.approvals.press(press, button)
-            case RerunButton():
-                await chat_recovery.run_again(self, press, button.token)
-            case DiffButton():
-                await self.out.answer(press, "")
-                await chat_diff.show_diff(self)
-            case SteerButton():
-                await chat_steer.press(self, press, button.token)
-            case StopButton():
-                await chat_background.press(self, press)
-            case ModelButton() | EffortButton():
-                await chat_model.press(self, press, button)
-            case None:
-                await self.out.answer(press, "Unknown button.")
-            case _:
-                assert_never(button)
-
     # ------------------------------------------------------------------ serving a request
 
     async def serve(self, request: Request) -> None:
@@ -496,88 +440,17 @@ class Chat:
     async def settle(self, request: Request, outcome: RequestOutcome, *, save: bool = True) -> None:
         """Apply how a request ended to the session, save it (unless the caller's next save
         carries it), and trace the end."""
-        self.state = msgspec.structs.replace(self.state, running=None)
-        counters = self.state.counters
-        tokens = TraceRecord(event="run_end")
-        match outcome:
-            case Completed(result=result):
-                failed = result.error is not None
-                usage = result.usage
-                thread = result.developer_thread_id or self.state.developer_thread_id
-                worker = (
-                    result.developer_worker_id
-                    if result.developer_thread_id
-                    else self.state.developer_worker_id
-                )
-                if result.failed_phase == "developing":
-                    # Codex's thread saw an error: continuing it shifts the next answers by
-                    # one (Codex 0.153.4). The next request starts a fresh thread with the
-                    # summary as its recap, as after a cancel.
-                    thread, worker = None, None
-                answer = FAILED_SUMMARY if failed else result.text
-                self.state = msgspec.structs.replace(
-                    self.state,
-                    developer_thread_id=thread,
-                    developer_worker_id=worker,
-                    summary=_summarize(self.state.summary, request.prompt, answer),
-                    last_usage=usage,
-                    counters=SessionCounters(
-                        runs=counters.runs + 1,
-                        failures=counters.failures + (1 if failed else 0),
-                        cancels=counters.cancels,
-                        input_tokens=counters.input_tokens + usage.input_tokens,
-                        output_tokens=counters.output_tokens + usage.output_tokens,
-                    ),
-                )
-                chat_sessions.remember(self, request.prompt)
-                tokens = TraceRecord(
-                    event="run_end",
-                    input_tokens=usage.input_tokens,
-                    cached_input_tokens=usage.cached_input_tokens,
-                    output_tokens=usage.output_tokens,
-                    total_tokens=usage.total_tokens,
-                )
-                end, detail = ("failed" if failed else "ok"), result.error
-            case CancelledByUser() | Interrupted():
-                if isinstance(outcome, Interrupted) and request.images:
-                    # A photo cannot wait in the (text) queue: offered with "Run again".
-                    self.state = msgspec.structs.replace(
-                        self.state,
-                        running=RequestRecord(prompt=request.prompt, images=request.images),
-                    )
-                elif isinstance(outcome, Interrupted):
-                    # Put it back: it runs again after the restart instead of being lost.
-                    self.state = msgspec.structs.replace(
-                        self.state, queue=(request.prompt, *self.state.queue)
-                    )
-                self.state = msgspec.structs.replace(
-                    self.state,
-                    counters=msgspec.structs.replace(
-                        counters, runs=counters.runs + 1, cancels=counters.cancels + 1
-                    ),
-                )
-                end = "cancelled"
-                detail = outcome.reason if isinstance(outcome, CancelledByUser) else "shutdown"
-            case Failed():
-                self.state = msgspec.structs.replace(
-                    self.state,
-                    counters=msgspec.structs.replace(
-                        counters, runs=counters.runs + 1, failures=counters.failures + 1
-                    ),
-                )
-                end, detail = "failed", outcome.error
-            case _:
-                assert_never(outcome)
+        self.state, end = settled(self.state, request, outcome)
+        if isinstance(outcome, Completed):
+            chat_sessions.remember(self, request.prompt)
         if save:
             await self.save()
         self.out.trace(
             msgspec.structs.replace(
-                tokens,
+                end,
                 mode=request.mode,
                 profile=self.state.profile,
                 duration_ms=round(outcome.elapsed * 1000, 1),
-                outcome=end,
-                detail=detail,
             )
         )
 
@@ -593,13 +466,6 @@ def is_split_part(text: str) -> bool:
     split a longer paste there, and the rest follows in a moment. UTF-16 units, as Telegram
     counts them."""
     return len(text.encode("utf-16-le")) // 2 >= TELEGRAM_TEXT_LIMIT - SPLIT_SLACK
-
-
-def _summarize(previous: str, prompt: str, answer: str) -> str:
-    """A rolling summary: the last exchanges, newest last, cut to `SUMMARY_LIMIT`."""
-    entry = f"User asked: {prompt[:300]}\nResult: {answer[:500]}"
-    combined = f"{previous}\n\n{entry}" if previous else entry
-    return combined[-SUMMARY_LIMIT:]
 
 
 async def run(

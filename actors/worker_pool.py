@@ -67,18 +67,14 @@ from actors import worker_pool_controls
 from actors.worker_position import (
     WORKER_COOLDOWN,
     WORKER_POLICY,
-    TurnWatch,
     WorkerPosition,
-    endpoint_failure_text,
-    endpoint_guard,
     offer,
-    stall_guard,
     supervise_position,
 )
-from orchestrator.channels import ResponderGone, call, open_mailbox, reply_nowait
+from actors.worker_turn import TurnLimits, ask, watched_turn
+from orchestrator.channels import open_mailbox, reply_nowait
 from orchestrator.errors import WorkerUnavailable
 from orchestrator.messages import (
-    ApprovalDecision,
     ApprovalRequest,
     JobDone,
     JobFailed,
@@ -93,7 +89,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from orchestrator import ports
-    from orchestrator.messages import ApprovalAsk, CodexJob, CodexProgress, JobOutcome
+    from orchestrator.messages import CodexJob, CodexProgress, JobOutcome
     from orchestrator.ports import CodexWorkerFactory, TraceEmit
     from orchestrator.supervision import RestartPolicy
 
@@ -161,7 +157,11 @@ class _Pool:
         cold_start: bool = False,
         endpoint_failure_limit: float = math.inf,
     ) -> None:
-        self.endpoint_failure_limit = endpoint_failure_limit
+        self.limits = TurnLimits(
+            request_timeout=request_timeout,
+            stall_timeout=stall_timeout,
+            endpoint_failure_limit=endpoint_failure_limit,
+        )
         self.open_worker = open_worker
         self.cold_start = cold_start
         self.cold_ids = itertools.count(size)
@@ -169,8 +169,6 @@ class _Pool:
             WorkerPosition(worker_id, capacity=calls_per_worker) for worker_id in range(size)
         ]
         self.affinity_wait = affinity_wait
-        self.stall_timeout = stall_timeout
-        self.request_timeout = request_timeout
         self.recycle_rss_mb = recycle_rss_mb
         self.recycle_threads = recycle_threads
         self.trace = trace
@@ -369,55 +367,12 @@ class _Pool:
             moved = True
         self.runs_started += 1
         self.dispatch()
-        last_event = [trio.current_time()]
-        watch = TurnWatch(quiet_since=last_event[0])
-        heard = [False]  # any event or approval from the turn
-
-        def on_event(event: CodexProgress) -> None:
-            heard[0] = True
-            last_event[0] = trio.current_time()
-            watch.saw(event, last_event[0])
-            offer(progress, event)
-
-        async def on_approval(ask: ApprovalAsk) -> ApprovalDecision:
-            heard[0] = True
-            last_event[0] = math.inf  # waiting for a human is not a stall
-            watch.asking += 1
-            try:
-                return await _ask(approvals, ask)
-            finally:
-                last_event[0] = trio.current_time()
-                watch.asking -= 1
-                watch.quiet_since = last_event[0]
-
         outcome: JobOutcome | None = None
+        heard = False
         try:
-            with trio.move_on_after(self.request_timeout) as deadline:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(stall_guard, last_event, progress, self.stall_timeout)
-                    nursery.start_soon(
-                        endpoint_guard, watch, self.endpoint_failure_limit, nursery.cancel_scope
-                    )
-                    outcome = await worker.run_turn(job, on_event=on_event, on_approval=on_approval)
-                    nursery.cancel_scope.cancel()
-            if watch.fired and outcome is None:
-                if not worker.reusable:
-                    position.retire_worker(worker, "timeout")
-                outcome = JobFailed(
-                    failure="stalled",
-                    message=endpoint_failure_text(watch, self.endpoint_failure_limit),
-                    worker_id=position.worker_id,
-                    thread_id=job.thread_id,
-                )
-            elif deadline.cancelled_caught:
-                if not worker.reusable:
-                    position.retire_worker(worker, "timeout")
-                outcome = JobFailed(
-                    failure="timeout",
-                    message=f"Codex did not finish within {self.request_timeout:g} s; stopped it",
-                    worker_id=position.worker_id,
-                    thread_id=job.thread_id,
-                )
+            outcome, heard = await watched_turn(
+                position, worker, job, progress, approvals, self.limits
+            )
         finally:
             position.running.remove(job.conversation)
             if outcome is None:
@@ -450,7 +405,7 @@ class _Pool:
         assert outcome is not None  # None only while a cancellation propagates
         if isinstance(outcome, JobDone) and moved:
             return structs.replace(outcome, moved=True), False
-        return outcome, not heard[0]
+        return outcome, not heard
 
     async def _run_cold(
         self,
@@ -462,11 +417,11 @@ class _Pool:
         fresh = _fresh(job)
         self.runs_started += 1
         async with self.open_worker(next(self.cold_ids)) as worker:
-            with trio.move_on_after(self.request_timeout):
+            with trio.move_on_after(self.limits.request_timeout):
                 return await worker.run_turn(
                     fresh,
                     on_event=partial(offer, progress),
-                    on_approval=partial(_ask, approvals),
+                    on_approval=partial(ask, approvals),
                 )
         return JobFailed(failure="timeout", message="Codex did not finish in time")
 
@@ -483,20 +438,6 @@ class _Pool:
 def _fresh(job: CodexJob) -> CodexJob:
     """The job as a fresh thread (its preamble carries the conversation over)."""
     return structs.replace(job, thread_id=None, worker_id=None)
-
-
-async def _ask(
-    approvals: trio.MemorySendChannel[ApprovalRequest], ask: ApprovalAsk
-) -> ApprovalDecision:
-    """Send an approval request to the chat and wait for its answer; no answer = denied."""
-
-    def request(reply_to: trio.MemorySendChannel[ApprovalDecision]) -> ApprovalRequest:
-        return ApprovalRequest(ask=ask, reply_to=reply_to)
-
-    try:
-        return await call(approvals, request)
-    except (ResponderGone, trio.BrokenResourceError, trio.ClosedResourceError):
-        return "denied"
 
 
 @final

@@ -87,7 +87,7 @@ async def probe_app_server(
 
 async def _account(codex: CodexAppServer) -> AccountReadResponse | str:
     try:
-        return await codex.read_account()
+        return await codex.controls_api.read_account()
     except (Refused, WorkerUnavailable, msgspec.DecodeError) as error:
         return str(error) or type(error).__name__
 
@@ -118,7 +118,7 @@ def _account_row(account: AccountReadResponse | str, login: str) -> CheckResult:
 
 async def _models_row(codex: CodexAppServer) -> CheckResult:
     try:
-        models = await codex.list_models()
+        models = await codex.controls_api.list_models()
     except (Refused, WorkerUnavailable, msgspec.DecodeError) as error:
         return CheckResult(
             check="codex models",

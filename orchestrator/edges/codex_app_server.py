@@ -59,8 +59,6 @@ from orchestrator.errors import WorkerStartError, WorkerUnavailable
 from orchestrator.messages import CommandStarted, JobDone, JobFailed
 from orchestrator.wire.codex_app_server import (
     CODEX_APP_SERVER_VERSION,
-    AccountReadParams,
-    AccountReadResponse,
     BackgroundTerminal,
     ClientInfo,
     InitializeCapabilities,
@@ -68,8 +66,6 @@ from orchestrator.wire.codex_app_server import (
     InitializeResponse,
     LoadedListParams,
     LocalImageInput,
-    ModelListParams,
-    ModelListResponse,
     ResolvedNotification,
     TextInput,
     TurnInterruptParams,
@@ -126,9 +122,6 @@ INTERRUPT_GRACE: Final = 5.0
 _INIT: Final = msgspec.json.Decoder(InitializeResponse)
 _TURN: Final = msgspec.json.Decoder(TurnResponse)
 _RESOLVED: Final = msgspec.json.Decoder(ResolvedNotification)
-_ACCOUNT: Final = msgspec.json.Decoder(AccountReadResponse)
-_MODELS: Final = msgspec.json.Decoder(ModelListResponse)
-
 
 _APPROVALS: Final = frozenset(
     {"item/commandExecution/requestApproval", "item/fileChange/requestApproval"}
@@ -186,7 +179,8 @@ class CodexAppServer:
             on_end=self._process_gone,
         )
         self._threads = AppServerThreads(self.rpc, worker_id, process.pid)
-        self._controls = AppServerControls(self.rpc, self._threads, worker_id)
+        self.controls_api = AppServerControls(self.rpc, self._threads, worker_id)
+        """The requests beside turns: models, account, rate limits, steer (doctor too)."""
 
     resumes_threads: Final = True
     """A thread outlives this process: any app-server on the same CODEX_HOME resumes it
@@ -229,7 +223,7 @@ class CodexAppServer:
         if message.method == "serverRequest/resolved":
             self._resolved(params)
         if message.method == "account/rateLimits/updated":
-            self._controls.rate_limits_updated(params)
+            self.controls_api.rate_limits_updated(params)
             return
         thread_id, turn_id = route_of(params)
         call = self._calls.get(thread_id) if thread_id is not None else None
@@ -344,17 +338,6 @@ class CodexAppServer:
                 CODEX_APP_SERVER_VERSION,
             )
 
-    async def read_account(self) -> AccountReadResponse:
-        """``account/read``: the login Codex uses (doctor). Raises `Refused`,
-        `WorkerUnavailable` or `msgspec.DecodeError`."""
-        raw = await self.rpc.result("account/read", AccountReadParams())
-        return _ACCOUNT.decode(raw)
-
-    async def list_models(self) -> list[str]:
-        """``model/list``: the model ids this Codex offers (doctor)."""
-        raw = await self.rpc.result("model/list", ModelListParams(limit=100))
-        return [model.id or model.model for model in _MODELS.decode(raw).data]
-
     # ------------------------------------------------------------------ the chat's controls
 
     controls: Final = True
@@ -362,11 +345,11 @@ class CodexAppServer:
 
     async def models(self) -> tuple[ModelChoice, ...]:
         """The port's models (`AppServerControls.models`)."""
-        return await self._controls.models()
+        return await self.controls_api.models()
 
     async def rate_limits(self) -> RateLimits | None:
         """The port's rate limits (`AppServerControls.rate_limits`)."""
-        return await self._controls.rate_limits()
+        return await self.controls_api.rate_limits()
 
     async def steer(self, conversation: str, text: str) -> SteerResult:
         """The port's steer: ``turn/steer`` on the turn `conversation` runs here, with that
@@ -375,7 +358,7 @@ class CodexAppServer:
             if call.conversation == conversation:
                 await call.known.wait()
                 if not call.done.is_set() and call.turn_id is not None:
-                    return await self._controls.steer(thread_id, call.turn_id, text)
+                    return await self.controls_api.steer(thread_id, call.turn_id, text)
         return "ended"
 
     async def stop_background(self, thread_id: str) -> tuple[str, ...]:
@@ -441,7 +424,7 @@ class CodexAppServer:
         try:
             images = [LocalImageInput(path=path) for path in job.images]
             try:
-                model, effort = await self._controls.turn_settings(thread_id, job)
+                model, effort = await self.controls_api.turn_settings(thread_id, job)
                 params = TurnStartParams(
                     thread_id=thread_id,
                     input=[TextInput(text=prompt), *images],

@@ -1,7 +1,8 @@
 """What one ``codex app-server`` process does for the chat's controls, beside its turns.
 
 This module owns, for `orchestrator.edges.codex_app_server.CodexAppServer` (one
-`AppServerControls` per process): the models it offers (``model/list``, with the model of its
+`AppServerControls` per process, its ``controls_api``): the login (``account/read``, for
+doctor), the models it offers (``model/list``, with the model of its
 configuration, ``config/read``, as the default) and each model's default reasoning effort;
 the account's rate limits (``account/rateLimits/read``, which needs a ChatGPT login, else the
 last ``account/rateLimits/updated`` notification, merged as the sparse update it is); sending a
@@ -21,7 +22,12 @@ import msgspec
 
 from orchestrator.edges.jsonrpc_lines import Refused
 from orchestrator.errors import WorkerUnavailable
-from orchestrator.wire.codex_app_server import ModelListParams, ModelListResponse
+from orchestrator.wire.codex_app_server import (
+    AccountReadParams,
+    AccountReadResponse,
+    ModelListParams,
+    ModelListResponse,
+)
 from orchestrator.wire.codex_app_server_controls import (
     ConfigReadParams,
     ConfigReadResponse,
@@ -46,6 +52,7 @@ __all__ = ["AppServerControls"]
 logger: Final = logging.getLogger(__name__)
 
 _MODELS: Final = msgspec.json.Decoder(ModelListResponse)
+_ACCOUNT: Final = msgspec.json.Decoder(AccountReadResponse)
 _CONFIG: Final = msgspec.json.Decoder(ConfigReadResponse)
 _STEERED: Final = msgspec.json.Decoder(TurnSteerResponse)
 _LIMITS: Final = msgspec.json.Decoder(RateLimitsReadResponse)
@@ -70,6 +77,16 @@ class AppServerControls:
         with suppress(msgspec.DecodeError):
             snapshot = _LIMITS_UPDATED.decode(params).rate_limits
             self._rate_limits = rate_limits_of(snapshot, previous=self._rate_limits)
+
+    async def read_account(self) -> AccountReadResponse:
+        """``account/read``: the login Codex uses (doctor). Raises `Refused`,
+        `WorkerUnavailable` or `msgspec.DecodeError`."""
+        return _ACCOUNT.decode(await self._rpc.result("account/read", AccountReadParams()))
+
+    async def list_models(self) -> list[str]:
+        """``model/list``: the model ids this Codex offers (doctor)."""
+        raw = await self._rpc.result("model/list", ModelListParams(limit=100))
+        return [model.id or model.model for model in _MODELS.decode(raw).data]
 
     async def models(self) -> tuple[ModelChoice, ...]:
         """The models on offer (``()`` when refused), the configured one as the default."""

@@ -557,8 +557,8 @@ async def test_a_cancel_stops_the_background_commands_of_its_thread(
 async def test_doctor_reads_the_account_and_the_models(fake: FakeAppServer, tmp_path: Path) -> None:
     with trio.fail_after(CEILING):
         async with opened(fake, tmp_path) as codex:
-            account = await codex.read_account()
-            models = await codex.list_models()
+            account = await codex.controls_api.read_account()
+            models = await codex.controls_api.list_models()
     assert account.account is not None
     assert (account.account.type, account.account.email) == ("chatgpt", "me@example.com")
     assert models == ["gpt-5.5"]

@@ -1,0 +1,78 @@
+"""The chat's button presses: each callback query goes to the module that owns its button.
+
+The chat actor (`actors.chat`) hands every press here, on its own task, so a press is
+ordered with the chat's messages. The callback data codecs belong to the owners:
+`actors.chat_approvals` (Cancel, Approve/Deny, Run again, Show diff, Add to the running
+request, Stop, model and effort), `actors.chat_sessions` (a session to pick up) and
+`actors.chat_branches` (the confirmation of ``/branch rm``). A press none of them reads is
+answered "Unknown button." and does nothing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, assert_never
+
+from actors import (
+    chat_background,
+    chat_branches,
+    chat_commands,
+    chat_diff,
+    chat_model,
+    chat_recovery,
+    chat_sessions,
+    chat_steer,
+)
+from actors.chat_approvals import (
+    ApprovalButton,
+    CancelButton,
+    DiffButton,
+    EffortButton,
+    ModelButton,
+    RerunButton,
+    SteerButton,
+    StopButton,
+    decode_button,
+)
+
+if TYPE_CHECKING:
+    from actors.chat import Chat
+    from orchestrator.messages import InboundCallback
+
+__all__ = ["on_press"]
+
+
+async def on_press(chat: Chat, press: InboundCallback) -> None:
+    """Carry out `press` (answering its callback query, always)."""
+    session_thread = chat_sessions.decode_button(press.data)
+    if session_thread is not None:
+        await chat_sessions.pick(chat, press, session_thread)
+        return
+    if chat_branches.is_button(press.data):
+        await chat_branches.press(chat, press)
+        return
+    button = decode_button(press.data)
+    match button:
+        case CancelButton():
+            request = chat.request
+            if request is not None and button.token == request.token:
+                await chat.out.answer(press, "Cancelling…")
+                await chat_commands.cancel(chat, "button")
+            else:
+                await chat.out.answer(press, "That request is no longer running.")
+        case ApprovalButton():
+            await chat.approvals.press(press, button)
+        case RerunButton():
+            await chat_recovery.run_again(chat, press, button.token)
+        case DiffButton():
+            await chat.out.answer(press, "")
+            await chat_diff.show_diff(chat)
+        case SteerButton():
+            await chat_steer.press(chat, press, button.token)
+        case StopButton():
+            await chat_background.press(chat, press)
+        case ModelButton() | EffortButton():
+            await chat_model.press(chat, press, button)
+        case None:
+            await chat.out.answer(press, "Unknown button.")
+        case _:
+            assert_never(button)
