@@ -226,6 +226,13 @@ class Chat:
     # ------------------------------------------------------------------ inbox
 
     async def handle(self, message: InboundMessage | InboundCallback) -> None:
+        request = self.request
+        if request is not None and request.reported:
+            # The user has the answer, so for them nothing runs: a message sent right after
+            # it (/new, a next prompt) waits the moment the request needs to be recorded,
+            # instead of being told a request is running or queued behind it.
+            with trio.move_on_after(FINISH_GRACE):
+                await request.settled.wait()
         match message:
             case InboundMessage():
                 await self.on_message(message)
@@ -435,6 +442,7 @@ class Chat:
                 if follows:
                     await self.start_next_queued()
             self.request = None if self.request is request else self.request
+            request.settled.set()
         await self.start_next_queued()
 
     async def settle(self, request: Request, outcome: RequestOutcome, *, save: bool = True) -> None:

@@ -173,6 +173,10 @@ class Request:
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     cancel_reason: str = ""
     progress: Progress = field(default_factory=Progress)
+    reported: bool = False
+    """Its end is being told to the user: for them nothing runs any more."""
+    settled: trio.Event = field(default_factory=trio.Event)
+    """Set once the chat recorded its end (`actors.chat.Chat.serve`)."""
 
     @property
     def slot(self) -> str:
@@ -539,6 +543,7 @@ async def _report(request: Request, outcome: RequestOutcome, out: ChatOutput) ->
     """Tell the user how the request ended, once: the result (or a failure) as a message that
     notifies, the progress message taken away; a cancel or an interruption in the progress
     message itself when it is shown (a message of its own otherwise)."""
+    request.reported = True
     match outcome:
         case Completed(result=result):
             # The answer first: under per-chat spacing, closing the progress message

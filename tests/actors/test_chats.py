@@ -52,6 +52,8 @@ class Bot:
         self.config = config
         self.store = SessionStore(tmp_path / "sessions")
         self.sent: list[SenderMsg] = []
+        self.on_sent: Callable[[SenderMsg], None] | None = None
+        """Called with each message the sender receives, as it arrives (a user's reflex)."""
         self.traces: list[TraceRecord] = []
         self.stats = router.RouterStatistics()
         self._changed = trio.Event()
@@ -145,6 +147,8 @@ class Bot:
     async def collect(self, receive: trio.MemoryReceiveChannel[SenderMsg]) -> None:
         async for message in receive:
             self.sent.append(message)
+            if self.on_sent is not None:
+                self.on_sent(message)
             self._changed.set()
             self._changed = trio.Event()
 
@@ -259,6 +263,41 @@ async def test_conversation_continues_on_its_thread_until_new(
         await bot.wait_reply(ALICE, "FAKE: third")
         calls = [job for p in bot.fakes.started for job in p.calls]
         assert calls[-1].thread_id is None
+
+
+async def test_a_command_sent_the_moment_the_answer_arrives_is_not_told_a_request_runs(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The user sends /new as soon as the answer is in Telegram, before the chat recorded the
+    request's end (a slow disk keeps that moment open): for them nothing runs, so /new is
+    carried out, not refused."""
+    real_save = SessionStore.save
+
+    async def slow_save(store: SessionStore, key: SessionKey, state: SessionState) -> None:
+        await trio.sleep(0.5)
+        await real_save(store, key, state)
+
+    monkeypatch.setattr(SessionStore, "save", slow_save)
+    async with running_bot(tmp_path) as bot:
+
+        def reflex(message: SenderMsg) -> None:
+            if isinstance(message, SendReply) and "FAKE: first" in message.markdown:
+                assert bot.inbox is not None
+                new = InboundMessage(
+                    update_id=900,
+                    chat_id=ALICE,
+                    chat_type="private",
+                    message_id=900,
+                    user_id=ALICE,
+                    text="/new",
+                    command="new",
+                )
+                bot.inbox.send_nowait(new)
+
+        bot.on_sent = reflex
+        await bot.say(ALICE, "first")
+        await bot.wait_reply(ALICE, "new conversation")
+    assert not any("is running" in reply for reply in bot.replies(ALICE))
 
 
 async def test_a_lone_message_starts_at_once(
