@@ -233,6 +233,13 @@ class Chat:
             # instead of being told a request is running or queued behind it.
             with trio.move_on_after(FINISH_GRACE):
                 await request.settled.wait()
+        if message.update_id in self.state.updates:
+            # Dealt with before a kill that came before the poller could record it: Telegram
+            # sent it again, but it is queued, done or on record already.
+            self.out.trace(
+                TraceRecord(event="update", update_id=message.update_id, outcome="duplicate")
+            )
+            return
         match message:
             case InboundMessage():
                 await self.on_message(message)
@@ -240,15 +247,19 @@ class Chat:
                 await chat_buttons.on_press(self, message)
             case _:
                 assert_never(message)
+        if message.update_id not in self.state.updates:
+            # A command, a press, a file: done, so on record before the poller confirms it
+            # (a text went on record with the save that keeps it). Run twice, a /cancel
+            # would stop what the next request left running, a "Run again" run twice.
+            self.remember_update(message.update_id)
+            await self.save()
+
+    def remember_update(self, update_id: int) -> None:
+        """Keep `update_id` among the session's latest, for the next save to write."""
+        updates = (*self.state.updates, update_id)[-UPDATES_KEPT:]
+        self.state = msgspec.structs.replace(self.state, updates=updates)
 
     async def on_message(self, message: InboundMessage) -> None:
-        if message.update_id in self.state.updates:
-            # Saved before a kill that came before the poller could record it: Telegram
-            # sent it again, but it is queued or on record already.
-            self.out.trace(
-                TraceRecord(event="update", update_id=message.update_id, outcome="duplicate")
-            )
-            return
         if message.edited:
             self.out.trace(
                 TraceRecord(event="update", update_id=message.update_id, outcome="edited_ignored")
@@ -280,8 +291,7 @@ class Chat:
             await self.out.say(chat_texts.TEXT_ONLY, plain=True)
             return
         # The save that keeps the text keeps its update id too: one write says both.
-        updates = (*self.state.updates, message.update_id)[-UPDATES_KEPT:]
-        self.state = msgspec.structs.replace(self.state, updates=updates)
+        self.remember_update(message.update_id)
         if message.quoted_from is not None:
             await self.on_text(chat_texts.as_quoted(message.text, message.quoted_from))
             return

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from orchestrator.messages import InboundCallback, Keyboard, SessionKey, TraceRecord
     from orchestrator.ports import TraceEmit
 
-__all__ = ["ChatOutput"]
+__all__ = ["ChatOutput", "send_durably"]
 
 
 @dataclass(frozen=True)
@@ -75,11 +75,7 @@ class ChatOutput:
             silent=silent,
             keyboard=keyboard,
         )
-        if self.outbox is not None:
-            number = await self.outbox.put(reply)
-            if number is not None:
-                reply = msgspec.structs.replace(reply, outbox_entry=number)
-        await self.sender.send(reply)
+        await send_durably(self.sender, self.outbox, reply)
 
     async def answer(self, press: InboundCallback, text: str) -> None:
         """Answer a button press (stops its spinner; `text` shows as a toast)."""
@@ -144,3 +140,16 @@ class ChatOutput:
                 thread_id=self.key.thread_id,
             )
         )
+
+
+async def send_durably(
+    sender: trio.MemorySendChannel[SenderMsg], outbox: Outbox | None, reply: SendReply
+) -> None:
+    """Hand `reply` to the sender once it is in `outbox` (a kill while it waits in the
+    sender's inbox then loses nothing); a disk that refuses leaves it to the sender, which
+    tries to keep it itself and says so."""
+    if outbox is not None:
+        number = await outbox.put(reply)
+        if number is not None:
+            reply = msgspec.structs.replace(reply, outbox_entry=number)
+    await sender.send(reply)

@@ -26,6 +26,7 @@ import trio
 
 from actors import chat, chat_texts
 from actors.chat import mark_handled
+from actors.chat_output import send_durably
 from orchestrator.channels import ShedCounter, open_mailbox, try_send
 from orchestrator.messages import (
     AnswerCallback,
@@ -205,14 +206,13 @@ class _Router:
                     )
                 )
             else:
-                await self.deps.sender.send(
-                    SendReply(
-                        chat_id=key.chat_id,
-                        thread_id=key.thread_id,
-                        markdown=chat_texts.BUSY,
-                        plain=True,
-                    )
+                busy = SendReply(
+                    chat_id=key.chat_id,
+                    thread_id=key.thread_id,
+                    markdown=chat_texts.BUSY,
+                    plain=True,
                 )
+                await send_durably(self.deps.sender, self.deps.outbox, busy)
             return False
         self.stats.routed += 1
         return True
@@ -265,14 +265,13 @@ class _Router:
             )
             with trio.move_on_after(RESET_NOTICE_GRACE) as notice:
                 notice.shield = True
-                await self.deps.sender.send(
-                    SendReply(
-                        chat_id=key.chat_id,
-                        thread_id=key.thread_id,
-                        markdown=chat_texts.SESSION_RESET,
-                        plain=True,
-                    )
+                reset = SendReply(
+                    chat_id=key.chat_id,
+                    thread_id=key.thread_id,
+                    markdown=chat_texts.SESSION_RESET,
+                    plain=True,
                 )
+                await send_durably(self.deps.sender, self.deps.outbox, reset)
         finally:
             self.forget(key, entry)
 

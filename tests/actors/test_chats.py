@@ -39,10 +39,16 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
     from pathlib import Path
 
+    from actors.telegram_outbox import Outbox
     from orchestrator.ports import GitWorktrees, TelegramFiles
 
 ALICE, BOB, STRANGER = 1, 2, 666
 CEILING = 7200
+
+
+_UPDATE_IDS = itertools.count(1)
+"""Update (and message) ids of every bot in the session: a chat skips an id it has on record
+(a redelivery after a kill), so a restarted bot must not see its predecessor's ids again."""
 
 
 class Bot:
@@ -57,7 +63,7 @@ class Bot:
         self.traces: list[TraceRecord] = []
         self.stats = router.RouterStatistics()
         self._changed = trio.Event()
-        self._ids = itertools.count(1)
+        self._ids = _UPDATE_IDS  # Telegram's update ids only grow, across restarts too
         self.inbox: trio.MemorySendChannel[RouterMsg] | None = None
 
     # -------------------------------------------------------------- driving
@@ -178,6 +184,7 @@ async def running_bot(
     config: Config | None = None,
     files: TelegramFiles | None = None,
     git: GitWorktrees | None = None,
+    outbox: Outbox | None = None,
     **sessions,
 ) -> AsyncIterator[Bot]:
     fakes = fakes or FakeProcesses()
@@ -212,6 +219,7 @@ async def running_bot(
                         statistics=bot.stats,
                         files=files,
                         git=git,
+                        outbox=outbox,
                         task_status=task_status,
                     )
                 )

@@ -20,7 +20,14 @@ import trio.testing
 from actors import chat_texts, router
 from actors.chat_output import ChatOutput
 from actors.telegram_outbox import Outbox
-from orchestrator.messages import InboundMessage, SenderMsg, SendReply, SessionKey
+from orchestrator.messages import (
+    AnswerCallback,
+    InboundCallback,
+    InboundMessage,
+    SenderMsg,
+    SendReply,
+    SessionKey,
+)
 from orchestrator.session_store import RequestRecord, SessionState
 from tests.actors.test_chats import ALICE, STRANGER, running_bot
 from tests.actors.test_telegram_outbox import entries, running_sender, sent
@@ -50,7 +57,9 @@ def text(user: int, words: str, *, update_id: int | None = None) -> InboundMessa
     )
 
 
-async def on_disk_when_handled(bot: Bot, message: InboundMessage) -> dict[str, object]:
+async def on_disk_when_handled(
+    bot: Bot, message: InboundMessage | InboundCallback
+) -> dict[str, object]:
     """Hand `message` to the router; the session file as it was when it was marked handled."""
     assert bot.inbox is not None
     assert message.handled is not None
@@ -120,6 +129,42 @@ async def test_an_update_sent_again_after_a_kill_is_not_run_twice(
         assert duplicates == [41, 42]
 
 
+async def test_a_command_and_a_press_are_on_record_when_handled_and_not_done_twice(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A command or a button press changes nothing the chat would save, yet a second /cancel
+    would stop what a later request left running: its update id is on disk before the
+    poller may confirm it, and Telegram's second delivery is skipped."""
+    async with running_bot(tmp_path) as bot:
+        await bot.say(ALICE, "hello")
+        await bot.wait_reply(ALICE, "FAKE: hello")
+        cancel = msgspec.structs.replace(
+            text(ALICE, "/cancel"), command="cancel", handled=trio.Event()
+        )
+        saved = await on_disk_when_handled(bot, cancel)
+        assert cancel.update_id in saved["updates"]  # type: ignore[operator]
+        press = InboundCallback(
+            update_id=next(_IDS),
+            callback_query_id="q1",
+            chat_id=ALICE,
+            chat_type="private",
+            user_id=ALICE,
+            message_id=1,
+            data="cx:stale",
+            handled=trio.Event(),
+        )
+        saved = await on_disk_when_handled(bot, press)
+        assert press.update_id in saved["updates"]  # type: ignore[operator]
+        told = len(bot.replies(ALICE))
+        answered = len([m for m in bot.sent if isinstance(m, AnswerCallback)])
+        for again in (cancel, press):
+            await on_disk_when_handled(bot, msgspec.structs.replace(again, handled=trio.Event()))
+        assert len(bot.replies(ALICE)) == told  # no second "Nothing is running"
+        assert len([m for m in bot.sent if isinstance(m, AnswerCallback)]) == answered
+        duplicates = [t.update_id for t in bot.traces if t.outcome == "duplicate"]
+        assert duplicates == [cancel.update_id, press.update_id]
+
+
 async def test_what_no_chat_takes_is_handled_by_the_router_at_once(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
@@ -148,7 +193,9 @@ async def test_a_message_shed_or_lost_with_a_crashed_chat_does_not_hold_the_poll
         raise RuntimeError("bug in the chat")
 
     monkeypatch.setattr(chat.Chat, "handle", stuck_then_crash)
-    async with running_bot(tmp_path) as bot:
+    folder = tmp_path / "outbox"
+    outbox, _ = await Outbox.open(folder)
+    async with running_bot(tmp_path, outbox=outbox) as bot:
         assert bot.inbox is not None
         flood = [text(ALICE, f"flood {n}") for n in range(router.CHAT_INBOX_SIZE + 2)]
         for message in flood:
@@ -164,6 +211,11 @@ async def test_a_message_shed_or_lost_with_a_crashed_chat_does_not_hold_the_poll
             await message.handled.wait()
         await bot.wait_reply(ALICE, "session was reset")
         monkeypatch.setattr(chat.Chat, "handle", original)
+    # The router's own notices went through the outbox too: a kill loses neither.
+    notices = [m for m in bot.sent if isinstance(m, SendReply)]
+    assert [m.markdown for m in notices] == [chat_texts.BUSY, chat_texts.SESSION_RESET]
+    assert all(m.outbox_entry is not None for m in notices)
+    assert len(entries(folder)) == 2  # nobody delivered them here: both still on disk
 
 
 async def test_a_reply_is_in_the_outbox_before_the_sender_has_it(
