@@ -45,6 +45,7 @@ __all__ = [
     "TelegramFiles",
     "TraceEmit",
     "WorkerStatus",
+    "WorkspaceChanges",
     "Worktree",
 ]
 
@@ -415,10 +416,29 @@ class Worktree(msgspec.Struct, frozen=True, kw_only=True):
     behind: int | None = None
 
 
+class WorkspaceChanges(msgspec.Struct, frozen=True, kw_only=True):
+    """What changed in a working directory since its last commit, as ``/diff`` shows it.
+
+    `since_commit` is False in a repository without commits (all of it counts as added);
+    `numstat` and `patch` are ``git diff``'s outputs, `untracked` the files git does not
+    track yet (and does not ignore)."""
+
+    since_commit: bool
+    numstat: str
+    patch: str
+    untracked: tuple[str, ...] = ()
+
+
 class GitWorktrees(Protocol):
-    """Git as ``/branch`` uses it (`orchestrator.edges.git`). Every method raises
+    """Git as ``/branch`` and ``/diff`` use it (`orchestrator.edges.git`). Every method raises
     `orchestrator.errors.GitError` with git's own words when git refuses; each call is
     bounded by the adapter."""
+
+    async def changes(self, folder: Path) -> WorkspaceChanges | None:
+        """What changed in `folder` since its last commit; None outside a git repository.
+        No program the repository's configuration names may run (hooks, filters, textconv,
+        external diff: the repository is the agent's to write)."""
+        ...
 
     async def branch_name_valid(self, name: str) -> bool:
         """``git check-ref-format --branch NAME``."""

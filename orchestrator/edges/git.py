@@ -1,4 +1,4 @@
-"""Git over its command line, for ``/branch`` (the `GitWorktrees` port).
+"""Git over its command line, for ``/branch`` and ``/diff`` (the `GitWorktrees` port).
 
 Each call is one short ``git`` process run by trio (killed if the caller is cancelled),
 bounded by `GIT_TIMEOUT`, with a small environment: the bot's variables are not passed on
@@ -6,6 +6,12 @@ bounded by `GIT_TIMEOUT`, with a small environment: the bot's variables are not 
 (``GIT_TERMINAL_PROMPT=0``) and its words are in English (``LC_ALL=C``) so that what it says
 can be read and shown. Git's own message (its last line of errors) is what a refusal
 (`GitError`) carries.
+
+git runs outside Codex's sandbox, in a working directory (and a ``.git/config``) the agent
+may have written: every git call runs with ``core.fsmonitor=false`` (the fsmonitor hook is a
+program the configuration names), and ``/diff`` (`GitCli.changes`) also with external diff,
+textconv and every filter driver the configuration defines turned off (`_filters_off`), so
+no program of the repository's runs. Output is read up to `OUTPUT_LIMIT`.
 """
 
 from __future__ import annotations
@@ -18,15 +24,24 @@ from typing import TYPE_CHECKING, Final, final
 import trio
 
 from orchestrator.errors import GitError
-from orchestrator.ports import Worktree
+from orchestrator.ports import WorkspaceChanges, Worktree
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["GIT_TIMEOUT", "GitCli", "git_environment"]
+__all__ = ["EMPTY_TREE", "GIT_TIMEOUT", "OUTPUT_LIMIT", "GitCli", "git_environment"]
 
 GIT_TIMEOUT: Final = 30.0
 """Seconds for one git command: ``worktree add`` checks out the whole tree."""
+
+OUTPUT_LIMIT: Final = 50 * 1024 * 1024
+"""Bytes of git output taken (Telegram takes no larger file from a bot)."""
+
+EMPTY_TREE: Final = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+"""git's empty tree: what a repository without commits is compared with."""
+
+_SAFE: Final = ("-c", "core.fsmonitor=false", "-c", "core.quotepath=off", "--no-pager")
+"""Options of every call: no fsmonitor hook, paths as they are, no pager."""
 
 _PASSED: Final = ("PATH", "HOME", "USER", "LOGNAME", "TMPDIR", "GIT_EXEC_PATH")
 """What git gets from the bot's environment (its identity and config come from HOME)."""
@@ -49,12 +64,12 @@ class GitCli:
         self._git = git
         self._env = git_environment(os.environ if environ is None else environ)
 
-    async def _run(self, *args: str, cwd: Path) -> str:
-        """Run ``git ARGS`` in `cwd`; its output, or `GitError` with what git said."""
+    async def _run(self, *args: str, cwd: Path, options: tuple[str, ...] = ()) -> str:
+        """Run ``git [OPTIONS] ARGS`` in `cwd`; its output, or `GitError` with what git said."""
         try:
             with trio.fail_after(GIT_TIMEOUT):
                 done = await trio.run_process(
-                    [self._git, *args],
+                    [self._git, *_SAFE, *options, *args],
                     cwd=cwd,
                     env=self._env,
                     capture_stdout=True,
@@ -68,7 +83,58 @@ class GitCli:
         if done.returncode != 0:
             said = done.stderr.decode(errors="replace").strip().splitlines()
             raise GitError(said[-1] if said else f"git {args[0]} failed ({done.returncode})")
+        if len(done.stdout) > OUTPUT_LIMIT:
+            raise GitError("the output is larger than Telegram takes (50 MB)")
         return done.stdout.decode(errors="replace")
+
+    async def changes(self, folder: Path) -> WorkspaceChanges | None:
+        try:
+            inside = await self._run("rev-parse", "--is-inside-work-tree", cwd=folder)
+        except GitError as error:
+            if "not a git repository" in str(error).lower():
+                return None
+            raise  # e.g. "dubious ownership": git's words say why
+        if inside.strip() != "true":
+            return None
+        try:
+            await self._run("rev-parse", "--verify", "--quiet", "HEAD", cwd=folder)
+            base = "HEAD"
+        except GitError:
+            base = EMPTY_TREE
+        safe = await self._filters_off(folder)
+        diff = ("diff", "--no-color", "--no-ext-diff", "--no-textconv", base)
+        numstat = await self._run(*diff, "--numstat", "--", ".", cwd=folder, options=safe)
+        patch = await self._run(*diff, "--", ".", cwd=folder, options=safe)
+        others = await self._run(
+            "ls-files", "--others", "--exclude-standard", "--", ".", cwd=folder
+        )
+        return WorkspaceChanges(
+            since_commit=base == "HEAD",
+            numstat=numstat,
+            patch=patch,
+            untracked=tuple(line for line in others.splitlines() if line),
+        )
+
+    async def _filters_off(self, folder: Path) -> tuple[str, ...]:
+        """``-c`` options that empty every filter driver the configuration defines (an empty
+        command is no filter: git diff would otherwise run a ``clean`` command on files)."""
+        try:
+            listed = await self._run(
+                "config", "--name-only", "--get-regexp", r"^filter\.", cwd=folder
+            )
+        except GitError:  # exit 1: no such keys
+            return ()
+        drivers = {name.rsplit(".", 1)[0] for name in listed.splitlines() if name.count(".") >= 2}
+        options: list[str] = []
+        for driver in sorted(drivers):
+            for key, value in (
+                ("clean", ""),
+                ("smudge", ""),
+                ("process", ""),
+                ("required", "false"),
+            ):
+                options += ["-c", f"{driver}.{key}={value}"]
+        return tuple(options)
 
     async def branch_name_valid(self, name: str) -> bool:
         try:

@@ -1,15 +1,17 @@
-"""``/diff`` on a real git repository whose configuration (the agent's to write) names
-programs: the fsmonitor hook, a filter driver with a clean and a process command, a textconv
-and an external diff. git runs outside Codex's sandbox, so none of them may run; the diff is
-still right."""
+"""``/diff`` in the chat, over an in-memory git (`tests.fakes.git.FakeGit`): what it says
+outside a repository, with nothing changed, with changes (the summary, then the patch as a
+``.diff`` file), when git refuses, and without git. The git edge itself, on real
+repositories that name programs no /diff may run, is tested in tests/edges/test_git.py."""
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
-from actors.chat_diff import NO_CHANGES, NOT_A_REPOSITORY, show_diff
+from actors.chat_diff import NO_CHANGES, NO_GIT, NOT_A_REPOSITORY, show_diff
+from orchestrator.errors import GitError
+from orchestrator.ports import WorkspaceChanges
+from tests.fakes.git import FakeGit
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -18,13 +20,13 @@ if TYPE_CHECKING:
 @dataclass
 class _Out:
     said: list[str] = field(default_factory=list)
-    shown: list[tuple[str, bytes]] = field(default_factory=list)
+    shown: list[tuple[str, str, bytes]] = field(default_factory=list)
 
     async def say(self, text: str, **_: Any) -> None:
         self.said.append(text)
 
     async def show(self, slot: str, text: str, **kw: Any) -> None:
-        self.shown.append((text, kw["document"]))
+        self.shown.append((text, kw["document_name"], kw["document"]))
 
 
 @dataclass
@@ -33,44 +35,52 @@ class _Profile:
 
 
 @dataclass
+class _Deps:
+    git: Any
+
+
+@dataclass
 class _Chat:
     profile: _Profile
+    deps: _Deps
     out: _Out = field(default_factory=_Out)
 
 
-def git(work: Path, *args: str) -> None:
-    subprocess.run(["git", "-C", str(work), *args], check=True, capture_output=True)
+class _Refusing(FakeGit):
+    async def changes(self, folder: Path) -> WorkspaceChanges | None:
+        raise GitError("detected dubious ownership in repository")
 
 
-async def test_diff_runs_no_program_the_repository_names(tmp_path: Path) -> None:
-    work = tmp_path / "work"
-    work.mkdir()
-    chat = _Chat(_Profile(str(work)))
+async def test_diff_says_what_changed_and_sends_the_patch(tmp_path: Path) -> None:
+    git = FakeGit()
+    chat = _Chat(_Profile(str(tmp_path / "work")), _Deps(git))
     await show_diff(cast("Any", chat))
-    assert chat.out.said == [NOT_A_REPOSITORY]
-
-    git(work, "init", "-q")
-    (work / "f.txt").write_text("a\n")
-    git(work, "add", "f.txt")
-    git(work, "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "x")
+    git.diff = WorkspaceChanges(since_commit=True, numstat="", patch="")
     await show_diff(cast("Any", chat))
-    assert chat.out.said[-1] == NO_CHANGES
+    assert chat.out.said == [NOT_A_REPOSITORY, NO_CHANGES]
 
-    marks = tmp_path / "ran"
-    (work / ".gitattributes").write_text("* filter=evil diff=evil\n")
-    for key, command in (
-        ("filter.evil.clean", f"sh -c 'touch {marks}-clean; cat'"),
-        ("filter.evil.process", f"sh -c 'touch {marks}-process'"),
-        ("diff.evil.textconv", f"sh -c 'touch {marks}-textconv; cat'"),
-        ("diff.evil.command", f"sh -c 'touch {marks}-command'"),
-        ("diff.external", f"sh -c 'touch {marks}-external'"),
-        ("core.fsmonitor", f"touch {marks}-fsmonitor"),
-    ):
-        git(work, "config", key, command)
-    (work / "f.txt").write_text("a\nb\n")
+    git.diff = WorkspaceChanges(
+        since_commit=True,
+        numstat="2\t1\tsrc/app.py\n-\t-\tlogo.png\n",
+        patch="--- a/src/app.py\n+++ b/src/app.py\n",
+        untracked=("notes.txt",),
+    )
     await show_diff(cast("Any", chat))
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("ran")) == []
-    [(summary, patch)] = chat.out.shown
-    assert "+1 -0  f.txt" in summary
-    assert "new (not in git yet)  .gitattributes" in summary
-    assert b"+b\n" in patch
+    [(summary, name, patch)] = chat.out.shown
+    assert summary.startswith("Changes in work against the last commit:\n")
+    assert "+2 -1  src/app.py" in summary
+    assert "binary  logo.png" in summary
+    assert "new (not in git yet)  notes.txt" in summary
+    assert "Total: +2 -1 in 2 tracked files" in summary
+    assert (name, patch) == ("work.diff", b"--- a/src/app.py\n+++ b/src/app.py\n")
+
+
+async def test_diff_without_git_or_refused_by_git_says_so(tmp_path: Path) -> None:
+    chat = _Chat(_Profile(str(tmp_path)), _Deps(None))
+    await show_diff(cast("Any", chat))
+    chat.deps.git = _Refusing()
+    await show_diff(cast("Any", chat))
+    assert chat.out.said == [
+        NO_GIT,
+        "git could not show the changes: detected dubious ownership in repository",
+    ]

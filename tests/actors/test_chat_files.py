@@ -36,6 +36,7 @@ from orchestrator.messages import (
 from orchestrator.session_store import RequestRecord, SessionState, SessionStore
 from tests.actors.test_chats import ALICE, BOB, Bot, make_config, running_bot
 from tests.fakes.codex_process import FakeProcesses
+from tests.fakes.git import FakeGit
 
 
 class FakeFiles:
@@ -200,15 +201,12 @@ async def test_a_result_that_changed_files_carries_a_show_diff_button(
     """The button's data is the short ``df:``; a press outside a git repository says so."""
     fakes = FakeProcesses()
     fakes.rule("edit", reply="edited", events=[PatchApplied(files=("a.py",))])
-    async with running_bot(tmp_path, fakes=fakes) as bot:
+    async with running_bot(tmp_path, fakes=fakes, git=FakeGit()) as bot:
         await bot.wait(lambda: len(bot.fakes.started) == 2)
         await bot.say(ALICE, "just talk")
         await bot.wait_reply(ALICE, "FAKE: just talk")
         await bot.say(ALICE, "edit a.py")
         await bot.wait_reply(ALICE, "edited")
-        # The press runs the real git: virtual time must not jump past the test's deadline
-        # while it does (autojump advances the clock whenever every task waits).
-        autojump_clock.autojump_threshold = 10
         await bot.press(ALICE, diff_data())
         await bot.wait_reply(ALICE, NOT_A_REPOSITORY)
     keyboards = [m.keyboard for m in bot.sent if isinstance(m, SendReply) and "FAKE" in m.markdown]

@@ -13,9 +13,9 @@ import trio.testing
 from actors import chat_sessions
 from orchestrator.config import Config, Profile
 from orchestrator.messages import CodexJob, InboundCallback, SessionKey, UpdateLive
-from orchestrator.ports import Worktree
 from tests.actors.test_chats import ALICE, BOB, make_config, running_bot
 from tests.fakes.codex_process import FakeProcesses
+from tests.fakes.git import FakeGit
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -203,33 +203,6 @@ def test_profile_worktrees_folder_defaults_next_to_the_repository() -> None:
     assert str(profile.worktrees_folder()) == "/srv/repo.worktrees"
     custom = Profile(working_directory="/srv/repo", worktrees_dir="/srv/trees")
     assert str(custom.worktrees_folder()) == "/srv/trees"
-
-
-class FakeGit:
-    """`GitWorktrees` in memory: folders are made and removed, nothing else."""
-
-    def __init__(self) -> None:
-        self.trees: dict[Path, str] = {}
-        self.dirty: set[Path] = set()
-
-    async def branch_name_valid(self, name: str) -> bool:
-        return ".." not in name and not name.startswith("-")
-
-    async def add(self, repository: Path, folder: Path, branch: str) -> bool:
-        folder.mkdir(parents=True)
-        self.trees[folder] = branch
-        return True
-
-    async def worktrees(self, repository: Path) -> list[Worktree]:
-        main = [Worktree(path=str(repository), branch="main")]
-        return main + [await self.state(folder) for folder in self.trees]
-
-    async def state(self, folder: Path) -> Worktree:
-        return Worktree(path=str(folder), branch=self.trees[folder], dirty=folder in self.dirty)
-
-    async def remove(self, repository: Path, folder: Path) -> None:
-        folder.rmdir()
-        del self.trees[folder]
 
 
 async def test_one_worktree_serves_one_request_at_a_time_and_worktrees_run_in_parallel(

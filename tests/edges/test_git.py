@@ -66,3 +66,49 @@ async def test_git_refusals_carry_its_words(tmp_path: Path) -> None:
 def test_the_bot_token_never_reaches_git() -> None:
     env = git_environment({"PATH": "/bin", "TELEGRAM_BOT_TOKEN": "1:x", "HOME": "/h"})
     assert env == {"PATH": "/bin", "HOME": "/h", "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+
+
+def git_in(work: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(work), *args], check=True, capture_output=True)
+
+
+async def test_changes_run_no_program_the_repository_names(tmp_path: Path) -> None:
+    """The repository's configuration (the agent's to write) names programs: the fsmonitor
+    hook, a filter driver with a clean and a process command, a textconv and an external
+    diff. git runs outside Codex's sandbox, so none of them may run; the diff is still right."""
+    work = tmp_path / "work"
+    work.mkdir()
+    git = GitCli()
+    assert await git.changes(work) is None  # not a repository
+
+    git_in(work, "init", "-q")
+    (work / "new.txt").write_text("first\n")
+    fresh = await git.changes(work)
+    assert fresh is not None
+    assert not fresh.since_commit  # no commit yet: against the empty tree
+    assert fresh.untracked == ("new.txt",)
+
+    git_in(work, "add", "new.txt")
+    git_in(work, "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "x")
+    clean = await git.changes(work)
+    assert clean is not None
+    assert (clean.since_commit, clean.numstat, clean.patch, clean.untracked) == (True, "", "", ())
+
+    marks = tmp_path / "ran"
+    (work / ".gitattributes").write_text("* filter=evil diff=evil\n")
+    for key, command in (
+        ("filter.evil.clean", f"sh -c 'touch {marks}-clean; cat'"),
+        ("filter.evil.process", f"sh -c 'touch {marks}-process'"),
+        ("diff.evil.textconv", f"sh -c 'touch {marks}-textconv; cat'"),
+        ("diff.evil.command", f"sh -c 'touch {marks}-command'"),
+        ("diff.external", f"sh -c 'touch {marks}-external'"),
+        ("core.fsmonitor", f"touch {marks}-fsmonitor"),
+    ):
+        git_in(work, "config", key, command)
+    (work / "new.txt").write_text("first\nsecond\n")
+    changed = await git.changes(work)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("ran")) == []
+    assert changed is not None
+    assert changed.numstat == "1\t0\tnew.txt\n"
+    assert "+second\n" in changed.patch
+    assert changed.untracked == (".gitattributes",)
