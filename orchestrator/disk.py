@@ -175,8 +175,12 @@ def ensure_folder(folder: Path) -> None:
     Raises:
         NotARegularFile: `folder` is a symlink or not a folder.
     """
-    folder.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
-    if not stat.S_ISDIR(os.lstat(folder).st_mode):
+    try:
+        mode = os.lstat(folder).st_mode  # the usual case, one system call: it is there
+    except FileNotFoundError:
+        folder.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
+        mode = os.lstat(folder).st_mode
+    if not stat.S_ISDIR(mode):
         raise NotARegularFile(
             errno.ENOTDIR, "a symlink or a file where a folder should be", str(folder)
         )

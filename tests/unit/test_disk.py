@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import threading
 from typing import TYPE_CHECKING
 
+import pytest
 import trio
 import trio.testing
 
@@ -13,8 +16,6 @@ from orchestrator import disk
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-    import pytest
 
 
 def test_write_atomically_replaces_the_file_and_leaves_no_temporary(tmp_path: Path) -> None:
@@ -83,3 +84,22 @@ def test_a_write_that_need_not_survive_a_power_loss_skips_the_fsyncs(
     assert target.read_bytes() == b"durable"
     assert len(synced) == 2  # the file, then its folder
     assert [p.name for p in target.parent.iterdir()] == ["updates.json"]
+
+
+def test_a_write_makes_its_private_folder_and_refuses_a_link_or_a_file_there(
+    tmp_path: Path,
+) -> None:
+    fresh = tmp_path / "a" / "b" / "state.json"
+    disk.write_atomically(fresh, b"{}")
+    assert stat.S_IMODE(os.lstat(fresh.parent).st_mode) == disk.FOLDER_MODE
+    disk.write_atomically(fresh, b"[]")  # the folder is there: taken as it is
+    assert fresh.read_bytes() == b"[]"
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "linked").symlink_to(elsewhere)
+    (tmp_path / "plain").write_text("not a folder")
+    for folder in (tmp_path / "linked", tmp_path / "plain"):
+        with pytest.raises(disk.NotARegularFile):
+            disk.write_atomically(folder / "state.json", b"{}")
+    assert list(elsewhere.iterdir()) == []  # nothing written through the link
