@@ -193,9 +193,10 @@ class CodexAppServer:
 
     @property
     def alive(self) -> bool:
-        """False once the server exited or closed its output (not merely on leaving). The
-        exit status counts at once, before the reader drains: a dead server takes no job."""
-        return not self.rpc.exited.is_set() and self._process.returncode is None
+        """False once the server exited or closed its output (not merely on leaving). Its exit
+        counts as `watch_exit` sees it, before the reader drains: a dead server takes no job
+        (a read of a flag: the pool asks this of every position on every dispatch)."""
+        return not self.rpc.exited.is_set() and not self.rpc.process_ended
 
     @property
     def reusable(self) -> bool:

@@ -164,6 +164,8 @@ class CodexProcess:
         self._calls: dict[str, _CallState] = {}
         self._write_lock = trio.Lock()
         self._exited = trio.Event()
+        self._process_ended = False
+        """The server process exited (`watch_exit` saw it); its output may still drain."""
         self._reading = True
         self._reader_scope = trio.CancelScope()
         self.snapshots = TreeSnapshots(process)
@@ -176,10 +178,10 @@ class CodexProcess:
 
         Not turned False merely because the context is being left (the reader cancelled
         with everything else): a watcher that sees ``alive`` False may call it a crash. The
-        exit status counts at once: a command holding the pipe must not let a dead server
-        take the next job for `EXIT_DRAIN`.
+        exit counts as `watch_exit` sees it: a command holding the pipe must not let a dead
+        server take the next job for `EXIT_DRAIN`.
         """
-        return not self._exited.is_set() and self._process.returncode is None
+        return not self._exited.is_set() and not self._process_ended
 
     resumes_threads: Final = False
     """A thread lives in its process only (``codex-reply`` to another fails)."""
@@ -274,6 +276,7 @@ class CodexProcess:
         would wait forever instead of failing with ``worker_died``.
         """
         await self._process.wait()
+        self._process_ended = True
         with trio.move_on_after(EXIT_DRAIN):
             await self._exited.wait()
         if not self._exited.is_set():

@@ -95,6 +95,9 @@ class LineRpc:
         self._broken = False
         self.exited = trio.Event()
         """Set once the process exited or closed its output (not when merely cancelled)."""
+        self.process_ended = False
+        """The process itself exited (`watch_exit` saw it), though its output may still be
+        draining: a command it started can hold the pipe open."""
 
     def usable(self) -> bool:
         """Whether a request sent now can still get an answer."""
@@ -210,6 +213,7 @@ class LineRpc:
     async def watch_exit(self) -> None:
         """When the process exits, let the reader drain for `EXIT_DRAIN`, then stop it."""
         await self._process.wait()
+        self.process_ended = True
         with trio.move_on_after(EXIT_DRAIN):
             await self.exited.wait()
         if not self.exited.is_set():
