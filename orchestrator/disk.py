@@ -49,6 +49,7 @@ import stat
 import sys
 from typing import TYPE_CHECKING, Final, TypeVar, TypeVarTuple, Unpack, final
 
+import msgspec
 import trio
 
 if TYPE_CHECKING:
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 __all__ = [
+    "DAMAGED",
     "DISK_TROUBLE_LOG_INTERVAL",
     "FILE_MODE",
     "FOLDER_MODE",
@@ -87,6 +89,12 @@ _STATE_FILES: Final = ("updates.json", "session.key")
 
 class NotARegularFile(OSError):
     """A symlink, folder, FIFO or device where a state file (or folder) should be."""
+
+
+DAMAGED: Final = (NotARegularFile, msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+"""What reading and decoding a JSON state file (`read_regular`, then msgspec) raises when the
+file is damaged or planted: set it aside and start without it. (A nesting deep enough to
+exhaust the decoder's recursion counts as damage too.)"""
 
 
 T = TypeVar("T")

@@ -173,7 +173,6 @@ class LoadedSession(msgspec.Struct, frozen=True, kw_only=True):
 _FILE_NAME: Final = re.compile(r"^(-?\d+)-(\d+)(?:-t(\d+))?\.json$")
 _ENCODER: Final = msgspec.json.Encoder()
 _DECODER: Final = msgspec.json.Decoder(SessionState)
-_DAMAGE: Final = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 
 
 @dataclass
@@ -277,12 +276,7 @@ class SessionStore:
             state = _DECODER.decode(data)
         except FileNotFoundError:
             return LoadedSession(state=None)
-        except (
-            disk.NotARegularFile,
-            msgspec.DecodeError,
-            UnicodeDecodeError,
-            RecursionError,
-        ) as error:
+        except disk.DAMAGED as error:
             moved_to = disk.set_aside(path)
             logger.error(
                 "session file %s is damaged (%s); moved it to %s and started afresh",
@@ -332,7 +326,7 @@ class SessionStore:
             key = SessionKey(chat_id=int(match[1]), user_id=int(match[2]), thread_id=thread)
             try:
                 state = _DECODER.decode(disk.read_regular(self.root / name))
-            except (OSError, msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+            except (OSError, *disk.DAMAGED):
                 continue  # the chat's own load reports and sets it aside
             waiting = (state.queue or state.batch) and _queue_is_ours(state, key, mac_key)
             if waiting or state.running is not None:

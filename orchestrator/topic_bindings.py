@@ -81,12 +81,7 @@ class TopicBindings:
             return dict(_DECODER.decode(disk.read_regular(self.path)).bindings)
         except FileNotFoundError:
             return {}
-        except (
-            disk.NotARegularFile,
-            msgspec.DecodeError,
-            UnicodeDecodeError,
-            RecursionError,
-        ) as error:
+        except disk.DAMAGED as error:
             moved_to = disk.set_aside(self.path)
             logger.error(
                 "topic bindings %s are damaged (%s); moved them to %s, no topic is bound",
