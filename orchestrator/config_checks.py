@@ -222,27 +222,29 @@ def url_problem(url: str) -> str:
     return ""
 
 
+def _exposure(folder: Path, secret_files: Sequence[tuple[str, Path]], state_dir: Path) -> str:
+    """How a Codex workspace `folder` (resolved) would expose the bot's own files or state,
+    in words ("contains the config file /x/conf.toml"); "" when it does not."""
+    for what, file in secret_files:
+        # Both where the file is (its folder resolved) and what it points to.
+        for candidate in (file.parent.resolve() / file.name, file.resolve()):
+            if candidate.is_relative_to(folder):
+                return f"contains {what} {candidate}"
+    if state_dir.is_relative_to(folder):
+        return f"contains state_dir {state_dir}"
+    if folder.is_relative_to(state_dir):
+        return f"lies inside state_dir {state_dir}"
+    return ""
+
+
 def check_workspaces(config: Config, secret_files: Sequence[tuple[str, Path]], shown: str) -> None:
     """No profile's working directory may hold the bot's own files (the config file, ``.env``,
     the token file: `secret_files`) or lie inside state_dir: the agent can write there, and
     Codex edited conf.toml's allowed_users unasked."""
     state_dir = Path(config.state_dir).resolve()
-    files = list(secret_files)
     for name, profile in config.profiles.items():
         workspace = Path(profile.working_directory).resolve()
-        found = ""
-        for what, file in files:
-            # Both where the file is (its folder resolved) and what it points to.
-            for candidate in (file.parent.resolve() / file.name, file.resolve()):
-                if candidate.is_relative_to(workspace):
-                    found = f"contains {what} {candidate}"
-                    break
-            if found:
-                break
-        if not found and state_dir.is_relative_to(workspace):
-            found = f"contains state_dir {state_dir}"
-        if not found and workspace.is_relative_to(state_dir):
-            found = f"lies inside state_dir {state_dir}"
+        found = _exposure(workspace, secret_files, state_dir)
         if found:
             raise ConfigError(
                 shown,
@@ -260,15 +262,7 @@ def check_worktrees(config: Config, secret_files: Sequence[tuple[str, Path]], sh
     for name, profile in config.profiles.items():
         folder = profile.worktrees_folder().resolve()
         workspace = Path(profile.working_directory).resolve()
-        found = ""
-        for what, file in secret_files:
-            if (file.parent.resolve() / file.name).is_relative_to(folder):
-                found = f"contains {what} {file}"
-                break
-        if not found and state_dir.is_relative_to(folder):
-            found = f"contains state_dir {state_dir}"
-        if not found and folder.is_relative_to(state_dir):
-            found = f"lies inside state_dir {state_dir}"
+        found = _exposure(folder, secret_files, state_dir)
         if not found and folder.is_relative_to(workspace):
             found = f"lies inside the working directory {workspace}"
         if found:
