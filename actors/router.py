@@ -206,16 +206,16 @@ class _Router:
                     )
                 )
             else:
-                busy = SendReply(
-                    chat_id=key.chat_id,
-                    thread_id=key.thread_id,
-                    markdown=chat_texts.BUSY,
-                    plain=True,
-                )
-                await send_durably(self.deps.sender, self.deps.outbox, busy)
+                await self.notice(key, chat_texts.BUSY)
             return False
         self.stats.routed += 1
         return True
+
+    async def notice(self, key: SessionKey, text: str) -> None:
+        """Tell the chat `key` what happened to its message or session, through the outbox
+        like every chat reply (a kill while it waits for the sender loses nothing)."""
+        reply = SendReply(chat_id=key.chat_id, thread_id=key.thread_id, markdown=text, plain=True)
+        await send_durably(self.deps.sender, self.deps.outbox, reply)
 
     def start_chat(self, key: SessionKey) -> _ChatEntry:
         self.generations += 1
@@ -265,13 +265,7 @@ class _Router:
             )
             with trio.move_on_after(RESET_NOTICE_GRACE) as notice:
                 notice.shield = True
-                reset = SendReply(
-                    chat_id=key.chat_id,
-                    thread_id=key.thread_id,
-                    markdown=chat_texts.SESSION_RESET,
-                    plain=True,
-                )
-                await send_durably(self.deps.sender, self.deps.outbox, reset)
+                await self.notice(key, chat_texts.SESSION_RESET)
         finally:
             self.forget(key, entry)
 

@@ -12,17 +12,19 @@ None), not an error, because the chat turns each into plain words.
 from __future__ import annotations
 
 from contextlib import suppress
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypeVar
 
 import trio
 
 from orchestrator.errors import WorkerUnavailable
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Awaitable, Callable, Sequence
 
     from actors.worker_position import WorkerPosition
-    from orchestrator.ports import ModelChoice, RateLimits, SteerResult, StopResult
+    from orchestrator.ports import CodexWorker, ModelChoice, RateLimits, SteerResult, StopResult
+
+T = TypeVar("T")
 
 __all__ = ["CONTROL_DEADLINE", "models", "rate_limits", "steer", "stop_background"]
 
@@ -53,26 +55,26 @@ async def steer(positions: Sequence[WorkerPosition], conversation: str, text: st
 
 async def models(positions: Sequence[WorkerPosition]) -> tuple[ModelChoice, ...] | None:
     """The models of the first ready worker that lists any; None when none can."""
-    for position in _ready(positions):
-        worker = position.worker
-        if worker is None or not worker.controls:
-            continue
-        with trio.move_on_after(CONTROL_DEADLINE), suppress(WorkerUnavailable):
-            found = await worker.models()
-            if found:
-                return found
-    return None
+    return await _first_answer(positions, lambda worker: worker.models())
 
 
 async def rate_limits(positions: Sequence[WorkerPosition]) -> RateLimits | None:
     """The account's rate limits from the first ready worker that reports them."""
+    return await _first_answer(positions, lambda worker: worker.rate_limits())
+
+
+async def _first_answer(
+    positions: Sequence[WorkerPosition], ask: Callable[[CodexWorker], Awaitable[T | None]]
+) -> T | None:
+    """What the first ready worker with controls answers to `ask` (idle ones first; an empty
+    answer, a dead or a slow worker: the next one); None when none answers."""
     for position in _ready(positions):
         worker = position.worker
         if worker is None or not worker.controls:
             continue
         with trio.move_on_after(CONTROL_DEADLINE), suppress(WorkerUnavailable):
-            found = await worker.rate_limits()
-            if found is not None:
+            found = await ask(worker)
+            if found:
                 return found
     return None
 
