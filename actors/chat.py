@@ -41,7 +41,6 @@ button presses and ``/cancel`` are answered while it runs.
 
 from __future__ import annotations
 
-import logging
 import math
 import secrets
 from dataclasses import dataclass, field
@@ -86,8 +85,6 @@ if TYPE_CHECKING:
     from orchestrator.topic_bindings import TopicBindings
 
 __all__ = ["ChatDeps", "mark_handled", "run"]
-
-logger: Final = logging.getLogger(__name__)
 
 TELEGRAM_TEXT_LIMIT: Final = 4096
 """Characters of one Telegram message: clients split a longer paste into parts this long."""

@@ -10,7 +10,6 @@ the repository names (hooks, filters, textconv, external diff) ever runs.
 
 from __future__ import annotations
 
-import logging
 import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -21,8 +20,6 @@ if TYPE_CHECKING:
     from actors.chat import Chat
 
 __all__ = ["NOT_A_REPOSITORY", "diff_summary", "show_diff"]
-
-logger: Final = logging.getLogger(__name__)
 
 FILES_LISTED: Final = 30
 """Changed files named in the message; the rest are counted (the .diff has them all)."""
