@@ -133,7 +133,16 @@ class Chat:
         self.config = deps.config
         self.nursery = nursery
         self.conversation = key.file_stem()
-        self.out = ChatOutput(key, deps.sender, deps.trace, outbox=deps.outbox)
+        self.out = ChatOutput(
+            key, deps.sender, deps.trace, outbox=deps.outbox, unsynced=self.reply_unsynced
+        )
+        self.saves = 0
+        """Session saves written (on disk against a kill from the moment they return)."""
+        self.saves_synced = 0
+        """Of those, how many `sync` has made survive a power loss."""
+        self.replies_unsynced: list[Path] = []
+        """Outbox files of replies said but not yet fsync'd."""
+        self.sync_lock = trio.Lock()
         self.approvals = Approvals(self.out, timeout=self.config.sessions.approval_timeout)
         self.state = SessionState(
             mode=self.config.profiles[self.config.default_profile].default_mode,
@@ -163,9 +172,15 @@ class Chat:
     async def save(self) -> None:
         """Save the session; a disk that refuses (full, read-only) does not crash the chat:
         it serves on from memory, the failure is logged (at once, then at most once a minute)
-        and the chat is told once an hour that its session cannot be saved."""
+        and the chat is told once an hour that its session cannot be saved.
+
+        On return the save survives a kill; its fsync follows behind (`sync`). A reply said
+        before it is synced first, so a power loss never leaves a session file that says a
+        request is over beside an outbox that lost its result."""
+        if self.replies_unsynced:
+            await self.sync()
         try:
-            await self.deps.store.save(self.key, self.state)
+            await self.deps.store.save(self.key, self.state, durable=False)
         except OSError as error:
             self.deps.save_trouble.failed(error)
             now = trio.current_time()
@@ -174,6 +189,39 @@ class Chat:
                 await self.out.say(chat_texts.UNSAVED_SESSION, plain=True)
         else:
             self.deps.save_trouble.succeeded()
+            self.saves += 1
+            self.nursery.start_soon(self.sync)
+
+    def reply_unsynced(self, path: Path) -> None:
+        """A reply's outbox entry at `path` was written without its fsync: sync it soon."""
+        self.replies_unsynced.append(path)
+        self.nursery.start_soon(self.sync)
+
+    async def sync(self) -> None:
+        """Make the replies said and the saves written so far survive a power loss
+        (`orchestrator.disk.sync`: *write now, sync behind*), replies first. Syncs asked for
+        while one runs are covered by the next one: a burst of saves costs two."""
+        async with self.sync_lock:
+            paths, saves = self.replies_unsynced, self.saves
+            if saves > self.saves_synced:
+                paths = [*paths, self.deps.store.path_for(self.key)]
+            if not paths:
+                return
+            self.replies_unsynced = []
+            try:
+                await disk.run_sync(disk.sync, paths)
+            except OSError as error:
+                self.deps.save_trouble.failed(error)
+                return
+            self.saves_synced = saves
+
+    async def mark_handled_when_synced(self, message: RouterMsg) -> None:
+        """Tell the poller `message` is taken once what handling it wrote is durable (the
+        poller then confirms it to Telegram, which will not send it again)."""
+        try:
+            await self.sync()
+        finally:
+            mark_handled(message)
 
     @property
     def profile(self) -> Profile:
@@ -526,7 +574,8 @@ async def run(
                     except Exception:
                         mark_handled(message)  # it crashed the chat: never again
                         raise
-                    mark_handled(message)  # on disk (or answered): the poller may confirm it
+                    # on disk (or answered): once synced, the poller may confirm it
+                    nursery.start_soon(chat.mark_handled_when_synced, message)
                     continue
                 if chat.batch and trio.current_time() >= chat.batch_due:
                     await chat.flush_batch()

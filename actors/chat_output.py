@@ -7,8 +7,10 @@ so every message carries the chat's ids and every trace record its chat, user an
   waits (the router never waits for a chat).
 - A reply (`say`: a result, a failure, a question, a notice) is written to the durable
   outbox (`actors.telegram_outbox`) before it is handed over, so a SIGKILL while it waits in
-  the sender's inbox loses nothing: the next start sends it. Progress, typing and callback
-  answers stay lossy: they are not replies.
+  the sender's inbox loses nothing: the next start sends it. With `unsynced` (the chat's)
+  the entry is written without waiting for its fsync, and the chat syncs it behind
+  (`orchestrator.disk.sync`). Progress, typing and callback answers stay lossy: they are
+  not replies.
 - A typing action is best effort: it is handed over only if the sender's inbox has room at
   once, and shed (counted in `typing_shed`) otherwise, so a typing tick never waits and never
   piles up behind a busy sender on the chat's side.
@@ -34,6 +36,9 @@ from orchestrator.messages import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
     import trio
 
     from actors.telegram_outbox import Outbox
@@ -54,6 +59,9 @@ class ChatOutput:
     """Typing actions not handed over because the sender's inbox was full."""
     outbox: Outbox | None = None
     """Where replies are kept until Telegram took them (None: the sender keeps them)."""
+    unsynced: Callable[[Path], None] | None = None
+    """Told each outbox file written without its fsync, for its owner to sync soon (the chat:
+    `actors.chat.Chat.sync`); None: every entry is fsync'd before it is handed over."""
 
     async def say(
         self,
@@ -75,7 +83,7 @@ class ChatOutput:
             silent=silent,
             keyboard=keyboard,
         )
-        await send_durably(self.sender, self.outbox, reply)
+        await send_durably(self.sender, self.outbox, reply, unsynced=self.unsynced)
 
     async def answer(self, press: InboundCallback, text: str) -> None:
         """Answer a button press (stops its spinner; `text` shows as a toast)."""
@@ -143,13 +151,20 @@ class ChatOutput:
 
 
 async def send_durably(
-    sender: trio.MemorySendChannel[SenderMsg], outbox: Outbox | None, reply: SendReply
+    sender: trio.MemorySendChannel[SenderMsg],
+    outbox: Outbox | None,
+    reply: SendReply,
+    *,
+    unsynced: Callable[[Path], None] | None = None,
 ) -> None:
     """Hand `reply` to the sender once it is in `outbox` (a kill while it waits in the
     sender's inbox then loses nothing); a disk that refuses leaves it to the sender, which
-    tries to keep it itself and says so."""
+    tries to keep it itself and says so. With `unsynced`, the entry is handed over before its
+    fsync, and `unsynced` is told its file (see `ChatOutput.unsynced`)."""
     if outbox is not None:
-        number = await outbox.put(reply)
+        number = await outbox.put(reply, durable=unsynced is None)
         if number is not None:
             reply = msgspec.structs.replace(reply, outbox_entry=number)
+            if unsynced is not None:
+                unsynced(outbox.path_of(number))
     await sender.send(reply)

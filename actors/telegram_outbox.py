@@ -1,8 +1,9 @@
 """The durable outbox: ``state_dir/outbox/``, results kept on disk until Telegram took them.
 
 A `SendReply` (a result, a command answer, a notice: what must arrive) is written here by the
-chat that says it, before it is handed to the sender (`actors.chat_output`; other replies,
-such as the router's "busy", by the sender as soon as they reach it), and deleted once Telegram
+chat that says it, before it is handed to the sender (`actors.chat_output`; the router's
+notices the same way; a reply that reaches the sender without an entry, by the sender as it
+arrives), and deleted once Telegram
 accepted every part of it (or refused it for good: a 400 that no retry can fix, a chat that
 blocked the bot; those are traced as undelivered). Everything else the sender handles
 (progress edits, typing actions, callback answers) stays lossy on purpose.
@@ -16,9 +17,12 @@ chat.
 
 What exactly-once means here:
 
-- A chat's reply is on disk before it enters the sender's inbox, so a SIGKILL or a power
-  loss while it waits there loses nothing. A reply the router makes itself ("busy", "session
-  reset") is written when the sender takes it: a kill while it waits in the inbox loses it.
+- A chat's reply is on disk before it enters the sender's inbox, so a SIGKILL while it
+  waits there loses nothing. The chat writes it without waiting for the fsync and syncs it
+  while the sender already sends (`orchestrator.disk.sync`, `actors.chat.Chat.sync`), before
+  its next session save: a power loss within that millisecond can lose a reply not yet
+  sent, but never while the session file says its request is over. The router's own
+  notices ("busy", "session reset") are fsync'd before the sender has them.
 - Two replies one chat says at once (its request's result and a command's answer) are
   numbered in the order they were said but may reach the sender in the other order; after a
   restart they go out in number order.
@@ -34,6 +38,7 @@ What exactly-once means here:
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, final
@@ -102,16 +107,19 @@ class Outbox:
             )
         return cls(folder, highest + 1, secrets=secrets), entries
 
-    async def put(self, reply: SendReply) -> int | None:
+    async def put(self, reply: SendReply, *, durable: bool = True) -> int | None:
         """Write `reply` durably; its entry number, or None when the disk refused (logged,
-        rate-limited: the reply is then delivered from memory only)."""
+        rate-limited: the reply is then delivered from memory only). `durable` False: on disk
+        against a kill, and the caller makes it survive a power loss with `disk.sync` of
+        `path_of` its number."""
         number = self._next
         self._next += 1
         redacted = redact_outbound(reply, self._secrets)
         assert isinstance(redacted, SendReply)
         data = _ENCODER.encode(_StoredEntry(reply=redacted))
         try:
-            await disk.run_sync(disk.write_atomically, self._path(number), data)
+            write = functools.partial(disk.write_atomically, durable=durable)
+            await disk.run_sync(write, self.path_of(number), data)
         except OSError as error:
             self.trouble.failed(error)
             return None
@@ -121,11 +129,12 @@ class Outbox:
     async def remove(self, number: int) -> None:
         """Forget entry `number` (delivered, or given up for good and traced)."""
         try:
-            await disk.run_sync(_unlink, self._path(number))
+            await disk.run_sync(_unlink, self.path_of(number))
         except OSError as error:  # the next start sends it again: a duplicate, not a loss
             self.trouble.failed(error)
 
-    def _path(self, number: int) -> Path:
+    def path_of(self, number: int) -> Path:
+        """The file of entry `number`."""
         return self.folder / f"{number:012d}{_SUFFIX}"
 
 

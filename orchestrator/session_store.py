@@ -19,6 +19,7 @@ What this does and does not stop is in docs/telegram-integration-runbook.md, "Th
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -226,12 +227,14 @@ class SessionStore:
             self._mac_key = await disk.run_sync(_load_or_create_key, self.key_path)
         return self._mac_key
 
-    async def save(self, key: SessionKey, state: SessionState) -> None:
+    async def save(self, key: SessionKey, state: SessionState, *, durable: bool = True) -> None:
         """Write `key`'s session atomically; on return it (or a newer state) is on disk.
 
         Saves of one key that pile up while one is being written coalesce: the next write
         takes the newest state, and the saves it supersedes return with it. A chat that
-        gets five messages at once pays two fsyncs, not five (bench/scale.py).
+        gets five messages at once pays two writes, not five (bench/scale.py). `durable`
+        False: no fsync (on disk against a kill; the caller syncs `path_for` the key behind,
+        `orchestrator.disk.sync`).
         """
         async with self._exclusive(key) as writes:
             writes.requested += 1
@@ -244,7 +247,9 @@ class SessionStore:
                 assert newest is not None  # set by every save before it waits
                 data = self._encode(_signed(newest, key, await self._key()))
                 path = self.path_for(key)
-                await disk.run_sync(disk.write_atomically, path, data)
+                await disk.run_sync(
+                    functools.partial(disk.write_atomically, durable=durable), path, data
+                )
                 writes.written = generation
                 if self._on_disk is not None:
                     self._on_disk.add(path.name)

@@ -281,9 +281,11 @@ async def test_a_command_sent_the_moment_the_answer_arrives_is_not_told_a_reques
     carried out, not refused."""
     real_save = SessionStore.save
 
-    async def slow_save(store: SessionStore, key: SessionKey, state: SessionState) -> None:
+    async def slow_save(
+        store: SessionStore, key: SessionKey, state: SessionState, *, durable: bool = True
+    ) -> None:
         await trio.sleep(0.5)
-        await real_save(store, key, state)
+        await real_save(store, key, state, durable=durable)
 
     monkeypatch.setattr(SessionStore, "save", slow_save)
     async with running_bot(tmp_path) as bot:

@@ -35,6 +35,7 @@ from tests.fakes.codex_process import FakeProcesses
 from tests.fakes.telegram_api import FakeTelegramApi
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from pathlib import Path
 
     import pytest
@@ -292,3 +293,48 @@ async def test_a_message_left_in_the_inbox_of_a_chat_that_went_idle_goes_to_a_fr
         with trio.fail_after(60):
             await second.handled.wait()
     assert runs == [["first"], ["second"]]
+
+
+async def test_the_fsyncs_follow_behind_yet_come_before_the_confirmation_and_the_next_save(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The session save before Codex sees the prompt and the reply's outbox entry are
+    written without waiting for their fsync (on disk against a kill already); the poller may
+    confirm the update only once the session file is synced, and the chat's next save comes
+    after the reply's fsync, so a power loss never leaves a session file that says the
+    request is over beside an outbox that lost its result."""
+    from orchestrator import disk
+
+    events: list[tuple[str, ...]] = []
+    write, sync = disk.write_atomically, disk.sync
+
+    def recording_write(path: Path, data: bytes, *, durable: bool = True) -> None:
+        write(path, data, durable=durable)
+        events.append(("write", path.parent.name, "durable" if durable else "behind"))
+
+    def recording_sync(paths: Sequence[Path]) -> None:
+        sync(paths)
+        events.append(("sync", *(path.parent.name for path in paths)))
+
+    monkeypatch.setattr(disk, "write_atomically", recording_write)
+    monkeypatch.setattr(disk, "sync", recording_sync)
+    outbox, _ = await Outbox.open(tmp_path / "outbox")
+    async with running_bot(tmp_path, outbox=outbox) as bot:
+        message = text(ALICE, "hello")
+        assert bot.inbox is not None
+        assert message.handled is not None
+        await bot.inbox.send(message)
+        await message.handled.wait()
+        events.append(("handled",))
+        await bot.wait_reply(ALICE, "FAKE: hello")
+        await trio.testing.wait_all_tasks_blocked()
+    assert events[:3] == [
+        ("write", "sessions", "behind"),  # the prompt, before Codex sees it
+        ("sync", "sessions"),
+        ("handled",),
+    ]
+    reply = events.index(("write", "outbox", "behind"))
+    next_save = events.index(("write", "sessions", "behind"), reply)
+    assert ("sync", "outbox") in events[reply:next_save]
+    assert events[-1] == ("sync", "sessions")  # the request's end is durable too
+    assert ("write", "sessions", "durable") not in events

@@ -103,3 +103,22 @@ def test_a_write_makes_its_private_folder_and_refuses_a_link_or_a_file_there(
         with pytest.raises(disk.NotARegularFile):
             disk.write_atomically(folder / "state.json", b"{}")
     assert list(elsewhere.iterdir()) == []  # nothing written through the link
+
+
+def test_sync_fsyncs_each_file_still_there_then_each_folder_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Write now, sync behind: the files first, in order, then their folders (the renames);
+    a file delivered and removed meanwhile, or something planted in its place, is passed."""
+    outbox, sessions = tmp_path / "outbox", tmp_path / "sessions"
+    reply, delivered, session = outbox / "1.json", outbox / "2.json", sessions / "7-7.json"
+    for path in (reply, delivered, session):
+        disk.write_atomically(path, b"{}", durable=False)
+    delivered.unlink()
+    planted = outbox / "3.json"
+    os.mkfifo(planted)
+    synced: list[int] = []
+    monkeypatch.setattr("orchestrator.disk.os.fsync", lambda fd: synced.append(os.fstat(fd).st_ino))
+    disk.sync([reply, delivered, planted, session])
+    inodes = [os.stat(path).st_ino for path in (reply, session, outbox, sessions)]
+    assert synced == inodes

@@ -95,11 +95,11 @@ async def test_concurrent_saves_of_one_key_keep_the_newest(
     write = disk.write_atomically
     all_queued = threading.Event()
 
-    def counting_write(path: Path, data: bytes) -> None:
+    def counting_write(path: Path, data: bytes, *, durable: bool = True) -> None:
         writes.append(data)
         if not all_queued.wait(timeout=30):
             raise AssertionError("the saves never all queued")
-        write(path, data)
+        write(path, data, durable=durable)
 
     monkeypatch.setattr(disk, "write_atomically", counting_write)
     store = SessionStore(tmp_path)
@@ -131,7 +131,7 @@ async def test_a_key_without_a_file_is_not_looked_for_on_disk(
     original = disk.run_sync
 
     async def counted(function, *args):
-        listings.append(function.__name__)
+        listings.append(getattr(function, "func", function).__name__)
         return await original(function, *args)
 
     monkeypatch.setattr(disk, "run_sync", counted)
