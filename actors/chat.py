@@ -143,6 +143,8 @@ class Chat:
         self.replies_unsynced: list[Path] = []
         """Outbox files of replies said but not yet fsync'd."""
         self.sync_lock = trio.Lock()
+        self.last_saved: SessionState | None = None
+        """The state as this chat last wrote it (states are replaced, never changed)."""
         self.approvals = Approvals(self.out, timeout=self.config.sessions.approval_timeout)
         self.state = SessionState(
             mode=self.config.profiles[self.config.default_profile].default_mode,
@@ -179,8 +181,9 @@ class Chat:
         request is over beside an outbox that lost its result."""
         if self.replies_unsynced:
             await self.sync()
+        state = self.state
         try:
-            await self.deps.store.save(self.key, self.state, durable=False)
+            await self.deps.store.save(self.key, state, durable=False)
         except OSError as error:
             self.deps.save_trouble.failed(error)
             now = trio.current_time()
@@ -189,6 +192,7 @@ class Chat:
                 await self.out.say(chat_texts.UNSAVED_SESSION, plain=True)
         else:
             self.deps.save_trouble.succeeded()
+            self.last_saved = state
             self.saves += 1
             self.nursery.start_soon(self.sync)
 
@@ -254,7 +258,7 @@ class Chat:
             )
             await self.out.say(chat_texts.dropped_queue(loaded.dropped_queue), plain=True)
         if loaded.state is not None:
-            state = loaded.state
+            state = self.last_saved = loaded.state
             if state.profile not in self.usable_profiles():
                 state = msgspec.structs.replace(
                     state,
@@ -297,6 +301,7 @@ class Chat:
             # (a text went on record with the save that keeps it). Run twice, a /cancel
             # would stop what the next request left running, a "Run again" run twice.
             self.remember_update(message.update_id)
+        if self.state is not self.last_saved:
             await self.save()
 
     def remember_update(self, update_id: int) -> None:

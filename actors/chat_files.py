@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
+import msgspec
 import trio
 
 from actors import chat_texts
@@ -143,8 +144,18 @@ async def _traced(chat: Chat, message: InboundMessage, outcome: str, detail: str
     )
 
 
-async def _download(chat: Chat, attachment: Attachment, what: str) -> bytes | None:
-    """The file's bytes, or None once the user was told why not."""
+async def _download(
+    chat: Chat, message: InboundMessage, attachment: Attachment, what: str
+) -> bytes | None:
+    """The file's bytes, or None once the user was told why not.
+
+    A download may take a while (up to 20 MB), and the poller does not ask Telegram for the
+    next updates of any chat until this one is taken: so the update goes on record first,
+    with what is being fetched (`SessionState.downloading`), and is taken at once. A kill
+    during the download is told at the next start (`actors.chat_recovery`), and Telegram's
+    second delivery of the update is skipped like any other. The chat itself goes on with
+    its next message once the file is in.
+    """
     files = chat.deps.files
     if files is None:
         await chat.out.say(NO_DOWNLOADS, plain=True)
@@ -152,6 +163,11 @@ async def _download(chat: Chat, attachment: Attachment, what: str) -> bytes | No
     if attachment.file_size > DOWNLOAD_LIMIT:
         await chat.out.say(_too_big_in(what, attachment.file_size), plain=True)
         return None
+    label = f"{what} {attachment.file_name}" if attachment.file_name else what
+    chat.remember_update(message.update_id)
+    chat.state = msgspec.structs.replace(chat.state, downloading=label)
+    await chat.save()
+    chat.nursery.start_soon(chat.mark_handled_when_synced, message)
     try:
         return await files.download_file(attachment.file_id, max_bytes=DOWNLOAD_LIMIT)
     except TelegramFileTooBig as error:
@@ -163,6 +179,9 @@ async def _download(chat: Chat, attachment: Attachment, what: str) -> bytes | No
             "Please send it again.",
             plain=True,
         )
+    finally:
+        # Saved with the file's request, or at the end of the message (`Chat.handle`).
+        chat.state = msgspec.structs.replace(chat.state, downloading="")
     return None
 
 
@@ -186,7 +205,7 @@ async def _image_in(
         await _traced(chat, message, "image_refused", "busy")
         await chat.out.say(IMAGE_WHILE_BUSY, plain=True)
         return
-    data = await _download(chat, attachment, what)
+    data = await _download(chat, message, attachment, what)
     if data is None:
         return
     images = Path(chat.config.state_dir) / "images"
@@ -209,7 +228,7 @@ async def _image_in(
 
 async def _file_in(chat: Chat, message: InboundMessage, attachment: Attachment) -> None:
     what = "audio file" if message.content_kind == "audio" else "file"
-    data = await _download(chat, attachment, what)
+    data = await _download(chat, message, attachment, what)
     if data is None:
         return
     workspace = Path(chat.profile.working_directory)

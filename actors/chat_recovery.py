@@ -1,5 +1,7 @@
 """A chat after a kill of the bot: the interrupted request is reported, never re-run by itself.
 
+A file whose download a kill interrupted is reported too: the user is asked to send it again.
+
 The session file records the running request (its prompt and progress message) and any parts
 of a paste not started yet. At the next start `recover` closes the stale progress message,
 offers a "Run again" button with an unguessable token and queues the unstarted parts;
@@ -34,6 +36,9 @@ async def recover(chat: Chat) -> None:
     closed, a "Run again" button; never run again by itself), and queue the parts of a
     paste that were received but not started."""
     state = chat.state
+    if state.downloading:
+        await chat.out.say(chat_texts.download_interrupted(state.downloading), plain=True)
+        state = msgspec.structs.replace(state, downloading="")
     if state.batch:
         state = msgspec.structs.replace(
             state, queue=(*state.queue, "\n\n".join(state.batch)), batch=()

@@ -31,6 +31,7 @@ __all__ = [
     "STALE_PROGRESS",
     "TEXT_ONLY",
     "as_quoted",
+    "download_interrupted",
     "format_duration",
     "interrupted_by_a_stop",
     "interrupted_run_again",
@@ -169,6 +170,15 @@ SESSION_CORRUPT: Final = (
 
 STALE_PROGRESS: Final = "Interrupted: the bot stopped while this ran."
 """The progress message of a request the bot was killed under, closed at the next start."""
+
+
+def download_interrupted(what: str) -> str:
+    """Told at start when a kill came while `what` ("file notes.txt") was being downloaded."""
+    return (
+        f"The bot stopped while it was downloading your {what}, so it was not saved. "
+        "Please send it again."
+    )
+
 
 RUN_AGAIN: Final = "▶ Run again"
 

@@ -136,6 +136,8 @@ class SessionState(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
         updates: the Telegram update ids of the latest prompts this file took, written with
             them: an update Telegram sends again after a kill is recognised here even when the
             update ledger did not record it yet (`actors.telegram_poller`).
+        downloading: what is being downloaded from Telegram for this chat ("file notes.txt"),
+            "" when nothing is; still set at start only when a kill interrupted the download.
     """
 
     version: int = SESSION_FORMAT_VERSION
@@ -156,6 +158,7 @@ class SessionState(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     threads: tuple[ThreadRecord, ...] = ()
     workspace: str = ""
     updates: tuple[int, ...] = ()
+    downloading: str = ""
 
 
 class LoadedSession(msgspec.Struct, frozen=True, kw_only=True):

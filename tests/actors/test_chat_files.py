@@ -266,3 +266,65 @@ async def test_kept_photos_are_pruned_at_start_and_then_periodically(
         await trio.testing.wait_all_tasks_blocked()
         assert not new.exists()
         nursery.cancel_scope.cancel()
+
+
+class HeldFiles(FakeFiles):
+    """`FakeFiles` whose downloads wait until `release` is set (a large file, a slow link)."""
+
+    def __init__(self, content: dict[str, bytes]) -> None:
+        super().__init__(content)
+        self.release = trio.Event()
+
+    async def download_file(self, file_id: str, *, max_bytes: int) -> bytes:
+        self.fetched.append(file_id)
+        await self.release.wait()
+        return self.content[file_id]
+
+
+async def test_a_slow_download_does_not_hold_the_poller_and_is_on_record_meanwhile(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The poller asks Telegram for no chat's next updates until this one is taken: a file
+    that takes a minute to download is taken (and on record) as soon as it starts."""
+    files = HeldFiles({"a": b"content"})
+    session = tmp_path / "sessions" / f"{ALICE}-{ALICE}.json"
+    async with running_bot(tmp_path, files=files) as bot:
+        handled = trio.Event()
+        sent = Attachment(file_id="a", file_name="notes.txt")
+        await bot.say(
+            ALICE, "summarize it", content_kind="document", attachment=sent, handled=handled
+        )
+        with trio.fail_after(5):  # not the minute the download takes
+            await handled.wait()
+        assert files.fetched == ["a"]
+        assert not files.release.is_set()  # still downloading
+        on_disk = msgspec.json.decode(session.read_bytes())
+        assert on_disk["downloading"] == "file notes.txt"
+        assert len(on_disk["updates"]) == 1
+        await trio.sleep(60)
+        files.release.set()
+        await bot.wait_reply(ALICE, "FAKE: summarize it")
+        await trio.testing.wait_all_tasks_blocked()
+    on_disk = msgspec.json.decode(session.read_bytes())
+    assert on_disk["downloading"] == ""
+
+
+async def test_a_download_a_kill_cut_short_is_told_at_the_next_start(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    store = SessionStore(tmp_path / "sessions")
+    key = SessionKey(chat_id=ALICE, user_id=ALICE)
+    await store.save(
+        key, SessionState(mode="single", profile="default", downloading="file notes.txt")
+    )
+    async with running_bot(tmp_path) as bot:
+        await bot.say(ALICE, "/status")
+        await bot.wait_reply(ALICE, "Mode: single")
+    [told] = [text for text in bot.replies(ALICE) if "downloading" in text]
+    assert told == (
+        "The bot stopped while it was downloading your file notes.txt, so it was not saved. "
+        "Please send it again."
+    )
+    loaded = (await SessionStore(tmp_path / "sessions").load(key)).state
+    assert loaded is not None
+    assert loaded.downloading == ""
