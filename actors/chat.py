@@ -111,6 +111,8 @@ class ChatDeps:
     trace: TraceEmit
     save_trouble: disk.DiskTrouble = field(default_factory=lambda: disk.DiskTrouble("sessions"))
     """Session writes the disk refused: logged at most once a minute for all chats."""
+    syncs: disk.SyncBatches = field(default_factory=disk.SyncBatches)
+    """Makes the chats' writes durable behind them, in batches (`Chat.sync`)."""
     files: TelegramFiles | None = None
     """Downloads what users send (photos, files); None: they are answered as unreadable."""
     topics: TopicBindings | None = None
@@ -213,7 +215,7 @@ class Chat:
                 return
             self.replies_unsynced = []
             try:
-                await disk.run_sync(disk.sync, paths)
+                await self.deps.syncs.sync(paths)
             except OSError as error:
                 self.deps.save_trouble.failed(error)
                 return

@@ -18,6 +18,7 @@ update ledger (`UpdateLedger`), trace lines (the tracer) and the chat's prompt f
   here, bench/overhead.py) then run beside Codex's work and the sendMessage instead of before
   them. What waits for them is what needs a power loss covered: the poller's confirmation of
   the update to Telegram, and the chat's next save after a reply (`actors.chat`).
+  `SyncBatches` gathers the syncs of all chats into one job at a time (group commit).
 - `set_aside` renames a damaged file to ``<name>.corrupt-<UTC time>``: damage is kept for a
   look and reported by the caller, never silently dropped and never a crash loop.
 - `append` adds bytes at the end of a file (trace lines).
@@ -71,6 +72,7 @@ __all__ = [
     "FOLDER_MODE",
     "DiskTrouble",
     "NotARegularFile",
+    "SyncBatches",
     "append",
     "read_regular",
     "roll_over",
@@ -214,6 +216,49 @@ def sync(paths: Sequence[Path]) -> None:
             os.fsync(descriptor)
         finally:
             os.close(descriptor)
+
+
+@final
+class SyncBatches:
+    """Group commit for `sync`: what the chats ask to make durable at about the same time
+    goes to disk in one worker-thread job, while the job before it runs.
+
+    One journal commit makes every file written before it durable, so a batch of many files
+    costs about what one costs; per chat and per save, the fsyncs would queue behind each
+    other (bench/scale.py: 1,000 chats writing at once). Batches run one at a time, in order.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[Path, None] = {}
+        self._lock = trio.Lock()  # fair: waiters are served in the order they came
+        self._next = 1
+        """The number of the batch that takes what is pending now."""
+        self._done = 0
+        """The number of the last batch written."""
+        self._failed: tuple[int, OSError] | None = None
+        """The last batch written, when the disk refused it, and why."""
+
+    async def sync(self, paths: Sequence[Path]) -> None:
+        """Return once `paths` are durable, with whatever else was pending (see `sync`).
+
+        Raises:
+            OSError: the disk refused the batch they were in.
+        """
+        self._pending.update(dict.fromkeys(paths))
+        batch = self._next
+        async with self._lock:
+            if self._done < batch:  # nobody took it yet: this caller writes the batch
+                taken, self._pending = list(self._pending), {}
+                self._next += 1
+                try:
+                    await run_sync(sync, taken)
+                except OSError as error:
+                    self._failed = (batch, error)
+                else:
+                    self._failed = None
+                self._done = batch
+            if self._failed is not None and self._failed[0] == batch:
+                raise self._failed[1]
 
 
 def ensure_folder(folder: Path) -> None:

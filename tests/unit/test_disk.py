@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -122,3 +123,41 @@ def test_sync_fsyncs_each_file_still_there_then_each_folder_once(
     disk.sync([reply, delivered, planted, session])
     inodes = [os.stat(path).st_ino for path in (reply, session, outbox, sessions)]
     assert synced == inodes
+
+
+async def test_sync_batches_gather_what_the_chats_ask_while_a_batch_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Group commit: syncs asked for while one runs go to disk together, in one job, after
+    it; a batch the disk refused fails for everyone in it, and only for them."""
+    batches: list[list[str]] = []
+    first_runs, release = threading.Event(), threading.Event()
+
+    def recording(paths: list[Path]) -> None:
+        batches.append([path.name for path in paths])
+        if len(batches) == 1:
+            first_runs.set()
+            release.wait(10)
+        if len(batches) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(disk, "sync", recording)
+    syncs = disk.SyncBatches()
+    refused: list[str] = []
+
+    async def sync(name: str) -> None:
+        try:
+            await syncs.sync([tmp_path / name])
+        except OSError:
+            refused.append(name)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sync, "a")
+        await trio.to_thread.run_sync(first_runs.wait, 10)
+        for name in ("b", "c", "b"):
+            nursery.start_soon(sync, name)
+        await trio.testing.wait_all_tasks_blocked()
+        release.set()
+    await sync("d")
+    assert batches == [["a"], ["b", "c"], ["d"]]
+    assert refused == ["b", "c", "b"]
