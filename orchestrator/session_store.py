@@ -315,8 +315,9 @@ class SessionStore:
         return LoadedSession(state=msgspec.structs.replace(state, queue_mac=""))
 
     async def keys_with_queue(self) -> list[SessionKey]:
-        """Sessions that have prompts waiting, or a request a kill interrupted (to resume or
-        report them after a restart); a queue or batch this bot did not write does not count."""
+        """Sessions that have prompts waiting, or a request or a download a kill interrupted
+        (to resume or report them after a restart); a queue or batch this bot did not write
+        does not count."""
         mac_key = await self._key()
         return await disk.run_sync(self._keys_with_queue_blocking, mac_key)
 
@@ -337,7 +338,7 @@ class SessionStore:
             except (OSError, *disk.DAMAGED):
                 continue  # the chat's own load reports and sets it aside
             waiting = (state.queue or state.batch) and _queue_is_ours(state, key, mac_key)
-            if waiting or state.running is not None:
+            if waiting or state.running is not None or state.downloading:
                 keys.append(key)
         return keys
 

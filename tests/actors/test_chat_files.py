@@ -318,8 +318,7 @@ async def test_a_download_a_kill_cut_short_is_told_at_the_next_start(
         key, SessionState(mode="single", profile="default", downloading="file notes.txt")
     )
     async with running_bot(tmp_path) as bot:
-        await bot.say(ALICE, "/status")
-        await bot.wait_reply(ALICE, "Mode: single")
+        await bot.wait_reply(ALICE, "downloading")  # at start, before anything is sent
     [told] = [text for text in bot.replies(ALICE) if "downloading" in text]
     assert told == (
         "The bot stopped while it was downloading your file notes.txt, so it was not saved. "

@@ -20,7 +20,7 @@ import trio
 
 from tests.bot_process import ENTRY, running
 from tests.fakes.codex_script import FakeCodex
-from tests.fakes.telegram_server import FakeTelegram, open_fake_telegram
+from tests.fakes.telegram_server import Delay, FakeTelegram, open_fake_telegram
 from tests.procfs import tree
 from tests.system.test_process import codex_calls, session_state, wait_for_file, write_config
 
@@ -111,3 +111,45 @@ async def test_a_result_waiting_for_the_sender_survives_a_kill(tmp_path: Path) -
     assert sum(reply in m for m in tg.sent_texts(ALICE)) == 1
     assert len(codex_calls(fake, "answer me")) == 1
     assert list(outbox.glob("*.json")) == []
+
+
+async def test_a_slow_download_holds_no_other_chat_and_a_kill_during_it_is_told(
+    tmp_path: Path,
+) -> None:
+    """A file Telegram serves slowly: the bot still takes the next updates (another chat is
+    answered meanwhile), and a kill during the download is told after the restart."""
+    fake = FakeCodex(tmp_path / "codex")
+    group = -100_777
+    with trio.fail_after(CEILING * 2):
+        async with open_fake_telegram(TOKEN) as tg:
+            config = write_config(tmp_path, tg.base_url, fake)
+            document = {
+                **tg.add_file(b"a,b\n1,2\n", "documents/notes.csv"),
+                "file_name": "notes.csv",
+            }
+            tg.script_fault("getFile", Delay(CEILING * 4))  # Telegram's file service is slow
+            async with running(config, TOKEN) as bot:
+                await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+                tg.push_message(chat_id=ALICE, user_id=ALICE, extra={"document": document})
+                await tg.wait_for(lambda t: bool(t.calls_of("getFile")))
+                tg.push_message(
+                    chat_id=group, user_id=ALICE, chat_type="supergroup", text="/status"
+                )
+                with trio.fail_after(10):  # the poller waits up to 30 s for a chat that holds it
+                    await tg.wait_for(lambda t: any("Mode:" in m for m in t.sent_texts(group)))
+                kill_tree(bot)
+            assert bot.process.returncode == -signal.SIGKILL
+            assert session_state(tmp_path)["downloading"] == "file notes.csv"
+
+            tg.faults.clear()
+            async with running(config, TOKEN) as bot:
+                await tg.wait_for(
+                    lambda t: any(
+                        "downloading your file notes.csv" in m for m in t.sent_texts(ALICE)
+                    )
+                )
+                bot.process.send_signal(signal.SIGTERM)
+    assert bot.process.returncode == 0, bot.text()
+    assert len(tg.calls_of("getFile")) == 1  # taken once: not fetched again after the restart
+    assert session_state(tmp_path)["downloading"] == ""
+    assert codex_calls(fake, "notes.csv") == []
