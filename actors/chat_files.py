@@ -168,8 +168,9 @@ async def _download(
     chat.state = msgspec.structs.replace(chat.state, downloading=label)
     await chat.save()
     chat.nursery.start_soon(chat.mark_handled_when_synced, message)
+    data: bytes | None = None
     try:
-        return await files.download_file(attachment.file_id, max_bytes=DOWNLOAD_LIMIT)
+        data = await files.download_file(attachment.file_id, max_bytes=DOWNLOAD_LIMIT)
     except TelegramFileTooBig as error:
         await chat.out.say(_too_big_in(what, error.size), plain=True)
     except TelegramError as error:
@@ -179,10 +180,10 @@ async def _download(
             "Please send it again.",
             plain=True,
         )
-    finally:
-        # Saved with the file's request, or at the end of the message (`Chat.handle`).
-        chat.state = msgspec.structs.replace(chat.state, downloading="")
-    return None
+    # Saved with the file's request, or at the end of the message (`Chat.handle`). Not when
+    # a stop cancels the download: then the next start tells the user.
+    chat.state = msgspec.structs.replace(chat.state, downloading="")
+    return data
 
 
 def _too_big_in(what: str, size: int) -> str:

@@ -3,10 +3,10 @@
 A `SendReply` (a result, a command answer, a notice: what must arrive) is written here by the
 chat that says it, before it is handed to the sender (`actors.chat_output`; the router's
 notices the same way; a reply that reaches the sender without an entry, by the sender as it
-arrives), and deleted once Telegram
-accepted every part of it (or refused it for good: a 400 that no retry can fix, a chat that
-blocked the bot; those are traced as undelivered). Everything else the sender handles
-(progress edits, typing actions, callback answers) stays lossy on purpose.
+arrives), and deleted once Telegram accepted every part of it (or refused it for good: a 400
+that no retry can fix, a chat that blocked the bot; those are traced as undelivered).
+Everything else the sender handles (progress edits, typing actions, callback answers) stays
+lossy on purpose.
 
 One file per entry, ``{number:012d}.json``, written atomically through `orchestrator.disk`.
 Numbers grow in the order replies were written, across restarts (the next start

@@ -327,3 +327,18 @@ async def test_a_download_a_kill_cut_short_is_told_at_the_next_start(
     loaded = (await SessionStore(tmp_path / "sessions").load(key)).state
     assert loaded is not None
     assert loaded.downloading == ""
+
+
+async def test_a_download_a_stop_cuts_short_is_told_at_the_next_start(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    files = HeldFiles({"a": b"content"})
+    async with running_bot(tmp_path, files=files) as bot:
+        handled = trio.Event()
+        sent = Attachment(file_id="a", file_name="notes.txt")
+        await bot.say(ALICE, None, content_kind="document", attachment=sent, handled=handled)
+        await handled.wait()
+    # stopped while the download ran: it never came, and the next start says so
+    async with running_bot(tmp_path) as bot:
+        await bot.wait_reply(ALICE, "downloading your file notes.txt")
+    assert not (tmp_path / "work" / "inbox").exists()
