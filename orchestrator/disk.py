@@ -229,6 +229,9 @@ class SyncBatches:
     """
 
     def __init__(self) -> None:
+        self.trouble = DiskTrouble("the chats' files durably (fsync)")
+        """Failed batches, logged here once for all chats (a write that went through and
+        a flush that fails alternate: one `DiskTrouble` for both would log every time)."""
         self._pending: dict[Path, None] = {}
         self._lock = trio.Lock()  # fair: waiters are served in the order they came
         self._next = 1
@@ -242,7 +245,7 @@ class SyncBatches:
         """Return once `paths` are durable, with whatever else was pending (see `sync`).
 
         Raises:
-            OSError: the disk refused the batch they were in.
+            OSError: the disk refused the batch they were in (logged by `trouble`).
         """
         self._pending.update(dict.fromkeys(paths))
         batch = self._next
@@ -254,8 +257,10 @@ class SyncBatches:
                     await run_sync(sync, taken)
                 except OSError as error:
                     self._failed = (batch, error)
+                    self.trouble.failed(error)
                 else:
                     self._failed = None
+                    self.trouble.succeeded()
                 self._done = batch
             if self._failed is not None and self._failed[0] == batch:
                 raise self._failed[1]

@@ -8,6 +8,7 @@ import logging
 from typing import TYPE_CHECKING
 
 import trio
+import trio.testing
 
 from orchestrator import disk
 from tests.actors.test_chats import ALICE, running_bot
@@ -16,7 +17,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     import pytest
-    import trio.testing
 
 
 async def test_session_writes_failing_do_not_crash_the_chat(
@@ -42,3 +42,31 @@ async def test_session_writes_failing_do_not_crash_the_chat(
     lines = [r.getMessage() for r in caplog.records if "cannot save sessions" in r.getMessage()]
     assert len(lines) == 1
     assert "No space left on device" in lines[0]
+
+
+async def test_fsyncs_failing_behind_hold_nothing_and_are_logged_once(
+    tmp_path: Path,
+    autojump_clock: trio.testing.MockClock,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The writes go through and the fsyncs behind them fail (a disk that errors on flush):
+    every message is still answered and taken (the poller is not held), and the failure is
+    logged once, not once per message."""
+
+    def failing(paths: object) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(disk, "sync", failing)
+    caplog.set_level(logging.ERROR)
+    async with running_bot(tmp_path) as bot:
+        for text in ("first", "second", "third"):
+            handled = trio.Event()
+            await bot.say(ALICE, text, handled=handled)
+            await handled.wait()
+            await bot.wait_reply(ALICE, f"FAKE: {text}")
+    assert bot.stats.resets == 0
+    lines = [r.getMessage() for r in caplog.records if "durably" in r.getMessage()]
+    assert len(lines) == 1
+    assert "Input/output error" in lines[0]
+    assert not [r for r in caplog.records if "cannot save sessions" in r.getMessage()]
