@@ -72,6 +72,7 @@ from actors.chat_request import (
     stopped_outcome,
 )
 from actors.chat_settle import settled
+from actors.chat_sync import SyncBehind
 from orchestrator import disk
 from orchestrator.messages import InboundCallback, InboundMessage, TraceRecord
 from orchestrator.session_store import RequestRecord, SessionState
@@ -112,7 +113,7 @@ class ChatDeps:
     save_trouble: disk.DiskTrouble = field(default_factory=lambda: disk.DiskTrouble("sessions"))
     """Session writes the disk refused: logged at most once a minute for all chats."""
     syncs: disk.SyncBatches = field(default_factory=disk.SyncBatches)
-    """Makes the chats' writes durable behind them, in batches (`Chat.sync`)."""
+    """Makes the chats' writes durable behind them, in batches (`actors.chat_sync`)."""
     files: TelegramFiles | None = None
     """Downloads what users send (photos, files); None: they are answered as unreadable."""
     topics: TopicBindings | None = None
@@ -138,13 +139,7 @@ class Chat:
         self.out = ChatOutput(
             key, deps.sender, deps.trace, outbox=deps.outbox, unsynced=self.reply_unsynced
         )
-        self.saves = 0
-        """Session saves written (on disk against a kill from the moment they return)."""
-        self.saves_synced = 0
-        """Of those, how many `sync` has made survive a power loss."""
-        self.replies_unsynced: list[Path] = []
-        """Outbox files of replies said but not yet fsync'd."""
-        self.sync_lock = trio.Lock()
+        self.behind = SyncBehind(deps.store.path_for(key), deps.syncs)
         self.last_saved: SessionState | None = None
         """The state as this chat last wrote it (states are replaced, never changed)."""
         self.approvals = Approvals(self.out, timeout=self.config.sessions.approval_timeout)
@@ -178,11 +173,11 @@ class Chat:
         it serves on from memory, the failure is logged (at once, then at most once a minute)
         and the chat is told once an hour that its session cannot be saved.
 
-        On return the save survives a kill; its fsync follows behind (`sync`). A reply said
-        before it is synced first, so a power loss never leaves a session file that says a
-        request is over beside an outbox that lost its result."""
-        if self.replies_unsynced:
-            await self.sync()
+        On return the save survives a kill; its fsync follows behind (`actors.chat_sync`). A
+        reply said before it is synced first, so a power loss never leaves a session file that
+        says a request is over beside an outbox that lost its result."""
+        if self.behind.replies:
+            await self.behind.sync()
         state = self.state
         try:
             await self.deps.store.save(self.key, state, durable=False)
@@ -195,36 +190,19 @@ class Chat:
         else:
             self.deps.save_trouble.succeeded()
             self.last_saved = state
-            self.saves += 1
-            self.nursery.start_soon(self.sync)
+            self.behind.session_saved = True
+            self.nursery.start_soon(self.behind.sync)
 
     def reply_unsynced(self, path: Path) -> None:
         """A reply's outbox entry at `path` was written without its fsync: sync it soon."""
-        self.replies_unsynced.append(path)
-        self.nursery.start_soon(self.sync)
-
-    async def sync(self) -> None:
-        """Make the replies said and the saves written so far survive a power loss
-        (`orchestrator.disk.sync`: *write now, sync behind*), replies first. Syncs asked for
-        while one runs are covered by the next one: a burst of saves costs two."""
-        async with self.sync_lock:
-            paths, saves = self.replies_unsynced, self.saves
-            if saves > self.saves_synced:
-                paths = [*paths, self.deps.store.path_for(self.key)]
-            if not paths:
-                return
-            self.replies_unsynced = []
-            try:
-                await self.deps.syncs.sync(paths)
-            except OSError:
-                return  # logged by the batches (rate-limited); a kill still finds them
-            self.saves_synced = saves
+        self.behind.replies.append(path)
+        self.nursery.start_soon(self.behind.sync)
 
     async def mark_handled_when_synced(self, message: RouterMsg) -> None:
         """Tell the poller `message` is taken once what handling it wrote is durable (the
         poller then confirms it to Telegram, which will not send it again)."""
         try:
-            await self.sync()
+            await self.behind.sync()
         finally:
             mark_handled(message)
 

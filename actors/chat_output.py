@@ -61,7 +61,7 @@ class ChatOutput:
     """Where replies are kept until Telegram took them (None: the sender keeps them)."""
     unsynced: Callable[[Path], None] | None = None
     """Told each outbox file written without its fsync, for its owner to sync soon (the chat:
-    `actors.chat.Chat.sync`); None: every entry is fsync'd before it is handed over."""
+    `actors.chat_sync.SyncBehind`); None: every entry is fsync'd before it is handed over."""
 
     async def say(
         self,

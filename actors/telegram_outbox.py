@@ -19,7 +19,7 @@ What exactly-once means here:
 
 - A chat's reply is on disk before it enters the sender's inbox, so a SIGKILL while it
   waits there loses nothing. The chat writes it without waiting for the fsync and syncs it
-  while the sender already sends (`orchestrator.disk.sync`, `actors.chat.Chat.sync`), before
+  while the sender already sends (`orchestrator.disk.sync`, `actors.chat_sync.SyncBehind`), before
   its next session save: a power loss within that millisecond can lose a reply not yet
   sent, but never while the session file says its request is over. The router's own
   notices ("busy", "session reset") are fsync'd before the sender has them.
