@@ -80,7 +80,7 @@ from orchestrator.session_store import RequestRecord, SessionState
 if TYPE_CHECKING:
     from actors.telegram_outbox import Outbox
     from orchestrator.config import Config, Profile
-    from orchestrator.messages import RouterMsg, SenderMsg, SessionKey
+    from orchestrator.messages import RouterMsg, SenderMsg, SendReply, SessionKey
     from orchestrator.ports import CodexPool, GitWorktrees, TelegramFiles, TraceEmit
     from orchestrator.session_store import SessionStore
     from orchestrator.topic_bindings import TopicBindings
@@ -137,7 +137,7 @@ class Chat:
         self.nursery = nursery
         self.conversation = key.file_stem()
         self.out = ChatOutput(
-            key, deps.sender, deps.trace, outbox=deps.outbox, unsynced=self.reply_unsynced
+            key, deps.sender, deps.trace, outbox=deps.outbox, write_behind=self.write_reply
         )
         self.behind = SyncBehind(deps.store.path_for(key), deps.syncs)
         self.last_saved: SessionState | None = None
@@ -176,7 +176,7 @@ class Chat:
         On return the save survives a kill; its fsync follows behind (`actors.chat_sync`). A
         reply said before it is synced first, so a power loss never leaves a session file that
         says a request is over beside an outbox that lost its result."""
-        if self.behind.replies:
+        if self.behind.holds_replies():
             await self.behind.sync()
         state = self.state
         try:
@@ -193,10 +193,9 @@ class Chat:
             self.behind.session_saved = True
             self.nursery.start_soon(self.behind.sync)
 
-    def reply_unsynced(self, path: Path) -> None:
-        """A reply's outbox entry at `path` was written without its fsync: sync it soon."""
-        self.behind.replies.append(path)
-        self.nursery.start_soon(self.behind.sync)
+    def write_reply(self, outbox: Outbox, number: int, reply: SendReply) -> None:
+        """Write the outbox entry of a reply the sender already has, and sync it, behind."""
+        self.behind.write_reply(self.nursery, outbox, number, reply)
 
     async def mark_handled_when_synced(self, message: RouterMsg) -> None:
         """Tell the poller `message` is taken once what handling it wrote is durable (the

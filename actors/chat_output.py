@@ -7,10 +7,11 @@ so every message carries the chat's ids and every trace record its chat, user an
   waits (the router never waits for a chat).
 - A reply (`say`: a result, a failure, a question, a notice) is written to the durable
   outbox (`actors.telegram_outbox`) before it is handed over, so a SIGKILL while it waits in
-  the sender's inbox loses nothing: the next start sends it. With `unsynced` (the chat's)
-  the entry is written without waiting for its fsync, and the chat syncs it behind
-  (`orchestrator.disk.sync`). Progress, typing and callback answers stay lossy: they are
-  not replies.
+  the sender's inbox loses nothing: the next start sends it. With `write_behind` (the
+  chat's) the reply is handed over at once and its entry written while the sender sends it,
+  then synced (`actors.chat_sync`): the entry's number is taken first, and the sender's
+  deletion of a delivered entry waits for its write (`actors.telegram_outbox`). Progress,
+  typing and callback answers stay lossy: they are not replies.
 - A typing action is best effort: it is handed over only if the sender's inbox has room at
   once, and shed (counted in `typing_shed`) otherwise, so a typing tick never waits and never
   piles up behind a busy sender on the chat's side.
@@ -37,13 +38,15 @@ from orchestrator.messages import (
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from pathlib import Path
 
     import trio
 
     from actors.telegram_outbox import Outbox
     from orchestrator.messages import InboundCallback, Keyboard, SessionKey, TraceRecord
     from orchestrator.ports import TraceEmit
+
+    WriteBehind = Callable[[Outbox, int, SendReply], None]
+    """Writes the outbox entry (a reserved number) of a reply already handed to the sender."""
 
 __all__ = ["ChatOutput", "send_durably"]
 
@@ -59,9 +62,10 @@ class ChatOutput:
     """Typing actions not handed over because the sender's inbox was full."""
     outbox: Outbox | None = None
     """Where replies are kept until Telegram took them (None: the sender keeps them)."""
-    unsynced: Callable[[Path], None] | None = None
-    """Told each outbox file written without its fsync, for its owner to sync soon (the chat:
-    `actors.chat_sync.SyncBehind`); None: every entry is fsync'd before it is handed over."""
+    write_behind: WriteBehind | None = None
+    """Writes a reply's reserved outbox entry while the sender already has the reply, and
+    syncs it (the chat: `actors.chat_sync.SyncBehind`); None: every entry is on disk and
+    fsync'd before its reply is handed over."""
 
     async def say(
         self,
@@ -83,7 +87,7 @@ class ChatOutput:
             silent=silent,
             keyboard=keyboard,
         )
-        await send_durably(self.sender, self.outbox, reply, unsynced=self.unsynced)
+        await send_durably(self.sender, self.outbox, reply, write_behind=self.write_behind)
 
     async def answer(self, press: InboundCallback, text: str) -> None:
         """Answer a button press (stops its spinner; `text` shows as a toast)."""
@@ -155,16 +159,19 @@ async def send_durably(
     outbox: Outbox | None,
     reply: SendReply,
     *,
-    unsynced: Callable[[Path], None] | None = None,
+    write_behind: WriteBehind | None = None,
 ) -> None:
     """Hand `reply` to the sender once it is in `outbox` (a kill while it waits in the
     sender's inbox then loses nothing); a disk that refuses leaves it to the sender, which
-    tries to keep it itself and says so. With `unsynced`, the entry is handed over before its
-    fsync, and `unsynced` is told its file (see `ChatOutput.unsynced`)."""
-    if outbox is not None:
-        number = await outbox.put(reply, durable=unsynced is None)
-        if number is not None:
-            reply = msgspec.structs.replace(reply, outbox_entry=number)
-            if unsynced is not None:
-                unsynced(outbox.path_of(number))
+    tries to keep it itself and says so. With `write_behind`, the reply is handed over with
+    a reserved entry number at once, and `write_behind` writes the entry meanwhile (see
+    `ChatOutput.write_behind`)."""
+    number = None
+    if outbox is not None and write_behind is not None:
+        number = outbox.reserve()
+        write_behind(outbox, number, reply)
+    elif outbox is not None:
+        number = await outbox.put(reply)
+    if number is not None:
+        reply = msgspec.structs.replace(reply, outbox_entry=number)
     await sender.send(reply)

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, final
 
 import msgspec
+import trio
 
 from orchestrator import disk
 from orchestrator.messages import SendReply
@@ -82,14 +83,18 @@ class OutboxEntry:
 class Outbox:
     """The durable entries: written by the chats and the sender, deleted by the sender.
 
-    No locking is needed: a number is taken before the first checkpoint of `put`, and every
-    entry is its own file.
+    No locking is needed: a number is taken before the first checkpoint of `put` (or by
+    `reserve`), and every entry is its own file.
     """
 
     def __init__(self, folder: Path, next_number: int, *, secrets: Sequence[str] = ()) -> None:
         self.folder = folder
         self._next = next_number
         self._secrets = tuple(secrets)
+        self._writing: dict[int, trio.Event] = {}
+        """Reserved entries not written yet: their `remove` waits for the write."""
+        self._refused: set[int] = set()
+        """Reserved entries the disk refused: their replies go out from memory only."""
         self.trouble = disk.DiskTrouble(f"undelivered replies in {folder}")
 
     @classmethod
@@ -107,31 +112,63 @@ class Outbox:
             )
         return cls(folder, highest + 1, secrets=secrets), entries
 
-    async def put(self, reply: SendReply, *, durable: bool = True) -> int | None:
+    async def put(self, reply: SendReply) -> int | None:
         """Write `reply` durably; its entry number, or None when the disk refused (logged,
-        rate-limited: the reply is then delivered from memory only). `durable` False: on disk
-        against a kill, and the caller makes it survive a power loss with `disk.sync` of
-        `path_of` its number."""
+        rate-limited: the reply is then delivered from memory only)."""
+        number = self.reserve()
+        if await self.write(number, reply):
+            return number
+        self._refused.discard(number)  # never handed over: nobody removes it
+        return None
+
+    def reserve(self) -> int:
+        """Take the next entry number for a reply whose `write` follows (a chat hands the
+        reply to the sender while its entry is being written: `actors.chat_sync`). Until
+        that write ends, `remove` of the number waits for it, so an entry delivered before it
+        was on disk is still deleted, not sent again at the next start."""
         number = self._next
         self._next += 1
+        self._writing[number] = trio.Event()
+        return number
+
+    async def write(self, number: int, reply: SendReply, *, durable: bool = True) -> bool:
+        """Write entry `number` (from `reserve`); False when the disk refused (logged,
+        rate-limited). Not cancelled halfway: a reply the sender already has keeps its
+        entry. `durable` False: on disk against a kill, and the caller makes it survive a
+        power loss with `disk.sync` of `path_of` its number."""
         redacted = redact_outbound(reply, self._secrets)
         assert isinstance(redacted, SendReply)
         data = _ENCODER.encode(_StoredEntry(reply=redacted))
         try:
-            write = functools.partial(disk.write_atomically, durable=durable)
-            await disk.run_sync(write, self.path_of(number), data)
+            with trio.CancelScope(shield=True):
+                write = functools.partial(disk.write_atomically, durable=durable)
+                await disk.run_sync(write, self.path_of(number), data)
         except OSError as error:
             self.trouble.failed(error)
-            return None
+            self._refused.add(number)
+            return False
+        finally:
+            written = self._writing.pop(number, None)
+            if written is not None:
+                written.set()
         self.trouble.succeeded()
-        return number
+        return True
 
-    async def remove(self, number: int) -> None:
-        """Forget entry `number` (delivered, or given up for good and traced)."""
+    async def remove(self, number: int) -> bool:
+        """Forget entry `number` (delivered, or given up for good and traced), once its
+        write (if it is still going on) has ended; False if the disk had refused that write
+        (its reply was kept in memory only: the sender says so in the chat)."""
+        writing = self._writing.get(number)
+        if writing is not None:
+            await writing.wait()
+        if number in self._refused:
+            self._refused.discard(number)
+            return False
         try:
             await disk.run_sync(_unlink, self.path_of(number))
         except OSError as error:  # the next start sends it again: a duplicate, not a loss
             self.trouble.failed(error)
+        return True
 
     def path_of(self, number: int) -> Path:
         """The file of entry `number`."""

@@ -361,7 +361,9 @@ class _Sender(Deliveries):
                     except GiveUp:
                         pass  # refused for good (traced): keeping it would fail every start
                     if lane.entry is not None and self.outbox is not None:
-                        await self.outbox.remove(lane.entry)
+                        kept = await self.outbox.remove(lane.entry)
+                        if not kept and isinstance(item, SendReply) and self.nursery:
+                            self.tell_unsaved(item, self.nursery)  # its chat wrote it behind
                 finally:
                     lane.ticket = None
                     lane.entry = None

@@ -9,6 +9,7 @@ write it a second time. The process-level proofs are in tests/system/test_proces
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 from typing import TYPE_CHECKING
@@ -19,6 +20,7 @@ import trio.testing
 
 from actors import chat_texts, router
 from actors.chat_output import ChatOutput
+from actors.chat_sync import SyncBehind
 from actors.telegram_outbox import Outbox
 from orchestrator.messages import (
     AnswerCallback,
@@ -35,7 +37,7 @@ from tests.fakes.codex_process import FakeProcesses
 from tests.fakes.telegram_api import FakeTelegramApi
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from pathlib import Path
 
     import pytest
@@ -258,6 +260,60 @@ async def test_the_sender_delivers_a_reply_written_by_its_chat_once_and_forgets_
         await trio.testing.wait_all_tasks_blocked()
     assert sent(api, 5) == ["said by the chat"]
     assert entries(folder) == []
+
+
+async def test_a_reply_goes_out_while_its_entry_is_written_and_is_forgotten_after_both(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chat's reply reaches the sender (and Telegram) without waiting for its outbox entry;
+    the sender's deletion of the delivered entry waits for the write, so the entry is not left
+    behind to be sent again at the next start, and the chat's syncs wait for it too."""
+    from orchestrator import disk
+
+    release = trio.Event()
+    run_sync, synced = disk.run_sync, list[str]()
+
+    async def held_outbox_writes(function: Callable[..., object], *args: object) -> object:
+        if getattr(function, "func", None) is disk.write_atomically:
+            await release.wait()
+        return await run_sync(function, *args)
+
+    def recording_sync(paths: Sequence[Path]) -> None:
+        synced.extend(path.parent.name for path in paths)
+
+    monkeypatch.setattr(disk, "run_sync", held_outbox_writes)
+    monkeypatch.setattr(disk, "sync", recording_sync)
+    folder, api = tmp_path / "outbox", FakeTelegramApi()
+    outbox, _ = await Outbox.open(folder)
+    behind = SyncBehind(tmp_path / "session.json", disk.SyncBatches())
+    synced_at: list[bool] = []
+
+    async def sync_then_note() -> None:
+        await behind.sync()
+        synced_at.append(release.is_set())
+
+    async with running_sender(api, folder, outbox=outbox) as sender, trio.open_nursery() as chat:
+        out = ChatOutput(
+            KEY,
+            sender,
+            lambda record: None,
+            outbox=outbox,
+            write_behind=functools.partial(behind.write_reply, chat),
+        )
+        with trio.fail_after(1):
+            await out.say("the result")
+            await api.wait_for(lambda a: sent(a, ALICE) == ["the result"])
+        chat.start_soon(sync_then_note)
+        await trio.testing.wait_all_tasks_blocked()
+        assert entries(folder) == []  # delivered before its entry was written
+        assert behind.holds_replies()
+        assert synced_at == []  # a sync (and so the chat's next save) waits for the entry
+        release.set()
+        await trio.testing.wait_all_tasks_blocked()
+    assert entries(folder) == []  # written, then deleted: not sent again at the next start
+    assert synced_at == [True]
+    assert synced == ["outbox"]
+    assert not behind.holds_replies()
 
 
 async def test_a_message_left_in_the_inbox_of_a_chat_that_went_idle_goes_to_a_fresh_one(

@@ -14,7 +14,7 @@ import trio
 import trio.testing
 
 from actors import telegram_sender
-from actors.telegram_outbox import Outbox
+from actors.telegram_outbox import Outbox, OutboxEntry
 from orchestrator import disk
 from orchestrator.errors import TelegramForbidden, TelegramTransientError
 from orchestrator.messages import SenderMsg, SendReply, TraceRecord
@@ -31,9 +31,16 @@ HOUR = 3600.0
 
 @asynccontextmanager
 async def running_sender(
-    api: FakeTelegramApi, folder: Path, traces: list[TraceRecord] | None = None
+    api: FakeTelegramApi,
+    folder: Path,
+    traces: list[TraceRecord] | None = None,
+    *,
+    outbox: Outbox | None = None,
 ) -> AsyncIterator[trio.MemorySendChannel[SenderMsg]]:
-    outbox, pending = await Outbox.open(folder)
+    """The sender on `folder`'s outbox (`outbox`: one the test shares with it)."""
+    pending: list[OutboxEntry] = []
+    if outbox is None:
+        outbox, pending = await Outbox.open(folder)
     send, receive = trio.open_memory_channel[SenderMsg](256)
     async with trio.open_nursery() as nursery:
         await nursery.start(
