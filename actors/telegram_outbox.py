@@ -1,9 +1,10 @@
 """The durable outbox: ``state_dir/outbox/``, results kept on disk until Telegram took them.
 
 A `SendReply` (a result, a command answer, a notice: what must arrive) is written here by the
-chat that says it, before it is handed to the sender (`actors.chat_output`; the router's
-notices the same way; a reply that reaches the sender without an entry, by the sender as it
-arrives), and deleted once Telegram accepted every part of it (or refused it for good: a 400
+chat that says it, while the sender already has it (`actors.chat_output`,
+`actors.chat_sync`); the router's notices before the sender has them; a reply that reaches
+the sender without an entry, by the sender as it arrives. It is deleted once Telegram
+accepted every part of it (or refused it for good: a 400
 that no retry can fix, a chat that blocked the bot; those are traced as undelivered).
 Everything else the sender handles (progress edits, typing actions, callback answers) stays
 lossy on purpose.
@@ -17,12 +18,18 @@ chat.
 
 What exactly-once means here:
 
-- A chat's reply is on disk before it enters the sender's inbox, so a SIGKILL while it
-  waits there loses nothing. The chat writes it without waiting for the fsync and syncs it
-  while the sender already sends (`orchestrator.disk.sync`, `actors.chat_sync.SyncBehind`), before
-  its next session save: a power loss within that millisecond can lose a reply not yet
-  sent, but never while the session file says its request is over. The router's own
-  notices ("busy", "session reset") are fsync'd before the sender has them.
+- A chat's reply goes to the sender with its entry number taken (`reserve`) and its entry
+  being written (`write`), without waiting for either the write or the fsync: the user does
+  not wait for the disk. A SIGKILL before the write ended loses the reply only if Telegram
+  did not have it yet, and then the session file still says its request runs, so the next
+  start offers to run it again, as a kill just before the reply was said does. After the
+  write, a kill loses nothing: the next start sends it. The sender's `remove` of a
+  delivered entry waits for its write, so an entry is never written after its deletion
+  (it would be sent again). The chat fsyncs the entry behind (`orchestrator.disk.sync`,
+  `actors.chat_sync.SyncBehind`), before its next session save: a power loss within that
+  millisecond can lose a reply not yet sent, but never while the session file says its
+  request is over. The router's own notices ("busy", "session reset") are fsync'd before
+  the sender has them.
 - Two replies one chat says at once (its request's result and a command's answer) are
   numbered in the order they were said but may reach the sender in the other order; after a
   restart they go out in number order.

@@ -19,9 +19,10 @@ It owns flood control and delivery guarantees:
 - **429.** The chat's lane pauses for ``retry_after`` and retries the same call; when the
   pause is longer than `LIVE_PAUSE_LIMIT`, waiting live updates are shed but the finals are
   still sent once the pause is over. A 429 on a call without a chat pauses everything.
-- **Durability.** A `SendReply` is in the outbox (`actors.telegram_outbox`) before a chat
-  hands it over, or is written there the moment it arrives, and is deleted once Telegram
-  accepted it; the entries left by an earlier run
+- **Durability.** A `SendReply` is in the outbox (`actors.telegram_outbox`): its chat writes
+  it while the sender already sends it (an entry the disk refused is said in the chat, once
+  an hour), or it is written the moment it arrives, and it is deleted once Telegram
+  accepted it and its write ended; the entries left by an earlier run
   are queued first, in order per chat. Such a reply is retried on 5xx, timeouts and
   connection errors without a limit, with backoff capped at `retry_backoff_max`, for as long
   as the process runs, and by the next start after that.
