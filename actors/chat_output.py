@@ -5,13 +5,14 @@ so every message carries the chat's ids and every trace record its chat, user an
 
 - Messages go to the sender's inbox with ``send``: when the sender is full, only this chat
   waits (the router never waits for a chat).
-- A reply (`say`: a result, a failure, a question, a notice) is written to the durable
-  outbox (`actors.telegram_outbox`) before it is handed over, so a SIGKILL while it waits in
-  the sender's inbox loses nothing: the next start sends it. With `write_behind` (the
-  chat's) the reply is handed over at once and its entry written while the sender sends it,
-  then synced (`actors.chat_sync`): the entry's number is taken first, and the sender's
-  deletion of a delivered entry waits for its write (`actors.telegram_outbox`). Progress,
-  typing and callback answers stay lossy: they are not replies.
+- A reply (`say`: a result, a failure, a question, a notice) is kept in the durable outbox
+  (`actors.telegram_outbox`) until Telegram took it, so a SIGKILL while it waits in the
+  sender's inbox loses nothing: the next start sends it. Without `write_behind` it is
+  written (and fsync'd) before it is handed over. With `write_behind` (the chat's) it is
+  handed over at once and its entry written while the sender sends it, then synced
+  (`actors.chat_sync`): the entry's number is taken first, and the sender's deletion of a
+  delivered entry waits for its write. Progress, typing and callback answers stay lossy:
+  they are not replies.
 - A typing action is best effort: it is handed over only if the sender's inbox has room at
   once, and shed (counted in `typing_shed`) otherwise, so a typing tick never waits and never
   piles up behind a busy sender on the chat's side.

@@ -4,11 +4,11 @@ The chat's session saves and its replies' outbox entries are written with ``dura
 (on disk against a kill at once) and made to survive a power loss a moment later, in the
 batches all chats share (`orchestrator.disk.SyncBatches`): *write now, sync behind*
 (`orchestrator.disk`). A reply's entry is written here too, while the sender already sends
-it (`write_reply`): the user does not wait for the disk, and the entry is on disk by the
-time the reply could be lost with the process, as before (`actors.telegram_outbox`). The
-chat decides what waits for a sync (`actors.chat.Chat.save`,
-`actors.chat.Chat.mark_handled_when_synced`); this module keeps what is still to write and
-to sync.
+it (`write_reply`): the user does not wait for the disk. A kill within that write loses the
+reply only if Telegram did not have it yet, and its request is then still running on record
+and offered again at the next start (`actors.telegram_outbox`). The chat decides what waits
+for a sync (`actors.chat.Chat.save`, `actors.chat.Chat.mark_handled_when_synced`); this
+module keeps what is still to write and to sync.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class SyncBehind:
     ) -> None:
         """Write `reply`'s outbox entry `number` (reserved) in `nursery`, then sync it; `sync`
         waits for the write first. A disk that refuses is logged by the outbox; the reply is
-        then delivered from memory, and the chat's next session save says the disk is full."""
+        then delivered from memory, and the sender says so in the chat (`Outbox.remove`)."""
         if not self.writing:
             self._written = trio.Event()
         self.writing += 1
