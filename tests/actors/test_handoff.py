@@ -300,15 +300,17 @@ async def test_a_reply_goes_out_while_its_entry_is_written_and_is_forgotten_afte
             outbox=outbox,
             write_behind=functools.partial(behind.write_reply, chat),
         )
-        with trio.fail_after(1):
-            await out.say("the result")
-            await api.wait_for(lambda a: sent(a, ALICE) == ["the result"])
-        chat.start_soon(sync_then_note)
-        await trio.testing.wait_all_tasks_blocked()
-        assert entries(folder) == []  # delivered before its entry was written
-        assert behind.holds_replies()
-        assert synced_at == []  # a sync (and so the chat's next save) waits for the entry
-        release.set()
+        try:
+            with trio.fail_after(1):
+                await out.say("the result")
+                await api.wait_for(lambda a: sent(a, ALICE) == ["the result"])
+            chat.start_soon(sync_then_note)
+            await trio.testing.wait_all_tasks_blocked()
+            assert entries(folder) == []  # delivered before its entry was written
+            assert behind.holds_replies()
+            assert synced_at == []  # a sync (and so the chat's next save) waits for the entry
+        finally:
+            release.set()  # a failed check must not leave the (shielded) write held forever
         await trio.testing.wait_all_tasks_blocked()
     assert entries(folder) == []  # written, then deleted: not sent again at the next start
     assert synced_at == [True]
