@@ -204,8 +204,8 @@ def _load(folder: Path) -> tuple[list[OutboxEntry], int]:
             continue  # not ours
         highest = max(highest, number)
         try:
-            entries.append(OutboxEntry(number, _DECODER.decode(path.read_bytes()).reply))
-        except (msgspec.DecodeError, RecursionError) as error:
+            entries.append(OutboxEntry(number, _DECODER.decode(disk.read_regular(path)).reply))
+        except disk.DAMAGED as error:
             aside = disk.set_aside(path)
             logger.error("outbox entry %s is damaged (%s); moved it to %s", path, error, aside)
     return entries, highest

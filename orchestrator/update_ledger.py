@@ -107,7 +107,7 @@ def _load(path: Path) -> _LedgerFile:
         return _DECODER.decode(disk.read_regular(path))
     except FileNotFoundError:
         return _LedgerFile()
-    except (disk.NotARegularFile, msgspec.DecodeError, RecursionError) as error:
+    except disk.DAMAGED as error:
         try:
             aside = disk.set_aside(path)
         except OSError as failure:

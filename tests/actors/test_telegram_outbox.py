@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import itertools
 import logging
+import os
 import random
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
@@ -170,3 +171,25 @@ async def test_a_full_disk_still_delivers_and_says_so_once_a_minute(
     assert len(lines) == 2, lines
     assert "No space left on device" in lines[0]
     assert "29 more failure(s)" in lines[1]
+
+
+async def test_damaged_or_planted_entries_are_set_aside_and_the_rest_still_goes_out(
+    tmp_path: Path,
+) -> None:
+    """An entry with a string that is not UTF-8 (msgspec raises `UnicodeDecodeError` there,
+    not a `DecodeError`) and a FIFO named like an entry are set aside at start, never a crash
+    or a hang; the good entry after them is kept."""
+    folder = tmp_path / "outbox"
+    folder.mkdir()
+    (folder / "000000000001.json").write_bytes(
+        b'{"version":1,"reply":{"chat_id":5,"markdown":"\xff"}}'
+    )
+    os.mkfifo(folder / "000000000002.json")
+    (folder / "000000000003.json").write_bytes(
+        b'{"version":1,"reply":{"chat_id":5,"markdown":"kept"}}'
+    )
+    with trio.fail_after(5):
+        outbox, entries = await Outbox.open(folder)
+    assert [(entry.number, entry.reply.markdown) for entry in entries] == [(3, "kept")]
+    assert outbox.reserve() == 4  # numbering goes on after every name seen
+    assert len(list(folder.glob("*.corrupt-*"))) == 2
