@@ -12,12 +12,13 @@ update ledger (`UpdateLedger`), trace lines (the tracer) and the chat's prompt f
   file whose loss another file covers (the update ledger: `orchestrator.update_ledger`), or
   one that `sync` makes durable a moment later.
 - `sync` makes files written with ``durable=False`` survive a power loss after all (fsync of
-  each, then of their folders): *write now, sync behind*. A message's session save and its
-  reply's outbox entry must be on disk before Codex sees the prompt and before the sender has
-  the reply, and against a kill the page cache is on disk; their two fsyncs (0.4 to 1.4 ms each
-  here, bench/overhead.py) then run beside Codex's work and the sendMessage instead of before
-  them. What waits for them is what needs a power loss covered: the poller's confirmation of
-  the update to Telegram, and the chat's next save after a reply (`actors.chat`).
+  each, then of their folders): *write now, sync behind*. A message's session save must be on
+  disk before Codex sees the prompt (a reply's outbox entry is written while the sender sends
+  it, `actors.chat_sync`), and against a kill the page cache is on disk; their fsyncs (0.4 to
+  1.4 ms each here, bench/overhead.py) then run beside Codex's work and the sendMessage
+  instead of before them. What waits for them is what needs a power loss covered: the
+  poller's confirmation of the update to Telegram, and the chat's next save after a reply
+  (`actors.chat`).
   `SyncBatches` gathers the syncs of all chats into one job at a time (group commit).
 - `set_aside` renames a damaged file to ``<name>.corrupt-<UTC time>``: damage is kept for a
   look and reported by the caller, never silently dropped and never a crash loop.
