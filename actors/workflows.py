@@ -49,6 +49,7 @@ from orchestrator.role_answers import (
 from orchestrator.workflow_types import (
     MAX_REVIEW_ROUNDS,
     Mode,
+    Phase,
     Role,
     RoleFailed,
     RoleInstructions,
@@ -58,6 +59,7 @@ from orchestrator.workflow_types import (
     SelectorDecision,
     TokenUsage,
     TraceOutcome,
+    Verdict,
     WorkflowResult,
 )
 
@@ -352,6 +354,28 @@ async def carry_out_plan(
     if max_review_rounds < 1:
         raise ValueError(f"max_review_rounds must be at least 1, got {max_review_rounds}")
     ledger = _Ledger(caller=caller, trace=trace, instructions=instructions)
+    decision: SelectorDecision | None = None
+    plan: str | None = None
+    developer_thread, developer_worker = thread_id, worker_id
+    files: tuple[str, ...] = ()
+
+    def failed(
+        phase: Phase, round_number: int | None, failure: RoleFailed, verdict: Verdict | None = None
+    ) -> WorkflowResult:
+        """The request ended by `failure` in `phase`, with what it reached before."""
+        return failed_result(
+            mode="plan",
+            phase=phase,
+            round_number=round_number,
+            failure=failure,
+            usage=ledger.usage,
+            developer_thread_id=developer_thread,
+            developer_worker_id=developer_worker,
+            files_changed=files,
+            selector=decision,
+            plan=plan,
+            verdict=verdict,
+        )
 
     await reporter.phase("selecting", "")
     selected = await ledger.call(
@@ -363,15 +387,7 @@ async def carry_out_plan(
         describe=_describe_selector,
     )
     if isinstance(selected, RoleFailed):
-        return failed_result(
-            mode="plan",
-            phase="selecting",
-            round_number=None,
-            failure=selected,
-            usage=ledger.usage,
-            developer_thread_id=thread_id,
-            developer_worker_id=worker_id,
-        )
+        return failed("selecting", None, selected)
     decision = decode_selector_answer(selected.text)
     if decision.route == "single":
         return await _single(
@@ -400,23 +416,12 @@ async def carry_out_plan(
             thread_id=planned.thread_id,
         )
     if isinstance(planned, RoleFailed):
-        return failed_result(
-            mode="plan",
-            phase="planning",
-            round_number=None,
-            failure=planned,
-            usage=ledger.usage,
-            developer_thread_id=thread_id,
-            developer_worker_id=worker_id,
-            selector=decision,
-        )
+        return failed("planning", None, planned)
     plan = planned.text.strip()
     await reporter.phase(PHASE_PLAN, plan)
 
-    developer_thread, developer_worker = thread_id, worker_id
     reviewer_thread: str | None = None
     reviewer_worker: int | None = None
-    files: tuple[str, ...] = ()
     developer_prompt = workflow_prompts.developer_prompt(prompt, plan)
     feedback = ""
     round_number = 0
@@ -432,18 +437,8 @@ async def carry_out_plan(
             describe=_describe_developer,
         )
         if isinstance(developed, RoleFailed):
-            return failed_result(
-                mode="plan",
-                phase="developing",
-                round_number=round_number,
-                failure=developed,
-                usage=ledger.usage,
-                developer_thread_id=developer_thread,
-                developer_worker_id=developer_worker,
-                files_changed=files,
-                selector=decision,
-                plan=plan,
-                verdict="changes" if round_number > 1 else None,
+            return failed(
+                "developing", round_number, developed, "changes" if round_number > 1 else None
             )
         developer_thread, developer_worker = developed.thread_id, developed.worker_id
         report = developed.text.strip()
@@ -466,18 +461,7 @@ async def carry_out_plan(
             describe=_describe_review,
         )
         if isinstance(reviewed, RoleFailed):
-            return failed_result(
-                mode="plan",
-                phase="reviewing",
-                round_number=round_number,
-                failure=reviewed,
-                usage=ledger.usage,
-                developer_thread_id=developer_thread,
-                developer_worker_id=developer_worker,
-                files_changed=files,
-                selector=decision,
-                plan=plan,
-            )
+            return failed("reviewing", round_number, reviewed)
         reviewer_thread, reviewer_worker = reviewed.thread_id, reviewed.worker_id
         verdict = decode_review_answer(reviewed.text)
         if verdict.verdict == "approved" or round_number >= max_review_rounds:

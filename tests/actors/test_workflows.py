@@ -480,6 +480,9 @@ async def test_failure_in_each_phase_ends_with_a_clear_message(
     assert (last.role, last.outcome, last.worker_id) == (role, "failed", 4)
     assert last.detail == "tool_error: unexpected status 401"
     assert len(harness.traces) == calls_made
+    # What the request reached before the failure is kept: the selector's decision, the plan.
+    assert (result.selector is None) == (role == "selector")
+    assert result.plan == (None if role in ("selector", "planner") else THE_PLAN)
     if (role, nth) == ("developer", 2):
         # Work from round 1 is kept and reported; the developer thread survives for next time.
         assert result.files_changed == ("a.py",)
