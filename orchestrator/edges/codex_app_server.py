@@ -89,7 +89,7 @@ if TYPE_CHECKING:
         JobOutcome,
     )
     from orchestrator.ports import ModelChoice, RateLimits, SteerResult
-    from orchestrator.wire.codex_app_server import Incoming, RpcError
+    from orchestrator.wire.jsonrpc import Incoming, RpcError
 
 __all__ = [
     "CLIENT_INFO",

@@ -1,16 +1,17 @@
 """One ``codex mcp-server`` process, spoken to as MCP over stdio: the Codex MCP edge.
 
-This module owns the subprocess and its transport: newline-delimited JSON-RPC 2.0 on the
-process's stdin and stdout. The wire types and what they mean are in
+This module owns the subprocess; its transport, newline-delimited JSON-RPC 2.0 on the
+process's stdin and stdout, is `orchestrator.edges.jsonrpc_lines.LineRpc`, as for the
+app-server edge. The wire types and what they mean are in
 `orchestrator.wire.codex_mcp`; `CodexProcess` implements the `orchestrator.ports.CodexWorker`
 port with them. It speaks MCP itself rather than through the mcp SDK's `ClientSession`,
 because what Codex needs is exactly what the SDK loses (measured with mcp 2.3.0 on Codex
 0.153.4): ``codex/event`` notifications are dropped unless bound, and dispatched one task
 each, so out of order and sometimes after the call's result; the ``codex_*`` fields of
 ``elicitation/create`` are stripped; and Codex's non-standard ``{"decision": ...}`` answer
-loses its extra key. A reader task here sees every message in wire order, routes responses
-to their callers, events to the call they belong to (``_meta.requestId``) and approval
-requests to the caller's approval callback.
+loses its extra key. The transport's reader sees every message in wire order and routes
+responses to their callers; this edge routes events to the call they belong to
+(``_meta.requestId``) and approval requests to the caller's approval callback.
 
 Lifecycle (`open_codex_process`): spawn in a new session (its own process group), stderr
 appended to a log file, ``initialize`` + ``tools/list`` confirming ``codex`` and
@@ -19,13 +20,14 @@ a call in flight still finishes, then the process exits in about 22 ms), wait
 `GRACEFUL_EXIT`, then kill the whole tree including the commands Codex ``setsid``-ed
 (`orchestrator.edges.processes.kill_tree`).
 
-Process death is noticed at end of output, or by `CodexProcess.watch_exit` when the server
-exited while a command it started still holds the pipe; either way calls in flight end with
-``worker_died`` and `CodexProcess.alive` turns False (leaving the context does not). The
-server's descendants are snapshotted (in a worker thread, see
-`orchestrator.edges.processes.TreeSnapshots`) whenever Codex starts a command, after each
-call that ran one, at each ping and before a stop, so `CodexProcess.interrupt` reaches
-commands orphaned by a server that died.
+Process death is noticed at end of output, or by the transport's `LineRpc.watch_exit` when
+the server exited while a command it started still holds the pipe; either way calls in
+flight end with ``worker_died`` and `CodexProcess.alive` turns False (leaving the context
+does not). An answer that cannot be read at all ends its call at once and the process is
+not reused (the transport's `garbled`). The server's descendants are snapshotted (in a
+worker thread, see `orchestrator.edges.processes.TreeSnapshots`) whenever Codex starts a
+command, after each call that ran one, at each ping and before a stop, so
+`CodexProcess.interrupt` reaches commands orphaned by a server that died.
 
 A cancelled call leaves the process unusable. Measured on Codex 0.153.4: after
 ``notifications/cancelled`` no response ever comes for that call, the commands it started
@@ -37,7 +39,6 @@ process `poisoned` when its caller is cancelled (`reusable` turns False); the po
 
 from __future__ import annotations
 
-import itertools
 import logging
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ from typing import TYPE_CHECKING, Final, final
 import msgspec
 import trio
 
+from orchestrator.edges.jsonrpc_lines import LineRpc
 from orchestrator.edges.processes import (
     TreeSnapshots,
     handshake_failure,
@@ -54,30 +56,22 @@ from orchestrator.edges.processes import (
     spawn_server,
 )
 from orchestrator.errors import WorkerStartError, WorkerUnavailable
-from orchestrator.logging import ThrottledWarning
 from orchestrator.messages import CommandStarted, JobFailed
 from orchestrator.wire.codex_mcp import (
     CLIENT_INFO,
     CODEX_MCP_VERSION,
     ELICITATION,
-    ENCODER,
     EVENT,
-    INCOMING,
     INITIALIZE_RESULT,
     PROTOCOL_VERSION,
     REQUIRED_TOOLS,
     TOOL_LIST,
-    Incoming,
-    Response,
-    RpcError,
     TurnEvents,
     approval_ask,
     error_text,
-    incoming_from,
     tool_call,
     tool_outcome,
 )
-from orchestrator.wire.jsonrpc import UNREADABLE_ANSWER, salvage
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -91,12 +85,11 @@ if TYPE_CHECKING:
         JobOutcome,
     )
     from orchestrator.ports import ModelChoice, RateLimits, SteerResult
+    from orchestrator.wire.jsonrpc import Incoming
 
 __all__ = [
     "CANCEL_NOTICE_GRACE",
-    "EXIT_DRAIN",
     "GRACEFUL_EXIT",
-    "MAX_LINE",
     "STOP_DEADLINE",
     "CodexProcess",
     "open_codex_process",
@@ -104,15 +97,8 @@ __all__ = [
 
 logger: Final = logging.getLogger(__name__)
 
-_ProcessGone = WorkerUnavailable
-"""The process exited or closed its pipes."""
-
 GRACEFUL_EXIT: Final = 2.0
 """Seconds after closing stdin before the process tree is killed (Codex exits in ~22 ms)."""
-
-EXIT_DRAIN: Final = 0.5
-"""Seconds the reader may keep draining stdout after the server exited; a command that
-inherited the pipe would otherwise hold it open and hide the death."""
 
 CANCEL_NOTICE_GRACE: Final = 0.5
 """Seconds a cancelled call may spend telling Codex (``notifications/cancelled``)."""
@@ -120,9 +106,6 @@ CANCEL_NOTICE_GRACE: Final = 0.5
 STOP_DEADLINE: Final = 20.0
 """Bound of the shielded stop: a snapshot, `GRACEFUL_EXIT` twice and a kill ladder (about
 4 s plus its scans) fit well within it; it only matters if a step hangs."""
-
-MAX_LINE: Final = 64 * 1024 * 1024
-"""Longest JSON-RPC line accepted from the server (a huge tool result still fits)."""
 
 
 @dataclass
@@ -158,19 +141,11 @@ class CodexProcess:
         self.threads = 0
         self.poisoned = False
         self.server_version = ""
-        self._unreadable = ThrottledWarning(logger)
-        self._ids = itertools.count(1)
-        self._pending: dict[int | str, trio.MemorySendChannel[Response]] = {}
         self._calls: dict[str, _CallState] = {}
-        self._write_lock = trio.Lock()
-        self._exited = trio.Event()
-        self._process_ended = False
-        """The server process exited (`watch_exit` saw it); its output may still drain."""
-        self._reading = True
-        self._reader_scope = trio.CancelScope()
         self.snapshots = TreeSnapshots(process)
-        assert process.stdin is not None
-        self._stdin = process.stdin
+        self.rpc = LineRpc(
+            process, label=f"Codex worker {worker_id}", on_message=self._dispatch, version="2.0"
+        )
 
     @property
     def alive(self) -> bool:
@@ -178,22 +153,19 @@ class CodexProcess:
 
         Not turned False merely because the context is being left (the reader cancelled
         with everything else): a watcher that sees ``alive`` False may call it a crash. The
-        exit counts as `watch_exit` sees it: a command holding the pipe must not let a dead
-        server take the next job for `EXIT_DRAIN`.
+        exit counts as the transport's `watch_exit` sees it: a command holding the pipe must
+        not let a dead server take the next job while its output drains.
         """
-        return not self._exited.is_set() and not self._process_ended
+        return not self.rpc.exited.is_set() and not self.rpc.process_ended
 
     resumes_threads: Final = False
     """A thread lives in its process only (``codex-reply`` to another fails)."""
 
     @property
     def reusable(self) -> bool:
-        """Whether another call may be sent: the process runs and no call was cancelled."""
-        return not self.poisoned and self._usable()
-
-    def _usable(self) -> bool:
-        """Whether a request sent now can still get an answer."""
-        return self._reading and not self._exited.is_set()
+        """Whether another call may be sent: the process runs, no call was cancelled and no
+        answer was unreadable (the transport's `garbled`)."""
+        return not self.poisoned and self.rpc.usable()
 
     def rss_mb(self) -> float:
         """Resident memory of the server process, in MB: where Codex's per-thread growth
@@ -202,124 +174,15 @@ class CodexProcess:
 
     # ------------------------------------------------------------------ wire
 
-    async def _write(self, message: Mapping[str, object]) -> None:
-        data = ENCODER.encode(message) + b"\n"
-        async with self._write_lock:
-            try:
-                await self._stdin.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as error:
-                raise _ProcessGone("the Codex process closed its input") from error
-
-    async def _request(self, method: str, params: Mapping[str, object]) -> Response:
-        if not self._usable():
-            raise _ProcessGone("the Codex process has exited")
-        request_id = next(self._ids)
-        send, receive = trio.open_memory_channel[Response](1)
-        self._pending[request_id] = send
-        try:
-            with receive:
-                await self._write(
-                    {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
-                )
-                try:
-                    return await receive.receive()
-                except trio.EndOfChannel:
-                    raise _ProcessGone("the Codex process exited mid-request") from None
-        finally:
-            self._pending.pop(request_id, None)
-
-    async def read_loop(self) -> None:
-        """Route every line from the server; on end of output, fail what is pending.
-
-        Also ends (through `watch_exit`) when the server exited but a command it started still
-        holds the pipe open.
-        """
-        try:
-            with self._reader_scope:
-                await self._read_lines()
-            # Reached on end of output, or when `watch_exit` stopped the reader; not when
-            # the reader is cancelled from outside (the context is being left).
-            self._exited.set()
-        finally:
-            self._reading = False
-            for send in self._pending.values():
-                send.close()
-            self._pending.clear()
-
-    async def _read_lines(self) -> None:
-        stdout = self._process.stdout
-        assert stdout is not None
-        buffer = bytearray()
-        with suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            while True:
-                chunk = await stdout.receive_some(65536)
-                if not chunk:
-                    return
-                buffer += chunk
-                while True:
-                    end = buffer.find(b"\n")
-                    if end < 0:
-                        if len(buffer) > MAX_LINE:
-                            logger.error("worker %d sent an oversized line", self.worker_id)
-                            buffer.clear()
-                        break
-                    line = bytes(buffer[:end])
-                    del buffer[: end + 1]
-                    if line.strip():
-                        self._dispatch(line)
-
-    async def watch_exit(self) -> None:
-        """When the server exits, let the reader drain for `EXIT_DRAIN`, then stop it.
-
-        Normally the reader sees end-of-file first. A command that inherited the server's
-        stdout would keep the pipe open after the server died; without this, calls in flight
-        would wait forever instead of failing with ``worker_died``.
-        """
-        await self._process.wait()
-        self._process_ended = True
-        with trio.move_on_after(EXIT_DRAIN):
-            await self._exited.wait()
-        if not self._exited.is_set():
-            logger.warning(
-                "worker %d exited but its output stays open (held by a child)", self.worker_id
-            )
-            self._reader_scope.cancel()
-
-    def _dispatch(self, line: bytes) -> None:
-        try:
-            message = INCOMING.decode(line)
-        except msgspec.DecodeError as error:
-            salvaged = self._salvage(line, error)
-            if salvaged is None:
-                return
-            message = salvaged
-        if message.method is None:
-            if message.id is not None:
-                pending = self._pending.pop(message.id, None)
-                if pending is not None:
-                    result = message.result if len(message.result) else None
-                    pending.send_nowait(Response(result, message.error))
-            return
+    def _dispatch(self, message: Incoming) -> None:
+        """A notification or server request, in wire order (responses went to their calls)."""
         if message.id is None:
             if message.method == "codex/event" and len(message.params):
                 self._on_event(message.params)
             return
+        assert message.method is not None
         params = message.params if len(message.params) else None
         self._nursery.start_soon(self._serve_request, message.id, message.method, params)
-
-    def _salvage(self, line: bytes, error: msgspec.DecodeError) -> Incoming | None:
-        """A line the fast decoder refused: logged (throttled), read leniently; a response
-        that still cannot be read fails its call at once and the process is not reused."""
-        self._unreadable.warning(
-            "worker %d: unreadable line (%s): %.200r", self.worker_id, error, line
-        )
-        salvaged = salvage(line)
-        if salvaged.readable:
-            return incoming_from(salvaged)
-        if (pending := self._pending.pop(salvaged.id, None)) is not None:  # type: ignore[arg-type]
-            self.poisoned = True
-            pending.send_nowait(Response(None, RpcError(code=-32700, message=UNREADABLE_ANSWER)))
-        return None
 
     def _on_event(self, raw: msgspec.Raw) -> None:
         try:
@@ -347,14 +210,12 @@ class CodexProcess:
         else:
             await self._reply_error(request_id, -32601, f"method not found: {method}")
             return
-        with suppress(_ProcessGone):
-            await self._write({"jsonrpc": "2.0", "id": request_id, "result": result})
+        with suppress(WorkerUnavailable):
+            await self.rpc.write({"id": request_id, "result": result})
 
     async def _reply_error(self, request_id: int | str, code: int, text: str) -> None:
-        with suppress(_ProcessGone):
-            await self._write(
-                {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": text}}
-            )
+        with suppress(WorkerUnavailable):
+            await self.rpc.write({"id": request_id, "error": {"code": code, "message": text}})
 
     async def _decide(self, params: msgspec.Raw | None) -> ApprovalDecision:
         """Ask the caller whose call raised the approval; deny when nobody can answer.
@@ -382,7 +243,7 @@ class CodexProcess:
     async def handshake(self) -> None:
         """``initialize`` + ``tools/list``; raises `WorkerStartError` when not a Codex."""
         try:
-            init = await self._request(
+            init = await self.rpc.request(
                 "initialize",
                 {
                     "protocolVersion": PROTOCOL_VERSION,
@@ -393,9 +254,9 @@ class CodexProcess:
             if init.error is not None or init.result is None:
                 raise WorkerStartError(f"initialize failed: {error_text(init.error)}")
             self.server_version = INITIALIZE_RESULT.decode(init.result).serverInfo.version
-            await self._write({"jsonrpc": "2.0", "method": "notifications/initialized"})
-            listed = await self._request("tools/list", {})
-        except _ProcessGone as error:
+            await self.rpc.write({"method": "notifications/initialized"})
+            listed = await self.rpc.request("tools/list", {})
+        except WorkerUnavailable as error:
             raise WorkerStartError(
                 f"the Codex MCP server exited during startup ({error})"
             ) from None
@@ -412,9 +273,9 @@ class CodexProcess:
         """MCP ``ping``, after a snapshot. Raises `WorkerUnavailable` when the process died;
         a wedged process simply does not answer: bound it with the caller's deadline."""
         await self.snapshots.take()
-        response = await self._request("ping", {})
+        response = await self.rpc.request("ping", {})
         if response.error is not None:
-            raise _ProcessGone(f"ping failed: {error_text(response.error)}")
+            raise WorkerUnavailable(f"ping failed: {error_text(response.error)}")
 
     async def run_turn(
         self,
@@ -441,7 +302,7 @@ class CodexProcess:
         the module docstring: it would misroute replies and ignore stdin close) and
         Cancelled propagates; the owner must `interrupt` the process.
         """
-        if not self._usable():
+        if not self.rpc.usable():
             return JobFailed(
                 failure="worker_died",
                 message="the Codex worker had already exited",
@@ -456,45 +317,36 @@ class CodexProcess:
                 thread_id=job.thread_id,
             )
         tool, arguments = tool_call(job)
-        request_id = str(next(self._ids))
+        # A text id, known before the answer: events name their call by it (_meta.requestId).
+        request_id = str(self.rpc.next_id())
         state = _CallState(on_event, on_approval, TurnEvents(worker_id=self.worker_id))
         self._calls[request_id] = state
-        send, receive = trio.open_memory_channel[Response](1)
-        self._pending[request_id] = send
         try:
-            with receive:
-                try:
-                    await self._write(
-                        {
-                            "jsonrpc": "2.0",
-                            "id": request_id,
-                            "method": "tools/call",
-                            "params": {"name": tool, "arguments": arguments},
-                        }
-                    )
-                    response = await receive.receive()
-                except (trio.EndOfChannel, _ProcessGone):
-                    return JobFailed(
-                        failure="worker_died",
-                        message="the Codex worker died during the run",
-                        worker_id=self.worker_id,
-                        thread_id=job.thread_id,
-                    )
+            try:
+                response = await self.rpc.request(
+                    "tools/call", {"name": tool, "arguments": arguments}, request_id=request_id
+                )
+            except WorkerUnavailable:
+                return JobFailed(
+                    failure="worker_died",
+                    message="the Codex worker died during the run",
+                    worker_id=self.worker_id,
+                    thread_id=job.thread_id,
+                )
         except trio.Cancelled:
             self.poisoned = True
-            with trio.move_on_after(CANCEL_NOTICE_GRACE, shield=True), suppress(_ProcessGone):
-                await self._write(
+            with trio.move_on_after(CANCEL_NOTICE_GRACE, shield=True), suppress(WorkerUnavailable):
+                await self.rpc.write(
                     {
-                        "jsonrpc": "2.0",
                         "method": "notifications/cancelled",
                         "params": {"requestId": request_id, "reason": "cancelled by user"},
-                    }
+                    },
+                    seconds=CANCEL_NOTICE_GRACE,
                 )
             self.snapshots.want()
             raise
         finally:
             self._calls.pop(request_id, None)
-            self._pending.pop(request_id, None)
         if self.snapshots.known or state.started_commands:
             await (
                 self.snapshots.take()
@@ -546,8 +398,7 @@ class CodexProcess:
             # Snapshot first: once the server exits, its setsid'd commands are orphans.
             started = await self.snapshots.take()
             if not self.poisoned:
-                with suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                    await self._stdin.aclose()
+                await self.rpc.close_input()
                 with trio.move_on_after(GRACEFUL_EXIT):
                     await self._process.wait()
             await kill_tree(self.pid, known=started | self.snapshots.known)
@@ -576,8 +427,8 @@ async def open_codex_process(
     async with spawn_server(argv, env=env, stderr_log=stderr_log, cwd=cwd) as process:
         async with trio.open_nursery() as nursery:
             codex = CodexProcess(process, worker_id, nursery)
-            nursery.start_soon(codex.read_loop)
-            nursery.start_soon(codex.watch_exit)
+            nursery.start_soon(codex.rpc.read_loop)
+            nursery.start_soon(codex.rpc.watch_exit)
             nursery.start_soon(codex.snapshots.keep)
             failure = await handshake_failure(
                 codex.handshake, startup_timeout=startup_timeout, what="MCP"

@@ -1,13 +1,14 @@
 """JSON-RPC over a subprocess's stdin/stdout, one JSON object per line: the transport under
-`orchestrator.edges.codex_app_server`.
+both Codex edges (`orchestrator.edges.codex_app_server`, `orchestrator.edges.codex_mcp`).
 
-`LineRpc` writes requests (no ``"jsonrpc"`` member: ``codex app-server`` neither needs nor
-sends it), matches responses to the requests waiting for them, and hands every other message
-(notifications and server requests, which carry a ``method``) to a callback, synchronously
-and in wire order. Lines have no length limit (``codex app-server`` sent 200 kB lines); a line
-that the decoder refuses is logged (throttled) and read again leniently
-(`orchestrator.wire.jsonrpc.salvage`); a response that still cannot be read fails its request
-at once and marks the process `garbled`.
+`LineRpc` writes messages (with the ``"jsonrpc"`` member its owner names: ``codex mcp-server``
+wants ``"2.0"``, ``codex app-server`` neither needs nor sends it), matches responses to the
+requests waiting for them, and hands every other message (notifications and server requests,
+which carry a ``method``) to a callback, synchronously and in wire order. A line may be up to
+`MAX_LINE` long (``codex app-server`` sent 200 kB lines; a huge tool result still fits); a
+longer one is dropped. A line that the decoder refuses is logged (throttled) and read again
+leniently (`orchestrator.wire.jsonrpc.salvage`); a response that still cannot be read fails
+its request at once and marks the process `garbled`.
 
 Process death is noticed at end of output, or by `LineRpc.watch_exit` when the process exited
 while a child that inherited its stdout keeps the pipe open; either way the requests in flight
@@ -26,13 +27,19 @@ import trio
 
 from orchestrator.errors import WorkerUnavailable
 from orchestrator.logging import ThrottledWarning
-from orchestrator.wire.codex_app_server import Incoming, RpcError, incoming_from
-from orchestrator.wire.jsonrpc import UNREADABLE_ANSWER, salvage
+from orchestrator.wire.jsonrpc import (
+    UNREADABLE_ANSWER,
+    Incoming,
+    Response,
+    RpcError,
+    incoming_from,
+    salvage,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-__all__ = ["EXIT_DRAIN", "READ_CHUNK", "WRITE_TIMEOUT", "LineRpc", "Refused", "Response"]
+__all__ = ["EXIT_DRAIN", "MAX_LINE", "READ_CHUNK", "WRITE_TIMEOUT", "LineRpc", "Refused"]
 
 logger: Final = logging.getLogger(__name__)
 
@@ -41,6 +48,9 @@ EXIT_DRAIN: Final = 0.5
 inherited the pipe would otherwise hold it open and hide the death."""
 
 READ_CHUNK: Final = 65536
+
+MAX_LINE: Final = 64 * 1024 * 1024
+"""Longest line kept: a server that never ends its line must not take all memory."""
 
 WRITE_TIMEOUT: Final = 10.0
 """Seconds one line may take to enter the process's stdin before it counts as wedged (a
@@ -54,19 +64,13 @@ class Refused(Exception):
     """The server answered a request with an error; the message is the server's text."""
 
 
-class Response(msgspec.Struct, frozen=True):
-    """A response: `result` (raw JSON) or `error`."""
-
-    result: msgspec.Raw | None
-    error: RpcError | None
-
-
 @final
 class LineRpc:
     """The JSON-RPC line transport of one process; `read_loop` and `watch_exit` must run.
 
     `on_message` gets each notification and server request; it must not block.
     `on_end` runs once the reader stopped, after pending requests were failed.
+    `version` is the ``"jsonrpc"`` member every message sent carries (None: none).
     """
 
     def __init__(
@@ -75,7 +79,8 @@ class LineRpc:
         *,
         label: str,
         on_message: Callable[[Incoming], None],
-        on_end: Callable[[], None],
+        on_end: Callable[[], None] = lambda: None,
+        version: str | None = None,
     ) -> None:
         assert process.stdin is not None
         self._process = process
@@ -83,6 +88,7 @@ class LineRpc:
         self._label = label
         self._on_message = on_message
         self._on_end = on_end
+        self._envelope: dict[str, object] = {} if version is None else {"jsonrpc": version}
         self._ids = itertools.count(1)
         self._pending: dict[int | str, trio.MemorySendChannel[Response]] = {}
         self._write_lock = trio.Lock()
@@ -103,18 +109,19 @@ class LineRpc:
         """Whether a request sent now can still get an answer."""
         return self._reading and not self.garbled and not self.exited.is_set()
 
-    async def write(self, message: Mapping[str, object]) -> None:
+    async def write(self, message: Mapping[str, object], *, seconds: float = WRITE_TIMEOUT) -> None:
         """Send one message; `WorkerUnavailable` when the process closed its input.
 
         A line is written whole or not at all: the write is shielded from cancellation (a
-        half-written line would garble the next one), and bounded by `WRITE_TIMEOUT`, past
-        which the process counts as wedged and the transport as unusable.
+        half-written line would garble the next one), and bounded by `seconds`, past which
+        the process counts as wedged and the transport as unusable.
         """
-        data = _ENCODER.encode(message) + b"\n"
+        data = _ENCODER.encode({**self._envelope, **message} if self._envelope else message)
+        data += b"\n"
         async with self._write_lock:
             if self._broken:
                 raise WorkerUnavailable(f"{self._label} stopped reading its input")
-            with trio.CancelScope(shield=True), trio.move_on_after(WRITE_TIMEOUT) as bound:
+            with trio.CancelScope(shield=True), trio.move_on_after(seconds) as bound:
                 try:
                     await self._stdin.send_all(data)
                 except (trio.BrokenResourceError, trio.ClosedResourceError) as error:
@@ -129,11 +136,21 @@ class LineRpc:
         with suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await self._stdin.aclose()
 
-    async def request(self, method: str, params: msgspec.Struct) -> Response:
-        """Send a request and wait for its response; `WorkerUnavailable` if the process went."""
+    def next_id(self) -> int:
+        """A request id not used before (for a caller that needs it before the request)."""
+        return next(self._ids)
+
+    async def request(
+        self, method: str, params: object, *, request_id: int | str | None = None
+    ) -> Response:
+        """Send a request and wait for its response; `WorkerUnavailable` if the process went.
+
+        `request_id`: the id to send (from `next_id`, or its text), when the caller must know
+        it before the answer comes; a new one by default."""
         if not self.usable():
             raise WorkerUnavailable(f"{self._label} has exited")
-        request_id = next(self._ids)
+        if request_id is None:
+            request_id = next(self._ids)
         send, receive = trio.open_memory_channel[Response](1)
         self._pending[request_id] = send
         try:
@@ -146,7 +163,7 @@ class LineRpc:
         finally:
             self._pending.pop(request_id, None)
 
-    async def result(self, method: str, params: msgspec.Struct) -> bytes:
+    async def result(self, method: str, params: object) -> bytes:
         """The raw result of a request; `Refused` with the server's text on an error."""
         response = await self.request(method, params)
         if response.error is not None or response.result is None:
@@ -184,6 +201,10 @@ class LineRpc:
                     if line.strip():
                         self._dispatch(line)
                 scanned = len(buffer)  # a long line: never rescan what has no newline
+                if scanned > MAX_LINE:
+                    logger.error("%s sent a line over %d bytes; dropped", self._label, MAX_LINE)
+                    buffer.clear()
+                    scanned = 0
 
     def _dispatch(self, line: bytes) -> None:
         try:

@@ -40,7 +40,6 @@ from orchestrator.wire.codex_app_server_controls import (
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from orchestrator.wire.jsonrpc import Salvaged
 
 __all__ = [
     "CLIENT_NOTIFICATIONS",
@@ -57,7 +56,6 @@ __all__ = [
     "BackgroundTerminalsResponse",
     "ClientInfo",
     "ErrorKind",
-    "Incoming",
     "InitializeCapabilities",
     "InitializeParams",
     "InitializeResponse",
@@ -67,7 +65,6 @@ __all__ = [
     "ModelListParams",
     "ModelListResponse",
     "ResolvedNotification",
-    "RpcError",
     "SummaryNotification",
     "TextInput",
     "ThreadIdParams",
@@ -80,7 +77,6 @@ __all__ = [
     "approval_answer",
     "classify_error",
     "command_text",
-    "incoming_from",
     "route_of",
     "server_version",
 ]
@@ -98,35 +94,6 @@ class _Params(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_de
 
 
 # --------------------------------------------------------------------- envelope
-
-
-class RpcError(_Wire, frozen=True):
-    """A JSON-RPC error; `code` is -32600 for everything observed, so read `message`."""
-
-    code: int = 0
-    message: str = ""
-
-
-class Incoming(_Wire, frozen=True):
-    """Any line from the server: request (id + method), response (id) or notification."""
-
-    id: int | str | None = None
-    method: str | None = None
-    params: msgspec.Raw = msgspec.Raw(b"")
-    result: msgspec.Raw = msgspec.Raw(b"")
-    error: RpcError | None = None
-
-
-def incoming_from(salvaged: Salvaged) -> Incoming:
-    """A line read by the lenient second decoder (`orchestrator.wire.jsonrpc.salvage`)."""
-    error = RpcError(code=salvaged.error[0], message=salvaged.error[1]) if salvaged.error else None
-    return Incoming(
-        id=salvaged.id,
-        method=salvaged.method,
-        params=salvaged.params,
-        result=salvaged.result,
-        error=error,
-    )
 
 
 class _Id(_Wire, frozen=True):

@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from orchestrator.messages import CodexJob, CodexProgress, JobOutcome
-    from orchestrator.wire.jsonrpc import Salvaged
+    from orchestrator.wire.jsonrpc import Response, RpcError
 
 __all__ = [
     "CLIENT_INFO",
@@ -59,7 +59,6 @@ __all__ = [
     "ELICITATION",
     "ENCODER",
     "EVENT",
-    "INCOMING",
     "INITIALIZE_RESULT",
     "PROTOCOL_VERSION",
     "REQUIRED_TOOLS",
@@ -67,16 +66,12 @@ __all__ = [
     "ElicitParams",
     "EventMsg",
     "EventParams",
-    "Incoming",
     "InitializeResult",
-    "Response",
-    "RpcError",
     "ToolList",
     "TurnEvents",
     "approval_ask",
     "command_text",
     "error_text",
-    "incoming_from",
     "local_path",
     "tool_call",
     "tool_outcome",
@@ -92,30 +87,6 @@ REQUIRED_TOOLS: Final = frozenset({"codex", "codex-reply"})
 """The tools a Codex MCP server lists: a fresh thread, and a turn on an existing one."""
 
 CLIENT_INFO: Final = {"name": "codex-orchestrator", "version": "0.1.0"}
-
-
-class RpcError(msgspec.Struct, frozen=True):
-    """A JSON-RPC error object."""
-
-    code: int = 0
-    message: str = ""
-
-
-class Incoming(msgspec.Struct, frozen=True):
-    """Any JSON-RPC message from the server: a response, a notification or a request."""
-
-    id: int | str | None = None
-    method: str | None = None
-    params: msgspec.Raw = msgspec.Raw(b"")
-    result: msgspec.Raw = msgspec.Raw(b"")
-    error: RpcError | None = None
-
-
-class Response(msgspec.Struct, frozen=True):
-    """The answer to one of our requests, as the reader hands it to the caller."""
-
-    result: msgspec.Raw | None
-    error: RpcError | None
 
 
 class _Meta(msgspec.Struct, frozen=True):
@@ -206,19 +177,12 @@ class _ToolResult(msgspec.Struct, frozen=True):
     isError: bool = False
 
 
-INCOMING: Final = msgspec.json.Decoder(Incoming)
 EVENT: Final = msgspec.json.Decoder(EventParams)
 ELICITATION: Final = msgspec.json.Decoder(ElicitParams)
 TOOL_LIST: Final = msgspec.json.Decoder(ToolList)
 INITIALIZE_RESULT: Final = msgspec.json.Decoder(InitializeResult)
 _TOOL_RESULT: Final = msgspec.json.Decoder(_ToolResult)
 ENCODER: Final = msgspec.json.Encoder()
-
-
-def incoming_from(salvaged: Salvaged) -> Incoming:
-    """A line read by the lenient second decoder (`orchestrator.wire.jsonrpc.salvage`)."""
-    error = RpcError(*salvaged.error) if salvaged.error is not None else None
-    return Incoming(salvaged.id, salvaged.method, salvaged.params, salvaged.result, error)
 
 
 def command_text(command: list[str] | str | None) -> str:

@@ -1,4 +1,11 @@
-"""The second reading of a JSON-RPC line that the fast decoder refused.
+"""JSON-RPC messages as both Codex edges read them, and the second reading of a line that the
+fast decoder refused.
+
+`Incoming` is any line from a server (a request, a response or a notification), decoded
+with its members left raw; `Response` is what the transport hands a caller for its request.
+Both Codex protocols share this envelope (``codex mcp-server`` adds ``"jsonrpc": "2.0"``,
+``codex app-server`` leaves it out), so one transport reads both
+(`orchestrator.edges.jsonrpc_lines`).
 
 Both Codex edges decode every line with a strict msgspec decoder built once (fast, typed). A
 line it refuses — valid JSON of a shape it does not accept (an id that is a float, an error
@@ -17,13 +24,46 @@ from typing import Final
 
 import msgspec
 
-__all__ = ["UNREADABLE_ANSWER", "Salvaged", "salvage"]
+__all__ = [
+    "UNREADABLE_ANSWER",
+    "Incoming",
+    "Response",
+    "RpcError",
+    "Salvaged",
+    "incoming_from",
+    "salvage",
+]
 
 UNREADABLE_ANSWER: Final = "Codex sent an answer the bot cannot read; the worker is replaced"
 """The error a call gets when its response could not be read at all."""
 
 _ID_IN_TEXT: Final = re.compile(rb'"id"\s*:\s*(-?\d{1,18}|"[^"\\]{1,200}")')
 _EMPTY: Final = msgspec.Raw(b"")
+
+
+class RpcError(msgspec.Struct, frozen=True, kw_only=True):
+    """A JSON-RPC error; Codex's `code` is -32600 for everything observed, so read `message`."""
+
+    code: int = 0
+    message: str = ""
+
+
+class Incoming(msgspec.Struct, frozen=True, kw_only=True):
+    """Any line from the server: request (id + method), response (id) or notification."""
+
+    id: int | str | None = None
+    method: str | None = None
+    params: msgspec.Raw = _EMPTY
+    result: msgspec.Raw = _EMPTY
+    error: RpcError | None = None
+
+
+class Response(msgspec.Struct, frozen=True):
+    """The answer to one of our requests, as the reader hands it to the caller: `result`
+    (raw JSON) or `error`."""
+
+    result: msgspec.Raw | None
+    error: RpcError | None
 
 
 class Salvaged(msgspec.Struct, frozen=True, kw_only=True):
@@ -97,3 +137,15 @@ def _id_in_text(line: bytes) -> int | str | None:
         return None
     token = found.group(1)
     return token[1:-1].decode(errors="replace") if token.startswith(b'"') else int(token)
+
+
+def incoming_from(salvaged: Salvaged) -> Incoming:
+    """A line read by `salvage` (readable), as the fast decoder would have returned it."""
+    error = RpcError(code=salvaged.error[0], message=salvaged.error[1]) if salvaged.error else None
+    return Incoming(
+        id=salvaged.id,
+        method=salvaged.method,
+        params=salvaged.params,
+        result=salvaged.result,
+        error=error,
+    )

@@ -22,9 +22,8 @@ from orchestrator.wire.codex_app_server import (
     ITEM_TYPES,
     SERVER_NOTIFICATIONS,
     SERVER_REQUESTS,
-    Incoming,
-    RpcError,
 )
+from orchestrator.wire.jsonrpc import Incoming, RpcError
 from tests.integration.app_server_fixtures import app_server_codex
 
 if TYPE_CHECKING:

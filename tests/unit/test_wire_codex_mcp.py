@@ -19,8 +19,6 @@ from orchestrator.messages import (
 from orchestrator.wire.codex_mcp import (
     ELICITATION,
     EVENT,
-    Response,
-    RpcError,
     TurnEvents,
     approval_ask,
     command_text,
@@ -28,6 +26,7 @@ from orchestrator.wire.codex_mcp import (
     tool_call,
     tool_outcome,
 )
+from orchestrator.wire.jsonrpc import Response, RpcError
 from orchestrator.workflow_types import TokenUsage
 
 if TYPE_CHECKING:
@@ -138,6 +137,8 @@ def test_tool_results_become_outcomes() -> None:
     assert failed == JobFailed(
         failure="codex_error", message="Session not found", worker_id=0, thread_id="t"
     )
-    refused = tool_outcome(Response(None, RpcError(-32602, "bad")), job(), worker_id=0, usage=usage)
+    refused = tool_outcome(
+        Response(None, RpcError(code=-32602, message="bad")), job(), worker_id=0, usage=usage
+    )
     assert isinstance(refused, JobFailed)
     assert refused.message == "Codex refused the call: bad (-32602)"

@@ -27,7 +27,6 @@ from orchestrator.messages import (
 )
 from orchestrator.wire.codex_app_server import (
     ClientInfo,
-    Incoming,
     InitializeCapabilities,
     InitializeParams,
     InitializeResponse,
@@ -46,6 +45,7 @@ from orchestrator.wire.codex_app_server import (
     server_version,
 )
 from orchestrator.wire.codex_app_server_turn import DIFF_IN_ASK_LIMIT, TurnTranslator
+from orchestrator.wire.jsonrpc import Incoming
 from orchestrator.workflow_types import TokenUsage
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "fakes" / "app_server_examples"
