@@ -50,10 +50,9 @@ from orchestrator.edges.jsonrpc_lines import LineRpc, Refused
 from orchestrator.edges.processes import (
     SCAN_ALLOWANCE,
     TreeSnapshots,
-    handshake_failure,
     kill_tree,
     rss_mb,
-    spawn_server,
+    serve_worker,
 )
 from orchestrator.errors import WorkerStartError, WorkerUnavailable
 from orchestrator.messages import CommandStarted, JobDone, JobFailed
@@ -574,23 +573,13 @@ async def open_codex_app_server(
     Raises:
         WorkerStartError: the program cannot be started, exits, or is not an app-server.
     """
-    async with spawn_server(argv, env=env, stderr_log=stderr_log, cwd=cwd) as process:
-        async with trio.open_nursery() as nursery:
-            codex = CodexAppServer(process, worker_id, nursery)
-            nursery.start_soon(codex.rpc.read_loop)
-            nursery.start_soon(codex.rpc.watch_exit)
-            nursery.start_soon(codex.snapshots.keep)
-            failure = await handshake_failure(
-                codex.handshake, startup_timeout=startup_timeout, what="app-server"
-            )
-            if failure is None:
-                try:
-                    yield codex
-                finally:
-                    await codex.close()
-                    nursery.cancel_scope.cancel()
-            else:
-                await codex.close()
-                nursery.cancel_scope.cancel()
-        if failure is not None:
-            raise failure
+    async with serve_worker(
+        argv,
+        lambda process, nursery: CodexAppServer(process, worker_id, nursery),
+        env=env,
+        stderr_log=stderr_log,
+        cwd=cwd,
+        startup_timeout=startup_timeout,
+        what="app-server",
+    ) as codex:
+        yield codex

@@ -50,10 +50,9 @@ import trio
 from orchestrator.edges.jsonrpc_lines import LineRpc
 from orchestrator.edges.processes import (
     TreeSnapshots,
-    handshake_failure,
     kill_tree,
     rss_mb,
-    spawn_server,
+    serve_worker,
 )
 from orchestrator.errors import WorkerStartError, WorkerUnavailable
 from orchestrator.messages import CommandStarted, JobFailed
@@ -424,23 +423,13 @@ async def open_codex_process(
     Raises:
         WorkerStartError: the program cannot be started, exits, or is not a Codex MCP server.
     """
-    async with spawn_server(argv, env=env, stderr_log=stderr_log, cwd=cwd) as process:
-        async with trio.open_nursery() as nursery:
-            codex = CodexProcess(process, worker_id, nursery)
-            nursery.start_soon(codex.rpc.read_loop)
-            nursery.start_soon(codex.rpc.watch_exit)
-            nursery.start_soon(codex.snapshots.keep)
-            failure = await handshake_failure(
-                codex.handshake, startup_timeout=startup_timeout, what="MCP"
-            )
-            if failure is None:
-                try:
-                    yield codex
-                finally:
-                    await codex.close()
-                    nursery.cancel_scope.cancel()
-            else:
-                await codex.close()
-                nursery.cancel_scope.cancel()
-        if failure is not None:
-            raise failure
+    async with serve_worker(
+        argv,
+        lambda process, nursery: CodexProcess(process, worker_id, nursery),
+        env=env,
+        stderr_log=stderr_log,
+        cwd=cwd,
+        startup_timeout=startup_timeout,
+        what="MCP",
+    ) as codex:
+        yield codex

@@ -19,6 +19,10 @@ cheaply everywhere: ``/proc/<pid>/task/<tid>/children`` is not always built into
 so the async functions here scan in a worker thread, never on the event loop. Polling
 ``/proc`` during the bounded wait is the one place where a short sleep loop is the right tool:
 process exit of non-children cannot be awaited any other way.
+
+A Codex server's whole life, for either backend, is here too: `spawn_server` starts it
+(its own session, no bot token), `serve_worker` runs its transport and snapshots around the
+handshake and stops it with its tree.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import os
 import signal
 import subprocess
 import sys
-from typing import TYPE_CHECKING, BinaryIO, Final, NamedTuple, final
+from typing import TYPE_CHECKING, BinaryIO, Final, NamedTuple, Protocol, TypeVar, final
 
 import trio
 
@@ -46,11 +50,11 @@ __all__ = [
     "alive",
     "descendants",
     "enable_child_subreaper",
-    "handshake_failure",
     "kill_orphans",
     "kill_tree",
     "reap_children",
     "rss_mb",
+    "serve_worker",
     "snapshot_tree",
     "spawn_server",
 ]
@@ -391,7 +395,69 @@ async def spawn_server(
         yield process
 
 
-async def handshake_failure(
+class _Transport(Protocol):
+    async def read_loop(self) -> None: ...
+    async def watch_exit(self) -> None: ...
+
+
+class ServedWorker(Protocol):
+    """A Codex worker `serve_worker` runs: its transport's tasks, its snapshots, its
+    handshake and its stop."""
+
+    @property
+    def rpc(self) -> _Transport: ...
+    @property
+    def snapshots(self) -> TreeSnapshots: ...
+    async def handshake(self) -> None: ...
+    async def close(self) -> None: ...
+
+
+W = TypeVar("W", bound=ServedWorker)
+
+
+@contextlib.asynccontextmanager
+async def serve_worker(
+    argv: Sequence[str],
+    make: Callable[[trio.Process, trio.Nursery], W],
+    *,
+    env: Mapping[str, str],
+    stderr_log: Path,
+    cwd: str | None,
+    startup_timeout: float,
+    what: str,
+) -> AsyncIterator[W]:
+    """One Codex server's whole life, either backend: spawn it (`spawn_server`), `make` its
+    worker, run the transport's reader and exit watch and the tree snapshots, handshake
+    within `startup_timeout` (``codex.startup_timeout``; `what` names the protocol in the
+    error), and stop it with its whole tree (`close`) on exit.
+
+    Raises:
+        WorkerStartError: the program cannot be started, exits, or fails the handshake; the
+            server is stopped first, so no process is left behind.
+    """
+    async with spawn_server(argv, env=env, stderr_log=stderr_log, cwd=cwd) as process:
+        async with trio.open_nursery() as nursery:
+            worker = make(process, nursery)
+            nursery.start_soon(worker.rpc.read_loop)
+            nursery.start_soon(worker.rpc.watch_exit)
+            nursery.start_soon(worker.snapshots.keep)
+            failure = await _handshake_failure(
+                worker.handshake, startup_timeout=startup_timeout, what=what
+            )
+            if failure is None:
+                try:
+                    yield worker
+                finally:
+                    await worker.close()
+                    nursery.cancel_scope.cancel()
+            else:
+                await worker.close()
+                nursery.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+
+
+async def _handshake_failure(
     handshake: Callable[[], Awaitable[None]], *, startup_timeout: float, what: str
 ) -> WorkerStartError | None:
     """Run a server's `handshake` within ``codex.startup_timeout``; the reason it failed, or
