@@ -53,21 +53,23 @@ class Harness:
         with trio.fail_after(3600):  # hang ceiling: a deadlock fails at once in virtual time
             await self._run(ledger, send, receive, stop_after)
 
+    async def poll(self, ledger: UpdateLedger, send: trio.MemorySendChannel[RouterMsg]) -> None:
+        """The poller under test, handing off into `send`."""
+        await telegram_poller.run(
+            self.api,
+            send,
+            ledger=ledger,
+            bot_username="TestBot",
+            poll_seconds=30,
+            limit=100,
+            rng=random.Random(1),
+            trace=self.traces.append,
+            allowed_users=self.allowed_users,
+        )
+
     async def _run(self, ledger, send, receive, stop_after: int) -> None:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(
-                lambda: telegram_poller.run(
-                    self.api,
-                    send,
-                    ledger=ledger,
-                    bot_username="TestBot",
-                    poll_seconds=30,
-                    limit=100,
-                    rng=random.Random(1),
-                    trace=self.traces.append,
-                    allowed_users=self.allowed_users,
-                )
-            )
+            nursery.start_soon(self.poll, ledger, send)
             with receive:
                 for _ in range(stop_after):
                     message = await receive.receive()
@@ -256,16 +258,7 @@ async def test_bad_token_stops_the_poller(
     harness.api.fail("getUpdates", TelegramUnauthorized("Unauthorized", 401))
     send, receive = trio.open_memory_channel[RouterMsg](1)
     with receive, pytest.raises(TelegramUnauthorized):
-        await telegram_poller.run(
-            harness.api,
-            send,
-            ledger=await UpdateLedger.open(harness.ledger_path),
-            bot_username="TestBot",
-            poll_seconds=30,
-            limit=100,
-            rng=random.Random(1),
-            trace=harness.traces.append,
-        )
+        await harness.poll(await UpdateLedger.open(harness.ledger_path), send)
 
 
 async def test_damaged_ledger_is_set_aside(
@@ -357,18 +350,7 @@ async def test_an_update_is_confirmed_only_once_its_chat_took_it(
     ledger = await UpdateLedger.open(harness.ledger_path)
     send, receive = trio.open_memory_channel[RouterMsg](16)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(
-            lambda: telegram_poller.run(
-                harness.api,
-                send,
-                ledger=ledger,
-                bot_username="TestBot",
-                poll_seconds=30,
-                limit=100,
-                rng=random.Random(1),
-                trace=harness.traces.append,
-            )
-        )
+        nursery.start_soon(harness.poll, ledger, send)
         message = await receive.receive()
         await trio.sleep(5)  # the chat is slow to save: the poller waits, polls nothing
         assert harness.api.offsets == [None]
@@ -408,18 +390,7 @@ async def test_a_chat_that_never_takes_an_update_holds_polling_for_a_bounded_tim
     ledger = await UpdateLedger.open(harness.ledger_path)
     send, receive = trio.open_memory_channel[RouterMsg](16)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(
-            lambda: telegram_poller.run(
-                harness.api,
-                send,
-                ledger=ledger,
-                bot_username="TestBot",
-                poll_seconds=30,
-                limit=100,
-                rng=random.Random(1),
-                trace=harness.traces.append,
-            )
-        )
+        nursery.start_soon(harness.poll, ledger, send)
         await receive.receive()
         started = trio.current_time()
         await harness.api.wait_for(lambda api: len(api.offsets) > 1)
