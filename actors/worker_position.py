@@ -11,8 +11,9 @@ puts a fresh one in its place. This module owns what belongs to one position, wh
 - `supervise_position`, its life: start a worker, watch it (pings while idle; a dead or
   wedged worker is a crash), interrupt and stop it when retired, restart with backoff and an
   intensity limit, and rest `WORKER_COOLDOWN` after a crash loop instead of failing the bot;
-- what one run needs from its position: the stall guard, the recycling check, and the reason
-  given to runs ended by another run's cancel on a shared worker.
+- what one run needs from its position: the recycling check, and the reason given to runs
+  ended by another run's cancel on a shared worker (the watches on a turn are
+  `actors.worker_turn`'s).
 
 Dispatch (which job goes to which position) is the pool's (`actors.worker_pool`).
 """
@@ -29,9 +30,6 @@ import trio
 
 from orchestrator.errors import RestartIntensityExceeded, WorkerUnavailable
 from orchestrator.messages import (
-    CodexNotice,
-    CommandFinished,
-    CommandStarted,
     JobFailed,
     TraceRecord,
 )
@@ -51,12 +49,8 @@ __all__ = [
     "WORKER_COOLDOWN",
     "WORKER_POLICY",
     "RetireReason",
-    "TurnWatch",
     "WorkerPosition",
-    "endpoint_failure_text",
-    "endpoint_guard",
     "offer",
-    "stall_guard",
     "supervise_position",
 ]
 
@@ -368,102 +362,6 @@ async def _watch(position: WorkerPosition, worker: CodexWorker, ping_interval: f
                 raise WorkerUnavailable(
                     f"worker {position.worker_id} did not answer a ping in {PING_TIMEOUT:g} s"
                 )
-
-
-async def stall_guard(
-    last_event: list[float],
-    progress: trio.MemorySendChannel[CodexProgress],
-    stall_timeout: float,
-) -> None:
-    """Tell the chat once per silence when Codex has sent nothing for `stall_timeout`.
-
-    ``last_event[0]`` is when the run last heard from Codex (``math.inf`` while it waits
-    for a human's approval, which is not a stall). Runs until cancelled.
-    """
-    warned_for = -math.inf
-    while True:
-        due = last_event[0] + stall_timeout
-        if due == math.inf:  # waiting for a human's approval
-            await trio.sleep(stall_timeout)
-        elif trio.current_time() < due:
-            await trio.sleep_until(due)
-        else:
-            if warned_for != last_event[0]:
-                warned_for = last_event[0]
-                offer(
-                    progress,
-                    CodexNotice(
-                        level="warning",
-                        message=f"no progress from Codex for {stall_timeout:g} s; "
-                        "/cancel stops the run",
-                    ),
-                )
-            await trio.sleep(stall_timeout)
-
-
-@dataclass
-class TurnWatch:
-    """What a run knows of its turn's liveness, for `endpoint_guard`.
-
-    `quiet_since` is when the turn last made real progress: any event except a reconnect or
-    stream-error notice (``Reconnecting... waiting for network`` arrives as events, forever,
-    while the model endpoint is unreachable, so it must not count). The clock is held while
-    a command runs (a silent ``sleep`` or build is work) or a human is asked.
-    """
-
-    quiet_since: float
-    commands: int = 0
-    asking: int = 0
-    last_error: str = ""
-    fired: bool = False
-
-    def saw(self, event: CodexProgress, now: float) -> None:
-        """Account for one event of the turn."""
-        match event:
-            case CodexNotice(level="stream_error"):
-                self.last_error = event.message
-                return
-            case CommandStarted():
-                self.commands += 1
-            case CommandFinished():
-                self.commands = max(self.commands - 1, 0)
-            case _:
-                pass
-        self.quiet_since = now
-
-    @property
-    def held(self) -> bool:
-        """A command runs or a human is asked: silence is not an endpoint failure."""
-        return self.commands > 0 or self.asking > 0
-
-
-async def endpoint_guard(watch: TurnWatch, limit: float, scope: trio.CancelScope) -> None:
-    """End the run (cancel `scope`, set ``watch.fired``) once its turn has made no progress
-    for `limit` seconds: only reconnect notices, or silence, while no command runs and no
-    human is asked. Both backends retry an unreachable endpoint for ever, and a silent one
-    hangs with no event at all (measured on Codex 0.171.0). Runs until cancelled."""
-    if limit == math.inf:
-        await trio.sleep_forever()
-    while True:
-        if watch.held:
-            await trio.sleep(min(limit, 5.0))
-            continue
-        due = watch.quiet_since + limit
-        if trio.current_time() < due:
-            await trio.sleep_until(due)
-            continue
-        watch.fired = True
-        scope.cancel()
-        return
-
-
-def endpoint_failure_text(watch: TurnWatch, limit: float) -> str:
-    """What the user reads when `endpoint_guard` ended a run."""
-    cause = watch.last_error or f"no answer for {limit:g} s"
-    return (
-        f"Codex cannot reach its model endpoint ({cause[:200]}). Check the network or the "
-        "Codex login (`codex-orchestrator doctor`)."
-    )
 
 
 def offer(progress: trio.MemorySendChannel[CodexProgress], event: CodexProgress) -> None:

@@ -1,33 +1,39 @@
 """One Codex turn on a reserved worker, watched: the pool's run without the dispatch.
 
 `actors.worker_pool` picks the worker and does the accounting; this runs the turn there
-under three watches and turns what they saw into an outcome: ``request_timeout`` (the turn
-is stopped: ``JobFailed("timeout")``), the stall warning after ``stall_timeout`` of silence
-(`actors.worker_position.stall_guard`), and the endpoint watchdog (`endpoint_guard`: a turn
-that only reconnects, or stays silent while no command runs and no human is asked, for
-``endpoint_failure_limit`` s is stopped: ``JobFailed("stalled")``). A worker the backend
-cannot stop a turn on in place is retired after such a stop. It also says whether the turn
-was heard at all (an event or an approval): a worker that died before that ran nothing, so
-the pool may send the job on to another.
+under three watches and turns what they saw into an outcome:
+
+- ``request_timeout``: the turn is stopped, ``JobFailed("timeout")``;
+- the stall warning after ``stall_timeout`` of silence (`stall_guard`): the chat is told, the
+  turn goes on;
+- the endpoint watchdog (`TurnWatch`): a turn that only reconnects, or stays silent while no
+  command runs and no human is asked, for ``endpoint_failure_limit`` s is stopped,
+  ``JobFailed("stalled")``. Both backends retry an unreachable endpoint for ever, and a
+  silent one hangs with no event at all (measured on Codex 0.171.0).
+
+A worker the backend cannot stop a turn on in place is retired after such a stop. It also
+says whether the turn was heard at all (an event or an approval): a worker that died before
+that ran nothing, so the pool may send the job on to another.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import trio
 
-from actors.worker_position import (
-    TurnWatch,
-    endpoint_failure_text,
-    endpoint_guard,
-    offer,
-    stall_guard,
-)
+from actors.worker_position import offer
 from orchestrator.channels import ResponderGone, call
-from orchestrator.messages import ApprovalDecision, ApprovalRequest, JobFailed
+from orchestrator.messages import (
+    ApprovalDecision,
+    ApprovalRequest,
+    CodexNotice,
+    CommandFinished,
+    CommandStarted,
+    JobFailed,
+)
 
 if TYPE_CHECKING:
     from actors.worker_position import WorkerPosition
@@ -40,7 +46,7 @@ if TYPE_CHECKING:
     )
     from orchestrator.ports import CodexWorker
 
-__all__ = ["TurnLimits", "ask", "watched_turn"]
+__all__ = ["TurnLimits", "TurnWatch", "ask", "stall_guard", "watched_turn"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,109 @@ class TurnLimits:
     request_timeout: float
     stall_timeout: float
     endpoint_failure_limit: float
+
+
+@dataclass
+class TurnWatch:
+    """What a run knows of its turn's liveness, and the endpoint watchdog it arms.
+
+    `quiet_since` is when the turn last made real progress: any event except a reconnect or
+    stream-error notice (``Reconnecting... waiting for network`` arrives as events, forever,
+    while the model endpoint is unreachable, so it must not count). The clock is held while
+    a command runs (a silent ``sleep`` or build is work) or a human is asked.
+
+    `scope` ends the turn once it has made no progress for `limit` seconds while nothing
+    holds the clock: its deadline moves with every event, an approval and a command, so no
+    task has to poll for it.
+    """
+
+    quiet_since: float
+    limit: float
+    commands: int = 0
+    asking: int = 0
+    last_error: str = ""
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+
+    def __post_init__(self) -> None:
+        self._rearm()
+
+    def saw(self, event: CodexProgress, now: float) -> None:
+        """Account for one event of the turn."""
+        match event:
+            case CodexNotice(level="stream_error"):
+                self.last_error = event.message
+                return
+            case CommandStarted():
+                self.commands += 1
+            case CommandFinished():
+                self.commands = max(self.commands - 1, 0)
+            case _:
+                pass
+        self.quiet_since = now
+        self._rearm()
+
+    def asked(self) -> None:
+        """A human is asked (an approval): their time is not the endpoint's."""
+        self.asking += 1
+        self._rearm()
+
+    def answered(self, now: float) -> None:
+        """The human answered: the clock starts again from now."""
+        self.asking -= 1
+        self.quiet_since = now
+        self._rearm()
+
+    @property
+    def held(self) -> bool:
+        """A command runs or a human is asked: silence is not an endpoint failure."""
+        return self.commands > 0 or self.asking > 0
+
+    @property
+    def fired(self) -> bool:
+        """The watchdog ended the turn."""
+        return self.scope.cancelled_caught
+
+    def failure_text(self) -> str:
+        """What the user reads when the watchdog ended the turn."""
+        cause = self.last_error or f"no answer for {self.limit:g} s"
+        return (
+            f"Codex cannot reach its model endpoint ({cause[:200]}). Check the network or the "
+            "Codex login (`codex-orchestrator doctor`)."
+        )
+
+    def _rearm(self) -> None:
+        self.scope.deadline = math.inf if self.held else self.quiet_since + self.limit
+
+
+async def stall_guard(
+    last_event: list[float],
+    progress: trio.MemorySendChannel[CodexProgress],
+    stall_timeout: float,
+) -> None:
+    """Tell the chat once per silence when Codex has sent nothing for `stall_timeout`.
+
+    ``last_event[0]`` is when the run last heard from Codex (``math.inf`` while it waits
+    for a human's approval, which is not a stall). Runs until cancelled.
+    """
+    warned_for = -math.inf
+    while True:
+        due = last_event[0] + stall_timeout
+        if due == math.inf:  # waiting for a human's approval
+            await trio.sleep(stall_timeout)
+        elif trio.current_time() < due:
+            await trio.sleep_until(due)
+        else:
+            if warned_for != last_event[0]:
+                warned_for = last_event[0]
+                offer(
+                    progress,
+                    CodexNotice(
+                        level="warning",
+                        message=f"no progress from Codex for {stall_timeout:g} s; "
+                        "/cancel stops the run",
+                    ),
+                )
+            await trio.sleep(stall_timeout)
 
 
 async def watched_turn(
@@ -63,7 +172,7 @@ async def watched_turn(
     """Run `job` on `worker` (held by `position`): its outcome, and whether the turn was
     heard (an event or an approval came from it). Cancelling the caller cancels the turn."""
     last_event = [trio.current_time()]
-    watch = TurnWatch(quiet_since=last_event[0])
+    watch = TurnWatch(quiet_since=last_event[0], limit=limits.endpoint_failure_limit)
     heard = [False]
 
     def on_event(event: CodexProgress) -> None:
@@ -75,22 +184,19 @@ async def watched_turn(
     async def on_approval(question: ApprovalAsk) -> ApprovalDecision:
         heard[0] = True
         last_event[0] = math.inf  # waiting for a human is not a stall
-        watch.asking += 1
+        watch.asked()
         try:
             return await ask(approvals, question)
         finally:
             last_event[0] = trio.current_time()
-            watch.asking -= 1
-            watch.quiet_since = last_event[0]
+            watch.answered(last_event[0])
 
     outcome: JobOutcome | None = None
     with trio.move_on_after(limits.request_timeout) as deadline:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(stall_guard, last_event, progress, limits.stall_timeout)
-            nursery.start_soon(
-                endpoint_guard, watch, limits.endpoint_failure_limit, nursery.cancel_scope
-            )
-            outcome = await worker.run_turn(job, on_event=on_event, on_approval=on_approval)
+            with watch.scope:
+                outcome = await worker.run_turn(job, on_event=on_event, on_approval=on_approval)
             nursery.cancel_scope.cancel()
     if outcome is not None:
         return outcome, heard[0]
@@ -98,7 +204,7 @@ async def watched_turn(
         position.retire_worker(worker, "timeout")
     if watch.fired:
         failure: JobFailure = "stalled"
-        text = endpoint_failure_text(watch, limits.endpoint_failure_limit)
+        text = watch.failure_text()
     else:
         assert deadline.cancelled_caught
         failure = "timeout"

@@ -11,6 +11,7 @@ import trio
 import trio.testing
 
 from orchestrator.messages import (
+    ApprovalAsk,
     CommandFinished,
     CommandStarted,
     JobDone,
@@ -176,3 +177,34 @@ async def test_the_limit_counts_from_the_last_progress(
     async with pool_of(fakes, size=1, endpoint_failure_limit=90) as pool:
         run = await run_one(pool, job("build"))
     assert isinstance(run.outcome, JobDone)
+
+
+@pytest.mark.parametrize(
+    ("after_the_answer", "ends_at"),
+    [({"silent_for": 80}, None), ({"hang": True}, 200 + 90)],
+    ids=["then-works", "then-silent"],
+)
+async def test_a_human_taking_their_time_is_not_an_endpoint_failure(
+    autojump_clock: trio.testing.MockClock,
+    after_the_answer: dict[str, object],
+    ends_at: float | None,
+) -> None:
+    """The clock is held while an approval waits (200 s, past the 90 s limit) and starts
+    again from the answer: 80 s of silence after it is fine, endless silence ends 90 s later."""
+    fakes = FakeProcesses(app_server=True)
+    ask = ApprovalAsk(kind="exec", message="run?", command="make")
+    fakes.rule("deploy", approval=ask, **after_the_answer)
+    async with pool_of(fakes, size=1, endpoint_failure_limit=90) as pool:
+        run = Run(pool, job("deploy"))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run)
+            request = await run.approvals.receive()
+            await trio.sleep(200)
+            request.reply_to.send_nowait("approved")
+        if ends_at is None:
+            assert isinstance(run.outcome, JobDone)
+        else:
+            assert isinstance(run.outcome, JobFailed)
+            assert run.outcome.failure == "stalled"
+            assert "no answer for 90 s" in run.outcome.message
+            assert trio.current_time() == pytest.approx(ends_at)
