@@ -33,6 +33,7 @@ from actors.role_caller import PoolRoleCaller
 from actors.workflows import PHASE_PLAN, carry_out_workflow
 from orchestrator import disk
 from orchestrator.channels import open_mailbox
+from orchestrator.errors import describe
 from orchestrator.messages import (
     AgentMessageDelta,
     ApprovalRequest,
@@ -233,13 +234,6 @@ class Failed(msgspec.Struct, frozen=True, kw_only=True):
 RequestOutcome: TypeAlias = Completed | CancelledByUser | Interrupted | Failed
 
 
-def _describe_exception(problem: BaseException) -> str:
-    """``Type: message`` of the exception inside nested one-member groups (for the trace)."""
-    while isinstance(problem, BaseExceptionGroup) and len(problem.exceptions) == 1:
-        problem = problem.exceptions[0]
-    return f"{type(problem).__name__}: {problem}"[:300]
-
-
 def stopped_outcome(request: Request) -> RequestOutcome:
     """The outcome of a request whose task is being stopped from outside (it cannot return)."""
     elapsed = trio.current_time() - request.started
@@ -286,7 +280,7 @@ async def serve_request(
         logger.exception("request %s of %s failed", request.number, conversation)
         outcome = Failed(
             elapsed=trio.current_time() - request.started,
-            error=_describe_exception(problem),
+            error=describe(problem)[:300],
             notice=INTERNAL_ERROR,
         )
     finally:

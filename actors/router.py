@@ -28,6 +28,7 @@ from actors import chat, chat_texts
 from actors.chat import mark_handled
 from actors.chat_output import send_durably
 from orchestrator.channels import ShedCounter, open_mailbox, try_send
+from orchestrator.errors import describe
 from orchestrator.messages import (
     AnswerCallback,
     BotMembershipChanged,
@@ -260,7 +261,7 @@ class _Router:
                     chat_id=key.chat_id,
                     user_id=key.user_id,
                     thread_id=key.thread_id,
-                    detail=f"{type(error).__name__}: {error}"[:300],
+                    detail=describe(error)[:300],
                 )
             )
             with trio.move_on_after(RESET_NOTICE_GRACE) as notice:

@@ -21,6 +21,10 @@
 
 Cancellation is never an error here: `trio.Cancelled` passes through untouched.
 Messages never contain the bot token; adapters build them from descriptions, not URLs.
+
+A failure reaches its handler wrapped in one exception group per nursery it left;
+`sole_failure` takes those off and `describe` names what is inside, so a log or a trace
+says what failed, never "Exceptions from Trio nursery (1 sub-exception)".
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ __all__ = [
     "TelegramUnauthorized",
     "WorkerStartError",
     "WorkerUnavailable",
+    "describe",
+    "sole_failure",
 ]
 
 
@@ -171,3 +177,16 @@ class WorkerUnavailable(CodexError):
 @final
 class GitError(OrchestratorError):
     """Git refused (``/branch``); `str()` is git's own message, short enough for a chat."""
+
+
+def sole_failure(error: BaseException) -> BaseException:
+    """`error` without the exception groups of one it travelled in (a nursery adds one)."""
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
+
+
+def describe(error: BaseException) -> str:
+    """``Type: message`` of the failure inside `error`, for logs and traces (not the chat)."""
+    failure = sole_failure(error)
+    return f"{type(failure).__name__}: {failure}"

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Final, final
 
 import trio
 
-from orchestrator.errors import RestartIntensityExceeded
+from orchestrator.errors import RestartIntensityExceeded, describe
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -155,9 +155,7 @@ async def run_root(
                 # A forced stop cancels everything at once, mid-drain: a task that was handing
                 # something to an actor already gone fails on its way out. One line, no
                 # traceback: the stop was asked for, and the exit code says it was forced.
-                logger.warning(
-                    "forced stop interrupted the drain (%s: %s)", type(error).__name__, error
-                )
+                logger.warning("forced stop interrupted the drain (%s)", describe(error))
             else:
                 logger.critical("the bot stopped on an unexpected error", exc_info=error)
     return exit_code_for(error, controller)

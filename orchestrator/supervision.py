@@ -16,6 +16,12 @@ Rules (those of Erlang/OTP supervisors):
   least `period` resets the backoff.
 - ``permanent`` children always restart; ``transient`` ones stay down after a clean return;
   ``temporary`` ones never restart (a crash is reported, then the loop returns).
+
+A crash is logged once. A failure the bot raises on purpose (an `OrchestratorError`: a Codex
+worker that died, a server that would not start) is one line in its own words, since it is
+expected in a bot that runs for weeks; anything else is a bug and keeps its traceback. The
+nurseries a failure passes through wrap it in groups of one; the log names the failure,
+never "Exceptions from Trio nursery".
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from typing import TYPE_CHECKING, Final, Literal, Protocol
 import msgspec
 import trio
 
-from orchestrator.errors import RestartIntensityExceeded
+from orchestrator.errors import OrchestratorError, RestartIntensityExceeded, sole_failure
 
 if TYPE_CHECKING:
     import random
@@ -155,14 +161,7 @@ async def supervise_one(
             crash_times.append(now)
             while crash_times and now - crash_times[0] > policy.period:
                 crash_times.popleft()
-            logger.error(
-                "%s crashed (%d within %g s): %r",
-                spec.name,
-                len(crash_times),
-                policy.period,
-                error,
-                exc_info=error,
-            )
+            _log_crash(spec.name, error, len(crash_times), policy.period)
             if on_crash is not None:
                 on_crash(spec.name, error, attempt + 1)
             if spec.restart == "temporary":
@@ -190,6 +189,16 @@ async def supervise_one(
         attempt = 0
         level = logging.INFO if spec.returns_by_design else logging.WARNING
         logger.log(level, "%s returned; restarting it (permanent)", spec.name)
+
+
+def _log_crash(name: str, error: Exception, crashes: int, period: float) -> None:
+    failure = sole_failure(error)
+    if isinstance(failure, OrchestratorError):
+        logger.error("%s failed (%d within %g s): %s", name, crashes, period, failure)
+    else:
+        logger.error(
+            "%s crashed (%d within %g s): %r", name, crashes, period, failure, exc_info=error
+        )
 
 
 class _ForwardingStatus:

@@ -780,7 +780,8 @@ async def test_a_crashed_chat_is_reset_and_recreated(
         await bot.wait_reply(ALICE, "FAKE: second")
         await bot.wait_reply(BOB, "FAKE: unaffected")
     assert bot.stats.resets == 1
-    assert any(t.event == "session_reset" for t in bot.traces)
+    [reset] = [t for t in bot.traces if t.event == "session_reset"]
+    assert reset.detail == "RuntimeError: bug in the chat"  # not the chat's nursery group
 
 
 async def test_slow_chat_never_blocks_the_router(

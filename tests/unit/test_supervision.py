@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import random
 from typing import TYPE_CHECKING
 
@@ -10,7 +11,7 @@ import pytest
 import trio
 import trio.testing
 
-from orchestrator.errors import RestartIntensityExceeded
+from orchestrator.errors import RestartIntensityExceeded, WorkerUnavailable
 from orchestrator.supervision import (
     ChildSpec,
     RestartPolicy,
@@ -305,3 +306,36 @@ async def test_a_permanent_child_that_returns_is_restarted_and_logged_by_its_des
     assert runs == 3
     returns = [r for r in caplog.records if "returned; restarting it" in r.getMessage()]
     assert [r.levelname for r in returns] == [level, level]
+
+
+@pytest.mark.parametrize(
+    ("failure", "line", "traceback"),
+    [
+        (WorkerUnavailable("worker 0 (pid 7) died"), "w failed (1 within 60 s): worker 0", False),
+        (Boom("a bug"), "w crashed (1 within 60 s): Boom('a bug')", True),
+    ],
+    ids=["deliberate", "bug"],
+)
+async def test_a_crash_is_logged_as_what_failed_with_a_traceback_only_for_a_bug(
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+    failure: Exception,
+    line: str,
+    traceback: bool,
+) -> None:
+    """A failure leaves its nurseries in groups of one: the log names what is inside. A Codex
+    worker that died is expected in a bot that runs for weeks: one line, no traceback."""
+    caplog.set_level(logging.ERROR)
+
+    async def child(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        async with trio.open_nursery(), trio.open_nursery():  # a group of one each
+            raise failure
+
+    await supervise_one(
+        ChildSpec(name="w", run=child, restart="temporary"), NO_JITTER, rng=random.Random(0)
+    )
+    [record] = caplog.records
+    assert record.getMessage().startswith(line)
+    assert (record.exc_info is not None) == traceback
+    assert "Exceptions from Trio nursery" not in record.getMessage()
