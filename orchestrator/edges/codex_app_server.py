@@ -58,6 +58,7 @@ from orchestrator.errors import WorkerStartError, WorkerUnavailable
 from orchestrator.messages import CommandStarted, JobDone, JobFailed
 from orchestrator.wire.codex_app_server import (
     CODEX_APP_SERVER_VERSION,
+    NOTICES,
     BackgroundTerminal,
     ClientInfo,
     InitializeCapabilities,
@@ -71,6 +72,7 @@ from orchestrator.wire.codex_app_server import (
     TurnResponse,
     TurnStartParams,
     approval_answer,
+    notice_text,
     route_of,
     server_version,
 )
@@ -218,8 +220,11 @@ class CodexAppServer:
         """A notification or server request, in wire order: route it by thread and turn."""
         assert message.method is not None
         params = bytes(message.params) or b"{}"
-        if message.method in ("configWarning", "deprecationNotice", "warning"):
-            logger.info("worker %d: %s %s", self.worker_id, message.method, params[:500])
+        if message.method in NOTICES:
+            text = notice_text(message.method, params)
+            logger.info(
+                "worker %d: Codex %s: %s", self.worker_id, NOTICES[message.method], text[:500]
+            )
         if message.method == "serverRequest/resolved":
             self._resolved(params)
         if message.method == "account/rateLimits/updated":

@@ -47,6 +47,7 @@ __all__ = [
     "CODEX_APP_SERVER_VERSION",
     "EXPERIMENTAL_METHODS",
     "ITEM_TYPES",
+    "NOTICES",
     "SERVER_NOTIFICATIONS",
     "SERVER_REQUESTS",
     "AccountReadParams",
@@ -77,6 +78,7 @@ __all__ = [
     "approval_answer",
     "classify_error",
     "command_text",
+    "notice_text",
     "route_of",
     "server_version",
 ]
@@ -487,6 +489,25 @@ ITEM_TYPES: Final[tuple[type[msgspec.Struct], ...]] = (
 _ROUTE: Final = msgspec.json.Decoder(_Route)
 _ITEM_HEAD: Final = msgspec.json.Decoder(_ItemHead)
 _ITEM: Final[msgspec.json.Decoder[_ThreadItem]] = msgspec.json.Decoder(_ThreadItem)
+
+
+NOTICES: Final[Mapping[str, str]] = {
+    "configWarning": "config warning",
+    "deprecationNotice": "deprecation notice",
+    "warning": "warning",
+}
+"""Notifications that only say something to the bot's owner (the log), in words."""
+
+
+def notice_text(method: str, params: bytes) -> str:
+    """What a `NOTICES` notification says, as text for the log (its JSON if unreadable)."""
+    try:
+        if method == "warning":
+            return msgspec.json.decode(params, type=_WarningNotification).message
+        notice = msgspec.json.decode(params, type=SummaryNotification)
+    except msgspec.DecodeError:
+        return params.decode("utf-8", "replace")
+    return notice.summary + (f" ({notice.details})" if notice.details else "")
 
 
 def route_of(params: bytes) -> tuple[str | None, str | None]:

@@ -41,6 +41,7 @@ from orchestrator.wire.codex_app_server import (
     approval_answer,
     classify_error,
     command_text,
+    notice_text,
     route_of,
     server_version,
 )
@@ -260,6 +261,19 @@ def test_routes_come_from_thread_and_turn_fields() -> None:
     assert route_of(msgspec.json.encode(notes[9]["params"])) == (THREAD, TURN)  # delta
     assert route_of(msgspec.json.encode(notes[0]["params"])) == (None, None)  # configWarning
     assert route_of(b"[1, 2]") == (None, None)
+
+
+def test_a_notice_for_the_log_is_its_words_not_its_json() -> None:
+    """configWarning (measured), warning and deprecationNotice are logged as text."""
+    config_warning = msgspec.json.encode(example("07")[0]["params"])
+    assert notice_text("configWarning", config_warning).startswith(
+        "Codex could not find bubblewrap on PATH."
+    )
+    warning = b'{"threadId": "t", "message": "Model metadata for `m` not found."}'
+    assert notice_text("warning", warning) == "Model metadata for `m` not found."
+    notice = b'{"summary": "old flag", "details": "use the new one"}'
+    assert notice_text("deprecationNotice", notice) == "old flag (use the new one)"
+    assert notice_text("warning", b"[1]") == "[1]"  # unreadable: as it came
 
 
 @pytest.mark.parametrize(
