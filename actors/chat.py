@@ -288,6 +288,8 @@ class Chat:
         self.state = msgspec.structs.replace(self.state, updates=updates)
 
     async def on_message(self, message: InboundMessage) -> None:
+        if message.chat_type != "private":  # answers say whose message they answer
+            self.out.quoting = message.message_id
         if message.edited:
             self.out.trace(
                 TraceRecord(event="update", update_id=message.update_id, outcome="edited_ignored")
@@ -401,6 +403,7 @@ class Chat:
             token=secrets.token_urlsafe(9),
             started=trio.current_time(),
             images=images,
+            quoting=self.out.quoting,
         )
         self.request = request  # before any wait: no second request starts meanwhile
         if not await chat_topics.follow(self):  # the user may not run here (they were told)

@@ -52,9 +52,10 @@ if TYPE_CHECKING:
 __all__ = ["ChatOutput", "send_durably"]
 
 
-@dataclass(frozen=True)
+@dataclass
 class ChatOutput:
-    """The sender and the tracer as one chat uses them (a handle: a channel and a callback)."""
+    """The sender and the tracer as one chat uses them (a handle: a channel and a callback).
+    Only `quoting` changes: the chat sets it from each message in a group."""
 
     key: SessionKey
     sender: trio.MemorySendChannel[SenderMsg]
@@ -63,6 +64,9 @@ class ChatOutput:
     """Typing actions not handed over because the sender's inbox was full."""
     outbox: Outbox | None = None
     """Where replies are kept until Telegram took them (None: the sender keeps them)."""
+    quoting: int | None = None
+    """In a group, the user's latest message: what the chat's answers quote, so everyone in
+    the group sees whose they are (None in a private chat: nobody to tell apart)."""
     write_behind: WriteBehind | None = None
     """Writes a reply's reserved outbox entry while the sender already has the reply, and
     syncs it (the chat: `actors.chat_sync.SyncBehind`); None: every entry is on disk and
@@ -75,9 +79,11 @@ class ChatOutput:
         plain: bool = False,
         silent: bool = False,
         keyboard: Keyboard = (),
+        quoting: int | None = None,
     ) -> None:
         """Send a message that must arrive (a result, an answer to a command, a notice);
-        `silent`: without a notification on the phone; `keyboard`: buttons under it. On disk
+        `silent`: without a notification on the phone; `keyboard`: buttons under it;
+        `quoting`: the user's message it answers (default: `ChatOutput.quoting`). On disk
         (the outbox) before it is handed over; a disk that refuses leaves it to the sender
         (which says so)."""
         reply = SendReply(
@@ -87,6 +93,7 @@ class ChatOutput:
             plain=plain,
             silent=silent,
             keyboard=keyboard,
+            reply_to_message_id=self.quoting if quoting is None else quoting,
         )
         await send_durably(self.sender, self.outbox, reply, write_behind=self.write_behind)
 

@@ -171,6 +171,8 @@ class Request:
     started: float
     images: tuple[str, ...] = ()
     """Paths of the images that go with the prompt (a photo and its caption)."""
+    quoting: int | None = None
+    """In a group, the user's message its end answers (`ChatOutput.quoting`)."""
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     cancel_reason: str = ""
     progress: Progress = field(default_factory=Progress)
@@ -554,7 +556,7 @@ async def _report(request: Request, outcome: RequestOutcome, out: ChatOutput) ->
                 *(stop_keyboard(request.token) if outcome.background else ()),
                 *(SHOW_DIFF if changed else ()),
             )
-            await out.say(text, keyboard=keyboard)
+            await out.say(text, keyboard=keyboard, quoting=request.quoting)
             await _drop_live(request, out)
             return
         case CancelledByUser():
@@ -562,7 +564,7 @@ async def _report(request: Request, outcome: RequestOutcome, out: ChatOutput) ->
         case Interrupted():
             status = INTERRUPTED_WITH_IMAGES if request.images else INTERRUPTED
         case Failed():
-            await out.say(outcome.notice, plain=True)
+            await out.say(outcome.notice, plain=True, quoting=request.quoting)
             await _drop_live(request, out)
             return
         case _:
@@ -570,7 +572,7 @@ async def _report(request: Request, outcome: RequestOutcome, out: ChatOutput) ->
     if request.progress.live_shown:
         await out.close(request.slot, status)
     else:
-        await out.say(status, plain=True)
+        await out.say(status, plain=True, quoting=request.quoting)
 
 
 async def _drop_live(request: Request, out: ChatOutput) -> None:

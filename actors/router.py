@@ -139,7 +139,12 @@ class _Router:
             self.stats.ignored += 1
             return False
         if message.user_id not in self.allowed:
-            await self.refuse(message.chat_id, message.user_id, message.thread_id)
+            await self.refuse(
+                message.chat_id,
+                message.user_id,
+                message.thread_id,
+                quoting=None if message.chat_type == "private" else message.message_id,
+            )
             return False
         key = SessionKey(
             chat_id=message.chat_id, user_id=message.user_id, thread_id=message.thread_id
@@ -160,8 +165,16 @@ class _Router:
         return await self.deliver(key, press)
 
     async def refuse(
-        self, chat_id: int, user_id: int, thread_id: int | None, *, silent: bool = False
+        self,
+        chat_id: int,
+        user_id: int,
+        thread_id: int | None,
+        *,
+        silent: bool = False,
+        quoting: int | None = None,
     ) -> None:
+        """Tell a stranger the bot is not theirs (at most once per `REFUSAL_INTERVAL`); in a
+        group the answer `quoting` their message, so the others see whom it is for."""
         self.stats.refused += 1
         now = trio.current_time()
         last = self.last_refusal.get(user_id, -math.inf)
@@ -175,6 +188,7 @@ class _Router:
                     markdown=chat_texts.refusal(user_id),
                     plain=True,
                     stranger=True,
+                    reply_to_message_id=quoting,
                 )
             )
         self.deps.trace(

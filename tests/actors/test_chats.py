@@ -68,7 +68,8 @@ class Bot:
 
     # -------------------------------------------------------------- driving
 
-    async def say(self, user: int, text: str | None, *, chat: int | None = None, **kw) -> None:
+    async def say(self, user: int, text: str | None, *, chat: int | None = None, **kw) -> int:
+        """Send `text` as `user` (in `chat`, a group when negative); its message id."""
         command = None
         args = ""
         if text is not None and text.startswith("/"):
@@ -80,7 +81,7 @@ class Bot:
                 update_id=next(self._ids),
                 chat_id=chat if chat is not None else user,
                 chat_type="private" if (chat is None or chat > 0) else "supergroup",
-                message_id=next(self._ids),
+                message_id=(message_id := next(self._ids)),
                 user_id=user,
                 text=text,
                 command=command,
@@ -88,6 +89,7 @@ class Bot:
                 **kw,
             )
         )
+        return message_id
 
     async def press(self, user: int, data: str, *, chat: int | None = None) -> str:
         query_id = f"q{next(self._ids)}"
@@ -1027,3 +1029,35 @@ async def test_a_message_that_is_not_text_is_answered_once_and_never_run(
     kinds = [t.detail for t in bot.traces if t.outcome == "not_text"]
     assert kinds == ["document", "photo", "photo", "other"]
     assert [t.detail for t in bot.traces if t.outcome == "voice_refused"] == ["voice"]
+
+
+async def test_in_a_group_every_answer_quotes_the_message_it_answers(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Several people share a group: a result, a failure, an answer to a command or a
+    stranger's refusal quotes the message it answers, so everyone sees whose it is. A
+    private chat quotes nothing."""
+    group = -100
+    fakes = FakeProcesses()
+    fakes.rule("boom", error="the model is down")
+    async with running_bot(tmp_path, fakes) as bot:
+        asked = await bot.say(ALICE, "hello", chat=group)
+        await bot.wait_reply(group, "FAKE: hello")
+        failing = await bot.say(BOB, "boom now", chat=group)
+        await bot.wait_reply(group, "Codex failed")
+        status = await bot.say(ALICE, "/status", chat=group)
+        await bot.wait_reply(group, "Mode:")
+        stranger = await bot.say(STRANGER, "let me in", chat=group)
+        await bot.wait_reply(group, "This bot is private")
+        await bot.say(ALICE, "in private")
+        await bot.wait_reply(ALICE, "FAKE: in private")
+
+    def quoted(fragment: str) -> list[int | None]:
+        replies = [m for m in bot.sent if isinstance(m, SendReply) and fragment in m.markdown]
+        return [m.reply_to_message_id for m in replies]
+
+    assert quoted("FAKE: hello") == [asked]
+    assert quoted("Codex failed") == [failing]
+    assert quoted("Mode:") == [status]
+    assert quoted("This bot is private") == [stranger]
+    assert quoted("FAKE: in private") == [None]
