@@ -341,25 +341,51 @@ async def _occupy(
 
 
 async def _watch(position: WorkerPosition, worker: CodexWorker, ping_interval: float) -> None:
-    """Wait for retirement; ping while idle. A dead or wedged worker raises (a crash)."""
+    """Wait for retirement; ping while idle. A dead or wedged worker raises (a crash): a
+    death is noticed as the process exits, a wedge at the next ping.
+
+    The failure is raised after the exit watcher has stopped, not inside its nursery: a
+    crash there, racing a shutdown's cancel, would leave as a group with a `trio.Cancelled`
+    that no supervisor counts as a crash."""
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_retire_on_exit, position, worker)
+        failure = await _until_retired(position, worker, ping_interval)
+        nursery.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
+
+
+async def _retire_on_exit(position: WorkerPosition, worker: CodexWorker) -> None:
+    await worker.wait_exited()
+    position.retire_worker(worker, "died")
+
+
+async def _until_retired(
+    position: WorkerPosition, worker: CodexWorker, ping_interval: float
+) -> WorkerUnavailable | None:
+    """Serve until the worker is retired (None) or found dead or wedged (why)."""
     while True:
         with trio.move_on_after(ping_interval):
             await position.retired.wait()
         if position.retire_reason == "shutdown":  # dead or not, it is being stopped
             logger.info("worker %d retired: shutdown", position.worker_id)
-            return
+            return None
         if position.retire_reason == "died" or not worker.alive:
             position.retire("died")
-            raise WorkerUnavailable(f"worker {position.worker_id} (pid {worker.pid}) died")
+            return WorkerUnavailable(f"worker {position.worker_id} (pid {worker.pid}) died")
         if position.retire_reason is not None:
             logger.info("worker %d retired: %s", position.worker_id, position.retire_reason)
-            return
+            return None
         if not position.running:
-            with trio.move_on_after(PING_TIMEOUT) as ping_scope:
-                await worker.ping()
+            try:
+                with trio.move_on_after(PING_TIMEOUT) as ping_scope:
+                    await worker.ping()
+            except WorkerUnavailable as died:
+                position.retire("died")
+                return died
             if ping_scope.cancelled_caught:
                 position.retire("died")
-                raise WorkerUnavailable(
+                return WorkerUnavailable(
                     f"worker {position.worker_id} did not answer a ping in {PING_TIMEOUT:g} s"
                 )
 

@@ -168,7 +168,8 @@ class CodexWorker(Protocol):
 
     - **Identity and health.** `worker_id` is the pool's number for it, `pid` the root of its
       process tree. `alive` turns False once the process exited (never merely because its
-      context is being left); `ping` answers while it is healthy; `threads` and `rss_mb` say
+      context is being left), and `wait_exited` returns then, so a dead idle worker is
+      replaced at once; `ping` answers while it is healthy; `threads` and `rss_mb` say
       how big it grew (the pool recycles it past its limits).
     - **Turns.** `run_turn` runs one job to its outcome and never raises for a failure of
       Codex or of the process: those are `JobFailed` outcomes. Several turns may run at once
@@ -210,6 +211,11 @@ class CodexWorker(Protocol):
     @property
     def reusable(self) -> bool:
         """Whether the worker may run another turn (False once dead, or left unusable)."""
+        ...
+
+    async def wait_exited(self) -> None:
+        """Return once the process exited or closed its output (as `alive` turns False for
+        good); never merely because the context is being left."""
         ...
 
     @property

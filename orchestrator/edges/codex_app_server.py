@@ -205,6 +205,10 @@ class CodexAppServer:
         failed (`poisoned`) or the process is gone."""
         return not self.poisoned and self.rpc.usable()
 
+    async def wait_exited(self) -> None:
+        """Return once the server exited or closed its output (the transport's `exited`)."""
+        await self.rpc.exited.wait()
+
     def rss_mb(self) -> float:
         """Resident memory of the server process, in MB (one small /proc read)."""
         return rss_mb({self.pid})

@@ -166,6 +166,10 @@ class CodexProcess:
         answer was unreadable (the transport's `garbled`)."""
         return not self.poisoned and self.rpc.usable()
 
+    async def wait_exited(self) -> None:
+        """Return once the server exited or closed its output (the transport's `exited`)."""
+        await self.rpc.exited.wait()
+
     def rss_mb(self) -> float:
         """Resident memory of the server process, in MB: where Codex's per-thread growth
         lives (commands it runs come and go). One small /proc read, cheap enough per run."""

@@ -97,6 +97,20 @@ async def test_a_wedged_worker_is_interrupted_and_replaced_after_a_failed_ping(
         assert under.outcomes() == ["started", "died", "started"]
 
 
+async def test_an_idle_worker_that_exits_is_replaced_at_once_not_at_the_next_ping(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    fakes = FakeProcesses()
+    async with supervised(fakes, ping_interval=30) as under:
+        await trio.sleep(5)
+        fakes.started[0].die()  # its process exits while nothing runs on it
+        await settle()
+        assert trio.current_time() < 30
+        assert len(fakes.started) == 2
+        assert under.position.worker is fakes.started[1]
+        assert under.outcomes() == ["started", "died", "started"]
+
+
 @pytest.mark.parametrize(("reason", "interrupted"), [("cancelled", True), ("recycled", False)])
 async def test_a_retired_worker_leaves_and_a_fresh_one_takes_its_place(
     autojump_clock: trio.testing.MockClock, reason: str, interrupted: bool

@@ -462,6 +462,7 @@ async def test_a_crash_mid_turn_is_worker_died(fake: FakeAppServer, tmp_path: Pa
         async with opened(fake, tmp_path) as codex:
             outcome = await codex.run_turn(job("explode"), on_event=ignore, on_approval=deny)
             assert not codex.alive
+            await codex.wait_exited()  # the pool replaces it at once
             later = await codex.run_turn(job("later"), on_event=ignore, on_approval=deny)
     assert isinstance(outcome, JobFailed)
     assert outcome.failure == "worker_died"

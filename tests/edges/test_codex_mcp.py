@@ -203,6 +203,7 @@ async def test_crash_mid_call_is_worker_died(fake: FakeCodex, tmp_path: Path) ->
                 job("explode"), on_event=lambda e: None, on_approval=deny
             )
             assert not codex.alive
+            await codex.wait_exited()  # the pool replaces it at once
     assert isinstance(outcome, JobFailed)
     assert outcome.failure == "worker_died"
 

@@ -72,6 +72,7 @@ class FakeProcess:
     in_flight: set[trio.CancelScope] = field(default_factory=set)
     running: dict[str, list[str]] = field(default_factory=dict)
     """Conversation → texts steered into its running turn."""
+    exited: trio.Event = field(default_factory=trio.Event)
 
     @property
     def reusable(self) -> bool:
@@ -85,10 +86,15 @@ class FakeProcess:
         return self.rss
 
     def die(self) -> None:
-        """Like the real process exiting: every call in flight ends as ``worker_died``."""
+        """Like the real process exiting: every call in flight ends as ``worker_died``, and
+        `wait_exited` returns."""
         self.alive = False
+        self.exited.set()
         for scope in self.in_flight:
             scope.cancel()
+
+    async def wait_exited(self) -> None:
+        await self.exited.wait()
 
     async def run_turn(
         self,
