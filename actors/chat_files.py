@@ -32,7 +32,7 @@ import functools
 import logging
 import secrets
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Final
 
 import msgspec
@@ -272,8 +272,8 @@ def _save_in_inbox(workspace: Path, inbox: Path, name: str, data: bytes) -> tupl
             "The inbox folder leads out of the working directory (a link?), so I did not save "
             "the file. Ask the bot's owner to check files.inbox_dir."
         )
-    path = save_new(folder, name, data)
-    return path, path.relative_to(root).as_posix()
+    saved = save_new(root, PurePosixPath(folder.relative_to(root).as_posix()), name, data)
+    return root / saved, saved.as_posix()
 
 
 async def get_file(chat: Chat, argument: str) -> None:
@@ -311,14 +311,16 @@ def _outgoing(workspace: Path, argument: str, state_dir: Path) -> tuple[str, str
     """What ``/get`` sends (blocking): the path shown, the document's name, its bytes, and
     what it is in words."""
     target = readable_target(workspace, argument, state_dir)
-    relative = target.relative_to(workspace.resolve()).as_posix()
+    root = workspace.resolve()
+    inside = PurePosixPath(target.relative_to(root).as_posix())
+    relative = inside.as_posix()
     if relative == ".":
         relative = f"the working directory ({target.name})"
     if target.is_dir():
-        data, count = zip_folder(target, UPLOAD_LIMIT)
+        data, count = zip_folder(root, inside, UPLOAD_LIMIT)
         name = f"{target.name or 'workspace'}.zip"
         return relative, name, data, f"{chat_texts.plural(count, 'file')}, zipped"
-    data = read_limited(target, UPLOAD_LIMIT)
+    data = read_limited(root, inside, UPLOAD_LIMIT)
     size = _megabytes(len(data)) if len(data) >= MB else f"{len(data):,} bytes"
     return relative, target.name, data, size
 

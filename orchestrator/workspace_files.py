@@ -5,10 +5,14 @@ read, and the blocking writes and reads (callers hop off the event loop with `di
   folder, a leading dot (a hidden file, ``.env``, ``..``), control or invisible characters,
   and it stays within `NAME_BYTES` bytes.
 - **Never overwrite** (`save_new`): a file lands under a free name (``report (2).pdf``),
-  created with ``O_EXCL`` so that even a file that appears meanwhile is not replaced.
+  created with ``O_EXCL`` so that even a file that appears meanwhile is not replaced, in a
+  folder opened without following a symlink.
 - **What ``/get`` may read** (`readable_target`): a path inside the working directory once
   every symlink is resolved, never inside ``state_dir``, never a ``.env`` file; `zip_folder`
-  skips symlinks, ``.git`` and ``.env`` and stops past the size limit.
+  skips symlinks, ``.git`` and ``.env`` and stops past the size limit. The agent can write
+  the working directory while it is read: `read_limited` and `zip_folder` open the resolved
+  path one component at a time and follow no symlink, so a file or folder swapped for a
+  link after the check (to the bot's config, Codex's login) is refused, never read.
 - **Photos** (`store_image`, `prune_images`): private files under ``state_dir/images`` (0600
   in 0700), deleted after the retention period. They never go into the working directory:
   Codex gets their path as a ``localImage`` input.
@@ -16,10 +20,13 @@ read, and the blocking writes and reads (callers hop off the event loop with `di
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import io
 import os
 import secrets
 import stat
+import time
 import unicodedata
 import zipfile
 from pathlib import Path, PurePosixPath
@@ -85,30 +92,38 @@ def safe_name(name: str, *, fallback: str = "file") -> str:
     return f"{stem}{suffix}" if stem else fallback
 
 
-def save_new(folder: Path, name: str, data: bytes) -> Path:
-    """Write `data` to `folder`/`name`, or to ``name (2)``, ``name (3)``… when it exists
-    (blocking). Creates `folder`; never overwrites and never writes through a symlink.
+def save_new(root: Path, folder: PurePosixPath, name: str, data: bytes) -> PurePosixPath:
+    """Write `data` to `folder`/`name` under `root`, or to ``name (2)``, ``name (3)``… when
+    it exists (blocking); the path written, relative to `root`. Creates the folder; never
+    overwrites, and never writes through a symlink: the folder is opened from `root` one
+    component at a time (the agent could swap a part of it for a link meanwhile).
 
     Raises:
+        Refused: a part of the folder is no longer what was checked (a link now, or gone).
         FileExistsError: no free name within `FREE_NAME_TRIES`.
         OSError: the disk refused; a half-written file is removed.
     """
-    folder.mkdir(parents=True, exist_ok=True)
+    (root / folder).mkdir(parents=True, exist_ok=True)
     stem, suffix = _split(name)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    for number in range(1, FREE_NAME_TRIES + 1):
-        candidate = folder / (name if number == 1 else f"{stem} ({number}){suffix}")
-        try:
-            descriptor = os.open(candidate, flags, 0o644)
-        except FileExistsError:
-            continue
-        try:
-            with os.fdopen(descriptor, "wb") as handle:
-                handle.write(data)
-        except OSError:
-            candidate.unlink(missing_ok=True)
-            raise
-        return candidate
+    opened = _open_inside(root, folder, folder=True, doing="saving into it")
+    try:
+        for number in range(1, FREE_NAME_TRIES + 1):
+            candidate = name if number == 1 else f"{stem} ({number}){suffix}"
+            try:
+                descriptor = os.open(candidate, flags, 0o644, dir_fd=opened)
+            except FileExistsError:
+                continue
+            try:
+                with os.fdopen(descriptor, "wb") as handle:
+                    handle.write(data)
+            except OSError:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(candidate, dir_fd=opened)
+                raise
+            return folder / candidate
+    finally:
+        os.close(opened)
     raise FileExistsError(f"no free name for {name} in {folder}")
 
 
@@ -151,53 +166,129 @@ def readable_target(workspace: Path, requested: str, state_dir: Path) -> Path:
     return target
 
 
-def read_limited(path: Path, limit: int) -> bytes:
-    """The bytes of the regular file `path` (blocking).
+def read_limited(root: Path, relative: PurePosixPath, limit: int) -> bytes:
+    """The bytes of the regular file `relative` under the folder `root` (blocking), read
+    without following any symlink (see the module docstring).
 
     Raises:
+        Refused: a part of the path is no longer what was checked (a link now, or gone).
         TooBig: it is larger than `limit`.
     """
-    size = path.stat().st_size
-    if size > limit:
-        raise TooBig(size)
-    with path.open("rb") as handle:
+    descriptor = _open_inside(root, relative, folder=False)
+    with os.fdopen(descriptor, "rb") as handle:
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode):
+            raise _changed(relative)
+        if info.st_size > limit:
+            raise TooBig(info.st_size)
         data = handle.read(limit + 1)
     if len(data) > limit:
         raise TooBig(len(data))
     return data
 
 
-def zip_folder(folder: Path, limit: int) -> tuple[bytes, int]:
-    """`folder` as a zip (deflated), with the number of files in it (blocking). Symlinks
-    are left out (they could lead out of the folder), and so are `SKIPPED_IN_ZIP`.
+def zip_folder(root: Path, relative: PurePosixPath, limit: int) -> tuple[bytes, int]:
+    """The folder `relative` under `root` as a zip (deflated), with the number of files in
+    it (blocking). Symlinks are left out and never followed (they could lead out of the
+    folder), and so are `SKIPPED_IN_ZIP` and anything but regular files and folders.
 
     Raises:
+        Refused: the folder is no longer what was checked (a link now, or gone).
         TooBig: the files or the zip grow past `limit` bytes.
     """
+    top = _open_inside(root, relative, folder=True)
     buffer = io.BytesIO()
     counted = 0
     files = 0
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for current, folders, names in os.walk(folder, followlinks=False):
-            here = Path(current)
-            folders[:] = sorted(
-                name
-                for name in folders
-                if name not in SKIPPED_IN_ZIP and not (here / name).is_symlink()
-            )
-            for name in sorted(names):
-                path = here / name
-                if name in SKIPPED_IN_ZIP or not stat.S_ISREG(path.lstat().st_mode):
-                    continue
-                counted += path.lstat().st_size
-                if counted > limit:
-                    raise TooBig(counted)
-                archive.write(path, PurePosixPath(path.relative_to(folder)).as_posix())
-                files += 1
+    try:
+        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for current, folders, names, here in os.fwalk(".", dir_fd=top):
+                folders[:] = sorted(name for name in folders if name not in SKIPPED_IN_ZIP)
+                for name in sorted(names):
+                    if name in SKIPPED_IN_ZIP:
+                        continue
+                    entry = _read_entry(here, name, limit - counted)
+                    if entry is None:
+                        continue
+                    data, info = entry
+                    counted += len(data)
+                    arcname = PurePosixPath(current, name).as_posix().removeprefix("./")
+                    archive.writestr(_zip_info(arcname, info), data)
+                    files += 1
+    finally:
+        os.close(top)
     data = buffer.getvalue()
     if len(data) > limit:
         raise TooBig(len(data))
     return data, files
+
+
+_READ_FLAGS: Final = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+"""No symlink followed; a FIFO opens at once instead of waiting for a writer."""
+
+
+def _open_inside(
+    root: Path, relative: PurePosixPath, *, folder: bool, doing: str = "reading it"
+) -> int:
+    """A descriptor of `relative` under `root`, opened one component at a time from `root`
+    with no symlink followed (blocking); `folder`: it must be a folder. `doing` says what
+    for, in the refusal when a part of it changed."""
+    descriptor = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        parts = relative.parts
+        for index, part in enumerate(parts):
+            last = index == len(parts) - 1
+            flags = _READ_FLAGS | (os.O_DIRECTORY if folder or not last else 0)
+            try:
+                child = os.open(part, flags, dir_fd=descriptor)
+            except OSError as error:
+                if error.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
+                    raise _changed(relative, doing) from None
+                raise
+            os.close(descriptor)
+            descriptor = child
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return descriptor
+
+
+def _read_entry(folder: int, name: str, room: int) -> tuple[bytes, os.stat_result] | None:
+    """The bytes and status of the regular file `name` in the open `folder`; None for a
+    link, a FIFO or anything else, or one gone meanwhile; `TooBig` past `room` bytes."""
+    try:
+        descriptor = os.open(name, _READ_FLAGS, dir_fd=folder)
+    except OSError as error:
+        if error.errno in (errno.ELOOP, errno.ENOENT, errno.ENXIO, errno.EISDIR):
+            return None
+        raise
+    with os.fdopen(descriptor, "rb") as handle:
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        if info.st_size > room:
+            raise TooBig(info.st_size)
+        data = handle.read(room + 1)
+    if len(data) > room:
+        raise TooBig(len(data))
+    return data, info
+
+
+def _zip_info(arcname: str, info: os.stat_result) -> zipfile.ZipInfo:
+    """What `zipfile.ZipFile.write` would record for a file: its name, time and mode."""
+    stamp = max(time.localtime(info.st_mtime)[:6], (1980, 1, 1, 0, 0, 0))
+    entry = zipfile.ZipInfo(arcname, date_time=stamp)
+    entry.compress_type = zipfile.ZIP_DEFLATED
+    entry.external_attr = (info.st_mode & 0xFFFF) << 16
+    return entry
+
+
+def _changed(relative: PurePosixPath, doing: str = "reading it") -> Refused:
+    verdict = "did not save the file" if doing.startswith("saving") else "did not send it"
+    return Refused(
+        f"{relative.as_posix()} changed while I was {doing} (a part of it is now a link, "
+        f"or gone), so I {verdict}."
+    )
 
 
 def store_image(images: Path, data: bytes, suffix: str) -> Path:

@@ -8,6 +8,7 @@ import io
 import os
 import stat
 import zipfile
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
 import pytest
@@ -28,6 +29,9 @@ from orchestrator.workspace_files import (
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+HERE = PurePosixPath(".")
+"""The working directory itself, as /get names it relative to itself."""
 
 
 @pytest.mark.parametrize(
@@ -66,13 +70,14 @@ def test_the_fallback_names_a_file_without_a_usable_name() -> None:
 
 
 def test_an_existing_file_is_never_overwritten(tmp_path: Path) -> None:
-    inbox = tmp_path / "inbox"
-    first = save_new(inbox, "a.txt", b"one")
-    second = save_new(inbox, "a.txt", b"two")
-    third = save_new(inbox, "a.txt", b"three")
+    inbox = PurePosixPath("inbox")
+    first = save_new(tmp_path, inbox, "a.txt", b"one")
+    second = save_new(tmp_path, inbox, "a.txt", b"two")
+    third = save_new(tmp_path, inbox, "a.txt", b"three")
     assert [p.name for p in (first, second, third)] == ["a.txt", "a (2).txt", "a (3).txt"]
-    assert first.read_bytes() == b"one"
-    assert second.read_bytes() == b"two"
+    assert first == PurePosixPath("inbox/a.txt")
+    assert (tmp_path / first).read_bytes() == b"one"
+    assert (tmp_path / second).read_bytes() == b"two"
 
 
 def test_a_link_in_the_way_is_not_written_through(tmp_path: Path) -> None:
@@ -81,9 +86,25 @@ def test_a_link_in_the_way_is_not_written_through(tmp_path: Path) -> None:
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     (inbox / "a.txt").symlink_to(outside)
-    saved = save_new(inbox, "a.txt", b"new")
+    saved = save_new(tmp_path, PurePosixPath("inbox"), "a.txt", b"new")
     assert saved.name == "a (2).txt"
     assert outside.read_text() == "keep"
+
+
+def test_an_inbox_swapped_for_a_link_after_the_check_is_not_written_through(
+    tmp_path: Path,
+) -> None:
+    """The agent could make the inbox (or a folder on its way) a link once it was checked:
+    the file is refused, not saved where the link leads."""
+    work = tmp_path / "work"
+    (work / "files").mkdir(parents=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (work / "files").rmdir()
+    (work / "files").symlink_to(elsewhere)
+    with pytest.raises(Refused, match="changed while I was saving into it"):
+        save_new(work, PurePosixPath("files"), "a.txt", b"from the user")
+    assert list(elsewhere.iterdir()) == []
 
 
 @pytest.fixture
@@ -141,19 +162,46 @@ def test_get_refuses_the_bots_own_state_even_inside_the_workspace(tmp_path: Path
 def test_a_folder_is_zipped_without_links_git_or_env(workspace: Path) -> None:
     (workspace / ".git").mkdir()
     (workspace / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
-    data, count = zip_folder(workspace, 10_000_000)
-    names = zipfile.ZipFile(io.BytesIO(data)).namelist()
-    assert names == ["src/main.py"]
+    os.mkfifo(workspace / "src" / "pipe")  # would hang a plain read: left out
+    data, count = zip_folder(workspace, HERE, 10_000_000)
+    archive = zipfile.ZipFile(io.BytesIO(data))
+    assert archive.namelist() == ["src/main.py"]
+    assert archive.read("src/main.py") == b"print('hi')\n"
     assert count == 1
+    data, count = zip_folder(workspace, PurePosixPath("src"), 10_000_000)
+    assert zipfile.ZipFile(io.BytesIO(data)).namelist() == ["main.py"]
 
 
 def test_a_folder_or_file_past_the_limit_is_too_big(workspace: Path) -> None:
     (workspace / "big.bin").write_bytes(b"x" * 5000)
     with pytest.raises(TooBig):
-        zip_folder(workspace, 1000)
+        zip_folder(workspace, HERE, 1000)
     with pytest.raises(TooBig):
-        read_limited(workspace / "big.bin", 1000)
-    assert read_limited(workspace / "big.bin", 5000) == b"x" * 5000
+        read_limited(workspace, PurePosixPath("big.bin"), 1000)
+    assert read_limited(workspace, PurePosixPath("big.bin"), 5000) == b"x" * 5000
+
+
+@pytest.mark.parametrize("swap", ["the file", "its folder"], ids=["file-swapped", "folder-swapped"])
+def test_a_path_swapped_for_a_link_after_the_check_is_refused_not_read(
+    workspace: Path, tmp_path: Path, swap: str
+) -> None:
+    """The agent writes the working directory while /get reads it: a file (or a folder on
+    its path) that passed the check and then became a link to a secret is not followed."""
+    state = tmp_path / "state"
+    target = readable_target(workspace, "src/main.py", state)
+    assert target == workspace / "src" / "main.py"
+    if swap == "the file":
+        target.unlink()
+        target.symlink_to(tmp_path / "secret.txt")
+    else:
+        (workspace / "src").rename(workspace / "old_src")
+        (workspace / "src").symlink_to(tmp_path)
+        (tmp_path / "main.py").write_text("outside\n")
+    with pytest.raises(Refused, match="changed while I was reading it"):
+        read_limited(workspace, PurePosixPath("src/main.py"), 10_000)
+    if swap == "its folder":
+        with pytest.raises(Refused, match="changed while I was reading it"):
+            zip_folder(workspace, PurePosixPath("src"), 10_000)
 
 
 def test_images_are_private_and_pruned_after_their_retention(tmp_path: Path) -> None:
