@@ -124,6 +124,9 @@ class ChatDeps:
     """One running request per branch worktree, across all chats (`actors.chat_branches`)."""
     outbox: Outbox | None = None
     """Where the chat's replies go before the sender takes them (`actors.chat_output`)."""
+    secrets: tuple[str, ...] = ()
+    """What must never reach a chat (the bot token). The sender redacts every text and file
+    it sends; a zip's files are redacted before they are compressed, where it cannot look."""
 
 
 class Chat:

@@ -281,7 +281,8 @@ async def get_file(chat: Chat, argument: str) -> None:
     workspace = Path(chat.profile.working_directory)
     state_dir = Path(chat.config.state_dir)
     try:
-        relative, name, data, what = await disk.run_sync(_outgoing, workspace, argument, state_dir)
+        outgoing = functools.partial(_outgoing, secrets=chat.deps.secrets)
+        relative, name, data, what = await disk.run_sync(outgoing, workspace, argument, state_dir)
     except Refused as refusal:
         await chat.out.say(str(refusal), plain=True)
         return
@@ -307,9 +308,11 @@ async def get_file(chat: Chat, argument: str) -> None:
     )
 
 
-def _outgoing(workspace: Path, argument: str, state_dir: Path) -> tuple[str, str, bytes, str]:
+def _outgoing(
+    workspace: Path, argument: str, state_dir: Path, *, secrets: tuple[str, ...]
+) -> tuple[str, str, bytes, str]:
     """What ``/get`` sends (blocking): the path shown, the document's name, its bytes, and
-    what it is in words."""
+    what it is in words. A folder's files are zipped with `secrets` redacted."""
     target = readable_target(workspace, argument, state_dir)
     root = workspace.resolve()
     inside = PurePosixPath(target.relative_to(root).as_posix())
@@ -317,7 +320,7 @@ def _outgoing(workspace: Path, argument: str, state_dir: Path) -> tuple[str, str
     if relative == ".":
         relative = f"the working directory ({target.name})"
     if target.is_dir():
-        data, count = zip_folder(root, inside, UPLOAD_LIMIT)
+        data, count = zip_folder(root, inside, UPLOAD_LIMIT, secrets=secrets)
         name = f"{target.name or 'workspace'}.zip"
         return relative, name, data, f"{chat_texts.plural(count, 'file')}, zipped"
     data = read_limited(root, inside, UPLOAD_LIMIT)

@@ -234,6 +234,7 @@ async def _run_front(
                 files=telegram,
                 git=git,
                 outbox=outbox,
+                secrets=secrets,
                 task_status=task_status,
             )
         )

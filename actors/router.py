@@ -317,10 +317,12 @@ async def run(
     files: TelegramFiles | None = None,
     git: GitWorktrees | None = None,
     outbox: Outbox | None = None,
+    secrets: tuple[str, ...] = (),
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Route updates to chat actors until the inbox ends, then drain the chats
-    (`files`: the chats' downloads of what users send).
+    (`files`: the chats' downloads of what users send; `secrets`: what no file the chats
+    send may hold, `ChatDeps.secrets`).
 
     Inbox: `RouterMsg` from the poller.
     Emits: chat inbox messages (never blocking: shed with a "busy" answer when full); with
@@ -343,6 +345,7 @@ async def run(
         topics=topics,
         git=git,
         outbox=outbox,
+        secrets=secrets,
     )
     with sender:
         async with trio.open_nursery() as nursery:

@@ -30,9 +30,13 @@ import time
 import unicodedata
 import zipfile
 from pathlib import Path, PurePosixPath
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from orchestrator.disk import FILE_MODE, ensure_folder
+from orchestrator.redaction import redact_bytes
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = [
     "NAME_BYTES",
@@ -187,10 +191,14 @@ def read_limited(root: Path, relative: PurePosixPath, limit: int) -> bytes:
     return data
 
 
-def zip_folder(root: Path, relative: PurePosixPath, limit: int) -> tuple[bytes, int]:
+def zip_folder(
+    root: Path, relative: PurePosixPath, limit: int, *, secrets: Sequence[str] = ()
+) -> tuple[bytes, int]:
     """The folder `relative` under `root` as a zip (deflated), with the number of files in
     it (blocking). Symlinks are left out and never followed (they could lead out of the
-    folder), and so are `SKIPPED_IN_ZIP` and anything but regular files and folders.
+    folder), and so are `SKIPPED_IN_ZIP` and anything but regular files and folders. Each
+    file is redacted (`secrets`, and anything shaped like a bot token) before it is
+    compressed: no redaction can look into the zip afterwards.
 
     Raises:
         Refused: the folder is no longer what was checked (a link now, or gone).
@@ -213,7 +221,7 @@ def zip_folder(root: Path, relative: PurePosixPath, limit: int) -> tuple[bytes, 
                     data, info = entry
                     counted += len(data)
                     arcname = PurePosixPath(current, name).as_posix().removeprefix("./")
-                    archive.writestr(_zip_info(arcname, info), data)
+                    archive.writestr(_zip_info(arcname, info), redact_bytes(data, secrets))
                     files += 1
     finally:
         os.close(top)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from actors.chat_diff import diff_summary
+from orchestrator.redaction import REDACTED
 from orchestrator.workspace_files import (
     NAME_BYTES,
     Refused,
@@ -231,3 +232,14 @@ def test_the_diff_summary_counts_lines_binaries_and_new_files() -> None:
         "new (not in git yet)  notes.txt",
         "Total: +13 -1 in 3 tracked files",
     ]
+
+
+def test_a_zipped_file_is_redacted_before_it_is_compressed(workspace: Path) -> None:
+    """The sender redacts what it sends, but cannot look into a deflated zip."""
+    token = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
+    (workspace / "src" / "notes.txt").write_text(f"the bot token is {token}\n")
+    data, _ = zip_folder(workspace, PurePosixPath("src"), 10_000_000, secrets=(token,))
+    archive = zipfile.ZipFile(io.BytesIO(data))
+    assert token not in archive.read("notes.txt").decode()
+    assert archive.read("notes.txt").decode() == f"the bot token is {REDACTED}\n"
+    assert archive.read("main.py") == b"print('hi')\n"  # the rest as it was
