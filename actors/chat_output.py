@@ -116,7 +116,8 @@ class ChatOutput:
         """Show or update the live message `slot` (the sender coalesces the edits); edits never
         notify, and `silent` makes its first showing silent too (progress). `shown_to` is told
         the message's id whenever it is sent anew. With `document`, that file is sent first,
-        and the message only once it was delivered."""
+        and the message only once it was delivered. In a group, its first showing quotes the
+        user's latest message (`quoting`)."""
         await self.sender.send(
             UpdateLive(
                 chat_id=self.key.chat_id,
@@ -129,6 +130,7 @@ class ChatOutput:
                 document=document,
                 document_name=document_name,
                 document_caption=document_caption,
+                reply_to_message_id=self.quoting,
             )
         )
 

@@ -176,6 +176,7 @@ class Deliveries:
                     text,
                     keyboard=live.keyboard,
                     message_thread_id=live.thread_id,
+                    reply_to_message_id=live.reply_to_message_id,
                     disable_notification=live.silent,
                 ),
                 preview=text,

@@ -262,6 +262,8 @@ class UpdateLive(_SenderBase, frozen=True, kw_only=True, tag="live"):
     if it cannot be delivered, the message (and its buttons) is not sent either."""
     document_name: str = ""
     document_caption: str = ""
+    reply_to_message_id: int | None = None
+    """The user's message its first showing quotes (in a group: whose request it is about)."""
 
 
 class CloseLive(_SenderBase, frozen=True, kw_only=True, tag="close_live"):

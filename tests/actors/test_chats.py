@@ -1061,3 +1061,21 @@ async def test_in_a_group_every_answer_quotes_the_message_it_answers(
     assert quoted("Mode:") == [status]
     assert quoted("This bot is private") == [stranger]
     assert quoted("FAKE: in private") == [None]
+
+
+async def test_in_a_group_an_approval_prompt_quotes_the_request_it_is_for(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Only the requester can answer it; the quote tells the others whose it is."""
+    group = -100
+    async with running_bot(tmp_path, deploy_needs_approval()) as bot:
+        asked = await bot.say(ALICE, "deploy it", chat=group)
+        await bot.wait(lambda: bool(bot.buttons(group, "ap:")))
+        await bot.say(ALICE, "deploy it", chat=ALICE)
+        await bot.wait(lambda: bool(bot.buttons(ALICE, "ap:")))
+    prompts = {
+        m.chat_id: m.reply_to_message_id
+        for m in bot.sent
+        if isinstance(m, UpdateLive) and m.slot.startswith("approval-")
+    }
+    assert prompts == {group: asked, ALICE: None}
