@@ -10,7 +10,7 @@ import subprocess
 import sys
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -19,6 +19,8 @@ from tests.procfs import tree
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Mapping, Sequence
     from pathlib import Path
+
+    from tests.fakes.telegram_server import FakeTelegram
 
 ENTRY = "from cli.app import main; main()"
 
@@ -172,3 +174,13 @@ async def running(
             with trio.CancelScope(shield=True):
                 await process.wait()
         print(bot.text())
+
+
+@asynccontextmanager
+async def polling(
+    tg: FakeTelegram, config: Path, token: str | None, **options: Any
+) -> AsyncIterator[Bot]:
+    """`running`, once the bot asked `tg` for its first updates: ready for messages."""
+    async with running(config, token, **options) as bot:
+        await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+        yield bot

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import trio
 
-from tests.bot_process import running, write_config
+from tests.bot_process import polling, running, write_config
 from tests.fakes.mock_model import (
     Hang,
     MockModel,
@@ -108,8 +108,7 @@ async def test_one_thread_across_turns_a_cancel_a_killed_worker_and_a_restart(
             app_server_codex, tmp_path, sandbox="danger-full-access"
         ) as edges:
             model, tg, config = edges
-            async with running(config, TOKEN) as bot:
-                await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+            async with polling(tg, config, TOKEN) as bot:
                 workers = workers_of(bot.process.pid)
                 assert len(workers) == 2, [cmdline(pid) for pid in tree(bot.process.pid)]
                 for pid in workers:  # the token never reaches a worker
@@ -172,9 +171,7 @@ async def test_approvals_go_through_the_buttons_and_a_patch_shows_its_diff(
     with trio.fail_after(CEILING):
         async with app_server_edges(app_server_codex, tmp_path, sandbox="read-only") as edges:
             model, tg, config = edges
-            async with running(config, TOKEN) as bot:
-                await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
-
+            async with polling(tg, config, TOKEN) as bot:
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="please create approved.txt")
                 approved = await answer_approval(tg, "$ touch approved.txt", "✅ Approve")
                 await tg.wait_for(lambda t: has_text(t, "Command finished"))
@@ -215,8 +212,7 @@ async def test_a_silent_endpoint_ends_in_a_clear_message(
             app_server_codex, tmp_path, sandbox="read-only", responder=hang
         ) as edges:
             _model, tg, config = edges
-            async with running(config, TOKEN) as bot:
-                await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+            async with polling(tg, config, TOKEN) as bot:
                 workers = workers_of(bot.process.pid)
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="hello")
                 await tg.wait_for(lambda t: has_text(t, "cannot reach its model endpoint"))
@@ -241,8 +237,7 @@ async def test_an_unreachable_endpoint_ends_in_a_clear_message(
             backend=backend,
         ) as edges:
             _model, tg, config = edges
-            async with running(config, TOKEN) as bot:
-                await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+            async with polling(tg, config, TOKEN) as bot:
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="hello")
                 await tg.wait_for(lambda t: has_text(t, "cannot reach its model endpoint"))
                 bot.process.send_signal(signal.SIGTERM)

@@ -14,7 +14,7 @@ import trio
 
 from actors.chat_background import NOTHING_LEFT, STOP_BUTTON
 from actors.chat_steer import ADD_BUTTON, ADDED
-from tests.bot_process import running
+from tests.bot_process import polling
 from tests.fakes.mock_model import Shell, Text, Turn, last_user_text
 from tests.integration.app_server_fixtures import app_server_codex
 from tests.integration.test_bot_real_app_server import MODEL, app_server_edges
@@ -77,8 +77,7 @@ async def test_a_queued_message_is_added_to_the_running_turn(
             app_server_codex, tmp_path, sandbox="danger-full-access", responder=respond
         ) as edges:
             model, tg, config = edges
-            async with running(config, TOKEN) as bot:
-                await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+            async with polling(tg, config, TOKEN) as bot:
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="please wait a bit")
                 await running_command(bot.process.pid, "sleep 6")
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="steer me in")
@@ -105,8 +104,7 @@ async def test_model_and_effort_reach_the_model_and_default_brings_them_back(
             app_server_codex, tmp_path, sandbox="read-only", responder=respond
         ) as edges:
             model, tg, config = edges
-            async with running(config, TOKEN) as bot:
-                await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+            async with polling(tg, config, TOKEN) as bot:
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="/model")
                 menu = await press(tg, "gpt-6-sol")
                 assert "Models Codex offers" in menu.text
@@ -147,8 +145,7 @@ async def test_the_stop_button_stops_a_command_the_turn_left_running(
             app_server_codex, tmp_path, sandbox="danger-full-access", responder=respond
         ) as edges:
             _model, tg, config = edges
-            async with running(config, TOKEN) as bot:
-                await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+            async with polling(tg, config, TOKEN) as bot:
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="please start a server")
                 sleeper = await running_command(bot.process.pid, "sleep 40")
                 result = await press(tg, STOP_BUTTON)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from tests.bot_process import running
+from tests.bot_process import polling
 from tests.integration.app_server_fixtures import app_server_codex
 from tests.integration.test_bot_real_app_server import CEILING, app_server_edges
 from tests.integration.test_bot_real_codex import ALICE, TOKEN, has_text
@@ -58,8 +58,7 @@ async def test_a_photo_reaches_the_model_as_an_input_image(
     with trio.fail_after(CEILING):
         async with app_server_edges(app_server_codex, tmp_path, sandbox="workspace-write") as edges:
             model, tg, config = edges
-            async with running(config, TOKEN) as bot:
-                await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+            async with polling(tg, config, TOKEN) as bot:
                 sent = tg.add_file(png, "photos/file_0.jpg")
                 small = {**sent, "file_size": 10, "width": 1, "height": 1, "file_id": "thumb"}
                 photo = [small, {**sent, "width": 2, "height": 2}]

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from tests.bot_process import ENTRY, running, write_config
+from tests.bot_process import ENTRY, polling, write_config
 from tests.fakes.mock_model import (
     HttpError,
     MockModel,
@@ -138,9 +138,7 @@ async def test_exec_and_patch_approvals_round_trip_through_telegram_buttons(
     with trio.fail_after(CEILING):
         async with real_codex_edges(codex_binary, tmp_path, sandbox="read-only") as edges:
             model, tg, config = edges
-            async with running(config, TOKEN) as bot:
-                await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
-
+            async with polling(tg, config, TOKEN) as bot:
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="please create approved.txt")
                 approved = await answer_approval(tg, "$ touch approved.txt", "✅ Approve")
                 await tg.wait_for(lambda t: has_text(t, "Command finished"))
@@ -179,8 +177,7 @@ async def test_cancel_from_telegram_reaps_every_process_and_the_chat_goes_on(
     with trio.fail_after(CEILING):
         async with real_codex_edges(codex_binary, tmp_path, sandbox="danger-full-access") as edges:
             model, tg, config = edges
-            async with running(config, TOKEN) as bot:
-                await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+            async with polling(tg, config, TOKEN) as bot:
                 workers = tree(bot.process.pid) - {bot.process.pid}
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="hello first")
                 await tg.wait_for(lambda t: has_text(t, "MOCK-REPLY"))
@@ -219,8 +216,7 @@ async def test_after_a_codex_error_the_next_answer_is_not_shifted(
     with trio.fail_after(CEILING):
         async with real_codex_edges(codex_binary, tmp_path, sandbox="read-only") as edges:
             model, tg, config = edges
-            async with running(config, TOKEN) as bot:
-                await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+            async with polling(tg, config, TOKEN) as bot:
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="hello first")
                 await tg.wait_for(lambda t: has_text(t, "MOCK-REPLY: hello first"))
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="now fail this turn")
@@ -247,8 +243,7 @@ async def test_a_denied_patch_is_not_reported_as_changed(
     with trio.fail_after(CEILING):
         async with real_codex_edges(codex_binary, tmp_path, sandbox="read-only") as edges:
             _model, tg, config = edges
-            async with running(config, TOKEN) as bot:
-                await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+            async with polling(tg, config, TOKEN) as bot:
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="please patch notes2.txt")
                 denied = await answer_approval(tg, "notes2.txt", "⛔ Deny")
                 await tg.wait_for(lambda t: has_text(t, "Patch step finished."))

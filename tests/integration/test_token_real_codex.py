@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from tests.bot_process import running, write_config
+from tests.bot_process import polling, write_config
 from tests.fakes.mock_model import (
     Shell,
     Text,
@@ -62,8 +62,7 @@ async def test_a_command_that_prints_the_token_shows_it_redacted(
                 batch_window=0.1,
                 profile={"sandbox": "read-only", "approval_policy": "on-request"},
             )
-            async with running(config, TOKEN) as bot:
-                await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+            async with polling(tg, config, TOKEN) as bot:
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="grep for it please")
                 await tg.wait_for(
                     lambda t: any("Command finished" in text for text in t.sent_texts(ALICE))

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from tests.bot_process import running
+from tests.bot_process import polling
 from tests.fakes.codex_script import FakeCodex
 from tests.fakes.telegram_server import FakeTelegram, open_fake_telegram
 from tests.integration.test_bot_real_codex import buttons
@@ -63,8 +63,7 @@ async def test_approvals_show_the_whole_command_and_the_diff(tmp_path: Path) -> 
     with trio.fail_after(CEILING):
         async with open_fake_telegram(TOKEN) as tg:
             config = write_config(tmp_path, tg.base_url, fake)
-            async with running(config, TOKEN) as bot:
-                await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+            async with polling(tg, config, TOKEN) as bot:
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="the padded one")
                 padded, _ = await approve(tg, 0, "⛔ Deny")
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="the long one")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from orchestrator.shutdown import DUPLICATE_SIGNAL_WINDOW
-from tests.bot_process import running
+from tests.bot_process import polling, running
 from tests.bot_process import write_config as write_bot_config
 from tests.fakes.app_server_script import FakeAppServer
 from tests.fakes.codex_script import FakeCodex
@@ -47,8 +47,7 @@ async def test_message_reply_graceful_stop_and_no_orphans(tmp_path: Path) -> Non
     with trio.fail_after(CEILING):
         async with open_fake_telegram(TOKEN) as tg:
             config = write_config(tmp_path, tg.base_url, fake)
-            async with running(config, TOKEN) as bot:
-                await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+            async with polling(tg, config, TOKEN) as bot:
                 workers = tree(bot.process.pid) - {bot.process.pid}
                 assert len(workers) >= 2  # the pool is warm before the first poll
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="hello over http")
@@ -142,8 +141,7 @@ async def test_no_auth_warning_when_codex_is_logged_in(tmp_path: Path) -> None:
                 codex_env={"FAKE_CODEX_SCRIPT": str(fake.script_path), "CODEX_HOME": str(home)},
                 batch_window=0.2,
             )
-            async with running(config, TOKEN) as bot:
-                await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+            async with polling(tg, config, TOKEN) as bot:
                 bot.process.send_signal(signal.SIGTERM)
     assert bot.process.returncode == 0, bot.text()
     assert "Codex auth" not in bot.text()
@@ -260,8 +258,7 @@ async def test_a_kill_mid_run_is_reported_at_the_next_start_and_run_again_on_req
     with trio.fail_after(CEILING * 2):
         async with open_fake_telegram(TOKEN) as tg:
             config = write_config(tmp_path, tg.base_url, fake)
-            async with running(config, TOKEN) as bot:
-                await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+            async with polling(tg, config, TOKEN) as bot:
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="sleepy job")
                 await tg.wait_for(lambda t: any(m.startswith("⏳") for m in t.sent_texts(ALICE)))
 
@@ -424,8 +421,7 @@ async def test_the_app_server_backend_as_a_process(tmp_path: Path) -> None:
                 batch_window=0.2,
                 codex={"backend": "app-server"},
             )
-            async with running(config, TOKEN) as bot:
-                await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+            async with polling(tg, config, TOKEN) as bot:
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="hello app server")
                 await tg.wait_for(
                     lambda t: any("FAKE-REPLY: hello app server" in x for x in t.sent_texts(ALICE))

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from tests.bot_process import ENTRY, running
+from tests.bot_process import ENTRY, polling, running
 from tests.fakes.codex_script import FakeCodex
 from tests.fakes.telegram_server import Delay, FakeTelegram, open_fake_telegram
 from tests.procfs import tree
@@ -62,8 +62,7 @@ async def test_a_message_confirmed_to_telegram_survives_a_kill(tmp_path: Path) -
     with trio.fail_after(CEILING * 2):
         async with open_fake_telegram(TOKEN) as tg:
             config = write_config(tmp_path, tg.base_url, fake)
-            async with running(config, TOKEN) as bot:
-                await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+            async with polling(tg, config, TOKEN) as bot:
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="sleepy job")
                 await tg.wait_for(lambda t: any(m.startswith("⏳") for m in t.sent_texts(ALICE)))
                 update_id = tg.push_message(chat_id=ALICE, user_id=ALICE, text="while it sleeps")
@@ -96,8 +95,7 @@ async def test_a_result_waiting_for_the_sender_survives_a_kill(tmp_path: Path) -
     with trio.fail_after(CEILING * 2):
         async with open_fake_telegram(TOKEN) as tg:
             config = write_config(tmp_path, tg.base_url, fake)
-            async with running(config, TOKEN, entry=HELD_SENDER) as bot:
-                await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+            async with polling(tg, config, TOKEN, entry=HELD_SENDER) as bot:
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="answer me")
                 await wait_for_file(kept)  # only the chat writes it: the sender takes nothing
                 kill_tree(bot)
@@ -128,8 +126,7 @@ async def test_a_slow_download_holds_no_other_chat_and_a_kill_during_it_is_told(
                 "file_name": "notes.csv",
             }
             tg.script_fault("getFile", Delay(CEILING * 4))  # Telegram's file service is slow
-            async with running(config, TOKEN) as bot:
-                await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+            async with polling(tg, config, TOKEN) as bot:
                 tg.push_message(chat_id=ALICE, user_id=ALICE, extra={"document": document})
                 await tg.wait_for(lambda t: bool(t.calls_of("getFile")))
                 tg.push_message(

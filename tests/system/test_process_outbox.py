@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from tests.bot_process import running, write_config
+from tests.bot_process import polling, running, write_config
 from tests.fakes.codex_script import FakeCodex
 from tests.fakes.telegram_server import FakeTelegram, ServerError, open_fake_telegram
 from tests.procfs import tree
@@ -76,8 +76,7 @@ async def test_a_crash_in_the_middle_of_the_outage_still_delivers_once(tmp_path:
     with trio.fail_after(CEILING):
         async with open_fake_telegram(TOKEN) as tg:
             path = config(tmp_path, tg.base_url, fake)
-            async with running(path, TOKEN) as first:
-                await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+            async with polling(tg, path, TOKEN) as first:
                 tg.start_outage("sendMessage", ServerError(502))
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="before the crash")
                 await tg.wait_for(lambda t: tries_of(t, reply) >= 2)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from tests.bot_process import cli_environment, run_cli, running
+from tests.bot_process import cli_environment, polling, run_cli
 from tests.fakes.codex_script import FakeCodex
 from tests.fakes.telegram_server import open_fake_telegram
 from tests.system.test_process import ALICE, CEILING, TOKEN, write_config
@@ -38,8 +38,7 @@ async def test_a_user_sees_and_uses_only_the_profiles_named_for_them(tmp_path: P
         async with open_fake_telegram(TOKEN) as tg:
             config = write_config(tmp_path, tg.base_url, fake)
             with_root_profile(config, users=f"users = [{ALICE}]\n")
-            async with running(config, TOKEN) as bot:
-                await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+            async with polling(tg, config, TOKEN) as bot:
                 tg.push_message(chat_id=BOB, user_id=BOB, text="/profile list")
                 await tg.wait_for(lambda t: len(t.sent_texts(BOB)) == 1)
                 tg.push_message(chat_id=BOB, user_id=BOB, text="/profile root")

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from tests.bot_process import running
+from tests.bot_process import polling
 from tests.edges.test_git import make_repository
 from tests.fakes.codex_script import FakeCodex
 from tests.fakes.telegram_server import FakeTelegram, open_fake_telegram
@@ -67,8 +67,7 @@ async def test_sessions_are_listed_as_buttons_and_a_pick_continues_one(tmp_path:
     with trio.fail_after(CEILING):
         async with open_fake_telegram(TOKEN) as tg:
             config = write_config(tmp_path, tg.base_url, fake)
-            async with running(config, TOKEN) as bot:
-                await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+            async with polling(tg, config, TOKEN) as bot:
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="the first project")
                 await tg.wait_for(lambda t: _has(t, ALICE, "FAKE-REPLY: the first project"))
                 first = tg.sent_texts(ALICE)[-1]
@@ -114,8 +113,7 @@ async def test_a_forum_topic_bound_to_a_profile_runs_there_for_allowed_users(
                 f"{text}\n[profiles.web]\nworking_directory = 'web'\ndefault_mode = 'single'\n"
                 f"users = [{ALICE}]\n"
             )
-            async with running(config, TOKEN) as bot:
-                await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+            async with polling(tg, config, TOKEN) as bot:
 
                 def say(user: int, words: str) -> None:
                     tg.push_message(
@@ -150,8 +148,7 @@ async def test_a_branch_worktree_is_made_used_listed_and_removed(tmp_path: Path)
             make_repository(tmp_path / "work")
             trees = tmp_path / "trees"
             config.write_text(config.read_text() + f"worktrees_dir = {json.dumps(str(trees))}\n")
-            async with running(config, TOKEN) as bot:
-                await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+            async with polling(tg, config, TOKEN) as bot:
 
                 def say(words: str) -> None:
                     tg.push_message(chat_id=ALICE, user_id=ALICE, text=words)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from tests.bot_process import running
+from tests.bot_process import polling
 from tests.fakes.codex_script import FakeCodex
 from tests.fakes.telegram_server import open_fake_telegram
 from tests.system.test_process import ALICE, CEILING, TOKEN, write_config
@@ -45,8 +45,7 @@ async def test_state_is_private_not_followed_and_a_planted_queue_does_not_run(
     with trio.fail_after(CEILING):
         async with open_fake_telegram(TOKEN) as tg:
             config = write_config(tmp_path, tg.base_url, fake)
-            async with running(config, TOKEN) as bot:
-                await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+            async with polling(tg, config, TOKEN) as bot:
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="hello")
                 await tg.wait_for(
                     lambda t: any(x.startswith("FAKE-REPLY: hello\n") for x in t.sent_texts(ALICE))

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from tests.bot_process import cli_environment, run_cli, running
+from tests.bot_process import cli_environment, polling, run_cli
 from tests.fakes.codex_script import FakeCodex
 from tests.fakes.telegram_server import open_fake_telegram
 from tests.procfs import tree
@@ -40,8 +40,7 @@ async def test_token_file_keeps_the_token_out_of_every_environment(tmp_path: Pat
             config = write_config(tmp_path, tg.base_url, fake)
             name_token_file(config, "secrets/telegram-token")  # relative to the config folder
             config.chmod(0o600)
-            async with running(config, None) as bot:
-                await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+            async with polling(tg, config, None) as bot:
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="hello")
                 await tg.wait_for(
                     lambda t: any(x.startswith("FAKE-REPLY: hello\n") for x in t.sent_texts(ALICE))
