@@ -71,6 +71,7 @@ __all__ = [
     "DISK_TROUBLE_LOG_INTERVAL",
     "FILE_MODE",
     "FOLDER_MODE",
+    "NO_FOLLOW_READ",
     "DiskTrouble",
     "NotARegularFile",
     "SyncBatches",
@@ -102,6 +103,10 @@ _STATE_FILES: Final = ("updates.json", "session.key")
 class NotARegularFile(OSError):
     """A symlink, folder, FIFO or device where a state file (or folder) should be."""
 
+
+NO_FOLLOW_READ: Final = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+"""How a file that someone else could have planted is opened for reading: no symlink is
+followed, and a FIFO opens at once instead of waiting for a writer."""
 
 DAMAGED: Final = (NotARegularFile, msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 """What reading and decoding a JSON state file (`read_regular`, then msgspec) raises when the
@@ -199,7 +204,7 @@ def sync(paths: Sequence[Path]) -> None:
     for path in paths:
         folders[path.parent] = None
         try:
-            descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            descriptor = os.open(path, NO_FOLLOW_READ)
         except FileNotFoundError:
             continue
         except OSError as error:
@@ -292,9 +297,8 @@ def read_regular(path: Path) -> bytes:
         FileNotFoundError: there is nothing at `path`.
         NotARegularFile: a symlink, folder, FIFO or device is at `path`.
     """
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        descriptor = os.open(path, flags)
+        descriptor = os.open(path, NO_FOLLOW_READ)
     except OSError as error:
         if error.errno in _NOT_REGULAR_ERRNOS:
             raise NotARegularFile(error.errno, "not a regular file", str(path)) from None

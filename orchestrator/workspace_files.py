@@ -32,7 +32,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Final
 
-from orchestrator.disk import FILE_MODE, ensure_folder
+from orchestrator.disk import FILE_MODE, NO_FOLLOW_READ, ensure_folder
 from orchestrator.redaction import redact_bytes
 
 if TYPE_CHECKING:
@@ -178,17 +178,10 @@ def read_limited(root: Path, relative: PurePosixPath, limit: int) -> bytes:
         Refused: a part of the path is no longer what was checked (a link now, or gone).
         TooBig: it is larger than `limit`.
     """
-    descriptor = _open_inside(root, relative, folder=False)
-    with os.fdopen(descriptor, "rb") as handle:
-        info = os.fstat(descriptor)
-        if not stat.S_ISREG(info.st_mode):
-            raise _changed(relative)
-        if info.st_size > limit:
-            raise TooBig(info.st_size)
-        data = handle.read(limit + 1)
-    if len(data) > limit:
-        raise TooBig(len(data))
-    return data
+    read = _read_regular(_open_inside(root, relative, folder=False), limit)
+    if read is None:
+        raise _changed(relative)
+    return read[0]
 
 
 def zip_folder(
@@ -231,10 +224,6 @@ def zip_folder(
     return data, files
 
 
-_READ_FLAGS: Final = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-"""No symlink followed; a FIFO opens at once instead of waiting for a writer."""
-
-
 def _open_inside(
     root: Path, relative: PurePosixPath, *, folder: bool, doing: str = "reading it"
 ) -> int:
@@ -246,7 +235,7 @@ def _open_inside(
         parts = relative.parts
         for index, part in enumerate(parts):
             last = index == len(parts) - 1
-            flags = _READ_FLAGS | (os.O_DIRECTORY if folder or not last else 0)
+            flags = NO_FOLLOW_READ | (os.O_DIRECTORY if folder or not last else 0)
             try:
                 child = os.open(part, flags, dir_fd=descriptor)
             except OSError as error:
@@ -265,19 +254,25 @@ def _read_entry(folder: int, name: str, room: int) -> tuple[bytes, os.stat_resul
     """The bytes and status of the regular file `name` in the open `folder`; None for a
     link, a FIFO or anything else, or one gone meanwhile; `TooBig` past `room` bytes."""
     try:
-        descriptor = os.open(name, _READ_FLAGS, dir_fd=folder)
+        descriptor = os.open(name, NO_FOLLOW_READ, dir_fd=folder)
     except OSError as error:
         if error.errno in (errno.ELOOP, errno.ENOENT, errno.ENXIO, errno.EISDIR):
             return None
         raise
+    return _read_regular(descriptor, room)
+
+
+def _read_regular(descriptor: int, limit: int) -> tuple[bytes, os.stat_result] | None:
+    """The bytes and status of the open `descriptor` (closed here) if it is a regular file,
+    else None; `TooBig` past `limit` bytes, by its size or by what was read."""
     with os.fdopen(descriptor, "rb") as handle:
         info = os.fstat(descriptor)
         if not stat.S_ISREG(info.st_mode):
             return None
-        if info.st_size > room:
+        if info.st_size > limit:
             raise TooBig(info.st_size)
-        data = handle.read(room + 1)
-    if len(data) > room:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
         raise TooBig(len(data))
     return data, info
 

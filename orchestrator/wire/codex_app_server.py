@@ -95,7 +95,7 @@ class _Params(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_de
     """Base of what we send: fields left at their default are not sent."""
 
 
-# --------------------------------------------------------------------- envelope
+# --------------------------------------------------------------------- routing
 
 
 class _Id(_Wire, frozen=True):
