@@ -367,12 +367,17 @@ async def running_bot(config: BenchConfig, folder: Path, **fake_options: Any) ->
 
 @asynccontextmanager
 async def running_reference_bot(
-    telegram: FakeTelegram, codex_command: Sequence[str], codex_env: dict[str, str], cwd: Path
+    telegram: FakeTelegram,
+    codex_command: Sequence[str],
+    codex_env: dict[str, str],
+    cwd: Path,
+    script: str = "reference_bot.py",
 ) -> AsyncIterator[Bot]:
-    """bench/reference_bot.py against `telegram`, with its own warm Codex server."""
+    """A yardstick bot in bench/ (`script`: the stdlib reference bot, or the trio floor bot)
+    against `telegram`, with its own warm Codex server; both take the same arguments."""
     argv = [
         sys.executable,
-        str(REPO / "bench" / "reference_bot.py"),
+        str(REPO / "bench" / script),
         "--api-base-url",
         telegram.base_url,
         "--cwd",

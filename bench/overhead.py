@@ -1,22 +1,26 @@
 """overhead: the latency the orchestrator adds, against a minimal reference bot, same fakes.
 
-Two bots run side by side in this benchmark's trio run, each against its own fake Telegram
+Three bots run side by side in this benchmark's trio run, each against its own fake Telegram
 served from here and its own fake Codex MCP server (the same instant script):
 
 - ``codex-orchestrator start``, the product;
 - ``bench/reference_bot.py``: a blocking standard-library bot (one getUpdates loop, one warm
-  Codex server, one ``tools/call`` and one sendMessage per message): the floor.
+  Codex server, one ``tools/call`` and one sendMessage per message): the floor;
+- ``bench/trio_floor_bot.py``: the orchestrator's own Telegram and Codex edges on trio with
+  nothing between them (a task per message, no actors, durability, limits or rendering): it
+  splits the gap into what trio and the edges cost and what the product adds on top.
 
 Messages go one at a time, each from its own user, paced at 10/s (under Telegram's limits,
-which the orchestrator obeys), alternating between the bots in pairs whose order flips
-(A B, B A, A B, ...), so drift on this shared machine falls on both alike. Per message:
+which the orchestrator obeys), the bots taking turns in an order that goes through every
+permutation, so drift on this shared machine falls on all alike. Per message:
 
 - update → reply: pushed into the fake Telegram until the fake receives the answer;
 - update → Codex call: until the fake Codex reads the ``tools/call`` (its record's wall clock);
 - orchestrator overhead: update → reply minus the Codex call as the worker pool timed it (its
   ``worker`` trace ``duration_ms``).
 
-Reported: median/p90/p99 of each and the ratio of the medians, orchestrator / reference.
+Reported: median/p90/p99 of each and the ratio of the medians, orchestrator / reference
+(the target), and the split through the trio floor bot.
 
     uv run python bench/overhead.py [--messages 200] [--shipped-batching]
 """
@@ -24,6 +28,7 @@ Reported: median/p90/p99 of each and the ratio of the medians, orchestrator / re
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import sys
@@ -158,12 +163,14 @@ async def main() -> None:
         )
     orchestrator_fake = fake_codex(folder / "orchestrator")
     reference_fake = fake_codex(folder / "reference")
+    floor_fake = fake_codex(folder / "floor")
     config = BenchConfig(
         users, orchestrator_fake.argv(), fake_env(orchestrator_fake), settings=settings
     )
     async with (
         open_fake_telegram(TOKEN) as orchestrator_telegram,
         open_fake_telegram(TOKEN) as reference_telegram,
+        open_fake_telegram(TOKEN) as floor_telegram,
         running_orchestrator(orchestrator_telegram, config, folder / "orchestrator"),
         running_reference_bot(
             reference_telegram,
@@ -171,18 +178,26 @@ async def main() -> None:
             fake_env(reference_fake),
             folder / "orchestrator" / "work",
         ),
+        running_reference_bot(
+            floor_telegram,
+            floor_fake.argv(),
+            fake_env(floor_fake),
+            folder / "orchestrator" / "work",
+            script="trio_floor_bot.py",
+        ),
     ):
-        orchestrator = Arm("orchestrator", orchestrator_telegram, orchestrator_fake)
-        reference = Arm("reference", reference_telegram, reference_fake)
+        arms = (
+            Arm("orchestrator", orchestrator_telegram, orchestrator_fake),
+            Arm("reference", reference_telegram, reference_fake),
+            Arm("floor", floor_telegram, floor_fake),
+        )
+        orders = list(itertools.permutations(arms))
         for n, user in enumerate(users):
-            pair = (reference, orchestrator) if n % 2 == 0 else (orchestrator, reference)
-            for arm in pair:
+            for arm in orders[n % len(orders)]:
                 await arm.send(user, f"#{n}#")
                 await trio.sleep(0.1)  # 10 messages/s: below Telegram's 30 calls/s
     markers = [f"#{n}#" for n in range(warm_up, warm_up + count)]
-    results: dict[str, dict[str, list[float]]] = {
-        arm.name: arm.measured(markers) for arm in (orchestrator, reference)
-    }
+    results: dict[str, dict[str, list[float]]] = {arm.name: arm.measured(markers) for arm in arms}
     codex_ms = worker_run_ms(folder / "orchestrator" / "state")[warm_up:]
     overhead = [
         total - codex
@@ -256,22 +271,43 @@ async def main() -> None:
         f"(ratio of medians; p90s {p90_ratio:.2f}x; median of per-pair ratios "
         f"{statistics.median(paired):.2f}x). Target <= 1.5x, aim 1.0x."
     )
+    reference_ms = stats["reference"]["update_to_reply"]["median"]
+    floor_ms = stats["floor"]["update_to_reply"]["median"]
+    orchestrator_ms = stats["orchestrator"]["update_to_reply"]["median"]
+    split = {
+        "floor_to_reference": ratio(floor_ms, reference_ms),
+        "orchestrator_to_floor": ratio(orchestrator_ms, floor_ms),
+        "gap_share_of_trio_and_edges": ratio(
+            floor_ms - reference_ms, orchestrator_ms - reference_ms
+        ),
+    }
     print(
-        f"every message got through: orchestrator {len(results['orchestrator']['update_to_reply'])}"
-        f"/{count}, reference {len(results['reference']['update_to_reply'])}/{count}"
+        f"the gap, through the trio floor bot (the orchestrator's edges on trio, nothing "
+        f"between them): update → reply p50 {floor_ms:.2f} ms, "
+        f"{split['floor_to_reference']:.2f}x the reference; the orchestrator is "
+        f"{split['orchestrator_to_floor']:.2f}x the floor. Trio and the edges are "
+        f"{split['gap_share_of_trio_and_edges']:.0%} of the gap, the product's own path the rest."
+    )
+    delivered = {arm: len(results[arm]["update_to_reply"]) for arm in results}
+    print(
+        "every message got through: "
+        + ", ".join(f"{arm} {n}/{count}" for arm, n in delivered.items())
     )
     print("targets: overhead p50 <= 2 ms, p99 <= 10 ms")
     differences = config.differences()
     print()
     print(settings_text(differences, "orchestrator"))
     print("reference bot: bench/reference_bot.py (no settings; no batching, no durability)")
+    print("floor bot: bench/trio_floor_bot.py (no settings; the edges' own defaults)")
     result: dict[str, Any] = {
         "messages": count,
         "warm_up": warm_up,
-        "delivered": {arm: len(results[arm]["update_to_reply"]) for arm in results},
+        "delivered": delivered,
         "orchestrator_ms": stats["orchestrator"],
         "reference_ms": stats["reference"],
+        "floor_ms": stats["floor"],
         "ratio_of_medians": ratios,
+        "split_update_to_reply": split,
         "ratio_of_p90s_update_to_reply": p90_ratio,
         "median_pair_ratio_update_to_reply": statistics.median(paired),
         # the figures earlier versions reported, under their old names

@@ -80,13 +80,15 @@ def test_script_runs_on_a_tiny_size(name: str, tiny_runs: dict[str, tuple[int, s
     assert output.startswith(name), output  # the table's title
     result = result_of(folder, name)
     if name == "overhead":
-        assert "every message got through: orchestrator 5/5, reference 5/5" in output
-        assert result["delivered"] == {"orchestrator": 5, "reference": 5}
-        for arm in ("orchestrator_ms", "reference_ms"):
+        assert "every message got through: orchestrator 5/5, reference 5/5, floor 5/5" in output
+        assert result["delivered"] == {"orchestrator": 5, "reference": 5, "floor": 5}
+        for arm in ("orchestrator_ms", "reference_ms", "floor_ms"):
             for measure in ("update_to_reply", "update_to_call", "call_to_reply"):
                 assert result[arm][measure]["n"] == 5, (arm, measure)
         assert result["orchestrator_ms"]["overhead"]["n"] == 5
         assert result["ratio_of_medians"]["update_to_reply"] > 0
+        assert result["split_update_to_reply"]["orchestrator_to_floor"] > 0
+        assert "the gap, through the trio floor bot" in output
         # the batching window is off here, and the output says so and why (or that this
         # version has no such setting)
         assert "sessions.batch_window" in output
