@@ -74,7 +74,7 @@ from actors.chat_request import (
 from actors.chat_settle import settled
 from actors.chat_sync import SyncBehind
 from orchestrator import disk
-from orchestrator.messages import InboundCallback, InboundMessage, TraceRecord
+from orchestrator.messages import DiskRefused, InboundCallback, InboundMessage, TraceRecord
 from orchestrator.session_store import RequestRecord, SessionState
 
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ UPDATES_KEPT: Final = 16
 poller had not confirmed when the bot died, and a chat gets few of those."""
 
 UNSAVED_INTERVAL: Final = 3600.0
-"""Seconds between two `chat_texts.UNSAVED_SESSION` notices in one chat."""
+"""Seconds between two `DiskRefused` a chat hands the sender (which tells the chat)."""
 
 
 @dataclass(frozen=True)
@@ -174,7 +174,8 @@ class Chat:
     async def save(self) -> None:
         """Save the session; a disk that refuses (full, read-only) does not crash the chat:
         it serves on from memory, the failure is logged (at once, then at most once a minute)
-        and the chat is told once an hour that its session cannot be saved.
+        and the sender tells the chat, once an hour, that the disk refuses (with a reply's
+        outbox entry that fails too: one notice, not two).
 
         On return the save survives a kill; its fsync follows behind (`actors.chat_sync`). A
         reply said before it is synced first, so a power loss never leaves a session file that
@@ -189,7 +190,9 @@ class Chat:
             now = trio.current_time()
             if now >= self.unsaved_told_at + UNSAVED_INTERVAL:
                 self.unsaved_told_at = now
-                await self.out.say(chat_texts.UNSAVED_SESSION, plain=True)
+                await self.deps.sender.send(
+                    DiskRefused(chat_id=self.key.chat_id, thread_id=self.key.thread_id)
+                )
         else:
             self.deps.save_trouble.succeeded()
             self.last_saved = state

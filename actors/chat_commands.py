@@ -30,6 +30,7 @@ from actors import (
 )
 from actors.chat_request import phase_words
 from orchestrator.messages import TraceRecord
+from orchestrator.words import plural
 
 if TYPE_CHECKING:
     from actors.chat import Chat
@@ -118,7 +119,7 @@ async def cancel(chat: Chat, reason: str) -> None:
             chat.state = msgspec.structs.replace(chat.state, queue=())
             await chat.save()
             await chat.out.say(
-                f"Nothing was running; dropped {chat_texts.plural(dropped, 'queued message')}.",
+                f"Nothing was running; dropped {plural(dropped, 'queued message')}.",
                 plain=True,
             )
         else:
@@ -205,5 +206,5 @@ def _pool_line(stats: PoolStatistics) -> str:
     """The bot's Codex capacity in one line: a phone user can tell "busy" from "broken"."""
     counts = Counter(worker.state for worker in stats.workers)
     states = ", ".join(f"{counts[state]} {state}" for state in _WORKER_STATES if counts[state])
-    waiting = f"; {chat_texts.plural(stats.waiting, 'request')} waiting" if stats.waiting else ""
+    waiting = f"; {plural(stats.waiting, 'request')} waiting" if stats.waiting else ""
     return f"Codex workers: {states or 'none'}{waiting}"

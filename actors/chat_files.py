@@ -42,6 +42,7 @@ from actors import chat_texts
 from orchestrator import disk
 from orchestrator.errors import TelegramError, TelegramFileTooBig
 from orchestrator.messages import TraceRecord
+from orchestrator.words import plural
 from orchestrator.workspace_files import (
     Refused,
     TooBig,
@@ -322,7 +323,7 @@ def _outgoing(
     if target.is_dir():
         data, count = zip_folder(root, inside, UPLOAD_LIMIT, secrets=secrets)
         name = f"{target.name or 'workspace'}.zip"
-        return relative, name, data, f"{chat_texts.plural(count, 'file')}, zipped"
+        return relative, name, data, f"{plural(count, 'file')}, zipped"
     data = read_limited(root, inside, UPLOAD_LIMIT)
     size = _megabytes(len(data)) if len(data) >= MB else f"{len(data):,} bytes"
     return relative, target.name, data, size

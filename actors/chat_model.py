@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Final
 
 import msgspec
 
-from actors import chat_texts
 from actors.chat_approvals import EffortButton, ModelButton, effort_data, model_data
 from orchestrator.messages import Button
+from orchestrator.words import plural
 
 if TYPE_CHECKING:
     from actors.chat import Chat
@@ -228,7 +228,7 @@ async def usage_text(chat: Chat) -> str:
     counters = chat.state.counters
     lines.append(
         f"This session: {counters.input_tokens:,} tokens in, {counters.output_tokens:,} out, "
-        f"over {chat_texts.plural(counters.runs, 'run')}."
+        f"over {plural(counters.runs, 'run')}."
     )
     if not _app_server(chat):
         lines.append(f"Rate limits: {NEEDS_APP_SERVER}")

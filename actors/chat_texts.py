@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from orchestrator.words import plural
+
 __all__ = [
     "BOT_COMMANDS",
     "BUSY",
@@ -37,7 +39,6 @@ __all__ = [
     "interrupted_run_again",
     "not_a_mode",
     "not_text",
-    "plural",
     "queue_full",
     "queued",
     "refusal",
@@ -230,11 +231,6 @@ def _what(origin: str) -> str:
     return f"sent this message {origin.removeprefix('sent').strip()}"
 
 
-def plural(count: int, word: str, words: str | None = None) -> str:
-    """``1 message``, ``2 messages`` (`words` for an irregular plural)."""
-    return f"{count} {word if count == 1 else (words or word + 's')}"
-
-
 def not_a_mode(argument: str, mode: str) -> str:
     """The answer to ``/mode`` with something that is not a mode (or nothing)."""
     usage = "Use /mode single (one developer run) or /mode plan (plan, develop, review)."
@@ -275,13 +271,6 @@ def format_duration(seconds: float) -> str:
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
-UNSAVED_SESSION: Final = (
-    "⚠️ The bot cannot save this chat's session to its disk right now (full or read-only). "
-    "It keeps answering, but a restart would forget this conversation's settings and queue; "
-    "please tell whoever runs the bot."
-)
 
 
 def dropped_queue(count: int) -> str:

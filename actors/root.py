@@ -38,6 +38,7 @@ from orchestrator.messages import RouterMsg, SenderMsg, TraceRecord
 from orchestrator.session_store import SessionStore
 from orchestrator.supervision import ChildSpec, RestartPolicy, backoff_delay, supervise_one
 from orchestrator.update_ledger import UpdateLedger
+from orchestrator.words import plural
 
 if TYPE_CHECKING:
     from actors.worker_pool import WorkerPoolHandle
@@ -149,7 +150,7 @@ async def run_system(
                         rng=rng,
                         trace=trace_handle.emit,
                     ) as pool:
-                        logger.info("%d Codex worker(s) warm", codex.pool_size)
+                        logger.info("%s warm", plural(codex.pool_size, "Codex worker"))
                         await _run_front(
                             config,
                             shutdown=shutdown,

@@ -66,6 +66,7 @@ from orchestrator.messages import (
     AnswerCallback,
     ChatReactivated,
     CloseLive,
+    DiskRefused,
     SendChatAction,
     SendReply,
     TraceRecord,
@@ -74,6 +75,7 @@ from orchestrator.messages import (
 from orchestrator.redaction import redact_outbound
 from orchestrator.rendering import render_plain
 from orchestrator.supervision import backoff_delay
+from orchestrator.words import plural
 
 if TYPE_CHECKING:
     import random
@@ -100,12 +102,13 @@ RETRY_BACKOFF_MAX: Final = 30.0
 """Cap on that delay (never reached with `TRANSIENT_RETRIES` retries; a guard if it grows)."""
 
 UNSAVED_NOTICE: Final = (
-    "⚠️ The bot cannot save to its disk right now (full or read-only), so a reply still on "
-    "its way when the bot restarts could be lost. Replies keep coming; please tell whoever "
-    "runs the bot."
+    "⚠️ The bot cannot save to its disk right now (full or read-only). It keeps answering, "
+    "but a restart before that is fixed could forget this conversation's settings and queue, "
+    "or lose a reply still on its way. Please tell whoever runs the bot."
 )
 UNSAVED_NOTICE_INTERVAL: Final = 3600.0
-"""Seconds between two `UNSAVED_NOTICE`s in one chat: said once, not after every reply."""
+"""Seconds between two `UNSAVED_NOTICE`s in one chat: said once, not after every reply, and
+once for a session that cannot be saved (`DiskRefused`) and a reply's entry alike."""
 
 DURABLE_RETRY_BACKOFF_MAX: Final = 60.0
 """Default cap on the delay between tries of a durable reply: a long outage costs one call a
@@ -191,7 +194,7 @@ async def run(
                     if number is None:
                         number = await outbox.put(message)
                     if number is None:  # the disk refused: delivered from memory only
-                        sender.tell_unsaved(message, nursery)
+                        sender.tell_unsaved(message.chat_id, message.thread_id, nursery)
                 sender.accept(message, nursery, entry=number)
 
 
@@ -309,19 +312,22 @@ class _Sender(Deliveries):
                 nursery.start_soon(self._answer_callback, message)
             case ChatReactivated():
                 self.lane(message.chat_id).inactive = False
+            case DiskRefused():
+                self.tell_unsaved(message.chat_id, message.thread_id, nursery)
             case _:
                 assert_never(message)
 
-    def tell_unsaved(self, reply: SendReply, nursery: trio.Nursery) -> None:
-        """The outbox could not keep `reply`: say so in its chat (at most once an hour)."""
+    def tell_unsaved(self, chat_id: int, thread_id: int | None, nursery: trio.Nursery) -> None:
+        """The disk refused a write for this chat (a reply's outbox entry, or its session:
+        `DiskRefused`): say so in the chat, at most once an hour for both."""
         now = trio.current_time()
-        if now < self.unsaved_told.get(reply.chat_id, -UNSAVED_NOTICE_INTERVAL) + (
+        if now < self.unsaved_told.get(chat_id, -UNSAVED_NOTICE_INTERVAL) + (
             UNSAVED_NOTICE_INTERVAL
         ):
             return
-        self.unsaved_told[reply.chat_id] = now
+        self.unsaved_told[chat_id] = now
         notice = SendReply(
-            chat_id=reply.chat_id, thread_id=reply.thread_id, markdown=UNSAVED_NOTICE, plain=True
+            chat_id=chat_id, thread_id=thread_id, markdown=UNSAVED_NOTICE, plain=True
         )
         self.accept(notice, nursery)
 
@@ -364,7 +370,8 @@ class _Sender(Deliveries):
                     if lane.entry is not None and self.outbox is not None:
                         kept = await self.outbox.remove(lane.entry)
                         if not kept and isinstance(item, SendReply) and self.nursery:
-                            self.tell_unsaved(item, self.nursery)  # its chat wrote it behind
+                            # its chat wrote it behind
+                            self.tell_unsaved(item.chat_id, item.thread_id, self.nursery)
                 finally:
                     lane.ticket = None
                     lane.entry = None
@@ -439,7 +446,9 @@ class _Sender(Deliveries):
         self.stats.strangers_dropped += 1
         dropped = self.stats.strangers_dropped
         if dropped in (1, 100) or dropped % 1000 == 0:
-            logger.warning("%d refusal(s) to strangers dropped so far (last: %s)", dropped, why)
+            logger.warning(
+                "%s to strangers dropped so far (last: %s)", plural(dropped, "refusal"), why
+            )
 
     # ------------------------------------------------------------------ the call ladder
 
@@ -542,7 +551,7 @@ class _Sender(Deliveries):
                 event="chat_inactive",
                 chat_id=lane.chat_id,
                 outcome="blocked",
-                detail=f"{len(pending)} more message(s) not delivered",
+                detail=f"{plural(len(pending), 'more message')} not delivered",
                 preview=(preview or "")[:PREVIEW_CHARS] or None,
             )
         )

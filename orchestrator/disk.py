@@ -62,6 +62,8 @@ from typing import TYPE_CHECKING, Final, TypeVar, TypeVarTuple, Unpack, final
 import msgspec
 import trio
 
+from orchestrator.words import plural
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from pathlib import Path
@@ -386,8 +388,10 @@ class DiskTrouble:
         if self._last_logged is not None and now - self._last_logged < DISK_TROUBLE_LOG_INTERVAL:
             self._unlogged += 1
             return
-        more = f" ({self._unlogged} more failure(s) since the last line)" if self._unlogged else ""
-        logger.error("cannot save %s: %s%s", self.what, _describe(error), more)
+        more = f" ({plural(self._unlogged, 'more failure')} since the last line)"
+        logger.error(
+            "cannot save %s: %s%s", self.what, _describe(error), more if self._unlogged else ""
+        )
         self._last_logged = now
         self._unlogged = 0
 

@@ -12,7 +12,7 @@ Inboxes and their unions:
 - router: `RouterMsg` from the poller (`InboundMessage`, `InboundCallback`,
   `BotMembershipChanged`).
 - sender: `SenderMsg` (`SendReply`, `UpdateLive`, `CloseLive`, `SendChatAction`,
-  `AnswerCallback`, `ChatReactivated`).
+  `AnswerCallback`, `ChatReactivated`, `DiskRefused`).
 - worker pool: a `CodexJob`, with its `CodexProgress` events streamed back and its
   `JobOutcome` returned (`WorkerPoolHandle.run`); approvals travel as `ApprovalRequest`.
 - tracer: `TraceRecord`.
@@ -46,6 +46,7 @@ __all__ = [
     "CommandFinished",
     "CommandStarted",
     "ContentKind",
+    "DiskRefused",
     "InboundCallback",
     "InboundMessage",
     "JobDone",
@@ -305,8 +306,23 @@ class ChatReactivated(_SenderBase, frozen=True, kw_only=True, tag="reactivated")
     chat_id: int
 
 
+class DiskRefused(_SenderBase, frozen=True, kw_only=True, tag="disk_refused"):
+    """A chat could not save its session: the disk is full or read-only. The sender tells
+    the chat, at most once an hour, with the notice it gives when a reply's outbox entry
+    cannot be written: one cause, one notice, whichever write met it first."""
+
+    chat_id: int
+    thread_id: int | None = None
+
+
 SenderMsg: TypeAlias = (
-    SendReply | UpdateLive | CloseLive | SendChatAction | AnswerCallback | ChatReactivated
+    SendReply
+    | UpdateLive
+    | CloseLive
+    | SendChatAction
+    | AnswerCallback
+    | ChatReactivated
+    | DiskRefused
 )
 
 

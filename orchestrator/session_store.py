@@ -37,6 +37,7 @@ import trio
 from orchestrator import disk
 from orchestrator.messages import SessionKey
 from orchestrator.redaction import redact
+from orchestrator.words import plural
 from orchestrator.workflow_types import TokenUsage
 
 if TYPE_CHECKING:
@@ -306,9 +307,9 @@ class SessionStore:
         if (state.queue or state.batch) and not _queue_is_ours(state, key, mac_key):
             dropped = len(state.queue) + len(state.batch)
             logger.error(
-                "session file %s holds %d waiting prompt(s) this bot did not write; not run",
+                "session file %s holds %s this bot did not write; not run",
                 path,
-                dropped,
+                plural(dropped, "waiting prompt"),
             )
             unsigned = msgspec.structs.replace(state, queue=(), batch=(), queue_mac="")
             return LoadedSession(state=unsigned, dropped_queue=dropped)

@@ -50,7 +50,8 @@ def _check_override_keys(overrides: Mapping[str, Path]) -> None:
     unknown = sorted(set(overrides) - set(ROLES))
     if unknown:
         raise ValueError(
-            f"unknown role(s) in instruction overrides: {', '.join(unknown)}; "
+            f"unknown {'role' if len(unknown) == 1 else 'roles'} in instruction overrides: "
+            f"{', '.join(unknown)}; "
             f"expected some of: {', '.join(ROLES)}"
         )
 

@@ -33,6 +33,7 @@ from orchestrator.messages import (
     UpdateLive,
 )
 from orchestrator.session_store import SessionState, SessionStore
+from orchestrator.words import plural
 from tests.fakes.codex_process import FakeProcesses
 
 if TYPE_CHECKING:
@@ -452,8 +453,8 @@ async def test_every_command(tmp_path: Path, autojump_clock: trio.testing.MockCl
             "“sideways” is not a mode. Use /mode single (one developer run) or /mode plan "
             "(plan, develop, review). Mode is still plan.",
         )
-        assert chat_texts.plural(1, "queued message") == "1 queued message"
-        assert chat_texts.plural(2, "queued message") == "2 queued messages"
+        assert plural(1, "queued message") == "1 queued message"
+        assert plural(2, "queued message") == "2 queued messages"
         await bot.say(ALICE, "/status")
         await bot.wait_reply(ALICE, "State: idle")
         status = bot.replies(ALICE)[-1]

@@ -16,9 +16,10 @@ import trio.testing
 
 from actors import telegram_sender
 from actors.telegram_outbox import Outbox, OutboxEntry
+from actors.telegram_sender import UNSAVED_NOTICE, UNSAVED_NOTICE_INTERVAL
 from orchestrator import disk
 from orchestrator.errors import TelegramForbidden, TelegramTransientError
-from orchestrator.messages import SenderMsg, SendReply, TraceRecord
+from orchestrator.messages import DiskRefused, SenderMsg, SendReply, TraceRecord
 from tests.fakes.telegram_api import FakeTelegramApi
 
 if TYPE_CHECKING:
@@ -170,7 +171,46 @@ async def test_a_full_disk_still_delivers_and_says_so_once_a_minute(
     lines = [r.getMessage() for r in caplog.records if "cannot save" in r.getMessage()]
     assert len(lines) == 2, lines
     assert "No space left on device" in lines[0]
-    assert "29 more failure(s)" in lines[1]
+    assert "(29 more failures since the last line)" in lines[1]
+
+
+async def test_a_session_and_a_reply_the_disk_refuses_are_told_in_one_notice(
+    tmp_path: Path,
+    autojump_clock: trio.testing.MockClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A full disk refuses a chat's session (`DiskRefused`, from the chat) and its reply's
+    outbox entry alike: the chat hears it once, in words that cover both, and again only an
+    hour later. Another chat is told on its own."""
+
+    def full(path: Path, data: bytes, *, durable: bool = True) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(disk, "write_atomically", full)
+    api = FakeTelegramApi()
+    with trio.fail_after(2 * HOUR):
+        async with running_sender(api, tmp_path / "outbox") as send:
+            await send.send(DiskRefused(chat_id=5, thread_id=None))
+            await send.send(SendReply(chat_id=5, markdown="the answer"))
+            await send.send(DiskRefused(chat_id=6, thread_id=None))
+            await api.wait_for(lambda a: "the answer" in sent(a, 5))
+            await trio.sleep(UNSAVED_NOTICE_INTERVAL / 2)
+            await send.send(DiskRefused(chat_id=5, thread_id=None))
+            await send.send(SendReply(chat_id=5, markdown="half an hour later"))
+            await api.wait_for(lambda a: "half an hour later" in sent(a, 5))
+            await trio.sleep(UNSAVED_NOTICE_INTERVAL / 2)
+            await send.send(SendReply(chat_id=5, markdown="an hour later"))
+            await api.wait_for(lambda a: "an hour later" in sent(a, 5))
+    assert sent(api, 5) == [
+        UNSAVED_NOTICE,
+        "the answer",
+        "half an hour later",
+        UNSAVED_NOTICE,
+        "an hour later",
+    ]
+    assert sent(api, 6) == [UNSAVED_NOTICE]
+    assert "settings and queue" in UNSAVED_NOTICE
+    assert "reply still on its way" in UNSAVED_NOTICE
 
 
 async def test_damaged_or_planted_entries_are_set_aside_and_the_rest_still_goes_out(
