@@ -95,6 +95,9 @@ class RestartIntensityExceeded(OrchestratorError):
 class TelegramError(OrchestratorError):
     """The Bot API answered ``ok: false`` or could not be reached.
 
+    Its text names the code only when there is an error code to name: a timeout (code 0) or
+    a malformed body under HTTP 200 is not "Telegram error 0" or "Telegram error 200".
+
     Args:
         description: Telegram's description (or ours for transport errors), token-free.
         error_code: the HTTP / Bot API error code, 0 for transport errors.
@@ -103,7 +106,8 @@ class TelegramError(OrchestratorError):
     def __init__(self, description: str, error_code: int = 0) -> None:
         self.description = description
         self.error_code = error_code
-        super().__init__(f"Telegram error {error_code}: {description}")
+        code = f" {error_code}" if error_code >= 400 else ""
+        super().__init__(f"Telegram error{code}: {description}")
 
 
 @final

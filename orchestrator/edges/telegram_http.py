@@ -118,10 +118,8 @@ def classify(status: int, body: bytes, method: str) -> _Envelope:
     try:
         envelope = decode_json(_ENVELOPE, body)
     except msgspec.DecodeError:
-        kind = "HTML" if body.lstrip()[:1] == b"<" else "malformed"
-        raise TelegramTransientError(
-            f"{method}: HTTP {status} with a {kind} body", status
-        ) from None
+        kind = "an HTML" if body.lstrip()[:1] == b"<" else "a malformed"
+        raise TelegramTransientError(f"{method}: HTTP {status} with {kind} body", status) from None
     if envelope.ok and status < 300:
         return envelope
     code = envelope.error_code or status

@@ -137,6 +137,36 @@ async def test_errors_are_classified_and_token_free(
         assert info.value.migrate_to_chat_id == -100
 
 
+@pytest.mark.parametrize(
+    ("status", "body", "text"),
+    [
+        (
+            502,
+            b'{"ok":false,"error_code":502,"description":"Bad Gateway"}',
+            "Telegram error 502: Bad Gateway",
+        ),
+        (
+            502,
+            b"<html>Bad Gateway</html>",
+            "Telegram error 502: sendMessage: HTTP 502 with an HTML body",
+        ),
+        (
+            200,
+            b'{"ok": true, "result": [',
+            "Telegram error: sendMessage: HTTP 200 with a malformed body",
+        ),
+    ],
+)
+async def test_an_error_names_a_code_only_when_it_is_an_error_code(
+    status: int, body: bytes, text: str
+) -> None:
+    """A malformed answer under HTTP 200 is no "Telegram error 200" in the log."""
+    async with open_telegram_api(TOKEN, transport=transport(status, body)) as api:
+        with pytest.raises(TelegramTransientError) as info:
+            await api.send_message(1, "x")
+    assert str(info.value) == text
+
+
 async def test_transport_errors_never_carry_the_url() -> None:
     def broken(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError(f"cannot reach {request.url}", request=request)
@@ -145,6 +175,7 @@ async def test_transport_errors_never_carry_the_url() -> None:
         with pytest.raises(TelegramTransientError) as info:
             await api.get_me()
     assert TOKEN not in "".join(traceback.format_exception(info.value))
+    assert str(info.value).startswith("Telegram error: getMe: ")  # no "error 0"
     assert info.value.__cause__ is None
 
 
