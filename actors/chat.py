@@ -158,7 +158,8 @@ class Chat:
         self.joinable = False
         """The last queued prompt takes more messages (it was queued by this process)."""
         self.joined = 0
-        """Messages joined into the last queued prompt."""
+        """Messages offered to the last queued prompt: joined, then refused once it is full
+        (`sessions.queue_limit`), so only the first refused is told."""
         self.unsaved_told_at = -math.inf
         self.steer_offers: dict[str, tuple[str, int]] = {}
         """Open "Add to the running request" offers (`actors.chat_steer`)."""
@@ -357,8 +358,11 @@ class Chat:
         """A request is running: `text` joins the prompt that runs next (one notice for it)."""
         queue = list(self.state.queue)
         joining = bool(queue) and self.joinable
-        if joining and self.joined >= self.config.sessions.queue_limit:
-            await self.out.say(chat_texts.queue_full(self.config.sessions.queue_limit), plain=True)
+        limit = self.config.sessions.queue_limit
+        if joining and self.joined >= limit:
+            if self.joined == limit:  # the first one over: its words cover the rest
+                await self.out.say(chat_texts.queue_full(limit), plain=True)
+            self.joined += 1
             self.out.trace(TraceRecord(event="queued", outcome="rejected", detail="queue full"))
             return
         if joining:

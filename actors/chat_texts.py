@@ -107,7 +107,10 @@ def refusal(user_id: int) -> str:
     )
 
 
-BUSY: Final = "I'm busy with your earlier messages; this one was not taken. Send it again soon."
+BUSY: Final = (
+    "I'm busy with your earlier messages and did not take this one; until I catch up, more "
+    "are not taken either. Send them again in a minute."
+)
 
 TEXT_ONLY: Final = "That message has no text. Please send your request as text."
 """The answer to a text message that is empty or only spaces."""
@@ -253,10 +256,11 @@ def queued(position: int) -> str:
 
 
 def queue_full(limit: int) -> str:
-    """A message refused because the next request holds `limit` messages already."""
+    """A message refused because the next request holds `limit` messages already (said for
+    the first one refused; the words cover the ones after it)."""
     return (
-        f"Not taken: the next request already holds {limit} messages, the most it can. "
-        "Wait for the current result, or /cancel it."
+        f"Not taken: the next request already holds {limit} messages, the most it can, so "
+        "nothing more you send joins it. Wait for the current result, or /cancel it."
     )
 
 

@@ -9,8 +9,10 @@
   crashes is logged, traced, reported to the user ("session reset") and started afresh on the
   next message; a crash never reaches the router. At start, chats with queued prompts saved
   before a restart are started so their queue resumes.
-- **Never blocked by a chat.** Each chat inbox is small (`CHAT_INBOX_SIZE`); when one is full
-  the router sheds the message and tells the user the bot is busy.
+- **Never blocked by a chat.** Each chat inbox is bounded (`CHAT_INBOX_SIZE`: a whole
+  getUpdates batch fits, so a burst the chat takes in milliseconds is never shed); when one is
+  full (the chat hangs) the router sheds the message and tells the user the bot is busy, once
+  per `BUSY_INTERVAL`, not once per message.
 - **Buttons.** A press goes to the chat actor of the presser's own session key, so a press on
   someone else's approval prompt cannot decide it (that chat does not know the token).
 """
@@ -48,12 +50,20 @@ if TYPE_CHECKING:
     from orchestrator.ports import CodexPool, GitWorktrees, TelegramFiles, TraceEmit
     from orchestrator.session_store import SessionStore
 
-__all__ = ["CHAT_INBOX_SIZE", "REFUSAL_INTERVAL", "RouterStatistics", "run"]
+__all__ = ["BUSY_INTERVAL", "CHAT_INBOX_SIZE", "REFUSAL_INTERVAL", "RouterStatistics", "run"]
 
 logger: Final = logging.getLogger(__name__)
 
-CHAT_INBOX_SIZE: Final = 8
-"""Messages waiting per chat before the router sheds (the chat is answering slowly)."""
+CHAT_INBOX_SIZE: Final = 100
+"""Messages waiting per chat before the router sheds. Telegram hands out at most 100 updates
+per getUpdates, and the poller takes the next batch only once the chats took this one (or
+after `actors.telegram_poller.HANDLED_WAIT`): forty messages forwarded at once while a
+request runs all reach the chat, which queues them in milliseconds. Only a chat that hangs
+fills it. The bound costs nothing until used (a deque, not a preallocated buffer)."""
+
+BUSY_INTERVAL: Final = 60.0
+"""Seconds after a "busy" notice in which more messages shed in that chat are not told again
+(each is traced): one notice for a burst, not one per message."""
 
 REFUSAL_INTERVAL: Final = 3600.0
 """Seconds between two refusals to the same stranger: one answer, never a conversation."""
@@ -106,6 +116,7 @@ class _Router:
         self.stats = stats
         self.chats: dict[SessionKey, _ChatEntry] = {}
         self.last_refusal: dict[int, float] = {}
+        self.last_busy: dict[SessionKey, float] = {}
         self.generations = 0
 
     async def route(self, message: RouterMsg) -> None:
@@ -220,7 +231,8 @@ class _Router:
                         callback_query_id=message.callback_query_id, text="Busy, try again."
                     )
                 )
-            else:
+            elif trio.current_time() >= self.last_busy.get(key, -math.inf) + BUSY_INTERVAL:
+                self.last_busy[key] = trio.current_time()
                 await self.notice(key, chat_texts.BUSY)
             return False
         self.stats.routed += 1
@@ -288,6 +300,7 @@ class _Router:
         """Drop `entry` (if it is still `key`'s) and close its inbox: no more messages."""
         if self.chats.get(key) is entry:
             del self.chats[key]
+            self.last_busy.pop(key, None)
         entry.inbox.close()
 
     def close_all(self) -> None:

@@ -371,12 +371,20 @@ async def test_queue_limit(tmp_path: Path, autojump_clock: trio.testing.MockCloc
     async with running_bot(tmp_path, fakes, queue_limit=2) as bot:
         await bot.say(ALICE, "block")
         await bot.wait(lambda: any(p.calls for p in bot.fakes.started))
-        for n in range(3):
+        for n in range(6):
             await bot.say(ALICE, f"more {n}")
         await bot.wait_reply(ALICE, chat_texts.queue_full(2))
         await bot.say(ALICE, "/cancel")
         await bot.wait_told(ALICE, "Cancelled")
         await bot.wait_reply(ALICE, "FAKE: more 0\n\nmore 1")
+        # four refused, one notice: its words cover the rest
+        assert bot.replies(ALICE).count(chat_texts.queue_full(2)) == 1
+        # a new queued prompt gets its own notice when it fills up
+        await bot.say(ALICE, "block")
+        await bot.wait(lambda: sum(len(p.calls) for p in bot.fakes.started) == 3)
+        for n in range(3):
+            await bot.say(ALICE, f"again {n}")
+        await bot.wait(lambda: bot.replies(ALICE).count(chat_texts.queue_full(2)) == 2)
 
 
 async def test_stranger_gets_one_refusal_per_hour_and_nothing_else(
@@ -802,12 +810,15 @@ async def test_slow_chat_never_blocks_the_router(
 
     monkeypatch.setattr(chat.Chat, "handle", stuck)
     async with running_bot(tmp_path) as bot:
-        for n in range(router.CHAT_INBOX_SIZE + 3):
+        for n in range(router.CHAT_INBOX_SIZE + 5):
             await bot.say(ALICE, f"flood {n}")
         await bot.say(BOB, "hello")
         await bot.wait_reply(BOB, "FAKE: hello")
-        assert chat_texts.BUSY in bot.replies(ALICE)
-        assert bot.stats.shed >= 1
+        assert bot.stats.shed >= 3
+        assert bot.replies(ALICE).count(chat_texts.BUSY) == 1  # one notice for the burst
+        await trio.sleep(router.BUSY_INTERVAL)
+        await bot.say(ALICE, "a minute later")
+        await bot.wait(lambda: bot.replies(ALICE).count(chat_texts.BUSY) == 2)
         gate.set()
 
 
