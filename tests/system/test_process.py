@@ -115,20 +115,22 @@ async def test_a_burst_while_a_request_runs_is_queued_and_told_once(tmp_path: Pa
     fake = FakeCodex(tmp_path / "codex")
     fake.rule("forever", hang=True)
     with trio.fail_after(CEILING):
-        async with open_fake_telegram(TOKEN) as tg:
-            async with polling(tg, write_config(tmp_path, tg.base_url, fake), TOKEN) as bot:
-                tg.push_message(chat_id=ALICE, user_id=ALICE, text="forever job")
-                await tg.wait_for(lambda t: any("Working" in m for m in t.sent_texts(ALICE)))
-                for n in range(40):  # no checkpoint between them: one getUpdates batch
-                    tg.push_message(chat_id=ALICE, user_id=ALICE, text=f"note {n}")
-                tg.push_message(chat_id=ALICE, user_id=ALICE, text="/status")
-                await tg.wait_for(lambda t: any(m.startswith("Mode:") for m in t.sent_texts(ALICE)))
-                notices = [m for m in tg.sent_texts(ALICE) if not m.startswith("⏳")]
-                assert [m.split(":")[0] for m in notices] == ["Queued", "Not taken", "Mode"]
-                assert "holds 10 messages" in notices[1]
-                tg.push_message(chat_id=ALICE, user_id=ALICE, text="/cancel")
-                await tg.wait_for(lambda t: len(codex_calls(fake, "note 0")) == 1)
-                bot.process.send_signal(signal.SIGTERM)
+        async with (
+            open_fake_telegram(TOKEN) as tg,
+            polling(tg, write_config(tmp_path, tg.base_url, fake), TOKEN) as bot,
+        ):
+            tg.push_message(chat_id=ALICE, user_id=ALICE, text="forever job")
+            await tg.wait_for(lambda t: any("Working" in m for m in t.sent_texts(ALICE)))
+            for n in range(40):  # no checkpoint between them: one getUpdates batch
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text=f"note {n}")
+            tg.push_message(chat_id=ALICE, user_id=ALICE, text="/status")
+            await tg.wait_for(lambda t: any(m.startswith("Mode:") for m in t.sent_texts(ALICE)))
+            notices = [m for m in tg.sent_texts(ALICE) if not m.startswith("⏳")]
+            assert [m.split(":")[0] for m in notices] == ["Queued", "Not taken", "Mode"]
+            assert "holds 10 messages" in notices[1]
+            tg.push_message(chat_id=ALICE, user_id=ALICE, text="/cancel")
+            await tg.wait_for(lambda t: len(codex_calls(fake, "note 0")) == 1)
+            bot.process.send_signal(signal.SIGTERM)
     [call] = codex_calls(fake, "note 0")
     prompt = call["params"]["arguments"]["prompt"]
     assert prompt.endswith("\n\n".join(f"note {n}" for n in range(10)))
