@@ -153,6 +153,12 @@ class Chat:
         self.request: Request | None = None
         self.requests_started = 0
         self.batch: list[str] = []
+        self.batch_images: list[str] = []
+        """The photos of the album being collected (`actors.chat_files`), in order."""
+        self.album: str | None = None
+        """The ``media_group_id`` of that album."""
+        self.refused_album: str | None = None
+        """The album whose photos the MCP backend refused: told once, not per photo."""
         self.batch_due = math.inf
         self.closing = False
         self.joinable = False
@@ -255,7 +261,12 @@ class Chat:
             self.state = state
 
     def idle(self) -> bool:
-        return self.request is None and not self.batch and not self.state.queue
+        return (
+            self.request is None
+            and not self.batch
+            and not self.batch_images
+            and not self.state.queue
+        )
 
     # ------------------------------------------------------------------ inbox
 
@@ -346,6 +357,10 @@ class Chat:
         at the limit waits again), and run the parts as one prompt."""
         self.batch.append(text)
         window = self.config.sessions.batch_window
+        if self.batch_images:  # an album is being collected: the text goes with it
+            self.state = msgspec.structs.replace(self.state, batch=tuple(self.batch))
+            await self.save()
+            return
         if window > 0 and is_split_part(text):
             self.batch_due = trio.current_time() + window
             # On disk before the next update is taken: a kill now loses no part.
@@ -384,14 +399,32 @@ class Chat:
         if not joining:
             await chat_steer.say_queued(self, len(queue))
 
+    async def collect_album(self, album: str, image: str, caption: str) -> None:
+        """A photo of album `album`, stored at `image`: it waits with the album's others (and
+        their caption) until none came for `chat_files.ALBUM_WAIT`, on record meanwhile."""
+        self.album = album
+        self.batch_images.append(image)
+        if caption:
+            self.batch.append(caption)
+        self.batch_due = trio.current_time() + chat_files.ALBUM_WAIT
+        self.state = msgspec.structs.replace(
+            self.state, batch=tuple(self.batch), batch_images=tuple(self.batch_images)
+        )
+        await self.save()
+
     async def flush_batch(self) -> None:
-        if not self.batch:
+        if not self.batch and not self.batch_images:
             return
-        prompt = "\n\n".join(self.batch)
+        images = tuple(self.batch_images)
+        prompt = "\n\n".join(self.batch) or chat_files.image_prompt(len(images))
         self.batch = []
+        self.batch_images = []
+        self.album = None
         self.batch_due = math.inf
         if self.request is None:
-            await self.start_request(prompt)
+            await self.start_request(prompt, images=images)
+        elif images:  # cannot happen: an album is collected only while nothing runs
+            await self.out.say(chat_files.IMAGE_WHILE_BUSY, plain=True)
         else:
             self.state = msgspec.structs.replace(
                 self.state, queue=(*self.state.queue, prompt), batch=()
@@ -418,8 +451,11 @@ class Chat:
         self.request = request  # before any wait: no second request starts meanwhile
         if not await chat_topics.follow(self):  # the user may not run here (they were told)
             self.request = None
-            if self.state.queue or self.state.batch:  # nothing waiting could run here either
-                self.state = msgspec.structs.replace(self.state, queue=(), batch=())
+            if self.state.queue or self.state.batch or self.state.batch_images:
+                # nothing waiting could run here either
+                self.state = msgspec.structs.replace(
+                    self.state, queue=(), batch=(), batch_images=()
+                )
                 await self.save()
             return
         request.mode = self.state.mode  # following a binding may have switched the profile
@@ -427,6 +463,7 @@ class Chat:
             self.state,
             running=RequestRecord(prompt=prompt, images=images),
             batch=(),
+            batch_images=(),
             queue=self.state.queue if queue is None else queue,
         )
         await self.save()
@@ -573,14 +610,14 @@ async def run(
                     # on disk (or answered): once synced, the poller may confirm it
                     nursery.start_soon(chat.mark_handled_when_synced, message)
                     continue
-                if chat.batch and trio.current_time() >= chat.batch_due:
+                if (chat.batch or chat.batch_images) and trio.current_time() >= chat.batch_due:
                     await chat.flush_batch()
                 elif chat.idle() and inbox.statistics().current_buffer_used == 0:
                     result = "idle"
                     break
         finally:
             chat.closing = True
-            if chat.batch:
+            if chat.batch and not chat.batch_images:  # an album is on record as it is
                 # Keep a half-collected batch: it runs after the restart.
                 chat.state = msgspec.structs.replace(
                     chat.state, queue=(*chat.state.queue, "\n\n".join(chat.batch)), batch=()

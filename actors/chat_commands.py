@@ -112,11 +112,11 @@ async def cancel(chat: Chat, reason: str) -> None:
     request = chat.request
     if request is None:
         await release_thread(chat)  # commands the last turn left running stop too
-        if chat.state.queue or chat.batch:
-            dropped = len(chat.state.queue) + (1 if chat.batch else 0)
-            chat.batch = []
+        if chat.state.queue or chat.batch or chat.batch_images:
+            dropped = len(chat.state.queue) + (1 if chat.batch or chat.batch_images else 0)
+            chat.batch, chat.batch_images, chat.album = [], [], None
             chat.batch_due = math.inf
-            chat.state = msgspec.structs.replace(chat.state, queue=())
+            chat.state = msgspec.structs.replace(chat.state, queue=(), batch=(), batch_images=())
             await chat.save()
             await chat.out.say(
                 f"Nothing was running; dropped {plural(dropped, 'queued message')}.",

@@ -7,8 +7,13 @@ This module owns, for one chat (`actors.chat.Chat`):
   directory) and run as a request: the caption (or `IMAGE_PROMPT`) is the prompt and the
   image goes with it as a ``localImage`` input. Only ``codex app-server`` takes images
   (the MCP ``codex`` tool of 0.153.4 has no image argument), so on MCP the user is told to
-  switch the backend, before anything is downloaded. An image that arrives while a request
-  runs is not queued (the queue holds text): the user is asked to send it again.
+  switch the backend, before anything is downloaded (once per album). An image that arrives
+  while a request runs is not queued (the queue holds text): the user is asked to send it
+  again.
+- **Albums.** Telegram sends an album's photos as one message each, with one
+  ``media_group_id`` and the caption on one of them. The chat collects them (and any text sent
+  meanwhile) until none came for `ALBUM_WAIT`, then runs them as one request with every
+  photo; they are on record in the session file meanwhile (`SessionState.batch_images`).
   `prune_images_forever` deletes kept images after ``files.image_retention``.
 - **Files in.** Any other document (or audio file) is saved in the working directory, in
   ``files.inbox_dir``, under a safe name and never over an existing file (a free name
@@ -84,6 +89,18 @@ IMAGE_SUFFIXES: Final = {
 """Image types Codex passes to the model, by the MIME type Telegram reports."""
 
 IMAGE_PROMPT: Final = "Look at the attached image and tell me what it shows."
+ALBUM_PROMPT: Final = "Look at the attached images and tell me what they show."
+
+
+def image_prompt(count: int) -> str:
+    """The prompt of `count` images sent without a caption."""
+    return ALBUM_PROMPT if count > 1 else IMAGE_PROMPT
+
+
+ALBUM_WAIT: Final = 1.0
+"""Seconds an album waits for its next photo before it runs. Telegram delivers an album's
+messages back to back (usually in one getUpdates answer); each photo is downloaded before the
+next is read, so the wait restarts after each."""
 FILE_PROMPT: Final = "I sent you a file. Read it and tell me briefly what it contains."
 
 IMAGES_NEED_APP_SERVER: Final = (
@@ -199,11 +216,15 @@ async def _image_in(
     chat: Chat, message: InboundMessage, attachment: Attachment, suffix: str
 ) -> None:
     what = "photo" if message.content_kind == "photo" else "image"
+    album = message.media_group_id
     if chat.config.codex.backend != "app-server":
         await _traced(chat, message, "image_refused", "mcp backend")
-        await chat.out.say(IMAGES_NEED_APP_SERVER, plain=True)
+        if album is None or album != chat.refused_album:  # once per album
+            chat.refused_album = album
+            await chat.out.say(IMAGES_NEED_APP_SERVER, plain=True)
         return
-    if not chat.idle():
+    joining = album is not None and album == chat.album
+    if not joining and not chat.idle():
         await _traced(chat, message, "image_refused", "busy")
         await chat.out.say(IMAGE_WHILE_BUSY, plain=True)
         return
@@ -219,13 +240,15 @@ async def _image_in(
         return
     await _traced(chat, message, "image", f"{len(data)} bytes")
     caption = (message.text or "").strip()
-    prompt = caption or IMAGE_PROMPT
     if caption and message.quoted_from is not None:
-        prompt = chat_texts.as_quoted(caption, message.quoted_from)
+        caption = chat_texts.as_quoted(caption, message.quoted_from)
+    if album is not None and (joining or chat.idle()):
+        await chat.collect_album(album, str(path), caption)
+        return
     if not chat.idle():  # a message that arrived during the download started meanwhile
         await chat.out.say(IMAGE_WHILE_BUSY, plain=True)
         return
-    await chat.start_request(prompt, images=(str(path),))
+    await chat.start_request(caption or IMAGE_PROMPT, images=(str(path),))
 
 
 async def _file_in(chat: Chat, message: InboundMessage, attachment: Attachment) -> None:

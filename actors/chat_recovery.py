@@ -4,7 +4,8 @@ A file whose download a kill interrupted is reported too: the user is asked to s
 
 The session file records the running request (its prompt and progress message) and any parts
 of a paste not started yet. At the next start `recover` closes the stale progress message,
-offers a "Run again" button with an unguessable token and queues the unstarted parts;
+offers a "Run again" button with an unguessable token and queues the unstarted parts (an
+album's photos not started yet are offered with "Run again" too);
 `run_again` serves a press on that button once. A request with photos runs again with them
 while they are kept (`files.image_retention`), and only when the chat is idle (a photo cannot
 wait in the text queue).
@@ -39,6 +40,16 @@ async def recover(chat: Chat) -> None:
     if state.downloading:
         await chat.out.say(chat_texts.download_interrupted(state.downloading), plain=True)
         state = msgspec.structs.replace(state, downloading="")
+    if state.batch_images and state.running is None:
+        # an album still collecting: offered like an interrupted request, never run by itself
+        # (the queue's HMAC does not cover its photos)
+        prompt = "\n\n".join(state.batch) or chat_files.image_prompt(len(state.batch_images))
+        state = msgspec.structs.replace(
+            state,
+            running=RequestRecord(prompt=prompt, images=state.batch_images),
+            batch=(),
+            batch_images=(),
+        )
     if state.batch:
         state = msgspec.structs.replace(
             state, queue=(*state.queue, "\n\n".join(state.batch)), batch=()
@@ -94,7 +105,7 @@ async def run_again(chat: Chat, press: InboundCallback, token: str) -> None:
     )
     if offered.images:
         await _run_again_with_images(chat, offered)
-    elif chat.request is None and not chat.state.queue and not chat.batch:
+    elif chat.idle():
         await chat.start_request(offered.prompt)
     else:
         await chat.save()

@@ -172,6 +172,9 @@ class InboundMessage(_RouterBase, frozen=True, kw_only=True, tag="message"):
     from Bob (@bob)", "sent through the bot @gif"); such text is never a command."""
     attachment: Attachment | None = None
     """The file of a ``photo`` (its largest size), ``document``, ``voice`` or ``audio``."""
+    media_group_id: str | None = None
+    """The album this message belongs to: Telegram sends an album's photos as one message
+    each, with the same id (and the caption, if any, on one of them)."""
 
 
 class InboundCallback(_RouterBase, frozen=True, kw_only=True, tag="callback"):

@@ -125,7 +125,11 @@ class SessionState(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
         last_usage: token usage of the last run.
         running: the request being served; still set at start only when the bot was killed
             under it (a graceful stop clears it).
-        batch: texts received but not started yet (the parts of a long paste).
+        batch: texts received but not started yet (the parts of a long paste, or an
+            album's captions).
+        batch_images: the photos of an album received but not started yet (paths in
+            ``state_dir/images``). A restart offers them with "Run again", never runs them by
+            itself: they are not in the queue's HMAC.
         interrupted: the request a kill interrupted, offered with a "Run again" button.
         queue_mac: the HMAC of the key, the queue and the batch (module docstring); set by
             the store on write, checked and cleared on load.
@@ -152,6 +156,7 @@ class SessionState(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     last_usage: TokenUsage | None = None
     running: RequestRecord | None = None
     batch: tuple[str, ...] = ()
+    batch_images: tuple[str, ...] = ()
     interrupted: RequestRecord | None = None
     queue_mac: str = ""
     model: str = ""

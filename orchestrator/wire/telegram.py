@@ -197,6 +197,7 @@ class Message(msgspec.Struct, frozen=True):
     caption_entities: tuple[MessageEntity, ...] = ()
     forward_origin: MessageOrigin | None = None
     via_bot: User | None = None
+    media_group_id: str | None = None
     # Content other than text (`CONTENT_FIELDS`): only its presence is read, so each is kept
     # raw, whatever shape Telegram gives it (msgspec cannot decode ``Raw | None``: an object
     # there failed the whole update, "Expected `null`, got `object`").
@@ -551,6 +552,7 @@ def to_router_message(update: Update, bot_username: str) -> RouterMsg | None:
             date=message.date,
             quoted_from=quoted,
             attachment=attachment_of(message, kind),
+            media_group_id=message.media_group_id,
         )
     query = update.callback_query
     if query is not None:

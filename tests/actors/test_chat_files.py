@@ -16,6 +16,8 @@ import trio.testing
 from actors.chat_approvals import diff_data
 from actors.chat_diff import NOT_A_REPOSITORY
 from actors.chat_files import (
+    ALBUM_PROMPT,
+    ALBUM_WAIT,
     FILE_PROMPT,
     IMAGE_PROMPT,
     IMAGE_WHILE_BUSY,
@@ -115,6 +117,102 @@ async def test_a_photo_while_a_request_runs_is_asked_again(
         await bot.say(ALICE, "see", content_kind="photo", attachment=Attachment(file_id="big"))
         await bot.wait_reply(ALICE, IMAGE_WHILE_BUSY)
     assert files.fetched == []
+
+
+async def test_an_album_runs_as_one_request_with_every_photo_and_its_caption(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Telegram sends an album as one message per photo (the caption on one of them): the
+    chat waits for the rest, and a text sent meanwhile goes with them, so Codex gets one
+    request with all three photos. Another album, without a caption, gets a plural prompt."""
+    config = make_config(tmp_path)
+    config = msgspec.structs.replace(config, codex=CodexConfig(backend="app-server"))
+    files = FakeFiles({f"p{n}": b"\xff\xd8jpeg" + bytes([n]) for n in range(5)})
+    async with running_bot(tmp_path, config=config, files=files) as bot:
+        await bot.wait(lambda: len(bot.fakes.started) == 2)
+        for n, caption in enumerate((None, "compare these", None)):
+            photo = Attachment(file_id=f"p{n}")
+            await bot.say(
+                ALICE, caption, content_kind="photo", attachment=photo, media_group_id="A"
+            )
+            await trio.sleep(ALBUM_WAIT / 2)  # parts come back to back
+        await bot.say(ALICE, "the second one is newest")
+        await bot.wait_reply(ALICE, "FAKE: compare these\n\nthe second one is newest")
+        for n in (3, 4):
+            photo = Attachment(file_id=f"p{n}")
+            await bot.say(ALICE, None, content_kind="photo", attachment=photo, media_group_id="B")
+        await bot.wait_reply(ALICE, f"FAKE: {ALBUM_PROMPT}")
+    (first, first_images), (second, second_images) = jobs(bot)
+    assert first == "compare these\n\nthe second one is newest"
+    assert [Path(path).read_bytes()[-1] for path in first_images] == [0, 1, 2]  # in order
+    assert second == ALBUM_PROMPT
+    assert len(second_images) == 2
+    assert IMAGE_WHILE_BUSY not in bot.replies(ALICE)
+    assert files.fetched == ["p0", "p1", "p2", "p3", "p4"]
+
+
+async def test_an_album_on_mcp_is_refused_once_not_per_photo(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    files = FakeFiles({})
+    async with running_bot(tmp_path, files=files) as bot:
+        await bot.wait(lambda: len(bot.fakes.started) == 2)
+        for n in range(3):
+            photo = Attachment(file_id=f"p{n}")
+            await bot.say(ALICE, None, content_kind="photo", attachment=photo, media_group_id="A")
+        await bot.say(ALICE, "/status")
+        await bot.wait_reply(ALICE, "Mode:")
+    assert bot.replies(ALICE).count(IMAGES_NEED_APP_SERVER) == 1
+    assert files.fetched == []
+
+
+async def test_cancel_drops_an_album_still_collected(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    config = make_config(tmp_path)
+    config = msgspec.structs.replace(config, codex=CodexConfig(backend="app-server"))
+    files = FakeFiles({"p0": b"jpeg"})
+    async with running_bot(tmp_path, config=config, files=files) as bot:
+        await bot.wait(lambda: len(bot.fakes.started) == 2)
+        photo = Attachment(file_id="p0")
+        await bot.say(ALICE, "look", content_kind="photo", attachment=photo, media_group_id="A")
+        await bot.say(ALICE, "/cancel")
+        await bot.wait_reply(ALICE, "Nothing was running; dropped 1 queued message.")
+        await trio.sleep(ALBUM_WAIT * 2)
+    assert jobs(bot) == []
+    saved = await SessionStore(tmp_path / "sessions").load(SessionKey(ALICE, ALICE))
+    assert saved.state is not None
+    assert (saved.state.batch, saved.state.batch_images) == ((), ())
+
+
+async def test_an_album_a_kill_caught_while_it_was_collected_is_offered_again(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The photos of an album not started yet are on record (``batch_images``); after a kill
+    they are offered with "Run again" (never run by themselves) and run together."""
+    config = make_config(tmp_path)
+    config = msgspec.structs.replace(config, codex=CodexConfig(backend="app-server"))
+    folder = tmp_path / "images"
+    folder.mkdir()
+    kept = [folder / f"{n}.jpg" for n in range(2)]
+    for path in kept:
+        path.write_bytes(b"jpeg")
+    store = SessionStore(tmp_path / "sessions")
+    collecting = SessionState(
+        mode="single",
+        profile="default",
+        batch=("what changed",),
+        batch_images=tuple(str(path) for path in kept),
+    )
+    await store.save(SessionKey(ALICE, ALICE), collecting)
+    async with running_bot(tmp_path, config=config) as bot:
+        await bot.wait(lambda: len(bot.fakes.started) == 2)
+        await bot.say(ALICE, "/status")  # wakes the chat: recovery offers the album
+        await bot.wait(lambda: bool(bot.buttons(ALICE, "rr:")))
+        assert jobs(bot) == []  # not run by itself
+        await bot.press(ALICE, bot.buttons(ALICE, "rr:")[0].callback_data)
+        await bot.wait_reply(ALICE, "FAKE: what changed")
+    assert jobs(bot) == [("what changed", tuple(str(path) for path in kept))]
 
 
 async def test_a_file_lands_in_the_inbox_under_a_free_name_and_codex_is_told_where(

@@ -1,7 +1,8 @@
 """A photo through the whole bot on the real Codex 0.171.0 (``codex app-server``) and the mock
 model: the fake Telegram serves the file, the bot keeps it privately under state_dir and
 passes it as a ``localImage`` input, and the model's request carries it as an
-``input_image`` next to the caption. The working directory never sees it."""
+``input_image`` next to the caption; an album's photos go in one request. The working
+directory never sees them."""
 
 from __future__ import annotations
 
@@ -81,3 +82,31 @@ async def test_a_photo_reaches_the_model_as_an_input_image(
     assert len(kept) == 1
     assert kept[0].read_bytes() == png
     assert not any(path.suffix == ".jpg" for path in (tmp_path / "work").rglob("*"))
+
+
+async def test_an_album_reaches_the_model_as_one_request_with_every_photo(
+    app_server_codex: Path, tmp_path: Path
+) -> None:
+    """Telegram sends an album as three messages (the caption on the first): one turn, one
+    model request with the three images and the caption, and no "send it again"."""
+    with trio.fail_after(CEILING):
+        async with app_server_edges(app_server_codex, tmp_path, sandbox="workspace-write") as edges:
+            model, tg, config = edges
+            async with polling(tg, config, TOKEN) as bot:
+                for n in range(3):
+                    sent = tg.add_file(tiny_png(), f"photos/file_{n}.jpg")
+                    extra: dict[str, Any] = {
+                        "photo": [{**sent, "width": 2, "height": 2}],
+                        "media_group_id": "album-1",
+                    }
+                    if n == 0:
+                        extra["caption"] = "what differs between these"
+                    tg.push_message(chat_id=ALICE, user_id=ALICE, extra=extra)
+                await tg.wait_for(lambda t: has_text(t, "MOCK-REPLY"))
+                bot.process.send_signal(signal.SIGTERM)
+    assert bot.process.returncode == 0, bot.text()
+    assert sorted(tg.downloads) == [f"photos/file_{n}.jpg" for n in range(3)]
+    assert len(model.requests) == 1
+    assert len(input_images(model.requests[0])) == 3
+    assert "what differs between these" in str(model.requests[0].get("input"))
+    assert not any("send it again" in text.lower() for text in tg.sent_texts(ALICE))

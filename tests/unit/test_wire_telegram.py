@@ -240,6 +240,16 @@ def test_a_captioned_photo_keeps_its_caption_as_text_and_says_it_is_a_photo() ->
     assert (routed.content_kind, routed.text) == ("photo", "/new fix what is shown")
 
 
+def test_a_photo_of_an_album_names_its_album() -> None:
+    fields = {**CONTENT["photo"], "media_group_id": "13762390981239"}
+    routed = to_router_message(decode_update(message_update(fields)), "OurBot")
+    assert isinstance(routed, InboundMessage)
+    assert routed.media_group_id == "13762390981239"
+    alone = to_router_message(decode_update(message_update(CONTENT["photo"])), "OurBot")
+    assert isinstance(alone, InboundMessage)
+    assert alone.media_group_id is None
+
+
 def test_an_edited_photo_is_an_edit() -> None:
     routed = to_router_message(
         decode_update(message_update({**CONTENT["photo"], "caption": "x"}, edited=True)), "OurBot"
