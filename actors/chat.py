@@ -156,7 +156,9 @@ class Chat:
         self.batch_images: list[str] = []
         """The photos of the album being collected (`actors.chat_files`), in order."""
         self.album: str | None = None
-        """The ``media_group_id`` of that album."""
+        """The ``media_group_id`` of the album being collected (photos or files)."""
+        self.album_captioned = False
+        """Whether it has a caption (or a text sent with it): else a default prompt leads."""
         self.refused_album: str | None = None
         """The album whose photos the MCP backend refused: told once, not per photo."""
         self.batch_due = math.inf
@@ -357,7 +359,8 @@ class Chat:
         at the limit waits again), and run the parts as one prompt."""
         self.batch.append(text)
         window = self.config.sessions.batch_window
-        if self.batch_images:  # an album is being collected: the text goes with it
+        if self.album is not None:  # an album is being collected: the text goes with it
+            self.album_captioned = True
             self.state = msgspec.structs.replace(self.state, batch=tuple(self.batch))
             await self.save()
             return
@@ -399,13 +402,21 @@ class Chat:
         if not joining:
             await chat_steer.say_queued(self, len(queue))
 
-    async def collect_album(self, album: str, image: str, caption: str) -> None:
-        """A photo of album `album`, stored at `image`: it waits with the album's others (and
-        their caption) until none came for `chat_files.ALBUM_WAIT`, on record meanwhile."""
-        self.album = album
-        self.batch_images.append(image)
+    async def collect_album(
+        self, album: str, *, image: str | None = None, note: str = "", caption: str = ""
+    ) -> None:
+        """A part of album `album`: a photo stored at `image`, or a file saved in the working
+        directory (`note` says where). It waits with the album's other parts (and their
+        caption) until none came for `chat_files.ALBUM_WAIT`, on record meanwhile."""
+        if album != self.album:
+            self.album, self.album_captioned = album, False
+        if image is not None:
+            self.batch_images.append(image)
         if caption:
             self.batch.append(caption)
+            self.album_captioned = True
+        if note:
+            self.batch.append(note)
         self.batch_due = trio.current_time() + chat_files.ALBUM_WAIT
         self.state = msgspec.structs.replace(
             self.state, batch=tuple(self.batch), batch_images=tuple(self.batch_images)
@@ -416,10 +427,13 @@ class Chat:
         if not self.batch and not self.batch_images:
             return
         images = tuple(self.batch_images)
-        prompt = "\n\n".join(self.batch) or chat_files.image_prompt(len(images))
+        texts = self.batch
+        if self.album is not None and not self.album_captioned:  # only photos or file notes
+            texts = [chat_files.album_prompt(images=len(images), files=len(texts)), *texts]
+        prompt = "\n\n".join(texts) or chat_files.image_prompt(len(images))
         self.batch = []
         self.batch_images = []
-        self.album = None
+        self.album, self.album_captioned = None, False
         self.batch_due = math.inf
         if self.request is None:
             await self.start_request(prompt, images=images)

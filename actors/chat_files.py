@@ -10,10 +10,11 @@ This module owns, for one chat (`actors.chat.Chat`):
   switch the backend, before anything is downloaded (once per album). An image that arrives
   while a request runs is not queued (the queue holds text): the user is asked to send it
   again.
-- **Albums.** Telegram sends an album's photos as one message each, with one
+- **Albums.** Telegram sends an album's photos (or files) as one message each, with one
   ``media_group_id`` and the caption on one of them. The chat collects them (and any text sent
   meanwhile) until none came for `ALBUM_WAIT`, then runs them as one request with every
-  photo; they are on record in the session file meanwhile (`SessionState.batch_images`).
+  photo, or naming every file; they are on record in the session file meanwhile
+  (`SessionState.batch_images`, the files' notes in `batch`).
   `prune_images_forever` deletes kept images after ``files.image_retention``.
 - **Files in.** Any other document (or audio file) is saved in the working directory, in
   ``files.inbox_dir``, under a safe name and never over an existing file (a free name
@@ -95,6 +96,15 @@ ALBUM_PROMPT: Final = "Look at the attached images and tell me what they show."
 def image_prompt(count: int) -> str:
     """The prompt of `count` images sent without a caption."""
     return ALBUM_PROMPT if count > 1 else IMAGE_PROMPT
+
+
+def album_prompt(*, images: int, files: int) -> str:
+    """The prompt that leads an album sent without a caption: its photos or its files."""
+    if not files:
+        return image_prompt(images)
+    if files == 1:
+        return FILE_PROMPT
+    return f"I sent you {files} files. Read them and tell me briefly what they contain."
 
 
 ALBUM_WAIT: Final = 1.0
@@ -243,7 +253,7 @@ async def _image_in(
     if caption and message.quoted_from is not None:
         caption = chat_texts.as_quoted(caption, message.quoted_from)
     if album is not None and (joining or chat.idle()):
-        await chat.collect_album(album, str(path), caption)
+        await chat.collect_album(album, image=str(path), caption=caption)
         return
     if not chat.idle():  # a message that arrived during the download started meanwhile
         await chat.out.say(IMAGE_WHILE_BUSY, plain=True)
@@ -280,8 +290,12 @@ async def _file_in(chat: Chat, message: InboundMessage, attachment: Attachment) 
     caption = (message.text or "").strip()
     if caption and message.quoted_from is not None:
         caption = chat_texts.as_quoted(caption, message.quoted_from)
-    prompt = f"{caption or FILE_PROMPT}\n\n(The file is {relative} in the working directory.)"
-    await chat.on_text(prompt)
+    note = f"(The file is {relative} in the working directory.)"
+    album = message.media_group_id
+    if album is not None and (album == chat.album or chat.idle()):
+        await chat.collect_album(album, note=note, caption=caption)
+        return
+    await chat.on_text(f"{caption or FILE_PROMPT}\n\n{note}")
 
 
 def _save_in_inbox(workspace: Path, inbox: Path, name: str, data: bytes) -> tuple[Path, str]:

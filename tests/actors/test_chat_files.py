@@ -245,6 +245,36 @@ async def test_a_file_lands_in_the_inbox_under_a_free_name_and_codex_is_told_whe
     ]
 
 
+async def test_files_sent_as_one_album_run_as_one_request_naming_each(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Three files picked at once arrive as an album: each is saved, and Codex gets one
+    request that names them all (a default prompt leads when none has a caption; a
+    caption leads when one has)."""
+    files = FakeFiles({name: name.encode() for name in ("a", "b", "c", "d", "e")})
+    async with running_bot(tmp_path, files=files) as bot:
+        await bot.wait(lambda: len(bot.fakes.started) == 2)
+        for name in ("a", "b", "c"):
+            sent = Attachment(file_id=name, file_name=f"{name}.txt")
+            await bot.say(ALICE, None, content_kind="document", attachment=sent, media_group_id="F")
+        await bot.wait_reply(ALICE, "FAKE: I sent you 3 files")
+        for name, caption in (("d", None), ("e", "which is newer?")):
+            sent = Attachment(file_id=name, file_name=f"{name}.txt")
+            await bot.say(
+                ALICE, caption, content_kind="document", attachment=sent, media_group_id="G"
+            )
+        await bot.wait(lambda: len(jobs(bot)) == 2)
+    notes = [f"(The file is inbox/{name}.txt in the working directory.)" for name in "abcde"]
+    assert [prompt for prompt, _ in jobs(bot)] == [
+        "\n\n".join(
+            ["I sent you 3 files. Read them and tell me briefly what they contain.", *notes[:3]]
+        ),
+        "\n\n".join([notes[3], "which is newer?", notes[4]]),
+    ]
+    assert sum(reply.startswith("Saved as inbox/") for reply in bot.replies(ALICE)) == 5
+    assert not any(reply.startswith("Queued") for reply in bot.replies(ALICE))
+
+
 async def test_a_file_past_twenty_megabytes_is_refused_before_downloading(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
