@@ -9,13 +9,12 @@ This module owns, for one chat (`actors.chat.Chat`):
   (the MCP ``codex`` tool of 0.153.4 has no image argument), so on MCP the user is told to
   switch the backend, before anything is downloaded (once per album). An image that arrives
   while a request runs is not queued (the queue holds text): the user is asked to send it
-  again.
+  again. `prune_images_forever` deletes kept images after ``files.image_retention``.
 - **Albums.** Telegram sends an album's photos (or files) as one message each, with one
   ``media_group_id`` and the caption on one of them. The chat collects them (and any text sent
   meanwhile) until none came for `ALBUM_WAIT`, then runs them as one request with every
   photo, or naming every file; they are on record in the session file meanwhile
   (`SessionState.batch_images`, the files' notes in `batch`).
-  `prune_images_forever` deletes kept images after ``files.image_retention``.
 - **Files in.** Any other document (or audio file) is saved in the working directory, in
   ``files.inbox_dir``, under a safe name and never over an existing file (a free name
   ``report (2).pdf`` is picked instead, and the user is told); the caption (or
@@ -91,27 +90,12 @@ IMAGE_SUFFIXES: Final = {
 
 IMAGE_PROMPT: Final = "Look at the attached image and tell me what it shows."
 ALBUM_PROMPT: Final = "Look at the attached images and tell me what they show."
-
-
-def image_prompt(count: int) -> str:
-    """The prompt of `count` images sent without a caption."""
-    return ALBUM_PROMPT if count > 1 else IMAGE_PROMPT
-
-
-def album_prompt(*, images: int, files: int) -> str:
-    """The prompt that leads an album sent without a caption: its photos or its files."""
-    if not files:
-        return image_prompt(images)
-    if files == 1:
-        return FILE_PROMPT
-    return f"I sent you {files} files. Read them and tell me briefly what they contain."
-
+FILE_PROMPT: Final = "I sent you a file. Read it and tell me briefly what it contains."
 
 ALBUM_WAIT: Final = 1.0
-"""Seconds an album waits for its next photo before it runs. Telegram delivers an album's
-messages back to back (usually in one getUpdates answer); each photo is downloaded before the
+"""Seconds an album waits for its next part before it runs. Telegram delivers an album's
+messages back to back (usually in one getUpdates answer); each part is downloaded before the
 next is read, so the wait restarts after each."""
-FILE_PROMPT: Final = "I sent you a file. Read it and tell me briefly what it contains."
 
 IMAGES_NEED_APP_SERVER: Final = (
     "I can't pass pictures to Codex with this bot's setup: images need the app-server "
@@ -127,6 +111,20 @@ VOICE_NOT_SUPPORTED: Final = (
     "Send your request as text."
 )
 NO_DOWNLOADS: Final = "I can't download files in this setup. Send your request as text."
+
+
+def image_prompt(count: int) -> str:
+    """The prompt of `count` images sent without a caption."""
+    return ALBUM_PROMPT if count > 1 else IMAGE_PROMPT
+
+
+def album_prompt(*, images: int, files: int) -> str:
+    """The prompt that leads an album sent without a caption: its photos or its files."""
+    if not files:
+        return image_prompt(images)
+    if files == 1:
+        return FILE_PROMPT
+    return f"I sent you {files} files. Read them and tell me briefly what they contain."
 
 
 def _megabytes(size: int) -> str:
