@@ -41,12 +41,19 @@ async def recover(chat: Chat) -> None:
         await chat.out.say(chat_texts.download_interrupted(state.downloading), plain=True)
         state = msgspec.structs.replace(state, downloading="")
     if state.batch_images and state.running is None:
-        # an album still collecting: offered like an interrupted request, never run by itself
-        # (the queue's HMAC does not cover its photos)
-        prompt = "\n\n".join(state.batch) or chat_files.image_prompt(len(state.batch_images))
+        # an album still collecting: offered with "Run again", never run by itself (the
+        # queue's HMAC does not cover its photos); it never ran, so no run failed
+        images = state.batch_images
+        prompt = "\n\n".join(state.batch) or chat_files.image_prompt(len(images))
+        token = secrets.token_urlsafe(9)
+        await chat.out.show(
+            f"rerun-{token}",
+            chat_texts.album_not_started(prompt, len(images)),
+            ((Button(chat_texts.RUN_AGAIN, rerun_data(token)),),),
+        )
         state = msgspec.structs.replace(
             state,
-            running=RequestRecord(prompt=prompt, images=state.batch_images),
+            interrupted=RequestRecord(prompt=prompt, token=token, images=images),
             batch=(),
             batch_images=(),
         )

@@ -32,6 +32,7 @@ __all__ = [
     "SHORT_HELP",
     "STALE_PROGRESS",
     "TEXT_ONLY",
+    "album_not_started",
     "as_quoted",
     "download_interrupted",
     "format_duration",
@@ -208,9 +209,19 @@ def interrupted_by_a_stop(prompt: str) -> str:
     )
 
 
+def album_not_started(prompt: str, photos: int) -> str:
+    """Said at start about an album the bot stopped while it waited for its photos (never
+    run by itself: `actors.chat_recovery`), above a "Run again" button."""
+    return (
+        f"⏹ The bot stopped before it ran your {plural(photos, 'photo')}:\n{_quote(prompt)}\n\n"
+        "Press Run again to run them now."
+    )
+
+
 def interrupted_run_again(prompt: str) -> str:
-    """The "Run again" offer once pressed."""
-    return f"⏹ The bot stopped while it worked on your request:\n{_quote(prompt)}\n\n▶ Run again."
+    """The "Run again" offer once pressed (a request a stop interrupted, or an album it kept
+    from starting)."""
+    return f"⏹ Stopped by a restart of the bot:\n{_quote(prompt)}\n\n▶ Run again."
 
 
 def as_quoted(text: str, origin: str) -> str:

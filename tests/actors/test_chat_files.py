@@ -25,7 +25,7 @@ from actors.chat_files import (
     VOICE_NOT_SUPPORTED,
     prune_images_forever,
 )
-from actors.chat_texts import IMAGES_GONE
+from actors.chat_texts import IMAGES_GONE, album_not_started
 from orchestrator.config import CodexConfig
 from orchestrator.messages import (
     Attachment,
@@ -213,6 +213,12 @@ async def test_an_album_a_kill_caught_while_it_was_collected_is_offered_again(
         await bot.press(ALICE, bot.buttons(ALICE, "rr:")[0].callback_data)
         await bot.wait_reply(ALICE, "FAKE: what changed")
     assert jobs(bot) == [("what changed", tuple(str(path) for path in kept))]
+    offers = [m.text for m in bot.sent if isinstance(m, UpdateLive) and m.slot.startswith("rerun-")]
+    assert offers[0] == album_not_started("what changed", 2)
+    assert "before it ran your 2 photos" in offers[0]
+    saved = await store.load(SessionKey(ALICE, ALICE))
+    assert saved.state is not None
+    assert saved.state.counters.failures == 0  # it never ran: no run failed
 
 
 async def test_a_file_lands_in_the_inbox_under_a_free_name_and_codex_is_told_where(
