@@ -43,6 +43,7 @@ from orchestrator.messages import ApprovalDecision, Button, TraceRecord
 
 if TYPE_CHECKING:
     from actors.chat_output import ChatOutput
+    from actors.chat_request import Progress
     from orchestrator.messages import ApprovalAsk, ApprovalRequest, InboundCallback, Keyboard
 
 __all__ = [
@@ -328,8 +329,17 @@ def _subject(ask: ApprovalAsk) -> str:
 class _Open:
     request: ApprovalRequest
     slot: str
+    progress: Progress | None = None
+    """The asking request's progress: its message says it waits for the user meanwhile."""
     approvable: bool = True
     decided: trio.Event = field(default_factory=trio.Event)
+
+    def settle(self) -> None:
+        """Decided (or ended): the request's progress no longer waits for this question."""
+        self.decided.set()
+        if self.progress is not None:
+            self.progress.asking -= 1
+            self.progress.changed.set()
 
 
 class Approvals:
@@ -346,14 +356,21 @@ class Approvals:
         self._open: dict[str, _Open] = {}
 
     async def serve(
-        self, requests: trio.MemoryReceiveChannel[ApprovalRequest], working_directory: str
+        self,
+        requests: trio.MemoryReceiveChannel[ApprovalRequest],
+        working_directory: str,
+        progress: Progress | None = None,
     ) -> None:
         """Show each question with its buttons, and deny it after the timeout; until cancelled
-        or `requests` ends (then until every question shown has been decided)."""
+        or `requests` ends (then until every question shown has been decided). While one is
+        open, `progress` counts it (`Progress.asking`)."""
         async with trio.open_nursery() as timers:
             async for request in requests:
                 token = secrets.token_urlsafe(9)
-                question = _Open(request=request, slot=f"approval-{token}")
+                question = _Open(request=request, slot=f"approval-{token}", progress=progress)
+                if progress is not None:
+                    progress.asking += 1
+                    progress.changed.set()
                 self._open[token] = question
                 view = approval_view(request.ask, working_directory)
                 question.approvable = view.approvable
@@ -397,7 +414,7 @@ class Approvals:
         question = self._open.pop(token, None)
         if question is None or question.decided.is_set():
             return
-        question.decided.set()
+        question.settle()
         reply_nowait(question.request.reply_to, decision)
         question.request.reply_to.close()
         label = "⌛ No answer in time: denied" if by == "timeout" else _LABELS[decision]
@@ -419,7 +436,7 @@ class Approvals:
         ended = list(self._open.values())
         self._open.clear()
         for question in ended:
-            question.decided.set()
+            question.settle()
             question.request.reply_to.close()  # a closed channel counts as denied
         for question in ended:
             subject = _subject(question.request.ask)

@@ -28,7 +28,7 @@ from actors import (
     chat_texts,
     chat_topics,
 )
-from actors.chat_request import phase_words
+from actors.chat_request import WAITING_FOR_THE_USER, phase_words
 from orchestrator.messages import TraceRecord
 from orchestrator.words import plural
 
@@ -182,6 +182,8 @@ def status_text(chat: Chat) -> str:
         progress = request.progress
         elapsed = chat_texts.format_duration(trio.current_time() - request.started)
         phase = phase_words(progress.phase, progress.detail)
+        if progress.asking:
+            phase = WAITING_FOR_THE_USER
         lines.append(f"State: {phase}, running for {elapsed}")
         if progress.worker is not None:
             worker = progress.worker

@@ -64,6 +64,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FINISH_GRACE",
+    "WAITING_FOR_THE_USER",
     "CancelledByUser",
     "Completed",
     "Failed",
@@ -86,6 +87,9 @@ TYPING_INTERVAL: Final = 4.5
 
 LIVE_DELAY: Final = 1.0
 """Seconds a request runs before its progress message appears."""
+
+WAITING_FOR_THE_USER: Final = "Waiting for your answer to what Codex asks"
+"""What the progress message and /status say while an approval question is open."""
 
 LIVE_REFRESH: Final = 5.0
 """Seconds between progress refreshes when nothing happens (the elapsed time moves on)."""
@@ -156,6 +160,8 @@ class Progress:
     """Warnings already shown (each once)."""
     told_waiting: bool = False
     live_shown: bool = False
+    asking: int = 0
+    """Approval questions open now: Codex waits for the user, not the other way round."""
     changed: trio.Event = field(default_factory=trio.Event)
 
 
@@ -341,7 +347,9 @@ async def _work(
     with progress_receive, approvals_receive, shown_receive, shown_send, request.scope:
         async with trio.open_nursery() as helpers:
             helpers.start_soon(_follow_progress, request.progress, progress_receive)
-            helpers.start_soon(approvals.serve, approvals_receive, profile.working_directory)
+            helpers.start_soon(
+                approvals.serve, approvals_receive, profile.working_directory, request.progress
+            )
             helpers.start_soon(_keep_typing, out)
             helpers.start_soon(_refresh_live, request, out, shown_send)
             if on_shown is not None:
@@ -521,6 +529,8 @@ def _live_text(request: Request) -> str:
     progress = request.progress
     elapsed = format_duration(trio.current_time() - request.started)
     lines = [f"⏳ {phase_words(progress.phase, progress.detail)}… {elapsed}"]
+    if progress.asking:
+        lines[0] = f"⏸ {WAITING_FOR_THE_USER}… {elapsed}"
     if progress.detail:
         asked = progress.phase.startswith("developing round ")
         lines.append(("The reviewer asked for: " if asked else "") + progress.detail[:300])

@@ -670,6 +670,35 @@ async def test_approvals_by_button(
     assert decisions == [{"a": "approved", "s": "approved_for_session", "d": "denied"}[choice]]
 
 
+async def test_the_progress_message_says_when_codex_waits_for_the_user(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """While an approval question is open the request is not working but waiting for the
+    user, and its progress message says so; once answered, it says it works again."""
+    fakes = FakeProcesses()
+    ask = ApprovalAsk(kind="exec", message="run?", command="make deploy", cwd="/w")
+    fakes.rule("deploy", approval=ask, delay=60, reply="deployed")
+
+    def live() -> list[str]:
+        return [
+            m.text
+            for m in bot.sent
+            if isinstance(m, UpdateLive) and not m.slot.startswith("approval-")
+        ]
+
+    async with running_bot(tmp_path, fakes) as bot:
+        await bot.say(ALICE, "deploy it")
+        await bot.wait(lambda: bool(bot.buttons(ALICE, "ap:")))
+        await bot.wait(lambda: bool(live()))
+        assert live()[-1].startswith("⏸ Waiting for your answer to what Codex asks…")
+        await bot.say(ALICE, "/status")
+        await bot.wait_reply(ALICE, "State: Waiting for your answer to what Codex asks, running")
+        approve = next(b for b in bot.buttons(ALICE, "ap:") if b.callback_data.endswith(":a"))
+        await bot.press(ALICE, approve.callback_data)
+        await bot.wait(lambda: live()[-1].startswith("⏳ Working on your request…"))
+        await bot.wait_reply(ALICE, "deployed")
+
+
 async def test_a_cancel_takes_the_buttons_off_an_open_approval(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
