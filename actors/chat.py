@@ -160,7 +160,8 @@ class Chat:
         self.album_captioned = False
         """Whether it has a caption (or a text sent with it): else a default prompt leads."""
         self.refused_album: str | None = None
-        """The album whose photos the MCP backend refused: told once, not per photo."""
+        """The last album whose photos were refused (the MCP backend, or a request running):
+        told once, not per photo."""
         self.batch_due = math.inf
         self.closing = False
         self.joinable = False

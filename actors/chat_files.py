@@ -227,14 +227,12 @@ async def _image_in(
     album = message.media_group_id
     if chat.config.codex.backend != "app-server":
         await _traced(chat, message, "image_refused", "mcp backend")
-        if album is None or album != chat.refused_album:  # once per album
-            chat.refused_album = album
-            await chat.out.say(IMAGES_NEED_APP_SERVER, plain=True)
+        await _refuse_once_per_album(chat, album, IMAGES_NEED_APP_SERVER)
         return
     joining = album is not None and album == chat.album
     if not joining and not chat.idle():
         await _traced(chat, message, "image_refused", "busy")
-        await chat.out.say(IMAGE_WHILE_BUSY, plain=True)
+        await _refuse_once_per_album(chat, album, IMAGE_WHILE_BUSY)
         return
     data = await _download(chat, message, attachment, what)
     if data is None:
@@ -257,6 +255,13 @@ async def _image_in(
         await chat.out.say(IMAGE_WHILE_BUSY, plain=True)
         return
     await chat.start_request(caption or IMAGE_PROMPT, images=(str(path),))
+
+
+async def _refuse_once_per_album(chat: Chat, album: str | None, text: str) -> None:
+    """Say why a photo was not taken; for an album, once, not for each of its photos."""
+    if album is None or album != chat.refused_album:
+        chat.refused_album = album
+        await chat.out.say(text, plain=True)
 
 
 async def _file_in(chat: Chat, message: InboundMessage, attachment: Attachment) -> None:

@@ -116,6 +116,12 @@ async def test_a_photo_while_a_request_runs_is_asked_again(
         await bot.wait(lambda: any(p.calls for p in bot.fakes.started))
         await bot.say(ALICE, "see", content_kind="photo", attachment=Attachment(file_id="big"))
         await bot.wait_reply(ALICE, IMAGE_WHILE_BUSY)
+        for _ in range(4):  # an album while it runs: refused once, not per photo
+            photo = Attachment(file_id="big")
+            await bot.say(ALICE, None, content_kind="photo", attachment=photo, media_group_id="A")
+        await bot.say(ALICE, "/status")
+        await bot.wait_reply(ALICE, "Mode:")
+    assert bot.replies(ALICE).count(IMAGE_WHILE_BUSY) == 2
     assert files.fetched == []
 
 
