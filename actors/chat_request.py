@@ -88,7 +88,7 @@ TYPING_INTERVAL: Final = 4.5
 LIVE_DELAY: Final = 1.0
 """Seconds a request runs before its progress message appears."""
 
-WAITING_FOR_THE_USER: Final = "Waiting for your answer to what Codex asks"
+WAITING_FOR_THE_USER: Final = "Waiting for your answer to Codex's question"
 """What the progress message and /status say while an approval question is open."""
 
 LIVE_REFRESH: Final = 5.0
