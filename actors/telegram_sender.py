@@ -426,6 +426,7 @@ class _Sender(Deliveries):
                         text,
                         parse_mode="HTML",
                         message_thread_id=message.thread_id,
+                        reply_to_message_id=message.reply_to_message_id,  # in a group: whose
                     )
             self.stats.strangers_sent += 1
         except TelegramRetryAfter as error:

@@ -54,6 +54,22 @@ def delivered_at(api: FakeTelegramApi, chat_id: int) -> float:
     return next(c.at for c in api.calls_of("sendMessage") if c.chat_id == chat_id)
 
 
+async def test_a_refusal_in_a_group_quotes_the_strangers_message(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """In a group everyone sees the refusal: it quotes the message it answers, so it is
+    clear whom it is for (the router sets the quote; the stranger's path must keep it)."""
+    api = FakeTelegramApi()
+    with trio.fail_after(60):
+        async with open_sender(api, telegram_sender.SenderStatistics()) as send:
+            await send.send(
+                SendReply(chat_id=-100, markdown="private", stranger=True, reply_to_message_id=42)
+            )
+            await api.wait_for(lambda a: bool(a.calls_of("sendMessage")))
+    [call] = api.calls_of("sendMessage")
+    assert call.extra["reply_to_message_id"] == 42
+
+
 async def test_an_allowed_reply_stays_fast_behind_1500_strangers(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

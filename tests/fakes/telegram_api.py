@@ -167,7 +167,10 @@ class FakeTelegramApi:
             text=text,
             parse_mode=parse_mode,
             keyboard=keyboard,
-            extra={"disable_notification": True} if disable_notification else {},
+            extra={
+                **({"disable_notification": True} if disable_notification else {}),
+                **({"reply_to_message_id": reply_to_message_id} if reply_to_message_id else {}),
+            },
         )
         self._record(call)
         message_id = next(self._message_ids)
