@@ -180,7 +180,21 @@ async def running(
 async def polling(
     tg: FakeTelegram, config: Path, token: str | None, **options: Any
 ) -> AsyncIterator[Bot]:
-    """`running`, once the bot asked `tg` for its first updates: ready for messages."""
+    """`running`, once the bot asked `tg` for its first updates: ready for messages. A bot
+    that exits first (a config error) fails the test at once, with what it printed, instead
+    of at the test's ceiling."""
     async with running(config, token, **options) as bot:
-        await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+        async with trio.open_nursery() as race:
+
+            async def polled() -> None:
+                await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+                race.cancel_scope.cancel()
+
+            race.start_soon(polled)
+            await bot.process.wait()
+            race.cancel_scope.cancel()
+        if bot.process.returncode is not None:
+            raise AssertionError(
+                f"the bot exited ({bot.process.returncode}) before it polled:\n{bot.text()}"
+            )
         yield bot
