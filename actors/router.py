@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, TypeAlias, assert_never
 
@@ -41,6 +40,7 @@ from orchestrator.messages import (
     SessionKey,
     TraceRecord,
 )
+from orchestrator.throttle import OncePer
 from orchestrator.topic_bindings import TopicBindings
 
 if TYPE_CHECKING:
@@ -115,8 +115,8 @@ class _Router:
         self.allowed = allowed
         self.stats = stats
         self.chats: dict[SessionKey, _ChatEntry] = {}
-        self.last_refusal: dict[int, float] = {}
-        self.last_busy: dict[SessionKey, float] = {}
+        self.refusals = OncePer[int](REFUSAL_INTERVAL)
+        self.busy_told = OncePer[SessionKey](BUSY_INTERVAL)
         self.generations = 0
 
     async def route(self, message: RouterMsg) -> None:
@@ -187,11 +187,8 @@ class _Router:
         """Tell a stranger the bot is not theirs (at most once per `REFUSAL_INTERVAL`); in a
         group the answer `quoting` their message, so the others see whom it is for."""
         self.stats.refused += 1
-        now = trio.current_time()
-        last = self.last_refusal.get(user_id, -math.inf)
-        answered = not silent and now - last >= REFUSAL_INTERVAL
+        answered = not silent and self.refusals.due(user_id)
         if answered:
-            self.last_refusal[user_id] = now
             await self.deps.sender.send(
                 SendReply(
                     chat_id=chat_id,
@@ -231,8 +228,7 @@ class _Router:
                         callback_query_id=message.callback_query_id, text="Busy, try again."
                     )
                 )
-            elif trio.current_time() >= self.last_busy.get(key, -math.inf) + BUSY_INTERVAL:
-                self.last_busy[key] = trio.current_time()
+            elif self.busy_told.due(key):
                 await self.notice(key, chat_texts.BUSY)
             return False
         self.stats.routed += 1
@@ -300,7 +296,7 @@ class _Router:
         """Drop `entry` (if it is still `key`'s) and close its inbox: no more messages."""
         if self.chats.get(key) is entry:
             del self.chats[key]
-            self.last_busy.pop(key, None)
+            self.busy_told.forget(key)
         entry.inbox.close()
 
     def close_all(self) -> None:

@@ -75,6 +75,7 @@ from orchestrator.messages import (
 from orchestrator.redaction import redact_outbound
 from orchestrator.rendering import render_plain
 from orchestrator.supervision import backoff_delay
+from orchestrator.throttle import OncePer
 from orchestrator.words import plural
 
 if TYPE_CHECKING:
@@ -228,7 +229,7 @@ class _Sender(Deliveries):
         self.migrated: dict[int, int] = {}
         self.limiter = RateLimiter(global_rate)
         self.strangers = StrangerGate()
-        self.unsaved_told: dict[int, float] = {}
+        self.unsaved_told = OncePer[int](UNSAVED_NOTICE_INTERVAL)
         self.arrivals = itertools.count()
         """Tickets: finals are numbered as they arrive, and take rate slots in that order."""
 
@@ -320,12 +321,8 @@ class _Sender(Deliveries):
     def tell_unsaved(self, chat_id: int, thread_id: int | None, nursery: trio.Nursery) -> None:
         """The disk refused a write for this chat (a reply's outbox entry, or its session:
         `DiskRefused`): say so in the chat, at most once an hour for both."""
-        now = trio.current_time()
-        if now < self.unsaved_told.get(chat_id, -UNSAVED_NOTICE_INTERVAL) + (
-            UNSAVED_NOTICE_INTERVAL
-        ):
+        if not self.unsaved_told.due(chat_id):
             return
-        self.unsaved_told[chat_id] = now
         notice = SendReply(
             chat_id=chat_id, thread_id=thread_id, markdown=UNSAVED_NOTICE, plain=True
         )
