@@ -424,6 +424,12 @@ class Chat:
         )
         await self.save()
 
+    def drop_batch(self) -> None:
+        """Forget what was collected and not started (paste parts, an album), in memory."""
+        self.batch, self.batch_images = [], []
+        self.album, self.album_captioned = None, False
+        self.batch_due = math.inf
+
     async def flush_batch(self) -> None:
         if not self.batch and not self.batch_images:
             return
@@ -432,10 +438,7 @@ class Chat:
         if self.album is not None and not self.album_captioned:  # only photos or file notes
             texts = [chat_files.album_prompt(images=len(images), files=len(texts)), *texts]
         prompt = "\n\n".join(texts) or chat_files.image_prompt(len(images))
-        self.batch = []
-        self.batch_images = []
-        self.album, self.album_captioned = None, False
-        self.batch_due = math.inf
+        self.drop_batch()
         if self.request is None:
             await self.start_request(prompt, images=images)
         elif images:  # cannot happen: an album is collected only while nothing runs

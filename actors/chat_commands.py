@@ -11,7 +11,6 @@ actor traces the command and routes it here; everything below runs in the chat's
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal
@@ -114,8 +113,7 @@ async def cancel(chat: Chat, reason: str) -> None:
         await release_thread(chat)  # commands the last turn left running stop too
         if chat.state.queue or chat.batch or chat.batch_images:
             dropped = len(chat.state.queue) + (1 if chat.batch or chat.batch_images else 0)
-            chat.batch, chat.batch_images, chat.album = [], [], None
-            chat.batch_due = math.inf
+            chat.drop_batch()
             chat.state = msgspec.structs.replace(chat.state, queue=(), batch=(), batch_images=())
             await chat.save()
             await chat.out.say(
