@@ -128,13 +128,19 @@ def stop(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def arguments(description: str) -> argparse.Namespace:
+    """The command line of a yardstick bot (this one, and bench/trio_floor_bot.py): both are
+    started alike by bench/harness.py."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--api-base-url", required=True)
     parser.add_argument("--token", default=os.environ.get("TELEGRAM_BOT_TOKEN", ""))
     parser.add_argument("--cwd", default=os.getcwd(), help="Codex's working directory")
     parser.add_argument("codex", nargs="+", help="the Codex MCP server's argv (after --)")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = arguments(__doc__.splitlines()[0])
     signal.signal(signal.SIGTERM, stop)
     codex = Codex(args.codex, args.cwd)
     telegram = Telegram(args.api_base_url, args.token)

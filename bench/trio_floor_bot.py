@@ -17,7 +17,6 @@ orchestrator against this bot).
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import tempfile
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 import trio
+from reference_bot import arguments  # bench/ is this script's folder: on sys.path
 
 from orchestrator.edges.codex_mcp import open_codex_process
 from orchestrator.edges.telegram_http import HttpTelegramApi, open_telegram_api
@@ -121,12 +121,7 @@ async def _poll(api_base_url: str, token: str, cwd: str, codex_argv: list[str]) 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--api-base-url", required=True)
-    parser.add_argument("--token", default=os.environ.get("TELEGRAM_BOT_TOKEN", ""))
-    parser.add_argument("--cwd", default=os.getcwd(), help="Codex's working directory")
-    parser.add_argument("codex", nargs="+", help="the Codex MCP server's argv (after --)")
-    args = parser.parse_args()
+    args = arguments(__doc__.splitlines()[0])
     trio.run(serve, args.api_base_url, args.token, args.cwd, args.codex)
 
 
