@@ -26,7 +26,7 @@ from actors.chat_files import (
     prune_images_forever,
 )
 from actors.chat_texts import IMAGES_GONE, album_not_started
-from orchestrator.config import CodexConfig
+from orchestrator.config import CodexConfig, Config
 from orchestrator.messages import (
     Attachment,
     Button,
@@ -53,6 +53,11 @@ class FakeFiles:
         return self.content[file_id]
 
 
+def app_server_config(tmp_path: Path) -> Config:
+    """The chats' test config on the app-server backend: the one that takes images."""
+    return msgspec.structs.replace(make_config(tmp_path), codex=CodexConfig(backend="app-server"))
+
+
 def jobs(bot: Bot) -> list[tuple[str, tuple[str, ...]]]:
     return [(job.prompt, job.images) for p in bot.fakes.started for job in p.calls]
 
@@ -64,8 +69,7 @@ def documents(bot: Bot) -> list[UpdateLive]:
 async def test_a_photo_runs_with_its_caption_as_an_image_on_app_server(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    config = make_config(tmp_path)
-    config = msgspec.structs.replace(config, codex=CodexConfig(backend="app-server"))
+    config = app_server_config(tmp_path)
     files = FakeFiles({"big": b"\xff\xd8jpeg", "other": b"\x89PNG"})
     async with running_bot(tmp_path, config=config, files=files) as bot:
         await bot.wait(lambda: len(bot.fakes.started) == 2)
@@ -105,8 +109,7 @@ async def test_a_photo_on_mcp_is_refused_before_any_download(
 async def test_a_photo_while_a_request_runs_is_asked_again(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    config = make_config(tmp_path)
-    config = msgspec.structs.replace(config, codex=CodexConfig(backend="app-server"))
+    config = app_server_config(tmp_path)
     fakes = FakeProcesses()
     fakes.rule("long task", reply="done", delay=60)
     files = FakeFiles({"big": b"jpeg"})
@@ -131,8 +134,7 @@ async def test_an_album_runs_as_one_request_with_every_photo_and_its_caption(
     """Telegram sends an album as one message per photo (the caption on one of them): the
     chat waits for the rest, and a text sent meanwhile goes with them, so Codex gets one
     request with all three photos. Another album, without a caption, gets a plural prompt."""
-    config = make_config(tmp_path)
-    config = msgspec.structs.replace(config, codex=CodexConfig(backend="app-server"))
+    config = app_server_config(tmp_path)
     files = FakeFiles({f"p{n}": b"\xff\xd8jpeg" + bytes([n]) for n in range(5)})
     async with running_bot(tmp_path, config=config, files=files) as bot:
         await bot.wait(lambda: len(bot.fakes.started) == 2)
@@ -175,8 +177,7 @@ async def test_an_album_on_mcp_is_refused_once_not_per_photo(
 async def test_cancel_drops_an_album_still_collected(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    config = make_config(tmp_path)
-    config = msgspec.structs.replace(config, codex=CodexConfig(backend="app-server"))
+    config = app_server_config(tmp_path)
     files = FakeFiles({"p0": b"jpeg"})
     async with running_bot(tmp_path, config=config, files=files) as bot:
         await bot.wait(lambda: len(bot.fakes.started) == 2)
@@ -196,8 +197,7 @@ async def test_an_album_a_kill_caught_while_it_was_collected_is_offered_again(
 ) -> None:
     """The photos of an album not started yet are on record (``batch_images``); after a kill
     they are offered with "Run again" (never run by themselves) and run together."""
-    config = make_config(tmp_path)
-    config = msgspec.structs.replace(config, codex=CodexConfig(backend="app-server"))
+    config = app_server_config(tmp_path)
     folder = tmp_path / "images"
     folder.mkdir()
     kept = [folder / f"{n}.jpg" for n in range(2)]
@@ -361,8 +361,7 @@ async def test_a_photo_request_a_stop_interrupted_runs_again_with_its_photo(
     """The queue holds text only, so an interrupted photo request is offered with "Run
     again" and runs with its photo while it is kept; a planted path outside the bot's image
     folder, or a pruned photo, is not run."""
-    config = make_config(tmp_path)
-    config = msgspec.structs.replace(config, codex=CodexConfig(backend="app-server"))
+    config = app_server_config(tmp_path)
     kept = tmp_path / "images" / "abc.jpg"
     kept.parent.mkdir()
     kept.write_bytes(b"jpeg")
