@@ -2,7 +2,8 @@
 
 A completed request moves the conversation on (its thread, the rolling summary the next
 fresh thread starts from, the token counters); a failed developer turn drops the thread,
-because continuing a Codex 0.153.4 thread after an error shifts every later answer by one; a
+because continuing a Codex 0.153.4 thread after an error shifts every later answer by one
+(an app-server thread is kept: `WorkflowResult.thread_kept`); a
 request stopped by a shutdown goes back to the front of the queue (a photo request, which
 the text queue cannot hold, is kept as the running record and offered with "Run again"); a
 cancel or a failure only counts. Kept apart from the actor so each outcome is one plain
@@ -49,10 +50,10 @@ def settled(
                 if result.developer_thread_id
                 else state.developer_worker_id
             )
-            if result.failed_phase == "developing":
+            if result.failed_phase == "developing" and not result.thread_kept:
                 # Codex's thread saw an error: continuing it shifts the next answers by one
                 # (Codex 0.153.4). The next request starts a fresh thread with the summary
-                # as its recap, as after a cancel.
+                # as its recap, as after a cancel. An app-server thread goes on.
                 thread, worker = None, None
             answer = FAILED_SUMMARY if failed else result.text
             state = msgspec.structs.replace(

@@ -146,4 +146,5 @@ class PoolRoleCaller:
                     message=outcome.message,
                     worker_id=outcome.worker_id,
                     thread_id=outcome.thread_id,
+                    thread_kept=outcome.thread_kept,
                 )

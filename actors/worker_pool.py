@@ -344,7 +344,14 @@ class _Pool:
             position, moved = await self._acquire(job, progress)
         except _Refused as refused:
             self.runs_failed += 1
-            failed = JobFailed(failure="no_worker", message=str(refused), thread_id=job.thread_id)
+            # Nothing ran: the conversation's thread, where it has one, is untouched.
+            failed = JobFailed(
+                failure="no_worker",
+                message=str(refused),
+                worker_id=job.worker_id,
+                thread_id=job.thread_id,
+                thread_kept=job.thread_id is not None,
+            )
             return failed, True
         worker = position.worker
         assert worker is not None  # `_acquire` hands over ready positions only
@@ -386,6 +393,9 @@ class _Pool:
                     outcome = position.explain_shared_stop(outcome, worker)
                 elif not worker.reusable:  # e.g. it answered something unreadable
                     position.retire_worker(worker, "died")
+                if worker.resumes_threads and outcome.thread_id is not None:
+                    # The failed turn stays in its thread, which any worker can resume.
+                    outcome = structs.replace(outcome, thread_kept=True)
             else:
                 position.hosted_threads.add(outcome.thread_id)
                 if outcome.thread_id != job.thread_id and job.thread_id is not None:

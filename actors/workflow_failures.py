@@ -79,6 +79,9 @@ def failed_result(
     verdict: Verdict | None = None,
 ) -> WorkflowResult:
     error = f"{failure.message} ({failure.failure})"
+    kept = phase == "developing" and failure.thread_kept and failure.thread_id is not None
+    if kept:  # the failed turn is part of the thread now: the next request goes on from it
+        developer_thread_id, developer_worker_id = failure.thread_id, failure.worker_id
     lines = [failure_text(mode=mode, phase=phase, round_number=round_number, failure=failure)]
     if files_changed:
         lines.append("Files changed before the failure: " + ", ".join(files_changed))
@@ -86,6 +89,11 @@ def failed_result(
         lines.append("The steps after this one did not run.")
     if failure.failure == "no_worker":
         pass  # the pool's message says when it tries again and how to find out why
+    elif kept:
+        lines.append(
+            "Send the request again to retry: it goes on in the same Codex session. /new "
+            "starts over."
+        )
     elif phase == "developing":
         lines.append(
             "Send the request again to retry: it starts a fresh Codex session that gets a "
@@ -106,4 +114,5 @@ def failed_result(
         plan=plan,
         failed_phase=phase,
         error=error,
+        thread_kept=kept,
     )

@@ -483,12 +483,18 @@ JobFailure: TypeAlias = Literal[
 
 
 class JobFailed(msgspec.Struct, frozen=True, kw_only=True, tag=True, tag_field="kind"):
-    """The run did not produce an answer; `message` is fit to show the user."""
+    """The run did not produce an answer; `message` is fit to show the user.
+
+    `thread_kept`: the thread `thread_id` is still fit to continue (the pool sets it where
+    the backend keeps a thread through a failed turn and resumes it in another process:
+    ``codex app-server``). On the MCP backend a thread that saw an error is left behind.
+    """
 
     failure: JobFailure
     message: str
     worker_id: int | None = None
     thread_id: str | None = None
+    thread_kept: bool = False
 
 
 JobOutcome: TypeAlias = JobDone | JobFailed

@@ -103,12 +103,14 @@ class RoleFailed(msgspec.Struct, frozen=True, kw_only=True, tag=True, tag_field=
         message: A human-readable, token-free explanation.
         worker_id: The worker that ran it, if one did.
         thread_id: The thread, if Codex created one before failing.
+        thread_kept: The thread is fit to continue (see `JobFailed`).
     """
 
     failure: str
     message: str
     worker_id: int | None = None
     thread_id: str | None = None
+    thread_kept: bool = False
 
 
 RoleOutcome: TypeAlias = RoleSucceeded | RoleFailed
@@ -208,6 +210,8 @@ class WorkflowResult(msgspec.Struct, frozen=True, kw_only=True):
         plan: The planner's plan, when one was made.
         failed_phase: The phase that failed, or None on success.
         error: The failure's explanation, or None on success.
+        thread_kept: A failed developer turn left `developer_thread_id` fit to continue
+            (app-server); otherwise the next request starts a fresh thread with a recap.
     """
 
     text: str
@@ -222,6 +226,7 @@ class WorkflowResult(msgspec.Struct, frozen=True, kw_only=True):
     plan: str | None = None
     failed_phase: Phase | None = None
     error: str | None = None
+    thread_kept: bool = False
 
     @property
     def ok(self) -> bool:

@@ -971,6 +971,32 @@ async def test_after_a_codex_error_the_next_request_starts_a_fresh_thread_with_t
     assert state.developer_thread_id != broken.thread_id
 
 
+async def test_on_app_server_a_codex_error_keeps_the_thread_and_says_so(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """An app-server thread goes on after a failed turn (no shifted answers there): no recap,
+    and the failure says the retry continues the same session."""
+    fakes = FakeProcesses(app_server=True)
+    fakes.rule("broken", error="stream disconnected before completion")
+    async with running_bot(tmp_path, fakes) as bot:
+        await bot.say(ALICE, "first question")
+        await bot.wait_reply(ALICE, "FAKE: first question")
+        await bot.say(ALICE, "broken turn")
+        await bot.wait(lambda: _failed_run_ended(bot))
+        await bot.say(ALICE, "third question")
+        await bot.wait_reply(ALICE, "FAKE: third question")
+        first, broken, third = [job for p in fakes.started for job in p.calls]
+        assert first.thread_id is None
+        assert broken.thread_id is not None
+        assert third.thread_id == broken.thread_id  # the same conversation, no fresh thread
+        assert third.worker_id == broken.worker_id
+        assert not fakes.resumed  # it never left its worker
+        [failed] = [text for text in bot.replies(ALICE) if "❌" in text]
+        assert "it goes on in the same Codex session" in failed
+        assert "fresh Codex session" not in failed
+        assert not any("no longer available" in text for text in bot.replies(ALICE))
+
+
 def _failed_run_ended(bot: Bot) -> bool:
     return any(t.event == "run_end" and t.outcome == "failed" for t in bot.traces)
 

@@ -1,11 +1,11 @@
 """The whole bot as a process with ``backend = "app-server"``, on the real Codex 0.171.0 and the
 mock model, driven through the fake Telegram Bot API: one conversation keeps its Codex thread
 (the model's ``prompt_cache_key`` is the thread id) across turns, a ``/cancel``, a worker that
-was killed and a restart of the bot; a cancel leaves no process of the command and keeps the
-worker; SIGTERM leaves nothing; no worker or command sees the bot token; approvals go through
-the buttons (a patch shows its diff); an unreachable and a silent endpoint end in a message
-that says so (the unreachable one on the MCP backend, Codex 0.153.4, too: one watchdog in the
-pool serves both)."""
+was killed, a restart of the bot and a failed turn; a cancel leaves no process of the command
+and keeps the worker; SIGTERM leaves nothing; no worker or command sees the bot token;
+approvals go through the buttons (a patch shows its diff); an unreachable and a silent
+endpoint end in a message that says so (the unreachable one on the MCP backend, Codex
+0.153.4, too: one watchdog in the pool serves both)."""
 
 from __future__ import annotations
 
@@ -162,6 +162,34 @@ async def test_one_thread_across_turns_a_cancel_a_killed_worker_and_a_restart(
     history = str(model.requests[-1]["input"])
     assert "hello first" in history  # the model sees the earlier turns
     assert "after the restart" in last_user_text(model.requests[-1])
+
+
+async def test_a_failed_turn_keeps_the_thread(app_server_codex: Path, tmp_path: Path) -> None:
+    """A model error ends the turn, not the conversation: the next message goes on in the
+    same thread (Codex 0.171.0 keeps the failed turn in it; the MCP backend cannot)."""
+    with trio.fail_after(CEILING):
+        async with app_server_edges(app_server_codex, tmp_path, sandbox="read-only") as edges:
+            model, tg, config = edges
+            async with polling(tg, config, TOKEN) as bot:
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="hello first")
+                await tg.wait_for(lambda t: has_text(t, "MOCK-REPLY"))
+                thread = cache_keys(model)[-1]
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="now fail this turn")
+                await tg.wait_for(lambda t: has_text(t, "❌ Codex failed"))
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="the question after it")
+                await tg.wait_for(lambda t: count_texts(t, "MOCK-REPLY") == 2)
+                bot.process.send_signal(signal.SIGTERM)
+    assert bot.process.returncode == 0, bot.text()
+    (failed,) = [t for t in tg.sent_texts(ALICE) if "❌ Codex failed" in t]
+    assert "it goes on in the same Codex session" in failed, failed
+    assert thread in failed  # its resume line names the thread that goes on
+    assert set(cache_keys(model)) == {thread}
+    assert count_texts(tg, "no longer available") == 0
+    history = str(model.requests[-1]["input"])
+    assert "hello first" in history
+    assert "Summary of it so far" not in history  # no recap: the thread itself remembers
+    replies = [t for t in tg.sent_texts(ALICE) if "MOCK-REPLY" in t]
+    assert "the question after it" in replies[-1], replies
 
 
 async def test_approvals_go_through_the_buttons_and_a_patch_shows_its_diff(
