@@ -12,6 +12,9 @@ This module owns the chat's thread history (`SessionState.threads`, newest first
   it. On ``codex app-server`` any worker resumes a thread by id (``thread/resume``); on
   ``codex mcp-server`` a thread lives only in its process, so one that is gone continues on
   a fresh thread with its recap, and the result says so (the pool's "moved" note).
+- A session of another profile, or of another folder of this one (a branch worktree, or the
+  repository while the chat is on a branch), is refused with the switch to make first: a
+  Codex thread keeps the folder it started in.
 - Every result ends with a short line holding the thread id (`chat_texts.thread_line`), so
   the work can be continued at the desk with ``codex resume <id>``.
 """
@@ -24,7 +27,7 @@ from typing import TYPE_CHECKING, Final
 
 import msgspec
 
-from actors import chat_commands
+from actors import chat_commands, chat_topics
 from orchestrator.messages import Button
 from orchestrator.session_store import ThreadRecord
 
@@ -134,6 +137,38 @@ async def list_sessions(chat: Chat) -> None:
     await chat.out.show(SLOT, text, keyboard)
 
 
+def _elsewhere(chat: Chat, record: ThreadRecord) -> str:
+    """Why `record` cannot go on in the chat's current folder ("" when it can). A Codex
+    thread keeps the folder it started in, so continuing one from another folder would run
+    it there while /status, /diff and /get look here."""
+    here = Path(chat.profile.working_directory)
+    if not record.cwd or Path(record.cwd) == here:
+        return ""
+    profile = chat.config.profiles.get(chat.state.profile, chat.profile)
+    repository = Path(profile.working_directory)
+    worktrees = profile.worktrees_folder()
+
+    def words(folder: Path) -> tuple[str, str] | None:
+        """The folder in words, and the command that switches there."""
+        if folder == repository:
+            return "the repository itself", "/branch off"
+        if folder.is_relative_to(worktrees):
+            branch = folder.relative_to(worktrees).as_posix()
+            return f"the worktree of branch {branch}", f"/branch {branch}"
+        return None
+
+    then, now = words(Path(record.cwd)), words(here)
+    if then is None or now is None:
+        return (
+            f"That session worked in {Path(record.cwd).name}, a folder this profile no longer "
+            "uses, so it cannot go on here. /new starts a fresh one."
+        )
+    return (
+        f"That session worked in {then[0]}, and this {chat_topics.place(chat)} now works in "
+        f"{now[0]}. Switch with {then[1]} first, then choose it again."
+    )
+
+
 async def pick(chat: Chat, press: InboundCallback, thread_id: str) -> None:
     """A press on a session button: the chat's conversation continues that thread."""
     record = next((r for r in chat.state.threads if r.thread_id == thread_id), None)
@@ -150,6 +185,11 @@ async def pick(chat: Chat, press: InboundCallback, thread_id: str) -> None:
             f"{chat.state.profile}. Switch to {record.profile} first, then choose it again.",
             plain=True,
         )
+        return
+    elsewhere = _elsewhere(chat, record)
+    if elsewhere:
+        await chat.out.answer(press, "That session worked in another folder.")
+        await chat.out.say(elsewhere, plain=True)
         return
     await chat.out.answer(press, "Switched.")
     if record.thread_id != chat.state.developer_thread_id:

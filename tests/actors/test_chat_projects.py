@@ -274,3 +274,44 @@ async def test_a_pick_on_mcp_whose_worker_is_gone_continues_with_its_recap(
     assert job.thread_id is None  # a fresh thread ...
     assert "User asked: the old question" in job.context_preamble  # ... with the old recap
     assert "continued in a new one with a summary" in bot.replies(ALICE)[-1]
+
+
+async def test_a_pick_of_a_session_from_another_folder_says_how_to_get_there(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A Codex thread keeps its folder: a session of a branch worktree goes on only there
+    (else Codex would work in one folder while /status, /diff and /get look at another)."""
+    trees = tmp_path / "work.worktrees"
+    async with running_bot(tmp_path, FakeProcesses(app_server=True), git=FakeGit()) as bot:
+        await bot.say(ALICE, "/branch feature-z")
+        await bot.wait_reply(ALICE, "now works on branch feature-z")
+        await bot.say(ALICE, "hello on z")
+        await bot.wait_reply(ALICE, "FAKE: hello on z")
+        on_z = bot.replies(ALICE)[-1].rpartition("codex resume ")[2].rstrip("`")
+        await bot.say(ALICE, "/branch off")
+        await bot.wait_reply(ALICE, "works in the repository itself again")
+        await bot.say(ALICE, "/sessions")
+        await bot.wait(lambda: bool(bot.buttons(ALICE, f"ss:{on_z}")))
+        query = await _press(bot, ALICE, f"ss:{on_z}", chat=ALICE)
+        await bot.wait_reply(ALICE, "That session worked in the worktree of branch feature-z")
+        assert bot.callback_answer(query) == "That session worked in another folder."
+        refused = bot.replies(ALICE)[-1]
+        assert "now works in the repository itself" in refused
+        assert "Switch with /branch feature-z first" in refused
+        await bot.say(ALICE, "in the repository")
+        await bot.wait_reply(ALICE, "FAKE: in the repository")
+        assert _call(bot, "in the repository").thread_id != on_z  # not bound to it
+        in_repo = bot.replies(ALICE)[-1].rpartition("codex resume ")[2].rstrip("`")
+        # The way the message says, and the reverse direction.
+        await bot.say(ALICE, "/branch feature-z")
+        await bot.wait_reply(ALICE, "now works on branch feature-z", count=2)
+        await bot.say(ALICE, "/sessions")
+        await bot.wait(lambda: bool(bot.buttons(ALICE, f"ss:{in_repo}")))
+        await _press(bot, ALICE, f"ss:{in_repo}", chat=ALICE)
+        await bot.wait_reply(ALICE, "Switch with /branch off first")
+        await _press(bot, ALICE, f"ss:{on_z}", chat=ALICE)
+        await bot.wait_told(ALICE, "Continuing the session of")
+        await bot.say(ALICE, "back on z")
+        await bot.wait_reply(ALICE, "FAKE: back on z")
+    job = _call(bot, "back on z")
+    assert (job.thread_id, job.cwd) == (on_z, str(trees / "feature-z"))
