@@ -46,7 +46,9 @@ async def on_command(chat: Chat, name: str, args: str) -> None:
     argument = args.strip()
     match name:
         case "start" | "help":
-            await chat.out.say(chat_texts.HELP)
+            await chat.out.say(
+                chat_texts.help_text(app_server=chat.config.codex.backend == "app-server")
+            )
         case "mode":
             await _mode(chat, argument.lower())
         case "new":

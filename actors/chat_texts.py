@@ -22,7 +22,6 @@ __all__ = [
     "BOT_COMMANDS",
     "BUSY",
     "EDITED_IGNORED",
-    "HELP",
     "IMAGES_GONE",
     "RUN_AGAIN",
     "RUN_AGAIN_GONE",
@@ -36,6 +35,7 @@ __all__ = [
     "as_quoted",
     "download_interrupted",
     "format_duration",
+    "help_text",
     "interrupted_by_a_stop",
     "interrupted_run_again",
     "not_a_mode",
@@ -65,33 +65,50 @@ BOT_COMMANDS: Final[tuple[tuple[str, str], ...]] = (
 )
 """Sent to Telegram with ``setMyCommands`` (the menu next to the text field)."""
 
-HELP: Final = (
-    "I run your requests on Codex in the profile's working directory.\n\n"
-    "Send a message to start a request: it starts at once. A long paste that Telegram splits "
-    "into parts runs as one request. Messages you send while a request runs are kept and run "
-    "together as the next request (on the app-server backend, in single mode, a button on "
-    "the “Queued” notice adds them to the running request instead). A photo (or an album) "
-    "runs with its caption as the request (Codex sees the pictures). A file is saved in the "
-    "working directory's inbox folder and Codex is told where. Voice notes can't be passed "
-    "to Codex.\n\n"
-    "/start: this help (also /help)\n"
-    "/mode single|plan: one developer run, or selector → planner → developer → reviewer "
-    "(up to 3 review rounds)\n"
-    "/new: forget the Codex conversation and start fresh\n"
-    "/status: mode, profile, working directory, what is running, queue, worker, tokens\n"
-    "/cancel: stop the running request (queued messages still run)\n"
-    "/profile list|NAME: list the profiles, or switch to one (not while running)\n"
-    "/get PATH: send a file of the working directory (a folder as a zip)\n"
-    "/diff: what changed in the working directory since the last git commit\n"
-    "/model [NAME|default]: the models Codex offers; pick one for this chat\n"
-    "/effort [LEVEL|default]: the model's reasoning effort for this chat\n"
-    "/usage: tokens of the last run and of this session, and the account's rate limits\n"
-    "/sessions: your recent Codex sessions here; choose one to continue it (every answer "
-    "ends with codex resume ID, to continue at your desk)\n"
-    "/bind PROFILE|off: bind this topic (or chat) to a profile for everyone in it\n"
-    "/branch NAME|off|rm NAME: work here in a git worktree on branch NAME, back in the "
-    "repository, or remove a worktree; /branch lists them"
-)
+
+def help_text(*, app_server: bool) -> str:
+    """``/start``: what the bot does with each kind of message, and the commands. What needs
+    the app-server backend (pictures, adding to a running request, models, rate limits) is
+    promised only there, and said to need it on the MCP backend."""
+    steer = (
+        " (in single mode, a button on the “Queued” notice adds them to the running request "
+        "instead)"
+        if app_server
+        else ""
+    )
+    pictures = (
+        "A photo (or an album) runs with its caption as the request (Codex sees the pictures)."
+        if app_server
+        else "Photos can't be passed to Codex on this bot's backend (MCP): describe them in words."
+    )
+    needs = "" if app_server else " (needs the app-server backend)"
+    limits = ", and the account's rate limits" if app_server else ""
+    return (
+        "I run your requests on Codex in the profile's working directory.\n\n"
+        "Send a message to start a request: it starts at once. A long paste that Telegram "
+        "splits into parts runs as one request. Messages you send while a request runs are "
+        f"kept and run together as the next request{steer}. {pictures} A file is saved in the "
+        "working directory's inbox folder and Codex is told where. Voice notes can't be "
+        "passed to Codex.\n\n"
+        "/start: this help (also /help)\n"
+        "/mode single|plan: one developer run, or selector → planner → developer → reviewer "
+        "(up to 3 review rounds)\n"
+        "/new: forget the Codex conversation and start fresh\n"
+        "/status: mode, profile, working directory, what is running, queue, worker, tokens\n"
+        "/cancel: stop the running request (queued messages still run)\n"
+        "/profile list|NAME: list the profiles, or switch to one (not while running)\n"
+        "/get PATH: send a file of the working directory (a folder as a zip)\n"
+        "/diff: what changed in the working directory since the last git commit\n"
+        f"/model [NAME|default]: the models Codex offers; pick one for this chat{needs}\n"
+        f"/effort [LEVEL|default]: the model's reasoning effort for this chat{needs}\n"
+        f"/usage: tokens of the last run and of this session{limits}\n"
+        "/sessions: your recent Codex sessions here; choose one to continue it (every answer "
+        "ends with codex resume ID, to continue at your desk)\n"
+        "/bind PROFILE|off: bind this topic (or chat) to a profile for everyone in it\n"
+        "/branch NAME|off|rm NAME: work here in a git worktree on branch NAME, back in the "
+        "repository, or remove a worktree; /branch lists them"
+    )
+
 
 SHORT_HELP: Final = (
     "Commands: /start /mode /new /status /cancel /profile /get /diff /model /effort /usage "

@@ -444,6 +444,23 @@ async def test_bots_and_anonymous_senders_are_ignored(
     assert bot.sent == []
 
 
+def test_the_help_promises_app_server_features_only_on_app_server() -> None:
+    mcp = chat_texts.help_text(app_server=False)
+    assert "Codex sees the pictures" not in mcp
+    assert "Photos can't be passed to Codex on this bot's backend (MCP)" in mcp
+    assert "“Queued” notice" not in mcp
+    assert "rate limits" not in mcp
+    assert "this chat (needs the app-server backend)" in mcp  # /model and /effort
+    app_server = chat_texts.help_text(app_server=True)
+    assert "Codex sees the pictures" in app_server
+    assert "“Queued” notice adds them to the running request" in app_server
+    assert "rate limits" in app_server
+    assert "needs the app-server backend" not in app_server
+    for name, _ in chat_texts.BOT_COMMANDS:
+        assert f"/{name}" in mcp
+        assert f"/{name}" in app_server
+
+
 async def test_every_command(tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
     async with running_bot(tmp_path) as bot:
         await bot.say(ALICE, "/start")
