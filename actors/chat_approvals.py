@@ -77,6 +77,10 @@ APPROVAL_BUFFER: Final = 4
 """Questions a request's workflow can relay before its Codex call waits for the chat to show
 them (the chat shows each at once; Codex asks one question at a time per call)."""
 
+REASON_LIMIT: Final = 300
+"""Characters of the model's reason shown in an approval (it is the model's text, not what
+is approved: the command or diff is shown whole)."""
+
 APPROVAL_TEXT_LIMIT: Final = 2000
 """Characters of an approval message. The sender cuts a live message at 2,048 characters; an
 approval longer than this sends its command or diff as a file instead, never cut."""
@@ -276,16 +280,17 @@ class ApprovalView(NamedTuple):
 
 def approval_view(ask: ApprovalAsk, working_directory: str) -> ApprovalView:
     """The whole of what `ask` approves, made `visible`; as a file when it does not fit."""
+    why = _why(ask)
     if ask.kind == "exec":
         where = visible(ask.cwd or working_directory)
         command = visible(ask.command)
-        text = f"Codex asks to run:\n$ {command}\nin {where}"
+        text = f"Codex asks to run:\n$ {command}\nin {where}{why}"
         if len(text) <= APPROVAL_TEXT_LIMIT:
             return ApprovalView(text)
         size = f"{len(ask.command):,} characters"
         return ApprovalView(
             f"Codex asks to run a command of {size}: the full command is in the file "
-            f"above.\nin {where}\nRead it there before you approve.",
+            f"above.\nin {where}{why}\nRead it there before you approve.",
             document=f"{command}\n".encode(),
             document_name="command.txt",
             document_caption=f"The full command Codex asks to run ({size}; whitespace runs, "
@@ -300,12 +305,12 @@ def approval_view(ask: ApprovalAsk, working_directory: str) -> ApprovalView:
             approvable=False,
         )
     diff = visible(ask.diff)
-    text = f"Codex asks to change files:\n{listing}" + (f"\n\n{diff}" if diff else "")
+    text = f"Codex asks to change files:\n{listing}{why}" + (f"\n\n{diff}" if diff else "")
     if len(text) <= APPROVAL_TEXT_LIMIT:
         return ApprovalView(text)
     count = f"{len(ask.changes)} file" + ("" if len(ask.changes) == 1 else "s")
     what = "diff" if diff else "list of files"
-    head = f"Codex asks to change {count}: the full {what} is in the file above."
+    head = f"Codex asks to change {count}: the full {what} is in the file above.{why}"
     text = f"{head}\n{listing}"
     if len(text) > APPROVAL_TEXT_LIMIT:
         text = f"{head} Every file is named there."
@@ -315,6 +320,17 @@ def approval_view(ask: ApprovalAsk, working_directory: str) -> ApprovalView:
         document_name="changes.diff" if diff else "changes.txt",
         document_caption=f"The full {what} Codex asks to apply ({count})",
     )
+
+
+def _why(ask: ApprovalAsk) -> str:
+    """The model's reason for asking, as a line to add (at most `REASON_LIMIT` characters),
+    or "" when the backend gave none."""
+    reason = " ".join(ask.reason.split())
+    if not reason:
+        return ""
+    if len(reason) > REASON_LIMIT:
+        reason = reason[: REASON_LIMIT - 1] + "…"
+    return f"\nWhy, in Codex's words: {visible(reason)}"
 
 
 def _subject(ask: ApprovalAsk) -> str:

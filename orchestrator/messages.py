@@ -453,6 +453,9 @@ class ApprovalAsk(msgspec.Struct, frozen=True, kw_only=True):
     worker_id: int = 0
     diff: str = ""
     """A patch approval's changes as a diff (capped by the backend; may be empty)."""
+    reason: str = ""
+    """Why Codex asks, in the model's words (``codex app-server`` sends it; the MCP backend's
+    elicitation has only its generic `message`)."""
 
 
 class ApprovalRequest(msgspec.Struct, frozen=True, kw_only=True):

@@ -215,6 +215,7 @@ class TurnTranslator:
                     command=command,
                     cwd=ask.cwd or "",
                     worker_id=self.worker_id,
+                    reason=ask.reason or "",
                 )
             if method == "item/fileChange/requestApproval":
                 patch = _PATCH_ASK.decode(params)
@@ -228,6 +229,7 @@ class TurnTranslator:
                     diff=diff[:DIFF_IN_ASK_LIMIT],
                     changes=tuple(change.path for change in changes),
                     worker_id=self.worker_id,
+                    reason=patch.reason or "",
                 )
         except msgspec.DecodeError:
             return None

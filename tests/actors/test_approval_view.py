@@ -57,3 +57,27 @@ def test_a_diff_the_backend_may_have_cut_is_offered_for_denial_only() -> None:
     assert not view.approvable
     assert "cannot be approved here" in view.text
     assert len(view.text) < 4096
+
+
+def test_the_model_s_reason_is_shown_cut_and_made_visible() -> None:
+    ask = ApprovalAsk(kind="exec", message="", command="touch a", reason="to create\n  a")
+    view = approval_view(ask, "/w")
+    assert view.text == "Codex asks to run:\n$ touch a\nin /w\nWhy, in Codex's words: to create a"
+    long = ApprovalAsk(kind="patch", message="", changes=("/w/a",), reason="r\u202e" * 400)
+    text = approval_view(long, "/w").text
+    why = text.split("Why, in Codex's words: ")[1]
+    assert why.startswith("r<U+202E>r")
+    assert why.count("r") == 150  # 300 characters kept, the last one an ellipsis
+    assert "…" in why
+    assert "\u202e" not in text
+
+
+def test_an_app_server_approval_carries_its_reason() -> None:
+    turn = codex_app_server_turn.TurnTranslator(worker_id=3)
+    params = (
+        b'{"threadId":"t","turnId":"u","itemId":"i","command":"touch a","cwd":"/w",'
+        b'"reason":"to create a"}'
+    )
+    ask = turn.approval_ask("item/commandExecution/requestApproval", params)
+    assert ask is not None
+    assert (ask.command, ask.reason) == ("touch a", "to create a")

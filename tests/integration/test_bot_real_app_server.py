@@ -224,6 +224,8 @@ async def test_approvals_go_through_the_buttons_and_a_patch_shows_its_diff(
     assert bot.process.returncode == 0, bot.text()
     answers = [call.params.get("text") for call in tg.calls_of("answerCallbackQuery")]
     assert answers == ["Approved", "Denied", "Approved"]
+    asked = [str(call.params.get("text")) for call in tg.calls_of("sendMessage")]
+    assert any("\nWhy, in Codex's words: to create approved.txt" in text for text in asked)
     outputs = [tool_output(body) for body in model.requests if tool_output(body)]
     assert "exited with code 0" in outputs[0]
 
