@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from actors.chat import Chat
     from orchestrator.messages import InboundCallback, Keyboard
 
-__all__ = ["STOP_BUTTON", "press", "stop_keyboard"]
+__all__ = ["STOP_BUTTON", "press", "stop_keyboard", "stopped_text"]
 
 STOP_BUTTON: Final = "⏹ Stop background commands"
 
@@ -65,6 +65,11 @@ async def press(chat: Chat, pressed: InboundCallback) -> None:
     elif not stopped:
         await chat.out.say(NOTHING_LEFT, plain=True)
     else:
-        shown = "\n".join(f"$ {command}" for command in stopped[:10])
-        more = f"\n…and {len(stopped) - 10} more" if len(stopped) > 10 else ""
-        await chat.out.say(f"⏹ Stopped:\n{shown}{more}", plain=True)
+        await chat.out.say(stopped_text("⏹ Stopped:", stopped), plain=True)
+
+
+def stopped_text(head: str, stopped: tuple[str, ...]) -> str:
+    """`head`, then the stopped commands, one per line (the first 10)."""
+    shown = "\n".join(f"$ {command}" for command in stopped[:10])
+    more = f"\n…and {len(stopped) - 10} more" if len(stopped) > 10 else ""
+    return f"{head}\n{shown}{more}"

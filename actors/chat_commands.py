@@ -19,6 +19,7 @@ import msgspec
 import trio
 
 from actors import (
+    chat_background,
     chat_branches,
     chat_diff,
     chat_files,
@@ -102,17 +103,28 @@ async def _new(chat: Chat) -> None:
     )
 
 
-async def release_thread(chat: Chat) -> None:
+async def release_thread(chat: Chat) -> tuple[str, ...]:
     """Stop what the conversation's Codex thread left running (``/cancel`` with nothing
-    running, ``/new``, a profile switch)."""
-    if chat.state.developer_thread_id is not None:
-        await chat.deps.pool.release(chat.state.developer_thread_id, chat.state.developer_worker_id)
+    running, ``/new``, a profile or branch switch, another session picked), tell the user
+    which commands that stopped, and return them."""
+    thread = chat.state.developer_thread_id
+    if thread is None:
+        return ()
+    stopped = await chat.deps.pool.release(thread, chat.state.developer_worker_id)
+    if stopped:
+        await chat.out.say(
+            chat_background.stopped_text(
+                "⏹ Stopped what the last request left running in the background:", stopped
+            ),
+            plain=True,
+        )
+    return stopped
 
 
 async def cancel(chat: Chat, reason: str) -> None:
     request = chat.request
     if request is None:
-        await release_thread(chat)  # commands the last turn left running stop too
+        stopped = await release_thread(chat)  # commands the last turn left running stop too
         if chat.state.queue or chat.batch or chat.batch_images:
             dropped = len(chat.state.queue) + (1 if chat.batch or chat.batch_images else 0)
             chat.drop_batch()
@@ -122,7 +134,7 @@ async def cancel(chat: Chat, reason: str) -> None:
                 f"Nothing was running; dropped {plural(dropped, 'queued message')}.",
                 plain=True,
             )
-        else:
+        elif not stopped:
             await chat.out.say("Nothing is running.", plain=True)
         return
     if request.cancel(reason):

@@ -473,18 +473,20 @@ class WorkerPoolHandle:
         """A snapshot of every worker."""
         return self._pool.statistics()
 
-    async def release(self, thread_id: str, worker_id: int | None) -> None:
+    async def release(self, thread_id: str, worker_id: int | None) -> tuple[str, ...]:
         """The conversation on `thread_id` is over: its worker stops what the thread's turns
-        left running (bounded by `RELEASE_DEADLINE`; a worker gone or busy on it: nothing)."""
+        left running and says which (bounded by `RELEASE_DEADLINE`; a worker gone or busy on
+        it: nothing)."""
         positions = self._pool.positions
         if worker_id is None or not 0 <= worker_id < len(positions):
-            return
+            return ()
         position = positions[worker_id]
         worker = position.worker
         if worker is None or not position.ready or thread_id not in position.hosted_threads:
-            return
+            return ()
         with trio.move_on_after(RELEASE_DEADLINE), suppress(WorkerUnavailable):
-            await worker.release_thread(thread_id)
+            return await worker.release_thread(thread_id)
+        return ()
 
     async def steer(self, conversation: str, text: str) -> ports.SteerResult:
         """Add `text` to the turn the worker running `conversation` runs for it."""

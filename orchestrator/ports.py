@@ -258,10 +258,11 @@ class CodexWorker(Protocol):
         """Stop every turn and every command of this worker now (shielded, bounded)."""
         ...
 
-    async def release_thread(self, thread_id: str) -> None:
+    async def release_thread(self, thread_id: str) -> tuple[str, ...]:
         """Stop the commands the turns of `thread_id` left running (``/cancel`` with nothing
-        running, ``/new``, a profile switch) (app-server: ``backgroundTerminals/clean``; MCP:
-        nothing outlives a turn). Unbounded: the caller bounds it."""
+        running, ``/new``, a profile switch) and return them (app-server:
+        ``backgroundTerminals/clean``; MCP: nothing outlives a turn). Unbounded: the caller
+        bounds it."""
         ...
 
     # The chat's controls (app-server only: `controls` says whether the backend has them;
@@ -378,10 +379,10 @@ class CodexPool(Protocol):
         """The current state of the pool."""
         ...
 
-    async def release(self, thread_id: str, worker_id: int | None) -> None:
-        """Stop what the turns of `thread_id` (hosted by `worker_id`) left running: the user
-        sent ``/cancel`` with nothing running, or ``/new``. Best effort and bounded; never
-        raises."""
+    async def release(self, thread_id: str, worker_id: int | None) -> tuple[str, ...]:
+        """Stop what the turns of `thread_id` (hosted by `worker_id`) left running, and
+        return those commands: the user sent ``/cancel`` with nothing running, or ``/new``.
+        Best effort and bounded; never raises."""
         ...
 
     async def steer(self, conversation: str, text: str) -> SteerResult:

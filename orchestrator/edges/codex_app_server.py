@@ -469,10 +469,9 @@ class CodexAppServer:
             outcome = await self._threads.with_background(outcome, on_running=self.snapshots.want)
         return outcome
 
-    async def release_thread(self, thread_id: str) -> None:
-        """The port's release: stop the commands `thread_id` left running."""
-        if self._threads.loaded(thread_id) and thread_id not in self._calls:
-            await self._threads.stop_background(thread_id)
+    async def release_thread(self, thread_id: str) -> tuple[str, ...]:
+        """The port's release: stop the commands `thread_id` left running, and say which."""
+        return await self.stop_background(thread_id)
 
     async def background_terminals(self, thread_id: str) -> list[BackgroundTerminal]:
         """Commands of `thread_id` still running after their turn (``[]`` when the server

@@ -258,7 +258,9 @@ def background_note(running: Sequence[BackgroundTerminal]) -> str:
     """The line added to an answer when commands still run after the turn."""
     shown = ", ".join(f"`{command_text(t.command)[:80]}`" for t in running[:3])
     more = f" and {len(running) - 3} more" if len(running) > 3 else ""
+    them = "it" if len(running) == 1 else "them"
     return (
-        f"\n\n⏳ Still running in the background: {shown}{more}. The Stop button, /cancel or "
-        "/new stops them (so does a restart of the worker)."
+        f"\n\n⏳ Still running in the background: {shown}{more}. The Stop button or /cancel "
+        f"stops {them}; so do /new, a switch of profile, branch or session, and a restart of "
+        "the bot."
     )

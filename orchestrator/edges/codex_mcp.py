@@ -359,8 +359,9 @@ class CodexProcess:
             self.threads += 1
         return outcome
 
-    async def release_thread(self, thread_id: str) -> None:
+    async def release_thread(self, thread_id: str) -> tuple[str, ...]:
         """Nothing to do: on this backend no command outlives its turn."""
+        return ()
 
     controls: Final = False
     """``codex mcp-server`` has no steer, model list, rate limits or background commands."""

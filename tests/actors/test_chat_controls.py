@@ -256,3 +256,24 @@ async def test_the_stop_button_stops_what_a_turn_left_running(
         await bot.say(ALICE, "plain")
         await bot.wait_reply(ALICE, "FAKE: plain")
         assert reply_buttons(bot, "FAKE: plain") == []  # nothing left running: no button
+
+
+async def test_cancel_and_new_say_which_background_commands_they_stopped(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    fakes = FakeProcesses(app_server=True)
+    fakes.rule("serve", background=("python -m http.server",))
+    async with running_bot(tmp_path, fakes, app_server(tmp_path)) as bot:
+        await bot.say(ALICE, "serve it")
+        await bot.wait_reply(ALICE, "FAKE: serve it")
+        await bot.say(ALICE, "/cancel")
+        stopped = "⏹ Stopped what the last request left running in the background:\n$ python"
+        await bot.wait_reply(ALICE, stopped)
+        assert not any("Nothing is running" in r for r in bot.replies(ALICE))
+        await bot.say(ALICE, "/cancel")  # nothing left: said plainly
+        await bot.wait_reply(ALICE, "Nothing is running.")
+        await bot.say(ALICE, "serve once more")
+        await bot.wait_reply(ALICE, "FAKE: serve once more")
+        await bot.say(ALICE, "/new")
+        await bot.wait_reply(ALICE, "Started a new conversation")
+        await bot.wait_reply(ALICE, stopped, count=2)

@@ -84,8 +84,8 @@ class ScriptedPool:
     def statistics(self) -> PoolStatistics:
         return PoolStatistics()
 
-    async def release(self, thread_id: str, worker_id: int | None) -> None:
-        pass
+    async def release(self, thread_id: str, worker_id: int | None) -> tuple[str, ...]:
+        return ()
 
     async def steer(self, conversation: str, text: str) -> SteerResult:
         return "unsupported"

@@ -496,9 +496,11 @@ async def test_releasing_a_thread_stops_what_it_left_running(
             (command,) = read_pids(fake.pids_path)
             other = await codex.run_turn(job("other"), on_event=ignore, on_approval=deny)
             assert isinstance(other, JobDone)
-            await codex.release_thread(other.thread_id)  # not that thread's: nothing stops
+            # not that thread's: nothing stops
+            assert await codex.release_thread(other.thread_id) == ()
             assert living({command}) == {command}
-            await codex.release_thread(outcome.thread_id)  # /new: what it left is stopped
+            # /new: what it left is stopped, and named
+            assert await codex.release_thread(outcome.thread_id) == ("sleep 300",)
             assert living({command}) == set()
             assert codex.reusable
 

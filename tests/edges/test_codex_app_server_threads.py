@@ -11,7 +11,9 @@ def test_background_note_names_three_commands_and_counts_the_rest() -> None:
     running = [BackgroundTerminal(command=f"sleep {n}") for n in range(5)]
     note = background_note(running)
     assert "`sleep 0`, `sleep 1`, `sleep 2` and 2 more" in note
-    assert "/cancel or /new stops them" in note
+    assert "The Stop button or /cancel stops them; so do /new, a switch of profile" in note
+    one = background_note(running[:1])
+    assert "Still running in the background: `sleep 0`. The Stop button or /cancel stops it;" in one
 
 
 def test_instructions_go_ahead_of_the_prompt() -> None:

@@ -198,8 +198,9 @@ class FakeProcess:
         if self.wedged:
             await trio.sleep_forever()
 
-    async def release_thread(self, thread_id: str) -> None:
+    async def release_thread(self, thread_id: str) -> tuple[str, ...]:
         self.released.append(thread_id)
+        return self.owner.background.pop(thread_id, ())
 
     @property
     def controls(self) -> bool:
