@@ -187,9 +187,7 @@ async def _switch(chat: Chat, git: GitWorktrees, name: str) -> None:
             new = await git.add(Path(profile.working_directory), folder, name)
             created = "new branch, " if new else ""
             created += f"new worktree {folder.name}"
-    if not await chat_topics.set_binding(
-        chat, Binding(profile=profile_name, branch=name, by=chat.key.user_id)
-    ):
+    if not await chat_topics.set_binding(chat, _branch_binding(chat, profile_name, name)):
         return
     await chat_topics.follow(chat)
     where = chat_topics.place(chat)
@@ -200,11 +198,22 @@ async def _switch(chat: Chat, git: GitWorktrees, name: str) -> None:
         )
         return
     made = f" ({created})" if created else ""
+    whose = "your" if chat.key.chat_id > 0 else "everyone's"
     await chat.out.say(
-        f"This {where} now works on branch {name}{made}: everyone's requests here run in its "
+        f"This {where} now works on branch {name}{made}: {whose} requests here run in its "
         "worktree, on a new Codex thread.",
         plain=True,
     )
+
+
+def _branch_binding(chat: Chat, profile: str, branch: str) -> Binding | None:
+    """The binding after a switch to `branch` ("": the repository itself): one ``/branch``
+    made alone goes away with its branch; one ``/bind`` made keeps its profile."""
+    binding = chat_topics.bound(chat)
+    for_branch = binding is None or binding.for_branch
+    if not branch and for_branch:
+        return None
+    return Binding(profile=profile, branch=branch, by=chat.key.user_id, for_branch=for_branch)
 
 
 async def _ask_remove(chat: Chat, git: GitWorktrees, name: str) -> None:
@@ -274,7 +283,7 @@ async def press(chat: Chat, pressed: InboundCallback) -> None:
         return
     binding = chat_topics.bound(chat)
     if binding is not None and binding.branch == name:
-        await chat_topics.set_binding(chat, Binding(profile=binding.profile, by=binding.by))
+        await chat_topics.set_binding(chat, _branch_binding(chat, binding.profile, ""))
         await chat_topics.follow(chat)
     await chat.out.close(
         slot,

@@ -214,14 +214,23 @@ def status_lines(chat: Chat) -> list[str]:
     binding = bound(chat)
     if binding is None:
         return []
+    everyone = " (for everyone here)" if chat.key.chat_id < 0 else ""
+    if binding.for_branch:
+        return [f"Branch: {binding.branch}{everyone}"]
     branch = f", branch {binding.branch}" if binding.branch else ""
-    return [f"Bound {place(chat)}: profile {binding.profile}{branch} (for everyone here)"]
+    return [f"Bound {place(chat)}: profile {binding.profile}{branch}{everyone}"]
 
 
 def profile_is_bound(chat: Chat) -> str:
     """The answer to ``/profile NAME`` where a binding decides the profile."""
     binding = bound(chat)
     name = binding.profile if binding else chat.state.profile
+    if binding is not None and binding.for_branch:
+        return (
+            f"This {place(chat)} works on branch {binding.branch} of profile {name} "
+            "(/branch), so /profile does not change it here. /branch off goes back to the "
+            "repository; then /profile works again."
+        )
     return (
         f"This {place(chat)} is bound to profile {name} (/bind), so /profile does not change "
         "it here. Use /profile in another chat, or /bind to change the binding."

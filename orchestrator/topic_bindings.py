@@ -37,11 +37,14 @@ class Binding(msgspec.Struct, frozen=True, kw_only=True):
         branch: the branch worktree of that profile's repository it runs in ("" for the
             profile's working directory itself).
         by: the Telegram user id who set it (shown by /status).
+        for_branch: only ``/branch`` made it (no ``/bind``): going back to the repository
+            removes it, instead of leaving the place bound to the profile.
     """
 
     profile: str
     branch: str = ""
     by: int = 0
+    for_branch: bool = False
 
 
 class _File(msgspec.Struct, frozen=True, kw_only=True):

@@ -315,3 +315,40 @@ async def test_a_pick_of_a_session_from_another_folder_says_how_to_get_there(
         await bot.wait_reply(ALICE, "FAKE: back on z")
     job = _call(bot, "back on z")
     assert (job.thread_id, job.cwd) == (on_z, str(trees / "feature-z"))
+
+
+async def test_a_branch_alone_does_not_leave_a_private_chat_bound_to_its_profile(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with running_bot(tmp_path, git=FakeGit()) as bot:
+        await bot.say(ALICE, "/branch feat")
+        await bot.wait_reply(ALICE, "now works on branch feat")
+        assert "your requests here run in its worktree" in bot.replies(ALICE)[-1]
+        await bot.say(ALICE, "/status")
+        await bot.wait_reply(ALICE, "Branch: feat")
+        assert "for everyone" not in bot.replies(ALICE)[-1]
+        await bot.say(ALICE, "/profile other")
+        await bot.wait_reply(ALICE, "/branch off goes back to the repository; then /profile")
+        await bot.say(ALICE, "/branch off")
+        await bot.wait_reply(ALICE, "works in the repository itself again")
+        await bot.say(ALICE, "/profile other")
+        await bot.wait_reply(ALICE, "Switched to profile other")
+        await bot.say(ALICE, "/mode single")
+        await bot.wait_reply(ALICE, "Mode set to single")
+        await bot.say(ALICE, "in the other profile")
+        await bot.wait_reply(ALICE, "FAKE: in the other profile")
+    assert _call(bot, "in the other profile").cwd == str(tmp_path / "other")
+
+
+async def test_a_branch_in_a_topic_bound_with_bind_keeps_the_profile_after_branch_off(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with running_bot(tmp_path, git=FakeGit()) as bot:
+        await bot.say(ALICE, "/bind default", chat=GROUP, thread_id=TOPIC)
+        await bot.wait_reply(GROUP, "now bound to profile default")
+        await bot.say(ALICE, "/branch feat", chat=GROUP, thread_id=TOPIC)
+        await bot.wait_reply(GROUP, "everyone's requests here run in its worktree")
+        await bot.say(ALICE, "/branch off", chat=GROUP, thread_id=TOPIC)
+        await bot.wait_reply(GROUP, "works in the repository itself again")
+        await bot.say(ALICE, "/status", chat=GROUP, thread_id=TOPIC)
+        await bot.wait_reply(GROUP, "Bound topic: profile default (for everyone here)")
