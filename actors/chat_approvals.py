@@ -420,8 +420,16 @@ class Approvals:
         """Answer a press on an approval button; the first valid one decides."""
         question = self._open.get(button.token)
         refused = question is not None and not question.approvable and button.decision != "denied"
-        if question is None or button.decision is None or question.decided.is_set() or refused:
-            await self._out.answer(press, "This button is not for you, or it has expired.")
+        if refused:
+            await self._out.answer(press, "This change can only be denied here.")
+            return
+        if question is None or button.decision is None or question.decided.is_set():
+            # A press in a group reaches the presser's own session: someone else's question
+            # is not found there, just like a closed one.
+            closed = "That question is closed: answered, timed out, or its request ended."
+            if press.chat_id < 0:
+                closed = "That question is not yours, or it is closed."
+            await self._out.answer(press, closed)
             return
         await self._out.answer(press, "Approved" if button.decision != "denied" else "Denied")
         await self._decide(button.token, button.decision, by="button")
@@ -433,7 +441,7 @@ class Approvals:
         question.settle()
         reply_nowait(question.request.reply_to, decision)
         question.request.reply_to.close()
-        label = "⌛ No answer in time: denied" if by == "timeout" else _LABELS[decision]
+        label = "⌛ Denied, no answer in time" if by == "timeout" else _LABELS[decision]
         what = _subject(question.request.ask)
         await self._out.close(question.slot, f"{label}: {what}")
         self._out.trace(

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from orchestrator.errors import GitError
+from orchestrator.words import plural
 
 if TYPE_CHECKING:
     from actors.chat import Chat
@@ -54,7 +55,9 @@ def diff_summary(numstat: str, untracked: list[str]) -> tuple[str, int]:
     if count > len(lines):
         lines.append(f"… and {count - len(lines)} more (all in the file below)")
     if rows:
-        lines.append(f"Total: +{added_total} -{removed_total} in {len(rows)} tracked files")
+        lines.append(
+            f"Total: +{added_total} -{removed_total} in {plural(len(rows), 'tracked file')}"
+        )
     return "\n".join(lines), count
 
 

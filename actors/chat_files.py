@@ -288,7 +288,12 @@ async def _file_in(chat: Chat, message: InboundMessage, attachment: Attachment) 
     await _traced(chat, message, "file", f"{len(data)} bytes")
     note = f"Saved as {relative}"
     if attachment.file_name and path.name != attachment.file_name:
-        note += f" (sent as {attachment.file_name!r}; a file of that name exists or it was unsafe)"
+        why = (
+            "a file of that name was already there"
+            if name == attachment.file_name
+            else "that name is not safe as a file name here"
+        )
+        note += f" (sent as {attachment.file_name!r}; {why})"
     await chat.out.say(note + ".", plain=True)
     caption = (message.text or "").strip()
     if caption and message.quoted_from is not None:

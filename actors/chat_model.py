@@ -68,6 +68,16 @@ def _profile_model(chat: Chat) -> str:
     return chat.profile.model or "Codex's configured default"
 
 
+def _profile_default(chat: Chat) -> str:
+    """The model a chat without a choice runs, in words."""
+    model = chat.profile.model
+    return (
+        f"the profile's, {model}"
+        if model
+        else "Codex's configured default (the profile names none)"
+    )
+
+
 def _current_model(chat: Chat, models: tuple[ModelChoice, ...]) -> ModelChoice | None:
     """The model the chat's next turn runs: its choice, the profile's, or Codex's default."""
     wanted = chat.state.model or chat.profile.model
@@ -99,7 +109,7 @@ async def _model(chat: Chat, argument: str) -> None:
 
 def _model_menu(chat: Chat, models: tuple[ModelChoice, ...]) -> str:
     chosen = chat.state.model
-    now = f"{chosen} (chosen for this chat)" if chosen else f"the profile's, {_profile_model(chat)}"
+    now = f"{chosen} (chosen for this chat)" if chosen else _profile_default(chat)
     lines = [f"Model: {now}.", "Models Codex offers:"]
     lines += [
         f"{'•' if model is _current_model(chat, models) else '◦'} {model.id}"
@@ -126,7 +136,7 @@ async def _set_model(chat: Chat, argument: str, models: tuple[ModelChoice, ...] 
         chat.state = msgspec.structs.replace(chat.state, model="", effort="")
         await chat.save()
         await chat.out.say(
-            f"Model: back to the profile's, {_profile_model(chat)}{_later(chat)}. "
+            f"Model: back to {_profile_default(chat)}{_later(chat)}. "
             "Reasoning effort: the model's default.",
             plain=True,
         )

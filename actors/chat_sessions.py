@@ -131,7 +131,8 @@ async def list_sessions(chat: Chat) -> None:
         for number, record in enumerate(threads, 1)
     )
     text = (
-        "Recent Codex sessions, newest first. Choose one to continue it "
+        "Recent Codex sessions, the last used first, each with the time it started. Choose "
+        "one to continue it "
         "(/new starts a fresh one):\n" + "\n".join(lines)
     )
     await chat.out.show(SLOT, text, keyboard)

@@ -5,6 +5,7 @@ Virtual time (``autojump_clock``); the sender is a memory channel the test reads
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 import trio
 import trio.testing
@@ -108,7 +109,10 @@ async def test_a_press_decides_once_and_later_presses_are_told_it_expired(
             assert await decision.receive() == "approved_for_session"
             nursery.cancel_scope.cancel()
     answers = [m.text for m in desk.sent() if isinstance(m, AnswerCallback)]
-    assert answers == ["Approved", "This button is not for you, or it has expired."]
+    assert answers == [
+        "Approved",
+        "That question is closed: answered, timed out, or its request ended.",
+    ]
     assert [t.outcome for t in desk.traces] == ["approved_for_session"]
     assert {(t.chat_id, t.user_id, t.thread_id) for t in desk.traces} == {(5, 7, 3)}
 
@@ -123,7 +127,7 @@ async def test_no_answer_in_time_is_a_denial(autojump_clock: trio.testing.MockCl
             assert trio.current_time() == pytest.approx(90)
             nursery.cancel_scope.cancel()
     closes = [m for m in desk.sent() if isinstance(m, CloseLive)]
-    assert [m.final_text for m in closes] == ["⌛ No answer in time: denied: $ make deploy"]
+    assert [m.final_text for m in closes] == ["⌛ Denied, no answer in time: $ make deploy"]
     assert [t.outcome for t in desk.traces] == ["timeout"]
 
 
@@ -162,3 +166,15 @@ async def test_a_patch_approval_shows_its_diff(autojump_clock: trio.testing.Mock
             nursery.cancel_scope.cancel()
     assert isinstance(shown[0], UpdateLive)
     assert shown[0].text == "Codex asks to change files:\n• a.txt\n\n--- a.txt (add)\n+hi\n"
+
+
+async def test_a_press_in_a_group_on_someone_else_s_question_says_so(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    desk = Desk(timeout=600)
+    group_press = msgspec.structs.replace(press("ap:unknown:a"), chat_id=-100, chat_type="group")
+    button = decode_button("ap:unknown:a")
+    assert isinstance(button, ApprovalButton)
+    await desk.approvals.press(group_press, button)
+    answers = [m.text for m in desk.sent() if isinstance(m, AnswerCallback)]
+    assert answers == ["That question is not yours, or it is closed."]

@@ -248,7 +248,13 @@ async def test_a_file_lands_in_the_inbox_under_a_free_name_and_codex_is_told_whe
     assert (inbox / "bashrc").read_bytes() == b"hidden"
     assert sorted(p.name for p in inbox.iterdir()) == ["bashrc", "notes (2).txt", "notes.txt"]
     assert bot.replies(ALICE)[0] == "Saved as inbox/notes.txt."
-    assert "Saved as inbox/notes (2).txt (sent as 'notes.txt';" in bot.replies(ALICE)[2]
+    assert bot.replies(ALICE)[2] == (
+        "Saved as inbox/notes (2).txt (sent as 'notes.txt'; a file of that name was already there)."
+    )
+    assert (
+        "Saved as inbox/bashrc (sent as '../../.bashrc'; that name is not safe as a file name "
+        "here)." in bot.replies(ALICE)
+    )
     prompts = [prompt for prompt, _ in jobs(bot)]
     assert prompts == [
         "summarize it\n\n(The file is inbox/notes.txt in the working directory.)",

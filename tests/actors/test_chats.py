@@ -672,14 +672,14 @@ async def test_approvals_by_button(
                 bot.callback_answer(forged) is not None and bot.callback_answer(other) is not None
             )
         )
-        assert "expired" in (bot.callback_answer(forged) or "")
-        assert "expired" in (bot.callback_answer(other) or "")
+        assert "closed" in (bot.callback_answer(forged) or "")
+        assert "closed" in (bot.callback_answer(other) or "")
         query = await bot.press(ALICE, approve.callback_data)
         await bot.wait_reply(ALICE, expected)
         assert bot.callback_answer(query) in ("Approved", "Denied")
         again = await bot.press(ALICE, approve.callback_data)
         await bot.wait(lambda: bot.callback_answer(again) is not None)
-        assert "expired" in (bot.callback_answer(again) or "")
+        assert "closed" in (bot.callback_answer(again) or "")
     closes = [m for m in bot.sent if isinstance(m, CloseLive) and m.slot.startswith("approval-")]
     assert closes
     assert "make deploy" in (closes[0].final_text or "")
@@ -732,7 +732,7 @@ async def test_a_cancel_takes_the_buttons_off_an_open_approval(
         ]
         stale = await bot.press(ALICE, bot.buttons(ALICE, "ap:")[0].callback_data)
         await bot.wait(lambda: bot.callback_answer(stale) is not None)
-        assert "expired" in (bot.callback_answer(stale) or "")
+        assert "closed" in (bot.callback_answer(stale) or "")
 
 
 async def test_unanswered_approval_is_denied(

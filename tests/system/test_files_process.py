@@ -133,5 +133,5 @@ async def test_get_sends_files_and_folders_refuses_the_rest_and_diff_shows_git_c
     assert "+2 -1  src/app.py" in summary
     assert "new (not in git yet)  notes.txt" in summary
     assert "new (not in git yet)  leak" in summary
-    assert "Total: +2 -1 in 1 tracked files" in summary
+    assert "Total: +2 -1 in 1 tracked file\n" in summary + "\n"
     assert not codex_calls(fake, "")  # none of this reached Codex
