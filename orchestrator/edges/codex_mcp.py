@@ -50,12 +50,13 @@ import trio
 from orchestrator.edges.jsonrpc_lines import LineRpc
 from orchestrator.edges.processes import (
     TreeSnapshots,
+    command_lines,
     kill_tree,
     rss_mb,
     serve_worker,
 )
 from orchestrator.errors import WorkerStartError, WorkerUnavailable
-from orchestrator.messages import CommandStarted, JobFailed
+from orchestrator.messages import CommandStarted, JobDone, JobFailed
 from orchestrator.wire.codex_mcp import (
     CLIENT_INFO,
     CODEX_MCP_VERSION,
@@ -67,6 +68,7 @@ from orchestrator.wire.codex_mcp import (
     TOOL_LIST,
     TurnEvents,
     approval_ask,
+    command_text,
     error_text,
     tool_call,
     tool_outcome,
@@ -350,14 +352,39 @@ class CodexProcess:
             raise
         finally:
             self._calls.pop(request_id, None)
+        left = ""
         if self.snapshots.known or state.started_commands:
-            await (
-                self.snapshots.take()
-            )  # before the outcome: a crash right after must not hide them
+            # Before the outcome: a crash right after must not hide them.
+            running = await self.snapshots.take()
+            if running and not self._calls:  # no other call's command among them
+                left = await self._stop_leftovers(running)
         outcome = tool_outcome(response, job, worker_id=self.worker_id, usage=state.events.usage)
         if job.thread_id is None and outcome.thread_id is not None:
             self.threads += 1
+        if left and isinstance(outcome, JobDone):
+            outcome = msgspec.structs.replace(outcome, text=outcome.text + left)
         return outcome
+
+    async def _stop_leftovers(self, running: set[int]) -> str:
+        """Kill the commands a finished call left running, and the note that says so.
+
+        Codex 0.153.4 hands a command that runs over about 10 s back to the model ("Process
+        running with session ID …") and answers while it still runs. Nothing on this
+        backend can list or stop it later, so no command outlives its call: the server's
+        whole tree below it goes when no other call runs on this process.
+        """
+        names = await trio.to_thread.run_sync(command_lines, frozenset(running))
+        await kill_tree(self.pid, known=running, spare_root=True)
+        await self.snapshots.take()
+        logger.info(
+            "worker %d: stopped %d commands left after the call", self.worker_id, len(running)
+        )
+        shown = ", ".join(f"`{command_text(words)[:80]}`" for words in names[:3])
+        more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+        return (
+            f"\n\n⏹ Stopped when Codex answered (on this bot's backend no command outlives "
+            f"its request): {shown or 'its commands'}{more}."
+        )
 
     async def release_thread(self, thread_id: str) -> tuple[str, ...]:
         """Nothing to do: on this backend no command outlives its turn."""

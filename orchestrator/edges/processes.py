@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = [
     "TreeSnapshots",
     "alive",
+    "command_lines",
     "descendants",
     "enable_child_subreaper",
     "kill_orphans",
@@ -212,6 +213,24 @@ def _late_children(pid: int, known: Set[int]) -> set[int]:
     return descendants(pid, known=known) - set(known)
 
 
+def command_lines(pids: Set[int]) -> list[list[str]]:
+    """The argument lists (``/proc/<pid>/cmdline``) of those of `pids` that have no child
+    among them: the commands themselves, not the sandbox and shell wrappers above them."""
+    stats = _stats()
+    parents = {stats[pid].ppid for pid in pids if pid in stats}
+    lines: list[list[str]] = []
+    for pid in sorted(pids):
+        if pid not in stats or pid in parents:
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                words = handle.read().rstrip(b"\0").split(b"\0")
+        except OSError:
+            continue
+        lines.append([word.decode(errors="replace") for word in words])
+    return lines
+
+
 def alive(pid: int) -> bool:
     """Whether `pid` exists and is not a zombie."""
     try:
@@ -291,7 +310,9 @@ def reap_children(pids: set[int]) -> None:
             os.waitpid(pid, os.WNOHANG)
 
 
-async def kill_tree(pid: int, *, grace: float = 2.0, known: Set[int] = frozenset()) -> set[int]:
+async def kill_tree(
+    pid: int, *, grace: float = 2.0, known: Set[int] = frozenset(), spare_root: bool = False
+) -> set[int]:
     """Kill `pid`, its process group and every descendant; return the pids that were signalled.
 
     The ladder: snapshot the tree (`SNAPSHOT_ROUNDS` scans merged, to catch forks during the
@@ -305,6 +326,8 @@ async def kill_tree(pid: int, *, grace: float = 2.0, known: Set[int] = frozenset
         grace: seconds between SIGTERM and SIGKILL, and the bound on the final wait.
         known: pids snapshotted earlier, e.g. before `pid` exited: once it is gone, its
             orphans are no longer linked to it by parent pid, only by session.
+        spare_root: kill only the descendants: `pid` and its process group stay (a server
+            whose finished turn left commands running).
 
     Shielded: runs to completion even inside a cancelled scope (teardown must not be
     skipped), and bounded: ``2 * grace`` seconds of waiting, plus `SCAN_ALLOWANCE` for the
@@ -321,6 +344,9 @@ async def kill_tree(pid: int, *, grace: float = 2.0, known: Set[int] = frozenset
             group = None
         if group is not None and group == os.getpgrp():
             group = None  # never signal our own group
+        if spare_root:
+            targets.discard(pid)
+            group = None
         targets.discard(os.getpid())
         _signal(targets, group, signal.SIGTERM)
         # Children forked by a dying process after the snapshot are caught here.

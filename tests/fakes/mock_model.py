@@ -46,6 +46,8 @@ class Shell:
     command: str
     escalated: bool = False
     justification: str = "needed for the task"
+    yield_ms: int | None = None
+    """``yield_time_ms``: how long Codex waits before it hands a running command back."""
 
 
 @dataclass
@@ -174,6 +176,8 @@ class MockModel:
                 }
             elif isinstance(item, Shell):
                 arguments: dict[str, Any] = {"cmd": item.command}
+                if item.yield_ms is not None:
+                    arguments["yield_time_ms"] = item.yield_ms
                 if item.escalated:
                     arguments["sandbox_permissions"] = "require_escalated"
                     arguments["justification"] = item.justification

@@ -86,6 +86,8 @@ def model_turns(body: dict[str, Any]) -> Turn:
             return [Shell(f"touch {name}", escalated=True, justification=f"to create {name}")]
     if "sleep for a while" in prompt:
         return [Shell("sleep 300")]
+    if "start a server" in prompt:  # handed back to the model while it runs
+        return [Shell("sleep 299", yield_ms=300)]
     if prompt.rstrip().endswith("fail this turn"):  # not when a recap quotes it
         return [HttpError(500)]
     return [Text(f"MOCK-REPLY: {prompt[-60:]}")]
@@ -234,6 +236,29 @@ async def test_after_a_codex_error_the_next_answer_is_not_shifted(
     assert not has_text(tg, "codex_error")
     recap = [b for b in model.requests if "the question after it" in last_user_text(b)]
     assert "Summary of it so far" in last_user_text(recap[0])
+
+
+async def test_a_command_handed_back_while_it_runs_is_stopped_when_codex_answers(
+    codex_binary: Path, tmp_path: Path
+) -> None:
+    """Codex 0.153.4 answers while a command it handed back to the model still runs; nothing
+    on this backend could stop it later, so it goes when the call ends, and the answer says
+    so."""
+    with trio.fail_after(CEILING):
+        async with real_codex_edges(codex_binary, tmp_path, sandbox="read-only") as edges:
+            _model, tg, config = edges
+            async with polling(tg, config, TOKEN) as bot:
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="please start a server")
+                await tg.wait_for(lambda t: has_text(t, "⏹ Stopped when Codex answered"))
+                left = {p for p in tree(bot.process.pid) if cmdline(p).startswith("sleep 299")}
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="/cancel")
+                await tg.wait_for(lambda t: has_text(t, "Nothing is running."))
+                bot.process.send_signal(signal.SIGTERM)
+    assert bot.process.returncode == 0, bot.text()
+    assert left == set()  # gone before the answer was sent
+    (answer,) = [t for t in tg.sent_texts(ALICE) if "⏹ Stopped when Codex answered" in t]
+    assert "Process running with session ID" in answer  # what Codex told the model
+    assert "sleep 299" in answer
 
 
 async def test_a_denied_patch_is_not_reported_as_changed(

@@ -436,7 +436,7 @@ async def test_a_file_a_voice_note_a_sticker_and_a_captioned_photo_are_each_answ
 
 async def test_the_app_server_backend_as_a_process(tmp_path: Path) -> None:
     """``backend = "app-server"`` with the fake app-server: a reply, a command left running in
-    the background named in the answer and stopped by /cancel, no token in the workers, and
+    the background named in the answer and stopped by /cancel (which names it), no token in the workers, and
     nothing left after SIGTERM."""
     fake = FakeAppServer(tmp_path / "app-server")
     fake.rule("background", run="sleep 300", reply="started it")
@@ -465,10 +465,10 @@ async def test_the_app_server_backend_as_a_process(tmp_path: Path) -> None:
                 (command,) = read_pids(fake.pids_path)
                 assert living({command}) == {command}
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="/cancel")
-                await tg.wait_for(
-                    lambda t: any("Nothing is running" in x for x in t.sent_texts(ALICE))
-                )
+                stopped = "⏹ Stopped what the last request left running in the background:"
+                await tg.wait_for(lambda t: any(stopped in x for x in t.sent_texts(ALICE)))
                 assert living({command}) == set()
+                assert not any("Nothing is running" in x for x in tg.sent_texts(ALICE))
                 everything = tree(bot.process.pid)
                 bot.process.send_signal(signal.SIGTERM)
     assert bot.process.returncode == 0, bot.text()
