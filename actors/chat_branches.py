@@ -102,6 +102,10 @@ async def branch(chat: Chat, argument: str) -> None:
     if git is None:
         await chat.out.say("Branch worktrees are not available in this bot.", plain=True)
         return
+    refusal = chat_topics.may_change(chat)
+    if refusal:  # the bound profile's worktrees are its users' only, listing included
+        await chat.out.say(refusal, plain=True)
+        return
     word, _, rest = argument.partition(" ")
     try:
         if not argument:
@@ -160,10 +164,6 @@ async def _list(chat: Chat, git: GitWorktrees) -> None:
 
 async def _switch(chat: Chat, git: GitWorktrees, name: str) -> None:
     """Bind this chat or topic to the worktree of branch `name` ("": the repository)."""
-    refusal = chat_topics.may_change(chat)
-    if refusal:
-        await chat.out.say(refusal, plain=True)
-        return
     if chat.request is not None:
         await chat.out.say(
             "Can't switch branches while your request runs; /cancel it first.", plain=True
@@ -262,7 +262,7 @@ async def press(chat: Chat, pressed: InboundCallback) -> None:
     name = chat.confirmations.pop(token, None)
     git = _git(chat)
     slot = f"branch-rm-{token}"
-    if name is None or git is None:
+    if name is None or git is None or chat_topics.may_change(chat):
         await chat.out.answer(pressed, "That question is no longer open.")
         return
     profile = chat.config.profiles[_profile_name(chat)]

@@ -352,3 +352,24 @@ async def test_a_branch_in_a_topic_bound_with_bind_keeps_the_profile_after_branc
         await bot.wait_reply(GROUP, "works in the repository itself again")
         await bot.say(ALICE, "/status", chat=GROUP, thread_id=TOPIC)
         await bot.wait_reply(GROUP, "Bound topic: profile default (for everyone here)")
+
+
+async def test_branch_commands_in_a_topic_bound_to_a_profile_the_user_may_not_use_are_refused(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Profiles are permissions: Bob, kept out of `other`, can neither list nor remove the
+    worktrees of a topic bound to it."""
+    git = FakeGit()
+    trees = tmp_path / "other.worktrees"
+    async with running_bot(tmp_path, git=git, config=_team_config(tmp_path)) as bot:
+        await bot.say(ALICE, "/bind other", chat=GROUP, thread_id=TOPIC)
+        await bot.wait_reply(GROUP, "now bound to profile other")
+        await bot.say(ALICE, "/branch alices", chat=GROUP, thread_id=TOPIC)
+        await bot.wait_reply(GROUP, "now works on branch alices")
+        assert (trees / "alices").exists()
+        for command in ("/branch", "/branch rm alices"):
+            await bot.say(BOB, command, chat=GROUP, thread_id=TOPIC)
+        await bot.wait_reply(GROUP, "only someone who may use that profile can change it", 2)
+        assert not bot.buttons(GROUP, "br:")
+        assert not any("Branches of profile" in r for r in bot.replies(GROUP))
+    assert (trees / "alices").exists()

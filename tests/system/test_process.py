@@ -436,8 +436,8 @@ async def test_a_file_a_voice_note_a_sticker_and_a_captioned_photo_are_each_answ
 
 async def test_the_app_server_backend_as_a_process(tmp_path: Path) -> None:
     """``backend = "app-server"`` with the fake app-server: a reply, a command left running in
-    the background named in the answer and stopped by /cancel (which names it), no token in the workers, and
-    nothing left after SIGTERM."""
+    the background named in the answer and stopped by /cancel (which names it), no token in
+    the workers, and nothing left after SIGTERM."""
     fake = FakeAppServer(tmp_path / "app-server")
     fake.rule("background", run="sleep 300", reply="started it")
     with trio.fail_after(CEILING):
