@@ -7,12 +7,20 @@ cannot be cut in two across messages), and every session file (the session store
 the secrets it is given (the bot token) and anything shaped like a Telegram bot token, ours or
 not: httpx puts request URLs, and so the token, into its messages, and a Codex error text can
 quote an environment.
+
+A secret is also found in pieces (`_pieces`). The bot id before a token's colon is public, so
+its other half is the whole secret: a command that prints only that half (``cut -d: -f2``),
+URL-encodes the colon or folds the token over lines must not get it out either, and neither
+must a text cut inside the token before it reached this module (a progress line cut at 200
+characters). So any run of `PIECE` characters of a secret is redacted, with the word it sits
+in, and so is the bot id followed by its colon and whatever token characters follow.
 """
 
 from __future__ import annotations
 
+import functools
 import re
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 import msgspec
 
@@ -33,28 +41,78 @@ TOKEN_PATTERN: Final = re.compile(r"(?<!\d)\d{5,}:[A-Za-z0-9_-]{30,}(?![A-Za-z0-
 also where it is glued to a word, as in a ``/bot<token>/getMe`` URL path."""
 
 
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """`text` with every non-empty secret and every token-shaped string replaced by `REDACTED`."""
+PIECE: Final = 10
+"""Characters of a secret that, found together anywhere, count as the secret (a 10-character
+run of a random 35-character token half does not occur by chance)."""
+
+_RUN: Final = re.compile(rf"[A-Za-z0-9_%-]{{{PIECE},}}")
+"""A word of token characters long enough to hold a piece (``%`` for an encoded colon)."""
+
+
+class _Pieces(NamedTuple):
+    runs: frozenset[str]
+    """Every run of `PIECE` characters of each secret (of a token: of its half after the
+    bot id)."""
+    ids: tuple[str, ...]
+    """The bot ids of the tokens among the secrets."""
+    bot_ids: re.Pattern[str] | None
+    """A token's bot id with its colon (or ``%3A``) and the token characters after it."""
+
+
+@functools.lru_cache(maxsize=8)
+def _pieces(secrets: tuple[str, ...]) -> _Pieces:
+    """What `_without_pieces` looks for, for `secrets` (see the module docstring)."""
+    runs: set[str] = set()
+    ids = []
     for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
+        bot_id, colon, half = secret.partition(":")
+        if colon and bot_id.isdigit():
+            ids.append(bot_id)
+        else:
+            half = secret
+        runs |= {half[start : start + PIECE] for start in range(len(half) - PIECE + 1)}
+    pattern = rf"(?<!\d)(?:{'|'.join(ids)})(?::|%3[Aa])[A-Za-z0-9_-]*" if ids else None
+    return _Pieces(frozenset(runs), tuple(ids), re.compile(pattern) if pattern else None)
+
+
+def _without_pieces(text: str, pieces: _Pieces) -> str:
+    """`text` with each word holding a piece of a secret replaced by `REDACTED`: the words
+    are found by one scan, and only those long enough are looked into."""
+
+    def piece_of_a_secret(word: re.Match[str]) -> str:
+        found = word.group()
+        if any(found[at : at + PIECE] in pieces.runs for at in range(len(found) - PIECE + 1)):
+            return REDACTED
+        return found
+
+    # The scans below cost tens of microseconds per kilobyte; a text without any piece (all
+    # but a few) is let through by substring searches at C speed.
+    if pieces.bot_ids is not None and any(bot_id in text for bot_id in pieces.ids):
+        text = pieces.bot_ids.sub(REDACTED, text)
+    if any(run in text for run in pieces.runs):
+        text = _RUN.sub(piece_of_a_secret, text)
+    return text
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """`text` with every non-empty secret, every piece of one (`_pieces`) and every
+    token-shaped string replaced by `REDACTED`."""
+    secrets = tuple(secret for secret in secrets if secret)
+    for secret in secrets:
+        text = text.replace(secret, REDACTED)
+    if secrets:
+        text = _without_pieces(text, _pieces(secrets))
     return TOKEN_PATTERN.sub(REDACTED, text)
 
 
-_TOKEN_BYTES: Final = re.compile(TOKEN_PATTERN.pattern.encode())
-
-
 def redact_bytes(data: bytes, secrets: Iterable[str] = ()) -> bytes:
-    """A file's bytes with `redact` applied: as text when it is UTF-8, else byte for byte (a
-    binary file, ``/get`` of an image or a zip, stays intact unless it holds a secret)."""
+    """A file's bytes with `redact` applied: as text when it is UTF-8, else byte for byte
+    (read as Latin-1, which maps every byte to one character and back: a binary file,
+    ``/get`` of an image or a zip, stays intact unless it holds a secret)."""
     try:
-        text = data.decode("utf-8")
+        return redact(data.decode("utf-8"), secrets).encode()
     except UnicodeDecodeError:
-        for secret in secrets:
-            if secret:
-                data = data.replace(secret.encode(), REDACTED.encode())
-        return _TOKEN_BYTES.sub(REDACTED.encode(), data)
-    return redact(text, secrets).encode()
+        return redact(data.decode("latin-1"), secrets).encode("latin-1")
 
 
 def redact_outbound(message: SenderMsg, secrets: Iterable[str] = ()) -> SenderMsg:

@@ -42,3 +42,33 @@ def test_a_binary_document_stays_intact_unless_it_holds_a_secret() -> None:
     leaking = b"\x89PNG\xff" + FOREIGN_TOKEN.encode() + b"\x00sekrit\xfe"
     assert redact_bytes(leaking, ["sekrit"]) == b"\x89PNG\xff[REDACTED]\x00[REDACTED]\xfe"
     assert redact_bytes(f"text {FOREIGN_TOKEN}".encode()) == b"text [REDACTED]"
+
+
+OUR_TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
+SECRET_HALF = OUR_TOKEN.partition(":")[2]
+
+
+def test_the_token_in_pieces_is_redacted_too() -> None:
+    """The bot id is public, so the half after it is the whole secret: a command that
+    prints only that half, URL-encodes the colon or folds the token, and a text cut inside
+    the token, must not get it out either."""
+    cases = {
+        f"key={SECRET_HALF}": f"key={REDACTED}",  # cut -d: -f2
+        f"t=123456789%3A{SECRET_HALF}&x": f"t={REDACTED}&x",  # URL-encoded
+        f"{OUR_TOKEN[:20]}\n{OUR_TOKEN[20:40]}\n{OUR_TOKEN[40:]}": (  # fold -w 20
+            f"{REDACTED}\n{REDACTED}\n{OUR_TOKEN[40:]}"
+        ),
+        f"• $ echo … {OUR_TOKEN[:25]}": f"• $ echo … {REDACTED}",  # cut at 200 characters
+        f"{OUR_TOKEN[:12]}…": f"{REDACTED}…",  # the id and 2 characters: still the id's
+        f"x.{SECRET_HALF[5:15]}.y": f"x.{REDACTED}.y",  # any 10 characters of it
+    }
+    for text, redacted in cases.items():
+        assert redact(text, [OUR_TOKEN]) == redacted, text
+    assert SECRET_HALF not in redact_bytes(b"\xff" + SECRET_HALF.encode(), [OUR_TOKEN]).decode(
+        "latin-1"
+    )
+
+
+def test_the_bot_id_alone_and_short_runs_stay() -> None:
+    text = f"bot 123456789 answered; 12345678912:30; {SECRET_HALF[:9]} is nine characters"
+    assert redact(text, [OUR_TOKEN]) == text
