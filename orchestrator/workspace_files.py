@@ -8,8 +8,9 @@ read, and the blocking writes and reads (callers hop off the event loop with `di
   created with ``O_EXCL`` so that even a file that appears meanwhile is not replaced, in a
   folder opened without following a symlink.
 - **What ``/get`` may read** (`readable_target`): a path inside the working directory once
-  every symlink is resolved, never inside ``state_dir``, never a ``.env`` file; `zip_folder`
-  skips symlinks, ``.git`` and ``.env`` and stops past the size limit. The agent can write
+  every symlink is resolved, never inside ``state_dir``, never a ``.env`` file (nor
+  ``.env.local``, ``.envrc`` and the like: `is_env_file`); `zip_folder` skips symlinks,
+  ``.git`` and those files and stops past the size limit. The agent can write
   the working directory while it is read: `read_limited` and `zip_folder` open the resolved
   path one component at a time and follow no symlink, so a file or folder swapped for a
   link after the check (to the bot's config, Codex's login) is refused, never read.
@@ -24,6 +25,7 @@ import contextlib
 import errno
 import io
 import os
+import re
 import secrets
 import stat
 import time
@@ -42,6 +44,7 @@ __all__ = [
     "NAME_BYTES",
     "Refused",
     "TooBig",
+    "is_env_file",
     "prune_images",
     "read_limited",
     "readable_target",
@@ -138,6 +141,16 @@ def _split(name: str) -> tuple[str, str]:
     return stem, f".{suffix}"
 
 
+_ENV_FILE: Final = re.compile(r"\.env(rc)?([._~-].*)?", re.IGNORECASE)
+
+
+def is_env_file(name: str) -> bool:
+    """Whether a file named `name` is one of the ``.env`` family that holds secrets by
+    convention: ``.env``, ``.env.production``, ``.env.local``, ``.env~``, ``.envrc``, any
+    case (not ``.environment``)."""
+    return _ENV_FILE.fullmatch(name) is not None
+
+
 def readable_target(workspace: Path, requested: str, state_dir: Path) -> Path:
     """The file or folder ``/get`` `requested` (relative to `workspace`, or absolute inside
     it), every symlink resolved (blocking).
@@ -162,8 +175,8 @@ def readable_target(workspace: Path, requested: str, state_dir: Path) -> Path:
         raise Refused(f"{text} is outside the working directory; I only send files from there.")
     if target.is_relative_to(state_dir.resolve()):
         raise Refused(f"{text} belongs to the bot itself; I don't send those.")
-    if target.name == ".env" or (given.name == ".env"):
-        raise Refused(f"{text} holds secrets (.env); I don't send those.")
+    if is_env_file(target.name) or is_env_file(given.name):
+        raise Refused(f"{text} holds secrets (a .env file); I don't send those.")
     mode = target.stat().st_mode
     if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
         raise Refused(f"{text} is neither a file nor a folder.")
@@ -206,7 +219,7 @@ def zip_folder(
             for current, folders, names, here in os.fwalk(".", dir_fd=top):
                 folders[:] = sorted(name for name in folders if name not in SKIPPED_IN_ZIP)
                 for name in sorted(names):
-                    if name in SKIPPED_IN_ZIP:
+                    if name in SKIPPED_IN_ZIP or is_env_file(name):
                         continue
                     entry = _read_entry(here, name, limit - counted)
                     if entry is None:

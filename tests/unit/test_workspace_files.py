@@ -19,6 +19,7 @@ from orchestrator.workspace_files import (
     NAME_BYTES,
     Refused,
     TooBig,
+    is_env_file,
     prune_images,
     read_limited,
     readable_target,
@@ -158,6 +159,18 @@ def test_get_refuses_the_bots_own_state_even_inside_the_workspace(tmp_path: Path
     (work / "state" / "session.key").write_text("k")
     with pytest.raises(Refused, match="belongs to the bot"):
         readable_target(work, "state/session.key", work / "state")
+
+
+def test_the_whole_env_family_is_refused_and_left_out_of_zips(workspace: Path) -> None:
+    family = [".env.production", ".env.local", ".env.bak", ".env~", ".envrc", ".ENV"]
+    for name in family:
+        (workspace / "src" / name).write_text("TOKEN=1")
+        with pytest.raises(Refused, match="holds secrets"):
+            readable_target(workspace, f"src/{name}", workspace.parent / "state")
+    (workspace / "src" / ".environment.md").write_text("not a secret")
+    assert is_env_file(".environment.md") is False
+    data, _count = zip_folder(workspace, PurePosixPath("src"), 10_000_000)
+    assert sorted(zipfile.ZipFile(io.BytesIO(data)).namelist()) == [".environment.md", "main.py"]
 
 
 def test_a_folder_is_zipped_without_links_git_or_env(workspace: Path) -> None:
