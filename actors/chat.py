@@ -78,6 +78,8 @@ from orchestrator.messages import DiskRefused, InboundCallback, InboundMessage, 
 from orchestrator.session_store import RequestRecord, SessionState
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from actors.telegram_outbox import Outbox
     from orchestrator.config import Config, Profile
     from orchestrator.messages import RouterMsg, SenderMsg, SendReply, SessionKey
@@ -127,6 +129,9 @@ class ChatDeps:
     secrets: tuple[str, ...] = ()
     """What must never reach a chat (the bot token). The sender redacts every text and file
     it sends; a zip's files are redacted before they are compressed, where it cannot look."""
+    forced: Callable[[], bool] = lambda: False
+    """Whether the stop under way was forced (a second signal): then nothing reaches the user
+    any more, so a request it stops is left on record as a kill leaves it."""
 
 
 class Chat:
@@ -537,19 +542,29 @@ class Chat:
             # No outcome only when the whole chat is being stopped (shutdown past its grace):
             # the user has been told, and an interruption keeps the prompt queued. A failure
             # under the request is a `Failed` outcome: reported once, never queued again.
-            ended = outcome if outcome is not None else stopped_outcome(request)
-            # A queued prompt starts at once: its save (before Codex sees it) carries this
-            # request's end too, one fsync'd write instead of two (bench/scale.py).
-            follows = outcome is not None and bool(self.state.queue) and not self.closing
-            with trio.move_on_after(FINISH_GRACE) as cleanup:
-                cleanup.shield = True
-                await self.settle(request, ended, save=not follows)
-                self.request = None
-                if follows:
-                    await self.start_next_queued()
-            self.request = None if self.request is request else self.request
-            request.settled.set()
+            # A forced stop tells nobody: the request stays `running` on record, as after a
+            # kill, and the next start closes its progress message and offers "Run again"
+            # (Codex may have changed files: it is never run again unasked).
+            if outcome is None and self.deps.forced():
+                request.settled.set()
+            else:
+                await self._end(request, outcome)
         await self.start_next_queued()
+
+    async def _end(self, request: Request, outcome: RequestOutcome | None) -> None:
+        """Settle `request` (stopped from outside when `outcome` is None), shielded."""
+        ended = outcome if outcome is not None else stopped_outcome(request)
+        # A queued prompt starts at once: its save (before Codex sees it) carries this
+        # request's end too, one fsync'd write instead of two (bench/scale.py).
+        follows = outcome is not None and bool(self.state.queue) and not self.closing
+        with trio.move_on_after(FINISH_GRACE) as cleanup:
+            cleanup.shield = True
+            await self.settle(request, ended, save=not follows)
+            self.request = None
+            if follows:
+                await self.start_next_queued()
+        self.request = None if self.request is request else self.request
+        request.settled.set()
 
     async def settle(self, request: Request, outcome: RequestOutcome, *, save: bool = True) -> None:
         """Apply how a request ended to the session, save it (unless the caller's next save

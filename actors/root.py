@@ -236,6 +236,7 @@ async def _run_front(
                 git=git,
                 outbox=outbox,
                 secrets=secrets,
+                forced=lambda: shutdown.forced_by is not None,
                 task_status=task_status,
             )
         )

@@ -44,6 +44,8 @@ from orchestrator.throttle import OncePer
 from orchestrator.topic_bindings import TopicBindings
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from actors.telegram_outbox import Outbox
     from orchestrator.config import Config
     from orchestrator.messages import RouterMsg, SenderMsg
@@ -327,11 +329,13 @@ async def run(
     git: GitWorktrees | None = None,
     outbox: Outbox | None = None,
     secrets: tuple[str, ...] = (),
+    forced: Callable[[], bool] = lambda: False,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Route updates to chat actors until the inbox ends, then drain the chats
     (`files`: the chats' downloads of what users send; `secrets`: what no file the chats
-    send may hold, `ChatDeps.secrets`).
+    send may hold, `ChatDeps.secrets`; `forced`: whether the stop was forced,
+    `ChatDeps.forced`).
 
     Inbox: `RouterMsg` from the poller.
     Emits: chat inbox messages (never blocking: shed with a "busy" answer when full); with
@@ -355,6 +359,7 @@ async def run(
         git=git,
         outbox=outbox,
         secrets=secrets,
+        forced=forced,
     )
     with sender:
         async with trio.open_nursery() as nursery:

@@ -108,6 +108,34 @@ async def test_second_signal_forces_and_a_stranger_is_refused(tmp_path: Path) ->
     assert living(everything - {bot.process.pid}) == set()
 
 
+async def test_a_forced_stop_leaves_the_request_as_a_kill_does(tmp_path: Path) -> None:
+    """Nothing reaches the user during a forced stop, so the request is not queued to run
+    again by itself (it may have changed files): the next start closes its progress message
+    and offers "Run again", as after a kill."""
+    fake = FakeCodex(tmp_path / "codex")
+    fake.rule("forever", hang=True)
+    with trio.fail_after(CEILING * 2):
+        async with open_fake_telegram(TOKEN) as tg:
+            config = write_config(tmp_path, tg.base_url, fake)
+            async with polling(tg, config, TOKEN) as bot:
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="forever job")
+                await tg.wait_for(lambda t: any(m.startswith("⏳") for m in t.sent_texts(ALICE)))
+                bot.process.send_signal(signal.SIGTERM)
+                await trio.sleep(DUPLICATE_SIGNAL_WINDOW + 0.5)  # later than a duplicate
+                bot.process.send_signal(signal.SIGTERM)
+            assert bot.process.returncode == 128 + signal.SIGTERM
+            [live] = [m for m in tg.messages(ALICE) if m.text.startswith("⏳")]
+            assert session_state(tmp_path).get("queue") in (None, [])
+            async with running(config, TOKEN) as again:
+                await tg.wait_for(lambda t: any("Run again" in m for m in t.sent_texts(ALICE)))
+                assert live.text == "Interrupted: the bot stopped while this ran."
+                assert buttons_of(live) == []
+                await trio.sleep(1)
+                assert len(codex_calls(fake, "forever job")) == 1  # not run again by itself
+                again.process.send_signal(signal.SIGTERM)
+    assert again.process.returncode == 0, again.text()
+
+
 async def test_a_burst_while_a_request_runs_is_queued_and_told_once(tmp_path: Path) -> None:
     """Forty messages at once (a forwarded batch) while a request runs: none is shed as
     "busy"; the queued request takes the first ``queue_limit`` (10) and one notice says the
