@@ -22,7 +22,7 @@ import trio
 
 from actors.root import run_system
 from cli.doctor import DoctorContext, check_codex_auth
-from orchestrator import disk
+from orchestrator import disk, instance_lock
 from orchestrator.config import TOKEN_VARIABLE, worker_environment
 from orchestrator.disk import secure_state_dir
 from orchestrator.edges.codex_app_server import open_codex_app_server
@@ -65,7 +65,15 @@ def run(loaded: LoadedConfig, *, log_level: str) -> int:
             logger.error("state_dir: %s", report)
     except OSError as error:  # the bot's own writes will say more; do not hide the cause
         logger.error("state_dir %s could not be made private: %s", loaded.config.state_dir, error)
-    return trio.run(_main, loaded)
+    try:
+        with instance_lock.holding(Path(loaded.config.state_dir)):
+            return trio.run(_main, loaded)
+    except instance_lock.AlreadyRunning as running:
+        logger.critical("stopped: %s", running)
+        return EXIT_ESCALATED
+    except OSError as error:
+        logger.critical("stopped: cannot lock state_dir %s: %s", loaded.config.state_dir, error)
+        return EXIT_ESCALATED
 
 
 async def _roll_over_worker_log(path: Path, max_bytes: int, keep: int) -> None:

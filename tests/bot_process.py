@@ -180,14 +180,15 @@ async def running(
 async def polling(
     tg: FakeTelegram, config: Path, token: str | None, **options: Any
 ) -> AsyncIterator[Bot]:
-    """`running`, once the bot asked `tg` for its first updates: ready for messages. A bot
-    that exits first (a config error) fails the test at once, with what it printed, instead
-    of at the test's ceiling."""
+    """`running`, once the bot asked `tg` for its first updates: ready for messages (an
+    earlier bot's polls on the same `tg` do not count). A bot that exits first (a config
+    error) fails the test at once, with what it printed, instead of at the test's ceiling."""
+    seen = len(tg.calls_of("getUpdates"))
     async with running(config, token, **options) as bot:
         async with trio.open_nursery() as race:
 
             async def polled() -> None:
-                await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+                await tg.wait_for(lambda t: len(t.calls_of("getUpdates")) > seen)
                 race.cancel_scope.cancel()
 
             race.start_soon(polled)

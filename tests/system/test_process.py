@@ -136,6 +136,25 @@ async def test_a_forced_stop_leaves_the_request_as_a_kill_does(tmp_path: Path) -
     assert again.process.returncode == 0, again.text()
 
 
+async def test_a_second_bot_on_the_same_state_refuses_to_start(tmp_path: Path) -> None:
+    """Two bots on one state_dir would take each other's updates and overwrite each other's
+    sessions: the second says which process holds it and exits 1; a kill frees the lock."""
+    fake = FakeCodex(tmp_path / "codex")
+    with trio.fail_after(CEILING):
+        async with open_fake_telegram(TOKEN) as tg:
+            config = write_config(tmp_path, tg.base_url, fake)
+            async with polling(tg, config, TOKEN) as first:
+                async with running(config, TOKEN) as second:
+                    await second.process.wait()
+                assert second.process.returncode == 1, second.text()
+                assert "another codex-orchestrator is running on this state_dir" in second.text()
+                assert f"pid {first.process.pid}" in second.text()
+                first.process.kill()
+            async with polling(tg, config, TOKEN) as third:  # the kill released the lock
+                third.process.send_signal(signal.SIGTERM)
+    assert third.process.returncode == 0, third.text()
+
+
 async def test_a_burst_while_a_request_runs_is_queued_and_told_once(tmp_path: Path) -> None:
     """Forty messages at once (a forwarded batch) while a request runs: none is shed as
     "busy"; the queued request takes the first ``queue_limit`` (10) and one notice says the
