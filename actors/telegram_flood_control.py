@@ -95,6 +95,9 @@ class Lane:
     """The outbox entry numbers of the finals in `queue`, in order (None: not durable)."""
     entry: int | None = None
     """The outbox entry of the final being delivered: retried until Telegram takes it."""
+    edit_call: trio.CancelScope | None = None
+    """The scope of a progress edit in flight: a final that arrives cancels it (an edit that
+    times out or is retried must not hold back a result)."""
 
     def priority(self) -> int | None:
         """This lane's place among urgent calls: its current final's arrival number, or the

@@ -283,6 +283,8 @@ class _Sender(Deliveries):
                 lane.final_tickets.append(next(self.arrivals))
                 lane.final_entries.append(entry)
                 lane.queue.extend(edits)
+                if lane.edit_call is not None:
+                    lane.edit_call.cancel()  # an edit in flight must not hold this back
                 if lane.running:
                     self.limiter.wake()  # a progress call of this lane now waits for a final
                 self._kick(lane, nursery)
@@ -352,8 +354,7 @@ class _Sender(Deliveries):
                     if isinstance(item, str):
                         live = lane.live_text.pop(item, None)
                         if live is not None:
-                            with contextlib.suppress(GiveUp):  # refused for good (traced)
-                                await self._deliver_live(lane, live)
+                            await self._live(lane, live)
                         continue
                     lane.ticket = lane.final_tickets.popleft()
                     lane.entry = lane.final_entries.popleft()
@@ -378,6 +379,24 @@ class _Sender(Deliveries):
             if idle and lane.next_allowed < trio.current_time():
                 # Nothing to remember about an idle chat: free it (a slow leak otherwise).
                 self.lanes.pop(lane.chat_id, None)
+
+    async def _live(self, lane: Lane, live: UpdateLive) -> None:
+        """Deliver a progress text. An edit of a message already shown can be dropped by a
+        final that arrives meanwhile (`Lane.edit_call`): the progress message is closed or
+        left behind by that final anyway. A first send is never cut short: a message that
+        Telegram made but we never heard of would keep a dead Cancel button."""
+        with contextlib.suppress(GiveUp):  # refused for good (traced)
+            if live.slot not in lane.live_message:
+                await self._deliver_live(lane, live)
+                return
+            edit = lane.edit_call = trio.CancelScope()
+            try:
+                with edit:
+                    await self._deliver_live(lane, live)
+            finally:
+                lane.edit_call = None
+            if edit.cancelled_caught:
+                self.stats.shed_live += 1
 
     async def _chat_action(self, lane: Lane, action: SendChatAction) -> None:
         chat_id = self.migrated.get(action.chat_id, action.chat_id)

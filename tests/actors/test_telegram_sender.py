@@ -180,6 +180,25 @@ async def test_a_final_is_not_held_back_by_a_waiting_progress_edit(
     assert texts == ["step 1", "the answer", "done"]  # step 2 waited, then the close won
 
 
+async def test_a_final_is_not_held_back_by_a_progress_edit_being_retried(
+    sender: Sender, autojump_clock: trio.testing.MockClock
+) -> None:
+    """An edit that keeps failing is retried with backoff (seconds, then minutes with real
+    timeouts); a result that arrives meanwhile drops it and goes out at once."""
+    await sender.put(UpdateLive(chat_id=5, slot="run-1", text="step 1"))
+    await sender.wait(lambda api: any(c.text == "step 1" for c in api.calls))
+    failing = [TelegramTransientError("Bad Gateway", 502) for _ in range(6)]
+    sender.api.fail("editMessageText", *failing)
+    await sender.put(UpdateLive(chat_id=5, slot="run-1", text="step 2"))
+    await sender.wait(lambda api: len(api.calls_of("editMessageText")) >= 2)  # retrying
+    asked = trio.current_time()
+    await sender.put(SendReply(chat_id=5, markdown="the answer"))
+    await sender.wait(lambda api: any(c.text == "the answer" for c in api.calls))
+    answer = next(c for c in sender.api.calls if c.text == "the answer")
+    assert answer.at - asked <= 1.5  # the chat's spacing at most, not the edit's retries
+    assert sender.stats.shed_live >= 1
+
+
 async def test_live_updates_coalesce_newest_wins(
     sender: Sender, autojump_clock: trio.testing.MockClock
 ) -> None:
