@@ -28,7 +28,7 @@ from orchestrator.disk import secure_state_dir
 from orchestrator.edges.codex_app_server import open_codex_app_server
 from orchestrator.edges.codex_mcp import open_codex_process
 from orchestrator.edges.git import GitCli
-from orchestrator.edges.processes import enable_child_subreaper
+from orchestrator.edges.processes import WORKER_MARK, enable_child_subreaper, stop_leftovers
 from orchestrator.edges.telegram_http import open_telegram_api
 from orchestrator.errors import TelegramUnauthorized, WorkerStartError
 from orchestrator.logging import configure_logging
@@ -100,7 +100,15 @@ async def _main(loaded: LoadedConfig) -> int:
     await _warn_if_codex_is_not_logged_in(loaded)
     if enable_child_subreaper():
         logger.debug("orphaned Codex commands are re-parented to this process")
+    mark = os.path.abspath(config.state_dir)  # noqa: ASYNC240 (a string operation, no I/O)
+    leftovers = await stop_leftovers(mark)
+    if leftovers:
+        logger.warning(
+            "stopped %d processes an earlier run on this state_dir left behind (it was killed)",
+            len(leftovers),
+        )
     environment = worker_environment(config.codex, os.environ, state_dir=config.state_dir)
+    environment[WORKER_MARK] = mark
     logs = Path(config.state_dir) / "logs"
     home = Path(environment.get("HOME") or config.state_dir)
     await trio.to_thread.run_sync(lambda: home.mkdir(parents=True, exist_ok=True))

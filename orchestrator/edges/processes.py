@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 __all__ = [
+    "WORKER_MARK",
     "TreeSnapshots",
     "alive",
     "command_lines",
@@ -53,11 +54,13 @@ __all__ = [
     "enable_child_subreaper",
     "kill_orphans",
     "kill_tree",
+    "marked_processes",
     "reap_children",
     "rss_mb",
     "serve_worker",
     "snapshot_tree",
     "spawn_server",
+    "stop_leftovers",
 ]
 
 logger: Final = logging.getLogger(__name__)
@@ -211,6 +214,45 @@ def _kill_targets(pid: int, known: Set[int]) -> set[int]:
 def _late_children(pid: int, known: Set[int]) -> set[int]:
     """Descendants of `pid` that are not in `known` (forked while dying)."""
     return descendants(pid, known=known) - set(known)
+
+
+WORKER_MARK: Final = "CODEX_ORCHESTRATOR_STATE_DIR"
+"""The variable `start` adds to its workers' environment, valued with its ``state_dir``:
+what the next start looks for to stop what a killed bot left running."""
+
+
+def marked_processes(mark: str) -> set[int]:
+    """The processes (those of this user whose environment can be read) that carry
+    `WORKER_MARK` with the value `mark`, this one left out (blocking: reads ``/proc``)."""
+    needle = f"\0{WORKER_MARK}={mark}\0".encode()
+    found: set[int] = set()
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return found
+    for entry in entries:
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as handle:
+                environ = handle.read()
+        except OSError:
+            continue
+        if needle in b"\0" + environ + b"\0" and alive(int(entry)):
+            found.add(int(entry))
+    return found
+
+
+async def stop_leftovers(mark: str) -> set[int]:
+    """Kill what a bot that was killed left running on this state (its Codex servers stay
+    alive while a question waits, and commands they ``setsid``-ed outlive them), each with
+    its whole tree; return the pids found. Only for a bot that holds the state's lock, so
+    nothing found can belong to a running bot."""
+    found = await trio.to_thread.run_sync(marked_processes, mark)
+    for pid in sorted(found):
+        if alive(pid):
+            await kill_tree(pid)
+    return found
 
 
 def command_lines(pids: Set[int]) -> list[list[str]]:

@@ -155,6 +155,29 @@ async def test_a_second_bot_on_the_same_state_refuses_to_start(tmp_path: Path) -
     assert third.process.returncode == 0, third.text()
 
 
+async def test_what_a_killed_bot_left_running_is_stopped_at_the_next_start(
+    tmp_path: Path,
+) -> None:
+    """A bot killed alone (kill -9 of its pid, not its tree) leaves its workers' commands
+    running; the next start on the same state stops every process it marked as its own."""
+    fake = FakeCodex(tmp_path / "codex")
+    fake.rule("leave it", grandchild=True, hang=True)
+    with trio.fail_after(CEILING):
+        async with open_fake_telegram(TOKEN) as tg:
+            config = write_config(tmp_path, tg.base_url, fake)
+            async with polling(tg, config, TOKEN) as bot:
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="leave it running")
+                await wait_for_file(lambda: len(read_pids(fake.pids_path)) >= 2)
+                left = set(read_pids(fake.pids_path))
+                bot.process.kill()  # the bot only: its children are orphaned
+            assert living(left) == left
+            async with polling(tg, config, TOKEN) as again:
+                assert living(left) == set()
+                again.process.send_signal(signal.SIGTERM)
+    assert again.process.returncode == 0, again.text()
+    assert "processes an earlier run on this state_dir left behind" in again.text()
+
+
 async def test_a_burst_while_a_request_runs_is_queued_and_told_once(tmp_path: Path) -> None:
     """Forty messages at once (a forwarded batch) while a request runs: none is shed as
     "busy"; the queued request takes the first ``queue_limit`` (10) and one notice says the
