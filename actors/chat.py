@@ -179,6 +179,8 @@ class Chat:
         """Open "Add to the running request" offers (`actors.chat_steer`)."""
         self.confirmations: dict[str, str] = {}
         """Questions awaiting a button press (``/branch rm``): token → what it confirms."""
+        self.reading = False
+        """A ``/get`` or ``/diff`` runs behind the inbox (`actors.chat_commands`)."""
 
     # ------------------------------------------------------------------ output
 

@@ -33,6 +33,8 @@ from orchestrator.messages import TraceRecord
 from orchestrator.words import plural
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from actors.chat import Chat
     from orchestrator.ports import PoolStatistics
 
@@ -63,9 +65,9 @@ async def on_command(chat: Chat, name: str, args: str) -> None:
         case "profile":
             await _profile(chat, argument)
         case "get":
-            await chat_files.get_file(chat, argument)
+            await _behind_the_inbox(chat, lambda: chat_files.get_file(chat, argument))
         case "diff":
-            await chat_diff.show_diff(chat)
+            await _behind_the_inbox(chat, lambda: chat_diff.show_diff(chat))
         case "model" | "effort" | "usage":
             await chat_model.on_command(chat, name, argument)
         case "sessions":
@@ -87,6 +89,29 @@ async def _mode(chat: Chat, argument: str) -> None:
     await chat.save()
     suffix = " (from the next request)" if chat.request is not None else ""
     await chat.out.say(f"Mode set to {mode}{suffix}.", plain=True)
+
+
+async def _behind_the_inbox(chat: Chat, read: Callable[[], Awaitable[None]]) -> None:
+    """Run a command that only reads (``/get`` zipping a large folder, ``/diff`` of a large
+    repository: seconds) in the chat's nursery, so it holds up neither this chat's next
+    messages nor, through the poller's wait for the chats to take a batch, every other
+    chat's. One at a time per chat; it changes nothing on record, so a crash during it
+    loses only its answer (send it again)."""
+    if chat.reading:
+        await chat.out.say(
+            "Still working on your last /get or /diff; send this again once it has arrived.",
+            plain=True,
+        )
+        return
+    chat.reading = True
+
+    async def reading() -> None:
+        try:
+            await read()
+        finally:
+            chat.reading = False
+
+    chat.nursery.start_soon(reading)
 
 
 async def _new(chat: Chat) -> None:

@@ -15,7 +15,7 @@ import pytest
 import trio
 import trio.testing
 
-from actors import chat_texts, router
+from actors import chat_files, chat_texts, router
 from actors.worker_pool import WORKER_COOLDOWN, open_worker_pool
 from orchestrator.config import Config, Profile, RolePrompts, SessionsConfig, TelegramConfig
 from orchestrator.messages import (
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
     from pathlib import Path
 
+    from actors.chat import Chat
     from actors.telegram_outbox import Outbox
     from orchestrator.ports import GitWorktrees, TelegramFiles
 
@@ -1163,3 +1164,25 @@ async def test_in_a_group_an_approval_prompt_quotes_the_request_it_is_for(
         if isinstance(m, UpdateLive) and m.slot.startswith("approval-")
     }
     assert prompts == {group: asked, ALICE: None}
+
+
+async def test_a_slow_get_runs_behind_the_inbox_one_at_a_time(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/get of a huge folder takes seconds: it runs behind the inbox, one at a time."""
+
+    async def slow_get(chat: Chat, argument: str) -> None:
+        await trio.sleep(60)
+        await chat.out.say(f"sent {argument}", plain=True)
+
+    monkeypatch.setattr(chat_files, "get_file", slow_get)
+    async with running_bot(tmp_path) as bot:
+        await bot.say(ALICE, "/get big")
+        await bot.say(ALICE, "/status")
+        await bot.wait_reply(ALICE, "State: idle")
+        assert trio.current_time() < 10
+        await bot.say(ALICE, "/get other")
+        await bot.wait_reply(ALICE, "Still working on your last /get or /diff")
+        await bot.wait_reply(ALICE, "sent big")
+        await bot.say(ALICE, "/get other")
+        await bot.wait_reply(ALICE, "sent other")
