@@ -152,11 +152,15 @@ class _Router:
             self.stats.ignored += 1
             return False
         if message.user_id not in self.allowed:
+            group = message.chat_type != "private"
             await self.refuse(
                 message.chat_id,
                 message.user_id,
                 message.thread_id,
-                quoting=None if message.chat_type == "private" else message.message_id,
+                # In a group, only a command to this bot is answered: the members' own
+                # talk is not for the bot (anyone can add it to a group of theirs).
+                silent=group and message.command is None,
+                quoting=message.message_id if group else None,
             )
             return False
         key = SessionKey(

@@ -1120,8 +1120,8 @@ async def test_in_a_group_every_answer_quotes_the_message_it_answers(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
     """Several people share a group: a result, a failure, an answer to a command or a
-    stranger's refusal quotes the message it answers, so everyone sees whose it is. A
-    private chat quotes nothing."""
+    stranger's refusal quotes the message it answers, so everyone sees whose it is (a
+    stranger is answered only for a command to the bot). A private chat quotes nothing."""
     group = -100
     fakes = FakeProcesses()
     fakes.rule("boom", error="the model is down")
@@ -1132,7 +1132,8 @@ async def test_in_a_group_every_answer_quotes_the_message_it_answers(
         await bot.wait_reply(group, "Codex failed")
         status = await bot.say(ALICE, "/status", chat=group)
         await bot.wait_reply(group, "Mode:")
-        stranger = await bot.say(STRANGER, "let me in", chat=group)
+        await bot.say(STRANGER, "hi all", chat=group)  # the members' talk: not answered
+        stranger = await bot.say(STRANGER, "/start", chat=group)
         await bot.wait_reply(group, "This bot is private")
         await bot.say(ALICE, "in private")
         await bot.wait_reply(ALICE, "FAKE: in private")
