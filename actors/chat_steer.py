@@ -74,7 +74,13 @@ async def press(chat: Chat, pressed: InboundCallback, token: str) -> None:
     offer = _offers(chat).pop(token, None)
     request = chat.request
     if offer is None:
-        await chat.out.answer(pressed, "That message is no longer waiting.")
+        # Withdrawn when the request it was for ended (the message then runs as the next
+        # one); in a group a press reaches the presser's own session, where another
+        # member's offer is not found either.
+        gone = "That message is no longer waiting: it was added, or runs on its own."
+        if pressed.chat_id < 0:
+            gone = "That button is not yours, or its message is no longer waiting."
+        await chat.out.answer(pressed, gone)
         return
     request_token, index = offer
     if request is None or request.token != request_token or index >= len(chat.state.queue):

@@ -74,7 +74,10 @@ async def test_a_queued_message_joins_the_running_turn(
         assert fakes.steers == [(fakes.steers[0][0], "1-1", "also this")]
         again = await bot.press(ALICE, button.callback_data)  # a second press: stale
         await bot.wait(lambda: bot.callback_answer(again) is not None)
-        assert bot.callback_answer(again) == "That message is no longer waiting."
+        assert (
+            bot.callback_answer(again)
+            == "That message is no longer waiting: it was added, or runs on its own."
+        )
         await bot.say(ALICE, "/status")
         await bot.wait_reply(ALICE, "State: idle")
     assert len(jobs(bot)) == 1  # the steered message did not run again on its own
@@ -110,7 +113,10 @@ async def test_a_press_after_the_request_ended_runs_nothing_twice(
         await bot.wait_told(ALICE, WITHDRAWN)  # and the offer's button went
         query = await bot.press(ALICE, button.callback_data)
         await bot.wait(lambda: bot.callback_answer(query) is not None)
-        assert bot.callback_answer(query) == "That message is no longer waiting."
+        assert (
+            bot.callback_answer(query)
+            == "That message is no longer waiting: it was added, or runs on its own."
+        )
     assert fakes.steers == []
     assert [job.prompt for job in jobs(bot)] == ["long task", "also this"]
 
