@@ -237,8 +237,8 @@ async def usage_text(chat: Chat) -> str:
         )
     counters = chat.state.counters
     lines.append(
-        f"This session: {counters.input_tokens:,} tokens in, {counters.output_tokens:,} out, "
-        f"over {plural(counters.runs, 'run')}."
+        f"In this chat, all told: {counters.input_tokens:,} tokens in, "
+        f"{counters.output_tokens:,} out, over {plural(counters.runs, 'run')}."
     )
     if not _app_server(chat):
         lines.append(f"Rate limits: {NEEDS_APP_SERVER}")

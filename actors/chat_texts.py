@@ -101,7 +101,7 @@ def help_text(*, app_server: bool) -> str:
         "/diff: what changed in the working directory since the last git commit\n"
         f"/model [NAME|default]: the models Codex offers; pick one for this chat{needs}\n"
         f"/effort [LEVEL|default]: the model's reasoning effort for this chat{needs}\n"
-        f"/usage: tokens of the last run and of this session{limits}\n"
+        f"/usage: tokens of the last run and of all runs in this chat{limits}\n"
         "/sessions: your recent Codex sessions here; choose one to continue it (every answer "
         "ends with codex resume ID, to continue at your desk)\n"
         "/bind PROFILE|off: bind this topic (or chat) to a profile for everyone in it\n"

@@ -230,7 +230,7 @@ async def test_usage_shows_tokens_and_rate_limits_with_their_reset(
         await bot.wait_reply(ALICE, "Rate limits (codex):")
     (text,) = [r for r in bot.replies(ALICE) if "Rate limits (codex)" in r]
     assert "Last run: 0 tokens in (0 cached), 0 out, 0 in all." in text
-    assert "This session: 0 tokens in, 0 out, over 1 run." in text
+    assert "In this chat, all told: 0 tokens in, 0 out, over 1 run." in text
     assert "• 42% used of the 5-hour window, resets 2027-01-15 08:00 UTC" in text
     assert "• 7% used of the 7-day window" in text
 

@@ -123,7 +123,7 @@ async def test_model_and_effort_reach_the_model_and_default_brings_them_back(
                 await tg.wait_for(lambda t: has_text(t, "MOCK-REPLY: hello two"))
                 back = model.requests[-1]
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="/usage")
-                await tg.wait_for(lambda t: has_text(t, "This session:"))
+                await tg.wait_for(lambda t: has_text(t, "In this chat, all told:"))
                 bot.process.send_signal(signal.SIGTERM)
     assert bot.process.returncode == 0, bot.text()
     assert chosen["model"] == "gpt-6-sol"
@@ -131,7 +131,7 @@ async def test_model_and_effort_reach_the_model_and_default_brings_them_back(
     assert back["model"] == MODEL  # the thread's own model again (an override persists)
     assert back["reasoning"]["effort"] == "medium"  # gpt-5.5's default, by name
     assert chosen["prompt_cache_key"] == back["prompt_cache_key"]  # one thread throughout
-    usage = next(t for t in tg.sent_texts(ALICE) if "This session:" in t)
+    usage = next(t for t in tg.sent_texts(ALICE) if "In this chat, all told:" in t)
     assert "Last run: 0 tokens" not in usage
     assert "over 2 runs" in usage
     assert "Rate limits: Codex reports none for this login." in usage
