@@ -206,12 +206,19 @@ async def _profile(chat: Chat, argument: str) -> None:
 
 
 def status_text(chat: Chat) -> str:
+    request = chat.request
+    mode: str = chat.state.mode
+    if request is not None and request.mode != mode:  # /mode while it runs: from the next
+        mode = f"{request.mode} (this request), {mode} from the next"
     lines = [
-        f"Mode: {chat.state.mode}",
+        f"Mode: {mode}",
         f"Profile: {chat.state.profile}",
         f"Working directory: {chat.profile.working_directory}",
     ]
-    request = chat.request
+    if chat.state.model or chat.state.effort:  # a /model or /effort choice of this chat
+        chosen = [f"model {chat.state.model}"] if chat.state.model else []
+        chosen += [f"effort {chat.state.effort}"] if chat.state.effort else []
+        lines.append(f"Chosen for this chat: {', '.join(chosen)}")
     worker = chat.state.developer_worker_id
     if request is None:
         lines.append("State: idle")

@@ -283,3 +283,22 @@ async def test_cancel_and_new_say_which_background_commands_they_stopped(
         await bot.say(ALICE, "/new")
         await bot.wait_reply(ALICE, "Started a new conversation")
         await bot.wait_reply(ALICE, stopped, count=2)
+
+
+async def test_status_shows_the_running_mode_and_the_chat_s_model_choice(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    fakes = FakeProcesses(app_server=True)
+    fakes.rule("long task", delay=100)
+    async with running_bot(tmp_path, fakes, app_server(tmp_path)) as bot:
+        await bot.say(ALICE, "/effort high")
+        await bot.wait(lambda: len(bot.replies(ALICE)) == 1)
+        await bot.say(ALICE, "long task")
+        await bot.wait(lambda: bool(jobs(bot)))
+        await bot.say(ALICE, "/mode plan")
+        await bot.wait_reply(ALICE, "Mode set to plan (from the next request).")
+        await bot.say(ALICE, "/status")
+        await bot.wait_reply(ALICE, "State:")
+    status = bot.replies(ALICE)[-1]
+    assert "Mode: single (this request), plan from the next" in status
+    assert "Chosen for this chat: effort high" in status
