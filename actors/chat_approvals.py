@@ -40,6 +40,7 @@ import trio
 
 from orchestrator.channels import reply_nowait
 from orchestrator.messages import ApprovalDecision, Button, TraceRecord
+from orchestrator.redaction import REDACTED, TOKEN_PATTERN
 
 if TYPE_CHECKING:
     from actors.chat_output import ChatOutput
@@ -280,7 +281,7 @@ class ApprovalView(NamedTuple):
 
 def approval_view(ask: ApprovalAsk, working_directory: str) -> ApprovalView:
     """The whole of what `ask` approves, made `visible`; as a file when it does not fit."""
-    why = _why(ask)
+    why = _why(ask) + _hidden(ask)
     if ask.kind == "exec":
         where = visible(ask.cwd or working_directory)
         command = visible(ask.command)
@@ -331,6 +332,19 @@ def _why(ask: ApprovalAsk) -> str:
     if len(reason) > REASON_LIMIT:
         reason = reason[: REASON_LIMIT - 1] + "…"
     return f"\nWhy, in Codex's words: {visible(reason)}"
+
+
+def _hidden(ask: ApprovalAsk) -> str:
+    """A warning when part of what is approved will show as ``[REDACTED]``: every text a
+    chat gets hides what is shaped like a bot token, so a command could hide a payload of
+    that shape from the person approving it."""
+    shown = " ".join((ask.command, ask.diff, *ask.changes))
+    if TOKEN_PATTERN.search(shown) is None:
+        return ""
+    return (
+        f"\n⚠️ Part of it is shaped like a Telegram bot token and shows as {REDACTED}: deny "
+        "unless you know what it is."
+    )
 
 
 def _subject(ask: ApprovalAsk) -> str:

@@ -238,7 +238,7 @@ def album_not_started(prompt: str, photos: int) -> str:
 def interrupted_run_again(prompt: str) -> str:
     """The "Run again" offer once pressed (a request a stop interrupted, or an album it kept
     from starting)."""
-    return f"⏹ Stopped by a restart of the bot:\n{_quote(prompt)}\n\n▶ Run again."
+    return f"⏹ Stopped by a restart of the bot:\n{_quote(prompt)}\n\n▶ Run again, as you asked."
 
 
 def as_quoted(text: str, origin: str) -> str:

@@ -118,7 +118,8 @@ async def test_model_and_effort_reach_the_model_and_default_brings_them_back(
                 await tg.wait_for(lambda t: has_text(t, "MOCK-REPLY: hello one"))
                 chosen = model.requests[-1]
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="/model default")
-                await tg.wait_for(lambda t: has_text(t, "Model: back to the profile's"))
+                back_text = "Model: back to Codex's configured default (the profile names none)"
+                await tg.wait_for(lambda t: has_text(t, back_text))
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="hello two")
                 await tg.wait_for(lambda t: has_text(t, "MOCK-REPLY: hello two"))
                 back = model.requests[-1]

@@ -396,7 +396,7 @@ async def test_a_kill_mid_run_is_reported_at_the_next_start_and_run_again_on_req
                 await tg.wait_for(lambda t: any("slept well" in m for m in t.sent_texts(ALICE)))
                 assert len(codex_calls(fake, "sleepy job")) == 2
                 assert buttons_of(offer) == []
-                assert offer.text.endswith("▶ Run again.")
+                assert offer.text.endswith("▶ Run again, as you asked.")
                 bot.process.send_signal(signal.SIGTERM)
     assert bot.process.returncode == 0, bot.text()
     assert session_state(tmp_path).get("interrupted") is None
