@@ -117,6 +117,14 @@ async def branch(chat: Chat, argument: str) -> None:
         else:
             await _switch(chat, git, argument)
     except GitError as error:
+        if "not a git repository" in str(error):
+            folder = Path(chat.config.profiles[_profile_name(chat)].working_directory).name
+            await chat.out.say(
+                f"Branch worktrees need a git repository, and {folder} is not one. (Ask "
+                "Codex to run `git init` and commit, and /branch works from then on.)",
+                plain=True,
+            )
+            return
         await chat.out.say(f"Git said: {error}", plain=True)
 
 

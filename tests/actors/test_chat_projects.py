@@ -12,6 +12,7 @@ import trio.testing
 
 from actors import chat_sessions
 from orchestrator.config import Config, Profile
+from orchestrator.errors import GitError
 from orchestrator.messages import CodexJob, InboundCallback, SessionKey, UpdateLive
 from tests.actors.test_chats import ALICE, BOB, make_config, running_bot
 from tests.fakes.codex_process import FakeProcesses
@@ -20,6 +21,7 @@ from tests.fakes.git import FakeGit
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from orchestrator.ports import Worktree
     from tests.actors.test_chats import Bot
 
 GROUP = -100123
@@ -373,3 +375,16 @@ async def test_branch_commands_in_a_topic_bound_to_a_profile_the_user_may_not_us
         assert not bot.buttons(GROUP, "br:")
         assert not any("Branches of profile" in r for r in bot.replies(GROUP))
     assert (trees / "alices").exists()
+
+
+async def test_branch_outside_a_git_repository_says_so_in_words(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    class NoRepository(FakeGit):
+        async def worktrees(self, repository: Path) -> list[Worktree]:
+            raise GitError("fatal: not a git repository (or any of the parent directories): .git")
+
+    async with running_bot(tmp_path, git=NoRepository()) as bot:
+        await bot.say(ALICE, "/branch")
+        await bot.wait_reply(ALICE, "Branch worktrees need a git repository, and work is not one.")
+    assert not any("fatal" in reply for reply in bot.replies(ALICE))
