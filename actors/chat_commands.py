@@ -44,9 +44,25 @@ _WORKER_STATES: Final = ("idle", "busy", "starting", "draining", "dead")
 """Worker states in the order /status lists them."""
 
 
+_NO_ARGUMENTS: Final = frozenset({"new", "cancel", "diff", "status", "sessions"})
+"""Commands that take no argument: one given is said to be unused, not silently dropped
+(``/diff src`` shows the whole working directory; ``/new fix the login`` sends nothing)."""
+
+
+def _cut(text: str, limit: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 async def on_command(chat: Chat, name: str, args: str) -> None:
     """Carry out the command `name` (lower-case, without ``/``) with its arguments `args`."""
     argument = args.strip()
+    if argument and name in _NO_ARGUMENTS:
+        await chat.out.say(
+            f"/{name} takes nothing after it, so “{_cut(argument)}” was not used"
+            + (": send it as a message of its own." if name == "new" else "."),
+            plain=True,
+        )
     match name:
         case "start" | "help":
             await chat.out.say(

@@ -1187,3 +1187,20 @@ async def test_a_slow_get_runs_behind_the_inbox_one_at_a_time(
         await bot.wait_reply(ALICE, "sent big")
         await bot.say(ALICE, "/get other")
         await bot.wait_reply(ALICE, "sent other")
+
+
+async def test_an_argument_a_command_does_not_take_is_said_unused(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with running_bot(tmp_path) as bot:
+        await bot.say(ALICE, "/new fix the login bug")
+        await bot.wait_reply(ALICE, "Started a new conversation")
+        await bot.say(ALICE, "/cancel everything")
+        await bot.wait_reply(ALICE, "Nothing is running.")
+    replies = bot.replies(ALICE)
+    assert replies[0] == (
+        "/new takes nothing after it, so “fix the login bug” was not used: send it as a "
+        "message of its own."
+    )
+    assert "/cancel takes nothing after it, so “everything” was not used." in replies
+    assert not [job for process in bot.fakes.started for job in process.calls]
