@@ -129,6 +129,9 @@ class ChatDeps:
     secrets: tuple[str, ...] = ()
     """What must never reach a chat (the bot token). The sender redacts every text and file
     it sends; a zip's files are redacted before they are compressed, where it cannot look."""
+    own_files: tuple[str, ...] = ()
+    """The files holding the bot's secrets (the config, ``.env``, the token file): ``/get``
+    refuses them under any name, a hard link included."""
     forced: Callable[[], bool] = lambda: False
     """Whether the stop under way was forced (a second signal): then nothing reaches the user
     any more, so a request it stops is left on record as a kill leaves it."""

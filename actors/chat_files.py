@@ -51,6 +51,7 @@ from orchestrator.words import plural
 from orchestrator.workspace_files import (
     Refused,
     TooBig,
+    identities,
     prune_images,
     read_limited,
     readable_target,
@@ -327,7 +328,9 @@ async def get_file(chat: Chat, argument: str) -> None:
     workspace = Path(chat.profile.working_directory)
     state_dir = Path(chat.config.state_dir)
     try:
-        outgoing = functools.partial(_outgoing, secrets=chat.deps.secrets)
+        outgoing = functools.partial(
+            _outgoing, secrets=chat.deps.secrets, own_files=chat.deps.own_files
+        )
         relative, name, data, what = await disk.run_sync(outgoing, workspace, argument, state_dir)
     except Refused as refusal:
         await chat.out.say(str(refusal), plain=True)
@@ -355,21 +358,27 @@ async def get_file(chat: Chat, argument: str) -> None:
 
 
 def _outgoing(
-    workspace: Path, argument: str, state_dir: Path, *, secrets: tuple[str, ...]
+    workspace: Path,
+    argument: str,
+    state_dir: Path,
+    *,
+    secrets: tuple[str, ...],
+    own_files: tuple[str, ...] = (),
 ) -> tuple[str, str, bytes, str]:
     """What ``/get`` sends (blocking): the path shown, the document's name, its bytes, and
     what it is in words. A folder's files are zipped with `secrets` redacted."""
-    target = readable_target(workspace, argument, state_dir)
+    own = identities(own_files)
+    target = readable_target(workspace, argument, state_dir, own)
     root = workspace.resolve()
     inside = PurePosixPath(target.relative_to(root).as_posix())
     relative = inside.as_posix()
     if relative == ".":
         relative = f"the working directory ({target.name})"
     if target.is_dir():
-        data, count = zip_folder(root, inside, UPLOAD_LIMIT, secrets=secrets)
+        data, count = zip_folder(root, inside, UPLOAD_LIMIT, secrets=secrets, own=own)
         name = f"{target.name or 'workspace'}.zip"
         return relative, name, data, f"{plural(count, 'file')}, zipped"
-    data = read_limited(root, inside, UPLOAD_LIMIT)
+    data = read_limited(root, inside, UPLOAD_LIMIT, own)
     size = _megabytes(len(data)) if len(data) >= MB else f"{len(data):,} bytes"
     return relative, target.name, data, size
 

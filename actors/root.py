@@ -82,6 +82,7 @@ async def run_system(
     telegram: TelegramApi,
     codex_factory: CodexWorkerFactory,
     secrets: tuple[str, ...] = (),
+    own_files: tuple[str, ...] = (),
     rng: random.Random | None = None,
     git: GitWorktrees | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
@@ -162,6 +163,7 @@ async def run_system(
                             trace=trace_handle,
                             rng=rng,
                             secrets=secrets,
+                            own_files=own_files,
                             git=git,
                             task_status=task_status,
                         )
@@ -207,6 +209,7 @@ async def _run_front(
     trace: tracer.TraceHandle,
     rng: random.Random,
     secrets: tuple[str, ...],
+    own_files: tuple[str, ...],
     git: GitWorktrees | None,
     task_status: trio.TaskStatus[None],
 ) -> None:
@@ -236,6 +239,7 @@ async def _run_front(
                 git=git,
                 outbox=outbox,
                 secrets=secrets,
+                own_files=own_files,
                 forced=lambda: shutdown.forced_by is not None,
                 task_status=task_status,
             )

@@ -333,13 +333,14 @@ async def run(
     git: GitWorktrees | None = None,
     outbox: Outbox | None = None,
     secrets: tuple[str, ...] = (),
+    own_files: tuple[str, ...] = (),
     forced: Callable[[], bool] = lambda: False,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Route updates to chat actors until the inbox ends, then drain the chats
     (`files`: the chats' downloads of what users send; `secrets`: what no file the chats
-    send may hold, `ChatDeps.secrets`; `forced`: whether the stop was forced,
-    `ChatDeps.forced`).
+    send may hold, `ChatDeps.secrets`; `own_files`: `ChatDeps.own_files`; `forced`: whether
+    the stop was forced, `ChatDeps.forced`).
 
     Inbox: `RouterMsg` from the poller.
     Emits: chat inbox messages (never blocking: shed with a "busy" answer when full); with
@@ -363,6 +364,7 @@ async def run(
         git=git,
         outbox=outbox,
         secrets=secrets,
+        own_files=own_files,
         forced=forced,
     )
     with sender:

@@ -146,6 +146,7 @@ async def _main(loaded: LoadedConfig) -> int:
                     telegram=telegram,
                     codex_factory=codex_factory,
                     secrets=(loaded.token.reveal(),),
+                    own_files=tuple(str(path) for _, path in loaded.secret_files),
                     git=GitCli(),
                 )
         except* TelegramUnauthorized:

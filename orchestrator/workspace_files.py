@@ -32,18 +32,21 @@ import time
 import unicodedata
 import zipfile
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypeAlias
 
 from orchestrator.disk import FILE_MODE, NO_FOLLOW_READ, ensure_folder
 from orchestrator.redaction import redact_bytes
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Sequence
+    from collections.abc import Set as AbstractSet
 
 __all__ = [
     "NAME_BYTES",
+    "Identity",
     "Refused",
     "TooBig",
+    "identities",
     "is_env_file",
     "prune_images",
     "read_limited",
@@ -151,7 +154,28 @@ def is_env_file(name: str) -> bool:
     return _ENV_FILE.fullmatch(name) is not None
 
 
-def readable_target(workspace: Path, requested: str, state_dir: Path) -> Path:
+Identity: TypeAlias = tuple[int, int]
+"""A file's device and inode: the same file under any name, a hard link included."""
+
+
+def identities(paths: Iterable[str]) -> frozenset[Identity]:
+    """The identities of those of `paths` that exist (blocking): the bot's own files, which
+    ``/get`` refuses whatever they are called where it finds them."""
+    found = set()
+    for path in paths:
+        with contextlib.suppress(OSError):
+            info = os.stat(path)
+            found.add((info.st_dev, info.st_ino))
+    return frozenset(found)
+
+
+def _own(info: os.stat_result, own: AbstractSet[Identity]) -> bool:
+    return (info.st_dev, info.st_ino) in own
+
+
+def readable_target(
+    workspace: Path, requested: str, state_dir: Path, own: AbstractSet[Identity] = frozenset()
+) -> Path:
     """The file or folder ``/get`` `requested` (relative to `workspace`, or absolute inside
     it), every symlink resolved (blocking).
 
@@ -177,32 +201,43 @@ def readable_target(workspace: Path, requested: str, state_dir: Path) -> Path:
         raise Refused(f"{text} belongs to the bot itself; I don't send those.")
     if is_env_file(target.name) or is_env_file(given.name):
         raise Refused(f"{text} holds secrets (a .env file); I don't send those.")
-    mode = target.stat().st_mode
-    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+    info = target.stat()
+    if _own(info, own):
+        raise Refused(f"{text} is one of the bot's own files; I don't send those.")
+    if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
         raise Refused(f"{text} is neither a file nor a folder.")
     return target
 
 
-def read_limited(root: Path, relative: PurePosixPath, limit: int) -> bytes:
+def read_limited(
+    root: Path, relative: PurePosixPath, limit: int, own: AbstractSet[Identity] = frozenset()
+) -> bytes:
     """The bytes of the regular file `relative` under the folder `root` (blocking), read
     without following any symlink (see the module docstring).
 
     Raises:
-        Refused: a part of the path is no longer what was checked (a link now, or gone).
+        Refused: a part of the path is no longer what was checked (a link now, or gone),
+            or it is one of the bot's `own` files (swapped in after the check).
         TooBig: it is larger than `limit`.
     """
     read = _read_regular(_open_inside(root, relative, folder=False), limit)
-    if read is None:
+    if read is None or _own(read[1], own):
         raise _changed(relative)
     return read[0]
 
 
 def zip_folder(
-    root: Path, relative: PurePosixPath, limit: int, *, secrets: Sequence[str] = ()
+    root: Path,
+    relative: PurePosixPath,
+    limit: int,
+    *,
+    secrets: Sequence[str] = (),
+    own: AbstractSet[Identity] = frozenset(),
 ) -> tuple[bytes, int]:
     """The folder `relative` under `root` as a zip (deflated), with the number of files in
     it (blocking). Symlinks are left out and never followed (they could lead out of the
-    folder), and so are `SKIPPED_IN_ZIP` and anything but regular files and folders. Each
+    folder), and so are `SKIPPED_IN_ZIP`, the bot's `own` files under any name, and anything
+    but regular files and folders. Each
     file is redacted (`secrets`, and anything shaped like a bot token) before it is
     compressed: no redaction can look into the zip afterwards.
 
@@ -222,7 +257,7 @@ def zip_folder(
                     if name in SKIPPED_IN_ZIP or is_env_file(name):
                         continue
                     entry = _read_entry(here, name, limit - counted)
-                    if entry is None:
+                    if entry is None or _own(entry[1], own):
                         continue
                     data, info = entry
                     counted += len(data)

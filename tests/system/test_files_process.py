@@ -8,6 +8,7 @@ working directory; ``/diff`` shows a real git repository's changes with the patc
 from __future__ import annotations
 
 import io
+import os
 import signal
 import subprocess
 import zipfile
@@ -109,10 +110,12 @@ async def test_get_sends_files_and_folders_refuses_the_rest_and_diff_shows_git_c
             running(write_config(tmp_path, tg.base_url, fake), TOKEN) as bot,
         ):
             await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+            os.link(tmp_path / "conf.toml", work / "copy.toml")  # the config, by another name
             for command, documents_after in (("/get src/app.py", 1), ("/get src", 2)):
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text=command)
                 await tg.wait_for(lambda t: len(documents(t)) == documents_after)  # noqa: B023
-            for command in ("/get ../conf.toml", "/get leak", f"/get {tmp_path}/state"):
+            refused = ("/get ../conf.toml", "/get leak", f"/get {tmp_path}/state", "/get copy.toml")
+            for command in refused:
                 answered = len(tg.sent_texts(ALICE))
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text=command)
                 await tg.wait_for(lambda t: len(t.sent_texts(ALICE)) > answered)  # noqa: B023
@@ -127,6 +130,7 @@ async def test_get_sends_files_and_folders_refuses_the_rest_and_diff_shows_git_c
     assert zipfile.ZipFile(io.BytesIO(zipped)).read("app.py") == app
     refusals = [x for x in tg.sent_texts(ALICE) if "outside the working directory" in x]
     assert len(refusals) == 3, tg.sent_texts(ALICE)
+    assert "copy.toml is one of the bot's own files; I don't send those." in tg.sent_texts(ALICE)
     assert diff_name == "work.diff"
     assert b"-print('one')\n+print('two')\n+print('three')\n" in patch
     summary = next(x for x in tg.sent_texts(ALICE) if "Total:" in x)

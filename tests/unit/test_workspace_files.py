@@ -19,6 +19,7 @@ from orchestrator.workspace_files import (
     NAME_BYTES,
     Refused,
     TooBig,
+    identities,
     is_env_file,
     prune_images,
     read_limited,
@@ -256,3 +257,20 @@ def test_a_zipped_file_is_redacted_before_it_is_compressed(workspace: Path) -> N
     assert token not in archive.read("notes.txt").decode()
     assert archive.read("notes.txt").decode() == f"the bot token is {REDACTED}\n"
     assert archive.read("main.py") == b"print('hi')\n"  # the rest as it was
+
+
+def test_the_bots_own_files_are_refused_under_any_name(workspace: Path, tmp_path: Path) -> None:
+    """A hard link in the working directory to the bot's config is the config: refused when
+    asked for, left out of a zip."""
+    config = tmp_path / "conf.toml"
+    config.write_text("[telegram]\nallowed_users = [1]\n")
+    os.link(config, workspace / "src" / "notes.txt")
+    own = identities([str(config), str(tmp_path / "no-such.env")])
+    assert len(own) == 1
+    with pytest.raises(Refused, match="one of the bot's own files"):
+        readable_target(workspace, "src/notes.txt", tmp_path / "state", own)
+    with pytest.raises(Refused):
+        read_limited(workspace, PurePosixPath("src/notes.txt"), 10_000, own)
+    data, _count = zip_folder(workspace, PurePosixPath("src"), 10_000_000, own=own)
+    assert zipfile.ZipFile(io.BytesIO(data)).namelist() == ["main.py"]
+    assert readable_target(workspace, "src/main.py", tmp_path / "state", own)
