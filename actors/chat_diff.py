@@ -91,5 +91,5 @@ async def show_diff(chat: Chat) -> None:
         text[:3500],
         document=changes.patch.encode(),
         document_name=f"{folder or 'changes'}.diff",
-        document_caption="The whole patch",
+        document_caption=f"The whole patch of the changes in {folder} (the summary follows)",
     )
