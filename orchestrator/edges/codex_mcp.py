@@ -376,9 +376,7 @@ class CodexProcess:
         names = await trio.to_thread.run_sync(command_lines, frozenset(running))
         await kill_tree(self.pid, known=running, spare_root=True)
         await self.snapshots.take()
-        logger.info(
-            "worker %d: stopped %d commands left after the call", self.worker_id, len(running)
-        )
+        logger.info("worker %d: stopped %d processes the call left", self.worker_id, len(running))
         shown = ", ".join(f"`{command_text(words)[:80]}`" for words in names[:3])
         more = f" and {len(names) - 3} more" if len(names) > 3 else ""
         return (
