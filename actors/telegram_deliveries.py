@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from actors.telegram_flood_control import Lane
+    from actors.telegram_outbox import Outbox
     from orchestrator.messages import CloseLive, Keyboard, SendReply, UpdateLive
     from orchestrator.ports import ParseMode, TelegramApi
 
@@ -48,6 +49,7 @@ class Deliveries:
 
     api: TelegramApi
     max_chunks: int
+    outbox: Outbox | None
 
     async def _in_chat(self, lane: Lane, call: Callable[[int], Awaitable[T]], *, preview: str) -> T:
         raise NotImplementedError
@@ -74,7 +76,12 @@ class Deliveries:
                 preview=reply.markdown,
             )
             return
+        # The parts Telegram took before a restart are not sent again (`Outbox.mark_delivered`).
+        entry, outbox = lane.entry, self.outbox
+        done = outbox.delivered(entry) if outbox is not None and entry is not None else 0
         for number, chunk in enumerate(chunks):
+            if number < done:
+                continue
             last = number == len(chunks) - 1
             await self._send_html(
                 lane,
@@ -84,6 +91,8 @@ class Deliveries:
                 reply_to=reply.reply_to_message_id if number == 0 else None,
                 silent=reply.silent,
             )
+            if not last and outbox is not None and entry is not None:
+                await outbox.mark_delivered(entry, number + 1)
 
     async def _send_html(
         self,

@@ -35,8 +35,10 @@ What exactly-once means here:
   restart they go out in number order.
 - If the process dies after Telegram answered 200 but before the entry is deleted, the next
   start sends the reply again: a duplicate, never a loss. Telegram has no idempotency key for
-  ``sendMessage``, so this window (one HTTP response and one unlink) cannot be closed. For a
-  reply split into several messages the same holds for the whole reply.
+  ``sendMessage``, so this window (one HTTP response and one unlink) cannot be closed. A
+  reply split into several messages records each part Telegram took (`mark_delivered`, a
+  ``.sent`` file beside the entry, written without an fsync: it is there for a kill, not a
+  power loss), so the next start sends only the parts after it: the window is one part.
 - A damaged entry is set aside (``.corrupt-<time>``) and reported, never a crash loop.
 - When the disk refuses the write (full, read-only, over quota) the reply is still delivered
   from memory; it is only not durable. `orchestrator.disk.DiskTrouble` says so in the log,
@@ -45,6 +47,7 @@ What exactly-once means here:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from dataclasses import dataclass
@@ -66,6 +69,8 @@ __all__ = ["Outbox", "OutboxEntry"]
 logger: Final = logging.getLogger(__name__)
 
 _SUFFIX: Final = ".json"
+_SENT: Final = ".sent"
+"""Beside an entry: how many of its parts Telegram took (`Outbox.mark_delivered`)."""
 
 
 class _StoredEntry(msgspec.Struct, frozen=True, kw_only=True):
@@ -84,6 +89,8 @@ class OutboxEntry:
 
     number: int
     reply: SendReply
+    delivered: int = 0
+    """Parts of it Telegram took before the process stopped (see `Outbox.mark_delivered`)."""
 
 
 @final
@@ -102,6 +109,8 @@ class Outbox:
         """Reserved entries not written yet: their `remove` waits for the write."""
         self._refused: set[int] = set()
         """Reserved entries the disk refused: their replies go out from memory only."""
+        self._delivered: dict[int, int] = {}
+        """Entries partly delivered: how many parts Telegram took (`mark_delivered`)."""
         self.trouble = disk.DiskTrouble(f"undelivered replies in {folder}")
 
     @classmethod
@@ -117,7 +126,24 @@ class Outbox:
                 "%d reply(ies) from an earlier run were not delivered yet; sending them first",
                 len(entries),
             )
-        return cls(folder, highest + 1, secrets=secrets), entries
+        outbox = cls(folder, highest + 1, secrets=secrets)
+        outbox._delivered = {entry.number: entry.delivered for entry in entries if entry.delivered}
+        return outbox, entries
+
+    def delivered(self, number: int) -> int:
+        """How many parts of entry `number` Telegram already took (0: none, or unknown)."""
+        return self._delivered.get(number, 0)
+
+    async def mark_delivered(self, number: int, parts: int) -> None:
+        """Telegram took the first `parts` parts of entry `number`: a restart sends only the
+        rest. Best effort: a disk that refuses costs a duplicate part after a kill, no more."""
+        self._delivered[number] = parts
+        try:
+            with trio.CancelScope(shield=True):
+                write = functools.partial(disk.write_atomically, durable=False)
+                await disk.run_sync(write, self._sent_path(number), f"{parts}\n".encode())
+        except OSError as error:
+            self.trouble.failed(error)
 
     async def put(self, reply: SendReply) -> int | None:
         """Write `reply` durably; its entry number, or None when the disk refused (logged,
@@ -175,26 +201,46 @@ class Outbox:
             await disk.run_sync(_unlink, self.path_of(number))
         except OSError as error:  # the next start sends it again: a duplicate, not a loss
             self.trouble.failed(error)
+        if self._delivered.pop(number, None) is not None:
+            with contextlib.suppress(OSError):  # an orphan .sent is ignored at the next start
+                await disk.run_sync(_unlink, self._sent_path(number))
         return True
 
     def path_of(self, number: int) -> Path:
         """The file of entry `number`."""
         return self.folder / f"{number:012d}{_SUFFIX}"
 
+    def _sent_path(self, number: int) -> Path:
+        return self.folder / f"{number:012d}{_SENT}"
+
 
 def _unlink(path: Path) -> None:
     path.unlink(missing_ok=True)
 
 
+def _delivered_parts(path: Path) -> int:
+    """The count in an entry's ``.sent`` file; 0 when there is none or it cannot be read."""
+    try:
+        return max(0, int(disk.read_regular(path).decode().strip() or 0))
+    except (OSError, ValueError, *disk.DAMAGED):
+        return 0
+
+
 def _load(folder: Path) -> tuple[list[OutboxEntry], int]:
     """The entries in `folder` in number order, and the highest number seen (0: none)."""
     try:
-        names = sorted(path for path in folder.iterdir() if path.name.endswith(_SUFFIX))
+        listed = list(folder.iterdir())
     except FileNotFoundError:
         return [], 0
     except OSError as error:  # not a folder, unreadable: serve on, from memory only
         logger.error("cannot read the outbox %s (%s); starting without it", folder, error)
         return [], 0
+    names = sorted(path for path in listed if path.name.endswith(_SUFFIX))
+    for orphan in {p for p in listed if p.name.endswith(_SENT)} - {
+        p.with_suffix(_SENT) for p in names
+    }:
+        with contextlib.suppress(OSError):  # its entry is gone: delivered, or never written
+            orphan.unlink()
     entries: list[OutboxEntry] = []
     highest = 0
     for path in names:
@@ -204,7 +250,9 @@ def _load(folder: Path) -> tuple[list[OutboxEntry], int]:
             continue  # not ours
         highest = max(highest, number)
         try:
-            entries.append(OutboxEntry(number, _DECODER.decode(disk.read_regular(path)).reply))
+            reply = _DECODER.decode(disk.read_regular(path)).reply
+            sent = _delivered_parts(path.with_suffix(_SENT))
+            entries.append(OutboxEntry(number, reply, sent))
         except disk.DAMAGED as error:
             aside = disk.set_aside(path)
             logger.error("outbox entry %s is damaged (%s); moved it to %s", path, error, aside)

@@ -233,3 +233,29 @@ async def test_damaged_or_planted_entries_are_set_aside_and_the_rest_still_goes_
     assert [(entry.number, entry.reply.markdown) for entry in entries] == [(3, "kept")]
     assert outbox.reserve() == 4  # numbering goes on after every name seen
     assert len(list(folder.glob("*.corrupt-*"))) == 2
+
+
+async def test_a_reply_in_parts_is_not_sent_again_from_the_start_after_a_stop(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Each part Telegram took is on record beside the entry: after a stop in the middle
+    of a long reply, the next start sends only the parts that had not gone out."""
+    folder = tmp_path / "outbox"
+    long_reply = "\n\n".join(f"part {n} " + "x" * 4000 for n in range(3))
+    flaky = FakeTelegramApi()
+    flaky.fail("sendMessage", *[TelegramTransientError("timed out")] * 1000)
+    flaky.failures["sendMessage"].appendleft(lambda call: None)  # the first two go through
+    flaky.failures["sendMessage"].appendleft(lambda call: None)
+    with trio.move_on_after(600):  # the process stops with the third part still failing
+        async with running_sender(flaky, folder) as send:
+            await send.send(SendReply(chat_id=5, markdown=long_reply))
+            await trio.sleep_forever()
+    assert [text.split()[:2] for text in sent(flaky, 5)] == [["part", "0"], ["part", "1"]]
+    assert (await Outbox.open(folder))[1][0].delivered == 2
+    up = FakeTelegramApi()
+    with trio.fail_after(HOUR):
+        async with running_sender(up, folder):
+            await up.wait_for(lambda a: len(sent(a, 5)) == 1)
+            await trio.sleep(10)
+    assert [text.split()[:2] for text in sent(up, 5)] == [["part", "2"]]
+    assert sorted(path.name for path in folder.iterdir()) == []  # entry and record gone
