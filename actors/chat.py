@@ -654,14 +654,7 @@ async def run(
                     result = "idle"
                     break
         finally:
+            # A half-collected paste or album is on record as it is (`collect` saved it):
+            # after the restart it waits for the rest again (`chat_recovery.recover`).
             chat.closing = True
-            if chat.batch and not chat.batch_images:  # an album is on record as it is
-                # Keep a half-collected batch: it runs after the restart.
-                chat.state = msgspec.structs.replace(
-                    chat.state, queue=(*chat.state.queue, "\n\n".join(chat.batch)), batch=()
-                )
-                chat.batch = []
-                with trio.move_on_after(FINISH_GRACE) as cleanup:
-                    cleanup.shield = True
-                    await chat.save()
         return result

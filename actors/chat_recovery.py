@@ -4,8 +4,10 @@ A file whose download a kill interrupted is reported too: the user is asked to s
 
 The session file records the running request (its prompt and progress message) and any parts
 of a paste not started yet. At the next start `recover` closes the stale progress message,
-offers a "Run again" button with an unguessable token and queues the unstarted parts (an
-album's photos not started yet are offered with "Run again" too);
+offers a "Run again" button with an unguessable token and waits ``batch_window`` again for
+the rest of a paste whose first parts were received (the rest is often already waiting at
+Telegram), so it still runs as one request (an album's photos not started yet are offered
+with "Run again");
 `run_again` serves a press on that button once. A request with photos runs again with them
 while they are kept (`files.image_retention`), and only when the chat is idle (a photo cannot
 wait in the text queue).
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import msgspec
+import trio
 
 from actors import chat_files, chat_texts
 from actors.chat_approvals import rerun_data
@@ -57,7 +60,13 @@ async def recover(chat: Chat) -> None:
             batch=(),
             batch_images=(),
         )
-    if state.batch:
+    if state.batch and chat.config.sessions.batch_window > 0:
+        # The first parts of a paste Telegram split: the rest is often already waiting at
+        # Telegram and comes with the first updates. Wait for it again, as before the stop,
+        # so the paste runs as one request, not as two.
+        chat.batch = list(state.batch)
+        chat.batch_due = trio.current_time() + chat.config.sessions.batch_window
+    elif state.batch:
         state = msgspec.structs.replace(
             state, queue=(*state.queue, "\n\n".join(state.batch)), batch=()
         )

@@ -1204,3 +1204,27 @@ async def test_an_argument_a_command_does_not_take_is_said_unused(
     )
     assert "/cancel takes nothing after it, so “everything” was not used." in replies
     assert not [job for process in bot.fakes.started for job in process.calls]
+
+
+async def test_after_a_restart_a_kept_part_of_a_paste_waits_for_its_rest(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The rest of a split paste is often already waiting at Telegram when the bot comes
+    back: the kept first part waits ``batch_window`` for it again, and the paste runs as one
+    request, not two."""
+    part = "p" * 4096
+    async with running_bot(tmp_path, batch_window=30.0) as bot:
+        await bot.say(ALICE, part)
+        await bot.wait(lambda: bool(bot.store.path_for(SessionKey(ALICE, ALICE)).exists()))
+    state = (await bot.store.load(SessionKey(ALICE, ALICE))).state
+    assert state is not None
+    assert state.batch == (part,)  # on record through the stop, not queued
+    assert state.queue == ()
+    assert not [job for process in bot.fakes.started for job in process.calls]
+    async with running_bot(tmp_path, batch_window=30.0) as again:
+        await trio.sleep(0.5)
+        await again.say(ALICE, "and the rest")
+        await again.wait_reply(ALICE, f"FAKE: {part}\n\nand the rest")
+    assert [job.prompt for process in again.fakes.started for job in process.calls] == [
+        f"{part}\n\nand the rest"
+    ]
