@@ -127,10 +127,15 @@ UNREADABLE_INSTRUCTIONS: Final = (
 
 NO_TEXT: Final = "Codex finished without writing an answer."
 
-INTERRUPTED: Final = "⏹ Interrupted by a restart of the bot; it will run again afterwards."
+INTERRUPTED: Final = (
+    "⏹ Interrupted: the bot is stopping. It runs again from the start when the bot is back "
+    "(what Codex changed so far stays changed)."
+)
+"""A stop stops it for good only if the bot never comes back, so "when the bot is back", not
+"after the restart" (``systemctl stop`` brings none)."""
 
 INTERRUPTED_WITH_IMAGES: Final = (
-    "⏹ Interrupted by a restart of the bot; afterwards a button offers to run it again."
+    "⏹ Interrupted: the bot is stopping. When it is back, a button offers to run it again."
 )
 
 SHOW_DIFF: Final = ((Button("📝 Show diff", diff_data()),),)

@@ -266,6 +266,9 @@ async def test_a_stopped_chat_tells_the_user_and_lets_the_cancel_through(
             nursery.cancel_scope.cancel()
     assert outcomes == []
     closes = [m.final_text for m in bot.sent if isinstance(m, CloseLive)]
-    assert closes == ["⏹ Interrupted by a restart of the bot; it will run again afterwards."]
+    assert closes == [
+        "⏹ Interrupted: the bot is stopping. It runs again from the start when the bot is "
+        "back (what Codex changed so far stays changed)."
+    ]
     assert bot.replies() == []
     assert isinstance(stopped_outcome(bot.request), Interrupted)
