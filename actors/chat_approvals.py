@@ -41,6 +41,7 @@ import trio
 from orchestrator.channels import reply_nowait
 from orchestrator.messages import ApprovalDecision, Button, TraceRecord
 from orchestrator.redaction import REDACTED, TOKEN_PATTERN
+from orchestrator.words import one_line
 
 if TYPE_CHECKING:
     from actors.chat_output import ChatOutput
@@ -326,11 +327,9 @@ def approval_view(ask: ApprovalAsk, working_directory: str) -> ApprovalView:
 def _why(ask: ApprovalAsk) -> str:
     """The model's reason for asking, as a line to add (at most `REASON_LIMIT` characters),
     or "" when the backend gave none."""
-    reason = " ".join(ask.reason.split())
+    reason = one_line(ask.reason, REASON_LIMIT)
     if not reason:
         return ""
-    if len(reason) > REASON_LIMIT:
-        reason = reason[: REASON_LIMIT - 1] + "…"
     return f"\nWhy, in Codex's words: {visible(reason)}"
 
 

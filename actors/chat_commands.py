@@ -30,7 +30,7 @@ from actors import (
 )
 from actors.chat_request import WAITING_FOR_THE_USER, phase_words
 from orchestrator.messages import TraceRecord
-from orchestrator.words import plural
+from orchestrator.words import one_line, plural
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -49,17 +49,12 @@ _NO_ARGUMENTS: Final = frozenset({"new", "cancel", "diff", "status", "sessions"}
 (``/diff src`` shows the whole working directory; ``/new fix the login`` sends nothing)."""
 
 
-def _cut(text: str, limit: int = 60) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 async def on_command(chat: Chat, name: str, args: str) -> None:
     """Carry out the command `name` (lower-case, without ``/``) with its arguments `args`."""
     argument = args.strip()
     if argument and name in _NO_ARGUMENTS:
         await chat.out.say(
-            f"/{name} takes nothing after it, so “{_cut(argument)}” was not used"
+            f"/{name} takes nothing after it, so “{one_line(argument, 60)}” was not used"
             + (": send it as a message of its own." if name == "new" else "."),
             plain=True,
         )

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from orchestrator.words import plural
+from orchestrator.words import one_line, plural
 
 __all__ = [
     "BOT_COMMANDS",
@@ -212,8 +212,7 @@ IMAGES_GONE: Final = "The photo of that request is no longer kept. Send it again
 
 
 def _quote(prompt: str, limit: int = 300) -> str:
-    text = " ".join(prompt.split())
-    return f"“{text if len(text) <= limit else text[: limit - 1] + '…'}”"
+    return f"“{one_line(prompt, limit)}”"
 
 
 def interrupted_by_a_stop(prompt: str) -> str:

@@ -46,6 +46,7 @@ from orchestrator.role_answers import (
     extract_files_changed,
     merge_files_changed,
 )
+from orchestrator.words import one_line
 from orchestrator.workflow_types import (
     MAX_REVIEW_ROUNDS,
     Mode,
@@ -126,11 +127,6 @@ TraceSink: TypeAlias = Callable[[RoleTrace], None]
 cancelled scope: the adapter must not block (``send_nowait`` to the tracer, shedding when full)."""
 
 
-def _clip(text: str, limit: int = TRACE_DETAIL_LIMIT) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 @dataclass
 class _Ledger:
     """One workflow's bookkeeping: calls roles, traces them, sums their usage."""
@@ -171,7 +167,7 @@ class _Ledger:
                     outcome=outcome,
                     thread_id=thread,
                     worker_id=worker,
-                    detail=_clip(detail),
+                    detail=one_line(detail, TRACE_DETAIL_LIMIT),
                     malformed=malformed,
                     usage=usage or TokenUsage(),
                 )
