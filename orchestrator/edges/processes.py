@@ -42,7 +42,7 @@ from orchestrator.config import TOKEN_VARIABLE
 from orchestrator.errors import WorkerStartError
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence, Set
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence, Set
     from pathlib import Path
 
 __all__ = [
@@ -85,26 +85,31 @@ class _Stat(NamedTuple):
     session: int
 
 
-def _stats() -> dict[int, _Stat]:
-    """pid → (parent, process group, session) for every visible process."""
-    stats: dict[int, _Stat] = {}
+def _every_process(name: str) -> Iterator[tuple[int, bytes]]:
+    """(pid, bytes of ``/proc/<pid>/<name>``) for every process whose file can be read."""
     try:
         entries = os.listdir("/proc")
     except OSError:
-        return stats
+        return
     for entry in entries:
         if not entry.isdigit():
             continue
         try:
-            with open(f"/proc/{entry}/stat", "rb") as handle:
-                stat = handle.read()
+            with open(f"/proc/{entry}/{name}", "rb") as handle:
+                yield int(entry), handle.read()
         except OSError:
             continue
+
+
+def _stats() -> dict[int, _Stat]:
+    """pid → (parent, process group, session) for every visible process."""
+    stats: dict[int, _Stat] = {}
+    for pid, stat in _every_process("stat"):
         # The command name may contain spaces and parentheses: split after the last ')'.
         # Then: state ppid pgrp session ...
         fields = stat[stat.rfind(b")") + 2 :].split()
         if len(fields) > 3:
-            stats[int(entry)] = _Stat(int(fields[1]), int(fields[2]), int(fields[3]))
+            stats[pid] = _Stat(int(fields[1]), int(fields[2]), int(fields[3]))
     return stats
 
 
@@ -225,22 +230,11 @@ def marked_processes(mark: str) -> set[int]:
     """The processes (those of this user whose environment can be read) that carry
     `WORKER_MARK` with the value `mark`, this one left out (blocking: reads ``/proc``)."""
     needle = f"\0{WORKER_MARK}={mark}\0".encode()
-    found: set[int] = set()
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return found
-    for entry in entries:
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as handle:
-                environ = handle.read()
-        except OSError:
-            continue
-        if needle in b"\0" + environ + b"\0" and alive(int(entry)):
-            found.add(int(entry))
-    return found
+    return {
+        pid
+        for pid, environ in _every_process("environ")
+        if pid != os.getpid() and needle in b"\0" + environ + b"\0" and alive(pid)
+    }
 
 
 async def stop_leftovers(mark: str) -> set[int]:
