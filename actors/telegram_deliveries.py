@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from actors.telegram_flood_control import Lane
     from actors.telegram_outbox import Outbox
+    from actors.telegram_sender import SenderStatistics
     from orchestrator.messages import CloseLive, Keyboard, SendReply, UpdateLive
     from orchestrator.ports import ParseMode, TelegramApi
 
@@ -50,6 +51,7 @@ class Deliveries:
     api: TelegramApi
     max_chunks: int
     outbox: Outbox | None
+    stats: SenderStatistics
 
     async def _in_chat(self, lane: Lane, call: Callable[[int], Awaitable[T]], *, preview: str) -> T:
         raise NotImplementedError
@@ -133,6 +135,24 @@ class Deliveries:
                 )
             self._undelivered(lane.chat_id, str(error), chunk)
             raise GiveUp from error
+
+    async def _live(self, lane: Lane, live: UpdateLive) -> None:
+        """Deliver a progress text. An edit of a message already shown can be dropped by a
+        final that arrives meanwhile (`Lane.edit_call`): the progress message is closed or
+        left behind by that final anyway. A first send is never cut short: a message that
+        Telegram made but we never heard of would keep a dead Cancel button."""
+        with contextlib.suppress(GiveUp):  # refused for good (traced)
+            if live.slot not in lane.live_message:
+                await self._deliver_live(lane, live)
+                return
+            edit = lane.edit_call = trio.CancelScope()
+            try:
+                with edit:
+                    await self._deliver_live(lane, live)
+            finally:
+                lane.edit_call = None
+            if edit.cancelled_caught:
+                self.stats.shed_live += 1
 
     async def _deliver_live(self, lane: Lane, live: UpdateLive) -> None:
         text = fit(sanitize_text(live.text))

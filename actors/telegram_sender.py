@@ -36,7 +36,6 @@ It owns flood control and delivery guarantees:
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import itertools
 import logging
@@ -379,24 +378,6 @@ class _Sender(Deliveries):
             if idle and lane.next_allowed < trio.current_time():
                 # Nothing to remember about an idle chat: free it (a slow leak otherwise).
                 self.lanes.pop(lane.chat_id, None)
-
-    async def _live(self, lane: Lane, live: UpdateLive) -> None:
-        """Deliver a progress text. An edit of a message already shown can be dropped by a
-        final that arrives meanwhile (`Lane.edit_call`): the progress message is closed or
-        left behind by that final anyway. A first send is never cut short: a message that
-        Telegram made but we never heard of would keep a dead Cancel button."""
-        with contextlib.suppress(GiveUp):  # refused for good (traced)
-            if live.slot not in lane.live_message:
-                await self._deliver_live(lane, live)
-                return
-            edit = lane.edit_call = trio.CancelScope()
-            try:
-                with edit:
-                    await self._deliver_live(lane, live)
-            finally:
-                lane.edit_call = None
-            if edit.cancelled_caught:
-                self.stats.shed_live += 1
 
     async def _chat_action(self, lane: Lane, action: SendChatAction) -> None:
         chat_id = self.migrated.get(action.chat_id, action.chat_id)
