@@ -49,6 +49,7 @@ __all__ = [
     "decode_json",
     "decode_update",
     "decode_update_id",
+    "mend_text",
     "parse_command",
     "prune_json",
     "quoted_from",
@@ -361,13 +362,44 @@ def decode_json(decoder: msgspec.json.Decoder[T], data: bytes | msgspec.Raw) -> 
     and the update ids survive, an update whose own fields were cut fails to decode like any
     malformed update and is skipped, and one with a deep field we do not read is served.
 
+    A body that holds a lone UTF-16 surrogate (``"\\ud800"``, which a client with broken
+    UTF-16 can put in a message) or bytes that are not UTF-8 is refused whole by msgspec. It
+    is decoded again with each such piece replaced by U+FFFD (`mend_text`): otherwise one bad
+    message would make every getUpdates fail, and the poller retry it for ever.
+
     Raises:
         msgspec.DecodeError: `data` is not valid JSON of the decoder's type.
     """
     try:
         return decoder.decode(data)
     except RecursionError:
-        return decoder.decode(prune_json(bytes(data), MAX_JSON_DEPTH))
+        return decode_json(decoder, prune_json(bytes(data), MAX_JSON_DEPTH))
+    except (msgspec.DecodeError, UnicodeDecodeError) as error:
+        mended = mend_text(bytes(data))
+        if mended == data:
+            raise msgspec.DecodeError(str(error)) from None
+        return decode_json(decoder, mended)
+
+
+def mend_text(data: bytes) -> bytes:
+    """`data` with bytes that are not UTF-8, and every lone surrogate escape, made U+FFFD.
+
+    Surrogate pairs are kept. Escapes are read left to right, so an escaped backslash before
+    ``u`` (``"\\\\ud800"``, the six characters ``\\ud800``) is left alone.
+    """
+    text = data.decode("utf-8", "replace").encode()
+    return _ESCAPE.sub(_mend_escape, text)
+
+
+_ESCAPE: Final = re.compile(
+    rb"\\(?:u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|.)"
+)
+_LONE_SURROGATE: Final = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _mend_escape(escape: re.Match[bytes]) -> bytes:
+    text = escape.group()
+    return rb"\ufffd" if _LONE_SURROGATE.fullmatch(text) else text
 
 
 def prune_json(data: bytes, max_depth: int) -> bytes:

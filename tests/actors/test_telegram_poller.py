@@ -308,6 +308,46 @@ async def test_json_nested_past_the_decoder_is_logged_skipped_and_polling_goes_o
     assert ledger.seen(6)
 
 
+async def test_a_lone_surrogate_or_a_byte_that_is_not_utf8_is_mended_not_retried_for_ever(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """msgspec refuses a whole body for one lone ``\\ud800`` escape (a client with broken
+    UTF-16 can send it) or one byte that is not UTF-8: the same getUpdates then failed for
+    ever, and no chat got another message. Now such text reads as U+FFFD and the rest runs."""
+
+    def update(update_id: int, text: bytes) -> bytes:
+        return (
+            b'{"update_id":%d,"message":{"message_id":%d,"date":0,'
+            b'"chat":{"id":7,"type":"private"},"text":"%s"}}' % (update_id, update_id, text)
+        )
+
+    bodies = [
+        b'{"ok":true,"result":['
+        + update(5, rb"bad \ud800 half, kept \ud83d\ude00 pair, escaped \\ud800")
+        + b","
+        + update(6, b"raw \xff byte")
+        + b"]}"
+    ]
+    polls = 0
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal polls
+        polls += 1
+        if not bodies:
+            await trio.sleep(json.loads(request.content)["timeout"])
+            return httpx.Response(200, content=b'{"ok":true,"result":[]}')
+        return httpx.Response(200, content=bodies.pop(0))
+
+    async with open_telegram_api("1:x", transport=httpx.MockTransport(handler)) as api:
+        harness = Harness(api, tmp_path / "updates.json")
+        await harness.run(stop_after=2)
+    assert texts(harness.received) == [
+        "bad \ufffd half, kept \U0001f600 pair, escaped \\ud800",
+        "raw \ufffd byte",
+    ]
+    assert polls <= 3
+
+
 async def test_a_strangers_text_is_not_traced(
     harness: FakeHarness, autojump_clock: trio.testing.MockClock
 ) -> None:

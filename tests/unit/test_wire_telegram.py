@@ -19,6 +19,7 @@ from orchestrator.wire.telegram import (
     decode_json,
     decode_update,
     decode_update_id,
+    mend_text,
     prune_json,
     to_router_message,
 )
@@ -53,6 +54,29 @@ def test_decode_json_survives_any_depth() -> None:
     envelope = decode_json(decoder, b'{"ok":true,"result":' + nested(DEEP) + b"}")
     assert msgspec.json.decode(envelope["ok"]) is True
     assert bytes(envelope["result"]).count(b"[") == MAX_JSON_DEPTH - 1
+
+
+@pytest.mark.parametrize(
+    ("body", "text"),
+    [
+        (rb'{"t":"a\ud800b"}', "a\ufffdb"),
+        (rb'{"t":"\udc00 \ud83d"}', "\ufffd \ufffd"),
+        (rb'{"t":"\ud83d\ude00"}', "\U0001f600"),
+        (rb'{"t":"\\ud800"}', "\\ud800"),
+        (rb'{"t":"\\\ud800"}', "\\\ufffd"),
+        (b'{"t":"\xed\xa0\x80!"}', "\ufffd\ufffd\ufffd!"),
+    ],
+)
+def test_text_msgspec_refuses_is_mended(body: bytes, text: str) -> None:
+    """A lone surrogate escape or a byte that is not UTF-8 spoils only itself: a pair and an
+    escaped backslash before ``u`` stay as they are."""
+    assert decode_json(msgspec.json.Decoder(dict[str, str]), body) == {"t": text}
+
+
+def test_json_that_is_broken_otherwise_still_fails_as_a_decode_error() -> None:
+    with pytest.raises(msgspec.DecodeError):
+        decode_json(msgspec.json.Decoder(dict[str, str]), b'{"t":"\\ud800')
+    assert mend_text(b'{"t":1}') == b'{"t":1}'
 
 
 def test_a_deep_update_keeps_its_id_and_fails_to_decode_like_any_malformed_one() -> None:
