@@ -30,6 +30,7 @@ delivered. Approve is never offered on a shortened view.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import unicodedata
 from dataclasses import dataclass, field
@@ -68,6 +69,7 @@ __all__ = [
     "decode_button",
     "diff_data",
     "effort_data",
+    "folder_mark",
     "model_data",
     "rerun_data",
     "steer_data",
@@ -127,6 +129,10 @@ class RerunButton(msgspec.Struct, frozen=True):
 class DiffButton(msgspec.Struct, frozen=True):
     """A press on "Show diff" under a result that changed files."""
 
+    folder: str
+    """`folder_mark` of the folder the result's changes were made in; empty on a button
+    made before it carried one."""
+
 
 class ApprovalButton(msgspec.Struct, frozen=True):
     """A press on an approval button; `decision` is None when the choice is not one we know."""
@@ -150,9 +156,14 @@ def rerun_data(token: str) -> str:
     return f"rr:{token}"
 
 
-def diff_data() -> str:
-    """The callback data of the "Show diff" button."""
-    return "df:"
+def diff_data(folder: str) -> str:
+    """The callback data of the "Show diff" button under a result that changed `folder`."""
+    return f"df:{folder_mark(folder)}"
+
+
+def folder_mark(folder: str) -> str:
+    """A short mark of a working directory, for a button to name it within 64 bytes."""
+    return hashlib.sha256(folder.encode()).hexdigest()[:12]
 
 
 class SteerButton(msgspec.Struct, frozen=True):
@@ -209,7 +220,7 @@ def decode_button(
     """Read a button's callback data; None when it is none of ours."""
     kind, _, rest = data.partition(":")
     if kind == "df":
-        return DiffButton()
+        return DiffButton(rest)
     if kind == "cx":
         return CancelButton(rest)
     if kind == "rr":

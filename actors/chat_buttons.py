@@ -10,6 +10,7 @@ answered "Unknown button." and does nothing.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, assert_never
 
 from actors import (
@@ -32,6 +33,7 @@ from actors.chat_approvals import (
     SteerButton,
     StopButton,
     decode_button,
+    folder_mark,
 )
 
 if TYPE_CHECKING:
@@ -65,7 +67,7 @@ async def on_press(chat: Chat, press: InboundCallback) -> None:
             await chat_recovery.run_again(chat, press, button.token)
         case DiffButton():
             await chat.out.answer(press, "")
-            await chat_diff.show_diff(chat)
+            await _show_diff(chat, button)
         case SteerButton():
             await chat_steer.press(chat, press, button.token)
         case StopButton():
@@ -76,3 +78,18 @@ async def on_press(chat: Chat, press: InboundCallback) -> None:
             await chat.out.answer(press, "Unknown button.")
         case _:
             assert_never(button)
+
+
+async def _show_diff(chat: Chat, button: DiffButton) -> None:
+    """The changes of the folder the result was made in: when the chat works in another one
+    now (``/branch``, ``/profile``), its diff would pass for the result's, so say so."""
+    folder = chat.profile.working_directory
+    if button.folder and button.folder != folder_mark(folder):
+        name = Path(folder).name
+        await chat.out.say(
+            "That result's changes were made in another folder, and this chat works in "
+            f"{name} now. Switch back to see them; /diff shows the changes in {name}.",
+            plain=True,
+        )
+        return
+    await chat_commands.read_behind_the_inbox(chat, lambda: chat_diff.show_diff(chat))

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from actors.chat import Chat
     from orchestrator.ports import PoolStatistics
 
-__all__ = ["cancel", "on_command", "release_thread", "status_text"]
+__all__ = ["cancel", "on_command", "read_behind_the_inbox", "release_thread", "status_text"]
 
 _WORKER_STATES: Final = ("idle", "busy", "starting", "draining", "dead")
 """Worker states in the order /status lists them."""
@@ -76,9 +76,9 @@ async def on_command(chat: Chat, name: str, args: str) -> None:
         case "profile":
             await _profile(chat, argument)
         case "get":
-            await _behind_the_inbox(chat, lambda: chat_files.get_file(chat, argument))
+            await read_behind_the_inbox(chat, lambda: chat_files.get_file(chat, argument))
         case "diff":
-            await _behind_the_inbox(chat, lambda: chat_diff.show_diff(chat))
+            await read_behind_the_inbox(chat, lambda: chat_diff.show_diff(chat))
         case "model" | "effort" | "usage":
             await chat_model.on_command(chat, name, argument)
         case "sessions":
@@ -102,7 +102,7 @@ async def _mode(chat: Chat, argument: str) -> None:
     await chat.out.say(f"Mode set to {mode}{suffix}.", plain=True)
 
 
-async def _behind_the_inbox(chat: Chat, read: Callable[[], Awaitable[None]]) -> None:
+async def read_behind_the_inbox(chat: Chat, read: Callable[[], Awaitable[None]]) -> None:
     """Run a command that only reads (``/get`` zipping a large folder, ``/diff`` of a large
     repository: seconds) in the chat's nursery, so it holds up neither this chat's next
     messages nor, through the poller's wait for the chats to take a batch, every other

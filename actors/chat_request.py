@@ -138,9 +138,6 @@ INTERRUPTED_WITH_IMAGES: Final = (
     "⏹ Interrupted: the bot is stopping. When it is back, a button offers to run it again."
 )
 
-SHOW_DIFF: Final = ((Button("📝 Show diff", diff_data()),),)
-"""The button under a result that changed files (``/diff``)."""
-
 MOVED_NOTE: Final = (
     "Note: your earlier Codex session was no longer available, so this "
     "continued in a new one with a summary of the conversation."
@@ -301,7 +298,7 @@ async def serve_request(
         with trio.move_on_after(FINISH_GRACE) as cleanup:
             cleanup.shield = True
             await approvals.close_all()
-            await _report(request, ended, out)
+            await _report(request, ended, out, profile.working_directory)
     return ended
 
 
@@ -550,10 +547,11 @@ def _live_text(request: Request) -> str:
     return "\n".join(lines)
 
 
-async def _report(request: Request, outcome: RequestOutcome, out: ChatOutput) -> None:
+async def _report(request: Request, outcome: RequestOutcome, out: ChatOutput, folder: str) -> None:
     """Tell the user how the request ended, once: the result (or a failure) as a message that
     notifies, the progress message taken away; a cancel or an interruption in the progress
-    message itself when it is shown (a message of its own otherwise)."""
+    message itself when it is shown (a message of its own otherwise). `folder` is the working
+    directory it ran in, for its "Show diff" button."""
     request.reported = True
     match outcome:
         case Completed(result=result):
@@ -569,7 +567,7 @@ async def _report(request: Request, outcome: RequestOutcome, out: ChatOutput) ->
             changed = bool(result.files_changed or request.progress.files)
             keyboard = (
                 *(stop_keyboard(request.token) if outcome.background else ()),
-                *(SHOW_DIFF if changed else ()),
+                *(((Button("📝 Show diff", diff_data(folder)),),) if changed else ()),
             )
             await out.say(text, keyboard=keyboard, quoting=request.quoting)
             await _drop_live(request, out)

@@ -13,7 +13,7 @@ import msgspec
 import trio
 import trio.testing
 
-from actors.chat_approvals import diff_data
+from actors.chat_approvals import diff_data, folder_mark
 from actors.chat_diff import NOT_A_REPOSITORY
 from actors.chat_files import (
     ALBUM_PROMPT,
@@ -344,21 +344,36 @@ async def test_get_sends_a_file_or_a_zipped_folder_and_refuses_the_rest(
 async def test_a_result_that_changed_files_carries_a_show_diff_button(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    """The button's data is the short ``df:``; a press outside a git repository says so."""
+    """The button's data is ``df:`` and a short mark of the folder the result was made in; a
+    press outside a git repository says so. Pressed once the chat works in another folder,
+    it says so rather than pass that folder's changes off as the result's."""
     fakes = FakeProcesses()
     fakes.rule("edit", reply="edited", events=[PatchApplied(files=("a.py",))])
+    work = str(tmp_path / "work")
     async with running_bot(tmp_path, fakes=fakes, git=FakeGit()) as bot:
         await bot.wait(lambda: len(bot.fakes.started) == 2)
         await bot.say(ALICE, "just talk")
         await bot.wait_reply(ALICE, "FAKE: just talk")
         await bot.say(ALICE, "edit a.py")
         await bot.wait_reply(ALICE, "edited")
-        await bot.press(ALICE, diff_data())
+        await bot.press(ALICE, diff_data(work))
         await bot.wait_reply(ALICE, NOT_A_REPOSITORY)
+        await bot.say(ALICE, "/profile other")
+        await bot.wait_reply(ALICE, "Switched to profile other")
+        await bot.press(ALICE, diff_data(work))
+        await bot.wait_reply(ALICE, "That result's changes were made in another folder")
+        await bot.press(ALICE, "df:")  # a button from before the mark: the current folder
+        await bot.wait_reply(ALICE, NOT_A_REPOSITORY, count=2)
     keyboards = [m.keyboard for m in bot.sent if isinstance(m, SendReply) and "FAKE" in m.markdown]
     assert keyboards == [()]
     edited = next(m for m in bot.sent if isinstance(m, SendReply) and "edited" in m.markdown)
-    assert edited.keyboard == ((Button("📝 Show diff", "df:"),),)
+    assert edited.keyboard == ((Button("📝 Show diff", f"df:{folder_mark(work)}"),),)
+    assert len(edited.keyboard[0][0].callback_data) == 15
+    moved = next(m for m in bot.sent if isinstance(m, SendReply) and "another folder" in m.markdown)
+    assert moved.markdown == (
+        "That result's changes were made in another folder, and this chat works in other "
+        "now. Switch back to see them; /diff shows the changes in other."
+    )
 
 
 async def test_a_photo_request_a_stop_interrupted_runs_again_with_its_photo(
