@@ -350,10 +350,10 @@ async def get_file(chat: Chat, argument: str) -> None:
         return
     await chat.out.show(
         f"file-{secrets.token_hex(4)}",
-        f"📎 {relative} ({what})",
+        "",  # the file alone: its caption says what it is
         document=data,
         document_name=name,
-        document_caption=relative,
+        document_caption=f"📎 {relative} ({what})",
     )
 
 

@@ -18,6 +18,7 @@ import trio
 
 from orchestrator.errors import TelegramBadRequest
 from orchestrator.rendering import (
+    CAPTION_LIMIT,
     MESSAGE_LIMIT,
     render_plain,
     render_reply,
@@ -159,7 +160,11 @@ class Deliveries:
         message_id = lane.live_message.get(live.slot)
         if message_id is None:
             if live.document:
-                await self._send_live_document(lane, live)  # GiveUp: no message, no buttons
+                document_id = await self._send_live_document(lane, live)  # GiveUp: no message
+                if not live.text:  # the file says it all (/get)
+                    lane.live_message[live.slot] = document_id
+                    _tell_shown(live, document_id)
+                    return
             lane.live_message[live.slot] = await self._send_plain(lane, live, text)
             _tell_shown(live, lane.live_message[live.slot])
             return
@@ -181,17 +186,19 @@ class Deliveries:
             self._undelivered(lane.chat_id, str(error), text)
             raise GiveUp from error
 
-    async def _send_live_document(self, lane: Lane, live: UpdateLive) -> None:
-        """The file a live message refers to ("the full command is in the file above")."""
+    async def _send_live_document(self, lane: Lane, live: UpdateLive) -> int:
+        """The file a live message refers to ("the full command is in the file above"), or
+        the whole of it; its caption cut to what Telegram takes."""
+        caption = fit(live.document_caption, CAPTION_LIMIT) if live.document_caption else ""
         call = functools.partial(
             self.api.send_document,
             filename=live.document_name or "file.txt",
             content=live.document,
-            caption=live.document_caption,
+            caption=caption,
             message_thread_id=live.thread_id,
         )
         try:
-            await self._in_chat(lane, call, preview=live.document_caption)
+            return await self._in_chat(lane, call, preview=caption)
         except TelegramBadRequest as error:
             self._undelivered(lane.chat_id, str(error), live.document_caption)
             raise GiveUp from error
@@ -252,8 +259,10 @@ def _tell_shown(live: UpdateLive, message_id: int) -> None:
             live.shown_to.send_nowait(message_id)
 
 
-def fit(text: str) -> str:
-    """Plain text cut to one message (live messages are short by design)."""
-    if len(text) <= MESSAGE_LIMIT // 2:
+def fit(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """Plain text cut to one message, or one caption (`limit`, in Telegram's UTF-16 units):
+    at half the limit in characters, which no character can take past it (live messages
+    and captions are short by design)."""
+    if len(text) <= limit // 2:
         return text or "…"
-    return text[: MESSAGE_LIMIT // 2 - 1] + "…"
+    return text[: limit // 2 - 1] + "…"

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 __all__ = [
+    "CAPTION_LIMIT",
     "EMPTY_PLACEHOLDER",
     "MESSAGE_LIMIT",
     "RENDER_LIMIT_FACTOR",
@@ -48,6 +49,9 @@ __all__ = [
 
 MESSAGE_LIMIT: Final = 4096
 """Telegram's limit on a message's text, in UTF-16 units after entity parsing."""
+
+CAPTION_LIMIT: Final = 1024
+"""Telegram's limit on a document's caption, in the same units."""
 
 SUMMARY_CHARS: Final = 600
 """Visible characters of a long reply shown as the caption of its ``.md`` document."""

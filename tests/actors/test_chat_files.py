@@ -331,13 +331,16 @@ async def test_get_sends_a_file_or_a_zipped_folder_and_refuses_the_rest(
         await bot.say(ALICE, "/get")
         await bot.wait_reply(ALICE, "Say which file")
     single, folder, whole = documents(bot)
-    assert (whole.document_name, whole.text) == (
+    assert (whole.document_name, whole.document_caption) == (
         "work.zip",
         "📎 the working directory (work) (1 file, zipped)",
     )
     assert (single.document, single.document_name) == (b"print(1)\n", "app.py")
-    assert single.text == "📎 src/app.py (9 bytes)"
-    assert (folder.document_name, folder.text) == ("src.zip", "📎 src (1 file, zipped)")
+    assert (single.text, single.document_caption) == ("", "📎 src/app.py (9 bytes)")
+    assert (folder.document_name, folder.document_caption) == (
+        "src.zip",
+        "📎 src (1 file, zipped)",
+    )
     assert folder.document.startswith(b"PK")
 
 
