@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
+from orchestrator.role_answers import extract_files_changed, has_files_section
+
 if TYPE_CHECKING:
     from orchestrator.workflow_types import Verdict
 
@@ -95,6 +97,16 @@ def plan_summary(
     parts = [head]
     if review:
         parts.append(review)
-    parts.append("Files changed: " + (", ".join(files) if files else "none reported"))
+    parts.append(_files_line(files, report))
     parts.append(f"Developer's report (round {rounds}):\n{report}")
-    return "\n\n".join(parts)
+    return "\n\n".join(part for part in parts if part)
+
+
+def _files_line(files: tuple[str, ...], report: str) -> str:
+    """The files the rounds changed, less those the last report lists itself: it ends with
+    its own "Files changed:" section, which the summary quotes whole."""
+    if not has_files_section(report):
+        return "Files changed: " + (", ".join(files) if files else "none reported")
+    listed = extract_files_changed(report)
+    earlier = [path for path in files if path not in listed]
+    return "Changed too, not in the report below: " + ", ".join(earlier) if earlier else ""

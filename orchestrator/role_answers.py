@@ -34,6 +34,7 @@ __all__ = [
     "decode_review_answer",
     "decode_selector_answer",
     "extract_files_changed",
+    "has_files_section",
     "merge_files_changed",
 ]
 
@@ -199,6 +200,11 @@ def extract_files_changed(text: str) -> tuple[str, ...]:
                 break
             index += 1
     return merge_files_changed(found)
+
+
+def has_files_section(text: str) -> bool:
+    """Whether `text` has a ``Files changed`` heading (`extract_files_changed` reads it)."""
+    return any(_FILES_HEADING.match(line) for line in text.splitlines())
 
 
 def merge_files_changed(*groups: tuple[str, ...] | list[str]) -> tuple[str, ...]:

@@ -621,8 +621,13 @@ async def test_plan_mode_end_to_end(tmp_path: Path, autojump_clock: trio.testing
         replies = bot.replies(ALICE)
         assert any(r.startswith("**Plan**") and "1. Write code" in r for r in replies)
         final = replies[-1]
-        assert "app.py" in final
-        assert "test_app.py" in final
+        # The last report lists test_app.py itself; app.py came from round 1 (listed once).
+        assert final.startswith(
+            "Plan mode: approved by the reviewer in round 2 of 3.\n\nReviewer: good\n\n"
+            "Changed too, not in the report below: app.py\n\n"
+            "Developer's report (round 2):\nAdded tests.\n\nFiles changed:\n- test_app.py"
+            "\n\n🧵 `codex resume "
+        )
     roles = [(t.role, t.round) for t in bot.traces if t.event == "role"]
     assert roles == [
         ("selector", None),

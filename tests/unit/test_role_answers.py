@@ -8,6 +8,7 @@ from orchestrator.role_answers import (
     decode_review_answer,
     decode_selector_answer,
     extract_files_changed,
+    has_files_section,
     merge_files_changed,
 )
 
@@ -140,3 +141,9 @@ def test_files_changed_variants(report: str, expected: tuple[str, ...]) -> None:
 
 def test_merge_files_changed_keeps_first_seen_order() -> None:
     assert merge_files_changed(("b", "a"), ["a", "c"], ()) == ("b", "a", "c")
+
+
+def test_a_files_section_is_found_by_its_heading_alone() -> None:
+    assert has_files_section("Done.\n\n## Files changed\n\n- a.py")
+    assert has_files_section("Done.\n\nFiles changed: none")
+    assert not has_files_section("Done. Files changed in this round are few.")
