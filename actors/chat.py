@@ -353,10 +353,7 @@ class Chat:
             return
         # The save that keeps the text keeps its update id too: one write says both.
         self.remember_update(message.update_id)
-        if message.quoted_from is not None:
-            await self.on_text(chat_texts.as_quoted(message.text, message.quoted_from))
-            return
-        await self.on_text(message.text)
+        await self.on_text(chat_texts.prompt_text(message.text, message))
 
     async def on_text(self, text: str) -> None:
         if self.request is None and not self.state.queue:

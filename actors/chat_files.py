@@ -247,8 +247,7 @@ async def _image_in(
         return
     await _traced(chat, message, "image", f"{len(data)} bytes")
     caption = (message.text or "").strip()
-    if caption and message.quoted_from is not None:
-        caption = chat_texts.as_quoted(caption, message.quoted_from)
+    caption = chat_texts.prompt_text(caption, message) if caption else ""
     if album is not None and (joining or chat.idle()):
         await chat.collect_album(album, image=str(path), caption=caption)
         return
@@ -297,8 +296,7 @@ async def _file_in(chat: Chat, message: InboundMessage, attachment: Attachment) 
         note += f" (sent as {attachment.file_name!r}; {why})"
     await chat.out.say(note + ".", plain=True)
     caption = (message.text or "").strip()
-    if caption and message.quoted_from is not None:
-        caption = chat_texts.as_quoted(caption, message.quoted_from)
+    caption = chat_texts.prompt_text(caption, message) if caption else ""
     note = f"(The file is {relative} in the working directory.)"
     album = message.media_group_id
     if album is not None and (album == chat.album or chat.idle()):

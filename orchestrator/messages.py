@@ -55,6 +55,7 @@ __all__ = [
     "JobOutcome",
     "Keyboard",
     "PatchApplied",
+    "RepliedTo",
     "RouterMsg",
     "RunStarted",
     "Sandbox",
@@ -130,6 +131,14 @@ class Attachment(msgspec.Struct, frozen=True, kw_only=True):
     mime_type: str = ""
 
 
+class RepliedTo(msgspec.Struct, frozen=True, kw_only=True):
+    """The message a user's message replies to: its text (or the part the user quoted), and
+    who wrote it (`author` in words; empty when the bot itself did)."""
+
+    text: str
+    author: str = ""
+
+
 class _RouterBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
     """Base of the router's inbox messages.
 
@@ -172,6 +181,8 @@ class InboundMessage(_RouterBase, frozen=True, kw_only=True, tag="message"):
     from Bob (@bob)", "sent through the bot @gif"); such text is never a command."""
     attachment: Attachment | None = None
     """The file of a ``photo`` (its largest size), ``document``, ``voice`` or ``audio``."""
+    replied_to: RepliedTo | None = None
+    """The message this one replies to, when it has text (Codex gets it with the prompt)."""
     media_group_id: str | None = None
     """The album this message belongs to: Telegram sends an album's photos as one message
     each, with the same id (and the caption, if any, on one of them)."""

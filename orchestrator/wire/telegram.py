@@ -28,6 +28,7 @@ from orchestrator.messages import (
     ContentKind,
     InboundCallback,
     InboundMessage,
+    RepliedTo,
     RouterMsg,
 )
 
@@ -53,6 +54,7 @@ __all__ = [
     "parse_command",
     "prune_json",
     "quoted_from",
+    "replied_to",
     "to_router_message",
     "without_mention",
 ]
@@ -182,6 +184,22 @@ class MessageOrigin(msgspec.Struct, frozen=True):
     chat: Chat | None = None
 
 
+class RepliedMessage(msgspec.Struct, frozen=True):
+    """``reply_to_message``: the fields that say what a reply answers, and who wrote it."""
+
+    message_id: int
+    from_: User | None = msgspec.field(default=None, name="from")
+    sender_chat: Chat | None = None
+    text: str | None = None
+    caption: str | None = None
+
+
+class TextQuote(msgspec.Struct, frozen=True):
+    """``TextQuote``: the part of the replied message the user chose to quote."""
+
+    text: str = ""
+
+
 class Message(msgspec.Struct, frozen=True):
     """``Message``: the fields that decide routing, commands and content."""
 
@@ -199,6 +217,8 @@ class Message(msgspec.Struct, frozen=True):
     forward_origin: MessageOrigin | None = None
     via_bot: User | None = None
     media_group_id: str | None = None
+    reply_to_message: RepliedMessage | None = None
+    quote: TextQuote | None = None
     # Content other than text (`CONTENT_FIELDS`): only its presence is read, so each is kept
     # raw, whatever shape Telegram gives it (msgspec cannot decode ``Raw | None``: an object
     # there failed the whole update, "Expected `null`, got `object`").
@@ -525,6 +545,30 @@ def quoted_from(message: Message) -> str | None:
     return None
 
 
+def replied_to(message: Message, bot_username: str) -> RepliedTo | None:
+    """What `message` replies to, when that has text: the part the user quoted, else the
+    whole text or caption. None for a plain message of a forum topic, which Telegram marks
+    as a reply to the topic's first message."""
+    replied = message.reply_to_message
+    if replied is None or replied.message_id == message.message_thread_id:
+        return None
+    text = message.quote.text if message.quote is not None and message.quote.text else None
+    text = text or replied.text or replied.caption
+    if not text:
+        return None
+    sender = replied.from_
+    if sender is not None and sender.is_bot and _same_name(sender.username, bot_username):
+        return RepliedTo(text=text)
+    if replied.sender_chat is not None:
+        chat = replied.sender_chat
+        return RepliedTo(text=text, author=f"the chat {chat.title}" if chat.title else "a chat")
+    return RepliedTo(text=text, author=_person(sender) if sender is not None else "someone")
+
+
+def _same_name(username: str | None, bot_username: str) -> bool:
+    return bool(username) and (username or "").lower() == bot_username.lower()
+
+
 def content_kind(message: Message) -> ContentKind | None:
     """What `message` carries: its first field of `CONTENT_FIELDS`, else ``text``; None for a
     service message (`SERVICE_FIELDS`); ``other`` for a message with none of these (content
@@ -583,6 +627,7 @@ def to_router_message(update: Update, bot_username: str) -> RouterMsg | None:
             content_kind=kind,
             date=message.date,
             quoted_from=quoted,
+            replied_to=replied_to(message, bot_username) if command is None else None,
             attachment=attachment_of(message, kind),
             media_group_id=message.media_group_id,
         )

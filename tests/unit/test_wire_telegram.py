@@ -9,7 +9,7 @@ from typing import get_args
 import msgspec
 import pytest
 
-from orchestrator.messages import Attachment, ContentKind, InboundMessage
+from orchestrator.messages import Attachment, ContentKind, InboundMessage, RepliedTo
 from orchestrator.wire.telegram import (
     CONTENT_FIELDS,
     MAX_JSON_DEPTH,
@@ -342,3 +342,63 @@ def test_content_without_a_file_or_a_malformed_one_carries_no_attachment() -> No
     odd = to_router_message(decode_update(message_update({"photo": {"no": "list"}})), "OurBot")
     assert isinstance(odd, InboundMessage)
     assert (odd.content_kind, odd.attachment) == ("photo", None)
+
+
+OUR_BOT = {"id": 4242, "is_bot": True, "first_name": "Ours", "username": "ourbot"}
+BOB_FROM = {"id": 77, "is_bot": False, "first_name": "Bob"}
+
+
+def replying(replied: dict[str, object], **fields: object) -> RepliedTo | None:
+    message = {"message_id": 3, "date": 1, "chat": {"id": -100500, "type": "supergroup"}}
+    update = message_update({"text": "and this?", "reply_to_message": message | replied, **fields})
+    routed = to_router_message(decode_update(update), "OurBot")
+    assert isinstance(routed, InboundMessage)
+    return routed.replied_to
+
+
+@pytest.mark.parametrize(
+    ("replied", "fields", "expected"),
+    [
+        ({"from": OUR_BOT, "text": "the answer"}, {}, RepliedTo(text="the answer")),
+        (
+            {"from": BOB_FROM, "caption": "a photo's words"},
+            {},
+            RepliedTo(text="a photo's words", author="Bob"),
+        ),
+        (
+            {"from": BOB_FROM, "text": "a long message"},
+            {"quote": {"text": "long", "position": 2}},
+            RepliedTo(text="long", author="Bob"),
+        ),
+        (
+            {"sender_chat": {"id": -1, "type": "channel", "title": "News"}, "text": "posted"},
+            {},
+            RepliedTo(text="posted", author="the chat News"),
+        ),
+        ({"text": "no sender"}, {}, RepliedTo(text="no sender", author="someone")),
+        ({"from": BOB_FROM, "photo": [{"file_id": "p"}]}, {}, None),  # nothing to quote
+        # A topic's plain message "replies" to the topic's first (service) message.
+        (
+            {"message_id": 50, "forum_topic_created": {"name": "t"}},
+            {"message_thread_id": 50, "is_topic_message": True},
+            None,
+        ),
+    ],
+)
+def test_a_reply_carries_the_text_it_replies_to(
+    replied: dict[str, object], fields: dict[str, object], expected: RepliedTo | None
+) -> None:
+    assert replying(replied, **fields) == expected
+
+
+def test_a_command_sent_as_a_reply_carries_nothing() -> None:
+    update = message_update(
+        {
+            "text": "/status",
+            "entities": [{"type": "bot_command", "offset": 0, "length": 7}],
+            "reply_to_message": {"message_id": 3, "chat": {"id": 1}, "text": "x"},
+        }
+    )
+    routed = to_router_message(decode_update(update), "OurBot")
+    assert isinstance(routed, InboundMessage)
+    assert (routed.command, routed.replied_to) == ("status", None)
