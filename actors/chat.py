@@ -353,18 +353,20 @@ class Chat:
             return
         # The save that keeps the text keeps its update id too: one write says both.
         self.remember_update(message.update_id)
-        await self.on_text(chat_texts.prompt_text(message.text, message))
+        split_part = is_split_part(message.text)  # the user's own words, not what they quote
+        await self.on_text(chat_texts.prompt_text(message.text, message), split_part=split_part)
 
-    async def on_text(self, text: str) -> None:
+    async def on_text(self, text: str, *, split_part: bool = False) -> None:
         if self.request is None and not self.state.queue:
-            await self.collect(text)
+            await self.collect(text, split_part=split_part)
             return
         await self.queue_text(text)
 
-    async def collect(self, text: str) -> None:
-        """An idle chat: start at once, unless `text` looks like a part of a long paste that
-        Telegram split at its length limit; then wait ``batch_window`` for the rest (each part
-        at the limit waits again), and run the parts as one prompt."""
+    async def collect(self, text: str, *, split_part: bool) -> None:
+        """An idle chat: start at once, unless the user's text looks like a part of a long
+        paste that Telegram split at its length limit (`split_part`); then wait
+        ``batch_window`` for the rest (each part at the limit waits again), and run the parts
+        as one prompt."""
         self.batch.append(text)
         window = self.config.sessions.batch_window
         if self.album is not None:  # an album is being collected: the text goes with it
@@ -372,7 +374,7 @@ class Chat:
             self.state = msgspec.structs.replace(self.state, batch=tuple(self.batch))
             await self.save()
             return
-        if window > 0 and is_split_part(text):
+        if window > 0 and split_part:
             self.batch_due = trio.current_time() + window
             # On disk before the next update is taken: a kill now loses no part.
             self.state = msgspec.structs.replace(self.state, batch=tuple(self.batch))

@@ -25,6 +25,7 @@ from orchestrator.messages import (
     CloseLive,
     InboundCallback,
     InboundMessage,
+    RepliedTo,
     RouterMsg,
     SenderMsg,
     SendReply,
@@ -323,6 +324,21 @@ async def test_a_lone_message_starts_at_once(
         await bot.say(ALICE, "short question")
         await bot.wait(lambda: any(p.calls for p in bot.fakes.started))
         assert trio.current_time() - sent_at < 0.01  # no batching window before Codex
+
+
+async def test_a_reply_to_a_long_answer_starts_at_once(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """What a reply quotes is not the user's paste: a short reply under a 4,096-character
+    answer does not wait for a rest that never comes."""
+    async with running_bot(tmp_path, batch_window=1.0) as bot:
+        await bot.wait(lambda: len(bot.fakes.started) == 2)
+        sent_at = trio.current_time()
+        await bot.say(ALICE, "make it shorter", replied_to=RepliedTo(text="a" * 4096))
+        await bot.wait(lambda: any(p.calls for p in bot.fakes.started))
+        assert trio.current_time() - sent_at < 0.01
+        [job] = [job for p in bot.fakes.started for job in p.calls]
+        assert job.prompt.endswith("a" * 4096 + "\n```\n\nmake it shorter")
 
 
 async def test_the_parts_of_a_long_paste_run_as_one_prompt(
