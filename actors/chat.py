@@ -5,11 +5,9 @@ request being served and its cancel scope, and the session file. The inbox loop 
 for Codex: a request is served in a child task (`actors.chat_request`), so commands, queueing,
 button presses and ``/cancel`` are answered while it runs.
 
-- Text while idle starts a request at once; only a text as long as Telegram's limit (a part
-  of a long paste the client split) waits ``batch_window`` for the rest, each such part
-  waiting again, and the parts run as one prompt. Texts arriving while a request runs join
-  one queued prompt (at most ``queue_limit`` of them; one "Queued" notice), which runs next;
-  queued prompts survive restarts.
+- Text while idle starts a request at once; only a part of a long paste the client split
+  waits ``batch_window`` for the rest. Texts arriving while a request runs join one queued
+  prompt, which runs next; queued prompts survive restarts (`actors.chat_batch`).
 - A request's life (progress message, typing, the result) is `actors.chat_request`; it returns
   a `RequestOutcome` that this actor applies to the session (counters, thread, summary). A
   request that fails under the bot is reported once and never queued again; only a shutdown
@@ -51,6 +49,7 @@ import msgspec
 import trio
 
 from actors import (
+    chat_batch,
     chat_branches,
     chat_buttons,
     chat_commands,
@@ -88,12 +87,6 @@ if TYPE_CHECKING:
     from orchestrator.topic_bindings import TopicBindings
 
 __all__ = ["ChatDeps", "mark_handled", "run"]
-
-TELEGRAM_TEXT_LIMIT: Final = 4096
-"""Characters of one Telegram message: clients split a longer paste into parts this long."""
-
-SPLIT_SLACK: Final = 64
-"""A part may be this much shorter than the limit (clients split at a space or line end)."""
 
 UPDATES_KEPT: Final = 16
 """Update ids of prompts a session file remembers: Telegram redelivers at most the batch the
@@ -353,110 +346,23 @@ class Chat:
             return
         # The save that keeps the text keeps its update id too: one write says both.
         self.remember_update(message.update_id)
-        split_part = is_split_part(message.text)  # the user's own words, not what they quote
+        split_part = chat_batch.is_split_part(
+            message.text
+        )  # the user's own words, not what they quote
         await self.on_text(chat_texts.prompt_text(message.text, message), split_part=split_part)
 
     async def on_text(self, text: str, *, split_part: bool = False) -> None:
+        """A prompt's text: collected while idle, queued behind a running request."""
         if self.request is None and not self.state.queue:
-            await self.collect(text, split_part=split_part)
+            await chat_batch.collect(self, text, split_part=split_part)
             return
-        await self.queue_text(text)
-
-    async def collect(self, text: str, *, split_part: bool) -> None:
-        """An idle chat: start at once, unless the user's text looks like a part of a long
-        paste that Telegram split at its length limit (`split_part`); then wait
-        ``batch_window`` for the rest (each part at the limit waits again), and run the parts
-        as one prompt."""
-        self.batch.append(text)
-        window = self.config.sessions.batch_window
-        if self.album is not None:  # an album is being collected: the text goes with it
-            self.album_captioned = True
-            self.state = msgspec.structs.replace(self.state, batch=tuple(self.batch))
-            await self.save()
-            return
-        if window > 0 and split_part:
-            self.batch_due = trio.current_time() + window
-            # On disk before the next update is taken: a kill now loses no part.
-            self.state = msgspec.structs.replace(self.state, batch=tuple(self.batch))
-            await self.save()
-            return
-        await self.flush_batch()
-
-    async def queue_text(self, text: str) -> None:
-        """A request is running: `text` joins the prompt that runs next (one notice for it)."""
-        queue = list(self.state.queue)
-        joining = bool(queue) and self.joinable
-        limit = self.config.sessions.queue_limit
-        if joining and self.joined >= limit:
-            if self.joined == limit:  # the first one over: its words cover the rest
-                await self.out.say(chat_texts.queue_full(limit), plain=True)
-            self.joined += 1
-            self.out.trace(TraceRecord(event="queued", outcome="rejected", detail="queue full"))
-            return
-        if joining:
-            queue[-1] = f"{queue[-1]}\n\n{text}"
-            self.joined += 1
-        else:
-            queue.append(text)
-            self.joinable = True
-            self.joined = 1
-        self.state = msgspec.structs.replace(self.state, queue=tuple(queue))
-        await self.save()
-        self.out.trace(
-            TraceRecord(
-                event="queued",
-                detail=f"position {len(queue)}, {self.joined} joined",
-                preview=self.preview(text),
-            )
-        )
-        if not joining:
-            await chat_steer.say_queued(self, len(queue))
+        await chat_batch.queue_text(self, text)
 
     async def collect_album(
         self, album: str, *, image: str | None = None, note: str = "", caption: str = ""
     ) -> None:
-        """A part of album `album`: a photo stored at `image`, or a file saved in the working
-        directory (`note` says where). It waits with the album's other parts (and their
-        caption) until none came for `chat_files.ALBUM_WAIT`, on record meanwhile."""
-        if album != self.album:
-            self.album, self.album_captioned = album, False
-        if image is not None:
-            self.batch_images.append(image)
-        if caption:
-            self.batch.append(caption)
-            self.album_captioned = True
-        if note:
-            self.batch.append(note)
-        self.batch_due = trio.current_time() + chat_files.ALBUM_WAIT
-        self.state = msgspec.structs.replace(
-            self.state, batch=tuple(self.batch), batch_images=tuple(self.batch_images)
-        )
-        await self.save()
-
-    def drop_batch(self) -> None:
-        """Forget what was collected and not started (paste parts, an album), in memory."""
-        self.batch, self.batch_images = [], []
-        self.album, self.album_captioned = None, False
-        self.batch_due = math.inf
-
-    async def flush_batch(self) -> None:
-        if not self.batch and not self.batch_images:
-            return
-        images = tuple(self.batch_images)
-        texts = self.batch
-        if self.album is not None and not self.album_captioned:  # only photos or file notes
-            texts = [chat_files.album_prompt(images=len(images), files=len(texts)), *texts]
-        prompt = "\n\n".join(texts) or chat_files.image_prompt(len(images))
-        self.drop_batch()
-        if self.request is None:
-            await self.start_request(prompt, images=images)
-        elif images:  # cannot happen: an album is collected only while nothing runs
-            await self.out.say(chat_files.IMAGE_WHILE_BUSY, plain=True)
-        else:
-            self.state = msgspec.structs.replace(
-                self.state, queue=(*self.state.queue, prompt), batch=()
-            )
-            await self.save()
+        """A part of an album (`chat_batch.collect_album`)."""
+        await chat_batch.collect_album(self, album, image=image, note=note, caption=caption)
 
     async def start_request(
         self, prompt: str, *, queue: tuple[str, ...] | None = None, images: tuple[str, ...] = ()
@@ -594,13 +500,6 @@ def mark_handled(message: RouterMsg) -> None:
         message.handled.set()
 
 
-def is_split_part(text: str) -> bool:
-    """True when `text` is (nearly) as long as a Telegram message can be: a client may have
-    split a longer paste there, and the rest follows in a moment. UTF-16 units, as Telegram
-    counts them."""
-    return len(text.encode("utf-16-le")) // 2 >= TELEGRAM_TEXT_LIMIT - SPLIT_SLACK
-
-
 async def run(
     key: SessionKey,
     inbox: trio.MemoryReceiveChannel[InboundMessage | InboundCallback],
@@ -648,7 +547,7 @@ async def run(
                     nursery.start_soon(chat.mark_handled_when_synced, message)
                     continue
                 if (chat.batch or chat.batch_images) and trio.current_time() >= chat.batch_due:
-                    await chat.flush_batch()
+                    await chat_batch.flush_batch(chat)
                 elif chat.idle() and inbox.statistics().current_buffer_used == 0:
                     result = "idle"
                     break

@@ -20,6 +20,7 @@ import trio
 
 from actors import (
     chat_background,
+    chat_batch,
     chat_branches,
     chat_diff,
     chat_files,
@@ -163,7 +164,7 @@ async def cancel(chat: Chat, reason: str) -> None:
         stopped = await release_thread(chat)  # commands the last turn left running stop too
         if chat.state.queue or chat.batch or chat.batch_images:
             dropped = len(chat.state.queue) + (1 if chat.batch or chat.batch_images else 0)
-            chat.drop_batch()
+            chat_batch.drop_batch(chat)
             chat.state = msgspec.structs.replace(chat.state, queue=(), batch=(), batch_images=())
             await chat.save()
             await chat.out.say(

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import msgspec
 import trio
 
-from actors import chat_files, chat_texts
+from actors import chat_batch, chat_files, chat_texts
 from actors.chat_approvals import rerun_data
 from orchestrator import disk
 from orchestrator.messages import Button, TraceRecord
@@ -125,7 +125,7 @@ async def run_again(chat: Chat, press: InboundCallback, token: str) -> None:
         await chat.start_request(offered.prompt)
     else:
         await chat.save()
-        await chat.queue_text(offered.prompt)
+        await chat_batch.queue_text(chat, offered.prompt)
 
 
 async def _run_again_with_images(chat: Chat, offered: RequestRecord) -> None:

@@ -844,11 +844,11 @@ async def test_a_crashed_chat_is_reset_and_recreated(
     original = chat.Chat.on_text
     calls = {"n": 0}
 
-    async def exploding(self, text: str) -> None:
+    async def exploding(self, text: str, **kwargs: bool) -> None:
         calls["n"] += 1
         if calls["n"] == 1:
             raise RuntimeError("bug in the chat")
-        await original(self, text)
+        await original(self, text, **kwargs)
 
     monkeypatch.setattr(chat.Chat, "on_text", exploding)
     async with running_bot(tmp_path) as bot:
