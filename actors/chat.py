@@ -346,9 +346,8 @@ class Chat:
             return
         # The save that keeps the text keeps its update id too: one write says both.
         self.remember_update(message.update_id)
-        split_part = chat_batch.is_split_part(
-            message.text
-        )  # the user's own words, not what they quote
+        # A split paste is judged on the user's own words, not on what a reply quotes.
+        split_part = chat_batch.is_split_part(message.text)
         await self.on_text(chat_texts.prompt_text(message.text, message), split_part=split_part)
 
     async def on_text(self, text: str, *, split_part: bool = False) -> None:
