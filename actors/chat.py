@@ -182,7 +182,7 @@ class Chat:
 
     def preview(self, text: str) -> str | None:
         limit = self.config.traces.preview_chars
-        return text[:limit] if limit else None
+        return chat_texts.user_words(text)[:limit] if limit else None
 
     async def save(self) -> None:
         """Save the session; a disk that refuses (full, read-only) does not crash the chat:

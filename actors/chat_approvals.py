@@ -34,6 +34,7 @@ import hashlib
 import secrets
 import unicodedata
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import TYPE_CHECKING, Final, NamedTuple, TypeAlias
 
 import msgspec
@@ -132,6 +133,8 @@ class DiffButton(msgspec.Struct, frozen=True):
     folder: str
     """`folder_mark` of the folder the result's changes were made in; empty on a button
     made before it carried one."""
+    name: str = ""
+    """That folder's name (its start, when long)."""
 
 
 class ApprovalButton(msgspec.Struct, frozen=True):
@@ -157,8 +160,16 @@ def rerun_data(token: str) -> str:
 
 
 def diff_data(folder: str) -> str:
-    """The callback data of the "Show diff" button under a result that changed `folder`."""
-    return f"df:{folder_mark(folder)}"
+    """The callback data of the "Show diff" button under a result that changed `folder`:
+    its mark and as much of its name as Telegram's 64 bytes leave room for."""
+    head = f"df:{folder_mark(folder)}:"
+    room = CALLBACK_DATA_LIMIT - len(head)
+    name = PurePath(folder).name.encode()[:room].decode(errors="ignore")
+    return head + name
+
+
+CALLBACK_DATA_LIMIT: Final = 64
+"""Bytes of a button's callback data Telegram takes."""
 
 
 def folder_mark(folder: str) -> str:
@@ -220,7 +231,8 @@ def decode_button(
     """Read a button's callback data; None when it is none of ours."""
     kind, _, rest = data.partition(":")
     if kind == "df":
-        return DiffButton(rest)
+        mark, _, name = rest.partition(":")
+        return DiffButton(mark, name)
     if kind == "cx":
         return CancelButton(rest)
     if kind == "rr":

@@ -81,14 +81,17 @@ async def on_press(chat: Chat, press: InboundCallback) -> None:
 
 
 async def _show_diff(chat: Chat, button: DiffButton) -> None:
-    """The changes of the folder the result was made in: when the chat works in another one
-    now (``/branch``, ``/profile``), its diff would pass for the result's, so say so."""
+    """The changes of the folder the result was made in: when this user's requests here run
+    in another one now (``/branch``, ``/profile``), its diff would pass for the result's, so
+    say so, and where the result's were made."""
     folder = chat.profile.working_directory
     if button.folder and button.folder != folder_mark(folder):
-        name = Path(folder).name
+        current = Path(folder).name
+        made_in = f"in {button.name}" if button.name else "in another folder"
         await chat.out.say(
-            "That result's changes were made in another folder, and this chat works in "
-            f"{name} now. Switch back to see them; /diff shows the changes in {name}.",
+            f"That result's changes were made {made_in}, and your requests here now run in "
+            f"{current}. Switch back (/branch or /profile) to see them; /diff shows the "
+            f"changes in {current}.",
             plain=True,
         )
         return

@@ -47,6 +47,7 @@ from actors import chat_texts
 from orchestrator import disk
 from orchestrator.errors import TelegramError, TelegramFileTooBig
 from orchestrator.messages import TraceRecord
+from orchestrator.rendering import CAPTION_LIMIT
 from orchestrator.words import plural
 from orchestrator.workspace_files import (
     Refused,
@@ -91,6 +92,9 @@ IMAGE_SUFFIXES: Final = {
 
 IMAGE_PROMPT: Final = "Look at the attached image and tell me what it shows."
 ALBUM_PROMPT: Final = "Look at the attached images and tell me what they show."
+EMPTY_FOLDER: Final = "empty folder"
+"""What ``/get`` found in a folder with nothing to zip."""
+
 FILE_PROMPT: Final = "I sent you a file. Read it and tell me briefly what it contains."
 
 ALBUM_WAIT: Final = 1.0
@@ -344,15 +348,29 @@ async def get_file(chat: Chat, argument: str) -> None:
         await chat.out.say(f"I couldn't read {argument.strip()} ({error.strerror}).", plain=True)
         return
     if not data:
-        await chat.out.say(f"{relative} is empty; Telegram does not take empty files.", plain=True)
+        empty = (
+            "has no files to send (links, .git and .env files are left out)"
+            if what == EMPTY_FOLDER
+            else "is empty; Telegram does not take empty files"
+        )
+        await chat.out.say(f"{relative} {empty}.", plain=True)
         return
     await chat.out.show(
         f"file-{secrets.token_hex(4)}",
         "",  # the file alone: its caption says what it is
         document=data,
         document_name=name,
-        document_caption=f"📎 {relative} ({what})",
+        document_caption=_caption(relative, what),
     )
+
+
+def _caption(relative: str, what: str) -> str:
+    """``📎 path (what)``; a path too long for a caption loses its middle, so the file's own
+    name and what it is stay."""
+    room = CAPTION_LIMIT // 2 - len(what) - 6
+    if len(relative) > room:
+        relative = f"{relative[: room // 3]}…{relative[-(room - room // 3 - 1) :]}"
+    return f"📎 {relative} ({what})"
 
 
 def _outgoing(
@@ -371,13 +389,19 @@ def _outgoing(
     inside = PurePosixPath(target.relative_to(root).as_posix())
     relative = inside.as_posix()
     if relative == ".":
-        relative = f"the working directory ({target.name})"
+        relative = f"the working directory, {target.name}"
     if target.is_dir():
         data, count = zip_folder(root, inside, UPLOAD_LIMIT, secrets=secrets, own=own)
         name = f"{target.name or 'workspace'}.zip"
+        if count == 0:
+            return relative, name, b"", EMPTY_FOLDER
         return relative, name, data, f"{plural(count, 'file')}, zipped"
     data = read_limited(root, inside, UPLOAD_LIMIT, own)
-    size = _megabytes(len(data)) if len(data) >= MB else f"{len(data):,} bytes"
+    size = (
+        _megabytes(len(data))
+        if len(data) >= MB
+        else f"{len(data):,} {'byte' if len(data) == 1 else 'bytes'}"
+    )
     return relative, target.name, data, size
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import TYPE_CHECKING, Final, TypeAlias, assert_never
 
 import msgspec
@@ -348,7 +349,9 @@ async def _work(
     shown_send, shown_receive = open_mailbox[int](SHOWN_BUFFER)
     with progress_receive, approvals_receive, shown_receive, shown_send, request.scope:
         async with trio.open_nursery() as helpers:
-            helpers.start_soon(_follow_progress, request.progress, progress_receive)
+            helpers.start_soon(
+                _follow_progress, request.progress, progress_receive, profile.working_directory
+            )
             helpers.start_soon(
                 approvals.serve, approvals_receive, profile.working_directory, request.progress
             )
@@ -412,10 +415,15 @@ class _Reporter:
         self._progress.answer = ""
         self._progress.changed.set()
 
+    def patched(self) -> list[str]:
+        return self._progress.files
+
 
 async def _follow_progress(
-    progress: Progress, events: trio.MemoryReceiveChannel[CodexProgress]
+    progress: Progress, events: trio.MemoryReceiveChannel[CodexProgress], folder: str
 ) -> None:
+    """Keep `progress` up to date from Codex's events; the files a patch changed are named
+    relative to the working directory `folder` (Codex gives absolute paths)."""
     async for event in events:
         match event:
             case RunStarted():
@@ -440,13 +448,13 @@ async def _follow_progress(
                 else:
                     progress.actions.append(ended)
             case PatchApplied() if event.success:
-                progress.files.extend(path for path in event.files if path not in progress.files)
-                progress.actions.append(
-                    "changed " + ", ".join(event.files) if event.files else "changed files"
-                )
+                files = [_relative(path, folder) for path in event.files]
+                progress.files.extend(path for path in files if path not in progress.files)
+                progress.actions.append("changed " + ", ".join(files) if files else "changed files")
             case PatchApplied():  # denied, or it did not apply: nothing was changed
+                files = [_relative(path, folder) for path in event.files]
                 progress.actions.append(
-                    "did not change " + ", ".join(event.files) if event.files else "no change"
+                    "did not change " + ", ".join(files) if files else "no change"
                 )
             case TokenCount():
                 continue  # the result carries the request's usage
@@ -461,6 +469,14 @@ async def _follow_progress(
                 assert_never(event)
         del progress.actions[:-LAST_ACTIONS]
         progress.changed.set()
+
+
+def _relative(path: str, folder: str) -> str:
+    """`path` relative to `folder` when it lies inside it, else as it is."""
+    try:
+        return str(PurePath(path).relative_to(folder))
+    except ValueError:
+        return path
 
 
 def _last_index(items: list[str], item: str) -> int:

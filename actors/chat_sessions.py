@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Final
 
 import msgspec
 
-from actors import chat_commands, chat_topics
+from actors import chat_commands, chat_texts, chat_topics
 from orchestrator.messages import Button
 from orchestrator.session_store import ThreadRecord
 
@@ -84,7 +84,7 @@ def remember(chat: Chat, prompt: str) -> None:
             thread_id=thread,
             worker_id=state.developer_worker_id,
             started=wall_clock(),
-            prompt=" ".join(prompt.split())[:PROMPT_KEPT],
+            prompt=" ".join(chat_texts.user_words(prompt).split())[:PROMPT_KEPT],
             cwd=chat.profile.working_directory,
             profile=state.profile,
             summary=state.summary,

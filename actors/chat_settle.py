@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Final, assert_never
 
 import msgspec
 
+from actors import chat_texts
 from actors.chat_request import CancelledByUser, Completed, Failed, Interrupted
 from orchestrator.messages import TraceRecord
 from orchestrator.session_store import RequestRecord, SessionCounters
@@ -109,6 +110,6 @@ def settled(
 
 def _summarize(previous: str, prompt: str, answer: str) -> str:
     """A rolling summary: the last exchanges, newest last, cut to `SUMMARY_LIMIT`."""
-    entry = f"User asked: {prompt[:300]}\nResult: {answer[:500]}"
+    entry = f"User asked: {chat_texts.user_words(prompt)[:300]}\nResult: {answer[:500]}"
     combined = f"{previous}\n\n{entry}" if previous else entry
     return combined[-SUMMARY_LIMIT:]

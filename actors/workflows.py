@@ -32,7 +32,7 @@ Failures and cancellation:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol, TypeAlias, assert_never
 
@@ -119,6 +119,11 @@ class PhaseReporter(Protocol):
 
     async def phase(self, name: str, detail: str) -> None:
         """Report that the workflow entered phase `name`."""
+        ...
+
+    def patched(self) -> Sequence[str]:
+        """The files Codex's patches changed so far in this request (its progress events):
+        plan mode's summary names those the developer's reports leave out."""
         ...
 
 
@@ -461,6 +466,7 @@ async def carry_out_plan(
         reviewer_thread, reviewer_worker = reviewed.thread_id, reviewed.worker_id
         verdict = decode_review_answer(reviewed.text)
         if verdict.verdict == "approved" or round_number >= max_review_rounds:
+            files = merge_files_changed(files, tuple(reporter.patched()))
             return WorkflowResult(
                 text=workflow_prompts.plan_summary(
                     verdict=verdict.verdict,

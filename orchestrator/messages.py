@@ -133,9 +133,11 @@ class Attachment(msgspec.Struct, frozen=True, kw_only=True):
 
 class RepliedTo(msgspec.Struct, frozen=True, kw_only=True):
     """The message a user's message replies to: its text (or the part the user quoted), and
-    who wrote it (`author` in words; empty when the bot itself did)."""
+    who wrote it: the bot itself, the user, someone else (`author`, in words), or a message
+    of another chat (`author`: where it comes from, when Telegram says)."""
 
     text: str
+    by: Literal["bot", "self", "other", "external"]
     author: str = ""
 
 

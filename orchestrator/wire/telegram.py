@@ -194,6 +194,12 @@ class RepliedMessage(msgspec.Struct, frozen=True):
     caption: str | None = None
 
 
+class ExternalReply(msgspec.Struct, frozen=True):
+    """``ExternalReplyInfo``: a reply to a message of another chat; only where it is from."""
+
+    origin: MessageOrigin | None = None
+
+
 class TextQuote(msgspec.Struct, frozen=True):
     """``TextQuote``: the part of the replied message the user chose to quote."""
 
@@ -218,6 +224,7 @@ class Message(msgspec.Struct, frozen=True):
     via_bot: User | None = None
     media_group_id: str | None = None
     reply_to_message: RepliedMessage | None = None
+    external_reply: ExternalReply | None = None
     quote: TextQuote | None = None
     # Content other than text (`CONTENT_FIELDS`): only its presence is read, so each is kept
     # raw, whatever shape Telegram gives it (msgspec cannot decode ``Raw | None``: an object
@@ -530,39 +537,56 @@ def quoted_from(message: Message) -> str | None:
     inline bot), in words; None for the user's own message."""
     origin = message.forward_origin
     if origin is not None:
-        if origin.sender_user is not None:
-            return f"forwarded from {_person(origin.sender_user)}"
-        if origin.sender_user_name:
-            return f"forwarded from {origin.sender_user_name}"
-        chat = origin.sender_chat or origin.chat
-        if chat is not None:
-            kind = "channel" if chat.type == "channel" else "chat"
-            return f"forwarded from the {kind} {chat.title}" if chat.title else "forwarded"
-        return "forwarded"
+        source = _origin(origin)
+        return f"forwarded {source}" if source else "forwarded"
     if message.via_bot is not None:
         bot = message.via_bot
         return f"sent through the bot @{bot.username}" if bot.username else "sent through a bot"
     return None
 
 
+def _origin(origin: MessageOrigin) -> str:
+    """Where a message of elsewhere comes from, in words ("from Bob (@bob)", "from the
+    channel News"); empty when Telegram hides it."""
+    if origin.sender_user is not None:
+        return f"from {_person(origin.sender_user)}"
+    if origin.sender_user_name:
+        return f"from {origin.sender_user_name}"
+    chat = origin.sender_chat or origin.chat
+    if chat is not None and chat.title:
+        kind = "channel" if chat.type == "channel" else "chat"
+        return f"from the {kind} {chat.title}"
+    return ""
+
+
 def replied_to(message: Message, bot_username: str) -> RepliedTo | None:
     """What `message` replies to, when that has text: the part the user quoted, else the
-    whole text or caption. None for a plain message of a forum topic, which Telegram marks
-    as a reply to the topic's first message."""
+    whole text or caption. A reply to a message of another chat (``external_reply``) has
+    only the quoted part. None for a plain message of a forum topic, which Telegram marks as
+    a reply to the topic's first message (a service message, without text)."""
+    quoted = message.quote.text if message.quote is not None else ""
     replied = message.reply_to_message
-    if replied is None or replied.message_id == message.message_thread_id:
-        return None
-    text = message.quote.text if message.quote is not None and message.quote.text else None
-    text = text or replied.text or replied.caption
+    if replied is None:
+        external = message.external_reply
+        if external is None or not quoted:
+            return None
+        origin = _origin(external.origin) if external.origin is not None else ""
+        return RepliedTo(text=quoted, by="external", author=origin)
+    text = quoted or replied.text or replied.caption
     if not text:
         return None
     sender = replied.from_
-    if sender is not None and sender.is_bot and _same_name(sender.username, bot_username):
-        return RepliedTo(text=text)
     if replied.sender_chat is not None:
         chat = replied.sender_chat
-        return RepliedTo(text=text, author=f"the chat {chat.title}" if chat.title else "a chat")
-    return RepliedTo(text=text, author=_person(sender) if sender is not None else "someone")
+        author = f"the chat {chat.title}" if chat.title else "a chat"
+        return RepliedTo(text=text, by="other", author=author)
+    if sender is None:
+        return RepliedTo(text=text, by="other", author="someone")
+    if sender.is_bot and _same_name(sender.username, bot_username):
+        return RepliedTo(text=text, by="bot")
+    if message.from_ is not None and sender.id == message.from_.id:
+        return RepliedTo(text=text, by="self")
+    return RepliedTo(text=text, by="other", author=_person(sender))
 
 
 def _same_name(username: str | None, bot_username: str) -> bool:

@@ -13,7 +13,7 @@ import msgspec
 import trio
 import trio.testing
 
-from actors.chat_approvals import diff_data, folder_mark
+from actors.chat_approvals import DiffButton, decode_button, diff_data, folder_mark
 from actors.chat_diff import NOT_A_REPOSITORY
 from actors.chat_files import (
     ALBUM_PROMPT,
@@ -333,7 +333,7 @@ async def test_get_sends_a_file_or_a_zipped_folder_and_refuses_the_rest(
     single, folder, whole = documents(bot)
     assert (whole.document_name, whole.document_caption) == (
         "work.zip",
-        "📎 the working directory (work) (1 file, zipped)",
+        "📎 the working directory, work (1 file, zipped)",
     )
     assert (single.document, single.document_name) == (b"print(1)\n", "app.py")
     assert (single.text, single.document_caption) == ("", "📎 src/app.py (9 bytes)")
@@ -342,6 +342,35 @@ async def test_get_sends_a_file_or_a_zipped_folder_and_refuses_the_rest(
         "📎 src (1 file, zipped)",
     )
     assert folder.document.startswith(b"PK")
+
+
+async def test_get_words_one_byte_an_empty_folder_and_a_deep_path(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    work = tmp_path / "work"
+    (work / "empty").mkdir(parents=True)
+    (work / "one.txt").write_text("x")
+    deep = work.joinpath(*["level"] * 120)
+    deep.mkdir(parents=True)
+    (deep / "notes.txt").write_text("deep")
+    config = msgspec.structs.replace(make_config(tmp_path), state_dir=str(tmp_path / "state"))
+    async with running_bot(tmp_path, config=config) as bot:
+        await bot.say(ALICE, "/get one.txt")
+        await bot.wait(lambda: len(documents(bot)) == 1)
+        await bot.say(ALICE, "/get empty")
+        await bot.wait_reply(ALICE, "empty has no files to send")
+        await bot.say(ALICE, "/get " + str(deep.relative_to(work) / "notes.txt"))
+        await bot.wait(lambda: len(documents(bot)) == 2)
+    one, notes = documents(bot)
+    assert one.document_caption == "📎 one.txt (1 byte)"
+    caption = notes.document_caption
+    assert caption.startswith("📎 level/level/")
+    assert caption.endswith("/level/notes.txt (4 bytes)")
+    assert "…" in caption
+    assert len(caption) <= 512
+    assert bot.replies(ALICE)[-1] == (
+        "empty has no files to send (links, .git and .env files are left out)."
+    )
 
 
 async def test_a_result_that_changed_files_carries_a_show_diff_button(
@@ -364,18 +393,44 @@ async def test_a_result_that_changed_files_carries_a_show_diff_button(
         await bot.say(ALICE, "/profile other")
         await bot.wait_reply(ALICE, "Switched to profile other")
         await bot.press(ALICE, diff_data(work))
-        await bot.wait_reply(ALICE, "That result's changes were made in another folder")
+        await bot.wait_reply(ALICE, "That result's changes were made in work")
         await bot.press(ALICE, "df:")  # a button from before the mark: the current folder
         await bot.wait_reply(ALICE, NOT_A_REPOSITORY, count=2)
     keyboards = [m.keyboard for m in bot.sent if isinstance(m, SendReply) and "FAKE" in m.markdown]
     assert keyboards == [()]
     edited = next(m for m in bot.sent if isinstance(m, SendReply) and "edited" in m.markdown)
-    assert edited.keyboard == ((Button("📝 Show diff", f"df:{folder_mark(work)}"),),)
-    assert len(edited.keyboard[0][0].callback_data) == 15
-    moved = next(m for m in bot.sent if isinstance(m, SendReply) and "another folder" in m.markdown)
+    assert edited.keyboard == ((Button("📝 Show diff", f"df:{folder_mark(work)}:work"),),)
+    moved = next(m for m in bot.sent if isinstance(m, SendReply) and "made in work" in m.markdown)
     assert moved.markdown == (
-        "That result's changes were made in another folder, and this chat works in other "
-        "now. Switch back to see them; /diff shows the changes in other."
+        "That result's changes were made in work, and your requests here now run in other. "
+        "Switch back (/branch or /profile) to see them; /diff shows the changes in other."
+    )
+
+
+def test_a_show_diff_button_keeps_within_telegrams_64_bytes() -> None:
+    """The folder's name is cut to fit, never inside a character."""
+    data = diff_data("/srv/" + "é" * 40)
+    assert len(data.encode()) <= 64
+    button = decode_button(data)
+    assert isinstance(button, DiffButton)
+    assert button.name == "é" * 24  # 48 bytes of room after "df:", the mark and ":"
+    assert decode_button("df:") == DiffButton("", "")  # a button from before the mark
+
+
+async def test_files_a_patch_changed_are_named_within_the_working_directory(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Codex names a patch's files by absolute path; the user reads them as the project
+    knows them (a file outside the working directory keeps its whole path)."""
+    work = tmp_path / "work"
+    fakes = FakeProcesses()
+    files = (str(work / "src" / "a.py"), "/etc/elsewhere.conf")
+    fakes.rule("edit", reply="edited", events=[PatchApplied(files=files)])
+    async with running_bot(tmp_path, fakes=fakes) as bot:
+        await bot.say(ALICE, "edit a.py")
+        await bot.wait_reply(ALICE, "edited")
+    assert bot.replies(ALICE)[-1].startswith(
+        "edited\n\nFiles changed: `src/a.py`, `/etc/elsewhere.conf`"
     )
 
 

@@ -13,7 +13,7 @@ import trio.testing
 from actors import chat_sessions
 from orchestrator.config import Config, Profile
 from orchestrator.errors import GitError
-from orchestrator.messages import CodexJob, InboundCallback, SessionKey, UpdateLive
+from orchestrator.messages import CodexJob, InboundCallback, RepliedTo, SessionKey, UpdateLive
 from tests.actors.test_chats import ALICE, BOB, make_config, running_bot
 from tests.fakes.codex_process import FakeProcesses
 from tests.fakes.git import FakeGit
@@ -68,15 +68,16 @@ async def test_sessions_lists_threads_and_a_pick_continues_the_old_one(
         assert first.thread_id is None
         await bot.say(ALICE, "/new")
         await bot.wait_reply(ALICE, "new conversation")
-        await bot.say(ALICE, "second topic")
-        await bot.wait_reply(ALICE, "FAKE: second topic")
+        # Sent as a reply: the list shows the user's words, not the note for Codex.
+        await bot.say(ALICE, "second topic", replied_to=RepliedTo(text="an answer", by="bot"))
+        await bot.wait_reply(ALICE, "```\n\nsecond topic")
         second_thread = bot.replies(ALICE)[-1].rpartition("codex resume ")[2].rstrip("`")
         assert second_thread != first_thread
         await bot.say(ALICE, "/sessions")
         await bot.wait(lambda: bool(bot.buttons(ALICE, "ss:")))
         listing = [m for m in bot.sent if isinstance(m, UpdateLive) and m.slot == "sessions"][-1]
         lines = listing.text.splitlines()
-        assert "second topic (current)" in lines[1]
+        assert lines[1].endswith(": ↩ second topic (current)")
         assert "first project question" in lines[2]
         assert str(tmp_path) not in listing.text  # folder names only
         buttons = bot.buttons(ALICE, "ss:")

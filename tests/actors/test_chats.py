@@ -334,7 +334,7 @@ async def test_a_reply_to_a_long_answer_starts_at_once(
     async with running_bot(tmp_path, batch_window=1.0) as bot:
         await bot.wait(lambda: len(bot.fakes.started) == 2)
         sent_at = trio.current_time()
-        await bot.say(ALICE, "make it shorter", replied_to=RepliedTo(text="a" * 4096))
+        await bot.say(ALICE, "make it shorter", replied_to=RepliedTo(text="a" * 4096, by="bot"))
         await bot.wait(lambda: any(p.calls for p in bot.fakes.started))
         assert trio.current_time() - sent_at < 0.01
         [job] = [job for p in bot.fakes.started for job in p.calls]

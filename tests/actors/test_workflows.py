@@ -115,9 +115,14 @@ class FakeCaller:
 @dataclass
 class FakeReporter:
     phases: list[tuple[str, str]] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    """What Codex's patch events named (the chat's progress keeps them)."""
 
     async def phase(self, name: str, detail: str) -> None:
         self.phases.append((name, detail))
+
+    def patched(self) -> list[str]:
+        return self.files
 
     def names(self) -> list[str]:
         return [name for name, _ in self.phases]
@@ -229,6 +234,26 @@ async def test_selector_choosing_single_runs_one_developer(autojump_clock):
         ("developer", 1, "succeeded"),
     ]
     assert harness.traces[0].detail == "route single: one-line fix"
+
+
+async def test_the_summary_names_files_codex_patched_that_no_report_lists(autojump_clock):
+    """A file the developer's patch changed and its report left out still shows: once, in the
+    line above the report, never twice."""
+    harness = Harness(
+        FakeCaller(
+            {
+                "selector": [PLAN],
+                "planner": [THE_PLAN],
+                "developer": [report("cli.py")],
+                "reviewer": [APPROVED],
+            }
+        ),
+        reporter=FakeReporter(files=["cli.py", "sub/extra.py"]),
+    )
+    result = await harness.plan()
+    assert result.files_changed == ("cli.py", "sub/extra.py")
+    assert "\n\nChanged too, not in the report below: sub/extra.py\n\n" in result.text
+    assert result.text.count("cli.py") == 1
 
 
 async def test_selector_choosing_plan_and_approval_in_round_one(autojump_clock):

@@ -55,6 +55,9 @@ class Phases:
     async def phase(self, name: str, detail: str) -> None:
         self.seen.append(name)
 
+    def patched(self) -> list[str]:
+        return []
+
 
 async def test_plan_mode_edits_a_file_in_a_git_repository(
     codex_binary: Path, tmp_path: Path

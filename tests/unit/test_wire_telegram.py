@@ -359,23 +359,24 @@ def replying(replied: dict[str, object], **fields: object) -> RepliedTo | None:
 @pytest.mark.parametrize(
     ("replied", "fields", "expected"),
     [
-        ({"from": OUR_BOT, "text": "the answer"}, {}, RepliedTo(text="the answer")),
+        ({"from": OUR_BOT, "text": "the answer"}, {}, RepliedTo(text="the answer", by="bot")),
         (
             {"from": BOB_FROM, "caption": "a photo's words"},
             {},
-            RepliedTo(text="a photo's words", author="Bob"),
+            RepliedTo(text="a photo's words", by="other", author="Bob"),
         ),
+        ({"from": ALICE_FROM, "text": "mine"}, {}, RepliedTo(text="mine", by="self")),
         (
             {"from": BOB_FROM, "text": "a long message"},
             {"quote": {"text": "long", "position": 2}},
-            RepliedTo(text="long", author="Bob"),
+            RepliedTo(text="long", by="other", author="Bob"),
         ),
         (
             {"sender_chat": {"id": -1, "type": "channel", "title": "News"}, "text": "posted"},
             {},
-            RepliedTo(text="posted", author="the chat News"),
+            RepliedTo(text="posted", by="other", author="the chat News"),
         ),
-        ({"text": "no sender"}, {}, RepliedTo(text="no sender", author="someone")),
+        ({"text": "no sender"}, {}, RepliedTo(text="no sender", by="other", author="someone")),
         ({"from": BOB_FROM, "photo": [{"file_id": "p"}]}, {}, None),  # nothing to quote
         # A topic's plain message "replies" to the topic's first (service) message.
         (
@@ -383,12 +384,32 @@ def replying(replied: dict[str, object], **fields: object) -> RepliedTo | None:
             {"message_thread_id": 50, "is_topic_message": True},
             None,
         ),
+        # A supergroup without topics gives a reply the thread id of the message it answers.
+        (
+            {"message_id": 50, "from": BOB_FROM, "text": "the build fails"},
+            {"message_thread_id": 50},
+            RepliedTo(text="the build fails", by="other", author="Bob"),
+        ),
     ],
 )
 def test_a_reply_carries_the_text_it_replies_to(
     replied: dict[str, object], fields: dict[str, object], expected: RepliedTo | None
 ) -> None:
     assert replying(replied, **fields) == expected
+
+
+def test_a_reply_to_another_chats_message_carries_the_part_quoted() -> None:
+    origin = {"type": "channel", "date": 1, "chat": {"id": -5, "type": "channel", "title": "CI"}}
+    fields: dict[str, object] = {"text": "fix this", "external_reply": {"origin": origin}}
+    update = message_update({**fields, "quote": {"text": "TypeError: x", "position": 0}})
+    routed = to_router_message(decode_update(update), "OurBot")
+    assert isinstance(routed, InboundMessage)
+    assert routed.replied_to == RepliedTo(
+        text="TypeError: x", by="external", author="from the channel CI"
+    )
+    unquoted = to_router_message(decode_update(message_update(fields)), "OurBot")
+    assert isinstance(unquoted, InboundMessage)
+    assert unquoted.replied_to is None  # nothing of it to pass on
 
 
 def test_a_command_sent_as_a_reply_carries_nothing() -> None:
