@@ -62,6 +62,7 @@ from typing import TYPE_CHECKING, Final, TypeVar, TypeVarTuple, Unpack, final
 import msgspec
 import trio
 
+from orchestrator import uncontended
 from orchestrator.words import plural
 
 if TYPE_CHECKING:
@@ -140,7 +141,7 @@ async def run_sync(function: Callable[[Unpack[Ts]], T], *args: *Ts) -> T:
     """
     if _time_is_virtual():
         return function(*args)
-    return await trio.to_thread.run_sync(function, *args)
+    return await trio.to_thread.run_sync(function, *args, limiter=uncontended.thread_limiter())
 
 
 def _time_is_virtual() -> bool:

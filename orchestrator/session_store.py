@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Final, Literal, final
 import msgspec
 import trio
 
-from orchestrator import disk
+from orchestrator import disk, uncontended
 from orchestrator.messages import SessionKey
 from orchestrator.redaction import redact
 from orchestrator.words import plural
@@ -249,7 +249,8 @@ class SessionStore:
             writes.requested += 1
             writes.newest = state
             wanted = writes.requested
-            async with writes.lock:
+            await uncontended.acquire(writes.lock)
+            try:
                 if writes.written >= wanted:
                     return  # a newer state went to disk while this one waited
                 generation, newest = writes.requested, writes.newest
@@ -262,6 +263,8 @@ class SessionStore:
                 writes.written = generation
                 if self._on_disk is not None:
                     self._on_disk.add(path.name)
+            finally:
+                writes.lock.release()
 
     def _encode(self, state: SessionState) -> bytes:
         """`state` as JSON with the secrets (the bot token) redacted: a prompt or a summary

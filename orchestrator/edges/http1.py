@@ -25,6 +25,8 @@ from urllib.parse import urlsplit
 
 import trio
 
+from orchestrator import uncontended
+
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
 
@@ -111,7 +113,8 @@ class LeanHttp:
                 b"\r\n\r\n",
             )
         )
-        async with self._slots:
+        await uncontended.acquire(self._slots)
+        try:
             connection = await self._connection(connect_seconds)
             reusable = False
             try:
@@ -124,6 +127,8 @@ class LeanHttp:
                     self._idle.append(connection)
                 else:
                     await trio.aclose_forcefully(connection.stream)
+        finally:
+            self._slots.release()
 
     async def _connection(self, connect_seconds: float) -> _Connection:
         while self._idle:

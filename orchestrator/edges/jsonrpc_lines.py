@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Final, final
 import msgspec
 import trio
 
+from orchestrator import uncontended
 from orchestrator.errors import WorkerUnavailable
 from orchestrator.logging import ThrottledWarning
 from orchestrator.wire.jsonrpc import (
@@ -118,7 +119,8 @@ class LineRpc:
         """
         data = _ENCODER.encode({**self._envelope, **message} if self._envelope else message)
         data += b"\n"
-        async with self._write_lock:
+        await uncontended.acquire(self._write_lock)
+        try:
             if self._broken:
                 raise WorkerUnavailable(f"{self._label} stopped reading its input")
             with trio.CancelScope(shield=True), trio.move_on_after(seconds) as bound:
@@ -130,6 +132,8 @@ class LineRpc:
                 self._broken = True
                 self._reading = False
                 raise WorkerUnavailable(f"{self._label} stopped reading its input")
+        finally:
+            self._write_lock.release()
 
     async def close_input(self) -> None:
         """Close the process's stdin (its graceful stop)."""
