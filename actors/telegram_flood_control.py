@@ -168,6 +168,9 @@ class RateLimiter:
         self._changed = trio.Event()
 
     async def _acquire(self, priority: Callable[[], int | None], *, stranger: bool) -> None:
+        # A free slot is taken without a pass through the run loop (the call made in it
+        # checkpoints soon enough); a caller cancelled already stops here, before it counts.
+        await trio.lowlevel.checkpoint_if_cancelled()
         ticket: int | None = None
         normal = False  # counted in `_normal_waiting`
         try:
@@ -212,8 +215,7 @@ class RateLimiter:
             if normal:
                 self._normal_waiting -= 1
                 self.wake()
-        self._in_flight += 1
-        await trio.lowlevel.checkpoint()
+        self._in_flight += 1  # no checkpoint after it: a cancel there would leak the slot
 
 
 @final
