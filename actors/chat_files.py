@@ -251,14 +251,15 @@ async def _image_in(
         return
     await _traced(chat, message, "image", f"{len(data)} bytes")
     caption = (message.text or "").strip()
-    caption = chat_texts.prompt_text(caption, message) if caption else ""
     if album is not None and (joining or chat.idle()):
-        await chat.collect_album(album, image=str(path), caption=caption)
+        captioned = chat_texts.prompt_text(caption, message) if caption else ""
+        await chat.collect_album(album, image=str(path), caption=captioned)
         return
     if not chat.idle():  # a message that arrived during the download started meanwhile
         await chat.out.say(IMAGE_WHILE_BUSY, plain=True)
         return
-    await chat.start_request(caption or IMAGE_PROMPT, images=(str(path),))
+    prompt = chat_texts.prompt_text(caption or IMAGE_PROMPT, message)
+    await chat.start_request(prompt, images=(str(path),))
 
 
 async def _refuse_once_per_album(chat: Chat, album: str | None, text: str) -> None:
@@ -300,13 +301,13 @@ async def _file_in(chat: Chat, message: InboundMessage, attachment: Attachment) 
         note += f" (sent as {attachment.file_name!r}; {why})"
     await chat.out.say(note + ".", plain=True)
     caption = (message.text or "").strip()
-    caption = chat_texts.prompt_text(caption, message) if caption else ""
     note = f"(The file is {relative} in the working directory.)"
     album = message.media_group_id
     if album is not None and (album == chat.album or chat.idle()):
-        await chat.collect_album(album, note=note, caption=caption)
+        captioned = chat_texts.prompt_text(caption, message) if caption else ""
+        await chat.collect_album(album, note=note, caption=captioned)
         return
-    await chat.on_text(f"{caption or FILE_PROMPT}\n\n{note}")
+    await chat.on_text(chat_texts.prompt_text(f"{caption or FILE_PROMPT}\n\n{note}", message))
 
 
 def _save_in_inbox(workspace: Path, inbox: Path, name: str, data: bytes) -> tuple[Path, str]:
