@@ -47,7 +47,7 @@ from orchestrator.words import one_line
 
 if TYPE_CHECKING:
     from actors.chat_output import ChatOutput
-    from actors.chat_request import Progress
+    from actors.chat_progress import Progress
     from orchestrator.messages import ApprovalAsk, ApprovalRequest, InboundCallback, Keyboard
 
 __all__ = [

@@ -29,7 +29,7 @@ from actors import (
     chat_texts,
     chat_topics,
 )
-from actors.chat_request import WAITING_FOR_THE_USER, phase_words
+from actors.chat_progress import WAITING_FOR_THE_USER, phase_words
 from orchestrator.messages import TraceRecord
 from orchestrator.words import one_line, plural
 

@@ -5,7 +5,8 @@ chat. `serve_request` carries out the workflow of the chat's mode (a *workflow* 
 plan mode; each of its Codex *calls* is one role on a worker) inside the request's cancel
 scope, with its helpers:
 
-- progress events from the pool become the request's `Progress` (phase, worker, last actions);
+- progress events from the pool become the request's `Progress` (phase, worker, last actions:
+  `actors.chat_progress`);
 - the live progress message appears after `LIVE_DELAY` and is edited as things happen (the
   sender coalesces the edits), with a Cancel button;
 - "typing…" shows after `TYPING_DELAY` and is repeated every `TYPING_INTERVAL` by one task;
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import PurePath
 from typing import TYPE_CHECKING, Final, TypeAlias, assert_never
 
 import msgspec
@@ -29,6 +29,7 @@ import trio
 
 from actors.chat_approvals import APPROVAL_BUFFER, cancel_data, diff_data
 from actors.chat_background import stop_keyboard
+from actors.chat_progress import Progress, follow_progress, live_text
 from actors.chat_texts import format_duration, thread_line
 from actors.role_caller import PoolRoleCaller
 from actors.workflows import PHASE_PLAN, carry_out_workflow
@@ -36,22 +37,13 @@ from orchestrator import disk
 from orchestrator.channels import open_mailbox
 from orchestrator.errors import describe
 from orchestrator.messages import (
-    AgentMessageDelta,
     ApprovalRequest,
     Button,
-    CodexNotice,
     CodexProgress,
-    CommandFinished,
-    CommandStarted,
-    PatchApplied,
-    RunStarted,
-    ThreadMoved,
-    TokenCount,
     TraceRecord,
-    WaitingForWorker,
 )
 from orchestrator.prompts import current_instructions, profile_prompt_files
-from orchestrator.workflow_types import MAX_REVIEW_ROUNDS, Mode, WorkflowResult
+from orchestrator.workflow_types import Mode, WorkflowResult
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -65,15 +57,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FINISH_GRACE",
-    "WAITING_FOR_THE_USER",
     "CancelledByUser",
     "Completed",
     "Failed",
     "Interrupted",
-    "Progress",
     "Request",
     "RequestOutcome",
-    "phase_words",
     "serve_request",
     "stopped_outcome",
 ]
@@ -89,20 +78,8 @@ TYPING_INTERVAL: Final = 4.5
 LIVE_DELAY: Final = 1.0
 """Seconds a request runs before its progress message appears."""
 
-WAITING_FOR_THE_USER: Final = "Waiting for your answer to Codex's question"
-"""What the progress message and /status say while an approval question is open."""
-
 LIVE_REFRESH: Final = 5.0
 """Seconds between progress refreshes when nothing happens (the elapsed time moves on)."""
-
-LAST_ACTIONS: Final = 4
-"""Actions listed on the progress message."""
-
-ANSWER_LINES: Final = 3
-"""Latest lines of Codex's answer shown on the progress message as it streams."""
-
-ANSWER_KEPT: Final = 2000
-"""Characters of the streaming answer kept for the progress message."""
 
 LIVE_MIN_INTERVAL: Final = 1.0
 """Seconds between two updates of the progress message (the answer streams in many pieces)."""
@@ -143,29 +120,6 @@ MOVED_NOTE: Final = (
     "Note: your earlier Codex session was no longer available, so this "
     "continued in a new one with a summary of the conversation."
 )
-
-
-@dataclass
-class Progress:
-    """What a request is doing, for its progress message and ``/status``.
-
-    Written only by the request's own tasks; the chat reads it.
-    """
-
-    phase: str = "starting"
-    detail: str = ""
-    worker: int | None = None
-    actions: list[str] = field(default_factory=list)
-    files: list[str] = field(default_factory=list)
-    answer: str = ""
-    """The tail of the answer Codex is writing in the current phase."""
-    warnings: set[str] = field(default_factory=set)
-    """Warnings already shown (each once)."""
-    told_waiting: bool = False
-    live_shown: bool = False
-    asking: int = 0
-    """Approval questions open now: Codex waits for the user, not the other way round."""
-    changed: trio.Event = field(default_factory=trio.Event)
 
 
 @dataclass(eq=False)
@@ -350,7 +304,7 @@ async def _work(
     with progress_receive, approvals_receive, shown_receive, shown_send, request.scope:
         async with trio.open_nursery() as helpers:
             helpers.start_soon(
-                _follow_progress, request.progress, progress_receive, profile.working_directory
+                follow_progress, request.progress, progress_receive, profile.working_directory
             )
             helpers.start_soon(
                 approvals.serve, approvals_receive, profile.working_directory, request.progress
@@ -419,70 +373,6 @@ class _Reporter:
         return self._progress.files
 
 
-async def _follow_progress(
-    progress: Progress, events: trio.MemoryReceiveChannel[CodexProgress], folder: str
-) -> None:
-    """Keep `progress` up to date from Codex's events; the files a patch changed are named
-    relative to the working directory `folder` (Codex gives absolute paths)."""
-    async for event in events:
-        match event:
-            case RunStarted():
-                progress.worker = event.worker_id
-                continue  # the worker is for /status, not the progress message
-            case WaitingForWorker():
-                if progress.told_waiting:
-                    continue
-                progress.told_waiting = True
-                progress.actions.append("waiting for Codex: other requests are using it")
-            case ThreadMoved():
-                progress.actions.append("continuing in a new Codex session")
-            case CommandStarted():
-                progress.actions.append(f"$ {event.command}")
-            case CommandFinished():
-                started = f"$ {event.command}"
-                ended = started + (
-                    f" (failed, exit {event.exit_code})" if event.exit_code not in (0, None) else ""
-                )
-                if started in progress.actions:
-                    progress.actions[_last_index(progress.actions, started)] = ended
-                else:
-                    progress.actions.append(ended)
-            case PatchApplied() if event.success:
-                files = [_relative(path, folder) for path in event.files]
-                progress.files.extend(path for path in files if path not in progress.files)
-                progress.actions.append("changed " + ", ".join(files) if files else "changed files")
-            case PatchApplied():  # denied, or it did not apply: nothing was changed
-                files = [_relative(path, folder) for path in event.files]
-                progress.actions.append(
-                    "did not change " + ", ".join(files) if files else "no change"
-                )
-            case TokenCount():
-                continue  # the result carries the request's usage
-            case CodexNotice():
-                if event.message in progress.warnings:
-                    continue
-                progress.warnings.add(event.message)
-                progress.actions.append(f"⚠️ {event.message}")
-            case AgentMessageDelta():
-                progress.answer = (progress.answer + event.text)[-ANSWER_KEPT:]
-            case _:
-                assert_never(event)
-        del progress.actions[:-LAST_ACTIONS]
-        progress.changed.set()
-
-
-def _relative(path: str, folder: str) -> str:
-    """`path` relative to `folder` when it lies inside it, else as it is."""
-    try:
-        return str(PurePath(path).relative_to(folder))
-    except ValueError:
-        return path
-
-
-def _last_index(items: list[str], item: str) -> int:
-    return len(items) - 1 - items[::-1].index(item)
-
-
 async def _keep_typing(out: ChatOutput) -> None:
     """One typing action per `TYPING_INTERVAL`, never waiting for the sender (shed if full)."""
     await trio.sleep(TYPING_DELAY)  # a quick answer needs no typing indicator
@@ -510,7 +400,7 @@ async def _refresh_live(
         progress.live_shown = True
         await out.show(
             request.slot,
-            _live_text(request),
+            live_text(request.progress, request.started),
             ((Button("🛑 Cancel", cancel_data(request.token)),),),
             silent=True,
             shown_to=shown_to,
@@ -518,49 +408,6 @@ async def _refresh_live(
         await trio.sleep(LIVE_MIN_INTERVAL)
         with trio.move_on_after(LIVE_REFRESH - LIVE_MIN_INTERVAL):
             await progress.changed.wait()
-
-
-def phase_words(phase: str, detail: str = "") -> str:
-    """A workflow phase as the user reads it (see `PhaseReporter` for the names)."""
-    name, _, round_text = phase.partition(" round ")
-    rounds = f" (round {round_text} of {MAX_REVIEW_ROUNDS})" if round_text else ""
-    match name:
-        case "starting":
-            return "Starting"
-        case "selecting":
-            return "Deciding how to handle your request"
-        case "planning":
-            return "Writing a plan"
-        case "developing" if not round_text:
-            return "Working on your request"
-        case "developing" if round_text == "1" or not detail:
-            return "Carrying out the plan" + rounds
-        case "developing":
-            return "Making the changes the reviewer asked for" + rounds
-        case "reviewing":
-            return "Reviewing the work" + rounds
-        case _:
-            return phase.capitalize()
-
-
-def _live_text(request: Request) -> str:
-    progress = request.progress
-    elapsed = format_duration(trio.current_time() - request.started)
-    lines = [f"⏳ {phase_words(progress.phase, progress.detail)}… {elapsed}"]
-    if progress.asking:
-        lines[0] = f"⏸ {WAITING_FOR_THE_USER}… {elapsed}"
-    if progress.detail:
-        asked = progress.phase.startswith("developing round ")
-        lines.append(("The reviewer asked for: " if asked else "") + progress.detail[:300])
-    if progress.actions:
-        lines.append("")
-        lines.extend(f"• {action[:200]}" for action in progress.actions)
-    answer = [line for line in progress.answer.splitlines() if line.strip()][-ANSWER_LINES:]
-    if answer:
-        lines.append("")
-        lines.append("Codex is writing:")
-        lines.extend(line[:300] for line in answer)
-    return "\n".join(lines)
 
 
 async def _report(request: Request, outcome: RequestOutcome, out: ChatOutput, folder: str) -> None:

@@ -1,0 +1,182 @@
+"""What a running request is doing, as its progress message and ``/status`` say it.
+
+`follow_progress` turns the pool's progress events (a worker taken, commands, patches,
+warnings, the answer as it streams) into the request's `Progress`; `live_text` writes the
+progress message from it, and `phase_words` names a workflow phase in people's words.
+`actors.chat_request` runs the one and shows the other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import PurePath
+from typing import TYPE_CHECKING, Final, assert_never
+
+import trio
+
+from actors.chat_texts import format_duration
+from orchestrator.messages import (
+    AgentMessageDelta,
+    CodexNotice,
+    CommandFinished,
+    CommandStarted,
+    PatchApplied,
+    RunStarted,
+    ThreadMoved,
+    TokenCount,
+    WaitingForWorker,
+)
+from orchestrator.workflow_types import MAX_REVIEW_ROUNDS
+
+if TYPE_CHECKING:
+    from orchestrator.messages import CodexProgress
+
+__all__ = [
+    "WAITING_FOR_THE_USER",
+    "Progress",
+    "follow_progress",
+    "live_text",
+    "phase_words",
+]
+
+WAITING_FOR_THE_USER: Final = "Waiting for your answer to Codex's question"
+"""What the progress message and /status say while an approval question is open."""
+
+LAST_ACTIONS: Final = 4
+"""Actions listed on the progress message."""
+
+ANSWER_LINES: Final = 3
+"""Latest lines of Codex's answer shown on the progress message as it streams."""
+
+ANSWER_KEPT: Final = 2000
+"""Characters of the streaming answer kept for the progress message."""
+
+
+@dataclass
+class Progress:
+    """What a request is doing, for its progress message and ``/status``.
+
+    Written only by the request's own tasks; the chat reads it.
+    """
+
+    phase: str = "starting"
+    detail: str = ""
+    worker: int | None = None
+    actions: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    answer: str = ""
+    """The tail of the answer Codex is writing in the current phase."""
+    warnings: set[str] = field(default_factory=set)
+    """Warnings already shown (each once)."""
+    told_waiting: bool = False
+    live_shown: bool = False
+    asking: int = 0
+    """Approval questions open now: Codex waits for the user, not the other way round."""
+    changed: trio.Event = field(default_factory=trio.Event)
+
+
+async def follow_progress(
+    progress: Progress, events: trio.MemoryReceiveChannel[CodexProgress], folder: str
+) -> None:
+    """Keep `progress` up to date from Codex's events; the files a patch changed are named
+    relative to the working directory `folder` (Codex gives absolute paths)."""
+    async for event in events:
+        match event:
+            case RunStarted():
+                progress.worker = event.worker_id
+                continue  # the worker is for /status, not the progress message
+            case WaitingForWorker():
+                if progress.told_waiting:
+                    continue
+                progress.told_waiting = True
+                progress.actions.append("waiting for Codex: other requests are using it")
+            case ThreadMoved():
+                progress.actions.append("continuing in a new Codex session")
+            case CommandStarted():
+                progress.actions.append(f"$ {event.command}")
+            case CommandFinished():
+                started = f"$ {event.command}"
+                ended = started + (
+                    f" (failed, exit {event.exit_code})" if event.exit_code not in (0, None) else ""
+                )
+                if started in progress.actions:
+                    progress.actions[_last_index(progress.actions, started)] = ended
+                else:
+                    progress.actions.append(ended)
+            case PatchApplied() if event.success:
+                files = [_relative(path, folder) for path in event.files]
+                progress.files.extend(path for path in files if path not in progress.files)
+                progress.actions.append("changed " + ", ".join(files) if files else "changed files")
+            case PatchApplied():  # denied, or it did not apply: nothing was changed
+                files = [_relative(path, folder) for path in event.files]
+                progress.actions.append(
+                    "did not change " + ", ".join(files) if files else "no change"
+                )
+            case TokenCount():
+                continue  # the result carries the request's usage
+            case CodexNotice():
+                if event.message in progress.warnings:
+                    continue
+                progress.warnings.add(event.message)
+                progress.actions.append(f"⚠️ {event.message}")
+            case AgentMessageDelta():
+                progress.answer = (progress.answer + event.text)[-ANSWER_KEPT:]
+            case _:
+                assert_never(event)
+        del progress.actions[:-LAST_ACTIONS]
+        progress.changed.set()
+
+
+def _relative(path: str, folder: str) -> str:
+    """`path` relative to `folder` when it lies inside it, else as it is."""
+    try:
+        return str(PurePath(path).relative_to(folder))
+    except ValueError:
+        return path
+
+
+def _last_index(items: list[str], item: str) -> int:
+    return len(items) - 1 - items[::-1].index(item)
+
+
+def phase_words(phase: str, detail: str = "") -> str:
+    """A workflow phase as the user reads it (see `PhaseReporter` for the names)."""
+    name, _, round_text = phase.partition(" round ")
+    rounds = f" (round {round_text} of {MAX_REVIEW_ROUNDS})" if round_text else ""
+    match name:
+        case "starting":
+            return "Starting"
+        case "selecting":
+            return "Deciding how to handle your request"
+        case "planning":
+            return "Writing a plan"
+        case "developing" if not round_text:
+            return "Working on your request"
+        case "developing" if round_text == "1" or not detail:
+            return "Carrying out the plan" + rounds
+        case "developing":
+            return "Making the changes the reviewer asked for" + rounds
+        case "reviewing":
+            return "Reviewing the work" + rounds
+        case _:
+            return phase.capitalize()
+
+
+def live_text(progress: Progress, started: float) -> str:
+    """The progress message of a request that started at `started` (trio time)."""
+    elapsed = format_duration(trio.current_time() - started)
+    lines = [f"⏳ {phase_words(progress.phase, progress.detail)}… {elapsed}"]
+    if progress.asking:
+        lines[0] = f"⏸ {WAITING_FOR_THE_USER}… {elapsed}"
+    if progress.detail:
+        asked = progress.phase.startswith("developing round ")
+        lines.append(("The reviewer asked for: " if asked else "") + progress.detail[:300])
+    if progress.actions:
+        lines.append("")
+        lines.extend(f"• {action[:200]}" for action in progress.actions)
+    answer = [line for line in progress.answer.splitlines() if line.strip()][-ANSWER_LINES:]
+    if answer:
+        lines.append("")
+        lines.append("Codex is writing:")
+        lines.extend(line[:300] for line in answer)
+    return "\n".join(lines)
