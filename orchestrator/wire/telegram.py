@@ -402,8 +402,9 @@ def decode_json(decoder: msgspec.json.Decoder[T], data: bytes | msgspec.Raw) -> 
     except RecursionError:
         return decode_json(decoder, prune_json(bytes(data), MAX_JSON_DEPTH))
     except (msgspec.DecodeError, UnicodeDecodeError) as error:
-        mended = mend_text(bytes(data))
-        if mended == data:
+        raw = bytes(data)
+        mended = mend_text(raw)
+        if mended == raw:  # nothing to mend: it is malformed
             raise msgspec.DecodeError(str(error)) from None
         return decode_json(decoder, mended)
 
