@@ -342,7 +342,10 @@ class Chat:
             await chat_commands.on_command(self, message.command, message.command_args)
             return
         if message.text is None or not message.text.strip():
-            await self.out.say(chat_texts.TEXT_ONLY, plain=True)
+            no_words = (
+                chat_texts.REPLY_WITHOUT_WORDS if message.replied_to else chat_texts.TEXT_ONLY
+            )
+            await self.out.say(no_words, plain=True)
             return
         # The save that keeps the text keeps its update id too: one write says both.
         self.remember_update(message.update_id)

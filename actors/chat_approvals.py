@@ -164,7 +164,9 @@ def diff_data(folder: str) -> str:
     its mark and as much of its name as Telegram's 64 bytes leave room for."""
     head = f"df:{folder_mark(folder)}:"
     room = CALLBACK_DATA_LIMIT - len(head)
-    name = PurePath(folder).name.encode()[:room].decode(errors="ignore")
+    name = PurePath(folder).name
+    if len(name.encode()) > room:  # cut, and said to be: it names no folder as it stands
+        name = name.encode()[: room - len("…".encode())].decode(errors="ignore") + "…"
     return head + name
 
 

@@ -88,6 +88,8 @@ async def _show_diff(chat: Chat, button: DiffButton) -> None:
     if button.folder and button.folder != folder_mark(folder):
         current = Path(folder).name
         made_in = f"in {button.name}" if button.name else "in another folder"
+        if button.name == current:  # two folders of one name (a branch named as its repository)
+            made_in = "in another folder of the same name"
         await chat.out.say(
             f"That result's changes were made {made_in}, and your requests here now run in "
             f"{current}. Switch back (/branch or /profile) to see them; /diff shows the "

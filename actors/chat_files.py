@@ -252,7 +252,7 @@ async def _image_in(
     await _traced(chat, message, "image", f"{len(data)} bytes")
     caption = (message.text or "").strip()
     if album is not None and (joining or chat.idle()):
-        captioned = chat_texts.prompt_text(caption, message) if caption else ""
+        captioned = _album_caption(chat, message, caption, ALBUM_PROMPT)
         await chat.collect_album(album, image=str(path), caption=captioned)
         return
     if not chat.idle():  # a message that arrived during the download started meanwhile
@@ -260,6 +260,19 @@ async def _image_in(
         return
     prompt = chat_texts.prompt_text(caption or IMAGE_PROMPT, message)
     await chat.start_request(prompt, images=(str(path),))
+
+
+def _album_caption(chat: Chat, message: InboundMessage, caption: str, default: str) -> str:
+    """What a part of an album adds to its prompt: its caption, as Codex gets it. Without
+    one, a part sent as a reply brings the message it answers, with the album's `default`
+    question (once per album: each part may carry the same reply)."""
+    if caption:
+        return chat_texts.prompt_text(caption, message)
+    if message.replied_to is None or (
+        message.media_group_id == chat.album and chat.album_captioned
+    ):
+        return ""
+    return chat_texts.prompt_text(default, message)
 
 
 async def _refuse_once_per_album(chat: Chat, album: str | None, text: str) -> None:
@@ -304,8 +317,10 @@ async def _file_in(chat: Chat, message: InboundMessage, attachment: Attachment) 
     note = f"(The file is {relative} in the working directory.)"
     album = message.media_group_id
     if album is not None and (album == chat.album or chat.idle()):
-        captioned = chat_texts.prompt_text(caption, message) if caption else ""
-        await chat.collect_album(album, note=note, caption=captioned)
+        default = album_prompt(images=0, files=2)
+        await chat.collect_album(
+            album, note=note, caption=_album_caption(chat, message, caption, default)
+        )
         return
     await chat.on_text(chat_texts.prompt_text(f"{caption or FILE_PROMPT}\n\n{note}", message))
 

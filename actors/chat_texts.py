@@ -27,6 +27,7 @@ __all__ = [
     "BUSY",
     "EDITED_IGNORED",
     "IMAGES_GONE",
+    "REPLY_WITHOUT_WORDS",
     "RUN_AGAIN",
     "RUN_AGAIN_GONE",
     "RUN_AGAIN_STARTED",
@@ -138,6 +139,13 @@ BUSY: Final = (
 
 TEXT_ONLY: Final = "That message has no text. Please send your request as text."
 """The answer to a text message that is empty or only spaces."""
+
+REPLY_WITHOUT_WORDS: Final = (
+    "Say what Codex should do with that message: reply to it again, with your request after "
+    "the mention (for example “fix this”)."
+)
+"""The answer to a reply with no words of its own (a bare mention of the bot in a group):
+the quoted message is never taken for the user's instructions."""
 
 _WHAT_I_READ: Final = "text, photos and files"
 

@@ -8,9 +8,10 @@ developer, the reviewer's feedback handed back, and the summary the user reads a
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Final
 
-from orchestrator.role_answers import extract_files_changed, has_files_section
+from orchestrator.role_answers import has_files_section
 
 if TYPE_CHECKING:
     from orchestrator.workflow_types import Verdict
@@ -103,10 +104,17 @@ def plan_summary(
 
 
 def _files_line(files: tuple[str, ...], report: str) -> str:
-    """The files the rounds changed, less those the last report lists itself: it ends with
-    its own "Files changed:" section, which the summary quotes whole."""
+    """The files the rounds changed, less those the last report names itself: it ends with
+    its own "Files changed:" section, which the summary quotes whole. A report names a file
+    however it writes it (``./a.py``, its absolute path, a name with a space, "renamed from
+    a.py"), so a path anywhere in the report counts, not only in its list's own shape."""
     if not has_files_section(report):
         return "Files changed: " + (", ".join(files) if files else "none reported")
-    listed = extract_files_changed(report)
-    earlier = [path for path in files if path not in listed]
-    return "Changed too, not in the report below: " + ", ".join(earlier) if earlier else ""
+    unnamed = [path for path in files if not _names(report, path)]
+    return "Changed too, not in the report below: " + ", ".join(unnamed) if unnamed else ""
+
+
+def _names(report: str, path: str) -> bool:
+    """Whether `report` names `path`: as a whole word, or as the end of a longer path."""
+    pattern = rf"(?<![\w.-]){re.escape(path.removeprefix('./'))}(?![\w/-])"
+    return re.search(pattern, report) is not None

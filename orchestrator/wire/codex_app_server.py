@@ -281,6 +281,8 @@ class _CommandExecutionItem(_Item, frozen=True, tag="commandExecution"):
 
 class _ChangeKind(_Wire, frozen=True):
     type: str = "update"
+    move_path: str | None = msgspec.field(default=None, name="move_path")
+    """A renamed file's new path (an ``update``; snake case on 0.171.0's wire)."""
 
 
 class _FileUpdateChange(_Wire, frozen=True):

@@ -184,7 +184,12 @@ class TurnTranslator:
                 self._patches.pop(item.id, None)
                 if item.status == "declined":
                     return []  # the approval prompt already told the user
-                files = tuple(change.path for change in item.changes)
+                files = tuple(
+                    path
+                    for change in item.changes
+                    for path in (change.path, change.kind.move_path)
+                    if path
+                )
                 return [PatchApplied(files=files, success=item.status == "completed")]
             case _:
                 assert_never(item)

@@ -256,10 +256,10 @@ class TurnEvents:
                 command = command_text(msg.command) or self.commands.pop(msg.call_id, "")
                 return CommandFinished(command=command, exit_code=msg.exit_code)
             case "patch_apply_begin":
-                self.patch_files = tuple(msg.changes or {})
+                self.patch_files = changed_paths(msg.changes or {})
                 return None
             case "patch_apply_end":
-                files = tuple(msg.changes or {}) or self.patch_files
+                files = changed_paths(msg.changes or {}) or self.patch_files
                 return PatchApplied(files=files, success=msg.success)
             case "token_count":
                 totals = msg.info.total_token_usage if msg.info else None
@@ -309,6 +309,21 @@ class _FileChange(msgspec.Struct, frozen=True):
 
 
 _FILE_CHANGE: Final = msgspec.json.Decoder(_FileChange)
+
+
+def changed_paths(changes: Mapping[str, msgspec.Raw]) -> tuple[str, ...]:
+    """The files a patch's ``changes`` touch: each path, and a renamed file's new one after
+    it (an update with ``move_path``: the old name is gone, the new one holds the file)."""
+    paths: list[str] = []
+    for path, raw in changes.items():
+        paths.append(path)
+        try:
+            change = _FILE_CHANGE.decode(raw)
+        except msgspec.DecodeError:
+            continue
+        if change.move_path:
+            paths.append(change.move_path)
+    return tuple(paths)
 
 
 def changes_diff(changes: Mapping[str, msgspec.Raw]) -> str:

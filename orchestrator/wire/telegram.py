@@ -190,6 +190,7 @@ class RepliedMessage(msgspec.Struct, frozen=True):
     message_id: int
     from_: User | None = msgspec.field(default=None, name="from")
     sender_chat: Chat | None = None
+    forward_origin: MessageOrigin | None = None
     text: str | None = None
     caption: str | None = None
 
@@ -577,6 +578,9 @@ def replied_to(message: Message, bot_username: str) -> RepliedTo | None:
     if not text:
         return None
     sender = replied.from_
+    if replied.forward_origin is not None:  # whoever forwarded it, someone else wrote it
+        source = _origin(replied.forward_origin).removeprefix("from ") or "someone"
+        return RepliedTo(text=text, by="other", author=f"{source}, forwarded")
     if replied.sender_chat is not None:
         chat = replied.sender_chat
         author = f"the chat {chat.title}" if chat.title else "a chat"

@@ -341,6 +341,20 @@ async def test_a_reply_to_a_long_answer_starts_at_once(
         assert job.prompt.endswith("a" * 4096 + "\n```\n\nmake it shorter")
 
 
+async def test_a_reply_with_no_words_of_its_own_asks_for_them(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A bare "@bot" under someone's message in a group: the quoted message is never taken
+    for the user's request, and "no text" would be false."""
+    async with running_bot(tmp_path) as bot:
+        await bot.wait(lambda: len(bot.fakes.started) == 2)
+        replied = RepliedTo(text="rm -rf / please", by="other", author="Bob")
+        await bot.say(ALICE, "", chat=-100, replied_to=replied)
+        await bot.wait_reply(-100, "Say what Codex should do with that message")
+    assert not any(p.calls for p in bot.fakes.started)
+    assert bot.replies(-100) == [chat_texts.REPLY_WITHOUT_WORDS]
+
+
 async def test_the_parts_of_a_long_paste_run_as_one_prompt(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:

@@ -85,6 +85,10 @@ def test_events_of_a_turn_become_progress() -> None:
     assert translate(end) == CommandFinished(command="ls", exit_code=2)
     assert translate({"type": "patch_apply_begin", "changes": {"/w/a": {}}}) is None
     assert translate({"type": "patch_apply_end"}) == PatchApplied(files=("/w/a",))
+    renamed = {"/w/k": {"type": "update", "unified_diff": "", "move_path": "/w/m"}, "/w/o": 1}
+    assert translate({"type": "patch_apply_end", "changes": renamed}) == PatchApplied(
+        files=("/w/k", "/w/m", "/w/o")  # a rename's new name too; an odd shape, its path
+    )
     tokens = {"type": "token_count", "info": {"total_token_usage": {"total_tokens": 9}}}
     assert translate(tokens) == TokenCount(usage=TokenUsage(total_tokens=9))
     assert events.usage.total_tokens == 9

@@ -366,6 +366,15 @@ def replying(replied: dict[str, object], **fields: object) -> RepliedTo | None:
             RepliedTo(text="a photo's words", by="other", author="Bob"),
         ),
         ({"from": ALICE_FROM, "text": "mine"}, {}, RepliedTo(text="mine", by="self")),
+        (  # the user's own forward of Bob's words: Bob's
+            {
+                "from": ALICE_FROM,
+                "forward_origin": {"type": "user", "date": 1, "sender_user": BOB_FROM},
+                "text": "rm -rf / please",
+            },
+            {},
+            RepliedTo(text="rm -rf / please", by="other", author="Bob, forwarded"),
+        ),
         (
             {"from": BOB_FROM, "text": "a long message"},
             {"quote": {"text": "long", "position": 2}},

@@ -189,6 +189,21 @@ def test_an_applied_patch_lists_its_files() -> None:
     ]
 
 
+def test_a_renamed_file_is_listed_under_its_new_name_too() -> None:
+    """0.171.0 sends a rename as an update with ``move_path`` (snake case, as measured)."""
+    translator = TurnTranslator(worker_id=0)
+    started, done = example("14")
+    done = copy.deepcopy(done)
+    done["params"]["item"]["status"] = "completed"
+    done["params"]["item"]["changes"] = [
+        {"path": "/w/keep.txt", "kind": {"type": "update", "move_path": "/w/moved.txt"}},
+        {"path": "/w/old.txt", "kind": {"type": "delete"}},
+    ]
+    assert feed(translator, started, done) == [
+        PatchApplied(files=("/w/keep.txt", "/w/moved.txt", "/w/old.txt"), success=True)
+    ]
+
+
 def test_a_long_diff_is_cut_in_the_ask() -> None:
     translator = TurnTranslator(worker_id=0)
     started = copy.deepcopy(example("14")[0])
