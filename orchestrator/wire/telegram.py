@@ -583,7 +583,8 @@ def replied_to(message: Message, bot_username: str) -> RepliedTo | None:
         return RepliedTo(text=text, by="other", author=f"{source}, forwarded")
     if replied.sender_chat is not None:
         chat = replied.sender_chat
-        author = f"the chat {chat.title}" if chat.title else "a chat"
+        kind = "channel" if chat.type == "channel" else "chat"
+        author = f"the {kind} {chat.title}" if chat.title else f"a {kind}"
         return RepliedTo(text=text, by="other", author=author)
     if sender is None:
         return RepliedTo(text=text, by="other", author="someone")

@@ -383,7 +383,12 @@ def replying(replied: dict[str, object], **fields: object) -> RepliedTo | None:
         (
             {"sender_chat": {"id": -1, "type": "channel", "title": "News"}, "text": "posted"},
             {},
-            RepliedTo(text="posted", by="other", author="the chat News"),
+            RepliedTo(text="posted", by="other", author="the channel News"),
+        ),
+        (  # an anonymous admin of a group
+            {"sender_chat": {"id": -2, "type": "supergroup", "title": "Dev"}, "text": "hi"},
+            {},
+            RepliedTo(text="hi", by="other", author="the chat Dev"),
         ),
         ({"text": "no sender"}, {}, RepliedTo(text="no sender", by="other", author="someone")),
         ({"from": BOB_FROM, "photo": [{"file_id": "p"}]}, {}, None),  # nothing to quote
