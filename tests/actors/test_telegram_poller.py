@@ -275,6 +275,28 @@ def nested(depth: int) -> bytes:
     return b"[" * depth + b"]" * depth
 
 
+async def poll_bodies(
+    tmp_path: Path, bodies: list[bytes], *, stop_after: int
+) -> tuple[Harness, int]:
+    """Poll through the real HTTP adapter against a server that answers getUpdates with
+    `bodies`, one each, then holds every poll as Telegram does; the harness, and how many
+    polls were made."""
+    polls = 0
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal polls
+        polls += 1
+        if not bodies:  # nothing new: a long poll, as Telegram holds it
+            await trio.sleep(json.loads(request.content)["timeout"])
+            return httpx.Response(200, content=b'{"ok":true,"result":[]}')
+        return httpx.Response(200, content=bodies.pop(0))
+
+    async with open_telegram_api("1:x", transport=httpx.MockTransport(handler)) as api:
+        harness = Harness(api, tmp_path / "updates.json")
+        await harness.run(stop_after=stop_after)
+    return harness, polls
+
+
 async def test_json_nested_past_the_decoder_is_logged_skipped_and_polling_goes_on(
     tmp_path: Path, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -290,15 +312,7 @@ async def test_json_nested_past_the_decoder_is_logged_skipped_and_polling_goes_o
         + b"}]}",
     ]
 
-    async def handler(request: httpx.Request) -> httpx.Response:
-        if not bodies:  # nothing new: a long poll, as Telegram holds it
-            await trio.sleep(json.loads(request.content)["timeout"])
-            return httpx.Response(200, content=b'{"ok":true,"result":[]}')
-        return httpx.Response(200, content=bodies.pop(0))
-
-    async with open_telegram_api("1:x", transport=httpx.MockTransport(handler)) as api:
-        harness = Harness(api, tmp_path / "updates.json")
-        await harness.run(stop_after=1)
+    harness, _ = await poll_bodies(tmp_path, bodies, stop_after=1)
     assert texts(harness.received) == ["still here"]
     skipped = [t for t in harness.traces if t.outcome == "skipped"]
     assert [(t.update_id, t.malformed) for t in skipped] == [(None, True), (5, True)]
@@ -328,19 +342,7 @@ async def test_a_lone_surrogate_or_a_byte_that_is_not_utf8_is_mended_not_retried
         + update(6, b"raw \xff byte")
         + b"]}"
     ]
-    polls = 0
-
-    async def handler(request: httpx.Request) -> httpx.Response:
-        nonlocal polls
-        polls += 1
-        if not bodies:
-            await trio.sleep(json.loads(request.content)["timeout"])
-            return httpx.Response(200, content=b'{"ok":true,"result":[]}')
-        return httpx.Response(200, content=bodies.pop(0))
-
-    async with open_telegram_api("1:x", transport=httpx.MockTransport(handler)) as api:
-        harness = Harness(api, tmp_path / "updates.json")
-        await harness.run(stop_after=2)
+    harness, polls = await poll_bodies(tmp_path, bodies, stop_after=2)
     assert texts(harness.received) == [
         "bad \ufffd half, kept \U0001f600 pair, escaped \\ud800",
         "raw \ufffd byte",
