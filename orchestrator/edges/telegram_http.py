@@ -48,7 +48,7 @@ from orchestrator.errors import (
     TelegramUnauthorized,
 )
 from orchestrator.ports import BotIdentity, ParseMode
-from orchestrator.wire.telegram import decode_json
+from orchestrator.wire.json_bodies import decode_json
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence

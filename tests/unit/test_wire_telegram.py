@@ -10,17 +10,14 @@ import msgspec
 import pytest
 
 from orchestrator.messages import Attachment, ContentKind, InboundMessage, RepliedTo
+from orchestrator.wire.json_bodies import MAX_JSON_DEPTH, decode_json, mend_text, prune_json
 from orchestrator.wire.telegram import (
     CONTENT_FIELDS,
-    MAX_JSON_DEPTH,
     SERVICE_FIELDS,
     Message,
     content_kind,
-    decode_json,
     decode_update,
     decode_update_id,
-    mend_text,
-    prune_json,
     to_router_message,
 )
 
