@@ -264,12 +264,15 @@ async def _image_in(
 
 def _album_caption(chat: Chat, message: InboundMessage, caption: str, default: str) -> str:
     """What a part of an album adds to its prompt: its caption, as Codex gets it. Without
-    one, a part sent as a reply brings the message it answers, with the album's `default`
-    question (once per album: each part may carry the same reply)."""
+    one, a part sent as a reply brings the text of the message it answers, with the album's
+    `default` question (once per album: each part may carry the same reply)."""
     if caption:
         return chat_texts.prompt_text(caption, message)
-    if message.replied_to is None or (
-        message.media_group_id == chat.album and chat.album_captioned
+    replied = message.replied_to
+    if (
+        replied is None
+        or replied.kind != "text"
+        or (message.media_group_id == chat.album and chat.album_captioned)
     ):
         return ""
     return chat_texts.prompt_text(default, message)

@@ -132,11 +132,13 @@ class Attachment(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class RepliedTo(msgspec.Struct, frozen=True, kw_only=True):
-    """The message a user's message replies to: its text (or the part the user quoted), and
-    who wrote it: the bot itself, the user, someone else (`author`, in words), or a message
-    of another chat (`author`: where it comes from, when Telegram says)."""
+    """The message a user's message replies to: its text (or the part the user quoted), or
+    for a message without text what it carries (`kind`: a photo, a poll; `text` is empty),
+    and who wrote it: the bot itself, the user, someone else (`author`, in words), or a
+    message of another chat (`author`: where it comes from, when Telegram says)."""
 
     text: str
+    kind: ContentKind = "text"
     by: Literal["bot", "self", "other", "external"]
     author: str = ""
 

@@ -7,8 +7,7 @@ field (`content_kind`, kept raw: only its presence is read), and service message
 joined, a pin, a forum topic opened) are dropped here without an answer.
 
 `to_router_message` turns a decoded update into the router's `RouterMsg`, resolving commands
-from ``bot_command`` entities (the Bot API counts their offsets and lengths in UTF-16 code
-units).
+and mentions of the bot with `orchestrator.wire.bot_commands`.
 
 Every Bot API body is decoded with `orchestrator.wire.json_bodies.decode_json`, which no
 body makes crash or fail for ever.
@@ -30,6 +29,7 @@ from orchestrator.messages import (
     RepliedTo,
     RouterMsg,
 )
+from orchestrator.wire.bot_commands import parse_command, without_mention
 from orchestrator.wire.json_bodies import decode_json
 
 __all__ = [
@@ -172,7 +172,36 @@ class MessageOrigin(msgspec.Struct, frozen=True):
     chat: Chat | None = None
 
 
-class RepliedMessage(msgspec.Struct, frozen=True):
+class _Content(msgspec.Struct, frozen=True, kw_only=True):
+    """What a message carries other than text (`CONTENT_FIELDS`): of a message, and of the
+    message it replies to."""
+
+    # Only its presence is read, so each is kept raw, whatever shape Telegram gives it
+    # (msgspec cannot decode ``Raw | None``: an object there failed the whole update,
+    # "Expected `null`, got `object`").
+    animation: msgspec.Raw = _ABSENT
+    audio: msgspec.Raw = _ABSENT
+    checklist: msgspec.Raw = _ABSENT
+    contact: msgspec.Raw = _ABSENT
+    dice: msgspec.Raw = _ABSENT
+    document: msgspec.Raw = _ABSENT
+    game: msgspec.Raw = _ABSENT
+    giveaway: msgspec.Raw = _ABSENT
+    giveaway_winners: msgspec.Raw = _ABSENT
+    invoice: msgspec.Raw = _ABSENT
+    location: msgspec.Raw = _ABSENT
+    paid_media: msgspec.Raw = _ABSENT
+    photo: msgspec.Raw = _ABSENT
+    poll: msgspec.Raw = _ABSENT
+    sticker: msgspec.Raw = _ABSENT
+    story: msgspec.Raw = _ABSENT
+    venue: msgspec.Raw = _ABSENT
+    video: msgspec.Raw = _ABSENT
+    video_note: msgspec.Raw = _ABSENT
+    voice: msgspec.Raw = _ABSENT
+
+
+class RepliedMessage(_Content, frozen=True):
     """``reply_to_message``: the fields that say what a reply answers, and who wrote it."""
 
     message_id: int
@@ -195,7 +224,7 @@ class TextQuote(msgspec.Struct, frozen=True):
     text: str = ""
 
 
-class Message(msgspec.Struct, frozen=True):
+class Message(_Content, frozen=True):
     """``Message``: the fields that decide routing, commands and content."""
 
     message_id: int
@@ -215,29 +244,6 @@ class Message(msgspec.Struct, frozen=True):
     reply_to_message: RepliedMessage | None = None
     external_reply: ExternalReply | None = None
     quote: TextQuote | None = None
-    # Content other than text (`CONTENT_FIELDS`): only its presence is read, so each is kept
-    # raw, whatever shape Telegram gives it (msgspec cannot decode ``Raw | None``: an object
-    # there failed the whole update, "Expected `null`, got `object`").
-    animation: msgspec.Raw = _ABSENT
-    audio: msgspec.Raw = _ABSENT
-    checklist: msgspec.Raw = _ABSENT
-    contact: msgspec.Raw = _ABSENT
-    dice: msgspec.Raw = _ABSENT
-    document: msgspec.Raw = _ABSENT
-    game: msgspec.Raw = _ABSENT
-    giveaway: msgspec.Raw = _ABSENT
-    giveaway_winners: msgspec.Raw = _ABSENT
-    invoice: msgspec.Raw = _ABSENT
-    location: msgspec.Raw = _ABSENT
-    paid_media: msgspec.Raw = _ABSENT
-    photo: msgspec.Raw = _ABSENT
-    poll: msgspec.Raw = _ABSENT
-    sticker: msgspec.Raw = _ABSENT
-    story: msgspec.Raw = _ABSENT
-    venue: msgspec.Raw = _ABSENT
-    video: msgspec.Raw = _ABSENT
-    video_note: msgspec.Raw = _ABSENT
-    voice: msgspec.Raw = _ABSENT
     # Service messages (`SERVICE_FIELDS`): something happened in the chat; nobody asked for
     # anything, so they are dropped without an answer.
     new_chat_members: msgspec.Raw = _ABSENT
@@ -385,57 +391,6 @@ def decode_update_id(raw: bytes | msgspec.Raw) -> int | None:
         return None
 
 
-def _utf16_slice(text: str, offset: int, length: int) -> str:
-    encoded = text.encode("utf-16-le")
-    return encoded[offset * 2 : (offset + length) * 2].decode("utf-16-le", errors="replace")
-
-
-def _utf16_after(text: str, offset: int) -> str:
-    return text.encode("utf-16-le")[offset * 2 :].decode("utf-16-le", errors="replace")
-
-
-def parse_command(
-    text: str, entities: tuple[MessageEntity, ...], bot_username: str
-) -> tuple[str, str] | Literal["other_bot"] | None:
-    """The command at the start of `text`, if any, as ``(name, arguments)``.
-
-    Only a ``bot_command`` entity at offset 0 counts. ``/cmd@OurBot`` matches our username
-    case-insensitively; ``/cmd@OtherBot`` returns ``"other_bot"`` (not ours: ignore it).
-    """
-    for entity in entities:
-        if entity.type != "bot_command" or entity.offset != 0:
-            continue
-        token = _utf16_slice(text, entity.offset, entity.length)
-        name, _, addressee = token.lstrip("/").partition("@")
-        if addressee and addressee.lower() != bot_username.lower():
-            return "other_bot"
-        arguments = _utf16_after(text, entity.offset + entity.length).strip()
-        return name.lower(), arguments
-    return None
-
-
-def without_mention(text: str, entities: tuple[MessageEntity, ...], bot_username: str) -> str:
-    """`text` without the ``@OurBot`` mentions that address the bot in a group (they are not
-    part of the request); other mentions stay."""
-    ours = f"@{bot_username}".lower()
-    spans = sorted(
-        (entity.offset, entity.length)
-        for entity in entities
-        if entity.type == "mention"
-        and _utf16_slice(text, entity.offset, entity.length).lower() == ours
-    )
-    if not spans:
-        return text
-    encoded = text.encode("utf-16-le")
-    space = " ".encode("utf-16-le")
-    for offset, length in reversed(spans):
-        before, after = encoded[: offset * 2], encoded[(offset + length) * 2 :]
-        if (not before or before.endswith(space)) and after.startswith(space):
-            after = after[len(space) :]  # one space goes with the mention
-        encoded = before + after
-    return encoded.decode("utf-16-le", errors="replace").strip()
-
-
 def _person(user: User) -> str:
     name = user.first_name or "someone"
     return f"{name} (@{user.username})" if user.username else name
@@ -469,10 +424,11 @@ def _origin(origin: MessageOrigin) -> str:
 
 
 def replied_to(message: Message, bot_username: str) -> RepliedTo | None:
-    """What `message` replies to, when that has text: the part the user quoted, else the
-    whole text or caption. A reply to a message of another chat (``external_reply``) has
-    only the quoted part. None for a plain message of a forum topic, which Telegram marks as
-    a reply to the topic's first message (a service message, without text)."""
+    """What `message` replies to: the part the user quoted, else the whole text or caption;
+    for a message without text, what it is (a photo, a poll), which Codex cannot see. A
+    reply to a message of another chat (``external_reply``) has only the quoted part. None
+    for a plain message of a forum topic, which Telegram marks as a reply to the topic's
+    first message (a service message, without text)."""
     quoted = message.quote.text if message.quote is not None else ""
     replied = message.reply_to_message
     if replied is None:
@@ -481,25 +437,29 @@ def replied_to(message: Message, bot_username: str) -> RepliedTo | None:
             return None
         origin = _origin(external.origin) if external.origin is not None else ""
         return RepliedTo(text=quoted, by="external", author=origin)
-    text = quoted or replied.text or replied.caption
-    if not text:
+    text = quoted or replied.text or replied.caption or ""
+    kind = "text" if text else _carried(replied)
+    if kind is None:
         return None
     sender = replied.from_
+    by: Literal["bot", "self", "other"] = "other"
+    author = ""
     if replied.forward_origin is not None:  # whoever forwarded it, someone else wrote it
         source = _origin(replied.forward_origin).removeprefix("from ") or "someone"
-        return RepliedTo(text=text, by="other", author=f"{source}, forwarded")
-    if replied.sender_chat is not None:
+        author = f"{source}, forwarded"
+    elif replied.sender_chat is not None:
         chat = replied.sender_chat
-        kind = "channel" if chat.type == "channel" else "chat"
-        author = f"the {kind} {chat.title}" if chat.title else f"a {kind}"
-        return RepliedTo(text=text, by="other", author=author)
-    if sender is None:
-        return RepliedTo(text=text, by="other", author="someone")
-    if sender.is_bot and _same_name(sender.username, bot_username):
-        return RepliedTo(text=text, by="bot")
-    if message.from_ is not None and sender.id == message.from_.id:
-        return RepliedTo(text=text, by="self")
-    return RepliedTo(text=text, by="other", author=_person(sender))
+        what = "channel" if chat.type == "channel" else "chat"
+        author = f"the {what} {chat.title}" if chat.title else f"a {what}"
+    elif sender is None:
+        author = "someone"
+    elif sender.is_bot and _same_name(sender.username, bot_username):
+        by = "bot"
+    elif message.from_ is not None and sender.id == message.from_.id:
+        by = "self"
+    else:
+        author = _person(sender)
+    return RepliedTo(text=text, kind=kind, by=by, author=author)
 
 
 def _same_name(username: str | None, bot_username: str) -> bool:
@@ -510,14 +470,19 @@ def content_kind(message: Message) -> ContentKind | None:
     """What `message` carries: its first field of `CONTENT_FIELDS`, else ``text``; None for a
     service message (`SERVICE_FIELDS`); ``other`` for a message with none of these (content
     Telegram added after this list: it is answered, not dropped)."""
-    for kind in CONTENT_FIELDS:
-        if _present(getattr(message, kind)):
-            return kind
+    kind = _carried(message)
+    if kind is not None:
+        return kind
     if message.text is not None:
         return "text"
     if any(_present(getattr(message, name)) for name in SERVICE_FIELDS):
         return None
     return "other"
+
+
+def _carried(message: _Content) -> ContentKind | None:
+    """The first of `CONTENT_FIELDS` that `message` carries, if any."""
+    return next((kind for kind in CONTENT_FIELDS if _present(getattr(message, kind))), None)
 
 
 def _present(value: msgspec.Raw) -> bool:

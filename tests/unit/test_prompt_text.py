@@ -44,6 +44,25 @@ def test_codex_is_told_whose_message_a_reply_answers(replied: RepliedTo, whose: 
     )
 
 
+def test_codex_is_told_a_reply_answers_something_it_cannot_see() -> None:
+    """A reply to a photo without a caption, a poll or a sticker: without the note, "make it
+    darker" would reach Codex as if it made sense alone."""
+    photo = prompt_text("make it darker", message(RepliedTo(text="", kind="photo", by="self")))
+    assert photo == (
+        "The user's message below replies to their own earlier message, which is a photo "
+        "that the bot cannot pass on to you.\n\nmake it darker"
+    )
+    odd = RepliedTo(text="", kind="other", by="other", author="Bob")
+    assert prompt_text("what is it?", message(odd)).startswith(
+        "The user's message below replies to a message from Bob, which is a kind of message "
+        "that the bot cannot pass on to you."
+    )
+    assert user_words(photo) == "↩ make it darker"
+    assert user_words(f"{photo}\n\nand also\n\n{photo}") == (
+        "↩ make it darker\n\nand also\n\n↩ make it darker"
+    )
+
+
 def test_the_user_sees_their_own_words_again() -> None:
     """A "Run again" offer, /sessions, a trace preview and the recap of a fresh thread show
     what the user wrote: the notes for Codex go, fences with backticks inside included, also

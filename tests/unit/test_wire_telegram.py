@@ -388,7 +388,17 @@ def replying(replied: dict[str, object], **fields: object) -> RepliedTo | None:
             RepliedTo(text="hi", by="other", author="the chat Dev"),
         ),
         ({"text": "no sender"}, {}, RepliedTo(text="no sender", by="other", author="someone")),
-        ({"from": BOB_FROM, "photo": [{"file_id": "p"}]}, {}, None),  # nothing to quote
+        (  # nothing to quote: Codex is told what it cannot see
+            {"from": BOB_FROM, "photo": [{"file_id": "p"}]},
+            {},
+            RepliedTo(text="", kind="photo", by="other", author="Bob"),
+        ),
+        (
+            {"from": OUR_BOT, "document": {"file_id": "d"}, "caption": "report"},
+            {},
+            RepliedTo(text="report", by="bot"),
+        ),
+        ({"from": ALICE_FROM, "poll": {"id": "1"}}, {}, RepliedTo(text="", kind="poll", by="self")),
         # A topic's plain message "replies" to the topic's first (service) message.
         (
             {"message_id": 50, "forum_topic_created": {"name": "t"}},

@@ -1,0 +1,65 @@
+"""Commands and mentions of the bot in a message's text, read from its entities.
+
+The Bot API counts an entity's offset and length in UTF-16 code units, so the text is cut
+in UTF-16, not in Python's code points (an emoji before a command shifts it by two).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from orchestrator.wire.telegram import MessageEntity
+
+__all__ = ["parse_command", "without_mention"]
+
+
+def _utf16_slice(text: str, offset: int, length: int) -> str:
+    encoded = text.encode("utf-16-le")
+    return encoded[offset * 2 : (offset + length) * 2].decode("utf-16-le", errors="replace")
+
+
+def _utf16_after(text: str, offset: int) -> str:
+    return text.encode("utf-16-le")[offset * 2 :].decode("utf-16-le", errors="replace")
+
+
+def parse_command(
+    text: str, entities: tuple[MessageEntity, ...], bot_username: str
+) -> tuple[str, str] | Literal["other_bot"] | None:
+    """The command at the start of `text`, if any, as ``(name, arguments)``.
+
+    Only a ``bot_command`` entity at offset 0 counts. ``/cmd@OurBot`` matches our username
+    case-insensitively; ``/cmd@OtherBot`` returns ``"other_bot"`` (not ours: ignore it).
+    """
+    for entity in entities:
+        if entity.type != "bot_command" or entity.offset != 0:
+            continue
+        token = _utf16_slice(text, entity.offset, entity.length)
+        name, _, addressee = token.lstrip("/").partition("@")
+        if addressee and addressee.lower() != bot_username.lower():
+            return "other_bot"
+        arguments = _utf16_after(text, entity.offset + entity.length).strip()
+        return name.lower(), arguments
+    return None
+
+
+def without_mention(text: str, entities: tuple[MessageEntity, ...], bot_username: str) -> str:
+    """`text` without the ``@OurBot`` mentions that address the bot in a group (they are not
+    part of the request); other mentions stay."""
+    ours = f"@{bot_username}".lower()
+    spans = sorted(
+        (entity.offset, entity.length)
+        for entity in entities
+        if entity.type == "mention"
+        and _utf16_slice(text, entity.offset, entity.length).lower() == ours
+    )
+    if not spans:
+        return text
+    encoded = text.encode("utf-16-le")
+    space = " ".encode("utf-16-le")
+    for offset, length in reversed(spans):
+        before, after = encoded[: offset * 2], encoded[(offset + length) * 2 :]
+        if (not before or before.endswith(space)) and after.startswith(space):
+            after = after[len(space) :]  # one space goes with the mention
+        encoded = before + after
+    return encoded.decode("utf-16-le", errors="replace").strip()
