@@ -115,6 +115,7 @@ def _files_line(files: tuple[str, ...], report: str) -> str:
 
 
 def _names(report: str, path: str) -> bool:
-    """Whether `report` names `path`: as a whole word, or as the end of a longer path."""
-    pattern = rf"(?<![\w.-]){re.escape(path.removeprefix('./'))}(?![\w/-])"
+    """Whether `report` names `path`: as a whole word, or as the end of a longer path; not
+    as the start of a longer name (``a.py`` in ``a.py.bak``), a sentence's full stop aside."""
+    pattern = rf"(?<![\w.-]){re.escape(path.removeprefix('./'))}(?![\w/-]|\.[\w-])"
     return re.search(pattern, report) is not None

@@ -258,12 +258,17 @@ async def test_the_summary_names_files_codex_patched_that_no_report_lists(autoju
 
 async def test_a_file_the_report_names_in_its_own_way_is_not_listed_again(autojump_clock):
     """A report may write ``./a``, an absolute path, a name with a space or a rename: each
-    counts as named; a file it does not name shows."""
+    counts as named; a file it does not name shows, also one whose name only begins a name
+    the report has (``notes.md`` in ``notes.md.bak``)."""
     written = (
         "Done.\n\nFiles changed:\n- ./hello.txt (new)\n- /srv/work/sub/extra.txt\n"
         "- **Docs/Read Me.md**: updated\n- moved.txt (renamed from keep.txt)\n"
+        "- notes.md.bak: the old notes, see end.txt.\n"
     )
-    patched = ["hello.txt", "sub/extra.txt", "Docs/Read Me.md", "keep.txt", "moved.txt", "a.py"]
+    patched = [
+        *("hello.txt", "sub/extra.txt", "Docs/Read Me.md", "keep.txt", "moved.txt", "a.py"),
+        *("notes.md", "notes.md.bak", "end.txt"),
+    ]
     harness = Harness(
         FakeCaller(
             {
@@ -276,7 +281,7 @@ async def test_a_file_the_report_names_in_its_own_way_is_not_listed_again(autoju
         reporter=FakeReporter(files=[*patched, "data.py"]),
     )
     result = await harness.plan()
-    assert "\n\nChanged too, not in the report below: a.py, data.py\n\n" in result.text
+    assert "\n\nChanged too, not in the report below: a.py, notes.md, data.py\n\n" in result.text
 
 
 async def test_selector_choosing_plan_and_approval_in_round_one(autojump_clock):
