@@ -111,7 +111,13 @@ class AppServerThreads:
         if job.thread_id is not None:
             thread_id = job.thread_id
             if thread_id not in self._loaded:
-                resume = ThreadResumeParams(thread_id=thread_id, exclude_turns=True)
+                resume = ThreadResumeParams(
+                    thread_id=thread_id,
+                    exclude_turns=True,
+                    cwd=job.cwd,
+                    sandbox=job.sandbox,
+                    approval_policy=job.approval_policy,
+                )
                 try:
                     resumed = _THREAD.decode(await self._rpc.result("thread/resume", resume))
                 except Refused as error:

@@ -144,10 +144,16 @@ class ThreadStartParams(_Params, frozen=True):
 
 
 class ThreadResumeParams(_Params, frozen=True):
-    """Resume without full history (its hydration is deprecated)."""
+    """Resume without full history (its hydration is deprecated), in the profile's folder,
+    sandbox and approval policy: a bare resume ran in Codex's own configured ones (measured:
+    a ``danger-full-access`` config.toml let a resumed thread of a ``workspace-write``
+    profile write anywhere, unasked)."""
 
     thread_id: str
     exclude_turns: bool
+    cwd: str | None = None
+    sandbox: Sandbox | None = None
+    approval_policy: ApprovalPolicy | None = None
 
 
 class ThreadResponse(_Wire, frozen=True):

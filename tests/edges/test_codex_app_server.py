@@ -420,9 +420,11 @@ async def test_resume_on_a_fresh_process(fake: FakeAppServer, tmp_path: Path) ->
             assert codex.threads == 2
     assert isinstance(resumed, JobDone)
     assert resumed.thread_id == "stored-thread"
+    # The profile's folder, sandbox and approvals go with it: a bare resume takes Codex's own.
+    settings = {"cwd": "/tmp", "sandbox": "workspace-write", "approvalPolicy": "on-request"}
     assert [r["params"] for r in fake.received("thread/resume")] == [
-        {"threadId": "stored-thread", "excludeTurns": True},
-        {"threadId": "nope", "excludeTurns": True},
+        {"threadId": "stored-thread", "excludeTurns": True, **settings},
+        {"threadId": "nope", "excludeTurns": True, **settings},
     ]
     # A thread that cannot be resumed: a fresh one, with the conversation's preamble.
     assert isinstance(unknown, JobDone), unknown

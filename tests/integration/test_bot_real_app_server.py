@@ -10,8 +10,12 @@ endpoint end in a message that says so (the unreachable one on the MCP backend, 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import tempfile
 from contextlib import asynccontextmanager
+from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -21,6 +25,7 @@ from tests.bot_process import polling, running, write_config
 from tests.fakes.mock_model import (
     Hang,
     MockModel,
+    Text,
     Turn,
     codex_env,
     last_user_text,
@@ -44,7 +49,6 @@ from tests.procfs import cmdline, living, tree, wait_until_gone
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
-    from pathlib import Path
 
 __all__ = ["app_server_codex"]
 
@@ -62,13 +66,20 @@ async def app_server_edges(
     base_url: str | None = None,
     responder: Any = model_turns,
     backend: str = "app-server",
+    codex_sandbox: str = "read-only",
 ) -> AsyncIterator[tuple[MockModel, FakeTelegram, Path]]:
     """The mock model, the fake Telegram, and a config for a bot whose two workers are the
     real ``codex app-server`` on that model (or on `base_url`), with `sandbox` and
-    ``on-request``, and an endpoint failure limit of 10 s."""
+    ``on-request``, and an endpoint failure limit of 10 s; Codex's own config.toml says
+    `codex_sandbox`."""
     async with open_mock_model() as model, open_fake_telegram(TOKEN) as tg:
         model.responder = responder
-        home = write_codex_home(tmp_path / "home", base_url or model.base_url, model=MODEL)
+        home = write_codex_home(
+            tmp_path / "home",
+            base_url or model.base_url,
+            model=MODEL,
+            sandbox_mode=codex_sandbox,
+        )
         config = write_config(
             tmp_path,
             telegram_url=tg.base_url,
@@ -162,6 +173,51 @@ async def test_one_thread_across_turns_a_cancel_a_killed_worker_and_a_restart(
     history = str(model.requests[-1]["input"])
     assert "hello first" in history  # the model sees the earlier turns
     assert "after the restart" in last_user_text(model.requests[-1])
+
+
+async def test_a_resumed_thread_keeps_the_profiles_sandbox(
+    app_server_codex: Path, tmp_path: Path
+) -> None:
+    """After a restart of the bot the conversation's thread is resumed in the profile's
+    sandbox, not in the one Codex's own config.toml names (a bare ``thread/resume`` ran a
+    ``workspace-write`` profile's thread with full access, unasked). The files it tries lie
+    outside the workspace and outside /tmp, which ``workspace-write`` may write."""
+    outside = Path(tempfile.mkdtemp(dir="/var/tmp"))
+    before, after = outside / "before.txt", outside / "after.txt"
+
+    def tried(times: int, tg: FakeTelegram) -> bool:
+        return count_texts(tg, "Command finished") == times
+
+    def routed_single(body: dict[str, Any]) -> Turn:
+        if "Decide how to handle" in last_user_text(body):  # plan mode's selector
+            return [Text('{"route": "single", "reason": "one command"}')]
+        return model_turns(body)
+
+    with trio.fail_after(CEILING):
+        async with app_server_edges(
+            app_server_codex,
+            tmp_path,
+            sandbox="workspace-write",
+            codex_sandbox="danger-full-access",
+            responder=routed_single,
+        ) as (model, tg, config):
+            for times, attempt in enumerate((before, after), start=1):
+                async with polling(tg, config, TOKEN) as bot:
+                    tg.push_message(chat_id=ALICE, user_id=ALICE, text="/mode plan")
+                    tg.push_message(chat_id=ALICE, user_id=ALICE, text=f"touch the file {attempt}")
+                    await tg.wait_for(partial(tried, times))
+                    bot.process.send_signal(signal.SIGTERM)
+                assert bot.process.returncode == 0, bot.text()
+    developer = [
+        key
+        for key, body in zip(cache_keys(model), model.requests, strict=True)
+        if "Decide how to handle" not in last_user_text(body)
+    ]
+    assert len(set(developer)) == 1  # one developer thread, resumed after the restart
+    assert "Read-only file system" in tool_output(model.requests[-1])
+    created = sorted(path.name for path in outside.iterdir())
+    shutil.rmtree(outside)
+    assert created == []
 
 
 async def test_a_failed_turn_keeps_the_thread(app_server_codex: Path, tmp_path: Path) -> None:

@@ -70,8 +70,8 @@ def tool_output(body: dict[str, Any]) -> str:
 
 
 def model_turns(body: dict[str, Any]) -> Turn:
-    """Asks to escalate `touch` for prompts naming a file, patches notes.txt, sleeps for
-    "sleep", else echoes."""
+    """Asks to escalate `touch` for prompts naming a file, touches "the file PATH" in the
+    sandbox, patches notes.txt, sleeps for "sleep", else echoes."""
     if last_item_type(body) == "function_call_output":
         return [Text(f"Command finished. Output: {tool_output(body)[-300:]}")]
     if last_item_type(body) == "custom_tool_call_output":
@@ -86,6 +86,8 @@ def model_turns(body: dict[str, Any]) -> Turn:
             return [Shell(f"touch {name}", escalated=True, justification=f"to create {name}")]
     if "sleep for a while" in prompt:
         return [Shell("sleep 300")]
+    if "touch the file " in prompt:  # not escalated: the sandbox decides
+        return [Shell(f"touch {prompt.split('touch the file ')[-1].split()[0]}")]
     if "start a server" in prompt:  # handed back to the model while it runs
         return [Shell("sleep 299", yield_ms=300)]
     if prompt.rstrip().endswith("fail this turn"):  # not when a recap quotes it
