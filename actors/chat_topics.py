@@ -136,8 +136,11 @@ async def bind(chat: Chat, argument: str) -> None:
             await chat.out.say(f"This {where} is not bound.", plain=True)
             return
         if await set_binding(chat, None):
+            await follow(chat)
             await chat.out.say(
-                f"This {where} is no longer bound: each of you runs on your own profile again.",
+                f"This {where} is no longer bound: each of you goes back to your own profile "
+                "and mode, on a new Codex thread (yours now, everyone else's with their next "
+                "request).",
                 plain=True,
             )
         return
@@ -149,10 +152,13 @@ async def bind(chat: Chat, argument: str) -> None:
         return
     if await set_binding(chat, Binding(profile=argument, by=chat.key.user_id)):
         await follow(chat)
-        folder = Path(chat.config.profiles[argument].working_directory).name
+        profile = chat.config.profiles[argument]
+        folder = Path(profile.working_directory).name
         await chat.out.say(
             f"This {where} is now bound to profile {argument} ({folder}): everyone's next "
-            f"request here runs there, on a new Codex thread.",
+            f"request here runs there, on a new Codex thread. Whoever comes from another "
+            f"profile runs in its mode, {profile.default_mode} (/mode changes it); /bind off "
+            "puts each of you back on your own profile and mode.",
             plain=True,
         )
 
@@ -162,8 +168,13 @@ async def follow(chat: Chat) -> bool:
     Codex thread when they change). False, and the user told, when it must not run here."""
     binding = bound(chat)
     state = chat.state
+    own_profile, own_mode = state.own_profile, state.own_mode
     if binding is None:
         target, workspace = state.profile, ""
+        if own_profile:  # a binding had put this session elsewhere: back to the user's own
+            usable = chat.usable_profiles()
+            target = own_profile if own_profile in usable else chat.config.default_profile
+        own_profile, own_mode = "", ""
     else:
         profile = chat.config.profiles.get(binding.profile)
         if profile is None:
@@ -192,15 +203,24 @@ async def follow(chat: Chat) -> bool:
                 plain=True,
             )
             return False
+        if target != state.profile and not own_profile:
+            own_profile, own_mode = state.profile, state.mode
     if (target, workspace) == (state.profile, state.workspace):
+        if (own_profile, own_mode) != (state.own_profile, state.own_mode):
+            chat.state = msgspec.structs.replace(state, own_profile="", own_mode="")
+            await chat.save()
         return True
     await chat_commands.release_thread(chat)
     mode = state.mode if target == state.profile else chat.config.profiles[target].default_mode
+    if binding is None and state.own_mode and target == state.own_profile:
+        mode = state.own_mode
     chat.state = msgspec.structs.replace(
         state,
         profile=target,
         mode=mode,
         workspace=workspace,
+        own_profile=own_profile,
+        own_mode=own_mode,
         developer_thread_id=None,
         developer_worker_id=None,
         summary="",

@@ -143,6 +143,9 @@ class SessionState(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
             update ledger did not record it yet (`actors.telegram_poller`).
         downloading: what is being downloaded from Telegram for this chat ("file notes.txt"),
             "" when nothing is; still set at start only when a kill interrupted the download.
+        own_profile: the user's own profile while a binding (``/bind``) has put this session
+            on another one, "" otherwise; with `own_mode`, what ``/bind off`` goes back to.
+        own_mode: the user's own mode then ("" otherwise).
     """
 
     version: int = SESSION_FORMAT_VERSION
@@ -165,6 +168,8 @@ class SessionState(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     workspace: str = ""
     updates: tuple[int, ...] = ()
     downloading: str = ""
+    own_profile: str = ""
+    own_mode: Literal["single", "plan", ""] = ""
 
 
 class LoadedSession(msgspec.Struct, frozen=True, kw_only=True):

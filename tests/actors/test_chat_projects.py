@@ -176,6 +176,39 @@ async def test_a_topic_bound_to_a_profile_runs_there_for_its_users_only(
     assert (tmp_path / "topics.json").exists()
 
 
+async def test_bind_off_puts_each_user_back_on_their_own_profile_and_mode(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A binding moves each user onto its profile (and that profile's mode); unbinding puts
+    them back where they were, not on the profile the binding left them on."""
+    async with running_bot(tmp_path) as bot:
+        await bot.say(ALICE, "/bind other")
+        await bot.wait_reply(ALICE, "Whoever comes from another profile runs in its mode, plan")
+        await bot.say(ALICE, "/status")
+        await bot.wait_reply(ALICE, "Mode: plan\nProfile: other")
+        await bot.say(ALICE, "/bind off")
+        await bot.wait_reply(ALICE, "each of you goes back to your own profile and mode")
+        await bot.say(ALICE, "/status")
+        await bot.wait_reply(ALICE, "Mode: single\nProfile: default")
+        # In a group: Bob keeps his own choice through Alice's binding and back.
+        await bot.say(BOB, "/profile other", chat=GROUP)
+        await bot.wait_reply(GROUP, "Switched to profile other")
+        await bot.say(BOB, "/mode single", chat=GROUP)
+        await bot.wait_reply(GROUP, "Mode set to single")
+        await bot.say(ALICE, "/bind default", chat=GROUP)
+        await bot.wait_reply(GROUP, "now bound to profile default")
+        await bot.say(BOB, "bob while bound", chat=GROUP)
+        await bot.wait_reply(GROUP, "FAKE: bob while bound")
+        await bot.say(ALICE, "/bind off", chat=GROUP)
+        await bot.wait_reply(GROUP, "no longer bound")
+        await bot.say(BOB, "bob after", chat=GROUP)
+        await bot.wait_reply(GROUP, "FAKE: bob after")
+        await bot.say(BOB, "/status", chat=GROUP)
+        await bot.wait_reply(GROUP, "Mode: single\nProfile: other")
+    assert _call(bot, "bob while bound").cwd == str(tmp_path / "work")
+    assert _call(bot, "bob after").cwd == str(tmp_path / "other")
+
+
 async def test_bindings_survive_a_restart(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
