@@ -174,6 +174,13 @@ _KIND_WORDS: Final[dict[str, str]] = {
 """What the user sent, in words, by `ContentKind` (``other`` is "a kind of message")."""
 
 
+def someone_elses_button(owner: str) -> str:
+    """The answer to a press on a button of another user's message in a group."""
+    name = one_line(owner, 64)
+    who = name if name else "the person whose message it answers"
+    return f"That button is for {who}; only they can use it."
+
+
 def not_text(kind: str, *, captioned: bool) -> str:
     """The one answer to a message that is not text (`kind` is its `ContentKind`): what it
     was, that it is not used, and what to send instead. A caption is never run on its own: it

@@ -178,6 +178,15 @@ class _Router:
             )
             await self.refuse(press.chat_id, press.user_id, press.thread_id, silent=True)
             return False
+        if press.owner_id is not None and press.owner_id != press.user_id:
+            # Someone else's button: their session, not this user's, knows what it is for.
+            await self.deps.sender.send(
+                AnswerCallback(
+                    callback_query_id=press.callback_query_id,
+                    text=chat_texts.someone_elses_button(press.owner_name),
+                )
+            )
+            return False
         key = SessionKey(chat_id=press.chat_id, user_id=press.user_id, thread_id=press.thread_id)
         return await self.deliver(key, press)
 

@@ -203,6 +203,10 @@ class InboundCallback(_RouterBase, frozen=True, kw_only=True, tag="callback"):
     message_id: int | None
     data: str
     thread_id: int | None = None
+    owner_id: int | None = None
+    owner_name: str = ""
+    """In a group, the user whose message the button's message answers (the bot quotes the
+    message it answers there), and their name: every button is its owner's alone."""
 
 
 class BotMembershipChanged(_RouterBase, frozen=True, kw_only=True, tag="membership"):

@@ -538,6 +538,10 @@ def to_router_message(update: Update, bot_username: str) -> RouterMsg | None:
         if query.message is None:
             return None
         origin = query.message
+        replied = origin.reply_to_message
+        owner = replied.from_ if replied is not None and replied.sender_chat is None else None
+        if owner is not None and owner.is_bot:
+            owner = None
         return InboundCallback(
             update_id=update.update_id,
             callback_query_id=query.id,
@@ -547,6 +551,8 @@ def to_router_message(update: Update, bot_username: str) -> RouterMsg | None:
             message_id=origin.message_id,
             data=query.data or "",
             thread_id=origin.message_thread_id if origin.is_topic_message else None,
+            owner_id=owner.id if owner is not None else None,
+            owner_name=(owner.first_name or "") if owner is not None else "",
         )
     member = update.my_chat_member
     if member is not None:

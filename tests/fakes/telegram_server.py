@@ -143,6 +143,8 @@ class StoredMessage:
     edits: int = 0
     silent: bool = False
     """Sent with ``disable_notification`` (no sound on the phone)."""
+    reply_to: int | None = None
+    """The message it replies to (``reply_parameters``), in the same chat."""
 
 
 # ----------------------------------------------------------------------------- HTML
@@ -267,6 +269,9 @@ class FakeTelegram:
         self.downloads: list[str] = []
         """file_path of every file download (the request path's token checked)."""
         self._file_ids = itertools.count(1)
+        self._senders: dict[tuple[int, int], dict[str, Any]] = {}
+        """(chat id, message id) → the ``from`` of each message pushed: what a callback's
+        message carries as its ``reply_to_message`` when the bot's message replied to one."""
 
     # ------------------------------------------------------------------ scripting
 
@@ -316,9 +321,21 @@ class FakeTelegram:
             message["message_thread_id"] = message_thread_id
             message["is_topic_message"] = True
         message.update(extra or {})
+        self._senders[chat_id, message["message_id"]] = message["from"]
         return self.push_update({"edited_message" if edited else "message": message})
 
     def push_callback(self, *, chat_id: int, user_id: int, message_id: int, data: str) -> int:
+        chat = {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup"}
+        message: dict[str, Any] = {"message_id": message_id, "date": 1_760_000_000, "chat": chat}
+        stored = self.chats[chat_id].get(message_id)
+        replied = stored.reply_to if stored is not None else None
+        if replied is not None and (chat_id, replied) in self._senders:
+            message["reply_to_message"] = {
+                "message_id": replied,
+                "date": 1_760_000_000,
+                "chat": chat,
+                "from": self._senders[chat_id, replied],
+            }
         return self.push_update(
             {
                 "callback_query": {
@@ -326,11 +343,7 @@ class FakeTelegram:
                     "from": {"id": user_id, "is_bot": False, "first_name": "u"},
                     "chat_instance": "1",
                     "data": data,
-                    "message": {
-                        "message_id": message_id,
-                        "date": 1_760_000_000,
-                        "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup"},
-                    },
+                    "message": message,
                 }
             }
         )
@@ -581,7 +594,8 @@ class FakeTelegram:
         visible = self._visible(params.get("text"), params.get("parse_mode"))
         self._markup(params)
         self._flood(chat_id)
-        return self._store(chat_id, visible, params)
+        replying = _json_value(params.get("reply_parameters")) or {}
+        return self._store(chat_id, visible, params, reply_to=replying.get("message_id"))
 
     async def _m_editmessagetext(self, params: dict[str, Any]) -> bytes:
         chat_id = self._target(params)

@@ -187,3 +187,37 @@ async def test_a_branch_worktree_is_made_used_listed_and_removed(tmp_path: Path)
     calls = _codex_calls(fake)
     assert [call["cwd"] for call in calls] == [str(trees / "feature"), str(tmp_path / "work")]
     assert not (trees / "feature").exists()
+
+
+async def test_a_button_of_someone_elses_request_says_whose_it_is(tmp_path: Path) -> None:
+    """In a group, Bob's press on the Cancel of Alice's request is answered with whose it is,
+    and stops nothing; Alice's own press cancels it. (Each user's session knows only its own
+    buttons: before, Bob was told "That request is no longer running.")"""
+    fake = FakeCodex(tmp_path / "codex")
+    fake.rule("sleepy", delay=60)
+    with trio.fail_after(CEILING):
+        async with open_fake_telegram(TOKEN) as tg:
+            config = write_config(tmp_path, tg.base_url, fake)
+            text = config.read_text().replace(
+                f"allowed_users = [{ALICE}]", f"allowed_users = [{ALICE}, {BOB}]"
+            )
+            config.write_text(text)
+            async with polling(tg, config, TOKEN) as bot:
+                tg.push_message(chat_id=GROUP, user_id=ALICE, text="sleepy job")
+                await tg.wait_for(lambda t: len(_buttons(t, GROUP, "")) == 1)
+                [cancel] = _buttons(tg, GROUP, "")
+                live = _message_of(tg, GROUP, cancel["callback_data"])
+                tg.push_callback(
+                    chat_id=GROUP, user_id=BOB, message_id=live, data=cancel["callback_data"]
+                )
+                await tg.wait_for(lambda t: bool(t.calls_of("answerCallbackQuery")))
+                [answer] = tg.calls_of("answerCallbackQuery")
+                assert answer.params["text"] == (
+                    f"That button is for user{ALICE}; only they can use it."
+                )
+                tg.push_callback(
+                    chat_id=GROUP, user_id=ALICE, message_id=live, data=cancel["callback_data"]
+                )
+                await tg.wait_for(lambda t: _has(t, GROUP, "Cancelled"))
+                bot.process.send_signal(signal.SIGTERM)
+    assert bot.process.returncode == 0, bot.text()
