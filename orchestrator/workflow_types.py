@@ -57,7 +57,9 @@ MAX_REVIEW_ROUNDS: Final = 3
 
 
 class TokenUsage(msgspec.Struct, frozen=True, kw_only=True):
-    """Token counts as Codex reports them (`token_count` → `total_token_usage`)."""
+    """Token counts as Codex reports them: a Codex call's own usage (the sum of the
+    ``last_token_usage`` of its model responses, not the thread's running total), or a sum of
+    calls'."""
 
     input_tokens: int = 0
     cached_input_tokens: int = 0

@@ -349,7 +349,11 @@ class _TokenUsageBreakdown(_Wire, frozen=True):
 
 
 class _ThreadTokenUsage(_Wire, frozen=True):
+    """``total`` is the thread's running total; ``last`` is one model response's usage, which
+    Codex adds to ``total`` before it sends this (once per response)."""
+
     total: _TokenUsageBreakdown = _TokenUsageBreakdown()
+    last: _TokenUsageBreakdown = _TokenUsageBreakdown()
     model_context_window: int | None = None
 
 

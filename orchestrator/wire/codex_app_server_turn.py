@@ -1,11 +1,11 @@
 """The pure translation of one ``codex app-server`` turn (wire types: `codex_app_server`).
 
 `TurnTranslator` turns the notifications of one turn into the `CodexProgress` messages the
-chat already understands, collects the final answer and the token usage, and closes the items
-``turn/completed`` leaves open (interrupted and failed turns send no ``item/completed``,
-measured on Codex 0.171.0). Approval requests become `ApprovalAsk`; a patch approval
-carries no diff, so the translator keeps the diffs of the ``fileChange`` items it saw
-start and puts them in the ask's `diff`.
+chat already understands, collects the final answer and the turn's own token usage (not the
+thread's running total), and closes the items ``turn/completed`` leaves open (interrupted and
+failed turns send no ``item/completed``, measured on Codex 0.171.0). Approval requests
+become `ApprovalAsk`; a patch approval carries no diff, so the translator keeps the diffs of
+the ``fileChange`` items it saw start and puts them in the ask's `diff`.
 """
 
 from __future__ import annotations
@@ -96,6 +96,8 @@ class TurnTranslator:
         self.status: _TurnStatus | None = None
         self.error = ""
         self.usage = TokenUsage()
+        """This turn's own usage: the sum of the ``last`` of each response it reported."""
+        self._thread_total: TokenUsage | None = None
         self.commands_started = False
         self._messages: list[_AgentMessageItem] = []
         self._summary: list[_AgentMessageItem] = []
@@ -142,8 +144,7 @@ class TurnTranslator:
             case "item/agentMessage/delta":
                 return [AgentMessageDelta(text=_DELTA.decode(params).delta)]
             case "thread/tokenUsage/updated":
-                self.usage = _usage(_TOKENS.decode(params).token_usage.total)
-                return [TokenCount(usage=self.usage)]
+                return self._token_usage(_TOKENS.decode(params))
             case "turn/plan/updated":
                 return [CodexNotice(level="warning", message=_plan_text(_PLAN.decode(params)))]
             case "error":
@@ -158,6 +159,17 @@ class TurnTranslator:
                 return self._turn_completed(_TURN.decode(params).turn)
             case _:
                 return []
+
+    def _token_usage(self, note: _TokenUsageNotification) -> list[CodexProgress]:
+        """Add one response's usage (``last``) when the thread's total moved. One notification
+        per response was measured (0.171.0, rate-limit headers too); one sent again with the
+        same total (Codex has paths that resend the figures) adds nothing."""
+        total = _usage(note.token_usage.total)
+        if total == self._thread_total:
+            return []
+        self._thread_total = total
+        self.usage += _usage(note.token_usage.last)
+        return [TokenCount(usage=self.usage)]
 
     def _started(self, item: _ThreadItem) -> list[CodexProgress]:
         match item:

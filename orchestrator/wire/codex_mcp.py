@@ -94,7 +94,12 @@ class _Meta(msgspec.Struct, frozen=True):
 
 
 class _TokenInfo(msgspec.Struct, frozen=True):
+    """``total_token_usage`` is the thread's running total; ``last_token_usage`` is one model
+    response's usage, which Codex adds to the total before it sends ``token_count`` (once per
+    response, measured also with rate-limit headers)."""
+
     total_token_usage: TokenUsage | None = None
+    last_token_usage: TokenUsage = TokenUsage()
 
 
 class EventMsg(msgspec.Struct, frozen=True):
@@ -232,11 +237,15 @@ class TurnEvents:
     """The events of one ``tools/call`` as the bot's progress messages.
 
     Holds what later events need from earlier ones: the command of each ``call_id`` (its end
-    event may not repeat it), the files of a patch being applied, the latest token totals.
+    event may not repeat it), the files of a patch being applied, the call's own token usage
+    (`usage`: the sum of ``last_token_usage`` over the responses it reported, not the thread's
+    running total) and that running total as last seen (`thread_total`: a ``token_count`` sent
+    again with the same total adds nothing).
     """
 
     worker_id: int
     usage: TokenUsage = field(default_factory=TokenUsage)
+    thread_total: TokenUsage | None = None
     patch_files: tuple[str, ...] = ()
     commands: dict[str, str] = field(default_factory=dict)
 
@@ -262,11 +271,12 @@ class TurnEvents:
                 files = changed_paths(msg.changes or {}) or self.patch_files
                 return PatchApplied(files=files, success=msg.success)
             case "token_count":
-                totals = msg.info.total_token_usage if msg.info else None
-                if totals is None:
-                    return None
-                self.usage = totals
-                return TokenCount(usage=totals)
+                info = msg.info
+                if info is None or info.total_token_usage in (None, self.thread_total):
+                    return None  # no figures yet, or the same total resent: nothing new
+                self.thread_total = info.total_token_usage
+                self.usage += info.last_token_usage
+                return TokenCount(usage=self.usage)
             case "stream_error":
                 return CodexNotice(level="stream_error", message=msg.message)
             case "warning":

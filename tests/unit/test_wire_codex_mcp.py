@@ -89,8 +89,9 @@ def test_events_of_a_turn_become_progress() -> None:
     assert translate({"type": "patch_apply_end", "changes": renamed}) == PatchApplied(
         files=("/w/k", "/w/m", "/w/o")  # a rename's new name too; an odd shape, its path
     )
-    tokens = {"type": "token_count", "info": {"total_token_usage": {"total_tokens": 9}}}
-    assert translate(tokens) == TokenCount(usage=TokenUsage(total_tokens=9))
+    info = {"total_token_usage": {"total_tokens": 30}, "last_token_usage": {"total_tokens": 9}}
+    tokens = {"type": "token_count", "info": info}
+    assert translate(tokens) == TokenCount(usage=TokenUsage(total_tokens=9))  # not the thread's
     assert events.usage.total_tokens == 9
     assert translate({"type": "raw_response_item"}) is None
 
