@@ -29,6 +29,7 @@ from orchestrator import disk
 from orchestrator.errors import GitError
 from orchestrator.messages import Button
 from orchestrator.topic_bindings import Binding
+from orchestrator.words import quoted
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -188,7 +189,7 @@ async def _switch(chat: Chat, git: GitWorktrees, name: str) -> None:
     created = ""
     if name:
         if name in _RESERVED or not await git.branch_name_valid(name):
-            await chat.out.say(f"{name!r} is not a valid branch name.", plain=True)
+            await chat.out.say(f"{quoted(name)} is not a valid branch name.", plain=True)
             return
         folder = chat_topics.worktree_of(profile, name)
         if not await _has_worktree(chat, git, folder):

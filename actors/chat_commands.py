@@ -31,7 +31,7 @@ from actors import (
 )
 from actors.chat_progress import WAITING_FOR_THE_USER, phase_words
 from orchestrator.messages import TraceRecord
-from orchestrator.words import one_line, plural
+from orchestrator.words import one_line, plural, quoted
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -65,7 +65,7 @@ async def on_command(chat: Chat, name: str, args: str) -> None:
                 chat_texts.help_text(app_server=chat.config.codex.backend == "app-server")
             )
         case "mode":
-            await _mode(chat, argument.lower())
+            await _mode(chat, argument)
         case "new":
             await _new(chat)
         case "status":
@@ -92,9 +92,10 @@ async def on_command(chat: Chat, name: str, args: str) -> None:
             await chat.out.say(chat_texts.unknown_command(name), plain=True)
 
 
-async def _mode(chat: Chat, argument: str) -> None:
+async def _mode(chat: Chat, typed: str) -> None:
+    argument = typed.lower()
     if argument not in ("single", "plan"):
-        await chat.out.say(chat_texts.not_a_mode(argument, chat.state.mode), plain=True)
+        await chat.out.say(chat_texts.not_a_mode(typed, chat.state.mode), plain=True)
         return
     mode: Literal["single", "plan"] = "single" if argument == "single" else "plan"
     chat.state = msgspec.structs.replace(chat.state, mode=mode)
@@ -191,7 +192,7 @@ async def _profile(chat: Chat, argument: str) -> None:
         return
     if argument not in names:  # a profile the user may not use is answered as unknown
         await chat.out.say(
-            f"No profile named {argument!r}. Profiles: {', '.join(names)}", plain=True
+            f"No profile named {quoted(argument)}. Profiles: {', '.join(names)}", plain=True
         )
         return
     if chat.request is not None:

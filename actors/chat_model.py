@@ -27,7 +27,7 @@ import msgspec
 
 from actors.chat_approvals import EffortButton, ModelButton, effort_data, model_data
 from orchestrator.messages import Button
-from orchestrator.words import plural
+from orchestrator.words import plural, quoted
 
 if TYPE_CHECKING:
     from actors.chat import Chat
@@ -145,7 +145,7 @@ async def _set_model(chat: Chat, argument: str, models: tuple[ModelChoice, ...] 
     if models is not None and argument not in known:
         offered = ", ".join(known) or "none"
         await chat.out.say(
-            f"Codex offers no model named “{argument}”. Models: {offered}.", plain=True
+            f"Codex offers no model named {quoted(argument)}. Models: {offered}.", plain=True
         )
         return
     if models is None:
@@ -199,7 +199,8 @@ async def _effort(chat: Chat, argument: str) -> None:
         return
     if argument not in model.efforts:
         await chat.out.say(
-            f"{model.id} has no reasoning effort “{argument}”. It has: {', '.join(model.efforts)}.",
+            f"{model.id} has no reasoning effort {quoted(argument)}. It has: "
+            f"{', '.join(model.efforts)}.",
             plain=True,
         )
         return

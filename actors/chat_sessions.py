@@ -120,8 +120,11 @@ async def list_sessions(chat: Chat) -> None:
     """``/sessions``: the recent threads as buttons (folder names only, never full paths)."""
     threads = chat.state.threads
     if not threads:
+        starts = (
+            "the running request starts one" if chat.request else "the first request starts one"
+        )
         await chat.out.say(
-            "No Codex sessions yet in this chat: the first request starts one.", plain=True
+            f"No Codex sessions yet in this {chat_topics.place(chat)}: {starts}.", plain=True
         )
         return
     current = chat.state.developer_thread_id

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Final, assert_never
 
-from orchestrator.words import one_line, plural
+from orchestrator.words import one_line, plural, quoted
 
 if TYPE_CHECKING:
     from orchestrator.messages import InboundMessage, RepliedTo
@@ -347,7 +347,7 @@ def not_a_mode(argument: str, mode: str) -> str:
     usage = "Use /mode single (one developer run) or /mode plan (plan, develop, review)."
     if not argument:
         return f"Mode is {mode}. {usage}"
-    return f"“{argument}” is not a mode. {usage} Mode is still {mode}."
+    return f"{quoted(argument)} is not a mode. {usage} Mode is still {mode}."
 
 
 def queued(position: int) -> str:
@@ -374,7 +374,7 @@ def queue_full(limit: int) -> str:
 
 def unknown_command(name: str) -> str:
     """The answer to a command we do not know."""
-    return f"Unknown command /{name}. {SHORT_HELP}"
+    return f"Unknown command /{one_line(name, 40)}. {SHORT_HELP}"
 
 
 def format_duration(seconds: float) -> str:

@@ -30,6 +30,7 @@ from actors import chat_commands
 from orchestrator import disk
 from orchestrator.messages import TraceRecord
 from orchestrator.topic_bindings import Binding
+from orchestrator.words import quoted
 
 if TYPE_CHECKING:
     from actors.chat import Chat
@@ -147,7 +148,7 @@ async def bind(chat: Chat, argument: str) -> None:
     names = chat.usable_profiles()
     if argument not in names:  # a profile the user may not use is answered as unknown
         await chat.out.say(
-            f"No profile named {argument!r}. Profiles: {', '.join(names)}", plain=True
+            f"No profile named {quoted(argument)}. Profiles: {', '.join(names)}", plain=True
         )
         return
     if await set_binding(chat, Binding(profile=argument, by=chat.key.user_id)):

@@ -2,12 +2,15 @@
 
 "1 problem(s)" reads as a machine talking; every count the bot shows is spelled out instead.
 A text quoted back (a prompt, a reason, a trace detail) is shown on one line, cut with an
-ellipsis.
+ellipsis; what a user typed is echoed in typographic quotes (`quoted`), never as Python's
+``repr`` ('it\'s', '\u202eevil').
 """
 
 from __future__ import annotations
 
-__all__ = ["one_line", "plural"]
+from typing import Final
+
+__all__ = ["one_line", "plural", "quoted"]
 
 
 def plural(count: int, word: str, words: str | None = None) -> str:
@@ -20,3 +23,16 @@ def one_line(text: str, limit: int) -> str:
     last one an ellipsis when it was cut)."""
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+_BIDI_CONTROLS: Final = dict.fromkeys(
+    map(ord, "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+)
+"""Characters that turn the direction of the text after them: an echo must not let them
+reverse the bot's own words around it."""
+
+
+def quoted(text: str, limit: int = 60) -> str:
+    """What a user typed (a name, an argument), echoed back: on one line, cut to `limit`,
+    without direction controls, in “typographic quotes”."""
+    return f"“{one_line(text.translate(_BIDI_CONTROLS), limit)}”"

@@ -148,8 +148,10 @@ async def test_a_topic_bound_to_a_profile_runs_there_for_its_users_only(
 ) -> None:
     config = _team_config(tmp_path)
     async with running_bot(tmp_path, config=config) as bot:
+        await bot.say(BOB, "/sessions", chat=GROUP, thread_id=TOPIC)
+        await bot.wait_reply(GROUP, "No Codex sessions yet in this topic: the first request")
         await bot.say(BOB, "/bind other", chat=GROUP, thread_id=TOPIC)
-        await bot.wait_reply(GROUP, "No profile named 'other'. Profiles: default")
+        await bot.wait_reply(GROUP, "No profile named “other”. Profiles: default")
         await bot.say(ALICE, "/bind other", chat=GROUP, thread_id=TOPIC)
         await bot.wait_reply(GROUP, "This topic is now bound to profile other (other)")
         await bot.say(ALICE, "/mode single", chat=GROUP, thread_id=TOPIC)

@@ -526,7 +526,12 @@ async def test_every_command(tmp_path: Path, autojump_clock: trio.testing.MockCl
         await bot.say(ALICE, "/profile other")
         await bot.wait_reply(ALICE, "Switched to profile other")
         await bot.say(ALICE, "/profile nope")
-        await bot.wait_reply(ALICE, "No profile named 'nope'")
+        await bot.wait_reply(ALICE, "No profile named “nope”")
+        # What the user typed comes back on one line, cut, as typed, never reversing the rest.
+        await bot.say(ALICE, "/profile \u202eevil " + "y" * 4000)
+        await bot.wait_reply(ALICE, f"No profile named “evil {'y' * 54}…”. Profiles: default")
+        await bot.say(ALICE, "/mode Single extra\n/status")
+        await bot.wait_reply(ALICE, "“Single extra /status” is not a mode.")
         await bot.say(ALICE, "/cancel")
         await bot.wait_reply(ALICE, "Nothing is running")
         await bot.say(ALICE, "/new")

@@ -54,8 +54,8 @@ async def test_a_user_sees_and_uses_only_the_profiles_named_for_them(tmp_path: P
     listing, refused, unknown = tg.sent_texts(BOB)
     assert listing == "Profiles:\n• default: work (active)"
     assert str(tmp_path) not in listing
-    assert refused == "No profile named 'root'. Profiles: default"
-    assert unknown == "No profile named 'nosuch'. Profiles: default"
+    assert refused == "No profile named “root”. Profiles: default"
+    assert unknown == "No profile named “nosuch”. Profiles: default"
     alice_listing, switched = tg.sent_texts(ALICE)
     assert alice_listing == "Profiles:\n• default: work (active)\n◦ root: root-work"
     assert switched.startswith("Switched to profile root (root-work), mode plan.")
