@@ -1,5 +1,9 @@
 """The command line: ``codex-orchestrator start | doctor | --version``.
 
+``codex-orchestrator`` alone runs the bot as ``start`` does (with ``$CODEX_CONF_PATH`` or
+the default config file), as the original product's did: a service or a habit that runs
+the bare command keeps working.
+
 Typer only parses and maps outcomes to exit codes; the work lives in `cli.start` and
 `cli.doctor`, imported inside the commands so that ``--help`` and ``--version`` stay fast
 (trio, httpx and mcp are not imported for them).
@@ -28,7 +32,7 @@ EXIT_CONFIG: Final = 2
 app = typer.Typer(
     name="codex-orchestrator",
     help="Drive OpenAI Codex from Telegram: warm Codex workers, live progress, real cancel.",
-    no_args_is_help=True,
+    no_args_is_help=False,
     add_completion=False,
     pretty_exceptions_enable=False,
     # Plain click help: rendering it with rich costs ~0.3 s of imports on every --help.
@@ -52,14 +56,17 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
+@app.callback(invoke_without_command=True)
 def _root(
+    context: typer.Context,
     version: Annotated[
         bool,
         typer.Option("--version", help="Print the version and exit.", callback=_version),
     ] = False,
 ) -> None:
-    """Drive OpenAI Codex from Telegram."""
+    """Drive OpenAI Codex from Telegram (alone: the same as start)."""
+    if context.invoked_subcommand is None:
+        start(config=None, log_level=None)
 
 
 @app.command()

@@ -92,6 +92,18 @@ def test_start_without_a_config_file_exits_2(tmp_path: Path) -> None:
     assert "does not exist" in result.output
 
 
+def test_the_bare_command_runs_the_bot_as_start_does(tmp_path: Path) -> None:
+    """The original product ran with ``codex-orchestrator`` alone; so does this one."""
+    path = tmp_path / "conf.toml"
+    path.write_text("[codex]\npool_size = 'x'\n")
+    env = {"TELEGRAM_BOT_TOKEN": TOKEN, "CODEX_CONF_PATH": str(path)}
+    bare, start = runner.invoke(app, [], env=env), runner.invoke(app, ["start"], env=env)
+    assert (bare.exit_code, bare.output) == (start.exit_code, start.output)
+    assert bare.exit_code == 2
+    assert "codex.pool_size" in bare.output
+    assert "Usage:" not in bare.output
+
+
 def test_start_with_a_bad_log_level_exits_2(tmp_path: Path) -> None:
     path = tmp_path / "conf.toml"
     path.write_text(workspace(tmp_path))
