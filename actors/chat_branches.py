@@ -17,6 +17,7 @@ waits for it (``/cancel`` still stops it while it waits).
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -29,7 +30,7 @@ from orchestrator import disk
 from orchestrator.errors import GitError
 from orchestrator.messages import Button
 from orchestrator.topic_bindings import Binding
-from orchestrator.words import quoted
+from orchestrator.words import one_line, quoted
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -126,7 +127,27 @@ async def branch(chat: Chat, argument: str) -> None:
                 plain=True,
             )
             return
-        await chat.out.say(f"Git said: {error}", plain=True)
+        await chat.out.say(_git_said(chat, error, argument), plain=True)
+
+
+def _git_said(chat: Chat, error: GitError, argument: str) -> str:
+    """What git refused, for the chat: a branch the repository itself has checked out said
+    in words, and every path git names shortened to its last part (the server's folders are
+    not the user's business: profiles are shown by folder name)."""
+    said = str(error)
+    repository = chat.config.profiles[_profile_name(chat)].working_directory
+    folder = Path(repository).name
+    if "is already checked out at" in said and said.rstrip("'").endswith(repository):
+        return (
+            f"{quoted(argument)} is the branch the repository itself ({folder}) has checked "
+            "out, so it needs no worktree: /branch off works there."
+        )
+    said = _QUOTED_PATH.sub(lambda path: f"'{Path(path.group(1)).name}'", said)
+    return f"Git said: {one_line(said, 300)}"
+
+
+_QUOTED_PATH: Final = re.compile(r"'(/[^']*)'")
+"""An absolute path as git quotes it in its messages."""
 
 
 async def _has_worktree(chat: Chat, git: GitWorktrees, folder: Path) -> bool:
@@ -286,7 +307,7 @@ async def press(chat: Chat, pressed: InboundCallback) -> None:
         if not problem:
             await git.remove(Path(profile.working_directory), folder)
     except GitError as error:
-        problem = f"Git said: {error}"
+        problem = _git_said(chat, error, name)
     if problem:
         await chat.out.close(slot, problem, message_id=pressed.message_id)
         return

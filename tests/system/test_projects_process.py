@@ -155,6 +155,11 @@ async def test_a_branch_worktree_is_made_used_listed_and_removed(tmp_path: Path)
 
                 say("/branch bad..name")
                 await tg.wait_for(lambda t: _has(t, ALICE, "is not a valid branch name"))
+                say("/branch main")
+                await tg.wait_for(lambda t: _has(t, ALICE, "/branch off works there"))
+                say("/branch " + "b" * 300)  # git cannot make a ref file of that name
+                await tg.wait_for(lambda t: _has(t, ALICE, "Git said:"))
+                refusals = tg.sent_texts(ALICE)[-2:]
                 say("/branch feature")
                 await tg.wait_for(lambda t: _has(t, ALICE, "now works on branch feature"))
                 say("work on the branch")
@@ -181,6 +186,12 @@ async def test_a_branch_worktree_is_made_used_listed_and_removed(tmp_path: Path)
                 await tg.wait_for(lambda t: _has(t, ALICE, "FAKE-REPLY: back in the repository"))
                 bot.process.send_signal(signal.SIGTERM)
     assert bot.process.returncode == 0, bot.text()
+    assert refusals[0] == (
+        "“main” is the branch the repository itself (work) has checked out, so it needs no "
+        "worktree: /branch off works there."
+    )
+    assert str(tmp_path) not in refusals[1]  # git's paths, shortened to their last part
+    assert len(refusals[1]) <= len("Git said: ") + 300
     assert "• feature: dirty (here)" in listing
     assert "◦ main (the repository itself): clean" in listing
     assert str(tmp_path) not in listing
