@@ -45,32 +45,45 @@ def binary_path(cache: Path = CACHE) -> Path:
 
 def ensure_codex(cache: Path = CACHE, package: str = PACKAGE) -> Path | None:
     """The native Codex binary of `package` (0.153.4 by default), installing it into `cache`
-    first if needed; None without npm."""
+    first if needed; None without npm.
+
+    The binary exists while npm is still writing it, and running it then fails with "Text
+    file busy" (it did in CI, under pytest-xdist). So only the marker npm's finished install
+    leaves says the binary is ready; until it exists, a caller waits on the install lock.
+    """
     binary = binary_path(cache)
-    if binary.exists():
+    installed = cache / ".installed"
+    if installed.exists():
         return binary
     npm = shutil.which("npm")
     if npm is None:
         return None
     cache.mkdir(parents=True, exist_ok=True)
     with (cache / ".install.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # parallel test runs install once
-        if binary.exists():
+        fcntl.flock(lock, fcntl.LOCK_EX)  # parallel test runs install once, and wait for it
+        if installed.exists():
             return binary
-        result = subprocess.run(
-            [npm, "install", "--no-audit", "--no-fund", "--prefix", str(cache), package],
-            capture_output=True,
-            text=True,
-            timeout=900,
-            check=False,
-        )
-        (cache / "npm.log").write_text(result.stdout + result.stderr)
-        if result.returncode != 0 or not binary.exists():
-            raise CodexInstallError(
-                f"npm install {package} failed (exit {result.returncode}):\n"
-                + (result.stderr or result.stdout)[-2000:]
-            )
+        if not binary.exists():
+            _npm_install(npm, cache, package, binary)
+        # Every install runs under this lock, so a binary found here is a finished one.
+        installed.write_text(package + "\n")
     return binary
+
+
+def _npm_install(npm: str, cache: Path, package: str, binary: Path) -> None:
+    result = subprocess.run(
+        [npm, "install", "--no-audit", "--no-fund", "--prefix", str(cache), package],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    (cache / "npm.log").write_text(result.stdout + result.stderr)
+    if result.returncode != 0 or not binary.exists():
+        raise CodexInstallError(
+            f"npm install {package} failed (exit {result.returncode}):\n"
+            + (result.stderr or result.stdout)[-2000:]
+        )
 
 
 def ensure_app_server_codex() -> Path | None:
