@@ -35,6 +35,7 @@ __all__ = [
     "CodexWorkerFactory",
     "GitWorktrees",
     "ModelChoice",
+    "NewFile",
     "ParseMode",
     "PoolStatistics",
     "RateLimitWindow",
@@ -423,17 +424,33 @@ class Worktree(msgspec.Struct, frozen=True, kw_only=True):
     behind: int | None = None
 
 
+class NewFile(msgspec.Struct, frozen=True, kw_only=True):
+    """A file git does not track yet, as ``/diff`` puts it in the patch.
+
+    `patch` is what ``git diff`` shows for the file added (a link as its target, never
+    followed); `added` counts its lines, None for a binary file. `left_out` says in a few
+    words why the file is not in the patch (too large, one too many, not a plain file); its
+    `patch` is then empty."""
+
+    path: str
+    added: int | None = None
+    patch: str = ""
+    left_out: str = ""
+
+
 class WorkspaceChanges(msgspec.Struct, frozen=True, kw_only=True):
     """What changed in a working directory since its last commit, as ``/diff`` shows it.
 
     `since_commit` is False in a repository without commits (all of it counts as added);
-    `numstat` and `patch` are ``git diff``'s outputs, `untracked` the files git does not
-    track yet (and does not ignore)."""
+    `numstat` and `patch` are ``git diff``'s outputs for the tracked files, `untracked` the
+    files git does not track yet (and does not ignore), and `new_files` those same files
+    with their own patches (or why one was left out), in the same order."""
 
     since_commit: bool
     numstat: str
     patch: str
     untracked: tuple[str, ...] = ()
+    new_files: tuple[NewFile, ...] = ()
 
 
 class GitWorktrees(Protocol):

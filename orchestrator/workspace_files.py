@@ -9,11 +9,13 @@ read, and the blocking writes and reads (callers hop off the event loop with `di
   folder opened without following a symlink.
 - **What ``/get`` may read** (`readable_target`): a path inside the working directory once
   every symlink is resolved, never inside ``state_dir``, never a ``.env`` file (nor
-  ``.env.local``, ``.envrc`` and the like: `is_env_file`); `zip_folder` skips symlinks,
-  ``.git`` and those files and stops past the size limit. The agent can write
-  the working directory while it is read: `read_limited` and `zip_folder` open the resolved
-  path one component at a time and follow no symlink, so a file or folder swapped for a
-  link after the check (to the bot's config, Codex's login) is refused, never read.
+  ``.env.local``, ``.envrc`` and the like: `is_env_file`), never a ``.git`` folder or
+  anything in one (`in_git_folder`: its ``config`` can hold a remote's credentials);
+  `zip_folder` skips symlinks, ``.git`` and those files and stops past the size limit.
+  The agent can write the working directory while it is read: `read_limited` and
+  `zip_folder` open the resolved path one component at a time and follow no symlink, so a
+  file or folder swapped for a link after the check (to the bot's config, Codex's login)
+  is refused, never read.
 - **Photos** (`store_image`, `prune_images`): private files under ``state_dir/images`` (0600
   in 0700), deleted after the retention period. They never go into the working directory:
   Codex gets their path as a ``localImage`` input.
@@ -31,7 +33,7 @@ import stat
 import time
 import unicodedata
 import zipfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path, PurePath, PurePosixPath
 from typing import TYPE_CHECKING, Final, TypeAlias
 
 from orchestrator.disk import FILE_MODE, NO_FOLLOW_READ, ensure_folder
@@ -47,6 +49,7 @@ __all__ = [
     "Refused",
     "TooBig",
     "identities",
+    "in_git_folder",
     "is_env_file",
     "prune_images",
     "read_limited",
@@ -154,6 +157,12 @@ def is_env_file(name: str) -> bool:
     return _ENV_FILE.fullmatch(name) is not None
 
 
+def in_git_folder(path: PurePath) -> bool:
+    """Whether `path` is a ``.git`` folder (or file: a worktree's pointer) or lies in one,
+    any case: git's own data, whose ``config`` can hold a remote's credentials."""
+    return any(part.casefold() == ".git" for part in path.parts)
+
+
 Identity: TypeAlias = tuple[int, int]
 """A file's device and inode: the same file under any name, a hard link included."""
 
@@ -181,13 +190,16 @@ def readable_target(
 
     Raises:
         Refused: it is outside the working directory (also through a symlink), inside
-            ``state_dir``, a ``.env`` file, missing, or neither a file nor a folder.
+            ``state_dir``, a ``.env`` file, in a ``.git`` folder (as asked, or once
+            resolved), missing, or neither a file nor a folder.
     """
     text = requested.strip()
     if not text:
         raise Refused("Say which file: /get PATH (relative to the working directory).")
     root = workspace.resolve()
     given = Path(text).expanduser() if text.startswith("~") else Path(text)
+    if in_git_folder(_within(given, workspace, root)):
+        raise _git_data(text)
     candidate = given if given.is_absolute() else root / given
     try:
         target = candidate.resolve(strict=True)
@@ -199,6 +211,8 @@ def readable_target(
         raise Refused(f"{text} is outside the working directory; I only send files from there.")
     if target.is_relative_to(state_dir.resolve()):
         raise Refused(f"{text} belongs to the bot itself; I don't send those.")
+    if in_git_folder(target.relative_to(root)):
+        raise _git_data(text)
     if is_env_file(target.name) or is_env_file(given.name):
         raise Refused(f"{text} holds secrets (a .env file); I don't send those.")
     info = target.stat()
@@ -207,6 +221,22 @@ def readable_target(
     if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
         raise Refused(f"{text} is neither a file nor a folder.")
     return target
+
+
+def _within(given: Path, *folders: Path) -> PurePath:
+    """`given` as asked, from the first of `folders` it starts with (the folders above the
+    working directory are not the user's to name)."""
+    for folder in folders:
+        if given.is_relative_to(folder):
+            return given.relative_to(folder)
+    return given
+
+
+def _git_data(text: str) -> Refused:
+    return Refused(
+        f"{text} is git's own data (a .git folder, which can hold the remote's password or "
+        "token); I don't send those."
+    )
 
 
 def read_limited(

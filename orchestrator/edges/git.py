@@ -12,24 +12,42 @@ may have written: every git call runs with ``core.fsmonitor=false`` (the fsmonit
 program the configuration names), and ``/diff`` (`GitCli.changes`) also with external diff,
 textconv and every filter driver the configuration defines turned off (`_filters_off`), so
 no program of the repository's runs. Output is read up to `OUTPUT_LIMIT`.
+
+Files git does not track yet are what Codex makes most, and ``git diff`` leaves them out:
+each gets its own ``git diff --no-index /dev/null FILE`` under the same options, which reads
+the file and touches neither the index nor the repository (no ``git add``). Only regular
+files go to git, within `NEW_FILES`, `NEW_FILE_BYTES` and `NEW_FILES_BYTES` and inside the
+working directory once its folders' links are resolved; a link's patch is written here from
+its target (as git shows a tracked link) and is never followed (git would read through a
+link to a named pipe). What is left out is named with the reason (`NewFile.left_out`).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import stat
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, final
+from typing import TYPE_CHECKING, Final, NamedTuple, final
 
 import trio
 
 from orchestrator.errors import GitError
-from orchestrator.ports import WorkspaceChanges, Worktree
+from orchestrator.ports import NewFile, WorkspaceChanges, Worktree
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["EMPTY_TREE", "GIT_TIMEOUT", "OUTPUT_LIMIT", "GitCli", "git_environment"]
+__all__ = [
+    "EMPTY_TREE",
+    "GIT_TIMEOUT",
+    "NEW_FILES",
+    "NEW_FILES_BYTES",
+    "NEW_FILE_BYTES",
+    "OUTPUT_LIMIT",
+    "GitCli",
+    "git_environment",
+]
 
 GIT_TIMEOUT: Final = 30.0
 """Seconds for one git command: ``worktree add`` checks out the whole tree."""
@@ -39,6 +57,20 @@ OUTPUT_LIMIT: Final = 50 * 1024 * 1024
 
 EMPTY_TREE: Final = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 """git's empty tree: what a repository without commits is compared with."""
+
+NEW_FILES: Final = 100
+"""Untracked files put in ``/diff``'s patch (one git process each); the rest are named."""
+
+NEW_FILE_BYTES: Final = 1024 * 1024
+"""Bytes of one untracked file put in the patch: a larger one is named, not shown."""
+
+NEW_FILES_BYTES: Final = 10 * 1024 * 1024
+"""Bytes of all the untracked files' patches together."""
+
+_MB: Final = 1024 * 1024
+
+_NO_PROGRAMS: Final = ("--no-color", "--no-ext-diff", "--no-textconv")
+"""``git diff`` options: plain output, and no external diff or textconv program."""
 
 _SAFE: Final = ("-c", "core.fsmonitor=false", "-c", "core.quotepath=off", "--no-pager")
 """Options of every call: no fsmonitor hook, paths as they are, no pager."""
@@ -64,8 +96,12 @@ class GitCli:
         self._git = git
         self._env = git_environment(os.environ if environ is None else environ)
 
-    async def _run(self, *args: str, cwd: Path, options: tuple[str, ...] = ()) -> str:
-        """Run ``git [OPTIONS] ARGS`` in `cwd`; its output, or `GitError` with what git said."""
+    async def _run(
+        self, *args: str, cwd: Path, options: tuple[str, ...] = (), differ_ok: bool = False
+    ) -> str:
+        """Run ``git [OPTIONS] ARGS`` in `cwd`; its output, or `GitError` with what git said.
+        `differ_ok`: exit status 1 with output is an answer (``diff --no-index`` found
+        differences); without output it is still an error."""
         try:
             with trio.fail_after(GIT_TIMEOUT):
                 done = await trio.run_process(
@@ -80,7 +116,8 @@ class GitCli:
             raise GitError(f"git {args[0]} took longer than {GIT_TIMEOUT:g} s") from None
         except OSError as error:
             raise GitError(f"cannot run git: {error.strerror or error}") from None
-        if done.returncode != 0:
+        differed = differ_ok and done.returncode == 1 and bool(done.stdout)
+        if done.returncode != 0 and not differed:
             said = done.stderr.decode(errors="replace").strip().splitlines()
             raise GitError(said[-1] if said else f"git {args[0]} failed ({done.returncode})")
         if len(done.stdout) > OUTPUT_LIMIT:
@@ -102,18 +139,76 @@ class GitCli:
         except GitError:
             base = EMPTY_TREE
         safe = await self._filters_off(folder)
-        diff = ("diff", "--no-color", "--no-ext-diff", "--no-textconv", base)
+        diff = ("diff", *_NO_PROGRAMS, base)
         numstat = await self._run(*diff, "--numstat", "--", ".", cwd=folder, options=safe)
         patch = await self._run(*diff, "--", ".", cwd=folder, options=safe)
         others = await self._run(
-            "ls-files", "--others", "--exclude-standard", "--", ".", cwd=folder
+            "ls-files", "-z", "--others", "--exclude-standard", "--", ".", cwd=folder
         )
+        untracked = tuple(name for name in others.split("\0") if name)
+        room = min(NEW_FILES_BYTES, OUTPUT_LIMIT - len(patch))
         return WorkspaceChanges(
             since_commit=base == "HEAD",
             numstat=numstat,
             patch=patch,
-            untracked=tuple(line for line in others.splitlines() if line),
+            untracked=untracked,
+            new_files=await self._new_files(folder, untracked, safe, room),
         )
+
+    async def _new_files(
+        self, folder: Path, untracked: tuple[str, ...], safe: tuple[str, ...], room: int
+    ) -> tuple[NewFile, ...]:
+        """Each of the `untracked` files with its patch, the patches within `room` bytes
+        together and all of them within `GIT_TIMEOUT`; or why one was left out."""
+        taken = untracked[:NEW_FILES]
+        looks = await trio.to_thread.run_sync(_look_at, folder, taken)
+        too_large = f"larger than {_size(NEW_FILE_BYTES)}"
+        full = f"the patch is full ({_size(NEW_FILES_BYTES)} of new files)"
+        found: list[NewFile] = []
+        with trio.move_on_after(GIT_TIMEOUT):
+            for path, look in zip(taken, looks, strict=True):
+                if isinstance(look, _LeftOut):
+                    made = NewFile(path=path, left_out=look.why)
+                elif isinstance(look, _Link):
+                    made = _link_patch(path, look.target)
+                elif look.size > NEW_FILE_BYTES:
+                    made = NewFile(path=path, left_out=too_large)
+                elif look.size > room:
+                    made = NewFile(path=path, left_out=full)
+                else:
+                    made = await self._file_patch(folder, path, safe)
+                if len(made.patch) > room:
+                    made = NewFile(path=path, left_out=full)
+                room -= len(made.patch)
+                found.append(made)
+        late = [NewFile(path=path, left_out="git took too long") for path in taken[len(found) :]]
+        past = f"more than {NEW_FILES} new files"
+        rest = [NewFile(path=path, left_out=past) for path in untracked[NEW_FILES:]]
+        return (*found, *late, *rest)
+
+    async def _file_patch(self, folder: Path, path: str, safe: tuple[str, ...]) -> NewFile:
+        """The regular file `path` as added (``git diff --no-index /dev/null PATH``)."""
+        try:
+            said = await self._run(
+                "diff",
+                "--no-index",
+                *_NO_PROGRAMS,
+                "--numstat",
+                "--patch",
+                "--",
+                "/dev/null",
+                path,
+                cwd=folder,
+                options=safe,
+                differ_ok=True,
+            )
+        except GitError:  # gone meanwhile, or no longer a file
+            return NewFile(path=path, left_out="git could not read it")
+        counts, _, patch = said.partition("\n\n")
+        if not patch:
+            return NewFile(path=path, left_out="git could not read it")
+        added = counts.split("\t", 1)[0]
+        return NewFile(path=path, added=int(added) if added.isdigit() else None, patch=patch)
 
     async def _filters_off(self, folder: Path) -> tuple[str, ...]:
         """``-c`` options that empty every filter driver the configuration defines (an empty
@@ -181,3 +276,84 @@ class GitCli:
 
     async def remove(self, repository: Path, folder: Path) -> None:
         await self._run("worktree", "remove", str(folder), cwd=repository)
+
+
+class _LeftOut(NamedTuple):
+    why: str
+
+
+class _Link(NamedTuple):
+    target: str
+
+
+class _Regular(NamedTuple):
+    size: int
+
+
+def _size(count: int) -> str:
+    """A limit in words: ``1 MB``, ``1,500 bytes``."""
+    return f"{count // _MB} MB" if count % _MB == 0 else f"{count:,} bytes"
+
+
+def _look_at(folder: Path, paths: tuple[str, ...]) -> list[_LeftOut | _Link | _Regular]:
+    """What each of `paths` in `folder` is (blocking), without following it: a regular
+    file (its size), a link (its target), or why it stays out of the patch."""
+    root = folder.resolve()
+    return [_look(root, path) for path in paths]
+
+
+def _look(root: Path, path: str) -> _LeftOut | _Link | _Regular:
+    if path.endswith("/"):
+        return _LeftOut("a git repository of its own")
+    where = root / path
+    try:
+        inside = where.parent.resolve(strict=True).is_relative_to(root)
+        info = os.lstat(where)
+        if inside and stat.S_ISLNK(info.st_mode):
+            return _Link(os.fsencode(os.readlink(where)).decode(errors="replace"))
+    except (OSError, RuntimeError):
+        return _LeftOut("gone, or not readable")
+    if not inside:
+        return _LeftOut("its folder leads outside the working directory")
+    if not stat.S_ISREG(info.st_mode):
+        return _LeftOut("not a plain file")
+    return _Regular(info.st_size)
+
+
+def _link_patch(path: str, target: str) -> NewFile:
+    """The patch git shows for the link `path` added: its `target` as the content."""
+    lines = target.split("\n")
+    old, new = _quoted(f"a/{path}"), _quoted(f"b/{path}")
+    span = "1" if len(lines) == 1 else f"1,{len(lines)}"
+    patch = (
+        f"diff --git {old} {new}\nnew file mode 120000\n--- /dev/null\n+++ {new}\n"
+        f"@@ -0,0 +{span} @@\n"
+        + "".join(f"+{line}\n" for line in lines)
+        + "\\ No newline at end of file\n"
+    )
+    return NewFile(path=path, added=len(lines), patch=patch)
+
+
+_ESCAPES: Final = {
+    "\a": "\\a",
+    "\b": "\\b",
+    "\t": "\\t",
+    "\n": "\\n",
+    "\v": "\\v",
+    "\f": "\\f",
+    "\r": "\\r",
+    '"': '\\"',
+    "\\": "\\\\",
+}
+
+
+def _quoted(name: str) -> str:
+    """`name` as git writes it in a patch's header (``core.quotepath=off``): in double
+    quotes with C escapes when it holds a quote, a backslash or a control character."""
+    if not any(ch in _ESCAPES or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name):
+        return name
+    escaped = "".join(
+        _ESCAPES.get(ch) or (f"\\{ord(ch):03o}" if ord(ch) < 0x20 or ord(ch) == 0x7F else ch)
+        for ch in name
+    )
+    return f'"{escaped}"'

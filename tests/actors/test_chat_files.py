@@ -394,6 +394,33 @@ async def test_get_sends_a_file_or_a_zipped_folder_and_refuses_the_rest(
     assert folder.document.startswith(b"PK")
 
 
+async def test_get_refuses_a_git_folder_and_what_is_in_it(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The whole .git folder zipped would carry its config, which can hold the remote's
+    credentials: refused in words, like a .env file, at any depth."""
+    work = tmp_path / "work"
+    (work / ".git").mkdir(parents=True)
+    (work / ".git" / "config").write_text("url = https://user:secret@example.com/r\n")
+    (work / "vendor" / "lib" / ".git").mkdir(parents=True)
+    (work / "vendor" / "lib" / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (work / "README.md").write_text("# demo\n")
+    config = msgspec.structs.replace(make_config(tmp_path), state_dir=str(tmp_path / "state"))
+    async with running_bot(tmp_path, config=config) as bot:
+        for count, path in enumerate((".git", ".git/config", "vendor/lib/.git/HEAD"), 1):
+            await bot.say(ALICE, f"/get {path}")
+            await bot.wait_reply(ALICE, "is git's own data", count=count)
+        await bot.say(ALICE, "/get .")
+        await bot.wait(lambda: len(documents(bot)) == 1)
+    assert bot.replies(ALICE)[:3] == [
+        f"{path} is git's own data (a .git folder, which can hold the remote's password or "
+        "token); I don't send those."
+        for path in (".git", ".git/config", "vendor/lib/.git/HEAD")
+    ]
+    [whole] = documents(bot)
+    assert whole.document_caption == "📎 the working directory, work (1 file, zipped)"
+
+
 async def test_get_words_one_byte_an_empty_folder_and_a_deep_path(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:

@@ -72,6 +72,21 @@ def git_in(work: Path, *args: str) -> None:
     subprocess.run(["git", "-C", str(work), *args], check=True, capture_output=True)
 
 
+def name_programs_that_leave_marks(work: Path, marks: Path) -> None:
+    """Give `work`'s configuration every program git could run for a diff (clean and
+    process filters, textconv, external diff, fsmonitor); each leaves ``MARKS-NAME`` if it
+    runs, and the clean filter upper-cases what it reads."""
+    for key, command in (
+        ("filter.evil.clean", f"sh -c 'touch {marks}-clean; tr a-z A-Z'"),
+        ("filter.evil.process", f"sh -c 'touch {marks}-process'"),
+        ("diff.evil.textconv", f"sh -c 'touch {marks}-textconv; cat'"),
+        ("diff.evil.command", f"sh -c 'touch {marks}-command'"),
+        ("diff.external", f"sh -c 'touch {marks}-external'"),
+        ("core.fsmonitor", f"touch {marks}-fsmonitor"),
+    ):
+        git_in(work, "config", key, command)
+
+
 async def test_changes_run_no_program_the_repository_names(tmp_path: Path) -> None:
     """The repository's configuration (the agent's to write) names programs: the fsmonitor
     hook, a filter driver with a clean and a process command, a textconv and an external
@@ -96,15 +111,7 @@ async def test_changes_run_no_program_the_repository_names(tmp_path: Path) -> No
 
     marks = tmp_path / "ran"
     (work / ".gitattributes").write_text("* filter=evil diff=evil\n")
-    for key, command in (
-        ("filter.evil.clean", f"sh -c 'touch {marks}-clean; cat'"),
-        ("filter.evil.process", f"sh -c 'touch {marks}-process'"),
-        ("diff.evil.textconv", f"sh -c 'touch {marks}-textconv; cat'"),
-        ("diff.evil.command", f"sh -c 'touch {marks}-command'"),
-        ("diff.external", f"sh -c 'touch {marks}-external'"),
-        ("core.fsmonitor", f"touch {marks}-fsmonitor"),
-    ):
-        git_in(work, "config", key, command)
+    name_programs_that_leave_marks(work, marks)
     (work / "new.txt").write_text("first\nsecond\n")
     changed = await git.changes(work)
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("ran")) == []

@@ -3,7 +3,8 @@ stdio): a document sent through the real poller is downloaded (``getFile``, then
 URL) and lands in the working directory's ``inbox/``, never over an existing file, and Codex
 is told where; ``/get`` sends a file and a zipped folder and refuses what lies outside the
 working directory; ``/diff`` shows a real git repository's changes with the patch as a
-``.diff`` file."""
+``.diff`` file, new files included (a link as its target, the bot's config under another name
+left out)."""
 
 from __future__ import annotations
 
@@ -133,9 +134,20 @@ async def test_get_sends_files_and_folders_refuses_the_rest_and_diff_shows_git_c
     assert "copy.toml is one of the bot's own files; I don't send those." in tg.sent_texts(ALICE)
     assert diff_name == "work.diff"
     assert b"-print('one')\n+print('two')\n+print('three')\n" in patch
+    assert b"--- /dev/null\n+++ b/notes.txt\n@@ -0,0 +1 @@\n+new\n" in patch
+    link = (
+        f"new file mode 120000\n--- /dev/null\n+++ b/leak\n@@ -0,0 +1 @@\n+{tmp_path}/conf.toml\n"
+    )
+    assert link.encode() in patch  # the link's target, never what it leads to
+    assert b"copy.toml" not in patch
+    assert (tmp_path / "conf.toml").read_bytes() not in patch
     summary = next(x for x in tg.sent_texts(ALICE) if "Total:" in x)
-    assert "+2 -1  src/app.py" in summary
-    assert "new (not in git yet)  notes.txt" in summary
-    assert "new (not in git yet)  leak" in summary
-    assert "Total: +2 -1 in 1 tracked file\n" in summary + "\n"
+    assert summary.splitlines()[1:] == [
+        "+2 -1  src/app.py",
+        "new  (left out: one of the bot's own files)  copy.toml",
+        "new  +1  leak",
+        "new  +1  notes.txt",
+        "Total: +2 -1 in 1 tracked file, +2 in 2 new files",
+        "Left out of the patch: 1 new file (one of the bot's own files)",
+    ]
     assert not codex_calls(fake, "")  # none of this reached Codex

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from actors.chat_diff import diff_summary
+from orchestrator.ports import NewFile
 from orchestrator.redaction import REDACTED
 from orchestrator.workspace_files import (
     NAME_BYTES,
@@ -174,6 +175,41 @@ def test_the_whole_env_family_is_refused_and_left_out_of_zips(workspace: Path) -
     assert sorted(zipfile.ZipFile(io.BytesIO(data)).namelist()) == [".environment.md", "main.py"]
 
 
+def test_get_refuses_git_folders_however_they_are_named(workspace: Path) -> None:
+    """A .git folder's config can hold a remote's credentials: refused as asked (a folder
+    inside, a worktree's .git file, an absolute path, one not there) and through a link,
+    while names that only begin with .git are files like any other."""
+    state = workspace.parent / "state"
+    (workspace / ".git").mkdir()
+    (workspace / ".git" / "config").write_text("url = https://user:secret@example.com/r\n")
+    (workspace / "lib" / ".git").mkdir(parents=True)
+    (workspace / "lib" / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (workspace / "tree").mkdir()
+    (workspace / "tree" / ".git").write_text("gitdir: ../.git/worktrees/tree\n")
+    (workspace / "meta").symlink_to(workspace / ".git")
+    (workspace / "settings").symlink_to(workspace / ".git" / "config")
+    asked = [
+        ".git",
+        ".git/",
+        "./.git/config",
+        ".git/no-such-file",
+        "lib/.git/HEAD",
+        "tree/.git",
+        "src/../.git/config",
+        ".GIT/config",
+        str(workspace / ".git" / "config"),
+        "meta",
+        "meta/config",
+        "settings",
+    ]
+    for requested in asked:
+        with pytest.raises(Refused, match=r"is git's own data \(a \.git folder"):
+            readable_target(workspace, requested, state)
+    for name in (".gitignore", ".github", "my.git"):
+        (workspace / name).write_text("fine\n")
+        assert readable_target(workspace, name, state) == workspace / name
+
+
 def test_a_folder_is_zipped_without_links_git_or_env(workspace: Path) -> None:
     (workspace / ".git").mkdir()
     (workspace / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
@@ -237,14 +273,22 @@ def test_images_are_private_and_pruned_after_their_retention(tmp_path: Path) -> 
 
 def test_the_diff_summary_counts_lines_binaries_and_new_files() -> None:
     numstat = "3\t1\tsrc/a.py\n-\t-\tlogo.png\n10\t0\tREADME.md\n"
-    text, count = diff_summary(numstat, ["notes.txt"])
-    assert count == 4
+    new_files = [
+        NewFile(path="notes.txt", added=12, patch="+..."),
+        NewFile(path="icon.png", patch="Binary files /dev/null and b/icon.png differ\n"),
+        NewFile(path="big.bin", left_out="larger than 1 MB"),
+    ]
+    text, count = diff_summary(numstat, new_files)
+    assert count == 6
     assert text.splitlines() == [
         "+3 -1  src/a.py",
         "binary  logo.png",
         "+10 -0  README.md",
-        "new (not in git yet)  notes.txt",
-        "Total: +13 -1 in 3 tracked files",
+        "new  +12  notes.txt",
+        "new  binary  icon.png",
+        "new  (left out: larger than 1 MB)  big.bin",
+        "Total: +13 -1 in 3 tracked files, +12 in 2 new files",
+        "Left out of the patch: 1 new file (larger than 1 MB)",
     ]
 
 
