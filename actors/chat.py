@@ -151,6 +151,9 @@ class Chat:
             mode=self.config.profiles[self.config.default_profile].default_mode,
             profile=self.config.default_profile,
         )
+        self.forum = False
+        """The chat has topics: the latest message or press said so (`actors.chat_topics`
+        names a place without a topic "General topic" then)."""
         self.request: Request | None = None
         self.requests_started = 0
         self.batch: list[str] = []
@@ -291,6 +294,7 @@ class Chat:
                 TraceRecord(event="update", update_id=message.update_id, outcome="duplicate")
             )
             return
+        self.forum = message.forum
         match message:
             case InboundMessage():
                 await self.on_message(message)
@@ -343,7 +347,9 @@ class Chat:
             return
         if message.text is None or not message.text.strip():
             no_words = (
-                chat_texts.REPLY_WITHOUT_WORDS if message.replied_to else chat_texts.TEXT_ONLY
+                chat_texts.REPLY_WITHOUT_WORDS
+                if message.replied_to
+                else chat_texts.MENTION_WITHOUT_WORDS
             )
             await self.out.say(no_words, plain=True)
             return

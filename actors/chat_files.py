@@ -44,12 +44,13 @@ import msgspec
 import trio
 
 from actors import chat_texts
-from orchestrator import disk
+from orchestrator import disk, words
 from orchestrator.errors import TelegramError, TelegramFileTooBig
 from orchestrator.messages import TraceRecord
 from orchestrator.rendering import CAPTION_LIMIT
 from orchestrator.words import plural
 from orchestrator.workspace_files import (
+    PATH_ECHO_LIMIT,
     Refused,
     TooBig,
     identities,
@@ -314,7 +315,7 @@ async def _file_in(chat: Chat, message: InboundMessage, attachment: Attachment) 
             if name == attachment.file_name
             else "that name is not safe as a file name here"
         )
-        note += f" (sent as {attachment.file_name!r}; {why})"
+        note += f" (sent as {words.quoted(attachment.file_name)}; {why})"
     await chat.out.say(note + ".", plain=True)
     caption = (message.text or "").strip()
     note = f"(The file is {relative} in the working directory.)"
@@ -358,13 +359,14 @@ async def get_file(chat: Chat, argument: str) -> None:
         return
     except TooBig as error:
         await chat.out.say(
-            f"{argument.strip()} is too big to send: more than {_megabytes(error.size)}, and "
-            "Telegram takes files up to 50 MB from bots.",
+            f"{words.echo(argument, PATH_ECHO_LIMIT)} is too big to send: more than "
+            f"{_megabytes(error.size)}, and Telegram takes files up to 50 MB from bots.",
             plain=True,
         )
         return
     except OSError as error:
-        await chat.out.say(f"I couldn't read {argument.strip()} ({error.strerror}).", plain=True)
+        shown = words.echo(argument, PATH_ECHO_LIMIT)
+        await chat.out.say(f"I couldn't read {shown} ({error.strerror}).", plain=True)
         return
     if not data:
         empty = (

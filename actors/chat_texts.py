@@ -23,10 +23,12 @@ if TYPE_CHECKING:
     from orchestrator.messages import InboundMessage, RepliedTo
 
 __all__ = [
+    "ANONYMOUS_SENDER",
     "BOT_COMMANDS",
     "BUSY",
     "EDITED_IGNORED",
     "IMAGES_GONE",
+    "MENTION_WITHOUT_WORDS",
     "REPLY_WITHOUT_WORDS",
     "RUN_AGAIN",
     "RUN_AGAIN_GONE",
@@ -35,7 +37,6 @@ __all__ = [
     "SESSION_RESET",
     "SHORT_HELP",
     "STALE_PROGRESS",
-    "TEXT_ONLY",
     "album_not_started",
     "download_interrupted",
     "format_duration",
@@ -132,13 +133,24 @@ def refusal(user_id: int) -> str:
     )
 
 
+ANONYMOUS_SENDER: Final = (
+    "I can't tell who sent this: it was posted as the group or a channel, and only people on "
+    "the bot's list may use it. Turn off “Remain anonymous” in your admin rights (or post as "
+    "yourself), then send it again."
+)
+"""The answer to a command from an anonymous group admin, or one sent as a channel."""
+
+
 BUSY: Final = (
     "I'm busy with your earlier messages and did not take this one; until I catch up, more "
     "are not taken either. Send them again in a minute."
 )
 
-TEXT_ONLY: Final = "That message has no text. Please send your request as text."
-"""The answer to a text message that is empty or only spaces."""
+MENTION_WITHOUT_WORDS: Final = (
+    "Say what Codex should do in the same message as the mention (for example “fix the tests”)."
+)
+"""The answer to a bare mention of the bot in a group: Telegram delivers no empty text, so a
+text with nothing left once the mention is taken out is one."""
 
 REPLY_WITHOUT_WORDS: Final = (
     "Say what Codex should do with that message: reply to it again, with your request after "

@@ -53,8 +53,12 @@ OFF: Final = "off"
 
 
 def place(chat: Chat) -> str:
-    """What a binding binds here, in words."""
-    return "topic" if chat.key.thread_id is not None else "chat"
+    """What a binding binds here, in words. A forum's General topic has no topic id, and is
+    bound (and keeps its sessions) on its own, like any other topic, not as the whole
+    chat."""
+    if chat.key.thread_id is not None:
+        return "topic"
+    return "General topic" if chat.forum else "chat"
 
 
 def bound(chat: Chat) -> Binding | None:

@@ -1,7 +1,8 @@
 """The router: access control and one chat actor per session key.
 
 - **Access.** Only ``from.id`` in ``telegram.allowed_users`` gets in (empty: nobody). Bots,
-  anonymous admins and channel posts are ignored. A stranger gets at most one fixed refusal
+  anonymous admins and channel posts are ignored (an anonymous admin's command is told how
+  to be seen, at most once per `REFUSAL_INTERVAL`). A stranger gets at most one fixed refusal
   per `REFUSAL_INTERVAL` and nothing else: no session file, no Codex call. Every refusal
   is traced.
 - **Chats.** A chat actor per `SessionKey` (chat, user, forum topic) is started on its first
@@ -150,6 +151,8 @@ class _Router:
         """Whether a chat took `message` (it then marks it handled)."""
         if message.user_id is None or message.user_is_bot or message.chat_type == "channel":
             self.stats.ignored += 1
+            if message.user_id is None and message.command and message.chat_type != "channel":
+                await self.answer_anonymous(message)
             return False
         if message.user_id not in self.allowed:
             group = message.chat_type != "private"
@@ -220,6 +223,31 @@ class _Router:
                 chat_id=chat_id,
                 user_id=user_id,
                 detail="refusal sent" if answered else "refusal suppressed",
+            )
+        )
+
+    async def answer_anonymous(self, message: InboundMessage) -> None:
+        """A command sent as the group or a channel (an anonymous admin): no one to check
+        against the allow-list, so nothing runs, and it says how to be seen (at most once per
+        `REFUSAL_INTERVAL` in a chat; group ids are negative, so they share the user ids'
+        limiter without meeting one)."""
+        answered = self.refusals.due(message.chat_id)
+        if answered:
+            await self.deps.sender.send(
+                SendReply(
+                    chat_id=message.chat_id,
+                    thread_id=message.thread_id,
+                    markdown=chat_texts.ANONYMOUS_SENDER,
+                    plain=True,
+                    stranger=True,
+                    reply_to_message_id=message.message_id,
+                )
+            )
+        self.deps.trace(
+            TraceRecord(
+                event="refusal",
+                chat_id=message.chat_id,
+                detail="anonymous sender told" if answered else "anonymous sender",
             )
         )
 

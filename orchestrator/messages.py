@@ -174,6 +174,8 @@ class InboundMessage(_RouterBase, frozen=True, kw_only=True, tag="message"):
     user_id: int | None
     user_is_bot: bool = False
     thread_id: int | None = None
+    forum: bool = False
+    """The chat has topics (then no `thread_id` means its General topic)."""
     text: str | None = None
     command: str | None = None
     command_args: str = ""
@@ -203,6 +205,7 @@ class InboundCallback(_RouterBase, frozen=True, kw_only=True, tag="callback"):
     message_id: int | None
     data: str
     thread_id: int | None = None
+    forum: bool = False
     owner_id: int | None = None
     owner_name: str = ""
     """In a group, the user whose message the button's message answers (the bot quotes the

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["one_line", "plural", "quoted"]
+__all__ = ["echo", "one_line", "plural", "quoted"]
 
 
 def plural(count: int, word: str, words: str | None = None) -> str:
@@ -32,7 +32,13 @@ _BIDI_CONTROLS: Final = dict.fromkeys(
 reverse the bot's own words around it."""
 
 
+def echo(text: str, limit: int) -> str:
+    """What a user typed, to show inside a sentence of the bot's: on one line, cut to
+    `limit`, without direction controls."""
+    return one_line(text.translate(_BIDI_CONTROLS), limit)
+
+
 def quoted(text: str, limit: int = 60) -> str:
-    """What a user typed (a name, an argument), echoed back: on one line, cut to `limit`,
-    without direction controls, in “typographic quotes”."""
-    return f"“{one_line(text.translate(_BIDI_CONTROLS), limit)}”"
+    """What a user typed (a name, an argument), echoed back as `echo` does, in “typographic
+    quotes”."""
+    return f"“{echo(text, limit)}”"

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Final, TypeAlias
 
 from orchestrator.disk import FILE_MODE, NO_FOLLOW_READ, ensure_folder
 from orchestrator.redaction import redact_bytes
+from orchestrator.words import echo
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NAME_BYTES",
+    "PATH_ECHO_LIMIT",
     "Identity",
     "Refused",
     "TooBig",
@@ -65,6 +67,10 @@ NAME_BYTES: Final = 200
 
 FREE_NAME_TRIES: Final = 1000
 """Numbered names tried before giving up (``name (2)`` … ``name (1000)``)."""
+
+PATH_ECHO_LIMIT: Final = 100
+"""A path a refusal names is cut to this: a pasted 5,000-character path comes back as one
+line, not as three messages."""
 
 SKIPPED_IN_ZIP: Final = frozenset({".git", ".env"})
 """Names a folder's zip leaves out: the repository's object store, and secrets."""
@@ -193,11 +199,12 @@ def readable_target(
             ``state_dir``, a ``.env`` file, in a ``.git`` folder (as asked, or once
             resolved), missing, or neither a file nor a folder.
     """
-    text = requested.strip()
-    if not text:
+    asked = requested.strip()
+    if not asked:
         raise Refused("Say which file: /get PATH (relative to the working directory).")
+    text = echo(asked, PATH_ECHO_LIMIT)  # how the refusals below name it
     root = workspace.resolve()
-    given = Path(text).expanduser() if text.startswith("~") else Path(text)
+    given = Path(asked).expanduser() if asked.startswith("~") else Path(asked)
     if in_git_folder(_within(given, workspace, root)):
         raise _git_data(text)
     candidate = given if given.is_absolute() else root / given

@@ -151,6 +151,9 @@ class Chat(msgspec.Struct, frozen=True):
     id: int
     type: ChatType = "private"
     title: str | None = None
+    is_forum: bool = False
+    """A supergroup with topics: a message without ``message_thread_id`` is in its General
+    topic."""
 
 
 class MessageEntity(msgspec.Struct, frozen=True):
@@ -522,6 +525,7 @@ def to_router_message(update: Update, bot_username: str) -> RouterMsg | None:
             user_id=None if anonymous or sender is None else sender.id,
             user_is_bot=bool(sender and sender.is_bot),
             thread_id=message.message_thread_id if message.is_topic_message else None,
+            forum=message.chat.is_forum,
             text=text,
             command=command,
             command_args=arguments,
@@ -551,6 +555,7 @@ def to_router_message(update: Update, bot_username: str) -> RouterMsg | None:
             message_id=origin.message_id,
             data=query.data or "",
             thread_id=origin.message_thread_id if origin.is_topic_message else None,
+            forum=origin.chat.is_forum,
             owner_id=owner.id if owner is not None else None,
             owner_name=(owner.first_name or "") if owner is not None else "",
         )

@@ -296,10 +296,10 @@ async def test_a_file_lands_in_the_inbox_under_a_free_name_and_codex_is_told_whe
     ]
     assert bot.replies(ALICE)[0] == "Saved as inbox/notes.txt."
     assert bot.replies(ALICE)[2] == (
-        "Saved as inbox/notes (2).txt (sent as 'notes.txt'; a file of that name was already there)."
+        "Saved as inbox/notes (2).txt (sent as “notes.txt”; a file of that name was already there)."
     )
     assert (
-        "Saved as inbox/bashrc (sent as '../../.bashrc'; that name is not safe as a file name "
+        "Saved as inbox/bashrc (sent as “../../.bashrc”; that name is not safe as a file name "
         "here)." in bot.replies(ALICE)
     )
     prompts = [prompt for prompt, _ in jobs(bot)]

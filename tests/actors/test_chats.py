@@ -355,6 +355,19 @@ async def test_a_reply_with_no_words_of_its_own_asks_for_them(
     assert bot.replies(-100) == [chat_texts.REPLY_WITHOUT_WORDS]
 
 
+async def test_a_bare_mention_asks_for_the_request(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A lone "@bot" in a group reaches the chat as an empty text (the mention is taken
+    out): it asks for the words instead of saying the message had no text."""
+    async with running_bot(tmp_path) as bot:
+        await bot.wait(lambda: len(bot.fakes.started) == 2)
+        await bot.say(ALICE, "", chat=-100)
+        await bot.wait_reply(-100, "Say what Codex should do in the same message")
+    assert not any(p.calls for p in bot.fakes.started)
+    assert bot.replies(-100) == [chat_texts.MENTION_WITHOUT_WORDS]
+
+
 async def test_the_parts_of_a_long_paste_run_as_one_prompt(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
@@ -475,6 +488,39 @@ async def test_bots_and_anonymous_senders_are_ignored(
     assert bot.sent == []
 
 
+async def test_an_anonymous_admins_command_is_told_how_to_be_seen(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """No one to check against the allow-list: nothing runs, and the command (not the
+    group's talk) is answered once per refusal interval with what to change."""
+
+    def anonymous(update_id: int, text: str, command: str | None) -> InboundMessage:
+        return InboundMessage(
+            update_id=update_id,
+            chat_id=-5,
+            chat_type="supergroup",
+            message_id=update_id,
+            user_id=None,
+            text=text,
+            command=command,
+        )
+
+    async with running_bot(tmp_path) as bot:
+        assert bot.inbox is not None
+        await bot.inbox.send(anonymous(1, "fix the build", None))
+        await bot.inbox.send(anonymous(2, "/status", "status"))
+        await bot.inbox.send(anonymous(3, "/new", "new"))
+        await bot.wait(lambda: bot.stats.ignored == 3)
+        await trio.sleep(router.REFUSAL_INTERVAL)
+        await bot.inbox.send(anonymous(4, "/status", "status"))
+        await bot.wait(lambda: len(bot.sent) == 2)
+    answers = [m for m in bot.sent if isinstance(m, SendReply)]
+    assert [(m.chat_id, m.reply_to_message_id) for m in answers] == [(-5, 2), (-5, 4)]
+    assert answers[0].markdown == chat_texts.ANONYMOUS_SENDER
+    assert "Turn off “Remain anonymous”" in chat_texts.ANONYMOUS_SENDER
+    assert not any(p.calls for p in bot.fakes.started)
+
+
 def test_the_help_promises_app_server_features_only_on_app_server() -> None:
     mcp = chat_texts.help_text(app_server=False)
     assert "Codex sees the pictures" not in mcp
@@ -543,7 +589,7 @@ async def test_every_command(tmp_path: Path, autojump_clock: trio.testing.MockCl
         assert bot.inbox is not None
         await bot.inbox.send(
             InboundMessage(
-                update_id=99,
+                update_id=next(_UPDATE_IDS),  # ids only grow: a fixed one may be seen already
                 chat_id=ALICE,
                 chat_type="private",
                 message_id=9,

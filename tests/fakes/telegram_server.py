@@ -272,8 +272,21 @@ class FakeTelegram:
         self._senders: dict[tuple[int, int], dict[str, Any]] = {}
         """(chat id, message id) → the ``from`` of each message pushed: what a callback's
         message carries as its ``reply_to_message`` when the bot's message replied to one."""
+        self.forums: set[int] = set()
+        """Chats with topics (``is_forum``): any a topic message was pushed to, or added."""
 
     # ------------------------------------------------------------------ scripting
+
+    def _chat(self, chat_id: int, chat_type: str | None = None) -> dict[str, Any]:
+        """A message's ``chat``: private for a positive id, else a supergroup (a forum when
+        it is in `forums`)."""
+        chat: dict[str, Any] = {
+            "id": chat_id,
+            "type": chat_type or ("private" if chat_id > 0 else "supergroup"),
+        }
+        if chat_id in self.forums:
+            chat["is_forum"] = True
+        return chat
 
     def _wake(self) -> None:
         self._new_update.set()
@@ -303,13 +316,12 @@ class FakeTelegram:
         is_bot: bool = False,
         extra: dict[str, Any] | None = None,
     ) -> int:
+        if message_thread_id is not None:
+            self.forums.add(chat_id)  # only a chat with topics has topic messages
         message: dict[str, Any] = {
             "message_id": next(self._message_ids[chat_id]),
             "date": 1_760_000_000,
-            "chat": {
-                "id": chat_id,
-                "type": chat_type or ("private" if chat_id > 0 else "supergroup"),
-            },
+            "chat": self._chat(chat_id, chat_type),
             "from": {"id": user_id, "is_bot": is_bot, "first_name": f"user{user_id}"},
         }
         if text is not None:
@@ -325,7 +337,7 @@ class FakeTelegram:
         return self.push_update({"edited_message" if edited else "message": message})
 
     def push_callback(self, *, chat_id: int, user_id: int, message_id: int, data: str) -> int:
-        chat = {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup"}
+        chat = self._chat(chat_id)
         message: dict[str, Any] = {"message_id": message_id, "date": 1_760_000_000, "chat": chat}
         stored = self.chats[chat_id].get(message_id)
         replied = stored.reply_to if stored is not None else None

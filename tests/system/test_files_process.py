@@ -67,7 +67,7 @@ async def test_a_document_lands_in_the_inbox_and_codex_is_told_where(tmp_path: P
     assert (work / "inbox" / "trace (2).log").read_bytes() == b"line 1\nline 2\n"
     assert tg.downloads == ["documents/file_3.log"]  # the huge one was never fetched
     texts = tg.sent_texts(ALICE)
-    assert texts[0].startswith("Saved as inbox/trace (2).log (sent as 'trace.log'")
+    assert texts[0].startswith("Saved as inbox/trace (2).log (sent as “trace.log”")
     assert "Telegram lets bots download files up to 20 MB" in texts[-1]
     prompt = codex_calls(fake, "why does it fail?")[0]["params"]["arguments"]["prompt"]
     assert prompt == (

@@ -128,14 +128,19 @@ async def test_a_forum_topic_bound_to_a_profile_runs_there_for_allowed_users(
                 await tg.wait_for(lambda t: _has(t, GROUP, "which you may not use"))
                 say(ALICE, "/status")
                 await tg.wait_for(lambda t: _has(t, GROUP, "Bound topic: profile web"))
+                # The General topic has no topic id: it is a place of its own, not the chat.
+                tg.push_message(chat_id=GROUP, user_id=ALICE, text="/bind")
+                await tg.wait_for(lambda t: _has(t, GROUP, "This General topic is not bound"))
                 bot.process.send_signal(signal.SIGTERM)
     assert bot.process.returncode == 0, bot.text()
     calls = _codex_calls(fake)
     assert [call["prompt"] for call in calls] == ["build the page"]
     assert calls[0]["cwd"] == str(tmp_path / "web")
     sends = [c.params for c in tg.calls_of("sendMessage") if c.params.get("chat_id") == GROUP]
-    assert sends
-    assert all(params.get("message_thread_id") == TOPIC for params in sends)
+    general = [params for params in sends if "General topic" in params["text"]]
+    assert [params.get("message_thread_id") for params in general] == [None]
+    assert sends[:-1]
+    assert all(params.get("message_thread_id") == TOPIC for params in sends[:-1])
     bindings = json.loads((tmp_path / "state" / "topics.json").read_text())
     assert bindings["bindings"][f"{GROUP}-t{TOPIC}"]["profile"] == "web"
 

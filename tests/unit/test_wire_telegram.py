@@ -444,3 +444,23 @@ def test_a_command_sent_as_a_reply_carries_nothing() -> None:
     routed = to_router_message(decode_update(update), "OurBot")
     assert isinstance(routed, InboundMessage)
     assert (routed.command, routed.replied_to) == ("status", None)
+
+
+@pytest.mark.parametrize(
+    ("fields", "thread_id"),
+    [
+        ({"message_thread_id": 77, "is_topic_message": True}, 77),
+        ({}, None),  # the forum's General topic
+    ],
+)
+def test_a_forum_message_says_its_chat_has_topics(
+    fields: dict[str, object], thread_id: int | None
+) -> None:
+    chat = {"id": -100, "type": "supergroup", "is_forum": True}
+    update = message_update({"text": "hi", "from": ALICE_FROM, "chat": chat, **fields})
+    routed = to_router_message(decode_update(update), "OurBot")
+    assert isinstance(routed, InboundMessage)
+    assert (routed.thread_id, routed.forum) == (thread_id, True)
+    plain = to_router_message(decode_update(message_update({"text": "hi"})), "OurBot")
+    assert isinstance(plain, InboundMessage)
+    assert plain.forum is False

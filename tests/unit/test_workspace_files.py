@@ -154,6 +154,22 @@ def test_get_refuses_what_leads_out_or_holds_secrets(
         readable_target(workspace, requested, tmp_path / "state")
 
 
+def test_a_refusal_names_a_long_or_odd_path_on_one_short_line(
+    workspace: Path, tmp_path: Path
+) -> None:
+    """A pasted 5,000-character path, or one with a line break and a direction control,
+    comes back as one line of the bot's sentence, not as three messages or reversed text."""
+    requested = "missing/\u202eevil\n" + "x" * 5000
+    with pytest.raises(Refused) as refusal:
+        readable_target(workspace, requested, tmp_path / "state")
+    text = str(refusal.value)
+    assert text.startswith("There is no missing/evil x")
+    assert text.endswith("… in the working directory.")
+    assert "\n" not in text
+    assert "\u202e" not in text
+    assert len(text) < 100 + len("There is no  in the working directory.") + 1
+
+
 def test_get_refuses_the_bots_own_state_even_inside_the_workspace(tmp_path: Path) -> None:
     """The config check keeps state_dir out of every workspace; this is the second lock."""
     work = tmp_path / "work"
