@@ -322,7 +322,7 @@ class Chat:
             self.out.trace(
                 TraceRecord(event="update", update_id=message.update_id, outcome="edited_ignored")
             )
-            await self.out.say(chat_texts.EDITED_IGNORED, plain=True)
+            await self.out.say(chat_texts.edited_ignored(message.command), plain=True)
             return
         if message.content_kind != "text" and await chat_files.on_media(self, message):
             return

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Final, assert_never
 
-from orchestrator.words import one_line, plural, quoted
+from orchestrator.words import echo, one_line, plural, quoted
 
 if TYPE_CHECKING:
     from orchestrator.messages import InboundMessage, RepliedTo
@@ -39,6 +39,7 @@ __all__ = [
     "STALE_PROGRESS",
     "album_not_started",
     "download_interrupted",
+    "edited_ignored",
     "format_duration",
     "help_text",
     "interrupted_by_a_stop",
@@ -211,6 +212,18 @@ def not_text(kind: str, *, captioned: bool) -> str:
 EDITED_IGNORED: Final = (
     "Edits don't change a request that was already sent. Send the correction as a new message."
 )
+
+
+def edited_ignored(command: str | None) -> str:
+    """The answer to an edited message: a request is not changed by it, and an edited
+    command is not run (the bot answered the first one already)."""
+    if command is None:
+        return EDITED_IGNORED
+    return (
+        f"Edits are not read, so the edited command was not run: send /{echo(command, 40)} "
+        "again as a new message."
+    )
+
 
 SESSION_RESET: Final = (
     "Something went wrong and your session was reset. Mode, profile and queue are kept on "
@@ -386,7 +399,9 @@ def queue_full(limit: int) -> str:
 
 def unknown_command(name: str) -> str:
     """The answer to a command we do not know."""
-    return f"Unknown command /{one_line(name, 40)}. {SHORT_HELP}"
+    if not name:
+        return f"A “/” alone is not a command. {SHORT_HELP}"
+    return f"Unknown command /{echo(name, 40)}. {SHORT_HELP}"
 
 
 def format_duration(seconds: float) -> str:

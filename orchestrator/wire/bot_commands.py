@@ -6,12 +6,17 @@ in UTF-16, not in Python's code points (an emoji before a command shifts it by t
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+import re
+from typing import TYPE_CHECKING, Final, Literal
 
 if TYPE_CHECKING:
     from orchestrator.wire.telegram import MessageEntity
 
 __all__ = ["parse_command", "without_mention"]
+
+_COMMAND_LIKE: Final = re.compile(r"/[^\s/@]*")
+"""A message that is one word after a slash ("/", "/статус"): meant as a command, though
+Telegram marks only Latin letters, digits and ``_`` as one."""
 
 
 def _utf16_slice(text: str, offset: int, length: int) -> str:
@@ -28,7 +33,8 @@ def parse_command(
 ) -> tuple[str, str] | Literal["other_bot"] | None:
     """The command at the start of `text`, if any, as ``(name, arguments)``.
 
-    Only a ``bot_command`` entity at offset 0 counts. ``/cmd@OurBot`` matches our username
+    A ``bot_command`` entity at offset 0 counts, and a whole message of one word after a
+    slash (`_COMMAND_LIKE`: an unknown command, not a request). ``/cmd@OurBot`` matches our username
     case-insensitively; ``/cmd@OtherBot`` returns ``"other_bot"`` (not ours: ignore it).
     """
     for entity in entities:
@@ -40,6 +46,8 @@ def parse_command(
             return "other_bot"
         arguments = _utf16_after(text, entity.offset + entity.length).strip()
         return name.lower(), arguments
+    if _COMMAND_LIKE.fullmatch(text.strip()):
+        return text.strip()[1:].lower(), ""  # as a request, Codex would run on the word
     return None
 
 

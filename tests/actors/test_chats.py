@@ -584,8 +584,16 @@ async def test_every_command(tmp_path: Path, autojump_clock: trio.testing.MockCl
         await bot.wait_reply(ALICE, "new conversation")
         await bot.say(ALICE, "/frobnicate")
         await bot.wait_reply(ALICE, "Unknown command /frobnicate")
+        await bot.say(ALICE, "/")
+        await bot.wait_reply(ALICE, "A “/” alone is not a command. Commands: /start")
         await bot.say(ALICE, "edited", edited=True)
         await bot.wait_reply(ALICE, "Edits don't change")
+        await bot.say(ALICE, "/status", edited=True)
+        await bot.wait_reply(
+            ALICE,
+            "Edits are not read, so the edited command was not run: send /status again as a "
+            "new message.",
+        )
         assert bot.inbox is not None
         await bot.inbox.send(
             InboundMessage(

@@ -464,3 +464,23 @@ def test_a_forum_message_says_its_chat_has_topics(
     plain = to_router_message(decode_update(message_update({"text": "hi"})), "OurBot")
     assert isinstance(plain, InboundMessage)
     assert plain.forum is False
+
+
+@pytest.mark.parametrize(
+    ("text", "command", "kept"),
+    [
+        ("/статус", "статус", None),  # no bot_command entity: Telegram marks Latin names only
+        ("/", "", None),
+        ("  /Статус  ", "статус", None),
+        ("/etc/passwd", None, "/etc/passwd"),  # a path is a request
+        ("/статус please", None, "/статус please"),
+    ],
+)
+def test_a_lone_slash_word_is_a_command_even_without_its_entity(
+    text: str, command: str | None, kept: str | None
+) -> None:
+    routed = to_router_message(decode_update(message_update({"text": text})), "OurBot")
+    assert isinstance(routed, InboundMessage)
+    assert (routed.command, routed.command_args) == (command, "")
+    if kept is not None:
+        assert routed.text == kept
