@@ -6,8 +6,9 @@ because continuing a Codex 0.153.4 thread after an error shifts every later answ
 (an app-server thread is kept: `WorkflowResult.thread_kept`); a
 request stopped by a shutdown goes back to the front of the queue (a photo request, which
 the text queue cannot hold, is kept as the running record and offered with "Run again"); a
-cancel or a failure only counts. Kept apart from the actor so each outcome is one plain
-function of the old state, testable without a chat.
+cancel goes into the summary as cancelled (a first request's thread is not kept, so the
+next one's recap is all it knows of it); a failure only counts. Kept apart from the actor
+so each outcome is one plain function of the old state, testable without a chat.
 """
 
 from __future__ import annotations
@@ -25,10 +26,17 @@ if TYPE_CHECKING:
     from actors.chat_request import Request, RequestOutcome
     from orchestrator.session_store import SessionState
 
-__all__ = ["FAILED_SUMMARY", "SUMMARY_LIMIT", "settled"]
+__all__ = ["CANCELLED_SUMMARY", "FAILED_SUMMARY", "SUMMARY_LIMIT", "settled"]
 
 FAILED_SUMMARY: Final = "(this request failed before Codex finished it)"
 """The summary's result line of a request that failed."""
+
+CANCELLED_SUMMARY: Final = (
+    "(the user cancelled this request before Codex finished it; what it changed so far stays "
+    "changed)"
+)
+"""The summary's result line of a cancelled request: a fresh thread's recap knows it was
+asked, so "go on" or "do it another way" after a cancel has something to go on."""
 
 SUMMARY_LIMIT: Final = 1500
 """Characters of conversation summary kept as the context preamble."""
@@ -88,6 +96,9 @@ def settled(
             elif isinstance(outcome, Interrupted):
                 # Put it back: it runs again after the restart instead of being lost.
                 state = msgspec.structs.replace(state, queue=(request.prompt, *state.queue))
+            else:
+                summary = _summarize(state.summary, request.prompt, CANCELLED_SUMMARY)
+                state = msgspec.structs.replace(state, summary=summary)
             counted = msgspec.structs.replace(
                 counters, runs=counters.runs + 1, cancels=counters.cancels + 1
             )

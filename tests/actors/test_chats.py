@@ -15,7 +15,7 @@ import pytest
 import trio
 import trio.testing
 
-from actors import chat_files, chat_texts, router
+from actors import chat_files, chat_settle, chat_texts, router
 from actors.worker_pool import WORKER_COOLDOWN, open_worker_pool
 from orchestrator.config import Config, Profile, RolePrompts, SessionsConfig, TelegramConfig
 from orchestrator.messages import (
@@ -656,6 +656,10 @@ async def test_cancel_by_command_and_button(
         assert "no longer running" in (bot.callback_answer(stale) or "")
     assert sum(p.killed for p in bot.fakes.started) == 2
     assert [t.detail for t in bot.traces if t.event == "cancel"] == ["/cancel", "button"]
+    # The cancelled request is in the next one's recap: "go on" has something to go on.
+    _first, second = [job for p in bot.fakes.started for job in p.calls]
+    assert "User asked: forever job" in second.context_preamble
+    assert chat_settle.CANCELLED_SUMMARY in second.context_preamble
 
 
 @pytest.mark.parametrize(
