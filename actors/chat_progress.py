@@ -127,6 +127,11 @@ async def follow_progress(
         progress.changed.set()
 
 
+_ANSWERS_FOR_THE_BOT: Final = ("selecting", "reviewing")
+"""Phases whose answer is JSON for the bot (a route, a verdict), not words for the user: the
+bot says what it decided once it has read it."""
+
+
 def _relative(path: str, folder: str) -> str:
     """`path` relative to `folder` when it lies inside it, else as it is."""
     try:
@@ -175,7 +180,7 @@ def live_text(progress: Progress, started: float) -> str:
         lines.append("")
         lines.extend(f"• {action[:200]}" for action in progress.actions)
     answer = [line for line in progress.answer.splitlines() if line.strip()][-ANSWER_LINES:]
-    if answer:
+    if answer and not progress.phase.startswith(_ANSWERS_FOR_THE_BOT):
         lines.append("")
         lines.append("Codex is writing:")
         lines.extend(line[:300] for line in answer)

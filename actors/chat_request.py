@@ -43,6 +43,7 @@ from orchestrator.messages import (
     TraceRecord,
 )
 from orchestrator.prompts import current_instructions, profile_prompt_files
+from orchestrator.words import plural
 from orchestrator.workflow_types import Mode, WorkflowResult
 
 if TYPE_CHECKING:
@@ -115,6 +116,9 @@ INTERRUPTED: Final = (
 INTERRUPTED_WITH_IMAGES: Final = (
     "⏹ Interrupted: the bot is stopping. When it is back, a button offers to run it again."
 )
+
+FILES_NAMED_ON_CANCEL: Final = 5
+"""Files a cancel's message names; the rest are counted."""
 
 MOVED_NOTE: Final = (
     "Note: your earlier Codex session was no longer available, so this "
@@ -367,6 +371,7 @@ class _Reporter:
         self._progress.phase = name
         self._progress.detail = detail
         self._progress.answer = ""
+        self._progress.actions.clear()  # a role's steps are not shown as the next role's
         self._progress.changed.set()
 
     def patched(self) -> list[str]:
@@ -437,6 +442,7 @@ async def _report(request: Request, outcome: RequestOutcome, out: ChatOutput, fo
             return
         case CancelledByUser():
             status = f"🛑 Cancelled after {format_duration(outcome.elapsed)}."
+            status += _changes_kept(request.progress.files)
         case Interrupted():
             status = INTERRUPTED_WITH_IMAGES if request.images else INTERRUPTED
         case Failed():
@@ -449,6 +455,17 @@ async def _report(request: Request, outcome: RequestOutcome, out: ChatOutput, fo
         await out.close(request.slot, status)
     else:
         await out.say(status, plain=True, quoting=request.quoting)
+
+
+def _changes_kept(files: list[str]) -> str:
+    """What a cancel leaves behind, said with it: a cancel stops Codex, it undoes nothing."""
+    if not files:
+        return ""
+    named = ", ".join(files[:FILES_NAMED_ON_CANCEL])
+    more = len(files) - FILES_NAMED_ON_CANCEL
+    if more > 0:
+        named += f" and {plural(more, 'more file')}"
+    return f" What Codex changed before it stays changed: {named} (/diff shows it)."
 
 
 async def _drop_live(request: Request, out: ChatOutput) -> None:

@@ -14,6 +14,7 @@ import trio.testing
 
 from actors.chat_approvals import Approvals
 from actors.chat_output import ChatOutput
+from actors.chat_progress import Progress, live_text
 from actors.chat_request import (
     TYPING_INTERVAL,
     CancelledByUser,
@@ -21,6 +22,7 @@ from actors.chat_request import (
     Interrupted,
     Request,
     RequestOutcome,
+    _Reporter,
     serve_request,
     stopped_outcome,
 )
@@ -239,7 +241,11 @@ async def test_a_cancel_by_the_user_is_returned(
             await trio.sleep(1)
             nursery.cancel_scope.cancel()
     closes = [m.final_text for m in bot.sent if isinstance(m, CloseLive)]
-    assert closes == ["🛑 Cancelled after 0:10."]
+    # A cancel undoes nothing: what Codex changed before it is said with it.
+    assert closes == [
+        "🛑 Cancelled after 0:10. What Codex changed before it stays changed: app.py "
+        "(/diff shows it)."
+    ]
     assert not any("Cancelled" in reply for reply in bot.replies())  # said once
     stopped = stopped_outcome(bot.request)
     assert isinstance(stopped, CancelledByUser)
@@ -272,3 +278,32 @@ async def test_a_stopped_chat_tells_the_user_and_lets_the_cancel_through(
     ]
     assert bot.replies() == []
     assert isinstance(stopped_outcome(bot.request), Interrupted)
+
+
+@pytest.mark.parametrize(
+    ("phase", "shown"),
+    [
+        ("selecting", False),  # a route in JSON, for the bot
+        ("reviewing round 1", False),  # a verdict in JSON
+        ("planning", True),
+        ("developing round 1", True),
+    ],
+)
+async def test_the_answer_streams_only_where_it_is_for_the_user(phase: str, shown: bool) -> None:
+    progress = Progress(phase=phase, answer='{"verdict": "approved",\n"feedback": "ok"}')
+    text = live_text(progress, trio.current_time())
+    assert ("Codex is writing" in text) is shown
+    assert ('"feedback"' in text) is shown
+
+
+async def test_a_new_phase_shows_only_its_own_steps(tmp_path: Path) -> None:
+    """The reviewer's progress does not list the developer's commands as its own."""
+    bot = Harness(tmp_path, delay=0)
+    progress = Progress(phase="developing round 1", actions=["$ pytest", "changed app.py"])
+    progress.files.append("app.py")
+    await _Reporter(bot.out, progress).phase("reviewing round 1", "")
+    assert progress.actions == []
+    assert progress.files == ["app.py"]  # still the request's changes
+    assert live_text(progress, trio.current_time()).startswith(
+        "⏳ Reviewing the work (round 1 of 3)… "
+    )
