@@ -84,7 +84,7 @@ def model_turns(body: dict[str, Any]) -> Turn:
     for name in ("approved.txt", "denied.txt"):
         if f"create {name}" in prompt:
             return [Shell(f"touch {name}", escalated=True, justification=f"to create {name}")]
-    if "sleep for a while" in prompt:
+    if prompt.rstrip().endswith("sleep for a while"):  # not when a recap quotes it
         return [Shell("sleep 300")]
     if "touch the file " in prompt:  # not escalated: the sandbox decides
         return [Shell(f"touch {prompt.split('touch the file ')[-1].split()[0]}")]
@@ -210,6 +210,9 @@ async def test_cancel_from_telegram_reaps_every_process_and_the_chat_goes_on(
     assert count_texts(tg, "no longer available") == 1  # told once that the session moved
     last_prompt = last_user_text(model.requests[-1])
     assert "and after the cancel" in last_prompt
+    # The fresh thread's recap names the cancelled request, as cancelled.
+    assert "User asked: now sleep for a while" in last_prompt
+    assert "the user cancelled this request" in last_prompt
 
 
 async def test_after_a_codex_error_the_next_answer_is_not_shifted(
