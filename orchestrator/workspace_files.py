@@ -203,6 +203,8 @@ def readable_target(
     if not asked:
         raise Refused("Say which file: /get PATH (relative to the working directory).")
     text = echo(asked, PATH_ECHO_LIMIT)  # how the refusals below name it
+    if not text:
+        raise Refused("That path is only invisible characters. Say which file: /get PATH.")
     root = workspace.resolve()
     given = Path(asked).expanduser() if asked.startswith("~") else Path(asked)
     if in_git_folder(_within(given, workspace, root)):

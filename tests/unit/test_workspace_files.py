@@ -168,6 +168,8 @@ def test_a_refusal_names_a_long_or_odd_path_on_one_short_line(
     assert "\n" not in text
     assert "\u202e" not in text
     assert len(text) < 100 + len("There is no  in the working directory.") + 1
+    with pytest.raises(Refused, match=r"^That path is only invisible characters"):
+        readable_target(workspace, "\u202e\u2066", tmp_path / "state")  # nothing to show
 
 
 def test_get_refuses_the_bots_own_state_even_inside_the_workspace(tmp_path: Path) -> None:
