@@ -44,6 +44,7 @@ __all__ = [
     "help_text",
     "interrupted_by_a_stop",
     "interrupted_run_again",
+    "menu_commands",
     "not_a_mode",
     "not_text",
     "prompt_text",
@@ -71,7 +72,22 @@ BOT_COMMANDS: Final[tuple[tuple[str, str], ...]] = (
     ("bind", "PROFILE | off: bind this topic to a profile"),
     ("branch", "NAME | off | rm NAME: work in a branch worktree"),
 )
-"""Sent to Telegram with ``setMyCommands`` (the menu next to the text field)."""
+"""The command menu next to the text field (`menu_commands` sends it, per backend)."""
+
+_APP_SERVER_COMMANDS: Final = frozenset({"model", "effort"})
+"""Commands that work only on the app-server backend (on MCP they say so)."""
+
+
+def menu_commands(*, app_server: bool) -> tuple[tuple[str, str], ...]:
+    """What ``setMyCommands`` sends: `BOT_COMMANDS`, the app-server-only ones marked as such
+    on the MCP backend (as ``/start``'s help marks them), so the menu promises nothing the
+    bot then refuses."""
+    if app_server:
+        return BOT_COMMANDS
+    return tuple(
+        (name, f"{about} (app-server backend only)" if name in _APP_SERVER_COMMANDS else about)
+        for name, about in BOT_COMMANDS
+    )
 
 
 def help_text(*, app_server: bool) -> str:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Final
 import trio
 
 from actors import chat_files, router, telegram_poller, telegram_sender, tracer
-from actors.chat_texts import BOT_COMMANDS
+from actors.chat_texts import menu_commands
 from actors.telegram_outbox import Outbox
 from actors.worker_pool import open_worker_pool
 from orchestrator.errors import TelegramRetryAfter, TelegramTransientError, TelegramUnauthorized
@@ -125,7 +125,7 @@ async def run_system(
                         max_chunks=config.telegram.max_chunks,
                         rng=rng,
                         trace=trace_handle.emit,
-                        commands=BOT_COMMANDS,
+                        commands=menu_commands(app_server=config.codex.backend == "app-server"),
                         global_rate=config.telegram.rate_limit,
                         chat_spacing=config.telegram.chat_spacing,
                         outbox=outbox,

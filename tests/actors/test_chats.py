@@ -536,6 +536,12 @@ def test_the_help_promises_app_server_features_only_on_app_server() -> None:
     for name, _ in chat_texts.BOT_COMMANDS:
         assert f"/{name}" in mcp
         assert f"/{name}" in app_server
+    # The menu marks the same commands on MCP, and only those.
+    menu = dict(chat_texts.menu_commands(app_server=False))
+    marked = {name for name, about in menu.items() if "app-server backend only" in about}
+    assert marked == {"model", "effort"}
+    assert chat_texts.menu_commands(app_server=True) == chat_texts.BOT_COMMANDS
+    assert all(len(about) <= 256 for about in menu.values())  # Telegram's limit
 
 
 async def test_every_command(tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
