@@ -170,9 +170,12 @@ def phase_words(phase: str, detail: str = "") -> str:
 def live_text(progress: Progress, started: float) -> str:
     """The progress message of a request that started at `started` (trio time)."""
     elapsed = format_duration(trio.current_time() - started)
-    lines = [f"⏳ {phase_words(progress.phase, progress.detail)}… {elapsed}"]
+    phase = phase_words(progress.phase, progress.detail)
+    lines = [f"⏳ {phase}… {elapsed}"]
     if progress.asking:
-        lines[0] = f"⏸ {WAITING_FOR_THE_USER}… {elapsed}"
+        lines = [f"⏸ {WAITING_FOR_THE_USER}… {elapsed}"]
+        if progress.phase not in ("starting", "developing"):
+            lines.append(phase)  # plan mode: which role asks, in which round
     if progress.detail:
         asked = progress.phase.startswith("developing round ")
         lines.append(("The reviewer asked for: " if asked else "") + progress.detail[:300])

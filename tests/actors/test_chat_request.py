@@ -307,3 +307,32 @@ async def test_a_new_phase_shows_only_its_own_steps(tmp_path: Path) -> None:
     assert live_text(progress, trio.current_time()).startswith(
         "⏳ Reviewing the work (round 1 of 3)… "
     )
+
+
+@pytest.mark.parametrize(
+    ("phase", "head"),
+    [
+        ("developing", ["⏸ Waiting for your answer to Codex's question… 0:00", ""]),
+        (
+            "developing round 2",
+            [
+                "⏸ Waiting for your answer to Codex's question… 0:00",
+                "Making the changes the reviewer asked for (round 2 of 3)",
+                "The reviewer asked for: add tests",
+            ],
+        ),
+        (
+            "reviewing round 1",
+            [
+                "⏸ Waiting for your answer to Codex's question… 0:00",
+                "Reviewing the work (round 1 of 3)",
+                "",
+            ],
+        ),
+    ],
+)
+async def test_an_open_question_keeps_the_plan_phase_in_view(phase: str, head: list[str]) -> None:
+    progress = Progress(phase=phase, detail="add tests" if "round 2" in phase else "", asking=1)
+    progress.actions.append("$ ls")
+    lines = live_text(progress, trio.current_time()).splitlines()
+    assert lines[: len(head)] == head
