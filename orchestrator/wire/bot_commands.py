@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 __all__ = ["parse_command", "without_mention"]
 
-_COMMAND_LIKE: Final = re.compile(r"/[^\s/@]*")
+_COMMAND_LIKE: Final = re.compile(r"/([^\s/@]*)(?:@(\w+))?")
 """A message that is one word after a slash ("/", "/статус"): meant as a command, though
 Telegram marks only Latin letters, digits and ``_`` as one."""
 
@@ -33,22 +33,32 @@ def parse_command(
 ) -> tuple[str, str] | Literal["other_bot"] | None:
     """The command at the start of `text`, if any, as ``(name, arguments)``.
 
-    A ``bot_command`` entity at offset 0 counts, and a whole message of one word after a
-    slash (`_COMMAND_LIKE`: an unknown command, not a request). ``/cmd@OurBot`` matches our username
-    case-insensitively; ``/cmd@OtherBot`` returns ``"other_bot"`` (not ours: ignore it).
+    A ``bot_command`` entity at offset 0 counts, and so does a whole message of one word
+    after a slash (`_COMMAND_LIKE`: an unknown command, not a request). ``/cmd@OurBot``
+    matches our username case-insensitively; ``/cmd@OtherBot`` returns ``"other_bot"`` (not
+    ours: ignore it).
     """
     for entity in entities:
         if entity.type != "bot_command" or entity.offset != 0:
             continue
         token = _utf16_slice(text, entity.offset, entity.length)
         name, _, addressee = token.lstrip("/").partition("@")
-        if addressee and addressee.lower() != bot_username.lower():
+        if _another_bot(addressee, bot_username):
             return "other_bot"
         arguments = _utf16_after(text, entity.offset + entity.length).strip()
         return name.lower(), arguments
-    if _COMMAND_LIKE.fullmatch(text.strip()):
-        return text.strip()[1:].lower(), ""  # as a request, Codex would run on the word
-    return None
+    alone = _COMMAND_LIKE.fullmatch(text.strip())
+    if alone is None:
+        return None
+    name, addressee = alone.groups()
+    if _another_bot(addressee or "", bot_username):
+        return "other_bot"
+    return name.lower(), ""  # as a request, Codex would run on the word
+
+
+def _another_bot(addressee: str, bot_username: str) -> bool:
+    """Whether ``/cmd@addressee`` names a bot other than us (no addressee: ours)."""
+    return bool(addressee) and addressee.lower() != bot_username.lower()
 
 
 def without_mention(text: str, entities: tuple[MessageEntity, ...], bot_username: str) -> str:

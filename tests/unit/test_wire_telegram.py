@@ -472,6 +472,7 @@ def test_a_forum_message_says_its_chat_has_topics(
         ("/статус", "статус", None),  # no bot_command entity: Telegram marks Latin names only
         ("/", "", None),
         ("  /Статус  ", "статус", None),
+        ("/статус@OurBot", "статус", None),
         ("/etc/passwd", None, "/etc/passwd"),  # a path is a request
         ("/статус please", None, "/статус please"),
     ],
@@ -484,3 +485,8 @@ def test_a_lone_slash_word_is_a_command_even_without_its_entity(
     assert (routed.command, routed.command_args) == (command, "")
     if kept is not None:
         assert routed.text == kept
+
+
+def test_a_lone_slash_word_for_another_bot_is_not_ours() -> None:
+    update = message_update({"text": "/статус@OtherBot"})
+    assert to_router_message(decode_update(update), "OurBot") is None
