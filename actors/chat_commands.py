@@ -246,6 +246,11 @@ def status_text(chat: Chat) -> str:
             worker = progress.worker
     lines.append(f"Queue: {len(chat.state.queue)}")
     lines.append(f"Worker: {worker if worker is not None else '-'}")
+    thread = chat.state.developer_thread_id
+    starts = "the running request starts one" if request else "the next request starts one"
+    lines.append(
+        f"Codex session: codex resume {thread}" if thread else f"Codex session: none, {starts}"
+    )
     usage = chat.state.last_usage
     if usage is not None:
         lines.append(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import re
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
@@ -570,6 +571,7 @@ async def test_every_command(tmp_path: Path, autojump_clock: trio.testing.MockCl
         assert "Profile: default" in status
         assert str(tmp_path / "work") in status
         assert "Queue: 0" in status
+        assert "Codex session: none, the next request starts one" in status
         assert "Codex workers: 2 idle" in status
         await bot.say(ALICE, "/profile list")
         await bot.wait_reply(ALICE, "Profiles:")
@@ -632,11 +634,15 @@ async def test_status_while_running_and_profile_switch_refused(
         await bot.say(ALICE, "/status")
         await bot.wait_reply(ALICE, "State: Working on your request, running for 0:42")
         assert "Codex workers: 1 idle, 1 busy" in bot.replies(ALICE)[-1]
+        assert "Codex session: none, the running request starts one" in bot.replies(ALICE)[-1]
         await bot.say(ALICE, "/profile other")
         await bot.wait_reply(ALICE, "Can't switch profiles while a request runs")
         await bot.wait_reply(ALICE, "FAKE: slow thing")
         await bot.say(ALICE, "/status")
         await bot.wait_reply(ALICE, "Last run tokens", count=1)
+        # The session to continue at the desk, as the result's last line names it.
+        [thread] = re.findall(r"codex resume (\S+)`", bot.replies(ALICE)[-2])
+        assert f"Codex session: codex resume {thread}\n" in bot.replies(ALICE)[-1]
 
 
 async def test_cancel_by_command_and_button(
