@@ -30,6 +30,7 @@ delivered. Approve is never offered on a shortened view.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import secrets
 import unicodedata
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
 __all__ = [
     "APPROVAL_BUFFER",
     "APPROVAL_TEXT_LIMIT",
+    "STALE_QUESTION",
     "ApprovalButton",
     "ApprovalView",
     "Approvals",
@@ -100,6 +102,15 @@ DIFF_CUT_AT: Final = 1_000_000
 (``DIFF_IN_ASK_LIMIT`` of both wires): a diff this long may be cut, so it gets Deny only."""
 SUBJECT_CHARS: Final = 200
 """Characters of the command or file list in the line that replaces a decided approval."""
+
+ENDED_KEPT: Final = 256
+"""Ended questions a chat remembers, so a late press on one leaves its message as it is."""
+
+STALE_QUESTION: Final = (
+    "⌛ Closed: the bot stopped while this question was open, so it can't be answered any "
+    "more. The request did not go on from here."
+)
+"""Added under a question shown before a restart when its button is pressed; the buttons go."""
 
 _CHOICES: Final[dict[ApprovalDecision, str]] = {
     "approved": "a",
@@ -408,6 +419,9 @@ class Approvals:
         self._out = out
         self._timeout = timeout
         self._open: dict[str, _Open] = {}
+        self._ended: collections.deque[str] = collections.deque(maxlen=ENDED_KEPT)
+        """Tokens of the latest questions this process decided or closed: a late press on
+        one of them must not touch its message, which says how it ended."""
 
     async def serve(
         self,
@@ -468,12 +482,31 @@ class Approvals:
             if press.chat_id < 0:
                 closed = "That question is not yours, or it is closed."
             await self._out.answer(press, closed)
+            if question is None and self._stale(press, button.token):
+                assert press.message_id is not None  # checked by _stale
+                await self._out.close(
+                    f"stale-{press.message_id}",
+                    f"{press.message_text}\n\n{STALE_QUESTION}",
+                    message_id=press.message_id,
+                )
             return
         await self._out.answer(press, "Approved" if button.decision != "denied" else "Denied")
         await self._decide(button.token, button.decision, by="button")
 
+    def _stale(self, press: InboundCallback, token: str) -> bool:
+        """Whether `press` is on a question shown before a restart: not one this process
+        ended, still with its buttons (so with text to keep), and surely the presser's own
+        (a private chat, or a group message that answers theirs)."""
+        return (
+            token not in self._ended
+            and press.message_id is not None
+            and bool(press.message_text)
+            and (press.chat_type == "private" or press.owner_id == press.user_id)
+        )
+
     async def _decide(self, token: str, decision: ApprovalDecision, *, by: str) -> None:
         question = self._open.pop(token, None)
+        self._ended.append(token)
         if question is None or question.decided.is_set():
             return
         question.settle()
@@ -496,6 +529,7 @@ class Approvals:
         Runs on the request's way out, maybe cancelled: the caller shields and bounds it.
         """
         ended = list(self._open.values())
+        self._ended.extend(self._open)
         self._open.clear()
         for question in ended:
             question.settle()

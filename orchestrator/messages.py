@@ -206,6 +206,9 @@ class InboundCallback(_RouterBase, frozen=True, kw_only=True, tag="callback"):
     data: str
     thread_id: int | None = None
     forum: bool = False
+    message_text: str = ""
+    """The text of the message the button is on, as shown (no formatting; "" for a caption
+    or a message Telegram no longer gives): what a stale question is closed with."""
     owner_id: int | None = None
     owner_name: str = ""
     """In a group, the user whose message the button's message answers (the bot quotes the

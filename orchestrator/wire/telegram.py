@@ -556,6 +556,7 @@ def to_router_message(update: Update, bot_username: str) -> RouterMsg | None:
             data=query.data or "",
             thread_id=origin.message_thread_id if origin.is_topic_message else None,
             forum=origin.chat.is_forum,
+            message_text=origin.text or "",
             owner_id=owner.id if owner is not None else None,
             owner_name=(owner.first_name or "") if owner is not None else "",
         )

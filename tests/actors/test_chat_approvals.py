@@ -11,6 +11,7 @@ import trio
 import trio.testing
 
 from actors.chat_approvals import (
+    STALE_QUESTION,
     ApprovalButton,
     Approvals,
     CancelButton,
@@ -86,6 +87,7 @@ def press(data: str) -> InboundCallback:
         user_id=KEY.user_id,
         message_id=1,
         data=data,
+        message_text="Codex asks to run:\n$ make deploy\nin /work",
     )
 
 
@@ -108,13 +110,41 @@ async def test_a_press_decides_once_and_later_presses_are_told_it_expired(
             await desk.approvals.press(press(data), button)
             assert await decision.receive() == "approved_for_session"
             nursery.cancel_scope.cancel()
-    answers = [m.text for m in desk.sent() if isinstance(m, AnswerCallback)]
+    sent = desk.sent()
+    answers = [m.text for m in sent if isinstance(m, AnswerCallback)]
     assert answers == [
         "Approved",
         "That question is closed: answered, timed out, or its request ended.",
     ]
     assert [t.outcome for t in desk.traces] == ["approved_for_session"]
     assert {(t.chat_id, t.user_id, t.thread_id) for t in desk.traces} == {(5, 7, 3)}
+    # The late press leaves the message saying how it ended (not that the bot stopped).
+    closes = [m.final_text for m in sent if isinstance(m, CloseLive)]
+    assert closes == ["✅ Approved for this session: $ make deploy"]
+
+
+async def test_a_question_from_before_a_restart_loses_its_buttons_when_pressed() -> None:
+    """Its token is unknown to this process, and it was not one this process ended: the
+    press is told, and the message keeps its text, says why, and loses its buttons."""
+    desk = Desk()
+    button = decode_button("ap:before-restart:a")
+    assert isinstance(button, ApprovalButton)
+    await desk.approvals.press(press("ap:before-restart:a"), button)
+    sent = desk.sent()
+    answers = [m.text for m in sent if isinstance(m, AnswerCallback)]
+    assert answers == ["That question is closed: answered, timed out, or its request ended."]
+    [close] = [m for m in sent if isinstance(m, CloseLive)]
+    assert close.message_id == 1
+    assert close.final_text == (f"Codex asks to run:\n$ make deploy\nin /work\n\n{STALE_QUESTION}")
+    assert not close.delete
+    # Not on a message without text (a question sent as a file), nor on someone else's.
+    without_text = msgspec.structs.replace(press("ap:before-restart:a"), message_text="")
+    await desk.approvals.press(without_text, button)
+    theirs = msgspec.structs.replace(
+        press("ap:before-restart:a"), chat_id=-100, chat_type="group", owner_id=None
+    )
+    await desk.approvals.press(theirs, button)
+    assert not [m for m in desk.sent() if isinstance(m, CloseLive)]
 
 
 async def test_no_answer_in_time_is_a_denial(autojump_clock: trio.testing.MockClock) -> None:

@@ -340,6 +340,8 @@ class FakeTelegram:
         chat = self._chat(chat_id)
         message: dict[str, Any] = {"message_id": message_id, "date": 1_760_000_000, "chat": chat}
         stored = self.chats[chat_id].get(message_id)
+        if stored is not None and stored.text and stored.document is None:
+            message["text"] = stored.text  # as Telegram gives it: the text, not its markup
         replied = stored.reply_to if stored is not None else None
         if replied is not None and (chat_id, replied) in self._senders:
             message["reply_to_message"] = {

@@ -10,11 +10,13 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from actors.chat_approvals import STALE_QUESTION
 from tests.bot_process import polling
 from tests.fakes.codex_script import FakeCodex
 from tests.fakes.telegram_server import FakeTelegram, open_fake_telegram
 from tests.integration.test_bot_real_codex import buttons
 from tests.system.test_process import ALICE, CEILING, TOKEN, write_config
+from tests.system.test_process_handoff import kill_tree
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -92,3 +94,43 @@ async def test_approvals_show_the_whole_command_and_the_diff(tmp_path: Path) -> 
         "Codex asks to change files:\n• /w/app.py\n• /w/new.txt\n\n"
         f"--- /w/app.py (update)\n{DIFF}\n--- /w/new.txt (add)\n+fresh"
     )
+
+
+async def test_a_question_left_open_by_a_kill_loses_its_buttons_when_pressed(
+    tmp_path: Path,
+) -> None:
+    """After a kill the question's message still has its buttons; a press on one after the
+    restart is told the question is closed, and the message keeps what it asked, says why,
+    and loses its buttons, so it cannot be pressed again."""
+    fake = FakeCodex(tmp_path / "codex")
+    fake.rule("deploy", approval="exec", command="make deploy", reply="deployed")
+    with trio.fail_after(CEILING * 2):
+        async with open_fake_telegram(TOKEN) as tg:
+            config = write_config(tmp_path, tg.base_url, fake)
+
+            def question() -> int | None:
+                for message in tg.messages(ALICE):
+                    if message.text.startswith("Codex asks") and buttons(message):
+                        return message.message_id
+                return None
+
+            async with polling(tg, config, TOKEN) as bot:
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="deploy it")
+                await tg.wait_for(lambda t: question() is not None)
+                kill_tree(bot)
+            assert bot.process.returncode == -signal.SIGKILL
+            message_id = question()
+            assert message_id is not None
+            asked = tg.chats[ALICE][message_id].text
+            async with polling(tg, config, TOKEN) as bot:
+                approve = buttons(tg.chats[ALICE][message_id])["✅ Approve"]
+                tg.push_callback(chat_id=ALICE, user_id=ALICE, message_id=message_id, data=approve)
+                await tg.wait_for(lambda t: STALE_QUESTION in t.chats[ALICE][message_id].text)
+                bot.process.send_signal(signal.SIGTERM)
+    assert bot.process.returncode == 0, bot.text()
+    closed = tg.chats[ALICE][message_id]
+    assert closed.text == f"{asked}\n\n{STALE_QUESTION}"
+    assert not buttons(closed)
+    answers = [call.params.get("text") for call in tg.calls_of("answerCallbackQuery")]
+    assert "That question is closed: answered, timed out, or its request ended." in answers
+    assert not any("deployed" in text for text in tg.sent_texts(ALICE))  # nothing ran on

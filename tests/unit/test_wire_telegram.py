@@ -9,7 +9,13 @@ from typing import get_args
 import msgspec
 import pytest
 
-from orchestrator.messages import Attachment, ContentKind, InboundMessage, RepliedTo
+from orchestrator.messages import (
+    Attachment,
+    ContentKind,
+    InboundCallback,
+    InboundMessage,
+    RepliedTo,
+)
 from orchestrator.wire.json_bodies import MAX_JSON_DEPTH, decode_json, mend_text, prune_json
 from orchestrator.wire.telegram import (
     CONTENT_FIELDS,
@@ -490,3 +496,23 @@ def test_a_lone_slash_word_is_a_command_even_without_its_entity(
 def test_a_lone_slash_word_for_another_bot_is_not_ours() -> None:
     update = message_update({"text": "/статус@OtherBot"})
     assert to_router_message(decode_update(update), "OurBot") is None
+
+
+def test_a_press_carries_the_text_of_its_message() -> None:
+    """What a stale question is closed with: the message's text as Telegram gives it."""
+    origin = {
+        "message_id": 12,
+        "date": 1,
+        "chat": {"id": 42, "type": "private"},
+        "text": "Codex asks to run:\n$ make deploy",
+    }
+    query = {"id": "q", "from": ALICE_FROM, "chat_instance": "1", "data": "ap:x:a"}
+    raw = json.dumps({"update_id": 3, "callback_query": {**query, "message": origin}}).encode()
+    routed = to_router_message(decode_update(raw), "OurBot")
+    assert isinstance(routed, InboundCallback)
+    assert (routed.message_id, routed.message_text) == (12, "Codex asks to run:\n$ make deploy")
+    del origin["text"]  # a document's caption, or an inaccessible message
+    raw = json.dumps({"update_id": 4, "callback_query": {**query, "message": origin}}).encode()
+    bare = to_router_message(decode_update(raw), "OurBot")
+    assert isinstance(bare, InboundCallback)
+    assert bare.message_text == ""
