@@ -484,6 +484,7 @@ class Approvals:
             await self._out.answer(press, closed)
             if question is None and self._stale(press, button.token):
                 assert press.message_id is not None  # checked by _stale
+                self._ended.append(button.token)  # a double tap closes it once
                 await self._out.close(
                     f"stale-{press.message_id}",
                     f"{press.message_text}\n\n{STALE_QUESTION}",
@@ -501,6 +502,7 @@ class Approvals:
             token not in self._ended
             and press.message_id is not None
             and bool(press.message_text)
+            and not press.message_text.endswith(STALE_QUESTION)
             and (press.chat_type == "private" or press.owner_id == press.user_id)
         )
 

@@ -137,13 +137,23 @@ async def test_a_question_from_before_a_restart_loses_its_buttons_when_pressed()
     assert close.message_id == 1
     assert close.final_text == (f"Codex asks to run:\n$ make deploy\nin /work\n\n{STALE_QUESTION}")
     assert not close.delete
-    # Not on a message without text (a question sent as a file), nor on someone else's.
-    without_text = msgspec.structs.replace(press("ap:before-restart:a"), message_text="")
-    await desk.approvals.press(without_text, button)
+    # A double tap, or a press on the message once closed, closes it only once.
+    await desk.approvals.press(press("ap:before-restart:a"), button)
+    other = decode_button("ap:other:a")
+    assert isinstance(other, ApprovalButton)
+    closed = msgspec.structs.replace(press("ap:other:a"), message_text=close.final_text or "")
+    await desk.approvals.press(closed, other)
+    assert not [m for m in desk.sent() if isinstance(m, CloseLive)]
+    # Not on a message without text (a question sent as a file), nor on someone else's
+    # (each its own token: one already closed proves nothing).
+    as_file = msgspec.structs.replace(press("ap:file:a"), message_text="")
     theirs = msgspec.structs.replace(
-        press("ap:before-restart:a"), chat_id=-100, chat_type="group", owner_id=None
+        press("ap:theirs:a"), chat_id=-100, chat_type="group", owner_id=None
     )
-    await desk.approvals.press(theirs, button)
+    for other_press in (as_file, theirs):
+        fresh = decode_button(other_press.data)
+        assert isinstance(fresh, ApprovalButton)
+        await desk.approvals.press(other_press, fresh)
     assert not [m for m in desk.sent() if isinstance(m, CloseLive)]
 
 
