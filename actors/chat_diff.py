@@ -29,7 +29,7 @@ from orchestrator import disk
 from orchestrator.errors import GitError
 from orchestrator.ports import NewFile
 from orchestrator.words import plural
-from orchestrator.workspace_files import identities, is_env_file
+from orchestrator.workspace_files import identities, is_env_file, is_own
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -127,7 +127,7 @@ def withhold_secrets(
             except OSError:
                 pass
             else:
-                why = OWN_FILE if (info.st_dev, info.st_ino) in own else ""
+                why = OWN_FILE if is_own(info, own) else ""
         if why:
             new = msgspec.structs.replace(new, added=None, patch="", left_out=why)
         kept.append(new)

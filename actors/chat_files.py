@@ -50,9 +50,9 @@ from orchestrator.messages import TraceRecord
 from orchestrator.rendering import CAPTION_LIMIT
 from orchestrator.words import plural
 from orchestrator.workspace_files import (
-    PATH_ECHO_LIMIT,
     Refused,
     TooBig,
+    echoed_path,
     identities,
     prune_images,
     read_limited,
@@ -359,14 +359,15 @@ async def get_file(chat: Chat, argument: str) -> None:
         return
     except TooBig as error:
         await chat.out.say(
-            f"{words.echo(argument, PATH_ECHO_LIMIT)} is too big to send: more than "
+            f"{echoed_path(argument)} is too big to send: more than "
             f"{_megabytes(error.size)}, and Telegram takes files up to 50 MB from bots.",
             plain=True,
         )
         return
     except OSError as error:
-        shown = words.echo(argument, PATH_ECHO_LIMIT)
-        await chat.out.say(f"I couldn't read {shown} ({error.strerror}).", plain=True)
+        await chat.out.say(
+            f"I couldn't read {echoed_path(argument)} ({error.strerror}).", plain=True
+        )
         return
     if not data:
         empty = (

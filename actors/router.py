@@ -207,16 +207,7 @@ class _Router:
         self.stats.refused += 1
         answered = not silent and self.refusals.due(user_id)
         if answered:
-            await self.deps.sender.send(
-                SendReply(
-                    chat_id=chat_id,
-                    thread_id=thread_id,
-                    markdown=chat_texts.refusal(user_id),
-                    plain=True,
-                    stranger=True,
-                    reply_to_message_id=quoting,
-                )
-            )
+            await self._tell(chat_id, thread_id, chat_texts.refusal(user_id), quoting)
         self.deps.trace(
             TraceRecord(
                 event="refusal",
@@ -233,21 +224,30 @@ class _Router:
         limiter without meeting one)."""
         answered = self.refusals.due(message.chat_id)
         if answered:
-            await self.deps.sender.send(
-                SendReply(
-                    chat_id=message.chat_id,
-                    thread_id=message.thread_id,
-                    markdown=chat_texts.ANONYMOUS_SENDER,
-                    plain=True,
-                    stranger=True,
-                    reply_to_message_id=message.message_id,
-                )
+            await self._tell(
+                message.chat_id, message.thread_id, chat_texts.ANONYMOUS_SENDER, message.message_id
             )
         self.deps.trace(
             TraceRecord(
                 event="refusal",
                 chat_id=message.chat_id,
                 detail="anonymous sender told" if answered else "anonymous sender",
+            )
+        )
+
+    async def _tell(
+        self, chat_id: int, thread_id: int | None, text: str, quoting: int | None
+    ) -> None:
+        """Say `text` to someone who may not use the bot: plain, and marked a stranger's
+        (lowest priority, capped, never kept in the outbox)."""
+        await self.deps.sender.send(
+            SendReply(
+                chat_id=chat_id,
+                thread_id=thread_id,
+                markdown=text,
+                plain=True,
+                stranger=True,
+                reply_to_message_id=quoting,
             )
         )
 

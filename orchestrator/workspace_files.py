@@ -46,13 +46,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NAME_BYTES",
-    "PATH_ECHO_LIMIT",
     "Identity",
     "Refused",
     "TooBig",
+    "echoed_path",
     "identities",
     "in_git_folder",
     "is_env_file",
+    "is_own",
     "prune_images",
     "read_limited",
     "readable_target",
@@ -184,7 +185,8 @@ def identities(paths: Iterable[str]) -> frozenset[Identity]:
     return frozenset(found)
 
 
-def _own(info: os.stat_result, own: AbstractSet[Identity]) -> bool:
+def is_own(info: os.stat_result, own: AbstractSet[Identity]) -> bool:
+    """Whether the file `info` describes is one of the `own` files (under any name)."""
     return (info.st_dev, info.st_ino) in own
 
 
@@ -202,7 +204,7 @@ def readable_target(
     asked = requested.strip()
     if not asked:
         raise Refused("Say which file: /get PATH (relative to the working directory).")
-    text = echo(asked, PATH_ECHO_LIMIT)  # how the refusals below name it
+    text = echoed_path(asked)  # how the refusals below name it
     if not text:
         raise Refused("That path is only invisible characters. Say which file: /get PATH.")
     root = workspace.resolve()
@@ -225,11 +227,17 @@ def readable_target(
     if is_env_file(target.name) or is_env_file(given.name):
         raise Refused(f"{text} holds secrets (a .env file); I don't send those.")
     info = target.stat()
-    if _own(info, own):
+    if is_own(info, own):
         raise Refused(f"{text} is one of the bot's own files; I don't send those.")
     if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
         raise Refused(f"{text} is neither a file nor a folder.")
     return target
+
+
+def echoed_path(requested: str) -> str:
+    """A path the user asked for, as the bot's answers name it: on one line, cut to
+    `PATH_ECHO_LIMIT`, without direction controls."""
+    return echo(requested.strip(), PATH_ECHO_LIMIT)
 
 
 def _within(given: Path, *folders: Path) -> PurePath:
@@ -260,7 +268,7 @@ def read_limited(
         TooBig: it is larger than `limit`.
     """
     read = _read_regular(_open_inside(root, relative, folder=False), limit)
-    if read is None or _own(read[1], own):
+    if read is None or is_own(read[1], own):
         raise _changed(relative)
     return read[0]
 
@@ -296,7 +304,7 @@ def zip_folder(
                     if name in SKIPPED_IN_ZIP or is_env_file(name):
                         continue
                     entry = _read_entry(here, name, limit - counted)
-                    if entry is None or _own(entry[1], own):
+                    if entry is None or is_own(entry[1], own):
                         continue
                     data, info = entry
                     counted += len(data)
