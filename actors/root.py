@@ -108,6 +108,7 @@ async def run_system(
                 secrets=secrets,
                 rotate_bytes=config.disk.rotate_mb * 1024 * 1024,
                 rotate_keep=config.disk.rotate_keep,
+                keep_days=config.traces.keep_days,
             )
         )
         try:

@@ -6,9 +6,11 @@ that UTC day (schema: docs/traces.md). Being the only writer means lines never i
 the day rollover happens in one place.
 
 A day file that reaches ``disk.rotate_mb`` rolls over to ``{day}.jsonl.1`` (older ones shift
-to ``.2`` and so on, ``disk.rotate_keep`` kept), so a chatty day cannot fill the disk. A disk
-that refuses a write (full, read-only) loses those lines, is logged at once and then at most
-once a minute, and never stops the tracer.
+to ``.2`` and so on, ``disk.rotate_keep`` kept), so a chatty day cannot fill the disk; and the
+files of days older than ``traces.keep_days`` (today included) are deleted with the first
+lines the tracer writes and then at each new UTC day, so a bot that stays up for months cannot
+either. A disk that refuses a write (full, read-only) loses those lines, is logged at once and
+then at most once a minute, and never stops the tracer.
 
 Secrets are scrubbed from every line before it is written (`orchestrator.redaction`; belt and
 braces: no actor puts the token in a record, but a Codex error text could quote an
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Final, final
 
@@ -50,6 +53,13 @@ ROTATE_BYTES: Final = 50 * 1024 * 1024
 
 ROTATE_KEEP: Final = 5
 """Default number of rolled-over files kept per day file (``disk.rotate_keep``)."""
+
+KEEP_DAYS: Final = 30
+"""Default number of UTC days whose trace files are kept, today included
+(``traces.keep_days``; 0 keeps them all)."""
+
+DAY_FILE: Final = re.compile(r"(\d{4}-\d{2}-\d{2})\.jsonl(?:\.\d+)?")
+"""A trace file's name: its day, and the number of a rolled-over file."""
 
 TRACE_BUFFER: Final = 1024
 """Records buffered before the tracer sheds: traces must never slow a chat down."""
@@ -118,6 +128,7 @@ async def run(
     wall_clock: WallClock = _utc_now,
     rotate_bytes: int = ROTATE_BYTES,
     rotate_keep: int = ROTATE_KEEP,
+    keep_days: int = KEEP_DAYS,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Append every record to the file of its UTC day until the inbox ends.
@@ -131,6 +142,25 @@ async def run(
     closes the tracer last, after every actor that traces has stopped.
     """
     trouble = disk.DiskTrouble(f"traces in {traces_dir}")
+    pruned_on: datetime.date | None = None
+
+    async def prune_once_a_day(today: datetime.date) -> None:
+        nonlocal pruned_on
+        if not keep_days or today == pruned_on:
+            return
+        pruned_on = today
+        try:
+            removed = await disk.run_sync(prune_days, traces_dir, today, keep_days)
+        except OSError as error:  # tried again the next day; the lines are written anyway
+            logger.warning("cannot delete old trace files in %s: %s", traces_dir, error)
+        else:
+            if removed:
+                logger.info(
+                    "deleted %d trace file(s) older than %d days (traces.keep_days)",
+                    removed,
+                    keep_days,
+                )
+
     task_status.started()
     with inbox:
         while True:
@@ -151,6 +181,7 @@ async def run(
                 when = wall_clock()
                 path = traces_dir / f"{when:%Y-%m-%d}.jsonl"
                 by_day.setdefault(path, []).append(encode_line(record, when, secrets))
+            await prune_once_a_day(when.date())
             for path, lines in by_day.items():
                 try:
                     await disk.run_sync(
@@ -160,6 +191,36 @@ async def run(
                     trouble.failed(error)
                 else:
                     trouble.succeeded()
+
+
+def prune_days(traces_dir: Path, today: datetime.date, keep_days: int) -> int:
+    """Delete the trace files (rolled-over ones included) of the days before the last
+    `keep_days` UTC days that end with `today` (blocking); return how many went.
+
+    Only names the tracer writes are touched; a link is removed, never followed. A file of a
+    later day than `today` (a clock set back) is left alone.
+    """
+    oldest_kept = today - datetime.timedelta(days=keep_days - 1)
+    removed = 0
+    try:
+        names = [entry.name for entry in traces_dir.iterdir()]
+    except FileNotFoundError:
+        return 0
+    for name in names:
+        match = DAY_FILE.fullmatch(name)
+        if match is None:
+            continue
+        try:
+            day = datetime.date.fromisoformat(match[1])
+        except ValueError:
+            continue
+        if day < oldest_kept:
+            try:
+                (traces_dir / name).unlink()
+            except FileNotFoundError:
+                continue
+            removed += 1
+    return removed
 
 
 def _append_rotating(path: Path, data: bytes, rotate_bytes: int, rotate_keep: int) -> None:

@@ -200,6 +200,7 @@ class TracesConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     """``[traces]``."""
 
     preview_chars: int = 200
+    keep_days: int = 30
 
 
 class ShutdownConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -128,6 +128,13 @@ def check_ranges(config: Config, shown: str) -> None:
             "seconds an approval waits before it counts as deny",
         ),
         ("traces.preview_chars", config.traces.preview_chars, 0, inf, "characters; 0 = none"),
+        (
+            "traces.keep_days",
+            config.traces.keep_days,
+            0,
+            36_500,
+            "days of trace files kept, today included; 0 = keep them all",
+        ),
         ("shutdown.drain_grace", config.shutdown.drain_grace, 0, inf, "seconds"),
         ("disk.rotate_mb", config.disk.rotate_mb, 1, 100_000, "MB per file before it rolls over"),
         ("disk.rotate_keep", config.disk.rotate_keep, 1, 1000, "rolled-over files kept"),

@@ -4,6 +4,7 @@ stdio, real signals, exit codes, and no process left behind."""
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
 import shlex
@@ -44,6 +45,11 @@ def write_config(tmp_path: Path, base_url: str, fake: FakeCodex) -> Path:
 async def test_message_reply_graceful_stop_and_no_orphans(tmp_path: Path) -> None:
     fake = FakeCodex(tmp_path / "codex")
     fake.rule("spawn", grandchild=True, reply="spawned a background job")
+    traces = tmp_path / "state" / "traces"
+    traces.mkdir(parents=True)
+    yesterday = datetime.datetime.now(datetime.UTC).date() - datetime.timedelta(days=1)
+    for name in ("2000-01-01.jsonl", "2000-01-01.jsonl.1", f"{yesterday}.jsonl"):
+        (traces / name).write_text("{}\n")  # days past `traces.keep_days` (30) go at start
     with trio.fail_after(CEILING):
         async with open_fake_telegram(TOKEN) as tg:
             config = write_config(tmp_path, tg.base_url, fake)
@@ -79,7 +85,10 @@ async def test_message_reply_graceful_stop_and_no_orphans(tmp_path: Path) -> Non
     assert all(line[:4].isdigit() and line[10] == "T" for line in lines), lines[:3]
     sessions = list((tmp_path / "state" / "sessions").glob("*.json"))
     assert [path.name for path in sessions] == [f"{ALICE}-{ALICE}.json"]
-    assert list((tmp_path / "state" / "traces").glob("*.jsonl"))
+    assert (traces / f"{yesterday}.jsonl").read_text() == "{}\n"
+    assert any('"event":"update"' in path.read_text() for path in traces.glob("*.jsonl"))
+    assert not list(traces.glob("2000-*"))
+    assert "deleted 2 trace file(s) older than 30 days (traces.keep_days)" in text
 
 
 async def test_second_signal_forces_and_a_stranger_is_refused(tmp_path: Path) -> None:

@@ -163,6 +163,7 @@ def test_toml_syntax_error_names_the_line(tmp_path: Path) -> None:
         ("[sessions]\nbatch_window = -0.5\n", "sessions.batch_window", "out of range"),
         ("[sessions]\nqueue_limit = 0\n", "sessions.queue_limit", "out of range"),
         ("[traces]\npreview_chars = -1\n", "traces.preview_chars", "out of range"),
+        ("[traces]\nkeep_days = -1\n", "traces.keep_days", "out of range"),
         ("[shutdown]\ndrain_grace = -1.0\n", "shutdown.drain_grace", "out of range"),
         ("[shutdown]\ndrain_grace = nan\n", "shutdown.drain_grace", "out of range"),
         ("[files]\nimage_retention = 10.0\n", "files.image_retention", "out of range"),

@@ -153,3 +153,112 @@ async def test_a_full_disk_loses_lines_not_the_tracer(
     assert "No space left on device" in failures[0].getMessage()
     assert any("works again" in r.getMessage() for r in caplog.records)
     assert '"update_id":1000' in next(tmp_path.glob("*.jsonl")).read_text()
+
+
+def _plant(folder: Path, *names: str) -> None:
+    folder.mkdir(exist_ok=True)
+    for name in names:
+        (folder / name).write_text("{}\n")
+
+
+def test_prune_deletes_only_the_trace_files_of_days_before_the_kept_ones(tmp_path: Path) -> None:
+    outside = tmp_path / "precious.txt"
+    outside.write_text("not a trace")
+    traces = tmp_path / "traces"
+    _plant(
+        traces,
+        "2026-10-31.jsonl",  # 31 days before: goes
+        "2026-10-31.jsonl.3",  # its rolled-over file goes with it
+        "2026-11-01.jsonl",  # the oldest of the 30 days kept
+        "2026-11-30.jsonl",  # today
+        "2026-12-05.jsonl",  # a later day (a clock set back): left alone
+        "2026-13-01.jsonl",  # not a date
+        "notes.jsonl",
+        "2026-10-01.jsonl.tmp",
+    )
+    (traces / "2026-09-01.jsonl").symlink_to(outside)
+    removed = tracer.prune_days(traces, datetime.date(2026, 11, 30), 30)
+    assert removed == 3
+    assert sorted(path.name for path in traces.iterdir()) == [
+        "2026-10-01.jsonl.tmp",
+        "2026-11-01.jsonl",
+        "2026-11-30.jsonl",
+        "2026-12-05.jsonl",
+        "2026-13-01.jsonl",
+        "notes.jsonl",
+    ]
+    assert outside.read_text() == "not a trace"  # the link went, not what it points to
+    assert tracer.prune_days(tmp_path / "missing", datetime.date(2026, 11, 30), 30) == 0
+
+
+async def test_old_days_go_with_the_first_lines_and_at_each_new_day(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO")
+    _plant(tmp_path, "2026-11-20.jsonl", "2026-11-21.jsonl", "2026-11-22.jsonl")
+    now = [datetime.datetime(2026, 11, 23, 23, 59, tzinfo=datetime.UTC)]
+    handle, inbox = tracer.open_trace_mailbox()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            lambda: tracer.run(inbox, traces_dir=tmp_path, wall_clock=lambda: now[0], keep_days=3)
+        )
+        handle.emit(TraceRecord(event="update", update_id=1))
+        await trio.sleep(1)
+        assert sorted(path.name for path in tmp_path.iterdir()) == [
+            "2026-11-21.jsonl",
+            "2026-11-22.jsonl",
+            "2026-11-23.jsonl",
+        ]
+        handle.emit(TraceRecord(event="update", update_id=11))
+        await trio.sleep(1)  # the same day: nothing more to look at
+        now[0] = datetime.datetime(2026, 11, 24, 0, 1, tzinfo=datetime.UTC)
+        handle.emit(TraceRecord(event="update", update_id=2))
+        await trio.sleep(1)
+        handle.close()
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "2026-11-22.jsonl",
+        "2026-11-23.jsonl",
+        "2026-11-24.jsonl",
+    ]
+    told = [r.getMessage() for r in caplog.records if "trace file" in r.getMessage()]
+    assert told == [
+        "deleted 1 trace file(s) older than 3 days (traces.keep_days)",
+        "deleted 1 trace file(s) older than 3 days (traces.keep_days)",
+    ]
+
+
+async def test_keep_days_zero_keeps_every_day(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    _plant(tmp_path, "2020-01-01.jsonl")
+    handle, inbox = tracer.open_trace_mailbox()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: tracer.run(inbox, traces_dir=tmp_path, keep_days=0))
+        handle.emit(TraceRecord(event="update", update_id=1))
+        await trio.sleep(1)
+        handle.close()
+    assert (tmp_path / "2020-01-01.jsonl").exists()
+    assert len(list(tmp_path.glob("*.jsonl"))) == 2
+
+
+async def test_old_days_that_cannot_be_deleted_do_not_stop_the_lines(
+    tmp_path: Path,
+    autojump_clock: trio.testing.MockClock,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def refused(traces_dir: Path, today: datetime.date, keep_days: int) -> int:
+        raise PermissionError(errno.EACCES, "Permission denied", str(traces_dir))
+
+    monkeypatch.setattr(tracer, "prune_days", refused)
+    handle, inbox = tracer.open_trace_mailbox()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: tracer.run(inbox, traces_dir=tmp_path))
+        handle.emit(TraceRecord(event="update", update_id=7))
+        await trio.sleep(1)
+        handle.close()
+    assert '"update_id":7' in next(tmp_path.glob("*.jsonl")).read_text()
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        f"cannot delete old trace files in {tmp_path}: [Errno 13] Permission denied: '{tmp_path}'"
+    ]
