@@ -11,7 +11,8 @@ button presses and ``/cancel`` are answered while it runs.
 - A request's life (progress message, typing, the result) is `actors.chat_request`; it returns
   a `RequestOutcome` that this actor applies to the session (counters, thread, summary). A
   request that fails under the bot is reported once and never queued again; only a shutdown
-  (`Interrupted`) puts its prompt back in the queue.
+  (`Interrupted`) puts its prompt back in the queue, and only while Codex had not acted on it
+  (else it is offered with "Run again" at the next start: `actors.chat_settle`).
 - The session file records the running request (and its progress message) and the parts of a
   paste not started yet. A start that finds a running request there (the bot was killed)
   closes its progress message and offers it with a "Run again" button, never running it by

@@ -64,6 +64,10 @@ class Progress:
     worker: int | None = None
     actions: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    acted: bool = False
+    """Codex may have changed the workspace: a command ran, or a patch applied, in a phase
+    that may write (not the read-only selector, planner or reviewer). Such a request is not
+    run again by itself after a stop (`actors.chat_settle`)."""
     answer: str = ""
     """The tail of the answer Codex is writing in the current phase."""
     warnings: set[str] = field(default_factory=set)
@@ -93,6 +97,7 @@ async def follow_progress(
             case ThreadMoved():
                 progress.actions.append("continuing in a new Codex session")
             case CommandStarted():
+                progress.acted = progress.acted or _may_write(progress.phase)
                 progress.actions.append(f"$ {event.command}")
             case CommandFinished():
                 started = f"$ {event.command}"
@@ -104,6 +109,7 @@ async def follow_progress(
                 else:
                     progress.actions.append(ended)
             case PatchApplied() if event.success:
+                progress.acted = True
                 files = [_relative(path, folder) for path in event.files]
                 progress.files.extend(path for path in files if path not in progress.files)
                 progress.actions.append("changed " + ", ".join(files) if files else "changed files")
@@ -125,6 +131,15 @@ async def follow_progress(
                 assert_never(event)
         del progress.actions[:-LAST_ACTIONS]
         progress.changed.set()
+
+
+_READ_ONLY_PHASES: Final = ("selecting", "planning", "reviewing")
+"""Phases whose role runs in a read-only sandbox (`actors.role_caller`; ``reviewing round K``
+too). The plan itself is a message, never a phase of the progress."""
+
+
+def _may_write(phase: str) -> bool:
+    return not phase.startswith(_READ_ONLY_PHASES)
 
 
 _ANSWERS_FOR_THE_BOT: Final = ("selecting", "reviewing")

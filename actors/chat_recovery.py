@@ -86,11 +86,16 @@ async def recover(chat: Chat) -> None:
         chat_texts.interrupted_by_a_stop(running.prompt),
         ((Button(chat_texts.RUN_AGAIN, rerun_data(token)),),),
     )
+    offered = RequestRecord(prompt=running.prompt, token=token, images=running.images)
+    if running.counted:  # a stop told the user and counted it: only the offer is new
+        chat.state = msgspec.structs.replace(state, running=None, interrupted=offered)
+        await chat.save()
+        return
     counters = state.counters
     chat.state = msgspec.structs.replace(
         state,
         running=None,
-        interrupted=RequestRecord(prompt=running.prompt, token=token, images=running.images),
+        interrupted=offered,
         counters=msgspec.structs.replace(
             counters, runs=counters.runs + 1, failures=counters.failures + 1
         ),

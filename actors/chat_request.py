@@ -108,13 +108,18 @@ NO_TEXT: Final = "Codex finished without writing an answer."
 
 INTERRUPTED: Final = (
     "⏹ Interrupted: the bot is stopping. It runs again from the start when the bot is back "
-    "(what Codex changed so far stays changed)."
+    "(Codex had not changed anything yet)."
 )
 """A stop stops it for good only if the bot never comes back, so "when the bot is back", not
 "after the restart" (``systemctl stop`` brings none)."""
 
-INTERRUPTED_WITH_IMAGES: Final = (
+INTERRUPTED_OFFERED: Final = (
     "⏹ Interrupted: the bot is stopping. When it is back, a button offers to run it again."
+)
+
+INTERRUPTED_AFTER_CHANGES: Final = (
+    "⏹ Interrupted: the bot is stopping. Codex had already begun to work on it{changed}, so "
+    "it does not run again by itself: when the bot is back, a button offers to run it again."
 )
 
 FILES_NAMED_ON_CANCEL: Final = 5
@@ -153,6 +158,13 @@ class Request:
         """The sender's slot of the progress message."""
         return f"request-{self.number}"
 
+    @property
+    def offered_after_a_stop(self) -> bool:
+        """Interrupted by a stop, it waits for a "Run again" press instead of running again
+        by itself: a photo cannot wait in the (text) queue, and once Codex may have changed
+        the workspace, running it again from the start could do the same things twice."""
+        return bool(self.images) or self.progress.acted
+
     def cancel(self, reason: str) -> bool:
         """Cancel the request's workflow; False if it was cancelled already."""
         if self.cancel_reason:
@@ -182,7 +194,8 @@ class CancelledByUser(msgspec.Struct, frozen=True, kw_only=True):
 
 class Interrupted(msgspec.Struct, frozen=True, kw_only=True):
     """The chat was stopped under the request (shutdown past the drain grace): the prompt
-    goes back to the head of the queue, to run after the restart."""
+    goes back to the head of the queue, to run after the restart, or, when the request is
+    `Request.offered_after_a_stop`, waits for a "Run again" press after it."""
 
     elapsed: float
 
@@ -443,8 +456,13 @@ async def _report(request: Request, outcome: RequestOutcome, out: ChatOutput, fo
         case CancelledByUser():
             status = f"🛑 Cancelled after {format_duration(outcome.elapsed)}."
             status += _changes_kept(request.progress.files)
+        case Interrupted() if request.progress.acted:
+            files = request.progress.files
+            status = INTERRUPTED_AFTER_CHANGES.format(
+                changed=f" (it changed {_named(files)})" if files else ""
+            )
         case Interrupted():
-            status = INTERRUPTED_WITH_IMAGES if request.images else INTERRUPTED
+            status = INTERRUPTED_OFFERED if request.images else INTERRUPTED
         case Failed():
             await out.say(outcome.notice, plain=True, quoting=request.quoting)
             await _drop_live(request, out)
@@ -461,11 +479,16 @@ def _changes_kept(files: list[str]) -> str:
     """What a cancel leaves behind, said with it: a cancel stops Codex, it undoes nothing."""
     if not files:
         return ""
+    return f" What Codex changed before it stays changed: {_named(files)} (/diff shows it)."
+
+
+def _named(files: list[str]) -> str:
+    """The first `FILES_NAMED_ON_CANCEL` files, and how many more."""
     named = ", ".join(files[:FILES_NAMED_ON_CANCEL])
     more = len(files) - FILES_NAMED_ON_CANCEL
     if more > 0:
         named += f" and {plural(more, 'more file')}"
-    return f" What Codex changed before it stays changed: {named} (/diff shows it)."
+    return named
 
 
 async def _drop_live(request: Request, out: ChatOutput) -> None:

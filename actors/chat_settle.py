@@ -89,12 +89,13 @@ def settled(
                 detail=result.error,
             )
         case CancelledByUser() | Interrupted():
-            if isinstance(outcome, Interrupted) and request.images:
-                # A photo cannot wait in the (text) queue: offered with "Run again".
-                record = RequestRecord(prompt=request.prompt, images=request.images)
+            if isinstance(outcome, Interrupted) and request.offered_after_a_stop:
+                # Offered with "Run again" at the next start (`actors.chat_recovery`).
+                record = RequestRecord(prompt=request.prompt, images=request.images, counted=True)
                 state = msgspec.structs.replace(state, running=record)
             elif isinstance(outcome, Interrupted):
-                # Put it back: it runs again after the restart instead of being lost.
+                # Codex had not acted on it yet: it runs again after the restart instead of
+                # being lost.
                 state = msgspec.structs.replace(state, queue=(request.prompt, *state.queue))
             else:
                 summary = _summarize(state.summary, request.prompt, CANCELLED_SUMMARY)

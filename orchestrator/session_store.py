@@ -78,12 +78,15 @@ class RequestRecord(msgspec.Struct, frozen=True, kw_only=True):
         live_message_id: the Telegram message showing its progress, once shown.
         token: the unguessable token of its "Run again" button, once offered.
         images: the photos that went with the prompt (paths under ``state_dir/images``).
+        counted: its end is in the counters and traces already: a stop told the user and
+            recorded it, and the next start only offers it again (a kill records nothing).
     """
 
     prompt: str
     live_message_id: int | None = None
     token: str = ""
     images: tuple[str, ...] = ()
+    counted: bool = False
 
 
 class ThreadRecord(msgspec.Struct, frozen=True, kw_only=True):

@@ -273,8 +273,9 @@ async def test_a_stopped_chat_tells_the_user_and_lets_the_cancel_through(
     assert outcomes == []
     closes = [m.final_text for m in bot.sent if isinstance(m, CloseLive)]
     assert closes == [
-        "⏹ Interrupted: the bot is stopping. It runs again from the start when the bot is "
-        "back (what Codex changed so far stays changed)."
+        "⏹ Interrupted: the bot is stopping. Codex had already begun to work on it (it "
+        "changed app.py), so it does not run again by itself: when the bot is back, a button "
+        "offers to run it again."
     ]
     assert bot.replies() == []
     assert isinstance(stopped_outcome(bot.request), Interrupted)

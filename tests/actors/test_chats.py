@@ -24,8 +24,10 @@ from orchestrator.messages import (
     ApprovalAsk,
     Button,
     CloseLive,
+    CommandStarted,
     InboundCallback,
     InboundMessage,
+    PatchApplied,
     RepliedTo,
     RouterMsg,
     SenderMsg,
@@ -923,6 +925,72 @@ async def test_restart_keeps_mode_profile_and_queue(
         assert bot.replies(ALICE)[0].startswith("FAKE: slow one\n\n🧵 `codex resume ")
         prompts = [job for p in fresh.started for job in p.calls]
         assert prompts[0].cwd == str(tmp_path / "other")
+
+
+async def test_a_stop_after_codex_acted_offers_the_request_instead_of_running_it_again(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Past the drain grace, a request on which Codex already changed a file is not queued to
+    run again by itself (it could do the same things twice): the next start offers it with
+    "Run again", and it is counted once. A request Codex only read for (a plan-mode planner's
+    commands run read-only) still runs again by itself."""
+    fakes = FakeProcesses()
+    patched = PatchApplied(files=(str(tmp_path / "work" / "app.py"),))
+    fakes.rule("slow edit", delay=500, events=[CommandStarted(command="make"), patched])
+    async with running_bot(tmp_path, fakes) as bot:
+        await bot.say(ALICE, "/mode single")
+        await bot.wait_reply(ALICE, "Mode set to single")
+        await bot.say(ALICE, "slow edit")
+        await bot.wait(lambda: any(p.calls for p in bot.fakes.started))
+        await bot.say(ALICE, "queued after restart")
+        await bot.wait_reply(ALICE, "Queued")
+    assert bot.closed(ALICE) == [
+        "⏹ Interrupted: the bot is stopping. Codex had already begun to work on it (it "
+        "changed app.py), so it does not run again by itself: when the bot is back, a button "
+        "offers to run it again."
+    ]
+    store = SessionStore(tmp_path / "sessions")
+    state = (await store.load(SessionKey(ALICE, ALICE))).state
+    assert state is not None
+    assert state.queue == ("queued after restart",)
+    assert state.running is not None
+    assert (state.running.prompt, state.running.counted) == ("slow edit", True)
+    assert (state.counters.runs, state.counters.cancels, state.counters.failures) == (1, 1, 0)
+    fresh = FakeProcesses()
+    async with running_bot(tmp_path, fresh) as bot:
+        await bot.wait_reply(ALICE, "FAKE: queued after restart")
+        [offer] = [m for m in bot.sent if isinstance(m, UpdateLive) and m.slot.startswith("rerun")]
+        assert offer.text == chat_texts.interrupted_by_a_stop("slow edit")
+        assert not [m for m in bot.sent if isinstance(m, CloseLive)]  # it was closed then
+        await trio.sleep(10)
+        assert [job.prompt for p in fresh.started for job in p.calls] == ["queued after restart"]
+        [button] = [b for row in offer.keyboard for b in row]
+        await bot.press(ALICE, button.callback_data)
+        await bot.wait_reply(ALICE, "FAKE: slow edit")
+    state = (await store.load(SessionKey(ALICE, ALICE))).state
+    assert state is not None
+    # Counted once, when it stopped (a kill, which tells nobody, counts it at the next start).
+    assert (state.counters.runs, state.counters.cancels, state.counters.failures) == (3, 1, 0)
+    assert not any(t.event == "run_end" and t.outcome == "failed" for t in bot.traces)
+
+
+async def test_a_stop_while_codex_only_read_runs_the_request_again_by_itself(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    fakes = FakeProcesses()
+    fakes.rule("slow plan", delay=500, events=[CommandStarted(command="ls")])
+    async with running_bot(tmp_path, fakes) as bot:
+        await bot.say(ALICE, "/mode plan")
+        await bot.wait_reply(ALICE, "Mode set to plan")
+        await bot.say(ALICE, "slow plan")
+        await bot.wait(lambda: any(p.calls for p in bot.fakes.started))
+    assert bot.closed(ALICE) == [
+        "⏹ Interrupted: the bot is stopping. It runs again from the start when the bot is "
+        "back (Codex had not changed anything yet)."
+    ]
+    state = (await SessionStore(tmp_path / "sessions").load(SessionKey(ALICE, ALICE))).state
+    assert state is not None
+    assert (state.queue, state.running) == (("slow plan",), None)
 
 
 async def test_a_crashed_chat_is_reset_and_recreated(

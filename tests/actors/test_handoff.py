@@ -84,6 +84,7 @@ async def test_a_message_is_handled_only_once_its_session_file_holds_it(
             "live_message_id": None,
             "token": "",
             "images": [],
+            "counted": False,
         }
         assert saved["updates"] == [first.update_id]
         second = text(ALICE, "while it runs")

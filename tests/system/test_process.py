@@ -145,6 +145,49 @@ async def test_a_forced_stop_leaves_the_request_as_a_kill_does(tmp_path: Path) -
     assert again.process.returncode == 0, again.text()
 
 
+async def test_a_stop_after_codex_ran_a_command_offers_the_request_instead_of_rerunning(
+    tmp_path: Path,
+) -> None:
+    """Past the drain grace, a request Codex already ran a command for is not queued to run
+    again by itself (it would run it twice): its progress message says so, and the next start
+    offers it with "Run again", which runs it once more when pressed."""
+    fake = FakeCodex(tmp_path / "codex")
+    fake.rule("build it", run="true", run_wait=5, hang=True)
+    with trio.fail_after(CEILING * 2):
+        async with open_fake_telegram(TOKEN) as tg:
+            config = write_config(tmp_path, tg.base_url, fake)
+            config.write_text(config.read_text().replace("drain_grace = 10", "drain_grace = 0.5"))
+            async with polling(tg, config, TOKEN) as bot:
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="build it")
+                await tg.wait_for(
+                    lambda t: any(m.startswith("⏳") and "true" in m for m in t.sent_texts(ALICE))
+                )
+                bot.process.send_signal(signal.SIGTERM)
+            assert bot.process.returncode == 0, bot.text()
+            [live] = [m for m in tg.messages(ALICE) if "Interrupted" in m.text]
+            assert live.text == (
+                "⏹ Interrupted: the bot is stopping. Codex had already begun to work on it, so "
+                "it does not run again by itself: when the bot is back, a button offers to run "
+                "it again."
+            )
+            assert session_state(tmp_path).get("queue") in (None, [])
+            async with running(config, TOKEN) as again:
+                await tg.wait_for(lambda t: any("Run again" in m for m in t.sent_texts(ALICE)))
+                [offer] = [m for m in tg.messages(ALICE) if "Run again" in m.text]
+                assert "“build it”" in offer.text
+                await trio.sleep(1)
+                assert len(codex_calls(fake, "build it")) == 1  # not run again by itself
+                tg.push_callback(
+                    chat_id=ALICE,
+                    user_id=ALICE,
+                    message_id=offer.message_id,
+                    data=offer.reply_markup["inline_keyboard"][0][0]["callback_data"],
+                )
+                await wait_for_file(lambda: len(codex_calls(fake, "build it")) == 2)
+                again.process.send_signal(signal.SIGTERM)
+    assert again.process.returncode == 0, again.text()
+
+
 async def test_a_second_bot_on_the_same_state_refuses_to_start(tmp_path: Path) -> None:
     """Two bots on one state_dir would take each other's updates and overwrite each other's
     sessions: the second says which process holds it and exits 1; a kill frees the lock."""
