@@ -35,6 +35,7 @@ from actors.telegram_outbox import Outbox
 from actors.worker_pool import open_worker_pool
 from orchestrator.errors import TelegramRetryAfter, TelegramTransientError, TelegramUnauthorized
 from orchestrator.messages import RouterMsg, SenderMsg, TraceRecord
+from orchestrator.outage import Outage
 from orchestrator.session_store import SessionStore
 from orchestrator.supervision import ChildSpec, RestartPolicy, backoff_delay, supervise_one
 from orchestrator.update_ledger import UpdateLedger
@@ -68,8 +69,9 @@ SENDER_FLUSH_GRACE: Final = 30.0
 CONNECT_BACKOFF_INITIAL: Final = 1.0
 """Seconds before the second getMe at start when Telegram could not be reached."""
 
-CONNECT_BACKOFF_MAX: Final = 60.0
-"""Cap on the delay between getMe attempts at start: a long outage is tried once a minute."""
+CONNECT_BACKOFF_MAX: Final = 10.0
+"""Cap on the delay between getMe attempts at start: a long outage is tried every 5 to 10 s,
+so the bot comes up within seconds once Telegram or the network is back."""
 
 POLLER_POLICY: Final = RestartPolicy(intensity=3, period=60.0, backoff_initial=1.0)
 """Network trouble is handled inside the poller; a crash here is a bug: escalate quickly."""
@@ -176,25 +178,31 @@ async def run_system(
 
 async def _wait_for_telegram(telegram: TelegramApi, rng: random.Random) -> BotIdentity:
     """``getMe`` until Telegram answers: network trouble, 5xx and 429 are waited out with
-    backoff (one plain line per attempt, no traceback), so a bot started while the network
-    or Telegram is down comes up when they do instead of exhausting systemd's restarts.
+    backoff (logged at once, then once a minute, without a traceback: `orchestrator.outage`),
+    so a bot started while the network or Telegram is down comes up when they do instead of
+    exhausting systemd's restarts.
 
     Raises:
         TelegramUnauthorized: the token was rejected (no retry can fix that).
     """
-    attempt = 0
+    outage = Outage(logger, "getMe", "Telegram is not reachable")
     while True:
         try:
-            return await telegram.get_me()
+            identity = await telegram.get_me()
         except TelegramRetryAfter as error:
             delay = error.retry_after
             logger.warning("Telegram asks to wait %g s (flood control) before getMe", delay)
         except TelegramTransientError as error:
             delay = backoff_delay(
-                attempt, rng, initial=CONNECT_BACKOFF_INITIAL, maximum=CONNECT_BACKOFF_MAX
+                outage.attempts,
+                rng,
+                initial=CONNECT_BACKOFF_INITIAL,
+                maximum=CONNECT_BACKOFF_MAX,
             )
-            logger.warning("Telegram is not reachable (%s); retrying in %.1f s", error, delay)
-        attempt += 1
+            outage.failed(error, delay)
+        else:
+            outage.succeeded()
+            return identity
         await trio.sleep(delay)
 
 

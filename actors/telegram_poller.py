@@ -17,7 +17,8 @@ the batch is then confirmed anyway, as if taken. At a stop the poller learns, wi
 Faults never crash the loop, except a bad token:
 
 - 5xx, HTML or malformed bodies, timeouts, connection errors → exponential backoff with
-  jitter (`BACKOFF_INITIAL` up to `BACKOFF_MAX`), offset unchanged;
+  jitter (`BACKOFF_INITIAL` up to `BACKOFF_MAX`), offset unchanged; logged at once, then
+  once a minute while it lasts, and its end once (`orchestrator.outage`);
 - 429 → wait ``retry_after``;
 - 409 (another poller or a webhook) → an error line naming the cause, then backoff;
 - 401 → `TelegramUnauthorized` propagates: the bot stops with a "bad token" message.
@@ -48,6 +49,7 @@ from orchestrator.errors import (
     TelegramTransientError,
 )
 from orchestrator.messages import InboundCallback, InboundMessage, TraceRecord
+from orchestrator.outage import Outage
 from orchestrator.supervision import backoff_delay
 from orchestrator.wire.telegram import decode_update, decode_update_id, to_router_message
 
@@ -68,8 +70,9 @@ ALLOWED_UPDATES: Final = ("message", "edited_message", "callback_query", "my_cha
 BACKOFF_INITIAL: Final = 1.0
 """Seconds before the first retry after a network or server error."""
 
-BACKOFF_MAX: Final = 60.0
-"""Cap on the retry delay: a long outage is retried once a minute."""
+BACKOFF_MAX: Final = 10.0
+"""Cap on the retry delay: a long outage is retried every 5 to 10 s, so the bot answers again
+within seconds once Telegram or the network is back (a failed getUpdates costs nothing)."""
 
 PREVIEW_CHARS: Final = 200
 
@@ -113,7 +116,7 @@ async def run(
         TelegramUnauthorized: the token was rejected.
     """
     offset: int | None = None
-    failures = 0  # in a row: the backoff's attempt number
+    outage = Outage(logger, "getUpdates", "getUpdates failed")
     trouble = disk.DiskTrouble(f"the update ledger {ledger.path}")
     with out:
         task_status.started()
@@ -130,23 +133,20 @@ async def run(
                 await trio.sleep(error.retry_after)
                 continue
             except TelegramConflict as error:
-                delay = _backoff(failures, rng)
-                failures += 1
-                logger.error(
-                    "getUpdates conflict: %s. Another instance of this bot is polling with the "
-                    "same token (or a webhook is set); retrying in %.0f s",
-                    error.description,
-                    delay,
+                delay = _backoff(outage.attempts, rng)
+                cause = (
+                    f"conflict: {error.description}. Another instance of this bot is polling "
+                    "with the same token (or a webhook is set)"
                 )
+                outage.failed(cause, delay, level=logging.ERROR)
                 await trio.sleep(delay)
                 continue
             except (TelegramTransientError, TelegramBadRequest) as error:
-                delay = _backoff(failures, rng)
-                failures += 1
-                logger.warning("getUpdates failed (%s); retrying in %.1f s", error, delay)
+                delay = _backoff(outage.attempts, rng)
+                outage.failed(error, delay)
                 await trio.sleep(delay)
                 continue
-            failures = 0
+            outage.succeeded()
             if raws:
                 offset = await _hand_off(
                     raws,

@@ -252,6 +252,28 @@ async def test_backoff_grows_and_is_capped(
     assert gaps[-1] >= telegram_poller.BACKOFF_MAX / 2
 
 
+async def test_a_long_outage_is_retried_every_few_seconds_in_few_log_lines(
+    harness: FakeHarness,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Once Telegram is back the bot answers within seconds, and a long outage does not
+    fill the log: one line at once, one a minute, one at its end."""
+    harness.api.push_text("after the outage")
+    harness.api.fail("getUpdates", *[TelegramTransientError("Bad Gateway", 502)] * 40)
+    await harness.run(stop_after=1)
+    assert texts(harness.received) == ["after the outage"]
+    polls = harness.api.calls_of("getUpdates")
+    assert polls[40].at - polls[0].at > 200  # about five minutes of outage
+    assert polls[40].at - polls[39].at <= telegram_poller.BACKOFF_MAX == 10.0
+    lines = [r.getMessage() for r in caplog.records if "getUpdates" in r.getMessage()]
+    delay = lines[0].split()[-2]
+    assert lines[0] == f"getUpdates failed (Telegram error 502: Bad Gateway); retrying in {delay} s"
+    assert 4 <= len(lines) <= 8
+    assert all("still failing after" in line for line in lines[1:-1])
+    assert lines[-1].startswith("getUpdates works again after 40 failed attempts over ")
+
+
 async def test_bad_token_stops_the_poller(
     harness: FakeHarness, autojump_clock: trio.testing.MockClock
 ) -> None:

@@ -1,0 +1,70 @@
+"""How a call to Telegram that keeps failing is reported: at once, then once a minute.
+
+The bot retries Telegram for as long as an outage lasts (the poller's getUpdates, getMe at
+start), every few seconds so that it answers again within seconds once Telegram is back. One
+log line per attempt would then fill the log of a long outage with hundreds of copies of the
+same line, so an `Outage` logs the first failure at once (with the delay before the next
+try), later ones at most every `OUTAGE_LOG_INTERVAL` seconds (how long it has lasted, how many
+attempts, the last error), and the end of the outage once.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Final, final
+
+import trio
+
+from orchestrator.words import plural
+
+__all__ = ["OUTAGE_LOG_INTERVAL", "Outage"]
+
+OUTAGE_LOG_INTERVAL: Final = 60.0
+"""Seconds between two log lines about the same outage."""
+
+
+@final
+class Outage:
+    """The failures in a row of one call (`call`, e.g. ``getUpdates``), for its log lines;
+    `trouble` begins the first line (e.g. "Telegram is not reachable")."""
+
+    def __init__(self, logger: logging.Logger, call: str, trouble: str) -> None:
+        self._logger = logger
+        self.call = call
+        self.trouble = trouble
+        self.attempts = 0
+        """Failed attempts in a row (the backoff's attempt number)."""
+        self._began = 0.0
+        self._last_logged = 0.0
+
+    def failed(self, error: object, retry_in: float, *, level: int = logging.WARNING) -> None:
+        """Count a failed attempt, and log it if it is the first, or the first for a while."""
+        now = trio.current_time()
+        self.attempts += 1
+        if self.attempts == 1:
+            self._began = self._last_logged = now
+            self._logger.log(level, "%s (%s); retrying in %.1f s", self.trouble, error, retry_in)
+            return
+        if now - self._last_logged < OUTAGE_LOG_INTERVAL:
+            return
+        self._last_logged = now
+        self._logger.log(
+            level,
+            "%s still failing after %s over %.0f s (last: %s); retrying in %.1f s",
+            self.call,
+            plural(self.attempts, "attempt"),
+            now - self._began,
+            error,
+            retry_in,
+        )
+
+    def succeeded(self) -> None:
+        """The call worked: log the end of an outage, once."""
+        if self.attempts:
+            self._logger.warning(
+                "%s works again after %s over %.0f s",
+                self.call,
+                plural(self.attempts, "failed attempt"),
+                trio.current_time() - self._began,
+            )
+        self.attempts = 0
