@@ -71,6 +71,7 @@ from orchestrator.messages import (
     TraceRecord,
     UpdateLive,
 )
+from orchestrator.outage import Outage
 from orchestrator.redaction import redact_outbound
 from orchestrator.rendering import render_plain
 from orchestrator.supervision import backoff_delay
@@ -110,9 +111,10 @@ UNSAVED_NOTICE_INTERVAL: Final = 3600.0
 """Seconds between two `UNSAVED_NOTICE`s in one chat: said once, not after every reply, and
 once for a session that cannot be saved (`DiskRefused`) and a reply's entry alike."""
 
-DURABLE_RETRY_BACKOFF_MAX: Final = 60.0
-"""Default cap on the delay between tries of a durable reply: a long outage costs one call a
-minute per waiting chat, and the reply goes out at most a minute after Telegram is back."""
+DURABLE_RETRY_BACKOFF_MAX: Final = 10.0
+"""Default cap on the delay between tries of a durable reply: a long outage costs one call
+every 5 to 10 s per waiting chat (within the global rate), and the reply goes out within
+seconds once Telegram is back."""
 
 PREVIEW_CHARS: Final = 200
 
@@ -222,6 +224,9 @@ class _Sender(Deliveries):
         self.chat_spacing = chat_spacing
         self.max_chunks = max_chunks
         self.rng = rng
+        self.outage = Outage(logger, "sending to Telegram", "Telegram call failed")
+        """Failed calls of every chat in a row: logged at once, once a minute, and at their
+        end, not once per try of each waiting reply."""
         self.trace = trace
         self.stats = stats
         self.lanes: dict[int, Lane] = {}
@@ -481,7 +486,9 @@ class _Sender(Deliveries):
                 async with self.limiter.slot(priority):
                     self.stats.calls += 1
                     try:
-                        return await call()
+                        result = await call()
+                        self.outage.succeeded()
+                        return result
                     finally:
                         # Spacing counts from the response: the request reached Telegram
                         # somewhere before it, so the next one cannot arrive too early.
@@ -516,7 +523,7 @@ class _Sender(Deliveries):
                     initial=RETRY_BACKOFF_INITIAL,
                     maximum=self.retry_backoff_max if durable else RETRY_BACKOFF_MAX,
                 )
-                logger.warning("Telegram call failed (%s); retry in %.1f s", error, delay)
+                self.outage.failed(error, delay)
                 await trio.sleep(delay)
 
     # ------------------------------------------------------------------ bookkeeping

@@ -71,10 +71,12 @@ def entries(folder: Path) -> list[str]:
 
 
 async def test_a_result_outlives_an_hour_of_send_failures(
-    tmp_path: Path, autojump_clock: trio.testing.MockClock
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Tried every 5 to 10 s (so it goes out within seconds once Telegram is back), and
+    logged once a minute, not at every try."""
     api = FakeTelegramApi()
-    api.fail("sendMessage", *[TelegramTransientError("Bad Gateway", 502)] * 120)
+    api.fail("sendMessage", *[TelegramTransientError("Bad Gateway", 502)] * 600)
     with trio.fail_after(3 * HOUR):
         async with running_sender(api, tmp_path / "outbox") as send:
             await send.send(SendReply(chat_id=5, markdown="the result"))
@@ -87,6 +89,11 @@ async def test_a_result_outlives_an_hour_of_send_failures(
     calls = api.calls_of("sendMessage")
     gaps = [b.at - a.at for a, b in itertools.pairwise(calls)]
     assert max(gaps) <= telegram_sender.DURABLE_RETRY_BACKOFF_MAX + 1
+    lines = [r.getMessage() for r in caplog.records if "Telegram" in r.getMessage()]
+    minutes = int(calls[-1].at - calls[0].at) // 60
+    assert len(lines) <= minutes + 3
+    assert lines[0].startswith("Telegram call failed (Telegram error 502: Bad Gateway)")
+    assert lines[-1].startswith("sending to Telegram works again after 600 failed attempts")
 
 
 async def test_entries_of_an_earlier_run_go_first_in_order_per_chat(
