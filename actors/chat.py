@@ -73,7 +73,7 @@ from actors.chat_request import (
 )
 from actors.chat_settle import settled
 from actors.chat_sync import SyncBehind
-from orchestrator import disk
+from orchestrator import disk, words
 from orchestrator.messages import DiskRefused, InboundCallback, InboundMessage, TraceRecord
 from orchestrator.session_store import RequestRecord, SessionState
 
@@ -346,13 +346,8 @@ class Chat:
             )
             await chat_commands.on_command(self, message.command, message.command_args)
             return
-        if message.text is None or not message.text.strip():
-            no_words = (
-                chat_texts.REPLY_WITHOUT_WORDS
-                if message.replied_to
-                else chat_texts.MENTION_WITHOUT_WORDS
-            )
-            await self.out.say(no_words, plain=True)
+        if message.text is None or not words.has_visible(message.text):
+            await self.out.say(chat_texts.no_words(message), plain=True)
             return
         # The save that keeps the text keeps its update id too: one write says both.
         self.remember_update(message.update_id)

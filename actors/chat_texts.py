@@ -29,7 +29,9 @@ __all__ = [
     "EDITED_IGNORED",
     "IMAGES_GONE",
     "MENTION_WITHOUT_WORDS",
+    "NO_VISIBLE_WORDS",
     "REPLY_WITHOUT_WORDS",
+    "REPLY_WITHOUT_WORDS_PRIVATE",
     "RUN_AGAIN",
     "RUN_AGAIN_GONE",
     "RUN_AGAIN_STARTED",
@@ -45,6 +47,7 @@ __all__ = [
     "interrupted_by_a_stop",
     "interrupted_run_again",
     "menu_commands",
+    "no_words",
     "not_a_mode",
     "not_text",
     "prompt_text",
@@ -173,6 +176,18 @@ REPLY_WITHOUT_WORDS: Final = (
     "Say what Codex should do with that message: reply to it again, with your request after "
     "the mention (for example “fix this”)."
 )
+
+REPLY_WITHOUT_WORDS_PRIVATE: Final = (
+    "Say what Codex should do with that message: reply to it again, with your request (for "
+    "example “fix this”)."
+)
+
+NO_VISIBLE_WORDS: Final = (
+    "That message shows no text (only spaces or invisible characters), so nothing was run. "
+    "Say what Codex should do, in words."
+)
+"""The answer to a text drawn as nothing (a zero-width space, a Hangul filler): Codex is not
+run on a prompt the user cannot see."""
 """The answer to a reply with no words of its own (a bare mention of the bot in a group):
 the quoted message is never taken for the user's instructions."""
 
@@ -228,6 +243,18 @@ def not_text(kind: str, *, captioned: bool) -> str:
 EDITED_IGNORED: Final = (
     "Edits don't change a request that was already sent. Send the correction as a new message."
 )
+
+
+def no_words(message: InboundMessage) -> str:
+    """The answer to a text with nothing to run: a bare mention of the bot in a group
+    (Telegram delivers no empty text, so nothing is left once the mention is taken out), a
+    reply that says nothing of its own, or a text drawn as nothing."""
+    private = message.chat_type == "private"
+    if message.replied_to is not None:
+        return REPLY_WITHOUT_WORDS_PRIVATE if private else REPLY_WITHOUT_WORDS
+    if private or (message.text or "").strip():
+        return NO_VISIBLE_WORDS
+    return MENTION_WITHOUT_WORDS
 
 
 def edited_ignored(command: str | None) -> str:

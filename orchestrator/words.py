@@ -8,9 +8,10 @@ ellipsis; what a user typed is echoed in typographic quotes (`quoted`), never as
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Final
 
-__all__ = ["echo", "one_line", "plural", "quoted"]
+__all__ = ["echo", "has_visible", "one_line", "plural", "quoted"]
 
 
 def plural(count: int, word: str, words: str | None = None) -> str:
@@ -42,3 +43,22 @@ def quoted(text: str, limit: int = 60) -> str:
     """What a user typed (a name, an argument), echoed back as `echo` does, in “typographic
     quotes”."""
     return f"“{echo(text, limit)}”"
+
+
+_BLANK_GLYPHS: Final = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+"""Letters and symbols drawn as nothing (the Hangul fillers, the blank Braille pattern):
+what people type to send an "empty" message."""
+
+_UNSEEN_CATEGORIES: Final = frozenset({"Cc", "Cf", "Co", "Cn", "Cs", "Zs", "Zl", "Zp"})
+"""Control, format (zero-width, direction marks), private, unassigned and space characters."""
+
+
+def has_visible(text: str) -> bool:
+    """Whether `text` shows anything: a character that is neither white space nor one of
+    the characters drawn as nothing (zero-width and direction marks, fillers)."""
+    return any(
+        not ch.isspace()
+        and ch not in _BLANK_GLYPHS
+        and unicodedata.category(ch) not in _UNSEEN_CATEGORIES
+        for ch in text
+    )

@@ -371,6 +371,31 @@ async def test_a_bare_mention_asks_for_the_request(
     assert bot.replies(-100) == [chat_texts.MENTION_WITHOUT_WORDS]
 
 
+@pytest.mark.parametrize(
+    "text",
+    ["\u200b", " \u200b\u200d ", "\u3164", "\u2800\u2800", "\u202e\u2066", "\ufeff"],
+)
+async def test_a_text_drawn_as_nothing_is_answered_and_never_run(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, text: str
+) -> None:
+    """A zero-width space, a Hangul filler or a blank Braille pattern (what people type to
+    send an "empty" message) is not a prompt Codex runs; a private chat is not told about
+    mentions, and a reply there is asked for words without one."""
+    async with running_bot(tmp_path) as bot:
+        await bot.wait(lambda: len(bot.fakes.started) == 2)
+        await bot.say(ALICE, text)
+        await bot.wait_reply(ALICE, "shows no text")
+        await bot.say(ALICE, text, replied_to=RepliedTo(text="an earlier answer", by="bot"))
+        await bot.wait_reply(ALICE, "Say what Codex should do with that message")
+        await bot.say(ALICE, f"{text}fix it{text}")  # visible words around it run
+        await bot.wait_reply(ALICE, "fix it")
+    assert bot.replies(ALICE)[:2] == [
+        chat_texts.NO_VISIBLE_WORDS,
+        chat_texts.REPLY_WITHOUT_WORDS_PRIVATE,
+    ]
+    assert [job.prompt for p in bot.fakes.started for job in p.calls] == [f"{text}fix it{text}"]
+
+
 async def test_the_parts_of_a_long_paste_run_as_one_prompt(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:

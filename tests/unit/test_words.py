@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orchestrator.words import one_line, plural
+from orchestrator.words import has_visible, one_line, plural
 
 
 def test_one_line_joins_whitespace_and_cuts_with_an_ellipsis() -> None:
@@ -16,3 +16,11 @@ def test_plural_spells_the_count_out() -> None:
     assert plural(1, "file") == "1 file"
     assert plural(3, "file") == "3 files"
     assert plural(2, "process", "processes") == "2 processes"
+
+
+def test_has_visible_sees_through_what_is_drawn_as_nothing() -> None:
+    for blank in ("", " \n\t", "\u200b\u200c\u200d\u2060", "\u3164", "\u115f\u1160", "\u2800"):
+        assert not has_visible(blank), repr(blank)
+    assert not has_visible("\u202e\u00a0\u3000\ufeff\x07")
+    for text in ("a", "👍", "안녕", "\u200b.", "!", "1"):
+        assert has_visible(text), repr(text)
