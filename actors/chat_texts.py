@@ -176,6 +176,8 @@ REPLY_WITHOUT_WORDS: Final = (
     "Say what Codex should do with that message: reply to it again, with your request after "
     "the mention (for example “fix this”)."
 )
+"""The answer to a reply with no words of its own (a bare mention of the bot in a group):
+the quoted message is never taken for the user's instructions."""
 
 REPLY_WITHOUT_WORDS_PRIVATE: Final = (
     "Say what Codex should do with that message: reply to it again, with your request (for "
@@ -188,8 +190,6 @@ NO_VISIBLE_WORDS: Final = (
 )
 """The answer to a text drawn as nothing (a zero-width space, a Hangul filler): Codex is not
 run on a prompt the user cannot see."""
-"""The answer to a reply with no words of its own (a bare mention of the bot in a group):
-the quoted message is never taken for the user's instructions."""
 
 _WHAT_I_READ: Final = "text, photos and files"
 

@@ -20,7 +20,8 @@ Faults never crash the loop, except a bad token:
   jitter (`BACKOFF_INITIAL` up to `BACKOFF_MAX`), offset unchanged; logged at once, then
   once a minute while it lasts, and its end once (`orchestrator.outage`);
 - 429 → wait ``retry_after``;
-- 409 (another poller or a webhook) → an error line naming the cause, then backoff;
+- 409 (another poller or a webhook) → an error line naming the cause (logged as an outage
+  is), then backoff;
 - 401 → `TelegramUnauthorized` propagates: the bot stops with a "bad token" message.
 
 A disk that refuses the ledger (full, read-only, over quota) does not stop polling either:

@@ -31,6 +31,7 @@ import trio
 from orchestrator import disk
 from orchestrator.messages import TraceRecord
 from orchestrator.redaction import redact
+from orchestrator.words import plural
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -156,9 +157,9 @@ async def run(
         else:
             if removed:
                 logger.info(
-                    "deleted %d trace file(s) older than %d days (traces.keep_days)",
-                    removed,
-                    keep_days,
+                    "deleted %s of the days before the last %s (traces.keep_days)",
+                    plural(removed, "trace file"),
+                    plural(keep_days, "day"),
                 )
 
     task_status.started()

@@ -1,7 +1,8 @@
 """How a call to Telegram that keeps failing is reported: at once, then once a minute.
 
-The bot retries Telegram for as long as an outage lasts (the poller's getUpdates, getMe at
-start), every few seconds so that it answers again within seconds once Telegram is back. One
+The bot retries Telegram for as long as an outage lasts (getMe at start, the poller's
+getUpdates, the sender's replies), every few seconds so that it answers again within seconds
+once Telegram is back. One
 log line per attempt would then fill the log of a long outage with hundreds of copies of the
 same line, so an `Outage` logs the first failure at once (with the delay before the next
 try), later ones at most every `OUTAGE_LOG_INTERVAL` seconds (how long it has lasted, how many

@@ -88,7 +88,7 @@ async def test_message_reply_graceful_stop_and_no_orphans(tmp_path: Path) -> Non
     assert (traces / f"{yesterday}.jsonl").read_text() == "{}\n"
     assert any('"event":"update"' in path.read_text() for path in traces.glob("*.jsonl"))
     assert not list(traces.glob("2000-*"))
-    assert "deleted 2 trace file(s) older than 30 days (traces.keep_days)" in text
+    assert "deleted 2 trace files of the days before the last 30 days (traces.keep_days)" in text
 
 
 async def test_second_signal_forces_and_a_stranger_is_refused(tmp_path: Path) -> None:

@@ -222,8 +222,8 @@ async def test_old_days_go_with_the_first_lines_and_at_each_new_day(
     ]
     told = [r.getMessage() for r in caplog.records if "trace file" in r.getMessage()]
     assert told == [
-        "deleted 1 trace file(s) older than 3 days (traces.keep_days)",
-        "deleted 1 trace file(s) older than 3 days (traces.keep_days)",
+        "deleted 1 trace file of the days before the last 3 days (traces.keep_days)",
+        "deleted 1 trace file of the days before the last 3 days (traces.keep_days)",
     ]
 
 
