@@ -1,0 +1,99 @@
+"""What a stop of the bot leaves behind, with the bot as a process: a forced stop leaves its
+request as a kill does, and a stop past the drain grace after Codex acted offers the request
+again instead of running it again by itself."""
+
+from __future__ import annotations
+
+import signal
+from typing import TYPE_CHECKING
+
+import trio
+
+from orchestrator.shutdown import DUPLICATE_SIGNAL_WINDOW
+from tests.bot_process import polling, running
+from tests.fakes.codex_script import FakeCodex
+from tests.fakes.telegram_server import open_fake_telegram
+from tests.system.test_process import (
+    ALICE,
+    CEILING,
+    TOKEN,
+    buttons_of,
+    codex_calls,
+    session_state,
+    wait_for_file,
+    write_config,
+)
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+async def test_a_forced_stop_leaves_the_request_as_a_kill_does(tmp_path: Path) -> None:
+    """Nothing reaches the user during a forced stop, so the request is not queued to run
+    again by itself (it may have changed files): the next start closes its progress message
+    and offers "Run again", as after a kill."""
+    fake = FakeCodex(tmp_path / "codex")
+    fake.rule("forever", hang=True)
+    with trio.fail_after(CEILING * 2):
+        async with open_fake_telegram(TOKEN) as tg:
+            config = write_config(tmp_path, tg.base_url, fake)
+            async with polling(tg, config, TOKEN) as bot:
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="forever job")
+                await tg.wait_for(lambda t: any(m.startswith("⏳") for m in t.sent_texts(ALICE)))
+                bot.process.send_signal(signal.SIGTERM)
+                await trio.sleep(DUPLICATE_SIGNAL_WINDOW + 0.5)  # later than a duplicate
+                bot.process.send_signal(signal.SIGTERM)
+            assert bot.process.returncode == 128 + signal.SIGTERM
+            [live] = [m for m in tg.messages(ALICE) if m.text.startswith("⏳")]
+            assert session_state(tmp_path).get("queue") in (None, [])
+            async with running(config, TOKEN) as again:
+                await tg.wait_for(lambda t: any("Run again" in m for m in t.sent_texts(ALICE)))
+                assert live.text == "Interrupted: the bot stopped while this ran."
+                assert buttons_of(live) == []
+                await trio.sleep(1)
+                assert len(codex_calls(fake, "forever job")) == 1  # not run again by itself
+                again.process.send_signal(signal.SIGTERM)
+    assert again.process.returncode == 0, again.text()
+
+
+async def test_a_stop_after_codex_ran_a_command_offers_the_request_instead_of_rerunning(
+    tmp_path: Path,
+) -> None:
+    """Past the drain grace, a request Codex already ran a command for is not queued to run
+    again by itself (it would run it twice): its progress message says so, and the next start
+    offers it with "Run again", which runs it once more when pressed."""
+    fake = FakeCodex(tmp_path / "codex")
+    fake.rule("build it", run="true", run_wait=5, hang=True)
+    with trio.fail_after(CEILING * 2):
+        async with open_fake_telegram(TOKEN) as tg:
+            config = write_config(tmp_path, tg.base_url, fake)
+            config.write_text(config.read_text().replace("drain_grace = 10", "drain_grace = 0.5"))
+            async with polling(tg, config, TOKEN) as bot:
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="build it")
+                await tg.wait_for(
+                    lambda t: any(m.startswith("⏳") and "true" in m for m in t.sent_texts(ALICE))
+                )
+                bot.process.send_signal(signal.SIGTERM)
+            assert bot.process.returncode == 0, bot.text()
+            [live] = [m for m in tg.messages(ALICE) if "Interrupted" in m.text]
+            assert live.text == (
+                "⏹ Interrupted: the bot is stopping. Codex had already begun to work on it, so "
+                "it does not run again by itself: when the bot is back, a button offers to run "
+                "it again."
+            )
+            assert session_state(tmp_path).get("queue") in (None, [])
+            async with running(config, TOKEN) as again:
+                await tg.wait_for(lambda t: any("Run again" in m for m in t.sent_texts(ALICE)))
+                [offer] = [m for m in tg.messages(ALICE) if "Run again" in m.text]
+                assert "“build it”" in offer.text
+                await trio.sleep(1)
+                assert len(codex_calls(fake, "build it")) == 1  # not run again by itself
+                tg.push_callback(
+                    chat_id=ALICE,
+                    user_id=ALICE,
+                    message_id=offer.message_id,
+                    data=offer.reply_markup["inline_keyboard"][0][0]["callback_data"],
+                )
+                await wait_for_file(lambda: len(codex_calls(fake, "build it")) == 2)
+                again.process.send_signal(signal.SIGTERM)
+    assert again.process.returncode == 0, again.text()
