@@ -19,7 +19,12 @@ from tests.bot_process import polling, running
 from tests.bot_process import write_config as write_bot_config
 from tests.fakes.app_server_script import FakeAppServer
 from tests.fakes.codex_script import FakeCodex
-from tests.fakes.telegram_server import ServerError, StoredMessage, open_fake_telegram
+from tests.fakes.telegram_server import (
+    FakeTelegram,
+    ServerError,
+    StoredMessage,
+    open_fake_telegram,
+)
 from tests.procfs import living, read_pids, tree
 
 if TYPE_CHECKING:
@@ -370,12 +375,7 @@ async def test_a_kill_mid_run_is_reported_at_the_next_start_and_run_again_on_req
                 assert buttons_of(offer) == ["▶ Run again"]
                 await trio.sleep(1)
                 assert len(codex_calls(fake, "sleepy job")) == 1  # not run again by itself
-                tg.push_callback(
-                    chat_id=ALICE,
-                    user_id=ALICE,
-                    message_id=offer.message_id,
-                    data=offer.reply_markup["inline_keyboard"][0][0]["callback_data"],
-                )
+                press_first_button(tg, offer)
                 await tg.wait_for(lambda t: any("slept well" in m for m in t.sent_texts(ALICE)))
                 assert len(codex_calls(fake, "sleepy job")) == 2
                 assert buttons_of(offer) == []
@@ -396,6 +396,16 @@ def codex_calls(fake: FakeCodex, prompt: str) -> list[dict[str, Any]]:
             if prompt in arguments.get("prompt", ""):
                 calls.append(message)
     return calls
+
+
+def press_first_button(tg: FakeTelegram, message: StoredMessage) -> None:
+    """Alice presses the first button of `message` (a "Run again" offer's only one)."""
+    tg.push_callback(
+        chat_id=ALICE,
+        user_id=ALICE,
+        message_id=message.message_id,
+        data=message.reply_markup["inline_keyboard"][0][0]["callback_data"],
+    )
 
 
 def buttons_of(message: StoredMessage) -> list[str]:

@@ -19,6 +19,7 @@ from tests.system.test_process import (
     TOKEN,
     buttons_of,
     codex_calls,
+    press_first_button,
     session_state,
     wait_for_file,
     write_config,
@@ -88,12 +89,7 @@ async def test_a_stop_after_codex_ran_a_command_offers_the_request_instead_of_re
                 assert "“build it”" in offer.text
                 await trio.sleep(1)
                 assert len(codex_calls(fake, "build it")) == 1  # not run again by itself
-                tg.push_callback(
-                    chat_id=ALICE,
-                    user_id=ALICE,
-                    message_id=offer.message_id,
-                    data=offer.reply_markup["inline_keyboard"][0][0]["callback_data"],
-                )
+                press_first_button(tg, offer)
                 await wait_for_file(lambda: len(codex_calls(fake, "build it")) == 2)
                 again.process.send_signal(signal.SIGTERM)
     assert again.process.returncode == 0, again.text()
