@@ -5,6 +5,10 @@ update ledger (`UpdateLedger`), trace lines (the tracer) and the chat's prompt f
 
 - `run_sync` runs a blocking function off the event loop, in one of trio's worker threads,
   so a slow disk never stalls every chat.
+- `InlineWrites` runs one kind of small write without fsync (a session save) on the event
+  loop instead, while the disk answers at once, and sends it through `run_sync` for a while
+  after one write of its kind was slow: *write on the loop, sync behind*, as Redis writes
+  its append-only file (see the class for why and what it costs).
 - `write_atomically` replaces a file so that a crash or a power loss leaves the old or the
   new content, never half of one (temp file + fsync + rename + fsync of the folder). With
   ``durable=False`` it skips the two fsyncs: the new content survives a crash or a SIGKILL
@@ -54,9 +58,11 @@ import datetime
 import errno
 import itertools
 import logging
+import math
 import os
 import stat
 import sys
+import time
 from typing import TYPE_CHECKING, Final, TypeVar, TypeVarTuple, Unpack, final
 
 import msgspec
@@ -76,6 +82,7 @@ __all__ = [
     "FOLDER_MODE",
     "NO_FOLLOW_READ",
     "DiskTrouble",
+    "InlineWrites",
     "NotARegularFile",
     "SyncBatches",
     "append",
@@ -142,6 +149,69 @@ async def run_sync(function: Callable[[Unpack[Ts]], T], *args: *Ts) -> T:
     if _time_is_virtual():
         return function(*args)
     return await trio.to_thread.run_sync(function, *args, limiter=uncontended.thread_limiter())
+
+
+INLINE_WRITE_LIMIT: Final = 0.02
+"""Seconds one write on the event loop may take before writes of its kind go back to worker
+threads: every chat waits while it runs (a write to the page cache takes 0.04 to 0.4 ms)."""
+
+INLINE_WRITE_PAUSE: Final = 300.0
+"""Seconds writes of a kind stay in worker threads after one of them was slow."""
+
+
+@final
+class InlineWrites:
+    """One kind of small write without fsync, run on the event loop while the disk is fast.
+
+    Why not always a worker thread (`run_sync`): the write is on the message path (a session
+    save must be on disk before Codex sees the prompt), and a hop to a thread and back costs
+    0.3 ms to 1.2 ms there, ten times the write (bench/overhead.py, docs/performance.md): the
+    thread needs the GIL, which it gets only once the event loop goes idle, and its answer
+    wakes the loop again. A write without fsync only copies into the kernel's page cache, so
+    on the loop it takes tens of microseconds; the fsyncs that can take long stay in threads
+    (`SyncBatches`), as Redis writes its append-only file on its event loop and fsyncs it in
+    a background thread.
+
+    What it costs: while the write runs, every chat waits. A write that takes longer than
+    `INLINE_WRITE_LIMIT` (a disk under heavy writeback, a slow network file system) sends
+    this kind of write back to worker threads for `INLINE_WRITE_PAUSE` seconds, logged once
+    per pause, so a slow disk holds the loop up once, not at every save. A disk that hangs
+    outright hangs the save in either place; on the loop it holds up the other chats too.
+    """
+
+    def __init__(self, what: str, *, timer: Callable[[], float] = time.perf_counter) -> None:
+        self.what = what
+        self._timer = timer
+        self._threads_until = -math.inf
+        """`trio.current_time` until which writes go to worker threads."""
+
+    @property
+    def inline(self) -> bool:
+        """Whether the next write runs on the event loop."""
+        return trio.current_time() >= self._threads_until
+
+    async def run(self, function: Callable[[Unpack[Ts]], T], *args: *Ts) -> T:
+        """`function(*args)` on the event loop, or in a worker thread after a slow one.
+
+        On the loop it returns without a checkpoint; a caller cancelled already is stopped
+        before the write, as by `run_sync`."""
+        if not self.inline:
+            return await run_sync(function, *args)
+        await trio.lowlevel.checkpoint_if_cancelled()
+        started = self._timer()
+        try:
+            return function(*args)
+        finally:
+            took = self._timer() - started
+            if took > INLINE_WRITE_LIMIT:
+                self._threads_until = trio.current_time() + INLINE_WRITE_PAUSE
+                logger.warning(
+                    "writing %s took %.0f ms, while every chat waited; they are written in "
+                    "worker threads for the next %.0f minutes",
+                    self.what,
+                    took * 1000,
+                    INLINE_WRITE_PAUSE / 60,
+                )
 
 
 def _time_is_virtual() -> bool:

@@ -222,6 +222,9 @@ class SessionStore:
         self._on_disk: set[str] | None = None
         """Names of the files in `root`, listed once and kept by this store's writes: a key
         without one has nothing to load, and its first message costs no thread hop."""
+        self._writes = disk.InlineWrites(f"session files in {root}")
+        """Saves without fsync: on the event loop while the disk is fast (the save before
+        Codex sees a prompt is on every message's path)."""
 
     def path_for(self, key: SessionKey) -> Path:
         """The file that holds `key`'s session."""
@@ -251,7 +254,8 @@ class SessionStore:
         takes the newest state, and the saves it supersedes return with it. A chat that
         gets five messages at once pays two writes, not five (bench/scale.py). `durable`
         False: no fsync (on disk against a kill; the caller syncs `path_for` the key behind,
-        `orchestrator.disk.sync`).
+        `orchestrator.disk.sync`), and written on the event loop while the disk is fast
+        (`orchestrator.disk.InlineWrites`).
         """
         async with self._exclusive(key) as writes:
             writes.requested += 1
@@ -265,9 +269,11 @@ class SessionStore:
                 assert newest is not None  # set by every save before it waits
                 data = self._encode(_signed(newest, key, await self._key()))
                 path = self.path_for(key)
-                await disk.run_sync(
-                    functools.partial(disk.write_atomically, durable=durable), path, data
-                )
+                write = functools.partial(disk.write_atomically, durable=durable)
+                if durable:
+                    await disk.run_sync(write, path, data)
+                else:
+                    await self._writes.run(write, path, data)
                 writes.written = generation
                 if self._on_disk is not None:
                     self._on_disk.add(path.name)

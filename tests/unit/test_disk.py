@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import itertools
+import logging
 import os
 import re
 import stat
@@ -16,6 +18,7 @@ import trio.testing
 from orchestrator import disk
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
 
@@ -161,3 +164,50 @@ async def test_sync_batches_gather_what_the_chats_ask_while_a_batch_runs(
     await sync("d")
     assert batches == [["a"], ["b", "c"], ["d"]]
     assert refused == ["b", "c", "b"]
+
+
+async def test_inline_writes_run_on_the_event_loop_while_the_disk_is_fast() -> None:
+    """On the real clock too: no hop to a worker thread (docs/performance.md, session 29)."""
+    writes = disk.InlineWrites("session files")
+    assert await writes.run(threading.get_ident) == threading.get_ident()
+
+
+async def test_a_slow_inline_write_sends_its_kind_to_worker_threads_for_a_while(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """One write over the limit: the next ones go through `run_sync` (logged once), and after
+    the pause they are back on the loop."""
+    ticks = itertools.chain([0.0, 0.05], itertools.repeat(1.0))  # the first write takes 50 ms
+    writes = disk.InlineWrites("session files in /state/sessions", timer=lambda: next(ticks))
+    threaded: list[str] = []
+
+    async def in_a_thread(function: Callable[[str], str], argument: str) -> str:
+        threaded.append(argument)
+        return function(argument)
+
+    monkeypatch.setattr(disk, "run_sync", in_a_thread)
+    assert await writes.run(str.upper, "first") == "FIRST"
+    assert await writes.run(str.upper, "second") == "SECOND"
+    await trio.sleep(disk.INLINE_WRITE_PAUSE - 1)
+    assert await writes.run(str.upper, "third") == "THIRD"
+    await trio.sleep(1)
+    assert writes.inline
+    assert await writes.run(str.upper, "fourth") == "FOURTH"
+    assert threaded == ["second", "third"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "writing session files in /state/sessions took 50 ms, while every chat waited; they "
+        "are written in worker threads for the next 5 minutes"
+    ]
+
+
+async def test_an_inline_write_of_a_cancelled_caller_does_not_run() -> None:
+    writes = disk.InlineWrites("session files")
+    ran: list[int] = []
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await writes.run(ran.append, 1)
+    assert scope.cancelled_caught
+    assert ran == []

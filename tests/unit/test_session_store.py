@@ -145,3 +145,29 @@ async def test_a_key_without_a_file_is_not_looked_for_on_disk(
     again = (await store.load(new)).state
     assert again is not None
     assert again.mode == "single"
+
+
+async def test_a_save_without_fsync_is_written_on_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chat's saves (no fsync: it syncs behind) are on every message's path: no hop to a
+    worker thread while the disk is fast (`disk.InlineWrites`); a durable save keeps its
+    thread, as its fsyncs may take long."""
+    store = SessionStore(tmp_path / "sessions")
+    key = SessionKey(chat_id=4, user_id=4)
+    await store.save(key, SessionState(mode="plan", profile="default"))  # makes the MAC key
+    hops: list[str] = []
+    original = disk.run_sync
+
+    async def counted(function, *args):
+        hops.append(getattr(function, "func", function).__name__)
+        return await original(function, *args)
+
+    monkeypatch.setattr(disk, "run_sync", counted)
+    await store.save(key, SessionState(mode="single", profile="default"), durable=False)
+    assert hops == []
+    loaded = (await store.load(key)).state
+    assert loaded is not None
+    assert loaded.mode == "single"
+    await store.save(key, SessionState(mode="plan", profile="default"))
+    assert hops == ["_names", "_load_blocking", "write_atomically"]
