@@ -49,7 +49,7 @@ timeouts fire that never would on the real clock. That is a fact of the current 
 not a setting: the policy is read from the run's clock, once per call, and nothing has to be
 passed from the CLI through the root to every actor that touches the disk (it was, as an
 ``offload`` switch implemented four times). In production the clock is trio's own, so I/O
-always runs in a thread; no configuration can get that wrong.
+through `run_sync` always runs in a thread; no configuration can get that wrong.
 """
 
 from __future__ import annotations

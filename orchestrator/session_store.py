@@ -2,11 +2,13 @@
 
 This module owns the session file format (`SessionState`, versioned) and when it is written.
 How is `orchestrator.disk`'s: atomically (a crash or a power loss leaves either the old or the
-new file, never half of one), in a worker thread. The bot token (and anything shaped like one)
-is redacted from every file written (`orchestrator.redaction`). A file that cannot be read is
-set aside (``<name>.corrupt-<UTC time>``) and reported to the caller, which tells the user and
-starts a fresh session: damage is never silently dropped and never a crash loop. A symlink,
-folder or FIFO where a session file should be counts as damage (`orchestrator.disk`).
+new file, never half of one), in a worker thread, or on the event loop for a save without
+fsync while the disk is fast (`orchestrator.disk.InlineWrites`). The bot token (and anything
+shaped like one) is redacted from every file written (`orchestrator.redaction`). A file that
+cannot be read is set aside (``<name>.corrupt-<UTC time>``) and reported to the caller, which
+tells the user and starts a fresh session: damage is never silently dropped and never a crash
+loop. A symlink, folder or FIFO where a session file should be counts as damage
+(`orchestrator.disk`).
 
 Queued prompts and the waiting parts of a paste (``batch``) run after a restart on their own,
 so a file that carries them must have been written by this bot: each file holds
