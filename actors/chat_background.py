@@ -8,6 +8,12 @@ background commands": a press stops what the conversation's thread left running
 stopped. A stale press gets a plain answer: nothing ran any more (stopped by ``/cancel``,
 ``/new`` or an earlier press), or the worker that ran them is gone (its whole tree was
 killed with it). While a request runs the button waits: its own commands would go too.
+
+Once what it stops is stopped (a press, ``/cancel``, ``/new``, a switch of profile, branch or
+session), the conversation's Stop buttons go from their results, which keep their text and
+their other buttons (`forget_stop_buttons`). Best effort: the results this chat actor sent
+(`actors.chat_output.KEYBOARDS_KEPT`); an older one keeps its button, whose press then says
+nothing runs any more.
 """
 
 from __future__ import annotations
@@ -21,7 +27,14 @@ if TYPE_CHECKING:
     from actors.chat import Chat
     from orchestrator.messages import InboundCallback, Keyboard
 
-__all__ = ["STOP_BUTTON", "press", "stop_keyboard", "stopped_text"]
+__all__ = [
+    "STOP_BUTTON",
+    "forget_stop_buttons",
+    "press",
+    "stop_keyboard",
+    "stop_slot",
+    "stopped_text",
+]
 
 STOP_BUTTON: Final = "⏹ Stop background commands"
 
@@ -35,9 +48,27 @@ WORKER_GONE: Final = (
 BUSY: Final = "A request is running now; press Stop again once it ends, or /cancel it."
 
 
+_SLOT_PREFIX: Final = "stop-"
+
+
 def stop_keyboard(token: str) -> Keyboard:
     """The Stop button under the result of the request `token`."""
     return ((Button(STOP_BUTTON, stop_data(token)),),)
+
+
+def stop_slot(token: str) -> str:
+    """The `keyboard_slot` of the result of the request `token` when it has a Stop button."""
+    return f"{_SLOT_PREFIX}{token}"
+
+
+async def forget_stop_buttons(chat: Chat) -> None:
+    """Take the Stop button away from every result of this chat that has one (what it
+    stops was stopped); their other buttons stay."""
+    for slot, keyboard in list(chat.out.keyboards.items()):
+        if slot.startswith(_SLOT_PREFIX):
+            stop = stop_data(slot.removeprefix(_SLOT_PREFIX))
+            kept = tuple(row for row in keyboard if all(b.callback_data != stop for b in row))
+            await chat.out.change_buttons(slot, kept)
 
 
 async def press(chat: Chat, pressed: InboundCallback) -> None:
@@ -50,6 +81,7 @@ async def press(chat: Chat, pressed: InboundCallback) -> None:
     if thread is None:
         await chat.out.answer(pressed, "Nothing to stop.")
         await chat.out.say(NOTHING_LEFT, plain=True)
+        await forget_stop_buttons(chat)
         return
     await chat.out.answer(pressed, "Stopping…")
     stopped = await chat.deps.pool.stop_background(thread, chat.state.developer_worker_id)
@@ -66,6 +98,7 @@ async def press(chat: Chat, pressed: InboundCallback) -> None:
         await chat.out.say(NOTHING_LEFT, plain=True)
     else:
         await chat.out.say(stopped_text("⏹ Stopped:", stopped), plain=True)
+    await forget_stop_buttons(chat)  # the answer first: the edit is only tidying up
 
 
 def stopped_text(head: str, stopped: tuple[str, ...]) -> str:

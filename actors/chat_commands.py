@@ -156,6 +156,7 @@ async def release_thread(chat: Chat) -> tuple[str, ...]:
             ),
             plain=True,
         )
+    await chat_background.forget_stop_buttons(chat)  # what they stop is stopped now
     return stopped
 
 

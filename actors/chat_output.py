@@ -23,7 +23,7 @@ so every message carries the chat's ids and every trace record its chat, user an
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import msgspec
 
@@ -49,7 +49,10 @@ if TYPE_CHECKING:
     WriteBehind = Callable[[Outbox, int, SendReply], None]
     """Writes the outbox entry (a reserved number) of a reply already handed to the sender."""
 
-__all__ = ["ChatOutput", "send_durably"]
+__all__ = ["KEYBOARDS_KEPT", "ChatOutput", "send_durably"]
+
+KEYBOARDS_KEPT: Final = 16
+"""Replies per chat whose buttons `ChatOutput.change_buttons` can still change."""
 
 
 @dataclass
@@ -71,6 +74,9 @@ class ChatOutput:
     """Writes a reply's reserved outbox entry while the sender already has the reply, and
     syncs it (the chat: `actors.chat_sync.SyncBehind`); None: every entry is on disk and
     fsync'd before its reply is handed over."""
+    keyboards: dict[str, Keyboard] = field(default_factory=dict)
+    """The buttons of the replies said with a `keyboard_slot`, by slot (the last
+    `KEYBOARDS_KEPT`): what `change_buttons` starts from."""
 
     async def say(
         self,
@@ -80,12 +86,18 @@ class ChatOutput:
         silent: bool = False,
         keyboard: Keyboard = (),
         quoting: int | None = None,
+        keyboard_slot: str = "",
     ) -> None:
         """Send a message that must arrive (a result, an answer to a command, a notice);
         `silent`: without a notification on the phone; `keyboard`: buttons under it;
-        `quoting`: the user's message it answers (default: `ChatOutput.quoting`). On disk
+        `quoting`: the user's message it answers (default: `ChatOutput.quoting`);
+        `keyboard_slot`: a name to change its buttons by later (`change_buttons`). On disk
         (the outbox) before it is handed over; a disk that refuses leaves it to the sender
         (which says so)."""
+        if keyboard_slot:
+            self.keyboards[keyboard_slot] = keyboard
+            while len(self.keyboards) > KEYBOARDS_KEPT:
+                del self.keyboards[next(iter(self.keyboards))]
         reply = SendReply(
             chat_id=self.key.chat_id,
             thread_id=self.key.thread_id,
@@ -94,6 +106,7 @@ class ChatOutput:
             silent=silent,
             keyboard=keyboard,
             reply_to_message_id=self.quoting if quoting is None else quoting,
+            keyboard_slot=keyboard_slot,
         )
         await send_durably(self.sender, self.outbox, reply, write_behind=self.write_behind)
 
@@ -145,6 +158,14 @@ class ChatOutput:
                 delete=text is None,
                 message_id=message_id,
             )
+        )
+
+    async def change_buttons(self, slot: str, keyboard: Keyboard) -> None:
+        """Give the reply said with `keyboard_slot` `slot` the buttons `keyboard` (its text
+        stays), and forget the slot."""
+        self.keyboards.pop(slot, None)
+        await self.sender.send(
+            CloseLive(chat_id=self.key.chat_id, slot=slot, keep_text=True, keyboard=keyboard)
         )
 
     def typing(self) -> bool:

@@ -28,7 +28,7 @@ import msgspec
 import trio
 
 from actors.chat_approvals import APPROVAL_BUFFER, cancel_data, diff_data
-from actors.chat_background import stop_keyboard
+from actors.chat_background import stop_keyboard, stop_slot
 from actors.chat_progress import Progress, follow_progress, live_text
 from actors.chat_texts import format_duration, thread_line
 from actors.role_caller import PoolRoleCaller
@@ -450,7 +450,8 @@ async def _report(request: Request, outcome: RequestOutcome, out: ChatOutput, fo
                 *(stop_keyboard(request.token) if outcome.background else ()),
                 *(((Button("📝 Show diff", diff_data(folder)),),) if changed else ()),
             )
-            await out.say(text, keyboard=keyboard, quoting=request.quoting)
+            slot = stop_slot(request.token) if outcome.background else ""
+            await out.say(text, keyboard=keyboard, quoting=request.quoting, keyboard_slot=slot)
             await _drop_live(request, out)
             return
         case CancelledByUser():

@@ -41,6 +41,10 @@ logger: Final = logging.getLogger("actors.telegram_sender")  # one logger for th
 
 T = TypeVar("T")
 
+KEYBOARDS_REMEMBERED: Final = 1024
+"""Replies sent with a `SendReply.keyboard_slot` whose message ids the sender keeps (the
+oldest is forgotten first): a later change of their buttons finds them."""
+
 
 class GiveUp(Exception):
     """This item cannot be delivered (already logged and traced)."""
@@ -53,6 +57,8 @@ class Deliveries:
     max_chunks: int
     outbox: Outbox | None
     stats: SenderStatistics
+    keyboards: dict[tuple[int, str], int]
+    """(chat, `SendReply.keyboard_slot`) → the message that carries the reply's buttons."""
 
     async def _in_chat(self, lane: Lane, call: Callable[[int], Awaitable[T]], *, preview: str) -> T:
         raise NotImplementedError
@@ -65,7 +71,7 @@ class Deliveries:
         rendered = render(reply.markdown, max_chunks=self.max_chunks)
         chunks, document, summary = rendered.chunks, rendered.document, rendered.summary
         if document is not None:
-            await self._in_chat(
+            sent = await self._in_chat(
                 lane,
                 lambda chat_id: self.api.send_document(
                     chat_id,
@@ -73,11 +79,14 @@ class Deliveries:
                     document,
                     caption=summary,
                     parse_mode="HTML",
+                    keyboard=reply.keyboard,
                     message_thread_id=reply.thread_id,
                     reply_to_message_id=reply.reply_to_message_id,
+                    disable_notification=reply.silent,
                 ),
                 preview=reply.markdown,
             )
+            self._remember_keyboard(lane, reply, sent)
             return
         # The parts Telegram took before a restart are not sent again (`Outbox.mark_delivered`).
         entry, outbox = lane.entry, self.outbox
@@ -86,7 +95,7 @@ class Deliveries:
             if number < done:
                 continue
             last = number == len(chunks) - 1
-            await self._send_html(
+            sent = await self._send_html(
                 lane,
                 chunk,
                 keyboard=reply.keyboard if last else (),
@@ -94,8 +103,36 @@ class Deliveries:
                 reply_to=reply.reply_to_message_id if number == 0 else None,
                 silent=reply.silent,
             )
-            if not last and outbox is not None and entry is not None:
+            if last:
+                self._remember_keyboard(lane, reply, sent)
+            elif outbox is not None and entry is not None:
                 await outbox.mark_delivered(entry, number + 1)
+
+    def _remember_keyboard(self, lane: Lane, reply: SendReply, message_id: int) -> None:
+        if not reply.keyboard_slot:
+            return
+        self.keyboards[lane.chat_id, reply.keyboard_slot] = message_id
+        while len(self.keyboards) > KEYBOARDS_REMEMBERED:
+            del self.keyboards[next(iter(self.keyboards))]
+
+    async def _change_buttons(self, lane: Lane, close: CloseLive) -> None:
+        """`close.keyboard` under the reply remembered as `close.slot` (or `close.message_id`);
+        best effort: a message Telegram no longer has, or one this process did not send, is
+        left as it is."""
+        remembered = self.keyboards.pop((lane.chat_id, close.slot), None)
+        message_id = remembered if remembered is not None else close.message_id
+        if message_id is None:
+            return
+        try:
+            await self._in_chat(
+                lane,
+                lambda chat_id: self.api.edit_message_reply_markup(
+                    chat_id, message_id, keyboard=close.keyboard
+                ),
+                preview="",
+            )
+        except TelegramBadRequest as error:
+            logger.info("could not change the buttons of message %s: %s", message_id, error)
 
     async def _send_html(
         self,
@@ -222,6 +259,9 @@ class Deliveries:
             raise GiveUp from error
 
     async def _deliver_close(self, lane: Lane, close: CloseLive) -> None:
+        if close.keep_text:
+            await self._change_buttons(lane, close)
+            return
         message_id = lane.live_message.pop(close.slot, None) or close.message_id
         final_text = fit(sanitize_text(close.final_text)) if close.final_text else None
         try:

@@ -231,6 +231,7 @@ class _Sender(Deliveries):
         self.stats = stats
         self.lanes: dict[int, Lane] = {}
         self.migrated: dict[int, int] = {}
+        self.keyboards = {}
         self.limiter = RateLimiter(global_rate)
         self.strangers = StrangerGate()
         self.unsaved_told = OncePer[int](UNSAVED_NOTICE_INTERVAL)

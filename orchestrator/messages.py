@@ -267,6 +267,11 @@ class SendReply(_SenderBase, frozen=True, kw_only=True, tag="reply"):
     outbox_entry: int | None = None
     """Its outbox entry when the producer wrote it there before handing it over
     (`actors.chat_output`); None: the sender writes it as it arrives."""
+    keyboard_slot: str = ""
+    """A name under which the sender remembers the message that carries `keyboard` (the
+    last part, or the document), so that a `CloseLive` with `keep_text` can change its
+    buttons later without knowing its id. Best effort: remembered in memory, for the last
+    `actors.telegram_deliveries.KEYBOARDS_REMEMBERED` of them."""
 
 
 class UpdateLive(_SenderBase, frozen=True, kw_only=True, tag="live"):
@@ -299,6 +304,9 @@ class CloseLive(_SenderBase, frozen=True, kw_only=True, tag="close_live"):
     """Close the live message `slot`: edit it to `final_text` without buttons, or delete it.
 
     Delivered like a `SendReply` (never dropped); pending updates of the slot are discarded.
+    With `keep_text`, only the buttons change (to `keyboard`) of the reply sent with
+    `SendReply.keyboard_slot` `slot`, or of `message_id`: a button that no longer does
+    anything goes, and the reply's text and formatting stay.
     """
 
     chat_id: int
@@ -308,6 +316,9 @@ class CloseLive(_SenderBase, frozen=True, kw_only=True, tag="close_live"):
     message_id: int | None = None
     """The message to close when the sender does not know `slot` (it was shown before a
     restart)."""
+    keep_text: bool = False
+    keyboard: Keyboard = ()
+    """With `keep_text`: the buttons the message keeps."""
 
 
 class SendChatAction(_SenderBase, frozen=True, kw_only=True, tag="chat_action"):

@@ -124,6 +124,13 @@ class TelegramApi(TelegramFiles, Protocol):
         """``editMessageText``; an empty `keyboard` removes the buttons."""
         ...
 
+    async def edit_message_reply_markup(
+        self, chat_id: int, message_id: int, *, keyboard: Keyboard = ()
+    ) -> None:
+        """``editMessageReplyMarkup``: the buttons become `keyboard` (empty: none), the text
+        and its formatting stay."""
+        ...
+
     async def delete_message(self, chat_id: int, message_id: int) -> None:
         """``deleteMessage``."""
         ...
@@ -142,8 +149,10 @@ class TelegramApi(TelegramFiles, Protocol):
         *,
         caption: str = "",
         parse_mode: ParseMode = None,
+        keyboard: Keyboard = (),
         message_thread_id: int | None = None,
         reply_to_message_id: int | None = None,
+        disable_notification: bool = False,
     ) -> int:
         """``sendDocument`` as multipart upload; returns the new message id."""
         ...

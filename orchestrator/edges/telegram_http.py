@@ -270,6 +270,17 @@ class HttpTelegramApi:
             params["parse_mode"] = parse_mode
         await self._call("editMessageText", params)
 
+    async def edit_message_reply_markup(
+        self, chat_id: int, message_id: int, *, keyboard: Keyboard = ()
+    ) -> None:
+        """``editMessageReplyMarkup``; an empty keyboard removes the buttons."""
+        params: Params = {
+            "chat_id": chat_id,
+            "message_id": message_id,
+            "reply_markup": keyboard_markup(keyboard),
+        }
+        await self._call("editMessageReplyMarkup", params)
+
     async def delete_message(self, chat_id: int, message_id: int) -> None:
         """``deleteMessage``."""
         await self._call("deleteMessage", {"chat_id": chat_id, "message_id": message_id})
@@ -291,14 +302,18 @@ class HttpTelegramApi:
         *,
         caption: str = "",
         parse_mode: ParseMode = None,
+        keyboard: Keyboard = (),
         message_thread_id: int | None = None,
         reply_to_message_id: int | None = None,
+        disable_notification: bool = False,
     ) -> int:
         """``sendDocument`` as a multipart upload; returns the message id."""
         params: Params = {"chat_id": str(chat_id)}
         if caption:
             params["caption"] = caption
-        _add_common(params, parse_mode, (), message_thread_id, reply_to_message_id)
+        _add_common(params, parse_mode, keyboard, message_thread_id, reply_to_message_id)
+        if disable_notification:
+            params["disable_notification"] = True
         raw = await self._call(
             "sendDocument",
             params,

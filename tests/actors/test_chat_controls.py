@@ -14,7 +14,7 @@ from actors.chat_background import NOTHING_LEFT, STOP_BUTTON, WORKER_GONE
 from actors.chat_model import NEEDS_APP_SERVER
 from actors.chat_steer import ADD_BUTTON, ADDED, ENDED_BEFORE, WITHDRAWN
 from orchestrator.config import Config, Profile
-from orchestrator.messages import Button, SendReply, SessionKey
+from orchestrator.messages import Button, CloseLive, Keyboard, SendReply, SessionKey
 from orchestrator.ports import RateLimits, RateLimitWindow
 from tests.actors.test_chats import ALICE, Bot, make_config, running_bot
 from tests.fakes.codex_process import FakeProcesses
@@ -43,6 +43,20 @@ def reply_buttons(bot: Bot, fragment: str) -> list[Button]:
         for row in m.keyboard
         for button in row
     ]
+
+
+def button_changes(bot: Bot) -> list[tuple[str, Keyboard]]:
+    """The replies whose buttons the chat changed (their slot), and to what."""
+    return [(m.slot, m.keyboard) for m in bot.sent if isinstance(m, CloseLive) and m.keep_text]
+
+
+def result_slot(bot: Bot, fragment: str) -> str:
+    """The `keyboard_slot` of the reply that contains `fragment`."""
+    (slot,) = [
+        m.keyboard_slot for m in bot.sent if isinstance(m, SendReply) and fragment in m.markdown
+    ]
+    assert slot
+    return slot
 
 
 def jobs(bot: Bot):
@@ -248,8 +262,11 @@ async def test_the_stop_button_stops_what_a_turn_left_running(
         query = await bot.press(ALICE, stop.callback_data)
         await bot.wait_reply(ALICE, "⏹ Stopped:\n$ python -m http.server")
         assert bot.callback_answer(query) == "Stopping…"
-        await bot.press(ALICE, stop.callback_data)  # already stopped
+        await bot.wait(lambda: bool(button_changes(bot)))
+        assert button_changes(bot) == [(result_slot(bot, "FAKE: serve it"), ())]  # it goes
+        await bot.press(ALICE, stop.callback_data)  # already stopped (a press racing the edit)
         await bot.wait_reply(ALICE, NOTHING_LEFT)
+        assert len(button_changes(bot)) == 1  # nothing left to take away
 
         await bot.say(ALICE, "serve again")
         await bot.wait_reply(ALICE, "FAKE: serve again")
@@ -275,6 +292,8 @@ async def test_cancel_and_new_say_which_background_commands_they_stopped(
         await bot.say(ALICE, "/cancel")
         stopped = "⏹ Stopped what the last request left running in the background:\n$ python"
         await bot.wait_reply(ALICE, stopped)
+        await bot.wait(lambda: bool(button_changes(bot)))
+        assert button_changes(bot) == [(result_slot(bot, "FAKE: serve it"), ())]
         assert not any("Nothing is running" in r for r in bot.replies(ALICE))
         await bot.say(ALICE, "/cancel")  # nothing left: said plainly
         await bot.wait_reply(ALICE, "Nothing is running.")
@@ -283,6 +302,8 @@ async def test_cancel_and_new_say_which_background_commands_they_stopped(
         await bot.say(ALICE, "/new")
         await bot.wait_reply(ALICE, "Started a new conversation")
         await bot.wait_reply(ALICE, stopped, count=2)
+        await bot.wait(lambda: len(button_changes(bot)) == 2)
+        assert button_changes(bot)[1] == (result_slot(bot, "FAKE: serve once more"), ())
 
 
 async def test_status_shows_the_running_mode_and_the_chat_s_model_choice(

@@ -369,6 +369,48 @@ async def test_megabytes_of_reply_become_one_document(
     assert sent_texts(sender.api, 7) == []
 
 
+async def test_a_reply_sent_as_a_document_keeps_its_buttons_and_its_silence(
+    sender: Sender, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A long result goes as a file: its Stop and Show diff buttons go with it (they were
+    dropped, and the buttons of a long answer were out of reach)."""
+    keyboard = ((Button("⏹ Stop background commands", "bg:t1"),),)
+    long = "a paragraph of the answer\n\n" * 3000
+    await sender.put(SendReply(chat_id=7, markdown=long, keyboard=keyboard, silent=True))
+    await sender.wait(lambda api: bool(api.calls_of("sendDocument")))
+    (document,) = sender.api.calls_of("sendDocument")
+    assert document.keyboard == keyboard
+    assert document.extra["silent"] is True
+
+
+async def test_the_buttons_of_a_remembered_reply_change_and_its_text_stays(
+    sender: Sender, autojump_clock: trio.testing.MockClock
+) -> None:
+    """`SendReply.keyboard_slot` names the message that carries the buttons (the last part);
+    a `CloseLive` with `keep_text` changes only them (``editMessageReplyMarkup``), once. An
+    unknown slot without a message id changes nothing, and a message Telegram no longer has
+    is left alone."""
+    stop, diff = Button("⏹ Stop", "bg:t1"), Button("📝 Show diff", "df:x")
+    keyboard = ((stop,), (diff,))
+    two_parts = "word " * 1000
+    await sender.put(
+        SendReply(chat_id=5, markdown=two_parts, keyboard=keyboard, keyboard_slot="s1")
+    )
+    await sender.wait(lambda api: len(api.calls_of("sendMessage")) == 2)
+    last = sender.api.calls_of("sendMessage")[-1]
+    await sender.put(CloseLive(chat_id=5, slot="s1", keep_text=True, keyboard=((diff,),)))
+    await sender.put(CloseLive(chat_id=5, slot="s1", keep_text=True))  # forgotten: nothing
+    await sender.put(CloseLive(chat_id=5, slot="unknown", keep_text=True))
+    await sender.put(CloseLive(chat_id=5, slot="", keep_text=True, message_id=999))  # gone
+    await sender.put(SendReply(chat_id=5, markdown="after"))
+    await sender.wait(lambda api: "after" in sent_texts(api, 5))
+    edits = sender.api.calls_of("editMessageReplyMarkup")
+    assert [(e.message_id, e.keyboard) for e in edits] == [(last.message_id, ((diff,),)), (999, ())]
+    assert last.message_id is not None
+    assert sender.api.messages[5][last.message_id] == last.text  # the text is the same
+    assert not sender.api.calls_of("editMessageText")
+
+
 async def test_buttons_go_on_the_last_chunk_and_callbacks_are_answered(
     sender: Sender, autojump_clock: trio.testing.MockClock
 ) -> None:

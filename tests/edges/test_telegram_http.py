@@ -62,6 +62,27 @@ async def test_request_shapes() -> None:
     assert body["link_preview_options"] == {"is_disabled": True}
 
 
+async def test_buttons_are_changed_and_a_document_carries_them() -> None:
+    seen: list[httpx.Request] = []
+    ok = transport(200, b'{"ok":true,"result":{"message_id":12}}', seen)
+    keyboard = ((Button("📝 Show diff", "df:x"),),)
+    async with open_telegram_api(TOKEN, base_url="https://tg.example", transport=ok) as api:
+        await api.edit_message_reply_markup(5, 12)
+        await api.send_document(
+            5, "reply.md", b"# long", keyboard=keyboard, disable_notification=True
+        )
+    edit, document = seen
+    assert edit.url.path == f"/bot{TOKEN}/editMessageReplyMarkup"
+    assert json.loads(edit.content) == {
+        "chat_id": 5,
+        "message_id": 12,
+        "reply_markup": {"inline_keyboard": []},
+    }
+    form = document.content.decode()
+    assert '{"inline_keyboard":[[{"text":"📝 Show diff","callback_data":"df:x"}]]}' in form
+    assert 'name="disable_notification"\r\n\r\ntrue' in form
+
+
 async def test_get_updates_returns_raw_updates() -> None:
     body = b'{"ok":true,"result":[{"update_id":1,"message":{}},{"update_id":"bad"}]}'
     async with open_telegram_api(TOKEN, transport=transport(200, body)) as api:

@@ -203,6 +203,22 @@ class FakeTelegramApi:
         self.messages[chat_id][message_id] = text
         await self._leg()
 
+    async def edit_message_reply_markup(
+        self, chat_id: int, message_id: int, *, keyboard: Keyboard = ()
+    ) -> None:
+        await self._leg()
+        call = Call(
+            "editMessageReplyMarkup",
+            trio.current_time(),
+            chat_id=chat_id,
+            message_id=message_id,
+            keyboard=keyboard,
+        )
+        self._record(call)
+        if message_id not in self.messages[chat_id]:
+            raise TelegramBadRequest("Bad Request: message to edit not found", 400)
+        await self._leg()
+
     async def delete_message(self, chat_id: int, message_id: int) -> None:
         self._record(
             Call("deleteMessage", trio.current_time(), chat_id=chat_id, message_id=message_id)
@@ -234,15 +250,18 @@ class FakeTelegramApi:
         *,
         caption: str = "",
         parse_mode: ParseMode = None,
+        keyboard: Keyboard = (),
         message_thread_id: int | None = None,
         reply_to_message_id: int | None = None,
+        disable_notification: bool = False,
     ) -> int:
         call = Call(
             "sendDocument",
             trio.current_time(),
             chat_id=chat_id,
             text=caption,
-            extra={"filename": filename, "content": content},
+            keyboard=keyboard,
+            extra={"filename": filename, "content": content, "silent": disable_notification},
         )
         self._record(call)
         message_id = next(self._message_ids)

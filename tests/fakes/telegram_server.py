@@ -628,6 +628,20 @@ class FakeTelegram:
         stored.edits += 1
         return json.dumps({"message_id": stored.message_id, "text": visible}).encode()
 
+    async def _m_editmessagereplymarkup(self, params: dict[str, Any]) -> bytes:
+        chat_id = self._target(params)
+        markup = self._markup(params)
+        keyboard = markup if markup and markup.get("inline_keyboard") else None
+        stored = self.chats[chat_id].get(int(params.get("message_id", 0)))
+        if stored is None or stored.deleted:
+            raise ApiError(400, "Bad Request: message to edit not found")
+        if (stored.reply_markup or None) == keyboard:
+            raise ApiError(400, NOT_MODIFIED)
+        self._flood(chat_id)
+        stored.reply_markup = keyboard
+        stored.edits += 1
+        return json.dumps({"message_id": stored.message_id, "text": stored.text}).encode()
+
     async def _m_deletemessage(self, params: dict[str, Any]) -> bytes:
         chat_id = self._target(params)
         stored = self.chats[chat_id].get(int(params.get("message_id", 0)))

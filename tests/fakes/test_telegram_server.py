@@ -136,6 +136,33 @@ async def test_edits_not_modified_and_not_found() -> None:
         assert tg.sent_texts(1) == ["bye"]
 
 
+async def test_buttons_change_alone_and_the_text_stays() -> None:
+    """``editMessageReplyMarkup``: the same buttons again are "not modified", as Telegram
+    says; an empty keyboard takes them all away."""
+    markup = {"inline_keyboard": [[{"text": "Stop", "callback_data": "bg:1"}]]}
+    async with open_fake_telegram(TOKEN) as tg, httpx.AsyncClient(base_url=tg.base_url) as client:
+        _, sent = await call(client, "sendMessage", chat_id=1, text="hi", reply_markup=markup)
+        message_id = sent["result"]["message_id"]
+        status, body = await call(
+            client, "editMessageReplyMarkup", chat_id=1, message_id=message_id, reply_markup=markup
+        )
+        assert (status, body["description"]) == (400, NOT_MODIFIED)
+        empty: dict[str, list[object]] = {"inline_keyboard": []}
+        assert (
+            await call(
+                client,
+                "editMessageReplyMarkup",
+                chat_id=1,
+                message_id=message_id,
+                reply_markup=empty,
+            )
+        )[0] == 200
+        (stored,) = tg.chats[1].values()
+        assert (stored.text, stored.reply_markup) == ("hi", None)
+        status, body = await call(client, "editMessageReplyMarkup", chat_id=1, message_id=999)
+        assert body["description"] == "Bad Request: message to edit not found"
+
+
 async def test_blocked_migrated_and_button_data() -> None:
     async with open_fake_telegram(TOKEN) as tg, httpx.AsyncClient(base_url=tg.base_url) as client:
         tg.block(5)
