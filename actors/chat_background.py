@@ -12,8 +12,8 @@ killed with it). While a request runs the button waits: its own commands would g
 Once what it stops is stopped (a press, ``/cancel``, ``/new``, a switch of profile, branch or
 session), the conversation's Stop buttons go from their results, which keep their text and
 their other buttons (`forget_stop_buttons`). Best effort: the results this chat actor sent
-(`actors.chat_output.KEYBOARDS_KEPT`); an older one keeps its button, whose press then says
-nothing runs any more.
+(`actors.chat_output.KEYBOARDS_KEPT`; the actor ends after ``sessions.idle_ttl`` or with the
+bot); an older one keeps its button, whose press then says nothing runs any more.
 """
 
 from __future__ import annotations
