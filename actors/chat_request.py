@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Final, TypeAlias, assert_never
 
 import msgspec
@@ -45,6 +46,7 @@ from orchestrator.messages import (
 from orchestrator.prompts import current_instructions, profile_prompt_files
 from orchestrator.words import plural
 from orchestrator.workflow_types import Mode, WorkflowResult
+from orchestrator.workspace_files import in_git_work_tree
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -445,7 +447,9 @@ async def _report(request: Request, outcome: RequestOutcome, out: ChatOutput, fo
                 text += f"\n\nTook {format_duration(outcome.elapsed)}."
             if result.developer_thread_id:
                 text += f"\n\n{thread_line(result.developer_thread_id)}"
-            changed = bool(result.files_changed or request.progress.files)
+            changed = bool(result.files_changed or request.progress.files) and (
+                await disk.run_sync(in_git_work_tree, Path(folder))
+            )  # without git, the bot cannot tell what changed: no button that says so
             keyboard = (
                 *(stop_keyboard(request.token) if outcome.background else ()),
                 *(((Button("📝 Show diff", diff_data(folder)),),) if changed else ()),
@@ -456,7 +460,9 @@ async def _report(request: Request, outcome: RequestOutcome, out: ChatOutput, fo
             return
         case CancelledByUser():
             status = f"🛑 Cancelled after {format_duration(outcome.elapsed)}."
-            status += _changes_kept(request.progress.files)
+            files = request.progress.files
+            shown = bool(files) and await disk.run_sync(in_git_work_tree, Path(folder))
+            status += _changes_kept(files, diff=shown)
         case Interrupted() if request.progress.acted:
             files = request.progress.files
             status = INTERRUPTED_AFTER_CHANGES.format(
@@ -476,11 +482,13 @@ async def _report(request: Request, outcome: RequestOutcome, out: ChatOutput, fo
         await out.say(status, plain=True, quoting=request.quoting)
 
 
-def _changes_kept(files: list[str]) -> str:
-    """What a cancel leaves behind, said with it: a cancel stops Codex, it undoes nothing."""
+def _changes_kept(files: list[str], *, diff: bool) -> str:
+    """What a cancel leaves behind, said with it: a cancel stops Codex, it undoes nothing.
+    `diff`: the folder is a git work tree, where /diff shows the changes."""
     if not files:
         return ""
-    return f" What Codex changed before it stays changed: {_named(files)} (/diff shows it)."
+    shown = " (/diff shows it)" if diff else ""
+    return f" What Codex changed before it stays changed: {_named(files)}{shown}."
 
 
 def _named(files: list[str]) -> str:

@@ -170,6 +170,19 @@ def in_git_folder(path: PurePath) -> bool:
     return any(part.casefold() == ".git" for part in path.parts)
 
 
+def in_git_work_tree(folder: Path) -> bool:
+    """Whether `folder` looks like part of a git work tree: a ``.git`` folder or file (a
+    worktree's or a submodule's pointer) in it or in a folder above it (blocking: a few
+    ``lstat``). What decides whether a result offers "Show diff": without git the bot cannot
+    tell what changed. `GIT_DIR` and the like are not looked at: git's answer at the press
+    stays the authority, and says why when it differs."""
+    for candidate in (folder, *folder.parents):
+        with contextlib.suppress(OSError):
+            os.lstat(candidate / ".git")
+            return True
+    return False
+
+
 Identity: TypeAlias = tuple[int, int]
 """A file's device and inode: the same file under any name, a hard link included."""
 

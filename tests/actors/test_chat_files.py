@@ -454,11 +454,13 @@ async def test_a_result_that_changed_files_carries_a_show_diff_button(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
     """The button's data is ``df:`` and a short mark of the folder the result was made in; a
-    press outside a git repository says so. Pressed once the chat works in another folder,
-    it says so rather than pass that folder's changes off as the result's."""
+    press where git finds no repository after all says so. Pressed once the chat works in
+    another folder, it says so rather than pass that folder's changes off as the result's.
+    Outside a git work tree there is no button: the bot could not tell what changed."""
     fakes = FakeProcesses()
     fakes.rule("edit", reply="edited", events=[PatchApplied(files=("a.py",))])
     work = str(tmp_path / "work")
+    (tmp_path / "work" / ".git").mkdir(parents=True)  # a git work tree, to all appearances
     async with running_bot(tmp_path, fakes=fakes, git=FakeGit()) as bot:
         await bot.wait(lambda: len(bot.fakes.started) == 2)
         await bot.say(ALICE, "just talk")
@@ -473,8 +475,12 @@ async def test_a_result_that_changed_files_carries_a_show_diff_button(
         await bot.wait_reply(ALICE, "That result's changes were made in work")
         await bot.press(ALICE, "df:")  # a button from before the mark: the current folder
         await bot.wait_reply(ALICE, NOT_A_REPOSITORY, count=2)
+        await bot.say(ALICE, "edit a.py again")  # in other: no git there
+        await bot.wait_reply(ALICE, "edited", count=2)
     keyboards = [m.keyboard for m in bot.sent if isinstance(m, SendReply) and "FAKE" in m.markdown]
     assert keyboards == [()]
+    again = [m for m in bot.sent if isinstance(m, SendReply) and "edited" in m.markdown][-1]
+    assert again.keyboard == ()
     edited = next(m for m in bot.sent if isinstance(m, SendReply) and "edited" in m.markdown)
     assert edited.keyboard == ((Button("📝 Show diff", f"df:{folder_mark(work)}:work"),),)
     moved = next(m for m in bot.sent if isinstance(m, SendReply) and "made in work" in m.markdown)

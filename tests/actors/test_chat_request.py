@@ -227,9 +227,14 @@ async def test_typing_is_shed_when_the_sender_is_full() -> None:
     assert out.typing_shed.shed == 2
 
 
+@pytest.mark.parametrize("git", [True, False])
 async def test_a_cancel_by_the_user_is_returned(
-    tmp_path: Path, autojump_clock: trio.testing.MockClock
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, git: bool
 ) -> None:
+    """Outside a git work tree /diff cannot show the changes, so the cancel does not point
+    to it."""
+    if git:
+        (tmp_path / ".git").mkdir()
     bot = Harness(tmp_path, delay=600)
     with trio.fail_after(CEILING):
         async with trio.open_nursery() as nursery:
@@ -242,9 +247,9 @@ async def test_a_cancel_by_the_user_is_returned(
             nursery.cancel_scope.cancel()
     closes = [m.final_text for m in bot.sent if isinstance(m, CloseLive)]
     # A cancel undoes nothing: what Codex changed before it is said with it.
+    shown = " (/diff shows it)" if git else ""
     assert closes == [
-        "🛑 Cancelled after 0:10. What Codex changed before it stays changed: app.py "
-        "(/diff shows it)."
+        f"🛑 Cancelled after 0:10. What Codex changed before it stays changed: app.py{shown}."
     ]
     assert not any("Cancelled" in reply for reply in bot.replies())  # said once
     stopped = stopped_outcome(bot.request)
