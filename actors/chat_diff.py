@@ -17,7 +17,6 @@ message says how many were left out.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 from pathlib import Path, PurePosixPath
@@ -28,7 +27,7 @@ import msgspec
 from orchestrator import disk
 from orchestrator.errors import GitError
 from orchestrator.ports import NewFile
-from orchestrator.words import plural
+from orchestrator.words import git_quoted, plural
 from orchestrator.workspace_files import identities, is_env_file, is_own
 
 if TYPE_CHECKING:
@@ -84,7 +83,7 @@ def diff_summary(numstat: str, new_files: Sequence[NewFile]) -> tuple[str, int]:
             new_added += new.added
             shown = f"+{new.added}"
         if len(lines) < FILES_LISTED:
-            lines.append("  ".join(part for part in ("new", shown, _shown(new.path)) if part))
+            lines.append("  ".join(part for part in ("new", shown, git_quoted(new.path)) if part))
     count = len(rows) + len(new_files)
     if count > len(lines):
         below = "" if reasons else " (all in the file below)"
@@ -102,12 +101,6 @@ def diff_summary(numstat: str, new_files: Sequence[NewFile]) -> tuple[str, int]:
             f"Left out of the patch: {plural(left_out, 'new file')} ({'; '.join(reasons)})"
         )
     return "\n".join(lines), count
-
-
-def _shown(path: str) -> str:
-    """`path` on one line: quoted with escapes (as git quotes it) when it holds a control
-    character, such as a newline."""
-    return path if path.isprintable() else json.dumps(path, ensure_ascii=False)
 
 
 def withhold_secrets(

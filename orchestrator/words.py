@@ -11,7 +11,7 @@ from __future__ import annotations
 import unicodedata
 from typing import Final
 
-__all__ = ["echo", "has_visible", "one_line", "plural", "quoted"]
+__all__ = ["echo", "git_quoted", "has_visible", "one_line", "plural", "quoted"]
 
 
 def plural(count: int, word: str, words: str | None = None) -> str:
@@ -62,3 +62,29 @@ def has_visible(text: str) -> bool:
         and unicodedata.category(ch) not in _UNSEEN_CATEGORIES
         for ch in text
     )
+
+
+_ESCAPES: Final = {
+    "\a": "\\a",
+    "\b": "\\b",
+    "\t": "\\t",
+    "\n": "\\n",
+    "\v": "\\v",
+    "\f": "\\f",
+    "\r": "\\r",
+    '"': '\\"',
+    "\\": "\\\\",
+}
+
+
+def git_quoted(name: str) -> str:
+    """`name` as git writes a path (``core.quotepath=off``: in a patch's header, in
+    ``--numstat``): in double quotes with C escapes when it holds a quote, a backslash or a
+    control character, else as it is. One style for every name the bot shows from git."""
+    if not any(ch in _ESCAPES or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name):
+        return name
+    escaped = "".join(
+        _ESCAPES.get(ch) or (f"\\{ord(ch):03o}" if ord(ch) < 0x20 or ord(ch) == 0x7F else ch)
+        for ch in name
+    )
+    return f'"{escaped}"'

@@ -34,6 +34,7 @@ import trio
 
 from orchestrator.errors import GitError
 from orchestrator.ports import NewFile, WorkspaceChanges, Worktree
+from orchestrator.words import git_quoted
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -323,7 +324,7 @@ def _look(root: Path, path: str) -> _LeftOut | _Link | _Regular:
 def _link_patch(path: str, target: str) -> NewFile:
     """The patch git shows for the link `path` added: its `target` as the content."""
     lines = target.split("\n")
-    old, new = _quoted(f"a/{path}"), _quoted(f"b/{path}")
+    old, new = git_quoted(f"a/{path}"), git_quoted(f"b/{path}")
     span = "1" if len(lines) == 1 else f"1,{len(lines)}"
     patch = (
         f"diff --git {old} {new}\nnew file mode 120000\n--- /dev/null\n+++ {new}\n"
@@ -332,28 +333,3 @@ def _link_patch(path: str, target: str) -> NewFile:
         + "\\ No newline at end of file\n"
     )
     return NewFile(path=path, added=len(lines), patch=patch)
-
-
-_ESCAPES: Final = {
-    "\a": "\\a",
-    "\b": "\\b",
-    "\t": "\\t",
-    "\n": "\\n",
-    "\v": "\\v",
-    "\f": "\\f",
-    "\r": "\\r",
-    '"': '\\"',
-    "\\": "\\\\",
-}
-
-
-def _quoted(name: str) -> str:
-    """`name` as git writes it in a patch's header (``core.quotepath=off``): in double
-    quotes with C escapes when it holds a quote, a backslash or a control character."""
-    if not any(ch in _ESCAPES or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name):
-        return name
-    escaped = "".join(
-        _ESCAPES.get(ch) or (f"\\{ord(ch):03o}" if ord(ch) < 0x20 or ord(ch) == 0x7F else ch)
-        for ch in name
-    )
-    return f'"{escaped}"'

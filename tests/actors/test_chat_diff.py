@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 
-from actors.chat_diff import NO_CHANGES, NO_GIT, NOT_A_REPOSITORY, show_diff
+from actors.chat_diff import NO_CHANGES, NO_GIT, NOT_A_REPOSITORY, diff_summary, show_diff
 from orchestrator.errors import GitError
 from orchestrator.ports import NewFile, WorkspaceChanges
 from tests.fakes.git import FakeGit
@@ -169,3 +169,24 @@ async def test_diff_without_git_or_refused_by_git_says_so(tmp_path: Path) -> Non
         NO_GIT,
         "git could not show the changes: detected dubious ownership in repository",
     ]
+
+
+def test_odd_names_are_shown_in_git_s_own_quoting_tracked_or_new() -> None:
+    """git quotes a tracked file's name in ``--numstat`` (C escapes in double quotes); a new
+    file's name is quoted the same way, so one list never shows two styles. A name without a
+    quote, backslash or control character is shown as it is, non-ASCII included."""
+    odd = 'say "hi"\tnow.txt'
+    numstat = '1\t0\t"say \\"hi\\"\\tnow.txt"\n'  # as git prints it with core.quotepath=off
+    new_files = (
+        NewFile(path=f"new {odd}", added=1, patch="+x\n"),
+        NewFile(path="노트.txt", added=1, patch="+y\n"),
+        NewFile(path="bell\a.txt", added=1, patch="+z\n"),
+    )
+    summary, count = diff_summary(numstat, new_files)
+    assert summary.splitlines()[:4] == [
+        '+1 -0  "say \\"hi\\"\\tnow.txt"',
+        'new  +1  "new say \\"hi\\"\\tnow.txt"',
+        "new  +1  노트.txt",
+        'new  +1  "bell\\a.txt"',
+    ]
+    assert count == 4
