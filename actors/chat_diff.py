@@ -26,7 +26,6 @@ import msgspec
 
 from orchestrator import disk
 from orchestrator.errors import GitError
-from orchestrator.ports import NewFile
 from orchestrator.words import git_quoted, plural
 from orchestrator.workspace_files import identities, is_env_file, is_own
 
@@ -34,6 +33,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from actors.chat import Chat
+    from orchestrator.ports import NewFile
 
 __all__ = ["NOT_A_REPOSITORY", "diff_summary", "show_diff"]
 
@@ -142,8 +142,9 @@ async def show_diff(chat: Chat) -> None:
     if changes is None:
         await chat.out.say(NOT_A_REPOSITORY, plain=True)
         return
-    named = changes.new_files or tuple(NewFile(path=path) for path in changes.untracked)
-    new_files = await disk.run_sync(withhold_secrets, Path(workspace), named, chat.deps.own_files)
+    new_files = await disk.run_sync(
+        withhold_secrets, Path(workspace), changes.new_files, chat.deps.own_files
+    )
     summary, count = diff_summary(changes.numstat, new_files)
     if count == 0:
         await chat.out.say(NO_CHANGES, plain=True)

@@ -451,14 +451,13 @@ class WorkspaceChanges(msgspec.Struct, frozen=True, kw_only=True):
     """What changed in a working directory since its last commit, as ``/diff`` shows it.
 
     `since_commit` is False in a repository without commits (all of it counts as added);
-    `numstat` and `patch` are ``git diff``'s outputs for the tracked files, `untracked` the
-    files git does not track yet (and does not ignore), and `new_files` those same files
-    with their own patches (or why one was left out), in the same order."""
+    `numstat` and `patch` are ``git diff``'s outputs for the tracked files, and `new_files`
+    the files git does not track yet (and does not ignore), each with its own patch (or why
+    it was left out), in git's order."""
 
     since_commit: bool
     numstat: str
     patch: str
-    untracked: tuple[str, ...] = ()
     new_files: tuple[NewFile, ...] = ()
 
 

@@ -152,7 +152,6 @@ class GitCli:
             since_commit=base == "HEAD",
             numstat=numstat,
             patch=patch,
-            untracked=untracked,
             new_files=await self._new_files(folder, untracked, safe, room),
         )
 

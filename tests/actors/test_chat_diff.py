@@ -68,7 +68,6 @@ async def test_diff_says_what_changed_and_sends_the_patch(tmp_path: Path) -> Non
         since_commit=True,
         numstat="2\t1\tsrc/app.py\n-\t-\tlogo.png\n",
         patch="--- a/src/app.py\n+++ b/src/app.py\n",
-        untracked=("notes.txt",),
         new_files=(NewFile(path="notes.txt", added=2, patch=NOTES_PATCH),),
     )
     await show_diff(cast("Any", chat))
@@ -110,7 +109,6 @@ async def test_new_env_files_and_the_bots_own_files_stay_out_of_the_patch(
         since_commit=True,
         numstat="",
         patch="",
-        untracked=("copy.toml", "deploy/.env.production", "notes.txt"),
         new_files=(
             _added("copy.toml", "allowed_users = [1]"),
             _added("deploy/.env.production", "API_KEY=hunter2"),

@@ -101,13 +101,13 @@ async def test_changes_run_no_program_the_repository_names(tmp_path: Path) -> No
     fresh = await git.changes(work)
     assert fresh is not None
     assert not fresh.since_commit  # no commit yet: against the empty tree
-    assert fresh.untracked == ("new.txt",)
+    assert [new.path for new in fresh.new_files] == ["new.txt"]
 
     git_in(work, "add", "new.txt")
     git_in(work, "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "x")
     clean = await git.changes(work)
     assert clean is not None
-    assert (clean.since_commit, clean.numstat, clean.patch, clean.untracked) == (True, "", "", ())
+    assert (clean.since_commit, clean.numstat, clean.patch, clean.new_files) == (True, "", "", ())
 
     marks = tmp_path / "ran"
     (work / ".gitattributes").write_text("* filter=evil diff=evil\n")
@@ -118,4 +118,4 @@ async def test_changes_run_no_program_the_repository_names(tmp_path: Path) -> No
     assert changed is not None
     assert changed.numstat == "1\t0\tnew.txt\n"
     assert "+second\n" in changed.patch
-    assert changed.untracked == (".gitattributes",)
+    assert [new.path for new in changed.new_files] == [".gitattributes"]
