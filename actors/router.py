@@ -14,6 +14,9 @@
   getUpdates batch fits, so a burst the chat takes in milliseconds is never shed); when one is
   full (the chat hangs) the router sheds the message and tells the user the bot is busy, once
   per `BUSY_INTERVAL`, not once per message.
+- **Groups.** With ``telegram.group_requests = "addressed"``, an allowed user's group message
+  runs only when it is for the bot: a mention, a reply to the bot, a command (and the other
+  photos of an album whose caption was); the rest is the members' talk, ignored.
 - **Buttons.** A press goes to the chat actor of the presser's own session key, so a press on
   someone else's approval prompt cannot decide it (that chat does not know the token).
 """
@@ -71,6 +74,9 @@ BUSY_INTERVAL: Final = 60.0
 REFUSAL_INTERVAL: Final = 3600.0
 """Seconds between two refusals to the same stranger: one answer, never a conversation."""
 
+ALBUMS_REMEMBERED: Final = 256
+"""Albums addressed to the bot whose later parts are let through (`_Router.for_the_bot`)."""
+
 RESET_NOTICE_GRACE: Final = 5.0
 """Seconds to tell a user their session was reset, even while the router is being cancelled."""
 
@@ -121,6 +127,9 @@ class _Router:
         self.refusals = OncePer[int](REFUSAL_INTERVAL)
         self.busy_told = OncePer[SessionKey](BUSY_INTERVAL)
         self.generations = 0
+        self.albums: dict[str, None] = {}
+        """Albums whose captioned part was addressed to the bot (the newest
+        `ALBUMS_REMEMBERED`): their other parts are too (`for_the_bot`)."""
 
     async def route(self, message: RouterMsg) -> None:
         """Hand `message` to its chat, or answer it here; either way its ``handled`` event
@@ -166,10 +175,29 @@ class _Router:
                 quoting=message.message_id if group else None,
             )
             return False
+        if not self.for_the_bot(message):
+            self.stats.ignored += 1  # the members' talk, not a request (telegram.group_requests)
+            return False
         key = SessionKey(
             chat_id=message.chat_id, user_id=message.user_id, thread_id=message.thread_id
         )
         return await self.deliver(key, message)
+
+    def for_the_bot(self, message: InboundMessage) -> bool:
+        """Whether an allowed user's group message is a request: with ``group_requests =
+        "addressed"``, only one addressed to the bot, or another part of an album whose
+        captioned part was (Telegram sends each photo of an album as a message, the caption
+        on the first)."""
+        if self.deps.config.telegram.group_requests == "all":
+            return True
+        album = message.media_group_id
+        if not message.addressed:
+            return album is not None and album in self.albums
+        if album is not None:
+            self.albums[album] = None
+            while len(self.albums) > ALBUMS_REMEMBERED:
+                del self.albums[next(iter(self.albums))]
+        return True
 
     async def on_callback(self, press: InboundCallback) -> bool:
         """Whether a chat took `press` (it then marks it handled)."""

@@ -152,6 +152,12 @@ class TelegramConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=
     rate_limit: float = 30.0
     chat_spacing: bool = True
     retry_backoff_max: float = 60.0
+    group_requests: Literal["all", "addressed"] = "all"
+    """Which messages of allowed users in a group run: ``all`` of them, as in a private chat,
+    or only those ``addressed`` to the bot (a mention of it, a reply to one of its messages,
+    a command). Under Telegram's privacy mode (the default) the bot gets only the latter
+    anyway; a bot that reads everything (privacy off, or an admin) needs ``addressed`` to
+    leave the members' talk alone."""
     polling: PollingConfig = PollingConfig()
 
 

@@ -192,6 +192,10 @@ class InboundMessage(_RouterBase, frozen=True, kw_only=True, tag="message"):
     media_group_id: str | None = None
     """The album this message belongs to: Telegram sends an album's photos as one message
     each, with the same id (and the caption, if any, on one of them)."""
+    addressed: bool = True
+    """In a group: the message is for the bot (it mentions the bot, replies to one of its
+    messages, or is a command to it); always True in a private chat
+    (``telegram.group_requests``)."""
 
 
 class InboundCallback(_RouterBase, frozen=True, kw_only=True, tag="callback"):

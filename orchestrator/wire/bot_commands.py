@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Final, Literal
 if TYPE_CHECKING:
     from orchestrator.wire.telegram import MessageEntity
 
-__all__ = ["parse_command", "without_mention"]
+__all__ = ["mentions", "parse_command", "without_mention"]
 
 _COMMAND_LIKE: Final = re.compile(r"/([^\s/@]*)(?:@(\w+))?")
 """A message that is one word after a slash ("/", "/статус"): meant as a command, though
@@ -61,16 +61,28 @@ def _another_bot(addressee: str, bot_username: str) -> bool:
     return bool(addressee) and addressee.lower() != bot_username.lower()
 
 
-def without_mention(text: str, entities: tuple[MessageEntity, ...], bot_username: str) -> str:
-    """`text` without the ``@OurBot`` mentions that address the bot in a group (they are not
-    part of the request); other mentions stay."""
+def mentions(text: str, entities: tuple[MessageEntity, ...], bot_username: str) -> bool:
+    """Whether `text` mentions the bot (``@OurBot``, any case)."""
+    return bool(_our_mentions(text, entities, bot_username))
+
+
+def _our_mentions(
+    text: str, entities: tuple[MessageEntity, ...], bot_username: str
+) -> list[tuple[int, int]]:
+    """The spans (UTF-16 offset, length) of the ``@OurBot`` mentions in `text`, in order."""
     ours = f"@{bot_username}".lower()
-    spans = sorted(
+    return sorted(
         (entity.offset, entity.length)
         for entity in entities
         if entity.type == "mention"
         and _utf16_slice(text, entity.offset, entity.length).lower() == ours
     )
+
+
+def without_mention(text: str, entities: tuple[MessageEntity, ...], bot_username: str) -> str:
+    """`text` without the ``@OurBot`` mentions that address the bot in a group (they are not
+    part of the request); other mentions stay."""
+    spans = _our_mentions(text, entities, bot_username)
     if not spans:
         return text
     encoded = text.encode("utf-16-le")

@@ -29,7 +29,7 @@ from orchestrator.messages import (
     RepliedTo,
     RouterMsg,
 )
-from orchestrator.wire.bot_commands import parse_command, without_mention
+from orchestrator.wire.bot_commands import mentions, parse_command, without_mention
 from orchestrator.wire.json_bodies import decode_json
 
 __all__ = [
@@ -504,6 +504,7 @@ def to_router_message(update: Update, bot_username: str) -> RouterMsg | None:
         entities = message.entities if message.text is not None else message.caption_entities
         command: str | None = None
         arguments = ""
+        mentioned = False
         quoted = quoted_from(message)
         if text is not None and quoted is not None:
             pass  # not the user's words: never a command, and kept as written
@@ -514,7 +515,16 @@ def to_router_message(update: Update, bot_username: str) -> RouterMsg | None:
             if parsed is not None:
                 command, arguments = parsed
             else:
+                mentioned = mentions(text, entities, bot_username)
                 text = without_mention(text, entities, bot_username)
+        replying = replied_to(message, bot_username) if command is None else None
+        group = message.chat.type in ("group", "supergroup")
+        addressed = (
+            not group
+            or command is not None
+            or mentioned
+            or (replying is not None and replying.by == "bot")
+        )
         sender = message.from_
         anonymous = sender is None or message.sender_chat is not None
         return InboundMessage(
@@ -533,9 +543,10 @@ def to_router_message(update: Update, bot_username: str) -> RouterMsg | None:
             content_kind=kind,
             date=message.date,
             quoted_from=quoted,
-            replied_to=replied_to(message, bot_username) if command is None else None,
+            replied_to=replying,
             attachment=attachment_of(message, kind),
             media_group_id=message.media_group_id,
+            addressed=addressed,
         )
     query = update.callback_query
     if query is not None:

@@ -9,7 +9,8 @@ import itertools
 import random
 import re
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 import pytest
@@ -1350,6 +1351,62 @@ async def test_in_a_group_every_answer_quotes_the_message_it_answers(
     assert quoted("Mode:") == [status]
     assert quoted("This bot is private") == [stranger]
     assert quoted("FAKE: in private") == [None]
+
+
+async def test_a_group_can_leave_the_members_talk_alone(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """``telegram.group_requests = "addressed"`` (a bot that reads every message of the
+    group): only a message for the bot runs, a mention, a reply to the bot or a command, and
+    the other photos of an album whose caption was; the rest runs nothing and gets no answer.
+    A private chat is not a group: everything runs there."""
+    group = -100
+    base = make_config(tmp_path)
+    telegram = msgspec.structs.replace(base.telegram, group_requests="addressed")
+    config = msgspec.structs.replace(base, telegram=telegram)
+    async with running_bot(tmp_path, config=config) as bot:
+        await bot.say(ALICE, "lunch at noon?", chat=group, addressed=False)
+        await bot.say(ALICE, "fix the tests", chat=group)  # a mention, taken out by the wire
+        await bot.wait_reply(group, "FAKE: fix the tests")
+        await bot.say(ALICE, "/status", chat=group)
+        await bot.wait_reply(group, "Mode:")
+        await bot.say(ALICE, "in private, unaddressed")
+        await bot.wait_reply(ALICE, "FAKE: in private, unaddressed")
+    runs = [m.markdown for m in bot.sent if isinstance(m, SendReply) and "FAKE" in m.markdown]
+    assert not any("lunch" in run for run in runs)
+    assert [r.event for r in bot.traces if "lunch" in (r.preview or "")] == []
+    assert bot.stats.ignored == 1
+
+
+async def test_addressed_group_requests_let_an_album_through_by_its_caption(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    group = -100
+    base = make_config(tmp_path)
+    telegram = msgspec.structs.replace(base.telegram, group_requests="addressed")
+    router_ = router._Router(
+        cast("Any", None),
+        cast("Any", SimpleNamespace(config=msgspec.structs.replace(base, telegram=telegram))),
+        frozenset({ALICE}),
+        router.RouterStatistics(),
+    )
+
+    def part(album: str | None, *, addressed: bool) -> InboundMessage:
+        return InboundMessage(
+            update_id=1,
+            chat_id=group,
+            chat_type="supergroup",
+            message_id=1,
+            user_id=ALICE,
+            media_group_id=album,
+            addressed=addressed,
+        )
+
+    assert not router_.for_the_bot(part("a1", addressed=False))  # before its caption: talk
+    assert router_.for_the_bot(part("a1", addressed=True))
+    assert router_.for_the_bot(part("a1", addressed=False))
+    assert not router_.for_the_bot(part("a2", addressed=False))
+    assert not router_.for_the_bot(part(None, addressed=False))
 
 
 async def test_in_a_group_an_approval_prompt_quotes_the_request_it_is_for(

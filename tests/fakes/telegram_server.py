@@ -225,17 +225,23 @@ def utf16_len(text: str) -> int:
 
 
 def command_entities(text: str) -> list[dict[str, Any]]:
-    """Server-side entity detection for ``/commands`` (UTF-16 offsets)."""
-    entities = []
-    for match in re.finditer(r"(?<![\w/])/[A-Za-z0-9_]{1,32}(?:@[A-Za-z0-9_]{3,32})?", text):
-        entities.append(
-            {
-                "type": "bot_command",
-                "offset": utf16_len(text[: match.start()]),
-                "length": utf16_len(match.group(0)),
-            }
-        )
-    return entities
+    """Server-side entity detection for ``/commands`` and ``@username`` mentions (UTF-16
+    offsets, in order), as Telegram marks them in what a user sends."""
+    found = [
+        ("bot_command", match)
+        for match in re.finditer(r"(?<![\w/])/[A-Za-z0-9_]{1,32}(?:@[A-Za-z0-9_]{3,32})?", text)
+    ]
+    found += [
+        ("mention", match) for match in re.finditer(r"(?<![\w@/])@[A-Za-z0-9_]{5,32}\b", text)
+    ]
+    return [
+        {
+            "type": kind,
+            "offset": utf16_len(text[: match.start()]),
+            "length": utf16_len(match.group(0)),
+        }
+        for kind, match in sorted(found, key=lambda found: found[1].start())
+    ]
 
 
 # ----------------------------------------------------------------------------- the server

@@ -11,6 +11,7 @@ from tests.fakes.telegram_server import (
     MalformedJson,
     RetryAfter,
     ServerError,
+    command_entities,
     open_fake_telegram,
 )
 
@@ -222,3 +223,14 @@ async def test_commands_get_entities_with_utf16_offsets() -> None:
         _, body = await call(client, "getUpdates")
         entity = body["result"][0]["message"]["entities"][0]
         assert entity == {"type": "bot_command", "offset": 3, "length": 13}
+
+
+def test_mentions_and_commands_are_marked_as_telegram_marks_them() -> None:
+    """A user's ``@username`` is a ``mention`` entity (5 to 32 characters after the @);
+    ``/cmd@Bot`` is one ``bot_command``, with no mention inside it; offsets in UTF-16."""
+    entities = command_entities("😀 @TestBot fix it, /mode@TestBot plan, ask @bob or @alice_x")
+    assert [(e["type"], e["offset"], e["length"]) for e in entities] == [
+        ("mention", 3, 8),
+        ("bot_command", 20, 13),
+        ("mention", 52, 8),
+    ]

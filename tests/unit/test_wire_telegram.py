@@ -516,3 +516,74 @@ def test_a_press_carries_the_text_of_its_message() -> None:
     bare = to_router_message(decode_update(raw), "OurBot")
     assert isinstance(bare, InboundCallback)
     assert bare.message_text == ""
+
+
+@pytest.mark.parametrize(
+    ("fields", "addressed"),
+    [
+        ({"text": "lunch at noon?"}, False),  # the members' talk
+        (
+            {"text": "@OurBot fix it", "entities": [{"type": "mention", "offset": 0, "length": 7}]},
+            True,
+        ),
+        (
+            {"text": "@bob fix it", "entities": [{"type": "mention", "offset": 0, "length": 4}]},
+            False,
+        ),
+        (
+            {"text": "/status", "entities": [{"type": "bot_command", "offset": 0, "length": 7}]},
+            True,
+        ),
+        (
+            {
+                "text": "and this?",
+                "reply_to_message": {
+                    "message_id": 3,
+                    "chat": {"id": 1},
+                    "from": OUR_BOT,
+                    "text": "done",
+                },
+            },
+            True,
+        ),
+        (
+            {
+                "text": "and this?",
+                "reply_to_message": {
+                    "message_id": 3,
+                    "chat": {"id": 1},
+                    "from": BOB_FROM,
+                    "text": "hi",
+                },
+            },
+            False,
+        ),
+        (  # a photo whose caption mentions the bot
+            {
+                "photo": [{"file_id": "p", "file_unique_id": "u", "width": 1, "height": 1}],
+                "caption": "@ourbot look",
+                "caption_entities": [{"type": "mention", "offset": 0, "length": 7}],
+            },
+            True,
+        ),
+        (  # someone else's words, forwarded: not a mention of the bot by this user
+            {
+                "text": "@OurBot fix it",
+                "entities": [{"type": "mention", "offset": 0, "length": 7}],
+                "forward_origin": {"type": "hidden_user", "date": 1, "sender_user_name": "X"},
+            },
+            False,
+        ),
+    ],
+)
+def test_a_group_message_says_whether_it_is_for_the_bot(
+    fields: dict[str, object], addressed: bool
+) -> None:
+    routed = to_router_message(decode_update(message_update(fields)), "OurBot")
+    assert isinstance(routed, InboundMessage)
+    assert routed.addressed is addressed
+    private = json.loads(message_update(fields))
+    private["message"]["chat"] = {"id": 42, "type": "private"}
+    alone = to_router_message(decode_update(json.dumps(private).encode()), "OurBot")
+    assert isinstance(alone, InboundMessage)
+    assert alone.addressed  # a private chat is all for the bot
