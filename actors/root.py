@@ -118,6 +118,13 @@ async def run_system(
             logger.info("connected to Telegram as @%s", identity.username)
             if not config.telegram.allowed_users:
                 logger.warning("telegram.allowed_users is empty: nobody can use this bot")
+            if identity.can_read_all_group_messages and config.telegram.group_requests == "all":
+                logger.info(
+                    "@%s reads every message of its groups (privacy mode off): each message "
+                    'of an allowed user there runs; telegram.group_requests = "addressed" runs '
+                    "only mentions, replies to the bot and commands",
+                    identity.username,
+                )
             sender_send, sender_inbox = trio.open_memory_channel[SenderMsg](SENDER_INBOX_SIZE)
             outbox, pending = await Outbox.open(state_dir / "outbox", secrets=secrets)
             async with trio.open_nursery() as edge:

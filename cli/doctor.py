@@ -498,7 +498,20 @@ async def check_telegram(ctx: DoctorContext) -> list[CheckResult]:
             me = await api.get_me()
     except TelegramError as error:
         return [_telegram_failure(error, ctx.loaded, timeout)]
-    return [CheckResult(check="telegram", status="ok", detail=f"@{me.username}")]
+    found = [CheckResult(check="telegram", status="ok", detail=f"@{me.username}")]
+    if me.can_read_all_group_messages and telegram.group_requests == "all":
+        found.append(
+            CheckResult(
+                check="groups",
+                status="warn",
+                detail=f"@{me.username} reads every message of its groups (privacy mode off): "
+                "every message of an allowed user there runs on Codex",
+                fix='set telegram.group_requests = "addressed" to run only mentions of the '
+                "bot, replies to it and commands (or turn privacy mode on with /setprivacy in "
+                "@BotFather, then add the bot to the group again)",
+            )
+        )
+    return found
 
 
 def _telegram_failure(error: TelegramError, loaded: LoadedConfig, timeout: float) -> CheckResult:

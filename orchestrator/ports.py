@@ -59,6 +59,9 @@ class BotIdentity(msgspec.Struct, frozen=True, kw_only=True):
     id: int
     username: str
     first_name: str = ""
+    can_read_all_group_messages: bool = False
+    """Privacy mode is off: the bot gets every message of its groups, not only those for it
+    (an admin bot gets them all too, which ``getMe`` does not say)."""
 
 
 class TelegramFiles(Protocol):

@@ -251,6 +251,8 @@ class FakeTelegram:
     def __init__(self, token: str, bot_username: str) -> None:
         self.token = token
         self.bot_username = bot_username
+        self.reads_all_group_messages = False
+        """``getMe``'s ``can_read_all_group_messages``: privacy mode off."""
         self.base_url = ""
         self.calls: list[Call] = []
         self.updates: list[tuple[int, bytes]] = []
@@ -480,7 +482,15 @@ class FakeTelegram:
 
     async def _m_getme(self, params: dict[str, Any]) -> bytes:
         return json.dumps(
-            {"id": 4242, "is_bot": True, "first_name": "Test", "username": self.bot_username}
+            {
+                "id": 4242,
+                "is_bot": True,
+                "first_name": "Test",
+                "username": self.bot_username,
+                "can_join_groups": True,
+                "can_read_all_group_messages": self.reads_all_group_messages,
+                "supports_inline_queries": False,
+            }
         ).encode()
 
     async def _m_deletewebhook(self, params: dict[str, Any]) -> bytes:

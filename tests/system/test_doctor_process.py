@@ -92,3 +92,32 @@ async def test_doctor_reports_the_bot_when_telegram_accepts(tmp_path: Path) -> N
     assert "@TestBot" in telegram
     assert code == 1  # codex.command does not exist
     assert " FAIL " in row(output, "codex command")
+
+
+async def test_doctor_warns_when_the_bot_reads_every_group_message(tmp_path: Path) -> None:
+    """Privacy mode off (``getMe``): with the default ``group_requests = "all"`` every word of
+    an allowed member in a group would run, so doctor says how to run only what is for the
+    bot; with ``"addressed"`` it has nothing to say."""
+    with trio.fail_after(CEILING):
+        async with open_fake_telegram(TOKEN) as tg:
+            tg.reads_all_group_messages = True
+            path = config(tmp_path, tg.base_url)
+            _, output = await run_cli(
+                ["doctor", "--config", str(path)],
+                cwd=tmp_path,
+                env=cli_environment(TELEGRAM_BOT_TOKEN=TOKEN),
+            )
+            addressed = path.read_text().replace(
+                "[telegram]\n", '[telegram]\ngroup_requests = "addressed"\n'
+            )
+            path.write_text(addressed)
+            _, quiet = await run_cli(
+                ["doctor", "--config", str(path)],
+                cwd=tmp_path,
+                env=cli_environment(TELEGRAM_BOT_TOKEN=TOKEN),
+            )
+    groups = row(output, "groups")
+    assert " warn " in groups
+    assert "@TestBot reads every message of its groups" in groups
+    assert 'telegram.group_requests = "addressed"' in output
+    assert not [line for line in quiet.splitlines() if line.startswith("groups ")]
