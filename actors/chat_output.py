@@ -36,6 +36,7 @@ from orchestrator.messages import (
     SendReply,
     UpdateLive,
 )
+from orchestrator.recent import Recent
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -74,7 +75,7 @@ class ChatOutput:
     """Writes a reply's reserved outbox entry while the sender already has the reply, and
     syncs it (the chat: `actors.chat_sync.SyncBehind`); None: every entry is on disk and
     fsync'd before its reply is handed over."""
-    keyboards: dict[str, Keyboard] = field(default_factory=dict)
+    keyboards: Recent[str, Keyboard] = field(default_factory=lambda: Recent(KEYBOARDS_KEPT))
     """The buttons of the replies said with a `keyboard_slot`, by slot (the last
     `KEYBOARDS_KEPT`): what `change_buttons` starts from."""
 
@@ -95,9 +96,7 @@ class ChatOutput:
         (the outbox) before it is handed over; a disk that refuses leaves it to the sender
         (which says so)."""
         if keyboard_slot:
-            self.keyboards[keyboard_slot] = keyboard
-            while len(self.keyboards) > KEYBOARDS_KEPT:
-                del self.keyboards[next(iter(self.keyboards))]
+            self.keyboards.remember(keyboard_slot, keyboard)
         reply = SendReply(
             chat_id=self.key.chat_id,
             thread_id=self.key.thread_id,

@@ -44,6 +44,7 @@ from orchestrator.messages import (
     SessionKey,
     TraceRecord,
 )
+from orchestrator.recent import Recent
 from orchestrator.throttle import OncePer
 from orchestrator.topic_bindings import TopicBindings
 
@@ -127,7 +128,7 @@ class _Router:
         self.refusals = OncePer[int](REFUSAL_INTERVAL)
         self.busy_told = OncePer[SessionKey](BUSY_INTERVAL)
         self.generations = 0
-        self.albums: dict[str, None] = {}
+        self.albums = Recent[str, None](ALBUMS_REMEMBERED)
         """Albums whose captioned part was addressed to the bot (the newest
         `ALBUMS_REMEMBERED`): their other parts are too (`for_the_bot`)."""
 
@@ -194,9 +195,7 @@ class _Router:
         if not message.addressed:
             return album is not None and album in self.albums
         if album is not None:
-            self.albums[album] = None
-            while len(self.albums) > ALBUMS_REMEMBERED:
-                del self.albums[next(iter(self.albums))]
+            self.albums.remember(album, None)
         return True
 
     async def on_callback(self, press: InboundCallback) -> bool:

@@ -34,8 +34,9 @@ if TYPE_CHECKING:
     from actors.telegram_sender import SenderStatistics
     from orchestrator.messages import CloseLive, Keyboard, SendReply, UpdateLive
     from orchestrator.ports import ParseMode, TelegramApi
+    from orchestrator.recent import Recent
 
-__all__ = ["Deliveries", "GiveUp", "fit"]
+__all__ = ["KEYBOARDS_REMEMBERED", "Deliveries", "GiveUp", "fit"]
 
 logger: Final = logging.getLogger("actors.telegram_sender")  # one logger for the sender
 
@@ -57,7 +58,7 @@ class Deliveries:
     max_chunks: int
     outbox: Outbox | None
     stats: SenderStatistics
-    keyboards: dict[tuple[int, str], int]
+    keyboards: Recent[tuple[int, str], int]
     """(chat, `SendReply.keyboard_slot`) → the message that carries the reply's buttons."""
 
     async def _in_chat(self, lane: Lane, call: Callable[[int], Awaitable[T]], *, preview: str) -> T:
@@ -109,11 +110,8 @@ class Deliveries:
                 await outbox.mark_delivered(entry, number + 1)
 
     def _remember_keyboard(self, lane: Lane, reply: SendReply, message_id: int) -> None:
-        if not reply.keyboard_slot:
-            return
-        self.keyboards[lane.chat_id, reply.keyboard_slot] = message_id
-        while len(self.keyboards) > KEYBOARDS_REMEMBERED:
-            del self.keyboards[next(iter(self.keyboards))]
+        if reply.keyboard_slot:
+            self.keyboards.remember((lane.chat_id, reply.keyboard_slot), message_id)
 
     async def _change_buttons(self, lane: Lane, close: CloseLive) -> None:
         """`close.keyboard` under the reply remembered as `close.slot` (or `close.message_id`);

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Final, TypeVar, assert_never
 
 import trio
 
-from actors.telegram_deliveries import Deliveries, GiveUp
+from actors.telegram_deliveries import KEYBOARDS_REMEMBERED, Deliveries, GiveUp
 from actors.telegram_flood_control import (
     GLOBAL_RATE,
     Lane,
@@ -72,6 +72,7 @@ from orchestrator.messages import (
     UpdateLive,
 )
 from orchestrator.outage import Outage
+from orchestrator.recent import Recent
 from orchestrator.redaction import redact_outbound
 from orchestrator.rendering import render_plain
 from orchestrator.supervision import backoff_delay
@@ -231,7 +232,7 @@ class _Sender(Deliveries):
         self.stats = stats
         self.lanes: dict[int, Lane] = {}
         self.migrated: dict[int, int] = {}
-        self.keyboards = {}
+        self.keyboards = Recent[tuple[int, str], int](KEYBOARDS_REMEMBERED)
         self.limiter = RateLimiter(global_rate)
         self.strangers = StrangerGate()
         self.unsaved_told = OncePer[int](UNSAVED_NOTICE_INTERVAL)
