@@ -188,35 +188,31 @@ class FakeTelegramApi:
         parse_mode: ParseMode = None,
         keyboard: Keyboard = (),
     ) -> None:
-        await self._leg()
-        call = Call(
-            "editMessageText",
-            trio.current_time(),
-            chat_id=chat_id,
-            text=text,
-            message_id=message_id,
-            keyboard=keyboard,
-        )
-        self._record(call)
-        if message_id not in self.messages[chat_id]:
-            raise TelegramBadRequest("Bad Request: message to edit not found", 400)
-        self.messages[chat_id][message_id] = text
-        await self._leg()
+        await self._edit("editMessageText", chat_id, message_id, keyboard, text)
 
     async def edit_message_reply_markup(
         self, chat_id: int, message_id: int, *, keyboard: Keyboard = ()
     ) -> None:
+        await self._edit("editMessageReplyMarkup", chat_id, message_id, keyboard, None)
+
+    async def _edit(
+        self, method: str, chat_id: int, message_id: int, keyboard: Keyboard, text: str | None
+    ) -> None:
+        """An edit of a sent message: its text (None: kept) and its buttons, recorded."""
         await self._leg()
         call = Call(
-            "editMessageReplyMarkup",
+            method,
             trio.current_time(),
             chat_id=chat_id,
+            text=text or "",
             message_id=message_id,
             keyboard=keyboard,
         )
         self._record(call)
         if message_id not in self.messages[chat_id]:
             raise TelegramBadRequest("Bad Request: message to edit not found", 400)
+        if text is not None:
+            self.messages[chat_id][message_id] = text
         await self._leg()
 
     async def delete_message(self, chat_id: int, message_id: int) -> None:

@@ -630,33 +630,27 @@ class FakeTelegram:
     async def _m_editmessagetext(self, params: dict[str, Any]) -> bytes:
         chat_id = self._target(params)
         visible = self._visible(params.get("text"), params.get("parse_mode"))
-        markup = self._markup(params)
-        stored = self.chats[chat_id].get(int(params.get("message_id", 0)))
-        if stored is None or stored.deleted:
-            raise ApiError(400, "Bad Request: message to edit not found")
-        if stored.text == visible and (stored.reply_markup or None) == (
-            markup if markup and markup.get("inline_keyboard") else None
-        ):
-            raise ApiError(400, NOT_MODIFIED)
-        self._flood(chat_id)
-        stored.text = visible
-        stored.reply_markup = markup if markup and markup.get("inline_keyboard") else None
-        stored.edits += 1
-        return json.dumps({"message_id": stored.message_id, "text": visible}).encode()
+        return self._edit(chat_id, params, visible)
 
     async def _m_editmessagereplymarkup(self, params: dict[str, Any]) -> bytes:
-        chat_id = self._target(params)
+        return self._edit(self._target(params), params, None)
+
+    def _edit(self, chat_id: int, params: dict[str, Any], text: str | None) -> bytes:
+        """Edit a stored message: its text (None: kept) and its buttons (none without
+        ``reply_markup``); the same text and buttons again are "not modified"."""
         markup = self._markup(params)
         keyboard = markup if markup and markup.get("inline_keyboard") else None
         stored = self.chats[chat_id].get(int(params.get("message_id", 0)))
         if stored is None or stored.deleted:
             raise ApiError(400, "Bad Request: message to edit not found")
-        if (stored.reply_markup or None) == keyboard:
+        text = stored.text if text is None else text
+        if stored.text == text and (stored.reply_markup or None) == keyboard:
             raise ApiError(400, NOT_MODIFIED)
         self._flood(chat_id)
+        stored.text = text
         stored.reply_markup = keyboard
         stored.edits += 1
-        return json.dumps({"message_id": stored.message_id, "text": stored.text}).encode()
+        return json.dumps({"message_id": stored.message_id, "text": text}).encode()
 
     async def _m_deletemessage(self, params: dict[str, Any]) -> bytes:
         chat_id = self._target(params)
