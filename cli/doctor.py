@@ -28,6 +28,7 @@ from typing import Final, Literal
 
 import msgspec
 
+from cli.doctor_telegram import group_warning, telegram_failure
 from orchestrator.config import (
     DEFAULT_APP_SERVER_COMMAND,
     DEFAULT_CODEX_COMMAND,
@@ -37,13 +38,7 @@ from orchestrator.config import (
     token_error,
     worker_environment,
 )
-from orchestrator.errors import (
-    ConfigError,
-    TelegramError,
-    TelegramRetryAfter,
-    TelegramTransientError,
-    TelegramUnauthorized,
-)
+from orchestrator.errors import ConfigError, TelegramError
 from orchestrator.redaction import redact
 from orchestrator.wire.codex_app_server import CODEX_APP_SERVER_VERSION
 from orchestrator.wire.codex_mcp import CODEX_MCP_VERSION
@@ -497,55 +492,16 @@ async def check_telegram(ctx: DoctorContext) -> list[CheckResult]:
         ) as api:
             me = await api.get_me()
     except TelegramError as error:
-        return [_telegram_failure(error, ctx.loaded, timeout)]
+        detail, fix = telegram_failure(
+            error, telegram.api_base_url, ctx.loaded.token_source, timeout
+        )
+        return [CheckResult(check="telegram", status="FAIL", detail=detail, fix=fix)]
     found = [CheckResult(check="telegram", status="ok", detail=f"@{me.username}")]
-    if me.can_read_all_group_messages and telegram.group_requests == "all":
-        found.append(
-            CheckResult(
-                check="groups",
-                status="warn",
-                detail=f"@{me.username} reads every message of its groups (privacy mode off): "
-                "every message of an allowed user there runs on Codex",
-                fix='set telegram.group_requests = "addressed" to run only mentions of the '
-                "bot, replies to it and commands (or turn privacy mode on with /setprivacy in "
-                "@BotFather, then add the bot to the group again)",
-            )
-        )
+    warning = group_warning(me, telegram.group_requests)
+    if warning is not None:
+        detail, fix = warning
+        found.append(CheckResult(check="groups", status="warn", detail=detail, fix=fix))
     return found
-
-
-def _telegram_failure(error: TelegramError, loaded: LoadedConfig, timeout: float) -> CheckResult:
-    """Say which of unreachable, rejected token, wrong URL or a failing server it was."""
-    url = loaded.config.telegram.api_base_url
-    code = error.error_code
-    description = error.description
-    network_fix = (
-        f"check the network, a proxy (HTTPS_PROXY) or firewall, and telegram.api_base_url ({url})"
-    )
-    if isinstance(error, TelegramUnauthorized):
-        detail = "Telegram rejected the token (401 Unauthorized)"
-        fix = (
-            f"copy the token again from @BotFather (/mybots → API Token) into {loaded.token_source}"
-        )
-    elif isinstance(error, TelegramRetryAfter):
-        detail = f"Telegram asks to wait {error.retry_after:g} s (429 Too Many Requests)"
-        fix = "run doctor again after that; is another copy of the bot running?"
-    elif isinstance(error, TelegramTransientError) and code >= 500:
-        detail = f"{url} answered {code} ({description})"
-        fix = "the Bot API server is failing: try again later, or check telegram.api_base_url"
-    elif isinstance(error, TelegramTransientError) and "timed out" in description:
-        detail = f"no answer from {url} within {timeout:g} s ({description})"
-        fix = network_fix
-    elif isinstance(error, TelegramTransientError):
-        detail = f"cannot reach {url} ({description})"
-        fix = network_fix
-    elif code == 404:
-        detail = f"{url} answered 404 Not Found to getMe"
-        fix = f"check telegram.api_base_url ({url}) and that the token is the one @BotFather gave"
-    else:
-        detail = f"Telegram refused getMe: {code} {description}"
-        fix = f"check the token and telegram.api_base_url ({url})"
-    return CheckResult(check="telegram", status="FAIL", detail=detail, fix=fix)
 
 
 CHECKS: list[Check] = [
