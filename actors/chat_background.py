@@ -2,8 +2,9 @@
 
 After every completed turn the app-server edge lists the thread's background terminals (a
 command handed back to the model after about 10 s keeps running when the turn completes) and
-the answer names them (``JobDone.background``). The result then carries a button, "⏹ Stop
-background commands": a press stops what the conversation's thread left running
+the job says which (``JobDone.background``). Only the developer's are left running, as its
+work may need them (a server to try); the result names them (`background_note`) and carries
+a button, "⏹ Stop background commands": a press stops what the conversation's thread left running
 (``thread/backgroundTerminals/clean`` through the pool) and answers with the commands it
 stopped. A stale press gets a plain answer: nothing ran any more (stopped by ``/cancel``,
 ``/new`` or an earlier press), or the worker that ran them is gone (its whole tree was
@@ -14,6 +15,10 @@ session), the conversation's Stop buttons go from their results, which keep thei
 their other buttons (`forget_stop_buttons`). Best effort: the results this chat actor sent
 (`actors.chat_output.KEYBOARDS_KEPT`; the actor ends after ``sessions.idle_ttl`` or with the
 bot); an older one keeps its button, whose press then says nothing runs any more.
+
+What the selector, the planner and the reviewer leave running is stopped as soon as their
+call ends (`actors.role_caller`): their threads are never continued, so nothing could stop it
+later but a restart of their worker.
 """
 
 from __future__ import annotations
@@ -24,11 +29,14 @@ from actors.chat_approvals import stop_data
 from orchestrator.messages import Button, TraceRecord
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from actors.chat import Chat
     from orchestrator.messages import InboundCallback, Keyboard
 
 __all__ = [
     "STOP_BUTTON",
+    "background_note",
     "forget_stop_buttons",
     "press",
     "stop_keyboard",
@@ -49,6 +57,18 @@ BUSY: Final = "A request is running now; press Stop again once it ends, or /canc
 
 
 _SLOT_PREFIX: Final = "stop-"
+
+
+def background_note(commands: Sequence[str]) -> str:
+    """The lines added to a result whose developer turn left `commands` running."""
+    shown = ", ".join(f"`{command[:80]}`" for command in commands[:3])
+    more = f" and {len(commands) - 3} more" if len(commands) > 3 else ""
+    them = "it" if len(commands) == 1 else "them"
+    return (
+        f"\n\n⏳ Still running in the background: {shown}{more}. The Stop button or /cancel "
+        f"stops {them}; so do /new, a switch of profile, branch or session, and a restart of "
+        "the bot."
+    )
 
 
 def stop_keyboard(token: str) -> Keyboard:

@@ -29,7 +29,7 @@ import msgspec
 import trio
 
 from actors.chat_approvals import APPROVAL_BUFFER, cancel_data, diff_data
-from actors.chat_background import stop_keyboard, stop_slot
+from actors.chat_background import background_note, stop_keyboard, stop_slot
 from actors.chat_progress import Progress, follow_progress, live_text
 from actors.chat_texts import format_duration, thread_line
 from actors.role_caller import PoolRoleCaller
@@ -183,8 +183,9 @@ class Completed(msgspec.Struct, frozen=True, kw_only=True):
     result: WorkflowResult
     moved: bool = False
     """The pool had to continue the conversation on a fresh Codex thread."""
-    background: bool = False
-    """The developer's last turn left commands running (the result gets a Stop button)."""
+    background: tuple[str, ...] = ()
+    """Commands the developer's last turn left running (the result names them and gets a
+    Stop button)."""
 
 
 class CancelledByUser(msgspec.Struct, frozen=True, kw_only=True):
@@ -441,6 +442,8 @@ async def _report(request: Request, outcome: RequestOutcome, out: ChatOutput, fo
             # The answer first: under per-chat spacing, closing the progress message
             # first held every result back by a second (bench/flood.py).
             text = _final_text(result, request.progress.files)
+            if outcome.background:
+                text += background_note(outcome.background)
             if outcome.moved:
                 text += f"\n\n{MOVED_NOTE}"
             if result.error is None and request.progress.live_shown:

@@ -8,10 +8,16 @@ pool, and how a role becomes a `CodexJob`.
 - A request's images (a photo) go with every call of it: each role judges what it shows.
 - The developer's job carries the conversation summary as its context preamble: the pool
   puts it before the prompt only when the thread cannot be continued.
+- Commands a selector, planner or reviewer turn left running (``codex app-server`` hands a
+  long command back to the model and keeps it running) are stopped as soon as the call ends:
+  their threads are never continued, so nothing else would stop them before their worker
+  restarts. The developer's stay: the result names them and offers a Stop button
+  (`actors.chat_background`).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Final, final
 
 from orchestrator.messages import CodexJob, JobDone, JobFailed
@@ -26,6 +32,8 @@ if TYPE_CHECKING:
     from orchestrator.workflow_types import Role
 
 __all__ = ["PREAMBLE_HEADER", "PoolRoleCaller", "job_for_role"]
+
+logger: Final = logging.getLogger(__name__)
 
 PREAMBLE_HEADER: Final = (
     "Context: this continues an earlier conversation whose Codex session is no longer "
@@ -99,8 +107,8 @@ class PoolRoleCaller:
         self._progress = progress
         self._approvals = approvals
         self.moved = False
-        self.background = False
-        """The developer's last call left commands running."""
+        self.background: tuple[str, ...] = ()
+        """Commands the developer's last call left running."""
         self.last_worker: int | None = None
 
     async def call_role(
@@ -133,7 +141,15 @@ class PoolRoleCaller:
                 if outcome.moved and role == "developer":
                     self.moved = True
                 if role == "developer":
-                    self.background = bool(outcome.background)
+                    self.background = outcome.background
+                elif outcome.background:
+                    stopped = await self._pool.release(outcome.thread_id, outcome.worker_id)
+                    logger.info(
+                        "stopped %d command(s) the %s left running: %s",
+                        len(stopped),
+                        role,
+                        ", ".join(stopped)[:200],
+                    )
                 return RoleSucceeded(
                     text=outcome.text,
                     thread_id=outcome.thread_id,

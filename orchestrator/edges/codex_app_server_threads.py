@@ -11,7 +11,8 @@ instructions differ from those its thread has sends them ahead of the prompt
 (`instructions_preamble`).
 
 It also owns the commands a turn left running: listing them after a completed turn
-(the answer names them, `background_note`) and stopping them
+(`JobDone.background`; the chat words them, as only it knows what the thread is for) and
+stopping them
 (``thread/backgroundTerminals/clean``, and after a cancel the commands that escaped the
 server's tree). The turns, the process and its tree stay with
 `CodexAppServer`; the wire types are in `orchestrator.wire.codex_app_server`.
@@ -40,7 +41,7 @@ from orchestrator.wire.codex_app_server import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Mapping, Sequence
+    from collections.abc import Awaitable, Callable, Mapping
 
     from orchestrator.edges.jsonrpc_lines import LineRpc
     from orchestrator.messages import CodexJob, JobDone
@@ -51,7 +52,6 @@ __all__ = [
     "ORPHAN_CHECKS",
     "ORPHAN_INTERVAL",
     "AppServerThreads",
-    "background_note",
     "instructions_preamble",
 ]
 
@@ -238,16 +238,15 @@ class AppServerThreads:
                 return
 
     async def with_background(self, done: JobDone, *, on_running: Callable[[], object]) -> JobDone:
-        """`done`, its text saying which commands still run after the turn; `on_running` is
-        called first when there are any (they may outlive the process: remember their pids)."""
+        """`done` with the commands still running after the turn (`JobDone.background`);
+        `on_running` is called first when there are any (they may outlive the process:
+        remember their pids)."""
         with trio.move_on_after(BACKGROUND_LIST_TIMEOUT):
             running = await self.background_terminals(done.thread_id)
             if running:
                 on_running()
                 commands = tuple(command_text(terminal.command) for terminal in running)
-                return msgspec.structs.replace(
-                    done, text=done.text + background_note(running), background=commands
-                )
+                return msgspec.structs.replace(done, background=commands)
         return done
 
 
@@ -257,16 +256,4 @@ def instructions_preamble(instructions: str, prompt: str) -> str:
     return (
         "<developer_instructions>\nFrom now on, follow these instructions (they replace "
         f"earlier ones):\n{instructions}\n</developer_instructions>\n\n{prompt}"
-    )
-
-
-def background_note(running: Sequence[BackgroundTerminal]) -> str:
-    """The line added to an answer when commands still run after the turn."""
-    shown = ", ".join(f"`{command_text(t.command)[:80]}`" for t in running[:3])
-    more = f" and {len(running) - 3} more" if len(running) > 3 else ""
-    them = "it" if len(running) == 1 else "them"
-    return (
-        f"\n\n⏳ Still running in the background: {shown}{more}. The Stop button or /cancel "
-        f"stops {them}; so do /new, a switch of profile, branch or session, and a restart of "
-        "the bot."
     )

@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING
 import msgspec
 import trio
 
-from actors.chat_background import NOTHING_LEFT, STOP_BUTTON, WORKER_GONE
+from actors.chat_background import NOTHING_LEFT, STOP_BUTTON, WORKER_GONE, background_note
 from actors.chat_model import NEEDS_APP_SERVER
 from actors.chat_steer import ADD_BUTTON, ADDED, ENDED_BEFORE, WITHDRAWN
 from orchestrator.config import Config, Profile
 from orchestrator.messages import Button, CloseLive, Keyboard, SendReply, SessionKey
 from orchestrator.ports import RateLimits, RateLimitWindow
-from tests.actors.test_chats import ALICE, Bot, make_config, running_bot
+from tests.actors.test_chats import ALICE, Bot, make_config, plan_fakes, running_bot
 from tests.fakes.codex_process import FakeProcesses
 
 if TYPE_CHECKING:
@@ -279,6 +279,51 @@ async def test_the_stop_button_stops_what_a_turn_left_running(
         await bot.say(ALICE, "plain")
         await bot.wait_reply(ALICE, "FAKE: plain")
         assert reply_buttons(bot, "FAKE: plain") == []  # nothing left running: no button
+
+
+def test_background_note_names_three_commands_and_counts_the_rest() -> None:
+    note = background_note([f"sleep {n}" for n in range(5)])
+    assert "`sleep 0`, `sleep 1`, `sleep 2` and 2 more" in note
+    assert "The Stop button or /cancel stops them; so do /new, a switch of profile" in note
+    one = background_note(["sleep 0"])
+    assert "Still running in the background: `sleep 0`. The Stop button or /cancel stops it;" in one
+
+
+async def test_plan_mode_stops_what_the_other_roles_left_running_at_once(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The selector's, planner's and reviewer's threads are never continued: what their turns
+    left running is stopped as each call ends, and the result neither names it nor offers a
+    Stop button for it. The developer's stays, named, with its button."""
+    fakes = plan_fakes()
+    for role_prompt in ("Decide how to handle", "Write the numbered plan", "Review the developer"):
+        rule = next(r for r in fakes.rules if r.match == role_prompt)
+        rule.background = (f"tail -f {role_prompt.split()[0].lower()}.log",)
+    fakes.app_server = True
+    config = app_server(tmp_path, default_mode="plan")
+    async with running_bot(tmp_path, fakes, config) as bot:
+        await bot.say(ALICE, "build the feature")
+        await bot.wait_reply(ALICE, "approved by the reviewer in round 2")
+        final = bot.replies(ALICE)[-1]
+        assert "Still running" not in final
+        assert reply_buttons(bot, "approved by the reviewer") == []
+        stopped = {thread for process in fakes.started for thread in process.released}
+        assert len(stopped) == 3  # the selector's, the planner's and the reviewer's thread
+        assert fakes.background == {}  # nothing of theirs left running
+        developer_threads = {
+            job.thread_id for p in fakes.started for job in p.calls if "Carry out" in job.prompt
+        }
+        assert not stopped & developer_threads
+
+        fakes.rule("Carry out", reply="Serving.", background=("python -m http.server",))
+        fakes.rule("Review the developer", reply='{"verdict": "approved", "feedback": "ok"}')
+        await bot.say(ALICE, "serve the feature")
+        await bot.wait_reply(ALICE, "Still running in the background: `python -m http.server`")
+        (stop,) = reply_buttons(bot, "Still running in the background")
+        assert stop.text == STOP_BUTTON
+        released = [thread for process in fakes.started for thread in process.released]
+        assert len(released) == 5  # this request's selector and planner, not the developer
+        assert list(fakes.background.values()) == [("python -m http.server",)]
 
 
 async def test_cancel_and_new_say_which_background_commands_they_stopped(

@@ -480,7 +480,7 @@ async def test_leaving_kills_the_commands_codex_left_running(
         async with opened(fake, tmp_path) as codex:
             outcome = await codex.run_turn(job("background"), on_event=ignore, on_approval=deny)
             assert isinstance(outcome, JobDone)  # the turn ended, its command did not
-            assert "Still running in the background: `sleep 300`" in outcome.text
+            assert outcome.background == ("sleep 300",)  # the chat words it
             everything = tree(codex.pid)
             (command,) = read_pids(fake.pids_path)
             assert command in everything

@@ -46,10 +46,10 @@ class Rule:
     error: str | None = None
     silent_for: float = 0.0
     reconnecting: bool = False
-    background: tuple[str, ...] = ()
-    """Commands left running after the turn (app-server: named in the outcome)."""
     """Like an unreachable endpoint: "Reconnecting..." notices at 0, 5, 15, 35, 75 s, then
     every 60 s, for ever (measured on Codex 0.171.0)."""
+    background: tuple[str, ...] = ()
+    """Commands left running after the turn (app-server: named in the outcome)."""
 
 
 @dataclass
