@@ -28,3 +28,21 @@ def test_readme_setup_steps() -> None:
     assert "npx -y @openai/codex@0.153.4 login" in setup
     assert "@userinfobot" in setup
     assert re.search(r"must not contain the config file, the `.env` file", setup)
+
+
+def test_every_table_in_the_docs_has_its_header() -> None:
+    """A row after a blank line starts a table only under a header and its ``| --- |`` line;
+    a paragraph put in the middle of the README's command table once turned its last rows
+    into plain text."""
+    broken = []
+    for path in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        fenced = False
+        for number, line in enumerate(lines):
+            fenced ^= line.startswith("```")
+            if fenced or not line.startswith("|") or lines[number - 1].startswith("|"):
+                continue
+            following = lines[number + 1] if number + 1 < len(lines) else ""
+            if not re.match(r"\|\s*:?-{3,}", following):
+                broken.append(f"{path.name}:{number + 1}: {line[:60]}")
+    assert broken == []
