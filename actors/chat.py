@@ -147,7 +147,11 @@ class Chat:
         self.behind = SyncBehind(deps.store.path_for(key), deps.syncs)
         self.last_saved: SessionState | None = None
         """The state as this chat last wrote it (states are replaced, never changed)."""
-        self.approvals = Approvals(self.out, timeout=self.config.sessions.approval_timeout)
+        self.approvals = Approvals(
+            self.out,
+            timeout=self.config.sessions.approval_timeout,
+            on_asked=self.stop_waiting_for_answers,
+        )
         self.state = SessionState(
             mode=self.config.profiles[self.config.default_profile].default_mode,
             profile=self.config.default_profile,
@@ -169,6 +173,7 @@ class Chat:
         told once, not per photo."""
         self.batch_due = math.inf
         self.closing = False
+        """The inbox ended (the bot is stopping) or the actor is ending: nothing new starts."""
         self.joinable = False
         """The last queued prompt takes more messages (it was queued by this process)."""
         self.joined = 0
@@ -425,6 +430,14 @@ class Chat:
             )
             await self.save()
 
+    def stop_waiting_for_answers(self) -> None:
+        """Once the inbox has ended (the bot is stopping) no button press can reach this
+        chat: a request that waits for an approval is interrupted at once, as at the end of
+        the drain grace, instead of holding the stop for the whole grace (a minute by
+        default, for an answer that cannot come)."""
+        if self.closing and self.request is not None and self.request.progress.asking:
+            self.request.interrupt()
+
     # ------------------------------------------------------------------ buttons
 
     # ------------------------------------------------------------------ serving a request
@@ -540,6 +553,8 @@ async def run(
                     try:
                         message = await inbox.receive()
                     except trio.EndOfChannel:
+                        chat.closing = True
+                        chat.stop_waiting_for_answers()
                         break
                 if message is not None:
                     try:

@@ -47,6 +47,8 @@ from orchestrator.redaction import REDACTED, TOKEN_PATTERN
 from orchestrator.words import one_line
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from actors.chat_output import ChatOutput
     from actors.chat_progress import Progress
     from orchestrator.messages import ApprovalAsk, ApprovalRequest, InboundCallback, Keyboard
@@ -415,9 +417,14 @@ class Approvals:
     between checkpoints, so the first decision of a question is the only one.
     """
 
-    def __init__(self, out: ChatOutput, *, timeout: float) -> None:
+    def __init__(
+        self, out: ChatOutput, *, timeout: float, on_asked: Callable[[], object] = lambda: None
+    ) -> None:
         self._out = out
         self._timeout = timeout
+        self._on_asked = on_asked
+        """Called once each question is shown (the chat interrupts a request that asks one
+        while the bot stops: no press can reach it then)."""
         self._open: dict[str, _Open] = {}
         self._ended: collections.deque[str] = collections.deque(maxlen=ENDED_KEPT)
         """Tokens of the latest questions this process decided or closed: a late press on
@@ -461,6 +468,7 @@ class Approvals:
                     document_caption=view.document_caption,
                 )
                 timers.start_soon(self._expire, token, question)
+                self._on_asked()
 
     async def _expire(self, token: str, question: _Open) -> None:
         with trio.move_on_after(self._timeout):

@@ -149,6 +149,8 @@ class Request:
     """In a group, the user's message its end answers (`ChatOutput.quoting`)."""
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     cancel_reason: str = ""
+    interrupted: bool = False
+    """Stopped early by the bot's shutdown (`interrupt`), as the end of the drain grace would."""
     progress: Progress = field(default_factory=Progress)
     reported: bool = False
     """Its end is being told to the user: for them nothing runs any more."""
@@ -175,6 +177,13 @@ class Request:
         self.scope.cancel()
         return True
 
+    def interrupt(self) -> None:
+        """End the request's workflow as the shutdown's grace would (`Interrupted`), unless
+        the user cancelled it already."""
+        if not self.cancel_reason:
+            self.interrupted = True
+            self.scope.cancel()
+
 
 class Completed(msgspec.Struct, frozen=True, kw_only=True):
     """The workflow returned: its result (`result.error` set when a phase failed)."""
@@ -196,8 +205,9 @@ class CancelledByUser(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Interrupted(msgspec.Struct, frozen=True, kw_only=True):
-    """The chat was stopped under the request (shutdown past the drain grace): the prompt
-    goes back to the head of the queue, to run after the restart, or, when the request is
+    """The chat was stopped under the request (shutdown past the drain grace, or during the
+    drain while it waited for an answer no one can give): the prompt goes back to the head
+    of the queue, to run after the restart, or, when the request is
     `Request.offered_after_a_stop`, waits for a "Run again" press after it."""
 
     elapsed: float
@@ -346,6 +356,8 @@ async def _work(
                 )
             helpers.cancel_scope.cancel()
     elapsed = trio.current_time() - request.started
+    if result is None and request.interrupted:  # the scope caught the shutdown's interrupt
+        return Interrupted(elapsed=elapsed)
     if result is None:  # the scope caught the user's cancel
         return CancelledByUser(elapsed=elapsed, reason=request.cancel_reason)
     return Completed(

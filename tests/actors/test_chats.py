@@ -826,6 +826,31 @@ async def test_approvals_by_button(
     assert decisions == [{"a": "approved", "s": "approved_for_session", "d": "denied"}[choice]]
 
 
+@pytest.mark.parametrize("asked_after", [0, 30])
+async def test_a_stop_does_not_wait_for_an_answer_no_one_can_give(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, asked_after: float
+) -> None:
+    """Once the bot is stopping, no button press can reach a chat: a request that waits for
+    an approval (asked before the stop, or during the drain) is interrupted at once, not at
+    the end of the drain grace (60 s here), and keeps its prompt for after the restart."""
+    fakes = deploy_needs_approval()
+    fakes.rules[0].approval_after = asked_after
+    async with running_bot(tmp_path, fakes) as bot:
+        await bot.say(ALICE, "/mode single")
+        await bot.say(ALICE, "deploy it")
+        await bot.wait(lambda: any(p.calls for p in fakes.started))
+        stopping = trio.current_time()
+    assert trio.current_time() - stopping < asked_after + 5  # not the grace
+    told = [*bot.closed(ALICE), *bot.replies(ALICE)]  # in the progress message once shown
+    assert sum(text.startswith("⏹ Interrupted: the bot is stopping.") for text in told) == 1
+    assert any("Not answered" in text and "make deploy" in text for text in bot.closed(ALICE))
+    assert not any(t.event == "approval" and t.outcome == "approved" for t in bot.traces)
+    state = (await bot.store.load(SessionKey(ALICE, ALICE))).state
+    assert state is not None
+    assert state.queue == ("deploy it",)  # Codex had not acted: it runs again after a restart
+    assert state.counters.failures == 0
+
+
 async def test_the_progress_message_says_when_codex_waits_for_the_user(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:

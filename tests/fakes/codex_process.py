@@ -41,6 +41,8 @@ class Rule:
     delay: float = 0.0
     events: list[CodexProgress] = field(default_factory=list)
     approval: ApprovalAsk | None = None
+    approval_after: float = 0.0
+    """Seconds the turn works before it asks `approval`."""
     die: bool = False
     hang: bool = False
     error: str | None = None
@@ -153,6 +155,7 @@ class FakeProcess:
             on_event(event)
         suffix = ""
         if rule.approval is not None:
+            await trio.sleep(rule.approval_after)
             suffix = f" [{await on_approval(rule.approval)}]"
         if rule.reconnecting:
             waits = itertools.chain([0.1, 4.9, 10, 20, 40], itertools.repeat(60))
