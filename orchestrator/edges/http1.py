@@ -181,9 +181,19 @@ async def _guarded(call: Callable[P, Awaitable[T]], *args: P.args, **kw: P.kwarg
     try:
         return await call(*args, **kw)
     except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as error:
-        cause = error.__cause__ or error.__context__
-        reason = getattr(error, "strerror", None) or type(cause or error).__name__
-        raise HttpError(f"{type(error).__name__}: {reason}") from None
+        raise HttpError(f"{type(error).__name__}: {_reason(error)}") from None
+
+
+def _reason(error: BaseException) -> str:
+    """Why `error` happened, in the system's words: trio's connect raises one `OSError` for
+    all its attempts, from a group of theirs ("Connection refused", not "ExceptionGroup")."""
+    strerror = getattr(error, "strerror", None)
+    if strerror:
+        return str(strerror)
+    cause = error.__cause__ or error.__context__
+    if isinstance(cause, BaseExceptionGroup):
+        return ", ".join(dict.fromkeys(_reason(attempt) for attempt in cause.exceptions))
+    return type(cause or error).__name__
 
 
 @contextmanager

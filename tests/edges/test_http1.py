@@ -87,6 +87,7 @@ async def test_a_refused_connection_is_a_transient_error_without_the_token() -> 
             await api.send_message(1, "x")
     assert TOKEN not in str(caught.value)
     assert "sendMessage" in str(caught.value)
+    assert "Connection refused" in str(caught.value)  # the system's words, not "ExceptionGroup"
 
 
 async def test_a_broken_answer_is_an_http_error() -> None:
