@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from orchestrator.edges.codex_app_server import CodexAppServer
     from orchestrator.wire.codex_app_server import AccountReadResponse
 
-__all__ = ["probe_app_server"]
+__all__ = ["auth_row", "probe_app_server"]
 
 REQUEST_SECONDS = 30.0
 """Seconds for ``account/read`` and ``model/list`` (a refresh of the login may go online)."""
@@ -68,7 +68,7 @@ async def probe_app_server(
                 )
                 if details:
                     with trio.move_on_after(REQUEST_SECONDS):
-                        rows.append(_account_row(await _account(codex), login))
+                        rows.append(await auth_row(codex, login))
                         rows.append(await _models_row(codex))
         except WorkerStartError as error:
             said = log.read_text(errors="replace") if log.exists() else ""
@@ -83,6 +83,12 @@ async def probe_app_server(
                 )
             ]
     return rows
+
+
+async def auth_row(codex: CodexAppServer, login: str) -> CheckResult:
+    """The ``codex auth`` row: who Codex says it is logged in as (``account/read``); `login`
+    is the command that logs it in. ``start`` logs it too when it is not ok."""
+    return _account_row(await _account(codex), login)
 
 
 async def _account(codex: CodexAppServer) -> AccountReadResponse | str:

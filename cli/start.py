@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING, Final
 import trio
 
 from actors.root import run_system
-from cli.doctor import DoctorContext, check_codex_auth
+from cli.doctor import DoctorContext, check_codex_auth, login_command
+from cli.doctor_app_server import auth_row
 from orchestrator import disk, instance_lock
 from orchestrator.config import TOKEN_VARIABLE, worker_environment
 from orchestrator.disk import secure_state_dir
-from orchestrator.edges.codex_app_server import open_codex_app_server
+from orchestrator.edges.codex_app_server import CodexAppServer, open_codex_app_server
 from orchestrator.edges.codex_mcp import open_codex_process
 from orchestrator.edges.git import GitCli
 from orchestrator.edges.processes import WORKER_MARK, enable_child_subreaper, stop_leftovers
@@ -48,6 +49,10 @@ if TYPE_CHECKING:
 __all__ = ["run"]
 
 logger: Final = logging.getLogger("codex_orchestrator")
+
+AUTH_SECONDS: Final = 10.0
+"""Seconds the start-up waits for Codex to say who it is logged in as (app-server), before
+the first worker counts as ready without the answer."""
 
 
 def run(loaded: LoadedConfig, *, log_level: str) -> int:
@@ -88,9 +93,20 @@ async def _roll_over_worker_log(path: Path, max_bytes: int, keep: int) -> None:
 
 async def _warn_if_codex_is_not_logged_in(loaded: LoadedConfig) -> None:
     """One WARNING line per doubtful auth row of ``doctor`` (the same check), with the
-    command that fixes it; starting goes on (the first request would fail, not the bot)."""
+    command that fixes it; starting goes on (the first request would fail, not the bot).
+    On ``app-server`` Codex itself is asked, once its first worker is up
+    (`_warn_if_app_server_is_not_logged_in`)."""
     context = DoctorContext(config_path=loaded.path, environ=os.environ, loaded=loaded)
     for row in await check_codex_auth(context):
+        if row.status != "ok":
+            logger.warning("Codex auth: %s; %s", row.detail, row.fix or "see `doctor`")
+
+
+async def _warn_if_app_server_is_not_logged_in(codex: CodexAppServer, login: str) -> None:
+    """Doctor's ``codex auth`` row for ``app-server`` (``account/read`` on a worker), as a
+    WARNING when it is not ok; bounded, as a refresh of the login may go online."""
+    with trio.move_on_after(AUTH_SECONDS):
+        row = await auth_row(codex, login)
         if row.status != "ok":
             logger.warning("Codex auth: %s; %s", row.detail, row.fix or "see `doctor`")
 
@@ -116,8 +132,11 @@ async def _main(loaded: LoadedConfig) -> int:
         open_codex_app_server if config.codex.backend == "app-server" else open_codex_process
     )
 
+    auth_asked = False
+
     @asynccontextmanager
     async def codex_factory(worker_id: int) -> AsyncIterator[CodexWorker]:
+        nonlocal auth_asked
         stderr_log = logs / f"codex-worker-{worker_id}.log"
         await _roll_over_worker_log(
             stderr_log, config.disk.rotate_mb * 1024 * 1024, config.disk.rotate_keep
@@ -129,6 +148,9 @@ async def _main(loaded: LoadedConfig) -> int:
             stderr_log=stderr_log,
             startup_timeout=config.codex.startup_timeout,
         ) as worker:
+            if isinstance(worker, CodexAppServer) and not auth_asked:
+                auth_asked = True  # once a run: a replaced worker has the same login
+                await _warn_if_app_server_is_not_logged_in(worker, login_command(config.codex))
             yield worker
 
     failure: list[tuple[str, int]] = []

@@ -330,3 +330,39 @@ async def test_an_unreachable_endpoint_ends_in_a_clear_message(
     assert bot.process.returncode == 0, bot.text()
     (said,) = [t for t in tg.sent_texts(ALICE) if "cannot reach its model endpoint" in t]
     assert "Reconnecting" in said
+
+
+async def test_start_says_when_codex_is_not_logged_in(
+    app_server_codex: Path, tmp_path: Path
+) -> None:
+    """On app-server, ``start`` asks Codex itself who it is logged in as (``account/read``,
+    as doctor does) once its first worker is up: one WARNING with the login command for an
+    empty CODEX_HOME, none for a home whose model provider needs no login (the mock's)."""
+    with trio.fail_after(CEILING):
+        async with open_fake_telegram(TOKEN) as tg:
+            empty = tmp_path / "empty-home"
+            empty.mkdir()
+            config = write_config(
+                tmp_path,
+                telegram_url=tg.base_url,
+                user=ALICE,
+                codex_command=[str(app_server_codex), "app-server"],
+                codex_env={"CODEX_HOME": str(empty)},
+                batch_window=0.1,
+                codex={"backend": "app-server"},
+            )
+            async with polling(tg, config, TOKEN) as bot:
+                await bot.wait_for_output(lambda text: "2 Codex workers warm" in text)
+                bot.process.send_signal(signal.SIGTERM)
+        edges = app_server_edges(app_server_codex, tmp_path / "logged", sandbox="read-only")
+        async with (
+            edges as (_model, other_tg, logged_in),
+            polling(other_tg, logged_in, TOKEN) as other,
+        ):
+            await other.wait_for_output(lambda text: "2 Codex workers warm" in text)
+            other.process.send_signal(signal.SIGTERM)
+    (warning,) = [line for line in bot.text().splitlines() if "Codex auth:" in line]
+    assert "WARNING" in warning
+    assert "Codex is not logged in (account/read: no account)" in warning
+    assert f"CODEX_HOME={empty} {app_server_codex} login" in warning
+    assert "Codex auth:" not in other.text()
