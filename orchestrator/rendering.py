@@ -72,15 +72,22 @@ _CONTROL: Final = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _SURROGATE: Final = re.compile(r"[\ud800-\udfff]")
 _ATOM: Final = re.compile(r"<[^>]*>|&(?:#\d+|#x[0-9a-fA-F]+|[a-zA-Z]+);|[^<&]+|[<&]")
 _TAG_NAME: Final = re.compile(r"^</?\s*([a-zA-Z-]+)")
-_PLAIN_LINE: Final = re.compile(
+_CODE_SPAN: Final = re.compile(r"`[^`\s|](?:[^`\n|]*[^`\s|])?`(?!`)")
+"""A code span CommonMark reads as we do: one backtick each side, no backtick, newline or
+pipe inside, no space at either end of its content (which CommonMark would strip), and not
+followed by another backtick (```a``b``` is one span to CommonMark)."""
+_PLAIN_LINE: Final = (
     r"[^\s\d\-+=#>*_`~\[\]!<&\\|]"  # no block marker first
-    r"((?![\n\r\t\f\v])[^`*_~\[\]!<>&\\|])*"  # one line, nothing inline
+    r"(?:(?![\n\r\t\f\v])[^`*_~\[\]!<>&\\|]|" + _CODE_SPAN.pattern + r")*"  # text, code spans
     r"(?<=\S)"  # no whitespace at the end
 )
-"""A single line that CommonMark leaves as it is: it starts with no block marker (list,
-heading, quote, rule, fence, indented code, HTML, reference), holds none of the characters
-that open an inline construct (emphasis, code, links, HTML, entities, escapes, tables), and
-has no whitespace at either end (a paragraph is trimmed)."""
+_PLAIN_TEXT: Final = re.compile(_PLAIN_LINE + r"(?:\n\n?" + _PLAIN_LINE + r")*")
+"""Paragraphs of lines that CommonMark leaves as they are but for their code spans: each
+line starts with no block marker (list, heading, quote, rule, fence, indented code, HTML,
+reference, setext underline), holds none of the characters that open another inline
+construct (emphasis, links, HTML, entities, escapes, tables) outside its code spans, and has
+no whitespace at either end; lines are joined by one newline (a soft break) or a blank line
+(a new paragraph), which the rendering keeps as they are."""
 
 
 class RenderedReply(msgspec.Struct, frozen=True, kw_only=True):
@@ -126,12 +133,17 @@ def visible_text(fragment: str) -> str:
 
 def render_markdown(markdown: str) -> str:
     """Render Codex's markdown as Telegram HTML (see the module docstring)."""
-    if _PLAIN_LINE.fullmatch(markdown):
-        # One line that no markdown rule can touch: markdown-it would return it as it is
-        # (200 us per reply for the parse alone, bench/scale.py); tests/unit/test_rendering.py
-        # checks the two agree.
-        return markdown
+    if _PLAIN_TEXT.fullmatch(markdown):
+        # Plain paragraphs with code spans at most, as a short answer with its `codex resume`
+        # line is: markdown-it would return them as they are, the spans in <code> (its parse
+        # alone took 0.2 ms of every such reply, bench/overhead.py);
+        # tests/unit/test_rendering.py checks the two agree.
+        return _CODE_SPAN.sub(_code, markdown) if "`" in markdown else markdown
     return _render_parsed(markdown)
+
+
+def _code(span: re.Match[str]) -> str:
+    return f"<code>{escape_html(span.group()[1:-1])}</code>"
 
 
 def _render_parsed(markdown: str) -> str:

@@ -241,22 +241,37 @@ def test_utf16_length_counts_astral_characters_twice() -> None:
     assert utf16_length("\ud800") == 1  # a lone surrogate is one unit
 
 
-def test_the_plain_line_shortcut_agrees_with_markdown_it() -> None:
-    """`render_markdown` skips the parse for a line no markdown rule can touch: the same HTML
-    as markdown-it's, on every kind of line (random ones included)."""
+def test_the_plain_text_shortcut_agrees_with_markdown_it() -> None:
+    """`render_markdown` skips the parse for plain paragraphs with code spans at most: the
+    same HTML as markdown-it's, on every kind of text (random ones included: characters, and
+    pieces that open markdown's constructs, on one line or several)."""
     rng = random.Random(7)
     alphabet = "ab Z9.,:;'\"()?/%$@{}^-+=#>*_`~[]!<&\\|\t\u00a0é日😀\n"
+    pieces = [
+        *("word", "é", "😀", ":", "-", "--", "1.", "1)", "=", "#", "> q", "~", "|", ":-:"),
+        *("`x`", "`a b`", "`<&>`", "` x`", "`x `", "``", "`", "`|`", "a_b", "*", "\\"),
+        *("&amp;", "<b>", "[l](u)", "!", "http://x.y", " ", "  ", "\n", "\n\n", "\n\n\n"),
+        *("\n ", "  \n", "\t"),
+    ]
     samples = [
         "FAKE-REPLY: c100000 m0",
-        "Done. The tests pass (12 of 12).",
+        "Done. The tests pass (12 of 12).\n\n🧵 `codex resume 019a-bc`",
         "a  b",
         "é ü 日本 😀",
         "x-y+z=w #1 > 0",
+        "x `a``b` y",
         *("".join(rng.choice(alphabet) for _ in range(rng.randint(1, 12))) for _ in range(5000)),
+        *(
+            "".join(rng.choice(pieces) + rng.choice(("", " ")) for _ in range(rng.randint(1, 8)))
+            for _ in range(20000)
+        ),
     ]
     shortcuts = 0
     for text in samples:
-        if rendering._PLAIN_LINE.fullmatch(text):
+        if rendering._PLAIN_TEXT.fullmatch(text):
             shortcuts += 1
         assert render_markdown(text) == rendering._render_parsed(text), repr(text)
-    assert shortcuts > 100
+    assert shortcuts > 500
+    assert render_markdown("Done.\n\n🧵 `codex resume 1`") == (
+        "Done.\n\n🧵 <code>codex resume 1</code>"
+    )
