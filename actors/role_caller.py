@@ -20,12 +20,12 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Final, final
 
+import trio
+
 from orchestrator.messages import CodexJob, JobDone, JobFailed
 from orchestrator.workflow_types import READ_ONLY_ROLES, RoleFailed, RoleOutcome, RoleSucceeded
 
 if TYPE_CHECKING:
-    import trio
-
     from orchestrator.config import Profile
     from orchestrator.messages import ApprovalRequest, CodexProgress
     from orchestrator.ports import CodexPool
@@ -143,7 +143,8 @@ class PoolRoleCaller:
                 if role == "developer":
                     self.background = outcome.background
                 elif outcome.background:
-                    stopped = await self._pool.release(outcome.thread_id, outcome.worker_id)
+                    with trio.CancelScope(shield=True):  # a cancel now must not leave them
+                        stopped = await self._pool.release(outcome.thread_id, outcome.worker_id)
                     logger.info(
                         "stopped %d command(s) the %s left running: %s",
                         len(stopped),

@@ -461,6 +461,7 @@ async def test_a_result_that_changed_files_carries_a_show_diff_button(
     fakes.rule("edit", reply="edited", events=[PatchApplied(files=("a.py",))])
     work = str(tmp_path / "work")
     (tmp_path / "work" / ".git").mkdir(parents=True)  # a git work tree, to all appearances
+    (tmp_path / "work" / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
     async with running_bot(tmp_path, fakes=fakes, git=FakeGit()) as bot:
         await bot.wait(lambda: len(bot.fakes.started) == 2)
         await bot.say(ALICE, "just talk")

@@ -235,6 +235,7 @@ async def test_a_cancel_by_the_user_is_returned(
     to it."""
     if git:
         (tmp_path / ".git").mkdir()
+        (tmp_path / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
     bot = Harness(tmp_path, delay=600)
     with trio.fail_after(CEILING):
         async with trio.open_nursery() as nursery:

@@ -21,6 +21,7 @@ from orchestrator.workspace_files import (
     Refused,
     TooBig,
     identities,
+    in_git_work_tree,
     is_env_file,
     prune_images,
     read_limited,
@@ -336,3 +337,23 @@ def test_the_bots_own_files_are_refused_under_any_name(workspace: Path, tmp_path
     data, _count = zip_folder(workspace, PurePosixPath("src"), 10_000_000, own=own)
     assert zipfile.ZipFile(io.BytesIO(data)).namelist() == ["main.py"]
     assert readable_target(workspace, "src/main.py", tmp_path / "state", own)
+
+
+def test_a_git_work_tree_has_a_git_file_or_a_git_folder_with_its_head(tmp_path: Path) -> None:
+    """An empty ``.git`` folder is no repository (git passes it over too): Codex 0.171.0's
+    sandbox leaves one in every writable root, /tmp and the working directory included, once
+    a command ran there, and it made every folder below look like a work tree."""
+    plain = tmp_path / "plain" / "src"
+    plain.mkdir(parents=True)
+    (tmp_path / ".git").mkdir()  # the sandbox's leftover mount point, above everything here
+    (tmp_path / "plain" / ".git").mkdir()
+    assert not in_git_work_tree(plain)
+    repository = tmp_path / "repository"
+    (repository / ".git").mkdir(parents=True)
+    (repository / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (repository / "src" / ".git").mkdir(parents=True)  # a leftover inside a repository
+    assert in_git_work_tree(repository / "src")
+    worktree = tmp_path / "worktree"
+    worktree.mkdir()
+    (worktree / ".git").write_text("gitdir: /elsewhere/.git/worktrees/worktree\n")
+    assert in_git_work_tree(worktree)
