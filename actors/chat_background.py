@@ -4,11 +4,11 @@ After every completed turn the app-server edge lists the thread's background ter
 command handed back to the model after about 10 s keeps running when the turn completes) and
 the job says which (``JobDone.background``). Only the developer's are left running, as its
 work may need them (a server to try); the result names them (`background_note`) and carries
-a button, "⏹ Stop background commands": a press stops what the conversation's thread left running
-(``thread/backgroundTerminals/clean`` through the pool) and answers with the commands it
-stopped. A stale press gets a plain answer: nothing ran any more (stopped by ``/cancel``,
-``/new`` or an earlier press), or the worker that ran them is gone (its whole tree was
-killed with it). While a request runs the button waits: its own commands would go too.
+a button, "⏹ Stop background commands": a press stops what the conversation's thread left
+running (``thread/backgroundTerminals/clean`` through the pool) and answers with the
+commands it stopped. A stale press gets a plain answer: nothing ran any more (stopped by
+``/cancel``, ``/new`` or an earlier press), or the worker that ran them is gone (its whole
+tree was killed with it). While a request runs the button waits: its own commands would go too.
 
 Once what it stops is stopped (a press, ``/cancel``, ``/new``, a switch of profile, branch or
 session), the conversation's Stop buttons go from their results, which keep their text and

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Final, final
 import trio
 
 from orchestrator.messages import CodexJob, JobDone, JobFailed
+from orchestrator.words import plural
 from orchestrator.workflow_types import READ_ONLY_ROLES, RoleFailed, RoleOutcome, RoleSucceeded
 
 if TYPE_CHECKING:
@@ -146,8 +147,8 @@ class PoolRoleCaller:
                     with trio.CancelScope(shield=True):  # a cancel now must not leave them
                         stopped = await self._pool.release(outcome.thread_id, outcome.worker_id)
                     logger.info(
-                        "stopped %d command(s) the %s left running: %s",
-                        len(stopped),
+                        "stopped %s the %s left running: %s",
+                        plural(len(stopped), "command"),
                         role,
                         ", ".join(stopped)[:200],
                     )

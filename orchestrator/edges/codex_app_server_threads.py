@@ -12,9 +12,8 @@ instructions differ from those its thread has sends them ahead of the prompt
 
 It also owns the commands a turn left running: listing them after a completed turn
 (`JobDone.background`; the chat words them, as only it knows what the thread is for) and
-stopping them
-(``thread/backgroundTerminals/clean``, and after a cancel the commands that escaped the
-server's tree). The turns, the process and its tree stay with
+stopping them (``thread/backgroundTerminals/clean``, and after a cancel the commands that
+escaped the server's tree). The turns, the process and its tree stay with
 `CodexAppServer`; the wire types are in `orchestrator.wire.codex_app_server`.
 """
 
