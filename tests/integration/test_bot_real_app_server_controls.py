@@ -3,7 +3,8 @@ mock model, through the fake Telegram Bot API: a queued message added to the run
 with the button reaches the model within that turn (``turn/steer``); /model and /effort reach
 the model's request body, and ``default`` brings the thread's own back; /usage shows the
 tokens; the Stop button under a result stops the command the turn left running (gone from
-/proc) and a second press is answered plainly."""
+/proc) and a second press is answered plainly; in plan mode, what the selector, the planner
+and the reviewer leave running is stopped as their calls end (gone from /proc, no note)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import trio
 from actors.chat_background import NOTHING_LEFT, STOP_BUTTON
 from actors.chat_steer import ADD_BUTTON, ADDED
 from tests.bot_process import polling
-from tests.fakes.mock_model import Shell, Text, Turn, last_user_text
+from tests.fakes.mock_model import Shell, Text, Turn, last_item_type, last_user_text
 from tests.integration.app_server_fixtures import app_server_codex
 from tests.integration.test_bot_real_app_server import MODEL, app_server_edges
 from tests.integration.test_bot_real_codex import ALICE, TOKEN, buttons, count_texts, has_text
@@ -164,3 +165,60 @@ async def test_the_stop_button_stops_a_command_the_turn_left_running(
                 await tg.wait_for(lambda t: has_text(t, NOTHING_LEFT))
                 bot.process.send_signal(signal.SIGTERM)
     assert bot.process.returncode == 0, bot.text()
+
+
+ROLE_COMMANDS = {
+    "Decide how to handle": ("sleep 41", '{"route": "plan", "reason": "several steps"}'),
+    "Write the numbered plan": ("sleep 42", "1. Do it."),
+    "Review the developer": ("sleep 43", '{"verdict": "approved", "feedback": "fine"}'),
+}
+"""Plan mode's read-only roles, by their prompt: the command each starts (handed back to the
+model after 0.3 s, so it outlives the turn), and its answer once it has the command's output."""
+
+
+def plan_respond(body: dict[str, Any]) -> Turn:
+    prompt = last_user_text(body)
+    for role_prompt, (command, answer) in ROLE_COMMANDS.items():
+        if role_prompt in prompt:
+            if last_item_type(body) == "function_call_output":
+                return [Text(answer)]
+            return [Shell(command, yield_ms=300)]
+    return [Text("Done: the developer's report.")]
+
+
+async def test_plan_mode_stops_what_the_read_only_roles_left_running(
+    app_server_codex: Path, tmp_path: Path
+) -> None:
+    with trio.fail_after(CEILING):
+        async with app_server_edges(
+            app_server_codex, tmp_path, sandbox="read-only", responder=plan_respond
+        ) as edges:
+            _model, tg, config = edges
+            config.write_text(config.read_text().replace('default_mode = "single"', ""))
+            async with polling(tg, config, TOKEN) as bot:
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="build the feature")
+                seen: set[int] = set()
+
+                async def watch() -> None:
+                    while True:
+                        seen.update(p for p in tree(bot.process.pid) if "sleep 4" in cmdline(p))
+                        await trio.sleep(0.05)
+
+                async with trio.open_nursery() as watching:
+                    watching.start_soon(watch)
+                    await tg.wait_for(lambda t: has_text(t, "approved by the reviewer"))
+                    watching.cancel_scope.cancel()
+                assert await wait_until_gone(seen) == set()
+                left = [p for p in tree(bot.process.pid) if "sleep 4" in cmdline(p)]
+                bot.process.send_signal(signal.SIGTERM)
+    assert left == []
+    assert len(seen) >= 3  # each role's command ran
+    (result,) = [m for m in tg.messages(ALICE) if "approved by the reviewer" in m.text]
+    assert "Still running" not in result.text
+    assert STOP_BUTTON not in buttons(result)
+    for role, command in (
+        ("selector", "sleep 41"),
+        ("planner", "sleep 42"),
+        ("reviewer", "sleep 43"),
+    ):
+        assert f"stopped 1 command the {role} left running: {command}" in bot.text()
