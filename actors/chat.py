@@ -464,6 +464,7 @@ class Chat:
                     session=self.state,
                     conversation=self.conversation,
                     on_shown=lambda message_id: self.remember_live(request, message_id),
+                    git=self.deps.git,
                 )
         finally:
             # No outcome only when the whole chat is being stopped (shutdown past its grace):

@@ -36,7 +36,7 @@ from actors.role_caller import PoolRoleCaller
 from actors.workflows import PHASE_PLAN, carry_out_workflow
 from orchestrator import disk
 from orchestrator.channels import open_mailbox
-from orchestrator.errors import describe
+from orchestrator.errors import GitError, describe
 from orchestrator.messages import (
     ApprovalRequest,
     Button,
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from actors.chat_approvals import Approvals
     from actors.chat_output import ChatOutput
     from orchestrator.config import Profile
-    from orchestrator.ports import CodexPool
+    from orchestrator.ports import CodexPool, GitWorktrees
     from orchestrator.session_store import SessionState
     from orchestrator.workflow_types import RoleInstructions, RoleTrace
 
@@ -247,12 +247,13 @@ async def serve_request(
     session: SessionState,
     conversation: str,
     on_shown: Callable[[int], Awaitable[None]] | None = None,
+    git: GitWorktrees | None = None,
 ) -> RequestOutcome:
     """Serve `request` to its end, tell the user how it ended, and return that.
 
     `session` is the chat's state when the request starts (its Codex thread and summary);
     `on_shown` is called with the progress message's id when it is sent (to find it again
-    after a kill).
+    after a kill); `git` tells whether commands left changes (the result's "Show diff").
 
     Raises:
         trio.Cancelled: The chat is being stopped. The user is told first (an interruption,
@@ -283,7 +284,7 @@ async def serve_request(
         with trio.move_on_after(FINISH_GRACE) as cleanup:
             cleanup.shield = True
             await approvals.close_all()
-            await _report(request, ended, out, profile.working_directory)
+            await _report(request, ended, out, profile.working_directory, git)
     return ended
 
 
@@ -443,11 +444,17 @@ async def _refresh_live(
             await progress.changed.wait()
 
 
-async def _report(request: Request, outcome: RequestOutcome, out: ChatOutput, folder: str) -> None:
+async def _report(
+    request: Request,
+    outcome: RequestOutcome,
+    out: ChatOutput,
+    folder: str,
+    git: GitWorktrees | None = None,
+) -> None:
     """Tell the user how the request ended, once: the result (or a failure) as a message that
     notifies, the progress message taken away; a cancel or an interruption in the progress
     message itself when it is shown (a message of its own otherwise). `folder` is the working
-    directory it ran in, for its "Show diff" button."""
+    directory it ran in, for its "Show diff" button (`_offers_a_diff`)."""
     request.reported = True
     match outcome:
         case Completed(result=result):
@@ -462,9 +469,7 @@ async def _report(request: Request, outcome: RequestOutcome, out: ChatOutput, fo
                 text += f"\n\nTook {format_duration(outcome.elapsed)}."
             if result.developer_thread_id:
                 text += f"\n\n{thread_line(result.developer_thread_id)}"
-            changed = bool(result.files_changed or request.progress.files) and (
-                await disk.run_sync(in_git_work_tree, Path(folder))
-            )  # without git, the bot cannot tell what changed: no button that says so
+            changed = await _offers_a_diff(request, result, Path(folder), git)
             keyboard = (
                 *(stop_keyboard(request.token) if outcome.background else ()),
                 *(((Button("📝 Show diff", diff_data(folder)),),) if changed else ()),
@@ -513,6 +518,28 @@ def _named(files: list[str]) -> str:
     if more > 0:
         named += f" and {plural(more, 'more file')}"
     return named
+
+
+async def _offers_a_diff(
+    request: Request, result: WorkflowResult, folder: Path, git: GitWorktrees | None
+) -> bool:
+    """Whether the result carries "Show diff": in a git work tree (without git the bot cannot
+    tell what changed), when Codex reported or patched files, or when it ran commands where
+    it may write and the tree has changes not committed (``git status``: a file a command
+    made, a generator's output, is reported nowhere else). The status runs only then, so a
+    request that ran no command costs nothing here."""
+    reported = bool(result.files_changed or request.progress.files)
+    if not reported and (git is None or not request.progress.acted):
+        return False
+    if not await disk.run_sync(in_git_work_tree, folder):
+        return False
+    if reported:
+        return True
+    assert git is not None  # (acted, and not reported: checked above)
+    try:
+        return (await git.state(folder)).dirty
+    except GitError:  # git says no (a broken repository, a timeout): no button
+        return False
 
 
 async def _drop_live(request: Request, out: ChatOutput) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 import trio
@@ -30,6 +31,7 @@ from orchestrator.config import CodexConfig, Config
 from orchestrator.messages import (
     Attachment,
     Button,
+    CommandStarted,
     PatchApplied,
     RepliedTo,
     SendReply,
@@ -40,6 +42,9 @@ from orchestrator.session_store import RequestRecord, SessionState, SessionStore
 from tests.actors.test_chats import ALICE, BOB, Bot, make_config, running_bot
 from tests.fakes.codex_process import FakeProcesses
 from tests.fakes.git import FakeGit
+
+if TYPE_CHECKING:
+    from orchestrator.ports import Worktree
 
 
 class FakeFiles:
@@ -489,6 +494,41 @@ async def test_a_result_that_changed_files_carries_a_show_diff_button(
         "That result's changes were made in work, and your requests here now run in other. "
         "Switch back (/branch or /profile) to see them; /diff shows the changes in other."
     )
+
+
+async def test_a_file_a_command_made_gets_show_diff_when_git_sees_changes(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """No patch names it, so git is asked (``git status``), and only when a command ran where
+    Codex may write: changes not committed give the button, a clean tree none, and a request
+    that ran no command does not ask."""
+    work = tmp_path / "work"
+    (work / ".git").mkdir(parents=True)
+    (work / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    fakes = FakeProcesses()
+    fakes.rule("generate", reply="generated", events=[CommandStarted(command="make gen")])
+    git = FakeGit()
+    asked: list[Path] = []
+    state = git.state
+
+    async def counted_state(folder: Path) -> Worktree:
+        asked.append(folder)
+        return await state(folder)
+
+    git.state = counted_state  # type: ignore[method-assign]
+    async with running_bot(tmp_path, fakes=fakes, git=git) as bot:
+        await bot.say(ALICE, "/mode single")
+        await bot.say(ALICE, "generate the client")
+        await bot.wait_reply(ALICE, "generated")
+        git.dirty.add(work)
+        await bot.say(ALICE, "generate it again")
+        await bot.wait_reply(ALICE, "generated", count=2)
+        await bot.say(ALICE, "just talk")
+        await bot.wait_reply(ALICE, "FAKE: just talk")
+    clean, dirty = [m for m in bot.sent if isinstance(m, SendReply) and "generated" in m.markdown]
+    assert clean.keyboard == ()
+    assert dirty.keyboard == ((Button("📝 Show diff", f"df:{folder_mark(str(work))}:work"),),)
+    assert asked == [work, work]  # not for the request that ran no command
 
 
 async def test_show_diff_under_a_folder_of_the_same_name_does_not_contradict_itself(

@@ -37,7 +37,8 @@ class FakeGit:
         return main + [await self.state(folder) for folder in self.trees]
 
     async def state(self, folder: Path) -> Worktree:
-        return Worktree(path=str(folder), branch=self.trees[folder], dirty=folder in self.dirty)
+        branch = self.trees.get(folder, "main")  # a folder not made here: the repository
+        return Worktree(path=str(folder), branch=branch, dirty=folder in self.dirty)
 
     async def remove(self, repository: Path, folder: Path) -> None:
         folder.rmdir()
