@@ -489,7 +489,8 @@ class GitWorktrees(Protocol):
         ...
 
     async def state(self, folder: Path) -> Worktree:
-        """The branch and state (clean or dirty, ahead, behind) of the worktree at `folder`."""
+        """The branch and state (clean or dirty, ahead, behind) of the worktree at `folder`.
+        No program the repository's configuration names may run (as for `changes`)."""
         ...
 
     async def remove(self, repository: Path, folder: Path) -> None:

@@ -260,7 +260,8 @@ class GitCli:
         return found
 
     async def state(self, folder: Path) -> Worktree:
-        status = await self._run("status", "--porcelain=v1", "--branch", cwd=folder)
+        safe = await self._filters_off(folder)  # status may run a clean filter, as diff does
+        status = await self._run("status", "--porcelain=v1", "--branch", cwd=folder, options=safe)
         head, *changes = status.splitlines() or ["## ?"]
         branch = head[3:].split("...")[0].split(" ")[0]
         ahead = _AHEAD.search(head)

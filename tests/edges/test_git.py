@@ -119,3 +119,21 @@ async def test_changes_run_no_program_the_repository_names(tmp_path: Path) -> No
     assert changed.numstat == "1\t0\tnew.txt\n"
     assert "+second\n" in changed.patch
     assert [new.path for new in changed.new_files] == [".gitattributes"]
+
+
+async def test_state_runs_no_program_the_repository_names(tmp_path: Path) -> None:
+    """``git status`` (a result's "Show diff" after a command, ``/branch``'s list) may run a
+    clean filter on a file whose stat changed, and the fsmonitor hook: none of them runs."""
+    work = tmp_path / "work"
+    work.mkdir()
+    git_in(work, "init", "-q")
+    (work / "a.txt").write_text("first\n")
+    (work / ".gitattributes").write_text("* filter=evil\n")
+    git_in(work, "add", ".")
+    git_in(work, "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "x")
+    marks = tmp_path / "ran"
+    name_programs_that_leave_marks(work, marks)
+    (work / "a.txt").write_text("first\nsecond\n")
+    state = await GitCli().state(work)
+    assert state.dirty
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("ran")) == []
