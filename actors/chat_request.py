@@ -90,6 +90,11 @@ LIVE_MIN_INTERVAL: Final = 1.0
 FINISH_GRACE: Final = 5.0
 """Seconds to report a request's end even when the chat is being cancelled."""
 
+DIRTY_CHECK_SECONDS: Final = 2.0
+"""Seconds the result waits for ``git status`` (whether to offer "Show diff" after a command
+made files) before it goes without the button: a huge repository must not hold the answer
+up, nor use up `FINISH_GRACE`."""
+
 SHOWN_BUFFER: Final = 4
 """Ids of the progress message the sender can report before the chat has noted them."""
 
@@ -536,10 +541,12 @@ async def _offers_a_diff(
     if reported:
         return True
     assert git is not None  # (acted, and not reported: checked above)
-    try:
-        return (await git.state(folder)).dirty
-    except GitError:  # git says no (a broken repository, a timeout): no button
-        return False
+    with trio.move_on_after(DIRTY_CHECK_SECONDS):  # the result waits for it: bounded
+        try:
+            return (await git.state(folder)).dirty
+        except GitError:  # git says no (a broken repository): no button
+            return False
+    return False
 
 
 async def _drop_live(request: Request, out: ChatOutput) -> None:

@@ -26,6 +26,7 @@ from actors.chat_files import (
     VOICE_NOT_SUPPORTED,
     prune_images_forever,
 )
+from actors.chat_request import DIRTY_CHECK_SECONDS
 from actors.chat_texts import IMAGES_GONE, album_not_started
 from orchestrator.config import CodexConfig, Config
 from orchestrator.messages import (
@@ -525,9 +526,23 @@ async def test_a_file_a_command_made_gets_show_diff_when_git_sees_changes(
         await bot.wait_reply(ALICE, "generated", count=2)
         await bot.say(ALICE, "just talk")
         await bot.wait_reply(ALICE, "FAKE: just talk")
-    clean, dirty = [m for m in bot.sent if isinstance(m, SendReply) and "generated" in m.markdown]
+        slow = trio.Event()
+
+        async def stuck_state(folder: Path) -> Worktree:
+            await slow.wait()  # a huge repository: git status does not answer in time
+            return await state(folder)
+
+        git.state = stuck_state  # type: ignore[method-assign]
+        asked_at = trio.current_time()
+        await bot.say(ALICE, "generate once more")
+        await bot.wait_reply(ALICE, "generated", count=3)
+        assert trio.current_time() - asked_at < DIRTY_CHECK_SECONDS + 1
+    clean, dirty, late = [
+        m for m in bot.sent if isinstance(m, SendReply) and "generated" in m.markdown
+    ]
     assert clean.keyboard == ()
     assert dirty.keyboard == ((Button("📝 Show diff", f"df:{folder_mark(str(work))}:work"),),)
+    assert late.keyboard == ()  # the answer did not wait for git beyond its bound
     assert asked == [work, work]  # not for the request that ran no command
 
 
