@@ -172,20 +172,21 @@ def in_git_folder(path: PurePath) -> bool:
 
 def in_git_work_tree(folder: Path) -> bool:
     """Whether `folder` looks like part of a git work tree: a ``.git`` file (a worktree's or
-    a submodule's pointer) or a ``.git`` folder with a ``HEAD`` in it, in `folder` or in a
-    folder above it (blocking: a few ``lstat``). What decides whether a result offers "Show
-    diff": without git the bot cannot tell what changed. An empty ``.git`` folder is passed
-    over, as git passes it over: Codex 0.171.0's sandbox leaves one in each writable root
-    (the mount point of its read-only ``.git`` bind) once a command ran there, the working
-    directory and /tmp included. `GIT_DIR` and the like are not looked at: git's answer at
-    the press stays the authority, and says why when it differs."""
+    a submodule's pointer) or a ``.git`` folder (or a link to one, as Android's ``repo``
+    makes) with a ``HEAD`` in it, in `folder` or in a folder above it (blocking: a few
+    ``lstat``). What decides whether a result offers "Show diff": without git the bot cannot
+    tell what changed. An empty ``.git`` folder is passed over, as git passes it over: Codex
+    0.171.0's sandbox leaves one in each writable root (the mount point of its read-only
+    ``.git`` bind) once a command ran there, the working directory and /tmp included.
+    `GIT_DIR` and the like are not looked at: git's answer at the press stays the
+    authority, and says why when it differs."""
     for candidate in (folder, *folder.parents):
         dot_git = candidate / ".git"
         try:
             mode = os.lstat(dot_git).st_mode
         except OSError:
             continue
-        if stat.S_ISREG(mode) or (stat.S_ISDIR(mode) and os.path.lexists(dot_git / "HEAD")):
+        if stat.S_ISREG(mode) or os.path.lexists(dot_git / "HEAD"):  # a link to one too
             return True
     return False
 

@@ -357,3 +357,7 @@ def test_a_git_work_tree_has_a_git_file_or_a_git_folder_with_its_head(tmp_path: 
     worktree.mkdir()
     (worktree / ".git").write_text("gitdir: /elsewhere/.git/worktrees/worktree\n")
     assert in_git_work_tree(worktree)
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / ".git").symlink_to(repository / ".git")  # as Android's repo tool links them
+    assert in_git_work_tree(linked)
