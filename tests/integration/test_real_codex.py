@@ -231,7 +231,10 @@ async def test_two_calls_at_once_on_one_worker_get_their_own_replies(
                 for name in ("alpha", "beta"):
                     nursery.start_soon(run, name)
     in_flight = [sorted((names or "").split(", ")) for names in sharing]
-    assert in_flight == [["alpha", "beta"]] * 2  # both calls were in flight at once
+    # Both calls were in flight at once when the events began to flow (by the second call's
+    # first event, the first may be over: a loaded machine collects events late).
+    assert len(in_flight) == 2
+    assert ["alpha", "beta"] in in_flight
     for name in ("alpha", "beta"):
         outcome = outcomes[name]
         assert isinstance(outcome, JobDone), outcome
