@@ -43,6 +43,7 @@ from orchestrator.shutdown import (
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    from cli.doctor import CheckResult
     from orchestrator.config import LoadedConfig
     from orchestrator.ports import CodexWorker
 
@@ -98,17 +99,20 @@ async def _warn_if_codex_is_not_logged_in(loaded: LoadedConfig) -> None:
     (`_warn_if_app_server_is_not_logged_in`)."""
     context = DoctorContext(config_path=loaded.path, environ=os.environ, loaded=loaded)
     for row in await check_codex_auth(context):
-        if row.status != "ok":
-            logger.warning("Codex auth: %s; %s", row.detail, row.fix or "see `doctor`")
+        _warn_about_auth(row)
 
 
 async def _warn_if_app_server_is_not_logged_in(codex: CodexAppServer, login: str) -> None:
     """Doctor's ``codex auth`` row for ``app-server`` (``account/read`` on a worker), as a
     WARNING when it is not ok; bounded, as a refresh of the login may go online."""
     with trio.move_on_after(AUTH_SECONDS):
-        row = await auth_row(codex, login)
-        if row.status != "ok":
-            logger.warning("Codex auth: %s; %s", row.detail, row.fix or "see `doctor`")
+        _warn_about_auth(await auth_row(codex, login))
+
+
+def _warn_about_auth(row: CheckResult) -> None:
+    """A doctor ``codex auth`` row that is not ok, as one WARNING line with its fix."""
+    if row.status != "ok":
+        logger.warning("Codex auth: %s; %s", row.detail, row.fix or "see `doctor`")
 
 
 async def _main(loaded: LoadedConfig) -> int:

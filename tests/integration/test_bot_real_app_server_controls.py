@@ -168,17 +168,18 @@ async def test_the_stop_button_stops_a_command_the_turn_left_running(
 
 
 ROLE_COMMANDS = {
-    "Decide how to handle": ("sleep 41", '{"route": "plan", "reason": "several steps"}'),
-    "Write the numbered plan": ("sleep 42", "1. Do it."),
-    "Review the developer": ("sleep 43", '{"verdict": "approved", "feedback": "fine"}'),
+    "Decide how to handle": ("selector", "sleep 41", '{"route": "plan", "reason": "steps"}'),
+    "Write the numbered plan": ("planner", "sleep 42", "1. Do it."),
+    "Review the developer": ("reviewer", "sleep 43", '{"verdict": "approved", "feedback": "ok"}'),
 }
-"""Plan mode's read-only roles, by their prompt: the command each starts (handed back to the
-model after 0.3 s, so it outlives the turn), and its answer once it has the command's output."""
+"""Plan mode's read-only roles, by their prompt: the role, the command it starts (handed back
+to the model after 0.3 s, so it outlives the turn), and its answer once it has the command's
+output."""
 
 
 def plan_respond(body: dict[str, Any]) -> Turn:
     prompt = last_user_text(body)
-    for role_prompt, (command, answer) in ROLE_COMMANDS.items():
+    for role_prompt, (_role, command, answer) in ROLE_COMMANDS.items():
         if role_prompt in prompt:
             if last_item_type(body) == "function_call_output":
                 return [Text(answer)]
@@ -216,9 +217,5 @@ async def test_plan_mode_stops_what_the_read_only_roles_left_running(
     (result,) = [m for m in tg.messages(ALICE) if "approved by the reviewer" in m.text]
     assert "Still running" not in result.text
     assert STOP_BUTTON not in buttons(result)
-    for role, command in (
-        ("selector", "sleep 41"),
-        ("planner", "sleep 42"),
-        ("reviewer", "sleep 43"),
-    ):
+    for role, command, _answer in ROLE_COMMANDS.values():
         assert f"stopped 1 command the {role} left running: {command}" in bot.text()
