@@ -11,8 +11,9 @@ commands it stopped. A stale press gets a plain answer: nothing ran any more (st
 tree was killed with it). While a request runs the button waits: its own commands would go too.
 
 Once what it stops is stopped (a press, ``/cancel``, ``/new``, a switch of profile, branch or
-session), the conversation's Stop buttons go from their results, which keep their text and
-their other buttons (`forget_stop_buttons`). Best effort: the results this chat actor sent
+session), the conversation's Stop buttons go from their results, which keep their other
+buttons, and their note says the commands were stopped (`stopped_note`;
+`forget_stop_buttons`). Best effort: the results this chat actor sent
 (`actors.chat_output.KEYBOARDS_KEPT`; the actor ends after ``sessions.idle_ttl`` or with the
 bot); an older one keeps its button, whose press then says nothing runs any more.
 
@@ -41,6 +42,7 @@ __all__ = [
     "press",
     "stop_keyboard",
     "stop_slot",
+    "stopped_note",
     "stopped_text",
 ]
 
@@ -61,14 +63,23 @@ _SLOT_PREFIX: Final = "stop-"
 
 def background_note(commands: Sequence[str]) -> str:
     """The lines added to a result whose developer turn left `commands` running."""
-    shown = ", ".join(f"`{command[:80]}`" for command in commands[:3])
-    more = f" and {len(commands) - 3} more" if len(commands) > 3 else ""
     them = "it" if len(commands) == 1 else "them"
     return (
-        f"\n\n⏳ Still running in the background: {shown}{more}. The Stop button or /cancel "
-        f"stops {them}; so do /new, a switch of profile, branch or session, and a restart of "
-        "the bot."
+        f"\n\n⏳ Still running in the background: {_named(commands)}. The Stop button or "
+        f"/cancel stops {them}; so do /new, a switch of profile, branch or session, and a "
+        "restart of the bot."
     )
+
+
+def stopped_note(commands: Sequence[str]) -> str:
+    """What `background_note` reads once its Stop button went: the commands were stopped
+    (a press, /cancel, /new, a switch) or ended with their worker."""
+    return f"\n\n⏹ Left running in the background, and stopped since: {_named(commands)}."
+
+
+def _named(commands: Sequence[str]) -> str:
+    shown = ", ".join(f"`{command[:80]}`" for command in commands[:3])
+    return shown + (f" and {len(commands) - 3} more" if len(commands) > 3 else "")
 
 
 def stop_keyboard(token: str) -> Keyboard:

@@ -78,6 +78,8 @@ class ChatOutput:
     keyboards: Recent[str, Keyboard] = field(default_factory=lambda: Recent(KEYBOARDS_KEPT))
     """The buttons of the replies said with a `keyboard_slot`, by slot (the last
     `KEYBOARDS_KEPT`): what `change_buttons` starts from."""
+    rewrites: Recent[str, tuple[str, str]] = field(default_factory=lambda: Recent(KEYBOARDS_KEPT))
+    """The `rewrite` of the replies said with one, by `keyboard_slot`."""
 
     async def say(
         self,
@@ -88,15 +90,19 @@ class ChatOutput:
         keyboard: Keyboard = (),
         quoting: int | None = None,
         keyboard_slot: str = "",
+        rewrite: tuple[str, str] = ("", ""),
     ) -> None:
         """Send a message that must arrive (a result, an answer to a command, a notice);
         `silent`: without a notification on the phone; `keyboard`: buttons under it;
         `quoting`: the user's message it answers (default: `ChatOutput.quoting`);
-        `keyboard_slot`: a name to change its buttons by later (`change_buttons`). On disk
-        (the outbox) before it is handed over; a disk that refuses leaves it to the sender
-        (which says so)."""
+        `keyboard_slot`: a name to change its buttons by later (`change_buttons`), which
+        also rewrites the part `rewrite[0]` of `markdown` as `rewrite[1]` (a note about
+        what the buttons act on). On disk (the outbox) before it is handed over; a disk that
+        refuses leaves it to the sender (which says so)."""
         if keyboard_slot:
             self.keyboards.remember(keyboard_slot, keyboard)
+            if rewrite[0]:
+                self.rewrites.remember(keyboard_slot, rewrite)
         reply = SendReply(
             chat_id=self.key.chat_id,
             thread_id=self.key.thread_id,
@@ -161,10 +167,18 @@ class ChatOutput:
 
     async def change_buttons(self, slot: str, keyboard: Keyboard) -> None:
         """Give the reply said with `keyboard_slot` `slot` the buttons `keyboard` (its text
-        stays), and forget the slot."""
+        stays, but for the part it was said to `rewrite`), and forget the slot."""
         self.keyboards.pop(slot, None)
+        text_from, text_to = self.rewrites.pop(slot, ("", ""))
         await self.sender.send(
-            CloseLive(chat_id=self.key.chat_id, slot=slot, keep_text=True, keyboard=keyboard)
+            CloseLive(
+                chat_id=self.key.chat_id,
+                slot=slot,
+                keep_text=True,
+                keyboard=keyboard,
+                text_from=text_from,
+                text_to=text_to,
+            )
         )
 
     def typing(self) -> bool:

@@ -29,7 +29,7 @@ import msgspec
 import trio
 
 from actors.chat_approvals import APPROVAL_BUFFER, cancel_data, diff_data
-from actors.chat_background import background_note, stop_keyboard, stop_slot
+from actors.chat_background import background_note, stop_keyboard, stop_slot, stopped_note
 from actors.chat_progress import Progress, follow_progress, live_text
 from actors.chat_texts import format_duration, thread_line
 from actors.role_caller import PoolRoleCaller
@@ -466,8 +466,10 @@ async def _report(
             # The answer first: under per-chat spacing, closing the progress message
             # first held every result back by a second (bench/flood.py).
             text = _final_text(result, request.progress.files)
-            if outcome.background:
-                text += background_note(outcome.background)
+            rewrite = ("", "")
+            if outcome.background:  # the note reads "stopped" once its button goes
+                rewrite = (background_note(outcome.background), stopped_note(outcome.background))
+                text += rewrite[0]
             if outcome.moved:
                 text += f"\n\n{MOVED_NOTE}"
             if result.error is None and request.progress.live_shown:
@@ -480,7 +482,13 @@ async def _report(
                 *(((Button("📝 Show diff", diff_data(folder)),),) if changed else ()),
             )
             slot = stop_slot(request.token) if outcome.background else ""
-            await out.say(text, keyboard=keyboard, quoting=request.quoting, keyboard_slot=slot)
+            await out.say(
+                text,
+                keyboard=keyboard,
+                quoting=request.quoting,
+                keyboard_slot=slot,
+                rewrite=rewrite,
+            )
             await _drop_live(request, out)
             return
         case CancelledByUser():

@@ -20,9 +20,11 @@ from orchestrator.errors import TelegramBadRequest
 from orchestrator.rendering import (
     CAPTION_LIMIT,
     MESSAGE_LIMIT,
+    render_markdown,
     render_plain,
     render_reply,
     sanitize_text,
+    utf16_length,
     visible_text,
 )
 
@@ -36,15 +38,15 @@ if TYPE_CHECKING:
     from orchestrator.ports import ParseMode, TelegramApi
     from orchestrator.recent import Recent
 
-__all__ = ["KEYBOARDS_REMEMBERED", "Deliveries", "GiveUp", "fit"]
+__all__ = ["KEYBOARDS_REMEMBERED", "Deliveries", "GiveUp", "fit", "rewrite_html"]
 
 logger: Final = logging.getLogger("actors.telegram_sender")  # one logger for the sender
 
 T = TypeVar("T")
 
 KEYBOARDS_REMEMBERED: Final = 1024
-"""Replies sent with a `SendReply.keyboard_slot` whose message ids the sender keeps (the
-oldest is forgotten first): a later change of their buttons finds them."""
+"""Replies sent with a `SendReply.keyboard_slot` whose message ids (and last parts) the
+sender keeps (the oldest is forgotten first): a later change of their buttons finds them."""
 
 
 class GiveUp(Exception):
@@ -58,8 +60,9 @@ class Deliveries:
     max_chunks: int
     outbox: Outbox | None
     stats: SenderStatistics
-    keyboards: Recent[tuple[int, str], int]
-    """(chat, `SendReply.keyboard_slot`) → the message that carries the reply's buttons."""
+    keyboards: Recent[tuple[int, str], tuple[int, str]]
+    """(chat, `SendReply.keyboard_slot`) → the message that carries the reply's buttons, and
+    its HTML as rendered ("" for a document or a plain reply): what a rewrite starts from."""
 
     async def _in_chat(self, lane: Lane, call: Callable[[int], Awaitable[T]], *, preview: str) -> T:
         raise NotImplementedError
@@ -87,7 +90,7 @@ class Deliveries:
                 ),
                 preview=reply.markdown,
             )
-            self._remember_keyboard(lane, reply, sent)
+            self._remember_keyboard(lane, reply, sent, "")
             return
         # The parts Telegram took before a restart are not sent again (`Outbox.mark_delivered`).
         entry, outbox = lane.entry, self.outbox
@@ -105,22 +108,36 @@ class Deliveries:
                 silent=reply.silent,
             )
             if last:
-                self._remember_keyboard(lane, reply, sent)
+                self._remember_keyboard(lane, reply, sent, chunk)
             elif outbox is not None and entry is not None:
                 await outbox.mark_delivered(entry, number + 1)
 
-    def _remember_keyboard(self, lane: Lane, reply: SendReply, message_id: int) -> None:
+    def _remember_keyboard(self, lane: Lane, reply: SendReply, message_id: int, html: str) -> None:
         if reply.keyboard_slot:
-            self.keyboards.remember((lane.chat_id, reply.keyboard_slot), message_id)
+            kept = html if not reply.plain else ""
+            self.keyboards.remember((lane.chat_id, reply.keyboard_slot), (message_id, kept))
 
     async def _change_buttons(self, lane: Lane, close: CloseLive) -> None:
-        """`close.keyboard` under the reply remembered as `close.slot` (or `close.message_id`);
-        best effort: a message Telegram no longer has, or one this process did not send, is
-        left as it is."""
+        """`close.keyboard` under the reply remembered as `close.slot` (or `close.message_id`),
+        and its `close.text_from` rewritten; best effort: a message Telegram no longer has, or
+        one this process did not send, is left as it is."""
         remembered = self.keyboards.pop((lane.chat_id, close.slot), None)
-        message_id = remembered if remembered is not None else close.message_id
+        message_id, html = remembered if remembered is not None else (close.message_id, "")
         if message_id is None:
             return
+        rewritten = rewrite_html(html, close.text_from, close.text_to) if html else None
+        if rewritten is not None:
+            try:
+                await self._in_chat(
+                    lane,
+                    lambda chat_id: self.api.edit_message_text(
+                        chat_id, message_id, rewritten, parse_mode="HTML", keyboard=close.keyboard
+                    ),
+                    preview=rewritten,
+                )
+                return
+            except TelegramBadRequest as error:  # its buttons still go, below
+                logger.info("could not change the text of message %s: %s", message_id, error)
         try:
             await self._in_chat(
                 lane,
@@ -295,6 +312,20 @@ def _tell_shown(live: UpdateLive, message_id: int) -> None:
             trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError
         ):
             live.shown_to.send_nowait(message_id)
+
+
+def rewrite_html(html: str, text_from: str, text_to: str) -> str | None:
+    """`html` (a reply's part, as sent) with the rendering of the markdown `text_from` in
+    it replaced by that of `text_to` (its last occurrence); None when it is not there (the
+    reply was split inside it, or its markdown left it inside a code block), or when the
+    result would not fit in a message."""
+    if not text_from.strip():
+        return None
+    before, found, after = html.rpartition(render_markdown(sanitize_text(text_from.strip())))
+    if not found:
+        return None
+    rewritten = before + render_markdown(sanitize_text(text_to.strip())) + after
+    return rewritten if utf16_length(visible_text(rewritten)) <= MESSAGE_LIMIT else None
 
 
 def fit(text: str, limit: int = MESSAGE_LIMIT) -> str:

@@ -232,7 +232,7 @@ class _Sender(Deliveries):
         self.stats = stats
         self.lanes: dict[int, Lane] = {}
         self.migrated: dict[int, int] = {}
-        self.keyboards = Recent[tuple[int, str], int](KEYBOARDS_REMEMBERED)
+        self.keyboards = Recent[tuple[int, str], tuple[int, str]](KEYBOARDS_REMEMBERED)
         self.limiter = RateLimiter(global_rate)
         self.strangers = StrangerGate()
         self.unsaved_told = OncePer[int](UNSAVED_NOTICE_INTERVAL)

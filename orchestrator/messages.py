@@ -310,7 +310,7 @@ class CloseLive(_SenderBase, frozen=True, kw_only=True, tag="close_live"):
     Delivered like a `SendReply` (never dropped); pending updates of the slot are discarded.
     With `keep_text`, only the buttons change (to `keyboard`) of the reply sent with
     `SendReply.keyboard_slot` `slot`, or of `message_id`: a button that no longer does
-    anything goes, and the reply's text and formatting stay.
+    anything goes, and the reply's text and formatting stay (but for `text_from`).
     """
 
     chat_id: int
@@ -323,6 +323,12 @@ class CloseLive(_SenderBase, frozen=True, kw_only=True, tag="close_live"):
     keep_text: bool = False
     keyboard: Keyboard = ()
     """With `keep_text`: the buttons the message keeps."""
+    text_from: str = ""
+    text_to: str = ""
+    """With `keep_text`: a part of the reply's markdown (`text_from`, a paragraph or more
+    of its last part) that now reads `text_to`, rendered as the reply was; the rest of
+    the text stays. Best effort: a reply sent as a document, or whose HTML Telegram
+    refused, changes only its buttons."""
 
 
 class SendChatAction(_SenderBase, frozen=True, kw_only=True, tag="chat_action"):

@@ -129,8 +129,13 @@ def redact_outbound(message: SenderMsg, secrets: Iterable[str] = ()) -> SenderMs
                 document=document,
                 document_caption=redact(message.document_caption, secrets),
             )
-        case CloseLive() if message.final_text:
-            return msgspec.structs.replace(message, final_text=redact(message.final_text, secrets))
+        case CloseLive() if message.final_text or message.text_from:
+            return msgspec.structs.replace(
+                message,
+                final_text=redact(message.final_text, secrets) if message.final_text else None,
+                text_from=redact(message.text_from, secrets),
+                text_to=redact(message.text_to, secrets),
+            )
         case AnswerCallback() if message.text:
             return msgspec.structs.replace(message, text=redact(message.text, secrets))
         case _:

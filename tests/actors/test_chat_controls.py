@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING
 import msgspec
 import trio
 
-from actors.chat_background import NOTHING_LEFT, STOP_BUTTON, WORKER_GONE, background_note
+from actors.chat_background import (
+    NOTHING_LEFT,
+    STOP_BUTTON,
+    WORKER_GONE,
+    background_note,
+    stopped_note,
+)
 from actors.chat_model import NEEDS_APP_SERVER
 from actors.chat_steer import ADD_BUTTON, ADDED, ENDED_BEFORE, WITHDRAWN
 from orchestrator.config import Config, Profile
@@ -48,6 +54,11 @@ def reply_buttons(bot: Bot, fragment: str) -> list[Button]:
 def button_changes(bot: Bot) -> list[tuple[str, Keyboard]]:
     """The replies whose buttons the chat changed (their slot), and to what."""
     return [(m.slot, m.keyboard) for m in bot.sent if isinstance(m, CloseLive) and m.keep_text]
+
+
+def note_rewrites(bot: Bot) -> list[tuple[str, str]]:
+    """What the chat asked the sender to rewrite in the replies whose buttons it changed."""
+    return [(m.text_from, m.text_to) for m in bot.sent if isinstance(m, CloseLive) and m.keep_text]
 
 
 def result_slot(bot: Bot, fragment: str) -> str:
@@ -264,6 +275,13 @@ async def test_the_stop_button_stops_what_a_turn_left_running(
         assert bot.callback_answer(query) == "Stopping…"
         await bot.wait(lambda: bool(button_changes(bot)))
         assert button_changes(bot) == [(result_slot(bot, "FAKE: serve it"), ())]  # it goes
+        ((said, now),) = note_rewrites(bot)  # and its note no longer says it runs
+        assert said == background_note(["python -m http.server"])
+        assert any(said in reply and "FAKE: serve it" in reply for reply in bot.replies(ALICE))
+        assert (
+            now
+            == "\n\n⏹ Left running in the background, and stopped since: `python -m http.server`."
+        )
         await bot.press(ALICE, stop.callback_data)  # already stopped (a press racing the edit)
         await bot.wait_reply(ALICE, NOTHING_LEFT)
         assert len(button_changes(bot)) == 1  # nothing left to take away
@@ -349,6 +367,9 @@ async def test_cancel_and_new_say_which_background_commands_they_stopped(
         await bot.wait_reply(ALICE, stopped, count=2)
         await bot.wait(lambda: len(button_changes(bot)) == 2)
         assert button_changes(bot)[1] == (result_slot(bot, "FAKE: serve once more"), ())
+        assert [now for _said, now in note_rewrites(bot)] == [
+            stopped_note(["python -m http.server"])
+        ] * 2
 
 
 async def test_status_shows_the_running_mode_and_the_chat_s_model_choice(

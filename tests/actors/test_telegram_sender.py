@@ -411,6 +411,58 @@ async def test_the_buttons_of_a_remembered_reply_change_and_its_text_stays(
     assert not sender.api.calls_of("editMessageText")
 
 
+async def test_a_remembered_reply_s_note_is_rewritten_with_its_buttons(
+    sender: Sender, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A `CloseLive` with `text_from` edits the reply's last part, formatting and all, with
+    that part rewritten and the new buttons, in one ``editMessageText``. A note it cannot
+    find (a reply sent as a document; a note the answer's open code block swallowed) or an
+    edit Telegram refuses leaves the text and changes only the buttons."""
+    note, stopped = "\n\n⏳ Still running: `sleep 9` & more", "\n\n⏹ Stopped: `sleep 9`."
+    diff = Button("📝 Show diff", "df:x")
+    keyboard = ((Button("⏹ Stop", "bg:t1"),), (diff,))
+    answers = {
+        "s1": "**Done**." + note + "\n\n🧵 `codex resume t1`",
+        "s2": "a paragraph of the answer\n\n" * 3000 + note,  # sent as a document
+        "s3": "```\nstill in the block" + note,
+        "s4": "Refused." + note,
+    }
+    for slot, markdown in answers.items():
+        await sender.put(
+            SendReply(chat_id=5, markdown=markdown, keyboard=keyboard, keyboard_slot=slot)
+        )
+    await sender.wait(lambda api: len(api.calls_of("sendMessage")) == 3)
+    sender.api.fail("editMessageText", TelegramBadRequest("Bad Request: MESSAGE_TOO_LONG", 400))
+    for slot in ("s4", "s1", "s2", "s3"):
+        await sender.put(
+            CloseLive(
+                chat_id=5,
+                slot=slot,
+                keep_text=True,
+                keyboard=((diff,),),
+                text_from=note,
+                text_to=stopped,
+            )
+        )
+    await sender.put(SendReply(chat_id=5, markdown="after"))
+    await sender.wait(lambda api: "after" in sent_texts(api, 5))
+    first, third, refused, _after = sender.api.calls_of("sendMessage")
+    (document,) = [m for m, text in sender.api.messages[5].items() if "[document" in text]
+    refused_edit, edit = sender.api.calls_of("editMessageText")
+    assert refused_edit.message_id == refused.message_id  # refused: its buttons only, below
+    assert edit.message_id == first.message_id
+    assert edit.text == (
+        "<b>Done</b>.\n\n⏹ Stopped: <code>sleep 9</code>.\n\n🧵 <code>codex resume t1</code>"
+    )
+    assert (edit.parse_mode, edit.keyboard) == ("HTML", ((diff,),))
+    markups = sender.api.calls_of("editMessageReplyMarkup")
+    assert [(m.message_id, m.keyboard) for m in markups] == [
+        (refused.message_id, ((diff,),)),
+        (document, ((diff,),)),
+        (third.message_id, ((diff,),)),
+    ]
+
+
 async def test_buttons_go_on_the_last_chunk_and_callbacks_are_answered(
     sender: Sender, autojump_clock: trio.testing.MockClock
 ) -> None:

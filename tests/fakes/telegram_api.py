@@ -188,7 +188,7 @@ class FakeTelegramApi:
         parse_mode: ParseMode = None,
         keyboard: Keyboard = (),
     ) -> None:
-        await self._edit("editMessageText", chat_id, message_id, keyboard, text)
+        await self._edit("editMessageText", chat_id, message_id, keyboard, text, parse_mode)
 
     async def edit_message_reply_markup(
         self, chat_id: int, message_id: int, *, keyboard: Keyboard = ()
@@ -196,7 +196,13 @@ class FakeTelegramApi:
         await self._edit("editMessageReplyMarkup", chat_id, message_id, keyboard, None)
 
     async def _edit(
-        self, method: str, chat_id: int, message_id: int, keyboard: Keyboard, text: str | None
+        self,
+        method: str,
+        chat_id: int,
+        message_id: int,
+        keyboard: Keyboard,
+        text: str | None,
+        parse_mode: ParseMode = None,
     ) -> None:
         """An edit of a sent message: its text (None: kept) and its buttons, recorded."""
         await self._leg()
@@ -206,6 +212,7 @@ class FakeTelegramApi:
             chat_id=chat_id,
             text=text or "",
             message_id=message_id,
+            parse_mode=parse_mode,
             keyboard=keyboard,
         )
         self._record(call)

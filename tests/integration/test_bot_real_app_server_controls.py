@@ -3,8 +3,9 @@ mock model, through the fake Telegram Bot API: a queued message added to the run
 with the button reaches the model within that turn (``turn/steer``); /model and /effort reach
 the model's request body, and ``default`` brings the thread's own back; /usage shows the
 tokens; the Stop button under a result stops the command the turn left running (gone from
-/proc) and a second press is answered plainly; in plan mode, what the selector, the planner
-and the reviewer leave running is stopped as their calls end (gone from /proc, no note)."""
+/proc), the result's note says so, and a second press is answered plainly; in plan mode,
+what the selector, the planner and the reviewer leave running is stopped as their calls end
+(gone from /proc, no note)."""
 
 from __future__ import annotations
 
@@ -155,9 +156,14 @@ async def test_the_stop_button_stops_a_command_the_turn_left_running(
                 assert "Still running in the background: sleep 40" in result.text
                 await tg.wait_for(lambda t: has_text(t, "⏹ Stopped:\n$ sleep 40"))
                 assert await wait_until_gone({sleeper}) == set()
-                # The button goes from the result, which keeps its text.
+                # The button goes from the result, whose note now says the command stopped.
+                answer = result.text.partition("⏳")[0]
                 await tg.wait_for(lambda t: STOP_BUTTON not in buttons(result))
-                assert "Still running in the background: sleep 40" in result.text
+                assert result.text.startswith(answer)
+                assert "Still running" not in result.text
+                assert "⏹ Left running in the background, and stopped since: sleep 40." in (
+                    result.text
+                )
                 # A press that raced the edit: nothing is left.
                 tg.push_callback(
                     chat_id=ALICE, user_id=ALICE, message_id=result.message_id, data=data

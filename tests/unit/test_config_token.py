@@ -81,6 +81,8 @@ def test_every_outbound_text_is_redacted() -> None:
         SendReply(chat_id=1, markdown=text),
         UpdateLive(chat_id=1, slot="s", text=text),
         CloseLive(chat_id=1, slot="s", final_text=text),
+        CloseLive(chat_id=1, slot="s", keep_text=True, text_from=text, text_to=text),
+        CloseLive(chat_id=1, slot="s", keep_text=True, text_from="a note", text_to=text),
         AnswerCallback(callback_query_id="q", text=text),
     ]
     for message in messages:
