@@ -9,7 +9,9 @@ This module owns, for one chat (`actors.chat.Chat`):
   (the MCP ``codex`` tool of 0.153.4 has no image argument), so on MCP the user is told to
   switch the backend, before anything is downloaded (once per album). An image that arrives
   while a request runs is not queued (the queue holds text): the user is asked to send it
-  again. `prune_images_forever` deletes kept images after ``files.image_retention``.
+  again. An image sent as a file whose bytes Codex could not decode (it would drop it without
+  a word: `orchestrator.image_bytes`) is taken as a file instead, and the user told why.
+  `prune_images_forever` deletes kept images after ``files.image_retention``.
 - **Albums.** Telegram sends an album's photos (or files) as one message each, with one
   ``media_group_id`` and the caption on one of them. The chat collects them (and any text sent
   meanwhile) until none came for `ALBUM_WAIT`, then runs them as one request with every
@@ -46,6 +48,7 @@ import trio
 from actors import chat_texts
 from orchestrator import disk, words
 from orchestrator.errors import TelegramError, TelegramFileTooBig
+from orchestrator.image_bytes import unreadable_image
 from orchestrator.messages import TraceRecord
 from orchestrator.rendering import CAPTION_LIMIT
 from orchestrator.words import plural
@@ -243,6 +246,13 @@ async def _image_in(
     data = await _download(chat, message, attachment, what)
     if data is None:
         return
+    problem = unreadable_image(data) if message.content_kind == "document" else None
+    if problem is not None:  # Codex would drop it without a word: it goes as a file
+        await _traced(chat, message, "image_unreadable", problem)
+        shown = words.quoted(attachment.file_name) if attachment.file_name else "Your file"
+        told = f"{shown} is not a picture Codex can look at ({problem}), so it goes as a file. "
+        await _take_file(chat, message, attachment, data, told=told)
+        return
     images = Path(chat.config.state_dir) / "images"
     try:
         path = await disk.run_sync(store_image, images, data, suffix)
@@ -289,8 +299,21 @@ async def _refuse_once_per_album(chat: Chat, album: str | None, text: str) -> No
 async def _file_in(chat: Chat, message: InboundMessage, attachment: Attachment) -> None:
     what = "audio file" if message.content_kind == "audio" else "file"
     data = await _download(chat, message, attachment, what)
-    if data is None:
-        return
+    if data is not None:
+        await _take_file(chat, message, attachment, data, what=what)
+
+
+async def _take_file(
+    chat: Chat,
+    message: InboundMessage,
+    attachment: Attachment,
+    data: bytes,
+    *,
+    what: str = "file",
+    told: str = "",
+) -> None:
+    """Save the downloaded file in the inbox, say where (after `told`), and pass the
+    caption on to Codex with its place (as a text message: queued behind a request)."""
     workspace = Path(chat.profile.working_directory)
     inbox = workspace / chat.config.files.inbox_dir
     fallback = f"file-{message.message_id}"
@@ -316,7 +339,7 @@ async def _file_in(chat: Chat, message: InboundMessage, attachment: Attachment) 
             else "that name is not safe as a file name here"
         )
         note += f" (sent as {words.quoted(attachment.file_name)}; {why})"
-    await chat.out.say(note + ".", plain=True)
+    await chat.out.say(told + note + ".", plain=True)
     caption = (message.text or "").strip()
     note = f"(The file is {relative} in the working directory.)"
     album = message.media_group_id

@@ -43,6 +43,7 @@ from orchestrator.session_store import RequestRecord, SessionState, SessionStore
 from tests.actors.test_chats import ALICE, BOB, Bot, make_config, running_bot
 from tests.fakes.codex_process import FakeProcesses
 from tests.fakes.git import FakeGit
+from tests.pictures import tiny_png
 
 if TYPE_CHECKING:
     from orchestrator.ports import Worktree
@@ -77,7 +78,7 @@ async def test_a_photo_runs_with_its_caption_as_an_image_on_app_server(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
     config = app_server_config(tmp_path)
-    files = FakeFiles({"big": b"\xff\xd8jpeg", "other": b"\x89PNG"})
+    files = FakeFiles({"big": b"\xff\xd8jpeg", "other": tiny_png()})
     async with running_bot(tmp_path, config=config, files=files) as bot:
         await bot.wait(lambda: len(bot.fakes.started) == 2)
         photo = Attachment(file_id="big", file_size=6)
@@ -100,6 +101,39 @@ async def test_a_photo_runs_with_its_caption_as_an_image_on_app_server(
     assert kept[0].stat().st_mode & 0o777 == 0o600
     assert not (tmp_path / "work" / "inbox").exists()  # an image never lands in the workspace
     assert files.fetched == ["big", "other"]
+
+
+async def test_an_image_file_codex_cannot_decode_goes_as_a_file_and_says_why(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Codex would drop it without a word and answer about a picture it never saw: it lands
+    in the inbox like any file, the user is told why, and Codex gets the caption with where
+    the file is, no image."""
+    config = app_server_config(tmp_path)
+    cut = tiny_png()[:30]
+    files = FakeFiles({"cut": cut, "text": b"not a picture"})
+    async with running_bot(tmp_path, config=config, files=files) as bot:
+        await bot.wait(lambda: len(bot.fakes.started) == 2)
+        image = Attachment(file_id="cut", file_name="chart.png", mime_type="image/png")
+        await bot.say(ALICE, "what is wrong?", content_kind="document", attachment=image)
+        await bot.wait_reply(ALICE, "FAKE: what is wrong?")
+        other = Attachment(file_id="text", mime_type="image/jpeg")
+        await bot.say(ALICE, None, content_kind="document", attachment=other)
+        await bot.wait_reply(ALICE, f"FAKE: {FILE_PROMPT}")
+    assert bot.replies(ALICE)[0] == (
+        "“chart.png” is not a picture Codex can look at (the PNG file is cut short: it ends "
+        "before its picture does), so it goes as a file. Saved as inbox/chart.png."
+    )
+    assert bot.replies(ALICE)[2].startswith(
+        "Your file is not a picture Codex can look at (its bytes are not a PNG, JPEG, GIF or "
+        "WebP picture), so it goes as a file. Saved as inbox/file-"
+    )
+    (first, first_images), (second, second_images) = jobs(bot)
+    assert first == "what is wrong?\n\n(The file is inbox/chart.png in the working directory.)"
+    assert second.startswith(f"{FILE_PROMPT}\n\n(The file is inbox/file-")
+    assert first_images == second_images == ()
+    assert (tmp_path / "work" / "inbox" / "chart.png").read_bytes() == cut
+    assert not (tmp_path / "images").exists()  # nothing kept as an image
 
 
 async def test_a_photo_on_mcp_is_refused_before_any_download(

@@ -2,44 +2,38 @@
 model: the fake Telegram serves the file, the bot keeps it privately under state_dir and
 passes it as a ``localImage`` input, and the model's request carries it as an
 ``input_image`` next to the caption; an album's photos go in one request. The working
-directory never sees them."""
+directory never sees them. An image file Codex cannot decode (which it drops without a word)
+goes as a file, and the user is told why; `unreadable_image` agrees with Codex itself on the
+damage measured (orchestrator.image_bytes)."""
 
 from __future__ import annotations
 
 import base64
 import signal
-import struct
-import zlib
 from typing import TYPE_CHECKING, Any
 
 import trio
 
+from orchestrator.image_bytes import unreadable_image
+from orchestrator.messages import JobDone
 from tests.bot_process import polling
+from tests.fakes.mock_model import open_mock_model, write_codex_home
 from tests.integration.app_server_fixtures import app_server_codex
-from tests.integration.test_bot_real_app_server import CEILING, app_server_edges
+from tests.integration.test_bot_real_app_server import CEILING, MODEL, app_server_edges
 from tests.integration.test_bot_real_codex import ALICE, TOKEN, has_text
+from tests.integration.test_real_app_server import deny, job_in, open_real
+from tests.pictures import GIF, JPEG, WEBP, tiny_png
 
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from orchestrator.edges.codex_app_server import CodexAppServer
+
 __all__ = ["app_server_codex"]
 
 
-def tiny_png() -> bytes:
-    """A valid 2 by 2 red PNG (Codex decodes the image before it sends it)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    header = struct.pack(">IIBBBBB", 2, 2, 8, 2, 0, 0, 0)
-    rows = b"".join(b"\x00" + b"\xff\x00\x00" * 2 for _ in range(2))
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(rows))
-        + chunk(b"IEND", b"")
-    )
+OMITTED = "image content omitted because it could not be processed"
+"""What Codex 0.171.0 gives the model in place of an image it cannot decode."""
 
 
 def input_images(body: dict[str, Any]) -> list[str]:
@@ -110,3 +104,67 @@ async def test_an_album_reaches_the_model_as_one_request_with_every_photo(
     assert len(input_images(model.requests[0])) == 3
     assert "what differs between these" in str(model.requests[0].get("input"))
     assert not any("send it again" in text.lower() for text in tg.sent_texts(ALICE))
+
+
+async def test_an_image_file_codex_cannot_decode_is_passed_on_as_a_file(
+    app_server_codex: Path, tmp_path: Path
+) -> None:
+    cut = tiny_png()[:30]
+    with trio.fail_after(CEILING):
+        async with app_server_edges(app_server_codex, tmp_path, sandbox="workspace-write") as edges:
+            model, tg, config = edges
+            async with polling(tg, config, TOKEN) as bot:
+                sent = tg.add_file(cut, "documents/chart.png")
+                document = {**sent, "file_name": "chart.png", "mime_type": "image/png"}
+                tg.push_message(
+                    chat_id=ALICE,
+                    user_id=ALICE,
+                    extra={"document": document, "caption": "what does the chart say"},
+                )
+                await tg.wait_for(lambda t: has_text(t, "MOCK-REPLY"))
+                bot.process.send_signal(signal.SIGTERM)
+    assert bot.process.returncode == 0, bot.text()
+    told, _result = tg.sent_texts(ALICE)
+    assert told == (
+        "“chart.png” is not a picture Codex can look at (the PNG file is cut short: it ends "
+        "before its picture does), so it goes as a file. Saved as inbox/chart.png."
+    )
+    (request,) = model.requests
+    assert input_images(request) == []
+    assert OMITTED not in str(request["input"])
+    assert "(The file is inbox/chart.png in the working directory.)" in str(request["input"])
+    assert (tmp_path / "work" / "inbox" / "chart.png").read_bytes() == cut
+
+
+async def test_what_unreadable_image_turns_away_codex_cannot_read(
+    app_server_codex: Path, tmp_path: Path
+) -> None:
+    """Each picture, whole and damaged as measured, in a turn of its own on the real Codex:
+    what `unreadable_image` turns away Codex drops, and what Codex reads it lets through."""
+    pictures = {"png": tiny_png(), "jpeg": JPEG, "gif": GIF, "webp": WEBP}
+    cases = {
+        **{f"{kind} whole": data for kind, data in pictures.items()},
+        **{f"{kind} less its last 2 bytes": data[:-2] for kind, data in pictures.items()},
+        **{f"{kind} with bytes after it": data + b"junk" for kind, data in pictures.items()},
+        **{f"{kind} cut in half": data[: len(data) // 2] for kind, data in pictures.items()},
+        "png without IEND": tiny_png()[:-12],
+        "text": b"not a picture at all",
+        "bmp": b"BM" + b"\x00" * 60,
+    }
+    read: dict[str, bool] = {}
+    with trio.fail_after(CEILING):
+        async with open_mock_model() as model:
+            home = write_codex_home(tmp_path / "home", model.base_url, model=MODEL)
+            codex: CodexAppServer
+            async with open_real(app_server_codex, home, tmp_path) as codex:
+                for number, (name, data) in enumerate(cases.items()):
+                    path = tmp_path / f"picture-{number}"
+                    path.write_bytes(data)
+                    job = job_in(tmp_path, name, images=(str(path),))
+                    outcome = await codex.run_turn(job, on_event=lambda _e: None, on_approval=deny)
+                    assert isinstance(outcome, JobDone), (name, outcome)
+                    read[name] = OMITTED not in str(model.requests[-1]["input"])
+    turned_away = {name for name, data in cases.items() if unreadable_image(data) is not None}
+    assert {name for name, ok in read.items() if not ok} >= turned_away  # none Codex reads
+    assert turned_away == {"png cut in half", "png without IEND", "text", "bmp"}
+    assert all(read[name] for name in cases if "whole" in name or "bytes" in name)
