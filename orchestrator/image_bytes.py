@@ -58,4 +58,4 @@ def _png_problem(data: bytes) -> str | None:
         at += 8 + length + 4
         if at > len(data):
             break
-    return "the PNG file is cut short: it ends before its picture does"
+    return "the PNG file is cut short or damaged: its picture does not end"

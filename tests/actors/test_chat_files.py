@@ -121,8 +121,8 @@ async def test_an_image_file_codex_cannot_decode_goes_as_a_file_and_says_why(
         await bot.say(ALICE, None, content_kind="document", attachment=other)
         await bot.wait_reply(ALICE, f"FAKE: {FILE_PROMPT}")
     assert bot.replies(ALICE)[0] == (
-        "“chart.png” is not a picture Codex can look at (the PNG file is cut short: it ends "
-        "before its picture does), so it goes as a file. Saved as inbox/chart.png."
+        "“chart.png” is not a picture Codex can look at (the PNG file is cut short or damaged: "
+        "its picture does not end), so it goes as a file. Saved as inbox/chart.png."
     )
     assert bot.replies(ALICE)[2].startswith(
         "Your file is not a picture Codex can look at (its bytes are not a PNG, JPEG, GIF or "

@@ -126,8 +126,8 @@ async def test_an_image_file_codex_cannot_decode_is_passed_on_as_a_file(
     assert bot.process.returncode == 0, bot.text()
     told, _result = tg.sent_texts(ALICE)
     assert told == (
-        "“chart.png” is not a picture Codex can look at (the PNG file is cut short: it ends "
-        "before its picture does), so it goes as a file. Saved as inbox/chart.png."
+        "“chart.png” is not a picture Codex can look at (the PNG file is cut short or damaged: "
+        "its picture does not end), so it goes as a file. Saved as inbox/chart.png."
     )
     (request,) = model.requests
     assert input_images(request) == []

@@ -9,7 +9,7 @@ from orchestrator.image_bytes import unreadable_image
 from tests.pictures import GIF, JPEG, WEBP, tiny_png
 
 PICTURES = {"png": tiny_png(), "jpeg": JPEG, "gif": GIF, "webp": WEBP}
-CUT_SHORT = "the PNG file is cut short: it ends before its picture does"
+CUT_SHORT = "the PNG file is cut short or damaged: its picture does not end"
 
 
 @pytest.mark.parametrize("kind", PICTURES)
