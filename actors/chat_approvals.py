@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Final, NamedTuple, TypeAlias
 import msgspec
 import trio
 
+from actors.chat_progress import may_write
 from orchestrator.channels import reply_nowait
 from orchestrator.messages import ApprovalDecision, Button, TraceRecord
 from orchestrator.redaction import REDACTED, TOKEN_PATTERN
@@ -399,6 +400,8 @@ class _Open:
     progress: Progress | None = None
     """The asking request's progress: its message says it waits for the user meanwhile."""
     approvable: bool = True
+    held: bool = False
+    """It holds a command reported started (`Progress.held`) until it is approved."""
     decided: trio.Event = field(default_factory=trio.Event)
 
     def settle(self) -> None:
@@ -446,6 +449,10 @@ class Approvals:
                 if progress is not None:
                     progress.asking += 1
                     progress.changed.set()
+                    ask = request.ask
+                    if ask.kind == "exec" and ask.reported_started and may_write(progress.phase):
+                        question.held = True
+                        progress.held += 1
                 self._open[token] = question
                 view = approval_view(request.ask, working_directory)
                 question.approvable = view.approvable
@@ -520,6 +527,8 @@ class Approvals:
         if question is None or question.decided.is_set():
             return
         question.settle()
+        if question.held and question.progress is not None and decision != "denied":
+            question.progress.held -= 1  # it runs now
         reply_nowait(question.request.reply_to, decision)
         question.request.reply_to.close()
         label = "⌛ Denied, no answer in time" if by == "timeout" else _LABELS[decision]

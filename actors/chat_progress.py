@@ -36,6 +36,7 @@ __all__ = [
     "Progress",
     "follow_progress",
     "live_text",
+    "may_write",
     "phase_words",
 ]
 
@@ -64,10 +65,14 @@ class Progress:
     worker: int | None = None
     actions: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
-    acted: bool = False
-    """Codex may have changed the workspace: a command ran, or a patch applied, in a phase
-    that may write (not the read-only selector, planner or reviewer). Such a request is not
-    run again by itself after a stop (`actors.chat_settle`)."""
+    ran: int = 0
+    """Commands reported started in a phase that may write (not the read-only selector,
+    planner or reviewer)."""
+    held: int = 0
+    """Of those, the ones reported before their approval question (``codex app-server``)
+    and not approved (yet): they never ran (`actors.chat_approvals`)."""
+    patched: bool = False
+    """A patch applied."""
     answer: str = ""
     """The tail of the answer Codex is writing in the current phase."""
     warnings: set[str] = field(default_factory=set)
@@ -77,6 +82,13 @@ class Progress:
     asking: int = 0
     """Approval questions open now: Codex waits for the user, not the other way round."""
     changed: trio.Event = field(default_factory=trio.Event)
+
+    @property
+    def acted(self) -> bool:
+        """Codex may have changed the workspace: a patch applied, or a command ran in a phase
+        that may write. A command that waits for an approval, or was denied one, did not run.
+        Such a request is not run again by itself after a stop (`actors.chat_settle`)."""
+        return self.patched or self.ran > self.held
 
 
 async def follow_progress(
@@ -97,7 +109,8 @@ async def follow_progress(
             case ThreadMoved():
                 progress.actions.append("continuing in a new Codex session")
             case CommandStarted():
-                progress.acted = progress.acted or _may_write(progress.phase)
+                if may_write(progress.phase):
+                    progress.ran += 1
                 progress.actions.append(f"$ {event.command}")
             case CommandFinished():
                 started = f"$ {event.command}"
@@ -109,7 +122,7 @@ async def follow_progress(
                 else:
                     progress.actions.append(ended)
             case PatchApplied() if event.success:
-                progress.acted = True
+                progress.patched = True
                 files = [_relative(path, folder) for path in event.files]
                 progress.files.extend(path for path in files if path not in progress.files)
                 progress.actions.append("changed " + ", ".join(files) if files else "changed files")
@@ -138,7 +151,8 @@ _READ_ONLY_PHASES: Final = ("selecting", "planning", "reviewing")
 too). The plan itself is a message, never a phase of the progress."""
 
 
-def _may_write(phase: str) -> bool:
+def may_write(phase: str) -> bool:
+    """Whether Codex works where it may write in `phase` (not a read-only role's)."""
     return not phase.startswith(_READ_ONLY_PHASES)
 
 

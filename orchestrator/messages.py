@@ -502,6 +502,10 @@ class ApprovalAsk(msgspec.Struct, frozen=True, kw_only=True):
     reason: str = ""
     """Why Codex asks, in the model's words (``codex app-server`` sends it; the MCP backend's
     elicitation has only its generic `message`)."""
+    reported_started: bool = False
+    """The command was reported started (`CommandStarted`) before this question, as
+    ``codex app-server`` does (``item/started``, then the request): it runs only if approved.
+    The MCP backend asks first, and reports the start once approved."""
 
 
 class ApprovalRequest(msgspec.Struct, frozen=True, kw_only=True):

@@ -233,6 +233,7 @@ class TurnTranslator:
                     cwd=ask.cwd or "",
                     worker_id=self.worker_id,
                     reason=ask.reason or "",
+                    reported_started=ask.item_id in self._commands,
                 )
             if method == "item/fileChange/requestApproval":
                 patch = _PATCH_ASK.decode(params)

@@ -25,6 +25,7 @@ from orchestrator.messages import (
     ApprovalAsk,
     Button,
     CloseLive,
+    CodexProgress,
     CommandStarted,
     InboundCallback,
     InboundMessage,
@@ -776,12 +777,20 @@ async def test_plan_mode_end_to_end(tmp_path: Path, autojump_clock: trio.testing
     assert read_only == ["read-only"]
 
 
-def deploy_needs_approval() -> FakeProcesses:
-    """Fakes where "deploy" asks to run ``make deploy`` and answers with the decision."""
+def deploy_needs_approval(*, started_first: bool = False) -> FakeProcesses:
+    """Fakes where "deploy" asks to run ``make deploy`` and answers with the decision;
+    `started_first`: the command is reported started before the question, as ``codex
+    app-server`` does."""
     fakes = FakeProcesses()
-    fakes.rule(
-        "deploy", approval=ApprovalAsk(kind="exec", message="run?", command="make deploy", cwd="/w")
+    ask = ApprovalAsk(
+        kind="exec",
+        message="run?",
+        command="make deploy",
+        cwd="/w",
+        reported_started=started_first,
     )
+    events: list[CodexProgress] = [CommandStarted(command="make deploy")] if started_first else []
+    fakes.rule("deploy", approval=ask, events=events)
     return fakes
 
 
@@ -826,14 +835,17 @@ async def test_approvals_by_button(
     assert decisions == [{"a": "approved", "s": "approved_for_session", "d": "denied"}[choice]]
 
 
+@pytest.mark.parametrize("started_first", [False, True], ids=["mcp", "app-server"])
 @pytest.mark.parametrize("asked_after", [0, 30])
 async def test_a_stop_does_not_wait_for_an_answer_no_one_can_give(
-    tmp_path: Path, autojump_clock: trio.testing.MockClock, asked_after: float
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, asked_after: float, started_first: bool
 ) -> None:
     """Once the bot is stopping, no button press can reach a chat: a request that waits for
     an approval (asked before the stop, or during the drain) is interrupted at once, not at
-    the end of the drain grace (60 s here), and keeps its prompt for after the restart."""
-    fakes = deploy_needs_approval()
+    the end of the drain grace (60 s here), and keeps its prompt for after the restart. The
+    command waiting for its answer never ran, also where Codex reported it started before it
+    asked (app-server): the prompt runs again by itself."""
+    fakes = deploy_needs_approval(started_first=started_first)
     fakes.rules[0].approval_after = asked_after
     async with running_bot(tmp_path, fakes) as bot:
         await bot.say(ALICE, "/mode single")
@@ -849,6 +861,33 @@ async def test_a_stop_does_not_wait_for_an_answer_no_one_can_give(
     assert state is not None
     assert state.queue == ("deploy it",)  # Codex had not acted: it runs again after a restart
     assert state.counters.failures == 0
+
+
+@pytest.mark.parametrize(("choice", "ran"), [("a", True), ("d", False)])
+async def test_a_command_reported_before_its_question_ran_only_if_approved(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, choice: str, ran: bool
+) -> None:
+    """``codex app-server`` reports a command started, then asks: approved, it ran, and a
+    stop later in the turn offers "Run again" rather than running it twice; denied, it never
+    ran, and the prompt runs again by itself after the restart."""
+    fakes = deploy_needs_approval(started_first=True)
+    fakes.rules[0].delay = 600  # the turn goes on after the answer
+    async with running_bot(tmp_path, fakes) as bot:
+        await bot.say(ALICE, "/mode single")
+        await bot.say(ALICE, "deploy it")
+        await bot.wait(lambda: bool(bot.buttons(ALICE, "ap:")))
+        button = next(b for b in bot.buttons(ALICE, "ap:") if b.callback_data.endswith(choice))
+        await bot.press(ALICE, button.callback_data)
+        await bot.wait(lambda: any(t.event == "approval" for t in bot.traces))
+    state = (await bot.store.load(SessionKey(ALICE, ALICE))).state
+    assert state is not None
+    if ran:
+        assert state.running is not None
+        assert state.running.prompt == "deploy it"
+        assert state.queue == ()
+    else:
+        assert state.running is None
+        assert state.queue == ("deploy it",)
 
 
 async def test_the_progress_message_says_when_codex_waits_for_the_user(

@@ -228,6 +228,23 @@ def test_a_command_approval_asks_with_the_unwrapped_command() -> None:
     assert verbatim.command == "/bin/bash -lc 'touch /…"  # unbalanced quote: shown as is
 
 
+def test_a_command_approval_says_whether_its_command_was_reported_started() -> None:
+    """0.171.0 reports the command (``item/started``) before it asks: the ask says so, as
+    that command runs only if approved (`ApprovalAsk.reported_started`)."""
+    translator = TurnTranslator(worker_id=0)
+    request = example("09")
+    params = msgspec.json.encode(request["params"])
+    before = translator.approval_ask(request["method"], params)
+    assert before is not None
+    assert not before.reported_started
+    started = example("08")[0]
+    assert started["params"]["item"]["id"] == request["params"]["itemId"]
+    feed(translator, started)
+    after = translator.approval_ask(request["method"], params)
+    assert after is not None
+    assert after.reported_started
+
+
 def test_an_undecodable_approval_request_gives_no_ask() -> None:
     translator = TurnTranslator(worker_id=0)
     assert translator.approval_ask("item/fileChange/requestApproval", b'{"itemId": 3}') is None
