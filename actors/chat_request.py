@@ -44,6 +44,7 @@ from orchestrator.messages import (
     TraceRecord,
 )
 from orchestrator.prompts import current_instructions, profile_prompt_files
+from orchestrator.rendering import close_open_fence
 from orchestrator.words import plural
 from orchestrator.workflow_types import Mode, WorkflowResult
 from orchestrator.workspace_files import in_git_work_tree
@@ -564,7 +565,7 @@ async def _drop_live(request: Request, out: ChatOutput) -> None:
 
 def _final_text(result: WorkflowResult, patched: list[str]) -> str:
     """The result message: Codex's answer plus what was changed (when Codex reported it)."""
-    text = result.text.strip() or NO_TEXT
+    text = close_open_fence(result.text.strip()) or NO_TEXT  # what follows is not code
     files = list(result.files_changed) + [
         path for path in patched if path not in result.files_changed
     ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Final
 
+from orchestrator.rendering import close_open_fence
 from orchestrator.role_answers import has_files_section
 
 if TYPE_CHECKING:
@@ -88,13 +89,13 @@ def plan_summary(
 ) -> str:
     if verdict == "approved":
         head = f"Plan mode: approved by the reviewer in round {rounds} of {max_rounds}."
-        review = f"Reviewer: {feedback}" if feedback else ""
+        review = f"Reviewer: {close_open_fence(feedback)}" if feedback else ""
     else:
         head = (
             f"Plan mode: not approved after {rounds} review rounds (the limit); stopped there. "
             "Check the changes yourself, or send a follow-up."
         )
-        review = f"Last reviewer feedback:\n{feedback}"
+        review = f"Last reviewer feedback:\n{close_open_fence(feedback)}"
     parts = [head]
     if review:
         parts.append(review)

@@ -36,6 +36,7 @@ __all__ = [
     "MESSAGE_LIMIT",
     "RENDER_LIMIT_FACTOR",
     "RenderedReply",
+    "close_open_fence",
     "escape_html",
     "render_limit",
     "render_markdown",
@@ -140,6 +141,32 @@ def render_markdown(markdown: str) -> str:
         # tests/unit/test_rendering.py checks the two agree.
         return _CODE_SPAN.sub(_code, markdown) if "`" in markdown else markdown
     return _render_parsed(markdown)
+
+
+def close_open_fence(markdown: str) -> str:
+    """`markdown` with the fenced code block it leaves open at its end closed, so that what
+    the bot adds after an answer (the files changed, the time taken, the ``codex resume``
+    line, a note) does not show as code: CommonMark runs an unclosed fence to the end of the
+    document. A fence inside a list or a quote is closed by the blank line before the
+    addition, and is left alone."""
+    if "```" not in markdown and "~~~" not in markdown:
+        return markdown
+    blocks = [token for token in _MARKDOWN.parse(markdown) if token.level == 0 and token.block]
+    last = blocks[-1] if blocks else None
+    if last is None or last.type != "fence" or last.map is None:
+        return markdown
+    lines = markdown.split("\n")
+    start, end = last.map
+    if end - 1 > start and _CLOSING_FENCE.fullmatch(lines[end - 1]):
+        fence = _CLOSING_FENCE.fullmatch(lines[end - 1])
+        assert fence is not None
+        if fence.group(1)[0] == last.markup[0] and len(fence.group(1)) >= len(last.markup):
+            return markdown
+    return f"{markdown.rstrip()}\n{last.markup}"
+
+
+_CLOSING_FENCE: Final = re.compile(r" {0,3}(`{3,}|~{3,})[ \t]*")
+"""A line that may close a fence (CommonMark: the opening's character, at least as many)."""
 
 
 def _code(span: re.Match[str]) -> str:

@@ -38,6 +38,7 @@ from orchestrator.messages import (
     TraceRecord,
     UpdateLive,
 )
+from orchestrator.rendering import render_reply
 from orchestrator.session_store import SessionState, SessionStore
 from orchestrator.words import plural
 from tests.fakes.codex_process import FakeProcesses
@@ -329,6 +330,23 @@ async def test_a_lone_message_starts_at_once(
         await bot.say(ALICE, "short question")
         await bot.wait(lambda: any(p.calls for p in bot.fakes.started))
         assert trio.current_time() - sent_at < 0.01  # no batching window before Codex
+
+
+async def test_an_answer_that_ends_inside_a_code_block_keeps_the_bot_s_lines_out_of_it(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Codex's answer ends in a fence it never closed: the result closes it, so the
+    ``codex resume`` line under it is not shown as code."""
+    fakes = FakeProcesses()
+    fakes.rule("show", reply="Run this:\n```sh\nmake test\n")
+    async with running_bot(tmp_path, fakes) as bot:
+        await bot.say(ALICE, "/mode single")
+        await bot.say(ALICE, "show me")
+        await bot.wait_reply(ALICE, "Run this:")
+    (result,) = [m.markdown for m in bot.sent if isinstance(m, SendReply) and "make" in m.markdown]
+    assert result.startswith("Run this:\n```sh\nmake test\n```\n\n🧵 `codex resume ")
+    html = render_reply(result, max_chunks=5).chunks[-1]
+    assert html.split("</pre>")[-1].startswith("\n\n🧵 <code>codex resume ")
 
 
 async def test_a_reply_to_a_long_answer_starts_at_once(

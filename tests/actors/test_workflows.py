@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 import trio
 
+from actors import workflow_prompts
 from actors.workflows import (
     PHASE_PLAN,
     UNREADABLE_SELECTOR,
@@ -692,3 +693,20 @@ async def test_instruction_overrides_reach_their_role_only(autojump_clock, tmp_p
     assert "Files changed:" in by_role["developer"]
     assert '"route"' in by_role["selector"]
     assert "numbered plan" in by_role["planner"]
+
+
+def test_a_review_that_ends_inside_a_code_block_leaves_the_summary_out_of_it() -> None:
+    """The reviewer's feedback sits between the summary's head and the developer's report:
+    a fence it leaves open is closed, or the report would show as code."""
+    summary = workflow_prompts.plan_summary(
+        verdict="changes",
+        feedback="Fix this:\n```py\nassert x\n",
+        rounds=3,
+        max_rounds=3,
+        files=("a.py",),
+        report="Done.",
+    )
+    assert (
+        "```py\nassert x\n```\n\nFiles changed: a.py\n\nDeveloper's report (round 3):\nDone."
+        in (summary)
+    )

@@ -14,6 +14,7 @@ from orchestrator.rendering import (
     EMPTY_PLACEHOLDER,
     MESSAGE_LIMIT,
     RenderedReply,
+    close_open_fence,
     escape_html,
     graphemes,
     render_limit,
@@ -275,3 +276,36 @@ def test_the_plain_text_shortcut_agrees_with_markdown_it() -> None:
     assert render_markdown("Done.\n\n🧵 `codex resume 1`") == (
         "Done.\n\n🧵 <code>codex resume 1</code>"
     )
+
+
+def _after_the_last_code_block(html: str) -> str:
+    return html[html.rfind("</pre>") + len("</pre>") :] if "</pre>" in html else html
+
+
+def test_a_fence_the_answer_leaves_open_is_closed_before_the_bot_adds_to_it() -> None:
+    """What the bot adds after Codex's answer (the ``codex resume`` line, a note) must not
+    show as code when the answer ends inside a fenced block: `close_open_fence` closes it,
+    and changes nothing that needs no closing (random texts of fences, lists, quotes and
+    indentation, checked against markdown-it's own reading)."""
+    rng = random.Random(11)
+    pieces = [
+        *("```", "````", "~~~", "```py", "``` x", "~~~~", "``", "` ``` `", "   ```", "    ```"),
+        *("- ", "1. ", "> ", "  ", "word", "code()", "#", "|a|", "\n", "\n", "\n", "\n\n"),
+    ]
+    texts = [
+        "Here:\n```python\nprint(1)\n",
+        "a\n````\nx\n```\n",
+        "- item\n  ```\n  code",
+        *("".join(rng.choice(pieces) for _ in range(rng.randint(1, 12))) for _ in range(4000)),
+    ]
+    closed = 0
+    for text in texts:
+        fixed = close_open_fence(text)
+        after = _after_the_last_code_block(render_markdown(fixed + "\n\nEND-MARK"))
+        assert "END-MARK" in after, repr(text)
+        if "END-MARK" in _after_the_last_code_block(render_markdown(text + "\n\nEND-MARK")):
+            assert fixed == text, repr(text)
+        else:
+            closed += 1
+    assert closed > 200
+    assert close_open_fence("Here:\n```python\nprint(1)\n") == "Here:\n```python\nprint(1)\n```"
