@@ -155,13 +155,10 @@ def close_open_fence(markdown: str) -> str:
     last = blocks[-1] if blocks else None
     if last is None or last.type != "fence" or last.map is None:
         return markdown
-    lines = markdown.split("\n")
     start, end = last.map
-    if end - 1 > start and _CLOSING_FENCE.fullmatch(lines[end - 1]):
-        fence = _CLOSING_FENCE.fullmatch(lines[end - 1])
-        assert fence is not None
-        if fence.group(1)[0] == last.markup[0] and len(fence.group(1)) >= len(last.markup):
-            return markdown
+    closing = _CLOSING_FENCE.fullmatch(markdown.split("\n")[end - 1]) if end - 1 > start else None
+    if closing and closing[1][0] == last.markup[0] and len(closing[1]) >= len(last.markup):
+        return markdown
     return f"{markdown.rstrip()}\n{last.markup}"
 
 
