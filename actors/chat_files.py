@@ -7,11 +7,13 @@ This module owns, for one chat (`actors.chat.Chat`):
   directory) and run as a request: the caption (or `IMAGE_PROMPT`) is the prompt and the
   image goes with it as a ``localImage`` input. Only ``codex app-server`` takes images
   (the MCP ``codex`` tool of 0.153.4 has no image argument), so on MCP the user is told to
-  switch the backend, before anything is downloaded (once per album). An image that arrives
-  while a request runs is not queued (the queue holds text): the user is asked to send it
-  again. An image sent as a file whose bytes Codex could not decode (it would drop it without
-  a word: `orchestrator.image_bytes`) is taken as a file instead, and the user told why.
-  `prune_images_forever` deletes kept images after ``files.image_retention``.
+  switch the backend, before anything is downloaded (once per album); an image sent as a
+  file goes there as a file (below), which Codex can still use, and the user is told why. An
+  image that arrives while a request runs is not queued (the queue holds text): the user is
+  asked to send it again. An image sent as a file whose bytes Codex could not decode (it
+  would drop it without a word: `orchestrator.image_bytes`) is taken as a file instead, and
+  the user told why. `prune_images_forever` deletes kept images after
+  ``files.image_retention``.
 - **Albums.** Telegram sends an album's photos (or files) as one message each, with one
   ``media_group_id`` and the caption on one of them. The chat collects them (and any text sent
   meanwhile) until none came for `ALBUM_WAIT`, then runs them as one request with every
@@ -109,7 +111,8 @@ next is read, so the wait restarts after each."""
 IMAGES_NEED_APP_SERVER: Final = (
     "I can't pass pictures to Codex with this bot's setup: images need the app-server "
     'backend (backend = "app-server" under [codex] in the bot\'s config). Describe the '
-    "picture in words instead, or ask the bot's owner to switch."
+    "picture in words instead, send it as a file (Codex can use the file, not look at it), "
+    "or ask the bot's owner to switch."
 )
 IMAGE_WHILE_BUSY: Final = (
     "A request is still running, and a picture can't wait in the queue. Send it again when "
@@ -120,6 +123,11 @@ VOICE_NOT_SUPPORTED: Final = (
     "Send your request as text."
 )
 NO_DOWNLOADS: Final = "I can't download files in this setup. Send your request as text."
+PICTURE_AS_FILE: Final = (
+    "Codex can't look at pictures with this bot's setup (that needs the app-server backend), "
+    "so {shown} goes to it as a file. "
+)
+"""Said before "Saved as …" of a picture sent as a file on the MCP backend."""
 
 
 def image_prompt(count: int) -> str:
@@ -161,10 +169,16 @@ async def on_media(chat: Chat, message: InboundMessage) -> bool:
     if kind not in ("photo", "document", "audio") or message.attachment is None:
         return False
     suffix = image_suffix(message)
-    if suffix is not None:
-        await _image_in(chat, message, message.attachment, suffix)
-    else:
+    if suffix is None:
         await _file_in(chat, message, message.attachment)
+    elif kind == "document" and chat.config.codex.backend != "app-server":
+        # Codex cannot look at it here, but it can use the file: it goes as one.
+        name = message.attachment.file_name
+        shown = words.quoted(name) if name else "your picture"
+        told = _once_per_album(chat, message.media_group_id, PICTURE_AS_FILE.format(shown=shown))
+        await _file_in(chat, message, message.attachment, told=told)
+    else:
+        await _image_in(chat, message, message.attachment, suffix)
     return True
 
 
@@ -291,16 +305,25 @@ def _album_caption(chat: Chat, message: InboundMessage, caption: str, default: s
 
 async def _refuse_once_per_album(chat: Chat, album: str | None, text: str) -> None:
     """Say why a photo was not taken; for an album, once, not for each of its photos."""
+    if told := _once_per_album(chat, album, text):
+        await chat.out.say(told, plain=True)
+
+
+def _once_per_album(chat: Chat, album: str | None, text: str) -> str:
+    """`text`, or "" when it was said for this album already (its photos come one by one)."""
     if album is None or album != chat.refused_album:
         chat.refused_album = album
-        await chat.out.say(text, plain=True)
+        return text
+    return ""
 
 
-async def _file_in(chat: Chat, message: InboundMessage, attachment: Attachment) -> None:
+async def _file_in(
+    chat: Chat, message: InboundMessage, attachment: Attachment, *, told: str = ""
+) -> None:
     what = "audio file" if message.content_kind == "audio" else "file"
     data = await _download(chat, message, attachment, what)
     if data is not None:
-        await _take_file(chat, message, attachment, data, what=what)
+        await _take_file(chat, message, attachment, data, what=what, told=told)
 
 
 async def _take_file(

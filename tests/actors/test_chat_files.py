@@ -236,6 +236,41 @@ async def test_an_album_runs_as_one_request_with_every_photo_and_its_caption(
     assert files.fetched == [f"p{n}" for n in range(9)]
 
 
+async def test_a_picture_sent_as_a_file_on_mcp_goes_as_a_file_and_says_why(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Codex cannot look at it on MCP, but it can use the file ("make this the app icon"):
+    it lands in the inbox and the caption runs with its place; why, once per album."""
+    png = tiny_png()
+    files = FakeFiles({"logo": png, "a": png, "b": png})
+    async with running_bot(tmp_path, files=files) as bot:
+        await bot.wait(lambda: len(bot.fakes.started) == 2)
+        logo = Attachment(file_id="logo", file_name="logo.png", mime_type="image/png")
+        await bot.say(ALICE, "make it the app icon", content_kind="document", attachment=logo)
+        await bot.wait_reply(ALICE, "FAKE: make it the app icon")
+        for file_id in ("a", "b"):
+            part = Attachment(file_id=file_id, file_name=f"{file_id}.png", mime_type="image/png")
+            await bot.say(ALICE, None, content_kind="document", attachment=part, media_group_id="G")
+        await bot.wait_reply(ALICE, "inbox/b.png in the working directory.)")
+    assert bot.replies(ALICE)[0] == (
+        "Codex can't look at pictures with this bot's setup (that needs the app-server "
+        "backend), so “logo.png” goes to it as a file. Saved as inbox/logo.png."
+    )
+    saved = [reply for reply in bot.replies(ALICE) if "Saved as" in reply]
+    assert saved[1:] == [  # the album's second file does not say why again
+        "Codex can't look at pictures with this bot's setup (that needs the app-server "
+        "backend), so “a.png” goes to it as a file. Saved as inbox/a.png.",
+        "Saved as inbox/b.png.",
+    ]
+    (first, images), (album, _) = jobs(bot)
+    assert first == "make it the app icon\n\n(The file is inbox/logo.png in the working directory.)"
+    assert images == ()
+    assert "inbox/a.png" in album
+    assert (tmp_path / "work" / "inbox" / "logo.png").read_bytes() == png
+    assert not (tmp_path / "images").exists()
+    assert not any(reply == IMAGES_NEED_APP_SERVER for reply in bot.replies(ALICE))
+
+
 async def test_an_album_on_mcp_is_refused_once_not_per_photo(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:

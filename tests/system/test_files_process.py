@@ -1,8 +1,9 @@
 """Files in and out with the bot as a real process (fake Telegram over HTTP, fake Codex over
 stdio): a document sent through the real poller is downloaded (``getFile``, then the file
 URL) and lands in the working directory's ``inbox/``, never over an existing file, and Codex
-is told where; ``/get`` sends a file and a zipped folder and refuses what lies outside the
-working directory; ``/diff`` shows a real git repository's changes with the patch as a
+is told where; a picture sent as a file goes to Codex as a file on MCP, which cannot show
+it; ``/get`` sends a file and a zipped folder and refuses what lies outside the working
+directory; ``/diff`` shows a real git repository's changes with the patch as a
 ``.diff`` file, new files included (a link as its target, the bot's config under another name
 left out)."""
 
@@ -20,6 +21,7 @@ import trio
 from tests.bot_process import running
 from tests.fakes.codex_script import FakeCodex
 from tests.fakes.telegram_server import open_fake_telegram
+from tests.pictures import tiny_png
 from tests.system.test_process import ALICE, CEILING, TOKEN, codex_calls, write_config
 
 if TYPE_CHECKING:
@@ -57,6 +59,16 @@ async def test_a_document_lands_in_the_inbox_and_codex_is_told_where(tmp_path: P
             await tg.wait_for(
                 lambda t: any("FAKE-REPLY: why does it fail?" in x for x in t.sent_texts(ALICE))
             )
+            # A picture sent as a file: this bot runs MCP, so Codex gets it as a file.
+            picture = {**tg.add_file(tiny_png(), "documents/file_4.png"), "mime_type": "image/png"}
+            tg.push_message(
+                chat_id=ALICE,
+                user_id=ALICE,
+                extra={"document": {**picture, "file_name": "logo.png"}, "caption": "an icon"},
+            )
+            await tg.wait_for(
+                lambda t: any("FAKE-REPLY: an icon" in x for x in t.sent_texts(ALICE))
+            )
             huge = {"file_id": "H", "file_unique_id": "h", "file_size": 30 * 1024 * 1024}
             tg.push_message(chat_id=ALICE, user_id=ALICE, extra={"document": huge})
             await tg.wait_for(lambda t: any("30.0 MB" in x for x in t.sent_texts(ALICE)))
@@ -65,10 +77,15 @@ async def test_a_document_lands_in_the_inbox_and_codex_is_told_where(tmp_path: P
     assert TOKEN not in bot.text()
     assert (work / "inbox" / "trace.log").read_text() == "an older trace\n"
     assert (work / "inbox" / "trace (2).log").read_bytes() == b"line 1\nline 2\n"
-    assert tg.downloads == ["documents/file_3.log"]  # the huge one was never fetched
+    assert tg.downloads == ["documents/file_3.log", "documents/file_4.png"]  # not the huge one
+    assert (work / "inbox" / "logo.png").read_bytes() == tiny_png()
     texts = tg.sent_texts(ALICE)
     assert texts[0].startswith("Saved as inbox/trace (2).log (sent as “trace.log”")
     assert "Telegram lets bots download files up to 20 MB" in texts[-1]
+    assert (
+        "Codex can't look at pictures with this bot's setup (that needs the app-server "
+        "backend), so “logo.png” goes to it as a file. Saved as inbox/logo.png."
+    ) in texts
     prompt = codex_calls(fake, "why does it fail?")[0]["params"]["arguments"]["prompt"]
     assert prompt == (
         "why does it fail?\n\n(The file is inbox/trace (2).log in the working directory.)"
