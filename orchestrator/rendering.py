@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CAPTION_LIMIT",
     "EMPTY_PLACEHOLDER",
+    "FENCE_CHECK_LIMIT",
     "MESSAGE_LIMIT",
     "RENDER_LIMIT_FACTOR",
     "RenderedReply",
@@ -148,8 +149,10 @@ def close_open_fence(markdown: str) -> str:
     the bot adds after an answer (the files changed, the time taken, the ``codex resume``
     line, a note) does not show as code: CommonMark runs an unclosed fence to the end of the
     document. A fence inside a list or a quote is closed by the blank line before the
-    addition, and is left alone."""
-    if "```" not in markdown and "~~~" not in markdown:
+    addition, and is left alone. A text longer than `FENCE_CHECK_LIMIT` is left as it is: the
+    parse would cost the event loop a quarter of a second at 200 KB, and such an answer goes
+    out as a document, unrendered, anyway."""
+    if len(markdown) > FENCE_CHECK_LIMIT or ("```" not in markdown and "~~~" not in markdown):
         return markdown
     blocks = [token for token in _MARKDOWN.parse(markdown) if token.level == 0 and token.block]
     last = blocks[-1] if blocks else None
@@ -161,6 +164,10 @@ def close_open_fence(markdown: str) -> str:
         return markdown
     return f"{markdown.rstrip()}\n{last.markup}"
 
+
+FENCE_CHECK_LIMIT: Final = 4 * MESSAGE_LIMIT * RENDER_LIMIT_FACTOR
+"""Characters of an answer `close_open_fence` reads at most: the length beyond which a reply
+of the default `telegram.max_chunks` (4) is sent as a document without being rendered."""
 
 _CLOSING_FENCE: Final = re.compile(r" {0,3}(`{3,}|~{3,})[ \t]*")
 """A line that may close a fence (CommonMark: the opening's character, at least as many)."""

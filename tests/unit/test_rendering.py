@@ -12,6 +12,7 @@ import pytest
 from orchestrator import rendering
 from orchestrator.rendering import (
     EMPTY_PLACEHOLDER,
+    FENCE_CHECK_LIMIT,
     MESSAGE_LIMIT,
     RenderedReply,
     close_open_fence,
@@ -309,3 +310,5 @@ def test_a_fence_the_answer_leaves_open_is_closed_before_the_bot_adds_to_it() ->
             closed += 1
     assert closed > 200
     assert close_open_fence("Here:\n```python\nprint(1)\n") == "Here:\n```python\nprint(1)\n```"
+    long = "word " * (FENCE_CHECK_LIMIT // 5) + "\n```\nopen"  # a document: not parsed
+    assert close_open_fence(long) is long
