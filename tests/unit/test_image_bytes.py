@@ -3,9 +3,11 @@ it turns away only what Codex drops, and never a picture Codex reads."""
 
 from __future__ import annotations
 
+import struct
+
 import pytest
 
-from orchestrator.image_bytes import unreadable_image
+from orchestrator.image_bytes import PNG_CHUNKS_READ, unreadable_image
 from tests.pictures import GIF, JPEG, WEBP, tiny_png
 
 PICTURES = {"png": tiny_png(), "jpeg": JPEG, "gif": GIF, "webp": WEBP}
@@ -40,3 +42,13 @@ def test_a_png_cut_short_or_without_its_end_is_turned_away() -> None:
 )
 def test_bytes_that_are_no_picture_codex_reads_are_turned_away(data: bytes) -> None:
     assert unreadable_image(data) == "its bytes are not a PNG, JPEG, GIF or WebP picture"
+
+
+def test_a_png_of_too_many_chunks_goes_to_codex_unchecked() -> None:
+    """The walk runs on the event loop: a file made of empty chunks is not walked to its end
+    (Codex decides), while one just within the bound still is."""
+    png = tiny_png()
+    empty = struct.pack(">I", 0) + b"tEXt" + struct.pack(">I", 0)
+    without_end = png[:33] + empty * PNG_CHUNKS_READ  # the signature, IHDR, then no IEND
+    assert unreadable_image(without_end) is None
+    assert unreadable_image(png[:33] + empty * (PNG_CHUNKS_READ - 2)) == CUT_SHORT
