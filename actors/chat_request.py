@@ -9,8 +9,9 @@ scope, with its helpers:
   `actors.chat_progress`);
 - the live progress message appears after `LIVE_DELAY` and is edited as things happen (the
   sender coalesces the edits), with a Cancel button;
-- "typing…" shows after `TYPING_DELAY` and is repeated every `TYPING_INTERVAL` by one task;
-  an action the sender's inbox has no room for is shed, never queued;
+- "typing…" shows after `TYPING_DELAY` and is repeated every `TYPING_INTERVAL` by one task,
+  except while Codex waits for the user's answer to an approval question; an action the
+  sender's inbox has no room for is shed, never queued;
 - Codex's approval questions are shown by the chat's `Approvals`.
 
 Then it says how the request ended (the answer, a failure, a cancel, an interruption), closes
@@ -346,7 +347,7 @@ async def _work(
             helpers.start_soon(
                 approvals.serve, approvals_receive, profile.working_directory, request.progress
             )
-            helpers.start_soon(_keep_typing, out)
+            helpers.start_soon(_keep_typing, out, request.progress)
             helpers.start_soon(_refresh_live, request, out, shown_send)
             if on_shown is not None:
                 helpers.start_soon(_remember_live, shown_receive, on_shown)
@@ -413,11 +414,14 @@ class _Reporter:
         return self._progress.files
 
 
-async def _keep_typing(out: ChatOutput) -> None:
-    """One typing action per `TYPING_INTERVAL`, never waiting for the sender (shed if full)."""
+async def _keep_typing(out: ChatOutput, progress: Progress) -> None:
+    """One typing action per `TYPING_INTERVAL`, never waiting for the sender (shed if full);
+    none while an approval question is open: then the bot waits for the user, and "typing…"
+    above "Waiting for your answer" would say the opposite."""
     await trio.sleep(TYPING_DELAY)  # a quick answer needs no typing indicator
     while True:
-        out.typing()
+        if not progress.asking:
+            out.typing()
         await trio.sleep(TYPING_INTERVAL)
 
 

@@ -29,6 +29,9 @@ from actors.chat_request import (
 from orchestrator.config import Profile
 from orchestrator.messages import (
     AgentMessageDelta,
+    ApprovalAsk,
+    ApprovalDecision,
+    ApprovalRequest,
     CloseLive,
     CodexNotice,
     CodexProgress,
@@ -54,7 +57,7 @@ from orchestrator.session_store import SessionState
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from orchestrator.messages import ApprovalRequest, CodexJob, JobOutcome
+    from orchestrator.messages import CodexJob, JobOutcome
 
 KEY = SessionKey(chat_id=5, user_id=7)
 CEILING = 3600
@@ -67,6 +70,8 @@ class ScriptedPool:
         self.delay = delay
         self.patch_applies = patch_applies
         self.extra: list[CodexProgress] = []
+        self.ask_after: float | None = None
+        """Seconds into the call at which it asks one approval question and waits for it."""
 
     async def run(
         self,
@@ -80,6 +85,13 @@ class ScriptedPool:
         for event in self.extra:
             await trio.sleep(2)
             progress.send_nowait(event)
+        if self.ask_after is not None:
+            await trio.sleep(self.ask_after)
+            decide, decision = trio.open_memory_channel[ApprovalDecision](1)
+            ask = ApprovalAsk(kind="exec", message="run it?", command="make deploy")
+            await approvals.send(ApprovalRequest(ask=ask, reply_to=decide))
+            async for _ in decision:
+                break  # a decision, or the channel closed: denied
         await trio.sleep(self.delay)
         return JobDone(text=f"did: {job.prompt}", thread_id="thread-1", worker_id=1)
 
@@ -105,6 +117,7 @@ class ScriptedPool:
 class Harness:
     def __init__(self, tmp_path: Path, delay: float) -> None:
         self.sent: list[SenderMsg] = []
+        self.sent_at: list[float] = []
         self.traces: list[TraceRecord] = []
         self.send, self.receive = trio.open_memory_channel[SenderMsg](100)
         self.out = ChatOutput(KEY, self.send, self.traces.append)
@@ -117,6 +130,7 @@ class Harness:
     async def collect(self) -> None:
         async for message in self.receive:
             self.sent.append(message)
+            self.sent_at.append(trio.current_time())
 
     async def serve(self) -> RequestOutcome:
         return await serve_request(
@@ -178,6 +192,33 @@ async def test_a_long_request_types_shows_progress_and_closes_it(
         "did: fix it\n\nFiles changed: `app.py`\n\nTook 1:00.\n\n🧵 `codex resume thread-1`"
     ]
     assert not any(m.silent for m in bot.sent if isinstance(m, SendReply))
+
+
+async def test_no_typing_while_codex_waits_for_the_users_answer(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Asked at 20 s, unanswered until the approval timeout (600 s) denies it, then 20 s more:
+    "typing…" before and after the question, none while it is open."""
+    bot = Harness(tmp_path, delay=20)
+    bot.pool.ask_after = 20
+    started = trio.current_time()
+    with trio.fail_after(CEILING):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(bot.collect)
+            outcome = await bot.serve()
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.cancel_scope.cancel()
+    assert isinstance(outcome, Completed)
+    typing = [
+        at - started
+        for at, m in zip(bot.sent_at, bot.sent, strict=True)
+        if isinstance(m, SendChatAction)
+    ]
+    asked = [m for m in bot.sent if isinstance(m, UpdateLive) and "make deploy" in m.text]
+    assert asked  # the question went out
+    assert [at for at in typing if 21 < at < 620] == []
+    assert len([at for at in typing if at <= 20]) == pytest.approx(20 / TYPING_INTERVAL, abs=1)
+    assert len([at for at in typing if at >= 620]) == pytest.approx(20 / TYPING_INTERVAL, abs=1)
 
 
 async def test_a_patch_that_did_not_apply_is_not_reported_as_changed(
