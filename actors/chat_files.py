@@ -404,9 +404,10 @@ async def get_file(chat: Chat, argument: str) -> None:
         await chat.out.say(str(refusal), plain=True)
         return
     except TooBig as error:
+        size = _megabytes(error.size) if error.exact else f"more than {_megabytes(UPLOAD_LIMIT)}"
         await chat.out.say(
-            f"{echoed_path(argument)} is too big to send: more than "
-            f"{_megabytes(error.size)}, and Telegram takes files up to 50 MB from bots.",
+            f"{echoed_path(argument)} is too big to send ({size}); Telegram takes files up to "
+            f"{_megabytes(UPLOAD_LIMIT)} from bots.",
             plain=True,
         )
         return

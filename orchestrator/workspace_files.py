@@ -82,10 +82,13 @@ class Refused(Exception):
 
 
 class TooBig(Exception):
-    """The file or folder is larger than the limit; `size` is how much was counted."""
+    """The file or folder is larger than the limit; `size` is how much was counted: the
+    file's own size when `exact`, else a count that stopped past the limit (a file that grew
+    while read, one file of a folder, a zip) and says only "more than the limit"."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, *, exact: bool = False) -> None:
         self.size = size
+        self.exact = exact
         super().__init__(f"{size} bytes")
 
 
@@ -324,7 +327,10 @@ def zip_folder(
                 for name in sorted(names):
                     if name in SKIPPED_IN_ZIP or is_env_file(name):
                         continue
-                    entry = _read_entry(here, name, limit - counted)
+                    try:
+                        entry = _read_entry(here, name, limit - counted)
+                    except TooBig as error:  # the folder's count, not that file's size
+                        raise TooBig(counted + error.size) from None
                     if entry is None or is_own(entry[1], own):
                         continue
                     data, info = entry
@@ -386,7 +392,7 @@ def _read_regular(descriptor: int, limit: int) -> tuple[bytes, os.stat_result] |
         if not stat.S_ISREG(info.st_mode):
             return None
         if info.st_size > limit:
-            raise TooBig(info.st_size)
+            raise TooBig(info.st_size, exact=True)
         data = handle.read(limit + 1)
     if len(data) > limit:
         raise TooBig(len(data))

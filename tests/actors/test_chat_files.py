@@ -14,6 +14,7 @@ import msgspec
 import trio
 import trio.testing
 
+from actors import chat_files
 from actors.chat_approvals import DiffButton, decode_button, diff_data, folder_mark
 from actors.chat_diff import NOT_A_REPOSITORY
 from actors.chat_files import (
@@ -46,6 +47,8 @@ from tests.fakes.git import FakeGit
 from tests.pictures import tiny_png
 
 if TYPE_CHECKING:
+    import pytest
+
     from orchestrator.ports import Worktree
 
 
@@ -467,6 +470,28 @@ async def test_get_sends_a_file_or_a_zipped_folder_and_refuses_the_rest(
         "📎 src (1 file, zipped)",
     )
     assert folder.document.startswith(b"PK")
+
+
+async def test_get_says_how_big_a_file_is_and_that_a_folder_is_over_the_limit(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(chat_files, "UPLOAD_LIMIT", 2 * chat_files.MB)
+    work = tmp_path / "work"
+    (work / "logs").mkdir(parents=True)
+    (work / "dump.bin").write_bytes(b"x" * (3 * chat_files.MB))
+    for name in ("a.log", "b.log"):
+        (work / "logs" / name).write_bytes(b"y" * chat_files.MB + b"more")
+    config = msgspec.structs.replace(make_config(tmp_path), state_dir=str(tmp_path / "state"))
+    async with running_bot(tmp_path, config=config) as bot:
+        await bot.say(ALICE, "/get dump.bin")
+        await bot.wait_reply(
+            ALICE, "dump.bin is too big to send (3.0 MB); Telegram takes files up to 2.0 MB"
+        )
+        await bot.say(ALICE, "/get logs")
+        await bot.wait_reply(
+            ALICE, "logs is too big to send (more than 2.0 MB); Telegram takes files up to"
+        )
+    assert documents(bot) == []
 
 
 async def test_get_refuses_a_git_folder_and_what_is_in_it(

@@ -243,11 +243,16 @@ def test_a_folder_is_zipped_without_links_git_or_env(workspace: Path) -> None:
 
 
 def test_a_folder_or_file_past_the_limit_is_too_big(workspace: Path) -> None:
+    """A file's own size is exact; a folder's count stops past the limit, whichever of its
+    files crossed it, and says only that."""
+    (workspace / "a.bin").write_bytes(b"x" * 600)
     (workspace / "big.bin").write_bytes(b"x" * 5000)
-    with pytest.raises(TooBig):
+    with pytest.raises(TooBig) as folder:
         zip_folder(workspace, HERE, 1000)
-    with pytest.raises(TooBig):
+    assert (folder.value.size, folder.value.exact) == (5600, False)
+    with pytest.raises(TooBig) as file:
         read_limited(workspace, PurePosixPath("big.bin"), 1000)
+    assert (file.value.size, file.value.exact) == (5000, True)
     assert read_limited(workspace, PurePosixPath("big.bin"), 5000) == b"x" * 5000
 
 
