@@ -404,10 +404,11 @@ async def get_file(chat: Chat, argument: str) -> None:
         await chat.out.say(str(refusal), plain=True)
         return
     except TooBig as error:
-        size = _megabytes(error.size) if error.exact else f"more than {_megabytes(UPLOAD_LIMIT)}"
+        limit = f"{UPLOAD_LIMIT // MB} MB"
+        size = _megabytes(error.size) if error.exact else f"more than {limit}"
         await chat.out.say(
             f"{echoed_path(argument)} is too big to send ({size}); Telegram takes files up to "
-            f"{_megabytes(UPLOAD_LIMIT)} from bots.",
+            f"{limit} from bots.",
             plain=True,
         )
         return

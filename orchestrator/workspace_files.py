@@ -83,8 +83,8 @@ class Refused(Exception):
 
 class TooBig(Exception):
     """The file or folder is larger than the limit; `size` is how much was counted: the
-    file's own size when `exact`, else a count that stopped past the limit (a file that grew
-    while read, one file of a folder, a zip) and says only "more than the limit"."""
+    file's own size when `exact`, else a count that stopped past the limit (a folder's files,
+    its zip, a file that grew while read), which says only "more than the limit"."""
 
     def __init__(self, size: int, *, exact: bool = False) -> None:
         self.size = size
