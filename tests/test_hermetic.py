@@ -8,7 +8,10 @@ their shell. None of it may change what a test sees.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
+
+import trio
 
 from orchestrator.config import default_config_path, load_config
 from tests.bot_process import cli_environment, run_cli
@@ -61,3 +64,22 @@ async def test_a_process_under_test_reads_the_dotenv_of_its_own_cwd_only(tmp_pat
     )
     assert code == 2
     assert ".env: TELEGRAM_BOT_TOKEN: the bot token is not set" in output
+
+
+async def test_processes_under_test_write_no_bytecode_beside_the_sources(tmp_path: Path) -> None:
+    """A machine that turned bytecode off gets it kept in ``.cache/pycache`` for the suite's
+    processes (tests/conftest.py), and never in a ``__pycache__`` next to a module."""
+    prefix = os.environ.get("PYTHONPYCACHEPREFIX")
+    if prefix is None:  # the machine writes bytecode where Python always does
+        assert not os.environ.get("PYTHONDONTWRITEBYTECODE")
+        return
+    assert not os.environ.get("PYTHONDONTWRITEBYTECODE")
+    assert Path(prefix) == REPO / ".cache" / "pycache"
+    module = tmp_path / "freshly_written.py"
+    module.write_text("ANSWER = 42\n")
+    await trio.run_process(
+        [sys.executable, "-c", "import freshly_written"], cwd=tmp_path, env=cli_environment()
+    )
+    assert not (tmp_path / "__pycache__").exists()
+    cached = Path(prefix, *tmp_path.resolve().parts[1:])  # the source's folder, mirrored
+    assert [path.name.split(".")[0] for path in cached.glob("*.pyc")] == ["freshly_written"]
