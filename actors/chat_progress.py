@@ -8,6 +8,7 @@ progress message from it, and `phase_words` names a workflow phase in people's w
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Final, assert_never
@@ -125,11 +126,13 @@ async def follow_progress(
                 progress.patched = True
                 files = [_relative(path, folder) for path in event.files]
                 progress.files.extend(path for path in files if path not in progress.files)
-                progress.actions.append("changed " + ", ".join(files) if files else "changed files")
+                _add_or_count(
+                    progress.actions, "changed " + ", ".join(files) if files else "changed files"
+                )
             case PatchApplied():  # denied, or it did not apply: nothing was changed
                 files = [_relative(path, folder) for path in event.files]
-                progress.actions.append(
-                    "did not change " + ", ".join(files) if files else "no change"
+                _add_or_count(
+                    progress.actions, "did not change " + ", ".join(files) if files else "no change"
                 )
             case TokenCount():
                 continue  # the result carries the request's usage
@@ -167,6 +170,23 @@ def _relative(path: str, folder: str) -> str:
         return str(PurePath(path).relative_to(folder))
     except ValueError:
         return path
+
+
+_COUNTED: Final = re.compile(r"(?P<action>.*) \((?P<times>\d+) times\)")
+
+
+def _add_or_count(actions: list[str], action: str) -> None:
+    """Add `action`, or count it on the last line when that says the same: a file patched
+    again and again would otherwise fill the progress message with one line, four times."""
+    if actions:
+        counted = _COUNTED.fullmatch(actions[-1])
+        if counted is not None and counted["action"] == action:
+            actions[-1] = f"{action} ({int(counted['times']) + 1} times)"
+            return
+        if actions[-1] == action:
+            actions[-1] = f"{action} (2 times)"
+            return
+    actions.append(action)
 
 
 def _last_index(items: list[str], item: str) -> int:

@@ -194,6 +194,24 @@ async def test_a_long_request_types_shows_progress_and_closes_it(
     assert not any(m.silent for m in bot.sent if isinstance(m, SendReply))
 
 
+async def test_a_file_patched_again_and_again_is_one_counted_line(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    bot = Harness(tmp_path, delay=5)
+    again = PatchApplied(files=("app.py",), success=True)
+    bot.pool.extra = [again, again, again, PatchApplied(files=("lib.py",), success=True), again]
+    with trio.fail_after(CEILING):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(bot.collect)
+            await bot.serve()
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.cancel_scope.cancel()
+    live = [m.text for m in bot.sent if isinstance(m, UpdateLive)]
+    assert live[-1].endswith(
+        "\n\n• changed app.py (4 times)\n• changed lib.py\n• changed app.py"
+    ), live[-1]
+
+
 async def test_no_typing_while_codex_waits_for_the_users_answer(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
