@@ -76,6 +76,9 @@ class Progress:
     """A patch applied."""
     answer: str = ""
     """The tail of the answer Codex is writing in the current phase."""
+    answer_paused: bool = False
+    """A step came after the answer's last piece (a command, a patch): the next piece belongs
+    to another message of Codex's and starts on a new line."""
     warnings: set[str] = field(default_factory=set)
     """Warnings already shown (each once)."""
     told_waiting: bool = False
@@ -98,6 +101,8 @@ async def follow_progress(
     """Keep `progress` up to date from Codex's events; the files a patch changed are named
     relative to the working directory `folder` (Codex gives absolute paths)."""
     async for event in events:
+        if isinstance(event, CommandStarted | CommandFinished | PatchApplied):
+            progress.answer_paused = bool(progress.answer)  # a warning may come mid-sentence
         match event:
             case RunStarted():
                 progress.worker = event.worker_id
@@ -142,7 +147,9 @@ async def follow_progress(
                 progress.warnings.add(event.message)
                 progress.actions.append(f"⚠️ {event.message}")
             case AgentMessageDelta():
-                progress.answer = (progress.answer + event.text)[-ANSWER_KEPT:]
+                gap = "\n" if progress.answer_paused else ""
+                progress.answer_paused = False
+                progress.answer = (progress.answer + gap + event.text)[-ANSWER_KEPT:]
             case _:
                 assert_never(event)
         del progress.actions[:-LAST_ACTIONS]

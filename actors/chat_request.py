@@ -407,6 +407,7 @@ class _Reporter:
         self._progress.phase = name
         self._progress.detail = detail
         self._progress.answer = ""
+        self._progress.answer_paused = False
         self._progress.actions.clear()  # a role's steps are not shown as the next role's
         self._progress.changed.set()
 

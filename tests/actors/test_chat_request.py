@@ -35,6 +35,8 @@ from orchestrator.messages import (
     CloseLive,
     CodexNotice,
     CodexProgress,
+    CommandFinished,
+    CommandStarted,
     JobDone,
     PatchApplied,
     RunStarted,
@@ -210,6 +212,29 @@ async def test_a_file_patched_again_and_again_is_one_counted_line(
     assert live[-1].endswith(
         "\n\n• changed app.py (4 times)\n• changed lib.py\n• changed app.py"
     ), live[-1]
+
+
+async def test_a_message_of_codex_after_a_command_starts_on_its_own_line(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Seen from outside: "Codex is writing: Working.The command ended." """
+    bot = Harness(tmp_path, delay=5)
+    bot.pool.extra = [
+        AgentMessageDelta(text="Working"),
+        AgentMessageDelta(text="."),
+        CommandStarted(command="make"),
+        CommandFinished(command="make", exit_code=0),
+        AgentMessageDelta(text="The command "),
+        AgentMessageDelta(text="ended."),
+    ]
+    with trio.fail_after(CEILING):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(bot.collect)
+            await bot.serve()
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.cancel_scope.cancel()
+    live = [m.text for m in bot.sent if isinstance(m, UpdateLive)]
+    assert live[-1].endswith("Codex is writing:\nWorking.\nThe command ended."), live[-1]
 
 
 async def test_no_typing_while_codex_waits_for_the_users_answer(
