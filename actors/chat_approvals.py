@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import os.path
 import secrets
 import unicodedata
 from dataclasses import dataclass, field
@@ -337,7 +338,10 @@ def approval_view(ask: ApprovalAsk, working_directory: str) -> ApprovalView:
             document_caption=f"The full command Codex asks to run ({size}; whitespace runs, "
             "control and invisible characters made visible)",
         )
-    listing = "\n".join(f"• {visible(path)}" for path in ask.changes) or "(no files listed)"
+    listing = (
+        "\n".join(f"• {visible(_named(path, working_directory))}" for path in ask.changes)
+        or "(no files listed)"
+    )
     if len(ask.diff) >= DIFF_CUT_AT:
         return ApprovalView(
             f"Codex asks to change files:\n{listing}"[:APPROVAL_TEXT_LIMIT]
@@ -385,10 +389,23 @@ def _hidden(ask: ApprovalAsk) -> str:
     )
 
 
-def _subject(ask: ApprovalAsk) -> str:
+def _named(path: str, working_directory: str) -> str:
+    """A file a patch would change, as the question names it: relative to the working
+    directory when it lies inside (a phone shows little of a long absolute path), else whole
+    and said to be outside, since that is the change to read twice. Decided on the path as
+    written (``..`` resolved, links not followed: the sandbox judges the real write)."""
+    root = os.path.normpath(working_directory)
+    full = os.path.normpath(os.path.join(root, path))
+    if os.path.isabs(root) and full != root and os.path.commonpath([full, root]) == root:
+        return os.path.relpath(full, root)
+    return f"{full} (outside the working directory)"
+
+
+def _subject(ask: ApprovalAsk, working_directory: str) -> str:
     """What an approval was about, for the line that replaces its buttons (may be cut: it
     carries no button)."""
-    subject = f"$ {ask.command}" if ask.kind == "exec" else ", ".join(ask.changes)
+    files = (_named(path, working_directory) for path in ask.changes)
+    subject = f"$ {ask.command}" if ask.kind == "exec" else ", ".join(files)
     shown = visible(subject) or "file changes"
     return shown if len(shown) <= SUBJECT_CHARS else shown[: SUBJECT_CHARS - 1] + "…"
 
@@ -399,6 +416,7 @@ class _Open:
     slot: str
     progress: Progress | None = None
     """The asking request's progress: its message says it waits for the user meanwhile."""
+    working_directory: str = ""
     approvable: bool = True
     held: bool = False
     """It holds a command reported started (`Progress.held`) until it is approved."""
@@ -445,7 +463,12 @@ class Approvals:
         async with trio.open_nursery() as timers:
             async for request in requests:
                 token = secrets.token_urlsafe(9)
-                question = _Open(request=request, slot=f"approval-{token}", progress=progress)
+                question = _Open(
+                    request=request,
+                    slot=f"approval-{token}",
+                    progress=progress,
+                    working_directory=working_directory,
+                )
                 if progress is not None:
                     progress.asking += 1
                     progress.changed.set()
@@ -532,7 +555,7 @@ class Approvals:
         reply_nowait(question.request.reply_to, decision)
         question.request.reply_to.close()
         label = "⌛ Denied, no answer in time" if by == "timeout" else _LABELS[decision]
-        what = _subject(question.request.ask)
+        what = _subject(question.request.ask, question.working_directory)
         await self._out.close(question.slot, f"{label}: {what}")
         self._out.trace(
             TraceRecord(
@@ -554,7 +577,7 @@ class Approvals:
             question.settle()
             question.request.reply_to.close()  # a closed channel counts as denied
         for question in ended:
-            subject = _subject(question.request.ask)
+            subject = _subject(question.request.ask, question.working_directory)
             await self._out.close(
                 question.slot, f"⏹ Not answered before the request ended: {subject}"
             )

@@ -43,7 +43,7 @@ def test_a_long_patch_sends_its_diff_as_a_file() -> None:
     ask = ApprovalAsk(kind="patch", message="", changes=("/w/a.py",), diff=diff)
     view = approval_view(ask, "/w")
     assert view.text == (
-        "Codex asks to change 1 file: the full diff is in the file above.\n• /w/a.py\n"
+        "Codex asks to change 1 file: the full diff is in the file above.\n• a.py\n"
         "Read it there before you approve."
     )
     assert view.document_name == "changes.diff"
@@ -89,3 +89,16 @@ def test_a_token_shaped_part_that_will_show_redacted_is_pointed_out() -> None:
     assert "shaped like a Telegram bot token and shows as [REDACTED]: deny unless" in view.text
     plain = approval_view(ApprovalAsk(kind="exec", message="", command="ls"), "/w")
     assert "[REDACTED]" not in plain.text
+
+
+def test_a_patch_names_its_files_inside_the_working_directory_short_and_the_rest_whole() -> None:
+    changes = ("/w/src/a.py", "/w/../etc/hosts", "/home/me/.bashrc", "notes.txt", "../up.txt")
+    view = approval_view(ApprovalAsk(kind="patch", message="", changes=changes), "/w/")
+    assert view.text == (
+        "Codex asks to change files:\n"
+        "• src/a.py\n"
+        "• /etc/hosts (outside the working directory)\n"
+        "• /home/me/.bashrc (outside the working directory)\n"
+        "• notes.txt\n"
+        "• /up.txt (outside the working directory)"
+    )

@@ -208,6 +208,30 @@ async def test_a_patch_approval_shows_its_diff(autojump_clock: trio.testing.Mock
     assert shown[0].text == "Codex asks to change files:\n• a.txt\n\n--- a.txt (add)\n+hi\n"
 
 
+async def test_the_line_that_replaces_a_patch_question_names_its_files_as_it_did(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    desk = Desk()
+    with trio.fail_after(CEILING):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(desk.approvals.serve, desk.incoming, "/work")
+            reply_to, _decision = trio.open_memory_channel[ApprovalDecision](1)
+            ask = ApprovalAsk(kind="patch", message="ok?", changes=("/work/a.txt", "/etc/b"))
+            await desk.requests.send(ApprovalRequest(ask=ask, reply_to=reply_to))
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.cancel_scope.cancel()
+        await desk.approvals.close_all()
+    sent = desk.sent()
+    [asked] = [m.text for m in sent if isinstance(m, UpdateLive)]
+    assert asked == (
+        "Codex asks to change files:\n• a.txt\n• /etc/b (outside the working directory)"
+    )
+    closes = [m.final_text for m in sent if isinstance(m, CloseLive)]
+    assert closes == [
+        "⏹ Not answered before the request ended: a.txt, /etc/b (outside the working directory)"
+    ]
+
+
 async def test_a_press_in_a_group_on_someone_else_s_question_says_so(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

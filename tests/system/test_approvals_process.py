@@ -91,7 +91,8 @@ async def test_approvals_show_the_whole_command_and_the_diff(tmp_path: Path) -> 
     assert document.message_id < long_id  # the file first, then the buttons
     assert document.document == f"{LONG}\n".encode()
     assert patch == (
-        "Codex asks to change files:\n• /w/app.py\n• /w/new.txt\n\n"
+        "Codex asks to change files:\n• /w/app.py (outside the working directory)\n"
+        "• /w/new.txt (outside the working directory)\n\n"
         f"--- /w/app.py (update)\n{DIFF}\n--- /w/new.txt (add)\n+fresh"
     )
 
