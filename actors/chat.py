@@ -75,6 +75,7 @@ from actors.chat_settle import settled
 from actors.chat_sync import SyncBehind
 from orchestrator import disk, words
 from orchestrator.messages import DiskRefused, InboundCallback, InboundMessage, TraceRecord
+from orchestrator.redaction import redact_secrets
 from orchestrator.session_store import RequestRecord, SessionState
 
 if TYPE_CHECKING:
@@ -188,6 +189,13 @@ class Chat:
         """A ``/get`` or ``/diff`` runs behind the inbox (`actors.chat_commands`)."""
 
     # ------------------------------------------------------------------ output
+
+    def for_codex(self, text: str) -> tuple[bool, str]:
+        """`text` as Codex may be given it, without the bot's own secrets (a user may paste
+        the token by mistake; the agent must never hold it), and whether one was taken out:
+        then the user is told (`chat_texts.SECRET_IN_PROMPT`)."""
+        cleaned = redact_secrets(text, self.deps.secrets)
+        return cleaned != text, cleaned
 
     def preview(self, text: str) -> str | None:
         limit = self.config.traces.preview_chars
@@ -381,6 +389,7 @@ class Chat:
         self.requests_started += 1
         if self.steer_offers:
             await chat_steer.withdraw(self)  # their request is over
+        pasted_secret, prompt = self.for_codex(prompt)
         request = Request(
             number=self.requests_started,
             prompt=prompt,
@@ -409,6 +418,8 @@ class Chat:
             queue=self.state.queue if queue is None else queue,
         )
         await self.save()
+        if pasted_secret:
+            await self.out.say(chat_texts.SECRET_IN_PROMPT, plain=True)
         self.nursery.start_soon(self.serve, request)
 
     async def start_next_queued(self) -> None:

@@ -94,13 +94,16 @@ async def press(chat: Chat, pressed: InboundCallback, token: str) -> None:
         chat.joinable, chat.joined = False, 0
     chat.state = msgspec.structs.replace(chat.state, queue=tuple(queue))
     await chat.save()
-    result = await chat.deps.pool.steer(chat.conversation, text)
+    pasted_secret, given = chat.for_codex(text)
+    result = await chat.deps.pool.steer(chat.conversation, given)
     chat.out.trace(
         TraceRecord(event="queued", outcome=f"steer {result}", preview=chat.preview(text))
     )
     if result == "added":
         await chat.out.answer(pressed, "Added.")
         await chat.out.close(slot, ADDED)
+        if pasted_secret:
+            await chat.out.say(chat_texts.SECRET_IN_PROMPT, plain=True)
         return
     # Back where it was: it runs next, as if never pressed.
     queue = list(chat.state.queue)

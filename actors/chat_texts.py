@@ -35,6 +35,7 @@ __all__ = [
     "RUN_AGAIN",
     "RUN_AGAIN_GONE",
     "RUN_AGAIN_STARTED",
+    "SECRET_IN_PROMPT",
     "SESSION_CORRUPT",
     "SESSION_RESET",
     "SHORT_HELP",
@@ -272,6 +273,15 @@ SESSION_RESET: Final = (
     "Something went wrong and your session was reset. Mode, profile and queue are kept on "
     "disk; please send your last message again."
 )
+
+SECRET_IN_PROMPT: Final = (
+    "Your message held this bot's token: Codex got [REDACTED] in its place. A token sent in a "
+    "chat is no longer a secret: revoke it with @BotFather (/revoke) and give the bot the new "
+    "one."
+)
+"""Said when a prompt or a message added to a running turn held the bot's own token, which
+never reaches Codex (`orchestrator.redaction.redact_secrets`)."""
+
 
 SESSION_CORRUPT: Final = (
     "Your session file was damaged and has been reset (the old one was kept aside). "

@@ -6,7 +6,9 @@ the sender takes in for a chat (`redact_outbound`, before rendering and splittin
 cannot be cut in two across messages), and every session file (the session store). It removes
 the secrets it is given (the bot token) and anything shaped like a Telegram bot token, ours or
 not: httpx puts request URLs, and so the token, into its messages, and a Codex error text can
-quote an environment.
+quote an environment. What Codex is given (a prompt, a message added to a running turn) passes
+through `redact_secrets`, which removes the bot's own secrets only: a user may paste this bot's
+token by mistake, but may also give Codex another bot's token to work with.
 
 A secret is also found in pieces (`_pieces`). The bot id before a token's colon is public, so
 its other half is the whole secret: a command that prints only that half (``cut -d: -f2``),
@@ -31,7 +33,14 @@ if TYPE_CHECKING:
 
     from orchestrator.messages import SenderMsg
 
-__all__ = ["REDACTED", "TOKEN_PATTERN", "redact", "redact_bytes", "redact_outbound"]
+__all__ = [
+    "REDACTED",
+    "TOKEN_PATTERN",
+    "redact",
+    "redact_bytes",
+    "redact_outbound",
+    "redact_secrets",
+]
 
 REDACTED: Final = "[REDACTED]"
 """What a secret is replaced with."""
@@ -97,12 +106,19 @@ def _without_pieces(text: str, pieces: _Pieces) -> str:
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """`text` with every non-empty secret, every piece of one (`_pieces`) and every
     token-shaped string replaced by `REDACTED`."""
+    return TOKEN_PATTERN.sub(REDACTED, redact_secrets(text, secrets))
+
+
+def redact_secrets(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every non-empty secret and every piece of one replaced by `REDACTED`, and
+    nothing else: for what Codex is given, where another bot's token may be the user's work
+    and only ours must never arrive (a user who pastes it into a message)."""
     secrets = tuple(secret for secret in secrets if secret)
     for secret in secrets:
         text = text.replace(secret, REDACTED)
     if secrets:
         text = _without_pieces(text, _pieces(secrets))
-    return TOKEN_PATTERN.sub(REDACTED, text)
+    return text
 
 
 def redact_bytes(data: bytes, secrets: Iterable[str] = ()) -> bytes:

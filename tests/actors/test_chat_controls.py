@@ -111,6 +111,24 @@ async def test_a_queued_message_joins_the_running_turn(
     assert state.queue == ()
 
 
+async def test_the_bots_own_token_in_a_message_added_to_the_turn_never_reaches_codex(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    ours = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
+    fakes = FakeProcesses(app_server=True)
+    fakes.rule("long task", delay=100)
+    async with running_bot(tmp_path, fakes, app_server(tmp_path), secrets=(ours,)) as bot:
+        await bot.say(ALICE, "long task")
+        await bot.wait(lambda: bot.fakes.in_flight == 1)
+        await bot.say(ALICE, f"use {ours}")
+        await bot.wait(lambda: bool(bot.buttons(ALICE, "st:")))
+        (button,) = bot.buttons(ALICE, "st:")
+        await bot.press(ALICE, button.callback_data)
+        await bot.wait_told(ALICE, ADDED)
+        await bot.wait_reply(ALICE, "Your message held this bot's token")
+    assert [text for _, _, text in fakes.steers] == ["use [REDACTED]"]
+
+
 async def test_a_turn_that_moved_on_leaves_the_message_queued(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:

@@ -196,6 +196,7 @@ async def running_bot(
     files: TelegramFiles | None = None,
     git: GitWorktrees | None = None,
     outbox: Outbox | None = None,
+    secrets: tuple[str, ...] = (),
     **sessions,
 ) -> AsyncIterator[Bot]:
     fakes = fakes or FakeProcesses()
@@ -231,6 +232,7 @@ async def running_bot(
                         files=files,
                         git=git,
                         outbox=outbox,
+                        secrets=secrets,
                         task_status=task_status,
                     )
                 )
@@ -259,6 +261,25 @@ async def test_two_users_run_in_parallel_with_separate_sessions(
     assert bob is not None
     assert alice.developer_thread_id != bob.developer_thread_id
     assert alice.counters.runs == 1
+
+
+async def test_the_bots_own_token_in_a_prompt_never_reaches_codex(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Pasted by mistake: Codex gets [REDACTED] and the user is told to revoke it. Another
+    bot's token may be the work itself, and goes through."""
+    ours = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
+    theirs = "987654321:Qw3rTy-Uiop_AsdfGhjkLzxcVbnm1234567"
+    async with running_bot(tmp_path, secrets=(ours,)) as bot:
+        await bot.say(ALICE, f"set TOKEN={ours} and call getMe with {theirs}")
+        await bot.wait_reply(ALICE, "Your message held this bot's token")
+        await bot.wait_reply(ALICE, "FAKE: ")
+        await bot.say(ALICE, f"only the second half: {ours.split(':')[1]}")
+        await bot.wait_reply(ALICE, "Your message held this bot's token", count=2)
+    prompts = [job.prompt for p in bot.fakes.started for job in p.calls]
+    assert prompts[0] == f"set TOKEN=[REDACTED] and call getMe with {theirs}"
+    assert prompts[1] == "only the second half: [REDACTED]"
+    assert not any(ours.split(":")[1][:10] in prompt for prompt in prompts)
 
 
 async def test_conversation_continues_on_its_thread_until_new(

@@ -6,7 +6,7 @@ import datetime
 
 from actors import tracer
 from orchestrator.messages import TraceRecord
-from orchestrator.redaction import REDACTED, redact, redact_bytes
+from orchestrator.redaction import REDACTED, redact, redact_bytes, redact_secrets
 
 FOREIGN_TOKEN = "987654321:BBFFggHHiiJJkkLLmmNNooPPqqRRssTTuu"
 
@@ -16,6 +16,17 @@ def test_given_secrets_and_token_shaped_strings_are_replaced() -> None:
     assert redact(text, ["s3cr3t-value", ""]) == (
         f"our {REDACTED} and someone's {REDACTED} in a URL /bot{REDACTED}/getMe"
     )
+
+
+def test_what_codex_is_given_loses_our_secrets_only() -> None:
+    """A prompt may hold another bot's token as the work itself; ours, whole or in part,
+    never goes."""
+    ours = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
+    text = f"mine {ours}, half {ours.split(':')[1]}, id {ours[:12]}…, theirs {FOREIGN_TOKEN}"
+    assert redact_secrets(text, [ours]) == (
+        f"mine {REDACTED}, half {REDACTED}, id {REDACTED}…, theirs {FOREIGN_TOKEN}"
+    )
+    assert redact_secrets(text, []) == text
 
 
 def test_ordinary_text_is_untouched() -> None:
