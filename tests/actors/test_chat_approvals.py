@@ -71,9 +71,12 @@ class Desk:
             except trio.WouldBlock:
                 return messages
 
-    async def ask(self) -> trio.MemoryReceiveChannel[ApprovalDecision]:
+    async def ask(
+        self, ask: ApprovalAsk | None = None
+    ) -> trio.MemoryReceiveChannel[ApprovalDecision]:
+        """Ask `ask` (by default: may ``make deploy`` run?); the channel of its decision."""
         reply_to, decision = trio.open_memory_channel[ApprovalDecision](1)
-        ask = ApprovalAsk(kind="exec", message="run?", command="make deploy", cwd="")
+        ask = ask or ApprovalAsk(kind="exec", message="run?", command="make deploy", cwd="")
         await self.requests.send(ApprovalRequest(ask=ask, reply_to=reply_to))
         return decision
 
@@ -196,11 +199,11 @@ async def test_a_patch_approval_shows_its_diff(autojump_clock: trio.testing.Mock
     with trio.fail_after(CEILING):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(desk.approvals.serve, desk.incoming, "/work")
-            reply_to, _decision = trio.open_memory_channel[ApprovalDecision](1)
-            ask = ApprovalAsk(
-                kind="patch", message="ok?", changes=("a.txt",), diff="--- a.txt (add)\n+hi\n"
+            await desk.ask(
+                ApprovalAsk(
+                    kind="patch", message="ok?", changes=("a.txt",), diff="--- a.txt (add)\n+hi\n"
+                )
             )
-            await desk.requests.send(ApprovalRequest(ask=ask, reply_to=reply_to))
             await trio.testing.wait_all_tasks_blocked()
             shown = desk.sent()
             nursery.cancel_scope.cancel()
@@ -215,9 +218,9 @@ async def test_the_line_that_replaces_a_patch_question_names_its_files_as_it_did
     with trio.fail_after(CEILING):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(desk.approvals.serve, desk.incoming, "/work")
-            reply_to, _decision = trio.open_memory_channel[ApprovalDecision](1)
-            ask = ApprovalAsk(kind="patch", message="ok?", changes=("/work/a.txt", "/etc/b"))
-            await desk.requests.send(ApprovalRequest(ask=ask, reply_to=reply_to))
+            await desk.ask(
+                ApprovalAsk(kind="patch", message="ok?", changes=("/work/a.txt", "/etc/b"))
+            )
             await trio.testing.wait_all_tasks_blocked()
             nursery.cancel_scope.cancel()
         await desk.approvals.close_all()

@@ -145,6 +145,16 @@ class Harness:
             conversation="5-7",
         )
 
+    async def serve_to_the_end(self) -> RequestOutcome:
+        """Serve the request with the sender recorded, until every task is idle after it."""
+        with trio.fail_after(CEILING):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self.collect)
+                outcome = await self.serve()
+                await trio.testing.wait_all_tasks_blocked()
+                nursery.cancel_scope.cancel()
+        return outcome
+
     def replies(self) -> list[str]:
         return [m.markdown for m in self.sent if isinstance(m, SendReply)]
 
@@ -153,12 +163,7 @@ async def test_a_quick_answer_returns_its_result_without_a_progress_message(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
     bot = Harness(tmp_path, delay=0.2)
-    with trio.fail_after(CEILING):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(bot.collect)
-            outcome = await bot.serve()
-            await trio.testing.wait_all_tasks_blocked()
-            nursery.cancel_scope.cancel()
+    outcome = await bot.serve_to_the_end()
     assert isinstance(outcome, Completed)
     assert outcome.result.developer_thread_id == "thread-1"
     assert bot.replies() == ["did: fix it\n\nFiles changed: `app.py`\n\n🧵 `codex resume thread-1`"]
@@ -171,12 +176,7 @@ async def test_a_long_request_types_shows_progress_and_closes_it(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
     bot = Harness(tmp_path, delay=60)
-    with trio.fail_after(CEILING):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(bot.collect)
-            outcome = await bot.serve()
-            await trio.testing.wait_all_tasks_blocked()
-            nursery.cancel_scope.cancel()
+    outcome = await bot.serve_to_the_end()
     assert isinstance(outcome, Completed)
     typing = [m for m in bot.sent if isinstance(m, SendChatAction)]
     assert len(typing) == pytest.approx(60 / TYPING_INTERVAL, abs=1)
@@ -202,12 +202,7 @@ async def test_a_file_patched_again_and_again_is_one_counted_line(
     bot = Harness(tmp_path, delay=5)
     again = PatchApplied(files=("app.py",), success=True)
     bot.pool.extra = [again, again, again, PatchApplied(files=("lib.py",), success=True), again]
-    with trio.fail_after(CEILING):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(bot.collect)
-            await bot.serve()
-            await trio.testing.wait_all_tasks_blocked()
-            nursery.cancel_scope.cancel()
+    await bot.serve_to_the_end()
     live = [m.text for m in bot.sent if isinstance(m, UpdateLive)]
     assert live[-1].endswith(
         "\n\n• changed app.py (4 times)\n• changed lib.py\n• changed app.py"
@@ -227,12 +222,7 @@ async def test_a_message_of_codex_after_a_command_starts_on_its_own_line(
         AgentMessageDelta(text="The command "),
         AgentMessageDelta(text="ended."),
     ]
-    with trio.fail_after(CEILING):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(bot.collect)
-            await bot.serve()
-            await trio.testing.wait_all_tasks_blocked()
-            nursery.cancel_scope.cancel()
+    await bot.serve_to_the_end()
     live = [m.text for m in bot.sent if isinstance(m, UpdateLive)]
     assert live[-1].endswith("Codex is writing:\nWorking.\nThe command ended."), live[-1]
 
@@ -245,12 +235,7 @@ async def test_no_typing_while_codex_waits_for_the_users_answer(
     bot = Harness(tmp_path, delay=20)
     bot.pool.ask_after = 20
     started = trio.current_time()
-    with trio.fail_after(CEILING):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(bot.collect)
-            outcome = await bot.serve()
-            await trio.testing.wait_all_tasks_blocked()
-            nursery.cancel_scope.cancel()
+    outcome = await bot.serve_to_the_end()
     assert isinstance(outcome, Completed)
     typing = [
         at - started
@@ -269,12 +254,7 @@ async def test_a_patch_that_did_not_apply_is_not_reported_as_changed(
 ) -> None:
     bot = Harness(tmp_path, delay=5)
     bot.pool.patch_applies = False  # denied by the user: Codex reports it failed
-    with trio.fail_after(CEILING):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(bot.collect)
-            await bot.serve()
-            await trio.testing.wait_all_tasks_blocked()
-            nursery.cancel_scope.cancel()
+    await bot.serve_to_the_end()
     assert bot.replies() == ["did: fix it\n\nTook 0:05.\n\n🧵 `codex resume thread-1`"]
     live = [m.text for m in bot.sent if isinstance(m, UpdateLive)]
     assert "• did not change app.py" in live[-1]
@@ -291,12 +271,7 @@ async def test_a_warning_shows_once_and_the_answer_streams_into_the_progress_mes
         warning,
         AgentMessageDelta(text="line.\nThird line.\nFourth line."),
     ]
-    with trio.fail_after(CEILING):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(bot.collect)
-            await bot.serve()
-            await trio.testing.wait_all_tasks_blocked()
-            nursery.cancel_scope.cancel()
+    await bot.serve_to_the_end()
     last = [m.text for m in bot.sent if isinstance(m, UpdateLive)][-1]
     assert last.count("⚠️ Reconnecting to the model") == 1
     assert last.endswith("Codex is writing:\nSecond line.\nThird line.\nFourth line.")
