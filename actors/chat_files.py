@@ -23,7 +23,8 @@ This module owns, for one chat (`actors.chat.Chat`):
   ``files.inbox_dir``, under a safe name and never over an existing file (a free name
   ``report (2).pdf`` is picked instead, and the user is told); the caption (or
   `FILE_PROMPT`) goes to Codex naming where the file is, like a text message (queued when a
-  request runs).
+  request runs). The bot's own token is taken out of the file before it is saved, and the
+  user told (`chat_texts.SECRET_IN_FILE`): Codex reads the inbox.
 - **Voice notes** are answered with `VOICE_NOT_SUPPORTED`: neither pinned Codex takes a
   chat's audio. The MCP ``codex`` tool (0.153.4) has only a text prompt; the 0.171.0
   app-server schema lists ``localAudio``, but measured on the mock model Codex replaces it
@@ -52,6 +53,7 @@ from orchestrator import disk, words
 from orchestrator.errors import TelegramError, TelegramFileTooBig
 from orchestrator.image_bytes import unreadable_image
 from orchestrator.messages import TraceRecord
+from orchestrator.redaction import redact_secrets_bytes
 from orchestrator.rendering import CAPTION_LIMIT
 from orchestrator.words import plural
 from orchestrator.workspace_files import (
@@ -69,6 +71,8 @@ from orchestrator.workspace_files import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from actors.chat import Chat
     from orchestrator.messages import Attachment, InboundMessage
 
@@ -342,7 +346,9 @@ async def _take_file(
     fallback = f"file-{message.message_id}"
     name = safe_name(attachment.file_name, fallback=fallback)
     try:
-        path, relative = await disk.run_sync(_save_in_inbox, workspace, inbox, name, data)
+        path, relative, held_secret = await disk.run_sync(
+            _save_in_inbox, workspace, inbox, name, data, chat.deps.secrets
+        )
     except Refused as refusal:
         await chat.out.say(str(refusal), plain=True)
         return
@@ -362,7 +368,10 @@ async def _take_file(
             else "that name is not safe as a file name here"
         )
         note += f" (sent as {words.quoted(attachment.file_name)}; {why})"
-    await chat.out.say(told + note + ".", plain=True)
+    note += "."
+    if held_secret:
+        note += " " + chat_texts.SECRET_IN_FILE
+    await chat.out.say(told + note, plain=True)
     caption = (message.text or "").strip()
     note = f"(The file is {relative} in the working directory.)"
     album = message.media_group_id
@@ -375,10 +384,14 @@ async def _take_file(
     await chat.on_text(chat_texts.prompt_text(f"{caption or FILE_PROMPT}\n\n{note}", message))
 
 
-def _save_in_inbox(workspace: Path, inbox: Path, name: str, data: bytes) -> tuple[Path, str]:
+def _save_in_inbox(
+    workspace: Path, inbox: Path, name: str, data: bytes, secrets: Sequence[str]
+) -> tuple[Path, str, bool]:
     """Save into `inbox`, which must stay inside `workspace` once links are resolved (the
-    agent could have made ``inbox`` a link to elsewhere) (blocking); the file and its path
-    relative to `workspace`."""
+    agent could have made ``inbox`` a link to elsewhere) (blocking); the file, its path
+    relative to `workspace`, and whether the bot's own `secrets` were taken out of it first
+    (Codex reads the inbox: a user may send the bot's ``.env`` by mistake)."""
+    cleaned = redact_secrets_bytes(data, secrets)
     inbox.mkdir(parents=True, exist_ok=True)
     root = workspace.resolve()
     folder = inbox.resolve()
@@ -387,8 +400,8 @@ def _save_in_inbox(workspace: Path, inbox: Path, name: str, data: bytes) -> tupl
             "The inbox folder leads out of the working directory (a link?), so I did not save "
             "the file. Ask the bot's owner to check files.inbox_dir."
         )
-    saved = save_new(root, PurePosixPath(folder.relative_to(root).as_posix()), name, data)
-    return root / saved, saved.as_posix()
+    saved = save_new(root, PurePosixPath(folder.relative_to(root).as_posix()), name, cleaned)
+    return root / saved, saved.as_posix(), cleaned != data
 
 
 async def get_file(chat: Chat, argument: str) -> None:

@@ -35,6 +35,7 @@ __all__ = [
     "RUN_AGAIN",
     "RUN_AGAIN_GONE",
     "RUN_AGAIN_STARTED",
+    "SECRET_IN_FILE",
     "SECRET_IN_PROMPT",
     "SESSION_CORRUPT",
     "SESSION_RESET",
@@ -274,13 +275,23 @@ SESSION_RESET: Final = (
     "disk; please send your last message again."
 )
 
+_REVOKE: Final = (
+    "A token sent in a chat is no longer a secret: revoke it with @BotFather (/revoke) and give "
+    "the bot the new one."
+)
+
 SECRET_IN_PROMPT: Final = (
-    "Your message held this bot's token: Codex got [REDACTED] in its place. A token sent in a "
-    "chat is no longer a secret: revoke it with @BotFather (/revoke) and give the bot the new "
-    "one."
+    f"Your message held this bot's token: Codex got [REDACTED] in its place. {_REVOKE}"
 )
 """Said when a prompt or a message added to a running turn held the bot's own token, which
 never reaches Codex (`orchestrator.redaction.redact_secrets`)."""
+
+SECRET_IN_FILE: Final = (
+    f"It held this bot's token, so it was saved with [REDACTED] in its place: Codex cannot "
+    f"read the token there. {_REVOKE}"
+)
+"""Said after "Saved as …" when a file the user sent held the bot's own token
+(`orchestrator.redaction.redact_secrets_bytes`): the inbox is in the working directory."""
 
 
 SESSION_CORRUPT: Final = (

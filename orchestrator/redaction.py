@@ -7,8 +7,9 @@ cannot be cut in two across messages), and every session file (the session store
 the secrets it is given (the bot token) and anything shaped like a Telegram bot token, ours or
 not: httpx puts request URLs, and so the token, into its messages, and a Codex error text can
 quote an environment. What Codex is given (a prompt, a message added to a running turn) passes
-through `redact_secrets`, which removes the bot's own secrets only: a user may paste this bot's
-token by mistake, but may also give Codex another bot's token to work with.
+through `redact_secrets`, and a file the user sends (saved where Codex reads it) through
+`redact_secrets_bytes`: they remove the bot's own secrets only, since a user may paste this
+bot's token by mistake, but may also give Codex another bot's token to work with.
 
 A secret is also found in pieces (`_pieces`). The bot id before a token's colon is public, so
 its other half is the whole secret: a command that prints only that half (``cut -d: -f2``),
@@ -29,7 +30,7 @@ import msgspec
 from orchestrator.messages import AnswerCallback, CloseLive, SendReply, UpdateLive
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
     from orchestrator.messages import SenderMsg
 
@@ -40,6 +41,7 @@ __all__ = [
     "redact_bytes",
     "redact_outbound",
     "redact_secrets",
+    "redact_secrets_bytes",
 ]
 
 REDACTED: Final = "[REDACTED]"
@@ -125,10 +127,20 @@ def redact_bytes(data: bytes, secrets: Iterable[str] = ()) -> bytes:
     """A file's bytes with `redact` applied: as text when it is UTF-8, else byte for byte
     (read as Latin-1, which maps every byte to one character and back: a binary file,
     ``/get`` of an image or a zip, stays intact unless it holds a secret)."""
+    return _on_bytes(data, functools.partial(redact, secrets=tuple(secrets)))
+
+
+def redact_secrets_bytes(data: bytes, secrets: Iterable[str]) -> bytes:
+    """A file's bytes with `redact_secrets` applied, read as `redact_bytes` reads them: for a
+    file the user sends, which Codex can read in the working directory."""
+    return _on_bytes(data, functools.partial(redact_secrets, secrets=tuple(secrets)))
+
+
+def _on_bytes(data: bytes, redaction: Callable[[str], str]) -> bytes:
     try:
-        return redact(data.decode("utf-8"), secrets).encode()
+        return redaction(data.decode("utf-8")).encode()
     except UnicodeDecodeError:
-        return redact(data.decode("latin-1"), secrets).encode("latin-1")
+        return redaction(data.decode("latin-1")).encode("latin-1")
 
 
 def redact_outbound(message: SenderMsg, secrets: Iterable[str] = ()) -> SenderMsg:

@@ -6,7 +6,13 @@ import datetime
 
 from actors import tracer
 from orchestrator.messages import TraceRecord
-from orchestrator.redaction import REDACTED, redact, redact_bytes, redact_secrets
+from orchestrator.redaction import (
+    REDACTED,
+    redact,
+    redact_bytes,
+    redact_secrets,
+    redact_secrets_bytes,
+)
 
 FOREIGN_TOKEN = "987654321:BBFFggHHiiJJkkLLmmNNooPPqqRRssTTuu"
 
@@ -53,6 +59,16 @@ def test_a_binary_document_stays_intact_unless_it_holds_a_secret() -> None:
     leaking = b"\x89PNG\xff" + FOREIGN_TOKEN.encode() + b"\x00sekrit\xfe"
     assert redact_bytes(leaking, ["sekrit"]) == b"\x89PNG\xff[REDACTED]\x00[REDACTED]\xfe"
     assert redact_bytes(f"text {FOREIGN_TOKEN}".encode()) == b"text [REDACTED]"
+
+
+def test_a_file_codex_reads_loses_our_secrets_only_text_or_binary() -> None:
+    binary = bytes(range(256)) * 4
+    assert redact_secrets_bytes(binary, ["sekrit"]) == binary
+    leaking = b"\x89PNG\xff" + FOREIGN_TOKEN.encode() + b"\x00sekrit\xfe"
+    assert redact_secrets_bytes(leaking, ["sekrit"]) == (
+        b"\x89PNG\xff" + FOREIGN_TOKEN.encode() + b"\x00[REDACTED]\xfe"
+    )
+    assert redact_secrets_bytes("é sekrit".encode(), ["sekrit"]) == "é [REDACTED]".encode()
 
 
 OUR_TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
