@@ -27,7 +27,7 @@ from orchestrator.messages import (
     TokenCount,
     WaitingForWorker,
 )
-from orchestrator.workflow_types import MAX_REVIEW_ROUNDS
+from orchestrator.workflow_types import MAX_REVIEW_ROUNDS, UNREADABLE_REVIEW
 
 if TYPE_CHECKING:
     from orchestrator.messages import CodexProgress
@@ -215,6 +215,8 @@ def phase_words(phase: str, detail: str = "") -> str:
             return "Working on your request"
         case "developing" if round_text == "1" or not detail:
             return "Carrying out the plan" + rounds
+        case "developing" if detail == UNREADABLE_REVIEW:
+            return "Going over the work again" + rounds
         case "developing":
             return "Making the changes the reviewer asked for" + rounds
         case "reviewing":
@@ -233,7 +235,9 @@ def live_text(progress: Progress, started: float) -> str:
         if progress.phase not in ("starting", "developing"):
             lines.append(phase)  # plan mode: which role asks, in which round
     if progress.detail:
-        asked = progress.phase.startswith("developing round ")
+        asked = progress.phase.startswith("developing round ") and (
+            progress.detail != UNREADABLE_REVIEW
+        )
         lines.append(("The reviewer asked for: " if asked else "") + progress.detail[:300])
     if progress.actions:
         lines.append("")

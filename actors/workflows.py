@@ -49,6 +49,7 @@ from orchestrator.role_answers import (
 from orchestrator.words import one_line
 from orchestrator.workflow_types import (
     MAX_REVIEW_ROUNDS,
+    UNREADABLE_REVIEW,
     Mode,
     Phase,
     Role,
@@ -424,11 +425,11 @@ async def carry_out_plan(
     reviewer_thread: str | None = None
     reviewer_worker: int | None = None
     developer_prompt = workflow_prompts.developer_prompt(prompt, plan)
-    feedback = ""
+    shown = ""  # what the progress message says the reviewer asked for
     round_number = 0
     while True:
         round_number += 1
-        await reporter.phase(f"developing round {round_number}", feedback)
+        await reporter.phase(f"developing round {round_number}", shown)
         developed = await ledger.call(
             "developer",
             developer_prompt,
@@ -486,9 +487,9 @@ async def carry_out_plan(
                 selector=decision,
                 plan=plan,
             )
-        feedback = verdict.feedback
+        shown = UNREADABLE_REVIEW if verdict.malformed else verdict.feedback
         developer_prompt = workflow_prompts.developer_feedback_prompt(
-            feedback, round_number, max_review_rounds
+            verdict.feedback, round_number, max_review_rounds
         )
 
 

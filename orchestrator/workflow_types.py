@@ -21,6 +21,7 @@ __all__ = [
     "MAX_REVIEW_ROUNDS",
     "READ_ONLY_ROLES",
     "ROLES",
+    "UNREADABLE_REVIEW",
     "Mode",
     "Phase",
     "ReviewVerdict",
@@ -54,6 +55,14 @@ profile says, so a planner or reviewer cannot edit files even if its model tries
 
 MAX_REVIEW_ROUNDS: Final = 3
 """Review rounds in plan mode before the workflow stops unapproved (the product's contract)."""
+
+UNREADABLE_REVIEW: Final = (
+    "The review was not a clear “approved” or “changes”, so the developer goes over the work "
+    "again with what the reviewer wrote."
+)
+"""Progress detail of the round after a reviewer answer that could not be read as a verdict
+(never an approval: `orchestrator.role_answers`); the developer gets the reviewer's text, the
+user this line instead of "The reviewer asked for: The reviewer's answer could not be read…"."""
 
 
 class TokenUsage(msgspec.Struct, frozen=True, kw_only=True):

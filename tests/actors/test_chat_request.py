@@ -55,6 +55,7 @@ from orchestrator.ports import (
     StopResult,
 )
 from orchestrator.session_store import SessionState
+from orchestrator.workflow_types import UNREADABLE_REVIEW
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -373,6 +374,15 @@ async def test_a_new_phase_shows_only_its_own_steps(tmp_path: Path) -> None:
     assert live_text(progress, trio.current_time()).startswith(
         "⏳ Reviewing the work (round 1 of 3)… "
     )
+
+
+async def test_a_review_that_was_not_a_verdict_is_said_in_words() -> None:
+    """Not "The reviewer asked for: The reviewer's answer could not be read as a verdict…"."""
+    progress = Progress(phase="developing round 2", detail=UNREADABLE_REVIEW)
+    assert live_text(progress, trio.current_time()).splitlines()[:2] == [
+        "⏳ Going over the work again (round 2 of 3)… 0:00",
+        UNREADABLE_REVIEW,
+    ]
 
 
 @pytest.mark.parametrize(

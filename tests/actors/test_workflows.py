@@ -23,6 +23,7 @@ from actors.workflows import (
 )
 from orchestrator.prompts import load_instructions
 from orchestrator.workflow_types import (
+    UNREADABLE_REVIEW,
     Role,
     RoleFailed,
     RoleInstructions,
@@ -467,6 +468,9 @@ async def test_malformed_reviewer_output_means_one_more_round_with_its_text(auto
     assert [line.malformed for line in reviewer_traces] == [True, False]
     assert result.verdict == "approved"
     assert result.rounds_used == 2
+    # The developer gets the reviewer's text; the user a line that says what happens.
+    assert ("developing round 2", UNREADABLE_REVIEW) in harness.reporter.phases
+    assert not any("could not be read" in detail for _, detail in harness.reporter.phases)
 
 
 async def test_malformed_reviewer_output_in_the_last_round_is_not_an_approval(autojump_clock):
