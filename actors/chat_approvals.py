@@ -33,6 +33,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import os.path
+import re
 import secrets
 import unicodedata
 from dataclasses import dataclass, field
@@ -49,7 +50,7 @@ from orchestrator.redaction import REDACTED, TOKEN_PATTERN
 from orchestrator.words import one_line
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from actors.chat_output import ChatOutput
     from actors.chat_progress import Progress
@@ -349,7 +350,7 @@ def approval_view(ask: ApprovalAsk, working_directory: str) -> ApprovalView:
             "cannot be approved here: deny it and ask Codex for smaller changes.",
             approvable=False,
         )
-    diff = visible(ask.diff)
+    diff = visible(_named_headers(ask.diff, ask.changes, working_directory))
     text = f"Codex asks to change files:\n{listing}{why}" + (f"\n\n{diff}" if diff else "")
     if len(text) <= APPROVAL_TEXT_LIMIT:
         return ApprovalView(text)
@@ -399,6 +400,30 @@ def _named(path: str, working_directory: str) -> str:
     if os.path.isabs(root) and full != root and os.path.commonpath([full, root]) == root:
         return os.path.relpath(full, root)
     return f"{full} (outside the working directory)"
+
+
+_MOVED: Final = re.compile(r" \((\w+) → (.+)\)")
+"""The kind of a file header that moves the file (`orchestrator.wire.codex_mcp`)."""
+
+
+def _named_headers(diff: str, changes: Sequence[str], working_directory: str) -> str:
+    """`diff` with each file's header line (``--- PATH``, ``--- PATH (update)`` or
+    ``--- PATH (update → NEW)``, as both wires write it) naming the files as the list above
+    it does (`_named`); the rest, the changes themselves, exactly as the backend sent them."""
+    paths = sorted(changes, key=len, reverse=True)  # "/w/a.py.bak" is not "/w/a.py" + ".bak"
+    lines = diff.split("\n")
+    for number, line in enumerate(lines):
+        if not line.startswith("--- "):
+            continue
+        header = line[4:]
+        for path in paths:
+            if header == path or header.startswith(path + " ("):
+                kind = header[len(path) :]
+                if moved := _MOVED.fullmatch(kind):  # " (update → /w/new.py)"
+                    kind = f" ({moved[1]} → {_named(moved[2], working_directory)})"
+                lines[number] = f"--- {_named(path, working_directory)}{kind}"
+                break
+    return "\n".join(lines)
 
 
 def _subject(ask: ApprovalAsk, working_directory: str) -> str:

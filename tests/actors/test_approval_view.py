@@ -102,3 +102,19 @@ def test_a_patch_names_its_files_inside_the_working_directory_short_and_the_rest
         "• notes.txt\n"
         "• /up.txt (outside the working directory)"
     )
+
+
+def test_the_diff_s_file_headers_name_the_files_as_the_list_does() -> None:
+    """Only the header lines the wires write; the changes themselves stay as sent."""
+    changes = ("/w/src/a.py", "/w/src/a.py.bak", "/etc/hosts")
+    diff = (
+        "--- /w/src/a.py (update → /w/src/b.py)\n@@ -1 +1 @@\n-x\n+y\n"
+        "--- /w/src/a.py.bak (delete)\n"
+        "--- /etc/hosts (add)\n+-- /w/src/a.py (update)\n"
+    )
+    view = approval_view(ApprovalAsk(kind="patch", message="", changes=changes, diff=diff), "/w")
+    assert view.text.split("\n\n", 1)[1] == (
+        "--- src/a.py (update → src/b.py)\n@@ -1 +1 @@\n-x\n+y\n"
+        "--- src/a.py.bak (delete)\n"
+        "--- /etc/hosts (outside the working directory) (add)\n+-- /w/src/a.py (update)\n"
+    )

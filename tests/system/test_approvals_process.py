@@ -93,7 +93,8 @@ async def test_approvals_show_the_whole_command_and_the_diff(tmp_path: Path) -> 
     assert patch == (
         "Codex asks to change files:\n• /w/app.py (outside the working directory)\n"
         "• /w/new.txt (outside the working directory)\n\n"
-        f"--- /w/app.py (update)\n{DIFF}\n--- /w/new.txt (add)\n+fresh"
+        "--- /w/app.py (outside the working directory) (update)\n"
+        f"{DIFF}\n--- /w/new.txt (outside the working directory) (add)\n+fresh"
     )
 
 
