@@ -86,7 +86,10 @@ def plan_summary(
     max_rounds: int,
     files: tuple[str, ...],
     report: str,
+    unreadable: str | None = None,
 ) -> str:
+    """The final message of a plan run. `unreadable`: what the last reviewer wrote, when it
+    was not a verdict ("" when it wrote nothing)."""
     if verdict == "approved":
         head = f"Plan mode: approved by the reviewer in round {rounds} of {max_rounds}."
         review = f"Reviewer: {close_open_fence(feedback)}" if feedback else ""
@@ -96,6 +99,12 @@ def plan_summary(
             "Check the changes yourself, or send a follow-up."
         )
         review = f"Last reviewer feedback:\n{close_open_fence(feedback)}"
+        if unreadable is not None:
+            review = (
+                "The last review was not a clear “approved” or “changes”, so it does not count "
+                "as an approval."
+                + (f" The reviewer wrote:\n{close_open_fence(unreadable)}" if unreadable else "")
+            )
     parts = [head]
     if review:
         parts.append(review)

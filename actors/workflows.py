@@ -476,6 +476,7 @@ async def carry_out_plan(
                     max_rounds=max_review_rounds,
                     files=files,
                     report=report,
+                    unreadable=verdict.wrote if verdict.malformed else None,
                 ),
                 mode_used="plan",
                 verdict=verdict.verdict,

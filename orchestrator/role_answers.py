@@ -128,7 +128,7 @@ def decode_review_answer(text: str) -> ReviewVerdict:
             else "The reviewer gave no answer. Re-check your changes against the plan and "
             "the request, run the tests, and fix anything missing."
         )
-        return ReviewVerdict(verdict="changes", feedback=feedback, malformed=True)
+        return ReviewVerdict(verdict="changes", feedback=feedback, malformed=True, wrote=raw)
     return ReviewVerdict(verdict=answer.verdict, feedback=answer.feedback.strip())
 
 

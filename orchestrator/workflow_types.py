@@ -169,11 +169,14 @@ class ReviewVerdict(msgspec.Struct, frozen=True, kw_only=True):
         verdict: ``approved`` or ``changes``.
         feedback: What to change (or a short note on approval).
         malformed: True when no valid answer was found; the verdict is then ``changes``.
+        wrote: When `malformed`, the reviewer's own text (cut), for the user; the feedback
+            then tells the developer what happened around it.
     """
 
     verdict: Verdict
     feedback: str
     malformed: bool = False
+    wrote: str = ""
 
 
 class RoleTrace(msgspec.Struct, frozen=True, kw_only=True):

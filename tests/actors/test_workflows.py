@@ -488,7 +488,11 @@ async def test_malformed_reviewer_output_in_the_last_round_is_not_an_approval(au
     assert result.verdict == "changes"
     assert result.rounds_used == 1
     assert "not approved after 1 review rounds" in result.text
-    assert "could not be read" in result.text
+    assert (
+        "The last review was not a clear “approved” or “changes”, so it does not count as an "
+        'approval. The reviewer wrote:\n{"verdict": "ok"}\n\n'
+    ) in result.text
+    assert "could not be read" not in result.text  # the developer's wording, not the user's
 
 
 async def test_review_round_limit_must_be_positive(autojump_clock):
@@ -713,4 +717,20 @@ def test_a_review_that_ends_inside_a_code_block_leaves_the_summary_out_of_it() -
     assert (
         "```py\nassert x\n```\n\nFiles changed: a.py\n\nDeveloper's report (round 3):\nDone."
         in (summary)
+    )
+
+
+def test_a_last_review_that_said_nothing_is_not_an_approval_in_words() -> None:
+    summary = workflow_prompts.plan_summary(
+        verdict="changes",
+        feedback="The reviewer gave no answer. Re-check your changes…",
+        rounds=3,
+        max_rounds=3,
+        files=(),
+        report="Done.",
+        unreadable="",
+    )
+    assert summary.split("\n\n")[1] == (
+        "The last review was not a clear “approved” or “changes”, so it does not count as an "
+        "approval."
     )
