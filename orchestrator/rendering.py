@@ -188,7 +188,8 @@ def _render_parsed(markdown: str) -> str:
         if kind == "paragraph_close" or kind == "heading_close":
             if kind == "heading_close":
                 out.append("</b>")
-            out.append("\n" if _in_tight_list(token, lists) else "\n\n")
+            tight = _in_tight_list(token, lists) or _list_follows_at_once(tokens, index)
+            out.append("\n" if tight else "\n\n")
         elif kind == "heading_open":
             out.append("<b>")
         elif kind == "inline":
@@ -234,6 +235,23 @@ def _render_parsed(markdown: str) -> str:
 
 def _in_tight_list(token: object, lists: list[list[int]]) -> bool:
     return bool(lists) and bool(getattr(token, "hidden", False))
+
+
+def _list_follows_at_once(tokens: list, index: int) -> bool:  # type: ignore[type-arg]
+    """Whether the paragraph closed at `index` is followed by a list on its very next line
+    ("Files changed:" then "- a.py"): the list stays under it, as written, with no blank
+    line between (a blank line in the source keeps one)."""
+    following = tokens[index + 1] if index + 1 < len(tokens) else None
+    if following is None or following.type not in ("bullet_list_open", "ordered_list_open"):
+        return False
+    opening = tokens[index - 2] if index >= 2 else None  # paragraph_open, inline, close
+    return (
+        opening is not None
+        and opening.type == "paragraph_open"
+        and opening.map is not None
+        and following.map is not None
+        and opening.map[1] == following.map[0]
+    )
 
 
 def _trim_trailing_newlines(out: list[str]) -> None:

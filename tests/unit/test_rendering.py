@@ -143,6 +143,15 @@ def test_markdown_features() -> None:
     assert_well_formed(rendered)
 
 
+def test_a_list_right_under_its_line_stays_under_it() -> None:
+    """Codex's "Files changed:" then "- a.py", as written: no blank line between; a blank
+    line in the answer keeps one."""
+    assert render_markdown("Files changed:\n- a.py\n- b.py") == "Files changed:\n• a.py\n• b.py"
+    assert render_markdown("Steps:\n1. one\n\nDone.") == "Steps:\n1. one\n\nDone."
+    assert render_markdown("Files changed:\n\n- a.py") == "Files changed:\n\n• a.py"
+    assert render_markdown("# Files\n- a.py") == "<b>Files</b>\n\n• a.py"
+
+
 def test_unsafe_links_are_not_links() -> None:
     assert "<a" not in render_markdown("[x](javascript:alert(1)) [y](file:///etc/passwd)")
 
