@@ -33,6 +33,7 @@ from orchestrator.wire.codex_app_server import (
     _ErrorNotification,
     _FileChangeApprovalParams,
     _FileChangeItem,
+    _FileUpdateChange,
     _ItemNotification,
     _PatchUpdatedNotification,
     _PlanNotification,
@@ -240,7 +241,7 @@ class TurnTranslator:
                 item = self._patches.get(patch.item_id)
                 changes = item.changes if item else []
                 message = patch.reason or "Allow Codex to apply these changes?"
-                diff = "\n".join(f"--- {c.path} ({c.kind.type})\n{c.diff}" for c in changes)
+                diff = "\n".join(_readable_change(change) for change in changes)
                 return ApprovalAsk(
                     kind="patch",
                     message=message,
@@ -252,3 +253,22 @@ class TurnTranslator:
         except msgspec.DecodeError:
             return None
         return None
+
+
+def _readable_change(change: _FileUpdateChange) -> str:
+    """One file of a patch approval's diff, written as `orchestrator.wire.codex_mcp` writes
+    it (one header per file, a new file's lines as ``+`` lines, a move in the header), so an
+    approval reads the same on both backends; a deleted file's lines as ``-`` lines. The
+    item gives a new or deleted file's content as is, and a move's unified diff followed by
+    ``Moved to: PATH`` (0.171.0)."""
+    kind, body = change.kind.type, change.diff
+    if kind in ("add", "delete"):
+        sign = "+" if kind == "add" else "-"
+        body = "".join(f"{sign}{line}\n" for line in body.splitlines())
+    moved = change.kind.move_path
+    if moved:
+        kind += f" → {moved}"
+        stripped = body.rstrip()
+        if stripped.endswith(f"Moved to: {moved}"):
+            body = stripped.removesuffix(f"Moved to: {moved}").rstrip() + "\n"
+    return f"--- {change.path} ({kind})\n{body}"

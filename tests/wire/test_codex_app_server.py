@@ -179,6 +179,32 @@ def test_a_patch_update_replaces_the_diff_the_approval_shows() -> None:
     assert "hello from mock patch" not in ask.diff
 
 
+def test_a_patch_approval_reads_as_on_the_mcp_backend() -> None:
+    """0.171.0 gives a new or deleted file's content as is, and a move's diff followed by
+    "Moved to: PATH" (measured): the ask writes them as the MCP wire does."""
+    translator = TurnTranslator(worker_id=0)
+    started = example("14")[0]
+    changes = [
+        {
+            "path": "/w/a.txt",
+            "kind": {"type": "update", "move_path": "/w/b.txt"},
+            "diff": "@@ -1 +1 @@\n-old\n+newer\n\n\nMoved to: /w/b.txt\n",
+        },
+        {"path": "/w/new.txt", "kind": {"type": "add"}, "diff": "new\nsecond\n"},
+        {"path": "/w/gone.txt", "kind": {"type": "delete"}, "diff": "bye\n"},
+    ]
+    update = note("item/fileChange/patchUpdated", itemId="call_patch_1", changes=changes)
+    feed(translator, started, update)
+    request = example("13")
+    ask = translator.approval_ask(request["method"], msgspec.json.encode(request["params"]))
+    assert ask is not None
+    assert ask.diff == (
+        "--- /w/a.txt (update → /w/b.txt)\n@@ -1 +1 @@\n-old\n+newer\n\n"
+        "--- /w/new.txt (add)\n+new\n+second\n\n"
+        "--- /w/gone.txt (delete)\n-bye\n"
+    )
+
+
 def test_an_applied_patch_lists_its_files() -> None:
     translator = TurnTranslator(worker_id=0)
     started, done = example("14")
