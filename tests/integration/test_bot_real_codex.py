@@ -162,7 +162,9 @@ async def test_exec_and_patch_approvals_round_trip_through_telegram_buttons(
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="please patch notes.txt")
                 patched = await answer_approval(tg, "• ", "✅ For session")
                 assert "change files" in patched.text
-                assert str(work / "notes.txt") in patched.text
+                # Named from the working directory, in the list and in the diff's header.
+                assert "• notes.txt\n\n--- notes.txt (add)\n+from the patch" in patched.text
+                assert str(work) not in patched.text
                 await tg.wait_for(lambda t: has_text(t, "Patch step finished."))
                 assert (work / "notes.txt").read_text() == "from the patch\n"
                 await tg.wait_for(lambda t: patched.text.startswith("✅ Approved for this session"))
