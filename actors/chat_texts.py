@@ -231,13 +231,21 @@ def not_text(kind: str, *, captioned: bool) -> str:
     """The one answer to a message that is not text (`kind` is its `ContentKind`): what it
     was, that it is not used, and what to send instead. A caption is never run on its own: it
     was written to go with the picture or file, and Codex would work without it unseen."""
-    what = _KIND_WORDS.get(kind, "a kind of message I can't read")
+    what = _KIND_WORDS.get(kind)
     if captioned:
-        thing = what.split(" ", 1)[1] if what.startswith(("a ", "an ")) else what
+        if what is None:
+            thing = "attachment"
+        else:
+            thing = what.split(" ", 1)[1] if what.startswith(("a ", "an ")) else what
         return (
             f"I can only read {_WHAT_I_READ}, not this. So your caption was not run "
             f"either: Codex would have worked without the {thing}. Send your request as text "
             f"(describe what the {thing} shows, or paste its text)."
+        )
+    if what is None:  # a kind newer than this bot
+        return (
+            f"I can't read this kind of message: I can only read {_WHAT_I_READ}. Send your "
+            "request as text."
         )
     return f"You sent {what}, but I can only read {_WHAT_I_READ}. Send your request as text."
 

@@ -1406,13 +1406,19 @@ async def test_a_message_that_is_not_text_is_answered_once_and_never_run(
         await bot.say(ALICE, "/new", content_kind="photo")
         await bot.wait_reply(ALICE, "So your caption was not run either", count=2)
         await bot.say(ALICE, None, content_kind="other")
-        await bot.wait_reply(ALICE, "You sent a kind of message I can't read")
+        await bot.wait_reply(
+            ALICE,
+            "I can't read this kind of message: I can only read text, photos and files. Send "
+            "your request as text.",
+        )
+        await bot.say(ALICE, "what is this?", content_kind="other")
+        await bot.wait_reply(ALICE, "Codex would have worked without the attachment. Send")
         await bot.say(ALICE, "now as text")
         await bot.wait_reply(ALICE, "FAKE: now as text")
     calls = [str(c) for p in bot.fakes.started for c in p.calls]
     assert any("now as text" in c for c in calls)
-    assert not any("layout" in c for c in calls)
-    assert len(bot.replies(ALICE)) == 6
+    assert not any("layout" in c or "what is this" in c for c in calls)
+    assert len(bot.replies(ALICE)) == 7
     assert bot.replies(ALICE)[2] == (
         "I can only read text, photos and files, not this. So your caption was not run either: "
         "Codex would have worked without the photo. "
