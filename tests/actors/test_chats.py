@@ -1425,7 +1425,7 @@ async def test_a_message_that_is_not_text_is_answered_once_and_never_run(
         "Send your request as text (describe what the photo shows, or paste its text)."
     )
     kinds = [t.detail for t in bot.traces if t.outcome == "not_text"]
-    assert kinds == ["document", "photo", "photo", "other"]
+    assert kinds == ["document", "photo", "photo", "other", "other"]
     assert [t.detail for t in bot.traces if t.outcome == "voice_refused"] == ["voice"]
 
 
