@@ -559,11 +559,14 @@ class Approvals:
 
     def _stale(self, press: InboundCallback, token: str) -> bool:
         """Whether `press` is on a question shown before a restart: not one this process
-        ended, still with its buttons (so with text to keep), and surely the presser's own
-        (a private chat, or a group message that answers theirs)."""
+        ended, still with the very button pressed (so a question, with text to keep: a press
+        that carries an approval's data on another message, such as the progress message,
+        must not rewrite it), and surely the presser's own (a private chat, or a group
+        message that answers theirs)."""
         return (
             token not in self._ended
             and press.message_id is not None
+            and press.data in press.keyboard
             and bool(press.message_text)
             and not press.message_text.endswith(STALE_QUESTION)
             and (press.chat_type == "private" or press.owner_id == press.user_id)

@@ -213,6 +213,10 @@ class InboundCallback(_RouterBase, frozen=True, kw_only=True, tag="callback"):
     message_text: str = ""
     """The text of the message the button is on, as shown (no formatting; "" for a caption
     or a message Telegram no longer gives): what a stale question is closed with."""
+    keyboard: tuple[str, ...] = ()
+    """The callback data of the buttons that message shows now. A press may carry data it
+    does not show (a button of an earlier keyboard of the message, or a client that sends
+    what it likes): `data` is then not among them."""
     owner_id: int | None = None
     owner_name: str = ""
     """In a group, the user whose message the button's message answers (the bot quotes the

@@ -221,6 +221,18 @@ class ExternalReply(msgspec.Struct, frozen=True):
     origin: MessageOrigin | None = None
 
 
+class InlineButton(msgspec.Struct, frozen=True):
+    """``InlineKeyboardButton``: only its ``callback_data`` (a URL button has none)."""
+
+    callback_data: str | None = None
+
+
+class InlineKeyboard(msgspec.Struct, frozen=True):
+    """``InlineKeyboardMarkup`` of a message: the buttons it shows now."""
+
+    inline_keyboard: tuple[tuple[InlineButton, ...], ...] = ()
+
+
 class TextQuote(msgspec.Struct, frozen=True):
     """``TextQuote``: the part of the replied message the user chose to quote."""
 
@@ -247,6 +259,8 @@ class Message(_Content, frozen=True):
     reply_to_message: RepliedMessage | None = None
     external_reply: ExternalReply | None = None
     quote: TextQuote | None = None
+    reply_markup: InlineKeyboard | None = None
+    """The buttons of a message of the bot's (a callback's message): what a press may carry."""
     # Service messages (`SERVICE_FIELDS`): something happened in the chat; nobody asked for
     # anything, so they are dropped without an answer.
     new_chat_members: msgspec.Raw = _ABSENT
@@ -568,6 +582,12 @@ def to_router_message(update: Update, bot_username: str) -> RouterMsg | None:
             thread_id=origin.message_thread_id if origin.is_topic_message else None,
             forum=origin.chat.is_forum,
             message_text=origin.text or "",
+            keyboard=tuple(
+                button.callback_data
+                for row in (origin.reply_markup.inline_keyboard if origin.reply_markup else ())
+                for button in row
+                if button.callback_data is not None
+            ),
             owner_id=owner.id if owner is not None else None,
             owner_name=(owner.first_name or "") if owner is not None else "",
         )

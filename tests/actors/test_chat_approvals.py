@@ -82,6 +82,8 @@ class Desk:
 
 
 def press(data: str) -> InboundCallback:
+    """A press of `data` on a question that shows its three buttons."""
+    token = data.split(":")[1]
     return InboundCallback(
         update_id=1,
         callback_query_id="q1",
@@ -91,6 +93,7 @@ def press(data: str) -> InboundCallback:
         message_id=1,
         data=data,
         message_text="Codex asks to run:\n$ make deploy\nin /work",
+        keyboard=tuple(f"ap:{token}:{choice}" for choice in "asd"),
     )
 
 
@@ -148,12 +151,16 @@ async def test_a_question_from_before_a_restart_loses_its_buttons_when_pressed()
     await desk.approvals.press(closed, other)
     assert not [m for m in desk.sent() if isinstance(m, CloseLive)]
     # Not on a message without text (a question sent as a file), nor on someone else's
-    # (each its own token: one already closed proves nothing).
+    # (each its own token: one already closed proves nothing), nor on a message that does
+    # not show that button (the progress message, pressed by a client that sends any data).
     as_file = msgspec.structs.replace(press("ap:file:a"), message_text="")
     theirs = msgspec.structs.replace(
         press("ap:theirs:a"), chat_id=-100, chat_type="group", owner_id=None
     )
-    for other_press in (as_file, theirs):
+    forged = msgspec.structs.replace(
+        press("ap:forged:a"), message_text="⏳ Working on your request… 0:01", keyboard=("cx:1",)
+    )
+    for other_press in (as_file, theirs, forged):
         fresh = decode_button(other_press.data)
         assert isinstance(fresh, ApprovalButton)
         await desk.approvals.press(other_press, fresh)

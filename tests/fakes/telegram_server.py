@@ -350,6 +350,8 @@ class FakeTelegram:
         stored = self.chats[chat_id].get(message_id)
         if stored is not None and stored.text and stored.document is None:
             message["text"] = stored.text  # as Telegram gives it: the text, not its markup
+        if stored is not None and (stored.reply_markup or {}).get("inline_keyboard"):
+            message["reply_markup"] = stored.reply_markup  # the buttons it shows now
         replied = stored.reply_to if stored is not None else None
         if replied is not None and (chat_id, replied) in self._senders:
             message["reply_to_message"] = {

@@ -516,6 +516,25 @@ def test_a_press_carries_the_text_of_its_message() -> None:
     bare = to_router_message(decode_update(raw), "OurBot")
     assert isinstance(bare, InboundCallback)
     assert bare.message_text == ""
+    assert bare.keyboard == ()
+
+
+def test_a_press_carries_the_buttons_its_message_shows() -> None:
+    """What a press may carry: a URL button has no data, and a row may be empty."""
+    markup = {
+        "inline_keyboard": [
+            [{"text": "✅", "callback_data": "ap:x:a"}, {"text": "⛔", "callback_data": "ap:x:d"}],
+            [{"text": "docs", "url": "https://example.com"}],
+            [],
+        ]
+    }
+    origin = {"message_id": 12, "date": 1, "chat": {"id": 42, "type": "private"}, "text": "?"}
+    query = {"id": "q", "from": ALICE_FROM, "chat_instance": "1", "data": "ap:x:a"}
+    message = {**origin, "reply_markup": markup}
+    raw = json.dumps({"update_id": 3, "callback_query": {**query, "message": message}}).encode()
+    routed = to_router_message(decode_update(raw), "OurBot")
+    assert isinstance(routed, InboundCallback)
+    assert routed.keyboard == ("ap:x:a", "ap:x:d")
 
 
 @pytest.mark.parametrize(
