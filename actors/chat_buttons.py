@@ -11,7 +11,7 @@ answered "Unknown button." and does nothing.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, assert_never
+from typing import TYPE_CHECKING, Final, assert_never
 
 from actors import (
     chat_background,
@@ -40,11 +40,21 @@ if TYPE_CHECKING:
     from actors.chat import Chat
     from orchestrator.messages import InboundCallback
 
-__all__ = ["on_press"]
+__all__ = ["GONE", "on_press"]
+
+
+GONE: Final = "That button is no longer on this message."
+"""The answer to a press whose data the message does not show."""
 
 
 async def on_press(chat: Chat, press: InboundCallback) -> None:
-    """Carry out `press` (answering its callback query, always)."""
+    """Carry out `press` (answering its callback query, always). A press whose data the
+    message does not show (a button of an earlier keyboard of it, or data a client made up:
+    Telegram passes on what the client sends) does nothing; when Telegram gave no buttons
+    with the message (one too old to show), the owners' own checks decide."""
+    if press.keyboard and press.data not in press.keyboard:
+        await chat.out.answer(press, GONE)
+        return
     session_thread = chat_sessions.decode_button(press.data)
     if session_thread is not None:
         await chat_sessions.pick(chat, press, session_thread)

@@ -16,6 +16,7 @@ import trio.testing
 
 from actors import chat_files
 from actors.chat_approvals import DiffButton, decode_button, diff_data, folder_mark
+from actors.chat_buttons import GONE
 from actors.chat_diff import NOT_A_REPOSITORY
 from actors.chat_files import (
     ALBUM_PROMPT,
@@ -613,6 +614,13 @@ async def test_a_result_that_changed_files_carries_a_show_diff_button(
         await bot.wait_reply(ALICE, "That result's changes were made in work")
         await bot.press(ALICE, "df:")  # a button from before the mark: the current folder
         await bot.wait_reply(ALICE, NOT_A_REPOSITORY, count=2)
+        # Data the pressed message does not show (a client that sends what it likes on the
+        # progress message): nothing happens.
+        told = len(bot.replies(ALICE))
+        query = await bot.press(ALICE, diff_data(work), keyboard=("cx:token",))
+        await bot.wait(lambda: bot.callback_answer(query) is not None)
+        assert bot.callback_answer(query) == GONE
+        assert len(bot.replies(ALICE)) == told
         await bot.say(ALICE, "edit a.py again")  # in other: no git there
         await bot.wait_reply(ALICE, "edited", count=2)
     keyboards = [m.keyboard for m in bot.sent if isinstance(m, SendReply) and "FAKE" in m.markdown]

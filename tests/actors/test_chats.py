@@ -100,7 +100,11 @@ class Bot:
         )
         return message_id
 
-    async def press(self, user: int, data: str, *, chat: int | None = None) -> str:
+    async def press(
+        self, user: int, data: str, *, chat: int | None = None, keyboard: tuple[str, ...] = ()
+    ) -> str:
+        """Press `data` on message 1, which shows the buttons of `keyboard` (() as if
+        Telegram gave no buttons with it)."""
         query_id = f"q{next(self._ids)}"
         assert self.inbox is not None
         await self.inbox.send(
@@ -112,6 +116,7 @@ class Bot:
                 user_id=user,
                 message_id=1,
                 data=data,
+                keyboard=keyboard,
             )
         )
         return query_id
