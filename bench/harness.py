@@ -31,6 +31,7 @@ import trio
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import task_steps  # noqa: E402  (bench/ is the scripts' folder: on sys.path)
 from tests.fakes.codex_script import FakeCodex  # noqa: E402
 from tests.fakes.telegram_server import FakeTelegram, open_fake_telegram  # noqa: E402
 
@@ -307,13 +308,17 @@ async def _drain_output(bot: Bot) -> None:
 
 
 def orchestrator_argv() -> list[str]:
-    """``codex-orchestrator start`` (under cProfile when ``BENCH_PROFILE`` names an output)."""
+    """``codex-orchestrator start`` (under cProfile when ``BENCH_PROFILE`` names an output;
+    with its task steps recorded when ``BENCH_STEPS`` does: bench/task_steps.py)."""
+    entry = ENTRY
+    if os.environ.get(task_steps.ENV):
+        entry = task_steps.entry_prefix() + ENTRY
     profile = os.environ.get("BENCH_PROFILE")
     if profile:
         script = Path(profile).with_suffix(".main.py")
-        script.write_text(ENTRY + "\n")
+        script.write_text(entry + "\n")
         return [sys.executable, "-m", "cProfile", "-o", profile, str(script), "start"]
-    return [sys.executable, "-c", ENTRY, "start"]
+    return [sys.executable, "-c", entry, "start"]
 
 
 @asynccontextmanager

@@ -7,24 +7,31 @@ figures themselves come from full runs (docs/performance.md).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import trio
+
+if TYPE_CHECKING:
+    from types import ModuleType
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = ("overhead", "first_call", "first_event", "scale", "flood", "startup")
 
 
 async def run_tiny(name: str, results: Path) -> tuple[int, str]:
+    """`name` on its tiny size; the overhead run records its bot's task steps too
+    (``BENCH_STEPS``, bench/task_steps.py) into ``steps.tsv`` among its results."""
+    steps = {"BENCH_STEPS": str(results / "steps.tsv")} if name == "overhead" else {}
     completed = await trio.run_process(
         [sys.executable, str(REPO / "bench" / f"{name}.py"), "--tiny"],
-        env={**os.environ, "BENCH_RESULTS": str(results)},
+        env={**os.environ, "BENCH_RESULTS": str(results), **steps},
         cwd=REPO,
         capture_stdout=True,
         stderr=subprocess.STDOUT,
@@ -135,3 +142,64 @@ def test_script_runs_on_a_tiny_size(name: str, tiny_runs: dict[str, tuple[int, s
         }[name]()
         assert_settings_reported(output, settings)
         assert "sessions.batch_window" in output  # these need it off, and say why
+
+
+def task_steps() -> ModuleType:
+    """bench/task_steps.py (bench/ is not a package; its dataclasses need the module known)."""
+    name = "bench_task_steps"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, REPO / "bench" / "task_steps.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_bots_task_steps_read_as_messages_with_their_replies(
+    tiny_runs: dict[str, tuple[int, str, Path]],
+) -> None:
+    """The instrument ran in the real bot and wrote its timeline at exit; the messages of the
+    run (3 warm-up, 5 measured; two may share a burst) are found with their replies."""
+    code, output, folder = tiny_runs["overhead"]
+    assert code == 0, output
+    steps = task_steps()
+    messages = [
+        m
+        for burst in steps.bursts(steps.read(folder / "steps.tsv"))
+        if (m := steps.message_of(burst))
+    ]
+    assert 5 <= len(messages) <= 8
+    assert all(0 < m.idle < m.to_reply and m.reply_send > 0 for m in messages)
+    assert "chat.Chat.serve" in steps.report(messages)
+
+
+def test_a_message_is_its_steps_up_to_the_send_of_its_reply() -> None:
+    steps = task_steps()
+    lane = "actors.telegram_sender._Sender._serve_lane"
+    rows = [
+        ("step", "actors.root.poller", 0.000, 0.001),
+        ("wait", "", 0.001, 0.003),  # Codex at work
+        ("step", "actors.chat.Chat.serve", 0.003, 0.005),
+        ("step", lane, 0.005, 0.009),
+        ("send", "", 0.006, 0.008),  # the reply, inside the lane's step
+        ("wait", "", 0.009, 0.1),  # the next message is a burst of its own
+        ("step", "actors.root.poller", 0.1, 0.101),
+    ]
+    [first, second] = steps.bursts(rows)
+    message = steps.message_of(first)
+    assert message.to_reply == pytest.approx(0.006)
+    assert message.idle == pytest.approx(0.002)
+    assert message.steps == 3
+    assert message.reply_send == pytest.approx(0.002)
+    assert message.lane_step == pytest.approx(0.004)
+    assert dict(message.by_task) == pytest.approx(
+        {
+            "actors.root.poller": 0.001,
+            "chat.Chat.serve": 0.002,
+            "telegram_sender._Sender._serve_lane": 0.001,
+        }
+    )
+    assert steps.message_of(second) is None  # no reply went out in it
