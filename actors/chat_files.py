@@ -33,7 +33,9 @@ This module owns, for one chat (`actors.chat.Chat`):
   as a zip; `orchestrator.workspace_files.readable_target` says what may be read.
 
 Telegram serves bots files up to `DOWNLOAD_LIMIT` and takes uploads up to `UPLOAD_LIMIT`;
-anything larger is refused in words, never silently dropped.
+anything larger is refused in words, never silently dropped. A download that fails in a way
+that may pass (a 5xx, a timeout, a short 429) is tried again, `DOWNLOAD_TRIES` times in all,
+before the user is asked to send the file again.
 """
 
 from __future__ import annotations
@@ -50,7 +52,12 @@ import trio
 
 from actors import chat_texts
 from orchestrator import disk, words
-from orchestrator.errors import TelegramError, TelegramFileTooBig
+from orchestrator.errors import (
+    TelegramError,
+    TelegramFileTooBig,
+    TelegramRetryAfter,
+    TelegramTransientError,
+)
 from orchestrator.image_bytes import unreadable_image
 from orchestrator.messages import TraceRecord
 from orchestrator.redaction import redact_secrets_bytes
@@ -75,6 +82,7 @@ if TYPE_CHECKING:
 
     from actors.chat import Chat
     from orchestrator.messages import Attachment, InboundMessage
+    from orchestrator.ports import TelegramFiles
 
 __all__ = [
     "DOWNLOAD_LIMIT",
@@ -91,6 +99,13 @@ DOWNLOAD_LIMIT: Final = 20 * MB
 """Bytes of a file Telegram lets a bot download (``getFile``)."""
 UPLOAD_LIMIT: Final = 50 * MB
 """Bytes of a document Telegram takes from a bot (``sendDocument``)."""
+
+DOWNLOAD_TRIES: Final = 3
+"""Tries of a download that fails in a way that may pass (`_fetch`)."""
+DOWNLOAD_RETRY_DELAY: Final = 2.0
+"""Seconds before the second try, twice that before the third (a 429 says its own wait)."""
+DOWNLOAD_RETRY_MAX: Final = 10.0
+"""The longest 429 wait a download waits out; past it the user is told at once."""
 
 IMAGE_SUFFIXES: Final = {
     "image/jpeg": ".jpg",
@@ -223,13 +238,18 @@ async def _download(
     chat.nursery.start_soon(chat.mark_handled_when_synced, message)
     data: bytes | None = None
     try:
-        data = await files.download_file(attachment.file_id, max_bytes=DOWNLOAD_LIMIT)
+        data = await _fetch(files, attachment.file_id)
     except TelegramFileTooBig as error:
         await chat.out.say(_too_big_in(what, error.size), plain=True)
     except TelegramError as error:
         logger.warning("download of %s failed: %s", what, error)
+        tried = (
+            f", {DOWNLOAD_TRIES} times"
+            if isinstance(error, (TelegramTransientError, TelegramRetryAfter))
+            else ""
+        )
         await chat.out.say(
-            f"I couldn't download your {what} from Telegram ({error.description}). "
+            f"I couldn't download your {what} from Telegram{tried} ({error.description}). "
             "Please send it again.",
             plain=True,
         )
@@ -237,6 +257,25 @@ async def _download(
     # a stop cancels the download: then the next start tells the user.
     chat.state = msgspec.structs.replace(chat.state, downloading="")
     return data
+
+
+async def _fetch(files: TelegramFiles, file_id: str) -> bytes:
+    """The file's bytes, tried again after a failure that may pass (a 5xx, a timeout, a lost
+    connection, a 429 of a few seconds), up to `DOWNLOAD_TRIES` times in all: a hiccup of
+    Telegram's must not cost the user their file. A refusal (the file is gone, too big) is
+    raised at once."""
+    for attempt in range(1, DOWNLOAD_TRIES + 1):
+        try:
+            return await files.download_file(file_id, max_bytes=DOWNLOAD_LIMIT)
+        except TelegramRetryAfter as error:
+            if attempt == DOWNLOAD_TRIES or error.retry_after > DOWNLOAD_RETRY_MAX:
+                raise
+            await trio.sleep(error.retry_after)
+        except TelegramTransientError:
+            if attempt == DOWNLOAD_TRIES:
+                raise
+            await trio.sleep(DOWNLOAD_RETRY_DELAY * attempt)
+    raise AssertionError("unreachable: the last try returns or raises")
 
 
 def _too_big_in(what: str, size: int) -> str:

@@ -6,6 +6,7 @@ answered, and ``/get`` sends what it may and refuses the rest."""
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,6 +32,12 @@ from actors.chat_files import (
 from actors.chat_request import DIRTY_CHECK_SECONDS
 from actors.chat_texts import IMAGES_GONE, SECRET_IN_FILE, album_not_started
 from orchestrator.config import CodexConfig, Config
+from orchestrator.errors import (
+    TelegramBadRequest,
+    TelegramError,
+    TelegramRetryAfter,
+    TelegramTransientError,
+)
 from orchestrator.messages import (
     Attachment,
     Button,
@@ -427,6 +434,57 @@ async def test_the_bots_own_token_in_a_file_sent_is_not_saved_where_codex_reads(
         "Saved as inbox/other.bin.",
     ]
     assert "revoke it with @BotFather" in SECRET_IN_FILE
+
+
+class FlakyFiles(FakeFiles):
+    """`FakeFiles` whose downloads first fail with `failures`, in order."""
+
+    def __init__(self, content: dict[str, bytes], failures: list[TelegramError]) -> None:
+        super().__init__(content)
+        self.failures = failures
+        self.tried_at: list[float] = []
+
+    async def download_file(self, file_id: str, *, max_bytes: int) -> bytes:
+        self.tried_at.append(trio.current_time())
+        if self.failures:
+            raise self.failures.pop(0)
+        return await super().download_file(file_id, max_bytes=max_bytes)
+
+
+async def test_a_download_that_fails_for_a_moment_is_tried_again(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A 502 and a short 429 of Telegram's cost the user nothing; three failures in a row
+    are told, once, with how often it was tried; a refusal is told at once."""
+    hiccups: list[TelegramError] = [
+        TelegramTransientError("getFile: HTTP 502", 502),
+        TelegramRetryAfter("Too Many Requests: retry after 3", 3),
+    ]
+    files = FlakyFiles({"a": b"first"}, hiccups)
+    async with running_bot(tmp_path, files=files) as bot:
+        await bot.wait(lambda: len(bot.fakes.started) == 2)
+        sent = Attachment(file_id="a", file_name="notes.txt")
+        await bot.say(ALICE, "read it", content_kind="document", attachment=sent)
+        await bot.wait_reply(ALICE, "FAKE: read it")
+        assert [round(b - a) for a, b in itertools.pairwise(files.tried_at)] == [2, 3]
+        files.tried_at.clear()
+        files.failures = [TelegramTransientError("file download: timed out")] * 3
+        await bot.say(ALICE, "again", content_kind="document", attachment=sent)
+        await bot.wait_reply(ALICE, "I couldn't download your file")
+        assert [round(b - a) for a, b in itertools.pairwise(files.tried_at)] == [2, 4]
+        files.tried_at.clear()
+        files.failures = [TelegramBadRequest("Bad Request: invalid file_id")]
+        await bot.say(ALICE, "once more", content_kind="document", attachment=sent)
+        await bot.wait_reply(ALICE, "I couldn't download your file", count=2)
+        assert len(files.tried_at) == 1
+    assert (tmp_path / "work" / "inbox" / "notes.txt").read_bytes() == b"first"
+    failed = [reply for reply in bot.replies(ALICE) if reply.startswith("I couldn't")]
+    assert failed == [
+        "I couldn't download your file from Telegram, 3 times (file download: timed out). "
+        "Please send it again.",
+        "I couldn't download your file from Telegram (Bad Request: invalid file_id). "
+        "Please send it again.",
+    ]
 
 
 async def test_files_sent_as_one_album_run_as_one_request_naming_each(
