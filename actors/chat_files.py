@@ -244,12 +244,12 @@ async def _download(
     except TelegramError as error:
         logger.warning("download of %s failed: %s", what, error)
         tried = (
-            f", {DOWNLOAD_TRIES} times"
+            f"I tried {DOWNLOAD_TRIES} times but couldn't"
             if isinstance(error, (TelegramTransientError, TelegramRetryAfter))
-            else ""
+            else "I couldn't"
         )
         await chat.out.say(
-            f"I couldn't download your {what} from Telegram{tried} ({error.description}). "
+            f"{tried} download your {what} from Telegram ({error.description}). "
             "Please send it again.",
             plain=True,
         )
