@@ -64,7 +64,14 @@ class Deliveries:
     """(chat, `SendReply.keyboard_slot`) → the message that carries the reply's buttons, and
     its HTML as rendered ("" for a document or a plain reply): what a rewrite starts from."""
 
-    async def _in_chat(self, lane: Lane, call: Callable[[int], Awaitable[T]], *, preview: str) -> T:
+    async def _in_chat(
+        self,
+        lane: Lane,
+        call: Callable[[int], Awaitable[T]],
+        *,
+        preview: str,
+        until_taken: bool = False,
+    ) -> T:
         raise NotImplementedError
 
     def _undelivered(self, chat_id: int, why: str, preview: str) -> None:
@@ -240,7 +247,8 @@ class Deliveries:
 
     async def _send_live_document(self, lane: Lane, live: UpdateLive) -> int:
         """The file a live message refers to ("the full command is in the file above"), or
-        the whole of it; its caption cut to what Telegram takes."""
+        the whole of it (``/get``); its caption cut to what Telegram takes. Tried until
+        Telegram takes it: the user asked for it, or must read it to answer."""
         caption = fit(live.document_caption, CAPTION_LIMIT) if live.document_caption else ""
         call = functools.partial(
             self.api.send_document,
@@ -250,12 +258,15 @@ class Deliveries:
             message_thread_id=live.thread_id,
         )
         try:
-            return await self._in_chat(lane, call, preview=caption)
+            return await self._in_chat(lane, call, preview=caption, until_taken=True)
         except TelegramBadRequest as error:
             self._undelivered(lane.chat_id, str(error), live.document_caption)
             raise GiveUp from error
 
     async def _send_plain(self, lane: Lane, live: UpdateLive, text: str) -> int:
+        """A live message's first showing. One with buttons is a question or a control the
+        user must get (an approval, the Cancel of a run): it is tried until Telegram takes
+        it, however long an outage lasts, as a durable reply is."""
         try:
             return await self._in_chat(
                 lane,
@@ -268,6 +279,7 @@ class Deliveries:
                     disable_notification=live.silent,
                 ),
                 preview=text,
+                until_taken=bool(live.keyboard),
             )
         except TelegramBadRequest as error:
             self._undelivered(lane.chat_id, str(error), text)

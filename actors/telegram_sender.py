@@ -27,7 +27,10 @@ It owns flood control and delivery guarantees:
   connection errors without a limit, with backoff capped at `retry_backoff_max`, for as long
   as the process runs, and by the next start after that.
 - **Errors.** 5xx and timeouts of anything else (progress, closing a live message):
-  `TRANSIENT_RETRIES` retries with backoff, then the item is traced as undelivered.
+  `TRANSIENT_RETRIES` retries with backoff, then the item is traced as undelivered; but the
+  first showing of a live message with buttons (an approval question, a run's Cancel) and a
+  file (``/get``, the file an approval refers to) are retried as a durable reply is, for as
+  long as the process runs: a question lost to an outage would be denied unseen.
   "message is not modified" is success; "message to edit not found" sends a new message;
   "can't parse entities" resends as plain text; 403 marks the chat inactive (nothing more is
   sent to it until `ChatReactivated`; what was not delivered is traced); a migrated group
@@ -457,8 +460,16 @@ class _Sender(Deliveries):
 
     # ------------------------------------------------------------------ the call ladder
 
-    async def _in_chat(self, lane: Lane, call: Callable[[int], Awaitable[T]], *, preview: str) -> T:
-        """One call in `lane`'s chat: spacing, the global rate, and the retry ladder."""
+    async def _in_chat(
+        self,
+        lane: Lane,
+        call: Callable[[int], Awaitable[T]],
+        *,
+        preview: str,
+        until_taken: bool = False,
+    ) -> T:
+        """One call in `lane`'s chat: spacing, the global rate, and the retry ladder
+        (`until_taken`: without a limit, see `_call`)."""
         migrated_once = False
         while True:
             now = trio.current_time()
@@ -466,7 +477,9 @@ class _Sender(Deliveries):
             if wait_until > now:
                 await trio.sleep_until(wait_until)
             try:
-                return await self._call(lane, functools.partial(call, lane.chat_id))
+                return await self._call(
+                    lane, functools.partial(call, lane.chat_id), until_taken=until_taken
+                )
             except TelegramChatMigrated as error:
                 if migrated_once:
                     self._undelivered(lane.chat_id, str(error), preview)
@@ -477,8 +490,11 @@ class _Sender(Deliveries):
                 self._mark_inactive(lane, preview)
                 raise GiveUp from error
 
-    async def _call(self, lane: Lane | None, call: Callable[[], Awaitable[T]]) -> T:
-        """Global rate, 429 pauses and bounded retries of transient failures."""
+    async def _call(
+        self, lane: Lane | None, call: Callable[[], Awaitable[T]], *, until_taken: bool = False
+    ) -> T:
+        """Global rate, 429 pauses and bounded retries of transient failures; retries without
+        a limit for a durable reply (its outbox entry) and for what is `until_taken`."""
         transient_failures = 0
         while True:
             if lane is not None and lane.paused_until > trio.current_time():
@@ -514,7 +530,7 @@ class _Sender(Deliveries):
                 await trio.sleep_until(until)
             except TelegramTransientError as error:
                 transient_failures += 1
-                durable = lane is not None and lane.entry is not None
+                durable = until_taken or (lane is not None and lane.entry is not None)
                 if transient_failures > TRANSIENT_RETRIES and not durable:
                     if lane is not None:
                         self._undelivered(lane.chat_id, str(error), "")

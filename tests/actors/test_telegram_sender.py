@@ -276,6 +276,37 @@ async def test_transient_errors_are_retried_then_given_up(
     assert any(t.event == "delivery" and t.outcome == "failed" for t in sender.traces)
 
 
+async def test_a_question_or_a_file_outlasts_an_outage_a_progress_text_does_not(
+    sender: Sender, autojump_clock: trio.testing.MockClock
+) -> None:
+    """An approval question (a first showing with buttons) and a file (``/get``) are tried
+    until Telegram takes them: lost to an outage, the question would be denied unseen. A
+    live text without buttons is given up after `TRANSIENT_RETRIES`, as before."""
+    down = telegram_sender.TRANSIENT_RETRIES + 5
+    sender.api.fail("sendMessage", *[TelegramTransientError("Bad Gateway", 502)] * down)
+    sender.api.fail("sendDocument", *[TelegramTransientError("Bad Gateway", 502)] * down)
+    buttons = ((Button("✅ Approve", "ap:t:a"), Button("⛔ Deny", "ap:t:d")),)
+    await sender.put(UpdateLive(chat_id=5, slot="ask", text="Codex asks to run", keyboard=buttons))
+    await sender.put(UpdateLive(chat_id=6, slot="file", text="", document=b"x", document_name="a"))
+    await sender.wait(
+        lambda api: (
+            len(api.calls_of("sendMessage")) == len(api.calls_of("sendDocument")) == down + 1
+        )
+    )
+    await trio.testing.wait_all_tasks_blocked()
+    assert list(sender.api.messages[5].values()) == ["Codex asks to run"]
+    assert list(sender.api.messages[6].values()) == ["[document a] "]
+    assert sender.stats.undelivered == 0
+    # A note without buttons: 1 + TRANSIENT_RETRIES tries, then the reply behind it.
+    sender.api.fail("sendMessage", *[TelegramTransientError("Bad Gateway", 502)] * down)
+    await sender.put(UpdateLive(chat_id=7, slot="note", text="a note"))
+    await sender.put(SendReply(chat_id=7, markdown="after it"))
+    await sender.wait(lambda api: len([c for c in api.calls if c.chat_id == 7]) == down + 1)
+    await trio.testing.wait_all_tasks_blocked()
+    assert list(sender.api.messages[7].values()) == ["after it"]
+    assert sender.stats.undelivered == 1
+
+
 async def test_not_modified_is_success_and_missing_message_is_resent(
     sender: Sender, autojump_clock: trio.testing.MockClock
 ) -> None:
