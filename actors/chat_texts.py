@@ -295,7 +295,7 @@ SECRET_IN_PROMPT: Final = (
 never reaches Codex (`orchestrator.redaction.redact_secrets`)."""
 
 SECRET_IN_FILE: Final = (
-    f"It held this bot's token, so it was saved with [REDACTED] in its place: Codex cannot "
+    "It held this bot's token, so it was saved with [REDACTED] in its place: Codex cannot "
     f"read the token there. {_REVOKE}"
 )
 """Said after "Saved as …" when a file the user sent held the bot's own token
