@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from orchestrator.messages import CodexProgress
 
 __all__ = [
+    "WAITING_FOR_CODEX",
     "WAITING_FOR_THE_USER",
     "Progress",
     "follow_progress",
@@ -95,6 +96,10 @@ class Progress:
         return self.patched or self.ran > self.held
 
 
+WAITING_FOR_CODEX: Final = "waiting for Codex: other requests are using it"
+"""The step shown while the run waits for a worker, until it starts on one."""
+
+
 async def follow_progress(
     progress: Progress, events: trio.MemoryReceiveChannel[CodexProgress], folder: str
 ) -> None:
@@ -105,13 +110,15 @@ async def follow_progress(
             progress.answer_paused = bool(progress.answer)  # a warning may come mid-sentence
         match event:
             case RunStarted():
-                progress.worker = event.worker_id
-                continue  # the worker is for /status, not the progress message
+                progress.worker = event.worker_id  # for /status, not the progress message
+                if WAITING_FOR_CODEX not in progress.actions:
+                    continue
+                progress.actions.remove(WAITING_FOR_CODEX)  # no longer true
             case WaitingForWorker():
                 if progress.told_waiting:
                     continue
                 progress.told_waiting = True
-                progress.actions.append("waiting for Codex: other requests are using it")
+                progress.actions.append(WAITING_FOR_CODEX)
             case ThreadMoved():
                 progress.actions.append("continuing in a new Codex session")
             case CommandStarted():

@@ -14,7 +14,7 @@ import trio.testing
 
 from actors.chat_approvals import Approvals
 from actors.chat_output import ChatOutput
-from actors.chat_progress import Progress, live_text
+from actors.chat_progress import WAITING_FOR_CODEX, Progress, follow_progress, live_text
 from actors.chat_request import (
     TYPING_INTERVAL,
     CancelledByUser,
@@ -46,6 +46,7 @@ from orchestrator.messages import (
     SessionKey,
     TraceRecord,
     UpdateLive,
+    WaitingForWorker,
 )
 from orchestrator.ports import (
     ModelChoice,
@@ -208,6 +209,26 @@ async def test_a_file_patched_again_and_again_is_one_counted_line(
     assert live[-1].endswith(
         "\n\n• changed app.py (4 times)\n• changed lib.py\n• changed app.py"
     ), live[-1]
+
+
+async def test_waiting_for_a_worker_is_shown_until_the_run_starts_on_one() -> None:
+    """Seen from outside: "waiting for Codex: other requests are using it" stayed above
+    "Codex is writing:" once a worker had been free for seconds."""
+    progress = Progress(phase="developing")
+    send, receive = trio.open_memory_channel[CodexProgress](8)
+    for event in (WaitingForWorker(worker_id=0), CommandStarted(command="ls")):
+        send.send_nowait(event)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(follow_progress, progress, receive, "/w")
+        await trio.testing.wait_all_tasks_blocked()
+        assert progress.actions == [WAITING_FOR_CODEX, "$ ls"]
+        changed = progress.changed = trio.Event()
+        send.send_nowait(RunStarted(worker_id=1))
+        send.send_nowait(WaitingForWorker(worker_id=1))  # a later role's wait: said once
+        send.close()
+    assert progress.actions == ["$ ls"]
+    assert changed.is_set()
+    assert progress.worker == 1
 
 
 async def test_a_message_of_codex_after_a_command_starts_on_its_own_line(
