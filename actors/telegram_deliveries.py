@@ -247,8 +247,8 @@ class Deliveries:
 
     async def _send_live_document(self, lane: Lane, live: UpdateLive) -> int:
         """The file a live message refers to ("the full command is in the file above"), or
-        the whole of it (``/get``); its caption cut to what Telegram takes. Tried until
-        Telegram takes it: the user asked for it, or must read it to answer."""
+        the whole of it (``/get``); its caption cut to what Telegram takes. Tried through an
+        outage, as a question is: the user asked for it, or must read it to answer."""
         caption = fit(live.document_caption, CAPTION_LIMIT) if live.document_caption else ""
         call = functools.partial(
             self.api.send_document,
@@ -265,8 +265,8 @@ class Deliveries:
 
     async def _send_plain(self, lane: Lane, live: UpdateLive, text: str) -> int:
         """A live message's first showing. One with buttons is a question or a control the
-        user must get (an approval, the Cancel of a run): it is tried until Telegram takes
-        it, however long an outage lasts, as a durable reply is."""
+        user must get (an approval, the Cancel of a run): it is tried through an outage as a
+        durable reply is (for `actors.telegram_sender.UNTIL_TAKEN_SECONDS`)."""
         try:
             return await self._in_chat(
                 lane,

@@ -29,8 +29,8 @@ It owns flood control and delivery guarantees:
 - **Errors.** 5xx and timeouts of anything else (progress, closing a live message):
   `TRANSIENT_RETRIES` retries with backoff, then the item is traced as undelivered; but the
   first showing of a live message with buttons (an approval question, a run's Cancel) and a
-  file (``/get``, the file an approval refers to) are retried as a durable reply is, for as
-  long as the process runs: a question lost to an outage would be denied unseen.
+  file (``/get``, the file an approval refers to) are retried as a durable reply is, for
+  `UNTIL_TAKEN_SECONDS`: a question lost to an outage would be denied unseen.
   "message is not modified" is success; "message to edit not found" sends a new message;
   "can't parse entities" resends as plain text; 403 marks the chat inactive (nothing more is
   sent to it until `ChatReactivated`; what was not delivered is traced); a migrated group
@@ -105,6 +105,12 @@ RETRY_BACKOFF_INITIAL: Final = 1.0
 
 RETRY_BACKOFF_MAX: Final = 30.0
 """Cap on that delay (never reached with `TRANSIENT_RETRIES` retries; a guard if it grows)."""
+
+UNTIL_TAKEN_SECONDS: Final = 600.0
+"""How long a question or a file (`_call`'s ``until_taken``) is tried after its first
+failure, as a durable reply is: an outage that long is over for most users, an approval
+question is denied by then (``sessions.approval_timeout``, 10 minutes by default), and a
+call that fails for that long for a reason of its own must not stop its chat for good."""
 
 UNSAVED_NOTICE: Final = (
     "⚠️ The bot cannot save to its disk right now (full or read-only). It keeps answering, "
@@ -494,8 +500,10 @@ class _Sender(Deliveries):
         self, lane: Lane | None, call: Callable[[], Awaitable[T]], *, until_taken: bool = False
     ) -> T:
         """Global rate, 429 pauses and bounded retries of transient failures; retries without
-        a limit for a durable reply (its outbox entry) and for what is `until_taken`."""
+        a limit for a durable reply (its outbox entry), and for `UNTIL_TAKEN_SECONDS` after
+        the first failure for what is `until_taken`."""
         transient_failures = 0
+        failing_since: float | None = None
         while True:
             if lane is not None and lane.paused_until > trio.current_time():
                 await trio.sleep_until(lane.paused_until)
@@ -530,7 +538,12 @@ class _Sender(Deliveries):
                 await trio.sleep_until(until)
             except TelegramTransientError as error:
                 transient_failures += 1
-                durable = until_taken or (lane is not None and lane.entry is not None)
+                if failing_since is None:
+                    failing_since = trio.current_time()
+                taken_yet = until_taken and (
+                    trio.current_time() - failing_since < UNTIL_TAKEN_SECONDS
+                )
+                durable = taken_yet or (lane is not None and lane.entry is not None)
                 if transient_failures > TRANSIENT_RETRIES and not durable:
                     if lane is not None:
                         self._undelivered(lane.chat_id, str(error), "")

@@ -305,6 +305,16 @@ async def test_a_question_or_a_file_outlasts_an_outage_a_progress_text_does_not(
     await trio.testing.wait_all_tasks_blocked()
     assert list(sender.api.messages[7].values()) == ["after it"]
     assert sender.stats.undelivered == 1
+    # A question whose call keeps failing for a reason of its own does not stop its chat for
+    # good: after UNTIL_TAKEN_SECONDS it is given up, and what waits behind it goes.
+    sender.api.fail("sendMessage", *[TelegramTransientError("Bad Gateway", 502)] * 1000)
+    await sender.put(UpdateLive(chat_id=8, slot="ask", text="never", keyboard=buttons))
+    await sender.wait(lambda api: any(c.chat_id == 8 for c in api.calls))
+    began = trio.current_time()
+    await trio.sleep(telegram_sender.UNTIL_TAKEN_SECONDS + 60)
+    assert sender.stats.undelivered == 2
+    tries = [c for c in sender.api.calls if c.chat_id == 8]
+    assert tries[-1].at - began == pytest.approx(telegram_sender.UNTIL_TAKEN_SECONDS, abs=15)
 
 
 async def test_not_modified_is_success_and_missing_message_is_resent(
