@@ -286,6 +286,9 @@ class Deliveries:
             raise GiveUp from error
 
     async def _deliver_close(self, lane: Lane, close: CloseLive) -> None:
+        """A live message's last word: its final text without buttons, or its deletion.
+        Tried through an outage as a question is: lost, it would leave a question's buttons
+        or a run's "⏳ Working…" with its Cancel in the chat for good."""
         if close.keep_text:
             await self._change_buttons(lane, close)
             return
@@ -298,18 +301,21 @@ class Deliveries:
                         lane,
                         lambda chat_id: self.api.send_message(chat_id, final_text),
                         preview=final_text,
+                        until_taken=True,
                     )
             elif close.delete or not final_text:
                 await self._in_chat(
                     lane,
                     lambda chat_id: self.api.delete_message(chat_id, message_id),
                     preview="",
+                    until_taken=True,
                 )
             else:
                 await self._in_chat(
                     lane,
                     lambda chat_id: self.api.edit_message_text(chat_id, message_id, final_text),
                     preview=final_text,
+                    until_taken=True,
                 )
         except TelegramBadRequest as error:
             if "not modified" in error.description or "not found" in error.description:

@@ -26,11 +26,13 @@ It owns flood control and delivery guarantees:
   are queued first, in order per chat. Such a reply is retried on 5xx, timeouts and
   connection errors without a limit, with backoff capped at `retry_backoff_max`, for as long
   as the process runs, and by the next start after that.
-- **Errors.** 5xx and timeouts of anything else (progress, closing a live message):
+- **Errors.** 5xx and timeouts of anything else (a progress edit, a note without buttons):
   `TRANSIENT_RETRIES` retries with backoff, then the item is traced as undelivered; but the
-  first showing of a live message with buttons (an approval question, a run's Cancel) and a
-  file (``/get``, the file an approval refers to) are retried as a durable reply is, for
-  `UNTIL_TAKEN_SECONDS`: a question lost to an outage would be denied unseen.
+  first showing of a live message with buttons (an approval question, a run's Cancel), a
+  file (``/get``, the file an approval refers to) and the closing of a live message (its
+  final text, or its deletion) are retried as a durable reply is, for `UNTIL_TAKEN_SECONDS`:
+  a question lost to an outage would be denied unseen, and a close lost would leave its
+  buttons behind.
   "message is not modified" is success; "message to edit not found" sends a new message;
   "can't parse entities" resends as plain text; 403 marks the chat inactive (nothing more is
   sent to it until `ChatReactivated`; what was not delivered is traced); a migrated group

@@ -279,9 +279,9 @@ async def test_transient_errors_are_retried_then_given_up(
 async def test_a_question_or_a_file_outlasts_an_outage_a_progress_text_does_not(
     sender: Sender, autojump_clock: trio.testing.MockClock
 ) -> None:
-    """An approval question (a first showing with buttons) and a file (``/get``) are tried
-    until Telegram takes them: lost to an outage, the question would be denied unseen. A
-    live text without buttons is given up after `TRANSIENT_RETRIES`, as before."""
+    """An approval question (a first showing with buttons), a file (``/get``) and a live
+    message's close are tried through an outage: lost, the question would be denied unseen.
+    A live text without buttons is given up after `TRANSIENT_RETRIES`, as before."""
     down = telegram_sender.TRANSIENT_RETRIES + 5
     sender.api.fail("sendMessage", *[TelegramTransientError("Bad Gateway", 502)] * down)
     sender.api.fail("sendDocument", *[TelegramTransientError("Bad Gateway", 502)] * down)
@@ -304,6 +304,13 @@ async def test_a_question_or_a_file_outlasts_an_outage_a_progress_text_does_not(
     await sender.wait(lambda api: len([c for c in api.calls if c.chat_id == 7]) == down + 1)
     await trio.testing.wait_all_tasks_blocked()
     assert list(sender.api.messages[7].values()) == ["after it"]
+    assert sender.stats.undelivered == 1
+    # The question's close (its buttons replaced by the decision) gets through too.
+    sender.api.fail("editMessageText", *[TelegramTransientError("Bad Gateway", 502)] * down)
+    await sender.put(CloseLive(chat_id=5, slot="ask", final_text="✅ Approved: $ make"))
+    await sender.wait(lambda api: len(api.calls_of("editMessageText")) == down + 1)
+    await trio.testing.wait_all_tasks_blocked()
+    assert list(sender.api.messages[5].values()) == ["✅ Approved: $ make"]
     assert sender.stats.undelivered == 1
     # A question whose call keeps failing for a reason of its own does not stop its chat for
     # good: after UNTIL_TAKEN_SECONDS it is given up, and what waits behind it goes.
