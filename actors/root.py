@@ -35,7 +35,7 @@ from actors.telegram_outbox import Outbox
 from actors.worker_pool import open_worker_pool
 from orchestrator.errors import TelegramRetryAfter, TelegramTransientError, TelegramUnauthorized
 from orchestrator.messages import RouterMsg, SenderMsg, TraceRecord
-from orchestrator.outage import Outage
+from orchestrator.outage import Outage, Recovery
 from orchestrator.session_store import SessionStore
 from orchestrator.supervision import ChildSpec, RestartPolicy, backoff_delay, supervise_one
 from orchestrator.update_ledger import UpdateLedger
@@ -126,6 +126,7 @@ async def run_system(
                     identity.username,
                 )
             sender_send, sender_inbox = trio.open_memory_channel[SenderMsg](SENDER_INBOX_SIZE)
+            recovery = Recovery()  # the end of an outage, seen by the poller or the sender
             outbox, pending = await Outbox.open(state_dir / "outbox", secrets=secrets)
             async with trio.open_nursery() as edge:
                 edge.start_soon(
@@ -142,6 +143,7 @@ async def run_system(
                         pending=pending,
                         retry_backoff_max=config.telegram.retry_backoff_max,
                         secrets=secrets,
+                        recovery=recovery,
                     )
                 )
                 with sender_send:
@@ -175,6 +177,7 @@ async def run_system(
                             secrets=secrets,
                             own_files=own_files,
                             git=git,
+                            recovery=recovery,
                             task_status=task_status,
                         )
                 # The sender's inbox is closed: it delivers what is pending, then returns.
@@ -227,6 +230,7 @@ async def _run_front(
     secrets: tuple[str, ...],
     own_files: tuple[str, ...],
     git: GitWorktrees | None,
+    recovery: Recovery,
     task_status: trio.TaskStatus[None],
 ) -> None:
     """Router and poller: the router starts first, the poller stops first."""
@@ -276,6 +280,7 @@ async def _run_front(
                     trace=trace.emit,
                     preview_chars=config.traces.preview_chars,
                     allowed_users=config.telegram.allowed_users,
+                    recovery=recovery,
                     task_status=task_status,
                 )
 

@@ -50,7 +50,7 @@ from orchestrator.errors import (
     TelegramTransientError,
 )
 from orchestrator.messages import InboundCallback, InboundMessage, TraceRecord
-from orchestrator.outage import Outage
+from orchestrator.outage import Outage, Recovery
 from orchestrator.supervision import backoff_delay
 from orchestrator.wire.telegram import decode_update, decode_update_id, to_router_message
 
@@ -97,9 +97,13 @@ async def run(
     trace: TraceEmit,
     preview_chars: int = PREVIEW_CHARS,
     allowed_users: Collection[int] | None = None,
+    recovery: Recovery | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Poll until cancelled.
+
+    The end of an outage is told to `recovery` (the sender's waiting replies go at once),
+    and a poll waiting out its pause after a failure goes at once when the sender sees one.
 
     The trace of an update from a user outside `allowed_users` carries ids and the text's
     length only, never the text (None: every user is allowed, as in tests of one chat).
@@ -117,7 +121,8 @@ async def run(
         TelegramUnauthorized: the token was rejected.
     """
     offset: int | None = None
-    outage = Outage(logger, "getUpdates", "getUpdates failed")
+    recovery = recovery or Recovery()
+    outage = Outage(logger, "getUpdates", "getUpdates failed", recovery)
     trouble = disk.DiskTrouble(f"the update ledger {ledger.path}")
     with out:
         task_status.started()
@@ -145,7 +150,7 @@ async def run(
             except (TelegramTransientError, TelegramBadRequest) as error:
                 delay = _backoff(outage.attempts, rng)
                 outage.failed(error, delay)
-                await trio.sleep(delay)
+                await recovery.sleep(delay)
                 continue
             outage.succeeded()
             if raws:

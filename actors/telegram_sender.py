@@ -76,7 +76,7 @@ from orchestrator.messages import (
     TraceRecord,
     UpdateLive,
 )
-from orchestrator.outage import Outage
+from orchestrator.outage import Outage, Recovery
 from orchestrator.recent import Recent
 from orchestrator.redaction import redact_outbound
 from orchestrator.rendering import render_plain
@@ -163,9 +163,13 @@ async def run(
     pending: Sequence[OutboxEntry] = (),
     retry_backoff_max: float = DURABLE_RETRY_BACKOFF_MAX,
     secrets: Sequence[str] = (),
+    recovery: Recovery | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Deliver everything that arrives in `inbox`.
+
+    A retry waiting out its pause goes at once when an outage ends (`recovery`: a call of
+    this sender, or the poller's getUpdates, that goes through after failures).
 
     Every message is redacted (`redact_outbound`, `secrets`) as it arrives, before it is split.
     `global_rate` (calls per second, 0 = unlimited) and `chat_spacing` exist for
@@ -191,6 +195,7 @@ async def run(
         chat_spacing=chat_spacing,
         outbox=outbox,
         retry_backoff_max=retry_backoff_max,
+        recovery=recovery or Recovery(),
     )
     async with trio.open_nursery() as nursery:
         sender.nursery = nursery
@@ -228,15 +233,17 @@ class _Sender(Deliveries):
         chat_spacing: bool,
         outbox: Outbox | None,
         retry_backoff_max: float,
+        recovery: Recovery,
     ) -> None:
         self.api = api
+        self.recovery = recovery
         self.outbox = outbox
         self.retry_backoff_max = retry_backoff_max
         self.nursery: trio.Nursery | None = None
         self.chat_spacing = chat_spacing
         self.max_chunks = max_chunks
         self.rng = rng
-        self.outage = Outage(logger, "sending to Telegram", "Telegram call failed")
+        self.outage = Outage(logger, "sending to Telegram", "Telegram call failed", recovery)
         """Failed calls of every chat in a row: logged at once, once a minute, and at their
         end, not once per try of each waiting reply."""
         self.trace = trace
@@ -557,7 +564,7 @@ class _Sender(Deliveries):
                     maximum=self.retry_backoff_max if durable else RETRY_BACKOFF_MAX,
                 )
                 self.outage.failed(error, delay)
-                await trio.sleep(delay)
+                await self.recovery.sleep(delay)
 
     # ------------------------------------------------------------------ bookkeeping
 

@@ -7,6 +7,11 @@ log line per attempt would then fill the log of a long outage with hundreds of c
 same line, so an `Outage` logs the first failure at once (with the delay before the next
 try), later ones at most every `OUTAGE_LOG_INTERVAL` seconds (how long it has lasted, how many
 attempts, the last error), and the end of the outage once.
+
+An outage ends for all waiting calls at once: the end one `Outage` sees (a getUpdates, or a
+reply of one chat, that goes through after failures) is told to its `Recovery`, which wakes
+every retry that `Recovery.sleep` holds. Without it, a reply backing off towards
+``telegram.retry_backoff_max`` (60 s) waited out its pause although Telegram answered again.
 """
 
 from __future__ import annotations
@@ -18,10 +23,29 @@ import trio
 
 from orchestrator.words import plural
 
-__all__ = ["OUTAGE_LOG_INTERVAL", "Outage"]
+__all__ = ["OUTAGE_LOG_INTERVAL", "Outage", "Recovery"]
 
 OUTAGE_LOG_INTERVAL: Final = 60.0
 """Seconds between two log lines about the same outage."""
+
+
+@final
+class Recovery:
+    """Where the end of an outage is told, and retries wait for it (one per bot: the poller
+    and the sender share it)."""
+
+    def __init__(self) -> None:
+        self._ended = trio.Event()
+
+    def ended(self) -> None:
+        """Telegram answers again: wake every retry waiting in `sleep`."""
+        self._ended.set()
+        self._ended = trio.Event()
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait `seconds` before a retry, or less: until an outage ends (`ended`)."""
+        with trio.move_on_after(seconds):
+            await self._ended.wait()
 
 
 @final
@@ -29,10 +53,14 @@ class Outage:
     """The failures in a row of one call (`call`, e.g. ``getUpdates``), for its log lines;
     `trouble` begins the first line (e.g. "Telegram is not reachable")."""
 
-    def __init__(self, logger: logging.Logger, call: str, trouble: str) -> None:
+    def __init__(
+        self, logger: logging.Logger, call: str, trouble: str, recovery: Recovery | None = None
+    ) -> None:
         self._logger = logger
         self.call = call
         self.trouble = trouble
+        self._recovery = recovery
+        """Told when the call works again after failures."""
         self.attempts = 0
         """Failed attempts in a row (the backoff's attempt number)."""
         self._began = 0.0
@@ -60,7 +88,7 @@ class Outage:
         )
 
     def succeeded(self) -> None:
-        """The call worked: log the end of an outage, once."""
+        """The call worked: log the end of an outage, once, and tell the `Recovery`."""
         if self.attempts:
             self._logger.warning(
                 "%s works again after %s over %.0f s",
@@ -68,4 +96,6 @@ class Outage:
                 plural(self.attempts, "failed attempt"),
                 trio.current_time() - self._began,
             )
+            if self._recovery is not None:
+                self._recovery.ended()
         self.attempts = 0

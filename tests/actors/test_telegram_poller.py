@@ -25,6 +25,7 @@ from orchestrator.errors import (
     TelegramUnauthorized,
 )
 from orchestrator.messages import InboundCallback, InboundMessage, RouterMsg, TraceRecord
+from orchestrator.outage import Recovery
 from orchestrator.update_ledger import UpdateLedger
 from tests.fakes.telegram_api import FakeTelegramApi
 
@@ -44,6 +45,7 @@ class Harness:
         self.takes = True
         """Whether this router marks each update handled as it receives it (a chat that
         saved it at once); False: nothing is ever marked."""
+        self.recovery: Recovery | None = None
 
     async def run(self, *, stop_after: int, router_buffer: int = 16) -> None:
         """Run a poller until `stop_after` messages reached the router and the poller did
@@ -65,6 +67,7 @@ class Harness:
             rng=random.Random(1),
             trace=self.traces.append,
             allowed_users=self.allowed_users,
+            recovery=self.recovery,
         )
 
     async def _run(self, ledger, send, receive, stop_after: int) -> None:
@@ -250,6 +253,32 @@ async def test_backoff_grows_and_is_capped(
     assert gaps[1] > gaps[0] * 1.2 or gaps[1] >= 1.0
     assert max(gaps) <= telegram_poller.BACKOFF_MAX
     assert gaps[-1] >= telegram_poller.BACKOFF_MAX / 2
+
+
+async def test_the_end_of_an_outage_is_shared_with_the_sender(
+    harness: FakeHarness, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A poll waiting out its pause goes as soon as the sender sees Telegram answer again;
+    and the poll that goes through after failures wakes the sender's waiting replies."""
+    harness.recovery = recovery = Recovery()
+    harness.api.push_text("after the outage")
+    harness.api.fail("getUpdates", *[TelegramTransientError("timeout") for _ in range(3)])
+    woken: list[float] = []
+
+    async def sender_side() -> None:
+        await harness.api.wait_for(lambda api: bool(api.calls_of("getUpdates")))
+        await trio.sleep(0.1)
+        recovery.ended()  # a reply of the sender's went through
+        await recovery.sleep(3600)  # a reply of the sender's waits out a long pause
+        woken.append(trio.current_time())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sender_side)
+        await harness.run(stop_after=1)
+    polls = [call.at for call in harness.api.calls_of("getUpdates")]
+    assert polls[1] - polls[0] == pytest.approx(0.1)  # not the backoff's 0.5 s or more
+    assert polls[2] - polls[1] >= 0.5
+    assert woken == [polls[3]]  # the poll after the last failure went through
 
 
 async def test_a_long_outage_is_retried_every_few_seconds_in_few_log_lines(

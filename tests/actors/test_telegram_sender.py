@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import random
 from typing import TYPE_CHECKING
@@ -30,6 +31,7 @@ from orchestrator.messages import (
     TraceRecord,
     UpdateLive,
 )
+from orchestrator.outage import Recovery
 from tests.fakes.telegram_api import FakeTelegramApi
 
 if TYPE_CHECKING:
@@ -322,6 +324,39 @@ async def test_a_question_or_a_file_outlasts_an_outage_a_progress_text_does_not(
     assert sender.stats.undelivered == 2
     tries = [c for c in sender.api.calls if c.chat_id == 8]
     assert tries[-1].at - began == pytest.approx(telegram_sender.UNTIL_TAKEN_SECONDS, abs=15)
+
+
+async def test_a_waiting_retry_goes_as_soon_as_an_outage_ends(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Backing off towards ``telegram.retry_backoff_max`` (60 s), a question does not wait
+    out its pause once the poller, or another chat's reply, got through (`Recovery`)."""
+    api = FakeTelegramApi()
+    recovery = Recovery()
+    send, receive = trio.open_memory_channel[SenderMsg](8)
+    api.fail("sendMessage", *[TelegramTransientError("Bad Gateway", 502)] * 7)
+    buttons = ((Button("✅ Approve", "ap:t:a"),),)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            functools.partial(
+                telegram_sender.run,
+                receive,
+                api,
+                max_chunks=3,
+                rng=random.Random(3),
+                trace=lambda record: None,
+                retry_backoff_max=60.0,
+                recovery=recovery,
+            )
+        )
+        await send.send(UpdateLive(chat_id=5, slot="ask", text="Codex asks", keyboard=buttons))
+        await api.wait_for(lambda api: len(api.calls_of("sendMessage")) == 7)
+        await trio.sleep(0.1)  # into a pause of 15 s or more
+        recovery.ended()
+        await api.wait_for(lambda api: len(api.calls_of("sendMessage")) == 8)
+        tries = [call.at for call in api.calls_of("sendMessage")]
+        assert tries[7] - tries[6] == pytest.approx(0.1)
+        send.close()
 
 
 async def test_not_modified_is_success_and_missing_message_is_resent(
