@@ -126,7 +126,7 @@ async def run_system(
                     identity.username,
                 )
             sender_send, sender_inbox = trio.open_memory_channel[SenderMsg](SENDER_INBOX_SIZE)
-            recovery = Recovery()  # the end of an outage, seen by the poller or the sender
+            recovery = Recovery()  # the end of an outage: seen by the poller, for the sender
             outbox, pending = await Outbox.open(state_dir / "outbox", secrets=secrets)
             async with trio.open_nursery() as edge:
                 edge.start_soon(

@@ -102,8 +102,8 @@ async def run(
 ) -> None:
     """Poll until cancelled.
 
-    The end of an outage is told to `recovery` (the sender's waiting replies go at once),
-    and a poll waiting out its pause after a failure goes at once when the sender sees one.
+    The end of an outage, its first poll that goes through after failures, is told to
+    `recovery`: the sender's waiting replies go at once.
 
     The trace of an update from a user outside `allowed_users` carries ids and the text's
     length only, never the text (None: every user is allowed, as in tests of one chat).
@@ -121,7 +121,6 @@ async def run(
         TelegramUnauthorized: the token was rejected.
     """
     offset: int | None = None
-    recovery = recovery or Recovery()
     outage = Outage(logger, "getUpdates", "getUpdates failed", recovery)
     trouble = disk.DiskTrouble(f"the update ledger {ledger.path}")
     with out:
@@ -150,7 +149,7 @@ async def run(
             except (TelegramTransientError, TelegramBadRequest) as error:
                 delay = _backoff(outage.attempts, rng)
                 outage.failed(error, delay)
-                await recovery.sleep(delay)
+                await trio.sleep(delay)
                 continue
             outage.succeeded()
             if raws:

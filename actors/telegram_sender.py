@@ -168,8 +168,10 @@ async def run(
 ) -> None:
     """Deliver everything that arrives in `inbox`.
 
-    A retry waiting out its pause goes at once when an outage ends (`recovery`: a call of
-    this sender, or the poller's getUpdates, that goes through after failures).
+    A retry waiting out its pause goes at once when an outage ends (`recovery`: the poller's
+    getUpdates goes through after failures). Its own calls do not tell it: one chat's call
+    that fails for a reason of its own would then be retried after every other call's
+    success, without a pause.
 
     Every message is redacted (`redact_outbound`, `secrets`) as it arrives, before it is split.
     `global_rate` (calls per second, 0 = unlimited) and `chat_spacing` exist for
@@ -243,7 +245,7 @@ class _Sender(Deliveries):
         self.chat_spacing = chat_spacing
         self.max_chunks = max_chunks
         self.rng = rng
-        self.outage = Outage(logger, "sending to Telegram", "Telegram call failed", recovery)
+        self.outage = Outage(logger, "sending to Telegram", "Telegram call failed")
         """Failed calls of every chat in a row: logged at once, once a minute, and at their
         end, not once per try of each waiting reply."""
         self.trace = trace

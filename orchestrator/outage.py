@@ -8,10 +8,12 @@ same line, so an `Outage` logs the first failure at once (with the delay before 
 try), later ones at most every `OUTAGE_LOG_INTERVAL` seconds (how long it has lasted, how many
 attempts, the last error), and the end of the outage once.
 
-An outage ends for all waiting calls at once: the end one `Outage` sees (a getUpdates, or a
-reply of one chat, that goes through after failures) is told to its `Recovery`, which wakes
-every retry that `Recovery.sleep` holds. Without it, a reply backing off towards
+An outage ends for all waiting calls at once: the poller's `Outage` tells its end (the first
+getUpdates that goes through after failures) to the `Recovery` it shares with the sender,
+which wakes every retry that `Recovery.sleep` holds. Without it, a reply backing off towards
 ``telegram.retry_backoff_max`` (60 s) waited out its pause although Telegram answered again.
+The sender's own successes do not tell it: a call that fails for a reason of its own (one
+message Telegram keeps refusing with a 5xx) would then be retried after every other call.
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ OUTAGE_LOG_INTERVAL: Final = 60.0
 
 @final
 class Recovery:
-    """Where the end of an outage is told, and retries wait for it (one per bot: the poller
-    and the sender share it)."""
+    """Where the end of an outage is told (by the poller), and retries wait for it (the
+    sender's); one per bot."""
 
     def __init__(self) -> None:
         self._ended = trio.Event()

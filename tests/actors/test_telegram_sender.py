@@ -330,7 +330,7 @@ async def test_a_waiting_retry_goes_as_soon_as_an_outage_ends(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """Backing off towards ``telegram.retry_backoff_max`` (60 s), a question does not wait
-    out its pause once the poller, or another chat's reply, got through (`Recovery`)."""
+    out its pause once the poller got through again (`Recovery`)."""
     api = FakeTelegramApi()
     recovery = Recovery()
     send, receive = trio.open_memory_channel[SenderMsg](8)
@@ -352,7 +352,7 @@ async def test_a_waiting_retry_goes_as_soon_as_an_outage_ends(
         await send.send(UpdateLive(chat_id=5, slot="ask", text="Codex asks", keyboard=buttons))
         await api.wait_for(lambda api: len(api.calls_of("sendMessage")) == 7)
         await trio.sleep(0.1)  # into a pause of 15 s or more
-        recovery.ended()
+        recovery.ended()  # the poller's getUpdates went through
         await api.wait_for(lambda api: len(api.calls_of("sendMessage")) == 8)
         tries = [call.at for call in api.calls_of("sendMessage")]
         assert tries[7] - tries[6] == pytest.approx(0.1)
