@@ -29,7 +29,7 @@ from actors import (
     chat_texts,
     chat_topics,
 )
-from actors.chat_progress import WAITING_FOR_THE_USER, phase_words
+from actors.chat_progress import WAITING_FOR_CODEX, WAITING_FOR_THE_USER, phase_words
 from orchestrator.messages import TraceRecord
 from orchestrator.words import one_line, plural, quoted
 
@@ -242,6 +242,8 @@ def status_text(chat: Chat) -> str:
         phase = phase_words(progress.phase, progress.detail)
         if progress.asking:
             phase = WAITING_FOR_THE_USER
+        elif WAITING_FOR_CODEX in progress.actions:  # not started on a worker yet
+            phase += ", waiting for a free Codex worker"
         lines.append(f"State: {phase}, running for {elapsed}")
         if progress.worker is not None:
             worker = progress.worker

@@ -695,6 +695,27 @@ async def test_every_command(tmp_path: Path, autojump_clock: trio.testing.MockCl
     assert {"start", "mode", "status", "profile", "cancel", "new"} <= set(commands)
 
 
+async def test_status_says_a_request_waits_for_a_free_worker(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Both workers busy with Alice's requests (her private chat and a group): Bob's has not
+    started on Codex yet, and /status says so instead of "Working on your request" alone."""
+    fakes = FakeProcesses()
+    fakes.rule("slow", delay=100)
+    async with running_bot(tmp_path, fakes) as bot:
+        await bot.say(ALICE, "slow thing")
+        await bot.say(ALICE, "slow thing", chat=-100)
+        await bot.wait(lambda: sum(len(p.calls) for p in bot.fakes.started) == 2)
+        await bot.say(BOB, "slow too")
+        await trio.sleep(5)
+        await bot.say(BOB, "/status")
+        await bot.wait_reply(BOB, "State: Working on your request, waiting for a free Codex worker")
+        await bot.say(ALICE, "/status")
+        await bot.wait_reply(ALICE, "State: Working on your request, running for")
+    assert "Codex workers: 2 busy; 1 request waiting" in bot.replies(BOB)[-1]
+    assert "waiting for a free Codex worker" not in bot.replies(ALICE)[-1]
+
+
 async def test_status_while_running_and_profile_switch_refused(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
