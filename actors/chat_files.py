@@ -241,15 +241,11 @@ async def _download(
         data = await _fetch(files, attachment.file_id)
     except TelegramFileTooBig as error:
         await chat.out.say(_too_big_in(what, error.size), plain=True)
-    except TelegramError as error:
-        logger.warning("download of %s failed: %s", what, error)
-        tried = (
-            f"I tried {DOWNLOAD_TRIES} times but couldn't"
-            if isinstance(error, (TelegramTransientError, TelegramRetryAfter))
-            else "I couldn't"
-        )
+    except _NotFetched as failed:
+        logger.warning("download of %s failed: %s", what, failed.error)
+        tried = f"I tried {failed.tries} times but couldn't" if failed.tries > 1 else "I couldn't"
         await chat.out.say(
-            f"{tried} download your {what} from Telegram ({error.description}). "
+            f"{tried} download your {what} from Telegram ({failed.error.description}). "
             "Please send it again.",
             plain=True,
         )
@@ -259,23 +255,41 @@ async def _download(
     return data
 
 
+class _NotFetched(Exception):
+    """`_fetch` gave up: Telegram's last `error`, after `tries` tries."""
+
+    def __init__(self, error: TelegramError, tries: int) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.tries = tries
+
+
 async def _fetch(files: TelegramFiles, file_id: str) -> bytes:
     """The file's bytes, tried again after a failure that may pass (a 5xx, a timeout, a lost
     connection, a 429 of a few seconds), up to `DOWNLOAD_TRIES` times in all: a hiccup of
-    Telegram's must not cost the user their file. A refusal (the file is gone, too big) is
-    raised at once."""
-    for attempt in range(1, DOWNLOAD_TRIES + 1):
+    Telegram's must not cost the user their file.
+
+    Raises:
+        TelegramFileTooBig: the file is over `DOWNLOAD_LIMIT`.
+        _NotFetched: any other failure, at once for a refusal (the file is gone).
+    """
+    tries = 0
+    while True:
+        tries += 1
         try:
             return await files.download_file(file_id, max_bytes=DOWNLOAD_LIMIT)
+        except TelegramFileTooBig:
+            raise
         except TelegramRetryAfter as error:
-            if attempt == DOWNLOAD_TRIES or error.retry_after > DOWNLOAD_RETRY_MAX:
-                raise
+            if tries == DOWNLOAD_TRIES or error.retry_after > DOWNLOAD_RETRY_MAX:
+                raise _NotFetched(error, tries) from None
             await trio.sleep(error.retry_after)
-        except TelegramTransientError:
-            if attempt == DOWNLOAD_TRIES:
-                raise
-            await trio.sleep(DOWNLOAD_RETRY_DELAY * attempt)
-    raise AssertionError("unreachable: the last try returns or raises")
+        except TelegramTransientError as error:
+            if tries == DOWNLOAD_TRIES:
+                raise _NotFetched(error, tries) from None
+            await trio.sleep(DOWNLOAD_RETRY_DELAY * tries)
+        except TelegramError as error:
+            raise _NotFetched(error, tries) from None
 
 
 def _too_big_in(what: str, size: int) -> str:

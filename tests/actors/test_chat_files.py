@@ -477,12 +477,19 @@ async def test_a_download_that_fails_for_a_moment_is_tried_again(
         await bot.say(ALICE, "once more", content_kind="document", attachment=sent)
         await bot.wait_reply(ALICE, "I couldn't download your file")
         assert len(files.tried_at) == 1
+        files.tried_at.clear()  # a 429 longer than a download waits: told after one try
+        files.failures = [TelegramRetryAfter("Too Many Requests: retry after 60", 60)]
+        await bot.say(ALICE, "and again", content_kind="document", attachment=sent)
+        await bot.wait_reply(ALICE, "I couldn't download your file", count=2)
+        assert len(files.tried_at) == 1
     assert (tmp_path / "work" / "inbox" / "notes.txt").read_bytes() == b"first"
     failed = [reply for reply in bot.replies(ALICE) if "download your file" in reply]
     assert failed == [
         "I tried 3 times but couldn't download your file from Telegram (file download: timed "
         "out). Please send it again.",
         "I couldn't download your file from Telegram (Bad Request: invalid file_id). "
+        "Please send it again.",
+        "I couldn't download your file from Telegram (Too Many Requests: retry after 60). "
         "Please send it again.",
     ]
 
