@@ -109,8 +109,8 @@ RETRY_BACKOFF_MAX: Final = 30.0
 """Cap on that delay (never reached with `TRANSIENT_RETRIES` retries; a guard if it grows)."""
 
 UNTIL_TAKEN_SECONDS: Final = 600.0
-"""How long a question or a file (`_call`'s ``until_taken``) is tried after its first
-failure, as a durable reply is: an outage that long is over for most users, an approval
+"""How long a question, a file or a live message's close (`_call`'s ``until_taken``) is
+tried after its first failure, as a durable reply is: an outage that long is over for most users, an approval
 question is denied by then (``sessions.approval_timeout``, 10 minutes by default), and a
 call that fails for that long for a reason of its own must not stop its chat for good."""
 
@@ -486,7 +486,7 @@ class _Sender(Deliveries):
         until_taken: bool = False,
     ) -> T:
         """One call in `lane`'s chat: spacing, the global rate, and the retry ladder
-        (`until_taken`: without a limit, see `_call`)."""
+        (`until_taken`: as long as a durable reply's, for a while, see `_call`)."""
         migrated_once = False
         while True:
             now = trio.current_time()
@@ -551,10 +551,10 @@ class _Sender(Deliveries):
                 transient_failures += 1
                 if failing_since is None:
                     failing_since = trio.current_time()
-                taken_yet = until_taken and (
+                still_trying = until_taken and (
                     trio.current_time() - failing_since < UNTIL_TAKEN_SECONDS
                 )
-                durable = taken_yet or (lane is not None and lane.entry is not None)
+                durable = still_trying or (lane is not None and lane.entry is not None)
                 if transient_failures > TRANSIENT_RETRIES and not durable:
                     if lane is not None:
                         self._undelivered(lane.chat_id, str(error), "")
