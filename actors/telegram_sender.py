@@ -110,9 +110,10 @@ RETRY_BACKOFF_MAX: Final = 30.0
 
 UNTIL_TAKEN_SECONDS: Final = 600.0
 """How long a question, a file or a live message's close (`_call`'s ``until_taken``) is
-tried after its first failure, as a durable reply is: an outage that long is over for most users, an approval
-question is denied by then (``sessions.approval_timeout``, 10 minutes by default), and a
-call that fails for that long for a reason of its own must not stop its chat for good."""
+tried after its first failure, as a durable reply is: an outage that long is over for most
+users, an approval question is denied by then (``sessions.approval_timeout``, 10 minutes by
+default), and a call that fails for that long for a reason of its own must not stop its chat
+for good."""
 
 UNSAVED_NOTICE: Final = (
     "⚠️ The bot cannot save to its disk right now (full or read-only). It keeps answering, "
