@@ -27,7 +27,7 @@ from orchestrator.messages import (
     TokenCount,
     WaitingForWorker,
 )
-from orchestrator.workflow_types import MAX_REVIEW_ROUNDS, UNREADABLE_REVIEW
+from orchestrator.workflow_types import MAX_REVIEW_ROUNDS, NO_PLAN, UNREADABLE_REVIEW
 
 if TYPE_CHECKING:
     from orchestrator.messages import CodexProgress
@@ -186,6 +186,9 @@ def _relative(path: str, folder: str) -> str:
         return path
 
 
+_NOTICES: Final = frozenset({NO_PLAN, UNREADABLE_REVIEW})
+"""Details of a developer round that are the bot's own words, not what the reviewer asked for."""
+
 _COUNTED: Final = re.compile(r"(?P<action>.*) \((?P<times>\d+) times\)")
 
 
@@ -220,6 +223,8 @@ def phase_words(phase: str, detail: str = "") -> str:
             return "Writing a plan"
         case "developing" if not round_text:
             return "Working on your request"
+        case "developing" if detail == NO_PLAN:
+            return "Working on your request" + rounds
         case "developing" if round_text == "1" or not detail:
             return "Carrying out the plan" + rounds
         case "developing" if detail == UNREADABLE_REVIEW:
@@ -243,7 +248,7 @@ def live_text(progress: Progress, started: float) -> str:
             lines.append(phase)  # plan mode: which role asks, in which round
     if progress.detail:
         asked = progress.phase.startswith("developing round ") and (
-            progress.detail != UNREADABLE_REVIEW
+            progress.detail not in _NOTICES
         )
         lines.append(("The reviewer asked for: " if asked else "") + progress.detail[:300])
     if progress.actions:

@@ -40,7 +40,14 @@ def planner_prompt(prompt: str) -> str:
     return "Write the numbered plan for this request. Do not edit any file.\n\nRequest:\n" + prompt
 
 
-def developer_prompt(prompt: str, plan: str) -> str:
+def developer_prompt(prompt: str, plan: str | None) -> str:
+    """Round 1's prompt; `plan` None when the planner wrote none (`NO_PLAN`)."""
+    if plan is None:
+        return (
+            "Carry out this request. When done, report what you did and "
+            'end with the "Files changed:" list.\n\n'
+            f"Request:\n{prompt}"
+        )
     return (
         "Carry out this request, following the plan below. When done, report what you did and "
         'end with the "Files changed:" list.\n\n'
@@ -63,10 +70,12 @@ VERDICT_REMINDER: Final = (
 )
 
 
-def reviewer_prompt(prompt: str, plan: str, report: str) -> str:
+def reviewer_prompt(prompt: str, plan: str | None, report: str) -> str:
+    """The first review's prompt; `plan` None when the planner wrote none."""
+    planned = f"Plan:\n{plan}\n\n" if plan is not None else ""
     return (
         "Review the developer's work on this request.\n\n"
-        f"Request:\n{prompt}\n\nPlan:\n{plan}\n\nDeveloper's report:\n{report}\n\n"
+        f"Request:\n{prompt}\n\n{planned}Developer's report:\n{report}\n\n"
         + VERDICT_REMINDER
     )
 

@@ -49,6 +49,7 @@ from orchestrator.role_answers import (
 from orchestrator.words import one_line
 from orchestrator.workflow_types import (
     MAX_REVIEW_ROUNDS,
+    NO_PLAN,
     UNREADABLE_REVIEW,
     Mode,
     Phase,
@@ -410,22 +411,18 @@ async def carry_out_plan(
         worker_id=None,
         describe=_describe_plan,
     )
-    if isinstance(planned, RoleSucceeded) and not planned.text.strip():
-        planned = RoleFailed(
-            failure="empty_plan",
-            message="the planner returned an empty plan",
-            worker_id=planned.worker_id,
-            thread_id=planned.thread_id,
-        )
     if isinstance(planned, RoleFailed):
         return failed("planning", None, planned)
-    plan = planned.text.strip()
-    await reporter.phase(PHASE_PLAN, plan)
+    plan = planned.text.strip() or None
+    shown = ""  # what the progress message says under the round: the reviewer's ask, or NO_PLAN
+    if plan is None:  # the request still runs: the developer works from it alone, reviewed
+        shown = NO_PLAN
+    else:
+        await reporter.phase(PHASE_PLAN, plan)
 
     reviewer_thread: str | None = None
     reviewer_worker: int | None = None
     developer_prompt = workflow_prompts.developer_prompt(prompt, plan)
-    shown = ""  # what the progress message says the reviewer asked for
     round_number = 0
     while True:
         round_number += 1

@@ -21,6 +21,7 @@ __all__ = [
     "MAX_REVIEW_ROUNDS",
     "READ_ONLY_ROLES",
     "ROLES",
+    "NO_PLAN",
     "UNREADABLE_REVIEW",
     "Mode",
     "Phase",
@@ -55,6 +56,14 @@ profile says, so a planner or reviewer cannot edit files even if its model tries
 
 MAX_REVIEW_ROUNDS: Final = 3
 """Review rounds in plan mode before the workflow stops unapproved (the product's contract)."""
+
+NO_PLAN: Final = (
+    "The planner wrote no plan, so the developer works from your request alone; the review "
+    "is as usual."
+)
+"""Progress detail of round 1 after a planner answer with no text: the request still runs
+(the planner failing is rare and a retry would most likely say the same), without a plan, and
+the user reads why no plan message came."""
 
 UNREADABLE_REVIEW: Final = (
     "The review was not a clear “approved” or “changes”, so the developer goes over the work "

@@ -56,7 +56,7 @@ from orchestrator.ports import (
     StopResult,
 )
 from orchestrator.session_store import SessionState
-from orchestrator.workflow_types import UNREADABLE_REVIEW
+from orchestrator.workflow_types import NO_PLAN, UNREADABLE_REVIEW
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -403,6 +403,15 @@ async def test_a_review_that_was_not_a_verdict_is_said_in_words() -> None:
     assert live_text(progress, trio.current_time()).splitlines()[:2] == [
         "⏳ Going over the work again (round 2 of 3)… 0:00",
         UNREADABLE_REVIEW,
+    ]
+
+
+async def test_a_round_without_a_plan_says_why_no_plan_came() -> None:
+    """Not "Carrying out the plan" nor "The reviewer asked for: The planner wrote no plan…"."""
+    progress = Progress(phase="developing round 1", detail=NO_PLAN)
+    assert live_text(progress, trio.current_time()).splitlines()[:2] == [
+        "⏳ Working on your request (round 1 of 3)… 0:00",
+        NO_PLAN,
     ]
 
 

@@ -23,6 +23,7 @@ from actors.workflows import (
 )
 from orchestrator.prompts import load_instructions
 from orchestrator.workflow_types import (
+    NO_PLAN,
     UNREADABLE_REVIEW,
     Role,
     RoleFailed,
@@ -585,13 +586,32 @@ async def test_a_codex_error_in_plan_mode_says_what_happened_in_words(autojump_c
     assert result.error == "exceeded retry limit, last status: 429 (codex_error)"
 
 
-async def test_empty_plan_is_a_planning_failure(autojump_clock):
-    harness = Harness(FakeCaller({"selector": [PLAN], "planner": ["  \n"]}))
+async def test_an_empty_plan_still_carries_out_the_request_reviewed(autojump_clock):
+    harness = Harness(
+        FakeCaller(
+            {
+                "selector": [PLAN],
+                "planner": ["  \n"],
+                "developer": [report("cli.py")],
+                "reviewer": [APPROVED],
+            }
+        )
+    )
     result = await harness.plan()
-    assert result.failed_phase == "planning"
-    assert "empty plan" in result.text
-    assert PHASE_PLAN not in harness.reporter.names()
-    assert len(harness.caller.calls) == 2
+    assert result.ok
+    assert result.verdict == "approved"
+    assert result.plan is None
+    assert harness.reporter.phases == [
+        ("selecting", ""),
+        ("planning", "several files"),
+        ("developing round 1", NO_PLAN),  # no plan message: the user reads why instead
+        ("reviewing round 1", ""),
+    ]
+    _, _, developer, reviewer = harness.caller.calls
+    assert "add a --verbose flag" in developer.prompt
+    assert "plan" not in developer.prompt.lower()
+    assert "Plan:" not in reviewer.prompt
+    assert "Developer's report:\nDid the work." in reviewer.prompt
 
 
 async def test_a_caller_crash_is_traced_and_propagates(autojump_clock):
