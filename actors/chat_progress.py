@@ -247,9 +247,7 @@ def live_text(progress: Progress, started: float) -> str:
         if progress.phase not in ("starting", "developing"):
             lines.append(phase)  # plan mode: which role asks, in which round
     if progress.detail:
-        asked = progress.phase.startswith("developing round ") and (
-            progress.detail not in _NOTICES
-        )
+        asked = progress.phase.startswith("developing round ") and (progress.detail not in _NOTICES)
         lines.append(("The reviewer asked for: " if asked else "") + progress.detail[:300])
     if progress.actions:
         lines.append("")

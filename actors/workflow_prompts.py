@@ -75,8 +75,7 @@ def reviewer_prompt(prompt: str, plan: str | None, report: str) -> str:
     planned = f"Plan:\n{plan}\n\n" if plan is not None else ""
     return (
         "Review the developer's work on this request.\n\n"
-        f"Request:\n{prompt}\n\n{planned}Developer's report:\n{report}\n\n"
-        + VERDICT_REMINDER
+        f"Request:\n{prompt}\n\n{planned}Developer's report:\n{report}\n\n" + VERDICT_REMINDER
     )
 
 

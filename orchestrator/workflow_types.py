@@ -19,9 +19,9 @@ import msgspec
 
 __all__ = [
     "MAX_REVIEW_ROUNDS",
+    "NO_PLAN",
     "READ_ONLY_ROLES",
     "ROLES",
-    "NO_PLAN",
     "UNREADABLE_REVIEW",
     "Mode",
     "Phase",
