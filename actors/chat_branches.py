@@ -123,7 +123,7 @@ async def branch(chat: Chat, argument: str) -> None:
             folder = Path(chat.config.profiles[_profile_name(chat)].working_directory).name
             await chat.out.say(
                 f"Branch worktrees need a git repository, and {folder} is not one. (Ask "
-                "Codex to run `git init` and commit, and /branch works from then on.)",
+                "Codex to run “git init” and commit, and /branch works from then on.)",
                 plain=True,
             )
             return

@@ -42,7 +42,7 @@ FILES_LISTED: Final = 30
 
 NOT_A_REPOSITORY: Final = (
     "The working directory is not a git repository, so I can't tell what changed. "
-    "(Ask Codex to run `git init` and commit, and /diff works from then on.)"
+    "(Ask Codex to run “git init” and commit, and /diff works from then on.)"
 )
 NO_CHANGES: Final = "No changes: the working directory matches the last commit."
 NO_GIT: Final = "git is not available to this bot, so I can't show what changed."

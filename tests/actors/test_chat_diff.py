@@ -63,6 +63,7 @@ async def test_diff_says_what_changed_and_sends_the_patch(tmp_path: Path) -> Non
     git.diff = WorkspaceChanges(since_commit=True, numstat="", patch="")
     await show_diff(cast("Any", chat))
     assert chat.out.said == [NOT_A_REPOSITORY, NO_CHANGES]
+    assert "`" not in NOT_A_REPOSITORY  # said as plain text: a backtick would show as typed
 
     git.diff = WorkspaceChanges(
         since_commit=True,

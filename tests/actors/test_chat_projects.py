@@ -424,3 +424,4 @@ async def test_branch_outside_a_git_repository_says_so_in_words(
         await bot.say(ALICE, "/branch")
         await bot.wait_reply(ALICE, "Branch worktrees need a git repository, and work is not one.")
     assert not any("fatal" in reply for reply in bot.replies(ALICE))
+    assert not any("`" in reply for reply in bot.replies(ALICE))  # plain text: shown as typed
