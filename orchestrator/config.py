@@ -26,7 +26,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, Literal, final
+from typing import TYPE_CHECKING, Final, Literal, final, get_args, get_type_hints
 
 import msgspec
 
@@ -458,7 +458,33 @@ def _validation_error(shown: str, message: str, prefix: str = "") -> ConfigError
             "remove it or fix its spelling (conf.toml.example lists every key)",
         )
     problem = problem[0].lower() + problem[1:] if problem else "invalid value"
+    choices = _choices(key)
+    if choices:
+        return ConfigError(
+            shown, key, problem, "use one of " + ", ".join(f'"{c}"' for c in choices)
+        )
     return ConfigError(shown, key, problem, "use the type and values shown in conf.toml.example")
+
+
+def _choices(key: str) -> tuple[str, ...]:
+    """The values the key `key` (``codex.backend``, ``profiles.NAME.sandbox``) allows when it
+    is one of a few words, in the order the Config declares them; () for any other key."""
+    info: msgspec.inspect.Type = msgspec.inspect.type_info(Config)
+    owner: type | None = None
+    name = ""
+    for part in key.split("."):
+        if isinstance(info, msgspec.inspect.DictType):  # `part` names a profile
+            info = info.value_type
+            continue
+        if not isinstance(info, msgspec.inspect.StructType):
+            return ()
+        field = next((field for field in info.fields if field.encode_name == part), None)
+        if field is None:
+            return ()
+        owner, name, info = info.cls, field.name, field.type
+    if owner is None or not isinstance(info, msgspec.inspect.LiteralType):
+        return ()
+    return tuple(str(value) for value in get_args(get_type_hints(owner)[name]))
 
 
 def _resolve(config: Config, folder: Path, shown: str, environ: Mapping[str, str]) -> Config:

@@ -135,6 +135,7 @@ def test_toml_syntax_error_names_the_line(tmp_path: Path) -> None:
         ("colour = 'blue'\n", "colour", "unknown key"),
         ("[telegram]\nallowed_users = [1, 'x']\n", "telegram.allowed_users[1]", "expected"),
         ("[profiles.work]\nsandbox = 'yolo'\n", "profiles.work.sandbox", "invalid enum value"),
+        ("[codex]\nbackend = 'app'\n", "codex.backend", "invalid enum value 'app'"),
         ("[profiles.work]\nmodle = 'x'\n", "profiles.work.modle", "unknown key"),
         ("[codex]\npool_size = 0\n", "codex.pool_size", "out of range"),
         ("[telegram.polling]\ntimeout = 99\n", "telegram.polling.timeout", "out of range"),
@@ -190,6 +191,23 @@ def test_bad_values_name_file_key_and_fix(
     assert error.key == key
     assert problem in str(error)
     assert f": {key}: " in str(error)
+
+
+@pytest.mark.parametrize(
+    ("text", "fix"),
+    [
+        ("[codex]\nbackend = 'app'\n", 'use one of "mcp", "app-server"'),
+        (
+            "[profiles.work]\nsandbox = 'yolo'\n",
+            'use one of "read-only", "workspace-write", "danger-full-access"',
+        ),
+        ("log_level = 'LOUD'\n", 'use one of "DEBUG", "INFO", "WARNING", "ERROR"'),
+    ],
+)
+def test_a_word_that_is_not_one_of_the_choices_is_told_the_choices(
+    tmp_path: Path, text: str, fix: str
+) -> None:
+    assert fail(write(tmp_path, text)).fix == fix
 
 
 def test_missing_token(tmp_path: Path) -> None:
