@@ -459,10 +459,10 @@ def _validation_error(shown: str, message: str, prefix: str = "") -> ConfigError
         )
     problem = problem[0].lower() + problem[1:] if problem else "invalid value"
     choices = _choices(key)
-    if choices:
-        return ConfigError(
-            shown, key, problem, "use one of " + ", ".join(f'"{c}"' for c in choices)
-        )
+    if choices:  # msgspec says "invalid enum value 'app'"
+        value = problem.removeprefix("invalid enum value ")
+        words = ", ".join(f'"{choice}"' for choice in choices)
+        return ConfigError(shown, key, f"{value} is not a choice", f"use one of {words}")
     return ConfigError(shown, key, problem, "use the type and values shown in conf.toml.example")
 
 
