@@ -63,6 +63,7 @@ __all__ = [
     "MAX_POOL_SIZE",
     "MAX_RATE_LIMIT",
     "TOKEN_VARIABLE",
+    "USER_IDS_FIX",
     "WORKER_ENV_ALLOWED",
     "WORKSPACE_FIX",
     "CodexConfig",
@@ -435,6 +436,14 @@ def _decode(path: Path, shown: str) -> Config:
         raise _validation_error(shown, str(error)) from None
 
 
+_USER_IDS: Final = re.compile(r"^(telegram\.allowed_users|profiles\.[^.]+\.users)\b")
+USER_IDS_FIX: Final = (
+    "put the numeric id of each Telegram user, not a @username, e.g. allowed_users = "
+    "[123456789] (a user the bot turns away is told their id)"
+)
+"""The fix for a list of users that is not a list of ids: usernames can change hands, ids
+cannot, so the allow-list takes ids only (the README says how to find yours)."""
+
 _PATH_IN_ERROR: Final = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
 _UNKNOWN_FIELD: Final = re.compile(r"^Object contains unknown field `(?P<field>[^`]+)`")
 
@@ -458,6 +467,8 @@ def _validation_error(shown: str, message: str, prefix: str = "") -> ConfigError
             "remove it or fix its spelling (conf.toml.example lists every key)",
         )
     problem = problem[0].lower() + problem[1:] if problem else "invalid value"
+    if _USER_IDS.match(key):  # "@alice" or "123" where the numeric id goes
+        return ConfigError(shown, key, problem, USER_IDS_FIX)
     choices = _choices(key)
     if choices:  # msgspec says "invalid enum value 'app'"
         value = problem.removeprefix("invalid enum value ")

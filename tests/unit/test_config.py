@@ -10,6 +10,7 @@ import pytest
 
 from orchestrator.config import (
     DEFAULT_CODEX_COMMAND,
+    USER_IDS_FIX,
     load_config,
     token_error,
     worker_environment,
@@ -208,6 +209,22 @@ def test_a_word_that_is_not_one_of_the_choices_is_told_the_choices(
     tmp_path: Path, text: str, fix: str
 ) -> None:
     assert fail(write(tmp_path, text)).fix == fix
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("[telegram]\nallowed_users = ['@alice']\n", "telegram.allowed_users[0]"),
+        ("[telegram]\nallowed_users = '123'\n", "telegram.allowed_users"),
+        ("[profiles.work]\nusers = ['bob']\n", "profiles.work.users"),
+    ],
+)
+def test_a_username_where_an_id_goes_is_told_to_use_the_id(
+    tmp_path: Path, text: str, key: str
+) -> None:
+    error = fail(write(tmp_path, text))
+    assert error.key.startswith(key)
+    assert error.fix == USER_IDS_FIX
 
 
 def test_missing_token(tmp_path: Path) -> None:
