@@ -160,6 +160,14 @@ async def release_thread(chat: Chat) -> tuple[str, ...]:
     return stopped
 
 
+NOTHING_OF_YOURS: Final = (
+    "Nothing of yours is running. In a group each person's requests are their own: only the "
+    "one who sent a request can cancel it."
+)
+"""/cancel in a group with nothing of this user's running: another member's request may be
+running in plain sight, and "Nothing is running." would read as a fault."""
+
+
 async def cancel(chat: Chat, reason: str) -> None:
     request = chat.request
     if request is None:
@@ -174,7 +182,9 @@ async def cancel(chat: Chat, reason: str) -> None:
                 plain=True,
             )
         elif not stopped:
-            await chat.out.say("Nothing is running.", plain=True)
+            await chat.out.say(
+                NOTHING_OF_YOURS if chat.key.chat_id < 0 else "Nothing is running.", plain=True
+            )
         return
     if request.cancel(reason):
         chat.out.trace(TraceRecord(event="cancel", detail=reason))

@@ -18,6 +18,7 @@ import trio
 import trio.testing
 
 from actors import chat_files, chat_settle, chat_texts, router
+from actors.chat_commands import NOTHING_OF_YOURS
 from actors.worker_pool import WORKER_COOLDOWN, open_worker_pool
 from orchestrator.config import Config, Profile, RolePrompts, SessionsConfig, TelegramConfig
 from orchestrator.messages import (
@@ -714,6 +715,24 @@ async def test_status_says_a_request_waits_for_a_free_worker(
         await bot.wait_reply(ALICE, "State: Working on your request, running for")
     assert "Codex workers: 2 busy; 1 request waiting" in bot.replies(BOB)[-1]
     assert "waiting for a free Codex worker" not in bot.replies(ALICE)[-1]
+
+
+async def test_cancel_in_a_group_with_only_anothers_request_running_says_whose_it_is(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Bob sees Alice's request run in the group: "Nothing is running." would read as a
+    fault; he is told it is hers to cancel, and it runs on."""
+    fakes = FakeProcesses()
+    fakes.rule("slow", reply="done slowly", delay=100)
+    async with running_bot(tmp_path, fakes) as bot:
+        await bot.say(ALICE, "slow thing", chat=-100)
+        await bot.wait(lambda: sum(len(p.calls) for p in bot.fakes.started) == 1)
+        await bot.say(BOB, "/cancel", chat=-100)
+        await bot.wait_reply(-100, "Nothing of yours is running.")
+        await bot.wait_reply(-100, "done slowly")
+        await bot.say(ALICE, "/cancel")
+        await bot.wait_reply(ALICE, "Nothing is running.")  # a private chat: plainly so
+    assert NOTHING_OF_YOURS in bot.replies(-100)
 
 
 async def test_status_while_running_and_profile_switch_refused(
