@@ -81,6 +81,8 @@ async def press(chat: Chat, pressed: InboundCallback, token: str) -> None:
         if pressed.chat_id < 0:
             gone = "That button is not yours, or its message is no longer waiting."
         await chat.out.answer(pressed, gone)
+        if pressed.chat_id > 0:  # still showing its button: an offer from before a restart
+            await chat.out.close(slot, WITHDRAWN, message_id=pressed.message_id)
         return
     request_token, index = offer
     if request is None or request.token != request_token or index >= len(chat.state.queue):

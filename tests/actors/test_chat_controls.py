@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import msgspec
 import trio
 
+from actors.chat_approvals import steer_data
 from actors.chat_background import (
     NOTHING_LEFT,
     STOP_BUTTON,
@@ -162,6 +163,23 @@ async def test_a_press_after_the_request_ended_runs_nothing_twice(
         )
     assert fakes.steers == []
     assert [job.prompt for job in jobs(bot)] == ["long task", "also this"]
+
+
+async def test_an_offer_from_before_a_restart_loses_its_button_when_pressed(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """After a restart the chat knows no offer, but the old "Queued" note still shows its
+    button: the press is answered, and the button goes, as it would have without the stop."""
+    fakes = FakeProcesses(app_server=True)
+    async with running_bot(tmp_path, fakes, app_server(tmp_path)) as bot:
+        data = steer_data("fromlastrun")
+        query = await bot.press(ALICE, data, keyboard=(data,))
+        await bot.wait(lambda: bot.callback_answer(query) is not None)
+        await bot.wait_told(ALICE, WITHDRAWN)
+    (closed,) = [m for m in bot.sent if isinstance(m, CloseLive)]
+    assert (closed.message_id, closed.final_text) == (1, WITHDRAWN)
+    assert fakes.steers == []
+    assert jobs(bot) == []
 
 
 async def test_no_steer_button_on_mcp_or_in_plan_mode(
