@@ -65,6 +65,9 @@ class Progress:
     phase: str = "starting"
     detail: str = ""
     worker: int | None = None
+    thread: str | None = None
+    """The developer's Codex thread once a turn of it started, where a cancel leaves the thread
+    fit to continue (`RunStarted.thread_id`): a first request's thread is kept after a cancel."""
     actions: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     ran: int = 0
@@ -111,6 +114,8 @@ async def follow_progress(
         match event:
             case RunStarted():
                 progress.worker = event.worker_id  # for /status, not the progress message
+                if event.thread_id and may_write(progress.phase):  # the developer's, not a reader's
+                    progress.thread = event.thread_id
                 if WAITING_FOR_CODEX not in progress.actions:
                     continue
                 progress.actions.remove(WAITING_FOR_CODEX)  # no longer true

@@ -3,12 +3,14 @@
 A completed request moves the conversation on (its thread, the rolling summary the next
 fresh thread starts from, the token counters); a failed developer turn drops the thread,
 because continuing a Codex 0.153.4 thread after an error shifts every later answer by one
-(an app-server thread is kept: `WorkflowResult.thread_kept`); a
-request stopped by a shutdown goes back to the front of the queue (a photo request, which
-the text queue cannot hold, is kept as the running record and offered with "Run again"); a
-cancel goes into the summary as cancelled (a first request's thread is not kept, so the
-next one's recap is all it knows of it); a failure only counts. Kept apart from the actor
-so each outcome is one plain function of the old state, testable without a chat.
+(an app-server thread is kept: `WorkflowResult.thread_kept`); a request stopped by a
+shutdown goes back to the front of the queue (a photo request, which the text queue cannot
+hold, is kept as the running record and offered with "Run again"); a cancel goes into the
+summary as cancelled, and the developer's thread goes on where the cancel left it fit to (an
+interrupted app-server turn, a first request's too; with MCP the cancel ends the worker, and
+the next request's recap is all it knows of a first request); a failure only counts. Kept
+apart from the actor so each outcome is one plain function of the old state, testable
+without a chat.
 """
 
 from __future__ import annotations
@@ -100,6 +102,12 @@ def settled(
             else:
                 summary = _summarize(state.summary, request.prompt, CANCELLED_SUMMARY)
                 state = msgspec.structs.replace(state, summary=summary)
+                if request.progress.thread is not None:  # interrupted, not gone: it goes on
+                    state = msgspec.structs.replace(
+                        state,
+                        developer_thread_id=request.progress.thread,
+                        developer_worker_id=request.progress.worker,
+                    )
             counted = msgspec.structs.replace(
                 counters, runs=counters.runs + 1, cancels=counters.cancels + 1
             )

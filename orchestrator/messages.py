@@ -431,6 +431,9 @@ class RunStarted(_ProgressBase, frozen=True, kw_only=True, tag="started"):
     """The call went out on `worker_id` (Codex ``task_started``)."""
 
     worker_id: int
+    thread_id: str = ""
+    """The thread the turn runs in, where it outlives a cancel (``codex app-server``: the turn
+    is interrupted, the thread stays); empty where a cancel ends the thread with its process."""
 
 
 class ThreadMoved(_ProgressBase, frozen=True, kw_only=True, tag="moved"):

@@ -428,7 +428,8 @@ class CodexAppServer:
             return self._died(job.thread_id, "the Codex worker died during the run")
         if thread_id in self._calls:
             return self._failed(thread_id, "a turn is already running on this Codex thread")
-        call = _Call(TurnTranslator(self.worker_id), job.conversation, on_event, on_approval)
+        translator = TurnTranslator(self.worker_id, thread_id)
+        call = _Call(translator, job.conversation, on_event, on_approval)
         self._calls[thread_id] = call
         try:
             images = [LocalImageInput(path=path) for path in job.images]

@@ -92,8 +92,9 @@ class TurnTranslator:
     (a running command gets a `CommandFinished` without exit code).
     """
 
-    def __init__(self, worker_id: int) -> None:
+    def __init__(self, worker_id: int, thread_id: str = "") -> None:
         self.worker_id = worker_id
+        self.thread_id = thread_id
         self.status: _TurnStatus | None = None
         self.error = ""
         self.usage = TokenUsage()
@@ -126,7 +127,7 @@ class TurnTranslator:
     def _feed(self, method: str, params: bytes) -> list[CodexProgress]:
         match method:
             case "turn/started":
-                return [RunStarted(worker_id=self.worker_id)]
+                return [RunStarted(worker_id=self.worker_id, thread_id=self.thread_id)]
             case "item/started" | "item/completed":
                 item = decode_item(_ITEM_NOTE.decode(params).item)
                 if item is None:

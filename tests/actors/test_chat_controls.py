@@ -425,3 +425,25 @@ async def test_status_shows_the_running_mode_and_the_chat_s_model_choice(
     status = bot.replies(ALICE)[-1]
     assert "Mode: single (this request), plan from the next" in status
     assert "Chosen for this chat: effort high" in status
+
+
+async def test_a_cancelled_first_request_leaves_its_app_server_thread_to_go_on(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """An interrupted app-server turn leaves its thread fit to continue, a first request's
+    too: "go on" after a cancel reaches the thread that saw the work, not a recap of it."""
+    fakes = FakeProcesses(app_server=True)
+    fakes.rule("forever", hang=True)
+    async with running_bot(tmp_path, fakes, app_server(tmp_path)) as bot:
+        await bot.say(ALICE, "forever job")
+        await bot.wait(lambda: bool(bot.buttons(ALICE, "cx:")))
+        await bot.say(ALICE, "/cancel")
+        await bot.wait_told(ALICE, "Cancelled")
+        await bot.say(ALICE, "go on")
+        await bot.wait_reply(ALICE, "FAKE: go on")
+    first, second = jobs(bot)
+    assert first.thread_id is None
+    assert second.thread_id is not None
+    assert second.thread_id in {t for p in fakes.started for t in p.thread_ids}
+    assert second.worker_id == fakes.started[0].worker_id
+    assert sum(p.killed for p in fakes.started) == 0  # interrupted, not killed

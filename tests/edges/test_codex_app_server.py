@@ -149,7 +149,9 @@ async def test_notifications_before_the_turn_start_answer_are_kept(
             )
     assert isinstance(outcome, JobDone), outcome
     assert outcome.text == "kept"  # and the garbage line before it was skipped
-    assert events[0] == RunStarted(worker_id=3)
+    # The turn names its thread: a cancel leaves it fit to go on (`chat_settle`).
+    assert events[0] == RunStarted(worker_id=3, thread_id=outcome.thread_id)
+    assert outcome.thread_id
 
 
 async def test_a_reply_far_longer_than_a_read_chunk_arrives_whole(

@@ -150,7 +150,14 @@ class FakeProcess:
                 message=f"Session not found for thread_id: {job.thread_id}",
                 worker_id=self.worker_id,
             )
-        on_event(RunStarted(worker_id=self.worker_id))
+        thread_id = job.thread_id
+        if thread_id is None:  # thread/start comes before the turn's first event
+            self.threads += 1
+            thread_id = f"w{self.worker_id}-p{self.pid}-t{self.threads}"
+            self.thread_ids.add(thread_id)
+            self.owner.stored.add(thread_id)
+        # An app-server thread outlives a cancelled turn, and says which it is.
+        on_event(RunStarted(worker_id=self.worker_id, thread_id=thread_id * self.owner.app_server))
         for event in rule.events:
             on_event(event)
         suffix = ""
@@ -172,12 +179,6 @@ class FakeProcess:
         if rule.hang:
             await trio.sleep_forever()
         await trio.sleep(rule.delay)
-        thread_id = job.thread_id
-        if thread_id is None:
-            self.threads += 1
-            thread_id = f"w{self.worker_id}-p{self.pid}-t{self.threads}"
-            self.thread_ids.add(thread_id)
-            self.owner.stored.add(thread_id)
         if rule.error is not None:
             return JobFailed(
                 failure="codex_error",

@@ -175,6 +175,35 @@ async def test_one_thread_across_turns_a_cancel_a_killed_worker_and_a_restart(
     assert "after the restart" in last_user_text(model.requests[-1])
 
 
+async def test_a_cancelled_first_request_leaves_its_thread_to_go_on(
+    app_server_codex: Path, tmp_path: Path
+) -> None:
+    """The first request of a conversation is cancelled: the next message goes on in the
+    thread that saw it (the model gets the cancelled request in its history), not in a
+    fresh thread with a recap."""
+    with trio.fail_after(CEILING):
+        async with app_server_edges(
+            app_server_codex, tmp_path, sandbox="danger-full-access"
+        ) as edges:
+            model, tg, config = edges
+            async with polling(tg, config, TOKEN) as bot:
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="now sleep for a while")
+                await wait_for_sleep(bot.process.pid)
+                thread = cache_keys(model)[-1]
+                assert thread
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="/cancel")
+                await tg.wait_for(lambda t: has_text(t, "🛑 Cancelled after"))
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="go on")
+                await tg.wait_for(lambda t: count_texts(t, "MOCK-REPLY") == 1)
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="/status")
+                await tg.wait_for(lambda t: has_text(t, "State: idle"))
+                bot.process.send_signal(signal.SIGTERM)
+            assert bot.process.returncode == 0, bot.text()
+    assert cache_keys(model)[-1] == thread
+    assert "now sleep for a while" in str(model.requests[-1]["input"])
+    assert "cancelled by the user" not in str(model.requests[-1]["input"])  # no recap
+
+
 async def test_a_resumed_thread_keeps_the_profiles_sandbox(
     app_server_codex: Path, tmp_path: Path
 ) -> None:
