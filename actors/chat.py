@@ -65,6 +65,7 @@ from actors.chat_approvals import Approvals
 from actors.chat_output import ChatOutput
 from actors.chat_request import (
     FINISH_GRACE,
+    CancelledByUser,
     Completed,
     Request,
     RequestOutcome,
@@ -509,7 +510,7 @@ class Chat:
         """Apply how a request ended to the session, save it (unless the caller's next save
         carries it), and trace the end."""
         self.state, end = settled(self.state, request, outcome)
-        if isinstance(outcome, Completed):
+        if isinstance(outcome, Completed | CancelledByUser):  # a cancel may keep its thread
             chat_sessions.remember(self, request.prompt)
         if save:
             await self.save()

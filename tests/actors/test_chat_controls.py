@@ -21,7 +21,14 @@ from actors.chat_background import (
 from actors.chat_model import NEEDS_APP_SERVER
 from actors.chat_steer import ADD_BUTTON, ADDED, ENDED_BEFORE, WITHDRAWN
 from orchestrator.config import Config, Profile
-from orchestrator.messages import Button, CloseLive, Keyboard, SendReply, SessionKey
+from orchestrator.messages import (
+    Button,
+    CloseLive,
+    Keyboard,
+    SendReply,
+    SessionKey,
+    UpdateLive,
+)
 from orchestrator.ports import RateLimits, RateLimitWindow
 from tests.actors.test_chats import ALICE, Bot, make_config, plan_fakes, running_bot
 from tests.fakes.codex_process import FakeProcesses
@@ -69,6 +76,11 @@ def result_slot(bot: Bot, fragment: str) -> str:
     ]
     assert slot
     return slot
+
+
+def shown(bot: Bot) -> list[str]:
+    """The texts of the live messages the chat showed (lists, progress)."""
+    return [m.text for m in bot.sent if isinstance(m, UpdateLive)]
 
 
 def jobs(bot: Bot):
@@ -439,6 +451,8 @@ async def test_a_cancelled_first_request_leaves_its_app_server_thread_to_go_on(
         await bot.wait(lambda: bool(bot.buttons(ALICE, "cx:")))
         await bot.say(ALICE, "/cancel")
         await bot.wait_told(ALICE, "Cancelled")
+        await bot.say(ALICE, "/sessions")  # listed already, as /status shows it
+        await bot.wait(lambda: any("1. " in text and "forever job" in text for text in shown(bot)))
         await bot.say(ALICE, "go on")
         await bot.wait_reply(ALICE, "FAKE: go on")
     first, second = jobs(bot)
@@ -447,3 +461,6 @@ async def test_a_cancelled_first_request_leaves_its_app_server_thread_to_go_on(
     assert second.thread_id in {t for p in fakes.started for t in p.thread_ids}
     assert second.worker_id == fakes.started[0].worker_id
     assert sum(p.killed for p in fakes.started) == 0  # interrupted, not killed
+    state = (await bot.store.load(SessionKey(ALICE, ALICE))).state
+    assert state is not None
+    assert [record.thread_id for record in state.threads] == [second.thread_id]
