@@ -31,7 +31,6 @@ from typing import Any
 import trio
 
 from harness import (
-    NO_BATCHING,
     SINGLE_MODE,
     BenchConfig,
     Setting,
@@ -117,7 +116,7 @@ async def run_arm(
             fake = fake_codex(folder)
             command, env = list(fake.argv()), fake_env(fake)
 
-        settings = [NO_BATCHING, SINGLE_MODE]
+        settings = [SINGLE_MODE]
         if backend == "app-server":
             settings.append(Setting("codex.backend", "app-server", "the warm app-server arm"))
         if cold:

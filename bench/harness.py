@@ -449,9 +449,3 @@ SINGLE_MODE = Setting(
     "one Codex call per message (plan mode runs the selector first, then the planner, "
     "developer and reviewer unless the selector routes to single)",
 )
-NO_BATCHING = Setting(
-    "sessions.batch_window",
-    0,
-    "each message is its own prompt at once: this benchmark measures something else; the "
-    "wait before Codex is first_call.py's measure",
-)
