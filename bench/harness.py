@@ -18,13 +18,14 @@ import argparse
 import datetime
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import trio
 
@@ -395,26 +396,39 @@ async def running_reference_bot(
         yield bot
 
 
+ANSWERED: Final = re.compile(r"c\d+ m\d+")
+"""The words of a message of the scale and flood runs (``c{user} m{n}``), as the fake Codex
+echoes them in its reply (``FAKE-REPLY: <prompt>``)."""
+
+
 class ReplyCounter:
     """Replies the fake Telegram accepted whose text starts with `prefix`, counted as calls
     come in. A predicate that rescans every call on every change costs O(n^2) in this
-    process, which shares the CPUs with the bot and skewed the larger runs."""
+    process, which shares the CPUs with the bot and skewed the larger runs.
 
-    def __init__(self, prefix: str) -> None:
+    With `answers`, the count is of the messages answered instead: the distinct matches of
+    that pattern in those replies (the fake Codex echoes its prompt, and messages that
+    arrive while a chat's request runs join one prompt, so one reply answers several).
+    `replies` counts the replies either way."""
+
+    def __init__(self, prefix: str, answers: re.Pattern[str] | None = None) -> None:
         self.prefix = prefix
+        self.answers = answers
         self.count = 0
+        self.replies = 0
+        self._answered: set[str] = set()
         self._seen = 0
 
     def __call__(self, telegram: FakeTelegram) -> int:
         calls = telegram.calls
         for call in calls[self._seen :]:
-            if (
-                call.method == "sendmessage"
-                and call.status == 200
-                and str(call.params.get("text", "")).startswith(self.prefix)
-            ):
-                self.count += 1
+            text = str(call.params.get("text", ""))
+            if call.method == "sendmessage" and call.status == 200 and text.startswith(self.prefix):
+                self.replies += 1
+                if self.answers is not None:
+                    self._answered.update(self.answers.findall(text))
         self._seen = len(calls)
+        self.count = self.replies if self.answers is None else len(self._answered)
         return self.count
 
 

@@ -10,7 +10,10 @@ served from here and its own fake Codex MCP server (the same instant script):
   nothing between them (a task per message, no actors, durability, limits or rendering): it
   splits the gap into what trio and the edges cost and what the product adds on top.
 
-Messages go one at a time, each from its own user, paced at 10/s (under Telegram's limits,
+Messages go one at a time, each from its own user (``--conversation``: from `CONVERSATIONS`
+users in turn, each chat's first message a warm-up, so that every measured message goes on
+an existing chat and its Codex thread; a chat's messages come seconds apart, as a person's
+do, beyond Telegram's one message a second per chat), paced at 10/s (under Telegram's limits,
 which the orchestrator obeys), the bots taking turns in an order that goes through every
 permutation, so drift on this shared machine falls on all alike. Per message:
 
@@ -24,7 +27,7 @@ Reported: median/p90/p99 of each and the ratio of the medians, orchestrator / re
 ``sessions.batch_window``: a lone message in an idle chat starts at once, so the window
 costs the user nothing here (first_call.py measures that wait).
 
-    uv run python bench/overhead.py [--messages 200]
+    uv run python bench/overhead.py [--messages 200] [--conversation]
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ if TYPE_CHECKING:
     from tests.fakes.codex_script import FakeCodex
 
 WARM_UP = 3
+CONVERSATIONS = 12
 
 
 @dataclass
@@ -135,10 +139,20 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="a seconds-long smoke run (CI)")
     parser.add_argument("--messages", type=int, default=200, help="per bot, after the warm-up")
+    parser.add_argument(
+        "--conversation",
+        action="store_true",
+        help=f"messages from {CONVERSATIONS} users in turn, each going on in its chat and "
+        "Codex thread, instead of each from a new one",
+    )
     args = parser.parse_args()
     count = 5 if args.tiny else args.messages
     warm_up = 1 if args.tiny else WARM_UP
-    users = [10_000 + n for n in range(warm_up + count)]
+    if args.conversation:
+        warm_up = CONVERSATIONS  # each chat's first message
+    senders = [
+        10_000 + (n % CONVERSATIONS if args.conversation else n) for n in range(warm_up + count)
+    ]
     folder = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
     settings = [
         Setting(
@@ -152,7 +166,10 @@ async def main() -> None:
     reference_fake = fake_codex(folder / "reference")
     floor_fake = fake_codex(folder / "floor")
     config = BenchConfig(
-        users, orchestrator_fake.argv(), fake_env(orchestrator_fake), settings=settings
+        sorted(set(senders)),
+        orchestrator_fake.argv(),
+        fake_env(orchestrator_fake),
+        settings=settings,
     )
     async with (
         open_fake_telegram(TOKEN) as orchestrator_telegram,
@@ -179,7 +196,7 @@ async def main() -> None:
             Arm("floor", floor_telegram, floor_fake),
         )
         orders = list(itertools.permutations(arms))
-        for n, user in enumerate(users):
+        for n, user in enumerate(senders):
             for arm in orders[n % len(orders)]:
                 await arm.send(user, f"#{n}#")
                 await trio.sleep(0.1)  # 10 messages/s: below Telegram's 30 calls/s
@@ -248,8 +265,13 @@ async def main() -> None:
         )
     print(
         table(
-            f"overhead: {count} messages per bot (after {warm_up} warm-up), alternating "
-            "orchestrator and reference bot, instant fake Codex",
+            f"overhead: {count} messages per bot (after {warm_up} warm-up), "
+            + (
+                f"{CONVERSATIONS} conversations in turn"
+                if args.conversation
+                else "each from a new chat"
+            )
+            + ", alternating orchestrator and reference bot, instant fake Codex",
             rows,
         )
     )
@@ -288,6 +310,7 @@ async def main() -> None:
     print("floor bot: bench/trio_floor_bot.py (no settings; the edges' own defaults)")
     result: dict[str, Any] = {
         "messages": count,
+        "conversation": args.conversation,
         "warm_up": warm_up,
         "delivered": delivered,
         "orchestrator_ms": stats["orchestrator"],
