@@ -4,10 +4,11 @@ It owns flood control and delivery guarantees:
 
 - **Order.** Each chat has a lane: a FIFO of pending items, served by one task, so messages
   of a chat arrive in the order they were sent to the sender.
-- **Rate.** At most `GLOBAL_RATE` calls in any one-second window overall, and per chat at
-  least `PRIVATE_SPACING` seconds between messages or edits in private chats,
-  `GROUP_SPACING` in groups: Telegram's limits (`actors.telegram_flood_control` holds the
-  lanes and the limiter).
+- **Rate.** At most `GLOBAL_RATE` calls in any one-second window overall, and per chat one
+  message or edit per `PRIVATE_SPACING` seconds in private chats, `GROUP_SPACING` in groups,
+  where a final may go one spacing early, so that a result does not wait behind the
+  progress edit before it: Telegram's limits (`actors.telegram_flood_control` holds the
+  lanes, `turn`, and the limiter).
 - **Coalescing.** `UpdateLive` of one slot waiting in a lane is replaced by the newest text
   (it keeps its place); `SendReply` and `CloseLive` are never dropped or merged. A waiting
   edit of a progress message already shown moves behind a newly queued final.
@@ -56,7 +57,8 @@ from actors.telegram_flood_control import (
     RateLimiter,
     StrangerGate,
     never,
-    spacing,
+    spaced,
+    turn,
 )
 from orchestrator.errors import (
     TelegramBadRequest,
@@ -312,6 +314,8 @@ class _Sender(Deliveries):
                 lane.queue.extend(edits)
                 if lane.edit_call is not None:
                     lane.edit_call.cancel()  # an edit in flight must not hold this back
+                if lane.turn_wait is not None:
+                    lane.turn_wait.cancel()  # its turn may come before the waiting edit's
                 if lane.running:
                     self.limiter.wake()  # a progress call of this lane now waits for a final
                 self._kick(lane, nursery)
@@ -372,9 +376,11 @@ class _Sender(Deliveries):
             while lane.queue and not lane.inactive:
                 # Wait for the chat's turn with the item still queued, where a newer
                 # progress text can replace it and a final can move ahead of it.
-                turn = max(lane.next_allowed, lane.paused_until)
-                if turn > trio.current_time():
-                    await trio.sleep_until(turn)
+                due = turn(lane, final=not isinstance(lane.queue[0], str))
+                if due > trio.current_time():
+                    with trio.CancelScope(deadline=due) as lane.turn_wait:
+                        await trio.sleep_forever()
+                    lane.turn_wait = None
                     continue
                 item = lane.queue.popleft()
                 try:
@@ -491,7 +497,7 @@ class _Sender(Deliveries):
         migrated_once = False
         while True:
             now = trio.current_time()
-            wait_until = max(lane.next_allowed, lane.paused_until)
+            wait_until = turn(lane, final=lane.ticket is not None)
             if wait_until > now:
                 await trio.sleep_until(wait_until)
             try:
@@ -528,10 +534,8 @@ class _Sender(Deliveries):
                         self.outage.succeeded()
                         return result
                     finally:
-                        # Spacing counts from the response: the request reached Telegram
-                        # somewhere before it, so the next one cannot arrive too early.
                         if lane is not None and self.chat_spacing:
-                            lane.next_allowed = trio.current_time() + spacing(lane.chat_id)
+                            spaced(lane, trio.current_time())
             except TelegramRetryAfter as error:
                 self.stats.retries_after_429 += 1
                 until = trio.current_time() + error.retry_after

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import functools
 import itertools
 import random
@@ -13,6 +14,7 @@ import trio.lowlevel
 import trio.testing
 
 from actors import telegram_sender
+from actors.telegram_flood_control import GROUP_SPACING, PRIVATE_SPACING
 from orchestrator.errors import (
     TelegramBadRequest,
     TelegramChatMigrated,
@@ -87,18 +89,71 @@ async def test_commands_are_registered(
     assert sender.api.calls_of("setMyCommands")[0].extra["commands"] == [("start", "help")]
 
 
+def at_most_one_early_call(times: list[float], spacing: float) -> bool:
+    """Whether no stretch of calls beats one per `spacing`, but for the one final a chat
+    may send early: call k+n at least (n-1) spacings after call k."""
+    return all(
+        times[k + n] - times[k] >= (n - 1) * spacing - 1e-9
+        for k in range(len(times))
+        for n in range(1, len(times) - k)
+    )
+
+
 async def test_per_chat_order_and_spacing(
     sender: Sender, autojump_clock: trio.testing.MockClock
 ) -> None:
-    await sender.put(*(SendReply(chat_id=5, markdown=f"private {n}") for n in range(3)))
-    await sender.put(*(SendReply(chat_id=-7, markdown=f"group {n}") for n in range(3)))
-    await sender.wait(lambda api: len(api.calls_of("sendMessage")) == 6)
-    assert sent_texts(sender.api, 5) == ["private 0", "private 1", "private 2"]
-    assert sent_texts(sender.api, -7) == ["group 0", "group 1", "group 2"]
+    await sender.put(*(SendReply(chat_id=5, markdown=f"private {n}") for n in range(5)))
+    await sender.put(*(SendReply(chat_id=-7, markdown=f"group {n}") for n in range(5)))
+    await sender.wait(lambda api: len(api.calls_of("sendMessage")) == 10)
+    assert sent_texts(sender.api, 5) == [f"private {n}" for n in range(5)]
+    assert sent_texts(sender.api, -7) == [f"group {n}" for n in range(5)]
     private = [c.at for c in sender.api.calls_of("sendMessage") if c.chat_id == 5]
     group = [c.at for c in sender.api.calls_of("sendMessage") if c.chat_id == -7]
-    assert all(b - a >= 1.0 - 1e-9 for a, b in itertools.pairwise(private)), private
-    assert all(b - a >= 3.0 - 1e-9 for a, b in itertools.pairwise(group))
+    assert private == [0.0, 0.0, 1.0, 2.0, 3.0]  # an idle chat takes two at once, then one a second
+    assert at_most_one_early_call(private, PRIVATE_SPACING)
+    assert at_most_one_early_call(group, GROUP_SPACING)
+    assert group[2] - group[0] >= 3.0
+
+
+async def test_a_result_goes_at_once_after_the_progress_edit_before_it(
+    sender: Sender, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The result of a run does not wait a chat's spacing behind its last progress edit;
+    the progress that follows it waits for both."""
+    await sender.put(UpdateLive(chat_id=5, slot="run-1", text="step 1"))
+    await sender.wait(lambda api: any(c.text == "step 1" for c in api.calls))
+    shown = trio.current_time()
+    await trio.sleep(0.4)
+    await sender.put(SendReply(chat_id=5, markdown="the answer"))
+    await sender.wait(lambda api: any(c.text == "the answer" for c in api.calls))
+    answer = next(c for c in sender.api.calls if c.text == "the answer")
+    assert answer.at == shown + 0.4  # not shown + 1.0
+    await sender.put(UpdateLive(chat_id=5, slot="run-2", text="next run"))
+    await sender.wait(lambda api: any(c.text == "next run" for c in api.calls))
+    progress = next(c for c in sender.api.calls if c.text == "next run")
+    assert progress.at == shown + 2.0  # two calls in the chat: two spacings from the first
+
+
+async def test_a_group_gets_no_more_than_20_calls_a_minute_with_early_results(
+    sender: Sender, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Runs that end right after a progress edit, one after another in a group: each result
+    goes early, and still no minute holds more than Telegram's 20 calls for a group."""
+
+    def sent(text: str) -> Callable[[FakeTelegramApi], bool]:
+        return lambda api: any(c.text == text for c in api.calls)
+
+    for run in range(30):
+        await sender.put(UpdateLive(chat_id=-7, slot=f"run-{run}", text=f"working {run}"))
+        await sender.wait(sent(f"working {run}"))
+        await sender.put(CloseLive(chat_id=-7, slot=f"run-{run}", final_text=f"done {run}"))
+        await sender.wait(sent(f"done {run}"))
+    times = sorted(c.at for c in sender.api.calls if c.chat_id == -7)
+    assert len(times) == 60
+    assert max(bisect.bisect_left(times, at + 60.0) - n for n, at in enumerate(times)) == 20
+    finals = {c.text: c.at for c in sender.api.calls if c.text.startswith("done")}
+    shown = {c.text: c.at for c in sender.api.calls if c.text.startswith("working")}
+    assert all(finals[f"done {n}"] == shown[f"working {n}"] for n in range(30))
 
 
 async def test_global_rate_is_at_most_30_per_second(
@@ -174,8 +229,11 @@ async def test_a_final_is_not_held_back_by_a_waiting_progress_edit(
     await sender.put(UpdateLive(chat_id=5, slot="run-1", text="step 1"))
     await sender.wait(lambda api: any(c.text == "step 1" for c in api.calls))
     await sender.put(UpdateLive(chat_id=5, slot="run-1", text="step 2"))  # waits for spacing
+    asked = trio.current_time()
     await sender.put(SendReply(chat_id=5, markdown="the answer"))
     await sender.wait(lambda api: any(c.text == "the answer" for c in api.calls))
+    answer = next(c for c in sender.api.calls if c.text == "the answer")
+    assert answer.at == asked  # not when the waiting edit's turn would have come
     await sender.put(CloseLive(chat_id=5, slot="run-1", final_text="done"))
     await sender.wait(lambda api: any(c.text == "done" for c in api.calls))
     texts = [c.text for c in sender.api.calls if c.chat_id == 5]

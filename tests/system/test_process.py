@@ -327,6 +327,31 @@ async def test_progress_is_silent_streams_the_answer_and_leaves_no_done_message(
     assert not result.silent  # the result notifies
 
 
+async def test_a_result_does_not_wait_behind_the_progress_message_before_it(
+    tmp_path: Path,
+) -> None:
+    """The progress message shows after a second; the run ends half a second later. The
+    result goes then, not a chat's spacing (a second) after the progress message."""
+    fake = FakeCodex(tmp_path / "codex")
+    fake.rule("half a second more", reply="Done here.", deltas=2, delay=1.5)
+    with trio.fail_after(CEILING):
+        async with (
+            open_fake_telegram(TOKEN) as tg,
+            running(write_config(tmp_path, tg.base_url, fake), TOKEN) as bot,
+        ):
+            await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
+            tg.push_message(chat_id=ALICE, user_id=ALICE, text="half a second more")
+            await tg.wait_for(
+                lambda t: any(m.startswith("Done here.") for m in t.sent_texts(ALICE))
+            )
+            bot.process.send_signal(signal.SIGTERM)
+    assert bot.process.returncode == 0, bot.text()
+    sends = [c for c in tg.calls_of("sendMessage") if c.status == 200]
+    live = next(c for c in sends if str(c.params["text"]).startswith("⏳"))
+    result = next(c for c in sends if str(c.params["text"]).startswith("Done here."))
+    assert result.at - live.at < 0.95, result.at - live.at  # the spacing would be 1 s or more
+
+
 def session_state(tmp_path: Path) -> dict[str, object]:
     path = tmp_path / "state" / "sessions" / f"{ALICE}-{ALICE}.json"
     return json.loads(path.read_text()) if path.exists() else {}
