@@ -23,7 +23,7 @@ import trio
 from actors.root import run_system
 from cli.doctor import DoctorContext, check_codex_auth, login_command
 from cli.doctor_app_server import auth_row
-from orchestrator import disk, instance_lock
+from orchestrator import disk, instance_lock, rename_exchange
 from orchestrator.config import TOKEN_VARIABLE, worker_environment
 from orchestrator.disk import secure_state_dir
 from orchestrator.edges.codex_app_server import CodexAppServer, open_codex_app_server
@@ -73,7 +73,11 @@ def run(loaded: LoadedConfig, *, log_level: str) -> int:
         logger.error("state_dir %s could not be made private: %s", loaded.config.state_dir, error)
     try:
         with instance_lock.holding(Path(loaded.config.state_dir)):
-            return trio.run(_main, loaded)
+            disk.remove_temporaries(Path(loaded.config.state_dir))
+            try:
+                return trio.run(_main, loaded)
+            finally:
+                rename_exchange.remove_left_behind()
     except instance_lock.AlreadyRunning as running:
         logger.critical("stopped: %s", running)
         return EXIT_ESCALATED

@@ -14,7 +14,11 @@ update ledger (`UpdateLedger`), trace lines (the tracer) and the chat's prompt f
   ``durable=False`` it skips the two fsyncs: the new content survives a crash or a SIGKILL
   (it is in the kernel's page cache), but a power loss may bring back the old one; for a
   file whose loss another file covers (the update ledger: `orchestrator.update_ledger`), or
-  one that `sync` makes durable a moment later.
+  one that `sync` makes durable a moment later. A session saved on the event loop also
+  exchanges the names instead of renaming over the old file (``swap``,
+  `orchestrator.rename_exchange`: neither ext4's flush nor the freeing of the old file's
+  blocks is waited for; `sync` removes the old file); until it is synced, a power loss may
+  leave it empty, which its reader sets aside as damage.
 - `sync` makes files written with ``durable=False`` survive a power loss after all (fsync of
   each, then of their folders): *write now, sync behind*. A message's session save must be on
   disk before Codex sees the prompt (a reply's outbox entry is written while the sender sends
@@ -31,7 +35,8 @@ update ledger (`UpdateLedger`), trace lines (the tracer) and the chat's prompt f
   once a minute instead of crashing or flooding the log: the caller keeps serving from memory.
 - `roll_over` keeps an append-only log file below a size (traces, worker logs).
 - `read_regular` reads a file only if it is a regular file.
-- `secure_state_dir` tightens ``state_dir`` at start.
+- `secure_state_dir` tightens ``state_dir`` at start; `remove_temporaries` clears what an
+  earlier run's cut-short writes left there.
 
 The others block: call them through `run_sync`.
 
@@ -54,12 +59,14 @@ through `run_sync` always runs in a thread; no configuration can get that wrong.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import errno
 import itertools
 import logging
 import math
 import os
+import re
 import stat
 import sys
 import time
@@ -68,7 +75,7 @@ from typing import TYPE_CHECKING, Final, TypeVar, TypeVarTuple, Unpack, final
 import msgspec
 import trio
 
-from orchestrator import uncontended
+from orchestrator import rename_exchange, uncontended
 from orchestrator.words import plural
 
 if TYPE_CHECKING:
@@ -87,6 +94,7 @@ __all__ = [
     "SyncBatches",
     "append",
     "read_regular",
+    "remove_temporaries",
     "roll_over",
     "run_sync",
     "secure_state_dir",
@@ -223,7 +231,7 @@ def _time_is_virtual() -> bool:
     return isinstance(trio.lowlevel.current_clock(), MockClock)
 
 
-def write_atomically(path: Path, data: bytes, *, durable: bool = True) -> None:
+def write_atomically(path: Path, data: bytes, *, durable: bool = True, swap: bool = False) -> None:
     """Replace `path` with `data` atomically and durably (blocking).
 
     Writes ``<path>.tmp-<pid>-<n>`` (created 0600, never through a symlink), fsyncs it,
@@ -233,7 +241,10 @@ def write_atomically(path: Path, data: bytes, *, durable: bool = True) -> None:
     first; a symlink or FIFO there is replaced, never followed.
 
     When the disk refuses (full, read-only), the temporary file is removed and the
-    `OSError` raised. `durable` False: no fsync (atomic still; see the module docstring).
+    `OSError` raised. `durable` False: no fsync (atomic still; see the module docstring);
+    with `swap` too, the names are exchanged instead of renamed, and the old file stays
+    under the temporary name until `sync` removes it (for a write on the event loop, whose
+    sync behind follows: `orchestrator.rename_exchange`).
 
     Raises:
         NotARegularFile: the folder of `path` is a symlink or not a folder.
@@ -254,7 +265,10 @@ def write_atomically(path: Path, data: bytes, *, durable: bool = True) -> None:
                 logger.error("%s was a folder, not a file; moved it to %s", path, moved.name)
         except FileNotFoundError:
             pass
-        temporary.replace(path)
+        if swap and not durable:  # neither ext4's flush nor the old blocks' freeing waited
+            rename_exchange.put_in_place(temporary, path)
+        else:
+            temporary.replace(path)
     except OSError:
         temporary.unlink(missing_ok=True)  # a full disk must not fill up with halves
         raise
@@ -273,6 +287,7 @@ def sync(paths: Sequence[Path]) -> None:
     appearance (so the renames that put them there are durable too). A file removed since
     (an outbox entry already delivered) needs nothing; its folder is still synced.
     """
+    rename_exchange.remove_left_behind()  # in this worker thread, beside the fsyncs
     folders: dict[Path, None] = {}
     for path in paths:
         folders[path.parent] = None
@@ -481,6 +496,32 @@ def _describe(error: OSError) -> str:
     if error.errno in FULL_DISK_ERRNOS:
         return f"{os.strerror(error.errno or 0)} ({error.filename or 'disk'})"
     return str(error)
+
+
+_TEMPORARY: Final = re.compile(r"\.tmp-(\d+)-\d+$")
+"""The end of a temporary file's name (`write_atomically`): ``.tmp-<pid>-<number>``."""
+
+
+def remove_temporaries(state_dir: Path) -> int:
+    """Remove what an earlier run's writes left in `state_dir` and its folders (blocking; at
+    start, under the instance lock, before anything is written): temporary files of a write
+    a kill cut short, and old files an exchange left that it had no time to remove
+    (`orchestrator.rename_exchange`). Returns how many."""
+    removed = 0
+    for folder in (state_dir, *(state_dir / name for name in _STATE_FOLDERS), state_dir / "outbox"):
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            match = _TEMPORARY.search(entry.name)
+            if match is None or int(match[1]) == os.getpid():
+                continue
+            if entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+                    removed += 1
+    return removed
 
 
 def secure_state_dir(state_dir: Path) -> list[str]:

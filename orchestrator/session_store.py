@@ -271,10 +271,10 @@ class SessionStore:
                 assert newest is not None  # set by every save before it waits
                 data = self._encode(_signed(newest, key, await self._key()))
                 path = self.path_for(key)
-                write = functools.partial(disk.write_atomically, durable=durable)
                 if durable:
-                    await disk.run_sync(write, path, data)
-                else:
+                    await disk.run_sync(disk.write_atomically, path, data)
+                else:  # on the loop: the old file is left for the sync behind to remove
+                    write = functools.partial(disk.write_atomically, durable=False, swap=True)
                     await self._writes.run(write, path, data)
                 writes.written = generation
                 if self._on_disk is not None:

@@ -27,7 +27,7 @@ async def test_session_writes_failing_do_not_crash_the_chat(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    def full(path: Path, data: bytes, *, durable: bool = True) -> None:
+    def full(path: Path, data: bytes, *, durable: bool = True, swap: bool = False) -> None:
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
     monkeypatch.setattr(disk, "write_atomically", full)

@@ -367,8 +367,10 @@ async def test_the_fsyncs_follow_behind_yet_come_before_the_confirmation_and_the
     events: list[tuple[str, ...]] = []
     write, sync = disk.write_atomically, disk.sync
 
-    def recording_write(path: Path, data: bytes, *, durable: bool = True) -> None:
-        write(path, data, durable=durable)
+    def recording_write(
+        path: Path, data: bytes, *, durable: bool = True, swap: bool = False
+    ) -> None:
+        write(path, data, durable=durable, swap=swap)
         events.append(("write", path.parent.name, "durable" if durable else "behind"))
 
     def recording_sync(paths: Sequence[Path]) -> None:

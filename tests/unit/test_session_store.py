@@ -95,11 +95,13 @@ async def test_concurrent_saves_of_one_key_keep_the_newest(
     write = disk.write_atomically
     all_queued = threading.Event()
 
-    def counting_write(path: Path, data: bytes, *, durable: bool = True) -> None:
+    def counting_write(
+        path: Path, data: bytes, *, durable: bool = True, swap: bool = False
+    ) -> None:
         writes.append(data)
         if not all_queued.wait(timeout=30):
             raise AssertionError("the saves never all queued")
-        write(path, data, durable=durable)
+        write(path, data, durable=durable, swap=swap)
 
     monkeypatch.setattr(disk, "write_atomically", counting_write)
     store = SessionStore(tmp_path)
