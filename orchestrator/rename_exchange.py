@@ -1,15 +1,19 @@
-"""Put a new file in an old one's place without ext4's flush: ``renameat2(RENAME_EXCHANGE)``.
+"""Put a new file in an old one's place without ext4's waits: ``renameat2(RENAME_EXCHANGE)``.
 
 A rename over an existing file makes ext4 (``auto_da_alloc``, on by default) allocate and
 start writing the new file's data before the rename returns, so that a power loss cannot
-leave the file empty. For a write whose fsync comes a moment later anyway (a session saved on
-the event loop and synced behind, `orchestrator.disk.sync`), that is a wait for nothing: the
-rename of a 2.4 kB session file over its old self took 0.26 ms here, against 0.10 ms to
-exchange the two names in one step and unlink the old file (no ext4 rename over a file is
-involved). The names are exchanged atomically: `path` holds the old content or the new,
-whoever looks, and a kill between the exchange and the unlink leaves only the old content
-under the temporary name. What it gives up: until the file is synced, a power loss may leave
-`path` empty instead of old (its reader sets that aside as damage, as any damaged file).
+leave the file empty, and frees the old file's blocks (slow on a disk mounted with
+``discard``). For a write whose fsync comes a moment later anyway (a session saved on the
+event loop and synced behind, `orchestrator.disk.sync`), both are waits for nothing: in the
+bot, the rename of a 2.4 kB session file over its old self, synced a moment before, took
+0.47 ms (bench/overhead.py ``--conversation`` under cProfile). Exchanging the two names in
+one step takes 0.04 ms; the old file, now under the temporary name, is removed later, off
+the event loop (`put_in_place`, `remove_left_behind`: 0.5 ms of freeing, in the sync's
+worker thread). The names are exchanged atomically: `path` holds the old content or the
+new, whoever looks, and a kill before the removal leaves only the old content under the
+temporary name (removed at the next start: `orchestrator.disk.remove_temporaries`). What it
+gives up: until the file is synced, a power loss may leave `path` empty instead of old (its
+reader sets that aside as damage, as any damaged file).
 
 Linux only (3.15 and later, with glibc 2.28 or musl 1.1.24); elsewhere, on a file system
 without the exchange (overlayfs on some kernels), or with no file at `path` yet, `exchange`
@@ -69,12 +73,7 @@ thread: a deque's ends are thread-safe)."""
 
 def put_in_place(new: Path, path: Path) -> None:
     """Put the file `new` at `path` (blocking): by `exchange` where it can, leaving the old
-    file for `remove_left_behind`, else by a rename over it.
-
-    Removing a file whose data is on disk frees its blocks, which took 0.5 ms here (ext4
-    mounted with ``discard``), as long as the rename over it that it replaces: put off to
-    the sync behind (`orchestrator.disk.sync`), it is not in a message's way.
-    """
+    file for `remove_left_behind` (the sync behind calls it), else by a rename over it."""
     if not exchange(new, path):
         new.replace(path)
         return
