@@ -436,8 +436,8 @@ async def _remember_live(
 async def _refresh_live(
     request: Request, out: ChatOutput, shown_to: trio.MemorySendChannel[int]
 ) -> None:
-    # A quick answer needs no progress message (it would only delay the answer by the
-    # chat's 1 s spacing): show progress once the request has run for LIVE_DELAY.
+    # A quick answer needs no progress message (one more message for nothing): show
+    # progress once the request has run for LIVE_DELAY.
     await trio.sleep(LIVE_DELAY)
     progress = request.progress
     while True:
