@@ -61,7 +61,7 @@ from actors import (
     chat_texts,
     chat_topics,
 )
-from actors.chat_approvals import Approvals
+from actors.chat_approvals import Approvals, OpenQuestions
 from actors.chat_output import ChatOutput
 from actors.chat_request import (
     FINISH_GRACE,
@@ -77,7 +77,7 @@ from actors.chat_sync import SyncBehind
 from orchestrator import disk, words
 from orchestrator.messages import DiskRefused, InboundCallback, InboundMessage, TraceRecord
 from orchestrator.redaction import redact_secrets
-from orchestrator.session_store import RequestRecord, SessionState
+from orchestrator.session_store import QuestionRecord, RequestRecord, SessionState
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -153,6 +153,7 @@ class Chat:
             self.out,
             timeout=self.config.sessions.approval_timeout,
             on_asked=self.stop_waiting_for_answers,
+            on_open=self.remember_questions,
         )
         self.state = SessionState(
             mode=self.config.profiles[self.config.default_profile].default_mode,
@@ -440,6 +441,18 @@ class Chat:
                 self.state,
                 running=msgspec.structs.replace(running, live_message_id=message_id),
             )
+            await self.save()
+
+    async def remember_questions(self, questions: OpenQuestions) -> None:
+        """The running request's approval questions now open: on record, so that the start
+        after a kill takes their buttons away (`actors.chat_recovery`)."""
+        running = self.state.running
+        if self.request is None or running is None:
+            return
+        records = tuple(QuestionRecord(message_id=m, text=text) for m, text in questions)
+        if records != running.questions:
+            running = msgspec.structs.replace(running, questions=records)
+            self.state = msgspec.structs.replace(self.state, running=running)
             await self.save()
 
     def stop_waiting_for_answers(self) -> None:

@@ -50,7 +50,7 @@ from orchestrator.redaction import REDACTED, TOKEN_PATTERN
 from orchestrator.words import one_line
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Awaitable, Callable, Sequence
 
     from actors.chat_output import ChatOutput
     from actors.chat_progress import Progress
@@ -68,6 +68,7 @@ __all__ = [
     "DiffButton",
     "EffortButton",
     "ModelButton",
+    "OpenQuestions",
     "RerunButton",
     "SteerButton",
     "StopButton",
@@ -107,6 +108,13 @@ DIFF_CUT_AT: Final = 1_000_000
 (``DIFF_IN_ASK_LIMIT`` of both wires): a diff this long may be cut, so it gets Deny only."""
 SUBJECT_CHARS: Final = 200
 """Characters of the command or file list in the line that replaces a decided approval."""
+
+OpenQuestions: TypeAlias = tuple[tuple[int, str], ...]
+"""The open questions shown so far: (message id, text) each."""
+
+SHOWN_BUFFER: Final = 2
+"""Message ids of one question the sender may report before they are put on record (it
+reports one each time it sends the question anew)."""
 
 ENDED_KEPT: Final = 256
 """Ended questions a chat remembers, so a late press on one leaves its message as it is."""
@@ -445,11 +453,19 @@ class _Open:
     approvable: bool = True
     held: bool = False
     """It holds a command reported started (`Progress.held`) until it is approved."""
+    text: str = ""
+    """What the question says (for `OpenQuestions`)."""
+    message_id: int | None = None
+    """Its message, once the sender showed it."""
+    watching: trio.CancelScope | None = None
+    """The task that puts its message on record (`Approvals._remember_shown`)."""
     decided: trio.Event = field(default_factory=trio.Event)
 
     def settle(self) -> None:
         """Decided (or ended): the request's progress no longer waits for this question."""
         self.decided.set()
+        if self.watching is not None:
+            self.watching.cancel()
         if self.progress is not None:
             self.progress.asking -= 1
             self.progress.changed.set()
@@ -464,13 +480,22 @@ class Approvals:
     """
 
     def __init__(
-        self, out: ChatOutput, *, timeout: float, on_asked: Callable[[], object] = lambda: None
+        self,
+        out: ChatOutput,
+        *,
+        timeout: float,
+        on_asked: Callable[[], object] = lambda: None,
+        on_open: Callable[[OpenQuestions], Awaitable[None]] | None = None,
     ) -> None:
         self._out = out
         self._timeout = timeout
         self._on_asked = on_asked
         """Called once each question is shown (the chat interrupts a request that asks one
         while the bot stops: no press can reach it then)."""
+        self._on_open = on_open
+        """Told the open questions' messages and texts whenever a question is shown or
+        decided: the chat keeps them on record, so that the start after a kill takes
+        their buttons away (`actors.chat_recovery`)."""
         self._open: dict[str, _Open] = {}
         self._ended: collections.deque[str] = collections.deque(maxlen=ENDED_KEPT)
         """Tokens of the latest questions this process decided or closed: a late press on
@@ -514,16 +539,42 @@ class Approvals:
                 )
                 if not view.approvable:
                     keyboard = ((deny,),)
+                question.text = view.text
+                shown_send, shown_receive = trio.open_memory_channel[int](SHOWN_BUFFER)
                 await self._out.show(
                     question.slot,
                     view.text,
                     keyboard,
+                    shown_to=shown_send,
                     document=view.document,
                     document_name=view.document_name,
                     document_caption=view.document_caption,
                 )
                 timers.start_soon(self._expire, token, question)
+                timers.start_soon(self._remember_shown, question, shown_receive)
                 self._on_asked()
+
+    async def _remember_shown(self, question: _Open, shown: trio.MemoryReceiveChannel[int]) -> None:
+        """Put the question's message on record each time the sender shows it, until it is
+        decided."""
+        with shown, trio.CancelScope() as watching:
+            question.watching = watching
+            if question.decided.is_set():
+                return
+            async for message_id in shown:
+                question.message_id = message_id
+                await self._report_open()
+
+    async def _report_open(self) -> None:
+        """Tell the chat which questions are open now (`on_open`)."""
+        if self._on_open is not None:
+            await self._on_open(
+                tuple(
+                    (question.message_id, question.text)
+                    for question in self._open.values()
+                    if question.message_id is not None
+                )
+            )
 
     async def _expire(self, token: str, question: _Open) -> None:
         with trio.move_on_after(self._timeout):
@@ -585,6 +636,8 @@ class Approvals:
         label = "⌛ Denied, no answer in time" if by == "timeout" else _LABELS[decision]
         what = _subject(question.request.ask, question.working_directory)
         await self._out.close(question.slot, f"{label}: {what}")
+        if question.message_id is not None:
+            await self._report_open()  # its message says how it ended: no longer to close
         self._out.trace(
             TraceRecord(
                 event="approval",

@@ -2,12 +2,13 @@
 
 A file whose download a kill interrupted is reported too: the user is asked to send it again.
 
-The session file records the running request (its prompt and progress message) and any parts
-of a paste not started yet. At the next start `recover` closes the stale progress message,
-offers a "Run again" button with an unguessable token and waits ``batch_window`` again for
-the rest of a paste whose first parts were received (the rest is often already waiting at
-Telegram), so it still runs as one request (an album's photos not started yet are offered
-with "Run again");
+The session file records the running request (its prompt, progress message and open
+approval questions) and any parts of a paste not started yet. At the next start `recover`
+closes the stale progress message and questions (their buttons go: no answer can reach a
+request that is gone), offers a "Run again" button with an unguessable token and waits
+``batch_window`` again for the rest of a paste whose first parts were received (the rest is
+often already waiting at Telegram), so it still runs as one request (an album's photos not
+started yet are offered with "Run again");
 `run_again` serves a press on that button once. A request with photos runs again with them
 while they are kept (`files.image_retention`), and only when the chat is idle (a photo cannot
 wait in the text queue).
@@ -23,7 +24,7 @@ import msgspec
 import trio
 
 from actors import chat_batch, chat_files, chat_texts
-from actors.chat_approvals import rerun_data
+from actors.chat_approvals import STALE_QUESTION, rerun_data
 from orchestrator import disk
 from orchestrator.messages import Button, TraceRecord
 from orchestrator.session_store import RequestRecord
@@ -80,6 +81,12 @@ async def recover(chat: Chat) -> None:
     if running.live_message_id is not None:
         await chat.out.close(
             "interrupted-live", chat_texts.STALE_PROGRESS, message_id=running.live_message_id
+        )
+    for question in running.questions:  # open when the bot was killed: no answer can come
+        await chat.out.close(
+            f"stale-{question.message_id}",
+            f"{question.text}\n\n{STALE_QUESTION}",
+            message_id=question.message_id,
         )
     await chat.out.show(
         f"rerun-{token}",

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SESSION_FORMAT_VERSION",
     "LoadedSession",
+    "QuestionRecord",
     "RequestRecord",
     "SessionCounters",
     "SessionState",
@@ -72,6 +73,13 @@ class SessionCounters(msgspec.Struct, frozen=True, kw_only=True):
     output_tokens: int = 0
 
 
+class QuestionRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """An approval question open while its request ran: its message, and what it asked."""
+
+    message_id: int
+    text: str
+
+
 class RequestRecord(msgspec.Struct, frozen=True, kw_only=True):
     """A request as the session file remembers it across a crash.
 
@@ -82,6 +90,8 @@ class RequestRecord(msgspec.Struct, frozen=True, kw_only=True):
         images: the photos that went with the prompt (paths under ``state_dir/images``).
         counted: its end is in the counters and traces already: a stop told the user and
             recorded it, and the next start only offers it again (a kill records nothing).
+        questions: its approval questions still open, once shown: after a kill the next
+            start takes their buttons away and says why (`actors.chat_recovery`).
     """
 
     prompt: str
@@ -89,6 +99,7 @@ class RequestRecord(msgspec.Struct, frozen=True, kw_only=True):
     token: str = ""
     images: tuple[str, ...] = ()
     counted: bool = False
+    questions: tuple[QuestionRecord, ...] = ()
 
 
 class ThreadRecord(msgspec.Struct, frozen=True, kw_only=True):

@@ -252,3 +252,38 @@ async def test_a_press_in_a_group_on_someone_else_s_question_says_so(
     await desk.approvals.press(group_press, button)
     answers = [m.text for m in desk.sent() if isinstance(m, AnswerCallback)]
     assert answers == ["That question is not yours, or it is closed."]
+
+
+async def test_the_open_questions_are_put_on_record_when_shown_and_when_decided(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """What a kill would leave open is on record: each question once its message is shown
+    (its id and text), and gone from the record once it is decided."""
+    reported: list[tuple[tuple[int, str], ...]] = []
+
+    async def on_open(questions: tuple[tuple[int, str], ...]) -> None:
+        reported.append(questions)
+
+    send, receive = trio.open_memory_channel[SenderMsg](100)
+    approvals = Approvals(ChatOutput(KEY, send, lambda _: None), timeout=600, on_open=on_open)
+    requests, incoming = trio.open_memory_channel[ApprovalRequest](4)
+    reply_to, decision = trio.open_memory_channel[ApprovalDecision](1)
+    ask = ApprovalAsk(kind="exec", message="run?", command="make deploy", cwd="")
+    with trio.fail_after(CEILING):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(approvals.serve, incoming, "/work")
+            await requests.send(ApprovalRequest(ask=ask, reply_to=reply_to))
+            shown = await receive.receive()
+            assert isinstance(shown, UpdateLive)
+            assert shown.shown_to is not None
+            shown.shown_to.send_nowait(41)  # as the sender does once Telegram took it
+            await trio.testing.wait_all_tasks_blocked()
+            assert reported == [((41, shown.text),)]
+            data = shown.keyboard[0][0].callback_data
+            button = decode_button(data)
+            assert isinstance(button, ApprovalButton)
+            await approvals.press(press(data), button)
+            assert await decision.receive() == "approved"
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.cancel_scope.cancel()
+    assert reported == [((41, shown.text),), ()]

@@ -85,6 +85,7 @@ async def test_a_message_is_handled_only_once_its_session_file_holds_it(
             "token": "",
             "images": [],
             "counted": False,
+            "questions": [],
         }
         assert saved["updates"] == [first.update_id]
         second = text(ALICE, "while it runs")
