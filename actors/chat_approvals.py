@@ -650,6 +650,7 @@ class Approvals:
         """The request ended with questions open: deny them and take their buttons away.
 
         Runs on the request's way out, maybe cancelled: the caller shields and bounds it.
+        Nothing to tell `on_open`: the chat's record of them ends with the request's.
         """
         ended = list(self._open.values())
         self._ended.extend(self._open)

@@ -157,7 +157,8 @@ class FakeProcess:
             self.thread_ids.add(thread_id)
             self.owner.stored.add(thread_id)
         # An app-server thread outlives a cancelled turn, and says which it is.
-        on_event(RunStarted(worker_id=self.worker_id, thread_id=thread_id * self.owner.app_server))
+        started_in = thread_id if self.owner.app_server else ""
+        on_event(RunStarted(worker_id=self.worker_id, thread_id=started_in))
         for event in rule.events:
             on_event(event)
         suffix = ""

@@ -306,9 +306,8 @@ async def test_progress_is_silent_streams_the_answer_and_leaves_no_done_message(
     with trio.fail_after(CEILING):
         async with (
             open_fake_telegram(TOKEN) as tg,
-            running(write_config(tmp_path, tg.base_url, fake), TOKEN) as bot,
+            polling(tg, write_config(tmp_path, tg.base_url, fake), TOKEN) as bot,
         ):
-            await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
             tg.push_message(chat_id=ALICE, user_id=ALICE, text="slow fix please")
             await tg.wait_for(lambda t: any("Codex is writing" in m for m in t.sent_texts(ALICE)))
             [live] = [m for m in tg.messages(ALICE) if m.text.startswith("⏳")]
@@ -337,9 +336,8 @@ async def test_a_result_does_not_wait_behind_the_progress_message_before_it(
     with trio.fail_after(CEILING):
         async with (
             open_fake_telegram(TOKEN) as tg,
-            running(write_config(tmp_path, tg.base_url, fake), TOKEN) as bot,
+            polling(tg, write_config(tmp_path, tg.base_url, fake), TOKEN) as bot,
         ):
-            await tg.wait_for(lambda t: bool(t.calls_of("getUpdates")))
             tg.push_message(chat_id=ALICE, user_id=ALICE, text="half a second more")
             await tg.wait_for(
                 lambda t: any(m.startswith("Done here.") for m in t.sent_texts(ALICE))
