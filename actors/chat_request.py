@@ -135,9 +135,9 @@ FILES_NAMED_ON_CANCEL: Final = 5
 """Files a cancel's message names; the rest are counted."""
 
 MOVED_NOTE: Final = (
-    "Note: your earlier Codex session was no longer available, so this "
-    "continued in a new one with a summary of the conversation."
+    "Note: {because}, so this continued in a new one with a summary of the conversation."
 )
+"""Said with a result that went on in a fresh thread (`Progress.moved_because`)."""
 
 
 @dataclass(eq=False)
@@ -477,7 +477,7 @@ async def _report(
                 rewrite = (background_note(outcome.background), stopped_note(outcome.background))
                 text += rewrite[0]
             if outcome.moved:
-                text += f"\n\n{MOVED_NOTE}"
+                text += "\n\n" + MOVED_NOTE.format(because=request.progress.moved_because)
             if result.error is None and request.progress.live_shown:
                 text += f"\n\nTook {format_duration(outcome.elapsed)}."
             if result.developer_thread_id:

@@ -58,7 +58,7 @@ from collections import deque
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, NamedTuple, TypeAlias, final
+from typing import TYPE_CHECKING, Final, NamedTuple, TypeAlias, final
 
 import trio
 from msgspec import structs
@@ -67,6 +67,7 @@ from actors import worker_pool_controls
 from actors.worker_position import (
     WORKER_COOLDOWN,
     WORKER_POLICY,
+    RetireReason,
     WorkerPosition,
     offer,
     supervise_position,
@@ -75,6 +76,7 @@ from actors.worker_turn import TurnLimits, ask, watched_turn
 from orchestrator.channels import open_mailbox, reply_nowait
 from orchestrator.errors import WorkerUnavailable
 from orchestrator.messages import (
+    THREAD_GONE,
     ApprovalRequest,
     JobDone,
     JobFailed,
@@ -86,7 +88,7 @@ from orchestrator.ports import PoolStatistics
 
 if TYPE_CHECKING:
     import random
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Mapping
 
     from orchestrator import ports
     from orchestrator.messages import CodexJob, CodexProgress, JobOutcome
@@ -107,6 +109,20 @@ RELEASE_DEADLINE = 5.0
 
 UNSTARTED_RETRIES = 1
 """Times a job goes to another worker when its worker died before the turn said anything."""
+
+THREAD_BUSY: Final = (
+    "the Codex process holding your earlier session stayed busy with other requests"
+)
+"""`ThreadMoved.reason` when its worker is still busy once ``affinity_wait`` is over."""
+
+THREAD_LOST: Final[Mapping[RetireReason, str]] = {
+    "cancelled": "the cancel stopped the Codex process that held your earlier session",
+    "died": "the Codex process that held your earlier session stopped unexpectedly",
+    "timeout": "the time limit stopped the Codex process that held your earlier session",
+    "recycled": "the Codex process that held your earlier session was restarted to free memory",
+}
+"""`ThreadMoved.reason` when the thread ended with its worker (MCP), by why the worker left:
+after a cancel the user would otherwise wonder where the session went."""
 
 
 class _Refused(Exception):
@@ -225,6 +241,16 @@ class _Pool:
         if job.thread_id in position.hosted_threads and position.ready and not position.draining:
             return position
         return None
+
+    def _why_moved(self, job: CodexJob) -> str:
+        """Why `job` cannot go on in its thread, in the user's words (`ThreadMoved.reason`)."""
+        if self._owner_of(job) is not None:
+            return THREAD_BUSY
+        for position in self.positions:
+            why = position.lost_threads.get(job.thread_id or "")
+            if why is not None:
+                return THREAD_LOST.get(why, THREAD_GONE)
+        return THREAD_GONE
 
     def _least_loaded(self) -> WorkerPosition | None:
         """The position with room and the fewest calls in flight, then the fewest threads."""
@@ -362,12 +388,7 @@ class _Pool:
             job = structs.replace(job, worker_id=position.worker_id)
             moved = False
         elif moved:
-            reason = (
-                "your conversation's worker is gone"
-                if self._owner_of(job) is None
-                else "your conversation's worker stayed busy"
-            )
-            offer(progress, ThreadMoved(reason=reason))
+            offer(progress, ThreadMoved(reason=self._why_moved(job)))
             job = _fresh(job)
         elif elsewhere:
             job = _fresh(job)

@@ -83,6 +83,11 @@ RetireReason = Literal["cancelled", "died", "recycled", "timeout", "shutdown"]
 """Why a worker leaves its position: after a cancel, a time limit or a death it is interrupted
 before it is stopped; recycled or at shutdown it is stopped gracefully."""
 
+LOST_THREADS_KEPT: Final = 1000
+"""Threads of earlier workers whose end a position remembers (`WorkerPosition.lost_threads`),
+the oldest forgotten first: enough for every conversation a worker hosts between two
+recyclings (``codex.recycle_threads``), and small beside the sessions the chats keep."""
+
 
 @dataclass
 class WorkerPosition:
@@ -103,6 +108,9 @@ class WorkerPosition:
     gave_up: str | None = None
     draining: bool = False
     hosted_threads: set[str] = field(default_factory=set)
+    lost_threads: dict[str, RetireReason] = field(default_factory=dict)
+    """Threads that ended with an earlier worker here, and why it left: the conversation that
+    comes back to one is told why it goes on in a fresh thread (`lose_threads`)."""
     retire_reason: RetireReason | None = None
     retired: trio.Event = field(default_factory=trio.Event)
     incarnations: int = 0
@@ -133,6 +141,16 @@ class WorkerPosition:
         if self.retire_reason is None:
             self.retire_reason = reason
         self.retired.set()
+
+    def lose_threads(self, reason: RetireReason) -> None:
+        """The worker hosting `hosted_threads` left for `reason`: remember why, for the
+        conversations that come back to them (where its threads die with its process)."""
+        for thread_id in self.hosted_threads:
+            self.lost_threads.pop(thread_id, None)  # re-inserted as the newest
+            self.lost_threads[thread_id] = reason
+        while len(self.lost_threads) > LOST_THREADS_KEPT:
+            del self.lost_threads[next(iter(self.lost_threads))]
+        self.hosted_threads = set()
 
     def retire_worker(self, worker: CodexWorker, reason: RetireReason) -> None:
         """Retire `worker` if it still holds this position: a run that ends after its worker
@@ -326,6 +344,8 @@ async def _occupy(
             position.worker = None
             reason: RetireReason = position.retire_reason or "died"
             position.last_stop = (worker.pid, reason)
+            if not worker.resumes_threads:
+                position.lose_threads(reason)
             if reason in ("cancelled", "timeout", "died"):
                 with trio.move_on_after(INTERRUPT_DEADLINE, shield=True):
                     await worker.interrupt()

@@ -20,7 +20,7 @@ Inboxes and their unions:
 
 from __future__ import annotations
 
-from typing import Literal, TypeAlias
+from typing import Final, Literal, TypeAlias
 
 import msgspec
 import trio
@@ -28,6 +28,7 @@ import trio
 from orchestrator.workflow_types import TokenUsage
 
 __all__ = [
+    "THREAD_GONE",
     "AgentMessageDelta",
     "AnswerCallback",
     "ApprovalAsk",
@@ -440,6 +441,13 @@ class ThreadMoved(_ProgressBase, frozen=True, kw_only=True, tag="moved"):
     """The conversation continues on a fresh thread with a context preamble (say so once)."""
 
     reason: str
+    """Why, in the user's words, as a clause: "{reason}, so this continued in a new one"
+    (`THREAD_GONE` when the pool cannot tell)."""
+
+
+THREAD_GONE: Final = "your earlier Codex session was no longer available"
+"""`ThreadMoved.reason` when nothing more is known (the thread's process ended before this
+run of the bot, or a resume was refused)."""
 
 
 class AgentMessageDelta(_ProgressBase, frozen=True, kw_only=True, tag="delta"):

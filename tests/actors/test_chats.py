@@ -1364,7 +1364,7 @@ async def test_on_app_server_a_codex_error_keeps_the_thread_and_says_so(
         [failed] = [text for text in bot.replies(ALICE) if "❌" in text]
         assert "it goes on in the same Codex session" in failed
         assert "fresh Codex session" not in failed
-        assert not any("no longer available" in text for text in bot.replies(ALICE))
+        assert not any("continued in a new one" in text for text in bot.replies(ALICE))
 
 
 def _failed_run_ended(bot: Bot) -> bool:

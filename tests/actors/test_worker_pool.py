@@ -11,9 +11,16 @@ import pytest
 import trio
 import trio.testing
 
-from actors.worker_pool import WORKER_COOLDOWN, WorkerPoolHandle, open_worker_pool
+from actors.worker_pool import (
+    THREAD_BUSY,
+    THREAD_LOST,
+    WORKER_COOLDOWN,
+    WorkerPoolHandle,
+    open_worker_pool,
+)
 from orchestrator.errors import WorkerStartError
 from orchestrator.messages import (
+    THREAD_GONE,
     ApprovalAsk,
     ApprovalRequest,
     CodexJob,
@@ -30,6 +37,8 @@ from tests.fakes.codex_process import FakeProcesses
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+
+    from actors.worker_position import RetireReason
 
 CEILING = 3600
 
@@ -205,7 +214,7 @@ async def test_affinity_wait_then_moves_to_a_free_worker(
         assert follow.outcome.moved
         assert follow.outcome.worker_id != owner
         assert isinstance(follow.progress[0], WaitingForWorker)
-        assert any(isinstance(p, ThreadMoved) for p in follow.progress)
+        assert ThreadMoved(reason=THREAD_BUSY) in follow.progress
         moved_call = fakes.current(follow.outcome.worker_id).calls[-1]
         assert moved_call.thread_id is None
         assert moved_call.context_preamble == "ctx"
@@ -227,6 +236,36 @@ async def test_cancel_kills_only_that_worker_and_replaces_it(
         again = await run_one(pool, job("after", thread_id="gone", worker_id=killed[0].worker_id))
         assert isinstance(again.outcome, JobDone)
         assert again.outcome.moved
+        assert ThreadMoved(reason=THREAD_GONE) in again.progress  # a thread it never hosted
+
+
+@pytest.mark.parametrize("why", ["cancelled", "died", "recycled"])
+async def test_a_conversation_whose_thread_ended_with_its_worker_is_told_why(
+    autojump_clock: trio.testing.MockClock, why: RetireReason
+) -> None:
+    """On MCP a thread ends with its process: the conversation that comes back to it goes on
+    in a fresh thread, and the reason it is given names what ended the process."""
+    fakes = forever_and_steady()
+    fakes.rule("boom", die=True)
+    async with pool_of(fakes, size=1, recycle_threads=2) as pool:
+        first = await run_one(pool, job("hello"))
+        assert isinstance(first.outcome, JobDone)
+        thread, worker = first.outcome.thread_id, first.outcome.worker_id
+        if why == "cancelled":
+            with trio.move_on_after(5):
+                await run_one(pool, job("forever loop", thread_id=thread, worker_id=worker))
+        elif why == "died":
+            died = await run_one(pool, job("boom", thread_id=thread, worker_id=worker))
+            assert isinstance(died.outcome, JobFailed)
+        else:  # a second thread reaches recycle_threads
+            await run_one(pool, job("other", conversation="c2"))
+        await trio.testing.wait_all_tasks_blocked()
+        await trio.sleep(1)  # a crash's restart backoff
+        again = await run_one(pool, job("again", thread_id=thread, worker_id=worker))
+    assert isinstance(again.outcome, JobDone)
+    assert again.outcome.moved
+    assert again.outcome.thread_id != thread
+    assert ThreadMoved(reason=THREAD_LOST[why]) in again.progress
 
 
 async def test_crash_mid_call_reports_worker_died_and_replaces(

@@ -169,7 +169,7 @@ async def test_one_thread_across_turns_a_cancel_a_killed_worker_and_a_restart(
             assert living(everything - {again.process.pid}) == set()
     assert cache_keys(model)[-1] == thread  # the real thread, after a restart of the bot
     assert set(cache_keys(model)) == {thread}
-    assert count_texts(tg, "no longer available") == 0  # never moved to a fresh thread
+    assert count_texts(tg, "continued in a new one") == 0  # never moved to a fresh thread
     history = str(model.requests[-1]["input"])
     assert "hello first" in history  # the model sees the earlier turns
     assert "after the restart" in last_user_text(model.requests[-1])
@@ -269,7 +269,7 @@ async def test_a_failed_turn_keeps_the_thread(app_server_codex: Path, tmp_path: 
     assert "it goes on in the same Codex session" in failed, failed
     assert thread in failed  # its resume line names the thread that goes on
     assert set(cache_keys(model)) == {thread}
-    assert count_texts(tg, "no longer available") == 0
+    assert count_texts(tg, "continued in a new one") == 0
     history = str(model.requests[-1]["input"])
     assert "hello first" in history
     assert "Summary of it so far" not in history  # no recap: the thread itself remembers
