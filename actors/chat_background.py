@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
-from actors.chat_approvals import stop_data
+from actors.button_data import stop_data
 from orchestrator.messages import Button, TraceRecord
 
 if TYPE_CHECKING:

@@ -1,11 +1,11 @@
 """The chat's button presses: each callback query goes to the module that owns its button.
 
 The chat actor (`actors.chat`) hands every press here, on its own task, so a press is
-ordered with the chat's messages. The callback data codecs belong to the owners:
-`actors.chat_approvals` (Cancel, Approve/Deny, Run again, Show diff, Add to the running
-request, Stop, model and effort), `actors.chat_sessions` (a session to pick up) and
-`actors.chat_branches` (the confirmation of ``/branch rm``). A press none of them reads is
-answered "Unknown button." and does nothing.
+ordered with the chat's messages. The callback data codecs are `actors.button_data`'s
+(Cancel, Approve/Deny, Run again, Show diff, Add to the running request, Stop, model and
+effort), `actors.chat_sessions`' (a session to pick up) and `actors.chat_branches`' (the
+confirmation of ``/branch rm``). A press none of them reads is answered "Unknown button." and
+does nothing.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from actors import (
     chat_sessions,
     chat_steer,
 )
-from actors.chat_approvals import (
+from actors.button_data import (
     ApprovalButton,
     CancelButton,
     DiffButton,

@@ -2,7 +2,7 @@
 what they cost.
 
 This module owns the words and the session changes of those commands and of their buttons
-(``md:`` and ``ef:``, `actors.chat_approvals` holds the codec). A choice is kept in the
+(``md:`` and ``ef:``, `actors.button_data` holds the codec). A choice is kept in the
 session (`SessionState.model`, `SessionState.effort`), so it survives restarts, and goes out
 with every turn of this chat's next requests, every role of plan mode included
 (`actors.role_caller`: ``CodexJob.model_choice`` and ``effort``; the app-server edge sends
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Final
 
 import msgspec
 
-from actors.chat_approvals import EffortButton, ModelButton, effort_data, model_data
+from actors.button_data import EffortButton, ModelButton, effort_data, model_data
 from orchestrator.messages import Button
 from orchestrator.words import plural, quoted
 

@@ -24,7 +24,8 @@ import msgspec
 import trio
 
 from actors import chat_batch, chat_files, chat_texts
-from actors.chat_approvals import STALE_QUESTION, rerun_data
+from actors.button_data import rerun_data
+from actors.chat_approvals import STALE_QUESTION
 from orchestrator import disk
 from orchestrator.messages import Button, TraceRecord
 from orchestrator.session_store import RequestRecord

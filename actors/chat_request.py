@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Final, TypeAlias, assert_never
 import msgspec
 import trio
 
-from actors.chat_approvals import APPROVAL_BUFFER, cancel_data, diff_data
+from actors.button_data import cancel_data, diff_data
+from actors.chat_approvals import APPROVAL_BUFFER
 from actors.chat_background import background_note, stop_keyboard, stop_slot, stopped_note
 from actors.chat_progress import Progress, follow_progress, live_text
 from actors.chat_texts import format_duration, thread_line

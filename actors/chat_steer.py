@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Final
 import msgspec
 
 from actors import chat_texts
-from actors.chat_approvals import steer_data
+from actors.button_data import steer_data
 from orchestrator.messages import Button, TraceRecord
 
 if TYPE_CHECKING:

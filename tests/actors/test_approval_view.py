@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from actors.chat_approvals import (
+from actors.approval_view import (
     APPROVAL_TEXT_LIMIT,
     DIFF_CUT_AT,
     TIMES,

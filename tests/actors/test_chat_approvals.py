@@ -10,15 +10,14 @@ import pytest
 import trio
 import trio.testing
 
-from actors.chat_approvals import (
-    STALE_QUESTION,
+from actors.button_data import (
     ApprovalButton,
-    Approvals,
     CancelButton,
     approval_data,
     cancel_data,
     decode_button,
 )
+from actors.chat_approvals import STALE_QUESTION, Approvals
 from actors.chat_output import ChatOutput
 from orchestrator.messages import (
     AnswerCallback,

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import msgspec
 import trio
 
-from actors.chat_approvals import steer_data
+from actors.button_data import steer_data
 from actors.chat_background import (
     NOTHING_LEFT,
     STOP_BUTTON,

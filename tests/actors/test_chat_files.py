@@ -16,7 +16,7 @@ import trio
 import trio.testing
 
 from actors import chat_files
-from actors.chat_approvals import DiffButton, decode_button, diff_data, folder_mark
+from actors.button_data import DiffButton, decode_button, diff_data, folder_mark
 from actors.chat_buttons import GONE
 from actors.chat_diff import NOT_A_REPOSITORY
 from actors.chat_files import (
