@@ -116,13 +116,14 @@ THREAD_BUSY: Final = (
 """`ThreadMoved.reason` when its worker is still busy once ``affinity_wait`` is over."""
 
 THREAD_LOST: Final[Mapping[RetireReason, str]] = {
-    "cancelled": "the cancel stopped the Codex process that held your earlier session",
+    "cancelled": "a cancel stopped the Codex process that held your earlier session",
     "died": "the Codex process that held your earlier session stopped unexpectedly",
-    "timeout": "the time limit stopped the Codex process that held your earlier session",
+    "timeout": "a time limit stopped the Codex process that held your earlier session",
     "recycled": "the Codex process that held your earlier session was restarted to free memory",
 }
 """`ThreadMoved.reason` when the thread ended with its worker (MCP), by why the worker left:
-after a cancel the user would otherwise wonder where the session went."""
+after a cancel the user would otherwise wonder where the session went. "A cancel", not "your":
+with ``calls_per_worker`` > 1 it may have been another chat's."""
 
 
 class _Refused(Exception):

@@ -210,7 +210,7 @@ async def test_cancel_from_telegram_reaps_every_process_and_the_chat_goes_on(
     assert bot.process.returncode == 0, bot.text()
     assert living(everything - {bot.process.pid}) == set()
     assert count_texts(tg, "continued in a new one") == 1  # told once that the session moved
-    assert count_texts(tg, "Note: the cancel stopped the Codex process that held your earlier") == 1
+    assert count_texts(tg, "Note: a cancel stopped the Codex process that held your earlier") == 1
     last_prompt = last_user_text(model.requests[-1])
     assert "and after the cancel" in last_prompt
     # The fresh thread's recap names the cancelled request, as cancelled.
