@@ -377,11 +377,13 @@ class CodexProcess:
         await kill_tree(self.pid, known=running, spare_root=True)
         await self.snapshots.take()
         logger.info("worker %d: stopped %d processes the call left", self.worker_id, len(running))
+        if not names:  # only Codex's own shell snapshot (`command_lines`): nothing to tell
+            return ""
         shown = ", ".join(f"`{command_text(words)[:80]}`" for words in names[:3])
         more = f" and {len(names) - 3} more" if len(names) > 3 else ""
         return (
             f"\n\n⏹ Stopped when Codex answered (on this bot's backend no command outlives "
-            f"its request): {shown or 'its commands'}{more}."
+            f"its request): {shown}{more}."
         )
 
     async def release_thread(self, thread_id: str) -> tuple[str, ...]:

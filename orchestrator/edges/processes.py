@@ -249,22 +249,45 @@ async def stop_leftovers(mark: str) -> set[int]:
     return found
 
 
+SHELL_SNAPSHOT_MARK: Final = b"# Snapshot file"
+"""In the script of the shell Codex 0.153.4 starts to take a snapshot of the user's login
+environment (``/bin/bash -lc 'if [ -z "$BASH_ENV" ] && [ -r "$HOME/.bashrc" ]; then . …;
+echo '# Snapshot file' …'``), around its commands and at a session's start. With a slow
+``.bashrc`` (pyenv, nvm, conda) it is still running when a quick call ends."""
+
+
 def command_lines(pids: Set[int]) -> list[list[str]]:
     """The argument lists (``/proc/<pid>/cmdline``) of those of `pids` that have no child
-    among them: the commands themselves, not the sandbox and shell wrappers above them."""
+    among them: the commands themselves, not the sandbox and shell wrappers above them.
+
+    Leaves out what runs under a shell snapshot of Codex's own (`SHELL_SNAPSHOT_MARK`): it
+    is no command of the user's or the model's, and naming ``pyenv init -`` as one left
+    running would be a false alarm. (Killing is decided elsewhere, on every pid: a command
+    that puts the mark in its own command line only loses its mention.)"""
     stats = _stats()
     parents = {stats[pid].ppid for pid in pids if pid in stats}
-    lines: list[list[str]] = []
-    for pid in sorted(pids):
-        if pid not in stats or pid in parents:
-            continue
+    cmdlines: dict[int, bytes] = {}
+    for pid in pids:
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                words = handle.read().rstrip(b"\0").split(b"\0")
+                cmdlines[pid] = handle.read().rstrip(b"\0")
         except OSError:
             continue
-        lines.append([word.decode(errors="replace") for word in words])
-    return lines
+
+    def under_a_snapshot(pid: int) -> bool:
+        while pid in pids:
+            if SHELL_SNAPSHOT_MARK in cmdlines.get(pid, b""):
+                return True
+            if pid not in stats:
+                return False
+            pid = stats[pid].ppid
+        return False
+
+    return [
+        [word.decode(errors="replace") for word in cmdlines[pid].split(b"\0")]
+        for pid in sorted(cmdlines)
+        if pid in stats and pid not in parents and not under_a_snapshot(pid)
+    ]
 
 
 def alive(pid: int) -> bool:

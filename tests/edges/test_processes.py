@@ -18,6 +18,7 @@ import trio
 
 from orchestrator.edges.processes import (
     alive,
+    command_lines,
     descendants,
     enable_child_subreaper,
     kill_tree,
@@ -84,6 +85,25 @@ async def test_descendants_follow_parents_and_setsid() -> None:
             assert process.pid not in found
             assert os.getpid() not in found
             assert tree(process.pid) == {process.pid, plain, detached}
+
+
+async def test_command_lines_name_the_commands_not_codexs_shell_snapshot() -> None:
+    """A leftover under Codex's shell snapshot (a slow ``.bashrc``) is not named as a command
+    left running; a command beside it is, by its own words, not its shell's."""
+    script = textwrap.dedent(
+        """
+        bash -c 'sleep 303 & echo $!; wait # Snapshot file' &
+        bash -c 'sleep 304 & echo $!; wait' &
+        wait
+        """
+    )
+    with trio.fail_after(CEILING):
+        async with spawned(script) as (process, lines):
+            sleeps = {int(await lines.next()), int(await lines.next())}
+            found = descendants(process.pid)
+            assert len(found) == 4  # two shells, a sleep under each
+            assert sleeps <= found
+            assert command_lines(found) == [["sleep", "304"]]
 
 
 async def test_orphan_found_by_session_of_a_known_pid() -> None:
