@@ -83,15 +83,11 @@ class _Open:
     """What the question says (for `OpenQuestions`)."""
     message_id: int | None = None
     """Its message, once the sender showed it."""
-    watching: trio.CancelScope | None = None
-    """The task that puts its message on record (`Approvals._remember_shown`)."""
     decided: trio.Event = field(default_factory=trio.Event)
 
     def settle(self) -> None:
         """Decided (or ended): the request's progress no longer waits for this question."""
         self.decided.set()
-        if self.watching is not None:
-            self.watching.cancel()
         if self.progress is not None:
             self.progress.asking -= 1
             self.progress.changed.set()
@@ -176,17 +172,25 @@ class Approvals:
                     document_name=view.document_name,
                     document_caption=view.document_caption,
                 )
-                timers.start_soon(self._expire, token, question)
-                timers.start_soon(self._remember_shown, question, shown_receive)
+                timers.start_soon(self._expire, token, question, shown_receive)
                 self._on_asked()
 
+    async def _expire(
+        self, token: str, question: _Open, shown: trio.MemoryReceiveChannel[int]
+    ) -> None:
+        """Deny `question` once the timeout is over; until it is decided, put its message on
+        record each time the sender shows it."""
+        async with trio.open_nursery() as watching:
+            watching.start_soon(self._remember_shown, question, shown)
+            with trio.move_on_after(self._timeout):
+                await question.decided.wait()
+            watching.cancel_scope.cancel()
+        if not question.decided.is_set():
+            await self._decide(token, "denied", by="timeout")
+
     async def _remember_shown(self, question: _Open, shown: trio.MemoryReceiveChannel[int]) -> None:
-        """Put the question's message on record each time the sender shows it, until it is
-        decided."""
-        with shown, trio.CancelScope() as watching:
-            question.watching = watching
-            if question.decided.is_set():
-                return
+        """Put the question's message on record each time the sender shows it."""
+        with shown:
             async for message_id in shown:
                 question.message_id = message_id
                 await self._report_open()
@@ -201,12 +205,6 @@ class Approvals:
                     if question.message_id is not None
                 )
             )
-
-    async def _expire(self, token: str, question: _Open) -> None:
-        with trio.move_on_after(self._timeout):
-            await question.decided.wait()
-        if not question.decided.is_set():
-            await self._decide(token, "denied", by="timeout")
 
     async def press(self, press: InboundCallback, button: ApprovalButton) -> None:
         """Answer a press on an approval button; the first valid one decides."""
