@@ -67,7 +67,6 @@ from actors import worker_pool_controls
 from actors.worker_position import (
     WORKER_COOLDOWN,
     WORKER_POLICY,
-    RetireReason,
     WorkerPosition,
     offer,
     supervise_position,
@@ -88,7 +87,7 @@ from orchestrator.ports import PoolStatistics
 
 if TYPE_CHECKING:
     import random
-    from collections.abc import AsyncIterator, Mapping
+    from collections.abc import AsyncIterator
 
     from orchestrator import ports
     from orchestrator.messages import CodexJob, CodexProgress, JobOutcome
@@ -114,16 +113,6 @@ THREAD_BUSY: Final = (
     "the Codex process holding your earlier session stayed busy with other requests"
 )
 """`ThreadMoved.reason` when its worker is still busy once ``affinity_wait`` is over."""
-
-THREAD_LOST: Final[Mapping[RetireReason, str]] = {
-    "cancelled": "a cancel stopped the Codex process that held your earlier session",
-    "died": "the Codex process that held your earlier session stopped unexpectedly",
-    "timeout": "a time limit stopped the Codex process that held your earlier session",
-    "recycled": "the Codex process that held your earlier session was restarted to free memory",
-}
-"""`ThreadMoved.reason` when the thread ended with its worker (MCP), by why the worker left:
-after a cancel the user would otherwise wonder where the session went. "A cancel", not "your":
-with ``calls_per_worker`` > 1 it may have been another chat's."""
 
 
 class _Refused(Exception):
@@ -248,9 +237,8 @@ class _Pool:
         if self._owner_of(job) is not None:
             return THREAD_BUSY
         for position in self.positions:
-            why = position.lost_threads.get(job.thread_id or "")
-            if why is not None:
-                return THREAD_LOST.get(why, THREAD_GONE)
+            if (why := position.lost_because(job.thread_id or "")) is not None:
+                return why
         return THREAD_GONE
 
     def _least_loaded(self) -> WorkerPosition | None:

@@ -38,7 +38,7 @@ from orchestrator.supervision import ChildSpec, RestartPolicy, supervise_one
 
 if TYPE_CHECKING:
     import random
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from orchestrator.messages import CodexProgress
     from orchestrator.ports import CodexWorker, CodexWorkerFactory, TraceEmit
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 __all__ = [
     "INTERRUPT_DEADLINE",
     "PING_TIMEOUT",
+    "THREAD_LOST",
     "WORKER_COOLDOWN",
     "WORKER_POLICY",
     "RetireReason",
@@ -82,6 +83,17 @@ memory grows by about a megabyte per thread, far slower than that."""
 RetireReason = Literal["cancelled", "died", "recycled", "timeout", "shutdown"]
 """Why a worker leaves its position: after a cancel, a time limit or a death it is interrupted
 before it is stopped; recycled or at shutdown it is stopped gracefully."""
+
+THREAD_LOST: Final[Mapping[RetireReason, str]] = {
+    "cancelled": "a cancel stopped the Codex process that held your earlier session",
+    "died": "the Codex process that held your earlier session stopped unexpectedly",
+    "timeout": "a time limit stopped the Codex process that held your earlier session",
+    "recycled": "the Codex process that held your earlier session was restarted to free memory",
+}
+"""Why a thread that ended with its worker (MCP) is gone, by why the worker left, in the
+user's words (`ThreadMoved.reason`): after a cancel the user would otherwise wonder where the
+session went. "A cancel", not "your": with ``calls_per_worker`` > 1 it may have been another
+chat's."""
 
 LOST_THREADS_KEPT: Final = 1000
 """Threads of earlier workers whose end a position remembers (`WorkerPosition.lost_threads`),
@@ -151,6 +163,12 @@ class WorkerPosition:
         while len(self.lost_threads) > LOST_THREADS_KEPT:
             del self.lost_threads[next(iter(self.lost_threads))]
         self.hosted_threads = set()
+
+    def lost_because(self, thread_id: str) -> str | None:
+        """Why `thread_id` ended with an earlier worker here (`THREAD_LOST`); None when it
+        did not, or the reason has no words."""
+        reason = self.lost_threads.get(thread_id)
+        return None if reason is None else THREAD_LOST.get(reason)
 
     def retire_worker(self, worker: CodexWorker, reason: RetireReason) -> None:
         """Retire `worker` if it still holds this position: a run that ends after its worker

@@ -13,11 +13,11 @@ import trio.testing
 
 from actors.worker_pool import (
     THREAD_BUSY,
-    THREAD_LOST,
     WORKER_COOLDOWN,
     WorkerPoolHandle,
     open_worker_pool,
 )
+from actors.worker_position import THREAD_LOST
 from orchestrator.errors import WorkerStartError
 from orchestrator.messages import (
     THREAD_GONE,
