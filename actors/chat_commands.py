@@ -29,7 +29,12 @@ from actors import (
     chat_texts,
     chat_topics,
 )
-from actors.chat_progress import WAITING_FOR_CODEX, WAITING_FOR_THE_USER, phase_words
+from actors.chat_progress import (
+    WAITING_FOR_CODEX,
+    WAITING_FOR_RELEASE,
+    WAITING_FOR_THE_USER,
+    phase_words,
+)
 from orchestrator.messages import TraceRecord
 from orchestrator.words import one_line, plural, quoted
 
@@ -254,6 +259,8 @@ def status_text(chat: Chat) -> str:
             phase = WAITING_FOR_THE_USER
         elif WAITING_FOR_CODEX in progress.actions:  # not started on a worker yet
             phase += ", waiting for a free Codex worker"
+        elif WAITING_FOR_RELEASE in progress.actions:
+            phase += ", " + WAITING_FOR_RELEASE
         lines.append(f"State: {phase}, running for {elapsed}")
         if progress.worker is not None:
             worker = progress.worker

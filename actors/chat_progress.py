@@ -35,7 +35,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "WAITING_FOR_CODEX",
+    "WAITING_FOR_RELEASE",
     "WAITING_FOR_THE_USER",
+    "WAITING_STEPS",
     "Progress",
     "follow_progress",
     "live_text",
@@ -105,6 +107,13 @@ class Progress:
 WAITING_FOR_CODEX: Final = "waiting for Codex: other requests are using it"
 """The step shown while the run waits for a worker, until it starts on one."""
 
+WAITING_FOR_RELEASE: Final = "waiting for Codex to stop the process that held this conversation"
+"""The step shown while the run waits for a stopping worker's process to let go of its
+thread (`WaitingForWorker.releasing`), until it starts on another."""
+
+WAITING_STEPS: Final = (WAITING_FOR_CODEX, WAITING_FOR_RELEASE)
+"""The steps that say the run has not started on a worker yet."""
+
 
 async def follow_progress(
     progress: Progress, events: trio.MemoryReceiveChannel[CodexProgress], folder: str
@@ -119,14 +128,16 @@ async def follow_progress(
                 progress.worker = event.worker_id  # for /status, not the progress message
                 if event.thread_id and may_write(progress.phase):  # the developer's, not a reader's
                     progress.thread = event.thread_id
-                if WAITING_FOR_CODEX not in progress.actions:
-                    continue
-                progress.actions.remove(WAITING_FOR_CODEX)  # no longer true
+                for waiting in WAITING_STEPS:
+                    if waiting in progress.actions:
+                        progress.actions.remove(waiting)  # no longer true
             case WaitingForWorker():
                 if progress.told_waiting:
                     continue
                 progress.told_waiting = True
-                progress.actions.append(WAITING_FOR_CODEX)
+                progress.actions.append(
+                    WAITING_FOR_RELEASE if event.releasing else WAITING_FOR_CODEX
+                )
             case ThreadMoved():
                 progress.moved_because = event.reason
                 progress.actions.append("continuing in a new Codex session")

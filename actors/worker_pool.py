@@ -27,9 +27,11 @@ So, over any backend of the `orchestrator.ports.CodexWorker` port:
   process tree and replaced at once by its position's supervisor. Other workers are untouched.
 - **Threads outlive processes** where the backend allows (`CodexWorker.resumes_threads`,
   ``codex app-server``): a job whose worker is gone (or stayed busy past ``affinity_wait``)
-  keeps its thread id and the worker it lands on resumes it; only if that fails (the old
-  process still holds the thread) does it run on a fresh thread with its preamble. On MCP the
-  job moves to a fresh thread at once.
+  keeps its thread id and the worker it lands on resumes it. A worker being stopped holds its
+  threads until its process exits (`WorkerPosition.releasing`), so a job whose thread last ran
+  there waits for that exit first (within ``affinity_wait``). Only if the resume fails (a
+  living process still holds the thread) does it run on a fresh thread with its preamble. On
+  MCP the job moves to a fresh thread at once.
 - **Endpoint watchdog.** A turn that makes no progress for ``endpoint_failure_limit`` seconds
   (only reconnect notices, or silence while no command runs and no human is asked) is stopped
   like a time limit and fails with ``stalled`` and a plain message: both backends retry an
@@ -73,7 +75,6 @@ from actors.worker_position import (
 )
 from actors.worker_turn import TurnLimits, ask, watched_turn
 from orchestrator.channels import open_mailbox, reply_nowait
-from orchestrator.errors import WorkerUnavailable
 from orchestrator.messages import (
     THREAD_GONE,
     ApprovalRequest,
@@ -95,16 +96,12 @@ if TYPE_CHECKING:
     from orchestrator.supervision import RestartPolicy
 
 __all__ = [
-    "RELEASE_DEADLINE",
     "UNSTARTED_RETRIES",
     "WORKER_COOLDOWN",
     "WORKER_POLICY",
     "WorkerPoolHandle",
     "open_worker_pool",
 ]
-
-RELEASE_DEADLINE = 5.0
-"""Seconds a released thread's worker may take to stop its background commands."""
 
 UNSTARTED_RETRIES = 1
 """Times a job goes to another worker when its worker died before the turn said anything."""
@@ -221,16 +218,27 @@ class _Pool:
 
     # ------------------------------------------------------------------ choosing
 
-    def _owner_of(self, job: CodexJob) -> WorkerPosition | None:
-        """The position whose worker hosts the job's thread, if it can still serve it."""
+    def _last_position(self, job: CodexJob) -> WorkerPosition | None:
+        """The position the job's thread last ran on, if it has a thread."""
         if job.thread_id is None or job.worker_id is None:
             return None
         if not 0 <= job.worker_id < len(self.positions):
             return None
-        position = self.positions[job.worker_id]
-        if job.thread_id in position.hosted_threads and position.ready and not position.draining:
-            return position
-        return None
+        return self.positions[job.worker_id]
+
+    def _owner_of(self, job: CodexJob) -> WorkerPosition | None:
+        """The position whose worker hosts the job's thread, if it can still serve it."""
+        position = self._last_position(job)
+        if position is None or job.thread_id not in position.hosted_threads:
+            return None
+        return position if position.ready and not position.draining else None
+
+    def _held_while_stopping(self, job: CodexJob) -> bool:
+        """Whether the job's thread may still be held by the process of the worker it last
+        ran on, which left and is being stopped (`WorkerPosition.releasing`): a resume
+        elsewhere would be refused until it exits, and the job would lose its thread."""
+        position = self._last_position(job)
+        return position is not None and position.releasing
 
     def _why_moved(self, job: CodexJob) -> str:
         """Why `job` cannot go on in its thread, in the user's words (`ThreadMoved.reason`)."""
@@ -254,8 +262,9 @@ class _Pool:
     def _choose(self, job: CodexJob, *, affinity_over: bool) -> _Grant | None:
         """The position `job` may take now, and whether it moves to a fresh thread; None: wait.
 
-        A conversation waits for the worker that owns its thread until its affinity time is
-        over, then takes any free worker; others take the least-loaded free worker.
+        A conversation waits for the worker that owns its thread, or for the process of the
+        one that left it to exit, until its affinity time is over, then takes any free
+        worker; others take the least-loaded free worker.
         """
         owner = self._owner_of(job)
         if owner is not None:
@@ -265,6 +274,8 @@ class _Pool:
                 return None
             free = self._least_loaded()
             return _Grant(free, moved=True) if free is not None else None
+        if not affinity_over and self._held_while_stopping(job):
+            return None
         free = self._least_loaded()
         return _Grant(free, moved=job.thread_id is not None) if free is not None else None
 
@@ -285,7 +296,9 @@ class _Pool:
                 grant.position.running.append(job.conversation)
                 return grant
         owner = self._owner_of(job)
-        offer(progress, WaitingForWorker(worker_id=owner.worker_id if owner else None))
+        worker_id = owner.worker_id if owner else None
+        releasing = owner is None and self._held_while_stopping(job)
+        offer(progress, WaitingForWorker(worker_id=worker_id, releasing=releasing))
         reply_to, answers = open_mailbox[_Answer](1)
         with answers, reply_to:
             waiter = _Waiter(job, trio.current_time() + self.affinity_wait, reply_to)
@@ -484,19 +497,8 @@ class WorkerPoolHandle:
         return self._pool.statistics()
 
     async def release(self, thread_id: str, worker_id: int | None) -> tuple[str, ...]:
-        """The conversation on `thread_id` is over: its worker stops what the thread's turns
-        left running and says which (bounded by `RELEASE_DEADLINE`; a worker gone or busy on
-        it: nothing)."""
-        positions = self._pool.positions
-        if worker_id is None or not 0 <= worker_id < len(positions):
-            return ()
-        position = positions[worker_id]
-        worker = position.worker
-        if worker is None or not position.ready or thread_id not in position.hosted_threads:
-            return ()
-        with trio.move_on_after(RELEASE_DEADLINE), suppress(WorkerUnavailable):
-            return await worker.release_thread(thread_id)
-        return ()
+        """The conversation on `thread_id` is over: stop what its turns left running."""
+        return await worker_pool_controls.release(self._pool.positions, thread_id, worker_id)
 
     async def steer(self, conversation: str, text: str) -> ports.SteerResult:
         """Add `text` to the turn the worker running `conversation` runs for it."""

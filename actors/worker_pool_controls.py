@@ -1,12 +1,13 @@
 """The chat's controls on the worker pool: steer a running turn, list the models, read the
-rate limits, stop a thread's background commands.
+rate limits, stop a thread's background commands, release a thread whose conversation ended.
 
 A chat reaches a worker only through the pool handle (`actors.worker_pool.WorkerPoolHandle`),
 which delegates these here. Each finds the one position that matters: the one running the
-conversation's call (steer), the one hosting the thread (stop), or any ready worker (models,
-rate limits: they are the account's, the same on every worker). Every control is bounded by
-`CONTROL_DEADLINE` and never raises: a worker that died or hangs is an answer ("ended",
-None), not an error, because the chat turns each into plain words.
+conversation's call (steer), the one hosting the thread (stop, release), or any ready worker
+(models, rate limits: they are the account's, the same on every worker). Every control is
+bounded (`CONTROL_DEADLINE`, `RELEASE_DEADLINE`) and never raises: a worker that died or
+hangs is an answer ("ended", None), not an error, because the chat turns each into plain
+words.
 """
 
 from __future__ import annotations
@@ -26,11 +27,22 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-__all__ = ["CONTROL_DEADLINE", "models", "rate_limits", "steer", "stop_background"]
+__all__ = [
+    "CONTROL_DEADLINE",
+    "RELEASE_DEADLINE",
+    "models",
+    "rate_limits",
+    "release",
+    "steer",
+    "stop_background",
+]
 
 CONTROL_DEADLINE: Final = 10.0
 """Seconds a control may take (each answers in milliseconds; ``model/list`` may fetch the
 catalogue once)."""
+
+RELEASE_DEADLINE: Final = 5.0
+"""Seconds a released thread's worker may take to stop its background commands."""
 
 
 def _ready(positions: Sequence[WorkerPosition]) -> list[WorkerPosition]:
@@ -84,12 +96,32 @@ async def stop_background(
 ) -> StopResult:
     """Stop what `thread_id` left running on `worker_id`; None when that worker is gone (its
     commands went with it: a replaced worker's tree is killed)."""
+    worker = _host(positions, thread_id, worker_id)
+    if worker is not None:
+        with trio.move_on_after(CONTROL_DEADLINE), suppress(WorkerUnavailable):
+            return await worker.stop_background(thread_id)
+    return None
+
+
+async def release(
+    positions: Sequence[WorkerPosition], thread_id: str, worker_id: int | None
+) -> tuple[str, ...]:
+    """The conversation on `thread_id` is over: its worker stops what the thread's turns
+    left running and says which (a worker gone or busy on it: nothing)."""
+    worker = _host(positions, thread_id, worker_id)
+    if worker is not None:
+        with trio.move_on_after(RELEASE_DEADLINE), suppress(WorkerUnavailable):
+            return await worker.release_thread(thread_id)
+    return ()
+
+
+def _host(
+    positions: Sequence[WorkerPosition], thread_id: str, worker_id: int | None
+) -> CodexWorker | None:
+    """The ready worker at `worker_id` that hosts `thread_id`, if there is one."""
     if worker_id is None or not 0 <= worker_id < len(positions):
         return None
     position = positions[worker_id]
-    worker = position.worker
-    if worker is None or not position.ready or thread_id not in position.hosted_threads:
+    if not position.ready or thread_id not in position.hosted_threads:
         return None
-    with trio.move_on_after(CONTROL_DEADLINE), suppress(WorkerUnavailable):
-        return await worker.stop_background(thread_id)
-    return None
+    return position.worker

@@ -123,6 +123,10 @@ class WorkerPosition:
     lost_threads: dict[str, RetireReason] = field(default_factory=dict)
     """Threads that ended with an earlier worker here, and why it left: the conversation that
     comes back to one is told why it goes on in a fresh thread (`lose_threads`)."""
+    releasing: bool = False
+    """The worker that left is still being stopped, and its threads outlive it
+    (`CodexWorker.resumes_threads`): until its process exits it still holds them, and
+    another worker's resume of one is refused (``codex app-server``: one writer per thread)."""
     retire_reason: RetireReason | None = None
     retired: trio.Event = field(default_factory=trio.Event)
     incarnations: int = 0
@@ -152,6 +156,8 @@ class WorkerPosition:
         """Have the current worker leave (the first reason given is the one kept)."""
         if self.retire_reason is None:
             self.retire_reason = reason
+        if self.worker is not None and self.worker.resumes_threads:
+            self.releasing = True  # until `_occupy` has stopped its process
         self.retired.set()
 
     def lose_threads(self, reason: RetireReason) -> None:
@@ -340,41 +346,46 @@ async def _occupy(
     position.retire_reason = None
     position.draining = False
     position.hosted_threads = set()
-    # The factory bounds its own start (``codex.startup_timeout``): a deadline around
-    # entering it would have to exit before the context it opened, which trio forbids.
-    async with open_worker(position.worker_id) as worker:
-        position.worker = worker
-        trace(
-            TraceRecord(
-                event="worker",
-                worker=position.worker_id,
-                outcome="started",
-                detail=f"pid {worker.pid}",
-            )
-        )
-        logger.info("worker %d ready (pid %d)", position.worker_id, worker.pid)
-        position.ever_ready = True
-        changed()
-        task_status.started()
-        try:
-            await _watch(position, worker, ping_interval)
-        finally:
-            position.worker = None
-            reason: RetireReason = position.retire_reason or "died"
-            position.last_stop = (worker.pid, reason)
-            if not worker.resumes_threads:
-                position.lose_threads(reason)
-            if reason in ("cancelled", "timeout", "died"):
-                with trio.move_on_after(INTERRUPT_DEADLINE, shield=True):
-                    await worker.interrupt()
+    try:
+        # The factory bounds its own start (``codex.startup_timeout``): a deadline around
+        # entering it would have to exit before the context it opened, which trio forbids.
+        async with open_worker(position.worker_id) as worker:
+            position.worker = worker
             trace(
                 TraceRecord(
                     event="worker",
                     worker=position.worker_id,
-                    outcome=reason,
+                    outcome="started",
                     detail=f"pid {worker.pid}",
                 )
             )
+            logger.info("worker %d ready (pid %d)", position.worker_id, worker.pid)
+            position.ever_ready = True
+            changed()
+            task_status.started()
+            try:
+                await _watch(position, worker, ping_interval)
+            finally:
+                position.worker = None
+                reason: RetireReason = position.retire_reason or "died"
+                position.last_stop = (worker.pid, reason)
+                if not worker.resumes_threads:
+                    position.lose_threads(reason)
+                if reason in ("cancelled", "timeout", "died"):
+                    with trio.move_on_after(INTERRUPT_DEADLINE, shield=True):
+                        await worker.interrupt()
+                trace(
+                    TraceRecord(
+                        event="worker",
+                        worker=position.worker_id,
+                        outcome=reason,
+                        detail=f"pid {worker.pid}",
+                    )
+                )
+                changed()
+    finally:
+        if position.releasing:  # its process is gone, and the threads it held are free
+            position.releasing = False
             changed()
 
 

@@ -426,6 +426,10 @@ class WaitingForWorker(_ProgressBase, frozen=True, kw_only=True, tag="waiting"):
     """The conversation's worker is busy with another conversation; the run waits its turn."""
 
     worker_id: int | None = None
+    releasing: bool = False
+    """Instead, the conversation's thread is held by the process of a worker that left
+    (cancelled, timed out, wedged, recycled) until it exits: the run waits for that, then
+    resumes the thread elsewhere, instead of going on in a fresh one."""
 
 
 class RunStarted(_ProgressBase, frozen=True, kw_only=True, tag="started"):

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 import trio
+import trio.testing
 
 from actors.button_data import steer_data
 from actors.chat_background import (
@@ -35,8 +36,6 @@ from tests.fakes.codex_process import FakeProcesses
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-    import trio.testing
 
 
 def app_server(tmp_path: Path, **profile: str) -> Config:
@@ -464,3 +463,34 @@ async def test_a_cancelled_first_request_leaves_its_app_server_thread_to_go_on(
     state = (await bot.store.load(SessionKey(ALICE, ALICE))).state
     assert state is not None
     assert [record.thread_id for record in state.threads] == [second.thread_id]
+
+
+async def test_after_a_cancel_its_server_did_not_answer_the_chat_goes_on_in_its_thread(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Seen from outside (a SIGSTOPped app-server): the cancel stops the worker, whose
+    process holds the thread for the seconds it takes to die; "go on" went to the other
+    worker at once, its resume was refused, and it went on in a fresh session with a summary.
+    It now waits for that process, says so, and goes on in the thread that saw the work."""
+    fakes = FakeProcesses(app_server=True)
+    fakes.rule("forever", hang=True, deaf_to_interrupt=True)
+    fakes.stop_delay = 8
+    async with running_bot(tmp_path, fakes, app_server(tmp_path)) as bot:
+        await bot.say(ALICE, "forever job")
+        await bot.wait(lambda: bool(bot.buttons(ALICE, "cx:")))
+        await bot.say(ALICE, "/cancel")
+        await bot.wait_told(ALICE, "Cancelled")
+        await bot.say(ALICE, "go on")
+        await trio.sleep(4)
+        await bot.say(ALICE, "/status")
+        await bot.wait_reply(
+            ALICE,
+            "State: Working on your request, waiting for Codex to stop the process that held "
+            "this conversation, running for",
+        )
+        await bot.wait_reply(ALICE, "FAKE: go on")
+    _first, second = jobs(bot)
+    assert second.thread_id is not None
+    assert fakes.resumed == [(second.worker_id, second.thread_id)]
+    assert fakes.started[0].killed
+    assert not any("continued in a new one" in text for text in shown(bot))

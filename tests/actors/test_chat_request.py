@@ -14,7 +14,13 @@ import trio.testing
 
 from actors.chat_approvals import Approvals
 from actors.chat_output import ChatOutput
-from actors.chat_progress import WAITING_FOR_CODEX, Progress, follow_progress, live_text
+from actors.chat_progress import (
+    WAITING_FOR_CODEX,
+    WAITING_FOR_RELEASE,
+    Progress,
+    follow_progress,
+    live_text,
+)
 from actors.chat_request import (
     TYPING_INTERVAL,
     CancelledByUser,
@@ -211,17 +217,28 @@ async def test_a_file_patched_again_and_again_is_one_counted_line(
     ), live[-1]
 
 
-async def test_waiting_for_a_worker_is_shown_until_the_run_starts_on_one() -> None:
+@pytest.mark.parametrize(
+    ("waiting", "shown"),
+    [
+        (WaitingForWorker(worker_id=0), WAITING_FOR_CODEX),
+        (WaitingForWorker(releasing=True), WAITING_FOR_RELEASE),
+    ],
+    ids=["busy", "releasing"],
+)
+async def test_waiting_for_a_worker_is_shown_until_the_run_starts_on_one(
+    waiting: WaitingForWorker, shown: str
+) -> None:
     """Seen from outside: "waiting for Codex: other requests are using it" stayed above
-    "Codex is writing:" once a worker had been free for seconds."""
+    "Codex is writing:" once a worker had been free for seconds. A wait for a stopping
+    process to let go of the conversation's thread says so, not that others use Codex."""
     progress = Progress(phase="developing")
     send, receive = trio.open_memory_channel[CodexProgress](8)
-    for event in (WaitingForWorker(worker_id=0), CommandStarted(command="ls")):
+    for event in (waiting, CommandStarted(command="ls")):
         send.send_nowait(event)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(follow_progress, progress, receive, "/w")
         await trio.testing.wait_all_tasks_blocked()
-        assert progress.actions == [WAITING_FOR_CODEX, "$ ls"]
+        assert progress.actions == [shown, "$ ls"]
         changed = progress.changed = trio.Event()
         send.send_nowait(RunStarted(worker_id=1))
         send.send_nowait(WaitingForWorker(worker_id=1))  # a later role's wait: said once

@@ -17,6 +17,7 @@ from orchestrator.messages import (
     JobDone,
     JobFailed,
     ThreadMoved,
+    WaitingForWorker,
 )
 from tests.actors.test_worker_pool import Run, job, pool_of, run_one
 from tests.fakes.codex_process import FakeProcesses
@@ -119,6 +120,42 @@ async def test_a_thread_held_by_a_busy_worker_moves_to_a_fresh_thread(
     assert follow.outcome.worker_id != owner
     assert follow.outcome.thread_id != first.outcome.thread_id  # its owner still holds it
     assert follow.outcome.moved
+
+
+@pytest.mark.parametrize(
+    ("stop_delay", "kept"), [(3, True), (12, False)], ids=["stops-soon", "stops-late"]
+)
+async def test_a_thread_held_by_its_stopping_worker_is_resumed_once_it_exits(
+    autojump_clock: trio.testing.MockClock, stop_delay: float, kept: bool
+) -> None:
+    """A worker a cancel left unusable (its server no longer answered) takes a while to stop,
+    and until its process exits it holds the conversation's thread (one writer per thread):
+    the conversation's next run waits for that exit, then resumes the thread on another
+    worker, instead of going on in a fresh thread with a summary. It waits at most
+    ``affinity_wait`` (10 s here)."""
+    fakes = FakeProcesses(app_server=True)
+    fakes.rule("forever", hang=True, deaf_to_interrupt=True)
+    fakes.stop_delay = stop_delay
+    async with pool_of(fakes, size=2, affinity_wait=10) as pool:
+        first = await run_one(pool, job("hello"))
+        assert isinstance(first.outcome, JobDone)
+        thread, worker = first.outcome.thread_id, first.outcome.worker_id
+        with trio.move_on_after(5):
+            await run_one(pool, job("forever loop", thread_id=thread, worker_id=worker))
+        cancelled_at = trio.current_time()
+        again = await run_one(pool, job("go on", thread_id=thread, worker_id=worker))
+        waited = trio.current_time() - cancelled_at
+    assert isinstance(again.outcome, JobDone)
+    waiting = [p for p in again.progress if isinstance(p, WaitingForWorker)]
+    assert [p.releasing for p in waiting] == [True]
+    if kept:
+        assert waited == pytest.approx(stop_delay)
+        assert (again.outcome.thread_id, again.outcome.moved) == (thread, False)
+        assert fakes.resumed == [(again.outcome.worker_id, thread)]
+    else:  # the old process still held it: a fresh thread, as before the wait
+        assert waited == pytest.approx(10)
+        assert again.outcome.thread_id != thread
+        assert again.outcome.moved
 
 
 @pytest.mark.parametrize("app_server", [False, True], ids=["mcp", "app-server"])

@@ -52,6 +52,9 @@ class Rule:
     every 60 s, for ever (measured on Codex 0.171.0)."""
     background: tuple[str, ...] = ()
     """Commands left running after the turn (app-server: named in the outcome)."""
+    deaf_to_interrupt: bool = False
+    """App-server: like a server that stopped answering (wedged, SIGSTOPped), a cancel of
+    the turn gets no reply and leaves the worker unusable, as an MCP cancel does."""
 
 
 @dataclass
@@ -116,7 +119,7 @@ class FakeProcess:
                     return await self._call(job, on_event, on_approval)
             return JobFailed(failure="worker_died", message="died", worker_id=self.worker_id)
         except trio.Cancelled:
-            if not self.owner.app_server:
+            if not self.owner.app_server or self.owner.rule_for(job.prompt).deaf_to_interrupt:
                 self.poisoned = True  # like an MCP call: the process cannot be reused
             raise
         finally:
@@ -231,7 +234,9 @@ class FakeProcess:
         return self.owner.background.pop(thread_id, ())
 
     async def interrupt(self) -> None:
-        """Kills, as the MCP backend does."""
+        """Kills, as the MCP backend does, taking `FakeProcesses.stop_delay` (alive until
+        then, holding its threads)."""
+        await trio.sleep(self.owner.stop_delay)
         self.die()
         self.killed = True
 
@@ -265,6 +270,9 @@ class FakeProcesses:
         self.started: list[FakeProcess] = []
         self.fail_starts = 0
         self.start_delay = 0.0
+        self.stop_delay = 0.0
+        """Seconds a dropped worker takes to die (a server that ignores SIGTERM until the
+        kill ladder's SIGKILL)."""
         self.pings = 0
         self.in_flight = 0
         self._pids = itertools.count(1000)

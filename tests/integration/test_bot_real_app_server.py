@@ -3,9 +3,10 @@ mock model, driven through the fake Telegram Bot API: one conversation keeps its
 (the model's ``prompt_cache_key`` is the thread id) across turns, a ``/cancel``, a worker that
 was killed, a restart of the bot and a failed turn; a cancel leaves no process of the command
 and keeps the worker; SIGTERM leaves nothing; no worker or command sees the bot token;
-approvals go through the buttons (a patch shows its diff); an unreachable and a silent
-endpoint end in a message that says so (the unreachable one on the MCP backend, Codex
-0.153.4, too: one watchdog in the pool serves both)."""
+approvals go through the buttons (a patch shows its diff); a cancel the server cannot answer
+(SIGSTOP) still keeps the thread; an unreachable and a silent endpoint end in a message that
+says so (the unreachable one on the MCP backend, Codex 0.153.4, too: one watchdog in the pool
+serves both)."""
 
 from __future__ import annotations
 
@@ -173,6 +174,39 @@ async def test_one_thread_across_turns_a_cancel_a_killed_worker_and_a_restart(
     history = str(model.requests[-1]["input"])
     assert "hello first" in history  # the model sees the earlier turns
     assert "after the restart" in last_user_text(model.requests[-1])
+
+
+async def test_after_a_cancel_its_server_did_not_answer_the_thread_goes_on(
+    app_server_codex: Path, tmp_path: Path
+) -> None:
+    """Seen from outside: a server that no longer answers (SIGSTOP) cannot interrupt its turn,
+    so a cancel stops the process, which holds the thread until it is killed; the next
+    message went to the other worker at once, its resume was refused ("active writer"), and
+    it went on in a fresh thread with a recap. It now waits for that process to be gone."""
+    with trio.fail_after(CEILING):
+        async with app_server_edges(
+            app_server_codex, tmp_path, sandbox="danger-full-access"
+        ) as edges:
+            model, tg, config = edges
+            async with polling(tg, config, TOKEN) as bot:
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="hello first")
+                await tg.wait_for(lambda t: has_text(t, "MOCK-REPLY"))
+                thread = cache_keys(model)[-1]
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="now sleep for a while")
+                sleeper = await wait_for_sleep(bot.process.pid)
+                (busy,) = {pid for pid in workers_of(bot.process.pid) if sleeper in tree(pid)}
+                os.kill(busy, signal.SIGSTOP)
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="/cancel")
+                await tg.wait_for(lambda t: has_text(t, "🛑 Cancelled after"))
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="go on")
+                await tg.wait_for(lambda t: count_texts(t, "MOCK-REPLY") == 2)
+                assert living({busy, sleeper}) == set()
+                everything = tree(bot.process.pid)
+                bot.process.send_signal(signal.SIGTERM)
+            assert living(everything - {bot.process.pid}) == set()
+    assert cache_keys(model)[-1] == thread  # resumed, not a fresh thread
+    assert "go on" in last_user_text(model.requests[-1])
+    assert count_texts(tg, "continued in a new one") == 0
 
 
 async def test_a_cancelled_first_request_leaves_its_thread_to_go_on(
