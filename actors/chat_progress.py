@@ -17,7 +17,6 @@ import trio
 
 from actors.chat_texts import format_duration
 from orchestrator.messages import (
-    THREAD_GONE,
     AgentMessageDelta,
     CodexNotice,
     CommandFinished,
@@ -71,8 +70,6 @@ class Progress:
     thread: str | None = None
     """The developer's Codex thread once a turn of it started, where a cancel leaves the thread
     fit to continue (`RunStarted.thread_id`): a first request's thread is kept after a cancel."""
-    moved_because: str = THREAD_GONE
-    """Why the conversation went on in a fresh thread, if it did (`ThreadMoved.reason`)."""
     actions: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     ran: int = 0
@@ -139,7 +136,6 @@ async def follow_progress(
                     WAITING_FOR_RELEASE if event.releasing else WAITING_FOR_CODEX
                 )
             case ThreadMoved():
-                progress.moved_because = event.reason
                 progress.actions.append("continuing in a new Codex session")
             case CommandStarted():
                 if may_write(progress.phase):

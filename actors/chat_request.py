@@ -138,7 +138,7 @@ FILES_NAMED_ON_CANCEL: Final = 5
 MOVED_NOTE: Final = (
     "Note: {because}, so this continued in a new one with a summary of the conversation."
 )
-"""Said with a result that went on in a fresh thread (`Progress.moved_because`)."""
+"""Said with a result that went on in a fresh thread (`Completed.moved_because`)."""
 
 
 @dataclass(eq=False)
@@ -198,8 +198,9 @@ class Completed(msgspec.Struct, frozen=True, kw_only=True):
 
     elapsed: float
     result: WorkflowResult
-    moved: bool = False
-    """The pool had to continue the conversation on a fresh Codex thread."""
+    moved_because: str = ""
+    """Why the pool had to continue the conversation on a fresh Codex thread, in the user's
+    words (`JobDone.moved_because`; empty: it did not)."""
     background: tuple[str, ...] = ()
     """Commands the developer's last turn left running (the result names them and gets a
     Stop button)."""
@@ -370,7 +371,10 @@ async def _work(
     if result is None:  # the scope caught the user's cancel
         return CancelledByUser(elapsed=elapsed, reason=request.cancel_reason)
     return Completed(
-        elapsed=elapsed, result=result, moved=caller.moved, background=caller.background
+        elapsed=elapsed,
+        result=result,
+        moved_because=caller.moved_because,
+        background=caller.background,
     )
 
 
@@ -477,8 +481,8 @@ async def _report(
             if outcome.background:  # the note reads "stopped" once its button goes
                 rewrite = (background_note(outcome.background), stopped_note(outcome.background))
                 text += rewrite[0]
-            if outcome.moved:
-                text += "\n\n" + MOVED_NOTE.format(because=request.progress.moved_because)
+            if outcome.moved_because:
+                text += "\n\n" + MOVED_NOTE.format(because=outcome.moved_because)
             if result.error is None and request.progress.live_shown:
                 text += f"\n\nTook {format_duration(outcome.elapsed)}."
             if result.developer_thread_id:

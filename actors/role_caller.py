@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Final, final
 
 import trio
 
-from orchestrator.messages import CodexJob, JobDone, JobFailed
+from orchestrator.messages import THREAD_GONE, CodexJob, JobDone, JobFailed
 from orchestrator.words import plural
 from orchestrator.workflow_types import READ_ONLY_ROLES, RoleFailed, RoleOutcome, RoleSucceeded
 
@@ -107,7 +107,8 @@ class PoolRoleCaller:
         self._effort = effort
         self._progress = progress
         self._approvals = approvals
-        self.moved = False
+        self.moved_because = ""
+        """Why the developer's conversation went on in a fresh thread (empty: it did not)."""
         self.background: tuple[str, ...] = ()
         """Commands the developer's last call left running."""
         self.last_worker: int | None = None
@@ -140,7 +141,7 @@ class PoolRoleCaller:
             case JobDone():
                 self.last_worker = outcome.worker_id
                 if outcome.moved and role == "developer":
-                    self.moved = True
+                    self.moved_because = outcome.moved_because or THREAD_GONE
                 if role == "developer":
                     self.background = outcome.background
                 elif outcome.background:

@@ -60,13 +60,15 @@ from collections import deque
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Final, NamedTuple, TypeAlias, final
+from typing import TYPE_CHECKING, NamedTuple, TypeAlias, final
 
 import trio
 from msgspec import structs
 
 from actors import worker_pool_controls
 from actors.worker_position import (
+    THREAD_BUSY,
+    THREAD_STOPPING,
     WORKER_COOLDOWN,
     WORKER_POLICY,
     WorkerPosition,
@@ -105,11 +107,6 @@ __all__ = [
 
 UNSTARTED_RETRIES = 1
 """Times a job goes to another worker when its worker died before the turn said anything."""
-
-THREAD_BUSY: Final = (
-    "the Codex process holding your earlier session stayed busy with other requests"
-)
-"""`ThreadMoved.reason` when its worker is still busy once ``affinity_wait`` is over."""
 
 
 class _Refused(Exception):
@@ -241,9 +238,11 @@ class _Pool:
         return position is not None and position.releasing
 
     def _why_moved(self, job: CodexJob) -> str:
-        """Why `job` cannot go on in its thread, in the user's words (`ThreadMoved.reason`)."""
+        """Why `job` cannot go on in its thread, in the user's words (`JobDone.moved_because`)."""
         if self._owner_of(job) is not None:
             return THREAD_BUSY
+        if self._held_while_stopping(job):
+            return THREAD_STOPPING
         for position in self.positions:
             if (why := position.lost_because(job.thread_id or "")) is not None:
                 return why
@@ -383,18 +382,16 @@ class _Pool:
             return failed, True
         worker = position.worker
         assert worker is not None  # `_acquire` hands over ready positions only
-        elsewhere = job.thread_id is not None and job.worker_id != position.worker_id
-        if (moved or elsewhere) and worker.resumes_threads:
+        moved = moved or (job.thread_id is not None and job.worker_id != position.worker_id)
+        why = self._why_moved(job) if moved else ""
+        if moved and worker.resumes_threads:
             # The thread outlives its process: this worker resumes it (a fresh thread with
             # the preamble only if that fails, e.g. its old process still holds it).
             job = structs.replace(job, worker_id=position.worker_id)
             moved = False
         elif moved:
-            offer(progress, ThreadMoved(reason=self._why_moved(job)))
+            offer(progress, ThreadMoved())
             job = _fresh(job)
-        elif elsewhere:
-            job = _fresh(job)
-            moved = True
         self.runs_started += 1
         self.dispatch()
         outcome: JobOutcome | None = None
@@ -437,7 +434,7 @@ class _Pool:
             )
         assert outcome is not None  # None only while a cancellation propagates
         if isinstance(outcome, JobDone) and moved:
-            return structs.replace(outcome, moved=True), False
+            return structs.replace(outcome, moved=True, moved_because=why), False
         return outcome, not heard
 
     async def _run_cold(

@@ -46,7 +46,9 @@ if TYPE_CHECKING:
 __all__ = [
     "INTERRUPT_DEADLINE",
     "PING_TIMEOUT",
+    "THREAD_BUSY",
     "THREAD_LOST",
+    "THREAD_STOPPING",
     "WORKER_COOLDOWN",
     "WORKER_POLICY",
     "RetireReason",
@@ -91,9 +93,18 @@ THREAD_LOST: Final[Mapping[RetireReason, str]] = {
     "recycled": "the Codex process that held your earlier session was restarted to free memory",
 }
 """Why a thread that ended with its worker (MCP) is gone, by why the worker left, in the
-user's words (`ThreadMoved.reason`): after a cancel the user would otherwise wonder where the
+user's words (`JobDone.moved_because`): after a cancel the user would otherwise wonder where the
 session went. "A cancel", not "your": with ``calls_per_worker`` > 1 it may have been another
 chat's."""
+
+THREAD_BUSY: Final = (
+    "the Codex process holding your earlier session stayed busy with other requests"
+)
+"""Why a conversation went on in a fresh thread when the worker holding it was still busy
+once ``affinity_wait`` was over (the pool's dispatch tells)."""
+
+THREAD_STOPPING: Final = "the Codex process holding your earlier session was still being stopped"
+"""Likewise when a worker being stopped still held the thread then (`WorkerPosition.releasing`)."""
 
 LOST_THREADS_KEPT: Final = 1000
 """Threads of earlier workers whose end a position remembers (`WorkerPosition.lost_threads`),

@@ -442,16 +442,13 @@ class RunStarted(_ProgressBase, frozen=True, kw_only=True, tag="started"):
 
 
 class ThreadMoved(_ProgressBase, frozen=True, kw_only=True, tag="moved"):
-    """The conversation continues on a fresh thread with a context preamble (say so once)."""
-
-    reason: str
-    """Why, in the user's words, as a clause: "{reason}, so this continued in a new one"
-    (`THREAD_GONE` when the pool cannot tell)."""
+    """The conversation continues on a fresh thread with a context preamble (say so once;
+    why is in the outcome, `JobDone.moved_because`)."""
 
 
 THREAD_GONE: Final = "your earlier Codex session was no longer available"
-"""`ThreadMoved.reason` when nothing more is known (the thread's process ended before this
-run of the bot, or a resume was refused)."""
+"""`JobDone.moved_because` when nothing more is known (the thread's process ended before
+this run of the bot, or a resume was refused)."""
 
 
 class AgentMessageDelta(_ProgressBase, frozen=True, kw_only=True, tag="delta"):
@@ -545,6 +542,11 @@ class JobDone(msgspec.Struct, frozen=True, kw_only=True, tag=True, tag_field="ki
     worker_id: int
     usage: TokenUsage = TokenUsage()
     moved: bool = False
+    """The conversation went on in a fresh thread (with its context preamble)."""
+    moved_because: str = ""
+    """Why, in the user's words, as a clause: "{moved_because}, so this continued in a new
+    one" (`THREAD_GONE` when the pool cannot tell). With the outcome, not only a progress
+    event: on app-server the move shows only once the resume was refused, at the turn's end."""
     background: tuple[str, ...] = ()
     """Commands the turn left running (app-server), as the user would type them."""
 

@@ -31,7 +31,7 @@ from orchestrator.messages import (
     UpdateLive,
 )
 from orchestrator.ports import RateLimits, RateLimitWindow
-from tests.actors.test_chats import ALICE, Bot, make_config, plan_fakes, running_bot
+from tests.actors.test_chats import ALICE, BOB, Bot, make_config, plan_fakes, running_bot
 from tests.fakes.codex_process import FakeProcesses
 
 if TYPE_CHECKING:
@@ -494,3 +494,28 @@ async def test_after_a_cancel_its_server_did_not_answer_the_chat_goes_on_in_its_
     assert fakes.resumed == [(second.worker_id, second.thread_id)]
     assert fakes.started[0].killed
     assert not any("continued in a new one" in text for text in shown(bot))
+
+
+async def test_on_app_server_a_thread_its_busy_worker_holds_goes_on_anew_and_says_why(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The worker holding Alice's thread stays busy past ``affinity_wait`` (30 s): her next
+    message goes to the other worker, whose resume the holder refuses, so it goes on in a
+    fresh thread. That shows only at the turn's end, and the note still says why: it said
+    "your earlier Codex session was no longer available"."""
+    fakes = FakeProcesses(app_server=True)
+    fakes.rule("medium", delay=10)
+    fakes.rule("slow", delay=100)
+    async with running_bot(tmp_path, fakes, app_server(tmp_path)) as bot:
+        await bot.say(ALICE, "hello")
+        await bot.wait_reply(ALICE, "FAKE: hello")
+        await bot.say(BOB, "medium work")  # the other worker (fewer threads)
+        await bot.wait(lambda: sum(len(p.calls) for p in fakes.started) == 2)
+        await bot.say(ALICE, "slow work", chat=-100)  # Alice's thread's worker
+        await bot.wait(lambda: sum(len(p.calls) for p in fakes.started) == 3)
+        await bot.say(ALICE, "go on")
+        await bot.wait_reply(ALICE, "FAKE: go on")
+    assert (
+        "Note: the Codex process holding your earlier session stayed busy with other requests, "
+        "so this continued in a new one with a summary of the conversation."
+    ) in bot.replies(ALICE)[-1]

@@ -12,12 +12,11 @@ import trio
 import trio.testing
 
 from actors.worker_pool import (
-    THREAD_BUSY,
     WORKER_COOLDOWN,
     WorkerPoolHandle,
     open_worker_pool,
 )
-from actors.worker_position import THREAD_LOST
+from actors.worker_position import THREAD_BUSY, THREAD_LOST
 from orchestrator.errors import WorkerStartError
 from orchestrator.messages import (
     THREAD_GONE,
@@ -214,7 +213,8 @@ async def test_affinity_wait_then_moves_to_a_free_worker(
         assert follow.outcome.moved
         assert follow.outcome.worker_id != owner
         assert isinstance(follow.progress[0], WaitingForWorker)
-        assert ThreadMoved(reason=THREAD_BUSY) in follow.progress
+        assert ThreadMoved() in follow.progress
+        assert follow.outcome.moved_because == THREAD_BUSY
         moved_call = fakes.current(follow.outcome.worker_id).calls[-1]
         assert moved_call.thread_id is None
         assert moved_call.context_preamble == "ctx"
@@ -236,7 +236,7 @@ async def test_cancel_kills_only_that_worker_and_replaces_it(
         again = await run_one(pool, job("after", thread_id="gone", worker_id=killed[0].worker_id))
         assert isinstance(again.outcome, JobDone)
         assert again.outcome.moved
-        assert ThreadMoved(reason=THREAD_GONE) in again.progress  # a thread it never hosted
+        assert again.outcome.moved_because == THREAD_GONE  # a thread it never hosted
 
 
 @pytest.mark.parametrize("why", ["cancelled", "died", "recycled"])
@@ -265,7 +265,8 @@ async def test_a_conversation_whose_thread_ended_with_its_worker_is_told_why(
     assert isinstance(again.outcome, JobDone)
     assert again.outcome.moved
     assert again.outcome.thread_id != thread
-    assert ThreadMoved(reason=THREAD_LOST[why]) in again.progress
+    assert ThreadMoved() in again.progress
+    assert again.outcome.moved_because == THREAD_LOST[why]
 
 
 async def test_crash_mid_call_reports_worker_died_and_replaces(

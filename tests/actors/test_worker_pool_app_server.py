@@ -10,6 +10,7 @@ import pytest
 import trio
 import trio.testing
 
+from actors.worker_position import THREAD_BUSY, THREAD_STOPPING
 from orchestrator.messages import (
     ApprovalAsk,
     CommandFinished,
@@ -120,6 +121,7 @@ async def test_a_thread_held_by_a_busy_worker_moves_to_a_fresh_thread(
     assert follow.outcome.worker_id != owner
     assert follow.outcome.thread_id != first.outcome.thread_id  # its owner still holds it
     assert follow.outcome.moved
+    assert follow.outcome.moved_because == THREAD_BUSY  # known only once the resume failed
 
 
 @pytest.mark.parametrize(
@@ -155,7 +157,7 @@ async def test_a_thread_held_by_its_stopping_worker_is_resumed_once_it_exits(
     else:  # the old process still held it: a fresh thread, as before the wait
         assert waited == pytest.approx(10)
         assert again.outcome.thread_id != thread
-        assert again.outcome.moved
+        assert again.outcome.moved_because == THREAD_STOPPING
 
 
 @pytest.mark.parametrize("app_server", [False, True], ids=["mcp", "app-server"])
