@@ -176,45 +176,16 @@ async def test_one_thread_across_turns_a_cancel_a_killed_worker_and_a_restart(
     assert "after the restart" in last_user_text(model.requests[-1])
 
 
-async def test_after_a_cancel_its_server_did_not_answer_the_thread_goes_on(
-    app_server_codex: Path, tmp_path: Path
-) -> None:
-    """Seen from outside: a server that no longer answers (SIGSTOP) cannot interrupt its turn,
-    so a cancel stops the process, which holds the thread until it is killed; the next
-    message went to the other worker at once, its resume was refused ("active writer"), and
-    it went on in a fresh thread with a recap. It now waits for that process to be gone."""
-    with trio.fail_after(CEILING):
-        async with app_server_edges(
-            app_server_codex, tmp_path, sandbox="danger-full-access"
-        ) as edges:
-            model, tg, config = edges
-            async with polling(tg, config, TOKEN) as bot:
-                tg.push_message(chat_id=ALICE, user_id=ALICE, text="hello first")
-                await tg.wait_for(lambda t: has_text(t, "MOCK-REPLY"))
-                thread = cache_keys(model)[-1]
-                tg.push_message(chat_id=ALICE, user_id=ALICE, text="now sleep for a while")
-                sleeper = await wait_for_sleep(bot.process.pid)
-                (busy,) = {pid for pid in workers_of(bot.process.pid) if sleeper in tree(pid)}
-                os.kill(busy, signal.SIGSTOP)
-                tg.push_message(chat_id=ALICE, user_id=ALICE, text="/cancel")
-                await tg.wait_for(lambda t: has_text(t, "🛑 Cancelled after"))
-                tg.push_message(chat_id=ALICE, user_id=ALICE, text="go on")
-                await tg.wait_for(lambda t: count_texts(t, "MOCK-REPLY") == 2)
-                assert living({busy, sleeper}) == set()
-                everything = tree(bot.process.pid)
-                bot.process.send_signal(signal.SIGTERM)
-            assert living(everything - {bot.process.pid}) == set()
-    assert cache_keys(model)[-1] == thread  # resumed, not a fresh thread
-    assert "go on" in last_user_text(model.requests[-1])
-    assert count_texts(tg, "continued in a new one") == 0
-
-
+@pytest.mark.parametrize("answers", [True, False], ids=["interrupted", "server-stopped"])
 async def test_a_cancelled_first_request_leaves_its_thread_to_go_on(
-    app_server_codex: Path, tmp_path: Path
+    app_server_codex: Path, tmp_path: Path, answers: bool
 ) -> None:
     """The first request of a conversation is cancelled: the next message goes on in the
     thread that saw it (the model gets the cancelled request in its history), not in a
-    fresh thread with a recap."""
+    fresh thread with a recap. Also when the server no longer answers (SIGSTOP): the cancel
+    then stops the process, which holds the thread until it is killed; the next message
+    went to the other worker at once, its resume was refused ("active writer"), and it went
+    on in a fresh thread. It now waits for that process to be gone."""
     with trio.fail_after(CEILING):
         async with app_server_edges(
             app_server_codex, tmp_path, sandbox="danger-full-access"
@@ -222,20 +193,27 @@ async def test_a_cancelled_first_request_leaves_its_thread_to_go_on(
             model, tg, config = edges
             async with polling(tg, config, TOKEN) as bot:
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="now sleep for a while")
-                await wait_for_sleep(bot.process.pid)
+                sleeper = await wait_for_sleep(bot.process.pid)
                 thread = cache_keys(model)[-1]
                 assert thread
+                (busy,) = {pid for pid in workers_of(bot.process.pid) if sleeper in tree(pid)}
+                if not answers:
+                    os.kill(busy, signal.SIGSTOP)
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="/cancel")
                 await tg.wait_for(lambda t: has_text(t, "🛑 Cancelled after"))
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="go on")
                 await tg.wait_for(lambda t: count_texts(t, "MOCK-REPLY") == 1)
+                assert living({busy}) == ({busy} if answers else set())
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="/status")
                 await tg.wait_for(lambda t: has_text(t, "State: idle"))
+                everything = tree(bot.process.pid)
                 bot.process.send_signal(signal.SIGTERM)
             assert bot.process.returncode == 0, bot.text()
+            assert living(everything - {bot.process.pid}) == set()
     assert cache_keys(model)[-1] == thread
     assert "now sleep for a while" in str(model.requests[-1]["input"])
     assert "cancelled by the user" not in str(model.requests[-1]["input"])  # no recap
+    assert count_texts(tg, "continued in a new one") == 0
 
 
 async def test_a_resumed_thread_keeps_the_profiles_sandbox(
