@@ -13,14 +13,17 @@ under three watches and turns what they saw into an outcome:
 
 A worker the backend cannot stop a turn on in place is retired after such a stop. It also
 says whether the turn was heard at all (an event or an approval): a worker that died before
-that ran nothing, so the pool may send the job on to another.
+that ran nothing, so the pool may send the job on to another. So may one that stopped
+answering (a wedged or stopped app-server: no event, and its interrupt unanswered), which
+the watchdog would otherwise blame on the model endpoint.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import trio
 
@@ -47,6 +50,8 @@ if TYPE_CHECKING:
     from orchestrator.ports import CodexWorker
 
 __all__ = ["TurnLimits", "TurnWatch", "ask", "stall_guard", "watched_turn"]
+
+logger: Final = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -201,7 +206,25 @@ async def watched_turn(
     if outcome is not None:
         return outcome, heard[0]
     if not worker.reusable:
-        position.retire_worker(worker, "timeout")
+        # Where a stop normally keeps the worker (its threads outlive it: app-server), a turn
+        # that never said a word and whose interrupt got no answer either met a server that
+        # stopped answering (wedged, stopped), not a model endpoint that did: nothing ran,
+        # so the pool sends the job on to another worker.
+        wedged = not heard[0] and worker.resumes_threads
+        position.retire_worker(worker, "died" if wedged else "timeout")
+        if wedged:
+            logger.warning(
+                "worker %d (pid %d) stopped answering; replacing it and running the job elsewhere",
+                position.worker_id,
+                worker.pid,
+            )
+            unresponsive = JobFailed(
+                failure="worker_died",
+                message="the Codex worker stopped answering",
+                worker_id=position.worker_id,
+                thread_id=job.thread_id,
+            )
+            return unresponsive, False
     if watch.fired:
         failure: JobFailure = "stalled"
         text = watch.failure_text()

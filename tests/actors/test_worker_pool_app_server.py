@@ -160,6 +160,28 @@ async def test_a_thread_held_by_its_stopping_worker_is_resumed_once_it_exits(
         assert again.outcome.moved_because == THREAD_STOPPING
 
 
+async def test_a_worker_that_stopped_answering_is_replaced_and_the_job_goes_on_elsewhere(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Seen from outside (an idle app-server SIGSTOPped before its next ping): the job went
+    to it, heard nothing, and after ``endpoint_failure_limit`` failed with "Codex cannot reach
+    its model endpoint"; the process, not the endpoint, had stopped answering. Nothing ran,
+    so the job now goes on in its thread on the other worker once the silent one is gone."""
+    fakes = FakeProcesses(app_server=True)
+    async with pool_of(fakes, size=2, endpoint_failure_limit=90) as pool:
+        first = await run_one(pool, job("hello"))
+        assert isinstance(first.outcome, JobDone)
+        thread, worker = first.outcome.thread_id, first.outcome.worker_id
+        silent = fakes.current(worker)
+        silent.wedged = True
+        again = await run_one(pool, job("go on", thread_id=thread, worker_id=worker))
+    assert isinstance(again.outcome, JobDone), again.outcome
+    assert trio.current_time() == pytest.approx(90, abs=1)
+    assert (again.outcome.thread_id, again.outcome.moved) == (thread, False)
+    assert fakes.resumed == [(again.outcome.worker_id, thread)]
+    assert silent.killed
+
+
 @pytest.mark.parametrize("app_server", [False, True], ids=["mcp", "app-server"])
 async def test_an_unreachable_endpoint_ends_the_run_with_a_plain_message(
     autojump_clock: trio.testing.MockClock, app_server: bool

@@ -119,7 +119,8 @@ class FakeProcess:
                     return await self._call(job, on_event, on_approval)
             return JobFailed(failure="worker_died", message="died", worker_id=self.worker_id)
         except trio.Cancelled:
-            if not self.owner.app_server or self.owner.rule_for(job.prompt).deaf_to_interrupt:
+            deaf = self.wedged or self.owner.rule_for(job.prompt).deaf_to_interrupt
+            if not self.owner.app_server or deaf:
                 self.poisoned = True  # like an MCP call: the process cannot be reused
             raise
         finally:
@@ -138,6 +139,8 @@ class FakeProcess:
         return outcome
 
     async def _turn(self, job, on_event, on_approval) -> JobOutcome:
+        if self.wedged:  # like a stopped server: no answer to anything, not even a ping
+            await trio.sleep_forever()
         rule = self.owner.rule_for(job.prompt)
         resume = self.owner.app_server and job.thread_id is not None
         if resume and job.thread_id not in self.thread_ids:

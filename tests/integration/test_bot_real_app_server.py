@@ -14,7 +14,7 @@ import os
 import shutil
 import signal
 import tempfile
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -112,6 +112,16 @@ def workers_of(bot_pid: int) -> set[int]:
     return {pid for pid in tree(bot_pid) if "app-server" in cmdline(pid)}
 
 
+def holds(pid: int, thread: str) -> bool:
+    """Whether the app-server `pid` holds `thread` (its writer lock is open there)."""
+    with suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with suppress(OSError):
+                if os.readlink(f"/proc/{pid}/fd/{fd}").endswith(f"{thread}.lock"):
+                    return True
+    return False
+
+
 async def test_one_thread_across_turns_a_cancel_a_killed_worker_and_a_restart(
     app_server_codex: Path, tmp_path: Path
 ) -> None:
@@ -174,6 +184,36 @@ async def test_one_thread_across_turns_a_cancel_a_killed_worker_and_a_restart(
     history = str(model.requests[-1]["input"])
     assert "hello first" in history  # the model sees the earlier turns
     assert "after the restart" in last_user_text(model.requests[-1])
+
+
+async def test_a_worker_that_stopped_answering_is_replaced_and_the_message_runs_elsewhere(
+    app_server_codex: Path, tmp_path: Path
+) -> None:
+    """The idle worker holding the conversation's thread is stopped (SIGSTOP) before its
+    next ping: the next message goes to it and hears nothing. It failed after the endpoint
+    limit with "Codex cannot reach its model endpoint", which was not the cause. Nothing ran,
+    so it now runs on the other worker, in the same thread, once the silent one is gone."""
+    with trio.fail_after(CEILING):
+        async with app_server_edges(
+            app_server_codex, tmp_path, sandbox="danger-full-access"
+        ) as edges:
+            model, tg, config = edges
+            async with polling(tg, config, TOKEN) as bot:
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="hello first")
+                await tg.wait_for(lambda t: has_text(t, "MOCK-REPLY"))
+                thread = cache_keys(model)[-1]
+                (silent,) = {pid for pid in workers_of(bot.process.pid) if holds(pid, thread)}
+                os.kill(silent, signal.SIGSTOP)
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="and now?")
+                await tg.wait_for(lambda t: count_texts(t, "MOCK-REPLY") == 2)
+                assert living({silent}) == set()
+                everything = tree(bot.process.pid)
+                bot.process.send_signal(signal.SIGTERM)
+            assert living(everything - {bot.process.pid}) == set()
+    assert cache_keys(model)[-1] == thread  # resumed on the other worker
+    assert "and now?" in last_user_text(model.requests[-1])
+    assert count_texts(tg, "❌") == 0
+    assert "stopped answering; replacing it" in bot.text()
 
 
 @pytest.mark.parametrize("answers", [True, False], ids=["interrupted", "server-stopped"])
