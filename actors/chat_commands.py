@@ -33,6 +33,7 @@ from actors.chat_progress import (
     WAITING_FOR_CODEX,
     WAITING_FOR_RELEASE,
     WAITING_FOR_THE_USER,
+    live_text,
     phase_words,
 )
 from orchestrator.messages import TraceRecord
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from actors.chat import Chat
+    from actors.chat_request import Request
     from orchestrator.ports import PoolStatistics
 
 __all__ = ["cancel", "on_command", "read_behind_the_inbox", "release_thread", "status_text"]
@@ -172,6 +174,13 @@ NOTHING_OF_YOURS: Final = (
 """/cancel in a group with nothing of this user's running: another member's request may be
 running in plain sight, and "Nothing is running." would read as a fault."""
 
+CANCEL_NOTICE_DELAY: Final = 1.0
+"""Seconds a cancel may take before the progress message says it is under way: a turn stops
+in milliseconds, but a Codex server that stopped answering is stopped only after its grace
+(app-server: 5 s), while the message would sit unchanged with its Cancel button."""
+
+CANCELLING: Final = "🛑 Cancelling… Codex has not stopped yet; the bot is stopping it."
+
 
 async def cancel(chat: Chat, reason: str) -> None:
     request = chat.request
@@ -193,6 +202,19 @@ async def cancel(chat: Chat, reason: str) -> None:
         return
     if request.cancel(reason):
         chat.out.trace(TraceRecord(event="cancel", detail=reason))
+        chat.nursery.start_soon(_tell_cancelling, chat, request)
+
+
+async def _tell_cancelling(chat: Chat, request: Request) -> None:
+    """Say `CANCELLING` in the progress message (its Cancel button gone) if the cancelled
+    request has not ended after `CANCEL_NOTICE_DELAY`; a message never shown needs none."""
+    with trio.move_on_after(CANCEL_NOTICE_DELAY):
+        await request.settled.wait()
+        return
+    if request.reported or not request.progress.live_shown:
+        return
+    steps = live_text(request.progress, request.started).split("\n")[1:]
+    await chat.out.show(request.slot, "\n".join([CANCELLING, *steps]), silent=True)
 
 
 async def _profile(chat: Chat, argument: str) -> None:

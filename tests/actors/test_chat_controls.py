@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import msgspec
+import pytest
 import trio
 import trio.testing
 
@@ -19,6 +20,7 @@ from actors.chat_background import (
     background_note,
     stopped_note,
 )
+from actors.chat_commands import CANCEL_NOTICE_DELAY, CANCELLING
 from actors.chat_model import NEEDS_APP_SERVER
 from actors.chat_steer import ADD_BUTTON, ADDED, ENDED_BEFORE, WITHDRAWN
 from orchestrator.config import Config, Profile
@@ -519,3 +521,28 @@ async def test_on_app_server_a_thread_its_busy_worker_holds_goes_on_anew_and_say
         "Note: the Codex process holding your earlier session stayed busy with other requests, "
         "so this continued in a new one with a summary of the conversation."
     ) in bot.replies(ALICE)[-1]
+
+
+async def test_a_cancel_that_takes_seconds_says_so_in_the_progress_message(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Seen from outside: a cancel of a turn whose server no longer answers took 5 s (the
+    interrupt's grace) while the progress message sat unchanged, Cancel button and all."""
+    fakes = FakeProcesses(app_server=True)
+    fakes.rule("forever", hang=True, deaf_to_interrupt=True)
+    fakes.interrupt_grace = 5
+    async with running_bot(tmp_path, fakes, app_server(tmp_path)) as bot:
+        await bot.say(ALICE, "forever job")
+        await bot.wait(lambda: bool(bot.buttons(ALICE, "cx:")))
+        await bot.say(ALICE, "/cancel")
+        asked = trio.current_time()
+        await bot.wait(lambda: any(text.startswith(CANCELLING) for text in live_texts(bot)))
+        assert trio.current_time() - asked == pytest.approx(CANCEL_NOTICE_DELAY, abs=0.1)
+        await bot.wait_told(ALICE, "Cancelled")
+    [cancelling] = [m for m in bot.sent if isinstance(m, UpdateLive) and CANCELLING in m.text]
+    assert cancelling.keyboard == ()  # no Cancel button to press again
+    assert cancelling.text.split("\n")[0] == CANCELLING  # in place of "⏳ Working…"
+
+
+def live_texts(bot: Bot) -> list[str]:
+    return [m.text for m in bot.sent if isinstance(m, UpdateLive)]

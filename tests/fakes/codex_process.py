@@ -120,6 +120,9 @@ class FakeProcess:
             return JobFailed(failure="worker_died", message="died", worker_id=self.worker_id)
         except trio.Cancelled:
             deaf = self.wedged or self.owner.rule_for(job.prompt).deaf_to_interrupt
+            if self.owner.app_server and deaf:  # the edge waits for the interrupt's answer
+                with trio.CancelScope(shield=True):
+                    await trio.sleep(self.owner.interrupt_grace)
             if not self.owner.app_server or deaf:
                 self.poisoned = True  # like an MCP call: the process cannot be reused
             raise
@@ -273,6 +276,9 @@ class FakeProcesses:
         self.started: list[FakeProcess] = []
         self.fail_starts = 0
         self.start_delay = 0.0
+        self.interrupt_grace = 0.0
+        """Seconds a cancelled turn of a worker that no longer answers waits for its interrupt
+        (the app-server edge's ``INTERRUPT_GRACE``)."""
         self.stop_delay = 0.0
         """Seconds a dropped worker takes to die (a server that ignores SIGTERM until the
         kill ladder's SIGKILL)."""
