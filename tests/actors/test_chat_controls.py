@@ -470,17 +470,23 @@ async def test_a_cancelled_first_request_leaves_its_app_server_thread_to_go_on(
 async def test_after_a_cancel_its_server_did_not_answer_the_chat_goes_on_in_its_thread(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    """Seen from outside (a SIGSTOPped app-server): the cancel stops the worker, whose
-    process holds the thread for the seconds it takes to die; "go on" went to the other
-    worker at once, its resume was refused, and it went on in a fresh session with a summary.
-    It now waits for that process, says so, and goes on in the thread that saw the work."""
+    """Seen from outside (a SIGSTOPped app-server): the cancel waits for the interrupt's
+    grace (5 s) while the progress message sat unchanged, Cancel button and all; then it
+    stops the worker, whose process holds the thread for the seconds it takes to die. "go on"
+    went to the other worker at once, its resume was refused, and it went on in a fresh
+    session with a summary. The cancel now says it is under way, and "go on" waits for that
+    process, says so, and goes on in the thread that saw the work."""
     fakes = FakeProcesses(app_server=True)
     fakes.rule("forever", hang=True, deaf_to_interrupt=True)
+    fakes.interrupt_grace = 5
     fakes.stop_delay = 8
     async with running_bot(tmp_path, fakes, app_server(tmp_path)) as bot:
         await bot.say(ALICE, "forever job")
         await bot.wait(lambda: bool(bot.buttons(ALICE, "cx:")))
         await bot.say(ALICE, "/cancel")
+        asked = trio.current_time()
+        await bot.wait(lambda: any(CANCELLING in text for text in live_texts(bot)))
+        assert trio.current_time() - asked == pytest.approx(CANCEL_NOTICE_DELAY, abs=0.1)
         await bot.wait_told(ALICE, "Cancelled")
         await bot.say(ALICE, "go on")
         await trio.sleep(4)
@@ -496,6 +502,9 @@ async def test_after_a_cancel_its_server_did_not_answer_the_chat_goes_on_in_its_
     assert fakes.resumed == [(second.worker_id, second.thread_id)]
     assert fakes.started[0].killed
     assert not any("continued in a new one" in text for text in shown(bot))
+    [cancelling] = [m for m in bot.sent if isinstance(m, UpdateLive) and CANCELLING in m.text]
+    assert cancelling.keyboard == ()  # no Cancel button to press again
+    assert cancelling.text.split("\n")[0] == CANCELLING  # in place of "⏳ Working…"
 
 
 async def test_on_app_server_a_thread_its_busy_worker_holds_goes_on_anew_and_says_why(
@@ -521,27 +530,6 @@ async def test_on_app_server_a_thread_its_busy_worker_holds_goes_on_anew_and_say
         "Note: the Codex process holding your earlier session stayed busy with other requests, "
         "so this continued in a new one with a summary of the conversation."
     ) in bot.replies(ALICE)[-1]
-
-
-async def test_a_cancel_that_takes_seconds_says_so_in_the_progress_message(
-    tmp_path: Path, autojump_clock: trio.testing.MockClock
-) -> None:
-    """Seen from outside: a cancel of a turn whose server no longer answers took 5 s (the
-    interrupt's grace) while the progress message sat unchanged, Cancel button and all."""
-    fakes = FakeProcesses(app_server=True)
-    fakes.rule("forever", hang=True, deaf_to_interrupt=True)
-    fakes.interrupt_grace = 5
-    async with running_bot(tmp_path, fakes, app_server(tmp_path)) as bot:
-        await bot.say(ALICE, "forever job")
-        await bot.wait(lambda: bool(bot.buttons(ALICE, "cx:")))
-        await bot.say(ALICE, "/cancel")
-        asked = trio.current_time()
-        await bot.wait(lambda: any(text.startswith(CANCELLING) for text in live_texts(bot)))
-        assert trio.current_time() - asked == pytest.approx(CANCEL_NOTICE_DELAY, abs=0.1)
-        await bot.wait_told(ALICE, "Cancelled")
-    [cancelling] = [m for m in bot.sent if isinstance(m, UpdateLive) and CANCELLING in m.text]
-    assert cancelling.keyboard == ()  # no Cancel button to press again
-    assert cancelling.text.split("\n")[0] == CANCELLING  # in place of "⏳ Working…"
 
 
 def live_texts(bot: Bot) -> list[str]:
