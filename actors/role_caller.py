@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Final, final
 
 import trio
 
-from orchestrator.messages import THREAD_GONE, CodexJob, JobDone, JobFailed
+from orchestrator.messages import CodexJob, JobDone, JobFailed
 from orchestrator.words import plural
 from orchestrator.workflow_types import READ_ONLY_ROLES, RoleFailed, RoleOutcome, RoleSucceeded
 
@@ -141,7 +141,7 @@ class PoolRoleCaller:
             case JobDone():
                 self.last_worker = outcome.worker_id
                 if outcome.moved and role == "developer":
-                    self.moved_because = outcome.moved_because or THREAD_GONE
+                    self.moved_because = outcome.moved_because
                 if role == "developer":
                     self.background = outcome.background
                 elif outcome.background:

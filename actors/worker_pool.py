@@ -296,7 +296,7 @@ class _Pool:
                 return grant
         owner = self._owner_of(job)
         worker_id = owner.worker_id if owner else None
-        releasing = owner is None and self._held_while_stopping(job)
+        releasing = self._held_while_stopping(job)  # its owner then is gone: never both
         offer(progress, WaitingForWorker(worker_id=worker_id, releasing=releasing))
         reply_to, answers = open_mailbox[_Answer](1)
         with answers, reply_to:
@@ -382,8 +382,8 @@ class _Pool:
             return failed, True
         worker = position.worker
         assert worker is not None  # `_acquire` hands over ready positions only
-        moved = moved or (job.thread_id is not None and job.worker_id != position.worker_id)
-        why = self._why_moved(job) if moved else ""
+        # Should a resume fail where the grant kept the thread, nothing more is known.
+        why = self._why_moved(job) if moved else THREAD_GONE
         if moved and worker.resumes_threads:
             # The thread outlives its process: this worker resumes it (a fresh thread with
             # the preamble only if that fails, e.g. its old process still holds it).
@@ -434,7 +434,7 @@ class _Pool:
             )
         assert outcome is not None  # None only while a cancellation propagates
         if isinstance(outcome, JobDone) and moved:
-            return structs.replace(outcome, moved=True, moved_because=why), False
+            return structs.replace(outcome, moved_because=why), False
         return outcome, not heard
 
     async def _run_cold(

@@ -541,14 +541,18 @@ class JobDone(msgspec.Struct, frozen=True, kw_only=True, tag=True, tag_field="ki
     thread_id: str
     worker_id: int
     usage: TokenUsage = TokenUsage()
-    moved: bool = False
-    """The conversation went on in a fresh thread (with its context preamble)."""
     moved_because: str = ""
-    """Why, in the user's words, as a clause: "{moved_because}, so this continued in a new
-    one" (`THREAD_GONE` when the pool cannot tell). With the outcome, not only a progress
-    event: on app-server the move shows only once the resume was refused, at the turn's end."""
+    """Set when the conversation went on in a fresh thread (with its context preamble): why,
+    in the user's words, as a clause: "{moved_because}, so this continued in a new one"
+    (`THREAD_GONE` when the pool cannot tell). With the outcome, not only a progress event: on
+    app-server the move shows only once the resume was refused, at the turn's end."""
     background: tuple[str, ...] = ()
     """Commands the turn left running (app-server), as the user would type them."""
+
+    @property
+    def moved(self) -> bool:
+        """The conversation went on in a fresh thread (`moved_because` says why)."""
+        return bool(self.moved_because)
 
 
 JobFailure: TypeAlias = Literal[
