@@ -37,7 +37,7 @@ So, over any backend of the `orchestrator.ports.CodexWorker` port:
   like a time limit and fails with ``stalled`` and a plain message: both backends retry an
   unreachable model endpoint for ever.
 - **Health, stall, recycling, crash loops** belong to each worker position
-  (`actors.worker_position`): pings while idle, a warning to the chat after
+  (`actors.worker_position`): pings, busy or idle, a warning to the chat after
   ``stall_timeout`` of silence, ``request_timeout`` → the run is stopped and the caller gets
   ``JobFailed("timeout")``; a worker past ``recycle_threads`` threads or ``recycle_rss_mb``
   is drained and restarted once idle; a position that keeps crashing rests and starts over,

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from actors.worker_position import RetireReason
 
 CEILING = 3600
+PING_INTERVAL = 30.0
 
 
 @asynccontextmanager
@@ -50,7 +51,7 @@ async def pool_of(
         "affinity_wait": 30.0,
         "stall_timeout": 300.0,
         "request_timeout": 1800.0,
-        "ping_interval": 30.0,
+        "ping_interval": PING_INTERVAL,
         "recycle_rss_mb": 1024.0,
         "recycle_threads": 200,
     } | kw

@@ -10,8 +10,9 @@ import pytest
 import trio
 import trio.testing
 
-from actors.worker_position import THREAD_BUSY, THREAD_STOPPING
+from actors.worker_position import PING_TIMEOUT, THREAD_BUSY, THREAD_STOPPING
 from orchestrator.messages import (
+    AgentMessageDelta,
     ApprovalAsk,
     CommandFinished,
     CommandStarted,
@@ -20,7 +21,7 @@ from orchestrator.messages import (
     ThreadMoved,
     WaitingForWorker,
 )
-from tests.actors.test_worker_pool import Run, job, pool_of, run_one
+from tests.actors.test_worker_pool import PING_INTERVAL, Run, job, pool_of, run_one
 from tests.fakes.codex_process import FakeProcesses
 
 
@@ -166,7 +167,8 @@ async def test_a_worker_that_stopped_answering_is_replaced_and_the_job_goes_on_e
     """Seen from outside (an idle app-server SIGSTOPped before its next ping): the job went
     to it, heard nothing, and after ``endpoint_failure_limit`` failed with "Codex cannot reach
     its model endpoint"; the process, not the endpoint, had stopped answering. Nothing ran,
-    so the job now goes on in its thread on the other worker once the silent one is gone."""
+    so the job now goes on in its thread on the other worker once the silent one is gone,
+    found by its next ping (busy workers are pinged too), long before the endpoint's limit."""
     fakes = FakeProcesses(app_server=True)
     async with pool_of(fakes, size=2, endpoint_failure_limit=90) as pool:
         first = await run_one(pool, job("hello"))
@@ -176,10 +178,36 @@ async def test_a_worker_that_stopped_answering_is_replaced_and_the_job_goes_on_e
         silent.wedged = True
         again = await run_one(pool, job("go on", thread_id=thread, worker_id=worker))
     assert isinstance(again.outcome, JobDone), again.outcome
-    assert trio.current_time() == pytest.approx(90, abs=1)
+    assert trio.current_time() == pytest.approx(PING_INTERVAL + PING_TIMEOUT)
     assert (again.outcome.thread_id, again.outcome.moved) == (thread, False)
     assert fakes.resumed == [(again.outcome.worker_id, thread)]
     assert silent.killed
+
+
+@pytest.mark.parametrize("app_server", [False, True], ids=["mcp", "app-server"])
+async def test_a_worker_that_stops_answering_mid_turn_is_replaced_at_its_next_ping(
+    autojump_clock: trio.testing.MockClock, app_server: bool
+) -> None:
+    """A server SIGSTOPped while its turn waits for the model was found only by the endpoint
+    watchdog: 90 s, and the user told to check the network. A busy worker is pinged too now:
+    the silent one is replaced after one unanswered ping, and its run ends as a death (not
+    retried: it had started)."""
+    fakes = FakeProcesses(app_server=app_server)
+    fakes.rule("write", events=[AgentMessageDelta(text="Writing")], silent_for=500)
+    async with pool_of(fakes, size=1, endpoint_failure_limit=90) as pool:
+        run = Run(pool, job("write it"))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run)
+            await trio.testing.wait_all_tasks_blocked()
+            stopped = fakes.current(0)
+            stopped.wedged = True
+        assert trio.current_time() == pytest.approx(PING_INTERVAL + PING_TIMEOUT)
+        assert isinstance(run.outcome, JobFailed)
+        assert run.outcome.failure == "worker_died"
+        assert stopped.killed
+        await trio.sleep(1)  # the restart's backoff
+        assert fakes.current(0) is not stopped
+        assert [len(process.calls) for process in fakes.started] == [1, 0]
 
 
 @pytest.mark.parametrize("app_server", [False, True], ids=["mcp", "app-server"])
