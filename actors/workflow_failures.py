@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, assert_never
 
+from orchestrator.codex_failures import read_codex_error
+from orchestrator.words import sentence
 from orchestrator.workflow_types import WorkflowResult
 
 if TYPE_CHECKING:
@@ -43,25 +45,26 @@ def _doing(mode: Mode, phase: Phase, round_number: int | None) -> str:
             assert_never(phase)
 
 
-def _sentence(text: str) -> str:
-    text = text.strip().rstrip(".")
-    return (text[:1].upper() + text[1:] + ".") if text else ""
-
-
 def failure_text(*, mode: Mode, phase: Phase, round_number: int | None, failure: RoleFailed) -> str:
     """What the user reads when a role's Codex call failed: what happened, what to do."""
     match failure.failure:
         case "codex_error":
-            why = f"Codex reported an error: {_sentence(failure.message)}"
+            why = read_codex_error(failure.message).words
         case "worker_died":
             why = "The Codex process working on it stopped unexpectedly."
             if "another request" in failure.message:
-                why = _sentence(failure.message.split(";")[0])
+                why = sentence(failure.message.split(";")[0])
         case "timeout" | "stalled":
-            why = _sentence(failure.message) or "Codex took too long, so it was stopped."
+            why = sentence(failure.message) or "Codex took too long, so it was stopped."
         case _:
-            why = _sentence(failure.message)
+            why = sentence(failure.message)
     return f"❌ Codex failed while {_doing(mode, phase, round_number)}. {why}".strip()
+
+
+def _fit_to_continue(failure: RoleFailed) -> bool:
+    """Whether the failed turn's thread can take the next request: not one Codex found too
+    long for the model (the retry would fail the same way; a fresh one gets the summary)."""
+    return failure.failure != "codex_error" or read_codex_error(failure.message).thread_fit
 
 
 def failed_result(
@@ -79,7 +82,12 @@ def failed_result(
     verdict: Verdict | None = None,
 ) -> WorkflowResult:
     error = f"{failure.message} ({failure.failure})"
-    kept = phase == "developing" and failure.thread_kept and failure.thread_id is not None
+    kept = (
+        phase == "developing"
+        and failure.thread_kept
+        and failure.thread_id is not None
+        and _fit_to_continue(failure)
+    )
     if kept:  # the failed turn is part of the thread now: the next request goes on from it
         developer_thread_id, developer_worker_id = failure.thread_id, failure.worker_id
     lines = [failure_text(mode=mode, phase=phase, round_number=round_number, failure=failure)]

@@ -387,7 +387,13 @@ def _codex_auth_rows(loaded: LoadedConfig, environ: Mapping[str, str]) -> list[C
             )
         ]
     if (home / "auth.json").is_file():
-        return [CheckResult(check="codex auth", status="ok", detail=f"logged in ({home})")]
+        return [
+            CheckResult(
+                check="codex auth",
+                status="ok",
+                detail=f"logged in ({home}); should it expire, log in again: `{login}`",
+            )
+        ]
     if settings.get("cli_auth_credentials_store") in ("keyring", "auto"):
         return [
             CheckResult(

@@ -109,7 +109,11 @@ def _account_row(account: AccountReadResponse | str, login: str) -> CheckResult:
     if account.account is not None:
         who = account.account.email or account.account.type
         plan = f" ({account.account.plan_type})" if account.account.plan_type else ""
-        return CheckResult(check="codex auth", status="ok", detail=f"logged in: {who}{plan}")
+        return CheckResult(
+            check="codex auth",
+            status="ok",
+            detail=f"logged in: {who}{plan}; should it expire, log in again: `{login}`",
+        )
     if not account.requires_openai_auth:
         return CheckResult(
             check="codex auth", status="ok", detail="the model provider needs no OpenAI login"

@@ -11,12 +11,18 @@ from __future__ import annotations
 import unicodedata
 from typing import Final
 
-__all__ = ["echo", "git_quoted", "has_visible", "one_line", "plural", "quoted"]
+__all__ = ["echo", "git_quoted", "has_visible", "one_line", "plural", "quoted", "sentence"]
 
 
 def plural(count: int, word: str, words: str | None = None) -> str:
     """``1 message``, ``2 messages`` (`words` for an irregular plural)."""
     return f"{count} {word if count == 1 else (words or word + 's')}"
+
+
+def sentence(text: str) -> str:
+    """`text` as a sentence: capitalised, ending in one full stop ("" stays "")."""
+    text = text.strip().rstrip(".")
+    return (text[:1].upper() + text[1:] + ".") if text else ""
 
 
 def one_line(text: str, limit: int) -> str:

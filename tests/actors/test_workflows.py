@@ -579,8 +579,9 @@ async def test_a_codex_error_in_plan_mode_says_what_happened_in_words(autojump_c
     harness = Harness(FakeCaller({"selector": [PLAN], "planner": [failed]}))
     result = await harness.plan()
     assert result.text == (
-        "❌ Codex failed while writing the plan. Codex reported an error: Exceeded retry limit, "
-        "last status: 429.\n\nThe steps after this one did not run.\n\n"
+        "❌ Codex failed while writing the plan. The model provider is limiting how often Codex "
+        "may ask (429 Too Many Requests), and Codex's own retries did not get through. Wait a "
+        "minute before sending it again.\n\nThe steps after this one did not run.\n\n"
         "Send the request again to retry, or /new to start over."
     )
     assert result.error == "exceeded retry limit, last status: 429 (codex_error)"

@@ -249,6 +249,8 @@ def test_doctor_codex_auth_with_codex_home_from_codex_env(tmp_path: Path) -> Non
     (home / "auth.json").write_text("{}")
     [row] = auth_rows(tmp_path, text, {})
     assert row.status == "ok"
+    # a login that expires later is refused with a 401 in the chat, which points here
+    assert f"log in again: `CODEX_HOME={home} npx -y @openai/codex@0.153.4 login`" in row.detail
 
 
 def test_doctor_codex_auth_default_home_and_own_command(tmp_path: Path) -> None:
@@ -301,3 +303,19 @@ def test_doctor_codex_auth_keyring_cannot_be_seen(tmp_path: Path) -> None:
     [row] = auth_rows(tmp_path, f"[codex.env]\nCODEX_HOME = '{home}'\n", {})
     assert row.status == "warn"
     assert "npx -y @openai/codex@0.153.4 login status" in row.fix
+
+
+async def test_doctor_names_the_login_command_beside_an_app_server_login(tmp_path: Path) -> None:
+    """A login that expires later is refused with a 401 in the chat, which points to doctor."""
+    from cli.doctor_app_server import probe_app_server
+    from tests.fakes.app_server_script import FakeAppServer
+
+    fake = FakeAppServer(tmp_path)
+    rows = await probe_app_server(
+        0, fake.argv(), env=fake.env(), startup_seconds=10, login="codex login", details=True
+    )
+    (auth,) = [row for row in rows if row.check == "codex auth"]
+    assert auth.status == "ok"
+    assert auth.detail == (
+        "logged in: me@example.com (plus); should it expire, log in again: `codex login`"
+    )

@@ -58,6 +58,9 @@ class Patch:
 @dataclass
 class Fail:
     message: str = "mock failure"
+    code: str = "server_error"
+    """The error's ``code``: Codex reads some (``context_length_exceeded``,
+    ``insufficient_quota``) as causes of their own."""
 
 
 @dataclass
@@ -130,7 +133,7 @@ class MockModel:
                             "type": "response.failed",
                             "response": {
                                 "id": f"resp_{number}",
-                                "error": {"code": "server_error", "message": item.message},
+                                "error": {"code": item.code, "message": item.message},
                             },
                         },
                     )

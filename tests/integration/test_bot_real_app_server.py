@@ -329,6 +329,34 @@ async def test_a_failed_turn_keeps_the_thread(app_server_codex: Path, tmp_path: 
     assert "the question after it" in replies[-1], replies
 
 
+async def test_a_full_context_window_goes_on_in_a_fresh_session_with_the_summary(
+    app_server_codex: Path, tmp_path: Path
+) -> None:
+    """Codex finds the thread too long for the model ("Start a new thread"): going on in it
+    would fail the same way, so the next message starts a fresh thread that gets the
+    conversation's summary, and the failure says so in words."""
+    with trio.fail_after(CEILING):
+        async with app_server_edges(app_server_codex, tmp_path, sandbox="read-only") as edges:
+            model, tg, config = edges
+            async with polling(tg, config, TOKEN) as bot:
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="hello first")
+                await tg.wait_for(lambda t: has_text(t, "MOCK-REPLY"))
+                thread = cache_keys(model)[-1]
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="now outgrow the context")
+                await tg.wait_for(lambda t: has_text(t, "❌ Codex failed"))
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="the question after it")
+                await tg.wait_for(lambda t: count_texts(t, "MOCK-REPLY") == 2)
+                bot.process.send_signal(signal.SIGTERM)
+    assert bot.process.returncode == 0, bot.text()
+    (failed,) = [t for t in tg.sent_texts(ALICE) if "❌ Codex failed" in t]
+    assert "grown too long for the model to read at once" in failed, failed
+    assert "it starts a fresh Codex session that gets a summary" in failed
+    assert cache_keys(model)[-1] != thread
+    history = str(model.requests[-1]["input"])
+    assert "Summary of it so far" in history
+    assert "hello first" in history
+
+
 async def test_approvals_go_through_the_buttons_and_a_patch_shows_its_diff(
     app_server_codex: Path, tmp_path: Path
 ) -> None:

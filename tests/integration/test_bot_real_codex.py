@@ -14,6 +14,7 @@ import trio
 
 from tests.bot_process import ENTRY, polling, write_config
 from tests.fakes.mock_model import (
+    Fail,
     HttpError,
     MockModel,
     Patch,
@@ -71,7 +72,7 @@ def tool_output(body: dict[str, Any]) -> str:
 
 def model_turns(body: dict[str, Any]) -> Turn:
     """Asks to escalate `touch` for prompts naming a file, touches "the file PATH" in the
-    sandbox, patches notes.txt, sleeps for "sleep", else echoes."""
+    sandbox, patches notes.txt, sleeps for "sleep", fails as asked, else echoes."""
     if last_item_type(body) == "function_call_output":
         return [Text(f"Command finished. Output: {tool_output(body)[-300:]}")]
     if last_item_type(body) == "custom_tool_call_output":
@@ -92,6 +93,8 @@ def model_turns(body: dict[str, Any]) -> Turn:
         return [Shell("sleep 299", yield_ms=300)]
     if prompt.rstrip().endswith("fail this turn"):  # not when a recap quotes it
         return [HttpError(500)]
+    if prompt.rstrip().endswith("outgrow the context"):
+        return [Fail("Your input exceeds the context window.", code="context_length_exceeded")]
     return [Text(f"MOCK-REPLY: {prompt[-60:]}")]
 
 
