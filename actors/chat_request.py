@@ -116,6 +116,23 @@ UNREADABLE_INSTRUCTIONS: Final = (
 
 NO_TEXT: Final = "Codex finished without writing an answer."
 
+
+def _missing_folder(profile: Profile) -> str | None:
+    """What the user is told when the profile's working directory is gone (None while it is
+    there; a branch worktree that is gone is caught before, in `actors.chat_topics`): Codex
+    would start there anyway, and every command it ran would fail with "No such file or
+    directory". A stat on the loop, like the session save: a folder on a disk that hangs
+    would hang the Codex run in it as well, and a thread hop costs more (0.3 ms)."""
+    folder = Path(profile.working_directory)
+    if folder.is_dir():
+        return None
+    return (
+        f"❌ The working directory {folder} is gone (or is not a folder), so nothing was run. "
+        "Restore it, or the bot's owner can point the profile's working_directory at another "
+        "folder; then send the request again."
+    )
+
+
 INTERRUPTED: Final = (
     "⏹ Interrupted: the bot is stopping. It runs again from the start when the bot is back "
     "(Codex had not changed anything yet)."
@@ -315,6 +332,13 @@ async def _work(
     on_shown: Callable[[int], Awaitable[None]] | None,
 ) -> RequestOutcome:
     """The workflow and its helpers (progress, approvals, typing, live message)."""
+    gone = _missing_folder(profile)
+    if gone is not None:
+        return Failed(
+            elapsed=trio.current_time() - request.started,
+            error=f"the working directory {profile.working_directory} is gone",
+            notice=gone,
+        )
     try:
         instructions = await _instructions(profile)
     except (OSError, ValueError) as problem:

@@ -1316,6 +1316,28 @@ async def test_a_request_that_fails_inside_the_bot_is_reported_once_and_not_run_
         assert not [job for p in again.fakes.started for job in p.calls]
 
 
+async def test_a_working_directory_that_is_gone_is_said_and_nothing_runs(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Codex would start in it anyway, and every command it ran would fail with "No such file
+    or directory" (measured on 0.171.0)."""
+    async with running_bot(tmp_path) as bot:
+        (tmp_path / "work").rmdir()
+        await bot.say(ALICE, "hello")
+        await bot.wait_reply(ALICE, "nothing was run")
+        (tmp_path / "work").mkdir()
+        await bot.say(ALICE, "again")
+        await bot.wait_reply(ALICE, "FAKE: again")
+        prompts = [job.prompt for p in bot.fakes.started for job in p.calls]
+    assert prompts == ["again"]
+    [gone] = [r for r in bot.replies(ALICE) if "nothing was run" in r]
+    assert gone == (
+        f"❌ The working directory {tmp_path / 'work'} is gone (or is not a folder), so nothing "
+        "was run. Restore it, or the bot's owner can point the profile's working_directory at "
+        "another folder; then send the request again."
+    )
+
+
 async def test_after_a_codex_error_the_next_request_starts_a_fresh_thread_with_the_recap(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
