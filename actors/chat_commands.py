@@ -299,6 +299,9 @@ def status_text(chat: Chat) -> str:
             f"Last run tokens: {usage.input_tokens:,} in ({usage.cached_input_tokens:,} cached)"
             f", {usage.output_tokens:,} out"
         )
+    context = chat.state.context_now
+    if context is not None:
+        lines.append(chat_texts.context_line(context))
     counters = chat.state.counters
     lines.append(
         f"Runs: {counters.runs} ({counters.failures} failed, {counters.cancels} cancelled)"

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Final
 import msgspec
 
 from actors.button_data import EffortButton, ModelButton, effort_data, model_data
+from actors.chat_texts import context_line
 from orchestrator.messages import Button
 from orchestrator.words import plural, quoted
 
@@ -235,6 +236,12 @@ async def usage_text(chat: Chat) -> str:
         lines.append(
             f"Last run: {usage.input_tokens:,} tokens in ({usage.cached_input_tokens:,} "
             f"cached), {usage.output_tokens:,} out, {usage.total_tokens:,} in all."
+        )
+    context = chat.state.context_now
+    if context is not None:
+        lines.append(
+            f"{context_line(context)} in this conversation's Codex session; /new starts a "
+            "fresh one."
         )
     counters = chat.state.counters
     lines.append(

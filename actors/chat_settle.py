@@ -71,6 +71,7 @@ def settled(
                 state,
                 developer_thread_id=thread,
                 developer_worker_id=worker,
+                context=result.developer_context or state.context,
                 summary=_summarize(state.summary, request.prompt, answer),
                 last_usage=usage,
                 counters=SessionCounters(

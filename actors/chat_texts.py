@@ -21,6 +21,7 @@ from orchestrator.words import echo, one_line, plural, quoted
 
 if TYPE_CHECKING:
     from orchestrator.messages import InboundMessage, RepliedTo
+    from orchestrator.workflow_types import ContextFill
 
 __all__ = [
     "ANONYMOUS_SENDER",
@@ -42,6 +43,7 @@ __all__ = [
     "SHORT_HELP",
     "STALE_PROGRESS",
     "album_not_started",
+    "context_line",
     "download_interrupted",
     "edited_ignored",
     "format_duration",
@@ -491,6 +493,14 @@ def dropped_queue(count: int) -> str:
         f"{'was' if count == 1 else 'were'} not written by this bot, so "
         f"{'it was' if count == 1 else 'they were'} not run. Send "
         f"{'it' if count == 1 else 'them'} again if you wrote {'it' if count == 1 else 'them'}."
+    )
+
+
+def context_line(context: ContextFill) -> str:
+    """How full the conversation's Codex session is, for /status and /usage: a long
+    conversation fills the model's window, and one that is full cannot go on."""
+    return (
+        f"Context: {context.tokens:,} of the model's {context.window:,} tokens ({context.percent}%)"
     )
 
 

@@ -158,6 +158,7 @@ class PoolRoleCaller:
                     thread_id=outcome.thread_id,
                     worker_id=outcome.worker_id,
                     usage=outcome.usage,
+                    context=outcome.context,
                 )
             case JobFailed():
                 return RoleFailed(

@@ -51,6 +51,7 @@ from orchestrator.workflow_types import (
     MAX_REVIEW_ROUNDS,
     NO_PLAN,
     UNREADABLE_REVIEW,
+    ContextFill,
     Mode,
     Phase,
     Role,
@@ -281,6 +282,7 @@ async def _single(
                 developer_worker_id=outcome.worker_id,
                 usage=ledger.usage,
                 selector=selector,
+                developer_context=outcome.context,
             )
         case _:
             assert_never(outcome)
@@ -360,6 +362,7 @@ async def carry_out_plan(
     decision: SelectorDecision | None = None
     plan: str | None = None
     developer_thread, developer_worker = thread_id, worker_id
+    developer_context: ContextFill | None = None
     files: tuple[str, ...] = ()
 
     def failed(
@@ -440,6 +443,7 @@ async def carry_out_plan(
                 "developing", round_number, developed, "changes" if round_number > 1 else None
             )
         developer_thread, developer_worker = developed.thread_id, developed.worker_id
+        developer_context = developed.context
         report = developed.text.strip()
         files = merge_files_changed(
             files, developed.files_changed, extract_files_changed(developed.text)
@@ -484,6 +488,7 @@ async def carry_out_plan(
                 usage=ledger.usage,
                 selector=decision,
                 plan=plan,
+                developer_context=developer_context,
             )
         shown = UNREADABLE_REVIEW if verdict.malformed else verdict.feedback
         developer_prompt = workflow_prompts.developer_feedback_prompt(

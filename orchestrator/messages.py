@@ -25,7 +25,7 @@ from typing import Final, Literal, TypeAlias
 import msgspec
 import trio
 
-from orchestrator.workflow_types import TokenUsage
+from orchestrator.workflow_types import ContextFill, TokenUsage
 
 __all__ = [
     "THREAD_GONE",
@@ -548,6 +548,8 @@ class JobDone(msgspec.Struct, frozen=True, kw_only=True, tag=True, tag_field="ki
     app-server the move shows only once the resume was refused, at the turn's end."""
     background: tuple[str, ...] = ()
     """Commands the turn left running (app-server), as the user would type them."""
+    context: ContextFill | None = None
+    """How full the thread's context is after the turn (None: Codex did not say)."""
 
     @property
     def moved(self) -> bool:

@@ -40,7 +40,7 @@ from orchestrator import disk, uncontended
 from orchestrator.messages import SessionKey
 from orchestrator.redaction import redact
 from orchestrator.words import plural
-from orchestrator.workflow_types import TokenUsage
+from orchestrator.workflow_types import ContextFill, TokenUsage
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -162,6 +162,8 @@ class SessionState(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
         own_profile: the user's own profile while a binding (``/bind``) has put this session
             on another one, "" otherwise; with `own_mode`, what ``/bind off`` goes back to.
         own_mode: the user's own mode then ("" otherwise).
+        context: how full the context of the thread it names is after its last run (shown
+            while that thread is `developer_thread_id`: no reset to follow).
     """
 
     version: int = SESSION_FORMAT_VERSION
@@ -186,6 +188,15 @@ class SessionState(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     downloading: str = ""
     own_profile: str = ""
     own_mode: Literal["single", "plan", ""] = ""
+    context: ContextFill | None = None
+
+    @property
+    def context_now(self) -> ContextFill | None:
+        """`context` while its thread is still the one that continues the conversation."""
+        context = self.context
+        if context is None or context.thread_id != self.developer_thread_id:
+            return None
+        return context
 
 
 class LoadedSession(msgspec.Struct, frozen=True, kw_only=True):

@@ -23,6 +23,7 @@ __all__ = [
     "READ_ONLY_ROLES",
     "ROLES",
     "UNREADABLE_REVIEW",
+    "ContextFill",
     "Mode",
     "Phase",
     "ReviewVerdict",
@@ -96,6 +97,22 @@ class TokenUsage(msgspec.Struct, frozen=True, kw_only=True):
         )
 
 
+class ContextFill(msgspec.Struct, frozen=True, kw_only=True):
+    """How much of the model's context window a Codex thread fills after a run: the tokens
+    of its last model response (input and output: what the next one reads again) against
+    the window Codex reports for the model (in its token counts, on both backends)."""
+
+    thread_id: str
+    tokens: int
+    window: int
+
+    @property
+    def percent(self) -> int:
+        """The share of the window used, in whole percent (at least 1 once anything is)."""
+        share = 100 * self.tokens // self.window
+        return max(share, 1) if self.tokens else 0
+
+
 class RoleSucceeded(msgspec.Struct, frozen=True, kw_only=True, tag=True, tag_field="kind"):
     """A role's Codex call finished.
 
@@ -106,6 +123,7 @@ class RoleSucceeded(msgspec.Struct, frozen=True, kw_only=True, tag=True, tag_fie
         usage: Tokens the call used.
         files_changed: Paths Codex reported as patched (PatchApplied events), if the runner
             tracks them; merged with what the developer's text says.
+        context: How full the thread's context is now, when Codex said.
     """
 
     text: str
@@ -113,6 +131,7 @@ class RoleSucceeded(msgspec.Struct, frozen=True, kw_only=True, tag=True, tag_fie
     worker_id: int
     usage: TokenUsage = TokenUsage()
     files_changed: tuple[str, ...] = ()
+    context: ContextFill | None = None
 
 
 class RoleFailed(msgspec.Struct, frozen=True, kw_only=True, tag=True, tag_field="kind"):
@@ -235,6 +254,7 @@ class WorkflowResult(msgspec.Struct, frozen=True, kw_only=True):
         error: The failure's explanation, or None on success.
         thread_kept: A failed developer turn left `developer_thread_id` fit to continue
             (app-server); otherwise the next request starts a fresh thread with a recap.
+        developer_context: How full the developer's thread is after its last run.
     """
 
     text: str
@@ -250,6 +270,7 @@ class WorkflowResult(msgspec.Struct, frozen=True, kw_only=True):
     failed_phase: Phase | None = None
     error: str | None = None
     thread_kept: bool = False
+    developer_context: ContextFill | None = None
 
     @property
     def ok(self) -> bool:

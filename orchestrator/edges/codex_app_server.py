@@ -488,6 +488,7 @@ class CodexAppServer:
                     thread_id=thread_id,
                     worker_id=self.worker_id,
                     usage=translator.usage,
+                    context=translator.context,
                 )
             case "interrupted":
                 return JobFailed(

@@ -358,7 +358,7 @@ class CodexProcess:
             running = await self.snapshots.take()
             if running and not self._calls:  # no other call's command among them
                 left = await self._stop_leftovers(running)
-        outcome = tool_outcome(response, job, worker_id=self.worker_id, usage=state.events.usage)
+        outcome = tool_outcome(response, job, worker_id=self.worker_id, events=state.events)
         if job.thread_id is None and outcome.thread_id is not None:
             self.threads += 1
         if left and isinstance(outcome, JobDone):

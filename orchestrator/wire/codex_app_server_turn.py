@@ -47,7 +47,7 @@ from orchestrator.wire.codex_app_server import (
     command_text,
     decode_item,
 )
-from orchestrator.workflow_types import TokenUsage
+from orchestrator.workflow_types import ContextFill, TokenUsage
 
 __all__ = ["DIFF_IN_ASK_LIMIT", "TurnTranslator"]
 
@@ -99,6 +99,8 @@ class TurnTranslator:
         self.error = ""
         self.usage = TokenUsage()
         """This turn's own usage: the sum of the ``last`` of each response it reported."""
+        self.context: ContextFill | None = None
+        """How full the thread's context is after the last response (when Codex said)."""
         self._thread_total: TokenUsage | None = None
         self.commands_started = False
         self._messages: list[_AgentMessageItem] = []
@@ -166,6 +168,10 @@ class TurnTranslator:
         """Add one response's usage (``last``) when the thread's total moved. One notification
         per response was measured (0.171.0, rate-limit headers too); one sent again with the
         same total (Codex has paths that resend the figures) adds nothing."""
+        window = note.token_usage.model_context_window
+        if window:  # also from a re-estimate after a compaction: the context it left
+            tokens = note.token_usage.last.total_tokens
+            self.context = ContextFill(thread_id=self.thread_id, tokens=tokens, window=window)
         total = _usage(note.token_usage.total)
         if total == self._thread_total:
             return []

@@ -45,7 +45,7 @@ from orchestrator.messages import (
     RunStarted,
     TokenCount,
 )
-from orchestrator.workflow_types import TokenUsage
+from orchestrator.workflow_types import ContextFill, TokenUsage
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -100,6 +100,7 @@ class _TokenInfo(msgspec.Struct, frozen=True):
 
     total_token_usage: TokenUsage | None = None
     last_token_usage: TokenUsage = TokenUsage()
+    model_context_window: int | None = None
 
 
 class EventMsg(msgspec.Struct, frozen=True):
@@ -246,6 +247,9 @@ class TurnEvents:
     worker_id: int
     usage: TokenUsage = field(default_factory=TokenUsage)
     thread_total: TokenUsage | None = None
+    context: tuple[int, int] | None = None
+    """The context's tokens after the last response (or Codex's re-estimate after a
+    compaction) and the model's window: a `ContextFill` once the thread is known."""
     patch_files: tuple[str, ...] = ()
     commands: dict[str, str] = field(default_factory=dict)
 
@@ -272,6 +276,8 @@ class TurnEvents:
                 return PatchApplied(files=files, success=msg.success)
             case "token_count":
                 info = msg.info
+                if info is not None and info.model_context_window:  # a re-estimate too
+                    self.context = (info.last_token_usage.total_tokens, info.model_context_window)
                 if info is None or info.total_token_usage in (None, self.thread_total):
                     return None  # no figures yet, or the same total resent: nothing new
                 self.thread_total = info.total_token_usage
@@ -360,9 +366,9 @@ def changes_diff(changes: Mapping[str, msgspec.Raw]) -> str:
 
 
 def tool_outcome(
-    response: Response, job: CodexJob, *, worker_id: int, usage: TokenUsage
+    response: Response, job: CodexJob, *, worker_id: int, events: TurnEvents
 ) -> JobOutcome:
-    """The outcome of `job` from its ``tools/call`` response.
+    """The outcome of `job` from its ``tools/call`` response, with what its `events` counted.
 
     `JobDone` with the thread id (a fresh one, or the job's own); `JobFailed`
     (``codex_error``) for a JSON-RPC error, an ``isError`` result or a result without a
@@ -396,4 +402,18 @@ def tool_outcome(
             worker_id=worker_id,
             thread_id=thread_id,
         )
-    return JobDone(text=text, thread_id=thread_id, worker_id=worker_id, usage=usage)
+    return JobDone(
+        text=text,
+        thread_id=thread_id,
+        worker_id=worker_id,
+        usage=events.usage,
+        context=_context_fill(thread_id, events.context),
+    )
+
+
+def _context_fill(thread_id: str, context: tuple[int, int] | None) -> ContextFill | None:
+    """`ContextFill` of `thread_id` from a translator's (tokens, window), if Codex said."""
+    if context is None:
+        return None
+    tokens, window = context
+    return ContextFill(thread_id=thread_id, tokens=tokens, window=window)

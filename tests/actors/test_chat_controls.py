@@ -309,6 +309,37 @@ async def test_usage_shows_tokens_and_rate_limits_with_their_reset(
     assert "• 7% used of the 7-day window" in text
 
 
+@pytest.mark.parametrize("backend", ["mcp", "app-server"])
+async def test_status_and_usage_say_how_full_the_conversations_context_is(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, backend: str
+) -> None:
+    """A conversation that goes on fills the model's window (and a full one cannot go on):
+    the user sees how full it is, until the conversation starts a fresh Codex session."""
+    fakes = FakeProcesses(app_server=backend == "app-server")
+    fakes.rule("long", context_tokens=64_600)
+    config = app_server(tmp_path) if backend == "app-server" else None
+    async with running_bot(tmp_path, fakes, config) as bot:
+        await bot.say(ALICE, "a long question")
+        await bot.wait_reply(ALICE, "FAKE: a long question")
+        await bot.say(ALICE, "/status")
+        await bot.wait_reply(ALICE, "Codex workers:")
+        status = bot.replies(ALICE)[-1]
+        await bot.say(ALICE, "/usage")
+        await bot.wait_reply(ALICE, "In this chat, all told:")
+        usage = bot.replies(ALICE)[-1]
+        await bot.say(ALICE, "/new")
+        await bot.wait_reply(ALICE, "new conversation")
+        await bot.say(ALICE, "/status")
+        await bot.wait_reply(ALICE, "Codex workers:", count=2)
+        after_new = bot.replies(ALICE)[-1]
+    assert "\nContext: 64,600 of the model's 258,400 tokens (25%)\n" in status
+    assert (
+        "Context: 64,600 of the model's 258,400 tokens (25%) in this conversation's Codex "
+        "session; /new starts a fresh one." in usage
+    )
+    assert "Context:" not in after_new
+
+
 async def test_the_stop_button_stops_what_a_turn_left_running(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:

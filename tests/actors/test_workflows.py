@@ -25,6 +25,7 @@ from orchestrator.prompts import load_instructions
 from orchestrator.workflow_types import (
     NO_PLAN,
     UNREADABLE_REVIEW,
+    ContextFill,
     Role,
     RoleFailed,
     RoleInstructions,
@@ -434,12 +435,16 @@ async def test_three_rounds_of_changes_then_a_stop(autojump_clock):
 
 
 async def test_changes_then_approval_in_round_two(autojump_clock):
+    def developed(tokens: int, *files: str) -> RoleSucceeded:
+        context = ContextFill(thread_id="dev", tokens=tokens, window=1000)
+        return RoleSucceeded(text=report(*files), thread_id="dev", worker_id=1, context=context)
+
     harness = Harness(
         FakeCaller(
             {
                 "selector": [PLAN],
                 "planner": [THE_PLAN],
-                "developer": [report("a.py"), report("a.py", "t.py")],
+                "developer": [developed(300, "a.py"), developed(450, "a.py", "t.py")],
                 "reviewer": [changes(1), APPROVED],
             }
         )
@@ -449,6 +454,8 @@ async def test_changes_then_approval_in_round_two(autojump_clock):
     assert result.rounds_used == 2
     assert result.files_changed == ("a.py", "t.py")
     assert "approved by the reviewer in round 2 of 3" in result.text
+    # the developer's thread as its last round left it (not the reviewer's)
+    assert result.developer_context == ContextFill(thread_id="dev", tokens=450, window=1000)
 
 
 async def test_malformed_reviewer_output_means_one_more_round_with_its_text(autojump_clock):

@@ -29,9 +29,13 @@ from orchestrator.messages import (
     RunStarted,
 )
 from orchestrator.ports import ModelChoice, RateLimits, SteerResult
+from orchestrator.workflow_types import ContextFill
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
+
+CONTEXT_WINDOW = 258_400
+"""The model's context window the fake reports (gpt-5.5's, as Codex 0.171.0 reports it)."""
 
 
 @dataclass
@@ -52,6 +56,9 @@ class Rule:
     every 60 s, for ever (measured on Codex 0.171.0)."""
     background: tuple[str, ...] = ()
     """Commands left running after the turn (app-server: named in the outcome)."""
+    context_tokens: int = 0
+    """When set, the answer says the thread's context holds this many tokens of
+    `CONTEXT_WINDOW`."""
     deaf_to_interrupt: bool = False
     """App-server: like a server that stopped answering (wedged, SIGSTOPped), a cancel of
     the turn gets no reply and leaves the worker unusable, as an MCP cancel does."""
@@ -205,7 +212,12 @@ class FakeProcess:
                 worker_id=self.worker_id,
                 background=rule.background,
             )
-        return JobDone(text=text, thread_id=thread_id, worker_id=self.worker_id)
+        context = None
+        if rule.context_tokens:
+            context = ContextFill(
+                thread_id=thread_id, tokens=rule.context_tokens, window=CONTEXT_WINDOW
+            )
+        return JobDone(text=text, thread_id=thread_id, worker_id=self.worker_id, context=context)
 
     async def ping(self) -> None:
         self.owner.pings += 1

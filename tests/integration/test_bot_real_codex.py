@@ -249,6 +249,33 @@ async def test_after_a_codex_error_the_next_answer_is_not_shifted(
     assert "Summary of it so far" in last_user_text(recap[0])
 
 
+async def test_status_says_how_full_the_context_is_and_a_full_one_starts_afresh(
+    codex_binary: Path, tmp_path: Path
+) -> None:
+    """Codex's token counts name the model's window (258,400 for the mock's model): /status
+    shows how full the conversation's session is; once Codex finds it full, the next message
+    starts a fresh session with the summary."""
+    with trio.fail_after(CEILING):
+        async with real_codex_edges(codex_binary, tmp_path, sandbox="read-only") as edges:
+            model, tg, config = edges
+            async with polling(tg, config, TOKEN) as bot:
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="hello first")
+                await tg.wait_for(lambda t: has_text(t, "MOCK-REPLY: hello first"))
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="/status")
+                await tg.wait_for(lambda t: has_text(t, "Codex workers:"))
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="now outgrow the context")
+                await tg.wait_for(lambda t: has_text(t, "❌ Codex failed"))
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="the question after it")
+                await tg.wait_for(lambda t: count_texts(t, "MOCK-REPLY") == 2)
+                bot.process.send_signal(signal.SIGTERM)
+    assert bot.process.returncode == 0, bot.text()
+    (status,) = [t for t in tg.sent_texts(ALICE) if "Codex workers:" in t]
+    assert "Context: 18 of the model's 258,400 tokens (1%)" in status  # the mock's 11 + 7
+    (failed,) = [t for t in tg.sent_texts(ALICE) if "❌ Codex failed" in t]
+    assert "grown too long for the model to read at once" in failed, failed
+    assert "Summary of it so far" in last_user_text(model.requests[-1])
+
+
 async def test_a_command_handed_back_while_it_runs_is_stopped_when_codex_answers(
     codex_binary: Path, tmp_path: Path
 ) -> None:

@@ -27,7 +27,7 @@ from orchestrator.wire.codex_mcp import (
     tool_outcome,
 )
 from orchestrator.wire.jsonrpc import Response, RpcError
-from orchestrator.workflow_types import TokenUsage
+from orchestrator.workflow_types import ContextFill, TokenUsage
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -93,6 +93,11 @@ def test_events_of_a_turn_become_progress() -> None:
     tokens = {"type": "token_count", "info": info}
     assert translate(tokens) == TokenCount(usage=TokenUsage(total_tokens=9))  # not the thread's
     assert events.usage.total_tokens == 9
+    contexts = [events.context]  # no window said
+    more = {"total_token_usage": {"total_tokens": 47}, "last_token_usage": {"total_tokens": 17}}
+    translate({"type": "token_count", "info": more | {"model_context_window": 258400}})
+    contexts.append(events.context)
+    assert contexts == [None, (17, 258400)]  # the last response, not a sum
     assert translate({"type": "raw_response_item"}) is None
 
 
@@ -126,24 +131,26 @@ def test_an_elicitation_becomes_an_approval_ask() -> None:
 
 def test_tool_results_become_outcomes() -> None:
     usage = TokenUsage(total_tokens=3)
+    events = TurnEvents(worker_id=0, usage=usage, context=(3, 1000))
     done = tool_outcome(
         result({"structuredContent": {"threadId": "t", "content": "hi"}}),
         job(),
         worker_id=0,
-        usage=usage,
+        events=events,
     )
-    assert done == JobDone(text="hi", thread_id="t", worker_id=0, usage=usage)
+    context = ContextFill(thread_id="t", tokens=3, window=1000)
+    assert done == JobDone(text="hi", thread_id="t", worker_id=0, usage=usage, context=context)
     failed = tool_outcome(
         result({"content": [{"type": "text", "text": "Session not found"}], "isError": True}),
         job(thread_id="t"),
         worker_id=0,
-        usage=usage,
+        events=events,
     )
     assert failed == JobFailed(
         failure="codex_error", message="Session not found", worker_id=0, thread_id="t"
     )
     refused = tool_outcome(
-        Response(None, RpcError(code=-32602, message="bad")), job(), worker_id=0, usage=usage
+        Response(None, RpcError(code=-32602, message="bad")), job(), worker_id=0, events=events
     )
     assert isinstance(refused, JobFailed)
     assert refused.message == "Codex refused the call: bad (-32602)"

@@ -17,7 +17,7 @@ import msgspec
 from orchestrator.messages import TokenCount
 from orchestrator.wire.codex_app_server_turn import TurnTranslator
 from orchestrator.wire.codex_mcp import EVENT, TurnEvents
-from orchestrator.workflow_types import TokenUsage
+from orchestrator.workflow_types import ContextFill, TokenUsage
 
 EARLIER = TokenUsage(input_tokens=11, cached_input_tokens=0, output_tokens=7, total_tokens=18)
 """The thread's total after its earlier turn (one response)."""
@@ -63,7 +63,13 @@ def feed_usage(translator: TurnTranslator, *reports: tuple[TokenUsage, TokenUsag
 def mcp_token_count(total: TokenUsage | None, last: TokenUsage | None) -> bytes:
     """A ``codex/event`` ``token_count`` params as Codex 0.153.4 sends them (``info`` None:
     a ``token_count`` without figures, only rate limits)."""
-    info = None if total is None else {"total_token_usage": total, "last_token_usage": last}
+    info = None
+    if total is not None:
+        info = {
+            "total_token_usage": total,
+            "last_token_usage": last,
+            "model_context_window": 258400,
+        }
     msg = {"type": "token_count", "info": info, "rate_limits": {"primary": None}}
     return msgspec.json.encode({"msg": msg, "_meta": {"requestId": 2}})
 
@@ -147,3 +153,20 @@ def test_a_resent_or_empty_token_count_adds_nothing() -> None:
     )
     assert progress == [None, TokenCount(usage=FIRST), None, TokenCount(usage=OWN), None]
     assert events.usage == OWN
+
+
+# how full the context is (both backends: the last response, or a compaction's re-estimate)
+
+
+def test_the_context_fill_is_the_last_response_or_the_estimate_after_a_compaction() -> None:
+    translator = TurnTranslator(worker_id=1, thread_id="t")
+    feed_usage(translator, (EARLIER + FIRST, FIRST), (EARLIER + OWN, SECOND))
+    assert translator.context == ContextFill(thread_id="t", tokens=69, window=258400)
+    feed_usage(translator, (EARLIER + OWN, TokenUsage(total_tokens=5000)))  # compacted
+    assert translator.context == ContextFill(thread_id="t", tokens=5000, window=258400)
+    assert translator.context.percent == 1  # under 1 %, yet not nothing
+    events = TurnEvents(worker_id=0)
+    translate_counts(events, (None, TokenUsage()), (EARLIER + FIRST, FIRST))
+    assert events.context == (45, 258400)
+    translate_counts(events, (EARLIER + FIRST, TokenUsage(total_tokens=5000)))
+    assert events.context == (5000, 258400)
