@@ -499,9 +499,7 @@ def dropped_queue(count: int) -> str:
 def context_line(context: ContextFill) -> str:
     """How full the conversation's Codex session is, for /status and /usage: a long
     conversation fills the model's window, and one that is full cannot go on."""
-    return (
-        f"Context: {context.tokens:,} of the model's {context.window:,} tokens ({context.percent}%)"
-    )
+    return f"Context: {context.tokens:,} of the model's {context.window:,} tokens ({context.share})"
 
 
 def thread_line(thread_id: str) -> str:

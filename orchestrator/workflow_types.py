@@ -107,10 +107,10 @@ class ContextFill(msgspec.Struct, frozen=True, kw_only=True):
     window: int
 
     @property
-    def percent(self) -> int:
-        """The share of the window used, in whole percent (at least 1 once anything is)."""
-        share = 100 * self.tokens // self.window
-        return max(share, 1) if self.tokens else 0
+    def share(self) -> str:
+        """The share of the window used, in words: ``25%``, or ``under 1%``."""
+        percent = 100 * self.tokens // self.window
+        return "under 1%" if percent == 0 and self.tokens else f"{percent}%"
 
 
 class RoleSucceeded(msgspec.Struct, frozen=True, kw_only=True, tag=True, tag_field="kind"):

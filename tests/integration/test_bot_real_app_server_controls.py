@@ -137,7 +137,7 @@ async def test_model_and_effort_reach_the_model_and_default_brings_them_back(
     usage = next(t for t in tg.sent_texts(ALICE) if "In this chat, all told:" in t)
     assert "Last run: 0 tokens" not in usage
     assert "over 2 runs" in usage
-    assert "Context: 18 of the model's 258,400 tokens (1%) in this conversation's" in usage
+    assert "Context: 18 of the model's 258,400 tokens (under 1%) in this" in usage
     assert "Rate limits: Codex reports none for this login." in usage
 
 

@@ -270,7 +270,7 @@ async def test_status_says_how_full_the_context_is_and_a_full_one_starts_afresh(
                 bot.process.send_signal(signal.SIGTERM)
     assert bot.process.returncode == 0, bot.text()
     (status,) = [t for t in tg.sent_texts(ALICE) if "Codex workers:" in t]
-    assert "Context: 18 of the model's 258,400 tokens (1%)" in status  # the mock's 11 + 7
+    assert "Context: 18 of the model's 258,400 tokens (under 1%)" in status  # the mock's 11 + 7
     (failed,) = [t for t in tg.sent_texts(ALICE) if "❌ Codex failed" in t]
     assert "grown too long for the model to read at once" in failed, failed
     assert "Summary of it so far" in last_user_text(model.requests[-1])

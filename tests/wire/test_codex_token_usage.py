@@ -164,7 +164,8 @@ def test_the_context_fill_is_the_last_response_or_the_estimate_after_a_compactio
     assert translator.context == ContextFill(thread_id="t", tokens=69, window=258400)
     feed_usage(translator, (EARLIER + OWN, TokenUsage(total_tokens=5000)))  # compacted
     assert translator.context == ContextFill(thread_id="t", tokens=5000, window=258400)
-    assert translator.context.percent == 1  # under 1 %, yet not nothing
+    assert translator.context.share == "1%"
+    assert ContextFill(thread_id="t", tokens=18, window=258400).share == "under 1%"  # not 0
     events = TurnEvents(worker_id=0)
     translate_counts(events, (None, TokenUsage()), (EARLIER + FIRST, FIRST))
     assert events.context == (45, 258400)
