@@ -33,7 +33,7 @@ from actors.button_data import cancel_data, diff_data
 from actors.chat_approvals import APPROVAL_BUFFER
 from actors.chat_background import background_note, stop_keyboard, stop_slot, stopped_note
 from actors.chat_progress import Progress, follow_progress, live_text
-from actors.chat_texts import format_duration, thread_line
+from actors.chat_texts import format_duration, thread_line, working_directory_gone
 from actors.role_caller import PoolRoleCaller
 from actors.workflows import PHASE_PLAN, carry_out_workflow
 from orchestrator import disk
@@ -115,22 +115,6 @@ UNREADABLE_INSTRUCTIONS: Final = (
 )
 
 NO_TEXT: Final = "Codex finished without writing an answer."
-
-
-def _missing_folder(profile: Profile) -> str | None:
-    """What the user is told when the profile's working directory is gone (None while it is
-    there; a branch worktree that is gone is caught before, in `actors.chat_topics`): Codex
-    would start there anyway, and every command it ran would fail with "No such file or
-    directory". A stat on the loop, like the session save: a folder on a disk that hangs
-    would hang the Codex run in it as well, and a thread hop costs more (0.3 ms)."""
-    folder = Path(profile.working_directory)
-    if folder.is_dir():
-        return None
-    return (
-        f"❌ The working directory {folder} is gone (or is not a folder), so nothing was run. "
-        "Restore it, or the bot's owner can point the profile's working_directory at another "
-        "folder; then send the request again."
-    )
 
 
 INTERRUPTED: Final = (
@@ -314,6 +298,14 @@ async def serve_request(
     return ended
 
 
+def _is_folder(path: str) -> bool:
+    """Whether the profile's working directory is there (a branch worktree that is gone is
+    caught before, in `actors.chat_topics`): Codex would start in a missing one anyway, and
+    every command it ran would fail. A stat on the loop, like the session save: a disk that
+    hangs would hang the Codex run in it as well, and a thread hop costs more (0.3 ms)."""
+    return Path(path).is_dir()
+
+
 async def _instructions(profile: Profile) -> RoleInstructions:
     if profile_prompt_files(profile):
         return await disk.run_sync(current_instructions, profile)
@@ -332,12 +324,11 @@ async def _work(
     on_shown: Callable[[int], Awaitable[None]] | None,
 ) -> RequestOutcome:
     """The workflow and its helpers (progress, approvals, typing, live message)."""
-    gone = _missing_folder(profile)
-    if gone is not None:
+    if not _is_folder(profile.working_directory):
         return Failed(
             elapsed=trio.current_time() - request.started,
             error=f"the working directory {profile.working_directory} is gone",
-            notice=gone,
+            notice=working_directory_gone(profile.working_directory),
         )
     try:
         instructions = await _instructions(profile)

@@ -61,6 +61,7 @@ __all__ = [
     "thread_line",
     "unknown_command",
     "user_words",
+    "working_directory_gone",
 ]
 
 BOT_COMMANDS: Final[tuple[tuple[str, str], ...]] = (
@@ -500,6 +501,15 @@ def context_line(context: ContextFill) -> str:
     """How full the conversation's Codex session is, for /status and /usage: a long
     conversation fills the model's window, and one that is full cannot go on."""
     return f"Context: {context.tokens:,} of the model's {context.window:,} tokens ({context.share})"
+
+
+def working_directory_gone(folder: str) -> str:
+    """A request finds its profile's working directory gone: nothing ran."""
+    return (
+        f"❌ The working directory {folder} is gone (or is not a folder), so nothing was run. "
+        "Restore it, or the bot's owner can point the profile's working_directory at another "
+        "folder; then send the request again."
+    )
 
 
 def thread_line(thread_id: str) -> str:
