@@ -116,7 +116,6 @@ UNREADABLE_INSTRUCTIONS: Final = (
 
 NO_TEXT: Final = "Codex finished without writing an answer."
 
-
 INTERRUPTED: Final = (
     "⏹ Interrupted: the bot is stopping. It runs again from the start when the bot is back "
     "(Codex had not changed anything yet)."
