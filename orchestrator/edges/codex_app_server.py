@@ -379,8 +379,12 @@ class CodexAppServer:
 
     async def ping(self) -> None:
         """``thread/loaded/list``: proves the process answers. Raises `WorkerUnavailable`
-        when it died; a wedged one never answers: bound it with the caller's deadline."""
-        await self.snapshots.take()
+        when it died; a wedged one never answers: bound it with the caller's deadline.
+
+        The tree's snapshot it asks for is taken beside it (`TreeSnapshots.keep`), not
+        awaited: the deadline is the server's alone, and a scan held up behind other worker
+        threads (a disk that stalls them) must not make a busy worker look wedged."""
+        self.snapshots.want()
         response = await self.rpc.request("thread/loaded/list", LoadedListParams(limit=1))
         if response.error is not None:
             raise _ProcessGone(f"ping failed: {_error_text(response.error)}")

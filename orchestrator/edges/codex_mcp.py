@@ -275,9 +275,10 @@ class CodexProcess:
             )
 
     async def ping(self) -> None:
-        """MCP ``ping``, after a snapshot. Raises `WorkerUnavailable` when the process died;
-        a wedged process simply does not answer: bound it with the caller's deadline."""
-        await self.snapshots.take()
+        """MCP ``ping``. Raises `WorkerUnavailable` when the process died; a wedged process
+        simply does not answer: bound it with the caller's deadline. The tree's snapshot it
+        asks for is taken beside it, not awaited (as `CodexAppServer.ping`)."""
+        self.snapshots.want()
         response = await self.rpc.request("ping", {})
         if response.error is not None:
             raise WorkerUnavailable(f"ping failed: {error_text(response.error)}")

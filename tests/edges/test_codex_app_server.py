@@ -32,6 +32,7 @@ from orchestrator.messages import (
 )
 from tests.fakes.app_server_script import FakeAppServer
 from tests.procfs import living, read_pids, tree
+from tests.threads import threads_held_up
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -527,6 +528,15 @@ async def test_a_program_that_is_not_an_app_server_fails_to_start(tmp_path: Path
             stderr_log=tmp_path / "w.log",
         ):
             pass
+
+
+async def test_a_ping_is_the_servers_answer_alone(fake: FakeAppServer, tmp_path: Path) -> None:
+    """The pool pings busy workers too: a tree scan held up behind worker threads (a disk
+    that stalls them) must not make a live server look wedged."""
+    with trio.fail_after(CEILING):
+        async with opened(fake, tmp_path) as codex, threads_held_up():
+            with trio.fail_after(1):  # the pool's PING_TIMEOUT, shortened
+                await codex.ping()
 
 
 async def test_a_wedged_worker_never_answers_ping_and_the_caller_bounds_it(
