@@ -265,7 +265,7 @@ async def test_crash_with_a_child_holding_stdout(fake: FakeCodex, tmp_path: Path
         async with opened(fake, tmp_path) as codex, trio.open_nursery() as nursery:
             nursery.start_soon(spawn)
             await ran.wait()
-            await codex.ping()
+            await codex.snapshots.take()  # as `keep` does soon after a command or a ping
             started = trio.current_time()
             outcomes.append(
                 await codex.run_turn(job("explode"), on_event=lambda e: None, on_approval=deny)
