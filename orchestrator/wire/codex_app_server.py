@@ -302,8 +302,17 @@ class _FileChangeItem(_Item, frozen=True, tag="fileChange"):
     status: str = "inProgress"
 
 
-_ThreadItem: TypeAlias = _AgentMessageItem | _CommandExecutionItem | _FileChangeItem
-_ITEM_TYPES: Final = frozenset({"agentMessage", "commandExecution", "fileChange"})
+class _ContextCompactionItem(_Item, frozen=True, tag="contextCompaction"):
+    """Codex compacted the thread to fit the model's window (a turn's first item when it
+    does it automatically; measured on 0.171.0)."""
+
+
+_ThreadItem: TypeAlias = (
+    _AgentMessageItem | _CommandExecutionItem | _FileChangeItem | _ContextCompactionItem
+)
+_ITEM_TYPES: Final = frozenset(
+    {"agentMessage", "commandExecution", "fileChange", "contextCompaction"}
+)
 
 
 class _ItemHead(_Wire, frozen=True):

@@ -15,6 +15,7 @@ from typing import Final, Literal, assert_never
 import msgspec
 
 from orchestrator.messages import (
+    CONTEXT_COMPACTED,
     AgentMessageDelta,
     ApprovalAsk,
     CodexNotice,
@@ -29,6 +30,7 @@ from orchestrator.wire.codex_app_server import (
     _AgentMessageItem,
     _CommandApprovalParams,
     _CommandExecutionItem,
+    _ContextCompactionItem,
     _DeltaNotification,
     _ErrorNotification,
     _FileChangeApprovalParams,
@@ -211,6 +213,8 @@ class TurnTranslator:
                     if path
                 )
                 return [PatchApplied(files=files, success=item.status == "completed")]
+            case _ContextCompactionItem():
+                return [CodexNotice(level="warning", message=CONTEXT_COMPACTED)]
             case _:
                 assert_never(item)
 

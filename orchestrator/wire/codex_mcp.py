@@ -34,6 +34,7 @@ from urllib.parse import unquote, urlsplit
 import msgspec
 
 from orchestrator.messages import (
+    CONTEXT_COMPACTED,
     AgentMessageDelta,
     ApprovalAsk,
     CodexNotice,
@@ -188,6 +189,10 @@ ELICITATION: Final = msgspec.json.Decoder(ElicitParams)
 TOOL_LIST: Final = msgspec.json.Decoder(ToolList)
 INITIALIZE_RESULT: Final = msgspec.json.Decoder(InitializeResult)
 _TOOL_RESULT: Final = msgspec.json.Decoder(_ToolResult)
+
+_AFTER_COMPACTION: Final = "Heads up: Long threads and multiple compactions"
+"""How the warning 0.153.4 sends right after ``context_compacted`` begins ("… can cause the
+model to be less accurate. Start a new thread when possible …")."""
 ENCODER: Final = msgspec.json.Encoder()
 
 
@@ -252,6 +257,8 @@ class TurnEvents:
     compaction) and the model's window: a `ContextFill` once the thread is known."""
     patch_files: tuple[str, ...] = ()
     commands: dict[str, str] = field(default_factory=dict)
+    compacted: bool = False
+    """Codex compacted the thread in this call (`CONTEXT_COMPACTED` was said)."""
 
     def translate(self, msg: EventMsg) -> CodexProgress | None:
         """The progress message for `msg`, or None for an event the bot does not show."""
@@ -285,7 +292,12 @@ class TurnEvents:
                 return TokenCount(usage=self.usage)
             case "stream_error":
                 return CodexNotice(level="stream_error", message=msg.message)
+            case "context_compacted":
+                self.compacted = True
+                return CodexNotice(level="warning", message=CONTEXT_COMPACTED)
             case "warning":
+                if self.compacted and msg.message.startswith(_AFTER_COMPACTION):
+                    return None  # said already, in the bot's words (/new, not "a new thread")
                 return CodexNotice(level="warning", message=msg.message)
             case "error":
                 return CodexNotice(level="error", message=msg.message)

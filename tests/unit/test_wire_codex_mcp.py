@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from orchestrator.messages import (
+    CONTEXT_COMPACTED,
     CodexJob,
+    CodexNotice,
     CommandFinished,
     CommandStarted,
     JobDone,
@@ -99,6 +101,16 @@ def test_events_of_a_turn_become_progress() -> None:
     contexts.append(events.context)
     assert contexts == [None, (17, 258400)]  # the last response, not a sum
     assert translate({"type": "raw_response_item"}) is None
+    # a compaction, as 0.153.4 says it: the event, then a warning of its own about threads
+    compacted = CodexNotice(level="warning", message=CONTEXT_COMPACTED)
+    assert translate({"type": "context_compacted"}) == compacted
+    heads_up = (
+        "Heads up: Long threads and multiple compactions can cause the model to be less "
+        "accurate. Start a new thread when possible to keep threads small and targeted."
+    )
+    assert translate({"type": "warning", "message": heads_up}) is None  # said, in our words
+    other = {"type": "warning", "message": "something else"}
+    assert translate(other) == CodexNotice(level="warning", message="something else")
 
 
 def test_an_elicitation_becomes_an_approval_ask() -> None:

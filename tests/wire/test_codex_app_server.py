@@ -16,6 +16,7 @@ import msgspec
 import pytest
 
 from orchestrator.messages import (
+    CONTEXT_COMPACTED,
     AgentMessageDelta,
     ApprovalDecision,
     CodexNotice,
@@ -304,6 +305,18 @@ def test_unknown_items_notifications_and_garbage_mean_nothing() -> None:
     assert translator.feed("item/started", b"not json") == []
     assert translator.feed("thread/goal/cleared", b"{}") == []
     assert translator.status is None
+
+
+def test_a_compaction_is_said_once_it_is_done() -> None:
+    """As measured on 0.171.0 with ``model_auto_compact_token_limit``: the turn opens with a
+    ``contextCompaction`` item, started then completed (the model wrote the summary)."""
+    compaction = {"type": "contextCompaction", "id": "c", "startedAtMs": 1, "completedAtMs": None}
+    translator = TurnTranslator(worker_id=0)
+    assert feed(translator, note("item/started", item=compaction)) == []
+    done = compaction | {"completedAtMs": 2}
+    assert feed(translator, note("item/completed", item=done)) == [
+        CodexNotice(level="warning", message=CONTEXT_COMPACTED)
+    ]
 
 
 def test_a_plan_update_is_a_notice_with_checkboxes() -> None:
