@@ -350,6 +350,7 @@ async def _work(
         effort=session.effort,
         summary=session.summary,
         images=request.images,
+        known=session.instructions_now,
         progress=progress_send,
         approvals=approvals_send,
     )

@@ -23,10 +23,12 @@ from actors import chat_texts
 from actors.chat_request import CancelledByUser, Completed, Failed, Interrupted
 from orchestrator.messages import TraceRecord
 from orchestrator.session_store import RequestRecord, SessionCounters
+from orchestrator.workflow_types import ThreadInstructions
 
 if TYPE_CHECKING:
     from actors.chat_request import Request, RequestOutcome
     from orchestrator.session_store import SessionState
+    from orchestrator.workflow_types import WorkflowResult
 
 __all__ = ["CANCELLED_SUMMARY", "FAILED_SUMMARY", "SUMMARY_LIMIT", "settled"]
 
@@ -72,6 +74,7 @@ def settled(
                 developer_thread_id=thread,
                 developer_worker_id=worker,
                 context=result.developer_context or state.context,
+                instructions=_instructions(result) or state.instructions,
                 summary=_summarize(state.summary, request.prompt, answer),
                 last_usage=usage,
                 counters=SessionCounters(
@@ -127,6 +130,15 @@ def settled(
             )
         case _:
             assert_never(outcome)
+
+
+def _instructions(result: WorkflowResult) -> ThreadInstructions | None:
+    """The developer instructions the result's thread has now, when its last call sent some."""
+    if result.developer_thread_id is None or not result.developer_instructions:
+        return None
+    return ThreadInstructions(
+        thread_id=result.developer_thread_id, digest=result.developer_instructions
+    )
 
 
 def _summarize(previous: str, prompt: str, answer: str) -> str:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Final, final
 import trio
 
 from orchestrator.messages import CodexJob, JobDone, JobFailed
+from orchestrator.prompts import instructions_digest
 from orchestrator.words import plural
 from orchestrator.workflow_types import READ_ONLY_ROLES, RoleFailed, RoleOutcome, RoleSucceeded
 
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from orchestrator.config import Profile
     from orchestrator.messages import ApprovalRequest, CodexProgress
     from orchestrator.ports import CodexPool
-    from orchestrator.workflow_types import Role
+    from orchestrator.workflow_types import Role, ThreadInstructions
 
 __all__ = ["PREAMBLE_HEADER", "PoolRoleCaller", "job_for_role"]
 
@@ -55,9 +56,11 @@ def job_for_role(
     images: tuple[str, ...] = (),
     model: str = "",
     effort: str = "",
+    thread_instructions: str = "",
 ) -> CodexJob:
     """The Codex job for one role call; `model` and `effort` are the chat's choices (/model,
-    /effort; "" keeps the profile's)."""
+    /effort; "" keeps the profile's); `thread_instructions`, what its chat knows the thread
+    has (`CodexJob.thread_instructions`)."""
     read_only = role in READ_ONLY_ROLES
     preamble = f"{PREAMBLE_HEADER}\n{summary}" if summary and role == "developer" else ""
     return CodexJob(
@@ -72,6 +75,7 @@ def job_for_role(
         developer_instructions=instructions,
         thread_id=thread_id,
         worker_id=worker_id,
+        thread_instructions=thread_instructions,
         context_preamble=preamble,
         images=images,
     )
@@ -97,9 +101,12 @@ class PoolRoleCaller:
         progress: trio.MemorySendChannel[CodexProgress],
         approvals: trio.MemorySendChannel[ApprovalRequest],
         images: tuple[str, ...] = (),
+        known: ThreadInstructions | None = None,
     ) -> None:
         self._pool = pool
         self._images = images
+        self._known = known
+        """The developer instructions the session's thread has, as the chat last saw them."""
         self._conversation = conversation
         self._profile = profile
         self._summary = summary
@@ -123,6 +130,7 @@ class PoolRoleCaller:
         instructions: str,
     ) -> RoleOutcome:
         """Call one role on the pool; cancellation propagates (the pool kills the worker)."""
+        known = self._known
         job = job_for_role(
             role,
             prompt,
@@ -135,6 +143,7 @@ class PoolRoleCaller:
             images=self._images,
             model=self._model,
             effort=self._effort,
+            thread_instructions=known.digest if known and known.thread_id == thread_id else "",
         )
         outcome = await self._pool.run(job, progress=self._progress, approvals=self._approvals)
         match outcome:
@@ -159,6 +168,7 @@ class PoolRoleCaller:
                     worker_id=outcome.worker_id,
                     usage=outcome.usage,
                     context=outcome.context,
+                    instructions=instructions_digest(job.developer_instructions),
                 )
             case JobFailed():
                 return RoleFailed(

@@ -283,6 +283,7 @@ async def _single(
                 usage=ledger.usage,
                 selector=selector,
                 developer_context=outcome.context,
+                developer_instructions=outcome.instructions,
             )
         case _:
             assert_never(outcome)
@@ -363,6 +364,7 @@ async def carry_out_plan(
     plan: str | None = None
     developer_thread, developer_worker = thread_id, worker_id
     developer_context: ContextFill | None = None
+    developer_instructions = ""
     files: tuple[str, ...] = ()
 
     def failed(
@@ -443,7 +445,7 @@ async def carry_out_plan(
                 "developing", round_number, developed, "changes" if round_number > 1 else None
             )
         developer_thread, developer_worker = developed.thread_id, developed.worker_id
-        developer_context = developed.context
+        developer_context, developer_instructions = developed.context, developed.instructions
         report = developed.text.strip()
         files = merge_files_changed(
             files, developed.files_changed, extract_files_changed(developed.text)
@@ -489,6 +491,7 @@ async def carry_out_plan(
                 selector=decision,
                 plan=plan,
                 developer_context=developer_context,
+                developer_instructions=developer_instructions,
             )
         shown = UNREADABLE_REVIEW if verdict.malformed else verdict.feedback
         developer_prompt = workflow_prompts.developer_feedback_prompt(

@@ -413,6 +413,10 @@ class CodexJob(msgspec.Struct, frozen=True, kw_only=True):
     developer_instructions: str = ""
     thread_id: str | None = None
     worker_id: int | None = None
+    thread_instructions: str = ""
+    """The `instructions_digest` of the developer instructions `thread_id` has, as its chat
+    last saw them ("" when unknown): a thread resumed in a new process (app-server, after a
+    restart) keeps its own, and needs them again only when they changed."""
     context_preamble: str = ""
     images: tuple[str, ...] = ()
     """Absolute paths of images that go with `prompt` (``localImage`` inputs on app-server;

@@ -40,7 +40,7 @@ from orchestrator import disk, uncontended
 from orchestrator.messages import SessionKey
 from orchestrator.redaction import redact
 from orchestrator.words import plural
-from orchestrator.workflow_types import ContextFill, TokenUsage
+from orchestrator.workflow_types import ContextFill, ThreadInstructions, TokenUsage
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -164,6 +164,8 @@ class SessionState(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
         own_mode: the user's own mode then ("" otherwise).
         context: how full the context of the thread it names is after its last run (shown
             while that thread is `developer_thread_id`: no reset to follow).
+        instructions: the developer instructions the thread it names has, by digest (used
+            while that thread is `developer_thread_id`, as `context`).
     """
 
     version: int = SESSION_FORMAT_VERSION
@@ -189,6 +191,7 @@ class SessionState(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     own_profile: str = ""
     own_mode: Literal["single", "plan", ""] = ""
     context: ContextFill | None = None
+    instructions: ThreadInstructions | None = None
 
     @property
     def context_now(self) -> ContextFill | None:
@@ -197,6 +200,14 @@ class SessionState(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
         if context is None or context.thread_id != self.developer_thread_id:
             return None
         return context
+
+    @property
+    def instructions_now(self) -> ThreadInstructions | None:
+        """`instructions` while their thread still continues the conversation."""
+        known = self.instructions
+        if known is None or known.thread_id != self.developer_thread_id:
+            return None
+        return known
 
 
 class LoadedSession(msgspec.Struct, frozen=True, kw_only=True):

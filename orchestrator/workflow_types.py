@@ -35,6 +35,7 @@ __all__ = [
     "RoleTrace",
     "Route",
     "SelectorDecision",
+    "ThreadInstructions",
     "TokenUsage",
     "TraceOutcome",
     "Verdict",
@@ -113,6 +114,14 @@ class ContextFill(msgspec.Struct, frozen=True, kw_only=True):
         return "under 1%" if percent == 0 and self.tokens else f"{percent}%"
 
 
+class ThreadInstructions(msgspec.Struct, frozen=True, kw_only=True):
+    """Which developer instructions a Codex thread has (their `instructions_digest`), as its
+    chat last saw them: a thread resumed in a new process keeps its own (app-server)."""
+
+    thread_id: str
+    digest: str
+
+
 class RoleSucceeded(msgspec.Struct, frozen=True, kw_only=True, tag=True, tag_field="kind"):
     """A role's Codex call finished.
 
@@ -124,6 +133,8 @@ class RoleSucceeded(msgspec.Struct, frozen=True, kw_only=True, tag=True, tag_fie
         files_changed: Paths Codex reported as patched (PatchApplied events), if the runner
             tracks them; merged with what the developer's text says.
         context: How full the thread's context is now, when Codex said.
+        instructions: The digest of the developer instructions the thread has now ("" when
+            the call sent none).
     """
 
     text: str
@@ -132,6 +143,7 @@ class RoleSucceeded(msgspec.Struct, frozen=True, kw_only=True, tag=True, tag_fie
     usage: TokenUsage = TokenUsage()
     files_changed: tuple[str, ...] = ()
     context: ContextFill | None = None
+    instructions: str = ""
 
 
 class RoleFailed(msgspec.Struct, frozen=True, kw_only=True, tag=True, tag_field="kind"):
@@ -255,6 +267,7 @@ class WorkflowResult(msgspec.Struct, frozen=True, kw_only=True):
         thread_kept: A failed developer turn left `developer_thread_id` fit to continue
             (app-server); otherwise the next request starts a fresh thread with a recap.
         developer_context: How full the developer's thread is after its last run.
+        developer_instructions: The digest of the developer instructions that thread has.
     """
 
     text: str
@@ -271,6 +284,7 @@ class WorkflowResult(msgspec.Struct, frozen=True, kw_only=True):
     error: str | None = None
     thread_kept: bool = False
     developer_context: ContextFill | None = None
+    developer_instructions: str = ""
 
     @property
     def ok(self) -> bool:

@@ -8,7 +8,8 @@ ahead of its prompt) or resumed (``thread/resume``, ``excludeTurns``), falling b
 fresh thread when the resume is refused (another process still holds it: one writer per
 thread). Developer instructions reach the model only at ``thread/start``, so a job whose
 instructions differ from those its thread has sends them ahead of the prompt
-(`instructions_preamble`).
+(`instructions_preamble`); which ones a thread resumed here has is the job's
+`CodexJob.thread_instructions` (its chat's record, kept across restarts), else unknown.
 
 It also owns the commands a turn left running: listing them after a completed turn
 (`JobDone.background`; the chat words them, as only it knows what the thread is for) and
@@ -29,6 +30,7 @@ import trio
 from orchestrator.edges.jsonrpc_lines import Refused
 from orchestrator.edges.processes import kill_orphans
 from orchestrator.errors import WorkerUnavailable
+from orchestrator.prompts import instructions_digest
 from orchestrator.wire.codex_app_server import (
     BackgroundTerminalsResponse,
     ThreadIdParams,
@@ -88,8 +90,9 @@ class AppServerThreads:
         self.count = 0
         self._loaded: set[str] = set()
         self._instructions: dict[str, str] = {}
-        """Developer instructions the model has on each loaded thread (`_UNKNOWN_INSTRUCTIONS`
-        after a resume: the stored ones are kept, and unknown to us)."""
+        """The `instructions_digest` of the developer instructions the model has on each
+        loaded thread (after a resume: the job's `thread_instructions`, what its chat last
+        saw there, else `_UNKNOWN_INSTRUCTIONS`: the stored ones are kept, unknown to us)."""
         self._base: dict[str, tuple[str, str | None]] = {}
         """The model and reasoning effort each thread was started or resumed with."""
         self._current: dict[str, tuple[str, str | None]] = {}
@@ -128,13 +131,13 @@ class AppServerThreads:
                     )
                     return await self._start(job)
                 self._loaded.add(thread_id)
-                self._instructions[thread_id] = _UNKNOWN_INSTRUCTIONS
+                self._instructions[thread_id] = job.thread_instructions or _UNKNOWN_INSTRUCTIONS
                 self._settle_base(thread_id, resumed)
                 self.count += 1
             prompt = job.prompt
-            wanted = job.developer_instructions
+            wanted = instructions_digest(job.developer_instructions)
             if wanted and self._instructions.get(thread_id) != wanted:
-                prompt = instructions_preamble(wanted, prompt)
+                prompt = instructions_preamble(job.developer_instructions, prompt)
             self._instructions[thread_id] = wanted
             return thread_id, prompt
         return await self._start(job)
@@ -151,7 +154,7 @@ class AppServerThreads:
         thread_id = started.thread.id
         self._settle_base(thread_id, started)
         self._loaded.add(thread_id)
-        self._instructions[thread_id] = job.developer_instructions
+        self._instructions[thread_id] = instructions_digest(job.developer_instructions)
         self.count += 1
         preamble = job.context_preamble
         return thread_id, (f"{preamble}\n\n{job.prompt}" if preamble else job.prompt)

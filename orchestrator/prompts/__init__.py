@@ -21,6 +21,7 @@ are none (the usual case).
 
 from __future__ import annotations
 
+import hashlib
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, TypeAlias
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "current_instructions",
+    "instructions_digest",
     "instructions_for",
     "load_instructions",
     "load_role_instructions",
@@ -44,6 +46,15 @@ __all__ = [
 
 _SYSTEM_PROMPT_SEPARATOR: Final = "\n\n---\n\n"
 """Between the profile's system prompt and the role's text: a visible break for the model."""
+
+
+def instructions_digest(instructions: str) -> str:
+    """A short fingerprint of a role's developer instructions ("" for none): what a session
+    remembers of those its Codex thread has, to tell whether a resumed thread needs them
+    again without keeping the text."""
+    if not instructions:
+        return ""
+    return hashlib.sha256(instructions.encode()).hexdigest()[:16]
 
 
 def _check_override_keys(overrides: Mapping[str, Path]) -> None:

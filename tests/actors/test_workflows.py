@@ -437,7 +437,13 @@ async def test_three_rounds_of_changes_then_a_stop(autojump_clock):
 async def test_changes_then_approval_in_round_two(autojump_clock):
     def developed(tokens: int, *files: str) -> RoleSucceeded:
         context = ContextFill(thread_id="dev", tokens=tokens, window=1000)
-        return RoleSucceeded(text=report(*files), thread_id="dev", worker_id=1, context=context)
+        return RoleSucceeded(
+            text=report(*files),
+            thread_id="dev",
+            worker_id=1,
+            context=context,
+            instructions=f"digest-{tokens}",
+        )
 
     harness = Harness(
         FakeCaller(
@@ -456,6 +462,7 @@ async def test_changes_then_approval_in_round_two(autojump_clock):
     assert "approved by the reviewer in round 2 of 3" in result.text
     # the developer's thread as its last round left it (not the reviewer's)
     assert result.developer_context == ContextFill(thread_id="dev", tokens=450, window=1000)
+    assert result.developer_instructions == "digest-450"
 
 
 async def test_malformed_reviewer_output_means_one_more_round_with_its_text(autojump_clock):

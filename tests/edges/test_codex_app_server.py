@@ -30,6 +30,7 @@ from orchestrator.messages import (
     RunStarted,
     TokenCount,
 )
+from orchestrator.prompts import instructions_digest
 from tests.fakes.app_server_script import FakeAppServer
 from tests.procfs import living, read_pids, tree
 from tests.threads import threads_held_up
@@ -584,7 +585,7 @@ async def test_doctor_reads_the_account_and_the_models(fake: FakeAppServer, tmp_
 async def test_a_changed_role_gets_its_instructions_ahead_of_the_prompt(
     fake: FakeAppServer, tmp_path: Path
 ) -> None:
-    fake.options["threads"] = ["stored-thread"]
+    fake.options["threads"] = ["stored-thread", "known-thread", "changed-thread"]
     with trio.fail_after(CEILING):
         async with opened(fake, tmp_path) as codex:
             first = await codex.run_turn(
@@ -597,17 +598,30 @@ async def test_a_changed_role_gets_its_instructions_ahead_of_the_prompt(
                     on_event=ignore,
                     on_approval=deny,
                 )
-            await codex.run_turn(
-                job("four", thread_id="stored-thread", developer_instructions="B"),
-                on_event=ignore,
-                on_approval=deny,
-            )
+            # Resumed (a restart): what its chat last saw there decides.
+            for prompt, thread, known in (
+                ("four", "stored-thread", ""),
+                ("five", "known-thread", instructions_digest("B")),
+                ("six", "changed-thread", instructions_digest("A")),
+            ):
+                await codex.run_turn(
+                    job(
+                        prompt,
+                        thread_id=thread,
+                        developer_instructions="B",
+                        thread_instructions=known,
+                    ),
+                    on_event=ignore,
+                    on_approval=deny,
+                )
     texts = [turn["params"]["input"][0]["text"] for turn in fake.received("turn/start")]
     assert texts[:2] == ["one", "two"]  # started with A: nothing to re-send
     assert texts[2].startswith("<developer_instructions>")
     assert "\nB\n" in texts[2]
     assert texts[2].endswith("three")
     assert texts[3].startswith("<developer_instructions>")  # resumed: not known to be B
+    assert texts[4] == "five"  # known to have B already
+    assert texts[5].startswith("<developer_instructions>")  # known to have A
 
 
 async def test_an_answer_nobody_can_read_fails_its_call_at_once(

@@ -184,6 +184,9 @@ async def test_one_thread_across_turns_a_cancel_a_killed_worker_and_a_restart(
     history = str(model.requests[-1]["input"])
     assert "hello first" in history  # the model sees the earlier turns
     assert "after the restart" in last_user_text(model.requests[-1])
+    # The resumed thread keeps its instructions, and the session knows which it has: no
+    # copy of them ahead of a prompt, after the crash or the restart alike.
+    assert "<developer_instructions>" not in history
 
 
 async def test_a_worker_that_stopped_answering_is_replaced_and_the_message_runs_elsewhere(
