@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, assert_never
 
-from orchestrator.codex_failures import read_codex_error
+from orchestrator.codex_words import read_codex_error
 from orchestrator.words import sentence
 from orchestrator.workflow_types import WorkflowResult
 

@@ -28,7 +28,6 @@ import trio
 from orchestrator.workflow_types import ContextFill, TokenUsage
 
 __all__ = [
-    "CONTEXT_COMPACTED",
     "THREAD_GONE",
     "AgentMessageDelta",
     "AnswerCallback",
@@ -494,14 +493,6 @@ class CodexNotice(_ProgressBase, frozen=True, kw_only=True, tag="notice"):
 
     level: Literal["warning", "stream_error", "error"]
     message: str
-
-
-CONTEXT_COMPACTED: Final = (
-    "Codex summarised the earlier conversation to fit the model's window, so details from "
-    "early on may be lost; /new starts a fresh session"
-)
-"""The warning a turn shows when Codex compacted its thread (both backends say so, in their
-own ways: measured on 0.153.4 and 0.171.0 with ``model_auto_compact_token_limit``)."""
 
 
 CodexProgress: TypeAlias = (

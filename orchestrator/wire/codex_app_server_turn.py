@@ -14,8 +14,8 @@ from typing import Final, Literal, assert_never
 
 import msgspec
 
+from orchestrator.codex_words import CONTEXT_COMPACTED
 from orchestrator.messages import (
-    CONTEXT_COMPACTED,
     AgentMessageDelta,
     ApprovalAsk,
     CodexNotice,

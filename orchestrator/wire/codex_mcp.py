@@ -33,8 +33,8 @@ from urllib.parse import unquote, urlsplit
 
 import msgspec
 
+from orchestrator.codex_words import CONTEXT_COMPACTED
 from orchestrator.messages import (
-    CONTEXT_COMPACTED,
     AgentMessageDelta,
     ApprovalAsk,
     CodexNotice,

@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from orchestrator.codex_words import CONTEXT_COMPACTED
 from orchestrator.messages import (
-    CONTEXT_COMPACTED,
     CodexJob,
     CodexNotice,
     CommandFinished,

@@ -15,8 +15,8 @@ from typing import Any
 import msgspec
 import pytest
 
+from orchestrator.codex_words import CONTEXT_COMPACTED
 from orchestrator.messages import (
-    CONTEXT_COMPACTED,
     AgentMessageDelta,
     ApprovalDecision,
     CodexNotice,

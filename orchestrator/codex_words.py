@@ -1,4 +1,7 @@
-"""Codex's own error messages, read for the person in the chat.
+"""What Codex says, in the words of the person in the chat: its errors, and its compactions.
+
+A Codex compaction of a thread (both backends say so in their own ways) becomes the warning
+`CONTEXT_COMPACTED`, in the bot's words (/new, not "a new thread").
 
 A turn that fails at the model provider comes back as Codex's text (``codex_error``), the
 same on both backends (measured on Codex 0.153.4 and 0.171.0 against the mock model). Most of
@@ -23,7 +26,14 @@ from typing import Final, NamedTuple
 
 from orchestrator.words import sentence
 
-__all__ = ["CodexError", "read_codex_error"]
+__all__ = ["CONTEXT_COMPACTED", "CodexError", "read_codex_error"]
+
+CONTEXT_COMPACTED: Final = (
+    "Codex summarised the earlier conversation to fit the model's window, so details from "
+    "early on may be lost; /new starts a fresh session"
+)
+"""The warning a turn shows when Codex compacted its thread (measured on 0.153.4 and 0.171.0
+with ``model_auto_compact_token_limit``)."""
 
 
 class CodexError(NamedTuple):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.codex_failures import (
+from orchestrator.codex_words import (
     CONTEXT_FULL,
     LOGIN_REFUSED,
     RATE_LIMITED,
