@@ -1,7 +1,8 @@
 """What a running request is doing, as its progress message and ``/status`` say it.
 
 `follow_progress` turns the pool's progress events (a worker taken, commands, patches,
-warnings, the answer as it streams) into the request's `Progress`; `live_text` writes the
+warnings, what the model is thinking, the answer as it streams) into the request's
+`Progress`; `live_text` writes the
 progress message from it, and `phase_words` names a workflow phase in people's words.
 `actors.chat_request` runs the one and shows the other.
 """
@@ -22,11 +23,13 @@ from orchestrator.messages import (
     CommandFinished,
     CommandStarted,
     PatchApplied,
+    Reasoning,
     RunStarted,
     ThreadMoved,
     TokenCount,
     WaitingForWorker,
 )
+from orchestrator.words import one_line
 from orchestrator.workflow_types import MAX_REVIEW_ROUNDS, NO_PLAN, UNREADABLE_REVIEW
 
 if TYPE_CHECKING:
@@ -55,6 +58,11 @@ ANSWER_LINES: Final = 3
 
 ANSWER_KEPT: Final = 2000
 """Characters of the streaming answer kept for the progress message."""
+
+THINKING_KEPT: Final = 1000
+THINKING_SHOWN: Final = 160
+"""Characters of the reasoning summary part being written that are kept, and shown on one
+line ("💭 Planning the change"): Codex's summaries start with a bold headline."""
 
 
 @dataclass
@@ -85,6 +93,8 @@ class Progress:
     answer_paused: bool = False
     """A step came after the answer's last piece (a command, a patch): the next piece belongs
     to another message of Codex's and starts on a new line."""
+    thinking: str = ""
+    """The part of the model's reasoning summary being written, until its next step."""
     warnings: set[str] = field(default_factory=set)
     """Warnings already shown (each once)."""
     told_waiting: bool = False
@@ -120,6 +130,8 @@ async def follow_progress(
     async for event in events:
         if isinstance(event, CommandStarted | CommandFinished | PatchApplied):
             progress.answer_paused = bool(progress.answer)  # a warning may come mid-sentence
+        if not isinstance(event, Reasoning | TokenCount):
+            progress.thinking = ""  # the thought led to this step
         match event:
             case RunStarted():
                 progress.worker = event.worker_id  # for /status, not the progress message
@@ -169,6 +181,9 @@ async def follow_progress(
                     continue
                 progress.warnings.add(event.message)
                 progress.actions.append(f"⚠️ {event.message}")
+            case Reasoning():
+                before = "" if event.part_start else progress.thinking
+                progress.thinking = (before + event.text)[-THINKING_KEPT:]
             case AgentMessageDelta():
                 gap = "\n" if progress.answer_paused else ""
                 progress.answer_paused = False
@@ -268,6 +283,10 @@ def live_text(progress: Progress, started: float) -> str:
     if progress.actions:
         lines.append("")
         lines.extend(f"• {action[:200]}" for action in progress.actions)
+    thought = one_line(progress.thinking.replace("**", ""), THINKING_SHOWN)
+    if thought:
+        lines.append("")
+        lines.append(f"💭 {thought}")
     answer = [line for line in progress.answer.splitlines() if line.strip()][-ANSWER_LINES:]
     if answer and not progress.phase.startswith(_ANSWERS_FOR_THE_BOT):
         lines.append("")

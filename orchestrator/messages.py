@@ -56,6 +56,7 @@ __all__ = [
     "JobOutcome",
     "Keyboard",
     "PatchApplied",
+    "Reasoning",
     "RepliedTo",
     "RouterMsg",
     "RunStarted",
@@ -475,6 +476,15 @@ class CommandFinished(_ProgressBase, frozen=True, kw_only=True, tag="exec_end"):
     exit_code: int | None = None
 
 
+class Reasoning(_ProgressBase, frozen=True, kw_only=True, tag="reasoning"):
+    """A piece of the summary of the model's reasoning as it streams (`part_start`: a new
+    part of it begins). Progress too: a model that reasons long says little else, and the
+    endpoint watchdog must not take that for silence."""
+
+    text: str = ""
+    part_start: bool = False
+
+
 class PatchApplied(_ProgressBase, frozen=True, kw_only=True, tag="patch"):
     """Codex applied (or failed to apply) a patch to `files`."""
 
@@ -500,6 +510,7 @@ CodexProgress: TypeAlias = (
     | RunStarted
     | ThreadMoved
     | AgentMessageDelta
+    | Reasoning
     | CommandStarted
     | CommandFinished
     | PatchApplied

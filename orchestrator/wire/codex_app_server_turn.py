@@ -23,6 +23,7 @@ from orchestrator.messages import (
     CommandFinished,
     CommandStarted,
     PatchApplied,
+    Reasoning,
     RunStarted,
     TokenCount,
 )
@@ -149,6 +150,10 @@ class TurnTranslator:
                 return []
             case "item/agentMessage/delta":
                 return [AgentMessageDelta(text=_DELTA.decode(params).delta)]
+            case "item/reasoning/summaryPartAdded":
+                return [Reasoning(part_start=True)]
+            case "item/reasoning/summaryTextDelta":
+                return [Reasoning(text=_DELTA.decode(params).delta)]
             case "thread/tokenUsage/updated":
                 return self._token_usage(_TOKENS.decode(params))
             case "turn/plan/updated":

@@ -43,6 +43,7 @@ from orchestrator.messages import (
     JobDone,
     JobFailed,
     PatchApplied,
+    Reasoning,
     RunStarted,
     TokenCount,
 )
@@ -267,6 +268,10 @@ class TurnEvents:
                 return RunStarted(worker_id=self.worker_id)
             case "agent_message_content_delta" | "agent_message_delta":
                 return AgentMessageDelta(text=msg.delta)
+            case "agent_reasoning_section_break":
+                return Reasoning(part_start=True)
+            case "reasoning_content_delta" | "agent_reasoning_delta":
+                return Reasoning(text=msg.delta)
             case "exec_command_begin":
                 command = command_text(msg.command)
                 if msg.call_id:

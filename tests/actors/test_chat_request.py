@@ -45,6 +45,7 @@ from orchestrator.messages import (
     CommandStarted,
     JobDone,
     PatchApplied,
+    Reasoning,
     RunStarted,
     SendChatAction,
     SenderMsg,
@@ -246,6 +247,32 @@ async def test_waiting_for_a_worker_is_shown_until_the_run_starts_on_one(
     assert progress.actions == ["$ ls"]
     assert changed.is_set()
     assert progress.worker == 1
+
+
+async def test_what_the_model_thinks_is_shown_until_its_next_step() -> None:
+    """The part of the reasoning summary being written, headline markup removed, on one line;
+    a new part replaces it, and a step (a command) ends it."""
+    progress = Progress(phase="developing")
+    send, receive = trio.open_memory_channel[CodexProgress](16)
+    events = (
+        Reasoning(part_start=True),
+        Reasoning(text="**Weighing** the"),
+        Reasoning(text=" options."),
+    )
+    for event in events:
+        send.send_nowait(event)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(follow_progress, progress, receive, "/w")
+        await trio.testing.wait_all_tasks_blocked()
+        shown = [live_text(progress, trio.current_time()).splitlines()[-1]]
+        send.send_nowait(Reasoning(part_start=True))
+        send.send_nowait(Reasoning(text="**Running**\n the tests"))
+        await trio.testing.wait_all_tasks_blocked()
+        shown.append(live_text(progress, trio.current_time()).splitlines()[-1])
+        send.send_nowait(CommandStarted(command="pytest"))
+        send.close()
+    shown.append(live_text(progress, trio.current_time()).splitlines()[-1])
+    assert shown == ["💭 Weighing the options.", "💭 Running the tests", "• $ pytest"]
 
 
 async def test_a_message_of_codex_after_a_command_starts_on_its_own_line(

@@ -17,8 +17,11 @@ import trio
 class Reply:
     status: int
     payload: bytes | None
-    """None: send the headers of a 200 event stream, then never finish (a hung server)."""
+    """None: send the headers of a 200 event stream, then never finish (a hung server), or,
+    with `pieces`, send those."""
     content_type: str = "application/json"
+    pieces: tuple[tuple[float, bytes], ...] = ()
+    """A body sent in pieces (chunked), each after its pause in seconds: a model that thinks."""
 
 
 Handler = Callable[[h11.Request, bytes], Awaitable[Reply]]
@@ -33,6 +36,18 @@ async def serve_http(stream: trio.abc.Stream, handle: Handler) -> None:
             if received is None:
                 return
             reply = await handle(*received)
+            if reply.pieces:
+                headers = [("content-type", reply.content_type)]
+                response = h11.Response(status_code=reply.status, headers=headers)
+                await stream.send_all(connection.send(response))
+                for pause, piece in reply.pieces:
+                    await trio.sleep(pause)
+                    await stream.send_all(connection.send(h11.Data(data=piece)))
+                await stream.send_all(connection.send(h11.EndOfMessage()))
+                if connection.our_state is h11.MUST_CLOSE:
+                    return
+                connection.start_next_cycle()
+                continue
             if reply.payload is None:
                 headers = [("content-type", reply.content_type)]
                 await stream.send_all(

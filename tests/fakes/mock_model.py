@@ -73,7 +73,16 @@ class Hang:
     pass
 
 
-Item = Text | Shell | Patch | Fail | HttpError | Hang
+@dataclass
+class Reasoning:
+    """A reasoning item whose summary `parts` stream as deltas (two per part)."""
+
+    parts: tuple[str, ...]
+    every: float = 0.0
+    """Seconds the model thinks before each delta: the stream is sent in paced pieces."""
+
+
+Item = Text | Shell | Patch | Fail | HttpError | Hang | Reasoning
 Turn = list[Item]
 Responder = Callable[[dict[str, Any]], Turn]
 
@@ -112,8 +121,9 @@ class MockModel:
             return self.responder(body)
         return [Text(f"MOCK-REPLY: {last_user_text(body)}")]
 
-    def sse(self, turn: Turn) -> tuple[int, bytes | None]:
-        """The HTTP status and SSE body for one turn (None body: hang)."""
+    def sse(self, turn: Turn) -> tuple[int, bytes | list[tuple[float, bytes]] | None]:
+        """The HTTP status and SSE body for one turn (None body: hang; a list: the body in
+        pieces, each sent after its pause)."""
         number = next(self._ids)
         events: list[tuple[str, dict[str, Any]]] = [
             ("response.created", {"type": "response.created", "response": {"id": f"resp_{number}"}})
@@ -139,7 +149,10 @@ class MockModel:
                     )
                 )
                 return 200, _frame(events)
-            if isinstance(item, Text):
+            done_item: dict[str, Any]
+            if isinstance(item, Reasoning):
+                done_item = _reasoning(item, f"rs_{number}_{index}", index, events)
+            elif isinstance(item, Text):
                 message_id = f"msg_{number}_{index}"
                 events.append(
                     (
@@ -170,7 +183,7 @@ class MockModel:
                             },
                         )
                     )
-                done_item: dict[str, Any] = {
+                done_item = {
                     "type": "message",
                     "id": message_id,
                     "role": "assistant",
@@ -225,13 +238,79 @@ class MockModel:
                 },
             )
         )
+        if any(name == _PAUSE for name, _ in events):
+            return 200, _paced(events)
         return 200, _frame(events)
+
+
+_PAUSE = ""
+"""The name of a pseudo-event in `MockModel.sse`'s list: ``{"seconds": s}``, a pause."""
+
+
+def _reasoning(
+    item: Reasoning, item_id: str, index: int, events: list[tuple[str, dict[str, Any]]]
+) -> dict[str, Any]:
+    """Append `item`'s stream to `events`; return its done item."""
+    added = {"type": "reasoning", "id": item_id, "summary": []}
+    events.append(
+        (
+            "response.output_item.added",
+            {"type": "response.output_item.added", "output_index": index, "item": added},
+        )
+    )
+    where = {"item_id": item_id, "output_index": index}
+    for summary_index, part in enumerate(item.parts):
+        events.append(
+            (
+                "response.reasoning_summary_part.added",
+                {
+                    "type": "response.reasoning_summary_part.added",
+                    **where,
+                    "summary_index": summary_index,
+                    "part": {"type": "summary_text", "text": ""},
+                },
+            )
+        )
+        half = len(part) // 2
+        for delta in (part[:half], part[half:]):
+            if item.every:
+                events.append((_PAUSE, {"seconds": item.every}))
+            events.append(
+                (
+                    "response.reasoning_summary_text.delta",
+                    {
+                        "type": "response.reasoning_summary_text.delta",
+                        **where,
+                        "summary_index": summary_index,
+                        "delta": delta,
+                    },
+                )
+            )
+    summary = [{"type": "summary_text", "text": part} for part in item.parts]
+    return {"type": "reasoning", "id": item_id, "summary": summary, "encrypted_content": None}
 
 
 def _frame(events: list[tuple[str, dict[str, Any]]]) -> bytes:
     return b"".join(
-        f"event: {name}\ndata: {json.dumps(data)}\n\n".encode() for name, data in events
+        f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+        for name, data in events
+        if name != _PAUSE
     )
+
+
+def _paced(events: list[tuple[str, dict[str, Any]]]) -> list[tuple[float, bytes]]:
+    """`events` framed in pieces: each pause starts a new piece, sent after it."""
+    pieces: list[tuple[float, bytes]] = []
+    pause: float = 0.0
+    run: list[tuple[str, dict[str, Any]]] = []
+    for name, data in events:
+        if name == _PAUSE:
+            pieces.append((pause, _frame(run)))
+            pause, run = data["seconds"], []
+        else:
+            run.append((name, data))
+    pieces.append((pause, _frame(run)))
+    return pieces
 
 
 async def _serve(stream: trio.SocketStream, model: MockModel) -> None:
@@ -241,6 +320,8 @@ async def _serve(stream: trio.SocketStream, model: MockModel) -> None:
         if not request.target.decode().rstrip("/").endswith("/responses"):
             return Reply(404, b'{"error":{"message":"not found"}}')
         status, payload = model.sse(model.next_turn(parsed))
+        if isinstance(payload, list):
+            return Reply(status, None, "text/event-stream", pieces=tuple(payload))
         return Reply(status, payload, "text/event-stream" if status == 200 else "application/json")
 
     await serve_http(stream, handle)

@@ -26,6 +26,7 @@ from tests.bot_process import polling, running, write_config
 from tests.fakes.mock_model import (
     Hang,
     MockModel,
+    Reasoning,
     Text,
     Turn,
     codex_env,
@@ -358,6 +359,41 @@ async def test_a_full_context_window_goes_on_in_a_fresh_session_with_the_summary
     history = str(model.requests[-1]["input"])
     assert "Summary of it so far" in history
     assert "hello first" in history
+
+
+def think_it_over(body: dict[str, Any]) -> Turn:
+    """A model that reasons for 16 s, a delta of its summary every 4 s, then answers."""
+    if last_user_text(body).rstrip().endswith("think it over"):
+        thought = Reasoning(("**Weighing** the options.", "**Settling** on one."), every=4.0)
+        return [thought, Text("MOCK-REPLY: thought it over")]
+    return model_turns(body)
+
+
+@pytest.mark.parametrize("backend", ["mcp", "app-server"])
+async def test_a_model_that_reasons_long_is_not_taken_for_a_dead_endpoint(
+    request: pytest.FixtureRequest, tmp_path: Path, backend: str
+) -> None:
+    """Reasoning longer than ``endpoint_failure_limit`` (10 s here), saying nothing but its
+    summary, was stopped as "cannot reach its model endpoint": the summary did not count as
+    progress. It does now, and the progress message shows what the model is thinking."""
+    binary = request.getfixturevalue("codex_binary" if backend == "mcp" else "app_server_codex")
+    with trio.fail_after(CEILING):
+        async with app_server_edges(
+            binary, tmp_path, sandbox="read-only", responder=think_it_over, backend=backend
+        ) as edges:
+            _model, tg, config = edges
+            async with polling(tg, config, TOKEN) as bot:
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="please think it over")
+                await tg.wait_for(lambda t: has_text(t, "thought it over") or has_text(t, "❌"))
+                bot.process.send_signal(signal.SIGTERM)
+    assert bot.process.returncode == 0, bot.text()
+    assert has_text(tg, "MOCK-REPLY: thought it over"), tg.sent_texts(ALICE)
+    assert not has_text(tg, "❌")
+    shown = [
+        str(call.params.get("text"))
+        for call in tg.calls_of("editMessageText") + tg.calls_of("sendMessage")
+    ]
+    assert any("💭 Weighing" in text or "💭 Settling" in text for text in shown), shown
 
 
 async def test_approvals_go_through_the_buttons_and_a_patch_shows_its_diff(

@@ -15,6 +15,7 @@ from orchestrator.messages import (
     JobDone,
     JobFailed,
     PatchApplied,
+    Reasoning,
     RunStarted,
     TokenCount,
 )
@@ -101,6 +102,12 @@ def test_events_of_a_turn_become_progress() -> None:
     contexts.append(events.context)
     assert contexts == [None, (17, 258400)]  # the last response, not a sum
     assert translate({"type": "raw_response_item"}) is None
+    # reasoning, as 0.153.4 streams its summary: a part begins, then its deltas
+    section = {"type": "agent_reasoning_section_break", "item_id": "rs", "summary_index": 0}
+    assert translate(section) == Reasoning(part_start=True)
+    delta = {"type": "reasoning_content_delta", "item_id": "rs", "delta": "**Plan**"}
+    assert translate(delta | {"summary_index": 0}) == Reasoning(text="**Plan**")
+    assert translate({"type": "agent_reasoning", "text": "**Plan**"}) is None  # said already
     # a compaction, as 0.153.4 says it: the event, then a warning of its own about threads
     compacted = CodexNotice(level="warning", message=CONTEXT_COMPACTED)
     assert translate({"type": "context_compacted"}) == compacted

@@ -23,6 +23,7 @@ from orchestrator.messages import (
     CommandFinished,
     CommandStarted,
     PatchApplied,
+    Reasoning,
     RunStarted,
     TokenCount,
 )
@@ -298,9 +299,23 @@ def test_the_final_answer_prefers_final_answer_then_the_last_plain_message(
     assert translator.final_text == expected
 
 
+def test_reasoning_streams_its_summary_parts() -> None:
+    """Measured (example 22): a part begins, then its deltas; the item's own start and end
+    say nothing more."""
+    assert feed(TurnTranslator(worker_id=0), *example("22")) == [
+        Reasoning(part_start=True),
+        Reasoning(text="**Thinki"),
+        Reasoning(text="ng** abo"),
+        Reasoning(text="ut it."),
+        Reasoning(part_start=True),
+        Reasoning(text="Second s"),
+        Reasoning(text="ummary p"),
+        Reasoning(text="art."),
+    ]
+
+
 def test_unknown_items_notifications_and_garbage_mean_nothing() -> None:
     translator = TurnTranslator(worker_id=0)
-    assert feed(translator, *example("22")) == []  # reasoning: not shown
     assert translator.feed("item/completed", b'{"item": {"type": "webSearch", "id": "w"}}') == []
     assert translator.feed("item/started", b"not json") == []
     assert translator.feed("thread/goal/cleared", b"{}") == []
