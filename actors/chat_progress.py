@@ -2,8 +2,8 @@
 
 `follow_progress` turns the pool's progress events (a worker taken, commands, patches,
 warnings, what the model is thinking, the answer as it streams) into the request's
-`Progress`; `live_text` writes the
-progress message from it, and `phase_words` names a workflow phase in people's words.
+`Progress`; `live_text` writes the progress message from it, and `phase_words` names a
+workflow phase in people's words.
 `actors.chat_request` runs the one and shows the other.
 """
 

@@ -130,7 +130,7 @@ class PoolRoleCaller:
         instructions: str,
     ) -> RoleOutcome:
         """Call one role on the pool; cancellation propagates (the pool kills the worker)."""
-        known = self._known
+        known = self._known if self._known and self._known.thread_id == thread_id else None
         job = job_for_role(
             role,
             prompt,
@@ -143,7 +143,7 @@ class PoolRoleCaller:
             images=self._images,
             model=self._model,
             effort=self._effort,
-            thread_instructions=known.digest if known and known.thread_id == thread_id else "",
+            thread_instructions=known.digest if known else "",
         )
         outcome = await self._pool.run(job, progress=self._progress, approvals=self._approvals)
         match outcome:
