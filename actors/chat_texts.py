@@ -75,7 +75,7 @@ BOT_COMMANDS: Final[tuple[tuple[str, str], ...]] = (
     ("diff", "what changed in the working directory (git)"),
     ("model", "NAME | default: the model of this chat"),
     ("effort", "LEVEL | default: the reasoning effort"),
-    ("usage", "tokens and rate limits"),
+    ("usage", "tokens, how full the conversation is, rate limits"),
     ("sessions", "recent Codex sessions: pick one up"),
     ("bind", "PROFILE | off: bind this topic to a profile"),
     ("branch", "NAME | off | rm NAME: work in a branch worktree"),
@@ -127,14 +127,16 @@ def help_text(*, app_server: bool) -> str:
         "/mode single|plan: one developer run, or selector → planner → developer → reviewer "
         "(up to 3 review rounds)\n"
         "/new: forget the Codex conversation and start fresh\n"
-        "/status: mode, profile, working directory, what is running, queue, worker, tokens\n"
+        "/status: mode, profile, working directory, what is running, queue, worker, tokens, "
+        "how full the conversation is\n"
         "/cancel: stop the running request (queued messages still run)\n"
         "/profile list|NAME: list the profiles, or switch to one (not while running)\n"
         "/get PATH: send a file of the working directory (a folder as a zip)\n"
         "/diff: what changed in the working directory since the last git commit\n"
         f"/model [NAME|default]: the models Codex offers; pick one for this chat{needs}\n"
         f"/effort [LEVEL|default]: the model's reasoning effort for this chat{needs}\n"
-        f"/usage: tokens of the last run and of all runs in this chat{limits}\n"
+        f"/usage: tokens of the last run and of all runs in this chat, how full the "
+        f"conversation is{limits}\n"
         "/sessions: your recent Codex sessions here; choose one to continue it (every answer "
         "ends with codex resume ID, to continue at your desk)\n"
         "/bind PROFILE|off: bind this topic (or chat) to a profile for everyone in it\n"
