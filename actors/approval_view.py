@@ -24,7 +24,7 @@ from orchestrator.words import one_line
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from orchestrator.messages import ApprovalAsk
+    from orchestrator.codex_runs import ApprovalAsk
 
 __all__ = [
     "APPROVAL_TEXT_LIMIT",

@@ -30,7 +30,7 @@ from typing import Final, TypeAlias
 
 import msgspec
 
-from orchestrator.messages import ApprovalDecision
+from orchestrator.codex_runs import ApprovalDecision
 
 __all__ = [
     "CALLBACK_DATA_LIMIT",

@@ -25,7 +25,7 @@ from actors.approval_view import approval_view, subject
 from actors.button_data import approval_data
 from actors.chat_progress import may_write
 from orchestrator.channels import reply_nowait
-from orchestrator.messages import ApprovalDecision, Button, TraceRecord
+from orchestrator.messages import Button, TraceRecord
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -33,7 +33,8 @@ if TYPE_CHECKING:
     from actors.button_data import ApprovalButton
     from actors.chat_output import ChatOutput
     from actors.chat_progress import Progress
-    from orchestrator.messages import ApprovalRequest, InboundCallback, Keyboard
+    from orchestrator.codex_runs import ApprovalDecision, ApprovalRequest
+    from orchestrator.messages import InboundCallback, Keyboard
 
 __all__ = [
     "APPROVAL_BUFFER",

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Final, assert_never
 import trio
 
 from actors.chat_texts import format_duration
-from orchestrator.messages import (
+from orchestrator.codex_runs import (
     AgentMessageDelta,
     CodexNotice,
     CommandFinished,
@@ -33,7 +33,7 @@ from orchestrator.words import one_line
 from orchestrator.workflow_types import MAX_REVIEW_ROUNDS, NO_PLAN, UNREADABLE_REVIEW
 
 if TYPE_CHECKING:
-    from orchestrator.messages import CodexProgress
+    from orchestrator.codex_runs import CodexProgress
 
 __all__ = [
     "WAITING_FOR_CODEX",

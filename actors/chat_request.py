@@ -38,13 +38,9 @@ from actors.role_caller import PoolRoleCaller
 from actors.workflows import PHASE_PLAN, carry_out_workflow
 from orchestrator import disk
 from orchestrator.channels import open_mailbox
+from orchestrator.codex_runs import ApprovalRequest, CodexProgress
 from orchestrator.errors import GitError, describe
-from orchestrator.messages import (
-    ApprovalRequest,
-    Button,
-    CodexProgress,
-    TraceRecord,
-)
+from orchestrator.messages import Button, TraceRecord
 from orchestrator.prompts import current_instructions, profile_prompt_files
 from orchestrator.rendering import close_open_fence
 from orchestrator.words import plural

@@ -22,14 +22,14 @@ from typing import TYPE_CHECKING, Final, final
 
 import trio
 
-from orchestrator.messages import CodexJob, JobDone, JobFailed
+from orchestrator.codex_runs import CodexJob, JobDone, JobFailed
 from orchestrator.prompts import instructions_digest
 from orchestrator.words import plural
 from orchestrator.workflow_types import READ_ONLY_ROLES, RoleFailed, RoleOutcome, RoleSucceeded
 
 if TYPE_CHECKING:
+    from orchestrator.codex_runs import ApprovalRequest, CodexProgress
     from orchestrator.config import Profile
-    from orchestrator.messages import ApprovalRequest, CodexProgress
     from orchestrator.ports import CodexPool
     from orchestrator.workflow_types import Role, ThreadInstructions
 

@@ -77,15 +77,15 @@ from actors.worker_position import (
 )
 from actors.worker_turn import TurnLimits, ask, watched_turn
 from orchestrator.channels import open_mailbox, reply_nowait
-from orchestrator.messages import (
+from orchestrator.codex_runs import (
     THREAD_GONE,
     ApprovalRequest,
     JobDone,
     JobFailed,
     ThreadMoved,
-    TraceRecord,
     WaitingForWorker,
 )
+from orchestrator.messages import TraceRecord
 from orchestrator.ports import PoolStatistics
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from orchestrator import ports
-    from orchestrator.messages import CodexJob, CodexProgress, JobOutcome
+    from orchestrator.codex_runs import CodexJob, CodexProgress, JobOutcome
     from orchestrator.ports import CodexWorkerFactory, TraceEmit
     from orchestrator.supervision import RestartPolicy
 

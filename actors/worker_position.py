@@ -28,11 +28,9 @@ from typing import TYPE_CHECKING, Final, Literal
 
 import trio
 
+from orchestrator.codex_runs import JobFailed
 from orchestrator.errors import RestartIntensityExceeded, WorkerUnavailable
-from orchestrator.messages import (
-    JobFailed,
-    TraceRecord,
-)
+from orchestrator.messages import TraceRecord
 from orchestrator.ports import WorkerStatus
 from orchestrator.supervision import ChildSpec, RestartPolicy, supervise_one
 
@@ -40,7 +38,7 @@ if TYPE_CHECKING:
     import random
     from collections.abc import Callable, Mapping
 
-    from orchestrator.messages import CodexProgress
+    from orchestrator.codex_runs import CodexProgress
     from orchestrator.ports import CodexWorker, CodexWorkerFactory, TraceEmit
 
 __all__ = [

@@ -29,7 +29,7 @@ import trio
 
 from actors.worker_position import offer
 from orchestrator.channels import ResponderGone, call
-from orchestrator.messages import (
+from orchestrator.codex_runs import (
     ApprovalDecision,
     ApprovalRequest,
     CodexNotice,
@@ -40,13 +40,7 @@ from orchestrator.messages import (
 
 if TYPE_CHECKING:
     from actors.worker_position import WorkerPosition
-    from orchestrator.messages import (
-        ApprovalAsk,
-        CodexJob,
-        CodexProgress,
-        JobFailure,
-        JobOutcome,
-    )
+    from orchestrator.codex_runs import ApprovalAsk, CodexJob, CodexProgress, JobFailure, JobOutcome
     from orchestrator.ports import CodexWorker
 
 __all__ = ["TurnLimits", "TurnWatch", "ask", "stall_guard", "watched_turn"]

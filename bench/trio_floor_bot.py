@@ -27,15 +27,9 @@ import msgspec
 import trio
 from reference_bot import arguments  # bench/ is this script's folder: on sys.path
 
+from orchestrator.codex_runs import ApprovalAsk, ApprovalDecision, CodexJob, CodexProgress, JobDone
 from orchestrator.edges.codex_mcp import open_codex_process
 from orchestrator.edges.telegram_http import HttpTelegramApi, open_telegram_api
-from orchestrator.messages import (
-    ApprovalAsk,
-    ApprovalDecision,
-    CodexJob,
-    CodexProgress,
-    JobDone,
-)
 
 if TYPE_CHECKING:
     from orchestrator.ports import CodexWorker

@@ -17,16 +17,15 @@ if TYPE_CHECKING:
 
     import trio
 
-    from orchestrator.messages import (
+    from orchestrator.codex_runs import (
         ApprovalAsk,
         ApprovalDecision,
         ApprovalRequest,
         CodexJob,
         CodexProgress,
         JobOutcome,
-        Keyboard,
-        TraceRecord,
     )
+    from orchestrator.messages import Keyboard, TraceRecord
 
 __all__ = [
     "BotIdentity",

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Final, final
 import msgspec
 import trio
 
+from orchestrator.codex_runs import CommandStarted, JobDone, JobFailed
 from orchestrator.edges.codex_app_server_controls import AppServerControls
 from orchestrator.edges.codex_app_server_threads import AppServerThreads
 from orchestrator.edges.jsonrpc_lines import LineRpc, Refused
@@ -55,7 +56,6 @@ from orchestrator.edges.processes import (
     serve_worker,
 )
 from orchestrator.errors import WorkerStartError, WorkerUnavailable
-from orchestrator.messages import CommandStarted, JobDone, JobFailed
 from orchestrator.wire.codex_app_server import (
     CODEX_APP_SERVER_VERSION,
     NOTICES,
@@ -82,7 +82,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
     from pathlib import Path
 
-    from orchestrator.messages import (
+    from orchestrator.codex_runs import (
         ApprovalAsk,
         ApprovalDecision,
         CodexJob,

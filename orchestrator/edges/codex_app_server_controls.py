@@ -42,9 +42,9 @@ from orchestrator.wire.codex_app_server_controls import (
 )
 
 if TYPE_CHECKING:
+    from orchestrator.codex_runs import CodexJob
     from orchestrator.edges.codex_app_server_threads import AppServerThreads
     from orchestrator.edges.jsonrpc_lines import LineRpc
-    from orchestrator.messages import CodexJob
     from orchestrator.ports import ModelChoice, RateLimits, SteerResult
 
 __all__ = ["AppServerControls"]

@@ -44,8 +44,8 @@ from orchestrator.wire.codex_app_server import (
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
 
+    from orchestrator.codex_runs import CodexJob, JobDone
     from orchestrator.edges.jsonrpc_lines import LineRpc
-    from orchestrator.messages import CodexJob, JobDone
     from orchestrator.wire.codex_app_server import BackgroundTerminal
 
 __all__ = [

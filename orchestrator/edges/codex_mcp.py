@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Final, final
 import msgspec
 import trio
 
+from orchestrator.codex_runs import CommandStarted, JobDone, JobFailed
 from orchestrator.edges.jsonrpc_lines import LineRpc
 from orchestrator.edges.processes import (
     TreeSnapshots,
@@ -56,7 +57,6 @@ from orchestrator.edges.processes import (
     serve_worker,
 )
 from orchestrator.errors import WorkerStartError, WorkerUnavailable
-from orchestrator.messages import CommandStarted, JobDone, JobFailed
 from orchestrator.wire.codex_mcp import (
     CLIENT_INFO,
     CODEX_MCP_VERSION,
@@ -78,7 +78,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
     from pathlib import Path
 
-    from orchestrator.messages import (
+    from orchestrator.codex_runs import (
         ApprovalAsk,
         ApprovalDecision,
         CodexJob,

@@ -21,11 +21,7 @@ from typing import TYPE_CHECKING, Final, Literal, TypeAlias
 
 import msgspec
 
-from orchestrator.messages import (
-    ApprovalDecision,
-    ApprovalPolicy,
-    Sandbox,
-)
+from orchestrator.codex_runs import ApprovalDecision, ApprovalPolicy, Sandbox
 from orchestrator.wire.codex_app_server_controls import (
     ConfigReadParams,
     ConfigReadResponse,

@@ -14,8 +14,7 @@ from typing import Final, Literal, assert_never
 
 import msgspec
 
-from orchestrator.codex_words import CONTEXT_COMPACTED
-from orchestrator.messages import (
+from orchestrator.codex_runs import (
     AgentMessageDelta,
     ApprovalAsk,
     CodexNotice,
@@ -27,6 +26,7 @@ from orchestrator.messages import (
     RunStarted,
     TokenCount,
 )
+from orchestrator.codex_words import CONTEXT_COMPACTED
 from orchestrator.wire.codex_app_server import (
     _AgentMessageItem,
     _CommandApprovalParams,

@@ -33,8 +33,7 @@ from urllib.parse import unquote, urlsplit
 
 import msgspec
 
-from orchestrator.codex_words import CONTEXT_COMPACTED
-from orchestrator.messages import (
+from orchestrator.codex_runs import (
     AgentMessageDelta,
     ApprovalAsk,
     CodexNotice,
@@ -47,12 +46,13 @@ from orchestrator.messages import (
     RunStarted,
     TokenCount,
 )
+from orchestrator.codex_words import CONTEXT_COMPACTED
 from orchestrator.workflow_types import ContextFill, TokenUsage
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from orchestrator.messages import CodexJob, CodexProgress, JobOutcome
+    from orchestrator.codex_runs import CodexJob, CodexProgress, JobOutcome
     from orchestrator.wire.jsonrpc import Response, RpcError
 
 __all__ = [

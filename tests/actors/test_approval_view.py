@@ -9,7 +9,7 @@ from actors.approval_view import (
     approval_view,
     visible,
 )
-from orchestrator.messages import ApprovalAsk
+from orchestrator.codex_runs import ApprovalAsk
 from orchestrator.wire import codex_app_server_turn, codex_mcp
 
 

@@ -19,11 +19,9 @@ from actors.button_data import (
 )
 from actors.chat_approvals import STALE_QUESTION, Approvals
 from actors.chat_output import ChatOutput
+from orchestrator.codex_runs import ApprovalAsk, ApprovalDecision, ApprovalRequest
 from orchestrator.messages import (
     AnswerCallback,
-    ApprovalAsk,
-    ApprovalDecision,
-    ApprovalRequest,
     CloseLive,
     InboundCallback,
     SenderMsg,

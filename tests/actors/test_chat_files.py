@@ -31,6 +31,7 @@ from actors.chat_files import (
 )
 from actors.chat_request import DIRTY_CHECK_SECONDS
 from actors.chat_texts import IMAGES_GONE, SECRET_IN_FILE, album_not_started
+from orchestrator.codex_runs import CommandStarted, PatchApplied
 from orchestrator.config import CodexConfig, Config
 from orchestrator.errors import (
     TelegramBadRequest,
@@ -38,16 +39,7 @@ from orchestrator.errors import (
     TelegramRetryAfter,
     TelegramTransientError,
 )
-from orchestrator.messages import (
-    Attachment,
-    Button,
-    CommandStarted,
-    PatchApplied,
-    RepliedTo,
-    SendReply,
-    SessionKey,
-    UpdateLive,
-)
+from orchestrator.messages import Attachment, Button, RepliedTo, SendReply, SessionKey, UpdateLive
 from orchestrator.session_store import RequestRecord, SessionState, SessionStore
 from tests.actors.test_chats import ALICE, BOB, Bot, make_config, running_bot
 from tests.fakes.codex_process import FakeProcesses

@@ -13,7 +13,7 @@ import trio.testing
 from actors import chat_sessions
 from orchestrator.config import Config, Profile
 from orchestrator.errors import GitError
-from orchestrator.messages import CodexJob, InboundCallback, RepliedTo, SessionKey, UpdateLive
+from orchestrator.messages import InboundCallback, RepliedTo, SessionKey, UpdateLive
 from tests.actors.test_chats import ALICE, BOB, make_config, running_bot
 from tests.fakes.codex_process import FakeProcesses
 from tests.fakes.git import FakeGit
@@ -21,6 +21,7 @@ from tests.fakes.git import FakeGit
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from orchestrator.codex_runs import CodexJob
     from orchestrator.ports import Worktree
     from tests.actors.test_chats import Bot
 

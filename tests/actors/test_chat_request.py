@@ -32,13 +32,11 @@ from actors.chat_request import (
     serve_request,
     stopped_outcome,
 )
-from orchestrator.config import Profile
-from orchestrator.messages import (
+from orchestrator.codex_runs import (
     AgentMessageDelta,
     ApprovalAsk,
     ApprovalDecision,
     ApprovalRequest,
-    CloseLive,
     CodexNotice,
     CodexProgress,
     CommandFinished,
@@ -47,13 +45,17 @@ from orchestrator.messages import (
     PatchApplied,
     Reasoning,
     RunStarted,
+    WaitingForWorker,
+)
+from orchestrator.config import Profile
+from orchestrator.messages import (
+    CloseLive,
     SendChatAction,
     SenderMsg,
     SendReply,
     SessionKey,
     TraceRecord,
     UpdateLive,
-    WaitingForWorker,
 )
 from orchestrator.ports import (
     ModelChoice,
@@ -68,7 +70,7 @@ from orchestrator.workflow_types import NO_PLAN, UNREADABLE_REVIEW
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from orchestrator.messages import CodexJob, JobOutcome
+    from orchestrator.codex_runs import CodexJob, JobOutcome
 
 KEY = SessionKey(chat_id=5, user_id=7)
 CEILING = 3600

@@ -20,17 +20,14 @@ import trio.testing
 from actors import chat_files, chat_settle, chat_texts, router
 from actors.chat_commands import NOTHING_OF_YOURS
 from actors.worker_pool import WORKER_COOLDOWN, open_worker_pool
+from orchestrator.codex_runs import ApprovalAsk, CodexProgress, CommandStarted, PatchApplied
 from orchestrator.config import Config, Profile, RolePrompts, SessionsConfig, TelegramConfig
 from orchestrator.messages import (
     AnswerCallback,
-    ApprovalAsk,
     Button,
     CloseLive,
-    CodexProgress,
-    CommandStarted,
     InboundCallback,
     InboundMessage,
-    PatchApplied,
     RepliedTo,
     RouterMsg,
     SenderMsg,

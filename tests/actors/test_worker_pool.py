@@ -17,8 +17,7 @@ from actors.worker_pool import (
     open_worker_pool,
 )
 from actors.worker_position import THREAD_BUSY, THREAD_LOST
-from orchestrator.errors import WorkerStartError
-from orchestrator.messages import (
+from orchestrator.codex_runs import (
     THREAD_GONE,
     ApprovalAsk,
     ApprovalRequest,
@@ -28,9 +27,9 @@ from orchestrator.messages import (
     JobDone,
     JobFailed,
     ThreadMoved,
-    TraceRecord,
     WaitingForWorker,
 )
+from orchestrator.errors import WorkerStartError
 from orchestrator.supervision import RestartPolicy
 from tests.fakes.codex_process import FakeProcesses
 
@@ -38,6 +37,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from actors.worker_position import RetireReason
+    from orchestrator.messages import TraceRecord
 
 CEILING = 3600
 PING_INTERVAL = 30.0

@@ -11,7 +11,7 @@ import trio
 import trio.testing
 
 from actors.worker_position import PING_TIMEOUT, THREAD_BUSY, THREAD_STOPPING
-from orchestrator.messages import (
+from orchestrator.codex_runs import (
     AgentMessageDelta,
     ApprovalAsk,
     CommandFinished,

@@ -19,13 +19,15 @@ from actors.worker_position import (
     WorkerPosition,
     supervise_position,
 )
+from orchestrator.codex_runs import JobFailed
 from orchestrator.errors import WorkerStartError
-from orchestrator.messages import JobFailed, TraceRecord
 from orchestrator.supervision import RestartPolicy
 from tests.fakes.codex_process import FakeProcess, FakeProcesses
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+
+    from orchestrator.messages import TraceRecord
 
 
 class Supervised:

@@ -13,9 +13,7 @@ import pytest
 import trio
 import trio.testing
 
-from orchestrator.edges.codex_app_server import CodexAppServer, open_codex_app_server
-from orchestrator.errors import WorkerStartError
-from orchestrator.messages import (
+from orchestrator.codex_runs import (
     AgentMessageDelta,
     ApprovalAsk,
     ApprovalDecision,
@@ -30,6 +28,8 @@ from orchestrator.messages import (
     RunStarted,
     TokenCount,
 )
+from orchestrator.edges.codex_app_server import CodexAppServer, open_codex_app_server
+from orchestrator.errors import WorkerStartError
 from orchestrator.prompts import instructions_digest
 from tests.fakes.app_server_script import FakeAppServer
 from tests.procfs import living, read_pids, tree

@@ -9,9 +9,7 @@ import pytest
 import trio
 import trio.testing
 
-from orchestrator.edges.codex_mcp import CodexProcess, open_codex_process
-from orchestrator.errors import WorkerStartError
-from orchestrator.messages import (
+from orchestrator.codex_runs import (
     AgentMessageDelta,
     ApprovalAsk,
     ApprovalDecision,
@@ -26,6 +24,8 @@ from orchestrator.messages import (
     RunStarted,
     TokenCount,
 )
+from orchestrator.edges.codex_mcp import CodexProcess, open_codex_process
+from orchestrator.errors import WorkerStartError
 from orchestrator.wire.codex_mcp import CODEX_MCP_VERSION
 from tests.fakes.codex_script import FakeCodex
 from tests.procfs import living, read_pids, tree

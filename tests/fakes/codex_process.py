@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING
 import msgspec
 import trio
 
-from orchestrator.errors import WorkerStartError
-from orchestrator.messages import (
+from orchestrator.codex_runs import (
     AgentMessageDelta,
     ApprovalAsk,
     ApprovalDecision,
@@ -28,6 +27,7 @@ from orchestrator.messages import (
     JobOutcome,
     RunStarted,
 )
+from orchestrator.errors import WorkerStartError
 from orchestrator.ports import ModelChoice, RateLimits, SteerResult
 from orchestrator.workflow_types import ContextFill
 

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from orchestrator.codex_runs import JobDone
 from orchestrator.image_bytes import unreadable_image
-from orchestrator.messages import JobDone
 from tests.bot_process import polling
 from tests.fakes.mock_model import open_mock_model, write_codex_home
 from tests.integration.app_server_fixtures import app_server_codex

@@ -12,9 +12,9 @@ import trio
 from actors.role_caller import PoolRoleCaller
 from actors.worker_pool import open_worker_pool
 from actors.workflows import carry_out_workflow
+from orchestrator.codex_runs import ApprovalRequest, CodexProgress, PatchApplied
 from orchestrator.config import Profile
 from orchestrator.edges.codex_mcp import open_codex_process
-from orchestrator.messages import ApprovalRequest, CodexProgress, PatchApplied
 from orchestrator.prompts import load_instructions
 from tests.fakes.mock_model import (
     Item,

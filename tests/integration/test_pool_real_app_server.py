@@ -12,13 +12,8 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from actors.worker_pool import WorkerPoolHandle, open_worker_pool
+from orchestrator.codex_runs import ApprovalRequest, CodexJob, CodexProgress, JobDone
 from orchestrator.edges.codex_app_server import open_codex_app_server
-from orchestrator.messages import (
-    ApprovalRequest,
-    CodexJob,
-    CodexProgress,
-    JobDone,
-)
 from tests.fakes.mock_model import (
     Shell,
     Text,

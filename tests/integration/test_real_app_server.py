@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import trio
 
-from orchestrator.edges.codex_app_server import CodexAppServer, open_codex_app_server
-from orchestrator.messages import (
+from orchestrator.codex_runs import (
     AgentMessageDelta,
     ApprovalAsk,
     ApprovalDecision,
@@ -25,6 +24,7 @@ from orchestrator.messages import (
     RunStarted,
     Sandbox,
 )
+from orchestrator.edges.codex_app_server import CodexAppServer, open_codex_app_server
 from tests.fakes.mock_model import Shell, Text, codex_env, open_mock_model, write_codex_home
 from tests.integration.app_server_fixtures import app_server_codex
 from tests.procfs import cmdline, living, tree, wait_until_gone

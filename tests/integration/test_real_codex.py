@@ -14,8 +14,7 @@ import trio
 
 from actors.worker_pool import WorkerPoolHandle, open_worker_pool
 from cli.doctor_probe import probe_worker
-from orchestrator.edges.codex_mcp import CodexProcess, open_codex_process
-from orchestrator.messages import (
+from orchestrator.codex_runs import (
     AgentMessageDelta,
     ApprovalAsk,
     ApprovalDecision,
@@ -30,6 +29,7 @@ from orchestrator.messages import (
     RunStarted,
     Sandbox,
 )
+from orchestrator.edges.codex_mcp import CodexProcess, open_codex_process
 from orchestrator.wire.codex_mcp import CODEX_MCP_VERSION
 from tests.fakes.mock_model import (
     Hang,

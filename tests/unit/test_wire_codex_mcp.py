@@ -6,8 +6,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from orchestrator.codex_words import CONTEXT_COMPACTED
-from orchestrator.messages import (
+from orchestrator.codex_runs import (
     CodexJob,
     CodexNotice,
     CommandFinished,
@@ -19,6 +18,7 @@ from orchestrator.messages import (
     RunStarted,
     TokenCount,
 )
+from orchestrator.codex_words import CONTEXT_COMPACTED
 from orchestrator.wire.codex_mcp import (
     ELICITATION,
     EVENT,

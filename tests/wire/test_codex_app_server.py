@@ -15,8 +15,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from orchestrator.codex_words import CONTEXT_COMPACTED
-from orchestrator.messages import (
+from orchestrator.codex_runs import (
     AgentMessageDelta,
     ApprovalDecision,
     CodexNotice,
@@ -27,6 +26,7 @@ from orchestrator.messages import (
     RunStarted,
     TokenCount,
 )
+from orchestrator.codex_words import CONTEXT_COMPACTED
 from orchestrator.wire.codex_app_server import (
     ClientInfo,
     InitializeCapabilities,

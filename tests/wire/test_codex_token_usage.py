@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from orchestrator.messages import TokenCount
+from orchestrator.codex_runs import TokenCount
 from orchestrator.wire.codex_app_server_turn import TurnTranslator
 from orchestrator.wire.codex_mcp import EVENT, TurnEvents
 from orchestrator.workflow_types import ContextFill, TokenUsage
