@@ -182,7 +182,7 @@ async def follow_progress(
                 progress.warnings.add(event.message)
                 progress.actions.append(f"⚠️ {event.message}")
             case Reasoning():
-                before = "" if event.part_start else progress.thinking
+                before = "" if event.part_start or event.item == "start" else progress.thinking
                 progress.thinking = (before + event.text)[-THINKING_KEPT:]
             case AgentMessageDelta():
                 gap = "\n" if progress.answer_paused else ""

@@ -36,6 +36,7 @@ from orchestrator.codex_runs import (
     CommandFinished,
     CommandStarted,
     JobFailed,
+    Reasoning,
 )
 
 if TYPE_CHECKING:
@@ -64,7 +65,9 @@ class TurnWatch:
     `quiet_since` is when the turn last made real progress: any event except a reconnect or
     stream-error notice (``Reconnecting... waiting for network`` arrives as events, forever,
     while the model endpoint is unreachable, so it must not count). The clock is held while
-    a command runs (a silent ``sleep`` or build is work) or a human is asked.
+    a command runs (a silent ``sleep`` or build is work), a human is asked, or a reasoning
+    item is open (a model may think for minutes without a word where its summaries are off;
+    Codex's own stream timeout ends a dead stream, and its first stream error lets go).
 
     `scope` ends the turn once it has made no progress for `limit` seconds while nothing
     holds the clock: its deadline moves with every event, an approval and a command, so no
@@ -75,6 +78,7 @@ class TurnWatch:
     limit: float
     commands: int = 0
     asking: int = 0
+    reasoning: int = 0
     last_error: str = ""
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
 
@@ -86,7 +90,14 @@ class TurnWatch:
         match event:
             case CodexNotice(level="stream_error"):
                 self.last_error = event.message
+                if self.reasoning:  # the stream broke mid-thought: its silence no longer counts
+                    self.reasoning = 0
+                    self._rearm()
                 return
+            case Reasoning(item="start"):
+                self.reasoning += 1
+            case Reasoning(item="end"):
+                self.reasoning = max(self.reasoning - 1, 0)
             case CommandStarted():
                 self.commands += 1
             case CommandFinished():
@@ -109,8 +120,9 @@ class TurnWatch:
 
     @property
     def held(self) -> bool:
-        """A command runs or a human is asked: silence is not an endpoint failure."""
-        return self.commands > 0 or self.asking > 0
+        """A command runs, a human is asked or the model reasons: silence is not an endpoint
+        failure."""
+        return self.commands > 0 or self.asking > 0 or self.reasoning > 0
 
     @property
     def fired(self) -> bool:

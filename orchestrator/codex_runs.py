@@ -135,12 +135,14 @@ class CommandFinished(_ProgressBase, frozen=True, kw_only=True, tag="exec_end"):
 
 
 class Reasoning(_ProgressBase, frozen=True, kw_only=True, tag="reasoning"):
-    """A piece of the summary of the model's reasoning as it streams (`part_start`: a new
-    part of it begins). Progress too: a model that reasons long says little else, and the
-    endpoint watchdog must not take that for silence."""
+    """The model's reasoning: a piece of its summary as it streams (`part_start`: a new part
+    of it begins), or its item starting or ending (`item`). Progress too: a model that
+    reasons long says little else (nothing at all while it reasons, where summaries are
+    off), and the endpoint watchdog must not take that for silence."""
 
     text: str = ""
     part_start: bool = False
+    item: Literal["", "start", "end"] = ""
 
 
 class PatchApplied(_ProgressBase, frozen=True, kw_only=True, tag="patch"):

@@ -298,16 +298,25 @@ class _FileChangeItem(_Item, frozen=True, tag="fileChange"):
     status: str = "inProgress"
 
 
+class _ReasoningItem(_Item, frozen=True, tag="reasoning"):
+    """The model reasons (its summary streams in ``item/reasoning/*`` notifications, when
+    summaries are on): started and completed around it, as measured on 0.171.0."""
+
+
 class _ContextCompactionItem(_Item, frozen=True, tag="contextCompaction"):
     """Codex compacted the thread to fit the model's window (a turn's first item when it
     does it automatically; measured on 0.171.0)."""
 
 
 _ThreadItem: TypeAlias = (
-    _AgentMessageItem | _CommandExecutionItem | _FileChangeItem | _ContextCompactionItem
+    _AgentMessageItem
+    | _CommandExecutionItem
+    | _FileChangeItem
+    | _ContextCompactionItem
+    | _ReasoningItem
 )
 _ITEM_TYPES: Final = frozenset(
-    {"agentMessage", "commandExecution", "fileChange", "contextCompaction"}
+    {"agentMessage", "commandExecution", "fileChange", "contextCompaction", "reasoning"}
 )
 
 

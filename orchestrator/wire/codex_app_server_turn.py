@@ -40,6 +40,7 @@ from orchestrator.wire.codex_app_server import (
     _ItemNotification,
     _PatchUpdatedNotification,
     _PlanNotification,
+    _ReasoningItem,
     _ThreadItem,
     _TokenUsageBreakdown,
     _TokenUsageNotification,
@@ -196,6 +197,8 @@ class TurnTranslator:
             case _FileChangeItem():
                 self._patches[item.id] = item
                 return []
+            case _ReasoningItem():
+                return [Reasoning(item="start")]
             case _:
                 return []
 
@@ -220,6 +223,8 @@ class TurnTranslator:
                 return [PatchApplied(files=files, success=item.status == "completed")]
             case _ContextCompactionItem():
                 return [CodexNotice(level="warning", message=CONTEXT_COMPACTED)]
+            case _ReasoningItem():
+                return [Reasoning(item="end")]
             case _:
                 assert_never(item)
 

@@ -105,6 +105,12 @@ class _TokenInfo(msgspec.Struct, frozen=True):
     model_context_window: int | None = None
 
 
+class _EventItem(msgspec.Struct, frozen=True):
+    """The ``item`` of an ``item_started`` or ``item_completed`` event: its type is enough."""
+
+    type: str = ""
+
+
 class EventMsg(msgspec.Struct, frozen=True):
     """The ``msg`` of a ``codex/event``: only the fields the bot shows."""
 
@@ -118,6 +124,7 @@ class EventMsg(msgspec.Struct, frozen=True):
     success: bool = True
     changes: dict[str, msgspec.Raw] | None = None
     info: _TokenInfo | None = None
+    item: _EventItem | None = None
 
 
 class EventParams(msgspec.Struct, frozen=True):
@@ -268,6 +275,8 @@ class TurnEvents:
                 return RunStarted(worker_id=self.worker_id)
             case "agent_message_content_delta" | "agent_message_delta":
                 return AgentMessageDelta(text=msg.delta)
+            case "item_started" | "item_completed" if msg.item and msg.item.type == "Reasoning":
+                return Reasoning(item="start" if msg.type == "item_started" else "end")
             case "agent_reasoning_section_break":
                 return Reasoning(part_start=True)
             case "reasoning_content_delta" | "agent_reasoning_delta":

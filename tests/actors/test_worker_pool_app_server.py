@@ -18,6 +18,7 @@ from orchestrator.codex_runs import (
     CommandStarted,
     JobDone,
     JobFailed,
+    Reasoning,
     ThreadMoved,
     WaitingForWorker,
 )
@@ -252,6 +253,27 @@ async def test_a_silent_command_is_not_an_endpoint_failure(
         quiet = await run_one(pool, job("quiet"))
     assert isinstance(build.outcome, JobDone)
     assert isinstance(quiet.outcome, JobDone)  # 60 s of silence is under the limit
+
+
+@pytest.mark.parametrize("app_server", [False, True], ids=["mcp", "app-server"])
+async def test_a_model_reasoning_without_a_word_is_not_an_endpoint_failure(
+    autojump_clock: trio.testing.MockClock, app_server: bool
+) -> None:
+    """Where reasoning summaries are off, a model that thinks says nothing between its
+    reasoning item's start and end: that is work, as a silent command is. Only the stream's
+    own failure (Codex's stream timeout, then its reconnect notices) lets go of the clock."""
+    fakes = FakeProcesses(app_server=app_server)
+    thinking = [Reasoning(item="start")]
+    fakes.rule("think", events=thinking, silent_for=400)
+    fakes.rule("broken", events=thinking, reconnecting=True)
+    async with pool_of(fakes, size=1, endpoint_failure_limit=90) as pool:
+        think = await run_one(pool, job("think hard"))
+        assert isinstance(think.outcome, JobDone)
+        started = trio.current_time()
+        broken = await run_one(pool, job("broken stream"))
+    assert isinstance(broken.outcome, JobFailed)
+    assert broken.outcome.failure == "stalled"
+    assert trio.current_time() - started == pytest.approx(90, abs=1)
 
 
 async def test_the_limit_counts_from_the_last_progress(

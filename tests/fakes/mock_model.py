@@ -80,6 +80,8 @@ class Reasoning:
     parts: tuple[str, ...]
     every: float = 0.0
     """Seconds the model thinks before each delta: the stream is sent in paced pieces."""
+    silent: float = 0.0
+    """Seconds it thinks after the item starts, before any summary (summaries may be off)."""
 
 
 Item = Text | Shell | Patch | Fail | HttpError | Hang | Reasoning
@@ -259,6 +261,8 @@ def _reasoning(
         )
     )
     where = {"item_id": item_id, "output_index": index}
+    if item.silent:
+        events.append((_PAUSE, {"seconds": item.silent}))
     for summary_index, part in enumerate(item.parts):
         events.append(
             (

@@ -362,10 +362,11 @@ async def test_a_full_context_window_goes_on_in_a_fresh_session_with_the_summary
 
 
 def think_it_over(body: dict[str, Any]) -> Turn:
-    """A model that reasons for 16 s, a delta of its summary every 4 s, then answers."""
+    """A model that reasons for 16 s: 12 s without a word, then its summary, a delta a
+    second; then it answers."""
     if last_user_text(body).rstrip().endswith("think it over"):
-        thought = Reasoning(("**Weighing** the options.", "**Settling** on one."), every=4.0)
-        return [thought, Text("MOCK-REPLY: thought it over")]
+        parts = ("**Weighing** the options.", "**Settling** on one.")
+        return [Reasoning(parts, silent=12.0, every=1.0), Text("MOCK-REPLY: thought it over")]
     return model_turns(body)
 
 
@@ -373,9 +374,10 @@ def think_it_over(body: dict[str, Any]) -> Turn:
 async def test_a_model_that_reasons_long_is_not_taken_for_a_dead_endpoint(
     request: pytest.FixtureRequest, tmp_path: Path, backend: str
 ) -> None:
-    """Reasoning longer than ``endpoint_failure_limit`` (10 s here), saying nothing but its
-    summary, was stopped as "cannot reach its model endpoint": the summary did not count as
-    progress. It does now, and the progress message shows what the model is thinking."""
+    """Reasoning longer than ``endpoint_failure_limit`` (10 s here), saying nothing (or only
+    its summary), was stopped as "cannot reach its model endpoint". An open reasoning item
+    holds the clock now, its summary is progress, and the progress message shows what the
+    model is thinking."""
     binary = request.getfixturevalue("codex_binary" if backend == "mcp" else "app_server_codex")
     with trio.fail_after(CEILING):
         async with app_server_edges(

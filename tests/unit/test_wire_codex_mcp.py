@@ -102,7 +102,13 @@ def test_events_of_a_turn_become_progress() -> None:
     contexts.append(events.context)
     assert contexts == [None, (17, 258400)]  # the last response, not a sum
     assert translate({"type": "raw_response_item"}) is None
-    # reasoning, as 0.153.4 streams its summary: a part begins, then its deltas
+    # reasoning, as 0.153.4 streams it: the item starts, a part of its summary begins, then
+    # its deltas; the item ends
+    started = {"type": "item_started", "item": {"type": "Reasoning", "id": "rs"}}
+    assert translate(started) == Reasoning(item="start")
+    ended = started | {"type": "item_completed"}
+    assert translate(ended) == Reasoning(item="end")
+    assert translate({"type": "item_started", "item": {"type": "AgentMessage"}}) is None
     section = {"type": "agent_reasoning_section_break", "item_id": "rs", "summary_index": 0}
     assert translate(section) == Reasoning(part_start=True)
     delta = {"type": "reasoning_content_delta", "item_id": "rs", "delta": "**Plan**"}

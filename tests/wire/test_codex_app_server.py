@@ -300,9 +300,10 @@ def test_the_final_answer_prefers_final_answer_then_the_last_plain_message(
 
 
 def test_reasoning_streams_its_summary_parts() -> None:
-    """Measured (example 22): a part begins, then its deltas; the item's own start and end
-    say nothing more."""
+    """Measured (example 22): the item starts, a part begins, then its deltas, and the item
+    ends (without summaries, only its start and end)."""
     assert feed(TurnTranslator(worker_id=0), *example("22")) == [
+        Reasoning(item="start"),
         Reasoning(part_start=True),
         Reasoning(text="**Thinki"),
         Reasoning(text="ng** abo"),
@@ -311,6 +312,7 @@ def test_reasoning_streams_its_summary_parts() -> None:
         Reasoning(text="Second s"),
         Reasoning(text="ummary p"),
         Reasoning(text="art."),
+        Reasoning(item="end"),
     ]
 
 
