@@ -14,6 +14,8 @@ few that are not, or that change what the user should do next:
   conversation's summary, which is what Codex itself advises ("Start a new thread");
 - 401: the login expired or was revoked, which no retry fixes: say how to log in again;
 - 429 after Codex's retries: the provider's rate limit, in words;
+- a stream that ended before the answer was complete (an idle timeout, the provider's
+  ``response.failed``): said as such, with the provider's reason;
 - a refusal whose text is the provider's JSON body: its message, not the JSON;
 - and no provider URL (``…, url: https://…/responses``) in any of them.
 """
@@ -75,6 +77,10 @@ def read_codex_error(message: str) -> CodexError:
     if "429 too many requests" in lowered or "last status: 429" in lowered:
         return RATE_LIMITED
     text = _URL.sub("", message).strip()
+    head, _, reason = text.partition(":")
+    if head.strip().lower() == "stream disconnected before completion":
+        why = f": {reason.strip()}" if reason.strip() else ""
+        return CodexError(f"The model provider's stream ended before the answer was complete{why}.")
     provider = _provider_message(text)
     if provider is not None:
         return CodexError(f"The model provider refused the request: {sentence(provider)}")

@@ -25,7 +25,7 @@ from orchestrator.edges.processes import (
     rss_mb,
     snapshot_tree,
 )
-from tests.procfs import living, tree
+from tests.procfs import cmdline, living, tree
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -100,6 +100,8 @@ async def test_command_lines_name_the_commands_not_codexs_shell_snapshot() -> No
     with trio.fail_after(CEILING):
         async with spawned(script) as (process, lines):
             sleeps = {int(await lines.next()), int(await lines.next())}
+            while not all(cmdline(pid).startswith("sleep") for pid in sleeps):
+                await trio.sleep(0.01)  # `$!` is known before the fork has exec'd its sleep
             found = descendants(process.pid)
             assert len(found) == 4  # two shells, a sleep under each
             assert sleeps <= found

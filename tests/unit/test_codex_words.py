@@ -49,6 +49,13 @@ from orchestrator.codex_words import (
             '{"not": "an error body"}',
             CodexError('Codex reported an error: {"not": "an error body"}.'),
         ),
+        (
+            "stream disconnected before completion: idle timeout waiting for SSE",
+            CodexError(
+                "The model provider's stream ended before the answer was complete: idle "
+                "timeout waiting for SSE."
+            ),
+        ),
     ],
     ids=[
         "context-window",
@@ -60,6 +67,7 @@ from orchestrator.codex_words import (
         "plain-already",
         "url-dropped",
         "other-json",
+        "stream-ended",
     ],
 )
 def test_codex_errors_read_for_the_user(message: str, read: CodexError) -> None:
