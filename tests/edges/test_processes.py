@@ -87,6 +87,14 @@ async def test_descendants_follow_parents_and_setsid() -> None:
             assert tree(process.pid) == {process.pid, plain, detached}
 
 
+async def running_as(pids: set[int], command: str) -> None:
+    """Until every one of `pids` runs `command` (polled: /proc has nothing to wait on)."""
+    while True:
+        if all(cmdline(pid).startswith(command) for pid in pids):
+            return
+        await trio.sleep(0.01)
+
+
 async def test_command_lines_name_the_commands_not_codexs_shell_snapshot() -> None:
     """A leftover under Codex's shell snapshot (a slow ``.bashrc``) is not named as a command
     left running; a command beside it is, by its own words, not its shell's."""
@@ -100,8 +108,7 @@ async def test_command_lines_name_the_commands_not_codexs_shell_snapshot() -> No
     with trio.fail_after(CEILING):
         async with spawned(script) as (process, lines):
             sleeps = {int(await lines.next()), int(await lines.next())}
-            while not all(cmdline(pid).startswith("sleep") for pid in sleeps):
-                await trio.sleep(0.01)  # `$!` is known before the fork has exec'd its sleep
+            await running_as(sleeps, "sleep")  # `$!` is known before the fork exec'd it
             found = descendants(process.pid)
             assert len(found) == 4  # two shells, a sleep under each
             assert sleeps <= found
