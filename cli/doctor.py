@@ -36,12 +36,12 @@ from orchestrator.config import (
     LoadedConfig,
     load_config,
     token_error,
-    worker_environment,
 )
 from orchestrator.errors import ConfigError, TelegramError
 from orchestrator.redaction import redact
 from orchestrator.wire.codex_app_server import CODEX_APP_SERVER_VERSION
 from orchestrator.wire.codex_mcp import CODEX_MCP_VERSION
+from orchestrator.worker_environment import worker_environment
 
 __all__ = [
     "CHECKS",

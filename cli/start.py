@@ -24,7 +24,7 @@ from actors.root import run_system
 from cli.doctor import DoctorContext, check_codex_auth, login_command
 from cli.doctor_app_server import auth_row
 from orchestrator import disk, instance_lock, rename_exchange
-from orchestrator.config import TOKEN_VARIABLE, worker_environment
+from orchestrator.config import TOKEN_VARIABLE
 from orchestrator.disk import secure_state_dir
 from orchestrator.edges.codex_app_server import CodexAppServer, open_codex_app_server
 from orchestrator.edges.codex_mcp import open_codex_process
@@ -39,6 +39,7 @@ from orchestrator.shutdown import (
     ShutdownController,
     run_root,
 )
+from orchestrator.worker_environment import worker_environment
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

@@ -64,7 +64,6 @@ __all__ = [
     "MAX_RATE_LIMIT",
     "TOKEN_VARIABLE",
     "USER_IDS_FIX",
-    "WORKER_ENV_ALLOWED",
     "WORKSPACE_FIX",
     "CodexConfig",
     "Config",
@@ -77,7 +76,6 @@ __all__ = [
     "default_config_path",
     "load_config",
     "token_error",
-    "worker_environment",
 ]
 
 DEFAULT_CODEX_COMMAND: Final = ("npx", "-y", f"@openai/codex@{CODEX_MCP_VERSION}", "mcp-server")
@@ -91,40 +89,6 @@ DEFAULT_APP_SERVER_COMMAND: Final = (
     "app-server",
 )
 """The pinned Codex for ``backend = "app-server"``: the release the edge was measured on."""
-
-WORKER_ENV_ALLOWED: Final = (
-    "PATH",
-    "HOME",
-    "LANG",
-    "LANGUAGE",
-    "LC_*",
-    "TERM",
-    "TZ",
-    "USER",
-    "LOGNAME",
-    "SHELL",
-    "TMPDIR",
-    "CODEX_HOME",
-    "SSL_CERT_*",
-    "NODE_EXTRA_CA_CERTS",
-    "REQUESTS_CA_BUNDLE",
-    "http_proxy",
-    "https_proxy",
-    "no_proxy",
-    "all_proxy",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "NO_PROXY",
-    "ALL_PROXY",
-    "npm_config_*",
-    "NPM_CONFIG_*",
-    "XDG_CACHE_HOME",
-    "XDG_CONFIG_HOME",
-)
-"""The variables an app-server worker inherits (``*`` ends a prefix): every variable of the
-app-server reaches the commands the model runs (measured on Codex 0.171.0), so
-nothing else is passed, secrets included; ``[codex.env]`` and ``codex.env_passthrough`` add
-more. Codex itself needs none of the others: its login is in CODEX_HOME."""
 
 CONF_PATH_VARIABLE: Final = "CODEX_CONF_PATH"
 DEFAULT_STATE_DIR: Final = "~/.codex-orchestrator"
@@ -591,39 +555,3 @@ def _existing_file(
     if not path.is_file():
         raise ConfigError(shown, key, f"{path} does not exist", "create the file or fix the path")
     return str(path)
-
-
-def worker_environment(
-    codex: CodexConfig, environ: Mapping[str, str], *, state_dir: str | None = None
-) -> dict[str, str]:
-    """The environment of one Codex worker; never the bot token, whatever the backend.
-
-    - ``mcp``: ours minus the bot token, plus ``[codex.env]`` (unchanged behaviour).
-    - ``app-server``: only `WORKER_ENV_ALLOWED` and ``codex.env_passthrough`` from ours, plus
-      ``[codex.env]``. Commands the model runs see all of it. With ``own_home`` (the
-      default) and a `state_dir`, HOME is ``<state_dir>/worker-home``: commands run in a login
-      shell (``bash -lc``), which would otherwise source the user's profile before every
-      command; CODEX_HOME (the login) and the npm cache stay the user's.
-    """
-    if codex.backend == "mcp":
-        inherited = {key: value for key, value in environ.items() if key != TOKEN_VARIABLE}
-        return inherited | dict(codex.env)
-    allowed = (*WORKER_ENV_ALLOWED, *codex.env_passthrough)
-    inherited = {
-        key: value
-        for key, value in environ.items()
-        if key != TOKEN_VARIABLE and any(_allowed(key, pattern) for pattern in allowed)
-    }
-    home = environ.get("HOME", "")
-    if codex.own_home and state_dir and home:
-        inherited.setdefault("CODEX_HOME", str(Path(home) / ".codex"))
-        if not any(key.lower() == "npm_config_cache" for key in inherited):
-            inherited["npm_config_cache"] = str(Path(home) / ".npm")
-        inherited["HOME"] = str(Path(state_dir) / "worker-home")
-    merged = inherited | dict(codex.env)
-    merged.pop(TOKEN_VARIABLE, None)
-    return merged
-
-
-def _allowed(key: str, pattern: str) -> bool:
-    return key.startswith(pattern[:-1]) if pattern.endswith("*") else key == pattern

@@ -13,9 +13,9 @@ from orchestrator.config import (
     USER_IDS_FIX,
     load_config,
     token_error,
-    worker_environment,
 )
 from orchestrator.errors import ConfigError
+from orchestrator.worker_environment import worker_environment
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
