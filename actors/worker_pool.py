@@ -33,7 +33,8 @@ So, over any backend of the `orchestrator.ports.CodexWorker` port:
   living process still holds the thread) does it run on a fresh thread with its preamble. On
   MCP the job moves to a fresh thread at once.
 - **Endpoint watchdog.** A turn that makes no progress for ``endpoint_failure_limit`` seconds
-  (only reconnect notices, or silence while no command runs and no human is asked) is stopped
+  (only reconnect notices, or silence while no command runs, no human is asked and the model
+  is not reasoning) is stopped
   like a time limit and fails with ``stalled`` and a plain message: both backends retry an
   unreachable model endpoint for ever.
 - **Health, stall, recycling, crash loops** belong to each worker position
