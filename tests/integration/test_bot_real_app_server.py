@@ -40,6 +40,7 @@ from tests.integration.test_bot_real_codex import (
     ALICE,
     TOKEN,
     answer_approval,
+    answers_around_a_failure,
     buttons,
     count_texts,
     has_text,
@@ -312,15 +313,10 @@ async def test_a_failed_turn_keeps_the_thread(app_server_codex: Path, tmp_path: 
         async with app_server_edges(app_server_codex, tmp_path, sandbox="read-only") as edges:
             model, tg, config = edges
             async with polling(tg, config, TOKEN) as bot:
-                tg.push_message(chat_id=ALICE, user_id=ALICE, text="hello first")
-                await tg.wait_for(lambda t: has_text(t, "MOCK-REPLY"))
-                thread = cache_keys(model)[-1]
-                tg.push_message(chat_id=ALICE, user_id=ALICE, text="now fail this turn")
-                await tg.wait_for(lambda t: has_text(t, "❌ Codex failed"))
-                tg.push_message(chat_id=ALICE, user_id=ALICE, text="the question after it")
-                await tg.wait_for(lambda t: count_texts(t, "MOCK-REPLY") == 2)
+                await answers_around_a_failure(tg, "now fail this turn")
                 bot.process.send_signal(signal.SIGTERM)
     assert bot.process.returncode == 0, bot.text()
+    thread = cache_keys(model)[0]  # where "hello first" went
     (failed,) = [t for t in tg.sent_texts(ALICE) if "❌ Codex failed" in t]
     assert "it goes on in the same Codex session" in failed, failed
     assert thread in failed  # its resume line names the thread that goes on
@@ -343,15 +339,10 @@ async def test_a_full_context_window_goes_on_in_a_fresh_session_with_the_summary
         async with app_server_edges(app_server_codex, tmp_path, sandbox="read-only") as edges:
             model, tg, config = edges
             async with polling(tg, config, TOKEN) as bot:
-                tg.push_message(chat_id=ALICE, user_id=ALICE, text="hello first")
-                await tg.wait_for(lambda t: has_text(t, "MOCK-REPLY"))
-                thread = cache_keys(model)[-1]
-                tg.push_message(chat_id=ALICE, user_id=ALICE, text="now outgrow the context")
-                await tg.wait_for(lambda t: has_text(t, "❌ Codex failed"))
-                tg.push_message(chat_id=ALICE, user_id=ALICE, text="the question after it")
-                await tg.wait_for(lambda t: count_texts(t, "MOCK-REPLY") == 2)
+                await answers_around_a_failure(tg, "now outgrow the context")
                 bot.process.send_signal(signal.SIGTERM)
     assert bot.process.returncode == 0, bot.text()
+    thread = cache_keys(model)[0]  # where "hello first" went
     (failed,) = [t for t in tg.sent_texts(ALICE) if "❌ Codex failed" in t]
     assert "grown too long for the model to read at once" in failed, failed
     assert "it starts a fresh Codex session that gets a summary" in failed

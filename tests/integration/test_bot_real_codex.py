@@ -221,6 +221,17 @@ async def test_cancel_from_telegram_reaps_every_process_and_the_chat_goes_on(
     assert "the user cancelled this request" in last_prompt
 
 
+async def answers_around_a_failure(tg: FakeTelegram, failing: str) -> None:
+    """Alice's "hello first", then `failing` (a turn the model fails), then "the question
+    after it", each waited for: two answers around the failure."""
+    tg.push_message(chat_id=ALICE, user_id=ALICE, text="hello first")
+    await tg.wait_for(lambda t: has_text(t, "MOCK-REPLY: hello first"))
+    tg.push_message(chat_id=ALICE, user_id=ALICE, text=failing)
+    await tg.wait_for(lambda t: has_text(t, "❌ Codex failed"))
+    tg.push_message(chat_id=ALICE, user_id=ALICE, text="the question after it")
+    await tg.wait_for(lambda t: count_texts(t, "MOCK-REPLY") == 2)
+
+
 async def test_after_a_codex_error_the_next_answer_is_not_shifted(
     codex_binary: Path, tmp_path: Path
 ) -> None:
@@ -230,12 +241,7 @@ async def test_after_a_codex_error_the_next_answer_is_not_shifted(
         async with real_codex_edges(codex_binary, tmp_path, sandbox="read-only") as edges:
             model, tg, config = edges
             async with polling(tg, config, TOKEN) as bot:
-                tg.push_message(chat_id=ALICE, user_id=ALICE, text="hello first")
-                await tg.wait_for(lambda t: has_text(t, "MOCK-REPLY: hello first"))
-                tg.push_message(chat_id=ALICE, user_id=ALICE, text="now fail this turn")
-                await tg.wait_for(lambda t: has_text(t, "❌ Codex failed"))
-                tg.push_message(chat_id=ALICE, user_id=ALICE, text="the question after it")
-                await tg.wait_for(lambda t: count_texts(t, "MOCK-REPLY") == 2)
+                await answers_around_a_failure(tg, "now fail this turn")
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="and one more")
                 await tg.wait_for(lambda t: count_texts(t, "MOCK-REPLY") == 3)
                 bot.process.send_signal(signal.SIGTERM)
@@ -252,21 +258,16 @@ async def test_after_a_codex_error_the_next_answer_is_not_shifted(
 async def test_status_says_how_full_the_context_is_and_a_full_one_starts_afresh(
     codex_binary: Path, tmp_path: Path
 ) -> None:
-    """Codex's token counts name the model's window (258,400 for the mock's model): /status
-    shows how full the conversation's session is; once Codex finds it full, the next message
-    starts a fresh session with the summary."""
+    """Once Codex finds the session full, the next message starts a fresh one with the
+    summary; Codex's token counts name the model's window (258,400 for the mock's model), and
+    /status shows how full the conversation's session (now the fresh one) is."""
     with trio.fail_after(CEILING):
         async with real_codex_edges(codex_binary, tmp_path, sandbox="read-only") as edges:
             model, tg, config = edges
             async with polling(tg, config, TOKEN) as bot:
-                tg.push_message(chat_id=ALICE, user_id=ALICE, text="hello first")
-                await tg.wait_for(lambda t: has_text(t, "MOCK-REPLY: hello first"))
+                await answers_around_a_failure(tg, "now outgrow the context")
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="/status")
                 await tg.wait_for(lambda t: has_text(t, "Codex workers:"))
-                tg.push_message(chat_id=ALICE, user_id=ALICE, text="now outgrow the context")
-                await tg.wait_for(lambda t: has_text(t, "❌ Codex failed"))
-                tg.push_message(chat_id=ALICE, user_id=ALICE, text="the question after it")
-                await tg.wait_for(lambda t: count_texts(t, "MOCK-REPLY") == 2)
                 bot.process.send_signal(signal.SIGTERM)
     assert bot.process.returncode == 0, bot.text()
     (status,) = [t for t in tg.sent_texts(ALICE) if "Codex workers:" in t]
