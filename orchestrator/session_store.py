@@ -31,7 +31,7 @@ import secrets as random_secrets
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, Literal, final
+from typing import TYPE_CHECKING, Final, Literal, TypeVar, final
 
 import msgspec
 import trio
@@ -196,18 +196,20 @@ class SessionState(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     @property
     def context_now(self) -> ContextFill | None:
         """`context` while its thread is still the one that continues the conversation."""
-        context = self.context
-        if context is None or context.thread_id != self.developer_thread_id:
-            return None
-        return context
+        return _of_thread(self.context, self.developer_thread_id)
 
     @property
     def instructions_now(self) -> ThreadInstructions | None:
         """`instructions` while their thread still continues the conversation."""
-        known = self.instructions
-        if known is None or known.thread_id != self.developer_thread_id:
-            return None
-        return known
+        return _of_thread(self.instructions, self.developer_thread_id)
+
+
+_OfThread = TypeVar("_OfThread", ContextFill, ThreadInstructions)
+
+
+def _of_thread(record: _OfThread | None, thread_id: str | None) -> _OfThread | None:
+    """`record` when it is of `thread_id`; a record of an earlier thread means nothing now."""
+    return record if record is not None and record.thread_id == thread_id else None
 
 
 class LoadedSession(msgspec.Struct, frozen=True, kw_only=True):
