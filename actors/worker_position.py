@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "INTERRUPT_DEADLINE",
+    "PING_RECHECK",
     "PING_TIMEOUT",
     "THREAD_BUSY",
     "THREAD_LOST",
@@ -58,7 +59,14 @@ __all__ = [
 logger: Final = logging.getLogger(__name__)
 
 PING_TIMEOUT: Final = 10.0
-"""Seconds a worker has to answer a ping before it counts as wedged."""
+"""Seconds a worker has to answer a ping before it is asked once more (`PING_RECHECK`)."""
+
+PING_RECHECK: Final = 3.0
+"""Seconds a worker has to answer the second ping, sent when the first went unanswered,
+before it counts as wedged. A bot that was stopped (Ctrl-Z, a paused machine) past a ping's
+deadline wakes with the deadline passed and the answer waiting, in the same moment: the
+deadline wins, and only a ping asked after the bot woke tells a stopped bot from a stopped
+server (both servers answer in about a millisecond)."""
 
 INTERRUPT_DEADLINE: Final = 15.0
 """Seconds the shielded interrupt of a dropped worker may take; the backend bounds it itself
@@ -441,16 +449,25 @@ async def _until_retired(
             logger.info("worker %d retired: %s", position.worker_id, position.retire_reason)
             return None
         try:
-            with trio.move_on_after(PING_TIMEOUT) as ping_scope:
-                await worker.ping()
+            answered = await _answers_ping(worker)
         except WorkerUnavailable as died:
             position.retire("died")
             return died
-        if ping_scope.cancelled_caught:
+        if not answered:
             position.retire("died")
-            return WorkerUnavailable(
-                f"worker {position.worker_id} did not answer a ping in {PING_TIMEOUT:g} s"
-            )
+            waited = PING_TIMEOUT + PING_RECHECK
+            unanswered = f"worker {position.worker_id} did not answer a ping in {waited:g} s"
+            return WorkerUnavailable(unanswered)
+
+
+async def _answers_ping(worker: CodexWorker) -> bool:
+    """Whether `worker` answers a ping, asked once more after `PING_TIMEOUT` (`PING_RECHECK`).
+    Raises `WorkerUnavailable` when it died."""
+    for wait in (PING_TIMEOUT, PING_RECHECK):
+        with trio.move_on_after(wait):
+            await worker.ping()
+            return True
+    return False
 
 
 def offer(progress: trio.MemorySendChannel[CodexProgress], event: CodexProgress) -> None:

@@ -6,10 +6,13 @@ under three watches and turns what they saw into an outcome:
 - ``request_timeout``: the turn is stopped, ``JobFailed("timeout")``;
 - the stall warning after ``stall_timeout`` of silence (`stall_guard`): the chat is told, the
   turn goes on;
-- the endpoint watchdog (`TurnWatch`): a turn that only reconnects, or stays silent while no
-  command runs and no human is asked, for ``endpoint_failure_limit`` s is stopped,
-  ``JobFailed("stalled")``. Both backends retry an unreachable endpoint for ever, and a
-  silent one hangs with no event at all (measured on Codex 0.171.0).
+- the endpoint watchdog (`TurnWatch`, `endpoint_watchdog`): a turn that only reconnects, or
+  stays silent while no command runs and no human is asked, for ``endpoint_failure_limit`` s
+  is stopped, ``JobFailed("stalled")``. Both backends retry an unreachable endpoint for
+  ever, and a silent one hangs with no event at all (measured on Codex 0.171.0).
+
+Both silences are Codex's only: time the bot itself did not run (stopped with Ctrl-Z, a
+paused machine) while Codex's events waited for it does not count (`until_silent`).
 
 A worker the backend cannot stop a turn on in place is retired after such a stop. It also
 says whether the turn was heard at all (an event or an approval): a worker that died before
@@ -26,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 import trio
+import trio.lowlevel
 
 from actors.worker_position import offer
 from orchestrator.channels import ResponderGone, call
@@ -40,11 +44,21 @@ from orchestrator.codex_runs import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from actors.worker_position import WorkerPosition
     from orchestrator.codex_runs import ApprovalAsk, CodexJob, CodexProgress, JobFailure, JobOutcome
     from orchestrator.ports import CodexWorker
 
-__all__ = ["TurnLimits", "TurnWatch", "ask", "stall_guard", "watched_turn"]
+__all__ = [
+    "TurnLimits",
+    "TurnWatch",
+    "ask",
+    "endpoint_watchdog",
+    "stall_guard",
+    "until_silent",
+    "watched_turn",
+]
 
 logger: Final = logging.getLogger(__name__)
 
@@ -69,9 +83,8 @@ class TurnWatch:
     item is open (a model may think for minutes without a word where its summaries are off;
     Codex's own stream timeout ends a dead stream, and its first stream error lets go).
 
-    `scope` ends the turn once it has made no progress for `limit` seconds while nothing
-    holds the clock: its deadline moves with every event, an approval and a command, so no
-    task has to poll for it.
+    `scope` is the turn's: `endpoint_watchdog` cancels it once the turn has made no progress
+    for `limit` seconds while nothing holds the clock (`due`).
     """
 
     quiet_since: float
@@ -82,17 +95,12 @@ class TurnWatch:
     last_error: str = ""
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
 
-    def __post_init__(self) -> None:
-        self._rearm()
-
     def saw(self, event: CodexProgress, now: float) -> None:
         """Account for one event of the turn."""
         match event:
             case CodexNotice(level="stream_error"):
                 self.last_error = event.message
-                if self.reasoning:  # the stream broke mid-thought: its silence no longer counts
-                    self.reasoning = 0
-                    self._rearm()
+                self.reasoning = 0  # a stream that broke mid-thought: its silence counts again
                 return
             case Reasoning(item="start"):
                 self.reasoning += 1
@@ -105,24 +113,26 @@ class TurnWatch:
             case _:
                 pass
         self.quiet_since = now
-        self._rearm()
 
     def asked(self) -> None:
         """A human is asked (an approval): their time is not the endpoint's."""
         self.asking += 1
-        self._rearm()
 
     def answered(self, now: float) -> None:
         """The human answered: the clock starts again from now."""
         self.asking -= 1
         self.quiet_since = now
-        self._rearm()
 
     @property
     def held(self) -> bool:
         """A command runs, a human is asked or the model reasons: silence is not an endpoint
         failure."""
         return self.commands > 0 or self.asking > 0 or self.reasoning > 0
+
+    @property
+    def due(self) -> float:
+        """When the turn's silence reaches the limit (``math.inf`` while held)."""
+        return math.inf if self.held else self.quiet_since + self.limit
 
     @property
     def fired(self) -> bool:
@@ -137,8 +147,40 @@ class TurnWatch:
             "Codex login (`codex-orchestrator doctor`)."
         )
 
-    def _rearm(self) -> None:
-        self.scope.deadline = math.inf if self.held else self.quiet_since + self.limit
+
+async def until_silent(due: Callable[[], float], recheck: float) -> None:
+    """Return once the moment `due()` names has passed, judged after what has arrived is read.
+
+    `due()` moves later with every event, and is ``math.inf`` while the silence does not
+    count; then it is looked at every `recheck` seconds (the silence it stands for, so it
+    cannot fall due unseen).
+
+    A passed moment is judged two passes of the run loop later. A bot that was stopped
+    (Ctrl-Z, a paused machine) while Codex went on wakes with the moment passed *and*
+    Codex's events waiting in the pipe, and time the bot did not run is no silence of
+    Codex's. The wait for I/O that the stop interrupted returns as timed out, without the
+    pipe (seen from outside: the events came one pass after the moment); the next pass
+    polls again and wakes the reader, which hands the events on synchronously in its step
+    (`CodexWorker.run_turn`), before this task's second pass. A cancel scope's deadline
+    would have cancelled the turn before any of that.
+    """
+    while True:
+        at = due()
+        if at == math.inf:
+            await trio.sleep(recheck)
+        elif trio.current_time() < at:
+            await trio.sleep_until(at)
+        else:
+            for _ in range(2):  # a pass that polls for I/O, then one for what it woke
+                await trio.lowlevel.checkpoint()
+            if trio.current_time() >= due():
+                return
+
+
+async def endpoint_watchdog(watch: TurnWatch) -> None:
+    """End the turn (`watch.scope`) once it has made no progress for its limit."""
+    await until_silent(lambda: watch.due, watch.limit)
+    watch.scope.cancel()
 
 
 async def stall_guard(
@@ -152,24 +194,16 @@ async def stall_guard(
     for a human's approval, which is not a stall). Runs until cancelled.
     """
     warned_for = -math.inf
+
+    def due() -> float:
+        since = last_event[0]
+        return math.inf if since == warned_for else since + stall_timeout
+
     while True:
-        due = last_event[0] + stall_timeout
-        if due == math.inf:  # waiting for a human's approval
-            await trio.sleep(stall_timeout)
-        elif trio.current_time() < due:
-            await trio.sleep_until(due)
-        else:
-            if warned_for != last_event[0]:
-                warned_for = last_event[0]
-                offer(
-                    progress,
-                    CodexNotice(
-                        level="warning",
-                        message=f"no progress from Codex for {stall_timeout:g} s; "
-                        "/cancel stops the run",
-                    ),
-                )
-            await trio.sleep(stall_timeout)
+        await until_silent(due, stall_timeout)
+        warned_for = last_event[0]
+        warning = f"no progress from Codex for {stall_timeout:g} s; /cancel stops the run"
+        offer(progress, CodexNotice(level="warning", message=warning))
 
 
 async def watched_turn(
@@ -206,6 +240,7 @@ async def watched_turn(
     with trio.move_on_after(limits.request_timeout) as deadline:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(stall_guard, last_event, progress, limits.stall_timeout)
+            nursery.start_soon(endpoint_watchdog, watch)
             with watch.scope:
                 outcome = await worker.run_turn(job, on_event=on_event, on_approval=on_approval)
             nursery.cancel_scope.cancel()

@@ -10,10 +10,11 @@ import pytest
 import trio
 import trio.testing
 
-from actors.worker_position import PING_TIMEOUT, THREAD_BUSY, THREAD_STOPPING
+from actors.worker_position import PING_RECHECK, PING_TIMEOUT, THREAD_BUSY, THREAD_STOPPING
 from orchestrator.codex_runs import (
     AgentMessageDelta,
     ApprovalAsk,
+    CodexNotice,
     CommandFinished,
     CommandStarted,
     JobDone,
@@ -179,7 +180,7 @@ async def test_a_worker_that_stopped_answering_is_replaced_and_the_job_goes_on_e
         silent.wedged = True
         again = await run_one(pool, job("go on", thread_id=thread, worker_id=worker))
     assert isinstance(again.outcome, JobDone), again.outcome
-    assert trio.current_time() == pytest.approx(PING_INTERVAL + PING_TIMEOUT)
+    assert trio.current_time() == pytest.approx(PING_INTERVAL + PING_TIMEOUT + PING_RECHECK)
     assert (again.outcome.thread_id, again.outcome.moved) == (thread, False)
     assert fakes.resumed == [(again.outcome.worker_id, thread)]
     assert silent.killed
@@ -202,7 +203,7 @@ async def test_a_worker_that_stops_answering_mid_turn_is_replaced_at_its_next_pi
             await trio.testing.wait_all_tasks_blocked()
             stopped = fakes.current(0)
             stopped.wedged = True
-        assert trio.current_time() == pytest.approx(PING_INTERVAL + PING_TIMEOUT)
+        assert trio.current_time() == pytest.approx(PING_INTERVAL + PING_TIMEOUT + PING_RECHECK)
         assert isinstance(run.outcome, JobFailed)
         assert run.outcome.failure == "worker_died"
         assert stopped.killed
@@ -229,6 +230,28 @@ async def test_an_unreachable_endpoint_ends_the_run_with_a_plain_message(
         assert "codex-orchestrator doctor" in run.outcome.message
         # The app-server worker stays; the MCP one cannot stop a call in place.
         assert len(fakes.started) == (1 if app_server else 2)
+
+
+@pytest.mark.parametrize("app_server", [False, True], ids=["mcp", "app-server"])
+async def test_time_the_bot_was_stopped_is_not_codexs_silence(
+    autojump_clock: trio.testing.MockClock, app_server: bool
+) -> None:
+    """Seen from outside: the bot stopped (Ctrl-Z) while the model answered, and continued
+    15 s later, past a 10 s ``endpoint_failure_limit``; the user read "Codex cannot reach its
+    model endpoint (no answer for 10 s)", and the answer was lost. On waking, Codex's answer
+    and the passed limits are due in the same moment: the answer is read first."""
+    fakes = FakeProcesses(app_server=app_server)
+    fakes.rule("answer slowly", silent_for=5)
+    async with pool_of(fakes, size=1, endpoint_failure_limit=90, stall_timeout=300) as pool:
+        run = Run(pool, job("answer slowly"))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run)
+            await trio.testing.wait_all_tasks_blocked()
+            autojump_clock.jump(400)  # stopped: Codex answered at 5 s, both limits passed
+    assert isinstance(run.outcome, JobDone), run.outcome
+    assert not [p for p in run.progress if isinstance(p, CodexNotice)]  # no stall warning
+    assert len(fakes.started) == 1
+    assert not fakes.started[0].killed
 
 
 async def test_a_silent_endpoint_ends_the_run(autojump_clock: trio.testing.MockClock) -> None:

@@ -13,6 +13,7 @@ import trio
 import trio.testing
 
 from actors.worker_position import (
+    PING_RECHECK,
     PING_TIMEOUT,
     WORKER_COOLDOWN,
     WORKER_POLICY,
@@ -92,11 +93,33 @@ async def test_a_wedged_worker_is_interrupted_and_replaced_after_a_failed_ping(
     fakes = FakeProcesses()
     async with supervised(fakes, ping_interval=30) as under:
         fakes.started[0].wedged = True
-        await trio.sleep(30 + PING_TIMEOUT + 1)
+        await trio.sleep(30 + PING_TIMEOUT + PING_RECHECK - 0.1)
+        assert len(fakes.started) == 1  # asked once more before it counts as wedged
+        await trio.sleep(1)
         assert len(fakes.started) == 2
         assert fakes.started[0].killed
         assert under.position.restarts == 1
         assert under.outcomes() == ["started", "died", "started"]
+
+
+async def test_a_ping_answered_while_the_bot_was_stopped_keeps_the_worker(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The bot stopped (Ctrl-Z) with a ping on its way, and continued a minute later: the
+    answer waits in the pipe, and the ping's deadline has passed in the same moment. That
+    is a stopped bot, not a stopped server: it is asked once more, and answers."""
+    fakes = FakeProcesses()
+    async with supervised(fakes, ping_interval=30) as under:
+        worker = fakes.started[0]
+        worker.ping_delay = 0.5
+        await trio.sleep(30.1)  # the ping is on its way
+        pings = fakes.pings
+        autojump_clock.jump(60)  # the bot stopped: the answer came, and the deadline passed
+        await trio.sleep(1)
+        assert fakes.pings == pings + 1
+        assert not worker.killed
+        assert len(fakes.started) == 1
+        assert under.outcomes() == ["started"]
 
 
 async def test_an_idle_worker_that_exits_is_replaced_at_once_not_at_the_next_ping(

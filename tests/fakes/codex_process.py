@@ -73,6 +73,8 @@ class FakeProcess:
     alive: bool = True
     rss: float = 60.0
     wedged: bool = False
+    ping_delay: float = 0.0
+    """Seconds the process takes to answer a ping."""
     killed: bool = False
     closed: bool = False
     poisoned: bool = False
@@ -223,6 +225,7 @@ class FakeProcess:
         self.owner.pings += 1
         if self.wedged:
             await trio.sleep_forever()
+        await trio.sleep(self.ping_delay)
 
     async def release_thread(self, thread_id: str) -> tuple[str, ...]:
         self.released.append(thread_id)
