@@ -11,15 +11,17 @@ So, over any backend of the `orchestrator.ports.CodexWorker` port:
   runs ``calls_per_worker`` calls at a time (default 1), so a cancel that stops a worker
   stops only the cancelled run. With more, runs share a process (fewer workers for as many
   chats) and a cancel or timeout that leaves the worker unusable ends the others on it too:
-  they fail with a reply saying so, and are never re-run behind the user's back.
+  they fail with a reply saying so, and are never re-run behind the user's back (one whose
+  model had not begun goes on elsewhere, as below: nothing of it ran).
 - **Affinity.** A job that continues a thread goes to the worker hosting it. If that worker is
   busy (running ``calls_per_worker`` calls of others) the job waits its turn (the chat is told
   once with `WaitingForWorker`) for up to ``affinity_wait`` seconds, then moves: a fresh thread
   on a free worker with the job's context preamble (`ThreadMoved`, ``JobDone.moved``). A job
-  whose worker is gone (crash, cancel, recycle) moves the same way; so does one that reached
-  a worker killed an instant before (its exit not yet seen) and heard nothing from its turn:
-  nothing ran, so it goes on to the next worker once (``UNSTARTED_RETRIES``) instead of
-  failing with ``worker_died``. New conversations go to
+  whose worker is gone (crash, cancel, recycle) moves the same way; so does one whose worker
+  died before its turn began its work (`worker_turn.began_work`: killed an instant before,
+  its exit not yet seen, or between the turn's start and the model's first word): nothing
+  ran, so it goes on to the next worker once (``UNSTARTED_RETRIES``) instead of failing with
+  ``worker_died``. New conversations go to
   the worker with the fewest calls in flight, then the fewest threads.
 - **Cancel.** Cancelling the caller of `WorkerPoolHandle.run` cancels the turn. A worker the
   backend can stop a turn on in place (``codex app-server``: `CodexWorker.reusable` stays True)
@@ -352,9 +354,10 @@ class _Pool:
             died = isinstance(outcome, JobFailed) and outcome.failure == "worker_died"
             if not (died and untouched) or attempt == UNSTARTED_RETRIES:
                 break
-            # The worker died before the turn showed any sign of life (killed, or died of
-            # its own, as the job reached it): nothing ran, so the job goes to the next
-            # worker, on its thread where the backend resumes threads. Not a second run.
+            # The worker died before the turn began its work (killed, or died of its own,
+            # as the job reached it or before the model said a word): nothing ran, so the
+            # job goes to the next worker, on its thread where the backend resumes threads.
+            # Not a second run.
             self.runs_failed -= 1
             self.trace(TraceRecord(event="worker", worker=job.worker_id, outcome="retry unstarted"))
         return outcome
@@ -365,8 +368,8 @@ class _Pool:
         progress: trio.MemorySendChannel[CodexProgress],
         approvals: trio.MemorySendChannel[ApprovalRequest],
     ) -> tuple[JobOutcome, bool]:
-        """One attempt at `job`: its outcome, and whether the turn stayed untouched (no
-        event and no approval came from it)."""
+        """One attempt at `job`: its outcome, and whether the turn stayed untouched (it
+        never began its work: `worker_turn.began_work`)."""
         started = trio.current_time()
         try:
             position, moved = await self._acquire(job, progress)

@@ -15,10 +15,11 @@ Both silences are Codex's only: time the bot itself did not run (stopped with Ct
 paused machine) while Codex's events waited for it does not count (`until_silent`).
 
 A worker the backend cannot stop a turn on in place is retired after such a stop. It also
-says whether the turn was heard at all (an event or an approval): a worker that died before
-that ran nothing, so the pool may send the job on to another. So may one that stopped
-answering (a wedged or stopped app-server: no event, and its interrupt unanswered), which
-the watchdog would otherwise blame on the model endpoint.
+says whether the turn began its work (`began_work`: the model answered, or an approval was
+asked): a worker that died before that ran nothing, so the pool may send the job on to
+another. So may one that stopped answering (a wedged or stopped app-server: nothing since
+the turn started, and its interrupt unanswered), which the watchdog would otherwise blame
+on the model endpoint.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from orchestrator.codex_runs import (
     CommandStarted,
     JobFailed,
     Reasoning,
+    RunStarted,
 )
 
 if TYPE_CHECKING:
@@ -54,6 +56,7 @@ __all__ = [
     "TurnLimits",
     "TurnWatch",
     "ask",
+    "began_work",
     "endpoint_watchdog",
     "stall_guard",
     "until_silent",
@@ -214,20 +217,20 @@ async def watched_turn(
     approvals: trio.MemorySendChannel[ApprovalRequest],
     limits: TurnLimits,
 ) -> tuple[JobOutcome, bool]:
-    """Run `job` on `worker` (held by `position`): its outcome, and whether the turn was
-    heard (an event or an approval came from it). Cancelling the caller cancels the turn."""
+    """Run `job` on `worker` (held by `position`): its outcome, and whether the turn began
+    its work (`began_work`). Cancelling the caller cancels the turn."""
     last_event = [trio.current_time()]
     watch = TurnWatch(quiet_since=last_event[0], limit=limits.endpoint_failure_limit)
-    heard = [False]
+    began = [False]
 
     def on_event(event: CodexProgress) -> None:
-        heard[0] = True
+        began[0] = began[0] or began_work(event)
         last_event[0] = trio.current_time()
         watch.saw(event, last_event[0])
         offer(progress, event)
 
     async def on_approval(question: ApprovalAsk) -> ApprovalDecision:
-        heard[0] = True
+        began[0] = True
         last_event[0] = math.inf  # waiting for a human is not a stall
         watch.asked()
         try:
@@ -245,13 +248,13 @@ async def watched_turn(
                 outcome = await worker.run_turn(job, on_event=on_event, on_approval=on_approval)
             nursery.cancel_scope.cancel()
     if outcome is not None:
-        return outcome, heard[0]
+        return outcome, began[0]
     if not worker.reusable:
         # Where a stop normally keeps the worker (its threads outlive it: app-server), a turn
-        # that never said a word and whose interrupt got no answer either met a server that
-        # stopped answering (wedged, stopped), not a model endpoint that did: nothing ran,
-        # so the pool sends the job on to another worker.
-        wedged = not heard[0] and worker.resumes_threads
+        # that never began its work and whose interrupt got no answer either met a server
+        # that stopped answering (wedged, stopped), not a model endpoint that did: nothing
+        # ran, so the pool sends the job on to another worker.
+        wedged = not began[0] and worker.resumes_threads
         position.retire_worker(worker, "died" if wedged else "timeout")
         if wedged:
             logger.warning(
@@ -276,7 +279,16 @@ async def watched_turn(
     stopped = JobFailed(
         failure=failure, message=text, worker_id=position.worker_id, thread_id=job.thread_id
     )
-    return stopped, heard[0]
+    return stopped, began[0]
+
+
+def began_work(event: CodexProgress) -> bool:
+    """Whether `event` shows the turn at work: anything but its start and Codex's notices
+    (a config warning, "Reconnecting..." while the model endpoint cannot be reached). Until
+    then the model has said nothing and nothing has run, so a turn whose worker dies may go
+    on elsewhere: seen from outside, a worker killed between ``turn/started`` and the
+    model's first word failed a request the model never saw."""
+    return not isinstance(event, RunStarted | CodexNotice)
 
 
 async def ask(

@@ -19,6 +19,7 @@ from actors.worker_pool import (
 from actors.worker_position import THREAD_BUSY, THREAD_LOST
 from orchestrator.codex_runs import (
     THREAD_GONE,
+    AgentMessageDelta,
     ApprovalAsk,
     ApprovalRequest,
     CodexJob,
@@ -105,10 +106,11 @@ async def run_one(pool: WorkerPoolHandle, the_job: CodexJob) -> Run:
 
 
 def forever_and_steady() -> FakeProcesses:
-    """Fakes where "forever" never answers and "steady" answers after 50 s."""
+    """Fakes where "forever" never answers and "steady" answers after 50 s, its model at
+    work from the start (a word of its answer)."""
     fakes = FakeProcesses()
     fakes.rule("forever", hang=True)
-    fakes.rule("steady", delay=50)
+    fakes.rule("steady", delay=50, events=[AgentMessageDelta(text="Working")])
     return fakes
 
 
@@ -312,6 +314,29 @@ async def test_a_job_that_finds_its_worker_dead_before_any_event_runs_on_the_nex
         assert (again.outcome.thread_id == first.outcome.thread_id) is app_server
         assert pool.statistics().runs_failed == 0
     assert any(t.outcome == "retry unstarted" for t in traces)
+
+
+@pytest.mark.parametrize("app_server", [False, True], ids=["mcp", "app-server"])
+async def test_a_worker_that_dies_before_the_model_said_anything_hands_the_job_on(
+    autojump_clock: trio.testing.MockClock, app_server: bool
+) -> None:
+    """Seen from outside: a worker killed between the turn's start and the model's first
+    word failed a request the model never saw ("The Codex process working on it stopped
+    unexpectedly"). Nothing had run: the job goes on to the other worker, once; not after
+    the model began."""
+    fakes = FakeProcesses(app_server=app_server)
+    fakes.rule("before the model", die_on_start=True)
+    fakes.rule("after a word", die_on_start=True, events=[AgentMessageDelta(text="partly")])
+    async with pool_of(fakes) as pool:
+        handed_on = await run_one(pool, job("before the model"))
+        assert isinstance(handed_on.outcome, JobFailed)  # the other worker died the same way
+        assert [len(process.calls) for process in fakes.started] == [1, 1]
+        await trio.sleep(1)  # the restarts' backoff
+        began = await run_one(pool, job("after a word"))
+        assert isinstance(began.outcome, JobFailed)
+        assert began.outcome.failure == "worker_died"
+        assert sum(len(process.calls) for process in fakes.started) == 3  # not run again
+        assert pool.statistics().runs_failed == 2
 
 
 async def test_a_job_is_retried_once_only_when_workers_keep_dying_unstarted(

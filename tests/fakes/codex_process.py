@@ -48,6 +48,9 @@ class Rule:
     approval_after: float = 0.0
     """Seconds the turn works before it asks `approval`."""
     die: bool = False
+    """The process dies mid-call: once the model began (a word of its answer)."""
+    die_on_start: bool = False
+    """The process dies once the turn started, before the model said anything."""
     hang: bool = False
     error: str | None = None
     silent_for: float = 0.0
@@ -192,7 +195,9 @@ class FakeProcess:
         if rule.silent_for:
             await trio.sleep(rule.silent_for)
             on_event(AgentMessageDelta(text="back"))
-        if rule.die:
+        if rule.die or rule.die_on_start:
+            if rule.die:
+                on_event(AgentMessageDelta(text="Working"))
             self.die()
             return JobFailed(failure="worker_died", message="died", worker_id=self.worker_id)
         if rule.hang:
