@@ -29,7 +29,12 @@ from orchestrator.disk import secure_state_dir
 from orchestrator.edges.codex_app_server import CodexAppServer, open_codex_app_server
 from orchestrator.edges.codex_mcp import open_codex_process
 from orchestrator.edges.git import GitCli
-from orchestrator.edges.processes import WORKER_MARK, enable_child_subreaper, stop_leftovers
+from orchestrator.edges.processes import (
+    WORKER_MARK,
+    enable_child_subreaper,
+    reap_adopted,
+    stop_leftovers,
+)
 from orchestrator.edges.telegram_http import open_telegram_api
 from orchestrator.errors import TelegramUnauthorized, WorkerStartError
 from orchestrator.logging import configure_logging
@@ -123,7 +128,8 @@ def _warn_about_auth(row: CheckResult) -> None:
 async def _main(loaded: LoadedConfig) -> int:
     config = loaded.config
     await _warn_if_codex_is_not_logged_in(loaded)
-    if enable_child_subreaper():
+    subreaper = enable_child_subreaper()
+    if subreaper:
         logger.debug("orphaned Codex commands are re-parented to this process")
     mark = os.path.abspath(config.state_dir)  # noqa: ASYNC240 (a string operation, no I/O)
     leftovers = await stop_leftovers(mark)
@@ -165,6 +171,15 @@ async def _main(loaded: LoadedConfig) -> int:
     failure: list[tuple[str, int]] = []
 
     async def body(controller: ShutdownController) -> None:
+        async with trio.open_nursery() as nursery:
+            if subreaper:  # what our workers leave to us is ours to reap
+                nursery.start_soon(reap_adopted)
+            try:
+                await serve(controller)
+            finally:
+                nursery.cancel_scope.cancel()
+
+    async def serve(controller: ShutdownController) -> None:
         try:
             async with open_telegram_api(
                 loaded.token.reveal(),

@@ -148,7 +148,7 @@ async def run_root(
                 nursery.cancel_scope.cancel()
         except* RestartIntensityExceeded as group:
             error = group.exceptions[0]
-            logger.critical("a supervisor gave up: %s", error)
+            logger.critical("a supervisor gave up: %s", describe(error))
         except* Exception as group:
             error = group.exceptions[0]
             if controller.forced_by is not None:

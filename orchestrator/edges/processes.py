@@ -12,7 +12,8 @@ grandchildren survive as orphans. This module therefore
 - kills the tree with a ladder: SIGTERM to the group and to every snapshotted pid, a bounded
   wait, then SIGKILL to the survivors;
 - makes the orchestrator a *child subreaper* (``prctl(PR_SET_CHILD_SUBREAPER)``), so orphans
-  of our workers are re-parented to us instead of PID 1: they stay findable, and we reap them.
+  of our workers are re-parented to us instead of PID 1: they stay findable, and we reap them
+  (those never seen alive too: `reap_adopted`).
 
 A snapshot reads every ``/proc/<pid>/stat`` of the machine (one tree cannot be listed more
 cheaply everywhere: ``/proc/<pid>/task/<tid>/children`` is not always built into the kernel),
@@ -46,7 +47,9 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 __all__ = [
+    "ADOPTED_SWEEP",
     "WORKER_MARK",
+    "AdoptedZombies",
     "TreeSnapshots",
     "alive",
     "command_lines",
@@ -55,6 +58,7 @@ __all__ = [
     "kill_orphans",
     "kill_tree",
     "marked_processes",
+    "reap_adopted",
     "reap_children",
     "rss_mb",
     "serve_worker",
@@ -356,6 +360,51 @@ async def kill_orphans(pid: int, known: Set[int], *, grace: float = 2.0) -> set[
         await _wait_gone(orphans, orphans, grace)
         reap_children(orphans)
     return orphans
+
+
+ADOPTED_SWEEP: Final = 60.0
+"""Seconds between the sweeps of `reap_adopted`."""
+
+
+@final
+class AdoptedZombies:
+    """The zombies among our children that nobody waits for, found by two sweeps in a row.
+
+    As a child subreaper we adopt every orphan of our workers' trees. Those `kill_tree` and
+    `kill_orphans` knew of are reaped there; one never seen alive is not: Codex 0.171.0
+    leaves a ``git`` it ran at start-up to us, one per worker start (seen from outside), and
+    each stayed a zombie for as long as the bot ran. A child trio waits for (a worker, a
+    ``git`` of the bot's own) is reaped the moment it exits, so one still a zombie at the
+    next sweep has no one waiting for it: reaping only those never takes an exit status
+    trio waits for, as a blanket ``waitpid(-1)`` would.
+    """
+
+    def __init__(self) -> None:
+        self._seen: set[int] = set()
+
+    def sweep(self) -> set[int]:
+        """Reap the zombie children found at the previous sweep too (blocking: a scan of
+        ``/proc``); return them."""
+        me = os.getpid()
+        zombies: set[int] = set()
+        for pid, stat in _every_process("stat"):
+            fields = stat[stat.rfind(b")") + 2 :].split()
+            if len(fields) > 1 and fields[0] == b"Z" and int(fields[1]) == me:
+                zombies.add(pid)
+        stale = zombies & self._seen
+        reap_children(stale)
+        self._seen = zombies - stale
+        return stale
+
+
+async def reap_adopted(interval: float = ADOPTED_SWEEP) -> None:
+    """Sweep for adopted zombies (`AdoptedZombies`) every `interval` s, until cancelled."""
+    zombies = AdoptedZombies()
+    while True:
+        await trio.sleep(interval)
+        reaped = await trio.to_thread.run_sync(zombies.sweep)
+        if reaped:
+            logger.debug("reaped %d exited processes our workers left to us", len(reaped))
 
 
 def reap_children(pids: set[int]) -> None:
