@@ -77,7 +77,7 @@ class TurnLimits:
 
 @dataclass
 class TurnWatch:
-    """What a run knows of its turn's liveness, and the endpoint watchdog it arms.
+    """What a run knows of its turn's liveness, for its endpoint watchdog.
 
     `quiet_since` is when the turn last made real progress: any event except a reconnect or
     stream-error notice (``Reconnecting... waiting for network`` arrives as events, forever,

@@ -29,12 +29,8 @@ from orchestrator.disk import secure_state_dir
 from orchestrator.edges.codex_app_server import CodexAppServer, open_codex_app_server
 from orchestrator.edges.codex_mcp import open_codex_process
 from orchestrator.edges.git import GitCli
-from orchestrator.edges.processes import (
-    WORKER_MARK,
-    enable_child_subreaper,
-    reap_adopted,
-    stop_leftovers,
-)
+from orchestrator.edges.processes import WORKER_MARK, stop_leftovers
+from orchestrator.edges.subreaper import enable_child_subreaper, reap_adopted
 from orchestrator.edges.telegram_http import open_telegram_api
 from orchestrator.errors import TelegramUnauthorized, WorkerStartError
 from orchestrator.logging import configure_logging

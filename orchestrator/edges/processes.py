@@ -11,9 +11,9 @@ grandchildren survive as orphans. This module therefore
   once the server dies its children are re-parented and the parent links are gone;
 - kills the tree with a ladder: SIGTERM to the group and to every snapshotted pid, a bounded
   wait, then SIGKILL to the survivors;
-- makes the orchestrator a *child subreaper* (``prctl(PR_SET_CHILD_SUBREAPER)``), so orphans
-  of our workers are re-parented to us instead of PID 1: they stay findable, and we reap them
-  (those never seen alive too: `reap_adopted`).
+- counts on the orchestrator being a *child subreaper* (`orchestrator.edges.subreaper`), so
+  orphans of our workers are re-parented to us instead of PID 1: they stay findable, and we
+  reap them.
 
 A snapshot reads every ``/proc/<pid>/stat`` of the machine (one tree cannot be listed more
 cheaply everywhere: ``/proc/<pid>/task/<tid>/children`` is not always built into the kernel),
@@ -29,12 +29,10 @@ handshake and stops it with its tree.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import signal
 import subprocess
-import sys
 from typing import TYPE_CHECKING, BinaryIO, Final, NamedTuple, Protocol, TypeVar, final
 
 import trio
@@ -47,18 +45,15 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 __all__ = [
-    "ADOPTED_SWEEP",
     "WORKER_MARK",
-    "AdoptedZombies",
     "TreeSnapshots",
     "alive",
     "command_lines",
     "descendants",
-    "enable_child_subreaper",
+    "every_process",
     "kill_orphans",
     "kill_tree",
     "marked_processes",
-    "reap_adopted",
     "reap_children",
     "rss_mb",
     "serve_worker",
@@ -69,7 +64,6 @@ __all__ = [
 
 logger: Final = logging.getLogger(__name__)
 
-PR_SET_CHILD_SUBREAPER: Final = 36
 KILL_POLL_INTERVAL: Final = 0.02
 """Seconds between checks of /proc while waiting for killed processes to exit."""
 
@@ -89,7 +83,7 @@ class _Stat(NamedTuple):
     session: int
 
 
-def _every_process(name: str) -> Iterator[tuple[int, bytes]]:
+def every_process(name: str) -> Iterator[tuple[int, bytes]]:
     """(pid, bytes of ``/proc/<pid>/<name>``) for every process whose file can be read."""
     try:
         entries = os.listdir("/proc")
@@ -108,7 +102,7 @@ def _every_process(name: str) -> Iterator[tuple[int, bytes]]:
 def _stats() -> dict[int, _Stat]:
     """pid → (parent, process group, session) for every visible process."""
     stats: dict[int, _Stat] = {}
-    for pid, stat in _every_process("stat"):
+    for pid, stat in every_process("stat"):
         # The command name may contain spaces and parentheses: split after the last ')'.
         # Then: state ppid pgrp session ...
         fields = stat[stat.rfind(b")") + 2 :].split()
@@ -236,7 +230,7 @@ def marked_processes(mark: str) -> set[int]:
     needle = f"\0{WORKER_MARK}={mark}\0".encode()
     return {
         pid
-        for pid, environ in _every_process("environ")
+        for pid, environ in every_process("environ")
         if pid != os.getpid() and needle in b"\0" + environ + b"\0" and alive(pid)
     }
 
@@ -362,51 +356,6 @@ async def kill_orphans(pid: int, known: Set[int], *, grace: float = 2.0) -> set[
     return orphans
 
 
-ADOPTED_SWEEP: Final = 60.0
-"""Seconds between the sweeps of `reap_adopted`."""
-
-
-@final
-class AdoptedZombies:
-    """The zombies among our children that nobody waits for, found by two sweeps in a row.
-
-    As a child subreaper we adopt every orphan of our workers' trees. Those `kill_tree` and
-    `kill_orphans` knew of are reaped there; one never seen alive is not: Codex 0.171.0
-    leaves a ``git`` it ran at start-up to us, one per worker start (seen from outside), and
-    each stayed a zombie for as long as the bot ran. A child trio waits for (a worker, a
-    ``git`` of the bot's own) is reaped the moment it exits, so one still a zombie at the
-    next sweep has no one waiting for it: reaping only those never takes an exit status
-    trio waits for, as a blanket ``waitpid(-1)`` would.
-    """
-
-    def __init__(self) -> None:
-        self._seen: set[int] = set()
-
-    def sweep(self) -> set[int]:
-        """Reap the zombie children found at the previous sweep too (blocking: a scan of
-        ``/proc``); return them."""
-        me = os.getpid()
-        zombies: set[int] = set()
-        for pid, stat in _every_process("stat"):
-            fields = stat[stat.rfind(b")") + 2 :].split()
-            if len(fields) > 1 and fields[0] == b"Z" and int(fields[1]) == me:
-                zombies.add(pid)
-        stale = zombies & self._seen
-        reap_children(stale)
-        self._seen = zombies - stale
-        return stale
-
-
-async def reap_adopted(interval: float = ADOPTED_SWEEP) -> None:
-    """Sweep for adopted zombies (`AdoptedZombies`) every `interval` s, until cancelled."""
-    zombies = AdoptedZombies()
-    while True:
-        await trio.sleep(interval)
-        reaped = await trio.to_thread.run_sync(zombies.sweep)
-        if reaped:
-            logger.debug("reaped %d exited processes our workers left to us", len(reaped))
-
-
 def reap_children(pids: set[int]) -> None:
     """Collect those of `pids` that are exited children of ours, without blocking.
 
@@ -484,15 +433,6 @@ async def _wait_gone(pids: set[int], reapable: set[int], grace: float) -> None:
             if not any(alive(target) for target in pids):
                 return
             await trio.sleep(KILL_POLL_INTERVAL)
-
-
-def enable_child_subreaper() -> bool:
-    """Make this process the reaper of its orphaned descendants (Linux); False elsewhere."""
-    if not sys.platform.startswith("linux"):
-        return False
-    # This process's own symbols include libc's: no `find_library`, which runs ``ldconfig``.
-    libc = ctypes.CDLL(None, use_errno=True)
-    return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
 
 
 def _open_log(path: Path) -> BinaryIO:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import textwrap
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
@@ -20,7 +19,6 @@ from orchestrator.edges.processes import (
     alive,
     command_lines,
     descendants,
-    enable_child_subreaper,
     kill_tree,
     rss_mb,
     snapshot_tree,
@@ -30,7 +28,6 @@ from tests.procfs import cmdline, living, tree
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    import pytest
 
 CEILING = 15  # seconds: a hang fails fast instead of blocking CI
 
@@ -249,65 +246,3 @@ def test_rss_of_this_process() -> None:
     own = rss_mb({os.getpid()})
     assert 5 < own < 10_000
     assert rss_mb({os.getpid(), 2**22 + 12345}) == own  # a missing pid counts as nothing
-
-
-async def test_child_subreaper_adopts_orphans() -> None:
-    # In a separate interpreter: making pytest itself a subreaper would outlive this test.
-    program = textwrap.dedent(
-        """
-        import os, subprocess, sys
-        from orchestrator.edges.processes import enable_child_subreaper
-        assert enable_child_subreaper()
-        out = subprocess.run(
-            ["bash", "-c", "sleep 307 >/dev/null 2>&1 & echo $!"],
-            capture_output=True, text=True, check=True,
-        ).stdout
-        orphan = int(out)
-        with open(f"/proc/{orphan}/stat") as handle:
-            parent = int(handle.read().rsplit(")", 1)[1].split()[1])
-        os.kill(orphan, 9)
-        os.waitpid(orphan, 0)  # only possible because it is now our child
-        print("adopted" if parent == os.getpid() else f"parent {parent}")
-        """
-    )
-    with trio.fail_after(CEILING):
-        result = await trio.run_process(
-            [sys.executable, "-c", program], capture_stdout=True, cwd=os.getcwd()
-        )
-    assert result.stdout.decode().strip() == "adopted"
-
-
-async def test_adopted_zombies_nobody_waits_for_are_reaped_and_ours_are_left_to_us() -> None:
-    """Seen from outside: Codex 0.171.0 leaves a ``git`` to the bot (its subreaper) at each
-    worker start, which stayed a zombie for as long as the bot ran. A zombie found at two
-    sweeps in a row is reaped; one whose owner waits for it between sweeps keeps its exit
-    status for the owner (a blanket ``waitpid(-1)`` would take it)."""
-    program = textwrap.dedent(
-        """
-        import os, subprocess
-        from orchestrator.edges.processes import AdoptedZombies, enable_child_subreaper
-        assert enable_child_subreaper()
-        out = subprocess.run(
-            ["bash", "-c", "exit 3 & echo $!"], capture_output=True, text=True, check=True
-        ).stdout
-        orphan = int(out)  # its parent has exited: it is ours
-        os.waitid(os.P_PID, orphan, os.WEXITED | os.WNOWAIT)  # exited, not reaped: a zombie
-        own = subprocess.Popen(["bash", "-c", "exit 5"])
-        os.waitid(os.P_PID, own.pid, os.WEXITED | os.WNOWAIT)
-        zombies = AdoptedZombies()
-        first = zombies.sweep()
-        assert own.wait() == 5  # its owner waits for it before the next sweep
-        second = zombies.sweep()
-        print(sorted(first), second == {orphan}, os.path.exists(f"/proc/{orphan}"))
-        """
-    )
-    with trio.fail_after(CEILING):
-        result = await trio.run_process(
-            [sys.executable, "-c", program], capture_stdout=True, cwd=os.getcwd()
-        )
-    assert result.stdout.decode().split() == ["[]", "True", "False"]
-
-
-def test_child_subreaper_is_linux_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sys, "platform", "darwin")
-    assert enable_child_subreaper() is False
