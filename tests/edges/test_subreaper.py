@@ -54,9 +54,11 @@ async def test_adopted_zombies_nobody_waits_for_are_reaped_and_ours_are_left_to_
         from orchestrator.edges.subreaper import AdoptedZombies, enable_child_subreaper
         assert enable_child_subreaper()
         out = subprocess.run(
-            ["bash", "-c", "exit 3 & echo $!"], capture_output=True, text=True, check=True
+            ["bash", "-c", "sleep 307 >/dev/null 2>&1 & echo $!"],
+            capture_output=True, text=True, check=True,
         ).stdout
         orphan = int(out)  # its parent has exited: it is ours
+        os.kill(orphan, 9)
         os.waitid(os.P_PID, orphan, os.WEXITED | os.WNOWAIT)  # exited, not reaped: a zombie
         own = subprocess.Popen(["bash", "-c", "exit 5"])
         os.waitid(os.P_PID, own.pid, os.WEXITED | os.WNOWAIT)
