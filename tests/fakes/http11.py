@@ -22,6 +22,8 @@ class Reply:
     content_type: str = "application/json"
     pieces: tuple[tuple[float, bytes], ...] = ()
     """A body sent in pieces (chunked), each after its pause in seconds: a model that thinks."""
+    on_sent: Callable[[], None] | None = None
+    """Called once the whole reply has been sent."""
 
 
 Handler = Callable[[h11.Request, bytes], Awaitable[Reply]]
@@ -44,6 +46,8 @@ async def serve_http(stream: trio.abc.Stream, handle: Handler) -> None:
                     await trio.sleep(pause)
                     await stream.send_all(connection.send(h11.Data(data=piece)))
                 await stream.send_all(connection.send(h11.EndOfMessage()))
+                if reply.on_sent is not None:
+                    reply.on_sent()
                 if connection.our_state is h11.MUST_CLOSE:
                     return
                 connection.start_next_cycle()
@@ -63,6 +67,8 @@ async def serve_http(stream: trio.abc.Stream, handle: Handler) -> None:
             )
             await stream.send_all(connection.send(h11.Data(data=reply.payload)))
             await stream.send_all(connection.send(h11.EndOfMessage()))
+            if reply.on_sent is not None:
+                reply.on_sent()
             if connection.our_state is h11.MUST_CLOSE:
                 return
             connection.start_next_cycle()

@@ -84,7 +84,15 @@ class Reasoning:
     """Seconds it thinks after the item starts, before any summary (summaries may be off)."""
 
 
-Item = Text | Shell | Patch | Fail | HttpError | Hang | Reasoning
+@dataclass
+class Wait:
+    """The model says nothing for `seconds` before what follows (no reasoning item: a
+    silence that counts against the bot's endpoint watchdog)."""
+
+    seconds: float
+
+
+Item = Text | Shell | Patch | Fail | HttpError | Hang | Reasoning | Wait
 Turn = list[Item]
 Responder = Callable[[dict[str, Any]], Turn]
 
@@ -111,7 +119,23 @@ class MockModel:
     requests: list[dict[str, Any]] = field(default_factory=list)
     turns: deque[Turn] = field(default_factory=deque)
     responder: Responder | None = None
+    answered: int = 0
+    """Responses sent whole (the last piece of a paced one included)."""
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _changed: trio.Event = field(default_factory=trio.Event)
+
+    def _note(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def _answered(self) -> None:
+        self.answered += 1
+        self._note()
+
+    async def wait_for(self, predicate: Callable[[MockModel], bool]) -> None:
+        """Until `predicate(self)` holds: woken by each request and each whole answer."""
+        while not predicate(self):
+            await self._changed.wait()
 
     def script(self, *turns: Turn) -> None:
         self.turns.extend(turns)
@@ -137,6 +161,9 @@ class MockModel:
                 ).encode()
             if isinstance(item, Hang):
                 return 200, None
+            if isinstance(item, Wait):
+                events.append((_PAUSE, {"seconds": item.seconds}))
+                continue
             if isinstance(item, Fail):
                 events.append(
                     (
@@ -321,12 +348,15 @@ async def _serve(stream: trio.SocketStream, model: MockModel) -> None:
     async def handle(request: h11.Request, body: bytes) -> Reply:
         parsed = json.loads(body) if body else {}
         model.requests.append(parsed)
+        model._note()
         if not request.target.decode().rstrip("/").endswith("/responses"):
             return Reply(404, b'{"error":{"message":"not found"}}')
         status, payload = model.sse(model.next_turn(parsed))
         if isinstance(payload, list):
-            return Reply(status, None, "text/event-stream", pieces=tuple(payload))
-        return Reply(status, payload, "text/event-stream" if status == 200 else "application/json")
+            pieces = tuple(payload)
+            return Reply(status, None, "text/event-stream", pieces, model._answered)
+        kind = "text/event-stream" if status == 200 else "application/json"
+        return Reply(status, payload, kind, on_sent=model._answered)
 
     await serve_http(stream, handle)
 

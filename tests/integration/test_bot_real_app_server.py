@@ -29,6 +29,7 @@ from tests.fakes.mock_model import (
     Reasoning,
     Text,
     Turn,
+    Wait,
     codex_env,
     last_user_text,
     open_mock_model,
@@ -387,6 +388,45 @@ async def test_a_model_that_reasons_long_is_not_taken_for_a_dead_endpoint(
         for call in tg.calls_of("editMessageText") + tg.calls_of("sendMessage")
     ]
     assert any("💭 Weighing" in text or "💭 Settling" in text for text in shown), shown
+
+
+def answer_while_stopped(body: dict[str, Any]) -> Turn:
+    """Answers 4 s after it is asked (within the 10 s limit), without a word meanwhile."""
+    if last_user_text(body).rstrip().endswith("answer while I am stopped"):
+        return [Wait(4.0), Text("MOCK-REPLY: answered while you were away")]
+    return model_turns(body)
+
+
+@pytest.mark.parametrize("backend", ["mcp", "app-server"])
+async def test_a_bot_stopped_with_ctrl_z_reads_the_answer_that_came_meanwhile(
+    request: pytest.FixtureRequest, tmp_path: Path, backend: str
+) -> None:
+    """Seen from outside: the bot stopped (Ctrl-Z) while the model answered, for longer than
+    the 10 s ``endpoint_failure_limit``, said "Codex cannot reach its model endpoint" on
+    `fg` and lost the answer waiting in its pipe. Time the bot did not run is not Codex's
+    silence. (The stop's length is the one wall-clock wait: it is the scenario.)"""
+    binary = request.getfixturevalue("codex_binary" if backend == "mcp" else "app_server_codex")
+    asked = "answer while I am stopped"
+    with trio.fail_after(CEILING):
+        async with app_server_edges(
+            binary, tmp_path, sandbox="read-only", responder=answer_while_stopped, backend=backend
+        ) as edges:
+            model, tg, config = edges
+            async with polling(tg, config, TOKEN) as bot:
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text=asked)
+                await model.wait_for(lambda m: any(asked in last_user_text(r) for r in m.requests))
+                answered, asked_at = model.answered, trio.current_time()
+                bot.process.send_signal(signal.SIGSTOP)
+                try:  # stopped until the answer is whole and the limit has passed
+                    await model.wait_for(lambda m: m.answered > answered)
+                    await trio.sleep_until(asked_at + 11)
+                finally:
+                    bot.process.send_signal(signal.SIGCONT)
+                await tg.wait_for(lambda t: has_text(t, "while you were away") or has_text(t, "❌"))
+                bot.process.send_signal(signal.SIGTERM)
+    assert bot.process.returncode == 0, bot.text()
+    assert has_text(tg, "MOCK-REPLY: answered while you were away"), tg.sent_texts(ALICE)
+    assert not has_text(tg, "❌"), tg.sent_texts(ALICE)
 
 
 async def test_approvals_go_through_the_buttons_and_a_patch_shows_its_diff(
