@@ -34,7 +34,12 @@ from typing import TYPE_CHECKING, Final, Literal, Protocol
 import msgspec
 import trio
 
-from orchestrator.errors import OrchestratorError, RestartIntensityExceeded, sole_failure
+from orchestrator.errors import (
+    OrchestratorError,
+    RestartIntensityExceeded,
+    describe,
+    sole_failure,
+)
 
 if TYPE_CHECKING:
     import random
@@ -182,6 +187,8 @@ async def supervise_one(
             )
             attempt += 1
             continue
+        except BaseExceptionGroup as group:  # not only errors: a cancellation is in it
+            raise _cancel_wins(spec.name, group) from None
         # A child that returns without calling started() has still run: release the caller.
         status.started()
         if spec.restart != "permanent":
@@ -189,6 +196,20 @@ async def supervise_one(
         attempt = 0
         level = logging.INFO if spec.returns_by_design else logging.WARNING
         logger.log(level, "%s returned; restarting it (permanent)", spec.name)
+
+
+def _cancel_wins(name: str, group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """What to raise for a child that ended in `group`: a crash that raced a cancellation
+    of ours (a shutdown) arrives in one group with it, and the cancellation wins; nothing
+    restarts, and the crash is only logged. Seen from outside: two Codex workers killed a
+    moment before a SIGTERM ended the bot with "the bot stopped on an unexpected error"
+    and exit code 1. Any other group is raised as it is."""
+    cancelled, rest = group.split(trio.Cancelled)
+    if cancelled is None or not (rest is None or isinstance(rest, Exception)):
+        return group
+    if rest is not None:
+        logger.info("%s ended while it was being stopped: %s", name, describe(rest))
+    return cancelled
 
 
 def _log_crash(name: str, error: Exception, crashes: int, period: float) -> None:

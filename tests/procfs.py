@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from contextlib import suppress
 from typing import TYPE_CHECKING
 
 import trio
@@ -48,3 +50,24 @@ async def wait_until_gone(pids: set[int], *, within: float = 10) -> set[int]:
         while living(pids):  # noqa: ASYNC110 - /proc has no event to wait on
             await trio.sleep(0.05)
     return living(pids)
+
+
+def connected_to(port: int, among: set[int]) -> set[int]:
+    """Those of `among` holding a TCP connection to 127.0.0.1:`port` (``/proc/net/tcp``):
+    which worker is talking to the mock model."""
+    remote = f"0100007F:{port:04X}"
+    inodes: set[str] = set()
+    with open("/proc/net/tcp") as table:
+        for row in table.readlines()[1:]:
+            fields = row.split()
+            if fields[2] == remote and fields[3] == "01":  # ESTABLISHED
+                inodes.add(fields[9])
+    holders: set[int] = set()
+    for pid in among:
+        with suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with suppress(OSError):
+                    link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                    if link.startswith("socket:[") and link[8:-1] in inodes:
+                        holders.add(pid)
+    return holders

@@ -211,6 +211,41 @@ async def test_cancellation_is_not_a_crash(autojump_clock: trio.testing.MockCloc
     assert crashes == []
 
 
+async def test_a_crash_that_races_a_cancel_is_not_an_error(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A child that fails on its way out of a cancel (a Codex worker found dead as the bot
+    shuts down) ends in one group with the cancellation. The cancel wins: the supervisor is
+    cancelled quietly, nothing restarts. Seen from outside, two workers killed a moment
+    before a SIGTERM ended the bot with "the bot stopped on an unexpected error", exit 1."""
+    crashes: list[int] = []
+    runs: list[int] = []
+
+    async def child(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        runs.append(1)
+        task_status.started()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.sleep_forever)  # cancelled from outside: Cancelled
+            try:
+                await trio.sleep_forever()
+            finally:
+                raise WorkerUnavailable("worker 0 (pid 1) died")
+
+    caplog.set_level(logging.INFO)
+    with trio.move_on_after(5) as scope:
+        await supervise_one(
+            ChildSpec(name="codex worker 0", run=child),
+            NO_JITTER,
+            rng=random.Random(0),
+            on_crash=lambda name, error, n: crashes.append(n),
+        )
+    assert scope.cancelled_caught
+    assert (crashes, runs) == ([], [1])
+    assert "codex worker 0 ended while it was being stopped: WorkerUnavailable: worker 0" in (
+        caplog.text
+    )
+
+
 async def test_one_for_one_restarts_only_the_crashed_child(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
