@@ -29,7 +29,6 @@ from tests.fakes.mock_model import (
     Reasoning,
     Text,
     Turn,
-    Wait,
     codex_env,
     last_user_text,
     open_mock_model,
@@ -49,7 +48,7 @@ from tests.integration.test_bot_real_codex import (
     tool_output,
     wait_for_sleep,
 )
-from tests.procfs import cmdline, connected_to, living, tree, wait_until_gone
+from tests.procfs import cmdline, living, tree, wait_until_gone
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -388,76 +387,6 @@ async def test_a_model_that_reasons_long_is_not_taken_for_a_dead_endpoint(
         for call in tg.calls_of("editMessageText") + tg.calls_of("sendMessage")
     ]
     assert any("💭 Weighing" in text or "💭 Settling" in text for text in shown), shown
-
-
-def answer_while_stopped(body: dict[str, Any]) -> Turn:
-    """Answers 4 s after it is asked (within the 10 s limit), without a word meanwhile."""
-    if last_user_text(body).rstrip().endswith("answer while I am stopped"):
-        return [Wait(4.0), Text("MOCK-REPLY: answered while you were away")]
-    return model_turns(body)
-
-
-@pytest.mark.parametrize("backend", ["mcp", "app-server"])
-async def test_a_bot_stopped_with_ctrl_z_reads_the_answer_that_came_meanwhile(
-    request: pytest.FixtureRequest, tmp_path: Path, backend: str
-) -> None:
-    """Seen from outside: the bot stopped (Ctrl-Z) while the model answered, for longer than
-    the 10 s ``endpoint_failure_limit``, said "Codex cannot reach its model endpoint" on
-    `fg` and lost the answer waiting in its pipe. Time the bot did not run is not Codex's
-    silence. (The stop's length is the one wall-clock wait: it is the scenario.)"""
-    binary = request.getfixturevalue("codex_binary" if backend == "mcp" else "app_server_codex")
-    asked = "answer while I am stopped"
-    with trio.fail_after(CEILING):
-        async with app_server_edges(
-            binary, tmp_path, sandbox="read-only", responder=answer_while_stopped, backend=backend
-        ) as edges:
-            model, tg, config = edges
-            async with polling(tg, config, TOKEN) as bot:
-                tg.push_message(chat_id=ALICE, user_id=ALICE, text=asked)
-                await model.wait_for(lambda m: any(asked in last_user_text(r) for r in m.requests))
-                answered, asked_at = model.answered, trio.current_time()
-                bot.process.send_signal(signal.SIGSTOP)
-                try:  # stopped until the answer is whole and the limit has passed
-                    await model.wait_for(lambda m: m.answered > answered)
-                    await trio.sleep_until(asked_at + 11)
-                finally:
-                    bot.process.send_signal(signal.SIGCONT)
-                await tg.wait_for(lambda t: has_text(t, "while you were away") or has_text(t, "❌"))
-                bot.process.send_signal(signal.SIGTERM)
-    assert bot.process.returncode == 0, bot.text()
-    assert has_text(tg, "MOCK-REPLY: answered while you were away"), tg.sent_texts(ALICE)
-    assert not has_text(tg, "❌"), tg.sent_texts(ALICE)
-
-
-@pytest.mark.parametrize("backend", ["mcp", "app-server"])
-async def test_a_worker_killed_before_the_model_said_a_word_hands_the_request_on(
-    request: pytest.FixtureRequest, tmp_path: Path, backend: str
-) -> None:
-    """Seen from outside: a worker killed between the turn's start and the model's first
-    word failed a request the model never answered ("The Codex process working on it
-    stopped unexpectedly"). Nothing had run: it goes on, on a worker that answers."""
-    binary = request.getfixturevalue("codex_binary" if backend == "mcp" else "app_server_codex")
-    asked = "answer while I am stopped"  # the model takes 4 s: time to kill its worker
-    server = "mcp-server" if backend == "mcp" else "app-server"
-    with trio.fail_after(CEILING):
-        async with app_server_edges(
-            binary, tmp_path, sandbox="read-only", responder=answer_while_stopped, backend=backend
-        ) as edges:
-            model, tg, config = edges
-            async with polling(tg, config, TOKEN) as bot:
-                tg.push_message(chat_id=ALICE, user_id=ALICE, text=asked)
-                await model.wait_for(lambda m: any(asked in last_user_text(r) for r in m.requests))
-                servers = {pid for pid in tree(bot.process.pid) if server in cmdline(pid)}
-                port = int(model.base_url.rsplit(":", 1)[1].split("/")[0])
-                (busy,) = connected_to(port, servers)  # the one whose turn waits for the model
-                os.kill(busy, signal.SIGKILL)
-                await tg.wait_for(lambda t: has_text(t, "while you were away") or has_text(t, "❌"))
-                bot.process.send_signal(signal.SIGTERM)
-    assert bot.process.returncode == 0, bot.text()
-    assert len(servers) == 2
-    assert has_text(tg, "MOCK-REPLY: answered while you were away"), tg.sent_texts(ALICE)
-    assert not has_text(tg, "❌"), tg.sent_texts(ALICE)
-    assert sum(asked in last_user_text(r) for r in model.requests) == 2  # asked again
 
 
 async def test_approvals_go_through_the_buttons_and_a_patch_shows_its_diff(
