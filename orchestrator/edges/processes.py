@@ -46,14 +46,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "WORKER_MARK",
+    "ProcessStat",
     "TreeSnapshots",
     "alive",
     "command_lines",
     "descendants",
-    "every_process",
     "kill_orphans",
     "kill_tree",
     "marked_processes",
+    "process_stats",
     "reap_children",
     "rss_mb",
     "serve_worker",
@@ -75,15 +76,17 @@ SCAN_ALLOWANCE: Final = 5.0
 takes milliseconds): with them, the bound of the shielded ladder."""
 
 
-class _Stat(NamedTuple):
+class ProcessStat(NamedTuple):
     """The fields of ``/proc/<pid>/stat`` we use."""
 
     ppid: int
     pgrp: int
     session: int
+    state: bytes
+    """``b"Z"`` for a zombie (whose group and session then read 0)."""
 
 
-def every_process(name: str) -> Iterator[tuple[int, bytes]]:
+def _every_process(name: str) -> Iterator[tuple[int, bytes]]:
     """(pid, bytes of ``/proc/<pid>/<name>``) for every process whose file can be read."""
     try:
         entries = os.listdir("/proc")
@@ -99,15 +102,16 @@ def every_process(name: str) -> Iterator[tuple[int, bytes]]:
             continue
 
 
-def _stats() -> dict[int, _Stat]:
-    """pid → (parent, process group, session) for every visible process."""
-    stats: dict[int, _Stat] = {}
-    for pid, stat in every_process("stat"):
+def process_stats() -> dict[int, ProcessStat]:
+    """pid → (parent, process group, session, state) for every visible process (blocking:
+    a scan of ``/proc``)."""
+    stats: dict[int, ProcessStat] = {}
+    for pid, stat in _every_process("stat"):
         # The command name may contain spaces and parentheses: split after the last ')'.
         # Then: state ppid pgrp session ...
         fields = stat[stat.rfind(b")") + 2 :].split()
         if len(fields) > 3:
-            stats[pid] = _Stat(int(fields[1]), int(fields[2]), int(fields[3]))
+            stats[pid] = ProcessStat(int(fields[1]), int(fields[2]), int(fields[3]), fields[0])
     return stats
 
 
@@ -119,7 +123,7 @@ def descendants(pid: int, *, known: Set[int] = frozenset()) -> set[int]:
     a command Codex ``setsid``-ed whose intermediate shell has exited is re-parented away
     from the server, but it keeps its session id.
     """
-    stats = _stats()
+    stats = process_stats()
     children: dict[int, list[int]] = {}
     for child, stat in stats.items():
         children.setdefault(stat.ppid, []).append(child)
@@ -230,7 +234,7 @@ def marked_processes(mark: str) -> set[int]:
     needle = f"\0{WORKER_MARK}={mark}\0".encode()
     return {
         pid
-        for pid, environ in every_process("environ")
+        for pid, environ in _every_process("environ")
         if pid != os.getpid() and needle in b"\0" + environ + b"\0" and alive(pid)
     }
 
@@ -262,7 +266,7 @@ def command_lines(pids: Set[int]) -> list[list[str]]:
     is no command of the user's or the model's, and naming ``pyenv init -`` as one left
     running would be a false alarm. (Killing is decided elsewhere, on every pid: a command
     that puts the mark in its own command line only loses its mention.)"""
-    stats = _stats()
+    stats = process_stats()
     parents = {stats[pid].ppid for pid in pids if pid in stats}
     cmdlines: dict[int, bytes] = {}
     for pid in pids:
@@ -326,7 +330,7 @@ def _signal(pids: set[int], group: int | None, signum: int) -> None:
 def orphans_of(pid: int, known: Set[int]) -> set[int]:
     """Those of `known` alive but no longer under `pid` by parent links: re-parented to us
     (we are a child subreaper) or to init after their parent exited."""
-    stats = _stats()
+    stats = process_stats()
     orphans: set[int] = set()
     for candidate in known:
         stat = stats.get(candidate)

@@ -17,7 +17,7 @@ from typing import Final, final
 
 import trio
 
-from orchestrator.edges.processes import every_process, reap_children
+from orchestrator.edges.processes import process_stats, reap_children
 
 __all__ = ["ADOPTED_SWEEP", "AdoptedZombies", "enable_child_subreaper", "reap_adopted"]
 
@@ -57,12 +57,9 @@ class AdoptedZombies:
         """Reap the zombie children found at the previous sweep too (blocking: a scan of
         ``/proc``); return them."""
         me = os.getpid()
-        zombies: set[int] = set()
-        for pid, stat in every_process("stat"):
-            # After the command name (which may hold spaces and parentheses): state ppid ...
-            fields = stat[stat.rfind(b")") + 2 :].split()
-            if len(fields) > 1 and fields[0] == b"Z" and int(fields[1]) == me:
-                zombies.add(pid)
+        zombies = {
+            pid for pid, stat in process_stats().items() if stat.state == b"Z" and stat.ppid == me
+        }
         stale = zombies & self._seen
         reap_children(stale)
         self._seen = zombies - stale
