@@ -45,27 +45,21 @@ async def serve_http(stream: trio.abc.Stream, handle: Handler) -> None:
                 for pause, piece in reply.pieces:
                     await trio.sleep(pause)
                     await stream.send_all(connection.send(h11.Data(data=piece)))
-                await stream.send_all(connection.send(h11.EndOfMessage()))
-                if reply.on_sent is not None:
-                    reply.on_sent()
-                if connection.our_state is h11.MUST_CLOSE:
-                    return
-                connection.start_next_cycle()
-                continue
-            if reply.payload is None:
+            elif reply.payload is None:
                 headers = [("content-type", reply.content_type)]
                 await stream.send_all(
                     connection.send(h11.Response(status_code=200, headers=headers))
                 )
                 await trio.sleep_forever()
-            headers = [
-                ("content-type", reply.content_type),
-                ("content-length", str(len(reply.payload))),
-            ]
-            await stream.send_all(
-                connection.send(h11.Response(status_code=reply.status, headers=headers))
-            )
-            await stream.send_all(connection.send(h11.Data(data=reply.payload)))
+            else:
+                headers = [
+                    ("content-type", reply.content_type),
+                    ("content-length", str(len(reply.payload))),
+                ]
+                await stream.send_all(
+                    connection.send(h11.Response(status_code=reply.status, headers=headers))
+                )
+                await stream.send_all(connection.send(h11.Data(data=reply.payload)))
             await stream.send_all(connection.send(h11.EndOfMessage()))
             if reply.on_sent is not None:
                 reply.on_sent()
