@@ -17,18 +17,34 @@ if TYPE_CHECKING:
     import pytest
 
 
+ORPHANED = """
+import os, subprocess
+from orchestrator.edges.subreaper import AdoptedZombies, enable_child_subreaper
+assert enable_child_subreaper()
+out = subprocess.run(
+    ["bash", "-c", "sleep 307 >/dev/null 2>&1 & echo $!"],
+    capture_output=True, text=True, check=True,
+).stdout
+orphan = int(out)  # its parent has exited
+"""
+"""The start of a program run as a subreaper: `orphan` is a ``sleep`` its shell left."""
+
+
+async def as_subreaper(program: str) -> str:
+    """What `ORPHANED` followed by `program` prints, run in a separate interpreter: making
+    pytest itself a subreaper would outlive the test."""
+    with trio.fail_after(CEILING):
+        result = await trio.run_process(
+            [sys.executable, "-c", ORPHANED + textwrap.dedent(program)],
+            capture_stdout=True,
+            cwd=os.getcwd(),
+        )
+    return result.stdout.decode()
+
+
 async def test_child_subreaper_adopts_orphans() -> None:
-    # In a separate interpreter: making pytest itself a subreaper would outlive this test.
-    program = textwrap.dedent(
+    said = await as_subreaper(
         """
-        import os, subprocess, sys
-        from orchestrator.edges.subreaper import enable_child_subreaper
-        assert enable_child_subreaper()
-        out = subprocess.run(
-            ["bash", "-c", "sleep 307 >/dev/null 2>&1 & echo $!"],
-            capture_output=True, text=True, check=True,
-        ).stdout
-        orphan = int(out)
         with open(f"/proc/{orphan}/stat") as handle:
             parent = int(handle.read().rsplit(")", 1)[1].split()[1])
         os.kill(orphan, 9)
@@ -36,11 +52,7 @@ async def test_child_subreaper_adopts_orphans() -> None:
         print("adopted" if parent == os.getpid() else f"parent {parent}")
         """
     )
-    with trio.fail_after(CEILING):
-        result = await trio.run_process(
-            [sys.executable, "-c", program], capture_stdout=True, cwd=os.getcwd()
-        )
-    assert result.stdout.decode().strip() == "adopted"
+    assert said.strip() == "adopted"
 
 
 async def test_adopted_zombies_nobody_waits_for_are_reaped_and_ours_are_left_to_us() -> None:
@@ -48,16 +60,8 @@ async def test_adopted_zombies_nobody_waits_for_are_reaped_and_ours_are_left_to_
     worker start, which stayed a zombie for as long as the bot ran. A zombie found at two
     sweeps in a row is reaped; one whose owner waits for it between sweeps keeps its exit
     status for the owner (a blanket ``waitpid(-1)`` would take it)."""
-    program = textwrap.dedent(
+    said = await as_subreaper(
         """
-        import os, subprocess
-        from orchestrator.edges.subreaper import AdoptedZombies, enable_child_subreaper
-        assert enable_child_subreaper()
-        out = subprocess.run(
-            ["bash", "-c", "sleep 307 >/dev/null 2>&1 & echo $!"],
-            capture_output=True, text=True, check=True,
-        ).stdout
-        orphan = int(out)  # its parent has exited: it is ours
         os.kill(orphan, 9)
         os.waitid(os.P_PID, orphan, os.WEXITED | os.WNOWAIT)  # exited, not reaped: a zombie
         own = subprocess.Popen(["bash", "-c", "exit 5"])
@@ -69,11 +73,7 @@ async def test_adopted_zombies_nobody_waits_for_are_reaped_and_ours_are_left_to_
         print(sorted(first), second == {orphan}, os.path.exists(f"/proc/{orphan}"))
         """
     )
-    with trio.fail_after(CEILING):
-        result = await trio.run_process(
-            [sys.executable, "-c", program], capture_stdout=True, cwd=os.getcwd()
-        )
-    assert result.stdout.decode().split() == ["[]", "True", "False"]
+    assert said.split() == ["[]", "True", "False"]
 
 
 def test_child_subreaper_is_linux_only(monkeypatch: pytest.MonkeyPatch) -> None:
