@@ -53,6 +53,8 @@ from tests.procfs import cmdline, living, tree, wait_until_gone
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    from tests.bot_process import Bot
+
 __all__ = ["app_server_codex"]
 
 CEILING = 150
@@ -95,6 +97,36 @@ async def app_server_edges(
             codex={"backend": backend, "endpoint_failure_limit": 10},
         )
         yield model, tg, config
+
+
+@asynccontextmanager
+async def asking(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    *,
+    backend: str,
+    responder: Any,
+    question: str,
+    answer: str,
+) -> AsyncIterator[tuple[MockModel, FakeTelegram, Bot]]:
+    """A bot on the real Codex of `backend` (0.153.4 for MCP, 0.171.0 for app-server), the
+    model answering through `responder`, asked `question`. Once the block is done it waits
+    for `answer` (or a failure) and stops the bot; then the answer must have come, no
+    failure, and a clean exit."""
+    binary = request.getfixturevalue("codex_binary" if backend == "mcp" else "app_server_codex")
+    with trio.fail_after(CEILING):
+        async with app_server_edges(
+            binary, tmp_path, sandbox="read-only", responder=responder, backend=backend
+        ) as edges:
+            model, tg, config = edges
+            async with polling(tg, config, TOKEN) as bot:
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text=question)
+                yield model, tg, bot
+                await tg.wait_for(lambda t: has_text(t, answer) or has_text(t, "❌"))
+                bot.process.send_signal(signal.SIGTERM)
+    assert bot.process.returncode == 0, bot.text()
+    assert has_text(tg, answer), tg.sent_texts(ALICE)
+    assert not has_text(tg, "❌"), tg.sent_texts(ALICE)
 
 
 def cache_keys(model: MockModel) -> list[str]:
@@ -369,19 +401,15 @@ async def test_a_model_that_reasons_long_is_not_taken_for_a_dead_endpoint(
     its summary), was stopped as "cannot reach its model endpoint". An open reasoning item
     holds the clock now, its summary is progress, and the progress message shows what the
     model is thinking."""
-    binary = request.getfixturevalue("codex_binary" if backend == "mcp" else "app_server_codex")
-    with trio.fail_after(CEILING):
-        async with app_server_edges(
-            binary, tmp_path, sandbox="read-only", responder=think_it_over, backend=backend
-        ) as edges:
-            _model, tg, config = edges
-            async with polling(tg, config, TOKEN) as bot:
-                tg.push_message(chat_id=ALICE, user_id=ALICE, text="please think it over")
-                await tg.wait_for(lambda t: has_text(t, "thought it over") or has_text(t, "❌"))
-                bot.process.send_signal(signal.SIGTERM)
-    assert bot.process.returncode == 0, bot.text()
-    assert has_text(tg, "MOCK-REPLY: thought it over"), tg.sent_texts(ALICE)
-    assert not has_text(tg, "❌")
+    async with asking(
+        request,
+        tmp_path,
+        backend=backend,
+        responder=think_it_over,
+        question="please think it over",
+        answer="MOCK-REPLY: thought it over",
+    ) as (_model, tg, _bot):
+        pass
     shown = [
         str(call.params.get("text"))
         for call in tg.calls_of("editMessageText") + tg.calls_of("sendMessage")

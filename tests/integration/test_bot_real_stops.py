@@ -7,29 +7,57 @@ from __future__ import annotations
 
 import os
 import signal
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import pytest
 import trio
 
-from tests.bot_process import polling
 from tests.fakes.mock_model import Text, Turn, Wait, last_user_text
 from tests.integration.app_server_fixtures import app_server_codex
-from tests.integration.test_bot_real_app_server import CEILING, app_server_edges
-from tests.integration.test_bot_real_codex import ALICE, TOKEN, has_text, model_turns
+from tests.integration.test_bot_real_app_server import asking
+from tests.integration.test_bot_real_codex import model_turns
 from tests.procfs import cmdline, connected_to, tree
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
     from pathlib import Path
+
+    from tests.bot_process import Bot
+    from tests.fakes.mock_model import MockModel
+    from tests.fakes.telegram_server import FakeTelegram
 
 __all__ = ["app_server_codex"]
 
 
+ASKED = "answer while I am stopped"
+ANSWER = "MOCK-REPLY: answered while you were away"
+
+
 def answer_while_stopped(body: dict[str, Any]) -> Turn:
-    """Answers 4 s after it is asked (within the 10 s limit), without a word meanwhile."""
-    if last_user_text(body).rstrip().endswith("answer while I am stopped"):
-        return [Wait(4.0), Text("MOCK-REPLY: answered while you were away")]
+    """Answers 4 s after it is asked (within the 10 s limit), without a word meanwhile: time
+    to stop the bot, or to kill the worker."""
+    if last_user_text(body).rstrip().endswith(ASKED):
+        return [Wait(4.0), Text(ANSWER)]
     return model_turns(body)
+
+
+@asynccontextmanager
+async def asking_while_stopped(
+    request: pytest.FixtureRequest, tmp_path: Path, backend: str
+) -> AsyncIterator[tuple[MockModel, FakeTelegram, Bot]]:
+    """`asking` with `ASKED`, the block entered once the model has the question: its answer
+    must reach the chat, without a failure."""
+    async with asking(
+        request,
+        tmp_path,
+        backend=backend,
+        responder=answer_while_stopped,
+        question=ASKED,
+        answer=ANSWER,
+    ) as (model, tg, bot):
+        await model.wait_for(lambda m: any(ASKED in last_user_text(r) for r in m.requests))
+        yield model, tg, bot
 
 
 @pytest.mark.parametrize("backend", ["mcp", "app-server"])
@@ -40,28 +68,14 @@ async def test_a_bot_stopped_with_ctrl_z_reads_the_answer_that_came_meanwhile(
     the 10 s ``endpoint_failure_limit``, said "Codex cannot reach its model endpoint" on
     `fg` and lost the answer waiting in its pipe. Time the bot did not run is not Codex's
     silence. (The stop's length is the one wall-clock wait: it is the scenario.)"""
-    binary = request.getfixturevalue("codex_binary" if backend == "mcp" else "app_server_codex")
-    asked = "answer while I am stopped"
-    with trio.fail_after(CEILING):
-        async with app_server_edges(
-            binary, tmp_path, sandbox="read-only", responder=answer_while_stopped, backend=backend
-        ) as edges:
-            model, tg, config = edges
-            async with polling(tg, config, TOKEN) as bot:
-                tg.push_message(chat_id=ALICE, user_id=ALICE, text=asked)
-                await model.wait_for(lambda m: any(asked in last_user_text(r) for r in m.requests))
-                answered, asked_at = model.answered, trio.current_time()
-                bot.process.send_signal(signal.SIGSTOP)
-                try:  # stopped until the answer is whole and the limit has passed
-                    await model.wait_for(lambda m: m.answered > answered)
-                    await trio.sleep_until(asked_at + 11)
-                finally:
-                    bot.process.send_signal(signal.SIGCONT)
-                await tg.wait_for(lambda t: has_text(t, "while you were away") or has_text(t, "❌"))
-                bot.process.send_signal(signal.SIGTERM)
-    assert bot.process.returncode == 0, bot.text()
-    assert has_text(tg, "MOCK-REPLY: answered while you were away"), tg.sent_texts(ALICE)
-    assert not has_text(tg, "❌"), tg.sent_texts(ALICE)
+    async with asking_while_stopped(request, tmp_path, backend) as (model, _tg, bot):
+        answered, asked_at = model.answered, trio.current_time()
+        bot.process.send_signal(signal.SIGSTOP)
+        try:  # stopped until the answer is whole and the limit has passed
+            await model.wait_for(lambda m: m.answered > answered)
+            await trio.sleep_until(asked_at + 11)
+        finally:
+            bot.process.send_signal(signal.SIGCONT)
 
 
 @pytest.mark.parametrize("backend", ["mcp", "app-server"])
@@ -71,25 +85,11 @@ async def test_a_worker_killed_before_the_model_said_a_word_hands_the_request_on
     """Seen from outside: a worker killed between the turn's start and the model's first
     word failed a request the model never answered ("The Codex process working on it
     stopped unexpectedly"). Nothing had run: it goes on, on a worker that answers."""
-    binary = request.getfixturevalue("codex_binary" if backend == "mcp" else "app_server_codex")
-    asked = "answer while I am stopped"  # the model takes 4 s: time to kill its worker
     server = "mcp-server" if backend == "mcp" else "app-server"
-    with trio.fail_after(CEILING):
-        async with app_server_edges(
-            binary, tmp_path, sandbox="read-only", responder=answer_while_stopped, backend=backend
-        ) as edges:
-            model, tg, config = edges
-            async with polling(tg, config, TOKEN) as bot:
-                tg.push_message(chat_id=ALICE, user_id=ALICE, text=asked)
-                await model.wait_for(lambda m: any(asked in last_user_text(r) for r in m.requests))
-                servers = {pid for pid in tree(bot.process.pid) if server in cmdline(pid)}
-                port = int(model.base_url.rsplit(":", 1)[1].split("/")[0])
-                (busy,) = connected_to(port, servers)  # the one whose turn waits for the model
-                os.kill(busy, signal.SIGKILL)
-                await tg.wait_for(lambda t: has_text(t, "while you were away") or has_text(t, "❌"))
-                bot.process.send_signal(signal.SIGTERM)
-    assert bot.process.returncode == 0, bot.text()
+    async with asking_while_stopped(request, tmp_path, backend) as (model, _tg, bot):
+        servers = {pid for pid in tree(bot.process.pid) if server in cmdline(pid)}
+        port = int(model.base_url.rsplit(":", 1)[1].split("/")[0])
+        (busy,) = connected_to(port, servers)  # the one whose turn waits for the model
+        os.kill(busy, signal.SIGKILL)
     assert len(servers) == 2
-    assert has_text(tg, "MOCK-REPLY: answered while you were away"), tg.sent_texts(ALICE)
-    assert not has_text(tg, "❌"), tg.sent_texts(ALICE)
-    assert sum(asked in last_user_text(r) for r in model.requests) == 2  # asked again
+    assert sum(ASKED in last_user_text(r) for r in model.requests) == 2  # asked again
