@@ -193,22 +193,26 @@ async def test_started_is_reported_once_and_restarts_are_silent(
     assert runs == 3
 
 
-async def test_cancellation_is_not_a_crash(autojump_clock: trio.testing.MockClock) -> None:
+async def crashes_until_cancelled(spec: ChildSpec) -> list[int]:
+    """Supervise `spec` until a cancel 5 s on: the crashes counted. The cancel must end it."""
     crashes: list[int] = []
-
-    async def child(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        await trio.sleep_forever()
-
     with trio.move_on_after(5) as scope:
         await supervise_one(
-            ChildSpec(name="forever", run=child),
+            spec,
             NO_JITTER,
             rng=random.Random(0),
             on_crash=lambda name, error, n: crashes.append(n),
         )
     assert scope.cancelled_caught
-    assert crashes == []
+    return crashes
+
+
+async def test_cancellation_is_not_a_crash(autojump_clock: trio.testing.MockClock) -> None:
+    async def child(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        await trio.sleep_forever()
+
+    assert await crashes_until_cancelled(ChildSpec(name="forever", run=child)) == []
 
 
 async def test_a_crash_that_races_a_cancel_is_not_an_error(
@@ -218,7 +222,6 @@ async def test_a_crash_that_races_a_cancel_is_not_an_error(
     shuts down) ends in one group with the cancellation. The cancel wins: the supervisor is
     cancelled quietly, nothing restarts. Seen from outside, two workers killed a moment
     before a SIGTERM ended the bot with "the bot stopped on an unexpected error", exit 1."""
-    crashes: list[int] = []
     runs: list[int] = []
 
     async def child(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -232,14 +235,7 @@ async def test_a_crash_that_races_a_cancel_is_not_an_error(
                 raise WorkerUnavailable("worker 0 (pid 1) died")
 
     caplog.set_level(logging.INFO)
-    with trio.move_on_after(5) as scope:
-        await supervise_one(
-            ChildSpec(name="codex worker 0", run=child),
-            NO_JITTER,
-            rng=random.Random(0),
-            on_crash=lambda name, error, n: crashes.append(n),
-        )
-    assert scope.cancelled_caught
+    crashes = await crashes_until_cancelled(ChildSpec(name="codex worker 0", run=child))
     assert (crashes, runs) == ([], [1])
     assert "codex worker 0 ended while it was being stopped: WorkerUnavailable: worker 0" in (
         caplog.text
