@@ -15,6 +15,7 @@ token in the URL never reaches an exception.
 
 from __future__ import annotations
 
+import math
 import os
 import select
 import ssl
@@ -41,6 +42,11 @@ MAX_HEAD: Final = 64 * 1024
 MAX_BODY: Final = 64 * 1024 * 1024
 """Bytes of a response body before it counts as broken (getUpdates answers are far smaller)."""
 
+LATE_LOOK: Final = 1.0
+"""Seconds a read past its deadline still waits for what is already in the socket
+(`_Connection.receive`): one pass of the run loop is enough, the rest is a margin for a busy
+loop."""
+
 
 class HttpError(Exception):
     """The connection or the response framing failed (no path, no token in the message)."""
@@ -48,11 +54,13 @@ class HttpError(Exception):
 
 @final
 class _Connection:
-    __slots__ = ("buffer", "stream")
+    __slots__ = ("buffer", "deadline", "stream")
 
     def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
         self.buffer = bytearray()
+        self.deadline = math.inf
+        """`trio.current_time` by which the answer in progress is due."""
 
     def closed_by_peer(self) -> bool:
         """Whether an idle connection has something to read: end of file or junk, either
@@ -66,8 +74,29 @@ class _Connection:
         poller.register(stream.socket.fileno(), select.POLLIN)
         return bool(poller.poll(0))
 
+    async def receive(self) -> bytes | bytearray:
+        """The next bytes of the answer (``b""`` at its end), due by `deadline`.
+
+        A passed deadline is judged after one more look at the socket (`LATE_LOOK`). A bot
+        stopped (Ctrl-Z, a paused machine) while the server answered wakes with the deadline
+        passed *and* the answer waiting in its socket: the wait for I/O that the stop
+        interrupted returns as timed out, without the socket, so the deadline cancels the
+        read before it sees the answer. Time the bot did not run is not the server's
+        silence: a ``sendMessage`` timed out that way was sent again, the reply twice in the
+        chat. The look costs nothing on the way: a cancelled read takes no bytes from the
+        socket (nor, past the handshake, from a TLS stream).
+
+        Raises:
+            trio.TooSlowError: nothing came by the deadline, nor at the look after it.
+        """
+        with trio.move_on_at(self.deadline):
+            return await self.stream.receive_some(65536)
+        with trio.move_on_after(LATE_LOOK):
+            return await self.stream.receive_some(65536)
+        raise trio.TooSlowError
+
     async def fill(self) -> None:
-        chunk = await self.stream.receive_some(65536)
+        chunk = await self.receive()
         if not chunk:
             raise HttpError("the server closed the connection")
         self.buffer += chunk
@@ -99,7 +128,8 @@ class LeanHttp:
         Raises:
             HttpError: the connection failed or the answer was not HTTP.
             trio.TooSlowError: no connection within `connect_seconds`, or no whole answer
-                within `seconds` after the request was sent.
+                within `seconds` after the request was sent (a passed deadline is judged
+                after a look at what waits in the socket: `_Connection.receive`).
         """
         head = b"".join(
             (
@@ -116,11 +146,12 @@ class LeanHttp:
         await uncontended.acquire(self._slots)
         try:
             connection = await self._connection(connect_seconds)
+            connection.deadline = trio.current_time() + seconds
             reusable = False
             try:
-                with trio.fail_after(seconds):
+                with trio.fail_at(connection.deadline):
                     await _guarded(connection.stream.send_all, head + body)
-                    status, reusable, payload = await _guarded(_read_response, connection)
+                status, reusable, payload = await _guarded(_read_response, connection)
                 return status, payload
             finally:
                 if reusable:
@@ -250,7 +281,7 @@ async def _read_response(connection: _Connection) -> tuple[int, bool, bytes]:
         while True:
             if len(buffer) > MAX_BODY:
                 raise HttpError("response body too long")
-            chunk = await connection.stream.receive_some(65536)
+            chunk = await connection.receive()
             if not chunk:
                 break
             buffer += chunk

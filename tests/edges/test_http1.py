@@ -1,12 +1,13 @@
 """The lean HTTP/1.1 client: framing (length, chunked, to the end), keep-alive reuse, a
-connection the server closed, and errors that carry no path (the token is in the path)."""
+connection the server closed, errors that carry no path (the token is in the path), and a
+deadline judged after what waits in the socket is read."""
 
 from __future__ import annotations
 
 import pytest
 import trio
 
-from orchestrator.edges.http1 import HttpError, LeanHttp, uses_proxy
+from orchestrator.edges.http1 import LATE_LOOK, HttpError, LeanHttp, _Connection, uses_proxy
 from orchestrator.edges.telegram_http import open_telegram_api
 from orchestrator.errors import TelegramTransientError
 from tests.fakes.telegram_server import open_fake_telegram
@@ -102,6 +103,44 @@ async def test_a_broken_answer_is_an_http_error() -> None:
         client = LeanHttp(f"http://127.0.0.1:{port}", connections=1)
         with pytest.raises(HttpError):
             await client.post_json("/x", b"{}", connect_seconds=5, seconds=5)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_read_past_its_deadline_takes_what_waits_in_the_socket(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A bot stopped while the server answered wakes with the deadline passed and the answer
+    in its socket, not yet read: the answer is read, not timed out (timed out, a sendMessage
+    was sent again). With nothing there, the read times out after one more look."""
+    ours, theirs = trio.socket.socketpair()
+    connection = _Connection(trio.SocketStream(ours))
+    async with trio.SocketStream(theirs) as server:
+        await server.send_all(b"HTTP/1.1 200 OK")
+        connection.deadline = trio.current_time() - 1  # it woke after the deadline
+        assert await connection.receive() == b"HTTP/1.1 200 OK"
+        looked_at = trio.current_time()
+        with pytest.raises(trio.TooSlowError):
+            await connection.receive()
+        assert trio.current_time() - looked_at == pytest.approx(LATE_LOOK)
+        await connection.stream.aclose()
+
+
+async def test_a_silent_server_times_out_after_the_deadline_and_a_look(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def serve(stream: trio.SocketStream) -> None:
+        async with stream:
+            await stream.receive_some(65536)
+            await trio.sleep_forever()
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(trio.serve_tcp, serve, 0)
+        port = listeners[0].socket.getsockname()[1]
+        client = LeanHttp(f"http://127.0.0.1:{port}", connections=1)
+        asked = trio.current_time()
+        with pytest.raises(trio.TooSlowError):
+            await client.post_json("/x", b"{}", connect_seconds=5, seconds=30)
+        assert trio.current_time() - asked == pytest.approx(30 + LATE_LOOK, abs=0.01)
         nursery.cancel_scope.cancel()
 
 

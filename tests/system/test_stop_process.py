@@ -1,6 +1,7 @@
 """What a stop of the bot leaves behind, with the bot as a process: a forced stop leaves its
-request as a kill does, and a stop past the drain grace after Codex acted offers the request
-again instead of running it again by itself."""
+request as a kill does, a stop past the drain grace after Codex acted offers the request
+again instead of running it again by itself, and a bot stopped with Ctrl-Z while Telegram
+answered reads the answer instead of asking again."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import trio
 from orchestrator.shutdown import DUPLICATE_SIGNAL_WINDOW
 from tests.bot_process import polling, running
 from tests.fakes.codex_script import FakeCodex
-from tests.fakes.telegram_server import open_fake_telegram
+from tests.fakes.telegram_server import Delay, open_fake_telegram
 from tests.system.test_process import (
     ALICE,
     CEILING,
@@ -93,3 +94,36 @@ async def test_a_stop_after_codex_ran_a_command_offers_the_request_instead_of_re
                 await wait_for_file(lambda: len(codex_calls(fake, "build it")) == 2)
                 again.process.send_signal(signal.SIGTERM)
     assert again.process.returncode == 0, again.text()
+
+
+async def test_a_bot_stopped_with_ctrl_z_reads_the_telegram_answer_that_came_meanwhile(
+    tmp_path: Path,
+) -> None:
+    """Seen from outside: a bot stopped (Ctrl-Z) while Telegram answered its sendMessage, for
+    longer than the call's timeout, timed out on `fg` before it read the answer waiting in its
+    socket, and sent the reply again: twice in the chat. Time the bot did not run is not
+    Telegram's silence. (The stop's length is the one wall-clock wait: it is the scenario.)"""
+    fake = FakeCodex(tmp_path / "codex")
+    with trio.fail_after(CEILING):
+        async with open_fake_telegram(TOKEN) as tg:
+            config = write_config(tmp_path, tg.base_url, fake)
+            config.write_text(
+                config.read_text().replace("[telegram]\n", "[telegram]\nrequest_timeout = 1\n")
+            )
+            async with polling(tg, config, TOKEN) as bot:
+                tg.script_fault("sendMessage", Delay(0.5), chat_id=ALICE)  # the reply's
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="answer while I am stopped")
+                await tg.wait_for(lambda t: bool(t.calls_of("sendMessage")))
+                await trio.sleep(0.2)  # idle, the stop lands in its wait for the answer
+                bot.process.send_signal(signal.SIGSTOP)
+                try:  # stopped until Telegram answered and the 1 s timeout has passed
+                    await trio.sleep(2.5)
+                finally:
+                    bot.process.send_signal(signal.SIGCONT)
+                await trio.sleep(1.5)  # time to send it again, if it would
+                bot.process.send_signal(signal.SIGTERM)
+    assert bot.process.returncode == 0, bot.text()
+    [sent] = tg.sent_texts(ALICE)
+    assert sent.startswith("FAKE-REPLY: answer while I am stopped")
+    assert len(tg.calls_of("sendMessage")) == 1
+    assert "timed out" not in bot.text()
