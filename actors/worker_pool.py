@@ -18,10 +18,13 @@ So, over any backend of the `orchestrator.ports.CodexWorker` port:
   once with `WaitingForWorker`) for up to ``affinity_wait`` seconds, then moves: a fresh thread
   on a free worker with the job's context preamble (`ThreadMoved`, ``JobDone.moved``). A job
   whose worker is gone (crash, cancel, recycle) moves the same way; so does one whose worker
-  died before its turn began its work (`worker_turn.began_work`: killed an instant before,
-  its exit not yet seen, or between the turn's start and the model's first word): nothing
-  ran, so it goes on to the next worker once (``UNSTARTED_RETRIES``) instead of failing with
-  ``worker_died``. New conversations go to
+  died before its turn began its work (`worker_turn.began_work`: between the turn's start
+  and the model's first word): nothing ran, so it goes on to the next worker once
+  (``UNSTARTED_RETRIES``) instead of failing with ``worker_died``. A worker that died before
+  Codex said anything of the turn (killed an instant before the job reached it, its exit not
+  yet seen) does not count against that: the job was never Codex's doing, and with every
+  worker killed at once it meets each of them so, then runs on the first one back (at most
+  one such try per worker). New conversations go to
   the worker with the fewest calls in flight, then the fewest threads.
 - **Cancel.** Cancelling the caller of `WorkerPoolHandle.run` cancels the turn. A worker the
   backend can stop a turn on in place (``codex app-server``: `CodexWorker.reusable` stays True)
@@ -78,7 +81,7 @@ from actors.worker_position import (
     offer,
     supervise_position,
 )
-from actors.worker_turn import TurnLimits, ask, watched_turn
+from actors.worker_turn import TurnLimits, TurnReach, ask, watched_turn
 from orchestrator.channels import open_mailbox, reply_nowait
 from orchestrator.codex_runs import (
     THREAD_GONE,
@@ -109,7 +112,9 @@ __all__ = [
 ]
 
 UNSTARTED_RETRIES = 1
-"""Times a job goes to another worker when its worker died before the turn said anything."""
+"""Times a job goes to another worker when its worker died after the turn started, before
+the model said anything. (Deaths before Codex said anything of the turn are counted apart,
+up to one per worker: `WorkerPoolHandle.run`.)"""
 
 
 class _Refused(Exception):
@@ -349,27 +354,34 @@ class _Pool:
     ) -> JobOutcome:
         if self.cold_start:
             return await self._run_cold(job, progress, approvals)
-        for attempt in range(1 + UNSTARTED_RETRIES):
-            outcome, untouched = await self._run_once(job, progress, approvals)
+        unheard_left, retries_left = len(self.positions), UNSTARTED_RETRIES
+        while True:
+            outcome, reach = await self._run_once(job, progress, approvals)
             died = isinstance(outcome, JobFailed) and outcome.failure == "worker_died"
-            if not (died and untouched) or attempt == UNSTARTED_RETRIES:
-                break
+            if not died or reach == "working":
+                return outcome
             # The worker died before the turn began its work (killed, or died of its own,
             # as the job reached it or before the model said a word): nothing ran, so the
             # job goes to the next worker, on its thread where the backend resumes threads.
-            # Not a second run.
+            # Not a second run. A death before Codex said anything of the turn is not the
+            # job's doing (the worker was killed with the others, its exit not yet seen);
+            # after the turn's start it might be, so that is tried again once only.
+            if reach == "unheard" and unheard_left:
+                unheard_left -= 1
+            elif retries_left:
+                retries_left -= 1
+            else:
+                return outcome
             self.runs_failed -= 1
             self.trace(TraceRecord(event="worker", worker=job.worker_id, outcome="retry unstarted"))
-        return outcome
 
     async def _run_once(
         self,
         job: CodexJob,
         progress: trio.MemorySendChannel[CodexProgress],
         approvals: trio.MemorySendChannel[ApprovalRequest],
-    ) -> tuple[JobOutcome, bool]:
-        """One attempt at `job`: its outcome, and whether the turn stayed untouched (it
-        never began its work: `worker_turn.began_work`)."""
+    ) -> tuple[JobOutcome, TurnReach]:
+        """One attempt at `job`: its outcome, and how far its turn got."""
         started = trio.current_time()
         try:
             position, moved = await self._acquire(job, progress)
@@ -383,7 +395,7 @@ class _Pool:
                 thread_id=job.thread_id,
                 thread_kept=job.thread_id is not None,
             )
-            return failed, True
+            return failed, "unheard"
         worker = position.worker
         assert worker is not None  # `_acquire` hands over ready positions only
         # Should a resume fail where the grant kept the thread, nothing more is known.
@@ -399,9 +411,9 @@ class _Pool:
         self.runs_started += 1
         self.dispatch()
         outcome: JobOutcome | None = None
-        heard = False
+        reach: TurnReach = "unheard"
         try:
-            outcome, heard = await watched_turn(
+            outcome, reach = await watched_turn(
                 position, worker, job, progress, approvals, self.limits
             )
         finally:
@@ -438,8 +450,8 @@ class _Pool:
             )
         assert outcome is not None  # None only while a cancellation propagates
         if isinstance(outcome, JobDone) and moved:
-            return structs.replace(outcome, moved_because=why), False
-        return outcome, not heard
+            return structs.replace(outcome, moved_because=why), reach
+        return outcome, reach
 
     async def _run_cold(
         self,

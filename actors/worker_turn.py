@@ -15,7 +15,7 @@ Both silences are Codex's only: time the bot itself did not run (stopped with Ct
 paused machine) while Codex's events waited for it does not count (`until_silent`).
 
 A worker the backend cannot stop a turn on in place is retired after such a stop. It also
-says whether the turn began its work (`began_work`: the model answered, or an approval was
+says how far the turn got (`TurnReach`; `began_work`: the model answered, or an approval was
 asked): a worker that died before that ran nothing, so the pool may send the job on to
 another. So may one that stopped answering (a wedged or stopped app-server: nothing since
 the turn started, and its interrupt unanswered), which the watchdog would otherwise blame
@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Literal
 
 import trio
 import trio.lowlevel
@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "TurnLimits",
+    "TurnReach",
     "TurnWatch",
     "ask",
     "began_work",
@@ -209,6 +210,13 @@ async def stall_guard(
         offer(progress, CodexNotice(level="warning", message=warning))
 
 
+TurnReach = Literal["unheard", "started", "working"]
+"""How far a turn got: Codex said nothing of it (``unheard``: a worker killed an instant
+before the job reached it, its exit not yet seen, or one that stopped answering); it started
+but the model said nothing and nothing ran (``started``: the turn's start, Codex's notices);
+or it began its work (``working``, `began_work`)."""
+
+
 async def watched_turn(
     position: WorkerPosition,
     worker: CodexWorker,
@@ -216,21 +224,24 @@ async def watched_turn(
     progress: trio.MemorySendChannel[CodexProgress],
     approvals: trio.MemorySendChannel[ApprovalRequest],
     limits: TurnLimits,
-) -> tuple[JobOutcome, bool]:
-    """Run `job` on `worker` (held by `position`): its outcome, and whether the turn began
-    its work (`began_work`). Cancelling the caller cancels the turn."""
+) -> tuple[JobOutcome, TurnReach]:
+    """Run `job` on `worker` (held by `position`): its outcome, and how far the turn got.
+    Cancelling the caller cancels the turn."""
     last_event = [trio.current_time()]
     watch = TurnWatch(quiet_since=last_event[0], limit=limits.endpoint_failure_limit)
-    began = [False]
+    reach: list[TurnReach] = ["unheard"]
 
     def on_event(event: CodexProgress) -> None:
-        began[0] = began[0] or began_work(event)
+        if began_work(event):
+            reach[0] = "working"
+        elif reach[0] == "unheard":
+            reach[0] = "started"
         last_event[0] = trio.current_time()
         watch.saw(event, last_event[0])
         offer(progress, event)
 
     async def on_approval(question: ApprovalAsk) -> ApprovalDecision:
-        began[0] = True
+        reach[0] = "working"
         last_event[0] = math.inf  # waiting for a human is not a stall
         watch.asked()
         try:
@@ -248,13 +259,13 @@ async def watched_turn(
                 outcome = await worker.run_turn(job, on_event=on_event, on_approval=on_approval)
             nursery.cancel_scope.cancel()
     if outcome is not None:
-        return outcome, began[0]
+        return outcome, reach[0]
     if not worker.reusable:
         # Where a stop normally keeps the worker (its threads outlive it: app-server), a turn
         # that never began its work and whose interrupt got no answer either met a server
         # that stopped answering (wedged, stopped), not a model endpoint that did: nothing
         # ran, so the pool sends the job on to another worker.
-        wedged = not began[0] and worker.resumes_threads
+        wedged = reach[0] != "working" and worker.resumes_threads
         position.retire_worker(worker, "died" if wedged else "timeout")
         if wedged:
             logger.warning(
@@ -268,7 +279,7 @@ async def watched_turn(
                 worker_id=position.worker_id,
                 thread_id=job.thread_id,
             )
-            return unresponsive, False
+            return unresponsive, reach[0]
     if watch.fired:
         failure: JobFailure = "stalled"
         text = watch.failure_text()
@@ -279,7 +290,7 @@ async def watched_turn(
     stopped = JobFailed(
         failure=failure, message=text, worker_id=position.worker_id, thread_id=job.thread_id
     )
-    return stopped, began[0]
+    return stopped, reach[0]
 
 
 def began_work(event: CodexProgress) -> bool:

@@ -12,6 +12,7 @@ import trio
 import trio.testing
 
 from actors.worker_pool import (
+    UNSTARTED_RETRIES,
     WORKER_COOLDOWN,
     WorkerPoolHandle,
     open_worker_pool,
@@ -339,17 +340,38 @@ async def test_a_worker_that_dies_before_the_model_said_anything_hands_the_job_o
         assert pool.statistics().runs_failed == 2
 
 
-async def test_a_job_is_retried_once_only_when_workers_keep_dying_unstarted(
+@pytest.mark.parametrize("app_server", [False, True], ids=["mcp", "app-server"])
+async def test_a_job_that_finds_every_worker_dead_runs_on_the_first_one_back(
+    autojump_clock: trio.testing.MockClock, app_server: bool
+) -> None:
+    """Every worker killed at once (``pkill codex``), their exits not yet seen: the job met
+    one dead worker, then the other, and failed ("stopped unexpectedly") although Codex
+    never heard of it. It goes on until a worker is back."""
+    fakes = FakeProcesses(app_server=app_server)
+    async with pool_of(fakes) as pool:
+        for process in fakes.started:
+            process.doomed = True
+        run = await run_one(pool, job("hello"))
+        assert isinstance(run.outcome, JobDone), run.outcome
+        assert [len(process.calls) for process in fakes.started] == [1, 1, 1]
+        assert pool.statistics().runs_failed == 0
+
+
+async def test_a_job_is_handed_on_a_bounded_number_of_times_when_workers_keep_dying(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
+    """Once per worker for deaths before Codex heard of the job, and once more
+    (`UNSTARTED_RETRIES`) after that: a job that kills every worker it reaches does not take
+    them down for ever."""
     fakes = FakeProcesses()
+    fakes.rule("hello", die_on_start=True)
     async with pool_of(fakes) as pool:
         for process in fakes.started:
             process.doomed = True
         run = await run_one(pool, job("hello"))
         assert isinstance(run.outcome, JobFailed)
         assert run.outcome.failure == "worker_died"
-        assert sum(len(process.calls) for process in fakes.started) == 2
+        assert sum(len(process.calls) for process in fakes.started) == 2 + 1 + UNSTARTED_RETRIES
         assert pool.statistics().runs_failed == 1
 
 

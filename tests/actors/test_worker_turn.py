@@ -67,11 +67,11 @@ async def test_an_answer_read_a_pass_after_the_limits_is_not_a_silence(
     progress_send, progress = trio.open_memory_channel[CodexProgress](10)
     approvals_send, _approvals = trio.open_memory_channel[ApprovalRequest](1)
     limits = TurnLimits(request_timeout=1800, stall_timeout=limit, endpoint_failure_limit=limit)
-    outcome, heard = await watched_turn(
+    outcome, reach = await watched_turn(
         WorkerPosition(0), worker, job("answer"), progress_send, approvals_send, limits
     )
     assert isinstance(outcome, JobDone), outcome
-    assert heard
+    assert reach == "working"
     assert trio.current_time() == limit
     events = [progress.receive_nowait() for _ in range(progress.statistics().current_buffer_used)]
     assert events == [AgentMessageDelta(text="the answer")]
