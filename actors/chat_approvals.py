@@ -54,6 +54,10 @@ SHOWN_BUFFER: Final = 2
 """Message ids of one question the sender may report before they are put on record (it
 reports one each time it sends the question anew)."""
 
+LATE_PRESS: Final = 2.0
+"""Seconds a question past its timeout still waits for a press already on its way, before it
+is denied (`Approvals._expire`)."""
+
 ENDED_KEPT: Final = 256
 """Ended questions a chat remembers, so a late press on one leaves its message as it is."""
 
@@ -180,10 +184,18 @@ class Approvals:
         self, token: str, question: _Open, shown: trio.MemoryReceiveChannel[int]
     ) -> None:
         """Deny `question` once the timeout is over; until it is decided, put its message on
-        record each time the sender shows it."""
+        record each time the sender shows it.
+
+        The timeout is judged after the presses on their way are in (`LATE_PRESS`): a bot
+        stopped (Ctrl-Z, a paused machine) past the timeout wakes with the deadline passed
+        and the user's press, made in time, waiting in its long poll's socket; the press
+        takes a few passes of the run loop to get here, and the deadline would deny first.
+        """
         async with trio.open_nursery() as watching:
             watching.start_soon(self._remember_shown, question, shown)
             with trio.move_on_after(self._timeout):
+                await question.decided.wait()
+            with trio.move_on_after(LATE_PRESS):
                 await question.decided.wait()
             watching.cancel_scope.cancel()
         if not question.decided.is_set():

@@ -17,7 +17,7 @@ from actors.button_data import (
     cancel_data,
     decode_button,
 )
-from actors.chat_approvals import STALE_QUESTION, Approvals
+from actors.chat_approvals import LATE_PRESS, STALE_QUESTION, Approvals
 from actors.chat_output import ChatOutput
 from orchestrator.codex_runs import ApprovalAsk, ApprovalDecision, ApprovalRequest
 from orchestrator.messages import (
@@ -171,11 +171,37 @@ async def test_no_answer_in_time_is_a_denial(autojump_clock: trio.testing.MockCl
             nursery.start_soon(desk.approvals.serve, desk.incoming, "/work")
             decision = await desk.ask()
             assert await decision.receive() == "denied"
-            assert trio.current_time() == pytest.approx(90)
+            assert trio.current_time() == pytest.approx(90 + LATE_PRESS)
             nursery.cancel_scope.cancel()
     closes = [m for m in desk.sent() if isinstance(m, CloseLive)]
     assert [m.final_text for m in closes] == ["⌛ Denied, no answer in time: $ make deploy"]
     assert [t.outcome for t in desk.traces] == ["timeout"]
+
+
+async def test_a_press_that_was_waiting_when_the_timeout_fell_due_decides(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A bot stopped (Ctrl-Z) past the timeout wakes with the deadline passed and the press,
+    made in time, in its socket: the press comes a few passes of the run loop later, and
+    decides. (Before, the deadline denied first.)"""
+    desk = Desk(timeout=90)
+    with trio.fail_after(CEILING):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(desk.approvals.serve, desk.incoming, "/work")
+            decision = await desk.ask()
+            await trio.testing.wait_all_tasks_blocked()
+            [shown] = desk.sent()
+            assert isinstance(shown, UpdateLive)
+            data = shown.keyboard[0][0].callback_data
+            button = decode_button(data)
+            assert isinstance(button, ApprovalButton)
+            await trio.sleep_until(90)  # woken with the deadline
+            for _ in range(5):  # poller, router, chat: the press on its way
+                await trio.lowlevel.checkpoint()
+            await desk.approvals.press(press(data), button)
+            assert await decision.receive() == "approved"
+            nursery.cancel_scope.cancel()
+    assert "timeout" not in [t.outcome for t in desk.traces]
 
 
 async def test_the_end_of_the_request_closes_open_questions(
