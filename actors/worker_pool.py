@@ -191,9 +191,16 @@ class _Pool:
             return None
         reasons = "; ".join(sorted({position.gave_up or "" for position in self.positions}))
         return (
-            f"no Codex worker is running: they kept crashing ({reasons}). The bot tries "
-            f"again within {WORKER_COOLDOWN:g} s; `codex-orchestrator doctor` shows why"
+            f"no Codex worker is running: they kept crashing ({reasons}). The bot starts "
+            f"them again at your next request, or within {WORKER_COOLDOWN:g} s; "
+            "`codex-orchestrator doctor` shows why"
         )
+
+    def _wake_resting(self) -> bool:
+        """End the rests after crash loops that lasted long enough (`WorkerPosition.wake`):
+        whether any position starts over."""
+        woken = [position.wake() for position in self.positions]
+        return any(woken)
 
     def dispatch(self) -> None:
         """Something changed (a worker freed, started, retired): serve the waiters.
@@ -295,7 +302,7 @@ class _Pool:
             _Refused: no worker can serve (every position gave up after a crash loop).
         """
         refusal = self.refusal()
-        if refusal is not None:
+        if refusal is not None and not self._wake_resting():
             raise _Refused(refusal)
         if not self.queue:  # nobody is ahead: no need to queue
             grant = self._choose(job, affinity_over=self.affinity_wait <= 0)

@@ -10,7 +10,8 @@ puts a fresh one in its place. This module owns what belongs to one position, wh
   hosts, why it is being retired, and whether it gave up after a crash loop;
 - `supervise_position`, its life: start a worker, watch it (pings, busy or idle; a dead or
   wedged worker is a crash), interrupt and stop it when retired, restart with backoff and an
-  intensity limit, and rest `WORKER_COOLDOWN` after a crash loop instead of failing the bot;
+  intensity limit, and rest `WORKER_COOLDOWN` after a crash loop instead of failing the bot
+  (a request cuts the rest short: `WorkerPosition.wake`);
 - what one run needs from its position: the recycling check, and the reason given to runs
   ended by another run's cancel on a shared worker (the watches on a turn are
   `actors.worker_turn`'s).
@@ -83,6 +84,10 @@ WORKER_COOLDOWN: Final = 60.0
 crash loop (Codex broken, disk full) must neither spin nor stop the bot; it heals once the
 cause is gone."""
 
+REST_MIN: Final = 5.0
+"""Seconds of a rest after a crash loop that a request cannot cut short (`WorkerPosition.wake`):
+messages sent into a broken setup must not spin a crash loop."""
+
 RSS_CHECK_INTERVAL: Final = 1.0
 """Seconds between two reads of a worker's memory for `recycle_rss_mb`: a /proc read per
 run cost 0.3 ms of the bot's one core at hundreds of runs per second (bench/scale.py), and
@@ -125,7 +130,8 @@ class WorkerPosition:
     `running` holds the conversation of every call in flight on it or reserved for a caller
     that is about to start one; `last_stop` is the pid and reason of its last worker, read by
     the other runs that its interrupt ended. `ever_ready` turns True once a worker was ready;
-    `gave_up` says why while the position rests after a crash loop.
+    `gave_up` says why while the position rests after a crash loop, and `rest` is that rest
+    (`wake` ends it early).
     """
 
     worker_id: int
@@ -135,6 +141,7 @@ class WorkerPosition:
     last_stop: tuple[int, RetireReason] | None = None
     ever_ready: bool = False
     gave_up: str | None = None
+    rest: trio.CancelScope | None = None
     draining: bool = False
     hosted_threads: set[str] = field(default_factory=set)
     lost_threads: dict[str, RetireReason] = field(default_factory=dict)
@@ -168,6 +175,21 @@ class WorkerPosition:
     def restarts(self) -> int:
         """Workers started here after the first one (including failed starts)."""
         return max(self.incarnations - 1, 0)
+
+    def wake(self) -> bool:
+        """End the rest after a crash loop now, once it lasted `REST_MIN`: a request wants a
+        worker, and the cause may be gone (Codex reinstalled, logged in again). Seen from
+        outside: with the binary back, a request was still refused for up to a minute. The
+        position starts over at once (no longer `gave_up`); should the start fail again, it
+        gives up again at once and the request is refused with the reason. Whether it woke.
+        """
+        rest = self.rest
+        if rest is None or WORKER_COOLDOWN - (rest.deadline - trio.current_time()) < REST_MIN:
+            return False
+        rest.cancel()
+        self.rest = None
+        self.gave_up = None
+        return True
 
     def retire(self, reason: RetireReason) -> None:
         """Have the current worker leave (the first reason given is the one kept)."""
@@ -343,7 +365,9 @@ async def supervise_position(
                 )
             )
             changed()  # waiters fail now if no position can serve
-            await trio.sleep(WORKER_COOLDOWN)
+            with trio.move_on_after(WORKER_COOLDOWN) as position.rest:
+                await trio.sleep_forever()
+            position.rest = None
             position.gave_up = None
             status = trio.TASK_STATUS_IGNORED
 

@@ -1046,7 +1046,7 @@ async def test_a_codex_crash_loop_is_explained_to_the_user_and_heals(
         await bot.say(ALICE, "/status")
         await bot.wait_reply(ALICE, "Codex workers: 2 dead")
         await bot.say(ALICE, "hello")
-        await bot.wait_reply(ALICE, "No Codex worker is running")
+        await bot.wait_reply(ALICE, "❌ Codex could not start working on your request. No Codex")
         assert "scripted start failure" in bot.replies(ALICE)[-1]
         assert "codex-orchestrator doctor" in bot.replies(ALICE)[-1]
         fakes.fail_starts = 0

@@ -17,7 +17,7 @@ from actors.worker_pool import (
     WorkerPoolHandle,
     open_worker_pool,
 )
-from actors.worker_position import THREAD_BUSY, THREAD_LOST
+from actors.worker_position import REST_MIN, THREAD_BUSY, THREAD_LOST
 from orchestrator.codex_runs import (
     THREAD_GONE,
     AgentMessageDelta,
@@ -470,6 +470,43 @@ async def test_a_position_that_fails_to_restart_keeps_resting_and_retrying(
         await trio.sleep(WORKER_COOLDOWN)
         healed = await run_one(pool, job("hello"))
         assert isinstance(healed.outcome, JobDone)
+
+
+async def test_a_request_wakes_the_workers_resting_after_a_crash_loop(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Seen from outside: with the Codex binary back, a request was still refused ("no Codex
+    worker is running") for up to the rest's minute. A request ends the rest once it lasted
+    `REST_MIN`: the position starts over at once. While the cause is still there the request
+    is refused at once, with the reason, after one start; the request then runs as soon as
+    the cause is gone."""
+    fakes = FakeProcesses()
+    fakes.rule("boom", die=True)
+    policy = RestartPolicy(intensity=0, period=60, backoff_initial=0.1, jitter=0)
+    async with pool_of(fakes, size=1, policy=policy) as pool:
+        fakes.fail_starts = 100  # Codex is gone: every start fails
+        await run_one(pool, job("boom"))
+        await trio.testing.wait_all_tasks_blocked()
+        assert [w.state for w in pool.statistics().workers] == ["dead"]
+        gave_up_at, attempts = trio.current_time(), fakes.fail_starts
+
+        too_soon = await run_one(pool, job("too soon", conversation="c2"))
+        assert isinstance(too_soon.outcome, JobFailed)
+        assert too_soon.outcome.failure == "no_worker"
+        assert fakes.fail_starts == attempts  # not woken within REST_MIN
+
+        await trio.sleep(REST_MIN)
+        still_broken = await run_one(pool, job("still broken", conversation="c2"))
+        assert isinstance(still_broken.outcome, JobFailed)
+        assert "scripted start failure" in still_broken.outcome.message
+        assert "at your next request" in still_broken.outcome.message
+        assert fakes.fail_starts == attempts - 1  # one start, then refused at once
+
+        fakes.fail_starts = 0  # the binary is back
+        await trio.sleep(REST_MIN)
+        healed = await run_one(pool, job("healed", conversation="c2"))
+        assert isinstance(healed.outcome, JobDone)
+        assert trio.current_time() - gave_up_at < WORKER_COOLDOWN
 
 
 async def test_a_worker_that_cannot_start_fails_the_pool(
