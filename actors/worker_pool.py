@@ -13,10 +13,11 @@ So, over any backend of the `orchestrator.ports.CodexWorker` port:
   chats) and a cancel or timeout that leaves the worker unusable ends the others on it too:
   they fail with a reply saying so, and are never re-run behind the user's back (one whose
   model had not begun goes on elsewhere, as below: nothing of it ran).
-- **Affinity.** A job that continues a thread goes to the worker hosting it. If that worker is
-  busy (running ``calls_per_worker`` calls of others) the job waits its turn (the chat is told
-  once with `WaitingForWorker`) for up to ``affinity_wait`` seconds, then moves: a fresh thread
-  on a free worker with the job's context preamble (`ThreadMoved`, ``JobDone.moved``). A job
+- **Affinity** (the choice itself: `actors.worker_choice`). A job that continues a thread
+  goes to the worker hosting it. If that worker is busy (running ``calls_per_worker`` calls
+  of others) the job waits its turn (the chat is told once with `WaitingForWorker`) for up
+  to ``affinity_wait`` seconds, then moves: a fresh thread on a free worker with the job's
+  context preamble (`ThreadMoved`, ``JobDone.moved``). A job
   whose worker is gone (crash, cancel, recycle) moves the same way; so does one whose worker
   died before its turn began its work (`worker_turn.began_work`: between the turn's start
   and the model's first word): nothing ran, so it goes on to the next worker once
@@ -72,9 +73,8 @@ import trio
 from msgspec import structs
 
 from actors import worker_pool_controls
+from actors.worker_choice import Grant, choose, held_while_stopping, owner_of, why_moved
 from actors.worker_position import (
-    THREAD_BUSY,
-    THREAD_STOPPING,
     WORKER_COOLDOWN,
     WORKER_POLICY,
     WorkerPosition,
@@ -121,20 +121,13 @@ class _Refused(Exception):
     """No worker can take a job now; the message is fit to show the user."""
 
 
-class _Grant(NamedTuple):
-    """A position reserved for a job, and whether the job moves to a fresh thread there."""
-
-    position: WorkerPosition
-    moved: bool
-
-
 class _Refusal(NamedTuple):
     """No position can serve (every one gave up after a crash loop): why, for the user."""
 
     reason: str
 
 
-_Answer: TypeAlias = _Grant | _Refusal
+_Answer: TypeAlias = Grant | _Refusal
 
 
 @dataclass(eq=False)
@@ -221,81 +214,18 @@ class _Pool:
         for waiter in list(self.queue):
             if not any(p.has_room and not p.draining for p in self.positions):
                 return
-            grant = self._choose(waiter.job, affinity_over=now >= waiter.affinity_deadline)
+            grant = choose(
+                self.positions, waiter.job, affinity_over=now >= waiter.affinity_deadline
+            )
             if grant is not None:
                 grant.position.running.append(waiter.job.conversation)
                 self.queue.remove(waiter)
                 if not reply_nowait(waiter.reply_to, grant):
                     grant.position.running.remove(waiter.job.conversation)
 
-    # ------------------------------------------------------------------ choosing
-
-    def _last_position(self, job: CodexJob) -> WorkerPosition | None:
-        """The position the job's thread last ran on, if it has a thread."""
-        if job.thread_id is None or job.worker_id is None:
-            return None
-        if not 0 <= job.worker_id < len(self.positions):
-            return None
-        return self.positions[job.worker_id]
-
-    def _owner_of(self, job: CodexJob) -> WorkerPosition | None:
-        """The position whose worker hosts the job's thread, if it can still serve it."""
-        position = self._last_position(job)
-        if position is None or job.thread_id not in position.hosted_threads:
-            return None
-        return position if position.ready and not position.draining else None
-
-    def _held_while_stopping(self, job: CodexJob) -> bool:
-        """Whether the job's thread may still be held by the process of the worker it last
-        ran on, which left and is being stopped (`WorkerPosition.releasing`): a resume
-        elsewhere would be refused until it exits, and the job would lose its thread."""
-        position = self._last_position(job)
-        return position is not None and position.releasing
-
-    def _why_moved(self, job: CodexJob) -> str:
-        """Why `job` cannot go on in its thread, in the user's words (`JobDone.moved_because`)."""
-        if self._owner_of(job) is not None:
-            return THREAD_BUSY
-        if self._held_while_stopping(job):
-            return THREAD_STOPPING
-        for position in self.positions:
-            if (why := position.lost_because(job.thread_id or "")) is not None:
-                return why
-        return THREAD_GONE
-
-    def _least_loaded(self) -> WorkerPosition | None:
-        """The position with room and the fewest calls in flight, then the fewest threads."""
-        candidates = [p for p in self.positions if p.has_room and not p.draining]
-        if not candidates:
-            return None
-        return min(
-            candidates,
-            key=lambda p: (len(p.running), len(p.hosted_threads), p.worker_id),
-        )
-
-    def _choose(self, job: CodexJob, *, affinity_over: bool) -> _Grant | None:
-        """The position `job` may take now, and whether it moves to a fresh thread; None: wait.
-
-        A conversation waits for the worker that owns its thread, or for the process of the
-        one that left it to exit, until its affinity time is over, then takes any free
-        worker; others take the least-loaded free worker.
-        """
-        owner = self._owner_of(job)
-        if owner is not None:
-            if owner.has_room:
-                return _Grant(owner, moved=False)
-            if not affinity_over:
-                return None
-            free = self._least_loaded()
-            return _Grant(free, moved=True) if free is not None else None
-        if not affinity_over and self._held_while_stopping(job):
-            return None
-        free = self._least_loaded()
-        return _Grant(free, moved=job.thread_id is not None) if free is not None else None
-
     async def _acquire(
         self, job: CodexJob, progress: trio.MemorySendChannel[CodexProgress]
-    ) -> _Grant:
+    ) -> Grant:
         """A position for `job` (reserved for it), and whether the job moves to a fresh thread.
 
         Raises:
@@ -305,13 +235,13 @@ class _Pool:
         if refusal is not None and not self._wake_resting():
             raise _Refused(refusal)
         if not self.queue:  # nobody is ahead: no need to queue
-            grant = self._choose(job, affinity_over=self.affinity_wait <= 0)
+            grant = choose(self.positions, job, affinity_over=self.affinity_wait <= 0)
             if grant is not None:
                 grant.position.running.append(job.conversation)
                 return grant
-        owner = self._owner_of(job)
+        owner = owner_of(self.positions, job)
         worker_id = owner.worker_id if owner else None
-        releasing = self._held_while_stopping(job)  # its owner then is gone: never both
+        releasing = held_while_stopping(self.positions, job)  # its owner then is gone: never both
         offer(progress, WaitingForWorker(worker_id=worker_id, releasing=releasing))
         reply_to, answers = open_mailbox[_Answer](1)
         with answers, reply_to:
@@ -324,13 +254,13 @@ class _Pool:
                     self.queue.remove(waiter)
                 with suppress(trio.WouldBlock):
                     unclaimed = answers.receive_nowait()
-                    if isinstance(unclaimed, _Grant):  # cancelled after a grant: give it back
+                    if isinstance(unclaimed, Grant):  # cancelled after a grant: give it back
                         unclaimed.position.running.remove(job.conversation)
                         self.dispatch()
 
     async def _wait_for_grant(
         self, waiter: _Waiter, answers: trio.MemoryReceiveChannel[_Answer]
-    ) -> _Grant:
+    ) -> Grant:
         """Wait in the queue until `dispatch` grants a ready position or refuses."""
         while True:
             answer: _Answer | None = None
@@ -406,7 +336,7 @@ class _Pool:
         worker = position.worker
         assert worker is not None  # `_acquire` hands over ready positions only
         # Should a resume fail where the grant kept the thread, nothing more is known.
-        why = self._why_moved(job) if moved else THREAD_GONE
+        why = why_moved(self.positions, job) if moved else THREAD_GONE
         if moved and worker.resumes_threads:
             # The thread outlives its process: this worker resumes it (a fresh thread with
             # the preamble only if that fails, e.g. its old process still holds it).
