@@ -216,7 +216,7 @@ async def _switch(chat: Chat, git: GitWorktrees, name: str) -> None:
         if not await _has_worktree(chat, git, folder):
             new = await git.add(Path(profile.working_directory), folder, name)
             created = "new branch, " if new else ""
-            created += f"new worktree {folder.name}"
+            created += f"new worktree {folder}"
     if not await chat_topics.set_binding(chat, _branch_binding(chat, profile_name, name)):
         return
     await chat_topics.follow(chat)
@@ -260,7 +260,7 @@ async def _ask_remove(chat: Chat, git: GitWorktrees, name: str) -> None:
     chat.confirmations = {token: name}  # one question at a time
     await chat.out.show(
         f"branch-rm-{token}",
-        f"Remove the worktree of branch {name} ({folder.name})? The branch itself stays in "
+        f"Remove the worktree of branch {name} ({folder})? The branch itself stays in "
         "the repository.",
         (
             (

@@ -360,11 +360,14 @@ async def test_a_branch_alone_does_not_leave_a_private_chat_bound_to_its_profile
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
     async with running_bot(tmp_path, git=FakeGit()) as bot:
-        await bot.say(ALICE, "/branch feat")
-        await bot.wait_reply(ALICE, "now works on branch feat")
+        await bot.say(ALICE, "/branch feat/z")
+        await bot.wait_reply(ALICE, "now works on branch feat/z")
         assert "your requests here run in its worktree" in bot.replies(ALICE)[-1]
+        # the folder whole: its last part alone ("z") reads as anything but a folder
+        folder = tmp_path / "work.worktrees" / "feat" / "z"
+        assert f"new worktree {folder}" in bot.replies(ALICE)[-1]
         await bot.say(ALICE, "/status")
-        await bot.wait_reply(ALICE, "Branch: feat")
+        await bot.wait_reply(ALICE, "Branch: feat/z")
         assert "for everyone" not in bot.replies(ALICE)[-1]
         await bot.say(ALICE, "/profile other")
         await bot.wait_reply(ALICE, "/branch off goes back to the repository; then /profile")
