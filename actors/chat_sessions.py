@@ -5,13 +5,15 @@ This module owns the chat's thread history (`SessionState.threads`, newest first
 
 - After each completed request the chat's current Codex thread is remembered (`remember`):
   a new thread is added with the date, the start of its first prompt, its working directory
-  and profile; a known one moves to the front with its worker and recap brought up to date.
+  and profile; a known one moves to the front with its worker, recap and the developer
+  instructions it has (their digest) brought up to date.
 - ``/sessions`` lists them as buttons. A press (on the presser's own session only: the router
   routes it there, and only thread ids in this chat's history are accepted) binds the chat's
-  conversation to that thread: its id, its worker and its recap. The next message continues
-  it. On ``codex app-server`` any worker resumes a thread by id (``thread/resume``); on
-  ``codex mcp-server`` a thread lives only in its process, so one that is gone continues on
-  a fresh thread with its recap, and the result says so (the pool's "moved" note).
+  conversation to that thread: its id, its worker, its recap and the instructions it has (so
+  they are not sent to it again). The next message continues it. On ``codex app-server``
+  any worker resumes a thread by id (``thread/resume``); on ``codex mcp-server`` a thread
+  lives only in its process, so one that is gone continues on a fresh thread with its
+  recap, and the result says so (the pool's "moved" note).
 - A session of another profile, or of another folder of this one (a branch worktree, or the
   repository while the chat is on a branch), is refused with the switch to make first: a
   Codex thread keeps the folder it started in.
@@ -30,6 +32,7 @@ import msgspec
 from actors import chat_commands, chat_texts, chat_topics
 from orchestrator.messages import Button
 from orchestrator.session_store import ThreadRecord
+from orchestrator.workflow_types import ThreadInstructions
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -79,6 +82,7 @@ def remember(chat: Chat, prompt: str) -> None:
         return
     known = next((record for record in state.threads if record.thread_id == thread), None)
     others = tuple(record for record in state.threads if record.thread_id != thread)
+    has = state.instructions_now
     if known is None:
         record = ThreadRecord(
             thread_id=thread,
@@ -88,10 +92,14 @@ def remember(chat: Chat, prompt: str) -> None:
             cwd=chat.profile.working_directory,
             profile=state.profile,
             summary=state.summary,
+            instructions=has.digest if has else "",
         )
     else:
         record = msgspec.structs.replace(
-            known, worker_id=state.developer_worker_id, summary=state.summary
+            known,
+            worker_id=state.developer_worker_id,
+            summary=state.summary,
+            instructions=has.digest if has else known.instructions,
         )
     chat.state = msgspec.structs.replace(state, threads=(record, *others)[:HISTORY_LIMIT])
 
@@ -198,11 +206,15 @@ async def pick(chat: Chat, press: InboundCallback, thread_id: str) -> None:
     await chat.out.answer(press, "Switched.")
     if record.thread_id != chat.state.developer_thread_id:
         await chat_commands.release_thread(chat)
+        has = record.instructions
         chat.state = msgspec.structs.replace(
             chat.state,
             developer_thread_id=record.thread_id,
             developer_worker_id=record.worker_id,
             summary=record.summary,
+            instructions=ThreadInstructions(thread_id=record.thread_id, digest=has)
+            if has
+            else chat.state.instructions,
         )
         await chat.save()
     await chat.out.close(

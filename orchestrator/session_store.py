@@ -114,6 +114,8 @@ class ThreadRecord(msgspec.Struct, frozen=True, kw_only=True):
         profile: the profile it ran under.
         summary: the conversation's recap when it was left (the preamble if it cannot be
             continued as it is).
+        instructions: the digest of the developer instructions the thread has ("" when not
+            known): a thread picked again keeps them, instead of being sent them once more.
     """
 
     thread_id: str
@@ -123,6 +125,7 @@ class ThreadRecord(msgspec.Struct, frozen=True, kw_only=True):
     cwd: str = ""
     profile: str = ""
     summary: str = ""
+    instructions: str = ""
 
 
 class SessionState(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=False):

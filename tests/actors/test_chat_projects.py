@@ -14,6 +14,7 @@ from actors import chat_sessions
 from orchestrator.config import Config, Profile
 from orchestrator.errors import GitError
 from orchestrator.messages import InboundCallback, RepliedTo, SessionKey, UpdateLive
+from orchestrator.prompts import instructions_digest
 from tests.actors.test_chats import ALICE, BOB, make_config, running_bot
 from tests.fakes.codex_process import FakeProcesses
 from tests.fakes.git import FakeGit
@@ -88,7 +89,10 @@ async def test_sessions_lists_threads_and_a_pick_continues_the_old_one(
         await bot.wait_told(ALICE, "Continuing the session of")
         await bot.say(ALICE, "back to the first")
         await bot.wait_reply(ALICE, "FAKE: back to the first")
-        assert _call(bot, "back to the first").thread_id == first_thread
+        back = _call(bot, "back to the first")
+        assert back.thread_id == first_thread
+        # The thread has its developer instructions: they are not sent to it once more.
+        assert back.thread_instructions == instructions_digest(first.developer_instructions)
         # A thread id that is not in this chat's history is refused.
         query = await _press(bot, ALICE, "ss:someone-elses-thread", chat=ALICE)
         await bot.wait(lambda: bot.callback_answer(query) is not None)
