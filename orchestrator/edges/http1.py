@@ -54,13 +54,20 @@ class HttpError(Exception):
 
 @final
 class _Connection:
-    __slots__ = ("buffer", "deadline", "stream")
+    __slots__ = ("buffer", "deadline", "looked", "stream")
 
     def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
         self.buffer = bytearray()
         self.deadline = math.inf
         """`trio.current_time` by which the answer in progress is due."""
+        self.looked = False
+        """The answer in progress had its look past the deadline (`receive`)."""
+
+    def expect(self, seconds: float) -> None:
+        """An answer is due within `seconds` from now."""
+        self.deadline = trio.current_time() + seconds
+        self.looked = False
 
     def closed_by_peer(self) -> bool:
         """Whether an idle connection has something to read: end of file or junk, either
@@ -77,7 +84,9 @@ class _Connection:
     async def receive(self) -> bytes | bytearray:
         """The next bytes of the answer (``b""`` at its end), due by `deadline`.
 
-        A passed deadline is judged after one more look at the socket (`LATE_LOOK`). A bot
+        A passed deadline is judged after one more look at the socket: the rest of the
+        answer has `LATE_LOOK` more, once per answer (a server that trickles its answer
+        cannot draw it out past that). A bot
         stopped (Ctrl-Z, a paused machine) while the server answered wakes with the deadline
         passed *and* the answer waiting in its socket: the wait for I/O that the stop
         interrupted returns as timed out, without the socket, so the deadline cancels the
@@ -89,11 +98,13 @@ class _Connection:
         Raises:
             trio.TooSlowError: nothing came by the deadline, nor at the look after it.
         """
-        with trio.move_on_at(self.deadline):
-            return await self.stream.receive_some(65536)
-        with trio.move_on_after(LATE_LOOK):
-            return await self.stream.receive_some(65536)
-        raise trio.TooSlowError
+        while True:
+            with trio.move_on_at(self.deadline):
+                return await self.stream.receive_some(65536)
+            if self.looked:
+                raise trio.TooSlowError
+            self.looked = True
+            self.deadline = trio.current_time() + LATE_LOOK
 
     async def fill(self) -> None:
         chunk = await self.receive()
@@ -146,7 +157,7 @@ class LeanHttp:
         await uncontended.acquire(self._slots)
         try:
             connection = await self._connection(connect_seconds)
-            connection.deadline = trio.current_time() + seconds
+            connection.expect(seconds)
             reusable = False
             try:
                 with trio.fail_at(connection.deadline):

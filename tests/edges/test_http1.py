@@ -111,17 +111,25 @@ async def test_a_read_past_its_deadline_takes_what_waits_in_the_socket(
 ) -> None:
     """A bot stopped while the server answered wakes with the deadline passed and the answer
     in its socket, not yet read: the answer is read, not timed out (timed out, a sendMessage
-    was sent again). With nothing there, the read times out after one more look."""
+    was sent again). With nothing there, the read times out after one more look, and the
+    answer has one look only: a server that trickles it cannot draw it out."""
     ours, theirs = trio.socket.socketpair()
     connection = _Connection(trio.SocketStream(ours))
     async with trio.SocketStream(theirs) as server:
         await server.send_all(b"HTTP/1.1 200 OK")
-        connection.deadline = trio.current_time() - 1  # it woke after the deadline
+        connection.expect(-1)  # it woke after the deadline
         assert await connection.receive() == b"HTTP/1.1 200 OK"
         looked_at = trio.current_time()
+        await server.send_all(b"\r\nContent-Length: 2")  # the rest, trickling in
+        assert await connection.receive() == b"\r\nContent-Length: 2"
         with pytest.raises(trio.TooSlowError):
             await connection.receive()
         assert trio.current_time() - looked_at == pytest.approx(LATE_LOOK)
+        await trio.sleep(LATE_LOOK / 2)
+        await server.send_all(b"\r\n\r\n")
+        with pytest.raises(trio.TooSlowError):  # its look is over
+            await connection.receive()
+        assert trio.current_time() - looked_at == pytest.approx(1.5 * LATE_LOOK)
         await connection.stream.aclose()
 
 
