@@ -23,7 +23,7 @@ import trio
 from actors.root import run_system
 from cli.doctor import DoctorContext, check_codex_auth, login_command
 from cli.doctor_app_server import auth_row
-from orchestrator import disk, instance_lock, rename_exchange
+from orchestrator import disk, instance_lock, rename_exchange, stops
 from orchestrator.config import TOKEN_VARIABLE
 from orchestrator.disk import secure_state_dir
 from orchestrator.edges.codex_app_server import CodexAppServer, open_codex_app_server
@@ -76,6 +76,7 @@ def run(loaded: LoadedConfig, *, log_level: str) -> int:
     try:
         with instance_lock.holding(Path(loaded.config.state_dir)):
             disk.remove_temporaries(Path(loaded.config.state_dir))
+            stops.watch()  # a Ctrl-Z is not a slow disk
             try:
                 return trio.run(_main, loaded)
             finally:

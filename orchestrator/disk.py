@@ -75,7 +75,7 @@ from typing import TYPE_CHECKING, Final, TypeVar, TypeVarTuple, Unpack, final
 import msgspec
 import trio
 
-from orchestrator import rename_exchange, uncontended
+from orchestrator import rename_exchange, stops, uncontended
 from orchestrator.words import plural
 
 if TYPE_CHECKING:
@@ -185,6 +185,7 @@ class InlineWrites:
     this kind of write back to worker threads for `INLINE_WRITE_PAUSE` seconds, logged once
     per pause, so a slow disk holds the loop up once, not at every save. A disk that hangs
     outright hangs the save in either place; on the loop it holds up the other chats too.
+    A write the bot was stopped in (Ctrl-Z) says nothing about the disk (`stops`).
     """
 
     def __init__(self, what: str, *, timer: Callable[[], float] = time.perf_counter) -> None:
@@ -206,12 +207,13 @@ class InlineWrites:
         if not self.inline:
             return await run_sync(function, *args)
         await trio.lowlevel.checkpoint_if_cancelled()
+        continues = stops.continued()
         started = self._timer()
         try:
             return function(*args)
         finally:
             took = self._timer() - started
-            if took > INLINE_WRITE_LIMIT:
+            if took > INLINE_WRITE_LIMIT and stops.continued() == continues:
                 self._threads_until = trio.current_time() + INLINE_WRITE_PAUSE
                 logger.warning(
                     "writing %s took %.0f ms, while every chat waited; they are written in "

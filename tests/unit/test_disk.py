@@ -7,6 +7,7 @@ import itertools
 import logging
 import os
 import re
+import signal
 import stat
 import threading
 from typing import TYPE_CHECKING
@@ -15,10 +16,10 @@ import pytest
 import trio
 import trio.testing
 
-from orchestrator import disk
+from orchestrator import disk, stops
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
     from pathlib import Path
 
 
@@ -201,6 +202,35 @@ async def test_a_slow_inline_write_sends_its_kind_to_worker_threads_for_a_while(
         "writing session files in /state/sessions took 50 ms, while every chat waited; they "
         "are written in worker threads for the next 5 minutes"
     ]
+
+
+@pytest.fixture
+def counting_continues() -> Iterator[None]:
+    """`stops.watch` for one test, the handler before it restored afterwards."""
+    before = signal.getsignal(signal.SIGCONT)
+    stops.watch()
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGCONT, before)
+
+
+async def test_a_write_the_bot_was_stopped_in_says_nothing_about_the_disk(
+    caplog: pytest.LogCaptureFixture, counting_continues: None
+) -> None:
+    """Seen from outside: a Ctrl-Z during a session save logged that the write took 2504 ms
+    "while every chat waited" and sent five minutes of saves to worker threads. The stop was
+    the bot's, not the disk's: the continue that ended it is counted (`stops`)."""
+    ticks = iter([0.0, 2.5])  # the write "took" 2.5 s: the bot was stopped in it
+
+    def stopped_in(data: str) -> str:
+        os.kill(os.getpid(), signal.SIGCONT)  # what `fg` sends
+        return data
+
+    writes = disk.InlineWrites("session files", timer=lambda: next(ticks))
+    assert await writes.run(stopped_in, "saved") == "saved"
+    assert writes.inline
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]
 
 
 async def test_an_inline_write_of_a_cancelled_caller_does_not_run() -> None:
