@@ -1,10 +1,12 @@
-"""How each kind of queued item becomes Bot API calls: replies, live messages, closes.
+"""How each kind of queued item becomes Bot API calls: replies, live messages, closes, and
+the refusals to strangers.
 
 Split from `actors.telegram_sender`, which owns the lanes, the call ladder (spacing, rate,
 429, retries) and the bookkeeping; the methods here call `_in_chat` for every call and
 handle the answers that are particular to one kind of item: HTML Telegram cannot parse is
 sent again as plain text, "message is not modified" is success, an edit of a message that is
-gone sends a new one, and a long reply is split into chunks or sent as a document.
+gone sends a new one, and a long reply is split into chunks or sent as a document. A
+refusal to a stranger goes outside the lanes: once, in the limiter's lowest class.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from typing import TYPE_CHECKING, Final, TypeVar
 
 import trio
 
-from orchestrator.errors import TelegramBadRequest
+from actors.telegram_flood_control import never
+from orchestrator.errors import TelegramBadRequest, TelegramError, TelegramRetryAfter
+from orchestrator.messages import AnswerCallback
 from orchestrator.rendering import (
     CAPTION_LIMIT,
     MESSAGE_LIMIT,
@@ -27,11 +31,12 @@ from orchestrator.rendering import (
     utf16_length,
     visible_text,
 )
+from orchestrator.words import plural
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from actors.telegram_flood_control import Lane
+    from actors.telegram_flood_control import Lane, RateLimiter, StrangerGate
     from actors.telegram_outbox import Outbox
     from actors.telegram_sender import SenderStatistics
     from orchestrator.messages import CloseLive, Keyboard, SendReply, UpdateLive
@@ -60,6 +65,8 @@ class Deliveries:
     max_chunks: int
     outbox: Outbox | None
     stats: SenderStatistics
+    limiter: RateLimiter
+    strangers: StrangerGate
     keyboards: Recent[tuple[int, str], tuple[int, str]]
     """(chat, `SendReply.keyboard_slot`) → the message that carries the reply's buttons, and
     its HTML as rendered ("" for a document or a plain reply): what a rewrite starts from."""
@@ -76,6 +83,49 @@ class Deliveries:
 
     def _undelivered(self, chat_id: int, why: str, preview: str) -> None:
         raise NotImplementedError
+
+    async def _to_stranger(self, message: SendReply | AnswerCallback) -> None:
+        """A refusal to a stranger: the lowest class of the limiter, one try, never retried
+        or queued."""
+        try:
+            async with self.limiter.slot(never, stranger=True):
+                self.stats.calls += 1
+                if isinstance(message, AnswerCallback):
+                    await self.api.answer_callback_query(
+                        message.callback_query_id, text=message.text
+                    )
+                else:
+                    rendered = render_plain(message.markdown, max_chunks=1)
+                    text = rendered.chunks[0] if rendered.chunks else rendered.summary
+                    await self.api.send_message(
+                        message.chat_id,
+                        text,
+                        parse_mode="HTML",
+                        message_thread_id=message.thread_id,
+                        reply_to_message_id=message.reply_to_message_id,  # in a group: whose
+                    )
+            self.stats.strangers_sent += 1
+        except TelegramRetryAfter as error:
+            self.stats.strangers_429 += 1
+            until = trio.current_time() + error.retry_after
+            self.limiter.strangers_paused_until = max(self.limiter.strangers_paused_until, until)
+            logger.warning(
+                "flood control on a refusal: refusals wait %g s (allowed users do not)",
+                error.retry_after,
+            )
+            self._stranger_dropped("429")
+        except TelegramError as error:
+            self._stranger_dropped(str(error))
+        finally:
+            self.strangers.waiting -= 1
+
+    def _stranger_dropped(self, why: str) -> None:
+        self.stats.strangers_dropped += 1
+        dropped = self.stats.strangers_dropped
+        if dropped in (1, 100) or dropped % 1000 == 0:
+            logger.warning(
+                "%s to strangers dropped so far (last: %s)", plural(dropped, "refusal"), why
+            )
 
     async def _deliver_reply(self, lane: Lane, reply: SendReply) -> None:
         render = render_plain if reply.plain else render_reply

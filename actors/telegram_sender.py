@@ -63,7 +63,6 @@ from actors.telegram_flood_control import (
 from orchestrator.errors import (
     TelegramBadRequest,
     TelegramChatMigrated,
-    TelegramError,
     TelegramForbidden,
     TelegramRetryAfter,
     TelegramTransientError,
@@ -81,7 +80,6 @@ from orchestrator.messages import (
 from orchestrator.outage import Outage, Recovery
 from orchestrator.recent import Recent
 from orchestrator.redaction import redact_outbound
-from orchestrator.rendering import render_plain
 from orchestrator.supervision import backoff_delay
 from orchestrator.throttle import OncePer
 from orchestrator.words import plural
@@ -439,48 +437,6 @@ class _Sender(Deliveries):
             )
         except (GiveUp, TelegramBadRequest, TelegramForbidden) as error:
             logger.info("answerCallbackQuery failed: %s", error)
-
-    async def _to_stranger(self, message: SendReply | AnswerCallback) -> None:
-        """A refusal: the lowest class of the limiter, one try, never retried or queued."""
-        try:
-            async with self.limiter.slot(never, stranger=True):
-                self.stats.calls += 1
-                if isinstance(message, AnswerCallback):
-                    await self.api.answer_callback_query(
-                        message.callback_query_id, text=message.text
-                    )
-                else:
-                    rendered = render_plain(message.markdown, max_chunks=1)
-                    text = rendered.chunks[0] if rendered.chunks else rendered.summary
-                    await self.api.send_message(
-                        message.chat_id,
-                        text,
-                        parse_mode="HTML",
-                        message_thread_id=message.thread_id,
-                        reply_to_message_id=message.reply_to_message_id,  # in a group: whose
-                    )
-            self.stats.strangers_sent += 1
-        except TelegramRetryAfter as error:
-            self.stats.strangers_429 += 1
-            until = trio.current_time() + error.retry_after
-            self.limiter.strangers_paused_until = max(self.limiter.strangers_paused_until, until)
-            logger.warning(
-                "flood control on a refusal: refusals wait %g s (allowed users do not)",
-                error.retry_after,
-            )
-            self._stranger_dropped("429")
-        except TelegramError as error:
-            self._stranger_dropped(str(error))
-        finally:
-            self.strangers.waiting -= 1
-
-    def _stranger_dropped(self, why: str) -> None:
-        self.stats.strangers_dropped += 1
-        dropped = self.stats.strangers_dropped
-        if dropped in (1, 100) or dropped % 1000 == 0:
-            logger.warning(
-                "%s to strangers dropped so far (last: %s)", plural(dropped, "refusal"), why
-            )
 
     # ------------------------------------------------------------------ the call ladder
 
