@@ -17,16 +17,16 @@ So, over any backend of the `orchestrator.ports.CodexWorker` port:
   goes to the worker hosting it. If that worker is busy (running ``calls_per_worker`` calls
   of others) the job waits its turn (the chat is told once with `WaitingForWorker`) for up
   to ``affinity_wait`` seconds, then moves: a fresh thread on a free worker with the job's
-  context preamble (`ThreadMoved`, ``JobDone.moved``). A job
-  whose worker is gone (crash, cancel, recycle) moves the same way; so does one whose worker
-  died before its turn began its work (`worker_turn.began_work`: between the turn's start
-  and the model's first word): nothing ran, so it goes on to the next worker once
-  (``UNSTARTED_RETRIES``) instead of failing with ``worker_died``. A worker that died before
-  Codex said anything of the turn (killed an instant before the job reached it, its exit not
-  yet seen) does not count against that: the job was never Codex's doing, and with every
-  worker killed at once it meets each of them so, then runs on the first one back (at most
-  one such try per worker). New conversations go to
-  the worker with the fewest calls in flight, then the fewest threads.
+  context preamble (`ThreadMoved`, ``JobDone.moved``). A job whose worker is gone (crash,
+  cancel, recycle) moves the same way; so does one whose worker died before its turn began
+  its work (`worker_turn.began_work`: between the turn's start and the model's first word):
+  nothing ran, so it goes on to the next worker once (``UNSTARTED_RETRIES``) instead of
+  failing with ``worker_died``. A worker that died before Codex said anything of the turn
+  (killed an instant before the job reached it, its exit not yet seen) does not count
+  against that: the job was never Codex's doing, and with every worker killed at once it
+  meets each of them so, then runs on the first one back (at most one such try per
+  worker). New conversations go to the worker with the fewest calls in flight, then the
+  fewest threads.
 - **Cancel.** Cancelling the caller of `WorkerPoolHandle.run` cancels the turn. A worker the
   backend can stop a turn on in place (``codex app-server``: `CodexWorker.reusable` stays True)
   is kept, with its threads; one the turn left unusable (MCP) is interrupted with its whole
