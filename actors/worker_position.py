@@ -184,7 +184,10 @@ class WorkerPosition:
         gives up again at once and the request is refused with the reason. Whether it woke.
         """
         rest = self.rest
-        if rest is None or WORKER_COOLDOWN - (rest.deadline - trio.current_time()) < REST_MIN:
+        if rest is None:
+            return False
+        rested = WORKER_COOLDOWN - (rest.deadline - trio.current_time())
+        if rested < REST_MIN:
             return False
         rest.cancel()
         self.rest = None
