@@ -102,7 +102,8 @@ async def test_a_bot_stopped_with_ctrl_z_reads_the_telegram_answer_that_came_mea
     """Seen from outside: a bot stopped (Ctrl-Z) while Telegram answered its sendMessage, for
     longer than the call's timeout, timed out on `fg` before it read the answer waiting in its
     socket, and sent the reply again: twice in the chat. Time the bot did not run is not
-    Telegram's silence. (The stop's length is the one wall-clock wait: it is the scenario.)"""
+    Telegram's silence. (The wall-clock waits are the scenario: the stop, landing in the
+    bot's wait for the answer, and the moment after it in which a second send would come.)"""
     fake = FakeCodex(tmp_path / "codex")
     with trio.fail_after(CEILING):
         async with open_fake_telegram(TOKEN) as tg:
