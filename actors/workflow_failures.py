@@ -56,12 +56,11 @@ def failure_text(*, mode: Mode, phase: Phase, round_number: int | None, failure:
                 why = sentence(failure.message.split(";")[0])
         case "timeout" | "stalled":
             why = sentence(failure.message) or "Codex took too long, so it was stopped."
-        case "no_worker":  # nothing ran: no worker could take it
-            why = sentence(failure.message)
-            return f"❌ Codex could not start {_doing(mode, phase, round_number)}. {why}".strip()
         case _:
             why = sentence(failure.message)
-    return f"❌ Codex failed while {_doing(mode, phase, round_number)}. {why}".strip()
+    # no_worker: nothing ran, no worker could take it
+    what = "could not start" if failure.failure == "no_worker" else "failed while"
+    return f"❌ Codex {what} {_doing(mode, phase, round_number)}. {why}".strip()
 
 
 def _fit_to_continue(failure: RoleFailed) -> bool:
