@@ -190,6 +190,7 @@ class Approvals:
         stopped (Ctrl-Z, a paused machine) past the timeout wakes with the deadline passed
         and the user's press, made in time, waiting in its long poll's socket; the press
         takes a few passes of the run loop to get here, and the deadline would deny first.
+        So it is a second wait, not a longer first one: it starts once the bot is awake.
         """
         async with trio.open_nursery() as watching:
             watching.start_soon(self._remember_shown, question, shown)
