@@ -188,6 +188,14 @@ def check_ranges(config: Config, shown: str) -> None:
                 f"{name!r} is not a variable a worker may inherit",
                 "list plain variable names, never TELEGRAM_BOT_TOKEN",
             )
+    for name in config.codex.env:
+        if not name or "=" in name:  # the kernel's environment is NAME=value lines
+            raise ConfigError(
+                shown,
+                f"codex.env.{name}",
+                f"{name!r} is not a variable name (a worker could not start)",
+                'name each variable without "=", e.g. CODEX_HOME = "/srv/codex-home"',
+            )
     inbox = PurePosixPath(config.files.inbox_dir)
     if inbox.is_absolute() or ".." in inbox.parts or not config.files.inbox_dir.strip():
         raise ConfigError(

@@ -502,6 +502,8 @@ def render_reply(markdown: str, *, max_chunks: int) -> RenderedReply:
     if len(clean) > render_limit(max_chunks):
         return _as_document(clean, render_markdown(clean[:MESSAGE_LIMIT]))
     chunks = split_html(render_markdown(clean))
+    if chunks == [""]:  # markup that shows nothing, such as a code fence with no code
+        return RenderedReply(chunks=(EMPTY_PLACEHOLDER,))
     if len(chunks) <= max_chunks:
         return RenderedReply(chunks=tuple(chunks))
     return _as_document(clean, chunks[0])
@@ -512,7 +514,9 @@ def render_plain(text: str, *, max_chunks: int) -> RenderedReply:
     clean = sanitize_text(text)
     if len(clean) > render_limit(max_chunks):
         return _as_document(clean, escape_html(clean[:MESSAGE_LIMIT]))
-    return RenderedReply(chunks=tuple(split_html(escape_html(clean) or "(empty)")))
+    return RenderedReply(
+        chunks=tuple(split_html(escape_html(clean) if clean.strip() else "(empty)"))
+    )
 
 
 def render_limit(max_chunks: int) -> int:

@@ -129,6 +129,27 @@ def test_toml_syntax_error_names_the_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        (
+            '[profiles.default]\nworking_directory = "wo\\u0000rk"\n',
+            "profiles.default.working_directory",
+        ),
+        ('[telegram]\ntoken_file = "\\u0000"\n', "telegram.token_file"),
+        ('[codex]\ncommand = ["codex", "app\\u0000server"]\n', "codex.command"),
+        ('[codex.env]\nCODEX_HOME = "/x\\u0000"\n', "codex.env.CODEX_HOME"),
+    ],
+)
+def test_a_nul_character_in_a_value_is_named_not_a_crash(
+    tmp_path: Path, text: str, key: str
+) -> None:
+    """TOML can spell a NUL (``\\u0000``); no path, argv or variable can hold one."""
+    error = fail(write(tmp_path, text))
+    assert error.key == key
+    assert "NUL" in str(error)
+
+
+@pytest.mark.parametrize(
     ("text", "key", "problem"),
     [
         ("[codex]\npool_size = 'two'\n", "codex.pool_size", "expected `int`, got `str`"),
@@ -468,6 +489,8 @@ def test_the_backend_picks_the_pinned_command_and_defaults_to_mcp(tmp_path: Path
         ("[codex]\ncommand = ['codex', 'app-server']\n", "codex.command"),
         ("[codex]\nbackend = 'app-server'\ncommand = ['codex', 'mcp-server']\n", "codex.command"),
         ("[codex]\nenv_passthrough = ['TELEGRAM_BOT_TOKEN']\n", "codex.env_passthrough[0]"),
+        ("[codex.env]\n'A=B' = 'x'\n", "codex.env.A=B"),  # the OS refuses it at the spawn
+        ("[codex.env]\n'' = 'x'\n", "codex.env."),
     ],
 )
 def test_backend_keys_are_checked(tmp_path: Path, text: str, key: str) -> None:

@@ -165,6 +165,10 @@ def test_tables_become_preformatted_text() -> None:
 
 def test_reply_policy_document_and_placeholder() -> None:
     assert render_reply("  \n ", max_chunks=4).chunks == (EMPTY_PLACEHOLDER,)
+    # Markup that shows nothing would be an empty sendMessage, which Telegram refuses.
+    assert render_reply("```python", max_chunks=4).chunks == (EMPTY_PLACEHOLDER,)
+    assert render_reply("<!-- -->", max_chunks=4).chunks != ("",)
+    assert render_plain(" \n", max_chunks=4).chunks == ("(empty)",)
     short = render_reply("hello", max_chunks=4)
     assert short.chunks == ("hello",)
     assert short.document is None
