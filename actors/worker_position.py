@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Literal
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Final, Literal
 import trio
 
 from orchestrator.codex_runs import JobFailed
-from orchestrator.errors import RestartIntensityExceeded, WorkerUnavailable
+from orchestrator.errors import RestartIntensityExceeded, WorkerUnavailable, sole_failure
 from orchestrator.messages import TraceRecord
 from orchestrator.ports import WorkerStatus
 from orchestrator.supervision import ChildSpec, RestartPolicy, supervise_one
@@ -130,8 +131,8 @@ class WorkerPosition:
     `running` holds the conversation of every call in flight on it or reserved for a caller
     that is about to start one; `last_stop` is the pid and reason of its last worker, read by
     the other runs that its interrupt ended. `ever_ready` turns True once a worker was ready;
-    `gave_up` says why while the position rests after a crash loop, and `rest` is that rest
-    (`wake` ends it early).
+    `gave_up` says why while the position rests after a crash loop, in the words the chat
+    shows (`_gave_up_text`), and `rest` is that rest (`wake` ends it early).
     """
 
     worker_id: int
@@ -352,7 +353,7 @@ async def supervise_position(
             cause = (
                 error.__cause__ if isinstance(error, RestartIntensityExceeded) else None
             ) or error
-            position.gave_up = str(cause)[:200] or type(cause).__name__
+            position.gave_up = _gave_up_text(cause)
             logger.error(
                 "worker %d gave up (%s); trying again in %g s",
                 position.worker_id,
@@ -373,6 +374,15 @@ async def supervise_position(
             position.rest = None
             position.gave_up = None
             status = trio.TASK_STATUS_IGNORED
+
+
+def _gave_up_text(cause: BaseException) -> str:
+    """Why a position gave up, as a chat shows it in a refusal (`actors.worker_pool`): the
+    failure without the exception group it travelled in ("Exceptions from Trio nursery"),
+    and without pids, which are for the log and would keep two alike reasons apart."""
+    failure = sole_failure(cause)
+    text = re.sub(r" \(pid \d+\)", "", str(failure))
+    return text[:200] or type(failure).__name__
 
 
 async def _occupy(
@@ -471,7 +481,7 @@ async def _until_retired(
             return None
         if position.retire_reason == "died" or not worker.alive:
             position.retire("died")
-            return WorkerUnavailable(f"worker {position.worker_id} (pid {worker.pid}) died")
+            return WorkerUnavailable(f"the Codex process exited unexpectedly (pid {worker.pid})")
         if position.retire_reason is not None:
             logger.info("worker %d retired: %s", position.worker_id, position.retire_reason)
             return None
@@ -483,7 +493,9 @@ async def _until_retired(
         if not answered:
             position.retire("died")
             waited = PING_TIMEOUT + PING_RECHECK
-            unanswered = f"worker {position.worker_id} did not answer a ping in {waited:g} s"
+            unanswered = (
+                f"the Codex process did not answer a ping in {waited:g} s (pid {worker.pid})"
+            )
             return WorkerUnavailable(unanswered)
 
 

@@ -455,6 +455,28 @@ async def test_a_crash_loop_gives_up_refuses_jobs_with_the_reason_then_heals(
     assert any(t.event == "worker" and t.outcome == "gave up" for t in traces)
 
 
+async def test_workers_a_prompt_keeps_killing_give_up_with_a_reason_people_read(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Each worker starts, then dies under the prompt: the refusal says so in words, without
+    a pid or the exception group the death travelled in ("Exceptions from Trio nursery")."""
+    fakes = FakeProcesses()
+    fakes.rule("boom", die=True)
+    policy = RestartPolicy(intensity=2, period=60, backoff_initial=0.1, jitter=0)
+    async with pool_of(fakes, size=1, policy=policy) as pool:
+        for attempt in range(10):
+            if [w.state for w in pool.statistics().workers] == ["dead"]:
+                break
+            await run_one(pool, job("boom", conversation=f"c{attempt}"))
+            await trio.sleep(1)
+        refused = await run_one(pool, job("hello", conversation="other"))
+        assert isinstance(refused.outcome, JobFailed)
+        assert refused.outcome.failure == "no_worker"
+        assert "kept crashing (the Codex process exited unexpectedly)" in refused.outcome.message
+        assert "pid" not in refused.outcome.message
+        assert "Exceptions from" not in refused.outcome.message
+
+
 async def test_a_position_that_fails_to_restart_keeps_resting_and_retrying(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

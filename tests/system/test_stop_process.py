@@ -1,7 +1,8 @@
 """What a stop of the bot leaves behind, with the bot as a process: a forced stop leaves its
 request as a kill does, a stop past the drain grace after Codex acted offers the request
-again instead of running it again by itself, and a bot stopped with Ctrl-Z while Telegram
-answered reads the answer instead of asking again."""
+again instead of running it again by itself, a bot stopped with Ctrl-Z while Telegram
+answered reads the answer instead of asking again, and what a crashed worker's commands left
+running is gone once the bot stopped."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from orchestrator.shutdown import DUPLICATE_SIGNAL_WINDOW
 from tests.bot_process import polling, running
 from tests.fakes.codex_script import FakeCodex
 from tests.fakes.telegram_server import Delay, open_fake_telegram
+from tests.procfs import living, read_pids
 from tests.system.test_process import (
     ALICE,
     CEILING,
@@ -128,3 +130,25 @@ async def test_a_bot_stopped_with_ctrl_z_reads_the_telegram_answer_that_came_mea
     assert sent.startswith("FAKE-REPLY: answer while I am stopped")
     assert len(tg.calls_of("sendMessage")) == 1
     assert "timed out" not in bot.text()
+
+
+async def test_commands_a_crashed_worker_left_running_are_gone_after_the_stop(
+    tmp_path: Path,
+) -> None:
+    """A worker that dies before the bot saw its command start leaves the command to the bot
+    (the subreaper), in no worker's tree; a graceful stop still ends it, as it ends every
+    process marked with the bot's state."""
+    fake = FakeCodex(tmp_path / "codex")
+    fake.rule("leave and die", grandchild=True, crash=True)
+    with trio.fail_after(CEILING):
+        async with open_fake_telegram(TOKEN) as tg:
+            config = write_config(tmp_path, tg.base_url, fake)
+            async with polling(tg, config, TOKEN) as bot:
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="leave and die")
+                await tg.wait_for(lambda t: any(m.startswith("❌") for m in t.sent_texts(ALICE)))
+                left = set(read_pids(fake.pids_path))
+                assert left  # the commands and the servers that started them
+                bot.process.send_signal(signal.SIGTERM)
+    assert bot.process.returncode == 0, bot.text()
+    assert living(left) == set()
+    assert "Codex left running after its worker ended" in bot.text()
