@@ -75,7 +75,7 @@ def _profile_default(chat: Chat) -> str:
     return (
         f"the profile's, {model}"
         if model
-        else "Codex's configured default (the profile names none)"
+        else "Codex's configured default, as the profile names none"
     )
 
 

@@ -466,7 +466,13 @@ async def test_status_shows_the_running_mode_and_the_chat_s_model_choice(
         await bot.wait_reply(ALICE, "Mode set to plan (from the next request).")
         await bot.say(ALICE, "/status")
         await bot.wait_reply(ALICE, "State:")
-    status = bot.replies(ALICE)[-1]
+        status = bot.replies(ALICE)[-1]
+        await bot.say(ALICE, "/model default")  # one pair of parentheses, not two in a row
+        await bot.wait_reply(
+            ALICE,
+            "Model: back to Codex's configured default, as the profile names none (from the "
+            "next request). Reasoning effort: the model's default.",
+        )
     assert "Mode: single (this request), plan from the next" in status
     assert "Chosen for this chat: effort high" in status
 

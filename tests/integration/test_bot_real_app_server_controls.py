@@ -120,7 +120,7 @@ async def test_model_and_effort_reach_the_model_and_default_brings_them_back(
                 await tg.wait_for(lambda t: has_text(t, "MOCK-REPLY: hello one"))
                 chosen = model.requests[-1]
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="/model default")
-                back_text = "Model: back to Codex's configured default (the profile names none)"
+                back_text = "Model: back to Codex's configured default, as the profile names none"
                 await tg.wait_for(lambda t: has_text(t, back_text))
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="hello two")
                 await tg.wait_for(lambda t: has_text(t, "MOCK-REPLY: hello two"))
