@@ -231,19 +231,26 @@ def readable_target(
     text = echoed_path(asked)  # how the refusals below name it
     if not text:
         raise Refused("That path is only invisible characters. Say which file: /get PATH.")
+    outside = f"{text} is outside the working directory; I only send files from there."
+    missing = f"There is no {text} in the working directory."
+    if "\0" in asked:  # a message can carry one, a path cannot
+        raise Refused(missing)
     root = workspace.resolve()
-    given = Path(asked).expanduser() if asked.startswith("~") else Path(asked)
+    try:
+        given = Path(asked).expanduser() if asked.startswith("~") else Path(asked)
+    except RuntimeError:  # ~name of no user here: not under the working directory either
+        raise Refused(outside) from None
     if in_git_folder(_within(given, workspace, root)):
         raise _git_data(text)
     candidate = given if given.is_absolute() else root / given
     try:
         target = candidate.resolve(strict=True)
-    except FileNotFoundError:
-        raise Refused(f"There is no {text} in the working directory.") from None
-    except (OSError, RuntimeError):
+    except (OSError, RuntimeError) as error:  # RuntimeError: a link loop (Python 3.11)
+        if isinstance(error, OSError) and error.errno in (errno.ENOENT, errno.ENAMETOOLONG):
+            raise Refused(missing) from None
         raise Refused(f"{text} cannot be read (a broken or looping link).") from None
     if not target.is_relative_to(root):
-        raise Refused(f"{text} is outside the working directory; I only send files from there.")
+        raise Refused(outside)
     if target.is_relative_to(state_dir.resolve()):
         raise Refused(f"{text} belongs to the bot itself; I don't send those.")
     if in_git_folder(target.relative_to(root)):

@@ -232,6 +232,8 @@ class GitCli:
         return tuple(options)
 
     async def branch_name_valid(self, name: str) -> bool:
+        if "\0" in name:  # no argument can carry it (a message can: "/branch a\x00b")
+            return False
         try:
             await self._run("check-ref-format", "--branch", name, cwd=Path("/"))
         except GitError:

@@ -37,6 +37,7 @@ async def test_add_list_state_and_remove_a_worktree(tmp_path: Path) -> None:
     assert await git.branch_name_valid("feature/x")
     assert not await git.branch_name_valid("bad..name")
     assert not await git.branch_name_valid("-rf")
+    assert not await git.branch_name_valid("a\0b")  # no argv can hold it: not a crash
     assert await git.add(repository, trees / "feature", "feature") is True
     assert (trees / "feature" / "README").read_text() == "hello\n"
     state = await git.state(trees / "feature")

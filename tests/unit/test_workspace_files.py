@@ -146,6 +146,10 @@ def test_get_reads_files_and_folders_inside_the_working_directory(
         (".env", "holds secrets"),
         ("nothing/here", "There is no"),
         ("", "Say which file"),
+        # Each of these crashed the chat ("your session was reset") before, as asked again.
+        ("src/a\0b", "There is no"),  # a message can carry a NUL, a path cannot
+        ("~no-such-user-here/x", "outside the working directory"),  # ~name: nobody here
+        ("y" * 300, "There is no"),  # longer than a file name can be
     ],
 )
 def test_get_refuses_what_leads_out_or_holds_secrets(
