@@ -32,6 +32,7 @@ from orchestrator.edges.git import GitCli
 from orchestrator.edges.processes import WORKER_MARK, stop_leftovers
 from orchestrator.edges.subreaper import enable_child_subreaper, reap_adopted
 from orchestrator.edges.telegram_http import open_telegram_api
+from orchestrator.edges.undumpable import make_undumpable
 from orchestrator.errors import TelegramUnauthorized, WorkerStartError
 from orchestrator.logging import configure_logging
 from orchestrator.shutdown import (
@@ -65,8 +66,11 @@ def run(loaded: LoadedConfig, *, log_level: str) -> int:
     token = loaded.token.reveal()
     configure_logging(log_level, secrets=[token])
     logger.info("starting with %s", loaded.path)
-    # Children started from now on do not inherit the token (our /proc/PID/environ keeps it).
+    # Children started from now on do not inherit the token; our /proc/PID/environ keeps it,
+    # closed to the other processes of this user (those without CAP_SYS_PTRACE).
     os.environ.pop(TOKEN_VARIABLE, None)
+    if not make_undumpable():
+        logger.debug("this system cannot close the bot's /proc files to its user's processes")
     for warning in loaded.permission_warnings():
         logger.warning("%s", warning)
     try:
