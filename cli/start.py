@@ -41,7 +41,6 @@ from orchestrator.shutdown import (
     ShutdownController,
     run_root,
 )
-from orchestrator.words import plural
 from orchestrator.worker_environment import worker_environment
 
 if TYPE_CHECKING:
@@ -119,18 +118,6 @@ async def _warn_if_app_server_is_not_logged_in(codex: CodexAppServer, login: str
     WARNING when it is not ok; bounded, as a refresh of the login may go online."""
     with trio.move_on_after(AUTH_SECONDS):
         _warn_about_auth(await auth_row(codex, login))
-
-
-async def _stop_what_codex_left(mark: str) -> None:
-    """Once every worker stopped, end what still carries their mark: a command whose worker
-    died before the bot saw it start (so in no snapshot of its tree) came to us as the
-    subreaper and would otherwise outlive the bot."""
-    left = await stop_leftovers(mark)
-    if left:
-        logger.info(
-            "stopped %s Codex left running after its worker ended",
-            plural(len(left), "process", "processes"),
-        )
 
 
 def _warn_about_auth(row: CheckResult) -> None:
@@ -225,11 +212,7 @@ async def _main(loaded: LoadedConfig) -> int:
                 )
             )
 
-    try:
-        code = await run_root(body, ShutdownController())
-    finally:
-        with trio.CancelScope(shield=True):
-            await _stop_what_codex_left(mark)
+    code = await run_root(body, ShutdownController())
     if failure:
         why, code = failure[0]
         logger.critical("stopped: %s", why)

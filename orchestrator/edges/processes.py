@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import signal
 import subprocess
 from typing import TYPE_CHECKING, BinaryIO, Final, NamedTuple, Protocol, TypeVar, final
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "WORKER_MARK",
+    "WORKER_TAG",
     "ProcessStat",
     "TreeSnapshots",
     "alive",
@@ -61,6 +63,7 @@ __all__ = [
     "snapshot_tree",
     "spawn_server",
     "stop_leftovers",
+    "stop_tagged",
 ]
 
 logger: Final = logging.getLogger(__name__)
@@ -74,6 +77,10 @@ SNAPSHOT_ROUNDS: Final = 3
 SCAN_ALLOWANCE: Final = 5.0
 """Seconds a kill may spend on its ``/proc`` scans on top of its two bounded waits (a scan
 takes milliseconds): with them, the bound of the shielded ladder."""
+
+SWEEP_LIMIT: Final = 15.0
+"""Seconds `stop_tagged` may take after a server stopped: a ``/proc`` scan and the kill of
+what it found (each at most ``2 * grace + SCAN_ALLOWANCE``; nearly always nothing)."""
 
 
 class ProcessStat(NamedTuple):
@@ -228,10 +235,16 @@ WORKER_MARK: Final = "CODEX_ORCHESTRATOR_STATE_DIR"
 what the next start looks for to stop what a killed bot left running."""
 
 
-def marked_processes(mark: str) -> set[int]:
+WORKER_TAG: Final = "CODEX_ORCHESTRATOR_WORKER"
+"""The variable `serve_worker` adds to one server's environment, valued uniquely: once the
+server has stopped, what still carries it is a command it started that no snapshot found
+(started after the last one, its shell gone), and `stop_tagged` ends it."""
+
+
+def marked_processes(mark: str, variable: str = WORKER_MARK) -> set[int]:
     """The processes (those of this user whose environment can be read) that carry
-    `WORKER_MARK` with the value `mark`, this one left out (blocking: reads ``/proc``)."""
-    needle = f"\0{WORKER_MARK}={mark}\0".encode()
+    `variable` with the value `mark`, this one left out (blocking: reads ``/proc``)."""
+    needle = f"\0{variable}={mark}\0".encode()
     return {
         pid
         for pid, environ in _every_process("environ")
@@ -244,7 +257,20 @@ async def stop_leftovers(mark: str) -> set[int]:
     alive while a question waits, and commands they ``setsid``-ed outlive them), each with
     its whole tree; return the pids found. Only for a bot that holds the state's lock, so
     nothing found can belong to a running bot."""
-    found = await trio.to_thread.run_sync(marked_processes, mark)
+    return await _stop_marked(mark, WORKER_MARK)
+
+
+async def stop_tagged(tag: str) -> set[int]:
+    """Kill what a stopped server left carrying its `WORKER_TAG` `tag`, each with its tree;
+    return the pids found. Shielded and bounded, as `kill_tree`: it runs as the server's
+    teardown, a shutdown's cancel included."""
+    with trio.move_on_after(SWEEP_LIMIT, shield=True):
+        return await _stop_marked(tag, WORKER_TAG)
+    return set()
+
+
+async def _stop_marked(mark: str, variable: str) -> set[int]:
+    found = await trio.to_thread.run_sync(marked_processes, mark, variable)
     for pid in sorted(found):
         if alive(pid):
             await kill_tree(pid)
@@ -513,24 +539,32 @@ async def serve_worker(
         WorkerStartError: the program cannot be started, exits, or fails the handshake; the
             server is stopped first, so no process is left behind.
     """
-    async with spawn_server(argv, env=env, stderr_log=stderr_log, cwd=cwd) as process:
-        async with trio.open_nursery() as nursery:
-            worker = make(process, nursery)
-            nursery.start_soon(worker.rpc.read_loop)
-            nursery.start_soon(worker.rpc.watch_exit)
-            nursery.start_soon(worker.snapshots.keep)
-            failure = await _handshake_failure(
-                worker.handshake, startup_timeout=startup_timeout, what=what
-            )
-            if failure is None:
-                try:
-                    yield worker
-                finally:
+    tag = secrets.token_hex(8)
+    async with spawn_server(
+        argv, env={**env, WORKER_TAG: tag}, stderr_log=stderr_log, cwd=cwd
+    ) as process:
+        try:
+            async with trio.open_nursery() as nursery:
+                worker = make(process, nursery)
+                nursery.start_soon(worker.rpc.read_loop)
+                nursery.start_soon(worker.rpc.watch_exit)
+                nursery.start_soon(worker.snapshots.keep)
+                failure = await _handshake_failure(
+                    worker.handshake, startup_timeout=startup_timeout, what=what
+                )
+                if failure is None:
+                    try:
+                        yield worker
+                    finally:
+                        await worker.close()
+                        nursery.cancel_scope.cancel()
+                else:
                     await worker.close()
                     nursery.cancel_scope.cancel()
-            else:
-                await worker.close()
-                nursery.cancel_scope.cancel()
+        finally:  # also when the worker died: what its commands left is what this is for
+            left = await stop_tagged(tag)
+            if left:
+                logger.info("stopped %d processes the %s server left running", len(left), what)
         if failure is not None:
             raise failure
 

@@ -2,7 +2,7 @@
 request as a kill does, a stop past the drain grace after Codex acted offers the request
 again instead of running it again by itself, a bot stopped with Ctrl-Z while Telegram
 answered reads the answer instead of asking again, and what a crashed worker's commands left
-running is gone once the bot stopped."""
+running ends with the worker."""
 
 from __future__ import annotations
 
@@ -132,12 +132,12 @@ async def test_a_bot_stopped_with_ctrl_z_reads_the_telegram_answer_that_came_mea
     assert "timed out" not in bot.text()
 
 
-async def test_commands_a_crashed_worker_left_running_are_gone_after_the_stop(
+async def test_commands_a_crashed_worker_left_running_are_stopped_with_it(
     tmp_path: Path,
 ) -> None:
     """A worker that dies before the bot saw its command start leaves the command to the bot
-    (the subreaper), in no worker's tree; a graceful stop still ends it, as it ends every
-    process marked with the bot's state."""
+    (the subreaper), in no snapshot of its tree; its teardown still ends it, by the variable
+    every process the worker started carries, while the bot goes on."""
     fake = FakeCodex(tmp_path / "codex")
     fake.rule("leave and die", grandchild=True, crash=True)
     with trio.fail_after(CEILING):
@@ -148,7 +148,7 @@ async def test_commands_a_crashed_worker_left_running_are_gone_after_the_stop(
                 await tg.wait_for(lambda t: any(m.startswith("❌") for m in t.sent_texts(ALICE)))
                 left = set(read_pids(fake.pids_path))
                 assert left  # the commands and the servers that started them
+                await wait_for_file(lambda: living(left) == set())
+                assert "processes the MCP server left running" in bot.text()
                 bot.process.send_signal(signal.SIGTERM)
     assert bot.process.returncode == 0, bot.text()
-    assert living(left) == set()
-    assert "Codex left running after its worker ended" in bot.text()
