@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Final, Literal, final, get_args, get_type_hint
 
 import msgspec
 
+from orchestrator import disk
 from orchestrator.config_checks import (
     MAX_CALLS_PER_WORKER,
     MAX_POLL_TIMEOUT,
@@ -91,6 +92,9 @@ DEFAULT_APP_SERVER_COMMAND: Final = (
 """The pinned Codex for ``backend = "app-server"``: the release the edge was measured on."""
 
 CONF_PATH_VARIABLE: Final = "CODEX_CONF_PATH"
+
+CONFIG_LIMIT: Final = 1024 * 1024
+"""Bytes a config file may hold (the example is about 12 KB): more is the wrong file."""
 DEFAULT_STATE_DIR: Final = "~/.codex-orchestrator"
 
 
@@ -368,7 +372,8 @@ def token_error(token: Secret, source: str, config_folder: Path) -> ConfigError 
 
 def _decode(path: Path, shown: str) -> Config:
     try:
-        text = path.read_text(encoding="utf-8")
+        data = disk.read_operator_file(path, CONFIG_LIMIT)
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(
             shown,
@@ -376,10 +381,31 @@ def _decode(path: Path, shown: str) -> Config:
             "the config file does not exist",
             f"copy conf.toml.example to {shown}, or point {CONF_PATH_VARIABLE} at your file",
         ) from None
-    except (OSError, UnicodeDecodeError) as error:
+    except (disk.NotARegularFile, IsADirectoryError):
         raise ConfigError(
-            shown, "", f"cannot read the file ({error.__class__.__name__})", "check it"
+            shown,
+            "",
+            "it is not a file (a folder, a FIFO or a device)",
+            f"point {CONF_PATH_VARIABLE} at your conf.toml",
         ) from None
+    except OSError as error:
+        raise ConfigError(
+            shown,
+            "",
+            f"cannot read the file ({error.strerror or error})",
+            "check its path and permissions",
+        ) from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            shown, "", f"it is not UTF-8 text (byte {error.start})", "save it as UTF-8"
+        ) from None
+    if len(data) > CONFIG_LIMIT:
+        raise ConfigError(
+            shown,
+            "",
+            f"it is over {CONFIG_LIMIT // 1024} KB, too big for a config file",
+            f"point {CONF_PATH_VARIABLE} at your conf.toml",
+        )
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Final
 import msgspec
 from dotenv import dotenv_values
 
+from orchestrator import disk
 from orchestrator.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -42,6 +43,10 @@ __all__ = [
 ]
 
 TOKEN_VARIABLE: Final = "TELEGRAM_BOT_TOKEN"
+
+TOKEN_FILE_LIMIT: Final = 4096
+"""Bytes read from a token file (a token is under 50): a larger file is the wrong one, and
+its start fails the token's shape check."""
 CREDENTIAL_NAME: Final = "telegram_bot_token"
 """The systemd credential name: ``LoadCredential=telegram_bot_token:/path/to/token``."""
 
@@ -97,12 +102,17 @@ def find_token(
                     dotenv_token, dotenv_source = value, str(dotenv)
     if token_file is not None:
         try:
-            value = token_file.read_text(encoding="utf-8").strip()
+            value = disk.read_operator_file(token_file, TOKEN_FILE_LIMIT).decode("utf-8").strip()
         except (OSError, UnicodeDecodeError) as error:
+            why = (
+                "not a file"
+                if isinstance(error, disk.NotARegularFile)
+                else error.__class__.__name__
+            )
             raise ConfigError(
                 shown,
                 "telegram.token_file",
-                f"cannot read {token_file} ({error.__class__.__name__})",
+                f"cannot read {token_file} ({why})",
                 "put the token from @BotFather alone in that file (chmod 600), or remove the key",
             ) from None
         files.append(("the token file", token_file))

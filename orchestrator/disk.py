@@ -93,6 +93,7 @@ __all__ = [
     "NotARegularFile",
     "SyncBatches",
     "append",
+    "read_operator_file",
     "read_regular",
     "remove_temporaries",
     "roll_over",
@@ -398,6 +399,22 @@ def read_regular(path: Path) -> bytes:
         raise NotARegularFile(errno.EINVAL, "not a regular file", str(path))
     with os.fdopen(descriptor, "rb") as handle:
         return handle.read()
+
+
+def read_operator_file(path: Path, limit: int) -> bytes:
+    """The first ``limit + 1`` bytes of the regular file at `path`, a symlink to one too
+    (blocking): what the operator names (the config, the token file) is read this way, so a
+    FIFO or a device named by mistake is refused at once instead of blocking the start or
+    being read for ever; a caller given more than `limit` bytes says the file is too big.
+
+    Raises:
+        NotARegularFile: a folder, FIFO or device is at `path`.
+        OSError: it cannot be opened (missing, a symlink loop, no permission).
+    """
+    with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise NotARegularFile(errno.EINVAL, "not a regular file", str(path))
+        return handle.read(limit + 1)
 
 
 def set_aside(path: Path) -> Path:

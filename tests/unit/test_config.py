@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -126,6 +127,37 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_toml_syntax_error_names_the_line(tmp_path: Path) -> None:
     error = fail(write(tmp_path, "log_level = 'INFO'\n[codex\npool_size = 2\n"))
     assert "line 2" in str(error)
+
+
+def test_a_config_that_is_no_file_or_not_text_is_refused_at_once(tmp_path: Path) -> None:
+    """A FIFO or a device named by mistake blocked the start (a FIFO's open waits for a
+    writer) or was read for ever (/dev/zero); a folder, a binary or a huge file said only
+    "cannot read the file (UnicodeDecodeError)"."""
+    fifo = tmp_path / "conf.fifo"
+    os.mkfifo(fifo)
+    folder = tmp_path / "folder.toml"
+    folder.mkdir()
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(b'log_level = "\xff"\n')
+    huge = tmp_path / "huge.toml"
+    huge.write_text("#" * (2 * 1024 * 1024))
+    for path, problem in [
+        (fifo, "it is not a file (a folder, a FIFO or a device)"),
+        (Path("/dev/zero"), "it is not a file (a folder, a FIFO or a device)"),
+        (folder, "it is not a file (a folder, a FIFO or a device)"),
+        (binary, "it is not UTF-8 text (byte 13)"),
+        (huge, "it is over 1024 KB, too big for a config file"),
+    ]:
+        with pytest.raises(ConfigError) as info:
+            load_config(path, environ=ENV, cwd=tmp_path)
+        assert info.value.problem == problem
+
+
+def test_a_token_file_that_is_a_fifo_is_named_not_waited_on(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "token")
+    error = fail(write(tmp_path, "[telegram]\ntoken_file = 'token'\n"), environ={"HOME": "/x"})
+    assert error.key == "telegram.token_file"
+    assert "(not a file)" in str(error)
 
 
 @pytest.mark.parametrize(
