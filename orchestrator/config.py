@@ -95,6 +95,7 @@ CONF_PATH_VARIABLE: Final = "CODEX_CONF_PATH"
 
 CONFIG_LIMIT: Final = 1024 * 1024
 """Bytes a config file may hold (the example is about 12 KB): more is the wrong file."""
+
 DEFAULT_STATE_DIR: Final = "~/.codex-orchestrator"
 
 

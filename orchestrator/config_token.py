@@ -47,6 +47,7 @@ TOKEN_VARIABLE: Final = "TELEGRAM_BOT_TOKEN"
 TOKEN_FILE_LIMIT: Final = 4096
 """Bytes read from a token file (a token is under 50): a larger file is the wrong one, and
 its start fails the token's shape check."""
+
 CREDENTIAL_NAME: Final = "telegram_bot_token"
 """The systemd credential name: ``LoadCredential=telegram_bot_token:/path/to/token``."""
 
