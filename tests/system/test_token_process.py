@@ -20,8 +20,14 @@ if TYPE_CHECKING:
 
 
 def environ_of(pid: int) -> bytes:
-    with open(f"/proc/{pid}/environ", "rb") as handle:
-        return handle.read()
+    """What `pid`'s environment held at its start; empty when this process may not read it:
+    the bot is not dumpable (`orchestrator.edges.undumpable`), so a suite that runs without
+    ``CAP_SYS_PTRACE`` (not as root) is refused its copy, as any other process would be."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as handle:
+            return handle.read()
+    except PermissionError:
+        return b""
 
 
 def name_token_file(config: Path, value: str) -> None:
