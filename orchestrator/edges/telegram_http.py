@@ -126,7 +126,9 @@ def classify(status: int, body: bytes, method: str) -> _Envelope:
     description = envelope.description or f"HTTP {status}"
     parameters = envelope.parameters or _Parameters()
     if code == 429 or status == 429:
-        raise TelegramRetryAfter(description, parameters.retry_after or 1.0)
+        # Telegram says whole seconds, at least 1; a proxy or a self-hosted server that says
+        # 0, less or nothing must not make a caller spin (or `trio.sleep` refuse it).
+        raise TelegramRetryAfter(description, max(parameters.retry_after or 0.0, 1.0))
     if parameters.migrate_to_chat_id is not None:
         raise TelegramChatMigrated(description, parameters.migrate_to_chat_id)
     if code == 401 or status == 401:

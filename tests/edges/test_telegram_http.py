@@ -158,6 +158,16 @@ async def test_errors_are_classified_and_token_free(
         assert info.value.migrate_to_chat_id == -100
 
 
+@pytest.mark.parametrize("said", [b"-5", b"0", b"0.001", b"null"])
+async def test_a_retry_after_under_a_second_waits_a_second(said: bytes) -> None:
+    """A negative wait made the poller's `trio.sleep` raise, and 0 would make it spin."""
+    body = b'{"ok":false,"error_code":429,"description":"Too Many","parameters":{"retry_after":'
+    async with open_telegram_api(TOKEN, transport=transport(429, body + said + b"}}")) as api:
+        with pytest.raises(TelegramRetryAfter) as info:
+            await api.send_message(1, "x")
+    assert info.value.retry_after == 1.0
+
+
 @pytest.mark.parametrize(
     ("status", "body", "text"),
     [
