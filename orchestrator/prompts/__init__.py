@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Final, TypeAlias
 
 import msgspec
 
+from orchestrator import disk
 from orchestrator.workflow_types import ROLES, Role, RoleInstructions
 
 if TYPE_CHECKING:
@@ -36,12 +37,14 @@ if TYPE_CHECKING:
     from orchestrator.config import Profile
 
 __all__ = [
+    "PROMPT_FILE_LIMIT",
     "current_instructions",
     "instructions_digest",
     "instructions_for",
     "load_instructions",
     "load_role_instructions",
     "profile_prompt_files",
+    "read_prompt_file",
 ]
 
 _SYSTEM_PROMPT_SEPARATOR: Final = "\n\n---\n\n"
@@ -86,7 +89,7 @@ def load_role_instructions(role: Role, overrides: Mapping[str, Path]) -> str:
     if override is None:
         text = resources.files(__name__).joinpath(f"{role}.md").read_text(encoding="utf-8")
     else:
-        text = override.read_text(encoding="utf-8")
+        text = read_prompt_file(override)
         if not text.strip():
             raise ValueError(f"instruction override for {role} is empty: {override}")
     return text.strip()
@@ -123,6 +126,25 @@ def load_instructions(
     )
 
 
+PROMPT_FILE_LIMIT: Final = 256 * 1024
+"""Bytes an instruction file may hold: it goes with every turn of the role."""
+
+
+def read_prompt_file(path: Path) -> str:
+    """The text of an instruction file the profile names (blocking). It may lie in the
+    workspace, where the agent can swap it: a FIFO there blocked the request's thread for
+    ever (its cancel and the bot's stop waited on it), a device would be read for ever.
+
+    Raises:
+        OSError: it cannot be read, or is not a regular file (`disk.NotARegularFile`).
+        ValueError: it is not UTF-8, or holds more than `PROMPT_FILE_LIMIT` bytes.
+    """
+    data = disk.read_operator_file(path, PROMPT_FILE_LIMIT)
+    if len(data) > PROMPT_FILE_LIMIT:
+        raise ValueError(f"{path} is over {PROMPT_FILE_LIMIT // 1024} KB")
+    return data.decode("utf-8")
+
+
 def instructions_for(profile: Profile) -> RoleInstructions:
     """The role instructions of `profile`: shipped defaults, its overrides, its system prompt.
 
@@ -136,9 +158,7 @@ def instructions_for(profile: Profile) -> RoleInstructions:
         if path
     }
     system_prompt = (
-        Path(profile.system_prompt_file).read_text(encoding="utf-8")
-        if profile.system_prompt_file
-        else None
+        read_prompt_file(Path(profile.system_prompt_file)) if profile.system_prompt_file else None
     )
     return load_instructions(overrides, system_prompt=system_prompt)
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import os
+from pathlib import Path
 
 import pytest
 
 from orchestrator.config import Profile, RolePrompts
 from orchestrator.prompts import (
+    PROMPT_FILE_LIMIT,
     current_instructions,
     instructions_for,
     load_instructions,
@@ -16,9 +18,6 @@ from orchestrator.prompts import (
 )
 from orchestrator.role_answers import extract_files_changed
 from orchestrator.workflow_types import ROLES
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 # --- prompts ----------------------------------------------------------------------------------
 
@@ -109,3 +108,23 @@ def test_an_unreadable_file_is_an_error_every_time(tmp_path: Path) -> None:
     for _ in range(2):
         with pytest.raises(OSError, match=r"no\.md"):
             current_instructions(profile)
+
+
+def test_a_file_swapped_for_a_fifo_a_device_or_a_huge_one_is_refused_at_once(
+    tmp_path: Path,
+) -> None:
+    """An instruction file may lie in the workspace, where the agent can swap it: a FIFO
+    blocked the request's thread for ever (its /cancel and the bot's stop waited on it)."""
+    fifo = tmp_path / "prompt.md"
+    os.mkfifo(fifo)
+    huge = tmp_path / "huge.md"
+    huge.write_text("x" * (PROMPT_FILE_LIMIT + 1))
+    for path, error in [(fifo, OSError), (Path("/dev/zero"), OSError), (huge, ValueError)]:
+        profile = Profile(working_directory=str(tmp_path), system_prompt_file=str(path))
+        with pytest.raises(error):
+            instructions_for(profile)
+        override = Profile(
+            working_directory=str(tmp_path), role_prompts=RolePrompts(developer=str(path))
+        )
+        with pytest.raises(error):
+            instructions_for(override)
