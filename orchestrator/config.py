@@ -37,6 +37,7 @@ from orchestrator.config_checks import (
     MAX_POOL_SIZE,
     MAX_RATE_LIMIT,
     WORKSPACE_FIX,
+    check_no_nul,
     check_profile_users,
     check_ranges,
     check_workspaces,
@@ -413,14 +414,7 @@ def _decode(path: Path, shown: str) -> Config:
         raise ConfigError(
             shown, "", f"TOML syntax error: {error}", "fix the TOML syntax at that line"
         ) from None
-    nul = _key_with_nul(raw)
-    if nul is not None:
-        raise ConfigError(
-            shown,
-            nul,
-            "holds a NUL character (\\u0000), which no path, command or variable can carry",
-            "remove it",
-        )
+    check_no_nul(raw, shown)
     # Profiles one by one, so an error names the profile (msgspec says `profiles[...]`).
     profiles = raw.get("profiles", {})
     if isinstance(profiles, dict):
@@ -433,24 +427,6 @@ def _decode(path: Path, shown: str) -> Config:
         return msgspec.convert(raw, Config)
     except msgspec.ValidationError as error:
         raise _validation_error(shown, str(error)) from None
-
-
-def _key_with_nul(value: object, key: str = "") -> str | None:
-    """The first key whose value holds a NUL character, which no path, argument or
-    environment variable can carry (Python raises ``ValueError`` at the first use)."""
-    if isinstance(value, str):
-        return key if "\0" in value else None
-    if isinstance(value, dict):
-        for name, item in value.items():
-            found = _key_with_nul(item, f"{key}.{name}" if key else str(name))
-            if found is not None:
-                return found
-    if isinstance(value, list):
-        for item in value:
-            found = _key_with_nul(item, key)
-            if found is not None:
-                return found
-    return None
 
 
 _USER_IDS: Final = re.compile(r"^(telegram\.allowed_users|profiles\.[^.]+\.users)\b")

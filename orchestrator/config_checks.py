@@ -1,5 +1,5 @@
-"""The cross-key checks of the configuration: number ranges, the Bot API URL, and what a
-profile's workspace must not contain.
+"""The cross-key checks of the configuration: number ranges, the Bot API URL, what a
+profile's workspace must not contain, and no NUL in any value.
 
 `orchestrator.config` calls them while it loads the file and re-exports the public names;
 every problem raises `ConfigError` naming the file, the key and the fix.
@@ -27,6 +27,7 @@ __all__ = [
     "MAX_POOL_SIZE",
     "MAX_RATE_LIMIT",
     "WORKSPACE_FIX",
+    "check_no_nul",
     "check_profile_users",
     "check_ranges",
     "check_workspaces",
@@ -54,6 +55,37 @@ WORKSPACE_FIX: Final = (
 
 _Rule = tuple[str, float, float, float, str]
 """(key, value, lowest, highest, what the value means); `highest` may be ``math.inf``."""
+
+
+def check_no_nul(raw: object, shown: str) -> None:
+    """No value of the file as parsed holds a NUL character (TOML can spell one,
+    ``\\u0000``): no path, argument or environment variable can carry it, and Python raises
+    ``ValueError`` at its first use."""
+    key = _key_with_nul(raw)
+    if key is not None:
+        raise ConfigError(
+            shown,
+            key,
+            "holds a NUL character (\\u0000), which no path, command or variable can carry",
+            "remove it",
+        )
+
+
+def _key_with_nul(value: object, key: str = "") -> str | None:
+    """The first key whose value holds a NUL character (`check_no_nul`)."""
+    if isinstance(value, str):
+        return key if "\0" in value else None
+    if isinstance(value, dict):
+        for name, item in value.items():
+            found = _key_with_nul(item, f"{key}.{name}" if key else str(name))
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for item in value:
+            found = _key_with_nul(item, key)
+            if found is not None:
+                return found
+    return None
 
 
 def check_ranges(config: Config, shown: str) -> None:
