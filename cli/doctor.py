@@ -29,7 +29,9 @@ from typing import Final, Literal
 import msgspec
 
 from cli.doctor_telegram import group_warning, telegram_failure
+from orchestrator import disk
 from orchestrator.config import (
+    CONFIG_LIMIT,
     DEFAULT_APP_SERVER_COMMAND,
     DEFAULT_CODEX_COMMAND,
     CodexConfig,
@@ -339,8 +341,8 @@ def login_command(codex: CodexConfig) -> str:
 
 
 def _codex_settings(path: Path) -> dict[str, object]:
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+    try:  # as the bot's own config is read: a FIFO or a device there does not hang doctor
+        return tomllib.loads(disk.read_operator_file(path, CONFIG_LIMIT).decode("utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         return {}
 

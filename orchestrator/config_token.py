@@ -122,8 +122,8 @@ def find_token(
     if credentials:
         credential = os.path.join(credentials, CREDENTIAL_NAME)
         if os.path.isfile(credential):
-            with open(credential, encoding="utf-8") as handle:
-                value = handle.read().strip()
+            value = disk.read_operator_file(Path(credential), TOKEN_FILE_LIMIT).decode("utf-8")
+            value = value.strip()
             return FoundToken(
                 value=value,
                 source=f"systemd credential {CREDENTIAL_NAME}",
