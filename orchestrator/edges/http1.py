@@ -86,14 +86,14 @@ class _Connection:
 
         A passed deadline is judged after one more look at the socket: the rest of the
         answer has `LATE_LOOK` more, once per answer (a server that trickles its answer
-        cannot draw it out past that). A bot
-        stopped (Ctrl-Z, a paused machine) while the server answered wakes with the deadline
-        passed *and* the answer waiting in its socket: the wait for I/O that the stop
-        interrupted returns as timed out, without the socket, so the deadline cancels the
-        read before it sees the answer. Time the bot did not run is not the server's
-        silence: a ``sendMessage`` timed out that way was sent again, the reply twice in the
-        chat. The look costs nothing on the way: a cancelled read takes no bytes from the
-        socket (nor, past the handshake, from a TLS stream).
+        cannot draw it out past that). A bot stopped (Ctrl-Z, a paused machine) while the
+        server answered wakes with the deadline passed *and* the answer waiting in its
+        socket: the wait for I/O that the stop interrupted returns as timed out, without
+        the socket, so the deadline cancels the read before it sees the answer. Time the
+        bot did not run is not the server's silence: a ``sendMessage`` timed out that way
+        was sent again, the reply twice in the chat. The look costs nothing on the way: a
+        cancelled read takes no bytes from the socket (nor, past the handshake, from a TLS
+        stream).
 
         Raises:
             trio.TooSlowError: nothing came by the deadline, nor at the look after it.
