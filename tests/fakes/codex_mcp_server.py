@@ -180,15 +180,27 @@ def record_pid(pid: int) -> None:
 
 
 def start_grandchild(hold_stdout: bool) -> None:
-    """A command in its own session with a child of its own, as Codex runs commands."""
+    """A command in its own session with a child of its own, as Codex runs commands.
+
+    Returns once the shell has started its child and recorded it: otherwise a stop under
+    load could kill the shell before its fork, and a test would see one pid, not two."""
+    ready, told = os.pipe()
     child = subprocess.Popen(
-        ["bash", "-c", 'sleep 300 & echo $! >> "$PIDS"; wait'],
+        [
+            "bash",
+            "-c",
+            f'sleep 300 {told}>&- & echo $! >> "$PIDS"; echo >&{told}; exec {told}>&-; wait',
+        ],
         start_new_session=True,
         stdin=subprocess.DEVNULL,
         stdout=None if hold_stdout else subprocess.DEVNULL,
         env={**os.environ, "PIDS": SCRIPT.get("pids", "/dev/null")},
+        pass_fds=(told,),
     )
+    os.close(told)
     record_pid(child.pid)
+    with os.fdopen(ready, "rb") as said:
+        said.read(1)  # the shell's line, or end of file if it died first
 
 
 def run_command(request_id: Any, thread_id: str, command: str, wait: float) -> None:
