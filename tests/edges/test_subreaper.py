@@ -76,6 +76,23 @@ async def test_adopted_zombies_nobody_waits_for_are_reaped_and_ours_are_left_to_
     assert said.split() == ["[]", "True", "False"]
 
 
+async def test_the_sweep_at_the_stop_reaps_every_zombie_child_at_once() -> None:
+    """Once the bot waits for none of its processes (it stopped), the last sweep reaps each
+    zombie child, also one no earlier sweep saw: PID 1 of a container may never reap what
+    the bot would leave it. Codex 0.171.0 leaves one per command run in a permission
+    profile (seen from outside)."""
+    said = await as_subreaper(
+        """
+        os.kill(orphan, 9)
+        os.waitid(os.P_PID, orphan, os.WEXITED | os.WNOWAIT)
+        zombies = AdoptedZombies()
+        reaped = zombies.sweep(everything=True)
+        print(reaped == {orphan}, os.path.exists(f"/proc/{orphan}"))
+        """
+    )
+    assert said.split() == ["True", "False"]
+
+
 def test_child_subreaper_is_linux_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "platform", "darwin")
     assert enable_child_subreaper() is False
