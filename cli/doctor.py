@@ -43,7 +43,7 @@ from orchestrator.errors import ConfigError, TelegramError
 from orchestrator.redaction import redact
 from orchestrator.wire.codex_app_server import CODEX_APP_SERVER_VERSION
 from orchestrator.wire.codex_mcp import CODEX_MCP_VERSION
-from orchestrator.worker_environment import worker_environment
+from orchestrator.worker_environment import codex_home, worker_environment
 
 __all__ = [
     "CHECKS",
@@ -360,7 +360,7 @@ def _codex_auth_rows(loaded: LoadedConfig, environ: Mapping[str, str]) -> list[C
     """
     codex = loaded.config.codex
     env = worker_environment(codex, environ)
-    home = Path(env.get("CODEX_HOME") or Path(env.get("HOME", "~")) / ".codex").expanduser()
+    home = codex_home(env)
     config_file = home / "config.toml"
     settings = _codex_settings(config_file)
     login = login_command(codex)

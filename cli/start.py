@@ -12,6 +12,8 @@ unreachable at start is not an exit: the root waits for it.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import os
 from contextlib import asynccontextmanager
@@ -24,6 +26,7 @@ from actors.root import run_system
 from cli.doctor import DoctorContext, check_codex_auth, login_command
 from cli.doctor_app_server import auth_row
 from orchestrator import disk, instance_lock, rename_exchange, stops
+from orchestrator.agent_fence import CODEX_PRIVATE, AgentFence, legacy_sandbox_settings
 from orchestrator.config import TOKEN_VARIABLE
 from orchestrator.disk import secure_state_dir
 from orchestrator.edges.codex_app_server import CodexAppServer, open_codex_app_server
@@ -41,10 +44,11 @@ from orchestrator.shutdown import (
     ShutdownController,
     run_root,
 )
-from orchestrator.worker_environment import worker_environment
+from orchestrator.worker_environment import codex_home, worker_environment
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable, Mapping
+    from contextlib import AbstractAsyncContextManager
 
     from cli.doctor import CheckResult
     from orchestrator.config import LoadedConfig
@@ -126,6 +130,26 @@ def _warn_about_auth(row: CheckResult) -> None:
         logger.warning("Codex auth: %s; %s", row.detail, row.fix or "see `doctor`")
 
 
+def _agent_fence(loaded: LoadedConfig, environment: Mapping[str, str]) -> AgentFence:
+    """What the commands of sandboxed threads may not read: the bot's own files and state,
+    and Codex's login and transcripts (blocking: resolves paths, reads Codex's config.toml).
+    The images folder and Codex's transcripts folder are made now, so that threads started
+    before the first photo, and the first thread, fence them off too."""
+    state_dir = Path(loaded.config.state_dir)
+    codex = codex_home(environment)
+    for folder in (state_dir / "images", codex / "sessions"):
+        with contextlib.suppress(OSError):  # a photo's download, or Codex, says what is wrong
+            disk.ensure_folder(folder)
+    return AgentFence(
+        own_files=[
+            *(path for _, path in loaded.secret_files),
+            *(codex / name for name in CODEX_PRIVATE),
+        ],
+        state_dir=state_dir,
+        legacy=legacy_sandbox_settings(codex / "config.toml"),
+    )
+
+
 async def _main(loaded: LoadedConfig) -> int:
     config = loaded.config
     await _warn_if_codex_is_not_logged_in(loaded)
@@ -144,9 +168,12 @@ async def _main(loaded: LoadedConfig) -> int:
     logs = Path(config.state_dir) / "logs"
     home = Path(environment.get("HOME") or config.state_dir)
     await trio.to_thread.run_sync(lambda: home.mkdir(parents=True, exist_ok=True))
-    open_worker = (
-        open_codex_app_server if config.codex.backend == "app-server" else open_codex_process
-    )
+    open_worker: Callable[..., AbstractAsyncContextManager[CodexWorker]]
+    if config.codex.backend == "app-server":
+        fence = await trio.to_thread.run_sync(lambda: _agent_fence(loaded, environment))
+        open_worker = functools.partial(open_codex_app_server, fence=fence)
+    else:  # 0.153.4 runs an approved command sandboxed under a fence: approvals would break
+        open_worker = open_codex_process
 
     auth_asked = False
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from orchestrator.config import CodexConfig
 
-__all__ = ["WORKER_ENV_ALLOWED", "worker_environment"]
+__all__ = ["WORKER_ENV_ALLOWED", "codex_home", "worker_environment"]
 
 WORKER_ENV_ALLOWED: Final = (
     "PATH",
@@ -90,3 +90,10 @@ def worker_environment(
 
 def _allowed(key: str, pattern: str) -> bool:
     return key.startswith(pattern[:-1]) if pattern.endswith("*") else key == pattern
+
+
+def codex_home(environment: Mapping[str, str]) -> Path:
+    """Where a worker with `environment` keeps its login and config.toml: CODEX_HOME, else
+    ``~/.codex`` of its HOME."""
+    home = environment.get("CODEX_HOME") or Path(environment.get("HOME", "~")) / ".codex"
+    return Path(home).expanduser()

@@ -82,6 +82,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
     from pathlib import Path
 
+    from orchestrator.agent_fence import AgentFence
     from orchestrator.codex_runs import (
         ApprovalAsk,
         ApprovalDecision,
@@ -164,7 +165,13 @@ class CodexAppServer:
         server_version: the Codex version from the ``initialize`` user agent.
     """
 
-    def __init__(self, process: trio.Process, worker_id: int, nursery: trio.Nursery) -> None:
+    def __init__(
+        self,
+        process: trio.Process,
+        worker_id: int,
+        nursery: trio.Nursery,
+        fence: AgentFence | None = None,
+    ) -> None:
         self._process = process
         self._nursery = nursery
         self.worker_id = worker_id
@@ -179,7 +186,7 @@ class CodexAppServer:
             on_message=self._dispatch,
             on_end=self._process_gone,
         )
-        self._threads = AppServerThreads(self.rpc, worker_id, process.pid)
+        self._threads = AppServerThreads(self.rpc, worker_id, process.pid, fence)
         self.controls_api = AppServerControls(self.rpc, self._threads, worker_id)
         """The requests beside turns: models, account, rate limits, steer (doctor too)."""
 
@@ -578,18 +585,20 @@ async def open_codex_app_server(
     stderr_log: Path,
     cwd: str | None = None,
     startup_timeout: float = 60.0,
+    fence: AgentFence | None = None,
 ) -> AsyncIterator[CodexAppServer]:
     """Start ``codex app-server`` (`argv`, e.g. ``[codex, "app-server"]``), handshake, and
     stop it with its whole tree on exit. The bot token never reaches its environment.
 
-    `startup_timeout` bounds spawn to ``initialize`` answered.
+    `startup_timeout` bounds spawn to ``initialize`` answered; `fence` is what the commands
+    of its sandboxed threads may not read.
 
     Raises:
         WorkerStartError: the program cannot be started, exits, or is not an app-server.
     """
     async with serve_worker(
         argv,
-        lambda process, nursery: CodexAppServer(process, worker_id, nursery),
+        lambda process, nursery: CodexAppServer(process, worker_id, nursery, fence),
         env=env,
         stderr_log=stderr_log,
         cwd=cwd,

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Final, final
 import msgspec
 import trio
 
+from orchestrator.agent_fence import PROFILE_NAME
 from orchestrator.edges.jsonrpc_lines import Refused
 from orchestrator.edges.processes import kill_orphans
 from orchestrator.errors import WorkerUnavailable
@@ -44,6 +45,7 @@ from orchestrator.wire.codex_app_server import (
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
 
+    from orchestrator.agent_fence import AgentFence
     from orchestrator.codex_runs import CodexJob, JobDone
     from orchestrator.edges.jsonrpc_lines import LineRpc
     from orchestrator.wire.codex_app_server import BackgroundTerminal
@@ -83,10 +85,15 @@ class AppServerThreads:
         count: threads started or resumed in this process.
     """
 
-    def __init__(self, rpc: LineRpc, worker_id: int, server_pid: int) -> None:
+    def __init__(
+        self, rpc: LineRpc, worker_id: int, server_pid: int, fence: AgentFence | None = None
+    ) -> None:
         self._rpc = rpc
         self._worker_id = worker_id
         self._server_pid = server_pid
+        self._fence = fence
+        """What a sandboxed thread's commands may not read (None: nothing fenced off)."""
+        self._fence_refused = False
         self.count = 0
         self._loaded: set[str] = set()
         self._instructions: dict[str, str] = {}
@@ -113,11 +120,13 @@ class AppServerThreads:
         if job.thread_id is not None:
             thread_id = job.thread_id
             if thread_id not in self._loaded:
+                config = self._config(job)
                 resume = ThreadResumeParams(
                     thread_id=thread_id,
                     exclude_turns=True,
                     cwd=job.cwd,
-                    sandbox=job.sandbox,
+                    sandbox=None if config else job.sandbox,
+                    config=config,
                     approval_policy=job.approval_policy,
                 )
                 try:
@@ -132,7 +141,7 @@ class AppServerThreads:
                     return await self._start(job)
                 self._loaded.add(thread_id)
                 self._instructions[thread_id] = job.thread_instructions or _UNKNOWN_INSTRUCTIONS
-                self._settle_base(thread_id, resumed)
+                self._settle_base(thread_id, resumed, fenced=config is not None)
                 self.count += 1
             prompt = job.prompt
             wanted = instructions_digest(job.developer_instructions)
@@ -143,26 +152,43 @@ class AppServerThreads:
         return await self._start(job)
 
     async def _start(self, job: CodexJob) -> tuple[str, str]:
+        config = self._config(job)
         params = ThreadStartParams(
             cwd=job.cwd,
             model=job.model or None,
-            sandbox=job.sandbox,
+            sandbox=None if config else job.sandbox,
+            config=config,
             approval_policy=job.approval_policy,
             developer_instructions=job.developer_instructions or None,
         )
         started = _THREAD.decode(await self._rpc.result("thread/start", params))
         thread_id = started.thread.id
-        self._settle_base(thread_id, started)
+        self._settle_base(thread_id, started, fenced=config is not None)
         self._loaded.add(thread_id)
         self._instructions[thread_id] = instructions_digest(job.developer_instructions)
         self.count += 1
         preamble = job.context_preamble
         return thread_id, (f"{preamble}\n\n{job.prompt}" if preamble else job.prompt)
 
-    def _settle_base(self, thread_id: str, response: ThreadResponse) -> None:
+    def _config(self, job: CodexJob) -> dict[str, object] | None:
+        """The thread's config override: the fence's permission profile for a sandboxed job."""
+        return self._fence.thread_config(job.sandbox) if self._fence else None
+
+    def _settle_base(self, thread_id: str, response: ThreadResponse, *, fenced: bool) -> None:
         base = (response.model or "", response.reasoning_effort)
         self._base[thread_id] = base
         self._current[thread_id] = base
+        profile = response.active_permission_profile
+        if fenced and (profile is None or profile.id != PROFILE_NAME) and not self._fence_refused:
+            self._fence_refused = True  # once per process: the same Codex says the same
+            logger.warning(
+                "worker %d: Codex runs thread %s without the permission profile that keeps "
+                "the bot's own files from the agent (it reports %s): the sandbox lets the "
+                "agent read them; permission profiles need a newer Codex",
+                self._worker_id,
+                thread_id,
+                profile.id if profile else "none",
+            )
 
     def turn_settings(
         self, thread_id: str, job: CodexJob, default_efforts: Mapping[str, str]

@@ -132,9 +132,13 @@ class InitializeResponse(_Wire, frozen=True):
 
 
 class ThreadStartParams(_Params, frozen=True):
+    """A fresh thread; `config` overrides Codex's config for it (the permission profile of
+    `orchestrator.agent_fence`, sent instead of `sandbox`, which would win over it)."""
+
     cwd: str | None = None
     model: str | None = None
     sandbox: Sandbox | None = None
+    config: dict[str, object] | None = None
     approval_policy: ApprovalPolicy | None = None
     developer_instructions: str | None = None
 
@@ -149,16 +153,19 @@ class ThreadResumeParams(_Params, frozen=True):
     exclude_turns: bool
     cwd: str | None = None
     sandbox: Sandbox | None = None
+    config: dict[str, object] | None = None
     approval_policy: ApprovalPolicy | None = None
 
 
 class ThreadResponse(_Wire, frozen=True):
-    """``thread/start`` and ``thread/resume``: the thread, with the model and reasoning
-    effort it runs with (effort None: the model's default)."""
+    """``thread/start`` and ``thread/resume``: the thread, with the model, reasoning effort
+    (None: the model's default) and permission profile it runs with."""
 
     thread: _Id
     model: str | None = None
     reasoning_effort: str | None = None
+    active_permission_profile: _Id | None = None
+    """The permission profile the thread runs in (None: the legacy sandbox setting)."""
 
 
 class TextInput(_Params, frozen=True, tag_field="type", tag="text"):

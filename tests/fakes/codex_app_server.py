@@ -32,7 +32,8 @@ rule's actions, in turn order:
 
 Top-level options: ``record`` (one JSON line per received message, answer and the
 ``env_has_token`` check at start), ``pids`` (started pids), ``threads`` (thread ids it can
-resume), ``wedged`` (never answer ``thread/loaded/list``).
+resume), ``wedged`` (never answer ``thread/loaded/list``), ``no_permission_profiles`` (report
+no ``activePermissionProfile`` whatever the thread's config selects, as a Codex without them).
 """
 
 from __future__ import annotations
@@ -69,6 +70,16 @@ def send(message: dict[str, Any]) -> None:
     with lock:
         sys.stdout.write(data)
         sys.stdout.flush()
+
+
+def active_profile(params: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``activePermissionProfile`` 0.171.0 reports: the one the thread's config override
+    selects (``no_permission_profiles``: none, as a Codex without them)."""
+    config = params.get("config") or {}
+    name = config.get("default_permissions")
+    if not name or SCRIPT.get("no_permission_profiles"):
+        return None
+    return {"id": name, "extends": config.get("permissions", {}).get(name, {}).get("extends")}
 
 
 def notify(method: str, params: dict[str, Any]) -> None:
@@ -376,6 +387,7 @@ def serve(message: dict[str, Any]) -> None:
                     "thread": thread,
                     "model": params.get("model"),
                     "sandbox": {"type": "readOnly"},
+                    "activePermissionProfile": active_profile(params),
                 },
             }
         )
@@ -385,7 +397,9 @@ def serve(message: dict[str, Any]) -> None:
         if thread_id not in threads:
             error(request_id, f"no rollout found for thread id {thread_id}")
         else:
-            send({"id": request_id, "result": {"thread": {"id": thread_id, "turns": []}}})
+            thread = {"id": thread_id, "turns": []}
+            result = {"thread": thread, "activePermissionProfile": active_profile(params)}
+            send({"id": request_id, "result": result})
     elif method == "turn/start":
         start_turn(request_id, params)
     elif method == "turn/interrupt":
