@@ -13,8 +13,9 @@ unreadable. Measured on 0.171.0 (``thread/start`` and ``thread/resume``, their `
 - a command the user approved out of the sandbox writes where it asked to, and still cannot
   read what the profile denies (Codex marks deny entries not escalatable);
 - a ``sandbox`` argument beside it wins over the profile (the legacy sandbox, every file
-  readable), while a ``sandbox_mode`` in the same override does not: it stays there for a
-  Codex that predates profiles, which then runs in the legacy sandbox as before;
+  readable), while a ``sandbox_mode`` in the same override does not: it stays there so
+  that a Codex without profiles still runs the legacy sandbox (not measured: none is
+  pinned; Codex reports the profile a thread runs in, and the edge logs one not ours);
 - the profile ignores ``[sandbox_workspace_write]`` of config.toml, so its writable roots,
   network access and /tmp exclusions are carried over here (`LegacySandboxSettings`);
 - a denied path that does not exist fails the thread (bwrap cannot mount over it) and

@@ -9,7 +9,9 @@ fresh thread when the resume is refused (another process still holds it: one wri
 thread). Developer instructions reach the model only at ``thread/start``, so a job whose
 instructions differ from those its thread has sends them ahead of the prompt
 (`instructions_preamble`); which ones a thread resumed here has is the job's
-`CodexJob.thread_instructions` (its chat's record, kept across restarts), else unknown.
+`CodexJob.thread_instructions` (its chat's record, kept across restarts), else unknown. A
+sandboxed thread starts and resumes in the fence's permission profile
+(`orchestrator.agent_fence`), sent as the thread's ``config`` instead of ``sandbox``.
 
 It also owns the commands a turn left running: listing them after a completed turn
 (`JobDone.background`; the chat words them, as only it knows what the thread is for) and
@@ -141,7 +143,9 @@ class AppServerThreads:
                     return await self._start(job)
                 self._loaded.add(thread_id)
                 self._instructions[thread_id] = job.thread_instructions or _UNKNOWN_INSTRUCTIONS
-                self._settle_base(thread_id, resumed, fenced=config is not None)
+                self._settle_base(thread_id, resumed)
+                if config is not None:
+                    self._check_fence(thread_id, resumed)
                 self.count += 1
             prompt = job.prompt
             wanted = instructions_digest(job.developer_instructions)
@@ -163,7 +167,9 @@ class AppServerThreads:
         )
         started = _THREAD.decode(await self._rpc.result("thread/start", params))
         thread_id = started.thread.id
-        self._settle_base(thread_id, started, fenced=config is not None)
+        self._settle_base(thread_id, started)
+        if config is not None:
+            self._check_fence(thread_id, started)
         self._loaded.add(thread_id)
         self._instructions[thread_id] = instructions_digest(job.developer_instructions)
         self.count += 1
@@ -174,21 +180,25 @@ class AppServerThreads:
         """The thread's config override: the fence's permission profile for a sandboxed job."""
         return self._fence.thread_config(job.sandbox) if self._fence else None
 
-    def _settle_base(self, thread_id: str, response: ThreadResponse, *, fenced: bool) -> None:
+    def _settle_base(self, thread_id: str, response: ThreadResponse) -> None:
         base = (response.model or "", response.reasoning_effort)
         self._base[thread_id] = base
         self._current[thread_id] = base
+
+    def _check_fence(self, thread_id: str, response: ThreadResponse) -> None:
+        """Log, once per process, a thread that runs without the fence's profile."""
         profile = response.active_permission_profile
-        if fenced and (profile is None or profile.id != PROFILE_NAME) and not self._fence_refused:
-            self._fence_refused = True  # once per process: the same Codex says the same
-            logger.warning(
-                "worker %d: Codex runs thread %s without the permission profile that keeps "
-                "the bot's own files from the agent (it reports %s): the sandbox lets the "
-                "agent read them; permission profiles need a newer Codex",
-                self._worker_id,
-                thread_id,
-                profile.id if profile else "none",
-            )
+        if (profile is not None and profile.id == PROFILE_NAME) or self._fence_refused:
+            return
+        self._fence_refused = True  # the same Codex says the same of every thread
+        logger.warning(
+            "worker %d: Codex runs thread %s without the permission profile that keeps the "
+            "bot's own files from the agent (it reports %s): the sandbox lets the agent read "
+            "them; permission profiles need a newer Codex",
+            self._worker_id,
+            thread_id,
+            profile.id if profile else "none",
+        )
 
     def turn_settings(
         self, thread_id: str, job: CodexJob, default_efforts: Mapping[str, str]
