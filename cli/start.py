@@ -26,7 +26,12 @@ from actors.root import run_system
 from cli.doctor import DoctorContext, check_codex_auth, login_command
 from cli.doctor_app_server import auth_row
 from orchestrator import disk, instance_lock, rename_exchange, stops
-from orchestrator.agent_fence import CODEX_PRIVATE, AgentFence, legacy_sandbox_settings
+from orchestrator.agent_fence import (
+    CODEX_PRIVATE,
+    CODEX_PRIVATE_PATTERN,
+    AgentFence,
+    legacy_sandbox_settings,
+)
 from orchestrator.config import TOKEN_VARIABLE
 from orchestrator.disk import secure_state_dir
 from orchestrator.edges.codex_app_server import CodexAppServer, open_codex_app_server
@@ -147,6 +152,7 @@ def _agent_fence(loaded: LoadedConfig, environment: Mapping[str, str]) -> AgentF
         ],
         state_dir=state_dir,
         legacy=legacy_sandbox_settings(codex / "config.toml"),
+        own_patterns=[(codex, CODEX_PRIVATE_PATTERN)],
     )
 
 

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CODEX_PRIVATE",
+    "CODEX_PRIVATE_PATTERN",
     "PROFILE_NAME",
     "AgentFence",
     "LegacySandboxSettings",
@@ -70,10 +71,18 @@ PRIVATE_STATE: Final = (
 )
 """What the bot keeps in state_dir, each fenced off. Not ``worker-home``: it is the HOME of
 the commands Codex runs (`orchestrator.worker_environment`), which they must read."""
-CODEX_PRIVATE: Final = ("auth.json", "sessions", "archived_sessions", "history.jsonl")
+CODEX_PRIVATE: Final = ("auth.json", "sessions", "archived_sessions", "history.jsonl", "log")
 """What CODEX_HOME holds that is no command's business: the login (an API key or ChatGPT
-tokens) and every chat's transcripts and prompts, other users' included. Not its skills or
-config, which the agent reads; Codex reads these in its own process, outside the sandbox."""
+tokens), every chat's transcripts and prompts, other users' included, and Codex's logs. Not
+its skills, config or shell snapshots, which the agent's commands read; Codex reads these
+in its own process, outside the sandbox."""
+CODEX_PRIVATE_PATTERN: Final = "*.sqlite*"
+"""Codex 0.171.0's databases in CODEX_HOME (``state_5.sqlite``, ``thread_history_1.sqlite``,
+``logs_2.sqlite``, ``memories_1.sqlite``, … and their ``-wal``/``-shm``): the threads, their
+history, logs and memories, of every chat. A pattern, as their numbers change with the
+release: Codex matches it when each command starts, and one that matches nothing is
+harmless (measured)."""
+_GLOB_CHARACTERS: Final = frozenset("*?[]{}")
 CODEX_CONFIG_LIMIT: Final = 1024 * 1024
 """Bytes of Codex's config.toml read for its sandbox settings (as the bot's own config)."""
 
@@ -116,21 +125,32 @@ def legacy_sandbox_settings(codex_config: Path) -> LegacySandboxSettings:
 class AgentFence:
     """The paths a sandboxed agent may not read, and the config override that says so.
 
-    `own_files` (the config, ``.env``, the token file, Codex's `CODEX_PRIVATE`) and
-    `state_dir` (its `PRIVATE_STATE`) are resolved here, once: the override names real
-    paths, and only those that exist when a thread starts.
+    `own_files` (the config, ``.env``, the token file, Codex's `CODEX_PRIVATE`),
+    `state_dir` (its `PRIVATE_STATE`) and the folders of `own_patterns` are resolved here,
+    once: the override names real paths, and only those that exist when a thread starts;
+    a pattern always (it may match files that come later).
     """
 
     own_files: Sequence[Path]
     state_dir: Path
     legacy: LegacySandboxSettings = field(default_factory=LegacySandboxSettings)
+    own_patterns: Sequence[tuple[Path, str]] = ()
+    """(folder, glob) of files named by a pattern (`CODEX_PRIVATE_PATTERN` in CODEX_HOME)."""
     _sealed: tuple[str, ...] = field(init=False, default=())
+    _patterns: tuple[str, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
         state = os.path.realpath(self.state_dir)
         paths = [os.path.realpath(path) for path in self.own_files]
         paths += [os.path.join(state, name) for name in PRIVATE_STATE]
         object.__setattr__(self, "_sealed", tuple(dict.fromkeys(paths)))
+        folders = ((os.path.realpath(folder), glob) for folder, glob in self.own_patterns)
+        patterns = [
+            os.path.join(folder, glob)
+            for folder, glob in folders
+            if _GLOB_CHARACTERS.isdisjoint(folder)  # a folder's own `[` would be read as one
+        ]
+        object.__setattr__(self, "_patterns", tuple(patterns))
 
     def sealed_paths(self) -> list[str]:
         """The fenced-off paths that exist now (blocking: one ``stat`` each)."""
@@ -153,7 +173,7 @@ class AgentFence:
             if self.legacy.exclude_tmpdir_env_var:
                 filesystem[":tmpdir"] = "read"
             network = self.legacy.network_access
-        filesystem |= {path: "none" for path in self.sealed_paths()}
+        filesystem |= {path: "none" for path in (*self.sealed_paths(), *self._patterns)}
         profile: dict[str, object] = {"extends": parent, "filesystem": filesystem}
         if network:
             profile["network"] = {"enabled": True}

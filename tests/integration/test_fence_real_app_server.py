@@ -1,8 +1,9 @@
 """The bot's own files against a sandboxed agent, on the real Codex 0.171.0 (``codex
 app-server``) and the mock model, with the bot as a process behind the fake Telegram: a
-command the agent runs cannot read the token file, the config, state_dir, Codex's login or
-its transcripts (the permission profile of `orchestrator.agent_fence`), also once the user
-approved it out of the sandbox, while the workspace and the commands' HOME stay readable."""
+command the agent runs cannot read the token file, the config, state_dir, Codex's login,
+transcripts or databases (the permission profile of `orchestrator.agent_fence`), also once
+the user approved it out of the sandbox, while the workspace and the commands' HOME stay
+readable."""
 
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ def prying_turns(tmp_path: Path) -> Any:
         f"cat {tmp_path / 'token.txt'}; cat {tmp_path / 'conf.toml'}; "
         f"cat {state / 'session.key'}; ls {state / 'sessions'}; "
         f"cat {tmp_path / 'home' / 'auth.json'}; ls {tmp_path / 'home' / 'sessions'}; "
+        f"cat {tmp_path / 'home' / 'state_5.sqlite'} | head -c 16; "
         "cat notes.txt; ls -d ~ && echo home-readable"
     )
 
@@ -88,7 +90,7 @@ async def test_a_sandboxed_agent_cannot_read_the_bots_own_files(
     outputs = list(dict.fromkeys(tool_output(body) for body in model.requests if tool_output(body)))
     assert len(outputs) == 2, outputs
     for output in outputs:
-        for name in ("token.txt", "conf.toml", "session.key", "auth.json"):
+        for name in ("token.txt", "conf.toml", "session.key", "auth.json", "state_5.sqlite"):
             assert f"{name}: Permission denied" in output, output
         assert output.count("sessions': Permission denied") == 2, output  # the bot's, Codex's
         assert "sk-fenced-off" not in output

@@ -80,6 +80,20 @@ def test_what_appears_later_is_fenced_from_the_next_thread_on(tmp_path: Path) ->
     assert entries[str(tmp_path / ".env")] == "none"
 
 
+def test_codexs_databases_are_fenced_by_a_pattern_in_its_real_folder(tmp_path: Path) -> None:
+    own, state = bot_files(tmp_path)
+    (tmp_path / "codex-real").mkdir()
+    (tmp_path / "codex").symlink_to(tmp_path / "codex-real")
+    (tmp_path / "we[ird]").mkdir()
+    patterns = [(tmp_path / "codex", "*.sqlite*"), (tmp_path / "we[ird]", "*.sqlite*")]
+    fence = AgentFence(own_files=own, state_dir=state, own_patterns=patterns)
+    entries = filesystem(fence.thread_config("read-only"))
+    # Named though nothing matches yet: Codex matches it as each command starts.
+    assert entries[str(tmp_path / "codex-real" / "*.sqlite*")] == "none"
+    # A folder whose name Codex would read as a pattern itself is left out.
+    assert not [key for key in entries if "we[ird]" in key]
+
+
 def test_danger_full_access_keeps_its_sandbox_argument(tmp_path: Path) -> None:
     own, state = bot_files(tmp_path)
     assert AgentFence(own_files=own, state_dir=state).thread_config("danger-full-access") is None
