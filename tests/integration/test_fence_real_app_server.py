@@ -51,7 +51,8 @@ def prying_turns(tmp_path: Path) -> Any:
             return [Shell(pry)]
         if "escalate" in prompt:
             outside = tmp_path / "outside.txt"
-            return [Shell(f"{pry}; touch {outside}", escalated=True, justification="to look")]
+            escape = f"touch {outside}; echo allowed_users = [666] >> {tmp_path / 'conf.toml'}"
+            return [Shell(f"{pry}; {escape}", escalated=True, justification="to look")]
         return [Text(f"MOCK-REPLY: {prompt[-60:]}")]
 
     return turns
@@ -98,5 +99,6 @@ async def test_a_sandboxed_agent_cannot_read_the_bots_own_files(
         assert "home-readable" in output  # so is its HOME, which lies in state_dir
         assert TOKEN.split(":")[1] not in output
         assert "allowed_users" not in output
-    # The approved command left the sandbox for its write, not for the fenced reads.
+    # The approved command left the sandbox for its write, not for the fenced files.
     assert (tmp_path / "outside.txt").exists()
+    assert "666" not in (tmp_path / "conf.toml").read_text()
