@@ -438,7 +438,7 @@ async def check_worker_pool(ctx: DoctorContext) -> list[CheckResult]:
     codex = ctx.loaded.config.codex
     env = worker_environment(codex, ctx.environ, state_dir=ctx.loaded.config.state_dir)
     if codex.backend == "app-server":
-        return await _probe_app_servers(codex, env, ctx.loaded.config.state_dir)
+        return await _probe_app_servers(ctx.loaded, env)
     results: list[CheckResult | None] = [None] * codex.pool_size
 
     async def one(index: int) -> None:
@@ -452,18 +452,27 @@ async def check_worker_pool(ctx: DoctorContext) -> list[CheckResult]:
     return [row for row in results if row is not None]
 
 
-async def _probe_app_servers(
-    codex: CodexConfig, env: Mapping[str, str], state_dir: str
-) -> list[CheckResult]:
+async def _probe_app_servers(loaded: LoadedConfig, env: Mapping[str, str]) -> list[CheckResult]:
     """``pool_size`` app-servers start and initialize; the first also reports the login
-    (``account/read``) and the models it offers (``model/list``)."""
+    (``account/read``), the models it offers (``model/list``) and whether a sandboxed
+    thread starts in the agent fence, in the default profile's folder (when it is there)."""
     import trio
 
     from cli.doctor_app_server import probe_app_server
+    from orchestrator.agent_fence import bot_fence
 
+    codex = loaded.config.codex
+    state_dir = loaded.config.state_dir
     home = env.get("HOME")
     if home and Path(home).is_relative_to(Path(state_dir)):  # the workers' own HOME
         await trio.to_thread.run_sync(lambda: Path(home).mkdir(parents=True, exist_ok=True))
+    own_files = [path for _, path in loaded.secret_files]
+    fence = await trio.to_thread.run_sync(
+        lambda: bot_fence(own_files, Path(state_dir), codex_home(env))
+    )
+    default = loaded.config.profiles.get(loaded.config.default_profile)
+    folder = default.working_directory if default else ""
+    fence_cwd = folder if folder and await trio.Path(folder).is_dir() else ""
     results: list[list[CheckResult]] = [[] for _ in range(codex.pool_size)]
 
     async def one(index: int) -> None:
@@ -474,6 +483,8 @@ async def _probe_app_servers(
             startup_seconds=codex.startup_timeout,
             login=login_command(codex),
             details=index == 0,
+            fence=fence,
+            fence_cwd=fence_cwd,
         )
 
     async with trio.open_nursery() as nursery:

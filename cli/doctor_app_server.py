@@ -1,6 +1,7 @@
 """The doctor's probe of the ``app-server`` backend: start one ``codex app-server`` through the
 real edge, handshake (``initialize``), ask who it is logged in as (``account/read``) and which
-models it offers (``model/list``), stop it.
+models it offers (``model/list``), start an ephemeral sandboxed thread in the bot's
+permission profile (the agent fence), stop it.
 
 Kept apart from `cli.doctor` so the edge is imported only when the probe runs.
 """
@@ -9,12 +10,13 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import msgspec
 import trio
 
 from cli.doctor import CheckResult
+from orchestrator.agent_fence import PROFILE_NAME
 from orchestrator.edges.codex_app_server import open_codex_app_server
 from orchestrator.edges.jsonrpc_lines import Refused
 from orchestrator.errors import WorkerStartError, WorkerUnavailable
@@ -23,6 +25,7 @@ from orchestrator.wire.codex_app_server import CODEX_APP_SERVER_VERSION
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from orchestrator.agent_fence import AgentFence
     from orchestrator.edges.codex_app_server import CodexAppServer
     from orchestrator.wire.codex_app_server import AccountReadResponse
 
@@ -40,8 +43,12 @@ async def probe_app_server(
     startup_seconds: float,
     login: str,
     details: bool,
+    fence: AgentFence | None = None,
+    fence_cwd: str = "",
 ) -> list[CheckResult]:
-    """Start worker `index`, handshake, and report; with `details` also the login and models."""
+    """Start worker `index`, handshake, and report; with `details` also the login, the
+    models and, given a `fence` and the folder to try it in, whether Codex runs a sandboxed
+    thread in it."""
     name = f"worker {index}"
     began = trio.current_time()
     rows: list[CheckResult] = []
@@ -49,7 +56,12 @@ async def probe_app_server(
         log = Path(folder) / "stderr.log"
         try:
             async with open_codex_app_server(
-                argv, env=env, worker_id=index, stderr_log=log, startup_timeout=startup_seconds
+                argv,
+                env=env,
+                worker_id=index,
+                stderr_log=log,
+                startup_timeout=startup_seconds,
+                fence=fence,
             ) as codex:
                 handshake_ms = (trio.current_time() - began) * 1000
                 version = codex.server_version or "(unknown version)"
@@ -70,6 +82,8 @@ async def probe_app_server(
                     with trio.move_on_after(REQUEST_SECONDS):
                         rows.append(await auth_row(codex, login))
                         rows.append(await _models_row(codex))
+                        if fence is not None and fence_cwd:
+                            rows.append(await _fence_row(codex, fence_cwd))
         except WorkerStartError as error:
             said = log.read_text(errors="replace") if log.exists() else ""
             last_line = (said.strip().splitlines() or [""])[-1][:160]
@@ -145,3 +159,40 @@ async def _models_row(codex: CodexAppServer) -> CheckResult:
         )
     shown = ", ".join(models[:6]) + (f" and {len(models) - 6} more" if len(models) > 6 else "")
     return CheckResult(check="codex models", status="ok", detail=shown)
+
+
+FENCE_FIX: Final = (
+    "install bubblewrap (e.g. apt install bubblewrap) and allow unprivileged user namespaces "
+    "(Codex's sandbox prerequisites); until then sandboxed requests fail"
+)
+
+
+async def _fence_row(codex: CodexAppServer, cwd: str) -> CheckResult:
+    """The ``agent fence`` row: a sandboxed thread starts in the bot's permission profile
+    (`orchestrator.agent_fence`), which keeps the bot's own files from the agent. Only a
+    refusal that names the sandbox fails: the same refusal would fail every sandboxed
+    request; anything else is a warning."""
+    try:
+        profile = await codex.try_fence(cwd)
+    except (Refused, WorkerUnavailable, msgspec.DecodeError) as error:
+        said = str(error)
+        sandbox = any(word in said.lower() for word in ("sandbox", "bwrap", "bubblewrap"))
+        return CheckResult(
+            check="agent fence",
+            status="FAIL" if sandbox else "warn",
+            detail=f"a sandboxed thread did not start: {said[:200]}",
+            fix=FENCE_FIX if sandbox else "run codex.command by hand to see why",
+        )
+    if profile != PROFILE_NAME:
+        return CheckResult(
+            check="agent fence",
+            status="warn",
+            detail="Codex runs sandboxed threads without the bot's permission profile: a "
+            "sandboxed agent can read the token file, the config and state_dir",
+            fix=f"use the pinned Codex {CODEX_APP_SERVER_VERSION} (codex.command)",
+        )
+    return CheckResult(
+        check="agent fence",
+        status="ok",
+        detail="a sandboxed agent cannot read the bot's files, state_dir or Codex's login",
+    )

@@ -26,12 +26,7 @@ from actors.root import run_system
 from cli.doctor import DoctorContext, check_codex_auth, login_command
 from cli.doctor_app_server import auth_row
 from orchestrator import disk, instance_lock, rename_exchange, stops
-from orchestrator.agent_fence import (
-    CODEX_PRIVATE,
-    CODEX_PRIVATE_PATTERN,
-    AgentFence,
-    legacy_sandbox_settings,
-)
+from orchestrator.agent_fence import AgentFence, bot_fence
 from orchestrator.config import TOKEN_VARIABLE
 from orchestrator.disk import secure_state_dir
 from orchestrator.edges.codex_app_server import CodexAppServer, open_codex_app_server
@@ -145,15 +140,7 @@ def _agent_fence(loaded: LoadedConfig, environment: Mapping[str, str]) -> AgentF
     for folder in (state_dir / "images", codex / "sessions"):
         with contextlib.suppress(OSError):  # a photo's download, or Codex, says what is wrong
             disk.ensure_folder(folder)
-    return AgentFence(
-        own_files=[
-            *(path for _, path in loaded.secret_files),
-            *(codex / name for name in CODEX_PRIVATE),
-        ],
-        state_dir=state_dir,
-        legacy=legacy_sandbox_settings(codex / "config.toml"),
-        own_patterns=[(codex, CODEX_PRIVATE_PATTERN)],
-    )
+    return bot_fence((path for _, path in loaded.secret_files), state_dir, codex)
 
 
 async def _main(loaded: LoadedConfig) -> int:

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Final
 from orchestrator import disk
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Sequence
 
     from orchestrator.codex_runs import Sandbox
 
@@ -51,6 +51,7 @@ __all__ = [
     "PROFILE_NAME",
     "AgentFence",
     "LegacySandboxSettings",
+    "bot_fence",
     "legacy_sandbox_settings",
 ]
 
@@ -182,3 +183,16 @@ class AgentFence:
             "default_permissions": PROFILE_NAME,
             "permissions": {PROFILE_NAME: profile},
         }
+
+
+def bot_fence(own_files: Iterable[Path], state_dir: Path, codex_home: Path) -> AgentFence:
+    """The fence of a bot whose secrets are in `own_files` (the config, ``.env``, the token
+    file), whose state is in `state_dir` and whose workers' Codex keeps its login and
+    transcripts in `codex_home` (blocking: resolves paths, reads Codex's config.toml).
+    ``start`` gives it to its workers and ``doctor`` tries it."""
+    return AgentFence(
+        own_files=[*own_files, *(codex_home / name for name in CODEX_PRIVATE)],
+        state_dir=state_dir,
+        legacy=legacy_sandbox_settings(codex_home / "config.toml"),
+        own_patterns=[(codex_home, CODEX_PRIVATE_PATTERN)],
+    )

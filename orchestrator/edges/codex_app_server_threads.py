@@ -107,6 +107,28 @@ class AppServerThreads:
         self._current: dict[str, tuple[str, str | None]] = {}
         """The model and effort each thread runs with now (``turn/start`` overrides persist)."""
 
+    async def try_fence(self, cwd: str) -> str | None:
+        """Start an ephemeral ``workspace-write`` thread in `cwd` in the fence's permission
+        profile (``doctor``); return the profile Codex says it runs, None for none (or no
+        fence). Codex reads AGENTS.md through the sandbox as it starts a thread, so one that
+        cannot run on this machine, or cannot hide a path, refuses here.
+
+        Raises:
+            Refused: Codex refused ``thread/start``.
+            msgspec.DecodeError: its answer is not a thread.
+            WorkerUnavailable: the process is gone.
+        """
+        if self._fence is None:
+            return None
+        params = ThreadStartParams(
+            cwd=cwd,
+            config=self._fence.thread_config("workspace-write"),
+            approval_policy="never",
+            ephemeral=True,
+        )
+        started = _THREAD.decode(await self._rpc.result("thread/start", params))
+        return started.active_permission_profile.id if started.active_permission_profile else None
+
     def loaded(self, thread_id: str) -> bool:
         """True when this process has started or resumed `thread_id`."""
         return thread_id in self._loaded

@@ -141,6 +141,8 @@ class ThreadStartParams(_Params, frozen=True):
     config: dict[str, object] | None = None
     approval_policy: ApprovalPolicy | None = None
     developer_instructions: str | None = None
+    ephemeral: bool | None = None
+    """No rollout is written (``doctor``'s trial thread)."""
 
 
 class ThreadResumeParams(_Params, frozen=True):

@@ -319,3 +319,49 @@ async def test_doctor_names_the_login_command_beside_an_app_server_login(tmp_pat
     assert auth.detail == (
         "logged in: me@example.com (plus); should it expire, log in again: `codex login`"
     )
+
+
+@pytest.mark.parametrize(
+    ("options", "status", "said"),
+    [
+        ({}, "ok", "a sandboxed agent cannot read the bot's files"),
+        ({"no_permission_profiles": True}, "warn", "without the bot's permission profile"),
+        (
+            {"thread_start_error": "fs sandbox helper failed: bwrap: No permissions"},
+            "FAIL",
+            "a sandboxed thread did not start: fs sandbox helper failed",
+        ),
+        ({"thread_start_error": "something else"}, "warn", "did not start: something else"),
+    ],
+    ids=["taken", "ignored", "sandbox-broken", "other-refusal"],
+)
+async def test_doctor_tries_the_agent_fence_on_an_app_server(
+    tmp_path: Path, options: dict[str, object], status: str, said: str
+) -> None:
+    """A sandboxed thread starts in the bot's permission profile (ephemeral: no rollout);
+    only a refusal that names the sandbox fails, as it would fail every sandboxed request."""
+    from cli.doctor_app_server import probe_app_server
+    from orchestrator.agent_fence import AgentFence
+    from tests.fakes.app_server_script import FakeAppServer
+
+    fake = FakeAppServer(tmp_path)
+    fake.options.update(options)
+    (tmp_path / "conf.toml").write_text("")
+    fence = AgentFence(own_files=[tmp_path / "conf.toml"], state_dir=tmp_path / "state")
+    rows = await probe_app_server(
+        0,
+        fake.argv(),
+        env=fake.env(),
+        startup_seconds=10,
+        login="codex login",
+        details=True,
+        fence=fence,
+        fence_cwd=str(tmp_path),
+    )
+    (row,) = [row for row in rows if row.check == "agent fence"]
+    assert (row.status, said in row.detail) == (status, True), row
+    if status == "FAIL":
+        assert "bubblewrap" in row.fix
+    (start,) = fake.received("thread/start")
+    assert start["params"]["ephemeral"] is True
+    assert start["params"]["config"] == fence.thread_config("workspace-write")

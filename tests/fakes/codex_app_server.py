@@ -33,7 +33,8 @@ rule's actions, in turn order:
 Top-level options: ``record`` (one JSON line per received message, answer and the
 ``env_has_token`` check at start), ``pids`` (started pids), ``threads`` (thread ids it can
 resume), ``wedged`` (never answer ``thread/loaded/list``), ``no_permission_profiles`` (report
-no ``activePermissionProfile`` whatever the thread's config selects, as a Codex without them).
+no ``activePermissionProfile`` whatever the thread's config selects, as a Codex without them),
+``thread_start_error`` (refuse every ``thread/start`` with this text).
 """
 
 from __future__ import annotations
@@ -370,6 +371,8 @@ def serve(message: dict[str, Any]) -> None:
         return
     if not state["initialized"]:
         error(request_id, "Not initialized")
+    elif method == "thread/start" and SCRIPT.get("thread_start_error"):
+        error(request_id, SCRIPT["thread_start_error"])
     elif method == "thread/start":
         thread_id = str(uuid.uuid4())
         threads.add(thread_id)

@@ -89,6 +89,8 @@ async def test_doctor_checks_the_app_server_backend(tmp_path: Path, app_server_c
     assert "codex app-server 0.171.0: handshake" in output
     assert "the model provider needs no OpenAI login" in output
     assert "codex models" in output
+    fence = next(line for line in output.splitlines() if line.startswith("agent fence "))
+    assert " ok " in fence, fence  # a sandboxed thread started in the bot's profile
     assert TOKEN not in output
 
 
