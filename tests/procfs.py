@@ -52,15 +52,18 @@ async def wait_until_gone(pids: set[int], *, within: float = 10) -> set[int]:
     return living(pids)
 
 
-def connected_to(port: int, among: set[int]) -> set[int]:
-    """Those of `among` holding a TCP connection to 127.0.0.1:`port` (``/proc/net/tcp``):
-    which worker is talking to the mock model."""
+def connected_to(port: int, among: set[int], *, from_port: int | None = None) -> set[int]:
+    """Those of `among` holding a TCP connection to 127.0.0.1:`port` (``/proc/net/tcp``),
+    only the one from local port `from_port` if given: which worker is talking to the mock
+    model (`MockModel.peers` names the connection a request came on; a worker may keep an
+    idle one open beside it)."""
     remote = f"0100007F:{port:04X}"
+    local = None if from_port is None else f"0100007F:{from_port:04X}"
     inodes: set[str] = set()
     with open("/proc/net/tcp") as table:
         for row in table.readlines()[1:]:
             fields = row.split()
-            if fields[2] == remote and fields[3] == "01":  # ESTABLISHED
+            if fields[2] == remote and fields[3] == "01" and local in (None, fields[1]):
                 inodes.add(fields[9])
     holders: set[int] = set()
     for pid in among:

@@ -117,6 +117,8 @@ def last_item_type(body: dict[str, Any]) -> str:
 class MockModel:
     base_url: str = ""
     requests: list[dict[str, Any]] = field(default_factory=list)
+    peers: list[int] = field(default_factory=list)
+    """The client's TCP port of each of `requests`: which process asked (`tests.procfs`)."""
     turns: deque[Turn] = field(default_factory=deque)
     responder: Responder | None = None
     answered: int = 0
@@ -345,8 +347,11 @@ def _paced(events: list[tuple[str, dict[str, Any]]]) -> list[tuple[float, bytes]
 
 
 async def _serve(stream: trio.SocketStream, model: MockModel) -> None:
+    peer = stream.socket.getpeername()[1]
+
     async def handle(request: h11.Request, body: bytes) -> Reply:
         parsed = json.loads(body) if body else {}
+        model.peers.append(peer)
         model.requests.append(parsed)
         model._note()
         if not request.target.decode().rstrip("/").endswith("/responses"):
