@@ -173,7 +173,7 @@ async def _fence_row(codex: CodexAppServer, cwd: str) -> CheckResult:
     refusal that names the sandbox fails: the same refusal would fail every sandboxed
     request; anything else is a warning."""
     try:
-        profile = await codex.try_fence(cwd)
+        profile = await codex.controls_api.try_fence(cwd)
     except (Refused, WorkerUnavailable, msgspec.DecodeError) as error:
         said = str(error)
         sandbox = any(word in said.lower() for word in ("sandbox", "bwrap", "bubblewrap"))

@@ -199,10 +199,6 @@ class CodexAppServer:
         """Threads loaded in this process (started or resumed; never unloaded)."""
         return self._threads.count
 
-    async def try_fence(self, cwd: str) -> str | None:
-        """``doctor``'s trial of the fence (`AppServerThreads.try_fence`)."""
-        return await self._threads.try_fence(cwd)
-
     @property
     def alive(self) -> bool:
         """False once the server exited or closed its output (not merely on leaving). Its exit

@@ -2,8 +2,9 @@
 
 This module owns, for `orchestrator.edges.codex_app_server.CodexAppServer` (one
 `AppServerControls` per process, its ``controls_api``): the login (``account/read``, for
-doctor), the models it offers (``model/list``, with the model of its
-configuration, ``config/read``, as the default) and each model's default reasoning effort;
+doctor) and doctor's trial of the agent fence, the models it offers (``model/list``, with
+the model of its configuration, ``config/read``, as the default) and each model's default
+reasoning effort;
 the account's rate limits (``account/rateLimits/read``, which needs a ChatGPT login, else the
 last ``account/rateLimits/updated`` notification, merged as the sparse update it is); sending a
 steer (``turn/steer`` with the running turn's id as ``expectedTurnId``); and the model and
@@ -82,6 +83,10 @@ class AppServerControls:
         """``account/read``: the login Codex uses (doctor). Raises `Refused`,
         `WorkerUnavailable` or `msgspec.DecodeError`."""
         return _ACCOUNT.decode(await self._rpc.result("account/read", AccountReadParams()))
+
+    async def try_fence(self, cwd: str) -> str | None:
+        """The agent fence tried in `cwd` (doctor): `AppServerThreads.try_fence`."""
+        return await self._threads.try_fence(cwd)
 
     async def list_models(self) -> list[str]:
         """``model/list``: the model ids this Codex offers (doctor)."""
