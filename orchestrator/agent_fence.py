@@ -60,18 +60,6 @@ PROFILE_NAME: Final = "codex-orchestrator"
 thread's ``activePermissionProfile``)."""
 _PARENTS: Final[dict[str, str]] = {"read-only": ":read-only", "workspace-write": ":workspace"}
 """Codex's built-in profile each sandbox mode matches."""
-PRIVATE_STATE: Final = (
-    "sessions",
-    "traces",
-    "logs",
-    "workers",
-    "outbox",
-    "images",
-    "updates.json",
-    "session.key",
-)
-"""What the bot keeps in state_dir, each fenced off. Not ``worker-home``: it is the HOME of
-the commands Codex runs (`orchestrator.worker_environment`), which they must read."""
 CODEX_PRIVATE: Final = ("auth.json", "sessions", "archived_sessions", "history.jsonl", "log")
 """What CODEX_HOME holds that is no command's business: the login (an API key or ChatGPT
 tokens), every chat's transcripts and prompts, other users' included, and Codex's logs. Not
@@ -127,7 +115,7 @@ class AgentFence:
     """The paths a sandboxed agent may not read, and the config override that says so.
 
     `own_files` (the config, ``.env``, the token file, Codex's `CODEX_PRIVATE`),
-    `state_dir` (its `PRIVATE_STATE`) and the folders of `own_patterns` are resolved here,
+    `state_dir` (its `disk.PRIVATE_STATE`) and the folders of `own_patterns` are resolved here,
     once: the override names real paths, and only those that exist when a thread starts;
     a pattern always (it may match files that come later).
     """
@@ -143,7 +131,7 @@ class AgentFence:
     def __post_init__(self) -> None:
         state = os.path.realpath(self.state_dir)
         paths = [os.path.realpath(path) for path in self.own_files]
-        paths += [os.path.join(state, name) for name in PRIVATE_STATE]
+        paths += [os.path.join(state, name) for name in disk.PRIVATE_STATE]
         object.__setattr__(self, "_sealed", tuple(dict.fromkeys(paths)))
         folders = ((os.path.realpath(folder), glob) for folder, glob in self.own_patterns)
         patterns = [

@@ -88,6 +88,7 @@ __all__ = [
     "FILE_MODE",
     "FOLDER_MODE",
     "NO_FOLLOW_READ",
+    "PRIVATE_STATE",
     "DiskTrouble",
     "InlineWrites",
     "NotARegularFile",
@@ -117,6 +118,10 @@ folder (write), or a path through a file."""
 
 _STATE_FOLDERS: Final = ("sessions", "traces", "logs", "workers")
 _STATE_FILES: Final = ("updates.json", "session.key")
+PRIVATE_STATE: Final = (*_STATE_FOLDERS, "outbox", "images", *_STATE_FILES)
+"""Everything the bot keeps in state_dir but ``worker-home`` (the HOME of the commands Codex
+runs, `orchestrator.worker_environment`): what the agent fence denies them
+(`orchestrator.agent_fence`)."""
 
 
 class NotARegularFile(OSError):
