@@ -1,4 +1,4 @@
-"""A lean HTTP/1.1 client for the Bot API's JSON calls: keep-alive connections over trio.
+"""A lean HTTP/1.1 client for the Bot API's calls: keep-alive connections over trio.
 
 httpx (with httpcore and h11) cost about a millisecond of the bot's one core per Bot API
 call, a quarter of its main thread at 1,000 chats (bench/scale.py, py-spy): URL parsing,
@@ -6,7 +6,9 @@ header models, a pool that polls every idle connection on every request and resp
 JSON ``POST`` to one host needs none of that: one pre-built head, one ``send_all``, a status
 line, the headers that frame the body (``Content-Length``, ``Transfer-Encoding: chunked``,
 ``Connection: close``) and the body. `orchestrator.edges.telegram_http` uses this for every
-call except the multipart upload and test transports (those stay on httpx).
+call, the multipart upload (`multipart`) included, except through a proxy and with test
+transports (those stay on httpx). The upload comes here for the read past its deadline
+(`_Connection.receive`): a ``sendDocument`` timed out by a stop of the bot was sent again.
 
 Errors: `HttpError` for anything the transport or the framing gets wrong (the caller maps
 it, with timeouts, to a transient Telegram error). Nothing here ever mentions a path, so the
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import secrets
 import select
 import ssl
 import urllib.request
@@ -29,9 +32,9 @@ import trio
 from orchestrator import uncontended
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterator
+    from collections.abc import Awaitable, Callable, Iterator, Mapping
 
-__all__ = ["HttpError", "LeanHttp", "uses_proxy"]
+__all__ = ["HttpError", "LeanHttp", "multipart", "uses_proxy"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -46,6 +49,11 @@ LATE_LOOK: Final = 1.0
 """Seconds a read past its deadline still waits for what is already in the socket
 (`_Connection.receive`): one pass of the run loop is enough, the rest is a margin for a busy
 loop."""
+
+
+SEND_PIECE: Final = 256 * 1024
+"""Bytes of a request sent under one deadline (`LeanHttp.post`): a JSON call is one piece,
+an upload as many as it needs."""
 
 
 class HttpError(Exception):
@@ -131,16 +139,26 @@ class LeanHttp:
         self._idle: list[_Connection] = []
         self._slots = trio.CapacityLimiter(connections)
 
-    async def post_json(
-        self, path: str, body: bytes, *, connect_seconds: float, seconds: float
+    async def post(
+        self,
+        path: str,
+        body: bytes,
+        *,
+        connect_seconds: float,
+        seconds: float,
+        content_type: bytes = b"application/json",
     ) -> tuple[int, bytes]:
-        """``POST`` `body` (JSON) to `path`; return the status and the body.
+        """``POST`` `body` (JSON, or `content_type`) to `path`; return the status and the body.
+
+        `seconds` bounds each `SEND_PIECE` of the request and then the whole answer: an
+        upload of 50 MB goes at the link's pace, and a link that stalls fails as soon.
 
         Raises:
             HttpError: the connection failed or the answer was not HTTP.
-            trio.TooSlowError: no connection within `connect_seconds`, or no whole answer
-                within `seconds` after the request was sent (a passed deadline is judged
-                after a look at what waits in the socket: `_Connection.receive`).
+            trio.TooSlowError: no connection within `connect_seconds`, a piece of the
+                request not taken within `seconds`, or no whole answer within `seconds`
+                after the request was sent (a passed deadline is judged after a look at
+                what waits in the socket: `_Connection.receive`).
         """
         head = b"".join(
             (
@@ -149,7 +167,9 @@ class LeanHttp:
                 path.encode(),
                 b" HTTP/1.1\r\n",
                 self._host_line,
-                b"Content-Type: application/json\r\nContent-Length: ",
+                b"Content-Type: ",
+                content_type,
+                b"\r\nContent-Length: ",
                 str(len(body)).encode(),
                 b"\r\n\r\n",
             )
@@ -157,11 +177,16 @@ class LeanHttp:
         await uncontended.acquire(self._slots)
         try:
             connection = await self._connection(connect_seconds)
-            connection.expect(seconds)
             reusable = False
             try:
-                with trio.fail_at(connection.deadline):
-                    await _guarded(connection.stream.send_all, head + body)
+                request = memoryview(head + body)
+                for start in range(0, len(request), SEND_PIECE):
+                    connection.expect(seconds)
+                    with trio.fail_at(connection.deadline):
+                        await _guarded(
+                            connection.stream.send_all, request[start : start + SEND_PIECE]
+                        )
+                connection.expect(seconds)
                 status, reusable, payload = await _guarded(_read_response, connection)
                 return status, payload
             finally:
@@ -195,6 +220,29 @@ class LeanHttp:
         idle, self._idle = self._idle, []
         for connection in idle:
             await trio.aclose_forcefully(connection.stream)
+
+
+def multipart(
+    fields: Mapping[str, str], files: Mapping[str, tuple[str, bytes, str]]
+) -> tuple[bytes, bytes]:
+    """A ``multipart/form-data`` body of `fields` and `files` (name → (filename, content,
+    content type)), and its content type. A file name is quoted as browsers and httpx
+    quote it (WHATWG): ``"``, CR and LF percent-encoded, so no name ends its header."""
+    boundary = secrets.token_hex(16).encode()
+    parts: list[bytes] = []
+    for name, value in fields.items():
+        parts.append(_part_head(boundary, name) + b"\r\n\r\n" + value.encode() + b"\r\n")
+    for name, (filename, content, kind) in files.items():
+        quoted = filename.replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
+        head = _part_head(boundary, name) + f'; filename="{quoted}"'.encode()
+        parts.append(head + b"\r\nContent-Type: " + kind.encode() + b"\r\n\r\n")
+        parts.append(content + b"\r\n")
+    parts.append(b"--" + boundary + b"--\r\n")
+    return b"".join(parts), b"multipart/form-data; boundary=" + boundary
+
+
+def _part_head(boundary: bytes, name: str) -> bytes:
+    return b"--" + boundary + b'\r\nContent-Disposition: form-data; name="' + name.encode() + b'"'
 
 
 def uses_proxy(base_url: str) -> bool:

@@ -1,8 +1,10 @@
 """The Bot API over HTTP: the real `TelegramApi`, on keep-alive connections.
 
-JSON calls go through `orchestrator.edges.http1` (a lean HTTP/1.1 client: httpx cost about a
-millisecond of the event loop per call); document uploads, and every call when a test hands
-in an ``httpx`` transport, through one `httpx.AsyncClient`.
+Calls go through `orchestrator.edges.http1` (a lean HTTP/1.1 client: httpx cost about a
+millisecond of the event loop per call), document uploads too (so that an upload timed out
+by a stop of the bot reads its answer instead of sending the document again); file
+downloads, and every call behind a proxy or when a test hands in an ``httpx`` transport,
+through one `httpx.AsyncClient`.
 
 This module owns the Bot API's transport rules: POST with a JSON body to
 ``{base_url}/bot{token}/{method}`` (multipart for ``sendDocument``), the ``ok``/``result``
@@ -36,7 +38,7 @@ import httpx
 import msgspec
 import trio
 
-from orchestrator.edges.http1 import HttpError, LeanHttp, uses_proxy
+from orchestrator.edges.http1 import HttpError, LeanHttp, multipart, uses_proxy
 from orchestrator.errors import (
     TelegramBadRequest,
     TelegramChatMigrated,
@@ -169,13 +171,19 @@ class HttpTelegramApi:
         files: dict[str, tuple[str, bytes, str]] | None = None,
     ) -> msgspec.Raw:
         seconds = self._request_timeout if read_timeout is None else read_timeout
-        if files is None and self._lean is not None:
+        if self._lean is not None:
+            payload, kind = (
+                (_ENCODER.encode(params), b"application/json")
+                if files is None
+                else multipart(_form(params), files)
+            )
             try:
-                status, body = await self._lean.post_json(
+                status, body = await self._lean.post(
                     self._prefix + method,
-                    _ENCODER.encode(params),
+                    payload,
                     connect_seconds=CONNECT_TIMEOUT,
                     seconds=seconds,
+                    content_type=kind,
                 )
             except trio.TooSlowError:
                 raise TelegramTransientError(f"{method}: timed out") from None
@@ -192,13 +200,8 @@ class HttpTelegramApi:
                     timeout=timeout,
                 )
             else:
-                form = {
-                    key: value if isinstance(value, str) else _ENCODER.encode(value).decode()
-                    for key, value in params.items()
-                    if value is not None
-                }
                 response = await self._client.post(
-                    self._prefix + method, data=form, files=files, timeout=timeout
+                    self._prefix + method, data=_form(params), files=files, timeout=timeout
                 )
         except httpx.TimeoutException as error:
             raise TelegramTransientError(f"{method}: timed out ({type(error).__name__})") from None
@@ -401,6 +404,15 @@ def _add_common(
             "message_id": reply_to_message_id,
             "allow_sending_without_reply": True,
         }
+
+
+def _form(params: Params) -> dict[str, str]:
+    """`params` as the fields of a multipart form: strings as they are, the rest as JSON."""
+    return {
+        key: value if isinstance(value, str) else _ENCODER.encode(value).decode()
+        for key, value in params.items()
+        if value is not None
+    }
 
 
 def _content_type(filename: str) -> str:

@@ -7,7 +7,14 @@ from __future__ import annotations
 import pytest
 import trio
 
-from orchestrator.edges.http1 import LATE_LOOK, HttpError, LeanHttp, _Connection, uses_proxy
+from orchestrator.edges.http1 import (
+    LATE_LOOK,
+    HttpError,
+    LeanHttp,
+    _Connection,
+    multipart,
+    uses_proxy,
+)
 from orchestrator.edges.telegram_http import open_telegram_api
 from orchestrator.errors import TelegramTransientError
 from tests.fakes.telegram_server import open_fake_telegram
@@ -67,9 +74,7 @@ async def test_framing(answer: bytes, body: bytes, reusable: bool) -> None:
         port = listeners[0].socket.getsockname()[1]
         client = LeanHttp(f"http://127.0.0.1:{port}/base", connections=2)
         for _ in range(2):
-            status, got = await client.post_json(
-                "/bot1:x/getMe", b"{}", connect_seconds=5, seconds=5
-            )
+            status, got = await client.post("/bot1:x/getMe", b"{}", connect_seconds=5, seconds=5)
             assert got == body
             assert status in (200, 502)
         await client.aclose()
@@ -102,7 +107,7 @@ async def test_a_broken_answer_is_an_http_error() -> None:
         port = listeners[0].socket.getsockname()[1]
         client = LeanHttp(f"http://127.0.0.1:{port}", connections=1)
         with pytest.raises(HttpError):
-            await client.post_json("/x", b"{}", connect_seconds=5, seconds=5)
+            await client.post("/x", b"{}", connect_seconds=5, seconds=5)
         nursery.cancel_scope.cancel()
 
 
@@ -147,8 +152,40 @@ async def test_a_silent_server_times_out_after_the_deadline_and_a_look(
         client = LeanHttp(f"http://127.0.0.1:{port}", connections=1)
         asked = trio.current_time()
         with pytest.raises(trio.TooSlowError):
-            await client.post_json("/x", b"{}", connect_seconds=5, seconds=30)
+            await client.post("/x", b"{}", connect_seconds=5, seconds=30)
         assert trio.current_time() - asked == pytest.approx(30 + LATE_LOOK, abs=0.01)
+        nursery.cancel_scope.cancel()
+
+
+async def test_an_upload_slower_than_the_deadline_goes_through_while_it_moves(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The deadline bounds each piece of a request, then the answer: a 24 MB document on a
+    link that takes 1 MB a second arrives (httpx, which sent uploads before, bounds each
+    write the same way), where one deadline for the whole call would cut it off."""
+    body = bytes(24 * 1024 * 1024)
+    received = bytearray()
+
+    async def serve(stream: trio.SocketStream) -> None:
+        async with stream:
+            while not received.endswith(body[-16:]) or len(received) < len(body):
+                received.extend(await stream.receive_some(1024 * 1024))
+                await trio.sleep(1)
+            await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await trio.sleep_forever()
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(trio.serve_tcp, serve, 0)
+        port = listeners[0].socket.getsockname()[1]
+        client = LeanHttp(f"http://127.0.0.1:{port}", connections=1)
+        asked = trio.current_time()
+        status, got = await client.post(
+            "/x", body, connect_seconds=5, seconds=10, content_type=b"application/octet-stream"
+        )
+        assert (status, got) == (200, b"ok")
+        assert trio.current_time() - asked > 10  # longer than the deadline, piece by piece
+        assert b"Content-Type: application/octet-stream\r\n" in received
+        await client.aclose()
         nursery.cancel_scope.cancel()
 
 
@@ -163,3 +200,48 @@ def test_a_proxy_in_the_environment_keeps_httpx(monkeypatch: pytest.MonkeyPatch)
     assert uses_proxy("https://api.telegram.org")
     monkeypatch.setenv("NO_PROXY", "api.telegram.org")
     assert not uses_proxy("https://api.telegram.org")
+
+
+def test_a_multipart_body_parses_back_field_for_field() -> None:
+    """What `multipart` writes, read by the standard library's MIME parser: each field, the
+    file's bytes untouched (CR, LF and a would-be boundary in them), and a file name whose
+    quote and line breaks are percent-encoded instead of ending its header."""
+    import email.parser
+    import email.policy
+
+    content = b"\x00\r\n--not-the-boundary\r\n\xff" * 3
+    body, kind = multipart(
+        {"chat_id": "42", "caption": "é ✓"},
+        {"document": ('a"b\r\nc.md', content, "text/markdown")},
+    )
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + kind + b"\r\n\r\n" + body
+    )
+    parts = list(message.iter_parts())
+    assert [part.get_param("name", header="content-disposition") for part in parts] == [
+        "chat_id",
+        "caption",
+        "document",
+    ]
+    caption = parts[1].get_payload(decode=True)
+    assert isinstance(caption, bytes)
+    assert caption.decode() == "é ✓"
+    assert parts[2].get_filename() == "a%22b%0D%0Ac.md"
+    assert parts[2].get_content_type() == "text/markdown"
+    assert parts[2].get_payload(decode=True) == content
+
+
+async def test_a_document_goes_through_the_lean_client() -> None:
+    async with (
+        open_fake_telegram(TOKEN) as telegram,
+        open_telegram_api(TOKEN, base_url=telegram.base_url) as api,
+    ):
+        first = await api.send_message(42, "one")
+        sent = await api.send_document(42, "notes.txt", b"line\r\n", caption="the <b>notes</b>")
+        assert sent == first + 1
+    stored = telegram.messages(42)[-1]
+    assert (stored.filename, stored.document, stored.text) == (
+        "notes.txt",
+        b"line\r\n",
+        "the <b>notes</b>",
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 from typing import TYPE_CHECKING
 
+import pytest
 import trio
 
 from orchestrator.shutdown import DUPLICATE_SIGNAL_WINDOW
@@ -98,25 +99,32 @@ async def test_a_stop_after_codex_ran_a_command_offers_the_request_instead_of_re
     assert again.process.returncode == 0, again.text()
 
 
+@pytest.mark.parametrize(
+    ("method", "text"),
+    [("sendMessage", "answer while I am stopped"), ("sendDocument", "/get notes.txt")],
+    ids=["reply", "document"],
+)
 async def test_a_bot_stopped_with_ctrl_z_reads_the_telegram_answer_that_came_meanwhile(
-    tmp_path: Path,
+    tmp_path: Path, method: str, text: str
 ) -> None:
     """Seen from outside: a bot stopped (Ctrl-Z) while Telegram answered its sendMessage, for
     longer than the call's timeout, timed out on `fg` before it read the answer waiting in its
-    socket, and sent the reply again: twice in the chat. Time the bot did not run is not
+    socket, and sent the reply again: twice in the chat. A document (a multipart upload, on
+    httpx until then) was sent twice the same way. Time the bot did not run is not
     Telegram's silence. (The wall-clock waits are the scenario: the stop, landing in the
     bot's wait for the answer, and the moment after it in which a second send would come.)"""
     fake = FakeCodex(tmp_path / "codex")
     with trio.fail_after(CEILING):
         async with open_fake_telegram(TOKEN) as tg:
             config = write_config(tmp_path, tg.base_url, fake)
+            (tmp_path / "work" / "notes.txt").write_text("the notes\n")
             config.write_text(
                 config.read_text().replace("[telegram]\n", "[telegram]\nrequest_timeout = 1\n")
             )
             async with polling(tg, config, TOKEN) as bot:
-                tg.script_fault("sendMessage", Delay(0.5), chat_id=ALICE)  # the reply's
-                tg.push_message(chat_id=ALICE, user_id=ALICE, text="answer while I am stopped")
-                await tg.wait_for(lambda t: bool(t.calls_of("sendMessage")))
+                tg.script_fault(method, Delay(0.5), chat_id=ALICE)  # the answer's
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text=text)
+                await tg.wait_for(lambda t: bool(t.calls_of(method)))
                 await trio.sleep(0.2)  # idle, the stop lands in its wait for the answer
                 bot.process.send_signal(signal.SIGSTOP)
                 try:  # stopped until Telegram answered and the 1 s timeout has passed
@@ -126,9 +134,12 @@ async def test_a_bot_stopped_with_ctrl_z_reads_the_telegram_answer_that_came_mea
                 await trio.sleep(1.5)  # time to send it again, if it would
                 bot.process.send_signal(signal.SIGTERM)
     assert bot.process.returncode == 0, bot.text()
-    [sent] = tg.sent_texts(ALICE)
-    assert sent.startswith("FAKE-REPLY: answer while I am stopped")
-    assert len(tg.calls_of("sendMessage")) == 1
+    assert len(tg.calls_of(method)) == 1
+    [sent] = tg.messages(ALICE)
+    if method == "sendDocument":
+        assert (sent.filename, sent.document) == ("notes.txt", b"the notes\n")
+    else:
+        assert sent.text.startswith("FAKE-REPLY: answer while I am stopped")
     assert "timed out" not in bot.text()
 
 
