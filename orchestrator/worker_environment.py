@@ -79,7 +79,7 @@ def worker_environment(
     }
     home = environ.get("HOME", "")
     if codex.own_home and state_dir and home:
-        inherited.setdefault("CODEX_HOME", str(Path(home) / ".codex"))
+        inherited.setdefault("CODEX_HOME", str(codex_home(environ)))  # the user's login
         if not any(key.lower() == "npm_config_cache" for key in inherited):
             inherited["npm_config_cache"] = str(Path(home) / ".npm")
         inherited["HOME"] = str(Path(state_dir) / "worker-home")

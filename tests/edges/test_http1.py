@@ -4,6 +4,9 @@ deadline judged after what waits in the socket is read."""
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
 import pytest
 import trio
 
@@ -19,7 +22,27 @@ from orchestrator.edges.telegram_http import open_telegram_api
 from orchestrator.errors import TelegramTransientError
 from tests.fakes.telegram_server import open_fake_telegram
 
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable
+
 TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
+
+
+@asynccontextmanager
+async def client_of(
+    serve: Callable[[trio.SocketStream], Awaitable[None]], *, path: str = "", connections: int = 1
+) -> AsyncIterator[LeanHttp]:
+    """A lean client of a server on 127.0.0.1 whose connections `serve` answers; the server
+    and the client's connections end with the block."""
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(trio.serve_tcp, serve, 0)
+        port = listeners[0].socket.getsockname()[1]
+        client = LeanHttp(f"http://127.0.0.1:{port}{path}", connections=connections)
+        try:
+            yield client
+        finally:
+            await client.aclose()
+            nursery.cancel_scope.cancel()
 
 
 async def test_json_calls_go_through_the_lean_client_and_reuse_one_connection() -> None:
@@ -69,16 +92,11 @@ async def test_framing(answer: bytes, body: bytes, reusable: bool) -> None:
                 if not reusable:
                     return
 
-    async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(trio.serve_tcp, serve, 0)
-        port = listeners[0].socket.getsockname()[1]
-        client = LeanHttp(f"http://127.0.0.1:{port}/base", connections=2)
+    async with client_of(serve, path="/base", connections=2) as client:
         for _ in range(2):
             status, got = await client.post("/bot1:x/getMe", b"{}", connect_seconds=5, seconds=5)
             assert got == body
             assert status in (200, 502)
-        await client.aclose()
-        nursery.cancel_scope.cancel()
     assert requests[0].startswith(b"POST /base/bot1:x/getMe HTTP/1.1\r\n")
     assert b"Content-Length: 2\r\n" in requests[0]
     assert connections == (1 if reusable else 2)
@@ -102,13 +120,9 @@ async def test_a_broken_answer_is_an_http_error() -> None:
             await stream.receive_some(65536)
             await stream.send_all(b"SSH-2.0-nope\r\n\r\n")
 
-    async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(trio.serve_tcp, serve, 0)
-        port = listeners[0].socket.getsockname()[1]
-        client = LeanHttp(f"http://127.0.0.1:{port}", connections=1)
+    async with client_of(serve) as client:
         with pytest.raises(HttpError):
             await client.post("/x", b"{}", connect_seconds=5, seconds=5)
-        nursery.cancel_scope.cancel()
 
 
 async def test_a_read_past_its_deadline_takes_what_waits_in_the_socket(
@@ -146,15 +160,11 @@ async def test_a_silent_server_times_out_after_the_deadline_and_a_look(
             await stream.receive_some(65536)
             await trio.sleep_forever()
 
-    async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(trio.serve_tcp, serve, 0)
-        port = listeners[0].socket.getsockname()[1]
-        client = LeanHttp(f"http://127.0.0.1:{port}", connections=1)
+    async with client_of(serve) as client:
         asked = trio.current_time()
         with pytest.raises(trio.TooSlowError):
             await client.post("/x", b"{}", connect_seconds=5, seconds=30)
         assert trio.current_time() - asked == pytest.approx(30 + LATE_LOOK, abs=0.01)
-        nursery.cancel_scope.cancel()
 
 
 async def test_an_upload_slower_than_the_deadline_goes_through_while_it_moves(
@@ -168,16 +178,14 @@ async def test_an_upload_slower_than_the_deadline_goes_through_while_it_moves(
 
     async def serve(stream: trio.SocketStream) -> None:
         async with stream:
-            while not received.endswith(body[-16:]) or len(received) < len(body):
+            # Until the head and the whole body are in.
+            while (end := received.find(b"\r\n\r\n")) < 0 or len(received) - end - 4 < len(body):
                 received.extend(await stream.receive_some(1024 * 1024))
                 await trio.sleep(1)
             await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
             await trio.sleep_forever()
 
-    async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(trio.serve_tcp, serve, 0)
-        port = listeners[0].socket.getsockname()[1]
-        client = LeanHttp(f"http://127.0.0.1:{port}", connections=1)
+    async with client_of(serve) as client:
         asked = trio.current_time()
         status, got = await client.post(
             "/x", body, connect_seconds=5, seconds=10, content_type=b"application/octet-stream"
@@ -185,8 +193,6 @@ async def test_an_upload_slower_than_the_deadline_goes_through_while_it_moves(
         assert (status, got) == (200, b"ok")
         assert trio.current_time() - asked > 10  # longer than the deadline, piece by piece
         assert b"Content-Type: application/octet-stream\r\n" in received
-        await client.aclose()
-        nursery.cancel_scope.cancel()
 
 
 def test_a_proxy_in_the_environment_keeps_httpx(monkeypatch: pytest.MonkeyPatch) -> None:
