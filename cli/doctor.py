@@ -452,6 +452,36 @@ async def check_worker_pool(ctx: DoctorContext) -> list[CheckResult]:
     return [row for row in results if row is not None]
 
 
+MCP_FENCE_FIX: Final = 'set codex.backend = "app-server" (Codex 0.171.0), which fences them'
+
+
+async def check_agent_fence(ctx: DoctorContext) -> list[CheckResult]:
+    """What a sandboxed agent can read on the ``mcp`` backend. The app-server's ``agent
+    fence`` row comes from its probe (a thread tried in the bot's permission profile);
+    Codex 0.153.4 takes the profile too, but then runs a command the user approved inside
+    the sandbox, which breaks approvals (`orchestrator.agent_fence`), so this backend runs
+    without it and the row says so once, where a profile is sandboxed at all (unsandboxed,
+    the agent reads everything the bot's user can, as the runbook says)."""
+    if ctx.loaded is None or ctx.loaded.config.codex.backend == "app-server":
+        return []
+    profiles = ctx.loaded.config.profiles
+    sandboxed = sorted(
+        name for name, profile in profiles.items() if profile.sandbox != "danger-full-access"
+    )
+    if not sandboxed:
+        return []
+    readable = ", ".join(what for what, _ in ctx.loaded.secret_files)
+    return [
+        CheckResult(
+            check="agent fence",
+            status="warn",
+            detail=f"on the mcp backend a sandboxed agent can read {readable} and state_dir "
+            f"(profiles: {', '.join(sandboxed)})",
+            fix=MCP_FENCE_FIX,
+        )
+    ]
+
+
 async def _probe_app_servers(loaded: LoadedConfig, env: Mapping[str, str]) -> list[CheckResult]:
     """``pool_size`` app-servers start and initialize; the first also reports the login
     (``account/read``), the models it offers (``model/list``) and whether a sandboxed
@@ -532,6 +562,7 @@ CHECKS: list[Check] = [
     check_codex_command,
     check_codex_auth,
     check_worker_pool,
+    check_agent_fence,
 ]
 """The checks, in order; later issues append here."""
 

@@ -195,6 +195,48 @@ def test_doctor_flags_a_codex_without_mcp_server(tmp_path: Path) -> None:
     assert worker_row.fix == doctor.PIN_FIX
 
 
+@pytest.mark.parametrize(
+    ("backend", "sandboxes", "named"),
+    [
+        ("mcp", ["workspace-write", "danger-full-access"], "default"),
+        ("mcp", ["read-only", "workspace-write"], "default, other"),
+        ("mcp", ["danger-full-access", "danger-full-access"], None),
+        ("app-server", ["workspace-write", "read-only"], None),
+    ],
+    ids=["mcp-one-sandboxed", "mcp-both", "mcp-unsandboxed", "app-server"],
+)
+def test_doctor_says_what_a_sandboxed_agent_can_read_on_mcp(
+    tmp_path: Path, backend: str, sandboxes: list[str], named: str | None
+) -> None:
+    """Codex 0.153.4 cannot take the agent fence without breaking approvals, so on the mcp
+    backend doctor says what a sandboxed agent can read and how to fence it; on app-server
+    the row comes from the probe (above), and an unsandboxed profile reads everything."""
+    import trio
+
+    (tmp_path / ".env").write_text(f"TELEGRAM_BOT_TOKEN={TOKEN}\n")
+    (tmp_path / "other").mkdir()
+    path = tmp_path / "conf.toml"
+    path.write_text(
+        f"[telegram]\nallowed_users = [1]\n[codex]\nbackend = '{backend}'\n"
+        + workspace(tmp_path)
+        + f"sandbox = '{sandboxes[0]}'\nusers = [1]\n"
+        + f"[profiles.other]\nworking_directory = '{tmp_path / 'other'}'\n"
+        + f"sandbox = '{sandboxes[1]}'\nusers = [1]\n"
+    )
+    ctx = doctor.DoctorContext(config_path=path, environ={})
+    rows = trio.run(doctor.run_checks, [doctor.check_config, doctor.check_agent_fence], ctx)
+    assert [row.status for row in rows if row.check == "config"] == ["ok"], rows
+    fence = [row for row in rows if row.check == "agent fence"]
+    if named is None:
+        assert fence == []
+        return
+    (row,) = fence
+    assert row.status == "warn"
+    assert "the config file, the .env file and state_dir" in row.detail, row.detail
+    assert f"(profiles: {named})" in row.detail
+    assert row.fix == doctor.MCP_FENCE_FIX
+
+
 def test_doctor_missing_codex_command(tmp_path: Path) -> None:
     path = tmp_path / "conf.toml"
     path.write_text(

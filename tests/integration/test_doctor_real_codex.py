@@ -67,6 +67,10 @@ async def test_doctor_passes_with_a_codex_that_can_authenticate(
     assert "All checks passed." in output
     assert "0.153.4" in output
     assert "model provider 'mock'" in output
+    fence = next(line for line in output.splitlines() if line.startswith("agent fence "))
+    assert " warn " in fence, fence
+    assert "the config file and state_dir" in fence, fence
+    assert 'codex.backend = "app-server"' in fence
     assert TOKEN not in output
 
 
