@@ -114,7 +114,10 @@ async def run_system(
             )
         )
         try:
-            identity = await _wait_for_telegram(telegram, rng)
+            identity = await _wait_for_telegram(telegram, rng, shutdown.requested)
+            if identity is None:
+                logger.info("stopped before Telegram could be reached")
+                return
             logger.info("connected to Telegram as @%s", identity.username)
             if not config.telegram.allowed_users:
                 logger.warning("telegram.allowed_users is empty: nobody can use this bot")
@@ -186,15 +189,35 @@ async def run_system(
             trace_handle.close()
 
 
-async def _wait_for_telegram(telegram: TelegramApi, rng: random.Random) -> BotIdentity:
+async def _wait_for_telegram(
+    telegram: TelegramApi, rng: random.Random, stop: trio.Event
+) -> BotIdentity | None:
     """``getMe`` until Telegram answers: network trouble, 5xx and 429 are waited out with
     backoff (logged at once, then once a minute, without a traceback: `orchestrator.outage`),
     so a bot started while the network or Telegram is down comes up when they do instead of
-    exhausting systemd's restarts.
+    exhausting systemd's restarts. None when `stop` (a shutdown) is set first: nothing runs
+    yet, so a stop during the wait ends the bot at once instead of waiting for a drain that
+    the poller, not started, would never begin.
 
     Raises:
         TelegramUnauthorized: the token was rejected (no retry can fix that).
     """
+    with trio.CancelScope() as waiting:
+        async with trio.open_nursery() as race:
+
+            async def stopped() -> None:
+                await stop.wait()
+                waiting.cancel()
+
+            race.start_soon(stopped)
+            identity = await _get_me(telegram, rng)
+            race.cancel_scope.cancel()
+            return identity
+    return None
+
+
+async def _get_me(telegram: TelegramApi, rng: random.Random) -> BotIdentity:
+    """``getMe``, retried with backoff until Telegram answers (`_wait_for_telegram`)."""
     outage = Outage(logger, "getMe", "Telegram is not reachable")
     while True:
         try:

@@ -531,9 +531,12 @@ async def check_telegram(ctx: DoctorContext) -> list[CheckResult]:
         return []
     if ctx.config_error or not ctx.loaded.token:
         return [CheckResult(check="telegram", status="skip", detail="no usable token")]
+    from orchestrator.edges.http1_proxy import proxy_shown
     from orchestrator.edges.telegram_http import open_telegram_api
 
     telegram = ctx.loaded.config.telegram
+    proxy = proxy_shown(telegram.api_base_url)
+    via = f", through the proxy {proxy}" if proxy else ""
     timeout = min(telegram.request_timeout, TELEGRAM_TIMEOUT)
     try:
         async with open_telegram_api(
@@ -544,8 +547,8 @@ async def check_telegram(ctx: DoctorContext) -> list[CheckResult]:
         detail, fix = telegram_failure(
             error, telegram.api_base_url, ctx.loaded.token_source, timeout
         )
-        return [CheckResult(check="telegram", status="FAIL", detail=detail, fix=fix)]
-    found = [CheckResult(check="telegram", status="ok", detail=f"@{me.username}")]
+        return [CheckResult(check="telegram", status="FAIL", detail=detail + via, fix=fix)]
+    found = [CheckResult(check="telegram", status="ok", detail=f"@{me.username}{via}")]
     warning = group_warning(me, telegram.group_requests)
     if warning is not None:
         detail, fix = warning

@@ -32,6 +32,7 @@ from orchestrator.disk import secure_state_dir
 from orchestrator.edges.codex_app_server import CodexAppServer, open_codex_app_server
 from orchestrator.edges.codex_mcp import open_codex_process
 from orchestrator.edges.git import GitCli
+from orchestrator.edges.http1_proxy import proxy_shown
 from orchestrator.edges.processes import WORKER_MARK, stop_leftovers
 from orchestrator.edges.subreaper import enable_child_subreaper, reap_adopted
 from orchestrator.edges.telegram_http import open_telegram_api
@@ -201,6 +202,9 @@ async def _main(loaded: LoadedConfig) -> int:
                 nursery.cancel_scope.cancel()
 
     async def serve(controller: ShutdownController) -> None:
+        proxy = proxy_shown(config.telegram.api_base_url)
+        if proxy:
+            logger.info("reaching Telegram through the proxy %s", proxy)
         try:
             async with open_telegram_api(
                 loaded.token.reveal(),

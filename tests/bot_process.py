@@ -139,7 +139,12 @@ async def _read_all(process: trio.Process, bot: Bot) -> None:
 
 @asynccontextmanager
 async def running(
-    config: Path, token: str | None, *, exit_within: float = 60, entry: str = ENTRY
+    config: Path,
+    token: str | None,
+    *,
+    exit_within: float = 60,
+    entry: str = ENTRY,
+    environment: Mapping[str, str] | None = None,
 ) -> AsyncIterator[Bot]:
     """`codex-orchestrator start` as a process, its output collected.
 
@@ -147,9 +152,10 @@ async def running(
     does, nothing outlives it: a bot still running at the end is killed with its whole tree,
     and its output is printed so that a failure shows what it said. `token` None: the token
     is not put in the environment (the config names a token file). `entry`: the Python code
-    the process runs (a test may patch a part of the bot before ``main()``).
+    the process runs (a test may patch a part of the bot before ``main()``). `environment`:
+    variables added to the process's (a proxy, a certificate authority).
     """
-    env = cli_environment(CODEX_CONF_PATH=str(config))
+    env = cli_environment(CODEX_CONF_PATH=str(config), **(environment or {}))
     if token is not None:  # None: the config names a token file
         env["TELEGRAM_BOT_TOKEN"] = token
     process = await trio.lowlevel.open_process(

@@ -36,6 +36,9 @@ MACHINE_HOME: Path = Path.home()
 UNSET = ("CODEX_CONF_PATH", "TELEGRAM_BOT_TOKEN", "CODEX_HOME", "OPENAI_API_KEY", "CODEX_API_KEY")
 """Variables of the machine that would change what the bot or Codex under test reads."""
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+"""Where the fakes listen."""
+
 
 @pytest.fixture(scope="session", autouse=True)
 def hermetic_machine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
@@ -46,7 +49,9 @@ def hermetic_machine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]
     README's step 2, is never found), and CODEX_CONF_PATH, TELEGRAM_BOT_TOKEN, CODEX_HOME and
     the API keys are unset unless a test sets them. Subprocesses inherit this environment.
     npm, which installs the real Codex for the integration tests, keeps the machine's
-    settings and cache (they name a registry, not anything of the bot's).
+    settings and cache (they name a registry, not anything of the bot's), and a proxy of the
+    machine (``HTTPS_PROXY``) with it; the fakes on loopback are added to ``NO_PROXY``, so
+    that nothing the bot, the CLI or Codex sends them goes to that proxy.
 
     A machine that keeps Python from writing bytecode (``PYTHONDONTWRITEBYTECODE``, as CI's
     does) would have every process the suite starts (the bot, its CLI, the fake Codex) compile
@@ -68,6 +73,9 @@ def hermetic_machine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]
             patch.setenv("npm_config_userconfig", str(npmrc))
         if "npm_config_cache" not in os.environ:
             patch.setenv("npm_config_cache", str(MACHINE_HOME / ".npm"))
+        for name in ("NO_PROXY", "no_proxy"):  # the fakes on loopback: never via a proxy
+            kept = [host for host in os.environ.get(name, "").split(",") if host.strip()]
+            patch.setenv(name, ",".join([*kept, *LOOPBACK]))
         if os.environ.get("PYTHONDONTWRITEBYTECODE"):
             patch.delenv("PYTHONDONTWRITEBYTECODE")
             patch.setenv("PYTHONPYCACHEPREFIX", str(REPO / ".cache" / "pycache"))

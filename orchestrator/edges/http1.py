@@ -6,8 +6,9 @@ header models, a pool that polls every idle connection on every request and resp
 JSON ``POST`` to one host needs none of that: one pre-built head, one ``send_all``, a status
 line, the headers that frame the body (``Content-Length``, ``Transfer-Encoding: chunked``,
 ``Connection: close``) and the body. `orchestrator.edges.telegram_http` uses this for every
-call, the multipart upload (`multipart`) included, except through a proxy and with test
-transports (those stay on httpx). The upload comes here for the read past its deadline
+call, the multipart upload (`multipart`) included, directly or through an HTTP or SOCKS5
+proxy (`orchestrator.edges.http1_proxy`), except with a proxy spoken to over TLS and with
+test transports (those stay on httpx). The upload comes here for the read past its deadline
 (`_Connection.receive`): a ``sendDocument`` timed out by a stop of the bot was sent again.
 
 Errors: `HttpError` for anything the transport or the framing gets wrong (the caller maps
@@ -22,7 +23,6 @@ import os
 import secrets
 import select
 import ssl
-import urllib.request
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Final, ParamSpec, TypeVar, final
 from urllib.parse import urlsplit
@@ -30,11 +30,12 @@ from urllib.parse import urlsplit
 import trio
 
 from orchestrator import uncontended
+from orchestrator.edges.http1_proxy import Proxy, ProxyRefused, open_tunnel
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator, Mapping
 
-__all__ = ["HttpError", "LeanHttp", "multipart", "uses_proxy"]
+__all__ = ["HttpError", "LeanHttp", "multipart"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -123,18 +124,27 @@ class _Connection:
 
 @final
 class LeanHttp:
-    """POST JSON to one server over at most `connections` keep-alive connections."""
+    """POST JSON to one server over at most `connections` keep-alive connections, directly
+    or through a `proxy` (`orchestrator.edges.http1_proxy`): a tunnel to the server, or for
+    an ``http`` server behind an HTTP proxy the whole URL in the request, as httpx does."""
 
-    def __init__(self, base_url: str, *, connections: int) -> None:
+    def __init__(self, base_url: str, *, connections: int, proxy: Proxy | None = None) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {parts.scheme}://{parts.hostname}")
         self._tls = parts.scheme == "https"
         self._host = parts.hostname
         self._port = parts.port or (443 if self._tls else 80)
+        self._proxy = proxy
+        name = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname  # IPv6
+        host = name if parts.port is None else f"{name}:{parts.port}"
+        self._headers = b"Host: " + host.encode("idna") + b"\r\n"
+        """The head's lines before the body's: ``Host``, and a forwarding proxy's credentials."""
         self._prefix = parts.path.rstrip("/").encode()
-        host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
-        self._host_line = b"Host: " + host.encode("idna") + b"\r\n"
+        self._tunnel = proxy is not None and (self._tls or not proxy.forwards_plain_http)
+        if proxy is not None and not self._tunnel:  # the proxy forwards the request itself
+            self._prefix = f"http://{name}:{self._port}".encode("idna") + self._prefix
+            self._headers += proxy.authorization
         self._ssl = _ssl_context() if self._tls else None
         self._idle: list[_Connection] = []
         self._slots = trio.CapacityLimiter(connections)
@@ -166,7 +176,7 @@ class LeanHttp:
                 self._prefix,
                 path.encode(),
                 b" HTTP/1.1\r\n",
-                self._host_line,
+                self._headers,
                 b"Content-Type: ",
                 content_type,
                 b"\r\nContent-Length: ",
@@ -203,17 +213,23 @@ class LeanHttp:
             if not connection.buffer and not connection.closed_by_peer():
                 return connection
             await trio.aclose_forcefully(connection.stream)
+        proxy = self._proxy
         with trio.fail_after(connect_seconds), _connecting():
-            if self._ssl is not None:
-                stream: trio.abc.Stream = await _guarded(
-                    trio.open_ssl_over_tcp_stream,
-                    self._host,
-                    self._port,
-                    ssl_context=self._ssl,
-                    https_compatible=True,
-                )
+            if proxy is None:
+                tcp = await _guarded(trio.open_tcp_stream, self._host, self._port)
             else:
-                stream = await _guarded(trio.open_tcp_stream, self._host, self._port)
+                tcp = await _guarded(trio.open_tcp_stream, proxy.host, proxy.port)
+            try:
+                if proxy is not None and self._tunnel:
+                    await _guarded(open_tunnel, tcp, proxy, self._host, self._port)
+            except BaseException:
+                await trio.aclose_forcefully(tcp)
+                raise
+        if self._ssl is None:
+            return _Connection(tcp)
+        stream = trio.SSLStream(
+            tcp, self._ssl, server_hostname=self._host, https_compatible=True
+        )  # the handshake goes with the first request, under its deadline
         return _Connection(stream)
 
     async def aclose(self) -> None:
@@ -245,16 +261,6 @@ def _part_head(boundary: bytes, name: str) -> bytes:
     return b"--" + boundary + b'\r\nContent-Disposition: form-data; name="' + name.encode() + b'"'
 
 
-def uses_proxy(base_url: str) -> bool:
-    """Whether the environment sends `base_url` through a proxy (``HTTPS_PROXY`` and the
-    like, as httpx honours them): this client does not speak to proxies."""
-    parts = urlsplit(base_url)
-    proxies = urllib.request.getproxies()
-    if parts.scheme not in proxies and "all" not in proxies:
-        return False
-    return not urllib.request.proxy_bypass(parts.hostname or "")
-
-
 def _ssl_context() -> ssl.SSLContext:
     """The certificates httpx would use: certifi's bundle, unless ``SSL_CERT_FILE`` or
     ``SSL_CERT_DIR`` name others (OpenSSL reads those itself)."""
@@ -270,20 +276,30 @@ def _ssl_context() -> ssl.SSLContext:
 async def _guarded(call: Callable[P, Awaitable[T]], *args: P.args, **kw: P.kwargs) -> T:
     try:
         return await call(*args, **kw)
+    except ProxyRefused as error:
+        raise HttpError(str(error)) from None
     except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as error:
         raise HttpError(f"{type(error).__name__}: {_reason(error)}") from None
 
 
 def _reason(error: BaseException) -> str:
     """Why `error` happened, in the system's words: trio's connect raises one `OSError` for
-    all its attempts, from a group of theirs ("Connection refused", not "ExceptionGroup")."""
+    all its attempts, from a group of theirs ("Connection refused", not "ExceptionGroup"),
+    and its TLS stream a broken stream from OpenSSL's ("certificate verify failed: unable
+    to get local issuer certificate", not "SSLCertVerificationError")."""
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return f"certificate verify failed: {error.verify_message}"
+    if isinstance(error, ssl.SSLError) and error.reason:
+        return f"TLS: {error.reason}"
     strerror = getattr(error, "strerror", None)
     if strerror:
         return str(strerror)
     cause = error.__cause__ or error.__context__
     if isinstance(cause, BaseExceptionGroup):
         return ", ".join(dict.fromkeys(_reason(attempt) for attempt in cause.exceptions))
-    return type(cause or error).__name__
+    if cause is not None:
+        return _reason(cause)
+    return type(error).__name__
 
 
 @contextmanager

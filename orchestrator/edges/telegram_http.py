@@ -2,9 +2,9 @@
 
 Calls go through `orchestrator.edges.http1` (a lean HTTP/1.1 client: httpx cost about a
 millisecond of the event loop per call), document uploads too (so that an upload timed out
-by a stop of the bot reads its answer instead of sending the document again); file
-downloads, and every call behind a proxy or when a test hands in an ``httpx`` transport,
-through one `httpx.AsyncClient`.
+by a stop of the bot reads its answer instead of sending the document again), directly or
+through an HTTP or SOCKS5 proxy; file downloads, and every call behind a proxy spoken to
+over TLS or when a test hands in an ``httpx`` transport, through one `httpx.AsyncClient`.
 
 This module owns the Bot API's transport rules: POST with a JSON body to
 ``{base_url}/bot{token}/{method}`` (multipart for ``sendDocument``), the ``ok``/``result``
@@ -38,7 +38,8 @@ import httpx
 import msgspec
 import trio
 
-from orchestrator.edges.http1 import HttpError, LeanHttp, multipart, uses_proxy
+from orchestrator.edges.http1 import HttpError, LeanHttp, multipart
+from orchestrator.edges.http1_proxy import Proxy, environment_proxy
 from orchestrator.errors import (
     TelegramBadRequest,
     TelegramChatMigrated,
@@ -449,11 +450,14 @@ async def open_telegram_api(
     # thread in bench/scale.py (py-spy). Telegram takes 30 calls/s; 10 connections carry that
     # at up to 300 ms a call, besides the long poll.
     limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
-    # JSON calls go through the lean client (`orchestrator.edges.http1`); httpx carries the
-    # document uploads, and everything when a test hands in its transport.
-    # A proxy in the environment keeps everything on httpx, which speaks to proxies.
-    direct = transport is None and not uses_proxy(base_url)
-    lean = LeanHttp(base_url, connections=CONNECTIONS) if direct else None
+    # Calls go through the lean client (`orchestrator.edges.http1`), directly or through an
+    # HTTP or SOCKS5 proxy; httpx carries file downloads, and everything when a test hands
+    # in its transport or the environment names a proxy spoken to over TLS.
+    proxy_url = environment_proxy(base_url)
+    proxy = Proxy.parse(proxy_url) if proxy_url is not None else None
+    lean = None
+    if transport is None and (proxy_url is None or proxy is not None):
+        lean = LeanHttp(base_url, connections=CONNECTIONS, proxy=proxy)
     async with httpx.AsyncClient(
         base_url=base_url.rstrip("/"),
         transport=transport,

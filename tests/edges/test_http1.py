@@ -16,7 +16,6 @@ from orchestrator.edges.http1 import (
     LeanHttp,
     _Connection,
     multipart,
-    uses_proxy,
 )
 from orchestrator.edges.telegram_http import open_telegram_api
 from orchestrator.errors import TelegramTransientError
@@ -193,19 +192,6 @@ async def test_an_upload_slower_than_the_deadline_goes_through_while_it_moves(
         assert (status, got) == (200, b"ok")
         assert trio.current_time() - asked > 10  # longer than the deadline, piece by piece
         assert b"Content-Type: application/octet-stream\r\n" in received
-
-
-def test_a_proxy_in_the_environment_keeps_httpx(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    monkeypatch.delenv("no_proxy", raising=False)
-    assert not uses_proxy("https://api.telegram.org")
-    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
-    assert uses_proxy("https://api.telegram.org")
-    monkeypatch.setenv("NO_PROXY", "api.telegram.org")
-    assert not uses_proxy("https://api.telegram.org")
 
 
 def test_a_multipart_body_parses_back_field_for_field() -> None:

@@ -37,6 +37,7 @@ import trio
 from tests.fakes.http11 import Reply, serve_http
 
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import AsyncIterator, Callable
 
     import h11
@@ -804,18 +805,23 @@ async def open_fake_telegram(
     bot_username: str = "TestBot",
     *,
     port: int = 0,
+    tls: ssl.SSLContext | None = None,
 ) -> AsyncIterator[FakeTelegram]:
     """Serve a fake Bot API on 127.0.0.1 (`port`, 0: any free one) for the duration of the
     block. A fixed `port` lets a test start the bot before Telegram is up (connection
-    refused), then bring Telegram up at the address the bot keeps trying."""
+    refused), then bring Telegram up at the address the bot keeps trying. `tls`: over
+    HTTPS, as the real one (`tests.fakes.tls`)."""
     fake = FakeTelegram(token, bot_username)
     listeners = await trio.open_tcp_listeners(port, host="127.0.0.1")
     port = listeners[0].socket.getsockname()[1]
-    fake.base_url = f"http://127.0.0.1:{port}"
+    fake.base_url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     async with trio.open_nursery() as nursery:
 
         async def serve(stream: trio.SocketStream) -> None:
-            await _serve_connection(stream, fake)
+            if tls is None:
+                await _serve_connection(stream, fake)
+            else:
+                await _serve_connection(trio.SSLStream(stream, tls, server_side=True), fake)
 
         nursery.start_soon(trio.serve_listeners, serve, listeners)
         try:

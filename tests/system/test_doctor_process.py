@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING
 import trio
 
 from tests.bot_process import cli_environment, run_cli
+from tests.fakes.proxies import open_fake_proxy
 from tests.fakes.telegram_server import open_fake_telegram
+from tests.fakes.tls import make_fake_tls
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -121,3 +123,38 @@ async def test_doctor_warns_when_the_bot_reads_every_group_message(tmp_path: Pat
     assert "@TestBot reads every message of its groups" in groups
     assert 'telegram.group_requests = "addressed"' in output
     assert not [line for line in quiet.splitlines() if line.startswith("groups ")]
+
+
+async def test_doctor_reaches_telegram_through_the_proxy_and_says_which(tmp_path: Path) -> None:
+    """Over HTTPS through the tunnel of ``HTTPS_PROXY``, as ``start`` does; the row names the
+    proxy without its credentials, and a proxy that refuses is named beside the failure."""
+    tls = make_fake_tls(tmp_path / "tls")
+    with trio.fail_after(CEILING):
+        async with (
+            open_fake_telegram(TOKEN, tls=tls.server) as tg,
+            open_fake_proxy("me:hunter2") as proxy,
+            open_fake_proxy("me:other") as refusing,
+        ):
+            path = config(tmp_path, tg.base_url)
+            rows = []
+            for used in (proxy, refusing):
+                url = f"http://me:hunter2@127.0.0.1:{used.port}"
+                env = cli_environment(
+                    TELEGRAM_BOT_TOKEN=TOKEN,
+                    SSL_CERT_FILE=str(tls.authority),
+                    **{name: url for name in ("HTTPS_PROXY", "https_proxy")},
+                    **{name: "" for name in ("NO_PROXY", "no_proxy")},
+                )
+                code, output = await run_cli(
+                    ["doctor", "--config", str(path)], cwd=tmp_path, env=env
+                )
+                assert code == 1, output  # codex.command does not exist, whatever the proxy
+                assert "hunter2" not in output
+                rows.append(row(output, "telegram"))
+    ok, refused = rows
+    assert " ok " in ok
+    assert f"@TestBot, through the proxy http://127.0.0.1:{proxy.port}" in ok
+    assert " FAIL " in refused
+    assert "the proxy refused the tunnel: 407" in refused
+    assert f"through the proxy http://127.0.0.1:{refusing.port}" in refused
+    assert [r.method for r in proxy.requests] == ["CONNECT"]

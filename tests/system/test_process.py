@@ -287,6 +287,28 @@ async def test_telegram_down_at_start_is_waited_out(tmp_path: Path) -> None:
     assert "Traceback" not in text
 
 
+async def test_a_stop_while_telegram_is_down_at_start_ends_the_bot_at_once(
+    tmp_path: Path,
+) -> None:
+    """Nothing runs before Telegram answers: a SIGTERM (systemd's stop, a Ctrl-C) in the
+    wait ends the bot at once with exit 0; it used to wait for a drain that never began,
+    until a second signal forced it."""
+    fake = FakeCodex(tmp_path / "codex")
+    with socket.socket() as probe:  # a free port where nothing listens
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = write_config(tmp_path, f"http://127.0.0.1:{port}", fake)
+    with trio.fail_after(CEILING):
+        async with running(config, TOKEN, exit_within=10) as bot:
+            await bot.wait_for_output(lambda text: "Telegram is not reachable" in text)
+            bot.process.send_signal(signal.SIGTERM)
+    text = bot.text()
+    assert bot.process.returncode == 0, text
+    assert "stopped before Telegram could be reached" in text
+    assert "forced" not in text
+    assert "Traceback" not in text
+
+
 async def test_bad_config_exits_2(tmp_path: Path) -> None:
     config = tmp_path / "conf.toml"
     config.write_text("[codex]\npool_size = 'many'\n")

@@ -1,0 +1,193 @@
+"""The Bot API behind an HTTP proxy, as a company network has it: calls on the lean client
+through a tunnel to an HTTPS server (the certificate verified against the test's own
+authority) or forwarded to an HTTP one, the proxy's credentials sent and never shown, a
+refusal said in words; file downloads through the same proxy on httpx."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+import pytest
+
+from orchestrator.edges.http1_proxy import Proxy, environment_proxy, proxy_shown
+from orchestrator.edges.telegram_http import open_telegram_api
+from orchestrator.errors import TelegramTransientError
+from tests.fakes.proxies import open_fake_proxy
+from tests.fakes.telegram_server import open_fake_telegram
+from tests.fakes.tls import make_fake_tls
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
+PASSWORD = "p@ss w:ord"
+CREDENTIALS = f"proxy-user:{PASSWORD}"
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+
+
+@pytest.fixture(params=[False, True], ids=["http-proxy", "socks5-proxy"])
+def socks(request: pytest.FixtureRequest) -> bool:
+    return bool(request.param)
+
+
+@pytest.fixture(autouse=True)
+def no_proxy_of_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+
+
+async def test_an_https_bot_api_through_a_proxy_tunnel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, socks: bool
+) -> None:
+    tls = make_fake_tls(tmp_path / "tls")
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls.authority))
+    async with (
+        open_fake_telegram(TOKEN, tls=tls.server) as telegram,
+        open_fake_proxy(CREDENTIALS, socks=socks) as proxy,
+    ):
+        monkeypatch.setenv("HTTPS_PROXY", proxy.url(CREDENTIALS))
+        async with open_telegram_api(TOKEN, base_url=telegram.base_url) as api:
+            assert api._lean is not None  # the lean client, not httpx
+            first = await api.send_message(42, "through the tunnel")
+            sent = await api.send_document(42, "notes.txt", b"the notes\n")
+            assert sent == first + 1
+            file = telegram.add_file(b"\x00binary\xff" * 1000, "documents/a.bin")
+            downloaded = await api.download_file(file["file_id"], max_bytes=1 << 20)
+    assert telegram.sent_texts(42)[0] == "through the tunnel"
+    assert telegram.messages(42)[-1].document == b"the notes\n"
+    assert downloaded == b"\x00binary\xff" * 1000
+    authority = telegram.base_url.removeprefix("https://")
+    # One tunnel for the lean client's calls, one for httpx's download.
+    assert [(r.method, r.target, r.credentials) for r in proxy.requests] == [
+        ("SOCKS5" if socks else "CONNECT", authority, CREDENTIALS)
+    ] * 2
+
+
+async def test_an_http_bot_api_through_a_proxy(
+    monkeypatch: pytest.MonkeyPatch, socks: bool
+) -> None:
+    """An HTTP proxy takes the whole URL (as httpx sends it); a SOCKS5 one makes a tunnel."""
+    async with (
+        open_fake_telegram(TOKEN) as telegram,
+        open_fake_proxy(CREDENTIALS, socks=socks) as proxy,
+    ):
+        monkeypatch.setenv("HTTP_PROXY", proxy.url(CREDENTIALS))
+        async with open_telegram_api(TOKEN, base_url=telegram.base_url) as api:
+            assert api._lean is not None
+            await api.send_message(42, "one")
+            await api.send_message(42, "two")
+    assert telegram.sent_texts(42) == ["one", "two"]
+    authority = telegram.base_url.removeprefix("http://")
+    expected = (
+        [("SOCKS5", authority, CREDENTIALS)]
+        if socks
+        else [("POST", f"{telegram.base_url}/bot{TOKEN}/sendMessage", CREDENTIALS)] * 2
+    )
+    assert [(r.method, r.target, r.credentials) for r in proxy.requests] == expected
+
+
+@pytest.mark.parametrize(
+    ("socks", "refuse", "credentials", "said"),
+    [
+        (False, 403, CREDENTIALS, "the proxy refused the tunnel: 403"),
+        (
+            False,
+            None,
+            None,
+            "refused the tunnel: 407 (check the user and password in the proxy URL)",
+        ),
+        (True, 2, CREDENTIALS, "the SOCKS5 proxy refused the tunnel: not allowed by its rules"),
+        (True, None, "proxy-user:wrong", "the SOCKS5 proxy refused the user and password"),
+        (True, None, None, "the SOCKS5 proxy asks for a user and password"),
+    ],
+    ids=["http-forbidden", "http-no-login", "socks-rules", "socks-wrong-login", "socks-no-login"],
+)
+async def test_a_proxy_that_refuses_the_tunnel_is_said_without_secrets(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    socks: bool,
+    refuse: int | None,
+    credentials: str | None,
+    said: str,
+) -> None:
+    tls = make_fake_tls(tmp_path / "tls")
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls.authority))
+    async with (
+        open_fake_telegram(TOKEN, tls=tls.server) as telegram,
+        open_fake_proxy(CREDENTIALS, refuse=refuse, socks=socks) as proxy,
+    ):
+        monkeypatch.setenv("HTTPS_PROXY", proxy.url(credentials))
+        async with open_telegram_api(TOKEN, base_url=telegram.base_url) as api:
+            with pytest.raises(TelegramTransientError) as caught:
+                await api.send_message(42, "x")
+    message = str(caught.value)
+    assert said in message, message
+    assert "sendMessage" in message
+    for secret in (TOKEN, PASSWORD, quote(PASSWORD, safe=""), "wrong"):
+        assert secret not in message
+    assert telegram.sent_texts(42) == []
+
+
+async def test_a_certificate_the_machine_does_not_trust_fails_in_words(tmp_path: Path) -> None:
+    """The lean client verifies the server (here: an authority nobody named)."""
+    tls = make_fake_tls(tmp_path / "tls")
+    async with (
+        open_fake_telegram(TOKEN, tls=tls.server) as telegram,
+        open_telegram_api(TOKEN, base_url=telegram.base_url) as api,
+    ):
+        with pytest.raises(TelegramTransientError) as caught:
+            await api.send_message(42, "x")
+    said = "certificate verify failed: unable to get local issuer certificate"
+    assert said in str(caught.value), caught.value
+    assert TOKEN not in str(caught.value)
+    assert telegram.sent_texts(42) == []
+
+
+def test_the_proxy_is_read_from_the_environment_as_httpx_reads_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    api = "https://api.telegram.org"
+    assert environment_proxy(api) is None
+    monkeypatch.setenv("ALL_PROXY", "http://all.example:1")
+    assert environment_proxy(api) == "http://all.example:1"
+    monkeypatch.setenv("HTTP_PROXY", "http://plain.example:2")
+    assert environment_proxy(api) == "http://all.example:1"  # not for an https server
+    monkeypatch.setenv("HTTPS_PROXY", "proxy.example:3128")
+    assert environment_proxy(api) == "proxy.example:3128"
+    assert environment_proxy("http://127.0.0.1:8081") == "http://plain.example:2"
+    assert proxy_shown(api) == "http://proxy.example:3128"
+    monkeypatch.setenv("HTTPS_PROXY", "http://user:secret@[::1]:3128")
+    assert proxy_shown(api) == "http://[::1]:3128"  # never the credentials
+    monkeypatch.setenv("NO_PROXY", "telegram.org,localhost")
+    assert environment_proxy(api) is None
+    assert proxy_shown(api) == ""
+    assert environment_proxy("http://localhost:8081") is None
+
+
+@pytest.mark.parametrize(
+    ("url", "parsed"),
+    [
+        ("proxy.example:3128", Proxy("http", "proxy.example", 3128)),
+        ("http://proxy.example", Proxy("http", "proxy.example", 80)),
+        ("http://u%40x:p%3Aw@[::1]:8080", Proxy("http", "::1", 8080, "u@x", "p:w")),
+        ("socks5://proxy.example", Proxy("socks5", "proxy.example", 1080)),
+        ("SOCKS5H://u:p@proxy.example:9050", Proxy("socks5", "proxy.example", 9050, "u", "p")),
+        ("https://proxy.example:443", None),  # TLS to the proxy: httpx carries it
+        ("socks4://proxy.example:1080", None),
+        ("http://proxy.example:port", None),
+    ],
+)
+def test_which_proxies_the_lean_client_speaks_to(url: str, parsed: Proxy | None) -> None:
+    assert Proxy.parse(url) == parsed
+
+
+def test_a_proxy_shows_no_credentials() -> None:
+    proxy = Proxy.parse(f"http://proxy-user:{quote(PASSWORD, safe='')}@proxy.example:3128")
+    assert proxy is not None
+    assert proxy.authorization.startswith(b"Proxy-Authorization: Basic ")
+    assert PASSWORD not in repr(proxy)
+    assert "proxy-user" not in repr(proxy)
