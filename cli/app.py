@@ -77,7 +77,7 @@ def start(
         typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR (default: from config)."),
     ] = None,
 ) -> None:
-    """Run the bot until SIGINT/SIGTERM (the first drains, a second forces)."""
+    """Run the bot until SIGINT/SIGTERM, or SIGHUP (the first drains, a second forces)."""
     from orchestrator.config import load_config
     from orchestrator.errors import ConfigError
 

@@ -1,7 +1,10 @@
 """Graceful shutdown: one controller, driven by signals in production and by tests directly.
 
 The first SIGINT/SIGTERM sets `ShutdownController.requested` (drain: stop intake, let runs
-finish within the drain grace); a second one forces: the root scope is cancelled and the
+finish within the drain grace); so does SIGHUP (the terminal closed, the ssh session ended),
+unless the bot was started with it ignored (``nohup``): its default action killed the bot on
+the spot and left the workers, in sessions of their own, and the commands they ran going on
+without it until the next start. A second signal forces: the root scope is cancelled and the
 process exits with 128 + signal number. A second signal within `DUPLICATE_SIGNAL_WINDOW` of
 the first is the same signal delivered twice and is ignored: ``uv run`` (and other wrappers
 without a TTY) forward the SIGINT a supervisor sends to the whole group, so the bot receives it
@@ -37,6 +40,7 @@ __all__ = [
     "EXIT_TOKEN_REJECTED",
     "ShutdownController",
     "exit_code_for",
+    "handled_signals",
     "run_root",
     "watch_signals",
 ]
@@ -49,7 +53,15 @@ EXIT_TOKEN_REJECTED: Final = 2
 """Telegram rejected the token: a configuration error (as `ConfigError`'s exit 2), so the
 service manager must not restart (``RestartPreventExitStatus=2``)."""
 
-HANDLED_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
+DRAIN_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def handled_signals() -> tuple[signal.Signals, ...]:
+    """The signals that drain the bot: `DRAIN_SIGNALS`, less a SIGHUP ignored when the bot
+    started (``nohup``: whoever started it wants it to outlive the terminal)."""
+    hangup_ignored = signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    return tuple(s for s in DRAIN_SIGNALS if not (s is signal.SIGHUP and hangup_ignored))
+
 
 DUPLICATE_SIGNAL_WINDOW: Final = 1.0
 """Seconds after the first signal in which another one is a duplicate delivery, not a force."""
@@ -92,14 +104,14 @@ async def watch_signals(
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """The signal adapter: first SIGINT/SIGTERM drains, a second one forces.
+    """The signal adapter: the first of `handled_signals` drains, a second one forces.
 
     A signal within `DUPLICATE_SIGNAL_WINDOW` seconds of the first is logged and ignored
     (see the module docstring). Runs until cancelled. Must run in the main thread (trio's
     signal rule).
     """
     first_at: float | None = None
-    with trio.open_signal_receiver(*HANDLED_SIGNALS) as signals:
+    with trio.open_signal_receiver(*handled_signals()) as signals:
         task_status.started()
         async for signum in signals:
             now = trio.current_time()

@@ -6,6 +6,7 @@ running ends with the worker."""
 
 from __future__ import annotations
 
+import os
 import signal
 from typing import TYPE_CHECKING
 
@@ -13,7 +14,7 @@ import pytest
 import trio
 
 from orchestrator.shutdown import DUPLICATE_SIGNAL_WINDOW
-from tests.bot_process import polling, running
+from tests.bot_process import ENTRY, polling, running
 from tests.fakes.codex_script import FakeCodex
 from tests.fakes.telegram_server import Delay, open_fake_telegram
 from tests.procfs import living, read_pids
@@ -164,3 +165,51 @@ async def test_commands_a_crashed_worker_left_running_are_stopped_with_it(
                 await bot.wait_for_output(lambda text: "the MCP server left running" in text)
                 bot.process.send_signal(signal.SIGTERM)
     assert bot.process.returncode == 0, bot.text()
+
+
+async def test_a_closed_terminal_drains_the_bot_and_leaves_nothing_running(
+    tmp_path: Path,
+) -> None:
+    """SIGHUP (the terminal closed, the ssh session ended) drains as SIGTERM does: the
+    running request finishes and is answered, and what its commands started is stopped. Its
+    default action killed the bot on the spot, and the workers' commands, in sessions of
+    their own, went on without it."""
+    fake = FakeCodex(tmp_path / "codex")
+    fake.rule("background", grandchild=True, delay=1.5, reply="started it")
+    with trio.fail_after(CEILING):
+        async with open_fake_telegram(TOKEN) as tg:
+            config = write_config(tmp_path, tg.base_url, fake)
+            async with polling(tg, config, TOKEN) as bot:
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="background job")
+                await wait_for_file(lambda: len(read_pids(fake.pids_path)) >= 2)
+                started = read_pids(fake.pids_path)
+                bot.process.send_signal(signal.SIGHUP)
+    left = living(started)
+    for pid in left:  # a failure must not leave them to the next tests
+        os.kill(pid, signal.SIGKILL)
+    assert left == set()
+    assert bot.process.returncode == 0, bot.text()
+    assert "shutting down (SIGHUP)" in bot.text()
+    assert any(m.startswith("started it") for m in tg.sent_texts(ALICE))
+
+
+async def test_a_bot_started_under_nohup_outlives_the_terminal(tmp_path: Path) -> None:
+    """``nohup`` starts the bot with SIGHUP ignored: whoever did wants it to outlive the
+    terminal, so a hangup changes nothing."""
+    fake = FakeCodex(tmp_path / "codex")
+    nohup = "import signal; signal.signal(signal.SIGHUP, signal.SIG_IGN); " + ENTRY
+    with trio.fail_after(CEILING):
+        async with open_fake_telegram(TOKEN) as tg:
+            config = write_config(tmp_path, tg.base_url, fake)
+            async with polling(tg, config, TOKEN, entry=nohup) as bot:
+                bot.process.send_signal(signal.SIGHUP)
+                tg.push_message(chat_id=ALICE, user_id=ALICE, text="still there?")
+                await tg.wait_for(
+                    lambda t: any(
+                        m.startswith("FAKE-REPLY: still there?") for m in t.sent_texts(ALICE)
+                    )
+                )
+                assert bot.process.poll() is None
+                bot.process.send_signal(signal.SIGTERM)
+    assert bot.process.returncode == 0, bot.text()
+    assert "SIGHUP" not in bot.text()

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import os
 import signal
+from typing import TYPE_CHECKING
 
 import trio
 import trio.testing
 
 from orchestrator.errors import RestartIntensityExceeded
-from orchestrator.shutdown import DUPLICATE_SIGNAL_WINDOW, ShutdownController, run_root
+from orchestrator.shutdown import (
+    DUPLICATE_SIGNAL_WINDOW,
+    ShutdownController,
+    handled_signals,
+    run_root,
+)
+
+if TYPE_CHECKING:
+    import pytest
 
 
 async def test_requested_drain_exits_zero(autojump_clock: trio.testing.MockClock) -> None:
@@ -77,3 +86,10 @@ async def test_a_duplicate_signal_within_the_window_is_ignored(
         code = await run_root(body, controller)
     assert controller.forced_by is None
     assert code == 0
+
+
+def test_a_hangup_drains_unless_it_was_ignored_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``nohup`` leaves SIGHUP ignored: the bot then outlives its terminal, as asked."""
+    assert signal.SIGHUP in handled_signals()
+    monkeypatch.setattr(signal, "getsignal", lambda signum: signal.SIG_IGN)
+    assert handled_signals() == (signal.SIGINT, signal.SIGTERM)
