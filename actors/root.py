@@ -37,6 +37,7 @@ from orchestrator.errors import TelegramRetryAfter, TelegramTransientError, Tele
 from orchestrator.messages import RouterMsg, SenderMsg, TraceRecord
 from orchestrator.outage import Outage, Recovery
 from orchestrator.session_store import SessionStore
+from orchestrator.shutdown import start_unless_stopped
 from orchestrator.supervision import ChildSpec, RestartPolicy, backoff_delay, supervise_one
 from orchestrator.update_ledger import UpdateLedger
 from orchestrator.words import plural
@@ -151,21 +152,26 @@ async def run_system(
                 )
                 with sender_send:
                     codex = config.codex
-                    async with open_worker_pool(
-                        codex_factory,
-                        size=codex.pool_size,
-                        calls_per_worker=codex.calls_per_worker,
-                        affinity_wait=codex.affinity_wait,
-                        stall_timeout=codex.stall_timeout,
-                        request_timeout=codex.request_timeout,
-                        ping_interval=codex.ping_interval,
-                        recycle_rss_mb=codex.recycle_rss_mb,
-                        recycle_threads=codex.recycle_threads,
-                        cold_start=codex.cold_start,
-                        endpoint_failure_limit=codex.endpoint_failure_limit,
-                        rng=rng,
-                        trace=trace_handle.emit,
-                    ) as pool:
+                    # A stop while the workers start ends the start (`start_unless_stopped`).
+                    async with (
+                        start_unless_stopped(shutdown.requested) as warming,
+                        open_worker_pool(
+                            codex_factory,
+                            size=codex.pool_size,
+                            calls_per_worker=codex.calls_per_worker,
+                            affinity_wait=codex.affinity_wait,
+                            stall_timeout=codex.stall_timeout,
+                            request_timeout=codex.request_timeout,
+                            ping_interval=codex.ping_interval,
+                            recycle_rss_mb=codex.recycle_rss_mb,
+                            recycle_threads=codex.recycle_threads,
+                            cold_start=codex.cold_start,
+                            endpoint_failure_limit=codex.endpoint_failure_limit,
+                            rng=rng,
+                            trace=trace_handle.emit,
+                        ) as pool,
+                    ):
+                        warming.ready()
                         logger.info("%s warm", plural(codex.pool_size, "Codex worker"))
                         await _run_front(
                             config,
@@ -183,6 +189,8 @@ async def run_system(
                             recovery=recovery,
                             task_status=task_status,
                         )
+                    if warming.stopped:
+                        logger.info("stopped while the Codex workers were starting")
                 # The sender's inbox is closed: it delivers what is pending, then returns.
                 edge.cancel_scope.deadline = trio.current_time() + SENDER_FLUSH_GRACE
         finally:
@@ -196,24 +204,15 @@ async def _wait_for_telegram(
     backoff (logged at once, then once a minute, without a traceback: `orchestrator.outage`),
     so a bot started while the network or Telegram is down comes up when they do instead of
     exhausting systemd's restarts. None when `stop` (a shutdown) is set first: nothing runs
-    yet, so a stop during the wait ends the bot at once instead of waiting for a drain that
-    the poller, not started, would never begin.
+    yet, so a stop during the wait ends the bot at once.
 
     Raises:
         TelegramUnauthorized: the token was rejected (no retry can fix that).
     """
-    with trio.CancelScope() as waiting:
-        async with trio.open_nursery() as race:
-
-            async def stopped() -> None:
-                await stop.wait()
-                waiting.cancel()
-
-            race.start_soon(stopped)
-            identity = await _get_me(telegram, rng)
-            race.cancel_scope.cancel()
-            return identity
-    return None
+    identity = None
+    async with start_unless_stopped(stop):
+        identity = await _get_me(telegram, rng)
+    return identity
 
 
 async def _get_me(telegram: TelegramApi, rng: random.Random) -> BotIdentity:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import signal
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Final, final
 
 import trio
@@ -31,7 +32,7 @@ import trio
 from orchestrator.errors import RestartIntensityExceeded, describe
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
 __all__ = [
     "DUPLICATE_SIGNAL_WINDOW",
@@ -39,9 +40,11 @@ __all__ = [
     "EXIT_OK",
     "EXIT_TOKEN_REJECTED",
     "ShutdownController",
+    "StartGuard",
     "exit_code_for",
     "handled_signals",
     "run_root",
+    "start_unless_stopped",
     "watch_signals",
 ]
 
@@ -97,6 +100,45 @@ class ShutdownController:
     def bind_root(self, scope: trio.CancelScope) -> None:
         """Tell the controller which scope `force` cancels."""
         self._root_scope = scope
+
+
+@final
+class StartGuard:
+    """What `start_unless_stopped` yields: `ready` ends the start (a stop from then on is a
+    drain, the body's business); `stopped` says whether a stop ended the start first."""
+
+    def __init__(self) -> None:
+        self.is_ready = False
+        self.stopped = False
+
+    def ready(self) -> None:
+        """The start is over: a stop no longer cancels the body."""
+        self.is_ready = True
+
+
+@asynccontextmanager
+async def start_unless_stopped(stop: trio.Event) -> AsyncIterator[StartGuard]:
+    """Run the body, a start that a stop must end at once, cancelled when `stop` is set
+    before the body calls `StartGuard.ready`.
+
+    A drain stops what runs; before the bot runs anything (Telegram unreachable, workers
+    still starting: a first ``npx`` download takes a minute) there is nothing to drain, and
+    a stop used to wait for the start to finish, or for ever while Telegram stayed away.
+    The body's own teardown (a worker's process tree) runs under the cancel, shielded where
+    it must be. After the block `StartGuard.stopped` says whether the stop ended it.
+    """
+    guard = StartGuard()
+    async with trio.open_nursery() as watch:
+
+        async def watcher() -> None:
+            await stop.wait()
+            if not guard.is_ready:
+                guard.stopped = True
+                watch.cancel_scope.cancel()
+
+        watch.start_soon(watcher)
+        yield guard
+        watch.cancel_scope.cancel()
 
 
 async def watch_signals(

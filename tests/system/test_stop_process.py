@@ -6,7 +6,9 @@ running ends with the worker."""
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import signal
 from typing import TYPE_CHECKING
 
@@ -17,7 +19,7 @@ from orchestrator.shutdown import DUPLICATE_SIGNAL_WINDOW
 from tests.bot_process import ENTRY, polling, running
 from tests.fakes.codex_script import FakeCodex
 from tests.fakes.telegram_server import Delay, open_fake_telegram
-from tests.procfs import living, read_pids
+from tests.procfs import living, read_pids, tree
 from tests.system.test_process import (
     ALICE,
     CEILING,
@@ -213,3 +215,35 @@ async def test_a_bot_started_under_nohup_outlives_the_terminal(tmp_path: Path) -
                 bot.process.send_signal(signal.SIGTERM)
     assert bot.process.returncode == 0, bot.text()
     assert "SIGHUP" not in bot.text()
+
+
+async def test_a_stop_while_the_workers_start_ends_the_bot_at_once(tmp_path: Path) -> None:
+    """A Codex that takes its time to start (a first ``npx`` download takes a minute, here a
+    30 s pause before the server): a SIGTERM then ends the bot at once, with whatever it had
+    started. It used to wait for every worker to come up, one after the other."""
+    fake = FakeCodex(tmp_path / "codex")
+    slow = " ".join(shlex.quote(part) for part in fake.argv())
+    config = write_config(tmp_path, "http://127.0.0.1:9", fake)  # replaced below
+    with trio.fail_after(CEILING):
+        async with open_fake_telegram(TOKEN) as tg:
+            config.write_text(
+                config.read_text()
+                .replace("http://127.0.0.1:9", tg.base_url)
+                .replace(
+                    f"command = [{', '.join(json.dumps(part) for part in fake.argv())}]",
+                    f"command = {json.dumps(['sh', '-c', f'sleep 30; exec {slow}'])}",
+                )
+            )
+            async with running(config, TOKEN, exit_within=5) as bot:
+                await bot.wait_for_output(lambda text: "connected to Telegram" in text)
+                await wait_for_file(lambda: len(tree(bot.process.pid)) > 1)  # sh, its sleep
+                starting = tree(bot.process.pid) - {bot.process.pid}
+                bot.process.send_signal(signal.SIGTERM)
+    left = living(starting)
+    for pid in left:  # a failure must not leave them to the next tests
+        os.kill(pid, signal.SIGKILL)
+    assert left == set()
+    assert bot.process.returncode == 0, bot.text()
+    assert "stopped while the Codex workers were starting" in bot.text()
+    assert "warm" not in bot.text()
+    assert not tg.calls_of("getUpdates")

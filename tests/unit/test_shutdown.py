@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 from typing import TYPE_CHECKING
@@ -15,6 +16,7 @@ from orchestrator.shutdown import (
     ShutdownController,
     handled_signals,
     run_root,
+    start_unless_stopped,
 )
 
 if TYPE_CHECKING:
@@ -93,3 +95,45 @@ def test_a_hangup_drains_unless_it_was_ignored_at_start(monkeypatch: pytest.Monk
     assert signal.SIGHUP in handled_signals()
     monkeypatch.setattr(signal, "getsignal", lambda signum: signal.SIG_IGN)
     assert handled_signals() == (signal.SIGINT, signal.SIGTERM)
+
+
+async def test_a_stop_before_ready_ends_the_start_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    stop = trio.Event()
+    reached: list[str] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: _set_after(stop, 5))
+        async with start_unless_stopped(stop) as guard:
+            await trio.sleep(60)  # a start that takes its time
+            reached.append("started")
+    assert guard.stopped
+    assert reached == []
+    assert trio.current_time() == 5
+
+
+async def test_a_stop_after_ready_is_the_bodys_business(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    stop = trio.Event()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: _set_after(stop, 5))
+        async with start_unless_stopped(stop) as guard:
+            guard.ready()
+            await stop.wait()
+            await trio.sleep(10)  # the drain, not cancelled
+    assert not guard.stopped
+    assert trio.current_time() == 15
+
+
+async def test_a_stop_already_requested_ends_the_start_before_it_waits() -> None:
+    stop = trio.Event()
+    stop.set()
+    async with start_unless_stopped(stop) as guard:
+        await trio.sleep(math.inf)
+    assert guard.stopped
+
+
+async def _set_after(event: trio.Event, seconds: float) -> None:
+    await trio.sleep(seconds)
+    event.set()
