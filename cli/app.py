@@ -94,6 +94,13 @@ def start(
             err=True,
         )
         raise typer.Exit(EXIT_CONFIG)
+    from orchestrator.edges.http1_proxy import PROXY_FIX, proxy_problem
+
+    bad_proxy = proxy_problem(loaded.config.telegram.api_base_url)
+    if bad_proxy is not None:
+        variable, problem = bad_proxy
+        typer.echo(f"codex-orchestrator: {variable}: {problem}. Fix: {PROXY_FIX}", err=True)
+        raise typer.Exit(EXIT_CONFIG)
 
     from cli.start import run
 

@@ -531,10 +531,15 @@ async def check_telegram(ctx: DoctorContext) -> list[CheckResult]:
         return []
     if ctx.config_error or not ctx.loaded.token:
         return [CheckResult(check="telegram", status="skip", detail="no usable token")]
-    from orchestrator.edges.http1_proxy import proxy_shown
+    from orchestrator.edges.http1_proxy import PROXY_FIX, proxy_problem, proxy_shown
     from orchestrator.edges.telegram_http import open_telegram_api
 
     telegram = ctx.loaded.config.telegram
+    bad_proxy = proxy_problem(telegram.api_base_url)
+    if bad_proxy is not None:
+        variable, problem = bad_proxy
+        detail = f"{variable}: {problem}"
+        return [CheckResult(check="telegram", status="FAIL", detail=detail, fix=PROXY_FIX)]
     proxy = proxy_shown(telegram.api_base_url)
     via = f", through the proxy {proxy}" if proxy else ""
     timeout = min(telegram.request_timeout, TELEGRAM_TIMEOUT)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import os
 import urllib.request
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Literal
@@ -33,10 +34,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_TUNNEL_ANSWER",
+    "PROXY_FIX",
     "Proxy",
     "ProxyRefused",
     "environment_proxy",
     "open_tunnel",
+    "proxy_problem",
     "proxy_shown",
 ]
 
@@ -44,6 +47,12 @@ MAX_TUNNEL_ANSWER: Final = 16 * 1024
 """Bytes of an HTTP proxy's answer to ``CONNECT`` before it counts as broken."""
 
 DEFAULT_PORTS: Final = {"http": 80, "socks5": 1080, "socks5h": 1080}
+
+PROXY_FIX: Final = "correct it, or unset it to reach Telegram directly"
+"""What to do about a proxy `proxy_problem` refuses."""
+
+SPOKEN_SCHEMES: Final = ("http", "https", "socks5", "socks5h")
+"""The proxies the bot reaches Telegram through: this client's, and ``https`` on httpx."""
 
 SOCKS_REPLIES: Final = {
     1: "general failure",
@@ -118,6 +127,36 @@ def environment_proxy(base_url: str) -> str | None:
     if not proxy or urllib.request.proxy_bypass(parts.hostname or ""):
         return None
     return proxy
+
+
+def proxy_problem(base_url: str) -> tuple[str, str] | None:
+    """Why the environment's proxy for `base_url` cannot be used, or None: the variable that
+    names it and what is wrong, never the URL (it may hold a password). A start with such a
+    proxy crashed in httpx with a traceback (``socks4://``, a port that is not a number)."""
+    scheme = urlsplit(base_url).scheme
+    names = (f"{scheme}_proxy", f"{scheme.upper()}_PROXY", "all_proxy", "ALL_PROXY")
+    variable = next((name for name in names if os.environ.get(name)), names[1])
+    try:
+        url = environment_proxy(base_url)
+        if url is None:
+            return None
+        parts = urlsplit(url if "://" in url else f"http://{url}")
+        port = parts.port
+    except ValueError as error:  # its text may quote a password written where a port goes
+        if "IPv6" in str(error):
+            return variable, "the proxy URL's host is not a valid IPv6 address in [ ]"
+        return variable, "the proxy URL's port is not a number from 1 to 65535"
+    if parts.scheme.lower() not in SPOKEN_SCHEMES:
+        *others, last = (f"{name}://" for name in SPOKEN_SCHEMES)
+        return variable, (
+            f"{parts.scheme}:// is not a proxy the bot speaks to "
+            f"(it speaks {', '.join(others)} and {last})"
+        )
+    if not parts.hostname:
+        return variable, "the proxy URL names no host"
+    if port == 0:
+        return variable, "the proxy URL's port is not a number from 1 to 65535"
+    return None
 
 
 def proxy_shown(base_url: str) -> str:

@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import pytest
 
-from orchestrator.edges.http1_proxy import Proxy, environment_proxy, proxy_shown
+from orchestrator.edges.http1_proxy import Proxy, environment_proxy, proxy_problem, proxy_shown
 from orchestrator.edges.telegram_http import open_telegram_api
 from orchestrator.errors import TelegramTransientError
 from tests.fakes.proxies import open_fake_proxy
@@ -191,3 +191,33 @@ def test_a_proxy_shows_no_credentials() -> None:
     assert proxy.authorization.startswith(b"Proxy-Authorization: Basic ")
     assert PASSWORD not in repr(proxy)
     assert "proxy-user" not in repr(proxy)
+
+
+@pytest.mark.parametrize(
+    ("variable", "url", "said"),
+    [
+        ("https_proxy", "http://me:pw@proxy.example:3128", None),
+        ("HTTPS_PROXY", "proxy.example:3128", None),  # no scheme: http, as httpx reads it
+        ("ALL_PROXY", "socks5h://proxy.example", None),
+        ("https_proxy", "https://proxy.example", None),  # httpx carries it
+        ("https_proxy", "socks://proxy.example:1080", "socks:// is not a proxy the bot"),
+        ("HTTPS_PROXY", "http://me:pw@", "the proxy URL names no host"),
+        ("ALL_PROXY", "http://me:pw", "port is not a number from 1 to 65535"),
+        ("HTTPS_PROXY", "socks5://proxy.example:70000", "port is not a number from 1 to 65535"),
+        ("HTTPS_PROXY", "http://proxy.example:0", "port is not a number from 1 to 65535"),
+    ],
+)
+def test_a_proxy_the_bot_cannot_use_is_named_by_its_variable_without_the_url(
+    monkeypatch: pytest.MonkeyPatch, variable: str, url: str, said: str | None
+) -> None:
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(variable, url)
+    problem = proxy_problem("https://api.telegram.org")
+    if said is None:
+        assert problem is None
+        return
+    assert problem is not None
+    assert problem[0] == variable
+    assert said in problem[1]
+    assert "pw" not in problem[1]

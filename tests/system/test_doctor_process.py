@@ -7,6 +7,7 @@ import json
 import socket
 from typing import TYPE_CHECKING
 
+import pytest
 import trio
 
 from tests.bot_process import cli_environment, run_cli
@@ -158,3 +159,44 @@ async def test_doctor_reaches_telegram_through_the_proxy_and_says_which(tmp_path
     assert "the proxy refused the tunnel: 407" in refused
     assert f"through the proxy http://127.0.0.1:{refusing.port}" in refused
     assert [r.method for r in proxy.requests] == ["CONNECT"]
+
+
+@pytest.mark.parametrize(
+    ("proxy", "said"),
+    [
+        (
+            "socks4://me:hunter2@127.0.0.1:1080",
+            "socks4:// is not a proxy the bot speaks to "
+            "(it speaks http://, https://, socks5:// and socks5h://)",
+        ),
+        ("http://me:hunter2", "the proxy URL's port is not a number from 1 to 65535"),
+        ("http://me:hunter2@[::1", "the proxy URL's host is not a valid IPv6 address in [ ]"),
+    ],
+    ids=["socks4", "password-for-a-port", "broken-ipv6"],
+)
+async def test_a_proxy_the_bot_cannot_use_is_a_config_error_for_start_and_doctor(
+    tmp_path: Path, proxy: str, said: str
+) -> None:
+    """A proxy URL httpx would crash on at start, with a traceback (and, for a password
+    where the port goes, the password in it): `start` exits 2 with one line that names the
+    variable and the fix, and doctor's Telegram row says the same; the URL is never shown."""
+    path = config(tmp_path, "https://api.telegram.org")
+    env = cli_environment(
+        TELEGRAM_BOT_TOKEN=TOKEN,
+        ALL_PROXY=proxy,
+        **{name: "" for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy")},
+    )
+    code, output = await run_cli(["start", "--config", str(path)], cwd=tmp_path, env=env)
+    assert code == 2, output
+    assert output.strip() == (
+        f"codex-orchestrator: ALL_PROXY: {said}. "
+        "Fix: correct it, or unset it to reach Telegram directly"
+    )
+    code, report = await run_cli(["doctor", "--config", str(path)], cwd=tmp_path, env=env)
+    assert code == 1, report
+    telegram = row(report, "telegram")
+    assert " FAIL " in telegram
+    assert f"ALL_PROXY: {said}" in telegram
+    for shown in (output, report):
+        assert "hunter2" not in shown
+        assert "Traceback" not in shown
