@@ -205,3 +205,17 @@ async def polling(
                 f"the bot exited ({bot.process.returncode}) before it polled:\n{bot.text()}"
             )
         yield bot
+
+
+async def stop_while_telegram_answers(bot: Bot) -> None:
+    """Stop `bot` (SIGSTOP: a Ctrl-Z, a laptop's lid) while it waits for Telegram's answer to
+    a call the test delayed by 0.5 s, continue it once that answer and the bot's 1 s request
+    timeout have passed, give it the time to send the call again if it would, then SIGTERM."""
+    await trio.sleep(0.2)  # idle, the stop lands in its wait for the answer
+    bot.process.send_signal(signal.SIGSTOP)
+    try:  # stopped until Telegram answered and the 1 s timeout has passed
+        await trio.sleep(2.5)
+    finally:
+        bot.process.send_signal(signal.SIGCONT)
+    await trio.sleep(1.5)  # time to send it again, if it would
+    bot.process.send_signal(signal.SIGTERM)

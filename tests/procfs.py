@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from contextlib import suppress
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,16 @@ if TYPE_CHECKING:
 def living(pids: set[int]) -> set[int]:
     """Those of `pids` that still run (zombies count as gone)."""
     return {pid for pid in pids if alive(pid)}
+
+
+def kill_survivors(pids: set[int]) -> set[int]:
+    """Those of `pids` still running, killed: a test asserts the set is empty, and a failure
+    must not leave them to the tests after it."""
+    left = living(pids)
+    for pid in left:
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return left
 
 
 def tree(pid: int) -> set[int]:

@@ -13,7 +13,7 @@ from urllib.parse import quote
 import pytest
 import trio
 
-from tests.bot_process import polling, running
+from tests.bot_process import polling, running, stop_while_telegram_answers
 from tests.fakes.codex_script import FakeCodex
 from tests.fakes.proxies import open_fake_proxy
 from tests.fakes.telegram_server import Delay, open_fake_telegram
@@ -56,14 +56,7 @@ async def test_a_bot_behind_a_proxy_talks_to_telegram_over_https_and_replies_onc
                 tg.script_fault("sendMessage", Delay(0.5), chat_id=ALICE)  # the answer's
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text="answer while I am stopped")
                 await tg.wait_for(lambda t: len(t.calls_of("sendMessage")) == 2)
-                await trio.sleep(0.2)  # idle, the stop lands in its wait for the answer
-                bot.process.send_signal(signal.SIGSTOP)
-                try:  # stopped until Telegram answered and the 1 s timeout has passed
-                    await trio.sleep(2.5)
-                finally:
-                    bot.process.send_signal(signal.SIGCONT)
-                await trio.sleep(1.5)  # time to send it again, if it would
-                bot.process.send_signal(signal.SIGTERM)
+                await stop_while_telegram_answers(bot)
     assert bot.process.returncode == 0, bot.text()
     assert [m.text.split("\n")[0] for m in tg.messages(ALICE)] == [
         "FAKE-REPLY: hello through the proxy",

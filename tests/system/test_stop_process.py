@@ -6,8 +6,6 @@ running ends with the worker."""
 
 from __future__ import annotations
 
-import json
-import os
 import shlex
 import signal
 from typing import TYPE_CHECKING
@@ -16,10 +14,16 @@ import pytest
 import trio
 
 from orchestrator.shutdown import DUPLICATE_SIGNAL_WINDOW
-from tests.bot_process import ENTRY, polling, running
+from tests.bot_process import (
+    ENTRY,
+    polling,
+    running,
+    stop_while_telegram_answers,
+)
+from tests.bot_process import write_config as write_bot_config
 from tests.fakes.codex_script import FakeCodex
 from tests.fakes.telegram_server import Delay, open_fake_telegram
-from tests.procfs import living, read_pids, tree
+from tests.procfs import kill_survivors, living, read_pids, tree
 from tests.system.test_process import (
     ALICE,
     CEILING,
@@ -128,14 +132,7 @@ async def test_a_bot_stopped_with_ctrl_z_reads_the_telegram_answer_that_came_mea
                 tg.script_fault(method, Delay(0.5), chat_id=ALICE)  # the answer's
                 tg.push_message(chat_id=ALICE, user_id=ALICE, text=text)
                 await tg.wait_for(lambda t: bool(t.calls_of(method)))
-                await trio.sleep(0.2)  # idle, the stop lands in its wait for the answer
-                bot.process.send_signal(signal.SIGSTOP)
-                try:  # stopped until Telegram answered and the 1 s timeout has passed
-                    await trio.sleep(2.5)
-                finally:
-                    bot.process.send_signal(signal.SIGCONT)
-                await trio.sleep(1.5)  # time to send it again, if it would
-                bot.process.send_signal(signal.SIGTERM)
+                await stop_while_telegram_answers(bot)
     assert bot.process.returncode == 0, bot.text()
     assert len(tg.calls_of(method)) == 1
     [sent] = tg.messages(ALICE)
@@ -186,10 +183,7 @@ async def test_a_closed_terminal_drains_the_bot_and_leaves_nothing_running(
                 await wait_for_file(lambda: len(read_pids(fake.pids_path)) >= 2)
                 started = read_pids(fake.pids_path)
                 bot.process.send_signal(signal.SIGHUP)
-    left = living(started)
-    for pid in left:  # a failure must not leave them to the next tests
-        os.kill(pid, signal.SIGKILL)
-    assert left == set()
+    assert kill_survivors(started) == set()
     assert bot.process.returncode == 0, bot.text()
     assert "shutting down (SIGHUP)" in bot.text()
     assert any(m.startswith("started it") for m in tg.sent_texts(ALICE))
@@ -222,27 +216,23 @@ async def test_a_stop_while_the_workers_start_ends_the_bot_at_once(tmp_path: Pat
     30 s pause before the server): a SIGTERM then ends the bot at once, with whatever it had
     started. It used to wait for every worker to come up, one after the other."""
     fake = FakeCodex(tmp_path / "codex")
-    slow = " ".join(shlex.quote(part) for part in fake.argv())
-    config = write_config(tmp_path, "http://127.0.0.1:9", fake)  # replaced below
+    server = " ".join(shlex.quote(part) for part in fake.argv())
     with trio.fail_after(CEILING):
         async with open_fake_telegram(TOKEN) as tg:
-            config.write_text(
-                config.read_text()
-                .replace("http://127.0.0.1:9", tg.base_url)
-                .replace(
-                    f"command = [{', '.join(json.dumps(part) for part in fake.argv())}]",
-                    f"command = {json.dumps(['sh', '-c', f'sleep 30; exec {slow}'])}",
-                )
+            config = write_bot_config(
+                tmp_path,
+                telegram_url=tg.base_url,
+                user=ALICE,
+                codex_command=("sh", "-c", f"sleep 30; exec {server}"),
+                codex_env={"FAKE_CODEX_SCRIPT": str(fake.script_path)},
+                batch_window=0.2,
             )
             async with running(config, TOKEN, exit_within=5) as bot:
                 await bot.wait_for_output(lambda text: "connected to Telegram" in text)
                 await wait_for_file(lambda: len(tree(bot.process.pid)) > 1)  # sh, its sleep
                 starting = tree(bot.process.pid) - {bot.process.pid}
                 bot.process.send_signal(signal.SIGTERM)
-    left = living(starting)
-    for pid in left:  # a failure must not leave them to the next tests
-        os.kill(pid, signal.SIGKILL)
-    assert left == set()
+    assert kill_survivors(starting) == set()
     assert bot.process.returncode == 0, bot.text()
     assert "stopped while the Codex workers were starting" in bot.text()
     assert "warm" not in bot.text()
