@@ -98,8 +98,7 @@ def start(
 
     bad_proxy = proxy_problem(loaded.config.telegram.api_base_url)
     if bad_proxy is not None:
-        variable, problem = bad_proxy
-        typer.echo(f"codex-orchestrator: {variable}: {problem}. Fix: {PROXY_FIX}", err=True)
+        typer.echo(f"codex-orchestrator: {bad_proxy}. Fix: {PROXY_FIX}", err=True)
         raise typer.Exit(EXIT_CONFIG)
 
     from cli.start import run

@@ -537,9 +537,7 @@ async def check_telegram(ctx: DoctorContext) -> list[CheckResult]:
     telegram = ctx.loaded.config.telegram
     bad_proxy = proxy_problem(telegram.api_base_url)
     if bad_proxy is not None:
-        variable, problem = bad_proxy
-        detail = f"{variable}: {problem}"
-        return [CheckResult(check="telegram", status="FAIL", detail=detail, fix=PROXY_FIX)]
+        return [CheckResult(check="telegram", status="FAIL", detail=bad_proxy, fix=PROXY_FIX)]
     proxy = proxy_shown(telegram.api_base_url)
     via = f", through the proxy {proxy}" if proxy else ""
     timeout = min(telegram.request_timeout, TELEGRAM_TIMEOUT)

@@ -129,13 +129,22 @@ def environment_proxy(base_url: str) -> str | None:
     return proxy
 
 
-def proxy_problem(base_url: str) -> tuple[str, str] | None:
+def proxy_problem(base_url: str) -> str | None:
     """Why the environment's proxy for `base_url` cannot be used, or None: the variable that
-    names it and what is wrong, never the URL (it may hold a password). A start with such a
-    proxy crashed in httpx with a traceback (``socks4://``, a port that is not a number)."""
+    names it and what is wrong (``HTTPS_PROXY: …``), never the URL (it may hold a password).
+    A start with such a proxy crashed in httpx with a traceback (``socks4://``, a port that
+    is not a number)."""
+    problem = _url_problem(base_url)
+    if problem is None:
+        return None
     scheme = urlsplit(base_url).scheme
     names = (f"{scheme}_proxy", f"{scheme.upper()}_PROXY", "all_proxy", "ALL_PROXY")
     variable = next((name for name in names if os.environ.get(name)), names[1])
+    return f"{variable}: {problem}"
+
+
+def _url_problem(base_url: str) -> str | None:
+    """What is wrong with the environment's proxy URL for `base_url`, or None."""
     try:
         url = environment_proxy(base_url)
         if url is None:
@@ -144,18 +153,18 @@ def proxy_problem(base_url: str) -> tuple[str, str] | None:
         port = parts.port
     except ValueError as error:  # its text may quote a password written where a port goes
         if "IPv6" in str(error):
-            return variable, "the proxy URL's host is not a valid IPv6 address in [ ]"
-        return variable, "the proxy URL's port is not a number from 1 to 65535"
+            return "the proxy URL's host is not a valid IPv6 address in [ ]"
+        return "the proxy URL's port is not a number from 1 to 65535"
     if parts.scheme.lower() not in SPOKEN_SCHEMES:
         *others, last = (f"{name}://" for name in SPOKEN_SCHEMES)
-        return variable, (
+        return (
             f"{parts.scheme}:// is not a proxy the bot speaks to "
             f"(it speaks {', '.join(others)} and {last})"
         )
     if not parts.hostname:
-        return variable, "the proxy URL names no host"
+        return "the proxy URL names no host"
     if port == 0:
-        return variable, "the proxy URL's port is not a number from 1 to 65535"
+        return "the proxy URL's port is not a number from 1 to 65535"
     return None
 
 

@@ -218,6 +218,6 @@ def test_a_proxy_the_bot_cannot_use_is_named_by_its_variable_without_the_url(
         assert problem is None
         return
     assert problem is not None
-    assert problem[0] == variable
-    assert said in problem[1]
-    assert "pw" not in problem[1]
+    assert problem.startswith(f"{variable}: ")
+    assert said in problem
+    assert "pw" not in problem
