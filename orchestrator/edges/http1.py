@@ -6,10 +6,12 @@ header models, a pool that polls every idle connection on every request and resp
 JSON ``POST`` to one host needs none of that: one pre-built head, one ``send_all``, a status
 line, the headers that frame the body (``Content-Length``, ``Transfer-Encoding: chunked``,
 ``Connection: close``) and the body. `orchestrator.edges.telegram_http` uses this for every
-call, the multipart upload (`multipart`) included, directly or through an HTTP or SOCKS5
-proxy (`orchestrator.edges.http1_proxy`), except with a proxy spoken to over TLS and with
-test transports (those stay on httpx). The upload comes here for the read past its deadline
-(`_Connection.receive`): a ``sendDocument`` timed out by a stop of the bot was sent again.
+call, the multipart upload (`multipart`) included, directly or through an HTTP(S) or SOCKS5
+proxy (`orchestrator.edges.http1_proxy`), except with test transports (those stay on
+httpx). Behind an ``https://`` proxy, TLS to the Bot API runs inside the TLS to the proxy:
+trio's `trio.SSLStream` wraps any stream, another one too. The upload comes here for the
+read past its deadline (`_Connection.receive`): a ``sendDocument`` timed out by a stop of
+the bot was sent again.
 
 Errors: `HttpError` for anything the transport or the framing gets wrong (the caller maps
 it, with timeouts, to a transient Telegram error). Nothing here ever mentions a path, so the
@@ -82,7 +84,7 @@ class _Connection:
         """Whether an idle connection has something to read: end of file or junk, either
         way not reusable (one poll of this socket only)."""
         stream = self.stream
-        if isinstance(stream, trio.SSLStream):
+        while isinstance(stream, trio.SSLStream):  # TLS, or TLS in TLS to a proxy
             stream = stream.transport_stream
         if not isinstance(stream, trio.SocketStream):
             return False
@@ -126,7 +128,7 @@ class _Connection:
 class LeanHttp:
     """POST JSON to one server over at most `connections` keep-alive connections, directly
     or through a `proxy` (`orchestrator.edges.http1_proxy`): a tunnel to the server, or for
-    an ``http`` server behind an HTTP proxy the whole URL in the request, as httpx does."""
+    an ``http`` server behind an HTTP(S) proxy the whole URL in the request, as httpx does."""
 
     def __init__(self, base_url: str, *, connections: int, proxy: Proxy | None = None) -> None:
         parts = urlsplit(base_url)
@@ -146,6 +148,7 @@ class LeanHttp:
             self._prefix = f"http://{name}:{self._port}".encode("idna") + self._prefix
             self._headers += proxy.authorization
         self._ssl = _ssl_context() if self._tls else None
+        self._proxy_ssl = _ssl_context() if proxy is not None and proxy.tls else None
         self._idle: list[_Connection] = []
         self._slots = trio.CapacityLimiter(connections)
 
@@ -219,18 +222,21 @@ class LeanHttp:
                 tcp = await _guarded(trio.open_tcp_stream, self._host, self._port)
             else:
                 tcp = await _guarded(trio.open_tcp_stream, proxy.host, proxy.port)
+            stream: trio.abc.Stream = tcp
             try:
+                if proxy is not None and self._proxy_ssl is not None:
+                    stream = await _proxy_tls(tcp, self._proxy_ssl, proxy.host)
                 if proxy is not None and self._tunnel:
-                    await _guarded(open_tunnel, tcp, proxy, self._host, self._port)
+                    await _guarded(open_tunnel, stream, proxy, self._host, self._port)
             except BaseException:
-                await trio.aclose_forcefully(tcp)
+                await trio.aclose_forcefully(stream)
                 raise
         if self._ssl is None:
-            return _Connection(tcp)
-        stream = trio.SSLStream(
-            tcp, self._ssl, server_hostname=self._host, https_compatible=True
+            return _Connection(stream)
+        server = trio.SSLStream(
+            stream, self._ssl, server_hostname=self._host, https_compatible=True
         )  # the handshake goes with the first request, under its deadline
-        return _Connection(stream)
+        return _Connection(server)
 
     async def aclose(self) -> None:
         idle, self._idle = self._idle, []
@@ -259,6 +265,19 @@ def multipart(
 
 def _part_head(boundary: bytes, name: str) -> bytes:
     return b"--" + boundary + b'\r\nContent-Disposition: form-data; name="' + name.encode() + b'"'
+
+
+async def _proxy_tls(
+    tcp: trio.SocketStream, context: ssl.SSLContext, host: str
+) -> trio.SSLStream[trio.SocketStream]:
+    """TLS to an ``https://`` proxy on `tcp`, its handshake done (the caller's deadline
+    bounds it); a failure says it was the proxy's TLS, not the Bot API's."""
+    stream = trio.SSLStream(tcp, context, server_hostname=host, https_compatible=True)
+    try:
+        await stream.do_handshake()
+    except (OSError, trio.BrokenResourceError) as error:
+        raise HttpError(f"TLS to the proxy failed: {_reason(error)}") from None
+    return stream
 
 
 def _ssl_context() -> ssl.SSLContext:

@@ -11,12 +11,14 @@ kinds of proxy a bot meets, as httpx does:
 - ``http://``: ``CONNECT host:port`` for an ``https`` server (a tunnel; TLS to the server
   runs inside it, the proxy sees neither the path nor the token), and the request itself
   with the whole URL for an ``http`` server;
+- ``https://``: the same, spoken over TLS to the proxy (its certificate verified as the
+  server's), so the credentials and the ``CONNECT`` line never cross the network in the
+  clear; TLS to the server then runs inside that TLS (`orchestrator.edges.http1`);
 - ``socks5://`` and ``socks5h://`` (RFC 1928, with RFC 1929's user and password): a tunnel
   to the server by its name, which the proxy resolves.
 
-A proxy spoken to over TLS (``https://``) stays on httpx. The proxy's address and
-credentials never reach a log line, an exception or a ``repr``: the URL may hold a password,
-as the Bot API's path holds the token.
+The proxy's address and credentials never reach a log line, an exception or a ``repr``:
+the URL may hold a password, as the Bot API's path holds the token.
 """
 
 from __future__ import annotations
@@ -46,13 +48,13 @@ __all__ = [
 MAX_TUNNEL_ANSWER: Final = 16 * 1024
 """Bytes of an HTTP proxy's answer to ``CONNECT`` before it counts as broken."""
 
-DEFAULT_PORTS: Final = {"http": 80, "socks5": 1080, "socks5h": 1080}
+DEFAULT_PORTS: Final = {"http": 80, "https": 443, "socks5": 1080, "socks5h": 1080}
 
 PROXY_FIX: Final = "correct it, or unset it to reach Telegram directly"
 """What to do about a proxy `proxy_problem` refuses."""
 
 SPOKEN_SCHEMES: Final = ("http", "https", "socks5", "socks5h")
-"""The proxies the bot reaches Telegram through: this client's, and ``https`` on httpx."""
+"""The proxies the bot reaches Telegram through."""
 
 SOCKS_REPLIES: Final = {
     1: "general failure",
@@ -73,19 +75,20 @@ class ProxyRefused(Exception):
 
 @dataclass(frozen=True)
 class Proxy:
-    """A proxy this client speaks to: its kind, where it listens, and the credentials of
-    its URL (kept out of ``repr``)."""
+    """A proxy this client speaks to: its kind, where it listens, whether it is spoken to
+    over TLS (``https://``), and the credentials of its URL (kept out of ``repr``)."""
 
     kind: Literal["http", "socks5"]
     host: str
     port: int
     username: str = field(default="", repr=False)
     password: str = field(default="", repr=False)
+    tls: bool = False
 
     @classmethod
     def parse(cls, url: str) -> Proxy | None:
-        """The proxy `url` names, or None when this client cannot speak to it (``https://``:
-        httpx carries it)."""
+        """The proxy `url` names, or None when no proxy can be made of it (a scheme or a port
+        `proxy_problem` refuses before the bot starts)."""
         parts = urlsplit(url if "://" in url else f"http://{url}")
         scheme = parts.scheme.lower()
         if scheme not in DEFAULT_PORTS or not parts.hostname:
@@ -95,11 +98,12 @@ class Proxy:
         except ValueError:  # a port that is not a number: httpx says what is wrong
             return None
         return cls(
-            "http" if scheme == "http" else "socks5",
+            "socks5" if scheme.startswith("socks5") else "http",
             parts.hostname,
             port,
             unquote(parts.username or ""),
             unquote(parts.password or ""),
+            tls=scheme == "https",
         )
 
     @property
@@ -183,7 +187,7 @@ def proxy_shown(base_url: str) -> str:
     return f"{parts.scheme}://{host}{port}"
 
 
-async def open_tunnel(stream: trio.SocketStream, proxy: Proxy, host: str, port: int) -> None:
+async def open_tunnel(stream: trio.abc.Stream, proxy: Proxy, host: str, port: int) -> None:
     """Ask `proxy`, connected on `stream`, for a tunnel to `host`:`port`; on return the
     stream carries bytes to and from that server.
 
@@ -197,7 +201,7 @@ async def open_tunnel(stream: trio.SocketStream, proxy: Proxy, host: str, port: 
         await _http_tunnel(stream, proxy, host, port)
 
 
-async def _http_tunnel(stream: trio.SocketStream, proxy: Proxy, host: str, port: int) -> None:
+async def _http_tunnel(stream: trio.abc.Stream, proxy: Proxy, host: str, port: int) -> None:
     name = f"[{host}]" if ":" in host else host
     authority = f"{name}:{port}".encode("idna")
     await stream.send_all(
@@ -231,7 +235,7 @@ async def _http_tunnel(stream: trio.SocketStream, proxy: Proxy, host: str, port:
         raise ProxyRefused("the proxy sent bytes after its answer to CONNECT")
 
 
-async def _socks5_tunnel(stream: trio.SocketStream, proxy: Proxy, host: str, port: int) -> None:
+async def _socks5_tunnel(stream: trio.abc.Stream, proxy: Proxy, host: str, port: int) -> None:
     """RFC 1928's ``CONNECT`` by the server's name (or its address, for an IP literal), after
     RFC 1929's user and password when the URL has them."""
     credentials = bool(proxy.username or proxy.password)
@@ -275,7 +279,7 @@ async def _socks5_tunnel(stream: trio.SocketStream, proxy: Proxy, host: str, por
     await _exactly(stream, length + 2)  # where the proxy is bound, and its port
 
 
-async def _exactly(stream: trio.SocketStream, count: int) -> bytes:
+async def _exactly(stream: trio.abc.Stream, count: int) -> bytes:
     """`count` bytes of the proxy's answer (a SOCKS5 answer has no more behind it)."""
     received = bytearray()
     while len(received) < count:

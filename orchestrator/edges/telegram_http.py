@@ -3,8 +3,8 @@
 Calls go through `orchestrator.edges.http1` (a lean HTTP/1.1 client: httpx cost about a
 millisecond of the event loop per call), document uploads too (so that an upload timed out
 by a stop of the bot reads its answer instead of sending the document again), directly or
-through an HTTP or SOCKS5 proxy; file downloads, and every call behind a proxy spoken to
-over TLS or when a test hands in an ``httpx`` transport, through one `httpx.AsyncClient`.
+through an HTTP(S) or SOCKS5 proxy; file downloads, and every call when a test hands in an
+``httpx`` transport, through one `httpx.AsyncClient`.
 
 This module owns the Bot API's transport rules: POST with a JSON body to
 ``{base_url}/bot{token}/{method}`` (multipart for ``sendDocument``), the ``ok``/``result``
@@ -451,8 +451,8 @@ async def open_telegram_api(
     # at up to 300 ms a call, besides the long poll.
     limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
     # Calls go through the lean client (`orchestrator.edges.http1`), directly or through an
-    # HTTP or SOCKS5 proxy; httpx carries file downloads, and everything when a test hands
-    # in its transport or the environment names a proxy spoken to over TLS.
+    # HTTP(S) or SOCKS5 proxy; httpx carries file downloads, and everything when a test
+    # hands in its transport (or for a proxy URL `proxy_problem` refuses at start).
     proxy_url = environment_proxy(base_url)
     proxy = Proxy.parse(proxy_url) if proxy_url is not None else None
     lean = None

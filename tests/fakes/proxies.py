@@ -2,8 +2,8 @@
 API. An HTTP proxy: a tunnel for ``CONNECT host:port`` (an ``https`` server: the proxy sees
 neither the path nor the token) and forwarding for a request with the whole URL (an ``http``
 server), with Basic credentials when it is given some. A SOCKS5 proxy (RFC 1928, RFC 1929's
-user and password): a tunnel to a server by name or address. Each records what its clients
-asked of it."""
+user and password): a tunnel to a server by name or address. The HTTP one also spoken to
+over TLS (an ``https://`` proxy). Each records what its clients asked of it."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import h11
 import trio
 
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import AsyncIterator
 
 
@@ -40,6 +41,8 @@ class FakeProxy:
     """A status (HTTP) or reply code (SOCKS5) to answer every tunnel with instead."""
     socks: bool = False
     """A SOCKS5 proxy instead of an HTTP one."""
+    tls: ssl.SSLContext | None = None
+    """The server side of TLS to clients (an ``https://`` proxy), or None: plain."""
     port: int = 0
     requests: list[ProxyRequest] = field(default_factory=list)
 
@@ -50,7 +53,8 @@ class FakeProxy:
         if credentials is not None:
             name, _, password = credentials.partition(":")
             user = f"{quote(name, safe='')}:{quote(password, safe='')}@"
-        return f"{'socks5' if self.socks else 'http'}://{user}127.0.0.1:{self.port}"
+        scheme = "socks5" if self.socks else "https" if self.tls else "http"
+        return f"{scheme}://{user}127.0.0.1:{self.port}"
 
 
 async def _next_event(connection: h11.Connection, stream: trio.abc.Stream) -> h11.Event:
@@ -189,6 +193,8 @@ async def _serve_socks(client: trio.abc.Stream, proxy: FakeProxy) -> None:
 
 
 async def _serve(client: trio.abc.Stream, proxy: FakeProxy) -> None:
+    if proxy.tls is not None:
+        client = trio.SSLStream(client, proxy.tls, server_side=True)
     if proxy.socks:
         try:
             await _serve_socks(client, proxy)
@@ -230,11 +236,15 @@ async def _serve(client: trio.abc.Stream, proxy: FakeProxy) -> None:
 
 @asynccontextmanager
 async def open_fake_proxy(
-    credentials: str | None = None, *, refuse: int | None = None, socks: bool = False
+    credentials: str | None = None,
+    *,
+    refuse: int | None = None,
+    socks: bool = False,
+    tls: ssl.SSLContext | None = None,
 ) -> AsyncIterator[FakeProxy]:
     """Serve a fake HTTP (or `socks`: SOCKS5) proxy on 127.0.0.1 for the duration of the
-    block."""
-    proxy = FakeProxy(credentials=credentials, refuse=refuse, socks=socks)
+    block, spoken to over `tls` when given (an ``https://`` proxy)."""
+    proxy = FakeProxy(credentials=credentials, refuse=refuse, socks=socks, tls=tls)
     async with trio.open_nursery() as nursery:
         serve = functools.partial(_serve, proxy=proxy)
         listeners = await nursery.start(

@@ -1,8 +1,8 @@
-"""The bot as a process behind a proxy, HTTP as on a company network or SOCKS5 as where
-Telegram is blocked: the Bot API over HTTPS through the proxy's tunnel, its certificate
-verified against the test's own authority (``SSL_CERT_FILE``), the proxy's credentials from
-``HTTPS_PROXY``; and a bot stopped (Ctrl-Z, a laptop's lid) while Telegram answered still
-sends its reply once, as without a proxy."""
+"""The bot as a process behind a proxy, HTTP (or HTTPS, spoken to over TLS) as on a company
+network or SOCKS5 as where Telegram is blocked: the Bot API over HTTPS through the proxy's
+tunnel, its certificate verified against the test's own authority (``SSL_CERT_FILE``), the
+proxy's credentials from ``HTTPS_PROXY``; and a bot stopped (Ctrl-Z, a laptop's lid) while
+Telegram answered still sends its reply once, as without a proxy."""
 
 from __future__ import annotations
 
@@ -26,9 +26,9 @@ if TYPE_CHECKING:
 PASSWORD = "s3cret pass"
 
 
-@pytest.mark.parametrize("socks", [False, True], ids=["http-proxy", "socks5-proxy"])
+@pytest.mark.parametrize("kind", ["http", "https", "socks5"], ids=lambda kind: f"{kind}-proxy")
 async def test_a_bot_behind_a_proxy_talks_to_telegram_over_https_and_replies_once(
-    tmp_path: Path, socks: bool
+    tmp_path: Path, kind: str
 ) -> None:
     """(The wall-clock waits are the scenario: the stop, landing in the bot's wait for the
     answer, and the moment after it in which a second send would come.)"""
@@ -37,9 +37,14 @@ async def test_a_bot_behind_a_proxy_talks_to_telegram_over_https_and_replies_onc
     with trio.fail_after(CEILING):
         async with (
             open_fake_telegram(TOKEN, tls=tls.server) as tg,
-            open_fake_proxy(f"bot:{PASSWORD}", socks=socks) as proxy,
+            open_fake_proxy(
+                f"bot:{PASSWORD}",
+                socks=kind == "socks5",
+                tls=tls.server if kind == "https" else None,
+            ) as proxy,
         ):
             assert tg.base_url.startswith("https://")
+            assert proxy.url().startswith(f"{kind}://")
             config = write_config(tmp_path, tg.base_url, fake)
             config.write_text(
                 config.read_text().replace("[telegram]\n", "[telegram]\nrequest_timeout = 1\n")
@@ -64,7 +69,7 @@ async def test_a_bot_behind_a_proxy_talks_to_telegram_over_https_and_replies_onc
     ]
     assert len(tg.calls_of("sendMessage")) == 2
     assert proxy.requests, "nothing went through the proxy"
-    tunnel = ("SOCKS5" if socks else "CONNECT", tg.base_url.removeprefix("https://"))
+    tunnel = ("SOCKS5" if kind == "socks5" else "CONNECT", tg.base_url.removeprefix("https://"))
     assert {(r.method, r.target, r.credentials) for r in proxy.requests} == {
         (*tunnel, f"bot:{PASSWORD}")
     }
