@@ -6,7 +6,8 @@ survive a kill of the process group; memory grows with every thread and is never
 So, over any backend of the `orchestrator.ports.CodexWorker` port:
 
 - **Warm.** ``size`` workers (one Codex process each) are started and ready before
-  `open_worker_pool` returns, i.e. before the poller takes the first message.
+  `open_worker_pool` returns, i.e. before the poller takes the first message: the first
+  alone, then the others at once (`_start_together`).
 - **One call per worker by default.** A worker hosts the threads of many conversations but
   runs ``calls_per_worker`` calls at a time (default 1), so a cancel that stops a worker
   stops only the cancelled run. With more, runs share a process (fewer workers for as many
@@ -96,7 +97,7 @@ from orchestrator.ports import PoolStatistics
 
 if TYPE_CHECKING:
     import random
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
     from orchestrator import ports
     from orchestrator.codex_runs import CodexJob, CodexProgress, JobOutcome
@@ -526,19 +527,21 @@ async def open_worker_pool(
         endpoint_failure_limit=endpoint_failure_limit,
     )
     async with trio.open_nursery() as nursery:
-        for position in pool.positions:
-            await nursery.start(
-                partial(
-                    supervise_position,
-                    position,
-                    open_worker=open_worker,
-                    ping_interval=ping_interval,
-                    policy=policy,
-                    rng=rng,
-                    trace=trace,
-                    changed=pool.dispatch,
-                )
+        supervisors = [
+            partial(
+                supervise_position,
+                position,
+                open_worker=open_worker,
+                ping_interval=ping_interval,
+                policy=policy,
+                rng=rng,
+                trace=trace,
+                changed=pool.dispatch,
             )
+            for position in pool.positions
+        ]
+        await nursery.start(supervisors[0])
+        await _start_together([partial(nursery.start, each) for each in supervisors[1:]])
         try:
             yield WorkerPoolHandle(pool)
         finally:
@@ -547,3 +550,24 @@ async def open_worker_pool(
                 position.retire("shutdown")
             pool.dispatch()
             nursery.cancel_scope.cancel()
+
+
+async def _start_together(starts: Sequence[Callable[[], Awaitable[object]]]) -> None:
+    """Run `starts` (the pool nursery's start of a position, up to its first ready worker)
+    at once.
+
+    The first worker starts alone before them (`open_worker_pool`): it finds a bad command
+    once, and its start fills what the others then share (the npx cache of a first
+    download, Codex's state database). One after the other, the bot's start grew by a
+    worker's start (0.4 s of npx alone) per worker. The first failure cancels the other
+    starts, which stop what they started, and is raised as a sequential start raised it.
+    """
+    try:
+        async with trio.open_nursery() as starting:
+            for start in starts:
+                starting.start_soon(start)
+    except BaseExceptionGroup as group:
+        failures = [error for error in group.exceptions if not isinstance(error, trio.Cancelled)]
+        if not failures:
+            raise  # a stop of the bot: the scope that cancelled takes it
+        raise failures[0] from None

@@ -5,7 +5,8 @@
 - ``codex-orchestrator start`` until its first getUpdates reaches the fake Telegram: config
   loaded, state opened, ``pool_size`` workers initialized (initialize + tools/list), commands
   set, poller started. With the fake Codex, and with the real Codex 0.153.4 (native binary)
-  where npm can install it.
+  where npm can install it, with the shipped 2 workers and with 6 (the first worker starts
+  alone, the others at once: 6 should cost about what 2 do, not three times as much).
 
     uv run python bench/startup.py [--runs 20 --starts 10]
 """
@@ -21,6 +22,7 @@ import trio
 
 from harness import (
     BenchConfig,
+    Setting,
     arguments,
     fake_codex,
     fake_env,
@@ -53,7 +55,14 @@ async def command_ms(argv: list[str], runs: int) -> list[float]:
     return times
 
 
-async def start_ms(starts: int, real_codex: Path | None) -> tuple[list[float], BenchConfig]:
+POOL_SIZE_SETTING = Setting(
+    "codex.pool_size", 6, "more workers than shipped: they start at once after the first"
+)
+
+
+async def start_ms(
+    starts: int, real_codex: Path | None, settings: tuple[Setting, ...] = ()
+) -> tuple[list[float], BenchConfig]:
     times = []
     config: BenchConfig | None = None
     for _ in range(starts):
@@ -73,6 +82,7 @@ async def start_ms(starts: int, real_codex: Path | None) -> tuple[list[float], B
                 codex_is="the real Codex 0.153.4 on the mock model"
                 if real_codex is not None
                 else "the fake Codex MCP server",
+                settings=settings,
             )
             async with running_bot(config, folder) as bot:
                 times.append(bot.ready_seconds() * 1000)
@@ -97,6 +107,9 @@ async def main() -> None:
         real_starts, config = await start_ms(starts, binary)
         measured["start -> first getUpdates (Codex 0.153.4, 2 workers)"] = summary(real_starts)
         settings["Codex 0.153.4"] = config.differences()
+        real_starts, config = await start_ms(starts, binary, (POOL_SIZE_SETTING,))
+        measured["start -> first getUpdates (Codex 0.153.4, 6 workers)"] = summary(real_starts)
+        settings["Codex 0.153.4 and 6 workers"] = config.differences()
     rows = [("measure", "runs", "median", "p90")]
     for name, stats in measured.items():
         rows.append((name, str(stats["n"]), f"{stats['median']:.0f} ms", f"{stats['p90']:.0f} ms"))

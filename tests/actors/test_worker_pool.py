@@ -130,11 +130,33 @@ async def cancel_one_beside_a_steady_run(pool: WorkerPoolHandle) -> Run:
 async def test_workers_are_warm_before_the_handle_is_returned(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
+    """The first worker starts alone (a bad command is found once, a first npx download
+    is made once), then the others at once: 2 s + 2 s, not 2 s per worker."""
     fakes = FakeProcesses()
     fakes.start_delay = 2.0
+    began = trio.current_time()
     async with pool_of(fakes, size=3) as pool:
+        assert trio.current_time() - began == pytest.approx(4.0)
         assert len(fakes.started) == 3
         assert [w.state for w in pool.statistics().workers] == ["idle"] * 3
+    assert all(p.closed for p in fakes.started)
+
+
+async def test_a_worker_that_fails_to_start_stops_the_others_starting(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Worker 1 fails 1 s into its start while worker 2 takes 10 s: the pool fails at
+    once with that failure, and worker 2's start is cancelled, nothing of it left."""
+    fakes = FakeProcesses()
+    fakes.start_delays = {1: 1.0, 2: 10.0}
+    fakes.failing_workers = {1}
+    began = trio.current_time()
+    failure = pytest.RaisesExc(WorkerStartError, match="scripted start failure")
+    with pytest.RaisesGroup(failure, allow_unwrapped=True, flatten_subgroups=True):
+        async with pool_of(fakes, size=3):
+            pass
+    assert trio.current_time() - began == pytest.approx(1.0)
+    assert [p.worker_id for p in fakes.started] == [0]
     assert all(p.closed for p in fakes.started)
 
 

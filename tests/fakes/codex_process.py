@@ -296,6 +296,10 @@ class FakeProcesses:
         self.started: list[FakeProcess] = []
         self.fail_starts = 0
         self.start_delay = 0.0
+        self.start_delays: dict[int, float] = {}
+        """Seconds the start of a worker id takes, where it differs from `start_delay`."""
+        self.failing_workers: set[int] = set()
+        """Worker ids whose every start fails (after their delay)."""
         self.interrupt_grace = 0.0
         """Seconds a cancelled turn of a worker that no longer answers waits for its interrupt
         (the app-server edge's ``INTERRUPT_GRACE``)."""
@@ -327,9 +331,9 @@ class FakeProcesses:
 
     @asynccontextmanager
     async def factory(self, worker_id: int) -> AsyncIterator[FakeProcess]:
-        await trio.sleep(self.start_delay)
-        if self.fail_starts:
-            self.fail_starts -= 1
+        await trio.sleep(self.start_delays.get(worker_id, self.start_delay))
+        if self.fail_starts or worker_id in self.failing_workers:
+            self.fail_starts = max(0, self.fail_starts - 1)
             raise WorkerStartError("scripted start failure")
         process = FakeProcess(worker_id=worker_id, pid=next(self._pids), owner=self)
         self.started.append(process)
