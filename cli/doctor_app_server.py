@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Final
 import msgspec
 import trio
 
-from cli.doctor import CheckResult
+from cli.doctor_result import CheckResult
 from orchestrator.agent_fence import PROFILE_NAME
 from orchestrator.edges.codex_app_server import open_codex_app_server
 from orchestrator.edges.jsonrpc_lines import Refused

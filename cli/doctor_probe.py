@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 import trio
 from mcp import ClientSession, StdioServerParameters, stdio_client
 
-from cli.doctor import PIN_FIX, CheckResult
+from cli.doctor import PIN_FIX
+from cli.doctor_result import CheckResult
 from orchestrator.wire.codex_mcp import CODEX_MCP_VERSION, REQUIRED_TOOLS
 
 if TYPE_CHECKING:

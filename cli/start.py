@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Final
 import trio
 
 from actors.root import run_system
-from cli.doctor import DoctorContext, check_codex_auth, login_command
+from cli.doctor import DoctorContext, check_codex_auth
 from cli.doctor_app_server import auth_row
+from cli.doctor_codex_auth import login_command
 from orchestrator import disk, instance_lock, rename_exchange, stops
 from orchestrator.agent_fence import AgentFence, bot_fence
 from orchestrator.config import TOKEN_VARIABLE
@@ -51,7 +52,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Mapping
     from contextlib import AbstractAsyncContextManager
 
-    from cli.doctor import CheckResult
+    from cli.doctor_result import CheckResult
     from orchestrator.config import LoadedConfig
     from orchestrator.ports import CodexWorker
 
