@@ -375,7 +375,7 @@ def token_error(token: Secret, source: str, config_folder: Path) -> ConfigError 
 def _decode(path: Path, shown: str) -> Config:
     try:
         data = disk.read_operator_file(path, CONFIG_LIMIT)
-        text = data.decode("utf-8")
+        text = data.decode(disk.OPERATOR_TEXT)
     except FileNotFoundError:
         raise ConfigError(
             shown,

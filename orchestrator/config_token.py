@@ -103,7 +103,8 @@ def find_token(
                     dotenv_token, dotenv_source = value, str(dotenv)
     if token_file is not None:
         try:
-            value = disk.read_operator_file(token_file, TOKEN_FILE_LIMIT).decode("utf-8").strip()
+            data = disk.read_operator_file(token_file, TOKEN_FILE_LIMIT)
+            value = data.decode(disk.OPERATOR_TEXT).strip()
         except (OSError, UnicodeDecodeError) as error:
             why = (
                 "not a file"
@@ -122,7 +123,8 @@ def find_token(
     if credentials:
         credential = os.path.join(credentials, CREDENTIAL_NAME)
         if os.path.isfile(credential):
-            value = disk.read_operator_file(Path(credential), TOKEN_FILE_LIMIT).decode("utf-8")
+            data = disk.read_operator_file(Path(credential), TOKEN_FILE_LIMIT)
+            value = data.decode(disk.OPERATOR_TEXT)
             value = value.strip()
             return FoundToken(
                 value=value,

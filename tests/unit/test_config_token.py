@@ -18,7 +18,7 @@ from tests.unit.test_config import ENV, TOKEN, fail, write
 if TYPE_CHECKING:
     from pathlib import Path
 
-from orchestrator.config import load_config
+from orchestrator.config import load_config, token_error
 
 OTHER = "987654321:BBHdqTcvCH1vGWJxfSeofSAs0K5PALDxyz"
 
@@ -32,6 +32,28 @@ def test_token_file_wins_and_is_relative_to_the_config_folder(tmp_path: Path) ->
     assert loaded.token_from_file
     assert loaded.token_source == str(tmp_path / "secret" / "token")
     assert loaded.config.telegram.token_file == str(tmp_path / "secret" / "token")
+
+
+def test_files_saved_by_a_windows_editor_are_read(tmp_path: Path) -> None:
+    """A byte order mark first (Notepad's UTF-8) and CRLF line ends: the config loads (it
+    failed with "Invalid statement (at line 1, column 1)") and the token is whole (it was
+    malformed, the mark in front of it)."""
+    bom = "\ufeff"
+    path = tmp_path / "conf.toml"
+    path.write_bytes(
+        (f"{bom}[telegram]\r\ntoken_file = 'token'\r\n[profiles.default]\r\n").encode()
+        + b"working_directory = 'work'\r\n"
+    )
+    (tmp_path / "work").mkdir()
+    (tmp_path / "token").write_bytes(f"{bom}{OTHER}\r\n".encode())
+    loaded = load_config(path, environ={"HOME": "/nonexistent-home"}, cwd=tmp_path)
+    assert loaded.token.reveal() == OTHER
+    assert token_error(loaded.token, loaded.token_source, tmp_path) is None
+    (tmp_path / "creds").mkdir()
+    (tmp_path / "creds" / "telegram_bot_token").write_bytes(f"{bom}{OTHER}\n".encode())
+    path.write_bytes(path.read_bytes().replace(b"token_file = 'token'", b""))
+    environ = {"HOME": "/nonexistent-home", "CREDENTIALS_DIRECTORY": str(tmp_path / "creds")}
+    assert load_config(path, environ=environ, cwd=tmp_path).token.reveal() == OTHER
 
 
 def test_a_missing_token_file_names_the_key(tmp_path: Path) -> None:
