@@ -9,7 +9,8 @@ button presses and ``/cancel`` are answered while it runs.
   waits ``batch_window`` for the rest. Texts arriving while a request runs join one queued
   prompt, which runs next; queued prompts survive restarts (`actors.chat_batch`).
 - A request's life (progress message, typing, the result) is `actors.chat_request`; it returns
-  a `RequestOutcome` that this actor applies to the session (counters, thread, summary). A
+  a `RequestOutcome` that `actors.chat_running` applies to the session (counters, thread,
+  summary); that module also starts requests and keeps the running one on record. A
   request that fails under the bot is reported once and never queued again; only a shutdown
   (`Interrupted`) puts its prompt back in the queue, and only while Codex had not acted on it
   (else it is offered with "Run again" at the next start: `actors.chat_settle`).
@@ -41,7 +42,6 @@ button presses and ``/cancel`` are answered while it runs.
 from __future__ import annotations
 
 import math
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal, assert_never
@@ -56,28 +56,17 @@ from actors import (
     chat_commands,
     chat_files,
     chat_recovery,
-    chat_sessions,
-    chat_steer,
+    chat_running,
     chat_texts,
-    chat_topics,
 )
-from actors.chat_approvals import Approvals, OpenQuestions
+from actors.chat_approvals import Approvals
 from actors.chat_output import ChatOutput
-from actors.chat_request import (
-    FINISH_GRACE,
-    CancelledByUser,
-    Completed,
-    Request,
-    RequestOutcome,
-    serve_request,
-    stopped_outcome,
-)
-from actors.chat_settle import settled
+from actors.chat_request import FINISH_GRACE, Request, RequestOutcome, serve_request
 from actors.chat_sync import SyncBehind
 from orchestrator import disk, words
 from orchestrator.messages import DiskRefused, InboundCallback, InboundMessage, TraceRecord
 from orchestrator.redaction import redact_secrets
-from orchestrator.session_store import QuestionRecord, RequestRecord, SessionState
+from orchestrator.session_store import SessionState
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -152,8 +141,8 @@ class Chat:
         self.approvals = Approvals(
             self.out,
             timeout=self.config.sessions.approval_timeout,
-            on_asked=self.stop_waiting_for_answers,
-            on_open=self.remember_questions,
+            on_asked=lambda: chat_running.stop_waiting_for_answers(self),
+            on_open=lambda questions: chat_running.remember_questions(self, questions),
         )
         self.state = SessionState(
             mode=self.config.profiles[self.config.default_profile].default_mode,
@@ -383,86 +372,6 @@ class Chat:
         """A part of an album (`chat_batch.collect_album`)."""
         await chat_batch.collect_album(self, album, image=image, note=note, caption=caption)
 
-    async def start_request(
-        self, prompt: str, *, queue: tuple[str, ...] | None = None, images: tuple[str, ...] = ()
-    ) -> None:
-        """Start serving `prompt`; the session file says it runs (and, with `queue`, that it
-        left the queue) in one write before Codex sees it, so a kill leaves it on record."""
-        self.requests_started += 1
-        if self.steer_offers:
-            await chat_steer.withdraw(self)  # their request is over
-        pasted_secret, prompt = self.for_codex(prompt)
-        request = Request(
-            number=self.requests_started,
-            prompt=prompt,
-            mode=self.state.mode,
-            token=secrets.token_urlsafe(9),
-            started=trio.current_time(),
-            images=images,
-            quoting=self.out.quoting,
-        )
-        self.request = request  # before any wait: no second request starts meanwhile
-        if not await chat_topics.follow(self):  # the user may not run here (they were told)
-            self.request = None
-            if self.state.queue or self.state.batch or self.state.batch_images:
-                # nothing waiting could run here either
-                self.state = msgspec.structs.replace(
-                    self.state, queue=(), batch=(), batch_images=()
-                )
-                await self.save()
-            return
-        request.mode = self.state.mode  # following a binding may have switched the profile
-        self.state = msgspec.structs.replace(
-            self.state,
-            running=RequestRecord(prompt=prompt, images=images),
-            batch=(),
-            batch_images=(),
-            queue=self.state.queue if queue is None else queue,
-        )
-        await self.save()
-        if pasted_secret:
-            await self.out.say(chat_texts.SECRET_IN_PROMPT, plain=True)
-        self.nursery.start_soon(self.serve, request)
-
-    async def start_next_queued(self) -> None:
-        if self.request is not None or not self.state.queue or self.closing:
-            return
-        prompt, *rest = self.state.queue
-        if not rest:
-            self.joinable = False
-            self.joined = 0
-        await self.start_request(prompt, queue=tuple(rest))
-
-    async def remember_live(self, request: Request, message_id: int) -> None:
-        """The request's progress message is `message_id`: on record, to close it after a kill."""
-        running = self.state.running
-        if self.request is request and running is not None:
-            self.state = msgspec.structs.replace(
-                self.state,
-                running=msgspec.structs.replace(running, live_message_id=message_id),
-            )
-            await self.save()
-
-    async def remember_questions(self, questions: OpenQuestions) -> None:
-        """The running request's approval questions now open: on record, so that the start
-        after a kill takes their buttons away (`actors.chat_recovery`)."""
-        running = self.state.running
-        if self.request is None or running is None:
-            return
-        records = tuple(QuestionRecord(message_id=m, text=text) for m, text in questions)
-        if records != running.questions:
-            running = msgspec.structs.replace(running, questions=records)
-            self.state = msgspec.structs.replace(self.state, running=running)
-            await self.save()
-
-    def stop_waiting_for_answers(self) -> None:
-        """Once the inbox has ended (the bot is stopping) no button press can reach this
-        chat: a request that waits for an approval is interrupted at once, as at the end of
-        the drain grace, instead of holding the stop for the whole grace (a minute by
-        default, for an answer that cannot come)."""
-        if self.closing and self.request is not None and self.request.progress.asking:
-            self.request.interrupt()
-
     # ------------------------------------------------------------------ buttons
 
     # ------------------------------------------------------------------ serving a request
@@ -488,7 +397,9 @@ class Chat:
                     profile=self.profile,
                     session=self.state,
                     conversation=self.conversation,
-                    on_shown=lambda message_id: self.remember_live(request, message_id),
+                    on_shown=lambda message_id: chat_running.remember_live(
+                        self, request, message_id
+                    ),
                     git=self.deps.git,
                 )
         finally:
@@ -501,40 +412,8 @@ class Chat:
             if outcome is None and self.deps.forced():
                 request.settled.set()
             else:
-                await self._end(request, outcome)
-        await self.start_next_queued()
-
-    async def _end(self, request: Request, outcome: RequestOutcome | None) -> None:
-        """Settle `request` (stopped from outside when `outcome` is None), shielded."""
-        ended = outcome if outcome is not None else stopped_outcome(request)
-        # A queued prompt starts at once: its save (before Codex sees it) carries this
-        # request's end too, one fsync'd write instead of two (bench/scale.py).
-        follows = outcome is not None and bool(self.state.queue) and not self.closing
-        with trio.move_on_after(FINISH_GRACE) as cleanup:
-            cleanup.shield = True
-            await self.settle(request, ended, save=not follows)
-            self.request = None
-            if follows:
-                await self.start_next_queued()
-        self.request = None if self.request is request else self.request
-        request.settled.set()
-
-    async def settle(self, request: Request, outcome: RequestOutcome, *, save: bool = True) -> None:
-        """Apply how a request ended to the session, save it (unless the caller's next save
-        carries it), and trace the end."""
-        self.state, end = settled(self.state, request, outcome)
-        if isinstance(outcome, Completed | CancelledByUser):  # a cancel may keep its thread
-            chat_sessions.remember(self, request.prompt)
-        if save:
-            await self.save()
-        self.out.trace(
-            msgspec.structs.replace(
-                end,
-                mode=request.mode,
-                profile=self.state.profile,
-                duration_ms=round(outcome.elapsed * 1000, 1),
-            )
-        )
+                await chat_running.end_request(self, request, outcome)
+        await chat_running.start_next_queued(self)
 
 
 def mark_handled(message: RouterMsg) -> None:
@@ -566,7 +445,7 @@ async def run(
         await chat.load()
         await chat_recovery.recover(chat)
         task_status.started()
-        await chat.start_next_queued()
+        await chat_running.start_next_queued(chat)
         result: Literal["idle", "closed"] = "closed"
         try:
             while True:
@@ -580,7 +459,7 @@ async def run(
                         message = await inbox.receive()
                     except trio.EndOfChannel:
                         chat.closing = True
-                        chat.stop_waiting_for_answers()
+                        chat_running.stop_waiting_for_answers(chat)
                         break
                 if message is not None:
                     try:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Final
 import msgspec
 import trio
 
-from actors import chat_files, chat_steer, chat_texts
+from actors import chat_files, chat_running, chat_steer, chat_texts
 from orchestrator.messages import TraceRecord
 
 if TYPE_CHECKING:
@@ -142,7 +142,7 @@ async def flush_batch(chat: Chat) -> None:
     prompt = "\n\n".join(texts) or chat_files.image_prompt(len(images))
     drop_batch(chat)
     if chat.request is None:
-        await chat.start_request(prompt, images=images)
+        await chat_running.start_request(chat, prompt, images=images)
     elif images:  # cannot happen: an album is collected only while nothing runs
         await chat.out.say(chat_files.IMAGE_WHILE_BUSY, plain=True)
     else:

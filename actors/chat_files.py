@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Final
 import msgspec
 import trio
 
-from actors import chat_texts
+from actors import chat_running, chat_texts
 from orchestrator import disk, words
 from orchestrator.errors import (
     TelegramError,
@@ -341,7 +341,7 @@ async def _image_in(
         await chat.out.say(IMAGE_WHILE_BUSY, plain=True)
         return
     prompt = chat_texts.prompt_text(caption or IMAGE_PROMPT, message)
-    await chat.start_request(prompt, images=(str(path),))
+    await chat_running.start_request(chat, prompt, images=(str(path),))
 
 
 def _album_caption(chat: Chat, message: InboundMessage, caption: str, default: str) -> str:

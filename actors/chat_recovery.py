@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import msgspec
 import trio
 
-from actors import chat_batch, chat_files, chat_texts
+from actors import chat_batch, chat_files, chat_running, chat_texts
 from actors.button_data import rerun_data
 from actors.chat_approvals import STALE_QUESTION
 from orchestrator import disk
@@ -135,7 +135,7 @@ async def run_again(chat: Chat, press: InboundCallback, token: str) -> None:
     if offered.images:
         await _run_again_with_images(chat, offered)
     elif chat.idle():
-        await chat.start_request(offered.prompt)
+        await chat_running.start_request(chat, offered.prompt)
     else:
         await chat.save()
         await chat_batch.queue_text(chat, offered.prompt)
@@ -150,7 +150,7 @@ async def _run_again_with_images(chat: Chat, offered: RequestRecord) -> None:
     elif not chat.idle():
         await chat.out.say(chat_files.IMAGE_WHILE_BUSY, plain=True)
     else:
-        await chat.start_request(offered.prompt, images=offered.images)
+        await chat_running.start_request(chat, offered.prompt, images=offered.images)
 
 
 def _all_kept(paths: tuple[str, ...], images: Path) -> bool:

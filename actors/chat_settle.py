@@ -1,4 +1,4 @@
-"""How a request's end changes its chat's session: the pure half of `actors.chat.Chat.settle`.
+"""How a request's end changes its chat's session: the pure half of `actors.chat_running.settle`.
 
 A completed request moves the conversation on (its thread, the rolling summary the next
 fresh thread starts from, the token counters); a failed developer turn drops the thread,

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Final
 
 import msgspec
 
-from actors import chat_texts
+from actors import chat_running, chat_texts
 from actors.button_data import steer_data
 from orchestrator.messages import Button, TraceRecord
 
@@ -116,7 +116,7 @@ async def press(chat: Chat, pressed: InboundCallback, token: str) -> None:
     await chat.save()
     await chat.out.answer(pressed, "Not added.")
     await chat.out.close(slot, ENDED_BEFORE if result == "ended" else UNSUPPORTED)
-    await chat.start_next_queued()  # the request may have ended during the steer
+    await chat_running.start_next_queued(chat)  # the request may have ended during the steer
 
 
 ADDED: Final = "📨 Added to the running request: Codex reads it in the turn it is working on."

@@ -52,7 +52,8 @@ from orchestrator.errors import (
 from orchestrator.messages import InboundCallback, InboundMessage, TraceRecord
 from orchestrator.outage import Outage, Recovery
 from orchestrator.supervision import backoff_delay
-from orchestrator.wire.telegram import decode_update, decode_update_id, to_router_message
+from orchestrator.wire.telegram import decode_update, decode_update_id
+from orchestrator.wire.telegram_to_router import to_router_message
 
 if TYPE_CHECKING:
     import random

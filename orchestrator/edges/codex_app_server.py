@@ -4,10 +4,10 @@ This module owns the subprocess and speaks to it through `orchestrator.edges.jso
 (the line transport: no length limit, 200 kB lines were measured; responses matched to their
 requests, server request ids overlapping ours). The wire types and the translation of a turn
 live in `orchestrator.wire.codex_app_server` and `orchestrator.wire.codex_app_server_turn`
-(measured on Codex 0.171.0). Here every notification goes to the turn running on its
+(measured on Codex 0.171.0). Every notification goes to the turn running on its
 ``threadId``, and every server request is answered: an approval with the decision of that
-turn's approval callback, anything else with an error. Notifications that arrive before
-``turn/start`` answered (the turn id not known yet) wait in the turn's buffer.
+turn's approval callback, anything else with an error. That routing, and the turns in flight
+it routes to, are `orchestrator.edges.codex_app_server_calls`.
 
 `CodexAppServer` implements the `orchestrator.ports.CodexWorker` port. Several threads run
 turns at once in one process; a thread has at most one call here (a second
@@ -38,13 +38,13 @@ from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, final
 
 import msgspec
 import trio
 
-from orchestrator.codex_runs import CommandStarted, JobDone, JobFailed
+from orchestrator.codex_runs import JobDone, JobFailed
+from orchestrator.edges.codex_app_server_calls import AppServerCalls, Call
 from orchestrator.edges.codex_app_server_controls import AppServerControls
 from orchestrator.edges.codex_app_server_threads import AppServerThreads
 from orchestrator.edges.jsonrpc_lines import LineRpc, Refused
@@ -58,7 +58,6 @@ from orchestrator.edges.processes import (
 from orchestrator.errors import WorkerStartError, WorkerUnavailable
 from orchestrator.wire.codex_app_server import (
     CODEX_APP_SERVER_VERSION,
-    NOTICES,
     BackgroundTerminal,
     ClientInfo,
     InitializeCapabilities,
@@ -66,14 +65,10 @@ from orchestrator.wire.codex_app_server import (
     InitializeResponse,
     LoadedListParams,
     LocalImageInput,
-    ResolvedNotification,
     TextInput,
     TurnInterruptParams,
     TurnResponse,
     TurnStartParams,
-    approval_answer,
-    notice_text,
-    route_of,
     server_version,
 )
 from orchestrator.wire.codex_app_server_turn import TurnTranslator
@@ -123,35 +118,6 @@ INTERRUPT_GRACE: Final = 5.0
 
 _INIT: Final = msgspec.json.Decoder(InitializeResponse)
 _TURN: Final = msgspec.json.Decoder(TurnResponse)
-_RESOLVED: Final = msgspec.json.Decoder(ResolvedNotification)
-
-_APPROVALS: Final = frozenset(
-    {"item/commandExecution/requestApproval", "item/fileChange/requestApproval"}
-)
-
-
-@dataclass(eq=False)
-class _Call:
-    """A turn in flight on one thread: where its notifications and approvals go."""
-
-    translator: TurnTranslator
-    conversation: str
-    on_event: Callable[[CodexProgress], None]
-    on_approval: Callable[[ApprovalAsk], Awaitable[ApprovalDecision]]
-    turn_id: str | None = None
-    buffered: list[tuple[str, bytes, int | str | None]] = field(default_factory=list)
-    """(method, params, server request id) received before the turn id was known."""
-    known: trio.Event = field(default_factory=trio.Event)
-    """Set once the turn id is known, or the turn can no longer start."""
-    done: trio.Event = field(default_factory=trio.Event)
-    died: bool = False
-    approvals: dict[int | str, trio.CancelScope] = field(default_factory=dict)
-
-    def end(self) -> None:
-        self.known.set()
-        self.done.set()
-        for scope in self.approvals.values():
-            scope.cancel()
 
 
 @final
@@ -178,7 +144,6 @@ class CodexAppServer:
         self.pid = process.pid
         self.poisoned = False
         self.server_version = ""
-        self._calls: dict[str, _Call] = {}
         self.snapshots = TreeSnapshots(process)
         self.rpc = LineRpc(
             process,
@@ -189,6 +154,9 @@ class CodexAppServer:
         self._threads = AppServerThreads(self.rpc, worker_id, process.pid, fence)
         self.controls_api = AppServerControls(self.rpc, self._threads, worker_id)
         """The requests beside turns: models, account, rate limits, steer (doctor too)."""
+        self._calls = AppServerCalls(
+            self.rpc, worker_id, nursery, snapshots=self.snapshots, controls=self.controls_api
+        )
 
     resumes_threads: Final = True
     """A thread outlives this process: any app-server on the same CODEX_HOME resumes it
@@ -223,106 +191,11 @@ class CodexAppServer:
     # ------------------------------------------------------------------ wire
 
     def _process_gone(self) -> None:
-        for call in self._calls.values():
-            call.died = True
-            call.end()
+        self._calls.process_gone()
 
     def _dispatch(self, message: Incoming) -> None:
-        """A notification or server request, in wire order: route it by thread and turn."""
-        assert message.method is not None
-        params = bytes(message.params) or b"{}"
-        if message.method in NOTICES:
-            text = notice_text(message.method, params)
-            logger.info(
-                "worker %d: Codex %s: %s", self.worker_id, NOTICES[message.method], text[:500]
-            )
-        if message.method == "serverRequest/resolved":
-            self._resolved(params)
-        if message.method == "account/rateLimits/updated":
-            self.controls_api.rate_limits_updated(params)
-            return
-        thread_id, turn_id = route_of(params)
-        call = self._calls.get(thread_id) if thread_id is not None else None
-        if call is not None and call.turn_id is None:
-            if message.method == "turn/started" and turn_id is not None:
-                self._turn_known(call, turn_id)
-            else:
-                call.buffered.append((message.method, params, message.id))
-                return
-        if call is not None and turn_id not in (None, call.turn_id):
-            call = None  # a notification of another (earlier) turn
-        self._route(call, message.method, params, message.id)
-
-    def _route(
-        self, call: _Call | None, method: str, params: bytes, request_id: int | str | None
-    ) -> None:
-        if request_id is not None:
-            self._serve_request(call, method, params, request_id)
-            return
-        if call is None or call.done.is_set():
-            return
-        progress = call.translator.feed(method, params)
-        for event in progress:
-            if isinstance(event, CommandStarted):
-                self.snapshots.want()  # a new command: remember it before it can be orphaned
-            call.on_event(event)
-        if call.translator.status is not None:
-            call.end()
-
-    def _turn_known(self, call: _Call, turn_id: str) -> None:
-        """The turn id is known: deliver what waited for it (in wire order)."""
-        call.turn_id = turn_id
-        call.known.set()
-        buffered, call.buffered = call.buffered, []
-        for method, params, request_id in buffered:
-            _thread, buffered_turn = route_of(params)
-            if buffered_turn in (None, turn_id):
-                self._route(call, method, params, request_id)
-
-    def _resolved(self, params: bytes) -> None:
-        """The server withdrew a request (the turn was interrupted): stop asking the user."""
-        with suppress(msgspec.DecodeError):
-            resolved = _RESOLVED.decode(params)
-            call = self._calls.get(resolved.thread_id)
-            scope = call.approvals.get(resolved.request_id) if call else None
-            if scope is not None:
-                scope.cancel()
-
-    def _serve_request(
-        self, call: _Call | None, method: str, params: bytes, request_id: int | str
-    ) -> None:
-        """Answer a server request: approvals through the call's callback, others with an
-        error (an approval nobody can answer is declined)."""
-        if method not in _APPROVALS:
-            error = {"code": -32601, "message": f"method not supported: {method}"}
-            self._nursery.start_soon(self._answer, {"id": request_id, "error": error})
-            return
-        ask = call.translator.approval_ask(method, params) if call else None
-        if call is None or ask is None or call.done.is_set():
-            logger.warning("worker %d: an approval matched no running turn", self.worker_id)
-            answer = {"id": request_id, "result": approval_answer("denied")}
-            self._nursery.start_soon(self._answer, answer)
-            return
-        scope = trio.CancelScope()
-        call.approvals[request_id] = scope
-        self._nursery.start_soon(self._approve, call, ask, request_id, scope)
-
-    async def _approve(
-        self, call: _Call, ask: ApprovalAsk, request_id: int | str, scope: trio.CancelScope
-    ) -> None:
-        decision: ApprovalDecision = "denied"
-        with scope:
-            try:
-                decision = await call.on_approval(ask)
-            except Exception:  # the approval UI failed: the safe answer is no
-                logger.exception("worker %d: asking for approval failed", self.worker_id)
-            finally:
-                call.approvals.pop(request_id, None)
-            await self._answer({"id": request_id, "result": approval_answer(decision)})
-
-    async def _answer(self, message: Mapping[str, object]) -> None:
-        with suppress(_ProcessGone):
-            await self.rpc.write(message)
+        """A notification or server request, in wire order (`AppServerCalls.dispatch`)."""
+        self._calls.dispatch(message)
 
     # ------------------------------------------------------------------ API
 
@@ -370,7 +243,7 @@ class CodexAppServer:
     async def steer(self, conversation: str, text: str) -> SteerResult:
         """The port's steer: ``turn/steer`` on the turn `conversation` runs here, with that
         turn's id (refused once it ended or another one runs)."""
-        for thread_id, call in list(self._calls.items()):
+        for thread_id, call in list(self._calls.by_thread.items()):
             if call.conversation == conversation:
                 await call.known.wait()
                 if not call.done.is_set() and call.turn_id is not None:
@@ -380,7 +253,7 @@ class CodexAppServer:
     async def stop_background(self, thread_id: str) -> tuple[str, ...]:
         """The port's stop: the commands `thread_id` left running, stopped (none while a
         turn of ours runs on it: that turn's own command would go too)."""
-        if not self._threads.loaded(thread_id) or thread_id in self._calls:
+        if not self._threads.loaded(thread_id) or thread_id in self._calls.by_thread:
             return ()
         return await self._threads.stop_listed(thread_id)
 
@@ -437,11 +310,11 @@ class CodexAppServer:
             return self._failed(job.thread_id, f"Codex refused the thread: {error}")
         except _ProcessGone:
             return self._died(job.thread_id, "the Codex worker died during the run")
-        if thread_id in self._calls:
+        if thread_id in self._calls.by_thread:
             return self._failed(thread_id, "a turn is already running on this Codex thread")
         translator = TurnTranslator(self.worker_id, thread_id)
-        call = _Call(translator, job.conversation, on_event, on_approval)
-        self._calls[thread_id] = call
+        call = Call(translator, job.conversation, on_event, on_approval)
+        self._calls.by_thread[thread_id] = call
         try:
             images = [LocalImageInput(path=path) for path in job.images]
             try:
@@ -459,7 +332,7 @@ class CodexAppServer:
             except _ProcessGone:
                 return self._died(thread_id, "the Codex worker died during the run")
             if call.turn_id is None:
-                self._turn_known(call, turn.id)
+                self._calls.turn_known(call, turn.id)
             elif call.turn_id != turn.id:
                 logger.warning("worker %d: turn/start joined another turn", self.worker_id)
             await call.done.wait()
@@ -472,8 +345,8 @@ class CodexAppServer:
             raise
         finally:
             call.end()
-            if self._calls.get(thread_id) is call:
-                del self._calls[thread_id]
+            if self._calls.by_thread.get(thread_id) is call:
+                del self._calls.by_thread[thread_id]
             if self.snapshots.known or call.translator.commands_started:
                 await self.snapshots.take()
         outcome = self._outcome(call, thread_id)
@@ -490,7 +363,7 @@ class CodexAppServer:
         cannot say)."""
         return await self._threads.background_terminals(thread_id)
 
-    def _outcome(self, call: _Call, thread_id: str) -> JobOutcome:
+    def _outcome(self, call: Call, thread_id: str) -> JobOutcome:
         translator = call.translator
         match translator.status:
             case "completed":
@@ -537,13 +410,13 @@ class CodexAppServer:
         The call running the turn returns ``JobFailed(failure="cancelled")``. Returns
         False when no call of ours runs on that thread. Unbounded: use the caller's deadline.
         """
-        call = self._calls.get(thread_id)
+        call = self._calls.by_thread.get(thread_id)
         if call is None:
             return False
         await self._interrupt(thread_id, call)
         return True
 
-    async def _interrupt(self, thread_id: str, call: _Call) -> None:
+    async def _interrupt(self, thread_id: str, call: Call) -> None:
         before = await self.snapshots.take()  # while the commands' shells still hold their children
         with suppress(_ProcessGone):
             await call.known.wait()

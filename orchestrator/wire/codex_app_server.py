@@ -1,17 +1,18 @@
-"""``codex app-server`` 0.171.0 on the wire, and the pure translation of one turn.
+"""``codex app-server`` 0.171.0 on the wire: the requests the bot sends, the ones it answers.
 
 Only what the bot uses (measured on Codex 0.171.0): the requests it sends, the responses
-and notifications it reads, the two approval requests it answers. Decoding is tolerant: the
-server sends fields the schema does not even list, so unknown fields are ignored, and
-an item of a type we do not know is skipped, not an error. Field names are camelCase on the
+it reads, the two approval requests it answers. Decoding is tolerant: the server sends fields
+the schema does not even list, so unknown fields are ignored. Field names are camelCase on the
 wire (``rename="camel"``); ``tests/integration/test_app_server_schema.py`` checks every method
 and field name here against the schema the pinned binary generates.
 
-The pure translation of one turn's notifications into the chat's `CodexProgress` messages
-lives beside this module, in `orchestrator.wire.codex_app_server_turn`; the types of the chat's
-controls (steer, models, rate limits, configuration) in
-`orchestrator.wire.codex_app_server_controls`, registered here. Errors are told apart
-by their text here (`classify_error`): the code is always -32600.
+The notifications the server sends while a turn runs, and the items they carry, live beside
+this module, in `orchestrator.wire.codex_app_server_notifications`; the pure translation of one
+turn's notifications into the chat's `CodexProgress` messages in
+`orchestrator.wire.codex_app_server_turn`; the types of the chat's controls (steer, models,
+rate limits, configuration) in `orchestrator.wire.codex_app_server_controls`, whose requests
+are registered here. Errors are told apart by their text here (`classify_error`): the code is
+always -32600.
 """
 
 from __future__ import annotations
@@ -28,10 +29,10 @@ from orchestrator.wire.codex_app_server_controls import (
     ModelEntry,
     RateLimitsReadParams,
     RateLimitsReadResponse,
-    RateLimitsUpdatedNotification,
     TurnSteerParams,
     TurnSteerResponse,
 )
+from orchestrator.wire.codex_app_server_notifications import _Turn
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -42,9 +43,6 @@ __all__ = [
     "CLIENT_REQUESTS",
     "CODEX_APP_SERVER_VERSION",
     "EXPERIMENTAL_METHODS",
-    "ITEM_TYPES",
-    "NOTICES",
-    "SERVER_NOTIFICATIONS",
     "SERVER_REQUESTS",
     "AccountReadParams",
     "AccountReadResponse",
@@ -61,8 +59,6 @@ __all__ = [
     "LocalImageInput",
     "ModelListParams",
     "ModelListResponse",
-    "ResolvedNotification",
-    "SummaryNotification",
     "TextInput",
     "ThreadIdParams",
     "ThreadResponse",
@@ -74,7 +70,6 @@ __all__ = [
     "approval_answer",
     "classify_error",
     "command_text",
-    "notice_text",
     "route_of",
     "server_version",
 ]
@@ -190,21 +185,6 @@ class TurnStartParams(_Params, frozen=True):
     effort: str | None = None
 
 
-class _TurnError(_Wire, frozen=True):
-    message: str = ""
-    additional_details: str | None = None
-
-
-_TurnStatus: TypeAlias = Literal["completed", "interrupted", "failed", "inProgress"]
-
-
-class _Turn(_Wire, frozen=True):
-    id: str
-    status: _TurnStatus = "inProgress"
-    error: _TurnError | None = None
-    items: list[msgspec.Raw] = []
-
-
 class TurnResponse(_Wire, frozen=True):
     turn: _Turn
 
@@ -268,160 +248,6 @@ class ModelListResponse(_Wire, frozen=True):
 
 class _EmptyResponse(_Wire, frozen=True):
     """``{}``: the result of ``turn/interrupt`` and ``backgroundTerminals/clean``."""
-
-
-# --------------------------------------------------------------------- items
-
-
-class _Item(_Wire, frozen=True, tag_field="type"):
-    id: str = ""
-
-
-class _AgentMessageItem(_Item, frozen=True, tag="agentMessage"):
-    text: str = ""
-    phase: str | None = None
-
-
-class _CommandExecutionItem(_Item, frozen=True, tag="commandExecution"):
-    command: str = ""
-    cwd: str | None = None
-    status: str = "inProgress"
-    aggregated_output: str | None = None
-    exit_code: int | None = None
-
-
-class _ChangeKind(_Wire, frozen=True):
-    type: str = "update"
-    move_path: str | None = msgspec.field(default=None, name="move_path")
-    """A renamed file's new path (an ``update``; snake case on 0.171.0's wire)."""
-
-
-class _FileUpdateChange(_Wire, frozen=True):
-    path: str
-    kind: _ChangeKind = _ChangeKind()
-    diff: str = ""
-
-
-class _FileChangeItem(_Item, frozen=True, tag="fileChange"):
-    changes: list[_FileUpdateChange] = []
-    status: str = "inProgress"
-
-
-class _ReasoningItem(_Item, frozen=True, tag="reasoning"):
-    """The model reasons (its summary streams in ``item/reasoning/*`` notifications, when
-    summaries are on): started and completed around it, as measured on 0.171.0."""
-
-
-class _ContextCompactionItem(_Item, frozen=True, tag="contextCompaction"):
-    """Codex compacted the thread to fit the model's window (a turn's first item when it
-    does it automatically; measured on 0.171.0)."""
-
-
-_ThreadItem: TypeAlias = (
-    _AgentMessageItem
-    | _CommandExecutionItem
-    | _FileChangeItem
-    | _ContextCompactionItem
-    | _ReasoningItem
-)
-_ITEM_TYPES: Final = frozenset(
-    {"agentMessage", "commandExecution", "fileChange", "contextCompaction", "reasoning"}
-)
-
-
-class _ItemHead(_Wire, frozen=True):
-    type: str = ""
-
-
-# --------------------------------------------------------------------- notifications
-
-
-class _TurnNotification(_Wire, frozen=True):
-    thread_id: str
-    turn: _Turn
-
-
-class _ItemNotification(_Wire, frozen=True):
-    thread_id: str
-    turn_id: str
-    item: msgspec.Raw
-
-
-class _DeltaNotification(_Wire, frozen=True):
-    thread_id: str
-    turn_id: str
-    item_id: str
-    delta: str = ""
-
-
-class _PatchUpdatedNotification(_Wire, frozen=True):
-    """``item/fileChange/patchUpdated``: new changes for a fileChange item."""
-
-    thread_id: str
-    turn_id: str
-    item_id: str
-    changes: list[_FileUpdateChange] = []
-
-
-class _TokenUsageBreakdown(_Wire, frozen=True):
-    total_tokens: int = 0
-    input_tokens: int = 0
-    cached_input_tokens: int = 0
-    output_tokens: int = 0
-    reasoning_output_tokens: int = 0
-
-
-class _ThreadTokenUsage(_Wire, frozen=True):
-    """``total`` is the thread's running total; ``last`` is one model response's usage, which
-    Codex adds to ``total`` before it sends this (once per response)."""
-
-    total: _TokenUsageBreakdown = _TokenUsageBreakdown()
-    last: _TokenUsageBreakdown = _TokenUsageBreakdown()
-    model_context_window: int | None = None
-
-
-class _TokenUsageNotification(_Wire, frozen=True):
-    thread_id: str
-    turn_id: str
-    token_usage: _ThreadTokenUsage
-
-
-class _PlanStep(_Wire, frozen=True):
-    step: str = ""
-    status: str = "pending"
-
-
-class _PlanNotification(_Wire, frozen=True):
-    thread_id: str
-    turn_id: str
-    plan: list[_PlanStep] = []
-    explanation: str | None = None
-
-
-class _ErrorNotification(_Wire, frozen=True):
-    """``error``: `will_retry` true for "Reconnecting..." notices, which never end a turn."""
-
-    thread_id: str
-    turn_id: str
-    error: _TurnError
-    will_retry: bool = False
-
-
-class _WarningNotification(_Wire, frozen=True):
-    message: str = ""
-    thread_id: str | None = None
-
-
-class ResolvedNotification(_Wire, frozen=True):
-    """``serverRequest/resolved``: a server request no longer wants an answer."""
-
-    thread_id: str
-    request_id: int | str
-
-
-class SummaryNotification(_Wire, frozen=True):
-    summary: str = ""
-    details: str | None = None
 
 
 # --------------------------------------------------------------------- server requests
@@ -489,24 +315,6 @@ EXPERIMENTAL_METHODS: Final = frozenset(
 )
 """Need ``experimentalApi`` at initialize (absent from the stable schema)."""
 
-SERVER_NOTIFICATIONS: Final[Mapping[str, type[msgspec.Struct]]] = {
-    "turn/started": _TurnNotification,
-    "turn/completed": _TurnNotification,
-    "item/started": _ItemNotification,
-    "item/completed": _ItemNotification,
-    "item/agentMessage/delta": _DeltaNotification,
-    "item/commandExecution/outputDelta": _DeltaNotification,
-    "item/fileChange/patchUpdated": _PatchUpdatedNotification,
-    "thread/tokenUsage/updated": _TokenUsageNotification,
-    "turn/plan/updated": _PlanNotification,
-    "error": _ErrorNotification,
-    "warning": _WarningNotification,
-    "serverRequest/resolved": ResolvedNotification,
-    "configWarning": SummaryNotification,
-    "deprecationNotice": SummaryNotification,
-    "account/rateLimits/updated": RateLimitsUpdatedNotification,
-}
-"""Method → params of every notification we read."""
 
 SERVER_REQUESTS: Final[Mapping[str, tuple[type[msgspec.Struct], type[msgspec.Struct]]]] = {
     "item/commandExecution/requestApproval": (_CommandApprovalParams, ApprovalAnswer),
@@ -514,35 +322,7 @@ SERVER_REQUESTS: Final[Mapping[str, tuple[type[msgspec.Struct], type[msgspec.Str
 }
 """Method → (params, result) of the server requests we answer; others get an error."""
 
-ITEM_TYPES: Final[tuple[type[msgspec.Struct], ...]] = (
-    _AgentMessageItem,
-    _CommandExecutionItem,
-    _FileChangeItem,
-)
-"""The ``ThreadItem`` variants we read; items of other types are skipped."""
-
 _ROUTE: Final = msgspec.json.Decoder(_Route)
-_ITEM_HEAD: Final = msgspec.json.Decoder(_ItemHead)
-_ITEM: Final[msgspec.json.Decoder[_ThreadItem]] = msgspec.json.Decoder(_ThreadItem)
-
-
-NOTICES: Final[Mapping[str, str]] = {
-    "configWarning": "config warning",
-    "deprecationNotice": "deprecation notice",
-    "warning": "warning",
-}
-"""Notifications that only say something to the bot's owner (the log), in words."""
-
-
-def notice_text(method: str, params: bytes) -> str:
-    """What a `NOTICES` notification says, as text for the log (its JSON if unreadable)."""
-    try:
-        if method == "warning":
-            return msgspec.json.decode(params, type=_WarningNotification).message
-        notice = msgspec.json.decode(params, type=SummaryNotification)
-    except msgspec.DecodeError:
-        return params.decode("utf-8", "replace")
-    return notice.summary + (f" ({notice.details})" if notice.details else "")
 
 
 def route_of(params: bytes) -> tuple[str | None, str | None]:
@@ -554,16 +334,6 @@ def route_of(params: bytes) -> tuple[str | None, str | None]:
     thread_id = route.thread_id or (route.thread.id if route.thread else None)
     turn_id = route.turn_id or (route.turn.id if route.turn else None)
     return thread_id, turn_id
-
-
-def decode_item(raw: bytes) -> _ThreadItem | None:
-    """An item of a type we use; None for the others (reasoning, web search, …)."""
-    try:
-        if _ITEM_HEAD.decode(raw).type not in _ITEM_TYPES:
-            return None
-        return _ITEM.decode(raw)
-    except msgspec.DecodeError:
-        return None
 
 
 def server_version(user_agent: str) -> str:

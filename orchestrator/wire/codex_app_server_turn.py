@@ -1,4 +1,5 @@
-"""The pure translation of one ``codex app-server`` turn (wire types: `codex_app_server`).
+"""The pure translation of one ``codex app-server`` turn (wire types: `codex_app_server` for
+the approval requests, `codex_app_server_notifications` for the notifications and items).
 
 `TurnTranslator` turns the notifications of one turn into the `CodexProgress` messages the
 chat already understands, collects the final answer and the turn's own token usage (not the
@@ -28,13 +29,16 @@ from orchestrator.codex_runs import (
 )
 from orchestrator.codex_words import CONTEXT_COMPACTED
 from orchestrator.wire.codex_app_server import (
-    _AgentMessageItem,
     _CommandApprovalParams,
+    _FileChangeApprovalParams,
+    command_text,
+)
+from orchestrator.wire.codex_app_server_notifications import (
+    _AgentMessageItem,
     _CommandExecutionItem,
     _ContextCompactionItem,
     _DeltaNotification,
     _ErrorNotification,
-    _FileChangeApprovalParams,
     _FileChangeItem,
     _FileUpdateChange,
     _ItemNotification,
@@ -48,7 +52,6 @@ from orchestrator.wire.codex_app_server import (
     _TurnNotification,
     _TurnStatus,
     _WarningNotification,
-    command_text,
     decode_item,
 )
 from orchestrator.workflow_types import ContextFill, TokenUsage

@@ -1,4 +1,4 @@
-"""Schema drift: every method and field name the app-server wire module sends or reads exists
+"""Schema drift: every method and field name the app-server wire modules send or read exists
 in the JSON schema that the pinned Codex 0.171.0 generates (``codex app-server
 generate-json-schema``). The server ignores unknown params fields silently and we decode
 tolerantly, so a renamed field would otherwise fail only as missing data at runtime
@@ -19,10 +19,9 @@ from orchestrator.wire.codex_app_server import (
     CLIENT_REQUESTS,
     CODEX_APP_SERVER_VERSION,
     EXPERIMENTAL_METHODS,
-    ITEM_TYPES,
-    SERVER_NOTIFICATIONS,
     SERVER_REQUESTS,
 )
+from orchestrator.wire.codex_app_server_notifications import ITEM_TYPES, SERVER_NOTIFICATIONS
 from orchestrator.wire.jsonrpc import Incoming, RpcError
 from tests.integration.app_server_fixtures import app_server_codex
 

@@ -24,8 +24,8 @@ from orchestrator.wire.telegram import (
     content_kind,
     decode_update,
     decode_update_id,
-    to_router_message,
 )
+from orchestrator.wire.telegram_to_router import to_router_message
 
 DEEP = 100_000
 """Far past the roughly thousand levels at which msgspec's decoder raises RecursionError."""

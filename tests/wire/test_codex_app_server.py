@@ -43,10 +43,10 @@ from orchestrator.wire.codex_app_server import (
     approval_answer,
     classify_error,
     command_text,
-    notice_text,
     route_of,
     server_version,
 )
+from orchestrator.wire.codex_app_server_notifications import notice_text
 from orchestrator.wire.codex_app_server_turn import DIFF_IN_ASK_LIMIT, TurnTranslator
 from orchestrator.wire.jsonrpc import Incoming
 from orchestrator.workflow_types import TokenUsage
