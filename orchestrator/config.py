@@ -44,6 +44,7 @@ from orchestrator.config_checks import (
     check_worktrees,
 )
 from orchestrator.config_token import (
+    OPERATOR_TEXT,
     TOKEN_NOT_IN_FILE,
     TOKEN_VARIABLE,
     find_token,
@@ -375,7 +376,7 @@ def token_error(token: Secret, source: str, config_folder: Path) -> ConfigError 
 def _decode(path: Path, shown: str) -> Config:
     try:
         data = disk.read_operator_file(path, CONFIG_LIMIT)
-        text = data.decode(disk.OPERATOR_TEXT)
+        text = data.decode(OPERATOR_TEXT)
     except FileNotFoundError:
         raise ConfigError(
             shown,

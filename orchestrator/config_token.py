@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CREDENTIAL_NAME",
+    "OPERATOR_TEXT",
     "TOKEN_NOT_IN_FILE",
     "TOKEN_VARIABLE",
     "FoundToken",
@@ -66,6 +67,10 @@ well-formed, so it must be recognised by this mark, not by its shape."""
 
 _SHARED_BITS: Final = stat.S_IRWXG | stat.S_IRWXO
 """Any access by the group or by others."""
+
+OPERATOR_TEXT: Final = "utf-8-sig"
+"""The config's and token file's codec: UTF-8 less a Windows editor's byte order mark (read
+as plain UTF-8, such a config failed at "line 1, column 1" and such a token was malformed)."""
 
 
 class FoundToken(msgspec.Struct, frozen=True, kw_only=True):
@@ -104,7 +109,7 @@ def find_token(
     if token_file is not None:
         try:
             data = disk.read_operator_file(token_file, TOKEN_FILE_LIMIT)
-            value = data.decode(disk.OPERATOR_TEXT).strip()
+            value = data.decode(OPERATOR_TEXT).strip()
         except (OSError, UnicodeDecodeError) as error:
             why = (
                 "not a file"
@@ -124,7 +129,7 @@ def find_token(
         credential = os.path.join(credentials, CREDENTIAL_NAME)
         if os.path.isfile(credential):
             data = disk.read_operator_file(Path(credential), TOKEN_FILE_LIMIT)
-            value = data.decode(disk.OPERATOR_TEXT)
+            value = data.decode(OPERATOR_TEXT)
             value = value.strip()
             return FoundToken(
                 value=value,

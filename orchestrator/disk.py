@@ -88,7 +88,6 @@ __all__ = [
     "FILE_MODE",
     "FOLDER_MODE",
     "NO_FOLLOW_READ",
-    "OPERATOR_TEXT",
     "PRIVATE_STATE",
     "DiskTrouble",
     "InlineWrites",
@@ -405,13 +404,6 @@ def read_regular(path: Path) -> bytes:
         raise NotARegularFile(errno.EINVAL, "not a regular file", str(path))
     with os.fdopen(descriptor, "rb") as handle:
         return handle.read()
-
-
-OPERATOR_TEXT: Final = "utf-8-sig"
-"""The codec of what the operator writes (the config, the token file; python-dotenv reads
-``.env`` so itself): UTF-8, with the byte order mark Windows editors put first taken off.
-Read as plain UTF-8, a config saved by Notepad failed with "TOML syntax error: Invalid
-statement (at line 1, column 1)", and a token file so saved held a malformed token."""
 
 
 def read_operator_file(path: Path, limit: int) -> bytes:
