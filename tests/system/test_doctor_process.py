@@ -127,19 +127,21 @@ async def test_doctor_warns_when_the_bot_reads_every_group_message(tmp_path: Pat
 
 
 async def test_doctor_reaches_telegram_through_the_proxy_and_says_which(tmp_path: Path) -> None:
-    """Over HTTPS through the tunnel of ``HTTPS_PROXY``, as ``start`` does; the row names the
-    proxy without its credentials, and a proxy that refuses is named beside the failure."""
+    """Over HTTPS through the tunnel of ``HTTPS_PROXY``, as ``start`` does, also through a
+    proxy spoken to over TLS; the row names the proxy without its credentials, and a proxy
+    that refuses is named beside the failure."""
     tls = make_fake_tls(tmp_path / "tls")
     with trio.fail_after(CEILING):
         async with (
             open_fake_telegram(TOKEN, tls=tls.server) as tg,
             open_fake_proxy("me:hunter2") as proxy,
+            open_fake_proxy("me:hunter2", tls=tls.server) as over_tls,
             open_fake_proxy("me:other") as refusing,
         ):
             path = config(tmp_path, tg.base_url)
             rows = []
-            for used in (proxy, refusing):
-                url = f"http://me:hunter2@127.0.0.1:{used.port}"
+            for used in (proxy, over_tls, refusing):
+                url = used.url("me:hunter2")
                 env = cli_environment(
                     TELEGRAM_BOT_TOKEN=TOKEN,
                     SSL_CERT_FILE=str(tls.authority),
@@ -152,13 +154,16 @@ async def test_doctor_reaches_telegram_through_the_proxy_and_says_which(tmp_path
                 assert code == 1, output  # codex.command does not exist, whatever the proxy
                 assert "hunter2" not in output
                 rows.append(row(output, "telegram"))
-    ok, refused = rows
+    ok, ok_over_tls, refused = rows
     assert " ok " in ok
     assert f"@TestBot, through the proxy http://127.0.0.1:{proxy.port}" in ok
+    assert " ok " in ok_over_tls
+    assert f"@TestBot, through the proxy https://127.0.0.1:{over_tls.port}" in ok_over_tls
     assert " FAIL " in refused
     assert "the proxy refused the tunnel: 407" in refused
     assert f"through the proxy http://127.0.0.1:{refusing.port}" in refused
     assert [r.method for r in proxy.requests] == ["CONNECT"]
+    assert [r.method for r in over_tls.requests] == ["CONNECT"]
 
 
 @pytest.mark.parametrize(
