@@ -53,6 +53,14 @@ _ProcessGone = WorkerUnavailable
 
 _RESOLVED: Final = msgspec.json.Decoder(ResolvedNotification)
 
+SAID_AT_START: Final = frozenset({"configWarning", "deprecationNotice"})
+"""Notices every worker says alike as it starts (0.171.0 without bubblewrap on PATH: "Codex
+could not find bubblewrap on PATH…", 300 characters): the log has each once a run at INFO
+(one per worker was a screenful at start and at every restart), repeats at DEBUG."""
+SAID_AT_START_KEPT: Final = 64
+"""Distinct such notices remembered, so a chatty Codex cannot grow the set for weeks."""
+_said_at_start: set[str] = set()
+
 _APPROVALS: Final = frozenset(
     {"item/commandExecution/requestApproval", "item/fileChange/requestApproval"}
 )
@@ -116,9 +124,16 @@ class AppServerCalls:
         assert message.method is not None
         params = bytes(message.params) or b"{}"
         if message.method in NOTICES:
-            text = notice_text(message.method, params)
-            logger.info(
-                "worker %d: Codex %s: %s", self.worker_id, NOTICES[message.method], text[:500]
+            text = notice_text(message.method, params)[:500]
+            repeated = message.method in SAID_AT_START and text in _said_at_start
+            if message.method in SAID_AT_START and len(_said_at_start) < SAID_AT_START_KEPT:
+                _said_at_start.add(text)
+            logger.log(
+                logging.DEBUG if repeated else logging.INFO,
+                "worker %d: Codex %s: %s",
+                self.worker_id,
+                NOTICES[message.method],
+                text,
             )
         if message.method == "serverRequest/resolved":
             self._resolved(params)

@@ -6,6 +6,7 @@ asked) or on `trio.testing.wait_all_tasks_blocked`, under a `CEILING`.
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,7 @@ from orchestrator.codex_runs import (
     RunStarted,
     TokenCount,
 )
+from orchestrator.edges import codex_app_server_calls
 from orchestrator.edges.codex_app_server import CodexAppServer, open_codex_app_server
 from orchestrator.errors import WorkerStartError
 from orchestrator.prompts import instructions_digest
@@ -137,6 +139,26 @@ async def test_handshake_turns_events_and_reply(fake: FakeAppServer, tmp_path: P
     assert turns[1]["params"]["threadId"] == first.thread_id
     assert fake.received("thread/resume") == []  # loaded here: no resume
     assert [e["params"] for e in fake.received("thread/loaded/list")] == [{"limit": 1}]
+
+
+async def test_a_warning_every_worker_says_at_start_is_logged_once(
+    fake: FakeAppServer,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each worker's start says the same config warning (0.171.0: bubblewrap not on PATH):
+    INFO once, then DEBUG; a turn on each makes sure its warning was read."""
+    monkeypatch.setattr(codex_app_server_calls, "_said_at_start", set())
+    fake.rule("hello", reply="hi")
+    with trio.fail_after(CEILING), caplog.at_level(logging.DEBUG):
+        for _ in range(3):
+            async with opened(fake, tmp_path) as codex:
+                done = await codex.run_turn(job("hello"), on_event=ignore, on_approval=deny)
+                assert isinstance(done, JobDone), done
+    said = [r for r in caplog.records if "fake bubblewrap warning" in r.getMessage()]
+    assert [r.levelno for r in said] == [logging.INFO, logging.DEBUG, logging.DEBUG]
+    assert said[0].getMessage() == "worker 3: Codex config warning: fake bubblewrap warning"
 
 
 async def test_notifications_before_the_turn_start_answer_are_kept(
