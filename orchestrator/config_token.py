@@ -129,8 +129,7 @@ def find_token(
         credential = os.path.join(credentials, CREDENTIAL_NAME)
         if os.path.isfile(credential):
             data = disk.read_operator_file(Path(credential), TOKEN_FILE_LIMIT)
-            value = data.decode(OPERATOR_TEXT)
-            value = value.strip()
+            value = data.decode(OPERATOR_TEXT).strip()
             return FoundToken(
                 value=value,
                 source=f"systemd credential {CREDENTIAL_NAME}",

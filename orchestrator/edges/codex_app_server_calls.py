@@ -125,8 +125,9 @@ class AppServerCalls:
         params = bytes(message.params) or b"{}"
         if message.method in NOTICES:
             text = notice_text(message.method, params)[:500]
-            repeated = message.method in SAID_AT_START and text in _said_at_start
-            if message.method in SAID_AT_START and len(_said_at_start) < SAID_AT_START_KEPT:
+            said_at_start = message.method in SAID_AT_START
+            repeated = said_at_start and text in _said_at_start
+            if said_at_start and len(_said_at_start) < SAID_AT_START_KEPT:
                 _said_at_start.add(text)
             logger.log(
                 logging.DEBUG if repeated else logging.INFO,
