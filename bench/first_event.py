@@ -43,6 +43,7 @@ from harness import (
     settings_text,
     summary,
     table,
+    workers_rss_mb,
 )
 from tests.fakes.app_server_script import FakeAppServer
 from tests.fakes.codex_install import CACHE, ensure_app_server_codex, ensure_codex
@@ -53,27 +54,9 @@ from tests.fakes.mock_model import (
     open_mock_model,
     write_codex_home,
 )
-from tests.procfs import cmdline, tree
 
 WORKERS = 2
 """The shipped ``pool_size``: the first this many messages open one thread on each worker."""
-
-
-def workers_rss_mb(bot_pid: int) -> float:
-    """Resident memory (VmRSS) of the Codex worker processes under the bot, in MB."""
-    total = 0
-    for pid in tree(bot_pid) - {bot_pid}:
-        line = cmdline(pid)
-        if "server" not in line and "codex" not in line:
-            continue
-        try:
-            with open(f"/proc/{pid}/status") as status:
-                for row in status:
-                    if row.startswith("VmRSS:"):
-                        total += int(row.split()[1])
-        except OSError:
-            continue
-    return total / 1024
 
 
 async def run_arm(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import os
 import re
 import statistics
@@ -32,9 +33,11 @@ import trio
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import task_steps  # noqa: E402  (bench/ is the scripts' folder: on sys.path)
+import heap_snapshots  # noqa: E402  (bench/ is the scripts' folder: on sys.path)
+import task_steps  # noqa: E402
 from tests.fakes.codex_script import FakeCodex  # noqa: E402
 from tests.fakes.telegram_server import FakeTelegram, open_fake_telegram  # noqa: E402
+from tests.procfs import cmdline, tree  # noqa: E402
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -293,13 +296,39 @@ class Bot:
 
     def peak_rss_mb(self) -> float:
         """VmHWM of the bot process alone (its Codex workers are separate processes)."""
-        try:
-            for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-        except OSError:
-            pass
-        return float("nan")
+        return status_mb(self.process.pid, "VmHWM")
+
+
+def status_mb(pid: int, field: str) -> float:
+    """A memory line of ``/proc/<pid>/status`` (``VmRSS``, ``VmHWM``) in MB; NaN once gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def workers_rss_mb(bot_pid: int) -> float:
+    """Resident memory (VmRSS) of the Codex worker processes under the bot, in MB."""
+    total = 0.0
+    for pid in tree(bot_pid) - {bot_pid}:
+        line = cmdline(pid)
+        if "server" not in line and "codex" not in line:
+            continue
+        rss = status_mb(pid, "VmRSS")
+        if not math.isnan(rss):  # NaN: the process ended meanwhile
+            total += rss
+    return total
+
+
+def open_files(pid: int) -> int:
+    """How many file descriptors `pid` holds (-1 once it is gone)."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return -1
 
 
 async def _drain_output(bot: Bot) -> None:
@@ -310,10 +339,13 @@ async def _drain_output(bot: Bot) -> None:
 
 def orchestrator_argv() -> list[str]:
     """``codex-orchestrator start`` (under cProfile when ``BENCH_PROFILE`` names an output;
-    with its task steps recorded when ``BENCH_STEPS`` does: bench/task_steps.py)."""
+    with its task steps recorded when ``BENCH_STEPS`` does: bench/task_steps.py; with its
+    heap traced when ``BENCH_HEAP`` names a folder: bench/heap_snapshots.py)."""
     entry = ENTRY
     if os.environ.get(task_steps.ENV):
-        entry = task_steps.entry_prefix() + ENTRY
+        entry = task_steps.entry_prefix() + entry
+    if os.environ.get(heap_snapshots.ENV):
+        entry = heap_snapshots.entry_prefix() + entry
     profile = os.environ.get("BENCH_PROFILE")
     if profile:
         script = Path(profile).with_suffix(".main.py")

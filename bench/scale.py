@@ -45,10 +45,12 @@ from harness import (
     fake_codex,
     fake_env,
     machine,
+    open_files,
     running_bot,
     save,
     settings_text,
     shipped,
+    status_mb,
     table,
 )
 
@@ -99,23 +101,6 @@ def _descendants(pid: int) -> set[int]:
 def _self_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
-
-
-def _status_mb(pid: int, field: str) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
-
-
-def _open_files(pid: int) -> int:
-    try:
-        return len(os.listdir(f"/proc/{pid}/fd"))
-    except OSError:
-        return -1
 
 
 def base_settings(messages: int, workers: int, recycling: bool) -> list[Setting]:
@@ -212,8 +197,8 @@ async def run_idle(chats: int, workers: int, recycling: bool, timing: IdleTiming
             await trio.sleep(timing.quiet_window)
             return {
                 "cpu_percent": 100 * (_cpu_seconds(pid) - before) / timing.quiet_window,
-                "rss_mb": _status_mb(pid, "VmRSS"),
-                "open_files": _open_files(pid),
+                "rss_mb": status_mb(pid, "VmRSS"),
+                "open_files": open_files(pid),
             }
 
         live = await quiet_window()  # the chat actors still wait for their idle_ttl

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +23,9 @@ if TYPE_CHECKING:
     from types import ModuleType
 
 REPO = Path(__file__).resolve().parents[2]
-SCRIPTS = ("overhead", "first_call", "first_event", "scale", "flood", "startup")
+SCRIPTS = ("overhead", "first_call", "first_event", "scale", "flood", "startup", "soak")
+EXTRA = {"soak": ["--trace"]}
+"""Options a tiny run adds: the soak run takes its heap snapshots too."""
 
 
 async def run_tiny(name: str, results: Path) -> tuple[int, str]:
@@ -30,7 +33,7 @@ async def run_tiny(name: str, results: Path) -> tuple[int, str]:
     (``BENCH_STEPS``, bench/task_steps.py) into ``steps.tsv`` among its results."""
     steps = {"BENCH_STEPS": str(results / "steps.tsv")} if name == "overhead" else {}
     completed = await trio.run_process(
-        [sys.executable, str(REPO / "bench" / f"{name}.py"), "--tiny"],
+        [sys.executable, str(REPO / "bench" / f"{name}.py"), "--tiny", *EXTRA.get(name, [])],
         env={**os.environ, "BENCH_RESULTS": str(results), **steps},
         cwd=REPO,
         capture_stdout=True,
@@ -132,6 +135,21 @@ def test_script_runs_on_a_tiny_size(name: str, tiny_runs: dict[str, tuple[int, s
         assert result["answered"] == result["expected_answers"]
         assert result["final_replies"] <= result["expected_answers"]
         assert result["flood_429s"] == 0
+    elif name == "soak":
+        assert result["answered"] == result["messages"] == 40
+        points = result["checkpoints"]
+        assert [p["messages"] for p in points] == [0, 8, 16, 24, 32, 40]
+        assert all(p["rss_mb"] > 0 and p["open_files"] > 0 and p["traced_mb"] > 0 for p in points)
+        assert set(result["growth_mb"]) == {"rss_mb", "traced_mb"}
+        # the snapshots were read: what grew is named by the innermost line of the product's
+        # own code that asked for it, in the actors or the edges; never the entry point's
+        # trio.run, which is on every stack (the outermost product frame, not the innermost)
+        assert result["grew_most"], output
+        assert all(
+            re.fullmatch(r"(orchestrator|actors)/\S+\.py:\d+", row["line"])
+            for row in result["grew_most"]
+        ), result["grew_most"]
+        assert_settings_reported(output, result["settings"])
     else:
         measured = result["measured_ms"]
         assert measured["codex-orchestrator --help"]["n"] == 2
