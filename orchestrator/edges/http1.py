@@ -37,7 +37,7 @@ from orchestrator.edges.http1_proxy import Proxy, ProxyRefused, open_tunnel
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator, Mapping
 
-__all__ = ["HttpError", "LeanHttp", "multipart"]
+__all__ = ["HttpError", "LeanHttp", "multipart", "open_through_proxy", "ssl_context"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -147,8 +147,8 @@ class LeanHttp:
         if proxy is not None and not self._tunnel:  # the proxy forwards the request itself
             self._prefix = f"http://{name}:{self._port}".encode("idna") + self._prefix
             self._headers += proxy.authorization
-        self._ssl = _ssl_context() if self._tls else None
-        self._proxy_ssl = _ssl_context() if proxy is not None and proxy.tls else None
+        self._ssl = ssl_context() if self._tls else None
+        self._proxy_ssl = ssl_context() if proxy is not None and proxy.tls else None
         self._idle: list[_Connection] = []
         self._slots = trio.CapacityLimiter(connections)
 
@@ -218,19 +218,13 @@ class LeanHttp:
             await trio.aclose_forcefully(connection.stream)
         proxy = self._proxy
         with trio.fail_after(connect_seconds), _connecting():
+            stream: trio.abc.Stream
             if proxy is None:
-                tcp = await _guarded(trio.open_tcp_stream, self._host, self._port)
+                stream = await _guarded(trio.open_tcp_stream, self._host, self._port)
             else:
-                tcp = await _guarded(trio.open_tcp_stream, proxy.host, proxy.port)
-            stream: trio.abc.Stream = tcp
-            try:
-                if proxy is not None and self._proxy_ssl is not None:
-                    stream = await _proxy_tls(tcp, self._proxy_ssl, proxy.host)
-                if proxy is not None and self._tunnel:
-                    await _guarded(open_tunnel, stream, proxy, self._host, self._port)
-            except BaseException:
-                await trio.aclose_forcefully(stream)
-                raise
+                stream = await open_through_proxy(
+                    proxy, self._proxy_ssl, self._host, self._port, tunnel=self._tunnel
+                )
         if self._ssl is None:
             return _Connection(stream)
         server = trio.SSLStream(
@@ -267,7 +261,30 @@ def _part_head(boundary: bytes, name: str) -> bytes:
     return b"--" + boundary + b'\r\nContent-Disposition: form-data; name="' + name.encode() + b'"'
 
 
-async def _proxy_tls(
+async def open_through_proxy(
+    proxy: Proxy, context: ssl.SSLContext | None, host: str, port: int, *, tunnel: bool
+) -> trio.abc.Stream:
+    """A connection to `proxy` (over TLS with `context`, for an ``https://`` one) and, when
+    `tunnel`, through it to `host`:`port`; otherwise the proxy itself is at the other end, to
+    be sent a request with the whole URL. The caller's deadline bounds it.
+
+    Raises:
+        HttpError: the proxy could not be reached, or refused the tunnel.
+    """
+    tcp = await _guarded(trio.open_tcp_stream, proxy.host, proxy.port)
+    stream: trio.abc.Stream = tcp
+    try:
+        if context is not None:
+            stream = await proxy_tls(tcp, context, proxy.host)
+        if tunnel:
+            await _guarded(open_tunnel, stream, proxy, host, port)
+    except BaseException:
+        await trio.aclose_forcefully(stream)
+        raise
+    return stream
+
+
+async def proxy_tls(
     tcp: trio.SocketStream, context: ssl.SSLContext, host: str
 ) -> trio.SSLStream[trio.SocketStream]:
     """TLS to an ``https://`` proxy on `tcp`, its handshake done (the caller's deadline
@@ -280,7 +297,7 @@ async def _proxy_tls(
     return stream
 
 
-def _ssl_context() -> ssl.SSLContext:
+def ssl_context() -> ssl.SSLContext:
     """The certificates httpx would use: certifi's bundle, unless ``SSL_CERT_FILE`` or
     ``SSL_CERT_DIR`` name others (OpenSSL reads those itself)."""
     if os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR"):
@@ -301,6 +318,11 @@ async def _guarded(call: Callable[P, Awaitable[T]], *args: P.args, **kw: P.kwarg
         raise HttpError(f"{type(error).__name__}: {_reason(error)}") from None
 
 
+CONNECT_ATTEMPT: Final = "): "
+"""What ends the address in trio's ``Error connecting to ('10.0.0.1', 3128): Connection
+refused``."""
+
+
 def _reason(error: BaseException) -> str:
     """Why `error` happened, in the system's words: trio's connect raises one `OSError` for
     all its attempts, from a group of theirs ("Connection refused", not "ExceptionGroup"),
@@ -311,8 +333,8 @@ def _reason(error: BaseException) -> str:
     if isinstance(error, ssl.SSLError) and error.reason:
         return f"TLS: {error.reason}"
     strerror = getattr(error, "strerror", None)
-    if strerror:
-        return str(strerror)
+    if strerror:  # trio's says where it tried (a proxy's address, too): the reason alone
+        return str(strerror).rpartition(CONNECT_ATTEMPT)[2]
     cause = error.__cause__ or error.__context__
     if isinstance(cause, BaseExceptionGroup):
         return ", ".join(dict.fromkeys(_reason(attempt) for attempt in cause.exceptions))

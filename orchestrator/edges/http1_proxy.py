@@ -43,6 +43,7 @@ __all__ = [
     "open_tunnel",
     "proxy_problem",
     "proxy_shown",
+    "proxy_shown_url",
 ]
 
 MAX_TUNNEL_ANSWER: Final = 16 * 1024
@@ -176,8 +177,11 @@ def proxy_shown(base_url: str) -> str:
     """Where the environment's proxy for `base_url` is, without its credentials (``host:port``,
     for doctor and the log), or ``""`` when there is none."""
     url = environment_proxy(base_url)
-    if url is None:
-        return ""
+    return "" if url is None else proxy_shown_url(url)
+
+
+def proxy_shown_url(url: str) -> str:
+    """A proxy's `url` without its credentials (``scheme://host:port``)."""
     parts = urlsplit(url if "://" in url else f"http://{url}")
     host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname
     try:
