@@ -35,6 +35,7 @@ from orchestrator.edges.codex_mcp import open_codex_process
 from orchestrator.edges.git import GitCli
 from orchestrator.edges.http1_proxy import proxy_shown
 from orchestrator.edges.processes import WORKER_MARK, stop_leftovers
+from orchestrator.edges.proxy_relay import serve_proxy_relays
 from orchestrator.edges.subreaper import enable_child_subreaper, reap_adopted
 from orchestrator.edges.telegram_http import open_telegram_api
 from orchestrator.edges.undumpable import make_undumpable
@@ -197,6 +198,8 @@ async def _main(loaded: LoadedConfig) -> int:
         async with trio.open_nursery() as nursery:
             if subreaper:  # what our workers leave to us is ours to reap
                 nursery.start_soon(reap_adopted)
+            # before the first worker starts, and stopped after the last one (`serve`)
+            await nursery.start(serve_proxy_relays, environment)
             try:
                 await serve(controller)
             finally:

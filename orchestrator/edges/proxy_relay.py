@@ -1,0 +1,325 @@
+"""A proxy on 127.0.0.1 for the Codex workers, holding the real proxy's credentials.
+
+Behind a proxy that wants a user and password (``HTTPS_PROXY=http://user:pass@proxy:3128``)
+the workers need it to reach the model, and every variable of a worker reaches the commands
+the agent runs, which anyone who can write to the chat or the repository may have prompted:
+the password would be one ``env`` away. So the workers are given this relay instead
+(``http://codex:<secret>@127.0.0.1:<port>``): it asks the real proxy for what they ask of it,
+adding the credentials on the way. The agent can still use the proxy through the relay while
+the bot runs (the workers must reach the model through it), but the password never leaves
+the bot, and the relay's own secret is worth nothing anywhere else or after the bot stops.
+Only this user's processes can read a worker's environment (``/proc/<pid>/environ`` is the
+owner's), so another user of the machine cannot borrow the relay either.
+
+It speaks the two things HTTP clients ask of a proxy:
+
+- ``CONNECT host:port`` (an ``https`` server; what Codex, npm and curl use for the model and
+  registries): a tunnel through the real proxy (`orchestrator.edges.http1_proxy`, any kind
+  the bot speaks: ``http://``, ``https://``, ``socks5://``), then bytes both ways;
+- a request with the whole URL (an ``http`` server): passed on to an HTTP proxy with its
+  credentials, or sent to the server through a SOCKS5 tunnel with the path alone. One
+  request per connection (``Connection: close``): every request to an HTTP proxy must carry
+  the credentials, and only the head of the first is read here.
+
+What it refuses, it answers as a proxy does: 407 without the relay's secret (with the
+challenge, for clients that wait for one), 400 for what is not a proxy request, 502 when the
+real proxy cannot be reached or refuses (its reason, never its address or credentials).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hmac
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+from urllib.parse import urlsplit
+
+import trio
+
+from orchestrator.edges.http1 import HttpError, open_through_proxy, ssl_context
+from orchestrator.edges.http1_proxy import Proxy, proxy_shown_url
+
+if TYPE_CHECKING:
+    import ssl
+    from collections.abc import MutableMapping
+
+__all__ = ["RELAYED_VARIABLES", "ProxyRelay", "serve_proxy_relays"]
+
+logger: Final = logging.getLogger(__name__)
+
+RELAYED_VARIABLES: Final = (
+    "https_proxy",
+    "http_proxy",
+    "all_proxy",
+    "HTTPS_PROXY",
+    "HTTP_PROXY",
+    "ALL_PROXY",
+    "npm_config_https_proxy",
+    "npm_config_proxy",
+    "NPM_CONFIG_HTTPS_PROXY",
+    "NPM_CONFIG_PROXY",
+)
+"""The variables that name a proxy for the workers: curl's and Codex's, and npm's own (the
+default command runs Codex through npx). ``NO_PROXY`` holds no secret."""
+
+RELAY_USER: Final = "codex"
+
+MAX_HEAD: Final = 16 * 1024
+"""Bytes of a request line and headers before the request counts as broken."""
+
+HEAD_SECONDS: Final = 30.0
+"""How long a client may take to send its request's head."""
+
+CONNECT_SECONDS: Final = 30.0
+"""How long reaching the real proxy (and through it the server) may take."""
+
+PIECE: Final = 64 * 1024
+
+LINGER_SECONDS: Final = 1.0
+"""How long a refused client may go on sending before its connection is closed."""
+
+MAX_SAID: Final = 256
+"""Distinct failures to reach a server remembered, so that each is logged once at WARNING."""
+
+CHALLENGE: Final = b'Proxy-Authenticate: Basic realm="codex-orchestrator"\r\n'
+"""A 407's challenge, for clients that send credentials only when asked."""
+
+DROPPED_HEADERS: Final = frozenset(
+    {b"proxy-authorization", b"proxy-connection", b"connection", b"keep-alive"}
+)
+"""Headers of a request with the whole URL that are for the relay, not passed on."""
+
+
+class _Refused(Exception):
+    """What to answer the client instead of relaying: a status and a reason."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class _Request:
+    method: bytes
+    target: bytes
+    version: bytes
+    headers: list[tuple[bytes, bytes]]
+
+
+class ProxyRelay:
+    """One relay on 127.0.0.1 in front of `upstream` (see the module docstring)."""
+
+    def __init__(self, upstream: Proxy) -> None:
+        self.upstream = upstream
+        self.port = 0
+        self._secret = secrets.token_urlsafe(24)
+        self._expected = base64.b64encode(f"{RELAY_USER}:{self._secret}".encode())
+        self._ssl: ssl.SSLContext | None = ssl_context() if upstream.tls else None
+        self._said: set[str] = set()
+        """Failures logged at WARNING already (`MAX_SAID` at most)."""
+
+    @property
+    def url(self) -> str:
+        """What the workers are given in place of the real proxy's URL."""
+        return f"http://{RELAY_USER}:{self._secret}@127.0.0.1:{self.port}"
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen on 127.0.0.1 (a port the system picks; `url` has it once started)."""
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        self.port = listeners[0].socket.getsockname()[1]
+        task_status.started()
+        await trio.serve_listeners(self._serve_client, listeners)
+
+    async def _serve_client(self, client: trio.SocketStream) -> None:
+        async with client:
+            try:
+                await self._relay(client)
+            except _Refused as refused:
+                await _answer(client, refused.status, refused.reason)
+            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+                pass  # a side went away: the other is closed with it
+            except Exception:  # a bug here must not end the bot, only this connection
+                logger.exception("the workers' proxy relay failed on a connection")
+
+    async def _relay(self, client: trio.SocketStream) -> None:
+        head, rest = await _read_head(client)
+        request = _parse(head)
+        if not self._authorized(request):
+            raise _Refused(407, "Proxy Authentication Required")
+        if request.method == b"CONNECT":
+            host, port = _authority(request.target, default_port=None)
+            server = await self._open(host, port, tunnel=True)
+            async with server:
+                await client.send_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                await _pipe(client, server, rest)
+            return
+        url = urlsplit(request.target.decode("latin-1"))
+        if url.scheme.lower() != "http" or not url.hostname:
+            raise _Refused(400, "Bad Request: a proxy request names an http:// URL")
+        host, port = _authority(url.netloc.rpartition("@")[2].encode(), default_port=80)
+        plain = self.upstream.forwards_plain_http
+        server = await self._open(host, port, tunnel=not plain)
+        path = (url.path or "/") + (f"?{url.query}" if url.query else "")
+        line_target = request.target if plain else path.encode("latin-1")
+        forwarded = [
+            request.method + b" " + line_target + b" " + request.version + b"\r\n",
+            *(
+                name + b": " + value + b"\r\n"
+                for name, value in request.headers
+                if name.lower() not in DROPPED_HEADERS
+            ),
+            b"Connection: close\r\n",
+            self.upstream.authorization if plain else b"",
+            b"\r\n",
+        ]
+        async with server:
+            await _pipe(client, server, b"".join(forwarded) + rest)
+
+    def _authorized(self, request: _Request) -> bool:
+        for name, value in request.headers:
+            if name.lower() == b"proxy-authorization":
+                scheme, _, token = value.strip().partition(b" ")
+                if scheme.lower() == b"basic":
+                    return hmac.compare_digest(token.strip(), self._expected)
+        return False
+
+    async def _open(self, host: str, port: int, *, tunnel: bool) -> trio.abc.Stream:
+        try:
+            with trio.fail_after(CONNECT_SECONDS):
+                return await open_through_proxy(self.upstream, self._ssl, host, port, tunnel=tunnel)
+        except trio.TooSlowError:
+            raise _Refused(504, "Gateway Timeout: the proxy did not answer in time") from None
+        except HttpError as error:
+            said = f"{host}:{port}: {error}"
+            if said not in self._said:  # Codex retries: once at WARNING, then at DEBUG
+                if len(self._said) >= MAX_SAID:
+                    self._said.clear()
+                self._said.add(said)
+                logger.warning("the workers' proxy relay could not reach %s", said)
+            else:
+                logger.debug("the workers' proxy relay could not reach %s", said)
+            raise _Refused(502, f"Bad Gateway: {error}") from None
+
+
+async def serve_proxy_relays(
+    environment: MutableMapping[str, str],
+    *,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Put a relay in place of every proxy with credentials that `environment` (the workers')
+    names, one per proxy, and serve them; started with how many there are (0: nothing to
+    hide, the variables are left as they are, and this returns at once)."""
+    relays: dict[str, ProxyRelay] = {}
+    for variable in RELAYED_VARIABLES:
+        url = environment.get(variable)
+        proxy = Proxy.parse(url) if url else None
+        if url is None or proxy is None or not (proxy.username or proxy.password):
+            continue
+        if url not in relays:
+            relays[url] = ProxyRelay(proxy)
+    if not relays:
+        task_status.started(0)
+        return
+    async with trio.open_nursery() as nursery:
+        for url, relay in relays.items():
+            await nursery.start(relay.serve)
+            logger.info(
+                "the Codex workers reach the proxy %s through a relay on 127.0.0.1:%d, which "
+                "keeps its credentials from them",
+                proxy_shown_url(url),
+                relay.port,
+            )
+        for variable in RELAYED_VARIABLES:
+            relay_of = relays.get(environment.get(variable, ""))
+            if relay_of is not None:
+                environment[variable] = relay_of.url
+        task_status.started(len(relays))
+
+
+async def _read_head(client: trio.abc.Stream) -> tuple[bytes, bytes]:
+    """The request's line and headers, and what came after them."""
+    received = bytearray()
+    with trio.move_on_after(HEAD_SECONDS) as waited:
+        while (end := received.find(b"\r\n\r\n")) < 0:
+            if len(received) > MAX_HEAD:
+                raise _Refused(431, "Request Header Fields Too Large")
+            chunk = await client.receive_some(PIECE)
+            if not chunk:
+                raise trio.BrokenResourceError("the client left before its request")
+            received += chunk
+    if waited.cancelled_caught:
+        raise _Refused(408, "Request Timeout")
+    if end > MAX_HEAD:
+        raise _Refused(431, "Request Header Fields Too Large")
+    return bytes(received[:end]), bytes(received[end + 4 :])
+
+
+def _parse(head: bytes) -> _Request:
+    line, *lines = head.split(b"\r\n")
+    parts = line.split(b" ")
+    if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
+        raise _Refused(400, "Bad Request")
+    headers = []
+    for header in lines:
+        name, colon, value = header.partition(b":")
+        if not colon or not name or name != name.strip():
+            raise _Refused(400, "Bad Request")
+        headers.append((name, value.strip()))
+    return _Request(parts[0], parts[1], parts[2], headers)
+
+
+def _authority(target: bytes, *, default_port: int | None) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port``) as a host and a port."""
+    text = target.decode("latin-1")
+    host, colon, port = text.rpartition(":")
+    if not colon or "]" in port:
+        if default_port is None:
+            raise _Refused(400, "Bad Request: CONNECT names host:port")
+        host, port = text, str(default_port)
+    host = host.removeprefix("[").removesuffix("]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise _Refused(400, "Bad Request: not a host and port")
+    return host, int(port)
+
+
+async def _answer(client: trio.SocketStream, status: int, reason: str) -> None:
+    challenge = CHALLENGE if status == 407 else b""
+    body = reason.encode("utf-8", "replace") + b"\n"
+    head = (
+        f"HTTP/1.1 {status} {reason.split(':')[0]}\r\n".encode("latin-1", "replace")
+        + challenge
+        + b"Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+    )
+    with contextlib.suppress(OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+        await client.send_all(head + body)
+        # A close with the client's bytes unread would reset the connection, and the client
+        # might lose the answer: say the end, and let what it still sends arrive first.
+        await client.send_eof()
+        with trio.move_on_after(LINGER_SECONDS):
+            unread = MAX_HEAD
+            while unread > 0 and (chunk := await client.receive_some(PIECE)):
+                unread -= len(chunk)
+
+
+async def _pipe(client: trio.abc.Stream, server: trio.abc.Stream, first: bytes) -> None:
+    """Bytes both ways until the server's side ends (`first` goes to the server first). The
+    client's end of sending is passed on where the server's stream can say it (TCP)."""
+
+    async def upwards() -> None:
+        if first:
+            await server.send_all(first)
+        while chunk := await client.receive_some(PIECE):
+            await server.send_all(chunk)
+        if isinstance(server, trio.abc.HalfCloseableStream):
+            await server.send_eof()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(upwards)
+        while chunk := await server.receive_some(PIECE):
+            await client.send_all(chunk)
+        nursery.cancel_scope.cancel()
