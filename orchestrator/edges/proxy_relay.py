@@ -81,6 +81,12 @@ PIECE: Final = 64 * 1024
 LINGER_SECONDS: Final = 1.0
 """How long a refused client may go on sending before its connection is closed."""
 
+MAX_CONNECTIONS: Final = 128
+"""Connections served at once (each holds two of the bot's file descriptors)."""
+
+ACCEPT_PAUSE: Final = 0.5
+"""Seconds before accepting again after the system refused a descriptor."""
+
 MAX_SAID: Final = 256
 """Distinct failures to reach a server remembered, so that each is logged once at WARNING."""
 
@@ -113,9 +119,10 @@ class _Request:
 class ProxyRelay:
     """One relay on 127.0.0.1 in front of `upstream` (see the module docstring)."""
 
-    def __init__(self, upstream: Proxy) -> None:
+    def __init__(self, upstream: Proxy, *, connections: int = MAX_CONNECTIONS) -> None:
         self.upstream = upstream
         self.port = 0
+        self._slots = trio.Semaphore(connections)
         self._secret = secrets.token_urlsafe(24)
         self._expected = base64.b64encode(f"{RELAY_USER}:{self._secret}".encode())
         self._ssl: ssl.SSLContext | None = ssl_context() if upstream.tls else None
@@ -128,22 +135,38 @@ class ProxyRelay:
         return f"http://{RELAY_USER}:{self._secret}@127.0.0.1:{self.port}"
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Listen on 127.0.0.1 (a port the system picks; `url` has it once started)."""
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-        self.port = listeners[0].socket.getsockname()[1]
-        task_status.started()
-        await trio.serve_listeners(self._serve_client, listeners)
+        """Listen on 127.0.0.1 (a port the system picks; `url` has it once started).
+
+        A connection is accepted only while fewer than `connections` are open: the relay's
+        sockets are the bot's, and a command that opened thousands through it would leave
+        none for Telegram. The others wait in the system's queue of the listening socket."""
+        [listener] = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        self.port = listener.socket.getsockname()[1]
+        async with listener, trio.open_nursery() as nursery:
+            task_status.started()
+            while True:
+                await self._slots.acquire()
+                try:
+                    client = await listener.accept()
+                except OSError as error:  # out of file descriptors: wait for some to close
+                    self._slots.release()
+                    logger.warning("the workers' proxy relay could not accept: %s", error)
+                    await trio.sleep(ACCEPT_PAUSE)
+                    continue
+                nursery.start_soon(self._serve_client, client)
 
     async def _serve_client(self, client: trio.SocketStream) -> None:
-        async with client:
-            try:
-                await self._relay(client)
-            except _Refused as refused:
-                await _answer(client, refused.status, refused.reason)
-            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
-                pass  # a side went away: the other is closed with it
-            except Exception:  # a bug here must not end the bot, only this connection
-                logger.exception("the workers' proxy relay failed on a connection")
+        try:
+            await self._relay(client)
+        except _Refused as refused:
+            await _answer(client, refused.status, refused.reason)
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # a side went away: the other is closed with it
+        except Exception:  # a bug here must not end the bot, only this connection
+            logger.exception("the workers' proxy relay failed on a connection")
+        finally:
+            await trio.aclose_forcefully(client)
+            self._slots.release()
 
     async def _relay(self, client: trio.SocketStream) -> None:
         head, rest = await _read_head(client)

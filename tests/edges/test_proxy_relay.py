@@ -270,3 +270,33 @@ async def test_a_proxy_that_is_down_is_a_bad_gateway_without_its_address() -> No
     assert b"Connection refused" in answer
     assert str(port).encode() not in answer
     assert b"proxy-user" not in answer
+
+
+async def test_connections_beyond_the_limit_wait_until_one_closes(tls: FakeTls) -> None:
+    """The relay's sockets are the bot's: it serves `connections` at once, and the next waits
+    in the listening socket's queue, not in a descriptor of the bot."""
+    async with open_fake_proxy(CREDENTIALS) as proxy, trio.open_nursery() as nursery:
+        upstream = Proxy.parse(proxy.url(CREDENTIALS))
+        assert upstream is not None
+        relay = ProxyRelay(upstream, connections=1)
+        await nursery.start(relay.serve)
+        async with open_fake_telegram(TOKEN) as origin:
+            authority = origin.base_url.removeprefix("http://").encode()
+            connect = b"CONNECT " + authority + b" HTTP/1.1\r\n" + relay_authorization(relay)
+            first = await trio.open_tcp_stream("127.0.0.1", relay.port)
+            await first.send_all(connect + b"\r\n")
+            assert (await first.receive_some(4096)).startswith(b"HTTP/1.1 200")
+            second = await trio.open_tcp_stream("127.0.0.1", relay.port)
+            await second.send_all(connect + b"\r\n")
+            # (a wall-clock window for what must not happen: a relay without the limit
+            # answers in well under a millisecond)
+            with trio.move_on_after(0.3) as waited:
+                await second.receive_some(4096)
+            assert waited.cancelled_caught
+            assert len(proxy.requests) == 1
+            await first.aclose()  # a slot frees: the second is served
+            with trio.fail_after(5):
+                assert (await second.receive_some(4096)).startswith(b"HTTP/1.1 200")
+            assert len(proxy.requests) == 2
+            await second.aclose()
+        nursery.cancel_scope.cancel()
