@@ -325,8 +325,17 @@ def workers_rss_mb(bot_pid: int) -> float:
 
 def open_files(pid: int) -> int:
     """How many file descriptors `pid` holds (-1 once it is gone)."""
+    return _entries(f"/proc/{pid}/fd")
+
+
+def threads(pid: int) -> int:
+    """How many threads `pid` runs (-1 once it is gone)."""
+    return _entries(f"/proc/{pid}/task")
+
+
+def _entries(folder: str) -> int:
     try:
-        return len(os.listdir(f"/proc/{pid}/fd"))
+        return len(os.listdir(folder))
     except OSError:
         return -1
 

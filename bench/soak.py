@@ -54,6 +54,7 @@ from harness import (
     settings_text,
     status_mb,
     table,
+    threads,
     workers_rss_mb,
 )
 from heap_snapshots import ENV as HEAP_ENV
@@ -93,13 +94,6 @@ def arguments() -> argparse.Namespace:
         help="app-server: the real Codex 0.171.0 on the mock model (its workers' RSS too)",
     )
     return parser.parse_args()
-
-
-def threads(pid: int) -> int:
-    try:
-        return len(os.listdir(f"/proc/{pid}/task"))
-    except OSError:
-        return -1
 
 
 async def quiet(telegram: Any) -> None:

@@ -275,7 +275,7 @@ async def open_through_proxy(
     stream: trio.abc.Stream = tcp
     try:
         if context is not None:
-            stream = await proxy_tls(tcp, context, proxy.host)
+            stream = await _proxy_tls(tcp, context, proxy.host)
         if tunnel:
             await _guarded(open_tunnel, stream, proxy, host, port)
     except BaseException:
@@ -284,7 +284,7 @@ async def open_through_proxy(
     return stream
 
 
-async def proxy_tls(
+async def _proxy_tls(
     tcp: trio.SocketStream, context: ssl.SSLContext, host: str
 ) -> trio.SSLStream[trio.SocketStream]:
     """TLS to an ``https://`` proxy on `tcp`, its handshake done (the caller's deadline
