@@ -407,13 +407,25 @@ async def _probe_app_servers(loaded: LoadedConfig, env: Mapping[str, str]) -> li
     return workers + others
 
 
+RELAYED: Final = (
+    "; the Codex workers reach it through the bot's relay, which keeps its password from them"
+)
+"""Said of a proxy with credentials (`orchestrator.edges.proxy_relay`)."""
+
+
 async def check_telegram(ctx: DoctorContext) -> list[CheckResult]:
     """Telegram answers ``getMe`` with this token, as ``start`` needs before anything else."""
     if ctx.loaded is None:
         return []
     if ctx.config_error or not ctx.loaded.token:
         return [CheckResult(check="telegram", status="skip", detail="no usable token")]
-    from orchestrator.edges.http1_proxy import PROXY_FIX, proxy_problem, proxy_shown
+    from orchestrator.edges.http1_proxy import (
+        PROXY_FIX,
+        Proxy,
+        environment_proxy,
+        proxy_problem,
+        proxy_shown,
+    )
     from orchestrator.edges.telegram_http import open_telegram_api
 
     telegram = ctx.loaded.config.telegram
@@ -433,6 +445,10 @@ async def check_telegram(ctx: DoctorContext) -> list[CheckResult]:
             error, telegram.api_base_url, ctx.loaded.token_source, timeout
         )
         return [CheckResult(check="telegram", status="FAIL", detail=detail + via, fix=fix)]
+    proxy_url = environment_proxy(telegram.api_base_url)
+    parsed = Proxy.parse(proxy_url) if proxy_url else None
+    if parsed is not None and parsed.has_credentials:
+        via += RELAYED
     found = [CheckResult(check="telegram", status="ok", detail=f"@{me.username}{via}")]
     warning = group_warning(me, telegram.group_requests)
     if warning is not None:

@@ -108,6 +108,11 @@ class Proxy:
         )
 
     @property
+    def has_credentials(self) -> bool:
+        """Whether the URL holds a user or a password (the workers then get a relay)."""
+        return bool(self.username or self.password)
+
+    @property
     def forwards_plain_http(self) -> bool:
         """Whether a request to an ``http`` server goes to the proxy whole (its URL in the
         request line) rather than through a tunnel."""

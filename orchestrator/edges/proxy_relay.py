@@ -240,7 +240,7 @@ async def serve_proxy_relays(
     for variable in RELAYED_VARIABLES:
         url = environment.get(variable)
         proxy = Proxy.parse(url) if url else None
-        if url is None or proxy is None or not (proxy.username or proxy.password):
+        if url is None or proxy is None or not proxy.has_credentials:
             continue
         if url not in relays:
             relays[url] = ProxyRelay(proxy)

@@ -157,6 +157,7 @@ async def test_doctor_reaches_telegram_through_the_proxy_and_says_which(tmp_path
     ok, ok_over_tls, refused = rows
     assert " ok " in ok
     assert f"@TestBot, through the proxy http://127.0.0.1:{proxy.port}" in ok
+    assert "the Codex workers reach it through the bot's relay, which keeps its password" in ok
     assert " ok " in ok_over_tls
     assert f"@TestBot, through the proxy https://127.0.0.1:{over_tls.port}" in ok_over_tls
     assert " FAIL " in refused
