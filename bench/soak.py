@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
 import sys
 import tempfile
 import tracemalloc
@@ -108,7 +109,7 @@ async def quiet(telegram: Any) -> None:
 async def snapshot(pid: int, folder: Path, number: int) -> Path:
     """Ask the bot for heap snapshot `number` (SIGUSR1) and wait until it is written."""
     path = snapshot_path(folder, number)
-    os.kill(pid, 10)  # SIGUSR1
+    os.kill(pid, signal.SIGUSR1)
     with trio.fail_after(120):
         while not path.exists():  # noqa: ASYNC110  (another process writes it)
             await trio.sleep(0.05)
