@@ -11,12 +11,14 @@ import base64
 import logging
 import ssl
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 import trio
+import trio.testing
 
 from orchestrator.edges.http1_proxy import Proxy
 from orchestrator.edges.proxy_relay import ProxyRelay, serve_proxy_relays
@@ -300,3 +302,32 @@ async def test_connections_beyond_the_limit_wait_until_one_closes(tls: FakeTls) 
             assert len(proxy.requests) == 2
             await second.aclose()
         nursery.cancel_scope.cancel()
+
+
+async def test_a_proxy_that_never_answers_is_a_gateway_timeout(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """(`CONNECT_SECONDS` on the test's clock: the wait is jumped over, not slept.)"""
+    silent: list[trio.SocketStream] = []
+
+    async def hold(stream: trio.SocketStream) -> None:
+        silent.append(stream)
+        await trio.sleep_forever()
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(trio.serve_tcp, hold, 0, host="127.0.0.1"))
+        port = listeners[0].socket.getsockname()[1]
+        upstream = Proxy.parse(f"http://proxy-user:pw@127.0.0.1:{port}")
+        assert upstream is not None
+        relay = ProxyRelay(upstream)
+        await nursery.start(relay.serve)
+        started = trio.current_time()
+        answer = await ask(
+            relay, b"CONNECT example.org:443 HTTP/1.1\r\n" + relay_authorization(relay) + b"\r\n"
+        )
+        waited = trio.current_time() - started
+        nursery.cancel_scope.cancel()
+    assert answer.startswith(b"HTTP/1.1 504 Gateway Timeout\r\n")
+    assert b"the proxy did not answer in time" in answer
+    assert len(silent) == 1  # the relay did reach it
+    assert 30 <= waited < 32  # CONNECT_SECONDS
