@@ -97,3 +97,12 @@ async def test_a_worker_killed_before_the_model_said_a_word_hands_the_request_on
     assert len(servers) == 2, [cmdline(pid) for pid in servers]
     asks = [last_user_text(body)[-60:] for body in model.requests]
     assert sum(ASKED in text for text in asks) == 2, asks  # asked again
+    # and the model has the question once: the killed turn left no copy in the thread
+    again = [body for body in model.requests if ASKED in last_user_text(body)][-1]
+    said = [
+        part.get("text", "")
+        for item in again.get("input", [])
+        if item.get("role") == "user"
+        for part in item.get("content", [])
+    ]
+    assert sum(ASKED in text for text in said) == 1, said
