@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import TextIO
 
-__all__ = ["IsoFormatter", "RedactingFilter", "ThrottledWarning", "configure_logging"]
+__all__ = ["IsoFormatter", "RedactingFilter", "SaidOnce", "ThrottledWarning", "configure_logging"]
 
 QUIET_LOGGERS: Final = ("httpx", "httpcore", "hpack", "mcp")
 """Libraries whose INFO lines are noise or carry URLs."""
@@ -114,3 +114,24 @@ class ThrottledWarning:
         self._held = 0
         self._next = now + self._interval
         self._logger.warning(message, *args)
+
+
+@final
+class SaidOnce:
+    """Texts logged already: each at its own level the first time, at DEBUG after (what
+    Codex says again at every worker's start, a failure its retries meet again). At most
+    `kept` are remembered, so that weeks of distinct texts cannot grow the set; once full it
+    starts over, and a text may come once more at its level."""
+
+    def __init__(self, kept: int) -> None:
+        self._kept = kept
+        self._said: set[str] = set()
+
+    def level(self, text: str, first: int) -> int:
+        """`first` for a `text` not logged before, else DEBUG."""
+        if text in self._said:
+            return logging.DEBUG
+        if len(self._said) >= self._kept:
+            self._said.clear()
+        self._said.add(text)
+        return first

@@ -27,6 +27,7 @@ import trio
 
 from orchestrator.codex_runs import CommandStarted
 from orchestrator.errors import WorkerUnavailable
+from orchestrator.logging import SaidOnce
 from orchestrator.wire.codex_app_server import approval_answer, route_of
 from orchestrator.wire.codex_app_server_notifications import (
     NOTICES,
@@ -59,7 +60,7 @@ could not find bubblewrap on PATH…", 300 characters): the log has each once a 
 (one per worker was a screenful at start and at every restart), repeats at DEBUG."""
 SAID_AT_START_KEPT: Final = 64
 """Distinct such notices remembered, so a chatty Codex cannot grow the set for weeks."""
-_said_at_start: set[str] = set()
+_said_at_start = SaidOnce(SAID_AT_START_KEPT)
 
 _APPROVALS: Final = frozenset(
     {"item/commandExecution/requestApproval", "item/fileChange/requestApproval"}
@@ -125,12 +126,11 @@ class AppServerCalls:
         params = bytes(message.params) or b"{}"
         if message.method in NOTICES:
             text = notice_text(message.method, params)[:500]
-            said_at_start = message.method in SAID_AT_START
-            repeated = said_at_start and text in _said_at_start
-            if said_at_start and len(_said_at_start) < SAID_AT_START_KEPT:
-                _said_at_start.add(text)
+            level = logging.INFO
+            if message.method in SAID_AT_START:
+                level = _said_at_start.level(text, logging.INFO)
             logger.log(
-                logging.DEBUG if repeated else logging.INFO,
+                level,
                 "worker %d: Codex %s: %s",
                 self.worker_id,
                 NOTICES[message.method],

@@ -41,6 +41,7 @@ import trio
 
 from orchestrator.edges.http1 import HttpError, open_through_proxy, ssl_context
 from orchestrator.edges.http1_proxy import Proxy, proxy_shown_url
+from orchestrator.logging import SaidOnce
 
 if TYPE_CHECKING:
     import ssl
@@ -126,8 +127,8 @@ class ProxyRelay:
         self._secret = secrets.token_urlsafe(24)
         self._expected = base64.b64encode(f"{RELAY_USER}:{self._secret}".encode())
         self._ssl: ssl.SSLContext | None = ssl_context() if upstream.tls else None
-        self._said: set[str] = set()
-        """Failures logged at WARNING already (`MAX_SAID` at most)."""
+        self._said = SaidOnce(MAX_SAID)
+        """Failures logged at WARNING already."""
 
     @property
     def url(self) -> str:
@@ -218,13 +219,8 @@ class ProxyRelay:
             raise _Refused(504, "Gateway Timeout: the proxy did not answer in time") from None
         except HttpError as error:
             said = f"{host}:{port}: {error}"
-            if said not in self._said:  # Codex retries: once at WARNING, then at DEBUG
-                if len(self._said) >= MAX_SAID:
-                    self._said.clear()
-                self._said.add(said)
-                logger.warning("the workers' proxy relay could not reach %s", said)
-            else:
-                logger.debug("the workers' proxy relay could not reach %s", said)
+            level = self._said.level(said, logging.WARNING)  # Codex retries: then at DEBUG
+            logger.log(level, "the workers' proxy relay could not reach %s", said)
             raise _Refused(502, f"Bad Gateway: {error}") from None
 
 

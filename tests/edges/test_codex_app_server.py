@@ -32,6 +32,7 @@ from orchestrator.codex_runs import (
 from orchestrator.edges import codex_app_server_calls
 from orchestrator.edges.codex_app_server import CodexAppServer, open_codex_app_server
 from orchestrator.errors import WorkerStartError
+from orchestrator.logging import SaidOnce
 from orchestrator.prompts import instructions_digest
 from tests.fakes.app_server_script import FakeAppServer
 from tests.procfs import living, read_pids, tree
@@ -149,7 +150,11 @@ async def test_a_warning_every_worker_says_at_start_is_logged_once(
 ) -> None:
     """Each worker's start says the same config warning (0.171.0: bubblewrap not on PATH):
     INFO once, then DEBUG; a turn on each makes sure its warning was read."""
-    monkeypatch.setattr(codex_app_server_calls, "_said_at_start", set())
+    monkeypatch.setattr(
+        codex_app_server_calls,
+        "_said_at_start",
+        SaidOnce(codex_app_server_calls.SAID_AT_START_KEPT),
+    )
     fake.rule("hello", reply="hi")
     with trio.fail_after(CEILING), caplog.at_level(logging.DEBUG):
         for _ in range(3):

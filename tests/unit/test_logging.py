@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from orchestrator.logging import configure_logging
+from orchestrator.logging import SaidOnce, configure_logging
 
 TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
 
@@ -56,3 +56,16 @@ def test_token_shaped_strings_are_redacted_even_if_unknown(captured: io.StringIO
 def test_httpx_info_lines_are_silenced(captured: io.StringIO) -> None:
     logging.getLogger("httpx").info(f"HTTP Request: POST https://x/bot{TOKEN}/getMe")
     assert captured.getvalue() == ""
+
+
+def test_a_text_said_once_is_at_its_level_once_and_the_memory_stays_bounded() -> None:
+    said = SaidOnce(kept=2)
+    assert [said.level("a", logging.WARNING) for _ in range(3)] == [
+        logging.WARNING,
+        logging.DEBUG,
+        logging.DEBUG,
+    ]
+    assert said.level("b", logging.INFO) == logging.INFO
+    assert said.level("c", logging.INFO) == logging.INFO  # full: starts over with "c"
+    assert said.level("c", logging.INFO) == logging.DEBUG
+    assert said.level("a", logging.WARNING) == logging.WARNING  # forgotten, said once more
