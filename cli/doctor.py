@@ -424,7 +424,7 @@ async def check_telegram(ctx: DoctorContext) -> list[CheckResult]:
         Proxy,
         environment_proxy,
         proxy_problem,
-        proxy_shown,
+        proxy_shown_url,
     )
     from orchestrator.edges.telegram_http import open_telegram_api
 
@@ -432,8 +432,8 @@ async def check_telegram(ctx: DoctorContext) -> list[CheckResult]:
     bad_proxy = proxy_problem(telegram.api_base_url)
     if bad_proxy is not None:
         return [CheckResult(check="telegram", status="FAIL", detail=bad_proxy, fix=PROXY_FIX)]
-    proxy = proxy_shown(telegram.api_base_url)
-    via = f", through the proxy {proxy}" if proxy else ""
+    proxy_url = environment_proxy(telegram.api_base_url)
+    via = f", through the proxy {proxy_shown_url(proxy_url)}" if proxy_url else ""
     timeout = min(telegram.request_timeout, TELEGRAM_TIMEOUT)
     try:
         async with open_telegram_api(
@@ -445,7 +445,6 @@ async def check_telegram(ctx: DoctorContext) -> list[CheckResult]:
             error, telegram.api_base_url, ctx.loaded.token_source, timeout
         )
         return [CheckResult(check="telegram", status="FAIL", detail=detail + via, fix=fix)]
-    proxy_url = environment_proxy(telegram.api_base_url)
     parsed = Proxy.parse(proxy_url) if proxy_url else None
     if parsed is not None and parsed.has_credentials:
         via += RELAYED
