@@ -18,6 +18,8 @@ button presses and ``/cancel`` are answered while it runs.
   paste not started yet. A start that finds a running request there (the bot was killed)
   closes its progress message and offers it with a "Run again" button, never running it by
   itself.
+- A prompt sent while the bot was offline that waited at Telegram longer than
+  ``sessions.stale_after`` is offered with a "Run now" button, not run (`actors.chat_late`).
 - Text runs; photos, files and voice notes are served by `actors.chat_files` (a photo runs
   with its caption as an image input, a file is saved in the working directory's inbox). Any
   other message that is not text (a sticker, a poll...) is answered once with what it was
@@ -55,6 +57,7 @@ from actors import (
     chat_buttons,
     chat_commands,
     chat_files,
+    chat_late,
     chat_recovery,
     chat_running,
     chat_texts,
@@ -352,6 +355,9 @@ class Chat:
             return
         if message.text is None or not words.has_visible(message.text):
             await self.out.say(chat_texts.no_words(message), plain=True)
+            return
+        if message.late:  # sent while the bot was offline: offered, not run
+            await chat_late.offer(self, message, chat_texts.prompt_text(message.text, message))
             return
         # The save that keeps the text keeps its update id too: one write says both.
         self.remember_update(message.update_id)

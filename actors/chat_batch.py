@@ -139,7 +139,7 @@ async def flush_batch(chat: Chat) -> None:
     texts = chat.batch
     if chat.album is not None and not chat.album_captioned:  # only photos or file notes
         texts = [chat_files.album_prompt(images=len(images), files=len(texts)), *texts]
-    prompt = "\n\n".join(texts) or chat_files.image_prompt(len(images))
+    prompt = chat_files.joined_prompt(texts, len(images))
     drop_batch(chat)
     if chat.request is None:
         await chat_running.start_request(chat, prompt, images=images)

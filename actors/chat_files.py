@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Final
 import msgspec
 import trio
 
-from actors import chat_running, chat_texts
+from actors import chat_late, chat_running, chat_texts
 from orchestrator import disk, words
 from orchestrator.errors import (
     TelegramError,
@@ -152,6 +152,12 @@ PICTURE_AS_FILE: Final = (
 def image_prompt(count: int) -> str:
     """The prompt of `count` images sent without a caption."""
     return ALBUM_PROMPT if count > 1 else IMAGE_PROMPT
+
+
+def joined_prompt(texts: Sequence[str], images: int) -> str:
+    """One prompt of `texts` (parts and captions, in order) that go with `images` photos;
+    the photos' own question when none has words."""
+    return "\n\n".join(texts) or image_prompt(images)
 
 
 def album_prompt(*, images: int, files: int) -> str:
@@ -310,7 +316,7 @@ async def _image_in(
         await _refuse_once_per_album(chat, album, IMAGES_NEED_APP_SERVER)
         return
     joining = album is not None and album == chat.album
-    if not joining and not chat.idle():
+    if not joining and not chat.idle() and not message.late:
         await _traced(chat, message, "image_refused", "busy")
         await _refuse_once_per_album(chat, album, IMAGE_WHILE_BUSY)
         return
@@ -333,6 +339,10 @@ async def _image_in(
         return
     await _traced(chat, message, "image", f"{len(data)} bytes")
     caption = (message.text or "").strip()
+    if message.late:  # sent while the bot was offline: offered with its photo, not run
+        prompt = chat_texts.prompt_text(caption, message) if caption else ""
+        await chat_late.offer(chat, message, prompt, images=(str(path),))
+        return
     if album is not None and (joining or chat.idle()):
         captioned = _album_caption(chat, message, caption, ALBUM_PROMPT)
         await chat.collect_album(album, image=str(path), caption=captioned)
@@ -427,6 +437,10 @@ async def _take_file(
     await chat.out.say(told + note, plain=True)
     caption = (message.text or "").strip()
     note = f"(The file is {relative} in the working directory.)"
+    if message.late:  # saved, as sent; what it asks waits for the user's press
+        prompt = chat_texts.prompt_text(f"{caption or FILE_PROMPT}\n\n{note}", message)
+        await chat_late.offer(chat, message, prompt)
+        return
     album = message.media_group_id
     if album is not None and (album == chat.album or chat.idle()):
         default = album_prompt(images=0, files=2)

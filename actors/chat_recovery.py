@@ -9,7 +9,8 @@ request that is gone), offers a "Run again" button with an unguessable token and
 ``batch_window`` again for the rest of a paste whose first parts were received (the rest is
 often already waiting at Telegram), so it still runs as one request (an album's photos not
 started yet are offered with "Run again");
-`run_again` serves a press on that button once. A request with photos runs again with them
+`run_again` serves a press on that button once, and on the "Run now" button of what was
+sent while the bot was offline (`actors.chat_late`). A request with photos runs again with them
 while they are kept (`files.image_retention`), and only when the chat is idle (a photo cannot
 wait in the text queue).
 """
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING
 import msgspec
 import trio
 
-from actors import chat_batch, chat_files, chat_running, chat_texts
+from actors import chat_batch, chat_files, chat_late, chat_running, chat_texts
 from actors.button_data import rerun_data
 from actors.chat_approvals import STALE_QUESTION
 from orchestrator import disk
@@ -49,7 +50,7 @@ async def recover(chat: Chat) -> None:
         # an album still collecting: offered with "Run again", never run by itself (the
         # queue's HMAC does not cover its photos); it never ran, so no run failed
         images = state.batch_images
-        prompt = "\n\n".join(state.batch) or chat_files.image_prompt(len(images))
+        prompt = chat_files.joined_prompt(state.batch, len(images))
         token = secrets.token_urlsafe(9)
         await chat.out.show(
             f"rerun-{token}",
@@ -120,18 +121,29 @@ async def recover(chat: Chat) -> None:
 
 
 async def run_again(chat: Chat, press: InboundCallback, token: str) -> None:
-    """A press on "Run again": the interrupted prompt runs (or is queued) once more."""
-    offered = chat.state.interrupted
-    if offered is None or not secrets.compare_digest(offered.token, token):
+    """A press on "Run again" (a request a kill interrupted) or "Run now" (what was sent
+    while the bot was offline: `actors.chat_late`): the offer runs (or is queued), once."""
+    state = chat.state
+    interrupted, late = state.interrupted, state.late
+    if interrupted is not None and secrets.compare_digest(interrupted.token, token):
+        offered = interrupted
+        chat.state = msgspec.structs.replace(state, interrupted=None)
+        await chat.out.answer(press, chat_texts.RUN_AGAIN_STARTED)
+        closing = chat_texts.interrupted_run_again(offered.prompt)
+        await chat.out.close(f"rerun-{token}", closing, message_id=press.message_id)
+    elif late is not None and secrets.compare_digest(late.token, token):
+        offered = RequestRecord(
+            prompt=chat_files.joined_prompt(late.texts, len(late.images)),
+            token=token,
+            images=late.images,
+        )
+        chat.state = msgspec.structs.replace(state, late=None)
+        await chat.out.answer(press, chat_texts.RUN_NOW_STARTED)
+        closing = chat_texts.late_run_now(late.texts, images=len(late.images))
+        await chat.out.close(chat_late.slot(token), closing, message_id=press.message_id)
+    else:
         await chat.out.answer(press, chat_texts.RUN_AGAIN_GONE)
         return
-    chat.state = msgspec.structs.replace(chat.state, interrupted=None)
-    await chat.out.answer(press, chat_texts.RUN_AGAIN_STARTED)
-    await chat.out.close(
-        f"rerun-{token}",
-        chat_texts.interrupted_run_again(offered.prompt),
-        message_id=press.message_id,
-    )
     if offered.images:
         await _run_again_with_images(chat, offered)
     elif chat.idle():

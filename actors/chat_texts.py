@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Final, assert_never
 from orchestrator.words import echo, one_line, plural, quoted
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from orchestrator.messages import InboundMessage, RepliedTo
     from orchestrator.workflow_types import ContextFill
 
@@ -36,6 +38,8 @@ __all__ = [
     "RUN_AGAIN",
     "RUN_AGAIN_GONE",
     "RUN_AGAIN_STARTED",
+    "RUN_NOW",
+    "RUN_NOW_STARTED",
     "SECRET_IN_FILE",
     "SECRET_IN_PROMPT",
     "SESSION_CORRUPT",
@@ -50,6 +54,8 @@ __all__ = [
     "help_text",
     "interrupted_by_a_stop",
     "interrupted_run_again",
+    "late_offer",
+    "late_run_now",
     "menu_commands",
     "no_words",
     "not_a_mode",
@@ -329,7 +335,7 @@ RUN_AGAIN: Final = "▶ Run again"
 
 RUN_AGAIN_STARTED: Final = "Running it again."
 
-RUN_AGAIN_GONE: Final = "That request was already run again, or is no longer offered."
+RUN_AGAIN_GONE: Final = "That request was already run, or is no longer offered."
 
 IMAGES_GONE: Final = "The photo of that request is no longer kept. Send it again with its caption."
 
@@ -361,6 +367,59 @@ def interrupted_run_again(prompt: str) -> str:
     """The "Run again" offer once pressed (a request a stop interrupted, or an album it kept
     from starting)."""
     return f"⏹ Stopped by a restart of the bot:\n{_quote(prompt)}\n\n▶ Run again, as you asked."
+
+
+RUN_NOW: Final = "▶ Run now"
+
+RUN_NOW_STARTED: Final = "Running it now."
+
+LATE_QUOTES_SHOWN: Final = 5
+"""Late prompts an offer quotes; the rest are counted ("… and 2 more")."""
+
+
+def late_offer(texts: Sequence[str], messages: int, *, images: int, ago: float) -> str:
+    """The offer of what a chat sent while the bot was offline (`actors.chat_late`): each
+    prompt quoted, above a "Run now" button. `ago`: seconds since the first was sent."""
+    when = _ago(ago)
+    if messages == 1:
+        head = (
+            f"📨 You sent this {when} ago, while the bot was offline, so it was not run by "
+            "itself: it may no longer be what you want."
+        )
+        tail = "Press Run now to run it."
+    else:
+        head = (
+            f"📨 You sent {messages} messages while the bot was offline, the first {when} "
+            "ago, so they were not run by themselves: they may no longer be what you want."
+        )
+        tail = "Press Run now to run them as one request."
+    return f"{head}\n{_late_quotes(texts, images)}\n\n{tail}"
+
+
+def late_run_now(texts: Sequence[str], *, images: int) -> str:
+    """The offer of late messages once its button was pressed."""
+    quotes = _late_quotes(texts, images)
+    return f"📨 Sent while the bot was offline:\n{quotes}\n\n▶ Run now, as you asked."
+
+
+def _late_quotes(texts: Sequence[str], images: int) -> str:
+    lines = [_quote(text, 200) for text in texts[:LATE_QUOTES_SHOWN]]
+    if len(texts) > LATE_QUOTES_SHOWN:
+        lines.append(f"… and {len(texts) - LATE_QUOTES_SHOWN} more")
+    if images:
+        lines.append(f"({'with ' if texts else ''}{plural(images, 'photo')})")
+    return "\n".join(lines)
+
+
+def _ago(seconds: float) -> str:
+    """A wait in the words a phone user reads at a glance: "25 minutes", "3 hours", "2 days"."""
+    minutes = max(1, round(seconds / 60))
+    if minutes < 60:
+        return plural(minutes, "minute")
+    hours = round(minutes / 60)
+    if hours < 48:
+        return plural(hours, "hour")
+    return plural(round(hours / 24), "day")
 
 
 def prompt_text(text: str, message: InboundMessage) -> str:

@@ -303,6 +303,7 @@ async def _run_front(
                     preview_chars=config.traces.preview_chars,
                     allowed_users=config.telegram.allowed_users,
                     recovery=recovery,
+                    stale_after=config.sessions.stale_after,
                     task_status=task_status,
                 )
 

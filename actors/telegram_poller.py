@@ -24,6 +24,16 @@ Faults never crash the loop, except a bad token:
   is), then backoff;
 - 401 → `TelegramUnauthorized` propagates: the bot stops with a "bad token" message.
 
+A message sent while the bot could not fetch updates (it was down, or cut off from Telegram)
+that waited there longer than ``sessions.stale_after`` is handed over marked `late`
+(`InboundMessage.late`): its chat offers it with a button instead of running it
+(`actors.chat_late`), since what was asked hours ago may no longer be wanted. "Sent while
+the bot could not fetch it" means after the moment the bot last had every update
+(`UpdateLedger.caught_up`, kept across restarts); a message from before that moment came late
+for another reason and runs as usual, which also keeps a fake Telegram's fixed or zero
+``date`` from counting as late. Telegram's ``date`` is compared with this machine's clock: a
+clock that is off by minutes shifts the line by as much.
+
 A disk that refuses the ledger (full, read-only, over quota) does not stop polling either:
 the ledger stays correct in memory, so nothing is handled twice while the process lives, and
 the offset still confirms each batch once the chats took it, so Telegram does not redeliver
@@ -37,6 +47,8 @@ The failure is logged at once and then at most once a minute (`orchestrator.disk
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 import msgspec
@@ -54,10 +66,11 @@ from orchestrator.outage import Outage, Recovery
 from orchestrator.supervision import backoff_delay
 from orchestrator.wire.telegram import decode_update, decode_update_id
 from orchestrator.wire.telegram_to_router import to_router_message
+from orchestrator.words import plural
 
 if TYPE_CHECKING:
     import random
-    from collections.abc import Collection
+    from collections.abc import Callable, Collection
 
     from orchestrator.messages import RouterMsg
     from orchestrator.ports import TelegramApi, TraceEmit
@@ -99,9 +112,14 @@ async def run(
     preview_chars: int = PREVIEW_CHARS,
     allowed_users: Collection[int] | None = None,
     recovery: Recovery | None = None,
+    stale_after: float = 0.0,
+    wall_clock: Callable[[], float] = time.time,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Poll until cancelled.
+
+    A message sent after `ledger.caught_up` that reaches the router more than `stale_after`
+    seconds (by `wall_clock`) after it was sent is marked late (0: never).
 
     The end of an outage, its first poll that goes through after failures, is told to
     `recovery`: the sender's waiting replies go at once.
@@ -121,50 +139,115 @@ async def run(
     Raises:
         TelegramUnauthorized: the token was rejected.
     """
-    offset: int | None = None
-    outage = Outage(logger, "getUpdates", "getUpdates failed", recovery)
-    trouble = disk.DiskTrouble(f"the update ledger {ledger.path}")
+    polling = _Polling(
+        api=api,
+        out=out,
+        ledger=ledger,
+        bot_username=bot_username,
+        poll_seconds=poll_seconds,
+        limit=limit,
+        rng=rng,
+        trace=trace,
+        preview_chars=preview_chars,
+        allowed_users=None if allowed_users is None else frozenset(allowed_users),
+        outage=Outage(logger, "getUpdates", "getUpdates failed", recovery),
+        trouble=disk.DiskTrouble(f"the update ledger {ledger.path}"),
+        stale_after=stale_after,
+        wall_clock=wall_clock,
+    )
     with out:
         task_status.started()
-        while True:
-            try:
-                raws = await api.get_updates(
-                    offset=offset,
-                    poll_seconds=poll_seconds,
-                    limit=limit,
-                    allowed_updates=ALLOWED_UPDATES,
-                )
-            except TelegramRetryAfter as error:
-                logger.warning("getUpdates: flood control, waiting %g s", error.retry_after)
-                await trio.sleep(error.retry_after)
-                continue
-            except TelegramConflict as error:
-                delay = _backoff(outage.attempts, rng)
-                cause = (
-                    f"conflict: {error.description}. Another instance of this bot is polling "
-                    "with the same token (or a webhook is set)"
-                )
-                outage.failed(cause, delay, level=logging.ERROR)
-                await trio.sleep(delay)
-                continue
-            except (TelegramTransientError, TelegramBadRequest) as error:
-                delay = _backoff(outage.attempts, rng)
-                outage.failed(error, delay)
-                await trio.sleep(delay)
-                continue
-            outage.succeeded()
-            if raws:
-                offset = await _hand_off(
-                    raws,
-                    out,
-                    ledger,
-                    bot_username,
-                    trace,
-                    preview_chars,
-                    offset,
-                    None if allowed_users is None else frozenset(allowed_users),
-                    trouble,
-                )
+        try:
+            await _poll(polling)
+        finally:
+            with trio.CancelScope(shield=True):  # keeps when the bot last had every update
+                await _persist(ledger, polling.trouble, stopping=True)
+
+
+@dataclass(frozen=True)
+class _Polling:
+    """One poller's arguments and helpers, fixed for its life."""
+
+    api: TelegramApi
+    out: trio.MemorySendChannel[RouterMsg]
+    ledger: UpdateLedger
+    bot_username: str
+    poll_seconds: int
+    limit: int
+    rng: random.Random
+    trace: TraceEmit
+    preview_chars: int
+    allowed_users: frozenset[int] | None
+    outage: Outage
+    trouble: disk.DiskTrouble
+    stale_after: float
+    wall_clock: Callable[[], float]
+
+
+async def _poll(polling: _Polling) -> None:
+    offset: int | None = None
+    outage = polling.outage
+    while True:
+        polled_at = polling.wall_clock()
+        try:
+            raws = await polling.api.get_updates(
+                offset=offset,
+                poll_seconds=polling.poll_seconds,
+                limit=polling.limit,
+                allowed_updates=ALLOWED_UPDATES,
+            )
+        except TelegramRetryAfter as error:
+            logger.warning("getUpdates: flood control, waiting %g s", error.retry_after)
+            await trio.sleep(error.retry_after)
+            continue
+        except TelegramConflict as error:
+            delay = _backoff(outage.attempts, polling.rng)
+            cause = (
+                f"conflict: {error.description}. Another instance of this bot is polling "
+                "with the same token (or a webhook is set)"
+            )
+            outage.failed(cause, delay, level=logging.ERROR)
+            await trio.sleep(delay)
+            continue
+        except (TelegramTransientError, TelegramBadRequest) as error:
+            delay = _backoff(outage.attempts, polling.rng)
+            outage.failed(error, delay)
+            await trio.sleep(delay)
+            continue
+        outage.succeeded()
+        if raws:
+            offset = await _hand_off(raws, polling, offset, _late_line(polling))
+        if len(raws) < polling.limit:  # it returned all Telegram held when it was sent
+            polling.ledger.caught_up_at(polled_at)
+
+
+def _late_line(polling: _Polling) -> _LateLine | None:
+    """Which messages of the batch just fetched count as late (None: none can)."""
+    since = polling.ledger.caught_up
+    if since is None or polling.stale_after <= 0:
+        return None
+    return _LateLine(since=since, now=polling.wall_clock(), stale_after=polling.stale_after)
+
+
+@dataclass(frozen=True)
+class _LateLine:
+    """A message sent after `since` (the bot had every update then) that waited more than
+    `stale_after` until `now` waited at Telegram while the bot could not fetch it."""
+
+    since: float
+    now: float
+    stale_after: float
+
+    def waited(self, message: RouterMsg | None) -> int:
+        """Seconds `message` waited, if it counts as late; else 0. Only what may start
+        Codex counts: a command is served as usual, and an edit (it carries the date of the
+        message it edits) is never run."""
+        if not isinstance(message, InboundMessage) or message.edited or message.command:
+            return 0
+        waited = self.now - message.date
+        if message.date <= self.since or waited <= self.stale_after:
+            return 0
+        return round(waited)
 
 
 def _backoff(failures: int, rng: random.Random) -> float:
@@ -172,17 +255,10 @@ def _backoff(failures: int, rng: random.Random) -> float:
 
 
 async def _hand_off(
-    raws: list[msgspec.Raw],
-    out: trio.MemorySendChannel[RouterMsg],
-    ledger: UpdateLedger,
-    bot_username: str,
-    trace: TraceEmit,
-    preview_chars: int,
-    offset: int | None,
-    allowed_users: frozenset[int] | None,
-    trouble: disk.DiskTrouble,
+    raws: list[msgspec.Raw], polling: _Polling, offset: int | None, late: _LateLine | None
 ) -> int | None:
     """Hand one batch to the router; return the offset that confirms it."""
+    out, ledger, trace = polling.out, polling.ledger, polling.trace
     numbered: list[tuple[int, msgspec.Raw]] = []
     for raw in raws:
         update_id = decode_update_id(raw)
@@ -197,6 +273,7 @@ async def _hand_off(
         numbered.append((update_id, raw))
     numbered.sort(key=lambda pair: pair[0])
     waiting: list[tuple[int, trio.Event]] = []
+    lates = 0
     finished = False
     try:
         for update_id, raw in numbered:
@@ -205,7 +282,7 @@ async def _hand_off(
                 trace(TraceRecord(event="update", update_id=update_id, outcome="duplicate"))
                 continue
             try:
-                message = to_router_message(decode_update(raw), bot_username)
+                message = to_router_message(decode_update(raw), polling.bot_username)
             except msgspec.DecodeError as error:
                 logger.error("skipping update %d that does not decode: %s", update_id, error)
                 trace(
@@ -219,13 +296,24 @@ async def _hand_off(
                 )
                 ledger.record(update_id)
                 continue
+            late_by = 0 if late is None else late.waited(message)
             if message is None:
                 ledger.record(update_id)
             else:
                 handled = trio.Event()
+                if late_by:
+                    lates += 1
+                    message = msgspec.structs.replace(message, late=late_by)
                 await out.send(msgspec.structs.replace(message, handled=handled))
                 waiting.append((update_id, handled))
-            trace(_update_trace(update_id, message, preview_chars, allowed_users))
+            trace(_update_trace(update_id, message, polling, late_by))
+        if lates:
+            logger.info(
+                "%s waited at Telegram over sessions.stale_after (%g s) while the bot could "
+                "not fetch updates: offered in their chats, not run",
+                plural(lates, "message"),
+                polling.stale_after,
+            )
         with trio.move_on_after(HANDLED_WAIT) as waited:
             for _, handled in waiting:
                 await handled.wait()
@@ -247,15 +335,17 @@ async def _hand_off(
                 if handled.is_set():
                     ledger.record(update_id)
         with trio.CancelScope(shield=not finished):
-            await _persist(ledger, trouble)
+            await _persist(ledger, polling.trouble)
     if not numbered:
         return offset
     return numbered[-1][0] + 1
 
 
-async def _persist(ledger: UpdateLedger, trouble: disk.DiskTrouble) -> None:
+async def _persist(
+    ledger: UpdateLedger, trouble: disk.DiskTrouble, *, stopping: bool = False
+) -> None:
     try:
-        await ledger.persist()
+        await ledger.persist(stopping=stopping)
     except OSError as error:
         trouble.failed(error)
     else:
@@ -263,11 +353,9 @@ async def _persist(ledger: UpdateLedger, trouble: disk.DiskTrouble) -> None:
 
 
 def _update_trace(
-    update_id: int,
-    message: RouterMsg | None,
-    preview_chars: int,
-    allowed_users: frozenset[int] | None,
+    update_id: int, message: RouterMsg | None, polling: _Polling, late_by: int
 ) -> TraceRecord:
+    preview_chars, allowed_users = polling.preview_chars, polling.allowed_users
     if isinstance(message, InboundMessage):
         stranger = allowed_users is not None and message.user_id not in allowed_users
         if stranger:  # what a stranger writes is not ours to keep: ids and a length only
@@ -287,7 +375,8 @@ def _update_trace(
             user_id=message.user_id,
             thread_id=message.thread_id,
             command=message.command,
-            outcome="edited" if message.edited else "ok",
+            outcome="edited" if message.edited else "late" if late_by else "ok",
+            detail=f"waited {late_by} s at Telegram" if late_by else None,
             preview=(message.text or "")[:preview_chars] if preview_chars else None,
         )
     if isinstance(message, InboundCallback):

@@ -172,6 +172,9 @@ class SessionsConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=
     queue_limit: int = 10
     batch_window: float = 1.0
     approval_timeout: float = 600.0
+    stale_after: float = 600.0
+    """Seconds a message sent while the bot was offline may wait at Telegram and still run
+    by itself; one that waited longer is offered with a button instead (0: always run)."""
 
 
 class TracesConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):

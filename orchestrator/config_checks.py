@@ -159,6 +159,14 @@ def check_ranges(config: Config, shown: str) -> None:
             86400,
             "seconds an approval waits before it counts as deny",
         ),
+        (
+            "sessions.stale_after",
+            sessions.stale_after,
+            0,
+            inf,
+            "seconds a message sent while the bot was offline may wait and still run by "
+            "itself; 0 = always run",
+        ),
         ("traces.preview_chars", config.traces.preview_chars, 0, inf, "characters; 0 = none"),
         (
             "traces.keep_days",

@@ -160,6 +160,10 @@ class InboundMessage(_RouterBase, frozen=True, kw_only=True, tag="message"):
     edited: bool = False
     content_kind: ContentKind = "text"
     date: int = 0
+    late: int = 0
+    """Seconds the message waited at Telegram, when it was sent while the bot could not
+    fetch updates (down, or cut off) and waited longer than ``sessions.stale_after``; 0:
+    it came in time. A late prompt is offered with a button, not run (`actors.chat_late`)."""
     quoted_from: str | None = None
     """Set when the user did not write the text: where it comes from, in words ("forwarded
     from Bob (@bob)", "sent through the bot @gif"); such text is never a command."""

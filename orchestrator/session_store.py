@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SESSION_FORMAT_VERSION",
+    "LateRecord",
     "LoadedSession",
     "QuestionRecord",
     "RequestRecord",
@@ -102,6 +103,26 @@ class RequestRecord(msgspec.Struct, frozen=True, kw_only=True):
     questions: tuple[QuestionRecord, ...] = ()
 
 
+class LateRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """Prompts sent while the bot could not fetch them (it was down, or cut off from
+    Telegram) that waited there longer than ``sessions.stale_after``: offered with a "Run
+    now" button, never run by themselves (`actors.chat_late`).
+
+    Attributes:
+        token: the unguessable token of the offer's button.
+        texts: the prompts, in the order sent (a photo without caption adds none).
+        images: the photos that came with them (paths under ``state_dir/images``).
+        first_sent: when the earliest was sent (Telegram's ``date``, Unix seconds).
+        messages: how many messages the offer holds.
+    """
+
+    token: str
+    texts: tuple[str, ...] = ()
+    images: tuple[str, ...] = ()
+    first_sent: int = 0
+    messages: int = 0
+
+
 class ThreadRecord(msgspec.Struct, frozen=True, kw_only=True):
     """A Codex thread this chat worked on, for ``/sessions`` (`actors.chat_sessions`).
 
@@ -150,6 +171,7 @@ class SessionState(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
             ``state_dir/images``). A restart offers them with "Run again", never runs them by
             itself: they are not in the queue's HMAC.
         interrupted: the request a kill interrupted, offered with a "Run again" button.
+        late: prompts sent while the bot was offline, offered with a "Run now" button.
         queue_mac: the HMAC of the key, the queue and the batch (module docstring); set by
             the store on write, checked and cleared on load.
         model: the chat's /model choice for its next turns ("" : the profile's).
@@ -195,6 +217,7 @@ class SessionState(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     own_mode: Literal["single", "plan", ""] = ""
     context: ContextFill | None = None
     instructions: ThreadInstructions | None = None
+    late: LateRecord | None = None
 
     @property
     def context_now(self) -> ContextFill | None:

@@ -18,6 +18,13 @@ last unconfirmed batch comes again, whose prompts the session files (fsync'd) re
 command among them may run twice. One fsync less per message on the way to Codex's answer
 (docs/performance.md, overhead).
 
+The ledger also keeps `caught_up`: when the bot last had every update Telegram held (the
+start of the latest getUpdates that came back short of its limit, on this machine's clock). A
+message sent after that moment that arrives much later waited at Telegram while the bot was
+down or cut off (`actors.telegram_poller`, late messages). It is written with each batch and
+at the poller's stop; absent (a first start, or a ledger from before it was kept), no message
+counts as late until the first poll.
+
 A damaged file is set aside (``.corrupt-<time>``) and logged; the ledger starts empty (the
 worst case is one redelivered batch, never a crash loop). So is a symlink, folder or FIFO
 in its place (never followed, never waited on).
@@ -52,6 +59,7 @@ class _LedgerFile(msgspec.Struct, frozen=True, kw_only=True):
     version: int = 1
     high_water: int | None = None
     recent: tuple[int, ...] = ()
+    caught_up: float | None = None
 
 
 _DECODER: Final = msgspec.json.Decoder(_LedgerFile)
@@ -62,9 +70,18 @@ _ENCODER: Final = msgspec.json.Encoder()
 class UpdateLedger:
     """Which update ids were already handed to the router. Owned by the poller alone."""
 
-    def __init__(self, path: Path, high_water: int | None, recent: tuple[int, ...]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        high_water: int | None,
+        recent: tuple[int, ...],
+        caught_up: float | None = None,
+    ) -> None:
         self.path = path
         self.high_water = high_water
+        self.caught_up = caught_up
+        """When the bot last had every update Telegram held (Unix seconds), if known."""
+        self._caught_up_written = caught_up
         self._order: deque[int] = deque(recent[-RECENT_IDS_KEPT:])
         self._members = set(self._order)
         self._dirty = False
@@ -73,7 +90,7 @@ class UpdateLedger:
     async def open(cls, path: Path) -> UpdateLedger:
         """Load the ledger at `path` (absent → empty; damaged → set aside, empty)."""
         state = await disk.run_sync(_load, path)
-        return cls(path, state.high_water, state.recent)
+        return cls(path, state.high_water, state.recent, state.caught_up)
 
     def seen(self, update_id: int) -> bool:
         """Whether `update_id` was handed off before."""
@@ -91,15 +108,26 @@ class UpdateLedger:
             self.high_water = update_id
         self._dirty = True
 
-    async def persist(self) -> None:
-        """Write the ledger atomically if it changed."""
-        if not self._dirty:
+    def caught_up_at(self, when: float) -> None:
+        """Every update Telegram held at `when` has been fetched (persisted with the next
+        batch, or at the stop: one write per poll would buy nothing)."""
+        if self.caught_up is None or when > self.caught_up:
+            self.caught_up = when
+
+    async def persist(self, *, stopping: bool = False) -> None:
+        """Write the ledger atomically if it changed (`stopping`: `caught_up` counts too)."""
+        moved = stopping and self.caught_up != self._caught_up_written
+        if not (self._dirty or moved):
             return
-        data = _ENCODER.encode(_LedgerFile(high_water=self.high_water, recent=tuple(self._order)))
+        caught_up = self.caught_up
+        data = _ENCODER.encode(
+            _LedgerFile(high_water=self.high_water, recent=tuple(self._order), caught_up=caught_up)
+        )
         await disk.run_sync(
             functools.partial(disk.write_atomically, durable=False), self.path, data
         )
         self._dirty = False
+        self._caught_up_written = caught_up
 
 
 def _load(path: Path) -> _LedgerFile:

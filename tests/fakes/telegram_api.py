@@ -75,13 +75,14 @@ class FakeTelegramApi:
         user_id: int = 1,
         entities: list[dict[str, object]] | None = None,
         edited: bool = False,
+        date: int = 0,
     ) -> int:
         if entities is None and text.startswith("/"):
             command = text.split()[0]
             entities = [{"type": "bot_command", "offset": 0, "length": len(command)}]
         message = {
             "message_id": next(self._message_ids),
-            "date": 0,
+            "date": date,
             "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup"},
             "from": {"id": user_id, "is_bot": False, "first_name": "u"},
             "text": text,
