@@ -413,13 +413,13 @@ def _late_quotes(texts: Sequence[str], images: int) -> str:
 
 def _ago(seconds: float) -> str:
     """A wait in the words a phone user reads at a glance: "25 minutes", "3 hours", "2 days"."""
-    minutes = max(1, round(seconds / 60))
+    minutes = max(1, int(seconds / 60 + 0.5))
     if minutes < 60:
         return plural(minutes, "minute")
-    hours = round(minutes / 60)
+    hours = int(minutes / 60 + 0.5)
     if hours < 48:
         return plural(hours, "hour")
-    return plural(round(hours / 24), "day")
+    return plural(int(hours / 24 + 0.5), "day")
 
 
 def prompt_text(text: str, message: InboundMessage) -> str:

@@ -240,9 +240,11 @@ class _LateLine:
 
     def waited(self, message: RouterMsg | None) -> int:
         """Seconds `message` waited, if it counts as late; else 0. Only what may start
-        Codex counts: a command is served as usual, and an edit (it carries the date of the
-        message it edits) is never run."""
-        if not isinstance(message, InboundMessage) or message.edited or message.command:
+        Codex counts: a command is served as usual, an edit (it carries the date of the
+        message it edits) is never run, and a group's talk not for the bot is not read."""
+        if not isinstance(message, InboundMessage):
+            return 0
+        if message.edited or message.command or not message.addressed:
             return 0
         waited = self.now - message.date
         if message.date <= self.since or waited <= self.stale_after:
@@ -296,7 +298,8 @@ async def _hand_off(
                 )
                 ledger.record(update_id)
                 continue
-            late_by = 0 if late is None else late.waited(message)
+            strange = _from_stranger(message, polling.allowed_users)  # refused as ever
+            late_by = 0 if late is None or strange else late.waited(message)
             if message is None:
                 ledger.record(update_id)
             else:
@@ -355,10 +358,10 @@ async def _persist(
 def _update_trace(
     update_id: int, message: RouterMsg | None, polling: _Polling, late_by: int
 ) -> TraceRecord:
-    preview_chars, allowed_users = polling.preview_chars, polling.allowed_users
+    preview_chars = polling.preview_chars
     if isinstance(message, InboundMessage):
-        stranger = allowed_users is not None and message.user_id not in allowed_users
-        if stranger:  # what a stranger writes is not ours to keep: ids and a length only
+        if _from_stranger(message, polling.allowed_users):
+            # what a stranger writes is not ours to keep: ids and a length only
             return TraceRecord(
                 event="update",
                 update_id=update_id,
@@ -391,4 +394,13 @@ def _update_trace(
         return TraceRecord(event="update", update_id=update_id, outcome="ignored")
     return TraceRecord(
         event="update", update_id=update_id, chat_id=message.chat_id, outcome=message.status
+    )
+
+
+def _from_stranger(message: RouterMsg | None, allowed_users: frozenset[int] | None) -> bool:
+    """Whether `message` is a text from a user outside `allowed_users` (None: all allowed)."""
+    return (
+        isinstance(message, InboundMessage)
+        and allowed_users is not None
+        and message.user_id not in allowed_users
     )

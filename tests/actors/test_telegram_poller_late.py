@@ -54,6 +54,7 @@ class LateHarness(Harness):
             limit=self.limit,
             rng=random.Random(1),
             trace=self.traces.append,
+            allowed_users=self.allowed_users,
             stale_after=self.stale_after,
             wall_clock=wall_clock,
         )
@@ -87,9 +88,12 @@ async def test_what_was_sent_while_the_bot_was_down_and_waited_too_long_is_late(
     api.push_text("deploy it", edited=True, date=BASE - 3600)  # an edit is never run
     api.push_text("just now", date=BASE - 599)
     api.push_text("a while ago", date=BASE - 601)
+    api.push_text("let me in", chat_id=666, user_id=666, date=BASE - 3600)  # refused as ever
+    api.push_text("talk among people", chat_id=-5, date=BASE - 3600)  # a group's, not for us
     harness = LateHarness(api, ledger)
+    harness.allowed_users = (1,)
     with caplog.at_level(logging.INFO, logger="actors.telegram_poller"):
-        await harness.run(stop_after=6)
+        await harness.run(stop_after=8)
     late = [(m.text, m.late, m.edited) for m in harness.received if isinstance(m, InboundMessage)]
     assert late == [
         ("deploy it", 3600, False),
@@ -98,6 +102,8 @@ async def test_what_was_sent_while_the_bot_was_down_and_waited_too_long_is_late(
         ("deploy it", 0, True),
         ("just now", 0, False),
         ("a while ago", 601, False),
+        ("let me in", 0, False),
+        ("talk among people", 0, False),
     ]
     traced = [(r.outcome, r.detail) for r in harness.traces if r.event == "update"]
     assert traced[0] == ("late", "waited 3600 s at Telegram")
