@@ -6,6 +6,7 @@ import errno
 import itertools
 import json
 import random
+import time
 from typing import TYPE_CHECKING
 
 import httpx
@@ -30,6 +31,7 @@ from orchestrator.update_ledger import UpdateLedger
 from tests.fakes.telegram_api import FakeTelegramApi
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
     from orchestrator.ports import TelegramApi
@@ -46,6 +48,9 @@ class Harness:
         """Whether this router marks each update handled as it receives it (a chat that
         saved it at once); False: nothing is ever marked."""
         self.recovery: Recovery | None = None
+        self.limit = 100
+        self.stale_after = 0.0
+        self.wall_clock: Callable[[], float] = time.time
 
     async def run(self, *, stop_after: int, router_buffer: int = 16) -> None:
         """Run a poller until `stop_after` messages reached the router and the poller did
@@ -63,11 +68,13 @@ class Harness:
             ledger=ledger,
             bot_username="TestBot",
             poll_seconds=30,
-            limit=100,
+            limit=self.limit,
             rng=random.Random(1),
             trace=self.traces.append,
             allowed_users=self.allowed_users,
             recovery=self.recovery,
+            stale_after=self.stale_after,
+            wall_clock=self.wall_clock,
         )
 
     async def _run(self, ledger, send, receive, stop_after: int) -> None:

@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 from typing import TYPE_CHECKING
 
 import pytest
 import trio
 import trio.testing
 
-from actors import telegram_poller
 from orchestrator.errors import TelegramTransientError
 from orchestrator.messages import InboundMessage, RouterMsg
 from orchestrator.update_ledger import UpdateLedger
@@ -43,21 +41,7 @@ class LateHarness(Harness):
         super().__init__(api, ledger_path)
         self.limit = limit
         self.stale_after = STALE_AFTER
-
-    async def poll(self, ledger: UpdateLedger, send: trio.MemorySendChannel[RouterMsg]) -> None:
-        await telegram_poller.run(
-            self.api,
-            send,
-            ledger=ledger,
-            bot_username="TestBot",
-            poll_seconds=30,
-            limit=self.limit,
-            rng=random.Random(1),
-            trace=self.traces.append,
-            allowed_users=self.allowed_users,
-            stale_after=self.stale_after,
-            wall_clock=wall_clock,
-        )
+        self.wall_clock = wall_clock
 
 
 def caught_up_at(path: Path, when: float) -> None:
