@@ -133,8 +133,9 @@ async def run(
         waits until the chats took the batch (at most `HANDLED_WAIT`); the poller then stops
         polling and Telegram keeps the updates (nothing is confirmed before it is taken).
     Shutdown: cancelled by the root (stop intake first); updates not taken stay
-        unconfirmed and come back on the next start. Closes `out` on exit, which tells the
-        router to drain.
+        unconfirmed and come back on the next start. The ledger is written once more, with
+        when the bot last had every update (what the next start draws the late line at).
+        Closes `out` on exit, which tells the router to drain.
 
     Raises:
         TelegramUnauthorized: the token was rejected.
