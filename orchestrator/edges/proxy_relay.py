@@ -21,6 +21,10 @@ It speaks the two things HTTP clients ask of a proxy:
   request per connection (``Connection: close``): every request to an HTTP proxy must carry
   the credentials, and only the head of the first is read here.
 
+A proxy URL with credentials that the relay cannot speak to (``socks4://``, a port that is
+not a number) is taken out of the workers' environment, with a warning naming the variable:
+the workers could not have used it through the relay, and the password must not reach them.
+
 What it refuses, it answers as a proxy does: 407 without the relay's secret (with the
 challenge, for clients that wait for one), 400 for what is not a proxy request, 502 when the
 real proxy cannot be reached or refuses (its reason, never its address or credentials).
@@ -235,8 +239,19 @@ async def serve_proxy_relays(
     relays: dict[str, ProxyRelay] = {}
     for variable in RELAYED_VARIABLES:
         url = environment.get(variable)
-        proxy = Proxy.parse(url) if url else None
-        if url is None or proxy is None or not proxy.has_credentials:
+        if not url:
+            continue
+        proxy = Proxy.parse(url)
+        if proxy is None and _holds_credentials(url):
+            del environment[variable]
+            logger.warning(
+                "%s: the Codex workers do not get this proxy: its URL holds a password, and "
+                "it is not a proxy the bot can relay for them (http://, https:// or socks5:// "
+                "with a port that is a number), so a command the agent runs could read it",
+                variable,
+            )
+            continue
+        if proxy is None or not proxy.has_credentials:
             continue
         if url not in relays:
             relays[url] = ProxyRelay(proxy)
@@ -257,6 +272,13 @@ async def serve_proxy_relays(
             if relay_of is not None:
                 environment[variable] = relay_of.url
         task_status.started(len(relays))
+
+
+def _holds_credentials(url: str) -> bool:
+    """Whether `url` names a user or password (an ``@`` before its host), read without
+    parsing it whole: it is a URL `Proxy.parse` could not read."""
+    authority = url.partition("://")[2] if "://" in url else url
+    return "@" in authority.partition("/")[0]
 
 
 async def _read_head(client: trio.abc.Stream) -> tuple[bytes, bytes]:

@@ -255,6 +255,27 @@ async def test_only_proxies_with_credentials_are_relayed(tls: FakeTls) -> None:
     assert plain == {"HTTPS_PROXY": "http://open.example:8080"}
 
 
+async def test_a_proxy_with_a_password_the_relay_cannot_speak_to_is_kept_from_the_workers(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A URL `Proxy.parse` cannot read would reach the workers as it is, password and all:
+    it is taken out instead, and the log names the variable, never the URL."""
+    environment = {
+        "ALL_PROXY": "socks4://proxy-user:hunter2@proxy.example:1080",
+        "npm_config_proxy": "http://proxy-user:hunter2@proxy.example:31x8/",
+        "HTTP_PROXY": "socks4://proxy.example:1080",  # nothing to hide: left as it is
+        "PATH": "/usr/bin",
+    }
+    with caplog.at_level(logging.WARNING, logger="orchestrator.edges.proxy_relay"):
+        async with trio.open_nursery() as nursery:
+            assert await nursery.start(serve_proxy_relays, environment) == 0
+    assert environment == {"HTTP_PROXY": "socks4://proxy.example:1080", "PATH": "/usr/bin"}
+    warnings = [record.getMessage() for record in caplog.records]
+    assert [line.split(":")[0] for line in warnings] == ["ALL_PROXY", "npm_config_proxy"]
+    assert "its URL holds a password" in warnings[0]
+    assert not any("hunter2" in line or "proxy.example" in line for line in warnings)
+
+
 async def test_a_proxy_that_is_down_is_a_bad_gateway_without_its_address() -> None:
     with trio.socket.socket() as unused:  # a port nobody listens on
         await unused.bind(("127.0.0.1", 0))
