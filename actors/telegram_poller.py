@@ -119,7 +119,8 @@ async def run(
     """Poll until cancelled.
 
     A message sent after `ledger.caught_up` that reaches the router more than `stale_after`
-    seconds (by `wall_clock`) after it was sent is marked late (0: never).
+    seconds (by `wall_clock`) after it was sent is marked late (0: never). The one wall clock
+    of the bot's actors: Telegram's ``date`` is Unix time, which trio's clock is not.
 
     The end of an outage, its first poll that goes through after failures, is told to
     `recovery`: the sender's waiting replies go at once.
