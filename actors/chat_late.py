@@ -15,6 +15,9 @@ are served as usual, an edit is answered as usual, and a file still lands in the
 user sent it; saving it runs nothing): only its caption waits. A photo is kept as any photo
 is (``files.image_retention``) and goes with the prompt when the button is pressed.
 
+An offer holds at most ``sessions.queue_limit`` messages, as a queued prompt does; the
+ones past it are counted, not kept, and the offer says so (send them again).
+
 The offer is a live message: the sender folds a burst of late messages (a phone that sent
 five while the bot was down) into one message edited to its last text, not five.
 """
@@ -44,19 +47,24 @@ async def offer(
     """Add the late `message` (its `prompt` as Codex would get it, "" for a photo without
     a caption, and its stored `images`) to the chat's offer, and show the offer."""
     held = chat.state.late or LateRecord(token=secrets.token_urlsafe(9), first_sent=message.date)
-    held = msgspec.structs.replace(
-        held,
-        texts=(*held.texts, prompt) if prompt else held.texts,
-        images=(*held.images, *images),
-        first_sent=min(held.first_sent, message.date),
-        messages=held.messages + 1,
-    )
+    if held.messages >= chat.config.sessions.queue_limit:  # as many as a queued prompt joins
+        held = msgspec.structs.replace(held, dropped=held.dropped + 1)
+        outcome = "late_dropped"
+    else:
+        held = msgspec.structs.replace(
+            held,
+            texts=(*held.texts, prompt) if prompt else held.texts,
+            images=(*held.images, *images),
+            first_sent=min(held.first_sent, message.date),
+            messages=held.messages + 1,
+        )
+        outcome = "late_offered"
     chat.state = msgspec.structs.replace(chat.state, late=held)
     chat.out.trace(
         TraceRecord(
             event="update",
             update_id=message.update_id,
-            outcome="late_offered",
+            outcome=outcome,
             detail=f"waited {message.late} s; {held.messages} in the offer",
             preview=chat.preview(prompt) if prompt else None,
         )
@@ -66,7 +74,7 @@ async def offer(
     ago = message.date + message.late - held.first_sent
     await chat.out.show(
         slot(held.token),
-        chat_texts.late_offer(held.texts, held.messages, images=len(held.images), ago=ago),
+        chat_texts.late_offer(held, ago=ago),
         ((Button(chat_texts.RUN_NOW, rerun_data(held.token)),),),
     )
 

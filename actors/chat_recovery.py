@@ -139,7 +139,7 @@ async def run_again(chat: Chat, press: InboundCallback, token: str) -> None:
         )
         chat.state = msgspec.structs.replace(state, late=None)
         await chat.out.answer(press, chat_texts.RUN_NOW_STARTED)
-        closing = chat_texts.late_run_now(late.texts, images=len(late.images))
+        closing = chat_texts.late_run_now(late)
         await chat.out.close(chat_late.slot(token), closing, message_id=press.message_id)
     else:
         await chat.out.answer(press, chat_texts.RUN_AGAIN_GONE)

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from orchestrator.messages import InboundMessage, RepliedTo
+    from orchestrator.session_store import LateRecord
     from orchestrator.workflow_types import ContextFill
 
 __all__ = [
@@ -377,11 +378,11 @@ LATE_QUOTES_SHOWN: Final = 5
 """Late prompts an offer quotes; the rest are counted ("… and 2 more")."""
 
 
-def late_offer(texts: Sequence[str], messages: int, *, images: int, ago: float) -> str:
+def late_offer(held: LateRecord, *, ago: float) -> str:
     """The offer of what a chat sent while the bot was offline (`actors.chat_late`): each
     prompt quoted, above a "Run now" button. `ago`: seconds since the first was sent."""
     when = _ago(ago)
-    if messages == 1:
+    if held.messages == 1:
         head = (
             f"📨 You sent this {when} ago, while the bot was offline, so it was not run by "
             "itself: it may no longer be what you want."
@@ -389,16 +390,24 @@ def late_offer(texts: Sequence[str], messages: int, *, images: int, ago: float) 
         tail = "Press Run now to run it."
     else:
         head = (
-            f"📨 You sent {messages} messages while the bot was offline, the first {when} "
-            "ago, so they were not run by themselves: they may no longer be what you want."
+            f"📨 You sent {held.messages} messages while the bot was offline, the first "
+            f"{when} ago, so they were not run by themselves: they may no longer be what you "
+            "want."
         )
         tail = "Press Run now to run them as one request."
-    return f"{head}\n{_late_quotes(texts, images)}\n\n{tail}"
+    if held.dropped:
+        tail += (
+            f" {plural(held.dropped, 'later message')} did not fit in it (it holds "
+            f"{held.messages}, as a queued request does): send "
+            f"{'it' if held.dropped == 1 else 'them'} again if you still want "
+            f"{'it' if held.dropped == 1 else 'them'}."
+        )
+    return f"{head}\n{_late_quotes(held.texts, len(held.images))}\n\n{tail}"
 
 
-def late_run_now(texts: Sequence[str], *, images: int) -> str:
+def late_run_now(held: LateRecord) -> str:
     """The offer of late messages once its button was pressed."""
-    quotes = _late_quotes(texts, images)
+    quotes = _late_quotes(held.texts, len(held.images))
     return f"📨 Sent while the bot was offline:\n{quotes}\n\n▶ Run now, as you asked."
 
 

@@ -114,6 +114,7 @@ class LateRecord(msgspec.Struct, frozen=True, kw_only=True):
         images: the photos that came with them (paths under ``state_dir/images``).
         first_sent: when the earliest was sent (Telegram's ``date``, Unix seconds).
         messages: how many messages the offer holds.
+        dropped: late messages not kept, past ``sessions.queue_limit`` (the user is told).
     """
 
     token: str
@@ -121,6 +122,7 @@ class LateRecord(msgspec.Struct, frozen=True, kw_only=True):
     images: tuple[str, ...] = ()
     first_sent: int = 0
     messages: int = 0
+    dropped: int = 0
 
 
 class ThreadRecord(msgspec.Struct, frozen=True, kw_only=True):

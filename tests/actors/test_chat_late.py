@@ -44,8 +44,11 @@ async def test_late_prompts_join_one_offer_that_runs_once_when_pressed(
         await bot.say(BOB, "bob's late one", date=SENT, late=7200)
         await bot.wait(lambda: len(offers(bot)) == 2 and len(offers(bot, BOB)) == 1)
         first, joined = offers(bot)
-        assert first.text == chat_texts.late_offer(("deploy the release",), 1, images=0, ago=3600)
-        assert first.text.startswith("📨 You sent this 1 hour ago, while the bot was offline")
+        assert first.text == (
+            "📨 You sent this 1 hour ago, while the bot was offline, so it was not run by "
+            "itself: it may no longer be what you want.\n“deploy the release”\n\n"
+            "Press Run now to run it."
+        )
         assert joined.slot == first.slot  # one message, edited
         assert joined.text == (
             "📨 You sent 2 messages while the bot was offline, the first 1 hour ago, so they "
@@ -179,3 +182,25 @@ async def test_a_late_photo_is_kept_and_offered_and_runs_with_its_image_when_pre
     assert len(images) == 1
     assert (tmp_path / "work" / "inbox" / "notes.txt").read_bytes() == b"the notes"
     assert IMAGE_PROMPT not in prompt  # a caption leads: the photo's question is not added
+
+
+async def test_an_offer_holds_what_a_queued_prompt_holds_and_says_what_did_not_fit(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with running_bot(tmp_path, queue_limit=2) as bot:
+        for n in range(4):
+            await bot.say(ALICE, f"late {n}", date=SENT + n, late=3600 - n)
+        await bot.wait(lambda: "2 later messages" in offers(bot)[-1].text)
+        assert offers(bot)[-1].text == (
+            "📨 You sent 2 messages while the bot was offline, the first 1 hour ago, so they "
+            "were not run by themselves: they may no longer be what you want.\n"
+            "“late 0”\n“late 1”\n\n"
+            "Press Run now to run them as one request. 2 later messages did not fit in it (it "
+            "holds 2, as a queued request does): send them again if you still want them."
+        )
+        [button] = [b for row in offers(bot)[-1].keyboard for b in row]
+        await bot.press(ALICE, button.callback_data)
+        await bot.wait_reply(ALICE, "FAKE: late 0\n\nlate 1")
+    assert prompts(bot) == ["late 0\n\nlate 1"]
+    dropped = [t.preview for t in bot.traces if t.outcome == "late_dropped"]
+    assert dropped == ["late 2", "late 3"]
