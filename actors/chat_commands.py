@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from actors.chat import Chat
     from actors.chat_request import Request
     from orchestrator.ports import PoolStatistics
+    from orchestrator.session_store import SessionState
 
 __all__ = ["cancel", "on_command", "read_behind_the_inbox", "release_thread", "status_text"]
 
@@ -287,6 +288,7 @@ def status_text(chat: Chat) -> str:
         if progress.worker is not None:
             worker = progress.worker
     lines.append(f"Queue: {len(chat.state.queue)}")
+    lines.extend(_offer_lines(chat.state))
     lines.append(f"Worker: {worker if worker is not None else '-'}")
     thread = chat.state.developer_thread_id
     starts = "the running request starts one" if request else "the next request starts one"
@@ -309,6 +311,18 @@ def status_text(chat: Chat) -> str:
     lines.extend(chat_topics.status_lines(chat))
     lines.append(_pool_line(chat.deps.pool.statistics()))
     return "\n".join(lines)
+
+
+def _offer_lines(state: SessionState) -> list[str]:
+    """What waits for the user's press, not to be run by itself (their buttons are further
+    up the chat, easy to scroll past)."""
+    lines = []
+    if state.interrupted is not None:
+        lines.append("Offered, not run: a request a restart interrupted (▶ Run again)")
+    if state.late is not None:
+        sent = plural(state.late.messages, "message")
+        lines.append(f"Offered, not run: {sent} sent while the bot was offline (▶ Run now)")
+    return lines
 
 
 def _pool_line(stats: PoolStatistics) -> str:

@@ -62,6 +62,8 @@ async def test_late_prompts_join_one_offer_that_runs_once_when_pressed(
         assert "2 hours ago" in offers(bot, BOB)[0].text
         await bot.say(ALICE, "what time is it")  # in time: runs at once
         await bot.wait_reply(ALICE, "FAKE: what time is it")
+        await bot.say(ALICE, "/status")
+        await bot.wait_reply(ALICE, "Offered, not run: 2 messages sent while the bot was offline")
         await trio.sleep(60)
         assert prompts(bot) == ["what time is it"]
         query = await bot.press(ALICE, button.callback_data)
@@ -75,6 +77,9 @@ async def test_late_prompts_join_one_offer_that_runs_once_when_pressed(
         await bot.wait(lambda: bot.callback_answer(again) is not None)
         assert bot.callback_answer(again) == chat_texts.RUN_AGAIN_GONE
         await trio.sleep(60)
+        await bot.say(ALICE, "/status")
+        await bot.wait_reply(ALICE, "Mode: ", count=2)
+    assert "Offered" not in bot.replies(ALICE)[-1]
     assert prompts(bot) == ["what time is it", "deploy the release\n\nand tag it v2"]
     outcomes = [
         (t.outcome, t.detail)

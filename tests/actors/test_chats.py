@@ -1436,6 +1436,8 @@ async def test_a_request_killed_mid_run_is_offered_again_never_rerun_by_itself(
         assert len(button.callback_data) > 12  # carries an unguessable token
         prompts = [job.prompt for p in bot.fakes.started for job in p.calls]
         assert prompts == ["queued before the kill"]
+        await bot.say(ALICE, "/status")
+        await bot.wait_reply(ALICE, "Offered, not run: a request a restart interrupted")
         wrong = await bot.press(ALICE, "rr:guessed")
         await bot.wait(lambda: bot.callback_answer(wrong) is not None)
         assert bot.callback_answer(wrong) == chat_texts.RUN_AGAIN_GONE
