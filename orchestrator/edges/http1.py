@@ -318,6 +318,10 @@ async def _guarded(call: Callable[P, Awaitable[T]], *args: P.args, **kw: P.kwarg
         raise HttpError(f"{type(error).__name__}: {_reason(error)}") from None
 
 
+NAME_MISMATCH: Final = frozenset({62, 64})
+"""OpenSSL's verify codes for a certificate of another host name or IP address, whose
+message names the host asked for (a proxy's address is not for the workers: its relay)."""
+
 CONNECT_ATTEMPT: Final = "): "
 """What ends the address in trio's ``Error connecting to ('10.0.0.1', 3128): Connection
 refused``."""
@@ -329,6 +333,8 @@ def _reason(error: BaseException) -> str:
     and its TLS stream a broken stream from OpenSSL's ("certificate verify failed: unable
     to get local issuer certificate", not "SSLCertVerificationError")."""
     if isinstance(error, ssl.SSLCertVerificationError):
+        if error.verify_code in NAME_MISMATCH:  # OpenSSL's words name the host: not ours
+            return "certificate verify failed: the certificate is not valid for that host"
         return f"certificate verify failed: {error.verify_message}"
     if isinstance(error, ssl.SSLError) and error.reason:
         return f"TLS: {error.reason}"

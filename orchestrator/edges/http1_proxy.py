@@ -90,13 +90,13 @@ class Proxy:
     def parse(cls, url: str) -> Proxy | None:
         """The proxy `url` names, or None when no proxy can be made of it (a scheme or a port
         `proxy_problem` refuses before the bot starts)."""
-        parts = urlsplit(url if "://" in url else f"http://{url}")
-        scheme = parts.scheme.lower()
-        if scheme not in DEFAULT_PORTS or not parts.hostname:
-            return None
         try:
+            parts = urlsplit(url if "://" in url else f"http://{url}")
+            scheme = parts.scheme.lower()
+            if scheme not in DEFAULT_PORTS or not parts.hostname:
+                return None
             port = parts.port or DEFAULT_PORTS[scheme]
-        except ValueError:  # a port that is not a number: httpx says what is wrong
+        except ValueError:  # a port that is not a number, "Invalid IPv6 URL"
             return None
         return cls(
             "socks5" if scheme.startswith("socks5") else "http",

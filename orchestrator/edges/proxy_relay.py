@@ -9,7 +9,9 @@ adding the credentials on the way. The agent can still use the proxy through the
 the bot runs (the workers must reach the model through it), but the password never leaves
 the bot, and the relay's own secret is worth nothing anywhere else or after the bot stops.
 Only this user's processes can read a worker's environment (``/proc/<pid>/environ`` is the
-owner's), so another user of the machine cannot borrow the relay either.
+owner's), so another user of the machine cannot borrow the relay either; nor hold it: a
+connection that has not shown the secret has `HEAD_SECONDS` to do so, in a budget of its own
+(`MAX_UNVERIFIED`), so idle connections of anyone's do not take the workers' slots.
 
 It speaks the two things HTTP clients ask of a proxy:
 
@@ -25,9 +27,17 @@ A proxy URL with credentials that the relay cannot speak to (``socks4://``, a po
 not a number) is taken out of the workers' environment, with a warning naming the variable:
 the workers could not have used it through the relay, and the password must not reach them.
 
+A request is read strictly, so that what the relay checks is what the proxy reads: no
+control character in any line (a bare LF would end the head early where the proxy sees it,
+moving the credentials the relay adds into a body sent on), a method and header names that
+are tokens, HTTP/1.0 or 1.1, a host name DNS could carry. ``TRACE`` (and ``TRACK``) is
+refused, and ``Max-Forwards`` dropped: their answer is the request as received, the
+credentials in it.
+
 What it refuses, it answers as a proxy does: 407 without the relay's secret (with the
-challenge, for clients that wait for one), 400 for what is not a proxy request, 502 when the
-real proxy cannot be reached or refuses (its reason, never its address or credentials).
+challenge, for clients that wait for one), 400 for what is not a proxy request, 405 for an
+echoing method, 502 when the real proxy cannot be reached or refuses (its reason, never its
+address or credentials). A client that resets its tunnel ends it quietly.
 """
 
 from __future__ import annotations
@@ -36,6 +46,7 @@ import base64
 import contextlib
 import hmac
 import logging
+import re
 import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
@@ -75,8 +86,9 @@ RELAY_USER: Final = "codex"
 MAX_HEAD: Final = 16 * 1024
 """Bytes of a request line and headers before the request counts as broken."""
 
-HEAD_SECONDS: Final = 30.0
-"""How long a client may take to send its request's head."""
+HEAD_SECONDS: Final = 10.0
+"""How long a client may take to send its request's head (clients send it at once; a
+connection that does not holds an unverified slot, and must give it back soon)."""
 
 CONNECT_SECONDS: Final = 30.0
 """How long reaching the real proxy (and through it the server) may take."""
@@ -89,6 +101,13 @@ LINGER_SECONDS: Final = 1.0
 MAX_CONNECTIONS: Final = 128
 """Connections served at once (each holds two of the bot's file descriptors)."""
 
+MAX_UNVERIFIED: Final = 16
+"""Connections accepted at once that have not shown the relay's secret yet: any local user
+can connect to 127.0.0.1, and idle connections of theirs must not take the workers' slots."""
+
+MAX_HOST: Final = 255
+"""Bytes of a host name (DNS's limit, and what a SOCKS5 request can carry)."""
+
 ACCEPT_PAUSE: Final = 0.5
 """Seconds before accepting again after the system refused a descriptor."""
 
@@ -99,9 +118,26 @@ CHALLENGE: Final = b'Proxy-Authenticate: Basic realm="codex-orchestrator"\r\n'
 """A 407's challenge, for clients that send credentials only when asked."""
 
 DROPPED_HEADERS: Final = frozenset(
-    {b"proxy-authorization", b"proxy-connection", b"connection", b"keep-alive"}
+    {b"proxy-authorization", b"proxy-connection", b"connection", b"keep-alive", b"max-forwards"}
 )
-"""Headers of a request with the whole URL that are for the relay, not passed on."""
+"""Headers of a request with the whole URL that are for the relay, not passed on
+(``Max-Forwards: 0`` asks the proxy itself to answer, which a ``TRACE`` would do with the
+request it got: the credentials the relay added)."""
+
+ECHOING_METHODS: Final = frozenset({b"TRACE", b"TRACK"})
+"""Methods whose answer is the request itself, as the proxy or the server received it: with
+the credentials the relay adds. Refused."""
+
+_TOKEN: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+"""A method or a header name (RFC 9110, section 5.6.2)."""
+
+_CONTROL: Final = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+"""Bytes no line of a head may hold (a tab may): a bare LF or CR would end a line or the head
+where the proxy's parser sees it and the relay's does not, moving the credentials the relay
+adds into a body, or smuggling a request past its check."""
+
+_GONE: Final = (OSError, trio.BrokenResourceError, trio.ClosedResourceError)
+"""A side of a connection went away: the other is closed with it."""
 
 
 class _Refused(Exception):
@@ -124,10 +160,17 @@ class _Request:
 class ProxyRelay:
     """One relay on 127.0.0.1 in front of `upstream` (see the module docstring)."""
 
-    def __init__(self, upstream: Proxy, *, connections: int = MAX_CONNECTIONS) -> None:
+    def __init__(
+        self,
+        upstream: Proxy,
+        *,
+        connections: int = MAX_CONNECTIONS,
+        unverified: int = MAX_UNVERIFIED,
+    ) -> None:
         self.upstream = upstream
         self.port = 0
         self._slots = trio.Semaphore(connections)
+        self._unverified = trio.Semaphore(unverified)
         self._secret = secrets.token_urlsafe(24)
         self._expected = base64.b64encode(f"{RELAY_USER}:{self._secret}".encode())
         self._ssl: ssl.SSLContext | None = ssl_context() if upstream.tls else None
@@ -142,42 +185,51 @@ class ProxyRelay:
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen on 127.0.0.1 (a port the system picks; `url` has it once started).
 
-        A connection is accepted only while fewer than `connections` are open: the relay's
-        sockets are the bot's, and a command that opened thousands through it would leave
-        none for Telegram. The others wait in the system's queue of the listening socket."""
+        A connection is accepted only while fewer than `unverified` wait to show the
+        relay's secret (within `HEAD_SECONDS`), and served only while fewer than `connections`
+        are served: the relay's sockets are the bot's, and a command that opened thousands
+        through it would leave none for Telegram. The others wait in the system's queue of
+        the listening socket."""
         [listener] = await trio.open_tcp_listeners(0, host="127.0.0.1")
         self.port = listener.socket.getsockname()[1]
         async with listener, trio.open_nursery() as nursery:
             task_status.started()
             while True:
-                await self._slots.acquire()
+                await self._unverified.acquire()
                 try:
                     client = await listener.accept()
                 except OSError as error:  # out of file descriptors: wait for some to close
-                    self._slots.release()
+                    self._unverified.release()
                     logger.warning("the workers' proxy relay could not accept: %s", error)
                     await trio.sleep(ACCEPT_PAUSE)
                     continue
                 nursery.start_soon(self._serve_client, client)
 
     async def _serve_client(self, client: trio.SocketStream) -> None:
+        verified = False
         try:
-            await self._relay(client)
+            head, rest = await _read_head(client)
+            request = _parse(head)
+            if not self._authorized(request):
+                raise _Refused(407, "Proxy Authentication Required")
+            self._unverified.release()
+            verified = True
+            async with self._slots:
+                await self._relay(client, request, rest)
         except _Refused as refused:
             await _answer(client, refused.status, refused.reason)
-        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+        except _GONE:
             pass  # a side went away: the other is closed with it
         except Exception:  # a bug here must not end the bot, only this connection
             logger.exception("the workers' proxy relay failed on a connection")
         finally:
             await trio.aclose_forcefully(client)
-            self._slots.release()
+            if not verified:
+                self._unverified.release()
 
-    async def _relay(self, client: trio.SocketStream) -> None:
-        head, rest = await _read_head(client)
-        request = _parse(head)
-        if not self._authorized(request):
-            raise _Refused(407, "Proxy Authentication Required")
+    async def _relay(self, client: trio.SocketStream, request: _Request, rest: bytes) -> None:
+        if request.method.upper() in ECHOING_METHODS:  # a lenient server ignores the case
+            raise _Refused(405, "Method Not Allowed: it would echo the proxy's credentials")
         if request.method == b"CONNECT":
             host, port = _authority(request.target, default_port=None)
             server = await self._open(host, port, tunnel=True)
@@ -185,8 +237,12 @@ class ProxyRelay:
                 await client.send_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
                 await _pipe(client, server, rest)
             return
-        url = urlsplit(request.target.decode("latin-1"))
-        if url.scheme.lower() != "http" or not url.hostname:
+        try:
+            url = urlsplit(request.target.decode("latin-1"))
+            named = url.scheme.lower() == "http" and bool(url.hostname)
+        except ValueError:  # "Invalid IPv6 URL", and the like
+            named = False
+        if not named:
             raise _Refused(400, "Bad Request: a proxy request names an http:// URL")
         host, port = _authority(url.netloc.rpartition("@")[2].encode(), default_port=80)
         plain = self.upstream.forwards_plain_http
@@ -300,14 +356,23 @@ async def _read_head(client: trio.abc.Stream) -> tuple[bytes, bytes]:
 
 
 def _parse(head: bytes) -> _Request:
+    """The request in `head`, read strictly: what the relay checks must be what the proxy
+    reads (`_CONTROL`)."""
+    if _CONTROL.search(head.replace(b"\r\n", b"")):
+        raise _Refused(400, "Bad Request")
     line, *lines = head.split(b"\r\n")
     parts = line.split(b" ")
-    if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
+    if (
+        len(parts) != 3
+        or not _TOKEN.fullmatch(parts[0])
+        or not parts[1]
+        or parts[2] not in (b"HTTP/1.0", b"HTTP/1.1")
+    ):
         raise _Refused(400, "Bad Request")
     headers = []
     for header in lines:
         name, colon, value = header.partition(b":")
-        if not colon or not name or name != name.strip():
+        if not colon or not _TOKEN.fullmatch(name):
             raise _Refused(400, "Bad Request")
         headers.append((name, value.strip()))
     return _Request(parts[0], parts[1], parts[2], headers)
@@ -322,8 +387,14 @@ def _authority(target: bytes, *, default_port: int | None) -> tuple[str, int]:
             raise _Refused(400, "Bad Request: CONNECT names host:port")
         host, port = text, str(default_port)
     host = host.removeprefix("[").removesuffix("]")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not (host and port.isascii() and port.isdigit() and 0 < int(port) < 65536):
         raise _Refused(400, "Bad Request: not a host and port")
+    try:
+        name = host.encode("idna")  # as a proxy or a SOCKS5 request will carry it
+    except UnicodeError:
+        raise _Refused(400, "Bad Request: not a host name") from None
+    if len(name) > MAX_HOST:
+        raise _Refused(400, "Bad Request: not a host name")
     return host, int(port)
 
 
@@ -352,15 +423,19 @@ async def _pipe(client: trio.abc.Stream, server: trio.abc.Stream, first: bytes) 
     client's end of sending is passed on where the server's stream can say it (TCP)."""
 
     async def upwards() -> None:
-        if first:
-            await server.send_all(first)
-        while chunk := await client.receive_some(PIECE):
-            await server.send_all(chunk)
-        if isinstance(server, trio.abc.HalfCloseableStream):
-            await server.send_eof()
+        try:
+            if first:
+                await server.send_all(first)
+            while chunk := await client.receive_some(PIECE):
+                await server.send_all(chunk)
+            if isinstance(server, trio.abc.HalfCloseableStream):
+                await server.send_eof()
+        except _GONE:  # a client that reset the connection: the tunnel ends
+            nursery.cancel_scope.cancel()
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(upwards)
-        while chunk := await server.receive_some(PIECE):
-            await client.send_all(chunk)
+        with contextlib.suppress(*_GONE):
+            while chunk := await server.receive_some(PIECE):
+                await client.send_all(chunk)
         nursery.cancel_scope.cancel()

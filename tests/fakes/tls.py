@@ -29,9 +29,17 @@ def _name(common: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
 
 
-def make_fake_tls(folder: Path) -> FakeTls:
-    """A new authority and a certificate it signed for ``127.0.0.1`` and ``localhost``,
-    written under `folder`."""
+def _alternative(name: str) -> x509.GeneralName:
+    """`name` as a certificate names its host: an address, or a DNS name."""
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
+
+
+def make_fake_tls(folder: Path, names: tuple[str, ...] = ("127.0.0.1", "localhost")) -> FakeTls:
+    """A new authority and a certificate it signed for `names` (``127.0.0.1`` and
+    ``localhost``), written under `folder`."""
     now = datetime.datetime.now(datetime.UTC)
     valid = (now - datetime.timedelta(hours=1), now + datetime.timedelta(days=1))
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -66,16 +74,14 @@ def make_fake_tls(folder: Path) -> FakeTls:
     key = ec.generate_private_key(ec.SECP256R1())
     leaf = (
         x509.CertificateBuilder()
-        .subject_name(_name("127.0.0.1"))
+        .subject_name(_name(names[0]))
         .issuer_name(ca.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(valid[0])
         .not_valid_after(valid[1])
         .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-            ),
+            x509.SubjectAlternativeName([_alternative(name) for name in names]),
             critical=False,
         )
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
