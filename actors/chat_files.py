@@ -68,6 +68,7 @@ from orchestrator.workspace_files import (
     TooBig,
     echoed_path,
     identities,
+    in_git_folder,
     prune_images,
     read_limited,
     readable_target,
@@ -459,15 +460,20 @@ def _save_in_inbox(
     relative to `workspace`, and whether the bot's own `secrets` were taken out of it first
     (Codex reads the inbox: a user may send the bot's ``.env`` by mistake)."""
     cleaned = redact_secrets_bytes(data, secrets)
-    inbox.mkdir(parents=True, exist_ok=True)
     root = workspace.resolve()
-    folder = inbox.resolve()
+    folder = inbox.resolve()  # its missing part is made by `save_new`, following no link
     if not folder.is_relative_to(root):
         raise Refused(
             "The inbox folder leads out of the working directory (a link?), so I did not save "
             "the file. Ask the bot's owner to check files.inbox_dir."
         )
-    saved = save_new(root, PurePosixPath(folder.relative_to(root).as_posix()), name, cleaned)
+    inside = PurePosixPath(folder.relative_to(root).as_posix())
+    if in_git_folder(inside):  # the bot writes where the sandbox keeps the agent out
+        raise Refused(
+            "The inbox folder leads into a .git folder (a link?), so I did not save the file. "
+            "Ask the bot's owner to check files.inbox_dir."
+        )
+    saved = save_new(root, inside, name, cleaned)
     return root / saved, saved.as_posix(), cleaned != data
 
 
@@ -495,6 +501,14 @@ async def get_file(chat: Chat, argument: str) -> None:
     except OSError as error:
         await chat.out.say(
             f"I couldn't read {echoed_path(argument)} ({error.strerror}).", plain=True
+        )
+        return
+    except Exception:  # what the agent planted there must not end the chat and its request
+        logger.exception("/get %s failed", echoed_path(argument))
+        await chat.out.say(
+            f"I couldn't read {echoed_path(argument)}: something in it is not as expected. "
+            "The bot's log says what.",
+            plain=True,
         )
         return
     if not data:

@@ -11,7 +11,9 @@ read, and the blocking writes and reads (callers hop off the event loop with `di
   every symlink is resolved, never inside ``state_dir``, never a ``.env`` file (nor
   ``.env.local``, ``.envrc`` and the like: `is_env_file`), never a ``.git`` folder or
   anything in one (`in_git_folder`: its ``config`` can hold a remote's credentials);
-  `zip_folder` skips symlinks, ``.git`` and those files and stops past the size limit.
+  a file with other names (a hard link) is refused, as it could be a private file under
+  another name; `zip_folder` skips symlinks, ``.git``, those files and hard links, and stops
+  past the size limit as it grows, past `MAX_ZIP_DEPTH` and past `MAX_ZIP_ENTRIES`.
   The agent can write the working directory while it is read: `read_limited` and
   `zip_folder` open the resolved path one component at a time and follow no symlink, so a
   file or folder swapped for a link after the check (to the bot's config, Codex's login)
@@ -37,11 +39,11 @@ from pathlib import Path, PurePath, PurePosixPath
 from typing import TYPE_CHECKING, Final, TypeAlias
 
 from orchestrator.disk import FILE_MODE, NO_FOLLOW_READ, ensure_folder
-from orchestrator.redaction import redact_bytes
+from orchestrator.redaction import redact, redact_bytes
 from orchestrator.words import echo
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Iterable, Iterator, Sequence
     from collections.abc import Set as AbstractSet
 
 __all__ = [
@@ -75,6 +77,21 @@ line, not as three messages."""
 
 SKIPPED_IN_ZIP: Final = frozenset({".git", ".env"})
 """Names a folder's zip leaves out: the repository's object store, and secrets."""
+
+MAX_ZIP_DEPTH: Final = 64
+"""Folders a zip goes into, one inside the other: the agent can plant a folder thousands
+deep, and its names would outgrow what a zip entry can name (64 KB)."""
+
+MAX_ZIP_ENTRIES: Final = 20_000
+"""Names (files, folders, and what is left out) a zip looks at: each file adds headers and
+a record in memory however small it is, so an agent's million empty files must stop early."""
+
+ZIP_CENTRAL_RECORD: Final = 46
+"""Bytes of a file's record in the zip's central directory, besides its name: written at the
+end, so counted ahead as the files go in."""
+
+ZIP_END: Final = 22
+"""Bytes of the zip's end record."""
 
 
 class Refused(Exception):
@@ -118,18 +135,18 @@ def safe_name(name: str, *, fallback: str = "file") -> str:
 def save_new(root: Path, folder: PurePosixPath, name: str, data: bytes) -> PurePosixPath:
     """Write `data` to `folder`/`name` under `root`, or to ``name (2)``, ``name (3)``… when
     it exists (blocking); the path written, relative to `root`. Creates the folder; never
-    overwrites, and never writes through a symlink: the folder is opened from `root` one
-    component at a time (the agent could swap a part of it for a link meanwhile).
+    overwrites, and never writes (or creates a folder) through a symlink: the folder is made
+    and opened from `root` one component at a time (the agent could swap a part of it for a
+    link meanwhile).
 
     Raises:
         Refused: a part of the folder is no longer what was checked (a link now, or gone).
         FileExistsError: no free name within `FREE_NAME_TRIES`.
         OSError: the disk refused; a half-written file is removed.
     """
-    (root / folder).mkdir(parents=True, exist_ok=True)
     stem, suffix = _split(name)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    opened = _open_inside(root, folder, folder=True, doing="saving into it")
+    opened = _open_inside(root, folder, folder=True, doing="saving into it", create=True)
     try:
         for number in range(1, FREE_NAME_TRIES + 1):
             candidate = name if number == 1 else f"{stem} ({number}){suffix}"
@@ -262,7 +279,19 @@ def readable_target(
         raise Refused(f"{text} is one of the bot's own files; I don't send those.")
     if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
         raise Refused(f"{text} is neither a file nor a folder.")
+    if _hard_linked(info):
+        raise Refused(
+            f"{text} has other names on this disk (hard links), so I don't send it: one of "
+            "them could be a file the bot keeps private."
+        )
     return target
+
+
+def _hard_linked(info: os.stat_result) -> bool:
+    """Whether `info` is a regular file with other names: one the agent linked to a file it
+    may not read (a session file, Codex's login; an old copy of the config the bot no longer
+    knows by its identity). A working tree has none; ``/get`` and zips pass them over."""
+    return stat.S_ISREG(info.st_mode) and info.st_nlink > 1
 
 
 def echoed_path(requested: str) -> str:
@@ -299,7 +328,7 @@ def read_limited(
         TooBig: it is larger than `limit`.
     """
     read = _read_regular(_open_inside(root, relative, folder=False), limit)
-    if read is None or is_own(read[1], own):
+    if read is None or is_own(read[1], own) or _hard_linked(read[1]):
         raise _changed(relative)
     return read[0]
 
@@ -314,37 +343,40 @@ def zip_folder(
 ) -> tuple[bytes, int]:
     """The folder `relative` under `root` as a zip (deflated), with the number of files in
     it (blocking). Symlinks are left out and never followed (they could lead out of the
-    folder), and so are `SKIPPED_IN_ZIP`, the bot's `own` files under any name, and anything
-    but regular files and folders. Each
-    file is redacted (`secrets`, and anything shaped like a bot token) before it is
-    compressed: no redaction can look into the zip afterwards.
+    folder), and so are `SKIPPED_IN_ZIP`, the bot's `own` files under any name, files with
+    other names (hard links), and anything but regular files and folders. Each file, and each
+    name in the zip, is redacted (`secrets`, and anything shaped like a bot token) before it
+    is compressed: no redaction can look into the zip afterwards (the sender's pass over its
+    bytes would break a name it found there).
 
     Raises:
-        Refused: the folder is no longer what was checked (a link now, or gone).
-        TooBig: the files or the zip grow past `limit` bytes.
+        Refused: the folder is no longer what was checked (a link now, or gone), or it goes
+            deeper than `MAX_ZIP_DEPTH` or holds more than `MAX_ZIP_ENTRIES` names.
+        TooBig: the files or the zip grow past `limit` bytes (checked file by file).
     """
     top = _open_inside(root, relative, folder=True)
     buffer = io.BytesIO()
     counted = 0
+    directory = ZIP_END  # the central directory still to come, and the end record
     files = 0
     try:
         with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            for current, folders, names, here in os.fwalk(".", dir_fd=top):
-                folders[:] = sorted(name for name in folders if name not in SKIPPED_IN_ZIP)
-                for name in sorted(names):
-                    if name in SKIPPED_IN_ZIP or is_env_file(name):
-                        continue
-                    try:
-                        entry = _read_entry(here, name, limit - counted)
-                    except TooBig as error:  # the folder's count, not that file's size
-                        raise TooBig(counted + error.size) from None
-                    if entry is None or is_own(entry[1], own):
-                        continue
-                    data, info = entry
-                    counted += len(data)
-                    arcname = PurePosixPath(current, name).as_posix().removeprefix("./")
-                    archive.writestr(_zip_info(arcname, info), redact_bytes(data, secrets))
-                    files += 1
+            for folder, name, path in _Walk(relative).files(top):
+                room = min(limit - counted, limit - buffer.tell() - directory)
+                try:
+                    entry = _read_entry(folder, name, room)
+                except TooBig as error:  # the folder's count, not that file's size
+                    raise TooBig(counted + error.size) from None
+                if entry is None or is_own(entry[1], own) or _hard_linked(entry[1]):
+                    continue
+                data, info = entry
+                counted += len(data)
+                arcname = redact(path.as_posix(), secrets)
+                archive.writestr(_zip_info(arcname, info), redact_bytes(data, secrets))
+                files += 1
+                directory += ZIP_CENTRAL_RECORD + len(arcname.encode())
+                if buffer.tell() + directory > limit:
+                    raise TooBig(buffer.tell() + directory)
     finally:
         os.close(top)
     data = buffer.getvalue()
@@ -353,18 +385,82 @@ def zip_folder(
     return data, files
 
 
+_TOP: Final = PurePosixPath()
+"""The folder being zipped, as the zip names it (its files have no folder before them)."""
+
+
+class _Walk:
+    """The regular files under a folder, for a zip: in name order, a folder's files before
+    its folders; no symlink followed, and every folder opened so that it can be nothing else
+    (a FIFO swapped in for it fails at once instead of waiting for a writer), within
+    `MAX_ZIP_DEPTH` and `MAX_ZIP_ENTRIES` (`os.fwalk` is recursive, and opens each folder
+    with a plain open after it looked at it)."""
+
+    def __init__(self, relative: PurePosixPath) -> None:
+        self.relative = relative
+        self.entries = 0
+
+    def files(
+        self, folder: int, path: PurePosixPath = _TOP, depth: int = 0
+    ) -> Iterator[tuple[int, str, PurePosixPath]]:
+        """(the open folder, the file's name in it, its path in the zip) of each file."""
+        folders = []
+        for name in sorted(os.listdir(folder)):
+            self.entries += 1
+            if self.entries > MAX_ZIP_ENTRIES:
+                raise Refused(
+                    f"{self.relative.as_posix()} holds more than {MAX_ZIP_ENTRIES:,} files and "
+                    "folders, too many to zip. Ask for a folder inside it."
+                )
+            if name in SKIPPED_IN_ZIP or is_env_file(name):
+                continue
+            try:
+                mode = os.stat(name, dir_fd=folder, follow_symlinks=False).st_mode
+            except FileNotFoundError:
+                continue
+            if stat.S_ISDIR(mode):
+                folders.append(name)
+            elif stat.S_ISREG(mode):
+                yield folder, name, path / name
+        for name in folders:
+            if depth == MAX_ZIP_DEPTH:
+                raise Refused(
+                    f"{self.relative.as_posix()} has folders more than {MAX_ZIP_DEPTH} deep, "
+                    "too deep to zip. Ask for a folder inside it."
+                )
+            try:
+                child = os.open(name, NO_FOLLOW_READ | os.O_DIRECTORY, dir_fd=folder)
+            except OSError as error:  # swapped meanwhile for a link, a FIFO, or gone
+                if error.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
+                    continue
+                raise
+            try:
+                yield from self.files(child, path / name, depth + 1)
+            finally:
+                os.close(child)
+
+
 def _open_inside(
-    root: Path, relative: PurePosixPath, *, folder: bool, doing: str = "reading it"
+    root: Path,
+    relative: PurePosixPath,
+    *,
+    folder: bool,
+    doing: str = "reading it",
+    create: bool = False,
 ) -> int:
     """A descriptor of `relative` under `root`, opened one component at a time from `root`
-    with no symlink followed (blocking); `folder`: it must be a folder. `doing` says what
-    for, in the refusal when a part of it changed."""
+    with no symlink followed (blocking); `folder`: it must be a folder, and `create`: its
+    missing parts are made (in the folder opened so far, so never through a link). `doing`
+    says what for, in the refusal when a part of it changed."""
     descriptor = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         parts = relative.parts
         for index, part in enumerate(parts):
             last = index == len(parts) - 1
             flags = NO_FOLLOW_READ | (os.O_DIRECTORY if folder or not last else 0)
+            if create:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, dir_fd=descriptor)
             try:
                 child = os.open(part, flags, dir_fd=descriptor)
             except OSError as error:
@@ -394,10 +490,15 @@ def _read_entry(folder: int, name: str, room: int) -> tuple[bytes, os.stat_resul
 def _read_regular(descriptor: int, limit: int) -> tuple[bytes, os.stat_result] | None:
     """The bytes and status of the open `descriptor` (closed here) if it is a regular file,
     else None; `TooBig` past `limit` bytes, by its size or by what was read."""
-    with os.fdopen(descriptor, "rb") as handle:
+    try:
         info = os.fstat(descriptor)
-        if not stat.S_ISREG(info.st_mode):
-            return None
+    except BaseException:
+        os.close(descriptor)
+        raise
+    if not stat.S_ISREG(info.st_mode):  # a folder swapped in, a FIFO: fdopen would refuse
+        os.close(descriptor)
+        return None
+    with os.fdopen(descriptor, "rb") as handle:
         if info.st_size > limit:
             raise TooBig(info.st_size, exact=True)
         data = handle.read(limit + 1)

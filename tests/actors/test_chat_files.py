@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import msgspec
 import trio
@@ -920,3 +920,47 @@ async def test_a_download_a_stop_cuts_short_is_told_at_the_next_start(
     async with running_bot(tmp_path) as bot:
         await bot.wait_reply(ALICE, "downloading your file notes.txt")
     assert not (tmp_path / "work" / "inbox").exists()
+
+
+async def test_get_of_a_folder_the_agent_made_too_deep_is_answered_not_a_crash(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """``mkdir -p a/a/a/…`` made the zip's walk raise RecursionError, which ended the chat
+    (its running request lost): now a refusal in words, and the chat goes on."""
+    deep = tmp_path / "work" / "deep"
+    deep.mkdir(parents=True)
+    deep.joinpath(*["a"] * 65).mkdir(parents=True)
+    (tmp_path / "work" / "one.txt").write_text("x")
+    config = msgspec.structs.replace(make_config(tmp_path), state_dir=str(tmp_path / "state"))
+    async with running_bot(tmp_path, config=config) as bot:
+        await bot.say(ALICE, "/get deep")
+        await bot.wait_reply(ALICE, "too deep to zip")
+        await bot.say(ALICE, "/get one.txt")
+        await bot.wait(lambda: len(documents(bot)) == 1)
+    assert bot.replies(ALICE) == [
+        "deep has folders more than 64 deep, too deep to zip. Ask for a folder inside it."
+    ]
+
+
+async def test_get_that_fails_in_a_way_nobody_foresaw_is_answered_and_logged(
+    tmp_path: Path,
+    autojump_clock: trio.testing.MockClock,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """(What the agent plants in a folder must not end the chat, nor a request it runs.)"""
+
+    def broken(*args: object, **kwargs: object) -> NoReturn:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(chat_files, "_outgoing", broken)
+    async with running_bot(tmp_path) as bot:
+        await bot.say(ALICE, "/get odd")
+        await bot.wait_reply(ALICE, "I couldn't read odd")
+        await bot.say(ALICE, "/status")
+        await bot.wait_reply(ALICE, "Mode: ")
+    assert bot.replies(ALICE)[0] == (
+        "I couldn't read odd: something in it is not as expected. The bot's log says what."
+    )
+    assert "/get odd failed" in caplog.text
+    assert "RecursionError" in caplog.text
