@@ -92,6 +92,22 @@ async def ask(relay: ProxyRelay, head: bytes) -> bytes:
     return answer
 
 
+async def answer_through(
+    url: str, head: bytes = b"CONNECT example.org:443 HTTP/1.1\r\n\r\n"
+) -> bytes:
+    """The whole answer of a relay in front of the proxy `url` to one request, `head`, with
+    the relay's secret added after its first line."""
+    upstream = Proxy.parse(url)
+    assert upstream is not None
+    relay = ProxyRelay(upstream)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(relay.serve)
+        line, _, rest = head.partition(b"\r\n")
+        answer = await ask(relay, line + b"\r\n" + relay_authorization(relay) + rest)
+        nursery.cancel_scope.cancel()
+    return answer
+
+
 def relay_authorization(relay: ProxyRelay) -> bytes:
     parts = urlsplit(relay.url)
     secret = f"{parts.username}:{parts.password}".encode()
@@ -322,15 +338,7 @@ async def test_a_proxy_that_is_down_is_a_bad_gateway_without_its_address() -> No
     with trio.socket.socket() as unused:  # a port nobody listens on
         await unused.bind(("127.0.0.1", 0))
         port = unused.getsockname()[1]
-    upstream = Proxy.parse(f"http://proxy-user:pw@127.0.0.1:{port}")
-    assert upstream is not None
-    relay = ProxyRelay(upstream)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(relay.serve)
-        answer = await ask(
-            relay, b"CONNECT example.org:443 HTTP/1.1\r\n" + relay_authorization(relay) + b"\r\n"
-        )
-        nursery.cancel_scope.cancel()
+    answer = await answer_through(f"http://proxy-user:pw@127.0.0.1:{port}")
     assert answer.startswith(b"HTTP/1.1 502 Bad Gateway\r\n")
     assert b"Connection refused" in answer
     assert str(port).encode() not in answer

@@ -18,7 +18,12 @@ import trio
 
 from orchestrator.edges.http1_proxy import Proxy
 from orchestrator.edges.proxy_relay import ProxyRelay
-from tests.edges.test_proxy_relay import CREDENTIALS, PASSWORD, ask, relay_authorization
+from tests.edges.test_proxy_relay import (
+    CREDENTIALS,
+    PASSWORD,
+    answer_through,
+    relay_authorization,
+)
 from tests.fakes.proxies import open_fake_proxy
 from tests.fakes.tls import make_fake_tls
 
@@ -57,16 +62,10 @@ async def test_max_forwards_is_not_passed_on() -> None:
             partial(trio.serve_tcp, echoing_proxy, 0, host="127.0.0.1")
         )
         port = listener.socket.getsockname()[1]
-        upstream = Proxy.parse(f"http://proxy-user:{quote(PASSWORD, safe='')}@127.0.0.1:{port}")
-        assert upstream is not None
-        relay = ProxyRelay(upstream)
-        await nursery.start(relay.serve)
-        head = (
-            b"GET http://example.org/ HTTP/1.1\r\nHost: example.org\r\nMax-Forwards: 0\r\n"
-            + relay_authorization(relay)
-            + b"\r\n"
+        await answer_through(
+            f"http://proxy-user:{quote(PASSWORD, safe='')}@127.0.0.1:{port}",
+            b"GET http://example.org/ HTTP/1.1\r\nHost: example.org\r\nMax-Forwards: 0\r\n\r\n",
         )
-        await ask(relay, head)
         nursery.cancel_scope.cancel()
     [forwarded] = heads
     assert b"max-forwards" not in forwarded.lower()
@@ -141,15 +140,8 @@ async def test_a_proxy_certificate_for_another_name_is_a_502_without_the_proxys_
     made = make_fake_tls(tmp_path / "tls", names=("other.example",))
     monkeypatch.setenv("SSL_CERT_FILE", str(made.authority))
     monkeypatch.delenv("SSL_CERT_DIR", raising=False)
-    async with open_fake_proxy(CREDENTIALS, tls=made.server) as proxy, trio.open_nursery() as n:
-        upstream = Proxy.parse(proxy.url(CREDENTIALS).replace("127.0.0.1", "localhost"))
-        assert upstream is not None
-        relay = ProxyRelay(upstream)
-        await n.start(relay.serve)
-        answer = await ask(
-            relay, b"CONNECT example.org:443 HTTP/1.1\r\n" + relay_authorization(relay) + b"\r\n"
-        )
-        n.cancel_scope.cancel()
+    async with open_fake_proxy(CREDENTIALS, tls=made.server) as proxy:
+        answer = await answer_through(proxy.url(CREDENTIALS).replace("127.0.0.1", "localhost"))
     assert answer.startswith(b"HTTP/1.1 502 Bad Gateway\r\n")
     assert b"certificate is not valid for that host" in answer
     assert b"localhost" not in answer
