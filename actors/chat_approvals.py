@@ -243,8 +243,10 @@ class Approvals:
                     message_id=press.message_id,
                 )
             return
-        await self._out.answer(press, "Approved" if button.decision != "denied" else "Denied")
+        # Decided first (its check and settling take no checkpoint), then told: a timeout
+        # that came while the toast waited for a busy sender would have made it a lie.
         await self._decide(button.token, button.decision, by="button")
+        await self._out.answer(press, "Approved" if button.decision != "denied" else "Denied")
 
     def _stale(self, press: InboundCallback, token: str) -> bool:
         """Whether `press` is on a question shown before a restart: not one this process

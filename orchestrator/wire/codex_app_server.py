@@ -33,6 +33,7 @@ from orchestrator.wire.codex_app_server_controls import (
     TurnSteerResponse,
 )
 from orchestrator.wire.codex_app_server_notifications import _Turn
+from orchestrator.wire.shell_words import shell_script
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -348,9 +349,8 @@ def command_text(command: str) -> str:
         words = shlex.split(command)
     except ValueError:
         return command
-    if len(words) == 3 and words[0].endswith("sh") and words[1] in ("-lc", "-c"):
-        return words[2]
-    return command
+    script = shell_script(words)
+    return command if script is None else script
 
 
 ErrorKind: TypeAlias = Literal[

@@ -47,6 +47,7 @@ from orchestrator.codex_runs import (
     TokenCount,
 )
 from orchestrator.codex_words import CONTEXT_COMPACTED
+from orchestrator.wire.shell_words import shell_script
 from orchestrator.workflow_types import ContextFill, TokenUsage
 
 if TYPE_CHECKING:
@@ -210,9 +211,8 @@ def command_text(command: list[str] | str | None) -> str:
         return ""
     if isinstance(command, str):
         return command
-    if len(command) == 3 and command[0].endswith("sh") and command[1] in ("-lc", "-c"):
-        return command[2]
-    return shlex.join(command)
+    script = shell_script(command)
+    return shlex.join(command) if script is None else script
 
 
 def local_path(where: str) -> str:
