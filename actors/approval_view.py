@@ -14,6 +14,7 @@ The questions themselves, their buttons and presses, are `actors.chat_approvals`
 from __future__ import annotations
 
 import os.path
+import posixpath
 import re
 import unicodedata
 from typing import TYPE_CHECKING, Final, NamedTuple
@@ -110,21 +111,26 @@ class ApprovalView(NamedTuple):
 
 def approval_view(ask: ApprovalAsk, working_directory: str) -> ApprovalView:
     """The whole of what `ask` approves, made `visible`; as a file when it does not fit."""
-    why = _why(ask) + _hidden(ask)
+    why = _hidden(ask) + _why(ask)  # the warning first: nothing may push it out of view
     if ask.kind == "exec":
-        where = visible(ask.cwd or working_directory)
+        where = visible(_folder(ask.cwd or working_directory))
         command = visible(ask.command)
         text = f"Codex asks to run:\n$ {command}\nin {where}{why}"
         if len(text) <= APPROVAL_TEXT_LIMIT:
             return ApprovalView(text)
         size = f"{len(ask.command):,} characters"
+        head = f"Codex asks to run a command of {size}: the full command is in the file above."
+        text = f"{head}\nin {where}{why}\nRead it there before you approve."
+        if len(text) > APPROVAL_TEXT_LIMIT:  # a folder's name as long as the message: the
+            # file names it too, whole, and the message must not be cut under its buttons
+            text = f"{head}{why}\nThe folder it runs in is named there. Read it before you approve."
         return ApprovalView(
-            f"Codex asks to run a command of {size}: the full command is in the file "
-            f"above.\nin {where}{why}\nRead it there before you approve.",
-            document=f"{command}\n".encode(),
+            text,
+            document=f"{command}\n\nin {where}\n".encode(),
             document_name="command.txt",
             document_caption=f"The full command Codex asks to run ({size}; whitespace runs, "
-            "control and invisible characters made visible)",
+            "control and invisible characters made visible), and where",
+            approvable=len(text) <= APPROVAL_TEXT_LIMIT,
         )
     listing = (
         "\n".join(f"• {visible(_named(path, working_directory))}" for path in ask.changes)
@@ -158,10 +164,18 @@ def approval_view(ask: ApprovalAsk, working_directory: str) -> ApprovalView:
 def _why(ask: ApprovalAsk) -> str:
     """The model's reason for asking, as a line to add (at most `REASON_LIMIT` characters),
     or "" when the backend gave none."""
-    reason = one_line(ask.reason, REASON_LIMIT)
+    reason = visible(one_line(ask.reason, REASON_LIMIT))
     if not reason:
         return ""
-    return f"\nWhy, in Codex's words: {visible(reason)}"
+    if len(reason) > REASON_LIMIT:  # made visible, one character can become nine
+        reason = reason[:REASON_LIMIT] + "…"
+    return f"\nWhy, in Codex's words: {reason}"
+
+
+def _folder(path: str) -> str:
+    """A working directory as the system will take it: ``/w/./../x`` is ``/x`` (its ``..``
+    and ``.`` are what a padded name hides past the edge of the screen)."""
+    return posixpath.normpath(path) if path.startswith("/") else path
 
 
 def _hidden(ask: ApprovalAsk) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from actors.approval_view import (
     APPROVAL_TEXT_LIMIT,
     DIFF_CUT_AT,
+    REASON_LIMIT,
     TIMES,
     approval_view,
     visible,
@@ -28,7 +29,7 @@ def test_a_command_that_does_not_fit_goes_whole_as_a_file() -> None:
     view = approval_view(ApprovalAsk(kind="exec", message="", command=command), "/w")
     assert "the full command is in the file above" in view.text
     assert len(view.text) <= APPROVAL_TEXT_LIMIT
-    assert view.document == f"{command}\n".encode()
+    assert view.document == f"{command}\n\nin /w\n".encode()  # where, too: whole
     assert view.document_name == "command.txt"
 
 
@@ -67,8 +68,9 @@ def test_the_model_s_reason_is_shown_cut_and_made_visible() -> None:
     text = approval_view(long, "/w").text
     why = text.split("Why, in Codex's words: ")[1]
     assert why.startswith("r<U+202E>r")
-    assert why.count("r") == 150  # 300 characters kept, the last one an ellipsis
-    assert "…" in why
+    # cut once made visible (each character can become nine): the line stays short
+    assert len(why) <= REASON_LIMIT + 1
+    assert why.endswith("…")
     assert "\u202e" not in text
 
 
@@ -118,3 +120,19 @@ def test_the_diff_s_file_headers_name_the_files_as_the_list_does() -> None:
         "--- src/a.py.bak (delete)\n"
         "--- /etc/hosts (outside the working directory) (add)\n+-- /w/src/a.py (update)\n"
     )
+
+
+def test_a_padded_folder_cannot_hide_where_a_command_runs() -> None:
+    """``/w/project/./././…/../../../home/me/.ssh``: shown as the system takes it; a name
+    too long for the message goes whole in the file, and the message is never cut under
+    its buttons."""
+    padded = "/w/project" + "/." * 1100 + "/../../../home/me/.ssh"
+    view = approval_view(ApprovalAsk(kind="exec", message="", command="ls", cwd=padded), "/w")
+    assert view.text == "Codex asks to run:\n$ ls\nin /home/me/.ssh"
+    deep = "/w/" + "d" * 3000
+    long = ApprovalAsk(kind="exec", message="", command="ls " + "x" * 5000, cwd=deep)
+    view = approval_view(long, "/w")
+    assert len(view.text) <= APPROVAL_TEXT_LIMIT
+    assert "The folder it runs in is named there" in view.text
+    assert view.document.endswith(f"in {deep}\n".encode())
+    assert view.approvable
