@@ -217,10 +217,11 @@ async def _poll(polling: _Polling) -> None:
             await trio.sleep(delay)
             continue
         outage.succeeded()
-        if raws:
-            offset = await _hand_off(raws, polling, offset, _late_line(polling))
+        late = _late_line(polling)  # drawn where the bot had caught up before this poll
         if len(raws) < polling.limit:  # it returned all Telegram held when it was sent
-            polling.ledger.caught_up_at(polled_at)
+            polling.ledger.caught_up_at(polled_at)  # before the hand-off: a stop may end it
+        if raws:
+            offset = await _hand_off(raws, polling, offset, late)
 
 
 def _late_line(polling: _Polling) -> _LateLine | None:

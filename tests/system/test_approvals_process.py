@@ -102,7 +102,7 @@ async def test_approvals_show_the_whole_command_and_the_diff(tmp_path: Path) -> 
     [document] = [m for m in tg.messages(ALICE) if m.document is not None]
     assert document.filename == "command.txt"
     assert document.message_id < long_id  # the file first, then the buttons
-    assert document.document == f"{LONG}\n".encode()
+    assert document.document == f"{LONG}\n\n{where}\n".encode()  # where it runs, too
     assert patch == (
         "Codex asks to change files:\n• /w/app.py (outside the working directory)\n"
         "• /w/new.txt (outside the working directory)\n\n"
