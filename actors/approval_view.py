@@ -20,7 +20,7 @@ import unicodedata
 from typing import TYPE_CHECKING, Final, NamedTuple
 
 from orchestrator.redaction import REDACTED, TOKEN_PATTERN
-from orchestrator.words import one_line
+from orchestrator.words import DRAWN_AS_NOTHING, one_line
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -65,6 +65,8 @@ def _char(ch: str) -> str:
         return "\\t"
     if ch == "\r":
         return "\\r"
+    if ch in DRAWN_AS_NOTHING:  # letters and marks drawn as nothing
+        return f"<U+{ord(ch):04X}>"
     category = unicodedata.category(ch)
     if category == "Cc":
         return f"\\x{ord(ch):02x}" if ord(ch) < 256 else f"<U+{ord(ch):04X}>"

@@ -11,7 +11,16 @@ from __future__ import annotations
 import unicodedata
 from typing import Final
 
-__all__ = ["echo", "git_quoted", "has_visible", "one_line", "plural", "quoted", "sentence"]
+__all__ = [
+    "DRAWN_AS_NOTHING",
+    "echo",
+    "git_quoted",
+    "has_visible",
+    "one_line",
+    "plural",
+    "quoted",
+    "sentence",
+]
 
 
 def plural(count: int, word: str, words: str | None = None) -> str:
@@ -54,6 +63,15 @@ def quoted(text: str, limit: int = 60) -> str:
 _BLANK_GLYPHS: Final = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 """Letters and symbols drawn as nothing (the Hangul fillers, the blank Braille pattern):
 what people type to send an "empty" message."""
+
+DRAWN_AS_NOTHING: Final = _BLANK_GLYPHS | frozenset(
+    "\u034f\u17b4\u17b5"  # the combining grapheme joiner, Khmer's inherent vowels
+    + "".join(map(chr, range(0x180B, 0x1810)))  # Mongolian variation selectors
+    + "".join(map(chr, range(0xFE00, 0xFE10)))  # variation selectors
+    + "".join(map(chr, range(0xE0100, 0xE01F0)))  # variation selectors supplement
+)
+"""Characters drawn as nothing that are letters or marks, not format characters: where an
+approval must show them (``te<U+034F>st.sh`` is not ``test.sh``)."""
 
 _UNSEEN_CATEGORIES: Final = frozenset({"Cc", "Cf", "Co", "Cn", "Cs", "Zs", "Zl", "Zp"})
 """Control, format (zero-width, direction marks), private, unassigned and space characters."""

