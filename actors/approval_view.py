@@ -132,7 +132,6 @@ def approval_view(ask: ApprovalAsk, working_directory: str) -> ApprovalView:
             document_name="command.txt",
             document_caption=f"The full command Codex asks to run ({size}; whitespace runs, "
             "control and invisible characters made visible), and where",
-            approvable=len(text) <= APPROVAL_TEXT_LIMIT,
         )
     listing = (
         "\n".join(f"• {visible(_named(path, working_directory))}" for path in ask.changes)

@@ -312,7 +312,7 @@ async def _hand_off(
                     message = msgspec.structs.replace(message, late=late_by)
                 await out.send(msgspec.structs.replace(message, handled=handled))
                 waiting.append((update_id, handled))
-            trace(_update_trace(update_id, message, polling, late_by))
+            trace(_update_trace(update_id, message, polling, late_by, stranger=strange))
         if lates:
             logger.info(
                 "%s waited at Telegram over sessions.stale_after (%g s) while the bot could "
@@ -359,12 +359,11 @@ async def _persist(
 
 
 def _update_trace(
-    update_id: int, message: RouterMsg | None, polling: _Polling, late_by: int
+    update_id: int, message: RouterMsg | None, polling: _Polling, late_by: int, *, stranger: bool
 ) -> TraceRecord:
     preview_chars = polling.preview_chars
     if isinstance(message, InboundMessage):
-        if _from_stranger(message, polling.allowed_users):
-            # what a stranger writes is not ours to keep: ids and a length only
+        if stranger:  # what a stranger writes is not ours to keep: ids and a length only
             return TraceRecord(
                 event="update",
                 update_id=update_id,

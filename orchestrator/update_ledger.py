@@ -81,7 +81,6 @@ class UpdateLedger:
         self.high_water = high_water
         self.caught_up = caught_up
         """When the bot last had every update Telegram held (Unix seconds), if known."""
-        self._caught_up_written = caught_up
         self._order: deque[int] = deque(recent[-RECENT_IDS_KEPT:])
         self._members = set(self._order)
         self._dirty = False
@@ -115,19 +114,19 @@ class UpdateLedger:
             self.caught_up = when
 
     async def persist(self, *, stopping: bool = False) -> None:
-        """Write the ledger atomically if it changed (`stopping`: `caught_up` counts too)."""
-        moved = stopping and self.caught_up != self._caught_up_written
-        if not (self._dirty or moved):
+        """Write the ledger atomically if it changed; `stopping`: whenever there is a
+        `caught_up` to keep (it moves with nearly every poll)."""
+        if not (self._dirty or (stopping and self.caught_up is not None)):
             return
-        caught_up = self.caught_up
         data = _ENCODER.encode(
-            _LedgerFile(high_water=self.high_water, recent=tuple(self._order), caught_up=caught_up)
+            _LedgerFile(
+                high_water=self.high_water, recent=tuple(self._order), caught_up=self.caught_up
+            )
         )
         await disk.run_sync(
             functools.partial(disk.write_atomically, durable=False), self.path, data
         )
         self._dirty = False
-        self._caught_up_written = caught_up
 
 
 def _load(path: Path) -> _LedgerFile:

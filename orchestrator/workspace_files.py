@@ -287,6 +287,12 @@ def readable_target(
     return target
 
 
+def _withheld(info: os.stat_result, own: AbstractSet[Identity]) -> bool:
+    """Whether a file read after the check (or in a folder's zip) is one ``/get`` does not
+    send: one of the bot's `own`, or one with other names."""
+    return is_own(info, own) or _hard_linked(info)
+
+
 def _hard_linked(info: os.stat_result) -> bool:
     """Whether `info` is a regular file with other names: one the agent linked to a file it
     may not read (a session file, Codex's login; an old copy of the config the bot no longer
@@ -328,7 +334,7 @@ def read_limited(
         TooBig: it is larger than `limit`.
     """
     read = _read_regular(_open_inside(root, relative, folder=False), limit)
-    if read is None or is_own(read[1], own) or _hard_linked(read[1]):
+    if read is None or _withheld(read[1], own):
         raise _changed(relative)
     return read[0]
 
@@ -367,7 +373,7 @@ def zip_folder(
                     entry = _read_entry(folder, name, room)
                 except TooBig as error:  # the folder's count, not that file's size
                     raise TooBig(counted + error.size) from None
-                if entry is None or is_own(entry[1], own) or _hard_linked(entry[1]):
+                if entry is None or _withheld(entry[1], own):
                     continue
                 data, info = entry
                 counted += len(data)
